@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11+:
+#   make run    the whole platform on embedded NATS and PostgreSQL
+#   make test   the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+HELM := .tools/bin/helm
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+.PHONY: run test check lint typecheck bench install tools chromium clean
+
+run: install tools ## start the platform (Ctrl-C stops it)
+	$(UV) run --frozen woostore-run
+
+test: install tools chromium ## run every test: unit, charts, end-to-end, browser
+	$(UV) run --frozen pytest
+
+check: install ## static checks: format, lint, types, layer boundaries
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen mypy
+	$(UV) run --frozen lint-imports
+
+install: $(UV) .venv/.synced
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml devstack/pyproject.toml
+	$(UV) sync --frozen
+	@touch $@
+
+tools: $(HELM)
+
+$(HELM): deploy/tools/install_helm.py
+	$(UV) run --frozen python deploy/tools/install_helm.py
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own download is not
+# reachable from these machines).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+clean:
+	rm -rf .venv .tools

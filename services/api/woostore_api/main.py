@@ -1,0 +1,104 @@
+"""woostore-api: the REST API, and the dashboard's static files at ``/``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from woostore_api.auth import CurrentPrincipal
+from woostore_api.problems import install_problem_handlers
+from woostore_api.stores.router import router as stores_router
+from woostore_api.stores.schemas import Platform, Ticket
+from woostore_shared.db import Database
+from woostore_shared.logging import configure_logging
+from woostore_shared.messaging import connect, require_connected
+from woostore_shared.ops import ops_routes
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import TICKET_TTL_SECONDS, CredentialCipher, TicketSigner
+from woostore_shared.settings import Settings
+
+STATIC = Path(__file__).parent / "static"
+VERSION = version("woostore-api")
+
+platform_router = APIRouter(tags=["platform"])
+
+
+@platform_router.get("/platform", response_model=Platform)
+async def platform(request: Request, _: CurrentPrincipal) -> Platform:
+    """Where the event stream is, and whether stores run on a real or a simulated cluster."""
+    settings: Settings = request.app.state.settings
+    return Platform(
+        cluster=settings.cluster_mode.value,
+        events_url=settings.events_url,
+        base_domain=settings.base_domain,
+        version=VERSION,
+    )
+
+
+@platform_router.post("/events/ticket", response_model=Ticket)
+async def event_ticket(request: Request, principal: CurrentPrincipal) -> Ticket:
+    """A short-lived ticket for the event stream: EventSource cannot send an Authorization
+    header, and a long-lived token does not belong in a URL."""
+    return Ticket(
+        ticket=request.app.state.tickets.issue(principal.subject), expires_in=TICKET_TTL_SECONDS
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nats = await connect(settings.nats_url, "woostore-api")
+        db = Database(settings.database_url)
+        secret = settings.secret_key.get_secret_value()
+        app.state.settings = settings
+        app.state.db = db
+        app.state.outbox = Outbox(db, nats.jetstream(), source="/woostore/api")
+        app.state.cipher = CredentialCipher(secret)
+        app.state.tickets = TicketSigner(secret)
+        app.state.nats = nats
+        yield
+        await nats.close()
+        await db.dispose()
+
+    app = FastAPI(
+        title="WooStore API",
+        version=VERSION,
+        description="Provision isolated WooCommerce stores. Errors are RFC 9457 problem details.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(stores_router)
+    api.include_router(platform_router)
+    app.include_router(api)
+
+    async def database_ready() -> None:
+        await app.state.db.ping()
+
+    async def nats_ready() -> None:
+        await require_connected(app.state.nats)
+
+    app.router.routes.extend(ops_routes({"database": database_ready, "nats": nats_ready}))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+def main() -> None:
+    settings = Settings()
+    settings.require_runtime()
+    configure_logging(settings, "api")
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    )

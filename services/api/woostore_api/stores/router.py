@@ -1,0 +1,92 @@
+"""/api/v1/stores: create, list, read, delete, and the owner's credentials."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from prometheus_client import Counter
+
+from woostore_api.auth import CurrentPrincipal
+from woostore_api.problems import Problem
+from woostore_api.stores import service
+from woostore_api.stores.schemas import (
+    Credentials,
+    EventOut,
+    StoreCreate,
+    StoreDetail,
+    StoreList,
+    StoreOut,
+)
+from woostore_shared.models import StoreStatus
+from woostore_shared.settings import ClusterMode
+
+router = APIRouter(prefix="/stores", tags=["stores"])
+STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested through the API")
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)
+async def create_store(
+    body: StoreCreate, request: Request, principal: CurrentPrincipal
+) -> StoreOut:
+    """Queue a new store. It is provisioned in the background; follow it on the event stream."""
+    state = request.app.state
+    store = await service.create_store(
+        state.outbox,
+        body,
+        principal.tenant_id,
+        simulated=state.settings.cluster_mode is ClusterMode.SIMULATED,
+    )
+    STORES_REQUESTED.inc()
+    return StoreOut.of(store)
+
+
+@router.get("", response_model=StoreList)
+async def list_stores(
+    request: Request,
+    principal: CurrentPrincipal,
+    status: StoreStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> StoreList:
+    stores = await service.list_stores(request.app.state.db, principal.tenant_id, status, limit)
+    return StoreList(items=[StoreOut.of(s) for s in stores])
+
+
+@router.get("/{store_id}", response_model=StoreDetail)
+async def get_store(
+    store_id: uuid.UUID, request: Request, principal: CurrentPrincipal
+) -> StoreDetail:
+    db = request.app.state.db
+    store = await service.get_store(db, store_id, principal.tenant_id)
+    events = [
+        EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
+        for e in await service.store_events(db, store_id)
+    ]
+    return StoreDetail(**StoreOut.of(store).model_dump(), events=events)
+
+
+@router.delete("/{store_id}", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)
+async def delete_store(
+    store_id: uuid.UUID, request: Request, principal: CurrentPrincipal
+) -> StoreOut:
+    """Delete the store and everything it owns (namespace, volumes, release)."""
+    store = await service.request_deletion(request.app.state.outbox, store_id, principal.tenant_id)
+    return StoreOut.of(store)
+
+
+@router.get("/{store_id}/credentials", response_model=Credentials)
+async def get_credentials(
+    store_id: uuid.UUID, request: Request, principal: CurrentPrincipal
+) -> Credentials:
+    """The store's WordPress admin login, for its owner. Never part of events or logs."""
+    state = request.app.state
+    store = await service.get_store(state.db, store_id, principal.tenant_id)
+    if store.status is not StoreStatus.READY or store.admin_password_encrypted is None:
+        raise Problem(
+            409, "Store not ready", "credentials are available once the store is ready",
+            kind="invalid-state", status_now=store.status.value,
+        )  # fmt: skip
+    return Credentials(
+        username="admin", password=state.cipher.decrypt(store.admin_password_encrypted)
+    )

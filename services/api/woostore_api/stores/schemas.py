@@ -1,0 +1,117 @@
+"""What the REST API accepts and returns for stores."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from woostore_shared.models import Store, StoreStatus
+
+NAME_MAX = 50
+
+
+class StoreCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "My Shop", "type": "woocommerce"}]},
+    )
+
+    name: str = Field(min_length=1, max_length=NAME_MAX, description="Shown to people; any script.")
+    type: Literal["woocommerce"] = "woocommerce"
+
+    @field_validator("name")
+    @classmethod
+    def _normal_and_printable(cls, name: str) -> str:
+        name = unicodedata.normalize("NFC", name).strip()
+        if not name:
+            raise ValueError("must contain a visible character")
+        if any(unicodedata.category(c).startswith("C") for c in name):
+            raise ValueError("must not contain control or invisible format characters")
+        if len(name) > NAME_MAX:
+            raise ValueError(f"must be at most {NAME_MAX} characters")
+        return name
+
+
+class StepOut(BaseModel):
+    name: str
+    title: str
+    index: int
+    total: int
+
+
+class StoreOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    slug: str
+    type: str
+    status: StoreStatus
+    simulated: bool = Field(description="True when the store runs on the simulated cluster.")
+    step: StepOut | None
+    progress: float = Field(ge=0, le=1)
+    storefront_url: str | None
+    admin_url: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    ready_at: datetime | None
+    deleted_at: datetime | None
+    links: dict[str, str]
+
+    @classmethod
+    def of(cls, store: Store) -> StoreOut:
+        step = None
+        if store.step_name and store.step_index and store.step_total:
+            step = StepOut(
+                name=store.step_name,
+                title=store.step_title or store.step_name,
+                index=store.step_index,
+                total=store.step_total,
+            )
+        base = f"/api/v1/stores/{store.id}"
+        return cls(
+            **store.model_dump(
+                include={
+                    "id", "name", "slug", "type", "status", "simulated", "progress",
+                    "storefront_url", "admin_url", "failure_reason",
+                    "created_at", "updated_at", "ready_at", "deleted_at",
+                }
+            ),
+            step=step,
+            links={"self": base, "credentials": f"{base}/credentials"},
+        )  # fmt: skip
+
+
+class EventOut(BaseModel):
+    id: uuid.UUID
+    type: str
+    time: datetime
+    data: dict[str, Any]
+
+
+class StoreDetail(StoreOut):
+    events: list[EventOut]
+
+
+class StoreList(BaseModel):
+    items: list[StoreOut]
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+class Platform(BaseModel):
+    cluster: Literal["simulated", "kubernetes"]
+    events_url: str
+    base_domain: str
+    version: str
+
+
+class Ticket(BaseModel):
+    ticket: str
+    expires_in: int

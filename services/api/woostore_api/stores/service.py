@@ -1,0 +1,112 @@
+"""Store use cases: what the API does with the database and the event stream."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from woostore_api.problems import Problem, not_found
+from woostore_api.stores.schemas import StoreCreate
+from woostore_shared.db import Database
+from woostore_shared.events import DeleteRequested, Requested, StoreSummary
+from woostore_shared.lifecycle import DELETABLE, InvalidTransition, transition
+from woostore_shared.models import Store, StoreEvent, StoreStatus
+from woostore_shared.outbox import Outbox
+
+SLUG_BASE_MAX = 30
+_SLUG_ATTEMPTS = 5
+
+
+def slugify(name: str) -> str:
+    """A DNS label from any name: ASCII-folded, lower case, hyphens, never empty."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    base = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:SLUG_BASE_MAX].strip("-")
+    return base or "store"
+
+
+async def create_store(
+    outbox: Outbox, request: StoreCreate, tenant_id: uuid.UUID, *, simulated: bool
+) -> Store:
+    base = slugify(request.name)
+    for _ in range(_SLUG_ATTEMPTS):
+        slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
+        try:
+            async with outbox.transaction() as tx:
+                store = Store(
+                    tenant_id=tenant_id,
+                    name=request.name,
+                    slug=slug,
+                    type=request.type,
+                    status=StoreStatus.QUEUED,
+                    simulated=simulated,
+                    correlation_id=uuid.uuid4().hex,
+                )
+                tx.session.add(store)
+                await tx.session.flush()  # the slug's uniqueness is checked here
+                tx.emit(
+                    store, Requested(store=StoreSummary.model_validate(store, from_attributes=True))
+                )
+            return store
+        except IntegrityError:
+            continue
+    raise Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
+
+
+async def list_stores(
+    db: Database, tenant_id: uuid.UUID, status: StoreStatus | None, limit: int
+) -> list[Store]:
+    query = (
+        select(Store)
+        .where(col(Store.tenant_id) == tenant_id)
+        .order_by(col(Store.created_at).desc())
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(col(Store.status) == status)
+    async with db.session() as session:
+        return list(await session.exec(query))
+
+
+async def get_store(db: Database, store_id: uuid.UUID, tenant_id: uuid.UUID) -> Store:
+    async with db.session() as session:
+        store = await session.get(Store, store_id)
+    if store is None or store.tenant_id != tenant_id:
+        raise not_found(f"store {store_id}")
+    return store
+
+
+async def store_events(db: Database, store_id: uuid.UUID) -> list[StoreEvent]:
+    async with db.session() as session:
+        rows = await session.exec(
+            select(StoreEvent)
+            .where(col(StoreEvent.store_id) == store_id)
+            .order_by(col(StoreEvent.time))
+        )
+        return list(rows)
+
+
+async def request_deletion(outbox: Outbox, store_id: uuid.UUID, tenant_id: uuid.UUID) -> Store:
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        if store is None or store.tenant_id != tenant_id:
+            raise not_found(f"store {store_id}")
+        if store.status is StoreStatus.DELETING:
+            return store  # asking twice is fine: one deletion
+        try:
+            transition(store, StoreStatus.DELETING)
+        except InvalidTransition as error:
+            allowed = ", ".join(sorted(s.value for s in DELETABLE))
+            raise Problem(
+                409,
+                "Store cannot be deleted now",
+                f"{error}; a store can be deleted when it is {allowed}",
+                kind="invalid-state",
+                status_now=error.current.value,
+            ) from error
+        tx.emit(store, DeleteRequested())
+    return store

@@ -1,0 +1,88 @@
+"""The narrow interface between the provisioner and a cluster.
+
+Two implementations: ``simulated`` (the embedded default) and ``kubernetes`` (the real one,
+used whenever a kubeconfig is given). Every method is idempotent: calling it again after it
+succeeded, or after a crash half-way, leads to the same end state. That is what lets the
+recipe resume after any failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class ClusterError(Exception):
+    """Something the cluster refused or could not do; the message is safe to show a user."""
+
+
+class TransientClusterError(ClusterError):
+    """Worth retrying after ``delay`` seconds: an API server hiccup, a conflict, a timeout."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentClusterError(ClusterError):
+    """Retrying cannot help: a bad image, an invalid manifest, a quota exceeded."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """One store's Helm release. Secrets are never among ``values``: they live in a Secret
+    the chart references by name (``credentialsSecret``)."""
+
+    name: str
+    namespace: str
+    chart: Path
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WpResult:
+    exit_code: int
+    stdout: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class StorefrontCheck:
+    status_code: int
+    products: int
+    order_placed: bool
+
+
+class Cluster(Protocol):
+    simulated: bool
+
+    async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None: ...
+
+    async def namespace_exists(self, namespace: str) -> bool: ...
+
+    async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Create the Secret if it does not exist; an existing one is kept as it is."""
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]: ...
+
+    async def install_release(self, release: Release, timeout: float) -> None:
+        """``helm upgrade --install``; a release left pending by a crash is recovered first."""
+
+    async def wait_for_rollout(self, namespace: str, timeout: float) -> None: ...
+
+    async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
+        """Run WP-CLI in the store's WordPress pod. Secrets go through ``stdin``, never ``args``."""
+
+    async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
+        """Load the storefront, list products through the Store API, place and remove a
+        cash-on-delivery order."""
+
+    async def uninstall_release(self, namespace: str, name: str) -> None: ...
+
+    async def delete_namespace(self, namespace: str, timeout: float) -> None:
+        """Delete the namespace and wait until it is gone (finalizers are never stripped)."""

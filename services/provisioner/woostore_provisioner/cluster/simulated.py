@@ -1,0 +1,381 @@
+"""The simulated cluster: a stand-in for Kubernetes that needs no Docker and no cluster.
+
+It is faithful where the provisioner can tell the difference:
+- its state (namespaces, objects, Helm releases, each store's WordPress) lives in a SQLite
+  file under the data folder, outside the provisioner, so it survives provisioner restarts
+  and is shared by every replica, as a real cluster's would be;
+- releases are rendered from the real chart with the real ``helm template``, and a release
+  interrupted mid-install is left ``pending-install`` and must be recovered, as with Helm;
+- WP-CLI commands are interpreted, so a step that forgets to activate WooCommerce fails
+  verification here too;
+- operations take realistic time (``WOOSTORE_SIM_TIME_SCALE`` scales it, 0 is instant) and
+  ``WOOSTORE_SIM_FAULTS`` injects the failures a real cluster produces.
+It never claims to be real: every store it runs is flagged ``simulated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import shlex
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from woostore_provisioner.cluster.base import (
+    PermanentClusterError,
+    Release,
+    StorefrontCheck,
+    TransientClusterError,
+    WpResult,
+)
+from woostore_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+# Seconds each operation takes at time scale 1, from timings of real kind/k3s installs.
+DURATIONS: dict[str, float] = {
+    "ensure_namespace": 1.0,
+    "ensure_secret": 0.5,
+    "install_release": 8.0,
+    "wait_for_rollout": 35.0,
+    "wp core install": 8.0,
+    "wp plugin activate": 6.0,
+    "wp": 1.0,
+    "wp wc product create": 1.5,
+    "check_storefront": 4.0,
+    "uninstall_release": 4.0,
+    "delete_namespace": 10.0,
+}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
+    phase TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (namespace TEXT NOT NULL, kind TEXT NOT NULL,
+    name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (namespace, kind, name));
+CREATE TABLE IF NOT EXISTS releases (namespace TEXT NOT NULL, name TEXT NOT NULL,
+    status TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (namespace, name));
+CREATE TABLE IF NOT EXISTS wordpress (namespace TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT NOT NULL,
+    PRIMARY KEY (namespace, operation));
+"""
+
+
+class SimulatedCluster:
+    simulated = True
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        helm_binary: str,
+        time_scale: float,
+        faults: Mapping[str, str] | None = None,
+    ) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = state_dir / "cluster.sqlite3"
+        self.helm_binary = helm_binary
+        self.time_scale = time_scale
+        self.faults = dict(faults or {})
+        with closing(sqlite3.connect(self.state_file, timeout=30)) as db:
+            db.execute("PRAGMA journal_mode=WAL")  # several processes share the file
+            db.executescript(_SCHEMA)
+
+    # -- the Cluster interface -------------------------------------------------------------
+
+    async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
+        await self._operate("ensure_namespace", namespace)
+        with self._db() as db:
+            row = db.execute("SELECT phase FROM namespaces WHERE name=?", (namespace,)).fetchone()
+            if row and row[0] == "Terminating":
+                raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
+            db.execute(
+                "INSERT INTO namespaces VALUES (?, ?, 'Active') ON CONFLICT (name) DO NOTHING",
+                (namespace, json.dumps(dict(labels))),
+            )
+
+    async def namespace_exists(self, namespace: str) -> bool:
+        with self._db() as db:
+            return (
+                db.execute("SELECT 1 FROM namespaces WHERE name=?", (namespace,)).fetchone()
+                is not None
+            )
+
+    async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        await self._operate("ensure_secret", namespace)
+        self._require_namespace(namespace)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": dict(data),
+        }
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO objects VALUES (?, 'Secret', ?, ?) ON CONFLICT DO NOTHING",
+                (namespace, name, json.dumps(body)),
+            )
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT body FROM objects WHERE namespace=? AND kind='Secret' AND name=?",
+                (namespace, name),
+            ).fetchone()
+        if row is None:
+            raise PermanentClusterError(f"secret {namespace}/{name} not found")
+        data: dict[str, str] = json.loads(row[0])["stringData"]
+        return data
+
+    async def install_release(self, release: Release, timeout: float) -> None:
+        self._require_namespace(release.namespace)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT status, revision FROM releases WHERE namespace=? AND name=?",
+                (release.namespace, release.name),
+            ).fetchone()
+            if row and row[0].startswith("pending-"):
+                # What a resumable driver must do with Helm: clear a release a crash left pending.
+                log.warning("recovering release left pending", release=release.name, status=row[0])
+            revision = (row[1] + 1) if row else 1
+            db.execute(
+                "INSERT INTO releases VALUES (?, ?, 'pending-install', ?) "
+                "ON CONFLICT (namespace, name) DO UPDATE SET status='pending-install', revision=?",
+                (release.namespace, release.name, revision, revision),
+            )
+        manifests = await self._helm_template(release)
+        await self._operate("install_release", release.namespace)
+        with self._db() as db:
+            for manifest in manifests:
+                db.execute(
+                    "INSERT INTO objects VALUES (?, ?, ?, ?) ON CONFLICT (namespace, kind, name) "
+                    "DO UPDATE SET body=excluded.body",
+                    (
+                        release.namespace,
+                        manifest["kind"],
+                        manifest["metadata"]["name"],
+                        json.dumps(manifest),
+                    ),
+                )
+            db.execute(
+                "UPDATE releases SET status='deployed' WHERE namespace=? AND name=?",
+                (release.namespace, release.name),
+            )
+
+    async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
+        workloads = self._objects(namespace, ("Deployment", "StatefulSet"))
+        if not workloads:
+            raise PermanentClusterError(
+                f"no workloads in namespace {namespace}: was the chart installed?"
+            )
+        await self._operate("wait_for_rollout", namespace)
+        self._update_wordpress(namespace, lambda wp: wp.update(pods_ready=True))
+
+    async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
+        if not self._wordpress(namespace).get("pods_ready"):
+            raise TransientClusterError(f"no ready WordPress pod in {namespace}", 5)
+        words = list(args)
+        operation = "wp " + " ".join(words[:2])
+        if " ".join(["wp", *words[:3]]) == "wp wc product create":
+            operation = "wp wc product create"
+        await self._operate(operation if operation in DURATIONS else "wp", namespace)
+        return self._interpret_wp(namespace, words, stdin)
+
+    async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
+        await self._operate("check_storefront", namespace)
+        wp = self._wordpress(namespace)
+        if not (wp.get("pods_ready") and wp.get("installed")):
+            return StorefrontCheck(status_code=503, products=0, order_placed=False)
+        if "woocommerce" not in wp.get("plugins", []):
+            return StorefrontCheck(status_code=200, products=0, order_placed=False)
+        products = len(wp.get("products", []))
+        cod = wp.get("gateways", {}).get("cod", False)
+        return StorefrontCheck(
+            status_code=200, products=products, order_placed=bool(products and cod)
+        )
+
+    async def uninstall_release(self, namespace: str, name: str) -> None:
+        with self._db() as db:
+            exists = db.execute(
+                "SELECT 1 FROM releases WHERE namespace=? AND name=?", (namespace, name)
+            ).fetchone()
+        if not exists:
+            return
+        await self._operate("uninstall_release", namespace)
+        with self._db() as db:
+            db.execute("DELETE FROM releases WHERE namespace=? AND name=?", (namespace, name))
+            # Helm removes what it rendered; Secrets created outside the chart stay until the
+            # namespace goes, as on a real cluster.
+            db.execute("DELETE FROM objects WHERE namespace=? AND kind != 'Secret'", (namespace,))
+
+    async def delete_namespace(self, namespace: str, timeout: float) -> None:
+        if not await self.namespace_exists(namespace):
+            return
+        with self._db() as db:
+            db.execute("UPDATE namespaces SET phase='Terminating' WHERE name=?", (namespace,))
+        await self._operate("delete_namespace", namespace)
+        with self._db() as db:
+            for table in ("objects", "releases"):
+                db.execute(f"DELETE FROM {table} WHERE namespace=?", (namespace,))  # noqa: S608  (fixed table names)
+            db.execute("DELETE FROM wordpress WHERE namespace=?", (namespace,))
+            db.execute("DELETE FROM faults_fired WHERE namespace=?", (namespace,))
+            db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
+
+    # -- inspection, for reconciliation and tests ------------------------------------------
+
+    def namespaces(self) -> dict[str, dict[str, str]]:
+        with self._db() as db:
+            rows = db.execute("SELECT name, labels FROM namespaces").fetchall()
+        return {name: json.loads(labels) for name, labels in rows}
+
+    def object_count(self, namespace: str) -> int:
+        with self._db() as db:
+            count: int = db.execute(
+                "SELECT count(*) FROM objects WHERE namespace=?", (namespace,)
+            ).fetchone()[0]
+            return count
+
+    # -- internals -------------------------------------------------------------------------
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        # One short transaction per operation, so replicas never hold the file for long.
+        connection = sqlite3.connect(self.state_file, timeout=30, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        finally:
+            connection.close()
+
+    async def _operate(self, operation: str, namespace: str) -> None:
+        """Take the operation's time, then apply any fault configured for it."""
+        fault = self.faults.get(operation)
+        if fault is None and operation.startswith("wp"):
+            fault = self.faults.get("wp")  # "wp" covers every WP-CLI command
+        if fault == "hang":
+            log.warning("simulated fault: operation hangs", operation=operation)
+            await asyncio.Event().wait()
+        seconds = DURATIONS.get(operation, 1.0) * self.time_scale * random.uniform(0.8, 1.2)  # noqa: S311  (jitter, not crypto)
+        if seconds:
+            await asyncio.sleep(seconds)
+        if fault == "error":
+            raise PermanentClusterError(f"{operation} failed: simulated fault (ImagePullBackOff)")
+        if fault == "transient" and self._first_time(namespace, operation):
+            raise TransientClusterError(f"{operation} failed: simulated API server timeout", 0.5)
+
+    def _first_time(self, namespace: str, operation: str) -> bool:
+        with self._db() as db:
+            inserted = db.execute(
+                "INSERT INTO faults_fired VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (namespace, operation),
+            ).rowcount
+        return inserted == 1
+
+    def _require_namespace(self, namespace: str) -> None:
+        with self._db() as db:
+            row = db.execute("SELECT phase FROM namespaces WHERE name=?", (namespace,)).fetchone()
+        if row is None or row[0] != "Active":
+            raise PermanentClusterError(f'namespaces "{namespace}" not found')
+
+    def _objects(self, namespace: str, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        placeholders = ",".join("?" * len(kinds))
+        query = f"SELECT body FROM objects WHERE namespace=? AND kind IN ({placeholders})"  # noqa: S608  (placeholders only)
+        with self._db() as db:
+            rows = db.execute(query, (namespace, *kinds)).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    async def _helm_template(self, release: Release) -> list[dict[str, Any]]:
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
+            json.dump(dict(release.values), values)
+            values.flush()
+            process = await asyncio.create_subprocess_exec(
+                self.helm_binary, "template", release.name, str(release.chart),
+                "--namespace", release.namespace, "--values", values.name,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = await process.communicate()
+        if process.returncode != 0:
+            raise PermanentClusterError(f"helm template failed: {stderr.decode().strip()}")
+        return [doc for doc in yaml.safe_load_all(stdout) if doc]
+
+    def _wordpress(self, namespace: str) -> dict[str, Any]:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT state FROM wordpress WHERE namespace=?", (namespace,)
+            ).fetchone()
+        state: dict[str, Any] = json.loads(row[0]) if row else {}
+        return state
+
+    def _update_wordpress(self, namespace: str, change: Any) -> None:
+        state = self._wordpress(namespace)
+        change(state)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO wordpress VALUES (?, ?) "
+                "ON CONFLICT (namespace) DO UPDATE SET state=excluded.state",
+                (namespace, json.dumps(state)),
+            )
+
+    def _interpret_wp(self, namespace: str, args: list[str], stdin: str | None) -> WpResult:
+        """The few WP-CLI commands the recipe uses, with WP-CLI's exit codes and rules."""
+        wp = self._wordpress(namespace)
+        flags = {a.split("=", 1)[0]: a.split("=", 1)[-1] for a in args if a.startswith("--")}
+        words = [a for a in args if not a.startswith("--")]
+        command = " ".join(words[:2])
+
+        def fail(message: str) -> WpResult:
+            return WpResult(1, f"Error: {message}")
+
+        if command == "core is-installed":
+            return WpResult(0 if wp.get("installed") else 1, "")
+        if command == "core install":
+            if flags.get("--prompt") != "admin_password" or not stdin:
+                return fail("admin password expected on standard input")
+            if not wp.get("installed"):
+                wp.update(
+                    installed=True,
+                    url=flags.get("--url"),
+                    title=flags.get("--title"),
+                    admin_password_sha256=hashlib.sha256(stdin.strip().encode()).hexdigest(),
+                )
+        elif not wp.get("installed"):
+            return fail("The site you have requested is not installed.")
+        elif command == "plugin is-active":
+            return WpResult(0 if words[2] in wp.get("plugins", []) else 1, "")
+        elif command == "plugin activate":
+            if words[2] != "woocommerce":
+                return fail(f"The '{words[2]}' plugin could not be found.")
+            wp.setdefault("plugins", [])
+            if words[2] not in wp["plugins"]:
+                wp["plugins"].append(words[2])
+        elif command == "option update":
+            wp.setdefault("options", {})[words[2]] = words[3]
+        elif command == "rewrite structure":
+            wp["permalinks"] = words[2]
+        elif words[:1] == ["wc"]:
+            if "woocommerce" not in wp.get("plugins", []):
+                return fail(f"'{words[0]}' is not a registered wp command.")
+            if words[1:3] == ["payment_gateway", "update"]:
+                wp.setdefault("gateways", {})[words[3]] = flags.get("--enabled") == "true"
+            elif words[1:3] == ["product", "list"]:
+                return WpResult(0, str(len(wp.get("products", []))))
+            elif words[1:3] == ["product", "create"]:
+                wp.setdefault("products", []).append(
+                    {"name": flags.get("--name"), "regular_price": flags.get("--regular_price")}
+                )
+            else:
+                return fail(f"unsupported wc command: {shlex.join(words)}")
+        else:
+            return fail(f"unsupported command: {shlex.join(words)}")
+        self._update_wordpress(namespace, lambda state: state.update(wp))
+        return WpResult(0, "Success")

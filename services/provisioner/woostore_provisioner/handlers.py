@@ -1,0 +1,91 @@
+"""The provisioner's JetStream handlers: thin, they decode, delegate and settle the message.
+
+Acknowledgement is manual and deliberate:
+- success, or nothing left to do: ack;
+- an error worth retrying: nak with a delay, until the consumer's delivery limit;
+- the last delivery failed: the store is failed with the reason, then ack (never stuck).
+"""
+
+from __future__ import annotations
+
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+
+from woostore_provisioner.cluster import TransientClusterError
+from woostore_provisioner.runner import Runner
+from woostore_shared.events import CloudEvent
+from woostore_shared.logging import bind_store, get_logger
+from woostore_shared.topology import (
+    DELETE_CONSUMER,
+    DELETIONS_IN_FLIGHT,
+    MAX_DELIVER,
+    PROVISION_CONSUMER,
+    STREAM_NAME,
+)
+
+log = get_logger(__name__)
+DEFAULT_RETRY_DELAY = 5.0
+
+
+async def _settle_failure(
+    msg: NatsMessage, runner: Runner, event: CloudEvent, error: Exception
+) -> None:
+    deliveries = msg.raw_message.metadata.num_delivered or 1
+    delay = error.delay if isinstance(error, TransientClusterError) else DEFAULT_RETRY_DELAY
+    if deliveries < MAX_DELIVER:
+        log.warning("will retry", error=str(error), delivery=deliveries, delay=delay)
+        await msg.nack(delay=delay)
+        return
+    await runner.give_up(
+        event.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
+    )
+    await msg.ack()
+
+
+def build_router(in_flight: int) -> NatsRouter:
+    router = NatsRouter()
+    stream = JStream(STREAM_NAME, declare=False)  # declared by woostore_shared.topology
+
+    @router.subscriber(
+        "store.requested.*",
+        stream=stream,
+        durable=PROVISION_CONSUMER,
+        pull_sub=PullSub(timeout=5),
+        max_workers=in_flight,
+        ack_policy=AckPolicy.MANUAL,
+        description="Provision a store; at most `max_ack_pending` in flight across replicas.",
+    )
+    async def on_store_requested(
+        event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
+    ) -> None:
+        with bind_store(event.store_id, event.correlationid):
+            try:
+                await runner.provision(event.store_id, keep_alive=msg.in_progress)
+            except Exception as error:  # every failure is settled explicitly; see module doc
+                await _settle_failure(msg, runner, event, error)
+                return
+            await msg.ack()
+
+    @router.subscriber(
+        "store.delete_requested.*",
+        stream=stream,
+        durable=DELETE_CONSUMER,
+        pull_sub=PullSub(timeout=5),
+        max_workers=DELETIONS_IN_FLIGHT,
+        ack_policy=AckPolicy.MANUAL,
+        description="Delete a store and everything it owns.",
+    )
+    async def on_delete_requested(
+        event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
+    ) -> None:
+        with bind_store(event.store_id, event.correlationid):
+            try:
+                await runner.delete(event.store_id, keep_alive=msg.in_progress)
+            except Exception as error:  # retried with a delay; deletion never gives up
+                log.warning("deletion will retry", error=str(error))
+                await msg.nack(delay=DEFAULT_RETRY_DELAY)
+                return
+            await msg.ack()
+
+    return router

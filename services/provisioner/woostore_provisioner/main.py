@@ -1,0 +1,84 @@
+"""woostore-provisioner: consumes store requests and runs each store's recipe on a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+
+from woostore_provisioner.cluster import Cluster
+from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_provisioner.handlers import build_router
+from woostore_provisioner.runner import Runner
+from woostore_shared.db import Database
+from woostore_shared.logging import configure_logging, get_logger
+from woostore_shared.messaging import require_connected
+from woostore_shared.ops import serve_ops
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher
+from woostore_shared.settings import ClusterMode, Settings
+from woostore_shared.topology import declare, ensure_topology
+
+log = get_logger(__name__)
+
+
+def build_cluster(settings: Settings) -> Cluster:
+    if settings.cluster_mode is ClusterMode.KUBERNETES:
+        raise SystemExit(
+            "the kubernetes driver is not built yet (issue: Real Kubernetes); "
+            "unset WOOSTORE_KUBECONFIG to use the simulated cluster"
+        )
+    return SimulatedCluster(
+        settings.data_dir / "simcluster",
+        helm_binary=settings.helm_binary,
+        time_scale=settings.sim_time_scale,
+        faults=settings.sim_faults,
+    )
+
+
+def build_app(settings: Settings) -> FastStream:
+    broker = NatsBroker(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    broker.include_router(build_router(settings.max_stores_in_flight))
+    db = Database(settings.database_url)
+    app = FastStream(broker)
+
+    @app.on_startup
+    async def wire() -> None:
+        # Connect first: the topology must exist before the subscribers bind to it.
+        await broker.connect()
+        js = broker.connection.jetstream()
+        await ensure_topology(js, declare(settings))
+        cluster = build_cluster(settings)
+        runner = Runner(
+            db,
+            Outbox(db, js, source="/woostore/provisioner"),
+            cluster,
+            chart=settings.store_chart,
+            base_domain=settings.base_domain,
+            cipher=CredentialCipher(settings.secret_key.get_secret_value()),
+            watch_interval=settings.ack_wait_seconds / 3,
+        )
+        app.context.set_global("runner", runner)
+        log.info("provisioner starting", cluster=settings.cluster_mode.value)
+
+    @app.after_startup
+    async def expose_ops() -> None:
+        await serve_ops(
+            "127.0.0.1",
+            settings.ops_port,
+            {"database": db.ping, "nats": lambda: require_connected(broker.connection)},
+        )
+
+    @app.after_shutdown
+    async def close() -> None:
+        await db.dispose()
+
+    return app
+
+
+def main() -> None:
+    settings = Settings()
+    settings.require_runtime()
+    configure_logging(settings, "provisioner")
+    asyncio.run(build_app(settings).run())

@@ -1,0 +1,186 @@
+"""What it takes to make a store, and to remove one: two lists of named, idempotent steps.
+
+Each step may run again after a crash (the journal skips finished ones, but a step cut off
+half-way runs again), so each one checks before it changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from woostore_provisioner.cluster import Cluster, PermanentClusterError, Release
+from woostore_shared.secrets import CredentialCipher, generate_password
+
+CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
+ADMIN_USER = "admin"
+RELEASE_NAME = "store"
+ROLLOUT_TIMEOUT = 300.0
+DELETE_TIMEOUT = 300.0
+SAMPLE_PRODUCTS = (
+    ("Organic Coffee Beans", "12.50"),
+    ("Ceramic Mug", "9.00"),
+    ("Cotton Tote Bag", "15.00"),
+)
+
+
+@dataclass
+class StoreJob:
+    """What a step needs to know about the store, and where it leaves what it learned."""
+
+    store_id: str
+    name: str
+    slug: str
+    namespace: str
+    host: str
+    storefront_url: str
+    cluster: Cluster
+    chart: Path
+    cipher: CredentialCipher
+    # Columns of the store row a step sets; saved with the step's journal entry.
+    updates: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    run: Callable[[StoreJob], Awaitable[None]]
+
+
+async def create_namespace(job: StoreJob) -> None:
+    await job.cluster.ensure_namespace(
+        job.namespace,
+        {
+            "app.kubernetes.io/managed-by": "woostore",
+            "woostore.io/store-id": job.store_id,
+            "pod-security.kubernetes.io/enforce": "restricted",
+        },
+    )
+
+
+async def create_credentials(job: StoreJob) -> None:
+    await job.cluster.ensure_secret(
+        job.namespace,
+        CREDENTIALS_SECRET,
+        {
+            "db-password": generate_password(),
+            "db-root-password": generate_password(),
+            "admin-password": generate_password(),
+        },
+    )
+    # Read back: after a crash the Secret made by the first attempt is the one that counts.
+    secret = await job.cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
+    job.updates["admin_password_encrypted"] = job.cipher.encrypt(secret["admin-password"])
+
+
+async def install_release(job: StoreJob) -> None:
+    release = Release(
+        name=RELEASE_NAME,
+        namespace=job.namespace,
+        chart=job.chart,
+        values={
+            "storeId": job.store_id,
+            "storeName": job.name,
+            "host": job.host,
+            "credentialsSecret": CREDENTIALS_SECRET,
+        },
+    )
+    await job.cluster.install_release(release, timeout=ROLLOUT_TIMEOUT)
+
+
+async def wait_for_rollout(job: StoreJob) -> None:
+    await job.cluster.wait_for_rollout(job.namespace, timeout=ROLLOUT_TIMEOUT)
+
+
+async def wp(job: StoreJob, *args: str, stdin: str | None = None) -> str:
+    """Run WP-CLI; a failed command fails the step (a broken store never shows Ready)."""
+    result = await job.cluster.wp(job.namespace, args, stdin=stdin)
+    if not result.ok:
+        raise PermanentClusterError(f"wp {args[0]} {args[1]} failed: {result.stdout.strip()[:200]}")
+    return result.stdout
+
+
+async def install_wordpress(job: StoreJob) -> None:
+    if (await job.cluster.wp(job.namespace, ["core", "is-installed"])).ok:
+        return
+    secret = await job.cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
+    await wp(
+        job, "core", "install",
+        f"--url={job.storefront_url}", f"--title={job.name}",
+        f"--admin_user={ADMIN_USER}", f"--admin_email={ADMIN_USER}@{job.host}",
+        "--skip-email", "--prompt=admin_password",
+        stdin=secret["admin-password"] + "\n",
+    )  # fmt: skip
+
+
+async def activate_woocommerce(job: StoreJob) -> None:
+    if not (await job.cluster.wp(job.namespace, ["plugin", "is-active", "woocommerce"])).ok:
+        await wp(job, "plugin", "activate", "woocommerce")
+
+
+async def configure_store(job: StoreJob) -> None:
+    # Setting an option to the value it has is a no-op: these are idempotent as they stand.
+    await wp(job, "option", "update", "woocommerce_currency", "INR")
+    await wp(job, "option", "update", "woocommerce_default_country", "IN:KA")
+    await wp(
+        job, "wc", "payment_gateway", "update", "cod", "--enabled=true", f"--user={ADMIN_USER}"
+    )
+    await wp(job, "rewrite", "structure", "/%postname%/")
+
+
+async def add_sample_products(job: StoreJob) -> None:
+    existing = int(
+        (await wp(job, "wc", "product", "list", "--format=count", f"--user={ADMIN_USER}")).strip()
+        or 0
+    )
+    for name, price in SAMPLE_PRODUCTS[existing:]:
+        await wp(
+            job,
+            "wc",
+            "product",
+            "create",
+            f"--name={name}",
+            f"--regular_price={price}",
+            f"--user={ADMIN_USER}",
+        )
+
+
+async def verify_storefront(job: StoreJob) -> None:
+    check = await job.cluster.check_storefront(job.namespace, job.storefront_url)
+    if check.status_code != 200:
+        raise PermanentClusterError(f"storefront answered {check.status_code}")
+    if check.products < len(SAMPLE_PRODUCTS):
+        raise PermanentClusterError(
+            f"the Store API lists {check.products} products, expected {len(SAMPLE_PRODUCTS)}"
+        )
+    if not check.order_placed:
+        raise PermanentClusterError("a cash-on-delivery test order could not be placed")
+
+
+async def uninstall_release(job: StoreJob) -> None:
+    await job.cluster.uninstall_release(job.namespace, RELEASE_NAME)
+
+
+async def delete_namespace(job: StoreJob) -> None:
+    await job.cluster.delete_namespace(job.namespace, timeout=DELETE_TIMEOUT)
+
+
+PROVISION: tuple[Step, ...] = (
+    Step("namespace", "Creating the namespace", create_namespace),
+    Step("credentials", "Generating credentials", create_credentials),
+    Step("helm_release", "Installing the Helm release", install_release),
+    Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout),
+    Step("wordpress_install", "Installing WordPress", install_wordpress),
+    Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
+    Step("store_settings", "Setting currency and cash on delivery", configure_store),
+    Step("sample_products", "Adding sample products", add_sample_products),
+    Step("verify", "Placing a test order", verify_storefront),
+)
+
+DELETE: tuple[Step, ...] = (
+    Step("helm_uninstall", "Uninstalling the Helm release", uninstall_release),
+    Step("namespace_delete", "Deleting the namespace and its volumes", delete_namespace),
+)

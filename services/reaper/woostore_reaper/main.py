@@ -1,0 +1,57 @@
+"""woostore-reaper: enforces deadlines and relays events a writer could not publish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import timedelta
+
+from woostore_reaper.reaping import reap_once
+from woostore_shared.db import Database
+from woostore_shared.logging import configure_logging, get_logger
+from woostore_shared.messaging import connect, require_connected
+from woostore_shared.ops import serve_ops
+from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
+from woostore_shared.topology import declare, ensure_topology
+
+log = get_logger(__name__)
+
+
+async def run(settings: Settings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+
+    nats = await connect(settings.nats_url, "woostore-reaper")
+    await ensure_topology(nats.jetstream(), declare(settings))
+    db = Database(settings.database_url)
+    outbox = Outbox(db, nats.jetstream(), source="/woostore/reaper")
+    ops = await serve_ops(
+        "127.0.0.1",
+        settings.ops_port,
+        {"database": db.ping, "nats": lambda: require_connected(nats)},
+    )
+    deadline = timedelta(seconds=settings.provision_deadline_seconds)
+    log.info("reaper started", deadline_seconds=settings.provision_deadline_seconds)
+    while not stopping.is_set():
+        try:
+            report = await reap_once(outbox, deadline)
+            if report.failed_by_deadline or report.events_relayed:
+                log.info("reaped", **vars(report))
+        except Exception as error:  # a pass that fails (database restarting) is retried next pass
+            log.warning("reaper pass failed", error=repr(error))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), settings.reaper_interval_seconds)
+    ops.should_exit = True
+    await nats.close()
+    await db.dispose()
+
+
+def main() -> None:
+    settings = Settings()
+    settings.require_runtime()
+    configure_logging(settings, "reaper")
+    asyncio.run(run(settings))

@@ -1,0 +1,143 @@
+"""The event contract: CloudEvents 1.0 in structured JSON mode.
+
+Subjects are ``store.<event>.<store_id>``; the CloudEvent ``type`` is
+``io.woostore.store.<event>`` and its ``subject`` is the store id. ``data`` always carries
+the store's ``status`` after the event, so a consumer can follow a store from events alone.
+See docs/architecture.md for the table of events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from woostore_shared.models import StoreStatus, utcnow
+
+STREAM_SUBJECT_PREFIX = "store"
+TYPE_PREFIX = "io.woostore.store."
+
+
+class EventName(StrEnum):
+    REQUESTED = "requested"
+    PROGRESS = "progress"
+    READY = "ready"
+    FAILED = "failed"
+    DELETE_REQUESTED = "delete_requested"
+    DELETED = "deleted"
+
+
+class StepInfo(BaseModel):
+    name: str
+    title: str
+    index: int  # 1-based
+    total: int
+
+
+class StoreSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    slug: str
+    type: str
+    status: StoreStatus
+    simulated: bool
+    created_at: datetime
+
+
+class Requested(BaseModel):
+    status: Literal[StoreStatus.QUEUED] = StoreStatus.QUEUED
+    store: StoreSummary
+
+
+class Progress(BaseModel):
+    status: Literal[StoreStatus.PROVISIONING, StoreStatus.DELETING]
+    phase: Literal["provision", "delete"]
+    step: StepInfo
+    state: Literal["started", "completed"]  # of the step
+    progress: float  # 0..1, share of the phase's steps completed
+
+
+class Ready(BaseModel):
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    storefront_url: str
+    admin_url: str
+
+
+class Failed(BaseModel):
+    status: Literal[StoreStatus.FAILED] = StoreStatus.FAILED
+    reason: str
+    step: str | None = None
+
+
+class DeleteRequested(BaseModel):
+    status: Literal[StoreStatus.DELETING] = StoreStatus.DELETING
+
+
+class Deleted(BaseModel):
+    status: Literal[StoreStatus.DELETED] = StoreStatus.DELETED
+
+
+EventData = Requested | Progress | Ready | Failed | DeleteRequested | Deleted
+
+_NAMES: dict[type[BaseModel], EventName] = {
+    Requested: EventName.REQUESTED,
+    Progress: EventName.PROGRESS,
+    Ready: EventName.READY,
+    Failed: EventName.FAILED,
+    DeleteRequested: EventName.DELETE_REQUESTED,
+    Deleted: EventName.DELETED,
+}
+
+
+def subject_for(name: EventName, store_id: uuid.UUID) -> str:
+    return f"{STREAM_SUBJECT_PREFIX}.{name.value}.{store_id}"
+
+
+class CloudEvent(BaseModel):
+    """A structured-mode CloudEvent, with our two extension attributes."""
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    correlationid: str
+    tenantid: str
+    data: dict[str, Any]
+
+    @property
+    def store_id(self) -> uuid.UUID:
+        return uuid.UUID(self.subject)
+
+    @property
+    def name(self) -> EventName:
+        return EventName(self.type.removeprefix(TYPE_PREFIX))
+
+    @property
+    def nats_subject(self) -> str:
+        return subject_for(self.name, self.store_id)
+
+
+def make_event(
+    data: EventData,
+    *,
+    store_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    correlation_id: str,
+    source: str,
+) -> CloudEvent:
+    return CloudEvent(
+        id=uuid.uuid4(),
+        source=source,
+        type=TYPE_PREFIX + _NAMES[type(data)].value,
+        subject=str(store_id),
+        time=utcnow(),
+        correlationid=correlation_id,
+        tenantid=str(tenant_id),
+        data=data.model_dump(mode="json"),
+    )

@@ -1,0 +1,45 @@
+"""The store state machine. Every status change in any service goes through ``transition``."""
+
+from __future__ import annotations
+
+from woostore_shared.models import Store, StoreStatus, utcnow
+
+S = StoreStatus
+
+ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
+    S.QUEUED: frozenset({S.PROVISIONING, S.FAILED}),
+    S.PROVISIONING: frozenset({S.READY, S.FAILED}),
+    S.READY: frozenset({S.DELETING}),
+    S.FAILED: frozenset({S.DELETING}),
+    S.DELETING: frozenset({S.DELETED}),
+    S.DELETED: frozenset(),
+}
+
+ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.DELETING})
+DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets)
+
+
+class InvalidTransition(Exception):
+    def __init__(self, store: Store, target: StoreStatus) -> None:
+        self.current = store.status
+        self.target = target
+        super().__init__(f"a {store.status.value} store cannot become {target.value}")
+
+
+def transition(store: Store, target: StoreStatus) -> None:
+    if target not in ALLOWED[store.status]:
+        raise InvalidTransition(store, target)
+    now = utcnow()
+    store.status = target
+    store.updated_at = now
+    if target in (S.PROVISIONING, S.DELETING):
+        store.progress = 0.0
+    if target is S.PROVISIONING:
+        store.provisioning_started_at = now
+    elif target is S.READY:
+        store.ready_at = now
+        store.progress = 1.0
+    elif target is S.DELETED:
+        store.deleted_at = now
+    if target in (S.READY, S.DELETED, S.DELETING):
+        store.step_name = store.step_title = store.step_index = store.step_total = None

@@ -1,0 +1,82 @@
+"""structlog, configured once per process.
+
+Readable console output on a terminal, JSON lines otherwise. ``store_id`` and
+``correlation_id`` are bound with :func:`bind_store` and appear on every line logged inside.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+
+from woostore_shared.settings import LogFormat, Settings
+
+_REDACTED_KEYS = frozenset({"password", "token", "secret", "authorization", "ticket"})
+
+
+def _redact_secrets(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Last line of defence: a key that names a secret never reaches the output."""
+    for key in event_dict:
+        if any(word in key.lower() for word in _REDACTED_KEYS):
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(settings: Settings, service: str) -> None:
+    as_json = settings.log_format == LogFormat.JSON or (
+        settings.log_format == LogFormat.AUTO and not sys.stderr.isatty()
+    )
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    shared_processors: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_secrets,
+    ]
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[settings.log_level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries (uvicorn, faststream, alembic) log through the standard library: same output.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared_processors, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+@contextmanager
+def bind_store(store_id: object, correlation_id: object | None = None) -> Iterator[None]:
+    values = {"store_id": str(store_id)}
+    if correlation_id is not None:
+        values["correlation_id"] = str(correlation_id)
+    with structlog.contextvars.bound_contextvars(**values):
+        yield
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

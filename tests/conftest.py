@@ -1,0 +1,74 @@
+"""Fixtures: real PostgreSQL and NATS servers, started fresh on free ports/sockets."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from nats.aio.client import Client
+
+from woostore_devstack.embedded import NatsServer, Postgres, start_nats, start_postgres
+from woostore_shared.db import Database, migrate
+from woostore_shared.messaging import connect
+from woostore_shared.settings import Settings
+from woostore_shared.topology import declare, ensure_topology
+
+TEMPLATE_DB = "woostore_template"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    server = start_postgres(tmp_path_factory.mktemp("pg") / "data")
+    with psycopg.connect(server.url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    migrate(Settings(database_url=server.url_for(TEMPLATE_DB)).database_url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_url(postgres: Postgres) -> Iterator[str]:
+    """A freshly migrated database per test, cloned from the session's template."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    yield postgres.url_for(name)
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = start_nats(tmp_path / "nats")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, nats_server: NatsServer, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        nats_url=nats_server.url,
+        data_dir=tmp_path / "data",
+        admin_token="test-admin-token",
+        secret_key="test-secret-key",
+        sim_time_scale=0,
+    )
+
+
+@pytest.fixture
+async def nats_client(settings: Settings) -> AsyncIterator[Client]:
+    client = await connect(settings.nats_url, "tests")
+    await ensure_topology(client.jetstream(), declare(settings))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings.database_url)
+    yield db
+    await db.dispose()
