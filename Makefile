@@ -42,3 +42,6 @@ chromium:
 
 clean:
 	rm -rf .venv .tools
+
+bench: install tools ## measure the platform's own overhead; writes docs/benchmarks.md
+	$(UV) run --frozen python bench/provisioning.py

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     dashboard_origin: str = Field(
         default="", description="Origin allowed to read the event stream (CORS)."
     )
+    ops_host: str = Field(default="127.0.0.1", description="Interface of the ops endpoints.")
     ops_port: int = Field(
         default=0,
         description="Port of /healthz, /readyz and /metrics for the provisioner and reaper "

@@ -65,7 +65,7 @@ def build_app(settings: Settings) -> FastStream:
     @app.after_startup
     async def expose_ops() -> None:
         await serve_ops(
-            "127.0.0.1",
+            settings.ops_host,
             settings.ops_port,
             {"database": db.ping, "nats": lambda: require_connected(broker.connection)},
         )

@@ -30,7 +30,7 @@ async def run(settings: Settings) -> None:
     db = Database(settings.database_url)
     outbox = Outbox(db, nats.jetstream(), source="/woostore/reaper")
     ops = await serve_ops(
-        "127.0.0.1",
+        settings.ops_host,
         settings.ops_port,
         {"database": db.ping, "nats": lambda: require_connected(nats)},
     )

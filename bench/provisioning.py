@@ -1,0 +1,152 @@
+"""``make bench``: how much time the platform itself adds to a store, measured on the real
+services with the simulated cluster at time scale 0 (every cluster operation instant), so
+what is left is WooStore's own work: API, database, JetStream, helm template, events.
+
+Figures are compared as ratios within one run (these machines are noisy) and written to
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform as host
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from woostore_devstack.platform import REPO, Platform, running_platform
+
+STORES = 20
+CREATES_FOR_LATENCY = 50
+HELM_RUNS = 10
+REALISTIC = 75.0  # the simulated recipe at time scale 1 (docs/architecture.md)
+RESULTS = REPO / "docs" / "benchmarks.md"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def helm_template_seconds(platform: Platform) -> float:
+    values = {"storeId": "bench", "host": "bench.example.test"}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(values, file)
+        file.flush()
+        argv = [
+            platform.env["WOOSTORE_HELM_BINARY"],
+            "template",
+            "store",
+            platform.env["WOOSTORE_STORE_CHART"],
+            "--values",
+            file.name,
+        ]
+        timings = []
+        for _ in range(HELM_RUNS):
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True)  # noqa: S603  (our own argv)
+            timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+async def measure(platform: Platform) -> dict[str, Any]:
+    received: dict[str, dict[str, float]] = {}
+    connected = asyncio.Event()
+    readiness = asyncio.Condition()
+
+    async def listen() -> None:
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client,
+            aconnect_sse(client, "GET", platform.events_url, headers=platform.headers) as source,
+        ):
+            connected.set()
+            async for message in source.aiter_sse():
+                if message.data:
+                    event = json.loads(message.data)
+                    kind = event["type"].rsplit(".", 1)[-1]
+                    async with readiness:
+                        seen = received.setdefault(event["subject"], {})
+                        seen.setdefault(kind, time.perf_counter())
+                        readiness.notify_all()
+
+    listener = asyncio.create_task(listen())
+    await asyncio.wait_for(connected.wait(), 10)
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        # Provisioning throughput: STORES at once, 2 in flight.
+        sent: dict[str, float] = {}
+        start = time.perf_counter()
+        for n in range(STORES):
+            before = time.perf_counter()
+            store = (await api.post("/api/v1/stores", json={"name": f"Bench {n}"})).json()
+            sent[store["id"]] = before
+        async with readiness:
+            await readiness.wait_for(lambda: all("ready" in received.get(i, {}) for i in sent))
+        all_ready = time.perf_counter() - start
+        lags = [received[i]["requested"] - sent[i] for i in sent]
+
+        # API create latency, with the provisioner idle again.
+        latencies = []
+        for n in range(CREATES_FOR_LATENCY):
+            before = time.perf_counter()
+            response = await api.post("/api/v1/stores", json={"name": f"Latency {n}"})
+            latencies.append(time.perf_counter() - before)
+            assert response.status_code == 202
+    listener.cancel()
+    per_store = all_ready / STORES * 2  # two run side by side
+    return {
+        "stores": STORES,
+        "all_ready_seconds": all_ready,
+        "platform_seconds_per_store": per_store,
+        "create_p50_ms": percentile(latencies, 0.5) * 1000,
+        "create_p95_ms": percentile(latencies, 0.95) * 1000,
+        "requested_event_lag_p50_ms": percentile(lags, 0.5) * 1000,
+        "requested_event_lag_p95_ms": percentile(lags, 0.95) * 1000,
+    }
+
+
+def _pair(figures: dict[str, Any], name: str) -> str:
+    return f"{figures[name + '_p50_ms']:.1f} / {figures[name + '_p95_ms']:.1f} ms"
+
+
+def main() -> None:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        running_platform(
+            Path(folder), WOOSTORE_SIM_TIME_SCALE="0", WOOSTORE_LOG_LEVEL="WARNING"
+        ) as platform,
+    ):
+        helm = helm_template_seconds(platform)
+        figures = asyncio.run(measure(platform))
+    per_store = figures["platform_seconds_per_store"]
+    rows = [
+        ("Stores provisioned (time scale 0, 2 in flight)", f"{figures['stores']}"),
+        ("Wall time until all were ready", f"{figures['all_ready_seconds']:.2f} s"),
+        ("Platform time per store (API, DB, JetStream, helm, events)", f"{per_store:.2f} s"),
+        ("... share of a realistic store (75 s of cluster work)", f"{per_store / REALISTIC:.1%}"),
+        ("`helm template` of the store chart (median of 10)", f"{helm:.3f} s"),
+        ("... share of the platform time per store", f"{helm / per_store:.0%}"),
+        ("POST /stores latency p50 / p95", _pair(figures, "create")),
+        ("POST accepted → `requested` on SSE, p50 / p95", _pair(figures, "requested_event_lag")),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    RESULTS.write_text(
+        "# Benchmarks\n\n"
+        "Written by `make bench` (`bench/provisioning.py`): the real services, NATS and\n"
+        "PostgreSQL, with the simulated cluster at time scale 0, so the figures are WooStore's\n"
+        "own overhead. Compare the ratios; absolute times vary with the machine.\n\n"
+        f"Last run: {time.strftime('%Y-%m-%d')} on {host.machine()}, "
+        f"{host.python_implementation()} {host.python_version()}.\n\n"
+        "| Measure | Value |\n|---|---|\n" + table + "\n"
+    )
+    print(RESULTS.read_text())
+
+
+if __name__ == "__main__":
+    main()
