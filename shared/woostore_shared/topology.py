@@ -39,6 +39,9 @@ class Topology:
     stream: StreamConfig
     consumers: tuple[ConsumerConfig, ...]
 
+    def consumer(self, durable: str) -> ConsumerConfig:
+        return next(c for c in self.consumers if c.durable_name == durable)
+
 
 def declare(settings: Settings) -> Topology:
     stream = StreamConfig(

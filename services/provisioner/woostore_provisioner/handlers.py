@@ -8,9 +8,12 @@ Acknowledgement is manual and deliberate:
 
 from __future__ import annotations
 
+from typing import Any
+
 from faststream import Context
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+from faststream.nats.subscriber import LogicSubscriber
 
 from woostore_provisioner.cluster import TransientClusterError
 from woostore_provisioner.runner import Runner
@@ -18,10 +21,10 @@ from woostore_shared.events import CloudEvent
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.topology import (
     DELETE_CONSUMER,
-    DELETIONS_IN_FLIGHT,
     MAX_DELIVER,
     PROVISION_CONSUMER,
     STREAM_NAME,
+    Topology,
 )
 
 log = get_logger(__name__)
@@ -43,19 +46,24 @@ async def _settle_failure(
     await msg.ack()
 
 
-def build_router(in_flight: int) -> NatsRouter:
+def build_router(topology: Topology) -> NatsRouter:
     router = NatsRouter()
     stream = JStream(STREAM_NAME, declare=False)  # declared by woostore_shared.topology
 
-    @router.subscriber(
-        "store.requested.*",
-        stream=stream,
-        durable=PROVISION_CONSUMER,
-        pull_sub=PullSub(timeout=5),
-        max_workers=in_flight,
-        ack_policy=AckPolicy.MANUAL,
-        description="Provision a store; at most `max_ack_pending` in flight across replicas.",
-    )
+    def work_queue(durable: str, description: str) -> LogicSubscriber[Any]:
+        """Bind to a declared durable consumer, with as many workers as it lets be in flight."""
+        consumer = topology.consumer(durable)
+        return router.subscriber(
+            consumer.filter_subject or "",
+            stream=stream,
+            durable=durable,
+            pull_sub=PullSub(timeout=5),
+            max_workers=consumer.max_ack_pending or 1,
+            ack_policy=AckPolicy.MANUAL,
+            description=description,
+        )
+
+    @work_queue(PROVISION_CONSUMER, "Provision a store; the consumer caps stores in flight.")
     async def on_store_requested(
         event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
     ) -> None:
@@ -67,15 +75,7 @@ def build_router(in_flight: int) -> NatsRouter:
                 return
             await msg.ack()
 
-    @router.subscriber(
-        "store.delete_requested.*",
-        stream=stream,
-        durable=DELETE_CONSUMER,
-        pull_sub=PullSub(timeout=5),
-        max_workers=DELETIONS_IN_FLIGHT,
-        ack_policy=AckPolicy.MANUAL,
-        description="Delete a store and everything it owns.",
-    )
+    @work_queue(DELETE_CONSUMER, "Delete a store and everything it owns.")
     async def on_delete_requested(
         event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
     ) -> None:

