@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     )
     sim_faults: dict[str, str] = Field(
         default_factory=dict,
-        description='Faults the simulated cluster injects, by step: {"rollout": "error"|"hang"}.',
+        description="Faults the simulated cluster injects, by operation: "
+        '{"wait_for_rollout": "error"|"hang"|"transient"}; "wp" covers every WP-CLI command.',
     )
 
     helm_binary: str = Field(default="helm", description="The helm (v4) binary to run.")

@@ -173,7 +173,8 @@ class Runner:
                     task.result()
                     return
                 await keep_alive()
-                pass
+                if (await self._load(store_id)).status is not expected:
+                    raise StoreAbandoned
         finally:
             if not task.done():
                 task.cancel()

@@ -54,6 +54,8 @@ DURATIONS: dict[str, float] = {
     "uninstall_release": 4.0,
     "delete_namespace": 10.0,
 }
+FAULTABLE = frozenset(DURATIONS) | {"wp"}  # "wp" stands for every WP-CLI command
+FAULT_KINDS = frozenset({"error", "hang", "transient"})
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
     phase TEXT NOT NULL);
@@ -83,6 +85,14 @@ class SimulatedCluster:
         self.helm_binary = helm_binary
         self.time_scale = time_scale
         self.faults = dict(faults or {})
+        unknown = {op for op in self.faults if op not in FAULTABLE} | {
+            kind for kind in self.faults.values() if kind not in FAULT_KINDS
+        }
+        if unknown:
+            raise ValueError(
+                f"unknown simulated faults {sorted(unknown)}: operations are {sorted(FAULTABLE)}, "
+                f"faults are {sorted(FAULT_KINDS)}"
+            )
         with closing(sqlite3.connect(self.state_file, timeout=30)) as db:
             db.execute("PRAGMA journal_mode=WAL")  # several processes share the file
             db.executescript(_SCHEMA)
@@ -175,7 +185,8 @@ class SimulatedCluster:
                 f"no workloads in namespace {namespace}: was the chart installed?"
             )
         await self._operate("wait_for_rollout", namespace)
-        self._update_wordpress(namespace, lambda wp: wp.update(pods_ready=True))
+        with self._wordpress_state(namespace) as state:
+            state["pods_ready"] = True
 
     async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
         if not self._wordpress(namespace).get("pods_ready"):
@@ -185,7 +196,8 @@ class SimulatedCluster:
         if " ".join(["wp", *words[:3]]) == "wp wc product create":
             operation = "wp wc product create"
         await self._operate(operation if operation in DURATIONS else "wp", namespace)
-        return self._interpret_wp(namespace, words, stdin)
+        with self._wordpress_state(namespace) as state:
+            return self._interpret_wp(state, words, stdin)
 
     async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
         await self._operate("check_storefront", namespace)
@@ -213,6 +225,8 @@ class SimulatedCluster:
             # Helm removes what it rendered; Secrets created outside the chart stay until the
             # namespace goes, as on a real cluster.
             db.execute("DELETE FROM objects WHERE namespace=? AND kind != 'Secret'", (namespace,))
+        with self._wordpress_state(namespace) as state:
+            state["pods_ready"] = False  # the pods went with the release
 
     async def delete_namespace(self, namespace: str, timeout: float) -> None:
         if not await self.namespace_exists(namespace):
@@ -309,26 +323,29 @@ class SimulatedCluster:
         return [doc for doc in yaml.safe_load_all(stdout) if doc]
 
     def _wordpress(self, namespace: str) -> dict[str, Any]:
+        with self._wordpress_state(namespace) as state:
+            return state
+
+    @contextmanager
+    def _wordpress_state(self, namespace: str) -> Iterator[dict[str, Any]]:
+        """Read, change and write a store's WordPress state in one transaction, so replicas
+        working at once cannot overwrite each other's changes."""
         with self._db() as db:
             row = db.execute(
                 "SELECT state FROM wordpress WHERE namespace=?", (namespace,)
             ).fetchone()
-        state: dict[str, Any] = json.loads(row[0]) if row else {}
-        return state
-
-    def _update_wordpress(self, namespace: str, change: Any) -> None:
-        state = self._wordpress(namespace)
-        change(state)
-        with self._db() as db:
+            state: dict[str, Any] = json.loads(row[0]) if row else {}
+            yield state
             db.execute(
                 "INSERT INTO wordpress VALUES (?, ?) "
                 "ON CONFLICT (namespace) DO UPDATE SET state=excluded.state",
                 (namespace, json.dumps(state)),
             )
 
-    def _interpret_wp(self, namespace: str, args: list[str], stdin: str | None) -> WpResult:
-        """The few WP-CLI commands the recipe uses, with WP-CLI's exit codes and rules."""
-        wp = self._wordpress(namespace)
+    @staticmethod
+    def _interpret_wp(wp: dict[str, Any], args: list[str], stdin: str | None) -> WpResult:
+        """The few WP-CLI commands the recipe uses, with WP-CLI's exit codes and rules;
+        changes ``wp``, the store's WordPress state, as the command would."""
         flags = {a.split("=", 1)[0]: a.split("=", 1)[-1] for a in args if a.startswith("--")}
         words = [a for a in args if not a.startswith("--")]
         command = " ".join(words[:2])
@@ -377,5 +394,4 @@ class SimulatedCluster:
                 return fail(f"unsupported wc command: {shlex.join(words)}")
         else:
             return fail(f"unsupported command: {shlex.join(words)}")
-        self._update_wordpress(namespace, lambda state: state.update(wp))
         return WpResult(0, "Success")

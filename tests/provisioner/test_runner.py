@@ -1,0 +1,615 @@
+"""The runner: journal, progress events on JetStream, failure, abandonment and deletion.
+
+Real PostgreSQL, real NATS JetStream, the real helm and chart; the cluster is the simulated
+one, seen through ``RecordingCluster`` where a test needs to watch what reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlmodel import col, select
+
+from woostore_provisioner.cluster import (
+    Release,
+    StorefrontCheck,
+    TransientClusterError,
+    WpResult,
+)
+from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_provisioner.recipe import CREDENTIALS_SECRET, DELETE, PROVISION, StoreJob
+from woostore_provisioner.runner import Runner
+from woostore_shared.db import Database
+from woostore_shared.events import (
+    CloudEvent,
+    DeleteRequested,
+    EventName,
+    Failed,
+    Requested,
+    StoreSummary,
+)
+from woostore_shared.lifecycle import transition
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, StoreStep
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher
+from woostore_shared.settings import Settings
+from woostore_shared.topology import STREAM_NAME
+
+T = TypeVar("T")
+BASE_DOMAIN = "127.0.0.1.nip.io"
+WATCH_INTERVAL = 0.05
+STEP_NAMES = [step.name for step in PROVISION]
+
+
+class RecordingCluster:
+    """A cluster that passes every call to ``inner``, recording which operations were called,
+    which began, and which were cancelled while running."""
+
+    simulated = True
+
+    def __init__(self, inner: SimulatedCluster) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+        self.started: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.cancelled: list[str] = []
+
+    async def _call(self, operation: str, work: Callable[[], Awaitable[T]]) -> T:
+        self.calls.append(operation)
+        self.started[operation].set()
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            self.cancelled.append(operation)
+            raise
+
+    async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
+        await self._call("ensure_namespace", lambda: self.inner.ensure_namespace(namespace, labels))
+
+    async def namespace_exists(self, namespace: str) -> bool:
+        return await self._call("namespace_exists", lambda: self.inner.namespace_exists(namespace))
+
+    async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        await self._call("ensure_secret", lambda: self.inner.ensure_secret(namespace, name, data))
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        return await self._call("read_secret", lambda: self.inner.read_secret(namespace, name))
+
+    async def install_release(self, release: Release, timeout: float) -> None:  # noqa: ASYNC109  (the Protocol's name)
+        await self._call("install_release", lambda: self.inner.install_release(release, timeout))
+
+    async def wait_for_rollout(self, namespace: str, timeout: float) -> None:  # noqa: ASYNC109  (the Protocol's name)
+        await self._call(
+            "wait_for_rollout", lambda: self.inner.wait_for_rollout(namespace, timeout)
+        )
+
+    async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
+        return await self._call("wp", lambda: self.inner.wp(namespace, args, stdin))
+
+    async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
+        return await self._call(
+            "check_storefront", lambda: self.inner.check_storefront(namespace, url)
+        )
+
+    async def uninstall_release(self, namespace: str, name: str) -> None:
+        await self._call("uninstall_release", lambda: self.inner.uninstall_release(namespace, name))
+
+    async def delete_namespace(self, namespace: str, timeout: float) -> None:  # noqa: ASYNC109  (the Protocol's name)
+        await self._call(
+            "delete_namespace", lambda: self.inner.delete_namespace(namespace, timeout)
+        )
+
+
+class KeepAlive:
+    """Stands in for ``msg.in_progress``: counts how often the message was kept alive."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+
+
+# -- fixtures and helpers ------------------------------------------------------------------
+
+
+@pytest.fixture
+def js(nats_client: Client) -> JetStreamContext:
+    return nats_client.jetstream()
+
+
+@pytest.fixture
+def outbox(database: Database, js: JetStreamContext) -> Outbox:
+    return Outbox(database, js, source="/woostore/provisioner")
+
+
+@pytest.fixture
+def api_outbox(database: Database, js: JetStreamContext) -> Outbox:
+    return Outbox(database, js, source="/woostore/api")
+
+
+@pytest.fixture
+def cipher(settings: Settings) -> CredentialCipher:
+    return CredentialCipher(settings.secret_key.get_secret_value())
+
+
+@pytest.fixture
+def make_runner(
+    database: Database, outbox: Outbox, chart: Path, cipher: CredentialCipher
+) -> Callable[[SimulatedCluster | RecordingCluster], Runner]:
+    def make(cluster: SimulatedCluster | RecordingCluster) -> Runner:
+        return Runner(
+            database,
+            outbox,
+            cluster,
+            chart=chart,
+            base_domain=BASE_DOMAIN,
+            cipher=cipher,
+            watch_interval=WATCH_INTERVAL,
+        )
+
+    return make
+
+
+def faulty_cluster(cluster_dir: Path, helm_binary: str, **faults: str) -> SimulatedCluster:
+    return SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0, faults=faults)
+
+
+async def create_store(api_outbox: Outbox, name: str = "Acme Coffee") -> Store:
+    """What the API does for POST /stores: a queued store and its ``requested`` event."""
+    async with api_outbox.transaction() as tx:
+        store = Store(
+            tenant_id=DEFAULT_TENANT_ID,
+            name=name,
+            slug=f"acme-coffee-{uuid.uuid4().hex[:6]}",
+            status=StoreStatus.QUEUED,
+            simulated=True,
+            correlation_id=uuid.uuid4().hex,
+        )
+        tx.session.add(store)
+        await tx.session.flush()
+        tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    return store
+
+
+async def change_status(
+    outbox: Outbox, store_id: uuid.UUID, target: StoreStatus, reason: str = ""
+) -> None:
+    """Another service moves the store on: the reaper fails it, the API starts deleting it."""
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        assert store is not None
+        transition(store, target)
+        if target is StoreStatus.FAILED:
+            store.failure_reason = reason
+            tx.emit(store, Failed(reason=reason, step=store.step_name))
+        elif target is StoreStatus.DELETING:
+            tx.emit(store, DeleteRequested())
+        else:
+            tx.session.add(store)
+
+
+async def load(database: Database, store_id: uuid.UUID) -> Store:
+    async with database.session() as session:
+        store = await session.get(Store, store_id)
+    assert store is not None
+    return store
+
+
+async def journal(database: Database, store_id: uuid.UUID, phase: str) -> list[str]:
+    async with database.session() as session:
+        rows = await session.exec(
+            select(StoreStep.name)
+            .where(col(StoreStep.store_id) == store_id)
+            .where(col(StoreStep.phase) == phase)
+            .order_by(col(StoreStep.completed_at))
+        )
+        return list(rows)
+
+
+async def stream_events(js: JetStreamContext, store_id: uuid.UUID) -> list[CloudEvent]:
+    """The store's events, in stream order, read back from JetStream one message at a time."""
+    info = await js.stream_info(STREAM_NAME)
+    events: list[CloudEvent] = []
+    if info.state.messages == 0:
+        return events
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        message = await js.get_msg(STREAM_NAME, sequence)
+        assert message.data is not None
+        event = CloudEvent.model_validate_json(message.data)
+        assert message.subject == event.nats_subject
+        if event.store_id == store_id:
+            events.append(event)
+    return events
+
+
+def progress_of(events: Sequence[CloudEvent]) -> list[tuple[str, int, int, str, float]]:
+    """(phase, step index, step total, state, progress) of each progress event."""
+    return [
+        (
+            e.data["phase"],
+            e.data["step"]["index"],
+            e.data["step"]["total"],
+            e.data["state"],
+            e.data["progress"],
+        )
+        for e in events
+        if e.name is EventName.PROGRESS
+    ]
+
+
+def expected_progress(phase: str, indexes: Sequence[int], total: int) -> list[Any]:
+    return [
+        entry
+        for index in indexes
+        for entry in (
+            (phase, index, total, "started", round((index - 1) / total, 4)),
+            (phase, index, total, "completed", round(index / total, 4)),
+        )
+    ]
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], within: float = 10) -> None:
+    """Wait for ``condition`` to hold, failing the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, "the condition was not met in time"
+        await asyncio.sleep(0.01)
+
+
+# -- provisioning --------------------------------------------------------------------------
+
+
+async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_in_order(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+    cipher: CredentialCipher,
+) -> None:
+    store = await create_store(api_outbox)
+
+    await make_runner(cluster).provision(store.id, KeepAlive())
+
+    ready = await load(database, store.id)
+    assert ready.status is StoreStatus.READY
+    assert ready.storefront_url == f"http://{store.slug}.{BASE_DOMAIN}"
+    assert ready.admin_url == f"http://{store.slug}.{BASE_DOMAIN}/wp-admin/"
+    assert ready.progress == 1.0
+    assert ready.step_name is None
+    assert ready.provisioning_started_at is not None
+    assert ready.ready_at is not None
+    secret = await cluster.read_secret(store.namespace, CREDENTIALS_SECRET)
+    assert ready.admin_password_encrypted is not None
+    assert cipher.decrypt(ready.admin_password_encrypted) == secret["admin-password"]
+    check = await cluster.check_storefront(store.namespace, ready.storefront_url)
+    assert (check.status_code, check.products, check.order_placed) == (200, 3, True)
+
+    assert await journal(database, store.id, "provision") == STEP_NAMES
+
+    events = await stream_events(js, store.id)
+    assert [e.name for e in events] == [
+        EventName.REQUESTED,
+        *[EventName.PROGRESS] * (2 * len(PROVISION)),
+        EventName.READY,
+    ]
+    assert progress_of(events) == expected_progress("provision", range(1, 10), 9)
+    steps = [e.data["step"]["name"] for e in events if e.name is EventName.PROGRESS]
+    assert steps == [name for name in STEP_NAMES for _ in range(2)]
+    assert all(e.data["status"] == "provisioning" for e in events[1:-1])
+    assert events[-1].data == {
+        "status": "ready",
+        "storefront_url": ready.storefront_url,
+        "admin_url": ready.admin_url,
+    }
+    assert {e.correlationid for e in events} == {store.correlation_id}
+    assert {e.tenantid for e in events} == {str(DEFAULT_TENANT_ID)}
+    assert {e.source for e in events[1:]} == {"/woostore/provisioner"}
+
+    async with database.session() as session:
+        rows = list(await session.exec(select(StoreEvent).where(StoreEvent.store_id == store.id)))
+    assert len(rows) == len(events)
+    assert all(row.published_at is not None and row.stream_sequence for row in rows)
+
+
+async def test_provision_resumes_after_the_steps_already_in_the_journal(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster: SimulatedCluster,
+    chart: Path,
+    api_outbox: Outbox,
+    outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+    cipher: CredentialCipher,
+) -> None:
+    """A redelivered message after a crash runs only the steps not yet journalled."""
+    store = await create_store(api_outbox)
+    # The first attempt ran four steps, journalled them, then the provisioner died.
+    job = StoreJob(
+        store_id=str(store.id),
+        name=store.name,
+        slug=store.slug,
+        namespace=store.namespace,
+        host=f"{store.slug}.{BASE_DOMAIN}",
+        storefront_url=f"http://{store.slug}.{BASE_DOMAIN}",
+        cluster=cluster,
+        chart=chart,
+        cipher=cipher,
+    )
+    for step in PROVISION[:4]:
+        await step.run(job)
+    async with outbox.transaction() as tx:
+        row = await tx.session.get(Store, store.id, with_for_update=True)
+        assert row is not None
+        transition(row, StoreStatus.PROVISIONING)
+        row.admin_password_encrypted = job.updates["admin_password_encrypted"]
+        tx.session.add(row)
+        for step in PROVISION[:4]:
+            tx.session.add(StoreStep(store_id=store.id, phase="provision", name=step.name))
+    recording = RecordingCluster(cluster)
+
+    await make_runner(recording).provision(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    assert set(recording.calls) == {"wp", "read_secret", "check_storefront"}
+    assert sorted(await journal(database, store.id, "provision")) == sorted(STEP_NAMES)
+    events = await stream_events(js, store.id)
+    assert progress_of(events) == expected_progress("provision", range(5, 10), 9)
+    assert events[-1].name is EventName.READY
+    secret = await cluster.read_secret(store.namespace, CREDENTIALS_SECRET)
+    ready = await load(database, store.id)
+    assert ready.admin_password_encrypted is not None
+    assert cipher.decrypt(ready.admin_password_encrypted) == secret["admin-password"]
+
+
+async def test_transient_errors_propagate_and_each_redelivery_continues_where_it_stopped(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """Every WP-CLI operation fails once: the handler's retries get the store to ready, and
+    no step completes twice."""
+    cluster = faulty_cluster(cluster_dir, helm_binary, wp="transient")
+    runner = make_runner(cluster)
+    store = await create_store(api_outbox)
+    attempts = 0
+
+    while True:
+        attempts += 1
+        assert attempts <= 10, "provisioning never finished"
+        try:
+            await runner.provision(store.id, KeepAlive())
+        except TransientClusterError:  # what the handler naks, to have it redelivered
+            assert (await load(database, store.id)).status is StoreStatus.PROVISIONING
+            continue
+        break
+
+    assert attempts > 1
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    assert await journal(database, store.id, "provision") == STEP_NAMES
+    completed = [
+        e.data["step"]["index"]
+        for e in await stream_events(js, store.id)
+        if e.name is EventName.PROGRESS and e.data["state"] == "completed"
+    ]
+    assert completed == list(range(1, 10))
+    products = await cluster.wp(store.namespace, ["wc", "product", "list", "--format=count"])
+    assert products.stdout == "3"
+
+
+async def test_a_permanent_error_fails_the_store_and_cleans_its_namespace_up(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    cluster = faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="error")
+    store = await create_store(api_outbox)
+    reason = "wait_for_rollout failed: simulated fault (ImagePullBackOff)"
+
+    await make_runner(cluster).provision(store.id, KeepAlive())
+
+    failed = await load(database, store.id)
+    assert failed.status is StoreStatus.FAILED
+    assert failed.failure_reason == reason
+    assert not await cluster.namespace_exists(store.namespace)
+    assert cluster.object_count(store.namespace) == 0
+    assert await journal(database, store.id, "provision") == STEP_NAMES[:3]
+    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
+    events = await stream_events(js, store.id)
+    assert progress_of(events) == [
+        *expected_progress("provision", range(1, 4), 9),
+        ("provision", 4, 9, "started", round(3 / 9, 4)),
+    ]
+    assert events[-1].name is EventName.FAILED
+    assert events[-1].data == {"status": "failed", "reason": reason, "step": "rollout"}
+
+
+async def test_a_store_failed_while_a_step_hangs_is_abandoned_and_cleaned_up(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """The reaper fails a store past its deadline while the rollout hangs: the provisioner
+    notices within a few watch intervals, cancels the hanging work and removes the store."""
+    cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
+    reaper = Outbox(api_outbox.db, api_outbox.js, source="/woostore/reaper")
+    store = await create_store(api_outbox)
+    keep_alive = KeepAlive()
+    provision = asyncio.create_task(make_runner(cluster).provision(store.id, keep_alive))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), timeout=30)
+    await wait_until(lambda: _kept_alive(keep_alive))  # the watcher is running
+    assert not provision.done()
+
+    await change_status(reaper, store.id, StoreStatus.FAILED, reason="deadline exceeded")
+    failed_at = time.monotonic()
+    await asyncio.wait_for(provision, timeout=30)
+
+    assert time.monotonic() - failed_at < 20 * WATCH_INTERVAL
+    assert cluster.cancelled == ["wait_for_rollout"]
+    assert not await cluster.namespace_exists(store.namespace)
+    assert cluster.inner.object_count(store.namespace) == 0
+    abandoned = await load(database, store.id)
+    assert abandoned.status is StoreStatus.FAILED
+    assert abandoned.failure_reason == "deadline exceeded"
+    assert "rollout" not in await journal(database, store.id, "provision")
+    events = await stream_events(js, store.id)
+    assert [e.name for e in events].count(EventName.FAILED) == 1  # the reaper's, not another
+    assert events[-1].name is EventName.FAILED
+
+
+async def _kept_alive(keep_alive: KeepAlive) -> bool:
+    return keep_alive.calls > 0
+
+
+async def test_cleanup_after_abandonment_completes_even_when_its_steps_outlast_the_watch(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    """At realistic speed, uninstalling and deleting a namespace take many watch intervals
+    (in production the interval is a third of the ack wait, ~10 s, and deleting a namespace
+    takes ~10 s): the clean-up of an abandoned store must not be abandoned in turn."""
+    simulated = SimulatedCluster(
+        cluster_dir,
+        helm_binary=helm_binary,
+        time_scale=0.03,  # delete_namespace ~0.3 s: six watch intervals
+        faults={"wait_for_rollout": "hang"},
+    )
+    cluster = RecordingCluster(simulated)
+    store = await create_store(api_outbox)
+    provision = asyncio.create_task(make_runner(cluster).provision(store.id, KeepAlive()))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), timeout=30)
+
+    await change_status(api_outbox, store.id, StoreStatus.FAILED, reason="deadline exceeded")
+    await asyncio.wait_for(provision, timeout=30)
+
+    assert cluster.cancelled == ["wait_for_rollout"]
+    assert not await simulated.namespace_exists(store.namespace)
+    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
+
+
+async def test_a_store_failed_before_its_message_was_handled_is_only_cleaned_up(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    store = await create_store(api_outbox)
+    await change_status(api_outbox, store.id, StoreStatus.FAILED, reason="deadline exceeded")
+    recording = RecordingCluster(cluster)
+    before = await stream_events(js, store.id)
+
+    await make_runner(recording).provision(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.FAILED
+    assert "ensure_namespace" not in recording.calls
+    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
+    assert await stream_events(js, store.id) == before
+
+
+async def test_provision_of_a_ready_store_does_nothing(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """A message redelivered after the store became ready changes nothing."""
+    store = await create_store(api_outbox)
+    await make_runner(RecordingCluster(cluster)).provision(store.id, KeepAlive())
+    before = await stream_events(js, store.id)
+    recording = RecordingCluster(cluster)
+
+    await make_runner(recording).provision(store.id, KeepAlive())
+
+    assert recording.calls == []
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    assert await stream_events(js, store.id) == before
+
+
+# -- deletion ------------------------------------------------------------------------------
+
+
+async def test_delete_takes_a_deleting_store_to_deleted_and_removes_its_namespace(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    runner = make_runner(cluster)
+    store = await create_store(api_outbox)
+    other = await create_store(api_outbox, name="Other Shop")
+    for each in (store, other):
+        await runner.provision(each.id, KeepAlive())
+    other_objects = cluster.object_count(other.namespace)
+    await change_status(api_outbox, store.id, StoreStatus.DELETING)
+
+    await runner.delete(store.id, KeepAlive())
+
+    deleted = await load(database, store.id)
+    assert deleted.status is StoreStatus.DELETED
+    assert deleted.deleted_at is not None
+    assert not await cluster.namespace_exists(store.namespace)
+    assert cluster.object_count(store.namespace) == 0
+    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
+    events = await stream_events(js, store.id)
+    names = [e.name for e in events]
+    after_request = events[names.index(EventName.DELETE_REQUESTED) + 1 :]
+    assert progress_of(after_request) == expected_progress("delete", [1, 2], 2)
+    assert all(e.data["status"] == "deleting" for e in after_request[:-1])
+    assert after_request[-1].name is EventName.DELETED
+    assert after_request[-1].data == {"status": "deleted"}
+    assert names[-1] is EventName.DELETED
+    # The other store is untouched.
+    assert await cluster.namespace_exists(other.namespace)
+    assert cluster.object_count(other.namespace) == other_objects
+    assert (await load(database, other.id)).status is StoreStatus.READY
+
+
+@pytest.mark.parametrize("status", [StoreStatus.READY, StoreStatus.FAILED])
+async def test_delete_of_a_store_not_being_deleted_does_nothing(
+    status: StoreStatus,
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    faults = {} if status is StoreStatus.READY else {"check_storefront": "error"}
+    cluster = faulty_cluster(cluster_dir, helm_binary, **faults)
+    store = await create_store(api_outbox)
+    await make_runner(RecordingCluster(cluster)).provision(store.id, KeepAlive())
+    assert (await load(database, store.id)).status is status
+    exists = await cluster.namespace_exists(store.namespace)
+    before = await stream_events(js, store.id)
+    recording = RecordingCluster(cluster)
+
+    await make_runner(recording).delete(store.id, KeepAlive())
+
+    assert recording.calls == []
+    assert (await load(database, store.id)).status is status
+    assert await cluster.namespace_exists(store.namespace) is exists
+    assert await stream_events(js, store.id) == before
