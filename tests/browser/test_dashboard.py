@@ -1,0 +1,318 @@
+"""The dashboard in a real Chromium against the real platform: sign-in, live progress over
+SSE, stores made by other clients, deletion, and no polling."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import Locator, Page, Request, expect
+
+from tests.e2e.conftest import Platform
+
+pytestmark = pytest.mark.browser
+
+PROVISION_STEPS = 9
+STEP_TEXT = re.compile(rf"^Step (\d+) of {PROVISION_STEPS} — \S")
+SHORT = 10_000  # ms: things the page does on its own, at once
+PROVISIONING = 60_000  # ms: a store at WOOSTORE_SIM_TIME_SCALE=0.05 takes a few seconds
+IDLE_SECONDS = 5  # how long a page with nothing going on is watched for polling
+
+# Records every change of every store card, so a test can look back at what the page showed
+# (a store at this time scale passes through its steps faster than one can poll for them).
+RECORD_CARDS = """() => {
+  window.__sameDocument = true;
+  window.__cards = [];
+  const last = new Map();
+  const snapshot = () => {
+    for (const card of document.querySelectorAll('[data-testid="store-card"]')) {
+      const bar = card.querySelector('[data-testid="store-progress"]');
+      const row = {
+        id: card.dataset.storeId,
+        status: card.dataset.status,
+        progress: bar.hasAttribute('value') ? bar.value : null,
+        step: card.querySelector('[data-testid="store-step"]').textContent,
+      };
+      const key = JSON.stringify(row);
+      if (last.get(row.id) !== key) {
+        last.set(row.id, key);
+        window.__cards.push(row);
+      }
+    }
+  };
+  new MutationObserver(snapshot).observe(document.body, {
+    subtree: true, childList: true, attributes: true, characterData: true,
+  });
+}"""
+
+
+class CardState(TypedDict):
+    id: str
+    status: str
+    progress: float | None
+    step: str
+
+
+@dataclass
+class Traffic:
+    """Every request the page made, as (method, path, resource type)."""
+
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def record(self, request: Request) -> None:
+        self.requests.append((request.method, urlsplit(request.url).path, request.resource_type))
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p, _ in self.requests if (m, p) == (method, path))
+
+    def api_calls(self) -> Counter[str]:
+        return Counter(
+            f"{m} {p}" for m, p, kind in self.requests if kind == "fetch" and p.startswith("/api/")
+        )
+
+
+def card(page: Page, store_id: str) -> Locator:
+    return page.locator(f'[data-testid="store-card"][data-store-id="{store_id}"]')
+
+
+async def sign_in(page: Page, token: str) -> None:
+    await page.get_by_test_id("signin-token").fill(token)
+    await page.get_by_test_id("signin-submit").click()
+
+
+async def signed_in(page: Page, platform: Platform) -> None:
+    await sign_in(page, platform.token)
+    await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
+    await expect(page.locator("#stores-loading")).to_be_hidden(timeout=SHORT)
+
+
+async def card_history(page: Page, store_id: str) -> list[CardState]:
+    rows: list[CardState] = await page.evaluate("() => window.__cards")
+    return [row for row in rows if row["id"] == store_id]
+
+
+async def create_from_form(page: Page, name: str) -> str:
+    """Creates a store with the form; returns its id once its card is on the page."""
+    await page.get_by_test_id("create-name").fill(name)
+    await page.get_by_test_id("create-submit").click()
+    new_card = page.get_by_test_id("store-card").filter(has_text=name)
+    await expect(new_card).to_be_visible(timeout=SHORT)
+    store_id = await new_card.get_attribute("data-store-id")
+    assert store_id
+    return store_id
+
+
+async def create_by_api(platform: Platform, name: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        response = await api.post("/api/v1/stores", json={"name": name})
+    assert response.status_code == 202, response.text
+    store: dict[str, Any] = response.json()
+    return store
+
+
+async def get_json(platform: Platform, path: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        response = await api.get(path)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
+    page: Page, platform: Platform
+) -> None:
+    token_field = page.get_by_test_id("signin-token")
+    await expect(token_field).to_be_visible(timeout=SHORT)
+
+    await sign_in(page, "not-the-token")
+    await expect(page.locator("#signin-message")).to_have_text(
+        re.compile("not accepted"), timeout=SHORT
+    )
+    await expect(token_field).to_be_visible()
+    await expect(token_field).to_have_value("")
+    await expect(page.locator("#app-view")).to_be_hidden()
+    assert await page.evaluate("() => sessionStorage.getItem('woostore.token')") is None
+
+    await sign_in(page, platform.token)
+    await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
+    await expect(page.get_by_test_id("connection-state")).to_have_text("Live")
+    await expect(page.get_by_test_id("simulated-banner")).to_be_visible()
+    await expect(page.locator("#signin-view")).to_be_hidden()
+    await expect(page.locator("#stores-empty")).to_be_visible(timeout=SHORT)
+    await expect(page.get_by_test_id("create-name")).to_be_editable()
+    await expect(page.get_by_test_id("alert")).to_have_count(0)
+
+
+async def test_a_store_created_from_the_form_progresses_live_to_ready(
+    page: Page, platform: Platform
+) -> None:
+    await signed_in(page, platform)
+    await page.evaluate(RECORD_CARDS)
+
+    store_id = await create_from_form(page, "Form Shop")
+    store_card = card(page, store_id)
+    await expect(page.locator("#create-status")).to_have_text(re.compile("requested"))
+    await expect(page.get_by_test_id("create-name")).to_have_value("")
+
+    # Live, with nothing but the event stream: the step text, then ready.
+    await expect(store_card.get_by_test_id("store-step")).to_have_text(
+        STEP_TEXT, timeout=PROVISIONING
+    )
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await expect(store_card.get_by_test_id("store-status")).to_have_text("ready")
+    await expect(store_card.get_by_test_id("store-progress")).to_be_hidden()
+    assert await page.evaluate("() => window.__sameDocument") is True, "the page reloaded"
+
+    # What the card showed along the way: queued first, then every step in order with the
+    # progress bar only ever moving forward, then ready.
+    history = await card_history(page, store_id)
+    assert history[0]["status"] == "queued", history
+    statuses = [row["status"] for row in history]
+    assert list(dict.fromkeys(statuses)) == ["queued", "provisioning", "ready"], statuses
+    steps = [int(m[1]) for row in history if (m := STEP_TEXT.match(row["step"]))]
+    assert steps == sorted(steps), steps
+    assert set(steps) == set(range(1, PROVISION_STEPS + 1)), steps
+    bars = [
+        row["progress"]
+        for row in history
+        if row["status"] == "provisioning" and row["progress"] is not None
+    ]
+    assert bars == sorted(bars), bars
+    assert len(set(bars)) >= PROVISION_STEPS, bars
+    assert 0 < bars[-1] <= 1, bars
+
+    # Ready: the links, and the credentials the API holds.
+    store = await get_json(platform, f"/api/v1/stores/{store_id}")
+    storefront = store_card.get_by_test_id("storefront-link")
+    await expect(storefront).to_be_visible()
+    await expect(storefront).to_have_attribute(
+        "href", re.compile(re.escape(store["storefront_url"]))
+    )
+    await expect(store_card.get_by_test_id("admin-link")).to_be_visible()
+
+    credentials = await get_json(platform, f"/api/v1/stores/{store_id}/credentials")
+    assert credentials["password"]
+    await store_card.get_by_test_id("show-credentials").click()
+    password = store_card.get_by_test_id("credentials-password")
+    await expect(password).to_be_visible(timeout=SHORT)
+    await expect(password).to_have_text(credentials["password"])
+    await expect(store_card.get_by_test_id("credentials-username")).to_have_text(
+        credentials["username"]
+    )
+    await expect(store_card.get_by_test_id("show-credentials")).to_have_text("Hide credentials")
+    await store_card.get_by_test_id("show-credentials").click()
+    await expect(password).to_be_hidden()
+
+
+async def test_a_store_created_by_another_client_appears_and_becomes_ready(
+    page: Page, platform: Platform
+) -> None:
+    await signed_in(page, platform)
+    await expect(page.get_by_test_id("store-card")).to_have_count(0)
+
+    store = await create_by_api(platform, "Elsewhere Shop")
+
+    store_card = card(page, store["id"])
+    await expect(store_card).to_be_visible(timeout=SHORT)
+    await expect(store_card.locator("h3")).to_have_text("Elsewhere Shop")
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await expect(store_card.get_by_test_id("storefront-link")).to_be_visible()
+    await expect(page.get_by_test_id("store-card")).to_have_count(1)
+
+
+async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
+    page: Page, platform: Platform
+) -> None:
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Doomed Shop")
+    store_card = card(page, store["id"])
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+
+    dialog = page.locator("#confirm-dialog")
+    delete = store_card.get_by_test_id("delete-button")
+
+    # Cancelling keeps the store.
+    await delete.click()
+    await expect(dialog).to_be_visible(timeout=SHORT)
+    await expect(dialog).to_contain_text("Doomed Shop")
+    cancel = dialog.get_by_role("button", name="Cancel")
+    await expect(cancel).to_be_focused()  # Enter does not delete by accident
+    await cancel.click()
+    await expect(dialog).to_be_hidden()
+    await expect(store_card).to_have_attribute("data-status", "ready")
+
+    # Confirming deletes it; the card moves to the (collapsed) deleted section.
+    await delete.click()
+    await expect(dialog).to_be_visible(timeout=SHORT)
+    await page.get_by_test_id("confirm-delete").click()
+    await expect(dialog).to_be_hidden()
+    await expect(store_card).to_have_attribute("data-status", "deleted", timeout=PROVISIONING)
+    await expect(page.locator("#store-list [data-testid='store-card']")).to_have_count(0)
+    await expect(page.locator("#deleted-count")).to_have_text("1")
+    await page.locator("#deleted-section > summary").click()
+    await expect(store_card.get_by_test_id("store-status")).to_have_text("deleted")
+    await expect(store_card.get_by_test_id("delete-button")).to_be_hidden()
+    assert (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
+
+
+async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
+    traffic = Traffic()
+    page.on("request", traffic.record)
+    await signed_in(page, platform)
+
+    store_id = await create_from_form(page, "Quiet Shop")
+    await expect(card(page, store_id)).to_have_attribute(
+        "data-status", "ready", timeout=PROVISIONING
+    )
+    # Nothing going on: a polling page would still be asking.
+    settled = len(traffic.requests)
+    await page.wait_for_timeout(IDLE_SECONDS * 1000)
+    assert traffic.requests[settled:] == []
+
+    streams = sum(1 for *_, kind in traffic.requests if kind == "eventsource")
+    assert streams == 1, traffic.requests
+    assert traffic.count("GET", "/api/v1/stores") == streams, traffic.requests
+    assert traffic.api_calls() == Counter(
+        {
+            "GET /api/v1/platform": 1,
+            "POST /api/v1/events/ticket": streams,
+            "GET /api/v1/stores": streams,
+            "POST /api/v1/stores": 1,
+        }
+    ), traffic.requests
+
+
+async def test_screenshot_of_two_ready_stores_and_one_provisioning(
+    page: Page, platform: Platform, tmp_path: Path
+) -> None:
+    """Saved to $WOOSTORE_DASHBOARD_SCREENSHOT (else the test's tmp dir) for a person to look at."""
+    await signed_in(page, platform)
+    ready = [await create_by_api(platform, name) for name in ("Corner Bakery", "Bike Parts Co")]
+    for store in ready:
+        await expect(card(page, store["id"])).to_have_attribute(
+            "data-status", "ready", timeout=PROVISIONING
+        )
+    started = time.monotonic()
+    busy = await create_by_api(platform, "Tea & Things")
+    busy_card = card(page, busy["id"])
+    await expect(busy_card.get_by_test_id("store-step")).to_have_text(
+        re.compile(rf"^Step [2-8] of {PROVISION_STEPS}"), timeout=PROVISIONING
+    )
+    path = Path(os.environ.get("WOOSTORE_DASHBOARD_SCREENSHOT", tmp_path / "dashboard.png"))
+    await page.screenshot(path=path, full_page=True)
+    assert await busy_card.get_attribute("data-status") == "provisioning", (
+        f"finished before the screenshot ({time.monotonic() - started:.1f}s)"
+    )
+    await expect(page.get_by_test_id("store-card")).to_have_count(3)
