@@ -66,9 +66,12 @@ class NatsServer:
         self.process.kill()
         self.process.wait()
 
-    def restart(self) -> None:
-        """Start again on the same port and data, as after a crash or an upgrade."""
-        self.stop()
+    def restart(self, *, crash: bool = False) -> None:
+        """Start again on the same port and data: after a clean stop, or a kill -9."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
         self.process = _spawn_nats(self.config_file, self.port)
 
 
@@ -102,6 +105,7 @@ def start_nats(folder: Path, port: int | None = None) -> NatsServer:
 @dataclass
 class Postgres:
     server: PostgresServer
+    pgdata: Path
 
     @property
     def url(self) -> str:
@@ -115,8 +119,16 @@ class Postgres:
     def stop(self) -> None:
         self.server.cleanup()
 
+    def restart(self) -> None:
+        """Stop (fast shutdown: sessions are cut, as in a failover) and start on the same data
+        and socket, so the URL stays valid."""
+        url = self.url
+        self.stop()
+        self.server = get_server(self.pgdata, cleanup_mode="stop")
+        assert self.url == url, "PostgreSQL came back at another address"
+
 
 def start_postgres(pgdata: Path) -> Postgres:
     """PostgreSQL on a Unix socket inside ``pgdata`` (no TCP port, so nothing to collide)."""
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    return Postgres(get_server(pgdata, cleanup_mode="stop"))
+    return Postgres(get_server(pgdata, cleanup_mode="stop"), pgdata.resolve())

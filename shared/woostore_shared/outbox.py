@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,9 +59,10 @@ class Transaction:
 
 
 class Outbox:
-    def __init__(self, db: Database, js: JetStreamContext, source: str) -> None:
+    def __init__(self, db: Database, nats: Client, source: str) -> None:
         self.db = db
-        self.js = js
+        self.nats = nats
+        self.js = nats.jetstream()
         self.source = source
 
     @asynccontextmanager
@@ -79,6 +80,10 @@ class Outbox:
     async def publish(self, events: Sequence[CloudEvent]) -> int:
         """Publish in order; stop at the first failure (the relay keeps the order)."""
         published: dict[uuid.UUID, int] = {}
+        if events and not self.nats.is_connected:
+            # Waiting for the publish timeout would only slow the caller; the relay will do it.
+            log.warning("nats unreachable: events deferred to relay", events=len(events))
+            return 0
         for event in events:
             try:
                 ack = await self.js.publish(

@@ -127,13 +127,13 @@ def js(nats_client: Client) -> JetStreamContext:
 
 
 @pytest.fixture
-def outbox(database: Database, js: JetStreamContext) -> Outbox:
-    return Outbox(database, js, source="/woostore/provisioner")
+def outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/woostore/provisioner")
 
 
 @pytest.fixture
-def api_outbox(database: Database, js: JetStreamContext) -> Outbox:
-    return Outbox(database, js, source="/woostore/api")
+def api_outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/woostore/api")
 
 
 @pytest.fixture
@@ -450,7 +450,7 @@ async def test_a_store_failed_while_a_step_hangs_is_abandoned_and_cleaned_up(
     """The reaper fails a store past its deadline while the rollout hangs: the provisioner
     notices within a few watch intervals, cancels the hanging work and removes the store."""
     cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
-    reaper = Outbox(api_outbox.db, api_outbox.js, source="/woostore/reaper")
+    reaper = Outbox(api_outbox.db, api_outbox.nats, source="/woostore/reaper")
     store = await create_store(api_outbox)
     keep_alive = KeepAlive()
     provision = asyncio.create_task(make_runner(cluster).provision(store.id, keep_alive))

@@ -59,7 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         secret = settings.secret_key.get_secret_value()
         app.state.settings = settings
         app.state.db = db
-        app.state.outbox = Outbox(db, nats.jetstream(), source="/woostore/api")
+        app.state.outbox = Outbox(db, nats, source="/woostore/api")
         app.state.cipher = CredentialCipher(secret)
         app.state.tickets = TicketSigner(secret)
         app.state.nats = nats

@@ -42,6 +42,8 @@ def _problem(status: int, title: str, detail: str) -> Response:
         {"type": "about:blank", "title": title, "status": status, "detail": detail},
         status_code=status,
         media_type="application/problem+json",
+        # RFC 9110: a 401 names the scheme that would be accepted
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
     )
 
 
@@ -63,7 +65,9 @@ def _resume_after(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    # ASCII only (str.isdigit also accepts "²" and other scripts' digits), and below the last
+    # uint64 sequence: resuming starts at the next one, which must exist in JetStream's range.
+    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**64 - 1:
         raise ValueError("Last-Event-ID must be a stream sequence (a non-negative integer)")
     return int(raw)
 

@@ -53,7 +53,7 @@ def build_app(settings: Settings) -> FastStream:
         cluster = build_cluster(settings)
         runner = Runner(
             db,
-            Outbox(db, js, source="/woostore/provisioner"),
+            Outbox(db, broker.connection, source="/woostore/provisioner"),
             cluster,
             chart=settings.store_chart,
             base_domain=settings.base_domain,

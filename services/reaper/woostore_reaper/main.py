@@ -28,7 +28,7 @@ async def run(settings: Settings) -> None:
     nats = await connect(settings.nats_url, "woostore-reaper")
     await ensure_topology(nats.jetstream(), declare(settings))
     db = Database(settings.database_url)
-    outbox = Outbox(db, nats.jetstream(), source="/woostore/reaper")
+    outbox = Outbox(db, nats, source="/woostore/reaper")
     ops = await serve_ops(
         settings.ops_host,
         settings.ops_port,

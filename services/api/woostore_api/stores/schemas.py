@@ -12,6 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from woostore_shared.models import Store, StoreStatus
 
 NAME_MAX = 50
+# Zero-width (non-)joiners belong to emoji sequences and to Persian and Indic words.
+_JOINERS = frozenset({"\u200c", "\u200d"})
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
+
+
+def _joins(name: str, i: int) -> bool:
+    """Whether ``name[i]`` is a joiner between two visible characters."""
+    if name[i] not in _JOINERS or not 0 < i < len(name) - 1:
+        return False
+    return all(unicodedata.category(c)[0] not in "CZ" for c in (name[i - 1], name[i + 1]))
 
 
 class StoreCreate(BaseModel):
@@ -29,7 +39,12 @@ class StoreCreate(BaseModel):
         name = unicodedata.normalize("NFC", name).strip()
         if not name:
             raise ValueError("must contain a visible character")
-        if any(unicodedata.category(c).startswith("C") for c in name):
+        # Control, format, surrogate and private-use characters are refused; unassigned ones
+        # (Cn) are not, since they include emoji newer than this Python's Unicode tables.
+        if any(
+            unicodedata.category(c) in _REFUSED_CATEGORIES and not _joins(name, i)
+            for i, c in enumerate(name)
+        ):
             raise ValueError("must not contain control or invisible format characters")
         if len(name) > NAME_MAX:
             raise ValueError(f"must be at most {NAME_MAX} characters")

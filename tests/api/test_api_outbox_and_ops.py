@@ -1,0 +1,205 @@
+"""The API keeps accepting stores while NATS is down (the outbox), and says so on /readyz.
+
+Also the ops and platform endpoints: /healthz, /readyz, /metrics, the event-stream ticket
+and /api/v1/platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.js.api import RawStreamMsg
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import col, select
+
+from woostore_devstack.embedded import NatsServer
+from woostore_shared.db import Database
+from woostore_shared.events import CloudEvent
+from woostore_shared.models import Store, StoreEvent, StoreStatus
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import InvalidTicket, TicketSigner
+from woostore_shared.settings import Settings
+from woostore_shared.topology import STREAM_NAME
+
+STORES = "/api/v1/stores"
+DEADLINE_SECONDS = 20.0
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` to hold, failing with ``what`` after the deadline."""
+    give_up = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+async def stream_messages(nats: Client) -> list[RawStreamMsg]:
+    js = nats.jetstream()
+    state = (await js.stream_info(STREAM_NAME)).state
+    if state.messages == 0:
+        return []
+    return [
+        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
+    ]
+
+
+async def event_rows(db: Database) -> list[StoreEvent]:
+    async with db.session() as session:
+        return list(await session.exec(select(StoreEvent).order_by(col(StoreEvent.time))))
+
+
+# --- the outbox ---------------------------------------------------------------------------
+
+
+async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_exactly_once(
+    api: FastAPI,
+    client: httpx.AsyncClient,
+    nats_server: NatsServer,
+    nats_client: Client,
+    database: Database,
+) -> None:
+    api_nats: Client = api.state.nats
+    nats_server.stop()
+    await until(lambda: not api_nats.is_connected, "the API has noticed NATS is gone")
+
+    response = await client.post(STORES, json={"name": "Offline Shop"})
+
+    assert response.status_code == 202, response.text
+    store_id = uuid.UUID(response.json()["id"])
+    async with database.session() as session:
+        store = await session.get(Store, store_id)
+    assert store is not None
+    assert store.status is StoreStatus.QUEUED
+    [row] = await event_rows(database)
+    assert row.store_id == store_id
+    assert row.subject == f"store.requested.{store_id}"
+    assert row.published_at is None
+    assert row.stream_sequence is None
+
+    nats_server.restart()
+    await until(lambda: api_nats.is_connected, "the API has reconnected")
+    await until(lambda: nats_client.is_connected, "the test client has reconnected")
+    relay = Outbox(database, nats_client, source="/tests/relay")
+
+    # nats-py also sends the publish it buffered while disconnected once it reconnects, so
+    # the stream may hold the event already: the relay's copy must be de-duplicated.
+    assert await relay.relay(older_than=timedelta(0)) == 1
+
+    [message] = await stream_messages(nats_client)
+    assert message.subject == f"store.requested.{store_id}"
+    assert message.headers is not None
+    assert message.headers["Nats-Msg-Id"] == str(row.id)
+    [relayed] = await event_rows(database)
+    assert relayed.published_at is not None
+    assert relayed.stream_sequence == message.seq
+    assert await relay.relay(older_than=timedelta(0)) == 0, "a published event is not relayed"
+
+    # Publishing the same event again (a relay racing the writer) is de-duplicated by the
+    # server through its Nats-Msg-Id.
+    assert await relay.publish([CloudEvent.model_validate(relayed.envelope)]) == 1
+    assert len(await stream_messages(nats_client)) == 1
+
+
+# --- ops ----------------------------------------------------------------------------------
+
+
+async def test_healthz_answers_ok(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_ready_when_the_database_and_nats_are_up(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    response = await anonymous.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "failing": {}}
+
+
+async def test_readyz_is_503_naming_nats_while_nats_is_down_and_recovers(
+    api: FastAPI, anonymous: httpx.AsyncClient, nats_server: NatsServer
+) -> None:
+    api_nats: Client = api.state.nats
+    nats_server.stop()
+    await until(lambda: not api_nats.is_connected, "the API has noticed NATS is gone")
+
+    response = await anonymous.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unready"
+    assert list(body["failing"]) == ["nats"]
+
+    nats_server.restart()
+    await until(lambda: api_nats.is_connected, "the API has reconnected")
+    assert (await anonymous.get("/readyz")).status_code == 200
+
+
+def requested_total(exposition: str) -> float:
+    for family in text_string_to_metric_families(exposition):
+        if family.name == "woostore_stores_requested":
+            [sample] = [s for s in family.samples if s.name.endswith("_total")]
+            return sample.value
+    raise AssertionError("woostore_stores_requested_total is not exposed")
+
+
+async def test_metrics_are_prometheus_text_and_count_requested_stores(
+    client: httpx.AsyncClient,
+) -> None:
+    before = await client.get("/metrics")
+
+    assert before.status_code == 200
+    assert before.headers["content-type"].startswith("text/plain")
+    assert "# TYPE woostore_stores_requested_total counter" in before.text
+    assert (await client.post(STORES, json={"name": "Counted"})).status_code == 202
+    after = await client.get("/metrics")
+    assert requested_total(after.text) == requested_total(before.text) + 1
+
+
+# --- platform -----------------------------------------------------------------------------
+
+
+async def test_an_event_ticket_is_a_short_lived_ticket_for_the_admin(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await client.post("/api/v1/events/ticket")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["expires_in"] == 300
+    signer = TicketSigner(settings.secret_key.get_secret_value())
+    assert signer.verify(body["ticket"]) == "admin"
+    with pytest.raises(InvalidTicket):
+        TicketSigner("another-secret-key").verify(body["ticket"])
+
+
+async def test_the_platform_says_the_cluster_is_simulated_and_where_events_are(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    response = await client.get("/api/v1/platform")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["cluster"] == "simulated"
+    assert body["events_url"] == settings.events_url
+    assert body["base_domain"] == settings.base_domain
+    assert body["version"]
+
+
+async def test_the_dashboard_is_served_at_the_root(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")

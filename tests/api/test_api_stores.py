@@ -1,0 +1,615 @@
+"""/api/v1/stores: what the API accepts, what it stores, and what it announces on JetStream.
+
+The API runs in-process with its real lifespan, against a real PostgreSQL and a real
+nats-server; states the API cannot reach by itself (a ready store) are set in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.js.api import RawStreamMsg
+from sqlmodel import col, select, update
+
+from woostore_shared.db import Database
+from woostore_shared.events import Progress, Ready, StepInfo
+from woostore_shared.lifecycle import transition
+from woostore_shared.models import Store, StoreEvent, StoreStatus, Tenant
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher
+from woostore_shared.settings import Settings
+from woostore_shared.topology import STREAM_NAME
+
+STORES = "/api/v1/stores"
+PROBLEM_JSON = "application/problem+json"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+TYPE = "io.woostore.store."
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+async def stream_messages(nats: Client, store_id: str | None = None) -> list[RawStreamMsg]:
+    """Every message the STORES stream holds (about one store if given), in stream order."""
+    js = nats.jetstream()
+    state = (await js.stream_info(STREAM_NAME)).state
+    if state.messages == 0:
+        return []
+    messages = [
+        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
+    ]
+    if store_id is None:
+        return messages
+    return [m for m in messages if (m.subject or "").endswith(f".{store_id}")]
+
+
+def envelope(message: RawStreamMsg) -> dict[str, Any]:
+    assert message.data is not None
+    body: dict[str, Any] = json.loads(message.data)
+    return body
+
+
+async def event_rows(db: Database, store_id: str | None = None) -> list[StoreEvent]:
+    query = select(StoreEvent).order_by(col(StoreEvent.time))
+    if store_id is not None:
+        query = query.where(col(StoreEvent.store_id) == uuid.UUID(store_id))
+    async with db.session() as session:
+        return list(await session.exec(query))
+
+
+async def set_columns(db: Database, store_id: str, **values: Any) -> None:
+    async with db.session() as session:
+        await session.exec(
+            update(Store).where(col(Store.id) == uuid.UUID(store_id)).values(**values)
+        )
+        await session.commit()
+
+
+async def create(client: httpx.AsyncClient, name: str = "My Shop") -> dict[str, Any]:
+    response = await client.post(STORES, json={"name": name})
+    assert response.status_code == 202, response.text
+    store: dict[str, Any] = response.json()
+    return store
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert ``response`` is an RFC 9457 problem with ``status``; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert isinstance(body["type"], str)
+    assert body["type"]
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    return body
+
+
+# --- creating a store ---------------------------------------------------------------------
+
+
+async def test_creating_a_store_queues_it_and_publishes_store_requested(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    response = await client.post(STORES, json={"name": "My Shop"})
+
+    assert response.status_code == 202, response.text
+    store = response.json()
+    assert store["name"] == "My Shop"
+    assert store["status"] == "queued"
+    assert store["simulated"] is True
+    assert store["type"] == "woocommerce"
+    assert store["progress"] == 0
+    assert store["step"] is None
+    assert store["links"]["self"] == f"{STORES}/{store['id']}"
+    slug = store["slug"]
+    assert DNS_LABEL.fullmatch(slug), slug
+    assert len(slug) <= 40
+    assert slug.startswith("my-shop-")
+
+    [message] = await stream_messages(nats_client)
+    event = envelope(message)
+    assert message.subject == f"store.requested.{store['id']}"
+    assert message.headers is not None
+    assert message.headers["Nats-Msg-Id"] == event["id"]
+    assert event["specversion"] == "1.0"
+    assert event["type"] == TYPE + "requested"
+    assert event["subject"] == store["id"]
+    assert event["tenantid"]
+    assert event["correlationid"]
+    assert event["data"]["status"] == "queued"
+    assert event["data"]["store"]["id"] == store["id"]
+    assert event["data"]["store"]["slug"] == slug
+
+    [row] = await event_rows(database, store["id"])
+    assert str(row.id) == event["id"]
+    assert row.published_at is not None
+    assert row.stream_sequence == message.seq
+
+
+@pytest.mark.parametrize(
+    ("name", "slug_base"),
+    [
+        ("Café Ünïcode", "cafe-unicode"),
+        ("東京ストア", "store"),
+        ("🛒 Emoji Shop 🛍️", "emoji-shop"),
+        ("🛒🛍️", "store"),
+        ("--- Shop!! ---", "shop"),
+        ("x" * 29 + " " + "y" * 20, "x" * 29),  # cut at 30 chars, just after a hyphen
+        ("A" * 50, "a" * 30),
+        ("\U0001f469\u200d\U0001f4bb Dev Shop", "dev-shop"),  # woman technologist: a ZWJ sequence
+        ("\U0001f3f3\ufe0f\u200d\U0001f308 Pride", "pride"),  # rainbow flag: a ZWJ sequence
+        ("\u06a9\u062a\u0627\u0628\u200c\u0641\u0631\u0648\u0634\u06cc", "store"),  # Persian, ZWNJ
+        ("\U0001fae8 Shaking Shop", "shaking-shop"),  # Unicode 15 emoji: unassigned to Python 3.11
+    ],
+)
+async def test_any_script_is_accepted_and_slugged_to_a_dns_label(
+    client: httpx.AsyncClient, name: str, slug_base: str
+) -> None:
+    store = await create(client, name)
+
+    assert store["name"] == name
+    assert re.fullmatch(rf"{re.escape(slug_base)}-[0-9a-f]{{6}}", store["slug"]), store["slug"]
+    assert DNS_LABEL.fullmatch(store["slug"])
+    assert len(store["slug"]) <= 40
+
+
+async def test_a_name_is_stored_in_composed_unicode_form_without_outer_whitespace(
+    client: httpx.AsyncClient,
+) -> None:
+    store = await create(client, "  Cafe\u0301 Ünïcode\n")
+
+    assert store["name"] == "Café Ünïcode"
+    assert store["slug"].startswith("cafe-unicode-")
+    fetched = (await client.get(f"{STORES}/{store['id']}")).json()
+    assert fetched["name"] == "Café Ünïcode"
+
+
+async def test_two_stores_with_the_same_name_get_different_slugs(
+    client: httpx.AsyncClient,
+) -> None:
+    first, second = await create(client, "Twin"), await create(client, "Twin")
+
+    assert first["slug"] != second["slug"]
+    assert first["id"] != second["id"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "   ",
+        "\t\n",
+        "a" * 51,
+        "\x00",
+        "My\x00Shop",
+        "\u200b",  # zero-width space
+        "Shop\u200b",
+        "My\tShop",
+        "\u202eevil",  # right-to-left override
+        "two\nlines",
+        "\u200d",  # a joiner alone...
+        "\u200dShop",  # ...or at an edge...
+        "Shop\u200c",
+        "Sh\u200d\u200dop",  # ...or doubled...
+        "Shop \u200d Two",  # ...or next to a space joins nothing
+    ],
+)
+async def test_an_invalid_name_is_a_422_problem_and_creates_nothing(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, name: str
+) -> None:
+    response = await client.post(STORES, json={"name": name})
+
+    body = problem(response, 422)
+    assert "name" in body["detail"]
+    assert (await client.get(STORES)).json()["items"] == []
+    assert await event_rows(database) == []
+    assert await stream_messages(nats_client) == []
+
+
+async def test_a_name_of_exactly_fifty_characters_is_accepted(client: httpx.AsyncClient) -> None:
+    store = await create(client, "é" * 50)
+
+    assert store["name"] == "é" * 50
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "My Shop", "color": "red"},
+        {"name": "My Shop", "type": "shopify"},
+        {"name": "My Shop", "type": "WooCommerce"},
+        {"name": 42},
+        {},
+        ["My Shop"],
+    ],
+)
+async def test_a_body_outside_the_schema_is_a_422_problem(
+    client: httpx.AsyncClient, database: Database, body: object
+) -> None:
+    response = await client.post(STORES, json=body)
+
+    problem(response, 422)
+    assert await event_rows(database) == []
+
+
+async def test_a_body_that_is_not_json_is_a_422_problem(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        STORES, content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+
+    problem(response, 422)
+
+
+async def test_the_type_woocommerce_may_be_given_explicitly(client: httpx.AsyncClient) -> None:
+    response = await client.post(STORES, json={"name": "Typed", "type": "woocommerce"})
+
+    assert response.status_code == 202
+    assert response.json()["type"] == "woocommerce"
+
+
+# --- authentication and addressing --------------------------------------------------------
+
+SOME_ID = "3f2b6a8e-0c1d-4e5f-8a9b-0c1d2e3f4a5b"
+PROTECTED = [
+    ("GET", STORES),
+    ("POST", STORES),
+    ("GET", f"{STORES}/{SOME_ID}"),
+    ("DELETE", f"{STORES}/{SOME_ID}"),
+    ("GET", f"{STORES}/{SOME_ID}/credentials"),
+    ("GET", "/api/v1/platform"),
+    ("POST", "/api/v1/events/ticket"),
+]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token", "Bearer ", "Basic dGVzdC1hZG1pbi10b2tlbjo=", "test-admin-token"],
+)
+async def test_without_the_admin_bearer_token_every_endpoint_is_a_401_problem(
+    anonymous: httpx.AsyncClient, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for method, path in PROTECTED:
+        response = await anonymous.request(method, path, headers=headers, json={"name": "Shop"})
+
+        assert response.status_code == 401, (method, path, response.text)
+        problem(response, 401)
+        assert response.headers["WWW-Authenticate"] == "Bearer", (method, path)
+
+
+async def test_an_unauthenticated_request_creates_nothing(
+    anonymous: httpx.AsyncClient, database: Database, nats_client: Client
+) -> None:
+    response = await anonymous.post(
+        STORES, json={"name": "Sneaky"}, headers={"Authorization": "Bearer nope"}
+    )
+
+    assert response.status_code == 401
+    async with database.session() as session:
+        assert list(await session.exec(select(Store))) == []
+    assert await stream_messages(nats_client) == []
+
+
+async def test_an_unauthenticated_invalid_body_is_401_not_422(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """Validation errors would tell a stranger about the API; authentication comes first."""
+    response = await anonymous.post(STORES, json={"name": ""})
+
+    problem(response, 401)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("GET", ""), ("DELETE", ""), ("GET", "/credentials")]
+)
+async def test_an_unknown_store_is_a_404_problem_naming_it(
+    client: httpx.AsyncClient, method: str, suffix: str
+) -> None:
+    unknown = str(uuid.uuid4())
+
+    response = await client.request(method, f"{STORES}/{unknown}{suffix}")
+
+    body = problem(response, 404)
+    assert unknown in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"), [("GET", ""), ("DELETE", ""), ("GET", "/credentials")]
+)
+async def test_a_malformed_store_id_is_a_422_problem(
+    client: httpx.AsyncClient, method: str, suffix: str
+) -> None:
+    response = await client.request(method, f"{STORES}/not-a-uuid{suffix}")
+
+    body = problem(response, 422)
+    assert "store_id" in body["detail"]
+
+
+async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    problem(await client.get("/api/v1/nothing-here"), 404)
+
+
+async def test_a_store_of_another_tenant_is_invisible(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    tenant = Tenant(name="someone else")
+    async with database.session() as session:
+        session.add(tenant)
+        await session.flush()
+        foreign = Store(
+            tenant_id=tenant.id,
+            name="Theirs",
+            slug="theirs-abc123",
+            status=StoreStatus.READY,
+            simulated=True,
+            correlation_id="c",
+        )
+        session.add(foreign)
+        await session.commit()
+    mine = await create(client, "Mine")
+
+    listed = (await client.get(STORES)).json()["items"]
+    assert [s["id"] for s in listed] == [mine["id"]]
+    for method, suffix in [("GET", ""), ("DELETE", ""), ("GET", "/credentials")]:
+        response = await client.request(method, f"{STORES}/{foreign.id}{suffix}")
+        problem(response, 404)
+    async with database.session() as session:
+        still = await session.get(Store, foreign.id)
+    assert still is not None
+    assert still.status is StoreStatus.READY
+
+
+# --- deleting a store ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["queued", "provisioning", "deleted"])
+async def test_deleting_a_store_that_is_not_ready_or_failed_is_a_409_naming_its_status(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus(status))
+
+    response = await client.delete(f"{STORES}/{store['id']}")
+
+    body = problem(response, 409)
+    assert body["status_now"] == status
+    assert f"a {status} store" in body["detail"]
+    assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == status
+    subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
+    assert subjects == [f"store.requested.{store['id']}"]
+
+
+@pytest.mark.parametrize("status", ["ready", "failed"])
+async def test_deleting_a_ready_or_failed_store_marks_it_deleting_and_publishes_delete_requested(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus(status))
+
+    response = await client.delete(f"{STORES}/{store['id']}")
+
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "deleting"
+    assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == "deleting"
+    messages = await stream_messages(nats_client, store["id"])
+    assert [m.subject for m in messages] == [
+        f"store.requested.{store['id']}",
+        f"store.delete_requested.{store['id']}",
+    ]
+    deletion = envelope(messages[1])
+    assert deletion["type"] == TYPE + "delete_requested"
+    assert deletion["data"] == {"status": "deleting"}
+    assert messages[1].headers is not None
+    assert messages[1].headers["Nats-Msg-Id"] == deletion["id"]
+    rows = await event_rows(database, store["id"])
+    assert [r.type for r in rows] == [TYPE + "requested", TYPE + "delete_requested"]
+    assert all(r.published_at is not None for r in rows)
+
+
+async def test_deleting_twice_is_accepted_twice_but_requests_one_deletion(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+
+    first = await client.delete(f"{STORES}/{store['id']}")
+    second = await client.delete(f"{STORES}/{store['id']}")
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.json()["status"] == second.json()["status"] == "deleting"
+    subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
+    assert subjects.count(f"store.delete_requested.{store['id']}") == 1
+    rows = await event_rows(database, store["id"])
+    assert [r.type for r in rows].count(TYPE + "delete_requested") == 1
+
+
+async def test_concurrent_deletes_request_one_deletion(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+
+    responses = await asyncio.gather(*(client.delete(f"{STORES}/{store['id']}") for _ in range(5)))
+
+    assert [r.status_code for r in responses] == [202] * 5
+    rows = await event_rows(database, store["id"])
+    assert [r.type for r in rows].count(TYPE + "delete_requested") == 1
+    subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
+    assert subjects.count(f"store.delete_requested.{store['id']}") == 1
+
+
+# --- listing and reading ------------------------------------------------------------------
+
+
+async def test_the_list_is_newest_first(client: httpx.AsyncClient) -> None:
+    created = [await create(client, f"Shop {n}") for n in range(4)]
+
+    response = await client.get(STORES)
+
+    assert response.status_code == 200
+    assert [s["id"] for s in response.json()["items"]] == [s["id"] for s in reversed(created)]
+
+
+async def test_the_list_filters_by_status(client: httpx.AsyncClient, database: Database) -> None:
+    first, second, third = [await create(client, f"Shop {n}") for n in range(3)]
+    await set_columns(database, first["id"], status=StoreStatus.READY)
+    await set_columns(database, third["id"], status=StoreStatus.READY)
+
+    ready = (await client.get(STORES, params={"status": "ready"})).json()["items"]
+    queued = (await client.get(STORES, params={"status": "queued"})).json()["items"]
+    failed = (await client.get(STORES, params={"status": "failed"})).json()["items"]
+
+    assert [s["id"] for s in ready] == [third["id"], first["id"]]
+    assert all(s["status"] == "ready" for s in ready)
+    assert [s["id"] for s in queued] == [second["id"]]
+    assert failed == []
+
+
+async def test_the_list_honours_its_limit(client: httpx.AsyncClient) -> None:
+    created = [await create(client, f"Shop {n}") for n in range(3)]
+
+    items = (await client.get(STORES, params={"limit": 2})).json()["items"]
+
+    assert [s["id"] for s in items] == [created[2]["id"], created[1]["id"]]
+
+
+@pytest.mark.parametrize("params", [{"status": "sleeping"}, {"limit": "0"}, {"limit": "501"}])
+async def test_an_invalid_list_query_is_a_422_problem(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    problem(await client.get(STORES, params=params), 422)
+
+
+async def test_a_store_is_read_with_its_event_history_in_order(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    store = await create(client)
+    store_id = uuid.UUID(store["id"])
+    # What the provisioner would do: provision with a step, then become ready.
+    provisioner = Outbox(database, nats_client, source="/tests/provisioner")
+    async with provisioner.transaction() as tx:
+        row = await tx.session.get(Store, store_id, with_for_update=True)
+        assert row is not None
+        transition(row, StoreStatus.PROVISIONING)
+        row.step_name, row.step_title, row.step_index, row.step_total = "install", "Install", 1, 2
+        step = StepInfo(name="install", title="Install", index=1, total=2)
+        tx.emit(
+            row,
+            Progress(
+                status=StoreStatus.PROVISIONING,
+                phase="provision",
+                step=step,
+                state="started",
+                progress=0.0,
+            ),
+        )
+    during = (await client.get(f"{STORES}/{store_id}")).json()
+    assert during["status"] == "provisioning"
+    assert during["step"] == {"name": "install", "title": "Install", "index": 1, "total": 2}
+    async with provisioner.transaction() as tx:
+        row = await tx.session.get(Store, store_id, with_for_update=True)
+        assert row is not None
+        row.storefront_url = "http://shop.example"
+        row.admin_url = "http://shop.example/wp-admin/"
+        transition(row, StoreStatus.READY)
+        tx.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
+    assert (await client.delete(f"{STORES}/{store_id}")).status_code == 202
+
+    response = await client.get(f"{STORES}/{store_id}")
+
+    assert response.status_code == 200
+    detail = response.json()
+    assert detail["status"] == "deleting"
+    assert detail["storefront_url"] == "http://shop.example"
+    events = detail["events"]
+    assert [e["type"] for e in events] == [
+        TYPE + "requested",
+        TYPE + "progress",
+        TYPE + "ready",
+        TYPE + "delete_requested",
+    ]
+    assert [e["data"]["status"] for e in events] == ["queued", "provisioning", "ready", "deleting"]
+    assert [e["time"] for e in events] == sorted(e["time"] for e in events)
+    in_stream = [envelope(m)["id"] for m in await stream_messages(nats_client, str(store_id))]
+    assert [e["id"] for e in events] == in_stream
+
+
+# --- credentials --------------------------------------------------------------------------
+
+
+async def test_credentials_of_a_store_not_ready_are_a_409_problem(
+    client: httpx.AsyncClient, settings: Settings, database: Database
+) -> None:
+    store = await create(client)
+    cipher = CredentialCipher(settings.secret_key.get_secret_value())
+    # Even with a password recorded, a store that is not ready does not hand it out.
+    await set_columns(database, store["id"], admin_password_encrypted=cipher.encrypt("pw-123"))
+
+    response = await client.get(f"{STORES}/{store['id']}/credentials")
+
+    body = problem(response, 409)
+    assert body["status_now"] == "queued"
+
+
+async def test_credentials_of_a_ready_store_without_a_password_are_a_409_problem(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+
+    problem(await client.get(f"{STORES}/{store['id']}/credentials"), 409)
+
+
+async def test_the_password_is_given_to_the_owner_of_a_ready_store_and_nowhere_else(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, settings: Settings
+) -> None:
+    password = "Zq9-unique-admin-password-7Xw"
+    cipher = CredentialCipher(settings.secret_key.get_secret_value())
+    encrypted = cipher.encrypt(password)
+    store = await create(client)
+    store_id = uuid.UUID(store["id"])
+    provisioner = Outbox(database, nats_client, source="/tests/provisioner")
+    async with provisioner.transaction() as tx:
+        row = await tx.session.get(Store, store_id, with_for_update=True)
+        assert row is not None
+        transition(row, StoreStatus.PROVISIONING)
+        row.admin_password_encrypted = encrypted
+        row.storefront_url = "http://shop.example"
+        row.admin_url = "http://shop.example/wp-admin/"
+        transition(row, StoreStatus.READY)
+        tx.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
+
+    response = await client.get(f"{STORES}/{store_id}/credentials")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"username": "admin", "password": password}
+    other_responses = [
+        await client.get(STORES),
+        await client.get(f"{STORES}/{store_id}"),
+        await client.delete(f"{STORES}/{store_id}"),
+    ]
+    for other in other_responses:
+        assert other.status_code < 300
+        assert password not in other.text
+        assert encrypted not in other.text
+    messages = await stream_messages(nats_client)
+    assert len(messages) == 3  # requested, ready, delete_requested
+    for message in messages:
+        assert message.data is not None
+        assert password.encode() not in message.data
+        assert encrypted.encode() not in message.data
+    rows = await event_rows(database)
+    assert len(rows) == 3
+    for row_event in rows:
+        assert password not in json.dumps(row_event.envelope)
+        assert encrypted not in json.dumps(row_event.envelope)

@@ -1,0 +1,392 @@
+"""GET /api/v1/events: store events over Server-Sent Events, resumable by stream sequence.
+
+The notifier runs under a real uvicorn against a real nats-server; events are published
+to the STORES stream the way the outbox publishes them, and read back with httpx-sse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, aconnect_sse
+from itsdangerous import TimestampSigner
+from nats.aio.client import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from woostore_shared.events import Progress, StepInfo, make_event
+from woostore_shared.models import DEFAULT_TENANT_ID, StoreStatus
+from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
+from woostore_shared.settings import Settings
+from woostore_shared.topology import STREAM_NAME
+
+EVENTS = "/api/v1/events"
+ADMIN_TOKEN = "test-admin-token"  # the `settings` fixture's
+PROBLEM_JSON = "application/problem+json"
+DEADLINE_SECONDS = 15.0
+
+
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def publish(nats: Client, count: int) -> list[tuple[int, str]]:
+    """Publish ``count`` CloudEvents as the outbox does; return (stream sequence, body)."""
+    js = nats.jetstream()
+    published: list[tuple[int, str]] = []
+    for index in range(count):
+        step = StepInfo(name="install", title="Install", index=1, total=3)
+        event = make_event(
+            Progress(
+                status=StoreStatus.PROVISIONING,
+                phase="provision",
+                step=step,
+                state="started",
+                progress=index / count,
+            ),
+            store_id=uuid.uuid4(),
+            tenant_id=DEFAULT_TENANT_ID,
+            correlation_id=uuid.uuid4().hex,
+            source="/tests",
+        )
+        assert event.nats_subject.startswith("store.progress.")
+        body = event.model_dump_json()
+        ack = await js.publish(
+            event.nats_subject,
+            body.encode(),
+            stream=STREAM_NAME,
+            headers={"Nats-Msg-Id": str(event.id)},
+        )
+        published.append((ack.seq, body))
+    return published
+
+
+async def take(events: AsyncIterator[ServerSentEvent], count: int) -> list[ServerSentEvent]:
+    """The next ``count`` events carrying data (not the retry hint or keep-alive comments)."""
+    received: list[ServerSentEvent] = []
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        while len(received) < count:
+            event = await anext(events)
+            if event.data:
+                received.append(event)
+    return received
+
+
+def ids_and_bodies(events: list[ServerSentEvent]) -> list[tuple[int, str]]:
+    return [(int(e.id), e.data) for e in events]
+
+
+def resume_after(how: str, sequence: int) -> dict[str, Any]:
+    """Request arguments resuming after ``sequence``, the way a browser or a program does."""
+    if how == "header":
+        return {"headers": {**admin(), "Last-Event-ID": str(sequence)}}
+    return {"headers": admin(), "params": {"last_event_id": str(sequence)}}
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"]
+    assert body["title"]
+    assert body["detail"]
+    return body
+
+
+# --- resuming -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+async def test_resuming_after_n_delivers_exactly_the_later_events_in_order(
+    http: httpx.AsyncClient, nats_client: Client, how: str
+) -> None:
+    published = await publish(nats_client, 5)
+    assert [seq for seq, _ in published] == [1, 2, 3, 4, 5]
+
+    async with aconnect_sse(http, "GET", EVENTS, **resume_after(how, 2)) as source:
+        events = source.aiter_sse()
+        assert source.response.status_code == 200
+        replayed = await take(events, 3)
+        later = await publish(nats_client, 1)
+        live = await take(events, 1)
+
+    assert ids_and_bodies(replayed) == published[2:]
+    assert ids_and_bodies(live) == later  # nothing else came in between
+    for event in replayed + live:
+        assert json.loads(event.data)["type"] == "io.woostore.store.progress"
+
+
+async def test_resuming_after_zero_replays_the_whole_stream(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    published = await publish(nats_client, 3)
+
+    async with aconnect_sse(http, "GET", EVENTS, **resume_after("header", 0)) as source:
+        events = source.aiter_sse()
+        replayed = await take(events, 3)
+
+    assert ids_and_bodies(replayed) == published
+
+
+async def test_resuming_after_the_last_event_delivers_only_the_next_ones(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    published = await publish(nats_client, 3)
+
+    async with aconnect_sse(http, "GET", EVENTS, **resume_after("header", 3)) as source:
+        events = source.aiter_sse()
+        assert source.response.status_code == 200
+        later = await publish(nats_client, 2)
+        received = await take(events, 2)
+
+    assert ids_and_bodies(received) == later
+    assert [seq for seq, _ in later] == [published[-1][0] + 1, published[-1][0] + 2]
+
+
+async def test_without_last_event_id_only_new_events_are_delivered(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    await publish(nats_client, 3)
+
+    async with aconnect_sse(http, "GET", EVENTS, headers=admin()) as source:
+        events = source.aiter_sse()
+        assert source.response.status_code == 200
+        new = await publish(nats_client, 2)
+        received = await take(events, 2)
+
+    assert ids_and_bodies(received) == new
+    assert [seq for seq, _ in new] == [4, 5]
+
+
+async def test_the_last_event_id_header_wins_over_the_query_parameter(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    """A reconnecting EventSource sends the header; its URL still carries the first value."""
+    published = await publish(nats_client, 5)
+
+    async with aconnect_sse(
+        http,
+        "GET",
+        EVENTS,
+        headers={**admin(), "Last-Event-ID": "4"},
+        params={"last_event_id": "1"},
+    ) as source:
+        events = source.aiter_sse()
+        received = await take(events, 1)
+
+    assert ids_and_bodies(received) == published[4:]
+
+
+async def test_the_stream_asks_browsers_to_reconnect_after_two_seconds(
+    http: httpx.AsyncClient,
+) -> None:
+    async with aconnect_sse(http, "GET", EVENTS, headers=admin()) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            first = await anext(source.aiter_sse())
+
+    assert first.retry == 2000
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "-1", "1.5", "0x10", "1e3", "18446744073709551615", "99999999999999999999999"],
+)
+@pytest.mark.parametrize("how", ["header", "query"])
+async def test_a_last_event_id_that_is_not_a_sequence_is_a_400_problem(
+    http: httpx.AsyncClient, how: str, value: str
+) -> None:
+    if how == "header":
+        response = await http.get(EVENTS, headers={**admin(), "Last-Event-ID": value})
+    else:
+        response = await http.get(EVENTS, headers=admin(), params={"last_event_id": value})
+
+    body = problem(response, 400)
+    assert "Last-Event-ID" in body["detail"]
+
+
+@pytest.mark.parametrize("value", ["\uff11\uff12", "\u00b2", "\u0663"])
+async def test_a_last_event_id_of_non_ascii_digits_is_a_400_problem(
+    http: httpx.AsyncClient, value: str
+) -> None:
+    response = await http.get(EVENTS, headers=admin(), params={"last_event_id": value})
+
+    problem(response, 400)
+
+
+async def test_the_largest_resumable_sequence_is_accepted(http: httpx.AsyncClient) -> None:
+    async with http.stream(
+        "GET", EVENTS, headers=admin(), params={"last_event_id": str(2**64 - 2)}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+
+
+# --- who may listen -----------------------------------------------------------------------
+
+
+def expired_ticket(signer: TicketSigner, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ticket signed one minute more than its lifetime ago."""
+    issued_at = int(time.time()) - TICKET_TTL_SECONDS - 60
+    with monkeypatch.context() as patch:
+        patch.setattr(TimestampSigner, "get_timestamp", lambda _self: issued_at)
+        return signer.issue("admin")
+
+
+def tampered_tickets(signer: TicketSigner) -> list[str]:
+    genuine = signer.issue("admin")
+    payload, timestamp, signature = genuine.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    other_payload = signer.issue("intruder").split(".")[0]
+    return [
+        f"{payload}.{timestamp}.{flipped}",  # signature changed
+        f"{other_payload}.{timestamp}.{signature}",  # payload swapped
+        f"{payload}.{timestamp}",  # signature dropped
+    ]
+
+
+async def test_without_a_bearer_token_or_ticket_the_stream_is_a_401_problem(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(EVENTS)
+
+    problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Basic {ADMIN_TOKEN}"},
+    ],
+)
+async def test_a_wrong_bearer_token_is_a_401_problem(
+    http: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await http.get(EVENTS, headers=headers)
+
+    problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_a_ticket_from_the_ticket_signer_opens_the_stream(
+    http: httpx.AsyncClient, nats_client: Client, settings: Settings
+) -> None:
+    ticket = TicketSigner(settings.secret_key.get_secret_value()).issue("admin")
+    published = await publish(nats_client, 2)
+
+    async with aconnect_sse(
+        http, "GET", EVENTS, params={"ticket": ticket, "last_event_id": "0"}
+    ) as source:
+        events = source.aiter_sse()
+        assert source.response.status_code == 200
+        received = await take(events, 2)
+
+    assert ids_and_bodies(received) == published
+
+
+async def test_an_invalid_ticket_is_a_401_problem(
+    http: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signer = TicketSigner(settings.secret_key.get_secret_value())
+    invalid = {
+        "expired": expired_ticket(signer, monkeypatch),
+        "signed with another key": TicketSigner("another-secret-key").issue("admin"),
+        "the admin token": ADMIN_TOKEN,
+        "empty": "",
+        **{f"tampered {n}": t for n, t in enumerate(tampered_tickets(signer))},
+    }
+
+    for what, ticket in invalid.items():
+        response = await http.get(EVENTS, params={"ticket": ticket})
+
+        assert response.status_code == 401, what
+        problem(response, 401)
+    # The expired ticket was well made: only its age rejects it.
+    assert signer.verify(invalid["expired"], max_age=TICKET_TTL_SECONDS + 3600) == "admin"
+
+
+# --- CORS and resources -------------------------------------------------------------------
+
+
+async def test_the_dashboard_origin_may_read_the_stream(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    origin = settings.allowed_origin
+
+    preflight = await http.options(
+        EVENTS,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, last-event-id",
+        },
+    )
+    async with aconnect_sse(http, "GET", EVENTS, headers={**admin(), "Origin": origin}) as source:
+        stream_headers = source.response.headers
+
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "authorization" in allowed
+    assert "last-event-id" in allowed
+    assert stream_headers["Access-Control-Allow-Origin"] == origin
+
+
+async def test_another_origin_is_not_allowed(http: httpx.AsyncClient) -> None:
+    response = await http.get("/healthz", headers={"Origin": "https://evil.example"})
+    preflight = await http.options(
+        EVENTS,
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+
+    assert response.status_code == 200
+    assert "Access-Control-Allow-Origin" not in response.headers
+    assert preflight.status_code == 400
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def open_connections(exposition: str) -> float:
+    for family in text_string_to_metric_families(exposition):
+        if family.name == "woostore_sse_connections":
+            return family.samples[0].value
+    raise AssertionError("woostore_sse_connections is not exposed")
+
+
+async def test_an_open_stream_is_counted_and_its_consumer_removed_when_it_closes(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    js = nats_client.jetstream()
+    durable_consumers = (await js.stream_info(STREAM_NAME)).state.consumer_count
+    before = open_connections((await http.get("/metrics")).text)
+
+    async with aconnect_sse(http, "GET", EVENTS, headers=admin()) as source:
+        events = source.aiter_sse()  # kept referenced: dropping it would close the stream
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            await anext(events)  # the retry hint: the stream has started
+        assert (await js.stream_info(STREAM_NAME)).state.consumer_count == durable_consumers + 1
+        assert open_connections((await http.get("/metrics")).text) == before + 1
+
+    give_up = time.monotonic() + DEADLINE_SECONDS
+    while open_connections((await http.get("/metrics")).text) != before or (
+        (await js.stream_info(STREAM_NAME)).state.consumer_count != durable_consumers
+    ):
+        if time.monotonic() > give_up:
+            pytest.fail("the closed stream is still counted or its consumer still exists")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_notifier_is_healthy_and_ready(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).status_code == 200
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "failing": {}}

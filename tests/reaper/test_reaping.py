@@ -1,0 +1,279 @@
+"""The reaper's pass: fail stores that overran their provisioning deadline, and relay events
+their writer could not publish. Real PostgreSQL, real nats-server; stores are set up in the
+database in the state each case needs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.js.api import RawStreamMsg
+from sqlmodel import col, select
+
+from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, reap_once
+from woostore_shared.db import Database
+from woostore_shared.events import CloudEvent, DeleteRequested, make_event
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, utcnow
+from woostore_shared.outbox import Outbox
+from woostore_shared.topology import STREAM_NAME
+
+DEADLINE = timedelta(seconds=60)
+FAILED = "io.woostore.store.failed"
+
+
+@pytest.fixture
+def outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/woostore/reaper")
+
+
+async def add_store(
+    db: Database,
+    status: StoreStatus,
+    *,
+    provisioning_since: timedelta | None = None,
+    step: str | None = None,
+) -> uuid.UUID:
+    now = utcnow()
+    store = Store(
+        tenant_id=DEFAULT_TENANT_ID,
+        name=f"{status.value} store",
+        slug=f"s-{uuid.uuid4().hex[:10]}",
+        status=status,
+        simulated=True,
+        correlation_id=uuid.uuid4().hex,
+        created_at=now - timedelta(hours=1),
+        updated_at=now - timedelta(hours=1),
+        provisioning_started_at=None if provisioning_since is None else now - provisioning_since,
+        step_name=step,
+        step_title=step,
+        step_index=None if step is None else 2,
+        step_total=None if step is None else 5,
+    )
+    async with db.session() as session:
+        session.add(store)
+        await session.commit()
+    return store.id
+
+
+async def load(db: Database, store_id: uuid.UUID) -> Store:
+    async with db.session() as session:
+        store = await session.get(Store, store_id)
+    assert store is not None
+    return store
+
+
+async def event_rows(db: Database) -> list[StoreEvent]:
+    async with db.session() as session:
+        return list(await session.exec(select(StoreEvent).order_by(col(StoreEvent.time))))
+
+
+async def stream_messages(nats: Client) -> list[RawStreamMsg]:
+    js = nats.jetstream()
+    state = (await js.stream_info(STREAM_NAME)).state
+    if state.messages == 0:
+        return []
+    return [
+        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
+    ]
+
+
+def body(message: RawStreamMsg) -> dict[str, Any]:
+    assert message.data is not None
+    envelope: dict[str, Any] = json.loads(message.data)
+    return envelope
+
+
+async def add_unpublished_event(db: Database, store_id: uuid.UUID, at: datetime) -> uuid.UUID:
+    """An event its writer committed at ``at`` but never published (NATS was down)."""
+    store = await load(db, store_id)
+    event = make_event(
+        DeleteRequested(),
+        store_id=store.id,
+        tenant_id=store.tenant_id,
+        correlation_id=store.correlation_id,
+        source="/woostore/api",
+    ).model_copy(update={"time": at})
+    async with db.session() as session:
+        session.add(
+            StoreEvent(
+                id=event.id,
+                store_id=store.id,
+                subject=event.nats_subject,
+                type=event.type,
+                time=event.time,
+                envelope=event.model_dump(mode="json"),
+            )
+        )
+        await session.commit()
+    return event.id
+
+
+# --- deadlines ----------------------------------------------------------------------------
+
+
+async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadline(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await add_store(
+        database, StoreStatus.PROVISIONING, provisioning_since=timedelta(minutes=2), step="rollout"
+    )
+
+    assert await enforce_deadlines(outbox, DEADLINE) == 1
+
+    store = await load(database, store_id)
+    assert store.status is StoreStatus.FAILED
+    assert store.failure_reason is not None
+    assert "60 s" in store.failure_reason
+    [row] = await event_rows(database)
+    assert row.type == FAILED
+    assert row.store_id == store_id
+    assert row.envelope["data"] == {
+        "status": "failed",
+        "reason": store.failure_reason,
+        "step": "rollout",
+    }
+    assert row.published_at is not None
+    [message] = await stream_messages(nats_client)
+    assert message.subject == f"store.failed.{store_id}"
+    assert message.headers is not None
+    assert message.headers["Nats-Msg-Id"] == str(row.id)
+    assert body(message) == row.envelope
+
+
+async def test_a_store_provisioning_within_its_deadline_is_left_alone(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await add_store(
+        database, StoreStatus.PROVISIONING, provisioning_since=timedelta(seconds=30)
+    )
+
+    assert await enforce_deadlines(outbox, DEADLINE) == 0
+
+    store = await load(database, store_id)
+    assert store.status is StoreStatus.PROVISIONING
+    assert store.failure_reason is None
+    assert await event_rows(database) == []
+    assert await stream_messages(nats_client) == []
+
+
+@pytest.mark.parametrize(
+    "status",
+    [StoreStatus.QUEUED, StoreStatus.READY, StoreStatus.FAILED, StoreStatus.DELETING],
+)
+async def test_a_store_not_provisioning_is_left_alone_however_old(
+    outbox: Outbox, database: Database, status: StoreStatus
+) -> None:
+    store_id = await add_store(database, status, provisioning_since=timedelta(days=3))
+
+    assert await enforce_deadlines(outbox, DEADLINE) == 0
+
+    store = await load(database, store_id)
+    assert store.status is status
+    assert store.failure_reason is None
+    assert await event_rows(database) == []
+
+
+async def test_only_the_overdue_stores_among_many_are_failed_and_only_once(
+    outbox: Outbox, database: Database
+) -> None:
+    overdue = [
+        await add_store(database, StoreStatus.PROVISIONING, provisioning_since=timedelta(hours=n))
+        for n in (1, 2)
+    ]
+    on_time = await add_store(
+        database, StoreStatus.PROVISIONING, provisioning_since=timedelta(seconds=5)
+    )
+    queued = await add_store(database, StoreStatus.QUEUED)
+
+    assert await enforce_deadlines(outbox, DEADLINE) == 2
+    assert await enforce_deadlines(outbox, DEADLINE) == 0
+
+    assert [(await load(database, s)).status for s in overdue] == [StoreStatus.FAILED] * 2
+    assert (await load(database, on_time)).status is StoreStatus.PROVISIONING
+    assert (await load(database, queued)).status is StoreStatus.QUEUED
+    rows = await event_rows(database)
+    assert sorted(r.store_id for r in rows) == sorted(overdue)
+    assert {r.type for r in rows} == {FAILED}
+
+
+async def test_a_pass_reports_what_it_failed_and_relayed(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await add_store(
+        database, StoreStatus.PROVISIONING, provisioning_since=timedelta(minutes=5)
+    )
+    other = await add_store(database, StoreStatus.READY)
+    await add_unpublished_event(database, other, utcnow() - timedelta(minutes=1))
+
+    report = await reap_once(outbox, DEADLINE)
+
+    assert report.failed_by_deadline == 1
+    assert report.events_relayed == 1
+    subjects = sorted(m.subject or "" for m in await stream_messages(nats_client))
+    assert subjects == sorted([f"store.failed.{store_id}", f"store.delete_requested.{other}"])
+
+
+# --- relay --------------------------------------------------------------------------------
+
+
+async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_happened(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    stores = [await add_store(database, StoreStatus.DELETING) for _ in range(3)]
+    now = utcnow()
+    # committed out of order: the relay follows event time, not insertion order
+    ids = {
+        store_id: await add_unpublished_event(database, store_id, now - timedelta(minutes=m))
+        for store_id, m in zip(stores, (1, 3, 2), strict=True)
+    }
+
+    report = await reap_once(outbox, DEADLINE)
+
+    assert report.events_relayed == 3
+    assert report.failed_by_deadline == 0
+    messages = await stream_messages(nats_client)
+    oldest_first = [stores[1], stores[2], stores[0]]
+    assert [m.subject for m in messages] == [f"store.delete_requested.{s}" for s in oldest_first]
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in messages] == [
+        str(ids[s]) for s in oldest_first
+    ]
+    rows = {r.id: r for r in await event_rows(database)}
+    for message, store_id in zip(messages, oldest_first, strict=True):
+        row = rows[ids[store_id]]
+        assert row.published_at is not None
+        assert row.stream_sequence == message.seq
+        assert body(message) == row.envelope
+    assert (await reap_once(outbox, DEADLINE)).events_relayed == 0
+
+
+async def test_the_relay_leaves_events_younger_than_its_grace_to_their_writer(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await add_store(database, StoreStatus.DELETING)
+    await add_unpublished_event(database, store_id, utcnow() - RELAY_GRACE / 2)
+
+    assert (await reap_once(outbox, DEADLINE)).events_relayed == 0
+
+    [row] = await event_rows(database)
+    assert row.published_at is None
+    assert await stream_messages(nats_client) == []
+
+
+async def test_an_event_relayed_twice_is_stored_once(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    """Two reaper replicas, or a relay racing the writer: the Nats-Msg-Id de-duplicates."""
+    store_id = await add_store(database, StoreStatus.DELETING)
+    await add_unpublished_event(database, store_id, utcnow() - timedelta(minutes=1))
+    async with database.session() as session:
+        [row] = list(await session.exec(select(StoreEvent)))
+    event = CloudEvent.model_validate(row.envelope)
+
+    assert await outbox.publish([event]) == 1
+    assert await outbox.publish([event]) == 1
+
+    assert len(await stream_messages(nats_client)) == 1

@@ -1,0 +1,129 @@
+"""The store state machine: exactly these transitions are allowed, with their side effects."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from woostore_shared.lifecycle import ACTIVE, DELETABLE, InvalidTransition, transition
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, utcnow
+
+S = StoreStatus
+
+# Written out here, not read from the code: the test states the contract.
+EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
+    S.QUEUED: {S.PROVISIONING, S.FAILED},
+    S.PROVISIONING: {S.READY, S.FAILED},
+    S.READY: {S.DELETING},
+    S.FAILED: {S.DELETING},
+    S.DELETING: {S.DELETED},
+    S.DELETED: set(),
+}
+ALL_PAIRS = list(itertools.product(StoreStatus, StoreStatus))
+ALLOWED_PAIRS = [(a, b) for a, b in ALL_PAIRS if b in EXPECTED[a]]
+FORBIDDEN_PAIRS = [(a, b) for a, b in ALL_PAIRS if b not in EXPECTED[a]]
+
+
+def a_store(status: StoreStatus) -> Store:
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    return Store(
+        id=uuid.uuid4(),
+        tenant_id=DEFAULT_TENANT_ID,
+        name="Shop",
+        slug="shop-abc123",
+        status=status,
+        simulated=True,
+        correlation_id="c0ffee",
+        created_at=an_hour_ago,
+        updated_at=an_hour_ago,
+        step_name="install",
+        step_title="Install",
+        step_index=2,
+        step_total=5,
+        progress=0.4,
+    )
+
+
+def test_the_table_covers_every_status() -> None:
+    assert set(EXPECTED) == set(StoreStatus)
+    assert len(ALLOWED_PAIRS) == 7
+
+
+@pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)
+def test_an_allowed_transition_changes_the_status(source: StoreStatus, target: StoreStatus) -> None:
+    store = a_store(source)
+    before = store.updated_at
+
+    transition(store, target)
+
+    assert store.status is target
+    assert store.updated_at > before
+
+
+@pytest.mark.parametrize(("source", "target"), FORBIDDEN_PAIRS, ids=str)
+def test_a_forbidden_transition_raises_and_changes_nothing(
+    source: StoreStatus, target: StoreStatus
+) -> None:
+    store = a_store(source)
+    before = store.model_dump()
+
+    with pytest.raises(InvalidTransition) as raised:
+        transition(store, target)
+
+    assert raised.value.current is source
+    assert raised.value.target is target
+    assert str(raised.value) == f"a {source.value} store cannot become {target.value}"
+    assert store.model_dump() == before
+
+
+def test_deletable_and_active_statuses() -> None:
+    assert {S.READY, S.FAILED} == DELETABLE
+    assert {S.QUEUED, S.PROVISIONING, S.DELETING} == ACTIVE
+
+
+def test_starting_to_provision_records_when_and_resets_progress() -> None:
+    store = a_store(S.QUEUED)
+
+    transition(store, S.PROVISIONING)
+
+    assert store.provisioning_started_at is not None
+    assert store.provisioning_started_at == store.updated_at
+    assert store.progress == 0.0
+
+
+def test_becoming_ready_records_when_completes_progress_and_clears_the_step() -> None:
+    store = a_store(S.PROVISIONING)
+
+    transition(store, S.READY)
+
+    assert store.ready_at is not None
+    assert store.progress == 1.0
+    assert (store.step_name, store.step_title, store.step_index, store.step_total) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_failing_keeps_the_step_it_failed_at() -> None:
+    store = a_store(S.PROVISIONING)
+
+    transition(store, S.FAILED)
+
+    assert store.step_name == "install"
+    assert store.progress == 0.4
+
+
+def test_deleting_restarts_progress_and_deleted_records_when() -> None:
+    store = a_store(S.READY)
+
+    transition(store, S.DELETING)
+
+    assert store.progress == 0.0
+    assert store.step_name is None
+    transition(store, S.DELETED)
+    assert store.deleted_at is not None

@@ -1,0 +1,164 @@
+"""Settings read from the environment, and the log redaction of secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from woostore_shared.logging import _redact_secrets, configure_logging, get_logger
+from woostore_shared.settings import ClusterMode, LogFormat, Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No WOOSTORE_ variable of the machine running the tests leaks into them."""
+    for name in list(os.environ):
+        if name.startswith("WOOSTORE_"):
+            monkeypatch.delenv(name)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:p@db:5432/woo", "postgresql+psycopg://u:p@db:5432/woo"),
+        ("postgres://u:p@db/woo", "postgresql+psycopg://u:p@db/woo"),
+        ("postgresql+psycopg://u:p@db/woo", "postgresql+psycopg://u:p@db/woo"),
+        (
+            "postgresql://u@/woo?host=/tmp/pg%20dir",
+            "postgresql+psycopg://u@/woo?host=/tmp/pg%20dir",
+        ),
+        ("", ""),
+    ],
+)
+def test_a_plain_postgresql_url_is_used_through_psycopg3(given: str, used: str) -> None:
+    assert Settings(database_url=given).database_url == used
+
+
+def test_the_database_url_from_the_environment_is_converted_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WOOSTORE_DATABASE_URL", "postgresql://u:p@db/woo")
+
+    assert Settings().database_url == "postgresql+psycopg://u:p@db/woo"
+
+
+def test_the_cluster_is_simulated_without_a_kubeconfig() -> None:
+    assert Settings().cluster_mode is ClusterMode.SIMULATED
+
+
+def test_the_cluster_is_kubernetes_when_a_kubeconfig_is_set(tmp_path: Path) -> None:
+    assert Settings(kubeconfig=tmp_path / "kubeconfig").cluster_mode is ClusterMode.KUBERNETES
+
+
+def test_a_kubeconfig_from_the_environment_selects_kubernetes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WOOSTORE_KUBECONFIG", str(tmp_path / "kubeconfig"))
+
+    assert Settings().cluster_mode is ClusterMode.KUBERNETES
+
+
+def test_an_explicit_cluster_wins_over_the_kubeconfig(tmp_path: Path) -> None:
+    settings = Settings(cluster=ClusterMode.SIMULATED, kubeconfig=tmp_path / "kubeconfig")
+
+    assert settings.cluster_mode is ClusterMode.SIMULATED
+
+
+def test_a_service_without_what_it_needs_stops_naming_every_missing_variable() -> None:
+    with pytest.raises(SystemExit) as stopped:
+        Settings(nats_url="nats://127.0.0.1:4222").require_runtime()
+
+    message = str(stopped.value)
+    for name in ("WOOSTORE_DATABASE_URL", "WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY"):
+        assert name in message
+    assert "WOOSTORE_NATS_URL" not in message
+
+
+def test_a_service_with_what_it_needs_starts() -> None:
+    Settings(
+        nats_url="nats://127.0.0.1:4222",
+        database_url="postgresql://u@db/woo",
+        admin_token="t",
+        secret_key="k",
+    ).require_runtime()
+
+
+def test_urls_default_to_the_services_own_addresses_and_can_be_overridden() -> None:
+    default = Settings(api_port=9000, notifier_port=9001)
+    public = Settings(
+        public_events_url="https://events.example/api/v1/events",
+        dashboard_origin="https://dash.example",
+    )
+
+    assert default.events_url == "http://127.0.0.1:9001/api/v1/events"
+    assert default.allowed_origin == "http://127.0.0.1:9000"
+    assert public.events_url == "https://events.example/api/v1/events"
+    assert public.allowed_origin == "https://dash.example"
+
+
+def test_secrets_are_not_shown_when_settings_are_printed() -> None:
+    settings = Settings(admin_token="admin-token-value", secret_key="secret-key-value")
+
+    assert "admin-token-value" not in repr(settings)
+    assert "secret-key-value" not in repr(settings)
+
+
+# --- log redaction ------------------------------------------------------------------------
+
+SECRET_KEYS = ["password", "admin_password", "token", "admin_token", "Authorization", "ticket"]
+SECRET_KEYS += ["secret", "client_secret", "DB_PASSWORD"]
+
+
+def test_the_redaction_processor_replaces_values_of_keys_naming_a_secret() -> None:
+    event = {key: f"value-of-{key}" for key in SECRET_KEYS}
+    event |= {"event": "store ready", "store_id": "abc", "slug": "shop-123"}
+
+    redacted = _redact_secrets(None, "info", dict(event))
+
+    for key in SECRET_KEYS:
+        assert redacted[key] == "[redacted]", key
+    assert redacted["event"] == "store ready"
+    assert redacted["store_id"] == "abc"
+    assert redacted["slug"] == "shop-123"
+
+
+@pytest.fixture
+def configured_logging() -> Iterator[None]:
+    """Undo configure_logging's process-wide changes after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_configured_logging_never_writes_a_secret(
+    configured_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(log_format=LogFormat.JSON), "tests")
+    log = get_logger("tests.redaction")
+
+    log.info("credentials handled", password="pw-1", admin_token="tok-2", store_id="abc")
+    log.bind(client_secret="sec-3").warning("bound too")
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == ["credentials handled", "bound too"]
+    assert lines[0]["password"] == "[redacted]"
+    assert lines[0]["admin_token"] == "[redacted]"
+    assert lines[0]["store_id"] == "abc"
+    assert lines[0]["service"] == "tests"
+    assert lines[1]["client_secret"] == "[redacted]"
+    output = json.dumps(lines)
+    for secret in ("pw-1", "tok-2", "sec-3"):
+        assert secret not in output
