@@ -75,6 +75,11 @@ class Store(SQLModel, table=True):
     # Fernet token (see credentials.py); the plain password lives only in the store's Secret.
     admin_password_encrypted: str | None = None
     correlation_id: str
+    # The attempt working on the store, so a redelivered message never runs beside it.
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _optional_timestamp()
+    # Times the reaper re-published lost work; past a limit the store is failed instead.
+    replays: int = 0
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

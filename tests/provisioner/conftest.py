@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
+from woostore_provisioner.cluster import Cluster
 from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_provisioner.runner import Runner
+from woostore_shared.db import Database
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher
+from woostore_shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+BASE_DOMAIN = "127.0.0.1.nip.io"
+WATCH_INTERVAL = 0.05
 
 
 @pytest.fixture
@@ -32,3 +43,41 @@ def cluster_dir(tmp_path: Path) -> Path:
 def cluster(cluster_dir: Path, helm_binary: str) -> SimulatedCluster:
     """An instant simulated cluster (time scale 0) with no faults."""
     return SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0)
+
+
+@pytest.fixture
+def js(nats_client: Client) -> JetStreamContext:
+    return nats_client.jetstream()
+
+
+@pytest.fixture
+def outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/woostore/provisioner")
+
+
+@pytest.fixture
+def api_outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/woostore/api")
+
+
+@pytest.fixture
+def cipher(settings: Settings) -> CredentialCipher:
+    return CredentialCipher(settings.secret_key.get_secret_value())
+
+
+@pytest.fixture
+def make_runner(
+    database: Database, outbox: Outbox, chart: Path, cipher: CredentialCipher
+) -> Callable[[Cluster], Runner]:
+    def make(cluster: Cluster) -> Runner:
+        return Runner(
+            database,
+            outbox,
+            cluster,
+            chart=chart,
+            base_domain=BASE_DOMAIN,
+            cipher=cipher,
+            watch_interval=WATCH_INTERVAL,
+        )
+
+    return make

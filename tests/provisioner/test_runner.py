@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlmodel import col, select
 
+from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
 from woostore_provisioner.cluster import (
     Release,
     StorefrontCheck,
@@ -41,12 +41,9 @@ from woostore_shared.lifecycle import transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, StoreStep
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
-from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 
 T = TypeVar("T")
-BASE_DOMAIN = "127.0.0.1.nip.io"
-WATCH_INTERVAL = 0.05
 STEP_NAMES = [step.name for step in PROVISION]
 
 
@@ -119,44 +116,6 @@ class KeepAlive:
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
-
-
-@pytest.fixture
-def js(nats_client: Client) -> JetStreamContext:
-    return nats_client.jetstream()
-
-
-@pytest.fixture
-def outbox(database: Database, nats_client: Client) -> Outbox:
-    return Outbox(database, nats_client, source="/woostore/provisioner")
-
-
-@pytest.fixture
-def api_outbox(database: Database, nats_client: Client) -> Outbox:
-    return Outbox(database, nats_client, source="/woostore/api")
-
-
-@pytest.fixture
-def cipher(settings: Settings) -> CredentialCipher:
-    return CredentialCipher(settings.secret_key.get_secret_value())
-
-
-@pytest.fixture
-def make_runner(
-    database: Database, outbox: Outbox, chart: Path, cipher: CredentialCipher
-) -> Callable[[SimulatedCluster | RecordingCluster], Runner]:
-    def make(cluster: SimulatedCluster | RecordingCluster) -> Runner:
-        return Runner(
-            database,
-            outbox,
-            cluster,
-            chart=chart,
-            base_domain=BASE_DOMAIN,
-            cipher=cipher,
-            watch_interval=WATCH_INTERVAL,
-        )
-
-    return make
 
 
 def faulty_cluster(cluster_dir: Path, helm_binary: str, **faults: str) -> SimulatedCluster:

@@ -2,12 +2,16 @@
 
 Acknowledgement is manual and deliberate:
 - success, or nothing left to do: ack;
+- another attempt holds the store (a duplicate delivery): ack; if that attempt dies, its
+  lease expires and the reaper re-publishes the work;
+- the process is stopping: nak at once, so another replica resumes the store;
 - an error worth retrying: nak with a delay, until the consumer's delivery limit;
 - the last delivery failed: the store is failed with the reason, then ack (never stuck).
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from faststream import Context
@@ -16,7 +20,7 @@ from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 from faststream.nats.subscriber import LogicSubscriber
 
 from woostore_provisioner.cluster import TransientClusterError
-from woostore_provisioner.runner import Runner
+from woostore_provisioner.runner import LeaseLost, Runner, ShuttingDown, StoreBusy
 from woostore_shared.events import CloudEvent
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.topology import (
@@ -34,15 +38,26 @@ DEFAULT_RETRY_DELAY = 5.0
 async def _settle_failure(
     msg: NatsMessage, runner: Runner, event: CloudEvent, error: Exception
 ) -> None:
+    if isinstance(error, StoreBusy | LeaseLost):
+        log.info(
+            "another attempt owns the store; dropping this delivery", error=type(error).__name__
+        )
+        await msg.ack()
+        return
+    if isinstance(error, ShuttingDown):
+        log.info("handing the store back: shutting down")
+        await msg.nack()
+        return
     deliveries = msg.raw_message.metadata.num_delivered or 1
     delay = error.delay if isinstance(error, TransientClusterError) else DEFAULT_RETRY_DELAY
     if deliveries < MAX_DELIVER:
         log.warning("will retry", error=str(error), delivery=deliveries, delay=delay)
         await msg.nack(delay=delay)
         return
-    await runner.give_up(
-        event.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
-    )
+    with suppress(StoreBusy):  # another attempt is on it after all: let it finish
+        await runner.give_up(
+            event.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
+        )
     await msg.ack()
 
 
@@ -82,10 +97,14 @@ def build_router(topology: Topology) -> NatsRouter:
         with bind_store(event.store_id, event.correlationid):
             try:
                 await runner.delete(event.store_id, keep_alive=msg.in_progress)
+            except (StoreBusy, LeaseLost):
+                await msg.ack()  # a duplicate delivery; see the module doc
+            except ShuttingDown:
+                await msg.nack()
             except Exception as error:  # retried with a delay; deletion never gives up
                 log.warning("deletion will retry", error=str(error))
                 await msg.nack(delay=DEFAULT_RETRY_DELAY)
-                return
-            await msg.ack()
+            else:
+                await msg.ack()
 
     return router

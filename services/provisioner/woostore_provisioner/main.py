@@ -71,6 +71,14 @@ def build_app(settings: Settings) -> FastStream:
             {"database": db.ping, "nats": lambda: require_connected(broker.connection)},
         )
 
+    @app.on_shutdown
+    async def hand_back_work() -> None:
+        # Runs before the broker waits for handlers: steps in flight stop at once and their
+        # messages go back to the stream for another replica.
+        runner: Runner | None = app.context.get("runner")
+        if runner is not None:
+            runner.stopping.set()
+
     @app.after_shutdown
     async def close() -> None:
         await db.dispose()

@@ -48,6 +48,7 @@ class Step:
     name: str
     title: str
     run: Callable[[StoreJob], Awaitable[None]]
+    timeout: float = 120.0  # seconds; longer is a permanent error (the store is failed)
 
 
 async def create_namespace(job: StoreJob) -> None:
@@ -171,8 +172,8 @@ async def delete_namespace(job: StoreJob) -> None:
 PROVISION: tuple[Step, ...] = (
     Step("namespace", "Creating the namespace", create_namespace),
     Step("credentials", "Generating credentials", create_credentials),
-    Step("helm_release", "Installing the Helm release", install_release),
-    Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout),
+    Step("helm_release", "Installing the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
+    Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
     Step("wordpress_install", "Installing WordPress", install_wordpress),
     Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
     Step("store_settings", "Setting currency and cash on delivery", configure_store),
@@ -181,6 +182,11 @@ PROVISION: tuple[Step, ...] = (
 )
 
 DELETE: tuple[Step, ...] = (
-    Step("helm_uninstall", "Uninstalling the Helm release", uninstall_release),
-    Step("namespace_delete", "Deleting the namespace and its volumes", delete_namespace),
+    Step("helm_uninstall", "Uninstalling the Helm release", uninstall_release, DELETE_TIMEOUT),
+    Step(
+        "namespace_delete",
+        "Deleting the namespace and its volumes",
+        delete_namespace,
+        DELETE_TIMEOUT + 60,
+    ),
 )

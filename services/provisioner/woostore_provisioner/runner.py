@@ -2,8 +2,13 @@
 
 - Finished steps are recorded in the step journal; a redelivered message resumes after them.
 - Progress is announced when a step starts and when it completes (step n of m).
+- Work on a store happens under a lease (``stores.lease_owner``), so a redelivered message
+  never runs beside a slow original; the lease is renewed while the work goes on.
 - While a step runs, the message's ack timer is kept alive and the store's status is
   watched: if the reaper failed the store (deadline), the step is cancelled, not left running.
+  A step that outlives its own timeout is a permanent error.
+- On shutdown the step in flight is cancelled (steps are idempotent) and the message handed
+  back at once, for another replica to resume.
 - A permanent error fails the store with a readable reason and cleans its resources up;
   anything else propagates, for the handler to retry with a delay.
 """
@@ -11,13 +16,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from prometheus_client import Counter, Histogram
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_provisioner.cluster import Cluster, PermanentClusterError
@@ -26,7 +36,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import Deleted, Failed, Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
 from woostore_shared.logging import get_logger
-from woostore_shared.models import Store, StoreStatus, StoreStep
+from woostore_shared.models import Store, StoreStatus, StoreStep, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 
@@ -44,6 +54,27 @@ STORES_FINISHED = Counter(
 
 class StoreAbandoned(Exception):
     """The store left the status this work was for (failed by its deadline, say)."""
+
+
+class StoreBusy(Exception):
+    """Another attempt holds the store's lease: this delivery is a duplicate."""
+
+
+class LeaseLost(Exception):
+    """This attempt's lease expired and another attempt took the store over."""
+
+
+class ShuttingDown(Exception):
+    """The process is stopping: the work was cut at a safe point, to be resumed elsewhere."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery's work on one store."""
+
+    store_id: uuid.UUID
+    owner: str
+    keep_alive: KeepAlive
 
 
 class Runner:
@@ -65,60 +96,31 @@ class Runner:
         self.base_domain = base_domain
         self.cipher = cipher
         self.watch_interval = watch_interval
+        self.lease_ttl = timedelta(seconds=3 * watch_interval)
+        self.stopping = asyncio.Event()
 
     async def provision(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
-        store = await self._load(store_id)
-        if store.status is StoreStatus.FAILED:
-            # Failed while this message waited (deadline): what is left is the clean-up.
-            await self._run(store, DELETE, "delete", keep_alive, announce=False)
-            return
-        if store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
-            log.info("nothing to provision", status=store.status.value)
-            return
-        if store.status is StoreStatus.QUEUED:
-            async with self.outbox.transaction() as tx:
-                store = await self._load(store_id, tx.session)
-                transition(store, StoreStatus.PROVISIONING)
-                tx.session.add(store)
-        try:
-            await self._run(store, PROVISION, "provision", keep_alive, announce=True)
-        except StoreAbandoned:
-            log.warning("provisioning abandoned: the store was failed meanwhile; cleaning up")
-            # Reload: the clean-up is watched against the status the store has now (failed),
-            # not the provisioning one this work started with.
-            store = await self._load(store_id)
-            await self._run(store, DELETE, "delete", keep_alive, announce=False)
-            return
-        except PermanentClusterError as error:
-            await self.give_up(store_id, str(error), keep_alive)
-            return
-        async with self.outbox.transaction() as tx:
-            store = await self._load(store_id, tx.session)
-            store.storefront_url = self._storefront_url(store)
-            store.admin_url = store.storefront_url + "/wp-admin/"
-            transition(store, StoreStatus.READY)
-            tx.emit(store, Ready(storefront_url=store.storefront_url, admin_url=store.admin_url))
-        STORES_FINISHED.labels("ready").inc()
-        log.info("store ready", url=store.storefront_url)
+        async with self._lease(store_id, keep_alive) as attempt:
+            await self._provision(attempt)
 
     async def delete(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
-        store = await self._load(store_id)
-        if store.status is not StoreStatus.DELETING:
-            log.info("nothing to delete", status=store.status.value)
-            return
-        await self._run(store, DELETE, "delete", keep_alive, announce=True)
-        async with self.outbox.transaction() as tx:
-            store = await self._load(store_id, tx.session)
-            transition(store, StoreStatus.DELETED)
-            tx.emit(store, Deleted())
+        async with self._lease(store_id, keep_alive) as attempt:
+            store = await self._load(store_id)
+            if store.status is not StoreStatus.DELETING:
+                log.info("nothing to delete", status=store.status.value)
+                return
+            await self._run(store, DELETE, "delete", attempt, announce=True)
+            async with self.outbox.transaction() as tx:
+                store = await self._load(store_id, tx.session)
+                transition(store, StoreStatus.DELETED)
+                tx.emit(store, Deleted())
         STORES_FINISHED.labels("deleted").inc()
         log.info("store deleted")
 
     async def give_up(self, store_id: uuid.UUID, reason: str, keep_alive: KeepAlive) -> None:
         """Fail the store with ``reason`` and remove what was made for it."""
-        await self.fail(store_id, reason)
-        store = await self._load(store_id)
-        await self._run(store, DELETE, "delete", keep_alive, announce=False)
+        async with self._lease(store_id, keep_alive) as attempt:
+            await self._give_up(attempt, reason)
 
     async def fail(self, store_id: uuid.UUID, reason: str) -> None:
         async with self.outbox.transaction() as tx:
@@ -132,14 +134,96 @@ class Runner:
         STORES_FINISHED.labels("failed").inc()
         log.warning("store failed", reason=reason, step=step)
 
+    async def _provision(self, attempt: Attempt) -> None:
+        store = await self._load(attempt.store_id)
+        if store.status is StoreStatus.FAILED:
+            # Failed while this message waited (deadline): what is left is the clean-up.
+            await self._run(store, DELETE, "delete", attempt, announce=False)
+            return
+        if store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
+            log.info("nothing to provision", status=store.status.value)
+            return
+        if store.status is StoreStatus.QUEUED:
+            async with self.outbox.transaction() as tx:
+                store = await self._load(attempt.store_id, tx.session)
+                transition(store, StoreStatus.PROVISIONING)
+                tx.session.add(store)
+        try:
+            await self._run(store, PROVISION, "provision", attempt, announce=True)
+        except StoreAbandoned:
+            log.warning("provisioning abandoned: the store was failed meanwhile; cleaning up")
+            # Reload: the clean-up is watched against the status the store has now (failed),
+            # not the provisioning one this work started with.
+            store = await self._load(attempt.store_id)
+            await self._run(store, DELETE, "delete", attempt, announce=False)
+            return
+        except PermanentClusterError as error:
+            await self._give_up(attempt, str(error))
+            return
+        async with self.outbox.transaction() as tx:
+            store = await self._load(attempt.store_id, tx.session)
+            store.storefront_url = self._storefront_url(store)
+            store.admin_url = store.storefront_url + "/wp-admin/"
+            transition(store, StoreStatus.READY)
+            tx.emit(store, Ready(storefront_url=store.storefront_url, admin_url=store.admin_url))
+        STORES_FINISHED.labels("ready").inc()
+        log.info("store ready", url=store.storefront_url)
+
+    async def _give_up(self, attempt: Attempt, reason: str) -> None:
+        await self.fail(attempt.store_id, reason)
+        store = await self._load(attempt.store_id)
+        await self._run(store, DELETE, "delete", attempt, announce=False)
+
     # -- internals -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _lease(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> AsyncIterator[Attempt]:
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        async with self.db.session() as session:
+            taken = await session.exec(
+                update(Store)
+                .where(col(Store.id) == store_id)
+                .where(col(Store.lease_owner).is_(None) | (col(Store.lease_expires_at) < utcnow()))
+                .values(lease_owner=owner, lease_expires_at=utcnow() + self.lease_ttl)
+            )
+            await session.commit()
+        if taken.rowcount != 1:
+            raise StoreBusy
+        try:
+            yield Attempt(store_id, owner, keep_alive)
+        finally:
+            with suppress(Exception):  # best effort: an unreleased lease simply expires
+                async with self.db.session() as session:
+                    await session.exec(
+                        update(Store)
+                        .where(col(Store.id) == store_id)
+                        .where(col(Store.lease_owner) == owner)
+                        .values(lease_owner=None, lease_expires_at=None)
+                    )
+                    await session.commit()
+
+    async def _renew(self, attempt: Attempt) -> StoreStatus:
+        """Extend the lease; the store's status comes back with it."""
+        async with self.db.session() as session:
+            renewed = await session.exec(
+                update(Store)
+                .where(col(Store.id) == attempt.store_id)
+                .where(col(Store.lease_owner) == attempt.owner)
+                .values(lease_expires_at=utcnow() + self.lease_ttl)
+                .returning(col(Store.status))
+            )
+            status = renewed.scalar_one_or_none()
+            await session.commit()
+        if status is None:
+            raise LeaseLost
+        return StoreStatus(status)
 
     async def _run(
         self,
         store: Store,
         steps: Sequence[Step],
         phase: Phase,
-        keep_alive: KeepAlive,
+        attempt: Attempt,
         *,
         announce: bool,
     ) -> None:
@@ -153,29 +237,37 @@ class Runner:
             if announce:
                 await self._announce(store.id, phase, info, completed=index - 1)
             with STEP_SECONDS.labels(phase, step.name).time():
-                await self._watched(step.run(job), store.id, expected, keep_alive)
+                await self._watched(step, job, attempt, expected)
             await self._record(store.id, phase, info, job, announce=announce)
             job.updates.clear()
 
     async def _watched(
-        self,
-        work: Awaitable[None],
-        store_id: uuid.UUID,
-        expected: StoreStatus,
-        keep_alive: KeepAlive,
+        self, step: Step, job: StoreJob, attempt: Attempt, expected: StoreStatus
     ) -> None:
-        """Run ``work``; meanwhile keep the message alive and stop if the store moves on."""
-        task = asyncio.ensure_future(work)
+        """Run the step; meanwhile keep the message and the lease alive, and stop when the
+        store moves on, the step outlives its timeout, or the process is stopping."""
+        task = asyncio.ensure_future(step.run(job))
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        give_up_at = asyncio.get_running_loop().time() + step.timeout
         try:
             while True:
-                finished, _ = await asyncio.wait({task}, timeout=self.watch_interval)
-                if finished:
+                await asyncio.wait(
+                    {task, stopping}, timeout=self.watch_interval, return_when="FIRST_COMPLETED"
+                )
+                if task.done():
                     task.result()
                     return
-                await keep_alive()
-                if (await self._load(store_id)).status is not expected:
+                if stopping.done():
+                    raise ShuttingDown
+                if asyncio.get_running_loop().time() > give_up_at:
+                    raise PermanentClusterError(
+                        f"step {step.name} did not finish within {step.timeout:.0f} s"
+                    )
+                await attempt.keep_alive()
+                if await self._renew(attempt) is not expected:
                     raise StoreAbandoned
         finally:
+            stopping.cancel()
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

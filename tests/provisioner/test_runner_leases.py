@@ -1,0 +1,120 @@
+"""One attempt at a time per store, a prompt hand-back on shutdown, and step timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import col, update
+
+from tests.provisioner.test_runner import (
+    KeepAlive,
+    RecordingCluster,
+    create_store,
+    faulty_cluster,
+    load,
+)
+from woostore_provisioner import recipe
+from woostore_provisioner.cluster import Cluster
+from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_provisioner.runner import Runner, ShuttingDown, StoreBusy
+from woostore_shared.db import Database
+from woostore_shared.models import Store, StoreStatus, utcnow
+from woostore_shared.outbox import Outbox
+
+MakeRunner = Callable[[Cluster], Runner]
+
+
+async def test_a_second_delivery_does_not_run_beside_the_first(
+    make_runner: MakeRunner, api_outbox: Outbox, cluster_dir: Path, helm_binary: str
+) -> None:
+    cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
+    runner = make_runner(cluster)
+    store = await create_store(api_outbox)
+    first = asyncio.create_task(runner.provision(store.id, KeepAlive()))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), 10)
+
+    with pytest.raises(StoreBusy):
+        await runner.provision(store.id, KeepAlive())
+
+    assert cluster.calls.count("install_release") == 1
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+
+
+async def test_the_lease_of_a_dead_attempt_expires_and_a_new_attempt_finishes_the_store(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    database: Database,
+    cluster: SimulatedCluster,
+) -> None:
+    store = await create_store(api_outbox)
+    async with database.session() as session:  # an attempt that died holding the lease
+        await session.exec(
+            update(Store)
+            .where(col(Store.id) == store.id)
+            .values(lease_owner="dead-host:1:abc", lease_expires_at=utcnow() - timedelta(1))
+        )
+        await session.commit()
+
+    await make_runner(cluster).provision(store.id, KeepAlive())
+
+    finished = await load(database, store.id)
+    assert finished.status is StoreStatus.READY
+    assert finished.lease_owner is None  # released at the end
+
+
+async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    database: Database,
+    cluster_dir: Path,
+    helm_binary: str,
+) -> None:
+    cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
+    runner = make_runner(cluster)
+    store = await create_store(api_outbox)
+    work = asyncio.create_task(runner.provision(store.id, KeepAlive()))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), 10)
+
+    runner.stopping.set()
+
+    with pytest.raises(ShuttingDown):
+        await asyncio.wait_for(work, 2)
+    assert cluster.cancelled == ["wait_for_rollout"]
+    handed_back = await load(database, store.id)
+    assert handed_back.status is StoreStatus.PROVISIONING  # not failed: it resumes elsewhere
+    assert handed_back.lease_owner is None
+
+    replica = make_runner(SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0))
+    await replica.provision(store.id, KeepAlive())
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    assert cluster.calls.count("install_release") == 1  # the journal skipped finished steps
+
+
+async def test_a_step_that_outlives_its_timeout_fails_the_store_and_cleans_up(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    database: Database,
+    cluster_dir: Path,
+    helm_binary: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    short = tuple(
+        dataclasses.replace(step, timeout=0.2) if step.name == "rollout" else step
+        for step in recipe.PROVISION
+    )
+    monkeypatch.setattr("woostore_provisioner.runner.PROVISION", short)
+    cluster = faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang")
+    store = await create_store(api_outbox)
+
+    await asyncio.wait_for(make_runner(cluster).provision(store.id, KeepAlive()), 10)
+
+    failed = await load(database, store.id)
+    assert failed.status is StoreStatus.FAILED
+    assert failed.failure_reason == "step rollout did not finish within 0 s"
+    assert not await cluster.namespace_exists(failed.namespace)
