@@ -110,6 +110,17 @@ class Outbox:
                 await session.commit()
         return len(published)
 
+    async def replay(self, event: CloudEvent, attempt: int) -> int:
+        """Publish ``event`` again as a new message (the original was lost or consumed):
+        a message id of its own, so the server's de-duplication does not drop it."""
+        ack = await self.js.publish(
+            event.nats_subject,
+            event.model_dump_json().encode(),
+            stream=STREAM_NAME,
+            headers={"Nats-Msg-Id": f"{event.id}:replay:{attempt}"},
+        )
+        return ack.seq
+
     async def relay(self, older_than: timedelta, limit: int = 100) -> int:
         """Publish events whose writer could not (NATS down, process killed after commit)."""
         async with self.db.session() as session:

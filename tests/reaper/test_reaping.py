@@ -22,6 +22,7 @@ from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
 
 DEADLINE = timedelta(seconds=60)
+GRACE = timedelta(seconds=60)
 FAILED = "io.woostore.store.failed"
 
 
@@ -97,7 +98,9 @@ async def add_unpublished_event(db: Database, store_id: uuid.UUID, at: datetime)
         correlation_id=store.correlation_id,
         source="/woostore/api",
     ).model_copy(update={"time": at})
+    store.updated_at = at  # as Transaction.emit does
     async with db.session() as session:
+        session.add(store)
         session.add(
             StoreEvent(
                 id=event.id,
@@ -209,7 +212,7 @@ async def test_a_pass_reports_what_it_failed_and_relayed(
     other = await add_store(database, StoreStatus.READY)
     await add_unpublished_event(database, other, utcnow() - timedelta(minutes=1))
 
-    report = await reap_once(outbox, DEADLINE)
+    report = await reap_once(outbox, DEADLINE, GRACE)
 
     assert report.failed_by_deadline == 1
     assert report.events_relayed == 1
@@ -231,7 +234,7 @@ async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_hap
         for store_id, m in zip(stores, (1, 3, 2), strict=True)
     }
 
-    report = await reap_once(outbox, DEADLINE)
+    report = await reap_once(outbox, DEADLINE, GRACE)
 
     assert report.events_relayed == 3
     assert report.failed_by_deadline == 0
@@ -247,7 +250,7 @@ async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_hap
         assert row.published_at is not None
         assert row.stream_sequence == message.seq
         assert body(message) == row.envelope
-    assert (await reap_once(outbox, DEADLINE)).events_relayed == 0
+    assert (await reap_once(outbox, DEADLINE, GRACE)).events_relayed == 0
 
 
 async def test_the_relay_leaves_events_younger_than_its_grace_to_their_writer(
@@ -256,7 +259,7 @@ async def test_the_relay_leaves_events_younger_than_its_grace_to_their_writer(
     store_id = await add_store(database, StoreStatus.DELETING)
     await add_unpublished_event(database, store_id, utcnow() - RELAY_GRACE / 2)
 
-    assert (await reap_once(outbox, DEADLINE)).events_relayed == 0
+    assert (await reap_once(outbox, DEADLINE, GRACE)).events_relayed == 0
 
     [row] = await event_rows(database)
     assert row.published_at is None

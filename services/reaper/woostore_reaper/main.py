@@ -7,6 +7,7 @@ import contextlib
 import signal
 from datetime import timedelta
 
+from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.reaping import reap_once
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
@@ -26,7 +27,6 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stopping.set)
 
     nats = await connect(settings.nats_url, "woostore-reaper")
-    await ensure_topology(nats.jetstream(), declare(settings))
     db = Database(settings.database_url)
     outbox = Outbox(db, nats, source="/woostore/reaper")
     ops = await serve_ops(
@@ -35,16 +35,26 @@ async def run(settings: Settings) -> None:
         {"database": db.ping, "nats": lambda: require_connected(nats)},
     )
     deadline = timedelta(seconds=settings.provision_deadline_seconds)
+    # Longer than a lease (three watch intervals) and the relay's grace: idle for this long,
+    # a store with no message in flight has lost its work.
+    grace = timedelta(seconds=2 * settings.ack_wait_seconds)
+    leader = LeaderLock(db.engine)
+    topology = declare(settings)
     log.info("reaper started", deadline_seconds=settings.provision_deadline_seconds)
     while not stopping.is_set():
         try:
-            report = await reap_once(outbox, deadline)
-            if report.failed_by_deadline or report.events_relayed:
-                log.info("reaped", **vars(report))
+            if await leader.held():
+                # Level-triggered down to the broker: a stream lost in a crash is recreated,
+                # and the replay below re-publishes the work it held.
+                await ensure_topology(nats.jetstream(), topology)
+                report = await reap_once(outbox, deadline, grace)
+                if any(vars(report).values()):
+                    log.info("reaped", **vars(report))
         except Exception as error:  # a pass that fails (database restarting) is retried next pass
             log.warning("reaper pass failed", error=repr(error))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), settings.reaper_interval_seconds)
+    await leader.release()
     ops.should_exit = True
     await nats.close()
     await db.dispose()

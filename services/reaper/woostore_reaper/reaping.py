@@ -1,30 +1,72 @@
 """What the reaper repairs on each pass. Level-triggered: each pass compares what should be
-with what is, so a pass missed (reaper down) is made up by the next one."""
+with what is, so a pass missed (reaper down) is made up by the next one.
+
+1. Deadlines: a store provisioning for too long is failed, and its clean-up requested.
+2. Relay: events their writer committed but could not publish are published.
+3. Replay: every store in a non-terminal state must have work in flight. Work whose message
+   is gone from the stream (a stream lost in a crash) or was consumed without finishing the
+   store (deliveries exhausted by a crashing worker), and whose lease has expired, is
+   published again. A store whose work was lost too often is failed instead: a dead letter.
+
+Only the reaper holding the leader lock acts (see ``leadership.py``).
+"""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 from sqlmodel import col, select
 
-from woostore_shared.events import Failed
-from woostore_shared.lifecycle import transition
+from woostore_shared.events import CloudEvent, EventName, Failed, subject_for
+from woostore_shared.lifecycle import ACTIVE, transition
 from woostore_shared.logging import bind_store, get_logger
-from woostore_shared.models import Store, StoreStatus, utcnow
+from woostore_shared.models import Store, StoreEvent, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.topology import DELETE_CONSUMER, PROVISION_CONSUMER, STREAM_NAME
 
 log = get_logger(__name__)
 RELAY_GRACE = timedelta(seconds=10)  # the writer publishes right after commit; give it time
+MAX_REPLAYS = 3  # of a store's provisioning; deletion is replayed until it succeeds
 DEADLINES_ENFORCED = Counter("woostore_deadlines_enforced_total", "Stores failed by a deadline")
 EVENTS_RELAYED = Counter("woostore_events_relayed_total", "Events published by the relay")
+WORK_REPLAYED = Counter("woostore_work_replayed_total", "Lost work published again", ["lane"])
+DEAD_LETTERS = Counter("woostore_dead_letters_total", "Stores failed because work kept dying")
+
+_LANES = {
+    StoreStatus.QUEUED: (EventName.REQUESTED, PROVISION_CONSUMER),
+    StoreStatus.PROVISIONING: (EventName.REQUESTED, PROVISION_CONSUMER),
+    StoreStatus.FAILED: (EventName.REQUESTED, PROVISION_CONSUMER),  # its clean-up
+    StoreStatus.DELETING: (EventName.DELETE_REQUESTED, DELETE_CONSUMER),
+}
 
 
 @dataclass(frozen=True)
 class PassReport:
     failed_by_deadline: int
+    replayed: int
+    dead_letters: int
     events_relayed: int
+
+
+async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
+    """Fail a store that is still queued or provisioning, then publish its work again so a
+    provisioner removes what was made for it (if one is still on it, that one does)."""
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        if store is None or store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
+            return False  # finished meanwhile
+        step = store.step_name
+        store.failure_reason = reason
+        transition(store, StoreStatus.FAILED)
+        tx.emit(store, Failed(reason=reason, step=step))
+    with bind_store(store_id):
+        log.warning("store failed", reason=reason, step=step)
+    await _republish(outbox, store_id, StoreStatus.FAILED)
+    return True
 
 
 async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
@@ -39,26 +81,84 @@ async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
                 .where(col(Store.provisioning_started_at) < cutoff)
             )
         )
+    reason = f"provisioning did not finish within {deadline.total_seconds():.0f} s"
     failed = 0
     for store_id in overdue:
-        async with outbox.transaction() as tx:
-            store = await tx.session.get(Store, store_id, with_for_update=True)
-            if store is None or store.status is not StoreStatus.PROVISIONING:
-                continue  # finished meanwhile
-            reason = f"provisioning did not finish within {deadline.total_seconds():.0f} s"
-            store.failure_reason = reason
-            step = store.step_name
-            transition(store, StoreStatus.FAILED)
-            tx.emit(store, Failed(reason=reason, step=step))
-        with bind_store(store_id):
-            log.warning("store failed by its deadline", step=step)
-        failed += 1
+        failed += await fail_and_clean_up(outbox, store_id, reason)
     DEADLINES_ENFORCED.inc(failed)
     return failed
 
 
-async def reap_once(outbox: Outbox, deadline: timedelta) -> PassReport:
+async def _work_in_flight(outbox: Outbox, store_id: uuid.UUID, status: StoreStatus) -> bool:
+    """Whether the store's work message is still in the stream and not yet consumed."""
+    name, consumer = _LANES[status]
+    try:
+        message = await outbox.js.get_last_msg(STREAM_NAME, subject_for(name, store_id))
+    except NotFoundError:
+        return False
+    info = await outbox.js.consumer_info(STREAM_NAME, consumer)
+    return message.seq is not None and message.seq > info.ack_floor.stream_seq
+
+
+async def _republish(outbox: Outbox, store_id: uuid.UUID, status: StoreStatus) -> None:
+    name, _ = _LANES[status]
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        assert store is not None
+        original = (
+            await tx.session.exec(
+                select(StoreEvent)
+                .where(col(StoreEvent.store_id) == store_id)
+                .where(col(StoreEvent.subject) == subject_for(name, store_id))
+                .order_by(col(StoreEvent.time).desc())
+                .limit(1)
+            )
+        ).first()
+        if original is None:
+            log.error("no work event to publish again", store_id=str(store_id))
+            return
+        store.replays += 1
+        attempt = store.replays
+        tx.session.add(store)
+    await outbox.replay(CloudEvent.model_validate(original.envelope), attempt)
+    WORK_REPLAYED.labels(name.value).inc()
+
+
+async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
+    """Returns (stores whose work was published again, stores failed as dead letters)."""
+    now = utcnow()
+    async with outbox.db.session() as session:
+        idle = list(
+            await session.exec(
+                select(Store.id, Store.status, Store.replays)
+                .where(col(Store.status).in_(ACTIVE))
+                .where(col(Store.updated_at) < now - grace)
+                .where(col(Store.lease_expires_at).is_(None) | (col(Store.lease_expires_at) < now))
+            )
+        )
+    replayed = dead = 0
+    for store_id, raw_status, replays in idle:
+        status = StoreStatus(raw_status)
+        if await _work_in_flight(outbox, store_id, status):
+            continue
+        with bind_store(store_id):
+            if status is not StoreStatus.DELETING and replays >= MAX_REPLAYS:
+                reason = f"its work was lost or kept crashing its worker ({replays + 1} times)"
+                dead += await fail_and_clean_up(outbox, store_id, reason)
+                continue
+            log.warning("work lost: publishing it again", status=status.value, replays=replays)
+            await _republish(outbox, store_id, status)
+            replayed += 1
+    DEAD_LETTERS.inc(dead)
+    return replayed, dead
+
+
+async def reap_once(outbox: Outbox, deadline: timedelta, grace: timedelta) -> PassReport:
     failed = await enforce_deadlines(outbox, deadline)
+    # Relay before replay: an event never published is not lost work.
     relayed = await outbox.relay(older_than=RELAY_GRACE)
     EVENTS_RELAYED.inc(relayed)
-    return PassReport(failed_by_deadline=failed, events_relayed=relayed)
+    replayed, dead = await replay_lost_work(outbox, grace)
+    return PassReport(
+        failed_by_deadline=failed, replayed=replayed, dead_letters=dead, events_relayed=relayed
+    )

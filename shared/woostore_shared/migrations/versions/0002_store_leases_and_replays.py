@@ -21,9 +21,7 @@ def upgrade() -> None:
     op.add_column(
         "stores", sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True)
     )
-    op.add_column(
-        "stores", sa.Column("replays", sa.Integer(), nullable=False, server_default="0")
-    )
+    op.add_column("stores", sa.Column("replays", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:

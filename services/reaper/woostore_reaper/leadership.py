@@ -1,0 +1,55 @@
+"""One acting reaper: a PostgreSQL advisory lock, held by a connection kept open.
+
+Whichever reaper holds the lock acts; the others wait and try again each pass. If the
+leader dies or loses its connection, PostgreSQL releases the lock and another takes over.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from woostore_shared.logging import get_logger
+
+log = get_logger(__name__)
+LOCK_KEY = zlib.crc32(b"woostore-reaper")  # any constant; the name says whose it is
+
+
+class LeaderLock:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._connection: AsyncConnection | None = None
+        self.leading = False
+
+    async def held(self) -> bool:
+        """Whether this reaper leads now: keeps the lock, or takes it if free."""
+        try:
+            if self._connection is None:
+                self._connection = await self.engine.connect()
+            if self.leading:
+                await self._connection.execute(text("SELECT 1"))  # the lock lives with it
+                return True
+            result = await self._connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
+            )
+            await self._connection.commit()
+            self.leading = bool(result.scalar())
+            if self.leading:
+                log.info("leading: this reaper acts")
+        except SQLAlchemyError as error:
+            if self.leading:
+                log.warning("lost the leader lock", error=type(error).__name__)
+            await self.release()
+        return self.leading
+
+    async def release(self) -> None:
+        self.leading = False
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            # Discard the connection rather than return it to the pool: the lock belongs to
+            # the session, and ending the session is what releases it.
+            await connection.invalidate()
+            await connection.close()

@@ -1,0 +1,190 @@
+"""Lost work is published again, work that keeps dying becomes a failed store, and only one
+reaper acts. Real PostgreSQL and nats-server; stores are made as the API makes them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from nats.aio.client import Client
+from sqlmodel import col, update
+
+from tests.reaper.test_reaping import body, load, stream_messages
+from woostore_reaper.leadership import LeaderLock
+from woostore_reaper.reaping import MAX_REPLAYS, replay_lost_work
+from woostore_shared.db import Database
+from woostore_shared.events import DeleteRequested, Requested, StoreSummary
+from woostore_shared.lifecycle import transition
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, utcnow
+from woostore_shared.outbox import Outbox
+from woostore_shared.topology import PROVISION_CONSUMER, STREAM_NAME
+
+GRACE = timedelta(seconds=60)
+REQUESTED = "io.woostore.store.requested"
+
+
+@pytest.fixture
+def outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/tests")
+
+
+async def create_store(outbox: Outbox) -> uuid.UUID:
+    async with outbox.transaction() as tx:
+        store = Store(
+            tenant_id=DEFAULT_TENANT_ID,
+            name="Replay Shop",
+            slug=f"replay-{uuid.uuid4().hex[:8]}",
+            status=StoreStatus.QUEUED,
+            simulated=True,
+            correlation_id=uuid.uuid4().hex,
+        )
+        tx.session.add(store)
+        await tx.session.flush()
+        tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    return store.id
+
+
+async def set_store(database: Database, store_id: uuid.UUID, **values: object) -> None:
+    """Age the store past the grace (and set anything else the case needs)."""
+    values.setdefault("updated_at", utcnow() - 2 * GRACE)
+    async with database.session() as session:
+        await session.exec(update(Store).where(col(Store.id) == store_id).values(**values))
+        await session.commit()
+
+
+async def consume_everything(nats_client: Client) -> None:
+    """What a worker that acked and then died leaves behind: the consumer moved past it."""
+    js = nats_client.jetstream()
+    subscription = await js.pull_subscribe_bind(PROVISION_CONSUMER, STREAM_NAME)
+    for message in await subscription.fetch(10, timeout=2):
+        await message.ack_sync()
+
+
+async def requested_messages(nats_client: Client, store_id: uuid.UUID) -> int:
+    return sum(
+        1
+        for m in await stream_messages(nats_client)
+        if body(m)["type"] == REQUESTED and body(m)["subject"] == str(store_id)
+    )
+
+
+async def test_work_still_waiting_in_the_stream_is_not_replayed(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    await set_store(database, store_id)
+
+    assert await replay_lost_work(outbox, GRACE) == (0, 0)
+    assert await requested_messages(nats_client, store_id) == 1
+
+
+async def test_work_consumed_without_finishing_the_store_is_published_again(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    await consume_everything(nats_client)
+    await set_store(database, store_id, status=StoreStatus.PROVISIONING)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+
+    assert await requested_messages(nats_client, store_id) == 2
+    assert (await load(database, store_id)).replays == 1
+    # A worker fetching now gets it: it is new work for the consumer.
+    js = nats_client.jetstream()
+    subscription = await js.pull_subscribe_bind(PROVISION_CONSUMER, STREAM_NAME)
+    [message] = await subscription.fetch(1, timeout=2)
+    assert message.subject == f"store.requested.{store_id}"
+
+
+async def test_work_lost_with_the_stream_is_published_again(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    await nats_client.jetstream().purge_stream(STREAM_NAME)  # what a crash without fsync does
+    await set_store(database, store_id)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+    assert await requested_messages(nats_client, store_id) == 1
+
+
+async def test_a_store_whose_worker_holds_a_live_lease_is_left_alone(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    await consume_everything(nats_client)
+    await set_store(
+        database,
+        store_id,
+        status=StoreStatus.PROVISIONING,
+        lease_owner="busy-host:1:x",
+        lease_expires_at=utcnow() + timedelta(seconds=30),
+    )
+
+    assert await replay_lost_work(outbox, GRACE) == (0, 0)
+
+
+async def test_a_store_that_moved_within_the_grace_is_left_alone(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    await consume_everything(nats_client)
+    await set_store(database, store_id, updated_at=utcnow())
+
+    assert await replay_lost_work(outbox, GRACE) == (0, 0)
+
+
+async def test_work_lost_too_often_fails_the_store_and_asks_for_its_clean_up(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    await consume_everything(nats_client)
+    await set_store(database, store_id, status=StoreStatus.PROVISIONING, replays=MAX_REPLAYS)
+
+    assert await replay_lost_work(outbox, GRACE) == (0, 1)
+
+    failed = await load(database, store_id)
+    assert failed.status is StoreStatus.FAILED
+    assert failed.failure_reason is not None
+    assert "kept crashing its worker" in failed.failure_reason
+    # The work is published once more: a provisioner finds the store failed and cleans up.
+    assert await requested_messages(nats_client, store_id) == 2
+
+
+async def test_a_lost_deletion_is_replayed_however_often_it_was_lost(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await create_store(outbox)
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id)
+        assert store is not None
+        store.status = StoreStatus.READY
+        transition(store, StoreStatus.DELETING)
+        tx.emit(store, DeleteRequested())
+    await nats_client.jetstream().purge_stream(STREAM_NAME)
+    await set_store(database, store_id, replays=10 * MAX_REPLAYS)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+    assert (await load(database, store_id)).status is StoreStatus.DELETING
+    subjects = [m.subject for m in await stream_messages(nats_client)]
+    assert subjects == [f"store.delete_requested.{store_id}"]
+
+
+async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(
+    database: Database,
+) -> None:
+    second_db = Database(database.engine.url.render_as_string(hide_password=False))
+    first, second = LeaderLock(database.engine), LeaderLock(second_db.engine)
+    try:
+        assert await first.held()
+        assert not await second.held()
+        assert await first.held()  # keeps it
+
+        await first.release()  # the leader stops (or its connection dies)
+
+        assert await second.held()
+        assert not await first.held()
+    finally:
+        await first.release()
+        await second.release()
+        await second_db.dispose()
