@@ -613,3 +613,18 @@ async def test_the_password_is_given_to_the_owner_of_a_ready_store_and_nowhere_e
     for row_event in rows:
         assert password not in json.dumps(row_event.envelope)
         assert encrypted not in json.dumps(row_event.envelope)
+
+
+async def test_queued_stores_show_their_place_in_the_one_queue(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    first, second, third = [await create(client, f"Queue {n}") for n in range(3)]
+    assert (first["queue_position"], third["queue_position"]) == (1, 3)
+
+    await set_columns(database, first["id"], status=StoreStatus.PROVISIONING)
+
+    listed = {s["id"]: s for s in (await client.get("/api/v1/stores")).json()["items"]}
+    assert listed[first["id"]]["queue_position"] is None
+    assert listed[second["id"]]["queue_position"] == 1
+    detail = (await client.get(f"/api/v1/stores/{third['id']}")).json()
+    assert detail["queue_position"] == 2

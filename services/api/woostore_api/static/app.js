@@ -630,7 +630,11 @@ function stepText(step) {
 
 function progressText(store) {
   if (store.step) return stepText(store.step);
-  if (store.status === 'queued') return 'Queued — waiting to start';
+  if (store.status === 'queued') {
+    return store.queue_position
+      ? `Queued — position ${store.queue_position} in line`
+      : 'Queued — waiting to start';
+  }
   if (store.status === 'deleting') return 'Deleting…';
   return 'Starting…';
 }

@@ -39,7 +39,7 @@ async def create_store(
         simulated=state.settings.cluster_mode is ClusterMode.SIMULATED,
     )
     STORES_REQUESTED.inc()
-    return StoreOut.of(store)
+    return StoreOut.of(store, await service.queue_positions(state.db))
 
 
 @router.get("", response_model=StoreList)
@@ -49,8 +49,10 @@ async def list_stores(
     status: StoreStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> StoreList:
-    stores = await service.list_stores(request.app.state.db, principal.tenant_id, status, limit)
-    return StoreList(items=[StoreOut.of(s) for s in stores])
+    db = request.app.state.db
+    stores = await service.list_stores(db, principal.tenant_id, status, limit)
+    queue = await service.queue_positions(db)
+    return StoreList(items=[StoreOut.of(s, queue) for s in stores])
 
 
 @router.get("/{store_id}", response_model=StoreDetail)
@@ -63,7 +65,8 @@ async def get_store(
         EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
         for e in await service.store_events(db, store_id)
     ]
-    return StoreDetail(**StoreOut.of(store).model_dump(), events=events)
+    queue = await service.queue_positions(db)
+    return StoreDetail(**StoreOut.of(store, queue).model_dump(), events=events)
 
 
 @router.delete("/{store_id}", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)

@@ -67,6 +67,9 @@ class StoreOut(BaseModel):
     simulated: bool = Field(description="True when the store runs on the simulated cluster.")
     step: StepOut | None
     progress: float = Field(ge=0, le=1)
+    queue_position: int | None = Field(
+        default=None, description="While queued: 1 is next to start. Stores start 2 at a time."
+    )
     storefront_url: str | None
     admin_url: str | None
     failure_reason: str | None
@@ -77,7 +80,7 @@ class StoreOut(BaseModel):
     links: dict[str, str]
 
     @classmethod
-    def of(cls, store: Store) -> StoreOut:
+    def of(cls, store: Store, queue: dict[uuid.UUID, int] | None = None) -> StoreOut:
         step = None
         if store.step_name and store.step_index and store.step_total:
             step = StepOut(
@@ -96,6 +99,7 @@ class StoreOut(BaseModel):
                 }
             ),
             step=step,
+            queue_position=(queue or {}).get(store.id),
             links={"self": base, "credentials": f"{base}/credentials"},
         )  # fmt: skip
 

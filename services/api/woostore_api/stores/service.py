@@ -72,6 +72,17 @@ async def list_stores(
         return list(await session.exec(query))
 
 
+async def queue_positions(db: Database) -> dict[uuid.UUID, int]:
+    """1-based places of the queued stores in the one queue all tenants share, oldest first."""
+    async with db.session() as session:
+        rows = await session.exec(
+            select(Store.id)
+            .where(col(Store.status) == StoreStatus.QUEUED)
+            .order_by(col(Store.created_at))
+        )
+        return {store_id: place for place, store_id in enumerate(rows, start=1)}
+
+
 async def get_store(db: Database, store_id: uuid.UUID, tenant_id: uuid.UUID) -> Store:
     async with db.session() as session:
         store = await session.get(Store, store_id)
