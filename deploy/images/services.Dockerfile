@@ -13,6 +13,7 @@ ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY shared shared
+COPY cluster cluster
 COPY services services
 COPY devstack devstack
 

@@ -9,7 +9,7 @@ S = StoreStatus
 ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     S.QUEUED: frozenset({S.PROVISIONING, S.FAILED}),
     S.PROVISIONING: frozenset({S.READY, S.FAILED}),
-    S.READY: frozenset({S.DELETING}),
+    S.READY: frozenset({S.DELETING, S.FAILED}),  # failed: its namespace vanished
     S.FAILED: frozenset({S.DELETING}),
     S.DELETING: frozenset({S.DELETED}),
     S.DELETED: frozenset(),

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import EventLog, Platform
-from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_cluster.simulated import SimulatedCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from woostore_provisioner.cluster import Cluster
-from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_cluster import Cluster
+from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.outbox import Outbox

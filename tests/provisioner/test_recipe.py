@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from woostore_provisioner.cluster import PermanentClusterError, Release, WpResult
-from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_cluster import PermanentClusterError, Release, WpResult
+from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import (
     CREDENTIALS_SECRET,
     DELETE,

@@ -19,13 +19,13 @@ from nats.js import JetStreamContext
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
-from woostore_provisioner.cluster import (
+from woostore_cluster import (
     Release,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
 )
-from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import CREDENTIALS_SECRET, DELETE, PROVISION, StoreJob
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
@@ -73,6 +73,9 @@ class RecordingCluster:
 
     async def namespace_exists(self, namespace: str) -> bool:
         return await self._call("namespace_exists", lambda: self.inner.namespace_exists(namespace))
+
+    async def managed_namespaces(self) -> dict[str, str]:
+        return await self._call("managed_namespaces", self.inner.managed_namespaces)
 
     async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         await self._call("ensure_secret", lambda: self.inner.ensure_secret(namespace, name, data))

@@ -18,9 +18,9 @@ from tests.provisioner.test_runner import (
     faulty_cluster,
     load,
 )
+from woostore_cluster import Cluster
+from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe
-from woostore_provisioner.cluster import Cluster
-from woostore_provisioner.cluster.simulated import SimulatedCluster
 from woostore_provisioner.runner import Runner, ShuttingDown, StoreBusy
 from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreStatus, utcnow

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from woostore_provisioner.cluster import (
+from woostore_cluster import (
     PermanentClusterError,
     Release,
     TransientClusterError,
 )
-from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import CREDENTIALS_SECRET, RELEASE_NAME
 
 NAMESPACE = "store-acme-1a2b3c"

@@ -14,6 +14,8 @@ from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 from sqlmodel import col, select
 
+from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
+from woostore_cluster.simulated import SimulatedCluster
 from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, reap_once
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, DeleteRequested, make_event
@@ -24,11 +26,6 @@ from woostore_shared.topology import STREAM_NAME
 DEADLINE = timedelta(seconds=60)
 GRACE = timedelta(seconds=60)
 FAILED = "io.woostore.store.failed"
-
-
-@pytest.fixture
-def outbox(database: Database, nats_client: Client) -> Outbox:
-    return Outbox(database, nats_client, source="/woostore/reaper")
 
 
 async def add_store(
@@ -204,15 +201,19 @@ async def test_only_the_overdue_stores_among_many_are_failed_and_only_once(
 
 
 async def test_a_pass_reports_what_it_failed_and_relayed(
-    outbox: Outbox, database: Database, nats_client: Client
+    outbox: Outbox, database: Database, nats_client: Client, cluster: SimulatedCluster
 ) -> None:
     store_id = await add_store(
         database, StoreStatus.PROVISIONING, provisioning_since=timedelta(minutes=5)
     )
     other = await add_store(database, StoreStatus.READY)
     await add_unpublished_event(database, other, utcnow() - timedelta(minutes=1))
+    ready = await load(database, other)
+    await cluster.ensure_namespace(
+        ready.namespace, {MANAGED_BY[0]: MANAGED_BY[1], STORE_ID_LABEL: str(other)}
+    )
 
-    report = await reap_once(outbox, DEADLINE, GRACE)
+    report = await reap_once(outbox, cluster, DEADLINE, GRACE)
 
     assert report.failed_by_deadline == 1
     assert report.events_relayed == 1
@@ -224,7 +225,7 @@ async def test_a_pass_reports_what_it_failed_and_relayed(
 
 
 async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_happened(
-    outbox: Outbox, database: Database, nats_client: Client
+    outbox: Outbox, database: Database, nats_client: Client, cluster: SimulatedCluster
 ) -> None:
     stores = [await add_store(database, StoreStatus.DELETING) for _ in range(3)]
     now = utcnow()
@@ -234,7 +235,7 @@ async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_hap
         for store_id, m in zip(stores, (1, 3, 2), strict=True)
     }
 
-    report = await reap_once(outbox, DEADLINE, GRACE)
+    report = await reap_once(outbox, cluster, DEADLINE, GRACE)
 
     assert report.events_relayed == 3
     assert report.failed_by_deadline == 0
@@ -250,16 +251,16 @@ async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_hap
         assert row.published_at is not None
         assert row.stream_sequence == message.seq
         assert body(message) == row.envelope
-    assert (await reap_once(outbox, DEADLINE, GRACE)).events_relayed == 0
+    assert (await reap_once(outbox, cluster, DEADLINE, GRACE)).events_relayed == 0
 
 
 async def test_the_relay_leaves_events_younger_than_its_grace_to_their_writer(
-    outbox: Outbox, database: Database, nats_client: Client
+    outbox: Outbox, database: Database, nats_client: Client, cluster: SimulatedCluster
 ) -> None:
     store_id = await add_store(database, StoreStatus.DELETING)
     await add_unpublished_event(database, store_id, utcnow() - RELAY_GRACE / 2)
 
-    assert (await reap_once(outbox, DEADLINE, GRACE)).events_relayed == 0
+    assert (await reap_once(outbox, cluster, DEADLINE, GRACE)).events_relayed == 0
 
     [row] = await event_rows(database)
     assert row.published_at is None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest
 from nats.aio.client import Client
 from sqlmodel import col, update
 
@@ -22,11 +21,6 @@ from woostore_shared.topology import PROVISION_CONSUMER, STREAM_NAME
 
 GRACE = timedelta(seconds=60)
 REQUESTED = "io.woostore.store.requested"
-
-
-@pytest.fixture
-def outbox(database: Database, nats_client: Client) -> Outbox:
-    return Outbox(database, nats_client, source="/tests")
 
 
 async def create_store(outbox: Outbox) -> uuid.UUID:

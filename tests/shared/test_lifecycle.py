@@ -17,7 +17,7 @@ S = StoreStatus
 EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
     S.QUEUED: {S.PROVISIONING, S.FAILED},
     S.PROVISIONING: {S.READY, S.FAILED},
-    S.READY: {S.DELETING},
+    S.READY: {S.DELETING, S.FAILED},
     S.FAILED: {S.DELETING},
     S.DELETING: {S.DELETED},
     S.DELETED: set(),
@@ -49,7 +49,7 @@ def a_store(status: StoreStatus) -> Store:
 
 def test_the_table_covers_every_status() -> None:
     assert set(EXPECTED) == set(StoreStatus)
-    assert len(ALLOWED_PAIRS) == 7
+    assert len(ALLOWED_PAIRS) == 8
 
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)

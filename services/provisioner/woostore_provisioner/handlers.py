@@ -19,7 +19,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 from faststream.nats.subscriber import LogicSubscriber
 
-from woostore_provisioner.cluster import TransientClusterError
+from woostore_cluster import TransientClusterError
 from woostore_provisioner.runner import LeaseLost, Runner, ShuttingDown, StoreBusy
 from woostore_shared.events import CloudEvent
 from woostore_shared.logging import bind_store, get_logger

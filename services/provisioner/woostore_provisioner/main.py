@@ -7,8 +7,7 @@ import asyncio
 from faststream import FastStream
 from faststream.nats import NatsBroker
 
-from woostore_provisioner.cluster import Cluster
-from woostore_provisioner.cluster.simulated import SimulatedCluster
+from woostore_cluster import connect_cluster
 from woostore_provisioner.handlers import build_router
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
@@ -17,24 +16,10 @@ from woostore_shared.messaging import require_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
-from woostore_shared.settings import ClusterMode, Settings
+from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
 
 log = get_logger(__name__)
-
-
-def build_cluster(settings: Settings) -> Cluster:
-    if settings.cluster_mode is ClusterMode.KUBERNETES:
-        raise SystemExit(
-            "the kubernetes driver is not built yet (issue: Real Kubernetes); "
-            "unset WOOSTORE_KUBECONFIG to use the simulated cluster"
-        )
-    return SimulatedCluster(
-        settings.data_dir / "simcluster",
-        helm_binary=settings.helm_binary,
-        time_scale=settings.sim_time_scale,
-        faults=settings.sim_faults,
-    )
 
 
 def build_app(settings: Settings) -> FastStream:
@@ -50,7 +35,7 @@ def build_app(settings: Settings) -> FastStream:
         await broker.connect()
         js = broker.connection.jetstream()
         await ensure_topology(js, topology)
-        cluster = build_cluster(settings)
+        cluster = connect_cluster(settings)
         runner = Runner(
             db,
             Outbox(db, broker.connection, source="/woostore/provisioner"),

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from woostore_provisioner.cluster import Cluster, PermanentClusterError, Release
+from woostore_cluster import (
+    MANAGED_BY,
+    STORE_ID_LABEL,
+    Cluster,
+    PermanentClusterError,
+    Release,
+)
 from woostore_shared.secrets import CredentialCipher, generate_password
 
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
@@ -55,8 +61,8 @@ async def create_namespace(job: StoreJob) -> None:
     await job.cluster.ensure_namespace(
         job.namespace,
         {
-            "app.kubernetes.io/managed-by": "woostore",
-            "woostore.io/store-id": job.store_id,
+            MANAGED_BY[0]: MANAGED_BY[1],
+            STORE_ID_LABEL: job.store_id,
             "pod-security.kubernetes.io/enforce": "restricted",
         },
     )

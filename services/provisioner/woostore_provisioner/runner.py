@@ -30,7 +30,7 @@ from prometheus_client import Counter, Histogram
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from woostore_provisioner.cluster import Cluster, PermanentClusterError
+from woostore_cluster import Cluster, PermanentClusterError
 from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob
 from woostore_shared.db import Database
 from woostore_shared.events import Deleted, Failed, Progress, Ready, StepInfo

@@ -7,6 +7,7 @@ import contextlib
 import signal
 from datetime import timedelta
 
+from woostore_cluster import connect_cluster
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.reaping import reap_once
 from woostore_shared.db import Database
@@ -39,6 +40,7 @@ async def run(settings: Settings) -> None:
     # a store with no message in flight has lost its work.
     grace = timedelta(seconds=2 * settings.ack_wait_seconds)
     leader = LeaderLock(db.engine)
+    cluster = connect_cluster(settings)
     topology = declare(settings)
     log.info("reaper started", deadline_seconds=settings.provision_deadline_seconds)
     while not stopping.is_set():
@@ -47,7 +49,7 @@ async def run(settings: Settings) -> None:
                 # Level-triggered down to the broker: a stream lost in a crash is recreated,
                 # and the replay below re-publishes the work it held.
                 await ensure_topology(nats.jetstream(), topology)
-                report = await reap_once(outbox, deadline, grace)
+                report = await reap_once(outbox, cluster, deadline, grace)
                 if any(vars(report).values()):
                     log.info("reaped", **vars(report))
         except Exception as error:  # a pass that fails (database restarting) is retried next pass

@@ -7,6 +7,9 @@ with what is, so a pass missed (reaper down) is made up by the next one.
    is gone from the stream (a stream lost in a crash) or was consumed without finishing the
    store (deliveries exhausted by a crashing worker), and whose lease has expired, is
    published again. A store whose work was lost too often is failed instead: a dead letter.
+4. Cluster: a namespace whose labels prove WooStore made it, but whose store is deleted,
+   unknown, or failed and left behind, is removed; a ready store whose namespace vanished
+   is failed with that reason.
 
 Only the reaper holding the leader lock acts (see ``leadership.py``).
 """
@@ -15,12 +18,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 from sqlmodel import col, select
 
+from woostore_cluster import Cluster
 from woostore_shared.events import CloudEvent, EventName, Failed, subject_for
 from woostore_shared.lifecycle import ACTIVE, transition
 from woostore_shared.logging import bind_store, get_logger
@@ -34,6 +38,9 @@ MAX_REPLAYS = 3  # of a store's provisioning; deletion is replayed until it succ
 DEADLINES_ENFORCED = Counter("woostore_deadlines_enforced_total", "Stores failed by a deadline")
 EVENTS_RELAYED = Counter("woostore_events_relayed_total", "Events published by the relay")
 WORK_REPLAYED = Counter("woostore_work_replayed_total", "Lost work published again", ["lane"])
+ORPHANS_REMOVED = Counter("woostore_orphans_removed_total", "Namespaces removed as left behind")
+ORPHAN_DELETE_TIMEOUT = 300.0
+NAMESPACE_VANISHED = "its namespace was deleted outside WooStore"
 DEAD_LETTERS = Counter("woostore_dead_letters_total", "Stores failed because work kept dying")
 
 _LANES = {
@@ -50,6 +57,8 @@ class PassReport:
     replayed: int
     dead_letters: int
     events_relayed: int
+    orphans_removed: int
+    namespaces_vanished: int
 
 
 async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
@@ -153,12 +162,84 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
     return replayed, dead
 
 
-async def reap_once(outbox: Outbox, deadline: timedelta, grace: timedelta) -> PassReport:
+def _left_behind(store: Store | None, now: datetime, grace: timedelta) -> bool:
+    """Whether a namespace made for ``store`` should no longer exist."""
+    if store is None or store.status is StoreStatus.DELETED:
+        return True
+    # A failed store is cleaned up by a provisioner; past the grace, with no one holding
+    # the store, that clean-up was lost.
+    idle = store.lease_expires_at is None or store.lease_expires_at < now
+    return store.status is StoreStatus.FAILED and idle and store.updated_at < now - grace
+
+
+async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) -> tuple[int, int]:
+    """Returns (orphaned namespaces removed, ready stores whose namespace vanished)."""
+    namespaces = await cluster.managed_namespaces()
+    now = utcnow()
+    claimed: dict[str, uuid.UUID | None] = {}
+    for namespace, label in namespaces.items():
+        try:
+            claimed[namespace] = uuid.UUID(label)
+        except ValueError:
+            claimed[namespace] = None
+    async with outbox.db.session() as session:
+        ids = [store_id for store_id in claimed.values() if store_id is not None]
+        owners = {s.id: s for s in await session.exec(select(Store).where(col(Store.id).in_(ids)))}
+        ready = list(
+            await session.exec(
+                select(Store)
+                .where(col(Store.status) == StoreStatus.READY)
+                .where(col(Store.updated_at) < now - grace)
+            )
+        )
+    removed = 0
+    for namespace, store_id in claimed.items():
+        store = owners.get(store_id) if store_id else None
+        if store is not None and store.namespace != namespace:
+            continue  # the labels name a store that does not own this name: not proven ours
+        if _left_behind(store, now, grace):
+            log.warning(
+                "removing a namespace left behind", namespace=namespace, store=str(store_id)
+            )
+            await cluster.delete_namespace(namespace, timeout=ORPHAN_DELETE_TIMEOUT)
+            removed += 1
+    vanished = 0
+    for store in ready:
+        if store.namespace not in namespaces:
+            vanished += await _fail_ready_store(
+                outbox, store.id, "its namespace was deleted outside WooStore"
+            )
+    ORPHANS_REMOVED.inc(removed)
+    return removed, vanished
+
+
+async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        if store is None or store.status is not StoreStatus.READY:
+            return False
+        store.failure_reason = reason
+        transition(store, StoreStatus.FAILED)
+        tx.emit(store, Failed(reason=reason, step=None))
+    with bind_store(store_id):
+        log.warning("ready store lost", reason=reason)
+    return True
+
+
+async def reap_once(
+    outbox: Outbox, cluster: Cluster, deadline: timedelta, grace: timedelta
+) -> PassReport:
     failed = await enforce_deadlines(outbox, deadline)
     # Relay before replay: an event never published is not lost work.
     relayed = await outbox.relay(older_than=RELAY_GRACE)
     EVENTS_RELAYED.inc(relayed)
     replayed, dead = await replay_lost_work(outbox, grace)
+    removed, vanished = await reconcile_cluster(outbox, cluster, grace)
     return PassReport(
-        failed_by_deadline=failed, replayed=replayed, dead_letters=dead, events_relayed=relayed
+        failed_by_deadline=failed,
+        replayed=replayed,
+        dead_letters=dead,
+        events_relayed=relayed,
+        orphans_removed=removed,
+        namespaces_vanished=vanished,
     )

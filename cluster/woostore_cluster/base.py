@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+# Labels on every namespace the platform makes: together they prove WooStore owns it.
+MANAGED_BY = ("app.kubernetes.io/managed-by", "woostore")
+STORE_ID_LABEL = "woostore.io/store-id"
+
 
 class ClusterError(Exception):
     """Something the cluster refused or could not do; the message is safe to show a user."""
@@ -64,6 +68,9 @@ class Cluster(Protocol):
     async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None: ...
 
     async def namespace_exists(self, namespace: str) -> bool: ...
+
+    async def managed_namespaces(self) -> dict[str, str]:
+        """Namespaces carrying both ownership labels, with the store id each names."""
 
     async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         """Create the Secret if it does not exist; an existing one is kept as it is."""

@@ -29,7 +29,9 @@ from typing import Any
 
 import yaml
 
-from woostore_provisioner.cluster.base import (
+from woostore_cluster.base import (
+    MANAGED_BY,
+    STORE_ID_LABEL,
     PermanentClusterError,
     Release,
     StorefrontCheck,
@@ -241,7 +243,15 @@ class SimulatedCluster:
             db.execute("DELETE FROM faults_fired WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
 
-    # -- inspection, for reconciliation and tests ------------------------------------------
+    async def managed_namespaces(self) -> dict[str, str]:
+        key, value = MANAGED_BY
+        return {
+            name: labels[STORE_ID_LABEL]
+            for name, labels in self.namespaces().items()
+            if labels.get(key) == value and STORE_ID_LABEL in labels
+        }
+
+    # -- inspection, for tests -------------------------------------------------------------
 
     def namespaces(self) -> dict[str, dict[str, str]]:
         with self._db() as db:

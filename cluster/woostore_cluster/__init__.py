@@ -1,0 +1,44 @@
+"""The cluster seam: the provisioner and the reaper reach Kubernetes only through ``Cluster``."""
+
+from woostore_cluster.base import (
+    MANAGED_BY,
+    STORE_ID_LABEL,
+    Cluster,
+    ClusterError,
+    PermanentClusterError,
+    Release,
+    StorefrontCheck,
+    TransientClusterError,
+    WpResult,
+)
+from woostore_shared.settings import ClusterMode, Settings
+
+__all__ = [
+    "MANAGED_BY",
+    "STORE_ID_LABEL",
+    "Cluster",
+    "ClusterError",
+    "PermanentClusterError",
+    "Release",
+    "StorefrontCheck",
+    "TransientClusterError",
+    "WpResult",
+    "connect_cluster",
+]
+
+
+def connect_cluster(settings: Settings) -> Cluster:
+    """The cluster the settings name: Kubernetes when a kubeconfig is given, else simulated."""
+    if settings.cluster_mode is ClusterMode.KUBERNETES:
+        raise SystemExit(
+            "the kubernetes driver is not built yet (issue: Real Kubernetes); "
+            "unset WOOSTORE_KUBECONFIG to use the simulated cluster"
+        )
+    from woostore_cluster.simulated import SimulatedCluster
+
+    return SimulatedCluster(
+        settings.data_dir / "simcluster",
+        helm_binary=settings.helm_binary,
+        time_scale=settings.sim_time_scale,
+        faults=settings.sim_faults,
+    )
