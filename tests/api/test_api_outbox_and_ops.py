@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
-from nats.js.api import RawStreamMsg
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, select
 
+from tests.support import stream_messages
 from woostore_devstack.embedded import NatsServer
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
@@ -27,7 +27,6 @@ from woostore_shared.models import Store, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
-from woostore_shared.topology import STREAM_NAME
 
 STORES = "/api/v1/stores"
 DEADLINE_SECONDS = 20.0
@@ -40,16 +39,6 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > give_up:
             pytest.fail(f"timed out waiting until {what}")
         await asyncio.sleep(0.02)
-
-
-async def stream_messages(nats: Client) -> list[RawStreamMsg]:
-    js = nats.jetstream()
-    state = (await js.stream_info(STREAM_NAME)).state
-    if state.messages == 0:
-        return []
-    return [
-        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
-    ]
 
 
 async def event_rows(db: Database) -> list[StoreEvent]:

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from nats.aio.client import Client
-from nats.js.api import RawStreamMsg
 from sqlmodel import col, select, update
 
+from tests.support import envelope, stream_messages
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
@@ -25,7 +25,6 @@ from woostore_shared.models import Store, StoreEvent, StoreStatus, Tenant
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
-from woostore_shared.topology import STREAM_NAME
 
 STORES = "/api/v1/stores"
 PROBLEM_JSON = "application/problem+json"
@@ -34,26 +33,6 @@ TYPE = "io.woostore.store."
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-async def stream_messages(nats: Client, store_id: str | None = None) -> list[RawStreamMsg]:
-    """Every message the STORES stream holds (about one store if given), in stream order."""
-    js = nats.jetstream()
-    state = (await js.stream_info(STREAM_NAME)).state
-    if state.messages == 0:
-        return []
-    messages = [
-        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
-    ]
-    if store_id is None:
-        return messages
-    return [m for m in messages if (m.subject or "").endswith(f".{store_id}")]
-
-
-def envelope(message: RawStreamMsg) -> dict[str, Any]:
-    assert message.data is not None
-    body: dict[str, Any] = json.loads(message.data)
-    return body
 
 
 async def event_rows(db: Database, store_id: str | None = None) -> list[StoreEvent]:

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
+from tests.support import create_store
 from woostore_cluster import (
     Release,
     StorefrontCheck,
@@ -34,8 +35,6 @@ from woostore_shared.events import (
     DeleteRequested,
     EventName,
     Failed,
-    Requested,
-    StoreSummary,
 )
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, StoreStep
@@ -123,23 +122,6 @@ class KeepAlive:
 
 def faulty_cluster(cluster_dir: Path, helm_binary: str, **faults: str) -> SimulatedCluster:
     return SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0, faults=faults)
-
-
-async def create_store(api_outbox: Outbox, name: str = "Acme Coffee") -> Store:
-    """What the API does for POST /stores: a queued store and its ``requested`` event."""
-    async with api_outbox.transaction() as tx:
-        store = Store(
-            tenant_id=DEFAULT_TENANT_ID,
-            name=name,
-            slug=f"acme-coffee-{uuid.uuid4().hex[:6]}",
-            status=StoreStatus.QUEUED,
-            simulated=True,
-            correlation_id=uuid.uuid4().hex,
-        )
-        tx.session.add(store)
-        await tx.session.flush()
-        tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
-    return store
 
 
 async def change_status(

@@ -14,10 +14,10 @@ from sqlmodel import col, update
 from tests.provisioner.test_runner import (
     KeepAlive,
     RecordingCluster,
-    create_store,
     faulty_cluster,
     load,
 )
+from tests.support import create_store
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe

@@ -4,16 +4,14 @@ database in the state each case needs."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import RawStreamMsg
 from sqlmodel import col, select
 
+from tests.support import envelope, stream_messages
 from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, reap_once
@@ -21,7 +19,6 @@ from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, DeleteRequested, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
-from woostore_shared.topology import STREAM_NAME
 
 DEADLINE = timedelta(seconds=60)
 GRACE = timedelta(seconds=60)
@@ -67,22 +64,6 @@ async def load(db: Database, store_id: uuid.UUID) -> Store:
 async def event_rows(db: Database) -> list[StoreEvent]:
     async with db.session() as session:
         return list(await session.exec(select(StoreEvent).order_by(col(StoreEvent.time))))
-
-
-async def stream_messages(nats: Client) -> list[RawStreamMsg]:
-    js = nats.jetstream()
-    state = (await js.stream_info(STREAM_NAME)).state
-    if state.messages == 0:
-        return []
-    return [
-        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
-    ]
-
-
-def body(message: RawStreamMsg) -> dict[str, Any]:
-    assert message.data is not None
-    envelope: dict[str, Any] = json.loads(message.data)
-    return envelope
 
 
 async def add_unpublished_event(db: Database, store_id: uuid.UUID, at: datetime) -> uuid.UUID:
@@ -141,7 +122,7 @@ async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadl
     assert message.subject == f"store.failed.{store_id}"
     assert message.headers is not None
     assert message.headers["Nats-Msg-Id"] == str(row.id)
-    assert body(message) == row.envelope
+    assert envelope(message) == row.envelope
 
 
 async def test_a_store_provisioning_within_its_deadline_is_left_alone(
@@ -250,7 +231,7 @@ async def test_the_relay_publishes_events_left_unpublished_in_the_order_they_hap
         row = rows[ids[store_id]]
         assert row.published_at is not None
         assert row.stream_sequence == message.seq
-        assert body(message) == row.envelope
+        assert envelope(message) == row.envelope
     assert (await reap_once(outbox, cluster, DEADLINE, GRACE)).events_relayed == 0
 
 

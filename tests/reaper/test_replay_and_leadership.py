@@ -9,34 +9,19 @@ from datetime import timedelta
 from nats.aio.client import Client
 from sqlmodel import col, update
 
-from tests.reaper.test_reaping import body, load, stream_messages
+from tests.reaper.test_reaping import load
+from tests.support import create_store, envelope, stream_messages
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.reaping import MAX_REPLAYS, replay_lost_work
 from woostore_shared.db import Database
-from woostore_shared.events import DeleteRequested, Requested, StoreSummary
+from woostore_shared.events import DeleteRequested
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, utcnow
+from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import PROVISION_CONSUMER, STREAM_NAME
 
 GRACE = timedelta(seconds=60)
 REQUESTED = "io.woostore.store.requested"
-
-
-async def create_store(outbox: Outbox) -> uuid.UUID:
-    async with outbox.transaction() as tx:
-        store = Store(
-            tenant_id=DEFAULT_TENANT_ID,
-            name="Replay Shop",
-            slug=f"replay-{uuid.uuid4().hex[:8]}",
-            status=StoreStatus.QUEUED,
-            simulated=True,
-            correlation_id=uuid.uuid4().hex,
-        )
-        tx.session.add(store)
-        await tx.session.flush()
-        tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
-    return store.id
 
 
 async def set_store(database: Database, store_id: uuid.UUID, **values: object) -> None:
@@ -59,14 +44,14 @@ async def requested_messages(nats_client: Client, store_id: uuid.UUID) -> int:
     return sum(
         1
         for m in await stream_messages(nats_client)
-        if body(m)["type"] == REQUESTED and body(m)["subject"] == str(store_id)
+        if envelope(m)["type"] == REQUESTED and envelope(m)["subject"] == str(store_id)
     )
 
 
 async def test_work_still_waiting_in_the_stream_is_not_replayed(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     await set_store(database, store_id)
 
     assert await replay_lost_work(outbox, GRACE) == (0, 0)
@@ -76,7 +61,7 @@ async def test_work_still_waiting_in_the_stream_is_not_replayed(
 async def test_work_consumed_without_finishing_the_store_is_published_again(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     await consume_everything(nats_client)
     await set_store(database, store_id, status=StoreStatus.PROVISIONING)
 
@@ -94,7 +79,7 @@ async def test_work_consumed_without_finishing_the_store_is_published_again(
 async def test_work_lost_with_the_stream_is_published_again(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     await nats_client.jetstream().purge_stream(STREAM_NAME)  # what a crash without fsync does
     await set_store(database, store_id)
 
@@ -105,7 +90,7 @@ async def test_work_lost_with_the_stream_is_published_again(
 async def test_a_store_whose_worker_holds_a_live_lease_is_left_alone(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     await consume_everything(nats_client)
     await set_store(
         database,
@@ -121,7 +106,7 @@ async def test_a_store_whose_worker_holds_a_live_lease_is_left_alone(
 async def test_a_store_that_moved_within_the_grace_is_left_alone(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     await consume_everything(nats_client)
     await set_store(database, store_id, updated_at=utcnow())
 
@@ -131,7 +116,7 @@ async def test_a_store_that_moved_within_the_grace_is_left_alone(
 async def test_work_lost_too_often_fails_the_store_and_asks_for_its_clean_up(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     await consume_everything(nats_client)
     await set_store(database, store_id, status=StoreStatus.PROVISIONING, replays=MAX_REPLAYS)
 
@@ -148,7 +133,7 @@ async def test_work_lost_too_often_fails_the_store_and_asks_for_its_clean_up(
 async def test_a_lost_deletion_is_replayed_however_often_it_was_lost(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
-    store_id = await create_store(outbox)
+    store_id = (await create_store(outbox)).id
     async with outbox.transaction() as tx:
         store = await tx.session.get(Store, store_id)
         assert store is not None
