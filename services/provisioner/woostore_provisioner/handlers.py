@@ -5,7 +5,8 @@ Acknowledgement is manual and deliberate:
 - another attempt holds the store (a duplicate delivery): ack; if that attempt dies, its
   lease expires and the reaper re-publishes the work;
 - the process is stopping: nak at once, so another replica resumes the store;
-- an error worth retrying: nak with a delay, until the consumer's delivery limit;
+- an error worth retrying: retried in place by the runner (holding the store's slot), then
+  nak with a delay, until the consumer's delivery limit;
 - the last delivery failed: the store is failed with the reason, then ack (never stuck).
 """
 

@@ -26,11 +26,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from nats.errors import Error as NatsError
 from prometheus_client import Counter, Histogram
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
-from woostore_cluster import Cluster, PermanentClusterError
+from woostore_cluster import Cluster, PermanentClusterError, TransientClusterError
 from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob
 from woostore_shared.db import Database
 from woostore_shared.events import Deleted, Failed, Progress, Ready, StepInfo
@@ -50,6 +60,28 @@ STEP_SECONDS = Histogram(
 STORES_FINISHED = Counter(
     "woostore_stores_finished_total", "Stores that reached an end", ["outcome"]
 )
+
+
+# Errors that say "not now" rather than "never": retried in place, then by redelivery.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientClusterError,
+    OperationalError,
+    InterfaceError,
+    NatsError,
+    TimeoutError,
+    ConnectionError,
+)
+IN_PLACE_ATTEMPTS = 8
+IN_PLACE_SECONDS = 120.0
+
+
+_backoff = wait_exponential(multiplier=0.5, max=10)
+
+
+def _retry_wait(state: RetryCallState) -> float:
+    """The delay the cluster asked for, if it did; otherwise exponential back-off."""
+    error = state.outcome.exception() if state.outcome else None
+    return error.delay if isinstance(error, TransientClusterError) else _backoff(state)
 
 
 class StoreAbandoned(Exception):
@@ -100,27 +132,18 @@ class Runner:
         self.stopping = asyncio.Event()
 
     async def provision(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
-        async with self._lease(store_id, keep_alive) as attempt:
-            await self._provision(attempt)
+        await self._attempt(store_id, keep_alive, self._provision)
 
     async def delete(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
-        async with self._lease(store_id, keep_alive) as attempt:
-            store = await self._load(store_id)
-            if store.status is not StoreStatus.DELETING:
-                log.info("nothing to delete", status=store.status.value)
-                return
-            await self._run(store, DELETE, "delete", attempt, announce=True)
-            async with self.outbox.transaction() as tx:
-                store = await self._load(store_id, tx.session)
-                transition(store, StoreStatus.DELETED)
-                tx.emit(store, Deleted())
-        STORES_FINISHED.labels("deleted").inc()
-        log.info("store deleted")
+        await self._attempt(store_id, keep_alive, self._delete)
 
     async def give_up(self, store_id: uuid.UUID, reason: str, keep_alive: KeepAlive) -> None:
         """Fail the store with ``reason`` and remove what was made for it."""
-        async with self._lease(store_id, keep_alive) as attempt:
+
+        async def give_up(attempt: Attempt) -> None:
             await self._give_up(attempt, reason)
+
+        await self._attempt(store_id, keep_alive, give_up)
 
     async def fail(self, store_id: uuid.UUID, reason: str) -> None:
         async with self.outbox.transaction() as tx:
@@ -169,6 +192,19 @@ class Runner:
         STORES_FINISHED.labels("ready").inc()
         log.info("store ready", url=store.storefront_url)
 
+    async def _delete(self, attempt: Attempt) -> None:
+        store = await self._load(attempt.store_id)
+        if store.status is not StoreStatus.DELETING:
+            log.info("nothing to delete", status=store.status.value)
+            return
+        await self._run(store, DELETE, "delete", attempt, announce=True)
+        async with self.outbox.transaction() as tx:
+            store = await self._load(attempt.store_id, tx.session)
+            transition(store, StoreStatus.DELETED)
+            tx.emit(store, Deleted())
+        STORES_FINISHED.labels("deleted").inc()
+        log.info("store deleted")
+
     async def _give_up(self, attempt: Attempt, reason: str) -> None:
         await self.fail(attempt.store_id, reason)
         store = await self._load(attempt.store_id)
@@ -176,14 +212,56 @@ class Runner:
 
     # -- internals -------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _lease(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> AsyncIterator[Attempt]:
+    async def _attempt(
+        self,
+        store_id: uuid.UUID,
+        keep_alive: KeepAlive,
+        work: Callable[[Attempt], Awaitable[None]],
+    ) -> None:
+        """Run ``work`` under the store's lease. Transient errors (the cluster, PostgreSQL or
+        NATS unreachable for a moment) are retried here, holding the message and so the
+        store's slot, rather than handing it back and letting another store start."""
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+        async def sleep_alive(seconds: float) -> None:
+            deadline = asyncio.get_running_loop().time() + seconds
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                if self.stopping.is_set():
+                    raise ShuttingDown
+                await asyncio.sleep(min(left, self.watch_interval))
+                with suppress(*TRANSIENT_ERRORS):  # the next try reports a lasting outage
+                    await keep_alive()
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | stop_after_delay(IN_PLACE_SECONDS),
+            wait=_retry_wait,
+            sleep=sleep_alive,
+            before_sleep=lambda state: log.warning(
+                "transient error, retrying in place",
+                attempt=state.attempt_number,
+                error=repr(state.outcome.exception()) if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                async with self._lease(store_id, keep_alive, owner) as attempt:
+                    await work(attempt)
+
+    @asynccontextmanager
+    async def _lease(
+        self, store_id: uuid.UUID, keep_alive: KeepAlive, owner: str
+    ) -> AsyncIterator[Attempt]:
         async with self.db.session() as session:
             taken = await session.exec(
                 update(Store)
                 .where(col(Store.id) == store_id)
-                .where(col(Store.lease_owner).is_(None) | (col(Store.lease_expires_at) < utcnow()))
+                .where(
+                    col(Store.lease_owner).is_(None)
+                    | (col(Store.lease_owner) == owner)  # this attempt, trying again
+                    | (col(Store.lease_expires_at) < utcnow())
+                )
                 .values(lease_owner=owner, lease_expires_at=utcnow() + self.lease_ttl)
             )
             await session.commit()
