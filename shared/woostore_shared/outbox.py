@@ -26,6 +26,9 @@ from woostore_shared.models import Store, StoreEvent, utcnow
 from woostore_shared.topology import STREAM_NAME
 
 log = get_logger(__name__)
+# Marks a message that repeats an earlier event (same CloudEvent id) to hand its work out
+# again; event followers skip it, work consumers take it.
+REPLAY_HEADER = "Woostore-Replay"
 
 
 class Transaction:
@@ -117,7 +120,7 @@ class Outbox:
             event.nats_subject,
             event.model_dump_json().encode(),
             stream=STREAM_NAME,
-            headers={"Nats-Msg-Id": f"{event.id}:replay:{attempt}"},
+            headers={"Nats-Msg-Id": f"{event.id}:replay:{attempt}", REPLAY_HEADER: str(attempt)},
         )
         return ack.seq
 

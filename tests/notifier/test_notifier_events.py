@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, StoreStatus
+from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -390,3 +391,22 @@ async def test_the_notifier_is_healthy_and_ready(http: httpx.AsyncClient) -> Non
     ready = await http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "failing": {}}
+
+
+async def test_work_handed_out_again_by_the_reaper_is_not_streamed_as_a_new_event(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    [(_, body)] = await publish(nats_client, 1)
+    replay = await nats_client.jetstream().publish(
+        "store.progress.replayed",
+        body.encode(),
+        stream=STREAM_NAME,
+        headers={"Nats-Msg-Id": "x:replay:1", REPLAY_HEADER: "1"},
+    )
+    after = await publish(nats_client, 1)
+
+    async with aconnect_sse(http, "GET", EVENTS, **resume_after("header", 0)) as source:
+        events = await take(source.aiter_sse(), 2)
+
+    assert replay.seq not in [int(e.id) for e in events]
+    assert ids_and_bodies(events)[1] == after[0]

@@ -30,8 +30,14 @@ MakeRunner = Callable[[Cluster], Runner]
 
 
 async def test_a_second_delivery_does_not_run_beside_the_first(
-    make_runner: MakeRunner, api_outbox: Outbox, cluster_dir: Path, helm_binary: str
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    cluster_dir: Path,
+    helm_binary: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """After waiting in place (here: not at all) for the lease, the duplicate gives up."""
+    monkeypatch.setattr("woostore_provisioner.runner.IN_PLACE_ATTEMPTS", 1)
     cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
     runner = make_runner(cluster)
     store = await create_store(api_outbox)
@@ -66,6 +72,31 @@ async def test_the_lease_of_a_dead_attempt_expires_and_a_new_attempt_finishes_th
     finished = await load(database, store.id)
     assert finished.status is StoreStatus.READY
     assert finished.lease_owner is None  # released at the end
+
+
+async def test_a_redelivery_waits_out_the_lease_of_a_worker_that_just_died(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    database: Database,
+    cluster: SimulatedCluster,
+) -> None:
+    """The message comes back as the dead worker's lease is about to expire: the new
+    attempt waits for it (holding the store's slot) instead of dropping the delivery."""
+    store = await create_store(api_outbox)
+    async with database.session() as session:
+        await session.exec(
+            update(Store)
+            .where(col(Store.id) == store.id)
+            .values(
+                lease_owner="dead-host:1:abc",
+                lease_expires_at=utcnow() + timedelta(seconds=1),
+            )
+        )
+        await session.commit()
+
+    await asyncio.wait_for(make_runner(cluster).provision(store.id, KeepAlive()), 15)
+
+    assert (await load(database, store.id)).status is StoreStatus.READY
 
 
 async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(

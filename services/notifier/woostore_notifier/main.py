@@ -26,6 +26,7 @@ from starlette.routing import Route
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import ops_routes
+from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.secrets import InvalidTicket, TicketSigner, tokens_match
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -95,6 +96,8 @@ async def stream_events(request: Request) -> Response:
         try:
             yield ServerSentEvent(retry=RECONNECT_MILLISECONDS, comment="connected")
             async for message in subscription.messages:
+                if REPLAY_HEADER in (message.headers or {}):
+                    continue  # work handed out again, not a new event
                 yield ServerSentEvent(
                     data=message.data.decode(), id=str(message.metadata.sequence.stream)
                 )

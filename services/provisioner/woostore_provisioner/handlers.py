@@ -2,8 +2,8 @@
 
 Acknowledgement is manual and deliberate:
 - success, or nothing left to do: ack;
-- another attempt holds the store (a duplicate delivery): ack; if that attempt dies, its
-  lease expires and the reaper re-publishes the work;
+- another attempt still holds the store after the runner waited for its lease: a duplicate
+  delivery, ack; if that attempt dies, the reaper re-publishes the work;
 - the process is stopping: nak at once, so another replica resumes the store;
 - an error worth retrying: retried in place by the runner (holding the store's slot), then
   nak with a delay, until the consumer's delivery limit;

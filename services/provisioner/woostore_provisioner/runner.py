@@ -62,8 +62,27 @@ STORES_FINISHED = Counter(
 )
 
 
+class StoreAbandoned(Exception):
+    """The store left the status this work was for (failed by its deadline, say)."""
+
+
+class StoreBusy(Exception):
+    """Another attempt holds the store's lease: this delivery is a duplicate."""
+
+
+class LeaseLost(Exception):
+    """This attempt's lease expired and another attempt took the store over."""
+
+
+class ShuttingDown(Exception):
+    """The process is stopping: the work was cut at a safe point, to be resumed elsewhere."""
+
+
 # Errors that say "not now" rather than "never": retried in place, then by redelivery.
+# StoreBusy is among them: a redelivery usually finds the lease of the worker that died a
+# moment ago, still valid for a few seconds; waiting it out here keeps the store's slot.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    StoreBusy,
     TransientClusterError,
     OperationalError,
     InterfaceError,
@@ -82,22 +101,6 @@ def _retry_wait(state: RetryCallState) -> float:
     """The delay the cluster asked for, if it did; otherwise exponential back-off."""
     error = state.outcome.exception() if state.outcome else None
     return error.delay if isinstance(error, TransientClusterError) else _backoff(state)
-
-
-class StoreAbandoned(Exception):
-    """The store left the status this work was for (failed by its deadline, say)."""
-
-
-class StoreBusy(Exception):
-    """Another attempt holds the store's lease: this delivery is a duplicate."""
-
-
-class LeaseLost(Exception):
-    """This attempt's lease expired and another attempt took the store over."""
-
-
-class ShuttingDown(Exception):
-    """The process is stopping: the work was cut at a safe point, to be resumed elsewhere."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,371 @@
+"""Provisioning stays correct under faults, on the real processes, NATS and PostgreSQL.
+
+Each scenario starts the whole platform (``woostore_devstack.platform``), requests stores
+through the API, injects a fault (kill -9 of the provisioner, a restart of nats-server or of
+PostgreSQL, a step that hangs, several replicas racing) and then checks the outcome:
+every store ends in the state it must, exactly once, in PostgreSQL and on the event stream,
+with exactly the resources it should own in the simulated cluster, and nothing stuck.
+
+Figures of each run (faults injected, outcomes, time) are written to
+``<basetemp>/figures.jsonl`` and printed; ``-rP`` shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.faults.conftest import (
+    TERMINAL,
+    TYPE,
+    Api,
+    Json,
+    Platform,
+    consumer_info,
+    exactly_once_problems,
+    json_log,
+    kill_provisioner,
+    leftovers,
+    most_provisioning_at_once,
+    most_steps_running_at_once,
+    reaper_totals,
+    replayed_work,
+    resource_problems,
+    settled_records,
+    steps_cut,
+    steps_rerun,
+    wait_for_stores,
+    wait_until,
+)
+
+pytestmark = pytest.mark.faults
+
+StartPlatform = Callable[..., Platform]
+IN_FLIGHT_LIMIT = 2  # WOOSTORE_MAX_STORES_IN_FLIGHT's default: the consumer's max_ack_pending
+
+
+async def wait_mid_run(api: Api, ids: list[str], step: int = 3) -> None:
+    """Until some store is provisioning at ``step`` or later (a fault then lands mid-run)."""
+
+    async def probe() -> bool:
+        now = await api.stores(ids)
+        return any(
+            s["status"] == "provisioning" and (s["step"] or {}).get("index", 0) >= step
+            for s in now.values()
+        )
+
+    await wait_until(probe, 30, f"a store provisioning at step {step} or later")
+
+
+async def nothing_stuck(api: Api, platform: Platform, deadline: float = 30) -> None:
+    """No store anywhere in a non-terminal state, and the provisioning consumer has nothing
+    delivered-but-unsettled and nothing waiting."""
+
+    async def settled() -> bool:
+        info = await consumer_info(platform)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await wait_until(settled, deadline, "the provisioner consumer settles (no pending messages)")
+    busy = [(s["slug"], s["status"]) for s in await api.all_stores() if s["status"] not in TERMINAL]
+    assert not busy, f"stores left in a non-terminal state: {busy}"
+
+
+def _time(event: Json) -> datetime:
+    return datetime.fromisoformat(event["time"])
+
+
+def outcomes(stores: dict[str, Json]) -> dict[str, int]:
+    return dict(Counter(s["status"] for s in stores.values()))
+
+
+# -- 1. kill -9 of the provisioner, many times ------------------------------------------------
+
+KILL_STORES = 6
+KILLS = 10
+
+
+async def test_provisioner_killed_mid_step_many_times_still_makes_each_store_once(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    # A store takes ~7.5 s at this scale. A short AckWait (watch and lease renewal every 2 s)
+    # lets killed work come back within the test's time; the kills are what is under test.
+    platform = start_platform(WOOSTORE_SIM_TIME_SCALE="0.1", WOOSTORE_ACK_WAIT_SECONDS="6")
+    seed = random.randrange(2**32)  # noqa: S311  (kill timing, not crypto)
+    moments = random.Random(seed)  # noqa: S311
+    figures.update(stores=KILL_STORES, seed=seed)
+    async with Api(platform) as api:
+        ids = [s["id"] for s in await api.create_stores(KILL_STORES, "Kill")]
+        kills: list[datetime] = []
+        started = time.monotonic()
+        while len(kills) < KILLS:
+            # A random moment 2-4 s into this provisioner's life: placing the kill is the point.
+            await asyncio.sleep(moments.uniform(2, 4))
+            now = await api.stores(ids)
+            if all(s["status"] in TERMINAL for s in now.values()):
+                break
+            kills.append(datetime.now(UTC))
+            kill_provisioner(platform)
+            platform.start("provisioner")
+            await asyncio.to_thread(platform.wait_ready)
+        figures.update(kills=len(kills), kill_phase_seconds=round(time.monotonic() - started, 1))
+
+        final = await wait_for_stores(api, platform, ids, deadline=120)
+        figures["outcomes"] = outcomes(final)
+        figures["all_terminal_after_seconds"] = round(time.monotonic() - started, 1)
+        records = await settled_records(api, platform, ids)
+        figures["steps_rerun"] = steps_rerun(records, ids)
+        # In `provisioning` at once (the e2e measure), and actually worked on at once.
+        figures["most_provisioning"] = most_provisioning_at_once(records, ids)
+        figures["most_worked_on"] = most_steps_running_at_once(records, ids, kills)
+        cut = steps_cut(records, ids, kills)
+        figures["kills_mid_step"] = sum(1 for steps in cut if steps)
+        figures["steps_cut"] = dict(Counter(step for steps in cut for step in steps))
+        figures["work_replayed"] = replayed_work(records)
+        figures.update(reaper_totals(platform))
+        info = await consumer_info(platform)
+        figures["deliveries"] = info.delivered.consumer_seq if info.delivered else None
+        figures["redelivered"] = info.num_redelivered
+
+        # The faults did land: kills cut steps off half-way.
+        assert figures["kills_mid_step"] >= KILLS // 3, f"kills missed the work: {cut}"
+        problems = exactly_once_problems(records, ids)
+        problems += resource_problems(platform, list(final.values()))
+        assert not problems, "\n".join(problems)
+        # The cluster never had more than the limit worked on at once, crashes or not.
+        assert figures["most_worked_on"] <= IN_FLIGHT_LIMIT
+        await nothing_stuck(api, platform)
+
+
+# -- 2. nats-server restarted mid-run ---------------------------------------------------------
+
+NATS_STORES = 4
+NATS_DOWN_SECONDS = 3
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["stop", "kill9"])
+async def test_nats_restart_mid_run_loses_no_store(
+    start_platform: StartPlatform, figures: Json, crash: bool
+) -> None:
+    platform = start_platform(WOOSTORE_SIM_TIME_SCALE="0.1", WOOSTORE_ACK_WAIT_SECONDS="6")
+    figures.update(crash=crash)
+    async with Api(platform) as api:
+        ids = [s["id"] for s in await api.create_stores(NATS_STORES, "Nats")]
+        await wait_mid_run(api, ids)
+        started = time.monotonic()
+        if crash:
+            platform.nats.kill()
+        else:
+            platform.nats.stop()
+        # Requested while NATS is down: accepted, its event left for the reaper's relay.
+        ids.append((await api.create_store("Nats outage"))["id"])
+        await asyncio.sleep(NATS_DOWN_SECONDS)  # how long the outage lasts: the fault itself
+        platform.nats.restart(crash=crash)
+        figures["nats_down_seconds"] = round(time.monotonic() - started, 1)
+        figures["stores"] = len(ids)
+
+        # The services come back by themselves: every /readyz (NATS check included) is 200.
+        await asyncio.to_thread(platform.wait_ready, 30)
+        figures["services_ready_after_seconds"] = round(time.monotonic() - started, 1)
+
+        final = await wait_for_stores(api, platform, ids, deadline=120)
+        figures["outcomes"] = outcomes(final)
+        figures["all_terminal_after_seconds"] = round(time.monotonic() - started, 1)
+        records = await settled_records(api, platform, ids)
+        figures["steps_rerun"] = steps_rerun(records, ids)
+        figures["most_provisioning"] = most_provisioning_at_once(records, ids)
+        figures["work_replayed"] = replayed_work(records)
+        figures.update(reaper_totals(platform))
+
+        problems = exactly_once_problems(records, ids)
+        problems += resource_problems(platform, list(final.values()))
+        assert not problems, "\n".join(problems)
+        await nothing_stuck(api, platform)
+
+
+# -- 3. PostgreSQL restarted mid-run ----------------------------------------------------------
+
+PG_STORES = 4
+PG_DOWN_SECONDS = 3
+
+
+async def test_postgres_restart_mid_run_services_recover(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    platform = start_platform(WOOSTORE_SIM_TIME_SCALE="0.1", WOOSTORE_ACK_WAIT_SECONDS="6")
+    async with Api(platform) as api:
+        ids = [s["id"] for s in await api.create_stores(PG_STORES, "Postgres")]
+        await wait_mid_run(api, ids)
+        started = time.monotonic()
+        platform.postgres.stop()  # fast shutdown: every session is cut
+        await asyncio.sleep(PG_DOWN_SECONDS)  # how long the outage lasts: the fault itself
+        await asyncio.to_thread(platform.postgres.restart)  # same data, same socket
+        figures["postgres_down_seconds"] = round(time.monotonic() - started, 1)
+
+        await asyncio.to_thread(platform.wait_ready, 30)
+        figures["services_ready_after_seconds"] = round(time.monotonic() - started, 1)
+        # The API takes requests again without help (no retry here).
+        ids.append((await api.create_store("Postgres after"))["id"])
+        figures["stores"] = len(ids)
+
+        final = await wait_for_stores(api, platform, ids, deadline=120)
+        figures["outcomes"] = outcomes(final)
+        figures["all_terminal_after_seconds"] = round(time.monotonic() - started, 1)
+        records = await settled_records(api, platform, ids)
+        figures["steps_rerun"] = steps_rerun(records, ids)
+        figures["most_provisioning"] = most_provisioning_at_once(records, ids)
+        figures["work_replayed"] = replayed_work(records)
+        figures.update(reaper_totals(platform))
+
+        problems = exactly_once_problems(records, ids)
+        problems += resource_problems(platform, list(final.values()))
+        assert not problems, "\n".join(problems)
+        await nothing_stuck(api, platform)
+
+
+# -- 4. a step that hangs ---------------------------------------------------------------------
+
+HANG_DEADLINE = 8
+HUNG_STORES = 3  # one more than the in-flight limit: the third waits for a slot to free
+AFTER_STORES = 2
+DEADLINE_SLACK = 5  # seconds: reaper passes run every second
+
+
+async def test_hanging_step_fails_by_deadline_cleans_up_and_frees_its_slot(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    # A store takes ~3.75 s at this scale, well within the deadline once the fault is gone.
+    platform = start_platform(
+        WOOSTORE_SIM_TIME_SCALE="0.05",
+        WOOSTORE_SIM_FAULTS='{"wait_for_rollout": "hang"}',
+        WOOSTORE_PROVISION_DEADLINE_SECONDS=str(HANG_DEADLINE),
+        WOOSTORE_REAPER_INTERVAL_SECONDS="1",
+        WOOSTORE_ACK_WAIT_SECONDS="3",  # the provisioner watches the store every second
+    )
+    figures.update(stores=HUNG_STORES + AFTER_STORES, deadline_seconds=HANG_DEADLINE)
+    async with Api(platform) as api:
+        hung = [s["id"] for s in await api.create_stores(HUNG_STORES, "Hang")]
+        started = time.monotonic()
+        failed = await wait_for_stores(api, platform, hung, deadline=60)
+        figures["hung_outcomes"] = outcomes(failed)
+        figures["hung_all_failed_after_seconds"] = round(time.monotonic() - started, 1)
+
+        # Each was failed by its deadline, with a reason naming it, at the step that hung.
+        problems: list[str] = []
+        for store in failed.values():
+            reason = store["failure_reason"] or ""
+            if store["status"] != "failed" or not re.search(
+                rf"\b{HANG_DEADLINE}(\.0+)?\s*s\b|deadline", reason
+            ):
+                problems.append(f"{store['slug']}: {store['status']}, reason {reason!r}")
+
+        # Its namespace is cleaned up: nothing of it left in the cluster.
+        async def cleaned() -> bool:
+            return not any(leftovers(platform, f"store-{s['slug']}") for s in failed.values())
+
+        await wait_until(cleaned, 30, "the failed stores' namespaces are cleaned up")
+        figures["cleaned_up_after_seconds"] = round(time.monotonic() - started, 1)
+
+        # Its slot is freed: the messages are settled while the faulty provisioner still runs.
+        async def slots_free() -> bool:
+            info = await consumer_info(platform)
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await wait_until(slots_free, 30, "the hung stores' messages are settled")
+
+        records = await settled_records(api, platform, hung)
+        problems += exactly_once_problems(records, hung, outcome="failed")
+        figures["work_replayed"] = replayed_work(records)
+        figures.update(reaper_totals(platform))
+        lateness: list[float] = []
+        for store_id in hung:
+            history = records.history(store_id)
+            begun = next(e for e in history if e["type"] == TYPE + "progress")
+            failure = next(e for e in history if e["type"] == TYPE + "failed")
+            if failure["data"].get("step") != "rollout":
+                problems.append(f"{store_id}: failed at {failure['data'].get('step')!r}")
+            lateness.append((_time(failure) - _time(begun)).total_seconds() - HANG_DEADLINE)
+        figures["failed_after_deadline_seconds"] = [round(late, 1) for late in lateness]
+        # By its deadline: not before it, and within a few reaper passes after it.
+        if not all(-0.5 < late < DEADLINE_SLACK for late in lateness):
+            problems.append(f"failed {lateness} s after the {HANG_DEADLINE} s deadline")
+        assert most_provisioning_at_once(records, hung) <= IN_FLIGHT_LIMIT
+        assert not problems, "\n".join(problems)
+
+        # Without the fault, new stores get the freed slots and become ready.
+        platform.stop("provisioner")
+        platform.start("provisioner", WOOSTORE_SIM_FAULTS="{}")
+        await asyncio.to_thread(platform.wait_ready)
+        after = [s["id"] for s in await api.create_stores(AFTER_STORES, "After hang")]
+        final = await wait_for_stores(api, platform, after, deadline=60)
+        figures["after_outcomes"] = outcomes(final)
+        figures["seconds_to_ready_after_restart"] = round(time.monotonic() - started, 1)
+        records = await settled_records(api, platform, after)
+        problems = exactly_once_problems(records, after)
+        problems += resource_problems(platform, list(final.values()), gone=list(failed.values()))
+        assert not problems, "\n".join(problems)
+        await nothing_stuck(api, platform)
+
+
+# -- 5. three provisioner replicas ------------------------------------------------------------
+
+REPLICAS = 3
+REPLICA_STORES = 8
+PROVISION_STEPS = 9
+
+
+async def test_three_replicas_never_exceed_two_stores_in_flight(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    platform = start_platform(WOOSTORE_SIM_TIME_SCALE="0.05")
+    names = ["provisioner"] + [f"provisioner-{n}" for n in range(2, REPLICAS + 1)]
+    for name in names[1:]:
+        platform.start("provisioner", name=name)
+    await asyncio.to_thread(platform.wait_ready)
+    figures.update(stores=REPLICA_STORES, replicas=REPLICAS)
+    async with Api(platform) as api:
+        ids = [s["id"] for s in await api.create_stores(REPLICA_STORES, "Replica")]
+        started = time.monotonic()
+        final = await wait_for_stores(api, platform, ids, deadline=120)
+        figures["outcomes"] = outcomes(final)
+        figures["all_terminal_after_seconds"] = round(time.monotonic() - started, 1)
+        records = await settled_records(api, platform, ids)
+        figures["most_provisioning"] = most_provisioning_at_once(records, ids)
+        figures["work_replayed"] = replayed_work(records)
+        figures.update(reaper_totals(platform))
+
+        # Who did the work: each store made ready by exactly one replica.
+        ready_by: dict[str, list[str]] = {}
+        for name in names:
+            for line in json_log(platform.data_dir / f"{name}.log"):
+                if line.get("event") == "store ready":
+                    ready_by.setdefault(line["store_id"], []).append(name)
+        figures["stores_per_replica"] = dict(Counter(n for by in ready_by.values() for n in by))
+
+        problems = exactly_once_problems(records, ids)
+        problems += resource_problems(platform, list(final.values()))
+        for store_id in ids:
+            if len(ready_by.get(store_id, [])) != 1:
+                problems.append(f"{store_id} made ready by {ready_by.get(store_id)}")
+            progress = [
+                (e["data"]["step"]["index"], e["data"]["state"])
+                for e in records.history(store_id)
+                if e["type"] == TYPE + "progress"
+            ]
+            expected = [
+                (index, state)
+                for index in range(1, PROVISION_STEPS + 1)
+                for state in ("started", "completed")
+            ]
+            if progress != expected:
+                problems.append(f"{store_id}: steps ran {progress}")
+        assert not problems, "\n".join(problems)
+        # Never more than the limit at once, however many replicas, and the limit was reached.
+        assert figures["most_provisioning"] == IN_FLIGHT_LIMIT
+        await nothing_stuck(api, platform)
