@@ -36,7 +36,6 @@ from tests.faults.conftest import (
     most_provisioning_at_once,
     most_steps_running_at_once,
     reaper_totals,
-    replayed_work,
     resource_problems,
     settled_records,
     steps_cut,
@@ -127,7 +126,6 @@ async def test_provisioner_killed_mid_step_many_times_still_makes_each_store_onc
         cut = steps_cut(records, ids, kills)
         figures["kills_mid_step"] = sum(1 for steps in cut if steps)
         figures["steps_cut"] = dict(Counter(step for steps in cut for step in steps))
-        figures["work_replayed"] = replayed_work(records)
         figures.update(reaper_totals(platform))
         info = await consumer_info(platform)
         figures["deliveries"] = info.delivered.consumer_seq if info.delivered else None
@@ -180,7 +178,6 @@ async def test_nats_restart_mid_run_loses_no_store(
         records = await settled_records(api, platform, ids)
         figures["steps_rerun"] = steps_rerun(records, ids)
         figures["most_provisioning"] = most_provisioning_at_once(records, ids)
-        figures["work_replayed"] = replayed_work(records)
         figures.update(reaper_totals(platform))
 
         problems = exactly_once_problems(records, ids)
@@ -220,7 +217,6 @@ async def test_postgres_restart_mid_run_services_recover(
         records = await settled_records(api, platform, ids)
         figures["steps_rerun"] = steps_rerun(records, ids)
         figures["most_provisioning"] = most_provisioning_at_once(records, ids)
-        figures["work_replayed"] = replayed_work(records)
         figures.update(reaper_totals(platform))
 
         problems = exactly_once_problems(records, ids)
@@ -281,7 +277,6 @@ async def test_hanging_step_fails_by_deadline_cleans_up_and_frees_its_slot(
 
         records = await settled_records(api, platform, hung)
         problems += exactly_once_problems(records, hung, outcome="failed")
-        figures["work_replayed"] = replayed_work(records)
         figures.update(reaper_totals(platform))
         lateness: list[float] = []
         for store_id in hung:
@@ -337,7 +332,6 @@ async def test_three_replicas_never_exceed_two_stores_in_flight(
         figures["all_terminal_after_seconds"] = round(time.monotonic() - started, 1)
         records = await settled_records(api, platform, ids)
         figures["most_provisioning"] = most_provisioning_at_once(records, ids)
-        figures["work_replayed"] = replayed_work(records)
         figures.update(reaper_totals(platform))
 
         # Who did the work: each store made ready by exactly one replica.
