@@ -363,3 +363,39 @@ async def test_three_replicas_never_exceed_two_stores_in_flight(
         # Never more than the limit at once, however many replicas, and the limit was reached.
         assert figures["most_provisioning"] == IN_FLIGHT_LIMIT
         await nothing_stuck(api, platform)
+
+
+# -- 6. SIGTERM hands the work back ---------------------------------------------------------
+
+HANDOVER_ACK_WAIT = 60  # a redelivery would take this long; the hand-back must not
+
+
+async def test_sigterm_hands_the_store_in_flight_to_another_replica_at_once(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    platform = start_platform(
+        WOOSTORE_SIM_TIME_SCALE="0.3", WOOSTORE_ACK_WAIT_SECONDS=str(HANDOVER_ACK_WAIT)
+    )
+    async with Api(platform) as api:
+        [store] = await api.create_stores(1, "Handover")
+        await wait_mid_run(api, [store["id"]], step=4)  # rollout: about 10 s here
+        platform.start("provisioner", name="provisioner-2")
+        await asyncio.to_thread(platform.wait_ready)
+
+        stopping = time.monotonic()
+        await asyncio.to_thread(platform.stop, "provisioner")  # SIGTERM, then wait for exit
+        figures["stop_seconds"] = round(time.monotonic() - stopping, 1)
+
+        final = await wait_for_stores(api, platform, [store["id"]], deadline=HANDOVER_ACK_WAIT)
+        figures["ready_after_sigterm_seconds"] = round(time.monotonic() - stopping, 1)
+        figures["outcomes"] = outcomes(final)
+        records = await settled_records(api, platform, [store["id"]])
+        problems = exactly_once_problems(records, [store["id"]])
+        problems += resource_problems(platform, list(final.values()))
+        assert not problems, "\n".join(problems)
+
+    assert figures["stop_seconds"] < 10, "the provisioner did not stop promptly on SIGTERM"
+    # Ready well before the AckWait a redelivery would have needed: the step was handed back.
+    assert figures["ready_after_sigterm_seconds"] < HANDOVER_ACK_WAIT * 0.6
+    handed_back = json_log(platform.data_dir / "provisioner.log")
+    assert any(line.get("event") == "handing the store back: shutting down" for line in handed_back)

@@ -83,29 +83,31 @@ def build_router(topology: Topology) -> NatsRouter:
     async def on_store_requested(
         event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
     ) -> None:
-        with bind_store(event.store_id, event.correlationid):
-            try:
-                await runner.provision(event.store_id, keep_alive=msg.in_progress)
-            except Exception as error:  # every failure is settled explicitly; see module doc
-                await _settle_failure(msg, runner, event, error)
-                return
-            await msg.ack()
+        async with runner.delivery():
+            with bind_store(event.store_id, event.correlationid):
+                try:
+                    await runner.provision(event.store_id, keep_alive=msg.in_progress)
+                except Exception as error:  # every failure is settled explicitly; see module doc
+                    await _settle_failure(msg, runner, event, error)
+                    return
+                await msg.ack()
 
     @work_queue(DELETE_CONSUMER, "Delete a store and everything it owns.")
     async def on_delete_requested(
         event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
     ) -> None:
-        with bind_store(event.store_id, event.correlationid):
-            try:
-                await runner.delete(event.store_id, keep_alive=msg.in_progress)
-            except (StoreBusy, LeaseLost):
-                await msg.ack()  # a duplicate delivery; see the module doc
-            except ShuttingDown:
-                await msg.nack()
-            except Exception as error:  # retried with a delay; deletion never gives up
-                log.warning("deletion will retry", error=str(error))
-                await msg.nack(delay=DEFAULT_RETRY_DELAY)
-            else:
-                await msg.ack()
+        async with runner.delivery():
+            with bind_store(event.store_id, event.correlationid):
+                try:
+                    await runner.delete(event.store_id, keep_alive=msg.in_progress)
+                except (StoreBusy, LeaseLost):
+                    await msg.ack()  # a duplicate delivery; see the module doc
+                except ShuttingDown:
+                    await msg.nack()
+                except Exception as error:  # retried with a delay; deletion never gives up
+                    log.warning("deletion will retry", error=str(error))
+                    await msg.nack(delay=DEFAULT_RETRY_DELAY)
+                else:
+                    await msg.ack()
 
     return router

@@ -20,6 +20,7 @@ from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
 
 log = get_logger(__name__)
+HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
 
 
 def build_app(settings: Settings) -> FastStream:
@@ -58,11 +59,12 @@ def build_app(settings: Settings) -> FastStream:
 
     @app.on_shutdown
     async def hand_back_work() -> None:
-        # Runs before the broker waits for handlers: steps in flight stop at once and their
-        # messages go back to the stream for another replica.
+        # Runs before the broker closes its subscriptions and connection (which it does
+        # without waiting for concurrent handlers): steps in flight stop at once and their
+        # messages are nak'd while the connection can still carry the nak.
         runner: Runner | None = app.context.get("runner")
         if runner is not None:
-            runner.stopping.set()
+            await runner.stop(grace=HAND_BACK_GRACE)
 
     @app.after_shutdown
     async def close() -> None:

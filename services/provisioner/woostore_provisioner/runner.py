@@ -133,6 +133,28 @@ class Runner:
         self.watch_interval = watch_interval
         self.lease_ttl = timedelta(seconds=3 * watch_interval)
         self.stopping = asyncio.Event()
+        self._deliveries = 0
+        self._settled = asyncio.Condition()
+
+    @asynccontextmanager
+    async def delivery(self) -> AsyncIterator[None]:
+        """Wraps a handler's whole work on one message, its settling included, so shutdown
+        can wait for every message to be acked or handed back before the connection closes."""
+        self._deliveries += 1
+        try:
+            yield
+        finally:
+            self._deliveries -= 1
+            async with self._settled:
+                self._settled.notify_all()
+
+    async def stop(self, grace: float) -> None:
+        """Cut the steps in flight and wait (up to ``grace`` seconds) for their messages to be
+        settled: handed back at once, instead of after a whole AckWait."""
+        self.stopping.set()
+        async with self._settled:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait_for(lambda: self._deliveries == 0), grace)
 
     async def provision(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
         await self._attempt(store_id, keep_alive, self._provision)
