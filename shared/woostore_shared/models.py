@@ -133,3 +133,18 @@ class StoreStep(SQLModel, table=True):
     completed_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A client's ``Idempotency-Key`` on POST /stores: the same key with the same body gives
+    the same store; with another body, an error. Keys are per tenant."""
+
+    __tablename__ = "idempotency_keys"
+
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    key: str = Field(primary_key=True, max_length=255)
+    request_sha256: str = Field(max_length=64)
+    store_id: uuid.UUID = Field(foreign_key="stores.id")
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -607,3 +607,48 @@ async def test_queued_stores_show_their_place_in_the_one_queue(
     assert listed[second["id"]]["queue_position"] == 1
     detail = (await client.get(f"/api/v1/stores/{third['id']}")).json()
     assert detail["queue_position"] == 2
+
+
+async def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_store(
+    client: httpx.AsyncClient, nats_client: Client
+) -> None:
+    headers = {"Idempotency-Key": "order-7f3a"}
+    first = await client.post("/api/v1/stores", json={"name": "Retry Shop"}, headers=headers)
+    again = await client.post("/api/v1/stores", json={"name": "Retry Shop"}, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    assert len(await stream_messages(nats_client, first.json()["id"])) == 1  # one provisioning
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_a_422_problem(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    headers = {"Idempotency-Key": "order-7f3b"}
+    await client.post("/api/v1/stores", json={"name": "First"}, headers=headers)
+
+    response = await client.post("/api/v1/stores", json={"name": "Second"}, headers=headers)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/idempotency-key-reused")
+    async with database.session() as session:
+        names = list(await session.exec(select(Store.name)))
+    assert names == ["First"]
+
+
+async def test_parallel_creates_with_one_idempotency_key_make_one_store(
+    client: httpx.AsyncClient, database: Database, nats_client: Client
+) -> None:
+    headers = {"Idempotency-Key": "burst-1"}
+    responses = await asyncio.gather(
+        *(client.post("/api/v1/stores", json={"name": "Burst"}, headers=headers) for _ in range(20))
+    )
+
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["id"] for r in responses}) == 1
+    async with database.session() as session:
+        assert len(list(await session.exec(select(Store.id)))) == 1
+    assert len(await stream_messages(nats_client)) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 from prometheus_client import Counter
 
 from woostore_api.auth import CurrentPrincipal
@@ -28,17 +28,32 @@ STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)
 async def create_store(
-    body: StoreCreate, request: Request, principal: CurrentPrincipal
+    body: StoreCreate,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Retry-safe creation: the same key and body give the same store.",
+        ),
+    ] = None,
 ) -> StoreOut:
     """Queue a new store. It is provisioned in the background; follow it on the event stream."""
     state = request.app.state
-    store = await service.create_store(
+    store, created = await service.create_store(
         state.outbox,
         body,
         principal.tenant_id,
         simulated=state.settings.cluster_mode is ClusterMode.SIMULATED,
+        idempotency_key=idempotency_key,
     )
-    STORES_REQUESTED.inc()
+    if created:
+        STORES_REQUESTED.inc()
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
     return StoreOut.of(store, await service.queue_positions(state.db))
 
 

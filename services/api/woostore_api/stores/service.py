@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import unicodedata
@@ -15,7 +16,7 @@ from woostore_api.stores.schemas import StoreCreate
 from woostore_shared.db import Database
 from woostore_shared.events import DeleteRequested, Requested, StoreSummary
 from woostore_shared.lifecycle import DELETABLE, InvalidTransition, transition
-from woostore_shared.models import Store, StoreEvent, StoreStatus
+from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox
 
 SLUG_BASE_MAX = 30
@@ -30,8 +31,20 @@ def slugify(name: str) -> str:
 
 
 async def create_store(
-    outbox: Outbox, request: StoreCreate, tenant_id: uuid.UUID, *, simulated: bool
-) -> Store:
+    outbox: Outbox,
+    request: StoreCreate,
+    tenant_id: uuid.UUID,
+    *,
+    simulated: bool,
+    idempotency_key: str | None = None,
+) -> tuple[Store, bool]:
+    """Queue a store; returns it and whether it was made now (False: an earlier request
+    with the same ``Idempotency-Key`` made it)."""
+    fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+    if idempotency_key is not None:
+        earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
+        if earlier is not None:
+            return earlier, False
     base = slugify(request.name)
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
@@ -48,13 +61,43 @@ async def create_store(
                 )
                 tx.session.add(store)
                 await tx.session.flush()  # the slug's uniqueness is checked here
+                if idempotency_key is not None:
+                    tx.session.add(
+                        IdempotencyKey(
+                            tenant_id=tenant_id,
+                            key=idempotency_key,
+                            request_sha256=fingerprint,
+                            store_id=store.id,
+                        )
+                    )
+                    await tx.session.flush()  # a concurrent request with the key loses here
                 tx.emit(
                     store, Requested(store=StoreSummary.model_validate(store, from_attributes=True))
                 )
-            return store
+            return store, True
         except IntegrityError:
-            continue
+            if idempotency_key is not None:
+                earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
+                if earlier is not None:
+                    return earlier, False
     raise Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
+
+
+async def _store_for_key(
+    db: Database, tenant_id: uuid.UUID, key: str, fingerprint: str
+) -> Store | None:
+    async with db.session() as session:
+        found = await session.get(IdempotencyKey, (tenant_id, key))
+        if found is None:
+            return None
+        if found.request_sha256 != fingerprint:
+            raise Problem(
+                422,
+                "Idempotency key reused",
+                "this Idempotency-Key was already used with a different request body",
+                kind="idempotency-key-reused",
+            )
+        return await session.get(Store, found.store_id)
 
 
 async def list_stores(
