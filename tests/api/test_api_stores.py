@@ -652,3 +652,31 @@ async def test_parallel_creates_with_one_idempotency_key_make_one_store(
     async with database.session() as session:
         assert len(list(await session.exec(select(Store.id)))) == 1
     assert len(await stream_messages(nats_client)) == 1
+
+
+async def test_pages_follow_the_cursor_through_every_store_once_newest_first(
+    client: httpx.AsyncClient,
+) -> None:
+    made = [(await create(client, f"Page {n}"))["id"] for n in range(7)]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/stores", params=params)).json()
+        seen += [s["id"] for s in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert pages == 3
+    assert seen == list(reversed(made))
+
+
+async def test_a_cursor_that_was_not_given_out_is_a_400_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/stores", params={"cursor": "not-a-cursor"})
+
+    assert response.status_code == 400
+    assert response.json()["type"].endswith("/invalid-cursor")

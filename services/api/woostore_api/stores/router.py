@@ -63,11 +63,13 @@ async def list_stores(
     principal: CurrentPrincipal,
     status: StoreStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> StoreList:
+    """The tenant's stores, newest first, a page at a time."""
     db = request.app.state.db
-    stores = await service.list_stores(db, principal.tenant_id, status, limit)
+    stores, next_cursor = await service.list_stores(db, principal.tenant_id, status, limit, cursor)
     queue = await service.queue_positions(db)
-    return StoreList(items=[StoreOut.of(s, queue) for s in stores])
+    return StoreList(items=[StoreOut.of(s, queue) for s in stores], next_cursor=next_cursor)
 
 
 @router.get("/{store_id}", response_model=StoreDetail)

@@ -117,6 +117,9 @@ class StoreDetail(StoreOut):
 
 class StoreList(BaseModel):
     items: list[StoreOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
 
 
 class Credentials(BaseModel):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import secrets
 import unicodedata
 import uuid
+from datetime import datetime
 
+from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -100,19 +103,45 @@ async def _store_for_key(
         return await session.get(Store, found.store_id)
 
 
+def encode_cursor(store: Store) -> str:
+    """Where the next page starts: after this store, in newest-first order. Opaque to clients."""
+    return base64.urlsafe_b64encode(f"{store.created_at.isoformat()}|{store.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, store_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(store_id)
+    except ValueError as error:
+        raise Problem(
+            400, "Invalid cursor", "use the next_cursor of a previous page", kind="invalid-cursor"
+        ) from error
+
+
 async def list_stores(
-    db: Database, tenant_id: uuid.UUID, status: StoreStatus | None, limit: int
-) -> list[Store]:
+    db: Database,
+    tenant_id: uuid.UUID,
+    status: StoreStatus | None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[Store], str | None]:
+    """A page of the tenant's stores, newest first, and the cursor of the next page."""
     query = (
         select(Store)
         .where(col(Store.tenant_id) == tenant_id)
-        .order_by(col(Store.created_at).desc())
-        .limit(limit)
+        .order_by(col(Store.created_at).desc(), col(Store.id).desc())
+        .limit(limit + 1)  # one more tells whether a next page exists
     )
     if status is not None:
         query = query.where(col(Store.status) == status)
+    if cursor is not None:
+        created_at, store_id = _decode_cursor(cursor)
+        query = query.where(tuple_(col(Store.created_at), col(Store.id)) < (created_at, store_id))
     async with db.session() as session:
-        return list(await session.exec(query))
+        stores = list(await session.exec(query))
+    if len(stores) > limit:
+        return stores[:limit], encode_cursor(stores[limit - 1])
+    return stores, None
 
 
 async def queue_positions(db: Database) -> dict[uuid.UUID, int]:
