@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
@@ -16,6 +17,7 @@ from woostore_api.auth import CurrentPrincipal
 from woostore_api.problems import install_problem_handlers
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
+from woostore_shared.asyncapi import document as asyncapi_document
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging
 from woostore_shared.messaging import connect, require_connected
@@ -40,6 +42,12 @@ async def platform(request: Request, _: CurrentPrincipal) -> Platform:
         base_domain=settings.base_domain,
         version=VERSION,
     )
+
+
+@platform_router.get("/asyncapi.json")
+async def asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the store events (public, like the OpenAPI document)."""
+    return asyncapi_document(VERSION)
 
 
 @platform_router.post("/events/ticket", response_model=Ticket)

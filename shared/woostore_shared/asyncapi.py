@@ -1,0 +1,81 @@
+"""The AsyncAPI 3.0 document of the event contract, built from the event models themselves,
+so it cannot drift from what the services publish. The API serves it at
+``/api/v1/asyncapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from woostore_shared.events import (
+    TYPE_PREFIX,
+    CloudEvent,
+    Deleted,
+    DeleteRequested,
+    EventName,
+    Failed,
+    Progress,
+    Ready,
+    Requested,
+)
+
+_DATA: dict[EventName, tuple[type[BaseModel], str]] = {
+    EventName.REQUESTED: (Requested, "A store was requested; it waits in the queue."),
+    EventName.PROGRESS: (Progress, "A step of provisioning or deletion started or completed."),
+    EventName.READY: (Ready, "The store passed verification: a test order was placed."),
+    EventName.FAILED: (Failed, "The store failed; the reason is meant for people."),
+    EventName.DELETE_REQUESTED: (DeleteRequested, "The store's owner asked to delete it."),
+    EventName.DELETED: (Deleted, "Every resource of the store is gone."),
+}
+
+
+def _message_schema(name: EventName, data: type[BaseModel]) -> dict[str, Any]:
+    envelope = CloudEvent.model_json_schema()
+    envelope["properties"]["type"] = {"const": TYPE_PREFIX + name.value}
+    envelope["properties"]["data"] = data.model_json_schema(ref_template="#/$defs/{model}")
+    defs = envelope["properties"]["data"].pop("$defs", {})
+    if defs:
+        envelope.setdefault("$defs", {}).update(defs)
+    return envelope
+
+
+def document(version: str) -> dict[str, Any]:
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for name, (data, summary) in _DATA.items():
+        message_id = f"store_{name.value}"
+        messages[message_id] = {
+            "name": TYPE_PREFIX + name.value,
+            "title": name.value.replace("_", " ").capitalize(),
+            "summary": summary,
+            "contentType": "application/json",
+            "payload": _message_schema(name, data),
+        }
+        channels[message_id] = {
+            "address": f"store.{name.value}.{{store_id}}",
+            "parameters": {"store_id": {"description": "The store's id (a UUID)."}},
+            "messages": {message_id: {"$ref": f"#/components/messages/{message_id}"}},
+        }
+        operations[f"receive_{message_id}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{message_id}"},
+            "summary": f"Follow {name.value} events (JetStream stream STORES, or SSE).",
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "WooStore store events",
+            "version": version,
+            "description": (
+                "CloudEvents 1.0 in structured JSON on the JetStream stream STORES "
+                "(subjects store.>), also streamed over Server-Sent Events at /api/v1/events "
+                "by the notifier, with the stream sequence as the SSE id."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
