@@ -325,6 +325,7 @@ class SimulatedCluster:
             process = await asyncio.create_subprocess_exec(
                 self.helm_binary, "template", release.name, str(release.chart),
                 "--namespace", release.namespace, "--values", values.name,
+                "--skip-tests",  # a real install keeps test hooks out of the release too
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             stdout, stderr = await process.communicate()

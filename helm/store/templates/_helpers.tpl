@@ -53,8 +53,26 @@ app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* "repository:tag", or "repository:tag@digest" when a digest pins the image. */}}
 {{- define "store.image" -}}
+{{- if .digest -}}
+{{- printf "%s:%s@%s" .repository .tag .digest -}}
+{{- else -}}
 {{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Namespace of every resource. A store lives in a namespace of its own, made by the
+provisioner: refuse the shared system namespaces, where the chart's default-deny
+NetworkPolicy (empty podSelector) and ResourceQuota would hit everybody else's pods.
+*/}}
+{{- define "store.namespace" -}}
+{{- $ns := .Release.Namespace -}}
+{{- if or (eq $ns "default") (hasPrefix "kube-" $ns) -}}
+{{- fail (printf "refusing to install a store into the shared namespace %q: install into the store's own namespace (helm --namespace <the store's namespace>)" $ns) -}}
+{{- end -}}
+{{- $ns -}}
 {{- end -}}
 
 {{/* Container securityContext shared by all containers; pass the uid. */}}

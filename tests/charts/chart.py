@@ -1,0 +1,160 @@
+"""Shared helpers of the helm/store chart tests: running the real helm v4, rendering, and
+reading the rendered manifests."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "store"
+HELM = REPO / ".tools" / "bin" / "helm"
+INSTALLER = REPO / "deploy" / "tools" / "install_helm.py"
+
+STORE_ID = "acme-42"
+HOST = "acme-42.shops.example.test"
+# What the provisioner installs (recipe.py): release "store" in the store's own namespace.
+RELEASE = "store"
+NAMESPACE = "store-acme-42"
+
+# Kubernetes minor versions every rendered manifest must be valid for.
+TARGET_K8S_VERSIONS = ("1.33", "1.34", "1.35")
+
+Manifest = dict[str, Any]
+
+# The values profiles shipped next to values.yaml, as extra `helm template` arguments.
+PROFILES: dict[str, list[str]] = {
+    "defaults": [],
+    "local": ["--values", str(CHART / "values-local.yaml")],
+    "prod": ["--values", str(CHART / "values-prod.yaml")],
+}
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+HELM_TEST_HOOK = "test"
+
+
+def run_helm(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HELM), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def base_set_args(store_id: str | None = STORE_ID, host: str | None = HOST) -> list[str]:
+    # --set-string: an id such as "42" must stay a string, not become an int.
+    args: list[str] = []
+    if store_id is not None:
+        args += ["--set-string", f"storeId={store_id}"]
+    if host is not None:
+        args += ["--set-string", f"host={host}"]
+    return args
+
+
+def template_args(
+    *extra: str,
+    store_id: str | None = STORE_ID,
+    host: str | None = HOST,
+    namespace: str = NAMESPACE,
+) -> list[str]:
+    return [
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        *base_set_args(store_id, host),
+        *extra,
+    ]
+
+
+def render_text(
+    env: dict[str, str],
+    *extra: str,
+    store_id: str | None = STORE_ID,
+    host: str | None = HOST,
+    namespace: str = NAMESPACE,
+) -> str:
+    proc = run_helm(template_args(*extra, store_id=store_id, host=host, namespace=namespace), env)
+    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+    assert not proc.stderr.strip(), f"helm template warned:\n{proc.stderr}"
+    return proc.stdout
+
+
+def parse_manifests(text: str) -> list[Manifest]:
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert docs, "helm template rendered no documents"
+    return docs
+
+
+def render(
+    env: dict[str, str],
+    *extra: str,
+    store_id: str | None = STORE_ID,
+    host: str | None = HOST,
+    namespace: str = NAMESPACE,
+) -> list[Manifest]:
+    return parse_manifests(
+        render_text(env, *extra, store_id=store_id, host=host, namespace=namespace)
+    )
+
+
+def by_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def is_helm_test(doc: Manifest) -> bool:
+    annotations = doc["metadata"].get("annotations") or {}
+    return bool(annotations.get("helm.sh/hook") == HELM_TEST_HOOK)
+
+
+def pods(docs: list[Manifest]) -> list[tuple[str, Manifest, Manifest]]:
+    """Every pod the chart makes: (where, pod metadata, pod spec), for the workloads' pod
+    templates and for bare Pods (the helm test)."""
+    found: list[tuple[str, Manifest, Manifest]] = []
+    for d in docs:
+        where = f"{d['kind']}/{d['metadata']['name']}"
+        if d["kind"] in WORKLOAD_KINDS:
+            found.append((where, d["spec"]["template"]["metadata"], d["spec"]["template"]["spec"]))
+        elif d["kind"] == "Pod":
+            found.append((where, d["metadata"], d["spec"]))
+    return found
+
+
+def pod_specs(docs: list[Manifest]) -> list[tuple[str, Manifest]]:
+    return [(where, spec) for where, _, spec in pods(docs)]
+
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SUFFIX = {
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity(value: str | int | float) -> Decimal:
+    """A Kubernetes quantity ("500m", "2", "512Mi") as a number of base units."""
+    match = _QUANTITY.match(str(value))
+    assert match, f"not a quantity: {value!r}"
+    return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
