@@ -1,0 +1,195 @@
+"""HTTP to the WooStore API and its event stream. Nothing here prints.
+
+Errors come out as two exceptions: :class:`ApiError` when a server answered with an error
+(RFC 9457 problem details), :class:`Unreachable` when no server answered at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource, connect_sse
+
+TYPE_PREFIX = "io.woostore.store."
+PING_SECONDS = 15  # the notifier's heartbeat: a stream silent for 3 of them is dead
+GIVE_UP_SECONDS = 60  # how long a dropped stream is retried before giving up
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(f"{title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> ApiError:
+        response.read()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "title" in body:
+            return cls(response.status_code, str(body["title"]), str(body.get("detail", "")))
+        return cls(response.status_code, f"HTTP {response.status_code}", response.reason_phrase)
+
+
+class Unreachable(Exception):
+    """No answer: the server is down, the URL is wrong, or the network is."""
+
+
+def _unreachable(url: str | httpx.URL, error: Exception) -> Unreachable:
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return Unreachable(f"cannot reach {url} ({reason})")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A CloudEvent from the stream, with its stream sequence (the SSE id)."""
+
+    sequence: int
+    cloudevent: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """``progress``, ``ready``... (the type without its ``io.woostore.store.`` prefix)."""
+        return str(self.cloudevent["type"]).removeprefix(TYPE_PREFIX)
+
+    @property
+    def store_id(self) -> str:
+        return str(self.cloudevent.get("subject", ""))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.cloudevent.get("data") or {}
+        return data
+
+
+class Api:
+    def __init__(self, url: str, token: str | None, timeout: float = 10) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(headers=headers, timeout=timeout)
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """``path`` under /api/v1; returns the decoded JSON body."""
+        url = f"{self.url}/api/v1{path}"
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except (httpx.TransportError, httpx.InvalidURL) as error:
+            raise _unreachable(self.url, error) from error
+        if response.is_error:
+            raise ApiError.of(response)
+        return response.json()
+
+    def events(
+        self,
+        after: int | None,
+        *,
+        idle: float | None = None,
+        notice: Callable[[str], None] = lambda _: None,
+    ) -> EventStream:
+        """The event stream from after sequence ``after`` (None: only new events).
+
+        With ``idle``, iteration stops once no event came for that many seconds.
+        """
+        platform = self.call("GET", "/platform")
+        url = httpx.URL(self.url).join(platform["events_url"])  # may be relative to the API
+        return EventStream(self.http, url, after, idle, notice)
+
+
+class EventStream:
+    """The notifier's Server-Sent Events, resumed after the last event seen when they drop.
+
+    Entering connects (so a caller can connect first, then act, and miss nothing).
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        url: httpx.URL,
+        after: int | None,
+        idle: float | None,
+        notice: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self.after = after
+        self._http = http
+        self._idle = idle
+        self._notice = notice
+        self._retry = 2.0  # until the server says otherwise
+        self._connection = ExitStack()
+        self._source: EventSource | None = None
+
+    def __enter__(self) -> EventStream:
+        try:
+            self._connect()
+        except httpx.TransportError as error:
+            raise _unreachable(self.url, error) from error
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._connection.close()
+
+    def _connect(self) -> None:
+        self._connection.close()
+        params = {} if self.after is None else {"last_event_id": str(self.after)}
+        timeout = httpx.Timeout(10, read=self._idle or 3 * PING_SECONDS)
+        source = self._connection.enter_context(
+            connect_sse(self._http, "GET", str(self.url), params=params, timeout=timeout)
+        )
+        if source.response.is_error:
+            raise ApiError.of(source.response)
+        if not source.response.headers.get("content-type", "").startswith("text/event-stream"):
+            raise ApiError(source.response.status_code, "Not an event stream", str(self.url))
+        self._source = source
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            assert self._source is not None, "iterate inside `with`"
+            try:
+                for message in self._source.iter_sse():
+                    if message.retry is not None:
+                        self._retry = message.retry / 1000
+                    if message.data:
+                        self.after = int(message.id)
+                        yield Event(self.after, json.loads(message.data))
+                reason = "the server closed it"
+            except httpx.ReadTimeout:
+                if self._idle is not None:
+                    return
+                reason = f"nothing for {3 * PING_SECONDS} s"
+            except httpx.TransportError as error:
+                reason = str(error) or type(error).__name__
+            self._reconnect(reason)
+
+    def _reconnect(self, reason: str) -> None:
+        # Nothing seen yet: replay the whole stream, callers pick their events by subject.
+        self.after = self.after or 0
+        self._notice(f"event stream lost ({reason}); reconnecting after event {self.after}")
+        give_up_at = time.monotonic() + GIVE_UP_SECONDS
+        while True:
+            time.sleep(self._retry)
+            try:
+                self._connect()
+                return
+            except (httpx.TransportError, ApiError) as error:
+                if isinstance(error, ApiError) and error.status < 500:
+                    raise
+                if time.monotonic() > give_up_at:
+                    raise Unreachable(
+                        f"lost the event stream at {self.url} ({error}); "
+                        f"resume with --since {self.after}"
+                    ) from error

@@ -1,0 +1,346 @@
+"""woostore: create, follow, inspect and delete WooStore stores from a terminal.
+
+Commands and their output: human-readable by default, ``--json`` for scripts. HTTP and the
+event stream are in :mod:`woostore_cli.client`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from woostore_cli.client import Api, ApiError, Event, EventStream, Unreachable
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
+Store = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What `--wait` waits for: the events of one phase, until success or failure."""
+
+    phase: str
+    waiting: str  # shown until the first step starts
+    success: str
+    failure: str | None
+
+
+CREATE = Goal(phase="provision", waiting="Queued", success="ready", failure="failed")
+DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", failure=None)
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+
+def create(api: Api, args: argparse.Namespace) -> int:
+    body = {"name": args.name}
+    if not args.wait:
+        store = api.call("POST", "/stores", json=body)
+        if args.json:
+            _print_json(store)
+        else:
+            print(f"Queued {store['name']}{_tag(store)}: {store['id']}{_queue(store)}")
+        return 0
+    with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
+        store = api.call("POST", "/stores", json=body)
+        return _follow(stream, store, CREATE, args.json)
+
+
+def delete(api: Api, args: argparse.Namespace) -> int:
+    if not args.wait:
+        store = api.call("DELETE", f"/stores/{args.id}")
+        if args.json:
+            _print_json(store)
+        else:
+            print(f"Deleting {store['name']}{_tag(store)}: {store['id']}")
+        return 0
+    with api.events(None, notice=_warn) as stream:
+        store = api.call("DELETE", f"/stores/{args.id}")
+        return _follow(stream, store, DELETE, args.json)
+
+
+def list_stores(api: Api, args: argparse.Namespace) -> int:
+    params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
+    found = api.call("GET", "/stores", params=params)
+    if args.json:
+        _print_json(found)
+        return 0
+    if not found["items"]:
+        print("No stores.")
+        return 0
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "NAME", "STATUS", "DETAIL", "CREATED"):
+        table.add_column(column, no_wrap=column in ("ID", "CREATED"))
+    for store in found["items"]:
+        status = store["status"] + _tag(store)
+        cells = (store["id"], store["name"], status, _detail(store), _time(store["created_at"]))
+        table.add_row(*map(Text, cells))  # Text: names are shown as typed, never as markup
+    _stdout().print(table)
+    return 0
+
+
+def show(api: Api, args: argparse.Namespace) -> int:
+    store = api.call("GET", f"/stores/{args.id}")
+    if args.json:
+        _print_json(store)
+        return 0
+    print(store["name"] + _tag(store))
+    fields = {
+        "id": store["id"],
+        "status": store["status"] if store["status"] == "ready" else _status(store),
+        "slug": store["slug"],
+        "storefront": store["storefront_url"],
+        "admin": store["admin_url"],
+        "created": _time(store["created_at"]),
+        "ready": store["ready_at"] and _time(store["ready_at"]),
+        "deleted": store["deleted_at"] and _time(store["deleted_at"]),
+    }
+    for label, value in fields.items():
+        if value:
+            print(f"  {label:<11} {value}")
+    print("Events")
+    for event in store["events"]:
+        kind = event["type"].removeprefix("io.woostore.store.")
+        print("  " + _event_line(event["time"], kind, None, event["data"]))
+    return 0
+
+
+def credentials(api: Api, args: argparse.Namespace) -> int:
+    login = api.call("GET", f"/stores/{args.id}/credentials")
+    if args.json:
+        _print_json(login)
+    else:
+        print(f"username  {login['username']}\npassword  {login['password']}")
+    return 0
+
+
+def events(api: Api, args: argparse.Namespace) -> int:
+    idle = None if args.follow else IDLE_SECONDS
+    with api.events(args.since, idle=idle, notice=_warn) as stream:
+        for event in stream:
+            if args.json:
+                _print_event_json(event)
+            else:
+                line = _event_line(event.cloudevent["time"], event.kind, event.store_id, event.data)
+                print(line, flush=True)
+    return 0
+
+
+# ---- waiting with a progress bar -------------------------------------------------------
+
+
+def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int:
+    """Follow ``store`` on ``stream`` until ``goal`` succeeds or fails; the exit code."""
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    bar = Progress(*columns, console=Console(stderr=True), disable=as_json)
+    outcome: Event | None = None
+    try:
+        with bar:
+            task = bar.add_task(goal.waiting + _queue(store), total=1)
+            for event in stream:
+                if event.store_id != store["id"]:
+                    continue
+                if as_json:
+                    _print_event_json(event)
+                data = event.data
+                if event.kind == "progress" and data.get("phase") == goal.phase:
+                    step = data["step"]
+                    title = f"Step {step['index']} of {step['total']} — {step['title']}"
+                    bar.update(task, description=title, completed=data["progress"])
+                elif event.kind in (goal.success, goal.failure):
+                    bar.update(task, description=event.kind.capitalize(), completed=1)
+                    outcome = event
+                    break
+    except KeyboardInterrupt:
+        _warn(f"Stopped waiting; the store carries on. See: woostore show {store['id']}")
+        return 130
+    assert outcome is not None, "the stream only ends when interrupted"
+    if outcome.kind != goal.success:
+        at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
+        _warn(f"{store['name']} failed{at}: {outcome.data.get('reason', 'no reason given')}")
+        return 1
+    if not as_json:
+        print(f"{store['name']}{_tag(store)} is {goal.success}.")
+        if goal is CREATE:
+            print(f"  storefront  {outcome.data['storefront_url']}")
+            print(f"  admin       {outcome.data['admin_url']}")
+            print(f"  login       woostore credentials {store['id']}")
+    return 0
+
+
+# ---- output --------------------------------------------------------------------------------
+
+
+def _tag(store: Store) -> str:
+    return " (simulated)" if store.get("simulated") else ""
+
+
+def _queue(store: Store) -> str:
+    position = store.get("queue_position")
+    return f" (position {position} in the queue)" if position else ""
+
+
+def _status(store: Store) -> str:
+    return " — ".join(filter(None, [store["status"], _detail(store)]))
+
+
+def _detail(store: Store) -> str:
+    """The one thing worth knowing about a store in its current status."""
+    status, step = store["status"], store.get("step")
+    if status in ("provisioning", "deleting") and step:
+        return f"step {step['index']} of {step['total']}: {step['title']}"
+    if status == "queued":
+        return _queue(store).strip(" ()")
+    if status == "ready":
+        return str(store.get("storefront_url") or "")
+    if status == "failed":
+        return str(store.get("failure_reason") or "")
+    return ""
+
+
+def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]) -> str:
+    status = data.get("status", "")
+    what = status
+    if kind == "progress":
+        step = data["step"]
+        what = f"{status} step {step['index']}/{step['total']} {step['name']} {data['state']}"
+    elif kind == "requested":
+        what = f'{status} "{data["store"]["name"]}"'
+    elif kind == "ready":
+        what = f"{status} {data.get('storefront_url', '')}"
+    elif kind == "failed":
+        what = f"{status}: {data.get('reason', '')}"
+    return "  ".join(part for part in (_time(time), f"{kind:<16}", store_id, what) if part)
+
+
+def _time(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _print_event_json(event: Event) -> None:
+    line = {"sequence": event.sequence, "event": event.cloudevent}
+    print(json.dumps(line, ensure_ascii=False), flush=True)
+
+
+def _stdout() -> Console:
+    # Piped output is not cut to 80 columns: ids and URLs must stay whole.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def _sequence(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError("a stream sequence: 0 or more")
+    return int(text)
+
+
+def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--url, --token and --json, accepted before and after the command: only the main
+    parser has defaults, so a subcommand never overwrites what was given before it."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    env_url = os.environ.get("WOOSTORE_URL") or DEFAULT_URL
+    parser.add_argument(
+        "--url", default=default(env_url), help=f"API URL (WOOSTORE_URL, default {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--token",
+        default=default(os.environ.get("WOOSTORE_TOKEN")),
+        help="bearer token (WOOSTORE_TOKEN)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="machine-readable output"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="woostore",
+        description="Create, follow, inspect and delete WooStore stores.",
+        epilog="Exit codes: 0 done, 1 refused by the API or the store failed, "
+        "2 unreachable (or a usage error), 130 interrupted.",
+    )
+    _connection_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_options(common, defaults=False)
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, run: Callable[[Api, argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    wait_help = "follow the event stream with a progress bar until it is done"
+    sub = command("create", create, "create a store")
+    sub.add_argument("name", metavar="NAME")
+    sub.add_argument("--wait", action="store_true", help=wait_help)
+    sub = command("list", list_stores, "list stores")
+    statuses = "queued, provisioning, ready, failed, deleting, deleted"
+    sub.add_argument("--status", help=f"only stores in this status: {statuses}")
+    sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    sub = command("show", show, "show a store and its event history")
+    sub.add_argument("id", metavar="ID")
+    sub = command("delete", delete, "delete a store and everything it owns")
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument("--wait", action="store_true", help=wait_help)
+    sub = command("credentials", credentials, "the store's WordPress admin login")
+    sub.add_argument("id", metavar="ID")
+    sub = command("events", events, "print store events (--json: {sequence, event} per line)")
+    sub.add_argument("--since", type=_sequence, default=0, help="after this sequence (default 0)")
+    sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with Api(args.url, args.token) as api:
+            code: int = args.run(api, args)
+            return code
+    except ApiError as error:
+        no_token = error.status == 401 and not args.token
+        _warn(f"{error}{' (set WOOSTORE_TOKEN or pass --token)' if no_token else ''}")
+        return 1
+    except Unreachable as error:
+        _warn(f"woostore: {error}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (`woostore events | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a process killed by SIGPIPE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""woostore create/list/show/credentials/delete against the real platform."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import pytest
+
+from tests.cli.conftest import (
+    PROVISIONING,
+    TYPE,
+    Platform,
+    api_list,
+    api_store,
+    create_ready,
+    run,
+    story,
+    woostore,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_create_wait_reaches_ready_and_prints_the_urls(platform: Platform) -> None:
+    result = woostore(platform, "create", "Corner Shop", "--wait")
+
+    assert result.code == 0, result.err
+    [listed] = [s for s in api_list(platform) if s["name"] == "Corner Shop"]
+    store = api_store(platform, listed["id"])
+    assert store["status"] == "ready"
+    assert "Corner Shop (simulated) is ready." in result.out
+    assert f"storefront  {store['storefront_url']}\n" in result.out
+    assert f"admin       {store['admin_url']}\n" in result.out
+    assert f"woostore credentials {store['id']}" in result.out
+    assert "Ready" in result.err
+    assert "100%" in result.err
+
+
+def test_json_outputs_parse(platform: Platform) -> None:
+    created = woostore(platform, "create", "Json Shop", "--wait", "--json")
+    assert created.code == 0, created.err
+    lines = created.json_lines()  # one JSON document per line, one line per event
+    store_id = lines[0]["event"]["subject"]
+    assert {line["event"]["subject"] for line in lines} == {store_id}
+    assert story([line["event"] for line in lines]) == PROVISIONING
+    sequences = [line["sequence"] for line in lines]
+    assert sequences == sorted(set(sequences))
+
+    listed = woostore(platform, "list", "--json")
+    assert store_id in {store["id"] for store in listed.json()["items"]}
+    shown = woostore(platform, "--json", "show", store_id)  # --json before the command too
+    assert shown.json()["storefront_url"] == lines[-1]["event"]["data"]["storefront_url"]
+    assert story(shown.json()["events"]) == PROVISIONING
+    login = woostore(platform, "credentials", store_id, "--json").json()
+    assert login["username"] == "admin"
+    assert login["password"]
+
+    deleted = woostore(platform, "delete", store_id, "--wait", "--json")
+    assert deleted.code == 0, deleted.err
+    kinds = [line["event"]["type"].removeprefix(TYPE) for line in deleted.json_lines()]
+    assert kinds == ["delete_requested", *["progress"] * 4, "deleted"]
+    assert woostore(platform, "show", store_id, "--json").json()["status"] == "deleted"
+
+
+def test_list_show_and_credentials_for_people(platform: Platform) -> None:
+    store_id = create_ready(platform, "Baker [bold]Street")
+    store = api_store(platform, store_id)
+
+    listed = woostore(platform, "list")
+    assert listed.code == 0, listed.err
+    [row] = [line for line in listed.out.splitlines() if line.startswith(store_id)]
+    # the name as typed (not rich markup), the simulated tag, the storefront, unwrapped
+    assert re.split(r"\s{2,}", row)[1:4] == [
+        "Baker [bold]Street",
+        "ready (simulated)",
+        store["storefront_url"],
+    ]
+    assert listed.out.splitlines()[0].split() == ["ID", "NAME", "STATUS", "DETAIL", "CREATED"]
+    assert store_id in woostore(platform, "list", "--status", "ready").out
+    assert store_id not in woostore(platform, "list", "--status", "failed").out
+
+    shown = woostore(platform, "show", store_id)
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0] == "Baker [bold]Street (simulated)"
+    assert f"  storefront  {store['storefront_url']}" in lines
+    history = lines[lines.index("Events") + 1 :]
+    assert [line.split()[2] for line in history] == [
+        kind.split()[0] for kind in PROVISIONING
+    ]  # time (2 words), then the kind, in order
+    assert history[0].endswith('queued "Baker [bold]Street"')
+    assert history[-1].endswith(f"ready {store['storefront_url']}")
+
+    login = woostore(platform, "credentials", store_id)
+    assert login.code == 0, login.err
+    password = woostore(platform, "credentials", store_id, "--json").json()["password"]
+    assert login.out == f"username  admin\npassword  {password}\n"
+
+
+def test_delete_wait_shows_the_deletion_steps(platform: Platform) -> None:
+    store_id = create_ready(platform, "Closing Down")
+
+    result = woostore(platform, "delete", store_id, "--wait")
+
+    assert result.code == 0, result.err
+    assert result.out == "Closing Down (simulated) is deleted.\n"
+    assert "Deleted" in result.err
+    assert "100%" in result.err
+    assert api_store(platform, store_id)["status"] == "deleted"
+    again = woostore(platform, "delete", store_id)
+    assert again.code == 1
+    assert again.err.startswith("Store cannot be deleted now: ")
+
+
+def test_a_failed_store_prints_the_reason_and_exits_1(platform: Platform) -> None:
+    platform.stop("provisioner")
+    platform.start("provisioner", WOOSTORE_SIM_FAULTS=json.dumps({"wait_for_rollout": "error"}))
+    try:
+        result = woostore(platform, "create", "Doomed", "--wait")
+    finally:
+        platform.stop("provisioner")
+        platform.start("provisioner")
+
+    assert result.code == 1
+    assert result.out == ""
+    reason = "wait_for_rollout failed: simulated fault (ImagePullBackOff)"
+    assert f"Doomed failed at step rollout: {reason}" in result.err
+    [store] = [s for s in api_list(platform) if s["name"] == "Doomed"]
+    assert f"  status      failed — {reason}" in woostore(platform, "show", store["id"]).out
+
+
+def test_create_without_wait_returns_at_once(platform: Platform) -> None:
+    result = woostore(platform, "create", "Quick", "--json")
+
+    assert result.code == 0, result.err
+    store = result.json()
+    assert store["status"] == "queued"
+    assert store["simulated"] is True
+    # Deleting is refused until it is ready or failed: the problem's title, then its detail.
+    refused = woostore(platform, "delete", store["id"])
+    assert refused.code == 1
+    assert refused.err.startswith("Store cannot be deleted now: ")
+
+
+def test_a_refused_name_prints_the_problem(platform: Platform) -> None:
+    result = woostore(platform, "create", "   ")
+
+    assert result.code == 1
+    assert result.out == ""
+    assert result.err.startswith("Invalid request: body.name: ")
+
+
+def test_a_wrong_token_prints_the_problem_title_and_exits_1(platform: Platform) -> None:
+    for args in (["list"], ["create", "Nope", "--wait"], ["events"]):
+        result = woostore(platform, *args, token="wrong-token")
+        assert result.code == 1, args
+        assert result.err == "Unauthorized: a valid bearer token is required\n", args
+        assert result.out == ""
+    assert "Nope" not in {store["name"] for store in api_list(platform)}
+
+
+def test_url_and_token_come_from_the_environment(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WOOSTORE_URL", platform.api_url)
+    monkeypatch.setenv("WOOSTORE_TOKEN", platform.token)
+    assert run("list").code == 0
+
+    monkeypatch.setenv("WOOSTORE_TOKEN", "wrong-token")
+    assert run("list").code == 1
+    assert run("list", "--token", platform.token).code == 0  # the option wins
+
+    monkeypatch.delenv("WOOSTORE_TOKEN")
+    result = run("list")
+    assert result.code == 1
+    assert "(set WOOSTORE_TOKEN or pass --token)" in result.err
+
+
+def test_an_unreachable_url_exits_2_with_one_line() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+    for args in (["list"], ["create", "Shop", "--wait"], ["events", "--follow"]):
+        result = run(*args, "--url", url, "--token", "any")
+        assert result.code == 2, args
+        assert result.err.startswith(f"woostore: cannot reach {url} ("), result.err
+        assert result.err.count("\n") == 1, result.err
+        assert result.out == ""

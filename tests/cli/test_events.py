@@ -1,0 +1,95 @@
+"""woostore events: replay from a sequence, follow, and resume after the stream drops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli.conftest import PROVISIONING, Lines, Platform, create_ready, woostore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+CLI = Path(__file__).resolve().parents[2] / "cli"
+
+
+def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
+    store_id = create_ready(platform, "History")
+
+    result = woostore(platform, "events", "--since", "0")  # stops once the stream is idle
+
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if store_id in line]
+    # time (2 words), kind, store, status, then for progress: "step", n/9, name, state
+    assert [line.split()[2] for line in lines] == [kind.split()[0] for kind in PROVISIONING]
+    assert all(line.split()[3] == store_id for line in lines)
+    progress = [line.split()[6:9] for line in lines[1:-1]]
+    assert progress[:3] == [
+        ["1/9", "namespace", "started"],
+        ["1/9", "namespace", "completed"],
+        ["2/9", "credentials", "started"],
+    ]
+    assert progress[-1] == ["9/9", "verify", "completed"]
+    assert lines[0].endswith('queued "History"')
+
+    # --json: the sequences are the SSE ids; --since N starts after N.
+    replay = woostore(platform, "events", "--since", "0", "--json").json_lines()
+    sequences = [line["sequence"] for line in replay]
+    assert sequences == sorted(set(sequences))
+    mine = [line for line in replay if line["event"]["subject"] == store_id]
+    after_requested = woostore(platform, "events", "--since", str(mine[0]["sequence"]), "--json")
+    later = [line for line in after_requested.json_lines() if line["event"]["subject"] == store_id]
+    assert later == mine[1:]
+
+
+def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(CLI),
+        "WOOSTORE_URL": platform.api_url,
+        "WOOSTORE_TOKEN": platform.token,
+    }
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "woostore_cli.main", "events", "--follow", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    assert follower.stderr is not None
+    out, err = Lines(follower.stdout), Lines(follower.stderr)
+    try:
+        created = httpx.post(
+            f"{platform.api_url}/api/v1/stores", json={"name": "Resumed"}, headers=platform.headers
+        )
+        store_id = created.json()["id"]
+
+        def seen(kind: str) -> bool:
+            return any(
+                event["event"]["subject"] == store_id and event["event"]["type"].endswith(kind)
+                for event in map(json.loads, out.items)
+            )
+
+        out.wait_for(lambda _: seen(".progress"), 30, "the store's first progress event")
+        platform.stop("notifier")  # the stream drops mid-provisioning
+        platform.start("notifier")
+        err.wait_for(lambda lines: any("reconnecting" in line for line in lines), 10, "a notice")
+        out.wait_for(lambda _: seen(".ready"), 60, "the store's ready event")
+    finally:
+        follower.send_signal(signal.SIGINT)  # what Ctrl-C does
+        code = follower.wait(10)
+
+    assert code == 130
+    events = [json.loads(line) for line in out.rest()]
+    sequences = [event["sequence"] for event in events]
+    assert sequences == sorted(set(sequences)), "an event was repeated or reordered"
+    mine = [event["event"] for event in events if event["event"]["subject"] == store_id]
+    assert [e["type"].rsplit(".", 1)[1] for e in mine] == [k.split()[0] for k in PROVISIONING]
+    assert "Traceback" not in "".join(err.rest())
