@@ -26,7 +26,7 @@ install: $(UV) .venv/.synced
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv
 
-.venv/.synced: uv.lock pyproject.toml shared/pyproject.toml services/*/pyproject.toml devstack/pyproject.toml
+.venv/.synced: uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
 	$(UV) sync --frozen
 	@touch $@
 

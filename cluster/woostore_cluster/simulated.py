@@ -320,7 +320,8 @@ class SimulatedCluster:
 
     async def _helm_template(self, release: Release) -> list[dict[str, Any]]:
         with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
-            json.dump(dict(release.values), values)
+            # Unescaped: helm's YAML parser refuses the surrogate pairs JSON escapes emoji to.
+            json.dump(dict(release.values), values, ensure_ascii=False)
             values.flush()
             process = await asyncio.create_subprocess_exec(
                 self.helm_binary, "template", release.name, str(release.chart),

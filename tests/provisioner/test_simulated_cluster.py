@@ -521,3 +521,20 @@ def test_a_misspelt_fault_is_refused_instead_of_ignored(
 ) -> None:
     with pytest.raises(ValueError, match="unknown simulated faults"):
         SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0, faults=faults)
+
+
+async def test_a_store_named_in_any_script_renders(cluster: SimulatedCluster, chart: Path) -> None:
+    """Names may hold emoji and non-Latin scripts (the API accepts them): helm must too."""
+    namespace = "store-unicode"
+    await cluster.ensure_namespace(namespace, LABELS)
+    release = release_for(namespace, chart)
+    named = Release(
+        name=release.name,
+        namespace=namespace,
+        chart=chart,
+        values={**release.values, "storeName": "Café 🛒 東京ストア"},
+    )
+
+    await cluster.install_release(named, timeout=30)
+
+    assert release_state(cluster, namespace) == ("deployed", 1)
