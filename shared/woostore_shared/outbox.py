@@ -20,9 +20,10 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.db import Database
-from woostore_shared.events import CloudEvent, EventData, make_event
+from woostore_shared.events import CloudEvent, EventData, Failed, make_event
+from woostore_shared.lifecycle import transition
 from woostore_shared.logging import get_logger
-from woostore_shared.models import Store, StoreEvent, utcnow
+from woostore_shared.models import Store, StoreEvent, StoreStatus, utcnow
 from woostore_shared.topology import STREAM_NAME
 
 log = get_logger(__name__)
@@ -59,6 +60,13 @@ class Transaction:
         )
         self.events.append(event)
         return event
+
+    def fail(self, store: Store, reason: str) -> None:
+        """Fail the store with a reason meant for people, and announce it."""
+        step = store.step_name
+        store.failure_reason = reason
+        transition(store, StoreStatus.FAILED)
+        self.emit(store, Failed(reason=reason, step=step))
 
 
 class Outbox:

@@ -43,7 +43,7 @@ from tenacity import (
 from woostore_cluster import Cluster, PermanentClusterError, TransientClusterError
 from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob
 from woostore_shared.db import Database
-from woostore_shared.events import Deleted, Failed, Progress, Ready, StepInfo
+from woostore_shared.events import Deleted, Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
 from woostore_shared.logging import get_logger
 from woostore_shared.models import Store, StoreStatus, StoreStep, utcnow
@@ -170,15 +170,13 @@ class Runner:
 
         await self._attempt(store_id, keep_alive, give_up)
 
-    async def fail(self, store_id: uuid.UUID, reason: str) -> None:
+    async def _fail(self, store_id: uuid.UUID, reason: str) -> None:
         async with self.outbox.transaction() as tx:
             store = await self._load(store_id, tx.session)
             if store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
                 return
             step = store.step_name
-            store.failure_reason = reason
-            transition(store, StoreStatus.FAILED)
-            tx.emit(store, Failed(reason=reason, step=step))
+            tx.fail(store, reason)
         STORES_FINISHED.labels("failed").inc()
         log.warning("store failed", reason=reason, step=step)
 
@@ -231,7 +229,7 @@ class Runner:
         log.info("store deleted")
 
     async def _give_up(self, attempt: Attempt, reason: str) -> None:
-        await self.fail(attempt.store_id, reason)
+        await self._fail(attempt.store_id, reason)
         store = await self._load(attempt.store_id)
         await self._run(store, DELETE, "delete", attempt, announce=False)
 

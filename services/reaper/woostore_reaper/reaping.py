@@ -25,8 +25,8 @@ from prometheus_client import Counter
 from sqlmodel import col, select
 
 from woostore_cluster import Cluster
-from woostore_shared.events import CloudEvent, EventName, Failed, subject_for
-from woostore_shared.lifecycle import ACTIVE, transition
+from woostore_shared.events import CloudEvent, EventName, subject_for
+from woostore_shared.lifecycle import ACTIVE
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import Store, StoreEvent, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
@@ -69,9 +69,7 @@ async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
         if store is None or store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
             return False  # finished meanwhile
         step = store.step_name
-        store.failure_reason = reason
-        transition(store, StoreStatus.FAILED)
-        tx.emit(store, Failed(reason=reason, step=step))
+        tx.fail(store, reason)
     with bind_store(store_id):
         log.warning("store failed", reason=reason, step=step)
     await _republish(outbox, store_id, StoreStatus.FAILED)
@@ -218,9 +216,7 @@ async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
         store = await tx.session.get(Store, store_id, with_for_update=True)
         if store is None or store.status is not StoreStatus.READY:
             return False
-        store.failure_reason = reason
-        transition(store, StoreStatus.FAILED)
-        tx.emit(store, Failed(reason=reason, step=None))
+        tx.fail(store, reason)
     with bind_store(store_id):
         log.warning("ready store lost", reason=reason)
     return True
