@@ -34,6 +34,10 @@ from woostore_shared.topology import (
 
 log = get_logger(__name__)
 DEFAULT_RETRY_DELAY = 5.0
+# A nak without delay can be redelivered at once to this very process, whose pull request is
+# still open while it shuts down, and be lost there until AckWait; a short delay lets it go
+# to another replica.
+HAND_BACK_DELAY = 2.0
 
 
 async def _settle_failure(
@@ -47,7 +51,7 @@ async def _settle_failure(
         return
     if isinstance(error, ShuttingDown):
         log.info("handing the store back: shutting down")
-        await msg.nack()
+        await msg.nack(delay=HAND_BACK_DELAY)
         return
     deliveries = msg.raw_message.metadata.num_delivered or 1
     delay = error.delay if isinstance(error, TransientClusterError) else DEFAULT_RETRY_DELAY
@@ -103,7 +107,7 @@ def build_router(topology: Topology) -> NatsRouter:
                 except (StoreBusy, LeaseLost):
                     await msg.ack()  # a duplicate delivery; see the module doc
                 except ShuttingDown:
-                    await msg.nack()
+                    await msg.nack(delay=HAND_BACK_DELAY)
                 except Exception as error:  # retried with a delay; deletion never gives up
                     log.warning("deletion will retry", error=str(error))
                     await msg.nack(delay=DEFAULT_RETRY_DELAY)
