@@ -56,6 +56,8 @@ def settings(database_url: str, nats_server: NatsServer, tmp_path: Path) -> Sett
         admin_token="test-admin-token",
         secret_key="test-secret-key",
         sim_time_scale=0,
+        # Tests make stores in bursts; the tests of the limits set their own.
+        creates_per_minute=1000,
     )
 
 

@@ -16,6 +16,9 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
 }
 
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.DELETING})
+# Stores that hold (or will hold) cluster resources: what quotas count. A failed store's
+# resources were cleaned up when it failed.
+LIVE = ACTIVE | {S.READY}
 DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets)
 
 

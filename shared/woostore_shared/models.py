@@ -35,11 +35,18 @@ class StoreStatus(StrEnum):
     DELETED = "deleted"
 
 
+class Role(StrEnum):
+    ADMIN = "admin"  # every tenant's stores, tenants, keys and the whole audit log
+    TENANT = "tenant"  # its own tenant's stores, keys and audit entries only
+
+
 class Tenant(SQLModel, table=True):
     __tablename__ = "tenants"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=100, unique=True)
+    # Live stores this tenant may have; None means the platform's default.
+    store_limit: int | None = None
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -148,3 +155,66 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class ApiKey(SQLModel, table=True):
+    """A revocable API key. Only a hash of the secret is kept; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", index=True)
+    name: str = Field(max_length=100)
+    role: Role = Field(
+        sa_column=Column(
+            Enum(Role, name="api_key_role", values_callable=lambda e: [m.value for m in e]),
+            nullable=False,
+        )
+    )
+    # The public start of the key ("wsk_" and 8 hex digits): how it is found and shown.
+    prefix: str = Field(max_length=16, unique=True)
+    secret_sha256: str = Field(max_length=64)
+    created_by: str = Field(max_length=100)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    revoked_at: datetime | None = _optional_timestamp()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did what to which object, when, and from where. Written in the transaction that
+    made the change, so the log and the data never disagree."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_id", "tenant_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    time: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id")
+    actor: str = Field(max_length=100)  # a key's prefix, or "admin-token"
+    actor_role: Role = Field(
+        sa_column=Column(
+            Enum(Role, name="api_key_role", values_callable=lambda e: [m.value for m in e]),
+            nullable=False,
+        )
+    )
+    action: str = Field(max_length=40)
+    target: str = Field(max_length=100)  # e.g. "store/<id>", "key/<prefix>"
+    source_ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=200)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+
+
+class RateWindow(SQLModel, table=True):
+    """Requests an actor made in one fixed window; counted in PostgreSQL so every API
+    replica shares the limit."""
+
+    __tablename__ = "rate_windows"
+
+    actor: str = Field(primary_key=True, max_length=100)
+    window_start: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
+    )
+    count: int = 0

@@ -1,4 +1,4 @@
-"""Secrets in motion: signed event-stream tickets and store credentials encrypted at rest.
+"""Secrets in motion: signed tickets and sessions, and store credentials encrypted at rest.
 
 Both derive their keys from ``WOOSTORE_SECRET_KEY``, each under its own purpose, so a value
 made for one purpose is useless for the other.
@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 TICKET_TTL_SECONDS = 300
+SESSION_TTL_SECONDS = 12 * 3600
 
 
 def _derive(secret_key: str, purpose: str) -> bytes:
@@ -36,19 +37,22 @@ class InvalidTicket(Exception):
 
 
 class TicketSigner:
-    """Short-lived tickets let an EventSource (which cannot send headers) authenticate."""
+    """Signed, timed tokens naming a subject: short-lived event-stream tickets (an
+    EventSource cannot send headers) and the dashboard's session cookie. Each ``purpose``
+    has its own key, so a ticket is never accepted as a session or the other way round."""
 
-    def __init__(self, secret_key: str) -> None:
-        self._serializer = URLSafeTimedSerializer(
-            _derive(secret_key, "event-ticket").hex(), salt="event-ticket"
-        )
+    def __init__(
+        self, secret_key: str, purpose: str = "event-ticket", max_age: int = TICKET_TTL_SECONDS
+    ) -> None:
+        self.max_age = max_age
+        self._serializer = URLSafeTimedSerializer(_derive(secret_key, purpose).hex(), salt=purpose)
 
     def issue(self, subject: str) -> str:
         return self._serializer.dumps({"sub": subject})
 
-    def verify(self, ticket: str, max_age: int = TICKET_TTL_SECONDS) -> str:
+    def verify(self, ticket: str, max_age: int | None = None) -> str:
         try:
-            payload = self._serializer.loads(ticket, max_age=max_age)
+            payload = self._serializer.loads(ticket, max_age=max_age or self.max_age)
         except BadSignature as error:
             raise InvalidTicket("invalid or expired ticket") from error
         return str(payload["sub"])
@@ -56,6 +60,10 @@ class TicketSigner:
 
 def generate_password(length: int = 24) -> str:
     return secrets.token_urlsafe(length)[:length]
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def tokens_match(given: str, expected: str) -> bool:

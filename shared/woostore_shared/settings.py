@@ -84,6 +84,16 @@ class Settings(BaseSettings):
     store_chart: Path = Field(default=Path("helm/store"), description="The chart of one store.")
 
     max_stores_in_flight: int = Field(default=2, ge=1)
+    max_live_stores: int = Field(
+        default=50, ge=0, description="Stores the platform holds at once (not deleted nor failed)."
+    )
+    tenant_store_limit: int = Field(
+        default=10, ge=0, description="Live stores per tenant, unless the tenant has its own limit."
+    )
+    max_queued_stores: int = Field(default=20, ge=0, description="Stores waiting to start.")
+    creates_per_minute: int = Field(
+        default=10, ge=1, description="Store creations each API key may request per minute."
+    )
     provision_deadline_seconds: float = Field(default=600, gt=0)
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -41,3 +41,33 @@ async def anonymous(api: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app=api), base_url="http://api.test"
     ) as http:
         yield http
+
+
+NewTenant = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def new_tenant(api: FastAPI, client: httpx.AsyncClient) -> AsyncIterator[NewTenant]:
+    """Makes a tenant and a tenant key through the API, and returns a client using the key."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(name: str, store_limit: int | None = None) -> httpx.AsyncClient:
+        tenant = await client.post(
+            "/api/v1/tenants", json={"name": name, "store_limit": store_limit}
+        )
+        assert tenant.status_code == 201, tenant.text
+        key = await client.post(
+            "/api/v1/keys", json={"name": f"{name} key", "tenant_id": tenant.json()["id"]}
+        )
+        assert key.status_code == 201, key.text
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api),
+            base_url="http://api.test",
+            headers={"Authorization": f"Bearer {key.json()['token']}"},
+        )
+        opened.append(http)
+        return http
+
+    yield make
+    for http in opened:
+        await http.aclose()

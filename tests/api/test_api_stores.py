@@ -17,17 +17,17 @@ import pytest
 from nats.aio.client import Client
 from sqlmodel import col, select, update
 
+from tests.api.conftest import NewTenant
+from tests.api.http import STORES, create, problem
 from tests.support import envelope, stream_messages
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import Store, StoreEvent, StoreStatus, Tenant
+from woostore_shared.models import Store, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
 
-STORES = "/api/v1/stores"
-PROBLEM_JSON = "application/problem+json"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TYPE = "io.woostore.store."
 
@@ -49,28 +49,6 @@ async def set_columns(db: Database, store_id: str, **values: Any) -> None:
             update(Store).where(col(Store.id) == uuid.UUID(store_id)).values(**values)
         )
         await session.commit()
-
-
-async def create(client: httpx.AsyncClient, name: str = "My Shop") -> dict[str, Any]:
-    response = await client.post(STORES, json={"name": name})
-    assert response.status_code == 202, response.text
-    store: dict[str, Any] = response.json()
-    return store
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Assert ``response`` is an RFC 9457 problem with ``status``; return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert isinstance(body["type"], str)
-    assert body["type"]
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
 
 
 # --- creating a store ---------------------------------------------------------------------
@@ -318,34 +296,25 @@ async def test_an_unknown_route_is_a_404_problem(client: httpx.AsyncClient) -> N
     problem(await client.get("/api/v1/nothing-here"), 404)
 
 
-async def test_a_store_of_another_tenant_is_invisible(
-    client: httpx.AsyncClient, database: Database
+async def test_a_store_of_another_tenant_does_not_exist_for_a_tenant_key(
+    client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
 ) -> None:
-    tenant = Tenant(name="someone else")
-    async with database.session() as session:
-        session.add(tenant)
-        await session.flush()
-        foreign = Store(
-            tenant_id=tenant.id,
-            name="Theirs",
-            slug="theirs-abc123",
-            status=StoreStatus.READY,
-            simulated=True,
-            correlation_id="c",
-        )
-        session.add(foreign)
-        await session.commit()
-    mine = await create(client, "Mine")
+    theirs_client, mine_client = await new_tenant("theirs"), await new_tenant("mine")
+    theirs = await create(theirs_client, "Theirs")
+    mine = await create(mine_client, "Mine")
 
-    listed = (await client.get(STORES)).json()["items"]
+    listed = (await mine_client.get(STORES)).json()["items"]
     assert [s["id"] for s in listed] == [mine["id"]]
     for method, suffix in [("GET", ""), ("DELETE", ""), ("GET", "/credentials")]:
-        response = await client.request(method, f"{STORES}/{foreign.id}{suffix}")
+        response = await mine_client.request(method, f"{STORES}/{theirs['id']}{suffix}")
         problem(response, 404)
     async with database.session() as session:
-        still = await session.get(Store, foreign.id)
+        still = await session.get(Store, uuid.UUID(theirs["id"]))
     assert still is not None
-    assert still.status is StoreStatus.READY
+    assert still.status is StoreStatus.QUEUED
+    # The admin sees both.
+    everyone = {s["id"] for s in (await client.get(STORES)).json()["items"]}
+    assert everyone == {theirs["id"], mine["id"]}
 
 
 # --- deleting a store ---------------------------------------------------------------------

@@ -20,6 +20,8 @@ from itsdangerous import TimestampSigner
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from woostore_shared.access import Authenticator
+from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, StoreStatus
 from woostore_shared.outbox import REPLAY_HEADER
@@ -280,9 +282,10 @@ async def test_a_wrong_bearer_token_is_a_401_problem(
 
 
 async def test_a_ticket_from_the_ticket_signer_opens_the_stream(
-    http: httpx.AsyncClient, nats_client: Client, settings: Settings
+    http: httpx.AsyncClient, nats_client: Client, settings: Settings, database: Database
 ) -> None:
-    ticket = TicketSigner(settings.secret_key.get_secret_value()).issue("admin")
+    admin = Authenticator(database, settings.admin_token.get_secret_value())
+    ticket = TicketSigner(settings.secret_key.get_secret_value()).issue(admin.admin_subject)
     published = await publish(nats_client, 2)
 
     async with aconnect_sse(

@@ -1,4 +1,5 @@
-"""Bearer-token authentication. For now one principal: the admin (tenants come later)."""
+"""Authentication: a bearer token (an API key or the admin token), or the dashboard's session
+cookie. Every route asks for a :class:`Caller`; admin-only routes ask for an admin."""
 
 from __future__ import annotations
 
@@ -7,29 +8,94 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from woostore_api.problems import Problem
-from woostore_shared.models import DEFAULT_TENANT_ID
-from woostore_shared.secrets import tokens_match
+from woostore_api.problems import Problem, forbidden
+from woostore_shared.access import Principal
+from woostore_shared.secrets import InvalidTicket
 
-_bearer = HTTPBearer(auto_error=False, description="The admin token (WOOSTORE_ADMIN_TOKEN).")
+SESSION_COOKIE = "woostore_session"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key (wsk_...), or the admin token (WOOSTORE_ADMIN_TOKEN)."
+)
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="The dashboard's session (POST /session)."
+)
 
 
 @dataclass(frozen=True)
-class Principal:
-    subject: str
-    tenant_id: uuid.UUID
+class Caller:
+    """The principal behind a request, and where the request came from (for the audit log)."""
+
+    principal: Principal
+    source_ip: str | None
+    user_agent: str | None
+
+
+def tenant_scope(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID | None:
+    """The tenant a listing covers: any one (or all, None) for an admin; a tenant key's own,
+    whatever it asked for, refusing outright to read another tenant's."""
+    principal = caller.principal
+    if principal.is_admin:
+        return requested
+    if requested not in (None, principal.tenant_id):
+        raise forbidden("a tenant key reads only its own tenant's data")
+    return principal.tenant_id
+
+
+def caller_of(request: Request, principal: Principal) -> Caller:
+    user_agent = request.headers.get("user-agent")
+    return Caller(
+        principal=principal,
+        source_ip=request.client.host if request.client else None,
+        user_agent=user_agent[:200] if user_agent else None,
+    )
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, kind="unauthorized")
+
+
+def _check_origin(request: Request) -> None:
+    """A cookie rides along on cross-site requests; SameSite=Strict stops that in current
+    browsers, and this refuses a write whose Origin is another site in any browser."""
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    if origin is not None and origin not in (own, request.app.state.settings.allowed_origin):
+        raise forbidden("a session cookie is accepted only from the dashboard's own origin")
 
 
 async def authenticate(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    expected: str = request.app.state.settings.admin_token.get_secret_value()
-    if credentials is None or not tokens_match(credentials.credentials, expected):
-        raise Problem(401, "Unauthorized", "a valid bearer token is required", kind="unauthorized")
-    return Principal(subject="admin", tenant_id=DEFAULT_TENANT_ID)
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[str | None, Depends(_cookie)],
+) -> Caller:
+    state = request.app.state
+    if bearer is not None:
+        principal = await state.authenticator.by_token(bearer.credentials)
+        if principal is None:
+            raise _unauthorized("the bearer token is not a valid API key or was revoked")
+    elif session is not None:
+        try:
+            subject = state.sessions.verify(session)
+        except InvalidTicket as error:
+            raise _unauthorized("the session expired; sign in again") from error
+        principal = await state.authenticator.by_subject(subject)
+        if principal is None:
+            raise _unauthorized("the key behind this session was revoked; sign in again")
+        if request.method not in _SAFE_METHODS:
+            _check_origin(request)
+    else:
+        raise _unauthorized("a bearer token (an API key) or a session cookie is required")
+    return caller_of(request, principal)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+async def authenticate_admin(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+    if not caller.principal.is_admin:
+        raise forbidden("this needs an admin key")
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(authenticate)]
+AdminCaller = Annotated[Caller, Depends(authenticate_admin)]

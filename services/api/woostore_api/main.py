@@ -13,17 +13,20 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from woostore_api.auth import CurrentPrincipal
+from woostore_api.access.router import router as access_router
+from woostore_api.audit.router import router as audit_router
+from woostore_api.auth import CurrentCaller
 from woostore_api.problems import install_problem_handlers
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
+from woostore_shared.access import Authenticator
 from woostore_shared.asyncapi import document as asyncapi_document
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import ops_routes
 from woostore_shared.outbox import Outbox
-from woostore_shared.secrets import TICKET_TTL_SECONDS, CredentialCipher, TicketSigner
+from woostore_shared.secrets import SESSION_TTL_SECONDS, CredentialCipher, TicketSigner
 from woostore_shared.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -33,7 +36,7 @@ platform_router = APIRouter(tags=["platform"])
 
 
 @platform_router.get("/platform", response_model=Platform)
-async def platform(request: Request, _: CurrentPrincipal) -> Platform:
+async def platform(request: Request, _: CurrentCaller) -> Platform:
     """Where the event stream is, and whether stores run on a real or a simulated cluster."""
     settings: Settings = request.app.state.settings
     return Platform(
@@ -51,12 +54,12 @@ async def asyncapi() -> dict[str, Any]:
 
 
 @platform_router.post("/events/ticket", response_model=Ticket)
-async def event_ticket(request: Request, principal: CurrentPrincipal) -> Ticket:
+async def event_ticket(request: Request, caller: CurrentCaller) -> Ticket:
     """A short-lived ticket for the event stream: EventSource cannot send an Authorization
-    header, and a long-lived token does not belong in a URL."""
-    return Ticket(
-        ticket=request.app.state.tickets.issue(principal.subject), expires_in=TICKET_TTL_SECONDS
-    )
+    header, and a long-lived key does not belong in a URL. The stream shows what the
+    caller may see: its tenant's events, or every event for an admin."""
+    tickets: TicketSigner = request.app.state.tickets
+    return Ticket(ticket=tickets.issue(caller.principal.subject), expires_in=tickets.max_age)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -70,6 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.outbox = Outbox(db, nats, source="/woostore/api")
         app.state.cipher = CredentialCipher(secret)
         app.state.tickets = TicketSigner(secret)
+        app.state.sessions = TicketSigner(secret, "session", SESSION_TTL_SECONDS)
+        app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
         app.state.nats = nats
         yield
         await nats.close()
@@ -84,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     api = APIRouter(prefix="/api/v1")
     api.include_router(stores_router)
+    api.include_router(access_router)
+    api.include_router(audit_router)
     api.include_router(platform_router)
     app.include_router(api)
 

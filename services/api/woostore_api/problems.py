@@ -22,9 +22,17 @@ log = get_logger(__name__)
 
 class Problem(Exception):
     def __init__(
-        self, status: int, title: str, detail: str, *, kind: str, **extensions: Any
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        kind: str,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
     ) -> None:
         super().__init__(detail)
+        self.headers = headers
         self.status = status
         self.title = title
         self.detail = detail
@@ -36,8 +44,18 @@ def not_found(what: str) -> Problem:
     return Problem(404, "Not found", f"{what} does not exist", kind="not-found")
 
 
+def forbidden(detail: str) -> Problem:
+    return Problem(403, "Forbidden", detail, kind="forbidden")
+
+
 def _render(
-    request: Request, status: int, title: str, detail: str, kind: str, **extra: Any
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": TYPE_BASE + kind,
@@ -47,7 +65,8 @@ def _render(
         "instance": request.url.path,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -55,7 +74,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> JSONResponse:
         return _render(
-            request, error.status, error.title, error.detail, error.kind, **error.extensions
+            request,
+            error.status,
+            error.title,
+            error.detail,
+            error.kind,
+            error.headers,
+            **error.extensions,
         )
 
     @app.exception_handler(RequestValidationError)

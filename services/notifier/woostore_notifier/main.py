@@ -1,6 +1,7 @@
 """woostore-notifier: store events to dashboards and programs, over Server-Sent Events.
 
-``GET /api/v1/events`` streams every store event the caller may see. Each SSE ``id`` is the
+``GET /api/v1/events`` streams every store event the caller may see: a tenant's own stores'
+events, or every event for an admin. Each SSE ``id`` is the
 event's JetStream stream sequence, so ``Last-Event-ID`` (sent by browsers on reconnect, or
 ``?last_event_id=`` on a first connection) resumes exactly after that event. Each connection
 reads through its own ordered consumer, replaying from the stream; one connection per
@@ -9,10 +10,14 @@ browser tab carries every store.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import Gauge
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -23,17 +28,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from woostore_shared.access import Authenticator, Principal
+from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import ops_routes
 from woostore_shared.outbox import REPLAY_HEADER
-from woostore_shared.secrets import InvalidTicket, TicketSigner, tokens_match
+from woostore_shared.secrets import InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 
 log = get_logger(__name__)
 HEARTBEAT_SECONDS = 15
 RECONNECT_MILLISECONDS = 2000
+RECHECK_SECONDS = 30  # how often a long-lived stream checks its key was not revoked
 SEND_TIMEOUT_SECONDS = 30  # a client that stops reading is dropped, not waited on forever
 CONNECTED = Gauge("woostore_sse_connections", "Open event-stream connections")
 
@@ -48,18 +56,32 @@ def _problem(status: int, title: str, detail: str) -> Response:
     )
 
 
-def _authenticated(request: Request, settings: Settings, tickets: TicketSigner) -> bool:
+async def _principal(request: Request) -> Principal | None:
+    """From a bearer API key (programs), or a ticket from POST /api/v1/events/ticket
+    (browsers: an EventSource cannot send headers)."""
+    state = request.app.state
+    authenticator: Authenticator = state.authenticator
+    tickets: TicketSigner = state.tickets
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return tokens_match(header[7:], settings.admin_token.get_secret_value())
+        return await authenticator.by_token(header[7:])
     ticket = request.query_params.get("ticket")
     if ticket is None:
-        return False
+        return None
     try:
-        tickets.verify(ticket)
+        subject = tickets.verify(ticket)
     except InvalidTicket:
-        return False
-    return True
+        return None
+    return await authenticator.by_subject(subject)
+
+
+def _visible(message: Msg, principal: Principal) -> bool:
+    if REPLAY_HEADER in (message.headers or {}):
+        return False  # work handed out again, not a new event
+    if principal.is_admin:
+        return True
+    tenant: object = json.loads(message.data).get("tenantid")
+    return tenant == str(principal.tenant_id)
 
 
 def _resume_after(request: Request) -> int | None:
@@ -75,8 +97,14 @@ def _resume_after(request: Request) -> int | None:
 
 async def stream_events(request: Request) -> Response:
     state = request.app.state
-    if not _authenticated(request, state.settings, state.tickets):
-        return _problem(401, "Unauthorized", "a bearer token or a valid ticket is required")
+    principal = await _principal(request)
+    if principal is None:
+        detail = (
+            "the bearer token is not a valid API key or was revoked"
+            if "authorization" in request.headers
+            else "a bearer token (an API key) or a valid ticket is required"
+        )
+        return _problem(401, "Unauthorized", detail)
     try:
         after = _resume_after(request)
     except ValueError as error:
@@ -95,12 +123,22 @@ async def stream_events(request: Request) -> Response:
         CONNECTED.inc()
         try:
             yield ServerSentEvent(retry=RECONNECT_MILLISECONDS, comment="connected")
-            async for message in subscription.messages:
-                if REPLAY_HEADER in (message.headers or {}):
-                    continue  # work handed out again, not a new event
-                yield ServerSentEvent(
-                    data=message.data.decode(), id=str(message.metadata.sequence.stream)
-                )
+            checked = time.monotonic()
+            while True:
+                try:
+                    message = await subscription.next_msg(timeout=RECHECK_SECONDS)
+                except NatsTimeoutError:
+                    message = None
+                if time.monotonic() - checked >= RECHECK_SECONDS:
+                    # A revoked key's stream ends within RECHECK_SECONDS, not at disconnect.
+                    if await state.authenticator.by_subject(principal.subject) is None:
+                        log.info("event stream closed: key revoked", actor=principal.actor)
+                        return
+                    checked = time.monotonic()
+                if message is not None and _visible(message, principal):
+                    yield ServerSentEvent(
+                        data=message.data.decode(), id=str(message.metadata.sequence.stream)
+                    )
         finally:
             CONNECTED.dec()
             await subscription.unsubscribe()
@@ -116,16 +154,23 @@ def create_app(settings: Settings) -> Starlette:
         app.state.nats = nats
         app.state.js = nats.jetstream()
         app.state.tickets = TicketSigner(settings.secret_key.get_secret_value())
+        db = Database(settings.database_url)
+        app.state.db = db
+        app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
         yield
         await nats.close()
+        await db.dispose()
 
     async def nats_ready() -> None:
         await require_connected(app.state.nats)
 
+    async def database_ready() -> None:
+        await app.state.db.ping()
+
     app = Starlette(
         routes=[
             Route("/api/v1/events", stream_events),
-            *ops_routes({"nats": nats_ready}),
+            *ops_routes({"nats": nats_ready, "database": database_ready}),
         ],
         middleware=[
             Middleware(

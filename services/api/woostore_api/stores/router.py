@@ -8,8 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from prometheus_client import Counter
 
-from woostore_api.auth import CurrentPrincipal
-from woostore_api.problems import Problem
+from woostore_api.auth import CurrentCaller, tenant_scope
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
     Credentials,
@@ -20,7 +19,6 @@ from woostore_api.stores.schemas import (
     StoreOut,
 )
 from woostore_shared.models import StoreStatus
-from woostore_shared.settings import ClusterMode
 
 router = APIRouter(prefix="/stores", tags=["stores"])
 STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested through the API")
@@ -31,7 +29,7 @@ async def create_store(
     body: StoreCreate,
     request: Request,
     response: Response,
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -41,14 +39,12 @@ async def create_store(
         ),
     ] = None,
 ) -> StoreOut:
-    """Queue a new store. It is provisioned in the background; follow it on the event stream."""
+    """Queue a new store in the caller's tenant. It is provisioned in the background; follow
+    it on the event stream. Past a limit (the key's create rate, the tenant's or the
+    platform's store cap, the queue's length) the answer is 429 with ``Retry-After``."""
     state = request.app.state
     store, created = await service.create_store(
-        state.outbox,
-        body,
-        principal.tenant_id,
-        simulated=state.settings.cluster_mode is ClusterMode.SIMULATED,
-        idempotency_key=idempotency_key,
+        state.outbox, caller, body, state.settings, idempotency_key=idempotency_key
     )
     if created:
         STORES_REQUESTED.inc()
@@ -60,24 +56,26 @@ async def create_store(
 @router.get("", response_model=StoreList)
 async def list_stores(
     request: Request,
-    principal: CurrentPrincipal,
+    caller: CurrentCaller,
     status: StoreStatus | None = None,
+    tenant_id: Annotated[
+        uuid.UUID | None, Query(description="Admins: one tenant's stores (default: all).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> StoreList:
-    """The tenant's stores, newest first, a page at a time."""
+    """The tenant's stores (an admin's: every tenant's), newest first, a page at a time."""
     db = request.app.state.db
-    stores, next_cursor = await service.list_stores(db, principal.tenant_id, status, limit, cursor)
+    scope = tenant_scope(caller, tenant_id)
+    stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor)
     queue = await service.queue_positions(db)
     return StoreList(items=[StoreOut.of(s, queue) for s in stores], next_cursor=next_cursor)
 
 
 @router.get("/{store_id}", response_model=StoreDetail)
-async def get_store(
-    store_id: uuid.UUID, request: Request, principal: CurrentPrincipal
-) -> StoreDetail:
+async def get_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreDetail:
     db = request.app.state.db
-    store = await service.get_store(db, store_id, principal.tenant_id)
+    store = await service.get_store(db, store_id, caller.principal)
     events = [
         EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
         for e in await service.store_events(db, store_id)
@@ -87,26 +85,18 @@ async def get_store(
 
 
 @router.delete("/{store_id}", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)
-async def delete_store(
-    store_id: uuid.UUID, request: Request, principal: CurrentPrincipal
-) -> StoreOut:
+async def delete_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
     """Delete the store and everything it owns (namespace, volumes, release)."""
-    store = await service.request_deletion(request.app.state.outbox, store_id, principal.tenant_id)
+    store = await service.request_deletion(request.app.state.outbox, caller, store_id)
     return StoreOut.of(store)
 
 
 @router.get("/{store_id}/credentials", response_model=Credentials)
 async def get_credentials(
-    store_id: uuid.UUID, request: Request, principal: CurrentPrincipal
+    store_id: uuid.UUID, request: Request, caller: CurrentCaller
 ) -> Credentials:
-    """The store's WordPress admin login, for its owner. Never part of events or logs."""
+    """The store's WordPress admin login, for its owner. Never part of events or logs;
+    each reading is in the audit log."""
     state = request.app.state
-    store = await service.get_store(state.db, store_id, principal.tenant_id)
-    if store.status is not StoreStatus.READY or store.admin_password_encrypted is None:
-        raise Problem(
-            409, "Store not ready", "credentials are available once the store is ready",
-            kind="invalid-state", status_now=store.status.value,
-        )  # fmt: skip
-    return Credentials(
-        username="admin", password=state.cipher.decrypt(store.admin_password_encrypted)
-    )
+    encrypted = await service.read_credentials(state.outbox, caller, store_id)
+    return Credentials(username="admin", password=state.cipher.decrypt(encrypted))

@@ -30,12 +30,20 @@ class StoreCreate(BaseModel):
         json_schema_extra={"examples": [{"name": "My Shop", "type": "woocommerce"}]},
     )
 
-    name: str = Field(min_length=1, max_length=NAME_MAX, description="Shown to people; any script.")
+    # The length is checked after NFC normalisation (in the validator): "é" typed as e and a
+    # combining accent is one character. The schema still advertises the limit.
+    name: str = Field(
+        min_length=1,
+        description=f"Shown to people; any script; at most {NAME_MAX} characters.",
+        json_schema_extra={"maxLength": NAME_MAX},
+    )
     type: Literal["woocommerce"] = "woocommerce"
 
     @field_validator("name")
     @classmethod
     def _normal_and_printable(cls, name: str) -> str:
+        if len(name) > 4 * NAME_MAX:  # far past any composition: refuse before normalising
+            raise ValueError(f"must be at most {NAME_MAX} characters")
         name = unicodedata.normalize("NFC", name).strip()
         if not name:
             raise ValueError("must contain a visible character")

@@ -14,13 +14,18 @@ from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from woostore_api.audit.service import record
+from woostore_api.auth import Caller
 from woostore_api.problems import Problem, not_found
+from woostore_api.stores import quotas
 from woostore_api.stores.schemas import StoreCreate
+from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import DeleteRequested, Requested, StoreSummary
 from woostore_shared.lifecycle import DELETABLE, InvalidTransition, transition
 from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox
+from woostore_shared.settings import ClusterMode, Settings
 
 SLUG_BASE_MAX = 30
 _SLUG_ATTEMPTS = 5
@@ -35,31 +40,34 @@ def slugify(name: str) -> str:
 
 async def create_store(
     outbox: Outbox,
+    caller: Caller,
     request: StoreCreate,
-    tenant_id: uuid.UUID,
+    settings: Settings,
     *,
-    simulated: bool,
     idempotency_key: str | None = None,
 ) -> tuple[Store, bool]:
-    """Queue a store; returns it and whether it was made now (False: an earlier request
-    with the same ``Idempotency-Key`` made it)."""
+    """Queue a store in the caller's tenant; returns it and whether it was made now (False:
+    an earlier request with the same ``Idempotency-Key`` made it, and no limit applies)."""
+    tenant_id = caller.principal.tenant_id
     fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
     if idempotency_key is not None:
         earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
         if earlier is not None:
             return earlier, False
+    await quotas.count_create(outbox, caller.principal.actor, settings)
     base = slugify(request.name)
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
             async with outbox.transaction() as tx:
+                await quotas.check_capacity(tx.session, tenant_id, settings)
                 store = Store(
                     tenant_id=tenant_id,
                     name=request.name,
                     slug=slug,
                     type=request.type,
                     status=StoreStatus.QUEUED,
-                    simulated=simulated,
+                    simulated=settings.cluster_mode is ClusterMode.SIMULATED,
                     correlation_id=uuid.uuid4().hex,
                 )
                 tx.session.add(store)
@@ -74,6 +82,10 @@ async def create_store(
                         )
                     )
                     await tx.session.flush()  # a concurrent request with the key loses here
+                record(
+                    tx.session, caller, "store.create", f"store/{store.id}", tenant_id,
+                    name=store.name, slug=store.slug,
+                )  # fmt: skip
                 tx.emit(
                     store, Requested(store=StoreSummary.model_validate(store, from_attributes=True))
                 )
@@ -120,18 +132,20 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 async def list_stores(
     db: Database,
-    tenant_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
     status: StoreStatus | None,
     limit: int,
     cursor: str | None = None,
 ) -> tuple[list[Store], str | None]:
-    """A page of the tenant's stores, newest first, and the cursor of the next page."""
+    """A page of one tenant's stores (None: every tenant's), newest first, and the cursor of
+    the next page."""
     query = (
         select(Store)
-        .where(col(Store.tenant_id) == tenant_id)
         .order_by(col(Store.created_at).desc(), col(Store.id).desc())
         .limit(limit + 1)  # one more tells whether a next page exists
     )
+    if tenant_id is not None:
+        query = query.where(col(Store.tenant_id) == tenant_id)
     if status is not None:
         query = query.where(col(Store.status) == status)
     if cursor is not None:
@@ -155,12 +169,29 @@ async def queue_positions(db: Database) -> dict[uuid.UUID, int]:
         return {store_id: place for place, store_id in enumerate(rows, start=1)}
 
 
-async def get_store(db: Database, store_id: uuid.UUID, tenant_id: uuid.UUID) -> Store:
+async def get_store(db: Database, store_id: uuid.UUID, principal: Principal) -> Store:
+    """The store, if the principal may see it; another tenant's store does not exist for it."""
     async with db.session() as session:
         store = await session.get(Store, store_id)
-    if store is None or store.tenant_id != tenant_id:
+    if store is None or not principal.sees(store.tenant_id):
         raise not_found(f"store {store_id}")
     return store
+
+
+async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> str:
+    """The store's encrypted admin password, once it is ready; the reading is audited."""
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id)
+        if store is None or not caller.principal.sees(store.tenant_id):
+            raise not_found(f"store {store_id}")
+        if store.status is not StoreStatus.READY or store.admin_password_encrypted is None:
+            raise Problem(
+                409, "Store not ready", "credentials are available once the store is ready",
+                kind="invalid-state", status_now=store.status.value,
+            )  # fmt: skip
+        encrypted = store.admin_password_encrypted
+        record(tx.session, caller, "store.credentials.read", f"store/{store.id}", store.tenant_id)
+    return encrypted
 
 
 async def store_events(db: Database, store_id: uuid.UUID) -> list[StoreEvent]:
@@ -173,10 +204,10 @@ async def store_events(db: Database, store_id: uuid.UUID) -> list[StoreEvent]:
         return list(rows)
 
 
-async def request_deletion(outbox: Outbox, store_id: uuid.UUID, tenant_id: uuid.UUID) -> Store:
+async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> Store:
     async with outbox.transaction() as tx:
         store = await tx.session.get(Store, store_id, with_for_update=True)
-        if store is None or store.tenant_id != tenant_id:
+        if store is None or not caller.principal.sees(store.tenant_id):
             raise not_found(f"store {store_id}")
         if store.status is StoreStatus.DELETING:
             return store  # asking twice is fine: one deletion
@@ -191,5 +222,6 @@ async def request_deletion(outbox: Outbox, store_id: uuid.UUID, tenant_id: uuid.
                 kind="invalid-state",
                 status_now=error.current.value,
             ) from error
+        record(tx.session, caller, "store.delete", f"store/{store.id}", store.tenant_id)
         tx.emit(store, DeleteRequested())
     return store

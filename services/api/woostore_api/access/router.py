@@ -1,0 +1,129 @@
+"""/api/v1/tenants, /api/v1/keys and /api/v1/session: who may use WooStore, and how."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from woostore_api.access import service
+from woostore_api.access.schemas import (
+    KeyCreate,
+    KeyList,
+    KeyOut,
+    NewKeyOut,
+    SessionCreate,
+    TenantCreate,
+    TenantOut,
+    TenantUpdate,
+    WhoAmI,
+)
+from woostore_api.auth import (
+    SESSION_COOKIE,
+    AdminCaller,
+    Caller,
+    CurrentCaller,
+    caller_of,
+    tenant_scope,
+)
+from woostore_api.problems import Problem
+from woostore_shared.models import ApiKey
+
+router = APIRouter()
+
+
+@router.post(
+    "/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantOut, tags=["tenants"]
+)
+async def create_tenant(body: TenantCreate, request: Request, caller: AdminCaller) -> TenantOut:
+    """A new tenant. Give it keys with POST /keys."""
+    tenant = await service.create_tenant(request.app.state.outbox, caller, body)
+    return TenantOut.model_validate(tenant, from_attributes=True)
+
+
+@router.get("/tenants", response_model=list[TenantOut], tags=["tenants"])
+async def list_tenants(request: Request, _: AdminCaller) -> list[TenantOut]:
+    tenants = await service.list_tenants(request.app.state.db)
+    return [TenantOut.model_validate(t, from_attributes=True) for t in tenants]
+
+
+@router.patch("/tenants/{tenant_id}", response_model=TenantOut, tags=["tenants"])
+async def update_tenant(
+    tenant_id: uuid.UUID, body: TenantUpdate, request: Request, caller: AdminCaller
+) -> TenantOut:
+    """Change a tenant's store limit. Stores it already has are kept."""
+    tenant = await service.update_tenant(request.app.state.outbox, caller, tenant_id, body)
+    return TenantOut.model_validate(tenant, from_attributes=True)
+
+
+def _key_out(key: ApiKey) -> KeyOut:
+    return KeyOut.model_validate(key, from_attributes=True)
+
+
+@router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=NewKeyOut, tags=["keys"])
+async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -> NewKeyOut:
+    """A new API key. Its token is in this response only; WooStore keeps just a hash."""
+    key, issued = await service.create_key(request.app.state.outbox, caller, body)
+    return NewKeyOut(**_key_out(key).model_dump(), token=issued.token)
+
+
+@router.get("/keys", response_model=KeyList, tags=["keys"])
+async def list_keys(
+    request: Request,
+    caller: CurrentCaller,
+    tenant_id: Annotated[
+        uuid.UUID | None, Query(description="Admins: one tenant's keys (default: all).")
+    ] = None,
+) -> KeyList:
+    """Keys, revoked ones included, without their tokens."""
+    keys = await service.list_keys(request.app.state.db, tenant_scope(caller, tenant_id))
+    return KeyList(items=[_key_out(k) for k in keys])
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut, tags=["keys"])
+async def revoke_key(key_id: uuid.UUID, request: Request, caller: CurrentCaller) -> KeyOut:
+    """Revoke a key at once: its requests, sessions and event streams stop being accepted."""
+    return _key_out(await service.revoke_key(request.app.state.outbox, caller, key_id))
+
+
+async def _whoami(request: Request, caller: Caller) -> WhoAmI:
+    tenant = await service.get_tenant(request.app.state.db, caller.principal.tenant_id)
+    principal = caller.principal
+    return WhoAmI(
+        actor=principal.actor, role=principal.role, tenant_id=tenant.id, tenant_name=tenant.name
+    )
+
+
+@router.post("/session", response_model=WhoAmI, tags=["session"])
+async def sign_in(body: SessionCreate, request: Request, response: Response) -> WhoAmI:
+    """Sign the dashboard in with a key: sets an HttpOnly, SameSite=Strict session cookie."""
+    state = request.app.state
+    principal = await state.authenticator.by_token(body.token)
+    if principal is None:
+        raise Problem(
+            401, "Unauthorized", "that key is not valid or was revoked", kind="unauthorized"
+        )
+    caller = caller_of(request, principal)
+    await service.record_sign_in(state.outbox, caller)
+    response.set_cookie(
+        SESSION_COOKIE,
+        state.sessions.issue(principal.subject),
+        max_age=state.sessions.max_age,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/api/v1",
+    )
+    return await _whoami(request, caller)
+
+
+@router.get("/session", response_model=WhoAmI, tags=["session"])
+async def whoami(request: Request, caller: CurrentCaller) -> WhoAmI:
+    """Who the session cookie (or bearer token) belongs to."""
+    return await _whoami(request, caller)
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])
+async def sign_out(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/api/v1", httponly=True, samesite="strict")

@@ -1,0 +1,116 @@
+"""Tenant and API key use cases. Every change is audited in its own transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
+from woostore_api.audit.service import record
+from woostore_api.auth import Caller
+from woostore_api.problems import Problem, forbidden, not_found
+from woostore_shared.access import NewKey, new_key
+from woostore_shared.db import Database
+from woostore_shared.models import ApiKey, Role, Tenant, utcnow
+from woostore_shared.outbox import Outbox
+
+
+async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> Tenant:
+    try:
+        async with outbox.transaction() as tx:
+            tenant = Tenant(name=body.name, store_limit=body.store_limit)
+            tx.session.add(tenant)
+            await tx.session.flush()  # a taken name fails here
+            record(
+                tx.session, caller, "tenant.create", f"tenant/{tenant.id}", tenant.id,
+                name=tenant.name, store_limit=tenant.store_limit,
+            )  # fmt: skip
+    except IntegrityError as error:
+        raise Problem(
+            409, "Tenant exists", f"a tenant named {body.name!r} exists", kind="tenant-exists"
+        ) from error
+    return tenant
+
+
+async def list_tenants(db: Database) -> list[Tenant]:
+    async with db.session() as session:
+        return list(await session.exec(select(Tenant).order_by(col(Tenant.created_at))))
+
+
+async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
+    async with db.session() as session:
+        tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise not_found(f"tenant {tenant_id}")
+    return tenant
+
+
+async def update_tenant(
+    outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
+) -> Tenant:
+    async with outbox.transaction() as tx:
+        tenant = await tx.session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None:
+            raise not_found(f"tenant {tenant_id}")
+        tenant.store_limit = body.store_limit
+        tx.session.add(tenant)
+        record(
+            tx.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
+            store_limit=tenant.store_limit,
+        )  # fmt: skip
+    return tenant
+
+
+async def create_key(outbox: Outbox, caller: Caller, body: KeyCreate) -> tuple[ApiKey, NewKey]:
+    principal = caller.principal
+    tenant_id = body.tenant_id or principal.tenant_id
+    if not principal.is_admin and (body.role is Role.ADMIN or tenant_id != principal.tenant_id):
+        raise forbidden("a tenant key can only create tenant keys for its own tenant")
+    issued = new_key()
+    async with outbox.transaction() as tx:
+        if await tx.session.get(Tenant, tenant_id) is None:
+            raise not_found(f"tenant {tenant_id}")
+        key = ApiKey(
+            tenant_id=tenant_id,
+            name=body.name,
+            role=body.role,
+            prefix=issued.prefix,
+            secret_sha256=issued.secret_sha256,
+            created_by=principal.actor,
+        )
+        tx.session.add(key)
+        record(
+            tx.session, caller, "key.create", f"key/{key.prefix}", tenant_id,
+            name=key.name, role=key.role.value,
+        )  # fmt: skip
+    return key, issued
+
+
+async def list_keys(db: Database, tenant_id: uuid.UUID | None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(col(ApiKey.created_at))
+    if tenant_id is not None:
+        query = query.where(col(ApiKey.tenant_id) == tenant_id)
+    async with db.session() as session:
+        return list(await session.exec(query))
+
+
+async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKey:
+    async with outbox.transaction() as tx:
+        key = await tx.session.get(ApiKey, key_id, with_for_update=True)
+        if key is None or not caller.principal.sees(key.tenant_id):
+            raise not_found(f"key {key_id}")
+        if key.revoked_at is None:  # revoking twice is fine: one revocation
+            key.revoked_at = utcnow()
+            tx.session.add(key)
+            record(tx.session, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
+    return key
+
+
+async def record_sign_in(outbox: Outbox, caller: Caller) -> None:
+    async with outbox.transaction() as tx:
+        record(
+            tx.session, caller, "session.create", f"key/{caller.principal.actor}",
+            caller.principal.tenant_id,
+        )  # fmt: skip

@@ -1,0 +1,55 @@
+"""The audit log: written inside the transaction that made the change, read a page at a time."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from woostore_api.auth import Caller
+from woostore_shared.db import Database
+from woostore_shared.models import AuditEntry
+
+
+def record(
+    session: AsyncSession,
+    caller: Caller,
+    action: str,
+    target: str,
+    tenant_id: uuid.UUID,
+    **details: Any,
+) -> None:
+    """Add an entry to the caller's open transaction: it commits, or vanishes, with the change."""
+    session.add(
+        AuditEntry(
+            tenant_id=tenant_id,
+            actor=caller.principal.actor,
+            actor_role=caller.principal.role,
+            action=action,
+            target=target,
+            source_ip=caller.source_ip,
+            user_agent=caller.user_agent,
+            details=details,
+        )
+    )
+
+
+async def entries(
+    db: Database,
+    tenant_id: uuid.UUID | None,
+    target: str | None,
+    limit: int,
+    before: int | None,
+) -> list[AuditEntry]:
+    """Newest first; ``tenant_id`` None means every tenant (admins only)."""
+    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
+    if tenant_id is not None:
+        query = query.where(col(AuditEntry.tenant_id) == tenant_id)
+    if target is not None:
+        query = query.where(col(AuditEntry.target) == target)
+    if before is not None:
+        query = query.where(col(AuditEntry.id) < before)
+    async with db.session() as session:
+        return list(await session.exec(query))

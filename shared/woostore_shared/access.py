@@ -1,0 +1,107 @@
+"""Who is calling, and what they may see: API keys, the admin token, and principals.
+
+An API key is ``wsk_`` and 12 hex digits (its public prefix, how it is found and shown)
+followed by ``_`` and 43 random characters. Only the SHA-256 of the whole key is stored: the
+key is random and long, so a slow password hash would add nothing but latency.
+
+The admin token from the settings is the operator's way in before any key exists; it acts
+as an admin of the default tenant. Tickets and sessions name a principal by its ``subject``
+and are resolved again on use, so a revoked key stops working everywhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+
+from woostore_shared.db import Database
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role
+from woostore_shared.secrets import sha256_hex, tokens_match
+
+KEY_PREFIX = "wsk_"
+PREFIX_LENGTH = len(KEY_PREFIX) + 12
+ADMIN_TOKEN_ACTOR = "admin-token"  # noqa: S105  (a name for the audit log, not a token)
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str  # what tickets and sessions carry: a key's id, or the admin token's
+    actor: str  # what the audit log shows: a key's prefix, or "admin-token"
+    role: Role
+    tenant_id: uuid.UUID
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def sees(self, tenant_id: uuid.UUID) -> bool:
+        return self.is_admin or tenant_id == self.tenant_id
+
+
+@dataclass(frozen=True)
+class NewKey:
+    token: str  # shown to its owner once, never stored
+    prefix: str
+    secret_sha256: str
+
+
+def new_key() -> NewKey:
+    prefix = KEY_PREFIX + secrets.token_hex(6)
+    token = f"{prefix}_{secrets.token_urlsafe(32)}"
+    return NewKey(token=token, prefix=prefix, secret_sha256=sha256_hex(token))
+
+
+def _of_key(key: ApiKey) -> Principal:
+    return Principal(subject=str(key.id), actor=key.prefix, role=key.role, tenant_id=key.tenant_id)
+
+
+class Authenticator:
+    """Turns a bearer token, or the subject of a ticket or session, into a principal."""
+
+    def __init__(self, db: Database, admin_token: str) -> None:
+        self._db = db
+        self._admin_token = admin_token
+        # Names the admin token without revealing it; a new token ends the old one's sessions.
+        self.admin_subject = f"{ADMIN_TOKEN_ACTOR}:{sha256_hex(admin_token)[:16]}"
+
+    def _admin(self) -> Principal:
+        return Principal(
+            subject=self.admin_subject,
+            actor=ADMIN_TOKEN_ACTOR,
+            role=Role.ADMIN,
+            tenant_id=DEFAULT_TENANT_ID,
+        )
+
+    async def by_token(self, token: str) -> Principal | None:
+        if tokens_match(token, self._admin_token):
+            return self._admin()
+        if not token.startswith(KEY_PREFIX) or len(token) <= PREFIX_LENGTH:
+            return None
+        async with self._db.session() as session:
+            key = (
+                await session.exec(
+                    select(ApiKey).where(
+                        col(ApiKey.prefix) == token[:PREFIX_LENGTH],
+                        col(ApiKey.revoked_at).is_(None),
+                    )
+                )
+            ).first()
+        if key is None or not tokens_match(sha256_hex(token), key.secret_sha256):
+            return None
+        return _of_key(key)
+
+    async def by_subject(self, subject: str) -> Principal | None:
+        if tokens_match(subject, self.admin_subject):
+            return self._admin()
+        try:
+            key_id = uuid.UUID(subject)
+        except ValueError:
+            return None
+        async with self._db.session() as session:
+            key = await session.get(ApiKey, key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        return _of_key(key)

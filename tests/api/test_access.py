@@ -1,0 +1,359 @@
+"""Tenants, API keys, the dashboard's session, limits and the audit log, on a real
+PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlmodel import col, select
+
+from tests.api.conftest import NewTenant
+from tests.api.http import STORES, create, problem
+from woostore_shared.db import Database
+from woostore_shared.models import ApiKey, AuditEntry, Store, StoreStatus
+from woostore_shared.secrets import sha256_hex
+from woostore_shared.settings import Settings
+
+KEYS = "/api/v1/keys"
+SESSION = "/api/v1/session"
+
+
+def limited(api: FastAPI, settings: Settings, **limits: int) -> None:
+    """Run the API with other limits (the routes read the settings per request)."""
+    api.state.settings = settings.model_copy(update=limits)
+
+
+def client_with(api: FastAPI, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api),
+        base_url="http://api.test",
+        headers=headers,
+        **kwargs,
+    )
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+async def test_a_key_is_shown_once_and_kept_only_as_a_hash(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    made = await client.post(KEYS, json={"name": "ci"})
+    assert made.status_code == 201
+    token = made.json()["token"]
+    assert token.startswith(made.json()["prefix"] + "_")
+
+    async with database.session() as session:
+        row = await session.get(ApiKey, uuid.UUID(made.json()["id"]))
+    assert row is not None
+    assert row.secret_sha256 == sha256_hex(token)
+    assert token not in str(row.model_dump())
+    listed = (await client.get(KEYS)).json()["items"]
+    assert [k["prefix"] for k in listed] == [made.json()["prefix"]]
+    assert token not in str(listed)
+    assert "token" not in listed[0]
+
+
+async def test_a_revoked_key_is_refused_at_once(api: FastAPI, client: httpx.AsyncClient) -> None:
+    made = (await client.post(KEYS, json={"name": "laptop"})).json()
+    async with client_with(api, made["token"]) as holder:
+        assert (await holder.get(STORES)).status_code == 200
+
+        revoked = await client.delete(f"{KEYS}/{made['id']}")
+        assert revoked.status_code == 200
+        assert revoked.json()["revoked_at"] is not None
+
+        problem(await holder.get(STORES), 401)
+    # Revoking twice is one revocation.
+    assert (await client.delete(f"{KEYS}/{made['id']}")).json() == revoked.json()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "wsk_000000000000_not-a-real-key-at-all-0000000000000000000000",
+        "wsk_",
+        "test-admin-token-but-longer",
+        "",
+    ],
+)
+async def test_an_unknown_key_is_a_401_problem(api: FastAPI, token: str) -> None:
+    async with client_with(api) as anonymous:
+        response = await anonymous.get(STORES, headers={"Authorization": f"Bearer {token}"})
+    problem(response, 401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_key_guessed_from_a_real_prefix_is_refused(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    made = (await client.post(KEYS, json={"name": "real"})).json()
+    forged = made["prefix"] + "_" + "A" * 43
+    async with client_with(api, forged) as forger:
+        problem(await forger.get(STORES), 401)
+
+
+async def test_a_tenant_key_cannot_raise_itself_or_reach_another_tenant(
+    client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    acme, other = await new_tenant("acme"), await new_tenant("other")
+    other_id = (await other.get(SESSION)).json()["tenant_id"]
+
+    problem(await acme.post(KEYS, json={"name": "root", "role": "admin"}), 403)
+    problem(await acme.post(KEYS, json={"name": "x", "tenant_id": other_id}), 403)
+    problem(await acme.get("/api/v1/tenants"), 403)
+    problem(await acme.post("/api/v1/tenants", json={"name": "mine"}), 403)
+    problem(await acme.get(KEYS, params={"tenant_id": other_id}), 403)
+    other_keys = (await other.get(KEYS)).json()["items"]
+    problem(await acme.delete(f"{KEYS}/{other_keys[0]['id']}"), 404)
+    # Its own tenant keys it may make, list and revoke.
+    own = await acme.post(KEYS, json={"name": "second"})
+    assert own.status_code == 201
+    assert own.json()["role"] == "tenant"
+    assert len((await acme.get(KEYS)).json()["items"]) == 2
+
+
+async def test_an_admin_key_made_by_the_admin_token_acts_as_admin(
+    api: FastAPI, client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    await create(await new_tenant("shop"))
+    admin_key = (await client.post(KEYS, json={"name": "ops", "role": "admin"})).json()
+    async with client_with(api, admin_key["token"]) as ops:
+        assert len((await ops.get(STORES)).json()["items"]) == 1
+        assert (await ops.get("/api/v1/tenants")).status_code == 200
+        assert (await ops.get(SESSION)).json()["role"] == "admin"
+
+
+# --- the dashboard's session ------------------------------------------------------------------
+
+
+async def test_signing_in_sets_a_strict_http_only_cookie_that_authenticates(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+    async with client_with(api) as browser:
+        signed_in = await browser.post(SESSION, json={"token": key["token"]})
+        assert signed_in.status_code == 200
+        assert signed_in.json()["actor"] == key["prefix"]
+        cookie = signed_in.headers["set-cookie"]
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/api/v1"):
+            assert attribute.lower() in cookie.lower()
+        assert key["token"] not in cookie
+
+        assert (await browser.get(STORES)).status_code == 200
+        assert (await browser.post(STORES, json={"name": "From the dashboard"})).status_code == 202
+        signed_out = await browser.delete(SESSION)
+        assert signed_out.status_code == 204
+        problem(await browser.get(STORES), 401)
+
+
+async def test_a_session_write_from_another_origin_is_refused(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+    async with client_with(api) as browser:
+        await browser.post(SESSION, json={"token": key["token"]})
+        evil = {"Origin": "https://evil.example"}
+        problem(await browser.post(STORES, json={"name": "Forged"}, headers=evil), 403)
+        # Reads are harmless; the dashboard's own origin may write.
+        assert (await browser.get(STORES, headers=evil)).status_code == 200
+        own = {"Origin": "http://api.test"}
+        assert (await browser.post(STORES, json={"name": "Mine"}, headers=own)).status_code == 202
+
+
+async def test_a_session_ends_when_its_key_is_revoked(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+    async with client_with(api) as browser:
+        await browser.post(SESSION, json={"token": key["token"]})
+        await client.delete(f"{KEYS}/{key['id']}")
+        body = problem(await browser.get(STORES), 401)
+    assert "revoked" in body["detail"]
+
+
+async def test_signing_in_with_a_wrong_key_is_a_401_and_sets_no_cookie(api: FastAPI) -> None:
+    async with client_with(api) as browser:
+        response = await browser.post(SESSION, json={"token": "wsk_0123456789ab_wrong"})
+    problem(response, 401)
+    assert "set-cookie" not in response.headers
+
+
+async def test_a_forged_session_cookie_is_refused(api: FastAPI) -> None:
+    async with client_with(api, cookies={"woostore_session": "eyJzdWIiOiJhZG1pbiJ9.forged"}) as b:
+        problem(await b.get(STORES), 401)
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+async def test_200_parallel_creates_never_pass_the_platform_cap(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant, database: Database
+) -> None:
+    limited(api, settings, max_live_stores=7, tenant_store_limit=100, max_queued_stores=100)
+    tenants = [await new_tenant(f"burst-{n}") for n in range(4)]
+
+    responses = await asyncio.gather(
+        *(tenants[n % 4].post(STORES, json={"name": f"Burst {n}"}) for n in range(200))
+    )
+
+    assert Counter(r.status_code for r in responses) == {202: 7, 429: 193}
+    refused = next(r for r in responses if r.status_code == 429)
+    body = problem(refused, 429)
+    assert body["limit"] == "platform-stores"
+    assert body["allowed"] == 7
+    assert int(refused.headers["Retry-After"]) > 0
+    async with database.session() as session:
+        assert len(list(await session.exec(select(Store.id)))) == 7
+
+
+async def test_a_tenant_cap_holds_under_concurrency_and_frees_when_a_store_fails(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant, database: Database
+) -> None:
+    limited(api, settings, tenant_store_limit=3)
+    capped, roomy = await new_tenant("capped"), await new_tenant("roomy", store_limit=10)
+
+    responses = await asyncio.gather(
+        *(capped.post(STORES, json={"name": f"Shop {n}"}) for n in range(30))
+    )
+
+    assert Counter(r.status_code for r in responses) == {202: 3, 429: 27}
+    refused = next(r for r in responses if r.status_code == 429)
+    assert problem(refused, 429)["limit"] == "tenant-stores"
+    for n in range(4):  # the tenant's own limit (10) overrides the default (3)
+        await create(roomy, f"Roomy {n}")
+    # A failed store's resources were cleaned up: it no longer counts.
+    accepted = next(r for r in responses if r.status_code == 202).json()["id"]
+    async with database.session() as session:
+        store = await session.get(Store, uuid.UUID(accepted))
+        assert store is not None
+        store.status = StoreStatus.FAILED
+        session.add(store)
+        await session.commit()
+    await create(capped, "After a failure")
+
+
+async def test_the_queue_cap_refuses_with_its_own_limit(
+    api: FastAPI, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    limited(api, settings, max_queued_stores=2, tenant_store_limit=50)
+    await create(client, "One")
+    await create(client, "Two")
+
+    refused = await client.post(STORES, json={"name": "Three"})
+
+    assert problem(refused, 429)["limit"] == "queued-stores"
+    assert refused.headers["Retry-After"] == "60"
+
+
+async def test_the_create_rate_is_per_key(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant
+) -> None:
+    limited(api, settings, creates_per_minute=3)
+    hasty, calm = await new_tenant("hasty"), await new_tenant("calm")
+
+    statuses = [(await hasty.post(STORES, json={"name": f"H{n}"})).status_code for n in range(5)]
+    refused = await hasty.post(STORES, json={"name": "Once more"})
+
+    assert statuses == [202, 202, 202, 429, 429]
+    body = problem(refused, 429)
+    assert body["limit"] == "creates-per-minute"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert (await calm.post(STORES, json={"name": "Calm"})).status_code == 202
+
+
+async def test_an_idempotent_replay_is_not_refused_by_a_limit(
+    api: FastAPI, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    limited(api, settings, creates_per_minute=1)
+    headers = {"Idempotency-Key": "retry-me"}
+    first = await client.post(STORES, json={"name": "Once"}, headers=headers)
+    again = await client.post(STORES, json={"name": "Once"}, headers=headers)
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json()["id"] == first.json()["id"]
+
+
+# --- names ----------------------------------------------------------------------------------
+
+
+async def test_a_name_is_measured_after_normalisation(client: httpx.AsyncClient) -> None:
+    decomposed = unicodedata.normalize("NFD", "é" * 50)  # 100 code points, 50 characters
+    assert len(decomposed) == 100
+
+    store = await create(client, decomposed)
+
+    assert store["name"] == "é" * 50
+    problem(await client.post(STORES, json={"name": "é" * 51}), 422)
+
+
+# --- the audit log --------------------------------------------------------------------------
+
+
+async def test_the_audit_log_says_who_did_what_when_and_from_where(
+    client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    shop = await new_tenant("audited")
+    store = await create(shop, "Audited")
+    await shop.delete(f"{STORES}/{store['id']}")  # queued: refused, and not audited
+
+    entries = (await shop.get("/api/v1/audit")).json()["items"]
+
+    # Newest first; the admin's making of the tenant and its key concern the tenant too.
+    assert [e["action"] for e in entries] == ["store.create", "key.create", "tenant.create"]
+    assert [e["actor"] for e in entries][1:] == ["admin-token", "admin-token"]
+    entry = entries[0]
+    assert entry["target"] == f"store/{store['id']}"
+    assert entry["actor"].startswith("wsk_")
+    assert entry["actor_role"] == "tenant"
+    assert entry["source_ip"] == "127.0.0.1"
+    assert entry["user_agent"].startswith("python-httpx")
+    assert entry["time"]
+    assert (await client.get("/api/v1/audit")).json()["items"] == entries
+
+
+async def test_a_tenant_reads_only_its_own_audit_entries(
+    client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
+) -> None:
+    first, second = await new_tenant("first"), await new_tenant("second")
+    await create(first, "First's")
+    await create(second, "Second's")
+    second_id = (await second.get(SESSION)).json()["tenant_id"]
+
+    seen = (await first.get("/api/v1/audit")).json()["items"]
+    problem(await first.get("/api/v1/audit", params={"tenant_id": second_id}), 403)
+
+    async with database.session() as session:
+        theirs = list(
+            await session.exec(
+                select(AuditEntry).where(col(AuditEntry.tenant_id) == uuid.UUID(second_id))
+            )
+        )
+    assert theirs
+    assert {e["id"] for e in seen}.isdisjoint({e.id for e in theirs})
+    only_second = (await client.get("/api/v1/audit", params={"tenant_id": second_id})).json()
+    assert {e["id"] for e in only_second["items"]} == {e.id for e in theirs}
+
+
+async def test_audit_pages_follow_the_cursor(client: httpx.AsyncClient) -> None:
+    for n in range(5):
+        await create(client, f"Paged {n}")
+    seen: list[int] = []
+    cursor: int | None = None
+    while True:
+        params = {"limit": "2", **({"cursor": str(cursor)} if cursor else {})}
+        page = (await client.get("/api/v1/audit", params=params)).json()
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen, reverse=True)
+    assert len(seen) == len(set(seen)) == 5
