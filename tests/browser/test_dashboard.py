@@ -141,7 +141,6 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     await expect(token_field).to_be_visible()
     await expect(token_field).to_have_value("")
     await expect(page.locator("#app-view")).to_be_hidden()
-    assert await page.evaluate("() => sessionStorage.getItem('woostore.token')") is None
 
     await sign_in(page, platform.token)
     await expect(page.get_by_test_id("connection-state")).to_have_attribute(
@@ -153,6 +152,23 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     await expect(page.locator("#stores-empty")).to_be_visible(timeout=SHORT)
     await expect(page.get_by_test_id("create-name")).to_be_editable()
     await expect(page.get_by_test_id("alert")).to_have_count(0)
+    await expect(page.get_by_test_id("whoami")).to_have_text("default · admin · admin-token")
+
+    # The key went to POST /session once; the page keeps no credential a script can read.
+    stored = await page.evaluate(
+        "() => JSON.stringify([document.cookie, {...sessionStorage}, {...localStorage}])"
+    )
+    assert platform.token not in stored
+    assert "woostore_session" not in stored
+    # The HttpOnly cookie carries the session across a reload, and sign-out ends it.
+    await page.reload()
+    await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
+    await page.get_by_test_id("signout").click()
+    await expect(page.get_by_test_id("signin-token")).to_be_visible(timeout=SHORT)
+    await page.reload()
+    await expect(page.get_by_test_id("signin-token")).to_be_visible(timeout=SHORT)
 
 
 async def test_a_store_created_from_the_form_progresses_live_to_ready(
@@ -286,6 +302,7 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     assert traffic.count("GET", "/api/v1/stores") == streams, traffic.requests
     assert traffic.api_calls() == Counter(
         {
+            "POST /api/v1/session": 1,  # signing in
             "GET /api/v1/platform": 1,
             "POST /api/v1/events/ticket": streams,
             "GET /api/v1/stores": streams,

@@ -1,7 +1,8 @@
 // WooStore dashboard: plain ES module, no dependencies, no polling.
 
+// The key is sent once, to POST /session; from then on an HttpOnly cookie authenticates,
+// so no script (nor an injected one) can read a credential from this page.
 const API_BASE = '/api/v1';
-const TOKEN_KEY = 'woostore.token';
 const RETRY_DELAYS_MS = [1000, 2000, 5000];
 const DELETABLE = new Set(['ready', 'failed']);
 const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'deleting']);
@@ -15,7 +16,8 @@ const EVENT = {
 };
 
 const state = {
-  token: sessionStorage.getItem(TOKEN_KEY),
+  signedIn: false,
+  whoami: null,
   session: 0, // bumped on sign-out so late responses from the old session are dropped
   platform: null,
   stores: new Map(), // id -> Store
@@ -41,6 +43,7 @@ const els = {
   platformInfo: byId('platform-info'),
   connection: byId('connection-state'),
   signout: byId('signout'),
+  whoami: byId('whoami'),
   createForm: byId('create-form'),
   createName: byId('create-name'),
   createSubmit: byId('create-submit'),
@@ -75,10 +78,7 @@ class SessionEnded extends Error {}
 
 async function api(method, path, body) {
   const session = state.session;
-  const headers = {
-    Authorization: `Bearer ${state.token}`,
-    Accept: 'application/json, application/problem+json',
-  };
+  const headers = { Accept: 'application/json, application/problem+json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
 
   let response;
@@ -88,15 +88,14 @@ async function api(method, path, body) {
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: 'no-store',
+      credentials: 'same-origin',
     });
   } catch {
     throw new ApiError({ title: 'Network error', detail: 'Could not reach the WooStore API.' });
   }
   if (session !== state.session) throw new SessionEnded();
   if (response.status === 401) {
-    signOut(state.platform
-      ? 'Your session has expired or the token was revoked. Please sign in again.'
-      : 'That token was not accepted. Check it and try again.');
+    signOut('Your session has expired or your key was revoked. Please sign in again.');
     throw new SessionEnded();
   }
   const payload = await readJson(response);
@@ -179,33 +178,61 @@ function showSignIn(message = '') {
   els.signinToken.focus();
 }
 
-function onSignInSubmit(event) {
+async function onSignInSubmit(event) {
   event.preventDefault();
   const token = els.signinToken.value.trim();
+  els.signinToken.value = '';
   if (!token) {
-    els.signinMessage.textContent = 'Enter the admin token.';
+    els.signinMessage.textContent = 'Enter an API key or the admin token.';
     return;
   }
-  state.token = token;
-  sessionStorage.setItem(TOKEN_KEY, token);
+  let response;
+  try {
+    response = await fetch(`${API_BASE}/session`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ token }),
+      credentials: 'same-origin',
+    });
+  } catch {
+    els.signinMessage.textContent = 'Could not reach the WooStore API. Try again.';
+    return;
+  }
+  if (!response.ok) {
+    els.signinMessage.textContent = response.status === 401
+      ? 'That key was not accepted. Check it and try again.'
+      : `Sign-in failed (${response.status}). Try again.`;
+    els.signinToken.focus();
+    return;
+  }
   clearAlerts();
-  startSession();
+  startSession(await response.json());
 }
 
-function startSession() {
+function startSession(whoami) {
+  state.signedIn = true;
+  state.whoami = whoami;
+  els.whoami.textContent = `${whoami.tenant_name} · ${whoami.role} · ${whoami.actor}`;
   els.signinView.hidden = true;
   els.appView.hidden = false;
   els.storesLoading.hidden = false;
   connect();
 }
 
+// The server forgets nothing on sign-out (the cookie is signed, not stored); deleting the
+// cookie is what ends the session in this browser.
+function signOutOfServer() {
+  fetch(`${API_BASE}/session`, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
+  signOut('You have signed out.');
+}
+
 function signOut(message = '') {
   state.session += 1;
-  sessionStorage.removeItem(TOKEN_KEY);
   closeStream();
   clearTimeout(state.retryTimer);
   Object.assign(state, {
-    token: null,
+    signedIn: false,
+    whoami: null,
     platform: null,
     storesLoaded: false,
     lastEventId: null,
@@ -802,7 +829,7 @@ function placeCard(view, store) {
 function updateListChrome() {
   const active = els.storeList.children.length;
   const deleted = els.deletedList.children.length;
-  els.storesLoading.hidden = state.storesLoaded || active > 0 || !state.token;
+  els.storesLoading.hidden = state.storesLoaded || active > 0 || !state.signedIn;
   els.storesEmpty.hidden = !state.storesLoaded || active > 0;
   els.deletedSection.hidden = deleted === 0;
   els.deletedCount.textContent = String(deleted);
@@ -812,13 +839,30 @@ function updateListChrome() {
 
 function init() {
   els.signinForm.addEventListener('submit', onSignInSubmit);
-  els.signout.addEventListener('click', () => signOut('You have signed out.'));
+  els.signout.addEventListener('click', signOutOfServer);
   els.createForm.addEventListener('submit', onCreateSubmit);
   els.createName.addEventListener('input', () => setCreateError(''));
   els.confirmDialog.addEventListener('close', onConfirmClose);
 
-  if (state.token) startSession();
-  else showSignIn();
+  resumeSession();
+}
+
+// A cookie from an earlier visit may still be valid: ask who it belongs to.
+async function resumeSession() {
+  try {
+    const response = await fetch(`${API_BASE}/session`, {
+      headers: { Accept: 'application/json' },
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+    if (response.ok) {
+      startSession(await response.json());
+      return;
+    }
+  } catch {
+    // unreachable API: the sign-in form says so when it is used
+  }
+  showSignIn();
 }
 
 init();
