@@ -19,11 +19,13 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from itsdangerous import TimestampSigner
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import col, update
 
-from woostore_shared.access import Authenticator
+import woostore_notifier.main as notifier
+from woostore_shared.access import Authenticator, new_key
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
-from woostore_shared.models import DEFAULT_TENANT_ID, StoreStatus
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, StoreStatus, utcnow
 from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
@@ -413,3 +415,45 @@ async def test_work_handed_out_again_by_the_reaper_is_not_streamed_as_a_new_even
 
     assert replay.seq not in [int(e.id) for e in events]
     assert ids_and_bodies(events)[1] == after[0]
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+async def test_a_stream_opened_with_a_key_ends_soon_after_the_key_is_revoked(
+    http: httpx.AsyncClient,
+    nats_client: Client,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(notifier, "RECHECK_SECONDS", 0.2)
+    issued = new_key()
+    key = ApiKey(
+        tenant_id=DEFAULT_TENANT_ID,
+        name="revoked soon",
+        role=Role.ADMIN,
+        prefix=issued.prefix,
+        secret_sha256=issued.secret_sha256,
+        created_by="tests",
+    )
+    async with database.session() as session:
+        session.add(key)
+        await session.commit()
+    headers = {"Authorization": f"Bearer {issued.token}"}
+
+    async with aconnect_sse(http, "GET", EVENTS, headers=headers) as source:
+        assert source.response.status_code == 200
+        events = source.aiter_sse()
+        published = await publish(nats_client, 1)
+        assert ids_and_bodies(await take(events, 1)) == published
+
+        async with database.session() as session:
+            await session.exec(
+                update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
+            )
+            await session.commit()
+        # The server ends the stream: iterating finishes instead of waiting for events.
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            rest = [event async for event in events if event.data]
+    assert rest == []
+    problem(await http.get(EVENTS, headers=headers), 401)
