@@ -1,4 +1,5 @@
-"""woostore: create, follow, inspect and delete WooStore stores from a terminal.
+"""woostore: create, follow, inspect and delete WooStore stores, and manage keys, from a
+terminal.
 
 Commands and their output: human-readable by default, ``--json`` for scripts. HTTP and the
 event stream are in :mod:`woostore_cli.client`.
@@ -80,14 +81,13 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     if not found["items"]:
         print("No stores.")
         return 0
-    table = Table(box=None, pad_edge=False)
-    for column in ("ID", "NAME", "STATUS", "DETAIL", "CREATED"):
-        table.add_column(column, no_wrap=column in ("ID", "CREATED"))
-    for store in found["items"]:
-        status = store["status"] + _tag(store)
-        cells = (store["id"], store["name"], status, _detail(store), _time(store["created_at"]))
-        table.add_row(*map(Text, cells))  # Text: names are shown as typed, never as markup
-    _stdout().print(table)
+    _table(
+        ("ID", "NAME", "STATUS", "DETAIL", "CREATED"),
+        [
+            (s["id"], s["name"], s["status"] + _tag(s), _detail(s), _time(s["created_at"]))
+            for s in found["items"]
+        ],
+    )
     return 0
 
 
@@ -135,6 +135,99 @@ def events(api: Api, args: argparse.Namespace) -> int:
             else:
                 line = _event_line(event.cloudevent["time"], event.kind, event.store_id, event.data)
                 print(line, flush=True)
+    return 0
+
+
+def whoami(api: Api, args: argparse.Namespace) -> int:
+    me = api.call("GET", "/session")
+    if args.json:
+        _print_json(me)
+    else:
+        print(f"{me['actor']} ({me['role']}) in tenant {me['tenant_name']} ({me['tenant_id']})")
+    return 0
+
+
+def create_key(api: Api, args: argparse.Namespace) -> int:
+    body = {
+        "name": args.name,
+        "role": args.role,
+        **({"tenant_id": args.tenant} if args.tenant else {}),
+    }
+    key = api.call("POST", "/keys", json=body)
+    if args.json:
+        _print_json(key)
+        return 0
+    print(key["token"])
+    _warn(
+        f"Key {key['prefix']} ({key['role']}) made. This is the only time its token is shown: "
+        "store it now (for example in WOOSTORE_TOKEN)."
+    )
+    return 0
+
+
+def list_keys(api: Api, args: argparse.Namespace) -> int:
+    keys = api.call("GET", "/keys", params={"tenant_id": args.tenant} if args.tenant else {})
+    if args.json:
+        _print_json(keys)
+        return 0
+    _table(
+        ("ID", "PREFIX", "NAME", "ROLE", "CREATED", "REVOKED"),
+        [
+            (k["id"], k["prefix"], k["name"], k["role"], _time(k["created_at"]),
+             _time(k["revoked_at"]) if k["revoked_at"] else "")
+            for k in keys["items"]
+        ],
+    )  # fmt: skip
+    return 0
+
+
+def revoke_key(api: Api, args: argparse.Namespace) -> int:
+    key = api.call("DELETE", f"/keys/{args.id}")
+    if args.json:
+        _print_json(key)
+    else:
+        print(f"Revoked {key['prefix']} ({key['name']})")
+    return 0
+
+
+def create_tenant(api: Api, args: argparse.Namespace) -> int:
+    tenant = api.call("POST", "/tenants", json={"name": args.name, "store_limit": args.store_limit})
+    if args.json:
+        _print_json(tenant)
+    else:
+        print(f"Tenant {tenant['name']}: {tenant['id']}")
+    return 0
+
+
+def list_tenants(api: Api, args: argparse.Namespace) -> int:
+    tenants = api.call("GET", "/tenants")
+    if args.json:
+        _print_json(tenants)
+        return 0
+    _table(
+        ("ID", "NAME", "STORE LIMIT", "CREATED"),
+        [
+            (t["id"], t["name"], "default" if t["store_limit"] is None else str(t["store_limit"]),
+             _time(t["created_at"]))
+            for t in tenants
+        ],
+    )  # fmt: skip
+    return 0
+
+
+def audit(api: Api, args: argparse.Namespace) -> int:
+    params = {"limit": args.limit, **({"target": args.target} if args.target else {})}
+    page = api.call("GET", "/audit", params=params)
+    if args.json:
+        _print_json(page)
+        return 0
+    _table(
+        ("TIME", "ACTOR", "ACTION", "TARGET", "FROM"),
+        [
+            (_time(e["time"]), e["actor"], e["action"], e["target"], e["source_ip"] or "")
+            for e in page["items"]
+        ],
+    )
     return 0
 
 
@@ -186,6 +279,15 @@ def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int
 
 
 # ---- output --------------------------------------------------------------------------------
+
+
+def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("ID", "CREATED", "TIME"))
+    for row in rows:
+        table.add_row(*map(Text, row))  # Text: names are shown as typed, never as markup
+    _stdout().print(table)
 
 
 def _tag(store: Store) -> str:
@@ -295,11 +397,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(
-        name: str, run: Callable[[Api, argparse.Namespace], int], help: str
+        name: str,
+        run: Callable[[Api, argparse.Namespace], int],
+        help: str,
+        under: Any = commands,
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub: argparse.ArgumentParser = under.add_parser(
+            name, parents=[common], help=help, description=help
+        )
         sub.set_defaults(run=run)
         return sub
+
+    def group(name: str, help: str) -> Any:
+        parent = commands.add_parser(name, help=help, description=help)
+        return parent.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     wait_help = "follow the event stream with a progress bar until it is done"
     sub = command("create", create, "create a store")
@@ -319,6 +430,27 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("events", events, "print store events (--json: {sequence, event} per line)")
     sub.add_argument("--since", type=_sequence, default=0, help="after this sequence (default 0)")
     sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
+    command("whoami", whoami, "the key in use: its prefix, role and tenant")
+
+    keys = group("keys", "make, list and revoke API keys")
+    sub = command("create", create_key, "make a key; its token is printed once", keys)
+    sub.add_argument("name", metavar="NAME", help="what the key is for")
+    sub.add_argument("--role", choices=("tenant", "admin"), default="tenant")
+    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the key's tenant")
+    sub = command("list", list_keys, "list keys (never their tokens)", keys)
+    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's keys")
+    sub = command("revoke", revoke_key, "revoke a key at once", keys)
+    sub.add_argument("id", metavar="ID")
+
+    tenants = group("tenants", "make and list tenants (admins)")
+    sub = command("create", create_tenant, "make a tenant", tenants)
+    sub.add_argument("name", metavar="NAME", help="lower case letters, digits and hyphens")
+    sub.add_argument("--store-limit", type=int, help="its live stores (default: the platform's)")
+    command("list", list_tenants, "list tenants", tenants)
+
+    sub = command("audit", audit, "who did what, newest first")
+    sub.add_argument("--target", help='one object, e.g. "store/ID"')
+    sub.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     return parser
 
 

@@ -1,0 +1,59 @@
+"""woostore tenants/keys/whoami/audit: an admin hands a tenant a key, the tenant uses and
+revokes it, all from the terminal."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.conftest import Platform, woostore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platform) -> None:
+    tenant = woostore(platform, "tenants", "create", "corner-shops", "--store-limit", "2", "--json")
+    assert tenant.code == 0, tenant.err
+    tenant_id = tenant.json()["id"]
+    listed_tenants = woostore(platform, "tenants", "list")
+    assert "corner-shops" in listed_tenants.out
+    assert "2" in listed_tenants.out
+
+    made = woostore(platform, "keys", "create", "laptop", "--tenant", tenant_id)
+    assert made.code == 0, made.err
+    token = made.out.strip()
+    assert token.startswith("wsk_")
+    assert "only time" in made.err  # the token is shown once, and the user is told so
+
+    me = woostore(platform, "whoami", token=token)
+    assert me.code == 0, me.err
+    assert me.out == f"{token[:16]} (tenant) in tenant corner-shops ({tenant_id})\n"
+    created = woostore(platform, "create", "Tenant Shop", "--json", token=token)
+    assert created.code == 0, created.err
+    store_id = created.json()["id"]
+    # The tenant sees its store; the key list shows the prefix, never the token.
+    assert store_id in woostore(platform, "list", token=token).out
+    keys = woostore(platform, "keys", "list", token=token)
+    assert token[:16] in keys.out
+    assert token not in keys.out
+    history = woostore(platform, "audit", "--target", f"store/{store_id}", token=token)
+    assert "store.create" in history.out
+    assert token[:16] in history.out
+
+    key_id = woostore(platform, "keys", "list", "--json", token=token).json()["items"][0]["id"]
+    revoked = woostore(platform, "keys", "revoke", key_id)
+    assert revoked.code == 0, revoked.err
+    assert revoked.out == f"Revoked {token[:16]} (laptop)\n"
+    refused = woostore(platform, "list", token=token)
+    assert refused.code == 1
+    assert refused.err.startswith("Unauthorized:")
+
+
+def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
+    tenant_id = woostore(platform, "tenants", "create", "humble", "--json").json()["id"]
+    token = woostore(platform, "keys", "create", "k", "--tenant", tenant_id).out.strip()
+
+    result = woostore(platform, "keys", "create", "root", "--role", "admin", token=token)
+
+    assert result.code == 1
+    assert result.err.startswith("Forbidden: ")
+    assert result.out == ""
