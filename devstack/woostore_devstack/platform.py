@@ -121,6 +121,12 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
         "WOOSTORE_HELM_BINARY": str(REPO / ".tools" / "bin" / "helm"),
         "WOOSTORE_STORE_CHART": str(REPO / "helm" / "store"),
         "WOOSTORE_LOG_FORMAT": "json",
+        # Suites and benchmarks make stores in bursts with one key; the limits have their own
+        # tests (tests/api/test_access.py) and any caller can set them here.
+        "WOOSTORE_CREATES_PER_MINUTE": "10000",
+        "WOOSTORE_TENANT_STORE_LIMIT": "1000",
+        "WOOSTORE_MAX_LIVE_STORES": "1000",
+        "WOOSTORE_MAX_QUEUED_STORES": "1000",
         **settings,
     }
     platform = Platform(
