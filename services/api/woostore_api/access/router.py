@@ -112,7 +112,9 @@ async def sign_in(body: SessionCreate, request: Request, response: Response) -> 
         max_age=state.sessions.max_age,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS-terminating ingress the request itself is plain HTTP.
+        secure=request.url.scheme == "https"
+        or state.settings.allowed_origin.startswith("https://"),
         path="/api/v1",
     )
     return await _whoami(request, caller)
