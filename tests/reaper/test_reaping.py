@@ -14,10 +14,18 @@ from sqlmodel import col, select
 from tests.support import envelope, stream_messages
 from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, reap_once
+from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, forget_expired, reap_once
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, DeleteRequested, make_event
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, utcnow
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    IdempotencyKey,
+    RateWindow,
+    Store,
+    StoreEvent,
+    StoreStatus,
+    utcnow,
+)
 from woostore_shared.outbox import Outbox
 
 DEADLINE = timedelta(seconds=60)
@@ -262,3 +270,35 @@ async def test_an_event_relayed_twice_is_stored_once(
     assert await outbox.publish([event]) == 1
 
     assert len(await stream_messages(nats_client)) == 1
+
+
+# --- expiry ---------------------------------------------------------------------------------
+
+
+async def test_idempotency_keys_older_than_a_day_and_finished_rate_windows_are_forgotten(
+    outbox: Outbox, database: Database
+) -> None:
+    store_id = await add_store(database, StoreStatus.READY)
+    now = utcnow()
+    async with database.session() as session:
+        for key, age in (("old", timedelta(hours=25)), ("fresh", timedelta(hours=23))):
+            session.add(
+                IdempotencyKey(
+                    tenant_id=DEFAULT_TENANT_ID,
+                    key=key,
+                    request_sha256="0" * 64,
+                    store_id=store_id,
+                    created_at=now - age,
+                )
+            )
+        for actor, age in (("old", timedelta(hours=2)), ("current", timedelta(0))):
+            session.add(RateWindow(actor=actor, window_start=now - age, count=3))
+        await session.commit()
+
+    assert await forget_expired(outbox) == 2
+
+    async with database.session() as session:
+        keys = {k.key for k in await session.exec(select(IdempotencyKey))}
+        windows = {w.actor for w in await session.exec(select(RateWindow))}
+    assert (keys, windows) == ({"fresh"}, {"current"})
+    assert await forget_expired(outbox) == 0

@@ -22,18 +22,27 @@ from datetime import datetime, timedelta
 
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from woostore_cluster import Cluster
 from woostore_shared.events import CloudEvent, EventName, subject_for
 from woostore_shared.lifecycle import ACTIVE
 from woostore_shared.logging import bind_store, get_logger
-from woostore_shared.models import Store, StoreEvent, StoreStatus, utcnow
+from woostore_shared.models import (
+    IdempotencyKey,
+    RateWindow,
+    Store,
+    StoreEvent,
+    StoreStatus,
+    utcnow,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import DELETE_CONSUMER, PROVISION_CONSUMER, STREAM_NAME
 
 log = get_logger(__name__)
 RELAY_GRACE = timedelta(seconds=10)  # the writer publishes right after commit; give it time
+IDEMPOTENCY_TTL = timedelta(hours=24)
+RATE_WINDOW_TTL = timedelta(hours=1)  # the API keeps one minute's; these are long finished
 MAX_REPLAYS = 3  # of a store's provisioning; deletion is replayed until it succeeds
 DEADLINES_ENFORCED = Counter("woostore_deadlines_enforced_total", "Stores failed by a deadline")
 EVENTS_RELAYED = Counter("woostore_events_relayed_total", "Events published by the relay")
@@ -59,6 +68,7 @@ class PassReport:
     events_relayed: int
     orphans_removed: int
     namespaces_vanished: int
+    records_expired: int
 
 
 async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
@@ -222,6 +232,20 @@ async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
     return True
 
 
+async def forget_expired(outbox: Outbox) -> int:
+    """Delete idempotency keys past their lifetime and finished rate windows. A client
+    retrying a create a day later makes a new store, as with any API that expires keys."""
+    now = utcnow()
+    async with outbox.transaction() as tx:
+        keys = await tx.session.exec(
+            delete(IdempotencyKey).where(col(IdempotencyKey.created_at) < now - IDEMPOTENCY_TTL)
+        )
+        windows = await tx.session.exec(
+            delete(RateWindow).where(col(RateWindow.window_start) < now - RATE_WINDOW_TTL)
+        )
+    return keys.rowcount + windows.rowcount
+
+
 async def reap_once(
     outbox: Outbox, cluster: Cluster, deadline: timedelta, grace: timedelta
 ) -> PassReport:
@@ -231,6 +255,7 @@ async def reap_once(
     EVENTS_RELAYED.inc(relayed)
     replayed, dead = await replay_lost_work(outbox, grace)
     removed, vanished = await reconcile_cluster(outbox, cluster, grace)
+    expired = await forget_expired(outbox)
     return PassReport(
         failed_by_deadline=failed,
         replayed=replayed,
@@ -238,4 +263,5 @@ async def reap_once(
         events_relayed=relayed,
         orphans_removed=removed,
         namespaces_vanished=vanished,
+        records_expired=expired,
     )
