@@ -6,8 +6,26 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from woostore_shared.models import Role
+
+_TENANT: JsonDict = {
+    "id": "7c2d9e41-5a3b-4c6d-8e7f-9a0b1c2d3e4f",
+    "name": "acme",
+    "store_limit": 5,
+    "created_at": "2026-11-26T09:00:00Z",
+}
+_KEY: JsonDict = {
+    "id": "1f2e3d4c-5b6a-4789-8a9b-0c1d2e3f4a5b",
+    "tenant_id": _TENANT["id"],
+    "name": "ci deploys",
+    "role": "tenant",
+    "prefix": "wsk_3f9a1c2b7d4e",
+    "created_by": "admin-token",
+    "created_at": "2026-11-26T09:01:00Z",
+    "revoked_at": None,
+}
 
 
 class TenantCreate(BaseModel):
@@ -22,15 +40,17 @@ class TenantCreate(BaseModel):
 
 
 class TenantUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"store_limit": 20}]})
 
     store_limit: int | None = Field(ge=0, le=10_000, description="Null: platform default.")
 
 
 class TenantOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_TENANT]})
+
     id: uuid.UUID
     name: str
-    store_limit: int | None
+    store_limit: int | None = None
     created_at: datetime
 
 
@@ -47,6 +67,8 @@ class KeyCreate(BaseModel):
 
 
 class KeyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_KEY]})
+
     id: uuid.UUID
     tenant_id: uuid.UUID
     name: str
@@ -54,24 +76,47 @@ class KeyOut(BaseModel):
     prefix: str = Field(description="The key's public start; enough to recognise it.")
     created_by: str
     created_at: datetime
-    revoked_at: datetime | None
+    revoked_at: datetime | None = None
 
 
 class NewKeyOut(KeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{**_KEY, "token": "wsk_3f9a1c2b7d4e_Jx9...(43 characters)"}]
+        }
+    )
+
     token: str = Field(description="The key itself. Shown only now: store it safely.")
 
 
 class KeyList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_KEY]}]})
+
     items: list[KeyOut]
 
 
 class SessionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"token": "wsk_3f9a1c2b7d4e_Jx9..."}]}
+    )
 
     token: str = Field(min_length=1, max_length=200, description="An API key or the admin token.")
 
 
 class WhoAmI(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "actor": "wsk_3f9a1c2b7d4e",
+                    "role": "tenant",
+                    "tenant_id": _TENANT["id"],
+                    "tenant_name": "acme",
+                }
+            ]
+        }
+    )
+
     actor: str
     role: Role
     tenant_id: uuid.UUID

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from woostore_api.audit import service
 from woostore_api.auth import CurrentCaller, tenant_scope
@@ -16,22 +17,42 @@ from woostore_shared.models import Role
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
+_ENTRY: JsonDict = {
+    "id": 42,
+    "time": "2026-11-26T09:02:00Z",
+    "tenant_id": "7c2d9e41-5a3b-4c6d-8e7f-9a0b1c2d3e4f",
+    "actor": "wsk_3f9a1c2b7d4e",
+    "actor_role": "tenant",
+    "action": "store.create",
+    "target": "store/0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10",
+    "source_ip": "203.0.113.7",
+    "user_agent": "woostore-cli",
+    "details": {"name": "Corner Shop", "slug": "corner-shop-3f9a1c"},
+}
+
+
 class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ENTRY]})
+
     id: int
     time: datetime
     tenant_id: uuid.UUID
     actor: str = Field(description='The API key\'s prefix, or "admin-token".')
     actor_role: Role
     action: str = Field(examples=["store.create"])
-    target: str = Field(examples=["store/0b7e…", "key/wsk_…"])
-    source_ip: str | None
-    user_agent: str | None
+    target: str = Field(examples=["store/0b7e6a52-…", "key/wsk_3f9a1c2b7d4e"])
+    source_ip: str | None = None
+    user_agent: str | None = None
     details: dict[str, Any]
 
 
 class AuditPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [_ENTRY], "next_cursor": 42}]}
+    )
+
     items: list[AuditEntryOut]
-    next_cursor: int | None = Field(description="Pass as ?cursor= for older entries.")
+    next_cursor: int | None = Field(default=None, description="Pass as ?cursor= for older entries.")
 
 
 @router.get("", response_model=AuditPage)

@@ -8,10 +8,35 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from woostore_shared.models import Store, StoreStatus
 
 NAME_MAX = 50
+_STORE_ID = "0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10"
+_STEP: JsonDict = {"name": "woocommerce", "title": "Activating WooCommerce", "index": 6, "total": 9}
+STORE_EXAMPLE: JsonDict = {
+    "id": _STORE_ID,
+    "name": "Corner Shop",
+    "slug": "corner-shop-3f9a1c",
+    "type": "woocommerce",
+    "status": "provisioning",
+    "simulated": True,
+    "step": _STEP,
+    "progress": 0.56,
+    "queue_position": None,
+    "storefront_url": None,
+    "admin_url": None,
+    "failure_reason": None,
+    "created_at": "2026-11-26T09:00:00Z",
+    "updated_at": "2026-11-26T09:00:41Z",
+    "ready_at": None,
+    "deleted_at": None,
+    "links": {
+        "self": f"/api/v1/stores/{_STORE_ID}",
+        "credentials": f"/api/v1/stores/{_STORE_ID}/credentials",
+    },
+}
 # Zero-width (non-)joiners belong to emoji sequences and to Persian and Indic words.
 _JOINERS = frozenset({"\u200c", "\u200d"})
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
@@ -60,6 +85,8 @@ class StoreCreate(BaseModel):
 
 
 class StepOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_STEP]})
+
     name: str
     title: str
     index: int
@@ -67,24 +94,26 @@ class StepOut(BaseModel):
 
 
 class StoreOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [STORE_EXAMPLE]})
+
     id: uuid.UUID
     name: str
     slug: str
     type: str
     status: StoreStatus
     simulated: bool = Field(description="True when the store runs on the simulated cluster.")
-    step: StepOut | None
+    step: StepOut | None = None
     progress: float = Field(ge=0, le=1)
     queue_position: int | None = Field(
         default=None, description="While queued: 1 is next to start. Stores start 2 at a time."
     )
-    storefront_url: str | None
-    admin_url: str | None
-    failure_reason: str | None
+    storefront_url: str | None = None
+    admin_url: str | None = None
+    failure_reason: str | None = None
     created_at: datetime
     updated_at: datetime
-    ready_at: datetime | None
-    deleted_at: datetime | None
+    ready_at: datetime | None = None
+    deleted_at: datetime | None = None
     links: dict[str, str]
 
     @classmethod
@@ -112,7 +141,23 @@ class StoreOut(BaseModel):
         )  # fmt: skip
 
 
+_EVENT: JsonDict = {
+    "id": "5d1c7f0e-2b8a-4f7e-9c41-0a6b3e2d1f90",
+    "type": "io.woostore.store.progress",
+    "time": "2026-11-26T09:00:41Z",
+    "data": {
+        "status": "provisioning",
+        "phase": "provision",
+        "step": _STEP,
+        "state": "started",
+        "progress": 0.56,
+    },
+}
+
+
 class EventOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EVENT]})
+
     id: uuid.UUID
     type: str
     time: datetime
@@ -120,22 +165,51 @@ class EventOut(BaseModel):
 
 
 class StoreDetail(StoreOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**STORE_EXAMPLE, "events": [_EVENT]}]}
+    )
+
     events: list[EventOut]
 
 
 class StoreList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"items": [STORE_EXAMPLE], "next_cursor": "MjAyNi0xMS0yNlQwOTowMDo..."}]
+        }
+    )
+
     items: list[StoreOut]
     next_cursor: str | None = Field(
-        description="Pass as ?cursor= for the next page; null at the end."
+        default=None, description="Pass as ?cursor= for the next page; null at the end."
     )
 
 
 class Credentials(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"username": "admin", "password": "q8Vn-3kLx0aZr7TmWb2pYc4d"}]
+        }
+    )
+
     username: str
     password: str
 
 
 class Platform(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "cluster": "simulated",
+                    "events_url": "http://127.0.0.1:8001/api/v1/events",
+                    "base_domain": "127.0.0.1.nip.io",
+                    "version": "0.1.0",
+                }
+            ]
+        }
+    )
+
     cluster: Literal["simulated", "kubernetes"]
     events_url: str
     base_domain: str
@@ -143,5 +217,9 @@ class Platform(BaseModel):
 
 
 class Ticket(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ticket": "eyJzdWIiOiI...", "expires_in": 300}]}
+    )
+
     ticket: str
     expires_in: int
