@@ -7,8 +7,9 @@ from woostore_shared.models import Store, StoreStatus, utcnow
 S = StoreStatus
 
 ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
-    S.QUEUED: frozenset({S.PROVISIONING, S.FAILED}),
-    S.PROVISIONING: frozenset({S.READY, S.FAILED}),
+    # deleting a queued or provisioning store cancels it
+    S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
+    S.PROVISIONING: frozenset({S.READY, S.FAILED, S.DELETING}),
     S.READY: frozenset({S.DELETING, S.FAILED}),  # failed: its namespace vanished
     S.FAILED: frozenset({S.DELETING}),
     S.DELETING: frozenset({S.DELETED}),

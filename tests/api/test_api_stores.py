@@ -320,8 +320,8 @@ async def test_a_store_of_another_tenant_does_not_exist_for_a_tenant_key(
 # --- deleting a store ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["queued", "provisioning", "deleted"])
-async def test_deleting_a_store_that_is_not_ready_or_failed_is_a_409_naming_its_status(
+@pytest.mark.parametrize("status", ["deleted"])
+async def test_deleting_a_deleted_store_is_a_409_naming_its_status(
     client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
 ) -> None:
     store = await create(client)
@@ -337,8 +337,8 @@ async def test_deleting_a_store_that_is_not_ready_or_failed_is_a_409_naming_its_
     assert subjects == [f"store.requested.{store['id']}"]
 
 
-@pytest.mark.parametrize("status", ["ready", "failed"])
-async def test_deleting_a_ready_or_failed_store_marks_it_deleting_and_publishes_delete_requested(
+@pytest.mark.parametrize("status", ["queued", "provisioning", "ready", "failed"])
+async def test_deleting_a_store_marks_it_deleting_and_publishes_delete_requested(
     client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
 ) -> None:
     store = await create(client)

@@ -569,3 +569,56 @@ async def test_delete_of_a_store_not_being_deleted_does_nothing(
     assert (await load(database, store.id)).status is status
     assert await cluster.namespace_exists(store.namespace) is exists
     assert await stream_events(js, store.id) == before
+
+
+# -- cancelling ------------------------------------------------------------------------------
+
+
+async def test_a_store_deleted_while_provisioning_stops_and_is_then_deleted_not_made_ready(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """Deleting a provisioning store cancels it: the provisioning work stops at its next
+    watch, leaves the removal to the deletion (which shows its own progress), and the store
+    never becomes ready."""
+    cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
+    store = await create_store(api_outbox)
+    runner = make_runner(cluster)
+    provision = asyncio.create_task(runner.provision(store.id, KeepAlive()))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), timeout=30)
+
+    await change_status(api_outbox, store.id, StoreStatus.DELETING)
+    await asyncio.wait_for(provision, timeout=30)
+    assert cluster.cancelled == ["wait_for_rollout"]
+    assert await journal(database, store.id, "delete") == []  # left to the deletion
+    await runner.delete(store.id, KeepAlive())
+
+    deleted = await load(database, store.id)
+    assert deleted.status is StoreStatus.DELETED
+    assert not await cluster.namespace_exists(store.namespace)
+    names = [e.name for e in await stream_events(js, store.id)]
+    assert EventName.READY not in names
+    assert EventName.FAILED not in names
+    assert names[-1] is EventName.DELETED
+
+
+async def test_a_queued_store_deleted_before_its_message_arrives_is_never_provisioned(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    recording = RecordingCluster(cluster)
+    store = await create_store(api_outbox)
+    await change_status(api_outbox, store.id, StoreStatus.DELETING)
+    runner = make_runner(recording)
+
+    await runner.provision(store.id, KeepAlive())  # the store.requested message, late
+    await runner.delete(store.id, KeepAlive())
+
+    assert "ensure_namespace" not in recording.started
+    assert (await load(database, store.id)).status is StoreStatus.DELETED

@@ -15,8 +15,8 @@ S = StoreStatus
 
 # Written out here, not read from the code: the test states the contract.
 EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
-    S.QUEUED: {S.PROVISIONING, S.FAILED},
-    S.PROVISIONING: {S.READY, S.FAILED},
+    S.QUEUED: {S.PROVISIONING, S.FAILED, S.DELETING},  # deleting cancels
+    S.PROVISIONING: {S.READY, S.FAILED, S.DELETING},
     S.READY: {S.DELETING, S.FAILED},
     S.FAILED: {S.DELETING},
     S.DELETING: {S.DELETED},
@@ -49,7 +49,7 @@ def a_store(status: StoreStatus) -> Store:
 
 def test_the_table_covers_every_status() -> None:
     assert set(EXPECTED) == set(StoreStatus)
-    assert len(ALLOWED_PAIRS) == 8
+    assert len(ALLOWED_PAIRS) == 10
 
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)
@@ -80,7 +80,7 @@ def test_a_forbidden_transition_raises_and_changes_nothing(
 
 
 def test_deletable_and_active_statuses() -> None:
-    assert {S.READY, S.FAILED} == DELETABLE
+    assert {S.QUEUED, S.PROVISIONING, S.READY, S.FAILED} == DELETABLE
     assert {S.QUEUED, S.PROVISIONING, S.DELETING} == ACTIVE
 
 

@@ -197,10 +197,14 @@ class Runner:
         try:
             await self._run(store, PROVISION, "provision", attempt, announce=True)
         except StoreAbandoned:
-            log.warning("provisioning abandoned: the store was failed meanwhile; cleaning up")
             # Reload: the clean-up is watched against the status the store has now (failed),
             # not the provisioning one this work started with.
             store = await self._load(attempt.store_id)
+            if store.status is StoreStatus.DELETING:
+                # Cancelled: its own deletion message removes it, with progress shown.
+                log.info("provisioning cancelled: the store is being deleted")
+                return
+            log.warning("provisioning abandoned: the store was failed meanwhile; cleaning up")
             await self._run(store, DELETE, "delete", attempt, announce=False)
             return
         except PermanentClusterError as error:
@@ -208,6 +212,10 @@ class Runner:
             return
         async with self.outbox.transaction() as tx:
             store = await self._load(attempt.store_id, tx.session)
+            if store.status is not StoreStatus.PROVISIONING:
+                # Deleted or failed between the last step and now: that wins over ready.
+                log.info("store not made ready", status=store.status.value)
+                return
             store.storefront_url = self._storefront_url(store)
             store.admin_url = store.storefront_url + "/wp-admin/"
             transition(store, StoreStatus.READY)

@@ -4,7 +4,9 @@
 // so no script (nor an injected one) can read a credential from this page.
 const API_BASE = '/api/v1';
 const RETRY_DELAYS_MS = [1000, 2000, 5000];
-const DELETABLE = new Set(['ready', 'failed']);
+// Deleting a queued or provisioning store cancels it; the button says so.
+const DELETABLE = new Set(['queued', 'provisioning', 'ready', 'failed']);
+const CANCELS = new Set(['queued', 'provisioning']);
 const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'deleting']);
 const EVENT = {
   requested: 'io.woostore.store.requested',
@@ -801,7 +803,8 @@ function renderCard(view, store) {
   if (status !== 'ready' && !e.credentials.hidden) hideCredentials(view);
   const canDelete = DELETABLE.has(status) && !view.deleting;
   e.deleteButton.disabled = !canDelete;
-  e.deleteButton.title = canDelete ? '' : 'Stores can be deleted when ready or failed';
+  e.deleteButton.textContent = CANCELS.has(status) ? 'Cancel store' : 'Delete';
+  e.deleteButton.title = canDelete ? '' : 'This store is already being deleted';
 }
 
 function setLink(anchor, href) {
