@@ -30,10 +30,9 @@ __all__ = [
 def connect_cluster(settings: Settings) -> Cluster:
     """The cluster the settings name: Kubernetes when a kubeconfig is given, else simulated."""
     if settings.cluster_mode is ClusterMode.KUBERNETES:
-        raise SystemExit(
-            "the kubernetes driver is not built yet (issue: Real Kubernetes); "
-            "unset WOOSTORE_KUBECONFIG to use the simulated cluster"
-        )
+        from woostore_cluster.kubernetes import connect_kubernetes
+
+        return connect_kubernetes(settings)
     from woostore_cluster.simulated import SimulatedCluster
 
     return SimulatedCluster(

@@ -43,6 +43,8 @@ class Release:
     namespace: str
     chart: Path
     values: Mapping[str, Any] = field(default_factory=dict)
+    # Values profiles (e.g. helm/store/values-local.yaml), layered under ``values``.
+    values_files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class StorefrontCheck:
     status_code: int
     products: int
     order_placed: bool
+    detail: str = ""  # what went wrong (or what was done), safe to show a user
 
 
 class Cluster(Protocol):

@@ -325,7 +325,9 @@ class SimulatedCluster:
             values.flush()
             process = await asyncio.create_subprocess_exec(
                 self.helm_binary, "template", release.name, str(release.chart),
-                "--namespace", release.namespace, "--values", values.name,
+                "--namespace", release.namespace,
+                *[arg for path in release.values_files for arg in ("--values", str(path))],
+                "--values", values.name,  # last: the store's own values win over profiles
                 "--skip-tests",  # a real install keeps test hooks out of the release too
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip

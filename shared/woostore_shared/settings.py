@@ -6,12 +6,14 @@ reads only the fields it needs.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class LogFormat(StrEnum):
@@ -82,6 +84,11 @@ class Settings(BaseSettings):
 
     helm_binary: str = Field(default="helm", description="The helm (v4) binary to run.")
     store_chart: Path = Field(default=Path("helm/store"), description="The chart of one store.")
+    store_values_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Values profiles every store release gets (helm --values), e.g. "
+        "helm/store/values-local.yaml; comma-separated (or a JSON list).",
+    )
 
     max_stores_in_flight: int = Field(default=2, ge=1)
     max_live_stores: int = Field(
@@ -100,6 +107,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.AUTO
+
+    @field_validator("store_values_files", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        # From the environment: "a.yaml,b.yaml" or '["a.yaml", "b.yaml"]'.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -42,6 +42,7 @@ def build_app(settings: Settings) -> FastStream:
             Outbox(db, broker.connection, source="/woostore/provisioner"),
             cluster,
             chart=settings.store_chart,
+            values_files=settings.store_values_files,
             base_domain=settings.base_domain,
             cipher=CredentialCipher(settings.secret_key.get_secret_value()),
             watch_interval=settings.ack_wait_seconds / 3,

@@ -45,6 +45,8 @@ class StoreJob:
     cluster: Cluster
     chart: Path
     cipher: CredentialCipher
+    # Values profiles layered under the store's own values (WOOSTORE_STORE_VALUES_FILES).
+    values_files: tuple[Path, ...] = ()
     # Columns of the store row a step sets; saved with the step's journal entry.
     updates: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +96,7 @@ async def install_release(job: StoreJob) -> None:
             "host": job.host,
             "credentialsSecret": CREDENTIALS_SECRET,
         },
+        values_files=job.values_files,
     )
     await job.cluster.install_release(release, timeout=ROLLOUT_TIMEOUT)
 
@@ -164,7 +167,8 @@ async def verify_storefront(job: StoreJob) -> None:
             f"the Store API lists {check.products} products, expected {len(SAMPLE_PRODUCTS)}"
         )
     if not check.order_placed:
-        raise PermanentClusterError("a cash-on-delivery test order could not be placed")
+        reason = f": {check.detail}" if check.detail else ""
+        raise PermanentClusterError(f"a cash-on-delivery test order could not be placed{reason}")
 
 
 async def uninstall_release(job: StoreJob) -> None:

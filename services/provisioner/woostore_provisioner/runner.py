@@ -123,11 +123,13 @@ class Runner:
         base_domain: str,
         cipher: CredentialCipher,
         watch_interval: float,
+        values_files: Sequence[Path] = (),
     ) -> None:
         self.db = db
         self.outbox = outbox
         self.cluster = cluster
         self.chart = chart
+        self.values_files = tuple(values_files)
         self.base_domain = base_domain
         self.cipher = cipher
         self.watch_interval = watch_interval
@@ -455,4 +457,5 @@ class Runner:
             cluster=self.cluster,
             chart=self.chart,
             cipher=self.cipher,
+            values_files=self.values_files,
         )

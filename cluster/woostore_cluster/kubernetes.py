@@ -1,0 +1,527 @@
+"""The Kubernetes driver: the ``Cluster`` seam on a real cluster.
+
+Two narrow seams of our own carry everything it does, so each can be replaced in tests:
+- ``KubeApi`` (``woostore_cluster.kubeapi``): namespaces, Secrets, workload readiness, pods
+  and exec, over the official client;
+- ``HelmRunner`` (``woostore_cluster.helm``): the helm v4 binary, argv lists only.
+
+Rules it keeps:
+- every method is idempotent, like the simulated cluster's (``simulated.py``);
+- secrets never reach argv or helm: the chart names the store's Secret, WP-CLI gets
+  passwords on stdin, and error messages are scrubbed of Secret data and stdin;
+- every wait has a deadline, and a deadline that passes is an error naming what is not
+  ready, transient or permanent (``ImagePullBackOff`` is permanent);
+- finalizers are never touched: a namespace is deleted and waited for, nothing more.
+See docs/kubernetes.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from woostore_cluster.base import (
+    MANAGED_BY,
+    STORE_ID_LABEL,
+    ClusterError,
+    PermanentClusterError,
+    Release,
+    StorefrontCheck,
+    TransientClusterError,
+    WpResult,
+)
+from woostore_cluster.helm import HelmResult, HelmRunner, SubprocessHelmRunner
+from woostore_cluster.kubeapi import ClientKubeApi, KubeApi, KubeApiError, Namespace, Pod
+from woostore_cluster.storefront import verify_storefront
+from woostore_shared.logging import get_logger
+from woostore_shared.settings import Settings
+
+log = get_logger(__name__)
+
+# The store chart's WordPress pods (helm/store/templates/wordpress-deployment.yaml).
+WORDPRESS_SELECTOR = "app.kubernetes.io/name=store,app.kubernetes.io/component=wordpress"
+WORDPRESS_CONTAINER = "wordpress"
+WORDPRESS_PATH = "/var/www/html"  # WordPress core in the store image
+
+# Waiting reasons that cannot fix themselves: fail at once.
+HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+# Waiting reasons that rarely fix themselves: a rollout still stuck on one at its deadline
+# is a permanent error (a wrong image or tag, a missing Secret key, a crashing container).
+PERMANENT_REASONS = HOPELESS_REASONS | {
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "CrashLoopBackOff",
+}
+
+# helm's words for a failure that a later attempt may not meet.
+_HELM_TRANSIENT = re.compile(
+    r"another operation \(install/upgrade/rollback\) is in progress"
+    r"|context deadline exceeded|timed out waiting|rate limiter|client rate limiter"
+    r"|kubernetes cluster unreachable|connection refused|connection reset|i/o timeout"
+    r"|tls handshake timeout|no route to host|server is currently unable"
+    r"|too many requests|etcdserver|the object has been modified|unexpected eof|\beof\b"
+    r"|status: inprogress|resource not ready",
+    re.IGNORECASE,
+)
+_HELM_NOT_FOUND = re.compile(r"release: not found|release not found", re.IGNORECASE)
+_PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+_GOOD = ("deployed", "superseded")
+
+
+class KubernetesCluster:
+    simulated = False
+
+    def __init__(
+        self,
+        kube: KubeApi,
+        helm: HelmRunner,
+        *,
+        kubeconfig: Path,
+        helm_binary: str = "helm",
+        admin_user: str = "admin",
+        poll_interval: float = 2.0,
+        helm_grace: float = 30.0,
+        uninstall_timeout: float = 240.0,
+        exec_timeout: float = 110.0,
+        http_timeout: float = 30.0,
+        verify_tls: bool = True,
+    ) -> None:
+        self.kube = kube
+        self.helm = helm
+        self.kubeconfig = kubeconfig
+        self.helm_binary = helm_binary
+        self.admin_user = admin_user  # the WordPress user WP-CLI's wc commands act as
+        self.poll_interval = poll_interval
+        # helm stops itself at --timeout; we stop helm this much later, should it not.
+        self.helm_grace = helm_grace
+        self.uninstall_timeout = uninstall_timeout
+        self.exec_timeout = exec_timeout  # below the recipe's 120 s step timeout
+        self.http_timeout = http_timeout
+        self.verify_tls = verify_tls
+
+    # -- namespaces and Secrets ------------------------------------------------------------
+
+    async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
+        existing = await self._read_namespace(namespace)
+        if existing is None:
+            try:
+                await self.kube.create_namespace(namespace, labels)
+                return
+            except KubeApiError as error:
+                if error.status != 409:
+                    raise _cluster_error(error, f"creating namespace {namespace}") from None
+            existing = await self._read_namespace(namespace)  # made meanwhile: check it
+            if existing is None:
+                raise TransientClusterError(f"namespace {namespace} is being replaced", 5)
+        if existing.phase == "Terminating":
+            raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
+        # A namespace of that name that is not this store's is never adopted.
+        for key in (MANAGED_BY[0], STORE_ID_LABEL):
+            if key in labels and existing.labels.get(key) != labels[key]:
+                raise PermanentClusterError(
+                    f"namespace {namespace} exists but is not this store's "
+                    f"(label {key}={existing.labels.get(key)!r})"
+                )
+
+    async def namespace_exists(self, namespace: str) -> bool:
+        return await self._read_namespace(namespace) is not None
+
+    async def managed_namespaces(self) -> dict[str, str]:
+        selector = f"{MANAGED_BY[0]}={MANAGED_BY[1]},{STORE_ID_LABEL}"
+        try:
+            found = await self.kube.list_namespaces(selector)
+        except KubeApiError as error:
+            raise _cluster_error(error, "listing the store namespaces") from None
+        return {
+            ns.name: ns.labels[STORE_ID_LABEL]
+            for ns in found
+            # The server filtered already; checked again so a careless fake or proxy
+            # can never make us claim a namespace that is not ours.
+            if ns.labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and STORE_ID_LABEL in ns.labels
+        }
+
+    async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        secrets = list(data.values())
+        try:
+            await self.kube.create_secret(namespace, name, data)
+        except KubeApiError as error:
+            if error.status == 409:
+                return  # it exists: the first attempt's Secret is the one that counts
+            if error.status == 404:
+                raise PermanentClusterError(f'namespaces "{namespace}" not found') from None
+            raise _cluster_error(error, f"creating secret {namespace}/{name}", secrets) from None
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            found = await self.kube.read_secret(namespace, name)
+        except KubeApiError as error:
+            raise _cluster_error(error, f"reading secret {namespace}/{name}") from None
+        if found is None:
+            raise PermanentClusterError(f"secret {namespace}/{name} not found")
+        return found
+
+    # -- the Helm release ------------------------------------------------------------------
+
+    async def install_release(self, release: Release, timeout: float) -> None:
+        await self._require_active_namespace(release.namespace)
+        await self._recover_pending(release, timeout)
+        with _values_file(release.values) as values:
+            argv = self.upgrade_argv(release, values, timeout)
+            # Watch the pods while helm waits: if helm times out, a pod stuck on a bad
+            # image explains why, and makes the failure permanent.
+            problems: list[str] = []
+            watcher = asyncio.create_task(self._watch_pods(release.namespace, problems))
+            try:
+                result = await self.helm.run(argv, timeout + self.helm_grace)
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+        if not result.ok:
+            error = _helm_error("upgrade --install", release.namespace, release.name, result)
+            if isinstance(error, TransientClusterError) and problems:
+                raise PermanentClusterError(f"{error}; {problems[0]}") from None
+            raise error
+
+    async def uninstall_release(self, namespace: str, name: str) -> None:
+        await self._uninstall(name, namespace, self.uninstall_timeout)
+
+    def upgrade_argv(self, release: Release, values: Path, timeout: float) -> list[str]:
+        return [
+            self.helm_binary, "upgrade", "--install", release.name, str(release.chart),
+            "--namespace", release.namespace,
+            "--kubeconfig", str(self.kubeconfig),
+            # Profiles first, the store's own values last: the right-most file wins.
+            *[arg for path in release.values_files for arg in ("--values", str(path))],
+            "--values", str(values),
+            "--rollback-on-failure",
+            "--wait=watcher",
+            "--timeout", _seconds(timeout),
+        ]  # fmt: skip
+
+    async def _recover_pending(self, release: Release, timeout: float) -> None:
+        """Clear what a crash left behind, which would block every later helm operation."""
+        name, namespace = release.name, release.namespace
+        status = await self._release_status(name, namespace)
+        if status not in (*_PENDING, "uninstalling", "failed"):
+            return  # no release yet, or one helm can upgrade as it is
+        log.warning("recovering release", namespace=namespace, release=name, status=status)
+        if status in ("pending-install", "uninstalling"):
+            await self._uninstall(name, namespace, timeout)
+            return
+        good = await self._last_good_revision(name, namespace)
+        if good is None:
+            # Nothing ever worked (a failed first install): start again from nothing.
+            await self._uninstall(name, namespace, timeout)
+        elif status != "failed":  # helm upgrades a failed release over a good one by itself
+            result = await self._helm_run(
+                "rollback", [name, str(good)], namespace, ["--timeout", _seconds(timeout)], timeout
+            )
+            if not result.ok:
+                raise _helm_error("rollback", namespace, name, result)
+
+    async def _release_status(self, name: str, namespace: str) -> str | None:
+        """The release's status (``deployed``, ``pending-install``...), None without one."""
+        result = await self._helm_run("status", [name], namespace, ["-o", "json"], 60)
+        if not result.ok:
+            if _HELM_NOT_FOUND.search(result.stderr):
+                return None
+            raise _helm_error("status", namespace, name, result)
+        info = _parse_json(result.stdout, "helm status").get("info") or {}
+        status = info.get("status")
+        return str(status) if status else None
+
+    async def _last_good_revision(self, name: str, namespace: str) -> int | None:
+        result = await self._helm_run("history", [name], namespace, ["-o", "json"], 60)
+        if not result.ok:
+            if _HELM_NOT_FOUND.search(result.stderr):
+                return None
+            raise _helm_error("history", namespace, name, result)
+        try:
+            revisions = json.loads(result.stdout or "[]")
+        except ValueError:
+            raise PermanentClusterError("helm history printed something that is not JSON") from None
+        good = [
+            int(r["revision"])
+            for r in revisions
+            if isinstance(r, dict) and r.get("status") in _GOOD
+        ]
+        return max(good) if good else None
+
+    async def _uninstall(self, name: str, namespace: str, timeout: float) -> None:
+        flags = ["--wait=watcher", "--timeout", _seconds(timeout), "--ignore-not-found"]
+        result = await self._helm_run("uninstall", [name], namespace, flags, timeout)
+        if not result.ok and not _HELM_NOT_FOUND.search(result.stderr):
+            raise _helm_error("uninstall", namespace, name, result)
+
+    async def _helm_run(
+        self,
+        verb: str,
+        positional: Sequence[str],
+        namespace: str,
+        flags: Sequence[str],
+        timeout: float,
+    ) -> HelmResult:
+        """``helm <verb> <positional...> --namespace <ns> --kubeconfig <path> <flags...>``,
+        stopped ``helm_grace`` seconds after helm's own ``--timeout`` should have ended it."""
+        argv = [
+            self.helm_binary, verb, *positional,
+            "--namespace", namespace,
+            "--kubeconfig", str(self.kubeconfig),
+            *flags,
+        ]  # fmt: skip
+        return await self.helm.run(argv, timeout + self.helm_grace)
+
+    # -- workloads ---------------------------------------------------------------------------
+
+    async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                workloads = await self.kube.list_workloads(namespace)
+                pods = await self.kube.list_pods(namespace)
+            except KubeApiError as error:
+                mapped = _cluster_error(error, f"watching the rollout in {namespace}")
+                if isinstance(mapped, PermanentClusterError) or loop.time() >= deadline:
+                    raise mapped from None
+                await asyncio.sleep(self.poll_interval)  # an API hiccup: look again
+                continue
+            if not workloads:
+                raise PermanentClusterError(
+                    f"no workloads in namespace {namespace}: was the chart installed?"
+                )
+            waiting = [w for w in workloads if not w.ready]
+            if not waiting:
+                return
+            hopeless = [p for p in _pod_problems(pods) if p[0] in HOPELESS_REASONS]
+            if hopeless:
+                raise PermanentClusterError(
+                    f"rollout in {namespace} cannot finish: {hopeless[0][1]}"
+                )
+            if loop.time() >= deadline:
+                problems = _pod_problems(pods)
+                message = f"rollout in {namespace} not ready after {timeout:g}s: " + "; ".join(
+                    [w.describe() for w in waiting] + [text for _, text in problems]
+                )
+                if any(reason in PERMANENT_REASONS for reason, _ in problems):
+                    raise PermanentClusterError(message)
+                raise TransientClusterError(message, 10)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _watch_pods(self, namespace: str, problems: list[str]) -> None:
+        """Keep in ``problems`` the permanent-looking pod problems of the latest look at the
+        namespace's live pods (a rollback deleting them afterwards changes nothing)."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            with contextlib.suppress(KubeApiError):  # only a hint: the next look may work
+                pods = [p for p in await self.kube.list_pods(namespace) if not p.deleting]
+                if pods:
+                    problems[:] = [
+                        text for reason, text in _pod_problems(pods) if reason in PERMANENT_REASONS
+                    ]
+
+    # -- WordPress ---------------------------------------------------------------------------
+
+    async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
+        pod = await self._wordpress_pod(namespace)
+        command = ["wp", f"--path={WORDPRESS_PATH}", *args]
+        secrets = [stdin.strip()] if stdin and stdin.strip() else []
+        try:
+            result = await self.kube.exec(
+                namespace, pod.name, WORDPRESS_CONTAINER, command, stdin, self.exec_timeout
+            )
+        except KubeApiError as error:
+            what = f"running wp {' '.join(args[:2])} in {namespace}/{pod.name}"
+            raise _cluster_error(error, what, secrets) from None
+        if result.exit_code == 0:
+            # stdout alone: callers parse it (a count), and PHP notices go to stderr.
+            return WpResult(0, _redact(result.stdout, secrets))
+        # WP-CLI writes "Error: ..." to stderr: keep it, so a failure says why.
+        output = "\n".join(part for part in (result.stdout, result.stderr) if part.strip())
+        return WpResult(result.exit_code, _redact(output, secrets))
+
+    async def _wordpress_pod(self, namespace: str) -> Pod:
+        try:
+            pods = await self.kube.list_pods(namespace, WORDPRESS_SELECTOR)
+        except KubeApiError as error:
+            raise _cluster_error(error, f"finding the WordPress pod in {namespace}") from None
+        ready = sorted(
+            (p for p in pods if p.ready and p.phase == "Running" and not p.deleting),
+            key=lambda p: p.name,
+        )
+        if not ready:
+            raise TransientClusterError(f"no ready WordPress pod in {namespace}", 5)
+        return ready[0]
+
+    async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
+        async def delete_order(order_id: int) -> str | None:
+            result = await self.wp(
+                namespace,
+                ["wc", "shop_order", "delete", str(order_id), "--force=true",
+                 f"--user={self.admin_user}"],
+            )  # fmt: skip
+            return None if result.ok else result.stdout.strip()[:200]
+
+        return await verify_storefront(
+            url, delete_order, timeout=self.http_timeout, verify_tls=self.verify_tls
+        )
+
+    # -- deletion ----------------------------------------------------------------------------
+
+    async def delete_namespace(self, namespace: str, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        existing = await self._read_namespace(namespace)
+        if existing is None:
+            return
+        if existing.phase != "Terminating":
+            try:
+                await self.kube.delete_namespace(namespace)
+            except KubeApiError as error:
+                if error.status not in (404, 409):  # gone, or already being deleted
+                    raise _cluster_error(error, f"deleting namespace {namespace}") from None
+        while True:
+            try:
+                current = await self.kube.read_namespace(namespace)
+            except KubeApiError as error:
+                mapped = _cluster_error(error, f"waiting for namespace {namespace} to go")
+                if isinstance(mapped, PermanentClusterError) or loop.time() >= deadline:
+                    raise mapped from None
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if current is None:
+                return
+            if loop.time() >= deadline:
+                why = "; ".join(current.conditions) or "no reason given"
+                raise TransientClusterError(
+                    f"namespace {namespace} still {current.phase.lower()} after {timeout:g}s "
+                    f"({why})",
+                    10,
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _read_namespace(self, namespace: str) -> Namespace | None:
+        try:
+            return await self.kube.read_namespace(namespace)
+        except KubeApiError as error:
+            raise _cluster_error(error, f"reading namespace {namespace}") from None
+
+    async def _require_active_namespace(self, namespace: str) -> None:
+        found = await self._read_namespace(namespace)
+        if found is None or found.phase != "Active":
+            raise PermanentClusterError(f'namespaces "{namespace}" not found')
+
+
+def _cluster_error(error: KubeApiError, doing: str, secrets: Sequence[str] = ()) -> ClusterError:
+    """Transient for what may pass (no answer, conflicts, throttling, server errors),
+    permanent for what will not (bad requests, forbidden, not found, invalid)."""
+    message = _redact(f"{doing}: {error}", secrets)
+    status = error.status
+    if status == 0 or status in (408, 409, 429) or status >= 500:
+        delay = 5.0 if error.retry_after is None else max(1.0, error.retry_after)
+        return TransientClusterError(message, delay)
+    return PermanentClusterError(message)
+
+
+def _helm_error(verb: str, namespace: str, name: str, result: HelmResult) -> ClusterError:
+    """Transient when helm's words say it may pass (a lock held, a timeout, an unreachable
+    cluster), permanent otherwise (an invalid chart or values, a refused manifest)."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    reason = (lines[-1] if lines else f"exit code {result.returncode}").removeprefix("Error: ")
+    message = f"helm {verb} of {namespace}/{name} failed: {reason[:400]}"
+    if _HELM_TRANSIENT.search(result.stderr):
+        return TransientClusterError(message, 10)
+    return PermanentClusterError(message)
+
+
+def _pod_problems(pods: Sequence[Pod]) -> list[tuple[str, str]]:
+    """(reason, "pod x: container y waiting: Reason (message)") for every stuck container,
+    and (Unschedulable, ...) for a pod no node will take."""
+    problems: list[tuple[str, str]] = []
+    for pod in pods:
+        if pod.deleting:
+            continue
+        if pod.unschedulable:
+            problems.append(("Unschedulable", f"pod {pod.name} unschedulable: {pod.unschedulable}"))
+        for c in pod.containers:
+            if c.waiting_reason and c.waiting_reason not in (
+                "ContainerCreating",
+                "PodInitializing",
+            ):
+                detail = f" ({c.waiting_message[:200]})" if c.waiting_message else ""
+                problems.append(
+                    (c.waiting_reason, f"pod {pod.name}: container {c.name} waiting: "
+                     f"{c.waiting_reason}{detail}")
+                )  # fmt: skip
+    return problems
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _seconds(timeout: float) -> str:
+    return f"{max(1, round(timeout))}s"
+
+
+def _parse_json(text: str, what: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise PermanentClusterError(f"{what} printed something that is not JSON") from None
+    return parsed if isinstance(parsed, dict) else {}
+
+
+@contextlib.contextmanager
+def _values_file(values: Mapping[str, Any]) -> Iterator[Path]:
+    """The release's values in a file only we can read (0600), removed afterwards. JSON is
+    YAML; unescaped, because helm's YAML parser refuses the surrogate pairs JSON escapes
+    emoji to."""
+    fd, name = tempfile.mkstemp(prefix="woostore-values-", suffix=".json")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(dict(values), file, ensure_ascii=False)
+        yield Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def connect_kubernetes(settings: Settings) -> KubernetesCluster:
+    """The driver the settings describe; exits with a readable message when the kubeconfig
+    or the helm binary is missing, rather than failing on the first store."""
+    if settings.kubeconfig is None:
+        raise SystemExit(
+            "WOOSTORE_CLUSTER=kubernetes needs WOOSTORE_KUBECONFIG, the path of a kubeconfig file"
+        )
+    path = settings.kubeconfig.expanduser().resolve()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise SystemExit(f"WOOSTORE_KUBECONFIG={path}: there is no readable file there")
+    if shutil.which(settings.helm_binary) is None:
+        raise SystemExit(
+            f"WOOSTORE_HELM_BINARY={settings.helm_binary}: no such program (make tools installs "
+            "helm into .tools/bin)"
+        )
+    try:
+        kube = ClientKubeApi(path)
+    except Exception as error:  # the loader raises its own, yaml's and OS errors alike
+        raise SystemExit(f"WOOSTORE_KUBECONFIG={path} could not be loaded: {error}") from None
+    return KubernetesCluster(
+        kube, SubprocessHelmRunner(), kubeconfig=path, helm_binary=settings.helm_binary
+    )

@@ -1,0 +1,204 @@
+"""A loopback HTTP server answering the few Kubernetes REST paths ``ClientKubeApi`` calls,
+with the JSON shapes the API server sends, so the real official client can be exercised
+end to end (its own HTTP, its own deserialisation) without a cluster."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+TIME = "2026-11-01T10:00:00Z"
+
+
+def status(code: int, reason: str, message: str) -> JSONResponse:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return JSONResponse(body, code)
+
+
+@dataclass
+class FakeApiServer:
+    namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # method, path, query parameters
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    throttle: int = 0  # the next requests answered 429 with Retry-After
+    retry_after: str = "2"
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/api/v1/namespaces", self.namespaces_route, methods=["GET", "POST"]),
+                Route("/api/v1/namespaces/{name}", self.namespace, methods=["GET", "DELETE"]),
+                Route("/api/v1/namespaces/{ns}/secrets", self.create_secret, methods=["POST"]),
+                Route("/api/v1/namespaces/{ns}/secrets/{name}", self.read_secret),
+                Route("/apis/apps/v1/namespaces/{ns}/deployments", self.deployments),
+                Route("/apis/apps/v1/namespaces/{ns}/statefulsets", self.statefulsets),
+                Route("/api/v1/namespaces/{ns}/pods", self.pods),
+            ]
+        )
+
+    def _seen(self, request: Request) -> Response | None:
+        self.requests.append((request.method, request.url.path, dict(request.query_params)))
+        if self.throttle:
+            self.throttle -= 1
+            response = status(429, "TooManyRequests", "the server has received too many requests")
+            response.headers["Retry-After"] = self.retry_after
+            return response
+        return None
+
+    def _namespace_json(self, name: str) -> dict[str, Any]:
+        ns = self.namespaces[name]
+        body: dict[str, Any] = {
+            "kind": "Namespace", "apiVersion": "v1",
+            "metadata": {"name": name, "labels": ns["labels"], "creationTimestamp": TIME},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": ns["phase"]},
+        }  # fmt: skip
+        if ns["phase"] == "Terminating":
+            body["status"]["conditions"] = [
+                {"type": "NamespaceFinalizersRemaining", "status": "True",
+                 "reason": "SomeFinalizersRemain", "lastTransitionTime": TIME,
+                 "message": "Some content in the namespace has finalizers remaining: "
+                            "kubernetes.io/pvc-protection in 1 resource instances"},
+                {"type": "NamespaceDeletionDiscoveryFailure", "status": "False",
+                 "reason": "ResourcesDiscovered", "lastTransitionTime": TIME,
+                 "message": "All resources successfully discovered"},
+            ]  # fmt: skip
+        return body
+
+    async def namespaces_route(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        if request.method == "POST":
+            body = await request.json()
+            name = body["metadata"]["name"]
+            if name in self.namespaces:
+                return status(409, "AlreadyExists", f'namespaces "{name}" already exists')
+            labels = body["metadata"].get("labels") or {}
+            self.namespaces[name] = {"labels": labels, "phase": "Active"}
+            return JSONResponse(self._namespace_json(name), 201)
+        selector = request.query_params.get("labelSelector", "")
+        terms = [t.partition("=") for t in selector.split(",") if t]
+        items = [
+            self._namespace_json(name)
+            for name, ns in self.namespaces.items()
+            if all(k in ns["labels"] and (not v or ns["labels"][k] == v) for k, _, v in terms)
+        ]
+        return JSONResponse(
+            {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {}, "items": items}
+        )
+
+    async def namespace(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        name = request.path_params["name"]
+        if name not in self.namespaces:
+            return status(404, "NotFound", f'namespaces "{name}" not found')
+        if request.method == "DELETE":
+            self.namespaces[name]["phase"] = "Terminating"
+        return JSONResponse(self._namespace_json(name))
+
+    async def create_secret(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        ns = request.path_params["ns"]
+        body = await request.json()
+        name = body["metadata"]["name"]
+        if (ns, name) in self.secrets:
+            return status(409, "AlreadyExists", f'secrets "{name}" already exists')
+        self.secrets[(ns, name)] = body
+        return JSONResponse({**body, "kind": "Secret", "apiVersion": "v1"}, 201)
+
+    async def read_secret(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        key = (request.path_params["ns"], request.path_params["name"])
+        if key not in self.secrets:
+            return status(404, "NotFound", f'secrets "{key[1]}" not found')
+        data = {
+            k: base64.b64encode(v.encode()).decode()
+            for k, v in self.secrets[key]["stringData"].items()
+        }
+        return JSONResponse(
+            {
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "metadata": {"name": key[1]},
+                "type": "Opaque",
+                "data": data,
+            }
+        )
+
+    async def deployments(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        item = {
+            "metadata": {"name": "store-wordpress", "generation": 2},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "wp"}},
+                     "template": {"metadata": {}, "spec": {"containers": []}}},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 0,
+                       "conditions": [
+                           {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                            "message": 'pods "store-wordpress-x" is forbidden: exceeded quota: '
+                                       "store-quota"}]},
+        }  # fmt: skip
+        return JSONResponse(
+            {"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {}, "items": [item]}
+        )
+
+    async def statefulsets(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        item = {
+            "metadata": {"name": "store-mariadb", "generation": 1},
+            "spec": {"replicas": 1, "serviceName": "store-mariadb",
+                     "selector": {"matchLabels": {"app": "db"}},
+                     "template": {"metadata": {}, "spec": {"containers": []}}},
+            "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+                       "updatedReplicas": 1},
+        }  # fmt: skip
+        return JSONResponse(
+            {"kind": "StatefulSetList", "apiVersion": "apps/v1", "metadata": {}, "items": [item]}
+        )
+
+    async def pods(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        waiting = {
+            "waiting": {
+                "reason": "ImagePullBackOff",
+                "message": 'Back-off pulling image "ghcr.io/woostore/wp:bad"',
+            }
+        }
+        item = {
+            "metadata": {"name": "store-wordpress-x", "labels": {"component": "wordpress"}},
+            "spec": {"containers": [{"name": "wordpress", "image": "ghcr.io/woostore/wp:bad"}]},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+                ],
+                "containerStatuses": [
+                    {"name": "wordpress", "ready": False, "restartCount": 0,
+                     "image": "ghcr.io/woostore/wp:bad", "imageID": "", "state": waiting},
+                ],
+            },
+        }  # fmt: skip
+        return JSONResponse(
+            {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [item]}
+        )

@@ -1,0 +1,359 @@
+"""Every helm command the Kubernetes driver runs: its exact argv, the Helm 4 flags, the
+timeouts, the values file, recovery of releases a crash left pending, and how helm's
+failures are mapped. Secrets appear in no argv and no message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.fakes import FakeHelm, FakeKube
+from tests.cluster.support import CHART, LOCAL_PROFILE, release_for
+from woostore_cluster import MANAGED_BY, PermanentClusterError, TransientClusterError
+from woostore_cluster.helm import HelmResult
+from woostore_cluster.kubeapi import Pod
+from woostore_cluster.kubernetes import KubernetesCluster
+from woostore_shared.secrets import generate_password
+
+NS = "store-acme-1a2b3c"
+GRACE = 30.0  # the driver's helm_grace: helm is stopped this long after its own --timeout
+
+
+@pytest.fixture
+async def namespace(driver: KubernetesCluster) -> str:
+    await driver.ensure_namespace(NS, {MANAGED_BY[0]: MANAGED_BY[1]})
+    return NS
+
+
+def status_argv(kubeconfig: Path) -> list[str]:
+    return ["helm", "status", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+            "-o", "json"]  # fmt: skip
+
+
+def history_argv(kubeconfig: Path) -> list[str]:
+    return ["helm", "history", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+            "-o", "json"]  # fmt: skip
+
+
+def uninstall_argv(kubeconfig: Path, timeout: str) -> list[str]:
+    return ["helm", "uninstall", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+            "--wait=watcher", "--timeout", timeout, "--ignore-not-found"]  # fmt: skip
+
+
+def upgrade_argv(kubeconfig: Path, values: str, *profiles: Path) -> list[str]:
+    return [
+        "helm", "upgrade", "--install", "store", str(CHART),
+        "--namespace", NS, "--kubeconfig", str(kubeconfig),
+        *[arg for p in profiles for arg in ("--values", str(p))],
+        "--values", values,
+        "--rollback-on-failure", "--wait=watcher", "--timeout", "300s",
+    ]  # fmt: skip
+
+
+# -- install -----------------------------------------------------------------------------------
+
+
+async def test_a_fresh_install_checks_the_status_then_upgrades_with_the_helm4_flags(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
+) -> None:
+    await driver.install_release(release_for(NS), timeout=300)
+
+    status, upgrade = helm.calls
+    assert status == status_argv(kubeconfig)
+    (values,) = helm.values_seen
+    assert upgrade == upgrade_argv(kubeconfig, str(values.path))
+    assert helm.timeouts == [60 + GRACE, 300 + GRACE]
+    assert helm.status(NS) == "deployed"
+
+
+async def test_the_values_file_is_private_json_and_removed_afterwards(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    release = release_for(NS, name="Café ☕ Shop")
+
+    await driver.install_release(release, timeout=300)
+
+    (values,) = helm.values_seen
+    assert values.mode == 0o600
+    assert json.loads(values.text) == dict(release.values)
+    assert "☕" in values.text  # unescaped: helm's YAML parser refuses JSON surrogate pairs
+    assert not values.path.exists()
+
+
+async def test_the_values_file_is_removed_when_helm_fails(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.scripted["upgrade"] = [HelmResult(1, "", "Error: values don't meet the schema\n")]
+
+    with pytest.raises(PermanentClusterError):
+        await driver.install_release(release_for(NS), timeout=300)
+
+    (values,) = helm.values_seen
+    assert not values.path.exists()
+
+
+async def test_profiles_come_before_the_store_values_so_the_store_values_win(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
+) -> None:
+    await driver.install_release(release_for(NS, values_files=(LOCAL_PROFILE,)), timeout=300)
+
+    profile, values = helm.values_seen
+    assert profile.path == LOCAL_PROFILE
+    assert helm.calls[-1] == upgrade_argv(kubeconfig, str(values.path), LOCAL_PROFILE)
+
+
+async def test_the_timeout_is_given_to_helm_in_whole_seconds(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    await driver.install_release(release_for(NS), timeout=90.4)
+
+    upgrade = helm.calls[-1]
+    assert upgrade[upgrade.index("--timeout") + 1] == "90s"
+    assert helm.timeouts[-1] == 90.4 + GRACE
+
+
+async def test_install_into_a_missing_or_terminating_namespace_is_permanent(
+    driver: KubernetesCluster, helm: FakeHelm, kube: FakeKube
+) -> None:
+    with pytest.raises(PermanentClusterError, match="not found"):
+        await driver.install_release(release_for(NS), timeout=300)
+    await kube.create_namespace(NS, {})
+    await kube.delete_namespace(NS)
+    with pytest.raises(PermanentClusterError, match="not found"):
+        await driver.install_release(release_for(NS), timeout=300)
+    assert helm.calls == []
+
+
+async def test_installing_twice_upgrades_to_the_same_state(
+    driver: KubernetesCluster, helm: FakeHelm, kube: FakeKube, namespace: str
+) -> None:
+    await driver.install_release(release_for(NS), timeout=300)
+    workloads = list(kube.workloads[NS])
+
+    await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status", "upgrade", "status", "upgrade"]
+    assert helm.releases[(NS, "store")] == [(1, "superseded"), (2, "deployed")]
+    assert kube.workloads[NS] == workloads
+
+
+# -- recovering a release a crash left pending ---------------------------------------------
+
+
+async def test_pending_install_is_uninstalled_then_installed_afresh(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "pending-install")
+
+    await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status", "uninstall", "upgrade"]
+    assert helm.calls[1] == uninstall_argv(kubeconfig, "300s")
+    assert helm.releases[(NS, "store")] == [(1, "deployed")]
+
+
+@pytest.mark.parametrize("pending", ["pending-upgrade", "pending-rollback"])
+async def test_pending_upgrade_or_rollback_rolls_back_to_the_last_deployed_revision(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str, pending: str
+) -> None:
+    helm.set_release(NS, "store", "superseded", "deployed", "failed", pending)
+
+    await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status", "history", "rollback", "upgrade"]
+    assert helm.calls[1] == history_argv(kubeconfig)
+    assert helm.calls[2] == [
+        "helm", "rollback", "store", "2", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+        "--timeout", "300s",
+    ]  # fmt: skip
+    assert helm.status(NS) == "deployed"
+    assert not any(s.startswith("pending-") for _, s in helm.releases[(NS, "store")])
+
+
+async def test_pending_upgrade_with_nothing_good_to_return_to_starts_again(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "failed", "pending-upgrade")
+
+    await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status", "history", "uninstall", "upgrade"]
+    assert helm.releases[(NS, "store")] == [(1, "deployed")]
+
+
+async def test_a_failed_release_over_a_good_one_is_simply_upgraded(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "deployed", "failed")
+
+    await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status", "history", "upgrade"]
+
+
+async def test_a_deployed_release_needs_no_recovery(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "deployed")
+
+    await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status", "upgrade"]
+
+
+# -- uninstall -------------------------------------------------------------------------------
+
+
+async def test_uninstall_waits_and_tolerates_a_missing_release(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
+) -> None:
+    await driver.install_release(release_for(NS), timeout=300)
+
+    await driver.uninstall_release(NS, "store")
+    await driver.uninstall_release(NS, "store")
+
+    assert helm.calls[-2] == uninstall_argv(kubeconfig, "240s")
+    assert helm.calls[-1] == uninstall_argv(kubeconfig, "240s")
+    assert helm.status(NS) is None
+
+
+async def test_uninstall_tolerates_not_found_in_helms_words_too(
+    driver: KubernetesCluster, helm: FakeHelm
+) -> None:
+    helm.scripted["uninstall"] = [
+        HelmResult(1, "", "Error: uninstall: Release not loaded: store: release: not found\n")
+    ]
+
+    await driver.uninstall_release(NS, "store")
+
+
+# -- helm's failures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
+            TransientClusterError,
+        ),
+        (
+            "Error: release store failed, and has been uninstalled due to rollback-on-failure "
+            "being set: context deadline exceeded",
+            TransientClusterError,
+        ),
+        (
+            'Error: kubernetes cluster unreachable: Get "https://10.0.0.1:6443/version": '
+            "dial tcp 10.0.0.1:6443: connect: connection refused",
+            TransientClusterError,
+        ),
+        (
+            "Error: values don't meet the specifications of the schema(s) in the following "
+            "chart(s):\nstore:\n- at '': missing property 'host'",
+            PermanentClusterError,
+        ),
+        (
+            'Error: UPGRADE FAILED: failed to create resource: Ingress.networking.k8s.io "store" '
+            "is invalid: spec.rules[0].host: Invalid value",
+            PermanentClusterError,
+        ),
+        (
+            "Error: UPGRADE FAILED: exceeded quota: store-quota, requested: limits.memory=4Gi",
+            PermanentClusterError,
+        ),
+    ],
+)
+async def test_helm_failures_map_to_transient_or_permanent(
+    driver: KubernetesCluster,
+    helm: FakeHelm,
+    namespace: str,
+    stderr: str,
+    expected: type[Exception],
+) -> None:
+    helm.scripted["upgrade"] = [HelmResult(1, "", stderr + "\n")]
+
+    with pytest.raises(expected) as raised:
+        await driver.install_release(release_for(NS), timeout=300)
+
+    message = str(raised.value)
+    assert message.startswith(f"helm upgrade --install of {NS}/store failed: ")
+    assert "Error: " not in message
+    assert stderr.splitlines()[-1].removeprefix("Error: ") in message
+
+
+async def test_a_helm_timeout_with_a_pod_stuck_on_its_image_is_permanent(
+    driver: KubernetesCluster, helm: FakeHelm, kube: FakeKube, namespace: str
+) -> None:
+    """helm --wait only says "context deadline exceeded"; the pods say why."""
+    kube.roll_out(NS, ready=False, waiting="ImagePullBackOff")
+    pods_seen = asyncio.Event()
+    list_pods = kube.list_pods
+
+    async def watched_list_pods(namespace: str, label_selector: str = "") -> list[Pod]:
+        pods = await list_pods(namespace, label_selector)
+        pods_seen.set()
+        return pods
+
+    async def slow_upgrade(argv: Sequence[str], timeout: float) -> HelmResult:  # noqa: ASYNC109  (the HelmRunner signature)
+        if argv[1] == "upgrade":
+            await pods_seen.wait()  # helm waits; the driver's pod watcher looks meanwhile
+            return HelmResult(1, "", "Error: context deadline exceeded\n")
+        return await FakeHelm.run(helm, argv, timeout)
+
+    kube.list_pods = watched_list_pods  # type: ignore[method-assign]  # observed, not changed
+    helm.run = slow_upgrade  # type: ignore[method-assign]  # a helm that waits, then times out
+
+    with pytest.raises(PermanentClusterError, match="wordpress waiting: ImagePullBackOff"):
+        await driver.install_release(release_for(NS), timeout=300)
+
+
+async def test_a_status_that_fails_is_mapped_not_mistaken_for_no_release(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.scripted["status"] = [
+        HelmResult(1, "", "Error: kubernetes cluster unreachable: connection refused\n")
+    ]
+
+    with pytest.raises(TransientClusterError, match="helm status"):
+        await driver.install_release(release_for(NS), timeout=300)
+
+    assert helm.verbs() == ["status"]  # no install on a guess
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+async def test_no_secret_reaches_helm_or_an_error_message(
+    driver: KubernetesCluster, helm: FakeHelm, kube: FakeKube, namespace: str
+) -> None:
+    keys = ("db-password", "db-root-password", "admin-password")
+    passwords = {key: generate_password() for key in keys}
+    await driver.ensure_secret(NS, "store-credentials", passwords)
+    helm.scripted["upgrade"] = [HelmResult(1, "", "Error: context deadline exceeded\n")]
+    errors: list[str] = []
+
+    for attempt in range(2):
+        try:
+            await driver.install_release(release_for(NS), timeout=300)
+        except TransientClusterError as error:
+            errors.append(str(error))
+        assert attempt == 0 or helm.status(NS) == "deployed"
+    await driver.wait_for_rollout(NS, timeout=30)
+    secret = await driver.read_secret(NS, "store-credentials")
+    await driver.wp(
+        NS, ["core", "install", "--prompt=admin_password"], secret["admin-password"] + "\n"
+    )
+    await driver.uninstall_release(NS, "store")
+
+    assert errors
+    for password in passwords.values():
+        assert not any(password in arg for argv in helm.calls for arg in argv)
+        assert not any(password in seen.text for seen in helm.values_seen)
+        assert not any(password in arg for call in kube.exec_calls for arg in call.command)
+        assert not any(password in message for message in errors)
+    assert kube.exec_calls[-1].stdin == passwords["admin-password"] + "\n"

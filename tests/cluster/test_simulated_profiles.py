@@ -1,0 +1,41 @@
+"""The simulated cluster renders releases with their values profiles too, as the real
+driver installs them: profiles first, the store's own values last."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.support import HELM, LOCAL_PROFILE, release_for
+from woostore_cluster.simulated import SimulatedCluster
+
+NS = "store-acme-1a2b3c"
+
+
+def wordpress_deployment(cluster: SimulatedCluster) -> dict[str, Any]:
+    with closing(sqlite3.connect(cluster.state_file)) as db:
+        (body,) = db.execute(
+            "SELECT body FROM objects WHERE namespace=? AND kind='Deployment'", (NS,)
+        ).fetchone()
+    deployment: dict[str, Any] = json.loads(body)
+    return deployment
+
+
+async def test_a_profile_changes_what_is_rendered_and_the_store_values_still_win(
+    tmp_path: Path,
+) -> None:
+    cluster = SimulatedCluster(tmp_path / "sim", helm_binary=str(HELM), time_scale=0)
+    await cluster.ensure_namespace(NS, {})
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(LOCAL_PROFILE.read_text() + "storeName: from the profile\n")
+
+    await cluster.install_release(release_for(NS, values_files=(profile,)), timeout=30)
+
+    spec = wordpress_deployment(cluster)["spec"]
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["imagePullPolicy"] == "IfNotPresent"  # from the profile
+    assert env["WOOSTORE_STORE_NAME"] == "Acme Coffee"  # the store's own value wins
