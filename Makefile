@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 HELM := .tools/bin/helm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test check lint typecheck bench install tools chromium clean
+.PHONY: run test check lint typecheck bench install tools chromium clean cluster-up cluster-down
 
 run: install tools ## start the platform (Ctrl-C stops it)
 	$(UV) run --frozen woostore-run
@@ -45,3 +45,9 @@ clean:
 
 bench: install tools ## measure the platform's own overhead; writes docs/benchmarks.md
 	$(UV) run --frozen python bench/provisioning.py
+
+cluster-up: tools ## WooStore on a local kind cluster (needs docker, kind, kubectl)
+	deploy/kind/cluster-up.sh
+
+cluster-down: ## delete the local kind cluster
+	kind delete cluster --name $${CLUSTER_NAME:-woostore}

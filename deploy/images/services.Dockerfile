@@ -29,7 +29,9 @@ FROM build AS build-notifier
 RUN uv sync --frozen --no-dev --no-editable --package woostore-notifier
 
 FROM ${PYTHON} AS runtime
-RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin woostore
+# /data: the simulated cluster's state (WOOSTORE_DATA_DIR), writable by the service user.
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin woostore \
+    && mkdir /data && chown woostore /data
 WORKDIR /app
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 WOOSTORE_LOG_FORMAT=json \
     WOOSTORE_API_HOST=0.0.0.0 WOOSTORE_NOTIFIER_HOST=0.0.0.0 WOOSTORE_OPS_HOST=0.0.0.0
@@ -50,6 +52,8 @@ CMD ["woostore-provisioner"]
 
 FROM runtime AS reaper
 COPY --from=build-reaper /app/.venv /app/.venv
+# The Kubernetes driver checks helm at start: the reaper removes orphaned stores through it.
+COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
 ENV WOOSTORE_OPS_PORT=9000
 EXPOSE 9000
 CMD ["woostore-reaper"]

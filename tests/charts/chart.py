@@ -1,5 +1,5 @@
-"""Shared helpers of the helm/store chart tests: running the real helm v4, rendering, and
-reading the rendered manifests."""
+"""Shared helpers of the chart tests (helm/store and helm/platform): running the real helm
+v4, rendering, and reading the rendered manifests and the values schemas."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "store"
+PLATFORM_CHART = REPO / "helm" / "platform"
 HELM = REPO / ".tools" / "bin" / "helm"
 INSTALLER = REPO / "deploy" / "tools" / "install_helm.py"
 
@@ -34,7 +35,8 @@ PROFILES: dict[str, list[str]] = {
     "prod": ["--values", str(CHART / "values-prod.yaml")],
 }
 
-WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+# Kinds whose pods come from spec.template.
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 HELM_TEST_HOOK = "test"
 
 
@@ -71,6 +73,14 @@ def template_args(
     ]
 
 
+def template_output(env: dict[str, str], args: list[str]) -> str:
+    """stdout of `helm <args>` (a template command), which must succeed without warnings."""
+    proc = run_helm(args, env)
+    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
+    assert not proc.stderr.strip(), f"helm template warned:\n{proc.stderr}"
+    return proc.stdout
+
+
 def render_text(
     env: dict[str, str],
     *extra: str,
@@ -78,10 +88,9 @@ def render_text(
     host: str | None = HOST,
     namespace: str = NAMESPACE,
 ) -> str:
-    proc = run_helm(template_args(*extra, store_id=store_id, host=host, namespace=namespace), env)
-    assert proc.returncode == 0, f"helm template failed:\n{proc.stderr}"
-    assert not proc.stderr.strip(), f"helm template warned:\n{proc.stderr}"
-    return proc.stdout
+    return template_output(
+        env, template_args(*extra, store_id=store_id, host=host, namespace=namespace)
+    )
 
 
 def parse_manifests(text: str) -> list[Manifest]:
@@ -118,8 +127,8 @@ def is_helm_test(doc: Manifest) -> bool:
 
 
 def pods(docs: list[Manifest]) -> list[tuple[str, Manifest, Manifest]]:
-    """Every pod the chart makes: (where, pod metadata, pod spec), for the workloads' pod
-    templates and for bare Pods (the helm test)."""
+    """Every pod the chart makes: (where, pod metadata, pod spec), for the workloads' (and
+    Jobs') pod templates and for bare Pods (the helm test)."""
     found: list[tuple[str, Manifest, Manifest]] = []
     for d in docs:
         where = f"{d['kind']}/{d['metadata']['name']}"
@@ -158,3 +167,47 @@ def quantity(value: str | int | float) -> Decimal:
     match = _QUANTITY.match(str(value))
     assert match, f"not a quantity: {value!r}"
     return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
+
+
+# --------------------------------------------------------------------------
+# values.schema.json
+# --------------------------------------------------------------------------
+
+
+def schema_nodes(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every (sub)schema of a values.schema.json that describes a values key or a $def."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if not isinstance(node, dict):
+        return found
+    for key, child in (node.get("properties") or {}).items():
+        found.append((f"{path}.{key}", child))
+        found += schema_nodes(child, f"{path}.{key}")
+    for key, child in (node.get("$defs") or {}).items():
+        found.append((f"$defs.{key}", child))
+        found += schema_nodes(child, f"$defs.{key}")
+    return found
+
+
+def undescribed_keys(
+    value: Any, node: dict[str, Any], defs: dict[str, Any], path: str
+) -> list[str]:
+    """Keys of a values file the schema does not name explicitly (or via a map schema). An
+    object schema with neither properties nor additionalProperties is free-form on purpose
+    (values handed on to another chart, whose own schema checks them)."""
+    if "$ref" in node:
+        node = {**defs[node["$ref"].removeprefix("#/$defs/")], **node}
+    if not isinstance(value, dict):
+        return []
+    if "properties" not in node and "additionalProperties" not in node:
+        return []
+    missing: list[str] = []
+    for key, child in value.items():
+        if key in (node.get("properties") or {}):
+            child_node = node["properties"][key]
+        elif isinstance(node.get("additionalProperties"), dict):
+            child_node = node["additionalProperties"]
+        else:
+            missing.append(f"{path}.{key}")
+            continue
+        missing += undescribed_keys(child, child_node, defs, f"{path}.{key}")
+    return missing

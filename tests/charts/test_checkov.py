@@ -14,27 +14,28 @@ Three checkov runs, started together once per module (each takes several seconds
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.charts.chart import CHART, HELM, PROFILES, RELEASE, REPO, render_text
+from tests.charts.chart import CHART, PROFILES, RELEASE, REPO, render_text
+from tests.charts.checkov_runs import (
+    CheckovRun,
+    checkov_env,
+    findings,
+    finish,
+    resource_of,
+    start_checkov,
+    stop,
+    waived_checks,
+    waiver_reasons,
+)
 
-CHECKOV = Path(sys.executable).parent / "checkov"
 CONFIG = CHART / ".checkov.yaml"
 # The gate renders into this namespace (the chart refuses "default").
 SCAN_NAMESPACE = "store-checkov-scan"
-CHECKOV_TIMEOUT = 300
 
 WORDPRESS = ("Deployment", f"{RELEASE}-wordpress")
 MARIADB = ("StatefulSet", f"{RELEASE}-mariadb")
@@ -52,76 +53,15 @@ WAIVER_SCOPE: dict[str, set[tuple[str, str]]] = {
 # .checkov.yaml (that would cover every profile): the laptop profile is not under the gate.
 LOCAL_PROFILE_FINDINGS = {("CKV_K8S_15", resource) for resource in (WORDPRESS, MARIADB, HELM_TEST)}
 
-Finding = tuple[str, tuple[str, str]]  # (check id, (kind, name))
-
-
-@dataclass
-class CheckovRun:
-    returncode: int
-    reports: list[dict[str, Any]]
-    stderr: str
-
-    def checks(self, outcome: str) -> list[dict[str, Any]]:
-        return [c for r in self.reports for c in r.get("results", {}).get(f"{outcome}_checks", [])]
-
-    def summary(self, key: str) -> int:
-        return sum(int(r.get("summary", {}).get(key, 0)) for r in self.reports)
-
-
-def resource_of(check: dict[str, Any]) -> tuple[str, str, str]:
-    """(kind, namespace, name) of a check result's "Kind.namespace.name[.labels]" id."""
-    kind, namespace, rest = check["resource"].split(".", 2)
-    return kind, namespace, rest.split(".", 1)[0]
-
-
-def findings(checks: list[dict[str, Any]]) -> set[Finding]:
-    found = set()
-    for c in checks:
-        kind, _, name = resource_of(c)
-        found.add((c["check_id"], (kind, name)))
-    return found
-
-
-def start_checkov(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(CHECKOV), *args, "--output", "json"],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(proc: subprocess.Popen[str]) -> CheckovRun:
-    try:
-        stdout, stderr = proc.communicate(timeout=CHECKOV_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"checkov did not finish within {CHECKOV_TIMEOUT}s")
-    assert stdout.strip(), f"checkov printed no report (exit {proc.returncode}):\n{stderr}"
-    parsed = json.loads(stdout)
-    reports = parsed if isinstance(parsed, list) else [parsed]
-    return CheckovRun(proc.returncode, reports, stderr)
-
 
 @pytest.fixture(scope="module")
 def checkov_runs(
     helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, CheckovRun]]:
-    assert CHECKOV.is_file(), f"checkov is not installed in the project venv ({CHECKOV})"
     base = tmp_path_factory.mktemp("checkov")
     home = base / "home"
     home.mkdir()
-    env = {
-        **helm_env,
-        "PATH": f"{HELM.parent}{os.pathsep}{helm_env.get('PATH', '')}",
-        "HELM_NAMESPACE": SCAN_NAMESPACE,
-        # No ~/.checkov.yaml of whoever runs the tests can change the outcome.
-        "HOME": str(home),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = checkov_env(helm_env, home, SCAN_NAMESPACE)
 
     rendered = base / "rendered"
     rendered.mkdir()
@@ -150,16 +90,7 @@ def checkov_runs(
     try:
         yield {name: finish(proc) for name, proc in procs.items()}
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-
-
-def waived_checks() -> list[str]:
-    config = yaml.safe_load(CONFIG.read_text())
-    skipped: list[str] = config["skip-check"]
-    return skipped
+        stop(procs)
 
 
 # --------------------------------------------------------------------------
@@ -168,13 +99,9 @@ def waived_checks() -> list[str]:
 
 
 def test_every_waiver_says_why_in_one_line() -> None:
-    waived = waived_checks()
+    waived = waived_checks(CONFIG)
     assert waived, "no waivers: then drop skip-check from .checkov.yaml and this test"
-    reasons = {}
-    for line in CONFIG.read_text().splitlines():
-        match = re.match(r"^\s+-\s+(CKV2?_K8S_\d+)\s+#\s*(\S.*)$", line)
-        if match:
-            reasons[match.group(1)] = match.group(2)
+    reasons = waiver_reasons(CONFIG)
     assert sorted(reasons) == sorted(waived), "each skip-check entry needs a # reason"
     for check, reason in reasons.items():
         assert len(reason) >= 40, f"{check}: the reason is too short to say why: {reason!r}"
@@ -182,7 +109,7 @@ def test_every_waiver_says_why_in_one_line() -> None:
 
 
 def test_waiver_scopes_here_match_the_waiver_file() -> None:
-    assert set(waived_checks()) == set(WAIVER_SCOPE)
+    assert set(waived_checks(CONFIG)) == set(WAIVER_SCOPE)
 
 
 def test_the_gate_renders_with_the_config_values() -> None:

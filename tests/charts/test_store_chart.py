@@ -31,6 +31,8 @@ from tests.charts.chart import (
     pod_specs,
     render,
     run_helm,
+    schema_nodes,
+    undescribed_keys,
 )
 
 CREDENTIAL_KEYS = {"db-password", "db-root-password", "admin-password"}
@@ -343,7 +345,7 @@ def test_expected_users_and_read_only_root(default_docs: list[Manifest]) -> None
     assert db["securityContext"]["runAsUser"] == 999
     assert wp["securityContext"]["readOnlyRootFilesystem"] is True
     assert db["securityContext"]["readOnlyRootFilesystem"] is True
-    assert wp["image"] == "ghcr.io/woostore/wordpress-woocommerce:6.8-wc9.9"
+    assert wp["image"] == "ghcr.io/woostore/wordpress-woocommerce:7.1.2-wc11.2.0"
     assert db["image"].startswith("mariadb:")
     for spec in (deploy["spec"]["template"]["spec"], sts["spec"]["template"]["spec"]):
         assert spec["automountServiceAccountToken"] is False
@@ -445,25 +447,11 @@ def test_images_are_pulled_always_except_in_the_local_profile(
                 assert c["imagePullPolicy"] == expected, f"{name}: {where}"
 
 
-def _schema_nodes(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every (sub)schema of values.schema.json that describes a values key or a $def."""
-    found: list[tuple[str, dict[str, Any]]] = []
-    if not isinstance(node, dict):
-        return found
-    for key, child in (node.get("properties") or {}).items():
-        found.append((f"{path}.{key}", child))
-        found += _schema_nodes(child, f"{path}.{key}")
-    for key, child in (node.get("$defs") or {}).items():
-        found.append((f"$defs.{key}", child))
-        found += _schema_nodes(child, f"$defs.{key}")
-    return found
-
-
 def test_schema_describes_every_key_and_rejects_unknown_ones() -> None:
     schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
     assert schema["$schema"].endswith("2020-12/schema")
     defs: dict[str, Any] = schema["$defs"]
-    nodes = _schema_nodes(schema, "values")
+    nodes = schema_nodes(schema, "values")
     assert len(nodes) > 50
     undescribed = []
     for where, node in nodes:
@@ -478,34 +466,13 @@ def test_schema_describes_every_key_and_rejects_unknown_ones() -> None:
     assert schema["additionalProperties"] is False
 
 
-def _undescribed_keys(
-    value: Any, node: dict[str, Any], defs: dict[str, Any], path: str
-) -> list[str]:
-    """Keys of a values file the schema does not name explicitly (or via a map schema)."""
-    if "$ref" in node:
-        node = {**defs[node["$ref"].removeprefix("#/$defs/")], **node}
-    if not isinstance(value, dict):
-        return []
-    missing: list[str] = []
-    for key, child in value.items():
-        if key in (node.get("properties") or {}):
-            child_node = node["properties"][key]
-        elif isinstance(node.get("additionalProperties"), dict):
-            child_node = node["additionalProperties"]
-        else:
-            missing.append(f"{path}.{key}")
-            continue
-        missing += _undescribed_keys(child, child_node, defs, f"{path}.{key}")
-    return missing
-
-
 @pytest.mark.parametrize("values_file", ["values.yaml", "values-local.yaml", "values-prod.yaml"])
 def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> None:
     schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / values_file).read_text())
     assert isinstance(values, dict)
     assert values
-    assert not _undescribed_keys(values, schema, schema["$defs"], "values")
+    assert not undescribed_keys(values, schema, schema["$defs"], "values")
 
 
 def test_a_profile_with_an_unknown_key_is_rejected(

@@ -1,0 +1,42 @@
+<?php
+/**
+ * WordPress configuration of a WooStore shop, read from the environment helm/store sets.
+ * Holds no secret itself: the database password comes from WORDPRESS_DB_PASSWORD (a
+ * Secret), the keys and salts from a file the entrypoint writes into the store's volume.
+ */
+
+define( 'DB_NAME', getenv( 'WORDPRESS_DB_NAME' ) ?: 'wordpress' );
+define( 'DB_USER', getenv( 'WORDPRESS_DB_USER' ) ?: 'wordpress' );
+define( 'DB_PASSWORD', getenv( 'WORDPRESS_DB_PASSWORD' ) ?: '' );
+define( 'DB_HOST', getenv( 'WORDPRESS_DB_HOST' ) ?: 'mariadb:3306' );
+define( 'DB_CHARSET', 'utf8mb4' );
+define( 'DB_COLLATE', '' );
+$table_prefix = 'wp_';
+
+// Keys and salts of this store: random, made on its first start (woostore-entrypoint).
+require __DIR__ . '/wp-content/woostore-salts.php';
+
+// The public URL, whatever Host header a request (or WP-CLI, which has none) carries.
+$woostore_site_url = getenv( 'WOOSTORE_SITE_URL' );
+if ( $woostore_site_url ) {
+	define( 'WP_HOME', $woostore_site_url );
+	define( 'WP_SITEURL', $woostore_site_url );
+}
+
+// TLS ends at the ingress controller, the only client the store's NetworkPolicy admits.
+if ( isset( $_SERVER['HTTP_X_FORWARDED_PROTO'] ) && 'https' === $_SERVER['HTTP_X_FORWARDED_PROTO'] ) {
+	$_SERVER['HTTPS'] = 'on';
+}
+
+// Core and plugins come from the image: no installs or updates from the admin screens.
+define( 'DISALLOW_FILE_MODS', true );
+define( 'AUTOMATIC_UPDATER_DISABLED', true );
+// Store pods have no egress: fail outgoing HTTP at once instead of waiting for timeouts.
+define( 'WP_HTTP_BLOCK_EXTERNAL', true );
+
+define( 'WP_DEBUG', false );
+
+if ( ! defined( 'ABSPATH' ) ) {
+	define( 'ABSPATH', __DIR__ . '/' );
+}
+require_once ABSPATH . 'wp-settings.php';

@@ -1,0 +1,162 @@
+{{/*
+Base name of every resource. Truncated to 40 characters so "<fullname>-provisioner" and
+"<fullname>-postgresql" stay within the 52-character StatefulSet/Service name limits.
+*/}}
+{{- define "platform.fullname" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "platform.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels carried by every resource. */}}
+{{- define "platform.labels" -}}
+helm.sh/chart: {{ include "platform.chart" . }}
+app.kubernetes.io/name: woostore
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: woostore
+{{- end -}}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "api"). */}}
+{{- define "platform.selectorLabels" -}}
+app.kubernetes.io/name: woostore
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Full label set of one component; call like platform.selectorLabels. */}}
+{{- define "platform.componentLabels" -}}
+{{ include "platform.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/*
+Labels that never change between chart versions, for StatefulSet volumeClaimTemplates
+(immutable). Call like platform.selectorLabels.
+*/}}
+{{- define "platform.stableLabels" -}}
+{{ include "platform.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: woostore
+{{- end -}}
+
+{{/* "repository:tag", or "repository:tag@digest" when a digest pins the image. */}}
+{{- define "platform.image" -}}
+{{- if .digest -}}
+{{- printf "%s:%s@%s" .repository .tag .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository .tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The image of one service: one repository, the tag "<service>-<tag>" (the services
+Dockerfile's target). Call with (dict "ctx" $ "service" "api").
+*/}}
+{{- define "platform.serviceImage" -}}
+{{- $image := .ctx.Values.image -}}
+{{- $tag := printf "%s-%s" .service ($image.tag | default .ctx.Chart.AppVersion) -}}
+{{- include "platform.image" (dict "repository" $image.repository "tag" $tag "digest" (get $image.digests .service)) -}}
+{{- end -}}
+
+{{- define "platform.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "platform.fullname" .)) -}}
+{{- end -}}
+
+{{- define "platform.serviceAccountName" -}}
+{{- printf "%s-%s" (include "platform.fullname" .ctx) .component -}}
+{{- end -}}
+
+{{- define "platform.scheme" -}}
+{{- ternary "https" "http" .Values.ingress.tls.enabled -}}
+{{- end -}}
+
+{{- define "platform.tlsSecretName" -}}
+{{- .Values.ingress.tls.secretName | default (printf "%s-tls" (include "platform.fullname" .)) -}}
+{{- end -}}
+
+{{- define "platform.natsUrl" -}}
+{{- if .Values.nats.enabled -}}
+{{- printf "nats://%s-nats.%s.svc:4222" (include "platform.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- required "nats.url is required when nats.enabled is false" .Values.nats.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod securityContext; pass the uid. Every pod runs as a fixed non-root uid with the
+runtime's default seccomp profile; fsGroup makes volumes writable by that uid.
+*/}}
+{{- define "platform.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+fsGroup: {{ .uid }}
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container securityContext shared by every container; pass the uid. */}}
+{{- define "platform.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .uid }}
+runAsGroup: {{ .uid }}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* An env entry read from the platform Secret; pass (dict "ctx" $ "name" ... "key" ...). */}}
+{{- define "platform.secretEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "platform.secretName" .ctx }}
+      key: {{ .key }}
+{{- end -}}
+
+{{/*
+Settings every service reads (shared/woostore_shared/settings.py). Secrets come from the
+Secret, never as literal values. Call with the root context.
+*/}}
+{{- define "platform.env" -}}
+{{- $v := .Values -}}
+- name: WOOSTORE_NATS_URL
+  value: {{ include "platform.natsUrl" . | quote }}
+{{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_DATABASE_URL" "key" "database-url") }}
+{{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_ADMIN_TOKEN" "key" "admin-token") }}
+{{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_SECRET_KEY" "key" "secret-key") }}
+# Explicit, the same in every service (the api reports whether stores are simulated).
+- name: WOOSTORE_CLUSTER
+  value: {{ $v.cluster.mode | quote }}
+- name: WOOSTORE_BASE_DOMAIN
+  value: {{ $v.stores.baseDomain | quote }}
+- name: WOOSTORE_MAX_STORES_IN_FLIGHT
+  value: {{ $v.settings.maxStoresInFlight | quote }}
+- name: WOOSTORE_PROVISION_DEADLINE_SECONDS
+  value: {{ $v.settings.provisionDeadlineSeconds | quote }}
+- name: WOOSTORE_REAPER_INTERVAL_SECONDS
+  value: {{ $v.settings.reaperIntervalSeconds | quote }}
+- name: WOOSTORE_ACK_WAIT_SECONDS
+  value: {{ $v.settings.ackWaitSeconds | quote }}
+- name: WOOSTORE_LOG_LEVEL
+  value: {{ $v.settings.logLevel | quote }}
+- name: WOOSTORE_LOG_FORMAT
+  value: json
+{{- if $v.ingress.enabled }}
+# Browsers reach the event stream and the dashboard through the Ingress, on one origin.
+- name: WOOSTORE_PUBLIC_EVENTS_URL
+  value: {{ printf "%s://%s/api/v1/events" (include "platform.scheme" .) $v.ingress.host | quote }}
+- name: WOOSTORE_DASHBOARD_ORIGIN
+  value: {{ printf "%s://%s" (include "platform.scheme" .) $v.ingress.host | quote }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,1375 @@
+"""Tests of helm/platform (the WooStore platform on Kubernetes) and of what deploys it: the
+kind cluster script, the WordPress image's agreement with helm/store, and docker-compose.
+
+The chart is rendered with the real helm v4 (fixtures in conftest.py, helpers in chart.py),
+validated against Kubernetes' own schemas (kubernetes-validate) and checked by checkov with
+its waivers in helm/platform/.checkov.yaml. Nothing here needs Docker or a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.charts.chart import (
+    CHART,
+    PLATFORM_CHART,
+    REPO,
+    TARGET_K8S_VERSIONS,
+    Manifest,
+    by_kind,
+    is_helm_test,
+    one,
+    parse_manifests,
+    pods,
+    render,
+    run_helm,
+    schema_nodes,
+    template_output,
+    undescribed_keys,
+)
+from tests.charts.checkov_runs import (
+    CheckovRun,
+    checkov_env,
+    findings,
+    finish,
+    resource_of,
+    start_checkov,
+    stop,
+    waived_checks,
+    waiver_reasons,
+)
+from woostore_shared.settings import Settings
+
+RELEASE = "woostore"
+NAMESPACE = "woostore"
+SERVICES = ("api", "notifier", "provisioner", "reaper")
+PORTS = {"api": 8000, "notifier": 8001, "provisioner": 9000, "reaper": 9000}
+CLUSTER_SERVICES = ("provisioner", "reaper")  # the ones that reach the cluster
+SECRET = f"{RELEASE}-secrets"
+
+PROFILES: dict[str, list[str]] = {
+    "defaults": [],
+    "local": ["--values", str(PLATFORM_CHART / "values-local.yaml")],
+    "prod": ["--values", str(PLATFORM_CHART / "values-prod.yaml")],
+}
+
+
+def set_values(*assignments: str) -> list[str]:
+    """`helm --set` arguments, one per "key=value"."""
+    return [arg for assignment in assignments for arg in ("--set", assignment)]
+
+
+EXTERNAL_DEPS = set_values(
+    "nats.enabled=false",
+    "nats.url=nats://nats.nats.svc:4222",
+    "postgresql.enabled=false",
+    "secrets.existingSecret=mine",
+)
+# The shipped profiles, and the optional branches of the templates.
+VARIANTS: dict[str, list[str]] = {
+    **{f"profile-{name}": args for name, args in PROFILES.items()},
+    "simulated": set_values("cluster.mode=simulated"),
+    "ingress-nginx-tls": set_values(
+        "ingress.controller=ingress-nginx", "ingress.className=nginx", "ingress.tls.enabled=true"
+    ),
+    "f5-nginx": set_values("ingress.controller=nginx", "ingress.className=nginx"),
+    "external-deps": EXTERNAL_DEPS,
+    "bare": set_values(
+        "ingress.enabled=false",
+        "networkPolicy.enabled=false",
+        "podDisruptionBudget.enabled=false",
+        "helmTest.enabled=false",
+        "rbac.create=false",
+    ),
+    "digests-and-monitoring": set_values(
+        "image.digests.api=sha256:" + "a" * 64,
+        "nats.image.digest=sha256:" + "b" * 64,
+        "metrics.serviceMonitor.enabled=true",
+    ),
+}
+# Custom resources: not in Kubernetes' schemas (checked by shape in their own test).
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
+SENSITIVE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|DATABASE_URL")
+
+
+def render_platform(env: dict[str, str], *extra: str) -> list[Manifest]:
+    args = ["template", RELEASE, str(PLATFORM_CHART), "--namespace", NAMESPACE, *extra]
+    return parse_manifests(template_output(env, args))
+
+
+def template_fails(env: dict[str, str], *extra: str) -> str:
+    """stderr of a `helm template` that must fail."""
+    proc = run_helm(
+        ["template", RELEASE, str(PLATFORM_CHART), "--namespace", NAMESPACE, *extra], env
+    )
+    assert proc.returncode != 0, f"helm template {extra} should have failed"
+    return proc.stderr
+
+
+@pytest.fixture(scope="module")
+def variants(helm_env: dict[str, str]) -> dict[str, list[Manifest]]:
+    return {name: render_platform(helm_env, *args) for name, args in VARIANTS.items()}
+
+
+@pytest.fixture(scope="module")
+def default_docs(variants: dict[str, list[Manifest]]) -> list[Manifest]:
+    return variants["profile-defaults"]
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def deployment(docs: list[Manifest], service: str) -> Manifest:
+    return one(docs, "Deployment", f"{RELEASE}-{service}")
+
+
+def container(workload: Manifest) -> Manifest:
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    found: Manifest = c
+    return found
+
+
+def pod_labels(workload: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def mount_of(workload: Manifest, volume: str) -> Manifest:
+    """The mount of `volume` in the workload's only container."""
+    (mount,) = [m for m in container(workload)["volumeMounts"] if m["name"] == volume]
+    found: Manifest = mount
+    return found
+
+
+def env_of(c: Manifest) -> dict[str, Manifest]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def all_containers(docs: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
+    for where, _, spec in pods(docs):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            yield f"{where} container {c['name']}", c
+
+
+# --------------------------------------------------------------------------
+# lint, schema, values files
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_helm_lint_strict(helm_env: dict[str, str], profile_name: str) -> None:
+    proc = run_helm(
+        [
+            "lint",
+            "--strict",
+            str(PLATFORM_CHART),
+            "--namespace",
+            NAMESPACE,
+            *PROFILES[profile_name],
+        ],
+        helm_env,
+    )
+    assert proc.returncode == 0, f"helm lint --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "1 chart(s) linted, 0 chart(s) failed" in proc.stdout, proc.stdout
+    assert "[WARNING]" not in proc.stdout, proc.stdout
+    assert "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_profiles_are_files_next_to_values_yaml() -> None:
+    for name, args in PROFILES.items():
+        if args:
+            assert Path(args[-1]) == PLATFORM_CHART / f"values-{name}.yaml"
+            assert Path(args[-1]).is_file()
+
+
+def test_schema_describes_every_key_and_rejects_unknown_ones() -> None:
+    schema: dict[str, Any] = json.loads((PLATFORM_CHART / "values.schema.json").read_text())
+    assert schema["$schema"].endswith("2020-12/schema")
+    defs: dict[str, Any] = schema["$defs"]
+    nodes = schema_nodes(schema, "values")
+    assert len(nodes) > 60
+    undescribed = []
+    for where, node in nodes:
+        target = node
+        if "$ref" in node and "description" not in node:
+            target = defs[node["$ref"].removeprefix("#/$defs/")]
+        if not str(target.get("description", "")).strip():
+            undescribed.append(where)
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, f"{where}: must reject unknown keys"
+    assert not undescribed, f"keys without a description: {undescribed}"
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("values_file", ["values.yaml", "values-local.yaml", "values-prod.yaml"])
+def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> None:
+    schema: dict[str, Any] = json.loads((PLATFORM_CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((PLATFORM_CHART / values_file).read_text())
+    assert isinstance(values, dict)
+    assert values
+    assert not undescribed_keys(values, schema, schema["$defs"], "values")
+
+
+@pytest.mark.parametrize(
+    "bad_args",
+    [
+        ["--set-string", "unexpectedKey=1"],
+        ["--set-string", "api.unknown=1"],
+        ["--set-string", "ingress.events.unknown=1"],
+        ["--set-string", "image.tag=latest"],
+        ["--set-string", "nats.image.tag=latest"],
+        ["--set-string", "image.digests.api=sha256:short"],
+        ["--set-string", "image.digests.worker=sha256:" + "a" * 64],
+        ["--set-string", "ingress.controller=haproxy"],
+        ["--set-string", "ingress.host=not a host"],
+        ["--set-string", "cluster.mode=docker"],
+        ["--set", "provisioner.replicas=0"],
+        ["--set", "reaper.replicas=0"],
+        ["--set-string", "api.resources.limits.cpu=lots"],
+        ["--set", "nats.enabled=false"],
+        ["--set", "postgresql.enabled=false"],
+        ["--set-string", "secrets.existingSecret=mine"],
+        ["--set", "nats.enabled=false", "--set-string", "nats.url=nats://user:pass@nats:4222"],
+        [
+            "--set",
+            r"networkPolicy.ingressController.namespaceSelector.kubernetes\.io/metadata\.name=null",
+        ],
+        ["--set-json", 'stores.valuesFiles=["values-local.yaml"]'],
+        ["--set-string", "settings.logLevel=LOUD"],
+    ],
+    ids=[
+        "extra-key",
+        "nested-extra-key",
+        "events-extra-key",
+        "latest-tag",
+        "latest-dependency-tag",
+        "bad-digest",
+        "digest-of-no-service",
+        "unknown-controller",
+        "bad-host",
+        "unknown-cluster-mode",
+        "no-provisioner",
+        "no-reaper",
+        "bad-quantity",
+        "external-nats-without-url",
+        "external-postgresql-without-secret",
+        "own-secret-with-in-chart-postgresql",
+        "credentials-in-the-nats-url",
+        "ingress-controller-selector-matching-every-namespace",
+        "relative-store-values-file",
+        "unknown-log-level",
+    ],
+)
+def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:
+    stderr = template_fails(helm_env, *bad_args)
+    assert "don't meet the specifications of the schema" in stderr, stderr
+
+
+def test_a_profile_with_an_unknown_key_is_rejected(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "values-typo.yaml"
+    bad.write_text(
+        (PLATFORM_CHART / "values-prod.yaml").read_text() + "\nprovisioner:\n  replica: 4\n"
+    )
+    stderr = template_fails(helm_env, "--values", str(bad))
+    assert "additional properties 'replica' not allowed" in stderr, stderr
+
+
+# --------------------------------------------------------------------------
+# Kubernetes API validity
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k8s_version", TARGET_K8S_VERSIONS)
+def test_manifests_validate_strictly(
+    variants: dict[str, list[Manifest]], variant: str, k8s_version: str
+) -> None:
+    errors: list[str] = []
+    for doc in variants[variant]:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            continue
+        try:
+            used = kubernetes_validate.validate(doc, k8s_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path)
+            errors.append(f"{name} at /{path}: {exc.message[:300]}")
+            continue
+        if used != k8s_version:
+            errors.append(f"{name} validated against {used}, wanted {k8s_version}")
+    if errors:
+        pytest.fail(f"{variant}: invalid for Kubernetes {k8s_version}:\n" + "\n".join(errors))
+
+
+def test_resources_are_unique_and_in_the_release_namespace(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    docs = variants[variant]
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(set(names)) == len(names), "kind/name pairs must be unique"
+    for doc in docs:
+        expected = None if doc["kind"] in CLUSTER_SCOPED_KINDS else NAMESPACE
+        assert doc["metadata"].get("namespace") == expected, doc["metadata"]["name"]
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "woostore"
+
+
+def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
+    kinds = sorted(d["kind"] for d in default_docs)
+    assert kinds == sorted(
+        ["Deployment"] * 4 + ["Service"] * 6 + ["PodDisruptionBudget"] * 4
+        + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
+        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 7
+        + ["ClusterRole"] * 3 + ["ClusterRoleBinding"] * 3
+    )  # fmt: skip
+
+
+def test_only_the_setup_job_and_the_helm_test_are_hooks(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    for doc in variants[variant]:
+        hook = (doc["metadata"].get("annotations") or {}).get("helm.sh/hook")
+        if doc["kind"] == "Pod":
+            assert is_helm_test(doc)
+        elif doc["kind"] == "Job":
+            assert hook is not None
+        else:
+            assert hook is None, doc["metadata"]["name"]
+
+
+# --------------------------------------------------------------------------
+# security posture
+# --------------------------------------------------------------------------
+
+
+def test_every_pod_is_hardened(variants: dict[str, list[Manifest]], variant: str) -> None:
+    docs = variants[variant]
+    found = pods(docs)
+    assert len(found) >= 4
+    for where, _, spec in found:
+        assert spec.get("enableServiceLinks") is False, where
+        for host_namespace in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(host_namespace), f"{where}: {host_namespace}"
+        for volume in spec.get("volumes", []):
+            assert "hostPath" not in volume, f"{where}: hostPath volume {volume['name']}"
+        pod_sc = spec.get("securityContext") or {}
+        assert pod_sc.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            at = f"{where} container {c['name']}"
+            sc = c.get("securityContext") or {}
+            effective = {**pod_sc, **sc}
+            assert effective.get("runAsNonRoot") is True, at
+            assert isinstance(effective.get("runAsUser"), int), at
+            assert effective["runAsUser"] > 0, at
+            assert sc.get("allowPrivilegeEscalation") is False, at
+            assert sc.get("privileged", False) is False, at
+            assert sc.get("capabilities") == {"drop": ["ALL"]}, at
+            assert effective.get("seccompProfile", {}).get("type") == "RuntimeDefault", at
+            assert sc.get("readOnlyRootFilesystem") is True, at
+            for section in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    assert c["resources"][section][resource], f"{at}: {section}.{resource}"
+            image = c["image"].split("@")[0]
+            assert ":" in image.split("/")[-1], f"{at}: image tag not pinned"
+            assert not image.endswith(":latest"), f"{at}: image uses :latest"
+            assert not any("hostPort" in p for p in c.get("ports", [])), f"{at}: hostPort"
+
+
+def test_long_running_containers_have_probes(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    for doc in variants[variant]:
+        if doc["kind"] not in {"Deployment", "StatefulSet"}:
+            continue
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            where = f"{doc['kind']}/{doc['metadata']['name']}"
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert c.get(probe), f"{where}: {probe}"
+
+
+def test_services_probe_healthz_and_readyz_on_their_port(default_docs: list[Manifest]) -> None:
+    for service in SERVICES:
+        c = container(deployment(default_docs, service))
+        (port,) = c["ports"]
+        assert port["containerPort"] == PORTS[service]
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+        svc = one(default_docs, "Service", f"{RELEASE}-{service}")
+        (svc_port,) = svc["spec"]["ports"]
+        assert (svc_port["port"], svc_port["targetPort"]) == (PORTS[service], port["name"])
+
+
+def test_only_the_provisioner_and_reaper_mount_a_token_and_only_for_real_stores(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    docs = variants[variant]
+    real = "simulated" not in variant
+    for where, _, spec in pods(docs):
+        component = where.split("/")[1].removeprefix(f"{RELEASE}-")
+        expected = real and component in CLUSTER_SERVICES
+        assert spec.get("automountServiceAccountToken") is expected, where
+    for sa in by_kind(docs, "ServiceAccount"):
+        assert sa["automountServiceAccountToken"] is False
+
+
+def test_services_share_one_repository_with_a_tag_per_service(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["profile-defaults"]
+    for service in SERVICES:
+        assert container(deployment(docs, service))["image"] == (
+            f"ghcr.io/woostore/platform:{service}-0.1.0"
+        )
+    setup = container(one(docs, "Job", f"{RELEASE}-setup"))
+    assert setup["image"] == "ghcr.io/woostore/platform:api-0.1.0"
+    assert setup["command"] == ["woostore-setup"]
+    local = variants["profile-local"]
+    assert container(deployment(local, "reaper"))["image"] == "woostore/platform:reaper-dev"
+    pinned = variants["digests-and-monitoring"]
+    assert container(deployment(pinned, "api"))["image"] == (
+        "ghcr.io/woostore/platform:api-0.1.0@sha256:" + "a" * 64
+    )
+    assert "@" not in container(deployment(pinned, "notifier"))["image"]
+
+
+def test_images_are_pulled_always_except_in_the_local_profile(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    for profile in PROFILES:
+        expected = "IfNotPresent" if profile == "local" else "Always"
+        for where, c in all_containers(variants[f"profile-{profile}"]):
+            assert c["imagePullPolicy"] == expected, f"{profile}: {where}"
+
+
+# --------------------------------------------------------------------------
+# settings and secrets
+# --------------------------------------------------------------------------
+
+
+def test_every_woostore_variable_is_a_setting(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    # A misspelt variable would be ignored silently (the settings ignore unknown ones).
+    known = {f"WOOSTORE_{name.upper()}" for name in Settings.model_fields}
+    for where, c in all_containers(variants[variant]):
+        for name in env_of(c):
+            if name.startswith("WOOSTORE_"):
+                assert name in known, f"{where}: {name} is not a field of Settings"
+
+
+def test_each_service_gets_the_settings_it_requires(default_docs: list[Manifest]) -> None:
+    required = {"WOOSTORE_NATS_URL", "WOOSTORE_DATABASE_URL", "WOOSTORE_ADMIN_TOKEN"}
+    required |= {"WOOSTORE_SECRET_KEY", "WOOSTORE_CLUSTER", "WOOSTORE_LOG_FORMAT"}
+    for service in SERVICES:
+        assert required <= set(env_of(container(deployment(default_docs, service)))), service
+    setup = env_of(container(one(default_docs, "Job", f"{RELEASE}-setup")))
+    assert {"WOOSTORE_NATS_URL", "WOOSTORE_DATABASE_URL"} <= set(setup)
+    assert not {"WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY"} & set(setup)
+
+
+def test_settings_that_shape_the_topology_agree_everywhere(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    # Consumers declared with different limits by setup and a service would fight.
+    for name in ("WOOSTORE_MAX_STORES_IN_FLIGHT", "WOOSTORE_ACK_WAIT_SECONDS"):
+        values = {
+            env_of(c)[name]["value"]
+            for _, c in all_containers(variants[variant])
+            if name in env_of(c)
+        }
+        assert len(values) == 1, f"{name}: {values}"
+
+
+def test_services_listen_on_all_interfaces_at_their_port(default_docs: list[Manifest]) -> None:
+    for service, (host_var, port_var) in {
+        "api": ("WOOSTORE_API_HOST", "WOOSTORE_API_PORT"),
+        "notifier": ("WOOSTORE_NOTIFIER_HOST", "WOOSTORE_NOTIFIER_PORT"),
+        "provisioner": ("WOOSTORE_OPS_HOST", "WOOSTORE_OPS_PORT"),
+        "reaper": ("WOOSTORE_OPS_HOST", "WOOSTORE_OPS_PORT"),
+    }.items():
+        env = env_of(container(deployment(default_docs, service)))
+        assert env[host_var]["value"] == "0.0.0.0"  # noqa: S104  (a pod's own interfaces)
+        assert env[port_var]["value"] == str(PORTS[service])
+
+
+def test_secrets_are_never_literal_environment_values(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    docs = variants[variant]
+    secret_name = {"external-deps": "mine", "profile-prod": "woostore-platform"}.get(
+        variant, SECRET
+    )
+    for where, c in all_containers(docs):
+        assert not c.get("envFrom"), f"{where}: envFrom"
+        for name, entry in env_of(c).items():
+            if SENSITIVE.search(name) and not name.endswith("_FILE"):
+                assert "value" not in entry, f"{where}: {name} has a literal value"
+                ref = entry["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == secret_name, f"{where}: {name}"
+        nats_url = env_of(c).get("WOOSTORE_NATS_URL", {}).get("value", "")
+        assert "@" not in nats_url, f"{where}: credentials in the NATS URL"
+    if secret_name != SECRET:
+        assert not by_kind(docs, "Secret"), "an existing Secret is referenced, not made"
+
+
+def test_the_generated_secret_is_kept_and_unlocks_the_in_chart_database(
+    default_docs: list[Manifest],
+) -> None:
+    (secret,) = by_kind(default_docs, "Secret")
+    assert secret["metadata"]["name"] == SECRET
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert set(data) == {"admin-token", "secret-key", "postgres-password", "database-url"}
+    assert len(data["admin-token"]) >= 32
+    assert len(data["secret-key"]) >= 32
+    password = data["postgres-password"]
+    assert data["database-url"] == (
+        f"postgresql://woostore:{password}@{RELEASE}-postgresql.{NAMESPACE}.svc:5432/woostore"
+    )
+    postgresql = one(default_docs, "StatefulSet", f"{RELEASE}-postgresql")
+    env = env_of(container(postgresql))
+    assert "POSTGRES_PASSWORD" not in env
+    (volume,) = [v for v in postgresql["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == SECRET
+    assert volume["secret"]["items"] == [{"key": "postgres-password", "path": "password"}]
+    mount = mount_of(postgresql, volume["name"])
+    assert env["POSTGRES_PASSWORD_FILE"]["value"] == f"{mount['mountPath']}/password"
+
+
+# --------------------------------------------------------------------------
+# Ingress: the dashboard/API and the event stream
+# --------------------------------------------------------------------------
+
+
+def ingress_paths(ingress: Manifest) -> list[tuple[str, str, str, str]]:
+    """(host, path, pathType, Service) of every rule of an Ingress, checking the port."""
+    found = []
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["port"] == {"name": "http"}
+            found.append((rule["host"], path["path"], path["pathType"], backend["name"]))
+    return found
+
+
+BUFFERING_OFF = {
+    "profile-defaults": {},  # Traefik streams responses as they come: nothing to turn off
+    "ingress-nginx-tls": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
+    "f5-nginx": {"nginx.org/proxy-buffering": "false"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUFFERING_OFF))
+def test_the_event_stream_routes_to_the_notifier_with_buffering_off(
+    variants: dict[str, list[Manifest]], name: str
+) -> None:
+    docs = variants[name]
+    events = one(docs, "Ingress", f"{RELEASE}-events")
+    host = events["spec"]["rules"][0]["host"]
+    # Exact: /api/v1/events/ticket is the api's.
+    assert ingress_paths(events) == [(host, "/api/v1/events", "Exact", f"{RELEASE}-notifier")]
+    notifier = one(docs, "Service", f"{RELEASE}-notifier")
+    assert notifier["spec"]["ports"][0]["name"] == "http"
+    assert notifier["spec"]["ports"][0]["port"] == PORTS["notifier"]
+    annotations = events["metadata"].get("annotations") or {}
+    for key, value in BUFFERING_OFF[name].items():
+        assert annotations[key] == value
+    if name == "profile-defaults":
+        # No Traefik middleware (buffering, compression) sits on the stream.
+        assert not [k for k in annotations if "middlewares" in k]
+    else:
+        timeouts = [k for k in annotations if "read-timeout" in k]
+        assert timeouts, "a long-lived response needs a long read timeout"
+    main = one(docs, "Ingress", RELEASE)
+    assert ingress_paths(main) == [(host, "/", "Prefix", f"{RELEASE}-api")]
+    assert main["spec"]["ingressClassName"] == events["spec"]["ingressClassName"]
+
+
+def test_event_stream_annotations_come_from_values(helm_env: dict[str, str]) -> None:
+    docs = render_platform(
+        helm_env,
+        *set_values("ingress.controller=ingress-nginx"),
+        "--set-json",
+        'ingress.events.annotations={"nginx.ingress.kubernetes.io/proxy-read-timeout":"86400"}',
+        "--set-json",
+        'ingress.annotations={"example.com/team":"shops"}',
+    )
+    events = one(docs, "Ingress", f"{RELEASE}-events")["metadata"]["annotations"]
+    assert events["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "86400"
+    assert events["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert events["example.com/team"] == "shops"
+    main = one(docs, "Ingress", RELEASE)["metadata"]["annotations"]
+    assert main == {"example.com/team": "shops"}
+
+
+def test_tls_comes_from_cert_manager_once_for_the_host(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["profile-prod"]
+    main, events = one(docs, "Ingress", RELEASE), one(docs, "Ingress", f"{RELEASE}-events")
+    tls = [{"hosts": ["woostore.example.com"], "secretName": f"{RELEASE}-tls"}]
+    assert main["spec"]["tls"] == tls
+    assert events["spec"]["tls"] == tls
+    assert main["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
+    # One Certificate per Secret: cert-manager would fight over it if both asked.
+    assert "cert-manager.io/cluster-issuer" not in (events["metadata"].get("annotations") or {})
+    env = env_of(container(deployment(docs, "notifier")))
+    assert (
+        env["WOOSTORE_PUBLIC_EVENTS_URL"]["value"] == "https://woostore.example.com/api/v1/events"
+    )
+    assert env["WOOSTORE_DASHBOARD_ORIGIN"]["value"] == "https://woostore.example.com"
+
+
+def test_local_profile_is_plain_http_on_localhost(variants: dict[str, list[Manifest]]) -> None:
+    docs = variants["profile-local"]
+    for ingress in by_kind(docs, "Ingress"):
+        assert "tls" not in ingress["spec"]
+        assert ingress["spec"]["ingressClassName"] == "traefik"
+        assert ingress["spec"]["rules"][0]["host"] == "localhost"
+    env = env_of(container(deployment(docs, "api")))
+    assert env["WOOSTORE_PUBLIC_EVENTS_URL"]["value"] == "http://localhost/api/v1/events"
+
+
+def test_without_an_ingress_there_are_no_public_urls(variants: dict[str, list[Manifest]]) -> None:
+    docs = variants["bare"]
+    assert not by_kind(docs, "Ingress")
+    env = env_of(container(deployment(docs, "api")))
+    assert "WOOSTORE_PUBLIC_EVENTS_URL" not in env
+
+
+# --------------------------------------------------------------------------
+# RBAC
+# --------------------------------------------------------------------------
+
+# Where each kind helm/store renders lives in the API.
+STORE_KIND_RESOURCES = {
+    "Deployment": ("apps", "deployments"),
+    "StatefulSet": ("apps", "statefulsets"),
+    "Service": ("", "services"),
+    "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "ResourceQuota": ("", "resourcequotas"),
+    "LimitRange": ("", "limitranges"),
+}
+MANAGE = {"get", "list", "watch", "create", "update", "patch", "delete"}
+
+
+def rules_bound_to(docs: list[Manifest], service: str) -> list[Manifest]:
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    account = {"kind": "ServiceAccount", "name": f"{RELEASE}-{service}", "namespace": NAMESPACE}
+    rules: list[Manifest] = []
+    for binding in by_kind(docs, "ClusterRoleBinding"):
+        if account in binding["subjects"]:
+            assert binding["roleRef"]["kind"] == "ClusterRole"
+            rules += roles[binding["roleRef"]["name"]]["rules"]
+    assert not by_kind(docs, "Role")
+    assert not by_kind(docs, "RoleBinding")
+    return rules
+
+
+def allowed(rules: list[Manifest], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+def test_rbac_has_no_wildcards(variants: dict[str, list[Manifest]], variant: str) -> None:
+    for role in by_kind(variants[variant], "ClusterRole"):
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], f"{role['metadata']['name']}: {key} {rule[key]}"
+            assert "resourceNames" not in rule
+            assert "nonResourceURLs" not in rule
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_the_provisioner_manages_what_helm_store_renders(
+    helm_env: dict[str, str], default_docs: list[Manifest]
+) -> None:
+    rules = rules_bound_to(default_docs, "provisioner")
+    kinds: set[str] = set()
+    for args in (
+        [],
+        ["--values", str(CHART / "values-local.yaml")],
+        ["--values", str(CHART / "values-prod.yaml")],
+    ):
+        # The helm test Pod is made only by `helm test`, which the provisioner never runs.
+        kinds |= {d["kind"] for d in render(helm_env, *args) if not is_helm_test(d)}
+    unknown = kinds - set(STORE_KIND_RESOURCES)
+    assert not unknown, f"helm/store renders {unknown}: add them here and to the RBAC"
+    for kind in kinds:
+        group, resource = STORE_KIND_RESOURCES[kind]
+        for verb in MANAGE:
+            assert allowed(rules, group, resource, verb), f"{kind}: {verb}"
+    # Helm's release records and the credentials Secret; the driver's namespaces.
+    for verb in ("get", "list", "create", "update", "delete"):
+        assert allowed(rules, "", "secrets", verb), f"secrets: {verb}"
+    for verb in ("get", "create", "delete"):
+        assert allowed(rules, "", "namespaces", verb), f"namespaces: {verb}"
+    # WP-CLI: exec over WebSockets is a GET authorized for create as well.
+    assert allowed(rules, "", "pods/exec", "create")
+    assert allowed(rules, "", "pods/exec", "get")
+    for verb in ("get", "list", "watch"):
+        assert allowed(rules, "", "pods", verb)
+        assert allowed(rules, "apps", "replicasets", verb)
+
+
+def test_the_provisioner_gets_nothing_it_does_not_use(default_docs: list[Manifest]) -> None:
+    rules = rules_bound_to(default_docs, "provisioner")
+    assert not allowed(rules, "", "pods", "create")
+    assert not allowed(rules, "", "namespaces", "update")
+    assert not allowed(rules, "", "namespaces", "patch")
+    for group, resource in (
+        ("", "configmaps"),
+        ("", "serviceaccounts"),
+        ("rbac.authorization.k8s.io", "roles"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("", "nodes"),
+    ):
+        assert not any(allowed(rules, group, resource, verb) for verb in MANAGE), resource
+
+
+def test_the_reaper_only_lists_and_deletes_namespaces(default_docs: list[Manifest]) -> None:
+    rules = rules_bound_to(default_docs, "reaper")
+    assert rules == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "delete"]}
+    ]
+
+
+def test_only_the_provisioner_and_reaper_have_rights(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["profile-defaults"]
+    subjects = [s for b in by_kind(docs, "ClusterRoleBinding") for s in b["subjects"]]
+    assert {s["name"] for s in subjects} == {f"{RELEASE}-provisioner", f"{RELEASE}-reaper"}
+    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "ClusterRoleBinding"):
+        # Cluster-wide names: the release namespace keeps two installations apart.
+        assert role["metadata"]["name"].startswith(f"{NAMESPACE}-{RELEASE}-")
+    for variant in ("simulated", "bare"):
+        assert not by_kind(variants[variant], "ClusterRole"), variant
+        assert not by_kind(variants[variant], "ClusterRoleBinding"), variant
+
+
+def test_the_rbac_document_lists_every_rule(default_docs: list[Manifest]) -> None:
+    doc = (REPO / "docs" / "rbac.md").read_text()
+    for role in by_kind(default_docs, "ClusterRole"):
+        suffix = role["metadata"]["name"].removeprefix(f"{NAMESPACE}-{RELEASE}-")
+        assert f"<namespace>-<release>-{suffix}" in doc, suffix
+        for rule in role["rules"]:
+            for resource in rule["resources"]:
+                assert f"`{resource}`" in doc, resource
+
+
+# --------------------------------------------------------------------------
+# the cluster the provisioner and reaper reach
+# --------------------------------------------------------------------------
+
+
+def cluster_config(docs: list[Manifest]) -> dict[str, str]:
+    data: dict[str, str] = one(docs, "ConfigMap", f"{RELEASE}-cluster")["data"]
+    return data
+
+
+def test_in_kubernetes_mode_they_use_their_token_through_a_kubeconfig(
+    default_docs: list[Manifest],
+) -> None:
+    kubeconfig = yaml.safe_load(cluster_config(default_docs)["kubeconfig"])
+    (user,) = kubeconfig["users"]
+    assert user["user"] == {"tokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
+    (cluster,) = kubeconfig["clusters"]
+    assert cluster["cluster"]["server"] == "https://kubernetes.default.svc"
+    for service in CLUSTER_SERVICES:
+        workload = deployment(default_docs, service)
+        env = env_of(container(workload))
+        mount = mount_of(workload, "cluster")
+        assert mount["readOnly"] is True
+        assert env["WOOSTORE_KUBECONFIG"]["value"] == f"{mount['mountPath']}/kubeconfig"
+        assert env["WOOSTORE_CLUSTER"]["value"] == "kubernetes"
+    for service in ("api", "notifier"):
+        assert "WOOSTORE_KUBECONFIG" not in env_of(container(deployment(default_docs, service)))
+
+
+def test_simulated_mode_shares_one_volume_and_no_kubeconfig(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["simulated"]
+    assert "kubeconfig" not in cluster_config(docs)
+    (claim,) = by_kind(docs, "PersistentVolumeClaim")
+    for service in CLUSTER_SERVICES:
+        workload = deployment(docs, service)
+        env = env_of(container(workload))
+        assert env["WOOSTORE_CLUSTER"]["value"] == "simulated"
+        assert "WOOSTORE_KUBECONFIG" not in env
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert (
+            volumes["simcluster"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        )
+        mount = mount_of(workload, "simcluster")
+        assert env["WOOSTORE_DATA_DIR"]["value"] == mount["mountPath"]
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_stores_get_values_that_pass_the_store_chart(
+    helm_env: dict[str, str],
+    variants: dict[str, list[Manifest]],
+    profile: str,
+    tmp_path: Path,
+) -> None:
+    docs = variants[f"profile-{profile}"]
+    env = env_of(container(deployment(docs, "provisioner")))
+    files = env["WOOSTORE_STORE_VALUES_FILES"]["value"].split(",")
+    mount = mount_of(deployment(docs, "provisioner"), "cluster")
+    assert files[-1] == f"{mount['mountPath']}/store-values.yaml"
+    store_values = yaml.safe_load(cluster_config(docs)["store-values.yaml"])
+    platform_values = yaml.safe_load((PLATFORM_CHART / "values.yaml").read_text())
+    # Stores are served by the platform's own ingress controller.
+    assert store_values["ingress"]["className"] == platform_values["ingress"]["className"]
+    controller = platform_values["networkPolicy"]["ingressController"]
+    assert store_values["networkPolicy"]["ingressController"] == controller
+    # The provisioner image holds helm/store at /app/helm/store (services.Dockerfile).
+    dockerfile = (REPO / "deploy" / "images" / "services.Dockerfile").read_text()
+    assert "COPY helm/store /app/helm/store" in dockerfile
+    args: list[str] = []
+    for path in files[:-1]:
+        assert path.startswith("/app/helm/store/"), path
+        args += ["--values", str(CHART / path.removeprefix("/app/helm/store/"))]
+    mine = tmp_path / "store-values.yaml"
+    mine.write_text(cluster_config(docs)["store-values.yaml"])
+    rendered = render(helm_env, *args, "--values", str(mine))
+    (ingress,) = by_kind(rendered, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == store_values["ingress"]["className"]
+    if profile == "prod":
+        assert ingress["spec"]["tls"], "stores get certificates in production"
+
+
+# --------------------------------------------------------------------------
+# the setup Job, NATS and PostgreSQL
+# --------------------------------------------------------------------------
+
+
+def test_setup_runs_once_per_install_and_before_every_upgrade(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    hooks = {
+        name: one(variants[name], "Job", f"{RELEASE}-setup")["metadata"]["annotations"]
+        for name in ("profile-defaults", "external-deps", "profile-prod")
+    }
+    # In-chart NATS/PostgreSQL do not exist before install: migrate right after it.
+    assert hooks["profile-defaults"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    # External ones do: migrate before the new pods start.
+    assert hooks["external-deps"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert hooks["profile-prod"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    job = one(variants["profile-defaults"], "Job", f"{RELEASE}-setup")
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1
+    # Pre-install runs before the chart's ServiceAccounts exist, and needs no API access.
+    assert "serviceAccountName" not in spec
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_in_chart_nats_fsyncs_every_write_to_its_volume(default_docs: list[Manifest]) -> None:
+    config = one(default_docs, "ConfigMap", f"{RELEASE}-nats")["data"]["nats.conf"]
+    assert re.search(r"^\s*sync_interval:\s*always\s*$", config, re.MULTILINE)
+    store_dir = re.search(r"^\s*store_dir:\s*(\S+)\s*$", config, re.MULTILINE)
+    assert store_dir
+    sts = one(default_docs, "StatefulSet", f"{RELEASE}-nats")
+    c = container(sts)
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts[store_dir.group(1)] == "data"
+    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["data"]
+    assert c["args"] == ["--config", "/etc/nats/nats.conf"]
+    env = env_of(container(deployment(default_docs, "api")))
+    assert env["WOOSTORE_NATS_URL"]["value"] == f"nats://{RELEASE}-nats.{NAMESPACE}.svc:4222"
+
+
+def test_external_dependencies_are_not_run_in_the_release(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    for name in ("external-deps", "profile-prod"):
+        docs = variants[name]
+        assert not by_kind(docs, "StatefulSet"), name
+        assert not by_kind(docs, "Secret"), name
+        env = env_of(container(deployment(docs, "provisioner")))
+        assert env["WOOSTORE_NATS_URL"]["value"] == "nats://nats.nats.svc:4222"
+
+
+def test_volume_claim_templates_have_stable_labels(default_docs: list[Manifest]) -> None:
+    # volumeClaimTemplates are immutable: version labels there would break upgrades.
+    for sts in by_kind(default_docs, "StatefulSet"):
+        for vct in sts["spec"]["volumeClaimTemplates"]:
+            assert "helm.sh/chart" not in vct["metadata"]["labels"]
+            assert "app.kubernetes.io/version" not in vct["metadata"]["labels"]
+
+
+# --------------------------------------------------------------------------
+# NetworkPolicies, PodDisruptionBudgets, ServiceMonitors, helm test
+# --------------------------------------------------------------------------
+
+
+def selects(selector: Manifest, labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def admitted(docs: list[Manifest], labels: dict[str, str]) -> list[tuple[Manifest, int]]:
+    """(peer, port) of every ingress rule of the policies that select pods with `labels`."""
+    found = []
+    for policy in by_kind(docs, "NetworkPolicy"):
+        if selects(policy["spec"]["podSelector"], labels):
+            assert policy["spec"]["policyTypes"] == ["Ingress"]
+            for rule in policy["spec"].get("ingress", []):
+                for peer in rule["from"]:
+                    for port in rule["ports"]:
+                        found.append((peer, port["port"]))
+    return found
+
+
+def test_every_pod_is_behind_a_deny_by_default_policy(
+    variants: dict[str, list[Manifest]], variant: str
+) -> None:
+    docs = variants[variant]
+    if variant == "bare":
+        assert not by_kind(docs, "NetworkPolicy")
+        return
+    deny = one(docs, "NetworkPolicy", f"{RELEASE}-deny-ingress")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    for where, meta, _ in pods(docs):
+        if where.startswith(("Pod/", "Job/")):
+            continue  # clients only: nothing connects to them
+        assert admitted(docs, meta["labels"]), f"{where}: no policy lets anything in"
+
+
+def test_the_controller_reaches_the_api_and_notifier_and_no_other_pods(
+    default_docs: list[Manifest],
+) -> None:
+    controller = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+    }
+    for where, meta, _ in pods(default_docs):
+        peers = admitted(default_docs, meta["labels"])
+        component = meta["labels"]["app.kubernetes.io/component"]
+        if component in {"api", "notifier"}:
+            assert (controller, PORTS[component]) in peers, where
+        else:
+            assert controller not in [p for p, _ in peers], where
+    release_pods = {"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "woostore", "app.kubernetes.io/instance": RELEASE
+    }}}  # fmt: skip
+    for component, port in (("nats", 4222), ("postgresql", 5432)):
+        labels = pod_labels(one(default_docs, "StatefulSet", f"{RELEASE}-{component}"))
+        assert admitted(default_docs, labels) == [(release_pods, port)], component
+
+
+def test_each_service_has_a_disruption_budget(default_docs: list[Manifest]) -> None:
+    for service in SERVICES:
+        pdb = one(default_docs, "PodDisruptionBudget", f"{RELEASE}-{service}")
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert pdb["spec"]["selector"] == deployment(default_docs, service)["spec"]["selector"]
+
+
+def test_service_monitors_scrape_every_service(variants: dict[str, list[Manifest]]) -> None:
+    assert not by_kind(variants["profile-defaults"], "ServiceMonitor")
+    for name in ("digests-and-monitoring", "profile-prod"):
+        docs = variants[name]
+        monitors = by_kind(docs, "ServiceMonitor")
+        assert len(monitors) == len(SERVICES)
+        for monitor in monitors:
+            assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+            svc = one(docs, "Service", monitor["metadata"]["name"])
+            assert selects(monitor["spec"]["selector"], svc["metadata"]["labels"])
+            (endpoint,) = monitor["spec"]["endpoints"]
+            assert endpoint["path"] == "/metrics"
+            assert endpoint["port"] in {p["name"] for p in svc["spec"]["ports"]}
+            if name == "profile-prod":
+                assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_helm_test_checks_the_api_is_ready(default_docs: list[Manifest]) -> None:
+    (pod,) = by_kind(default_docs, "Pod")
+    assert is_helm_test(pod)
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    (c,) = pod["spec"]["containers"]
+    argv = [*c["command"], *c["args"]]
+    assert argv[0] == "curl"
+    assert "--fail" in argv, "an unready API answers 503, which must fail the test"
+    assert argv[-1] == f"http://{RELEASE}-api.{NAMESPACE}.svc:{PORTS['api']}/readyz"
+    # The api's NetworkPolicy lets this pod in.
+    assert any(
+        port == PORTS["api"] and selects(peer.get("podSelector", {}), pod["metadata"]["labels"])
+        for peer, port in admitted(default_docs, pod_labels(deployment(default_docs, "api")))
+        if "namespaceSelector" not in peer
+    )
+
+
+# --------------------------------------------------------------------------
+# checkov
+# --------------------------------------------------------------------------
+
+CHECKOV_CONFIG = PLATFORM_CHART / ".checkov.yaml"
+DEPLOYMENTS = {("Deployment", f"{RELEASE}-{s}") for s in SERVICES}
+NATS = ("StatefulSet", f"{RELEASE}-nats")
+POSTGRESQL = ("StatefulSet", f"{RELEASE}-postgresql")
+HELM_TEST = ("Pod", f"{RELEASE}-test-readyz")
+SETUP = ("Job", f"{RELEASE}-setup")
+# Each waived check of .checkov.yaml and the only resources it may fail on.
+WAIVER_SCOPE: dict[str, set[tuple[str, str]]] = {
+    "CKV_K8S_43": DEPLOYMENTS | {NATS, POSTGRESQL, HELM_TEST, SETUP},  # image digest
+    "CKV_K8S_35": DEPLOYMENTS | {SETUP},  # secrets as env
+    "CKV_K8S_38": {("Deployment", f"{RELEASE}-{s}") for s in CLUSTER_SERVICES},  # token
+    "CKV_K8S_40": {POSTGRESQL},  # high UID
+    "CKV_K8S_8": {HELM_TEST},  # liveness probe
+    "CKV_K8S_9": {HELM_TEST},  # readiness probe
+}
+# values-local.yaml pulls IfNotPresent (images side-loaded into kind): not waived in
+# .checkov.yaml, which would cover every profile; the laptop profile is not under the gate.
+LOCAL_PROFILE_FINDINGS = {
+    ("CKV_K8S_15", r) for r in DEPLOYMENTS | {NATS, POSTGRESQL, HELM_TEST, SETUP}
+}
+
+
+@pytest.fixture(scope="module")
+def checkov_runs(
+    helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, CheckovRun]]:
+    """The gate (checkov -d helm/platform --framework helm, with .checkov.yaml) and an
+    unwaived run over each rendered profile, started together."""
+    base = tmp_path_factory.mktemp("checkov-platform")
+    home = base / "home"
+    home.mkdir()
+    env = checkov_env(helm_env, home, NAMESPACE)
+    rendered = base / "rendered"
+    rendered.mkdir()
+    for name, args in PROFILES.items():
+        text = template_output(
+            helm_env, ["template", RELEASE, str(PLATFORM_CHART), "--namespace", NAMESPACE, *args]
+        )
+        (rendered / f"{name}.yaml").write_text(text)
+    procs = {
+        "gate": start_checkov(
+            ["--directory", str(PLATFORM_CHART.relative_to(REPO)), "--framework", "helm"],
+            REPO,
+            env,
+        ),
+        # --skip-download: offline; cwd and HOME hold no .checkov.yaml, so nothing is skipped.
+        "unwaived": start_checkov(
+            ["--directory", str(rendered), "--framework", "kubernetes", "--skip-download"],
+            base,
+            env,
+        ),
+    }
+    try:
+        yield {name: finish(proc) for name, proc in procs.items()}
+    finally:
+        stop(procs)
+
+
+def test_every_waiver_says_why_in_one_line() -> None:
+    waived = waived_checks(CHECKOV_CONFIG)
+    reasons = waiver_reasons(CHECKOV_CONFIG)
+    assert sorted(reasons) == sorted(waived), "each skip-check entry needs a # reason"
+    for check, reason in reasons.items():
+        assert len(reason) >= 40, f"{check}: the reason is too short to say why: {reason!r}"
+    assert len(set(waived)) == len(waived)
+    assert set(waived) == set(WAIVER_SCOPE)
+    assert yaml.safe_load(CHECKOV_CONFIG.read_text())["skip-download"] is True
+
+
+def test_checkov_gate_passes_with_zero_failed_checks(
+    checkov_runs: dict[str, CheckovRun],
+) -> None:
+    gate = checkov_runs["gate"]
+    failed = sorted(findings(gate.checks("failed")))
+    assert not failed, f"checkov failed checks: {failed}\n{gate.stderr[-2000:]}"
+    assert gate.returncode == 0, gate.stderr[-2000:]
+    assert gate.summary("parsing_errors") == 0
+    # checkov reports nothing (and exits 0) when helm cannot render: make sure it did.
+    passed = gate.checks("passed")
+    assert len(passed) > 300, gate.stderr[-2000:]
+    resources = {resource_of(c) for c in passed}
+    kinds = {kind for kind, _, _ in resources}
+    assert {"Deployment", "StatefulSet", "Job", "Pod", "Ingress", "ClusterRole"} <= kinds
+    assert {ns for kind, ns, _ in resources if kind == "Deployment"} == {NAMESPACE}
+    assert any(c["check_id"] == "CKV2_K8S_6" for c in passed), "NetworkPolicies were seen"
+
+
+@pytest.mark.parametrize("profile_name", sorted(PROFILES))
+def test_unwaived_findings_are_exactly_the_waived_checks_on_their_resources(
+    checkov_runs: dict[str, CheckovRun],
+    variants: dict[str, list[Manifest]],
+    profile_name: str,
+) -> None:
+    run = checkov_runs["unwaived"]
+    assert run.summary("parsing_errors") == 0
+    present = {(d["kind"], d["metadata"]["name"]) for d in variants[f"profile-{profile_name}"]}
+    expected = {(check, r) for check, scope in WAIVER_SCOPE.items() for r in scope if r in present}
+    if profile_name == "local":
+        expected |= LOCAL_PROFILE_FINDINGS
+    if profile_name == "defaults":
+        # Every resource a waiver names exists here: no waiver can be stale.
+        assert {r for scope in WAIVER_SCOPE.values() for r in scope} <= present
+    in_file = [c for c in run.checks("failed") if c["file_path"] == f"/{profile_name}.yaml"]
+    actual = findings(in_file)
+    assert actual == expected, (
+        f"not waived (or outside its waiver's scope): {sorted(actual - expected)}\n"
+        f"no longer failing (stale waiver scope): {sorted(expected - actual)}"
+    )
+    passed = [c for c in run.checks("passed") if c["file_path"] == f"/{profile_name}.yaml"]
+    assert len(passed) > 300, f"{profile_name}: only {len(passed)} passed checks"
+
+
+# --------------------------------------------------------------------------
+# deploy/kind: the local cluster
+# --------------------------------------------------------------------------
+
+KIND = REPO / "deploy" / "kind"
+CLUSTER_UP = KIND / "cluster-up.sh"
+
+
+def script_variable(name: str) -> str:
+    match = re.search(rf"^{name}=(\S+)$", CLUSTER_UP.read_text(), re.MULTILINE)
+    assert match, f"{name} is not set in {CLUSTER_UP}"
+    return match.group(1)
+
+
+def test_cluster_up_is_valid_bash() -> None:
+    bash = shutil.which("bash")
+    assert bash
+    proc = subprocess.run(
+        [bash, "-n", str(CLUSTER_UP)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert os.access(CLUSTER_UP, os.X_OK)
+    assert CLUSTER_UP.read_text().startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in CLUSTER_UP.read_text()
+
+
+def test_cluster_up_builds_every_service_target_of_the_dockerfile() -> None:
+    dockerfile = (REPO / "deploy" / "images" / "services.Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", dockerfile, re.MULTILINE))
+    match = re.search(r"^SERVICES=\(([^)]*)\)$", CLUSTER_UP.read_text(), re.MULTILINE)
+    assert match
+    services = match.group(1).split()
+    assert sorted(services) == sorted(SERVICES)
+    assert set(services) <= targets, f"no such targets: {set(services) - targets}"
+    text = CLUSTER_UP.read_text()
+    assert '--file deploy/images/services.Dockerfile --target "$service"' in text
+    assert 'docker build --tag "$WORDPRESS_IMAGE" deploy/images/wordpress' in text
+    assert (REPO / "deploy" / "images" / "wordpress" / "Dockerfile").is_file()
+    # Every image it builds is loaded into the node.
+    assert text.count("kind load docker-image") == 2
+
+
+def test_cluster_up_images_are_the_ones_the_charts_run(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    repository, tag = script_variable("IMAGE_REPOSITORY"), script_variable("IMAGE_TAG")
+    local = yaml.safe_load((PLATFORM_CHART / "values-local.yaml").read_text())
+    assert (local["image"]["repository"], local["image"]["tag"]) == (repository, tag)
+    assert (
+        container(deployment(variants["profile-local"], "api"))["image"]
+        == f"{repository}:api-{tag}"
+    )
+    store = yaml.safe_load((CHART / "values.yaml").read_text())["wordpress"]["image"]
+    assert script_variable("WORDPRESS_IMAGE") == f"{store['repository']}:{store['tag']}"
+
+
+def test_cluster_up_pins_what_it_installs() -> None:
+    text = CLUSTER_UP.read_text()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", script_variable("TRAEFIK_CHART_VERSION"))
+    assert '--version "$TRAEFIK_CHART_VERSION"' in text
+    assert "--values deploy/kind/traefik-values.yaml" in text
+    assert "--values helm/platform/values-local.yaml" in text
+    assert (KIND / "traefik-values.yaml").is_file()
+    cluster = yaml.safe_load((KIND / "cluster.yaml").read_text())
+    for node in cluster["nodes"]:
+        assert re.fullmatch(r"kindest/node:v1\.\d+\.\d+@sha256:[0-9a-f]{64}", node["image"])
+        minor = re.search(r"v(1\.\d+)\.", node["image"])
+        assert minor
+        assert minor.group(1) in TARGET_K8S_VERSIONS
+
+
+def test_the_kind_node_maps_the_ingress_ports() -> None:
+    cluster = yaml.safe_load((KIND / "cluster.yaml").read_text())
+    assert cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    (control_plane,) = [n for n in cluster["nodes"] if n["role"] == "control-plane"]
+    mappings = {(m["containerPort"], m["hostPort"]) for m in control_plane["extraPortMappings"]}
+    assert mappings == {(80, 80), (443, 443)}
+    traefik = yaml.safe_load((KIND / "traefik-values.yaml").read_text())
+    assert traefik["ports"]["web"]["hostPort"] == 80
+    assert traefik["ports"]["websecure"]["hostPort"] == 443
+    # Traefik runs where the ports are mapped.
+    for key, value in traefik["nodeSelector"].items():
+        assert control_plane["labels"][key] == value
+
+
+def run_cluster_up(tmp_path: Path, tools: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """cluster-up.sh with a PATH holding only dirname and the given fake tools."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dirname = shutil.which("dirname")
+    assert dirname
+    (bin_dir / "dirname").symlink_to(dirname)
+    for name, script in tools.items():
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\n{script}\n")
+        tool.chmod(0o755)
+    bash = shutil.which("bash")
+    assert bash
+    return subprocess.run(
+        [bash, str(CLUSTER_UP)],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ({}, "'docker' is not installed"),
+        ({"docker": "exit 1"}, "docker is installed but no Docker engine answers"),
+        ({"docker": "exit 0"}, "'kind' is not installed"),
+        ({"docker": "exit 0", "kind": "exit 0"}, "'kubectl' is not installed"),
+        ({"docker": "exit 0", "kind": "exit 0", "kubectl": "exit 0"}, "'helm' is not installed"),
+    ],
+    ids=["no-docker", "no-engine", "no-kind", "no-kubectl", "no-helm"],
+)
+def test_cluster_up_says_what_is_missing(
+    tmp_path: Path, tools: dict[str, str], message: str
+) -> None:
+    proc = run_cluster_up(tmp_path, tools)
+    assert proc.returncode == 1
+    assert f"cluster-up: {message}" in proc.stderr, proc.stderr
+
+
+def test_makefile_has_the_cluster_targets() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, re.MULTILINE)
+    assert phony
+    assert {"cluster-up", "cluster-down"} <= set(phony.group(1).split())
+    assert re.search(r"^cluster-up:.*\n\tdeploy/kind/cluster-up\.sh$", makefile, re.MULTILINE)
+    assert re.search(r"^cluster-down:.*\n\tkind delete cluster ", makefile, re.MULTILINE)
+
+
+# --------------------------------------------------------------------------
+# deploy/images/wordpress: the store image and helm/store agree
+# --------------------------------------------------------------------------
+
+WORDPRESS = REPO / "deploy" / "images" / "wordpress"
+
+
+def dockerfile_arg(name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S+)$", (WORDPRESS / "Dockerfile").read_text(), re.MULTILINE)
+    assert match, f"ARG {name} has no default"
+    return match.group(1)
+
+
+def test_the_store_chart_runs_this_image(helm_env: dict[str, str]) -> None:
+    base = dockerfile_arg("WORDPRESS_IMAGE")
+    match = re.fullmatch(r"wordpress:(\d+\.\d+\.\d+)-php\d+\.\d+-apache", base)
+    assert match, f"base image not pinned by WordPress and PHP version: {base}"
+    tag = f"{match.group(1)}-wc{dockerfile_arg('WOOCOMMERCE_VERSION')}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["wordpress"]
+    assert values["image"]["tag"] == tag
+    assert yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"] == tag
+    dockerfile = (WORDPRESS / "Dockerfile").read_text()
+    (wp,) = by_kind(render(helm_env), "Deployment")
+    c = container(wp)
+    # The user and the port of the image are the chart's.
+    assert "USER 33:33" in dockerfile
+    assert c["securityContext"]["runAsUser"] == 33
+    assert "Listen 8080" in dockerfile
+    assert c["ports"][0]["containerPort"] == values["containerPort"] == 8080
+    # It writes only where the chart gives it writable volumes.
+    writable = {m["mountPath"] for m in c["volumeMounts"]}
+    assert writable == {"/var/www/html/wp-content", *values["writableDirs"]}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    for variable in ("APACHE_LOCK_DIR", "WP_CLI_CACHE_DIR"):
+        match = re.search(rf"^\s+{variable}=(\S+)", dockerfile, re.MULTILINE)
+        assert match, variable
+        assert any(match.group(1).startswith(d) for d in writable), variable
+    # wp-config.php reads what the chart sets.
+    config = (WORDPRESS / "wp-config.php").read_text()
+    chart_env = {e["name"] for e in c["env"]}
+    for variable in re.findall(r"getenv\( '([A-Z_]+)' \)", config):
+        assert variable in chart_env, f"wp-config.php reads {variable}, which the chart never sets"
+
+
+def test_downloads_are_pinned_and_verified_at_build_time() -> None:
+    dockerfile = (WORDPRESS / "Dockerfile").read_text()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dockerfile_arg("WOOCOMMERCE_VERSION"))
+    assert re.fullmatch(r"[0-9a-f]{64}", dockerfile_arg("WOOCOMMERCE_SHA256"))
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dockerfile_arg("WP_CLI_VERSION"))
+    assert re.fullmatch(r"[0-9a-f]{128}", dockerfile_arg("WP_CLI_SHA512"))
+    assert '"${WOOCOMMERCE_SHA256} */tmp/woocommerce.zip" | sha256sum -c -' in dockerfile
+    assert '"${WP_CLI_SHA512} */tmp/wp" | sha512sum -c -' in dockerfile
+    urls = re.findall(r'"(https://[^"]+)"', dockerfile)
+    assert urls
+    for url in urls:
+        assert "${WOOCOMMERCE_VERSION}" in url or "${WP_CLI_VERSION}" in url, url
+    # Nothing is fetched when the container runs.
+    entrypoint = (WORDPRESS / "woostore-entrypoint.sh").read_text()
+    assert not re.search(r"\b(curl|wget|wp plugin install|wp core download)\b", entrypoint)
+
+
+def test_the_entrypoint_is_valid_sh() -> None:
+    sh = shutil.which("sh")
+    assert sh
+    entrypoint = WORDPRESS / "woostore-entrypoint.sh"
+    proc = subprocess.run([sh, "-n", str(entrypoint)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert os.access(entrypoint, os.X_OK)
+
+
+# --------------------------------------------------------------------------
+# docker-compose.yml
+# --------------------------------------------------------------------------
+
+
+def test_compose_nats_fsyncs_every_write() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    nats = compose["services"]["nats"]
+    (config,) = nats["configs"]
+    content = compose["configs"][config["source"]]["content"]
+    assert re.search(r"^\s*sync_interval:\s*always\s*$", content, re.MULTILINE)
+    assert nats["command"] == ["--config", config["target"]]
+    store_dir = re.search(r"^\s*store_dir:\s*(\S+)\s*$", content, re.MULTILINE)
+    assert store_dir
+    assert f"nats:{store_dir.group(1)}" in nats["volumes"]
+
+
+def test_compose_runs_on_the_simulator_or_a_kubeconfig() -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in CLUSTER_SERVICES:
+        service = services[name]
+        env = service["environment"]
+        # Simulated unless asked: the kubeconfig mount alone never switches it.
+        assert env["WOOSTORE_CLUSTER"] == "${WOOSTORE_CLUSTER:-simulated}"
+        assert env["WOOSTORE_KUBECONFIG"] == "/kube/config"
+        assert "${WOOSTORE_KUBECONFIG_FILE:-/dev/null}:/kube/config:ro" in service["volumes"]
+        # One simulated cluster for the provisioner replicas and the reaper.
+        assert f"simcluster:{env['WOOSTORE_DATA_DIR']}" in service["volumes"]
+    assert services["api"]["environment"]["WOOSTORE_CLUSTER"] == "${WOOSTORE_CLUSTER:-simulated}"
