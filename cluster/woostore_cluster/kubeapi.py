@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException, incluster_config
 from kubernetes.stream import stream
 from kubernetes.stream.ws_client import (
     ERROR_CHANNEL,
@@ -150,19 +152,44 @@ class KubeApi(Protocol):
 # -- the real implementation ----------------------------------------------------------------
 
 
-class ClientKubeApi:
-    """``KubeApi`` over the official ``kubernetes`` client, with its own configuration loaded
-    from one kubeconfig file (the process-wide default configuration is never touched)."""
+def in_a_pod() -> bool:
+    """Whether this process runs in a Kubernetes pod with its ServiceAccount token mounted:
+    the API server's address in ``KUBERNETES_SERVICE_HOST``/``_PORT`` (the kubelet sets them)
+    and the token file where the client looks for it. The same test client-go makes, so
+    helm run without ``--kubeconfig`` uses the in-cluster configuration too."""
+    return bool(
+        os.environ.get(incluster_config.SERVICE_HOST_ENV_NAME)
+        and os.environ.get(incluster_config.SERVICE_PORT_ENV_NAME)
+        # Looked up at call time: tests point the client's constant at a file of theirs.
+        and os.path.isfile(incluster_config.SERVICE_TOKEN_FILENAME)
+    )
 
-    def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
+
+class ClientKubeApi:
+    """``KubeApi`` over the official ``kubernetes`` client, with its own configuration (the
+    process-wide default configuration is never touched): loaded from a kubeconfig file, or,
+    with ``kubeconfig=None``, from the pod's ServiceAccount (in-cluster)."""
+
+    def __init__(self, kubeconfig: Path | None, context: str | None = None) -> None:
         configuration = k8s.Configuration()
-        # persist_config=False: never write refreshed tokens back into the operator's file.
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped in the client
-            config_file=str(kubeconfig),
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+        if kubeconfig is None:
+            # The API server at https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, the
+            # ServiceAccount's CA and token files. try_refresh_token=True installs a hook the
+            # client calls before every request (exec included: its ApiClient shares this
+            # configuration) that re-reads the token file once the token read last is a minute
+            # old, so the bound token the kubelet rotates is picked up; without it the token
+            # read here would be sent until it expires.
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]  # untyped in the client
+                client_configuration=configuration, try_refresh_token=True
+            )
+        else:
+            # persist_config=False: never write refreshed tokens back into the operator's file.
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped in the client
+                config_file=str(kubeconfig),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
         self._configuration = configuration
         self._client = k8s.ApiClient(configuration)
         self._core = k8s.CoreV1Api(self._client)
@@ -253,6 +280,9 @@ class ClientKubeApi:
             if missing_ok and error.status == 404:
                 return None
             raise translate_api_exception(error) from None
+        except ConfigException as error:
+            # The in-cluster token could not be re-read (an empty file): nothing was sent.
+            raise KubeApiError(0, "Credentials", str(error)) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise KubeApiError(0, "Unreachable", str(error) or type(error).__name__) from None
 
@@ -289,6 +319,9 @@ class ClientKubeApi:
                 return run_exec_stream(ws, stdin, timeout, cancelled)
             finally:
                 ws.close()
+        except ConfigException as error:
+            # The in-cluster token could not be re-read (an empty file): nothing was sent.
+            raise KubeApiError(0, "Credentials", str(error)) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise KubeApiError(0, "Unreachable", str(error) or type(error).__name__) from None
         finally:

@@ -5,6 +5,10 @@ Two narrow seams of our own carry everything it does, so each can be replaced in
   and exec, over the official client;
 - ``HelmRunner`` (``woostore_cluster.helm``): the helm v4 binary, argv lists only.
 
+Both reach the cluster with the same credentials: a kubeconfig file (``--kubeconfig`` for
+helm), or, in a pod without one, the pod's ServiceAccount (in-cluster configuration, which
+helm uses too when given no kubeconfig); each re-reads the token file the kubelet rotates.
+
 Rules it keeps:
 - every method is idempotent, like the simulated cluster's (``simulated.py``);
 - secrets never reach argv or helm: the chart names the store's Secret, WP-CLI gets
@@ -39,7 +43,14 @@ from woostore_cluster.base import (
     WpResult,
 )
 from woostore_cluster.helm import HelmResult, HelmRunner, SubprocessHelmRunner
-from woostore_cluster.kubeapi import ClientKubeApi, KubeApi, KubeApiError, Namespace, Pod
+from woostore_cluster.kubeapi import (
+    ClientKubeApi,
+    KubeApi,
+    KubeApiError,
+    Namespace,
+    Pod,
+    in_a_pod,
+)
 from woostore_cluster.storefront import verify_storefront
 from woostore_shared.logging import get_logger
 from woostore_shared.settings import Settings
@@ -86,7 +97,7 @@ class KubernetesCluster:
         kube: KubeApi,
         helm: HelmRunner,
         *,
-        kubeconfig: Path,
+        kubeconfig: Path | None,
         helm_binary: str = "helm",
         admin_user: str = "admin",
         poll_interval: float = 2.0,
@@ -98,6 +109,9 @@ class KubernetesCluster:
     ) -> None:
         self.kube = kube
         self.helm = helm
+        # None: in a pod, with its ServiceAccount; helm then gets no --kubeconfig and uses
+        # the in-cluster configuration itself. Required, so that no caller gets the pod's
+        # identity by forgetting to pass a kubeconfig.
         self.kubeconfig = kubeconfig
         self.helm_binary = helm_binary
         self.admin_user = admin_user  # the WordPress user WP-CLI's wc commands act as
@@ -199,7 +213,7 @@ class KubernetesCluster:
         return [
             self.helm_binary, "upgrade", "--install", release.name, str(release.chart),
             "--namespace", release.namespace,
-            "--kubeconfig", str(self.kubeconfig),
+            *self._kubeconfig_flags(),
             # Profiles first, the store's own values last: the right-most file wins.
             *[arg for path in release.values_files for arg in ("--values", str(path))],
             "--values", str(values),
@@ -271,15 +285,20 @@ class KubernetesCluster:
         flags: Sequence[str],
         timeout: float,
     ) -> HelmResult:
-        """``helm <verb> <positional...> --namespace <ns> --kubeconfig <path> <flags...>``,
+        """``helm <verb> <positional...> --namespace <ns> [--kubeconfig <path>] <flags...>``,
         stopped ``helm_grace`` seconds after helm's own ``--timeout`` should have ended it."""
         argv = [
             self.helm_binary, verb, *positional,
             "--namespace", namespace,
-            "--kubeconfig", str(self.kubeconfig),
+            *self._kubeconfig_flags(),
             *flags,
         ]  # fmt: skip
         return await self.helm.run(argv, timeout + self.helm_grace)
+
+    def _kubeconfig_flags(self) -> list[str]:
+        """``--kubeconfig <path>``; nothing in-cluster, where helm (client-go) finds no
+        kubeconfig and uses the pod's ServiceAccount, re-reading its token file."""
+        return [] if self.kubeconfig is None else ["--kubeconfig", str(self.kubeconfig)]
 
     # -- workloads ---------------------------------------------------------------------------
 
@@ -504,15 +523,25 @@ def _values_file(values: Mapping[str, Any]) -> Iterator[Path]:
 
 
 def connect_kubernetes(settings: Settings) -> KubernetesCluster:
-    """The driver the settings describe; exits with a readable message when the kubeconfig
-    or the helm binary is missing, rather than failing on the first store."""
-    if settings.kubeconfig is None:
+    """The driver the settings describe: with ``WOOSTORE_KUBECONFIG``, that kubeconfig; without
+    it, in a pod, the pod's ServiceAccount (in-cluster). Exits with a readable message when
+    neither is there, or the kubeconfig or the helm binary is not usable, rather than failing
+    on the first store."""
+    path: Path | None = None
+    if settings.kubeconfig is not None:
+        path = settings.kubeconfig.expanduser().resolve()
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise SystemExit(f"WOOSTORE_KUBECONFIG={path}: there is no readable file there")
+        source = f"WOOSTORE_KUBECONFIG={path}"
+    elif in_a_pod():
+        source = "the in-cluster configuration (the pod's ServiceAccount)"
+    else:
         raise SystemExit(
-            "WOOSTORE_CLUSTER=kubernetes needs WOOSTORE_KUBECONFIG, the path of a kubeconfig file"
+            "WOOSTORE_CLUSTER=kubernetes needs WOOSTORE_KUBECONFIG, the path of a kubeconfig "
+            "file, or to run in a Kubernetes pod with its ServiceAccount token mounted "
+            "(KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT set, and "
+            "/var/run/secrets/kubernetes.io/serviceaccount/token present)"
         )
-    path = settings.kubeconfig.expanduser().resolve()
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise SystemExit(f"WOOSTORE_KUBECONFIG={path}: there is no readable file there")
     if shutil.which(settings.helm_binary) is None:
         raise SystemExit(
             f"WOOSTORE_HELM_BINARY={settings.helm_binary}: no such program (make tools installs "
@@ -520,8 +549,9 @@ def connect_kubernetes(settings: Settings) -> KubernetesCluster:
         )
     try:
         kube = ClientKubeApi(path)
-    except Exception as error:  # the loader raises its own, yaml's and OS errors alike
-        raise SystemExit(f"WOOSTORE_KUBECONFIG={path} could not be loaded: {error}") from None
+    except Exception as error:  # the loaders raise their own, yaml's and OS errors alike
+        raise SystemExit(f"{source} could not be loaded: {error}") from None
+    log.info("reaching kubernetes", credentials="kubeconfig" if path else "in-cluster")
     return KubernetesCluster(
         kube, SubprocessHelmRunner(), kubeconfig=path, helm_binary=settings.helm_binary
     )

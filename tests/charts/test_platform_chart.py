@@ -783,42 +783,52 @@ def test_the_rbac_document_lists_every_rule(default_docs: list[Manifest]) -> Non
 # --------------------------------------------------------------------------
 
 
-def cluster_config(docs: list[Manifest]) -> dict[str, str]:
-    data: dict[str, str] = one(docs, "ConfigMap", f"{RELEASE}-cluster")["data"]
+def store_values_config(docs: list[Manifest]) -> dict[str, str]:
+    data: dict[str, str] = one(docs, "ConfigMap", f"{RELEASE}-store-values")["data"]
     return data
 
 
-def test_in_kubernetes_mode_they_use_their_token_through_a_kubeconfig(
-    default_docs: list[Manifest],
+def volumes_of(workload: Manifest) -> dict[str, Manifest]:
+    return {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+
+
+@pytest.mark.parametrize("variant", sorted(v for v in VARIANTS if v != "simulated"))
+def test_in_kubernetes_mode_they_use_their_own_token_in_cluster(
+    variants: dict[str, list[Manifest]], variant: str
 ) -> None:
-    kubeconfig = yaml.safe_load(cluster_config(default_docs)["kubeconfig"])
-    (user,) = kubeconfig["users"]
-    assert user["user"] == {"tokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
-    (cluster,) = kubeconfig["clusters"]
-    assert cluster["cluster"]["server"] == "https://kubernetes.default.svc"
-    for service in CLUSTER_SERVICES:
-        workload = deployment(default_docs, service)
+    """No kubeconfig anywhere: the provisioner and the reaper run with WOOSTORE_CLUSTER=
+    kubernetes and their ServiceAccount token mounted, and the driver and helm use the
+    in-cluster configuration, which re-reads the token the kubelet rotates."""
+    docs = variants[variant]
+    for config in by_kind(docs, "ConfigMap"):
+        assert not any("kubeconfig" in key for key in config["data"]), config["metadata"]
+        assert not any("tokenFile" in value for value in config["data"].values())
+    for service in SERVICES:
+        workload = deployment(docs, service)
+        spec = workload["spec"]["template"]["spec"]
         env = env_of(container(workload))
-        mount = mount_of(workload, "cluster")
-        assert mount["readOnly"] is True
-        assert env["WOOSTORE_KUBECONFIG"]["value"] == f"{mount['mountPath']}/kubeconfig"
-        assert env["WOOSTORE_CLUSTER"]["value"] == "kubernetes"
-    for service in ("api", "notifier"):
-        assert "WOOSTORE_KUBECONFIG" not in env_of(container(deployment(default_docs, service)))
+        assert env["WOOSTORE_CLUSTER"]["value"] == "kubernetes", service
+        assert "WOOSTORE_KUBECONFIG" not in env, service
+        assert "KUBECONFIG" not in env, service
+        assert spec["automountServiceAccountToken"] is (service in CLUSTER_SERVICES), service
+        # The token comes from automount only: no volume of ours holds credentials.
+        assert set(volumes_of(workload)) <= {"tmp", "store-values"}, service
+        account = one(docs, "ServiceAccount", spec["serviceAccountName"])
+        assert account["automountServiceAccountToken"] is False  # the pod opts in, no other
 
 
 def test_simulated_mode_shares_one_volume_and_no_kubeconfig(
     variants: dict[str, list[Manifest]],
 ) -> None:
     docs = variants["simulated"]
-    assert "kubeconfig" not in cluster_config(docs)
     (claim,) = by_kind(docs, "PersistentVolumeClaim")
     for service in CLUSTER_SERVICES:
         workload = deployment(docs, service)
         env = env_of(container(workload))
         assert env["WOOSTORE_CLUSTER"]["value"] == "simulated"
         assert "WOOSTORE_KUBECONFIG" not in env
-        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+        volumes = volumes_of(workload)
         assert (
             volumes["simcluster"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
         )
@@ -836,9 +846,11 @@ def test_stores_get_values_that_pass_the_store_chart(
     docs = variants[f"profile-{profile}"]
     env = env_of(container(deployment(docs, "provisioner")))
     files = env["WOOSTORE_STORE_VALUES_FILES"]["value"].split(",")
-    mount = mount_of(deployment(docs, "provisioner"), "cluster")
+    mount = mount_of(deployment(docs, "provisioner"), "store-values")
+    assert mount["readOnly"] is True
     assert files[-1] == f"{mount['mountPath']}/store-values.yaml"
-    store_values = yaml.safe_load(cluster_config(docs)["store-values.yaml"])
+    assert "store-values" not in volumes_of(deployment(docs, "reaper"))  # only helm needs them
+    store_values = yaml.safe_load(store_values_config(docs)["store-values.yaml"])
     platform_values = yaml.safe_load((PLATFORM_CHART / "values.yaml").read_text())
     # Stores are served by the platform's own ingress controller.
     assert store_values["ingress"]["className"] == platform_values["ingress"]["className"]
@@ -852,7 +864,7 @@ def test_stores_get_values_that_pass_the_store_chart(
         assert path.startswith("/app/helm/store/"), path
         args += ["--values", str(CHART / path.removeprefix("/app/helm/store/"))]
     mine = tmp_path / "store-values.yaml"
-    mine.write_text(cluster_config(docs)["store-values.yaml"])
+    mine.write_text(store_values_config(docs)["store-values.yaml"])
     rendered = render(helm_env, *args, "--values", str(mine))
     (ingress,) = by_kind(rendered, "Ingress")
     assert ingress["spec"]["ingressClassName"] == store_values["ingress"]["className"]

@@ -11,7 +11,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 TIME = "2026-11-01T10:00:00Z"
 
@@ -35,6 +36,8 @@ class FakeApiServer:
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # method, path, query parameters
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    # the Authorization header of each request, in the same order ("" without one)
+    authorizations: list[str] = field(default_factory=list)
     throttle: int = 0  # the next requests answered 429 with Retry-After
     retry_after: str = "2"
 
@@ -48,11 +51,14 @@ class FakeApiServer:
                 Route("/apis/apps/v1/namespaces/{ns}/deployments", self.deployments),
                 Route("/apis/apps/v1/namespaces/{ns}/statefulsets", self.statefulsets),
                 Route("/api/v1/namespaces/{ns}/pods", self.pods),
+                Route("/api/v1/namespaces/{ns}/pods/{name}/exec", self.exec),
+                WebSocketRoute("/api/v1/namespaces/{ns}/pods/{name}/exec", self.exec_websocket),
             ]
         )
 
     def _seen(self, request: Request) -> Response | None:
         self.requests.append((request.method, request.url.path, dict(request.query_params)))
+        self.authorizations.append(request.headers.get("authorization", ""))
         if self.throttle:
             self.throttle -= 1
             response = status(429, "TooManyRequests", "the server has received too many requests")
@@ -202,3 +208,16 @@ class FakeApiServer:
         return JSONResponse(
             {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [item]}
         )
+
+    async def exec(self, request: Request) -> Response:
+        """The exec upgrade request, seen (with its headers) and refused. Without a websocket
+        library for uvicorn (none is installed), it arrives as a plain GET."""
+        if (refused := self._seen(request)) is not None:
+            return refused
+        return status(403, "Forbidden", "exec is not served here")
+
+    async def exec_websocket(self, websocket: WebSocket) -> None:
+        """The same, should uvicorn ever get a websocket library: seen, then refused (403)."""
+        self.requests.append(("GET", websocket.url.path, dict(websocket.query_params)))
+        self.authorizations.append(websocket.headers.get("authorization", ""))
+        await websocket.close()

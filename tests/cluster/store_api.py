@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from tests.cluster.tls import Tls
+
 API = "/wp-json/wc/store/v1"
 
 
@@ -126,13 +128,17 @@ class FakeStore:
 
 
 @asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[str]:
-    """Serve ``app`` on a free loopback port until the block ends; yields its base URL."""
+async def serve(app: Starlette, tls: Tls | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port until the block ends; yields its base URL
+    (https with ``tls``' server certificate, http without)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
+    certificate: dict[str, Any] = (
+        {} if tls is None else {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+    )
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **certificate)
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -141,7 +147,7 @@ async def serve(app: Starlette) -> AsyncIterator[str]:
                 if task.done():
                     task.result()  # it died: say why
                 await asyncio.sleep(0.01)
-        yield f"http://{host}:{port}"
+        yield f"{'http' if tls is None else 'https'}://{host}:{port}"
     finally:
         server.should_exit = True
         await task

@@ -1,5 +1,6 @@
-"""``connect_cluster`` picks the Kubernetes driver for a kubeconfig, and refuses to start,
-with a message naming the setting, when the kubeconfig or helm is not usable."""
+"""``connect_cluster`` picks the Kubernetes driver for a kubeconfig, or in a pod without one
+for the pod's ServiceAccount, and refuses to start, with a message naming the setting, when
+neither is there or the kubeconfig or helm is not usable."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.support import HELM
+from tests.cluster.conftest import FakePod
+from tests.cluster.support import HELM, release_for
 from woostore_cluster import connect_cluster
+from woostore_cluster.kubeapi import ClientKubeApi
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_shared.settings import ClusterMode, Settings
 
@@ -22,9 +25,63 @@ def test_a_kubeconfig_gives_the_kubernetes_driver(kubeconfig: Path) -> None:
     assert cluster.helm_binary == str(HELM)
 
 
-def test_kubernetes_mode_without_a_kubeconfig_refuses_to_start() -> None:
+@pytest.mark.usefixtures("not_in_a_pod")
+def test_kubernetes_mode_outside_a_pod_without_a_kubeconfig_refuses_to_start() -> None:
+    with pytest.raises(SystemExit, match="needs WOOSTORE_KUBECONFIG") as raised:
+        connect_cluster(Settings(cluster=ClusterMode.KUBERNETES, helm_binary=str(HELM)))
+
+    message = str(raised.value)
+    assert "or to run in a Kubernetes pod with its ServiceAccount token mounted" in message
+    assert "KUBERNETES_SERVICE_HOST" in message
+
+
+async def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(pod: FakePod) -> None:
+    cluster = connect_cluster(Settings(cluster=ClusterMode.KUBERNETES, helm_binary=str(HELM)))
+
+    assert isinstance(cluster, KubernetesCluster)
+    assert cluster.kubeconfig is None
+    assert isinstance(cluster.kube, ClientKubeApi)
+    try:
+        assert await cluster.namespace_exists("store-a") is False
+    finally:
+        cluster.kube.close()
+    assert pod.server.authorizations == ["bearer token-1"]
+    # helm is left to find the in-cluster configuration itself.
+    argv = cluster.upgrade_argv(release_for("store-a"), Path("values.json"), 300)
+    assert "--kubeconfig" not in argv
+
+
+def test_a_pod_without_its_token_is_not_in_a_pod(pod: FakePod) -> None:
+    """automountServiceAccountToken: false, or a token file elsewhere: no in-cluster mode."""
+    pod.token.unlink()
+
     with pytest.raises(SystemExit, match="needs WOOSTORE_KUBECONFIG"):
-        connect_cluster(Settings(cluster=ClusterMode.KUBERNETES))
+        connect_cluster(Settings(cluster=ClusterMode.KUBERNETES, helm_binary=str(HELM)))
+
+
+def test_a_pod_whose_ca_file_is_missing_refuses_to_start(pod: FakePod) -> None:
+    pod.ca.unlink()
+
+    with pytest.raises(SystemExit, match=r"in-cluster configuration .* could not be loaded: "):
+        connect_cluster(Settings(cluster=ClusterMode.KUBERNETES, helm_binary=str(HELM)))
+
+
+def test_in_a_pod_a_kubeconfig_given_wins(pod: FakePod, kubeconfig: Path) -> None:
+    cluster = connect_cluster(Settings(kubeconfig=kubeconfig, helm_binary=str(HELM)))
+
+    assert isinstance(cluster, KubernetesCluster)
+    assert cluster.kubeconfig == kubeconfig.resolve()
+    assert isinstance(cluster.kube, ClientKubeApi)
+    assert cluster.kube._configuration.host == "https://127.0.0.1:1"
+    cluster.kube.close()
+
+
+@pytest.mark.usefixtures("pod")
+def test_in_a_pod_a_missing_helm_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="WOOSTORE_HELM_BINARY"):
+        connect_cluster(
+            Settings(cluster=ClusterMode.KUBERNETES, helm_binary=str(tmp_path / "helm"))
+        )
 
 
 def test_a_missing_kubeconfig_refuses_to_start(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Every helm command the Kubernetes driver runs: its exact argv, the Helm 4 flags, the
 timeouts, the values file, recovery of releases a crash left pending, and how helm's
-failures are mapped. Secrets appear in no argv and no message.
+failures are mapped. Secrets appear in no argv and no message. In a pod (no kubeconfig) the
+same commands go without ``--kubeconfig``: helm uses the pod's ServiceAccount.
 """
 
 from __future__ import annotations
@@ -30,29 +31,45 @@ async def namespace(driver: KubernetesCluster) -> str:
     return NS
 
 
-def status_argv(kubeconfig: Path) -> list[str]:
-    return ["helm", "status", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
-            "-o", "json"]  # fmt: skip
+def target(kubeconfig: Path | None) -> list[str]:
+    """``--namespace`` and, outside a pod, ``--kubeconfig``; in a pod (None), no kubeconfig."""
+    return ["--namespace", NS, *(["--kubeconfig", str(kubeconfig)] if kubeconfig else [])]
 
 
-def history_argv(kubeconfig: Path) -> list[str]:
-    return ["helm", "history", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
-            "-o", "json"]  # fmt: skip
+def status_argv(kubeconfig: Path | None) -> list[str]:
+    return ["helm", "status", "store", *target(kubeconfig), "-o", "json"]
 
 
-def uninstall_argv(kubeconfig: Path, timeout: str) -> list[str]:
-    return ["helm", "uninstall", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+def history_argv(kubeconfig: Path | None) -> list[str]:
+    return ["helm", "history", "store", *target(kubeconfig), "-o", "json"]
+
+
+def rollback_argv(kubeconfig: Path | None, revision: int) -> list[str]:
+    return ["helm", "rollback", "store", str(revision), *target(kubeconfig),
+            "--timeout", "300s"]  # fmt: skip
+
+
+def uninstall_argv(kubeconfig: Path | None, timeout: str) -> list[str]:
+    return ["helm", "uninstall", "store", *target(kubeconfig),
             "--wait=watcher", "--timeout", timeout, "--ignore-not-found"]  # fmt: skip
 
 
-def upgrade_argv(kubeconfig: Path, values: str, *profiles: Path) -> list[str]:
+def upgrade_argv(kubeconfig: Path | None, values: str, *profiles: Path) -> list[str]:
     return [
-        "helm", "upgrade", "--install", "store", str(CHART),
-        "--namespace", NS, "--kubeconfig", str(kubeconfig),
+        "helm", "upgrade", "--install", "store", str(CHART), *target(kubeconfig),
         *[arg for p in profiles for arg in ("--values", str(p))],
         "--values", values,
         "--rollback-on-failure", "--wait=watcher", "--timeout", "300s",
     ]  # fmt: skip
+
+
+def test_the_argv_helpers_spell_out_the_kubeconfig(kubeconfig: Path) -> None:
+    """So the tests below compare against literal argvs, not against the helpers' logic."""
+    assert status_argv(kubeconfig) == [
+        "helm", "status", "store", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+        "-o", "json",
+    ]  # fmt: skip
+    assert status_argv(None) == ["helm", "status", "store", "--namespace", NS, "-o", "json"]
 
 
 # -- install -----------------------------------------------------------------------------------
@@ -171,6 +188,7 @@ async def test_pending_upgrade_or_rollback_rolls_back_to_the_last_deployed_revis
         "helm", "rollback", "store", "2", "--namespace", NS, "--kubeconfig", str(kubeconfig),
         "--timeout", "300s",
     ]  # fmt: skip
+    assert helm.calls[2] == rollback_argv(kubeconfig, 2)
     assert helm.status(NS) == "deployed"
     assert not any(s.startswith("pending-") for _, s in helm.releases[(NS, "store")])
 
@@ -328,9 +346,16 @@ async def test_a_status_that_fails_is_mapped_not_mistaken_for_no_release(
 # -- secrets ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", ["kubeconfig", "in a pod"])
 async def test_no_secret_reaches_helm_or_an_error_message(
-    driver: KubernetesCluster, helm: FakeHelm, kube: FakeKube, namespace: str
+    driver: KubernetesCluster,
+    pod_driver: KubernetesCluster,
+    helm: FakeHelm,
+    kube: FakeKube,
+    namespace: str,
+    where: str,
 ) -> None:
+    driver = pod_driver if where == "in a pod" else driver
     keys = ("db-password", "db-root-password", "admin-password")
     passwords = {key: generate_password() for key in keys}
     await driver.ensure_secret(NS, "store-credentials", passwords)
@@ -357,3 +382,49 @@ async def test_no_secret_reaches_helm_or_an_error_message(
         assert not any(password in arg for call in kube.exec_calls for arg in call.command)
         assert not any(password in message for message in errors)
     assert kube.exec_calls[-1].stdin == passwords["admin-password"] + "\n"
+
+
+# -- in a pod: no kubeconfig ---------------------------------------------------------------
+
+
+async def test_in_a_pod_every_command_goes_without_a_kubeconfig(
+    pod_driver: KubernetesCluster, helm: FakeHelm
+) -> None:
+    driver = pod_driver
+    await driver.ensure_namespace(NS, {MANAGED_BY[0]: MANAGED_BY[1]})
+
+    await driver.install_release(release_for(NS), timeout=300)  # fresh
+    helm.set_release(NS, "store", "superseded", "deployed", "pending-upgrade")
+    await driver.install_release(release_for(NS, values_files=(LOCAL_PROFILE,)), timeout=300)
+    helm.set_release(NS, "store", "pending-install")
+    await driver.install_release(release_for(NS), timeout=300)
+    await driver.uninstall_release(NS, "store")
+
+    first, second, third = (str(v.path) for v in helm.values_seen if v.path != LOCAL_PROFILE)
+    assert helm.calls == [
+        ["helm", "status", "store", "--namespace", NS, "-o", "json"],
+        ["helm", "upgrade", "--install", "store", str(CHART), "--namespace", NS,
+         "--values", first, "--rollback-on-failure", "--wait=watcher", "--timeout", "300s"],
+        status_argv(None),
+        history_argv(None),
+        rollback_argv(None, 2),
+        upgrade_argv(None, second, LOCAL_PROFILE),
+        status_argv(None),
+        uninstall_argv(None, "300s"),
+        upgrade_argv(None, third),
+        uninstall_argv(None, "240s"),
+    ]  # fmt: skip
+    assert not any("kubeconfig" in arg for argv in helm.calls for arg in argv)
+    assert helm.timeouts[:2] == [60 + GRACE, 300 + GRACE]
+
+
+async def test_in_a_pod_helm_failures_map_as_with_a_kubeconfig(
+    pod_driver: KubernetesCluster, helm: FakeHelm
+) -> None:
+    await pod_driver.ensure_namespace(NS, {MANAGED_BY[0]: MANAGED_BY[1]})
+    helm.scripted["status"] = [
+        HelmResult(1, "", "Error: kubernetes cluster unreachable: connection refused\n")
+    ]
+
+    with pytest.raises(TransientClusterError, match="helm status"):
+        await pod_driver.install_release(release_for(NS), timeout=300)

@@ -8,6 +8,7 @@ With no cluster here, two checks keep this honest:
   real helm with a kubeconfig whose API server is a closed loopback port: helm parses flags
   and arguments before it connects, so "cluster unreachable" (and no "unknown flag") proves
   the argv is valid, and the driver maps that failure to a transient error.
+Both again for the argvs of a driver in a pod, which carry no ``--kubeconfig``.
 """
 
 from __future__ import annotations
@@ -127,3 +128,51 @@ async def test_every_other_argv_is_accepted_by_helm_and_unreachable_is_transient
     )
     with pytest.raises(TransientClusterError, match=r"helm uninstall .* unreachable"):
         await real_driver.uninstall_release(NS, "store")
+
+
+# -- in a pod: no --kubeconfig -------------------------------------------------------------
+
+
+async def test_in_a_pod_the_install_argv_renders_the_real_chart(
+    kube: FakeKube, helm_binary: Path, helm_env: dict[str, str]
+) -> None:
+    helm = TemplatingHelm(helm_binary, helm_env)
+    driver = KubernetesCluster(
+        kube, helm, kubeconfig=None, helm_binary=str(helm_binary), poll_interval=0.05
+    )
+    await driver.ensure_namespace(NS, {MANAGED_BY[0]: MANAGED_BY[1]})
+
+    await driver.install_release(release_for(NS, values_files=(LOCAL_PROFILE,)), timeout=300)
+
+    assert not helm.stderr.strip(), f"helm warned:\n{helm.stderr}"
+    assert "--kubeconfig" not in helm.argv
+    assert ("Deployment", "store-wordpress") in {
+        (doc["kind"], doc["metadata"]["name"]) for doc in helm.rendered
+    }
+
+
+async def test_in_a_pod_every_other_argv_is_accepted_by_helm(
+    pod_driver: KubernetesCluster,
+    helm: FakeHelm,
+    helm_binary: Path,
+    helm_env: dict[str, str],
+) -> None:
+    await pod_driver.ensure_namespace(NS, {MANAGED_BY[0]: MANAGED_BY[1]})
+    helm.set_release(NS, "store", "deployed", "pending-upgrade")
+    await pod_driver.install_release(release_for(NS), timeout=300)  # status, history, rollback
+    await pod_driver.uninstall_release(NS, "store")
+    commands = {argv[1]: argv for argv in helm.calls if argv[1] != "upgrade"}
+    assert set(commands) == {"status", "history", "rollback", "uninstall"}
+    assert not any("--kubeconfig" in argv for argv in commands.values())
+
+    # In a pod, helm (client-go) would find no kubeconfig and use the in-cluster
+    # configuration; here, with no pod, it would try http://localhost:8080 instead.
+    # HELM_KUBEAPISERVER sends it to a closed port: a refused connection, whatever else
+    # listens on this machine. The argv is what is checked.
+    real = SubprocessHelmRunner(env={**helm_env, "HELM_KUBEAPISERVER": "https://127.0.0.1:1"})
+    for verb, argv in commands.items():
+        result = await real.run([str(helm_binary), *argv[1:]], timeout=30)
+        assert not result.ok
+        assert not any(e in result.stderr for e in PARSE_ERRORS), f"{verb}: {result.stderr}"
+        assert "kubernetes cluster unreachable" in result.stderr, f"{verb}: {result.stderr}"
+        assert "127.0.0.1:1" in result.stderr, f"{verb}: {result.stderr}"
