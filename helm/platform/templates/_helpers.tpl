@@ -148,6 +148,14 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.settings.reaperIntervalSeconds | quote }}
 - name: WOOSTORE_ACK_WAIT_SECONDS
   value: {{ $v.settings.ackWaitSeconds | quote }}
+- name: WOOSTORE_MAX_LIVE_STORES
+  value: {{ $v.settings.maxLiveStores | quote }}
+- name: WOOSTORE_TENANT_STORE_LIMIT
+  value: {{ $v.settings.tenantStoreLimit | quote }}
+- name: WOOSTORE_MAX_QUEUED_STORES
+  value: {{ $v.settings.maxQueuedStores | quote }}
+- name: WOOSTORE_CREATES_PER_MINUTE
+  value: {{ $v.settings.createsPerMinute | quote }}
 - name: WOOSTORE_LOG_LEVEL
   value: {{ $v.settings.logLevel | quote }}
 - name: WOOSTORE_LOG_FORMAT
