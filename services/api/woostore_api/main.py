@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
-from woostore_api.problems import install_problem_handlers
+from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
 from woostore_shared.access import Authenticator
@@ -35,7 +35,7 @@ VERSION = version("woostore-api")
 platform_router = APIRouter(tags=["platform"])
 
 
-@platform_router.get("/platform", response_model=Platform)
+@platform_router.get("/platform", response_model=Platform, responses=problem_responses(401))
 async def platform(request: Request, _: CurrentCaller) -> Platform:
     """Where the event stream is, and whether stores run on a real or a simulated cluster."""
     settings: Settings = request.app.state.settings
@@ -53,7 +53,9 @@ async def asyncapi() -> dict[str, Any]:
     return asyncapi_document(VERSION)
 
 
-@platform_router.post("/events/ticket", response_model=Ticket)
+@platform_router.post(
+    "/events/ticket", response_model=Ticket, responses=problem_responses(401, 403)
+)
 async def event_ticket(request: Request, caller: CurrentCaller) -> Ticket:
     """A short-lived ticket for the event stream: EventSource cannot send an Authorization
     header, and a long-lived key does not belong in a URL. The stream shows what the

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from woostore_shared.logging import get_logger
@@ -18,6 +19,63 @@ from woostore_shared.logging import get_logger
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://woostore.dev/problems/"
 log = get_logger(__name__)
+_SCHEMA_NAME = "ProblemDetails"
+_WHY = {
+    400: "The request is malformed: a body that is not UTF-8 JSON, a cursor no page gave.",
+    401: "No valid credentials: a bearer token (an API key) or a session cookie is required.",
+    403: "The caller may not do this (a tenant key outside its tenant, not an admin, or a "
+    "session write from another origin).",
+    404: "No such object, or it belongs to another tenant.",
+    409: "The object exists already, or is not in a state that allows this.",
+    422: "The request does not match this operation's parameters or body.",
+    429: "A limit was reached (`limit` names it); retry after `Retry-After` seconds.",
+    503: "Busy; retry.",
+}
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem: the body of every error answer."""
+
+    model_config = ConfigDict(
+        extra="allow",  # a problem may carry more members: errors, limit, status_now...
+        title=_SCHEMA_NAME,
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": TYPE_BASE + "not-found",
+                    "title": "Not found",
+                    "status": 404,
+                    "detail": "store 0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10 does not exist",
+                    "instance": "/api/v1/stores/0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong, for people.")
+    instance: str = Field(description="The path of the request.")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can answer these problems, for the OpenAPI document."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {
+            "description": _WHY[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{_SCHEMA_NAME}"}}},
+        }
+        if status == 429:
+            response["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before trying again.",
+                    "schema": {"type": "integer"},
+                }
+            }
+        responses[status] = response
+    return responses
 
 
 class Problem(Exception):
@@ -70,7 +128,24 @@ def _render(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _document_problems(app: FastAPI) -> None:
+    """Add the schema that :func:`problem_responses` refers to, to the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        cached = app.openapi_schema is not None
+        document = build()
+        if not cached:
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas[_SCHEMA_NAME] = ProblemDetails.model_json_schema()
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
+
+
 def install_problem_handlers(app: FastAPI) -> None:
+    _document_problems(app)
+
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> JSONResponse:
         return _render(

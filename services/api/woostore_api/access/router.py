@@ -27,14 +27,18 @@ from woostore_api.auth import (
     caller_of,
     tenant_scope,
 )
-from woostore_api.problems import Problem
+from woostore_api.problems import Problem, problem_responses
 from woostore_shared.models import ApiKey
 
 router = APIRouter()
 
 
 @router.post(
-    "/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantOut, tags=["tenants"]
+    "/tenants",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TenantOut,
+    tags=["tenants"],
+    responses=problem_responses(400, 401, 403, 409, 422),
 )
 async def create_tenant(body: TenantCreate, request: Request, caller: AdminCaller) -> TenantOut:
     """A new tenant. Give it keys with POST /keys."""
@@ -42,13 +46,23 @@ async def create_tenant(body: TenantCreate, request: Request, caller: AdminCalle
     return TenantOut.model_validate(tenant, from_attributes=True)
 
 
-@router.get("/tenants", response_model=list[TenantOut], tags=["tenants"])
+@router.get(
+    "/tenants",
+    response_model=list[TenantOut],
+    tags=["tenants"],
+    responses=problem_responses(401, 403),
+)
 async def list_tenants(request: Request, _: AdminCaller) -> list[TenantOut]:
     tenants = await service.list_tenants(request.app.state.db)
     return [TenantOut.model_validate(t, from_attributes=True) for t in tenants]
 
 
-@router.patch("/tenants/{tenant_id}", response_model=TenantOut, tags=["tenants"])
+@router.patch(
+    "/tenants/{tenant_id}",
+    response_model=TenantOut,
+    tags=["tenants"],
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
 async def update_tenant(
     tenant_id: uuid.UUID, body: TenantUpdate, request: Request, caller: AdminCaller
 ) -> TenantOut:
@@ -61,14 +75,22 @@ def _key_out(key: ApiKey) -> KeyOut:
     return KeyOut.model_validate(key, from_attributes=True)
 
 
-@router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=NewKeyOut, tags=["keys"])
+@router.post(
+    "/keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=NewKeyOut,
+    tags=["keys"],
+    responses=problem_responses(400, 401, 403, 404, 422),
+)
 async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -> NewKeyOut:
     """A new API key. Its token is in this response only; WooStore keeps just a hash."""
     key, issued = await service.create_key(request.app.state.outbox, caller, body)
     return NewKeyOut(**_key_out(key).model_dump(), token=issued.token)
 
 
-@router.get("/keys", response_model=KeyList, tags=["keys"])
+@router.get(
+    "/keys", response_model=KeyList, tags=["keys"], responses=problem_responses(401, 403, 422)
+)
 async def list_keys(
     request: Request,
     caller: CurrentCaller,
@@ -81,7 +103,12 @@ async def list_keys(
     return KeyList(items=[_key_out(k) for k in keys])
 
 
-@router.delete("/keys/{key_id}", response_model=KeyOut, tags=["keys"])
+@router.delete(
+    "/keys/{key_id}",
+    response_model=KeyOut,
+    tags=["keys"],
+    responses=problem_responses(401, 403, 404, 422),
+)
 async def revoke_key(key_id: uuid.UUID, request: Request, caller: CurrentCaller) -> KeyOut:
     """Revoke a key at once: its requests, sessions and event streams stop being accepted."""
     return _key_out(await service.revoke_key(request.app.state.outbox, caller, key_id))
@@ -95,7 +122,9 @@ async def _whoami(request: Request, caller: Caller) -> WhoAmI:
     )
 
 
-@router.post("/session", response_model=WhoAmI, tags=["session"])
+@router.post(
+    "/session", response_model=WhoAmI, tags=["session"], responses=problem_responses(400, 401, 422)
+)
 async def sign_in(body: SessionCreate, request: Request, response: Response) -> WhoAmI:
     """Sign the dashboard in with a key: sets an HttpOnly, SameSite=Strict session cookie."""
     state = request.app.state
@@ -120,7 +149,7 @@ async def sign_in(body: SessionCreate, request: Request, response: Response) -> 
     return await _whoami(request, caller)
 
 
-@router.get("/session", response_model=WhoAmI, tags=["session"])
+@router.get("/session", response_model=WhoAmI, tags=["session"], responses=problem_responses(401))
 async def whoami(request: Request, caller: CurrentCaller) -> WhoAmI:
     """Who the session cookie (or bearer token) belongs to."""
     return await _whoami(request, caller)

@@ -10,6 +10,9 @@ from pydantic.config import JsonDict
 
 from woostore_shared.models import Role
 
+# No control characters: PostgreSQL text cannot hold NUL, and none belongs in a name or key.
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]+$"
+
 _TENANT: JsonDict = {
     "id": "7c2d9e41-5a3b-4c6d-8e7f-9a0b1c2d3e4f",
     "name": "acme",
@@ -59,7 +62,9 @@ class KeyCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"name": "ci deploys", "role": "tenant"}]}
     )
 
-    name: str = Field(min_length=1, max_length=100, description="What the key is for.")
+    name: str = Field(
+        min_length=1, max_length=100, pattern=NO_CONTROLS, description="What the key is for."
+    )
     role: Role = Role.TENANT
     tenant_id: uuid.UUID | None = Field(
         default=None, description="Admins: the key's tenant (default: the caller's own)."
@@ -100,7 +105,12 @@ class SessionCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"token": "wsk_3f9a1c2b7d4e_Jx9..."}]}
     )
 
-    token: str = Field(min_length=1, max_length=200, description="An API key or the admin token.")
+    token: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=NO_CONTROLS,
+        description="An API key or the admin token.",
+    )
 
 
 class WhoAmI(BaseModel):

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from woostore_api.access.schemas import NO_CONTROLS
 from woostore_api.audit import service
 from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.problems import problem_responses
 from woostore_shared.models import Role
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -55,7 +57,7 @@ class AuditPage(BaseModel):
     next_cursor: int | None = Field(default=None, description="Pass as ?cursor= for older entries.")
 
 
-@router.get("", response_model=AuditPage)
+@router.get("", response_model=AuditPage, responses=problem_responses(401, 403, 422))
 async def list_audit_entries(
     request: Request,
     caller: CurrentCaller,
@@ -63,11 +65,13 @@ async def list_audit_entries(
         uuid.UUID | None, Query(description="Admins: one tenant's entries (default: all).")
     ] = None,
     target: Annotated[
-        str | None, Query(max_length=100, description='One object, e.g. "store/<id>".')
+        str | None,
+        Query(max_length=100, pattern=NO_CONTROLS, description='One object, e.g. "store/<id>".'),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page")
+        # An entry id is a PostgreSQL bigint: a larger cursor is a 422, not a database error.
+        int | None, Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page")
     ] = None,
 ) -> AuditPage:
     """Newest first. A tenant sees its own tenant's entries; an admin sees everyone's."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from prometheus_client import Counter
 
 from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.problems import problem_responses
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
     Credentials,
@@ -24,7 +25,12 @@ router = APIRouter(prefix="/stores", tags=["stores"])
 STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested through the API")
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(400, 401, 403, 422, 429, 503),
+)
 async def create_store(
     body: StoreCreate,
     request: Request,
@@ -53,7 +59,7 @@ async def create_store(
     return StoreOut.of(store, await service.queue_positions(state.db))
 
 
-@router.get("", response_model=StoreList)
+@router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 422))
 async def list_stores(
     request: Request,
     caller: CurrentCaller,
@@ -72,7 +78,7 @@ async def list_stores(
     return StoreList(items=[StoreOut.of(s, queue) for s in stores], next_cursor=next_cursor)
 
 
-@router.get("/{store_id}", response_model=StoreDetail)
+@router.get("/{store_id}", response_model=StoreDetail, responses=problem_responses(401, 404, 422))
 async def get_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreDetail:
     db = request.app.state.db
     store = await service.get_store(db, store_id, caller.principal)
@@ -84,14 +90,23 @@ async def get_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller
     return StoreDetail(**StoreOut.of(store, queue).model_dump(), events=events)
 
 
-@router.delete("/{store_id}", status_code=status.HTTP_202_ACCEPTED, response_model=StoreOut)
+@router.delete(
+    "/{store_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
 async def delete_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
     """Delete the store and everything it owns (namespace, volumes, release)."""
     store = await service.request_deletion(request.app.state.outbox, caller, store_id)
     return StoreOut.of(store)
 
 
-@router.get("/{store_id}/credentials", response_model=Credentials)
+@router.get(
+    "/{store_id}/credentials",
+    response_model=Credentials,
+    responses=problem_responses(401, 404, 409, 422),
+)
 async def get_credentials(
     store_id: uuid.UUID, request: Request, caller: CurrentCaller
 ) -> Credentials:

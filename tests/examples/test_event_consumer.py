@@ -1,0 +1,258 @@
+"""examples/event_consumer: an external program following store events with its own durable
+consumer, run as a subprocess against a real nats-server holding the platform's stream."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.js.api import ConsumerInfo
+
+from woostore_devstack.embedded import NatsServer
+from woostore_shared.events import (
+    CloudEvent,
+    Deleted,
+    DeleteRequested,
+    EventData,
+    Progress,
+    Ready,
+    Requested,
+    StepInfo,
+    StoreSummary,
+    make_event,
+)
+from woostore_shared.messaging import connect
+from woostore_shared.models import StoreStatus, utcnow
+from woostore_shared.outbox import REPLAY_HEADER
+from woostore_shared.settings import Settings
+from woostore_shared.topology import PROVISION_CONSUMER, STREAM_NAME, declare, ensure_topology
+
+CONSUMER = Path(__file__).resolve().parents[2] / "examples" / "event_consumer" / "consumer.py"
+DURABLE = "my-app"
+DEADLINE_SECONDS = 15.0
+
+
+@pytest.fixture
+async def nats(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """A client of a nats-server holding the platform's stream and work consumers."""
+    client = await connect(nats_server.url, "tests")
+    await ensure_topology(client.jetstream(), declare(Settings(nats_url=nats_server.url)))
+    yield client
+    await client.close()
+
+
+class Store:
+    """A store's events, made as the platform makes them."""
+
+    def __init__(self, name: str) -> None:
+        self.id = uuid.uuid4()
+        self.name = name
+        self.tenant_id = uuid.uuid4()
+        self.correlation_id = uuid.uuid4().hex
+
+    def event(self, data: EventData) -> CloudEvent:
+        return make_event(
+            data,
+            store_id=self.id,
+            tenant_id=self.tenant_id,
+            correlation_id=self.correlation_id,
+            source="/woostore/tests",
+        )
+
+    def requested(self) -> CloudEvent:
+        summary = StoreSummary(
+            id=self.id,
+            name=self.name,
+            slug="corner-shop-3f9a1c",
+            type="woocommerce",
+            status=StoreStatus.QUEUED,
+            simulated=True,
+            created_at=utcnow(),
+        )
+        return self.event(Requested(store=summary))
+
+    def step(self, index: int, state: str) -> CloudEvent:
+        return self.event(
+            Progress(
+                status=StoreStatus.PROVISIONING,
+                phase="provision",
+                step=StepInfo(name="namespace", title="Namespace", index=index, total=9),
+                state="started" if state == "started" else "completed",
+                progress=(index - 1) / 9,
+            )
+        )
+
+
+async def publish(nats: Client, event: CloudEvent, *, replay: bool = False) -> int:
+    """Publish as the outbox (or, with ``replay``, the reaper's replay) does; the sequence."""
+    headers = {"Nats-Msg-Id": f"{event.id}:replay:1" if replay else str(event.id)}
+    if replay:
+        headers[REPLAY_HEADER] = "1"
+    ack = await nats.jetstream().publish(
+        event.nats_subject, event.model_dump_json().encode(), stream=STREAM_NAME, headers=headers
+    )
+    return ack.seq
+
+
+async def start_consumer(nats_url: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(CONSUMER),
+        "--nats",
+        nats_url,
+        "--durable",
+        DURABLE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def read_lines(stream: asyncio.StreamReader | None, count: int) -> list[str]:
+    """The next ``count`` lines the consumer writes, within the deadline."""
+    assert stream is not None
+    lines: list[str] = []
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        while len(lines) < count:
+            line = await stream.readline()
+            assert line, f"the consumer's output ended after {lines}"
+            lines.append(line.decode().rstrip("\n"))
+    return lines
+
+
+def sequence_of(line: str) -> int:
+    return int(line.split()[0])
+
+
+def acked_up_to(info: ConsumerInfo) -> int:
+    """The stream sequence up to which the consumer has settled every message."""
+    return info.ack_floor.stream_seq if info.ack_floor and info.ack_floor.stream_seq else 0
+
+
+async def wait_for_consumer(
+    nats: Client, durable: str, done: str, check: Callable[[ConsumerInfo], bool]
+) -> None:
+    """Poll the consumer's state on the server until ``check`` holds, within the deadline."""
+    give_up = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        info: ConsumerInfo = await nats.jetstream().consumer_info(STREAM_NAME, durable)
+        if check(info):
+            return
+        if time.monotonic() > give_up:
+            pytest.fail(f"the consumer {durable!r} never {done}: {info}")
+        await asyncio.sleep(0.05)
+
+
+async def stop(process: asyncio.subprocess.Process) -> int:
+    if process.returncode is None:
+        process.terminate()
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        return await process.wait()
+
+
+async def test_the_consumer_prints_each_event_acks_it_and_resumes_after_a_kill_without_repeats(
+    nats: Client, nats_server: NatsServer
+) -> None:
+    shop = Store("Corner Shop")
+    first = [shop.requested(), shop.step(1, "started"), shop.step(1, "completed")]
+    first_seqs = [await publish(nats, e) for e in first]
+    replayed = await publish(nats, first[0], replay=True)  # the reaper handing work out again
+
+    consumer = await start_consumer(nats_server.url)
+    try:
+        [following] = await read_lines(consumer.stderr, 1)
+        printed = await read_lines(consumer.stdout, len(first))
+        # Acknowledged on the server, the replayed copy included (skipped, not left pending).
+        await wait_for_consumer(
+            nats,
+            DURABLE,
+            "acknowledged every event",
+            lambda i: acked_up_to(i) == replayed and i.num_ack_pending == 0,
+        )
+    finally:
+        consumer.kill()  # no clean shutdown: what it acknowledged is all that counts
+        await consumer.wait()
+    # The server forgets the dead client's open pull request (else the next events would go
+    # to it, to be delivered again only after the ack wait).
+    await wait_for_consumer(nats, DURABLE, "dropped its pull request", lambda i: not i.num_waiting)
+
+    assert "resuming after stream sequence 0" in following
+    assert [sequence_of(line) for line in printed] == first_seqs
+    assert printed[0].split()[1:5] == ["requested", "store", str(shop.id), "queued"]
+    assert "'Corner Shop'" in printed[0]
+    assert "provisioning  step 1 of 9: Namespace (started)" in printed[1]
+    assert "step 1 of 9: Namespace (completed)" in printed[2]
+
+    later = [
+        shop.event(Ready(storefront_url="http://corner.example", admin_url="http://a.example")),
+        shop.event(DeleteRequested()),
+        shop.event(Deleted()),
+    ]
+    later_seqs = [await publish(nats, e) for e in later]
+    restarted = await start_consumer(nats_server.url)
+    try:
+        [resuming] = await read_lines(restarted.stderr, 1)
+        printed_again = await read_lines(restarted.stdout, len(later))
+        await wait_for_consumer(
+            nats,
+            DURABLE,
+            "acknowledged the later events",
+            lambda i: acked_up_to(i) == later_seqs[-1] and i.num_ack_pending == 0,
+        )
+    finally:
+        exit_code = await stop(restarted)
+
+    assert f"resuming after stream sequence {replayed}" in resuming
+    # In order, the first after the restart being the first new one: nothing was repeated.
+    assert [sequence_of(line) for line in printed_again] == later_seqs
+    assert [line.split()[1] for line in printed_again] == ["ready", "delete_requested", "deleted"]
+    assert "http://corner.example" in printed_again[0]
+    assert exit_code == 0  # SIGTERM: a clean stop
+    # The platform's work queue still holds its request: a consumer of one's own takes nothing.
+    provisioner = await nats.jetstream().consumer_info(STREAM_NAME, PROVISION_CONSUMER)
+    assert provisioner.num_pending == 2  # the request and its replayed copy
+
+
+async def test_a_message_that_is_not_a_cloud_event_is_reported_and_never_delivered_again(
+    nats: Client, nats_server: NatsServer
+) -> None:
+    js = nats.jetstream()
+    garbage = (await js.publish("store.progress.x", b"not json", stream=STREAM_NAME)).seq
+    shop = Store("After the garbage")
+    good = await publish(nats, shop.requested())
+
+    consumer = await start_consumer(nats_server.url)
+    try:
+        await read_lines(consumer.stderr, 1)  # following ...
+        [complaint] = await read_lines(consumer.stderr, 1)
+        [printed] = await read_lines(consumer.stdout, 1)
+        await wait_for_consumer(
+            nats, DURABLE, "settled both messages", lambda i: acked_up_to(i) == good
+        )
+    finally:
+        await stop(consumer)
+
+    assert "not a CloudEvent" in complaint
+    assert "store.progress.x" in complaint
+    assert sequence_of(printed) == good
+    assert garbage < good
+
+
+def test_the_platforms_own_consumer_names_are_refused() -> None:
+    for durable in ("provisioner", "deprovisioner"):
+        result = subprocess.run(
+            [sys.executable, str(CONSUMER), "--nats", "nats://127.0.0.1:1", "--durable", durable],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_SECONDS,
+            check=False,
+        )
+
+        assert result.returncode == 2
+        assert "the platform's own consumer" in result.stderr
