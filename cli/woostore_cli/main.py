@@ -40,6 +40,11 @@ class Goal:
 
 CREATE = Goal(phase="provision", waiting="Queued", success="ready", failure="failed")
 DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", failure=None)
+CHANGES = {
+    change: Goal(phase=change, waiting=f"{change.capitalize()} requested", success="changed",
+                 failure="change_failed")
+    for change in ("upgrade", "rollback")
+}  # fmt: skip
 
 
 # ---- commands ----------------------------------------------------------------------------
@@ -72,6 +77,21 @@ def delete(api: Api, args: argparse.Namespace) -> int:
         return _follow(stream, store, DELETE, args.json)
 
 
+def change(api: Api, args: argparse.Namespace) -> int:
+    """upgrade / rollback: the store's Helm release, which ends ready either way."""
+    path = f"/stores/{args.id}/{args.change}"
+    if not args.wait:
+        store = api.call("POST", path)
+        if args.json:
+            _print_json(store)
+        else:
+            print(f"{args.change.capitalize()} of {store['name']}{_tag(store)} requested")
+        return 0
+    with api.events(None, notice=_warn) as stream:
+        store = api.call("POST", path)
+        return _follow(stream, store, CHANGES[args.change], args.json)
+
+
 def list_stores(api: Api, args: argparse.Namespace) -> int:
     params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
     found = api.call("GET", "/stores", params=params)
@@ -101,6 +121,8 @@ def show(api: Api, args: argparse.Namespace) -> int:
         "id": store["id"],
         "status": store["status"] if store["status"] == "ready" else _status(store),
         "slug": store["slug"],
+        "chart": store.get("chart_version")
+        and f"{store['chart_version']} (revision {store['release_revision']})",
         "storefront": store["storefront_url"],
         "admin": store["admin_url"],
         "created": _time(store["created_at"]),
@@ -267,9 +289,14 @@ def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int
     assert outcome is not None, "the stream only ends when interrupted"
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
-        _warn(f"{store['name']} failed{at}: {outcome.data.get('reason', 'no reason given')}")
+        what = f"{goal.phase} failed" if goal.phase in CHANGES else "failed"
+        _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
         return 1
-    if not as_json:
+    if not as_json and goal.phase in CHANGES:
+        version = outcome.data["chart_version"]
+        print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
+              f"{outcome.data['revision']}).")  # fmt: skip
+    elif not as_json:
         print(f"{store['name']}{_tag(store)} is {goal.success}.")
         if goal is CREATE:
             print(f"  storefront  {outcome.data['storefront_url']}")
@@ -425,6 +452,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("delete", delete, "delete a store and everything it owns")
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--wait", action="store_true", help=wait_help)
+    for name, help in (
+        ("upgrade", "upgrade the store's release to the platform's current chart"),
+        ("rollback", "roll the store's release back to its previous revision"),
+    ):
+        sub = command(name, change, help)
+        sub.set_defaults(change=name)
+        sub.add_argument("id", metavar="ID")
+        sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("credentials", credentials, "the store's WordPress admin login")
     sub.add_argument("id", metavar="ID")
     sub = command("events", events, "print store events (--json: {sequence, event} per line)")

@@ -48,6 +48,15 @@ class Release:
 
 
 @dataclass(frozen=True)
+class ReleaseRevision:
+    """One revision in a release's history (``helm history``)."""
+
+    revision: int
+    chart_version: str
+    status: str  # deployed, superseded, failed, pending-...
+
+
+@dataclass(frozen=True)
 class WpResult:
     exit_code: int
     stdout: str
@@ -82,6 +91,15 @@ class Cluster(Protocol):
 
     async def install_release(self, release: Release, timeout: float) -> None:
         """``helm upgrade --install``; a release left pending by a crash is recovered first."""
+
+    async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
+        """The release's revisions, oldest first; empty when there is no release."""
+
+    async def rollback_release(
+        self, namespace: str, name: str, revision: int, timeout: float
+    ) -> None:
+        """``helm rollback`` to ``revision``: its chart and values become a new revision.
+        Rolling back to the same revision again changes nothing the store runs."""
 
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None: ...
 

@@ -38,6 +38,7 @@ from woostore_cluster.base import (
     ClusterError,
     PermanentClusterError,
     Release,
+    ReleaseRevision,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
@@ -87,6 +88,7 @@ _HELM_TRANSIENT = re.compile(
 _HELM_NOT_FOUND = re.compile(r"release: not found|release not found", re.IGNORECASE)
 _PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 _GOOD = ("deployed", "superseded")
+_CHART_VERSION = re.compile(r"^.*?-(\d+\.\d+\.\d+\S*)$")
 
 
 class KubernetesCluster:
@@ -255,21 +257,46 @@ class KubernetesCluster:
         return str(status) if status else None
 
     async def _last_good_revision(self, name: str, namespace: str) -> int | None:
+        good = [
+            r.revision for r in await self.release_history(namespace, name) if r.status in _GOOD
+        ]
+        return max(good) if good else None
+
+    async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
         result = await self._helm_run("history", [name], namespace, ["-o", "json"], 60)
         if not result.ok:
             if _HELM_NOT_FOUND.search(result.stderr):
-                return None
+                return []
             raise _helm_error("history", namespace, name, result)
         try:
             revisions = json.loads(result.stdout or "[]")
         except ValueError:
             raise PermanentClusterError("helm history printed something that is not JSON") from None
-        good = [
-            int(r["revision"])
-            for r in revisions
-            if isinstance(r, dict) and r.get("status") in _GOOD
-        ]
-        return max(good) if good else None
+        return sorted(
+            (
+                ReleaseRevision(
+                    revision=int(r["revision"]),
+                    chart_version=_chart_version(str(r.get("chart", ""))),
+                    status=str(r.get("status", "")),
+                )
+                for r in revisions
+                if isinstance(r, dict) and "revision" in r
+            ),
+            key=lambda r: r.revision,
+        )
+
+    async def rollback_release(
+        self,
+        namespace: str,
+        name: str,
+        revision: int,
+        timeout: float,
+    ) -> None:
+        await self._require_active_namespace(namespace)
+        flags = ["--wait=watcher", "--timeout", _seconds(timeout)]
+        result = await self._helm_run("rollback", [name, str(revision)], namespace, flags, timeout)
+        if not result.ok:
+            raise _helm_error("rollback", namespace, name, result)
 
     async def _uninstall(self, name: str, namespace: str, timeout: float) -> None:
         flags = ["--wait=watcher", "--timeout", _seconds(timeout), "--ignore-not-found"]
@@ -452,6 +479,13 @@ def _cluster_error(error: KubeApiError, doing: str, secrets: Sequence[str] = ())
         delay = 5.0 if error.retry_after is None else max(1.0, error.retry_after)
         return TransientClusterError(message, delay)
     return PermanentClusterError(message)
+
+
+def _chart_version(chart: str) -> str:
+    """``store-0.2.0`` (helm history's ``chart``: name-version) -> ``0.2.0``; the version is
+    what follows the last hyphen that starts a semantic version."""
+    found = _CHART_VERSION.match(chart)
+    return found.group(1) if found else chart
 
 
 def _helm_error(verb: str, namespace: str, name: str, result: HelmResult) -> ClusterError:

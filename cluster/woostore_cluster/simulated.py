@@ -34,6 +34,7 @@ from woostore_cluster.base import (
     STORE_ID_LABEL,
     PermanentClusterError,
     Release,
+    ReleaseRevision,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
@@ -47,6 +48,7 @@ DURATIONS: dict[str, float] = {
     "ensure_namespace": 1.0,
     "ensure_secret": 0.5,
     "install_release": 8.0,
+    "rollback_release": 6.0,
     "wait_for_rollout": 35.0,
     "wp core install": 8.0,
     "wp plugin activate": 6.0,
@@ -65,6 +67,9 @@ CREATE TABLE IF NOT EXISTS objects (namespace TEXT NOT NULL, kind TEXT NOT NULL,
     name TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (namespace, kind, name));
 CREATE TABLE IF NOT EXISTS releases (namespace TEXT NOT NULL, name TEXT NOT NULL,
     status TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (namespace, name));
+CREATE TABLE IF NOT EXISTS revisions (namespace TEXT NOT NULL, name TEXT NOT NULL,
+    revision INTEGER NOT NULL, chart_version TEXT NOT NULL, status TEXT NOT NULL,
+    manifests TEXT NOT NULL, PRIMARY KEY (namespace, name, revision));
 CREATE TABLE IF NOT EXISTS wordpress (namespace TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT NOT NULL,
     PRIMARY KEY (namespace, operation));
@@ -162,23 +167,47 @@ class SimulatedCluster:
                 (release.namespace, release.name, revision, revision),
             )
         manifests = await self._helm_template(release)
+        chart = yaml.safe_load((release.chart / "Chart.yaml").read_text())
         await self._operate("install_release", release.namespace)
         with self._db() as db:
-            for manifest in manifests:
-                db.execute(
-                    "INSERT INTO objects VALUES (?, ?, ?, ?) ON CONFLICT (namespace, kind, name) "
-                    "DO UPDATE SET body=excluded.body",
-                    (
-                        release.namespace,
-                        manifest["kind"],
-                        manifest["metadata"]["name"],
-                        json.dumps(manifest),
-                    ),
-                )
+            self._deploy(db, release.namespace, release.name, revision, chart["version"], manifests)
+
+    async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT revision, chart_version, status FROM revisions "
+                "WHERE namespace=? AND name=? ORDER BY revision",
+                (namespace, name),
+            ).fetchall()
+        return [ReleaseRevision(revision, version, status) for revision, version, status in rows]
+
+    async def rollback_release(
+        self,
+        namespace: str,
+        name: str,
+        revision: int,
+        timeout: float,
+    ) -> None:
+        self._require_namespace(namespace)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT chart_version, manifests FROM revisions "
+                "WHERE namespace=? AND name=? AND revision=?",
+                (namespace, name, revision),
+            ).fetchone()
+        if row is None:
+            raise PermanentClusterError(f"release {name} has no revision {revision}")
+        await self._operate("rollback_release", namespace)
+        with self._db() as db:
+            latest = db.execute(
+                "SELECT max(revision) FROM revisions WHERE namespace=? AND name=?",
+                (namespace, name),
+            ).fetchone()[0]
             db.execute(
-                "UPDATE releases SET status='deployed' WHERE namespace=? AND name=?",
-                (release.namespace, release.name),
+                "UPDATE releases SET revision=? WHERE namespace=? AND name=?",
+                (latest + 1, namespace, name),
             )
+            self._deploy(db, namespace, name, latest + 1, row[0], json.loads(row[1]))
 
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
         workloads = self._objects(namespace, ("Deployment", "StatefulSet"))
@@ -224,6 +253,7 @@ class SimulatedCluster:
         await self._operate("uninstall_release", namespace)
         with self._db() as db:
             db.execute("DELETE FROM releases WHERE namespace=? AND name=?", (namespace, name))
+            db.execute("DELETE FROM revisions WHERE namespace=? AND name=?", (namespace, name))
             # Helm removes what it rendered; Secrets created outside the chart stay until the
             # namespace goes, as on a real cluster.
             db.execute("DELETE FROM objects WHERE namespace=? AND kind != 'Secret'", (namespace,))
@@ -237,7 +267,7 @@ class SimulatedCluster:
             db.execute("UPDATE namespaces SET phase='Terminating' WHERE name=?", (namespace,))
         await self._operate("delete_namespace", namespace)
         with self._db() as db:
-            for table in ("objects", "releases"):
+            for table in ("objects", "releases", "revisions"):
                 db.execute(f"DELETE FROM {table} WHERE namespace=?", (namespace,))  # noqa: S608  (fixed table names)
             db.execute("DELETE FROM wordpress WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM faults_fired WHERE namespace=?", (namespace,))
@@ -296,6 +326,38 @@ class SimulatedCluster:
             raise PermanentClusterError(f"{operation} failed: simulated fault (ImagePullBackOff)")
         if fault == "transient" and self._first_time(namespace, operation):
             raise TransientClusterError(f"{operation} failed: simulated API server timeout", 0.5)
+
+    @staticmethod
+    def _deploy(
+        db: sqlite3.Connection,
+        namespace: str,
+        name: str,
+        revision: int,
+        chart_version: str,
+        manifests: list[dict[str, Any]],
+    ) -> None:
+        """Apply ``manifests`` as the release's new deployed revision, as helm does."""
+        for manifest in manifests:
+            db.execute(
+                "INSERT INTO objects VALUES (?, ?, ?, ?) ON CONFLICT (namespace, kind, name) "
+                "DO UPDATE SET body=excluded.body",
+                (namespace, manifest["kind"], manifest["metadata"]["name"], json.dumps(manifest)),
+            )
+        db.execute(
+            "UPDATE revisions SET status='superseded' WHERE namespace=? AND name=? "
+            "AND status='deployed'",
+            (namespace, name),
+        )
+        db.execute(
+            "INSERT INTO revisions VALUES (?, ?, ?, ?, 'deployed', ?) "
+            "ON CONFLICT (namespace, name, revision) DO UPDATE SET "
+            "chart_version=excluded.chart_version, status='deployed', manifests=excluded.manifests",
+            (namespace, name, revision, chart_version, json.dumps(manifests)),
+        )
+        db.execute(
+            "UPDATE releases SET status='deployed' WHERE namespace=? AND name=?",
+            (namespace, name),
+        )
 
     def _first_time(self, namespace: str, operation: str) -> bool:
         with self._db() as db:

@@ -10,6 +10,9 @@ from pydantic import BaseModel
 
 from woostore_shared.events import (
     TYPE_PREFIX,
+    Changed,
+    ChangeFailed,
+    ChangeRequested,
     CloudEvent,
     Deleted,
     DeleteRequested,
@@ -27,6 +30,16 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     EventName.FAILED: (Failed, "The store failed; the reason is meant for people."),
     EventName.DELETE_REQUESTED: (DeleteRequested, "The store's owner asked to delete it."),
     EventName.DELETED: (Deleted, "Every resource of the store is gone."),
+    EventName.CHANGE_REQUESTED: (
+        ChangeRequested,
+        "The owner asked to upgrade the store's release to the platform's chart, or to roll "
+        "it back to its previous revision.",
+    ),
+    EventName.CHANGED: (Changed, "The upgrade or rollback is done and verified."),
+    EventName.CHANGE_FAILED: (
+        ChangeFailed,
+        "The upgrade or rollback failed; the store runs the release helm restored.",
+    ),
 }
 
 

@@ -28,6 +28,9 @@ class EventName(StrEnum):
     FAILED = "failed"
     DELETE_REQUESTED = "delete_requested"
     DELETED = "deleted"
+    CHANGE_REQUESTED = "change_requested"  # an upgrade or rollback of a ready store
+    CHANGED = "changed"
+    CHANGE_FAILED = "change_failed"
 
 
 class StepInfo(BaseModel):
@@ -52,9 +55,12 @@ class Requested(BaseModel):
     store: StoreSummary
 
 
+Change = Literal["upgrade", "rollback"]
+
+
 class Progress(BaseModel):
-    status: Literal[StoreStatus.PROVISIONING, StoreStatus.DELETING]
-    phase: Literal["provision", "delete"]
+    status: Literal[StoreStatus.PROVISIONING, StoreStatus.UPDATING, StoreStatus.DELETING]
+    phase: Literal["provision", "upgrade", "rollback", "delete"]
     step: StepInfo
     state: Literal["started", "completed"]  # of the step
     progress: float  # 0..1, share of the phase's steps completed
@@ -64,6 +70,8 @@ class Ready(BaseModel):
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     storefront_url: str
     admin_url: str
+    chart_version: str | None = None  # of the store's Helm release
+    revision: int | None = None
 
 
 class Failed(BaseModel):
@@ -80,7 +88,37 @@ class Deleted(BaseModel):
     status: Literal[StoreStatus.DELETED] = StoreStatus.DELETED
 
 
-EventData = Requested | Progress | Ready | Failed | DeleteRequested | Deleted
+class ChangeRequested(BaseModel):
+    status: Literal[StoreStatus.UPDATING] = StoreStatus.UPDATING
+    change: Change
+
+
+class Changed(BaseModel):
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    change: Change
+    chart_version: str
+    revision: int  # of the store's Helm release
+
+
+class ChangeFailed(BaseModel):
+    """The store is ready as before: helm restored the release it had."""
+
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    change: Change
+    reason: str
+
+
+EventData = (
+    Requested
+    | Progress
+    | Ready
+    | Failed
+    | DeleteRequested
+    | Deleted
+    | ChangeRequested
+    | Changed
+    | ChangeFailed
+)
 
 _NAMES: dict[type[BaseModel], EventName] = {
     Requested: EventName.REQUESTED,
@@ -89,6 +127,9 @@ _NAMES: dict[type[BaseModel], EventName] = {
     Failed: EventName.FAILED,
     DeleteRequested: EventName.DELETE_REQUESTED,
     Deleted: EventName.DELETED,
+    ChangeRequested: EventName.CHANGE_REQUESTED,
+    Changed: EventName.CHANGED,
+    ChangeFailed: EventName.CHANGE_FAILED,
 }
 
 

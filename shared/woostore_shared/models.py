@@ -30,6 +30,7 @@ class StoreStatus(StrEnum):
     QUEUED = "queued"
     PROVISIONING = "provisioning"
     READY = "ready"
+    UPDATING = "updating"  # a ready store being upgraded or rolled back
     FAILED = "failed"
     DELETING = "deleting"
     DELETED = "deleted"
@@ -76,6 +77,11 @@ class Store(SQLModel, table=True):
     step_index: int | None = None
     step_total: int | None = None
     progress: float = 0.0  # share of the current phase's steps completed
+    # The store's Helm release as last deployed, and the change under way while updating.
+    chart_version: str | None = Field(default=None, max_length=40)
+    release_revision: int | None = None
+    change: str | None = Field(default=None, max_length=20)  # "upgrade" or "rollback"
+    rollback_revision: int | None = None  # the revision a rollback under way returns to
     storefront_url: str | None = None
     admin_url: str | None = None
     failure_reason: str | None = None

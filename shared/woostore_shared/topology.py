@@ -25,6 +25,7 @@ from woostore_shared.settings import Settings
 STREAM_NAME = "STORES"
 PROVISION_CONSUMER = "provisioner"
 DELETE_CONSUMER = "deprovisioner"
+CHANGE_CONSUMER = "maintainer"  # upgrades and rollbacks of ready stores
 MAX_DELIVER = 5
 DELETIONS_IN_FLIGHT = 4
 _DAY = 24 * 3600
@@ -72,6 +73,8 @@ def declare(settings: Settings) -> Topology:
             work_queue(PROVISION_CONSUMER, "store.requested.*", settings.max_stores_in_flight),
             # Deletions get their own lane so they never queue behind creations.
             work_queue(DELETE_CONSUMER, "store.delete_requested.*", DELETIONS_IN_FLIGHT),
+            # So do changes to ready stores: an upgrade never waits for the creation queue.
+            work_queue(CHANGE_CONSUMER, "store.change_requested.*", settings.max_stores_in_flight),
         ),
     )
 

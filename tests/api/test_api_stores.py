@@ -23,7 +23,7 @@ from tests.support import envelope, stream_messages
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import Store, StoreEvent, StoreStatus
+from woostore_shared.models import Store, StoreEvent, StoreStatus, StoreStep
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
@@ -362,6 +362,47 @@ async def test_deleting_a_store_marks_it_deleting_and_publishes_delete_requested
     rows = await event_rows(database, store["id"])
     assert [r.type for r in rows] == [TYPE + "requested", TYPE + "delete_requested"]
     assert all(r.published_at is not None for r in rows)
+
+
+# --- upgrading and rolling back ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["upgrade", "rollback"])
+async def test_a_change_of_a_ready_store_marks_it_updating_and_publishes_change_requested(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, change: str
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus.READY, chart_version="0.2.0")
+    async with database.session() as session:  # a journal left by an earlier change
+        session.add(StoreStep(store_id=uuid.UUID(store["id"]), phase=change, name="verify"))
+        await session.commit()
+
+    response = await client.post(f"{STORES}/{store['id']}/{change}")
+
+    assert response.status_code == 202, response.text
+    assert (response.json()["status"], response.json()["change"]) == ("updating", change)
+    messages = await stream_messages(nats_client, store["id"])
+    assert messages[-1].subject == f"store.change_requested.{store['id']}"
+    assert envelope(messages[-1])["data"] == {"status": "updating", "change": change}
+    async with database.session() as session:
+        journal = list(await session.exec(select(StoreStep.name)))
+    assert journal == []  # the new change runs every step afresh
+    audit = (await client.get("/api/v1/audit")).json()["items"]
+    assert (audit[0]["action"], audit[0]["target"]) == (f"store.{change}", f"store/{store['id']}")
+
+
+@pytest.mark.parametrize("status", ["queued", "provisioning", "updating", "failed", "deleted"])
+async def test_only_a_ready_store_can_be_changed(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
+) -> None:
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus(status))
+
+    for change in ("upgrade", "rollback"):
+        body = problem(await client.post(f"{STORES}/{store['id']}/{change}"), 409)
+        assert body["status_now"] == status
+    subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
+    assert subjects == [f"store.requested.{store['id']}"]
 
 
 async def test_deleting_twice_is_accepted_twice_but_requests_one_deletion(

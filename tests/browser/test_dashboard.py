@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 from playwright.async_api import Locator, Page, Request, expect
 
 from tests.e2e.conftest import Platform
+from woostore_devstack.platform import REPO
 
 pytestmark = pytest.mark.browser
 
@@ -281,6 +283,37 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
     await expect(store_card.get_by_test_id("store-status")).to_have_text("deleted")
     await expect(store_card.get_by_test_id("delete-button")).to_be_hidden()
     assert (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
+
+
+async def test_a_ready_store_is_upgraded_from_its_card_and_a_rollback_says_why_it_failed(
+    page: Page, platform: Platform
+) -> None:
+    chart_version = yaml.safe_load((REPO / "helm" / "store" / "Chart.yaml").read_text())["version"]
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Versioned Shop")
+    store_card = card(page, store["id"])
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await expect(store_card.get_by_test_id("store-chart")).to_have_text(
+        f"{chart_version} (revision 1)"
+    )
+    await page.evaluate(RECORD_CARDS)
+
+    # Nothing to roll back to yet: the store stays ready, and the card says why.
+    await store_card.get_by_test_id("rollback-button").click()
+    await expect(store_card.get_by_test_id("store-failure")).to_have_text(
+        re.compile("^Last change failed: .*no earlier revision"), timeout=PROVISIONING
+    )
+    await expect(store_card).to_have_attribute("data-status", "ready")
+
+    await store_card.get_by_test_id("upgrade-button").click()
+    await expect(store_card.get_by_test_id("store-chart")).to_have_text(
+        f"{chart_version} (revision 2)", timeout=PROVISIONING
+    )
+    await expect(store_card).to_have_attribute("data-status", "ready")
+    await expect(store_card.get_by_test_id("store-failure")).to_be_hidden()
+    statuses = [row["status"] for row in await card_history(page, store["id"])]
+    assert list(dict.fromkeys(statuses)) == ["ready", "updating"], statuses
+    assert statuses[-1] == "ready", statuses
 
 
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:

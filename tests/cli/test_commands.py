@@ -138,7 +138,11 @@ def test_create_without_wait_returns_at_once(platform: Platform) -> None:
     store = result.json()
     assert store["status"] == "queued"
     assert store["simulated"] is True
-    # Deleting is refused until it is ready or failed: the problem's title, then its detail.
+    # Deleting it cancels it; once deleted it cannot be deleted again: the problem's title,
+    # then its detail.
+    cancelled = woostore(platform, "delete", store["id"], "--wait")
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.out == "Quick (simulated) is deleted.\n"
     refused = woostore(platform, "delete", store["id"])
     assert refused.code == 1
     assert refused.err.startswith("Store cannot be deleted now: ")

@@ -18,7 +18,7 @@ from tests.cluster.support import CHART, LOCAL_PROFILE, release_for
 from woostore_cluster import MANAGED_BY, PermanentClusterError, TransientClusterError
 from woostore_cluster.helm import HelmResult
 from woostore_cluster.kubeapi import Pod
-from woostore_cluster.kubernetes import KubernetesCluster
+from woostore_cluster.kubernetes import KubernetesCluster, _chart_version
 from woostore_shared.secrets import generate_password
 
 NS = "store-acme-1a2b3c"
@@ -428,3 +428,57 @@ async def test_in_a_pod_helm_failures_map_as_with_a_kubeconfig(
 
     with pytest.raises(TransientClusterError, match="helm status"):
         await pod_driver.install_release(release_for(NS), timeout=300)
+
+
+# -- history and rollback (upgrades and rollbacks of ready stores) -------------------------------
+
+
+async def test_the_history_lists_revisions_oldest_first_with_their_chart_versions(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
+) -> None:
+    assert await driver.release_history(NS, "store") == []  # no release yet
+    helm.set_release(NS, "store", "superseded", "deployed")
+
+    history = await driver.release_history(NS, "store")
+
+    assert [(r.revision, r.chart_version, r.status) for r in history] == [
+        (1, "0.2.0", "superseded"),
+        (2, "0.2.0", "deployed"),
+    ]
+    assert helm.calls[-1] == history_argv(kubeconfig)
+
+
+async def test_a_rollback_names_its_revision_and_waits_with_the_helm4_flags(
+    driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "superseded", "deployed")
+
+    await driver.rollback_release(NS, "store", 1, timeout=300)
+
+    assert helm.calls[-1] == [
+        "helm", "rollback", "store", "1", "--namespace", NS, "--kubeconfig", str(kubeconfig),
+        "--wait=watcher", "--timeout", "300s",
+    ]  # fmt: skip
+    assert helm.releases[(NS, "store")][-1] == (3, "deployed")
+
+
+async def test_a_rollback_to_a_revision_that_does_not_exist_is_permanent(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "deployed")
+
+    with pytest.raises(PermanentClusterError, match="rollback"):
+        await driver.rollback_release(NS, "store", 7, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("chart", "version"),
+    [
+        ("store-0.2.0", "0.2.0"),
+        ("my-store-chart-1.10.3", "1.10.3"),
+        ("store-0.3.0-rc.1", "0.3.0-rc.1"),
+        ("no-version-here", "no-version-here"),  # shown as it is rather than guessed
+    ],
+)
+def test_the_chart_version_is_read_from_helms_name_version(chart: str, version: str) -> None:
+    assert _chart_version(chart) == version

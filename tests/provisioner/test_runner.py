@@ -22,6 +22,7 @@ from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
 from tests.support import create_store
 from woostore_cluster import (
     Release,
+    ReleaseRevision,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
@@ -88,6 +89,23 @@ class RecordingCluster:
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None:  # noqa: ASYNC109  (the Protocol's name)
         await self._call(
             "wait_for_rollout", lambda: self.inner.wait_for_rollout(namespace, timeout)
+        )
+
+    async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
+        return await self._call(
+            "release_history", lambda: self.inner.release_history(namespace, name)
+        )
+
+    async def rollback_release(
+        self,
+        namespace: str,
+        name: str,
+        revision: int,
+        timeout: float,  # noqa: ASYNC109  (the Protocol's name)
+    ) -> None:
+        await self._call(
+            "rollback_release",
+            lambda: self.inner.rollback_release(namespace, name, revision, timeout),
         )
 
     async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
@@ -254,7 +272,10 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
         "status": "ready",
         "storefront_url": ready.storefront_url,
         "admin_url": ready.admin_url,
+        "chart_version": ready.chart_version,
+        "revision": 1,
     }
+    assert ready.chart_version is not None
     assert {e.correlationid for e in events} == {store.correlation_id}
     assert {e.tenantid for e in events} == {str(DEFAULT_TENANT_ID)}
     assert {e.source for e in events[1:]} == {"/woostore/provisioner"}

@@ -14,11 +14,11 @@ from tests.support import create_store, envelope, stream_messages
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.reaping import MAX_REPLAYS, replay_lost_work
 from woostore_shared.db import Database
-from woostore_shared.events import DeleteRequested
+from woostore_shared.events import ChangeRequested, DeleteRequested
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
-from woostore_shared.topology import PROVISION_CONSUMER, STREAM_NAME
+from woostore_shared.topology import CHANGE_CONSUMER, PROVISION_CONSUMER, STREAM_NAME
 
 GRACE = timedelta(seconds=60)
 REQUESTED = "io.woostore.store.requested"
@@ -147,6 +147,51 @@ async def test_a_lost_deletion_is_replayed_however_often_it_was_lost(
     assert (await load(database, store_id)).status is StoreStatus.DELETING
     subjects = [m.subject for m in await stream_messages(nats_client)]
     assert subjects == [f"store.delete_requested.{store_id}"]
+
+
+async def updating_store(outbox: Outbox, nats_client: Client) -> uuid.UUID:
+    """A ready store whose upgrade was requested, with the stream lost since."""
+    store_id = (await create_store(outbox)).id
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id)
+        assert store is not None
+        store.status = StoreStatus.READY
+        transition(store, StoreStatus.UPDATING)
+        store.change = "upgrade"
+        tx.emit(store, ChangeRequested(change="upgrade"))
+    await nats_client.jetstream().purge_stream(STREAM_NAME)
+    return store_id
+
+
+async def test_a_lost_upgrade_is_handed_to_the_change_lane_again(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await updating_store(outbox, nats_client)
+    await set_store(database, store_id)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+
+    subjects = [m.subject for m in await stream_messages(nats_client)]
+    assert subjects == [f"store.change_requested.{store_id}"]
+    subscription = await nats_client.jetstream().pull_subscribe_bind(CHANGE_CONSUMER, STREAM_NAME)
+    [message] = await subscription.fetch(1, timeout=2)
+    assert message.subject == f"store.change_requested.{store_id}"
+
+
+async def test_an_upgrade_lost_too_often_ends_failed_and_the_store_stays_ready(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await updating_store(outbox, nats_client)
+    await set_store(database, store_id, replays=MAX_REPLAYS)
+
+    assert await replay_lost_work(outbox, GRACE) == (0, 1)
+
+    store = await load(database, store_id)
+    assert (store.status, store.change) == (StoreStatus.READY, None)
+    assert store.failure_reason is not None
+    assert "kept crashing its worker" in store.failure_reason
+    [message] = await stream_messages(nats_client)  # no clean-up asked for: it is live
+    assert envelope(message)["type"] == "io.woostore.store.change_failed"
 
 
 async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(

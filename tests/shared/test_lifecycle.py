@@ -17,7 +17,8 @@ S = StoreStatus
 EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
     S.QUEUED: {S.PROVISIONING, S.FAILED, S.DELETING},  # deleting cancels
     S.PROVISIONING: {S.READY, S.FAILED, S.DELETING},
-    S.READY: {S.DELETING, S.FAILED},
+    S.READY: {S.DELETING, S.FAILED, S.UPDATING},
+    S.UPDATING: {S.READY},  # a failed upgrade or rollback ends ready too
     S.FAILED: {S.DELETING},
     S.DELETING: {S.DELETED},
     S.DELETED: set(),
@@ -49,7 +50,7 @@ def a_store(status: StoreStatus) -> Store:
 
 def test_the_table_covers_every_status() -> None:
     assert set(EXPECTED) == set(StoreStatus)
-    assert len(ALLOWED_PAIRS) == 10
+    assert len(ALLOWED_PAIRS) == 12
 
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)
@@ -81,7 +82,7 @@ def test_a_forbidden_transition_raises_and_changes_nothing(
 
 def test_deletable_and_active_statuses() -> None:
     assert {S.QUEUED, S.PROVISIONING, S.READY, S.FAILED} == DELETABLE
-    assert {S.QUEUED, S.PROVISIONING, S.DELETING} == ACTIVE
+    assert {S.QUEUED, S.PROVISIONING, S.UPDATING, S.DELETING} == ACTIVE
 
 
 def test_starting_to_provision_records_when_and_resets_progress() -> None:
@@ -127,3 +128,18 @@ def test_deleting_restarts_progress_and_deleted_records_when() -> None:
     assert store.step_name is None
     transition(store, S.DELETED)
     assert store.deleted_at is not None
+
+
+def test_a_change_ending_keeps_when_the_store_first_became_ready_and_clears_the_change() -> None:
+    store = a_store(S.PROVISIONING)
+    transition(store, S.READY)
+    first_ready = store.ready_at
+    transition(store, S.UPDATING)
+    store.change, store.rollback_revision = "rollback", 3
+    assert store.progress == 0.0
+
+    transition(store, S.READY)
+
+    assert store.ready_at == first_ready
+    after: tuple[object, ...] = (store.change, store.rollback_revision, store.progress)
+    assert after == (None, None, 1.0)

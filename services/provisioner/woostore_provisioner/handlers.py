@@ -7,11 +7,14 @@ Acknowledgement is manual and deliberate:
 - the process is stopping: nak at once, so another replica resumes the store;
 - an error worth retrying: retried in place by the runner (holding the store's slot), then
   nak with a delay, until the consumer's delivery limit;
-- the last delivery failed: the store is failed with the reason, then ack (never stuck).
+- the last delivery failed: the store is failed with the reason (a change to a ready store
+  ends as failed, the store staying ready), then ack (never stuck).
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -25,6 +28,7 @@ from woostore_provisioner.runner import LeaseLost, Runner, ShuttingDown, StoreBu
 from woostore_shared.events import CloudEvent
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.topology import (
+    CHANGE_CONSUMER,
     DELETE_CONSUMER,
     MAX_DELIVER,
     PROVISION_CONSUMER,
@@ -40,8 +44,11 @@ DEFAULT_RETRY_DELAY = 5.0
 HAND_BACK_DELAY = 2.0
 
 
+GiveUp = Callable[[uuid.UUID, str, Callable[[], Awaitable[None]]], Awaitable[None]]
+
+
 async def _settle_failure(
-    msg: NatsMessage, runner: Runner, event: CloudEvent, error: Exception
+    msg: NatsMessage, give_up: GiveUp, event: CloudEvent, error: Exception
 ) -> None:
     if isinstance(error, StoreBusy | LeaseLost):
         log.info(
@@ -60,7 +67,7 @@ async def _settle_failure(
         await msg.nack(delay=delay)
         return
     with suppress(StoreBusy):  # another attempt is on it after all: let it finish
-        await runner.give_up(
+        await give_up(
             event.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
         )
     await msg.ack()
@@ -92,7 +99,20 @@ def build_router(topology: Topology) -> NatsRouter:
                 try:
                     await runner.provision(event.store_id, keep_alive=msg.in_progress)
                 except Exception as error:  # every failure is settled explicitly; see module doc
-                    await _settle_failure(msg, runner, event, error)
+                    await _settle_failure(msg, runner.give_up, event, error)
+                    return
+                await msg.ack()
+
+    @work_queue(CHANGE_CONSUMER, "Upgrade or roll back a ready store.")
+    async def on_change_requested(
+        event: CloudEvent, msg: NatsMessage, runner: Runner = Context()
+    ) -> None:
+        async with runner.delivery():
+            with bind_store(event.store_id, event.correlationid):
+                try:
+                    await runner.change(event.store_id, keep_alive=msg.in_progress)
+                except Exception as error:  # every failure is settled explicitly; see module doc
+                    await _settle_failure(msg, runner.give_up_change, event, error)
                     return
                 await msg.ack()
 

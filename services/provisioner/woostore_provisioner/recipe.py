@@ -1,4 +1,4 @@
-"""What it takes to make a store, and to remove one: two lists of named, idempotent steps.
+"""What it takes to make a store, change it, and remove it: lists of named, idempotent steps.
 
 Each step may run again after a crash (the journal skips finished ones, but a step cut off
 half-way runs again), so each one checks before it changes anything.
@@ -47,6 +47,7 @@ class StoreJob:
     cipher: CredentialCipher
     # Values profiles layered under the store's own values (WOOSTORE_STORE_VALUES_FILES).
     values_files: tuple[Path, ...] = ()
+    rollback_revision: int | None = None  # chosen by the first step of a rollback
     # Columns of the store row a step sets; saved with the step's journal entry.
     updates: dict[str, Any] = field(default_factory=dict)
 
@@ -99,6 +100,38 @@ async def install_release(job: StoreJob) -> None:
         values_files=job.values_files,
     )
     await job.cluster.install_release(release, timeout=ROLLOUT_TIMEOUT)
+    await record_release(job)
+
+
+async def record_release(job: StoreJob) -> None:
+    """Note which chart version and revision the store now runs."""
+    history = await job.cluster.release_history(job.namespace, RELEASE_NAME)
+    if not history:
+        raise PermanentClusterError(f"release {RELEASE_NAME} is missing after installing it")
+    job.updates["chart_version"] = history[-1].chart_version
+    job.updates["release_revision"] = history[-1].revision
+
+
+async def choose_rollback_revision(job: StoreJob) -> None:
+    """The revision before the deployed one. Chosen once and kept in the journal, so a rollback
+    resumed after a crash returns to the same revision instead of one further back."""
+    history = await job.cluster.release_history(job.namespace, RELEASE_NAME)
+    deployed = [r for r in history if r.status == "deployed"]
+    if not deployed:
+        raise PermanentClusterError("the store's release has no deployed revision to roll back")
+    earlier = [r for r in history if r.revision < deployed[-1].revision]
+    if not earlier:
+        raise PermanentClusterError("the store's release has no earlier revision to return to")
+    job.rollback_revision = job.updates["rollback_revision"] = earlier[-1].revision
+
+
+async def rollback_release(job: StoreJob) -> None:
+    if job.rollback_revision is None:
+        raise PermanentClusterError("no revision was chosen to roll back to")
+    await job.cluster.rollback_release(
+        job.namespace, RELEASE_NAME, job.rollback_revision, timeout=ROLLOUT_TIMEOUT
+    )
+    await record_release(job)
 
 
 async def wait_for_rollout(job: StoreJob) -> None:
@@ -188,6 +221,21 @@ PROVISION: tuple[Step, ...] = (
     Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
     Step("store_settings", "Setting currency and cash on delivery", configure_store),
     Step("sample_products", "Adding sample products", add_sample_products),
+    Step("verify", "Placing a test order", verify_storefront),
+)
+
+# A ready store moved to the platform's current chart; helm rolls back by itself if the upgrade
+# does not come up (--rollback-on-failure), and the store is verified again either way.
+UPGRADE: tuple[Step, ...] = (
+    Step("helm_upgrade", "Upgrading the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
+    Step("rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
+    Step("verify", "Placing a test order", verify_storefront),
+)
+
+ROLLBACK: tuple[Step, ...] = (
+    Step("choose_revision", "Choosing the revision to return to", choose_rollback_revision),
+    Step("helm_rollback", "Rolling the Helm release back", rollback_release, ROLLOUT_TIMEOUT + 60),
+    Step("rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
     Step("verify", "Placing a test order", verify_storefront),
 )
 

@@ -41,7 +41,7 @@ from tenacity import (
 )
 
 from woostore_cluster import Cluster, PermanentClusterError, TransientClusterError
-from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob
+from woostore_provisioner.recipe import DELETE, PROVISION, ROLLBACK, UPGRADE, Step, StoreJob
 from woostore_shared.db import Database
 from woostore_shared.events import Deleted, Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
@@ -52,7 +52,17 @@ from woostore_shared.secrets import CredentialCipher
 
 log = get_logger(__name__)
 KeepAlive = Callable[[], Awaitable[None]]
-Phase = Literal["provision", "delete"]
+Phase = Literal["provision", "upgrade", "rollback", "delete"]
+_STATUS_OF_PHASE: dict[Phase, StoreStatus] = {
+    "provision": StoreStatus.PROVISIONING,
+    "upgrade": StoreStatus.UPDATING,
+    "rollback": StoreStatus.UPDATING,
+    "delete": StoreStatus.DELETING,
+}
+CHANGES: dict[str, tuple[Phase, tuple[Step, ...]]] = {
+    "upgrade": ("upgrade", UPGRADE),
+    "rollback": ("rollback", ROLLBACK),
+}
 
 STEP_SECONDS = Histogram(
     "woostore_step_duration_seconds", "Time each recipe step took", ["phase", "step"]
@@ -164,6 +174,18 @@ class Runner:
     async def delete(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
         await self._attempt(store_id, keep_alive, self._delete)
 
+    async def change(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
+        """Upgrade or roll back a store (``store.change``); it ends ready either way."""
+        await self._attempt(store_id, keep_alive, self._change)
+
+    async def give_up_change(self, store_id: uuid.UUID, reason: str, keep_alive: KeepAlive) -> None:
+        """End the change under way as failed: the store runs what helm left deployed."""
+
+        async def give_up(attempt: Attempt) -> None:
+            await self._end_change(attempt.store_id, failure=reason)
+
+        await self._attempt(store_id, keep_alive, give_up)
+
     async def give_up(self, store_id: uuid.UUID, reason: str, keep_alive: KeepAlive) -> None:
         """Fail the store with ``reason`` and remove what was made for it."""
 
@@ -221,7 +243,15 @@ class Runner:
             store.storefront_url = self._storefront_url(store)
             store.admin_url = store.storefront_url + "/wp-admin/"
             transition(store, StoreStatus.READY)
-            tx.emit(store, Ready(storefront_url=store.storefront_url, admin_url=store.admin_url))
+            tx.emit(
+                store,
+                Ready(
+                    storefront_url=store.storefront_url,
+                    admin_url=store.admin_url,
+                    chart_version=store.chart_version,
+                    revision=store.release_revision,
+                ),
+            )
         STORES_FINISHED.labels("ready").inc()
         log.info("store ready", url=store.storefront_url)
 
@@ -237,6 +267,29 @@ class Runner:
             tx.emit(store, Deleted())
         STORES_FINISHED.labels("deleted").inc()
         log.info("store deleted")
+
+    async def _change(self, attempt: Attempt) -> None:
+        store = await self._load(attempt.store_id)
+        if store.status is not StoreStatus.UPDATING or store.change not in CHANGES:
+            log.info("nothing to change", status=store.status.value, change=store.change)
+            return
+        phase, steps = CHANGES[store.change]
+        try:
+            await self._run(store, steps, phase, attempt, announce=True)
+        except PermanentClusterError as error:
+            await self._end_change(attempt.store_id, failure=str(error))
+            return
+        await self._end_change(attempt.store_id, failure=None)
+
+    async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
+        async with self.outbox.transaction() as tx:
+            store = await self._load(store_id, tx.session)
+            if store.status is not StoreStatus.UPDATING:
+                return
+            change = store.change
+            tx.end_change(store, failure)
+        STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
+        log.info("store changed", change=change, failure=failure)
 
     async def _give_up(self, attempt: Attempt, reason: str) -> None:
         await self._fail(attempt.store_id, reason)
@@ -413,9 +466,8 @@ class Runner:
 
     @staticmethod
     def _progress(phase: Phase, step: StepInfo, completed: int) -> Progress:
-        status = StoreStatus.PROVISIONING if phase == "provision" else StoreStatus.DELETING
         return Progress(
-            status=status,
+            status=_STATUS_OF_PHASE[phase],
             phase=phase,
             step=step,
             state="completed" if completed == step.index else "started",
@@ -458,4 +510,5 @@ class Runner:
             chart=self.chart,
             cipher=self.cipher,
             values_files=self.values_files,
+            rollback_revision=store.rollback_revision,
         )

@@ -37,7 +37,12 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.outbox import Outbox
-from woostore_shared.topology import DELETE_CONSUMER, PROVISION_CONSUMER, STREAM_NAME
+from woostore_shared.topology import (
+    CHANGE_CONSUMER,
+    DELETE_CONSUMER,
+    PROVISION_CONSUMER,
+    STREAM_NAME,
+)
 
 log = get_logger(__name__)
 RELAY_GRACE = timedelta(seconds=10)  # the writer publishes right after commit; give it time
@@ -56,6 +61,7 @@ _LANES = {
     StoreStatus.QUEUED: (EventName.REQUESTED, PROVISION_CONSUMER),
     StoreStatus.PROVISIONING: (EventName.REQUESTED, PROVISION_CONSUMER),
     StoreStatus.FAILED: (EventName.REQUESTED, PROVISION_CONSUMER),  # its clean-up
+    StoreStatus.UPDATING: (EventName.CHANGE_REQUESTED, CHANGE_CONSUMER),
     StoreStatus.DELETING: (EventName.DELETE_REQUESTED, DELETE_CONSUMER),
 }
 
@@ -141,6 +147,16 @@ async def _republish(outbox: Outbox, store_id: uuid.UUID, status: StoreStatus) -
     WORK_REPLAYED.labels(name.value).inc()
 
 
+async def _end_lost_change(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        if store is None or store.status is not StoreStatus.UPDATING:
+            return False
+        tx.end_change(store, reason)
+    log.warning("change abandoned", reason=reason)
+    return True
+
+
 async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
     """Returns (stores whose work was published again, stores failed as dead letters)."""
     now = utcnow()
@@ -161,7 +177,10 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         with bind_store(store_id):
             if status is not StoreStatus.DELETING and replays >= MAX_REPLAYS:
                 reason = f"its work was lost or kept crashing its worker ({replays + 1} times)"
-                dead += await fail_and_clean_up(outbox, store_id, reason)
+                if status is StoreStatus.UPDATING:  # a live store: end the change, keep it
+                    dead += await _end_lost_change(outbox, store_id, reason)
+                else:
+                    dead += await fail_and_clean_up(outbox, store_id, reason)
                 continue
             log.warning("work lost: publishing it again", status=status.value, replays=replays)
             await _republish(outbox, store_id, status)

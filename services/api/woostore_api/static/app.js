@@ -7,7 +7,7 @@ const RETRY_DELAYS_MS = [1000, 2000, 5000];
 // Deleting a queued or provisioning store cancels it; the button says so.
 const DELETABLE = new Set(['queued', 'provisioning', 'ready', 'failed']);
 const CANCELS = new Set(['queued', 'provisioning']);
-const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'deleting']);
+const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'deleting']);
 const EVENT = {
   requested: 'io.woostore.store.requested',
   progress: 'io.woostore.store.progress',
@@ -15,7 +15,11 @@ const EVENT = {
   failed: 'io.woostore.store.failed',
   deleteRequested: 'io.woostore.store.delete_requested',
   deleted: 'io.woostore.store.deleted',
+  changeRequested: 'io.woostore.store.change_requested',
+  changed: 'io.woostore.store.changed',
+  changeFailed: 'io.woostore.store.change_failed',
 };
+const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback' };
 
 const state = {
   signedIn: false,
@@ -427,6 +431,8 @@ function applyEvent(store, event) {
         status: 'ready',
         storefront_url: data.storefront_url ?? store.storefront_url,
         admin_url: data.admin_url ?? store.admin_url,
+        chart_version: data.chart_version ?? store.chart_version,
+        release_revision: data.revision ?? store.release_revision,
         step: null,
         progress: 1,
         failure_reason: null,
@@ -441,6 +447,19 @@ function applyEvent(store, event) {
       break;
     case EVENT.deleted:
       Object.assign(store, { status: 'deleted', step: null, deleted_at: event.time ?? store.deleted_at });
+      break;
+    case EVENT.changeRequested:
+      Object.assign(store, { status: 'updating', change: data.change, step: null, progress: 0, failure_reason: null });
+      break;
+    case EVENT.changed:
+      Object.assign(store, {
+        status: 'ready', change: null, step: null, progress: 1,
+        chart_version: data.chart_version ?? store.chart_version,
+        release_revision: data.revision ?? store.release_revision,
+      });
+      break;
+    case EVENT.changeFailed:
+      Object.assign(store, { status: 'ready', change: null, step: null, progress: 1, failure_reason: data.reason ?? null });
       break;
     default:
       return false;
@@ -531,6 +550,20 @@ async function deleteStore(id) {
   } finally {
     if (view) view.deleting = false;
     if (state.stores.has(id)) renderStore(id);
+  }
+}
+
+// Upgrade or roll back: the store shows `updating` with progress, then ready again.
+async function changeStore(id, change) {
+  const view = cards.get(id);
+  if (!view) return;
+  view.els.upgradeButton.disabled = view.els.rollbackButton.disabled = true;
+  try {
+    upsertStore(await api('POST', `/stores/${encodeURIComponent(id)}/${change}`));
+  } catch (err) {
+    handleError(err);
+  } finally {
+    view.els.upgradeButton.disabled = view.els.rollbackButton.disabled = false;
   }
 }
 
@@ -646,6 +679,12 @@ function describeEvent({ type, data = {} }) {
       return 'Deletion requested';
     case EVENT.deleted:
       return 'Store deleted';
+    case EVENT.changeRequested:
+      return `${CHANGE_NAMES[data?.change] ?? 'Change'} requested`;
+    case EVENT.changed:
+      return `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
+    case EVENT.changeFailed:
+      return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;
     default:
       return String(type ?? 'event');
   }
@@ -665,6 +704,7 @@ function progressText(store) {
       : 'Queued — waiting to start';
   }
   if (store.status === 'deleting') return 'Deleting…';
+  if (store.status === 'updating') return `${CHANGE_NAMES[store.change] ?? 'Change'} starting…`;
   return 'Starting…';
 }
 
@@ -712,6 +752,10 @@ function createCard(id) {
       failure: q('[data-role="failure"]'),
       created: q('[data-role="created"]'),
       readyRow: q('[data-role="ready-row"]'),
+      chartRow: q('[data-role="chart-row"]'),
+      chart: q('[data-testid="store-chart"]'),
+      upgradeButton: q('[data-testid="upgrade-button"]'),
+      rollbackButton: q('[data-testid="rollback-button"]'),
       ready: q('[data-role="ready"]'),
       deletedRow: q('[data-role="deleted-row"]'),
       deleted: q('[data-role="deleted"]'),
@@ -740,6 +784,8 @@ function createCard(id) {
 
   view.els.showCredentials.addEventListener('click', () => toggleCredentials(id));
   view.els.deleteButton.addEventListener('click', () => askToDelete(id));
+  view.els.upgradeButton.addEventListener('click', () => changeStore(id, 'upgrade'));
+  view.els.rollbackButton.addEventListener('click', () => changeStore(id, 'rollback'));
   view.els.copy.addEventListener('click', () => copyPassword(view));
   view.els.activity.addEventListener('toggle', () => {
     if (view.els.activity.open) loadActivity(id);
@@ -780,10 +826,13 @@ function renderCard(view, store) {
     e.step.textContent = progressText(store);
   }
 
-  e.failure.hidden = status !== 'failed';
+  // A ready store with a reason is one whose last upgrade or rollback failed.
+  e.failure.hidden = !(status === 'failed' || (status === 'ready' && store.failure_reason));
   if (status === 'failed') {
     const during = store.step ? ` (during ${stepText(store.step)})` : '';
     e.failure.textContent = `Failed: ${store.failure_reason || 'unknown reason'}${during}`;
+  } else if (status === 'ready' && store.failure_reason) {
+    e.failure.textContent = `Last change failed: ${store.failure_reason}`;
   }
 
   setTime(e.created, store.created_at);
@@ -800,6 +849,9 @@ function renderCard(view, store) {
 
   e.actions.hidden = status === 'deleted';
   e.showCredentials.hidden = status !== 'ready';
+  e.upgradeButton.hidden = e.rollbackButton.hidden = status !== 'ready';
+  e.chartRow.hidden = !store.chart_version;
+  if (store.chart_version) e.chart.textContent = `${store.chart_version} (revision ${store.release_revision ?? '?'})`;
   if (status !== 'ready' && !e.credentials.hidden) hideCredentials(view);
   const canDelete = DELETABLE.has(status) && !view.deleting;
   e.deleteButton.disabled = !canDelete;

@@ -97,8 +97,36 @@ async def get_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def delete_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
-    """Delete the store and everything it owns (namespace, volumes, release)."""
+    """Delete the store and everything it owns (namespace, volumes, release). A queued or
+    provisioning store is cancelled."""
     store = await service.request_deletion(request.app.state.outbox, caller, store_id)
+    return StoreOut.of(store)
+
+
+@router.post(
+    "/{store_id}/upgrade",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def upgrade_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
+    """Upgrade a ready store's Helm release to the chart the platform ships now. The store is
+    `updating` meanwhile and ends `ready` either way; a failed upgrade is rolled back by helm
+    and announced as `change_failed` with the reason."""
+    store = await service.request_change(request.app.state.outbox, caller, store_id, "upgrade")
+    return StoreOut.of(store)
+
+
+@router.post(
+    "/{store_id}/rollback",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def rollback_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
+    """Roll a ready store's Helm release back to the revision before the deployed one (after
+    an upgrade: the chart it had before). Rolling back twice returns to where it started."""
+    store = await service.request_change(request.app.state.outbox, caller, store_id, "rollback")
     return StoreOut.of(store)
 
 

@@ -107,9 +107,19 @@ class StoreOut(BaseModel):
     queue_position: int | None = Field(
         default=None, description="While queued: 1 is next to start. Stores start 2 at a time."
     )
+    chart_version: str | None = Field(
+        default=None, description="Version of the store chart its release runs."
+    )
+    release_revision: int | None = Field(default=None, description="Its Helm release revision.")
+    change: Literal["upgrade", "rollback"] | None = Field(
+        default=None, description="While updating: the change under way."
+    )
     storefront_url: str | None = None
     admin_url: str | None = None
-    failure_reason: str | None = None
+    failure_reason: str | None = Field(
+        default=None,
+        description="Why the store failed, or why its last upgrade or rollback failed.",
+    )
     created_at: datetime
     updated_at: datetime
     ready_at: datetime | None = None
@@ -131,6 +141,7 @@ class StoreOut(BaseModel):
             **store.model_dump(
                 include={
                     "id", "name", "slug", "type", "status", "simulated", "progress",
+                    "chart_version", "release_revision", "change",
                     "storefront_url", "admin_url", "failure_reason",
                     "created_at", "updated_at", "ready_at", "deleted_at",
                 }

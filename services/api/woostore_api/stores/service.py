@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
@@ -21,9 +21,15 @@ from woostore_api.stores import quotas
 from woostore_api.stores.schemas import StoreCreate
 from woostore_shared.access import Principal
 from woostore_shared.db import Database
-from woostore_shared.events import DeleteRequested, Requested, StoreSummary
+from woostore_shared.events import (
+    Change,
+    ChangeRequested,
+    DeleteRequested,
+    Requested,
+    StoreSummary,
+)
 from woostore_shared.lifecycle import DELETABLE, InvalidTransition, transition
-from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus
+from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus, StoreStep
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import ClusterMode, Settings
 
@@ -202,6 +208,35 @@ async def store_events(db: Database, store_id: uuid.UUID) -> list[StoreEvent]:
             .order_by(col(StoreEvent.time))
         )
         return list(rows)
+
+
+async def request_change(
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, change: Change
+) -> Store:
+    """Ask for an upgrade or a rollback of a ready store."""
+    async with outbox.transaction() as tx:
+        store = await tx.session.get(Store, store_id, with_for_update=True)
+        if store is None or not caller.principal.sees(store.tenant_id):
+            raise not_found(f"store {store_id}")
+        if store.status is not StoreStatus.READY:
+            raise Problem(
+                409, "Store cannot be changed now",
+                f"a {store.status.value} store cannot be changed; wait until it is ready",
+                kind="invalid-state", status_now=store.status.value,
+            )  # fmt: skip
+        transition(store, StoreStatus.UPDATING)
+        store.change = change
+        store.failure_reason = None
+        store.rollback_revision = None
+        # Each change runs its steps afresh: forget the journal of an earlier one.
+        await tx.session.exec(
+            delete(StoreStep).where(
+                col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change
+            )
+        )
+        record(tx.session, caller, f"store.{change}", f"store/{store.id}", store.tenant_id)
+        tx.emit(store, ChangeRequested(change=change))
+    return store
 
 
 async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> Store:

@@ -1,0 +1,38 @@
+"""woostore upgrade/rollback --wait against the real platform: the change lane end to end."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.cli.conftest import Platform, api_store, create_ready, woostore
+from woostore_devstack.platform import REPO
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+CHART_VERSION = yaml.safe_load((REPO / "helm" / "store" / "Chart.yaml").read_text())["version"]
+
+
+def test_upgrade_and_rollback_wait_for_the_store_to_be_ready_again(platform: Platform) -> None:
+    store_id = create_ready(platform, "Changing Shop")
+
+    nothing_before = woostore(platform, "rollback", store_id, "--wait")
+    assert nothing_before.code == 1
+    assert "Changing Shop rollback failed: " in nothing_before.err
+    assert "no earlier revision" in nothing_before.err
+    assert api_store(platform, store_id)["status"] == "ready"
+
+    upgraded = woostore(platform, "upgrade", store_id, "--wait")
+    assert upgraded.code == 0, upgraded.err
+    assert upgraded.out == f"Changing Shop (simulated) runs chart {CHART_VERSION} (revision 2).\n"
+    assert "Changed" in upgraded.err  # the progress bar's last state
+    assert "100%" in upgraded.err
+    rolled_back = woostore(platform, "rollback", store_id, "--wait")
+    assert rolled_back.code == 0, rolled_back.err
+    assert rolled_back.out.endswith(f"runs chart {CHART_VERSION} (revision 3).\n")
+
+    store = api_store(platform, store_id)
+    assert (store["status"], store["release_revision"], store["failure_reason"]) == (
+        "ready", 3, None,
+    )  # fmt: skip
+    shown = woostore(platform, "show", store_id)
+    assert f"chart       {CHART_VERSION} (revision 3)" in shown.out

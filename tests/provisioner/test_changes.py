@@ -1,0 +1,213 @@
+"""Upgrading a ready store to a newer chart, rolling it back, and changes that fail: the store
+ends ready every time, with the chart version it runs and the events telling how it went."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from nats.js import JetStreamContext
+from sqlmodel import col, delete
+
+from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
+from tests.provisioner.test_runner import KeepAlive, load, stream_events
+from tests.support import create_store
+from woostore_cluster import Cluster
+from woostore_cluster.simulated import SimulatedCluster
+from woostore_provisioner.recipe import RELEASE_NAME, ROLLBACK, UPGRADE
+from woostore_provisioner.runner import Runner
+from woostore_shared.db import Database
+from woostore_shared.events import ChangeRequested, CloudEvent, EventName
+from woostore_shared.lifecycle import transition
+from woostore_shared.models import Store, StoreStatus, StoreStep
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher
+
+NEW_VERSION = "9.9.9"
+
+
+@pytest.fixture
+def new_chart(chart: Path, tmp_path: Path) -> Path:
+    """The store chart as a later platform release would ship it: a bumped version."""
+    copy = tmp_path / "store-chart-next"
+    shutil.copytree(chart, copy)
+    meta = yaml.safe_load((copy / "Chart.yaml").read_text())
+    meta["version"] = NEW_VERSION
+    (copy / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    return copy
+
+
+@pytest.fixture
+def next_runner(
+    database: Database, outbox: Outbox, new_chart: Path, cipher: CredentialCipher
+) -> Callable[[Cluster], Runner]:
+    def make(cluster: Cluster) -> Runner:
+        return Runner(
+            database, outbox, cluster, chart=new_chart, base_domain=BASE_DOMAIN,
+            cipher=cipher, watch_interval=WATCH_INTERVAL,
+        )  # fmt: skip
+
+    return make
+
+
+async def ready_store(
+    make_runner: Callable[[Cluster], Runner], cluster: SimulatedCluster, api_outbox: Outbox
+) -> Store:
+    store = await create_store(api_outbox)
+    await make_runner(cluster).provision(store.id, KeepAlive())
+    return store
+
+
+async def request_change(outbox: Outbox, store: Store, change: str) -> None:
+    """What the API does for POST /stores/{id}/upgrade or /rollback."""
+    async with outbox.transaction() as tx:
+        row = await tx.session.get(Store, store.id, with_for_update=True)
+        assert row is not None
+        transition(row, StoreStatus.UPDATING)
+        row.change = change
+        row.rollback_revision = None
+        await tx.session.exec(
+            delete(StoreStep).where(
+                col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change
+            )
+        )
+        tx.emit(row, ChangeRequested(change="upgrade" if change == "upgrade" else "rollback"))
+
+
+def names(events: list[CloudEvent]) -> list[EventName]:
+    return [e.name for e in events]
+
+
+async def test_an_upgrade_moves_a_ready_store_to_the_new_chart_with_progress(
+    make_runner: Callable[[Cluster], Runner],
+    next_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    chart: Path,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    old_version = yaml.safe_load((chart / "Chart.yaml").read_text())["version"]
+    assert (await load(database, store.id)).chart_version == old_version
+
+    await request_change(api_outbox, store, "upgrade")
+    await next_runner(cluster).change(store.id, KeepAlive())
+
+    upgraded = await load(database, store.id)
+    assert upgraded.status is StoreStatus.READY
+    assert (upgraded.chart_version, upgraded.release_revision) == (NEW_VERSION, 2)
+    assert upgraded.change is None
+    assert upgraded.failure_reason is None
+    events = await stream_events(js, store.id)
+    after = events[names(events).index(EventName.CHANGE_REQUESTED) + 1 :]
+    steps = [(e.data["step"]["index"], e.data["state"]) for e in after[:-1]]
+    assert steps == [(i, s) for i in range(1, len(UPGRADE) + 1) for s in ("started", "completed")]
+    assert all(e.data["status"] == "updating" and e.data["phase"] == "upgrade" for e in after[:-1])
+    assert after[-1].name is EventName.CHANGED
+    assert after[-1].data == {
+        "status": "ready", "change": "upgrade", "chart_version": NEW_VERSION, "revision": 2,
+    }  # fmt: skip
+    history = await cluster.release_history(store.namespace, RELEASE_NAME)
+    assert [(r.revision, r.chart_version, r.status) for r in history] == [
+        (1, old_version, "superseded"),
+        (2, NEW_VERSION, "deployed"),
+    ]
+
+
+async def test_rolling_back_returns_to_the_previous_chart_and_twice_returns_again(
+    make_runner: Callable[[Cluster], Runner],
+    next_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    chart: Path,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    old_version = (await load(database, store.id)).chart_version
+    await request_change(api_outbox, store, "upgrade")
+    runner = next_runner(cluster)
+    await runner.change(store.id, KeepAlive())
+
+    await request_change(api_outbox, store, "rollback")
+    await runner.change(store.id, KeepAlive())
+    rolled_back = await load(database, store.id)
+    await request_change(api_outbox, store, "rollback")
+    await runner.change(store.id, KeepAlive())
+    again = await load(database, store.id)
+
+    assert (rolled_back.status, rolled_back.chart_version) == (StoreStatus.READY, old_version)
+    assert rolled_back.release_revision == 3
+    assert (again.chart_version, again.release_revision) == (NEW_VERSION, 4)
+    events = await stream_events(js, store.id)
+    changed = [e.data for e in events if e.name is EventName.CHANGED]
+    assert [(d["change"], d["chart_version"]) for d in changed] == [
+        ("upgrade", NEW_VERSION), ("rollback", old_version), ("rollback", NEW_VERSION),
+    ]  # fmt: skip
+    rollback_steps = {e.data["step"]["name"] for e in events if e.data.get("phase") == "rollback"}
+    assert rollback_steps == {step.name for step in ROLLBACK}
+
+
+async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_ready(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+
+    await request_change(api_outbox, store, "rollback")
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    after = await load(database, store.id)
+    assert after.status is StoreStatus.READY
+    assert after.release_revision == 1
+    assert after.failure_reason == "the store's release has no earlier revision to return to"
+    last = (await stream_events(js, store.id))[-1]
+    assert last.name is EventName.CHANGE_FAILED
+    assert last.data == {"status": "ready", "change": "rollback", "reason": after.failure_reason}
+    assert await cluster.namespace_exists(store.namespace)  # never cleaned up: it is live
+
+
+async def test_an_upgrade_that_fails_verification_reports_why_and_the_store_stays(
+    make_runner: Callable[[Cluster], Runner],
+    next_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    broken = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"wait_for_rollout": "error"}
+    )
+    await request_change(api_outbox, store, "upgrade")
+
+    await next_runner(broken).change(store.id, KeepAlive())
+
+    after = await load(database, store.id)
+    assert after.status is StoreStatus.READY
+    assert after.failure_reason is not None
+    assert "wait_for_rollout failed" in after.failure_reason
+    assert await cluster.namespace_exists(store.namespace)
+
+
+async def test_a_change_of_a_store_not_updating_does_nothing(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    before = await cluster.release_history(store.namespace, RELEASE_NAME)
+
+    await make_runner(cluster).change(store.id, KeepAlive())  # a late or duplicate delivery
+
+    assert await cluster.release_history(store.namespace, RELEASE_NAME) == before
+    assert (await load(database, store.id)).status is StoreStatus.READY
