@@ -1,13 +1,19 @@
-"""Helpers several test packages share: stores made as the API makes them, and what the
-STORES stream holds."""
+"""Helpers several test packages share: stores made as the API makes them, what the
+STORES stream holds, and an ASGI app served by a real uvicorn inside the test's loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import pytest
+import uvicorn
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
@@ -53,3 +59,36 @@ def envelope(message: RawStreamMsg) -> dict[str, Any]:
     assert message.data is not None
     body: dict[str, Any] = json.loads(message.data)
     return body
+
+
+class _InLoopServer(uvicorn.Server):
+    """The test, not uvicorn, owns the process's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any, start_deadline: float = 20.0) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port; yields its base URL. An SSE response never ends, and an
+    in-process ASGI transport hands a response over only once the app has finished it."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="on", timeout_graceful_shutdown=3
+    )
+    server = _InLoopServer(config)
+    task = asyncio.create_task(server.serve())
+    give_up = time.monotonic() + start_deadline
+    while not server.started:
+        if task.done():
+            task.result()  # raises why the server could not start
+            pytest.fail("the server stopped before it started")
+        if time.monotonic() > give_up:
+            pytest.fail("the server did not start")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
