@@ -19,10 +19,11 @@ from playwright.async_api import Locator, Page, Request, expect
 
 from tests.e2e.conftest import Platform
 from woostore_devstack.platform import REPO
+from woostore_provisioner.recipe import PROVISION
 
 pytestmark = pytest.mark.browser
 
-PROVISION_STEPS = 9
+PROVISION_STEPS = len(PROVISION)
 STEP_TEXT = re.compile(rf"^Step (\d+) of {PROVISION_STEPS} — \S")
 SHORT = 10_000  # ms: things the page does on its own, at once
 PROVISIONING = 60_000  # ms: a store at WOOSTORE_SIM_TIME_SCALE=0.05 takes a few seconds

@@ -15,6 +15,7 @@ import pytest
 
 from woostore_cli.main import main
 from woostore_devstack.platform import Platform, running_platform
+from woostore_provisioner.recipe import PROVISION
 
 __all__ = [
     "PROVISIONING",
@@ -97,7 +98,11 @@ class Lines:
 TYPE = "io.woostore.store."
 PROVISIONING = [
     "requested",
-    *(f"progress {index} {state}" for index in range(1, 10) for state in ("started", "completed")),
+    *(
+        f"progress {index} {state}"
+        for index in range(1, len(PROVISION) + 1)
+        for state in ("started", "completed")
+    ),
     "ready",
 ]
 

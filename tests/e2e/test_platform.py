@@ -10,11 +10,12 @@ import pytest
 
 from tests.e2e.conftest import EventLog, Platform
 from woostore_cluster.simulated import SimulatedCluster
+from woostore_provisioner.recipe import PROVISION
 
 pytestmark = pytest.mark.e2e
 
 STORES = 5
-PROVISION_STEPS = 9
+PROVISION_STEPS = len(PROVISION)
 TYPE = "io.woostore.store."
 
 

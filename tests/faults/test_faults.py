@@ -43,6 +43,7 @@ from tests.faults.conftest import (
     wait_for_stores,
     wait_until,
 )
+from woostore_provisioner.recipe import PROVISION
 
 pytestmark = pytest.mark.faults
 
@@ -312,7 +313,7 @@ async def test_hanging_step_fails_by_deadline_cleans_up_and_frees_its_slot(
 
 REPLICAS = 3
 REPLICA_STORES = 8
-PROVISION_STEPS = 9
+PROVISION_STEPS = len(PROVISION)
 
 
 async def test_three_replicas_never_exceed_two_stores_in_flight(

@@ -236,8 +236,8 @@ async def test_a_recipe_that_skips_activating_woocommerce_fails_verification(
         except PermanentClusterError as error:
             failed[step.name] = str(error)
 
-    assert set(failed) == {"store_settings", "sample_products", "verify"}
-    assert "'wc' is not a registered wp command" in failed["store_settings"]
+    assert set(failed) == {"cash_on_delivery", "sample_products", "verify"}
+    assert "'wc' is not a registered wp command" in failed["cash_on_delivery"]
     assert failed["verify"] == "the Store API lists 0 products, expected 3"
 
 

@@ -45,6 +45,7 @@ from woostore_shared.topology import STREAM_NAME
 
 T = TypeVar("T")
 STEP_NAMES = [step.name for step in PROVISION]
+TOTAL = len(PROVISION)
 
 
 class RecordingCluster:
@@ -264,7 +265,7 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
         *[EventName.PROGRESS] * (2 * len(PROVISION)),
         EventName.READY,
     ]
-    assert progress_of(events) == expected_progress("provision", range(1, 10), 9)
+    assert progress_of(events) == expected_progress("provision", range(1, TOTAL + 1), TOTAL)
     steps = [e.data["step"]["name"] for e in events if e.name is EventName.PROGRESS]
     assert steps == [name for name in STEP_NAMES for _ in range(2)]
     assert all(e.data["status"] == "provisioning" for e in events[1:-1])
@@ -328,7 +329,7 @@ async def test_provision_resumes_after_the_steps_already_in_the_journal(
     assert set(recording.calls) == {"wp", "read_secret", "check_storefront"}
     assert sorted(await journal(database, store.id, "provision")) == sorted(STEP_NAMES)
     events = await stream_events(js, store.id)
-    assert progress_of(events) == expected_progress("provision", range(5, 10), 9)
+    assert progress_of(events) == expected_progress("provision", range(5, TOTAL + 1), TOTAL)
     assert events[-1].name is EventName.READY
     secret = await cluster.read_secret(store.namespace, CREDENTIALS_SECRET)
     ready = await load(database, store.id)
@@ -358,7 +359,7 @@ async def test_transient_errors_are_retried_in_place_and_no_step_completes_twice
         for e in await stream_events(js, store.id)
         if e.name is EventName.PROGRESS and e.data["state"] == "completed"
     ]
-    assert completed == list(range(1, 10))
+    assert completed == list(range(1, TOTAL + 1))
     products = await cluster.wp(store.namespace, ["wc", "product", "list", "--format=count"])
     assert products.stdout == "3"
 
@@ -409,8 +410,8 @@ async def test_a_permanent_error_fails_the_store_and_cleans_its_namespace_up(
     assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
     events = await stream_events(js, store.id)
     assert progress_of(events) == [
-        *expected_progress("provision", range(1, 4), 9),
-        ("provision", 4, 9, "started", round(3 / 9, 4)),
+        *expected_progress("provision", range(1, 4), TOTAL),
+        ("provision", 4, TOTAL, "started", round(3 / TOTAL, 4)),
     ]
     assert events[-1].name is EventName.FAILED
     assert events[-1].data == {"status": "failed", "reason": reason, "step": "rollout"}

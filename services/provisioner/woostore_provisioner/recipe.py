@@ -164,13 +164,21 @@ async def activate_woocommerce(job: StoreJob) -> None:
         await wp(job, "plugin", "activate", "woocommerce")
 
 
+# Setting an option, a gateway or the permalink structure to what it already is changes
+# nothing: the next three steps are idempotent as they stand.
 async def configure_store(job: StoreJob) -> None:
-    # Setting an option to the value it has is a no-op: these are idempotent as they stand.
     await wp(job, "option", "update", "woocommerce_currency", "INR")
     await wp(job, "option", "update", "woocommerce_default_country", "IN:KA")
+
+
+async def enable_cash_on_delivery(job: StoreJob) -> None:
     await wp(
         job, "wc", "payment_gateway", "update", "cod", "--enabled=true", f"--user={ADMIN_USER}"
     )
+
+
+async def set_permalinks(job: StoreJob) -> None:
+    # Pretty permalinks: the Store API's /wp-json/ routes answer only with them.
     await wp(job, "rewrite", "structure", "/%postname%/")
 
 
@@ -219,8 +227,10 @@ PROVISION: tuple[Step, ...] = (
     Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
     Step("wordpress_install", "Installing WordPress", install_wordpress),
     Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
-    Step("store_settings", "Setting currency and cash on delivery", configure_store),
+    Step("store_settings", "Setting currency and country", configure_store),
+    Step("cash_on_delivery", "Enabling cash on delivery", enable_cash_on_delivery),
     Step("sample_products", "Adding sample products", add_sample_products),
+    Step("permalinks", "Setting permalinks", set_permalinks),
     Step("verify", "Placing a test order", verify_storefront),
 )
 
