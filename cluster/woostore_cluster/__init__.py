@@ -1,6 +1,8 @@
 """The cluster seam: the provisioner and the reaper reach Kubernetes only through ``Cluster``."""
 
 from woostore_cluster.base import (
+    DEFAULT_INSTALLATION,
+    INSTALLATION_LABEL,
     MANAGED_BY,
     STORE_ID_LABEL,
     Cluster,
@@ -15,6 +17,8 @@ from woostore_cluster.base import (
 from woostore_shared.settings import ClusterMode, Settings
 
 __all__ = [
+    "DEFAULT_INSTALLATION",
+    "INSTALLATION_LABEL",
     "MANAGED_BY",
     "STORE_ID_LABEL",
     "Cluster",
@@ -42,4 +46,5 @@ def connect_cluster(settings: Settings) -> Cluster:
         helm_binary=settings.helm_binary,
         time_scale=settings.sim_time_scale,
         faults=settings.sim_faults,
+        installation=settings.installation,
     )

@@ -16,6 +16,21 @@ from typing import Any, Protocol
 # Labels on every namespace the platform makes: together they prove WooStore owns it.
 MANAGED_BY = ("app.kubernetes.io/managed-by", "woostore")
 STORE_ID_LABEL = "woostore.io/store-id"
+# Which WooStore installation made it: several may share a cluster, and each removes only
+# its own left-behind namespaces. A cluster object adds and checks it itself.
+INSTALLATION_LABEL = "woostore.io/installation"
+DEFAULT_INSTALLATION = "default"
+
+
+def refuse_to_adopt(namespace: str, wanted: Mapping[str, str], found: Mapping[str, str]) -> None:
+    """A namespace of that name that is not this store's (or this installation's) is never
+    taken over: its ownership labels must be the ones this store would give it."""
+    for key in (MANAGED_BY[0], STORE_ID_LABEL, INSTALLATION_LABEL):
+        if key in wanted and found.get(key) != wanted[key]:
+            raise PermanentClusterError(
+                f"namespace {namespace} exists but is not this store's "
+                f"(label {key}={found.get(key)!r})"
+            )
 
 
 class ClusterError(Exception):
@@ -77,12 +92,15 @@ class StorefrontCheck:
 class Cluster(Protocol):
     simulated: bool
 
-    async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None: ...
+    async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
+        """Create it with ``labels`` and this installation's label; an existing namespace
+        whose ownership labels differ is never adopted."""
 
     async def namespace_exists(self, namespace: str) -> bool: ...
 
     async def managed_namespaces(self) -> dict[str, str]:
-        """Namespaces carrying both ownership labels, with the store id each names."""
+        """Namespaces carrying the ownership labels and this installation's, with the store
+        id each names."""
 
     async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         """Create the Secret if it does not exist; an existing one is kept as it is."""

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from woostore_cluster.base import (
+    DEFAULT_INSTALLATION,
+    INSTALLATION_LABEL,
     MANAGED_BY,
     STORE_ID_LABEL,
     ClusterError,
@@ -42,6 +44,7 @@ from woostore_cluster.base import (
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    refuse_to_adopt,
 )
 from woostore_cluster.helm import HelmResult, HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import (
@@ -108,8 +111,10 @@ class KubernetesCluster:
         exec_timeout: float = 110.0,
         http_timeout: float = 30.0,
         verify_tls: bool = True,
+        installation: str = DEFAULT_INSTALLATION,
     ) -> None:
         self.kube = kube
+        self.installation = installation
         self.helm = helm
         # None: in a pod, with its ServiceAccount; helm then gets no --kubeconfig and uses
         # the in-cluster configuration itself. Required, so that no caller gets the pod's
@@ -128,6 +133,7 @@ class KubernetesCluster:
     # -- namespaces and Secrets ------------------------------------------------------------
 
     async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
+        labels = {**labels, INSTALLATION_LABEL: self.installation}
         existing = await self._read_namespace(namespace)
         if existing is None:
             try:
@@ -141,19 +147,16 @@ class KubernetesCluster:
                 raise TransientClusterError(f"namespace {namespace} is being replaced", 5)
         if existing.phase == "Terminating":
             raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
-        # A namespace of that name that is not this store's is never adopted.
-        for key in (MANAGED_BY[0], STORE_ID_LABEL):
-            if key in labels and existing.labels.get(key) != labels[key]:
-                raise PermanentClusterError(
-                    f"namespace {namespace} exists but is not this store's "
-                    f"(label {key}={existing.labels.get(key)!r})"
-                )
+        refuse_to_adopt(namespace, labels, existing.labels)
 
     async def namespace_exists(self, namespace: str) -> bool:
         return await self._read_namespace(namespace) is not None
 
     async def managed_namespaces(self) -> dict[str, str]:
-        selector = f"{MANAGED_BY[0]}={MANAGED_BY[1]},{STORE_ID_LABEL}"
+        selector = (
+            f"{MANAGED_BY[0]}={MANAGED_BY[1]},{STORE_ID_LABEL},"
+            f"{INSTALLATION_LABEL}={self.installation}"
+        )
         try:
             found = await self.kube.list_namespaces(selector)
         except KubeApiError as error:
@@ -163,7 +166,9 @@ class KubernetesCluster:
             for ns in found
             # The server filtered already; checked again so a careless fake or proxy
             # can never make us claim a namespace that is not ours.
-            if ns.labels.get(MANAGED_BY[0]) == MANAGED_BY[1] and STORE_ID_LABEL in ns.labels
+            if ns.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+            and STORE_ID_LABEL in ns.labels
+            and ns.labels.get(INSTALLATION_LABEL) == self.installation
         }
 
     async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
@@ -587,5 +592,9 @@ def connect_kubernetes(settings: Settings) -> KubernetesCluster:
         raise SystemExit(f"{source} could not be loaded: {error}") from None
     log.info("reaching kubernetes", credentials="kubeconfig" if path else "in-cluster")
     return KubernetesCluster(
-        kube, SubprocessHelmRunner(), kubeconfig=path, helm_binary=settings.helm_binary
+        kube,
+        SubprocessHelmRunner(),
+        kubeconfig=path,
+        helm_binary=settings.helm_binary,
+        installation=settings.installation,
     )

@@ -30,6 +30,8 @@ from typing import Any
 import yaml
 
 from woostore_cluster.base import (
+    DEFAULT_INSTALLATION,
+    INSTALLATION_LABEL,
     MANAGED_BY,
     STORE_ID_LABEL,
     PermanentClusterError,
@@ -38,6 +40,7 @@ from woostore_cluster.base import (
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    refuse_to_adopt,
 )
 from woostore_shared.logging import get_logger
 
@@ -86,8 +89,10 @@ class SimulatedCluster:
         helm_binary: str,
         time_scale: float,
         faults: Mapping[str, str] | None = None,
+        installation: str = DEFAULT_INSTALLATION,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.installation = installation
         self.state_file = state_dir / "cluster.sqlite3"
         self.helm_binary = helm_binary
         self.time_scale = time_scale
@@ -108,14 +113,20 @@ class SimulatedCluster:
 
     async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
         await self._operate("ensure_namespace", namespace)
+        wanted = {**labels, INSTALLATION_LABEL: self.installation}
         with self._db() as db:
-            row = db.execute("SELECT phase FROM namespaces WHERE name=?", (namespace,)).fetchone()
-            if row and row[0] == "Terminating":
-                raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
-            db.execute(
-                "INSERT INTO namespaces VALUES (?, ?, 'Active') ON CONFLICT (name) DO NOTHING",
-                (namespace, json.dumps(dict(labels))),
-            )
+            row = db.execute(
+                "SELECT phase, labels FROM namespaces WHERE name=?", (namespace,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO namespaces VALUES (?, ?, 'Active')",
+                    (namespace, json.dumps(wanted)),
+                )
+                return
+        if row[0] == "Terminating":
+            raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
+        refuse_to_adopt(namespace, wanted, json.loads(row[1]))
 
     async def namespace_exists(self, namespace: str) -> bool:
         with self._db() as db:
@@ -278,7 +289,9 @@ class SimulatedCluster:
         return {
             name: labels[STORE_ID_LABEL]
             for name, labels in self.namespaces().items()
-            if labels.get(key) == value and STORE_ID_LABEL in labels
+            if labels.get(key) == value
+            and STORE_ID_LABEL in labels
+            and labels.get(INSTALLATION_LABEL) == self.installation
         }
 
     # -- inspection, for tests -------------------------------------------------------------

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         description="simulated or kubernetes; kubernetes whenever a kubeconfig is set.",
     )
     kubeconfig: Path | None = None
+    installation: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Names this installation on a shared cluster: it labels the namespaces "
+        "it makes and removes only its own.",
+    )
     base_domain: str = Field(
         default="127.0.0.1.nip.io", description="Stores live at <slug>.<this>."
     )

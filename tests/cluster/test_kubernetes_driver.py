@@ -14,6 +14,7 @@ import pytest
 from tests.cluster.fakes import FakeHelm, FakeKube
 from tests.cluster.support import release_for
 from woostore_cluster import (
+    INSTALLATION_LABEL,
     MANAGED_BY,
     STORE_ID_LABEL,
     ClusterError,
@@ -41,7 +42,7 @@ async def test_ensure_namespace_creates_it_with_the_labels_once(
     await driver.ensure_namespace(NS, LABELS)
     await driver.ensure_namespace(NS, LABELS)
 
-    assert kube.namespaces[NS].labels == LABELS
+    assert kube.namespaces[NS].labels == {**LABELS, INSTALLATION_LABEL: "default"}
     assert kube.count("create_namespace") == 1
     assert await driver.namespace_exists(NS)
 
@@ -60,7 +61,7 @@ async def test_ensure_namespace_made_by_a_racing_attempt_is_accepted(
 
     await driver.ensure_namespace(NS, LABELS)
 
-    assert kube.namespaces[NS].labels == LABELS
+    assert kube.namespaces[NS].labels == {**LABELS, INSTALLATION_LABEL: "default"}
 
 
 async def test_ensure_namespace_while_it_terminates_is_transient(
@@ -82,17 +83,31 @@ async def test_a_namespace_of_someone_else_is_never_adopted(
         await driver.ensure_namespace(NS, LABELS)
 
 
-async def test_managed_namespaces_are_those_with_both_ownership_labels(
+async def test_managed_namespaces_are_those_with_the_ownership_and_installation_labels(
     driver: KubernetesCluster, kube: FakeKube
 ) -> None:
-    await kube.create_namespace(NS, LABELS)
+    ours = {**LABELS, INSTALLATION_LABEL: "default"}
+    await kube.create_namespace(NS, ours)
+    await kube.create_namespace("store-neighbour", {**ours, INSTALLATION_LABEL: "staging"})
+    await kube.create_namespace("store-unlabelled", LABELS)
     await kube.create_namespace("store-half", {MANAGED_BY[0]: MANAGED_BY[1]})
     await kube.create_namespace("other", {STORE_ID_LABEL: "x"})
     await kube.create_namespace("kube-system", {})
 
     assert await driver.managed_namespaces() == {NS: LABELS[STORE_ID_LABEL]}
     (selector,) = [args[0] for name, args in kube.calls if name == "list_namespaces"]
-    assert selector == f"{MANAGED_BY[0]}={MANAGED_BY[1]},{STORE_ID_LABEL}"
+    assert selector == (
+        f"{MANAGED_BY[0]}={MANAGED_BY[1]},{STORE_ID_LABEL},{INSTALLATION_LABEL}=default"
+    )
+
+
+async def test_another_installations_namespace_of_the_same_name_is_never_adopted(
+    driver: KubernetesCluster, kube: FakeKube
+) -> None:
+    await kube.create_namespace(NS, {**LABELS, INSTALLATION_LABEL: "staging"})
+
+    with pytest.raises(PermanentClusterError, match=INSTALLATION_LABEL):
+        await driver.ensure_namespace(NS, LABELS)
 
 
 # -- Secrets ---------------------------------------------------------------------------------

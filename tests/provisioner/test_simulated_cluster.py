@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from woostore_cluster import (
+    INSTALLATION_LABEL,
+    STORE_ID_LABEL,
     PermanentClusterError,
     Release,
     TransientClusterError,
@@ -111,7 +113,7 @@ async def test_state_survives_a_new_instance_over_the_same_state_dir(
     restarted = SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0)
 
     assert await restarted.namespace_exists(NAMESPACE)
-    assert restarted.namespaces() == {NAMESPACE: LABELS}
+    assert restarted.namespaces() == {NAMESPACE: {**LABELS, INSTALLATION_LABEL: "default"}}
     assert await restarted.read_secret(NAMESPACE, CREDENTIALS_SECRET) == CREDENTIALS
     assert stored_objects(restarted, NAMESPACE) == before
     assert restarted.object_count(NAMESPACE) == len(before) > 1
@@ -465,13 +467,13 @@ async def test_delete_namespace_removes_everything_of_that_store_and_nothing_els
     with pytest.raises(TransientClusterError, match="no ready WordPress pod"):
         await cluster.wp(NAMESPACE, ["core", "is-installed"])
 
-    assert cluster.namespaces() == {OTHER_NAMESPACE: LABELS}
+    assert cluster.namespaces() == {OTHER_NAMESPACE: {**LABELS, INSTALLATION_LABEL: "default"}}
     assert stored_objects(cluster, OTHER_NAMESPACE) == other_before
     assert release_state(cluster, OTHER_NAMESPACE) == ("deployed", 1)
     assert (await cluster.wp(OTHER_NAMESPACE, ["plugin", "is-active", "woocommerce"])).ok
 
     await cluster.delete_namespace(NAMESPACE, timeout=30)  # deleting again: nothing to do
-    assert cluster.namespaces() == {OTHER_NAMESPACE: LABELS}
+    assert cluster.namespaces() == {OTHER_NAMESPACE: {**LABELS, INSTALLATION_LABEL: "default"}}
 
 
 async def test_a_namespace_can_be_made_again_after_it_was_deleted(
@@ -538,3 +540,20 @@ async def test_a_store_named_in_any_script_renders(cluster: SimulatedCluster, ch
     await cluster.install_release(named, timeout=30)
 
     assert release_state(cluster, namespace) == ("deployed", 1)
+
+
+async def test_two_installations_sharing_a_cluster_each_see_only_their_own_namespaces(
+    cluster_dir: Path, helm_binary: str
+) -> None:
+    production = SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0)
+    staging = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0, installation="staging"
+    )
+    acme = {**LABELS, STORE_ID_LABEL: "acme"}
+    await production.ensure_namespace(NAMESPACE, acme)
+    await staging.ensure_namespace(OTHER_NAMESPACE, {**LABELS, STORE_ID_LABEL: "other"})
+
+    assert await production.managed_namespaces() == {NAMESPACE: "acme"}
+    assert await staging.managed_namespaces() == {OTHER_NAMESPACE: "other"}
+    with pytest.raises(PermanentClusterError, match=INSTALLATION_LABEL):
+        await staging.ensure_namespace(NAMESPACE, acme)

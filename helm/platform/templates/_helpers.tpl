@@ -138,6 +138,10 @@ Secret, never as literal values. Call with the root context.
 # Explicit, the same in every service (the api reports whether stores are simulated).
 - name: WOOSTORE_CLUSTER
   value: {{ $v.cluster.mode | quote }}
+# Labels the store namespaces this release makes; another release on the cluster never
+# touches them.
+- name: WOOSTORE_INSTALLATION
+  value: {{ .Release.Name | quote }}
 - name: WOOSTORE_BASE_DOMAIN
   value: {{ $v.stores.baseDomain | quote }}
 - name: WOOSTORE_MAX_STORES_IN_FLIGHT
