@@ -27,6 +27,12 @@ class ClusterMode(StrEnum):
     KUBERNETES = "kubernetes"
 
 
+def _reachable(host: str) -> str:
+    """A service bound to every interface is reached on this machine through loopback; a
+    browser cannot connect to 0.0.0.0. (Elsewhere, set the public URLs.)"""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104  (compared, not bound)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WOOSTORE_", extra="ignore")
 
@@ -142,13 +148,12 @@ class Settings(BaseSettings):
 
     @property
     def events_url(self) -> str:
-        return self.public_events_url or (
-            f"http://{self.notifier_host}:{self.notifier_port}/api/v1/events"
-        )
+        host = _reachable(self.notifier_host)
+        return self.public_events_url or f"http://{host}:{self.notifier_port}/api/v1/events"
 
     @property
     def allowed_origin(self) -> str:
-        return self.dashboard_origin or f"http://{self.api_host}:{self.api_port}"
+        return self.dashboard_origin or f"http://{_reachable(self.api_host)}:{self.api_port}"
 
     def require_runtime(self) -> None:
         """Fail fast, with the variable's name, when a service starts without what it needs."""

@@ -105,6 +105,16 @@ def test_urls_default_to_the_services_own_addresses_and_can_be_overridden() -> N
     assert public.allowed_origin == "https://dash.example"
 
 
+@pytest.mark.parametrize("everywhere", ["0.0.0.0", "::"])  # noqa: S104  (a setting's value)
+def test_a_service_bound_to_every_interface_is_given_out_by_its_loopback_address(
+    everywhere: str,
+) -> None:
+    settings = Settings(api_host=everywhere, notifier_host=everywhere, notifier_port=8001)
+
+    assert settings.events_url == "http://127.0.0.1:8001/api/v1/events"
+    assert settings.allowed_origin == "http://127.0.0.1:8000"
+
+
 def test_secrets_are_not_shown_when_settings_are_printed() -> None:
     settings = Settings(admin_token="admin-token-value", secret_key="secret-key-value")
 
