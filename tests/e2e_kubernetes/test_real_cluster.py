@@ -23,7 +23,8 @@ KUBECONFIG = os.environ.get("WOOSTORE_E2E_KUBECONFIG", "")
 if not KUBECONFIG:
     pytest.skip(
         "WOOSTORE_E2E_KUBECONFIG is not set: the real-cluster test needs the kubeconfig of a "
-        "disposable cluster with ingress-nginx and the store image (docs/kubernetes.md)",
+        "disposable cluster with an ingress controller and the store image (make cluster-up; "
+        "docs/kubernetes.md)",
         allow_module_level=True,
     )
 
