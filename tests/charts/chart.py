@@ -3,6 +3,7 @@ v4, rendering, and reading the rendered manifests and the values schemas."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from decimal import Decimal
@@ -211,3 +212,32 @@ def undescribed_keys(
             continue
         missing += undescribed_keys(child, child_node, defs, f"{path}.{key}")
     return missing
+
+
+def assert_schema_describes_every_key(chart: Path, at_least: int) -> None:
+    """Every key of the chart's values schema has a description, every object rejects
+    unknown keys, and the schema is not trivially small."""
+    schema: dict[str, Any] = json.loads((chart / "values.schema.json").read_text())
+    assert schema["$schema"].endswith("2020-12/schema")
+    defs: dict[str, Any] = schema["$defs"]
+    nodes = schema_nodes(schema, "values")
+    assert len(nodes) > at_least
+    undescribed = []
+    for where, node in nodes:
+        target = node
+        if "$ref" in node and "description" not in node:
+            target = defs[node["$ref"].removeprefix("#/$defs/")]
+        if not str(target.get("description", "")).strip():
+            undescribed.append(where)
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, f"{where}: must reject unknown keys"
+    assert not undescribed, f"keys without a description: {undescribed}"
+    assert schema["additionalProperties"] is False
+
+
+def assert_values_file_is_in_the_schema(chart: Path, values_file: str) -> None:
+    schema: dict[str, Any] = json.loads((chart / "values.schema.json").read_text())
+    values = yaml.safe_load((chart / values_file).read_text())
+    assert isinstance(values, dict)
+    assert values
+    assert not undescribed_keys(values, schema, schema["$defs"], "values")

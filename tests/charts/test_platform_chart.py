@@ -9,14 +9,12 @@ its waivers in helm/platform/.checkov.yaml. Nothing here needs Docker or a clust
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -28,6 +26,8 @@ from tests.charts.chart import (
     REPO,
     TARGET_K8S_VERSIONS,
     Manifest,
+    assert_schema_describes_every_key,
+    assert_values_file_is_in_the_schema,
     by_kind,
     is_helm_test,
     one,
@@ -35,9 +35,7 @@ from tests.charts.chart import (
     pods,
     render,
     run_helm,
-    schema_nodes,
     template_output,
-    undescribed_keys,
 )
 from tests.charts.checkov_runs import (
     CheckovRun,
@@ -199,31 +197,12 @@ def test_profiles_are_files_next_to_values_yaml() -> None:
 
 
 def test_schema_describes_every_key_and_rejects_unknown_ones() -> None:
-    schema: dict[str, Any] = json.loads((PLATFORM_CHART / "values.schema.json").read_text())
-    assert schema["$schema"].endswith("2020-12/schema")
-    defs: dict[str, Any] = schema["$defs"]
-    nodes = schema_nodes(schema, "values")
-    assert len(nodes) > 60
-    undescribed = []
-    for where, node in nodes:
-        target = node
-        if "$ref" in node and "description" not in node:
-            target = defs[node["$ref"].removeprefix("#/$defs/")]
-        if not str(target.get("description", "")).strip():
-            undescribed.append(where)
-        if "properties" in node:
-            assert node.get("additionalProperties") is False, f"{where}: must reject unknown keys"
-    assert not undescribed, f"keys without a description: {undescribed}"
-    assert schema["additionalProperties"] is False
+    assert_schema_describes_every_key(PLATFORM_CHART, at_least=60)
 
 
 @pytest.mark.parametrize("values_file", ["values.yaml", "values-local.yaml", "values-prod.yaml"])
 def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> None:
-    schema: dict[str, Any] = json.loads((PLATFORM_CHART / "values.schema.json").read_text())
-    values = yaml.safe_load((PLATFORM_CHART / values_file).read_text())
-    assert isinstance(values, dict)
-    assert values
-    assert not undescribed_keys(values, schema, schema["$defs"], "values")
+    assert_values_file_is_in_the_schema(PLATFORM_CHART, values_file)
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,11 @@ Test-only dependencies: pytest, pyyaml, kubernetes-validate.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import kubernetes_validate.utils as kv_utils
 import pytest
-import yaml
 
 from tests.charts.chart import (
     CHART,
@@ -25,14 +22,14 @@ from tests.charts.chart import (
     TARGET_K8S_VERSIONS,
     WORKLOAD_KINDS,
     Manifest,
+    assert_schema_describes_every_key,
+    assert_values_file_is_in_the_schema,
     base_set_args,
     by_kind,
     is_helm_test,
     pod_specs,
     render,
     run_helm,
-    schema_nodes,
-    undescribed_keys,
 )
 
 CREDENTIAL_KEYS = {"db-password", "db-root-password", "admin-password"}
@@ -448,31 +445,12 @@ def test_images_are_pulled_always_except_in_the_local_profile(
 
 
 def test_schema_describes_every_key_and_rejects_unknown_ones() -> None:
-    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
-    assert schema["$schema"].endswith("2020-12/schema")
-    defs: dict[str, Any] = schema["$defs"]
-    nodes = schema_nodes(schema, "values")
-    assert len(nodes) > 50
-    undescribed = []
-    for where, node in nodes:
-        target = node
-        if "$ref" in node and "description" not in node:
-            target = defs[node["$ref"].removeprefix("#/$defs/")]
-        if not str(target.get("description", "")).strip():
-            undescribed.append(where)
-        if "properties" in node:
-            assert node.get("additionalProperties") is False, f"{where}: must reject unknown keys"
-    assert not undescribed, f"keys without a description: {undescribed}"
-    assert schema["additionalProperties"] is False
+    assert_schema_describes_every_key(CHART, at_least=50)
 
 
 @pytest.mark.parametrize("values_file", ["values.yaml", "values-local.yaml", "values-prod.yaml"])
 def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> None:
-    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
-    values = yaml.safe_load((CHART / values_file).read_text())
-    assert isinstance(values, dict)
-    assert values
-    assert not undescribed_keys(values, schema, schema["$defs"], "values")
+    assert_values_file_is_in_the_schema(CHART, values_file)
 
 
 def test_a_profile_with_an_unknown_key_is_rejected(
