@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import secrets
 import unicodedata
@@ -31,6 +30,7 @@ from woostore_shared.events import (
 from woostore_shared.lifecycle import DELETABLE, InvalidTransition, transition
 from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus, StoreStep
 from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
 
 SLUG_BASE_MAX = 30
@@ -55,7 +55,7 @@ async def create_store(
     """Queue a store in the caller's tenant; returns it and whether it was made now (False:
     an earlier request with the same ``Idempotency-Key`` made it, and no limit applies)."""
     tenant_id = caller.principal.tenant_id
-    fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+    fingerprint = sha256_hex(request.model_dump_json())
     if idempotency_key is not None:
         earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
         if earlier is not None:
