@@ -17,8 +17,10 @@ import uvicorn
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
+from woostore_shared.access import new_key
+from woostore_shared.db import Database
 from woostore_shared.events import Requested, StoreSummary
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
 
@@ -38,6 +40,24 @@ async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
         await tx.session.flush()
         tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
     return store
+
+
+async def add_key(database: Database, name: str, role: Role = Role.ADMIN) -> tuple[ApiKey, str]:
+    """An API key of the default tenant, as POST /keys makes it; returns it and its token."""
+    issued = new_key()
+    key = ApiKey(
+        tenant_id=DEFAULT_TENANT_ID,
+        name=name,
+        role=role,
+        prefix=issued.prefix,
+        secret_sha256=issued.secret_sha256,
+        created_by="tests",
+    )
+    async with database.session() as session:
+        session.add(key)
+        await session.commit()
+        await session.refresh(key)
+    return key, issued.token
 
 
 async def stream_messages(nats: Client, store_id: object | None = None) -> list[RawStreamMsg]:

@@ -113,6 +113,21 @@ class Settings(BaseSettings):
     creates_per_minute: int = Field(
         default=10, ge=1, description="Store creations each API key may request per minute."
     )
+    event_streams_per_key: int = Field(
+        default=10,
+        ge=1,
+        description="Event streams one key (or the admin token) may hold open "
+        "on each notifier process.",
+    )
+    max_event_streams: int = Field(
+        default=500, ge=1, description="Event streams each notifier process holds open at once."
+    )
+    event_replay_window_seconds: float = Field(
+        default=86400,
+        gt=0,
+        description="How far back Last-Event-ID may resume; an older id "
+        "resumes at the oldest event within the window.",
+    )
     provision_deadline_seconds: float = Field(default=600, gt=0)
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)

@@ -22,10 +22,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, update
 
 import woostore_notifier.main as notifier
-from woostore_shared.access import Authenticator, new_key
+from tests.support import add_key
+from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, StoreStatus, utcnow
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, utcnow
 from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
@@ -427,19 +428,8 @@ async def test_a_stream_opened_with_a_key_ends_soon_after_the_key_is_revoked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(notifier, "RECHECK_SECONDS", 0.2)
-    issued = new_key()
-    key = ApiKey(
-        tenant_id=DEFAULT_TENANT_ID,
-        name="revoked soon",
-        role=Role.ADMIN,
-        prefix=issued.prefix,
-        secret_sha256=issued.secret_sha256,
-        created_by="tests",
-    )
-    async with database.session() as session:
-        session.add(key)
-        await session.commit()
-    headers = {"Authorization": f"Bearer {issued.token}"}
+    key, token = await add_key(database, "revoked soon")
+    headers = {"Authorization": f"Bearer {token}"}
 
     async with aconnect_sse(http, "GET", EVENTS, headers=headers) as source:
         assert source.response.status_code == 200

@@ -6,19 +6,29 @@ event's JetStream stream sequence, so ``Last-Event-ID`` (sent by browsers on rec
 ``?last_event_id=`` on a first connection) resumes exactly after that event. Each connection
 reads through its own ordered consumer, replaying from the stream; one connection per
 browser tab carries every store.
+
+Streams are bounded: each key may hold ``WOOSTORE_EVENT_STREAMS_PER_KEY`` open on a notifier
+process, the process ``WOOSTORE_MAX_EVENT_STREAMS`` in all (each stream costs a JetStream
+consumer), and a resume reaches back at most ``WOOSTORE_EVENT_REPLAY_WINDOW_SECONDS``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import uvicorn
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
@@ -27,6 +37,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from woostore_shared.access import Authenticator, Principal
 from woostore_shared.db import Database
@@ -43,17 +54,92 @@ HEARTBEAT_SECONDS = 15
 RECONNECT_MILLISECONDS = 2000
 RECHECK_SECONDS = 30  # how often a long-lived stream checks its key was not revoked
 SEND_TIMEOUT_SECONDS = 30  # a client that stops reading is dropped, not waited on forever
+LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a little later
 CONNECTED = Gauge("woostore_sse_connections", "Open event-stream connections")
+REFUSED = MetricCounter("woostore_sse_refused", "Event streams refused at a limit", ["limit"])
+REPLAY_TRUNCATED_HEADER = "Woostore-Replay-Truncated"
+LIMIT_REACHED = "https://woostore.dev/problems/limit-reached"  # the API's type for the same
 
 
-def _problem(status: int, title: str, detail: str) -> Response:
+def _problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    if status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        {"type": type_, "title": title, "status": status, "detail": detail, **extra},
         status_code=status,
         media_type="application/problem+json",
-        # RFC 9110: a 401 names the scheme that would be accepted
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+        headers=headers,
     )
+
+
+class StreamSlots:
+    """The event streams open in this process, per key and in all. Each stream holds a
+    JetStream consumer and a task, so without a bound one key could exhaust the notifier
+    (and its NATS server) for every other tenant."""
+
+    def __init__(self, per_key: int, total: int) -> None:
+        self.per_key = per_key
+        self.total = total
+        self._open: Counter[str] = Counter()
+
+    def take(self, subject: str) -> Response | None:
+        """Hold a slot for ``subject``'s new stream, or the 429 that refuses it."""
+        if self._open.total() >= self.total:
+            return self._refuse(
+                "event-streams", self.total, "the event stream is at its connection limit"
+            )
+        if self._open[subject] >= self.per_key:
+            return self._refuse(
+                "event-streams-per-key",
+                self.per_key,
+                f"this key has its maximum of {self.per_key} event streams open; "
+                "close one (one stream per tab carries every store)",
+            )
+        self._open[subject] += 1
+        CONNECTED.inc()
+        return None
+
+    def give_back(self, subject: str) -> None:
+        self._open[subject] -= 1
+        if self._open[subject] <= 0:
+            del self._open[subject]
+        CONNECTED.dec()
+
+    @staticmethod
+    def _refuse(limit: str, allowed: int, detail: str) -> Response:
+        REFUSED.labels(limit).inc()
+        return _problem(
+            429,
+            "Limit reached",
+            detail,
+            type_=LIMIT_REACHED,
+            headers={"Retry-After": str(LIMIT_RETRY_SECONDS)},
+            limit=limit,
+            allowed=allowed,
+        )
+
+
+class _HeldEventSourceResponse(EventSourceResponse):
+    """Runs ``release`` once the response ends, however it ends: a client that goes away
+    cancels the response, possibly before the event generator ever started."""
+
+    def __init__(self, *args: Any, release: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._release()
 
 
 async def _principal(request: Request) -> Principal | None:
@@ -84,6 +170,33 @@ def _visible(message: Msg, principal: Principal) -> bool:
     return tenant == str(principal.tenant_id)
 
 
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _replay_from(
+    js: JetStreamContext, after: int | None, window: timedelta
+) -> tuple[ConsumerConfig, bool]:
+    """Where a stream starts, and whether the window cut its replay short. Without an id,
+    at the next new event; else right after ``after``, unless the next event is older than
+    the window: then at the oldest event within it (a stream kept 30 days is not replayed
+    to every client that asks)."""
+    if after is None:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.NEW), False
+    oldest = now() - window
+    try:
+        following = await js.get_msg(STREAM_NAME, seq=after + 1, subject="store.>", next=True)
+    except NotFoundError:
+        following = None  # nothing after it yet: only new events will follow
+    if following is not None and following.time is not None and following.time < oldest:
+        return ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=oldest
+        ), True
+    return ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+    ), False
+
+
 def _resume_after(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if raw is None or raw == "":
@@ -110,40 +223,52 @@ async def stream_events(request: Request) -> Response:
     except ValueError as error:
         return _problem(400, "Invalid Last-Event-ID", str(error))
 
-    config = (
-        ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-        if after is None
-        else ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
-    )
-    subscription = await state.js.subscribe(
-        "store.>", stream=STREAM_NAME, ordered_consumer=True, config=config
-    )
+    settings: Settings = state.settings
+    slots: StreamSlots = state.stream_slots
+    refused = slots.take(principal.subject)
+    if refused is not None:
+        return refused
+    try:
+        window = timedelta(seconds=settings.event_replay_window_seconds)
+        config, truncated = await _replay_from(state.js, after, window)
+        subscription = await state.js.subscribe(
+            "store.>", stream=STREAM_NAME, ordered_consumer=True, config=config
+        )
+    except BaseException:
+        slots.give_back(principal.subject)
+        raise
+
+    async def release() -> None:
+        slots.give_back(principal.subject)
+        await subscription.unsubscribe()
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        CONNECTED.inc()
-        try:
-            yield ServerSentEvent(retry=RECONNECT_MILLISECONDS, comment="connected")
-            checked = time.monotonic()
-            while True:
-                try:
-                    message = await subscription.next_msg(timeout=RECHECK_SECONDS)
-                except NatsTimeoutError:
-                    message = None
-                if time.monotonic() - checked >= RECHECK_SECONDS:
-                    # A revoked key's stream ends within RECHECK_SECONDS, not at disconnect.
-                    if await state.authenticator.by_subject(principal.subject) is None:
-                        log.info("event stream closed: key revoked", actor=principal.actor)
-                        return
-                    checked = time.monotonic()
-                if message is not None and _visible(message, principal):
-                    yield ServerSentEvent(
-                        data=message.data.decode(), id=str(message.metadata.sequence.stream)
-                    )
-        finally:
-            CONNECTED.dec()
-            await subscription.unsubscribe()
+        yield ServerSentEvent(retry=RECONNECT_MILLISECONDS, comment="connected")
+        checked = time.monotonic()
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=RECHECK_SECONDS)
+            except NatsTimeoutError:
+                message = None
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                # A revoked key's stream ends within RECHECK_SECONDS, not at disconnect.
+                if await state.authenticator.by_subject(principal.subject) is None:
+                    log.info("event stream closed: key revoked", actor=principal.actor)
+                    return
+                checked = time.monotonic()
+            if message is not None and _visible(message, principal):
+                yield ServerSentEvent(
+                    data=message.data.decode(), id=str(message.metadata.sequence.stream)
+                )
 
-    return EventSourceResponse(events(), ping=HEARTBEAT_SECONDS, send_timeout=SEND_TIMEOUT_SECONDS)
+    return _HeldEventSourceResponse(
+        events(),
+        ping=HEARTBEAT_SECONDS,
+        send_timeout=SEND_TIMEOUT_SECONDS,
+        # Events before the window were skipped: a program should list the stores again.
+        headers={REPLAY_TRUNCATED_HEADER: "true"} if truncated else None,
+        release=release,
+    )
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -154,6 +279,9 @@ def create_app(settings: Settings) -> Starlette:
         app.state.nats = nats
         app.state.js = nats.jetstream()
         app.state.tickets = TicketSigner(settings.secret_key.get_secret_value())
+        app.state.stream_slots = StreamSlots(
+            settings.event_streams_per_key, settings.max_event_streams
+        )
         db = Database(settings.database_url)
         app.state.db = db
         app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())

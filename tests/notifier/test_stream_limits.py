@@ -1,0 +1,140 @@
+"""What bounds the event stream: streams per key and per notifier process, and how far back
+a resume may reach. Each stream holds a JetStream consumer, so these are what keep one
+caller from exhausting the notifier for everyone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+from nats.aio.client import Client
+
+import woostore_notifier.main as notifier
+from tests.notifier.test_notifier_events import (
+    DEADLINE_SECONDS,
+    EVENTS,
+    admin,
+    ids_and_bodies,
+    problem,
+    publish,
+    take,
+)
+from tests.support import add_key, served
+from woostore_shared.db import Database
+from woostore_shared.settings import Settings
+from woostore_shared.topology import STREAM_NAME
+
+
+@asynccontextmanager
+async def notifier_with(settings: Settings, **limits: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        served(notifier.create_app(settings.model_copy(update=limits))) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        yield http
+
+
+async def another_key(database: Database) -> dict[str, str]:
+    _, token = await add_key(database, "another")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def open_streams(
+    stack: AsyncExitStack, http: httpx.AsyncClient, headers: dict[str, str], count: int
+) -> None:
+    for _ in range(count):
+        source = await stack.enter_async_context(aconnect_sse(http, "GET", EVENTS, headers=headers))
+        assert source.response.status_code == 200
+
+
+async def wait_until_accepted(http: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    """A closed stream's slot comes back once the server has seen the client go."""
+    give_up = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        async with aconnect_sse(http, "GET", EVENTS, headers=headers) as source:
+            if source.response.status_code == 200:
+                return
+            assert source.response.status_code == 429
+        if time.monotonic() > give_up:
+            pytest.fail("a stream's slot was not given back after its client left")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_key_holds_at_most_its_streams_and_gets_a_slot_back_when_one_closes(
+    settings: Settings, nats_client: Client, database: Database
+) -> None:
+    async with notifier_with(settings, event_streams_per_key=2) as http:
+        async with AsyncExitStack() as streams:
+            await open_streams(streams, http, admin(), 2)
+
+            refused = await http.get(EVENTS, headers=admin())
+            body = problem(refused, 429)
+            assert body["limit"] == "event-streams-per-key"
+            assert body["allowed"] == 2
+            assert int(refused.headers["Retry-After"]) > 0
+            # Another key is not held back by this one.
+            await open_streams(streams, http, await another_key(database), 2)
+
+        await wait_until_accepted(http, admin())
+
+
+async def test_the_notifier_holds_at_most_its_streams_in_all(
+    settings: Settings, nats_client: Client, database: Database
+) -> None:
+    async with notifier_with(settings, max_event_streams=2) as http, AsyncExitStack() as streams:
+        await open_streams(streams, http, admin(), 2)
+
+        body = problem(await http.get(EVENTS, headers=await another_key(database)), 429)
+        assert body["limit"] == "event-streams"
+        assert body["allowed"] == 2
+
+
+async def test_a_resume_older_than_the_replay_window_starts_at_the_oldest_event_within_it(
+    settings: Settings, nats_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    js = nats_client.jetstream()
+    old = await publish(nats_client, 3)
+    old_time = (await js.get_msg(STREAM_NAME, old[-1][0])).time
+    assert old_time is not None
+    # The server stamps messages with this machine's clock: let it move on, so the window's
+    # edge can fall strictly between the old events and the recent ones.
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        while datetime.now(UTC) <= old_time + timedelta(milliseconds=2):  # noqa: ASYNC110  (the clock, not an event)
+            await asyncio.sleep(0.001)
+    recent = await publish(nats_client, 2)
+    recent_time = (await js.get_msg(STREAM_NAME, recent[0][0])).time
+    assert recent_time is not None
+    window = timedelta(hours=1)
+    edge = old_time + (recent_time - old_time) / 2
+    monkeypatch.setattr(notifier, "now", lambda: edge + window)
+
+    async with (
+        notifier_with(settings, event_replay_window_seconds=window.total_seconds()) as http,
+        aconnect_sse(http, "GET", EVENTS, headers={**admin(), "Last-Event-ID": "0"}) as source,
+    ):
+        assert source.response.headers[notifier.REPLAY_TRUNCATED_HEADER] == "true"
+        replayed = await take(source.aiter_sse(), 2)
+
+    assert ids_and_bodies(replayed) == recent
+
+
+async def test_a_resume_within_the_replay_window_is_exact(
+    settings: Settings, nats_client: Client
+) -> None:
+    published = await publish(nats_client, 4)
+
+    async with (
+        notifier_with(settings, event_replay_window_seconds=3600) as http,
+        aconnect_sse(http, "GET", EVENTS, headers={**admin(), "Last-Event-ID": "1"}) as source,
+    ):
+        assert notifier.REPLAY_TRUNCATED_HEADER not in source.response.headers
+        replayed = await take(source.aiter_sse(), 3)
+
+    assert ids_and_bodies(replayed) == published[1:]
