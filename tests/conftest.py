@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,10 +15,21 @@ from nats.aio.client import Client
 from woostore_devstack.embedded import NatsServer, Postgres, start_nats, start_postgres
 from woostore_shared.db import Database, migrate
 from woostore_shared.messaging import connect
+from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
 
 TEMPLATE_DB = "woostore_template"
+
+# Each pytest run re-tightens its temp root (/tmp/pytest-of-<user>) to 0700 at start, which
+# locks the embedded PostgreSQL of any other run from the same temp root out of its data
+# (it runs as its own system user). A temp root per checkout lets two checkouts' suites run
+# side by side; pytest reads this variable when it first makes a temp folder.
+os.environ.setdefault(
+    "PYTEST_DEBUG_TEMPROOT",
+    str(Path(tempfile.gettempdir()) / f"woostore-tests-{sha256_hex(str(Path.cwd()))[:8]}"),
+)
+Path(os.environ["PYTEST_DEBUG_TEMPROOT"]).mkdir(exist_ok=True)
 
 
 @pytest.fixture(scope="session")
