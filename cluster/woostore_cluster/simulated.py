@@ -42,6 +42,7 @@ from woostore_cluster.base import (
     WpResult,
     refuse_to_adopt,
 )
+from woostore_cluster.helm import child_environment
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -405,6 +406,7 @@ class SimulatedCluster:
                 "--values", values.name,  # last: the store's own values win over profiles
                 "--skip-tests",  # a real install keeps test hooks out of the release too
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=child_environment(),
             )  # fmt: skip
             stdout, stderr = await process.communicate()
         if process.returncode != 0:
