@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
 import shlex
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ DURATIONS: dict[str, float] = {
 }
 FAULTABLE = frozenset(DURATIONS) | {"wp"}  # "wp" stands for every WP-CLI command
 FAULT_KINDS = frozenset({"error", "hang", "transient"})
+_SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its index, next to the database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
     phase TEXT NOT NULL);
@@ -80,6 +82,19 @@ CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT
 """
 
 
+def _keep_private(state_dir: Path, state_file: Path) -> None:
+    """The state holds the stores' Secrets, passwords included (steps read them back, as from
+    a real cluster): only this user may read it. The folder is 0700 and the database 0600
+    before SQLite writes a byte; SQLite gives its -wal and -shm files the database's mode.
+    Files an earlier version left readable to others are narrowed too."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    os.close(os.open(state_file, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (state_file, *(state_file.with_name(state_file.name + s) for s in _SIDE_FILES)):
+        with suppress(FileNotFoundError):
+            path.chmod(0o600)
+
+
 class SimulatedCluster:
     simulated = True
 
@@ -92,9 +107,9 @@ class SimulatedCluster:
         faults: Mapping[str, str] | None = None,
         installation: str = DEFAULT_INSTALLATION,
     ) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.installation = installation
         self.state_file = state_dir / "cluster.sqlite3"
+        _keep_private(state_dir, self.state_file)
         self.helm_binary = helm_binary
         self.time_scale = time_scale
         self.faults = dict(faults or {})
