@@ -1308,6 +1308,18 @@ def test_the_store_chart_runs_this_image(helm_env: dict[str, str]) -> None:
         assert variable in chart_env, f"wp-config.php reads {variable}, which the chart never sets"
 
 
+def test_wordpress_is_locked_down_by_its_configuration() -> None:
+    config = (WORDPRESS / "wp-config.php").read_text()
+    for constant in (
+        "DISALLOW_FILE_MODS",
+        "AUTOMATIC_UPDATER_DISABLED",
+        "WP_HTTP_BLOCK_EXTERNAL",
+        # No store admin can post script into pages served next to the dashboard.
+        "DISALLOW_UNFILTERED_HTML",
+    ):
+        assert re.search(rf"^define\( '{constant}', true \);$", config, re.MULTILINE), constant
+
+
 def test_downloads_are_pinned_and_verified_at_build_time() -> None:
     dockerfile = (WORDPRESS / "Dockerfile").read_text()
     assert re.fullmatch(r"\d+\.\d+\.\d+", dockerfile_arg("WOOCOMMERCE_VERSION"))
