@@ -34,10 +34,12 @@ from woostore_cluster.base import (
     DEFAULT_INSTALLATION,
     INSTALLATION_LABEL,
     MANAGED_BY,
+    STORE_ACCESS_BINDING,
     STORE_ID_LABEL,
     PermanentClusterError,
     Release,
     ReleaseRevision,
+    StoreAccess,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
@@ -106,8 +108,10 @@ class SimulatedCluster:
         time_scale: float,
         faults: Mapping[str, str] | None = None,
         installation: str = DEFAULT_INSTALLATION,
+        store_access: StoreAccess | None = None,
     ) -> None:
         self.installation = installation
+        self.store_access = store_access
         self.state_file = state_dir / "cluster.sqlite3"
         _keep_private(state_dir, self.state_file)
         self.helm_binary = helm_binary
@@ -139,10 +143,45 @@ class SimulatedCluster:
                     "INSERT INTO namespaces VALUES (?, ?, 'Active')",
                     (namespace, json.dumps(wanted)),
                 )
-                return
-        if row[0] == "Terminating":
-            raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
-        refuse_to_adopt(namespace, wanted, json.loads(row[1]))
+        if row is not None:
+            if row[0] == "Terminating":
+                raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
+            refuse_to_adopt(namespace, wanted, json.loads(row[1]))
+        self._bind_store_manager(namespace)
+
+    def _bind_store_manager(self, namespace: str) -> None:
+        """The RoleBinding the real driver makes with the namespace (kubernetes.py): the
+        provisioner's rights there. Nothing here is refused without it; it is kept so the
+        namespace holds what a real one would."""
+        if self.store_access is None:
+            return
+        access = self.store_access
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": STORE_ACCESS_BINDING,
+                "namespace": namespace,
+                "labels": {MANAGED_BY[0]: MANAGED_BY[1], INSTALLATION_LABEL: self.installation},
+            },
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": access.role,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": access.account_name,
+                    "namespace": access.account_namespace,
+                }
+            ],
+        }
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO objects VALUES (?, 'RoleBinding', ?, ?) ON CONFLICT DO NOTHING",
+                (namespace, STORE_ACCESS_BINDING, json.dumps(binding)),
+            )
 
     async def namespace_exists(self, namespace: str) -> bool:
         with self._db() as db:
@@ -281,9 +320,12 @@ class SimulatedCluster:
         with self._db() as db:
             db.execute("DELETE FROM releases WHERE namespace=? AND name=?", (namespace, name))
             db.execute("DELETE FROM revisions WHERE namespace=? AND name=?", (namespace, name))
-            # Helm removes what it rendered; Secrets created outside the chart stay until the
-            # namespace goes, as on a real cluster.
-            db.execute("DELETE FROM objects WHERE namespace=? AND kind != 'Secret'", (namespace,))
+            # Helm removes what it rendered; the Secret and the RoleBinding made outside the
+            # chart stay until the namespace goes, as on a real cluster.
+            db.execute(
+                "DELETE FROM objects WHERE namespace=? AND kind NOT IN ('Secret', 'RoleBinding')",
+                (namespace,),
+            )
         with self._wordpress_state(namespace) as state:
             state["pods_ready"] = False  # the pods went with the release
 
