@@ -99,7 +99,12 @@ VARIANTS: dict[str, list[str]] = {
 }
 # Custom resources: not in Kubernetes' schemas (checked by shape in their own test).
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED_KINDS = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 SENSITIVE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|DATABASE_URL")
 
 
@@ -315,7 +320,8 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
         ["Deployment"] * 4 + ["Service"] * 6 + ["PodDisruptionBudget"] * 4
         + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
         + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 7
-        + ["ClusterRole"] * 3 + ["ClusterRoleBinding"] * 3
+        + ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 3
+        + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     )  # fmt: skip
 
 
@@ -651,7 +657,12 @@ STORE_KIND_RESOURCES = {
 MANAGE = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
+STORE_MANAGER = f"{NAMESPACE}-{RELEASE}-store-manager"
+PROVISIONER_ACCOUNT = f"{RELEASE}-provisioner"
+
+
 def rules_bound_to(docs: list[Manifest], service: str) -> list[Manifest]:
+    """The rules a service holds everywhere (its ClusterRoleBindings)."""
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
     account = {"kind": "ServiceAccount", "name": f"{RELEASE}-{service}", "namespace": NAMESPACE}
     rules: list[Manifest] = []
@@ -664,10 +675,29 @@ def rules_bound_to(docs: list[Manifest], service: str) -> list[Manifest]:
     return rules
 
 
+def rules_in_a_store_namespace(docs: list[Manifest]) -> list[Manifest]:
+    """The provisioner's rules in a store namespace: its own, and the ClusterRole it binds
+    to itself there (the driver's RoleBinding, named by its settings)."""
+    env = env_of(container(deployment(docs, "provisioner")))
+    bound = one(docs, "ClusterRole", env["WOOSTORE_STORE_MANAGER_ROLE"]["value"])
+    rules: list[Manifest] = bound["rules"]
+    return rules_bound_to(docs, "provisioner") + rules
+
+
 def allowed(rules: list[Manifest], group: str, resource: str, verb: str) -> bool:
     return any(
         group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
     )
+
+
+# The one rule that names a resource, and the only "bind": binding store-manager, the role the
+# provisioner gives itself in each store namespace.
+BIND_STORE_MANAGER = {
+    "apiGroups": ["rbac.authorization.k8s.io"],
+    "resources": ["clusterroles"],
+    "verbs": ["bind"],
+    "resourceNames": [STORE_MANAGER],
+}
 
 
 def test_rbac_has_no_wildcards(variants: dict[str, list[Manifest]], variant: str) -> None:
@@ -675,15 +705,17 @@ def test_rbac_has_no_wildcards(variants: dict[str, list[Manifest]], variant: str
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], f"{role['metadata']['name']}: {key} {rule[key]}"
-            assert "resourceNames" not in rule
             assert "nonResourceURLs" not in rule
+            if rule == BIND_STORE_MANAGER:
+                continue
+            assert "resourceNames" not in rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
 
 def test_the_provisioner_manages_what_helm_store_renders(
     helm_env: dict[str, str], default_docs: list[Manifest]
 ) -> None:
-    rules = rules_bound_to(default_docs, "provisioner")
+    rules = rules_in_a_store_namespace(default_docs)
     kinds: set[str] = set()
     for args in (
         [],
@@ -712,7 +744,7 @@ def test_the_provisioner_manages_what_helm_store_renders(
 
 
 def test_the_provisioner_gets_nothing_it_does_not_use(default_docs: list[Manifest]) -> None:
-    rules = rules_bound_to(default_docs, "provisioner")
+    rules = rules_in_a_store_namespace(default_docs)
     assert not allowed(rules, "", "pods", "create")
     assert not allowed(rules, "", "namespaces", "update")
     assert not allowed(rules, "", "namespaces", "patch")
@@ -720,10 +752,82 @@ def test_the_provisioner_gets_nothing_it_does_not_use(default_docs: list[Manifes
         ("", "configmaps"),
         ("", "serviceaccounts"),
         ("rbac.authorization.k8s.io", "roles"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("rbac.authorization.k8s.io", "clusterrolebindings"),
         ("", "nodes"),
     ):
         assert not any(allowed(rules, group, resource, verb) for verb in MANAGE), resource
+    # RoleBindings: made (of store-manager, the admission policy sees to it), never changed.
+    assert {
+        v for v in MANAGE if allowed(rules, "rbac.authorization.k8s.io", "rolebindings", v)
+    } == {"create"}
+
+
+def test_store_manager_holds_only_in_the_stores_own_namespaces(
+    default_docs: list[Manifest],
+) -> None:
+    """Bound by the provisioner itself in each store namespace, never cluster-wide: outside
+    them it can touch no Secret, workload or pod, kube-system and its own namespace included."""
+    for binding in by_kind(default_docs, "ClusterRoleBinding"):
+        assert binding["roleRef"]["name"] != STORE_MANAGER
+    everywhere = rules_bound_to(default_docs, "provisioner")
+    for group, resource in (
+        ("", "secrets"),
+        ("", "pods"),
+        ("", "pods/exec"),
+        ("apps", "deployments"),
+    ):
+        assert not any(allowed(everywhere, group, resource, v) for v in MANAGE), resource
+    assert [r for r in everywhere if "resourceNames" in r] == [BIND_STORE_MANAGER]
+    env = env_of(container(deployment(default_docs, "provisioner")))
+    assert env["WOOSTORE_STORE_MANAGER_ROLE"]["value"] == STORE_MANAGER
+    assert env["WOOSTORE_SERVICE_ACCOUNT"]["value"] == f"{NAMESPACE}/{PROVISIONER_ACCOUNT}"
+    assert Settings(
+        store_manager_role=env["WOOSTORE_STORE_MANAGER_ROLE"]["value"],
+        service_account=env["WOOSTORE_SERVICE_ACCOUNT"]["value"],
+    ).service_account
+    for service in ("api", "notifier", "reaper"):
+        assert "WOOSTORE_STORE_MANAGER_ROLE" not in env_of(
+            container(deployment(default_docs, service))
+        )
+
+
+def test_the_admission_policy_admits_only_the_provisioners_store_bindings(
+    default_docs: list[Manifest],
+) -> None:
+    (policy,) = by_kind(default_docs, "ValidatingAdmissionPolicy")
+    (binding,) = by_kind(default_docs, "ValidatingAdmissionPolicyBinding")
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == ["rbac.authorization.k8s.io"]
+    assert rule["resources"] == ["rolebindings"]
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    (condition,) = spec["matchConditions"]
+    assert condition["expression"] == (
+        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{PROVISIONER_ACCOUNT}'"
+    )
+    where, role, subject = (v["expression"] for v in spec["validations"])
+    # Only in namespaces the provisioner made for this installation's stores: their name,
+    # and the labels it gives them (it can create namespaces, never label existing ones).
+    assert "namespaceObject.metadata.name.startsWith('store-')" in where
+    for label, value in (
+        ("app.kubernetes.io/managed-by", "woostore"),
+        ("woostore.io/installation", RELEASE),
+    ):
+        assert f"'{label}' in namespaceObject.metadata.labels" in where
+        assert f"namespaceObject.metadata.labels['{label}'] == '{value}'" in where
+    assert "'woostore.io/store-id' in namespaceObject.metadata.labels" in where
+    assert f"object.roleRef.name == '{STORE_MANAGER}'" in role
+    assert "object.roleRef.kind == 'ClusterRole'" in role
+    assert "size(object.subjects) == 1" in subject
+    assert f"object.subjects[0].name == '{PROVISIONER_ACCOUNT}'" in subject
+    assert f"object.subjects[0].namespace == '{NAMESPACE}'" in subject
+    assert all(" && " in e and " || " not in e for e in (where, role, subject))
 
 
 def test_the_reaper_only_lists_and_deletes_namespaces(default_docs: list[Manifest]) -> None:
@@ -739,12 +843,15 @@ def test_only_the_provisioner_and_reaper_have_rights(
     docs = variants["profile-defaults"]
     subjects = [s for b in by_kind(docs, "ClusterRoleBinding") for s in b["subjects"]]
     assert {s["name"] for s in subjects} == {f"{RELEASE}-provisioner", f"{RELEASE}-reaper"}
-    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "ClusterRoleBinding"):
-        # Cluster-wide names: the release namespace keeps two installations apart.
-        assert role["metadata"]["name"].startswith(f"{NAMESPACE}-{RELEASE}-")
+    for kind in sorted(CLUSTER_SCOPED_KINDS):
+        for role in by_kind(docs, kind):
+            # Cluster-wide names: the release namespace keeps two installations apart.
+            assert role["metadata"]["name"].startswith(f"{NAMESPACE}-{RELEASE}-")
     for variant in ("simulated", "bare"):
-        assert not by_kind(variants[variant], "ClusterRole"), variant
-        assert not by_kind(variants[variant], "ClusterRoleBinding"), variant
+        for kind in sorted(CLUSTER_SCOPED_KINDS):
+            assert not by_kind(variants[variant], kind), variant
+        env = env_of(container(deployment(variants[variant], "provisioner")))
+        assert "WOOSTORE_STORE_MANAGER_ROLE" not in env, variant
 
 
 def test_the_rbac_document_lists_every_rule(default_docs: list[Manifest]) -> None:
