@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.charts import netpol
 from tests.charts.chart import (
     CHART,
     PLATFORM_CHART,
@@ -48,6 +49,7 @@ from tests.charts.checkov_runs import (
     waived_checks,
     waiver_reasons,
 )
+from tests.charts.netpol import Endpoint, namespace_labels
 from woostore_shared.settings import Settings
 
 RELEASE = "woostore"
@@ -75,6 +77,22 @@ EXTERNAL_DEPS = set_values(
     "postgresql.enabled=false",
     "secrets.existingSecret=mine",
 )
+# Addresses of the NetworkPolicy model below (documentation ranges, and kind's).
+API_SERVER = "172.18.0.2"
+LOAD_BALANCER = "198.51.100.10"
+PROXY = "192.0.2.80"
+EXTERNAL_POSTGRESQL = "192.0.2.54"
+# The provisioner's and the reaper's egress narrowed to the API server and the stores' load
+# balancer, and an HTTP proxy the provisioner may use.
+EGRESS_NARROWED = [
+    "--set-json",
+    f'networkPolicy.egress.apiServer.cidrs=["{API_SERVER}/32"]',
+    "--set-json",
+    f'networkPolicy.egress.storefront.cidrs=["{LOAD_BALANCER}/32"]',
+    "--set-json",
+    "networkPolicy.egress.extraEgress.provisioner="
+    f'[{{"to": [{{"ipBlock": {{"cidr": "{PROXY}/32"}}}}], "ports": [{{"port": 3128}}]}}]',
+]
 # The shipped profiles, and the optional branches of the templates.
 VARIANTS: dict[str, list[str]] = {
     **{f"profile-{name}": args for name, args in PROFILES.items()},
@@ -96,6 +114,7 @@ VARIANTS: dict[str, list[str]] = {
         "nats.image.digest=sha256:" + "b" * 64,
         "metrics.serviceMonitor.enabled=true",
     ),
+    "egress-narrowed": EGRESS_NARROWED,
 }
 # Custom resources: not in Kubernetes' schemas (checked by shape in their own test).
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
@@ -319,7 +338,7 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
     assert kinds == sorted(
         ["Deployment"] * 4 + ["Service"] * 6 + ["PodDisruptionBudget"] * 4
         + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
-        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 7
+        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 9
         + ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 3
         + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     )  # fmt: skip
@@ -1031,6 +1050,8 @@ def admitted(docs: list[Manifest], labels: dict[str, str]) -> list[tuple[Manifes
     """(peer, port) of every ingress rule of the policies that select pods with `labels`."""
     found = []
     for policy in by_kind(docs, "NetworkPolicy"):
+        if policy["spec"]["policyTypes"] == ["Egress"]:
+            continue
         if selects(policy["spec"]["podSelector"], labels):
             assert policy["spec"]["policyTypes"] == ["Ingress"]
             for rule in policy["spec"].get("ingress", []):
@@ -1075,6 +1096,150 @@ def test_the_controller_reaches_the_api_and_notifier_and_no_other_pods(
     for component, port in (("nats", 4222), ("postgresql", 5432)):
         labels = pod_labels(one(default_docs, "StatefulSet", f"{RELEASE}-{component}"))
         assert admitted(default_docs, labels) == [(release_pods, port)], component
+
+
+# What the provisioner and the reaper may connect to, run through the evaluator of
+# tests/charts/netpol.py over a model of the cluster around the release.
+STORE_NS = "store-shop-1"
+EGRESS_PROBES = [("UDP", 53), ("TCP", 53), ("TCP", 22), ("TCP", 80), ("TCP", 443)] + [
+    ("TCP", port) for port in (3128, 3306, 4222, 5432, 6443, 8000, 8080, 8443)
+]
+
+
+def egress_model(docs: list[Manifest]) -> list[Endpoint]:
+    """The release's pods as rendered, and the rest of a cluster: CoreDNS, Traefik, a store,
+    an external NATS in its own namespace, and addresses outside the cluster."""
+    release_ns = namespace_labels(NAMESPACE)
+    traefik_ns = namespace_labels("traefik")
+    kube_system = namespace_labels("kube-system")
+    store_ns = namespace_labels(STORE_NS, **{"app.kubernetes.io/managed-by": "woostore"})
+    store = {"app.kubernetes.io/name": "store"}
+    return [
+        Endpoint(service, NAMESPACE, pod_labels(deployment(docs, service)), release_ns,
+                 address=f"10.244.0.{i}")
+        for i, service in enumerate(SERVICES, start=10)
+    ] + [
+        Endpoint(name, NAMESPACE, pod_labels(sts), release_ns, address=f"10.244.0.{i}")
+        for i, sts in enumerate(by_kind(docs, "StatefulSet"), start=20)
+        for name in [sts["metadata"]["name"].removeprefix(f"{RELEASE}-")]
+    ] + [
+        Endpoint("coredns", "kube-system", {"k8s-app": "kube-dns"}, kube_system,
+                 address="10.244.1.2"),
+        Endpoint("metrics-server", "kube-system", {"k8s-app": "metrics-server"}, kube_system,
+                 address="10.244.1.3"),
+        Endpoint("traefik", "traefik", {"app.kubernetes.io/name": "traefik"}, traefik_ns,
+                 address="10.244.2.2"),
+        Endpoint("traefik-neighbour", "traefik", {"run": "debug"}, traefik_ns,
+                 address="10.244.2.3"),
+        Endpoint("wordpress", STORE_NS, {**store, "app.kubernetes.io/component": "wordpress"},
+                 store_ns, address="10.244.3.2"),
+        Endpoint("mariadb", STORE_NS, {**store, "app.kubernetes.io/component": "mariadb"},
+                 store_ns, address="10.244.3.3"),
+        Endpoint("managed-nats", "nats", {"app.kubernetes.io/name": "nats"},
+                 namespace_labels("nats"), address="10.244.4.2"),
+        Endpoint("api-server", None, address=API_SERVER),
+        Endpoint("load-balancer", None, address=LOAD_BALANCER),
+        Endpoint("proxy", None, address=PROXY),
+        Endpoint("external-postgresql", None, address=EXTERNAL_POSTGRESQL),
+        Endpoint("internet", None, address="203.0.113.7"),
+        Endpoint("internet-v6", None, address="2001:db8::7"),
+    ]  # fmt: skip
+
+
+def egress_of(
+    docs: list[Manifest], service: str, *, without_policies: bool = False
+) -> set[tuple[str, str, int]]:
+    """(destination, protocol, port) of every probed flow the policies let `service` open
+    (`without_policies`: that the cluster allows with none of the chart's policies)."""
+    policies = [] if without_policies else by_kind(docs, "NetworkPolicy")
+    flows = netpol.allowed_flows(policies, egress_model(docs), EGRESS_PROBES, NAMESPACE)
+    return {(f.dst, f.protocol, f.port) for f in flows if f.src == service}
+
+
+def to(destination: str, *ports: int) -> set[tuple[str, str, int]]:
+    return {(destination, "TCP", port) for port in ports}
+
+
+DNS = {("coredns", "UDP", 53), ("coredns", "TCP", 53)}
+IN_CHART_DEPS = to("nats", 4222) | to("postgresql", 5432)
+API_SERVER_FLOWS = to("api-server", 443, 6443)
+INGRESS_CONTROLLER = to("traefik", 80, 443, 8000, 8443)
+
+
+def test_the_provisioner_and_the_reaper_reach_exactly_their_dependencies(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["egress-narrowed"]
+    reaper = DNS | IN_CHART_DEPS | API_SERVER_FLOWS
+    provisioner = reaper | INGRESS_CONTROLLER | to("load-balancer", 80, 443) | to("proxy", 3128)
+    assert egress_of(docs, "provisioner") == provisioner
+    assert egress_of(docs, "reaper") == reaper
+    # Not the internet on 443, nor a store's MariaDB: without the policies they could.
+    open_egress = egress_of(docs, "provisioner", without_policies=True)
+    assert {("internet", "TCP", 443), ("mariadb", "TCP", 3306)} <= open_egress - provisioner
+    # The other pods' egress is not limited (the api and the notifier reach only NATS and
+    # PostgreSQL, whose own policies admit the release's pods).
+    assert ("internet", "TCP", 443) in egress_of(docs, "api")
+
+
+def test_by_default_the_api_server_is_any_address_on_its_ports_only(
+    default_docs: list[Manifest],
+) -> None:
+    """networkPolicy.egress.apiServer.cidrs empty: 443 and 6443 anywhere, the documented
+    opening to narrow; no other port leaves the release but DNS, NATS, PostgreSQL and the
+    ingress controller's."""
+    beyond_the_release = {e.name for e in egress_model(default_docs) if e.namespace != NAMESPACE}
+    anywhere = {(where, "TCP", port) for where in beyond_the_release for port in (443, 6443)}
+    reaper = DNS | IN_CHART_DEPS | anywhere
+    assert egress_of(default_docs, "reaper") == reaper
+    assert egress_of(default_docs, "provisioner") == reaper | INGRESS_CONTROLLER
+    values = (PLATFORM_CHART / "values.yaml").read_text()
+    assert "which lets the provisioner reach any server on 443: set it" in values
+
+
+def test_external_dependencies_are_reached_where_the_values_say(
+    helm_env: dict[str, str], variants: dict[str, list[Manifest]]
+) -> None:
+    # values-prod: NATS by the labels of its namespace; PostgreSQL not given, so any address
+    # on 5432 (its database-url is in a Secret the chart does not read).
+    prod = egress_of(variants["profile-prod"], "reaper")
+    assert to("managed-nats", 4222) <= prod
+    assert to("internet", 5432) | to("external-postgresql", 5432) <= prod
+    assert not to("internet", 4222) & prod
+    docs = render_platform(
+        helm_env,
+        *EXTERNAL_DEPS,
+        "--set-json",
+        f'networkPolicy.egress.postgresql.cidrs=["{EXTERNAL_POSTGRESQL}/32"]',
+        "--set-json",
+        'networkPolicy.egress.nats.podSelector={"app.kubernetes.io/name":"my-nats"}',
+        "--set-json",
+        "networkPolicy.egress.nats.ports=[14222]",
+    )
+    reaper = egress_of(docs, "reaper")
+    assert to("external-postgresql", 5432) <= reaper
+    assert not to("internet", 5432) & reaper
+    assert not {(d, p, n) for d, p, n in reaper if n in {4222, 14222}}, "nobody is my-nats"
+    (policy,) = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"]
+                 == f"{RELEASE}-reaper-egress"]  # fmt: skip
+    # A podSelector alone: NATS pods of the release namespace, on the given port.
+    assert {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "my-nats"}}}],
+            "ports": [{"protocol": "TCP", "port": 14222}]} in policy["spec"]["egress"]  # fmt: skip
+
+
+def test_simulated_stores_need_neither_the_api_server_nor_the_storefront(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["simulated"]
+    assert egress_of(docs, "provisioner") == DNS | IN_CHART_DEPS
+    assert egress_of(docs, "reaper") == DNS | IN_CHART_DEPS
+
+
+def test_egress_can_be_left_open(helm_env: dict[str, str]) -> None:
+    docs = render_platform(helm_env, *set_values("networkPolicy.egress.enabled=false"))
+    names = {p["metadata"]["name"] for p in by_kind(docs, "NetworkPolicy")}
+    assert f"{RELEASE}-deny-ingress" in names
+    assert not {n for n in names if n.endswith("-egress")}
 
 
 def test_each_service_has_a_disruption_budget(default_docs: list[Manifest]) -> None:

@@ -172,3 +172,33 @@ Secret, never as literal values. Call with the root context.
   value: {{ printf "%s://%s" (include "platform.scheme" .) $v.ingress.host | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+NetworkPolicy peers of one egress destination, as a YAML list (fromYamlArray): pods by
+namespace labels (and pod labels), pods of the release namespace by pod labels alone, and
+addresses by CIDR. Given none of these, any address (0.0.0.0/0 and ::/0): the destination
+stays reachable, on its ports only, until the operator narrows it. Pass a dict with any of
+namespaceSelector, podSelector, cidrs.
+*/}}
+{{- define "platform.egressPeers" -}}
+{{- $peers := list -}}
+{{- if .namespaceSelector -}}
+{{- $peer := dict "namespaceSelector" (dict "matchLabels" .namespaceSelector) -}}
+{{- with .podSelector }}{{ $_ := set $peer "podSelector" (dict "matchLabels" .) }}{{ end -}}
+{{- $peers = append $peers $peer -}}
+{{- else if .podSelector -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" .podSelector)) -}}
+{{- end -}}
+{{- range .cidrs }}{{ $peers = append $peers (dict "ipBlock" (dict "cidr" .)) }}{{ end -}}
+{{- if not $peers -}}
+{{- $peers = list (dict "ipBlock" (dict "cidr" "0.0.0.0/0")) (dict "ipBlock" (dict "cidr" "::/0")) -}}
+{{- end -}}
+{{- toYaml $peers -}}
+{{- end -}}
+
+{{/* NetworkPolicy ports, TCP, of a list of port numbers, as a YAML list (fromYamlArray). */}}
+{{- define "platform.tcpPorts" -}}
+{{- $ports := list -}}
+{{- range . }}{{ $ports = append $ports (dict "protocol" "TCP" "port" (int .)) }}{{ end -}}
+{{- toYaml $ports -}}
+{{- end -}}
