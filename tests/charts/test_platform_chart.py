@@ -15,12 +15,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from tests.charts import netpol
+from tests.charts.admission import Request, admits
 from tests.charts.chart import (
     CHART,
     PLATFORM_CHART,
@@ -50,6 +52,8 @@ from tests.charts.checkov_runs import (
     waiver_reasons,
 )
 from tests.charts.netpol import Endpoint, namespace_labels
+from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
+from woostore_cluster.base import STORE_ACCESS_BINDING
 from woostore_shared.settings import Settings
 
 RELEASE = "woostore"
@@ -340,7 +344,7 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
         + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
         + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 9
         + ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 3
-        + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
+        + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 2
     )  # fmt: skip
 
 
@@ -810,26 +814,66 @@ def test_store_manager_holds_only_in_the_stores_own_namespaces(
         )
 
 
+STORE_BINDINGS_POLICY = f"{NAMESPACE}-{RELEASE}-store-bindings"
+STORE_NAMESPACES_POLICY = f"{NAMESPACE}-{RELEASE}-store-namespaces"
+
+
+def test_each_admission_policy_is_bound_to_deny(default_docs: list[Manifest]) -> None:
+    policies = by_kind(default_docs, "ValidatingAdmissionPolicy")
+    assert {p["metadata"]["name"] for p in policies} == {
+        STORE_BINDINGS_POLICY,
+        STORE_NAMESPACES_POLICY,
+    }
+    for policy in policies:
+        name = policy["metadata"]["name"]
+        binding = one(default_docs, "ValidatingAdmissionPolicyBinding", name)
+        assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+        assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+        assert policy["spec"]["failurePolicy"] == "Fail"
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "resource", "operations", "condition"),
+    [
+        (
+            STORE_BINDINGS_POLICY,
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            {"CREATE", "UPDATE"},
+            "request.userInfo.username == "
+            f"'system:serviceaccount:{NAMESPACE}:{PROVISIONER_ACCOUNT}'",
+        ),
+        (
+            STORE_NAMESPACES_POLICY,
+            "",
+            "namespaces",
+            {"CREATE", "DELETE"},
+            f"request.userInfo.username in ['system:serviceaccount:{NAMESPACE}:"
+            f"{PROVISIONER_ACCOUNT}', 'system:serviceaccount:{NAMESPACE}:{RELEASE}-reaper']",
+        ),
+    ],
+)
+def test_each_admission_policy_applies_to_what_its_services_request(
+    default_docs: list[Manifest],
+    name: str,
+    group: str,
+    resource: str,
+    operations: set[str],
+    condition: str,
+) -> None:
+    spec = one(default_docs, "ValidatingAdmissionPolicy", name)["spec"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == [group]
+    assert rule["resources"] == [resource]
+    assert set(rule["operations"]) == operations
+    (match_condition,) = spec["matchConditions"]
+    assert match_condition["expression"] == condition
+
+
 def test_the_admission_policy_admits_only_the_provisioners_store_bindings(
     default_docs: list[Manifest],
 ) -> None:
-    (policy,) = by_kind(default_docs, "ValidatingAdmissionPolicy")
-    (binding,) = by_kind(default_docs, "ValidatingAdmissionPolicyBinding")
-    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
-    assert binding["spec"] == {
-        "policyName": policy["metadata"]["name"],
-        "validationActions": ["Deny"],
-    }
-    spec = policy["spec"]
-    assert spec["failurePolicy"] == "Fail"
-    (rule,) = spec["matchConstraints"]["resourceRules"]
-    assert rule["apiGroups"] == ["rbac.authorization.k8s.io"]
-    assert rule["resources"] == ["rolebindings"]
-    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
-    (condition,) = spec["matchConditions"]
-    assert condition["expression"] == (
-        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{PROVISIONER_ACCOUNT}'"
-    )
+    spec = one(default_docs, "ValidatingAdmissionPolicy", STORE_BINDINGS_POLICY)["spec"]
     where, role, subject = (v["expression"] for v in spec["validations"])
     # Only in namespaces the provisioner made for this installation's stores: their name,
     # and the labels it gives them (it can create namespaces, never label existing ones).
@@ -847,6 +891,146 @@ def test_the_admission_policy_admits_only_the_provisioners_store_bindings(
     assert f"object.subjects[0].name == '{PROVISIONER_ACCOUNT}'" in subject
     assert f"object.subjects[0].namespace == '{NAMESPACE}'" in subject
     assert all(" && " in e and " || " not in e for e in (where, role, subject))
+
+
+PROVISIONER = f"system:serviceaccount:{NAMESPACE}:{PROVISIONER_ACCOUNT}"
+REAPER = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-reaper"
+
+
+def namespace_object(name: str, labels: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}},
+    }
+
+
+def store_labels(
+    installation: str = RELEASE, changes: dict[str, str | None] | None = None
+) -> dict[str, str]:
+    """The labels of a store namespace as the provisioner makes it (recipe.create_namespace
+    and the driver's installation label), with `changes` (None: without that label)."""
+    labels: dict[str, str | None] = {
+        MANAGED_BY[0]: MANAGED_BY[1],
+        STORE_ID_LABEL: "shop-1",
+        INSTALLATION_LABEL: installation,
+        PSS: "restricted",
+        **(changes or {}),
+    }
+    return {key: value for key, value in labels.items() if value is not None}
+
+
+PSS = "pod-security.kubernetes.io/enforce"
+
+
+def store_namespace(**changes: str | None) -> Manifest:
+    """Namespace store-shop-1 with this installation's store_labels, with `changes`."""
+    return namespace_object("store-shop-1", store_labels(changes=changes))
+
+
+THIS_STORE = store_namespace()
+ANOTHER_INSTALLATIONS_STORE = namespace_object("store-shop-1", store_labels("staging"))
+KUBE_SYSTEM = namespace_object("kube-system", {})
+
+
+def namespace_request(operation: str, user: str, namespace: Manifest) -> Request:
+    # A DELETE carries the namespace as it is in oldObject; a CREATE as requested in object.
+    before, after = (namespace, None) if operation == "DELETE" else (None, namespace)
+    return Request(operation, user, "", "namespaces", object=after, old_object=before)
+
+
+@pytest.mark.parametrize(
+    ("operation", "user", "namespace", "verdict"),
+    [
+        ("DELETE", REAPER, THIS_STORE, True),
+        ("DELETE", PROVISIONER, THIS_STORE, True),
+        ("DELETE", REAPER, KUBE_SYSTEM, False),
+        ("DELETE", PROVISIONER, KUBE_SYSTEM, False),
+        ("DELETE", REAPER, namespace_object(NAMESPACE, {}), False),
+        ("DELETE", REAPER, ANOTHER_INSTALLATIONS_STORE, False),
+        ("DELETE", REAPER, store_namespace(**{STORE_ID_LABEL: None}), False),
+        ("DELETE", REAPER, store_namespace(**{MANAGED_BY[0]: "Helm"}), False),
+        ("DELETE", PROVISIONER, namespace_object("store-shop-1", {}), False),
+        # The labels alone are not enough: they could be put on any namespace by someone else.
+        ("DELETE", PROVISIONER, namespace_object("kube-system", store_labels()), False),
+        ("CREATE", PROVISIONER, THIS_STORE, True),
+        ("CREATE", PROVISIONER, ANOTHER_INSTALLATIONS_STORE, False),
+        ("CREATE", PROVISIONER, namespace_object("kube-public-2", store_labels()), False),
+        ("CREATE", PROVISIONER, store_namespace(**{PSS: "privileged"}), False),
+        ("CREATE", PROVISIONER, store_namespace(**{PSS: None}), False),
+        # Not this policy's concern: other identities, and what RBAC already refuses them.
+        ("DELETE", "kubernetes-admin", KUBE_SYSTEM, None),
+        ("DELETE", f"system:serviceaccount:staging:{RELEASE}-reaper", THIS_STORE, None),
+        ("UPDATE", PROVISIONER, THIS_STORE, None),
+    ],
+)  # fmt: skip
+def test_the_provisioner_and_the_reaper_make_and_delete_only_this_installations_stores(
+    default_docs: list[Manifest],
+    operation: str,
+    user: str,
+    namespace: Manifest,
+    verdict: bool | None,
+) -> None:
+    policy = one(default_docs, "ValidatingAdmissionPolicy", STORE_NAMESPACES_POLICY)
+    assert admits(policy, namespace_request(operation, user, namespace)) is verdict
+
+
+def store_binding(**changes: Any) -> Manifest:
+    """The RoleBinding the driver makes in a store namespace (kubeapi.create_role_binding)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": STORE_ACCESS_BINDING, "namespace": "store-shop-1"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": STORE_MANAGER,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": PROVISIONER_ACCOUNT, "namespace": NAMESPACE}
+        ],
+        **changes,
+    }
+
+
+OTHER_SUBJECT = {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}
+CLUSTER_ADMIN = {
+    "apiGroup": "rbac.authorization.k8s.io",
+    "kind": "ClusterRole",
+    "name": "cluster-admin",
+}
+BOTH_SUBJECTS = [*store_binding()["subjects"], OTHER_SUBJECT]
+
+
+@pytest.mark.parametrize(
+    ("user", "binding", "where", "verdict"),
+    [
+        (PROVISIONER, store_binding(), THIS_STORE, True),
+        (PROVISIONER, store_binding(), KUBE_SYSTEM, False),
+        (PROVISIONER, store_binding(), ANOTHER_INSTALLATIONS_STORE, False),
+        (PROVISIONER, store_binding(roleRef=CLUSTER_ADMIN), THIS_STORE, False),
+        (PROVISIONER, store_binding(subjects=[OTHER_SUBJECT]), THIS_STORE, False),
+        (PROVISIONER, store_binding(subjects=BOTH_SUBJECTS), THIS_STORE, False),
+        ("kubernetes-admin", store_binding(subjects=[OTHER_SUBJECT]), KUBE_SYSTEM, None),
+    ],
+)  # fmt: skip
+def test_the_provisioner_binds_only_store_manager_to_itself_in_this_installations_stores(
+    default_docs: list[Manifest],
+    user: str,
+    binding: Manifest,
+    where: Manifest,
+    verdict: bool | None,
+) -> None:
+    policy = one(default_docs, "ValidatingAdmissionPolicy", STORE_BINDINGS_POLICY)
+    request = Request(
+        "CREATE",
+        user,
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        object=binding,
+        namespace_object=where,
+    )
+    assert admits(policy, request) is verdict
 
 
 def test_the_reaper_only_lists_and_deletes_namespaces(default_docs: list[Manifest]) -> None:

@@ -202,3 +202,20 @@ namespaceSelector, podSelector, cidrs.
 {{- range . }}{{ $ports = append $ports (dict "protocol" "TCP" "port" (int .)) }}{{ end -}}
 {{- toYaml $ports -}}
 {{- end -}}
+
+{{/*
+CEL: the namespace `namespace` (an expression of the admission request) is one of this
+installation's stores, named store-* and carrying the ownership labels the provisioner gives
+the namespaces it makes (cluster/woostore_cluster/base.py). Call with (dict "ctx" $
+"namespace" "namespaceObject").
+*/}}
+{{- define "platform.isStoreNamespace" -}}
+{{- $labels := printf "%s.metadata.labels" .namespace -}}
+{{ .namespace }}.metadata.name.startsWith('store-') &&
+has({{ $labels }}) &&
+'woostore.io/store-id' in {{ $labels }} &&
+'app.kubernetes.io/managed-by' in {{ $labels }} &&
+{{ $labels }}['app.kubernetes.io/managed-by'] == 'woostore' &&
+'woostore.io/installation' in {{ $labels }} &&
+{{ $labels }}['woostore.io/installation'] == '{{ .ctx.Release.Name }}'
+{{- end -}}
