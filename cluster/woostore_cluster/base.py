@@ -52,6 +52,23 @@ def store_access(settings: Settings) -> StoreAccess | None:
     return StoreAccess(settings.store_manager_role, namespace, name)
 
 
+# Store namespaces are "store-<slug>" (shared/woostore_shared/models.py); helm/platform's
+# admission policy lets the provisioner and the reaper make and delete no others.
+STORE_NAMESPACE_PREFIX = "store-"
+
+
+def is_managed_namespace(name: str, labels: Mapping[str, str], installation: str) -> bool:
+    """A namespace this installation made for a store: its name and ownership labels. The
+    name counts too: labels alone can be put on any namespace (kube-system included), and a
+    reaper that went on to delete one would be refused every pass by the admission policy."""
+    return (
+        name.startswith(STORE_NAMESPACE_PREFIX)
+        and labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+        and STORE_ID_LABEL in labels
+        and labels.get(INSTALLATION_LABEL) == installation
+    )
+
+
 def refuse_to_adopt(namespace: str, wanted: Mapping[str, str], found: Mapping[str, str]) -> None:
     """A namespace of that name that is not this store's (or this installation's) is never
     taken over: its ownership labels must be the ones this store would give it."""

@@ -46,6 +46,7 @@ from woostore_cluster.base import (
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    is_managed_namespace,
     refuse_to_adopt,
     store_access,
 )
@@ -178,11 +179,9 @@ class KubernetesCluster:
         return {
             ns.name: ns.labels[STORE_ID_LABEL]
             for ns in found
-            # The server filtered already; checked again so a careless fake or proxy
-            # can never make us claim a namespace that is not ours.
-            if ns.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
-            and STORE_ID_LABEL in ns.labels
-            and ns.labels.get(INSTALLATION_LABEL) == self.installation
+            # The server filtered by label already; checked again so a careless fake or
+            # proxy can never make us claim a namespace that is not ours, and by name.
+            if is_managed_namespace(ns.name, ns.labels, self.installation)
         }
 
     async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:

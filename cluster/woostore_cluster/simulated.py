@@ -43,6 +43,7 @@ from woostore_cluster.base import (
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    is_managed_namespace,
     refuse_to_adopt,
 )
 from woostore_cluster.helm import child_environment
@@ -343,13 +344,10 @@ class SimulatedCluster:
             db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
 
     async def managed_namespaces(self) -> dict[str, str]:
-        key, value = MANAGED_BY
         return {
             name: labels[STORE_ID_LABEL]
             for name, labels in self.namespaces().items()
-            if labels.get(key) == value
-            and STORE_ID_LABEL in labels
-            and labels.get(INSTALLATION_LABEL) == self.installation
+            if is_managed_namespace(name, labels, self.installation)
         }
 
     # -- inspection, for tests -------------------------------------------------------------
