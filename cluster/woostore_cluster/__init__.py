@@ -10,9 +10,11 @@ from woostore_cluster.base import (
     PermanentClusterError,
     Release,
     ReleaseRevision,
+    StoreAccess,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    store_access,
 )
 from woostore_shared.settings import ClusterMode, Settings
 
@@ -26,10 +28,12 @@ __all__ = [
     "PermanentClusterError",
     "Release",
     "ReleaseRevision",
+    "StoreAccess",
     "StorefrontCheck",
     "TransientClusterError",
     "WpResult",
     "connect_cluster",
+    "store_access",
 ]
 
 
@@ -47,4 +51,5 @@ def connect_cluster(settings: Settings) -> Cluster:
         time_scale=settings.sim_time_scale,
         faults=settings.sim_faults,
         installation=settings.installation,
+        store_access=store_access(settings),
     )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from woostore_shared.settings import Settings
+
 # Labels on every namespace the platform makes: together they prove WooStore owns it.
 MANAGED_BY = ("app.kubernetes.io/managed-by", "woostore")
 STORE_ID_LABEL = "woostore.io/store-id"
@@ -20,6 +22,51 @@ STORE_ID_LABEL = "woostore.io/store-id"
 # its own left-behind namespaces. A cluster object adds and checks it itself.
 INSTALLATION_LABEL = "woostore.io/installation"
 DEFAULT_INSTALLATION = "default"
+
+
+# The RoleBinding that gives the provisioner its rights in a store's namespace.
+STORE_ACCESS_BINDING = "woostore-store-manager"
+
+
+@dataclass(frozen=True)
+class StoreAccess:
+    """The provisioner's rights in a store's namespace come from a RoleBinding there
+    (``STORE_ACCESS_BINDING``) of the ClusterRole ``role`` to its own ServiceAccount, made
+    with the namespace: it holds no namespaced rights anywhere else."""
+
+    role: str
+    account_namespace: str
+    account_name: str
+
+
+def store_access(settings: Settings) -> StoreAccess | None:
+    """The binding the settings ask for in each store namespace; None without a role."""
+    if not settings.store_manager_role:
+        return None
+    namespace, _, name = settings.service_account.partition("/")
+    if not name:
+        raise SystemExit(
+            f"WOOSTORE_STORE_MANAGER_ROLE={settings.store_manager_role} needs "
+            "WOOSTORE_SERVICE_ACCOUNT, the <namespace>/<name> of the provisioner's ServiceAccount"
+        )
+    return StoreAccess(settings.store_manager_role, namespace, name)
+
+
+# Store namespaces are "store-<slug>" (shared/woostore_shared/models.py); helm/platform's
+# admission policy lets the provisioner and the reaper make and delete no others.
+STORE_NAMESPACE_PREFIX = "store-"
+
+
+def is_managed_namespace(name: str, labels: Mapping[str, str], installation: str) -> bool:
+    """A namespace this installation made for a store: its name and ownership labels. The
+    name counts too: labels alone can be put on any namespace (kube-system included), and a
+    reaper that went on to delete one would be refused every pass by the admission policy."""
+    return (
+        name.startswith(STORE_NAMESPACE_PREFIX)
+        and labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
+        and STORE_ID_LABEL in labels
+        and labels.get(INSTALLATION_LABEL) == installation
+    )
 
 
 def refuse_to_adopt(namespace: str, wanted: Mapping[str, str], found: Mapping[str, str]) -> None:

@@ -133,6 +133,21 @@ class KubeApi(Protocol):
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
+    async def create_role_binding(
+        self,
+        namespace: str,
+        name: str,
+        cluster_role: str,
+        account: tuple[str, str],
+        labels: Mapping[str, str],
+    ) -> None:
+        """A RoleBinding of ``cluster_role`` to the ServiceAccount ``account`` (namespace,
+        name)."""
+
+    async def allowed(self, namespace: str, verb: str, resource: str) -> bool:
+        """Whether the API server lets us ``verb`` ``resource`` (core group) in ``namespace``
+        now: a SelfSubjectAccessReview, which every authenticated identity may make."""
+
     async def list_workloads(self, namespace: str) -> list[Workload]: ...
 
     async def list_pods(self, namespace: str, label_selector: str = "") -> list[Pod]: ...
@@ -194,6 +209,8 @@ class ClientKubeApi:
         self._client = k8s.ApiClient(configuration)
         self._core = k8s.CoreV1Api(self._client)
         self._apps = k8s.AppsV1Api(self._client)
+        self._rbac = k8s.RbacAuthorizationV1Api(self._client)
+        self._authorization = k8s.AuthorizationV1Api(self._client)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]  # untyped in the client
@@ -234,6 +251,39 @@ class ClientKubeApi:
             raise KubeApiError(
                 422, "Invalid", f"secret {namespace}/{name} holds data that is not text"
             ) from error
+
+    async def create_role_binding(
+        self,
+        namespace: str,
+        name: str,
+        cluster_role: str,
+        account: tuple[str, str],
+        labels: Mapping[str, str],
+    ) -> None:
+        account_namespace, account_name = account
+        body = k8s.V1RoleBinding(
+            metadata=k8s.V1ObjectMeta(name=name, labels=dict(labels)),
+            role_ref=k8s.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=cluster_role
+            ),
+            subjects=[
+                k8s.RbacV1Subject(
+                    kind="ServiceAccount", name=account_name, namespace=account_namespace
+                )
+            ],
+        )
+        await self._call(self._rbac.create_namespaced_role_binding, namespace, body)
+
+    async def allowed(self, namespace: str, verb: str, resource: str) -> bool:
+        body = k8s.V1SelfSubjectAccessReview(
+            spec=k8s.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=k8s.V1ResourceAttributes(
+                    namespace=namespace, verb=verb, resource=resource
+                )
+            )
+        )
+        review = await self._call(self._authorization.create_self_subject_access_review, body)
+        return bool(review.status and review.status.allowed)
 
     async def list_workloads(self, namespace: str) -> list[Workload]:
         deployments = await self._call(self._apps.list_namespaced_deployment, namespace)

@@ -36,15 +36,19 @@ from woostore_cluster.base import (
     DEFAULT_INSTALLATION,
     INSTALLATION_LABEL,
     MANAGED_BY,
+    STORE_ACCESS_BINDING,
     STORE_ID_LABEL,
     ClusterError,
     PermanentClusterError,
     Release,
     ReleaseRevision,
+    StoreAccess,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    is_managed_namespace,
     refuse_to_adopt,
+    store_access,
 )
 from woostore_cluster.helm import HelmResult, HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import (
@@ -112,9 +116,14 @@ class KubernetesCluster:
         http_timeout: float = 30.0,
         verify_tls: bool = True,
         installation: str = DEFAULT_INSTALLATION,
+        store_access: StoreAccess | None = None,
+        bind_timeout: float = 60.0,
     ) -> None:
         self.kube = kube
         self.installation = installation
+        # None: the identity's own rights reach the stores' namespaces (nothing is bound).
+        self.store_access = store_access
+        self.bind_timeout = bind_timeout  # for a new RoleBinding to take effect
         self.helm = helm
         # None: in a pod, with its ServiceAccount; helm then gets no --kubeconfig and uses
         # the in-cluster configuration itself. Required, so that no caller gets the pod's
@@ -135,19 +144,25 @@ class KubernetesCluster:
     async def ensure_namespace(self, namespace: str, labels: Mapping[str, str]) -> None:
         labels = {**labels, INSTALLATION_LABEL: self.installation}
         existing = await self._read_namespace(namespace)
-        if existing is None:
-            try:
-                await self.kube.create_namespace(namespace, labels)
-                return
-            except KubeApiError as error:
-                if error.status != 409:
-                    raise _cluster_error(error, f"creating namespace {namespace}") from None
+        if existing is None and not await self._create_namespace(namespace, labels):
             existing = await self._read_namespace(namespace)  # made meanwhile: check it
             if existing is None:
                 raise TransientClusterError(f"namespace {namespace} is being replaced", 5)
-        if existing.phase == "Terminating":
-            raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
-        refuse_to_adopt(namespace, labels, existing.labels)
+        if existing is not None:
+            if existing.phase == "Terminating":
+                raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
+            refuse_to_adopt(namespace, labels, existing.labels)
+        await self._grant_store_access(namespace)
+
+    async def _create_namespace(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        """True when we made it, False when it exists already (a racing replica's)."""
+        try:
+            await self.kube.create_namespace(namespace, labels)
+        except KubeApiError as error:
+            if error.status != 409:
+                raise _cluster_error(error, f"creating namespace {namespace}") from None
+            return False
+        return True
 
     async def namespace_exists(self, namespace: str) -> bool:
         return await self._read_namespace(namespace) is not None
@@ -164,11 +179,9 @@ class KubernetesCluster:
         return {
             ns.name: ns.labels[STORE_ID_LABEL]
             for ns in found
-            # The server filtered already; checked again so a careless fake or proxy
-            # can never make us claim a namespace that is not ours.
-            if ns.labels.get(MANAGED_BY[0]) == MANAGED_BY[1]
-            and STORE_ID_LABEL in ns.labels
-            and ns.labels.get(INSTALLATION_LABEL) == self.installation
+            # The server filtered by label already; checked again so a careless fake or
+            # proxy can never make us claim a namespace that is not ours, and by name.
+            if is_managed_namespace(ns.name, ns.labels, self.installation)
         }
 
     async def ensure_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
@@ -194,7 +207,7 @@ class KubernetesCluster:
     # -- the Helm release ------------------------------------------------------------------
 
     async def install_release(self, release: Release, timeout: float) -> None:
-        await self._require_active_namespace(release.namespace)
+        await self._require_store_namespace(release.namespace)
         await self._recover_pending(release, timeout)
         with _values_file(release.values) as values:
             argv = self.upgrade_argv(release, values, timeout)
@@ -214,6 +227,10 @@ class KubernetesCluster:
             raise error
 
     async def uninstall_release(self, namespace: str, name: str) -> None:
+        found = await self._read_namespace(namespace)
+        if found is None or found.phase != "Active":
+            return  # a namespace gone, or going, takes its release with it
+        await self._grant_store_access(namespace)
         await self._uninstall(name, namespace, self.uninstall_timeout)
 
     def upgrade_argv(self, release: Release, values: Path, timeout: float) -> list[str]:
@@ -268,6 +285,7 @@ class KubernetesCluster:
         return max(good) if good else None
 
     async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
+        await self._require_store_namespace(namespace)
         result = await self._helm_run("history", [name], namespace, ["-o", "json"], 60)
         if not result.ok:
             if _HELM_NOT_FOUND.search(result.stderr):
@@ -297,7 +315,7 @@ class KubernetesCluster:
         revision: int,
         timeout: float,
     ) -> None:
-        await self._require_active_namespace(namespace)
+        await self._require_store_namespace(namespace)
         flags = ["--wait=watcher", "--timeout", _seconds(timeout)]
         result = await self._helm_run("rollback", [name, str(revision)], namespace, flags, timeout)
         if not result.ok:
@@ -469,10 +487,52 @@ class KubernetesCluster:
         except KubeApiError as error:
             raise _cluster_error(error, f"reading namespace {namespace}") from None
 
-    async def _require_active_namespace(self, namespace: str) -> None:
+    async def _require_store_namespace(self, namespace: str) -> None:
+        """The namespace must be Active, and our rights in it granted: a store made before
+        rights were granted per namespace gets its RoleBinding at its next helm operation."""
         found = await self._read_namespace(namespace)
         if found is None or found.phase != "Active":
             raise PermanentClusterError(f'namespaces "{namespace}" not found')
+        await self._grant_store_access(namespace)
+
+    async def _grant_store_access(self, namespace: str) -> None:
+        """Hold the store-manager rights in ``namespace``: the RoleBinding of the role to our
+        own ServiceAccount, made if we lack them, then waited for until the API server
+        authorizes with it (RBAC takes effect once the authorizer's cache has it)."""
+        access = self.store_access
+        if access is None or await self._allowed(namespace):
+            return
+        try:
+            await self.kube.create_role_binding(
+                namespace,
+                STORE_ACCESS_BINDING,
+                access.role,
+                (access.account_namespace, access.account_name),
+                {MANAGED_BY[0]: MANAGED_BY[1], INSTALLATION_LABEL: self.installation},
+            )
+        except KubeApiError as error:
+            if error.status == 404:
+                raise PermanentClusterError(f'namespaces "{namespace}" not found') from None
+            if error.status != 409:  # 409: an earlier attempt made it; wait for it below
+                raise _cluster_error(error, f"binding {access.role} in {namespace}") from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.bind_timeout
+        while not await self._allowed(namespace):
+            if loop.time() >= deadline:
+                raise TransientClusterError(
+                    f"rolebinding {namespace}/{STORE_ACCESS_BINDING} grants no access after "
+                    f"{self.bind_timeout:g}s",
+                    10,
+                )
+            await asyncio.sleep(self.poll_interval)
+
+    async def _allowed(self, namespace: str) -> bool:
+        """Whether the store-manager rights hold in ``namespace``; creating Secrets (the next
+        step's first need) stands for all of them, which one binding grants at once."""
+        try:
+            return await self.kube.allowed(namespace, "create", "secrets")
+        except KubeApiError as error:
+            raise _cluster_error(error, f"checking our access to {namespace}") from None
 
 
 def _cluster_error(error: KubeApiError, doing: str, secrets: Sequence[str] = ()) -> ClusterError:
@@ -597,4 +657,5 @@ def connect_kubernetes(settings: Settings) -> KubernetesCluster:
         kubeconfig=path,
         helm_binary=settings.helm_binary,
         installation=settings.installation,
+        store_access=store_access(settings),
     )

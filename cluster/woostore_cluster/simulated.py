@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
 import shlex
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,19 @@ from woostore_cluster.base import (
     DEFAULT_INSTALLATION,
     INSTALLATION_LABEL,
     MANAGED_BY,
+    STORE_ACCESS_BINDING,
     STORE_ID_LABEL,
     PermanentClusterError,
     Release,
     ReleaseRevision,
+    StoreAccess,
     StorefrontCheck,
     TransientClusterError,
     WpResult,
+    is_managed_namespace,
     refuse_to_adopt,
 )
+from woostore_cluster.helm import child_environment
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -63,6 +68,7 @@ DURATIONS: dict[str, float] = {
 }
 FAULTABLE = frozenset(DURATIONS) | {"wp"}  # "wp" stands for every WP-CLI command
 FAULT_KINDS = frozenset({"error", "hang", "transient"})
+_SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its index, next to the database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
     phase TEXT NOT NULL);
@@ -79,6 +85,19 @@ CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT
 """
 
 
+def _keep_private(state_dir: Path, state_file: Path) -> None:
+    """The state holds the stores' Secrets, passwords included (steps read them back, as from
+    a real cluster): only this user may read it. The folder is 0700 and the database 0600
+    before SQLite writes a byte; SQLite gives its -wal and -shm files the database's mode.
+    Files an earlier version left readable to others are narrowed too."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    os.close(os.open(state_file, os.O_CREAT | os.O_WRONLY, 0o600))
+    for path in (state_file, *(state_file.with_name(state_file.name + s) for s in _SIDE_FILES)):
+        with suppress(FileNotFoundError):
+            path.chmod(0o600)
+
+
 class SimulatedCluster:
     simulated = True
 
@@ -90,10 +109,12 @@ class SimulatedCluster:
         time_scale: float,
         faults: Mapping[str, str] | None = None,
         installation: str = DEFAULT_INSTALLATION,
+        store_access: StoreAccess | None = None,
     ) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.installation = installation
+        self.store_access = store_access
         self.state_file = state_dir / "cluster.sqlite3"
+        _keep_private(state_dir, self.state_file)
         self.helm_binary = helm_binary
         self.time_scale = time_scale
         self.faults = dict(faults or {})
@@ -123,10 +144,45 @@ class SimulatedCluster:
                     "INSERT INTO namespaces VALUES (?, ?, 'Active')",
                     (namespace, json.dumps(wanted)),
                 )
-                return
-        if row[0] == "Terminating":
-            raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
-        refuse_to_adopt(namespace, wanted, json.loads(row[1]))
+        if row is not None:
+            if row[0] == "Terminating":
+                raise TransientClusterError(f"namespace {namespace} is still terminating", 5)
+            refuse_to_adopt(namespace, wanted, json.loads(row[1]))
+        self._bind_store_manager(namespace)
+
+    def _bind_store_manager(self, namespace: str) -> None:
+        """The RoleBinding the real driver makes with the namespace (kubernetes.py): the
+        provisioner's rights there. Nothing here is refused without it; it is kept so the
+        namespace holds what a real one would."""
+        if self.store_access is None:
+            return
+        access = self.store_access
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": STORE_ACCESS_BINDING,
+                "namespace": namespace,
+                "labels": {MANAGED_BY[0]: MANAGED_BY[1], INSTALLATION_LABEL: self.installation},
+            },
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": access.role,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": access.account_name,
+                    "namespace": access.account_namespace,
+                }
+            ],
+        }
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO objects VALUES (?, 'RoleBinding', ?, ?) ON CONFLICT DO NOTHING",
+                (namespace, STORE_ACCESS_BINDING, json.dumps(binding)),
+            )
 
     async def namespace_exists(self, namespace: str) -> bool:
         with self._db() as db:
@@ -265,9 +321,12 @@ class SimulatedCluster:
         with self._db() as db:
             db.execute("DELETE FROM releases WHERE namespace=? AND name=?", (namespace, name))
             db.execute("DELETE FROM revisions WHERE namespace=? AND name=?", (namespace, name))
-            # Helm removes what it rendered; Secrets created outside the chart stay until the
-            # namespace goes, as on a real cluster.
-            db.execute("DELETE FROM objects WHERE namespace=? AND kind != 'Secret'", (namespace,))
+            # Helm removes what it rendered; the Secret and the RoleBinding made outside the
+            # chart stay until the namespace goes, as on a real cluster.
+            db.execute(
+                "DELETE FROM objects WHERE namespace=? AND kind NOT IN ('Secret', 'RoleBinding')",
+                (namespace,),
+            )
         with self._wordpress_state(namespace) as state:
             state["pods_ready"] = False  # the pods went with the release
 
@@ -285,13 +344,10 @@ class SimulatedCluster:
             db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
 
     async def managed_namespaces(self) -> dict[str, str]:
-        key, value = MANAGED_BY
         return {
             name: labels[STORE_ID_LABEL]
             for name, labels in self.namespaces().items()
-            if labels.get(key) == value
-            and STORE_ID_LABEL in labels
-            and labels.get(INSTALLATION_LABEL) == self.installation
+            if is_managed_namespace(name, labels, self.installation)
         }
 
     # -- inspection, for tests -------------------------------------------------------------
@@ -405,6 +461,7 @@ class SimulatedCluster:
                 "--values", values.name,  # last: the store's own values win over profiles
                 "--skip-tests",  # a real install keeps test hooks out of the release too
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=child_environment(),
             )  # fmt: skip
             stdout, stderr = await process.communicate()
         if process.returncode != 0:

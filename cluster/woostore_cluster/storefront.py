@@ -10,6 +10,11 @@ The Store API flow (WooCommerce 8+, ``/wp-json/wc/store/v1``):
    order is created and "paid" (COD answers ``payment_status: "success"``).
 The order is then removed by the caller (WP-CLI in the store's pod), so the merchant never
 sees it.
+
+What the store answers is its owner's to decide, so the check follows a redirect only on the
+store's own address (or from http to https on the same host, the TLS profile's canonical
+address): a redirect elsewhere is never requested, so no body is re-sent to, and no answer
+is read from, another server.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from woostore_cluster.base import StorefrontCheck, TransientClusterError
+from woostore_cluster.base import PermanentClusterError, StorefrontCheck, TransientClusterError
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,20 +61,56 @@ async def verify_storefront(
     """Load ``url``, count the products the Store API lists, place a COD order for the first
     purchasable one and delete it again. A store that cannot be reached at all raises
     ``TransientClusterError`` (DNS or the ingress may not have caught up yet); a store that
-    answers but misbehaves is reported in the result, with ``detail`` saying why."""
+    answers but misbehaves is reported in the result, with ``detail`` saying why; one that
+    redirects to another host raises ``PermanentClusterError``."""
+    store = httpx.URL(url)
+
+    async def stay_on_the_store(response: httpx.Response) -> None:
+        """Runs on every answer before httpx follows it: refuses a redirect elsewhere."""
+        if response.has_redirect_location:
+            target = response.request.url.join(response.headers["Location"])
+            if not same_store(store, target):
+                raise _RedirectedElsewhere(response.status_code, target)
+
     async with httpx.AsyncClient(
         base_url=url.rstrip("/"),
         timeout=timeout,
         verify=verify_tls,
-        follow_redirects=True,  # e.g. to the canonical https address on a TLS profile
+        follow_redirects=True,  # on the store's own address only (stay_on_the_store)
+        event_hooks={"response": [stay_on_the_store]},
         headers={"Accept": "application/json"},
     ) as http:
         try:
             return await _verify(http, delete_order)
+        except _RedirectedElsewhere as redirect:
+            target = redirect.target
+            port = f":{target.port}" if target.port else ""
+            raise PermanentClusterError(
+                f"the storefront at {url} redirected ({redirect.status_code}) to another host, "
+                f"{target.scheme}://{target.host}{port}: not followed"
+            ) from None
         except httpx.TransportError as error:
             raise TransientClusterError(
                 f"cannot reach the storefront at {url}: {type(error).__name__}: {error}", 10
             ) from None
+
+
+def same_store(store: httpx.URL, target: httpx.URL) -> bool:
+    """Whether a redirect to ``target`` stays on the store at ``store``: the same host, scheme
+    and port, or the same host from http to https on the default ports."""
+    if target.host != store.host:
+        return False
+    if (target.scheme, target.port) == (store.scheme, store.port):
+        return True
+    # httpx gives the default ports (80, 443) as None.
+    return (store.scheme, store.port, target.scheme, target.port) == ("http", None, "https", None)
+
+
+class _RedirectedElsewhere(Exception):
+    def __init__(self, status_code: int, target: httpx.URL) -> None:
+        super().__init__(status_code, str(target))
+        self.status_code = status_code
+        self.target = target
 
 
 async def _verify(http: httpx.AsyncClient, delete_order: DeleteOrder) -> StorefrontCheck:

@@ -82,6 +82,18 @@ class Settings(BaseSettings):
         description="Names this installation on a shared cluster: it labels the namespaces "
         "it makes and removes only its own.",
     )
+    store_manager_role: str = Field(
+        default="",
+        description="ClusterRole the provisioner binds to its own ServiceAccount in each store "
+        "namespace it makes (helm/platform sets it); empty: none is bound, and the cluster "
+        "identity's own rights must reach the stores' namespaces.",
+    )
+    service_account: str = Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?)?$",
+        description="<namespace>/<name> of the provisioner's own ServiceAccount: the subject "
+        "of that binding.",
+    )
     base_domain: str = Field(
         default="127.0.0.1.nip.io", description="Stores live at <slug>.<this>."
     )

@@ -3,18 +3,19 @@ ResourceQuota, LimitRange, and the `helm test` pod.
 
 The NetworkPolicies are checked two ways: their shape (default deny, explicit policy
 types, no catch-all peers), and what they do: a small evaluator of the NetworkPolicy
-rules (the Kubernetes semantics, not any CNI's) runs every flow between a model of the
-cluster's pods and requires that exactly the intended flows are allowed.
+rules (tests/charts/netpol.py: the Kubernetes semantics, not any CNI's) runs every flow
+between a model of the cluster's pods and requires that exactly the intended flows are
+allowed.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 
+from tests.charts import netpol
 from tests.charts.chart import (
     HOST,
     NAMESPACE,
@@ -28,148 +29,17 @@ from tests.charts.chart import (
     quantity,
     render,
 )
+from tests.charts.netpol import Endpoint, Flow, namespace_labels
 
 WP_PORT = 8080
 DB_PORT = 3306
-
-# --------------------------------------------------------------------------
-# a NetworkPolicy evaluator
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A pod (namespace set) or something outside the cluster (namespace None)."""
-
-    name: str
-    namespace: str | None
-    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-    namespace_labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-    # Named container ports, for policies that use port names.
-    ports: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Flow:
-    src: str
-    dst: str
-    protocol: str
-    port: int
-
-
-def selector_matches(selector: Manifest | None, labels: dict[str, str]) -> bool:
-    """metav1.LabelSelector semantics; an empty selector matches everything."""
-    selector = selector or {}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-        assert op in {"In", "NotIn", "Exists", "DoesNotExist"}, op
-    return True
-
-
-def peer_matches(peer: Manifest, policy_namespace: str, other: Endpoint) -> bool:
-    if "ipBlock" in peer:
-        # Only outside endpoints are modelled by address; no rule of ours should use one.
-        return other.namespace is None
-    if other.namespace is None:
-        return False  # pod/namespace selectors never match outside addresses
-    if "namespaceSelector" in peer:
-        if not selector_matches(peer["namespaceSelector"], other.namespace_labels):
-            return False
-    elif other.namespace != policy_namespace:
-        return False  # a podSelector alone means the policy's own namespace
-    return selector_matches(peer.get("podSelector"), other.labels)
-
-
-def port_matches(
-    rule_ports: list[Manifest] | None, dst: Endpoint, protocol: str, port: int
-) -> bool:
-    if not rule_ports:
-        return True
-    for p in rule_ports:
-        if p.get("protocol", "TCP") != protocol:
-            continue
-        if "port" not in p:
-            return True
-        wanted: int | str = p["port"]
-        if isinstance(wanted, str):
-            if dst.ports.get(wanted) == port:
-                return True
-            continue
-        end_port: int = p.get("endPort", wanted)
-        if wanted <= port <= end_port:
-            return True
-    return False
-
-
-def direction_allows(
-    policies: list[Manifest],
-    subject: Endpoint,
-    other: Endpoint,
-    dst: Endpoint,
-    protocol: str,
-    port: int,
-    direction: str,
-) -> bool:
-    """Is the traffic allowed at `subject`'s end (Ingress: subject is the destination)?"""
-    if subject.namespace is None:
-        return True  # outside the cluster: no NetworkPolicy applies
-    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    selecting = [
-        p
-        for p in policies
-        if p["metadata"]["namespace"] == subject.namespace
-        and selector_matches(p["spec"]["podSelector"], subject.labels)
-        and direction in p["spec"]["policyTypes"]
-    ]
-    if not selecting:
-        return True  # not isolated in this direction
-    for policy in selecting:
-        for rule in policy["spec"].get(rules_key) or []:
-            peers = rule.get(peers_key)
-            peer_ok = not peers or any(
-                peer_matches(peer, policy["metadata"]["namespace"], other) for peer in peers
-            )
-            if peer_ok and port_matches(rule.get("ports"), dst, protocol, port):
-                return True
-    return False
-
-
-def allowed(
-    policies: list[Manifest], src: Endpoint, dst: Endpoint, protocol: str, port: int
-) -> bool:
-    return direction_allows(policies, src, dst, dst, protocol, port, "Egress") and direction_allows(
-        policies, dst, src, dst, protocol, port, "Ingress"
-    )
-
 
 PROBES = [("TCP", 80), ("TCP", 443), ("TCP", WP_PORT), ("TCP", DB_PORT), ("TCP", 53), ("UDP", 53)]
 
 
 def allowed_flows(policies: list[Manifest], endpoints: list[Endpoint]) -> set[Flow]:
     """Every probed flow that touches the store's namespace and the policies allow."""
-    flows = set()
-    for src, dst in itertools.permutations(endpoints, 2):
-        if NAMESPACE not in (src.namespace, dst.namespace):
-            continue  # neither end is ours: our policies have no say
-        for protocol, port in PROBES:
-            if allowed(policies, src, dst, protocol, port):
-                flows.add(Flow(src.name, dst.name, protocol, port))
-    return flows
-
-
-def namespace_labels(name: str, **extra: str) -> dict[str, str]:
-    return {"kubernetes.io/metadata.name": name, **extra}
+    return netpol.allowed_flows(policies, endpoints, PROBES, NAMESPACE)
 
 
 # The store's namespace as the provisioner makes it (recipe.create_namespace).
@@ -236,7 +106,7 @@ def cluster_model(docs: list[Manifest]) -> list[Endpoint]:
             {"k8s-app": "metrics-server"},
             namespace_labels("kube-system"),
         ),
-        Endpoint("internet", None),
+        Endpoint("internet", None, address="203.0.113.7"),
     ]
     if "helm-test" in labels:
         endpoints.append(Endpoint("helm-test", NAMESPACE, labels["helm-test"], store_ns))

@@ -15,11 +15,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.charts import netpol
+from tests.charts.admission import Request, admits
 from tests.charts.chart import (
     CHART,
     PLATFORM_CHART,
@@ -48,6 +51,9 @@ from tests.charts.checkov_runs import (
     waived_checks,
     waiver_reasons,
 )
+from tests.charts.netpol import Endpoint, namespace_labels
+from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
+from woostore_cluster.base import STORE_ACCESS_BINDING
 from woostore_shared.settings import Settings
 
 RELEASE = "woostore"
@@ -75,6 +81,22 @@ EXTERNAL_DEPS = set_values(
     "postgresql.enabled=false",
     "secrets.existingSecret=mine",
 )
+# Addresses of the NetworkPolicy model below (documentation ranges, and kind's).
+API_SERVER = "172.18.0.2"
+LOAD_BALANCER = "198.51.100.10"
+PROXY = "192.0.2.80"
+EXTERNAL_POSTGRESQL = "192.0.2.54"
+# The provisioner's and the reaper's egress narrowed to the API server and the stores' load
+# balancer, and an HTTP proxy the provisioner may use.
+EGRESS_NARROWED = [
+    "--set-json",
+    f'networkPolicy.egress.apiServer.cidrs=["{API_SERVER}/32"]',
+    "--set-json",
+    f'networkPolicy.egress.storefront.cidrs=["{LOAD_BALANCER}/32"]',
+    "--set-json",
+    "networkPolicy.egress.extraEgress.provisioner="
+    f'[{{"to": [{{"ipBlock": {{"cidr": "{PROXY}/32"}}}}], "ports": [{{"port": 3128}}]}}]',
+]
 # The shipped profiles, and the optional branches of the templates.
 VARIANTS: dict[str, list[str]] = {
     **{f"profile-{name}": args for name, args in PROFILES.items()},
@@ -96,10 +118,16 @@ VARIANTS: dict[str, list[str]] = {
         "nats.image.digest=sha256:" + "b" * 64,
         "metrics.serviceMonitor.enabled=true",
     ),
+    "egress-narrowed": EGRESS_NARROWED,
 }
 # Custom resources: not in Kubernetes' schemas (checked by shape in their own test).
 CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
-CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED_KINDS = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
 SENSITIVE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|DATABASE_URL")
 
 
@@ -314,8 +342,9 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
     assert kinds == sorted(
         ["Deployment"] * 4 + ["Service"] * 6 + ["PodDisruptionBudget"] * 4
         + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
-        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 7
-        + ["ClusterRole"] * 3 + ["ClusterRoleBinding"] * 3
+        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 9
+        + ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 3
+        + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 2
     )  # fmt: skip
 
 
@@ -651,7 +680,12 @@ STORE_KIND_RESOURCES = {
 MANAGE = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 
+STORE_MANAGER = f"{NAMESPACE}-{RELEASE}-store-manager"
+PROVISIONER_ACCOUNT = f"{RELEASE}-provisioner"
+
+
 def rules_bound_to(docs: list[Manifest], service: str) -> list[Manifest]:
+    """The rules a service holds everywhere (its ClusterRoleBindings)."""
     roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
     account = {"kind": "ServiceAccount", "name": f"{RELEASE}-{service}", "namespace": NAMESPACE}
     rules: list[Manifest] = []
@@ -664,10 +698,29 @@ def rules_bound_to(docs: list[Manifest], service: str) -> list[Manifest]:
     return rules
 
 
+def rules_in_a_store_namespace(docs: list[Manifest]) -> list[Manifest]:
+    """The provisioner's rules in a store namespace: its own, and the ClusterRole it binds
+    to itself there (the driver's RoleBinding, named by its settings)."""
+    env = env_of(container(deployment(docs, "provisioner")))
+    bound = one(docs, "ClusterRole", env["WOOSTORE_STORE_MANAGER_ROLE"]["value"])
+    rules: list[Manifest] = bound["rules"]
+    return rules_bound_to(docs, "provisioner") + rules
+
+
 def allowed(rules: list[Manifest], group: str, resource: str, verb: str) -> bool:
     return any(
         group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
     )
+
+
+# The one rule that names a resource, and the only "bind": binding store-manager, the role the
+# provisioner gives itself in each store namespace.
+BIND_STORE_MANAGER = {
+    "apiGroups": ["rbac.authorization.k8s.io"],
+    "resources": ["clusterroles"],
+    "verbs": ["bind"],
+    "resourceNames": [STORE_MANAGER],
+}
 
 
 def test_rbac_has_no_wildcards(variants: dict[str, list[Manifest]], variant: str) -> None:
@@ -675,15 +728,17 @@ def test_rbac_has_no_wildcards(variants: dict[str, list[Manifest]], variant: str
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], f"{role['metadata']['name']}: {key} {rule[key]}"
-            assert "resourceNames" not in rule
             assert "nonResourceURLs" not in rule
+            if rule == BIND_STORE_MANAGER:
+                continue
+            assert "resourceNames" not in rule
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
 
 def test_the_provisioner_manages_what_helm_store_renders(
     helm_env: dict[str, str], default_docs: list[Manifest]
 ) -> None:
-    rules = rules_bound_to(default_docs, "provisioner")
+    rules = rules_in_a_store_namespace(default_docs)
     kinds: set[str] = set()
     for args in (
         [],
@@ -712,7 +767,7 @@ def test_the_provisioner_manages_what_helm_store_renders(
 
 
 def test_the_provisioner_gets_nothing_it_does_not_use(default_docs: list[Manifest]) -> None:
-    rules = rules_bound_to(default_docs, "provisioner")
+    rules = rules_in_a_store_namespace(default_docs)
     assert not allowed(rules, "", "pods", "create")
     assert not allowed(rules, "", "namespaces", "update")
     assert not allowed(rules, "", "namespaces", "patch")
@@ -720,10 +775,262 @@ def test_the_provisioner_gets_nothing_it_does_not_use(default_docs: list[Manifes
         ("", "configmaps"),
         ("", "serviceaccounts"),
         ("rbac.authorization.k8s.io", "roles"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
+        ("rbac.authorization.k8s.io", "clusterrolebindings"),
         ("", "nodes"),
     ):
         assert not any(allowed(rules, group, resource, verb) for verb in MANAGE), resource
+    # RoleBindings: made (of store-manager, the admission policy sees to it), never changed.
+    assert {
+        v for v in MANAGE if allowed(rules, "rbac.authorization.k8s.io", "rolebindings", v)
+    } == {"create"}
+
+
+def test_store_manager_holds_only_in_the_stores_own_namespaces(
+    default_docs: list[Manifest],
+) -> None:
+    """Bound by the provisioner itself in each store namespace, never cluster-wide: outside
+    them it can touch no Secret, workload or pod, kube-system and its own namespace included."""
+    for binding in by_kind(default_docs, "ClusterRoleBinding"):
+        assert binding["roleRef"]["name"] != STORE_MANAGER
+    everywhere = rules_bound_to(default_docs, "provisioner")
+    for group, resource in (
+        ("", "secrets"),
+        ("", "pods"),
+        ("", "pods/exec"),
+        ("apps", "deployments"),
+    ):
+        assert not any(allowed(everywhere, group, resource, v) for v in MANAGE), resource
+    assert [r for r in everywhere if "resourceNames" in r] == [BIND_STORE_MANAGER]
+    env = env_of(container(deployment(default_docs, "provisioner")))
+    assert env["WOOSTORE_STORE_MANAGER_ROLE"]["value"] == STORE_MANAGER
+    assert env["WOOSTORE_SERVICE_ACCOUNT"]["value"] == f"{NAMESPACE}/{PROVISIONER_ACCOUNT}"
+    assert Settings(
+        store_manager_role=env["WOOSTORE_STORE_MANAGER_ROLE"]["value"],
+        service_account=env["WOOSTORE_SERVICE_ACCOUNT"]["value"],
+    ).service_account
+    for service in ("api", "notifier", "reaper"):
+        assert "WOOSTORE_STORE_MANAGER_ROLE" not in env_of(
+            container(deployment(default_docs, service))
+        )
+
+
+STORE_BINDINGS_POLICY = f"{NAMESPACE}-{RELEASE}-store-bindings"
+STORE_NAMESPACES_POLICY = f"{NAMESPACE}-{RELEASE}-store-namespaces"
+
+
+def test_each_admission_policy_is_bound_to_deny(default_docs: list[Manifest]) -> None:
+    policies = by_kind(default_docs, "ValidatingAdmissionPolicy")
+    assert {p["metadata"]["name"] for p in policies} == {
+        STORE_BINDINGS_POLICY,
+        STORE_NAMESPACES_POLICY,
+    }
+    for policy in policies:
+        name = policy["metadata"]["name"]
+        binding = one(default_docs, "ValidatingAdmissionPolicyBinding", name)
+        assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+        assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+        assert policy["spec"]["failurePolicy"] == "Fail"
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "resource", "operations", "condition"),
+    [
+        (
+            STORE_BINDINGS_POLICY,
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            {"CREATE", "UPDATE"},
+            "request.userInfo.username == "
+            f"'system:serviceaccount:{NAMESPACE}:{PROVISIONER_ACCOUNT}'",
+        ),
+        (
+            STORE_NAMESPACES_POLICY,
+            "",
+            "namespaces",
+            {"CREATE", "DELETE"},
+            f"request.userInfo.username in ['system:serviceaccount:{NAMESPACE}:"
+            f"{PROVISIONER_ACCOUNT}', 'system:serviceaccount:{NAMESPACE}:{RELEASE}-reaper']",
+        ),
+    ],
+)
+def test_each_admission_policy_applies_to_what_its_services_request(
+    default_docs: list[Manifest],
+    name: str,
+    group: str,
+    resource: str,
+    operations: set[str],
+    condition: str,
+) -> None:
+    spec = one(default_docs, "ValidatingAdmissionPolicy", name)["spec"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == [group]
+    assert rule["resources"] == [resource]
+    assert set(rule["operations"]) == operations
+    (match_condition,) = spec["matchConditions"]
+    assert match_condition["expression"] == condition
+
+
+def test_the_admission_policy_admits_only_the_provisioners_store_bindings(
+    default_docs: list[Manifest],
+) -> None:
+    spec = one(default_docs, "ValidatingAdmissionPolicy", STORE_BINDINGS_POLICY)["spec"]
+    where, role, subject = (v["expression"] for v in spec["validations"])
+    # Only in namespaces the provisioner made for this installation's stores: their name,
+    # and the labels it gives them (it can create namespaces, never label existing ones).
+    assert "namespaceObject.metadata.name.startsWith('store-')" in where
+    for label, value in (
+        ("app.kubernetes.io/managed-by", "woostore"),
+        ("woostore.io/installation", RELEASE),
+    ):
+        assert f"'{label}' in namespaceObject.metadata.labels" in where
+        assert f"namespaceObject.metadata.labels['{label}'] == '{value}'" in where
+    assert "'woostore.io/store-id' in namespaceObject.metadata.labels" in where
+    assert f"object.roleRef.name == '{STORE_MANAGER}'" in role
+    assert "object.roleRef.kind == 'ClusterRole'" in role
+    assert "size(object.subjects) == 1" in subject
+    assert f"object.subjects[0].name == '{PROVISIONER_ACCOUNT}'" in subject
+    assert f"object.subjects[0].namespace == '{NAMESPACE}'" in subject
+    assert all(" && " in e and " || " not in e for e in (where, role, subject))
+
+
+PROVISIONER = f"system:serviceaccount:{NAMESPACE}:{PROVISIONER_ACCOUNT}"
+REAPER = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-reaper"
+
+
+def namespace_object(name: str, labels: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}},
+    }
+
+
+def store_labels(
+    installation: str = RELEASE, changes: dict[str, str | None] | None = None
+) -> dict[str, str]:
+    """The labels of a store namespace as the provisioner makes it (recipe.create_namespace
+    and the driver's installation label), with `changes` (None: without that label)."""
+    labels: dict[str, str | None] = {
+        MANAGED_BY[0]: MANAGED_BY[1],
+        STORE_ID_LABEL: "shop-1",
+        INSTALLATION_LABEL: installation,
+        PSS: "restricted",
+        **(changes or {}),
+    }
+    return {key: value for key, value in labels.items() if value is not None}
+
+
+PSS = "pod-security.kubernetes.io/enforce"
+
+
+def store_namespace(**changes: str | None) -> Manifest:
+    """Namespace store-shop-1 with this installation's store_labels, with `changes`."""
+    return namespace_object("store-shop-1", store_labels(changes=changes))
+
+
+THIS_STORE = store_namespace()
+ANOTHER_INSTALLATIONS_STORE = namespace_object("store-shop-1", store_labels("staging"))
+KUBE_SYSTEM = namespace_object("kube-system", {})
+
+
+def namespace_request(operation: str, user: str, namespace: Manifest) -> Request:
+    # A DELETE carries the namespace as it is in oldObject; a CREATE as requested in object.
+    before, after = (namespace, None) if operation == "DELETE" else (None, namespace)
+    return Request(operation, user, "", "namespaces", object=after, old_object=before)
+
+
+@pytest.mark.parametrize(
+    ("operation", "user", "namespace", "verdict"),
+    [
+        ("DELETE", REAPER, THIS_STORE, True),
+        ("DELETE", PROVISIONER, THIS_STORE, True),
+        ("DELETE", REAPER, KUBE_SYSTEM, False),
+        ("DELETE", PROVISIONER, KUBE_SYSTEM, False),
+        ("DELETE", REAPER, namespace_object(NAMESPACE, {}), False),
+        ("DELETE", REAPER, ANOTHER_INSTALLATIONS_STORE, False),
+        ("DELETE", REAPER, store_namespace(**{STORE_ID_LABEL: None}), False),
+        ("DELETE", REAPER, store_namespace(**{MANAGED_BY[0]: "Helm"}), False),
+        ("DELETE", PROVISIONER, namespace_object("store-shop-1", {}), False),
+        # The labels alone are not enough: they could be put on any namespace by someone else.
+        ("DELETE", PROVISIONER, namespace_object("kube-system", store_labels()), False),
+        ("CREATE", PROVISIONER, THIS_STORE, True),
+        ("CREATE", PROVISIONER, ANOTHER_INSTALLATIONS_STORE, False),
+        ("CREATE", PROVISIONER, namespace_object("kube-public-2", store_labels()), False),
+        ("CREATE", PROVISIONER, store_namespace(**{PSS: "privileged"}), False),
+        ("CREATE", PROVISIONER, store_namespace(**{PSS: None}), False),
+        # Not this policy's concern: other identities, and what RBAC already refuses them.
+        ("DELETE", "kubernetes-admin", KUBE_SYSTEM, None),
+        ("DELETE", f"system:serviceaccount:staging:{RELEASE}-reaper", THIS_STORE, None),
+        ("UPDATE", PROVISIONER, THIS_STORE, None),
+    ],
+)  # fmt: skip
+def test_the_provisioner_and_the_reaper_make_and_delete_only_this_installations_stores(
+    default_docs: list[Manifest],
+    operation: str,
+    user: str,
+    namespace: Manifest,
+    verdict: bool | None,
+) -> None:
+    policy = one(default_docs, "ValidatingAdmissionPolicy", STORE_NAMESPACES_POLICY)
+    assert admits(policy, namespace_request(operation, user, namespace)) is verdict
+
+
+def store_binding(**changes: Any) -> Manifest:
+    """The RoleBinding the driver makes in a store namespace (kubeapi.create_role_binding)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": STORE_ACCESS_BINDING, "namespace": "store-shop-1"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": STORE_MANAGER,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": PROVISIONER_ACCOUNT, "namespace": NAMESPACE}
+        ],
+        **changes,
+    }
+
+
+OTHER_SUBJECT = {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}
+CLUSTER_ADMIN = {
+    "apiGroup": "rbac.authorization.k8s.io",
+    "kind": "ClusterRole",
+    "name": "cluster-admin",
+}
+BOTH_SUBJECTS = [*store_binding()["subjects"], OTHER_SUBJECT]
+
+
+@pytest.mark.parametrize(
+    ("user", "binding", "where", "verdict"),
+    [
+        (PROVISIONER, store_binding(), THIS_STORE, True),
+        (PROVISIONER, store_binding(), KUBE_SYSTEM, False),
+        (PROVISIONER, store_binding(), ANOTHER_INSTALLATIONS_STORE, False),
+        (PROVISIONER, store_binding(roleRef=CLUSTER_ADMIN), THIS_STORE, False),
+        (PROVISIONER, store_binding(subjects=[OTHER_SUBJECT]), THIS_STORE, False),
+        (PROVISIONER, store_binding(subjects=BOTH_SUBJECTS), THIS_STORE, False),
+        ("kubernetes-admin", store_binding(subjects=[OTHER_SUBJECT]), KUBE_SYSTEM, None),
+    ],
+)  # fmt: skip
+def test_the_provisioner_binds_only_store_manager_to_itself_in_this_installations_stores(
+    default_docs: list[Manifest],
+    user: str,
+    binding: Manifest,
+    where: Manifest,
+    verdict: bool | None,
+) -> None:
+    policy = one(default_docs, "ValidatingAdmissionPolicy", STORE_BINDINGS_POLICY)
+    request = Request(
+        "CREATE",
+        user,
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        object=binding,
+        namespace_object=where,
+    )
+    assert admits(policy, request) is verdict
 
 
 def test_the_reaper_only_lists_and_deletes_namespaces(default_docs: list[Manifest]) -> None:
@@ -739,12 +1046,15 @@ def test_only_the_provisioner_and_reaper_have_rights(
     docs = variants["profile-defaults"]
     subjects = [s for b in by_kind(docs, "ClusterRoleBinding") for s in b["subjects"]]
     assert {s["name"] for s in subjects} == {f"{RELEASE}-provisioner", f"{RELEASE}-reaper"}
-    for role in by_kind(docs, "ClusterRole") + by_kind(docs, "ClusterRoleBinding"):
-        # Cluster-wide names: the release namespace keeps two installations apart.
-        assert role["metadata"]["name"].startswith(f"{NAMESPACE}-{RELEASE}-")
+    for kind in sorted(CLUSTER_SCOPED_KINDS):
+        for role in by_kind(docs, kind):
+            # Cluster-wide names: the release namespace keeps two installations apart.
+            assert role["metadata"]["name"].startswith(f"{NAMESPACE}-{RELEASE}-")
     for variant in ("simulated", "bare"):
-        assert not by_kind(variants[variant], "ClusterRole"), variant
-        assert not by_kind(variants[variant], "ClusterRoleBinding"), variant
+        for kind in sorted(CLUSTER_SCOPED_KINDS):
+            assert not by_kind(variants[variant], kind), variant
+        env = env_of(container(deployment(variants[variant], "provisioner")))
+        assert "WOOSTORE_STORE_MANAGER_ROLE" not in env, variant
 
 
 def test_the_rbac_document_lists_every_rule(default_docs: list[Manifest]) -> None:
@@ -924,6 +1234,8 @@ def admitted(docs: list[Manifest], labels: dict[str, str]) -> list[tuple[Manifes
     """(peer, port) of every ingress rule of the policies that select pods with `labels`."""
     found = []
     for policy in by_kind(docs, "NetworkPolicy"):
+        if policy["spec"]["policyTypes"] == ["Egress"]:
+            continue
         if selects(policy["spec"]["podSelector"], labels):
             assert policy["spec"]["policyTypes"] == ["Ingress"]
             for rule in policy["spec"].get("ingress", []):
@@ -968,6 +1280,150 @@ def test_the_controller_reaches_the_api_and_notifier_and_no_other_pods(
     for component, port in (("nats", 4222), ("postgresql", 5432)):
         labels = pod_labels(one(default_docs, "StatefulSet", f"{RELEASE}-{component}"))
         assert admitted(default_docs, labels) == [(release_pods, port)], component
+
+
+# What the provisioner and the reaper may connect to, run through the evaluator of
+# tests/charts/netpol.py over a model of the cluster around the release.
+STORE_NS = "store-shop-1"
+EGRESS_PROBES = [("UDP", 53), ("TCP", 53), ("TCP", 22), ("TCP", 80), ("TCP", 443)] + [
+    ("TCP", port) for port in (3128, 3306, 4222, 5432, 6443, 8000, 8080, 8443)
+]
+
+
+def egress_model(docs: list[Manifest]) -> list[Endpoint]:
+    """The release's pods as rendered, and the rest of a cluster: CoreDNS, Traefik, a store,
+    an external NATS in its own namespace, and addresses outside the cluster."""
+    release_ns = namespace_labels(NAMESPACE)
+    traefik_ns = namespace_labels("traefik")
+    kube_system = namespace_labels("kube-system")
+    store_ns = namespace_labels(STORE_NS, **{"app.kubernetes.io/managed-by": "woostore"})
+    store = {"app.kubernetes.io/name": "store"}
+    return [
+        Endpoint(service, NAMESPACE, pod_labels(deployment(docs, service)), release_ns,
+                 address=f"10.244.0.{i}")
+        for i, service in enumerate(SERVICES, start=10)
+    ] + [
+        Endpoint(name, NAMESPACE, pod_labels(sts), release_ns, address=f"10.244.0.{i}")
+        for i, sts in enumerate(by_kind(docs, "StatefulSet"), start=20)
+        for name in [sts["metadata"]["name"].removeprefix(f"{RELEASE}-")]
+    ] + [
+        Endpoint("coredns", "kube-system", {"k8s-app": "kube-dns"}, kube_system,
+                 address="10.244.1.2"),
+        Endpoint("metrics-server", "kube-system", {"k8s-app": "metrics-server"}, kube_system,
+                 address="10.244.1.3"),
+        Endpoint("traefik", "traefik", {"app.kubernetes.io/name": "traefik"}, traefik_ns,
+                 address="10.244.2.2"),
+        Endpoint("traefik-neighbour", "traefik", {"run": "debug"}, traefik_ns,
+                 address="10.244.2.3"),
+        Endpoint("wordpress", STORE_NS, {**store, "app.kubernetes.io/component": "wordpress"},
+                 store_ns, address="10.244.3.2"),
+        Endpoint("mariadb", STORE_NS, {**store, "app.kubernetes.io/component": "mariadb"},
+                 store_ns, address="10.244.3.3"),
+        Endpoint("managed-nats", "nats", {"app.kubernetes.io/name": "nats"},
+                 namespace_labels("nats"), address="10.244.4.2"),
+        Endpoint("api-server", None, address=API_SERVER),
+        Endpoint("load-balancer", None, address=LOAD_BALANCER),
+        Endpoint("proxy", None, address=PROXY),
+        Endpoint("external-postgresql", None, address=EXTERNAL_POSTGRESQL),
+        Endpoint("internet", None, address="203.0.113.7"),
+        Endpoint("internet-v6", None, address="2001:db8::7"),
+    ]  # fmt: skip
+
+
+def egress_of(
+    docs: list[Manifest], service: str, *, without_policies: bool = False
+) -> set[tuple[str, str, int]]:
+    """(destination, protocol, port) of every probed flow the policies let `service` open
+    (`without_policies`: that the cluster allows with none of the chart's policies)."""
+    policies = [] if without_policies else by_kind(docs, "NetworkPolicy")
+    flows = netpol.allowed_flows(policies, egress_model(docs), EGRESS_PROBES, NAMESPACE)
+    return {(f.dst, f.protocol, f.port) for f in flows if f.src == service}
+
+
+def to(destination: str, *ports: int) -> set[tuple[str, str, int]]:
+    return {(destination, "TCP", port) for port in ports}
+
+
+DNS = {("coredns", "UDP", 53), ("coredns", "TCP", 53)}
+IN_CHART_DEPS = to("nats", 4222) | to("postgresql", 5432)
+API_SERVER_FLOWS = to("api-server", 443, 6443)
+INGRESS_CONTROLLER = to("traefik", 80, 443, 8000, 8443)
+
+
+def test_the_provisioner_and_the_reaper_reach_exactly_their_dependencies(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["egress-narrowed"]
+    reaper = DNS | IN_CHART_DEPS | API_SERVER_FLOWS
+    provisioner = reaper | INGRESS_CONTROLLER | to("load-balancer", 80, 443) | to("proxy", 3128)
+    assert egress_of(docs, "provisioner") == provisioner
+    assert egress_of(docs, "reaper") == reaper
+    # Not the internet on 443, nor a store's MariaDB: without the policies they could.
+    open_egress = egress_of(docs, "provisioner", without_policies=True)
+    assert {("internet", "TCP", 443), ("mariadb", "TCP", 3306)} <= open_egress - provisioner
+    # The other pods' egress is not limited (the api and the notifier reach only NATS and
+    # PostgreSQL, whose own policies admit the release's pods).
+    assert ("internet", "TCP", 443) in egress_of(docs, "api")
+
+
+def test_by_default_the_api_server_is_any_address_on_its_ports_only(
+    default_docs: list[Manifest],
+) -> None:
+    """networkPolicy.egress.apiServer.cidrs empty: 443 and 6443 anywhere, the documented
+    opening to narrow; no other port leaves the release but DNS, NATS, PostgreSQL and the
+    ingress controller's."""
+    beyond_the_release = {e.name for e in egress_model(default_docs) if e.namespace != NAMESPACE}
+    anywhere = {(where, "TCP", port) for where in beyond_the_release for port in (443, 6443)}
+    reaper = DNS | IN_CHART_DEPS | anywhere
+    assert egress_of(default_docs, "reaper") == reaper
+    assert egress_of(default_docs, "provisioner") == reaper | INGRESS_CONTROLLER
+    values = (PLATFORM_CHART / "values.yaml").read_text()
+    assert "which lets the provisioner reach any server on 443: set it" in values
+
+
+def test_external_dependencies_are_reached_where_the_values_say(
+    helm_env: dict[str, str], variants: dict[str, list[Manifest]]
+) -> None:
+    # values-prod: NATS by the labels of its namespace; PostgreSQL not given, so any address
+    # on 5432 (its database-url is in a Secret the chart does not read).
+    prod = egress_of(variants["profile-prod"], "reaper")
+    assert to("managed-nats", 4222) <= prod
+    assert to("internet", 5432) | to("external-postgresql", 5432) <= prod
+    assert not to("internet", 4222) & prod
+    docs = render_platform(
+        helm_env,
+        *EXTERNAL_DEPS,
+        "--set-json",
+        f'networkPolicy.egress.postgresql.cidrs=["{EXTERNAL_POSTGRESQL}/32"]',
+        "--set-json",
+        'networkPolicy.egress.nats.podSelector={"app.kubernetes.io/name":"my-nats"}',
+        "--set-json",
+        "networkPolicy.egress.nats.ports=[14222]",
+    )
+    reaper = egress_of(docs, "reaper")
+    assert to("external-postgresql", 5432) <= reaper
+    assert not to("internet", 5432) & reaper
+    assert not {(d, p, n) for d, p, n in reaper if n in {4222, 14222}}, "nobody is my-nats"
+    (policy,) = [p for p in by_kind(docs, "NetworkPolicy") if p["metadata"]["name"]
+                 == f"{RELEASE}-reaper-egress"]  # fmt: skip
+    # A podSelector alone: NATS pods of the release namespace, on the given port.
+    assert {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "my-nats"}}}],
+            "ports": [{"protocol": "TCP", "port": 14222}]} in policy["spec"]["egress"]  # fmt: skip
+
+
+def test_simulated_stores_need_neither_the_api_server_nor_the_storefront(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    docs = variants["simulated"]
+    assert egress_of(docs, "provisioner") == DNS | IN_CHART_DEPS
+    assert egress_of(docs, "reaper") == DNS | IN_CHART_DEPS
+
+
+def test_egress_can_be_left_open(helm_env: dict[str, str]) -> None:
+    docs = render_platform(helm_env, *set_values("networkPolicy.egress.enabled=false"))
+    names = {p["metadata"]["name"] for p in by_kind(docs, "NetworkPolicy")}
+    assert f"{RELEASE}-deny-ingress" in names
+    assert not {n for n in names if n.endswith("-egress")}
 
 
 def test_each_service_has_a_disruption_budget(default_docs: list[Manifest]) -> None:
@@ -1306,6 +1762,18 @@ def test_the_store_chart_runs_this_image(helm_env: dict[str, str]) -> None:
     chart_env = {e["name"] for e in c["env"]}
     for variable in re.findall(r"getenv\( '([A-Z_]+)' \)", config):
         assert variable in chart_env, f"wp-config.php reads {variable}, which the chart never sets"
+
+
+def test_wordpress_is_locked_down_by_its_configuration() -> None:
+    config = (WORDPRESS / "wp-config.php").read_text()
+    for constant in (
+        "DISALLOW_FILE_MODS",
+        "AUTOMATIC_UPDATER_DISABLED",
+        "WP_HTTP_BLOCK_EXTERNAL",
+        # No store admin can post script into pages served next to the dashboard.
+        "DISALLOW_UNFILTERED_HTML",
+    ):
+        assert re.search(rf"^define\( '{constant}', true \);$", config, re.MULTILINE), constant
 
 
 def test_downloads_are_pinned_and_verified_at_build_time() -> None:

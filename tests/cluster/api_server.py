@@ -34,6 +34,9 @@ def status(code: int, reason: str, message: str) -> JSONResponse:
 class FakeApiServer:
     namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    role_bindings: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # The SelfSubjectAccessReviews asked, as sent.
+    reviews: list[dict[str, Any]] = field(default_factory=list)
     # method, path, query parameters
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     # the Authorization header of each request, in the same order ("" without one)
@@ -48,6 +51,16 @@ class FakeApiServer:
                 Route("/api/v1/namespaces/{name}", self.namespace, methods=["GET", "DELETE"]),
                 Route("/api/v1/namespaces/{ns}/secrets", self.create_secret, methods=["POST"]),
                 Route("/api/v1/namespaces/{ns}/secrets/{name}", self.read_secret),
+                Route(
+                    "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+                    self.create_role_binding,
+                    methods=["POST"],
+                ),
+                Route(
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                    self.review,
+                    methods=["POST"],
+                ),
                 Route("/apis/apps/v1/namespaces/{ns}/deployments", self.deployments),
                 Route("/apis/apps/v1/namespaces/{ns}/statefulsets", self.statefulsets),
                 Route("/api/v1/namespaces/{ns}/pods", self.pods),
@@ -148,6 +161,27 @@ class FakeApiServer:
                 "data": data,
             }
         )
+
+    async def create_role_binding(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        ns = request.path_params["ns"]
+        body = await request.json()
+        name = body["metadata"]["name"]
+        if (ns, name) in self.role_bindings:
+            return status(409, "AlreadyExists", f'rolebindings "{name}" already exists')
+        self.role_bindings[(ns, name)] = body
+        return JSONResponse(body, 201)
+
+    async def review(self, request: Request) -> Response:
+        """Allowed where a RoleBinding was made: the authorizer, caught up."""
+        if (refused := self._seen(request)) is not None:
+            return refused
+        body = await request.json()
+        self.reviews.append(body)
+        namespace = body["spec"]["resourceAttributes"]["namespace"]
+        allowed = any(ns == namespace for ns, _ in self.role_bindings)
+        return JSONResponse({**body, "status": {"allowed": allowed}}, 201)
 
     async def deployments(self, request: Request) -> Response:
         if (refused := self._seen(request)) is not None:

@@ -84,6 +84,14 @@ class FakeKube:
         self.failures: dict[str, list[KubeApiError]] = defaultdict(list)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.stuck: set[str] = set()  # namespaces whose deletion never finishes
+        self.role_bindings: dict[tuple[str, str], dict[str, Any]] = {}
+        # True: our identity's rights hold everywhere (a ClusterRoleBinding, or an admin's
+        # kubeconfig). False: only in namespaces holding a RoleBinding, and every namespaced
+        # request elsewhere is refused (403) as RBAC refuses it.
+        self.cluster_wide = True
+        # Requests refused after a RoleBinding is made, before the authorizer's cache has it.
+        self.binding_lag = 0
+        self._lag_left: dict[str, int] = {}
 
     def _enter(self, method: str, *args: Any) -> None:
         self.calls.append((method, args))
@@ -92,6 +100,28 @@ class FakeKube:
 
     def count(self, method: str) -> int:
         return sum(1 for name, _ in self.calls if name == method)
+
+    def permits(self, namespace: str) -> bool:
+        """Whether a namespaced request of ours in ``namespace`` is authorized now; a refused
+        one uses up one request of the binding's lag."""
+        if self.cluster_wide:
+            return True
+        if not any(ns == namespace for ns, _ in self.role_bindings):
+            return False
+        if self._lag_left.get(namespace, 0) > 0:
+            self._lag_left[namespace] -= 1
+            return False
+        return True
+
+    def _authorize(self, namespace: str, verb: str, resource: str) -> None:
+        if not self.permits(namespace):
+            raise KubeApiError(
+                403,
+                "Forbidden",
+                f'{resource} is forbidden: User "system:serviceaccount:woostore:'
+                f'woostore-provisioner" cannot {verb} resource "{resource}" in API group "" '
+                f'in the namespace "{namespace}"',
+            )
 
     # -- KubeApi ---------------------------------------------------------------------------
 
@@ -130,6 +160,7 @@ class FakeKube:
 
     async def create_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
         self._enter("create_secret", namespace, name)  # data kept out of the call log
+        self._authorize(namespace, "create", "secrets")
         ns = self.namespaces.get(namespace)
         if ns is None:
             raise KubeApiError(404, "NotFound", f'namespaces "{namespace}" not found')
@@ -146,15 +177,45 @@ class FakeKube:
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
         self._enter("read_secret", namespace, name)
+        self._authorize(namespace, "get", "secrets")
         found = self.secrets.get((namespace, name))
         return None if found is None else dict(found)
 
+    async def create_role_binding(
+        self,
+        namespace: str,
+        name: str,
+        cluster_role: str,
+        account: tuple[str, str],
+        labels: Mapping[str, str],
+    ) -> None:
+        self._enter("create_role_binding", namespace, name)
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            raise KubeApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+        if ns.phase == "Terminating":
+            raise KubeApiError(
+                403, "Forbidden", f"unable to create new content in namespace {namespace}"
+            )
+        if (namespace, name) in self.role_bindings:
+            raise KubeApiError(409, "AlreadyExists", f'rolebindings "{name}" already exists')
+        self.role_bindings[(namespace, name)] = {
+            "role": cluster_role, "account": account, "labels": dict(labels)
+        }  # fmt: skip
+        self._lag_left[namespace] = self.binding_lag
+
+    async def allowed(self, namespace: str, verb: str, resource: str) -> bool:
+        self._enter("allowed", namespace, verb, resource)
+        return self.permits(namespace)
+
     async def list_workloads(self, namespace: str) -> list[Workload]:
         self._enter("list_workloads", namespace)
+        self._authorize(namespace, "list", "deployments")
         return list(self.workloads.get(namespace, []))
 
     async def list_pods(self, namespace: str, label_selector: str = "") -> list[Pod]:
         self._enter("list_pods", namespace, label_selector)
+        self._authorize(namespace, "list", "pods")
         return [p for p in self.pods.get(namespace, []) if matches(p.labels, label_selector)]
 
     async def exec(
@@ -167,6 +228,7 @@ class FakeKube:
         timeout: float,  # noqa: ASYNC109  (the KubeApi signature: recorded, not awaited)
     ) -> ExecResult:
         self._enter("exec", namespace, pod)
+        self._authorize(namespace, "create", "pods/exec")
         if not any(p.name == pod for p in self.pods.get(namespace, [])):
             raise KubeApiError(404, "NotFound", f'pods "{pod}" not found')
         call = ExecCall(namespace, pod, container, list(command), stdin, timeout)
@@ -201,6 +263,8 @@ class FakeKube:
         self.tear_down(name)
         for key in [key for key in self.secrets if key[0] == name]:
             del self.secrets[key]
+        for key in [key for key in self.role_bindings if key[0] == name]:
+            del self.role_bindings[key]
 
 
 @dataclass
@@ -245,6 +309,12 @@ class FakeHelm:
         if self.scripted[verb]:
             return self.scripted[verb].pop(0)
         namespace = argv[argv.index("--namespace") + 1]
+        if self.kube is not None and not self.kube.permits(namespace):
+            # helm acts with the driver's identity: RBAC refuses it the same way.
+            return HelmResult(
+                1, "", f'Error: secrets is forbidden: cannot list resource "secrets" in the '
+                f'namespace "{namespace}"\n',
+            )  # fmt: skip
         name = argv[3] if verb == "upgrade" else argv[2]
         key = (namespace, name)
         revisions = self.releases.get(key)

@@ -20,8 +20,10 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.cluster.tls import Tls
@@ -46,18 +48,28 @@ class FakeStore:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     issued: list[tuple[str, str]] = field(default_factory=list)  # (Cart-Token, Nonce) answered
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(101))
+    # Path -> Location: the next request for the path is answered 307 to it, once.
+    redirects: dict[str, str] = field(default_factory=dict)
     url: str = ""
 
     def app(self) -> Starlette:
         return Starlette(
+            middleware=[Middleware(BaseHTTPMiddleware, dispatch=self.redirect)],
             routes=[
                 Route("/", self.home),
                 Route(f"{API}/products", self.list_products),
                 Route(f"{API}/cart", self.cart),
                 Route(f"{API}/cart/add-item", self.add_item, methods=["POST"]),
                 Route(f"{API}/checkout", self.checkout, methods=["POST"]),
-            ]
+            ],
         )
+
+    async def redirect(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        location = self.redirects.pop(request.url.path, None)
+        if location is None:
+            return await call_next(request)
+        self._log(request)
+        return RedirectResponse(location, 307)
 
     def _log(self, request: Request) -> None:
         self.requests.append((request.method, request.url.path, dict(request.headers)))

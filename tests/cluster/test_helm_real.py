@@ -123,8 +123,10 @@ async def test_every_other_argv_is_accepted_by_helm_and_unreachable_is_transient
         assert "kubernetes cluster unreachable" in result.stderr, f"{verb}: {result.stderr}"
 
     # And the driver, on the real helm, calls that transient.
+    store_namespace = FakeKube()
+    await store_namespace.create_namespace(NS, {})
     real_driver = KubernetesCluster(
-        FakeKube(), real, kubeconfig=kubeconfig, helm_binary=str(helm_binary)
+        store_namespace, real, kubeconfig=kubeconfig, helm_binary=str(helm_binary)
     )
     with pytest.raises(TransientClusterError, match=r"helm uninstall .* unreachable"):
         await real_driver.uninstall_release(NS, "store")

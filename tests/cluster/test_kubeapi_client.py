@@ -237,6 +237,36 @@ async def test_secrets_are_sent_as_string_data_and_read_back_decoded(
     assert await client.read_secret("store-a", "missing") is None
 
 
+async def test_a_role_binding_and_an_access_review_through_the_real_client(
+    api: tuple[ClientKubeApi, FakeApiServer],
+) -> None:
+    client, server = api
+    labels = {"app.kubernetes.io/managed-by": "woostore"}
+
+    before = await client.allowed("store-a", "create", "secrets")
+    await client.create_role_binding(
+        "store-a", "woostore-store-manager", "ns-rel-store-manager", ("ns", "rel-prov"), labels
+    )
+    after = await client.allowed("store-a", "create", "secrets")
+    with pytest.raises(KubeApiError) as again:
+        await client.create_role_binding(
+            "store-a", "woostore-store-manager", "ns-rel-store-manager", ("ns", "rel-prov"), {}
+        )
+
+    assert (before, after, again.value.status) == (False, True, 409)
+    body = server.role_bindings[("store-a", "woostore-store-manager")]
+    assert body["metadata"] == {"name": "woostore-store-manager", "labels": labels}
+    assert body["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "ns-rel-store-manager",
+    }
+    assert body["subjects"] == [{"kind": "ServiceAccount", "name": "rel-prov", "namespace": "ns"}]
+    assert server.reviews[0]["spec"] == {
+        "resourceAttributes": {"namespace": "store-a", "verb": "create", "resource": "secrets"}
+    }
+
+
 async def test_workloads_and_pods_are_read_with_their_problems(
     api: tuple[ClientKubeApi, FakeApiServer],
 ) -> None:

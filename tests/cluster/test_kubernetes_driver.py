@@ -93,6 +93,8 @@ async def test_managed_namespaces_are_those_with_the_ownership_and_installation_
     await kube.create_namespace("store-half", {MANAGED_BY[0]: MANAGED_BY[1]})
     await kube.create_namespace("other", {STORE_ID_LABEL: "x"})
     await kube.create_namespace("kube-system", {})
+    # The labels alone do not make a store namespace: anyone may label kube-public so.
+    await kube.create_namespace("kube-public", ours)
 
     assert await driver.managed_namespaces() == {NS: LABELS[STORE_ID_LABEL]}
     (selector,) = [args[0] for name, args in kube.calls if name == "list_namespaces"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import socket
 
+import httpx
 import pytest
 
 from tests.cluster.fakes import ExecCall, FakeKube
-from tests.cluster.store_api import FakeStore
-from woostore_cluster import TransientClusterError
+from tests.cluster.store_api import FakeStore, serving
+from woostore_cluster import PermanentClusterError, TransientClusterError
 from woostore_cluster.kubeapi import ExecResult
 from woostore_cluster.kubernetes import KubernetesCluster
+from woostore_cluster.storefront import same_store
 
 NS = "store-acme-1a2b3c"
 
@@ -115,3 +117,57 @@ async def test_an_unreachable_storefront_is_transient(driver: KubernetesCluster)
         port = sock.getsockname()[1]
         with pytest.raises(TransientClusterError, match="cannot reach the storefront"):
             await driver.check_storefront(NS, f"http://127.0.0.1:{port}")
+
+
+async def test_a_redirect_on_the_stores_own_address_is_followed(
+    driver: KubernetesCluster, wordpress: FakeKube, store_api: FakeStore
+) -> None:
+    store_api.redirects["/"] = f"{store_api.url}/"
+
+    check = await driver.check_storefront(NS, store_api.url)
+
+    assert check.order_placed
+    assert [path for _, path, _ in store_api.requests[:2]] == ["/", "/"]
+
+
+async def test_a_redirect_to_another_server_is_refused_and_nothing_is_sent_there(
+    driver: KubernetesCluster, wordpress: FakeKube, store_api: FakeStore
+) -> None:
+    """The store sends checkout elsewhere (another port of the same address, as a harness
+    reproduced): the order's body is never re-sent there, and nothing it would answer ends
+    up in the reason."""
+    async with serving(FakeStore()) as elsewhere:
+        store_api.redirects["/wp-json/wc/store/v1/checkout"] = (
+            f"{elsewhere.url}/wp-json/wc/store/v1/checkout"
+        )
+
+        with pytest.raises(PermanentClusterError) as refused:
+            await driver.check_storefront(NS, store_api.url)
+
+    port = elsewhere.url.rpartition(":")[2]
+    assert str(refused.value) == (
+        f"the storefront at {store_api.url} redirected (307) to another host, "
+        f"http://127.0.0.1:{port}: not followed"
+    )
+    assert elsewhere.requests == []
+    assert store_api.orders == {}
+
+
+@pytest.mark.parametrize(
+    ("target", "followed"),
+    [
+        ("http://acme.shops.example/shop/", True),
+        ("https://acme.shops.example/", True),  # the TLS profile's canonical address
+        ("https://acme.shops.example:8443/", False),
+        ("http://acme.shops.example:8080/", False),
+        ("http://other.shops.example/", False),
+        ("http://acme.shops.example.evil.test/", False),
+    ],
+)
+def test_only_the_stores_own_address_counts_as_the_store(target: str, followed: bool) -> None:
+    assert same_store(httpx.URL("http://acme.shops.example"), httpx.URL(target)) is followed
+
+
+def test_https_never_drops_to_http() -> None:
+    store = httpx.URL("https://acme.shops.example")
+    assert not same_store(store, httpx.URL("http://acme.shops.example/"))

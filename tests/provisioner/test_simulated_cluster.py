@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import stat
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -123,6 +126,43 @@ async def test_state_survives_a_new_instance_over_the_same_state_dir(
 
 
 # -- releases ------------------------------------------------------------------------------
+
+
+def modes(folder: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in [folder, *folder.iterdir()]}
+
+
+@pytest.fixture
+def state_left_readable(cluster_dir: Path) -> Iterator[Path]:
+    """A folder and database an earlier version made 0755 and 0644, under umask 022."""
+    old_umask = os.umask(0o022)
+    try:
+        cluster_dir.mkdir(mode=0o755)
+        (cluster_dir / "cluster.sqlite3").touch(mode=0o644)
+        yield cluster_dir
+    finally:
+        os.umask(old_umask)
+
+
+async def test_only_its_owner_can_read_the_state_and_its_secrets(
+    state_left_readable: Path, helm_binary: str
+) -> None:
+    """The state holds the stores' passwords: the folder is 0700, the database and SQLite's
+    side files 0600, whatever the umask, and whatever an earlier version left."""
+    cluster = SimulatedCluster(state_left_readable, helm_binary=helm_binary, time_scale=0)
+    await cluster.ensure_namespace(NAMESPACE, LABELS)
+    # A reader keeps the write-ahead log and its index from being removed at the end.
+    with closing(sqlite3.connect(cluster.state_file)) as reader:
+        reader.execute("SELECT count(*) FROM objects").fetchone()
+        await cluster.ensure_secret(NAMESPACE, CREDENTIALS_SECRET, CREDENTIALS)
+        found = modes(state_left_readable)
+
+    assert found == {
+        state_left_readable.name: 0o700,
+        "cluster.sqlite3": 0o600,
+        "cluster.sqlite3-wal": 0o600,
+        "cluster.sqlite3-shm": 0o600,
+    }
 
 
 async def test_install_release_renders_the_real_chart(
@@ -552,6 +592,8 @@ async def test_two_installations_sharing_a_cluster_each_see_only_their_own_names
     acme = {**LABELS, STORE_ID_LABEL: "acme"}
     await production.ensure_namespace(NAMESPACE, acme)
     await staging.ensure_namespace(OTHER_NAMESPACE, {**LABELS, STORE_ID_LABEL: "other"})
+    # The labels alone do not make a store namespace: anyone may label kube-public so.
+    await production.ensure_namespace("kube-public", {**LABELS, STORE_ID_LABEL: "kube"})
 
     assert await production.managed_namespaces() == {NAMESPACE: "acme"}
     assert await staging.managed_namespaces() == {OTHER_NAMESPACE: "other"}

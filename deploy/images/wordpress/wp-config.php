@@ -31,6 +31,9 @@ if ( isset( $_SERVER['HTTP_X_FORWARDED_PROTO'] ) && 'https' === $_SERVER['HTTP_X
 // Core and plugins come from the image: no installs or updates from the admin screens.
 define( 'DISALLOW_FILE_MODS', true );
 define( 'AUTOMATIC_UPDATER_DISABLED', true );
+// No role may post script or other unfiltered HTML, administrators included: pages are
+// served on a domain next to the platform's dashboard.
+define( 'DISALLOW_UNFILTERED_HTML', true );
 // Store pods have no egress: fail outgoing HTTP at once instead of waiting for timeouts.
 define( 'WP_HTTP_BLOCK_EXTERNAL', true );
 

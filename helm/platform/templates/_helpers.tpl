@@ -172,3 +172,50 @@ Secret, never as literal values. Call with the root context.
   value: {{ printf "%s://%s" (include "platform.scheme" .) $v.ingress.host | quote }}
 {{- end }}
 {{- end -}}
+
+{{/*
+NetworkPolicy peers of one egress destination, as a YAML list (fromYamlArray): pods by
+namespace labels (and pod labels), pods of the release namespace by pod labels alone, and
+addresses by CIDR. Given none of these, any address (0.0.0.0/0 and ::/0): the destination
+stays reachable, on its ports only, until the operator narrows it. Pass a dict with any of
+namespaceSelector, podSelector, cidrs.
+*/}}
+{{- define "platform.egressPeers" -}}
+{{- $peers := list -}}
+{{- if .namespaceSelector -}}
+{{- $peer := dict "namespaceSelector" (dict "matchLabels" .namespaceSelector) -}}
+{{- with .podSelector }}{{ $_ := set $peer "podSelector" (dict "matchLabels" .) }}{{ end -}}
+{{- $peers = append $peers $peer -}}
+{{- else if .podSelector -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" .podSelector)) -}}
+{{- end -}}
+{{- range .cidrs }}{{ $peers = append $peers (dict "ipBlock" (dict "cidr" .)) }}{{ end -}}
+{{- if not $peers -}}
+{{- $peers = list (dict "ipBlock" (dict "cidr" "0.0.0.0/0")) (dict "ipBlock" (dict "cidr" "::/0")) -}}
+{{- end -}}
+{{- toYaml $peers -}}
+{{- end -}}
+
+{{/* NetworkPolicy ports, TCP, of a list of port numbers, as a YAML list (fromYamlArray). */}}
+{{- define "platform.tcpPorts" -}}
+{{- $ports := list -}}
+{{- range . }}{{ $ports = append $ports (dict "protocol" "TCP" "port" (int .)) }}{{ end -}}
+{{- toYaml $ports -}}
+{{- end -}}
+
+{{/*
+CEL: the namespace `namespace` (an expression of the admission request) is one of this
+installation's stores, named store-* and carrying the ownership labels the provisioner gives
+the namespaces it makes (cluster/woostore_cluster/base.py). Call with (dict "ctx" $
+"namespace" "namespaceObject").
+*/}}
+{{- define "platform.isStoreNamespace" -}}
+{{- $labels := printf "%s.metadata.labels" .namespace -}}
+{{ .namespace }}.metadata.name.startsWith('store-') &&
+has({{ $labels }}) &&
+'woostore.io/store-id' in {{ $labels }} &&
+'app.kubernetes.io/managed-by' in {{ $labels }} &&
+{{ $labels }}['app.kubernetes.io/managed-by'] == 'woostore' &&
+'woostore.io/installation' in {{ $labels }} &&
+{{ $labels }}['woostore.io/installation'] == '{{ .ctx.Release.Name }}'
+{{- end -}}
