@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     dashboard_origin: str = Field(
         default="", description="Origin allowed to read the event stream (CORS)."
     )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Largest request body the API takes; a bigger one is refused with 413 "
+        "before it is parsed or its sender authenticated.",
+    )
     ops_host: str = Field(default="127.0.0.1", description="Interface of the ops endpoints.")
     ops_port: int = Field(
         default=0,

@@ -98,7 +98,10 @@ VARIANTS: dict[str, list[str]] = {
     ),
 }
 # Custom resources: not in Kubernetes' schemas (checked by shape in their own test).
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("traefik.io/v1alpha1", "Middleware"),  # the body limit (tests/charts/test_platform_edge.py)
+}
 CLUSTER_SCOPED_KINDS = {"ClusterRole", "ClusterRoleBinding"}
 SENSITIVE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|DATABASE_URL")
 
@@ -314,7 +317,7 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
     assert kinds == sorted(
         ["Deployment"] * 4 + ["Service"] * 6 + ["PodDisruptionBudget"] * 4
         + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
-        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 7
+        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["Middleware"] + ["NetworkPolicy"] * 7
         + ["ClusterRole"] * 3 + ["ClusterRoleBinding"] * 3
     )  # fmt: skip
 
@@ -595,7 +598,10 @@ def test_event_stream_annotations_come_from_values(helm_env: dict[str, str]) -> 
     assert events["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert events["example.com/team"] == "shops"
     main = one(docs, "Ingress", RELEASE)["metadata"]["annotations"]
-    assert main == {"example.com/team": "shops"}
+    assert main == {
+        "example.com/team": "shops",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "65536",
+    }
 
 
 def test_tls_comes_from_cert_manager_once_for_the_host(

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
+from woostore_api.edge import BodyLimit
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     api = APIRouter(prefix="/api/v1")
     api.include_router(stores_router)
     api.include_router(access_router)

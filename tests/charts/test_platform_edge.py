@@ -1,0 +1,62 @@
+"""helm/platform at the edge: what its Ingresses let through to the services.
+
+The rest of the chart is checked in test_platform_chart.py; the helpers are in chart.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.charts.chart import Manifest, by_kind, one, render_platform
+
+RELEASE = NAMESPACE = "woostore"  # render_platform's
+MAX_BODY_BYTES = "65536"  # settings.maxBodyBytes in values.yaml
+BODY_LIMIT_ANNOTATIONS = {
+    "ingress-nginx": ("nginx.ingress.kubernetes.io/proxy-body-size", MAX_BODY_BYTES),
+    "nginx": ("nginx.org/client-max-body-size", MAX_BODY_BYTES),
+    "traefik": (
+        "traefik.ingress.kubernetes.io/router.middlewares",
+        f"{NAMESPACE}-{RELEASE}-body-limit@kubernetescrd",
+    ),
+}
+
+
+def ingress_annotations(docs: list[Manifest], name: str) -> dict[str, str]:
+    found: dict[str, str] = one(docs, "Ingress", name)["metadata"].get("annotations") or {}
+    return found
+
+
+def api_env(docs: list[Manifest]) -> dict[str, str]:
+    deployment = one(docs, "Deployment", f"{RELEASE}-api")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+@pytest.mark.parametrize("controller", sorted(BODY_LIMIT_ANNOTATIONS))
+def test_the_main_ingress_refuses_bodies_the_api_would_refuse(
+    helm_env: dict[str, str], controller: str
+) -> None:
+    docs = render_platform(helm_env, "--set", f"ingress.controller={controller}")
+
+    name, value = BODY_LIMIT_ANNOTATIONS[controller]
+    assert ingress_annotations(docs, RELEASE)[name] == value
+    assert api_env(docs)["WOOSTORE_MAX_BODY_BYTES"] == MAX_BODY_BYTES
+    # The event stream takes no body, and Traefik's buffering would hold its responses back.
+    assert name not in ingress_annotations(docs, f"{RELEASE}-events")
+    middlewares = by_kind(docs, "Middleware")
+    if controller == "traefik":
+        (middleware,) = middlewares
+        assert middleware["apiVersion"] == "traefik.io/v1alpha1"
+        assert middleware["metadata"]["name"] == f"{RELEASE}-body-limit"
+        assert middleware["spec"] == {"buffering": {"maxRequestBodyBytes": int(MAX_BODY_BYTES)}}
+    else:
+        assert middlewares == []
+
+
+def test_one_value_sets_the_api_and_the_ingress_body_limit(helm_env: dict[str, str]) -> None:
+    docs = render_platform(
+        helm_env, "--set", "settings.maxBodyBytes=1024", "--set", "ingress.controller=nginx"
+    )
+
+    assert ingress_annotations(docs, RELEASE)["nginx.org/client-max-body-size"] == "1024"
+    assert api_env(docs)["WOOSTORE_MAX_BODY_BYTES"] == "1024"
