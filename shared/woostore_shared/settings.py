@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     dashboard_origin: str = Field(
         default="", description="Origin allowed to read the event stream (CORS)."
     )
+    api_docs: bool = Field(
+        default=True, description="Serve Swagger UI at /docs (the OpenAPI document stays)."
+    )
     max_body_bytes: int = Field(
         default=64 * 1024,
         ge=1,

@@ -1,7 +1,8 @@
-"""What every request meets before the routes: the limit on the size of its body."""
+"""The API's edge: the limit on request bodies, and the /docs page."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -89,3 +90,35 @@ async def test_the_limit_is_the_max_body_bytes_setting(settings: Settings) -> No
         response = await http.post(STORES, json={"name": "Seventeen bytes!"})
 
     assert problem(response, 413)["max_bytes"] == 16
+
+
+# --- /docs ----------------------------------------------------------------------------------
+
+
+async def test_the_docs_page_loads_swagger_ui_from_the_api_itself(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    page = await anonymous.get("/docs")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert urls
+    assert all(url.startswith("/") and not url.startswith("//") for url in urls), urls
+    assert "<script>" not in page.text, "an inline script (the CSP allows files only)"
+    for url in urls:
+        assert (await anonymous.get(url)).status_code == 200, url
+    bundle = await anonymous.get("/docs/assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in bundle.text
+
+
+async def test_the_docs_can_be_turned_off_and_the_openapi_document_stays(
+    settings: Settings,
+) -> None:
+    app = create_app(settings.model_copy(update={"api_docs": False}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test"
+    ) as http:
+        for url in ("/docs", "/docs/assets/swagger-ui-bundle.js", "/redoc"):
+            assert (await http.get(url)).status_code == 404, url
+        assert (await http.get("/openapi.json")).status_code == 200

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.charts.chart import Manifest, by_kind, one, render_platform
+from tests.charts.chart import PLATFORM_CHART, Manifest, by_kind, one, render_platform
 
 RELEASE = NAMESPACE = "woostore"  # render_platform's
 MAX_BODY_BYTES = "65536"  # settings.maxBodyBytes in values.yaml
@@ -60,3 +60,11 @@ def test_one_value_sets_the_api_and_the_ingress_body_limit(helm_env: dict[str, s
 
     assert ingress_annotations(docs, RELEASE)["nginx.org/client-max-body-size"] == "1024"
     assert api_env(docs)["WOOSTORE_MAX_BODY_BYTES"] == "1024"
+
+
+def test_swagger_ui_is_off_in_the_production_profile(helm_env: dict[str, str]) -> None:
+    defaults = render_platform(helm_env)
+    prod = render_platform(helm_env, "--values", str(PLATFORM_CHART / "values-prod.yaml"))
+
+    assert api_env(defaults)["WOOSTORE_API_DOCS"] == "true"
+    assert api_env(prod)["WOOSTORE_API_DOCS"] == "false"

@@ -88,6 +88,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=VERSION,
         description="Provision isolated WooCommerce stores. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN, with inline scripts.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -110,6 +113,17 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    if settings.api_docs:
+        app.mount(
+            "/docs/assets",
+            StaticFiles(packages=[("fastapi_offline", "static")]),
+            name="docs-assets",
+        )
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> FileResponse:
+            return FileResponse(STATIC / "docs.html")
 
     return app
 
