@@ -1,12 +1,23 @@
-"""What every request meets before the app: a limit on the size of its body."""
+"""The API's edge: a limit on what comes in, and the headers of what goes out."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from fastapi import Response
+from secure import (
+    ContentSecurityPolicy,
+    ReferrerPolicy,
+    Secure,
+    XContentTypeOptions,
+    XFrameOptions,
+)
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_api.problems import content_too_large, problem_response
+from woostore_shared.settings import Settings
 
 
 class BodyLimit:
@@ -72,3 +83,33 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def security_headers(settings: Settings) -> Secure:
+    """The headers of every response. The dashboard and /docs load scripts and styles from
+    this origin only (no inline ones), may not be framed by any page (a store on the same
+    site included), and talk only to this origin and the event stream's."""
+    events = urlsplit(settings.events_url)
+    policy = (
+        ContentSecurityPolicy()
+        .default_src("'none'")
+        .script_src("'self'")
+        .style_src("'self'")
+        .img_src("'self'", "data:")  # the page's empty favicon; Swagger UI's icons
+        .connect_src("'self'", f"{events.scheme}://{events.netloc}")
+        .form_action("'self'")
+        .base_uri("'none'")
+        .frame_ancestors("'none'")
+    )
+    return Secure(
+        csp=policy,
+        xfo=XFrameOptions().deny(),
+        xcto=XContentTypeOptions().nosniff(),
+        referrer=ReferrerPolicy().no_referrer(),
+    )
+
+
+async def no_store(response: Response) -> None:
+    """For answers that carry a secret (a password, a new key, a session): no cache, the
+    browser's or a proxy's, keeps a copy."""
+    response.headers["Cache-Control"] = "no-store"

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from secure.middleware import SecureASGIMiddleware
 
 from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
-from woostore_api.edge import BodyLimit
+from woostore_api.edge import BodyLimit, no_store, security_headers
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
@@ -55,7 +56,10 @@ async def asyncapi() -> dict[str, Any]:
 
 
 @platform_router.post(
-    "/events/ticket", response_model=Ticket, responses=problem_responses(401, 403)
+    "/events/ticket",
+    response_model=Ticket,
+    responses=problem_responses(401, 403),
+    dependencies=[Depends(no_store)],
 )
 async def event_ticket(request: Request, caller: CurrentCaller) -> Ticket:
     """A short-lived ticket for the event stream: EventSource cannot send an Authorization
@@ -94,6 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: refusals of the body limit get the headers too.
+    app.add_middleware(SecureASGIMiddleware, secure=security_headers(settings))
     api = APIRouter(prefix="/api/v1")
     api.include_router(stores_router)
     api.include_router(access_router)
