@@ -5,6 +5,8 @@ The rest of the chart is checked in test_platform_chart.py; the helpers are in c
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from tests.charts.chart import PLATFORM_CHART, Manifest, by_kind, one, render_platform
@@ -68,3 +70,22 @@ def test_swagger_ui_is_off_in_the_production_profile(helm_env: dict[str, str]) -
 
     assert api_env(defaults)["WOOSTORE_API_DOCS"] == "true"
     assert api_env(prod)["WOOSTORE_API_DOCS"] == "false"
+
+
+def registrable_domain(host: str) -> str:
+    # The last two labels: right for the example domains the profiles ship (a real check
+    # needs the Public Suffix List).
+    return ".".join(host.split(".")[-2:])
+
+
+@pytest.mark.parametrize("profile", [[], ["--values", str(PLATFORM_CHART / "values-prod.yaml")]])
+def test_stores_live_on_another_site_than_the_dashboard(
+    helm_env: dict[str, str], profile: list[str]
+) -> None:
+    docs = render_platform(helm_env, *profile)
+
+    env = api_env(docs)
+    dashboard = urlsplit(env["WOOSTORE_DASHBOARD_ORIGIN"]).hostname
+    assert dashboard
+    stores = env["WOOSTORE_BASE_DOMAIN"]
+    assert registrable_domain(stores) != registrable_domain(dashboard)
