@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     ops_host: str = Field(default="127.0.0.1", description="Interface of the ops endpoints.")
     ops_port: int = Field(
         default=0,
-        description="Port of /healthz, /readyz and /metrics for the provisioner and reaper "
-        "(0 picks a free port, logged at start).",
+        description="Port of every service's /healthz, /readyz and /metrics, never served "
+        "on the public API or event-stream port (0 picks a free port, logged at start).",
     )
 
     cluster: ClusterMode | None = Field(

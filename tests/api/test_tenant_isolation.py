@@ -393,9 +393,6 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
     "GET /openapi.json": _public("/openapi.json"),
     "GET /docs": _public("/docs"),
     "GET /docs/assets": _public("/docs/assets/swagger-ui.css"),
-    "GET /healthz": _public("/healthz"),
-    "GET /readyz": _public("/readyz"),
-    "GET /metrics": _public("/metrics"),
     "GET /static": _public("/static/app.js"),
     "GET /": _public("/"),
 }

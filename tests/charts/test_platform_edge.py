@@ -13,6 +13,7 @@ from tests.charts.chart import PLATFORM_CHART, Manifest, by_kind, one, render_pl
 
 RELEASE = NAMESPACE = "woostore"  # render_platform's
 MAX_BODY_BYTES = "65536"  # settings.maxBodyBytes in values.yaml
+OPS_PORT = 9000  # every service's /healthz, /readyz and /metrics
 BODY_LIMIT_ANNOTATIONS = {
     "ingress-nginx": ("nginx.ingress.kubernetes.io/proxy-body-size", MAX_BODY_BYTES),
     "nginx": ("nginx.org/client-max-body-size", MAX_BODY_BYTES),
@@ -89,3 +90,30 @@ def test_stores_live_on_another_site_than_the_dashboard(
     assert dashboard
     stores = env["WOOSTORE_BASE_DOMAIN"]
     assert registrable_domain(stores) != registrable_domain(dashboard)
+
+
+@pytest.mark.parametrize("controller", sorted(BODY_LIMIT_ANNOTATIONS))
+def test_no_ingress_reaches_an_ops_port(helm_env: dict[str, str], controller: str) -> None:
+    docs = render_platform(helm_env, "--set", f"ingress.controller={controller}")
+
+    routed = [
+        path["backend"]["service"]
+        for ingress in by_kind(docs, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert len(routed) == 2
+    for backend in routed:
+        service = one(docs, "Service", backend["name"])
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        assert backend["port"] == {"name": "http"}
+        assert ports["http"]["port"] != ports["ops"]["port"]
+        deployment = one(docs, "Deployment", backend["name"])
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["port"] == "ops"
+    # Nor may the controller's pods connect to one.
+    for policy in by_kind(docs, "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            if any("traefik" in str(peer) for peer in rule["from"]):
+                assert [p["port"] for p in rule["ports"]] != [OPS_PORT], policy["metadata"]

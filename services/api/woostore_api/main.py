@@ -26,7 +26,7 @@ from woostore_shared.asyncapi import document as asyncapi_document
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging
 from woostore_shared.messaging import connect, require_connected
-from woostore_shared.ops import ops_routes
+from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import SESSION_TTL_SECONDS, CredentialCipher, TicketSigner
 from woostore_shared.settings import Settings
@@ -83,7 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = TicketSigner(secret, "session", SESSION_TTL_SECONDS)
         app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
         app.state.nats = nats
+        app.state.ops = await serve_ops(
+            settings.ops_host,
+            settings.ops_port,
+            {"database": db.ping, "nats": lambda: require_connected(nats)},
+        )
         yield
+        await app.state.ops.stop()
         await nats.close()
         await db.dispose()
 
@@ -106,14 +112,6 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(audit_router)
     api.include_router(platform_router)
     app.include_router(api)
-
-    async def database_ready() -> None:
-        await app.state.db.ping()
-
-    async def nats_ready() -> None:
-        await require_connected(app.state.nats)
-
-    app.router.routes.extend(ops_routes({"database": database_ready, "nats": nats_ready}))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
