@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     dashboard_origin: str = Field(
         default="", description="Origin allowed to read the event stream (CORS)."
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Peers whose X-Forwarded-For and X-Forwarded-Proto the API believes (the "
+        "ingress controller): addresses or CIDR ranges, comma-separated, or *.",
+    )
     api_docs: bool = Field(
         default=True, description="Serve Swagger UI at /docs (the OpenAPI document stays)."
     )

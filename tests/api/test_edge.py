@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from nats.aio.client import Client
 
 from tests.api.conftest import ADMIN_TOKEN
 from tests.api.http import STORES, problem
@@ -280,3 +281,36 @@ def attributes(set_cookie: str) -> set[str]:
 
 def own_value(set_cookie: str) -> str:
     return set_cookie.split(";", 1)[0].split("=", 1)[1]
+
+
+# --- the client behind a proxy -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def behind_proxy(settings: Settings, nats_client: Client) -> AsyncIterator[FastAPI]:
+    """The API trusting one proxy, 10.1.2.3, for the client's address and scheme."""
+    app = create_app(settings.model_copy(update={"forwarded_allow_ips": "10.1.2.3"}))
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.mark.parametrize(
+    ("peer", "recorded"), [("10.1.2.3", "203.0.113.7"), ("10.9.9.9", "10.9.9.9")]
+)
+async def test_the_audit_log_believes_x_forwarded_for_only_from_a_trusted_proxy(
+    behind_proxy: FastAPI, peer: str, recorded: str
+) -> None:
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=behind_proxy, client=(peer, 40000)),
+        base_url="http://api.test",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", **forwarded},
+    ) as http:
+        signed_in = await http.post(SESSION, json={"token": ADMIN_TOKEN})
+        [entry] = (await http.get("/api/v1/audit")).json()["items"]
+
+    assert entry["action"] == "session.create"
+    assert entry["source_ip"] == recorded
+    # The scheme follows the same trust: the trusted proxy's HTTPS gets the __Host- cookie.
+    name = SECURE_SESSION if peer == "10.1.2.3" else PLAIN_SESSION
+    assert signed_in.headers["set-cookie"].startswith(f"{name}=")

@@ -117,3 +117,19 @@ def test_no_ingress_reaches_an_ops_port(helm_env: dict[str, str], controller: st
         for rule in policy["spec"].get("ingress", []):
             if any("traefik" in str(peer) for peer in rule["from"]):
                 assert [p["port"] for p in rule["ports"]] != [OPS_PORT], policy["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("values", "trusted"),
+    [
+        ([], "*"),  # the NetworkPolicy lets only the ingress controller reach the api
+        (["networkPolicy.enabled=false"], "127.0.0.1"),
+        (["networkPolicy.enabled=false", "api.forwardedAllowIps=10.42.0.0/16"], "10.42.0.0/16"),
+    ],
+)
+def test_the_api_believes_forwarded_headers_only_from_the_ingress_controller(
+    helm_env: dict[str, str], values: list[str], trusted: str
+) -> None:
+    docs = render_platform(helm_env, *(arg for value in values for arg in ("--set", value)))
+
+    assert api_env(docs)["WOOSTORE_FORWARDED_ALLOW_IPS"] == trusted

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from secure.middleware import SecureASGIMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
@@ -106,6 +107,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: refusals of the body limit get the headers too.
     app.add_middleware(SecureASGIMiddleware, secure=security_headers(settings))
+    # Outermost of all: the audit log records the client a trusted proxy saw, and a cookie is
+    # Secure when the client's connection was HTTPS. Only here: main() turns uvicorn's off.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     api = APIRouter(prefix="/api/v1")
     api.include_router(stores_router)
     api.include_router(access_router)
@@ -137,5 +141,9 @@ def main() -> None:
     settings.require_runtime()
     configure_logging(settings, "api")
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=False,  # create_app applies them, from WOOSTORE_FORWARDED_ALLOW_IPS
     )
