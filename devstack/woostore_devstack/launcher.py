@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from woostore_devstack.embedded import start_nats, start_postgres
+from woostore_devstack.embedded import free_port, start_nats, start_postgres
 from woostore_shared.settings import Settings
 
 SERVICES = ("api", "provisioner", "reaper", "notifier")
@@ -84,10 +84,12 @@ async def supervise(env: dict[str, str], settings: Settings) -> int:
     bin_dir = Path(sys.executable).parent
     processes: dict[str, asyncio.subprocess.Process] = {}
     relays = []
+    # Each service serves /healthz, /readyz and /metrics on an ops port of its own.
+    ops_ports = {name: free_port() for name in SERVICES}
     for name in SERVICES:
         process = await asyncio.create_subprocess_exec(
             str(bin_dir / f"woostore-{name}"),
-            env=env,
+            env={**env, "WOOSTORE_OPS_PORT": str(ops_ports[name])},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the services in order
@@ -104,7 +106,7 @@ async def supervise(env: dict[str, str], settings: Settings) -> int:
     exits = {asyncio.create_task(p.wait()): name for name, p in processes.items()}
     stop = asyncio.create_task(stopping.wait())
     ready = asyncio.create_task(
-        _wait_until_ready(f"http://{settings.api_host}:{settings.api_port}/readyz")
+        _wait_until_ready(f"http://{settings.ops_host}:{ops_ports['api']}/readyz")
     )
     await asyncio.wait({ready, stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
     if ready.done() and not ready.exception():

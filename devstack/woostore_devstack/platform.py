@@ -23,7 +23,6 @@ from woostore_devstack.embedded import NatsServer, Postgres, free_port, start_na
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("api", "provisioner", "reaper", "notifier")
-_WITH_OPS_PORT = ("provisioner", "reaper")
 
 
 @dataclass
@@ -45,19 +44,16 @@ class Platform:
     def start(self, service: str, name: str | None = None, **overrides: str) -> None:
         """Start ``service`` as process ``name`` (a second replica needs its own name)."""
         name = name or service
-        env = {**self.env, **overrides}
-        if service in _WITH_OPS_PORT:
-            port = free_port()
-            env["WOOSTORE_OPS_PORT"] = str(port)
-            self.ops_urls[name] = f"http://127.0.0.1:{port}"
+        port = free_port()  # /healthz, /readyz and /metrics of this process
+        env = {**self.env, **overrides, "WOOSTORE_OPS_PORT": str(port)}
+        self.ops_urls[name] = f"http://127.0.0.1:{port}"
         log = (self.data_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [str(BIN / f"woostore-{service}")], env=env, stdout=log, stderr=log, cwd=REPO
         )
 
     def readiness_urls(self) -> list[str]:
-        urls = [f"{self.api_url}/readyz", self.events_url.replace("/api/v1/events", "/readyz")]
-        return urls + [f"{url}/readyz" for url in self.ops_urls.values()]
+        return [f"{url}/readyz" for url in self.ops_urls.values()]
 
     def wait_ready(self, deadline: float = 60) -> None:
         give_up = time.monotonic() + deadline
@@ -86,6 +82,7 @@ class Platform:
 
     def stop(self, name: str, timeout: float = 20) -> None:
         process = self.processes.pop(name)
+        self.ops_urls.pop(name)
         if process.poll() is None:
             process.terminate()
             try:

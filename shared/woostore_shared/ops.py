@@ -2,8 +2,9 @@
 
 ``/healthz`` answers while the process's event loop runs; ``/readyz`` runs the service's
 readiness checks (database, NATS...) and answers 503 naming the ones failing; ``/metrics``
-is the Prometheus exposition. The API and notifier mount these routes in their own apps;
-the provisioner and reaper serve them with :func:`serve_ops`.
+is the Prometheus exposition. Every service serves them with :func:`serve_ops` on a port of
+their own (``WOOSTORE_OPS_PORT``), never on the API's or the notifier's public port: the
+Ingress routes those to the world, and these are for the kubelet and Prometheus only.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,7 +28,7 @@ log = get_logger(__name__)
 _CHECK_TIMEOUT = 2.0
 
 
-def ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[Route]:
+def _ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[Route]:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -60,10 +62,23 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve_ops(host: str, port: int, checks: Mapping[str, ReadinessCheck]) -> uvicorn.Server:
+@dataclass(frozen=True)
+class OpsServer:
+    """The ops endpoints running in the background of a service's event loop."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    port: int  # the one bound, when asked for 0
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def serve_ops(host: str, port: int, checks: Mapping[str, ReadinessCheck]) -> OpsServer:
     """Start the ops endpoints in the background of the current event loop."""
     config = uvicorn.Config(
-        Starlette(routes=ops_routes(checks)), host=host, port=port, log_config=None, lifespan="off"
+        Starlette(routes=_ops_routes(checks)), host=host, port=port, log_config=None, lifespan="off"
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
@@ -73,4 +88,4 @@ async def serve_ops(host: str, port: int, checks: Mapping[str, ReadinessCheck]) 
         await asyncio.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     log.info("ops endpoints listening", url=f"http://{host}:{bound}", port=bound)
-    return server
+    return OpsServer(server, task, bound)

@@ -64,11 +64,25 @@ class Settings(BaseSettings):
     dashboard_origin: str = Field(
         default="", description="Origin allowed to read the event stream (CORS)."
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Peers whose X-Forwarded-For and X-Forwarded-Proto the API believes (the "
+        "ingress controller): addresses or CIDR ranges, comma-separated, or *.",
+    )
+    api_docs: bool = Field(
+        default=True, description="Serve Swagger UI at /docs (the OpenAPI document stays)."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Largest request body the API takes; a bigger one is refused with 413 "
+        "before it is parsed or its sender authenticated.",
+    )
     ops_host: str = Field(default="127.0.0.1", description="Interface of the ops endpoints.")
     ops_port: int = Field(
         default=0,
-        description="Port of /healthz, /readyz and /metrics for the provisioner and reaper "
-        "(0 picks a free port, logged at start).",
+        description="Port of every service's /healthz, /readyz and /metrics, never served "
+        "on the public API or event-stream port (0 picks a free port, logged at start).",
     )
 
     cluster: ClusterMode | None = Field(

@@ -35,6 +35,13 @@ async def client(api: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
+async def ops(api: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the API's ops port (/healthz, /readyz, /metrics), over real HTTP."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.state.ops.port}") as http:
+        yield http
+
+
+@pytest.fixture
 async def anonymous(api: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client sending no credentials."""
     async with httpx.AsyncClient(

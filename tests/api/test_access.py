@@ -144,7 +144,7 @@ async def test_signing_in_sets_a_strict_http_only_cookie_that_authenticates(
         assert signed_in.status_code == 200
         assert signed_in.json()["actor"] == key["prefix"]
         cookie = signed_in.headers["set-cookie"]
-        for attribute in ("HttpOnly", "SameSite=strict", "Path=/api/v1"):
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/;"):
             assert attribute.lower() in cookie.lower()
         assert key["token"] not in cookie
 

@@ -98,33 +98,41 @@ async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_exactly_
     assert len(await stream_messages(nats_client)) == 1
 
 
-# --- ops ----------------------------------------------------------------------------------
+# --- ops: on their own port, never on the public one --------------------------------------
 
 
-async def test_healthz_answers_ok(anonymous: httpx.AsyncClient) -> None:
-    response = await anonymous.get("/healthz")
+async def test_the_public_app_serves_no_ops_endpoints(
+    anonymous: httpx.AsyncClient, ops: httpx.AsyncClient
+) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await anonymous.get(path)).status_code == 404, path
+        assert (await ops.get(path)).status_code == 200, path
+
+
+async def test_healthz_answers_ok(ops: httpx.AsyncClient) -> None:
+    response = await ops.get("/healthz")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
 async def test_readyz_is_ready_when_the_database_and_nats_are_up(
-    anonymous: httpx.AsyncClient,
+    ops: httpx.AsyncClient,
 ) -> None:
-    response = await anonymous.get("/readyz")
+    response = await ops.get("/readyz")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "failing": {}}
 
 
 async def test_readyz_is_503_naming_nats_while_nats_is_down_and_recovers(
-    api: FastAPI, anonymous: httpx.AsyncClient, nats_server: NatsServer
+    api: FastAPI, ops: httpx.AsyncClient, nats_server: NatsServer
 ) -> None:
     api_nats: Client = api.state.nats
     nats_server.stop()
     await until(lambda: not api_nats.is_connected, "the API has noticed NATS is gone")
 
-    response = await anonymous.get("/readyz")
+    response = await ops.get("/readyz")
 
     assert response.status_code == 503
     body = response.json()
@@ -133,7 +141,7 @@ async def test_readyz_is_503_naming_nats_while_nats_is_down_and_recovers(
 
     nats_server.restart()
     await until(lambda: api_nats.is_connected, "the API has reconnected")
-    assert (await anonymous.get("/readyz")).status_code == 200
+    assert (await ops.get("/readyz")).status_code == 200
 
 
 def requested_total(exposition: str) -> float:
@@ -145,15 +153,15 @@ def requested_total(exposition: str) -> float:
 
 
 async def test_metrics_are_prometheus_text_and_count_requested_stores(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, ops: httpx.AsyncClient
 ) -> None:
-    before = await client.get("/metrics")
+    before = await ops.get("/metrics")
 
     assert before.status_code == 200
     assert before.headers["content-type"].startswith("text/plain")
     assert "# TYPE woostore_stores_requested_total counter" in before.text
     assert (await client.post(STORES, json={"name": "Counted"})).status_code == 202
-    after = await client.get("/metrics")
+    after = await ops.get("/metrics")
     assert requested_total(after.text) == requested_total(before.text) + 1
 
 

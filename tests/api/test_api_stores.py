@@ -582,6 +582,7 @@ async def test_the_password_is_given_to_the_owner_of_a_ready_store_and_nowhere_e
 
     assert response.status_code == 200, response.text
     assert response.json() == {"username": "admin", "password": password}
+    assert response.headers["cache-control"] == "no-store"
     other_responses = [
         await client.get(STORES),
         await client.get(f"{STORES}/{store_id}"),

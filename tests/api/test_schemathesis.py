@@ -22,6 +22,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -154,3 +155,24 @@ async def test_the_largest_audit_cursor_is_accepted(client: httpx.AsyncClient) -
     response = await client.get("/api/v1/audit", params={"cursor": str(2**63 - 1)})
 
     assert response.status_code == 200
+
+
+async def test_every_operation_taking_a_body_declares_and_answers_413_for_an_oversized_one(
+    api: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    oversized = b" " * (settings.max_body_bytes + 1)
+    operations = [
+        (method.upper(), path, operation)
+        for path, item in api.openapi()["paths"].items()
+        for method, operation in item.items()
+        if "requestBody" in operation
+    ]
+    assert operations
+
+    for method, path, operation in operations:
+        assert "413" in operation["responses"], f"{method} {path} does not declare 413"
+        url = path.replace("{", "").replace("}", "")  # never reached: the body is refused first
+        response = await client.request(
+            method, url, content=oversized, headers={"Content-Type": "application/json"}
+        )
+        problem(response, 413)

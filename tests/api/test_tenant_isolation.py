@@ -392,11 +392,7 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
     "GET /api/v1/asyncapi.json": _public("/api/v1/asyncapi.json"),
     "GET /openapi.json": _public("/openapi.json"),
     "GET /docs": _public("/docs"),
-    "GET /docs/oauth2-redirect": _public("/docs/oauth2-redirect"),
-    "GET /redoc": _public("/redoc"),
-    "GET /healthz": _public("/healthz"),
-    "GET /readyz": _public("/readyz"),
-    "GET /metrics": _public("/metrics"),
+    "GET /docs/assets": _public("/docs/assets/swagger-ui.css"),
     "GET /static": _public("/static/app.js"),
     "GET /": _public("/"),
 }

@@ -367,3 +367,13 @@ async def test_screenshot_of_two_ready_stores_and_one_provisioning(
         f"finished before the screenshot ({time.monotonic() - started:.1f}s)"
     )
     await expect(page.get_by_test_id("store-card")).to_have_count(3)
+
+
+async def test_swagger_ui_runs_from_the_api_under_its_content_security_policy(
+    page: Page,
+) -> None:
+    # The page fixture fails the test on anything the policy refused.
+    await page.goto("/docs")
+
+    operation = page.locator(".opblock").filter(has_text="/api/v1/stores").first
+    await expect(operation).to_be_visible(timeout=SHORT)

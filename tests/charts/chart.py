@@ -112,6 +112,14 @@ def render(
     )
 
 
+def render_platform(
+    env: dict[str, str], *extra: str, release: str = "woostore", namespace: str = "woostore"
+) -> list[Manifest]:
+    """helm/platform rendered as release ``release`` in ``namespace``."""
+    args = ["template", release, str(PLATFORM_CHART), "--namespace", namespace, *extra]
+    return parse_manifests(template_output(env, args))
+
+
 def by_kind(docs: list[Manifest], kind: str) -> list[Manifest]:
     return [d for d in docs if d["kind"] == kind]
 

@@ -59,7 +59,8 @@ from woostore_shared.settings import Settings
 RELEASE = "woostore"
 NAMESPACE = "woostore"
 SERVICES = ("api", "notifier", "provisioner", "reaper")
-PORTS = {"api": 8000, "notifier": 8001, "provisioner": 9000, "reaper": 9000}
+PORTS = {"api": 8000, "notifier": 8001}  # the public ones, named "http"
+OPS_PORT = 9000  # every service's /healthz, /readyz and /metrics, named "ops"
 CLUSTER_SERVICES = ("provisioner", "reaper")  # the ones that reach the cluster
 SECRET = f"{RELEASE}-secrets"
 
@@ -121,7 +122,10 @@ VARIANTS: dict[str, list[str]] = {
     "egress-narrowed": EGRESS_NARROWED,
 }
 # Custom resources: not in Kubernetes' schemas (checked by shape in their own test).
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("traefik.io/v1alpha1", "Middleware"),  # the body limit (tests/charts/test_platform_edge.py)
+}
 CLUSTER_SCOPED_KINDS = {
     "ClusterRole",
     "ClusterRoleBinding",
@@ -342,7 +346,7 @@ def test_expected_resources_are_rendered(default_docs: list[Manifest]) -> None:
     assert kinds == sorted(
         ["Deployment"] * 4 + ["Service"] * 6 + ["PodDisruptionBudget"] * 4
         + ["ServiceAccount"] * 4 + ["StatefulSet"] * 2 + ["ConfigMap"] * 2
-        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["NetworkPolicy"] * 9
+        + ["Secret", "Job", "Pod"] + ["Ingress"] * 2 + ["Middleware"] + ["NetworkPolicy"] * 9
         + ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 3
         + ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 2
     )  # fmt: skip
@@ -411,17 +415,20 @@ def test_long_running_containers_have_probes(
                 assert c.get(probe), f"{where}: {probe}"
 
 
-def test_services_probe_healthz_and_readyz_on_their_port(default_docs: list[Manifest]) -> None:
+def test_services_probe_healthz_and_readyz_on_their_ops_port(
+    default_docs: list[Manifest],
+) -> None:
     for service in SERVICES:
         c = container(deployment(default_docs, service))
-        (port,) = c["ports"]
-        assert port["containerPort"] == PORTS[service]
-        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
-        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
-        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        public = {"http": PORTS[service]} if service in PORTS else {}
+        assert ports == {**public, "ops": OPS_PORT}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
+        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
         svc = one(default_docs, "Service", f"{RELEASE}-{service}")
-        (svc_port,) = svc["spec"]["ports"]
-        assert (svc_port["port"], svc_port["targetPort"]) == (PORTS[service], port["name"])
+        svc_ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
+        assert svc_ports == {name: (port, name) for name, port in ports.items()}
 
 
 def test_only_the_provisioner_and_reaper_mount_a_token_and_only_for_real_stores(
@@ -505,16 +512,18 @@ def test_settings_that_shape_the_topology_agree_everywhere(
         assert len(values) == 1, f"{name}: {values}"
 
 
-def test_services_listen_on_all_interfaces_at_their_port(default_docs: list[Manifest]) -> None:
-    for service, (host_var, port_var) in {
-        "api": ("WOOSTORE_API_HOST", "WOOSTORE_API_PORT"),
-        "notifier": ("WOOSTORE_NOTIFIER_HOST", "WOOSTORE_NOTIFIER_PORT"),
-        "provisioner": ("WOOSTORE_OPS_HOST", "WOOSTORE_OPS_PORT"),
-        "reaper": ("WOOSTORE_OPS_HOST", "WOOSTORE_OPS_PORT"),
-    }.items():
+def test_services_listen_on_all_interfaces_at_their_ports(default_docs: list[Manifest]) -> None:
+    listen = {
+        "api": {"WOOSTORE_API_HOST": "WOOSTORE_API_PORT"},
+        "notifier": {"WOOSTORE_NOTIFIER_HOST": "WOOSTORE_NOTIFIER_PORT"},
+    }
+    for service in SERVICES:
         env = env_of(container(deployment(default_docs, service)))
-        assert env[host_var]["value"] == "0.0.0.0"  # noqa: S104  (a pod's own interfaces)
-        assert env[port_var]["value"] == str(PORTS[service])
+        ports = {**listen.get(service, {}), "WOOSTORE_OPS_HOST": "WOOSTORE_OPS_PORT"}
+        for host_var, port_var in ports.items():
+            assert env[host_var]["value"] == "0.0.0.0"  # noqa: S104  (a pod's own interfaces)
+            port = OPS_PORT if port_var == "WOOSTORE_OPS_PORT" else PORTS[service]
+            assert env[port_var]["value"] == str(port)
 
 
 def test_secrets_are_never_literal_environment_values(
@@ -624,7 +633,10 @@ def test_event_stream_annotations_come_from_values(helm_env: dict[str, str]) -> 
     assert events["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert events["example.com/team"] == "shops"
     main = one(docs, "Ingress", RELEASE)["metadata"]["annotations"]
-    assert main == {"example.com/team": "shops"}
+    assert main == {
+        "example.com/team": "shops",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "65536",
+    }
 
 
 def test_tls_comes_from_cert_manager_once_for_the_host(
@@ -1459,10 +1471,10 @@ def test_helm_test_checks_the_api_is_ready(default_docs: list[Manifest]) -> None
     argv = [*c["command"], *c["args"]]
     assert argv[0] == "curl"
     assert "--fail" in argv, "an unready API answers 503, which must fail the test"
-    assert argv[-1] == f"http://{RELEASE}-api.{NAMESPACE}.svc:{PORTS['api']}/readyz"
+    assert argv[-1] == f"http://{RELEASE}-api.{NAMESPACE}.svc:{OPS_PORT}/readyz"
     # The api's NetworkPolicy lets this pod in.
     assert any(
-        port == PORTS["api"] and selects(peer.get("podSelector", {}), pod["metadata"]["labels"])
+        port == OPS_PORT and selects(peer.get("podSelector", {}), pod["metadata"]["labels"])
         for peer, port in admitted(default_docs, pod_labels(deployment(default_docs, "api")))
         if "namespaceSelector" not in peer
     )

@@ -350,13 +350,13 @@ async def test_the_dashboard_origin_may_read_the_stream(
 
 
 async def test_another_origin_is_not_allowed(http: httpx.AsyncClient) -> None:
-    response = await http.get("/healthz", headers={"Origin": "https://evil.example"})
+    response = await http.get(EVENTS, headers={"Origin": "https://evil.example"})
     preflight = await http.options(
         EVENTS,
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
 
-    assert response.status_code == 200
+    assert response.status_code == 401
     assert "Access-Control-Allow-Origin" not in response.headers
     assert preflight.status_code == 400
     assert "Access-Control-Allow-Origin" not in preflight.headers
@@ -370,21 +370,21 @@ def open_connections(exposition: str) -> float:
 
 
 async def test_an_open_stream_is_counted_and_its_consumer_removed_when_it_closes(
-    http: httpx.AsyncClient, nats_client: Client
+    http: httpx.AsyncClient, ops: httpx.AsyncClient, nats_client: Client
 ) -> None:
     js = nats_client.jetstream()
     durable_consumers = (await js.stream_info(STREAM_NAME)).state.consumer_count
-    before = open_connections((await http.get("/metrics")).text)
+    before = open_connections((await ops.get("/metrics")).text)
 
     async with aconnect_sse(http, "GET", EVENTS, headers=admin()) as source:
         events = source.aiter_sse()  # kept referenced: dropping it would close the stream
         async with asyncio.timeout(DEADLINE_SECONDS):
             await anext(events)  # the retry hint: the stream has started
         assert (await js.stream_info(STREAM_NAME)).state.consumer_count == durable_consumers + 1
-        assert open_connections((await http.get("/metrics")).text) == before + 1
+        assert open_connections((await ops.get("/metrics")).text) == before + 1
 
     give_up = time.monotonic() + DEADLINE_SECONDS
-    while open_connections((await http.get("/metrics")).text) != before or (
+    while open_connections((await ops.get("/metrics")).text) != before or (
         (await js.stream_info(STREAM_NAME)).state.consumer_count != durable_consumers
     ):
         if time.monotonic() > give_up:
@@ -392,11 +392,15 @@ async def test_an_open_stream_is_counted_and_its_consumer_removed_when_it_closes
         await asyncio.sleep(0.05)
 
 
-async def test_the_notifier_is_healthy_and_ready(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/healthz")).status_code == 200
-    ready = await http.get("/readyz")
+async def test_the_notifier_is_healthy_and_ready_on_its_ops_port_only(
+    http: httpx.AsyncClient, ops: httpx.AsyncClient
+) -> None:
+    assert (await ops.get("/healthz")).status_code == 200
+    ready = await ops.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "failing": {}}
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert (await http.get(path)).status_code == 404, path
 
 
 async def test_work_handed_out_again_by_the_reaper_is_not_streamed_as_a_new_event(

@@ -160,6 +160,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.settings.maxQueuedStores | quote }}
 - name: WOOSTORE_CREATES_PER_MINUTE
   value: {{ $v.settings.createsPerMinute | quote }}
+- name: WOOSTORE_MAX_BODY_BYTES
+  value: {{ $v.settings.maxBodyBytes | quote }}
 - name: WOOSTORE_LOG_LEVEL
   value: {{ $v.settings.logLevel | quote }}
 - name: WOOSTORE_LOG_FORMAT

@@ -9,18 +9,44 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from woostore_api.problems import Problem, forbidden
 from woostore_shared.access import Principal
 from woostore_shared.secrets import InvalidTicket
 
 SESSION_COOKIE = "woostore_session"
+# Over HTTPS the session cookie has the __Host- prefix: a browser takes such a cookie only
+# Secure, for path /, with no Domain, so a page on another host (a store on a sibling
+# subdomain of the same site) cannot set one the dashboard would read. Browsers refuse the
+# prefix without Secure, so plain HTTP (make run on the loopback) keeps the plain name.
+SECURE_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _bearer = HTTPBearer(
     auto_error=False, description="An API key (wsk_...), or the admin token (WOOSTORE_ADMIN_TOKEN)."
 )
-_cookie = APIKeyCookie(
-    name=SESSION_COOKIE, auto_error=False, description="The dashboard's session (POST /session)."
+
+
+def secure_cookies(request: HTTPConnection) -> bool:
+    # Behind a TLS-terminating ingress the request itself may be plain HTTP.
+    settings = request.app.state.settings
+    return request.url.scheme == "https" or settings.allowed_origin.startswith("https://")
+
+
+def session_cookie(request: HTTPConnection) -> str:
+    """The session cookie's name on this request: only this one is read or written."""
+    return SECURE_SESSION_COOKIE if secure_cookies(request) else SESSION_COOKIE
+
+
+class _SessionCookie(APIKeyCookie):
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        return self.check_api_key(request.cookies.get(session_cookie(request)))
+
+
+_cookie = _SessionCookie(
+    name=SECURE_SESSION_COOKIE,
+    auto_error=False,
+    description=f"The dashboard's session (POST /session); `{SESSION_COOKIE}` over plain HTTP.",
 )
 
 

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from secure.middleware import SecureASGIMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
+from woostore_api.edge import BodyLimit, no_store, security_headers
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
@@ -24,7 +27,7 @@ from woostore_shared.asyncapi import document as asyncapi_document
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging
 from woostore_shared.messaging import connect, require_connected
-from woostore_shared.ops import ops_routes
+from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import SESSION_TTL_SECONDS, CredentialCipher, TicketSigner
 from woostore_shared.settings import Settings
@@ -54,7 +57,10 @@ async def asyncapi() -> dict[str, Any]:
 
 
 @platform_router.post(
-    "/events/ticket", response_model=Ticket, responses=problem_responses(401, 403)
+    "/events/ticket",
+    response_model=Ticket,
+    responses=problem_responses(401, 403),
+    dependencies=[Depends(no_store)],
 )
 async def event_ticket(request: Request, caller: CurrentCaller) -> Ticket:
     """A short-lived ticket for the event stream: EventSource cannot send an Authorization
@@ -78,7 +84,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = TicketSigner(secret, "session", SESSION_TTL_SECONDS)
         app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
         app.state.nats = nats
+        app.state.ops = await serve_ops(
+            settings.ops_host,
+            settings.ops_port,
+            {"database": db.ping, "nats": lambda: require_connected(nats)},
+        )
         yield
+        await app.state.ops.stop()
         await nats.close()
         await db.dispose()
 
@@ -87,27 +99,39 @@ def create_app(settings: Settings) -> FastAPI:
         version=VERSION,
         description="Provision isolated WooCommerce stores. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
+        # FastAPI's own pages load Swagger UI and ReDoc from a CDN, with inline scripts.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: refusals of the body limit get the headers too.
+    app.add_middleware(SecureASGIMiddleware, secure=security_headers(settings))
+    # Outermost of all: the audit log records the client a trusted proxy saw, and a cookie is
+    # Secure when the client's connection was HTTPS. Only here: main() turns uvicorn's off.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     api = APIRouter(prefix="/api/v1")
     api.include_router(stores_router)
     api.include_router(access_router)
     api.include_router(audit_router)
     api.include_router(platform_router)
     app.include_router(api)
-
-    async def database_ready() -> None:
-        await app.state.db.ping()
-
-    async def nats_ready() -> None:
-        await require_connected(app.state.nats)
-
-    app.router.routes.extend(ops_routes({"database": database_ready, "nats": nats_ready}))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    if settings.api_docs:
+        app.mount(
+            "/docs/assets",
+            StaticFiles(packages=[("fastapi_offline", "static")]),
+            name="docs-assets",
+        )
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> FileResponse:
+            return FileResponse(STATIC / "docs.html")
 
     return app
 
@@ -117,5 +141,9 @@ def main() -> None:
     settings.require_runtime()
     configure_logging(settings, "api")
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        proxy_headers=False,  # create_app applies them, from WOOSTORE_FORWARDED_ALLOW_IPS
     )

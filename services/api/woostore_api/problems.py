@@ -27,6 +27,7 @@ _WHY = {
     "session write from another origin).",
     404: "No such object, or it belongs to another tenant.",
     409: "The object exists already, or is not in a state that allows this.",
+    413: "The request body is larger than the API takes (WOOSTORE_MAX_BODY_BYTES).",
     422: "The request does not match this operation's parameters or body.",
     429: "A limit was reached (`limit` names it); retry after `Retry-After` seconds.",
     503: "Busy; retry.",
@@ -106,6 +107,29 @@ def forbidden(detail: str) -> Problem:
     return Problem(403, "Forbidden", detail, kind="forbidden")
 
 
+def content_too_large(max_bytes: int) -> Problem:
+    return Problem(
+        413,
+        "Content too large",
+        f"the request body is larger than {max_bytes} bytes",
+        kind="content-too-large",
+        max_bytes=max_bytes,
+    )
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    """The answer to ``problem``, for code that runs outside the app's exception handlers."""
+    return _render(
+        request,
+        problem.status,
+        problem.title,
+        problem.detail,
+        problem.kind,
+        problem.headers,
+        **problem.extensions,
+    )
+
+
 def _render(
     request: Request,
     status: int,
@@ -129,7 +153,8 @@ def _render(
 
 
 def _document_problems(app: FastAPI) -> None:
-    """Add the schema that :func:`problem_responses` refers to, to the OpenAPI document."""
+    """Add the schema that :func:`problem_responses` refers to, to the OpenAPI document, and
+    the 413 that any operation taking a body may answer (the body limit is not a route's)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -138,6 +163,10 @@ def _document_problems(app: FastAPI) -> None:
         if not cached:
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas[_SCHEMA_NAME] = ProblemDetails.model_json_schema()
+            for path in document.get("paths", {}).values():
+                for operation in path.values():
+                    if "requestBody" in operation:
+                        operation["responses"]["413"] = problem_responses(413)[413]
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
@@ -148,15 +177,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> JSONResponse:
-        return _render(
-            request,
-            error.status,
-            error.title,
-            error.detail,
-            error.kind,
-            error.headers,
-            **error.extensions,
-        )
+        return problem_response(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

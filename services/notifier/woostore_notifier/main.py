@@ -43,7 +43,7 @@ from woostore_shared.access import Authenticator, Principal
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
-from woostore_shared.ops import ops_routes
+from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.secrets import InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
@@ -285,21 +285,18 @@ def create_app(settings: Settings) -> Starlette:
         db = Database(settings.database_url)
         app.state.db = db
         app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
+        app.state.ops = await serve_ops(
+            settings.ops_host,
+            settings.ops_port,
+            {"nats": lambda: require_connected(nats), "database": db.ping},
+        )
         yield
+        await app.state.ops.stop()
         await nats.close()
         await db.dispose()
 
-    async def nats_ready() -> None:
-        await require_connected(app.state.nats)
-
-    async def database_ready() -> None:
-        await app.state.db.ping()
-
     app = Starlette(
-        routes=[
-            Route("/api/v1/events", stream_events),
-            *ops_routes({"nats": nats_ready, "database": database_ready}),
-        ],
+        routes=[Route("/api/v1/events", stream_events)],
         middleware=[
             Middleware(
                 CORSMiddleware,

@@ -57,7 +57,7 @@ async def run(settings: Settings) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), settings.reaper_interval_seconds)
     await leader.release()
-    ops.should_exit = True
+    await ops.stop()
     await nats.close()
     await db.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from woostore_api.access import service
 from woostore_api.access.schemas import (
@@ -20,13 +20,15 @@ from woostore_api.access.schemas import (
     WhoAmI,
 )
 from woostore_api.auth import (
-    SESSION_COOKIE,
     AdminCaller,
     Caller,
     CurrentCaller,
     caller_of,
+    secure_cookies,
+    session_cookie,
     tenant_scope,
 )
+from woostore_api.edge import no_store
 from woostore_api.problems import Problem, problem_responses
 from woostore_shared.models import ApiKey
 
@@ -81,6 +83,7 @@ def _key_out(key: ApiKey) -> KeyOut:
     response_model=NewKeyOut,
     tags=["keys"],
     responses=problem_responses(400, 401, 403, 404, 422),
+    dependencies=[Depends(no_store)],
 )
 async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -> NewKeyOut:
     """A new API key. Its token is in this response only; WooStore keeps just a hash."""
@@ -123,10 +126,15 @@ async def _whoami(request: Request, caller: Caller) -> WhoAmI:
 
 
 @router.post(
-    "/session", response_model=WhoAmI, tags=["session"], responses=problem_responses(400, 401, 422)
+    "/session",
+    response_model=WhoAmI,
+    tags=["session"],
+    responses=problem_responses(400, 401, 422),
+    dependencies=[Depends(no_store)],
 )
 async def sign_in(body: SessionCreate, request: Request, response: Response) -> WhoAmI:
-    """Sign the dashboard in with a key: sets an HttpOnly, SameSite=Strict session cookie."""
+    """Sign the dashboard in with a key: sets an HttpOnly, SameSite=Strict session cookie,
+    `__Host-woostore_session` over HTTPS."""
     state = request.app.state
     principal = await state.authenticator.by_token(body.token)
     if principal is None:
@@ -136,15 +144,13 @@ async def sign_in(body: SessionCreate, request: Request, response: Response) -> 
     caller = caller_of(request, principal)
     await service.record_sign_in(state.outbox, caller)
     response.set_cookie(
-        SESSION_COOKIE,
+        session_cookie(request),
         state.sessions.issue(principal.subject),
         max_age=state.sessions.max_age,
         httponly=True,
         samesite="strict",
-        # Behind a TLS-terminating ingress the request itself is plain HTTP.
-        secure=request.url.scheme == "https"
-        or state.settings.allowed_origin.startswith("https://"),
-        path="/api/v1",
+        secure=secure_cookies(request),
+        path="/",  # the __Host- prefix requires it
     )
     return await _whoami(request, caller)
 
@@ -156,5 +162,11 @@ async def whoami(request: Request, caller: CurrentCaller) -> WhoAmI:
 
 
 @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])
-async def sign_out(response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/api/v1", httponly=True, samesite="strict")
+async def sign_out(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        session_cookie(request),
+        path="/",
+        secure=secure_cookies(request),
+        httponly=True,
+        samesite="strict",
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from prometheus_client import Counter
 
 from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.edge import no_store
 from woostore_api.problems import problem_responses
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
@@ -134,6 +135,7 @@ async def rollback_store(store_id: uuid.UUID, request: Request, caller: CurrentC
     "/{store_id}/credentials",
     response_model=Credentials,
     responses=problem_responses(401, 404, 409, 422),
+    dependencies=[Depends(no_store)],
 )
 async def get_credentials(
     store_id: uuid.UUID, request: Request, caller: CurrentCaller

@@ -1,0 +1,115 @@
+"""The API's edge: a limit on what comes in, and the headers of what goes out."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import Response
+from secure import (
+    ContentSecurityPolicy,
+    ReferrerPolicy,
+    Secure,
+    XContentTypeOptions,
+    XFrameOptions,
+)
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from woostore_api.problems import content_too_large, problem_response
+from woostore_shared.settings import Settings
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413, before anything parses it or
+    checks who sent it: at once when the declared Content-Length is over, and as soon as a
+    body without one (chunked) passes the limit. An unauthenticated client can then make
+    the API hold at most ``max_bytes`` of its body.
+
+    Pure ASGI: it never buffers a body the app would stream, except one without a declared
+    length, and that only up to the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _declared_length(scope)
+        if declared is not None:
+            # The server hands the app exactly the declared length, never more.
+            if declared > self.max_bytes:
+                await self._refuse(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away while sending
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replaying(bytes(body), receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(Request(scope), content_too_large(self.max_bytes))
+        await response(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    try:
+        return int(Headers(scope=scope)["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """``receive`` with the body already read handed over first, in one message."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def security_headers(settings: Settings) -> Secure:
+    """The headers of every response. The dashboard and /docs load scripts and styles from
+    this origin only (no inline ones), may not be framed by any page (a store on the same
+    site included), and talk only to this origin and the event stream's."""
+    events = urlsplit(settings.events_url)
+    policy = (
+        ContentSecurityPolicy()
+        .default_src("'none'")
+        .script_src("'self'")
+        .style_src("'self'")
+        .img_src("'self'", "data:")  # the page's empty favicon; Swagger UI's icons
+        .connect_src("'self'", f"{events.scheme}://{events.netloc}")
+        .form_action("'self'")
+        .base_uri("'none'")
+        .frame_ancestors("'none'")
+    )
+    return Secure(
+        csp=policy,
+        xfo=XFrameOptions().deny(),
+        xcto=XContentTypeOptions().nosniff(),
+        referrer=ReferrerPolicy().no_referrer(),
+    )
+
+
+async def no_store(response: Response) -> None:
+    """For answers that carry a secret (a password, a new key, a session): no cache, the
+    browser's or a proxy's, keeps a copy."""
+    response.headers["Cache-Control"] = "no-store"
