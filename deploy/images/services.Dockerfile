@@ -34,19 +34,21 @@ RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin woostore \
     && mkdir /data && chown woostore /data
 WORKDIR /app
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 WOOSTORE_LOG_FORMAT=json \
-    WOOSTORE_API_HOST=0.0.0.0 WOOSTORE_NOTIFIER_HOST=0.0.0.0 WOOSTORE_OPS_HOST=0.0.0.0
+    WOOSTORE_API_HOST=0.0.0.0 WOOSTORE_NOTIFIER_HOST=0.0.0.0 WOOSTORE_OPS_HOST=0.0.0.0 \
+    WOOSTORE_OPS_PORT=9000
 USER 10001
 
 FROM runtime AS api
 COPY --from=build-api /app/.venv /app/.venv
-EXPOSE 8000
+# 9000: /healthz, /readyz and /metrics, for probes and Prometheus, never for the public.
+EXPOSE 8000 9000
 CMD ["woostore-api"]
 
 FROM runtime AS provisioner
 COPY --from=build-provisioner /app/.venv /app/.venv
 COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
 COPY helm/store /app/helm/store
-ENV WOOSTORE_STORE_CHART=/app/helm/store WOOSTORE_OPS_PORT=9000 WOOSTORE_DATA_DIR=/data
+ENV WOOSTORE_STORE_CHART=/app/helm/store WOOSTORE_DATA_DIR=/data
 EXPOSE 9000
 CMD ["woostore-provisioner"]
 
@@ -54,11 +56,10 @@ FROM runtime AS reaper
 COPY --from=build-reaper /app/.venv /app/.venv
 # The Kubernetes driver checks helm at start: the reaper removes orphaned stores through it.
 COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
-ENV WOOSTORE_OPS_PORT=9000
 EXPOSE 9000
 CMD ["woostore-reaper"]
 
 FROM runtime AS notifier
 COPY --from=build-notifier /app/.venv /app/.venv
-EXPOSE 8001
+EXPOSE 8001 9000
 CMD ["woostore-notifier"]

@@ -5,6 +5,7 @@ The rest of the chart is checked in test_platform_chart.py; the helpers are in c
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pytest
@@ -133,3 +134,15 @@ def test_the_api_believes_forwarded_headers_only_from_the_ingress_controller(
     docs = render_platform(helm_env, *(arg for value in values for arg in ("--set", value)))
 
     assert api_env(docs)["WOOSTORE_FORWARDED_ALLOW_IPS"] == trusted
+
+
+def test_every_service_image_serves_its_ops_endpoints_on_the_charts_ops_port() -> None:
+    # Containers run outside the chart (docker-compose, a plain `docker run`) get the same
+    # ops port the chart's probes and ServiceMonitor use, not a random one.
+    dockerfile = (PLATFORM_CHART.parents[1] / "deploy/images/services.Dockerfile").read_text()
+    runtime = dockerfile.split("FROM runtime AS", 1)[0]
+    assert f"WOOSTORE_OPS_PORT={OPS_PORT}" in runtime
+    for service in dockerfile.split("FROM runtime AS")[1:]:
+        exposed = re.search(r"^EXPOSE (.+)$", service, re.MULTILINE)
+        assert exposed, service
+        assert str(OPS_PORT) in exposed.group(1).split(), service.split()[0]
