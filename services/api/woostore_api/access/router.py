@@ -98,8 +98,10 @@ async def list_keys(
         uuid.UUID | None, Query(description="Admins: one tenant's keys (default: all).")
     ] = None,
 ) -> KeyList:
-    """Keys, revoked ones included, without their tokens."""
-    keys = await service.list_keys(request.app.state.db, tenant_scope(caller, tenant_id))
+    """Keys, revoked ones included, without their tokens. A tenant key sees its tenant's
+    tenant keys, not the admin keys of its tenant."""
+    scope = tenant_scope(caller, tenant_id)
+    keys = await service.list_keys(request.app.state.db, caller.principal, scope)
     return KeyList(items=[_key_out(k) for k in keys])
 
 

@@ -6,12 +6,13 @@ import uuid
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import Problem, forbidden, not_found
-from woostore_shared.access import NewKey, new_key
+from woostore_shared.access import NewKey, Principal, new_key
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
@@ -88,8 +89,21 @@ async def create_key(outbox: Outbox, caller: Caller, body: KeyCreate) -> tuple[A
     return key, issued
 
 
-async def list_keys(db: Database, tenant_id: uuid.UUID | None) -> list[ApiKey]:
-    query = select(ApiKey).order_by(col(ApiKey.created_at))
+def _managed_by(principal: Principal) -> SelectOfScalar[ApiKey]:
+    """The keys a principal may list and revoke: an admin, every key; a tenant key, its own
+    tenant's tenant keys. An admin key stays out of a tenant's reach, as if it did not exist."""
+    query = select(ApiKey)
+    if not principal.is_admin:
+        query = query.where(
+            col(ApiKey.tenant_id) == principal.tenant_id, col(ApiKey.role) == Role.TENANT
+        )
+    return query
+
+
+async def list_keys(
+    db: Database, principal: Principal, tenant_id: uuid.UUID | None
+) -> list[ApiKey]:
+    query = _managed_by(principal).order_by(col(ApiKey.created_at))
     if tenant_id is not None:
         query = query.where(col(ApiKey.tenant_id) == tenant_id)
     async with db.session() as session:
@@ -98,8 +112,9 @@ async def list_keys(db: Database, tenant_id: uuid.UUID | None) -> list[ApiKey]:
 
 async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKey:
     async with outbox.transaction() as tx:
-        key = await tx.session.get(ApiKey, key_id, with_for_update=True)
-        if key is None or not caller.principal.sees(key.tenant_id):
+        query = _managed_by(caller.principal).where(col(ApiKey.id) == key_id).with_for_update()
+        key = (await tx.session.exec(query)).first()
+        if key is None:
             raise not_found(f"key {key_id}")
         if key.revoked_at is None:  # revoking twice is fine: one revocation
             key.revoked_at = utcnow()
