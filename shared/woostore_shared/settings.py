@@ -15,6 +15,9 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Shorter secrets fall to guessing; `make run` and the platform chart generate longer ones.
+MIN_SECRET_BYTES = 32
+
 
 class LogFormat(StrEnum):
     AUTO = "auto"  # console on a terminal, JSON otherwise
@@ -156,16 +159,26 @@ class Settings(BaseSettings):
         return self.dashboard_origin or f"http://{_reachable(self.api_host)}:{self.api_port}"
 
     def require_runtime(self) -> None:
-        """Fail fast, with the variable's name, when a service starts without what it needs."""
+        """Fail fast, with the variable's name (never its value), when a service starts
+        without what it needs or with a secret short enough to guess."""
+        secrets = (
+            ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
+            ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),
+        )
         missing = [
             name
             for name, value in (
                 ("WOOSTORE_NATS_URL", self.nats_url),
                 ("WOOSTORE_DATABASE_URL", self.database_url),
-                ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
-                ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),
+                *secrets,
             )
             if not value
         ]
         if missing:
             raise SystemExit(f"missing settings: {', '.join(missing)} (see README, Configuration)")
+        weak = [name for name, value in secrets if len(value.encode()) < MIN_SECRET_BYTES]
+        if weak:
+            raise SystemExit(
+                f"too short: {', '.join(weak)} must be at least {MIN_SECRET_BYTES} bytes; make one "
+                "with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )

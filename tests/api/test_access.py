@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
+from tests.support import ADMIN_TOKEN
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, AuditEntry, Store, StoreStatus
 from woostore_shared.secrets import sha256_hex
@@ -81,7 +82,7 @@ async def test_a_revoked_key_is_refused_at_once(api: FastAPI, client: httpx.Asyn
     [
         "wsk_000000000000_not-a-real-key-at-all-0000000000000000000000",
         "wsk_",
-        "test-admin-token-but-longer",
+        f"{ADMIN_TOKEN}-but-longer",
         "",
     ],
 )

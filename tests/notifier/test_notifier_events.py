@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, update
 
 import woostore_notifier.main as notifier
+from tests.support import ADMIN_TOKEN
 from woostore_shared.access import Authenticator, new_key
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
@@ -32,7 +33,6 @@ from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 
 EVENTS = "/api/v1/events"
-ADMIN_TOKEN = "test-admin-token"  # the `settings` fixture's
 PROBLEM_JSON = "application/problem+json"
 DEADLINE_SECONDS = 15.0
 

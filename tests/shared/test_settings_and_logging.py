@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import structlog
 
+from woostore_devstack.launcher import load_or_create_secrets
 from woostore_shared.logging import _redact_secrets, configure_logging, get_logger
-from woostore_shared.settings import ClusterMode, LogFormat, Settings
+from woostore_shared.settings import MIN_SECRET_BYTES, ClusterMode, LogFormat, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +88,47 @@ def test_a_service_with_what_it_needs_starts() -> None:
     Settings(
         nats_url="nats://127.0.0.1:4222",
         database_url="postgresql://u@db/woo",
-        admin_token="t",
-        secret_key="k",
+        admin_token="t" * MIN_SECRET_BYTES,
+        secret_key="k" * MIN_SECRET_BYTES,
+    ).require_runtime()
+
+
+@pytest.mark.parametrize(
+    ("admin_token", "secret_key", "named"),
+    [
+        ("short-admin-token", "k" * MIN_SECRET_BYTES, {"WOOSTORE_ADMIN_TOKEN"}),
+        ("t" * MIN_SECRET_BYTES, "short-secret-key", {"WOOSTORE_SECRET_KEY"}),
+        ("short-admin-token", "short-secret-key", {"WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY"}),
+        # Bytes, not characters: 16 two-byte characters are 32 bytes, and enough.
+        ("é" * 15, "é" * 16, {"WOOSTORE_ADMIN_TOKEN"}),
+    ],
+)
+def test_a_service_with_a_short_secret_stops_naming_it_and_not_showing_it(
+    admin_token: str, secret_key: str, named: set[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        Settings(
+            nats_url="nats://127.0.0.1:4222",
+            database_url="postgresql://u@db/woo",
+            admin_token=admin_token,
+            secret_key=secret_key,
+        ).require_runtime()
+
+    message = str(stopped.value)
+    assert {n for n in ("WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY") if n in message} == named
+    assert f"{MIN_SECRET_BYTES} bytes" in message
+    assert admin_token not in message
+    assert secret_key not in message
+
+
+def test_make_run_generates_secrets_a_service_accepts(tmp_path: Path) -> None:
+    generated = load_or_create_secrets(tmp_path)
+
+    Settings(
+        nats_url="nats://127.0.0.1:4222",
+        database_url="postgresql://u@db/woo",
+        admin_token=generated["admin_token"],
+        secret_key=generated["secret_key"],
     ).require_runtime()
 
 
