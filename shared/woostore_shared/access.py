@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from woostore_shared.db import Database
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role
-from woostore_shared.secrets import sha256_hex, tokens_match
+from woostore_shared.secrets import fingerprint, sha256_hex, tokens_match
 
 KEY_PREFIX = "wsk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
@@ -61,11 +61,13 @@ def _of_key(key: ApiKey) -> Principal:
 class Authenticator:
     """Turns a bearer token, or the subject of a ticket or session, into a principal."""
 
-    def __init__(self, db: Database, admin_token: str) -> None:
+    def __init__(self, db: Database, *, admin_token: str, secret_key: str) -> None:
         self._db = db
         self._admin_token = admin_token
-        # Names the admin token without revealing it; a new token ends the old one's sessions.
-        self.admin_subject = f"{ADMIN_TOKEN_ACTOR}:{sha256_hex(admin_token)[:16]}"
+        # Tickets and sessions are signed, not encrypted: anyone holding one reads its subject.
+        # A keyed fingerprint names the admin token and tells them nothing about it. A new token
+        # or a new secret key changes it, and so ends the sessions opened before.
+        self.admin_subject = f"{ADMIN_TOKEN_ACTOR}:{fingerprint(secret_key, admin_token)}"
 
     def _admin(self) -> Principal:
         return Principal(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 
 from cryptography.fernet import Fernet
@@ -64,6 +65,13 @@ def generate_password(length: int = 24) -> str:
 
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def fingerprint(secret_key: str, value: str) -> str:
+    """Names a secret value without revealing anything about it: an HMAC under a key derived
+    from the secret key, so without that key nobody can tell which value it names, nor test a
+    guess against it."""
+    return hmac.new(_derive(secret_key, "fingerprint"), value.encode(), hashlib.sha256).hexdigest()
 
 
 def tokens_match(given: str, expected: str) -> bool:

@@ -12,11 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from itsdangerous import URLSafeTimedSerializer
+from pydantic import SecretStr
 from sqlmodel import col, select
 
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
-from tests.support import ADMIN_TOKEN
+from tests.support import ADMIN_TOKEN, SECRET_KEY
+from woostore_api.main import create_app
+from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, AuditEntry, Store, StoreStatus
 from woostore_shared.secrets import sha256_hex
@@ -179,6 +183,38 @@ async def test_a_session_ends_when_its_key_is_revoked(
         await client.delete(f"{KEYS}/{key['id']}")
         body = problem(await browser.get(STORES), 401)
     assert "revoked" in body["detail"]
+
+
+async def test_an_admin_ticket_reveals_nothing_about_the_admin_token(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    ticket = (await client.post("/api/v1/events/ticket")).json()["ticket"]
+    # Signed, not encrypted: whoever sees the ticket (in a URL, a log) reads its payload.
+    _, payload = URLSafeTimedSerializer("not-the-secret-key").loads_unsafe(ticket)
+    subject = payload["sub"]
+
+    assert sha256_hex(ADMIN_TOKEN)[:16] not in subject
+    assert ADMIN_TOKEN not in subject
+    keyed = Authenticator(database, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY)
+    assert subject == keyed.admin_subject  # naming the token takes the secret key too
+    other = Authenticator(database, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY + "-renewed")
+    assert await other.by_subject(subject) is None
+
+
+@pytest.mark.parametrize("renewed", ["admin_token", "secret_key"])
+async def test_a_new_admin_token_or_secret_key_ends_the_admin_tokens_sessions(
+    api: FastAPI, settings: Settings, renewed: str
+) -> None:
+    async with client_with(api) as browser:
+        assert (await browser.post(SESSION, json={"token": ADMIN_TOKEN})).status_code == 200
+        cookies = browser.cookies
+    restarted = create_app(settings.model_copy(update={renewed: SecretStr("renewed-" * 5)}))
+
+    async with (
+        restarted.router.lifespan_context(restarted),
+        client_with(restarted, cookies=cookies) as browser,
+    ):
+        problem(await browser.get(STORES), 401)
 
 
 async def test_signing_in_with_a_wrong_key_is_a_401_and_sets_no_cookie(api: FastAPI) -> None:

@@ -286,8 +286,11 @@ async def test_a_wrong_bearer_token_is_a_401_problem(
 async def test_a_ticket_from_the_ticket_signer_opens_the_stream(
     http: httpx.AsyncClient, nats_client: Client, settings: Settings, database: Database
 ) -> None:
-    admin = Authenticator(database, settings.admin_token.get_secret_value())
-    ticket = TicketSigner(settings.secret_key.get_secret_value()).issue(admin.admin_subject)
+    secret = settings.secret_key.get_secret_value()
+    admin = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    ticket = TicketSigner(secret).issue(admin.admin_subject)
     published = await publish(nats_client, 2)
 
     async with aconnect_sse(

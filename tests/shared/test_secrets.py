@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import string
 import time
 
@@ -14,6 +15,7 @@ from woostore_shared.secrets import (
     CredentialCipher,
     InvalidTicket,
     TicketSigner,
+    fingerprint,
     generate_password,
     tokens_match,
 )
@@ -151,6 +153,19 @@ def test_a_generated_password_has_the_length_asked_and_url_safe_characters(lengt
     for password in passwords:
         assert len(password) == length
         assert set(password) <= set(string.ascii_letters + string.digits + "-_")
+
+
+def test_a_fingerprint_needs_the_secret_key_and_shows_no_plain_digest() -> None:
+    token = "an-admin-token-of-at-least-32-bytes"
+
+    named = fingerprint(KEY, token)
+
+    assert named == fingerprint(KEY, token)  # every replica names the token alike
+    assert named != fingerprint("another-key", token)
+    assert named != fingerprint(KEY, token + "!")
+    for digest in ("sha256", "sha512", "sha1", "md5", "blake2b"):
+        plain = hashlib.new(digest, token.encode()).hexdigest()
+        assert plain[:16] not in named, digest
 
 
 def test_tokens_match_only_when_equal_and_never_against_an_empty_expectation() -> None:

@@ -153,10 +153,13 @@ def create_app(settings: Settings) -> Starlette:
         app.state.settings = settings
         app.state.nats = nats
         app.state.js = nats.jetstream()
-        app.state.tickets = TicketSigner(settings.secret_key.get_secret_value())
+        secret = settings.secret_key.get_secret_value()
+        app.state.tickets = TicketSigner(secret)
         db = Database(settings.database_url)
         app.state.db = db
-        app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
+        app.state.authenticator = Authenticator(
+            db, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+        )
         yield
         await nats.close()
         await db.dispose()
