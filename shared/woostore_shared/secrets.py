@@ -14,7 +14,9 @@ import secrets
 from cryptography.fernet import Fernet
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-TICKET_TTL_SECONDS = 300
+# A ticket only opens a stream (an open stream re-checks its key by itself), and it travels in
+# a URL: a minute is enough, and leaves a ticket seen in a URL little time to be useful.
+TICKET_TTL_SECONDS = 60
 SESSION_TTL_SECONDS = 12 * 3600
 
 

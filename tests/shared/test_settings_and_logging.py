@@ -8,9 +8,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
+from tests.support import served
 from woostore_devstack.launcher import load_or_create_secrets
 from woostore_shared.logging import _redact_secrets, configure_logging, get_logger
 from woostore_shared.settings import MIN_SECRET_BYTES, ClusterMode, LogFormat, Settings
@@ -212,3 +218,28 @@ def test_configured_logging_never_writes_a_secret(
     output = json.dumps(lines)
     for secret in ("pw-1", "tok-2", "sec-3"):
         assert secret not in output
+
+
+async def test_a_ticket_in_a_url_never_reaches_the_logs(
+    configured_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Browsers pass event-stream tickets as ?ticket=: uvicorn's access log, which would write
+    the query string, stays silenced even at DEBUG."""
+    configure_logging(Settings(log_format=LogFormat.JSON, log_level="DEBUG"), "tests")
+
+    async def events(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("a stream")
+
+    ticket = "a-ticket-that-must-not-be-logged"
+    async with (
+        served(Starlette(routes=[Route("/api/v1/events", events)])) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        response = await http.get("/api/v1/events", params={"ticket": ticket})
+    assert response.status_code == 200
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    # What the test's own client logs is not the server's.
+    served_lines = [line for line in lines if not line.get("logger", "").startswith("http")]
+    assert any(line.get("logger") == "uvicorn.error" for line in served_lines)  # captured
+    assert ticket not in json.dumps(served_lines)
