@@ -59,6 +59,8 @@ def settings(database_url: str, nats_server: NatsServer, tmp_path: Path) -> Sett
         sim_time_scale=0,
         # Tests make stores in bursts; the tests of the limits set their own.
         creates_per_minute=1000,
+        tenant_creates_per_minute=1000,
+        tenant_changes_per_minute=1000,
     )
 
 

@@ -125,6 +125,8 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
         # Suites and benchmarks make stores in bursts with one key; the limits have their own
         # tests (tests/api/test_access.py) and any caller can set them here.
         "WOOSTORE_CREATES_PER_MINUTE": "10000",
+        "WOOSTORE_TENANT_CREATES_PER_MINUTE": "10000",
+        "WOOSTORE_TENANT_CHANGES_PER_MINUTE": "10000",
         "WOOSTORE_TENANT_STORE_LIMIT": "1000",
         "WOOSTORE_MAX_LIVE_STORES": "1000",
         "WOOSTORE_MAX_QUEUED_STORES": "1000",

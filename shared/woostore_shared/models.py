@@ -214,12 +214,12 @@ class AuditEntry(SQLModel, table=True):
 
 
 class RateWindow(SQLModel, table=True):
-    """Requests an actor made in one fixed window; counted in PostgreSQL so every API
-    replica shares the limit."""
+    """Requests counted against one counter (a key's creates, a tenant's changes...) in one
+    fixed window; counted in PostgreSQL so every API replica shares the limit."""
 
     __tablename__ = "rate_windows"
 
-    actor: str = Field(primary_key=True, max_length=100)
+    counter: str = Field(primary_key=True, max_length=100)  # e.g. "tenant/<id>/creates"
     window_start: datetime = Field(
         sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
     )

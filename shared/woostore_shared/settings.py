@@ -116,6 +116,20 @@ class Settings(BaseSettings):
     creates_per_minute: int = Field(
         default=10, ge=1, description="Store creations each API key may request per minute."
     )
+    tenant_creates_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Store creations each tenant may request per minute, all its keys together.",
+    )
+    tenant_changes_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Upgrades and rollbacks each tenant may request per minute, all its keys "
+        "together.",
+    )
+    tenant_key_limit: int = Field(
+        default=20, ge=1, description="Live (not revoked) API keys each tenant may have."
+    )
     provision_deadline_seconds: float = Field(default=600, gt=0)
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)

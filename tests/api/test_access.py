@@ -45,6 +45,16 @@ def client_with(api: FastAPI, token: str | None = None, **kwargs: Any) -> httpx.
     )
 
 
+async def set_status(database: Database, store_id: str, status: StoreStatus) -> None:
+    """Put a store where the API alone cannot (the provisioner moves stores on)."""
+    async with database.session() as session:
+        store = await session.get(Store, uuid.UUID(store_id))
+        assert store is not None
+        store.status = status
+        session.add(store)
+        await session.commit()
+
+
 # --- keys -----------------------------------------------------------------------------------
 
 
@@ -269,12 +279,7 @@ async def test_a_tenant_cap_holds_under_concurrency_and_frees_when_a_store_fails
         await create(roomy, f"Roomy {n}")
     # A failed store's resources were cleaned up: it no longer counts.
     accepted = next(r for r in responses if r.status_code == 202).json()["id"]
-    async with database.session() as session:
-        store = await session.get(Store, uuid.UUID(accepted))
-        assert store is not None
-        store.status = StoreStatus.FAILED
-        session.add(store)
-        await session.commit()
+    await set_status(database, accepted, StoreStatus.FAILED)
     await create(capped, "After a failure")
 
 
@@ -305,6 +310,84 @@ async def test_the_create_rate_is_per_key(
     assert body["limit"] == "creates-per-minute"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert (await calm.post(STORES, json={"name": "Calm"})).status_code == 202
+
+
+async def second_key(api: FastAPI, tenant: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Another client of ``tenant``, with a key the tenant made itself."""
+    made = await tenant.post(KEYS, json={"name": "another"})
+    assert made.status_code == 201, made.text
+    return client_with(api, made.json()["token"])
+
+
+def assert_limit(response: httpx.Response, limit: str, allowed: int) -> None:
+    body = problem(response, 429)
+    assert (body["limit"], body["allowed"]) == (limit, allowed)
+    assert 1 <= int(response.headers["Retry-After"]) <= 300
+
+
+async def test_the_create_rate_is_per_tenant_too_whichever_key_asks(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant
+) -> None:
+    limited(api, settings, creates_per_minute=100, tenant_creates_per_minute=3)
+    busy, calm = await new_tenant("busy"), await new_tenant("quiet")
+    async with await second_key(api, busy) as other_key:
+        await create(busy, "B1")
+        await create(busy, "B2")
+        await create(other_key, "B3")
+
+        refused = await other_key.post(STORES, json={"name": "B4"})
+        assert_limit(refused, "tenant-creates-per-minute", 3)
+        assert int(refused.headers["Retry-After"]) <= 60
+        assert_limit(await busy.post(STORES, json={"name": "B5"}), "tenant-creates-per-minute", 3)
+    await create(calm, "Calm")
+
+
+async def ready_store(client: httpx.AsyncClient, database: Database, name: str) -> str:
+    store_id = str((await create(client, name))["id"])
+    await set_status(database, store_id, StoreStatus.READY)
+    return store_id
+
+
+async def test_upgrades_and_rollbacks_share_a_rate_per_tenant(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant, database: Database
+) -> None:
+    limited(api, settings, tenant_changes_per_minute=2)
+    busy, calm = await new_tenant("changing"), await new_tenant("steady")
+    stores = [await ready_store(busy, database, f"Ready {n}") for n in range(3)]
+    steady = await ready_store(calm, database, "Steady")
+
+    async with await second_key(api, busy) as other_key:
+        assert (await busy.post(f"{STORES}/{stores[0]}/upgrade")).status_code == 202
+        assert (await other_key.post(f"{STORES}/{stores[1]}/rollback")).status_code == 202
+        refused = await other_key.post(f"{STORES}/{stores[2]}/upgrade")
+        assert_limit(refused, "tenant-changes-per-minute", 2)
+        assert int(refused.headers["Retry-After"]) <= 60
+        assert_limit(
+            await busy.post(f"{STORES}/{stores[2]}/rollback"), "tenant-changes-per-minute", 2
+        )
+    assert (await busy.get(f"{STORES}/{stores[2]}")).json()["status"] == "ready"  # untouched
+    assert (await calm.post(f"{STORES}/{steady}/upgrade")).status_code == 202
+
+
+async def test_a_tenants_live_keys_are_capped_under_concurrency_and_free_up_on_revoking(
+    api: FastAPI, settings: Settings, client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    limited(api, settings, tenant_key_limit=5)
+    minting = await new_tenant("minting")  # holds one key already
+    tenant_id = (await minting.get(SESSION)).json()["tenant_id"]
+
+    responses = await asyncio.gather(
+        *(minting.post(KEYS, json={"name": f"key {n}"}) for n in range(20))
+    )
+
+    assert Counter(r.status_code for r in responses) == {201: 4, 429: 16}
+    assert_limit(next(r for r in responses if r.status_code == 429), "tenant-keys", 5)
+    # The cap is the tenant's, whoever makes the key; a revoked key frees a place.
+    made_by_admin = await client.post(KEYS, json={"name": "by admin", "tenant_id": tenant_id})
+    assert_limit(made_by_admin, "tenant-keys", 5)
+    revoked = next(r for r in responses if r.status_code == 201).json()["id"]
+    assert (await minting.delete(f"{KEYS}/{revoked}")).status_code == 200
+    assert (await minting.post(KEYS, json={"name": "replacement"})).status_code == 201
 
 
 async def test_an_idempotent_replay_is_not_refused_by_a_limit(

@@ -291,14 +291,14 @@ async def test_idempotency_keys_older_than_a_day_and_finished_rate_windows_are_f
                     created_at=now - age,
                 )
             )
-        for actor, age in (("old", timedelta(hours=2)), ("current", timedelta(0))):
-            session.add(RateWindow(actor=actor, window_start=now - age, count=3))
+        for counter, age in (("old", timedelta(hours=2)), ("current", timedelta(0))):
+            session.add(RateWindow(counter=counter, window_start=now - age, count=3))
         await session.commit()
 
     assert await forget_expired(outbox) == 2
 
     async with database.session() as session:
         keys = {k.key for k in await session.exec(select(IdempotencyKey))}
-        windows = {w.actor for w in await session.exec(select(RateWindow))}
+        windows = {w.counter for w in await session.exec(select(RateWindow))}
     assert (keys, windows) == ({"fresh"}, {"current"})
     assert await forget_expired(outbox) == 0

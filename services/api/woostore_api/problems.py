@@ -106,6 +106,14 @@ def forbidden(detail: str) -> Problem:
     return Problem(403, "Forbidden", detail, kind="forbidden")
 
 
+def limit_reached(limit: str, allowed: int, detail: str, retry_after: int) -> Problem:
+    """429: a rate or a cap (``limit`` names it, ``allowed`` says how much it allows)."""
+    return Problem(
+        429, "Limit reached", detail, kind="limit-reached",
+        headers={"Retry-After": str(retry_after)}, limit=limit, allowed=allowed,
+    )  # fmt: skip
+
+
 def _render(
     request: Request,
     status: int,

@@ -80,11 +80,13 @@ def _key_out(key: ApiKey) -> KeyOut:
     status_code=status.HTTP_201_CREATED,
     response_model=NewKeyOut,
     tags=["keys"],
-    responses=problem_responses(400, 401, 403, 404, 422),
+    responses=problem_responses(400, 401, 403, 404, 422, 429),
 )
 async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -> NewKeyOut:
-    """A new API key. Its token is in this response only; WooStore keeps just a hash."""
-    key, issued = await service.create_key(request.app.state.outbox, caller, body)
+    """A new API key. Its token is in this response only; WooStore keeps just a hash. A tenant
+    at its cap of live keys gets 429 until one is revoked."""
+    state = request.app.state
+    key, issued = await service.create_key(state.outbox, caller, body, state.settings)
     return NewKeyOut(**_key_out(key).model_dump(), token=issued.token)
 
 

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
-from woostore_api.problems import Problem, forbidden, not_found
+from woostore_api.problems import Problem, forbidden, limit_reached, not_found
 from woostore_shared.access import NewKey, Principal, new_key
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
+
+# A key cap frees only when someone revokes a key: waiting a little rarely helps.
+KEY_CAP_RETRY_SECONDS = 300
 
 
 async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> Tenant:
@@ -64,15 +70,20 @@ async def update_tenant(
     return tenant
 
 
-async def create_key(outbox: Outbox, caller: Caller, body: KeyCreate) -> tuple[ApiKey, NewKey]:
+async def create_key(
+    outbox: Outbox, caller: Caller, body: KeyCreate, settings: Settings
+) -> tuple[ApiKey, NewKey]:
     principal = caller.principal
     tenant_id = body.tenant_id or principal.tenant_id
     if not principal.is_admin and (body.role is Role.ADMIN or tenant_id != principal.tenant_id):
         raise forbidden("a tenant key can only create tenant keys for its own tenant")
     issued = new_key()
     async with outbox.transaction() as tx:
-        if await tx.session.get(Tenant, tenant_id) is None:
+        # Locking the tenant's row makes concurrent creations for it count in turn, on any
+        # API replica, until this transaction ends.
+        if await tx.session.get(Tenant, tenant_id, with_for_update=True) is None:
             raise not_found(f"tenant {tenant_id}")
+        await _check_key_limit(tx.session, tenant_id, settings.tenant_key_limit)
         key = ApiKey(
             tenant_id=tenant_id,
             name=body.name,
@@ -98,6 +109,24 @@ def _managed_by(principal: Principal) -> SelectOfScalar[ApiKey]:
             col(ApiKey.tenant_id) == principal.tenant_id, col(ApiKey.role) == Role.TENANT
         )
     return query
+
+
+async def _check_key_limit(session: AsyncSession, tenant_id: uuid.UUID, allowed: int) -> None:
+    """Refuse a key past the tenant's cap: per-key limits mean nothing if keys are free."""
+    live = (
+        await session.exec(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(col(ApiKey.tenant_id) == tenant_id, col(ApiKey.revoked_at).is_(None))
+        )
+    ).one()
+    if live >= allowed:
+        raise limit_reached(
+            "tenant-keys",
+            allowed,
+            f"this tenant has its maximum of {allowed} keys; revoke one first",
+            KEY_CAP_RETRY_SECONDS,
+        )
 
 
 async def list_keys(
