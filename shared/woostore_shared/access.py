@@ -15,11 +15,12 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role
-from woostore_shared.secrets import fingerprint, sha256_hex, tokens_match
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, SpentTicket
+from woostore_shared.secrets import OpenedTicket, fingerprint, sha256_hex, tokens_match
 
 KEY_PREFIX = "wsk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
@@ -94,6 +95,23 @@ class Authenticator:
         if key is None or not tokens_match(sha256_hex(token), key.secret_sha256):
             return None
         return _of_key(key)
+
+    async def by_ticket(self, ticket: OpenedTicket) -> Principal | None:
+        """The principal of an event-stream ticket used for the first time. A ticket travels in
+        a URL; once it has opened a stream, finding it in a log or a history is worth nothing.
+        Every notifier replica shares the record, and it outlives the ticket's expiry only
+        until the reaper forgets it."""
+        if ticket.id is None:
+            return None
+        spend = (
+            insert(SpentTicket)
+            .values(id=ticket.id, expires_at=ticket.expires_at)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(col(SpentTicket.id))
+        )
+        async with self._db.session() as session, session.begin():
+            first_use = (await session.exec(spend)).first() is not None
+        return await self.by_subject(ticket.subject) if first_use else None
 
     async def by_subject(self, subject: str) -> Principal | None:
         if tokens_match(subject, self.admin_subject):

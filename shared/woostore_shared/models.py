@@ -224,3 +224,13 @@ class RateWindow(SQLModel, table=True):
         sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
     )
     count: int = 0
+
+
+class SpentTicket(SQLModel, table=True):
+    """An event-stream ticket that opened a stream, kept until it expires: a ticket opens one
+    stream once, on whichever notifier replica it reaches first."""
+
+    __tablename__ = "spent_tickets"
+
+    id: str = Field(primary_key=True, max_length=32)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

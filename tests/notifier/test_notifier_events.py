@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, update
 
 import woostore_notifier.main as notifier
-from tests.support import ADMIN_TOKEN
+from tests.support import ADMIN_TOKEN, served
 from woostore_shared.access import Authenticator, new_key
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
@@ -301,6 +301,34 @@ async def test_a_ticket_from_the_ticket_signer_opens_the_stream(
         received = await take(events, 2)
 
     assert ids_and_bodies(received) == published
+
+
+async def test_a_ticket_opens_one_stream_once_whichever_replica_it_reaches(
+    http: httpx.AsyncClient, settings: Settings, database: Database
+) -> None:
+    secret = settings.secret_key.get_secret_value()
+    admin = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    signer = TicketSigner(secret)
+    raced, reused = signer.issue(admin.admin_subject), signer.issue(admin.admin_subject)
+
+    async def opening(client: httpx.AsyncClient, ticket: str) -> int:
+        async with client.stream("GET", EVENTS, params={"ticket": ticket}) as response:
+            return response.status_code
+
+    async with (
+        served(notifier.create_app(settings)) as replica_url,
+        httpx.AsyncClient(base_url=replica_url, timeout=10) as replica,
+    ):
+        # Presented to two replicas at once, a ticket opens one stream.
+        assert sorted(await asyncio.gather(opening(http, raced), opening(replica, raced))) == [
+            200,
+            401,
+        ]
+        assert await opening(replica, reused) == 200
+        problem(await http.get(EVENTS, params={"ticket": reused}), 401)
+        problem(await replica.get(EVENTS, params={"ticket": reused}), 401)
 
 
 async def test_an_invalid_ticket_is_a_401_problem(

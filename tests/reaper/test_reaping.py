@@ -21,6 +21,7 @@ from woostore_shared.models import (
     DEFAULT_TENANT_ID,
     IdempotencyKey,
     RateWindow,
+    SpentTicket,
     Store,
     StoreEvent,
     StoreStatus,
@@ -302,3 +303,21 @@ async def test_idempotency_keys_older_than_a_day_and_finished_rate_windows_are_f
         windows = {w.counter for w in await session.exec(select(RateWindow))}
     assert (keys, windows) == ({"fresh"}, {"current"})
     assert await forget_expired(outbox) == 0
+
+
+async def test_spent_event_tickets_are_forgotten_once_expired(
+    outbox: Outbox, database: Database
+) -> None:
+    now = utcnow()
+    async with database.session() as session:
+        for ticket, expires in (
+            ("expired", now - timedelta(seconds=1)),
+            ("live", now + timedelta(seconds=30)),
+        ):
+            session.add(SpentTicket(id=ticket, expires_at=expires))
+        await session.commit()
+
+    assert await forget_expired(outbox) == 1
+
+    async with database.session() as session:
+        assert [t.id for t in await session.exec(select(SpentTicket))] == ["live"]

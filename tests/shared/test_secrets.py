@@ -42,6 +42,19 @@ def test_a_ticket_verifies_to_its_subject(subject: str) -> None:
     assert signer.verify(signer.issue(subject)) == subject
 
 
+def test_each_ticket_has_its_own_id_and_says_when_it_expires() -> None:
+    signer = TicketSigner(KEY)
+    before = time.time()
+
+    first, second = signer.open(signer.issue("admin")), signer.open(signer.issue("admin"))
+
+    assert first.subject == second.subject == "admin"
+    assert first.id
+    assert second.id
+    assert first.id != second.id  # a second ticket of the same key is not the first one spent
+    assert before - 1 <= first.expires_at.timestamp() - TICKET_TTL_SECONDS <= time.time()
+
+
 def test_a_ticket_verifies_with_another_signer_of_the_same_key() -> None:
     """Any notifier replica (or the same one after a restart) accepts the API's tickets."""
     assert TicketSigner(KEY).verify(TicketSigner(KEY).issue("admin")) == "admin"

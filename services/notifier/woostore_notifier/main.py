@@ -69,10 +69,10 @@ async def _principal(request: Request) -> Principal | None:
     if ticket is None:
         return None
     try:
-        subject = tickets.verify(ticket)
+        opened = tickets.open(ticket)
     except InvalidTicket:
         return None
-    return await authenticator.by_subject(subject)
+    return await authenticator.by_ticket(opened)
 
 
 def _visible(message: Msg, principal: Principal) -> bool:
