@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from nats.aio.client import Client
 
+from tests.support import ADMIN_TOKEN, SECRET_KEY
 from woostore_devstack.embedded import NatsServer, Postgres, start_nats, start_postgres
 from woostore_shared.db import Database, migrate
 from woostore_shared.messaging import connect
@@ -66,11 +67,13 @@ def settings(database_url: str, nats_server: NatsServer, tmp_path: Path) -> Sett
         database_url=database_url,
         nats_url=nats_server.url,
         data_dir=tmp_path / "data",
-        admin_token="test-admin-token",
-        secret_key="test-secret-key",
+        admin_token=ADMIN_TOKEN,
+        secret_key=SECRET_KEY,
         sim_time_scale=0,
         # Tests make stores in bursts; the tests of the limits set their own.
         creates_per_minute=1000,
+        tenant_creates_per_minute=1000,
+        tenant_changes_per_minute=1000,
     )
 
 

@@ -24,6 +24,11 @@ from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store, Store
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
 
+# What every test's services run with (the `settings` fixture): long enough for a service to
+# start (MIN_SECRET_BYTES), and plainly not real.
+ADMIN_TOKEN = "test-admin-token-long-enough-to-start"
+SECRET_KEY = "test-secret-key-long-enough-to-start"
+
 
 async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
     """What the API does for POST /stores: a queued store and its ``requested`` event."""

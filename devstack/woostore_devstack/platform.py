@@ -8,6 +8,7 @@ restart any one of them.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -105,14 +106,14 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
     nats = start_nats(data_dir / "nats")
     postgres = start_postgres(data_dir / "pg")
     api_port, notifier_port = free_port(), free_port()
-    token = "platform-admin-token"  # noqa: S105  (a throwaway platform's token)
+    token = secrets.token_urlsafe(32)
     env = {
         **os.environ,
         "WOOSTORE_DATA_DIR": str(data_dir),
         "WOOSTORE_NATS_URL": nats.url,
         "WOOSTORE_DATABASE_URL": postgres.url,
         "WOOSTORE_ADMIN_TOKEN": token,
-        "WOOSTORE_SECRET_KEY": "platform-secret-key",
+        "WOOSTORE_SECRET_KEY": secrets.token_urlsafe(32),
         "WOOSTORE_API_PORT": str(api_port),
         "WOOSTORE_NOTIFIER_PORT": str(notifier_port),
         "WOOSTORE_HELM_BINARY": str(REPO / ".tools" / "bin" / "helm"),
@@ -121,6 +122,8 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
         # Suites and benchmarks make stores in bursts with one key; the limits have their own
         # tests (tests/api/test_access.py) and any caller can set them here.
         "WOOSTORE_CREATES_PER_MINUTE": "10000",
+        "WOOSTORE_TENANT_CREATES_PER_MINUTE": "10000",
+        "WOOSTORE_TENANT_CHANGES_PER_MINUTE": "10000",
         "WOOSTORE_TENANT_STORE_LIMIT": "1000",
         "WOOSTORE_MAX_LIVE_STORES": "1000",
         "WOOSTORE_MAX_QUEUED_STORES": "1000",

@@ -15,11 +15,12 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role
-from woostore_shared.secrets import sha256_hex, tokens_match
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, SpentTicket
+from woostore_shared.secrets import OpenedTicket, fingerprint, sha256_hex, tokens_match
 
 KEY_PREFIX = "wsk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
@@ -61,11 +62,13 @@ def _of_key(key: ApiKey) -> Principal:
 class Authenticator:
     """Turns a bearer token, or the subject of a ticket or session, into a principal."""
 
-    def __init__(self, db: Database, admin_token: str) -> None:
+    def __init__(self, db: Database, *, admin_token: str, secret_key: str) -> None:
         self._db = db
         self._admin_token = admin_token
-        # Names the admin token without revealing it; a new token ends the old one's sessions.
-        self.admin_subject = f"{ADMIN_TOKEN_ACTOR}:{sha256_hex(admin_token)[:16]}"
+        # Tickets and sessions are signed, not encrypted: anyone holding one reads its subject.
+        # A keyed fingerprint names the admin token and tells them nothing about it. A new token
+        # or a new secret key changes it, and so ends the sessions opened before.
+        self.admin_subject = f"{ADMIN_TOKEN_ACTOR}:{fingerprint(secret_key, admin_token)}"
 
     def _admin(self) -> Principal:
         return Principal(
@@ -92,6 +95,23 @@ class Authenticator:
         if key is None or not tokens_match(sha256_hex(token), key.secret_sha256):
             return None
         return _of_key(key)
+
+    async def by_ticket(self, ticket: OpenedTicket) -> Principal | None:
+        """The principal of an event-stream ticket used for the first time. A ticket travels in
+        a URL; once it has opened a stream, finding it in a log or a history is worth nothing.
+        Every notifier replica shares the record, and it outlives the ticket's expiry only
+        until the reaper forgets it."""
+        if ticket.id is None:
+            return None
+        spend = (
+            insert(SpentTicket)
+            .values(id=ticket.id, expires_at=ticket.expires_at)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(col(SpentTicket.id))
+        )
+        async with self._db.session() as session, session.begin():
+            first_use = (await session.exec(spend)).first() is not None
+        return await self.by_subject(ticket.subject) if first_use else None
 
     async def by_subject(self, subject: str) -> Principal | None:
         if tokens_match(subject, self.admin_subject):

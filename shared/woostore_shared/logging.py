@@ -64,6 +64,7 @@ def configure_logging(settings: Settings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    # Access lines hold query strings, and the dashboard's event-stream ticket is one.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
 

@@ -214,13 +214,23 @@ class AuditEntry(SQLModel, table=True):
 
 
 class RateWindow(SQLModel, table=True):
-    """Requests an actor made in one fixed window; counted in PostgreSQL so every API
-    replica shares the limit."""
+    """Requests counted against one counter (a key's creates, a tenant's changes...) in one
+    fixed window; counted in PostgreSQL so every API replica shares the limit."""
 
     __tablename__ = "rate_windows"
 
-    actor: str = Field(primary_key=True, max_length=100)
+    counter: str = Field(primary_key=True, max_length=100)  # e.g. "tenant/<id>/creates"
     window_start: datetime = Field(
         sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
     )
     count: int = 0
+
+
+class SpentTicket(SQLModel, table=True):
+    """An event-stream ticket that opened a stream, kept until it expires: a ticket opens one
+    stream once, on whichever notifier replica it reaches first."""
+
+    __tablename__ = "spent_tickets"
+
+    id: str = Field(primary_key=True, max_length=32)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-TICKET_TTL_SECONDS = 300
+# A ticket only opens a stream (an open stream re-checks its key by itself), and it travels in
+# a URL: a minute is enough, and leaves a ticket seen in a URL little time to be useful.
+TICKET_TTL_SECONDS = 60
 SESSION_TTL_SECONDS = 12 * 3600
 
 
@@ -36,6 +41,17 @@ class InvalidTicket(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class OpenedTicket:
+    """A ticket whose signature and age were checked."""
+
+    subject: str
+    # Random, so a use can be remembered (an event ticket opens one stream, once); None in
+    # what was signed before tickets had one (a session cookie stays valid for its 12 hours).
+    id: str | None
+    expires_at: datetime
+
+
 class TicketSigner:
     """Signed, timed tokens naming a subject: short-lived event-stream tickets (an
     EventSource cannot send headers) and the dashboard's session cookie. Each ``purpose``
@@ -48,14 +64,24 @@ class TicketSigner:
         self._serializer = URLSafeTimedSerializer(_derive(secret_key, purpose).hex(), salt=purpose)
 
     def issue(self, subject: str) -> str:
-        return self._serializer.dumps({"sub": subject})
+        return self._serializer.dumps({"sub": subject, "id": secrets.token_hex(16)})
+
+    def open(self, ticket: str, max_age: int | None = None) -> OpenedTicket:
+        """A valid ticket, with what it takes to use it only once."""
+        age = max_age or self.max_age
+        try:
+            payload, signed_at = self._serializer.loads(ticket, max_age=age, return_timestamp=True)
+            return OpenedTicket(
+                subject=str(payload["sub"]),
+                id=str(payload["id"]) if "id" in payload else None,
+                expires_at=signed_at + timedelta(seconds=age),
+            )
+        except (BadSignature, KeyError, TypeError) as error:
+            raise InvalidTicket("invalid or expired ticket") from error
 
     def verify(self, ticket: str, max_age: int | None = None) -> str:
-        try:
-            payload = self._serializer.loads(ticket, max_age=max_age or self.max_age)
-        except BadSignature as error:
-            raise InvalidTicket("invalid or expired ticket") from error
-        return str(payload["sub"])
+        """The subject of a valid ticket or session."""
+        return self.open(ticket, max_age).subject
 
 
 def generate_password(length: int = 24) -> str:
@@ -64,6 +90,13 @@ def generate_password(length: int = 24) -> str:
 
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def fingerprint(secret_key: str, value: str) -> str:
+    """Names a secret value without revealing anything about it: an HMAC under a key derived
+    from the secret key, so without that key nobody can tell which value it names, nor test a
+    guess against it."""
+    return hmac.new(_derive(secret_key, "fingerprint"), value.encode(), hashlib.sha256).hexdigest()
 
 
 def tokens_match(given: str, expected: str) -> bool:

@@ -15,6 +15,9 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Shorter secrets fall to guessing; `make run` and the platform chart generate longer ones.
+MIN_SECRET_BYTES = 32
+
 
 class LogFormat(StrEnum):
     AUTO = "auto"  # console on a terminal, JSON otherwise
@@ -154,6 +157,20 @@ class Settings(BaseSettings):
         description="How far back Last-Event-ID may resume; an older id "
         "resumes at the oldest event within the window.",
     )
+    tenant_creates_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="Store creations each tenant may request per minute, all its keys together.",
+    )
+    tenant_changes_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Upgrades and rollbacks each tenant may request per minute, all its keys "
+        "together.",
+    )
+    tenant_key_limit: int = Field(
+        default=20, ge=1, description="Live (not revoked) API keys each tenant may have."
+    )
     provision_deadline_seconds: float = Field(default=600, gt=0)
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)
@@ -197,16 +214,26 @@ class Settings(BaseSettings):
         return self.dashboard_origin or f"http://{_reachable(self.api_host)}:{self.api_port}"
 
     def require_runtime(self) -> None:
-        """Fail fast, with the variable's name, when a service starts without what it needs."""
+        """Fail fast, with the variable's name (never its value), when a service starts
+        without what it needs or with a secret short enough to guess."""
+        secrets = (
+            ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
+            ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),
+        )
         missing = [
             name
             for name, value in (
                 ("WOOSTORE_NATS_URL", self.nats_url),
                 ("WOOSTORE_DATABASE_URL", self.database_url),
-                ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
-                ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),
+                *secrets,
             )
             if not value
         ]
         if missing:
             raise SystemExit(f"missing settings: {', '.join(missing)} (see README, Configuration)")
+        weak = [name for name, value in secrets if len(value.encode()) < MIN_SECRET_BYTES]
+        if weak:
+            raise SystemExit(
+                f"too short: {', '.join(weak)} must be at least {MIN_SECRET_BYTES} bytes; make one "
+                "with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )

@@ -9,10 +9,9 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
 
+from tests.support import ADMIN_TOKEN
 from woostore_api.main import create_app
 from woostore_shared.settings import Settings
-
-ADMIN_TOKEN = "test-admin-token"  # the `settings` fixture's
 
 
 @pytest.fixture

@@ -12,10 +12,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from itsdangerous import URLSafeTimedSerializer
+from pydantic import SecretStr
 from sqlmodel import col, select
 
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
+from tests.support import ADMIN_TOKEN, SECRET_KEY
+from woostore_api.main import create_app
+from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, AuditEntry, Store, StoreStatus
 from woostore_shared.secrets import sha256_hex
@@ -38,6 +43,16 @@ def client_with(api: FastAPI, token: str | None = None, **kwargs: Any) -> httpx.
         headers=headers,
         **kwargs,
     )
+
+
+async def set_status(database: Database, store_id: str, status: StoreStatus) -> None:
+    """Put a store where the API alone cannot (the provisioner moves stores on)."""
+    async with database.session() as session:
+        store = await session.get(Store, uuid.UUID(store_id))
+        assert store is not None
+        store.status = status
+        session.add(store)
+        await session.commit()
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -81,7 +96,7 @@ async def test_a_revoked_key_is_refused_at_once(api: FastAPI, client: httpx.Asyn
     [
         "wsk_000000000000_not-a-real-key-at-all-0000000000000000000000",
         "wsk_",
-        "test-admin-token-but-longer",
+        f"{ADMIN_TOKEN}-but-longer",
         "",
     ],
 )
@@ -180,6 +195,38 @@ async def test_a_session_ends_when_its_key_is_revoked(
     assert "revoked" in body["detail"]
 
 
+async def test_an_admin_ticket_reveals_nothing_about_the_admin_token(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    ticket = (await client.post("/api/v1/events/ticket")).json()["ticket"]
+    # Signed, not encrypted: whoever sees the ticket (in a URL, a log) reads its payload.
+    _, payload = URLSafeTimedSerializer("not-the-secret-key").loads_unsafe(ticket)
+    subject = payload["sub"]
+
+    assert sha256_hex(ADMIN_TOKEN)[:16] not in subject
+    assert ADMIN_TOKEN not in subject
+    keyed = Authenticator(database, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY)
+    assert subject == keyed.admin_subject  # naming the token takes the secret key too
+    other = Authenticator(database, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY + "-renewed")
+    assert await other.by_subject(subject) is None
+
+
+@pytest.mark.parametrize("renewed", ["admin_token", "secret_key"])
+async def test_a_new_admin_token_or_secret_key_ends_the_admin_tokens_sessions(
+    api: FastAPI, settings: Settings, renewed: str
+) -> None:
+    async with client_with(api) as browser:
+        assert (await browser.post(SESSION, json={"token": ADMIN_TOKEN})).status_code == 200
+        cookies = browser.cookies
+    restarted = create_app(settings.model_copy(update={renewed: SecretStr("renewed-" * 5)}))
+
+    async with (
+        restarted.router.lifespan_context(restarted),
+        client_with(restarted, cookies=cookies) as browser,
+    ):
+        problem(await browser.get(STORES), 401)
+
+
 async def test_signing_in_with_a_wrong_key_is_a_401_and_sets_no_cookie(api: FastAPI) -> None:
     async with client_with(api) as browser:
         response = await browser.post(SESSION, json={"token": "wsk_0123456789ab_wrong"})
@@ -232,12 +279,7 @@ async def test_a_tenant_cap_holds_under_concurrency_and_frees_when_a_store_fails
         await create(roomy, f"Roomy {n}")
     # A failed store's resources were cleaned up: it no longer counts.
     accepted = next(r for r in responses if r.status_code == 202).json()["id"]
-    async with database.session() as session:
-        store = await session.get(Store, uuid.UUID(accepted))
-        assert store is not None
-        store.status = StoreStatus.FAILED
-        session.add(store)
-        await session.commit()
+    await set_status(database, accepted, StoreStatus.FAILED)
     await create(capped, "After a failure")
 
 
@@ -268,6 +310,84 @@ async def test_the_create_rate_is_per_key(
     assert body["limit"] == "creates-per-minute"
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert (await calm.post(STORES, json={"name": "Calm"})).status_code == 202
+
+
+async def second_key(api: FastAPI, tenant: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Another client of ``tenant``, with a key the tenant made itself."""
+    made = await tenant.post(KEYS, json={"name": "another"})
+    assert made.status_code == 201, made.text
+    return client_with(api, made.json()["token"])
+
+
+def assert_limit(response: httpx.Response, limit: str, allowed: int) -> None:
+    body = problem(response, 429)
+    assert (body["limit"], body["allowed"]) == (limit, allowed)
+    assert 1 <= int(response.headers["Retry-After"]) <= 300
+
+
+async def test_the_create_rate_is_per_tenant_too_whichever_key_asks(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant
+) -> None:
+    limited(api, settings, creates_per_minute=100, tenant_creates_per_minute=3)
+    busy, calm = await new_tenant("busy"), await new_tenant("quiet")
+    async with await second_key(api, busy) as other_key:
+        await create(busy, "B1")
+        await create(busy, "B2")
+        await create(other_key, "B3")
+
+        refused = await other_key.post(STORES, json={"name": "B4"})
+        assert_limit(refused, "tenant-creates-per-minute", 3)
+        assert int(refused.headers["Retry-After"]) <= 60
+        assert_limit(await busy.post(STORES, json={"name": "B5"}), "tenant-creates-per-minute", 3)
+    await create(calm, "Calm")
+
+
+async def ready_store(client: httpx.AsyncClient, database: Database, name: str) -> str:
+    store_id = str((await create(client, name))["id"])
+    await set_status(database, store_id, StoreStatus.READY)
+    return store_id
+
+
+async def test_upgrades_and_rollbacks_share_a_rate_per_tenant(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant, database: Database
+) -> None:
+    limited(api, settings, tenant_changes_per_minute=2)
+    busy, calm = await new_tenant("changing"), await new_tenant("steady")
+    stores = [await ready_store(busy, database, f"Ready {n}") for n in range(3)]
+    steady = await ready_store(calm, database, "Steady")
+
+    async with await second_key(api, busy) as other_key:
+        assert (await busy.post(f"{STORES}/{stores[0]}/upgrade")).status_code == 202
+        assert (await other_key.post(f"{STORES}/{stores[1]}/rollback")).status_code == 202
+        refused = await other_key.post(f"{STORES}/{stores[2]}/upgrade")
+        assert_limit(refused, "tenant-changes-per-minute", 2)
+        assert int(refused.headers["Retry-After"]) <= 60
+        assert_limit(
+            await busy.post(f"{STORES}/{stores[2]}/rollback"), "tenant-changes-per-minute", 2
+        )
+    assert (await busy.get(f"{STORES}/{stores[2]}")).json()["status"] == "ready"  # untouched
+    assert (await calm.post(f"{STORES}/{steady}/upgrade")).status_code == 202
+
+
+async def test_a_tenants_live_keys_are_capped_under_concurrency_and_free_up_on_revoking(
+    api: FastAPI, settings: Settings, client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    limited(api, settings, tenant_key_limit=5)
+    minting = await new_tenant("minting")  # holds one key already
+    tenant_id = (await minting.get(SESSION)).json()["tenant_id"]
+
+    responses = await asyncio.gather(
+        *(minting.post(KEYS, json={"name": f"key {n}"}) for n in range(20))
+    )
+
+    assert Counter(r.status_code for r in responses) == {201: 4, 429: 16}
+    assert_limit(next(r for r in responses if r.status_code == 429), "tenant-keys", 5)
+    # The cap is the tenant's, whoever makes the key; a revoked key frees a place.
+    made_by_admin = await client.post(KEYS, json={"name": "by admin", "tenant_id": tenant_id})
+    assert_limit(made_by_admin, "tenant-keys", 5)
+    revoked = next(r for r in responses if r.status_code == 201).json()["id"]
+    assert (await minting.delete(f"{KEYS}/{revoked}")).status_code == 200
+    assert (await minting.post(KEYS, json={"name": "replacement"})).status_code == 201
 
 
 async def test_an_idempotent_replay_is_not_refused_by_a_limit(

@@ -25,7 +25,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
 from woostore_shared.models import Store, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox
-from woostore_shared.secrets import InvalidTicket, TicketSigner
+from woostore_shared.secrets import TICKET_TTL_SECONDS, InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
 
 STORES = "/api/v1/stores"
@@ -175,7 +175,7 @@ async def test_an_event_ticket_is_a_short_lived_ticket_for_the_admin(
 
     assert response.status_code == 200
     body = response.json()
-    assert body["expires_in"] == 300
+    assert body["expires_in"] == TICKET_TTL_SECONDS
     signer = TicketSigner(settings.secret_key.get_secret_value())
     subject = signer.verify(body["ticket"])
     # It names the admin token by a fingerprint: the ticket (a URL parameter) never holds it.

@@ -7,6 +7,7 @@ nats-server; states the API cannot reach by itself (a ready store) are set in th
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import uuid
@@ -19,7 +20,7 @@ from sqlmodel import col, select, update
 
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
-from tests.support import envelope, stream_messages
+from tests.support import ADMIN_TOKEN, envelope, stream_messages
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
@@ -230,7 +231,13 @@ PROTECTED = [
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "Bearer wrong-token", "Bearer ", "Basic dGVzdC1hZG1pbi10b2tlbjo=", "test-admin-token"],
+    [
+        None,
+        "Bearer wrong-token",
+        "Bearer ",
+        "Basic " + base64.b64encode(f"{ADMIN_TOKEN}:".encode()).decode(),
+        ADMIN_TOKEN,
+    ],
 )
 async def test_without_the_admin_bearer_token_every_endpoint_is_a_401_problem(
     anonymous: httpx.AsyncClient, authorization: str | None

@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
 
-from tests.api.conftest import ADMIN_TOKEN
 from tests.api.http import STORES, problem
+from tests.support import ADMIN_TOKEN
 from woostore_api.main import STATIC, create_app
 from woostore_shared.settings import Settings
 

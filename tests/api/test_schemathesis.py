@@ -36,6 +36,7 @@ from schemathesis.python import asgi
 from schemathesis.schemas import BaseSchema
 
 from tests.api.http import problem
+from tests.support import ADMIN_TOKEN
 from woostore_api.main import create_app
 from woostore_shared.messaging import connect
 from woostore_shared.settings import Settings
@@ -43,7 +44,6 @@ from woostore_shared.topology import declare, ensure_topology
 
 pytestmark = pytest.mark.contract
 
-ADMIN_TOKEN = "test-admin-token"  # the `settings` fixture's
 # Generated cases per operation and caller in the fuzzing phase (the coverage and examples
 # phases add their own). A fixed seed makes CI repeatable; to dig deeper, change both:
 # WOOSTORE_CONTRACT_EXAMPLES=2000 WOOSTORE_CONTRACT_SEED=$RANDOM.

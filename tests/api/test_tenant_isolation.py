@@ -1,10 +1,11 @@
 """Tenant isolation, route by route: tenant A's key never reads or changes tenant B's objects.
 
 Two tenants, each with a store in every status (the states the API cannot reach by itself
-are set in the database, a ready store with its encrypted admin password), and the admin.
-``MATRIX`` names what A tries on every route of the app; a route added without an entry
-fails ``test_every_route_of_the_app_has_an_isolation_entry``. For each route A's answers
-carry nothing of B's that A did not send itself, and B's rows are unchanged afterwards.
+are set in the database, a ready store with its encrypted admin password), a tenant key and
+an admin key, and the admin. ``MATRIX`` names what A's tenant key tries on every route of the
+app; a route added without an entry fails ``test_every_route_of_the_app_has_an_isolation_entry``.
+For each route A's answers carry nothing of B's, nor of the admin key of A's own tenant, that
+A did not send itself; B's rows and A's admin key are unchanged afterwards.
 
 The event stream is checked on a real notifier: A's bearer key and a ticket from A's
 dashboard session deliver A's events and none of B's; a revoked key's ticket is refused.
@@ -62,7 +63,8 @@ DEADLINE_SECONDS = 15.0
 
 @dataclass
 class Party:
-    """A tenant, its key, a client using the key, and one store in every status."""
+    """A tenant, its tenant key, a client using that key, an admin key of the tenant, and one
+    store in every status."""
 
     label: str
     tenant_id: str
@@ -71,6 +73,8 @@ class Party:
     prefix: str
     token: str
     http: httpx.AsyncClient
+    admin_key_id: str
+    admin_token: str
     password: str
     stores: dict[StoreStatus, dict[str, Any]] = field(default_factory=dict)
     idempotent_store: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +86,11 @@ class Party:
     def all_stores(self) -> list[dict[str, Any]]:
         return [*self.stores.values(), self.idempotent_store]
 
+    def admin_key_markers(self) -> set[str]:
+        """What would give the tenant's admin key away to the tenant's own tenant keys. (Its
+        prefix and name are in the tenant's audit log, which records who acted on it.)"""
+        return {self.admin_key_id, self.admin_token}
+
     def markers(self) -> set[str]:
         """Every value that would give this tenant's data away if another tenant saw it."""
         found = {
@@ -90,6 +99,8 @@ class Party:
             self.key_id,
             self.prefix,
             self.token,
+            self.admin_key_id,
+            self.admin_token,
             self.password,
         }
         for store in self.all_stores():
@@ -139,6 +150,11 @@ async def _make_party(
     key = await admin.post(KEYS, json={"name": f"{label} key", "tenant_id": tenant.json()["id"]})
     assert key.status_code == 201, key.text
     made = key.json()
+    admin_key = await admin.post(
+        KEYS,
+        json={"name": f"{label} admin key", "role": "admin", "tenant_id": tenant.json()["id"]},
+    )
+    assert admin_key.status_code == 201, admin_key.text
     party = Party(
         label=label,
         tenant_id=tenant.json()["id"],
@@ -147,6 +163,8 @@ async def _make_party(
         prefix=made["prefix"],
         token=made["token"],
         http=_client(api, made["token"]),
+        admin_key_id=admin_key.json()["id"],
+        admin_token=admin_key.json()["token"],
         password=f"{label}-password-{uuid.uuid4().hex}",
     )
     for status in StoreStatus:
@@ -255,10 +273,11 @@ def _only_a_stores(response: httpx.Response, world: World) -> None:
     assert set(listed) <= {str(s["id"]) for s in world.a.all_stores()}
 
 
-def _only_a_keys(response: httpx.Response, world: World) -> None:
+def _only_a_tenant_keys(response: httpx.Response, world: World) -> None:
     keys = _items(response)
     assert keys
     assert {k["tenant_id"] for k in keys} == {world.a.tenant_id}
+    assert {k["role"] for k in keys} == {"tenant"}
 
 
 def _only_a_audit_entries(response: httpx.Response, world: World) -> None:
@@ -349,18 +368,24 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
         Attempt("PATCH", f"{TENANTS}/{w.b.tenant_id}", 403, json={"store_limit": 0}),
         Attempt("PATCH", f"{TENANTS}/{w.a.tenant_id}", 403, json={"store_limit": 10_000}),
     ],
-    # Keys: A lists and revokes its own only; B's key does not exist for it.
+    # Keys: A lists and revokes its own tenant keys only; B's keys, and the admin keys of A's
+    # own tenant, do not exist for it.
     f"POST {KEYS}": lambda w: [
         Attempt("POST", KEYS, 403, json={"name": "into b", "tenant_id": w.b.tenant_id}),
         Attempt("POST", KEYS, 403, json={"name": "root", "role": "admin"}),
     ],
     f"GET {KEYS}": lambda w: [
-        Attempt("GET", KEYS, 200, check=_only_a_keys),
+        Attempt("GET", KEYS, 200, check=_only_a_tenant_keys),
+        Attempt("GET", KEYS, 200, session=True, check=_only_a_tenant_keys),
+        Attempt("GET", KEYS, 200, params={"tenant_id": w.a.tenant_id}, check=_only_a_tenant_keys),
         Attempt("GET", KEYS, 403, params={"tenant_id": w.b.tenant_id}),
         Attempt("GET", KEYS, 403, params={"tenant_id": str(uuid.uuid4())}),
     ],
     f"DELETE {KEYS}/{{key_id}}": lambda w: [
         Attempt("DELETE", f"{KEYS}/{w.b.key_id}", 404),
+        Attempt("DELETE", f"{KEYS}/{w.b.admin_key_id}", 404),
+        Attempt("DELETE", f"{KEYS}/{w.a.admin_key_id}", 404),
+        Attempt("DELETE", f"{KEYS}/{w.a.admin_key_id}", 404, session=True),
         Attempt("DELETE", f"{KEYS}/{uuid.uuid4()}", 404),  # as if it did not exist
     ],
     # The audit log: A's tenant only, whatever it filters on.
@@ -414,11 +439,20 @@ def test_every_route_of_the_app_has_an_isolation_entry(api: FastAPI) -> None:
     )
 
 
-def _leaks(response: httpx.Response, attempt: Attempt, other: Party) -> set[str]:
-    """Values of ``other``'s that the response holds and the request did not carry."""
+def _leaks(response: httpx.Response, attempt: Attempt, world: World) -> set[str]:
+    """Values hidden from A's tenant key (B's, and its own tenant's admin key) that the
+    response holds and the request did not carry."""
     text = response.text
     sent = attempt.sent()
-    return {m for m in other.markers() if m in text and m not in sent}
+    hidden = world.b.markers() | world.a.admin_key_markers()
+    return {m for m in hidden if m in text and m not in sent}
+
+
+async def _revoked(database: Database, key_id: str) -> bool:
+    async with database.session() as session:
+        key = await session.get(ApiKey, uuid.UUID(key_id))
+    assert key is not None
+    return key.revoked_at is not None
 
 
 @pytest.mark.parametrize("route", sorted(MATRIX))
@@ -445,11 +479,12 @@ async def test_tenant_a_gets_nothing_of_tenant_b_and_changes_nothing_through(
             assert response.status_code == attempt.status, f"{what}: {response.text}"
             if response.status_code >= 400:
                 problem(response, attempt.status)
-            assert not _leaks(response, attempt, world.b), what
+            assert not _leaks(response, attempt, world), what
             if attempt.check is not None:
                 attempt.check(response, world)
 
     assert await _snapshot(database, world.b) == before
+    assert not await _revoked(database, world.a.admin_key_id)
 
 
 async def test_the_admin_sees_and_reaches_both_tenants(
@@ -463,7 +498,7 @@ async def test_the_admin_sees_and_reaches_both_tenants(
     for party in (world.a, world.b):
         ids = {str(s["id"]) for s in party.all_stores()}
         assert ids <= {s["id"] for s in stores}
-        assert party.key_id in {k["id"] for k in keys}
+        assert {party.key_id, party.admin_key_id} <= {k["id"] for k in keys}
         assert party.tenant_id in {t["id"] for t in tenants}
         assert {f"store/{i}" for i in ids} <= {e["target"] for e in audit}
         scoped = await client.get(STORES, params={"tenant_id": party.tenant_id, "limit": "500"})

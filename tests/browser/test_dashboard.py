@@ -3,6 +3,7 @@ SSE, stores made by other clients, deletion, and no polling."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -343,6 +344,28 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
             "POST /api/v1/stores": 1,
         }
     ), traffic.requests
+
+
+async def test_a_lost_event_stream_comes_back_with_a_fresh_ticket(
+    page: Page, platform: Platform
+) -> None:
+    """A ticket opens one stream, once: when the stream is lost (here the notifier restarts),
+    the page asks for a new ticket rather than present the spent one, and is live again."""
+    traffic = Traffic()
+    page.on("request", traffic.record)
+    await signed_in(page, platform)
+    connection = page.get_by_test_id("connection-state")
+
+    await asyncio.to_thread(platform.stop, "notifier")
+    await expect(connection).to_have_attribute("data-state", "reconnecting", timeout=SHORT)
+    await asyncio.to_thread(platform.start, "notifier")
+    await expect(connection).to_have_attribute("data-state", "live", timeout=PROVISIONING)
+
+    store = await create_by_api(platform, "After The Restart")
+    await expect(card(page, store["id"])).to_have_attribute(
+        "data-status", "ready", timeout=PROVISIONING
+    )
+    assert traffic.count("POST", "/api/v1/events/ticket") >= 2, traffic.requests
 
 
 async def test_screenshot_of_two_ready_stores_and_one_provisioning(

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, update
 
 import woostore_notifier.main as notifier
-from tests.support import add_key
+from tests.support import ADMIN_TOKEN, add_key, served
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
@@ -33,7 +33,6 @@ from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 
 EVENTS = "/api/v1/events"
-ADMIN_TOKEN = "test-admin-token"  # the `settings` fixture's
 PROBLEM_JSON = "application/problem+json"
 DEADLINE_SECONDS = 15.0
 
@@ -287,8 +286,11 @@ async def test_a_wrong_bearer_token_is_a_401_problem(
 async def test_a_ticket_from_the_ticket_signer_opens_the_stream(
     http: httpx.AsyncClient, nats_client: Client, settings: Settings, database: Database
 ) -> None:
-    admin = Authenticator(database, settings.admin_token.get_secret_value())
-    ticket = TicketSigner(settings.secret_key.get_secret_value()).issue(admin.admin_subject)
+    secret = settings.secret_key.get_secret_value()
+    admin = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    ticket = TicketSigner(secret).issue(admin.admin_subject)
     published = await publish(nats_client, 2)
 
     async with aconnect_sse(
@@ -299,6 +301,34 @@ async def test_a_ticket_from_the_ticket_signer_opens_the_stream(
         received = await take(events, 2)
 
     assert ids_and_bodies(received) == published
+
+
+async def test_a_ticket_opens_one_stream_once_whichever_replica_it_reaches(
+    http: httpx.AsyncClient, settings: Settings, database: Database
+) -> None:
+    secret = settings.secret_key.get_secret_value()
+    admin = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    signer = TicketSigner(secret)
+    raced, reused = signer.issue(admin.admin_subject), signer.issue(admin.admin_subject)
+
+    async def opening(client: httpx.AsyncClient, ticket: str) -> int:
+        async with client.stream("GET", EVENTS, params={"ticket": ticket}) as response:
+            return response.status_code
+
+    async with (
+        served(notifier.create_app(settings)) as replica_url,
+        httpx.AsyncClient(base_url=replica_url, timeout=10) as replica,
+    ):
+        # Presented to two replicas at once, a ticket opens one stream.
+        assert sorted(await asyncio.gather(opening(http, raced), opening(replica, raced))) == [
+            200,
+            401,
+        ]
+        assert await opening(replica, reused) == 200
+        problem(await http.get(EVENTS, params={"ticket": reused}), 401)
+        problem(await replica.get(EVENTS, params={"ticket": reused}), 401)
 
 
 async def test_an_invalid_ticket_is_a_401_problem(

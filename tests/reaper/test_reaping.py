@@ -21,6 +21,7 @@ from woostore_shared.models import (
     DEFAULT_TENANT_ID,
     IdempotencyKey,
     RateWindow,
+    SpentTicket,
     Store,
     StoreEvent,
     StoreStatus,
@@ -291,14 +292,32 @@ async def test_idempotency_keys_older_than_a_day_and_finished_rate_windows_are_f
                     created_at=now - age,
                 )
             )
-        for actor, age in (("old", timedelta(hours=2)), ("current", timedelta(0))):
-            session.add(RateWindow(actor=actor, window_start=now - age, count=3))
+        for counter, age in (("old", timedelta(hours=2)), ("current", timedelta(0))):
+            session.add(RateWindow(counter=counter, window_start=now - age, count=3))
         await session.commit()
 
     assert await forget_expired(outbox) == 2
 
     async with database.session() as session:
         keys = {k.key for k in await session.exec(select(IdempotencyKey))}
-        windows = {w.actor for w in await session.exec(select(RateWindow))}
+        windows = {w.counter for w in await session.exec(select(RateWindow))}
     assert (keys, windows) == ({"fresh"}, {"current"})
     assert await forget_expired(outbox) == 0
+
+
+async def test_spent_event_tickets_are_forgotten_once_expired(
+    outbox: Outbox, database: Database
+) -> None:
+    now = utcnow()
+    async with database.session() as session:
+        for ticket, expires in (
+            ("expired", now - timedelta(seconds=1)),
+            ("live", now + timedelta(seconds=30)),
+        ):
+            session.add(SpentTicket(id=ticket, expires_at=expires))
+        await session.commit()
+
+    assert await forget_expired(outbox) == 1
+
+    async with database.session() as session:
+        assert [t.id for t in await session.exec(select(SpentTicket))] == ["live"]

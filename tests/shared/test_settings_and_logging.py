@@ -8,11 +8,18 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
+from tests.support import served
+from woostore_devstack.launcher import load_or_create_secrets
 from woostore_shared.logging import _redact_secrets, configure_logging, get_logger
-from woostore_shared.settings import ClusterMode, LogFormat, Settings
+from woostore_shared.settings import MIN_SECRET_BYTES, ClusterMode, LogFormat, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +94,47 @@ def test_a_service_with_what_it_needs_starts() -> None:
     Settings(
         nats_url="nats://127.0.0.1:4222",
         database_url="postgresql://u@db/woo",
-        admin_token="t",
-        secret_key="k",
+        admin_token="t" * MIN_SECRET_BYTES,
+        secret_key="k" * MIN_SECRET_BYTES,
+    ).require_runtime()
+
+
+@pytest.mark.parametrize(
+    ("admin_token", "secret_key", "named"),
+    [
+        ("short-admin-token", "k" * MIN_SECRET_BYTES, {"WOOSTORE_ADMIN_TOKEN"}),
+        ("t" * MIN_SECRET_BYTES, "short-secret-key", {"WOOSTORE_SECRET_KEY"}),
+        ("short-admin-token", "short-secret-key", {"WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY"}),
+        # Bytes, not characters: 16 two-byte characters are 32 bytes, and enough.
+        ("é" * 15, "é" * 16, {"WOOSTORE_ADMIN_TOKEN"}),
+    ],
+)
+def test_a_service_with_a_short_secret_stops_naming_it_and_not_showing_it(
+    admin_token: str, secret_key: str, named: set[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        Settings(
+            nats_url="nats://127.0.0.1:4222",
+            database_url="postgresql://u@db/woo",
+            admin_token=admin_token,
+            secret_key=secret_key,
+        ).require_runtime()
+
+    message = str(stopped.value)
+    assert {n for n in ("WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY") if n in message} == named
+    assert f"{MIN_SECRET_BYTES} bytes" in message
+    assert admin_token not in message
+    assert secret_key not in message
+
+
+def test_make_run_generates_secrets_a_service_accepts(tmp_path: Path) -> None:
+    generated = load_or_create_secrets(tmp_path)
+
+    Settings(
+        nats_url="nats://127.0.0.1:4222",
+        database_url="postgresql://u@db/woo",
+        admin_token=generated["admin_token"],
+        secret_key=generated["secret_key"],
     ).require_runtime()
 
 
@@ -172,3 +218,28 @@ def test_configured_logging_never_writes_a_secret(
     output = json.dumps(lines)
     for secret in ("pw-1", "tok-2", "sec-3"):
         assert secret not in output
+
+
+async def test_a_ticket_in_a_url_never_reaches_the_logs(
+    configured_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Browsers pass event-stream tickets as ?ticket=: uvicorn's access log, which would write
+    the query string, stays silenced even at DEBUG."""
+    configure_logging(Settings(log_format=LogFormat.JSON, log_level="DEBUG"), "tests")
+
+    async def events(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("a stream")
+
+    ticket = "a-ticket-that-must-not-be-logged"
+    async with (
+        served(Starlette(routes=[Route("/api/v1/events", events)])) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        response = await http.get("/api/v1/events", params={"ticket": ticket})
+    assert response.status_code == 200
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    # What the test's own client logs is not the server's.
+    served_lines = [line for line in lines if not line.get("logger", "").startswith("http")]
+    assert any(line.get("logger") == "uvicorn.error" for line in served_lines)  # captured
+    assert ticket not in json.dumps(served_lines)

@@ -82,7 +82,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.cipher = CredentialCipher(secret)
         app.state.tickets = TicketSigner(secret)
         app.state.sessions = TicketSigner(secret, "session", SESSION_TTL_SECONDS)
-        app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
+        app.state.authenticator = Authenticator(
+            db, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+        )
         app.state.nats = nats
         app.state.ops = await serve_ops(
             settings.ops_host,

@@ -130,6 +130,14 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     )
 
 
+def limit_reached(limit: str, allowed: int, detail: str, retry_after: int) -> Problem:
+    """429: a rate or a cap (``limit`` names it, ``allowed`` says how much it allows)."""
+    return Problem(
+        429, "Limit reached", detail, kind="limit-reached",
+        headers={"Retry-After": str(retry_after)}, limit=limit, allowed=allowed,
+    )  # fmt: skip
+
+
 def _render(
     request: Request,
     status: int,

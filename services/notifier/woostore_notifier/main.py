@@ -155,10 +155,10 @@ async def _principal(request: Request) -> Principal | None:
     if ticket is None:
         return None
     try:
-        subject = tickets.verify(ticket)
+        opened = tickets.open(ticket)
     except InvalidTicket:
         return None
-    return await authenticator.by_subject(subject)
+    return await authenticator.by_ticket(opened)
 
 
 def _visible(message: Msg, principal: Principal) -> bool:
@@ -278,13 +278,16 @@ def create_app(settings: Settings) -> Starlette:
         app.state.settings = settings
         app.state.nats = nats
         app.state.js = nats.jetstream()
-        app.state.tickets = TicketSigner(settings.secret_key.get_secret_value())
+        secret = settings.secret_key.get_secret_value()
+        app.state.tickets = TicketSigner(secret)
         app.state.stream_slots = StreamSlots(
             settings.event_streams_per_key, settings.max_event_streams
         )
         db = Database(settings.database_url)
         app.state.db = db
-        app.state.authenticator = Authenticator(db, settings.admin_token.get_secret_value())
+        app.state.authenticator = Authenticator(
+            db, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+        )
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,

@@ -31,6 +31,7 @@ from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     IdempotencyKey,
     RateWindow,
+    SpentTicket,
     Store,
     StoreEvent,
     StoreStatus,
@@ -252,8 +253,9 @@ async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
 
 
 async def forget_expired(outbox: Outbox) -> int:
-    """Delete idempotency keys past their lifetime and finished rate windows. A client
-    retrying a create a day later makes a new store, as with any API that expires keys."""
+    """Delete idempotency keys past their lifetime, finished rate windows and spent event
+    tickets that expired (no notifier would accept them anyway). A client retrying a create a
+    day later makes a new store, as with any API that expires keys."""
     now = utcnow()
     async with outbox.transaction() as tx:
         keys = await tx.session.exec(
@@ -262,7 +264,10 @@ async def forget_expired(outbox: Outbox) -> int:
         windows = await tx.session.exec(
             delete(RateWindow).where(col(RateWindow.window_start) < now - RATE_WINDOW_TTL)
         )
-    return keys.rowcount + windows.rowcount
+        tickets = await tx.session.exec(
+            delete(SpentTicket).where(col(SpentTicket.expires_at) < now)
+        )
+    return keys.rowcount + windows.rowcount + tickets.rowcount
 
 
 async def reap_once(

@@ -82,12 +82,14 @@ def _key_out(key: ApiKey) -> KeyOut:
     status_code=status.HTTP_201_CREATED,
     response_model=NewKeyOut,
     tags=["keys"],
-    responses=problem_responses(400, 401, 403, 404, 422),
+    responses=problem_responses(400, 401, 403, 404, 422, 429),
     dependencies=[Depends(no_store)],
 )
 async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -> NewKeyOut:
-    """A new API key. Its token is in this response only; WooStore keeps just a hash."""
-    key, issued = await service.create_key(request.app.state.outbox, caller, body)
+    """A new API key. Its token is in this response only; WooStore keeps just a hash. A tenant
+    at its cap of live keys gets 429 until one is revoked."""
+    state = request.app.state
+    key, issued = await service.create_key(state.outbox, caller, body, state.settings)
     return NewKeyOut(**_key_out(key).model_dump(), token=issued.token)
 
 
@@ -101,8 +103,10 @@ async def list_keys(
         uuid.UUID | None, Query(description="Admins: one tenant's keys (default: all).")
     ] = None,
 ) -> KeyList:
-    """Keys, revoked ones included, without their tokens."""
-    keys = await service.list_keys(request.app.state.db, tenant_scope(caller, tenant_id))
+    """Keys, revoked ones included, without their tokens. A tenant key sees its tenant's
+    tenant keys, not the admin keys of its tenant."""
+    scope = tenant_scope(caller, tenant_id)
+    keys = await service.list_keys(request.app.state.db, caller.principal, scope)
     return KeyList(items=[_key_out(k) for k in keys])
 
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
-from woostore_api.problems import Problem, forbidden, not_found
-from woostore_shared.access import NewKey, new_key
+from woostore_api.problems import Problem, forbidden, limit_reached, not_found
+from woostore_shared.access import NewKey, Principal, new_key
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
+
+# A key cap frees only when someone revokes a key: waiting a little rarely helps.
+KEY_CAP_RETRY_SECONDS = 300
 
 
 async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> Tenant:
@@ -63,15 +70,20 @@ async def update_tenant(
     return tenant
 
 
-async def create_key(outbox: Outbox, caller: Caller, body: KeyCreate) -> tuple[ApiKey, NewKey]:
+async def create_key(
+    outbox: Outbox, caller: Caller, body: KeyCreate, settings: Settings
+) -> tuple[ApiKey, NewKey]:
     principal = caller.principal
     tenant_id = body.tenant_id or principal.tenant_id
     if not principal.is_admin and (body.role is Role.ADMIN or tenant_id != principal.tenant_id):
         raise forbidden("a tenant key can only create tenant keys for its own tenant")
     issued = new_key()
     async with outbox.transaction() as tx:
-        if await tx.session.get(Tenant, tenant_id) is None:
+        # Locking the tenant's row makes concurrent creations for it count in turn, on any
+        # API replica, until this transaction ends.
+        if await tx.session.get(Tenant, tenant_id, with_for_update=True) is None:
             raise not_found(f"tenant {tenant_id}")
+        await _check_key_limit(tx.session, tenant_id, settings.tenant_key_limit)
         key = ApiKey(
             tenant_id=tenant_id,
             name=body.name,
@@ -88,8 +100,39 @@ async def create_key(outbox: Outbox, caller: Caller, body: KeyCreate) -> tuple[A
     return key, issued
 
 
-async def list_keys(db: Database, tenant_id: uuid.UUID | None) -> list[ApiKey]:
-    query = select(ApiKey).order_by(col(ApiKey.created_at))
+def _managed_by(principal: Principal) -> SelectOfScalar[ApiKey]:
+    """The keys a principal may list and revoke: an admin, every key; a tenant key, its own
+    tenant's tenant keys. An admin key stays out of a tenant's reach, as if it did not exist."""
+    query = select(ApiKey)
+    if not principal.is_admin:
+        query = query.where(
+            col(ApiKey.tenant_id) == principal.tenant_id, col(ApiKey.role) == Role.TENANT
+        )
+    return query
+
+
+async def _check_key_limit(session: AsyncSession, tenant_id: uuid.UUID, allowed: int) -> None:
+    """Refuse a key past the tenant's cap: per-key limits mean nothing if keys are free."""
+    live = (
+        await session.exec(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(col(ApiKey.tenant_id) == tenant_id, col(ApiKey.revoked_at).is_(None))
+        )
+    ).one()
+    if live >= allowed:
+        raise limit_reached(
+            "tenant-keys",
+            allowed,
+            f"this tenant has its maximum of {allowed} keys; revoke one first",
+            KEY_CAP_RETRY_SECONDS,
+        )
+
+
+async def list_keys(
+    db: Database, principal: Principal, tenant_id: uuid.UUID | None
+) -> list[ApiKey]:
+    query = _managed_by(principal).order_by(col(ApiKey.created_at))
     if tenant_id is not None:
         query = query.where(col(ApiKey.tenant_id) == tenant_id)
     async with db.session() as session:
@@ -98,8 +141,9 @@ async def list_keys(db: Database, tenant_id: uuid.UUID | None) -> list[ApiKey]:
 
 async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKey:
     async with outbox.transaction() as tx:
-        key = await tx.session.get(ApiKey, key_id, with_for_update=True)
-        if key is None or not caller.principal.sees(key.tenant_id):
+        query = _managed_by(caller.principal).where(col(ApiKey.id) == key_id).with_for_update()
+        key = (await tx.session.exec(query)).first()
+        if key is None:
             raise not_found(f"key {key_id}")
         if key.revoked_at is None:  # revoking twice is fine: one revocation
             key.revoked_at = utcnow()

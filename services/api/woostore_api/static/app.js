@@ -326,13 +326,10 @@ function onStreamOpen(stream) {
 
 function onStreamError(stream) {
   if (stream !== state.stream) return;
-  setConnection('reconnecting');
-  // CONNECTING means the browser retries on its own; CLOSED means the server refused
-  // (e.g. 401 for an expired ticket), so we need a fresh ticket.
-  if (stream.readyState === EventSource.CLOSED) {
-    closeStream();
-    scheduleReconnect();
-  }
+  // A ticket opens one stream, once (and expires within a minute): the browser's own retry
+  // would present the spent ticket again. Reconnect with a fresh one instead.
+  closeStream();
+  scheduleReconnect();
 }
 
 function scheduleReconnect() {

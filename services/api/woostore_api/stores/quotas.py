@@ -1,14 +1,17 @@
-"""Limits on creating stores: a per-key rate, and caps on live and queued stores.
+"""Limits on what stores are asked for: create rates per key and per tenant, a change
+(upgrade or rollback) rate per tenant, and caps on live and queued stores.
 
-Both hold across API replicas and under any concurrency, because PostgreSQL does the
-counting: the rate is an atomic upsert on the key's current minute, and the caps are checked
-while holding a transaction-scoped advisory lock that every store creation takes.
+All hold across API replicas and under any concurrency, because PostgreSQL does the
+counting: a rate is an atomic upsert on its counter's current minute (a fixed window), and
+the caps are checked while holding a transaction-scoped advisory lock that every store
+creation takes.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func
@@ -16,7 +19,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from woostore_api.problems import Problem
+from woostore_api.problems import limit_reached
+from woostore_shared.access import Principal
 from woostore_shared.lifecycle import LIVE
 from woostore_shared.models import RateWindow, Store, StoreStatus, Tenant, utcnow
 from woostore_shared.outbox import Outbox
@@ -30,40 +34,79 @@ RETRY_CAP_SECONDS = 300
 RETRY_QUEUE_SECONDS = 60
 
 
-def _too_many(limit: str, detail: str, retry_after: int, allowed: int) -> Problem:
-    return Problem(
-        429, "Limit reached", detail, kind="limit-reached",
-        headers={"Retry-After": str(retry_after)}, limit=limit, allowed=allowed,
-    )  # fmt: skip
+@dataclass(frozen=True)
+class Rate:
+    """Requests one counter allows per minute, and how a refusal names the limit."""
+
+    counter: str  # what is counted, e.g. "key/wsk_3f9a1c2b7d4e/creates"
+    allowed: int
+    limit: str
+    detail: str
 
 
-async def count_create(outbox: Outbox, actor: str, settings: Settings) -> None:
-    """Count a create request against the actor's minute; refuse it past the rate."""
+async def _count(outbox: Outbox, *rates: Rate) -> None:
+    """Count a request against each rate's current minute, all in one transaction; refuse
+    it past any of them. A refused request counts too, as a client retrying at once would."""
     now = utcnow()
     window = now.replace(second=0, microsecond=0)
-    upsert = (
-        insert(RateWindow)
-        .values(actor=actor, window_start=window, count=1)
-        .on_conflict_do_update(
-            index_elements=["actor", "window_start"], set_={"count": RateWindow.count + 1}
-        )
-        .returning(col(RateWindow.count))
-    )
+    counters = [rate.counter for rate in rates]
+    counts: list[int] = []
     async with outbox.transaction() as tx:
-        count = (await tx.session.exec(upsert)).scalar_one()
+        for rate in rates:
+            upsert = (
+                insert(RateWindow)
+                .values(counter=rate.counter, window_start=window, count=1)
+                .on_conflict_do_update(
+                    index_elements=["counter", "window_start"],
+                    set_={"count": RateWindow.count + 1},
+                )
+                .returning(col(RateWindow.count))
+            )
+            counts.append((await tx.session.exec(upsert)).scalar_one())
         await tx.session.exec(
             delete(RateWindow).where(
-                col(RateWindow.actor) == actor, col(RateWindow.window_start) < window
+                col(RateWindow.counter).in_(counters), col(RateWindow.window_start) < window
             )
         )
-    if count > settings.creates_per_minute:
-        retry_after = math.ceil((window + WINDOW - now).total_seconds())
-        raise _too_many(
+    retry_after = math.ceil((window + WINDOW - now).total_seconds())
+    for rate, count in zip(rates, counts, strict=True):
+        if count > rate.allowed:
+            raise limit_reached(rate.limit, rate.allowed, rate.detail, retry_after)
+
+
+async def count_create(outbox: Outbox, principal: Principal, settings: Settings) -> None:
+    """Count a store creation against the key's rate and its tenant's: a tenant's keys share
+    one, so minting more keys does not buy more creations."""
+    await _count(
+        outbox,
+        Rate(
+            f"key/{principal.actor}/creates",
+            settings.creates_per_minute,
             "creates-per-minute",
             f"this key may create {settings.creates_per_minute} stores a minute",
-            retry_after,
-            settings.creates_per_minute,
-        )
+        ),
+        Rate(
+            f"tenant/{principal.tenant_id}/creates",
+            settings.tenant_creates_per_minute,
+            "tenant-creates-per-minute",
+            f"this tenant may create {settings.tenant_creates_per_minute} stores a minute",
+        ),
+    )
+
+
+async def count_change(outbox: Outbox, principal: Principal, settings: Settings) -> None:
+    """Count an upgrade or a rollback against the caller's tenant's rate: all tenants share
+    the provisioners that carry them out."""
+    await _count(
+        outbox,
+        Rate(
+            f"tenant/{principal.tenant_id}/changes",
+            settings.tenant_changes_per_minute,
+            "tenant-changes-per-minute",
+            f"this tenant may upgrade or roll back {settings.tenant_changes_per_minute} "
+            "stores a minute",
+        ),
+    )
 
 
 async def check_capacity(session: AsyncSession, tenant_id: uuid.UUID, settings: Settings) -> None:
@@ -85,23 +128,23 @@ async def check_capacity(session: AsyncSession, tenant_id: uuid.UUID, settings: 
     if tenant is not None and tenant.store_limit is not None:
         tenant_limit = tenant.store_limit
     if live >= settings.max_live_stores:
-        raise _too_many(
+        raise limit_reached(
             "platform-stores",
+            settings.max_live_stores,
             f"the platform holds its maximum of {settings.max_live_stores} stores",
             RETRY_CAP_SECONDS,
-            settings.max_live_stores,
         )
     if tenant_live >= tenant_limit:
-        raise _too_many(
+        raise limit_reached(
             "tenant-stores",
+            tenant_limit,
             f"this tenant has its maximum of {tenant_limit} stores; delete one first",
             RETRY_CAP_SECONDS,
-            tenant_limit,
         )
     if queued >= settings.max_queued_stores:
-        raise _too_many(
+        raise limit_reached(
             "queued-stores",
+            settings.max_queued_stores,
             f"{queued} stores are waiting to start; try again shortly",
             RETRY_QUEUE_SECONDS,
-            settings.max_queued_stores,
         )

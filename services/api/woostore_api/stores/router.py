@@ -47,8 +47,8 @@ async def create_store(
     ] = None,
 ) -> StoreOut:
     """Queue a new store in the caller's tenant. It is provisioned in the background; follow
-    it on the event stream. Past a limit (the key's create rate, the tenant's or the
-    platform's store cap, the queue's length) the answer is 429 with ``Retry-After``."""
+    it on the event stream. Past a limit (the key's or the tenant's create rate, the tenant's
+    or the platform's store cap, the queue's length) the answer is 429 with ``Retry-After``."""
     state = request.app.state
     store, created = await service.create_store(
         state.outbox, caller, body, state.settings, idempotency_key=idempotency_key
@@ -108,13 +108,15 @@ async def delete_store(store_id: uuid.UUID, request: Request, caller: CurrentCal
     "/{store_id}/upgrade",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StoreOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
 async def upgrade_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
     """Upgrade a ready store's Helm release to the chart the platform ships now. The store is
     `updating` meanwhile and ends `ready` either way; a failed upgrade is rolled back by helm
-    and announced as `change_failed` with the reason."""
-    store = await service.request_change(request.app.state.outbox, caller, store_id, "upgrade")
+    and announced as `change_failed` with the reason. Past the tenant's change rate the answer
+    is 429 with ``Retry-After``."""
+    state = request.app.state
+    store = await service.request_change(state.outbox, caller, store_id, "upgrade", state.settings)
     return StoreOut.of(store)
 
 
@@ -122,12 +124,14 @@ async def upgrade_store(store_id: uuid.UUID, request: Request, caller: CurrentCa
     "/{store_id}/rollback",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StoreOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
 async def rollback_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
     """Roll a ready store's Helm release back to the revision before the deployed one (after
-    an upgrade: the chart it had before). Rolling back twice returns to where it started."""
-    store = await service.request_change(request.app.state.outbox, caller, store_id, "rollback")
+    an upgrade: the chart it had before). Rolling back twice returns to where it started.
+    Past the tenant's change rate the answer is 429 with ``Retry-After``."""
+    state = request.app.state
+    store = await service.request_change(state.outbox, caller, store_id, "rollback", state.settings)
     return StoreOut.of(store)
 
 

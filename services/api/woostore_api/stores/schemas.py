@@ -229,7 +229,7 @@ class Platform(BaseModel):
 
 class Ticket(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"ticket": "eyJzdWIiOiI...", "expires_in": 300}]}
+        json_schema_extra={"examples": [{"ticket": "eyJzdWIiOiI...", "expires_in": 60}]}
     )
 
     ticket: str

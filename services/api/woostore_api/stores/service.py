@@ -60,7 +60,7 @@ async def create_store(
         earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
         if earlier is not None:
             return earlier, False
-    await quotas.count_create(outbox, caller.principal.actor, settings)
+    await quotas.count_create(outbox, caller.principal, settings)
     base = slugify(request.name)
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
@@ -211,9 +211,10 @@ async def store_events(db: Database, store_id: uuid.UUID) -> list[StoreEvent]:
 
 
 async def request_change(
-    outbox: Outbox, caller: Caller, store_id: uuid.UUID, change: Change
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, change: Change, settings: Settings
 ) -> Store:
-    """Ask for an upgrade or a rollback of a ready store."""
+    """Ask for an upgrade or a rollback of a ready store, within the tenant's change rate."""
+    await quotas.count_change(outbox, caller.principal, settings)
     async with outbox.transaction() as tx:
         store = await tx.session.get(Store, store_id, with_for_update=True)
         if store is None or not caller.principal.sees(store.tenant_id):
