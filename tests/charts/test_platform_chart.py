@@ -499,6 +499,15 @@ def test_each_service_gets_the_settings_it_requires(default_docs: list[Manifest]
     assert not {"WOOSTORE_ADMIN_TOKEN", "WOOSTORE_SECRET_KEY"} & set(setup)
 
 
+def test_every_documented_limit_is_a_chart_value(default_docs: list[Manifest]) -> None:
+    # An operator tunes the limits of docs/access.md through the chart, not by patching pods.
+    limits = (REPO / "docs" / "access.md").read_text().split("## Limits", 1)[1].split("\n## ")[0]
+    documented = set(re.findall(r"`(WOOSTORE_[A-Z_]+)`", limits))
+    assert len(documented) >= 10
+    for service in ("api", "notifier"):
+        assert documented <= set(env_of(container(deployment(default_docs, service)))), service
+
+
 def test_settings_that_shape_the_topology_agree_everywhere(
     variants: dict[str, list[Manifest]], variant: str
 ) -> None:

@@ -160,6 +160,18 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.settings.maxQueuedStores | quote }}
 - name: WOOSTORE_CREATES_PER_MINUTE
   value: {{ $v.settings.createsPerMinute | quote }}
+- name: WOOSTORE_TENANT_CREATES_PER_MINUTE
+  value: {{ $v.settings.tenantCreatesPerMinute | quote }}
+- name: WOOSTORE_TENANT_CHANGES_PER_MINUTE
+  value: {{ $v.settings.tenantChangesPerMinute | quote }}
+- name: WOOSTORE_TENANT_KEY_LIMIT
+  value: {{ $v.settings.tenantKeyLimit | quote }}
+- name: WOOSTORE_EVENT_STREAMS_PER_KEY
+  value: {{ $v.settings.eventStreamsPerKey | quote }}
+- name: WOOSTORE_MAX_EVENT_STREAMS
+  value: {{ $v.settings.maxEventStreams | quote }}
+- name: WOOSTORE_EVENT_REPLAY_WINDOW_SECONDS
+  value: {{ $v.settings.eventReplayWindowSeconds | quote }}
 - name: WOOSTORE_MAX_BODY_BYTES
   value: {{ $v.settings.maxBodyBytes | quote }}
 - name: WOOSTORE_LOG_LEVEL
