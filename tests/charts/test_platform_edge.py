@@ -146,3 +146,21 @@ def test_every_service_image_serves_its_ops_endpoints_on_the_charts_ops_port() -
         exposed = re.search(r"^EXPOSE (.+)$", service, re.MULTILINE)
         assert exposed, service
         assert str(OPS_PORT) in exposed.group(1).split(), service.split()[0]
+
+
+NO_ACCESS_LOG = {
+    "ingress-nginx": ("nginx.ingress.kubernetes.io/enable-access-log", "false"),
+    "traefik": ("traefik.ingress.kubernetes.io/router.observability.accesslogs", "false"),
+}
+
+
+@pytest.mark.parametrize("controller", sorted(NO_ACCESS_LOG))
+def test_the_event_streams_urls_with_their_tickets_stay_out_of_the_access_log(
+    helm_env: dict[str, str], controller: str
+) -> None:
+    docs = render_platform(helm_env, "--set", f"ingress.controller={controller}")
+
+    key, value = NO_ACCESS_LOG[controller]
+    assert ingress_annotations(docs, f"{RELEASE}-events")[key] == value
+    # The rest of the API keeps its access log: no ticket travels in its URLs.
+    assert key not in ingress_annotations(docs, RELEASE)
