@@ -34,9 +34,9 @@ from tests.charts.chart import (
     by_kind,
     is_helm_test,
     one,
-    parse_manifests,
     pods,
     render,
+    render_platform,
     run_helm,
     template_output,
 )
@@ -133,11 +133,6 @@ CLUSTER_SCOPED_KINDS = {
     "ValidatingAdmissionPolicyBinding",
 }
 SENSITIVE = re.compile(r"TOKEN|SECRET|PASSWORD|KEY|DATABASE_URL")
-
-
-def render_platform(env: dict[str, str], *extra: str) -> list[Manifest]:
-    args = ["template", RELEASE, str(PLATFORM_CHART), "--namespace", NAMESPACE, *extra]
-    return parse_manifests(template_output(env, args))
 
 
 def template_fails(env: dict[str, str], *extra: str) -> str:
