@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,6 +160,15 @@ def test_a_service_bound_to_every_interface_is_given_out_by_its_loopback_address
 
     assert settings.events_url == "http://127.0.0.1:8001/api/v1/events"
     assert settings.allowed_origin == "http://127.0.0.1:8000"
+
+
+def test_the_readme_documents_every_setting() -> None:
+    # A setting nobody can find is one nobody sets; README's Configuration table lists them.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    first_cells = re.findall(r"^\|([^|]*)\|", readme, re.MULTILINE)
+    documented = {name for cell in first_cells for name in re.findall(r"WOOSTORE_[A-Z_]+", cell)}
+    missing = {f"WOOSTORE_{name.upper()}" for name in Settings.model_fields} - documented
+    assert not missing, f"not in README's settings table: {sorted(missing)}"
 
 
 def test_secrets_are_not_shown_when_settings_are_printed() -> None:
