@@ -17,10 +17,10 @@ import uvicorn
 from nats.aio.client import Client
 from nats.js.api import RawStreamMsg
 
+from woostore_shared import lifecycle
 from woostore_shared.access import new_key
 from woostore_shared.db import Database
-from woostore_shared.events import Requested, StoreSummary
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store, StoreStatus
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
 
@@ -33,17 +33,14 @@ SECRET_KEY = "test-secret-key-long-enough-to-start"
 async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
     """What the API does for POST /stores: a queued store and its ``requested`` event."""
     async with outbox.transaction() as tx:
-        store = Store(
+        store = await lifecycle.request(
+            tx,
             tenant_id=DEFAULT_TENANT_ID,
             name=name,
             slug=f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{uuid.uuid4().hex[:6]}",
-            status=StoreStatus.QUEUED,
+            type="woocommerce",
             simulated=True,
-            correlation_id=uuid.uuid4().hex,
         )
-        tx.session.add(store)
-        await tx.session.flush()
-        tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
     return store
 
 

@@ -1,8 +1,45 @@
-"""The store state machine. Every status change in any service goes through ``transition``."""
+"""The store lifecycle: every change of a store's status, each one named, in one place.
+
+Each change takes the unit of work (:class:`~woostore_shared.outbox.Transaction`) and the
+store's id; it locks the store's row, checks the change is allowed from the status the store
+has now, makes it, and records the event announcing it, all in that one transaction. A
+change that is not allowed raises :class:`InvalidTransition` (the API answers 409; a worker
+that finds the store moved on has nothing left to do). Nothing else writes a store's status
+(``tests/shared/test_lifecycle_owner.py`` checks the code for it).
+
+| Change | From | To | Event |
+|---|---|---|---|
+| :func:`request` | (new) | queued | requested |
+| :func:`start` | queued | provisioning | (progress follows) |
+| :func:`make_ready` | provisioning | ready | ready |
+| :func:`fail` | queued, provisioning (or ready: ``lost=True``) | failed | failed |
+| :func:`request_deletion` | queued, provisioning, ready, failed | deleting | delete_requested |
+| :func:`mark_deleted` | deleting | deleted | deleted |
+| :func:`start_change` | ready | updating | change_requested |
+| :func:`end_change` | updating | ready | changed or change_failed |
+"""
 
 from __future__ import annotations
 
-from woostore_shared.models import Store, StoreStatus, utcnow
+import uuid
+from collections.abc import Collection
+
+from sqlmodel import col, delete
+
+from woostore_shared.events import (
+    Change,
+    Changed,
+    ChangeFailed,
+    ChangeRequested,
+    Deleted,
+    DeleteRequested,
+    Failed,
+    Ready,
+    Requested,
+    StoreSummary,
+)
+from woostore_shared.models import Store, StoreStatus, StoreStep, utcnow
+from woostore_shared.outbox import Transaction
 
 S = StoreStatus
 
@@ -24,18 +61,160 @@ ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.DELETING})
 # resources were cleaned up when it failed.
 LIVE = ACTIVE | {S.READY}
 DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets)
+# Stores whose provisioning has not finished: what the provisioner and deadlines fail.
+UNFINISHED = frozenset({S.QUEUED, S.PROVISIONING})
+
+
+class StoreNotFound(LookupError):
+    def __init__(self, store_id: uuid.UUID) -> None:
+        super().__init__(f"store {store_id} does not exist")
 
 
 class InvalidTransition(Exception):
-    def __init__(self, store: Store, target: StoreStatus) -> None:
+    """The store's status does not allow the change asked for."""
+
+    def __init__(self, store: Store, target: StoreStatus, allowed_from: Collection[StoreStatus]):
         self.current = store.status
         self.target = target
+        self.allowed_from = frozenset(allowed_from)
         super().__init__(f"a {store.status.value} store cannot become {target.value}")
 
 
-def transition(store: Store, target: StoreStatus) -> None:
-    if target not in ALLOWED[store.status]:
-        raise InvalidTransition(store, target)
+async def request(
+    tx: Transaction,
+    *,
+    tenant_id: uuid.UUID,
+    name: str,
+    slug: str,
+    type: str,
+    simulated: bool,
+) -> Store:
+    """A new store, queued; written at once, so a taken slug fails here."""
+    store = Store(
+        tenant_id=tenant_id,
+        name=name,
+        slug=slug,
+        type=type,
+        status=S.QUEUED,
+        simulated=simulated,
+        correlation_id=uuid.uuid4().hex,
+    )
+    tx.session.add(store)
+    await tx.session.flush()
+    tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    return store
+
+
+async def start(tx: Transaction, store_id: uuid.UUID) -> Store:
+    """A provisioner takes a queued store."""
+    store = await _locked(tx, store_id)
+    transition(store, S.PROVISIONING, {S.QUEUED})
+    tx.session.add(store)
+    return store
+
+
+async def make_ready(
+    tx: Transaction, store_id: uuid.UUID, *, storefront_url: str, admin_url: str
+) -> Store:
+    """Every provisioning step is done and the test order was placed."""
+    store = await _locked(tx, store_id)
+    transition(store, S.READY, {S.PROVISIONING})
+    store.storefront_url, store.admin_url = storefront_url, admin_url
+    tx.emit(
+        store,
+        Ready(
+            storefront_url=storefront_url,
+            admin_url=admin_url,
+            chart_version=store.chart_version,
+            revision=store.release_revision,
+        ),
+    )
+    return store
+
+
+async def fail(tx: Transaction, store_id: uuid.UUID, reason: str, *, lost: bool = False) -> Store:
+    """Fail a store with a reason meant for people: one whose provisioning cannot finish, or
+    (``lost``) a ready one whose resources vanished from the cluster."""
+    store = await _locked(tx, store_id)
+    step = store.step_name
+    transition(store, S.FAILED, {S.READY} if lost else UNFINISHED)
+    store.failure_reason = reason
+    tx.emit(store, Failed(reason=reason, step=step))
+    return store
+
+
+async def request_deletion(tx: Transaction, store_id: uuid.UUID) -> tuple[Store, bool]:
+    """Delete a store (cancelling it while queued or provisioning); returns it and whether
+    this asked for its deletion. Asking again while it is being deleted changes nothing."""
+    store = await _locked(tx, store_id)
+    if store.status is S.DELETING:
+        return store, False
+    transition(store, S.DELETING, DELETABLE)
+    tx.emit(store, DeleteRequested())
+    return store, True
+
+
+async def mark_deleted(tx: Transaction, store_id: uuid.UUID) -> Store:
+    """The store's namespace is gone: nothing of it is left in the cluster."""
+    store = await _locked(tx, store_id)
+    transition(store, S.DELETED, {S.DELETING})
+    tx.emit(store, Deleted())
+    return store
+
+
+async def start_change(tx: Transaction, store_id: uuid.UUID, change: Change) -> Store:
+    """Upgrade a ready store to the platform's chart, or roll it back."""
+    store = await _locked(tx, store_id)
+    transition(store, S.UPDATING, {S.READY})
+    store.change = change
+    store.failure_reason = None
+    store.rollback_revision = None
+    # Each change runs its steps afresh: forget the journal of an earlier one.
+    await tx.session.exec(
+        delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
+    )
+    tx.emit(store, ChangeRequested(change=change))
+    return store
+
+
+async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) -> Store:
+    """End the store's upgrade or rollback, announcing how it went. The store is ready
+    either way: a failed change leaves what helm restored, and the reason to read."""
+    store = await _locked(tx, store_id)
+    change: Change = "rollback" if store.change == "rollback" else "upgrade"
+    transition(store, S.READY, {S.UPDATING})
+    store.failure_reason = failure
+    if failure is not None:
+        tx.emit(store, ChangeFailed(change=change, reason=failure))
+    else:
+        tx.emit(
+            store,
+            Changed(
+                change=change,
+                chart_version=store.chart_version or "",
+                revision=store.release_revision or 0,
+            ),
+        )
+    return store
+
+
+async def _locked(tx: Transaction, store_id: uuid.UUID) -> Store:
+    """The store, its row locked until the transaction ends."""
+    store = await tx.session.get(Store, store_id, with_for_update=True, populate_existing=True)
+    if store is None:
+        raise StoreNotFound(store_id)
+    return store
+
+
+def transition(
+    store: Store, target: StoreStatus, allowed_from: Collection[StoreStatus] | None = None
+) -> None:
+    """Move ``store`` to ``target``, with what every such move implies, if the state machine
+    allows it (and the change under way allows it from this status: ``allowed_from``). Only
+    the changes above call it; tests use it to set a store up."""
+    allowed_from = allowed_from or frozenset(s for s, to in ALLOWED.items() if target in to)
+    if store.status not in allowed_from or target not in ALLOWED[store.status]:
+        raise InvalidTransition(store, target, allowed_from)
     now = utcnow()
     store.status = target
     store.updated_at = now

@@ -20,18 +20,9 @@ from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.db import Database
-from woostore_shared.events import (
-    Change,
-    Changed,
-    ChangeFailed,
-    CloudEvent,
-    EventData,
-    Failed,
-    make_event,
-)
-from woostore_shared.lifecycle import transition
+from woostore_shared.events import CloudEvent, EventData, make_event
 from woostore_shared.logging import get_logger
-from woostore_shared.models import Store, StoreEvent, StoreStatus, utcnow
+from woostore_shared.models import Store, StoreEvent, utcnow
 from woostore_shared.topology import STREAM_NAME
 
 log = get_logger(__name__)
@@ -68,31 +59,6 @@ class Transaction:
         )
         self.events.append(event)
         return event
-
-    def end_change(self, store: Store, failure: str | None) -> None:
-        """End the store's upgrade or rollback, announcing how it went. The store is ready
-        either way: a failed change leaves what helm restored, and the reason to read."""
-        change: Change = "rollback" if store.change == "rollback" else "upgrade"
-        store.failure_reason = failure
-        transition(store, StoreStatus.READY)
-        if failure is not None:
-            self.emit(store, ChangeFailed(change=change, reason=failure))
-            return
-        self.emit(
-            store,
-            Changed(
-                change=change,
-                chart_version=store.chart_version or "",
-                revision=store.release_revision or 0,
-            ),
-        )
-
-    def fail(self, store: Store, reason: str) -> None:
-        """Fail the store with a reason meant for people, and announce it."""
-        step = store.step_name
-        store.failure_reason = reason
-        transition(store, StoreStatus.FAILED)
-        self.emit(store, Failed(reason=reason, step=step))
 
 
 class Outbox:

@@ -14,12 +14,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from woostore_shared.lifecycle import InvalidTransition
 from woostore_shared.logging import get_logger
+from woostore_shared.models import StoreStatus
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://woostore.dev/problems/"
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
+# "Store cannot be <done> now", by the status a refused change would have led to.
+_DONE_BY_TARGET = {StoreStatus.DELETING: "deleted", StoreStatus.UPDATING: "changed"}
 _WHY = {
     400: "The request is malformed: a body that is not UTF-8 JSON, a cursor no page gave.",
     401: "No valid credentials: a bearer token (an API key) or a session cookie is required.",
@@ -186,6 +190,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> JSONResponse:
         return problem_response(request, error)
+
+    @app.exception_handler(InvalidTransition)
+    async def invalid_state(request: Request, error: InvalidTransition) -> JSONResponse:
+        done = _DONE_BY_TARGET.get(error.target, f"made {error.target.value}")
+        allowed = " or ".join(sorted(s.value for s in error.allowed_from))
+        return _render(
+            request,
+            409,
+            f"Store cannot be {done} now",
+            f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}",
+            "invalid-state",
+            status_now=error.current.value,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -42,9 +42,10 @@ from tenacity import (
 
 from woostore_cluster import Cluster, PermanentClusterError, TransientClusterError
 from woostore_provisioner.recipe import DELETE, PROVISION, ROLLBACK, UPGRADE, Step, StoreJob
+from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.events import Deleted, Progress, Ready, StepInfo
-from woostore_shared.lifecycle import transition
+from woostore_shared.events import Progress, StepInfo
+from woostore_shared.lifecycle import InvalidTransition
 from woostore_shared.logging import get_logger
 from woostore_shared.models import Store, StoreStatus, StoreStep, utcnow
 from woostore_shared.outbox import Outbox
@@ -195,14 +196,13 @@ class Runner:
         await self._attempt(store_id, keep_alive, give_up)
 
     async def _fail(self, store_id: uuid.UUID, reason: str) -> None:
-        async with self.outbox.transaction() as tx:
-            store = await self._load(store_id, tx.session)
-            if store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
-                return
-            step = store.step_name
-            tx.fail(store, reason)
+        try:
+            async with self.outbox.transaction() as tx:
+                store = await lifecycle.fail(tx, store_id, reason)
+        except InvalidTransition:
+            return  # it moved on meanwhile (failed by its deadline, deleted)
         STORES_FINISHED.labels("failed").inc()
-        log.warning("store failed", reason=reason, step=step)
+        log.warning("store failed", reason=reason, step=store.step_name)
 
     async def _provision(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -215,9 +215,7 @@ class Runner:
             return
         if store.status is StoreStatus.QUEUED:
             async with self.outbox.transaction() as tx:
-                store = await self._load(attempt.store_id, tx.session)
-                transition(store, StoreStatus.PROVISIONING)
-                tx.session.add(store)
+                store = await lifecycle.start(tx, attempt.store_id)
         try:
             await self._run(store, PROVISION, "provision", attempt, announce=True)
         except StoreAbandoned:
@@ -234,26 +232,18 @@ class Runner:
         except PermanentClusterError as error:
             await self._give_up(attempt, str(error))
             return
-        async with self.outbox.transaction() as tx:
-            store = await self._load(attempt.store_id, tx.session)
-            if store.status is not StoreStatus.PROVISIONING:
-                # Deleted or failed between the last step and now: that wins over ready.
-                log.info("store not made ready", status=store.status.value)
-                return
-            store.storefront_url = self._storefront_url(store)
-            store.admin_url = store.storefront_url + "/wp-admin/"
-            transition(store, StoreStatus.READY)
-            tx.emit(
-                store,
-                Ready(
-                    storefront_url=store.storefront_url,
-                    admin_url=store.admin_url,
-                    chart_version=store.chart_version,
-                    revision=store.release_revision,
-                ),
-            )
+        url = self._storefront_url(store)
+        try:
+            async with self.outbox.transaction() as tx:
+                await lifecycle.make_ready(
+                    tx, attempt.store_id, storefront_url=url, admin_url=url + "/wp-admin/"
+                )
+        except InvalidTransition as moved_on:
+            # Deleted or failed between the last step and now: that wins over ready.
+            log.info("store not made ready", status=moved_on.current.value)
+            return
         STORES_FINISHED.labels("ready").inc()
-        log.info("store ready", url=store.storefront_url)
+        log.info("store ready", url=url)
 
     async def _delete(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -262,9 +252,7 @@ class Runner:
             return
         await self._run(store, DELETE, "delete", attempt, announce=True)
         async with self.outbox.transaction() as tx:
-            store = await self._load(attempt.store_id, tx.session)
-            transition(store, StoreStatus.DELETED)
-            tx.emit(store, Deleted())
+            await lifecycle.mark_deleted(tx, attempt.store_id)
         STORES_FINISHED.labels("deleted").inc()
         log.info("store deleted")
 
@@ -282,12 +270,12 @@ class Runner:
         await self._end_change(attempt.store_id, failure=None)
 
     async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
-        async with self.outbox.transaction() as tx:
-            store = await self._load(store_id, tx.session)
-            if store.status is not StoreStatus.UPDATING:
-                return
-            change = store.change
-            tx.end_change(store, failure)
+        try:
+            async with self.outbox.transaction() as tx:
+                change = (await self._load(store_id, tx.session)).change
+                await lifecycle.end_change(tx, store_id, failure)
+        except InvalidTransition:
+            return  # ended already (the reaper gave it up, say)
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
         log.info("store changed", change=change, failure=failure)
 

@@ -25,8 +25,9 @@ from prometheus_client import Counter
 from sqlmodel import col, delete, select
 
 from woostore_cluster import Cluster
+from woostore_shared import lifecycle
 from woostore_shared.events import CloudEvent, EventName, subject_for
-from woostore_shared.lifecycle import ACTIVE
+from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     IdempotencyKey,
@@ -81,14 +82,13 @@ class PassReport:
 async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
     """Fail a store that is still queued or provisioning, then publish its work again so a
     provisioner removes what was made for it (if one is still on it, that one does)."""
-    async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
-        if store is None or store.status not in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
-            return False  # finished meanwhile
-        step = store.step_name
-        tx.fail(store, reason)
+    try:
+        async with outbox.transaction() as tx:
+            store = await lifecycle.fail(tx, store_id, reason)
+    except (InvalidTransition, StoreNotFound):
+        return False  # finished meanwhile
     with bind_store(store_id):
-        log.warning("store failed", reason=reason, step=step)
+        log.warning("store failed", reason=reason, step=store.step_name)
     await _republish(outbox, store_id, StoreStatus.FAILED)
     return True
 
@@ -149,11 +149,11 @@ async def _republish(outbox: Outbox, store_id: uuid.UUID, status: StoreStatus) -
 
 
 async def _end_lost_change(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
-    async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
-        if store is None or store.status is not StoreStatus.UPDATING:
-            return False
-        tx.end_change(store, reason)
+    try:
+        async with outbox.transaction() as tx:
+            await lifecycle.end_change(tx, store_id, reason)
+    except (InvalidTransition, StoreNotFound):
+        return False  # finished meanwhile
     log.warning("change abandoned", reason=reason)
     return True
 
@@ -242,11 +242,11 @@ async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) 
 
 
 async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
-    async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
-        if store is None or store.status is not StoreStatus.READY:
-            return False
-        tx.fail(store, reason)
+    try:
+        async with outbox.transaction() as tx:
+            await lifecycle.fail(tx, store_id, reason, lost=True)
+    except (InvalidTransition, StoreNotFound):
+        return False  # no longer ready: deleted meanwhile, say
     with bind_store(store_id):
         log.warning("ready store lost", reason=reason)
     return True

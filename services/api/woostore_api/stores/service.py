@@ -11,25 +11,19 @@ from datetime import datetime
 
 from sqlalchemy import tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete, select
+from sqlmodel import col, select
 
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import Problem, not_found
 from woostore_api.stores import quotas
 from woostore_api.stores.schemas import StoreCreate
+from woostore_shared import lifecycle
 from woostore_shared.access import Principal
 from woostore_shared.db import Database
-from woostore_shared.events import (
-    Change,
-    ChangeRequested,
-    DeleteRequested,
-    Requested,
-    StoreSummary,
-)
-from woostore_shared.lifecycle import DELETABLE, InvalidTransition, transition
-from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus, StoreStep
-from woostore_shared.outbox import Outbox
+from woostore_shared.events import Change
+from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus
+from woostore_shared.outbox import Outbox, Transaction
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
 
@@ -67,17 +61,14 @@ async def create_store(
         try:
             async with outbox.transaction() as tx:
                 await quotas.check_capacity(tx.session, tenant_id, settings)
-                store = Store(
+                store = await lifecycle.request(  # a taken slug fails here
+                    tx,
                     tenant_id=tenant_id,
                     name=request.name,
                     slug=slug,
                     type=request.type,
-                    status=StoreStatus.QUEUED,
                     simulated=settings.cluster_mode is ClusterMode.SIMULATED,
-                    correlation_id=uuid.uuid4().hex,
                 )
-                tx.session.add(store)
-                await tx.session.flush()  # the slug's uniqueness is checked here
                 if idempotency_key is not None:
                     tx.session.add(
                         IdempotencyKey(
@@ -92,9 +83,6 @@ async def create_store(
                     tx.session, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
-                tx.emit(
-                    store, Requested(store=StoreSummary.model_validate(store, from_attributes=True))
-                )
             return store, True
         except IntegrityError:
             if idempotency_key is not None:
@@ -216,48 +204,24 @@ async def request_change(
     """Ask for an upgrade or a rollback of a ready store, within the tenant's change rate."""
     await quotas.count_change(outbox, caller.principal, settings)
     async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
-        if store is None or not caller.principal.sees(store.tenant_id):
-            raise not_found(f"store {store_id}")
-        if store.status is not StoreStatus.READY:
-            raise Problem(
-                409, "Store cannot be changed now",
-                f"a {store.status.value} store cannot be changed; wait until it is ready",
-                kind="invalid-state", status_now=store.status.value,
-            )  # fmt: skip
-        transition(store, StoreStatus.UPDATING)
-        store.change = change
-        store.failure_reason = None
-        store.rollback_revision = None
-        # Each change runs its steps afresh: forget the journal of an earlier one.
-        await tx.session.exec(
-            delete(StoreStep).where(
-                col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change
-            )
-        )
+        await _visible_store(tx, caller, store_id)
+        store = await lifecycle.start_change(tx, store_id, change)
         record(tx.session, caller, f"store.{change}", f"store/{store.id}", store.tenant_id)
-        tx.emit(store, ChangeRequested(change=change))
     return store
 
 
 async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> Store:
     async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
-        if store is None or not caller.principal.sees(store.tenant_id):
-            raise not_found(f"store {store_id}")
-        if store.status is StoreStatus.DELETING:
-            return store  # asking twice is fine: one deletion
-        try:
-            transition(store, StoreStatus.DELETING)
-        except InvalidTransition as error:
-            allowed = ", ".join(sorted(s.value for s in DELETABLE))
-            raise Problem(
-                409,
-                "Store cannot be deleted now",
-                f"{error}; a store can be deleted when it is {allowed}",
-                kind="invalid-state",
-                status_now=error.current.value,
-            ) from error
-        record(tx.session, caller, "store.delete", f"store/{store.id}", store.tenant_id)
-        tx.emit(store, DeleteRequested())
+        await _visible_store(tx, caller, store_id)
+        store, requested = await lifecycle.request_deletion(tx, store_id)
+        if requested:
+            record(tx.session, caller, "store.delete", f"store/{store.id}", store.tenant_id)
     return store
+
+
+async def _visible_store(tx: Transaction, caller: Caller, store_id: uuid.UUID) -> None:
+    """404 for a store the caller may not see, as for one that does not exist. (A store's
+    tenant never changes, so this needs no lock; the change locks the row.)"""
+    store = await tx.session.get(Store, store_id)
+    if store is None or not caller.principal.sees(store.tenant_id):
+        raise not_found(f"store {store_id}")
