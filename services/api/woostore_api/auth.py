@@ -11,9 +11,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
+from woostore_api.deps import AuthenticatorDep, SessionsDep, SettingsDep, settings_of
 from woostore_api.problems import Problem, forbidden
 from woostore_shared.access import Principal
 from woostore_shared.secrets import InvalidTicket
+from woostore_shared.settings import Settings
 
 SESSION_COOKIE = "woostore_session"
 # Over HTTPS the session cookie has the __Host- prefix: a browser takes such a cookie only
@@ -29,7 +31,7 @@ _bearer = HTTPBearer(
 
 def secure_cookies(request: HTTPConnection) -> bool:
     # Behind a TLS-terminating ingress the request itself may be plain HTTP.
-    settings = request.app.state.settings
+    settings = settings_of(request)
     return request.url.scheme == "https" or settings.allowed_origin.startswith("https://")
 
 
@@ -83,12 +85,12 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, "Unauthorized", detail, kind="unauthorized")
 
 
-def _check_origin(request: Request) -> None:
+def _check_origin(request: Request, settings: Settings) -> None:
     """A cookie rides along on cross-site requests; SameSite=Strict stops that in current
     browsers, and this refuses a write whose Origin is another site in any browser."""
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None and origin not in (own, request.app.state.settings.allowed_origin):
+    if origin is not None and origin not in (own, settings.allowed_origin):
         raise forbidden("a session cookie is accepted only from the dashboard's own origin")
 
 
@@ -96,22 +98,24 @@ async def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     session: Annotated[str | None, Depends(_cookie)],
+    authenticator: AuthenticatorDep,
+    sessions: SessionsDep,
+    settings: SettingsDep,
 ) -> Caller:
-    state = request.app.state
     if bearer is not None:
-        principal = await state.authenticator.by_token(bearer.credentials)
+        principal = await authenticator.by_token(bearer.credentials)
         if principal is None:
             raise _unauthorized("the bearer token is not a valid API key or was revoked")
     elif session is not None:
         try:
-            subject = state.sessions.verify(session)
+            subject = sessions.verify(session)
         except InvalidTicket as error:
             raise _unauthorized("the session expired; sign in again") from error
-        principal = await state.authenticator.by_subject(subject)
+        principal = await authenticator.by_subject(subject)
         if principal is None:
             raise _unauthorized("the key behind this session was revoked; sign in again")
         if request.method not in _SAFE_METHODS:
-            _check_origin(request)
+            _check_origin(request, settings)
     else:
         raise _unauthorized("a bearer token (an API key) or a session cookie is required")
     return caller_of(request, principal)

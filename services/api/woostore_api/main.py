@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from secure.middleware import SecureASGIMiddleware
@@ -18,6 +18,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
+from woostore_api.deps import SettingsDep, TicketsDep
 from woostore_api.edge import BodyLimit, no_store, security_headers
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
@@ -39,9 +40,8 @@ platform_router = APIRouter(tags=["platform"])
 
 
 @platform_router.get("/platform", response_model=Platform, responses=problem_responses(401))
-async def platform(request: Request, _: CurrentCaller) -> Platform:
+async def platform(settings: SettingsDep, _: CurrentCaller) -> Platform:
     """Where the event stream is, and whether stores run on a real or a simulated cluster."""
-    settings: Settings = request.app.state.settings
     return Platform(
         cluster=settings.cluster_mode.value,
         events_url=settings.events_url,
@@ -62,11 +62,10 @@ async def asyncapi() -> dict[str, Any]:
     responses=problem_responses(401, 403),
     dependencies=[Depends(no_store)],
 )
-async def event_ticket(request: Request, caller: CurrentCaller) -> Ticket:
+async def event_ticket(tickets: TicketsDep, caller: CurrentCaller) -> Ticket:
     """A short-lived ticket for the event stream: EventSource cannot send an Authorization
     header, and a long-lived key does not belong in a URL. The stream shows what the
     caller may see: its tenant's events, or every event for an admin."""
-    tickets: TicketSigner = request.app.state.tickets
     return Ticket(ticket=tickets.issue(caller.principal.subject), expires_in=tickets.max_age)
 
 

@@ -28,8 +28,16 @@ from woostore_api.auth import (
     session_cookie,
     tenant_scope,
 )
+from woostore_api.deps import (
+    AuthenticatorDep,
+    DatabaseDep,
+    OutboxDep,
+    SessionsDep,
+    SettingsDep,
+)
 from woostore_api.edge import no_store
 from woostore_api.problems import Problem, problem_responses
+from woostore_shared.db import Database
 from woostore_shared.models import ApiKey
 
 router = APIRouter()
@@ -42,9 +50,9 @@ router = APIRouter()
     tags=["tenants"],
     responses=problem_responses(400, 401, 403, 409, 422),
 )
-async def create_tenant(body: TenantCreate, request: Request, caller: AdminCaller) -> TenantOut:
+async def create_tenant(body: TenantCreate, outbox: OutboxDep, caller: AdminCaller) -> TenantOut:
     """A new tenant. Give it keys with POST /keys."""
-    tenant = await service.create_tenant(request.app.state.outbox, caller, body)
+    tenant = await service.create_tenant(outbox, caller, body)
     return TenantOut.model_validate(tenant, from_attributes=True)
 
 
@@ -54,8 +62,8 @@ async def create_tenant(body: TenantCreate, request: Request, caller: AdminCalle
     tags=["tenants"],
     responses=problem_responses(401, 403),
 )
-async def list_tenants(request: Request, _: AdminCaller) -> list[TenantOut]:
-    tenants = await service.list_tenants(request.app.state.db)
+async def list_tenants(db: DatabaseDep, _: AdminCaller) -> list[TenantOut]:
+    tenants = await service.list_tenants(db)
     return [TenantOut.model_validate(t, from_attributes=True) for t in tenants]
 
 
@@ -66,10 +74,10 @@ async def list_tenants(request: Request, _: AdminCaller) -> list[TenantOut]:
     responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def update_tenant(
-    tenant_id: uuid.UUID, body: TenantUpdate, request: Request, caller: AdminCaller
+    tenant_id: uuid.UUID, body: TenantUpdate, outbox: OutboxDep, caller: AdminCaller
 ) -> TenantOut:
     """Change a tenant's store limit. Stores it already has are kept."""
-    tenant = await service.update_tenant(request.app.state.outbox, caller, tenant_id, body)
+    tenant = await service.update_tenant(outbox, caller, tenant_id, body)
     return TenantOut.model_validate(tenant, from_attributes=True)
 
 
@@ -85,11 +93,12 @@ def _key_out(key: ApiKey) -> KeyOut:
     responses=problem_responses(400, 401, 403, 404, 422, 429),
     dependencies=[Depends(no_store)],
 )
-async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -> NewKeyOut:
+async def create_key(
+    body: KeyCreate, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
+) -> NewKeyOut:
     """A new API key. Its token is in this response only; WooStore keeps just a hash. A tenant
     at its cap of live keys gets 429 until one is revoked."""
-    state = request.app.state
-    key, issued = await service.create_key(state.outbox, caller, body, state.settings)
+    key, issued = await service.create_key(outbox, caller, body, settings)
     return NewKeyOut(**_key_out(key).model_dump(), token=issued.token)
 
 
@@ -97,7 +106,7 @@ async def create_key(body: KeyCreate, request: Request, caller: CurrentCaller) -
     "/keys", response_model=KeyList, tags=["keys"], responses=problem_responses(401, 403, 422)
 )
 async def list_keys(
-    request: Request,
+    db: DatabaseDep,
     caller: CurrentCaller,
     tenant_id: Annotated[
         uuid.UUID | None, Query(description="Admins: one tenant's keys (default: all).")
@@ -106,7 +115,7 @@ async def list_keys(
     """Keys, revoked ones included, without their tokens. A tenant key sees its tenant's
     tenant keys, not the admin keys of its tenant."""
     scope = tenant_scope(caller, tenant_id)
-    keys = await service.list_keys(request.app.state.db, caller.principal, scope)
+    keys = await service.list_keys(db, caller.principal, scope)
     return KeyList(items=[_key_out(k) for k in keys])
 
 
@@ -116,13 +125,13 @@ async def list_keys(
     tags=["keys"],
     responses=problem_responses(401, 403, 404, 422),
 )
-async def revoke_key(key_id: uuid.UUID, request: Request, caller: CurrentCaller) -> KeyOut:
+async def revoke_key(key_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> KeyOut:
     """Revoke a key at once: its requests, sessions and event streams stop being accepted."""
-    return _key_out(await service.revoke_key(request.app.state.outbox, caller, key_id))
+    return _key_out(await service.revoke_key(outbox, caller, key_id))
 
 
-async def _whoami(request: Request, caller: Caller) -> WhoAmI:
-    tenant = await service.get_tenant(request.app.state.db, caller.principal.tenant_id)
+async def _whoami(db: Database, caller: Caller) -> WhoAmI:
+    tenant = await service.get_tenant(db, caller.principal.tenant_id)
     principal = caller.principal
     return WhoAmI(
         actor=principal.actor, role=principal.role, tenant_id=tenant.id, tenant_name=tenant.name
@@ -136,33 +145,39 @@ async def _whoami(request: Request, caller: Caller) -> WhoAmI:
     responses=problem_responses(400, 401, 422),
     dependencies=[Depends(no_store)],
 )
-async def sign_in(body: SessionCreate, request: Request, response: Response) -> WhoAmI:
+async def sign_in(
+    body: SessionCreate,
+    request: Request,
+    response: Response,
+    outbox: OutboxDep,
+    authenticator: AuthenticatorDep,
+    sessions: SessionsDep,
+) -> WhoAmI:
     """Sign the dashboard in with a key: sets an HttpOnly, SameSite=Strict session cookie,
     `__Host-woostore_session` over HTTPS."""
-    state = request.app.state
-    principal = await state.authenticator.by_token(body.token)
+    principal = await authenticator.by_token(body.token)
     if principal is None:
         raise Problem(
             401, "Unauthorized", "that key is not valid or was revoked", kind="unauthorized"
         )
     caller = caller_of(request, principal)
-    await service.record_sign_in(state.outbox, caller)
+    await service.record_sign_in(outbox, caller)
     response.set_cookie(
         session_cookie(request),
-        state.sessions.issue(principal.subject),
-        max_age=state.sessions.max_age,
+        sessions.issue(principal.subject),
+        max_age=sessions.max_age,
         httponly=True,
         samesite="strict",
         secure=secure_cookies(request),
         path="/",  # the __Host- prefix requires it
     )
-    return await _whoami(request, caller)
+    return await _whoami(outbox.db, caller)
 
 
 @router.get("/session", response_model=WhoAmI, tags=["session"], responses=problem_responses(401))
-async def whoami(request: Request, caller: CurrentCaller) -> WhoAmI:
+async def whoami(db: DatabaseDep, caller: CurrentCaller) -> WhoAmI:
     """Who the session cookie (or bearer token) belongs to."""
-    return await _whoami(request, caller)
+    return await _whoami(db, caller)
 
 
 @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])

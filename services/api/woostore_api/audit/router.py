@@ -6,13 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from woostore_api.access.schemas import NO_CONTROLS
 from woostore_api.audit import service
 from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.deps import DatabaseDep
 from woostore_api.problems import problem_responses
 from woostore_shared.models import Role
 
@@ -59,7 +60,7 @@ class AuditPage(BaseModel):
 
 @router.get("", response_model=AuditPage, responses=problem_responses(401, 403, 422))
 async def list_audit_entries(
-    request: Request,
+    db: DatabaseDep,
     caller: CurrentCaller,
     tenant_id: Annotated[
         uuid.UUID | None, Query(description="Admins: one tenant's entries (default: all).")
@@ -76,7 +77,7 @@ async def list_audit_entries(
 ) -> AuditPage:
     """Newest first. A tenant sees its own tenant's entries; an admin sees everyone's."""
     scope = tenant_scope(caller, tenant_id)
-    rows = await service.entries(request.app.state.db, scope, target, limit, cursor)
+    rows = await service.entries(db, scope, target, limit, cursor)
     next_cursor = rows[-1].id if len(rows) == limit else None
     return AuditPage(
         items=[AuditEntryOut.model_validate(row, from_attributes=True) for row in rows],

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 from prometheus_client import Counter
 
 from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.deps import CipherDep, DatabaseDep, OutboxDep, SettingsDep
 from woostore_api.edge import no_store
 from woostore_api.problems import problem_responses
 from woostore_api.stores import service
@@ -34,9 +35,10 @@ STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested 
 )
 async def create_store(
     body: StoreCreate,
-    request: Request,
     response: Response,
     caller: CurrentCaller,
+    outbox: OutboxDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -49,20 +51,19 @@ async def create_store(
     """Queue a new store in the caller's tenant. It is provisioned in the background; follow
     it on the event stream. Past a limit (the key's or the tenant's create rate, the tenant's
     or the platform's store cap, the queue's length) the answer is 429 with ``Retry-After``."""
-    state = request.app.state
     store, created = await service.create_store(
-        state.outbox, caller, body, state.settings, idempotency_key=idempotency_key
+        outbox, caller, body, settings, idempotency_key=idempotency_key
     )
     if created:
         STORES_REQUESTED.inc()
     else:
         response.headers["Idempotent-Replayed"] = "true"
-    return StoreOut.of(store, await service.queue_positions(state.db))
+    return StoreOut.of(store, await service.queue_positions(outbox.db))
 
 
 @router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 422))
 async def list_stores(
-    request: Request,
+    db: DatabaseDep,
     caller: CurrentCaller,
     status: StoreStatus | None = None,
     tenant_id: Annotated[
@@ -72,7 +73,6 @@ async def list_stores(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> StoreList:
     """The tenant's stores (an admin's: every tenant's), newest first, a page at a time."""
-    db = request.app.state.db
     scope = tenant_scope(caller, tenant_id)
     stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor)
     queue = await service.queue_positions(db)
@@ -80,8 +80,7 @@ async def list_stores(
 
 
 @router.get("/{store_id}", response_model=StoreDetail, responses=problem_responses(401, 404, 422))
-async def get_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreDetail:
-    db = request.app.state.db
+async def get_store(store_id: uuid.UUID, db: DatabaseDep, caller: CurrentCaller) -> StoreDetail:
     store = await service.get_store(db, store_id, caller.principal)
     events = [
         EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
@@ -97,10 +96,10 @@ async def get_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller
     response_model=StoreOut,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-async def delete_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
+async def delete_store(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> StoreOut:
     """Delete the store and everything it owns (namespace, volumes, release). A queued or
     provisioning store is cancelled."""
-    store = await service.request_deletion(request.app.state.outbox, caller, store_id)
+    store = await service.request_deletion(outbox, caller, store_id)
     return StoreOut.of(store)
 
 
@@ -110,13 +109,14 @@ async def delete_store(store_id: uuid.UUID, request: Request, caller: CurrentCal
     response_model=StoreOut,
     responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
-async def upgrade_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
+async def upgrade_store(
+    store_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
+) -> StoreOut:
     """Upgrade a ready store's Helm release to the chart the platform ships now. The store is
     `updating` meanwhile and ends `ready` either way; a failed upgrade is rolled back by helm
     and announced as `change_failed` with the reason. Past the tenant's change rate the answer
     is 429 with ``Retry-After``."""
-    state = request.app.state
-    store = await service.request_change(state.outbox, caller, store_id, "upgrade", state.settings)
+    store = await service.request_change(outbox, caller, store_id, "upgrade", settings)
     return StoreOut.of(store)
 
 
@@ -126,12 +126,13 @@ async def upgrade_store(store_id: uuid.UUID, request: Request, caller: CurrentCa
     response_model=StoreOut,
     responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
-async def rollback_store(store_id: uuid.UUID, request: Request, caller: CurrentCaller) -> StoreOut:
+async def rollback_store(
+    store_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
+) -> StoreOut:
     """Roll a ready store's Helm release back to the revision before the deployed one (after
     an upgrade: the chart it had before). Rolling back twice returns to where it started.
     Past the tenant's change rate the answer is 429 with ``Retry-After``."""
-    state = request.app.state
-    store = await service.request_change(state.outbox, caller, store_id, "rollback", state.settings)
+    store = await service.request_change(outbox, caller, store_id, "rollback", settings)
     return StoreOut.of(store)
 
 
@@ -142,10 +143,9 @@ async def rollback_store(store_id: uuid.UUID, request: Request, caller: CurrentC
     dependencies=[Depends(no_store)],
 )
 async def get_credentials(
-    store_id: uuid.UUID, request: Request, caller: CurrentCaller
+    store_id: uuid.UUID, outbox: OutboxDep, cipher: CipherDep, caller: CurrentCaller
 ) -> Credentials:
     """The store's WordPress admin login, for its owner. Never part of events or logs;
     each reading is in the audit log."""
-    state = request.app.state
-    encrypted = await service.read_credentials(state.outbox, caller, store_id)
-    return Credentials(username="admin", password=state.cipher.decrypt(encrypted))
+    encrypted = await service.read_credentials(outbox, caller, store_id)
+    return Credentials(username="admin", password=cipher.decrypt(encrypted))

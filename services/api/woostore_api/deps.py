@@ -1,0 +1,57 @@
+"""What a route may ask for, typed: the settings and the objects the app builds at start
+(``create_app``'s lifespan). Routes declare these instead of reading ``request.app.state``."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from woostore_shared.access import Authenticator
+from woostore_shared.db import Database
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher, TicketSigner
+from woostore_shared.settings import Settings
+
+
+def settings_of(connection: HTTPConnection) -> Settings:
+    """The settings, where a dependency cannot be declared (a security scheme's extractor)."""
+    return cast(Settings, connection.app.state.settings)
+
+
+def _settings(request: Request) -> Settings:
+    return settings_of(request)
+
+
+def _database(request: Request) -> Database:
+    return cast(Database, request.app.state.db)
+
+
+def _outbox(request: Request) -> Outbox:
+    return cast(Outbox, request.app.state.outbox)
+
+
+def _cipher(request: Request) -> CredentialCipher:
+    return cast(CredentialCipher, request.app.state.cipher)
+
+
+def _tickets(request: Request) -> TicketSigner:
+    return cast(TicketSigner, request.app.state.tickets)
+
+
+def _sessions(request: Request) -> TicketSigner:
+    return cast(TicketSigner, request.app.state.sessions)
+
+
+def _authenticator(request: Request) -> Authenticator:
+    return cast(Authenticator, request.app.state.authenticator)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_database)]
+OutboxDep = Annotated[Outbox, Depends(_outbox)]
+CipherDep = Annotated[CredentialCipher, Depends(_cipher)]
+TicketsDep = Annotated[TicketSigner, Depends(_tickets)]  # event-stream tickets
+SessionsDep = Annotated[TicketSigner, Depends(_sessions)]  # the dashboard's session cookies
+AuthenticatorDep = Annotated[Authenticator, Depends(_authenticator)]
