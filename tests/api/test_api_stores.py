@@ -338,7 +338,11 @@ async def test_deleting_a_deleted_store_is_a_409_naming_its_status(
 
     body = problem(response, 409)
     assert body["status_now"] == status
-    assert f"a {status} store" in body["detail"]
+    assert body["title"] == "Store cannot be deleted now"
+    assert body["detail"] == (
+        f"a {status} store cannot be deleted; "
+        "it can be when it is failed, provisioning, queued or ready"
+    )
     assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == status
     subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
     assert subjects == [f"store.requested.{store['id']}"]

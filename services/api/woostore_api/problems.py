@@ -194,7 +194,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidTransition)
     async def invalid_state(request: Request, error: InvalidTransition) -> JSONResponse:
         done = _DONE_BY_TARGET.get(error.target, f"made {error.target.value}")
-        allowed = " or ".join(sorted(s.value for s in error.allowed_from))
+        *others, last = sorted(s.value for s in error.allowed_from)
+        allowed = f"{', '.join(others)} or {last}" if others else last
         return _render(
             request,
             409,
