@@ -44,11 +44,17 @@ async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
     return store
 
 
-async def add_key(database: Database, name: str, role: Role = Role.ADMIN) -> tuple[ApiKey, str]:
-    """An API key of the default tenant, as POST /keys makes it; returns it and its token."""
+async def add_key(
+    database: Database,
+    name: str,
+    role: Role = Role.ADMIN,
+    tenant_id: uuid.UUID = DEFAULT_TENANT_ID,
+) -> tuple[ApiKey, str]:
+    """An API key (of the default tenant unless told), as POST /keys makes it; returns it and
+    its token."""
     issued = new_key()
     key = ApiKey(
-        tenant_id=DEFAULT_TENANT_ID,
+        tenant_id=tenant_id,
         name=name,
         role=role,
         prefix=issued.prefix,

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
         description="Event streams one key (or the admin token) may hold open "
         "on each notifier process.",
     )
+    tenant_event_streams: int = Field(
+        default=100,
+        ge=1,
+        description="Event streams one tenant's keys together may hold open on each notifier "
+        "process.",
+    )
     max_event_streams: int = Field(
         default=500, ge=1, description="Event streams each notifier process holds open at once."
     )

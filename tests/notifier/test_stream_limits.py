@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from tests.notifier.test_notifier_events import (
 )
 from tests.support import add_key, served
 from woostore_shared.db import Database
+from woostore_shared.models import DEFAULT_TENANT_ID, Role, Tenant
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 
@@ -41,9 +43,19 @@ async def notifier_with(settings: Settings, **limits: Any) -> AsyncIterator[http
         yield http
 
 
-async def another_key(database: Database) -> dict[str, str]:
-    _, token = await add_key(database, "another")
+async def another_key(
+    database: Database, tenant_id: uuid.UUID = DEFAULT_TENANT_ID
+) -> dict[str, str]:
+    _, token = await add_key(database, "another", Role.TENANT, tenant_id)
     return {"Authorization": f"Bearer {token}"}
+
+
+async def another_tenant(database: Database) -> uuid.UUID:
+    tenant = Tenant(name=f"tenant-{uuid.uuid4().hex[:8]}")
+    async with database.session() as session:
+        session.add(tenant)
+        await session.commit()
+    return tenant.id
 
 
 async def open_streams(
@@ -83,6 +95,24 @@ async def test_a_key_holds_at_most_its_streams_and_gets_a_slot_back_when_one_clo
             await open_streams(streams, http, await another_key(database), 2)
 
         await wait_until_accepted(http, admin())
+
+
+async def test_a_tenant_holds_at_most_its_streams_however_many_keys_it_has(
+    settings: Settings, nats_client: Client, database: Database
+) -> None:
+    tenant = await another_tenant(database)
+    async with (
+        notifier_with(settings, event_streams_per_key=2, tenant_event_streams=3) as http,
+        AsyncExitStack() as streams,
+    ):
+        await open_streams(streams, http, await another_key(database, tenant), 2)
+        await open_streams(streams, http, await another_key(database, tenant), 1)
+
+        body = problem(await http.get(EVENTS, headers=await another_key(database, tenant)), 429)
+        assert body["limit"] == "tenant-event-streams"
+        assert body["allowed"] == 3
+        # Another tenant is not held back by this one.
+        await open_streams(streams, http, await another_key(database), 2)
 
 
 async def test_the_notifier_holds_at_most_its_streams_in_all(

@@ -168,6 +168,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.settings.tenantKeyLimit | quote }}
 - name: WOOSTORE_EVENT_STREAMS_PER_KEY
   value: {{ $v.settings.eventStreamsPerKey | quote }}
+- name: WOOSTORE_TENANT_EVENT_STREAMS
+  value: {{ $v.settings.tenantEventStreams | quote }}
 - name: WOOSTORE_MAX_EVENT_STREAMS
   value: {{ $v.settings.maxEventStreams | quote }}
 - name: WOOSTORE_EVENT_REPLAY_WINDOW_SECONDS

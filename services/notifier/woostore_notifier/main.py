@@ -8,7 +8,8 @@ reads through its own ordered consumer, replaying from the stream; one connectio
 browser tab carries every store.
 
 Streams are bounded: each key may hold ``WOOSTORE_EVENT_STREAMS_PER_KEY`` open on a notifier
-process, the process ``WOOSTORE_MAX_EVENT_STREAMS`` in all (each stream costs a JetStream
+process, each tenant ``WOOSTORE_TENANT_EVENT_STREAMS``, the process
+``WOOSTORE_MAX_EVENT_STREAMS`` in all (each stream costs a JetStream
 consumer), and a resume reaches back at most ``WOOSTORE_EVENT_REPLAY_WINDOW_SECONDS``.
 """
 
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from nats.aio.msg import Msg
@@ -54,6 +56,7 @@ HEARTBEAT_SECONDS = 15
 RECONNECT_MILLISECONDS = 2000
 RECHECK_SECONDS = 30  # how often a long-lived stream checks its key was not revoked
 SEND_TIMEOUT_SECONDS = 30  # a client that stops reading is dropped, not waited on forever
+_Held = TypeVar("_Held")  # what a stream is counted by: a key's subject, a tenant's id
 LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a little later
 CONNECTED = Gauge("woostore_sse_connections", "Open event-stream connections")
 REFUSED = MetricCounter("woostore_sse_refused", "Event streams refused at a limit", ["limit"])
@@ -81,36 +84,44 @@ def _problem(
 
 
 class StreamSlots:
-    """The event streams open in this process, per key and in all. Each stream holds a
-    JetStream consumer and a task, so without a bound one key could exhaust the notifier
-    (and its NATS server) for every other tenant."""
+    """The event streams open in this process, per key, per tenant and in all. Each stream
+    holds a JetStream consumer and a task, so without a bound one key, or one tenant minting
+    keys, could exhaust the notifier (and its NATS server) for every other tenant."""
 
-    def __init__(self, per_key: int, total: int) -> None:
+    def __init__(self, per_key: int, per_tenant: int, total: int) -> None:
         self.per_key = per_key
+        self.per_tenant = per_tenant
         self.total = total
-        self._open: Counter[str] = Counter()
+        self._by_key: Counter[str] = Counter()
+        self._by_tenant: Counter[uuid.UUID] = Counter()
 
-    def take(self, subject: str) -> Response | None:
-        """Hold a slot for ``subject``'s new stream, or the 429 that refuses it."""
-        if self._open.total() >= self.total:
+    def take(self, principal: Principal) -> Response | None:
+        """Hold a slot for the principal's new stream, or the 429 that refuses it."""
+        if self._by_key.total() >= self.total:
             return self._refuse(
                 "event-streams", self.total, "the event stream is at its connection limit"
             )
-        if self._open[subject] >= self.per_key:
+        if self._by_tenant[principal.tenant_id] >= self.per_tenant:
+            return self._refuse(
+                "tenant-event-streams",
+                self.per_tenant,
+                f"this tenant has its maximum of {self.per_tenant} event streams open",
+            )
+        if self._by_key[principal.subject] >= self.per_key:
             return self._refuse(
                 "event-streams-per-key",
                 self.per_key,
                 f"this key has its maximum of {self.per_key} event streams open; "
                 "close one (one stream per tab carries every store)",
             )
-        self._open[subject] += 1
+        self._by_key[principal.subject] += 1
+        self._by_tenant[principal.tenant_id] += 1
         CONNECTED.inc()
         return None
 
-    def give_back(self, subject: str) -> None:
-        self._open[subject] -= 1
-        if self._open[subject] <= 0:
-            del self._open[subject]
+    def give_back(self, principal: Principal) -> None:
+        _forget_one(self._by_key, principal.subject)
+        _forget_one(self._by_tenant, principal.tenant_id)
         CONNECTED.dec()
 
     @staticmethod
@@ -125,6 +136,12 @@ class StreamSlots:
             limit=limit,
             allowed=allowed,
         )
+
+
+def _forget_one(counter: Counter[_Held], key: _Held) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]  # a key or tenant without a stream is not kept
 
 
 class _HeldEventSourceResponse(EventSourceResponse):
@@ -225,7 +242,7 @@ async def stream_events(request: Request) -> Response:
 
     settings: Settings = state.settings
     slots: StreamSlots = state.stream_slots
-    refused = slots.take(principal.subject)
+    refused = slots.take(principal)
     if refused is not None:
         return refused
     try:
@@ -235,11 +252,11 @@ async def stream_events(request: Request) -> Response:
             "store.>", stream=STREAM_NAME, ordered_consumer=True, config=config
         )
     except BaseException:
-        slots.give_back(principal.subject)
+        slots.give_back(principal)
         raise
 
     async def release() -> None:
-        slots.give_back(principal.subject)
+        slots.give_back(principal)
         await subscription.unsubscribe()
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -281,7 +298,9 @@ def create_app(settings: Settings) -> Starlette:
         secret = settings.secret_key.get_secret_value()
         app.state.tickets = TicketSigner(secret)
         app.state.stream_slots = StreamSlots(
-            settings.event_streams_per_key, settings.max_event_streams
+            settings.event_streams_per_key,
+            settings.tenant_event_streams,
+            settings.max_event_streams,
         )
         db = Database(settings.database_url)
         app.state.db = db
