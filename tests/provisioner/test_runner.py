@@ -373,7 +373,7 @@ async def test_transient_errors_outlasting_the_retries_go_back_to_the_handler(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The handler then naks the message for a later redelivery, which resumes the store."""
-    monkeypatch.setattr("woostore_provisioner.runner.IN_PLACE_ATTEMPTS", 1)
+    monkeypatch.setattr("woostore_provisioner.retries.IN_PLACE_ATTEMPTS", 1)
     cluster = faulty_cluster(cluster_dir, helm_binary, wp="transient")
     runner = make_runner(cluster)
     store = await create_store(api_outbox)

@@ -21,7 +21,8 @@ from tests.support import create_store
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe
-from woostore_provisioner.runner import Runner, ShuttingDown, StoreBusy
+from woostore_provisioner.retries import ShuttingDown, StoreBusy
+from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
@@ -37,7 +38,7 @@ async def test_a_second_delivery_does_not_run_beside_the_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After waiting in place (here: not at all) for the lease, the duplicate gives up."""
-    monkeypatch.setattr("woostore_provisioner.runner.IN_PLACE_ATTEMPTS", 1)
+    monkeypatch.setattr("woostore_provisioner.retries.IN_PLACE_ATTEMPTS", 1)
     cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
     runner = make_runner(cluster)
     store = await create_store(api_outbox)

@@ -1,14 +1,10 @@
 """The provisioner's JetStream handlers: thin, they decode, delegate and settle the message.
 
-Acknowledgement is manual and deliberate:
-- success, or nothing left to do: ack;
-- another attempt still holds the store after the runner waited for its lease: a duplicate
-  delivery, ack; if that attempt dies, the reaper re-publishes the work;
-- the process is stopping: nak at once, so another replica resumes the store;
-- an error worth retrying: retried in place by the runner (holding the store's slot), then
-  nak with a delay, until the consumer's delivery limit;
-- the last delivery failed: the store is failed with the reason (a change to a ready store
-  ends as failed, the store staying ready), then ack (never stuck).
+Acknowledgement is manual and deliberate: success (or nothing left to do) is acked, and a
+failure is settled as ``retries.settle`` decides (a duplicate acked, a stopping process's
+work handed back, a transient error retried with a delay, the last delivery given up: the
+store failed with the reason, or a change ended as failed with the store still ready).
+Deletion never gives up.
 """
 
 from __future__ import annotations
@@ -23,54 +19,46 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 from faststream.nats.subscriber import LogicSubscriber
 
-from woostore_cluster import TransientClusterError
-from woostore_provisioner.runner import LeaseLost, Runner, ShuttingDown, StoreBusy
+from woostore_provisioner.retries import Outcome, StoreBusy, settle
+from woostore_provisioner.runner import Runner
 from woostore_shared.events import CloudEvent
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.topology import (
     CHANGE_CONSUMER,
     DELETE_CONSUMER,
-    MAX_DELIVER,
     PROVISION_CONSUMER,
     STREAM_NAME,
     Topology,
 )
 
 log = get_logger(__name__)
-DEFAULT_RETRY_DELAY = 5.0
-# A nak without delay can be redelivered at once to this very process, whose pull request is
-# still open while it shuts down, and be lost there until AckWait; a short delay lets it go
-# to another replica.
-HAND_BACK_DELAY = 2.0
-
 
 GiveUp = Callable[[uuid.UUID, str, Callable[[], Awaitable[None]]], Awaitable[None]]
 
 
-async def _settle_failure(
-    msg: NatsMessage, give_up: GiveUp, event: CloudEvent, error: Exception
+async def _settle(
+    msg: NatsMessage, event: CloudEvent, error: Exception, give_up: GiveUp | None
 ) -> None:
-    if isinstance(error, StoreBusy | LeaseLost):
-        log.info(
-            "another attempt owns the store; dropping this delivery", error=type(error).__name__
-        )
-        await msg.ack()
-        return
-    if isinstance(error, ShuttingDown):
-        log.info("handing the store back: shutting down")
-        await msg.nack(delay=HAND_BACK_DELAY)
-        return
+    """End a delivery whose work raised ``error``, as ``retries.settle`` decides."""
     deliveries = msg.raw_message.metadata.num_delivered or 1
-    delay = error.delay if isinstance(error, TransientClusterError) else DEFAULT_RETRY_DELAY
-    if deliveries < MAX_DELIVER:
-        log.warning("will retry", error=str(error), delivery=deliveries, delay=delay)
-        await msg.nack(delay=delay)
-        return
-    with suppress(StoreBusy):  # another attempt is on it after all: let it finish
-        await give_up(
-            event.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
-        )
-    await msg.ack()
+    settlement = settle(error, deliveries, can_give_up=give_up is not None)
+    match settlement.outcome:
+        case Outcome.ACK:
+            log.info("another attempt owns the store; dropping this delivery", error=repr(error))
+            await msg.ack()
+        case Outcome.HAND_BACK:
+            log.info("handing the store back: shutting down")
+            await msg.nack(delay=settlement.delay)
+        case Outcome.RETRY:
+            log.warning("will retry", error=str(error), delivery=deliveries, delay=settlement.delay)
+            await msg.nack(delay=settlement.delay)
+        case Outcome.GIVE_UP:
+            assert give_up is not None  # settle gives up only where it may
+            with suppress(StoreBusy):  # another attempt is on it after all: let it finish
+                await give_up(
+                    event.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
+                )
+            await msg.ack()
 
 
 def build_router(topology: Topology) -> NatsRouter:
@@ -99,7 +87,7 @@ def build_router(topology: Topology) -> NatsRouter:
                 try:
                     await runner.provision(event.store_id, keep_alive=msg.in_progress)
                 except Exception as error:  # every failure is settled explicitly; see module doc
-                    await _settle_failure(msg, runner.give_up, event, error)
+                    await _settle(msg, event, error, runner.give_up)
                     return
                 await msg.ack()
 
@@ -112,7 +100,7 @@ def build_router(topology: Topology) -> NatsRouter:
                 try:
                     await runner.change(event.store_id, keep_alive=msg.in_progress)
                 except Exception as error:  # every failure is settled explicitly; see module doc
-                    await _settle_failure(msg, runner.give_up_change, event, error)
+                    await _settle(msg, event, error, runner.give_up_change)
                     return
                 await msg.ack()
 
@@ -124,14 +112,9 @@ def build_router(topology: Topology) -> NatsRouter:
             with bind_store(event.store_id, event.correlationid):
                 try:
                     await runner.delete(event.store_id, keep_alive=msg.in_progress)
-                except (StoreBusy, LeaseLost):
-                    await msg.ack()  # a duplicate delivery; see the module doc
-                except ShuttingDown:
-                    await msg.nack(delay=HAND_BACK_DELAY)
-                except Exception as error:  # retried with a delay; deletion never gives up
-                    log.warning("deletion will retry", error=str(error))
-                    await msg.nack(delay=DEFAULT_RETRY_DELAY)
-                else:
-                    await msg.ack()
+                except Exception as error:  # settled explicitly; deletion never gives up
+                    await _settle(msg, event, error, give_up=None)
+                    return
+                await msg.ack()
 
     return router

@@ -26,9 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from nats.errors import Error as NatsError
 from prometheus_client import Counter, Histogram
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import (
@@ -41,7 +39,15 @@ from tenacity import (
 )
 
 from woostore_cluster import Cluster, PermanentClusterError, TransientClusterError
+from woostore_provisioner import retries
 from woostore_provisioner.recipe import DELETE, PROVISION, ROLLBACK, UPGRADE, Step, StoreJob
+from woostore_provisioner.retries import (
+    TRANSIENT_ERRORS,
+    LeaseLost,
+    ShuttingDown,
+    StoreAbandoned,
+    StoreBusy,
+)
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo
@@ -71,38 +77,6 @@ STEP_SECONDS = Histogram(
 STORES_FINISHED = Counter(
     "woostore_stores_finished_total", "Stores that reached an end", ["outcome"]
 )
-
-
-class StoreAbandoned(Exception):
-    """The store left the status this work was for (failed by its deadline, say)."""
-
-
-class StoreBusy(Exception):
-    """Another attempt holds the store's lease: this delivery is a duplicate."""
-
-
-class LeaseLost(Exception):
-    """This attempt's lease expired and another attempt took the store over."""
-
-
-class ShuttingDown(Exception):
-    """The process is stopping: the work was cut at a safe point, to be resumed elsewhere."""
-
-
-# Errors that say "not now" rather than "never": retried in place, then by redelivery.
-# StoreBusy is among them: a redelivery usually finds the lease of the worker that died a
-# moment ago, still valid for a few seconds; waiting it out here keeps the store's slot.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    StoreBusy,
-    TransientClusterError,
-    OperationalError,
-    InterfaceError,
-    NatsError,
-    TimeoutError,
-    ConnectionError,
-)
-IN_PLACE_ATTEMPTS = 8
-IN_PLACE_SECONDS = 120.0
 
 
 _backoff = wait_exponential(multiplier=0.5, max=10)
@@ -308,7 +282,8 @@ class Runner:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS),
-            stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | stop_after_delay(IN_PLACE_SECONDS),
+            stop=stop_after_attempt(retries.IN_PLACE_ATTEMPTS)
+            | stop_after_delay(retries.IN_PLACE_SECONDS),
             wait=_retry_wait,
             sleep=sleep_alive,
             before_sleep=lambda state: log.warning(
