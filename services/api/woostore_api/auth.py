@@ -12,7 +12,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 
 from woostore_api.deps import AuthenticatorDep, SessionsDep, SettingsDep, settings_of
-from woostore_api.problems import Problem, forbidden
+from woostore_api.problems import forbidden, unauthorized
 from woostore_shared.access import Principal
 from woostore_shared.secrets import InvalidTicket
 from woostore_shared.settings import Settings
@@ -81,10 +81,6 @@ def caller_of(request: Request, principal: Principal) -> Caller:
     )
 
 
-def _unauthorized(detail: str) -> Problem:
-    return Problem(401, "Unauthorized", detail, kind="unauthorized")
-
-
 def _check_origin(request: Request, settings: Settings) -> None:
     """A cookie rides along on cross-site requests; SameSite=Strict stops that in current
     browsers, and this refuses a write whose Origin is another site in any browser."""
@@ -105,19 +101,19 @@ async def authenticate(
     if bearer is not None:
         principal = await authenticator.by_token(bearer.credentials)
         if principal is None:
-            raise _unauthorized("the bearer token is not a valid API key or was revoked")
+            raise unauthorized("the bearer token is not a valid API key or was revoked")
     elif session is not None:
         try:
             subject = sessions.verify(session)
         except InvalidTicket as error:
-            raise _unauthorized("the session expired; sign in again") from error
+            raise unauthorized("the session expired; sign in again") from error
         principal = await authenticator.by_subject(subject)
         if principal is None:
-            raise _unauthorized("the key behind this session was revoked; sign in again")
+            raise unauthorized("the key behind this session was revoked; sign in again")
         if request.method not in _SAFE_METHODS:
             _check_origin(request, settings)
     else:
-        raise _unauthorized("a bearer token (an API key) or a session cookie is required")
+        raise unauthorized("a bearer token (an API key) or a session cookie is required")
     return caller_of(request, principal)
 
 

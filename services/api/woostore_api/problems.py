@@ -107,6 +107,39 @@ def not_found(what: str) -> Problem:
     return Problem(404, "Not found", f"{what} does not exist", kind="not-found")
 
 
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "Unauthorized", detail, kind="unauthorized")
+
+
+def store_not_ready(status_now: StoreStatus) -> Problem:
+    return Problem(
+        409, "Store not ready", "credentials are available once the store is ready",
+        kind="invalid-state", status_now=status_now.value,
+    )  # fmt: skip
+
+
+def tenant_exists(name: str) -> Problem:
+    return Problem(409, "Tenant exists", f"a tenant named {name!r} exists", kind="tenant-exists")
+
+
+def idempotency_key_reused() -> Problem:
+    return Problem(
+        422, "Idempotency key reused",
+        "this Idempotency-Key was already used with a different request body",
+        kind="idempotency-key-reused",
+    )  # fmt: skip
+
+
+def invalid_cursor() -> Problem:
+    return Problem(
+        400, "Invalid cursor", "use the next_cursor of a previous page", kind="invalid-cursor"
+    )
+
+
+def addresses_exhausted() -> Problem:
+    return Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
+
+
 def forbidden(detail: str) -> Problem:
     return Problem(403, "Forbidden", detail, kind="forbidden")
 

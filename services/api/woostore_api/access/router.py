@@ -36,7 +36,7 @@ from woostore_api.deps import (
     SettingsDep,
 )
 from woostore_api.edge import no_store
-from woostore_api.problems import Problem, problem_responses
+from woostore_api.problems import problem_responses, unauthorized
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey
 
@@ -157,9 +157,7 @@ async def sign_in(
     `__Host-woostore_session` over HTTPS."""
     principal = await authenticator.by_token(body.token)
     if principal is None:
-        raise Problem(
-            401, "Unauthorized", "that key is not valid or was revoked", kind="unauthorized"
-        )
+        raise unauthorized("that key is not valid or was revoked")
     caller = caller_of(request, principal)
     await service.record_sign_in(outbox, caller)
     response.set_cookie(

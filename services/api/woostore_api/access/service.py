@@ -13,7 +13,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
-from woostore_api.problems import Problem, forbidden, limit_reached, not_found
+from woostore_api.problems import forbidden, limit_reached, not_found, tenant_exists
 from woostore_shared.access import NewKey, Principal, new_key
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
@@ -35,9 +35,7 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
                 name=tenant.name, store_limit=tenant.store_limit,
             )  # fmt: skip
     except IntegrityError as error:
-        raise Problem(
-            409, "Tenant exists", f"a tenant named {body.name!r} exists", kind="tenant-exists"
-        ) from error
+        raise tenant_exists(body.name) from error
     return tenant
 
 

@@ -15,7 +15,13 @@ from sqlmodel import col, select
 
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
-from woostore_api.problems import Problem, not_found
+from woostore_api.problems import (
+    addresses_exhausted,
+    idempotency_key_reused,
+    invalid_cursor,
+    not_found,
+    store_not_ready,
+)
 from woostore_api.stores import quotas
 from woostore_api.stores.schemas import StoreCreate
 from woostore_shared import lifecycle
@@ -89,7 +95,7 @@ async def create_store(
                 earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
                 if earlier is not None:
                     return earlier, False
-    raise Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
+    raise addresses_exhausted()
 
 
 async def _store_for_key(
@@ -100,12 +106,7 @@ async def _store_for_key(
         if found is None:
             return None
         if found.request_sha256 != fingerprint:
-            raise Problem(
-                422,
-                "Idempotency key reused",
-                "this Idempotency-Key was already used with a different request body",
-                kind="idempotency-key-reused",
-            )
+            raise idempotency_key_reused()
         return await session.get(Store, found.store_id)
 
 
@@ -119,9 +120,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at, store_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(created_at), uuid.UUID(store_id)
     except ValueError as error:
-        raise Problem(
-            400, "Invalid cursor", "use the next_cursor of a previous page", kind="invalid-cursor"
-        ) from error
+        raise invalid_cursor() from error
 
 
 async def list_stores(
@@ -179,10 +178,7 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
         if store is None or not caller.principal.sees(store.tenant_id):
             raise not_found(f"store {store_id}")
         if store.status is not StoreStatus.READY or store.admin_password_encrypted is None:
-            raise Problem(
-                409, "Store not ready", "credentials are available once the store is ready",
-                kind="invalid-state", status_now=store.status.value,
-            )  # fmt: skip
+            raise store_not_ready(store.status)
         encrypted = store.admin_password_encrypted
         record(tx.session, caller, "store.credentials.read", f"store/{store.id}", store.tenant_id)
     return encrypted
