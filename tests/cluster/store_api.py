@@ -149,8 +149,10 @@ async def serve(app: Starlette, tls: Tls | None = None) -> AsyncIterator[str]:
     certificate: dict[str, Any] = (
         {} if tls is None else {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
     )
+    # log_config=None and no log_level: either would reconfigure uvicorn's loggers for the
+    # whole test process (a level, handlers that stop propagating), not for this server.
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, **certificate)
+        uvicorn.Config(app, log_config=None, lifespan="off", access_log=False, **certificate)
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
