@@ -84,7 +84,14 @@ async def measure(platform: Platform) -> dict[str, Any]:
 
     listener = asyncio.create_task(listen())
     await asyncio.wait_for(connected.wait(), 10)
-    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+    # The burst is measured, not limited: every create gets a connection of its own and as
+    # long as it takes (httpx's defaults, 100 connections and 5 s, cut the slowest ones off).
+    async with httpx.AsyncClient(
+        base_url=platform.api_url,
+        headers=platform.headers,
+        timeout=60,
+        limits=httpx.Limits(max_connections=BURST),
+    ) as api:
         # Provisioning throughput: STORES at once, 2 in flight.
         sent: dict[str, float] = {}
         start = time.perf_counter()
