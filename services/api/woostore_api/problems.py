@@ -14,12 +14,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from woostore_shared import problems as shared_problems
 from woostore_shared.lifecycle import InvalidTransition
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
+from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE
 
-PROBLEM_JSON = "application/problem+json"
-TYPE_BASE = "https://woostore.dev/problems/"
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
 # "Store cannot be <done> now", by the status a refused change would have led to.
@@ -184,17 +184,15 @@ def _render(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = {
-        "type": TYPE_BASE + kind,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
+    return shared_problems.problem_response(
+        status,
+        title,
+        detail,
+        type_=TYPE_BASE + kind,
+        headers=headers,
+        instance=request.url.path,
         **extra,
-    }
-    if status == 401:
-        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    )
 
 
 def _document_problems(app: FastAPI) -> None:

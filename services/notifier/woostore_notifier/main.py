@@ -37,7 +37,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -47,6 +47,7 @@ from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import REPLAY_HEADER
+from woostore_shared.problems import TYPE_BASE, problem_response
 from woostore_shared.secrets import InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -61,26 +62,10 @@ LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a littl
 CONNECTED = Gauge("woostore_sse_connections", "Open event-stream connections")
 REFUSED = MetricCounter("woostore_sse_refused", "Event streams refused at a limit", ["limit"])
 REPLAY_TRUNCATED_HEADER = "Woostore-Replay-Truncated"
-LIMIT_REACHED = "https://woostore.dev/problems/limit-reached"  # the API's type for the same
 
 
-def _problem(
-    status: int,
-    title: str,
-    detail: str,
-    *,
-    type_: str = "about:blank",
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    if status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
-        headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
-    return JSONResponse(
-        {"type": type_, "title": title, "status": status, "detail": detail, **extra},
-        status_code=status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
+def _problem(status: int, title: str, detail: str) -> Response:
+    return problem_response(status, title, detail, type_="about:blank")
 
 
 class StreamSlots:
@@ -127,11 +112,11 @@ class StreamSlots:
     @staticmethod
     def _refuse(limit: str, allowed: int, detail: str) -> Response:
         REFUSED.labels(limit).inc()
-        return _problem(
+        return problem_response(
             429,
             "Limit reached",
             detail,
-            type_=LIMIT_REACHED,
+            type_=TYPE_BASE + "limit-reached",
             headers={"Retry-After": str(LIMIT_RETRY_SECONDS)},
             limit=limit,
             allowed=allowed,
