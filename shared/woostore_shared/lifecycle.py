@@ -177,9 +177,9 @@ async def start_change(tx: Transaction, store_id: uuid.UUID, change: Change) -> 
     return store
 
 
-async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) -> Store:
-    """End the store's upgrade or rollback, announcing how it went. The store is ready
-    either way: a failed change leaves what helm restored, and the reason to read."""
+async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) -> Change:
+    """End the store's upgrade or rollback, announcing how it went; returns which it was. The
+    store is ready either way: a failed change leaves what helm restored, and the reason."""
     store = await _locked(tx, store_id)
     change: Change = "rollback" if store.change == "rollback" else "upgrade"
     transition(store, S.READY, {S.UPDATING})
@@ -195,7 +195,7 @@ async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) 
                 revision=store.release_revision or 0,
             ),
         )
-    return store
+    return change
 
 
 async def _locked(tx: Transaction, store_id: uuid.UUID) -> Store:

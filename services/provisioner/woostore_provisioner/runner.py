@@ -246,8 +246,7 @@ class Runner:
     async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
         try:
             async with self.outbox.transaction() as tx:
-                change = (await self._load(store_id, tx.session)).change
-                await lifecycle.end_change(tx, store_id, failure)
+                change = await lifecycle.end_change(tx, store_id, failure)
         except InvalidTransition:
             return  # ended already (the reaper gave it up, say)
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
