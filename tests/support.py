@@ -68,15 +68,15 @@ async def add_key(
     return key, issued.token
 
 
-async def stream_messages(nats: Client, store_id: object | None = None) -> list[RawStreamMsg]:
-    """Every message the STORES stream holds (about one store if given), in stream order."""
+async def stream_messages(
+    nats: Client, store_id: object | None = None, stream: str = STREAM_NAME
+) -> list[RawStreamMsg]:
+    """Every message a stream (STORES unless told) holds, about one store if given, in order."""
     js = nats.jetstream()
-    state = (await js.stream_info(STREAM_NAME)).state
+    state = (await js.stream_info(stream)).state
     if state.messages == 0:
         return []
-    messages = [
-        await js.get_msg(STREAM_NAME, seq) for seq in range(state.first_seq, state.last_seq + 1)
-    ]
+    messages = [await js.get_msg(stream, seq) for seq in range(state.first_seq, state.last_seq + 1)]
     if store_id is None:
         return messages
     return [m for m in messages if (m.subject or "").endswith(f".{store_id}")]

@@ -27,11 +27,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 STREAM = "STORES"
 SUBJECTS = "store.>"
 TYPE_PREFIX = "io.woostore.store."
-# Set on a message that repeats an earlier event to hand its work to the platform again:
-# the event itself was delivered before, so followers skip it.
-REPLAY_HEADER = "Woostore-Replay"
-# The platform's own work queues on the stream: binding to one would take work from it.
-PLATFORM_DURABLES = frozenset({"provisioner", "deprovisioner"})
 BATCH = 64
 FETCH_SECONDS = 1.0  # how long one pull waits for events; also how soon a stop is noticed
 ACK_WAIT_SECONDS = 30  # an event not acknowledged by then is delivered again
@@ -61,9 +56,6 @@ def describe(event: dict[str, Any]) -> str:
 async def handle(message: Msg) -> None:
     """Handle one message, then acknowledge it (at least once: a crash between the two
     delivers it again; deduplicate on the CloudEvent ``id`` where that matters)."""
-    if REPLAY_HEADER in (message.headers or {}):
-        await message.ack()  # work handed out again, not a new event
-        return
     try:
         event = json.loads(message.data)
     except ValueError:
@@ -146,8 +138,6 @@ def main(argv: list[str] | None = None) -> None:
         help="where a new consumer starts: the whole stream (default) or only new events",
     )
     args = parser.parse_args(argv)
-    if args.durable in PLATFORM_DURABLES:
-        parser.error(f"{args.durable!r} is the platform's own consumer; choose another name")
     deliver = DeliverPolicy.ALL if args.start == "all" else DeliverPolicy.NEW
     asyncio.run(run(args.nats, args.durable, deliver))
 

@@ -13,6 +13,7 @@ from woostore_shared.events import (
     Changed,
     ChangeFailed,
     ChangeRequested,
+    CleanedUp,
     CloudEvent,
     Deleted,
     DeleteRequested,
@@ -25,9 +26,20 @@ from woostore_shared.events import (
 
 _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     EventName.REQUESTED: (Requested, "A store was requested; it waits in the queue."),
-    EventName.PROGRESS: (Progress, "A step of provisioning or deletion started or completed."),
+    EventName.PROGRESS: (
+        Progress,
+        "A step of provisioning, a change, a deletion or a failed store's clean-up started or "
+        "completed.",
+    ),
     EventName.READY: (Ready, "The store passed verification: a test order was placed."),
-    EventName.FAILED: (Failed, "The store failed; the reason is meant for people."),
+    EventName.FAILED: (
+        Failed,
+        "The store failed; the reason is meant for people. Its clean-up follows.",
+    ),
+    EventName.CLEANED_UP: (
+        CleanedUp,
+        "What the failed store had made in the cluster is removed; the store stays failed.",
+    ),
     EventName.DELETE_REQUESTED: (DeleteRequested, "The store's owner asked to delete it."),
     EventName.DELETED: (Deleted, "Every resource of the store is gone."),
     EventName.CHANGE_REQUESTED: (

@@ -26,6 +26,7 @@ class EventName(StrEnum):
     PROGRESS = "progress"
     READY = "ready"
     FAILED = "failed"
+    CLEANED_UP = "cleaned_up"  # what a failed store left in the cluster is gone
     DELETE_REQUESTED = "delete_requested"
     DELETED = "deleted"
     CHANGE_REQUESTED = "change_requested"  # an upgrade or rollback of a ready store
@@ -58,9 +59,17 @@ class Requested(BaseModel):
 Change = Literal["upgrade", "rollback"]
 
 
+Phase = Literal["provision", "upgrade", "rollback", "delete", "clean_up"]
+# The statuses a store has while a worker runs a recipe on it. A failed store's clean-up
+# shows progress too; the store stays failed throughout.
+WorkingStatus = Literal[
+    StoreStatus.PROVISIONING, StoreStatus.UPDATING, StoreStatus.DELETING, StoreStatus.FAILED
+]
+
+
 class Progress(BaseModel):
-    status: Literal[StoreStatus.PROVISIONING, StoreStatus.UPDATING, StoreStatus.DELETING]
-    phase: Literal["provision", "upgrade", "rollback", "delete"]
+    status: WorkingStatus
+    phase: Phase
     step: StepInfo
     state: Literal["started", "completed"]  # of the step
     progress: float  # 0..1, share of the phase's steps completed
@@ -78,6 +87,12 @@ class Failed(BaseModel):
     status: Literal[StoreStatus.FAILED] = StoreStatus.FAILED
     reason: str
     step: str | None = None
+
+
+class CleanedUp(BaseModel):
+    """Nothing the failed store made is left in the cluster; the store stays failed."""
+
+    status: Literal[StoreStatus.FAILED] = StoreStatus.FAILED
 
 
 class DeleteRequested(BaseModel):
@@ -113,6 +128,7 @@ EventData = (
     | Progress
     | Ready
     | Failed
+    | CleanedUp
     | DeleteRequested
     | Deleted
     | ChangeRequested
@@ -125,6 +141,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     Progress: EventName.PROGRESS,
     Ready: EventName.READY,
     Failed: EventName.FAILED,
+    CleanedUp: EventName.CLEANED_UP,
     DeleteRequested: EventName.DELETE_REQUESTED,
     Deleted: EventName.DELETED,
     ChangeRequested: EventName.CHANGE_REQUESTED,

@@ -2,21 +2,23 @@
 
 Each change takes the unit of work (:class:`~woostore_shared.outbox.Transaction`) and the
 store's id; it locks the store's row, checks the change is allowed from the status the store
-has now, makes it, and records the event announcing it, all in that one transaction. A
-change that is not allowed raises :class:`InvalidTransition` (the API answers 409; a worker
-that finds the store moved on has nothing left to do). Nothing else writes a store's status
+has now, makes it, records the event announcing it and dispatches the work it asks for (see
+``work.py``), all in that one transaction. A change that is not allowed raises
+:class:`InvalidTransition` (the API answers 409; a worker that finds the store moved on has
+nothing left to do). Nothing else writes a store's status
 (``tests/shared/test_lifecycle_owner.py`` checks the code for it).
 
-| Change | From | To | Event |
-|---|---|---|---|
-| :func:`request` | (new) | queued | requested |
-| :func:`start` | queued | provisioning | (progress follows) |
-| :func:`make_ready` | provisioning | ready | ready |
-| :func:`fail` | queued, provisioning (or ready: ``lost=True``) | failed | failed |
-| :func:`request_deletion` | queued, provisioning, ready, failed | deleting | delete_requested |
-| :func:`mark_deleted` | deleting | deleted | deleted |
-| :func:`start_change` | ready | updating | change_requested |
-| :func:`end_change` | updating | ready | changed or change_failed |
+| Change | From | To | Event | Work |
+|---|---|---|---|---|
+| :func:`request` | (new) | queued | requested | provision |
+| :func:`start` | queued | provisioning | (progress follows) | |
+| :func:`make_ready` | provisioning | ready | ready | |
+| :func:`fail` | queued, provisioning (ready: ``lost``) | failed | failed | removal (clean-up) |
+| :func:`mark_cleaned_up` | failed | failed, ``cleaned_up_at`` set | cleaned_up | |
+| :func:`request_deletion` | any but updating, deleted | deleting | delete_requested | removal |
+| :func:`mark_deleted` | deleting | deleted | deleted | |
+| :func:`start_change` | ready | updating | change_requested | change |
+| :func:`end_change` | updating | ready | changed or change_failed | |
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from woostore_shared.events import (
     Changed,
     ChangeFailed,
     ChangeRequested,
+    CleanedUp,
     Deleted,
     DeleteRequested,
     Failed,
@@ -40,6 +43,7 @@ from woostore_shared.events import (
 )
 from woostore_shared.models import Store, StoreStatus, StoreStep, utcnow
 from woostore_shared.outbox import Transaction
+from woostore_shared.work import Lane
 
 S = StoreStatus
 
@@ -58,7 +62,7 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
 
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what quotas count. A failed store's
-# resources were cleaned up when it failed.
+# resources are being cleaned up; it no longer counts.
 LIVE = ACTIVE | {S.READY}
 DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets)
 # Stores whose provisioning has not finished: what the provisioner and deadlines fail.
@@ -102,6 +106,7 @@ async def request(
     tx.session.add(store)
     await tx.session.flush()
     tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    tx.dispatch(store, Lane.PROVISION)
     return store
 
 
@@ -134,12 +139,25 @@ async def make_ready(
 
 async def fail(tx: Transaction, store_id: uuid.UUID, reason: str, *, lost: bool = False) -> Store:
     """Fail a store with a reason meant for people: one whose provisioning cannot finish, or
-    (``lost``) a ready one whose resources vanished from the cluster."""
+    (``lost``) a ready one whose resources vanished from the cluster. Its clean-up follows on
+    the removal lane; the store keeps the step it failed at."""
     store = await _locked(tx, store_id)
     step = store.step_name
     transition(store, S.FAILED, {S.READY} if lost else UNFINISHED)
     store.failure_reason = reason
     tx.emit(store, Failed(reason=reason, step=step))
+    tx.dispatch(store, Lane.REMOVAL)
+    return store
+
+
+async def mark_cleaned_up(tx: Transaction, store_id: uuid.UUID) -> Store:
+    """Nothing the failed store made is left in the cluster. Saying so twice changes nothing."""
+    store = await _locked(tx, store_id)
+    if store.status is not S.FAILED:
+        raise InvalidTransition(store, S.FAILED, {S.FAILED})
+    if store.cleaned_up_at is None:
+        store.cleaned_up_at = utcnow()
+        tx.emit(store, CleanedUp())
     return store
 
 
@@ -151,6 +169,7 @@ async def request_deletion(tx: Transaction, store_id: uuid.UUID) -> tuple[Store,
         return store, False
     transition(store, S.DELETING, DELETABLE)
     tx.emit(store, DeleteRequested())
+    tx.dispatch(store, Lane.REMOVAL)
     return store, True
 
 
@@ -174,6 +193,7 @@ async def start_change(tx: Transaction, store_id: uuid.UUID, change: Change) -> 
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
     tx.emit(store, ChangeRequested(change=change))
+    tx.dispatch(store, Lane.CHANGE)
     return store
 
 

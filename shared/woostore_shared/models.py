@@ -102,6 +102,9 @@ class Store(SQLModel, table=True):
     provisioning_started_at: datetime | None = _optional_timestamp()
     ready_at: datetime | None = _optional_timestamp()
     deleted_at: datetime | None = _optional_timestamp()
+    # A failed store's resources are removed by a clean-up on the removal lane; this says it
+    # finished, so nothing has to guess whether a failed store's namespace is still wanted.
+    cleaned_up_at: datetime | None = _optional_timestamp()
 
     @property
     def namespace(self) -> str:
@@ -133,6 +136,23 @@ class StoreEvent(SQLModel, table=True):
     envelope: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     published_at: datetime | None = _optional_timestamp()
     stream_sequence: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class WorkOrderRecord(SQLModel, table=True):
+    """A work order (see ``work.py``) as the outbox keeps it: written in the transaction that
+    made it necessary and published after the commit; the relay publishes what was not."""
+
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        Index("ix_work_orders_unpublished", "time", postgresql_where=text("published_at IS NULL")),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    store_id: uuid.UUID = Field(foreign_key="stores.id")
+    lane: str = Field(max_length=20)
+    correlation_id: str = Field(max_length=64)
+    time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    published_at: datetime | None = _optional_timestamp()
 
 
 class StoreStep(SQLModel, table=True):

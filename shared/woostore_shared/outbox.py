@@ -1,10 +1,12 @@
-"""The one place that commits: a store change and the events announcing it, together.
+"""The one place that commits: a store change, the events announcing it and the work it
+asks for, together.
 
-``Outbox.transaction()`` yields a :class:`Transaction`; events emitted inside it are written
-to ``store_events`` in the same database transaction as the change, then published to
-JetStream after the commit with ``Nats-Msg-Id`` set to the event id, so a publish retried by
-the relay is de-duplicated by the server. If NATS is unreachable the change still stands and
-the reaper's relay publishes the events later.
+``Outbox.transaction()`` yields a :class:`Transaction`. Events emitted inside it (facts) are
+written to ``store_events``, and work orders dispatched inside it (commands, see ``work.py``)
+to ``work_orders``, in the same database transaction as the change. After the commit they
+are published to JetStream, the events first, with ``Nats-Msg-Id`` set to their id, so a
+publish retried by the relay is de-duplicated by the server. If NATS is unreachable the
+change still stands and the reaper's relay publishes them later.
 """
 
 from __future__ import annotations
@@ -22,13 +24,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, EventData, make_event
 from woostore_shared.logging import get_logger
-from woostore_shared.models import Store, StoreEvent, utcnow
-from woostore_shared.topology import STREAM_NAME
+from woostore_shared.models import Store, StoreEvent, WorkOrderRecord, utcnow
+from woostore_shared.topology import STREAM_NAME, WORK_STREAM
+from woostore_shared.work import Lane, WorkOrder
 
 log = get_logger(__name__)
-# Marks a message that repeats an earlier event (same CloudEvent id) to hand its work out
-# again; event followers skip it, work consumers take it.
-REPLAY_HEADER = "Woostore-Replay"
 
 
 class Transaction:
@@ -36,6 +36,7 @@ class Transaction:
         self.session = session
         self.source = source
         self.events: list[CloudEvent] = []
+        self.work: list[WorkOrder] = []
 
     def emit(self, store: Store, data: EventData) -> CloudEvent:
         event = make_event(
@@ -60,6 +61,19 @@ class Transaction:
         self.events.append(event)
         return event
 
+    def dispatch(self, store: Store, lane: Lane) -> WorkOrder:
+        """Ask a worker on ``lane`` to look at ``store`` once this commits."""
+        order = WorkOrder(
+            id=uuid.uuid4(),
+            lane=lane,
+            store_id=store.id,
+            correlation_id=store.correlation_id,
+            time=utcnow(),
+        )
+        self.session.add(WorkOrderRecord(**order.model_dump()))
+        self.work.append(order)
+        return order
+
 
 class Outbox:
     def __init__(self, db: Database, nats: Client, source: str) -> None:
@@ -78,7 +92,9 @@ class Outbox:
             except BaseException:
                 await session.rollback()
                 raise
-        await self.publish(tx.events)
+        if await self.publish(tx.events) == len(tx.events):
+            # A worker's first progress event must not overtake the event asking for it.
+            await self.send(tx.work)
 
     async def publish(self, events: Sequence[CloudEvent]) -> int:
         """Publish in order; stop at the first failure (the relay keeps the order)."""
@@ -113,26 +129,56 @@ class Outbox:
                 await session.commit()
         return len(published)
 
-    async def replay(self, event: CloudEvent, attempt: int) -> int:
-        """Publish ``event`` again as a new message (the original was lost or consumed):
-        a message id of its own, so the server's de-duplication does not drop it."""
-        ack = await self.js.publish(
-            event.nats_subject,
-            event.model_dump_json().encode(),
-            stream=STREAM_NAME,
-            headers={"Nats-Msg-Id": f"{event.id}:replay:{attempt}", REPLAY_HEADER: str(attempt)},
-        )
-        return ack.seq
+    async def send(self, orders: Sequence[WorkOrder]) -> int:
+        """Publish work orders; stop at the first failure (the relay sends the rest)."""
+        sent: list[uuid.UUID] = []
+        if orders and not self.nats.is_connected:
+            log.warning("nats unreachable: work deferred to relay", orders=len(orders))
+            return 0
+        for order in orders:
+            try:
+                await self.js.publish(
+                    order.subject,
+                    order.model_dump_json().encode(),
+                    stream=WORK_STREAM,
+                    headers={"Nats-Msg-Id": str(order.id)},
+                )
+            except (NatsError, TimeoutError) as error:
+                log.warning("work deferred to relay", order_id=str(order.id), error=repr(error))
+                break
+            sent.append(order.id)
+        if sent:
+            async with self.db.session() as session:
+                await session.exec(
+                    update(WorkOrderRecord)
+                    .where(col(WorkOrderRecord.id).in_(sent))
+                    .values(published_at=utcnow())
+                )
+                await session.commit()
+        return len(sent)
 
     async def relay(self, older_than: timedelta, limit: int = 100) -> int:
-        """Publish events whose writer could not (NATS down, process killed after commit)."""
+        """Publish the events and work orders whose writer could not (NATS down, process
+        killed after commit); returns how many were published."""
+        cutoff = utcnow() - older_than
         async with self.db.session() as session:
             rows = await session.exec(
                 select(StoreEvent)
                 .where(col(StoreEvent.published_at).is_(None))
-                .where(col(StoreEvent.time) < utcnow() - older_than)
+                .where(col(StoreEvent.time) < cutoff)
                 .order_by(col(StoreEvent.time))
                 .limit(limit)
             )
             events = [CloudEvent.model_validate(row.envelope) for row in rows]
-        return await self.publish(events)
+            records = await session.exec(
+                select(WorkOrderRecord)
+                .where(col(WorkOrderRecord.published_at).is_(None))
+                .where(col(WorkOrderRecord.time) < cutoff)
+                .order_by(col(WorkOrderRecord.time))
+                .limit(limit)
+            )
+            orders = [WorkOrder.model_validate(record, from_attributes=True) for record in records]
+        published = await self.publish(events)
+        if published < len(events):
+            return published  # the orders wait for the events asking for them
+        return published + await self.send(orders)

@@ -1,4 +1,5 @@
-"""The JetStream topology, declared once: the stream of store events and its durable consumers.
+"""The JetStream topology, declared once: the stream of store events (facts, ``STORES``), the
+stream of work orders (commands, ``WORK``) and the durable consumer of each work lane.
 
 Neither nats-py nor faststream changes a consumer that already exists, so ``ensure_topology``
 creates what is missing, updates what differs, and then verifies the result.
@@ -21,13 +22,20 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError, ServerError
 
 from woostore_shared.settings import Settings
+from woostore_shared.work import WORK_SUBJECT_PREFIX, Lane, lane_subjects
 
 STREAM_NAME = "STORES"
-PROVISION_CONSUMER = "provisioner"
-DELETE_CONSUMER = "deprovisioner"
-CHANGE_CONSUMER = "maintainer"  # upgrades and rollbacks of ready stores
+WORK_STREAM = "WORK"
 MAX_DELIVER = 5
-DELETIONS_IN_FLIGHT = 4
+REMOVALS_IN_FLIGHT = 4
+# The work consumers of versions that took their work off the store events, by their filter;
+# removed from STORES (the reaper sends fresh orders for whatever they held). A program's own
+# consumer of the same name but another filter is left alone.
+RETIRED_CONSUMERS = {
+    "provisioner": "store.requested.*",
+    "deprovisioner": "store.delete_requested.*",
+    "maintainer": "store.change_requested.*",
+}
 _DAY = 24 * 3600
 
 
@@ -35,17 +43,22 @@ class TopologyMismatch(RuntimeError):
     pass
 
 
+def consumer_of(lane: Lane) -> str:
+    """A lane's durable consumer on ``WORK`` is named for the lane."""
+    return lane.value
+
+
 @dataclass(frozen=True)
 class Topology:
-    stream: StreamConfig
-    consumers: tuple[ConsumerConfig, ...]
+    streams: tuple[StreamConfig, ...]
+    consumers: tuple[ConsumerConfig, ...]  # all on WORK_STREAM
 
-    def consumer(self, durable: str) -> ConsumerConfig:
-        return next(c for c in self.consumers if c.durable_name == durable)
+    def consumer(self, lane: Lane) -> ConsumerConfig:
+        return next(c for c in self.consumers if c.durable_name == consumer_of(lane))
 
 
 def declare(settings: Settings) -> Topology:
-    stream = StreamConfig(
+    facts = StreamConfig(
         name=STREAM_NAME,
         subjects=["store.>"],
         storage=StorageType.FILE,
@@ -54,11 +67,22 @@ def declare(settings: Settings) -> Topology:
         max_age=30 * _DAY,  # the SSE replay window
         duplicate_window=120,  # seconds: the outbox relay retries well within it
     )
+    work = StreamConfig(
+        name=WORK_STREAM,
+        subjects=[f"{WORK_SUBJECT_PREFIX}.>"],
+        storage=StorageType.FILE,
+        # Limits, not work-queue retention: the reaper compares a store's last order with its
+        # consumer's ack floor to tell work in flight from work lost, whatever its deliveries.
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=7 * _DAY,  # an order older than that is sent again by the reaper, if needed
+        duplicate_window=120,
+    )
 
-    def work_queue(durable: str, subject: str, in_flight: int) -> ConsumerConfig:
+    def work_queue(lane: Lane, in_flight: int) -> ConsumerConfig:
         return ConsumerConfig(
-            durable_name=durable,
-            filter_subject=subject,
+            durable_name=consumer_of(lane),
+            filter_subject=lane_subjects(lane),
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=settings.ack_wait_seconds,
@@ -68,13 +92,13 @@ def declare(settings: Settings) -> Topology:
         )
 
     return Topology(
-        stream=stream,
+        streams=(facts, work),
         consumers=(
-            work_queue(PROVISION_CONSUMER, "store.requested.*", settings.max_stores_in_flight),
-            # Deletions get their own lane so they never queue behind creations.
-            work_queue(DELETE_CONSUMER, "store.delete_requested.*", DELETIONS_IN_FLIGHT),
+            work_queue(Lane.PROVISION, settings.max_stores_in_flight),
+            # Removals get their own lane so they never queue behind creations.
+            work_queue(Lane.REMOVAL, REMOVALS_IN_FLIGHT),
             # So do changes to ready stores: an upgrade never waits for the creation queue.
-            work_queue(CHANGE_CONSUMER, "store.change_requested.*", settings.max_stores_in_flight),
+            work_queue(Lane.CHANGE, settings.max_stores_in_flight),
         ),
     )
 
@@ -97,37 +121,54 @@ def _differences(want: object, have: object, fields: tuple[str, ...]) -> list[st
     ]
 
 
-async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
+async def _ensure_stream(js: JetStreamContext, stream: StreamConfig) -> list[str]:
+    assert stream.name is not None
     try:
-        info = await js.stream_info(STREAM_NAME)
+        info = await js.stream_info(stream.name)
     except NotFoundError:
-        await js.add_stream(topology.stream)
+        await js.add_stream(stream)
     else:
-        if _differences(topology.stream, info.config, _CHECKED_STREAM_FIELDS):
-            await js.update_stream(topology.stream)
-    stream_problems = _differences(
-        topology.stream, (await js.stream_info(STREAM_NAME)).config, _CHECKED_STREAM_FIELDS
-    )
+        if _differences(stream, info.config, _CHECKED_STREAM_FIELDS):
+            await js.update_stream(stream)
+    have = (await js.stream_info(stream.name)).config
+    return [
+        f"stream {stream.name}: {p}" for p in _differences(stream, have, _CHECKED_STREAM_FIELDS)
+    ]
 
-    problems = [f"stream {STREAM_NAME}: {p}" for p in stream_problems]
+
+async def _retire_consumers(js: JetStreamContext) -> None:
+    for durable, filter_subject in RETIRED_CONSUMERS.items():
+        try:
+            info = await js.consumer_info(STREAM_NAME, durable)
+            if info.config.filter_subject == filter_subject:
+                await js.delete_consumer(STREAM_NAME, durable)
+        except NotFoundError:
+            pass
+
+
+async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
+    problems: list[str] = []
+    for stream in topology.streams:
+        problems += await _ensure_stream(js, stream)
+    await _retire_consumers(js)
     for consumer in topology.consumers:
         assert consumer.durable_name is not None
         try:
-            existing = await js.consumer_info(STREAM_NAME, consumer.durable_name)
+            existing = await js.consumer_info(WORK_STREAM, consumer.durable_name)
         except NotFoundError:
-            await js.add_consumer(STREAM_NAME, consumer)
+            await js.add_consumer(WORK_STREAM, consumer)
         else:
             drift = _differences(consumer, existing.config, _CHECKED_CONSUMER_FIELDS)
             if drift or existing.config.deliver_subject:
                 try:  # the server applies it as an update where the change is allowed
-                    await js.add_consumer(STREAM_NAME, consumer)
+                    await js.add_consumer(WORK_STREAM, consumer)
                 except ServerError as error:
                     problems.append(
                         f"consumer {consumer.durable_name}: cannot be updated"
                         f" ({error.description}); delete it to let it be recreated"
                     )
                     continue
-        have = (await js.consumer_info(STREAM_NAME, consumer.durable_name)).config
+        have = (await js.consumer_info(WORK_STREAM, consumer.durable_name)).config
         problems += [
             f"consumer {consumer.durable_name}: {p}"
             for p in _differences(consumer, have, _CHECKED_CONSUMER_FIELDS)

@@ -23,10 +23,11 @@ from tests.support import stream_messages
 from woostore_devstack.embedded import NatsServer
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
-from woostore_shared.models import Store, StoreEvent, StoreStatus
+from woostore_shared.models import Store, StoreEvent, StoreStatus, WorkOrderRecord
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import TICKET_TTL_SECONDS, InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
+from woostore_shared.topology import WORK_STREAM
 
 STORES = "/api/v1/stores"
 DEADLINE_SECONDS = 20.0
@@ -46,10 +47,15 @@ async def event_rows(db: Database) -> list[StoreEvent]:
         return list(await session.exec(select(StoreEvent).order_by(col(StoreEvent.time))))
 
 
+async def order_rows(db: Database) -> list[WorkOrderRecord]:
+    async with db.session() as session:
+        return list(await session.exec(select(WorkOrderRecord)))
+
+
 # --- the outbox ---------------------------------------------------------------------------
 
 
-async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_exactly_once(
+async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_with_its_work_once(
     api: FastAPI,
     client: httpx.AsyncClient,
     nats_server: NatsServer,
@@ -73,6 +79,8 @@ async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_exactly_
     assert row.subject == f"store.requested.{store_id}"
     assert row.published_at is None
     assert row.stream_sequence is None
+    [order] = await order_rows(database)
+    assert (order.store_id, order.lane, order.published_at) == (store_id, "provision", None)
 
     nats_server.restart()
     await until(lambda: api_nats.is_connected, "the API has reconnected")
@@ -81,8 +89,13 @@ async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_exactly_
 
     # nats-py also sends the publish it buffered while disconnected once it reconnects, so
     # the stream may hold the event already: the relay's copy must be de-duplicated.
-    assert await relay.relay(older_than=timedelta(0)) == 1
+    assert await relay.relay(older_than=timedelta(0)) == 2  # the event, then its work order
 
+    [work] = await stream_messages(nats_client, stream=WORK_STREAM)
+    assert work.subject == f"work.provision.{store_id}"
+    assert work.headers is not None
+    assert work.headers["Nats-Msg-Id"] == str(order.id)
+    assert all(o.published_at is not None for o in await order_rows(database))
     [message] = await stream_messages(nats_client)
     assert message.subject == f"store.requested.{store_id}"
     assert message.headers is not None

@@ -24,7 +24,7 @@ from woostore_provisioner.recipe import PROVISION
 
 pytestmark = pytest.mark.browser
 
-PROVISION_STEPS = len(PROVISION)
+PROVISION_STEPS = len(PROVISION.steps)
 STEP_TEXT = re.compile(rf"^Step (\d+) of {PROVISION_STEPS} — \S")
 SHORT = 10_000  # ms: things the page does on its own, at once
 PROVISIONING = 60_000  # ms: a store at WOOSTORE_SIM_TIME_SCALE=0.05 takes a few seconds

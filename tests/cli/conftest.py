@@ -100,7 +100,7 @@ PROVISIONING = [
     "requested",
     *(
         f"progress {index} {state}"
-        for index in range(1, len(PROVISION) + 1)
+        for index in range(1, len(PROVISION.steps) + 1)
         for state in ("started", "completed")
     ),
     "ready",

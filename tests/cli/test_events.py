@@ -31,7 +31,7 @@ def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     assert [line.split()[2] for line in lines] == [kind.split()[0] for kind in PROVISIONING]
     assert all(line.split()[3] == store_id for line in lines)
     progress = [line.split()[6:9] for line in lines[1:-1]]
-    total = len(PROVISION)
+    total = len(PROVISION.steps)
     assert progress[:3] == [
         [f"1/{total}", "namespace", "started"],
         [f"1/{total}", "namespace", "completed"],

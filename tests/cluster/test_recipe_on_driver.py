@@ -83,7 +83,7 @@ async def test_the_recipe_provisions_verifies_and_deletes_a_store(
     kube.exec_handler = pod
     job = make_job(driver, store_api, values_files=(LOCAL_PROFILE,))
 
-    for step in PROVISION:
+    for step in PROVISION.steps:
         await step.run(job)
 
     assert kube.namespaces[job.namespace].labels["woostore.io/store-id"] == job.store_id
@@ -98,11 +98,11 @@ async def test_the_recipe_provisions_verifies_and_deletes_a_store(
     assert store_api.orders == {}  # the test order was deleted
 
     # Provisioning again (a redelivered message) changes nothing that matters.
-    for step in PROVISION:
+    for step in PROVISION.steps:
         await step.run(job)
     assert len(pod.state["products"]) == len(SAMPLE_PRODUCTS)
 
-    for step in DELETE:
+    for step in DELETE.steps:
         await step.run(job)
 
     assert kube.namespaces == {}
@@ -117,7 +117,7 @@ async def test_verification_fails_with_the_stores_own_reason(
     store_api.cod_enabled = False
     job = make_job(driver, store_api)
 
-    *setup, verify = PROVISION
+    *setup, verify = PROVISION.steps
     for step in setup:
         await step.run(job)
     with pytest.raises(PermanentClusterError, match="Cash on delivery is not available"):

@@ -15,7 +15,7 @@ from woostore_provisioner.recipe import PROVISION
 pytestmark = pytest.mark.e2e
 
 STORES = 5
-PROVISION_STEPS = len(PROVISION)
+PROVISION_STEPS = len(PROVISION.steps)
 TYPE = "io.woostore.store."
 
 

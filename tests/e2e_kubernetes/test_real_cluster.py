@@ -81,14 +81,14 @@ async def test_a_store_is_provisioned_verified_and_deleted_on_a_real_cluster() -
         values_files=VALUES_FILES,
     )
     try:
-        for step in PROVISION:  # its last step places (and deletes) a COD order
+        for step in PROVISION.steps:  # its last step places (and deletes) a COD order
             await run(step, job)
         check = await cluster.check_storefront(job.namespace, job.storefront_url)
         assert check.status_code == 200
         assert check.products >= 3
         assert check.order_placed, check.detail
     finally:
-        for step in DELETE:
+        for step in DELETE.steps:
             await run(step, job)
     assert not await cluster.namespace_exists(job.namespace)
     assert job.namespace not in await cluster.managed_namespaces()

@@ -4,7 +4,6 @@ consumer, run as a subprocess against a real nats-server holding the platform's 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import time
 import uuid
@@ -30,9 +29,8 @@ from woostore_shared.events import (
 )
 from woostore_shared.messaging import connect
 from woostore_shared.models import StoreStatus, utcnow
-from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.settings import Settings
-from woostore_shared.topology import PROVISION_CONSUMER, STREAM_NAME, declare, ensure_topology
+from woostore_shared.topology import STREAM_NAME, declare, ensure_topology
 
 CONSUMER = Path(__file__).resolve().parents[2] / "examples" / "event_consumer" / "consumer.py"
 DURABLE = "my-app"
@@ -90,13 +88,13 @@ class Store:
         )
 
 
-async def publish(nats: Client, event: CloudEvent, *, replay: bool = False) -> int:
-    """Publish as the outbox (or, with ``replay``, the reaper's replay) does; the sequence."""
-    headers = {"Nats-Msg-Id": f"{event.id}:replay:1" if replay else str(event.id)}
-    if replay:
-        headers[REPLAY_HEADER] = "1"
+async def publish(nats: Client, event: CloudEvent) -> int:
+    """Publish as the outbox does; the sequence."""
     ack = await nats.jetstream().publish(
-        event.nats_subject, event.model_dump_json().encode(), stream=STREAM_NAME, headers=headers
+        event.nats_subject,
+        event.model_dump_json().encode(),
+        stream=STREAM_NAME,
+        headers={"Nats-Msg-Id": str(event.id)},
     )
     return ack.seq
 
@@ -162,18 +160,16 @@ async def test_the_consumer_prints_each_event_acks_it_and_resumes_after_a_kill_w
     shop = Store("Corner Shop")
     first = [shop.requested(), shop.step(1, "started"), shop.step(1, "completed")]
     first_seqs = [await publish(nats, e) for e in first]
-    replayed = await publish(nats, first[0], replay=True)  # the reaper handing work out again
 
     consumer = await start_consumer(nats_server.url)
     try:
         [following] = await read_lines(consumer.stderr, 1)
         printed = await read_lines(consumer.stdout, len(first))
-        # Acknowledged on the server, the replayed copy included (skipped, not left pending).
         await wait_for_consumer(
             nats,
             DURABLE,
             "acknowledged every event",
-            lambda i: acked_up_to(i) == replayed and i.num_ack_pending == 0,
+            lambda i: acked_up_to(i) == first_seqs[-1] and i.num_ack_pending == 0,
         )
     finally:
         consumer.kill()  # no clean shutdown: what it acknowledged is all that counts
@@ -208,15 +204,12 @@ async def test_the_consumer_prints_each_event_acks_it_and_resumes_after_a_kill_w
     finally:
         exit_code = await stop(restarted)
 
-    assert f"resuming after stream sequence {replayed}" in resuming
+    assert f"resuming after stream sequence {first_seqs[-1]}" in resuming
     # In order, the first after the restart being the first new one: nothing was repeated.
     assert [sequence_of(line) for line in printed_again] == later_seqs
     assert [line.split()[1] for line in printed_again] == ["ready", "delete_requested", "deleted"]
     assert "http://corner.example" in printed_again[0]
     assert exit_code == 0  # SIGTERM: a clean stop
-    # The platform's work queue still holds its request: a consumer of one's own takes nothing.
-    provisioner = await nats.jetstream().consumer_info(STREAM_NAME, PROVISION_CONSUMER)
-    assert provisioner.num_pending == 2  # the request and its replayed copy
 
 
 async def test_a_message_that_is_not_a_cloud_event_is_reported_and_never_delivered_again(
@@ -242,17 +235,3 @@ async def test_a_message_that_is_not_a_cloud_event_is_reported_and_never_deliver
     assert "store.progress.x" in complaint
     assert sequence_of(printed) == good
     assert garbage < good
-
-
-def test_the_platforms_own_consumer_names_are_refused() -> None:
-    for durable in ("provisioner", "deprovisioner"):
-        result = subprocess.run(
-            [sys.executable, str(CONSUMER), "--nats", "nats://127.0.0.1:1", "--durable", durable],
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE_SECONDS,
-            check=False,
-        )
-
-        assert result.returncode == 2
-        assert "the platform's own consumer" in result.stderr

@@ -313,7 +313,7 @@ async def test_hanging_step_fails_by_deadline_cleans_up_and_frees_its_slot(
 
 REPLICAS = 3
 REPLICA_STORES = 8
-PROVISION_STEPS = len(PROVISION)
+PROVISION_STEPS = len(PROVISION.steps)
 
 
 async def test_three_replicas_never_exceed_two_stores_in_flight(

@@ -27,7 +27,6 @@ from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, utcnow
-from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -433,7 +432,7 @@ async def test_the_notifier_is_healthy_and_ready_on_its_ops_port_only(
         assert (await http.get(path)).status_code == 404, path
 
 
-async def test_work_handed_out_again_by_the_reaper_is_not_streamed_as_a_new_event(
+async def test_a_copy_an_older_version_published_to_hand_work_out_again_is_not_streamed(
     http: httpx.AsyncClient, nats_client: Client
 ) -> None:
     [(_, body)] = await publish(nats_client, 1)
@@ -441,7 +440,7 @@ async def test_work_handed_out_again_by_the_reaper_is_not_streamed_as_a_new_even
         "store.progress.replayed",
         body.encode(),
         stream=STREAM_NAME,
-        headers={"Nats-Msg-Id": "x:replay:1", REPLAY_HEADER: "1"},
+        headers={"Nats-Msg-Id": "x:replay:1", notifier.LEGACY_REPLAY_HEADER: "1"},
     )
     after = await publish(nats_client, 1)
 

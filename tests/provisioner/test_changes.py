@@ -105,7 +105,9 @@ async def test_an_upgrade_moves_a_ready_store_to_the_new_chart_with_progress(
     events = await stream_events(js, store.id)
     after = events[names(events).index(EventName.CHANGE_REQUESTED) + 1 :]
     steps = [(e.data["step"]["index"], e.data["state"]) for e in after[:-1]]
-    assert steps == [(i, s) for i in range(1, len(UPGRADE) + 1) for s in ("started", "completed")]
+    assert steps == [
+        (i, s) for i in range(1, len(UPGRADE.steps) + 1) for s in ("started", "completed")
+    ]
     assert all(e.data["status"] == "updating" and e.data["phase"] == "upgrade" for e in after[:-1])
     assert after[-1].name is EventName.CHANGED
     assert after[-1].data == {
@@ -149,7 +151,7 @@ async def test_rolling_back_returns_to_the_previous_chart_and_twice_returns_agai
         ("upgrade", NEW_VERSION), ("rollback", old_version), ("rollback", NEW_VERSION),
     ]  # fmt: skip
     rollback_steps = {e.data["step"]["name"] for e in events if e.data.get("phase") == "rollback"}
-    assert rollback_steps == {step.name for step in ROLLBACK}
+    assert rollback_steps == {step.name for step in ROLLBACK.steps}
 
 
 async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_ready(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from woostore_provisioner.recipe import DELETE, PROVISION, ROLLBACK, UPGRADE, Step
+from woostore_provisioner.recipe import DELETE, PROVISION, ROLLBACK, UPGRADE, Recipe
 
 ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
@@ -27,8 +27,8 @@ def documented_columns(header: str) -> list[list[str]]:
     return [left, right]
 
 
-def names(steps: tuple[Step, ...]) -> list[str]:
-    return [step.name for step in steps]
+def names(recipe: Recipe) -> list[str]:
+    return [step.name for step in recipe.steps]
 
 
 def test_the_provision_and_delete_tables_are_the_recipes() -> None:
@@ -41,4 +41,4 @@ def test_the_upgrade_and_rollback_tables_are_the_recipes() -> None:
 
 def test_the_step_counts_the_docs_give_are_the_recipes() -> None:
     text = ARCHITECTURE.read_text()
-    assert f"Provisioning has {len(PROVISION)} steps, deletion {len(DELETE)}" in text
+    assert f"Provisioning has {len(PROVISION.steps)} steps, deletion {len(DELETE.steps)}" in text

@@ -112,12 +112,11 @@ async def test_every_provision_step_run_twice_in_a_row_changes_nothing_the_secon
     passwords: list[str] = []
 
     async def run(step: Step) -> None:
-        job.updates.clear()  # as the runner does after saving them with the journal entry
-        await step.run(job)
-        if "admin_password_encrypted" in job.updates:
-            passwords.append(CIPHER.decrypt(job.updates["admin_password_encrypted"]))
+        learned = await step.run(job) or {}
+        if "admin_password_encrypted" in learned:
+            passwords.append(CIPHER.decrypt(learned["admin_password_encrypted"]))
 
-    for step in PROVISION:
+    for step in PROVISION.steps:
         await run(step)
         after_first = snapshot(cluster, job.namespace)
         await run(step)
@@ -140,16 +139,14 @@ async def test_the_whole_recipe_run_twice_gives_the_same_store(
     """A message redelivered after success runs every step again: still one store, 3 products,
     the same admin password."""
     job = make_job(cluster, chart)
-    for step in PROVISION:
-        await step.run(job)
+    first_learned = [await step.run(job) or {} for step in PROVISION.steps]
     first = snapshot(cluster, job.namespace)
-    first_password = CIPHER.decrypt(job.updates["admin_password_encrypted"])
+    first_password = CIPHER.decrypt(first_learned[1]["admin_password_encrypted"])
 
-    for step in PROVISION:
-        await step.run(job)
+    learned = [await step.run(job) or {} for step in PROVISION.steps]
 
     assert snapshot(cluster, job.namespace) == first
-    assert CIPHER.decrypt(job.updates["admin_password_encrypted"]) == first_password
+    assert CIPHER.decrypt(learned[1]["admin_password_encrypted"]) == first_password
     secret = await cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
     assert secret["admin-password"] == first_password
     assert await product_count(job) == 3
@@ -161,7 +158,7 @@ async def test_adding_products_after_a_crash_half_way_adds_only_the_missing_ones
     cluster: SimulatedCluster, chart: Path
 ) -> None:
     job = make_job(cluster, chart)
-    for step in PROVISION[: [s.name for s in PROVISION].index("sample_products")]:
+    for step in PROVISION.steps[: [s.name for s in PROVISION.steps].index("sample_products")]:
         await step.run(job)
     first_name, first_price = SAMPLE_PRODUCTS[0]
     created = await cluster.wp(
@@ -182,14 +179,14 @@ async def test_credentials_made_by_an_earlier_attempt_are_the_ones_kept(
 ) -> None:
     """After a crash the Secret the first attempt made counts, and the store row learns it."""
     job = make_job(cluster, chart)
-    await PROVISION[0].run(job)
+    await PROVISION.steps[0].run(job)
     earlier = {"db-password": "a", "db-root-password": "b", "admin-password": "earlier-admin"}
     await cluster.ensure_secret(job.namespace, CREDENTIALS_SECRET, earlier)
 
-    await create_credentials(job)
+    learned = await create_credentials(job)
 
     assert await cluster.read_secret(job.namespace, CREDENTIALS_SECRET) == earlier
-    assert CIPHER.decrypt(job.updates["admin_password_encrypted"]) == "earlier-admin"
+    assert CIPHER.decrypt(learned["admin_password_encrypted"]) == "earlier-admin"
 
 
 async def test_passwords_reach_the_cluster_only_through_the_secret_and_stdin(
@@ -199,7 +196,7 @@ async def test_passwords_reach_the_cluster_only_through_the_secret_and_stdin(
     other than the Secret, or on a WP-CLI command line; the admin password goes on stdin."""
     cluster = RecordingSimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0)
     job = make_job(cluster, chart)
-    for step in PROVISION:
+    for step in PROVISION.steps:
         await step.run(job)
     secret = await cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
     passwords = list(secret.values())
@@ -228,7 +225,7 @@ async def test_a_recipe_that_skips_activating_woocommerce_fails_verification(
     job = make_job(cluster, chart)
     failed: dict[str, str] = {}
 
-    for step in PROVISION:
+    for step in PROVISION.steps:
         if step.name == "woocommerce":
             continue
         try:
@@ -245,7 +242,7 @@ async def test_verification_fails_without_cash_on_delivery(
     cluster: SimulatedCluster, chart: Path
 ) -> None:
     job = make_job(cluster, chart)
-    for step in PROVISION:
+    for step in PROVISION.steps:
         await step.run(job)
     disabled = await cluster.wp(
         job.namespace, ["wc", "payment_gateway", "update", "cod", "--enabled=false"]
@@ -260,7 +257,7 @@ async def test_verification_fails_while_the_storefront_is_down(
     cluster: SimulatedCluster, chart: Path
 ) -> None:
     job = make_job(cluster, chart)
-    for step in PROVISION[:4]:  # up to the rollout: WordPress is not installed yet
+    for step in PROVISION.steps[:4]:  # up to the rollout: WordPress is not installed yet
         await step.run(job)
 
     with pytest.raises(PermanentClusterError, match="storefront answered 503"):
@@ -273,11 +270,11 @@ async def test_every_delete_step_run_twice_removes_the_store_once(
     job = make_job(cluster, chart)
     other = make_job(cluster, chart, slug="other-shop-4d5e6f")
     for store in (job, other):
-        for step in PROVISION:
+        for step in PROVISION.steps:
             await step.run(store)
     other_before = snapshot(cluster, other.namespace)
 
-    for step in DELETE:
+    for step in DELETE.steps:
         await step.run(job)
         await step.run(job)
 

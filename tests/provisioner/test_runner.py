@@ -30,22 +30,18 @@ from woostore_cluster import (
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import CREDENTIALS_SECRET, DELETE, PROVISION, StoreJob
 from woostore_provisioner.runner import Runner
+from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.events import (
-    CloudEvent,
-    DeleteRequested,
-    EventName,
-    Failed,
-)
+from woostore_shared.events import CloudEvent, EventName
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, StoreStep
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
-from woostore_shared.topology import STREAM_NAME
+from woostore_shared.topology import STREAM_NAME, WORK_STREAM
 
 T = TypeVar("T")
-STEP_NAMES = [step.name for step in PROVISION]
-TOTAL = len(PROVISION)
+STEP_NAMES = [step.name for step in PROVISION.steps]
+TOTAL = len(PROVISION.steps)
 
 
 class RecordingCluster:
@@ -143,21 +139,16 @@ def faulty_cluster(cluster_dir: Path, helm_binary: str, **faults: str) -> Simula
     return SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0, faults=faults)
 
 
-async def change_status(
-    outbox: Outbox, store_id: uuid.UUID, target: StoreStatus, reason: str = ""
-) -> None:
-    """Another service moves the store on: the reaper fails it, the API starts deleting it."""
+async def fail(outbox: Outbox, store_id: uuid.UUID, reason: str) -> None:
+    """The reaper fails the store (its deadline passed)."""
     async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
-        assert store is not None
-        transition(store, target)
-        if target is StoreStatus.FAILED:
-            store.failure_reason = reason
-            tx.emit(store, Failed(reason=reason, step=store.step_name))
-        elif target is StoreStatus.DELETING:
-            tx.emit(store, DeleteRequested())
-        else:
-            tx.session.add(store)
+        await lifecycle.fail(tx, store_id, reason)
+
+
+async def request_deletion(outbox: Outbox, store_id: uuid.UUID) -> None:
+    """The store's owner deletes it through the API."""
+    async with outbox.transaction() as tx:
+        await lifecycle.request_deletion(tx, store_id)
 
 
 async def load(database: Database, store_id: uuid.UUID) -> Store:
@@ -176,6 +167,18 @@ async def journal(database: Database, store_id: uuid.UUID, phase: str) -> list[s
             .order_by(col(StoreStep.completed_at))
         )
         return list(rows)
+
+
+async def work_orders(js: JetStreamContext, store_id: uuid.UUID) -> list[str]:
+    """The lanes of the store's work orders, in stream order, as ``work.<lane>``."""
+    info = await js.stream_info(WORK_STREAM)
+    lanes: list[str] = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        message = await js.get_msg(WORK_STREAM, sequence)
+        prefix, lane, store = (message.subject or "").split(".")
+        if store == str(store_id):
+            lanes.append(f"{prefix}.{lane}")
+    return lanes
 
 
 async def stream_events(js: JetStreamContext, store_id: uuid.UUID) -> list[CloudEvent]:
@@ -262,7 +265,7 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
     events = await stream_events(js, store.id)
     assert [e.name for e in events] == [
         EventName.REQUESTED,
-        *[EventName.PROGRESS] * (2 * len(PROVISION)),
+        *[EventName.PROGRESS] * (2 * len(PROVISION.steps)),
         EventName.READY,
     ]
     assert progress_of(events) == expected_progress("provision", range(1, TOTAL + 1), TOTAL)
@@ -311,15 +314,14 @@ async def test_provision_resumes_after_the_steps_already_in_the_journal(
         chart=chart,
         cipher=cipher,
     )
-    for step in PROVISION[:4]:
-        await step.run(job)
+    learned = [await step.run(job) or {} for step in PROVISION.steps[:4]]
     async with outbox.transaction() as tx:
         row = await tx.session.get(Store, store.id, with_for_update=True)
         assert row is not None
         transition(row, StoreStatus.PROVISIONING)
-        row.admin_password_encrypted = job.updates["admin_password_encrypted"]
+        row.admin_password_encrypted = learned[1]["admin_password_encrypted"]
         tx.session.add(row)
-        for step in PROVISION[:4]:
+        for step in PROVISION.steps[:4]:
             tx.session.add(StoreStep(store_id=store.id, phase="provision", name=step.name))
     recording = RecordingCluster(cluster)
 
@@ -387,7 +389,7 @@ async def test_transient_errors_outlasting_the_retries_go_back_to_the_handler(
     assert "wordpress_install" not in await journal(database, store.id, "provision")
 
 
-async def test_a_permanent_error_fails_the_store_and_cleans_its_namespace_up(
+async def test_a_permanent_error_fails_the_store_and_its_clean_up_is_a_phase_of_its_own(
     make_runner: Callable[[SimulatedCluster], Runner],
     cluster_dir: Path,
     helm_binary: str,
@@ -395,19 +397,21 @@ async def test_a_permanent_error_fails_the_store_and_cleans_its_namespace_up(
     database: Database,
     js: JetStreamContext,
 ) -> None:
+    """The failure asks for the clean-up on the removal lane, which shows its own progress,
+    leaves the step the store failed at, and records that it finished."""
     cluster = faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="error")
+    runner = make_runner(cluster)
     store = await create_store(api_outbox)
     reason = "wait_for_rollout failed: simulated fault (ImagePullBackOff)"
 
-    await make_runner(cluster).provision(store.id, KeepAlive())
+    await runner.provision(store.id, KeepAlive())
 
     failed = await load(database, store.id)
     assert failed.status is StoreStatus.FAILED
     assert failed.failure_reason == reason
-    assert not await cluster.namespace_exists(store.namespace)
-    assert cluster.object_count(store.namespace) == 0
+    assert failed.cleaned_up_at is None
+    assert await cluster.namespace_exists(store.namespace)  # the clean-up's to remove
     assert await journal(database, store.id, "provision") == STEP_NAMES[:3]
-    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
     events = await stream_events(js, store.id)
     assert progress_of(events) == [
         *expected_progress("provision", range(1, 4), TOTAL),
@@ -415,6 +419,21 @@ async def test_a_permanent_error_fails_the_store_and_cleans_its_namespace_up(
     ]
     assert events[-1].name is EventName.FAILED
     assert events[-1].data == {"status": "failed", "reason": reason, "step": "rollout"}
+    assert await work_orders(js, store.id) == ["work.provision", "work.removal"]
+
+    await runner.remove(store.id, KeepAlive())
+
+    cleaned = await load(database, store.id)
+    assert cleaned.status is StoreStatus.FAILED
+    assert cleaned.cleaned_up_at is not None
+    assert (cleaned.step_name, cleaned.failure_reason) == ("rollout", reason)
+    assert not await cluster.namespace_exists(store.namespace)
+    assert cluster.object_count(store.namespace) == 0
+    assert await journal(database, store.id, "clean_up") == [s.name for s in DELETE.steps]
+    after = (await stream_events(js, store.id))[len(events) :]
+    assert progress_of(after) == expected_progress("clean_up", [1, 2], 2)
+    assert all(e.data["status"] == "failed" for e in after)
+    assert after[-1].name is EventName.CLEANED_UP
 
 
 async def test_a_store_failed_while_a_step_hangs_is_abandoned_and_cleaned_up(
@@ -436,12 +455,13 @@ async def test_a_store_failed_while_a_step_hangs_is_abandoned_and_cleaned_up(
     await wait_until(lambda: _kept_alive(keep_alive))  # the watcher is running
     assert not provision.done()
 
-    await change_status(reaper, store.id, StoreStatus.FAILED, reason="deadline exceeded")
+    await fail(reaper, store.id, "deadline exceeded")
     failed_at = time.monotonic()
     await asyncio.wait_for(provision, timeout=30)
 
     assert time.monotonic() - failed_at < 20 * WATCH_INTERVAL
     assert cluster.cancelled == ["wait_for_rollout"]
+    await make_runner(cluster).remove(store.id, KeepAlive())  # the clean-up the failure asked
     assert not await cluster.namespace_exists(store.namespace)
     assert cluster.inner.object_count(store.namespace) == 0
     abandoned = await load(database, store.id)
@@ -450,7 +470,7 @@ async def test_a_store_failed_while_a_step_hangs_is_abandoned_and_cleaned_up(
     assert "rollout" not in await journal(database, store.id, "provision")
     events = await stream_events(js, store.id)
     assert [e.name for e in events].count(EventName.FAILED) == 1  # the reaper's, not another
-    assert events[-1].name is EventName.FAILED
+    assert events[-1].name is EventName.CLEANED_UP
 
 
 async def _kept_alive(keep_alive: KeepAlive) -> bool:
@@ -466,7 +486,8 @@ async def test_cleanup_after_abandonment_completes_even_when_its_steps_outlast_t
 ) -> None:
     """At realistic speed, uninstalling and deleting a namespace take many watch intervals
     (in production the interval is a third of the ack wait, ~10 s, and deleting a namespace
-    takes ~10 s): the clean-up of an abandoned store must not be abandoned in turn."""
+    takes ~10 s): the clean-up of a failed store, watched against its failed status, must not
+    be abandoned in turn."""
     simulated = SimulatedCluster(
         cluster_dir,
         helm_binary=helm_binary,
@@ -478,15 +499,17 @@ async def test_cleanup_after_abandonment_completes_even_when_its_steps_outlast_t
     provision = asyncio.create_task(make_runner(cluster).provision(store.id, KeepAlive()))
     await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), timeout=30)
 
-    await change_status(api_outbox, store.id, StoreStatus.FAILED, reason="deadline exceeded")
+    await fail(api_outbox, store.id, "deadline exceeded")
     await asyncio.wait_for(provision, timeout=30)
+    await make_runner(cluster).remove(store.id, KeepAlive())
 
     assert cluster.cancelled == ["wait_for_rollout"]
     assert not await simulated.namespace_exists(store.namespace)
-    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
+    assert await journal(database, store.id, "clean_up") == [step.name for step in DELETE.steps]
+    assert (await load(database, store.id)).cleaned_up_at is not None
 
 
-async def test_a_store_failed_before_its_message_was_handled_is_only_cleaned_up(
+async def test_a_store_failed_before_its_message_was_handled_is_never_provisioned(
     make_runner: Callable[[RecordingCluster], Runner],
     cluster: SimulatedCluster,
     api_outbox: Outbox,
@@ -494,15 +517,14 @@ async def test_a_store_failed_before_its_message_was_handled_is_only_cleaned_up(
     js: JetStreamContext,
 ) -> None:
     store = await create_store(api_outbox)
-    await change_status(api_outbox, store.id, StoreStatus.FAILED, reason="deadline exceeded")
+    await fail(api_outbox, store.id, "deadline exceeded")
     recording = RecordingCluster(cluster)
     before = await stream_events(js, store.id)
 
     await make_runner(recording).provision(store.id, KeepAlive())
 
+    assert recording.calls == []
     assert (await load(database, store.id)).status is StoreStatus.FAILED
-    assert "ensure_namespace" not in recording.calls
-    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
     assert await stream_events(js, store.id) == before
 
 
@@ -542,16 +564,16 @@ async def test_delete_takes_a_deleting_store_to_deleted_and_removes_its_namespac
     for each in (store, other):
         await runner.provision(each.id, KeepAlive())
     other_objects = cluster.object_count(other.namespace)
-    await change_status(api_outbox, store.id, StoreStatus.DELETING)
+    await request_deletion(api_outbox, store.id)
 
-    await runner.delete(store.id, KeepAlive())
+    await runner.remove(store.id, KeepAlive())
 
     deleted = await load(database, store.id)
     assert deleted.status is StoreStatus.DELETED
     assert deleted.deleted_at is not None
     assert not await cluster.namespace_exists(store.namespace)
     assert cluster.object_count(store.namespace) == 0
-    assert await journal(database, store.id, "delete") == [step.name for step in DELETE]
+    assert await journal(database, store.id, "delete") == [step.name for step in DELETE.steps]
     events = await stream_events(js, store.id)
     names = [e.name for e in events]
     after_request = events[names.index(EventName.DELETE_REQUESTED) + 1 :]
@@ -567,7 +589,7 @@ async def test_delete_takes_a_deleting_store_to_deleted_and_removes_its_namespac
 
 
 @pytest.mark.parametrize("status", [StoreStatus.READY, StoreStatus.FAILED])
-async def test_delete_of_a_store_not_being_deleted_does_nothing(
+async def test_removal_of_a_store_neither_deleting_nor_left_to_clean_up_does_nothing(
     status: StoreStatus,
     make_runner: Callable[[RecordingCluster], Runner],
     cluster_dir: Path,
@@ -576,16 +598,19 @@ async def test_delete_of_a_store_not_being_deleted_does_nothing(
     database: Database,
     js: JetStreamContext,
 ) -> None:
+    """A ready store, or a failed one already cleaned up: a late or repeated order."""
     faults = {} if status is StoreStatus.READY else {"check_storefront": "error"}
     cluster = faulty_cluster(cluster_dir, helm_binary, **faults)
     store = await create_store(api_outbox)
     await make_runner(RecordingCluster(cluster)).provision(store.id, KeepAlive())
+    if status is StoreStatus.FAILED:
+        await make_runner(RecordingCluster(cluster)).remove(store.id, KeepAlive())
     assert (await load(database, store.id)).status is status
     exists = await cluster.namespace_exists(store.namespace)
     before = await stream_events(js, store.id)
     recording = RecordingCluster(cluster)
 
-    await make_runner(recording).delete(store.id, KeepAlive())
+    await make_runner(recording).remove(store.id, KeepAlive())
 
     assert recording.calls == []
     assert (await load(database, store.id)).status is status
@@ -613,11 +638,11 @@ async def test_a_store_deleted_while_provisioning_stops_and_is_then_deleted_not_
     provision = asyncio.create_task(runner.provision(store.id, KeepAlive()))
     await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), timeout=30)
 
-    await change_status(api_outbox, store.id, StoreStatus.DELETING)
+    await request_deletion(api_outbox, store.id)
     await asyncio.wait_for(provision, timeout=30)
     assert cluster.cancelled == ["wait_for_rollout"]
     assert await journal(database, store.id, "delete") == []  # left to the deletion
-    await runner.delete(store.id, KeepAlive())
+    await runner.remove(store.id, KeepAlive())
 
     deleted = await load(database, store.id)
     assert deleted.status is StoreStatus.DELETED
@@ -636,11 +661,11 @@ async def test_a_queued_store_deleted_before_its_message_arrives_is_never_provis
 ) -> None:
     recording = RecordingCluster(cluster)
     store = await create_store(api_outbox)
-    await change_status(api_outbox, store.id, StoreStatus.DELETING)
+    await request_deletion(api_outbox, store.id)
     runner = make_runner(recording)
 
-    await runner.provision(store.id, KeepAlive())  # the store.requested message, late
-    await runner.delete(store.id, KeepAlive())
+    await runner.provision(store.id, KeepAlive())  # the provision order, late
+    await runner.remove(store.id, KeepAlive())
 
     assert "ensure_namespace" not in recording.started
     assert (await load(database, store.id)).status is StoreStatus.DELETED

@@ -136,17 +136,23 @@ async def test_a_step_that_outlives_its_timeout_fails_the_store_and_cleans_up(
     helm_binary: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    short = tuple(
-        dataclasses.replace(step, timeout=0.2) if step.name == "rollout" else step
-        for step in recipe.PROVISION
+    short = dataclasses.replace(
+        recipe.PROVISION,
+        steps=tuple(
+            dataclasses.replace(step, timeout=0.2) if step.name == "rollout" else step
+            for step in recipe.PROVISION.steps
+        ),
     )
     monkeypatch.setattr("woostore_provisioner.runner.PROVISION", short)
     cluster = faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang")
     store = await create_store(api_outbox)
 
-    await asyncio.wait_for(make_runner(cluster).provision(store.id, KeepAlive()), 10)
+    runner = make_runner(cluster)
+    await asyncio.wait_for(runner.provision(store.id, KeepAlive()), 10)
+    await asyncio.wait_for(runner.remove(store.id, KeepAlive()), 10)  # the clean-up it asked
 
     failed = await load(database, store.id)
     assert failed.status is StoreStatus.FAILED
     assert failed.failure_reason == "step rollout did not finish within 0 s"
+    assert failed.cleaned_up_at is not None
     assert not await cluster.namespace_exists(failed.namespace)

@@ -40,6 +40,7 @@ async def add_store(
     *,
     provisioning_since: timedelta | None = None,
     step: str | None = None,
+    cleaned_up: bool = False,
 ) -> uuid.UUID:
     now = utcnow()
     store = Store(
@@ -56,6 +57,7 @@ async def add_store(
         step_title=step,
         step_index=None if step is None else 2,
         step_total=None if step is None else 5,
+        cleaned_up_at=now - timedelta(minutes=30) if cleaned_up else None,
     )
     async with db.session() as session:
         session.add(store)

@@ -1,4 +1,4 @@
-"""Lost work is published again, work that keeps dying becomes a failed store, and only one
+"""Lost work is sent again, work that keeps dying becomes a failed store, and only one
 reaper acts. Real PostgreSQL and nats-server; stores are made as the API makes them."""
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.reaping import MAX_REPLAYS, replay_lost_work
+from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.events import ChangeRequested, DeleteRequested
-from woostore_shared.lifecycle import transition
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
-from woostore_shared.topology import CHANGE_CONSUMER, PROVISION_CONSUMER, STREAM_NAME
+from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
+from woostore_shared.work import Lane
 
 GRACE = timedelta(seconds=60)
-REQUESTED = "io.woostore.store.requested"
 
 
 async def set_store(database: Database, store_id: uuid.UUID, **values: object) -> None:
@@ -32,20 +31,24 @@ async def set_store(database: Database, store_id: uuid.UUID, **values: object) -
         await session.commit()
 
 
-async def consume_everything(nats_client: Client) -> None:
+async def consume_everything(nats_client: Client, lane: Lane = Lane.PROVISION) -> None:
     """What a worker that acked and then died leaves behind: the consumer moved past it."""
     js = nats_client.jetstream()
-    subscription = await js.pull_subscribe_bind(PROVISION_CONSUMER, STREAM_NAME)
+    subscription = await js.pull_subscribe_bind(consumer_of(lane), WORK_STREAM)
     for message in await subscription.fetch(10, timeout=2):
         await message.ack_sync()
 
 
-async def requested_messages(nats_client: Client, store_id: uuid.UUID) -> int:
-    return sum(
-        1
-        for m in await stream_messages(nats_client)
-        if envelope(m)["type"] == REQUESTED and envelope(m)["subject"] == str(store_id)
-    )
+async def orders(nats_client: Client, store_id: uuid.UUID) -> list[str]:
+    """The subjects of the store's work orders, in stream order."""
+    return [
+        m.subject or "" for m in await stream_messages(nats_client, store_id, stream=WORK_STREAM)
+    ]
+
+
+async def events(nats_client: Client, store_id: uuid.UUID) -> list[str]:
+    """The types of the store's events, in stream order."""
+    return [envelope(m)["type"] for m in await stream_messages(nats_client, store_id)]
 
 
 async def test_work_still_waiting_in_the_stream_is_not_replayed(
@@ -55,36 +58,39 @@ async def test_work_still_waiting_in_the_stream_is_not_replayed(
     await set_store(database, store_id)
 
     assert await replay_lost_work(outbox, GRACE) == (0, 0)
-    assert await requested_messages(nats_client, store_id) == 1
+    assert await orders(nats_client, store_id) == [f"work.provision.{store_id}"]
 
 
-async def test_work_consumed_without_finishing_the_store_is_published_again(
+async def test_work_consumed_without_finishing_the_store_is_sent_again(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
     store_id = (await create_store(outbox)).id
     await consume_everything(nats_client)
     await set_store(database, store_id, status=StoreStatus.PROVISIONING)
+    events_before = await events(nats_client, store_id)
 
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
 
-    assert await requested_messages(nats_client, store_id) == 2
+    assert await orders(nats_client, store_id) == [f"work.provision.{store_id}"] * 2
     assert (await load(database, store_id)).replays == 1
+    # Nobody following the store events sees anything repeated.
+    assert await events(nats_client, store_id) == events_before
     # A worker fetching now gets it: it is new work for the consumer.
     js = nats_client.jetstream()
-    subscription = await js.pull_subscribe_bind(PROVISION_CONSUMER, STREAM_NAME)
+    subscription = await js.pull_subscribe_bind(consumer_of(Lane.PROVISION), WORK_STREAM)
     [message] = await subscription.fetch(1, timeout=2)
-    assert message.subject == f"store.requested.{store_id}"
+    assert message.subject == f"work.provision.{store_id}"
 
 
-async def test_work_lost_with_the_stream_is_published_again(
+async def test_work_lost_with_the_stream_is_sent_again(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
     store_id = (await create_store(outbox)).id
-    await nats_client.jetstream().purge_stream(STREAM_NAME)  # what a crash without fsync does
+    await nats_client.jetstream().purge_stream(WORK_STREAM)  # what a crash without fsync does
     await set_store(database, store_id)
 
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
-    assert await requested_messages(nats_client, store_id) == 1
+    assert await orders(nats_client, store_id) == [f"work.provision.{store_id}"]
 
 
 async def test_a_store_whose_worker_holds_a_live_lease_is_left_alone(
@@ -126,8 +132,28 @@ async def test_work_lost_too_often_fails_the_store_and_asks_for_its_clean_up(
     assert failed.status is StoreStatus.FAILED
     assert failed.failure_reason is not None
     assert "kept crashing its worker" in failed.failure_reason
-    # The work is published once more: a provisioner finds the store failed and cleans up.
-    assert await requested_messages(nats_client, store_id) == 2
+    # The failure asks the removal lane to clean up; the provisioning is not sent again.
+    assert await orders(nats_client, store_id) == [
+        f"work.provision.{store_id}",
+        f"work.removal.{store_id}",
+    ]
+
+
+async def test_a_lost_clean_up_is_sent_again_until_it_is_done(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = (await create_store(outbox)).id
+    async with outbox.transaction() as tx:
+        await lifecycle.fail(tx, store_id, "its rollout never came up")
+    await nats_client.jetstream().purge_stream(WORK_STREAM)
+    await set_store(database, store_id, replays=10 * MAX_REPLAYS)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+    assert await orders(nats_client, store_id) == [f"work.removal.{store_id}"]
+
+    await nats_client.jetstream().purge_stream(WORK_STREAM)
+    await set_store(database, store_id, cleaned_up_at=utcnow())
+    assert await replay_lost_work(outbox, GRACE) == (0, 0)  # done: nothing left to send
 
 
 async def test_a_lost_deletion_is_replayed_however_often_it_was_lost(
@@ -135,31 +161,23 @@ async def test_a_lost_deletion_is_replayed_however_often_it_was_lost(
 ) -> None:
     store_id = (await create_store(outbox)).id
     async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id)
-        assert store is not None
-        store.status = StoreStatus.READY
-        transition(store, StoreStatus.DELETING)
-        tx.emit(store, DeleteRequested())
-    await nats_client.jetstream().purge_stream(STREAM_NAME)
+        await lifecycle.request_deletion(tx, store_id)
+    await nats_client.jetstream().purge_stream(WORK_STREAM)
     await set_store(database, store_id, replays=10 * MAX_REPLAYS)
 
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
     assert (await load(database, store_id)).status is StoreStatus.DELETING
-    subjects = [m.subject for m in await stream_messages(nats_client)]
-    assert subjects == [f"store.delete_requested.{store_id}"]
+    assert await orders(nats_client, store_id) == [f"work.removal.{store_id}"]
 
 
 async def updating_store(outbox: Outbox, nats_client: Client) -> uuid.UUID:
-    """A ready store whose upgrade was requested, with the stream lost since."""
+    """A ready store whose upgrade was requested, with the streams lost since."""
     store_id = (await create_store(outbox)).id
+    await set_store(outbox.db, store_id, status=StoreStatus.READY)
     async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id)
-        assert store is not None
-        store.status = StoreStatus.READY
-        transition(store, StoreStatus.UPDATING)
-        store.change = "upgrade"
-        tx.emit(store, ChangeRequested(change="upgrade"))
-    await nats_client.jetstream().purge_stream(STREAM_NAME)
+        await lifecycle.start_change(tx, store_id, "upgrade")
+    for stream in (STREAM_NAME, WORK_STREAM):
+        await nats_client.jetstream().purge_stream(stream)
     return store_id
 
 
@@ -171,11 +189,12 @@ async def test_a_lost_upgrade_is_handed_to_the_change_lane_again(
 
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
 
-    subjects = [m.subject for m in await stream_messages(nats_client)]
-    assert subjects == [f"store.change_requested.{store_id}"]
-    subscription = await nats_client.jetstream().pull_subscribe_bind(CHANGE_CONSUMER, STREAM_NAME)
+    assert await orders(nats_client, store_id) == [f"work.change.{store_id}"]
+    subscription = await nats_client.jetstream().pull_subscribe_bind(
+        consumer_of(Lane.CHANGE), WORK_STREAM
+    )
     [message] = await subscription.fetch(1, timeout=2)
-    assert message.subject == f"store.change_requested.{store_id}"
+    assert message.subject == f"work.change.{store_id}"
 
 
 async def test_an_upgrade_lost_too_often_ends_failed_and_the_store_stays_ready(
@@ -190,8 +209,9 @@ async def test_an_upgrade_lost_too_often_ends_failed_and_the_store_stays_ready(
     assert (store.status, store.change) == (StoreStatus.READY, None)
     assert store.failure_reason is not None
     assert "kept crashing its worker" in store.failure_reason
-    [message] = await stream_messages(nats_client)  # no clean-up asked for: it is live
+    [message] = await stream_messages(nats_client)
     assert envelope(message)["type"] == "io.woostore.store.change_failed"
+    assert await orders(nats_client, store_id) == []  # no clean-up asked for: it is live
 
 
 async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(

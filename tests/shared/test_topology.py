@@ -5,23 +5,35 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
 
 from woostore_shared.settings import Settings
 from woostore_shared.topology import (
-    PROVISION_CONSUMER,
     STREAM_NAME,
+    WORK_STREAM,
     TopologyMismatch,
     declare,
     ensure_topology,
 )
+from woostore_shared.work import Lane
+
+PROVISION = "provision"
 
 
 async def test_provision_consumer_limits_in_flight_across_replicas(
     nats_client: Client, settings: Settings
 ) -> None:
-    info = await nats_client.jetstream().consumer_info(STREAM_NAME, PROVISION_CONSUMER)
+    info = await nats_client.jetstream().consumer_info(WORK_STREAM, PROVISION)
     assert info.config.max_ack_pending == settings.max_stores_in_flight == 2
-    assert info.config.filter_subject == "store.requested.*"
+    assert info.config.filter_subject == "work.provision.*"
+
+
+async def test_work_and_store_events_travel_on_separate_streams(nats_client: Client) -> None:
+    js = nats_client.jetstream()
+    assert (await js.stream_info(STREAM_NAME)).config.subjects == ["store.>"]
+    assert (await js.stream_info(WORK_STREAM)).config.subjects == ["work.>"]
+    consumers = {c.name for c in await js.consumers_info(WORK_STREAM)}
+    assert consumers == {lane.value for lane in Lane}
 
 
 async def test_a_consumer_changed_by_hand_is_put_back(
@@ -29,18 +41,39 @@ async def test_a_consumer_changed_by_hand_is_put_back(
 ) -> None:
     js = nats_client.jetstream()
     drifted = ConsumerConfig(
-        durable_name=PROVISION_CONSUMER,
-        filter_subject="store.requested.*",
+        durable_name=PROVISION,
+        filter_subject="work.provision.*",
         max_ack_pending=50,
         ack_wait=30,
         max_deliver=5,
     )
-    await js.add_consumer(STREAM_NAME, drifted)
-    assert (await js.consumer_info(STREAM_NAME, PROVISION_CONSUMER)).config.max_ack_pending == 50
+    await js.add_consumer(WORK_STREAM, drifted)
+    assert (await js.consumer_info(WORK_STREAM, PROVISION)).config.max_ack_pending == 50
 
     await ensure_topology(js, declare(settings))
 
-    assert (await js.consumer_info(STREAM_NAME, PROVISION_CONSUMER)).config.max_ack_pending == 2
+    assert (await js.consumer_info(WORK_STREAM, PROVISION)).config.max_ack_pending == 2
+
+
+async def test_the_work_consumers_of_older_versions_are_retired_and_others_kept(
+    nats_client: Client, settings: Settings
+) -> None:
+    """Older versions took work off the store events; a program's own consumer that happens
+    to share a retired name, but follows something else, is left alone."""
+    js = nats_client.jetstream()
+    old = ConsumerConfig(durable_name="provisioner", filter_subject="store.requested.*")
+    await js.add_consumer(STREAM_NAME, old)
+    own = ConsumerConfig(durable_name="maintainer", filter_subject="store.ready.*")
+    await js.add_consumer(STREAM_NAME, own)
+
+    await ensure_topology(js, declare(settings))
+
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(STREAM_NAME, "provisioner")
+    assert (await js.consumer_info(STREAM_NAME, "maintainer")).config.filter_subject == (
+        "store.ready.*"
+    )
+    await js.delete_consumer(STREAM_NAME, "maintainer")
 
 
 async def test_a_setting_the_server_cannot_change_is_reported(
@@ -49,15 +82,15 @@ async def test_a_setting_the_server_cannot_change_is_reported(
     js = nats_client.jetstream()
     topology = declare(settings)
     # Turning a durable pull consumer into a push consumer is not an update the server allows.
-    await js.delete_consumer(STREAM_NAME, PROVISION_CONSUMER)
+    await js.delete_consumer(WORK_STREAM, PROVISION)
     await js.add_consumer(
-        STREAM_NAME,
+        WORK_STREAM,
         ConsumerConfig(
-            durable_name=PROVISION_CONSUMER,
-            filter_subject="store.requested.*",
+            durable_name=PROVISION,
+            filter_subject="work.provision.*",
             deliver_subject="elsewhere",
             max_ack_pending=9,
         ),
     )
-    with pytest.raises(TopologyMismatch, match="consumer provisioner"):
+    with pytest.raises(TopologyMismatch, match="consumer provision"):
         await ensure_topology(js, topology)

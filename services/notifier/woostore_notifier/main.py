@@ -46,7 +46,6 @@ from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import serve_ops
-from woostore_shared.outbox import REPLAY_HEADER
 from woostore_shared.problems import TYPE_BASE, problem_response
 from woostore_shared.secrets import InvalidTicket, TicketSigner
 from woostore_shared.settings import Settings
@@ -62,6 +61,9 @@ LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a littl
 CONNECTED = Gauge("woostore_sse_connections", "Open event-stream connections")
 REFUSED = MetricCounter("woostore_sse_refused", "Event streams refused at a limit", ["limit"])
 REPLAY_TRUNCATED_HEADER = "Woostore-Replay-Truncated"
+# Versions before work orders handed lost work out again by repeating its event on STORES
+# with this header; such copies stay in the stream for its 30 days and are not new events.
+LEGACY_REPLAY_HEADER = "Woostore-Replay"
 
 
 def _problem(status: int, title: str, detail: str) -> Response:
@@ -164,8 +166,8 @@ async def _principal(request: Request) -> Principal | None:
 
 
 def _visible(message: Msg, principal: Principal) -> bool:
-    if REPLAY_HEADER in (message.headers or {}):
-        return False  # work handed out again, not a new event
+    if LEGACY_REPLAY_HEADER in (message.headers or {}):
+        return False
     if principal.is_admin:
         return True
     tenant: object = json.loads(message.data).get("tenantid")

@@ -1,15 +1,18 @@
-"""What it takes to make a store, change it, and remove it: lists of named, idempotent steps.
+"""What it takes to make a store, change it, remove it, and clean up after a failed one:
+recipes, each a list of named, idempotent steps, and what follows when a recipe fails.
 
 Each step may run again after a crash (the journal skips finished ones, but a step cut off
-half-way runs again), so each one checks before it changes anything.
+half-way runs again), so each one checks before it changes anything. A step returns what it
+learned about the store (``Learned``), which is saved with its journal entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from woostore_cluster import (
     MANAGED_BY,
@@ -18,6 +21,8 @@ from woostore_cluster import (
     PermanentClusterError,
     Release,
 )
+from woostore_shared.events import Phase, WorkingStatus
+from woostore_shared.models import StoreStatus
 from woostore_shared.secrets import CredentialCipher, generate_password
 
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
@@ -48,16 +53,46 @@ class StoreJob:
     # Values profiles layered under the store's own values (WOOSTORE_STORE_VALUES_FILES).
     values_files: tuple[Path, ...] = ()
     rollback_revision: int | None = None  # chosen by the first step of a rollback
-    # Columns of the store row a step sets; saved with the step's journal entry.
-    updates: dict[str, Any] = field(default_factory=dict)
+
+
+class Learned(TypedDict, total=False):
+    """Columns of the store row a step found out; saved with the step's journal entry."""
+
+    admin_password_encrypted: str
+    chart_version: str
+    release_revision: int
+    rollback_revision: int
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     title: str
-    run: Callable[[StoreJob], Awaitable[None]]
-    timeout: float = 120.0  # seconds; longer is a permanent error (the store is failed)
+    run: Callable[[StoreJob], Awaitable[Learned | None]]
+    timeout: float = 120.0  # seconds; longer is a permanent error (the recipe fails)
+
+
+class OnFailure(StrEnum):
+    """What follows when a recipe fails for good (a permanent error, or retries spent)."""
+
+    # The store is failed, and the removal lane cleans up what it had made (CLEAN_UP).
+    FAIL_AND_CLEAN_UP = "fail_and_clean_up"
+    # The change ends as failed and the store stays ready, on what helm's
+    # --rollback-on-failure restored.
+    END_CHANGE_FAILED = "end_change_failed"
+    # Never: removal is retried for as long as it takes.
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    phase: Phase  # names the journal and the progress events
+    status: WorkingStatus  # the store's status while it runs; any other abandons the work
+    steps: tuple[Step, ...]
+    on_failure: OnFailure
+    # Whether the store's step columns follow this recipe's steps. A failed store's clean-up
+    # leaves them alone: they tell where the store failed.
+    shows_steps: bool = True
 
 
 async def create_namespace(job: StoreJob) -> None:
@@ -71,7 +106,7 @@ async def create_namespace(job: StoreJob) -> None:
     )
 
 
-async def create_credentials(job: StoreJob) -> None:
+async def create_credentials(job: StoreJob) -> Learned:
     await job.cluster.ensure_secret(
         job.namespace,
         CREDENTIALS_SECRET,
@@ -83,10 +118,10 @@ async def create_credentials(job: StoreJob) -> None:
     )
     # Read back: after a crash the Secret made by the first attempt is the one that counts.
     secret = await job.cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
-    job.updates["admin_password_encrypted"] = job.cipher.encrypt(secret["admin-password"])
+    return {"admin_password_encrypted": job.cipher.encrypt(secret["admin-password"])}
 
 
-async def install_release(job: StoreJob) -> None:
+async def install_release(job: StoreJob) -> Learned:
     release = Release(
         name=RELEASE_NAME,
         namespace=job.namespace,
@@ -100,19 +135,18 @@ async def install_release(job: StoreJob) -> None:
         values_files=job.values_files,
     )
     await job.cluster.install_release(release, timeout=ROLLOUT_TIMEOUT)
-    await record_release(job)
+    return await deployed_release(job)
 
 
-async def record_release(job: StoreJob) -> None:
-    """Note which chart version and revision the store now runs."""
+async def deployed_release(job: StoreJob) -> Learned:
+    """Which chart version and revision the store now runs."""
     history = await job.cluster.release_history(job.namespace, RELEASE_NAME)
     if not history:
         raise PermanentClusterError(f"release {RELEASE_NAME} is missing after installing it")
-    job.updates["chart_version"] = history[-1].chart_version
-    job.updates["release_revision"] = history[-1].revision
+    return {"chart_version": history[-1].chart_version, "release_revision": history[-1].revision}
 
 
-async def choose_rollback_revision(job: StoreJob) -> None:
+async def choose_rollback_revision(job: StoreJob) -> Learned:
     """The revision before the deployed one. Chosen once and kept in the journal, so a rollback
     resumed after a crash returns to the same revision instead of one further back."""
     history = await job.cluster.release_history(job.namespace, RELEASE_NAME)
@@ -122,16 +156,16 @@ async def choose_rollback_revision(job: StoreJob) -> None:
     earlier = [r for r in history if r.revision < deployed[-1].revision]
     if not earlier:
         raise PermanentClusterError("the store's release has no earlier revision to return to")
-    job.rollback_revision = job.updates["rollback_revision"] = earlier[-1].revision
+    return {"rollback_revision": earlier[-1].revision}
 
 
-async def rollback_release(job: StoreJob) -> None:
+async def rollback_release(job: StoreJob) -> Learned:
     if job.rollback_revision is None:
         raise PermanentClusterError("no revision was chosen to roll back to")
     await job.cluster.rollback_release(
         job.namespace, RELEASE_NAME, job.rollback_revision, timeout=ROLLOUT_TIMEOUT
     )
-    await record_release(job)
+    return await deployed_release(job)
 
 
 async def wait_for_rollout(job: StoreJob) -> None:
@@ -220,36 +254,57 @@ async def delete_namespace(job: StoreJob) -> None:
     await job.cluster.delete_namespace(job.namespace, timeout=DELETE_TIMEOUT)
 
 
-PROVISION: tuple[Step, ...] = (
-    Step("namespace", "Creating the namespace", create_namespace),
-    Step("credentials", "Generating credentials", create_credentials),
-    Step("helm_release", "Installing the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
-    Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
-    Step("wordpress_install", "Installing WordPress", install_wordpress),
-    Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
-    Step("store_settings", "Setting currency and country", configure_store),
-    Step("cash_on_delivery", "Enabling cash on delivery", enable_cash_on_delivery),
-    Step("sample_products", "Adding sample products", add_sample_products),
-    Step("permalinks", "Setting permalinks", set_permalinks),
-    Step("verify", "Placing a test order", verify_storefront),
+PROVISION = Recipe(
+    "provision",
+    StoreStatus.PROVISIONING,
+    on_failure=OnFailure.FAIL_AND_CLEAN_UP,
+    steps=(
+        Step("namespace", "Creating the namespace", create_namespace),
+        Step("credentials", "Generating credentials", create_credentials),
+        Step("helm_release", "Installing the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
+        Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
+        Step("wordpress_install", "Installing WordPress", install_wordpress),
+        Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
+        Step("store_settings", "Setting currency and country", configure_store),
+        Step("cash_on_delivery", "Enabling cash on delivery", enable_cash_on_delivery),
+        Step("sample_products", "Adding sample products", add_sample_products),
+        Step("permalinks", "Setting permalinks", set_permalinks),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
 )
 
 # A ready store moved to the platform's current chart; helm rolls back by itself if the upgrade
 # does not come up (--rollback-on-failure), and the store is verified again either way.
-UPGRADE: tuple[Step, ...] = (
-    Step("helm_upgrade", "Upgrading the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
-    Step("rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
-    Step("verify", "Placing a test order", verify_storefront),
+UPGRADE = Recipe(
+    "upgrade",
+    StoreStatus.UPDATING,
+    on_failure=OnFailure.END_CHANGE_FAILED,
+    steps=(
+        Step("helm_upgrade", "Upgrading the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
+        Step(
+            "rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60
+        ),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
 )
 
-ROLLBACK: tuple[Step, ...] = (
-    Step("choose_revision", "Choosing the revision to return to", choose_rollback_revision),
-    Step("helm_rollback", "Rolling the Helm release back", rollback_release, ROLLOUT_TIMEOUT + 60),
-    Step("rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
-    Step("verify", "Placing a test order", verify_storefront),
+ROLLBACK = Recipe(
+    "rollback",
+    StoreStatus.UPDATING,
+    on_failure=OnFailure.END_CHANGE_FAILED,
+    steps=(
+        Step("choose_revision", "Choosing the revision to return to", choose_rollback_revision),
+        Step(
+            "helm_rollback", "Rolling the Helm release back", rollback_release, ROLLOUT_TIMEOUT + 60
+        ),
+        Step(
+            "rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60
+        ),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
 )
 
-DELETE: tuple[Step, ...] = (
+REMOVE_STEPS = (
     Step("helm_uninstall", "Uninstalling the Helm release", uninstall_release, DELETE_TIMEOUT),
     Step(
         "namespace_delete",
@@ -258,3 +313,9 @@ DELETE: tuple[Step, ...] = (
         DELETE_TIMEOUT + 60,
     ),
 )
+DELETE = Recipe("delete", StoreStatus.DELETING, REMOVE_STEPS, on_failure=OnFailure.RETRY)
+# What a failed store made is removed as a deletion would; the store stays failed.
+CLEAN_UP = Recipe(
+    "clean_up", StoreStatus.FAILED, REMOVE_STEPS, on_failure=OnFailure.RETRY, shows_steps=False
+)
+CHANGES = {"upgrade": UPGRADE, "rollback": ROLLBACK}

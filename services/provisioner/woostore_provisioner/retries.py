@@ -14,14 +14,26 @@ After that the reaper replays lost work a few times more (docs/reliability.md).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from nats.errors import Error as NatsError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from woostore_cluster import TransientClusterError
+from woostore_shared.logging import get_logger
 from woostore_shared.topology import MAX_DELIVER
+
+log = get_logger(__name__)
 
 
 class StoreAbandoned(Exception):
@@ -54,6 +66,36 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 IN_PLACE_ATTEMPTS = 8
 IN_PLACE_SECONDS = 120.0
+_backoff = wait_exponential(multiplier=0.5, max=10)
+
+
+def _in_place_wait(state: RetryCallState) -> float:
+    """The delay the cluster asked for, if it did; otherwise exponential back-off."""
+    error = state.outcome.exception() if state.outcome else None
+    return error.delay if isinstance(error, TransientClusterError) else _backoff(state)
+
+
+async def retry_in_place(
+    work: Callable[[], Awaitable[None]], sleep: Callable[[float], Awaitable[None]]
+) -> None:
+    """Run ``work``, retrying a transient error in place (``sleep`` waits between tries and
+    keeps the message alive); what is left propagates, for :func:`settle`."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | stop_after_delay(IN_PLACE_SECONDS),
+        wait=_in_place_wait,
+        sleep=sleep,
+        before_sleep=lambda state: log.warning(
+            "transient error, retrying in place",
+            attempt=state.attempt_number,
+            error=repr(state.outcome.exception()) if state.outcome else None,
+        ),
+        reraise=True,
+    )
+    async for try_ in retrying:
+        with try_:
+            await work()
+
 
 DEFAULT_RETRY_DELAY = 5.0
 # A nak without delay can be redelivered at once to this very process, whose pull request is

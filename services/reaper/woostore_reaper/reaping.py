@@ -1,15 +1,17 @@
 """What the reaper repairs on each pass. Level-triggered: each pass compares what should be
 with what is, so a pass missed (reaper down) is made up by the next one.
 
-1. Deadlines: a store provisioning for too long is failed, and its clean-up requested.
-2. Relay: events their writer committed but could not publish are published.
-3. Replay: every store in a non-terminal state must have work in flight. Work whose message
-   is gone from the stream (a stream lost in a crash) or was consumed without finishing the
-   store (deliveries exhausted by a crashing worker), and whose lease has expired, is
-   published again. A store whose work was lost too often is failed instead: a dead letter.
+1. Deadlines: a store provisioning for too long is failed (its clean-up follows).
+2. Relay: events and work orders their writer committed but could not publish are published.
+3. Replay: every store with work to do (a non-terminal state, or failed and not yet cleaned
+   up) must have a work order in flight. Where the last order is gone from the stream (a
+   stream lost in a crash) or was consumed without finishing the store (deliveries exhausted
+   by a crashing worker), and the store's lease has expired, a fresh order is sent. A store
+   whose provisioning or change was lost too often is failed or its change ended instead: a
+   dead letter. Removal is sent again for as long as it takes.
 4. Cluster: a namespace whose labels prove WooStore made it, but whose store is deleted,
-   unknown, or failed and left behind, is removed; a ready store whose namespace vanished
-   is failed with that reason.
+   unknown, or failed and cleaned up, is removed; a ready store whose namespace vanished is
+   failed with that reason.
 
 Only the reaper holding the leader lock acts (see ``leadership.py``).
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
@@ -26,7 +28,6 @@ from sqlmodel import col, delete, select
 
 from woostore_cluster import Cluster
 from woostore_shared import lifecycle
-from woostore_shared.events import CloudEvent, EventName, subject_for
 from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
@@ -34,21 +35,18 @@ from woostore_shared.models import (
     RateWindow,
     SpentTicket,
     Store,
-    StoreEvent,
     StoreStatus,
+    WorkOrderRecord,
     utcnow,
 )
 from woostore_shared.outbox import Outbox
-from woostore_shared.topology import (
-    CHANGE_CONSUMER,
-    DELETE_CONSUMER,
-    PROVISION_CONSUMER,
-    STREAM_NAME,
-)
+from woostore_shared.topology import WORK_STREAM, consumer_of
+from woostore_shared.work import Lane, work_subject
 
 log = get_logger(__name__)
 RELAY_GRACE = timedelta(seconds=10)  # the writer publishes right after commit; give it time
 IDEMPOTENCY_TTL = timedelta(hours=24)
+WORK_ORDER_TTL = timedelta(days=7)  # as long as the stream WORK keeps them
 RATE_WINDOW_TTL = timedelta(hours=1)  # the API keeps one minute's; these are long finished
 MAX_REPLAYS = 3  # of a store's provisioning; deletion is replayed until it succeeds
 DEADLINES_ENFORCED = Counter("woostore_deadlines_enforced_total", "Stores failed by a deadline")
@@ -60,11 +58,11 @@ NAMESPACE_VANISHED = "its namespace was deleted outside WooStore"
 DEAD_LETTERS = Counter("woostore_dead_letters_total", "Stores failed because work kept dying")
 
 _LANES = {
-    StoreStatus.QUEUED: (EventName.REQUESTED, PROVISION_CONSUMER),
-    StoreStatus.PROVISIONING: (EventName.REQUESTED, PROVISION_CONSUMER),
-    StoreStatus.FAILED: (EventName.REQUESTED, PROVISION_CONSUMER),  # its clean-up
-    StoreStatus.UPDATING: (EventName.CHANGE_REQUESTED, CHANGE_CONSUMER),
-    StoreStatus.DELETING: (EventName.DELETE_REQUESTED, DELETE_CONSUMER),
+    StoreStatus.QUEUED: Lane.PROVISION,
+    StoreStatus.PROVISIONING: Lane.PROVISION,
+    StoreStatus.UPDATING: Lane.CHANGE,
+    StoreStatus.DELETING: Lane.REMOVAL,
+    StoreStatus.FAILED: Lane.REMOVAL,  # its clean-up, until it is done
 }
 
 
@@ -79,9 +77,9 @@ class PassReport:
     records_expired: int
 
 
-async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
-    """Fail a store that is still queued or provisioning, then publish its work again so a
-    provisioner removes what was made for it (if one is still on it, that one does)."""
+async def _fail_unfinished(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
+    """Fail a store that is still queued or provisioning; its clean-up follows on the
+    removal lane (a provisioner still on it sees the store failed and stops)."""
     try:
         async with outbox.transaction() as tx:
             store = await lifecycle.fail(tx, store_id, reason)
@@ -89,13 +87,12 @@ async def fail_and_clean_up(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
         return False  # finished meanwhile
     with bind_store(store_id):
         log.warning("store failed", reason=reason, step=store.step_name)
-    await _republish(outbox, store_id, StoreStatus.FAILED)
     return True
 
 
 async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
     """Fail stores provisioning for longer than ``deadline``. The provisioner watching the
-    store sees it, stops the step underway and cleans the store's resources up."""
+    store sees it and stops the step under way; the clean-up removes what it made."""
     cutoff = utcnow() - deadline
     async with outbox.db.session() as session:
         overdue = list(
@@ -108,44 +105,29 @@ async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
     reason = f"provisioning did not finish within {deadline.total_seconds():.0f} s"
     failed = 0
     for store_id in overdue:
-        failed += await fail_and_clean_up(outbox, store_id, reason)
+        failed += await _fail_unfinished(outbox, store_id, reason)
     DEADLINES_ENFORCED.inc(failed)
     return failed
 
 
-async def _work_in_flight(outbox: Outbox, store_id: uuid.UUID, status: StoreStatus) -> bool:
-    """Whether the store's work message is still in the stream and not yet consumed."""
-    name, consumer = _LANES[status]
+async def _work_in_flight(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> bool:
+    """Whether the store's last work order on ``lane`` is in the stream and not yet consumed."""
     try:
-        message = await outbox.js.get_last_msg(STREAM_NAME, subject_for(name, store_id))
+        message = await outbox.js.get_last_msg(WORK_STREAM, work_subject(lane, store_id))
     except NotFoundError:
         return False
-    info = await outbox.js.consumer_info(STREAM_NAME, consumer)
+    info = await outbox.js.consumer_info(WORK_STREAM, consumer_of(lane))
     return message.seq is not None and message.seq > info.ack_floor.stream_seq
 
 
-async def _republish(outbox: Outbox, store_id: uuid.UUID, status: StoreStatus) -> None:
-    name, _ = _LANES[status]
+async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
+    """A fresh work order for a store whose last one was lost, counted against its replays."""
     async with outbox.transaction() as tx:
         store = await tx.session.get(Store, store_id, with_for_update=True)
         assert store is not None
-        original = (
-            await tx.session.exec(
-                select(StoreEvent)
-                .where(col(StoreEvent.store_id) == store_id)
-                .where(col(StoreEvent.subject) == subject_for(name, store_id))
-                .order_by(col(StoreEvent.time).desc())
-                .limit(1)
-            )
-        ).first()
-        if original is None:
-            log.error("no work event to publish again", store_id=str(store_id))
-            return
         store.replays += 1
-        attempt = store.replays
-        tx.session.add(store)
-    await outbox.replay(CloudEvent.model_validate(original.envelope), attempt)
-    WORK_REPLAYED.labels(name.value).inc()
+        tx.dispatch(store, lane)
+    WORK_REPLAYED.labels(lane.value).inc()
 
 
 async def _end_lost_change(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
@@ -165,7 +147,13 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         idle = list(
             await session.exec(
                 select(Store.id, Store.status, Store.replays)
-                .where(col(Store.status).in_(ACTIVE))
+                .where(
+                    col(Store.status).in_(ACTIVE)
+                    | (
+                        (col(Store.status) == StoreStatus.FAILED)
+                        & col(Store.cleaned_up_at).is_(None)
+                    )
+                )
                 .where(col(Store.updated_at) < now - grace)
                 .where(col(Store.lease_expires_at).is_(None) | (col(Store.lease_expires_at) < now))
             )
@@ -173,31 +161,31 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
     replayed = dead = 0
     for store_id, raw_status, replays in idle:
         status = StoreStatus(raw_status)
-        if await _work_in_flight(outbox, store_id, status):
+        lane = _LANES[status]
+        if await _work_in_flight(outbox, store_id, lane):
             continue
         with bind_store(store_id):
-            if status is not StoreStatus.DELETING and replays >= MAX_REPLAYS:
+            if lane is not Lane.REMOVAL and replays >= MAX_REPLAYS:
                 reason = f"its work was lost or kept crashing its worker ({replays + 1} times)"
                 if status is StoreStatus.UPDATING:  # a live store: end the change, keep it
                     dead += await _end_lost_change(outbox, store_id, reason)
                 else:
-                    dead += await fail_and_clean_up(outbox, store_id, reason)
+                    dead += await _fail_unfinished(outbox, store_id, reason)
                 continue
-            log.warning("work lost: publishing it again", status=status.value, replays=replays)
-            await _republish(outbox, store_id, status)
+            log.warning("work lost: sending it again", status=status.value, replays=replays)
+            await _send_again(outbox, store_id, lane)
             replayed += 1
     DEAD_LETTERS.inc(dead)
     return replayed, dead
 
 
-def _left_behind(store: Store | None, now: datetime, grace: timedelta) -> bool:
+def _left_behind(store: Store | None) -> bool:
     """Whether a namespace made for ``store`` should no longer exist."""
     if store is None or store.status is StoreStatus.DELETED:
         return True
-    # A failed store is cleaned up by a provisioner; past the grace, with no one holding
-    # the store, that clean-up was lost.
-    idle = store.lease_expires_at is None or store.lease_expires_at < now
-    return store.status is StoreStatus.FAILED and idle and store.updated_at < now - grace
+    # A failed store's clean-up said it finished; a namespace it left is not wanted. (One
+    # still being cleaned up is the clean-up's to remove, sent again by the replay if lost.)
+    return store.status is StoreStatus.FAILED and store.cleaned_up_at is not None
 
 
 async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) -> tuple[int, int]:
@@ -225,7 +213,7 @@ async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) 
         store = owners.get(store_id) if store_id else None
         if store is not None and store.namespace != namespace:
             continue  # the labels name a store that does not own this name: not proven ours
-        if _left_behind(store, now, grace):
+        if _left_behind(store):
             log.warning(
                 "removing a namespace left behind", namespace=namespace, store=str(store_id)
             )
@@ -253,9 +241,10 @@ async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
 
 
 async def forget_expired(outbox: Outbox) -> int:
-    """Delete idempotency keys past their lifetime, finished rate windows and spent event
-    tickets that expired (no notifier would accept them anyway). A client retrying a create a
-    day later makes a new store, as with any API that expires keys."""
+    """Delete idempotency keys past their lifetime, finished rate windows, spent event
+    tickets that expired (no notifier would accept them anyway), and work orders sent long
+    ago. A client retrying a create a day later makes a new store, as with any API that
+    expires keys."""
     now = utcnow()
     async with outbox.transaction() as tx:
         keys = await tx.session.exec(
@@ -267,7 +256,12 @@ async def forget_expired(outbox: Outbox) -> int:
         tickets = await tx.session.exec(
             delete(SpentTicket).where(col(SpentTicket.expires_at) < now)
         )
-    return keys.rowcount + windows.rowcount + tickets.rowcount
+        orders = await tx.session.exec(
+            delete(WorkOrderRecord)
+            .where(col(WorkOrderRecord.published_at).is_not(None))
+            .where(col(WorkOrderRecord.time) < now - WORK_ORDER_TTL)
+        )
+    return keys.rowcount + windows.rowcount + tickets.rowcount + orders.rowcount
 
 
 async def reap_once(

@@ -1,0 +1,76 @@
+"""The step journal and the progress a store shows: a row per completed step (so a
+redelivered message resumes after it), and a progress event when a step starts and when it
+completes (step n of m), written with what the step learned about the store."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from woostore_provisioner.recipe import Learned, Recipe
+from woostore_shared.db import Database
+from woostore_shared.events import Progress, StepInfo
+from woostore_shared.models import Store, StoreStep
+from woostore_shared.outbox import Outbox
+
+
+class Journal:
+    def __init__(self, db: Database, outbox: Outbox) -> None:
+        self.db = db
+        self.outbox = outbox
+
+    async def done(self, store_id: uuid.UUID, recipe: Recipe) -> set[str]:
+        """The names of the recipe's steps already completed for this store."""
+        async with self.db.session() as session:
+            rows = await session.exec(
+                select(StoreStep.name)
+                .where(col(StoreStep.store_id) == store_id)
+                .where(col(StoreStep.phase) == recipe.phase)
+            )
+            return set(rows)
+
+    async def started(self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo) -> None:
+        async with self.outbox.transaction() as tx:
+            store = await _locked(tx.session, store_id)
+            _show(store, recipe, step, completed=step.index - 1)
+            tx.emit(store, _progress(recipe, step, completed=step.index - 1))
+
+    async def completed(
+        self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo, learned: Learned | None
+    ) -> Store:
+        """Journal the step with what it learned; returns the store as it now is."""
+        async with self.outbox.transaction() as tx:
+            store = await _locked(tx.session, store_id)
+            for column, value in (learned or {}).items():
+                setattr(store, column, value)
+            tx.session.add(StoreStep(store_id=store_id, phase=recipe.phase, name=step.name))
+            _show(store, recipe, step, completed=step.index)
+            tx.emit(store, _progress(recipe, step, completed=step.index))
+        return store
+
+
+async def _locked(session: AsyncSession, store_id: uuid.UUID) -> Store:
+    store = await session.get(Store, store_id, with_for_update=True)
+    if store is None:
+        raise LookupError(f"store {store_id} not found")
+    return store
+
+
+def _show(store: Store, recipe: Recipe, step: StepInfo, completed: int) -> None:
+    if not recipe.shows_steps:
+        return
+    store.step_name, store.step_title = step.name, step.title
+    store.step_index, store.step_total = step.index, step.total
+    store.progress = round(completed / step.total, 4)
+
+
+def _progress(recipe: Recipe, step: StepInfo, completed: int) -> Progress:
+    return Progress(
+        status=recipe.status,
+        phase=recipe.phase,
+        step=step,
+        state="completed" if completed == step.index else "started",
+        progress=round(completed / step.total, 4),
+    )

@@ -1,0 +1,89 @@
+"""Leases: work on a store happens under ``stores.lease_owner``, so a redelivered message
+never runs beside a slow original. The lease is renewed while the work goes on; one whose
+owner died expires after ``ttl``, and the next delivery takes the store over."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlmodel import col, update
+
+from woostore_provisioner.retries import LeaseLost, StoreBusy
+from woostore_shared.db import Database
+from woostore_shared.models import Store, StoreStatus, utcnow
+
+KeepAlive = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery's work on one store, under its lease."""
+
+    store_id: uuid.UUID
+    owner: str
+    keep_alive: KeepAlive  # tells JetStream the message is still being worked on
+
+
+def new_owner() -> str:
+    """Names one attempt: this process, and which of its attempts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Leases:
+    def __init__(self, db: Database, ttl: timedelta) -> None:
+        self.db = db
+        self.ttl = ttl
+
+    @asynccontextmanager
+    async def hold(
+        self, store_id: uuid.UUID, owner: str, keep_alive: KeepAlive
+    ) -> AsyncIterator[Attempt]:
+        """Take the store's lease for ``owner`` (or raise :class:`StoreBusy`), release it after."""
+        async with self.db.session() as session:
+            taken = await session.exec(
+                update(Store)
+                .where(col(Store.id) == store_id)
+                .where(
+                    col(Store.lease_owner).is_(None)
+                    | (col(Store.lease_owner) == owner)  # this attempt, trying again
+                    | (col(Store.lease_expires_at) < utcnow())
+                )
+                .values(lease_owner=owner, lease_expires_at=utcnow() + self.ttl)
+            )
+            await session.commit()
+        if taken.rowcount != 1:
+            raise StoreBusy
+        try:
+            yield Attempt(store_id, owner, keep_alive)
+        finally:
+            with suppress(Exception):  # best effort: an unreleased lease simply expires
+                async with self.db.session() as session:
+                    await session.exec(
+                        update(Store)
+                        .where(col(Store.id) == store_id)
+                        .where(col(Store.lease_owner) == owner)
+                        .values(lease_owner=None, lease_expires_at=None)
+                    )
+                    await session.commit()
+
+    async def renew(self, attempt: Attempt) -> StoreStatus:
+        """Extend the lease; the store's status comes back with it."""
+        async with self.db.session() as session:
+            renewed = await session.exec(
+                update(Store)
+                .where(col(Store.id) == attempt.store_id)
+                .where(col(Store.lease_owner) == attempt.owner)
+                .values(lease_expires_at=utcnow() + self.ttl)
+                .returning(col(Store.status))
+            )
+            status = renewed.scalar_one_or_none()
+            await session.commit()
+        if status is None:
+            raise LeaseLost
+        return StoreStatus(status)

@@ -1,0 +1,55 @@
+"""Work for the provisioner (commands), kept apart from the store events (facts).
+
+A store event says what happened and is published once, for anyone to follow (the stream
+``STORES``, subjects ``store.>``). A work order asks a provisioner to look at a store on one
+lane (the stream ``WORK``, subjects ``work.<lane>.<store_id>``); the worker reads the store's
+status to know what is left to do, so an order that arrives twice, late, or after the store
+moved on does no harm. When work is lost, the reaper sends a fresh order; nobody reading the
+store events ever sees a repeat.
+
+| Lane | Sent when | The worker |
+|---|---|---|
+| provision | a store is requested | makes a queued store, step by step, and makes it ready |
+| change | an upgrade or rollback is requested | changes a ready store; it ends ready either way |
+| removal | a store is deleted, or fails | deletes it, or cleans up what a failed store left |
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+WORK_SUBJECT_PREFIX = "work"
+
+
+class Lane(StrEnum):
+    PROVISION = "provision"
+    CHANGE = "change"
+    REMOVAL = "removal"  # deleting a store, or cleaning up after a failed one
+
+
+def work_subject(lane: Lane, store_id: uuid.UUID) -> str:
+    return f"{WORK_SUBJECT_PREFIX}.{lane.value}.{store_id}"
+
+
+def lane_subjects(lane: Lane) -> str:
+    """Every store's orders on ``lane``: its consumer's filter."""
+    return f"{WORK_SUBJECT_PREFIX}.{lane.value}.*"
+
+
+class WorkOrder(BaseModel):
+    """The message: which store to look at, on which lane. Its id is the message id the
+    server de-duplicates on, so an order relayed twice is delivered once."""
+
+    id: uuid.UUID
+    lane: Lane
+    store_id: uuid.UUID
+    correlation_id: str
+    time: datetime
+
+    @property
+    def subject(self) -> str:
+        return work_subject(self.lane, self.store_id)
