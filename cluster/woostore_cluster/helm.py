@@ -1,8 +1,9 @@
 """Running the helm binary: argv lists only (never a shell), an environment of its own, and a
 deadline that stops it.
 
-``HelmRunner`` is the seam the Kubernetes driver calls; tests replace it with a recording
-fake. ``SubprocessHelmRunner`` is the real one.
+``HelmRunner`` is the seam ``HelmReleases`` (``releases.py``, which builds the Kubernetes
+driver's helm commands) runs them through; tests replace it with a recording fake.
+``SubprocessHelmRunner`` is the real one.
 """
 
 from __future__ import annotations

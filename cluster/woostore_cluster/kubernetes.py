@@ -5,6 +5,12 @@ Two narrow seams of our own carry everything it does, so each can be replaced in
   and exec, over the official client;
 - ``HelmRunner`` (``woostore_cluster.helm``): the helm v4 binary, argv lists only.
 
+The helm commands themselves (their argv, recovering a release left pending, reading its
+history, helm's failures as ``ClusterError``s) are ``HelmReleases``'
+(``woostore_cluster.releases``), which runs them through the ``HelmRunner``; the driver keeps
+what needs the Kubernetes API around them: the namespace must be a live store namespace, with
+our rights granted in it, and the pods are watched while helm waits for them.
+
 Both reach the cluster with the same credentials: a kubeconfig file (``--kubeconfig`` for
 helm), or, in a pod without one, the pod's ServiceAccount (in-cluster configuration, which
 helm uses too when given no kubeconfig); each re-reads the token file the kubelet rotates.
@@ -23,14 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import re
 import shutil
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from woostore_cluster.base import (
     DEFAULT_INSTALLATION,
@@ -50,7 +52,7 @@ from woostore_cluster.base import (
     refuse_to_adopt,
     store_access,
 )
-from woostore_cluster.helm import HelmResult, HelmRunner, SubprocessHelmRunner
+from woostore_cluster.helm import HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import (
     ClientKubeApi,
     KubeApi,
@@ -59,6 +61,7 @@ from woostore_cluster.kubeapi import (
     Pod,
     in_a_pod,
 )
+from woostore_cluster.releases import HelmReleases
 from woostore_cluster.storefront import verify_storefront
 from woostore_shared.logging import get_logger
 from woostore_shared.settings import Settings
@@ -81,21 +84,6 @@ PERMANENT_REASONS = HOPELESS_REASONS | {
     "CreateContainerError",
     "CrashLoopBackOff",
 }
-
-# helm's words for a failure that a later attempt may not meet.
-_HELM_TRANSIENT = re.compile(
-    r"another operation \(install/upgrade/rollback\) is in progress"
-    r"|context deadline exceeded|timed out waiting|rate limiter|client rate limiter"
-    r"|kubernetes cluster unreachable|connection refused|connection reset|i/o timeout"
-    r"|tls handshake timeout|no route to host|server is currently unable"
-    r"|too many requests|etcdserver|the object has been modified|unexpected eof|\beof\b"
-    r"|status: inprogress|resource not ready",
-    re.IGNORECASE,
-)
-_HELM_NOT_FOUND = re.compile(r"release: not found|release not found", re.IGNORECASE)
-_PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
-_GOOD = ("deployed", "superseded")
-_CHART_VERSION = re.compile(r"^.*?-(\d+\.\d+\.\d+\S*)$")
 
 
 class KubernetesCluster:
@@ -124,16 +112,14 @@ class KubernetesCluster:
         # None: the identity's own rights reach the stores' namespaces (nothing is bound).
         self.store_access = store_access
         self.bind_timeout = bind_timeout  # for a new RoleBinding to take effect
-        self.helm = helm
-        # None: in a pod, with its ServiceAccount; helm then gets no --kubeconfig and uses
-        # the in-cluster configuration itself. Required, so that no caller gets the pod's
-        # identity by forgetting to pass a kubeconfig.
-        self.kubeconfig = kubeconfig
-        self.helm_binary = helm_binary
+        # The helm side of each release operation; this driver checks the namespace and
+        # holds our rights in it first. kubeconfig None: in a pod, with its ServiceAccount
+        # (required, so that no caller gets the pod's identity by forgetting to pass one).
+        self.releases = HelmReleases(
+            helm, kubeconfig=kubeconfig, helm_binary=helm_binary, grace=helm_grace
+        )
         self.admin_user = admin_user  # the WordPress user WP-CLI's wc commands act as
         self.poll_interval = poll_interval
-        # helm stops itself at --timeout; we stop helm this much later, should it not.
-        self.helm_grace = helm_grace
         self.uninstall_timeout = uninstall_timeout
         self.exec_timeout = exec_timeout  # below the recipe's 120 s step timeout
         self.http_timeout = http_timeout
@@ -208,105 +194,22 @@ class KubernetesCluster:
 
     async def install_release(self, release: Release, timeout: float) -> None:
         await self._require_store_namespace(release.namespace)
-        await self._recover_pending(release, timeout)
-        with _values_file(release.values) as values:
-            argv = self.upgrade_argv(release, values, timeout)
-            # Watch the pods while helm waits: if helm times out, a pod stuck on a bad
-            # image explains why, and makes the failure permanent.
-            problems: list[str] = []
-            watcher = asyncio.create_task(self._watch_pods(release.namespace, problems))
-            try:
-                result = await self.helm.run(argv, timeout + self.helm_grace)
-            finally:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
-        if not result.ok:
-            error = _helm_error("upgrade --install", release.namespace, release.name, result)
-            if isinstance(error, TransientClusterError) and problems:
-                raise PermanentClusterError(f"{error}; {problems[0]}") from None
-            raise error
+        # Watch the pods while helm waits: if helm times out, a pod stuck on a bad image
+        # explains why, and makes the failure permanent.
+        await self.releases.install(
+            release, timeout, lambda problems: self._watch_pods(release.namespace, problems)
+        )
 
     async def uninstall_release(self, namespace: str, name: str) -> None:
         found = await self._read_namespace(namespace)
         if found is None or found.phase != "Active":
             return  # a namespace gone, or going, takes its release with it
         await self._grant_store_access(namespace)
-        await self._uninstall(name, namespace, self.uninstall_timeout)
-
-    def upgrade_argv(self, release: Release, values: Path, timeout: float) -> list[str]:
-        return [
-            self.helm_binary, "upgrade", "--install", release.name, str(release.chart),
-            "--namespace", release.namespace,
-            *self._kubeconfig_flags(),
-            # Profiles first, the store's own values last: the right-most file wins.
-            *[arg for path in release.values_files for arg in ("--values", str(path))],
-            "--values", str(values),
-            "--rollback-on-failure",
-            "--wait=watcher",
-            "--timeout", _seconds(timeout),
-        ]  # fmt: skip
-
-    async def _recover_pending(self, release: Release, timeout: float) -> None:
-        """Clear what a crash left behind, which would block every later helm operation."""
-        name, namespace = release.name, release.namespace
-        status = await self._release_status(name, namespace)
-        if status not in (*_PENDING, "uninstalling", "failed"):
-            return  # no release yet, or one helm can upgrade as it is
-        log.warning("recovering release", namespace=namespace, release=name, status=status)
-        if status in ("pending-install", "uninstalling"):
-            await self._uninstall(name, namespace, timeout)
-            return
-        good = await self._last_good_revision(name, namespace)
-        if good is None:
-            # Nothing ever worked (a failed first install): start again from nothing.
-            await self._uninstall(name, namespace, timeout)
-        elif status != "failed":  # helm upgrades a failed release over a good one by itself
-            result = await self._helm_run(
-                "rollback", [name, str(good)], namespace, ["--timeout", _seconds(timeout)], timeout
-            )
-            if not result.ok:
-                raise _helm_error("rollback", namespace, name, result)
-
-    async def _release_status(self, name: str, namespace: str) -> str | None:
-        """The release's status (``deployed``, ``pending-install``...), None without one."""
-        result = await self._helm_run("status", [name], namespace, ["-o", "json"], 60)
-        if not result.ok:
-            if _HELM_NOT_FOUND.search(result.stderr):
-                return None
-            raise _helm_error("status", namespace, name, result)
-        info = _parse_json(result.stdout, "helm status").get("info") or {}
-        status = info.get("status")
-        return str(status) if status else None
-
-    async def _last_good_revision(self, name: str, namespace: str) -> int | None:
-        good = [
-            r.revision for r in await self.release_history(namespace, name) if r.status in _GOOD
-        ]
-        return max(good) if good else None
+        await self.releases.uninstall(namespace, name, self.uninstall_timeout)
 
     async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
         await self._require_store_namespace(namespace)
-        result = await self._helm_run("history", [name], namespace, ["-o", "json"], 60)
-        if not result.ok:
-            if _HELM_NOT_FOUND.search(result.stderr):
-                return []
-            raise _helm_error("history", namespace, name, result)
-        try:
-            revisions = json.loads(result.stdout or "[]")
-        except ValueError:
-            raise PermanentClusterError("helm history printed something that is not JSON") from None
-        return sorted(
-            (
-                ReleaseRevision(
-                    revision=int(r["revision"]),
-                    chart_version=_chart_version(str(r.get("chart", ""))),
-                    status=str(r.get("status", "")),
-                )
-                for r in revisions
-                if isinstance(r, dict) and "revision" in r
-            ),
-            key=lambda r: r.revision,
-        )
+        return await self.releases.history(namespace, name)
 
     async def rollback_release(
         self,
@@ -316,39 +219,7 @@ class KubernetesCluster:
         timeout: float,
     ) -> None:
         await self._require_store_namespace(namespace)
-        flags = ["--wait=watcher", "--timeout", _seconds(timeout)]
-        result = await self._helm_run("rollback", [name, str(revision)], namespace, flags, timeout)
-        if not result.ok:
-            raise _helm_error("rollback", namespace, name, result)
-
-    async def _uninstall(self, name: str, namespace: str, timeout: float) -> None:
-        flags = ["--wait=watcher", "--timeout", _seconds(timeout), "--ignore-not-found"]
-        result = await self._helm_run("uninstall", [name], namespace, flags, timeout)
-        if not result.ok and not _HELM_NOT_FOUND.search(result.stderr):
-            raise _helm_error("uninstall", namespace, name, result)
-
-    async def _helm_run(
-        self,
-        verb: str,
-        positional: Sequence[str],
-        namespace: str,
-        flags: Sequence[str],
-        timeout: float,
-    ) -> HelmResult:
-        """``helm <verb> <positional...> --namespace <ns> [--kubeconfig <path>] <flags...>``,
-        stopped ``helm_grace`` seconds after helm's own ``--timeout`` should have ended it."""
-        argv = [
-            self.helm_binary, verb, *positional,
-            "--namespace", namespace,
-            *self._kubeconfig_flags(),
-            *flags,
-        ]  # fmt: skip
-        return await self.helm.run(argv, timeout + self.helm_grace)
-
-    def _kubeconfig_flags(self) -> list[str]:
-        """``--kubeconfig <path>``; nothing in-cluster, where helm (client-go) finds no
-        kubeconfig and uses the pod's ServiceAccount, re-reading its token file."""
-        return [] if self.kubeconfig is None else ["--kubeconfig", str(self.kubeconfig)]
+        await self.releases.rollback(namespace, name, revision, timeout)
 
     # -- workloads ---------------------------------------------------------------------------
 
@@ -546,24 +417,6 @@ def _cluster_error(error: KubeApiError, doing: str, secrets: Sequence[str] = ())
     return PermanentClusterError(message)
 
 
-def _chart_version(chart: str) -> str:
-    """``store-0.2.0`` (helm history's ``chart``: name-version) -> ``0.2.0``; the version is
-    what follows the last hyphen that starts a semantic version."""
-    found = _CHART_VERSION.match(chart)
-    return found.group(1) if found else chart
-
-
-def _helm_error(verb: str, namespace: str, name: str, result: HelmResult) -> ClusterError:
-    """Transient when helm's words say it may pass (a lock held, a timeout, an unreachable
-    cluster), permanent otherwise (an invalid chart or values, a refused manifest)."""
-    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-    reason = (lines[-1] if lines else f"exit code {result.returncode}").removeprefix("Error: ")
-    message = f"helm {verb} of {namespace}/{name} failed: {reason[:400]}"
-    if _HELM_TRANSIENT.search(result.stderr):
-        return TransientClusterError(message, 10)
-    return PermanentClusterError(message)
-
-
 def _pod_problems(pods: Sequence[Pod]) -> list[tuple[str, str]]:
     """(reason, "pod x: container y waiting: Reason (message)") for every stuck container,
     and (Unschedulable, ...) for a pod no node will take."""
@@ -591,34 +444,6 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
         if secret:
             text = text.replace(secret, "[redacted]")
     return text
-
-
-def _seconds(timeout: float) -> str:
-    return f"{max(1, round(timeout))}s"
-
-
-def _parse_json(text: str, what: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        raise PermanentClusterError(f"{what} printed something that is not JSON") from None
-    return parsed if isinstance(parsed, dict) else {}
-
-
-@contextlib.contextmanager
-def _values_file(values: Mapping[str, Any]) -> Iterator[Path]:
-    """The release's values in a file only we can read (0600), removed afterwards. JSON is
-    YAML; unescaped, because helm's YAML parser refuses the surrogate pairs JSON escapes
-    emoji to."""
-    fd, name = tempfile.mkstemp(prefix="woostore-values-", suffix=".json")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(dict(values), file, ensure_ascii=False)
-        yield Path(name)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
 
 
 def connect_kubernetes(settings: Settings) -> KubernetesCluster:

@@ -21,8 +21,8 @@ def test_a_kubeconfig_gives_the_kubernetes_driver(kubeconfig: Path) -> None:
 
     assert isinstance(cluster, KubernetesCluster)
     assert cluster.simulated is False
-    assert cluster.kubeconfig == kubeconfig.resolve()
-    assert cluster.helm_binary == str(HELM)
+    assert cluster.releases.kubeconfig == kubeconfig.resolve()
+    assert cluster.releases.helm_binary == str(HELM)
 
 
 @pytest.mark.usefixtures("not_in_a_pod")
@@ -39,7 +39,7 @@ async def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(pod: Fa
     cluster = connect_cluster(Settings(cluster=ClusterMode.KUBERNETES, helm_binary=str(HELM)))
 
     assert isinstance(cluster, KubernetesCluster)
-    assert cluster.kubeconfig is None
+    assert cluster.releases.kubeconfig is None
     assert isinstance(cluster.kube, ClientKubeApi)
     try:
         assert await cluster.namespace_exists("store-a") is False
@@ -47,7 +47,7 @@ async def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(pod: Fa
         cluster.kube.close()
     assert pod.server.authorizations == ["bearer token-1"]
     # helm is left to find the in-cluster configuration itself.
-    argv = cluster.upgrade_argv(release_for("store-a"), Path("values.json"), 300)
+    argv = cluster.releases.upgrade_argv(release_for("store-a"), Path("values.json"), 300)
     assert "--kubeconfig" not in argv
 
 
@@ -70,7 +70,7 @@ def test_in_a_pod_a_kubeconfig_given_wins(pod: FakePod, kubeconfig: Path) -> Non
     cluster = connect_cluster(Settings(kubeconfig=kubeconfig, helm_binary=str(HELM)))
 
     assert isinstance(cluster, KubernetesCluster)
-    assert cluster.kubeconfig == kubeconfig.resolve()
+    assert cluster.releases.kubeconfig == kubeconfig.resolve()
     assert isinstance(cluster.kube, ClientKubeApi)
     assert cluster.kube._configuration.host == "https://127.0.0.1:1"
     cluster.kube.close()

@@ -18,7 +18,8 @@ from tests.cluster.support import CHART, LOCAL_PROFILE, release_for
 from woostore_cluster import MANAGED_BY, PermanentClusterError, TransientClusterError
 from woostore_cluster.helm import HelmResult
 from woostore_cluster.kubeapi import Pod
-from woostore_cluster.kubernetes import KubernetesCluster, _chart_version
+from woostore_cluster.kubernetes import KubernetesCluster
+from woostore_cluster.releases import _chart_version
 from woostore_shared.secrets import generate_password
 
 NS = "store-acme-1a2b3c"
