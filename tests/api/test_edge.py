@@ -192,6 +192,7 @@ async def test_the_dashboard_modules_are_served_as_what_they_are_whatever_the_ho
     monkeypatch.setattr("starlette.responses.guess_type", lambda _path: ("text/plain", None))
     assert '<script type="module" src="/static/app.js">' in (STATIC / "index.html").read_text()
     scripts = sorted(STATIC.rglob("*.js"))
+    assert len(scripts) > 5  # the entry point and its modules
 
     for script in scripts:
         path = f"/static/{script.relative_to(STATIC).as_posix()}"
