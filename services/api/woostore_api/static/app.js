@@ -5,7 +5,7 @@
 //   alerts.js    the alerts at the top of the page
 //   session.js   signing in and out
 //   stream.js    the platform's description and the live event stream
-//   stores.js    the stores' state: snapshots and the events applied to them
+//   stores.js    the stores' state: snapshots, events applied to them, their actions
 //   cards.js     the store list and its cards (with their credentials panel)
 //   activity.js  a card's Activity log
 //   actions.js   what the user asks of stores: create, delete, upgrade, roll back

@@ -3,7 +3,7 @@
 
 import { api, ApiError } from './api.js';
 import { handleError } from './alerts.js';
-import { DELETABLE, setBusy } from './cards.js';
+import { setBusy } from './cards.js';
 import { stores, upsertStore } from './stores.js';
 
 const els = {
@@ -80,7 +80,7 @@ function setCreateError(message) {
 
 export function askToDelete(id) {
   const store = stores.get(id);
-  if (!store || !DELETABLE.has(store.status)) return;
+  if (!store?.actions?.includes('delete')) return;
   deleteTarget = id;
   els.confirmName.textContent = store.name;
   els.confirmDialog.returnValue = '';

@@ -1,6 +1,6 @@
 // The store list: a card per store, newest first (deleted stores in their own section), each
-// showing its store's state and the buttons it allows, and the card's own credentials panel.
-// What the buttons ask of the API is actions.js's.
+// showing its store's state and offering the actions the API lists for it (`store.actions`),
+// and the card's own credentials panel. What the buttons ask of the API is actions.js's.
 
 import { api, isSignedIn } from './api.js';
 import { handleError } from './alerts.js';
@@ -9,7 +9,6 @@ import { CHANGE_NAMES, setTime, stepText } from './format.js';
 import { onStoreChange, onStoreEvent, stores, storesLoaded } from './stores.js';
 
 // Deleting a queued or provisioning store cancels it; the button says so.
-export const DELETABLE = new Set(['queued', 'provisioning', 'ready', 'failed']);
 const CANCELS = new Set(['queued', 'provisioning']);
 const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'deleting']);
 
@@ -131,6 +130,7 @@ function renderStore(id) {
 function renderCard(view, store) {
   const { els: e, root } = view;
   const status = store.status ?? 'queued';
+  const offers = (action) => Array.isArray(store.actions) && store.actions.includes(action);
   root.dataset.status = status;
   root.classList.toggle('is-deleted', status === 'deleted');
 
@@ -172,15 +172,20 @@ function renderCard(view, store) {
   e.chartRow.hidden = !store.chart_version;
   if (store.chart_version) e.chart.textContent = `${store.chart_version} (revision ${store.release_revision ?? '?'})`;
 
+  // Which buttons a card has is the API's to say; the API still refuses what its state does not
+  // allow (an action may have gone since the page last heard).
   e.actions.hidden = status === 'deleted';
-  e.showCredentials.hidden = status !== 'ready';
-  e.upgradeButton.hidden = e.rollbackButton.hidden = status !== 'ready';
+  e.showCredentials.hidden = !offers('credentials');
+  if (!offers('credentials') && !e.credentials.hidden) hideCredentials(view);
+  e.upgradeButton.hidden = !offers('upgrade');
+  e.rollbackButton.hidden = !offers('rollback');
   e.upgradeButton.disabled = e.rollbackButton.disabled = view.busy.has('change');
-  if (status !== 'ready' && !e.credentials.hidden) hideCredentials(view);
-  const canDelete = DELETABLE.has(status) && !view.busy.has('delete');
+  const canDelete = offers('delete') && !view.busy.has('delete');
   e.deleteButton.disabled = !canDelete;
   e.deleteButton.textContent = CANCELS.has(status) ? 'Cancel store' : 'Delete';
-  e.deleteButton.title = canDelete ? '' : 'This store is already being deleted';
+  e.deleteButton.title = canDelete || !store.actions ? ''
+    : status === 'deleting' || view.busy.has('delete') ? 'This store is already being deleted'
+    : `A store cannot be deleted while it is ${status}`;
 }
 
 function progressText(store) {

@@ -1,5 +1,6 @@
-// The stores this page knows: REST snapshots, and the events that move them on between
-// snapshots. Whatever changes, the listeners hear of it.
+// The stores this page knows: REST snapshots, the events that move them on between
+// snapshots, and the actions each store offers. Those come from the API (the store resource's
+// `actions`) and are never worked out here. Whatever changes, the listeners hear of it.
 
 import { api, ApiError } from './api.js';
 import { handleError } from './alerts.js';
@@ -18,7 +19,9 @@ export const EVENT = {
 
 export const stores = new Map(); // id -> the store resource, without its events
 let loaded = false;
-const awaiting = new Map(); // id -> events received while GET /stores/{id} is in flight
+// id -> a GET /stores/{id} under way: `events` that came for the store before the page knew
+// it, and `again` when its status moved on meanwhile (the answer may be of the old status).
+const reading = new Map();
 const changeListeners = [];
 const eventListeners = [];
 
@@ -42,7 +45,7 @@ export function storesLoaded() {
 
 export function clearStores() {
   stores.clear();
-  awaiting.clear();
+  reading.clear();
   loaded = false;
 }
 
@@ -57,14 +60,16 @@ export async function loadStores() {
   }
 }
 
-// Replace local state with a REST snapshot unless live events already moved it further.
+// Replace local state with a REST snapshot unless live events already moved it further;
+// returns whether it did.
 export function upsertStore(snapshot) {
-  if (!snapshot?.id) return;
+  if (!snapshot?.id) return false;
   const { events, ...store } = snapshot;
   const current = stores.get(store.id);
-  if (current && isBefore(store.updated_at, current.updated_at)) return;
+  if (current && isBefore(store.updated_at, current.updated_at)) return false;
   stores.set(store.id, store);
   changed(store.id);
+  return true;
 }
 
 export function receiveEvent(event) {
@@ -72,32 +77,49 @@ export function receiveEvent(event) {
   for (const listener of eventListeners) listener(id, event);
   const store = stores.get(id);
   if (store) {
-    if (applyEvent(store, event)) changed(id);
-  } else if (event.type === EVENT.requested && event.data?.store) {
-    upsertStore(event.data.store);
+    applyEvents(id, store, [event]);
+  } else if (reading.has(id)) {
+    reading.get(id).events.push(event);
   } else {
-    fetchUnknownStore(id, event);
+    readStore(id, [event]); // made by another client, or while the stream was down
   }
 }
 
-async function fetchUnknownStore(id, event) {
-  const queued = awaiting.get(id);
-  if (queued) {
-    queued.push(event);
-    return;
+function applyEvents(id, store, events) {
+  const status = store.status;
+  if (!events.map((e) => applyEvent(store, e)).some(Boolean)) return;
+  if (store.status !== status) {
+    // Events carry no actions, and which ones a status allows is the API's to say: offer none
+    // until the store resource has said (a moment later), rather than keep a copy of its rules.
+    store.actions = null; // not known yet
+    if (reading.has(id)) reading.get(id).again = true;
+    else readStore(id, []);
   }
-  const events = [event];
-  awaiting.set(id, events);
+  changed(id);
+}
+
+// GET /stores/{id}, one at a time for a store, again until no status change raced it.
+async function readStore(id, events) {
+  const pending = { events, again: false };
+  reading.set(id, pending);
   try {
-    const snapshot = await api('GET', `/stores/${encodeURIComponent(id)}`);
-    upsertStore(snapshot);
-    const store = stores.get(id);
-    // Events that raced the fetch; the updated_at check drops those already included.
-    if (store && events.map((e) => applyEvent(store, e)).some(Boolean)) changed(id);
+    do {
+      pending.again = false;
+      const snapshot = await api('GET', `/stores/${encodeURIComponent(id)}`);
+      const store = stores.get(id);
+      if (!upsertStore(snapshot) && store && store.status === snapshot?.status && !pending.again) {
+        // Progress passed the snapshot, but its status is still the store's: so are its actions.
+        store.actions = snapshot.actions;
+        changed(id);
+      }
+      // Events that raced the read; the updated_at check drops those already included.
+      const raced = pending.events.splice(0);
+      if (raced.length && stores.has(id)) applyEvents(id, stores.get(id), raced);
+    } while (pending.again);
   } catch (err) {
     if (!(err instanceof ApiError && err.problem?.status === 404)) handleError(err);
   } finally {
-    if (awaiting.get(id) === events) awaiting.delete(id);
+    if (reading.get(id) === pending) reading.delete(id);
   }
 }
 
