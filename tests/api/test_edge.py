@@ -205,6 +205,21 @@ async def test_the_dashboard_modules_are_served_as_what_they_are_whatever_the_ho
     assert style.headers["content-type"] == "text/css; charset=utf-8"
 
 
+async def test_the_dashboard_is_revalidated_before_a_cached_copy_is_used(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """Its modules import each other: an old release's mixed with a new one's would not load."""
+    page = await anonymous.get("/")
+    module = await anonymous.get("/static/dashboard/stores.js")
+    unchanged = await anonymous.get(
+        "/static/dashboard/stores.js", headers={"If-None-Match": module.headers["etag"]}
+    )
+
+    assert unchanged.status_code == 304
+    for response in (page, module, unchanged):
+        assert response.headers["cache-control"] == "no-cache", response.request.url
+
+
 def csp(header: str) -> dict[str, list[str]]:
     directives = (d.split() for d in header.split(";") if d.strip())
     return {name: values for name, *values in directives}

@@ -121,11 +121,17 @@ async def no_store(response: Response) -> None:
 _ASSET_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
+# Cached copies are checked (a 304 when unchanged) before use: the dashboard is a set of
+# modules importing each other, and a mix of an old and a new release's does not load.
+REVALIDATE = {"Cache-Control": "no-cache"}
+
+
 class Assets(StaticFiles):
     """Static files whose scripts and stylesheets are always served as such. With ``nosniff``
     a browser runs a script (a module script in any case) or applies a stylesheet only when
     its type says so, and what :mod:`mimetypes` guesses depends on the host: its mime.types,
-    or on Windows the registry, which may say ``text/plain`` for ``.js``."""
+    or on Windows the registry, which may say ``text/plain`` for ``.js``. Caches revalidate
+    them (:data:`REVALIDATE`)."""
 
     def file_response(
         self,
@@ -138,4 +144,5 @@ class Assets(StaticFiles):
         kind = _ASSET_TYPES.get(PurePath(full_path).suffix)
         if kind is not None and response.status_code != 304:
             response.headers["content-type"] = kind
+        response.headers.update(REVALIDATE)
         return response

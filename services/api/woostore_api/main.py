@@ -18,7 +18,7 @@ from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
 from woostore_api.deps import SettingsDep, TicketsDep
-from woostore_api.edge import Assets, BodyLimit, no_store, security_headers
+from woostore_api.edge import REVALIDATE, Assets, BodyLimit, no_store, security_headers
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
@@ -120,7 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers=REVALIDATE)
 
     if settings.api_docs:
         app.mount(
