@@ -120,6 +120,7 @@ def show(api: Api, args: argparse.Namespace) -> int:
     fields = {
         "id": store["id"],
         "status": store["status"] if store["status"] == "ready" else _status(store),
+        "actions": ", ".join(store.get("actions", [])),  # what the store accepts now
         "slug": store["slug"],
         "chart": store.get("chart_version")
         and f"{store['chart_version']} (revision {store['release_revision']})",

@@ -616,6 +616,69 @@ async def test_the_password_is_given_to_the_owner_of_a_ready_store_and_nowhere_e
         assert encrypted not in json.dumps(row_event.envelope)
 
 
+# --- the actions a store offers -----------------------------------------------------------
+
+
+async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    store = await create(client)
+    assert store["actions"] == ["delete"]  # cancelling it
+    cipher = CredentialCipher(settings.secret_key.get_secret_value())
+    await set_columns(
+        database, store["id"], status=StoreStatus.READY, release_revision=1,
+        admin_password_encrypted=cipher.encrypt("pw-123"),
+    )  # fmt: skip
+    path = f"{STORES}/{store['id']}"
+
+    # Nothing to roll back to at the first revision.
+    listed = (await client.get(STORES)).json()["items"]
+    assert [s["actions"] for s in listed] == [["delete", "upgrade", "credentials"]]
+    assert (await client.get(path)).json()["actions"] == ["delete", "upgrade", "credentials"]
+    await set_columns(database, store["id"], release_revision=2)
+    assert (await client.get(path)).json()["actions"] == [
+        "delete", "upgrade", "rollback", "credentials",
+    ]  # fmt: skip
+    # The answers to requests carry the actions of the state they leave the store in.
+    assert (await client.post(f"{path}/upgrade")).json()["actions"] == []
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+    assert (await client.delete(path)).json()["actions"] == []
+
+
+REQUESTS = {
+    "delete": ("DELETE", ""),
+    "upgrade": ("POST", "/upgrade"),
+    "rollback": ("POST", "/rollback"),
+    "credentials": ("GET", "/credentials"),
+}
+
+
+@pytest.mark.parametrize("status", list(StoreStatus))
+async def test_what_a_store_offers_is_accepted_and_the_rest_is_refused_by_the_api(
+    client: httpx.AsyncClient, database: Database, settings: Settings, status: StoreStatus
+) -> None:
+    """The actions are advice: the API checks each request itself, whatever a client shows."""
+    cipher = CredentialCipher(settings.secret_key.get_secret_value())
+    for action, (method, suffix) in REQUESTS.items():
+        store = await create(client, f"{status.value} {action}")
+        await set_columns(
+            database, store["id"], status=status, release_revision=2,
+            admin_password_encrypted=cipher.encrypt("pw-123"),
+        )  # fmt: skip
+        path = f"{STORES}/{store['id']}"
+        offered = (await client.get(path)).json()["actions"]
+
+        response = await client.request(method, path + suffix)
+
+        if action in offered:
+            assert response.status_code in (200, 202), (action, response.text)
+        elif (status, action) == (StoreStatus.DELETING, "delete"):
+            assert response.status_code == 202  # asking again changes nothing
+            assert response.json()["status"] == "deleting"
+        else:
+            assert problem(response, 409)["status_now"] == status.value, action
+
+
 async def test_queued_stores_show_their_place_in_the_one_queue(
     client: httpx.AsyncClient, database: Database
 ) -> None:

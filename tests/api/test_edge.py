@@ -183,6 +183,43 @@ def test_the_pages_have_no_inline_script_or_style(page: str) -> None:
     assert re.findall(r"\son[a-z]+=", html) == []  # event handler attributes
 
 
+async def test_the_dashboard_modules_are_served_as_what_they_are_whatever_the_host_guesses(
+    anonymous: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nosniff, a browser runs a module script only when it is served as JavaScript, and
+    applies a stylesheet only when served as CSS; a host's mime.types (or Windows' registry)
+    may say text/plain."""
+    monkeypatch.setattr("starlette.responses.guess_type", lambda _path: ("text/plain", None))
+    assert '<script type="module" src="/static/app.js">' in (STATIC / "index.html").read_text()
+    scripts = sorted(STATIC.rglob("*.js"))
+    assert len(scripts) > 5  # the entry point and its modules
+
+    for script in scripts:
+        path = f"/static/{script.relative_to(STATIC).as_posix()}"
+        response = await anonymous.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"] == "text/javascript; charset=utf-8", path
+        for target in re.findall(r"^import .* from '(\.[^']+)';$", response.text, re.MULTILINE):
+            assert (script.parent / target).is_file(), (path, target)
+    style = await anonymous.get("/static/style.css")
+    assert style.headers["content-type"] == "text/css; charset=utf-8"
+
+
+async def test_the_dashboard_is_revalidated_before_a_cached_copy_is_used(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """Its modules import each other: an old release's mixed with a new one's would not load."""
+    page = await anonymous.get("/")
+    module = await anonymous.get("/static/dashboard/stores.js")
+    unchanged = await anonymous.get(
+        "/static/dashboard/stores.js", headers={"If-None-Match": module.headers["etag"]}
+    )
+
+    assert unchanged.status_code == 304
+    for response in (page, module, unchanged):
+        assert response.headers["cache-control"] == "no-cache", response.request.url
+
+
 def csp(header: str) -> dict[str, list[str]]:
     directives = (d.split() for d in header.split(";") if d.strip())
     return {name: values for name, *values in directives}

@@ -1,5 +1,6 @@
 """The dashboard in a real Chromium against the real platform: sign-in, live progress over
-SSE, stores made by other clients, deletion, and no polling."""
+SSE, stores made by other clients, the buttons each store's actions allow, deletion, and no
+polling."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ PROVISIONING = 60_000  # ms: a store at WOOSTORE_SIM_TIME_SCALE=0.05 takes a few
 IDLE_SECONDS = 5  # how long a page with nothing going on is watched for polling
 
 # Records every change of every store card, so a test can look back at what the page showed
-# (a store at this time scale passes through its steps faster than one can poll for them).
+# (a store at this time scale passes through its steps faster than one can poll for them):
+# its status, progress, step, and the buttons it offered (shown and enabled).
 RECORD_CARDS = """() => {
   window.__sameDocument = true;
   window.__cards = [];
@@ -44,6 +46,9 @@ RECORD_CARDS = """() => {
         status: card.dataset.status,
         progress: bar.hasAttribute('value') ? bar.value : null,
         step: card.querySelector('[data-testid="store-step"]').textContent,
+        buttons: card.querySelector('[data-role="actions"]').hidden ? [] : [
+          ...card.querySelectorAll('[data-role="actions"] button'),
+        ].filter((b) => !b.hidden && !b.disabled).map((b) => b.dataset.testid),
       };
       const key = JSON.stringify(row);
       if (last.get(row.id) !== key) {
@@ -63,6 +68,7 @@ class CardState(TypedDict):
     status: str
     progress: float | None
     step: str
+    buttons: list[str]
 
 
 @dataclass
@@ -122,6 +128,14 @@ async def create_by_api(platform: Platform, name: str) -> dict[str, Any]:
     assert response.status_code == 202, response.text
     store: dict[str, Any] = response.json()
     return store
+
+
+async def post(platform: Platform, path: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        response = await api.post(path)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def get_json(platform: Platform, path: str) -> dict[str, Any]:
@@ -212,6 +226,10 @@ async def test_a_store_created_from_the_form_progresses_live_to_ready(
     assert bars == sorted(bars), bars
     assert len(set(bars)) >= PROVISION_STEPS, bars
     assert 0 < bars[-1] <= 1, bars
+    # Until it was ready the card offered to cancel it (its delete button) and nothing else.
+    assert any(row["buttons"] == ["delete-button"] for row in history if row["status"] == "queued")
+    before_ready = [row for row in history if row["status"] != "ready"]
+    assert all(set(row["buttons"]) <= {"delete-button"} for row in before_ready), history
 
     # Ready: the links, and the credentials the API holds.
     store = await get_json(platform, f"/api/v1/stores/{store_id}")
@@ -287,35 +305,49 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
     assert (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
 
 
-async def test_a_ready_store_is_upgraded_from_its_card_and_a_rollback_says_why_it_failed(
+async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_to(
     page: Page, platform: Platform
 ) -> None:
     chart_version = yaml.safe_load((REPO / "helm" / "store" / "Chart.yaml").read_text())["version"]
     await signed_in(page, platform)
     store = await create_by_api(platform, "Versioned Shop")
     store_card = card(page, store["id"])
+    chart = store_card.get_by_test_id("store-chart")
+    upgrade = store_card.get_by_test_id("upgrade-button")
+    rollback = store_card.get_by_test_id("rollback-button")
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
-    await expect(store_card.get_by_test_id("store-chart")).to_have_text(
-        f"{chart_version} (revision 1)"
-    )
+    await expect(chart).to_have_text(f"{chart_version} (revision 1)")
+    # The actions come with the store resource, read again when the store became ready.
+    await expect(upgrade).to_be_visible(timeout=SHORT)
+    await expect(store_card.get_by_test_id("show-credentials")).to_be_visible()
+    await expect(rollback).to_be_hidden()  # nothing to roll back to
     await page.evaluate(RECORD_CARDS)
 
-    # Nothing to roll back to yet: the store stays ready, and the card says why.
-    await store_card.get_by_test_id("rollback-button").click()
+    # Another client asking anyway is not refused (the actions are advice), but the rollback
+    # fails, the store stays ready, and the card says why, still offering no rollback.
+    await post(platform, f"/api/v1/stores/{store['id']}/rollback")
     await expect(store_card.get_by_test_id("store-failure")).to_have_text(
         re.compile("^Last change failed: .*no earlier revision"), timeout=PROVISIONING
     )
     await expect(store_card).to_have_attribute("data-status", "ready")
+    await expect(upgrade).to_be_visible(timeout=SHORT)
+    await expect(rollback).to_be_hidden()
 
-    await store_card.get_by_test_id("upgrade-button").click()
-    await expect(store_card.get_by_test_id("store-chart")).to_have_text(
-        f"{chart_version} (revision 2)", timeout=PROVISIONING
-    )
+    await upgrade.click()
+    await expect(chart).to_have_text(f"{chart_version} (revision 2)", timeout=PROVISIONING)
     await expect(store_card).to_have_attribute("data-status", "ready")
     await expect(store_card.get_by_test_id("store-failure")).to_be_hidden()
-    statuses = [row["status"] for row in await card_history(page, store["id"])]
-    assert list(dict.fromkeys(statuses)) == ["ready", "updating"], statuses
+    await expect(rollback).to_be_visible(timeout=SHORT)
+
+    await rollback.click()
+    await expect(chart).to_have_text(f"{chart_version} (revision 3)", timeout=PROVISIONING)
+    await expect(rollback).to_be_visible(timeout=SHORT)  # rolling back again undoes it
+    history = await card_history(page, store["id"])
+    statuses = [row["status"] for row in history]
+    assert set(statuses) == {"ready", "updating"}, statuses
     assert statuses[-1] == "ready", statuses
+    # An updating store offered nothing: no change, no credentials, no deletion.
+    assert [row for row in history if row["status"] == "updating" and row["buttons"]] == []
 
 
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
@@ -327,6 +359,7 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     await expect(card(page, store_id)).to_have_attribute(
         "data-status", "ready", timeout=PROVISIONING
     )
+    await expect(card(page, store_id).get_by_test_id("upgrade-button")).to_be_visible()
     # Nothing going on: a polling page would still be asking.
     settled = len(traffic.requests)
     await page.wait_for_timeout(IDLE_SECONDS * 1000)
@@ -335,7 +368,11 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     streams = sum(1 for *_, kind in traffic.requests if kind == "eventsource")
     assert streams == 1, traffic.requests
     assert traffic.count("GET", "/api/v1/stores") == streams, traffic.requests
-    assert traffic.api_calls() == Counter(
+    # The store resource is read for its actions when its status changes (to provisioning, to
+    # ready), and once more if its requested event came before the answer to POST /stores.
+    calls = traffic.api_calls()
+    assert calls.pop(f"GET /api/v1/stores/{store_id}") in (2, 3), traffic.requests
+    assert calls == Counter(
         {
             "POST /api/v1/session": 1,  # signing in
             "GET /api/v1/platform": 1,

@@ -36,3 +36,4 @@ def test_upgrade_and_rollback_wait_for_the_store_to_be_ready_again(platform: Pla
     )  # fmt: skip
     shown = woostore(platform, "show", store_id)
     assert f"chart       {CHART_VERSION} (revision 3)" in shown.out
+    assert "actions     delete, upgrade, rollback, credentials" in shown.out

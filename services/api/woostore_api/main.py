@@ -11,7 +11,6 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 from secure.middleware import SecureASGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -19,7 +18,7 @@ from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
 from woostore_api.deps import SettingsDep, TicketsDep
-from woostore_api.edge import BodyLimit, no_store, security_headers
+from woostore_api.edge import REVALIDATE, Assets, BodyLimit, no_store, security_headers
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
@@ -117,16 +116,16 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(audit_router)
     api.include_router(platform_router)
     app.include_router(api)
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", Assets(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers=REVALIDATE)
 
     if settings.api_docs:
         app.mount(
             "/docs/assets",
-            StaticFiles(packages=[("fastapi_offline", "static")]),
+            Assets(packages=[("fastapi_offline", "static")]),
             name="docs-assets",
         )
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
+from woostore_api.stores.actions import StoreAction, store_actions
 from woostore_shared.models import Store, StoreStatus
 
 NAME_MAX = 50
@@ -32,6 +33,7 @@ STORE_EXAMPLE: JsonDict = {
     "updated_at": "2026-11-26T09:00:41Z",
     "ready_at": None,
     "deleted_at": None,
+    "actions": ["delete"],
     "links": {
         "self": f"/api/v1/stores/{_STORE_ID}",
         "credentials": f"/api/v1/stores/{_STORE_ID}/credentials",
@@ -124,6 +126,15 @@ class StoreOut(BaseModel):
     updated_at: datetime
     ready_at: datetime | None = None
     deleted_at: datetime | None = None
+    actions: list[StoreAction] = Field(
+        description=(
+            "What the store accepts now, for a client to offer: delete (or cancel, while "
+            "queued or provisioning), upgrade, rollback (when its release has an earlier "
+            "revision), credentials. Advice only: a request the store does not accept is "
+            "still refused with 409. Events do not carry it; read the store again when its "
+            "status changes."
+        ),
+    )
     links: dict[str, str]
 
     @classmethod
@@ -148,6 +159,9 @@ class StoreOut(BaseModel):
             ),
             step=step,
             queue_position=(queue or {}).get(store.id),
+            actions=store_actions(
+                store.status, store.release_revision, store.admin_password_encrypted is not None
+            ),
             links={"self": base, "credentials": f"{base}/credentials"},
         )  # fmt: skip
 

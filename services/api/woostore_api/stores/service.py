@@ -23,6 +23,7 @@ from woostore_api.problems import (
     store_not_ready,
 )
 from woostore_api.stores import quotas
+from woostore_api.stores.actions import credentials_readable
 from woostore_api.stores.schemas import StoreCreate
 from woostore_shared import lifecycle
 from woostore_shared.access import Principal
@@ -177,9 +178,11 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
         store = await tx.session.get(Store, store_id)
         if store is None or not caller.principal.sees(store.tenant_id):
             raise not_found(f"store {store_id}")
-        if store.status is not StoreStatus.READY or store.admin_password_encrypted is None:
+        # The same rule gives the store resource its `credentials` action.
+        if not credentials_readable(store.status, store.admin_password_encrypted is not None):
             raise store_not_ready(store.status)
         encrypted = store.admin_password_encrypted
+        assert encrypted is not None  # credentials_readable checked it
         record(tx.session, caller, "store.credentials.read", f"store/{store.id}", store.tenant_id)
     return encrypted
 

@@ -1,0 +1,119 @@
+// What the user asks of stores: a new one (the create form), deleting one (after the
+// confirmation dialog), upgrading or rolling one back. The API's answer updates the store.
+
+import { api, ApiError } from './api.js';
+import { handleError } from './alerts.js';
+import { setBusy } from './cards.js';
+import { stores, upsertStore } from './stores.js';
+
+const els = {
+  createForm: byId('create-form'),
+  createName: byId('create-name'),
+  createSubmit: byId('create-submit'),
+  createError: byId('create-error'),
+  createStatus: byId('create-status'),
+  confirmDialog: byId('confirm-dialog'),
+  confirmName: byId('confirm-name'),
+};
+
+let deleteTarget = null;
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+export function initActions() {
+  els.createForm.addEventListener('submit', onCreateSubmit);
+  els.createName.addEventListener('input', () => setCreateError(''));
+  els.confirmDialog.addEventListener('close', onConfirmClose);
+}
+
+export function resetActions() {
+  deleteTarget = null;
+  if (els.confirmDialog.open) els.confirmDialog.close();
+}
+
+/* ---------- Create ---------- */
+
+async function onCreateSubmit(event) {
+  event.preventDefault();
+  const name = els.createName.value.trim();
+  const length = [...name].length;
+  if (length < 1 || length > 50) {
+    setCreateError(length ? 'Store name must be at most 50 characters.' : 'Enter a store name (1–50 characters).');
+    els.createName.focus();
+    return;
+  }
+  setCreateError('');
+  els.createStatus.textContent = '';
+  setCreateBusy(true);
+  try {
+    const store = await api('POST', '/stores', { name, type: 'woocommerce' });
+    upsertStore(store);
+    els.createName.value = '';
+    els.createStatus.textContent = `Store “${store?.name ?? name}” requested.`;
+  } catch (err) {
+    if (err instanceof ApiError && [400, 409, 422].includes(err.problem?.status)) {
+      setCreateError(err.message);
+    } else {
+      handleError(err);
+    }
+  } finally {
+    setCreateBusy(false);
+  }
+}
+
+function setCreateBusy(busy) {
+  els.createSubmit.disabled = busy;
+  els.createName.readOnly = busy;
+  els.createSubmit.textContent = busy ? 'Creating…' : 'Create';
+}
+
+function setCreateError(message) {
+  els.createError.textContent = message;
+  els.createError.hidden = !message;
+  if (message) els.createName.setAttribute('aria-invalid', 'true');
+  else els.createName.removeAttribute('aria-invalid');
+}
+
+/* ---------- Delete ---------- */
+
+export function askToDelete(id) {
+  const store = stores.get(id);
+  if (!store?.actions?.includes('delete')) return;
+  deleteTarget = id;
+  els.confirmName.textContent = store.name;
+  els.confirmDialog.returnValue = '';
+  els.confirmDialog.showModal();
+}
+
+function onConfirmClose() {
+  const id = deleteTarget;
+  deleteTarget = null;
+  if (els.confirmDialog.returnValue === 'confirm' && id) deleteStore(id);
+}
+
+async function deleteStore(id) {
+  setBusy(id, 'delete', true);
+  try {
+    upsertStore(await api('DELETE', `/stores/${encodeURIComponent(id)}`));
+  } catch (err) {
+    handleError(err);
+  } finally {
+    setBusy(id, 'delete', false);
+  }
+}
+
+/* ---------- Upgrade and roll back ---------- */
+
+// The store shows `updating` with progress, then ready again.
+export async function changeStore(id, change) {
+  setBusy(id, 'change', true);
+  try {
+    upsertStore(await api('POST', `/stores/${encodeURIComponent(id)}/${change}`));
+  } catch (err) {
+    handleError(err);
+  } finally {
+    setBusy(id, 'change', false);
+  }
+}

@@ -1,0 +1,73 @@
+// A card's Activity log: the store's events, read from the API when it is opened and
+// followed live while it stays open.
+
+import { api } from './api.js';
+import { handleError } from './alerts.js';
+import { CHANGE_NAMES, setTime, shortTimeFormat, stepText } from './format.js';
+import { EVENT } from './stores.js';
+
+export async function loadActivity(view, id) {
+  view.activityIds = new Set();
+  view.els.activityList.replaceChildren();
+  view.els.activityStatus.textContent = 'Loading…';
+  try {
+    const { events = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}`)) ?? {};
+    if (!view.els.activity.open) return;
+    view.els.activityList.replaceChildren();
+    view.activityIds = new Set();
+    events.forEach((event) => addActivityItem(view, event));
+    view.els.activityList.scrollTop = view.els.activityList.scrollHeight;
+    view.els.activityStatus.textContent = events.length ? '' : 'No activity yet.';
+  } catch (err) {
+    view.els.activityStatus.textContent = 'Could not load activity.';
+    handleError(err);
+  }
+}
+
+export function appendActivity(view, event) {
+  if (!view.els.activity.open || !view.activityIds) return;
+  const list = view.els.activityList;
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 8;
+  addActivityItem(view, event);
+  view.els.activityStatus.textContent = '';
+  if (atBottom) list.scrollTop = list.scrollHeight; // follow new entries unless the user scrolled up
+}
+
+function addActivityItem(view, event) {
+  const key = String(event.id);
+  if (view.activityIds.has(key)) return;
+  view.activityIds.add(key);
+
+  const item = document.createElement('li');
+  const time = document.createElement('time');
+  setTime(time, event.time, shortTimeFormat);
+  const text = document.createElement('span');
+  text.textContent = describeEvent(event);
+  item.append(time, text);
+  view.els.activityList.append(item);
+}
+
+function describeEvent({ type, data = {} }) {
+  switch (type) {
+    case EVENT.requested:
+      return 'Store requested';
+    case EVENT.progress:
+      return data?.step ? stepText(data.step) : `Progress ${Math.round((data?.progress ?? 0) * 100)}%`;
+    case EVENT.ready:
+      return 'Store is ready';
+    case EVENT.failed:
+      return `Failed: ${data?.reason ?? 'unknown reason'}`;
+    case EVENT.deleteRequested:
+      return 'Deletion requested';
+    case EVENT.deleted:
+      return 'Store deleted';
+    case EVENT.changeRequested:
+      return `${CHANGE_NAMES[data?.change] ?? 'Change'} requested`;
+    case EVENT.changed:
+      return `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
+    case EVENT.changeFailed:
+      return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;
+    default:
+      return String(type ?? 'event');
+  }
+}

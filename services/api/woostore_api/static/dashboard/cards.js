@@ -1,0 +1,297 @@
+// The store list: a card per store, newest first (deleted stores in their own section), each
+// showing its store's state and offering the actions the API lists for it (`store.actions`),
+// and the card's own credentials panel. What the buttons ask of the API is actions.js's.
+
+import { api, isSignedIn } from './api.js';
+import { handleError } from './alerts.js';
+import { loadActivity, appendActivity } from './activity.js';
+import { CHANGE_NAMES, setTime, stepText } from './format.js';
+import { onStoreChange, onStoreEvent, stores, storesLoaded } from './stores.js';
+
+// Deleting a queued or provisioning store cancels it; the button says so.
+const CANCELS = new Set(['queued', 'provisioning']);
+const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'deleting']);
+
+const els = {
+  storeList: byId('store-list'),
+  storesEmpty: byId('stores-empty'),
+  storesLoading: byId('stores-loading'),
+  deletedSection: byId('deleted-section'),
+  deletedList: byId('deleted-list'),
+  deletedCount: byId('deleted-count'),
+  cardTemplate: byId('store-card-template'),
+};
+
+const cards = new Map(); // id -> card view (see createCard)
+let ask = { delete: () => {}, change: () => {} };
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+// `handlers.delete(id)` and `handlers.change(id, 'upgrade' | 'rollback')`: the buttons' requests.
+export function initCards(handlers) {
+  ask = handlers;
+  onStoreChange((id) => (id === null ? updateListChrome() : renderStore(id)));
+  onStoreEvent((id, event) => {
+    const view = cards.get(id);
+    if (view) appendActivity(view, event);
+  });
+}
+
+export function resetCards() {
+  cards.clear();
+  els.storeList.replaceChildren();
+  els.deletedList.replaceChildren();
+  updateListChrome();
+}
+
+// While a request of the card's ('delete' or 'change') is under way its buttons are disabled.
+export function setBusy(id, request, busy) {
+  const view = cards.get(id);
+  if (!view) return;
+  if (busy) view.busy.add(request);
+  else view.busy.delete(request);
+  renderStore(id);
+}
+
+function createCard(id) {
+  const root = els.cardTemplate.content.firstElementChild.cloneNode(true);
+  const q = (selector) => root.querySelector(selector);
+  const view = {
+    root,
+    busy: new Set(),
+    activityIds: null,
+    els: {
+      name: q('[data-role="name"]'),
+      simulated: q('[data-role="simulated"]'),
+      status: q('[data-testid="store-status"]'),
+      slug: q('[data-role="slug"]'),
+      progressBlock: q('[data-role="progress-block"]'),
+      progress: q('[data-testid="store-progress"]'),
+      step: q('[data-testid="store-step"]'),
+      failure: q('[data-role="failure"]'),
+      created: q('[data-role="created"]'),
+      readyRow: q('[data-role="ready-row"]'),
+      chartRow: q('[data-role="chart-row"]'),
+      chart: q('[data-testid="store-chart"]'),
+      upgradeButton: q('[data-testid="upgrade-button"]'),
+      rollbackButton: q('[data-testid="rollback-button"]'),
+      ready: q('[data-role="ready"]'),
+      deletedRow: q('[data-role="deleted-row"]'),
+      deleted: q('[data-role="deleted"]'),
+      links: q('[data-role="links"]'),
+      storefront: q('[data-role="storefront"]'),
+      admin: q('[data-role="admin"]'),
+      actions: q('[data-role="actions"]'),
+      showCredentials: q('[data-testid="show-credentials"]'),
+      deleteButton: q('[data-testid="delete-button"]'),
+      credentials: q('[data-role="credentials"]'),
+      username: q('[data-role="username"]'),
+      password: q('[data-testid="credentials-password"]'),
+      copy: q('[data-role="copy"]'),
+      activity: q('[data-role="activity"]'),
+      activityStatus: q('[data-role="activity-status"]'),
+      activityList: q('[data-role="activity-list"]'),
+    },
+  };
+  root.dataset.storeId = id;
+
+  const headingId = `store-${id}-name`;
+  view.els.name.id = headingId;
+  root.querySelector('article').setAttribute('aria-labelledby', headingId);
+  view.els.progress.setAttribute('aria-labelledby', `store-${id}-step`);
+  view.els.step.id = `store-${id}-step`;
+
+  view.els.showCredentials.addEventListener('click', () => toggleCredentials(view, id));
+  view.els.deleteButton.addEventListener('click', () => ask.delete(id));
+  view.els.upgradeButton.addEventListener('click', () => ask.change(id, 'upgrade'));
+  view.els.rollbackButton.addEventListener('click', () => ask.change(id, 'rollback'));
+  view.els.copy.addEventListener('click', () => copyPassword(view));
+  view.els.activity.addEventListener('toggle', () => {
+    if (view.els.activity.open) loadActivity(view, id);
+  });
+  return view;
+}
+
+function renderStore(id) {
+  const store = stores.get(id);
+  if (!store) return;
+  let view = cards.get(id);
+  if (!view) {
+    view = createCard(id);
+    cards.set(id, view);
+  }
+  renderCard(view, store);
+  placeCard(view, store);
+  updateListChrome();
+}
+
+function renderCard(view, store) {
+  const { els: e, root } = view;
+  const status = store.status ?? 'queued';
+  const offers = (action) => Array.isArray(store.actions) && store.actions.includes(action);
+  root.dataset.status = status;
+  root.classList.toggle('is-deleted', status === 'deleted');
+
+  e.name.textContent = store.name ?? '';
+  e.slug.textContent = store.slug ?? '';
+  e.simulated.hidden = !store.simulated;
+  e.status.textContent = status;
+  e.status.dataset.status = status;
+
+  e.progressBlock.hidden = !SHOWS_PROGRESS.has(status);
+  if (SHOWS_PROGRESS.has(status)) {
+    const known = store.step || store.progress > 0;
+    if (known) e.progress.value = clamp(store.progress ?? 0);
+    else e.progress.removeAttribute('value'); // indeterminate
+    e.step.textContent = progressText(store);
+  }
+
+  // A ready store with a reason is one whose last upgrade or rollback failed.
+  e.failure.hidden = !(status === 'failed' || (status === 'ready' && store.failure_reason));
+  if (status === 'failed') {
+    const during = store.step ? ` (during ${stepText(store.step)})` : '';
+    e.failure.textContent = `Failed: ${store.failure_reason || 'unknown reason'}${during}`;
+  } else if (status === 'ready' && store.failure_reason) {
+    e.failure.textContent = `Last change failed: ${store.failure_reason}`;
+  }
+
+  setTime(e.created, store.created_at);
+  e.readyRow.hidden = !store.ready_at;
+  if (store.ready_at) setTime(e.ready, store.ready_at);
+  e.deletedRow.hidden = !store.deleted_at;
+  if (store.deleted_at) setTime(e.deleted, store.deleted_at);
+
+  const storefront = status === 'ready' ? safeUrl(store.storefront_url) : null;
+  const admin = status === 'ready' ? safeUrl(store.admin_url) : null;
+  setLink(e.storefront, storefront);
+  setLink(e.admin, admin);
+  e.links.hidden = !storefront && !admin;
+
+  e.chartRow.hidden = !store.chart_version;
+  if (store.chart_version) e.chart.textContent = `${store.chart_version} (revision ${store.release_revision ?? '?'})`;
+
+  // Which buttons a card has is the API's to say; the API still refuses what its state does not
+  // allow (an action may have gone since the page last heard).
+  e.actions.hidden = status === 'deleted';
+  e.showCredentials.hidden = !offers('credentials');
+  if (!offers('credentials') && !e.credentials.hidden) hideCredentials(view);
+  e.upgradeButton.hidden = !offers('upgrade');
+  e.rollbackButton.hidden = !offers('rollback');
+  e.upgradeButton.disabled = e.rollbackButton.disabled = view.busy.has('change');
+  const canDelete = offers('delete') && !view.busy.has('delete');
+  e.deleteButton.disabled = !canDelete;
+  e.deleteButton.textContent = CANCELS.has(status) ? 'Cancel store' : 'Delete';
+  e.deleteButton.title = canDelete || !store.actions ? ''
+    : status === 'deleting' || view.busy.has('delete') ? 'This store is already being deleted'
+    : `A store cannot be deleted while it is ${status}`;
+}
+
+function progressText(store) {
+  if (store.step) return stepText(store.step);
+  if (store.status === 'queued') {
+    return store.queue_position
+      ? `Queued — position ${store.queue_position} in line`
+      : 'Queued — waiting to start';
+  }
+  if (store.status === 'deleting') return 'Deleting…';
+  if (store.status === 'updating') return `${CHANGE_NAMES[store.change] ?? 'Change'} starting…`;
+  return 'Starting…';
+}
+
+function safeUrl(value) {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function setLink(anchor, href) {
+  anchor.hidden = !href;
+  if (href) anchor.href = href;
+  else anchor.removeAttribute('href');
+}
+
+function clamp(value) {
+  return Math.min(1, Math.max(0, Number(value) || 0));
+}
+
+// Moves a card only when it is out of place, so focus and open <details> survive updates.
+function placeCard(view, store) {
+  const list = store.status === 'deleted' ? els.deletedList : els.storeList;
+  const next = [...list.children].find((el) => {
+    if (el === view.root) return false;
+    const other = stores.get(el.dataset.storeId);
+    return !other || isNewerStore(store, other);
+  });
+  const inPlace = view.root.parentElement === list && view.root.nextElementSibling === (next ?? null);
+  if (!inPlace) list.insertBefore(view.root, next ?? null);
+}
+
+function isNewerStore(a, b) {
+  const ta = Date.parse(a.created_at) || 0;
+  const tb = Date.parse(b.created_at) || 0;
+  return ta !== tb ? ta > tb : String(a.id) > String(b.id);
+}
+
+export function updateListChrome() {
+  const active = els.storeList.children.length;
+  const deleted = els.deletedList.children.length;
+  els.storesLoading.hidden = storesLoaded() || active > 0 || !isSignedIn();
+  els.storesEmpty.hidden = !storesLoaded() || active > 0;
+  els.deletedSection.hidden = deleted === 0;
+  els.deletedCount.textContent = String(deleted);
+}
+
+/* ---------- Credentials ---------- */
+
+async function toggleCredentials(view, id) {
+  if (!view.els.credentials.hidden) {
+    hideCredentials(view);
+    return;
+  }
+  const button = view.els.showCredentials;
+  button.disabled = true;
+  button.textContent = 'Loading…';
+  try {
+    const { username, password } = await api('GET', `/stores/${encodeURIComponent(id)}/credentials`);
+    view.els.username.textContent = username ?? '';
+    view.els.password.textContent = password ?? '';
+    view.els.credentials.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+  } catch (err) {
+    handleError(err);
+  } finally {
+    button.disabled = false;
+    button.textContent = view.els.credentials.hidden ? 'Show credentials' : 'Hide credentials';
+  }
+}
+
+function hideCredentials(view) {
+  view.els.credentials.hidden = true;
+  view.els.username.textContent = '';
+  view.els.password.textContent = '';
+  view.els.showCredentials.textContent = 'Show credentials';
+  view.els.showCredentials.setAttribute('aria-expanded', 'false');
+}
+
+async function copyPassword(view) {
+  const password = view.els.password.textContent;
+  const button = view.els.copy;
+  try {
+    await navigator.clipboard.writeText(password);
+    button.textContent = 'Copied';
+  } catch {
+    // Clipboard API needs a secure context; fall back to selecting the text for Ctrl+C.
+    const range = document.createRange();
+    range.selectNodeContents(view.els.password);
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    button.textContent = 'Press Ctrl+C';
+  }
+  setTimeout(() => (button.textContent = 'Copy'), 2000);
+}

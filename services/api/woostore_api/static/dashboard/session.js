@@ -1,0 +1,115 @@
+// Signing in and out: the sign-in form, the session cookie (resumed on load), who is signed
+// in, and everything signing out clears.
+
+import { API_BASE, beginSession, endSession, whenSessionExpires } from './api.js';
+import { clearAlerts } from './alerts.js';
+import { resetActions } from './actions.js';
+import { resetCards, updateListChrome } from './cards.js';
+import { clearStores } from './stores.js';
+import { connect, disconnect } from './stream.js';
+
+const els = {
+  signinView: byId('signin-view'),
+  signinForm: byId('signin-form'),
+  signinToken: byId('signin-token'),
+  signinMessage: byId('signin-message'),
+  appView: byId('app-view'),
+  signout: byId('signout'),
+  whoami: byId('whoami'),
+};
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+export function initSession() {
+  els.signinForm.addEventListener('submit', onSignInSubmit);
+  els.signout.addEventListener('click', signOutOfServer);
+  whenSessionExpires(() =>
+    signOut('Your session has expired or your key was revoked. Please sign in again.'),
+  );
+  resumeSession();
+}
+
+function showSignIn(message = '') {
+  els.appView.hidden = true;
+  els.signinView.hidden = false;
+  els.signinMessage.textContent = message;
+  els.signinToken.value = '';
+  els.signinToken.focus();
+}
+
+async function onSignInSubmit(event) {
+  event.preventDefault();
+  const token = els.signinToken.value.trim();
+  els.signinToken.value = '';
+  if (!token) {
+    els.signinMessage.textContent = 'Enter an API key or the admin token.';
+    return;
+  }
+  let response;
+  try {
+    response = await fetch(`${API_BASE}/session`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ token }),
+      credentials: 'same-origin',
+    });
+  } catch {
+    els.signinMessage.textContent = 'Could not reach the WooStore API. Try again.';
+    return;
+  }
+  if (!response.ok) {
+    els.signinMessage.textContent = response.status === 401
+      ? 'That key was not accepted. Check it and try again.'
+      : `Sign-in failed (${response.status}). Try again.`;
+    els.signinToken.focus();
+    return;
+  }
+  clearAlerts();
+  startSession(await response.json());
+}
+
+function startSession(whoami) {
+  beginSession();
+  els.whoami.textContent = `${whoami.tenant_name} · ${whoami.role} · ${whoami.actor}`;
+  els.signinView.hidden = true;
+  els.appView.hidden = false;
+  updateListChrome(); // "Loading stores…"
+  connect();
+}
+
+// The server forgets nothing on sign-out (the cookie is signed, not stored); deleting the
+// cookie is what ends the session in this browser.
+function signOutOfServer() {
+  fetch(`${API_BASE}/session`, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
+  signOut('You have signed out.');
+}
+
+function signOut(message = '') {
+  endSession();
+  disconnect();
+  clearStores();
+  resetActions();
+  resetCards();
+  clearAlerts();
+  showSignIn(message);
+}
+
+// A cookie from an earlier visit may still be valid: ask who it belongs to.
+async function resumeSession() {
+  try {
+    const response = await fetch(`${API_BASE}/session`, {
+      headers: { Accept: 'application/json' },
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+    if (response.ok) {
+      startSession(await response.json());
+      return;
+    }
+  } catch {
+    // unreachable API: the sign-in form says so when it is used
+  }
+  showSignIn();
+}

@@ -1,0 +1,186 @@
+// The stores this page knows: REST snapshots, the events that move them on between
+// snapshots, and the actions each store offers. Those come from the API (the store resource's
+// `actions`) and are never worked out here. Whatever changes, the listeners hear of it.
+
+import { api, ApiError } from './api.js';
+import { handleError } from './alerts.js';
+
+export const EVENT = {
+  requested: 'io.woostore.store.requested',
+  progress: 'io.woostore.store.progress',
+  ready: 'io.woostore.store.ready',
+  failed: 'io.woostore.store.failed',
+  deleteRequested: 'io.woostore.store.delete_requested',
+  deleted: 'io.woostore.store.deleted',
+  changeRequested: 'io.woostore.store.change_requested',
+  changed: 'io.woostore.store.changed',
+  changeFailed: 'io.woostore.store.change_failed',
+};
+
+export const stores = new Map(); // id -> the store resource, without its events
+let loaded = false;
+// id -> a GET /stores/{id} under way: `events` that came for the store before the page knew
+// it, and `again` when its status moved on meanwhile (the answer may be of the old status).
+const reading = new Map();
+const changeListeners = [];
+const eventListeners = [];
+
+// listener(id) after a store changed; listener(null) when the list as a whole did (loaded).
+export function onStoreChange(listener) {
+  changeListeners.push(listener);
+}
+
+// listener(id, event) for every event about a store, before it is applied.
+export function onStoreEvent(listener) {
+  eventListeners.push(listener);
+}
+
+function changed(id) {
+  for (const listener of changeListeners) listener(id);
+}
+
+export function storesLoaded() {
+  return loaded;
+}
+
+export function clearStores() {
+  stores.clear();
+  reading.clear();
+  loaded = false;
+}
+
+export async function loadStores() {
+  try {
+    const { items = [] } = (await api('GET', '/stores')) ?? {};
+    items.forEach((item) => upsertStore(item));
+    loaded = true;
+    changed(null);
+  } catch (err) {
+    handleError(err);
+  }
+}
+
+// Replace local state with a REST snapshot unless live events already moved it further;
+// returns whether it did.
+export function upsertStore(snapshot) {
+  if (!snapshot?.id) return false;
+  const { events, ...store } = snapshot;
+  const current = stores.get(store.id);
+  if (current && isBefore(store.updated_at, current.updated_at)) return false;
+  stores.set(store.id, store);
+  changed(store.id);
+  return true;
+}
+
+export function receiveEvent(event) {
+  const id = event.subject;
+  for (const listener of eventListeners) listener(id, event);
+  const store = stores.get(id);
+  if (store) {
+    applyEvents(id, store, [event]);
+  } else if (reading.has(id)) {
+    reading.get(id).events.push(event);
+  } else {
+    readStore(id, [event]); // made by another client, or while the stream was down
+  }
+}
+
+function applyEvents(id, store, events) {
+  const status = store.status;
+  if (!events.map((e) => applyEvent(store, e)).some(Boolean)) return;
+  if (store.status !== status) {
+    // Events carry no actions, and which ones a status allows is the API's to say: offer none
+    // until the store resource has said (a moment later), rather than keep a copy of its rules.
+    store.actions = null; // not known yet
+    if (reading.has(id)) reading.get(id).again = true;
+    else readStore(id, []);
+  }
+  changed(id);
+}
+
+// GET /stores/{id}, one at a time for a store, again until no status change raced it.
+async function readStore(id, events) {
+  const pending = { events, again: false };
+  reading.set(id, pending);
+  try {
+    do {
+      pending.again = false;
+      const snapshot = await api('GET', `/stores/${encodeURIComponent(id)}`);
+      const store = stores.get(id);
+      if (!upsertStore(snapshot) && store && store.status === snapshot?.status && !pending.again) {
+        // Progress passed the snapshot, but its status is still the store's: so are its actions.
+        store.actions = snapshot.actions;
+        changed(id);
+      }
+      // Events that raced the read; the updated_at check drops those already included.
+      const raced = pending.events.splice(0);
+      if (raced.length && stores.has(id)) applyEvents(id, stores.get(id), raced);
+    } while (pending.again);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.problem?.status === 404)) handleError(err);
+  } finally {
+    if (reading.get(id) === pending) reading.delete(id);
+  }
+}
+
+function applyEvent(store, event) {
+  if (isBefore(event.time, store.updated_at)) return false;
+  const data = event.data ?? {};
+  switch (event.type) {
+    case EVENT.requested:
+      Object.assign(store, data.store);
+      break;
+    case EVENT.progress:
+      Object.assign(store, {
+        status: data.status ?? store.status,
+        step: data.step ?? null,
+        progress: data.progress ?? store.progress,
+      });
+      break;
+    case EVENT.ready:
+      Object.assign(store, {
+        status: 'ready',
+        storefront_url: data.storefront_url ?? store.storefront_url,
+        admin_url: data.admin_url ?? store.admin_url,
+        chart_version: data.chart_version ?? store.chart_version,
+        release_revision: data.revision ?? store.release_revision,
+        step: null,
+        progress: 1,
+        failure_reason: null,
+        ready_at: event.time ?? store.ready_at,
+      });
+      break;
+    case EVENT.failed:
+      Object.assign(store, { status: 'failed', failure_reason: data.reason ?? null, step: data.step ?? store.step });
+      break;
+    case EVENT.deleteRequested:
+      Object.assign(store, { status: 'deleting', step: null, progress: 0 });
+      break;
+    case EVENT.deleted:
+      Object.assign(store, { status: 'deleted', step: null, deleted_at: event.time ?? store.deleted_at });
+      break;
+    case EVENT.changeRequested:
+      Object.assign(store, { status: 'updating', change: data.change, step: null, progress: 0, failure_reason: null });
+      break;
+    case EVENT.changed:
+      Object.assign(store, {
+        status: 'ready', change: null, step: null, progress: 1,
+        chart_version: data.chart_version ?? store.chart_version,
+        release_revision: data.revision ?? store.release_revision,
+      });
+      break;
+    case EVENT.changeFailed:
+      Object.assign(store, { status: 'ready', change: null, step: null, progress: 1, failure_reason: data.reason ?? null });
+      break;
+    default:
+      return false;
+  }
+  if (event.time) store.updated_at = event.time;
+  return true;
+}
+
+function isBefore(a, b) {
+  const ta = Date.parse(a);
+  const tb = Date.parse(b);
+  return Number.isFinite(ta) && Number.isFinite(tb) && ta < tb;
+}

@@ -1,0 +1,39 @@
+"""What a client may ask of a store in the state it is in: the store resource's ``actions``.
+
+Advice for clients (which buttons the dashboard shows), derived from the lifecycle's table so
+no client keeps its own copy. It enforces nothing: each request is checked again when it is
+made (the lifecycle's transitions, :func:`credentials_readable`) and refused with a 409.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from woostore_shared.lifecycle import ALLOWED, DELETABLE
+from woostore_shared.models import StoreStatus
+
+StoreAction = Literal["delete", "upgrade", "rollback", "credentials"]
+
+
+def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
+    """Whether GET /stores/{id}/credentials answers: the store is ready and its password was
+    recorded."""
+    return status is StoreStatus.READY and has_password
+
+
+def store_actions(
+    status: StoreStatus, release_revision: int | None, has_password: bool
+) -> list[StoreAction]:
+    """The requests a store in this state accepts: ``delete`` when it may become deleting,
+    ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
+    earlier revision to return to, ``credentials`` when they can be read."""
+    actions: list[StoreAction] = []
+    if status in DELETABLE:
+        actions.append("delete")
+    if StoreStatus.UPDATING in ALLOWED[status]:
+        actions.append("upgrade")
+        if release_revision is not None and release_revision > 1:
+            actions.append("rollback")
+    if credentials_readable(status, has_password):
+        actions.append("credentials")
+    return actions

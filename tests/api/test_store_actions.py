@@ -1,0 +1,42 @@
+"""The actions a store resource offers, for every state a store can be in (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from woostore_api.stores.actions import StoreAction, store_actions
+from woostore_shared.models import StoreStatus
+
+S = StoreStatus
+
+# status, release revision, password recorded -> actions offered
+TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
+    (S.QUEUED, None, False, ["delete"]),  # deleting it cancels it
+    (S.PROVISIONING, None, False, ["delete"]),
+    (S.PROVISIONING, 1, True, ["delete"]),  # the password is recorded before it is ready
+    (S.READY, 1, True, ["delete", "upgrade", "credentials"]),  # nothing to roll back to
+    (S.READY, 2, True, ["delete", "upgrade", "rollback", "credentials"]),
+    (S.READY, 3, True, ["delete", "upgrade", "rollback", "credentials"]),  # after a rollback
+    (S.READY, None, True, ["delete", "upgrade", "credentials"]),  # no release recorded
+    (S.READY, 2, False, ["delete", "upgrade", "rollback"]),  # credentials need the password
+    (S.UPDATING, 2, True, []),
+    (S.FAILED, None, False, ["delete"]),
+    (S.FAILED, 2, True, ["delete"]),  # a ready store whose namespace vanished
+    (S.DELETING, 2, True, []),  # asking again is accepted but changes nothing
+    (S.DELETED, 2, True, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "revision", "has_password", "expected"),
+    TABLE,
+    ids=[f"{s.value}-r{r}-{'pw' if p else 'nopw'}" for s, r, p, _ in TABLE],
+)
+def test_a_store_offers_what_its_state_allows(
+    status: StoreStatus, revision: int | None, has_password: bool, expected: list[StoreAction]
+) -> None:
+    assert store_actions(status, revision, has_password) == expected
+
+
+def test_the_table_covers_every_status() -> None:
+    assert {status for status, *_ in TABLE} == set(StoreStatus)
