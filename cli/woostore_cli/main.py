@@ -124,10 +124,12 @@ def show(api: Api, args: argparse.Namespace) -> int:
         "slug": store["slug"],
         "chart": store.get("chart_version")
         and f"{store['chart_version']} (revision {store['release_revision']})",
+        "last change": _last_change(store.get("last_change")),
         "storefront": store["storefront_url"],
         "admin": store["admin_url"],
         "created": _time(store["created_at"]),
         "ready": store["ready_at"] and _time(store["ready_at"]),
+        "cleaned up": store.get("cleaned_up_at") and _time(store["cleaned_up_at"]),
         "deleted": store["deleted_at"] and _time(store["deleted_at"]),
     }
     for label, value in fields.items():
@@ -325,6 +327,14 @@ def _tag(store: Store) -> str:
 def _queue(store: Store) -> str:
     position = store.get("queue_position")
     return f" (position {position} in the queue)" if position else ""
+
+
+def _last_change(change: dict[str, Any] | None) -> str:
+    """The store's latest upgrade or rollback and how it ended, e.g. "rollback failed: why"."""
+    if not change:
+        return ""
+    line = f"{change['kind']} {change['result'] or 'under way'}"
+    return f"{line}: {change['reason']}" if change.get("reason") else line
 
 
 def _status(store: Store) -> str:

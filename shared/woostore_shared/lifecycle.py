@@ -18,7 +18,7 @@ nothing left to do). Nothing else writes a store's status
 | :func:`request_deletion` | any but updating, deleted | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
 | :func:`start_change` | ready | updating | change_requested | change |
-| :func:`end_change` | updating | ready | changed or change_failed | |
+| :func:`end_change` | updating | ready, the change's outcome kept | changed or change_failed | |
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from sqlmodel import col, delete
+from sqlmodel import col, delete, select
 
 from woostore_shared.events import (
     Change,
@@ -41,7 +41,7 @@ from woostore_shared.events import (
     Requested,
     StoreSummary,
 )
-from woostore_shared.models import Store, StoreStatus, StoreStep, utcnow
+from woostore_shared.models import Store, StoreChange, StoreStatus, StoreStep, utcnow
 from woostore_shared.outbox import Transaction
 from woostore_shared.work import Lane
 
@@ -182,28 +182,34 @@ async def mark_deleted(tx: Transaction, store_id: uuid.UUID) -> Store:
 
 
 async def start_change(tx: Transaction, store_id: uuid.UUID, change: Change) -> Store:
-    """Upgrade a ready store to the platform's chart, or roll it back."""
+    """Upgrade a ready store to the platform's chart, or roll it back; the change is recorded
+    (``store_changes``) until it ends."""
     store = await _locked(tx, store_id)
     transition(store, S.UPDATING, {S.READY})
     store.change = change
-    store.failure_reason = None
     store.rollback_revision = None
     # Each change runs its steps afresh: forget the journal of an earlier one.
     await tx.session.exec(
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
+    tx.session.add(StoreChange(store_id=store.id, kind=change))
     tx.emit(store, ChangeRequested(change=change))
     tx.dispatch(store, Lane.CHANGE)
     return store
 
 
-async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) -> Change:
-    """End the store's upgrade or rollback, announcing how it went; returns which it was. The
-    store is ready either way: a failed change leaves what helm restored, and the reason."""
+async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) -> StoreChange:
+    """End the store's upgrade or rollback, recording and announcing how it went. The store is
+    ready either way: a failed change leaves what helm restored, and the change its reason."""
     store = await _locked(tx, store_id)
-    change: Change = "rollback" if store.change == "rollback" else "upgrade"
+    record = await _change_under_way(tx, store)
     transition(store, S.READY, {S.UPDATING})
-    store.failure_reason = failure
+    change: Change = "rollback" if record.kind == "rollback" else "upgrade"
+    record.finished_at = utcnow()
+    record.result = "failed" if failure is not None else "changed"
+    record.reason = failure
+    record.chart_version, record.revision = store.chart_version, store.release_revision
+    tx.session.add(record)
     if failure is not None:
         tx.emit(store, ChangeFailed(change=change, reason=failure))
     else:
@@ -215,7 +221,21 @@ async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) 
                 revision=store.release_revision or 0,
             ),
         )
-    return change
+    return record
+
+
+async def _change_under_way(tx: Transaction, store: Store) -> StoreChange:
+    """The store's open change record (one made before changes were recorded: a new one)."""
+    found = (
+        await tx.session.exec(
+            select(StoreChange)
+            .where(col(StoreChange.store_id) == store.id)
+            .where(col(StoreChange.result).is_(None))
+            .order_by(col(StoreChange.requested_at).desc())
+            .limit(1)
+        )
+    ).first()
+    return found or StoreChange(store_id=store.id, kind=store.change or "upgrade")
 
 
 async def _locked(tx: Transaction, store_id: uuid.UUID) -> Store:

@@ -84,7 +84,7 @@ class Store(SQLModel, table=True):
     rollback_revision: int | None = None  # the revision a rollback under way returns to
     storefront_url: str | None = None
     admin_url: str | None = None
-    failure_reason: str | None = None
+    failure_reason: str | None = None  # why the store failed (a change's outcome: StoreChange)
     # Fernet token (see credentials.py); the plain password lives only in the store's Secret.
     admin_password_encrypted: str | None = None
     correlation_id: str
@@ -153,6 +153,26 @@ class WorkOrderRecord(SQLModel, table=True):
     correlation_id: str = Field(max_length=64)
     time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     published_at: datetime | None = _optional_timestamp()
+
+
+class StoreChange(SQLModel, table=True):
+    """An upgrade or rollback of a store, and how it ended: ``result`` is empty while it is
+    under way, then ``changed`` or ``failed`` (with the reason; the store stays ready)."""
+
+    __tablename__ = "store_changes"
+    __table_args__ = (Index("ix_store_changes_store_requested", "store_id", "requested_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    store_id: uuid.UUID = Field(foreign_key="stores.id")
+    kind: str = Field(max_length=20)  # "upgrade" or "rollback"
+    requested_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    finished_at: datetime | None = _optional_timestamp()
+    result: str | None = Field(default=None, max_length=20)
+    reason: str | None = None
+    chart_version: str | None = Field(default=None, max_length=40)  # after the change
+    revision: int | None = None
 
 
 class StoreStep(SQLModel, table=True):

@@ -21,6 +21,7 @@ from sqlmodel import col, select, update
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.support import ADMIN_TOKEN, envelope, stream_messages
+from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
@@ -400,6 +401,51 @@ async def test_a_change_of_a_ready_store_marks_it_updating_and_publishes_change_
     assert journal == []  # the new change runs every step afresh
     audit = (await client.get("/api/v1/audit")).json()["items"]
     assert (audit[0]["action"], audit[0]["target"]) == (f"store.{change}", f"store/{store['id']}")
+
+
+async def test_a_change_and_how_it_ended_is_the_stores_last_change_not_its_failure(
+    client: httpx.AsyncClient, database: Database, nats_client: Client
+) -> None:
+    outbox = Outbox(database, nats_client, source="/tests/provisioner")
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus.READY, release_revision=1)
+
+    asked = (await client.post(f"{STORES}/{store['id']}/rollback")).json()
+    async with outbox.transaction() as tx:  # what the provisioner does when it cannot
+        await lifecycle.end_change(tx, uuid.UUID(store["id"]), "no earlier revision")
+    ended = (await client.get(f"{STORES}/{store['id']}")).json()
+    [listed] = (await client.get(STORES)).json()["items"]
+
+    assert asked["last_change"]["kind"] == "rollback"
+    assert (asked["last_change"]["result"], asked["last_change"]["finished_at"]) == (None, None)
+    assert ended["status"] == "ready"
+    assert ended["failure_reason"] is None
+    assert {k: ended["last_change"][k] for k in ("kind", "result", "reason")} == {
+        "kind": "rollback",
+        "result": "failed",
+        "reason": "no earlier revision",
+    }
+    assert ended["last_change"]["finished_at"] is not None
+    assert listed["last_change"] == ended["last_change"]
+
+
+async def test_a_failed_store_says_when_its_clean_up_finished(
+    client: httpx.AsyncClient, database: Database, nats_client: Client
+) -> None:
+    outbox = Outbox(database, nats_client, source="/tests/provisioner")
+    store = await create(client)
+    store_id = uuid.UUID(store["id"])
+    async with outbox.transaction() as tx:
+        await lifecycle.fail(tx, store_id, "its rollout never came up")
+    failed = (await client.get(f"{STORES}/{store['id']}")).json()
+    async with outbox.transaction() as tx:
+        await lifecycle.mark_cleaned_up(tx, store_id)
+    cleaned = (await client.get(f"{STORES}/{store['id']}")).json()
+
+    assert (failed["status"], failed["cleaned_up_at"]) == ("failed", None)
+    assert cleaned["status"] == "failed"
+    assert cleaned["cleaned_up_at"] is not None
+    assert [e["type"] for e in cleaned["events"]][-2:] == [TYPE + "failed", TYPE + "cleaned_up"]
 
 
 @pytest.mark.parametrize("status", ["queued", "provisioning", "updating", "failed", "deleted"])

@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ from playwright.async_api import Locator, Page, Request, expect
 from tests.e2e.conftest import Platform
 from woostore_devstack.platform import REPO
 from woostore_provisioner.recipe import PROVISION
+from woostore_shared import lifecycle
+from woostore_shared.db import Database
+from woostore_shared.messaging import connect
+from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
 
 pytestmark = pytest.mark.browser
 
@@ -303,6 +309,45 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
     await expect(store_card.get_by_test_id("store-status")).to_have_text("deleted")
     await expect(store_card.get_by_test_id("delete-button")).to_be_hidden()
     assert (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
+
+
+async def test_a_store_failed_while_provisioning_shows_why_then_its_clean_up_until_done(
+    page: Page, platform: Platform
+) -> None:
+    await signed_in(page, platform)
+    await page.evaluate(RECORD_CARDS)
+    store = await create_by_api(platform, "Unlucky Shop")
+    store_card = card(page, store["id"])
+    await expect(store_card.get_by_test_id("store-step")).to_have_text(
+        STEP_TEXT, timeout=PROVISIONING
+    )
+
+    await fail_as_the_reaper_does(platform, store["id"], "provisioning did not finish in time")
+
+    failure = store_card.get_by_test_id("store-failure")
+    await expect(failure).to_have_text(
+        re.compile(r"^Failed: provisioning did not finish in time \(during Step \d+ of"),
+        timeout=SHORT,
+    )
+    await expect(store_card.get_by_test_id("store-progress")).to_be_hidden(timeout=PROVISIONING)
+    cleaned = await get_json(platform, f"/api/v1/stores/{store['id']}")
+    assert cleaned["cleaned_up_at"] is not None
+    history = [row for row in await card_history(page, store["id"]) if row["status"] == "failed"]
+    assert any(row["step"].startswith("Cleaning up") for row in history), history
+    await expect(failure).to_have_text(re.compile("^Failed: provisioning did not finish"))
+    assert (await store_card.get_by_test_id("store-status").text_content()) == "failed"
+
+
+async def fail_as_the_reaper_does(platform: Platform, store_id: str, reason: str) -> None:
+    """Fail a provisioning store as the reaper does when its deadline passes."""
+    database = Database(Settings(database_url=platform.postgres.url).database_url)
+    nats = await connect(platform.nats.url, "tests")
+    try:
+        async with Outbox(database, nats, source="/woostore/reaper").transaction() as tx:
+            await lifecycle.fail(tx, uuid.UUID(store_id), reason)
+    finally:
+        await nats.close()
+        await database.dispose()
 
 
 async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_to(

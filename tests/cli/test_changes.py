@@ -34,6 +34,9 @@ def test_upgrade_and_rollback_wait_for_the_store_to_be_ready_again(platform: Pla
     assert (store["status"], store["release_revision"], store["failure_reason"]) == (
         "ready", 3, None,
     )  # fmt: skip
+    assert store["last_change"]["kind"] == "rollback"
+    assert store["last_change"]["result"] == "changed"
     shown = woostore(platform, "show", store_id)
     assert f"chart       {CHART_VERSION} (revision 3)" in shown.out
+    assert "last change rollback changed" in shown.out
     assert "actions     delete, upgrade, rollback, credentials" in shown.out

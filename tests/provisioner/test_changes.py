@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from nats.js import JetStreamContext
-from sqlmodel import col, delete
+from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
 from tests.provisioner.test_runner import KeepAlive, load, stream_events
@@ -19,10 +19,10 @@ from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import RELEASE_NAME, ROLLBACK, UPGRADE
 from woostore_provisioner.runner import Runner
+from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.events import ChangeRequested, CloudEvent, EventName
-from woostore_shared.lifecycle import transition
-from woostore_shared.models import Store, StoreStatus, StoreStep
+from woostore_shared.events import Change, CloudEvent, EventName
+from woostore_shared.models import Store, StoreChange, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 
@@ -61,20 +61,21 @@ async def ready_store(
     return store
 
 
-async def request_change(outbox: Outbox, store: Store, change: str) -> None:
+async def request_change(outbox: Outbox, store: Store, change: Change) -> None:
     """What the API does for POST /stores/{id}/upgrade or /rollback."""
     async with outbox.transaction() as tx:
-        row = await tx.session.get(Store, store.id, with_for_update=True)
-        assert row is not None
-        transition(row, StoreStatus.UPDATING)
-        row.change = change
-        row.rollback_revision = None
-        await tx.session.exec(
-            delete(StoreStep).where(
-                col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change
-            )
+        await lifecycle.start_change(tx, store.id, change)
+
+
+async def changes(database: Database, store: Store) -> list[tuple[str, str | None, str | None]]:
+    """The store's changes, oldest first: (kind, result, reason)."""
+    async with database.session() as session:
+        rows = await session.exec(
+            select(StoreChange)
+            .where(col(StoreChange.store_id) == store.id)
+            .order_by(col(StoreChange.requested_at))
         )
-        tx.emit(row, ChangeRequested(change="upgrade" if change == "upgrade" else "rollback"))
+        return [(row.kind, row.result, row.reason) for row in rows]
 
 
 def names(events: list[CloudEvent]) -> list[EventName]:
@@ -102,6 +103,7 @@ async def test_an_upgrade_moves_a_ready_store_to_the_new_chart_with_progress(
     assert (upgraded.chart_version, upgraded.release_revision) == (NEW_VERSION, 2)
     assert upgraded.change is None
     assert upgraded.failure_reason is None
+    assert await changes(database, store) == [("upgrade", "changed", None)]
     events = await stream_events(js, store.id)
     after = events[names(events).index(EventName.CHANGE_REQUESTED) + 1 :]
     steps = [(e.data["step"]["index"], e.data["state"]) for e in after[:-1]]
@@ -169,10 +171,13 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     after = await load(database, store.id)
     assert after.status is StoreStatus.READY
     assert after.release_revision == 1
-    assert after.failure_reason == "the store's release has no earlier revision to return to"
+    reason = "the store's release has no earlier revision to return to"
+    # The outcome is the change's: the store itself has not failed.
+    assert await changes(database, store) == [("rollback", "failed", reason)]
+    assert after.failure_reason is None
     last = (await stream_events(js, store.id))[-1]
     assert last.name is EventName.CHANGE_FAILED
-    assert last.data == {"status": "ready", "change": "rollback", "reason": after.failure_reason}
+    assert last.data == {"status": "ready", "change": "rollback", "reason": reason}
     assert await cluster.namespace_exists(store.namespace)  # never cleaned up: it is live
 
 
@@ -195,8 +200,10 @@ async def test_an_upgrade_that_fails_verification_reports_why_and_the_store_stay
 
     after = await load(database, store.id)
     assert after.status is StoreStatus.READY
-    assert after.failure_reason is not None
-    assert "wait_for_rollout failed" in after.failure_reason
+    [(kind, result, reason)] = await changes(database, store)
+    assert (kind, result) == ("upgrade", "failed")
+    assert reason is not None
+    assert "wait_for_rollout failed" in reason
     assert await cluster.namespace_exists(store.namespace)
 
 

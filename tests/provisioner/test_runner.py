@@ -473,6 +473,40 @@ async def test_a_store_failed_while_a_step_hangs_is_abandoned_and_cleaned_up(
     assert events[-1].name is EventName.CLEANED_UP
 
 
+async def test_a_store_failed_between_quick_steps_gets_no_more_progress(
+    make_runner: Callable[[RecordingCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """Steps quicker than a watch interval are never watched: the journal itself checks, as
+    it records each step, that the store is still provisioning."""
+    reaper = Outbox(api_outbox.db, api_outbox.nats, source="/woostore/reaper")
+    store = await create_store(api_outbox)
+
+    class FailedDuringTheFirstWpCommand(RecordingCluster):
+        async def wp(
+            self, namespace: str, args: Sequence[str], stdin: str | None = None
+        ) -> WpResult:
+            if "wp" not in self.calls:
+                await fail(reaper, store.id, "deadline exceeded")
+            return await super().wp(namespace, args, stdin)
+
+    recording = FailedDuringTheFirstWpCommand(cluster)
+
+    await make_runner(recording).provision(store.id, KeepAlive())
+
+    events = await stream_events(js, store.id)
+    names = [e.name for e in events]
+    assert names.count(EventName.FAILED) == 1
+    assert names[names.index(EventName.FAILED) + 1 :] == []  # nothing after the failure
+    assert await journal(database, store.id, "provision") == STEP_NAMES[:4]  # up to rollout
+    assert "check_storefront" not in recording.calls  # no later step ran
+    failed = await load(database, store.id)
+    assert (failed.status, failed.step_name) == (StoreStatus.FAILED, "wordpress_install")
+
+
 async def _kept_alive(keep_alive: KeepAlive) -> bool:
     return keep_alive.calls > 0
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 from nats.aio.client import Client
-from sqlmodel import col, update
+from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
@@ -15,7 +15,7 @@ from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.reaping import MAX_REPLAYS, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.models import Store, StoreStatus, utcnow
+from woostore_shared.models import Store, StoreChange, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
 from woostore_shared.work import Lane
@@ -206,9 +206,14 @@ async def test_an_upgrade_lost_too_often_ends_failed_and_the_store_stays_ready(
     assert await replay_lost_work(outbox, GRACE) == (0, 1)
 
     store = await load(database, store_id)
-    assert (store.status, store.change) == (StoreStatus.READY, None)
-    assert store.failure_reason is not None
-    assert "kept crashing its worker" in store.failure_reason
+    assert (store.status, store.change, store.failure_reason) == (StoreStatus.READY, None, None)
+    async with database.session() as session:
+        [change] = await session.exec(
+            select(StoreChange).where(col(StoreChange.store_id) == store_id)
+        )
+    assert (change.kind, change.result) == ("upgrade", "failed")
+    assert change.reason is not None
+    assert "kept crashing its worker" in change.reason
     [message] = await stream_messages(nats_client)
     assert envelope(message)["type"] == "io.woostore.store.change_failed"
     assert await orders(nats_client, store_id) == []  # no clean-up asked for: it is live

@@ -1,6 +1,10 @@
 """The step journal and the progress a store shows: a row per completed step (so a
 redelivered message resumes after it), and a progress event when a step starts and when it
-completes (step n of m), written with what the step learned about the store."""
+completes (step n of m), written with what the step learned about the store.
+
+Both check, under the store's row lock, that the store still has the recipe's status: a
+store failed or deleted meanwhile gets no progress of work it no longer wants
+(:class:`StoreAbandoned`), however quickly its steps run."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_provisioner.recipe import Learned, Recipe
+from woostore_provisioner.retries import StoreAbandoned
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo
 from woostore_shared.models import Store, StoreStep
@@ -33,7 +38,7 @@ class Journal:
 
     async def started(self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo) -> None:
         async with self.outbox.transaction() as tx:
-            store = await _locked(tx.session, store_id)
+            store = await _still_under(recipe, tx.session, store_id)
             _show(store, recipe, step, completed=step.index - 1)
             tx.emit(store, _progress(recipe, step, completed=step.index - 1))
 
@@ -42,7 +47,7 @@ class Journal:
     ) -> Store:
         """Journal the step with what it learned; returns the store as it now is."""
         async with self.outbox.transaction() as tx:
-            store = await _locked(tx.session, store_id)
+            store = await _still_under(recipe, tx.session, store_id)
             for column, value in (learned or {}).items():
                 setattr(store, column, value)
             tx.session.add(StoreStep(store_id=store_id, phase=recipe.phase, name=step.name))
@@ -51,10 +56,13 @@ class Journal:
         return store
 
 
-async def _locked(session: AsyncSession, store_id: uuid.UUID) -> Store:
-    store = await session.get(Store, store_id, with_for_update=True)
+async def _still_under(recipe: Recipe, session: AsyncSession, store_id: uuid.UUID) -> Store:
+    """The store, its row locked, if it still has the recipe's status."""
+    store = await session.get(Store, store_id, with_for_update=True, populate_existing=True)
     if store is None:
         raise LookupError(f"store {store_id} not found")
+    if store.status is not recipe.status:
+        raise StoreAbandoned
     return store
 
 

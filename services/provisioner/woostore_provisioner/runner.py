@@ -223,7 +223,7 @@ class Runner:
         except InvalidTransition:
             return  # ended already (the reaper gave it up, say)
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
-        log.info("store changed", change=change, failure=failure)
+        log.info("store change ended", change=change.kind, result=change.result, reason=failure)
 
     # -- running a recipe --------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ async def create_store(
         STORES_REQUESTED.inc()
     else:
         response.headers["Idempotent-Replayed"] = "true"
-    return StoreOut.of(store, await service.queue_positions(outbox.db))
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 
 @router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 422))
@@ -75,8 +75,8 @@ async def list_stores(
     """The tenant's stores (an admin's: every tenant's), newest first, a page at a time."""
     scope = tenant_scope(caller, tenant_id)
     stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor)
-    queue = await service.queue_positions(db)
-    return StoreList(items=[StoreOut.of(s, queue) for s in stores], next_cursor=next_cursor)
+    around = await service.surroundings(db, stores)
+    return StoreList(items=[StoreOut.of(s, around) for s in stores], next_cursor=next_cursor)
 
 
 @router.get("/{store_id}", response_model=StoreDetail, responses=problem_responses(401, 404, 422))
@@ -86,8 +86,8 @@ async def get_store(store_id: uuid.UUID, db: DatabaseDep, caller: CurrentCaller)
         EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
         for e in await service.store_events(db, store_id)
     ]
-    queue = await service.queue_positions(db)
-    return StoreDetail(**StoreOut.of(store, queue).model_dump(), events=events)
+    around = await service.surroundings(db, [store])
+    return StoreDetail(**StoreOut.of(store, around).model_dump(), events=events)
 
 
 @router.delete(
@@ -100,7 +100,7 @@ async def delete_store(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCa
     """Delete the store and everything it owns (namespace, volumes, release). A queued or
     provisioning store is cancelled."""
     store = await service.request_deletion(outbox, caller, store_id)
-    return StoreOut.of(store)
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 
 @router.post(
@@ -117,7 +117,7 @@ async def upgrade_store(
     and announced as `change_failed` with the reason. Past the tenant's change rate the answer
     is 429 with ``Retry-After``."""
     store = await service.request_change(outbox, caller, store_id, "upgrade", settings)
-    return StoreOut.of(store)
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 
 @router.post(
@@ -133,7 +133,7 @@ async def rollback_store(
     an upgrade: the chart it had before). Rolling back twice returns to where it started.
     Past the tenant's change rate the answer is 429 with ``Retry-After``."""
     store = await service.request_change(outbox, caller, store_id, "rollback", settings)
-    return StoreOut.of(store)
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 
 @router.get(

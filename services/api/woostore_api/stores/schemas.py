@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from woostore_api.stores.actions import StoreAction, store_actions
-from woostore_shared.models import Store, StoreStatus
+from woostore_shared.models import Store, StoreChange, StoreStatus
 
 NAME_MAX = 50
 _STORE_ID = "0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10"
@@ -29,6 +31,8 @@ STORE_EXAMPLE: JsonDict = {
     "storefront_url": None,
     "admin_url": None,
     "failure_reason": None,
+    "cleaned_up_at": None,
+    "last_change": None,
     "created_at": "2026-11-26T09:00:00Z",
     "updated_at": "2026-11-26T09:00:41Z",
     "ready_at": None,
@@ -95,6 +99,24 @@ class StepOut(BaseModel):
     total: int
 
 
+class ChangeOut(BaseModel):
+    kind: Literal["upgrade", "rollback"]
+    result: Literal["changed", "failed"] | None = Field(
+        description="How it ended: null while it is under way."
+    )
+    reason: str | None = Field(default=None, description="Why it failed; the store stayed ready.")
+    requested_at: datetime
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """What a store resource shows that is not on the store's row."""
+
+    queue: Mapping[uuid.UUID, int] = field(default_factory=dict)  # queued stores' places
+    last_changes: Mapping[uuid.UUID, StoreChange] = field(default_factory=dict)
+
+
 class StoreOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [STORE_EXAMPLE]})
 
@@ -118,9 +140,16 @@ class StoreOut(BaseModel):
     )
     storefront_url: str | None = None
     admin_url: str | None = None
-    failure_reason: str | None = Field(
+    failure_reason: str | None = Field(default=None, description="Why the store failed.")
+    cleaned_up_at: datetime | None = Field(
         default=None,
-        description="Why the store failed, or why its last upgrade or rollback failed.",
+        description=(
+            "A failed store: when its clean-up finished, leaving nothing of it in the cluster "
+            "(null while the clean-up runs)."
+        ),
+    )
+    last_change: ChangeOut | None = Field(
+        default=None, description="Its latest upgrade or rollback, and how it ended."
     )
     created_at: datetime
     updated_at: datetime
@@ -138,7 +167,7 @@ class StoreOut(BaseModel):
     links: dict[str, str]
 
     @classmethod
-    def of(cls, store: Store, queue: dict[uuid.UUID, int] | None = None) -> StoreOut:
+    def of(cls, store: Store, around: Surroundings) -> StoreOut:
         step = None
         if store.step_name and store.step_index and store.step_total:
             step = StepOut(
@@ -153,12 +182,17 @@ class StoreOut(BaseModel):
                 include={
                     "id", "name", "slug", "type", "status", "simulated", "progress",
                     "chart_version", "release_revision", "change",
-                    "storefront_url", "admin_url", "failure_reason",
+                    "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
                     "created_at", "updated_at", "ready_at", "deleted_at",
                 }
             ),
             step=step,
-            queue_position=(queue or {}).get(store.id),
+            queue_position=around.queue.get(store.id),
+            last_change=(
+                ChangeOut.model_validate(change, from_attributes=True)
+                if (change := around.last_changes.get(store.id))
+                else None
+            ),
             actions=store_actions(
                 store.status, store.release_revision, store.admin_password_encrypted is not None
             ),

@@ -7,9 +7,10 @@ import re
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import tuple_
+from sqlalchemy import func, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -24,12 +25,12 @@ from woostore_api.problems import (
 )
 from woostore_api.stores import quotas
 from woostore_api.stores.actions import credentials_readable
-from woostore_api.stores.schemas import StoreCreate
+from woostore_api.stores.schemas import StoreCreate, Surroundings
 from woostore_shared import lifecycle
 from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import Change
-from woostore_shared.models import IdempotencyKey, Store, StoreEvent, StoreStatus
+from woostore_shared.models import IdempotencyKey, Store, StoreChange, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox, Transaction
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
@@ -152,15 +153,30 @@ async def list_stores(
     return stores, None
 
 
-async def queue_positions(db: Database) -> dict[uuid.UUID, int]:
-    """1-based places of the queued stores in the one queue all tenants share, oldest first."""
+async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
+    """What the resources of ``stores`` show beyond their rows: the places of queued stores
+    in the one queue all tenants share (1-based, oldest first), and each one's last change."""
     async with db.session() as session:
-        rows = await session.exec(
+        queued = await session.exec(
             select(Store.id)
             .where(col(Store.status) == StoreStatus.QUEUED)
             .order_by(col(Store.created_at))
         )
-        return {store_id: place for place, store_id in enumerate(rows, start=1)}
+        queue = {store_id: place for place, store_id in enumerate(queued, start=1)}
+        latest = (
+            select(col(StoreChange.store_id), func.max(StoreChange.requested_at).label("at"))
+            .where(col(StoreChange.store_id).in_([store.id for store in stores]))
+            .group_by(col(StoreChange.store_id))
+            .subquery()
+        )
+        last = await session.exec(
+            select(StoreChange).join(
+                latest,
+                (col(StoreChange.store_id) == latest.c.store_id)
+                & (col(StoreChange.requested_at) == latest.c.at),
+            )
+        )
+        return Surroundings(queue=queue, last_changes={c.store_id: c for c in last})
 
 
 async def get_store(db: Database, store_id: uuid.UUID, principal: Principal) -> Store:

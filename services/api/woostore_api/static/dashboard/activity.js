@@ -51,12 +51,16 @@ function describeEvent({ type, data = {} }) {
   switch (type) {
     case EVENT.requested:
       return 'Store requested';
-    case EVENT.progress:
-      return data?.step ? stepText(data.step) : `Progress ${Math.round((data?.progress ?? 0) * 100)}%`;
+    case EVENT.progress: {
+      const text = data?.step ? stepText(data.step) : `Progress ${Math.round((data?.progress ?? 0) * 100)}%`;
+      return data?.phase === 'clean_up' ? `Cleaning up: ${text}` : text;
+    }
     case EVENT.ready:
       return 'Store is ready';
     case EVENT.failed:
       return `Failed: ${data?.reason ?? 'unknown reason'}`;
+    case EVENT.cleanedUp:
+      return 'Cleaned up: nothing of the store is left in the cluster';
     case EVENT.deleteRequested:
       return 'Deletion requested';
     case EVENT.deleted:

@@ -140,21 +140,29 @@ function renderCard(view, store) {
   e.status.textContent = status;
   e.status.dataset.status = status;
 
-  e.progressBlock.hidden = !SHOWS_PROGRESS.has(status);
-  if (SHOWS_PROGRESS.has(status)) {
+  // A failed store shows its clean-up until it has finished (cleaned_up_at).
+  const cleaning = status === 'failed' && !store.cleaned_up_at;
+  e.progressBlock.hidden = !SHOWS_PROGRESS.has(status) && !cleaning;
+  if (cleaning) {
+    const step = store.cleanup?.step;
+    if (step) e.progress.value = clamp(store.cleanup.progress ?? 0);
+    else e.progress.removeAttribute('value');
+    e.step.textContent = step ? `Cleaning up — ${stepText(step)}` : 'Cleaning up…';
+  } else if (SHOWS_PROGRESS.has(status)) {
     const known = store.step || store.progress > 0;
     if (known) e.progress.value = clamp(store.progress ?? 0);
     else e.progress.removeAttribute('value'); // indeterminate
     e.step.textContent = progressText(store);
   }
 
-  // A ready store with a reason is one whose last upgrade or rollback failed.
-  e.failure.hidden = !(status === 'failed' || (status === 'ready' && store.failure_reason));
+  const changeFailed = status === 'ready' && store.last_change?.result === 'failed';
+  e.failure.hidden = !(status === 'failed' || changeFailed);
   if (status === 'failed') {
     const during = store.step ? ` (during ${stepText(store.step)})` : '';
     e.failure.textContent = `Failed: ${store.failure_reason || 'unknown reason'}${during}`;
-  } else if (status === 'ready' && store.failure_reason) {
-    e.failure.textContent = `Last change failed: ${store.failure_reason}`;
+  } else if (changeFailed) {
+    const name = CHANGE_NAMES[store.last_change.kind] ?? 'Change';
+    e.failure.textContent = `Last change failed: ${name}: ${store.last_change.reason ?? 'unknown reason'}`;
   }
 
   setTime(e.created, store.created_at);

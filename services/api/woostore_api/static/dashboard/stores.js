@@ -10,6 +10,7 @@ export const EVENT = {
   progress: 'io.woostore.store.progress',
   ready: 'io.woostore.store.ready',
   failed: 'io.woostore.store.failed',
+  cleanedUp: 'io.woostore.store.cleaned_up',
   deleteRequested: 'io.woostore.store.delete_requested',
   deleted: 'io.woostore.store.deleted',
   changeRequested: 'io.woostore.store.change_requested',
@@ -123,6 +124,10 @@ async function readStore(id, events) {
   }
 }
 
+function endChange(change, kind, result, reason, time) {
+  return { ...(change ?? { requested_at: null }), kind, result, reason, finished_at: time ?? null };
+}
+
 function applyEvent(store, event) {
   if (isBefore(event.time, store.updated_at)) return false;
   const data = event.data ?? {};
@@ -131,6 +136,11 @@ function applyEvent(store, event) {
       Object.assign(store, data.store);
       break;
     case EVENT.progress:
+      if (data.phase === 'clean_up') {
+        // A failed store's clean-up: its own step stays the one the store failed at.
+        store.cleanup = { step: data.step ?? null, progress: data.progress ?? 0 };
+        break;
+      }
       Object.assign(store, {
         status: data.status ?? store.status,
         step: data.step ?? null,
@@ -151,7 +161,14 @@ function applyEvent(store, event) {
       });
       break;
     case EVENT.failed:
-      Object.assign(store, { status: 'failed', failure_reason: data.reason ?? null, step: data.step ?? store.step });
+      // The event names the step (data.step); the card keeps the step it last showed, which is
+      // that one, with its place (n of m) that a name alone does not give.
+      Object.assign(store, {
+        status: 'failed', failure_reason: data.reason ?? null, cleaned_up_at: null, cleanup: null,
+      });
+      break;
+    case EVENT.cleanedUp:
+      Object.assign(store, { cleaned_up_at: event.time ?? new Date().toISOString(), cleanup: null });
       break;
     case EVENT.deleteRequested:
       Object.assign(store, { status: 'deleting', step: null, progress: 0 });
@@ -160,17 +177,24 @@ function applyEvent(store, event) {
       Object.assign(store, { status: 'deleted', step: null, deleted_at: event.time ?? store.deleted_at });
       break;
     case EVENT.changeRequested:
-      Object.assign(store, { status: 'updating', change: data.change, step: null, progress: 0, failure_reason: null });
+      Object.assign(store, {
+        status: 'updating', change: data.change, step: null, progress: 0,
+        last_change: { kind: data.change, result: null, reason: null, requested_at: event.time, finished_at: null },
+      });
       break;
     case EVENT.changed:
       Object.assign(store, {
         status: 'ready', change: null, step: null, progress: 1,
         chart_version: data.chart_version ?? store.chart_version,
         release_revision: data.revision ?? store.release_revision,
+        last_change: endChange(store.last_change, data.change, 'changed', null, event.time),
       });
       break;
     case EVENT.changeFailed:
-      Object.assign(store, { status: 'ready', change: null, step: null, progress: 1, failure_reason: data.reason ?? null });
+      Object.assign(store, {
+        status: 'ready', change: null, step: null, progress: 1,
+        last_change: endChange(store.last_change, data.change, 'failed', data.reason ?? null, event.time),
+      });
       break;
     default:
       return false;

@@ -1,0 +1,77 @@
+"""Migrations that move data: a database written by an older version reads right after
+upgrading (real PostgreSQL, migrated step by step as ``woostore-setup`` would)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from alembic import command
+
+from woostore_devstack.embedded import Postgres
+from woostore_shared.db import alembic_config
+from woostore_shared.settings import Settings
+
+TENANT = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture
+def empty_database(postgres: Postgres) -> Iterator[str]:
+    """A database with no schema yet; its plain URL."""
+    name = f"migrate_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield postgres.url_for(name)
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def add_store(connection: psycopg.Connection, status: str, reason: str | None = None) -> str:
+    store_id = str(uuid.uuid4())
+    connection.execute(
+        "INSERT INTO stores (id, tenant_id, name, slug, type, status, simulated, progress,"
+        " failure_reason, correlation_id, replays, created_at, updated_at)"
+        " VALUES (%s, %s, 'Shop', %s, 'woocommerce', %s, true, 0, %s, 'c', 0, now(), now())",
+        (store_id, TENANT, f"shop-{store_id[:8]}", status, reason),
+    )
+    return store_id
+
+
+def test_failed_stores_count_as_cleaned_up_and_a_failed_change_becomes_the_changes_outcome(
+    empty_database: str,
+) -> None:
+    """Before 0008 a failed store was cleaned up as it failed, and a ready store kept the
+    reason its last change failed in failure_reason."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0007")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        failed = add_store(connection, "failed", "its rollout never came up")
+        changed_badly = add_store(connection, "ready", "wait_for_rollout failed")
+        ready = add_store(connection, "ready")
+        connection.execute(
+            "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
+            " VALUES (%s, %s, 'store.change_failed.x', 'io.woostore.store.change_failed',"
+            " now(), %s)",
+            (str(uuid.uuid4()), changed_badly, json.dumps({"data": {"change": "rollback"}})),
+        )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT id::text, failure_reason, cleaned_up_at IS NOT NULL FROM stores"
+        ).fetchall()
+        changes = connection.execute(
+            "SELECT store_id::text, kind, result, reason FROM store_changes"
+        ).fetchall()
+    assert {row[0]: row[1:] for row in rows} == {
+        failed: ("its rollout never came up", True),  # a failed store keeps why
+        changed_badly: (None, False),
+        ready: (None, False),
+    }
+    assert changes == [(changed_badly, "rollback", "failed", "wait_for_rollout failed")]
+
+    command.downgrade(config, "0007")  # and back, for an operator who must
