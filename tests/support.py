@@ -23,6 +23,7 @@ from woostore_shared.db import Database
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
+from woostore_shared.unit_of_work import UnitOfWork
 
 # What every test's services run with (the `settings` fixture): long enough for a service to
 # start (MIN_SECRET_BYTES), and plainly not real.
@@ -32,9 +33,9 @@ SECRET_KEY = "test-secret-key-long-enough-to-start"
 
 async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
     """What the API does for POST /stores: a queued store and its ``requested`` event."""
-    async with outbox.transaction() as tx:
+    async with UnitOfWork.begin(outbox) as uow:
         store = await lifecycle.request(
-            tx,
+            uow,
             tenant_id=DEFAULT_TENANT_ID,
             name=name,
             slug=f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{uuid.uuid4().hex[:6]}",

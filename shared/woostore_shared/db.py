@@ -18,7 +18,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, pool_size=5)
 
     def session(self) -> AsyncSession:
-        """A session for reads; writes go through ``Outbox.transaction``."""
+        """A session for reads; writes go through a ``UnitOfWork`` (unit_of_work.py)."""
         return AsyncSession(self.engine, expire_on_commit=False)
 
     async def ping(self) -> None:

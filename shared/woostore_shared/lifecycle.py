@@ -1,6 +1,6 @@
 """The store lifecycle: every change of a store's status, each one named, in one place.
 
-Each change takes the unit of work (:class:`~woostore_shared.outbox.Transaction`) and the
+Each change takes the unit of work (:class:`~woostore_shared.unit_of_work.UnitOfWork`) and the
 store's id; it locks the store's row, checks the change is allowed from the status the store
 has now, makes it, records the event announcing it and dispatches the work it asks for (see
 ``work.py``), all in that one transaction. A change that is not allowed raises
@@ -42,7 +42,7 @@ from woostore_shared.events import (
     StoreSummary,
 )
 from woostore_shared.models import Store, StoreChange, StoreStatus, StoreStep, utcnow
-from woostore_shared.outbox import Transaction
+from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
 S = StoreStatus
@@ -85,7 +85,7 @@ class InvalidTransition(Exception):
 
 
 async def request(
-    tx: Transaction,
+    uow: UnitOfWork,
     *,
     tenant_id: uuid.UUID,
     name: str,
@@ -103,29 +103,29 @@ async def request(
         simulated=simulated,
         correlation_id=uuid.uuid4().hex,
     )
-    tx.session.add(store)
-    await tx.session.flush()
-    tx.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
-    tx.dispatch(store, Lane.PROVISION)
+    uow.session.add(store)
+    await uow.session.flush()
+    uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.dispatch(store, Lane.PROVISION)
     return store
 
 
-async def start(tx: Transaction, store_id: uuid.UUID) -> Store:
+async def start(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     """A provisioner takes a queued store."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     transition(store, S.PROVISIONING, {S.QUEUED})
-    tx.session.add(store)
+    uow.session.add(store)
     return store
 
 
 async def make_ready(
-    tx: Transaction, store_id: uuid.UUID, *, storefront_url: str, admin_url: str
+    uow: UnitOfWork, store_id: uuid.UUID, *, storefront_url: str, admin_url: str
 ) -> Store:
     """Every provisioning step is done and the test order was placed."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     transition(store, S.READY, {S.PROVISIONING})
     store.storefront_url, store.admin_url = storefront_url, admin_url
-    tx.emit(
+    uow.emit(
         store,
         Ready(
             storefront_url=storefront_url,
@@ -137,83 +137,83 @@ async def make_ready(
     return store
 
 
-async def fail(tx: Transaction, store_id: uuid.UUID, reason: str, *, lost: bool = False) -> Store:
+async def fail(uow: UnitOfWork, store_id: uuid.UUID, reason: str, *, lost: bool = False) -> Store:
     """Fail a store with a reason meant for people: one whose provisioning cannot finish, or
     (``lost``) a ready one whose resources vanished from the cluster. Its clean-up follows on
     the removal lane; the store keeps the step it failed at."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     step = store.step_name
     transition(store, S.FAILED, {S.READY} if lost else UNFINISHED)
     store.failure_reason = reason
-    tx.emit(store, Failed(reason=reason, step=step))
-    tx.dispatch(store, Lane.REMOVAL)
+    uow.emit(store, Failed(reason=reason, step=step))
+    uow.dispatch(store, Lane.REMOVAL)
     return store
 
 
-async def mark_cleaned_up(tx: Transaction, store_id: uuid.UUID) -> Store:
+async def mark_cleaned_up(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     """Nothing the failed store made is left in the cluster. Saying so twice changes nothing."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     if store.status is not S.FAILED:
         raise InvalidTransition(store, S.FAILED, {S.FAILED})
     if store.cleaned_up_at is None:
         store.cleaned_up_at = utcnow()
-        tx.emit(store, CleanedUp())
+        uow.emit(store, CleanedUp())
     return store
 
 
-async def request_deletion(tx: Transaction, store_id: uuid.UUID) -> tuple[Store, bool]:
+async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store, bool]:
     """Delete a store (cancelling it while queued or provisioning); returns it and whether
     this asked for its deletion. Asking again while it is being deleted changes nothing."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     if store.status is S.DELETING:
         return store, False
     transition(store, S.DELETING, DELETABLE)
-    tx.emit(store, DeleteRequested())
-    tx.dispatch(store, Lane.REMOVAL)
+    uow.emit(store, DeleteRequested())
+    uow.dispatch(store, Lane.REMOVAL)
     return store, True
 
 
-async def mark_deleted(tx: Transaction, store_id: uuid.UUID) -> Store:
+async def mark_deleted(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     """The store's namespace is gone: nothing of it is left in the cluster."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     transition(store, S.DELETED, {S.DELETING})
-    tx.emit(store, Deleted())
+    uow.emit(store, Deleted())
     return store
 
 
-async def start_change(tx: Transaction, store_id: uuid.UUID, change: Change) -> Store:
+async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> Store:
     """Upgrade a ready store to the platform's chart, or roll it back; the change is recorded
     (``store_changes``) until it ends."""
-    store = await _locked(tx, store_id)
+    store = await _locked(uow, store_id)
     transition(store, S.UPDATING, {S.READY})
     store.change = change
     store.rollback_revision = None
     # Each change runs its steps afresh: forget the journal of an earlier one.
-    await tx.session.exec(
+    await uow.session.exec(
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
-    tx.session.add(StoreChange(store_id=store.id, kind=change))
-    tx.emit(store, ChangeRequested(change=change))
-    tx.dispatch(store, Lane.CHANGE)
+    uow.session.add(StoreChange(store_id=store.id, kind=change))
+    uow.emit(store, ChangeRequested(change=change))
+    uow.dispatch(store, Lane.CHANGE)
     return store
 
 
-async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) -> StoreChange:
+async def end_change(uow: UnitOfWork, store_id: uuid.UUID, failure: str | None) -> StoreChange:
     """End the store's upgrade or rollback, recording and announcing how it went. The store is
     ready either way: a failed change leaves what helm restored, and the change its reason."""
-    store = await _locked(tx, store_id)
-    record = await _change_under_way(tx, store)
+    store = await _locked(uow, store_id)
+    record = await _change_under_way(uow, store)
     transition(store, S.READY, {S.UPDATING})
     change: Change = "rollback" if record.kind == "rollback" else "upgrade"
     record.finished_at = utcnow()
     record.result = "failed" if failure is not None else "changed"
     record.reason = failure
     record.chart_version, record.revision = store.chart_version, store.release_revision
-    tx.session.add(record)
+    uow.session.add(record)
     if failure is not None:
-        tx.emit(store, ChangeFailed(change=change, reason=failure))
+        uow.emit(store, ChangeFailed(change=change, reason=failure))
     else:
-        tx.emit(
+        uow.emit(
             store,
             Changed(
                 change=change,
@@ -224,10 +224,10 @@ async def end_change(tx: Transaction, store_id: uuid.UUID, failure: str | None) 
     return record
 
 
-async def _change_under_way(tx: Transaction, store: Store) -> StoreChange:
+async def _change_under_way(uow: UnitOfWork, store: Store) -> StoreChange:
     """The store's open change record (one made before changes were recorded: a new one)."""
     found = (
-        await tx.session.exec(
+        await uow.session.exec(
             select(StoreChange)
             .where(col(StoreChange.store_id) == store.id)
             .where(col(StoreChange.result).is_(None))
@@ -238,9 +238,9 @@ async def _change_under_way(tx: Transaction, store: Store) -> StoreChange:
     return found or StoreChange(store_id=store.id, kind=store.change or "upgrade")
 
 
-async def _locked(tx: Transaction, store_id: uuid.UUID) -> Store:
+async def _locked(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     """The store, its row locked until the transaction ends."""
-    store = await tx.session.get(Store, store_id, with_for_update=True, populate_existing=True)
+    store = await uow.session.get(Store, store_id, with_for_update=True, populate_existing=True)
     if store is None:
         raise StoreNotFound(store_id)
     return store

@@ -1,78 +1,30 @@
-"""The one place that commits: a store change, the events announcing it and the work it
-asks for, together.
+"""The outbox: what a unit of work recorded (``unit_of_work.py``), published to JetStream.
 
-``Outbox.transaction()`` yields a :class:`Transaction`. Events emitted inside it (facts) are
-written to ``store_events``, and work orders dispatched inside it (commands, see ``work.py``)
-to ``work_orders``, in the same database transaction as the change. After the commit they
-are published to JetStream, the events first, with ``Nats-Msg-Id`` set to their id, so a
-publish retried by the relay is de-duplicated by the server. If NATS is unreachable the
-change still stands and the reaper's relay publishes them later.
+Events (facts, ``store_events``) go to the stream STORES and work orders (commands,
+``work_orders``) to WORK, each with ``Nats-Msg-Id`` set to its id, so a publish retried by
+the relay is de-duplicated by the server. They are published right after the commit, the
+events first; if NATS is unreachable the change still stands and the reaper's relay
+publishes them later.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from sqlmodel import col, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.db import Database
-from woostore_shared.events import CloudEvent, EventData, make_event
+from woostore_shared.events import CloudEvent
 from woostore_shared.logging import get_logger
-from woostore_shared.models import Store, StoreEvent, WorkOrderRecord, utcnow
+from woostore_shared.models import StoreEvent, WorkOrderRecord, utcnow
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM
-from woostore_shared.work import Lane, WorkOrder
+from woostore_shared.work import WorkOrder
 
 log = get_logger(__name__)
-
-
-class Transaction:
-    def __init__(self, session: AsyncSession, source: str) -> None:
-        self.session = session
-        self.source = source
-        self.events: list[CloudEvent] = []
-        self.work: list[WorkOrder] = []
-
-    def emit(self, store: Store, data: EventData) -> CloudEvent:
-        event = make_event(
-            data,
-            store_id=store.id,
-            tenant_id=store.tenant_id,
-            correlation_id=store.correlation_id,
-            source=self.source,
-        )
-        store.updated_at = event.time
-        self.session.add(store)
-        self.session.add(
-            StoreEvent(
-                id=event.id,
-                store_id=store.id,
-                subject=event.nats_subject,
-                type=event.type,
-                time=event.time,
-                envelope=event.model_dump(mode="json"),
-            )
-        )
-        self.events.append(event)
-        return event
-
-    def dispatch(self, store: Store, lane: Lane) -> WorkOrder:
-        """Ask a worker on ``lane`` to look at ``store`` once this commits."""
-        order = WorkOrder(
-            id=uuid.uuid4(),
-            lane=lane,
-            store_id=store.id,
-            correlation_id=store.correlation_id,
-            time=utcnow(),
-        )
-        self.session.add(WorkOrderRecord(**order.model_dump()))
-        self.work.append(order)
-        return order
 
 
 class Outbox:
@@ -82,19 +34,13 @@ class Outbox:
         self.js = nats.jetstream()
         self.source = source
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        async with self.db.session() as session:
-            tx = Transaction(session, self.source)
-            try:
-                yield tx
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-        if await self.publish(tx.events) == len(tx.events):
+    async def publish_committed(
+        self, events: Sequence[CloudEvent], orders: Sequence[WorkOrder]
+    ) -> None:
+        """After a unit of work committed: its events, then the work they asked for."""
+        if await self.publish(events) == len(events):
             # A worker's first progress event must not overtake the event asking for it.
-            await self.send(tx.work)
+            await self.send(orders)
 
     async def publish(self, events: Sequence[CloudEvent]) -> int:
         """Publish in order; stop at the first failure (the relay keeps the order)."""

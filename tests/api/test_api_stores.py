@@ -29,6 +29,7 @@ from woostore_shared.models import Store, StoreEvent, StoreStatus, StoreStep
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
+from woostore_shared.unit_of_work import UnitOfWork
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TYPE = "io.woostore.store."
@@ -411,8 +412,8 @@ async def test_a_change_and_how_it_ended_is_the_stores_last_change_not_its_failu
     await set_columns(database, store["id"], status=StoreStatus.READY, release_revision=1)
 
     asked = (await client.post(f"{STORES}/{store['id']}/rollback")).json()
-    async with outbox.transaction() as tx:  # what the provisioner does when it cannot
-        await lifecycle.end_change(tx, uuid.UUID(store["id"]), "no earlier revision")
+    async with UnitOfWork.begin(outbox) as uow:  # what the provisioner does when it cannot
+        await lifecycle.end_change(uow, uuid.UUID(store["id"]), "no earlier revision")
     ended = (await client.get(f"{STORES}/{store['id']}")).json()
     [listed] = (await client.get(STORES)).json()["items"]
 
@@ -435,11 +436,11 @@ async def test_a_failed_store_says_when_its_clean_up_finished(
     outbox = Outbox(database, nats_client, source="/tests/provisioner")
     store = await create(client)
     store_id = uuid.UUID(store["id"])
-    async with outbox.transaction() as tx:
-        await lifecycle.fail(tx, store_id, "its rollout never came up")
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.fail(uow, store_id, "its rollout never came up")
     failed = (await client.get(f"{STORES}/{store['id']}")).json()
-    async with outbox.transaction() as tx:
-        await lifecycle.mark_cleaned_up(tx, store_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.mark_cleaned_up(uow, store_id)
     cleaned = (await client.get(f"{STORES}/{store['id']}")).json()
 
     assert (failed["status"], failed["cleaned_up_at"]) == ("failed", None)
@@ -543,13 +544,13 @@ async def test_a_store_is_read_with_its_event_history_in_order(
     store_id = uuid.UUID(store["id"])
     # What the provisioner would do: provision with a step, then become ready.
     provisioner = Outbox(database, nats_client, source="/tests/provisioner")
-    async with provisioner.transaction() as tx:
-        row = await tx.session.get(Store, store_id, with_for_update=True)
+    async with UnitOfWork.begin(provisioner) as uow:
+        row = await uow.session.get(Store, store_id, with_for_update=True)
         assert row is not None
         transition(row, StoreStatus.PROVISIONING)
         row.step_name, row.step_title, row.step_index, row.step_total = "install", "Install", 1, 2
         step = StepInfo(name="install", title="Install", index=1, total=2)
-        tx.emit(
+        uow.emit(
             row,
             Progress(
                 status=StoreStatus.PROVISIONING,
@@ -562,13 +563,13 @@ async def test_a_store_is_read_with_its_event_history_in_order(
     during = (await client.get(f"{STORES}/{store_id}")).json()
     assert during["status"] == "provisioning"
     assert during["step"] == {"name": "install", "title": "Install", "index": 1, "total": 2}
-    async with provisioner.transaction() as tx:
-        row = await tx.session.get(Store, store_id, with_for_update=True)
+    async with UnitOfWork.begin(provisioner) as uow:
+        row = await uow.session.get(Store, store_id, with_for_update=True)
         assert row is not None
         row.storefront_url = "http://shop.example"
         row.admin_url = "http://shop.example/wp-admin/"
         transition(row, StoreStatus.READY)
-        tx.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
+        uow.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
     assert (await client.delete(f"{STORES}/{store_id}")).status_code == 202
 
     response = await client.get(f"{STORES}/{store_id}")
@@ -625,15 +626,15 @@ async def test_the_password_is_given_to_the_owner_of_a_ready_store_and_nowhere_e
     store = await create(client)
     store_id = uuid.UUID(store["id"])
     provisioner = Outbox(database, nats_client, source="/tests/provisioner")
-    async with provisioner.transaction() as tx:
-        row = await tx.session.get(Store, store_id, with_for_update=True)
+    async with UnitOfWork.begin(provisioner) as uow:
+        row = await uow.session.get(Store, store_id, with_for_update=True)
         assert row is not None
         transition(row, StoreStatus.PROVISIONING)
         row.admin_password_encrypted = encrypted
         row.storefront_url = "http://shop.example"
         row.admin_url = "http://shop.example/wp-admin/"
         transition(row, StoreStatus.READY)
-        tx.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
+        uow.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
 
     response = await client.get(f"{STORES}/{store_id}/credentials")
 

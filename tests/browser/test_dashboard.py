@@ -28,6 +28,7 @@ from woostore_shared.db import Database
 from woostore_shared.messaging import connect
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
+from woostore_shared.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.browser
 
@@ -343,8 +344,8 @@ async def fail_as_the_reaper_does(platform: Platform, store_id: str, reason: str
     database = Database(Settings(database_url=platform.postgres.url).database_url)
     nats = await connect(platform.nats.url, "tests")
     try:
-        async with Outbox(database, nats, source="/woostore/reaper").transaction() as tx:
-            await lifecycle.fail(tx, uuid.UUID(store_id), reason)
+        async with UnitOfWork.begin(Outbox(database, nats, source="/woostore/reaper")) as uow:
+            await lifecycle.fail(uow, uuid.UUID(store_id), reason)
     finally:
         await nats.close()
         await database.dispose()

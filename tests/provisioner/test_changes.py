@@ -25,6 +25,7 @@ from woostore_shared.events import Change, CloudEvent, EventName
 from woostore_shared.models import Store, StoreChange, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
+from woostore_shared.unit_of_work import UnitOfWork
 
 NEW_VERSION = "9.9.9"
 
@@ -63,8 +64,8 @@ async def ready_store(
 
 async def request_change(outbox: Outbox, store: Store, change: Change) -> None:
     """What the API does for POST /stores/{id}/upgrade or /rollback."""
-    async with outbox.transaction() as tx:
-        await lifecycle.start_change(tx, store.id, change)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.start_change(uow, store.id, change)
 
 
 async def changes(database: Database, store: Store) -> list[tuple[str, str | None, str | None]]:

@@ -38,6 +38,7 @@ from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreSt
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM
+from woostore_shared.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
 STEP_NAMES = [step.name for step in PROVISION.steps]
@@ -141,14 +142,14 @@ def faulty_cluster(cluster_dir: Path, helm_binary: str, **faults: str) -> Simula
 
 async def fail(outbox: Outbox, store_id: uuid.UUID, reason: str) -> None:
     """The reaper fails the store (its deadline passed)."""
-    async with outbox.transaction() as tx:
-        await lifecycle.fail(tx, store_id, reason)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.fail(uow, store_id, reason)
 
 
 async def request_deletion(outbox: Outbox, store_id: uuid.UUID) -> None:
     """The store's owner deletes it through the API."""
-    async with outbox.transaction() as tx:
-        await lifecycle.request_deletion(tx, store_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.request_deletion(uow, store_id)
 
 
 async def load(database: Database, store_id: uuid.UUID) -> Store:
@@ -315,14 +316,14 @@ async def test_provision_resumes_after_the_steps_already_in_the_journal(
         cipher=cipher,
     )
     learned = [await step.run(job) or {} for step in PROVISION.steps[:4]]
-    async with outbox.transaction() as tx:
-        row = await tx.session.get(Store, store.id, with_for_update=True)
+    async with UnitOfWork.begin(outbox) as uow:
+        row = await uow.session.get(Store, store.id, with_for_update=True)
         assert row is not None
         transition(row, StoreStatus.PROVISIONING)
         row.admin_password_encrypted = learned[1]["admin_password_encrypted"]
-        tx.session.add(row)
+        uow.session.add(row)
         for step in PROVISION.steps[:4]:
-            tx.session.add(StoreStep(store_id=store.id, phase="provision", name=step.name))
+            uow.session.add(StoreStep(store_id=store.id, phase="provision", name=step.name))
     recording = RecordingCluster(cluster)
 
     await make_runner(recording).provision(store.id, KeepAlive())

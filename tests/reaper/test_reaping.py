@@ -87,7 +87,7 @@ async def add_unpublished_event(db: Database, store_id: uuid.UUID, at: datetime)
         correlation_id=store.correlation_id,
         source="/woostore/api",
     ).model_copy(update={"time": at})
-    store.updated_at = at  # as Transaction.emit does
+    store.updated_at = at  # as UnitOfWork.emit does
     async with db.session() as session:
         session.add(store)
         session.add(

@@ -18,6 +18,7 @@ from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreChange, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
+from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
 GRACE = timedelta(seconds=60)
@@ -143,8 +144,8 @@ async def test_a_lost_clean_up_is_sent_again_until_it_is_done(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
     store_id = (await create_store(outbox)).id
-    async with outbox.transaction() as tx:
-        await lifecycle.fail(tx, store_id, "its rollout never came up")
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.fail(uow, store_id, "its rollout never came up")
     await nats_client.jetstream().purge_stream(WORK_STREAM)
     await set_store(database, store_id, replays=10 * MAX_REPLAYS)
 
@@ -160,8 +161,8 @@ async def test_a_lost_deletion_is_replayed_however_often_it_was_lost(
     outbox: Outbox, database: Database, nats_client: Client
 ) -> None:
     store_id = (await create_store(outbox)).id
-    async with outbox.transaction() as tx:
-        await lifecycle.request_deletion(tx, store_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.request_deletion(uow, store_id)
     await nats_client.jetstream().purge_stream(WORK_STREAM)
     await set_store(database, store_id, replays=10 * MAX_REPLAYS)
 
@@ -174,8 +175,8 @@ async def updating_store(outbox: Outbox, nats_client: Client) -> uuid.UUID:
     """A ready store whose upgrade was requested, with the streams lost since."""
     store_id = (await create_store(outbox)).id
     await set_store(outbox.db, store_id, status=StoreStatus.READY)
-    async with outbox.transaction() as tx:
-        await lifecycle.start_change(tx, store_id, "upgrade")
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.start_change(uow, store_id, "upgrade")
     for stream in (STREAM_NAME, WORK_STREAM):
         await nats_client.jetstream().purge_stream(stream)
     return store_id

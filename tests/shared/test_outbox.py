@@ -16,6 +16,7 @@ from woostore_shared.lifecycle import transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
+from woostore_shared.unit_of_work import UnitOfWork
 
 
 class Boom(Exception):
@@ -43,13 +44,13 @@ async def test_events_are_committed_with_the_change_then_published_in_order(
     store_id = await a_ready_store(database)
     outbox = Outbox(database, nats_client, source="/tests")
 
-    async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await uow.session.get(Store, store_id)
         assert store is not None
         transition(store, StoreStatus.DELETING)
-        first = tx.emit(store, DeleteRequested())
+        first = uow.emit(store, DeleteRequested())
         transition(store, StoreStatus.DELETED)
-        second = tx.emit(store, Deleted())
+        second = uow.emit(store, Deleted())
 
     js = nats_client.jetstream()
     messages = [await js.get_msg(STREAM_NAME, seq) for seq in (1, 2)]
@@ -80,12 +81,12 @@ async def test_a_failed_transaction_writes_and_publishes_nothing(
     outbox = Outbox(database, nats_client, source="/tests")
 
     async def change_then_fail() -> None:
-        async with outbox.transaction() as tx:
-            store = await tx.session.get(Store, store_id)
+        async with UnitOfWork.begin(outbox) as uow:
+            store = await uow.session.get(Store, store_id)
             assert store is not None
             transition(store, StoreStatus.DELETING)
-            tx.emit(store, DeleteRequested())
-            await tx.session.flush()  # the rows reached the database before the failure
+            uow.emit(store, DeleteRequested())
+            await uow.session.flush()  # the rows reached the database before the failure
             raise Boom
 
     with pytest.raises(Boom):

@@ -19,6 +19,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo
 from woostore_shared.models import Store, StoreStep
 from woostore_shared.outbox import Outbox
+from woostore_shared.unit_of_work import UnitOfWork
 
 
 class Journal:
@@ -37,22 +38,22 @@ class Journal:
             return set(rows)
 
     async def started(self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo) -> None:
-        async with self.outbox.transaction() as tx:
-            store = await _still_under(recipe, tx.session, store_id)
+        async with UnitOfWork.begin(self.outbox) as uow:
+            store = await _still_under(recipe, uow.session, store_id)
             _show(store, recipe, step, completed=step.index - 1)
-            tx.emit(store, _progress(recipe, step, completed=step.index - 1))
+            uow.emit(store, _progress(recipe, step, completed=step.index - 1))
 
     async def completed(
         self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo, learned: Learned | None
     ) -> Store:
         """Journal the step with what it learned; returns the store as it now is."""
-        async with self.outbox.transaction() as tx:
-            store = await _still_under(recipe, tx.session, store_id)
+        async with UnitOfWork.begin(self.outbox) as uow:
+            store = await _still_under(recipe, uow.session, store_id)
             for column, value in (learned or {}).items():
                 setattr(store, column, value)
-            tx.session.add(StoreStep(store_id=store_id, phase=recipe.phase, name=step.name))
+            uow.session.add(StoreStep(store_id=store_id, phase=recipe.phase, name=step.name))
             _show(store, recipe, step, completed=step.index)
-            tx.emit(store, _progress(recipe, step, completed=step.index))
+            uow.emit(store, _progress(recipe, step, completed=step.index))
         return store
 
 

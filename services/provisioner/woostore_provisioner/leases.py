@@ -15,8 +15,9 @@ from datetime import timedelta
 from sqlmodel import col, update
 
 from woostore_provisioner.retries import LeaseLost, StoreBusy
-from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreStatus, utcnow
+from woostore_shared.outbox import Outbox
+from woostore_shared.unit_of_work import UnitOfWork
 
 KeepAlive = Callable[[], Awaitable[None]]
 
@@ -36,8 +37,10 @@ def new_owner() -> str:
 
 
 class Leases:
-    def __init__(self, db: Database, ttl: timedelta) -> None:
-        self.db = db
+    """Taken, renewed and released through a unit of work, like every other write."""
+
+    def __init__(self, outbox: Outbox, ttl: timedelta) -> None:
+        self.outbox = outbox
         self.ttl = ttl
 
     @asynccontextmanager
@@ -45,8 +48,8 @@ class Leases:
         self, store_id: uuid.UUID, owner: str, keep_alive: KeepAlive
     ) -> AsyncIterator[Attempt]:
         """Take the store's lease for ``owner`` (or raise :class:`StoreBusy`), release it after."""
-        async with self.db.session() as session:
-            taken = await session.exec(
+        async with UnitOfWork.begin(self.outbox) as uow:
+            taken = await uow.session.exec(
                 update(Store)
                 .where(col(Store.id) == store_id)
                 .where(
@@ -56,26 +59,24 @@ class Leases:
                 )
                 .values(lease_owner=owner, lease_expires_at=utcnow() + self.ttl)
             )
-            await session.commit()
         if taken.rowcount != 1:
             raise StoreBusy
         try:
             yield Attempt(store_id, owner, keep_alive)
         finally:
             with suppress(Exception):  # best effort: an unreleased lease simply expires
-                async with self.db.session() as session:
-                    await session.exec(
+                async with UnitOfWork.begin(self.outbox) as uow:
+                    await uow.session.exec(
                         update(Store)
                         .where(col(Store.id) == store_id)
                         .where(col(Store.lease_owner) == owner)
                         .values(lease_owner=None, lease_expires_at=None)
                     )
-                    await session.commit()
 
     async def renew(self, attempt: Attempt) -> StoreStatus:
         """Extend the lease; the store's status comes back with it."""
-        async with self.db.session() as session:
-            renewed = await session.exec(
+        async with UnitOfWork.begin(self.outbox) as uow:
+            renewed = await uow.session.exec(
                 update(Store)
                 .where(col(Store.id) == attempt.store_id)
                 .where(col(Store.lease_owner) == attempt.owner)
@@ -83,7 +84,6 @@ class Leases:
                 .returning(col(Store.status))
             )
             status = renewed.scalar_one_or_none()
-            await session.commit()
         if status is None:
             raise LeaseLost
         return StoreStatus(status)

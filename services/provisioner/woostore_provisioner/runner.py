@@ -53,6 +53,7 @@ from woostore_shared.logging import get_logger
 from woostore_shared.models import Store, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
+from woostore_shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
 
@@ -85,7 +86,7 @@ class Runner:
         self.base_domain = base_domain
         self.cipher = cipher
         self.watch_interval = watch_interval
-        self.leases = Leases(db, ttl=timedelta(seconds=3 * watch_interval))
+        self.leases = Leases(outbox, ttl=timedelta(seconds=3 * watch_interval))
         self.journal = Journal(db, outbox)
         self.stopping = asyncio.Event()
         self._deliveries = 0
@@ -142,15 +143,15 @@ class Runner:
             log.info("nothing to provision", status=store.status.value)
             return
         if store.status is StoreStatus.QUEUED:
-            async with self.outbox.transaction() as tx:
-                store = await lifecycle.start(tx, attempt.store_id)
+            async with UnitOfWork.begin(self.outbox) as uow:
+                store = await lifecycle.start(uow, attempt.store_id)
         if not await self._follow(PROVISION, store, attempt):
             return
         url = self._storefront_url(store)
         try:
-            async with self.outbox.transaction() as tx:
+            async with UnitOfWork.begin(self.outbox) as uow:
                 await lifecycle.make_ready(
-                    tx, attempt.store_id, storefront_url=url, admin_url=url + "/wp-admin/"
+                    uow, attempt.store_id, storefront_url=url, admin_url=url + "/wp-admin/"
                 )
         except InvalidTransition as moved_on:
             # Deleted or failed between the last step and now: that wins over ready.
@@ -176,11 +177,11 @@ class Runner:
             return
         if not await self._follow(recipe, store, attempt):
             return  # a failed store being cleaned up was deleted: its deletion follows
-        async with self.outbox.transaction() as tx:
+        async with UnitOfWork.begin(self.outbox) as uow:
             if recipe is DELETE:
-                await lifecycle.mark_deleted(tx, attempt.store_id)
+                await lifecycle.mark_deleted(uow, attempt.store_id)
             else:
-                await lifecycle.mark_cleaned_up(tx, attempt.store_id)
+                await lifecycle.mark_cleaned_up(uow, attempt.store_id)
         STORES_FINISHED.labels("deleted" if recipe is DELETE else "cleaned_up").inc()
         log.info("store deleted" if recipe is DELETE else "failed store cleaned up")
 
@@ -209,8 +210,8 @@ class Runner:
 
     async def _fail(self, store_id: uuid.UUID, reason: str) -> None:
         try:
-            async with self.outbox.transaction() as tx:
-                store = await lifecycle.fail(tx, store_id, reason)
+            async with UnitOfWork.begin(self.outbox) as uow:
+                store = await lifecycle.fail(uow, store_id, reason)
         except InvalidTransition:
             return  # it moved on meanwhile (failed by its deadline, deleted)
         STORES_FINISHED.labels("failed").inc()
@@ -218,8 +219,8 @@ class Runner:
 
     async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
         try:
-            async with self.outbox.transaction() as tx:
-                change = await lifecycle.end_change(tx, store_id, failure)
+            async with UnitOfWork.begin(self.outbox) as uow:
+                change = await lifecycle.end_change(uow, store_id, failure)
         except InvalidTransition:
             return  # ended already (the reaper gave it up, say)
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()

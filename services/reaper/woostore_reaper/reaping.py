@@ -41,6 +41,7 @@ from woostore_shared.models import (
 )
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import WORK_STREAM, consumer_of
+from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane, work_subject
 
 log = get_logger(__name__)
@@ -81,8 +82,8 @@ async def _fail_unfinished(outbox: Outbox, store_id: uuid.UUID, reason: str) -> 
     """Fail a store that is still queued or provisioning; its clean-up follows on the
     removal lane (a provisioner still on it sees the store failed and stops)."""
     try:
-        async with outbox.transaction() as tx:
-            store = await lifecycle.fail(tx, store_id, reason)
+        async with UnitOfWork.begin(outbox) as uow:
+            store = await lifecycle.fail(uow, store_id, reason)
     except (InvalidTransition, StoreNotFound):
         return False  # finished meanwhile
     with bind_store(store_id):
@@ -122,18 +123,18 @@ async def _work_in_flight(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> bo
 
 async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
     """A fresh work order for a store whose last one was lost, counted against its replays."""
-    async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id, with_for_update=True)
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await uow.session.get(Store, store_id, with_for_update=True)
         assert store is not None
         store.replays += 1
-        tx.dispatch(store, lane)
+        uow.dispatch(store, lane)
     WORK_REPLAYED.labels(lane.value).inc()
 
 
 async def _end_lost_change(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
     try:
-        async with outbox.transaction() as tx:
-            await lifecycle.end_change(tx, store_id, reason)
+        async with UnitOfWork.begin(outbox) as uow:
+            await lifecycle.end_change(uow, store_id, reason)
     except (InvalidTransition, StoreNotFound):
         return False  # finished meanwhile
     log.warning("change abandoned", reason=reason)
@@ -231,8 +232,8 @@ async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) 
 
 async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
     try:
-        async with outbox.transaction() as tx:
-            await lifecycle.fail(tx, store_id, reason, lost=True)
+        async with UnitOfWork.begin(outbox) as uow:
+            await lifecycle.fail(uow, store_id, reason, lost=True)
     except (InvalidTransition, StoreNotFound):
         return False  # no longer ready: deleted meanwhile, say
     with bind_store(store_id):
@@ -246,17 +247,17 @@ async def forget_expired(outbox: Outbox) -> int:
     ago. A client retrying a create a day later makes a new store, as with any API that
     expires keys."""
     now = utcnow()
-    async with outbox.transaction() as tx:
-        keys = await tx.session.exec(
+    async with UnitOfWork.begin(outbox) as uow:
+        keys = await uow.session.exec(
             delete(IdempotencyKey).where(col(IdempotencyKey.created_at) < now - IDEMPOTENCY_TTL)
         )
-        windows = await tx.session.exec(
+        windows = await uow.session.exec(
             delete(RateWindow).where(col(RateWindow.window_start) < now - RATE_WINDOW_TTL)
         )
-        tickets = await tx.session.exec(
+        tickets = await uow.session.exec(
             delete(SpentTicket).where(col(SpentTicket.expires_at) < now)
         )
-        orders = await tx.session.exec(
+        orders = await uow.session.exec(
             delete(WorkOrderRecord)
             .where(col(WorkOrderRecord.published_at).is_not(None))
             .where(col(WorkOrderRecord.time) < now - WORK_ORDER_TTL)

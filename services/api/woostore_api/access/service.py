@@ -19,6 +19,7 @@ from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
+from woostore_shared.unit_of_work import UnitOfWork
 
 # A key cap frees only when someone revokes a key: waiting a little rarely helps.
 KEY_CAP_RETRY_SECONDS = 300
@@ -26,12 +27,12 @@ KEY_CAP_RETRY_SECONDS = 300
 
 async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> Tenant:
     try:
-        async with outbox.transaction() as tx:
+        async with UnitOfWork.begin(outbox) as uow:
             tenant = Tenant(name=body.name, store_limit=body.store_limit)
-            tx.session.add(tenant)
-            await tx.session.flush()  # a taken name fails here
+            uow.session.add(tenant)
+            await uow.session.flush()  # a taken name fails here
             record(
-                tx.session, caller, "tenant.create", f"tenant/{tenant.id}", tenant.id,
+                uow.session, caller, "tenant.create", f"tenant/{tenant.id}", tenant.id,
                 name=tenant.name, store_limit=tenant.store_limit,
             )  # fmt: skip
     except IntegrityError as error:
@@ -55,14 +56,14 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
 async def update_tenant(
     outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
 ) -> Tenant:
-    async with outbox.transaction() as tx:
-        tenant = await tx.session.get(Tenant, tenant_id, with_for_update=True)
+    async with UnitOfWork.begin(outbox) as uow:
+        tenant = await uow.session.get(Tenant, tenant_id, with_for_update=True)
         if tenant is None:
             raise not_found(f"tenant {tenant_id}")
         tenant.store_limit = body.store_limit
-        tx.session.add(tenant)
+        uow.session.add(tenant)
         record(
-            tx.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
+            uow.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
             store_limit=tenant.store_limit,
         )  # fmt: skip
     return tenant
@@ -76,12 +77,12 @@ async def create_key(
     if not principal.is_admin and (body.role is Role.ADMIN or tenant_id != principal.tenant_id):
         raise forbidden("a tenant key can only create tenant keys for its own tenant")
     issued = new_key()
-    async with outbox.transaction() as tx:
+    async with UnitOfWork.begin(outbox) as uow:
         # Locking the tenant's row makes concurrent creations for it count in turn, on any
         # API replica, until this transaction ends.
-        if await tx.session.get(Tenant, tenant_id, with_for_update=True) is None:
+        if await uow.session.get(Tenant, tenant_id, with_for_update=True) is None:
             raise not_found(f"tenant {tenant_id}")
-        await _check_key_limit(tx.session, tenant_id, settings.tenant_key_limit)
+        await _check_key_limit(uow.session, tenant_id, settings.tenant_key_limit)
         key = ApiKey(
             tenant_id=tenant_id,
             name=body.name,
@@ -90,9 +91,9 @@ async def create_key(
             secret_sha256=issued.secret_sha256,
             created_by=principal.actor,
         )
-        tx.session.add(key)
+        uow.session.add(key)
         record(
-            tx.session, caller, "key.create", f"key/{key.prefix}", tenant_id,
+            uow.session, caller, "key.create", f"key/{key.prefix}", tenant_id,
             name=key.name, role=key.role.value,
         )  # fmt: skip
     return key, issued
@@ -138,21 +139,21 @@ async def list_keys(
 
 
 async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKey:
-    async with outbox.transaction() as tx:
+    async with UnitOfWork.begin(outbox) as uow:
         query = _managed_by(caller.principal).where(col(ApiKey.id) == key_id).with_for_update()
-        key = (await tx.session.exec(query)).first()
+        key = (await uow.session.exec(query)).first()
         if key is None:
             raise not_found(f"key {key_id}")
         if key.revoked_at is None:  # revoking twice is fine: one revocation
             key.revoked_at = utcnow()
-            tx.session.add(key)
-            record(tx.session, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
+            uow.session.add(key)
+            record(uow.session, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
     return key
 
 
 async def record_sign_in(outbox: Outbox, caller: Caller) -> None:
-    async with outbox.transaction() as tx:
+    async with UnitOfWork.begin(outbox) as uow:
         record(
-            tx.session, caller, "session.create", f"key/{caller.principal.actor}",
+            uow.session, caller, "session.create", f"key/{caller.principal.actor}",
             caller.principal.tenant_id,
         )  # fmt: skip

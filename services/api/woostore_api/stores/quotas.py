@@ -25,6 +25,7 @@ from woostore_shared.lifecycle import LIVE
 from woostore_shared.models import RateWindow, Store, StoreStatus, Tenant, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
+from woostore_shared.unit_of_work import UnitOfWork
 
 WINDOW = timedelta(minutes=1)
 # Any constant works; it only has to differ from the other advisory locks (the reaper's).
@@ -51,7 +52,7 @@ async def _count(outbox: Outbox, *rates: Rate) -> None:
     window = now.replace(second=0, microsecond=0)
     counters = [rate.counter for rate in rates]
     counts: list[int] = []
-    async with outbox.transaction() as tx:
+    async with UnitOfWork.begin(outbox) as uow:
         for rate in rates:
             upsert = (
                 insert(RateWindow)
@@ -62,8 +63,8 @@ async def _count(outbox: Outbox, *rates: Rate) -> None:
                 )
                 .returning(col(RateWindow.count))
             )
-            counts.append((await tx.session.exec(upsert)).scalar_one())
-        await tx.session.exec(
+            counts.append((await uow.session.exec(upsert)).scalar_one())
+        await uow.session.exec(
             delete(RateWindow).where(
                 col(RateWindow.counter).in_(counters), col(RateWindow.window_start) < window
             )

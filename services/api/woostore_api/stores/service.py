@@ -31,9 +31,10 @@ from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import Change
 from woostore_shared.models import IdempotencyKey, Store, StoreChange, StoreEvent, StoreStatus
-from woostore_shared.outbox import Outbox, Transaction
+from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
+from woostore_shared.unit_of_work import UnitOfWork
 
 SLUG_BASE_MAX = 30
 _SLUG_ATTEMPTS = 5
@@ -67,10 +68,10 @@ async def create_store(
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
-            async with outbox.transaction() as tx:
-                await quotas.check_capacity(tx.session, tenant_id, settings)
+            async with UnitOfWork.begin(outbox) as uow:
+                await quotas.check_capacity(uow.session, tenant_id, settings)
                 store = await lifecycle.request(  # a taken slug fails here
-                    tx,
+                    uow,
                     tenant_id=tenant_id,
                     name=request.name,
                     slug=slug,
@@ -78,7 +79,7 @@ async def create_store(
                     simulated=settings.cluster_mode is ClusterMode.SIMULATED,
                 )
                 if idempotency_key is not None:
-                    tx.session.add(
+                    uow.session.add(
                         IdempotencyKey(
                             tenant_id=tenant_id,
                             key=idempotency_key,
@@ -86,9 +87,9 @@ async def create_store(
                             store_id=store.id,
                         )
                     )
-                    await tx.session.flush()  # a concurrent request with the key loses here
+                    await uow.session.flush()  # a concurrent request with the key loses here
                 record(
-                    tx.session, caller, "store.create", f"store/{store.id}", tenant_id,
+                    uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
             return store, True
@@ -190,8 +191,8 @@ async def get_store(db: Database, store_id: uuid.UUID, principal: Principal) -> 
 
 async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> str:
     """The store's encrypted admin password, once it is ready; the reading is audited."""
-    async with outbox.transaction() as tx:
-        store = await tx.session.get(Store, store_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await uow.session.get(Store, store_id)
         if store is None or not caller.principal.sees(store.tenant_id):
             raise not_found(f"store {store_id}")
         # The same rule gives the store resource its `credentials` action.
@@ -199,7 +200,7 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
             raise store_not_ready(store.status)
         encrypted = store.admin_password_encrypted
         assert encrypted is not None  # credentials_readable checked it
-        record(tx.session, caller, "store.credentials.read", f"store/{store.id}", store.tenant_id)
+        record(uow.session, caller, "store.credentials.read", f"store/{store.id}", store.tenant_id)
     return encrypted
 
 
@@ -218,25 +219,25 @@ async def request_change(
 ) -> Store:
     """Ask for an upgrade or a rollback of a ready store, within the tenant's change rate."""
     await quotas.count_change(outbox, caller.principal, settings)
-    async with outbox.transaction() as tx:
-        await _visible_store(tx, caller, store_id)
-        store = await lifecycle.start_change(tx, store_id, change)
-        record(tx.session, caller, f"store.{change}", f"store/{store.id}", store.tenant_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        store = await lifecycle.start_change(uow, store_id, change)
+        record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.tenant_id)
     return store
 
 
 async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> Store:
-    async with outbox.transaction() as tx:
-        await _visible_store(tx, caller, store_id)
-        store, requested = await lifecycle.request_deletion(tx, store_id)
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        store, requested = await lifecycle.request_deletion(uow, store_id)
         if requested:
-            record(tx.session, caller, "store.delete", f"store/{store.id}", store.tenant_id)
+            record(uow.session, caller, "store.delete", f"store/{store.id}", store.tenant_id)
     return store
 
 
-async def _visible_store(tx: Transaction, caller: Caller, store_id: uuid.UUID) -> None:
+async def _visible_store(uow: UnitOfWork, caller: Caller, store_id: uuid.UUID) -> None:
     """404 for a store the caller may not see, as for one that does not exist. (A store's
     tenant never changes, so this needs no lock; the change locks the row.)"""
-    store = await tx.session.get(Store, store_id)
+    store = await uow.session.get(Store, store_id)
     if store is None or not caller.principal.sees(store.tenant_id):
         raise not_found(f"store {store_id}")

@@ -1,0 +1,83 @@
+"""The unit of work: the one place that commits.
+
+``async with UnitOfWork.begin(outbox) as uow:`` opens one database transaction. Inside it a
+change is made through ``uow.session``; ``uow.emit`` records the event announcing a store's
+change (a fact, ``store_events``) and ``uow.dispatch`` the work it asks for (a command,
+``work_orders``), both in that same transaction. It commits once, at the end of the block,
+or rolls everything back; only after the commit does the outbox publish what was recorded,
+so nothing is announced that did not happen.
+
+Store status changes go through ``lifecycle`` (which takes a unit of work); leases, quota
+counters, keys and the audit log commit through one too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from woostore_shared.events import CloudEvent, EventData, make_event
+from woostore_shared.models import Store, StoreEvent, WorkOrderRecord, utcnow
+from woostore_shared.outbox import Outbox
+from woostore_shared.work import Lane, WorkOrder
+
+
+class UnitOfWork:
+    def __init__(self, session: AsyncSession, source: str) -> None:
+        self.session = session
+        self.source = source  # the CloudEvent source of the events emitted here
+        self.events: list[CloudEvent] = []
+        self.work: list[WorkOrder] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def begin(cls, outbox: Outbox) -> AsyncIterator[UnitOfWork]:
+        async with outbox.db.session() as session:
+            uow = cls(session, outbox.source)
+            try:
+                yield uow
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        await outbox.publish_committed(uow.events, uow.work)
+
+    def emit(self, store: Store, data: EventData) -> CloudEvent:
+        """Record the event announcing ``store``'s change; published once this commits."""
+        event = make_event(
+            data,
+            store_id=store.id,
+            tenant_id=store.tenant_id,
+            correlation_id=store.correlation_id,
+            source=self.source,
+        )
+        store.updated_at = event.time
+        self.session.add(store)
+        self.session.add(
+            StoreEvent(
+                id=event.id,
+                store_id=store.id,
+                subject=event.nats_subject,
+                type=event.type,
+                time=event.time,
+                envelope=event.model_dump(mode="json"),
+            )
+        )
+        self.events.append(event)
+        return event
+
+    def dispatch(self, store: Store, lane: Lane) -> WorkOrder:
+        """Ask a worker on ``lane`` to look at ``store`` once this commits."""
+        order = WorkOrder(
+            id=uuid.uuid4(),
+            lane=lane,
+            store_id=store.id,
+            correlation_id=store.correlation_id,
+            time=utcnow(),
+        )
+        self.session.add(WorkOrderRecord(**order.model_dump()))
+        self.work.append(order)
+        return order
