@@ -22,6 +22,7 @@ from woostore_shared.access import new_key
 from woostore_shared.db import Database
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store
 from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 from woostore_shared.unit_of_work import UnitOfWork
 
@@ -29,6 +30,10 @@ from woostore_shared.unit_of_work import UnitOfWork
 # start (MIN_SECRET_BYTES), and plainly not real.
 ADMIN_TOKEN = "test-admin-token-long-enough-to-start"
 SECRET_KEY = "test-secret-key-long-enough-to-start"
+
+
+# What a store gets when neither its owner nor the operator chose otherwise.
+DEFAULT_SETTINGS = Settings().store_defaults
 
 
 async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
@@ -41,6 +46,7 @@ async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
             slug=f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{uuid.uuid4().hex[:6]}",
             type="woocommerce",
             simulated=True,
+            settings=DEFAULT_SETTINGS,
         )
     return store
 

@@ -50,8 +50,22 @@ CHANGES = {
 # ---- commands ----------------------------------------------------------------------------
 
 
+# The store settings `create` takes, as options; each left out takes the platform's default.
+SETTING_OPTIONS = {
+    "currency": "ISO 4217 code, e.g. EUR",
+    "country": "ISO 3166-1 code, e.g. DE",
+    "state": "the state's ISO 3166-2 code within the country, e.g. KA",
+    "language": "WordPress locale, e.g. de_DE",
+    "admin_email": "the store admin's email address",
+}
+
+
 def create(api: Api, args: argparse.Namespace) -> int:
-    body = {"name": args.name}
+    body: dict[str, Any] = {"name": args.name}
+    settings = {name: getattr(args, name) for name in SETTING_OPTIONS}
+    settings["sample_products"] = args.sample_products
+    if chosen := {name: value for name, value in settings.items() if value is not None}:
+        body["settings"] = chosen
     if not args.wait:
         store = api.call("POST", "/stores", json=body)
         if args.json:
@@ -125,6 +139,7 @@ def show(api: Api, args: argparse.Namespace) -> int:
         "chart": store.get("chart_version")
         and f"{store['chart_version']} (revision {store['release_revision']})",
         "last change": _last_change(store.get("last_change")),
+        "settings": _settings(store.get("settings")),
         "storefront": store["storefront_url"],
         "admin": store["admin_url"],
         "created": _time(store["created_at"]),
@@ -329,6 +344,15 @@ def _queue(store: Store) -> str:
     return f" (position {position} in the queue)" if position else ""
 
 
+def _settings(settings: dict[str, Any] | None) -> str:
+    """E.g. "EUR, DE, de_DE, no sample products"."""
+    if not settings:
+        return ""
+    place = settings["country"] + (f"-{settings['state']}" if settings.get("state") else "")
+    products = "sample products" if settings["sample_products"] else "no sample products"
+    return ", ".join([settings["currency"], place, settings["language"], products])
+
+
 def _last_change(change: dict[str, Any] | None) -> str:
     """The store's latest upgrade or rollback and how it ended, e.g. "rollback failed: why"."""
     if not change:
@@ -454,6 +478,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("create", create, "create a store")
     sub.add_argument("name", metavar="NAME")
     sub.add_argument("--wait", action="store_true", help=wait_help)
+    for name, about in SETTING_OPTIONS.items():
+        sub.add_argument("--" + name.replace("_", "-"), dest=name, help=about)
+    sub.add_argument(
+        "--sample-products",
+        action=argparse.BooleanOptionalAction,
+        help="start with three sample products (the platform's default: on)",
+    )
     sub = command("list", list_stores, "list stores")
     statuses = "queued, provisioning, ready, failed, deleting, deleted"
     sub.add_argument("--status", help=f"only stores in this status: {statuses}")

@@ -509,6 +509,7 @@ class SimulatedCluster:
                     installed=True,
                     url=flags.get("--url"),
                     title=flags.get("--title"),
+                    admin_email=flags.get("--admin_email"),
                     admin_password_sha256=hashlib.sha256(stdin.strip().encode()).hexdigest(),
                 )
         elif not wp.get("installed"):
@@ -525,17 +526,38 @@ class SimulatedCluster:
             wp.setdefault("options", {})[words[2]] = words[3]
         elif command == "rewrite structure":
             wp["permalinks"] = words[2]
+        elif command == "language core" and words[2:3] == ["install"]:
+            # Installing a language already there says so and succeeds, as WP-CLI does.
+            wp.setdefault("languages", [])
+            if words[3] not in wp["languages"]:
+                wp["languages"].append(words[3])
+            if "--activate" in flags:
+                wp["language"] = words[3]
         elif words[:1] == ["wc"]:
             if "woocommerce" not in wp.get("plugins", []):
                 return fail(f"'{words[0]}' is not a registered wp command.")
             if words[1:3] == ["payment_gateway", "update"]:
                 wp.setdefault("gateways", {})[words[3]] = flags.get("--enabled") == "true"
             elif words[1:3] == ["product", "list"]:
-                return WpResult(0, str(len(wp.get("products", []))))
+                products = wp.get("products", [])
+                if flags.get("--format") == "json":
+                    listed = [{"id": p.get("id"), "name": p["name"]} for p in products]
+                    return WpResult(0, json.dumps(listed))
+                return WpResult(0, str(len(products)))
             elif words[1:3] == ["product", "create"]:
-                wp.setdefault("products", []).append(
-                    {"name": flags.get("--name"), "regular_price": flags.get("--regular_price")}
+                products = wp.setdefault("products", [])
+                products.append(
+                    {
+                        "id": max((p.get("id", 0) for p in products), default=9) + 1,
+                        "name": flags.get("--name"),
+                        "regular_price": flags.get("--regular_price"),
+                    }
                 )
+            elif words[1:3] == ["product", "delete"]:
+                kept = [p for p in wp.get("products", []) if str(p.get("id")) != words[3]]
+                if len(kept) == len(wp.get("products", [])):
+                    return fail("Invalid ID.")
+                wp["products"] = kept
             else:
                 return fail(f"unsupported wc command: {shlex.join(words)}")
         else:

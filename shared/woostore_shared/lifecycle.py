@@ -42,6 +42,7 @@ from woostore_shared.events import (
     StoreSummary,
 )
 from woostore_shared.models import Store, StoreChange, StoreStatus, StoreStep, utcnow
+from woostore_shared.store_settings import StoreSettings
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
@@ -92,6 +93,7 @@ async def request(
     slug: str,
     type: str,
     simulated: bool,
+    settings: StoreSettings,
 ) -> Store:
     """A new store, queued; written at once, so a taken slug fails here."""
     store = Store(
@@ -101,6 +103,7 @@ async def request(
         type=type,
         status=S.QUEUED,
         simulated=simulated,
+        settings=settings.model_dump(mode="json"),
         correlation_id=uuid.uuid4().hex,
     )
     uow.session.add(store)

@@ -72,6 +72,8 @@ class Store(SQLModel, table=True):
         )
     )
     simulated: bool
+    # The owner's choices over the platform's defaults, all filled in (store_settings.py).
+    settings: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     step_name: str | None = None
     step_title: str | None = None
     step_index: int | None = None

@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
+
 # Shorter secrets fall to guessing; `make run` and the platform chart generate longer ones.
 MIN_SECRET_BYTES = 32
 
@@ -131,6 +133,17 @@ class Settings(BaseSettings):
         "helm/store/values-local.yaml; comma-separated (or a JSON list).",
     )
 
+    # The settings a store gets where its owner chose none (woostore_shared.store_settings).
+    store_currency: str = Field(default="INR", description="Default store currency (ISO 4217).")
+    store_country: str = Field(default="IN", description="Default store country (ISO 3166-1).")
+    store_state: str | None = Field(
+        default="KA", description="Default store state: its ISO 3166-2 code within the country."
+    )
+    store_language: str = Field(default="en_US", description="Default WordPress locale.")
+    store_sample_products: bool = Field(
+        default=True, description="Whether stores start with three sample products by default."
+    )
+
     max_stores_in_flight: int = Field(default=2, ge=1)
     max_live_stores: int = Field(
         default=50, ge=0, description="Stores the platform holds at once (not deleted nor failed)."
@@ -205,6 +218,26 @@ class Settings(BaseSettings):
         return url
 
     @cached_property
+    def store_defaults(self) -> StoreSettings:
+        """The operator's defaults, checked as an owner's choice would be: a bad code stops
+        the service at start, not a store at its settings step."""
+        chosen = StoreSettingsIn(
+            currency=self.store_currency,
+            country=self.store_country,
+            state=self.store_state or None,
+            language=self.store_language,
+            sample_products=self.store_sample_products,
+        )
+        return StoreSettings(
+            currency=self.store_currency,
+            country=self.store_country,
+            state=chosen.state,
+            language=self.store_language,
+            admin_email=None,
+            sample_products=self.store_sample_products,
+        )
+
+    @cached_property
     def cluster_mode(self) -> ClusterMode:
         if self.cluster is not None:
             return self.cluster
@@ -237,6 +270,10 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise SystemExit(f"missing settings: {', '.join(missing)} (see README, Configuration)")
+        try:
+            self.store_defaults  # noqa: B018  (checked here, at start)
+        except ValueError as error:
+            raise SystemExit(f"WOOSTORE_STORE_* defaults: {error}") from None
         weak = [name for name, value in secrets if len(value.encode()) < MIN_SECRET_BYTES]
         if weak:
             raise SystemExit(

@@ -404,6 +404,64 @@ async def test_a_change_of_a_ready_store_marks_it_updating_and_publishes_change_
     assert (audit[0]["action"], audit[0]["target"]) == (f"store.{change}", f"store/{store['id']}")
 
 
+async def test_a_store_keeps_the_settings_its_owner_chose_over_the_platforms_defaults(
+    client: httpx.AsyncClient,
+) -> None:
+    chosen = {"currency": "EUR", "country": "DE", "language": "de_DE", "sample_products": False}
+
+    created = (await client.post(STORES, json={"name": "Laden", "settings": chosen})).json()
+    plain = (await client.post(STORES, json={"name": "Plain"})).json()
+
+    assert created["settings"] == {
+        **chosen,
+        "state": None,  # the default state (KA) is India's, not Germany's
+        "admin_email": None,
+    }
+    assert (await client.get(f"{STORES}/{created['id']}")).json()["settings"] == (
+        created["settings"]
+    )
+    assert plain["settings"] == {
+        "currency": "INR",
+        "country": "IN",
+        "state": "KA",
+        "language": "en_US",
+        "admin_email": None,
+        "sample_products": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("chosen", "field", "says"),
+    [
+        ({"currency": "EURO"}, "currency", "at most 3"),
+        ({"currency": "XYZ"}, "currency", "ISO 4217"),
+        ({"country": "XX"}, "country", "ISO 3166-1"),
+        ({"country": "DE", "state": "KA"}, "settings", "not a state of DE"),
+        ({"state": "KA"}, "settings", "state needs country"),
+        ({"language": "english"}, "language", "WordPress locale"),
+        ({"language": "xx_YY"}, "language", "WordPress locale"),
+        ({"admin_email": "not-an-address"}, "admin_email", "email"),
+        ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
+    ],
+)
+async def test_bad_settings_are_a_422_naming_the_field_and_nothing_is_created(
+    client: httpx.AsyncClient,
+    nats_client: Client,
+    chosen: dict[str, Any],
+    field: str,
+    says: str,
+) -> None:
+    response = await client.post(STORES, json={"name": "Shop", "settings": chosen})
+
+    body = problem(response, 422)
+    assert any(
+        field in [str(part) for part in error["location"]] and says in error["message"]
+        for error in body["errors"]
+    ), body
+    assert (await client.get(STORES)).json()["items"] == []
+    assert await stream_messages(nats_client) == []
+
+
 async def test_a_change_and_how_it_ended_is_the_stores_last_change_not_its_failure(
     client: httpx.AsyncClient, database: Database, nats_client: Client
 ) -> None:

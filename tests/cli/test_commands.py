@@ -149,6 +149,23 @@ def test_create_without_wait_returns_at_once(platform: Platform) -> None:
     assert refused.err.startswith("Store cannot be deleted now: ")
 
 
+def test_create_takes_the_stores_settings_as_options(platform: Platform) -> None:
+    created = woostore(
+        platform, "create", "Laden", "--currency", "EUR", "--country", "DE",
+        "--language", "de_DE", "--no-sample-products", "--json",
+    )  # fmt: skip
+    refused = woostore(platform, "create", "Laden", "--currency", "EURO")
+
+    assert created.code == 0, created.err
+    settings = created.json()["settings"]
+    assert (settings["currency"], settings["country"], settings["state"]) == ("EUR", "DE", None)
+    assert (settings["language"], settings["sample_products"]) == ("de_DE", False)
+    shown = woostore(platform, "show", created.json()["id"])
+    assert "settings    EUR, DE, de_DE, no sample products" in shown.out
+    assert refused.code == 1
+    assert refused.err.startswith("Invalid request: body.settings.currency: ")
+
+
 def test_a_refused_name_prints_the_problem(platform: Platform) -> None:
     result = woostore(platform, "create", "   ")
 

@@ -16,6 +16,7 @@ import pytest
 from tests.cluster.fakes import ExecCall, FakeHelm, FakeKube
 from tests.cluster.store_api import FakeStore
 from tests.cluster.support import CHART, LOCAL_PROFILE
+from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import PermanentClusterError
 from woostore_cluster.kubeapi import ExecResult
 from woostore_cluster.kubernetes import KubernetesCluster
@@ -72,6 +73,7 @@ def make_job(
         cluster=cluster,
         chart=CHART,
         cipher=CredentialCipher("test-secret-key"),
+        settings=DEFAULT_SETTINGS,
         values_files=values_files,
     )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import TransientClusterError, connect_cluster
 from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob
 from woostore_shared.secrets import CredentialCipher
@@ -78,6 +79,7 @@ async def test_a_store_is_provisioned_verified_and_deleted_on_a_real_cluster() -
         cluster=cluster,
         chart=REPO / "helm" / "store",
         cipher=CredentialCipher("e2e-secret-key"),
+        settings=DEFAULT_SETTINGS,
         values_files=VALUES_FILES,
     )
     try:

@@ -5,6 +5,7 @@ Run on the simulated cluster (time scale 0) with the real helm and the real char
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import PermanentClusterError, Release, WpResult
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import (
@@ -30,6 +32,7 @@ from woostore_provisioner.recipe import (
     verify_storefront,
 )
 from woostore_shared.secrets import CredentialCipher
+from woostore_shared.store_settings import StoreSettingsIn
 
 CIPHER = CredentialCipher("test-secret-key")
 
@@ -46,6 +49,7 @@ def make_job(cluster: SimulatedCluster, chart: Path, slug: str = "acme-coffee-1a
         cluster=cluster,
         chart=chart,
         cipher=CIPHER,
+        settings=DEFAULT_SETTINGS,
     )
 
 
@@ -286,3 +290,32 @@ async def test_every_delete_step_run_twice_removes_the_store_once(
         "wordpress": [],
     }
     assert snapshot(cluster, other.namespace) == other_before
+
+
+async def test_the_owners_settings_reach_the_store_and_no_sample_products_leaves_none(
+    cluster: SimulatedCluster, chart: Path
+) -> None:
+    """Currency, country and state, language and the admin's address, as WP-CLI would set
+    them; without sample products the order is still placed, with a test product removed
+    after it, and verifying again after a crash half-way still works."""
+    chosen = StoreSettingsIn(
+        currency="EUR",
+        country="DE",
+        language="de_DE",
+        admin_email="owner@example.com",
+        sample_products=False,
+    )
+    job = dataclasses.replace(
+        make_job(cluster, chart), settings=DEFAULT_SETTINGS.with_choices(chosen)
+    )
+    for step in PROVISION.steps:
+        await step.run(job)
+    await PROVISION.steps[-1].run(job)  # verified again: a redelivery after the last step
+
+    state = wordpress_state(cluster, job.namespace)
+    assert state["options"]["woocommerce_currency"] == "EUR"
+    assert state["options"]["woocommerce_default_country"] == "DE"  # the default's KA dropped
+    assert state["options"]["woocommerce_coming_soon"] == "no"
+    assert (state["language"], state["admin_email"]) == ("de_DE", "owner@example.com")
+    assert state["options"]["admin_email"] == "owner@example.com"
+    assert state.get("products") == []

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
-from tests.support import create_store
+from tests.support import DEFAULT_SETTINGS, create_store
 from woostore_cluster import (
     Release,
     ReleaseRevision,
@@ -314,6 +314,7 @@ async def test_provision_resumes_after_the_steps_already_in_the_journal(
         cluster=cluster,
         chart=chart,
         cipher=cipher,
+        settings=DEFAULT_SETTINGS,
     )
     learned = [await step.run(job) or {} for step in PROVISION.steps[:4]]
     async with UnitOfWork.begin(outbox) as uow:

@@ -41,6 +41,10 @@ async def test_a_second_delivery_does_not_run_beside_the_first(
     monkeypatch.setattr("woostore_provisioner.retries.IN_PLACE_ATTEMPTS", 1)
     cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
     runner = make_runner(cluster)
+    # The tests' lease lasts 3 watch intervals (0.15 s): on a loaded machine a renewal can
+    # come later than that, and the duplicate would rightly take an expired lease over.
+    # Here the first attempt is alive, so its lease must not expire (expiry: tests below).
+    runner.leases.ttl = timedelta(seconds=60)
     store = await create_store(api_outbox)
     first = asyncio.create_task(runner.provision(store.id, KeepAlive()))
     await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), 10)

@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client
 from sqlmodel import col, select
 
-from tests.support import envelope, stream_messages
+from tests.support import DEFAULT_SETTINGS, envelope, stream_messages
 from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, forget_expired, reap_once
@@ -49,6 +49,7 @@ async def add_store(
         slug=f"s-{uuid.uuid4().hex[:10]}",
         status=status,
         simulated=True,
+        settings=DEFAULT_SETTINGS.model_dump(mode="json"),
         correlation_id=uuid.uuid4().hex,
         created_at=now - timedelta(hours=1),
         updated_at=now - timedelta(hours=1),

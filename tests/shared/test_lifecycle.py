@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.support import DEFAULT_SETTINGS
 from woostore_shared.lifecycle import ACTIVE, DELETABLE, InvalidTransition, transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, utcnow
 
@@ -37,6 +38,7 @@ def a_store(status: StoreStatus) -> Store:
         slug="shop-abc123",
         status=status,
         simulated=True,
+        settings=DEFAULT_SETTINGS.model_dump(mode="json"),
         correlation_id="c0ffee",
         created_at=an_hour_ago,
         updated_at=an_hour_ago,

@@ -10,6 +10,7 @@ import pytest
 from nats.aio.client import Client
 from sqlmodel import col, select
 
+from tests.support import DEFAULT_SETTINGS
 from woostore_shared.db import Database
 from woostore_shared.events import Deleted, DeleteRequested
 from woostore_shared.lifecycle import transition
@@ -30,6 +31,7 @@ async def a_ready_store(db: Database) -> uuid.UUID:
         slug=f"shop-{uuid.uuid4().hex[:8]}",
         status=StoreStatus.READY,
         simulated=True,
+        settings=DEFAULT_SETTINGS.model_dump(mode="json"),
         correlation_id="corr-1",
     )
     async with db.session() as session:

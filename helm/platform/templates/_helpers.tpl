@@ -144,6 +144,16 @@ Secret, never as literal values. Call with the root context.
   value: {{ .Release.Name | quote }}
 - name: WOOSTORE_BASE_DOMAIN
   value: {{ $v.stores.baseDomain | quote }}
+- name: WOOSTORE_STORE_CURRENCY
+  value: {{ $v.stores.defaults.currency | quote }}
+- name: WOOSTORE_STORE_COUNTRY
+  value: {{ $v.stores.defaults.country | quote }}
+- name: WOOSTORE_STORE_STATE
+  value: {{ $v.stores.defaults.state | quote }}
+- name: WOOSTORE_STORE_LANGUAGE
+  value: {{ $v.stores.defaults.language | quote }}
+- name: WOOSTORE_STORE_SAMPLE_PRODUCTS
+  value: {{ $v.stores.defaults.sampleProducts | quote }}
 - name: WOOSTORE_MAX_STORES_IN_FLIGHT
   value: {{ $v.settings.maxStoresInFlight | quote }}
 - name: WOOSTORE_PROVISION_DEADLINE_SECONDS

@@ -8,6 +8,7 @@ learned about the store (``Learned``), which is saved with its journal entry.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +25,7 @@ from woostore_cluster import (
 from woostore_shared.events import Phase, WorkingStatus
 from woostore_shared.models import StoreStatus
 from woostore_shared.secrets import CredentialCipher, generate_password
+from woostore_shared.store_settings import StoreSettings
 
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
 ADMIN_USER = "admin"
@@ -35,6 +37,9 @@ SAMPLE_PRODUCTS = (
     ("Ceramic Mug", "9.00"),
     ("Cotton Tote Bag", "15.00"),
 )
+# A store without sample products is still verified with an order: of this product, which
+# the verify step adds for the order and removes again.
+TEST_PRODUCT = ("WooStore test item", "1.00")
 
 
 @dataclass
@@ -51,8 +56,13 @@ class StoreJob:
     chart: Path
     cipher: CredentialCipher
     # Values profiles layered under the store's own values (WOOSTORE_STORE_VALUES_FILES).
+    settings: StoreSettings
     values_files: tuple[Path, ...] = ()
     rollback_revision: int | None = None  # chosen by the first step of a rollback
+
+    @property
+    def admin_email(self) -> str:
+        return self.settings.admin_email or f"{ADMIN_USER}@{self.host}"
 
 
 class Learned(TypedDict, total=False):
@@ -187,7 +197,7 @@ async def install_wordpress(job: StoreJob) -> None:
     await wp(
         job, "core", "install",
         f"--url={job.storefront_url}", f"--title={job.name}",
-        f"--admin_user={ADMIN_USER}", f"--admin_email={ADMIN_USER}@{job.host}",
+        f"--admin_user={ADMIN_USER}", f"--admin_email={job.admin_email}",
         "--skip-email", "--prompt=admin_password",
         stdin=secret["admin-password"] + "\n",
     )  # fmt: skip
@@ -198,11 +208,18 @@ async def activate_woocommerce(job: StoreJob) -> None:
         await wp(job, "plugin", "activate", "woocommerce")
 
 
-# Setting an option, a gateway or the permalink structure to what it already is changes
-# nothing: the next three steps are idempotent as they stand.
+# Setting an option, a language, a gateway or the permalink structure to what it already is
+# changes nothing: the next three steps are idempotent as they stand.
 async def configure_store(job: StoreJob) -> None:
-    await wp(job, "option", "update", "woocommerce_currency", "INR")
-    await wp(job, "option", "update", "woocommerce_default_country", "IN:KA")
+    """The owner's settings; and the store open at once (WooCommerce 9.1+ starts new stores
+    in "coming soon" mode, which hides the shop from everyone but its admin)."""
+    settings = job.settings
+    await wp(job, "option", "update", "woocommerce_currency", settings.currency)
+    await wp(job, "option", "update", "woocommerce_default_country", settings.woocommerce_country)
+    await wp(job, "option", "update", "admin_email", job.admin_email)
+    await wp(job, "option", "update", "woocommerce_coming_soon", "no")
+    if settings.language != "en_US":  # WordPress's own; every other comes from wordpress.org
+        await wp(job, "language", "core", "install", settings.language, "--activate")
 
 
 async def enable_cash_on_delivery(job: StoreJob) -> None:
@@ -216,34 +233,59 @@ async def set_permalinks(job: StoreJob) -> None:
     await wp(job, "rewrite", "structure", "/%postname%/")
 
 
-async def add_sample_products(job: StoreJob) -> None:
-    existing = int(
-        (await wp(job, "wc", "product", "list", "--format=count", f"--user={ADMIN_USER}")).strip()
-        or 0
+async def _products(job: StoreJob) -> dict[str, int]:
+    """The store's products: their ids, by name."""
+    listed = await wp(
+        job,
+        "wc",
+        "product",
+        "list",
+        "--format=json",
+        "--fields=id,name",
+        "--per_page=100",
+        f"--user={ADMIN_USER}",
     )
-    for name, price in SAMPLE_PRODUCTS[existing:]:
-        await wp(
-            job,
-            "wc",
-            "product",
-            "create",
-            f"--name={name}",
-            f"--regular_price={price}",
-            f"--user={ADMIN_USER}",
-        )
+    return {product["name"]: int(product["id"]) for product in json.loads(listed or "[]")}
+
+
+async def _create_product(job: StoreJob, name: str, price: str) -> None:
+    await wp(
+        job, "wc", "product", "create",
+        f"--name={name}", f"--regular_price={price}", f"--user={ADMIN_USER}",
+    )  # fmt: skip
+
+
+async def add_sample_products(job: StoreJob) -> None:
+    if not job.settings.sample_products:
+        return
+    existing = await _products(job)
+    for name, price in SAMPLE_PRODUCTS:
+        if name not in existing:
+            await _create_product(job, name, price)
 
 
 async def verify_storefront(job: StoreJob) -> None:
+    """A cash-on-delivery order through the storefront. A store without sample products gets
+    a test product for the order, removed again after it: each run adds what it needs, so a
+    run cut off half-way and run again still verifies."""
+    borrowed = not job.settings.sample_products
+    if borrowed and TEST_PRODUCT[0] not in await _products(job):
+        await _create_product(job, *TEST_PRODUCT)
     check = await job.cluster.check_storefront(job.namespace, job.storefront_url)
     if check.status_code != 200:
         raise PermanentClusterError(f"storefront answered {check.status_code}")
-    if check.products < len(SAMPLE_PRODUCTS):
+    expected = 1 if borrowed else len(SAMPLE_PRODUCTS)
+    if check.products < expected:
         raise PermanentClusterError(
-            f"the Store API lists {check.products} products, expected {len(SAMPLE_PRODUCTS)}"
+            f"the Store API lists {check.products} products, expected {expected}"
         )
     if not check.order_placed:
         reason = f": {check.detail}" if check.detail else ""
         raise PermanentClusterError(f"a cash-on-delivery test order could not be placed{reason}")
+    if borrowed:
+        test_product = (await _products(job))[TEST_PRODUCT[0]]
+        await wp(job, "wc", "product", "delete", str(test_product), "--force=true",
+                 f"--user={ADMIN_USER}")  # fmt: skip
 
 
 async def uninstall_release(job: StoreJob) -> None:

@@ -53,6 +53,7 @@ from woostore_shared.logging import get_logger
 from woostore_shared.models import Store, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
+from woostore_shared.store_settings import StoreSettings
 from woostore_shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
@@ -321,6 +322,7 @@ class Runner:
             cluster=self.cluster,
             chart=self.chart,
             cipher=self.cipher,
+            settings=StoreSettings.model_validate(store.settings),
             values_files=self.values_files,
             rollback_revision=store.rollback_revision,
         )

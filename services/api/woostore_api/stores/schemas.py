@@ -14,6 +14,7 @@ from pydantic.config import JsonDict
 
 from woostore_api.stores.actions import StoreAction, store_actions
 from woostore_shared.models import Store, StoreChange, StoreStatus
+from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 
 NAME_MAX = 50
 _STORE_ID = "0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10"
@@ -30,6 +31,14 @@ STORE_EXAMPLE: JsonDict = {
     "queue_position": None,
     "storefront_url": None,
     "admin_url": None,
+    "settings": {
+        "currency": "INR",
+        "country": "IN",
+        "state": "KA",
+        "language": "en_US",
+        "admin_email": None,
+        "sample_products": True,
+    },
     "failure_reason": None,
     "cleaned_up_at": None,
     "last_change": None,
@@ -58,7 +67,12 @@ def _joins(name: str, i: int) -> bool:
 class StoreCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"name": "My Shop", "type": "woocommerce"}]},
+        json_schema_extra={
+            "examples": [
+                {"name": "My Shop", "type": "woocommerce"},
+                {"name": "Mein Laden", "settings": {"currency": "EUR", "country": "DE"}},
+            ]
+        },
     )
 
     # The length is checked after NFC normalisation (in the validator): "é" typed as e and a
@@ -69,6 +83,10 @@ class StoreCreate(BaseModel):
         json_schema_extra={"maxLength": NAME_MAX},
     )
     type: Literal["woocommerce"] = "woocommerce"
+    settings: StoreSettingsIn | None = Field(
+        default=None,
+        description="The store's settings; each one left out takes the platform's default.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -140,6 +158,9 @@ class StoreOut(BaseModel):
     )
     storefront_url: str | None = None
     admin_url: str | None = None
+    settings: StoreSettings = Field(
+        description="Its settings: the owner's choices over the platform's defaults."
+    )
     failure_reason: str | None = Field(default=None, description="Why the store failed.")
     cleaned_up_at: datetime | None = Field(
         default=None,
@@ -181,7 +202,7 @@ class StoreOut(BaseModel):
             **store.model_dump(
                 include={
                     "id", "name", "slug", "type", "status", "simulated", "progress",
-                    "chart_version", "release_revision", "change",
+                    "chart_version", "release_revision", "change", "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
                     "created_at", "updated_at", "ready_at", "deleted_at",
                 }

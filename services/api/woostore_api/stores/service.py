@@ -58,7 +58,8 @@ async def create_store(
     """Queue a store in the caller's tenant; returns it and whether it was made now (False:
     an earlier request with the same ``Idempotency-Key`` made it, and no limit applies)."""
     tenant_id = caller.principal.tenant_id
-    fingerprint = sha256_hex(request.model_dump_json())
+    # Fields left out do not count: a retry from before `settings` existed still matches.
+    fingerprint = sha256_hex(request.model_dump_json(exclude_none=True))
     if idempotency_key is not None:
         earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
         if earlier is not None:
@@ -77,6 +78,7 @@ async def create_store(
                     slug=slug,
                     type=request.type,
                     simulated=settings.cluster_mode is ClusterMode.SIMULATED,
+                    settings=settings.store_defaults.with_choices(request.settings),
                 )
                 if idempotency_key is not None:
                     uow.session.add(

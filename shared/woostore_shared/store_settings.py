@@ -1,0 +1,122 @@
+"""A store's settings, chosen by its owner at creation: currency, country and state,
+language, the admin's email address, and whether it starts with sample products.
+
+The operator sets the defaults (``WOOSTORE_STORE_*``); what the owner leaves out is filled in
+from them when the store is requested, so a later change of the defaults never changes a
+store that exists. Codes are checked against ISO 4217 (currency), ISO 3166-1 and 3166-2
+(country, state: WooCommerce uses the 3166-2 suffix, ``KA`` for Karnataka) and ISO 639
+(the language of a WordPress locale such as ``de_DE``), from ``pycountry``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pycountry
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+_LOCALE = re.compile(r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[A-Z]{2}))?(?:_[a-z0-9]+)?$")
+
+
+class StoreSettingsIn(BaseModel):
+    """What an owner may choose; each field left out takes the platform's default."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"currency": "EUR", "country": "DE", "state": None, "language": "de_DE"},
+            ]
+        },
+    )
+
+    currency: str | None = Field(
+        default=None, description="ISO 4217 code, e.g. EUR.", min_length=3, max_length=3
+    )
+    country: str | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 code, e.g. DE.", min_length=2, max_length=2
+    )
+    state: str | None = Field(
+        default=None,
+        description="The state or province within the country: its ISO 3166-2 code after the "
+        "country's, e.g. KA for IN-KA (Karnataka). Needs country.",
+        min_length=1,
+        max_length=3,
+    )
+    language: str | None = Field(
+        default=None, description="A WordPress locale, e.g. en_US, de_DE, pt_BR.", max_length=20
+    )
+    admin_email: EmailStr | None = Field(
+        default=None, description="The store admin's email address (default: admin@<host>)."
+    )
+    sample_products: bool | None = Field(
+        default=None, description="Start with three sample products (default: on)."
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, code: str | None) -> str | None:
+        if code is not None and pycountry.currencies.get(alpha_3=code) is None:
+            raise ValueError(f"{code!r} is not an ISO 4217 currency code (e.g. EUR, USD, INR)")
+        return code
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        if code is not None and pycountry.countries.get(alpha_2=code) is None:
+            raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE)")
+        return code
+
+    @field_validator("language")
+    @classmethod
+    def _wordpress_locale(cls, locale: str | None) -> str | None:
+        if locale is None:
+            return None
+        parts = _LOCALE.match(locale)
+        language = parts and parts["language"]
+        known = language and (
+            pycountry.languages.get(alpha_2=language) or pycountry.languages.get(alpha_3=language)
+        )
+        region = parts and parts["country"]
+        if not known or (region and pycountry.countries.get(alpha_2=region) is None):
+            raise ValueError(f"{locale!r} is not a WordPress locale (e.g. en_US, de_DE, pt_BR)")
+        return locale
+
+    @model_validator(mode="after")
+    def _state_of_the_country(self) -> StoreSettingsIn:
+        if self.state is None:
+            return self
+        if self.country is None:
+            raise ValueError("state needs country: a state is one of a country's")
+        subdivision = pycountry.subdivisions.get(  # type: ignore[no-untyped-call]  # untyped
+            code=f"{self.country}-{self.state}"
+        )
+        if subdivision is None:
+            raise ValueError(f"{self.state!r} is not a state of {self.country} (ISO 3166-2)")
+        return self
+
+
+class StoreSettings(BaseModel):
+    """A store's settings as it keeps them: every one of them set."""
+
+    currency: str
+    country: str
+    state: str | None
+    language: str
+    admin_email: str | None  # None: admin@<the store's host>
+    sample_products: bool
+
+    def with_choices(self, chosen: StoreSettingsIn | None) -> StoreSettings:
+        """These (the platform's defaults) with what the owner chose laid over them. A country
+        chosen without a state drops the default's state, which belongs to another country."""
+        if chosen is None:
+            return self
+        picked = chosen.model_dump(exclude_none=True)
+        if "country" in picked and "state" not in picked:
+            picked["state"] = None
+        return self.model_copy(update=picked)
+
+    @property
+    def woocommerce_country(self) -> str:
+        """WooCommerce's ``woocommerce_default_country``: ``IN:KA``, or ``DE``."""
+        return f"{self.country}:{self.state}" if self.state else self.country
