@@ -97,6 +97,15 @@ def cluster_model(docs: list[Manifest]) -> list[Endpoint]:
             },
             namespace_labels("ingress-nginx"),
         ),
+        # Traefik as `make cluster-up` installs it (release and namespace "traefik"), and
+        # another pod in its namespace; values-local admits only Traefik's pods.
+        Endpoint(
+            "traefik",
+            "traefik",
+            {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"},
+            namespace_labels("traefik"),
+        ),
+        Endpoint("traefik-neighbour", "traefik", {"run": "debug"}, namespace_labels("traefik")),
         Endpoint(
             "coredns", "kube-system", {"k8s-app": "kube-dns"}, namespace_labels("kube-system")
         ),
@@ -121,18 +130,19 @@ def dns_flows(*sources: str) -> set[Flow]:
     return {Flow(s, "coredns", proto, 53) for s in sources for proto in ("UDP", "TCP")}
 
 
-EXPECTED_FLOWS = {
-    Flow("ingress-controller", "wordpress", "TCP", WP_PORT),
+STORE_FLOWS = {
     Flow("helm-test", "wordpress", "TCP", WP_PORT),
     Flow("wordpress", "mariadb", "TCP", DB_PORT),
     *dns_flows("wordpress", "mariadb", "helm-test"),
 }
+EXPECTED_FLOWS = {Flow("ingress-controller", "wordpress", "TCP", WP_PORT), *STORE_FLOWS}
 # By default the ingress controller is known by its namespace only, so any pod there (the
 # admission webhook too) may reach WordPress; values-prod narrows it to the controller pods.
 NAMESPACE_WIDE_INGRESS = {Flow("ingress-admission-webhook", "wordpress", "TCP", WP_PORT)}
 EXPECTED_FLOWS_BY_PROFILE = {
     "defaults": EXPECTED_FLOWS | NAMESPACE_WIDE_INGRESS,
-    "local": EXPECTED_FLOWS | NAMESPACE_WIDE_INGRESS,
+    # Traefik's pods, as `make cluster-up` installs them; not their neighbours.
+    "local": {Flow("traefik", "wordpress", "TCP", WP_PORT), *STORE_FLOWS},
     "prod": EXPECTED_FLOWS,
 }
 
@@ -309,7 +319,7 @@ def test_the_ingress_controller_is_configurable(helm_env: dict[str, str]) -> Non
     endpoints = [
         *cluster_model(docs),
         Endpoint(
-            "traefik",
+            "k3s-traefik",
             "kube-system",
             {"app.kubernetes.io/name": "traefik"},
             namespace_labels("kube-system"),
@@ -317,7 +327,7 @@ def test_the_ingress_controller_is_configurable(helm_env: dict[str, str]) -> Non
     ]
     flows = allowed_flows(policies_of(docs), endpoints)
     to_wordpress = {f.src for f in flows if f.dst == "wordpress"}
-    assert to_wordpress == {"traefik", "helm-test"}
+    assert to_wordpress == {"k3s-traefik", "helm-test"}
 
 
 def test_prod_admits_only_the_controller_pods(profile_docs: dict[str, list[Manifest]]) -> None:
@@ -506,7 +516,7 @@ def test_local_is_plain_http_on_the_default_storage_class(
     docs = profile_docs["local"]
     (ingress,) = by_kind(docs, "Ingress")
     assert "tls" not in ingress["spec"]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["ingressClassName"] == "traefik"
     assert "cert-manager.io/cluster-issuer" not in (ingress["metadata"].get("annotations") or {})
     for claim in by_kind(docs, "PersistentVolumeClaim"):
         assert "storageClassName" not in claim["spec"]

@@ -51,6 +51,7 @@ from tests.charts.checkov_runs import (
     waived_checks,
     waiver_reasons,
 )
+from tests.charts.kind import CLUSTER_UP, KIND, script_variable
 from tests.charts.netpol import Endpoint, namespace_labels
 from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.base import STORE_ACCESS_BINDING
@@ -1605,15 +1606,6 @@ def test_unwaived_findings_are_exactly_the_waived_checks_on_their_resources(
 # --------------------------------------------------------------------------
 # deploy/kind: the local cluster
 # --------------------------------------------------------------------------
-
-KIND = REPO / "deploy" / "kind"
-CLUSTER_UP = KIND / "cluster-up.sh"
-
-
-def script_variable(name: str) -> str:
-    match = re.search(rf"^{name}=(\S+)$", CLUSTER_UP.read_text(), re.MULTILINE)
-    assert match, f"{name} is not set in {CLUSTER_UP}"
-    return match.group(1)
 
 
 def test_cluster_up_is_valid_bash() -> None:
