@@ -145,8 +145,8 @@ def cluster_model(docs: list[Manifest]) -> list[Endpoint]:
     return endpoints
 
 
-def dns_flows(*sources: str) -> set[Flow]:
-    return {Flow(s, "coredns", proto, 53) for s in sources for proto in ("UDP", "TCP")}
+def dns_flows(*sources: str, dns: str = "coredns") -> set[Flow]:
+    return {Flow(s, dns, proto, 53) for s in sources for proto in ("UDP", "TCP")}
 
 
 STORE_FLOWS = {
@@ -349,6 +349,31 @@ def test_the_ingress_controller_is_configurable(helm_env: dict[str, str]) -> Non
     flows = allowed_flows(policies_of(docs), endpoints)
     to_wordpress = {f.src for f in flows if f.dst == "wordpress"}
     assert to_wordpress == {"k3s-traefik", "helm-test"}
+
+
+def test_a_dns_that_answers_from_no_pod_is_reached_by_address(helm_env: dict[str, str]) -> None:
+    """NodeLocal DNSCache answers on the node, at its link-local address and at kube-dns'
+    Service address it intercepts: no pod a selector could match. networkPolicy.dns.cidrs
+    opens port 53 to those addresses, and nothing else to them or their neighbours."""
+    docs = render(
+        helm_env, "--set-json", 'networkPolicy.dns.cidrs=["169.254.20.10/32","10.96.0.10/32"]'
+    )
+    endpoints = [
+        *cluster_model(docs),
+        Endpoint("node-local-dns", None, address="169.254.20.10"),
+        Endpoint("kube-dns-service", None, address="10.96.0.10"),
+        Endpoint("next-address", None, address="169.254.20.11"),
+    ]
+    flows = allowed_flows(policies_of(docs), endpoints)
+    pods = ("wordpress", "mariadb", "helm-test")
+    by_address = dns_flows(*pods, dns="node-local-dns") | dns_flows(*pods, dns="kube-dns-service")
+    assert flows == EXPECTED_FLOWS_BY_PROFILE["defaults"] | by_address
+    (dns,) = [p for p in policies_of(docs) if p["metadata"]["name"] == f"{RELEASE}-dns-egress"]
+    (rule,) = dns["spec"]["egress"]
+    assert rule["to"][1:] == [
+        {"ipBlock": {"cidr": "169.254.20.10/32"}},
+        {"ipBlock": {"cidr": "10.96.0.10/32"}},
+    ]
 
 
 def test_prod_admits_only_the_controller_pods(profile_docs: dict[str, list[Manifest]]) -> None:
