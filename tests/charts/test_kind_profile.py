@@ -97,3 +97,11 @@ def test_the_real_cluster_test_uses_the_local_profile_by_default() -> None:
     )
     assert default, f"{E2E_TEST} no longer defaults WOOSTORE_E2E_VALUES_FILES to a profile"
     assert CHART / default.group(1) == CHART / "values-local.yaml"
+
+
+def test_traefik_on_kind_has_a_cluster_ip_service() -> None:
+    """kind has no load balancer: Traefik's Service is a ClusterIP one, set where the chart
+    reads it (service.spec; it ignores a service.type, and its default is LoadBalancer)."""
+    service = traefik_release().values["service"]
+    assert "type" not in service, "the Traefik chart ignores service.type: set service.spec.type"
+    assert service["spec"]["type"] == "ClusterIP"
