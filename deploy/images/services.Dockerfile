@@ -2,8 +2,8 @@
 # One Dockerfile for the platform's services, a target per service:
 #   docker build -f deploy/images/services.Dockerfile --target api -t woostore-api .
 # Each image holds only its service's dependencies (uv sync --package) and runs as non-root.
-# Not built on the project's CI machines (they have no Docker engine); the Real Kubernetes
-# issue adds image checks.
+# Not built on the project's CI machines (they have no Docker engine): make check lints it
+# (hadolint); .github/workflows/images.yml builds it, runs it on kind and publishes it.
 
 ARG PYTHON=python:3.11-slim-bookworm
 

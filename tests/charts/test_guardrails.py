@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+import yaml
 
 from tests.charts import netpol
 from tests.charts.chart import (
+    CHART,
     HOST,
     NAMESPACE,
     RELEASE,
@@ -33,8 +35,23 @@ from tests.charts.netpol import Endpoint, Flow, namespace_labels
 
 WP_PORT = 8080
 DB_PORT = 3306
+# cert-manager's HTTP-01 solver pod (pkg/issuer/acme/http: acmeSolverListenPort, podLabels).
+SOLVER_PORT = 8089
+SOLVER_LABELS = {
+    "acme.cert-manager.io/http01-solver": "true",
+    "acme.cert-manager.io/http-domain": "1234567890",
+    "acme.cert-manager.io/http-token": "987654321",
+}
 
-PROBES = [("TCP", 80), ("TCP", 443), ("TCP", WP_PORT), ("TCP", DB_PORT), ("TCP", 53), ("UDP", 53)]
+PROBES = [
+    ("TCP", 80),
+    ("TCP", 443),
+    ("TCP", WP_PORT),
+    ("TCP", DB_PORT),
+    ("TCP", 53),
+    ("UDP", 53),
+    ("TCP", SOLVER_PORT),
+]
 
 
 def allowed_flows(policies: list[Manifest], endpoints: list[Endpoint]) -> set[Flow]:
@@ -72,6 +89,8 @@ def cluster_model(docs: list[Manifest]) -> list[Endpoint]:
         Endpoint("mariadb", NAMESPACE, labels["mariadb"], store_ns, {"mysql": DB_PORT}),
         # Anything else started in the namespace (kubectl run, a compromised process...).
         Endpoint("stray-pod", NAMESPACE, {"run": "debug"}, store_ns),
+        # cert-manager's HTTP-01 solver, while a certificate is being issued.
+        Endpoint("acme-solver", NAMESPACE, SOLVER_LABELS, store_ns, {"http": SOLVER_PORT}),
         # The same chart in another store's namespace: identical pod labels.
         Endpoint(
             "other-store-wordpress",
@@ -97,6 +116,15 @@ def cluster_model(docs: list[Manifest]) -> list[Endpoint]:
             },
             namespace_labels("ingress-nginx"),
         ),
+        # Traefik as `make cluster-up` installs it (release and namespace "traefik"), and
+        # another pod in its namespace; values-local admits only Traefik's pods.
+        Endpoint(
+            "traefik",
+            "traefik",
+            {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"},
+            namespace_labels("traefik"),
+        ),
+        Endpoint("traefik-neighbour", "traefik", {"run": "debug"}, namespace_labels("traefik")),
         Endpoint(
             "coredns", "kube-system", {"k8s-app": "kube-dns"}, namespace_labels("kube-system")
         ),
@@ -117,23 +145,26 @@ def cluster_model(docs: list[Manifest]) -> list[Endpoint]:
     return endpoints
 
 
-def dns_flows(*sources: str) -> set[Flow]:
-    return {Flow(s, "coredns", proto, 53) for s in sources for proto in ("UDP", "TCP")}
+def dns_flows(*sources: str, dns: str = "coredns") -> set[Flow]:
+    return {Flow(s, dns, proto, 53) for s in sources for proto in ("UDP", "TCP")}
 
 
-EXPECTED_FLOWS = {
-    Flow("ingress-controller", "wordpress", "TCP", WP_PORT),
+STORE_FLOWS = {
     Flow("helm-test", "wordpress", "TCP", WP_PORT),
     Flow("wordpress", "mariadb", "TCP", DB_PORT),
     *dns_flows("wordpress", "mariadb", "helm-test"),
 }
+EXPECTED_FLOWS = {Flow("ingress-controller", "wordpress", "TCP", WP_PORT), *STORE_FLOWS}
 # By default the ingress controller is known by its namespace only, so any pod there (the
 # admission webhook too) may reach WordPress; values-prod narrows it to the controller pods.
 NAMESPACE_WIDE_INGRESS = {Flow("ingress-admission-webhook", "wordpress", "TCP", WP_PORT)}
+# With TLS (values-prod), the ingress controller reaches cert-manager's HTTP-01 solver too.
+SOLVER_FLOW = Flow("ingress-controller", "acme-solver", "TCP", SOLVER_PORT)
 EXPECTED_FLOWS_BY_PROFILE = {
     "defaults": EXPECTED_FLOWS | NAMESPACE_WIDE_INGRESS,
-    "local": EXPECTED_FLOWS | NAMESPACE_WIDE_INGRESS,
-    "prod": EXPECTED_FLOWS,
+    # Traefik's pods, as `make cluster-up` installs them; not their neighbours.
+    "local": {Flow("traefik", "wordpress", "TCP", WP_PORT), *STORE_FLOWS},
+    "prod": EXPECTED_FLOWS | {SOLVER_FLOW},
 }
 
 
@@ -309,7 +340,7 @@ def test_the_ingress_controller_is_configurable(helm_env: dict[str, str]) -> Non
     endpoints = [
         *cluster_model(docs),
         Endpoint(
-            "traefik",
+            "k3s-traefik",
             "kube-system",
             {"app.kubernetes.io/name": "traefik"},
             namespace_labels("kube-system"),
@@ -317,7 +348,32 @@ def test_the_ingress_controller_is_configurable(helm_env: dict[str, str]) -> Non
     ]
     flows = allowed_flows(policies_of(docs), endpoints)
     to_wordpress = {f.src for f in flows if f.dst == "wordpress"}
-    assert to_wordpress == {"traefik", "helm-test"}
+    assert to_wordpress == {"k3s-traefik", "helm-test"}
+
+
+def test_a_dns_that_answers_from_no_pod_is_reached_by_address(helm_env: dict[str, str]) -> None:
+    """NodeLocal DNSCache answers on the node, at its link-local address and at kube-dns'
+    Service address it intercepts: no pod a selector could match. networkPolicy.dns.cidrs
+    opens port 53 to those addresses, and nothing else to them or their neighbours."""
+    docs = render(
+        helm_env, "--set-json", 'networkPolicy.dns.cidrs=["169.254.20.10/32","10.96.0.10/32"]'
+    )
+    endpoints = [
+        *cluster_model(docs),
+        Endpoint("node-local-dns", None, address="169.254.20.10"),
+        Endpoint("kube-dns-service", None, address="10.96.0.10"),
+        Endpoint("next-address", None, address="169.254.20.11"),
+    ]
+    flows = allowed_flows(policies_of(docs), endpoints)
+    pods = ("wordpress", "mariadb", "helm-test")
+    by_address = dns_flows(*pods, dns="node-local-dns") | dns_flows(*pods, dns="kube-dns-service")
+    assert flows == EXPECTED_FLOWS_BY_PROFILE["defaults"] | by_address
+    (dns,) = [p for p in policies_of(docs) if p["metadata"]["name"] == f"{RELEASE}-dns-egress"]
+    (rule,) = dns["spec"]["egress"]
+    assert rule["to"][1:] == [
+        {"ipBlock": {"cidr": "169.254.20.10/32"}},
+        {"ipBlock": {"cidr": "10.96.0.10/32"}},
+    ]
 
 
 def test_prod_admits_only_the_controller_pods(profile_docs: dict[str, list[Manifest]]) -> None:
@@ -325,6 +381,56 @@ def test_prod_admits_only_the_controller_pods(profile_docs: dict[str, list[Manif
     flows = allowed_flows(policies_of(docs), cluster_model(docs))
     assert Flow("ingress-controller", "wordpress", "TCP", WP_PORT) in flows
     assert not NAMESPACE_WIDE_INGRESS & flows
+
+
+def solver_flows(docs: list[Manifest]) -> set[Flow]:
+    flows = allowed_flows(policies_of(docs), cluster_model(docs))
+    return {f for f in flows if "acme-solver" in (f.src, f.dst)}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["--set", "tls.enabled=true"],
+        ["--set", "tls.enabled=true", "--values", str(CHART / "values-prod.yaml")],
+    ],
+    ids=["tls-off", "tls-on", "prod"],
+)
+def test_with_tls_the_ingress_controller_alone_reaches_the_http01_solver(
+    helm_env: dict[str, str], extra: list[str]
+) -> None:
+    """A certificate authority fetches the HTTP-01 token through the ingress controller from
+    cert-manager's solver pod in the store's namespace: with TLS, that flow and no other
+    to or from the solver; without TLS there is no certificate and no way in."""
+    docs = render(helm_env, *extra)
+    names = {p["metadata"]["name"] for p in policies_of(docs)}
+    if not extra:
+        assert f"{RELEASE}-acme-http01-solver" not in names
+        assert not solver_flows(docs)
+        return
+    solver = one(policies_of(docs), "NetworkPolicy", f"{RELEASE}-acme-http01-solver")["spec"]
+    assert solver["policyTypes"] == ["Ingress"]
+    assert solver["podSelector"] == {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}}
+    # The same peer as WordPress': whatever names the controller names it for both.
+    wordpress = one(policies_of(docs), "NetworkPolicy", f"{RELEASE}-wordpress-ingress")["spec"]
+    assert solver["ingress"][0]["from"] == wordpress["ingress"][0]["from"]
+    expected = {SOLVER_FLOW}
+    if len(extra) == 2:  # the defaults admit the controller's whole namespace
+        expected.add(Flow("ingress-admission-webhook", "acme-solver", "TCP", SOLVER_PORT))
+    assert solver_flows(docs) == expected
+
+
+def test_a_dns01_issuer_needs_no_way_in_to_a_solver(helm_env: dict[str, str]) -> None:
+    docs = render(
+        helm_env,
+        *["--values", str(CHART / "values-prod.yaml"), "--set", "tls.http01Solver=false"],
+    )
+    names = {p["metadata"]["name"] for p in policies_of(docs)}
+    assert f"{RELEASE}-acme-http01-solver" not in names
+    assert not solver_flows(docs)
+    (ingress,) = by_kind(docs, "Ingress")
+    assert ingress["spec"]["tls"], "still HTTPS, with a certificate solved elsewhere"
 
 
 # --------------------------------------------------------------------------
@@ -423,6 +529,60 @@ def test_quota_fits_the_chart_and_one_default_sized_pod(
     assert usage.storage <= hard["requests.storage"]
 
 
+# cert-manager's solver pod at its default size (internal/apis/config/controller/v1alpha1/
+# defaults.go: defaultACMEHTTP01SolverResource*).
+SOLVER_REQUESTS = {"cpu": quantity("10m"), "memory": quantity("64Mi")}
+SOLVER_LIMITS = {"cpu": quantity("100m"), "memory": quantity("64Mi")}
+
+
+def test_quota_fits_the_chart_and_cert_managers_http01_solver(
+    profile_docs: dict[str, list[Manifest]],
+) -> None:
+    """While a certificate is issued, the solver pod runs next to WordPress and MariaDB (and
+    the helm test pod, should `helm test` run then): the quota must leave it room, or the
+    certificate is never issued."""
+    docs = profile_docs["prod"]
+    hard, usage = quota_of(docs), chart_usage(docs)
+    for resource in ("cpu", "memory"):
+        need = usage.requests[resource] + SOLVER_REQUESTS[resource]
+        assert need <= hard[f"requests.{resource}"], f"requests.{resource}"
+        need = usage.limits[resource] + SOLVER_LIMITS[resource]
+        assert need <= hard[f"limits.{resource}"], f"limits.{resource}"
+    assert usage.pods + 1 <= hard["pods"]
+    # Its Service may not be a NodePort one (cert-manager's default): hence the ClusterIssuer
+    # example's serviceType: ClusterIP.
+    assert hard["services.nodeports"] == 0
+
+
+def cluster_issuer_example() -> Manifest:
+    """The ClusterIssuer values-prod.yaml shows, between its marker comments."""
+    text = (CHART / "values-prod.yaml").read_text()
+    start, end = "# --- ClusterIssuer example ---\n", "# --- end of the example ---\n"
+    assert start in text, f"values-prod.yaml has no {start.strip()!r}"
+    block = text.split(start, 1)[1].split(end, 1)[0]
+    lines = block.splitlines()
+    assert all(line.startswith("#   ") for line in lines), "every line commented, indented"
+    example = yaml.safe_load("\n".join(line.removeprefix("#   ") for line in lines))
+    assert isinstance(example, dict)
+    return example
+
+
+def test_the_prod_cluster_issuer_example_can_issue_for_a_store() -> None:
+    example = cluster_issuer_example()
+    prod = yaml.safe_load((CHART / "values-prod.yaml").read_text())
+    assert (example["apiVersion"], example["kind"]) == ("cert-manager.io/v1", "ClusterIssuer")
+    assert example["metadata"]["name"] == prod["tls"]["clusterIssuer"]
+    acme = example["spec"]["acme"]
+    assert acme["server"].startswith("https://")
+    assert acme["privateKeySecretRef"]["name"]
+    (solver,) = acme["solvers"]
+    ingress = solver["http01"]["ingress"]
+    # NodePort, cert-manager's default, is what the store's quota forbids.
+    assert ingress["serviceType"] == "ClusterIP"
+    assert ingress["ingressClassName"] == prod["ingress"]["className"]
+    assert prod["tls"]["http01Solver"] is True
+
+
 def test_prod_quota_is_stricter_than_the_default_one(
     profile_docs: dict[str, list[Manifest]],
 ) -> None:
@@ -506,7 +666,7 @@ def test_local_is_plain_http_on_the_default_storage_class(
     docs = profile_docs["local"]
     (ingress,) = by_kind(docs, "Ingress")
     assert "tls" not in ingress["spec"]
-    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["ingressClassName"] == "traefik"
     assert "cert-manager.io/cluster-issuer" not in (ingress["metadata"].get("annotations") or {})
     for claim in by_kind(docs, "PersistentVolumeClaim"):
         assert "storageClassName" not in claim["spec"]

@@ -35,6 +35,7 @@ from tests.charts.chart import (
     is_helm_test,
     one,
     pods,
+    quantity,
     render,
     render_platform,
     run_helm,
@@ -51,6 +52,7 @@ from tests.charts.checkov_runs import (
     waived_checks,
     waiver_reasons,
 )
+from tests.charts.kind import CLUSTER_UP, KIND, script_variable
 from tests.charts.netpol import Endpoint, namespace_labels
 from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.base import STORE_ACCESS_BINDING
@@ -1606,15 +1608,6 @@ def test_unwaived_findings_are_exactly_the_waived_checks_on_their_resources(
 # deploy/kind: the local cluster
 # --------------------------------------------------------------------------
 
-KIND = REPO / "deploy" / "kind"
-CLUSTER_UP = KIND / "cluster-up.sh"
-
-
-def script_variable(name: str) -> str:
-    match = re.search(rf"^{name}=(\S+)$", CLUSTER_UP.read_text(), re.MULTILINE)
-    assert match, f"{name} is not set in {CLUSTER_UP}"
-    return match.group(1)
-
 
 def test_cluster_up_is_valid_bash() -> None:
     bash = shutil.which("bash")
@@ -1792,6 +1785,28 @@ def test_wordpress_is_locked_down_by_its_configuration() -> None:
         "DISALLOW_UNFILTERED_HTML",
     ):
         assert re.search(rf"^define\( '{constant}', true \);$", config, re.MULTILINE), constant
+
+
+def test_wp_cli_has_more_memory_than_phps_default_and_less_than_the_pod(
+    profile_docs: dict[str, list[Manifest]],
+) -> None:
+    """WP-CLI (PHP's CLI) activates WooCommerce, which PHP's default 128M may not hold: the
+    image gives the CLI alone a higher limit (php-cli.ini, which PHP's CLI reads instead of
+    php.ini), checks it at build time, and the limit stays under the WordPress container's
+    memory limit in every profile (past it the kernel kills the pod, Apache with it)."""
+    dockerfile = (WORDPRESS / "Dockerfile").read_text()
+    limit = dockerfile_arg("PHP_CLI_MEMORY_LIMIT")
+    match = re.fullmatch(r"(\d+)M", limit)
+    assert match, f"PHP_CLI_MEMORY_LIMIT={limit}: give it in M"
+    cli_bytes = int(match.group(1)) * 2**20  # PHP's M is 2^20 bytes
+    assert cli_bytes > 128 * 2**20
+    final_stage = dockerfile.rsplit("\nFROM ", 1)[1]
+    assert '>> "$PHP_INI_DIR/php-cli.ini"' in final_stage
+    assert 'ini_get("memory_limit")' in final_stage, "the build checks the CLI's limit"
+    for profile, docs in profile_docs.items():
+        (wp,) = [d for d in docs if d["kind"] == "Deployment"]
+        pod_limit = quantity(container(wp)["resources"]["limits"]["memory"])
+        assert cli_bytes < pod_limit, f"{profile}: WP-CLI's limit reaches the pod's"
 
 
 def test_downloads_are_pinned_and_verified_at_build_time() -> None:

@@ -166,6 +166,9 @@ def test_render_without_required_values_fails_schema(
         ["--set-string", "quota.requestsStorage=lots"],
         ["--set-string", "limitRange.container.max.gpu=1"],
         ["--set", "quota.pods=1"],
+        ["--set-json", 'networkPolicy.dns.cidrs=["0.0.0.0/0"]'],
+        ["--set-json", 'networkPolicy.dns.cidrs=["::/0"]'],
+        ["--set-json", 'networkPolicy.dns.cidrs=["169.254.20.10"]'],
     ],
     ids=[
         "extra-key",
@@ -181,6 +184,9 @@ def test_render_without_required_values_fails_schema(
         "bad-quantity",
         "unknown-limit",
         "quota-below-the-chart",
+        "dns-to-every-ipv4-address",
+        "dns-to-every-ipv6-address",
+        "dns-address-without-prefix",
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:

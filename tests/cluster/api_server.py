@@ -1,6 +1,8 @@
 """A loopback HTTP server answering the few Kubernetes REST paths ``ClientKubeApi`` calls,
 with the JSON shapes the API server sends, so the real official client can be exercised
-end to end (its own HTTP, its own deserialisation) without a cluster."""
+end to end (its own HTTP, its own deserialisation) without a cluster. Exec is served over
+WebSocket (uvicorn speaks it with wsproto) in the channel protocol the API server uses:
+refused at the upgrade with a status, or accepted and run as ``exec_run`` says."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 TIME = "2026-11-01T10:00:00Z"
+V5_CHANNEL_PROTOCOL = "v5.channel.k8s.io"
+V4_CHANNEL_PROTOCOL = "v4.channel.k8s.io"
+STDOUT, ERROR = 1, 3  # the channels' numbers, each frame's first byte
+SUCCESS = '{"metadata":{},"status":"Success"}'
 
 
 def status(code: int, reason: str, message: str) -> JSONResponse:
@@ -31,6 +37,17 @@ def status(code: int, reason: str, message: str) -> JSONResponse:
 
 
 @dataclass
+class ExecRun:
+    """What an accepted exec does: ``stdout`` on its channel, then the command's status on
+    the error channel and a close; or, with ``drop``, the connection cut after ``stdout``,
+    with neither (a node or a proxy in between gone mid-command)."""
+
+    stdout: str = ""
+    status: str = SUCCESS
+    drop: bool = False
+
+
+@dataclass
 class FakeApiServer:
     namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -43,6 +60,13 @@ class FakeApiServer:
     authorizations: list[str] = field(default_factory=list)
     throttle: int = 0  # the next requests answered 429 with Retry-After
     retry_after: str = "2"
+    # Exec refused at the upgrade with this (status, reason, message), as the API server
+    # refuses it (RBAC, a missing pod, an overloaded server); None: accepted, and run as
+    # ``exec_run`` says.
+    exec_refusal: tuple[int, str, str] | None = (403, "Forbidden", "exec is not served here")
+    exec_run: ExecRun = field(default_factory=ExecRun)
+    # The WordPress pod listed: stuck pulling its image, or running and ready (to exec into).
+    wordpress_ready: bool = False
 
     def app(self) -> Starlette:
         return Starlette(
@@ -218,24 +242,26 @@ class FakeApiServer:
     async def pods(self, request: Request) -> Response:
         if (refused := self._seen(request)) is not None:
             return refused
-        waiting = {
+        ready = self.wordpress_ready
+        state: dict[str, Any] = {"running": {"startedAt": TIME}} if ready else {
             "waiting": {
                 "reason": "ImagePullBackOff",
                 "message": 'Back-off pulling image "ghcr.io/woostore/wp:bad"',
             }
-        }
+        }  # fmt: skip
         item = {
             "metadata": {"name": "store-wordpress-x", "labels": {"component": "wordpress"}},
             "spec": {"containers": [{"name": "wordpress", "image": "ghcr.io/woostore/wp:bad"}]},
             "status": {
-                "phase": "Pending",
+                "phase": "Running" if ready else "Pending",
                 "conditions": [
                     {"type": "PodScheduled", "status": "True"},
-                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+                    {"type": "Ready", "status": str(ready)}
+                    | ({} if ready else {"reason": "ContainersNotReady"}),
                 ],
                 "containerStatuses": [
-                    {"name": "wordpress", "ready": False, "restartCount": 0,
-                     "image": "ghcr.io/woostore/wp:bad", "imageID": "", "state": waiting},
+                    {"name": "wordpress", "ready": ready, "restartCount": 0,
+                     "image": "ghcr.io/woostore/wp:bad", "imageID": "", "state": state},
                 ],
             },
         }  # fmt: skip
@@ -244,14 +270,31 @@ class FakeApiServer:
         )
 
     async def exec(self, request: Request) -> Response:
-        """The exec upgrade request, seen (with its headers) and refused. Without a websocket
-        library for uvicorn (none is installed), it arrives as a plain GET."""
+        """Exec without an upgrade (a plain GET): refused, as the API server would."""
         if (refused := self._seen(request)) is not None:
             return refused
-        return status(403, "Forbidden", "exec is not served here")
+        return status(400, "BadRequest", "Upgrade request required")
 
     async def exec_websocket(self, websocket: WebSocket) -> None:
-        """The same, should uvicorn ever get a websocket library: seen, then refused (403)."""
+        """The exec upgrade, seen (with its headers); then refused with ``exec_refusal`` (an
+        HTTP answer instead of the upgrade, a Status in its body), or accepted on the newest
+        channel protocol the client offers and run as ``exec_run`` says."""
         self.requests.append(("GET", websocket.url.path, dict(websocket.query_params)))
         self.authorizations.append(websocket.headers.get("authorization", ""))
+        if self.exec_refusal is not None:
+            code, reason, message = self.exec_refusal
+            refusal = status(code, reason, message)
+            if code == 429:
+                refusal.headers["Retry-After"] = self.retry_after
+            await websocket.send_denial_response(refusal)
+            return
+        offered = websocket.scope.get("subprotocols") or []
+        protocol = V5_CHANNEL_PROTOCOL if V5_CHANNEL_PROTOCOL in offered else V4_CHANNEL_PROTOCOL
+        await websocket.accept(subprotocol=protocol)
+        run = self.exec_run
+        if run.stdout:
+            await websocket.send_bytes(bytes([STDOUT]) + run.stdout.encode())
+        if run.drop:
+            return  # uvicorn closes the connection: no status, no close frame
+        await websocket.send_bytes(bytes([ERROR]) + run.status.encode())
         await websocket.close()

@@ -108,7 +108,7 @@ async def test_a_rotated_token_is_sent_once_the_one_read_before_is_a_minute_old(
     # the same way: its websocket upgrade request carries the newest token too.
     pod.rotate("token-3")
     clock.advance(REFRESH_PERIOD)
-    with pytest.raises(KubeApiError):  # this server does not speak websocket
+    with pytest.raises(KubeApiError):  # this server refuses exec (403)
         await api.exec("store-a", "store-wordpress-x", "wordpress", ["wp"], None, 5)
 
     assert pod.server.authorizations == [

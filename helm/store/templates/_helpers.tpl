@@ -75,6 +75,22 @@ NetworkPolicy (empty podSelector) and ResourceQuota would hit everybody else's p
 {{- $ns -}}
 {{- end -}}
 
+{{/*
+The ingress controller as a NetworkPolicy peer: its namespace (by labels), and its pods there
+when networkPolicy.ingressController.podSelector names any.
+*/}}
+{{- define "store.ingressControllerPeer" -}}
+{{- $controller := .Values.networkPolicy.ingressController -}}
+- namespaceSelector:
+    matchLabels:
+      {{- toYaml $controller.namespaceSelector | nindent 6 }}
+  {{- with $controller.podSelector }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
+{{- end -}}
+
 {{/* Container securityContext shared by all containers; pass the uid. */}}
 {{- define "store.containerSecurityContext" -}}
 runAsNonRoot: true
