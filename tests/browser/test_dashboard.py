@@ -201,11 +201,24 @@ async def test_a_store_created_from_the_form_progresses_live_to_ready(
 ) -> None:
     await signed_in(page, platform)
     await page.evaluate(RECORD_CARDS)
+    # The owner's settings: a bad code is refused, naming the field, and nothing is made.
+    await page.get_by_test_id("create-settings").locator("summary").click()
+    await page.get_by_test_id("create-currency").fill("XYZ")
+    await page.get_by_test_id("create-name").fill("Form Shop")
+    await page.get_by_test_id("create-submit").click()
+    await expect(page.locator("#create-error")).to_contain_text("currency", timeout=SHORT)
+    await expect(page.get_by_test_id("store-card")).to_have_count(0)
+    await page.get_by_test_id("create-currency").fill("EUR")
+    await page.get_by_test_id("create-country").fill("DE")
+    await page.get_by_test_id("create-sample-products").select_option("false")
 
     store_id = await create_from_form(page, "Form Shop")
     store_card = card(page, store_id)
     await expect(page.locator("#create-status")).to_have_text(re.compile("requested"))
     await expect(page.get_by_test_id("create-name")).to_have_value("")
+    await expect(store_card.get_by_test_id("store-settings")).to_have_text(
+        "EUR · DE · en_US · no sample products"
+    )
 
     # Live, with nothing but the event stream: the step text, then ready.
     await expect(store_card.get_by_test_id("store-step")).to_have_text(

@@ -48,7 +48,9 @@ async function onCreateSubmit(event) {
   els.createStatus.textContent = '';
   setCreateBusy(true);
   try {
-    const store = await api('POST', '/stores', { name, type: 'woocommerce' });
+    const settings = chosenSettings();
+    const body = { name, type: 'woocommerce', ...(settings ? { settings } : {}) };
+    const store = await api('POST', '/stores', body);
     upsertStore(store);
     els.createName.value = '';
     els.createStatus.textContent = `Store “${store?.name ?? name}” requested.`;
@@ -61,6 +63,17 @@ async function onCreateSubmit(event) {
   } finally {
     setCreateBusy(false);
   }
+}
+
+// The settings filled in on the form; those left empty take the platform's defaults.
+function chosenSettings() {
+  const chosen = {};
+  for (const field of els.createForm.querySelectorAll('.create-settings [name]')) {
+    const value = field.value.trim();
+    if (!value) continue;
+    chosen[field.name] = field.name === 'sample_products' ? value === 'true' : value;
+  }
+  return Object.keys(chosen).length ? chosen : null;
 }
 
 function setCreateBusy(busy) {

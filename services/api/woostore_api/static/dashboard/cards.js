@@ -75,6 +75,8 @@ function createCard(id) {
       readyRow: q('[data-role="ready-row"]'),
       chartRow: q('[data-role="chart-row"]'),
       chart: q('[data-testid="store-chart"]'),
+      settingsRow: q('[data-role="settings-row"]'),
+      settings: q('[data-testid="store-settings"]'),
       upgradeButton: q('[data-testid="upgrade-button"]'),
       rollbackButton: q('[data-testid="rollback-button"]'),
       ready: q('[data-role="ready"]'),
@@ -177,6 +179,9 @@ function renderCard(view, store) {
   setLink(e.admin, admin);
   e.links.hidden = !storefront && !admin;
 
+  e.settingsRow.hidden = !store.settings;
+  if (store.settings) e.settings.textContent = settingsText(store.settings);
+
   e.chartRow.hidden = !store.chart_version;
   if (store.chart_version) e.chart.textContent = `${store.chart_version} (revision ${store.release_revision ?? '?'})`;
 
@@ -194,6 +199,12 @@ function renderCard(view, store) {
   e.deleteButton.title = canDelete || !store.actions ? ''
     : status === 'deleting' || view.busy.has('delete') ? 'This store is already being deleted'
     : `A store cannot be deleted while it is ${status}`;
+}
+
+function settingsText(settings) {
+  const place = settings.state ? `${settings.country}-${settings.state}` : settings.country;
+  const products = settings.sample_products ? 'sample products' : 'no sample products';
+  return [settings.currency, place, settings.language, products].join(' · ');
 }
 
 function progressText(store) {
