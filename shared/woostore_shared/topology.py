@@ -22,11 +22,10 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError, ServerError
 
 from woostore_shared.settings import Settings
-from woostore_shared.work import WORK_SUBJECT_PREFIX, Lane, lane_subjects
+from woostore_shared.work import MAX_DELIVER, WORK_SUBJECT_PREFIX, Lane, lane_subjects
 
 STREAM_NAME = "STORES"
 WORK_STREAM = "WORK"
-MAX_DELIVER = 5
 REMOVALS_IN_FLIGHT = 4
 # The work consumers of versions that took their work off the store events, by their filter;
 # removed from STORES (the reaper sends fresh orders for whatever they held). A program's own

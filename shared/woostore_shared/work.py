@@ -24,6 +24,13 @@ from pydantic import BaseModel
 
 WORK_SUBJECT_PREFIX = "work"
 
+# The retry budget of work, by redelivery (the provisioner retries in place first, see its
+# retries.py): JetStream delivers an order at most MAX_DELIVER times, and the reaper sends a
+# store's provisioning or change again at most MAX_REPLAYS times before it gives up on it
+# (failing the store, or ending the change as failed). Removal is sent again until it is done.
+MAX_DELIVER = 5
+MAX_REPLAYS = 3
+
 
 class Lane(StrEnum):
     PROVISION = "provision"

@@ -28,8 +28,8 @@ from woostore_provisioner.retries import (
 )
 from woostore_shared.models import utcnow
 from woostore_shared.settings import Settings
-from woostore_shared.topology import MAX_DELIVER, WORK_STREAM, declare
-from woostore_shared.work import Lane, WorkOrder, work_subject
+from woostore_shared.topology import WORK_STREAM, declare
+from woostore_shared.work import MAX_DELIVER, Lane, WorkOrder, work_subject
 
 
 @dataclass

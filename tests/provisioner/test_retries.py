@@ -16,7 +16,7 @@ from woostore_provisioner.retries import (
     StoreBusy,
     settle,
 )
-from woostore_shared.topology import MAX_DELIVER
+from woostore_shared.work import MAX_DELIVER
 
 LAST = MAX_DELIVER
 

@@ -12,14 +12,14 @@ from sqlmodel import col, select, update
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
 from woostore_reaper.leadership import LeaderLock
-from woostore_reaper.reaping import MAX_REPLAYS, replay_lost_work
+from woostore_reaper.reaping import replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreChange, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
 from woostore_shared.unit_of_work import UnitOfWork
-from woostore_shared.work import Lane
+from woostore_shared.work import MAX_REPLAYS, Lane
 
 GRACE = timedelta(seconds=60)
 

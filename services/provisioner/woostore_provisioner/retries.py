@@ -7,9 +7,12 @@ Work on a store is retried at two levels:
    and so the store's slot.
 2. **By redelivery**: whatever is left is settled by :func:`settle`, a pure function of the
    error and the delivery count: ack, nak with a delay, hand back, or give up. JetStream
-   delivers a message at most ``MAX_DELIVER`` times (``woostore_shared.topology``).
+   delivers a work order at most ``MAX_DELIVER`` times.
+3. **By a fresh order**: the reaper sends lost provisioning or a lost change again at most
+   ``MAX_REPLAYS`` times, then gives up on it; removal is sent again until it is done.
 
-After that the reaper replays lost work a few times more (docs/reliability.md).
+The numbers of 2 and 3 live with the work orders (``woostore_shared.work``), which the reaper
+reads too; docs/reliability.md tells the whole story.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from tenacity import (
 
 from woostore_cluster import TransientClusterError
 from woostore_shared.logging import get_logger
-from woostore_shared.topology import MAX_DELIVER
+from woostore_shared.work import MAX_DELIVER
 
 log = get_logger(__name__)
 

@@ -42,14 +42,13 @@ from woostore_shared.models import (
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import WORK_STREAM, consumer_of
 from woostore_shared.unit_of_work import UnitOfWork
-from woostore_shared.work import Lane, work_subject
+from woostore_shared.work import MAX_REPLAYS, Lane, work_subject
 
 log = get_logger(__name__)
 RELAY_GRACE = timedelta(seconds=10)  # the writer publishes right after commit; give it time
 IDEMPOTENCY_TTL = timedelta(hours=24)
 WORK_ORDER_TTL = timedelta(days=7)  # as long as the stream WORK keeps them
 RATE_WINDOW_TTL = timedelta(hours=1)  # the API keeps one minute's; these are long finished
-MAX_REPLAYS = 3  # of a store's provisioning; deletion is replayed until it succeeds
 DEADLINES_ENFORCED = Counter("woostore_deadlines_enforced_total", "Stores failed by a deadline")
 EVENTS_RELAYED = Counter("woostore_events_relayed_total", "Events published by the relay")
 WORK_REPLAYED = Counter("woostore_work_replayed_total", "Lost work published again", ["lane"])
