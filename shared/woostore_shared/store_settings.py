@@ -101,10 +101,10 @@ class StoreSettings(BaseModel):
 
     currency: str
     country: str
-    state: str | None
     language: str
-    admin_email: str | None  # None: admin@<the store's host>
     sample_products: bool
+    state: str | None = None
+    admin_email: str | None = None  # None: admin@<the store's host>
 
     def with_choices(self, chosen: StoreSettingsIn | None) -> StoreSettings:
         """These (the platform's defaults) with what the owner chose laid over them. A country
