@@ -228,14 +228,7 @@ class Settings(BaseSettings):
             language=self.store_language,
             sample_products=self.store_sample_products,
         )
-        return StoreSettings(
-            currency=self.store_currency,
-            country=self.store_country,
-            state=chosen.state,
-            language=self.store_language,
-            admin_email=None,
-            sample_products=self.store_sample_products,
-        )
+        return StoreSettings.model_validate(chosen.model_dump())
 
     @cached_property
     def cluster_mode(self) -> ClusterMode:
