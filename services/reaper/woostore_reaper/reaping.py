@@ -110,14 +110,24 @@ async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
     return failed
 
 
-async def _work_in_flight(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> bool:
+async def _ack_floors(outbox: Outbox) -> dict[Lane, int]:
+    """Each lane's consumer has consumed the stream up to here; read once a pass."""
+    floors: dict[Lane, int] = {}
+    for lane in Lane:
+        info = await outbox.js.consumer_info(WORK_STREAM, consumer_of(lane))
+        floors[lane] = info.ack_floor.stream_seq
+    return floors
+
+
+async def _work_in_flight(
+    outbox: Outbox, store_id: uuid.UUID, lane: Lane, floors: dict[Lane, int]
+) -> bool:
     """Whether the store's last work order on ``lane`` is in the stream and not yet consumed."""
     try:
         message = await outbox.js.get_last_msg(WORK_STREAM, work_subject(lane, store_id))
     except NotFoundError:
         return False
-    info = await outbox.js.consumer_info(WORK_STREAM, consumer_of(lane))
-    return message.seq is not None and message.seq > info.ack_floor.stream_seq
+    return message.seq is not None and message.seq > floors[lane]
 
 
 async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
@@ -159,10 +169,11 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
             )
         )
     replayed = dead = 0
+    floors = await _ack_floors(outbox) if idle else {}
     for store_id, raw_status, replays in idle:
         status = StoreStatus(raw_status)
         lane = _LANES[status]
-        if await _work_in_flight(outbox, store_id, lane):
+        if await _work_in_flight(outbox, store_id, lane, floors):
             continue
         with bind_store(store_id):
             if lane is not Lane.REMOVAL and replays >= MAX_REPLAYS:
