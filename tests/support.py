@@ -51,6 +51,33 @@ async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
     return store
 
 
+async def add_pooled_store(
+    outbox: Outbox, *, name: str = "Warm pool store", chart_version: str | None = None
+) -> Store:
+    """A store made for the warm pool, as the reaper and provisioner make one: requested for
+    no tenant, provisioned (its release on ``chart_version``, the platform's unless told) and
+    pooled, through the lifecycle."""
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await lifecycle.request(
+            uow,
+            tenant_id=None,
+            name=name,
+            slug=f"pool-{uuid.uuid4().hex[:8]}",
+            type="woocommerce",
+            simulated=True,
+            settings=DEFAULT_SETTINGS,
+        )
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await lifecycle.start(uow, store.id)
+        store.chart_version = chart_version or Settings().store_chart_version
+        store.release_revision = 1
+        url = f"http://{store.slug}.example.test"
+        store = await lifecycle.make_ready(
+            uow, store.id, storefront_url=url, admin_url=f"{url}/wp-admin/"
+        )
+    return store
+
+
 async def add_key(
     database: Database,
     name: str,

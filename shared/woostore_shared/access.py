@@ -38,8 +38,10 @@ class Principal:
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
-    def sees(self, tenant_id: uuid.UUID) -> bool:
-        return self.is_admin or tenant_id == self.tenant_id
+    def sees(self, tenant_id: uuid.UUID | None) -> bool:
+        """Whether this principal may see what ``tenant_id`` owns. What no tenant owns (a
+        store in the warm pool) nobody sees, admins included: it is nobody's store yet."""
+        return tenant_id is not None and (self.is_admin or tenant_id == self.tenant_id)
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,29 @@ from woostore_shared.events import (
     DeleteRequested,
     EventName,
     Failed,
+    Pooled,
     Progress,
     Ready,
     Requested,
 )
 
 _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
-    EventName.REQUESTED: (Requested, "A store was requested; it waits in the queue."),
+    EventName.REQUESTED: (
+        Requested,
+        "A store was requested; it waits in the queue (or, taken from the warm pool, for its "
+        "personalisation).",
+    ),
     EventName.PROGRESS: (
         Progress,
         "A step of provisioning, a change, a deletion or a failed store's clean-up started or "
         "completed.",
     ),
     EventName.READY: (Ready, "The store passed verification: a test order was placed."),
+    EventName.POOLED: (
+        Pooled,
+        "A store made in advance passed verification and waits in the warm pool. It belongs "
+        "to no tenant (tenantid is the nil UUID): the event stream shows it to nobody.",
+    ),
     EventName.FAILED: (
         Failed,
         "The store failed; the reason is meant for people. Its clean-up follows.",

@@ -18,6 +18,9 @@ from pydantic import BaseModel
 from woostore_shared.models import StoreStatus, utcnow
 
 STREAM_SUBJECT_PREFIX = "store"
+# The ``tenantid`` of events about stores in the warm pool, which no tenant owns: the nil
+# UUID, which no tenant has, so no tenant's stream ever shows them.
+NO_TENANT = uuid.UUID(int=0)
 TYPE_PREFIX = "io.woostore.store."
 
 
@@ -25,6 +28,7 @@ class EventName(StrEnum):
     REQUESTED = "requested"
     PROGRESS = "progress"
     READY = "ready"
+    POOLED = "pooled"  # made for the warm pool; no tenant sees it
     FAILED = "failed"
     CLEANED_UP = "cleaned_up"  # what a failed store left in the cluster is gone
     DELETE_REQUESTED = "delete_requested"
@@ -49,6 +53,7 @@ class StoreSummary(BaseModel):
     status: StoreStatus
     simulated: bool
     created_at: datetime
+    origin: str = "cold"  # "pool": a store made in advance and claimed for its owner
 
 
 class Requested(BaseModel):
@@ -59,7 +64,7 @@ class Requested(BaseModel):
 Change = Literal["upgrade", "rollback"]
 
 
-Phase = Literal["provision", "upgrade", "rollback", "delete", "clean_up"]
+Phase = Literal["provision", "personalise", "upgrade", "rollback", "delete", "clean_up"]
 # The statuses a store has while a worker runs a recipe on it. A failed store's clean-up
 # shows progress too; the store stays failed throughout.
 WorkingStatus = Literal[
@@ -81,6 +86,13 @@ class Ready(BaseModel):
     admin_url: str
     chart_version: str | None = None  # of the store's Helm release
     revision: int | None = None
+
+
+class Pooled(BaseModel):
+    """Made and verified for the warm pool, waiting for an owner."""
+
+    status: Literal[StoreStatus.POOLED] = StoreStatus.POOLED
+    chart_version: str | None = None
 
 
 class Failed(BaseModel):
@@ -127,6 +139,7 @@ EventData = (
     Requested
     | Progress
     | Ready
+    | Pooled
     | Failed
     | CleanedUp
     | DeleteRequested
@@ -140,6 +153,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     Requested: EventName.REQUESTED,
     Progress: EventName.PROGRESS,
     Ready: EventName.READY,
+    Pooled: EventName.POOLED,
     Failed: EventName.FAILED,
     CleanedUp: EventName.CLEANED_UP,
     DeleteRequested: EventName.DELETE_REQUESTED,
@@ -185,7 +199,7 @@ def make_event(
     data: EventData,
     *,
     store_id: uuid.UUID,
-    tenant_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
     correlation_id: str,
     source: str,
 ) -> CloudEvent:
@@ -196,6 +210,6 @@ def make_event(
         subject=str(store_id),
         time=utcnow(),
         correlationid=correlation_id,
-        tenantid=str(tenant_id),
+        tenantid=str(tenant_id or NO_TENANT),
         data=data.model_dump(mode="json"),
     )

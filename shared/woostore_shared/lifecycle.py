@@ -8,14 +8,20 @@ has now, makes it, records the event announcing it and dispatches the work it as
 nothing left to do). Nothing else writes a store's status
 (``tests/shared/test_lifecycle_owner.py`` checks the code for it).
 
+A store requested without a tenant is made for the warm pool: the same recipe, then
+``pooled`` instead of ``ready``. :func:`claim` gives the oldest fitting pooled store to an
+owner, who sees it queued and then made theirs on the personalise lane, as a new store.
+
 | Change | From | To | Event | Work |
 |---|---|---|---|---|
 | :func:`request` | (new) | queued | requested | provision |
+| :func:`claim` | pooled | queued, the owner's | requested | personalise |
 | :func:`start` | queued | provisioning | (progress follows) | |
-| :func:`make_ready` | provisioning | ready | ready | |
-| :func:`fail` | queued, provisioning (ready: ``lost``) | failed | failed | removal (clean-up) |
+| :func:`make_ready` | provisioning | ready (in the pool: pooled) | ready (pooled) | |
+| :func:`fail` | queued, provisioning (``lost``: ready, pooled) | failed | failed | removal |
 | :func:`mark_cleaned_up` | failed | failed, ``cleaned_up_at`` set | cleaned_up | |
 | :func:`request_deletion` | any but updating, deleted | deleting | delete_requested | removal |
+| :func:`retire` | in the pool: queued, pooled | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
 | :func:`start_change` | ready | updating | change_requested | change |
 | :func:`end_change` | updating | ready, the change's outcome kept | changed or change_failed | |
@@ -37,11 +43,19 @@ from woostore_shared.events import (
     Deleted,
     DeleteRequested,
     Failed,
+    Pooled,
     Ready,
     Requested,
     StoreSummary,
 )
-from woostore_shared.models import Store, StoreChange, StoreStatus, StoreStep, utcnow
+from woostore_shared.models import (
+    Store,
+    StoreChange,
+    StoreStatus,
+    StoreStep,
+    namespace_for,
+    utcnow,
+)
 from woostore_shared.store_settings import StoreSettings
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
@@ -51,8 +65,10 @@ S = StoreStatus
 ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     # deleting a queued or provisioning store cancels it
     S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
-    S.PROVISIONING: frozenset({S.READY, S.FAILED, S.DELETING}),
+    S.PROVISIONING: frozenset({S.READY, S.POOLED, S.FAILED, S.DELETING}),
     S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING}),  # failed: its namespace vanished
+    # queued: claimed by an owner; deleting: retired from the pool (stale chart, broken)
+    S.POOLED: frozenset({S.QUEUED, S.DELETING, S.FAILED}),
     # An upgrade or rollback ends ready either way: a failed one leaves the release as helm's
     # --rollback-on-failure restored it, and the store's owner decides what next.
     S.UPDATING: frozenset({S.READY}),
@@ -62,10 +78,11 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
 }
 
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.DELETING})
-# Stores that hold (or will hold) cluster resources: what quotas count. A failed store's
-# resources are being cleaned up; it no longer counts.
-LIVE = ACTIVE | {S.READY}
-DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets)
+# Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
+# store's resources are being cleaned up; it no longer counts.
+LIVE = ACTIVE | {S.READY, S.POOLED}
+# What an owner may delete. A pooled store has no owner: the pool keeper retires it instead.
+DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets) - {S.POOLED}
 # Stores whose provisioning has not finished: what the provisioner and deadlines fail.
 UNFINISHED = frozenset({S.QUEUED, S.PROVISIONING})
 
@@ -88,18 +105,21 @@ class InvalidTransition(Exception):
 async def request(
     uow: UnitOfWork,
     *,
-    tenant_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
     name: str,
     slug: str,
     type: str,
     simulated: bool,
     settings: StoreSettings,
 ) -> Store:
-    """A new store, queued; written at once, so a taken slug fails here."""
+    """A new store, queued; written at once, so a taken slug fails here. Without a tenant
+    it is made for the warm pool."""
     store = Store(
         tenant_id=tenant_id,
         name=name,
         slug=slug,
+        namespace=namespace_for(slug),
+        origin="cold" if tenant_id is not None else "pool",
         type=type,
         status=S.QUEUED,
         simulated=simulated,
@@ -110,6 +130,52 @@ async def request(
     await uow.session.flush()
     uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
     uow.dispatch(store, Lane.PROVISION)
+    return store
+
+
+async def claim(
+    uow: UnitOfWork,
+    *,
+    tenant_id: uuid.UUID,
+    name: str,
+    slug: str,
+    type: str,
+    simulated: bool,
+    chart_version: str,
+    settings: StoreSettings,
+) -> Store | None:
+    """Give the oldest pooled store that fits (its type, the platform's chart version) to an
+    owner, as a new store of theirs: queued for its personalise recipe. None when none fits.
+
+    Pooled stores another transaction is claiming (or retiring) are skipped, not waited
+    for, so concurrent claims on any replica each get a different store or none."""
+    store = (
+        await uow.session.exec(
+            select(Store)
+            .where(col(Store.status) == S.POOLED, col(Store.tenant_id).is_(None))
+            .where(col(Store.type) == type, col(Store.simulated) == simulated)
+            .where(col(Store.chart_version) == chart_version)
+            .order_by(col(Store.created_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+    ).first()
+    if store is None:
+        return None
+    transition(store, S.QUEUED, {S.POOLED})
+    now = utcnow()
+    store.tenant_id, store.name, store.slug = tenant_id, name, slug
+    store.settings = settings.model_dump(mode="json")
+    # The owner's store starts now, with its own correlation id: the pool's history is not
+    # theirs (and its events were never shown to any tenant).
+    store.created_at = store.claimed_at = now
+    store.ready_at = store.storefront_url = store.admin_url = None
+    store.correlation_id = uuid.uuid4().hex
+    store.replays = 0
+    uow.session.add(store)
+    await uow.session.flush()  # a taken slug fails here, as for a new store
+    uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.dispatch(store, Lane.PERSONALISE)
     return store
 
 
@@ -124,8 +190,13 @@ async def start(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
 async def make_ready(
     uow: UnitOfWork, store_id: uuid.UUID, *, storefront_url: str, admin_url: str
 ) -> Store:
-    """Every provisioning step is done and the test order was placed."""
+    """Every provisioning step is done and the test order was placed: the store is its
+    owner's to use, or waits in the warm pool for one."""
     store = await _locked(uow, store_id)
+    if store.tenant_id is None:
+        transition(store, S.POOLED, {S.PROVISIONING})
+        uow.emit(store, Pooled(chart_version=store.chart_version))
+        return store
     transition(store, S.READY, {S.PROVISIONING})
     store.storefront_url, store.admin_url = storefront_url, admin_url
     uow.emit(
@@ -142,11 +213,11 @@ async def make_ready(
 
 async def fail(uow: UnitOfWork, store_id: uuid.UUID, reason: str, *, lost: bool = False) -> Store:
     """Fail a store with a reason meant for people: one whose provisioning cannot finish, or
-    (``lost``) a ready one whose resources vanished from the cluster. Its clean-up follows on
-    the removal lane; the store keeps the step it failed at."""
+    (``lost``) a ready or pooled one whose resources vanished from the cluster. Its clean-up
+    follows on the removal lane; the store keeps the step it failed at."""
     store = await _locked(uow, store_id)
     step = store.step_name
-    transition(store, S.FAILED, {S.READY} if lost else UNFINISHED)
+    transition(store, S.FAILED, {S.READY, S.POOLED} if lost else UNFINISHED)
     store.failure_reason = reason
     uow.emit(store, Failed(reason=reason, step=step))
     uow.dispatch(store, Lane.REMOVAL)
@@ -174,6 +245,18 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
     return store, True
+
+
+async def retire(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
+    """Take a store out of the warm pool (its chart is stale, or it yields to owners): deleted
+    like any store, but only while no owner has claimed it."""
+    store = await _locked(uow, store_id)
+    if store.tenant_id is not None:
+        raise InvalidTransition(store, S.DELETING, ())  # an owner's now: never the pool's to drop
+    transition(store, S.DELETING, {S.QUEUED, S.POOLED})
+    uow.emit(store, DeleteRequested())
+    uow.dispatch(store, Lane.REMOVAL)
+    return store
 
 
 async def mark_deleted(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
@@ -265,11 +348,11 @@ def transition(
         store.progress = 0.0
     if target is S.PROVISIONING:
         store.provisioning_started_at = now
-    elif target is S.READY:
+    elif target in (S.READY, S.POOLED):
         store.ready_at = store.ready_at or now  # first ready; an upgrade does not reset it
         store.progress = 1.0
         store.change = store.rollback_revision = None
     elif target is S.DELETED:
         store.deleted_at = now
-    if target in (S.READY, S.DELETED, S.DELETING):
+    if target in (S.READY, S.POOLED, S.QUEUED, S.DELETED, S.DELETING):
         store.step_name = store.step_title = store.step_index = store.step_total = None

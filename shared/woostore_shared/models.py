@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def namespace_for(slug: str) -> str:
+    """The namespace a store is made in, from the slug it is made with."""
+    return f"store-{slug}"
+
+
 def _optional_timestamp() -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
@@ -31,6 +36,7 @@ class StoreStatus(StrEnum):
     PROVISIONING = "provisioning"
     READY = "ready"
     UPDATING = "updating"  # a ready store being upgraded or rolled back
+    POOLED = "pooled"  # ready in the warm pool, owned by no tenant until it is claimed
     FAILED = "failed"
     DELETING = "deleting"
     DELETED = "deleted"
@@ -58,12 +64,18 @@ class Store(SQLModel, table=True):
     __table_args__ = (
         Index("ix_stores_tenant_created", "tenant_id", "created_at"),
         Index("ix_stores_status", "status"),
+        Index("ix_stores_unowned", "created_at", postgresql_where=text("tenant_id IS NULL")),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    tenant_id: uuid.UUID = Field(foreign_key="tenants.id")
+    # None while the store is in the warm pool (pool.py): no tenant's until it is claimed.
+    tenant_id: uuid.UUID | None = Field(default=None, foreign_key="tenants.id")
     name: str = Field(max_length=50)
     slug: str = Field(max_length=40, unique=True)
+    # Where the store's resources live: "store-<slug>" of the slug it was made with (a claimed
+    # store takes its owner's slug and host, and keeps the namespace).
+    namespace: str = Field(max_length=63, unique=True)
+    origin: str = Field(default="cold", max_length=10)  # "cold", or "pool": made in advance
     type: str = Field(default="woocommerce", max_length=20)
     status: StoreStatus = Field(
         sa_column=Column(
@@ -102,6 +114,7 @@ class Store(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     provisioning_started_at: datetime | None = _optional_timestamp()
+    claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
     ready_at: datetime | None = _optional_timestamp()
     deleted_at: datetime | None = _optional_timestamp()
     # A failed store's resources are removed by a clean-up on the removal lane; this says it
@@ -109,8 +122,11 @@ class Store(SQLModel, table=True):
     cleaned_up_at: datetime | None = _optional_timestamp()
 
     @property
-    def namespace(self) -> str:
-        return f"store-{self.slug}"
+    def owner(self) -> uuid.UUID:
+        """The tenant of a store that has one: any store an API caller can reach."""
+        if self.tenant_id is None:
+            raise LookupError(f"store {self.id} is in the warm pool: it has no owner")
+        return self.tenant_id
 
 
 class StoreEvent(SQLModel, table=True):

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
+import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -127,6 +128,13 @@ class Settings(BaseSettings):
 
     helm_binary: str = Field(default="helm", description="The helm (v4) binary to run.")
     store_chart: Path = Field(default=Path("helm/store"), description="The chart of one store.")
+    warm_pool_size: int = Field(
+        default=0,
+        ge=0,
+        description="Stores kept provisioned and verified for no tenant, so a new store is "
+        "claimed in seconds instead of made from scratch; 0 disables the warm pool "
+        "(`make run` keeps 2).",
+    )
     store_values_files: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Values profiles every store release gets (helm --values), e.g. "
@@ -229,6 +237,13 @@ class Settings(BaseSettings):
             sample_products=self.store_sample_products,
         )
         return StoreSettings.model_validate(chosen.model_dump())
+
+    @cached_property
+    def store_chart_version(self) -> str:
+        """The version of the store chart new stores get: a pooled store fits a claim only
+        if it runs this one."""
+        chart = yaml.safe_load((self.store_chart / "Chart.yaml").read_text())
+        return str(chart["version"])
 
     @cached_property
     def cluster_mode(self) -> ClusterMode:

@@ -27,6 +27,8 @@ from woostore_shared.work import MAX_DELIVER, WORK_SUBJECT_PREFIX, Lane, lane_su
 STREAM_NAME = "STORES"
 WORK_STREAM = "WORK"
 REMOVALS_IN_FLIGHT = 4
+# A claim is seconds of cluster work an owner waits for: never queued behind cold work.
+PERSONALISATIONS_IN_FLIGHT = 4
 # The work consumers of versions that took their work off the store events, by their filter;
 # removed from STORES (the reaper sends fresh orders for whatever they held). A program's own
 # consumer of the same name but another filter is left alone.
@@ -94,6 +96,8 @@ def declare(settings: Settings) -> Topology:
         streams=(facts, work),
         consumers=(
             work_queue(Lane.PROVISION, settings.max_stores_in_flight),
+            # Claims have their own lane: a claimed store never waits for cold provisioning.
+            work_queue(Lane.PERSONALISE, PERSONALISATIONS_IN_FLIGHT),
             # Removals get their own lane so they never queue behind creations.
             work_queue(Lane.REMOVAL, REMOVALS_IN_FLIGHT),
             # So do changes to ready stores: an upgrade never waits for the creation queue.

@@ -9,7 +9,8 @@ store events ever sees a repeat.
 
 | Lane | Sent when | The worker |
 |---|---|---|
-| provision | a store is requested | makes a queued store, step by step, and makes it ready |
+| provision | a store is requested, or the pool refilled | makes it, step by step: ready (pooled) |
+| personalise | an owner claims a pooled store | makes it its owner's, and ready |
 | change | an upgrade or rollback is requested | changes a ready store; it ends ready either way |
 | removal | a store is deleted, or fails | deletes it, or cleans up what a failed store left |
 """
@@ -34,6 +35,7 @@ MAX_REPLAYS = 3
 
 class Lane(StrEnum):
     PROVISION = "provision"
+    PERSONALISE = "personalise"  # a store claimed from the warm pool made its owner's
     CHANGE = "change"
     REMOVAL = "removal"  # deleting a store, or cleaning up after a failed one
 

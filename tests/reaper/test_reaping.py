@@ -25,6 +25,7 @@ from woostore_shared.models import (
     Store,
     StoreEvent,
     StoreStatus,
+    namespace_for,
     utcnow,
 )
 from woostore_shared.outbox import Outbox
@@ -43,10 +44,12 @@ async def add_store(
     cleaned_up: bool = False,
 ) -> uuid.UUID:
     now = utcnow()
+    slug = f"s-{uuid.uuid4().hex[:10]}"
     store = Store(
         tenant_id=DEFAULT_TENANT_ID,
         name=f"{status.value} store",
-        slug=f"s-{uuid.uuid4().hex[:10]}",
+        slug=slug,
+        namespace=namespace_for(slug),
         status=status,
         simulated=True,
         settings=DEFAULT_SETTINGS.model_dump(mode="json"),

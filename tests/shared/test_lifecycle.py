@@ -10,15 +10,16 @@ import pytest
 
 from tests.support import DEFAULT_SETTINGS
 from woostore_shared.lifecycle import ACTIVE, DELETABLE, InvalidTransition, transition
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, utcnow
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, namespace_for, utcnow
 
 S = StoreStatus
 
 # Written out here, not read from the code: the test states the contract.
 EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
     S.QUEUED: {S.PROVISIONING, S.FAILED, S.DELETING},  # deleting cancels
-    S.PROVISIONING: {S.READY, S.FAILED, S.DELETING},
+    S.PROVISIONING: {S.READY, S.POOLED, S.FAILED, S.DELETING},  # pooled: made for the pool
     S.READY: {S.DELETING, S.FAILED, S.UPDATING},
+    S.POOLED: {S.QUEUED, S.DELETING, S.FAILED},  # queued: claimed by an owner
     S.UPDATING: {S.READY},  # a failed upgrade or rollback ends ready too
     S.FAILED: {S.DELETING},
     S.DELETING: {S.DELETED},
@@ -36,6 +37,7 @@ def a_store(status: StoreStatus) -> Store:
         tenant_id=DEFAULT_TENANT_ID,
         name="Shop",
         slug="shop-abc123",
+        namespace=namespace_for("shop-abc123"),
         status=status,
         simulated=True,
         settings=DEFAULT_SETTINGS.model_dump(mode="json"),
@@ -52,7 +54,7 @@ def a_store(status: StoreStatus) -> Store:
 
 def test_the_table_covers_every_status() -> None:
     assert set(EXPECTED) == set(StoreStatus)
-    assert len(ALLOWED_PAIRS) == 12
+    assert len(ALLOWED_PAIRS) == 16
 
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)

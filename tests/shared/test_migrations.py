@@ -75,3 +75,37 @@ def test_failed_stores_count_as_cleaned_up_and_a_failed_change_becomes_the_chang
     assert changes == [(changed_badly, "rollback", "failed", "wait_for_rollout failed")]
 
     command.downgrade(config, "0007")  # and back, for an operator who must
+
+
+def test_every_store_keeps_its_namespace_and_is_cold_after_the_warm_pool_arrives(
+    empty_database: str,
+) -> None:
+    """Before 0011 a store's namespace was "store-<slug>", and every store was made cold."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0010")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        connection.execute("ALTER TABLE stores ALTER COLUMN settings SET DEFAULT '{}'")
+        ready = add_store(connection, "ready")
+        failed = add_store(connection, "failed", "its rollout never came up")
+        connection.execute("ALTER TABLE stores ALTER COLUMN settings DROP DEFAULT")
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT id::text, namespace, 'store-' || slug, origin, claimed_at FROM stores"
+        ).fetchall()
+        # A store for the pool (no tenant) is allowed now; then the way back forgets it.
+        connection.execute(
+            "INSERT INTO stores (id, tenant_id, name, slug, namespace, origin, type, status,"
+            " simulated, settings, progress, correlation_id, replays, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), NULL, 'Pool', 'pool-1', 'store-pool-1', 'pool',"
+            " 'woocommerce', 'pooled', true, '{}', 1, 'c', 0, now(), now())"
+        )
+    assert {row[0] for row in rows} == {ready, failed}
+    assert all(row[1] == row[2] and row[3:] == ("cold", None) for row in rows)
+
+    command.downgrade(config, "0010")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        left = connection.execute("SELECT id::text FROM stores").fetchall()
+    assert {row[0] for row in left} == {ready, failed}

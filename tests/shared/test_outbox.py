@@ -14,7 +14,7 @@ from tests.support import DEFAULT_SETTINGS
 from woostore_shared.db import Database
 from woostore_shared.events import Deleted, DeleteRequested
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, namespace_for
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
 from woostore_shared.unit_of_work import UnitOfWork
@@ -25,10 +25,12 @@ class Boom(Exception):
 
 
 async def a_ready_store(db: Database) -> uuid.UUID:
+    slug = f"shop-{uuid.uuid4().hex[:8]}"
     store = Store(
         tenant_id=DEFAULT_TENANT_ID,
         name="Shop",
-        slug=f"shop-{uuid.uuid4().hex[:8]}",
+        slug=slug,
+        namespace=namespace_for(slug),
         status=StoreStatus.READY,
         simulated=True,
         settings=DEFAULT_SETTINGS.model_dump(mode="json"),
