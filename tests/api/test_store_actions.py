@@ -20,6 +20,7 @@ TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
     (S.READY, None, True, ["delete", "upgrade", "credentials"]),  # no release recorded
     (S.READY, 2, False, ["delete", "upgrade", "rollback"]),  # credentials need the password
     (S.UPDATING, 2, True, []),
+    (S.POOLED, 1, True, []),  # no owner: nobody is offered anything (nor sees it)
     (S.FAILED, None, False, ["delete"]),
     (S.FAILED, 2, True, ["delete"]),  # a ready store whose namespace vanished
     (S.DELETING, 2, True, []),  # asking again is accepted but changes nothing

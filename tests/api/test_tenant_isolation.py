@@ -9,6 +9,9 @@ A did not send itself; B's rows and A's admin key are unchanged afterwards.
 
 The event stream is checked on a real notifier: A's bearer key and a ticket from A's
 dashboard session deliver A's events and none of B's; a revoked key's ticket is refused.
+
+A third party owns nothing: a store in the warm pool, made for no tenant yet. Nobody, the
+admin included, lists it, reads it, changes it or streams its events until it is claimed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from nats.aio.client import Client
 from sqlmodel import SQLModel, col, select, update
 
 from tests.api.http import PROBLEM_JSON, STORES, create, problem
-from tests.support import served
+from tests.support import add_pooled_store, served
 from woostore_api.stores.service import encode_cursor
 from woostore_notifier.main import create_app as create_notifier
 from woostore_shared.db import Database
@@ -44,6 +47,7 @@ from woostore_shared.models import (
     Tenant,
     utcnow,
 )
+from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -56,6 +60,8 @@ TICKET = "/api/v1/events/ticket"
 EVENTS = "/api/v1/events"
 SHARED_IDEMPOTENCY_KEY = "the-same-retry-key"
 DEADLINE_SECONDS = 15.0
+# The statuses a tenant's store can have: a pooled store belongs to no tenant.
+OWNED = [status for status in StoreStatus if status is not StoreStatus.POOLED]
 
 
 # --- the two tenants ------------------------------------------------------------------------
@@ -113,6 +119,10 @@ class World:
     a: Party
     b: Party
     settings: Settings
+    pooled: dict[str, Any]  # a store in the warm pool: its id, name and slug
+
+    def pool_markers(self) -> set[str]:
+        return {str(self.pooled["id"]), self.pooled["name"], self.pooled["slug"]}
 
 
 def _client(api: FastAPI, token: str | None = None) -> httpx.AsyncClient:
@@ -167,7 +177,7 @@ async def _make_party(
         admin_token=admin_key.json()["token"],
         password=f"{label}-password-{uuid.uuid4().hex}",
     )
-    for status in StoreStatus:
+    for status in OWNED:
         party.stores[status] = await create(party.http, f"{label.title()} {suffix} {status.value}")
     retried = await party.http.post(
         STORES,
@@ -194,7 +204,7 @@ async def _make_party(
         StoreStatus.DELETING: {"step_name": "helm_uninstall", "step_index": 1, "step_total": 2},
         StoreStatus.DELETED: {"deleted_at": now},
     }
-    for status in StoreStatus:
+    for status in OWNED:
         if status is not StoreStatus.QUEUED:
             await _set_status(database, party.store(status), status, **states.get(status, {}))
     async with database.session() as session:
@@ -206,11 +216,18 @@ async def _make_party(
 
 @pytest.fixture
 async def world(
-    api: FastAPI, client: httpx.AsyncClient, database: Database, settings: Settings
+    api: FastAPI,
+    client: httpx.AsyncClient,
+    database: Database,
+    settings: Settings,
+    nats_client: Client,
 ) -> AsyncIterator[World]:
     a = await _make_party(api, client, database, settings, "alpha", "alpha-own-retry-key")
     b = await _make_party(api, client, database, settings, "bravo", SHARED_IDEMPOTENCY_KEY)
-    yield World(a=a, b=b, settings=settings)
+    outbox = Outbox(database, nats_client, source="/tests")
+    store = await add_pooled_store(outbox, name=f"Pooled {uuid.uuid4().hex[:6]}")
+    pooled = {"id": str(store.id), "name": store.name, "slug": store.slug}
+    yield World(a=a, b=b, settings=settings, pooled=pooled)
     await a.http.aclose()
     await b.http.aclose()
 
@@ -308,7 +325,8 @@ def _a_ticket_naming_a(response: httpx.Response, world: World) -> None:
 
 def _b_stores_in_every_status(world: World, method: str, suffix: str = "") -> list[Attempt]:
     return [
-        Attempt(method, f"{STORES}/{world.b.store(status)}{suffix}", 404) for status in StoreStatus
+        *(Attempt(method, f"{STORES}/{world.b.store(status)}{suffix}", 404) for status in OWNED),
+        Attempt(method, f"{STORES}/{world.pooled['id']}{suffix}", 404),
     ]
 
 
@@ -444,8 +462,15 @@ def _leaks(response: httpx.Response, attempt: Attempt, world: World) -> set[str]
     response holds and the request did not carry."""
     text = response.text
     sent = attempt.sent()
-    hidden = world.b.markers() | world.a.admin_key_markers()
+    hidden = world.b.markers() | world.a.admin_key_markers() | world.pool_markers()
     return {m for m in hidden if m in text and m not in sent}
+
+
+async def _pool_snapshot(database: Database, world: World) -> dict[str, Any]:
+    async with database.session() as session:
+        store = await session.get(Store, uuid.UUID(world.pooled["id"]))
+    assert store is not None
+    return store.model_dump()
 
 
 async def _revoked(database: Database, key_id: str) -> bool:
@@ -460,6 +485,7 @@ async def test_tenant_a_gets_nothing_of_tenant_b_and_changes_nothing_through(
     route: str, api: FastAPI, world: World, database: Database
 ) -> None:
     before = await _snapshot(database, world.b)
+    pool_before = await _pool_snapshot(database, world)
     attempts = MATRIX[route](world)
     assert attempts
     async with _client(api) as browser:
@@ -485,6 +511,7 @@ async def test_tenant_a_gets_nothing_of_tenant_b_and_changes_nothing_through(
 
     assert await _snapshot(database, world.b) == before
     assert not await _revoked(database, world.a.admin_key_id)
+    assert await _pool_snapshot(database, world) == pool_before
 
 
 async def test_the_admin_sees_and_reaches_both_tenants(
@@ -503,7 +530,7 @@ async def test_the_admin_sees_and_reaches_both_tenants(
         assert {f"store/{i}" for i in ids} <= {e["target"] for e in audit}
         scoped = await client.get(STORES, params={"tenant_id": party.tenant_id, "limit": "500"})
         assert {s["id"] for s in scoped.json()["items"]} == ids
-        for status in StoreStatus:
+        for status in OWNED:
             shown = await client.get(f"{STORES}/{party.store(status)}")
             assert shown.status_code == 200
             assert shown.json()["status"] == status.value
@@ -521,9 +548,21 @@ async def test_the_admin_sees_and_reaches_both_tenants(
     assert row.status is StoreStatus.DELETING
 
 
+async def test_nobody_sees_a_store_in_the_warm_pool_not_even_the_admin(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    for http in (client, world.a.http, world.b.http):
+        listed = await http.get(STORES, params={"limit": "500"})
+        assert world.pooled["id"] not in listed.text
+        for suffix in ("", "/credentials"):
+            problem(await http.get(f"{STORES}/{world.pooled['id']}{suffix}"), 404)
+        problem(await http.delete(f"{STORES}/{world.pooled['id']}"), 404)
+        problem(await http.post(f"{STORES}/{world.pooled['id']}/upgrade"), 404)
+
+
 async def test_tenant_b_reaches_its_own_stores_and_none_of_tenant_as(world: World) -> None:
     """The other direction: B's own key reaches B's objects and none of A's."""
-    for status in StoreStatus:
+    for status in OWNED:
         assert (await world.b.http.get(f"{STORES}/{world.b.store(status)}")).status_code == 200
         problem(await world.b.http.get(f"{STORES}/{world.a.store(status)}"), 404)
     listed = (await world.b.http.get(STORES)).json()["items"]
@@ -639,6 +678,7 @@ async def test_the_admin_stream_carries_every_tenants_events(
 ) -> None:
     b_event = await _publish_progress(nats_client, world.b, StoreStatus.PROVISIONING)
     a_event = await _publish_progress(nats_client, world.a, StoreStatus.PROVISIONING)
+    # The pooled store's events (requested, pooled: made before these) are nobody's.
     requested = len(world.a.all_stores()) + len(world.b.all_stores())
     headers = {"Authorization": f"Bearer {world.settings.admin_token.get_secret_value()}"}
 
@@ -649,6 +689,7 @@ async def test_the_admin_stream_carries_every_tenants_events(
 
     assert [e["id"] for e in received][-2:] == [b_event, a_event]
     assert {e["tenantid"] for e in received} == {world.a.tenant_id, world.b.tenant_id}
+    assert world.pooled["id"] not in {e["subject"] for e in received}
 
 
 async def test_a_ticket_of_a_revoked_key_is_refused(

@@ -4,7 +4,8 @@
 All hold across API replicas and under any concurrency, because PostgreSQL does the
 counting: a rate is an atomic upsert on its counter's current minute (a fixed window), and
 the caps are checked while holding a transaction-scoped advisory lock that every store
-creation takes.
+creation takes. A store claimed from the warm pool counts against its tenant's cap; it was
+already counted against the platform's while pooled.
 """
 
 from __future__ import annotations
@@ -110,31 +111,58 @@ async def count_change(outbox: Outbox, principal: Principal, settings: Settings)
     )
 
 
-async def check_capacity(session: AsyncSession, tenant_id: uuid.UUID, settings: Settings) -> None:
-    """Refuse a new store past any cap. Call inside the creating transaction: the lock
-    it takes is held until that transaction ends, so concurrent creations count in turn."""
+@dataclass(frozen=True)
+class Capacity:
+    """The platform's live stores and its queue of cold ones, counted under the creation
+    lock; what a new store (not one claimed from the warm pool) must still find room in."""
+
+    live: int
+    queued: int
+    settings: Settings
+
+    def check_room_for_a_new_store(self) -> None:
+        settings = self.settings
+        if self.live >= settings.max_live_stores:
+            raise limit_reached(
+                "platform-stores",
+                settings.max_live_stores,
+                f"the platform holds its maximum of {settings.max_live_stores} stores",
+                RETRY_CAP_SECONDS,
+            )
+        if self.queued >= settings.max_queued_stores:
+            raise limit_reached(
+                "queued-stores",
+                settings.max_queued_stores,
+                f"{self.queued} stores are waiting to start; try again shortly",
+                RETRY_QUEUE_SECONDS,
+            )
+
+
+async def check_capacity(
+    session: AsyncSession, tenant_id: uuid.UUID, settings: Settings
+) -> Capacity:
+    """Refuse a store past the tenant's cap, and count what the platform's caps need. Call
+    inside the creating transaction: the lock it takes is held until that transaction ends,
+    so concurrent creations count in turn. Stores in the warm pool count against the
+    platform's cap only; a claimed one is its owner's."""
     await session.exec(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
     rows = await session.exec(
-        select(col(Store.tenant_id), col(Store.status), func.count())
+        select(
+            col(Store.tenant_id), col(Store.status), col(Store.claimed_at).is_(None), func.count()
+        )
         .where(col(Store.status).in_(LIVE))
-        .group_by(col(Store.tenant_id), col(Store.status))
+        .group_by(col(Store.tenant_id), col(Store.status), col(Store.claimed_at).is_(None))
     )
     live = tenant_live = queued = 0
-    for owner, status, count in rows:
+    for owner, status, cold, count in rows:
         live += count
         tenant_live += count if owner == tenant_id else 0
-        queued += count if status is StoreStatus.QUEUED else 0
+        # The queue is owners' cold stores: refills yield to them, claims have their own lane.
+        queued += count if status is StoreStatus.QUEUED and owner is not None and cold else 0
     tenant = await session.get(Tenant, tenant_id)
     tenant_limit = settings.tenant_store_limit
     if tenant is not None and tenant.store_limit is not None:
         tenant_limit = tenant.store_limit
-    if live >= settings.max_live_stores:
-        raise limit_reached(
-            "platform-stores",
-            settings.max_live_stores,
-            f"the platform holds its maximum of {settings.max_live_stores} stores",
-            RETRY_CAP_SECONDS,
-        )
     if tenant_live >= tenant_limit:
         raise limit_reached(
             "tenant-stores",
@@ -142,10 +170,4 @@ async def check_capacity(session: AsyncSession, tenant_id: uuid.UUID, settings: 
             f"this tenant has its maximum of {tenant_limit} stores; delete one first",
             RETRY_CAP_SECONDS,
         )
-    if queued >= settings.max_queued_stores:
-        raise limit_reached(
-            "queued-stores",
-            settings.max_queued_stores,
-            f"{queued} stores are waiting to start; try again shortly",
-            RETRY_QUEUE_SECONDS,
-        )
+    return Capacity(live=live, queued=queued, settings=settings)

@@ -84,7 +84,7 @@ async def get_store(store_id: uuid.UUID, db: DatabaseDep, caller: CurrentCaller)
     store = await service.get_store(db, store_id, caller.principal)
     events = [
         EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
-        for e in await service.store_events(db, store_id)
+        for e in await service.store_events(db, store)
     ]
     around = await service.surroundings(db, [store])
     return StoreDetail(**StoreOut.of(store, around).model_dump(), events=events)

@@ -26,6 +26,7 @@ STORE_EXAMPLE: JsonDict = {
     "type": "woocommerce",
     "status": "provisioning",
     "simulated": True,
+    "origin": "cold",
     "step": _STEP,
     "progress": 0.56,
     "queue_position": None,
@@ -45,6 +46,7 @@ STORE_EXAMPLE: JsonDict = {
     "created_at": "2026-11-26T09:00:00Z",
     "updated_at": "2026-11-26T09:00:41Z",
     "ready_at": None,
+    "ready_in_seconds": None,
     "deleted_at": None,
     "actions": ["delete"],
     "links": {
@@ -144,6 +146,13 @@ class StoreOut(BaseModel):
     type: str
     status: StoreStatus
     simulated: bool = Field(description="True when the store runs on the simulated cluster.")
+    origin: Literal["cold", "pool"] = Field(
+        description=(
+            "Where the store came from: made from scratch (cold), or taken from the platform's "
+            "warm pool of stores made in advance and made its owner's (pool): seconds, not "
+            "minutes."
+        )
+    )
     step: StepOut | None = None
     progress: float = Field(ge=0, le=1)
     queue_position: int | None = Field(
@@ -175,6 +184,9 @@ class StoreOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     ready_at: datetime | None = None
+    ready_in_seconds: float | None = Field(
+        default=None, description="How long its owner waited: from the request to ready."
+    )
     deleted_at: datetime | None = None
     actions: list[StoreAction] = Field(
         description=(
@@ -201,7 +213,7 @@ class StoreOut(BaseModel):
         return cls(
             **store.model_dump(
                 include={
-                    "id", "name", "slug", "type", "status", "simulated", "progress",
+                    "id", "name", "slug", "type", "status", "simulated", "origin", "progress",
                     "chart_version", "release_revision", "change", "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
                     "created_at", "updated_at", "ready_at", "deleted_at",
@@ -209,6 +221,11 @@ class StoreOut(BaseModel):
             ),
             step=step,
             queue_position=around.queue.get(store.id),
+            ready_in_seconds=(
+                round((store.ready_at - store.created_at).total_seconds(), 1)
+                if store.ready_at
+                else None
+            ),
             last_change=(
                 ChangeOut.model_validate(change, from_attributes=True)
                 if (change := around.last_changes.get(store.id))

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from prometheus_client import Counter
 from sqlalchemy import func, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -37,6 +38,11 @@ from woostore_shared.settings import ClusterMode, Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
 SLUG_BASE_MAX = 30
+POOL_CLAIMS = Counter(
+    "woostore_pool_claims_total",
+    "Creates that took a store from the warm pool, or missed",
+    ["result"],
+)
 _SLUG_ATTEMPTS = 5
 
 
@@ -70,16 +76,8 @@ async def create_store(
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
             async with UnitOfWork.begin(outbox) as uow:
-                await quotas.check_capacity(uow.session, tenant_id, settings)
-                store = await lifecycle.request(  # a taken slug fails here
-                    uow,
-                    tenant_id=tenant_id,
-                    name=request.name,
-                    slug=slug,
-                    type=request.type,
-                    simulated=settings.cluster_mode is ClusterMode.SIMULATED,
-                    settings=settings.store_defaults.with_choices(request.settings),
-                )
+                capacity = await quotas.check_capacity(uow.session, tenant_id, settings)
+                store = await _claim_or_request(uow, tenant_id, slug, request, settings, capacity)
                 if idempotency_key is not None:
                     uow.session.add(
                         IdempotencyKey(
@@ -101,6 +99,44 @@ async def create_store(
                 if earlier is not None:
                     return earlier, False
     raise addresses_exhausted()
+
+
+async def _claim_or_request(
+    uow: UnitOfWork,
+    tenant_id: uuid.UUID,
+    slug: str,
+    request: StoreCreate,
+    settings: Settings,
+    capacity: quotas.Capacity,
+) -> Store:
+    """A store from the warm pool when one fits, else a new one queued (within the platform's
+    caps). A taken slug fails here either way."""
+    simulated = settings.cluster_mode is ClusterMode.SIMULATED
+    chosen = settings.store_defaults.with_choices(request.settings)
+    if settings.warm_pool_size:
+        claimed = await lifecycle.claim(
+            uow,
+            tenant_id=tenant_id,
+            name=request.name,
+            slug=slug,
+            type=request.type,
+            simulated=simulated,
+            chart_version=settings.store_chart_version,
+            settings=chosen,
+        )
+        POOL_CLAIMS.labels("claimed" if claimed else "missed").inc()
+        if claimed is not None:
+            return claimed
+    capacity.check_room_for_a_new_store()
+    return await lifecycle.request(
+        uow,
+        tenant_id=tenant_id,
+        name=request.name,
+        slug=slug,
+        type=request.type,
+        simulated=simulated,
+        settings=chosen,
+    )
 
 
 async def _store_for_key(
@@ -144,6 +180,8 @@ async def list_stores(
     )
     if tenant_id is not None:
         query = query.where(col(Store.tenant_id) == tenant_id)
+    else:
+        query = query.where(col(Store.tenant_id).is_not(None))  # the warm pool is nobody's
     if status is not None:
         query = query.where(col(Store.status) == status)
     if cursor is not None:
@@ -158,11 +196,13 @@ async def list_stores(
 
 async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     """What the resources of ``stores`` show beyond their rows: the places of queued stores
-    in the one queue all tenants share (1-based, oldest first), and each one's last change."""
+    in the one queue all tenants share (1-based, oldest first; a store claimed from the warm
+    pool is not in it), and each one's last change."""
     async with db.session() as session:
         queued = await session.exec(
             select(Store.id)
             .where(col(Store.status) == StoreStatus.QUEUED)
+            .where(col(Store.tenant_id).is_not(None), col(Store.claimed_at).is_(None))
             .order_by(col(Store.created_at))
         )
         queue = {store_id: place for place, store_id in enumerate(queued, start=1)}
@@ -202,15 +242,18 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
             raise store_not_ready(store.status)
         encrypted = store.admin_password_encrypted
         assert encrypted is not None  # credentials_readable checked it
-        record(uow.session, caller, "store.credentials.read", f"store/{store.id}", store.tenant_id)
+        record(uow.session, caller, "store.credentials.read", f"store/{store.id}", store.owner)
     return encrypted
 
 
-async def store_events(db: Database, store_id: uuid.UUID) -> list[StoreEvent]:
+async def store_events(db: Database, store: Store) -> list[StoreEvent]:
+    """The store's events since its owner asked for it: a store claimed from the warm pool
+    has a history from before (its events were nobody's), which is not shown."""
     async with db.session() as session:
         rows = await session.exec(
             select(StoreEvent)
-            .where(col(StoreEvent.store_id) == store_id)
+            .where(col(StoreEvent.store_id) == store.id)
+            .where(col(StoreEvent.time) >= store.created_at)
             .order_by(col(StoreEvent.time))
         )
         return list(rows)
@@ -224,7 +267,7 @@ async def request_change(
     async with UnitOfWork.begin(outbox) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_change(uow, store_id, change)
-        record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.tenant_id)
+        record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.owner)
     return store
 
 
@@ -233,7 +276,7 @@ async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
         await _visible_store(uow, caller, store_id)
         store, requested = await lifecycle.request_deletion(uow, store_id)
         if requested:
-            record(uow.session, caller, "store.delete", f"store/{store.id}", store.tenant_id)
+            record(uow.session, caller, "store.delete", f"store/{store.id}", store.owner)
     return store
 
 

@@ -73,6 +73,8 @@ function createCard(id) {
       failure: q('[data-role="failure"]'),
       created: q('[data-role="created"]'),
       readyRow: q('[data-role="ready-row"]'),
+      originRow: q('[data-role="origin-row"]'),
+      origin: q('[data-testid="store-origin"]'),
       chartRow: q('[data-role="chart-row"]'),
       chart: q('[data-testid="store-chart"]'),
       settingsRow: q('[data-role="settings-row"]'),
@@ -170,6 +172,9 @@ function renderCard(view, store) {
   setTime(e.created, store.created_at);
   e.readyRow.hidden = !store.ready_at;
   if (store.ready_at) setTime(e.ready, store.ready_at);
+  const fromPool = store.origin === 'pool';
+  e.originRow.hidden = !fromPool && store.ready_in_seconds == null;
+  e.origin.textContent = originText(store);
   e.deletedRow.hidden = !store.deleted_at;
   if (store.deleted_at) setTime(e.deleted, store.deleted_at);
 
@@ -207,8 +212,15 @@ function settingsText(settings) {
   return [settings.currency, place, settings.language, products].join(' · ');
 }
 
+function originText(store) {
+  const source = store.origin === 'pool' ? 'The warm pool' : 'Made from scratch';
+  const took = store.ready_in_seconds;
+  return took == null ? source : `${source} · ready in ${took.toFixed(1)} s`;
+}
+
 function progressText(store) {
   if (store.step) return stepText(store.step);
+  if (store.status === 'queued' && store.origin === 'pool') return 'Taken from the warm pool — starting';
   if (store.status === 'queued') {
     return store.queue_position
       ? `Queued — position ${store.queue_position} in line`
