@@ -52,6 +52,8 @@ def service_environment(settings: Settings, nats_url: str, database_url: str) ->
         WOOSTORE_ADMIN_TOKEN=settings.admin_token.get_secret_value() or stored["admin_token"],
         WOOSTORE_SECRET_KEY=settings.secret_key.get_secret_value() or stored["secret_key"],
     )
+    # A new store on `make run` comes from the warm pool in seconds; 0 turns the pool off.
+    env.setdefault("WOOSTORE_WARM_POOL_SIZE", "2")
     if sys.stderr.isatty():
         env.setdefault("WOOSTORE_LOG_FORMAT", "console")
     return env

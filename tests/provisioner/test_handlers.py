@@ -61,6 +61,11 @@ class StandInRunner:
     ) -> None:
         await self._work("provision", store_id)
 
+    async def personalise(
+        self, store_id: uuid.UUID, keep_alive: Callable[[], Awaitable[None]]
+    ) -> None:
+        await self._work("personalise", store_id)
+
     async def change(self, store_id: uuid.UUID, keep_alive: Callable[[], Awaitable[None]]) -> None:
         await self._work("change", store_id)
 

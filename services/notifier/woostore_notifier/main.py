@@ -43,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from woostore_shared.access import Authenticator, Principal
 from woostore_shared.db import Database
+from woostore_shared.events import NO_TENANT
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import serve_ops
@@ -168,10 +169,10 @@ async def _principal(request: Request) -> Principal | None:
 def _visible(message: Msg, principal: Principal) -> bool:
     if LEGACY_REPLAY_HEADER in (message.headers or {}):
         return False
-    if principal.is_admin:
-        return True
     tenant: object = json.loads(message.data).get("tenantid")
-    return tenant == str(principal.tenant_id)
+    if tenant == str(NO_TENANT):
+        return False  # a store in the warm pool: nobody's yet, not even shown to admins
+    return principal.is_admin or tenant == str(principal.tenant_id)
 
 
 def now() -> datetime:

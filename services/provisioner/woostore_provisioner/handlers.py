@@ -99,6 +99,12 @@ def build_router(topology: Topology) -> NatsRouter:
     async def on_provision(order: WorkOrder, msg: NatsMessage, runner: Runner = Context()) -> None:
         await runner.provision(order.store_id, keep_alive=msg.in_progress)
 
+    @work_queue(Lane.PERSONALISE, "Make a store claimed from the warm pool its owner's.")
+    async def on_personalise(
+        order: WorkOrder, msg: NatsMessage, runner: Runner = Context()
+    ) -> None:
+        await runner.personalise(order.store_id, keep_alive=msg.in_progress)
+
     @work_queue(Lane.CHANGE, "Upgrade or roll back a ready store.")
     async def on_change(order: WorkOrder, msg: NatsMessage, runner: Runner = Context()) -> None:
         await runner.change(order.store_id, keep_alive=msg.in_progress)

@@ -288,6 +288,58 @@ async def verify_storefront(job: StoreJob) -> None:
                  f"--user={ADMIN_USER}")  # fmt: skip
 
 
+# -- making a store claimed from the warm pool its owner's ----------------------------------
+
+
+async def rewrite_site_url(job: StoreJob) -> None:
+    """Every link the pooled store's database holds to its old address, to its owner's."""
+    current = (await wp(job, "option", "get", "siteurl")).strip()
+    if current != job.storefront_url:
+        await wp(job, "search-replace", current, job.storefront_url,
+                 "--all-tables", "--skip-columns=guid")  # fmt: skip
+
+
+async def set_site_title(job: StoreJob) -> None:
+    await wp(job, "option", "update", "blogname", job.name)
+
+
+async def fresh_admin_password(job: StoreJob) -> Learned:
+    """A password nobody but the owner gets, in the Secret and in WordPress. Run again after a
+    crash, it makes another and sets both: whichever run finishes last is the one kept."""
+    password = generate_password()
+    await job.cluster.update_secret(job.namespace, CREDENTIALS_SECRET, {"admin-password": password})
+    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}",
+             "--prompt=user_pass", stdin=password + "\n")  # fmt: skip
+    return {"admin_password_encrypted": job.cipher.encrypt(password)}
+
+
+async def fresh_salts(job: StoreJob) -> None:
+    """New keys and salts: any login cookie made while the store was pooled is worthless."""
+    await wp(job, "woostore", "shuffle-salts")
+
+
+async def match_sample_products(job: StoreJob) -> None:
+    """The sample products the owner asked for: added, or the pool's removed."""
+    if job.settings.sample_products:
+        await add_sample_products(job)
+        return
+    existing = await _products(job)
+    for name, _ in SAMPLE_PRODUCTS:
+        if name in existing:
+            await wp(job, "wc", "product", "delete", str(existing[name]), "--force=true",
+                     f"--user={ADMIN_USER}")  # fmt: skip
+
+
+async def remove_test_orders(job: StoreJob) -> None:
+    """Orders verifying the pooled store left (a check that could not delete its order): the
+    owner's store starts with none of them."""
+    listed = await wp(job, "wc", "shop_order", "list", "--format=json", "--fields=id",
+                      f"--user={ADMIN_USER}")  # fmt: skip
+    for order in json.loads(listed or "[]"):
+        await wp(job, "wc", "shop_order", "delete", str(order["id"]), "--force=true",
+                 f"--user={ADMIN_USER}")  # fmt: skip
+
+
 async def uninstall_release(job: StoreJob) -> None:
     await job.cluster.uninstall_release(job.namespace, RELEASE_NAME)
 
@@ -311,6 +363,27 @@ PROVISION = Recipe(
         Step("cash_on_delivery", "Enabling cash on delivery", enable_cash_on_delivery),
         Step("sample_products", "Adding sample products", add_sample_products),
         Step("permalinks", "Setting permalinks", set_permalinks),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
+)
+
+# A store claimed from the warm pool, made its owner's: its address, name, password, keys and
+# settings, and verified again. Its chart already is the platform's (a claim checks it), so the
+# release changes only its host: the ingress moves and no pod restarts.
+PERSONALISE = Recipe(
+    "personalise",
+    StoreStatus.PROVISIONING,
+    on_failure=OnFailure.FAIL_AND_CLEAN_UP,
+    steps=(
+        Step("host", "Moving the store to its address", install_release, ROLLOUT_TIMEOUT + 60),
+        Step("rollout", "Checking WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
+        Step("site_url", "Rewriting the site's address", rewrite_site_url),
+        Step("site_title", "Naming the store", set_site_title),
+        Step("admin_password", "Setting a fresh admin password", fresh_admin_password),
+        Step("salts", "Making fresh keys and salts", fresh_salts),
+        Step("store_settings", "Setting currency and country", configure_store),
+        Step("sample_products", "Matching the sample products", match_sample_products),
+        Step("test_orders", "Removing the pool's test orders", remove_test_orders),
         Step("verify", "Placing a test order", verify_storefront),
     ),
 )

@@ -2,12 +2,15 @@
 
 | Lane | The store is | Recipe | When it completes | When it fails for good |
 |---|---|---|---|---|
-| provision | queued or provisioning | PROVISION | ready | failed (its clean-up follows) |
+| provision | queued or provisioning | PROVISION | ready (for the pool: pooled) | failed |
+| personalise | claimed, queued or provisioning | PERSONALISE | ready | failed |
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
 | removal | deleting | DELETE | deleted | (retried until it succeeds) |
 | removal | failed, not cleaned up | CLEAN_UP | cleaned up | (retried until it succeeds) |
 
-A work order finding the store in any other state has nothing to do. Each step runs watched:
+A work order finding the store in any other state has nothing to do. A store made for the warm
+pool yields to owners: found still queued while an owner's store waits, it is retired unstarted
+(the reaper refills the pool once owners are served). Each step runs watched:
 the message's ack timer and the store's lease are kept alive, and the step is cut when the
 store leaves the recipe's status (a deadline failed it, its owner deleted it), when it
 outlives its own timeout (a permanent error), or when the process is stopping (the message
@@ -24,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import Counter, Histogram
+from sqlmodel import col, select
 
 from woostore_cluster import Cluster, PermanentClusterError
 from woostore_provisioner.journal import Journal
@@ -32,6 +36,7 @@ from woostore_provisioner.recipe import (
     CHANGES,
     CLEAN_UP,
     DELETE,
+    PERSONALISE,
     PROVISION,
     Learned,
     OnFailure,
@@ -48,7 +53,7 @@ from woostore_provisioner.retries import (
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
-from woostore_shared.lifecycle import UNFINISHED, InvalidTransition
+from woostore_shared.lifecycle import InvalidTransition
 from woostore_shared.logging import get_logger
 from woostore_shared.models import Store, StoreStatus
 from woostore_shared.outbox import Outbox
@@ -118,6 +123,10 @@ class Runner:
     async def provision(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
         await self._attempt(store_id, keep_alive, self._provision)
 
+    async def personalise(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
+        """Make a store claimed from the warm pool its owner's."""
+        await self._attempt(store_id, keep_alive, self._personalise)
+
     async def change(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
         """Upgrade or roll back a store; it ends ready either way."""
         await self._attempt(store_id, keep_alive, self._change)
@@ -140,26 +149,60 @@ class Runner:
 
     async def _provision(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
-        if store.status not in UNFINISHED:
+        if _recipe_under_way(store) is not PROVISION:
             log.info("nothing to provision", status=store.status.value)
             return
+        unstarted_refill = store.status is StoreStatus.QUEUED and store.tenant_id is None
+        if unstarted_refill and await self._owners_waiting():
+            await self._yield_to_owners(store.id)
+            return
+        await self._make(PROVISION, store, attempt)
+
+    async def _personalise(self, attempt: Attempt) -> None:
+        store = await self._load(attempt.store_id)
+        if _recipe_under_way(store) is not PERSONALISE:
+            log.info("nothing to personalise", status=store.status.value)
+            return
+        await self._make(PERSONALISE, store, attempt)
+
+    async def _make(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
+        """Start a queued store, follow ``recipe`` and make the store ready (or pooled)."""
         if store.status is StoreStatus.QUEUED:
             async with UnitOfWork.begin(self.outbox) as uow:
                 store = await lifecycle.start(uow, attempt.store_id)
-        if not await self._follow(PROVISION, store, attempt):
+        if not await self._follow(recipe, store, attempt):
             return
         url = self._storefront_url(store)
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
-                await lifecycle.make_ready(
+                store = await lifecycle.make_ready(
                     uow, attempt.store_id, storefront_url=url, admin_url=url + "/wp-admin/"
                 )
         except InvalidTransition as moved_on:
             # Deleted or failed between the last step and now: that wins over ready.
             log.info("store not made ready", status=moved_on.current.value)
             return
-        STORES_FINISHED.labels("ready").inc()
-        log.info("store ready", url=url)
+        STORES_FINISHED.labels(store.status.value).inc()
+        log.info("store made", status=store.status.value, url=url, origin=store.origin)
+
+    async def _owners_waiting(self) -> bool:
+        """Whether an owner's store is queued for cold provisioning."""
+        async with self.db.session() as session:
+            waiting = await session.exec(
+                select(Store.id)
+                .where(col(Store.status) == StoreStatus.QUEUED)
+                .where(col(Store.tenant_id).is_not(None), col(Store.claimed_at).is_(None))
+                .limit(1)
+            )
+            return waiting.first() is not None
+
+    async def _yield_to_owners(self, store_id: uuid.UUID) -> None:
+        try:
+            async with UnitOfWork.begin(self.outbox) as uow:
+                await lifecycle.retire(uow, store_id)
+        except InvalidTransition:
+            return  # retired already
+        log.info("pool refill yielded to an owner's store")
 
     async def _change(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -332,7 +375,7 @@ def _recipe_under_way(store: Store) -> Recipe | None:
     """The recipe a store in this state is waiting for, if any."""
     match store.status:
         case StoreStatus.QUEUED | StoreStatus.PROVISIONING:
-            return PROVISION
+            return PERSONALISE if store.claimed_at is not None else PROVISION
         case StoreStatus.UPDATING:
             return CHANGES.get(store.change or "")
         case StoreStatus.DELETING:

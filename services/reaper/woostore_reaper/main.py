@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from woostore_cluster import connect_cluster
 from woostore_reaper.leadership import LeaderLock
+from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_reaper.reaping import reap_once
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
@@ -42,6 +43,7 @@ async def run(settings: Settings) -> None:
     leader = LeaderLock(db.engine)
     cluster = connect_cluster(settings)
     topology = declare(settings)
+    pool_target = PoolTarget.of(settings)
     log.info("reaper started", deadline_seconds=settings.provision_deadline_seconds)
     while not stopping.is_set():
         try:
@@ -52,6 +54,9 @@ async def run(settings: Settings) -> None:
                 report = await reap_once(outbox, cluster, deadline, grace)
                 if any(vars(report).values()):
                     log.info("reaped", **vars(report))
+                pool = await keep_pool(outbox, pool_target)
+                if any(vars(pool).values()):
+                    log.info("warm pool kept", **vars(pool))
         except Exception as error:  # a pass that fails (database restarting) is retried next pass
             log.warning("reaper pass failed", error=repr(error))
         with contextlib.suppress(TimeoutError):

@@ -66,6 +66,13 @@ _LANES = {
 }
 
 
+def _lane(status: StoreStatus, claimed: bool) -> Lane:
+    """The lane a store's work is on: a claimed store is made its owner's on its own."""
+    if claimed and status in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
+        return Lane.PERSONALISE
+    return _LANES[status]
+
+
 @dataclass(frozen=True)
 class PassReport:
     failed_by_deadline: int
@@ -156,7 +163,7 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
     async with outbox.db.session() as session:
         idle = list(
             await session.exec(
-                select(Store.id, Store.status, Store.replays)
+                select(Store.id, Store.status, Store.replays, Store.claimed_at)
                 .where(
                     col(Store.status).in_(ACTIVE)
                     | (
@@ -170,9 +177,9 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         )
     replayed = dead = 0
     floors = await _ack_floors(outbox) if idle else {}
-    for store_id, raw_status, replays in idle:
+    for store_id, raw_status, replays, claimed_at in idle:
         status = StoreStatus(raw_status)
-        lane = _LANES[status]
+        lane = _lane(status, claimed_at is not None)
         if await _work_in_flight(outbox, store_id, lane, floors):
             continue
         with bind_store(store_id):
@@ -200,7 +207,7 @@ def _left_behind(store: Store | None) -> bool:
 
 
 async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) -> tuple[int, int]:
-    """Returns (orphaned namespaces removed, ready stores whose namespace vanished)."""
+    """Returns (orphaned namespaces removed, ready or pooled stores whose namespace vanished)."""
     namespaces = await cluster.managed_namespaces()
     now = utcnow()
     claimed: dict[str, uuid.UUID | None] = {}
@@ -215,7 +222,7 @@ async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) 
         ready = list(
             await session.exec(
                 select(Store)
-                .where(col(Store.status) == StoreStatus.READY)
+                .where(col(Store.status).in_((StoreStatus.READY, StoreStatus.POOLED)))
                 .where(col(Store.updated_at) < now - grace)
             )
         )

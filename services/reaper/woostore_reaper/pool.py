@@ -1,0 +1,177 @@
+"""Keeping the warm pool: stores made in advance, owned by no tenant, so that a new store is
+claimed in seconds (``lifecycle.claim``) instead of made from scratch.
+
+Each pass (the leader's only) retires pooled stores that no longer fit a claim, because
+their chart is not the platform's any more, and asks for new ones until the pool holds
+``WOOSTORE_WARM_POOL_SIZE``. Refills are ordinary provisioning, in the same global limit,
+and they always yield to owners: none is asked for while an owner's store waits or the
+provisioning slots are taken, and one found still queued when an owner's store arrives is
+retired unstarted by the provisioner. Pooled stores count against the platform's cap on
+live stores, and the pool never grows past it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from woostore_shared import lifecycle
+from woostore_shared.lifecycle import LIVE, UNFINISHED, InvalidTransition, StoreNotFound
+from woostore_shared.logging import bind_store, get_logger
+from woostore_shared.models import Store, StoreStatus
+from woostore_shared.outbox import Outbox
+from woostore_shared.settings import ClusterMode, Settings
+from woostore_shared.store_settings import StoreSettings
+from woostore_shared.unit_of_work import UnitOfWork
+
+log = get_logger(__name__)
+
+POOL_STORES = Gauge("woostore_pool_stores", "Stores in the warm pool, by status", ["status"])
+POOL_REFILLS = Counter("woostore_pool_refills_total", "Stores asked for to refill the warm pool")
+POOL_RETIRED = Counter(
+    "woostore_pool_retired_total", "Pooled stores retired: a stale chart, or a smaller pool"
+)
+POOL_NAME = "Warm pool store"
+STORE_TYPE = "woocommerce"
+
+
+@dataclass(frozen=True)
+class PoolTarget:
+    """What the pool should hold, from the platform's settings."""
+
+    size: int
+    chart_version: str  # the platform's: a pooled store on another one is retired
+    simulated: bool
+    settings: StoreSettings  # the platform's defaults; a claim applies the owner's
+    stores_in_flight: int  # the global provisioning limit refills share with owners
+    max_live_stores: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> PoolTarget:
+        return cls(
+            size=settings.warm_pool_size,
+            # Read only with a pool to keep: without one, every pooled store is retired.
+            chart_version=settings.store_chart_version if settings.warm_pool_size else "",
+            simulated=settings.cluster_mode is ClusterMode.SIMULATED,
+            settings=settings.store_defaults,
+            stores_in_flight=settings.max_stores_in_flight,
+            max_live_stores=settings.max_live_stores,
+        )
+
+
+@dataclass(frozen=True)
+class PoolReport:
+    refills: int
+    retired: int
+
+
+async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
+    retired = await _retire_stale(outbox, target) + await _retire_extra(outbox, target)
+    async with outbox.db.session() as session:
+        rows = await session.exec(
+            select(col(Store.status), func.count())
+            .where(col(Store.tenant_id).is_(None), col(Store.status).in_(LIVE))
+            .group_by(col(Store.status))
+        )
+        in_pool = {StoreStatus(status): count for status, count in rows}
+        # Cold work (owners' and refills'), not claims: those have a lane of their own.
+        cold = (
+            await session.exec(
+                select(func.count())
+                .select_from(Store)
+                .where(col(Store.status).in_(UNFINISHED), col(Store.claimed_at).is_(None))
+            )
+        ).one()
+        owners_waiting = (
+            await session.exec(
+                select(func.count())
+                .select_from(Store)
+                .where(col(Store.status) == StoreStatus.QUEUED)
+                .where(col(Store.tenant_id).is_not(None), col(Store.claimed_at).is_(None))
+            )
+        ).one()
+        live = (
+            await session.exec(
+                select(func.count()).select_from(Store).where(col(Store.status).in_(LIVE))
+            )
+        ).one()
+    for status in (StoreStatus.QUEUED, StoreStatus.PROVISIONING, StoreStatus.POOLED):
+        POOL_STORES.labels(status.value).set(in_pool.get(status, 0))
+    missing = target.size - sum(in_pool.values()) + in_pool.get(StoreStatus.DELETING, 0)
+    if owners_waiting:
+        return PoolReport(refills=0, retired=retired)
+    room = min(missing, target.stores_in_flight - cold, target.max_live_stores - live)
+    for _ in range(max(room, 0)):
+        await _refill(outbox, target)
+    return PoolReport(refills=max(room, 0), retired=retired)
+
+
+async def _refill(outbox: Outbox, target: PoolTarget) -> None:
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await lifecycle.request(
+            uow,
+            tenant_id=None,
+            name=POOL_NAME,
+            slug=f"pool-{secrets.token_hex(4)}",
+            type=STORE_TYPE,
+            simulated=target.simulated,
+            settings=target.settings,
+        )
+    POOL_REFILLS.inc()
+    with bind_store(store.id, store.correlation_id):
+        log.info("warm pool refill requested")
+
+
+async def _retire_stale(outbox: Outbox, target: PoolTarget) -> int:
+    """Retire pooled stores a claim would never take: another chart version, or another
+    cluster mode (the platform moved from the simulator to a real cluster)."""
+    async with outbox.db.session() as session:
+        stale = list(
+            await session.exec(
+                select(Store.id)
+                .where(col(Store.tenant_id).is_(None), col(Store.status) == StoreStatus.POOLED)
+                .where(
+                    (col(Store.chart_version) != target.chart_version)
+                    | col(Store.chart_version).is_(None)
+                    | (col(Store.simulated) != target.simulated)
+                )
+            )
+        )
+    retired = 0
+    for store_id in stale:
+        retired += await _retire(outbox, store_id)
+    POOL_RETIRED.inc(retired)
+    return retired
+
+
+async def _retire_extra(outbox: Outbox, target: PoolTarget) -> int:
+    """Retire the newest pooled stores past the pool's size (the operator made it smaller)."""
+    async with outbox.db.session() as session:
+        pooled = list(
+            await session.exec(
+                select(Store.id)
+                .where(col(Store.tenant_id).is_(None), col(Store.status) == StoreStatus.POOLED)
+                .order_by(col(Store.created_at))
+            )
+        )
+    retired = 0
+    for store_id in pooled[target.size :]:
+        retired += await _retire(outbox, store_id)
+    POOL_RETIRED.inc(retired)
+    return retired
+
+
+async def _retire(outbox: Outbox, store_id: uuid.UUID) -> bool:
+    try:
+        async with UnitOfWork.begin(outbox) as uow:
+            await lifecycle.retire(uow, store_id)
+    except (InvalidTransition, StoreNotFound):
+        return False  # claimed meanwhile: its owner's now
+    with bind_store(store_id):
+        log.info("pooled store retired")
+    return True

@@ -1,0 +1,130 @@
+"""Keeping the warm pool: refilled up to its size within the provisioning limit and the
+platform's cap, never while an owner's store waits; stale and surplus stores retired, never
+one an owner has claimed. Real PostgreSQL and NATS."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlmodel import col, select
+
+from tests.reaper.test_reaping import load
+from tests.support import DEFAULT_SETTINGS, add_pooled_store, create_store
+from woostore_reaper.pool import PoolTarget, keep_pool
+from woostore_shared import lifecycle
+from woostore_shared.db import Database
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus
+from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
+from woostore_shared.unit_of_work import UnitOfWork
+
+TARGET = PoolTarget(
+    size=2,
+    chart_version=Settings().store_chart_version,
+    simulated=True,
+    settings=DEFAULT_SETTINGS,
+    stores_in_flight=2,
+    max_live_stores=50,
+)
+
+
+async def _pool(database: Database) -> dict[StoreStatus, int]:
+    async with database.session() as session:
+        stores = list(await session.exec(select(Store).where(col(Store.tenant_id).is_(None))))
+    counts: dict[StoreStatus, int] = {}
+    for store in stores:
+        counts[store.status] = counts.get(store.status, 0) + 1
+    return counts
+
+
+async def test_an_empty_pool_is_refilled_to_its_size_once(
+    outbox: Outbox, database: Database
+) -> None:
+    first = await keep_pool(outbox, TARGET)
+    again = await keep_pool(outbox, TARGET)  # the refills are under way: none more
+
+    assert (first.refills, again.refills) == (2, 0)
+    assert await _pool(database) == {StoreStatus.QUEUED: 2}
+    async with database.session() as session:
+        made = list(await session.exec(select(Store).where(col(Store.tenant_id).is_(None))))
+    assert {store.origin for store in made} == {"pool"}
+    assert all(store.slug.startswith("pool-") for store in made)
+
+
+async def test_refills_yield_to_an_owners_queued_store(outbox: Outbox, database: Database) -> None:
+    await create_store(outbox)
+
+    report = await keep_pool(outbox, TARGET)
+
+    assert report.refills == 0
+    assert await _pool(database) == {}
+
+
+async def test_refills_share_the_provisioning_limit_and_the_platforms_cap(
+    outbox: Outbox, database: Database
+) -> None:
+    owners = await create_store(outbox)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.start(uow, owners.id)  # one of the two slots is taken
+
+    assert (await keep_pool(outbox, TARGET)).refills == 1
+    assert (await keep_pool(outbox, replace(TARGET, size=5))).refills == 0  # slots full
+
+    async with UnitOfWork.begin(outbox) as uow:  # both end: the slots are free again
+        for store in await _queued_or_provisioning(database):
+            if store.status is StoreStatus.QUEUED:
+                await lifecycle.start(uow, store.id)
+            await lifecycle.fail(uow, store.id, "test")
+    # Now only the platform's cap on live stores holds the pool back: one store fits.
+    capped = replace(TARGET, size=5, max_live_stores=1)
+    assert [(await keep_pool(outbox, capped)).refills for _ in range(2)] == [1, 0]
+
+
+async def _queued_or_provisioning(database: Database) -> list[Store]:
+    async with database.session() as session:
+        return list(
+            await session.exec(
+                select(Store).where(
+                    col(Store.status).in_((StoreStatus.QUEUED, StoreStatus.PROVISIONING))
+                )
+            )
+        )
+
+
+async def test_pooled_stores_on_another_chart_are_retired_and_claimed_ones_never(
+    outbox: Outbox, database: Database
+) -> None:
+    claimed = await add_pooled_store(outbox, chart_version="0.0.1-old")
+    async with UnitOfWork.begin(outbox) as uow:  # by an API still on the old chart
+        await lifecycle.claim(
+            uow,
+            tenant_id=DEFAULT_TENANT_ID,
+            name="Owner's",
+            slug="owners-abc123",
+            type="woocommerce",
+            simulated=True,
+            chart_version="0.0.1-old",
+            settings=DEFAULT_SETTINGS,
+        )
+    stale = await add_pooled_store(outbox, chart_version="0.0.1-old")
+    fresh = await add_pooled_store(outbox)
+
+    report = await keep_pool(outbox, TARGET)
+
+    assert report.retired == 1
+    assert (await load(outbox.db, stale.id)).status is StoreStatus.DELETING
+    assert (await load(outbox.db, fresh.id)).status is StoreStatus.POOLED
+    owned = await load(outbox.db, claimed.id)
+    assert (owned.status, owned.tenant_id) == (StoreStatus.QUEUED, DEFAULT_TENANT_ID)
+
+
+async def test_a_smaller_pool_retires_its_newest_stores(outbox: Outbox, database: Database) -> None:
+    oldest = await add_pooled_store(outbox)
+    newer = [await add_pooled_store(outbox) for _ in range(2)]
+
+    report = await keep_pool(outbox, replace(TARGET, size=1))
+
+    assert report.retired == 2
+    assert (await load(outbox.db, oldest.id)).status is StoreStatus.POOLED
+    assert {(await load(outbox.db, s.id)).status for s in newer} == {StoreStatus.DELETING}
+    assert (await keep_pool(outbox, replace(TARGET, size=0))).retired == 1
