@@ -39,6 +39,10 @@ class Goal:
 
 
 CREATE = Goal(phase="provision", waiting="Queued", success="ready", failure="failed")
+# A store taken from the warm pool is made its owner's in a short recipe of its own.
+CLAIM = Goal(
+    phase="personalise", waiting="Taken from the warm pool", success="ready", failure="failed"
+)
 DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", failure=None)
 CHANGES = {
     change: Goal(phase=change, waiting=f"{change.capitalize()} requested", success="changed",
@@ -75,7 +79,7 @@ def create(api: Api, args: argparse.Namespace) -> int:
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
         store = api.call("POST", "/stores", json=body)
-        return _follow(stream, store, CREATE, args.json)
+        return _follow(stream, store, CLAIM if store.get("origin") == "pool" else CREATE, args.json)
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:
@@ -136,6 +140,7 @@ def show(api: Api, args: argparse.Namespace) -> int:
         "status": store["status"] if store["status"] == "ready" else _status(store),
         "actions": ", ".join(store.get("actions", [])),  # what the store accepts now
         "slug": store["slug"],
+        "origin": _origin(store),
         "chart": store.get("chart_version")
         and f"{store['chart_version']} (revision {store['release_revision']})",
         "last change": _last_change(store.get("last_change")),
@@ -314,12 +319,15 @@ def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
               f"{outcome.data['revision']}).")  # fmt: skip
+    elif not as_json and goal in (CREATE, CLAIM):
+        took = _seconds_between(store["created_at"], outcome.cloudevent["time"])
+        source = " from the warm pool" if goal is CLAIM else ""
+        print(f"{store['name']}{_tag(store)} is ready in {took:.1f} s{source}.")
+        print(f"  storefront  {outcome.data['storefront_url']}")
+        print(f"  admin       {outcome.data['admin_url']}")
+        print(f"  login       woostore credentials {store['id']}")
     elif not as_json:
         print(f"{store['name']}{_tag(store)} is {goal.success}.")
-        if goal is CREATE:
-            print(f"  storefront  {outcome.data['storefront_url']}")
-            print(f"  admin       {outcome.data['admin_url']}")
-            print(f"  login       woostore credentials {store['id']}")
     return 0
 
 
@@ -396,6 +404,17 @@ def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]
 
 def _time(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _origin(store: Store) -> str:
+    """Where the store came from, and how long its owner waited for it."""
+    source = "the warm pool" if store.get("origin") == "pool" else "made from scratch"
+    took = store.get("ready_in_seconds")
+    return source if took is None else f"{source}, ready in {took:.1f} s"
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def _print_json(document: Any) -> None:

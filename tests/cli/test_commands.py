@@ -30,7 +30,7 @@ def test_create_wait_reaches_ready_and_prints_the_urls(platform: Platform) -> No
     [listed] = [s for s in api_list(platform) if s["name"] == "Corner Shop"]
     store = api_store(platform, listed["id"])
     assert store["status"] == "ready"
-    assert "Corner Shop (simulated) is ready." in result.out
+    assert re.search(r"^Corner Shop \(simulated\) is ready in \d+\.\d s\.$", result.out, re.M)
     assert f"storefront  {store['storefront_url']}\n" in result.out
     assert f"admin       {store['admin_url']}\n" in result.out
     assert f"woostore credentials {store['id']}" in result.out
