@@ -18,11 +18,18 @@ defined( 'ABSPATH' ) || exit;
  * "https" when its Ingress terminates TLS), as the pod keeps it whatever the host: a store
  * installed with an http:// URL is served, and links to itself, as https://.
  *
+ * The store image keeps its tag across releases, so a store still on an earlier helm/store
+ * may run this image: that chart set no WOOSTORE_URL_SCHEME but WOOSTORE_SITE_URL (its whole
+ * URL, of which only the scheme is taken here), until the store is upgraded.
+ *
  * @param mixed $url The option's value, as stored.
  * @return mixed The same URL in the pod's scheme.
  */
 function woostore_url_in_scheme( $url ) {
 	$scheme = getenv( 'WOOSTORE_URL_SCHEME' );
+	if ( false === $scheme ) {
+		$scheme = parse_url( (string) getenv( 'WOOSTORE_SITE_URL' ), PHP_URL_SCHEME );
+	}
 	if ( ! is_string( $url ) || ! in_array( $scheme, array( 'http', 'https' ), true ) ) {
 		return $url;
 	}
