@@ -55,6 +55,7 @@ log = get_logger(__name__)
 DURATIONS: dict[str, float] = {
     "ensure_namespace": 1.0,
     "ensure_secret": 0.5,
+    "update_secret": 0.5,
     "install_release": 8.0,
     "rollback_release": 6.0,
     "wait_for_rollout": 35.0,
@@ -216,6 +217,24 @@ class SimulatedCluster:
             raise PermanentClusterError(f"secret {namespace}/{name} not found")
         data: dict[str, str] = json.loads(row[0])["stringData"]
         return data
+
+    async def update_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._require_namespace(namespace)
+        await self._operate("update_secret", namespace)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT body FROM objects WHERE namespace=? AND kind='Secret' AND name=?",
+                (namespace, name),
+            ).fetchone()
+            if row is not None:
+                body = json.loads(row[0])
+                body["stringData"] = {**body["stringData"], **data}
+                db.execute(
+                    "UPDATE objects SET body=? WHERE namespace=? AND kind='Secret' AND name=?",
+                    (json.dumps(body), namespace, name),
+                )
+        if row is None:
+            raise PermanentClusterError(f"secret {namespace}/{name} not found")
 
     async def install_release(self, release: Release, timeout: float) -> None:
         self._require_namespace(release.namespace)
