@@ -724,6 +724,10 @@ def _stored_option(wp: dict[str, Any], name: str) -> str | None:
 
 def _wp_option(wp: dict[str, Any], words: list[str]) -> WpResult:
     """``option get <name>`` and ``option update <name> <value>``."""
+    if words[1:2] not in (["get"], ["update"]):
+        return _wp_error(f"unsupported command: {shlex.join(words)}")
+    if len(words) != (3 if words[1] == "get" else 4):
+        return WpResult(1, "usage: wp option get <key> | wp option update <key> <value>")
     action, name = words[1], words[2]
     if action == "get":
         value = _stored_option(wp, name)
@@ -732,8 +736,6 @@ def _wp_option(wp: dict[str, Any], words: list[str]) -> WpResult:
         if name in _URL_OPTIONS:  # read through get_option(), the plugin's filter applies
             value = _in_scheme(value, wp.get("url_scheme"))
         return WpResult(0, value)
-    if action != "update":
-        return _wp_error(f"unsupported command: {shlex.join(words)}")
     value = words[3]
     if name == "home":
         wp["url"] = value

@@ -326,6 +326,9 @@ async def test_options_read_back_what_install_and_update_set(cluster: TimedClust
         "Error: Could not get 'no_such_option' option. Does it exist?",
     )
 
+    for incomplete in (["option", "get"], ["option", "update", "blogname"]):
+        assert (await cluster.wp(NS, incomplete)).exit_code == 1
+
     await wp(cluster, "option", "update", "blogname", OWNER_NAME)
     await wp(cluster, "option", "update", "home", f"http://{OWNER_HOST}")
     assert await wp(cluster, "option", "get", "blogname") == OWNER_NAME
