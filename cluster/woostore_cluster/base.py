@@ -154,6 +154,12 @@ class Cluster(Protocol):
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]: ...
 
+    async def update_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Set ``data``'s keys in the existing Secret, keeping its other keys; a Secret (or a
+        namespace) that does not exist is a ``PermanentClusterError``. Setting the same data
+        again changes nothing. The values never appear in errors or logs. Pods that read the
+        Secret as environment variables see the new values only when they restart."""
+
     async def install_release(self, release: Release, timeout: float) -> None:
         """``helm upgrade --install``; a release left pending by a crash is recovered first."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import os
 import re
@@ -136,6 +137,12 @@ class KubeApi(Protocol):
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
+    async def replace_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        """Set ``data``'s keys in an existing Secret, keeping its other keys: the Secret is read
+        and replaced (PUT, the "update" verb) with the resourceVersion read, so a change made
+        in between fails with 409 instead of being overwritten. 404 when it does not exist.
+        The Secret's values, old and new, never appear in the error."""
+
     async def create_role_binding(
         self,
         namespace: str,
@@ -254,6 +261,21 @@ class ClientKubeApi:
             raise KubeApiError(
                 422, "Invalid", f"secret {namespace}/{name} holds data that is not text"
             ) from error
+
+    async def replace_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        found = await self._call(self._core.read_namespaced_secret, name, namespace)
+        # Sent back whole (labels, type, the resourceVersion): only the keys given change. The
+        # API server merges stringData into data when it stores the Secret.
+        found.string_data = dict(data)
+        secrets = [*data.values(), *_decoded_values(found.data)]
+        try:
+            await self._call(self._core.replace_namespaced_secret, name, namespace, found)
+        except KubeApiError as error:
+            message = error.message
+            for secret in secrets:
+                if secret:
+                    message = message.replace(secret, "[redacted]")
+            raise KubeApiError(error.status, error.reason, message, error.retry_after) from None
 
     async def create_role_binding(
         self,
@@ -499,6 +521,15 @@ def translate_exec_refusal(error: ApiException) -> KubeApiError:
 
 def describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
+
+
+def _decoded_values(data: Mapping[str, str] | None) -> list[str]:
+    """The text of a Secret's base64 values, those that are text: what to scrub from errors."""
+    values = []
+    for value in (data or {}).values():
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            values.append(base64.b64decode(value).decode())
+    return values
 
 
 def _namespace(item: Any) -> Namespace:

@@ -190,6 +190,16 @@ class KubernetesCluster:
             raise PermanentClusterError(f"secret {namespace}/{name} not found")
         return found
 
+    async def update_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        try:
+            await self.kube.replace_secret(namespace, name, data)
+        except KubeApiError as error:
+            if error.status == 404:
+                raise PermanentClusterError(f"secret {namespace}/{name} not found") from None
+            # 409: changed since it was read; transient, the next attempt reads it again.
+            what = f"updating secret {namespace}/{name}"
+            raise _cluster_error(error, what, list(data.values())) from None
+
     # -- the Helm release ------------------------------------------------------------------
 
     async def install_release(self, release: Release, timeout: float) -> None:

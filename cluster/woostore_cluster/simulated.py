@@ -7,9 +7,16 @@ It is faithful where the provisioner can tell the difference:
 - releases are rendered from the real chart with the real ``helm template``, and a release
   interrupted mid-install is left ``pending-install`` and must be recovered, as with Helm;
 - WP-CLI commands are interpreted, so a step that forgets to activate WooCommerce fails
-  verification here too;
-- operations take realistic time (``WOOSTORE_SIM_TIME_SCALE`` scales it, 0 is instant) and
-  ``WOOSTORE_SIM_FAULTS`` injects the failures a real cluster produces.
+  verification here too; the store's URL is WordPress's own (``home``/``siteurl``, read in
+  the scheme the pod's WOOSTORE_URL_SCHEME gives them, as the image's must-use plugin does);
+- the storefront check places a cash-on-delivery order and deletes it with WP-CLI, as the
+  real driver does: the orders taken are counted (``orders_placed``, kept apart from the
+  WordPress state, so a verification run again leaves that state as it was), and an order
+  whose deletion failed stays in the store;
+- operations take realistic time (``WOOSTORE_SIM_TIME_SCALE`` scales it, 0 is instant): an
+  upgrade that changes no Deployment or StatefulSet (a new Ingress host) is quick, and the
+  rollout after it too, since no pod restarts; ``WOOSTORE_SIM_FAULTS`` injects the failures
+  a real cluster produces.
 It never claims to be real: every store it runs is flagged ``simulated``.
 """
 
@@ -20,6 +27,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import secrets
 import shlex
 import sqlite3
 import tempfile
@@ -27,6 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -55,18 +65,41 @@ log = get_logger(__name__)
 DURATIONS: dict[str, float] = {
     "ensure_namespace": 1.0,
     "ensure_secret": 0.5,
+    "update_secret": 0.5,
     "install_release": 8.0,
+    # An upgrade that leaves the Deployment and the StatefulSet as they are (a new Ingress
+    # host, say): helm applies and waits for nothing that restarts.
+    "upgrade_release_workloads_unchanged": 3.0,
     "rollback_release": 6.0,
     "wait_for_rollout": 35.0,
+    # The pods already run the workloads as deployed: nothing restarts, one look suffices.
+    "wait_for_rollout_workloads_unchanged": 1.0,
     "wp core install": 8.0,
     "wp plugin activate": 6.0,
     "wp": 1.0,
     "wp wc product create": 1.5,
-    "check_storefront": 4.0,
+    "wp wc shop_order delete": 1.0,
+    "wp search-replace": 2.0,
+    "wp user update": 1.0,
+    "wp woostore shuffle-salts": 1.0,
+    # The storefront, the Store API and the order over HTTP; the order's deletion through
+    # WP-CLI ("wp wc shop_order delete") comes on top, as in the real driver.
+    "check_storefront": 3.0,
     "uninstall_release": 4.0,
     "delete_namespace": 10.0,
 }
 FAULTABLE = frozenset(DURATIONS) | {"wp"}  # "wp" stands for every WP-CLI command
+# A fault on the operation named on the right strikes the one on the left too: the quicker
+# variants are still an install and a rollout.
+FAULTS_COVERING = {
+    "upgrade_release_workloads_unchanged": "install_release",
+    "wait_for_rollout_workloads_unchanged": "wait_for_rollout",
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+# The store's WordPress user, as the recipe installs it (recipe.ADMIN_USER); the only one.
+ADMIN_USER = "admin"
+# WooCommerce's first order number in the simulation (orders share WordPress's post ids).
+FIRST_ORDER_ID = 101
 FAULT_KINDS = frozenset({"error", "hang", "transient"})
 _SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its index, next to the database
 _SCHEMA = """
@@ -82,6 +115,7 @@ CREATE TABLE IF NOT EXISTS revisions (namespace TEXT NOT NULL, name TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS wordpress (namespace TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT NOT NULL,
     PRIMARY KEY (namespace, operation));
+CREATE TABLE IF NOT EXISTS orders_placed (namespace TEXT PRIMARY KEY, placed INTEGER NOT NULL);
 """
 
 
@@ -217,6 +251,24 @@ class SimulatedCluster:
         data: dict[str, str] = json.loads(row[0])["stringData"]
         return data
 
+    async def update_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._require_namespace(namespace)
+        await self._operate("update_secret", namespace)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT body FROM objects WHERE namespace=? AND kind='Secret' AND name=?",
+                (namespace, name),
+            ).fetchone()
+            if row is not None:
+                body = json.loads(row[0])
+                body["stringData"] = {**body["stringData"], **data}
+                db.execute(
+                    "UPDATE objects SET body=? WHERE namespace=? AND kind='Secret' AND name=?",
+                    (json.dumps(body), namespace, name),
+                )
+        if row is None:
+            raise PermanentClusterError(f"secret {namespace}/{name} not found")
+
     async def install_release(self, release: Release, timeout: float) -> None:
         self._require_namespace(release.namespace)
         with self._db() as db:
@@ -227,6 +279,11 @@ class SimulatedCluster:
             if row and row[0].startswith("pending-"):
                 # What a resumable driver must do with Helm: clear a release a crash left pending.
                 log.warning("recovering release left pending", release=release.name, status=row[0])
+            deployed = db.execute(
+                "SELECT manifests FROM revisions WHERE namespace=? AND name=? "
+                "AND status='deployed'",
+                (release.namespace, release.name),
+            ).fetchone()
             revision = (row[1] + 1) if row else 1
             db.execute(
                 "INSERT INTO releases VALUES (?, ?, 'pending-install', ?) "
@@ -235,7 +292,16 @@ class SimulatedCluster:
             )
         manifests = await self._helm_template(release)
         chart = yaml.safe_load((release.chart / "Chart.yaml").read_text())
-        await self._operate("install_release", release.namespace)
+        # An upgrade of a deployed release that changes no workload (only the Ingress, say)
+        # restarts no pod: helm has nothing to wait for.
+        unchanged = (
+            row is not None
+            and row[0] == "deployed"
+            and deployed is not None
+            and _workloads(json.loads(deployed[0])) == _workloads(manifests)
+        )
+        operation = "upgrade_release_workloads_unchanged" if unchanged else "install_release"
+        await self._operate(operation, release.namespace)
         with self._db() as db:
             self._deploy(db, release.namespace, release.name, revision, chart["version"], manifests)
 
@@ -277,27 +343,41 @@ class SimulatedCluster:
             self._deploy(db, namespace, name, latest + 1, row[0], json.loads(row[1]))
 
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
-        workloads = self._objects(namespace, ("Deployment", "StatefulSet"))
+        workloads = _workloads(self._objects(namespace, WORKLOAD_KINDS))
         if not workloads:
             raise PermanentClusterError(
                 f"no workloads in namespace {namespace}: was the chart installed?"
             )
-        await self._operate("wait_for_rollout", namespace)
+        # Ready pods started from these very workloads stay as they are; any change to a
+        # workload (its pod template, its image) replaces its pods, which takes the full time.
+        started_from = hashlib.sha256(json.dumps(workloads, sort_keys=True).encode()).hexdigest()
+        running = self._wordpress(namespace)
+        unchanged = bool(running.get("pods_ready")) and running.get("pods_started_from") == (
+            started_from
+        )
+        await self._operate(
+            "wait_for_rollout_workloads_unchanged" if unchanged else "wait_for_rollout", namespace
+        )
         with self._wordpress_state(namespace) as state:
             state["pods_ready"] = True
+            state["pods_started_from"] = started_from
+            # What the WordPress pod reads from its environment when it starts.
+            state["url_scheme"] = _url_scheme(workloads)
+            # The image's entrypoint makes the store's keys and salts on its first start.
+            state.setdefault("salts", secrets.token_hex(32))
 
     async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
         if not self._wordpress(namespace).get("pods_ready"):
             raise TransientClusterError(f"no ready WordPress pod in {namespace}", 5)
         words = list(args)
-        operation = "wp " + " ".join(words[:2])
-        if " ".join(["wp", *words[:3]]) == "wp wc product create":
-            operation = "wp wc product create"
-        await self._operate(operation if operation in DURATIONS else "wp", namespace)
+        await self._operate(_wp_operation(words), namespace)
         with self._wordpress_state(namespace) as state:
             return self._interpret_wp(state, words, stdin)
 
     async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
+        """As the real driver's (storefront.py): a cash-on-delivery order placed through the
+        storefront, then deleted with WP-CLI. An order whose deletion fails (a fault on
+        "wp wc shop_order delete", or on "wp") stays in the store, as it would."""
         await self._operate("check_storefront", namespace)
         wp = self._wordpress(namespace)
         if not (wp.get("pods_ready") and wp.get("installed")):
@@ -305,10 +385,40 @@ class SimulatedCluster:
         if "woocommerce" not in wp.get("plugins", []):
             return StorefrontCheck(status_code=200, products=0, order_placed=False)
         products = len(wp.get("products", []))
-        cod = wp.get("gateways", {}).get("cod", False)
-        return StorefrontCheck(
-            status_code=200, products=products, order_placed=bool(products and cod)
-        )
+        if not (products and wp.get("gateways", {}).get("cod", False)):
+            return StorefrontCheck(status_code=200, products=products, order_placed=False)
+        order_id = self._place_order(namespace)
+        delete = [
+            "wc",
+            "shop_order",
+            "delete",
+            str(order_id),
+            "--force=true",
+            f"--user={ADMIN_USER}",
+        ]
+        await self._operate(_wp_operation(delete), namespace)
+        with self._wordpress_state(namespace) as state:
+            deleted = self._interpret_wp(state, delete, None)
+        detail = f"test order {order_id} placed and deleted"
+        if not deleted.ok:
+            detail = f"test order {order_id} could not be deleted: {deleted.stdout[:200]}"
+        return StorefrontCheck(status_code=200, products=products, order_placed=True, detail=detail)
+
+    def _place_order(self, namespace: str) -> int:
+        """A new order in the store (its id the next of WooCommerce's, never one used before),
+        counted in ``orders_placed``."""
+        with self._db() as db:
+            placed = db.execute(
+                "INSERT INTO orders_placed VALUES (?, 1) ON CONFLICT (namespace) "
+                "DO UPDATE SET placed=placed + 1 RETURNING placed",
+                (namespace,),
+            ).fetchone()[0]
+        order_id = FIRST_ORDER_ID + placed - 1
+        with self._wordpress_state(namespace) as state:
+            state.setdefault("orders", []).append(
+                {"id": order_id, "payment_method": "cod", "status": "processing"}
+            )
+        return int(order_id)
 
     async def uninstall_release(self, namespace: str, name: str) -> None:
         with self._db() as db:
@@ -341,6 +451,7 @@ class SimulatedCluster:
                 db.execute(f"DELETE FROM {table} WHERE namespace=?", (namespace,))  # noqa: S608  (fixed table names)
             db.execute("DELETE FROM wordpress WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM faults_fired WHERE namespace=?", (namespace,))
+            db.execute("DELETE FROM orders_placed WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
 
     async def managed_namespaces(self) -> dict[str, str]:
@@ -356,6 +467,15 @@ class SimulatedCluster:
         with self._db() as db:
             rows = db.execute("SELECT name, labels FROM namespaces").fetchall()
         return {name: json.loads(labels) for name, labels in rows}
+
+    def orders_placed(self, namespace: str) -> int:
+        """How many orders the store has taken, deleted ones included (WooCommerce's order
+        numbers go on from there); what is left of them ``wp wc shop_order list`` shows."""
+        with self._db() as db:
+            row = db.execute(
+                "SELECT placed FROM orders_placed WHERE namespace=?", (namespace,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
 
     def object_count(self, namespace: str) -> int:
         with self._db() as db:
@@ -383,6 +503,8 @@ class SimulatedCluster:
     async def _operate(self, operation: str, namespace: str) -> None:
         """Take the operation's time, then apply any fault configured for it."""
         fault = self.faults.get(operation)
+        if fault is None and operation in FAULTS_COVERING:
+            fault = self.faults.get(FAULTS_COVERING[operation])
         if fault is None and operation.startswith("wp"):
             fault = self.faults.get("wp")  # "wp" covers every WP-CLI command
         if fault == "hang":
@@ -391,10 +513,13 @@ class SimulatedCluster:
         seconds = DURATIONS.get(operation, 1.0) * self.time_scale * random.uniform(0.8, 1.2)  # noqa: S311  (jitter, not crypto)
         if seconds:
             await asyncio.sleep(seconds)
+        # A quicker install or rollout is still one: it fails as one, and a transient fault
+        # fires once per namespace for all of them.
+        named = FAULTS_COVERING.get(operation, operation)
         if fault == "error":
-            raise PermanentClusterError(f"{operation} failed: simulated fault (ImagePullBackOff)")
-        if fault == "transient" and self._first_time(namespace, operation):
-            raise TransientClusterError(f"{operation} failed: simulated API server timeout", 0.5)
+            raise PermanentClusterError(f"{named} failed: simulated fault (ImagePullBackOff)")
+        if fault == "transient" and self._first_time(namespace, named):
+            raise TransientClusterError(f"{named} failed: simulated API server timeout", 0.5)
 
     @staticmethod
     def _deploy(
@@ -490,40 +615,56 @@ class SimulatedCluster:
 
     @staticmethod
     def _interpret_wp(wp: dict[str, Any], args: list[str], stdin: str | None) -> WpResult:
-        """The few WP-CLI commands the recipe uses, with WP-CLI's exit codes and rules;
-        changes ``wp``, the store's WordPress state, as the command would."""
+        """The few WP-CLI commands the recipes use, with WP-CLI's exit codes and rules;
+        changes ``wp``, the store's WordPress state, as the command would. What a command
+        prints is what the driver hands back: stdout when it succeeds (WP-CLI's warnings go
+        to stderr), its "Error: ..." when it fails."""
         flags = {a.split("=", 1)[0]: a.split("=", 1)[-1] for a in args if a.startswith("--")}
         words = [a for a in args if not a.startswith("--")]
         command = " ".join(words[:2])
-
-        def fail(message: str) -> WpResult:
-            return WpResult(1, f"Error: {message}")
 
         if command == "core is-installed":
             return WpResult(0 if wp.get("installed") else 1, "")
         if command == "core install":
             if flags.get("--prompt") != "admin_password" or not stdin:
-                return fail("admin password expected on standard input")
+                return _wp_error("admin password expected on standard input")
             if not wp.get("installed"):
                 wp.update(
                     installed=True,
-                    url=flags.get("--url"),
+                    url=flags.get("--url"),  # home
+                    siteurl=flags.get("--url"),
                     title=flags.get("--title"),
                     admin_email=flags.get("--admin_email"),
-                    admin_password_sha256=hashlib.sha256(stdin.strip().encode()).hexdigest(),
+                    admin_password_sha256=_password_hash(stdin),
                 )
         elif not wp.get("installed"):
-            return fail("The site you have requested is not installed.")
+            # Commands of plugins too: WordPress loads its plugins only once it is installed.
+            return _wp_error("The site you have requested is not installed.")
         elif command == "plugin is-active":
             return WpResult(0 if words[2] in wp.get("plugins", []) else 1, "")
         elif command == "plugin activate":
             if words[2] != "woocommerce":
-                return fail(f"The '{words[2]}' plugin could not be found.")
+                return _wp_error(f"The '{words[2]}' plugin could not be found.")
             wp.setdefault("plugins", [])
             if words[2] not in wp["plugins"]:
                 wp["plugins"].append(words[2])
-        elif command == "option update":
-            wp.setdefault("options", {})[words[2]] = words[3]
+        elif words[:1] == ["option"]:
+            return _wp_option(wp, words)
+        elif words[:1] == ["search-replace"]:
+            return _wp_search_replace(wp, words)
+        elif command == "user update":
+            if words[2:] not in (["admin"], ["1"]):
+                return _wp_error(f"Invalid user ID, email or login: '{' '.join(words[2:])}'")
+            if set(flags) != {"--prompt"} or flags["--prompt"] != "user_pass":
+                return _wp_error("only --prompt=user_pass is simulated: the password on stdin")
+            if not stdin or not stdin.strip():
+                return _wp_error("user_pass expected on standard input")
+            wp["admin_password_sha256"] = _password_hash(stdin)
+            return WpResult(0, "Success: Updated user 1.")
+        elif command == "woostore shuffle-salts":
+            # The image's must-use plugin: new random keys and salts in woostore-salts.php.
+            wp["salts"] = secrets.token_hex(32)
+            return WpResult(0, f"Success: Shuffled the keys and salts in {SALTS_FILE}.")
         elif command == "rewrite structure":
             wp["permalinks"] = words[2]
         elif command == "language core" and words[2:3] == ["install"]:
@@ -534,32 +675,181 @@ class SimulatedCluster:
             if "--activate" in flags:
                 wp["language"] = words[3]
         elif words[:1] == ["wc"]:
-            if "woocommerce" not in wp.get("plugins", []):
-                return fail(f"'{words[0]}' is not a registered wp command.")
-            if words[1:3] == ["payment_gateway", "update"]:
-                wp.setdefault("gateways", {})[words[3]] = flags.get("--enabled") == "true"
-            elif words[1:3] == ["product", "list"]:
-                products = wp.get("products", [])
-                if flags.get("--format") == "json":
-                    listed = [{"id": p.get("id"), "name": p["name"]} for p in products]
-                    return WpResult(0, json.dumps(listed))
-                return WpResult(0, str(len(products)))
-            elif words[1:3] == ["product", "create"]:
-                products = wp.setdefault("products", [])
-                products.append(
-                    {
-                        "id": max((p.get("id", 0) for p in products), default=9) + 1,
-                        "name": flags.get("--name"),
-                        "regular_price": flags.get("--regular_price"),
-                    }
-                )
-            elif words[1:3] == ["product", "delete"]:
-                kept = [p for p in wp.get("products", []) if str(p.get("id")) != words[3]]
-                if len(kept) == len(wp.get("products", [])):
-                    return fail("Invalid ID.")
-                wp["products"] = kept
-            else:
-                return fail(f"unsupported wc command: {shlex.join(words)}")
+            return _wp_woocommerce(wp, words, flags)
         else:
-            return fail(f"unsupported command: {shlex.join(words)}")
+            return _wp_error(f"unsupported command: {shlex.join(words)}")
         return WpResult(0, "Success")
+
+
+# -- WP-CLI, as the simulation interprets it ---------------------------------------------------
+
+# The URL options: WordPress applies the must-use plugin's scheme to both when they are read.
+_URL_OPTIONS = ("home", "siteurl")
+SALTS_FILE = "wp-content/woostore-salts.php"
+
+
+def _wp_error(message: str) -> WpResult:
+    return WpResult(1, f"Error: {message}")
+
+
+def _password_hash(stdin: str) -> str:
+    """What the simulation keeps of a password WP-CLI read from stdin (``--prompt``)."""
+    return hashlib.sha256(stdin.strip().encode()).hexdigest()
+
+
+def _in_scheme(url: str, scheme: str | None) -> str:
+    """``url`` in ``scheme``, as the image's must-use plugin gives home and siteurl the pod's
+    WOOSTORE_URL_SCHEME; the URL as stored without one."""
+    if scheme not in ("http", "https"):
+        return url
+    return re.sub(r"^https?://", f"{scheme}://", url, count=1, flags=re.IGNORECASE)
+
+
+def _stored_option(wp: dict[str, Any], name: str) -> str | None:
+    """An option's value as the database holds it; None for an option that does not exist.
+    ``wp core install`` sets home ("url"), siteurl, blogname ("title") and admin_email; the
+    others are in the "options" map (a store installed before siteurl was kept apart has
+    its home there)."""
+    if name == "home":
+        return wp.get("url")
+    if name == "siteurl":
+        return wp.get("siteurl", wp.get("url"))
+    if name == "blogname":
+        return wp.get("title")
+    options: dict[str, str] = wp.get("options", {})
+    if name == "admin_email":
+        return options.get(name, wp.get("admin_email"))
+    return options.get(name)
+
+
+def _wp_option(wp: dict[str, Any], words: list[str]) -> WpResult:
+    """``option get <name>`` and ``option update <name> <value>``."""
+    if words[1:2] not in (["get"], ["update"]):
+        return _wp_error(f"unsupported command: {shlex.join(words)}")
+    if len(words) != (3 if words[1] == "get" else 4):
+        return WpResult(1, "usage: wp option get <key> | wp option update <key> <value>")
+    action, name = words[1], words[2]
+    if action == "get":
+        value = _stored_option(wp, name)
+        if value is None:
+            return _wp_error(f"Could not get '{name}' option. Does it exist?")
+        if name in _URL_OPTIONS:  # read through get_option(), the plugin's filter applies
+            value = _in_scheme(value, wp.get("url_scheme"))
+        return WpResult(0, value)
+    value = words[3]
+    if name == "home":
+        wp["url"] = value
+    elif name == "siteurl":
+        wp["siteurl"] = value
+    elif name == "blogname":
+        wp["title"] = value
+    else:
+        wp.setdefault("options", {})[name] = value
+    return WpResult(0, "Success")
+
+
+def _wp_search_replace(wp: dict[str, Any], words: list[str]) -> WpResult:
+    """``search-replace <old> <new>``: in every value the simulation keeps as text (the URL
+    options, the title, the administrator's email, the other options), case-sensitive, as
+    stored in the database (the scheme the plugin applies on reading is not there). Counts
+    the values it changed, as WP-CLI counts replacements."""
+    if len(words) < 3:
+        return WpResult(1, "usage: wp search-replace <old> <new> [<table>...]")
+    old, new = words[1], words[2]
+    if old == new:
+        return WpResult(0, "")  # WP-CLI warns on stderr, skips the operation, and succeeds
+    replaced = 0
+
+    def replace(holder: dict[str, Any], key: str) -> None:
+        nonlocal replaced
+        value = holder.get(key)
+        if isinstance(value, str) and old in value:
+            holder[key] = value.replace(old, new)
+            replaced += 1
+
+    for key in ("url", "siteurl", "title", "admin_email"):
+        replace(wp, key)
+    options = wp.get("options", {})
+    for key in list(options):
+        replace(options, key)
+    noun = "replacement" if replaced == 1 else "replacements"
+    return WpResult(0, f"Success: Made {replaced} {noun}.")
+
+
+def _wp_woocommerce(wp: dict[str, Any], words: list[str], flags: dict[str, str]) -> WpResult:
+    """The ``wc`` commands WooCommerce adds to WP-CLI (its REST API, as ``--user``)."""
+    if "woocommerce" not in wp.get("plugins", []):
+        return _wp_error(f"'{words[0]}' is not a registered wp command.")
+    if words[1:3] == ["payment_gateway", "update"]:
+        wp.setdefault("gateways", {})[words[3]] = flags.get("--enabled") == "true"
+    elif words[1:3] == ["product", "list"]:
+        products = wp.get("products", [])
+        if flags.get("--format") == "json":
+            listed = [{"id": p.get("id"), "name": p["name"]} for p in products]
+            return WpResult(0, json.dumps(listed))
+        return WpResult(0, str(len(products)))
+    elif words[1:3] == ["product", "create"]:
+        products = wp.setdefault("products", [])
+        products.append(
+            {
+                "id": max((p.get("id", 0) for p in products), default=9) + 1,
+                "name": flags.get("--name"),
+                "regular_price": flags.get("--regular_price"),
+            }
+        )
+    elif words[1:3] == ["product", "delete"]:
+        kept = [p for p in wp.get("products", []) if str(p.get("id")) != words[3]]
+        if len(kept) == len(wp.get("products", [])):
+            return _wp_error("Invalid ID.")
+        wp["products"] = kept
+    elif words[1:3] == ["shop_order", "list"]:
+        orders = wp.get("orders", [])
+        if flags.get("--format") != "json":
+            return WpResult(0, str(len(orders)))
+        fields = flags.get("--fields", "id,status,payment_method").split(",")
+        return WpResult(0, json.dumps([{f: o[f] for f in fields if f in o} for o in orders]))
+    elif words[1:3] == ["shop_order", "delete"]:
+        kept = [o for o in wp.get("orders", []) if str(o["id"]) != words[3]]
+        if len(kept) == len(wp.get("orders", [])):
+            return _wp_error("Invalid ID.")
+        if kept:
+            wp["orders"] = kept
+        else:
+            wp.pop("orders")  # a store whose orders are all gone is as one that had none
+        return WpResult(0, f"Success: Deleted shop_order {words[3]}.")
+    else:
+        return _wp_error(f"unsupported wc command: {shlex.join(words)}")
+    return WpResult(0, "Success")
+
+
+# -- what the simulation reads from the rendered chart ---------------------------------------
+
+
+def _workloads(manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Deployments and StatefulSets among ``manifests``, in a fixed order: what replaces
+    pods when it changes."""
+    found = [m for m in manifests if m.get("kind") in WORKLOAD_KINDS]
+    return sorted(found, key=lambda m: (m["kind"], m["metadata"]["name"]))
+
+
+def _url_scheme(workloads: Sequence[dict[str, Any]]) -> str | None:
+    """The scheme the WordPress pod gives home and siteurl (WOOSTORE_URL_SCHEME; from a chart
+    before it, the scheme of WOOSTORE_SITE_URL, as the image's plugin falls back to)."""
+    env: dict[str, str] = {}
+    for workload in workloads:
+        if workload["kind"] == "Deployment":
+            for container in workload["spec"]["template"]["spec"].get("containers", []):
+                env |= {e["name"]: e.get("value", "") for e in container.get("env", [])}
+    if "WOOSTORE_URL_SCHEME" in env:
+        return env["WOOSTORE_URL_SCHEME"]
+    return urlsplit(env.get("WOOSTORE_SITE_URL", "")).scheme or None
+
+
+def _wp_operation(words: Sequence[str]) -> str:
+    """The name a WP-CLI command takes its time (and its faults) by: the longest of its first
+    three words that DURATIONS names ("wp wc product create", "wp search-replace"), else "wp"."""
+    for length in (3, 2, 1):
+        name = " ".join(["wp", *words[:length]])
+        if name in DURATIONS:
+            return name
+    return "wp"

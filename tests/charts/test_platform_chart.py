@@ -773,7 +773,8 @@ def test_the_provisioner_manages_what_helm_store_renders(
         group, resource = STORE_KIND_RESOURCES[kind]
         for verb in MANAGE:
             assert allowed(rules, group, resource, verb), f"{kind}: {verb}"
-    # Helm's release records and the credentials Secret; the driver's namespaces.
+    # Helm's release records and the credentials Secret (update_secret reads it and replaces
+    # it: get and update, no patch); the driver's namespaces.
     for verb in ("get", "list", "create", "update", "delete"):
         assert allowed(rules, "", "secrets", verb), f"secrets: {verb}"
     for verb in ("get", "create", "delete"):

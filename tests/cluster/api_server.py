@@ -65,6 +65,14 @@ class FakeApiServer:
     # ``exec_run`` says.
     exec_refusal: tuple[int, str, str] | None = (403, "Forbidden", "exec is not served here")
     exec_run: ExecRun = field(default_factory=ExecRun)
+    # The bodies of Secret replacements (PUT) as sent, accepted or not.
+    secret_puts: list[dict[str, Any]] = field(default_factory=list)
+    # Someone else writes a Secret right after each of our reads of it: its resourceVersion
+    # moves on, so a replace carrying the one read conflicts (409).
+    concurrent_secret_writes: bool = False
+    # A replace refused with this (status, reason, message) after its checks pass: the API
+    # server's validation or admission, whose message may quote the object.
+    secret_put_refusal: tuple[int, str, str] | None = None
     # The WordPress pod listed: stuck pulling its image, or running and ready (to exec into).
     wordpress_ready: bool = False
 
@@ -74,7 +82,11 @@ class FakeApiServer:
                 Route("/api/v1/namespaces", self.namespaces_route, methods=["GET", "POST"]),
                 Route("/api/v1/namespaces/{name}", self.namespace, methods=["GET", "DELETE"]),
                 Route("/api/v1/namespaces/{ns}/secrets", self.create_secret, methods=["POST"]),
-                Route("/api/v1/namespaces/{ns}/secrets/{name}", self.read_secret),
+                Route(
+                    "/api/v1/namespaces/{ns}/secrets/{name}",
+                    self.secret,
+                    methods=["GET", "PUT"],
+                ),
                 Route(
                     "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
                     self.create_role_binding,
@@ -163,28 +175,59 @@ class FakeApiServer:
         name = body["metadata"]["name"]
         if (ns, name) in self.secrets:
             return status(409, "AlreadyExists", f'secrets "{name}" already exists')
+        body["metadata"]["resourceVersion"] = "1"
         self.secrets[(ns, name)] = body
         return JSONResponse({**body, "kind": "Secret", "apiVersion": "v1"}, 201)
 
-    async def read_secret(self, request: Request) -> Response:
+    def _secret_json(self, key: tuple[str, str]) -> dict[str, Any]:
+        stored = self.secrets[key]
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in stored["stringData"].items()}
+        return {
+            "kind": "Secret",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": key[1],
+                "namespace": key[0],
+                "labels": stored["metadata"].get("labels") or {},
+                "resourceVersion": stored["metadata"].get("resourceVersion", "1"),
+            },
+            "type": stored.get("type", "Opaque"),
+            "data": data,
+        }
+
+    async def secret(self, request: Request) -> Response:
+        """Read a Secret (its data base64-encoded), or replace it (PUT): with the
+        resourceVersion it has now, else 409; stringData merged over data, as stored."""
         if (refused := self._seen(request)) is not None:
             return refused
         key = (request.path_params["ns"], request.path_params["name"])
         if key not in self.secrets:
             return status(404, "NotFound", f'secrets "{key[1]}" not found')
-        data = {
-            k: base64.b64encode(v.encode()).decode()
-            for k, v in self.secrets[key]["stringData"].items()
+        stored = self.secrets[key]
+        version = int(stored["metadata"].get("resourceVersion", "1"))
+        if request.method == "GET":
+            answer = self._secret_json(key)
+            if self.concurrent_secret_writes:
+                stored["metadata"]["resourceVersion"] = str(version + 1)
+            return JSONResponse(answer)
+        body = await request.json()
+        self.secret_puts.append(body)
+        if body["metadata"].get("resourceVersion") != str(version):
+            return status(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on secrets "{key[1]}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+            )
+        if self.secret_put_refusal is not None:
+            return status(*self.secret_put_refusal)
+        data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
+        self.secrets[key] = {
+            "metadata": {**body["metadata"], "resourceVersion": str(version + 1)},
+            "type": body.get("type", "Opaque"),
+            "stringData": {**data, **(body.get("stringData") or {})},
         }
-        return JSONResponse(
-            {
-                "kind": "Secret",
-                "apiVersion": "v1",
-                "metadata": {"name": key[1]},
-                "type": "Opaque",
-                "data": data,
-            }
-        )
+        return JSONResponse(self._secret_json(key))
 
     async def create_role_binding(self, request: Request) -> Response:
         if (refused := self._seen(request)) is not None:

@@ -181,6 +181,15 @@ class FakeKube:
         found = self.secrets.get((namespace, name))
         return None if found is None else dict(found)
 
+    async def replace_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        self._enter("replace_secret", namespace, name)  # data kept out of the call log
+        self._authorize(namespace, "get", "secrets")
+        found = self.secrets.get((namespace, name))
+        if found is None:
+            raise KubeApiError(404, "NotFound", f'secrets "{name}" not found')
+        self._authorize(namespace, "update", "secrets")
+        found.update(data)
+
     async def create_role_binding(
         self,
         namespace: str,

@@ -75,11 +75,12 @@ async def test_the_install_argv_and_values_file_render_the_real_chart(
     assert deployment["metadata"]["namespace"] == NS
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["WOOSTORE_STORE_NAME"] == "Café ☕ Shop"  # the store's values, emoji intact
     assert env["WOOSTORE_STORE_ID"] == "acme-1a2b3c"
     assert container["imagePullPolicy"] == "IfNotPresent"  # the local profile applied
     ingress = by_kind[("Ingress", "store")]
     assert ingress["spec"]["rules"][0]["host"] == "acme-1a2b3c.shops.example.test"
+    # The store's values, emoji intact.
+    assert ingress["metadata"]["annotations"]["woostore.io/store-name"] == "Café ☕ Shop"
     assert ("StatefulSet", "store-mariadb") in by_kind
     assert not any(doc["kind"] == "Secret" for doc in helm.rendered)  # credentials stay out
 

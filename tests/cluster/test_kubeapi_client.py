@@ -237,6 +237,86 @@ async def test_secrets_are_sent_as_string_data_and_read_back_decoded(
     assert await client.read_secret("store-a", "missing") is None
 
 
+async def test_a_secret_is_replaced_with_the_keys_given_and_its_others_kept(
+    api: tuple[ClientKubeApi, FakeApiServer],
+) -> None:
+    """A read, then a PUT of the whole Secret as read (its resourceVersion included) with the
+    new keys as stringData: the API server's "update", which the store-manager role grants."""
+    client, server = api
+    old, new = "old-pässwörd", "new-pässwörd"
+    await client.create_secret(
+        "store-a", "store-credentials", {"admin-password": old, "db-password": "db-one"}
+    )
+
+    await client.replace_secret("store-a", "store-credentials", {"admin-password": new})
+    await client.replace_secret("store-a", "store-credentials", {"admin-password": new})
+
+    assert await client.read_secret("store-a", "store-credentials") == {
+        "admin-password": new,
+        "db-password": "db-one",
+    }
+    first, second = server.secret_puts
+    assert first["metadata"]["resourceVersion"] == "1"
+    assert second["metadata"]["resourceVersion"] == "2"  # read again, not remembered
+    assert first["stringData"] == {"admin-password": new}
+    assert first["type"] == "Opaque"
+    # create; read and replace, twice; the read of the test
+    assert [method for method, _, _ in server.requests] == [
+        "POST", "GET", "PUT", "GET", "PUT", "GET",
+    ]  # fmt: skip
+
+
+async def test_replacing_a_missing_secret_is_not_found_and_sends_nothing(
+    api: tuple[ClientKubeApi, FakeApiServer],
+) -> None:
+    client, server = api
+
+    with pytest.raises(KubeApiError) as raised:
+        await client.replace_secret("store-a", "missing", {"admin-password": "x"})
+
+    assert raised.value.status == 404
+    assert server.secret_puts == []
+
+
+async def test_a_secret_changed_since_it_was_read_is_a_conflict_not_overwritten(
+    api: tuple[ClientKubeApi, FakeApiServer],
+) -> None:
+    client, server = api
+    await client.create_secret("store-a", "store-credentials", {"admin-password": "one"})
+    server.concurrent_secret_writes = True
+
+    with pytest.raises(KubeApiError) as raised:
+        await client.replace_secret("store-a", "store-credentials", {"admin-password": "two"})
+
+    assert raised.value.status == 409
+    server.concurrent_secret_writes = False
+    assert await client.read_secret("store-a", "store-credentials") == {"admin-password": "one"}
+
+
+async def test_a_refused_replace_quotes_no_value_of_the_secret(
+    api: tuple[ClientKubeApi, FakeApiServer],
+) -> None:
+    """The server's message may quote the object: neither the values kept nor the new ones
+    reach the error."""
+    client, server = api
+    kept, new = "kept-db-password-4711", "new-admin-password-0815"
+    await client.create_secret("store-a", "store-credentials", {"db-password": kept})
+    server.secret_put_refusal = (
+        422,
+        "Invalid",
+        f'Secret "store-credentials" is invalid: data: {{"db-password": "{kept}", '
+        f'"admin-password": "{new}"}}',
+    )
+
+    with pytest.raises(KubeApiError) as raised:
+        await client.replace_secret("store-a", "store-credentials", {"admin-password": new})
+
+    assert raised.value.status == 422
+    assert kept not in str(raised.value)
+    assert new not in str(raised.value)
+    assert "[redacted]" in raised.value.message
+
+
 async def test_a_role_binding_and_an_access_review_through_the_real_client(
     api: tuple[ClientKubeApi, FakeApiServer],
 ) -> None:

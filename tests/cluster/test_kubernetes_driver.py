@@ -156,6 +156,57 @@ async def test_a_refused_secret_never_shows_its_data_in_the_error(
         assert "[redacted]" in str(error)
 
 
+async def test_update_secret_sets_the_keys_given_and_keeps_the_others(
+    driver: KubernetesCluster, kube: FakeKube
+) -> None:
+    first = {"admin-password": generate_password(), "db-password": generate_password()}
+    new = generate_password()
+    await driver.ensure_namespace(NS, LABELS)
+    await driver.ensure_secret(NS, "store-credentials", first)
+
+    await driver.update_secret(NS, "store-credentials", {"admin-password": new})
+    once = await driver.read_secret(NS, "store-credentials")
+    await driver.update_secret(NS, "store-credentials", {"admin-password": new})
+
+    assert once == {"admin-password": new, "db-password": first["db-password"]}
+    assert await driver.read_secret(NS, "store-credentials") == once
+    assert kube.count("replace_secret") == 2
+    assert kube.count("create_secret") == 1  # never made anew
+
+
+async def test_update_secret_of_a_missing_secret_or_namespace_is_permanent(
+    driver: KubernetesCluster, kube: FakeKube
+) -> None:
+    with pytest.raises(PermanentClusterError, match=f"secret {NS}/store-credentials not found"):
+        await driver.update_secret(NS, "store-credentials", {"admin-password": "x"})
+    await driver.ensure_namespace(NS, LABELS)
+    with pytest.raises(PermanentClusterError, match=f"secret {NS}/store-credentials not found"):
+        await driver.update_secret(NS, "store-credentials", {"admin-password": "x"})
+    assert (NS, "store-credentials") not in kube.secrets  # nothing made on the way
+
+
+async def test_update_secret_changed_meanwhile_is_transient_and_never_shows_its_data(
+    driver: KubernetesCluster, kube: FakeKube
+) -> None:
+    password = generate_password()
+    await driver.ensure_namespace(NS, LABELS)
+    await driver.ensure_secret(NS, "store-credentials", {"admin-password": "one"})
+    kube.failures["replace_secret"] = [
+        KubeApiError(409, "Conflict", 'Operation cannot be fulfilled on secrets "x"'),
+        KubeApiError(422, "Invalid", f'Secret "x" is invalid: data[admin-password]: "{password}"'),
+    ]
+
+    with pytest.raises(TransientClusterError) as conflict:
+        await driver.update_secret(NS, "store-credentials", {"admin-password": password})
+    with pytest.raises(PermanentClusterError) as invalid:
+        await driver.update_secret(NS, "store-credentials", {"admin-password": password})
+
+    assert f"updating secret {NS}/store-credentials" in str(conflict.value)
+    assert password not in str(invalid.value)
+    assert "[redacted]" in str(invalid.value)
+    assert await driver.read_secret(NS, "store-credentials") == {"admin-password": "one"}
+
+
 # -- error mapping ---------------------------------------------------------------------------
 
 
@@ -312,6 +363,22 @@ async def test_wp_runs_in_the_ready_wordpress_pod_with_the_password_on_stdin(
     ]  # fmt: skip
     assert call.stdin == password + "\n"
     assert all(password not in part for part in call.command)
+
+
+async def test_a_new_admin_password_goes_to_wp_cli_on_stdin_only(
+    driver: KubernetesCluster, kube: FakeKube
+) -> None:
+    """What a claim runs: ``wp user update admin --prompt=user_pass``, the password on stdin."""
+    password = generate_password()
+    kube.roll_out(NS)
+
+    result = await driver.wp(NS, ["user", "update", "admin", "--prompt=user_pass"], password + "\n")
+
+    assert result.ok
+    (call,) = kube.exec_calls
+    assert call.command == ["wp", "--path=/var/www/html", "user", "update", "admin",
+                            "--prompt=user_pass"]  # fmt: skip
+    assert call.stdin == password + "\n"
 
 
 async def test_wp_failures_say_why_and_never_echo_stdin(

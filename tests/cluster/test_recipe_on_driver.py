@@ -7,6 +7,9 @@ local Store API lists the products WP-CLI made, so a step that forgot something 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,15 @@ from woostore_cluster.kubeapi import ExecResult
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import (
+    ADMIN_USER,
     CREDENTIALS_SECRET,
     DELETE,
     PROVISION,
     SAMPLE_PRODUCTS,
     StoreJob,
+    install_release,
 )
-from woostore_shared.secrets import CredentialCipher
+from woostore_shared.secrets import CredentialCipher, generate_password
 
 
 class WordPressPod:
@@ -110,6 +115,60 @@ async def test_the_recipe_provisions_verifies_and_deletes_a_store(
     assert kube.namespaces == {}
     assert helm.status(job.namespace) is None
     assert not await driver.namespace_exists(job.namespace)
+
+
+async def test_a_claim_of_the_provisioned_store_runs_on_the_driver(
+    driver: KubernetesCluster, kube: FakeKube, helm: FakeHelm, store_api: FakeStore
+) -> None:
+    """The calls the personalise recipe makes on a ready store: the upgrade to the owner's
+    host and name, the rollout, WP-CLI (the new password on stdin only), the Secret, the
+    storefront check. What WP-CLI did is read back from the interpreted WordPress."""
+    pod = WordPressPod(store_api)
+    kube.exec_handler = pod
+    job = make_job(driver, store_api)
+    for step in PROVISION.steps:
+        await step.run(job)
+    pool_url = pod.state["url"]
+    kube.exec_calls.clear()
+    owner = dataclasses.replace(job, name="Acme Coffee ☕", host="acme-42.shops.example.test")
+    password = generate_password()
+
+    await install_release(owner)
+    await driver.wait_for_rollout(owner.namespace, timeout=300)
+    replaced = await driver.wp(
+        owner.namespace,
+        ["search-replace", pool_url, "http://acme-42.shops.example.test", "--all-tables",
+         "--skip-columns=guid"],
+    )  # fmt: skip
+    await driver.wp(owner.namespace, ["option", "update", "blogname", owner.name])
+    await driver.wp(
+        owner.namespace, ["user", "update", "admin", "--prompt=user_pass"], password + "\n"
+    )
+    await driver.update_secret(owner.namespace, CREDENTIALS_SECRET, {"admin-password": password})
+    await driver.wp(owner.namespace, ["woostore", "shuffle-salts"])
+    orders = await driver.wp(
+        owner.namespace,
+        ["wc", "shop_order", "list", "--format=json", "--fields=id", f"--user={ADMIN_USER}"],
+    )
+    check = await driver.check_storefront(owner.namespace, store_api.url)
+
+    assert helm.status(job.namespace) == "deployed"
+    assert len(helm.releases[(job.namespace, "store")]) == 2  # one upgrade more
+    values = json.loads(helm.values_seen[-1].text)
+    assert (values["host"], values["storeName"]) == ("acme-42.shops.example.test", owner.name)
+    assert replaced.stdout == "Success: Made 2 replacements."
+    assert pod.state["url"] == pod.state["siteurl"] == "http://acme-42.shops.example.test"
+    assert pod.state["title"] == owner.name
+    assert pod.state["admin_password_sha256"] == hashlib.sha256(password.encode()).hexdigest()
+    secret = kube.secrets[(job.namespace, CREDENTIALS_SECRET)]
+    assert secret["admin-password"] == password
+    assert {"db-password", "db-root-password"} <= secret.keys()  # kept
+    assert json.loads(orders.stdout) == []
+    assert check.order_placed
+    assert store_api.orders == {}
+    # The password went on stdin, never into a command line.
+    assert all(password not in " ".join(call.command) for call in kube.exec_calls)
+    assert [call.stdin for call in kube.exec_calls if call.stdin] == [password + "\n"]
 
 
 async def test_verification_fails_with_the_stores_own_reason(

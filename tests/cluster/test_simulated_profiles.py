@@ -15,13 +15,17 @@ from woostore_cluster.simulated import SimulatedCluster
 NS = "store-acme-1a2b3c"
 
 
-def wordpress_deployment(cluster: SimulatedCluster) -> dict[str, Any]:
+def stored(cluster: SimulatedCluster, kind: str) -> dict[str, Any]:
     with closing(sqlite3.connect(cluster.state_file)) as db:
         (body,) = db.execute(
-            "SELECT body FROM objects WHERE namespace=? AND kind='Deployment'", (NS,)
+            "SELECT body FROM objects WHERE namespace=? AND kind=?", (NS, kind)
         ).fetchone()
-    deployment: dict[str, Any] = json.loads(body)
-    return deployment
+    manifest: dict[str, Any] = json.loads(body)
+    return manifest
+
+
+def wordpress_deployment(cluster: SimulatedCluster) -> dict[str, Any]:
+    return stored(cluster, "Deployment")
 
 
 async def test_a_profile_changes_what_is_rendered_and_the_store_values_still_win(
@@ -36,6 +40,6 @@ async def test_a_profile_changes_what_is_rendered_and_the_store_values_still_win
 
     spec = wordpress_deployment(cluster)["spec"]
     (container,) = spec["template"]["spec"]["containers"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
     assert container["imagePullPolicy"] == "IfNotPresent"  # from the profile
-    assert env["WOOSTORE_STORE_NAME"] == "Acme Coffee"  # the store's own value wins
+    annotations = stored(cluster, "Ingress")["metadata"]["annotations"]
+    assert annotations["woostore.io/store-name"] == "Acme Coffee"  # the store's value wins

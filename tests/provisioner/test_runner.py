@@ -81,6 +81,9 @@ class RecordingCluster:
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         return await self._call("read_secret", lambda: self.inner.read_secret(namespace, name))
 
+    async def update_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> None:
+        await self._call("update_secret", lambda: self.inner.update_secret(namespace, name, data))
+
     async def install_release(self, release: Release, timeout: float) -> None:  # noqa: ASYNC109  (the Protocol's name)
         await self._call("install_release", lambda: self.inner.install_release(release, timeout))
 

@@ -3,6 +3,8 @@
  * WordPress configuration of a WooStore shop, read from the environment helm/store sets.
  * Holds no secret itself: the database password comes from WORDPRESS_DB_PASSWORD (a
  * Secret), the keys and salts from a file the entrypoint writes into the store's volume.
+ * Holds no URL either: the store's URL is WordPress's own (the home and siteurl options in
+ * its database), so a new host for the store restarts no pod.
  */
 
 define( 'DB_NAME', getenv( 'WORDPRESS_DB_NAME' ) ?: 'wordpress' );
@@ -13,15 +15,13 @@ define( 'DB_CHARSET', 'utf8mb4' );
 define( 'DB_COLLATE', '' );
 $table_prefix = 'wp_';
 
-// Keys and salts of this store: random, made on its first start (woostore-entrypoint).
+// Keys and salts of this store: random, made on its first start (woostore-entrypoint),
+// made anew by `wp woostore shuffle-salts`.
 require __DIR__ . '/wp-content/woostore-salts.php';
 
-// The public URL, whatever Host header a request (or WP-CLI, which has none) carries.
-$woostore_site_url = getenv( 'WOOSTORE_SITE_URL' );
-if ( $woostore_site_url ) {
-	define( 'WP_HOME', $woostore_site_url );
-	define( 'WP_SITEURL', $woostore_site_url );
-}
+// The image's must-use plugin (woostore-mu-plugin.php): home and siteurl in the scheme of
+// WOOSTORE_URL_SCHEME, and `wp woostore shuffle-salts`. Root's, outside the store's volume.
+define( 'WPMU_PLUGIN_DIR', '/usr/src/woostore/mu-plugins' );
 
 // TLS ends at the ingress controller, the only client the store's NetworkPolicy admits.
 if ( isset( $_SERVER['HTTP_X_FORWARDED_PROTO'] ) && 'https' === $_SERVER['HTTP_X_FORWARDED_PROTO'] ) {

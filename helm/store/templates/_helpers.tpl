@@ -117,6 +117,15 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* The scheme of the store's URL: https when the Ingress terminates TLS. */}}
+{{- define "store.scheme" -}}
+{{- ternary "https" "http" .Values.tls.enabled -}}
+{{- end -}}
+
+{{/*
+The store's public URL, for NOTES only: the pods never see the host (WordPress keeps its URL
+in its database), so a new host changes the Ingress and nothing that runs.
+*/}}
 {{- define "store.siteUrl" -}}
-{{- printf "%s://%s" (ternary "https" "http" .Values.tls.enabled) .Values.host -}}
+{{- printf "%s://%s" (include "store.scheme" .) .Values.host -}}
 {{- end -}}
