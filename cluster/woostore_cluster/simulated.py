@@ -477,6 +477,14 @@ class SimulatedCluster:
             ).fetchone()
         return 0 if row is None else int(row[0])
 
+    def wordpress_state(self, namespace: str) -> dict[str, Any]:
+        """The store's WordPress as the simulation keeps it: URL, title, options, products..."""
+        return self._wordpress(namespace)
+
+    def manifests(self, namespace: str, kind: str) -> list[dict[str, Any]]:
+        """The objects of ``kind`` the namespace holds, as applied."""
+        return self._objects(namespace, (kind,))
+
     def object_count(self, namespace: str) -> int:
         with self._db() as db:
             count: int = db.execute(
@@ -655,8 +663,14 @@ class SimulatedCluster:
         elif command == "user update":
             if words[2:] not in (["admin"], ["1"]):
                 return _wp_error(f"Invalid user ID, email or login: '{' '.join(words[2:])}'")
-            if set(flags) != {"--prompt"} or flags["--prompt"] != "user_pass":
-                return _wp_error("only --prompt=user_pass is simulated: the password on stdin")
+            if not set(flags) <= {"--prompt", "--user_email"} or flags.get("--prompt") != (
+                "user_pass"
+            ):
+                return _wp_error(
+                    "only --prompt=user_pass (the password on stdin) and --user_email are simulated"
+                )
+            if "--user_email" in flags:
+                wp["admin_user_email"] = flags["--user_email"]
             if not stdin or not stdin.strip():
                 return _wp_error("user_pass expected on standard input")
             wp["admin_password_sha256"] = _password_hash(stdin)

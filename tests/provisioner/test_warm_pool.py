@@ -1,0 +1,147 @@
+"""The provisioner's side of the warm pool: a refill is made like any store and pooled; one
+still queued yields to an owner's store; a claimed store is personalised for its owner.
+
+Real PostgreSQL, NATS, helm and chart; the simulated cluster, read back to check the store
+is its owner's (address, title, password, keys, settings, no orders left)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+
+from nats.js import JetStreamContext
+
+from tests.provisioner.conftest import BASE_DOMAIN
+from tests.provisioner.test_runner import KeepAlive, journal, load, stream_events
+from tests.support import DEFAULT_SETTINGS, create_store
+from woostore_cluster.simulated import SimulatedCluster
+from woostore_provisioner.recipe import CREDENTIALS_SECRET, PERSONALISE
+from woostore_provisioner.runner import Runner
+from woostore_shared import lifecycle
+from woostore_shared.events import NO_TENANT, EventName
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus
+from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import CredentialCipher
+from woostore_shared.settings import Settings
+from woostore_shared.store_settings import StoreSettingsIn
+from woostore_shared.unit_of_work import UnitOfWork
+
+
+async def request_refill(outbox: Outbox) -> Store:
+    """What the reaper's pool keeper asks for."""
+    async with UnitOfWork.begin(outbox) as uow:
+        return await lifecycle.request(
+            uow,
+            tenant_id=None,
+            name="Warm pool store",
+            slug=f"pool-{uuid.uuid4().hex[:8]}",
+            type="woocommerce",
+            simulated=True,
+            settings=DEFAULT_SETTINGS,
+        )
+
+
+async def test_a_refill_is_made_like_any_store_then_pooled_for_nobody(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    js: JetStreamContext,
+) -> None:
+    refill = await request_refill(api_outbox)
+
+    await make_runner(cluster).provision(refill.id, KeepAlive())
+
+    pooled = await load(api_outbox.db, refill.id)
+    assert (pooled.status, pooled.tenant_id, pooled.origin) == (StoreStatus.POOLED, None, "pool")
+    assert pooled.chart_version == Settings().store_chart_version
+    assert pooled.storefront_url is None  # no owner's address yet
+    events = await stream_events(js, refill.id)
+    assert events[-1].name is EventName.POOLED
+    assert {e.tenantid for e in events} == {str(NO_TENANT)}
+    check = await cluster.check_storefront(pooled.namespace, f"http://{pooled.slug}.test")
+    assert check.order_placed  # verified, like a cold store
+
+
+async def test_a_queued_refill_yields_to_an_owners_waiting_store(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+) -> None:
+    refill = await request_refill(api_outbox)
+    owners = await create_store(api_outbox)  # arrived after the refill was asked for
+
+    await make_runner(cluster).provision(refill.id, KeepAlive())
+
+    assert (await load(api_outbox.db, refill.id)).status is StoreStatus.DELETING
+    assert refill.namespace not in cluster.namespaces()  # nothing was made for it
+    assert (await load(api_outbox.db, owners.id)).status is StoreStatus.QUEUED
+
+
+async def test_a_claimed_store_is_personalised_for_its_owner_and_verified_again(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    js: JetStreamContext,
+    cipher: CredentialCipher,
+) -> None:
+    runner = make_runner(cluster)
+    refill = await request_refill(api_outbox)
+    await runner.provision(refill.id, KeepAlive())
+    pool_password = (await cluster.read_secret(refill.namespace, CREDENTIALS_SECRET))[
+        "admin-password"
+    ]
+    pool_salts = cluster.wordpress_state(refill.namespace)["salts"]
+    chosen = StoreSettingsIn(currency="EUR", country="DE", sample_products=False)
+    async with UnitOfWork.begin(api_outbox) as uow:
+        claimed = await lifecycle.claim(
+            uow,
+            tenant_id=DEFAULT_TENANT_ID,
+            name="Corner Shop",
+            slug="corner-shop-abc123",
+            type="woocommerce",
+            simulated=True,
+            chart_version=Settings().store_chart_version,
+            settings=DEFAULT_SETTINGS.with_choices(chosen),
+        )
+    assert claimed is not None
+
+    await runner.personalise(claimed.id, KeepAlive())
+
+    ready = await load(api_outbox.db, claimed.id)
+    url = f"http://corner-shop-abc123.{BASE_DOMAIN}"
+    assert (ready.status, ready.tenant_id, ready.origin) == (
+        StoreStatus.READY,
+        DEFAULT_TENANT_ID,
+        "pool",
+    )
+    assert ready.storefront_url == url
+    assert ready.namespace == refill.namespace
+    assert await journal(api_outbox.db, ready.id, "personalise") == [
+        step.name for step in PERSONALISE.steps
+    ]
+    wordpress = cluster.wordpress_state(ready.namespace)
+    assert (wordpress["url"], wordpress["siteurl"], wordpress["title"]) == (url, url, "Corner Shop")
+    assert wordpress["options"]["woocommerce_currency"] == "EUR"
+    assert wordpress["options"]["woocommerce_default_country"] == "DE"
+    assert wordpress.get("products", []) == []  # the owner chose none: the pool's removed
+    assert wordpress.get("orders", []) == []
+    assert wordpress["salts"] != pool_salts
+    secret = await cluster.read_secret(ready.namespace, CREDENTIALS_SECRET)
+    assert ready.admin_password_encrypted is not None
+    password = cipher.decrypt(ready.admin_password_encrypted)
+    assert password == secret["admin-password"] != pool_password
+    assert wordpress["admin_password_sha256"] == hashlib.sha256(password.encode()).hexdigest()
+    [ingress] = cluster.manifests(ready.namespace, "Ingress")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [url.removeprefix("http://")]
+
+    # The owner's story: requested, the personalise steps, ready; none of the pool's.
+    events = [e for e in await stream_events(js, ready.id) if e.tenantid != str(NO_TENANT)]
+    assert [e.name for e in events] == [
+        EventName.REQUESTED,
+        *[EventName.PROGRESS] * (2 * len(PERSONALISE.steps)),
+        EventName.READY,
+    ]
+    assert {e.data["phase"] for e in events if e.name is EventName.PROGRESS} == {"personalise"}
+    assert {e.correlationid for e in events} == {ready.correlation_id}
+    assert ready.correlation_id != refill.correlation_id
