@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
+from urllib.parse import urlsplit
 
 from woostore_cluster import (
     MANAGED_BY,
@@ -292,10 +293,12 @@ async def verify_storefront(job: StoreJob) -> None:
 
 
 async def rewrite_site_url(job: StoreJob) -> None:
-    """Every link the pooled store's database holds to its old address, to its owner's."""
-    current = (await wp(job, "option", "get", "siteurl")).strip()
-    if current != job.storefront_url:
-        await wp(job, "search-replace", current, job.storefront_url,
+    """Every link the pooled store's database holds to its old host, to its owner's. By host
+    (``//old`` to ``//new``), whatever the scheme: with TLS, WordPress reads its address as
+    https while the database keeps what it was installed with."""
+    current = urlsplit((await wp(job, "option", "get", "siteurl")).strip()).netloc
+    if current != job.host:
+        await wp(job, "search-replace", f"//{current}", f"//{job.host}",
                  "--all-tables", "--skip-columns=guid")  # fmt: skip
 
 
