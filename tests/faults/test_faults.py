@@ -13,6 +13,7 @@ Figures of each run (faults injected, outcomes, time) are written to
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
 import time
@@ -20,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
 from tests.faults.conftest import (
@@ -28,6 +30,7 @@ from tests.faults.conftest import (
     Api,
     Json,
     Platform,
+    cluster_state,
     consumer_info,
     exactly_once_problems,
     json_log,
@@ -43,6 +46,7 @@ from tests.faults.conftest import (
     wait_for_stores,
     wait_until,
 )
+from woostore_cluster import STORE_ID_LABEL as STORE_ID
 from woostore_provisioner.recipe import PROVISION
 
 pytestmark = pytest.mark.faults
@@ -400,3 +404,81 @@ async def test_sigterm_hands_the_store_in_flight_to_another_replica_at_once(
     assert figures["ready_after_sigterm_seconds"] < HANDOVER_ACK_WAIT * 0.6
     handed_back = json_log(platform.data_dir / "provisioner.log")
     assert any(line.get("event") == "handing the store back: shutting down" for line in handed_back)
+
+
+# -- 7. kill -9 mid-claim ---------------------------------------------------------------------
+
+POOL_SIZE = 2
+
+
+def _pool_rows(platform: Platform) -> list[tuple[str, str]]:
+    """The stores no tenant owns, (id, status): the warm pool, read from PostgreSQL."""
+    with psycopg.connect(platform.postgres.url) as db:
+        rows = db.execute("SELECT id::text, status::text FROM stores WHERE tenant_id IS NULL")
+        return [(store_id, status) for store_id, status in rows]
+
+
+async def test_provisioner_killed_mid_claim_finishes_the_store_for_its_owner_alone(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    """A claimed store whose personalisation is cut by kill -9 is finished for its owner by
+    the next attempt: never half-made, never back in the pool, never given to two owners."""
+    platform = start_platform(
+        WOOSTORE_SIM_TIME_SCALE="0.2",
+        WOOSTORE_ACK_WAIT_SECONDS="6",
+        WOOSTORE_WARM_POOL_SIZE=str(POOL_SIZE),
+        WOOSTORE_REAPER_INTERVAL_SECONDS="1",
+    )
+
+    async def pool_full() -> bool:
+        return [s for _, s in _pool_rows(platform)].count("pooled") == POOL_SIZE
+
+    async with Api(platform) as api:
+        await wait_until(pool_full, 90, f"the warm pool holds {POOL_SIZE} stores")
+        pooled = {store_id for store_id, _ in _pool_rows(platform)}
+        started = time.monotonic()
+        made = await api.create_stores(POOL_SIZE, "Claim")
+        ids = [s["id"] for s in made]
+        assert {s["origin"] for s in made} == {"pool"}
+        assert set(ids) == pooled
+
+        await wait_mid_run(api, ids, step=3)  # both are being personalised: cut them
+        kills = [datetime.now(UTC)]
+        kill_provisioner(platform)
+        platform.start("provisioner")
+        await asyncio.to_thread(platform.wait_ready)
+
+        final = await wait_for_stores(api, platform, ids, deadline=60)
+        figures["outcomes"] = outcomes(final)
+        figures["ready_after_seconds"] = round(time.monotonic() - started, 1)
+        records = await settled_records(api, platform, ids)
+        figures["steps_cut"] = steps_cut(records, ids, kills)
+        problems = exactly_once_problems(records, ids)
+        state = cluster_state(platform)
+        for store_id in ids:
+            store = final[store_id]
+            phases = {
+                e["data"]["phase"]
+                for e in records.history(store_id)
+                if e["type"] == TYPE + "progress"
+            }
+            if phases != {"personalise"}:
+                problems.append(f"{store['slug']}: phases {phases}")
+            homes = [ns for ns in state.values() if ns.labels.get(STORE_ID) == store_id]
+            if len(homes) != 1:
+                problems.append(f"{store['slug']}: {len(homes)} namespaces")
+                continue
+            wordpress = homes[0].wordpress or {}
+            if wordpress.get("url") != store["storefront_url"]:
+                problems.append(f"{store['slug']}: WordPress at {wordpress.get('url')}")
+            login = await api.get(f"/api/v1/stores/{store_id}/credentials")
+            digest = hashlib.sha256(login["password"].encode()).hexdigest()
+            if wordpress.get("admin_password_sha256") != digest:
+                problems.append(f"{store['slug']}: the owner's password is not WordPress's")
+        assert figures["steps_cut"] != [[]], "the kill missed the personalisation"
+        assert not problems, "\n".join(problems)
+
+        # Neither went back to the pool, which refills with new stores.
+        await wait_until(pool_full, 90, "the warm pool refilled")
+        assert not {store_id for store_id, _ in _pool_rows(platform)} & set(ids)
+        await nothing_stuck(api, platform)
