@@ -96,6 +96,9 @@ class Store(SQLModel, table=True):
     release_revision: int | None = None
     change: str | None = Field(default=None, max_length=20)  # "upgrade" or "rollback"
     rollback_revision: int | None = None  # the revision a rollback under way returns to
+    # The release's first revision that is its owner's (None: 1). A store claimed from the
+    # warm pool has the pool's before it; a rollback never goes back to those.
+    first_revision: int | None = None
     storefront_url: str | None = None
     admin_url: str | None = None
     failure_reason: str | None = None  # why the store failed (a change's outcome: StoreChange)

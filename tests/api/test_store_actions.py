@@ -41,3 +41,9 @@ def test_a_store_offers_what_its_state_allows(
 
 def test_the_table_covers_every_status() -> None:
     assert {status for status, *_ in TABLE} == set(StoreStatus)
+
+
+def test_a_claimed_store_offers_no_rollback_to_the_pools_revisions() -> None:
+    # Claimed at revision 2 (its owner's host); revision 1 was the warm pool's.
+    assert store_actions(S.READY, 2, True, first_revision=2) == ["delete", "upgrade", "credentials"]
+    assert "rollback" in store_actions(S.READY, 3, True, first_revision=2)  # after an upgrade

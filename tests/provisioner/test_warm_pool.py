@@ -145,3 +145,37 @@ async def test_a_claimed_store_is_personalised_for_its_owner_and_verified_again(
     assert {e.data["phase"] for e in events if e.name is EventName.PROGRESS} == {"personalise"}
     assert {e.correlationid for e in events} == {ready.correlation_id}
     assert ready.correlation_id != refill.correlation_id
+
+
+async def test_a_claimed_store_never_rolls_back_to_the_pools_release(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+) -> None:
+    runner = make_runner(cluster)
+    refill = await request_refill(api_outbox)
+    await runner.provision(refill.id, KeepAlive())
+    async with UnitOfWork.begin(api_outbox) as uow:
+        claimed = await lifecycle.claim(
+            uow,
+            tenant_id=DEFAULT_TENANT_ID,
+            name="Owned",
+            slug="owned-abc123",
+            type="woocommerce",
+            simulated=True,
+            chart_version=Settings().store_chart_version,
+            settings=DEFAULT_SETTINGS,
+        )
+    assert claimed is not None
+    await runner.personalise(claimed.id, KeepAlive())
+    ready = await load(api_outbox.db, claimed.id)
+    assert ready.first_revision == ready.release_revision == 2
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.start_change(uow, ready.id, "rollback")
+    await runner.change(ready.id, KeepAlive())
+
+    after = await load(api_outbox.db, ready.id)
+    assert (after.status, after.release_revision) == (StoreStatus.READY, 2)
+    [ingress] = cluster.manifests(after.namespace, "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == f"owned-abc123.{BASE_DOMAIN}"

@@ -60,6 +60,7 @@ class StoreJob:
     settings: StoreSettings
     values_files: tuple[Path, ...] = ()
     rollback_revision: int | None = None  # chosen by the first step of a rollback
+    first_revision: int = 1  # the earliest revision a rollback may return to
 
     @property
     def admin_email(self) -> str:
@@ -73,6 +74,7 @@ class Learned(TypedDict, total=False):
     chart_version: str
     release_revision: int
     rollback_revision: int
+    first_revision: int
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ async def choose_rollback_revision(job: StoreJob) -> Learned:
     deployed = [r for r in history if r.status == "deployed"]
     if not deployed:
         raise PermanentClusterError("the store's release has no deployed revision to roll back")
-    earlier = [r for r in history if r.revision < deployed[-1].revision]
+    earlier = [r for r in history if job.first_revision <= r.revision < deployed[-1].revision]
     if not earlier:
         raise PermanentClusterError("the store's release has no earlier revision to return to")
     return {"rollback_revision": earlier[-1].revision}
@@ -292,6 +294,13 @@ async def verify_storefront(job: StoreJob) -> None:
 # -- making a store claimed from the warm pool its owner's ----------------------------------
 
 
+async def move_to_owners_host(job: StoreJob) -> Learned:
+    """The release with the owner's host and name: only its Ingress changes. Its revision is
+    the first of the owner's store; a rollback never returns to the pool's before it."""
+    learned = await install_release(job)
+    return {**learned, "first_revision": learned["release_revision"]}
+
+
 async def rewrite_site_url(job: StoreJob) -> None:
     """Every link the pooled store's database holds to its old host, to its owner's. By host
     (``//old`` to ``//new``), whatever the scheme: with TLS, WordPress reads its address as
@@ -378,7 +387,7 @@ PERSONALISE = Recipe(
     StoreStatus.PROVISIONING,
     on_failure=OnFailure.FAIL_AND_CLEAN_UP,
     steps=(
-        Step("host", "Moving the store to its address", install_release, ROLLOUT_TIMEOUT + 60),
+        Step("host", "Moving the store to its address", move_to_owners_host, ROLLOUT_TIMEOUT + 60),
         Step("rollout", "Checking WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
         Step("site_url", "Rewriting the site's address", rewrite_site_url),
         Step("site_title", "Naming the store", set_site_title),

@@ -368,6 +368,7 @@ class Runner:
             settings=StoreSettings.model_validate(store.settings),
             values_files=self.values_files,
             rollback_revision=store.rollback_revision,
+            first_revision=store.first_revision or 1,
         )
 
 

@@ -22,17 +22,18 @@ def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
 
 
 def store_actions(
-    status: StoreStatus, release_revision: int | None, has_password: bool
+    status: StoreStatus, release_revision: int | None, has_password: bool, first_revision: int = 1
 ) -> list[StoreAction]:
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
-    earlier revision to return to, ``credentials`` when they can be read."""
+    earlier revision to return to (of its owner's: not one from the warm pool before
+    ``first_revision``), ``credentials`` when they can be read."""
     actions: list[StoreAction] = []
     if status in DELETABLE:
         actions.append("delete")
     if StoreStatus.UPDATING in ALLOWED[status]:
         actions.append("upgrade")
-        if release_revision is not None and release_revision > 1:
+        if release_revision is not None and release_revision > first_revision:
             actions.append("rollback")
     if credentials_readable(status, has_password):
         actions.append("credentials")

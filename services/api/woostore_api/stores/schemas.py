@@ -232,7 +232,10 @@ class StoreOut(BaseModel):
                 else None
             ),
             actions=store_actions(
-                store.status, store.release_revision, store.admin_password_encrypted is not None
+                store.status,
+                store.release_revision,
+                store.admin_password_encrypted is not None,
+                first_revision=store.first_revision or 1,
             ),
             links={"self": base, "credentials": f"{base}/credentials"},
         )  # fmt: skip

@@ -34,6 +34,8 @@ def upgrade() -> None:
     )
     op.alter_column("stores", "origin", server_default=None)
     op.add_column("stores", sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+    # A claimed store's release has revisions from the pool: a rollback never returns to one.
+    op.add_column("stores", sa.Column("first_revision", sa.Integer(), nullable=True))
     # What the pool keeper and a claim look for: pooled stores, oldest first.
     op.create_index(
         "ix_stores_unowned",
@@ -52,6 +54,7 @@ def downgrade() -> None:
         op.execute(f"DELETE FROM {table} WHERE store_id IN ({pooled})")  # noqa: S608  (fixed names)
     op.execute("DELETE FROM stores WHERE tenant_id IS NULL")
     op.alter_column("stores", "tenant_id", nullable=False)
+    op.drop_column("stores", "first_revision")
     op.drop_column("stores", "claimed_at")
     op.drop_column("stores", "origin")
     op.drop_constraint("uq_stores_namespace", "stores", type_="unique")
