@@ -40,6 +40,9 @@ USER 10001
 
 FROM runtime AS api
 COPY --from=build-api /app/.venv /app/.venv
+# The store chart's version: a store from the warm pool is claimed only if it runs this one.
+COPY helm/store/Chart.yaml /app/helm/store/Chart.yaml
+ENV WOOSTORE_STORE_CHART=/app/helm/store
 # 9000: /healthz, /readyz and /metrics, for probes and Prometheus, never for the public.
 EXPOSE 8000 9000
 CMD ["woostore-api"]
@@ -54,6 +57,9 @@ CMD ["woostore-provisioner"]
 
 FROM runtime AS reaper
 COPY --from=build-reaper /app/.venv /app/.venv
+# The store chart's version: pooled stores on another one are retired.
+COPY helm/store/Chart.yaml /app/helm/store/Chart.yaml
+ENV WOOSTORE_STORE_CHART=/app/helm/store
 # The Kubernetes driver checks helm at start: the reaper removes orphaned stores through it.
 COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
 EXPOSE 9000

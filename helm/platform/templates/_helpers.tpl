@@ -144,6 +144,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ .Release.Name | quote }}
 - name: WOOSTORE_BASE_DOMAIN
   value: {{ $v.stores.baseDomain | quote }}
+- name: WOOSTORE_WARM_POOL_SIZE
+  value: {{ $v.stores.warmPoolSize | quote }}
 - name: WOOSTORE_STORE_CURRENCY
   value: {{ $v.stores.defaults.currency | quote }}
 - name: WOOSTORE_STORE_COUNTRY
