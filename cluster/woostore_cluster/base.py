@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from woostore_shared.models import NAMESPACE_PREFIX
 from woostore_shared.settings import Settings
 
 # Labels on every namespace the platform makes: together they prove WooStore owns it.
@@ -52,9 +53,9 @@ def store_access(settings: Settings) -> StoreAccess | None:
     return StoreAccess(settings.store_manager_role, namespace, name)
 
 
-# Store namespaces are "store-<slug>" (shared/woostore_shared/models.py); helm/platform's
-# admission policy lets the provisioner and the reaper make and delete no others.
-STORE_NAMESPACE_PREFIX = "store-"
+# Store namespaces are "store-<slug>"; helm/platform's admission policy lets the provisioner
+# and the reaper make and delete no others.
+STORE_NAMESPACE_PREFIX = NAMESPACE_PREFIX
 
 
 def is_managed_namespace(name: str, labels: Mapping[str, str], installation: str) -> bool:

@@ -8,13 +8,13 @@ learned about the store (``Learned``), which is saved with its journal entry.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
-from urllib.parse import urlsplit
 
 from woostore_cluster import (
     MANAGED_BY,
@@ -61,6 +61,7 @@ class StoreJob:
     values_files: tuple[Path, ...] = ()
     rollback_revision: int | None = None  # chosen by the first step of a rollback
     first_revision: int = 1  # the earliest revision a rollback may return to
+    made_as_host: str = ""  # the host the store was made with (a claimed store's: the pool's)
 
     @property
     def admin_email(self) -> str:
@@ -221,8 +222,12 @@ async def configure_store(job: StoreJob) -> None:
     await wp(job, "option", "update", "woocommerce_default_country", settings.woocommerce_country)
     await wp(job, "option", "update", "admin_email", job.admin_email)
     await wp(job, "option", "update", "woocommerce_coming_soon", "no")
-    if settings.language != "en_US":  # WordPress's own; every other comes from wordpress.org
-        await wp(job, "language", "core", "install", settings.language, "--activate")
+    await install_language(job)
+
+
+async def install_language(job: StoreJob) -> None:
+    if job.settings.language != "en_US":  # WordPress's own; every other from wordpress.org
+        await wp(job, "language", "core", "install", job.settings.language, "--activate")
 
 
 async def enable_cash_on_delivery(job: StoreJob) -> None:
@@ -301,55 +306,44 @@ async def move_to_owners_host(job: StoreJob) -> Learned:
     return {**learned, "first_revision": learned["release_revision"]}
 
 
-async def rewrite_site_url(job: StoreJob) -> None:
-    """Every link the pooled store's database holds to its old host, to its owner's. By host
-    (``//old`` to ``//new``), whatever the scheme: with TLS, WordPress reads its address as
-    https while the database keeps what it was installed with."""
-    current = urlsplit((await wp(job, "option", "get", "siteurl")).strip()).netloc
-    if current != job.host:
-        await wp(job, "search-replace", f"//{current}", f"//{job.host}",
-                 "--all-tables", "--skip-columns=guid")  # fmt: skip
-
-
-async def set_site_title(job: StoreJob) -> None:
-    await wp(job, "option", "update", "blogname", job.name)
-
-
-async def fresh_admin_password(job: StoreJob) -> Learned:
-    """A password nobody but the owner gets, in the Secret and in WordPress. Run again after a
-    crash, it makes another and sets both: whichever run finishes last is the one kept."""
+async def personalise_wordpress(job: StoreJob) -> Learned:
+    """Everything WordPress keeps of the pool, made the owner's in one WP-CLI run (each run
+    boots WordPress and WooCommerce: one instead of ten is most of a claim's time): links to
+    the pool's host moved to the owner's, title, admin email, a fresh admin password (in the
+    Secret first, then WordPress, on stdin), fresh keys and salts, the owner's currency and
+    country, the pool's verification orders removed, the sample products the owner chose.
+    Run again after a crash, it makes another password and sets both: the last run's holds."""
     password = generate_password()
     await job.cluster.update_secret(job.namespace, CREDENTIALS_SECRET, {"admin-password": password})
-    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}",
-             "--prompt=user_pass", stdin=password + "\n")  # fmt: skip
+    products = SAMPLE_PRODUCTS if job.settings.sample_products else ()
+    await wp(
+        job, "woostore", "personalise",
+        f"--from-host={job.made_as_host}", f"--to-host={job.host}",
+        f"--title={job.name}", f"--admin-email={job.admin_email}",
+        f"--currency={job.settings.currency}", f"--country={job.settings.woocommerce_country}",
+        "--products=" + json.dumps([{"name": n, "regular_price": p} for n, p in products]),
+        "--prompt=admin_password", stdin=password + "\n",
+    )  # fmt: skip
     return {"admin_password_encrypted": job.cipher.encrypt(password)}
 
 
-async def fresh_salts(job: StoreJob) -> None:
-    """New keys and salts: any login cookie made while the store was pooled is worthless."""
-    await wp(job, "woostore", "shuffle-salts")
+async def make_it_the_owners(job: StoreJob) -> Learned:
+    """The owner's host on the release and the owner's store in WordPress, side by side: the
+    one changes the Ingress, the other the database, and neither waits for the other."""
+    moved, personalised = await _together(move_to_owners_host(job), personalise_wordpress(job))
+    return {**moved, **personalised}
 
 
-async def match_sample_products(job: StoreJob) -> None:
-    """The sample products the owner asked for: added, or the pool's removed."""
-    if job.settings.sample_products:
-        await add_sample_products(job)
-        return
-    existing = await _products(job)
-    for name, _ in SAMPLE_PRODUCTS:
-        if name in existing:
-            await wp(job, "wc", "product", "delete", str(existing[name]), "--force=true",
-                     f"--user={ADMIN_USER}")  # fmt: skip
-
-
-async def remove_test_orders(job: StoreJob) -> None:
-    """Orders verifying the pooled store left (a check that could not delete its order): the
-    owner's store starts with none of them."""
-    listed = await wp(job, "wc", "shop_order", "list", "--format=json", "--fields=id",
-                      f"--user={ADMIN_USER}")  # fmt: skip
-    for order in json.loads(listed or "[]"):
-        await wp(job, "wc", "shop_order", "delete", str(order["id"]), "--force=true",
-                 f"--user={ADMIN_USER}")  # fmt: skip
+async def _together(*work: Awaitable[Learned]) -> list[Learned]:
+    """Run ``work`` at once; the first failure cancels the rest and is raised as it is."""
+    tasks = [asyncio.ensure_future(each) for each in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def uninstall_release(job: StoreJob) -> None:
@@ -381,21 +375,15 @@ PROVISION = Recipe(
 
 # A store claimed from the warm pool, made its owner's: its address, name, password, keys and
 # settings, and verified again. Its chart already is the platform's (a claim checks it), so the
-# release changes only its host: the ingress moves and no pod restarts.
+# release changes only its host: the Ingress moves and no pod restarts (helm waits for the
+# release as it installs it; no rollout step is needed).
 PERSONALISE = Recipe(
     "personalise",
     StoreStatus.PROVISIONING,
     on_failure=OnFailure.FAIL_AND_CLEAN_UP,
     steps=(
-        Step("host", "Moving the store to its address", move_to_owners_host, ROLLOUT_TIMEOUT + 60),
-        Step("rollout", "Checking WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
-        Step("site_url", "Rewriting the site's address", rewrite_site_url),
-        Step("site_title", "Naming the store", set_site_title),
-        Step("admin_password", "Setting a fresh admin password", fresh_admin_password),
-        Step("salts", "Making fresh keys and salts", fresh_salts),
-        Step("store_settings", "Setting currency and country", configure_store),
-        Step("sample_products", "Matching the sample products", match_sample_products),
-        Step("test_orders", "Removing the pool's test orders", remove_test_orders),
+        Step("owner", "Making the store its owner's", make_it_the_owners, ROLLOUT_TIMEOUT + 60),
+        Step("language", "Installing the store's language", install_language),
         Step("verify", "Placing a test order", verify_storefront),
     ),
 )

@@ -55,7 +55,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
 from woostore_shared.lifecycle import InvalidTransition
 from woostore_shared.logging import get_logger
-from woostore_shared.models import Store, StoreStatus
+from woostore_shared.models import NAMESPACE_PREFIX, Store, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.store_settings import StoreSettings
@@ -355,6 +355,7 @@ class Runner:
 
     def _job(self, store: Store) -> StoreJob:
         url = self._storefront_url(store)
+        made_as = f"{store.namespace.removeprefix(NAMESPACE_PREFIX)}.{self.base_domain}"
         return StoreJob(
             store_id=str(store.id),
             name=store.name,
@@ -369,6 +370,7 @@ class Runner:
             values_files=self.values_files,
             rollback_revision=store.rollback_revision,
             first_revision=store.first_revision or 1,
+            made_as_host=made_as,
         )
 
 
