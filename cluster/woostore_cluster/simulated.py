@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import os
 import random
@@ -82,6 +83,12 @@ DURATIONS: dict[str, float] = {
     "wp search-replace": 2.0,
     "wp user update": 1.0,
     "wp woostore shuffle-salts": 1.0,
+    # A claim's whole WordPress side in one WP-CLI run: booting WordPress with WooCommerce
+    # (about 1 s, as "wp"), a search-replace over every table of a young store (about 1 s more:
+    # "wp search-replace", boot included, takes 2), then a few option and user writes, the
+    # salts file, and deleting or creating a handful of orders and products through
+    # WooCommerce (tens of milliseconds each, with their lookup tables and caches).
+    "wp woostore personalise": 2.5,
     # The storefront, the Store API and the order over HTTP; the order's deletion through
     # WP-CLI ("wp wc shop_order delete") comes on top, as in the real driver.
     "check_storefront": 3.0,
@@ -679,6 +686,8 @@ class SimulatedCluster:
             # The image's must-use plugin: new random keys and salts in woostore-salts.php.
             wp["salts"] = secrets.token_hex(32)
             return WpResult(0, f"Success: Shuffled the keys and salts in {SALTS_FILE}.")
+        elif command == "woostore personalise":
+            return _wp_personalise(wp, args, stdin)
         elif command == "rewrite structure":
             wp["permalinks"] = words[2]
         elif command == "language core" and words[2:3] == ["install"]:
@@ -750,7 +759,14 @@ def _wp_option(wp: dict[str, Any], words: list[str]) -> WpResult:
         if name in _URL_OPTIONS:  # read through get_option(), the plugin's filter applies
             value = _in_scheme(value, wp.get("url_scheme"))
         return WpResult(0, value)
-    value = words[3]
+    _set_option(wp, name, words[3])
+    return WpResult(0, "Success")
+
+
+def _set_option(wp: dict[str, Any], name: str, value: str) -> bool:
+    """``update_option()``: whether the value changed. Written either way: the simulation keeps
+    admin_email (and siteurl) apart from what ``core install`` set once an update names it."""
+    changed = _stored_option(wp, name) != value
     if name == "home":
         wp["url"] = value
     elif name == "siteurl":
@@ -759,7 +775,7 @@ def _wp_option(wp: dict[str, Any], words: list[str]) -> WpResult:
         wp["title"] = value
     else:
         wp.setdefault("options", {})[name] = value
-    return WpResult(0, "Success")
+    return changed
 
 
 def _wp_search_replace(wp: dict[str, Any], words: list[str]) -> WpResult:
@@ -772,6 +788,13 @@ def _wp_search_replace(wp: dict[str, Any], words: list[str]) -> WpResult:
     old, new = words[1], words[2]
     if old == new:
         return WpResult(0, "")  # WP-CLI warns on stderr, skips the operation, and succeeds
+    replaced = _replace_everywhere(wp, old, new)
+    noun = "replacement" if replaced == 1 else "replacements"
+    return WpResult(0, f"Success: Made {replaced} {noun}.")
+
+
+def _replace_everywhere(wp: dict[str, Any], old: str, new: str) -> int:
+    """What ``search-replace`` changes (see there): how many values."""
     replaced = 0
 
     def replace(holder: dict[str, Any], key: str) -> None:
@@ -786,8 +809,7 @@ def _wp_search_replace(wp: dict[str, Any], words: list[str]) -> WpResult:
     options = wp.get("options", {})
     for key in list(options):
         replace(options, key)
-    noun = "replacement" if replaced == 1 else "replacements"
-    return WpResult(0, f"Success: Made {replaced} {noun}.")
+    return replaced
 
 
 def _wp_woocommerce(wp: dict[str, Any], words: list[str], flags: dict[str, str]) -> WpResult:
@@ -803,14 +825,7 @@ def _wp_woocommerce(wp: dict[str, Any], words: list[str], flags: dict[str, str])
             return WpResult(0, json.dumps(listed))
         return WpResult(0, str(len(products)))
     elif words[1:3] == ["product", "create"]:
-        products = wp.setdefault("products", [])
-        products.append(
-            {
-                "id": max((p.get("id", 0) for p in products), default=9) + 1,
-                "name": flags.get("--name"),
-                "regular_price": flags.get("--regular_price"),
-            }
-        )
+        _add_product(wp, flags.get("--name"), flags.get("--regular_price"))
     elif words[1:3] == ["product", "delete"]:
         kept = [p for p in wp.get("products", []) if str(p.get("id")) != words[3]]
         if len(kept) == len(wp.get("products", [])):
@@ -834,6 +849,220 @@ def _wp_woocommerce(wp: dict[str, Any], words: list[str], flags: dict[str, str])
     else:
         return _wp_error(f"unsupported wc command: {shlex.join(words)}")
     return WpResult(0, "Success")
+
+
+def _add_product(wp: dict[str, Any], name: str | None, regular_price: str | None) -> None:
+    """A new product, with the next id (WordPress's post ids, after the install's own)."""
+    products = wp.setdefault("products", [])
+    products.append(
+        {
+            "id": max((p.get("id", 0) for p in products), default=9) + 1,
+            "name": name,
+            "regular_price": regular_price,
+        }
+    )
+
+
+# -- `wp woostore personalise`, the image's must-use plugin (woostore-mu-plugin.php) -----------
+
+# Its options, as WP-CLI hands them to it, all required; and the one it reads from stdin
+# (WP-CLI's --prompt=admin_password).
+PERSONALISE_OPTIONS = (
+    "from-host",
+    "to-host",
+    "title",
+    "admin-email",
+    "currency",
+    "country",
+    "products",
+)
+PERSONALISE_PASSWORD = "admin_password"  # noqa: S105  (the argument's name, not a password)
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
+_PRICE = re.compile(r"[0-9]+(\.[0-9]+)?")
+# WordPress's is_email(), roughly: a local part, an @, a domain with a dot in it.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
+
+def _wp_personalise(wp: dict[str, Any], args: list[str], stdin: str | None) -> WpResult:
+    """A claimed store made its owner's in one run, as the plugin does it: every argument
+    checked first (WP-CLI's own checks of the synopsis, then the plugin's), then the address
+    rewritten, the settings, the admin's email and password, new salts, no orders, and the
+    products --products names. Its messages are the plugin's."""
+    positional = [a for a in args if not a.startswith("--")][2:]
+    if positional:
+        return _wp_error(f"Too many positional arguments: {' '.join(positional)}")
+    given: dict[str, str | bool] = {}
+    for arg in args:
+        if arg.startswith("--"):
+            name, has_value, value = arg[2:].partition("=")
+            given[name] = value if has_value else True
+    prompt = given.pop("prompt", False)
+    missing = [name for name in PERSONALISE_OPTIONS if name not in given]
+    unknown = [name for name in given if name not in (*PERSONALISE_OPTIONS, PERSONALISE_PASSWORD)]
+    if missing or unknown:
+        return _wp_error(
+            "Parameter errors:"
+            + "".join(f"\n missing --{name} parameter" for name in missing)
+            + "".join(f"\n unknown --{name} parameter" for name in unknown)
+        )
+    if _prompted(prompt) and PERSONALISE_PASSWORD not in given and stdin:
+        line = stdin.split("\n", 1)[0]  # WP-CLI's prompt reads one line
+        if line:
+            given[PERSONALISE_PASSWORD] = line
+    checked = personalise_input(given, prompt)
+    if isinstance(checked, str):
+        return _wp_error(checked)
+    if not _EMAIL.fullmatch(checked["email"]):
+        return _wp_error(f"--admin-email is not an email address: '{checked['email']}'.")
+    if "woocommerce" not in wp.get("plugins", []):
+        return _wp_error("WooCommerce is not active.")
+
+    source, target = checked["from"], checked["to"]
+    replacements = _replace_everywhere(wp, f"//{source}", f"//{target}") if source != target else 0
+    settings = sum(
+        _set_option(wp, name, value)
+        for name, value in (
+            ("blogname", checked["title"]),
+            ("admin_email", checked["email"]),
+            ("woocommerce_currency", checked["currency"]),
+            ("woocommerce_default_country", checked["country"]),
+            ("woocommerce_coming_soon", "no"),
+        )
+    )
+    wp["admin_user_email"] = checked["email"]
+    wp["admin_password_sha256"] = _password_hash(checked["password"])
+    wp["salts"] = secrets.token_hex(32)
+    orders = len(wp.pop("orders", []))  # a store whose orders are all gone has none
+    existing = [
+        {"id": p["id"], "name": p["name"], "published": p.get("status", "publish") == "publish"}
+        for p in wp.get("products", [])
+    ]
+    create, delete = products_to_change(checked["products"], existing)
+    wp["products"] = [p for p in wp.get("products", []) if p["id"] not in delete]
+    for product in create:
+        _add_product(wp, product["name"], product["regular_price"])
+    counts = {
+        "replacements": replacements,
+        "settings": settings,
+        "orders": orders,
+        "created": len(create),
+        "deleted": len(delete),
+    }
+    return WpResult(0, f"Success: {personalise_summary(target, counts)}")
+
+
+def _prompted(prompt: str | bool) -> bool:
+    """Whether WP-CLI's --prompt (a bare --prompt, or the names it reads) reads the password."""
+    return prompt is True or PERSONALISE_PASSWORD in str(prompt).split(",")
+
+
+def personalise_input(given: Mapping[str, str | bool], prompt: str | bool) -> dict[str, Any] | str:
+    """The plugin's woostore_personalise_input(): the arguments checked, or the error. ``prompt``
+    is WP-CLI's --prompt, False without one."""
+    checked: dict[str, Any] = {}
+    for key, name in (
+        ("from", "from-host"),
+        ("to", "to-host"),
+        ("title", "title"),
+        ("email", "admin-email"),
+        ("currency", "currency"),
+        ("country", "country"),
+        ("products", "products"),
+    ):
+        value = given.get(name)
+        if not isinstance(value, str):
+            return f"--{name} needs a value."
+        checked[key] = value
+    for key, name in (("from", "from-host"), ("to", "to-host")):
+        if not _HOST.fullmatch(checked[key]):
+            return f"--{name} is not a host name: '{checked[key]}'."
+    if not checked["title"].strip():
+        return "--title is empty."
+    if not re.fullmatch(r"[A-Z]{3}", checked["currency"]):
+        return f"--currency is not an ISO 4217 code: '{checked['currency']}'."
+    if not re.fullmatch(r"[A-Z]{2}(:[A-Z0-9-]{1,10})?", checked["country"]):
+        return (
+            "--country is not a country code (DE) or a country and state code (IN:KA): "
+            f"'{checked['country']}'."
+        )
+    products = parse_products(checked["products"])
+    if isinstance(products, str):
+        return products
+    checked["products"] = products
+    password = given.get(PERSONALISE_PASSWORD, "")
+    if not _prompted(prompt) and password != "":
+        return (
+            "The admin password goes on standard input (--prompt=admin_password), "
+            "never in the arguments."
+        )
+    if not isinstance(password, str) or not password.strip():
+        return "The admin password is expected on standard input (--prompt=admin_password)."
+    checked["password"] = password
+    return checked
+
+
+def parse_products(text: str) -> list[dict[str, str]] | str:
+    """The plugin's woostore_parse_products(): --products read, or the error."""
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        decoded = None
+    if not isinstance(decoded, list):
+        return "--products is not a JSON list of products."
+    products: list[dict[str, str]] = []
+    names: set[str] = set()
+    for number, item in enumerate(decoded, start=1):
+        if not isinstance(item, dict):
+            return f"--products: product {number} is not a JSON object."
+        unknown = sorted(set(item) - {"name", "regular_price"})
+        if unknown:
+            return f"--products: product {number} has unknown fields: {', '.join(unknown)}."
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            return f"--products: product {number} has no name."
+        price = item.get("regular_price")
+        if not isinstance(price, str) or not _PRICE.fullmatch(price):
+            return f'--products: product {number} has no regular_price such as "12.50".'
+        if html.unescape(name) in names:
+            return f"--products names '{name}' twice."
+        names.add(html.unescape(name))
+        products.append({"name": name, "regular_price": price})
+    return products
+
+
+def products_to_change(
+    wanted: Sequence[Mapping[str, str]], existing: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, str]], list[int]]:
+    """The plugin's woostoreproducts_to_change(): the wanted products to create, and the ids
+    to delete, so that one published product of each wanted name is left (names compared
+    with their HTML entities decoded)."""
+    names = {html.unescape(product["name"]) for product in wanted}
+    kept: set[str] = set()
+    delete: list[int] = []
+    for product in sorted(existing, key=lambda p: int(p["id"])):
+        key = html.unescape(product["name"])
+        if product["published"] and key in names and key not in kept:
+            kept.add(key)
+        else:
+            delete.append(int(product["id"]))
+    return [p for p in wanted if html.unescape(p["name"]) not in kept], delete
+
+
+def personalise_summary(host: str, counts: Mapping[str, int]) -> str:
+    """The plugin's woostore_personalise_summary(): its Success line, after "Success: "."""
+
+    def counted(count: int, one: str, many: str) -> str:
+        return f"{count} {one if count == 1 else many}"
+
+    return (
+        f"Personalised the store at {host}: "
+        f"{counted(counts['replacements'], 'replacement', 'replacements')}, "
+        f"{counted(counts['settings'], 'setting changed', 'settings changed')}, "
+        "the admin's email and password set, the keys and salts shuffled, "
+        f"{counted(counts['orders'], 'order deleted', 'orders deleted')}, "
+        f"{counted(counts['created'], 'product created', 'products created')}, "
+        f"{counted(counts['deleted'], 'product deleted', 'products deleted')}."
+    )
 
 
 # -- what the simulation reads from the rendered chart ---------------------------------------

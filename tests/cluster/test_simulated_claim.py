@@ -11,6 +11,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -549,3 +550,310 @@ async def test_a_whole_claim_takes_seconds_and_leaves_the_store_its_owners(
     assert "wait_for_rollout" not in cluster.operations
     assert "install_release" not in cluster.operations
     assert cluster.seconds() < 20
+
+
+# -- wp woostore personalise: the claim's WordPress side in one run --------------------------
+
+OWNER_EMAIL = "owner@acme.example"
+OWNER_PASSWORD = "owner-pw-3 ünïcode"
+MUG, TOTE = ("Ceramic Mug", "9.00"), ("Cotton Tote Bag", "15.00")
+
+
+def personalise(
+    *,
+    source: str = POOL_HOST,
+    products: Sequence[tuple[str, str]] | str = (),
+    **overrides: str,
+) -> list[str]:
+    """The command line of ``wp woostore personalise`` (after ``wp``), the owner's by default."""
+    listed = (
+        products
+        if isinstance(products, str)
+        else json.dumps([{"name": name, "regular_price": price} for name, price in products])
+    )
+    flags = {
+        "from-host": source,
+        "to-host": OWNER_HOST,
+        "title": OWNER_NAME,
+        "admin-email": OWNER_EMAIL,
+        "currency": "EUR",
+        "country": "DE",
+        "products": listed,
+        "prompt": "admin_password",
+    } | overrides
+    return ["woostore", "personalise", *(f"--{name}={value}" for name, value in flags.items())]
+
+
+async def store_with_a_left_order(tmp_path: Path) -> tuple[TimedCluster, StoreJob]:
+    """A pooled store whose verification could not delete its order (as a failed
+    ``wp wc shop_order delete`` leaves it), then on a cluster without faults."""
+    job = await pooled_store(simulated(tmp_path / "sim"))
+    faulty = simulated(tmp_path / "sim", **{"wp wc shop_order delete": "error"})
+    with pytest.raises(PermanentClusterError):
+        await faulty.check_storefront(NS, f"http://{POOL_HOST}")
+    cluster = simulated(tmp_path / "sim")
+    return cluster, dataclasses.replace(job, cluster=cluster)
+
+
+async def product_names(cluster: SimulatedCluster) -> dict[str, int]:
+    listed = await wp(
+        cluster, "wc", "product", "list", "--format=json", "--fields=id,name", "--user=admin"
+    )
+    return {product["name"]: product["id"] for product in json.loads(listed)}
+
+
+async def test_personalise_makes_the_pooled_store_its_owners_in_one_run(tmp_path: Path) -> None:
+    cluster, _ = await store_with_a_left_order(tmp_path)
+    pooled = wordpress(cluster)
+    assert len(pooled["orders"]) == 1
+    assert [p["name"] for p in pooled["products"]] == [
+        "Organic Coffee Beans",
+        "Ceramic Mug",
+        "Cotton Tote Bag",
+    ]
+
+    said = await wp(cluster, *personalise(products=[MUG, ("Linen Apron", "24.00")]),
+                    stdin=OWNER_PASSWORD + "\n")  # fmt: skip
+
+    assert said == (
+        f"Success: Personalised the store at {OWNER_HOST}: 2 replacements, 4 settings changed, "
+        "the admin's email and password set, the keys and salts shuffled, 1 order deleted, "
+        "1 product created, 2 products deleted."
+    )
+    assert cluster.operations == ["wp woostore personalise"]
+    for option, value in {
+        "home": f"http://{OWNER_HOST}",
+        "siteurl": f"http://{OWNER_HOST}",
+        "blogname": OWNER_NAME,
+        "admin_email": OWNER_EMAIL,
+        "woocommerce_currency": "EUR",
+        "woocommerce_default_country": "DE",
+        "woocommerce_coming_soon": "no",
+    }.items():
+        assert await wp(cluster, "option", "get", option) == value, option
+    state = wordpress(cluster)
+    assert state["admin_user_email"] == OWNER_EMAIL
+    assert state["admin_password_sha256"] == sha256(OWNER_PASSWORD)
+    assert state["salts"] != pooled["salts"]
+    assert len(state["salts"]) == 64
+    assert "orders" not in state
+    # The mug kept its id; the new product has the one `wc product create` would give it
+    # (the simulation's: after the highest left).
+    assert await product_names(cluster) == {"Ceramic Mug": 11, "Linen Apron": 12}
+    assert [p["regular_price"] for p in state["products"]] == ["9.00", "24.00"]
+
+
+async def test_personalise_run_again_changes_nothing_more_but_the_salts(
+    cluster: TimedCluster,
+) -> None:
+    await pooled_store(cluster)
+    command = personalise(products=[MUG, TOTE])
+    await wp(cluster, *command, stdin=OWNER_PASSWORD + "\n")
+    once = wordpress(cluster)
+
+    again = await wp(cluster, *command, stdin=OWNER_PASSWORD + "\n")
+
+    assert again == (
+        f"Success: Personalised the store at {OWNER_HOST}: 0 replacements, 0 settings changed, "
+        "the admin's email and password set, the keys and salts shuffled, 0 orders deleted, "
+        "0 products created, 0 products deleted."
+    )
+    twice = wordpress(cluster)
+    assert twice["salts"] != once["salts"]  # shuffled anew: nobody knew the first ones either
+    assert {**twice, "salts": None} == {**once, "salts": None}
+
+
+async def test_personalise_on_the_same_host_rewrites_nothing(cluster: TimedCluster) -> None:
+    await pooled_store(cluster)
+
+    said = await wp(
+        cluster, *personalise(source=POOL_HOST, **{"to-host": POOL_HOST}), stdin="pw-4\n"
+    )
+
+    assert said.startswith(f"Success: Personalised the store at {POOL_HOST}: 0 replacements, ")
+    assert await wp(cluster, "option", "get", "home") == f"http://{POOL_HOST}"
+
+
+async def test_personalise_moves_an_https_store_by_host(cluster: TimedCluster) -> None:
+    await pooled_store(cluster, (PROD_PROFILE,))
+
+    await wp(cluster, *personalise(), stdin="pw-5\n")
+
+    assert await wp(cluster, "option", "get", "home") == f"https://{OWNER_HOST}"
+    assert await wp(cluster, "option", "get", "siteurl") == f"https://{OWNER_HOST}"
+
+
+@pytest.mark.parametrize(
+    ("wanted", "left"),
+    [
+        ([], {}),  # none at all: the verify step borrows its test product
+        ([MUG, TOTE], {"Ceramic Mug": 11, "Cotton Tote Bag": 12}),
+        ([("Linen Apron", "24.00")], {"Linen Apron": 10}),  # all deleted first
+    ],
+)
+async def test_personalise_leaves_exactly_the_products_named(
+    cluster: TimedCluster, wanted: list[tuple[str, str]], left: dict[str, int]
+) -> None:
+    await pooled_store(cluster)
+
+    await wp(cluster, *personalise(products=wanted), stdin="pw-6\n")
+
+    assert await product_names(cluster) == left
+
+
+async def test_personalise_keeps_one_product_of_a_name(cluster: TimedCluster) -> None:
+    """A name twice in the store (or once with its `&` stored as WordPress stores it) is one."""
+    await pooled_store(cluster)
+    await wp(cluster, "wc", "product", "create", "--name=Ceramic Mug", "--regular_price=9.50",
+             "--user=admin")  # fmt: skip
+    await wp(cluster, "wc", "product", "create", "--name=Tea &amp; Biscuits",
+             "--regular_price=4.00", "--user=admin")  # fmt: skip
+
+    said = await wp(
+        cluster, *personalise(products=[MUG, ("Tea & Biscuits", "4.00")]), stdin="pw-7\n"
+    )
+
+    assert said.endswith("0 products created, 3 products deleted.")
+    assert await product_names(cluster) == {"Ceramic Mug": 11, "Tea &amp; Biscuits": 14}
+
+
+REFUSED = "never-shown-pw-8"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "error"),
+    [
+        (personalise(), None, "The admin password is expected on standard input"),
+        (personalise(), "\n", "The admin password is expected on standard input"),
+        (personalise(), "   \n", "The admin password is expected on standard input"),
+        # Never a password in the arguments, where the process table would show it.
+        (
+            [*personalise()[:-1], f"--admin_password={REFUSED}"],
+            None,
+            "The admin password goes on standard input (--prompt=admin_password)",
+        ),
+        (personalise(products="not json"), REFUSED, "--products is not a JSON list of products."),
+        (personalise(products='{"name": "Mug"}'), REFUSED, "--products is not a JSON list"),
+        (personalise(products='["Mug"]'), REFUSED, "product 1 is not a JSON object."),
+        (
+            personalise(products='[{"name": "Mug", "regular_price": 9}]'),
+            REFUSED,
+            'product 1 has no regular_price such as "12.50".',
+        ),
+        (
+            personalise(products='[{"name": "Mug", "price": "9.00"}]'),
+            REFUSED,
+            "product 1 has unknown fields: price.",
+        ),
+        (
+            personalise(products=[MUG, ("Ceramic Mug", "8.00")]),
+            REFUSED,
+            "--products names 'Ceramic Mug' twice.",
+        ),
+        ([*personalise(), "--colour=blue"], REFUSED, "Parameter errors:\n unknown --colour"),
+        (personalise()[:-2] + personalise()[-1:], REFUSED, "missing --products parameter"),
+        ([*personalise()[:2], "now", *personalise()[2:]], REFUSED, "Too many positional"),
+        (personalise(title=" "), REFUSED, "--title is empty."),
+        (personalise(**{"to-host": "acme --all"}), REFUSED, "--to-host is not a host name"),
+        (personalise(**{"admin-email": "owner"}), REFUSED, "not an email address: 'owner'"),
+        (personalise(currency="euro"), REFUSED, "--currency is not an ISO 4217 code"),
+        (personalise(country="Germany"), REFUSED, "--country is not a country code"),
+    ],
+)
+async def test_personalise_refuses_what_it_cannot_do_and_changes_nothing(
+    cluster: TimedCluster, args: list[str], stdin: str | None, error: str
+) -> None:
+    await pooled_store(cluster)
+    before = wordpress(cluster)
+
+    result = await cluster.wp(NS, args, stdin)
+
+    assert result.exit_code == 1
+    assert result.stdout.startswith("Error: ")
+    assert error in result.stdout
+    assert REFUSED not in result.stdout
+    assert wordpress(cluster) == before
+
+
+async def test_personalise_never_shows_the_password(cluster: TimedCluster) -> None:
+    await pooled_store(cluster)
+    secret = "s3cret-Acme-9"
+
+    said = await wp(cluster, *personalise(), stdin=secret + "\n")
+    state = json.dumps(wordpress(cluster))
+
+    assert secret not in said
+    assert secret not in state  # a hash of it, as WordPress keeps one
+
+
+async def test_personalise_needs_woocommerce_and_an_installed_wordpress(
+    cluster: TimedCluster,
+) -> None:
+    job = pool_job(cluster)
+    for step in PROVISION.steps[:4]:  # up to the rollout
+        await step.run(job)
+    not_installed = await cluster.wp(NS, personalise(), "pw-10\n")
+    await PROVISION.steps[4].run(job)  # WordPress, without WooCommerce yet
+
+    no_woocommerce = await cluster.wp(NS, personalise(), "pw-10\n")
+
+    assert (not_installed.exit_code, not_installed.stdout) == (
+        1,
+        "Error: The site you have requested is not installed.",
+    )
+    assert (no_woocommerce.exit_code, no_woocommerce.stdout) == (
+        1,
+        "Error: WooCommerce is not active.",
+    )
+
+
+def test_personalise_takes_one_boot_of_wordpress_with_woocommerce() -> None:
+    assert DURATIONS["wp woostore personalise"] == pytest.approx(2.5)
+    assert "wp woostore personalise" in FAULTABLE
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "raised"),
+    [
+        ("wp woostore personalise", "error", PermanentClusterError),
+        ("wp", "error", PermanentClusterError),  # "wp" covers every WP-CLI command
+        ("wp", "transient", TransientClusterError),
+    ],
+)
+async def test_a_fault_on_personalise_leaves_the_store_as_it_was(
+    tmp_path: Path, fault: str, kind: str, raised: type[Exception]
+) -> None:
+    await pooled_store(simulated(tmp_path / "sim"))
+    before = wordpress(simulated(tmp_path / "sim"))
+    faulty = simulated(tmp_path / "sim", **{fault: kind})
+
+    with pytest.raises(raised, match=r"^wp woostore personalise failed: simulated"):
+        await faulty.wp(NS, personalise(), "pw-11\n")
+
+    assert faulty.operations == ["wp woostore personalise"]
+    assert wordpress(faulty) == before
+
+
+async def test_a_claim_with_personalise_takes_a_few_seconds(cluster: TimedCluster) -> None:
+    """The claim's cluster calls with the WordPress side in one command: what it costs at time
+    scale 1. The upgrade, the storefront check and its order's deletion are most of it."""
+    job = await pooled_store(cluster, (PROD_PROFILE,))
+    owner = claimed(job)
+
+    await install_release(owner)
+    await cluster.wait_for_rollout(NS, timeout=300)
+    await cluster.update_secret(NS, SECRET, {"admin-password": "owner-pw-12"})
+    await wp(cluster, *personalise(products=[MUG]), stdin="owner-pw-12\n")
+    check = await cluster.check_storefront(NS, owner.storefront_url)
+
+    assert (check.status_code, check.products, check.order_placed) == (200, 1, True)
+    assert cluster.operations == [
+        "upgrade_release_workloads_unchanged",
+        "wait_for_rollout_workloads_unchanged",
+        "update_secret",
+        "wp woostore personalise",
+        "check_storefront",
+        "wp wc shop_order delete",
+    ]
+    assert cluster.seconds() == pytest.approx(11.0)
+    assert wordpress(cluster)["admin_password_sha256"] == sha256("owner-pw-12")
