@@ -113,8 +113,9 @@ function woostore_write_salts() {
 }
 
 /**
- * Gives the store new random keys and salts: every login cookie and nonce made with the old
- * ones stops working.
+ * Gives the store new random keys and salts.
+ *
+ * Every login cookie and nonce made with the old ones stops working.
  */
 function woostore_shuffle_salts() {
 	if ( ! woostore_write_salts() ) {
@@ -307,10 +308,10 @@ function woostore_personalise_summary( $host, array $counts ) {
  */
 
 /**
- * Makes a store claimed from the warm pool its owner's, in one run: its address, title,
- * administrator, keys and salts, settings, orders and products.
+ * Makes a store claimed from the warm pool its owner's, in one run.
  *
- * The admin's new password comes on stdin: pass --prompt=admin_password.
+ * Its address, title, administrator, keys and salts, settings, orders and products. The
+ * admin's new password comes on stdin: pass --prompt=admin_password.
  *
  * ## OPTIONS
  *
