@@ -55,8 +55,8 @@ chromium:
 clean:
 	rm -rf .venv .tools
 
-bench: install tools ## measure the platform's own overhead; writes docs/benchmarks.md
-	$(UV) run --frozen python bench/provisioning.py
+bench: install tools ## the platform's own overhead and the warm pool; writes docs/benchmarks.md
+	$(UV) run --frozen python -m bench.provisioning
 
 cluster-up: tools ## WooStore on a local kind cluster (needs docker, kind, kubectl)
 	deploy/kind/cluster-up.sh

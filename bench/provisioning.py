@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_sse import aconnect_sse
 
+from bench import warm_pool
+from bench.common import EventLog, percentile, table
 from woostore_devstack.platform import REPO, Platform, running_platform
 
 STORES = 20
@@ -29,11 +30,6 @@ BURST = 200  # as many parallel creates as the issue asks the caps to hold under
 HELM_RUNS = 10
 REALISTIC = 75.0  # the simulated recipe at time scale 1 (docs/architecture.md)
 RESULTS = REPO / "docs" / "benchmarks.md"
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def helm_template_seconds(platform: Platform) -> float:
@@ -63,46 +59,28 @@ def helm_template_seconds(platform: Platform) -> float:
 
 
 async def measure(platform: Platform) -> dict[str, Any]:
-    received: dict[str, dict[str, float]] = {}
-    connected = asyncio.Event()
-    readiness = asyncio.Condition()
-
-    async def listen() -> None:
-        async with (
-            httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client,
-            aconnect_sse(client, "GET", platform.events_url, headers=platform.headers) as source,
-        ):
-            connected.set()
-            async for message in source.aiter_sse():
-                if message.data:
-                    event = json.loads(message.data)
-                    kind = event["type"].rsplit(".", 1)[-1]
-                    async with readiness:
-                        seen = received.setdefault(event["subject"], {})
-                        seen.setdefault(kind, time.perf_counter())
-                        readiness.notify_all()
-
-    listener = asyncio.create_task(listen())
-    await asyncio.wait_for(connected.wait(), 10)
     # The burst is measured, not limited: every create gets a connection of its own and as
     # long as it takes (httpx's defaults, 100 connections and 5 s, cut the slowest ones off).
-    async with httpx.AsyncClient(
-        base_url=platform.api_url,
-        headers=platform.headers,
-        timeout=60,
-        limits=httpx.Limits(max_connections=BURST),
-    ) as api:
+    async with (
+        EventLog.following(platform) as events,
+        httpx.AsyncClient(
+            base_url=platform.api_url,
+            headers=platform.headers,
+            timeout=60,
+            limits=httpx.Limits(max_connections=BURST),
+        ) as api,
+    ):
         # Provisioning throughput: STORES at once, 2 in flight.
         sent: dict[str, float] = {}
         start = time.perf_counter()
         for n in range(STORES):
-            before = time.perf_counter()
+            before = time.time()  # the clock the services stamp events with
             store = (await api.post("/api/v1/stores", json={"name": f"Bench {n}"})).json()
             sent[store["id"]] = before
-        async with readiness:
-            await readiness.wait_for(lambda: all("ready" in received.get(i, {}) for i in sent))
+        for store_id in sent:
+            await events.wait_for(store_id, "ready")
         all_ready = time.perf_counter() - start
-        lags = [received[i]["requested"] - sent[i] for i in sent]
+        lags = [(await events.wait_for(i, "requested")).at - sent[i] for i in sent]
 
         # API create latency, with the provisioner idle again.
         latencies = []
@@ -123,7 +101,6 @@ async def measure(platform: Platform) -> dict[str, Any]:
         burst_start = time.perf_counter()
         burst = await asyncio.gather(*(timed_create(n) for n in range(BURST)))
         burst_seconds = time.perf_counter() - burst_start
-    listener.cancel()
     per_store = all_ready / STORES * 2  # two run side by side
     return {
         "stores": STORES,
@@ -143,7 +120,7 @@ def _pair(figures: dict[str, Any], name: str) -> str:
     return f"{figures[name + '_p50_ms']:.1f} / {figures[name + '_p95_ms']:.1f} ms"
 
 
-def main() -> None:
+def overhead_section() -> str:
     with (
         tempfile.TemporaryDirectory() as folder,
         running_platform(
@@ -169,16 +146,20 @@ def main() -> None:
             f"{figures['burst_p95_ms'] / figures['create_p50_ms']:.0f} times",
         ),
     ]
-    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
-    RESULTS.write_text(
+    return (
         "# Benchmarks\n\n"
         "Written by `make bench` (`bench/provisioning.py`): the real services, NATS and\n"
         "PostgreSQL, with the simulated cluster at time scale 0, so the figures are WooStore's\n"
         "own overhead. Compare the ratios; absolute times vary with the machine.\n\n"
         f"Last run: {time.strftime('%Y-%m-%d')} on {host.machine()}, "
-        f"{host.python_implementation()} {host.python_version()}.\n\n"
-        "| Measure | Value |\n|---|---|\n" + table + "\n"
+        f"{host.python_implementation()} {host.python_version()}.\n\n" + table(rows)
     )
+
+
+def main() -> None:
+    overhead = overhead_section()
+    pool = warm_pool.section(warm_pool.measure())
+    RESULTS.write_text(overhead + "\n" + pool)
     print(RESULTS.read_text())
 
 
