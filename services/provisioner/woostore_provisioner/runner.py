@@ -183,7 +183,8 @@ class Runner:
             log.info("store not made ready", status=moved_on.current.value)
             return
         STORES_FINISHED.labels(store.status.value).inc()
-        log.info("store made", status=store.status.value, url=url, origin=store.origin)
+        pooled = store.status is StoreStatus.POOLED
+        log.info("store pooled" if pooled else "store ready", url=url, origin=store.origin)
 
     async def _owners_waiting(self) -> bool:
         """Whether an owner's store is queued for cold provisioning."""
