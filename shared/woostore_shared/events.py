@@ -64,7 +64,7 @@ class Requested(BaseModel):
 Change = Literal["upgrade", "rollback"]
 
 
-Phase = Literal["provision", "personalise", "upgrade", "rollback", "delete", "clean_up"]
+Phase = Literal["provision", "personalise", "reverify", "upgrade", "rollback", "delete", "clean_up"]
 # The statuses a store has while a worker runs a recipe on it. A failed store's clean-up
 # shows progress too; the store stays failed throughout.
 WorkingStatus = Literal[

@@ -16,6 +16,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 |---|---|---|---|---|
 | :func:`request` | (new) | queued | requested | provision |
 | :func:`claim` | pooled | queued, the owner's | requested | personalise |
+| :func:`verify_again` | pooled | provisioning, for the pool | (progress follows) | provision |
 | :func:`start` | queued | provisioning | (progress follows) | |
 | :func:`make_ready` | provisioning | ready (in the pool: pooled) | ready (pooled) | |
 | :func:`fail` | queued, provisioning (``lost``: ready, pooled) | failed | failed | removal |
@@ -67,8 +68,9 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
     S.PROVISIONING: frozenset({S.READY, S.POOLED, S.FAILED, S.DELETING}),
     S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING}),  # failed: its namespace vanished
-    # queued: claimed by an owner; deleting: retired from the pool (stale chart, broken)
-    S.POOLED: frozenset({S.QUEUED, S.DELETING, S.FAILED}),
+    # queued: claimed by an owner; provisioning: verified again while idle; deleting: retired
+    # from the pool (a stale chart, a smaller pool)
+    S.POOLED: frozenset({S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED}),
     # An upgrade or rollback ends ready either way: a failed one leaves the release as helm's
     # --rollback-on-failure restored it, and the store's owner decides what next.
     S.UPDATING: frozenset({S.READY}),
@@ -179,6 +181,24 @@ async def claim(
     return store
 
 
+async def verify_again(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
+    """Verify an idle pooled store again (a test order), so a store that broke while it
+    waited is never handed out: it is provisioning meanwhile, which no claim takes, and ends
+    pooled again, or failed (its clean-up follows and the pool keeper replaces it)."""
+    store = await _locked(uow, store_id)
+    if store.tenant_id is not None:
+        raise InvalidTransition(store, S.PROVISIONING, ())  # claimed meanwhile: not the pool's
+    transition(store, S.PROVISIONING, {S.POOLED})
+    await uow.session.exec(
+        delete(StoreStep).where(
+            col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "reverify"
+        )
+    )
+    uow.session.add(store)
+    uow.dispatch(store, Lane.PROVISION)
+    return store
+
+
 async def start(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     """A provisioner takes a queued store."""
     store = await _locked(uow, store_id)
@@ -195,6 +215,7 @@ async def make_ready(
     store = await _locked(uow, store_id)
     if store.tenant_id is None:
         transition(store, S.POOLED, {S.PROVISIONING})
+        store.verified_at = utcnow()
         uow.emit(store, Pooled(chart_version=store.chart_version))
         return store
     transition(store, S.READY, {S.PROVISIONING})

@@ -123,6 +123,8 @@ class Store(SQLModel, table=True):
     )
     provisioning_started_at: datetime | None = _optional_timestamp()
     claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
+    # A pooled store's last passed verification; the pool keeper verifies idle ones again.
+    verified_at: datetime | None = _optional_timestamp()
     ready_at: datetime | None = _optional_timestamp()
     deleted_at: datetime | None = _optional_timestamp()
     # A failed store's resources are removed by a clean-up on the removal lane; this says it

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
 
     helm_binary: str = Field(default="helm", description="The helm (v4) binary to run.")
     store_chart: Path = Field(default=Path("helm/store"), description="The chart of one store.")
+    warm_pool_verify_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="How long a pooled store waits before it is verified again (a test order); "
+        "one that fails is replaced, never handed out.",
+    )
     warm_pool_size: int = Field(
         default=0,
         ge=0,

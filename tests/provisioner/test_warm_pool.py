@@ -179,3 +179,36 @@ async def test_a_claimed_store_never_rolls_back_to_the_pools_release(
     assert (after.status, after.release_revision) == (StoreStatus.READY, 2)
     [ingress] = cluster.manifests(after.namespace, "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == f"owned-abc123.{BASE_DOMAIN}"
+
+
+async def test_an_idle_pooled_store_verified_again_stays_pooled_or_fails_if_it_broke(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+) -> None:
+    runner = make_runner(cluster)
+    sound, broken = await request_refill(api_outbox), await request_refill(api_outbox)
+    for store in (sound, broken):
+        await runner.provision(store.id, KeepAlive())
+    before = (await load(api_outbox.db, sound.id)).verified_at
+    # Something broke while it waited: cash on delivery switched off.
+    await cluster.wp(
+        broken.namespace,
+        ["wc", "payment_gateway", "update", "cod", "--enabled=false", "--user=admin"],
+    )
+
+    for store in (sound, broken):
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.verify_again(uow, store.id)
+        await runner.provision(store.id, KeepAlive())
+
+    again = await load(api_outbox.db, sound.id)
+    assert again.status is StoreStatus.POOLED
+    assert before is not None
+    assert again.verified_at is not None
+    assert again.verified_at > before
+    assert await journal(api_outbox.db, sound.id, "reverify") == ["verify"]
+    failed = await load(api_outbox.db, broken.id)
+    assert failed.status is StoreStatus.FAILED  # never handed out; cleaned up and replaced
+    assert failed.failure_reason is not None
+    assert "order" in failed.failure_reason

@@ -5,19 +5,21 @@ one an owner has claimed. Real PostgreSQL and NATS."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
 from tests.support import DEFAULT_SETTINGS, add_pooled_store, create_store
 from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus
+from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
+HOUR = timedelta(hours=1)
 TARGET = PoolTarget(
     size=2,
     chart_version=Settings().store_chart_version,
@@ -128,3 +130,30 @@ async def test_a_smaller_pool_retires_its_newest_stores(outbox: Outbox, database
     assert (await load(outbox.db, oldest.id)).status is StoreStatus.POOLED
     assert {(await load(outbox.db, s.id)).status for s in newer} == {StoreStatus.DELETING}
     assert (await keep_pool(outbox, replace(TARGET, size=0))).retired == 1
+
+
+async def test_idle_pooled_stores_are_verified_again_in_the_slots_refills_leave(
+    outbox: Outbox, database: Database
+) -> None:
+    idle = await add_pooled_store(outbox)
+    recent = await add_pooled_store(outbox)
+    async with database.session() as session:
+        await session.exec(
+            update(Store).where(col(Store.id) == idle.id).values(verified_at=utcnow() - 2 * HOUR)
+        )
+        await session.commit()
+
+    report = await keep_pool(outbox, replace(TARGET, verify_after=HOUR))
+
+    assert (report.refills, report.verified) == (0, 1)
+    assert (await load(outbox.db, idle.id)).status is StoreStatus.PROVISIONING  # claims skip it
+    assert (await load(outbox.db, recent.id)).status is StoreStatus.POOLED
+    # Verifying takes a provisioning slot: with none free, it waits for the next pass.
+    async with database.session() as session:
+        await session.exec(
+            update(Store).where(col(Store.id) == recent.id).values(verified_at=utcnow() - 2 * HOUR)
+        )
+        await session.commit()
+    assert (
+        await keep_pool(outbox, replace(TARGET, verify_after=HOUR, stores_in_flight=1))
+    ).verified == 0

@@ -19,7 +19,8 @@ EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
     S.QUEUED: {S.PROVISIONING, S.FAILED, S.DELETING},  # deleting cancels
     S.PROVISIONING: {S.READY, S.POOLED, S.FAILED, S.DELETING},  # pooled: made for the pool
     S.READY: {S.DELETING, S.FAILED, S.UPDATING},
-    S.POOLED: {S.QUEUED, S.DELETING, S.FAILED},  # queued: claimed by an owner
+    # queued: claimed by an owner; provisioning: verified again while idle
+    S.POOLED: {S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED},
     S.UPDATING: {S.READY},  # a failed upgrade or rollback ends ready too
     S.FAILED: {S.DELETING},
     S.DELETING: {S.DELETED},
@@ -54,7 +55,7 @@ def a_store(status: StoreStatus) -> Store:
 
 def test_the_table_covers_every_status() -> None:
     assert set(EXPECTED) == set(StoreStatus)
-    assert len(ALLOWED_PAIRS) == 16
+    assert len(ALLOWED_PAIRS) == 17
 
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)

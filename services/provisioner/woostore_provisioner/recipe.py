@@ -388,6 +388,15 @@ PERSONALISE = Recipe(
     ),
 )
 
+# An idle pooled store verified again, so a store that broke while it waited is never handed
+# out: it fails (and is cleaned up and replaced) instead.
+REVERIFY = Recipe(
+    "reverify",
+    StoreStatus.PROVISIONING,
+    on_failure=OnFailure.FAIL_AND_CLEAN_UP,
+    steps=(Step("verify", "Placing a test order", verify_storefront),),
+)
+
 # A ready store moved to the platform's current chart; helm rolls back by itself if the upgrade
 # does not come up (--rollback-on-failure), and the store is verified again either way.
 UPGRADE = Recipe(

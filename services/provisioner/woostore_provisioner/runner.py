@@ -3,6 +3,7 @@
 | Lane | The store is | Recipe | When it completes | When it fails for good |
 |---|---|---|---|---|
 | provision | queued or provisioning | PROVISION | ready (for the pool: pooled) | failed |
+| provision | pooled before, provisioning | REVERIFY | pooled | failed |
 | personalise | claimed, queued or provisioning | PERSONALISE | ready | failed |
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
 | removal | deleting | DELETE | deleted | (retried until it succeeds) |
@@ -38,6 +39,7 @@ from woostore_provisioner.recipe import (
     DELETE,
     PERSONALISE,
     PROVISION,
+    REVERIFY,
     Learned,
     OnFailure,
     Recipe,
@@ -149,14 +151,15 @@ class Runner:
 
     async def _provision(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
-        if _recipe_under_way(store) is not PROVISION:
+        recipe = _recipe_under_way(store)
+        if recipe is not PROVISION and recipe is not REVERIFY:
             log.info("nothing to provision", status=store.status.value)
             return
         unstarted_refill = store.status is StoreStatus.QUEUED and store.tenant_id is None
         if unstarted_refill and await self._owners_waiting():
             await self._yield_to_owners(store.id)
             return
-        await self._make(PROVISION, store, attempt)
+        await self._make(recipe, store, attempt)
 
     async def _personalise(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -379,7 +382,10 @@ def _recipe_under_way(store: Store) -> Recipe | None:
     """The recipe a store in this state is waiting for, if any."""
     match store.status:
         case StoreStatus.QUEUED | StoreStatus.PROVISIONING:
-            return PERSONALISE if store.claimed_at is not None else PROVISION
+            if store.claimed_at is not None:
+                return PERSONALISE
+            # A pooled store verified once before is being verified again.
+            return REVERIFY if store.verified_at is not None else PROVISION
         case StoreStatus.UPDATING:
             return CHANGES.get(store.change or "")
         case StoreStatus.DELETING:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func
@@ -23,7 +24,7 @@ from sqlmodel import col, select
 from woostore_shared import lifecycle
 from woostore_shared.lifecycle import LIVE, UNFINISHED, InvalidTransition, StoreNotFound
 from woostore_shared.logging import bind_store, get_logger
-from woostore_shared.models import Store, StoreStatus
+from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import ClusterMode, Settings
 from woostore_shared.store_settings import StoreSettings
@@ -35,6 +36,9 @@ POOL_STORES = Gauge("woostore_pool_stores", "Stores in the warm pool, by status"
 POOL_REFILLS = Counter("woostore_pool_refills_total", "Stores asked for to refill the warm pool")
 POOL_RETIRED = Counter(
     "woostore_pool_retired_total", "Pooled stores retired: a stale chart, or a smaller pool"
+)
+POOL_VERIFIED = Counter(
+    "woostore_pool_verifications_total", "Idle pooled stores sent to be verified again"
 )
 POOL_NAME = "Warm pool store"
 STORE_TYPE = "woocommerce"
@@ -50,6 +54,7 @@ class PoolTarget:
     settings: StoreSettings  # the platform's defaults; a claim applies the owner's
     stores_in_flight: int  # the global provisioning limit refills share with owners
     max_live_stores: int
+    verify_after: timedelta = timedelta(hours=1)  # an idle pooled store is verified again
 
     @classmethod
     def of(cls, settings: Settings) -> PoolTarget:
@@ -61,6 +66,7 @@ class PoolTarget:
             settings=settings.store_defaults,
             stores_in_flight=settings.max_stores_in_flight,
             max_live_stores=settings.max_live_stores,
+            verify_after=timedelta(seconds=settings.warm_pool_verify_seconds),
         )
 
 
@@ -68,6 +74,7 @@ class PoolTarget:
 class PoolReport:
     refills: int
     retired: int
+    verified: int  # idle pooled stores sent to be verified again
 
 
 async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
@@ -104,11 +111,13 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
         POOL_STORES.labels(status.value).set(in_pool.get(status, 0))
     missing = target.size - sum(in_pool.values()) + in_pool.get(StoreStatus.DELETING, 0)
     if owners_waiting:
-        return PoolReport(refills=0, retired=retired)
-    room = min(missing, target.stores_in_flight - cold, target.max_live_stores - live)
-    for _ in range(max(room, 0)):
+        return PoolReport(refills=0, retired=retired, verified=0)
+    slots = target.stores_in_flight - cold
+    room = max(min(missing, slots, target.max_live_stores - live), 0)
+    for _ in range(room):
         await _refill(outbox, target)
-    return PoolReport(refills=max(room, 0), retired=retired)
+    verified = await _verify_idle(outbox, target, slots - room)
+    return PoolReport(refills=room, retired=retired, verified=verified)
 
 
 async def _refill(outbox: Outbox, target: PoolTarget) -> None:
@@ -125,6 +134,33 @@ async def _refill(outbox: Outbox, target: PoolTarget) -> None:
     POOL_REFILLS.inc()
     with bind_store(store.id, store.correlation_id):
         log.info("warm pool refill requested")
+
+
+async def _verify_idle(outbox: Outbox, target: PoolTarget, slots: int) -> int:
+    """Send the pooled stores idle longest (past ``verify_after``) to be verified again, in
+    the provisioning slots refills leave free."""
+    if slots <= 0:
+        return 0
+    async with outbox.db.session() as session:
+        idle = list(
+            await session.exec(
+                select(Store.id)
+                .where(col(Store.tenant_id).is_(None), col(Store.status) == StoreStatus.POOLED)
+                .where(col(Store.verified_at) < utcnow() - target.verify_after)
+                .order_by(col(Store.verified_at))
+                .limit(slots)
+            )
+        )
+    verified = 0
+    for store_id in idle:
+        try:
+            async with UnitOfWork.begin(outbox) as uow:
+                await lifecycle.verify_again(uow, store_id)
+        except (InvalidTransition, StoreNotFound):
+            continue  # claimed or retired meanwhile
+        verified += 1
+    POOL_VERIFIED.inc(verified)
+    return verified
 
 
 async def _retire_stale(outbox: Outbox, target: PoolTarget) -> int:

@@ -36,6 +36,8 @@ def upgrade() -> None:
     op.add_column("stores", sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
     # A claimed store's release has revisions from the pool: a rollback never returns to one.
     op.add_column("stores", sa.Column("first_revision", sa.Integer(), nullable=True))
+    # When a pooled store last passed its verification: idle ones are verified again.
+    op.add_column("stores", sa.Column("verified_at", sa.DateTime(timezone=True), nullable=True))
     # What the pool keeper and a claim look for: pooled stores, oldest first.
     op.create_index(
         "ix_stores_unowned",
@@ -54,6 +56,7 @@ def downgrade() -> None:
         op.execute(f"DELETE FROM {table} WHERE store_id IN ({pooled})")  # noqa: S608  (fixed names)
     op.execute("DELETE FROM stores WHERE tenant_id IS NULL")
     op.alter_column("stores", "tenant_id", nullable=False)
+    op.drop_column("stores", "verified_at")
     op.drop_column("stores", "first_revision")
     op.drop_column("stores", "claimed_at")
     op.drop_column("stores", "origin")
