@@ -227,6 +227,10 @@ async def test_a_store_created_from_the_form_progresses_live_to_ready(
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
     await expect(store_card.get_by_test_id("store-status")).to_have_text("ready")
     await expect(store_card.get_by_test_id("store-progress")).to_be_hidden()
+    # Where it came from and how long its owner waited (the platform keeps no warm pool here).
+    origin = store_card.get_by_test_id("store-origin")
+    await expect(origin).to_be_visible()
+    await expect(origin).to_have_text(re.compile(r"^Made from scratch · ready in \d+\.\d s$"))
     assert await page.evaluate("() => window.__sameDocument") is True, "the page reloaded"
 
     # What the card showed along the way: queued first, then every step in order with the
