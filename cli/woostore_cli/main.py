@@ -298,7 +298,12 @@ def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int
                 if as_json:
                     _print_event_json(event)
                 data = event.data
-                if event.kind == "progress" and data.get("phase") == goal.phase:
+                if event.kind == "fell_back":  # the pool's store failed: made from scratch
+                    _warn(f"The warm pool's store could not be used ({data.get('reason')}); "
+                          "making one from scratch.")  # fmt: skip
+                    goal = CREATE
+                    bar.update(task, description=goal.waiting, completed=0)
+                elif event.kind == "progress" and data.get("phase") == goal.phase:
                     step = data["step"]
                     title = f"Step {step['index']} of {step['total']} — {step['title']}"
                     bar.update(task, description=title, completed=data["progress"])

@@ -19,6 +19,7 @@ from woostore_shared.events import (
     DeleteRequested,
     EventName,
     Failed,
+    FellBack,
     Pooled,
     Progress,
     Ready,
@@ -41,6 +42,11 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
         Pooled,
         "A store made in advance passed verification and waits in the warm pool. It belongs "
         "to no tenant (tenantid is the nil UUID): the event stream shows it to nobody.",
+    ),
+    EventName.FELL_BACK: (
+        FellBack,
+        "The store taken from the warm pool could not be made its owner's: it is discarded, "
+        "and the owner's store is made from scratch instead (queued, then provisioning).",
     ),
     EventName.FAILED: (
         Failed,

@@ -29,6 +29,7 @@ class EventName(StrEnum):
     PROGRESS = "progress"
     READY = "ready"
     POOLED = "pooled"  # made for the warm pool; no tenant sees it
+    FELL_BACK = "fell_back"  # a claimed store could not be made its owner's: made cold instead
     FAILED = "failed"
     CLEANED_UP = "cleaned_up"  # what a failed store left in the cluster is gone
     DELETE_REQUESTED = "delete_requested"
@@ -95,6 +96,14 @@ class Pooled(BaseModel):
     chart_version: str | None = None
 
 
+class FellBack(BaseModel):
+    """The store claimed from the warm pool could not be made its owner's (``reason``): it is
+    discarded, and the owner's store is made from scratch instead, queued like a new one."""
+
+    status: Literal[StoreStatus.QUEUED] = StoreStatus.QUEUED
+    reason: str
+
+
 class Failed(BaseModel):
     status: Literal[StoreStatus.FAILED] = StoreStatus.FAILED
     reason: str
@@ -140,6 +149,7 @@ EventData = (
     | Progress
     | Ready
     | Pooled
+    | FellBack
     | Failed
     | CleanedUp
     | DeleteRequested
@@ -154,6 +164,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     Progress: EventName.PROGRESS,
     Ready: EventName.READY,
     Pooled: EventName.POOLED,
+    FellBack: EventName.FELL_BACK,
     Failed: EventName.FAILED,
     CleanedUp: EventName.CLEANED_UP,
     DeleteRequested: EventName.DELETE_REQUESTED,

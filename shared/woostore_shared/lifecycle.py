@@ -17,6 +17,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`request` | (new) | queued | requested | provision |
 | :func:`claim` | pooled | queued, the owner's | requested | personalise |
 | :func:`verify_again` | pooled | provisioning, for the pool | (progress follows) | provision |
+| :func:`fall_back_to_cold` | claimed, provisioning | queued, cold | fell_back | provision |
 | :func:`start` | queued | provisioning | (progress follows) | |
 | :func:`make_ready` | provisioning | ready (in the pool: pooled) | ready (pooled) | |
 | :func:`fail` | queued, provisioning (``lost``: ready, pooled) | failed | failed | removal |
@@ -44,6 +45,7 @@ from woostore_shared.events import (
     Deleted,
     DeleteRequested,
     Failed,
+    FellBack,
     Pooled,
     Ready,
     Requested,
@@ -66,7 +68,8 @@ S = StoreStatus
 ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     # deleting a queued or provisioning store cancels it
     S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
-    S.PROVISIONING: frozenset({S.READY, S.POOLED, S.FAILED, S.DELETING}),
+    # queued: a claimed store that could not be personalised, made from scratch instead
+    S.PROVISIONING: frozenset({S.READY, S.POOLED, S.QUEUED, S.FAILED, S.DELETING}),
     S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING}),  # failed: its namespace vanished
     # queued: claimed by an owner; provisioning: verified again while idle; deleting: retired
     # from the pool (a stale chart, a smaller pool)
@@ -195,6 +198,44 @@ async def verify_again(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
         )
     )
     uow.session.add(store)
+    uow.dispatch(store, Lane.PROVISION)
+    return store
+
+
+async def fall_back_to_cold(uow: UnitOfWork, store_id: uuid.UUID, reason: str) -> Store:
+    """A claimed store that cannot be made its owner's (its personalisation failed for good):
+    what the pool made is discarded (a store of nobody's, in the claimed store's namespace,
+    deleted like any other) and the owner's store, the same id, starts again from scratch in
+    a namespace of its own, queued for the provision lane."""
+    store = await _locked(uow, store_id)
+    if store.claimed_at is None:
+        raise InvalidTransition(store, S.QUEUED, ())  # only a claim falls back
+    transition(store, S.QUEUED, {S.PROVISIONING})
+    discarded = Store(
+        tenant_id=None,
+        name=store.name,
+        slug=f"discarded-{uuid.uuid4().hex[:12]}",
+        namespace=store.namespace,
+        origin="pool",
+        type=store.type,
+        status=S.DELETING,
+        simulated=store.simulated,
+        settings=store.settings,
+        correlation_id=uuid.uuid4().hex,
+    )
+    store.namespace = namespace_for(store.slug)
+    store.origin, store.claimed_at = "cold", None
+    store.chart_version = store.release_revision = store.first_revision = None
+    store.admin_password_encrypted = store.verified_at = None
+    store.provisioning_started_at = None
+    await uow.session.flush()  # the namespace is given up before the discarded store takes it
+    uow.session.add(discarded)
+    await uow.session.flush()
+    # The pool's journal is not this store's any more: every step runs afresh.
+    await uow.session.exec(delete(StoreStep).where(col(StoreStep.store_id) == store.id))
+    uow.emit(discarded, DeleteRequested())
+    uow.dispatch(discarded, Lane.REMOVAL)
+    uow.emit(store, FellBack(reason=reason))
     uow.dispatch(store, Lane.PROVISION)
     return store
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from nats.js import JetStreamContext
+from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN
 from tests.provisioner.test_runner import KeepAlive, journal, load, stream_events
 from tests.support import DEFAULT_SETTINGS, create_store
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_provisioner.recipe import CREDENTIALS_SECRET, PERSONALISE
+from woostore_provisioner.recipe import CREDENTIALS_SECRET, PERSONALISE, PROVISION
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.events import NO_TENANT, EventName
@@ -212,3 +214,57 @@ async def test_an_idle_pooled_store_verified_again_stays_pooled_or_fails_if_it_b
     assert failed.status is StoreStatus.FAILED  # never handed out; cleaned up and replaced
     assert failed.failure_reason is not None
     assert "order" in failed.failure_reason
+
+
+async def test_a_claim_that_cannot_be_personalised_falls_back_to_a_cold_store(
+    make_runner: Callable[[SimulatedCluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    js: JetStreamContext,
+) -> None:
+    refill = await request_refill(api_outbox)
+    await make_runner(cluster).provision(refill.id, KeepAlive())
+    async with UnitOfWork.begin(api_outbox) as uow:
+        claimed = await lifecycle.claim(
+            uow,
+            tenant_id=DEFAULT_TENANT_ID,
+            name="Unlucky",
+            slug="unlucky-abc123",
+            type="woocommerce",
+            simulated=True,
+            chart_version=Settings().store_chart_version,
+            settings=DEFAULT_SETTINGS,
+        )
+    assert claimed is not None
+    broken = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0,
+        faults={"wp woostore personalise": "error"},
+    )  # fmt: skip
+    runner = make_runner(broken)
+
+    await runner.personalise(claimed.id, KeepAlive())
+
+    cold = await load(api_outbox.db, claimed.id)
+    assert (cold.status, cold.origin, cold.claimed_at) == (StoreStatus.QUEUED, "cold", None)
+    assert cold.tenant_id == DEFAULT_TENANT_ID  # still the owner's, never back in the pool
+    assert cold.namespace == "store-unlucky-abc123"
+    events = [e for e in await stream_events(js, cold.id) if e.tenantid != str(NO_TENANT)]
+    assert events[-1].name is EventName.FELL_BACK
+    assert "simulated fault" in events[-1].data["reason"]
+    async with api_outbox.db.session() as session:
+        [discarded] = list(
+            await session.exec(select(Store).where(col(Store.namespace) == refill.namespace))
+        )
+    assert (discarded.status, discarded.tenant_id) == (StoreStatus.DELETING, None)
+
+    await runner.provision(cold.id, KeepAlive())  # made from scratch, as any new store
+    await runner.remove(discarded.id, KeepAlive())
+
+    ready = await load(api_outbox.db, cold.id)
+    assert (ready.status, ready.origin) == (StoreStatus.READY, "cold")
+    assert await journal(api_outbox.db, ready.id, "provision") == [s.name for s in PROVISION.steps]
+    assert refill.namespace not in cluster.namespaces()  # what the pool made is gone
+    assert ready.namespace in cluster.namespaces()
+    assert (await load(api_outbox.db, discarded.id)).status is StoreStatus.DELETED

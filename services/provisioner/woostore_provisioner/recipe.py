@@ -94,6 +94,8 @@ class OnFailure(StrEnum):
     # The change ends as failed and the store stays ready, on what helm's
     # --rollback-on-failure restored.
     END_CHANGE_FAILED = "end_change_failed"
+    # The store claimed from the warm pool is discarded and its owner's made from scratch.
+    FALL_BACK_TO_COLD = "fall_back_to_cold"
     # Never: removal is retried for as long as it takes.
     RETRY = "retry"
 
@@ -380,7 +382,7 @@ PROVISION = Recipe(
 PERSONALISE = Recipe(
     "personalise",
     StoreStatus.PROVISIONING,
-    on_failure=OnFailure.FAIL_AND_CLEAN_UP,
+    on_failure=OnFailure.FALL_BACK_TO_COLD,
     steps=(
         Step("owner", "Making the store its owner's", make_it_the_owners, ROLLOUT_TIMEOUT + 60),
         Step("language", "Installing the store's language", install_language),

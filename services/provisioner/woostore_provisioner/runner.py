@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | provision | queued or provisioning | PROVISION | ready (for the pool: pooled) | failed |
 | provision | pooled before, provisioning | REVERIFY | pooled | failed |
-| personalise | claimed, queued or provisioning | PERSONALISE | ready | failed |
+| personalise | claimed, queued or provisioning | PERSONALISE | ready | made cold instead |
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
 | removal | deleting | DELETE | deleted | (retried until it succeeds) |
 | removal | failed, not cleaned up | CLEAN_UP | cleaned up | (retried until it succeeds) |
@@ -253,6 +253,8 @@ class Runner:
                 await self._fail(store_id, reason)
             case OnFailure.END_CHANGE_FAILED:
                 await self._end_change(store_id, failure=reason)
+            case OnFailure.FALL_BACK_TO_COLD:
+                await self._fall_back(store_id, reason)
             case OnFailure.RETRY:
                 raise AssertionError(f"{recipe.phase} never ends as failed")
 
@@ -264,6 +266,15 @@ class Runner:
             return  # it moved on meanwhile (failed by its deadline, deleted)
         STORES_FINISHED.labels("failed").inc()
         log.warning("store failed", reason=reason, step=store.step_name)
+
+    async def _fall_back(self, store_id: uuid.UUID, reason: str) -> None:
+        try:
+            async with UnitOfWork.begin(self.outbox) as uow:
+                await lifecycle.fall_back_to_cold(uow, store_id, reason)
+        except InvalidTransition:
+            return  # it moved on meanwhile (deleted by its owner, failed by its deadline)
+        STORES_FINISHED.labels("fell_back").inc()
+        log.warning("claimed store discarded: made from scratch instead", reason=reason)
 
     async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
         try:

@@ -16,6 +16,7 @@ export const EVENT = {
   changeRequested: 'io.woostore.store.change_requested',
   changed: 'io.woostore.store.changed',
   changeFailed: 'io.woostore.store.change_failed',
+  fellBack: 'io.woostore.store.fell_back',
 };
 
 export const stores = new Map(); // id -> the store resource, without its events
@@ -166,6 +167,10 @@ function applyEvent(store, event) {
       Object.assign(store, {
         status: 'failed', failure_reason: data.reason ?? null, cleaned_up_at: null, cleanup: null,
       });
+      break;
+    case EVENT.fellBack:
+      // The warm pool's store could not be made this owner's: it is made from scratch instead.
+      Object.assign(store, { status: 'queued', origin: 'cold', step: null, progress: 0 });
       break;
     case EVENT.cleanedUp:
       Object.assign(store, { cleaned_up_at: event.time ?? new Date().toISOString(), cleanup: null });
