@@ -26,12 +26,16 @@ POOL_SIZE = 2
 
 
 @pytest.fixture
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Platform]:
+    """With a warm pool; a test may add settings (``indirect`` parametrisation)."""
     with running_platform(
         tmp_path_factory.mktemp("platform"),
         WOOSTORE_SIM_TIME_SCALE="0.05",
         WOOSTORE_WARM_POOL_SIZE=str(POOL_SIZE),
         WOOSTORE_REAPER_INTERVAL_SECONDS="0.5",
+        **getattr(request, "param", {}),
     ) as running:
         yield running
 
@@ -118,3 +122,37 @@ def test_with_the_pool_empty_a_create_is_a_cold_start(platform: Platform) -> Non
     code, output = cli(platform, "show", made[2]["id"])
     assert code == 0
     assert "made from scratch" in output
+
+
+@pytest.mark.parametrize(
+    "platform", [{"WOOSTORE_SIM_FAULTS": '{"wp woostore personalise": "error"}'}], indirect=True
+)
+def test_a_pooled_store_that_cannot_be_made_the_owners_falls_back_to_a_cold_start(
+    platform: Platform,
+) -> None:
+    in_pool = wait_for_pool(platform)
+
+    code, output = cli(platform, "create", "Second Chance", "--wait")
+
+    assert code == 0, output
+    assert "could not be used" in output
+    assert re.search(r"Second Chance \(simulated\) is ready in \d+\.\d s\.$", output, re.M)
+    api = httpx.Client(base_url=platform.api_url, headers=platform.headers)
+    [store] = [s for s in api.get("/api/v1/stores").json()["items"] if s["name"] == "Second Chance"]
+    assert store["id"] in in_pool  # the same store, for the same owner
+    assert (store["origin"], store["status"]) == ("cold", "ready")
+    cluster = SimulatedCluster(
+        platform.data_dir / "simcluster",
+        helm_binary=platform.env["WOOSTORE_HELM_BINARY"],
+        time_scale=0,
+    )
+    give_up = time.monotonic() + 30
+    while True:  # the discarded namespace is removed on the removal lane
+        homes = [
+            name for name, labels in cluster.namespaces().items()
+            if labels.get(STORE_ID_LABEL) == store["id"]
+        ]  # fmt: skip
+        if homes == [f"store-{store['slug']}"]:
+            break
+        assert time.monotonic() < give_up, f"the store's namespaces: {homes}"
+        time.sleep(0.2)
