@@ -78,7 +78,7 @@ async def test_refills_share_the_provisioning_limit_and_the_platforms_cap(
                 await lifecycle.start(uow, store.id)
             await lifecycle.fail(uow, store.id, "test")
     # Now only the platform's cap on live stores holds the pool back: one store fits.
-    capped = replace(TARGET, size=5, max_live_stores=1)
+    capped = replace(TARGET, size=5, max_live_stores=1, refill_backoff=timedelta(0))
     assert [(await keep_pool(outbox, capped)).refills for _ in range(2)] == [1, 0]
 
 
@@ -157,3 +157,19 @@ async def test_idle_pooled_stores_are_verified_again_in_the_slots_refills_leave(
     assert (
         await keep_pool(outbox, replace(TARGET, verify_after=HOUR, stores_in_flight=1))
     ).verified == 0
+
+
+async def test_no_refill_for_a_while_after_a_pooled_store_failed(
+    outbox: Outbox, database: Database
+) -> None:
+    """A platform that cannot make stores must not make and fail one after another."""
+    assert (await keep_pool(outbox, replace(TARGET, size=1))).refills == 1
+    [refill] = [s for s in await _queued_or_provisioning(database)]
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.start(uow, refill.id)
+        await lifecycle.fail(uow, refill.id, "helm is missing")
+
+    assert (await keep_pool(outbox, replace(TARGET, size=1))).refills == 0
+    assert (
+        await keep_pool(outbox, replace(TARGET, size=1, refill_backoff=timedelta(0)))
+    ).refills == 1

@@ -6,8 +6,9 @@ their chart is not the platform's any more, and asks for new ones until the pool
 ``WOOSTORE_WARM_POOL_SIZE``. Refills are ordinary provisioning, in the same global limit,
 and they always yield to owners: none is asked for while an owner's store waits or the
 provisioning slots are taken, and one found still queued when an owner's store arrives is
-retired unstarted by the provisioner. Pooled stores count against the platform's cap on
-live stores, and the pool never grows past it.
+retired unstarted by the provisioner. None is asked for either for five minutes after a
+pooled store failed. Pooled stores count against the platform's cap on live stores, and the
+pool never grows past it. Idle pooled stores are verified again now and then.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ POOL_VERIFIED = Counter(
     "woostore_pool_verifications_total", "Idle pooled stores sent to be verified again"
 )
 POOL_NAME = "Warm pool store"
+REFILL_BACKOFF = timedelta(minutes=5)
 STORE_TYPE = "woocommerce"
 
 
@@ -55,6 +57,9 @@ class PoolTarget:
     stores_in_flight: int  # the global provisioning limit refills share with owners
     max_live_stores: int
     verify_after: timedelta = timedelta(hours=1)  # an idle pooled store is verified again
+    # After a pooled store fails, no refill for this long: a platform that cannot make stores
+    # (helm missing, images that do not pull) would otherwise make and fail one after another.
+    refill_backoff: timedelta = REFILL_BACKOFF
 
     @classmethod
     def of(cls, settings: Settings) -> PoolTarget:
@@ -107,6 +112,13 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
                 select(func.count()).select_from(Store).where(col(Store.status).in_(LIVE))
             )
         ).one()
+        last_failure = (
+            await session.exec(
+                select(func.max(Store.updated_at)).where(
+                    col(Store.tenant_id).is_(None), col(Store.status) == StoreStatus.FAILED
+                )
+            )
+        ).one()
     for status in (StoreStatus.QUEUED, StoreStatus.PROVISIONING, StoreStatus.POOLED):
         POOL_STORES.labels(status.value).set(in_pool.get(status, 0))
     missing = target.size - sum(in_pool.values()) + in_pool.get(StoreStatus.DELETING, 0)
@@ -114,6 +126,8 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
         return PoolReport(refills=0, retired=retired, verified=0)
     slots = target.stores_in_flight - cold
     room = max(min(missing, slots, target.max_live_stores - live), 0)
+    if last_failure is not None and last_failure > utcnow() - target.refill_backoff:
+        room = 0  # a pooled store failed lately: wait before making another
     for _ in range(room):
         await _refill(outbox, target)
     verified = await _verify_idle(outbox, target, slots - room)
