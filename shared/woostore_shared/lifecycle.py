@@ -34,6 +34,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, delete, select
 
 from woostore_shared.events import (
@@ -90,6 +91,16 @@ LIVE = ACTIVE | {S.READY, S.POOLED}
 DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets) - {S.POOLED}
 # Stores whose provisioning has not finished: what the provisioner and deadlines fail.
 UNFINISHED = frozenset({S.QUEUED, S.PROVISIONING})
+
+
+def in_the_cold_queue() -> ColumnElement[bool]:
+    """Owners' stores queued to be made from scratch: the one queue all tenants share. Pool
+    refills yield to them, and a claimed store waits on its own lane, not in it."""
+    return (
+        (col(Store.status) == S.QUEUED)
+        & col(Store.tenant_id).is_not(None)
+        & col(Store.claimed_at).is_(None)
+    )
 
 
 class StoreNotFound(LookupError):

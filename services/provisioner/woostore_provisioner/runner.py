@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import Counter, Histogram
-from sqlmodel import col, select
+from sqlmodel import select
 
 from woostore_cluster import Cluster, PermanentClusterError
 from woostore_provisioner.journal import Journal
@@ -55,7 +55,7 @@ from woostore_provisioner.retries import (
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
-from woostore_shared.lifecycle import InvalidTransition
+from woostore_shared.lifecycle import InvalidTransition, in_the_cold_queue
 from woostore_shared.logging import get_logger
 from woostore_shared.models import NAMESPACE_PREFIX, Store, StoreStatus
 from woostore_shared.outbox import Outbox
@@ -192,12 +192,7 @@ class Runner:
     async def _owners_waiting(self) -> bool:
         """Whether an owner's store is queued for cold provisioning."""
         async with self.db.session() as session:
-            waiting = await session.exec(
-                select(Store.id)
-                .where(col(Store.status) == StoreStatus.QUEUED)
-                .where(col(Store.tenant_id).is_not(None), col(Store.claimed_at).is_(None))
-                .limit(1)
-            )
+            waiting = await session.exec(select(Store.id).where(in_the_cold_queue()).limit(1))
             return waiting.first() is not None
 
     async def _yield_to_owners(self, store_id: uuid.UUID) -> None:

@@ -23,7 +23,13 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from woostore_shared import lifecycle
-from woostore_shared.lifecycle import LIVE, UNFINISHED, InvalidTransition, StoreNotFound
+from woostore_shared.lifecycle import (
+    LIVE,
+    UNFINISHED,
+    InvalidTransition,
+    StoreNotFound,
+    in_the_cold_queue,
+)
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
@@ -100,12 +106,7 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
             )
         ).one()
         owners_waiting = (
-            await session.exec(
-                select(func.count())
-                .select_from(Store)
-                .where(col(Store.status) == StoreStatus.QUEUED)
-                .where(col(Store.tenant_id).is_not(None), col(Store.claimed_at).is_(None))
-            )
+            await session.exec(select(func.count()).select_from(Store).where(in_the_cold_queue()))
         ).one()
         live = (
             await session.exec(

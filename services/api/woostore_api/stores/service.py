@@ -200,10 +200,7 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     pool is not in it), and each one's last change."""
     async with db.session() as session:
         queued = await session.exec(
-            select(Store.id)
-            .where(col(Store.status) == StoreStatus.QUEUED)
-            .where(col(Store.tenant_id).is_not(None), col(Store.claimed_at).is_(None))
-            .order_by(col(Store.created_at))
+            select(Store.id).where(lifecycle.in_the_cold_queue()).order_by(col(Store.created_at))
         )
         queue = {store_id: place for place, store_id in enumerate(queued, start=1)}
         latest = (
