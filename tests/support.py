@@ -23,6 +23,7 @@ from woostore_shared.db import Database
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
+from woostore_shared.store_settings import StoreSettings
 from woostore_shared.topology import STREAM_NAME
 from woostore_shared.unit_of_work import UnitOfWork
 
@@ -76,6 +77,31 @@ async def add_pooled_store(
             uow, store.id, storefront_url=url, admin_url=f"{url}/wp-admin/"
         )
     return store
+
+
+async def claim_pooled_store(
+    outbox: Outbox,
+    name: str,
+    slug: str,
+    *,
+    settings: StoreSettings = DEFAULT_SETTINGS,
+    chart_version: str | None = None,
+) -> Store:
+    """What POST /stores does with a pooled store that fits (the platform's chart unless
+    told): the oldest one, claimed for the default tenant; the test fails if none fits."""
+    async with UnitOfWork.begin(outbox) as uow:
+        claimed = await lifecycle.claim(
+            uow,
+            tenant_id=DEFAULT_TENANT_ID,
+            name=name,
+            slug=slug,
+            type="woocommerce",
+            simulated=True,
+            chart_version=chart_version or Settings().store_chart_version,
+            settings=settings,
+        )
+    assert claimed is not None, "no pooled store fits the claim"
+    return claimed
 
 
 async def add_key(

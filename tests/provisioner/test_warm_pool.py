@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN
 from tests.provisioner.test_runner import KeepAlive, journal, load, stream_events
-from tests.support import DEFAULT_SETTINGS, create_store
+from tests.support import DEFAULT_SETTINGS, claim_pooled_store, create_store
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import CREDENTIALS_SECRET, PERSONALISE, PROVISION
 from woostore_provisioner.runner import Runner
@@ -95,18 +95,12 @@ async def test_a_claimed_store_is_personalised_for_its_owner_and_verified_again(
     ]
     pool_salts = cluster.wordpress_state(refill.namespace)["salts"]
     chosen = StoreSettingsIn(currency="EUR", country="DE", sample_products=False)
-    async with UnitOfWork.begin(api_outbox) as uow:
-        claimed = await lifecycle.claim(
-            uow,
-            tenant_id=DEFAULT_TENANT_ID,
-            name="Corner Shop",
-            slug="corner-shop-abc123",
-            type="woocommerce",
-            simulated=True,
-            chart_version=Settings().store_chart_version,
-            settings=DEFAULT_SETTINGS.with_choices(chosen),
-        )
-    assert claimed is not None
+    claimed = await claim_pooled_store(
+        api_outbox,
+        "Corner Shop",
+        "corner-shop-abc123",
+        settings=DEFAULT_SETTINGS.with_choices(chosen),
+    )
 
     await runner.personalise(claimed.id, KeepAlive())
 
@@ -157,18 +151,7 @@ async def test_a_claimed_store_never_rolls_back_to_the_pools_release(
     runner = make_runner(cluster)
     refill = await request_refill(api_outbox)
     await runner.provision(refill.id, KeepAlive())
-    async with UnitOfWork.begin(api_outbox) as uow:
-        claimed = await lifecycle.claim(
-            uow,
-            tenant_id=DEFAULT_TENANT_ID,
-            name="Owned",
-            slug="owned-abc123",
-            type="woocommerce",
-            simulated=True,
-            chart_version=Settings().store_chart_version,
-            settings=DEFAULT_SETTINGS,
-        )
-    assert claimed is not None
+    claimed = await claim_pooled_store(api_outbox, "Owned", "owned-abc123")
     await runner.personalise(claimed.id, KeepAlive())
     ready = await load(api_outbox.db, claimed.id)
     assert ready.first_revision == ready.release_revision == 2
@@ -226,18 +209,7 @@ async def test_a_claim_that_cannot_be_personalised_falls_back_to_a_cold_store(
 ) -> None:
     refill = await request_refill(api_outbox)
     await make_runner(cluster).provision(refill.id, KeepAlive())
-    async with UnitOfWork.begin(api_outbox) as uow:
-        claimed = await lifecycle.claim(
-            uow,
-            tenant_id=DEFAULT_TENANT_ID,
-            name="Unlucky",
-            slug="unlucky-abc123",
-            type="woocommerce",
-            simulated=True,
-            chart_version=Settings().store_chart_version,
-            settings=DEFAULT_SETTINGS,
-        )
-    assert claimed is not None
+    claimed = await claim_pooled_store(api_outbox, "Unlucky", "unlucky-abc123")
     broken = SimulatedCluster(
         cluster_dir, helm_binary=helm_binary, time_scale=0,
         faults={"wp woostore personalise": "error"},

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
-from tests.support import DEFAULT_SETTINGS, add_pooled_store, create_store
+from tests.support import DEFAULT_SETTINGS, add_pooled_store, claim_pooled_store, create_store
 from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -97,17 +97,8 @@ async def test_pooled_stores_on_another_chart_are_retired_and_claimed_ones_never
     outbox: Outbox, database: Database
 ) -> None:
     claimed = await add_pooled_store(outbox, chart_version="0.0.1-old")
-    async with UnitOfWork.begin(outbox) as uow:  # by an API still on the old chart
-        await lifecycle.claim(
-            uow,
-            tenant_id=DEFAULT_TENANT_ID,
-            name="Owner's",
-            slug="owners-abc123",
-            type="woocommerce",
-            simulated=True,
-            chart_version="0.0.1-old",
-            settings=DEFAULT_SETTINGS,
-        )
+    # Claimed by an API still on the old chart.
+    await claim_pooled_store(outbox, "Owner's", "owners-abc123", chart_version="0.0.1-old")
     stale = await add_pooled_store(outbox, chart_version="0.0.1-old")
     fresh = await add_pooled_store(outbox)
 
