@@ -35,7 +35,9 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())
         return stored
-    values = {"admin_token": secrets.token_urlsafe(32), "secret_key": secrets.token_urlsafe(32)}
+    # Hex, not URL-safe base64: a token beginning with "-" would be taken for an option by a
+    # shell command's parser (`woostore --token -x…`).
+    values = {"admin_token": secrets.token_hex(32), "secret_key": secrets.token_urlsafe(32)}
     path.touch(mode=0o600)
     path.write_text(json.dumps(values))
     return values

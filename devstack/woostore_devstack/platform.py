@@ -106,7 +106,7 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
     nats = start_nats(data_dir / "nats")
     postgres = start_postgres(data_dir / "pg")
     api_port, notifier_port = free_port(), free_port()
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_hex(32)  # never begins with "-", which a CLI would take for an option
     env = {
         **os.environ,
         "WOOSTORE_DATA_DIR": str(data_dir),

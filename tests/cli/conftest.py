@@ -65,7 +65,8 @@ def run(*argv: str) -> Result:
 def woostore(platform: Platform, *args: str, token: str | None = None) -> Result:
     """``woostore ARGS`` against ``platform``, with its token unless told otherwise."""
     token = platform.token if token is None else token
-    return run(*args, "--url", platform.api_url, "--token", token)
+    # "--token=X": a random token may begin with "-", which argparse takes for an option.
+    return run(*args, "--url", platform.api_url, f"--token={token}")
 
 
 class Lines:

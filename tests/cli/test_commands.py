@@ -194,7 +194,7 @@ def test_url_and_token_come_from_the_environment(
 
     monkeypatch.setenv("WOOSTORE_TOKEN", "wrong-token")
     assert run("list").code == 1
-    assert run("list", "--token", platform.token).code == 0  # the option wins
+    assert run("list", f"--token={platform.token}").code == 0  # the option wins
 
     monkeypatch.delenv("WOOSTORE_TOKEN")
     result = run("list")

@@ -61,7 +61,7 @@ def wait_for_pool(platform: Platform, deadline: float = 60) -> list[str]:
 def cli(platform: Platform, *args: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = woostore([*args, "--url", platform.api_url, "--token", platform.token])
+        code = woostore([*args, "--url", platform.api_url, f"--token={platform.token}"])
     return code, out.getvalue() + err.getvalue()
 
 
