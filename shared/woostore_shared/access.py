@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.dialects.postgresql import insert
@@ -98,22 +99,45 @@ class Authenticator:
             return None
         return _of_key(key)
 
-    async def by_ticket(self, ticket: OpenedTicket) -> Principal | None:
-        """The principal of an event-stream ticket used for the first time. A ticket travels in
-        a URL; once it has opened a stream, finding it in a log or a history is worth nothing.
-        Every notifier replica shares the record, and it outlives the ticket's expiry only
-        until the reaper forgets it."""
-        if ticket.id is None:
-            return None
+    async def spend_tickets(self, tickets: Sequence[OpenedTicket]) -> set[str]:
+        """The ids of ``tickets`` used here for the first time, spent now: one statement for
+        any number of them. A ticket travels in a URL; once it has opened a stream, finding
+        it in a log or a history is worth nothing. Every notifier replica shares the record,
+        and it outlives the ticket's expiry only until the reaper forgets it."""
+        rows = [{"id": t.id, "expires_at": t.expires_at} for t in tickets if t.id is not None]
+        if not rows:
+            return set()
         spend = (
             insert(SpentTicket)
-            .values(id=ticket.id, expires_at=ticket.expires_at)
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(col(SpentTicket.id))
         )
         async with self._db.session() as session, session.begin():
-            first_use = (await session.exec(spend)).first() is not None
+            return {row[0] for row in (await session.exec(spend)).all()}
+
+    async def by_ticket(self, ticket: OpenedTicket) -> Principal | None:
+        """The principal of an event-stream ticket used for the first time."""
+        first_use = ticket.id in await self.spend_tickets([ticket])
         return await self.by_subject(ticket.subject) if first_use else None
+
+    async def still_valid(self, subjects: Collection[str]) -> set[str]:
+        """Which of ``subjects`` still name a principal (a key not revoked, or the admin
+        token): one query for any number of them."""
+        valid = {s for s in subjects if tokens_match(s, self.admin_subject)}
+        key_ids = set()
+        for subject in subjects:
+            try:
+                key_ids.add(uuid.UUID(subject))
+            except ValueError:
+                continue
+        if key_ids:
+            live = select(ApiKey.id).where(
+                col(ApiKey.id).in_(key_ids), col(ApiKey.revoked_at).is_(None)
+            )
+            async with self._db.session() as session:
+                valid |= {str(key_id) for key_id in (await session.exec(live)).all()}
+        return valid
 
     async def by_subject(self, subject: str) -> Principal | None:
         if tokens_match(subject, self.admin_subject):

@@ -112,7 +112,9 @@ def document(version: str) -> dict[str, Any]:
             "description": (
                 "CloudEvents 1.0 in structured JSON on the JetStream stream STORES "
                 "(subjects store.>), also streamed over Server-Sent Events at /api/v1/events "
-                "by the notifier, with the stream sequence as the SSE id."
+                "by the notifier, with the stream sequence as the SSE id. A resume "
+                "(Last-Event-ID) the notifier cannot serve gets an SSE event named refetch, "
+                'data {"reason": ...}: read the stores again; its id is where the stream goes on.'
             ),
         },
         "defaultContentType": "application/json",

@@ -182,13 +182,21 @@ class Settings(BaseSettings):
         "process.",
     )
     max_event_streams: int = Field(
-        default=500, ge=1, description="Event streams each notifier process holds open at once."
+        default=10_000,
+        ge=1,
+        description="Event streams each notifier process holds open at once (each needs a "
+        "file descriptor).",
+    )
+    event_memory: int = Field(
+        default=20_000,
+        ge=100,
+        description="Latest events each notifier process keeps in memory: resumes within them "
+        "need no read from the stream, and a client further behind is dropped.",
     )
     event_replay_window_seconds: float = Field(
         default=86400,
         gt=0,
-        description="How far back Last-Event-ID may resume; an older id "
-        "resumes at the oldest event within the window.",
+        description="How far back Last-Event-ID may resume; an older id gets a refetch event.",
     )
     tenant_creates_per_minute: int = Field(
         default=20,

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -23,6 +24,8 @@ from sqlmodel import col, update
 
 import woostore_notifier.main as notifier
 from tests.support import ADMIN_TOKEN, add_key, served
+from woostore_notifier import keys
+from woostore_notifier.frames import LEGACY_REPLAY_HEADER
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
@@ -40,8 +43,11 @@ def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-async def publish(nats: Client, count: int) -> list[tuple[int, str]]:
-    """Publish ``count`` CloudEvents as the outbox does; return (stream sequence, body)."""
+async def publish(
+    nats: Client, count: int, tenant_id: uuid.UUID | None = DEFAULT_TENANT_ID
+) -> list[tuple[int, str]]:
+    """Publish ``count`` CloudEvents of the tenant's store (``None``: a pooled store's) as the
+    outbox does; return (stream sequence, body)."""
     js = nats.jetstream()
     published: list[tuple[int, str]] = []
     for index in range(count):
@@ -55,7 +61,7 @@ async def publish(nats: Client, count: int) -> list[tuple[int, str]]:
                 progress=index / count,
             ),
             store_id=uuid.uuid4(),
-            tenant_id=DEFAULT_TENANT_ID,
+            tenant_id=tenant_id,
             correlation_id=uuid.uuid4().hex,
             source="/tests",
         )
@@ -398,26 +404,30 @@ def open_connections(exposition: str) -> float:
     raise AssertionError("woostore_sse_connections is not exposed")
 
 
-async def test_an_open_stream_is_counted_and_its_consumer_removed_when_it_closes(
+async def test_open_streams_are_counted_and_share_the_notifiers_one_consumer(
     http: httpx.AsyncClient, ops: httpx.AsyncClient, nats_client: Client
 ) -> None:
     js = nats_client.jetstream()
-    durable_consumers = (await js.stream_info(STREAM_NAME)).state.consumer_count
+    consumers = (await js.stream_info(STREAM_NAME)).state.consumer_count
+    assert consumers == 1  # the notifier's own, read by all its streams
     before = open_connections((await ops.get("/metrics")).text)
 
-    async with aconnect_sse(http, "GET", EVENTS, headers=admin()) as source:
-        events = source.aiter_sse()  # kept referenced: dropping it would close the stream
-        async with asyncio.timeout(DEADLINE_SECONDS):
-            await anext(events)  # the retry hint: the stream has started
-        assert (await js.stream_info(STREAM_NAME)).state.consumer_count == durable_consumers + 1
-        assert open_connections((await ops.get("/metrics")).text) == before + 1
+    async with AsyncExitStack() as streams:
+        readers = []  # kept referenced: dropping one would close its stream
+        for _ in range(3):
+            source = await streams.enter_async_context(
+                aconnect_sse(http, "GET", EVENTS, headers=admin())
+            )
+            readers.append(source.aiter_sse())
+            async with asyncio.timeout(DEADLINE_SECONDS):
+                await anext(readers[-1])  # the retry hint: the stream has started
+        assert open_connections((await ops.get("/metrics")).text) == before + 3
+        assert (await js.stream_info(STREAM_NAME)).state.consumer_count == consumers
 
     give_up = time.monotonic() + DEADLINE_SECONDS
-    while open_connections((await ops.get("/metrics")).text) != before or (
-        (await js.stream_info(STREAM_NAME)).state.consumer_count != durable_consumers
-    ):
+    while open_connections((await ops.get("/metrics")).text) != before:
         if time.monotonic() > give_up:
-            pytest.fail("the closed stream is still counted or its consumer still exists")
+            pytest.fail("the closed streams are still counted")
         await asyncio.sleep(0.05)
 
 
@@ -440,7 +450,7 @@ async def test_a_copy_an_older_version_published_to_hand_work_out_again_is_not_s
         "store.progress.replayed",
         body.encode(),
         stream=STREAM_NAME,
-        headers={"Nats-Msg-Id": "x:replay:1", notifier.LEGACY_REPLAY_HEADER: "1"},
+        headers={"Nats-Msg-Id": "x:replay:1", LEGACY_REPLAY_HEADER: "1"},
     )
     after = await publish(nats_client, 1)
 
@@ -460,7 +470,7 @@ async def test_a_stream_opened_with_a_key_ends_soon_after_the_key_is_revoked(
     database: Database,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(notifier, "RECHECK_SECONDS", 0.2)
+    monkeypatch.setattr(keys, "REMEMBER_SECONDS", 0.2)
     key, token = await add_key(database, "revoked soon")
     headers = {"Authorization": f"Bearer {token}"}
 

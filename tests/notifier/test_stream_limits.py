@@ -1,15 +1,15 @@
 """What bounds the event stream: streams per key and per notifier process, and how far back
-a resume may reach. Each stream holds a JetStream consumer, so these are what keep one
-caller from exhausting the notifier for everyone."""
+a resume may reach. Each stream holds a connection, a task and a share of every send, so
+these are what keep one caller from exhausting the notifier for everyone."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -126,33 +126,30 @@ async def test_the_notifier_holds_at_most_its_streams_in_all(
         assert body["allowed"] == 2
 
 
-async def test_a_resume_older_than_the_replay_window_starts_at_the_oldest_event_within_it(
-    settings: Settings, nats_client: Client, monkeypatch: pytest.MonkeyPatch
+async def test_a_resume_older_than_the_replay_window_is_told_to_refetch_then_follows(
+    settings: Settings, nats_client: Client
 ) -> None:
-    js = nats_client.jetstream()
+    window = 0.5
     old = await publish(nats_client, 3)
-    old_time = (await js.get_msg(STREAM_NAME, old[-1][0])).time
-    assert old_time is not None
-    # The server stamps messages with this machine's clock: let it move on, so the window's
-    # edge can fall strictly between the old events and the recent ones.
-    async with asyncio.timeout(DEADLINE_SECONDS):
-        while datetime.now(UTC) <= old_time + timedelta(milliseconds=2):  # noqa: ASYNC110  (the clock, not an event)
-            await asyncio.sleep(0.001)
-    recent = await publish(nats_client, 2)
-    recent_time = (await js.get_msg(STREAM_NAME, recent[0][0])).time
-    assert recent_time is not None
-    window = timedelta(hours=1)
-    edge = old_time + (recent_time - old_time) / 2
-    monkeypatch.setattr(notifier, "now", lambda: edge + window)
+    stored = (await nats_client.jetstream().get_msg(STREAM_NAME, old[0][0])).time
+    assert stored is not None
+    async with asyncio.timeout(DEADLINE_SECONDS):  # the clock, not an event, moves on
+        while time.time() <= stored.timestamp() + window:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
     async with (
-        notifier_with(settings, event_replay_window_seconds=window.total_seconds()) as http,
+        notifier_with(settings, event_replay_window_seconds=window) as http,
         aconnect_sse(http, "GET", EVENTS, headers={**admin(), "Last-Event-ID": "0"}) as source,
     ):
-        assert source.response.headers[notifier.REPLAY_TRUNCATED_HEADER] == "true"
-        replayed = await take(source.aiter_sse(), 2)
+        events = source.aiter_sse()
+        [refetch] = await take(events, 1)
+        recent = await publish(nats_client, 2)
+        followed = await take(events, 2)
 
-    assert ids_and_bodies(replayed) == recent
+    assert refetch.event == "refetch"
+    assert json.loads(refetch.data) == {"reason": "older-than-window"}
+    assert int(refetch.id) == old[-1][0]  # a reconnect resumes after what it skipped
+    assert ids_and_bodies(followed) == recent
 
 
 async def test_a_resume_within_the_replay_window_is_exact(
@@ -164,7 +161,6 @@ async def test_a_resume_within_the_replay_window_is_exact(
         notifier_with(settings, event_replay_window_seconds=3600) as http,
         aconnect_sse(http, "GET", EVENTS, headers={**admin(), "Last-Event-ID": "1"}) as source,
     ):
-        assert notifier.REPLAY_TRUNCATED_HEADER not in source.response.headers
         replayed = await take(source.aiter_sse(), 3)
 
     assert ids_and_bodies(replayed) == published[1:]

@@ -1,0 +1,56 @@
+"""Store events as Server-Sent Events frames, encoded once for every client that sees them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+
+from woostore_shared.events import NO_TENANT
+
+# Versions before work orders handed lost work out again by repeating its event on STORES
+# with this header; such copies stay in the stream for its 30 days and are not new events.
+LEGACY_REPLAY_HEADER = "Woostore-Replay"
+HIDDEN = str(NO_TENANT)  # a store in the warm pool: nobody's yet, not even shown to admins
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One event of the STORES stream, ready to write: its stream sequence (the SSE id), its
+    tenant (who may see it) and the bytes of its frame."""
+
+    seq: int
+    tenant: str
+    published: float  # when JetStream stored it, seconds since the epoch
+    data: bytes  # empty for an event nobody is shown
+
+    @classmethod
+    def of(cls, message: Msg) -> Frame:
+        metadata = message.metadata
+        seq, published = metadata.sequence.stream, metadata.timestamp.timestamp()
+        hidden = cls(seq, HIDDEN, published, b"")
+        if LEGACY_REPLAY_HEADER in (message.headers or {}):
+            return hidden
+        try:
+            event = json.loads(message.data)
+        except ValueError:
+            return hidden  # not an event
+        tenant = event.get("tenantid") if isinstance(event, dict) else None
+        if not isinstance(tenant, str) or tenant == HIDDEN:
+            return hidden
+        # One line of JSON, as the outbox writes it; anything else would break the framing.
+        body = message.data if b"\n" not in message.data else json.dumps(event).encode()
+        return cls(seq, tenant, published, b"id: %d\ndata: %s\n\n" % (seq, body))
+
+
+def refetch(seq: int, reason: str) -> bytes:
+    """The frame telling a client its resume point cannot be served: what it missed is gone,
+    so it must fetch the state it shows again (GET the stores). Its id is where the stream
+    goes on from, so a browser's next reconnect resumes there."""
+    data = json.dumps({"reason": reason})
+    return b"event: refetch\nid: %d\ndata: %s\n\n" % (seq, data.encode())
+
+
+RETRY = b"retry: 2000\n: connected\n\n"  # browsers reconnect after two seconds
+PING = b": ping\n\n"  # keeps proxies from closing an idle stream

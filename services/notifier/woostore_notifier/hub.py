@@ -1,0 +1,142 @@
+"""One subscription to the store events per notifier process, shared by every client.
+
+The hub reads ``store.>`` through a single ordered consumer and keeps the latest events in
+memory, each encoded once as an SSE frame. Clients do not get a queue each: every client is
+a cursor (the last sequence it was sent) into the hub's memory, woken when new events
+arrive. Waking is coalesced to at most one per ``FLUSH_SECONDS``, so under a burst each
+client writes its events in one send instead of one send per event. A client whose cursor
+falls out of memory is too slow to follow and is dropped (it resumes from the stream when it
+comes back).
+
+On start the hub reads the last ``memory`` events back from the stream before it is ready,
+so the clients of a restarted notifier resume from memory, not from the stream one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_right
+
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+
+from woostore_notifier.frames import Frame
+from woostore_shared.logging import get_logger
+from woostore_shared.topology import STREAM_NAME
+
+log = get_logger(__name__)
+FLUSH_SECONDS = 0.05  # coalesce wakes: at most 20 sends a second per client
+HEARTBEAT_SECONDS = 15.0  # a beat wakes every client; an idle one writes a ping
+BATCH_FRAMES = 1000  # at most this many frames per send to a client that is far behind
+
+
+def _seq(frame: Frame) -> int:
+    return frame.seq
+
+
+class EventHub:
+    def __init__(self, js: JetStreamContext, memory: int) -> None:
+        self._js = js
+        self.memory = memory
+        self._frames: list[Frame] = []  # visible events after ``floor``, in stream order
+        self.floor = 0  # every event after this sequence is in memory
+        self.head = 0  # the last sequence read from the stream
+        self.beats = 0
+        self.closed = False
+        self.ready = asyncio.Event()
+        self._until = 0  # the stream's last sequence at start: ready once read
+        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wake_handle: asyncio.TimerHandle | None = None
+        self._last_wake = 0.0
+        self._batches: dict[tuple[int, str | None], tuple[bytes, int]] = {}
+        self._subscription: JetStreamContext.PushSubscription | None = None
+        self._beating: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        state = (await self._js.stream_info(STREAM_NAME)).state
+        first = max(state.first_seq, state.last_seq - self.memory + 1, 1)
+        self.floor = self.head = first - 1
+        self._until = state.last_seq
+        if self._until < first:
+            self.ready.set()  # nothing to read back
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first)
+        self._subscription = await self._js.subscribe(
+            "store.>", stream=STREAM_NAME, ordered_consumer=True, config=config, cb=self._read
+        )
+        self._beating = asyncio.create_task(self._beat())
+        log.info("event hub started", read_back_from=first, until=self._until)
+
+    async def stop(self) -> None:
+        self.closed = True
+        self._wake()  # every client's loop sees ``closed`` and ends its response
+        if self._beating is not None:
+            self._beating.cancel()
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+
+    async def _read(self, message: Msg) -> None:
+        frame = Frame.of(message)
+        if frame.seq <= self.head:
+            return  # already read (an ordered consumer may restart at a sequence it passed)
+        self.head = frame.seq
+        if frame.data:
+            self._frames.append(frame)
+            self._forget_oldest()
+        self._batches.clear()
+        if not self.ready.is_set() and (
+            frame.seq >= self._until or message.metadata.num_pending == 0
+        ):
+            self.ready.set()
+        self._schedule_wake()
+
+    def _forget_oldest(self) -> None:
+        # Trimmed a quarter at a time: deleting from the front of a list copies the rest.
+        if len(self._frames) > self.memory + self.memory // 4:
+            cut = len(self._frames) - self.memory
+            self.floor = self._frames[cut - 1].seq
+            del self._frames[:cut]
+
+    def _schedule_wake(self) -> None:
+        if self._wake_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self._last_wake + FLUSH_SECONDS - loop.time()
+        if delay <= 0:
+            self._wake()
+        else:
+            self._wake_handle = loop.call_later(delay, self._wake)
+
+    def _wake(self) -> None:
+        self._wake_handle = None
+        self._last_wake = asyncio.get_running_loop().time()
+        changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
+        changed.set_result(None)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            self.beats += 1
+            self._wake()
+
+    def changed(self) -> asyncio.Future[None]:
+        """Resolved at the next wake: new events, a heartbeat, or the hub stopping."""
+        return self._changed
+
+    def first_after(self, cursor: int) -> Frame | None:
+        """The first event in memory after ``cursor`` (which is at least ``floor``)."""
+        index = bisect_right(self._frames, cursor, key=_seq)
+        return self._frames[index] if index < len(self._frames) else None
+
+    def after(self, cursor: int, tenant: str | None) -> tuple[bytes, int]:
+        """The frames after ``cursor`` that ``tenant`` sees (every one for ``None``, an
+        admin), and the cursor after them. Clients at the same cursor share one encoding."""
+        key = (cursor, tenant)
+        batch = self._batches.get(key)
+        if batch is None:
+            start = bisect_right(self._frames, cursor, key=_seq)
+            frames = self._frames[start : start + BATCH_FRAMES]
+            last = frames[-1].seq if len(frames) == BATCH_FRAMES else self.head
+            seen = frames if tenant is None else [f for f in frames if f.tenant == tenant]
+            batch = self._batches[key] = (b"".join(f.data for f in seen), last)
+        return batch

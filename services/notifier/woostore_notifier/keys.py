@@ -1,0 +1,105 @@
+"""Who opens an event stream, without a database round trip per connection.
+
+When a notifier restarts, every client it held reconnects within seconds. Asking PostgreSQL
+about each one would make that storm a storm of queries, so:
+
+- a key (or ticket subject) is looked up once and remembered for ``REMEMBER_SECONDS``;
+  connections presenting it meanwhile, or while it is being looked up, share the answer;
+- tickets are spent in batches, one statement for all those presented within ``SPEND_SECONDS``;
+- revocation is enforced by a sweep every ``REMEMBER_SECONDS``, one query for the keys of all
+  open streams, which ends the streams of revoked keys and forgets what was remembered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+
+from woostore_shared.access import Authenticator, Principal
+from woostore_shared.secrets import InvalidTicket, OpenedTicket, TicketSigner
+
+REMEMBER_SECONDS = 30.0  # also the longest a revoked key's stream stays open
+SPEND_SECONDS = 0.01
+_REMEMBERED_AT_MOST = 100_000  # answers; past that, all are forgotten at once
+
+
+class Keys:
+    def __init__(self, authenticator: Authenticator, tickets: TicketSigner) -> None:
+        self._authenticator = authenticator
+        self._tickets = tickets
+        self._remembered: dict[str, tuple[float, asyncio.Future[Principal | None]]] = {}
+        self._spending: list[tuple[OpenedTicket, asyncio.Future[bool]]] = []
+        self._spend_handle: asyncio.TimerHandle | None = None
+
+    async def principal(self, request: Request) -> Principal | None:
+        """From a bearer API key (programs), or a ticket from POST /api/v1/events/ticket
+        (browsers: an EventSource cannot send headers)."""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            token = header[7:]
+            # Remembered by a digest: the process holds no key it was shown.
+            digest = "token:" + hashlib.sha256(token.encode()).hexdigest()
+            return await self._remember(digest, lambda: self._authenticator.by_token(token))
+        ticket = request.query_params.get("ticket")
+        if ticket is None:
+            return None
+        try:
+            opened = self._tickets.open(ticket)
+        except InvalidTicket:
+            return None
+        if not await self._spend(opened):
+            return None
+        subject = opened.subject
+        return await self._remember(
+            "subject:" + subject, lambda: self._authenticator.by_subject(subject)
+        )
+
+    async def _remember(
+        self, name: str, look_up: Callable[[], Awaitable[Principal | None]]
+    ) -> Principal | None:
+        remembered = self._remembered.get(name)
+        if remembered is None or remembered[0] < time.monotonic():
+            if len(self._remembered) >= _REMEMBERED_AT_MOST:
+                self._remembered.clear()
+            answer = asyncio.ensure_future(look_up())
+            self._remembered[name] = (time.monotonic() + REMEMBER_SECONDS, answer)
+            answer.add_done_callback(lambda done: self._forget_unless_found(name, done))
+            remembered = self._remembered[name]
+        return await asyncio.shield(remembered[1])
+
+    def _forget_unless_found(self, name: str, answer: asyncio.Future[Principal | None]) -> None:
+        # Only found principals are remembered: a key created a moment later must work.
+        found = not answer.cancelled() and answer.exception() is None and answer.result()
+        if not found and self._remembered.get(name, (0.0, None))[1] is answer:
+            del self._remembered[name]
+
+    async def _spend(self, ticket: OpenedTicket) -> bool:
+        spent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._spending.append((ticket, spent))
+        if self._spend_handle is None:
+            self._spend_handle = asyncio.get_running_loop().call_later(
+                SPEND_SECONDS, lambda: asyncio.ensure_future(self._spend_batch())
+            )
+        return await spent
+
+    async def _spend_batch(self) -> None:
+        batch, self._spending, self._spend_handle = self._spending, [], None
+        try:
+            first_uses = await self._authenticator.spend_tickets([t for t, _ in batch])
+        except Exception as error:
+            for _, spent in batch:
+                spent.set_exception(error)
+            return
+        for ticket, spent in batch:
+            spent.set_result(ticket.id in first_uses)
+
+    async def still_valid(self, subjects: set[str]) -> set[str]:
+        """Which of ``subjects`` are not revoked; what was remembered is forgotten, so a
+        revoked key opens no new stream either."""
+        valid = await self._authenticator.still_valid(subjects)
+        self._remembered.clear()
+        return valid

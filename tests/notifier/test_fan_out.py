@@ -1,0 +1,244 @@
+"""One subscription per notifier, fanned out: what each client is shown, how a resume is
+served from memory or from the stream, what a client is told when its resume point cannot
+be served, and that a client that stops reading is dropped without holding the others up.
+
+Real nats-server and PostgreSQL; the notifier under a real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, aconnect_sse
+from nats.aio.client import Client
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+
+import woostore_notifier.main as notifier
+from tests.notifier.test_notifier_events import (
+    DEADLINE_SECONDS,
+    EVENTS,
+    admin,
+    ids_and_bodies,
+    publish,
+    take,
+)
+from tests.notifier.test_stream_limits import another_tenant
+from tests.support import add_key, served
+from woostore_notifier import replay
+from woostore_shared.access import Authenticator
+from woostore_shared.db import Database
+from woostore_shared.models import DEFAULT_TENANT_ID, Role
+from woostore_shared.secrets import TicketSigner
+from woostore_shared.settings import Settings
+from woostore_shared.topology import STREAM_NAME
+
+
+@asynccontextmanager
+async def running(settings: Settings, **overrides: Any) -> AsyncIterator[Starlette]:
+    """A notifier started now (so it reads back what the stream holds at this moment)."""
+    app = notifier.create_app(settings.model_copy(update=overrides))
+    async with served(app) as url:
+        app.state.url = url
+        yield app
+
+
+@asynccontextmanager
+async def following(
+    app: Starlette, headers: dict[str, str], after: int | None = None
+) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
+    resume = {} if after is None else {"Last-Event-ID": str(after)}
+    async with (
+        httpx.AsyncClient(base_url=app.state.url, timeout=10) as http,
+        aconnect_sse(http, "GET", EVENTS, headers={**headers, **resume}) as source,
+    ):
+        assert source.response.status_code == 200
+        yield source.aiter_sse()
+
+
+def metric(exposition: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+async def metrics(app: Starlette) -> str:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return (await http.get(f"http://127.0.0.1:{app.state.ops.port}/metrics")).text
+
+
+async def test_each_client_is_shown_its_tenants_events_and_nobody_a_pooled_stores(
+    settings: Settings, nats_client: Client, database: Database
+) -> None:
+    other = await another_tenant(database)
+    _, token = await add_key(database, "other tenant", Role.TENANT, other)
+    ours = await publish(nats_client, 2)
+    await publish(nats_client, 2, tenant_id=None)  # stores in the warm pool
+    theirs = await publish(nats_client, 2, tenant_id=other)
+
+    async with (
+        running(settings) as app,
+        following(app, admin(), after=0) as everything,
+        following(app, {"Authorization": f"Bearer {token}"}, after=0) as their_own,
+    ):
+        assert ids_and_bodies(await take(everything, 4)) == ours + theirs
+        assert ids_and_bodies(await take(their_own, 2)) == theirs
+        live = await publish(nats_client, 1, tenant_id=other)
+        assert ids_and_bodies(await take(everything, 1)) == live
+        assert ids_and_bodies(await take(their_own, 1)) == live
+
+
+async def test_a_resume_from_further_back_than_memory_reads_the_stream_exactly(
+    settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay, "PAGE", 40)  # several pages, one of them partly in memory
+    other = await another_tenant(database)
+    _, token = await add_key(database, "other tenant", Role.TENANT, other)
+    published = await publish(nats_client, 150)
+    theirs = await publish(nats_client, 20, tenant_id=other)
+    published += theirs + await publish(nats_client, 80)
+
+    async with running(settings, event_memory=100) as app:
+        assert app.state.hub.floor > 7  # what the resumes below need is not all in memory
+        async with following(app, admin(), after=7) as events:
+            assert ids_and_bodies(await take(events, 243)) == published[7:]
+            live = await publish(nats_client, 1)
+            assert ids_and_bodies(await take(events, 1)) == live
+        async with following(app, {"Authorization": f"Bearer {token}"}, after=0) as events:
+            assert ids_and_bodies(await take(events, 20)) == theirs
+
+
+async def test_a_notifier_started_later_resumes_where_another_left_off(
+    settings: Settings, nats_client: Client
+) -> None:
+    async with running(settings) as first, following(first, admin()) as events:
+        seen = await publish(nats_client, 2)
+        [*_, last] = await take(events, 2)
+    missed = await publish(nats_client, 3)
+
+    async with running(settings) as second, following(second, admin(), int(last.id)) as events:
+        assert int(last.id) == seen[-1][0]
+        assert ids_and_bodies(await take(events, 3)) == missed
+
+
+async def test_an_id_the_stream_never_reached_is_told_to_refetch(
+    settings: Settings, nats_client: Client
+) -> None:
+    published = await publish(nats_client, 3)
+    async with running(settings) as app, following(app, admin(), after=1000) as events:
+        [refetch] = await take(events, 1)
+        live = await publish(nats_client, 1)
+        assert ids_and_bodies(await take(events, 1)) == live
+    assert refetch.event == "refetch"
+    assert json.loads(refetch.data) == {"reason": "unknown-id"}
+    assert int(refetch.id) == published[-1][0]
+
+
+async def test_an_id_aged_out_of_the_stream_is_told_to_refetch(
+    settings: Settings, nats_client: Client
+) -> None:
+    await publish(nats_client, 5)
+    await nats_client.jetstream().purge_stream(STREAM_NAME)  # as max_age would, in 30 days
+    kept = await publish(nats_client, 2)
+    async with running(settings) as app, following(app, admin(), after=2) as events:
+        [refetch] = await take(events, 1)
+    assert refetch.event == "refetch"
+    assert json.loads(refetch.data) == {"reason": "aged-out"}
+    assert int(refetch.id) == kept[-1][0]
+
+
+async def publish_large(nats: Client, count: int, size: int) -> None:
+    js = nats.jetstream()
+    padding = "x" * size
+    for _ in range(count):
+        body = {"type": "io.woostore.store.progress", "tenantid": str(DEFAULT_TENANT_ID)}
+        await js.publish(
+            f"store.progress.{uuid.uuid4()}",
+            json.dumps({**body, "padding": padding}).encode(),
+            stream=STREAM_NAME,
+        )
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_up(
+    settings: Settings, nats_client: Client
+) -> None:
+    async with running(settings, event_memory=100) as app, AsyncExitStack() as stack:
+        port = int(app.state.url.rsplit(":", 1)[1])
+        stalled = socket.socket()
+        stack.callback(stalled.close)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", port))
+        token = admin()["Authorization"]
+        stalled.sendall(
+            f"GET {EVENTS} HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n\r\n".encode()
+        )
+        events = await stack.enter_async_context(following(app, admin()))
+        give_up = time.monotonic() + DEADLINE_SECONDS
+        while metric(await metrics(app), "woostore_sse_connections") != 2:
+            assert time.monotonic() < give_up, "the stalled client's stream did not open"
+            await asyncio.sleep(0.05)
+
+        # 8 MB: more than the stalled client's socket buffers hold, and 10 times memory. The
+        # reading client keeps up: it is never more than half of memory behind.
+        for _ in range(20):
+            await publish_large(nats_client, 50, 8_000)
+            assert len(await take(events, 50)) == 50
+
+        give_up = time.monotonic() + DEADLINE_SECONDS
+        while metric(await metrics(app), "woostore_sse_connections") != 1:
+            assert time.monotonic() < give_up, "the stalled client was not dropped"
+            await asyncio.sleep(0.1)
+        exposition = await metrics(app)
+        assert metric(exposition, "woostore_sse_dropped_total", reason="fell-behind") == 1
+
+
+async def test_a_storm_of_connections_asks_the_database_once_per_key_and_per_batch(
+    settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, token = await add_key(database, "one key, many tabs", Role.TENANT)
+    secret = settings.secret_key.get_secret_value()
+    subject = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    ).admin_subject
+    tickets = [TicketSigner(secret).issue(subject) for _ in range(20)]
+    asked: list[str] = []
+
+    def counted(name: str) -> None:
+        original = getattr(Authenticator, name)
+
+        async def asking(self: Authenticator, *args: Any) -> Any:
+            asked.append(name)
+            return await original(self, *args)
+
+        monkeypatch.setattr(Authenticator, name, asking)
+
+    for name in ("by_token", "by_subject", "spend_tickets"):
+        counted(name)
+    limits = {"event_streams_per_key": 40, "tenant_event_streams": 40}
+
+    async with running(settings, **limits) as app, AsyncExitStack() as stack:
+
+        async def opened(**request: Any) -> int:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=app.state.url, timeout=10)
+            )
+            source = await stack.enter_async_context(aconnect_sse(http, "GET", EVENTS, **request))
+            return source.response.status_code
+
+        by_key = [opened(headers={"Authorization": f"Bearer {token}"}) for _ in range(20)]
+        by_ticket = [opened(params={"ticket": ticket}) for ticket in tickets]
+        assert await asyncio.gather(*by_key, *by_ticket) == [200] * 40
+
+    assert asked.count("by_token") == 1
+    assert asked.count("by_subject") == 1
+    assert asked.count("spend_tickets") < 10  # batched; one per ticket without batching
