@@ -71,6 +71,15 @@ class Event:
         return data
 
 
+@dataclass(frozen=True)
+class Gap:
+    """The stream could not resume where it was (the events in between aged out, or the
+    event stream was lost and started again): what happened meanwhile must be read again."""
+
+    sequence: int  # where the stream goes on from
+    reason: str
+
+
 class Api:
     def __init__(self, url: str, token: str | None, timeout: float = 10) -> None:
         self.url = url.rstrip("/")
@@ -156,14 +165,17 @@ class EventStream:
             raise ApiError(source.response.status_code, "Not an event stream", str(self.url))
         self._source = source
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[Event | Gap]:
         while True:
             assert self._source is not None, "iterate inside `with`"
             try:
                 for message in self._source.iter_sse():
                     if message.retry is not None:
                         self._retry = message.retry / 1000
-                    if message.data:
+                    if message.event == "refetch":
+                        self.after = int(message.id)
+                        yield Gap(self.after, json.loads(message.data).get("reason", ""))
+                    elif message.data:
                         self.after = int(message.id)
                         yield Event(self.after, json.loads(message.data))
                 reason = "the server closed it"

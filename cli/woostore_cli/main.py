@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from woostore_cli.client import Api, ApiError, Event, EventStream, Unreachable
+from woostore_cli.client import Api, ApiError, Event, Gap, Unreachable
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
@@ -79,7 +79,8 @@ def create(api: Api, args: argparse.Namespace) -> int:
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
         store = api.call("POST", "/stores", json=body)
-        return _follow(stream, store, CLAIM if store.get("origin") == "pool" else CREATE, args.json)
+        goal = CLAIM if store.get("origin") == "pool" else CREATE
+        return _follow(stream, store, goal, args.json, _look_up(api, store))
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:
@@ -92,7 +93,7 @@ def delete(api: Api, args: argparse.Namespace) -> int:
         return 0
     with api.events(None, notice=_warn) as stream:
         store = api.call("DELETE", f"/stores/{args.id}")
-        return _follow(stream, store, DELETE, args.json)
+        return _follow(stream, store, DELETE, args.json, _look_up(api, store))
 
 
 def change(api: Api, args: argparse.Namespace) -> int:
@@ -107,7 +108,7 @@ def change(api: Api, args: argparse.Namespace) -> int:
         return 0
     with api.events(None, notice=_warn) as stream:
         store = api.call("POST", path)
-        return _follow(stream, store, CHANGES[args.change], args.json)
+        return _follow(stream, store, CHANGES[args.change], args.json, _look_up(api, store))
 
 
 def list_stores(api: Api, args: argparse.Namespace) -> int:
@@ -175,7 +176,10 @@ def events(api: Api, args: argparse.Namespace) -> int:
     idle = None if args.follow else IDLE_SECONDS
     with api.events(args.since, idle=idle, notice=_warn) as stream:
         for event in stream:
-            if args.json:
+            if isinstance(event, Gap):
+                _warn(f"Events were lost before event {event.sequence} ({event.reason}); "
+                      "list the stores again to see where they are.")  # fmt: skip
+            elif args.json:
                 _print_event_json(event)
             else:
                 line = _event_line(event.cloudevent["time"], event.kind, event.store_id, event.data)
@@ -279,8 +283,34 @@ def audit(api: Api, args: argparse.Namespace) -> int:
 # ---- waiting with a progress bar -------------------------------------------------------
 
 
-def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int:
-    """Follow ``store`` on ``stream`` until ``goal`` succeeds or fails; the exit code."""
+def _look_up(api: Api, store: Store) -> Callable[[], Store]:
+    def current() -> Store:
+        found: Store = api.call("GET", f"/stores/{store['id']}")
+        return found
+
+    return current
+
+
+def _settled(store: Store, goal: Goal) -> str | None:
+    """How ``goal`` ended, read from the store resource (``None``: not yet)."""
+    if goal.phase in CHANGES:
+        change = store.get("last_change") or {}
+        ended = change.get("kind") == goal.phase and change.get("result") is not None
+        return ("changed" if change["result"] == "changed" else "change_failed") if ended else None
+    if store["status"] == goal.success or store["status"] == goal.failure:
+        return str(store["status"])
+    return None
+
+
+def _follow(
+    stream: Iterable[Event | Gap],
+    store: Store,
+    goal: Goal,
+    as_json: bool,
+    look_up: Callable[[], Store],
+) -> int:
+    """Follow ``store`` on ``stream`` until ``goal`` succeeds or fails; the exit code. Should
+    the stream lose events, the store is read again (``look_up``) to tell whether it ended."""
     columns = (
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -293,6 +323,13 @@ def _follow(stream: EventStream, store: Store, goal: Goal, as_json: bool) -> int
         with bar:
             task = bar.add_task(goal.waiting + _queue(store), total=1)
             for event in stream:
+                if isinstance(event, Gap):
+                    settled = _settled(look_up(), goal)
+                    if settled is not None:
+                        _warn(f"Events were lost ({event.reason}); {store['name']} is now "
+                              f"{settled}. See: woostore show {store['id']}")  # fmt: skip
+                        return 0 if settled == goal.success else 1
+                    continue
                 if event.store_id != store["id"]:
                     continue
                 if as_json:

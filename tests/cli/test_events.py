@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,3 +104,12 @@ def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
     mine = [event["event"] for event in events if event["event"]["subject"] == store_id]
     assert [e["type"].rsplit(".", 1)[1] for e in mine] == [k.split()[0] for k in PROVISIONING]
     assert "Traceback" not in "".join(err.rest())
+
+
+def test_events_since_an_id_the_stream_never_reached_says_events_were_lost(
+    platform: Platform,
+) -> None:
+    result = woostore(platform, "events", "--since", "99999999")  # stops once idle
+
+    assert result.code == 0, result.err
+    assert re.search(r"Events were lost before event \d+ \(unknown-id\)", result.err)

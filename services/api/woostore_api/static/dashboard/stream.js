@@ -74,6 +74,7 @@ function openStream(ticket) {
   const opened = new EventSource(url);
   opened.onopen = () => onStreamOpen(opened);
   opened.onmessage = onStreamMessage;
+  opened.addEventListener('refetch', (message) => onRefetch(opened, message));
   opened.onerror = () => onStreamError(opened);
   stream = opened;
 }
@@ -107,6 +108,14 @@ function scheduleReconnect() {
   setConnection('reconnecting');
   clearTimeout(retryTimer);
   retryTimer = setTimeout(connect, delay);
+}
+
+// The stream could not resume where this page left off (what happened meanwhile aged out):
+// the stores are read again, and the stream goes on from the id it gave.
+function onRefetch(opened, message) {
+  if (opened !== stream) return;
+  if (message.lastEventId) lastEventId = message.lastEventId;
+  loadStores();
 }
 
 function onStreamMessage(message) {

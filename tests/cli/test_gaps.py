@@ -1,0 +1,43 @@
+"""`--wait` when the event stream loses events: the store is read again, so a wait whose
+outcome was among the lost events ends instead of waiting forever."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from woostore_cli.client import Event, Gap
+from woostore_cli.main import CHANGES, CREATE, DELETE, Goal, _follow
+
+STORE = {"id": "s-1", "name": "Corner Shop", "simulated": True, "queue_position": None}
+
+
+def follow(goal: Goal, now: dict[str, Any], *then: Event) -> int:
+    return _follow([Gap(42, "unknown-id"), *then], STORE, goal, True, lambda: {**STORE, **now})
+
+
+def upgraded(result: str) -> dict[str, Any]:
+    return {"status": "ready", "last_change": {"kind": "upgrade", "result": result}}
+
+
+@pytest.mark.parametrize(
+    ("goal", "now", "code"),
+    [
+        (CREATE, {"status": "ready"}, 0),
+        (CREATE, {"status": "failed"}, 1),
+        (DELETE, {"status": "deleted"}, 0),
+        (CHANGES["upgrade"], upgraded("changed"), 0),
+        (CHANGES["upgrade"], upgraded("failed"), 1),
+    ],
+)
+def test_a_wait_whose_outcome_was_lost_ends_with_the_stores_state(
+    goal: Goal, now: dict[str, Any], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert follow(goal, now) == code
+    assert "Events were lost (unknown-id)" in capsys.readouterr().err
+
+
+def test_a_wait_not_over_yet_goes_on_with_the_events_after_the_gap() -> None:
+    ready = Event(43, {"type": "io.woostore.store.ready", "subject": "s-1", "data": {}})
+    assert follow(CREATE, {"status": "provisioning"}, ready) == 0
