@@ -66,10 +66,13 @@ class EventStream:
         self.client.task = asyncio.current_task()
         gone = asyncio.ensure_future(_disconnected(receive))
         gone.add_done_callback(lambda _: self.client.drop("disconnected"))
+        # Taken before the response starts: a client that saw it start (and then, say,
+        # created a store) is sent every event from then on.
+        now = self.hub.head
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await self._write(send, RETRY)
-            await self._follow(send, await self._resume(send))
+            await self._follow(send, await self._resume(send, now))
         except asyncio.CancelledError:
             if self.client.dropped_for is None:
                 raise  # the server is stopping
@@ -89,11 +92,10 @@ class EventStream:
         await send(message)
         self.client.sending_since = None
 
-    async def _resume(self, send: Send) -> int:
+    async def _resume(self, send: Send, now: int) -> int:
         """Send what the client missed; return the cursor it is then at."""
-        await self.hub.ready.wait()
         if self.after is None:
-            return self.hub.head  # only new events
+            return now  # only new events
         try:
             return await self._replay(send, self.after)
         except Refetch as refetching:
