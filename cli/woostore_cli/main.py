@@ -65,7 +65,10 @@ SETTING_OPTIONS = {
 
 
 def create(api: Api, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"name": args.name}
+    body: dict[str, Any] = {
+        "name": args.name,
+        **({"tenant_id": args.tenant} if args.tenant else {}),
+    }
     settings = {name: getattr(args, name) for name in SETTING_OPTIONS}
     settings["sample_products"] = args.sample_products
     if chosen := {name: value for name, value in settings.items() if value is not None}:
@@ -112,7 +115,11 @@ def change(api: Api, args: argparse.Namespace) -> int:
 
 
 def list_stores(api: Api, args: argparse.Namespace) -> int:
-    params = {"limit": args.limit, **({"status": args.status} if args.status else {})}
+    params = {
+        "limit": args.limit,
+        **({"status": args.status} if args.status else {}),
+        **({"q": args.name} if args.name else {}),
+    }
     found = api.call("GET", "/stores", params=params)
     if args.json:
         _print_json(found)
@@ -546,9 +553,11 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="start with three sample products (the platform's default: on)",
     )
+    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the tenant it is made for")
     sub = command("list", list_stores, "list stores")
     statuses = "queued, provisioning, ready, failed, deleting, deleted"
     sub.add_argument("--status", help=f"only stores in this status: {statuses}")
+    sub.add_argument("--name", help="only stores whose name holds this, in any case")
     sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")
     sub.add_argument("id", metavar="ID")

@@ -290,6 +290,11 @@ def _only_a_stores(response: httpx.Response, world: World) -> None:
     assert set(listed) <= {str(s["id"]) for s in world.a.all_stores()}
 
 
+def _a_counts_only(response: httpx.Response, world: World) -> None:
+    # B has as many stores as A, and the pooled store is nobody's: any of theirs would show.
+    assert sum(response.json()["by_status"].values()) == len(world.a.all_stores())
+
+
 def _only_a_tenant_keys(response: httpx.Response, world: World) -> None:
     keys = _items(response)
     assert keys
@@ -352,8 +357,15 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
             check=_only_a_stores,
         ),
     ],
+    f"GET {STORES}/counts": lambda w: [
+        Attempt("GET", f"{STORES}/counts", 200, check=_a_counts_only),
+        Attempt("GET", f"{STORES}/counts", 403, params={"tenant_id": w.b.tenant_id}),
+        Attempt("GET", f"{STORES}/counts", 403, params={"tenant_id": str(uuid.uuid4())}),
+    ],
     f"POST {STORES}": lambda w: [
-        Attempt("POST", STORES, 422, json={"name": "Into B", "tenant_id": w.b.tenant_id}),
+        Attempt("POST", STORES, 403, json={"name": "Into B", "tenant_id": w.b.tenant_id}),
+        # The same answer for a tenant that does not exist: no oracle of which ones do.
+        Attempt("POST", STORES, 403, json={"name": "Nowhere", "tenant_id": str(uuid.uuid4())}),
         # Idempotency keys are per tenant: B's key gives A a store of its own.
         Attempt(
             "POST",

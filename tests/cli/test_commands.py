@@ -80,6 +80,8 @@ def test_list_show_and_credentials_for_people(platform: Platform) -> None:
     assert listed.out.splitlines()[0].split() == ["ID", "NAME", "STATUS", "DETAIL", "CREATED"]
     assert store_id in woostore(platform, "list", "--status", "ready").out
     assert store_id not in woostore(platform, "list", "--status", "failed").out
+    assert store_id in woostore(platform, "list", "--name", "BAKER [bold]").out
+    assert store_id not in woostore(platform, "list", "--name", "Baker Street").out
 
     shown = woostore(platform, "show", store_id)
     assert shown.code == 0, shown.err

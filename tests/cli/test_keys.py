@@ -32,6 +32,10 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     store_id = created.json()["id"]
     # The tenant sees its store; the key list shows the prefix, never the token.
     assert store_id in woostore(platform, "list", token=token).out
+    # An admin makes one for the tenant: it is the tenant's too.
+    theirs = woostore(platform, "create", "Made For Them", "--tenant", tenant_id, "--json")
+    assert theirs.code == 0, theirs.err
+    assert theirs.json()["id"] in woostore(platform, "list", token=token).out
     keys = woostore(platform, "keys", "list", token=token)
     assert token[:16] in keys.out
     assert token not in keys.out

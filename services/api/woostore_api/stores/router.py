@@ -14,8 +14,10 @@ from woostore_api.edge import no_store
 from woostore_api.problems import problem_responses
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
+    NAME_MAX,
     Credentials,
     EventOut,
+    StoreCounts,
     StoreCreate,
     StoreDetail,
     StoreList,
@@ -31,7 +33,7 @@ STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested 
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StoreOut,
-    responses=problem_responses(400, 401, 403, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 404, 422, 429, 503),
 )
 async def create_store(
     body: StoreCreate,
@@ -71,12 +73,35 @@ async def list_stores(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=NAME_MAX,
+            pattern=r"^[^\x00]*$",  # PostgreSQL text holds no NUL: a 422, not a 500
+            description="Only stores whose name holds this, any case.",
+        ),
+    ] = None,
 ) -> StoreList:
     """The tenant's stores (an admin's: every tenant's), newest first, a page at a time."""
     scope = tenant_scope(caller, tenant_id)
-    stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor)
+    stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor, q)
     around = await service.surroundings(db, stores)
     return StoreList(items=[StoreOut.of(s, around) for s in stores], next_cursor=next_cursor)
+
+
+@router.get("/counts", response_model=StoreCounts, responses=problem_responses(401, 403, 422))
+async def count_stores(
+    db: DatabaseDep,
+    caller: CurrentCaller,
+    tenant_id: Annotated[
+        uuid.UUID | None, Query(description="Admins: one tenant's stores (default: all).")
+    ] = None,
+) -> StoreCounts:
+    """How many stores the tenant (an admin: every tenant, or the one asked for) has in each
+    status: what a dashboard shows without reading every store."""
+    by_status = await service.count_stores(db, tenant_scope(caller, tenant_id))
+    total = sum(n for status, n in by_status.items() if status is not StoreStatus.DELETED)
+    return StoreCounts(total=total, by_status=by_status)
 
 
 @router.get("/{store_id}", response_model=StoreDetail, responses=problem_responses(401, 404, 422))

@@ -85,6 +85,11 @@ class StoreCreate(BaseModel):
         json_schema_extra={"maxLength": NAME_MAX},
     )
     type: Literal["woocommerce"] = "woocommerce"
+    tenant_id: uuid.UUID | None = Field(
+        default=None,
+        description="Admins only: the tenant the store is made for, and counted against "
+        "(default: the caller's own).",
+    )
     settings: StoreSettingsIn | None = Field(
         default=None,
         description="The store's settings; each one left out takes the platform's default.",
@@ -282,6 +287,17 @@ class StoreList(BaseModel):
     items: list[StoreOut]
     next_cursor: str | None = Field(
         default=None, description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+class StoreCounts(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"total": 3, "by_status": {"ready": 2, "queued": 1}}]}
+    )
+
+    total: int = Field(description="Stores not deleted.")
+    by_status: dict[StoreStatus, int] = Field(
+        description="Stores in each status, deleted ones too; a status no store has is left out."
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from prometheus_client import Counter
-from sqlalchemy import func, tuple_
+from sqlalchemy import ColumnElement, func, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -19,6 +19,7 @@ from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import (
     addresses_exhausted,
+    forbidden,
     idempotency_key_reused,
     invalid_cursor,
     not_found,
@@ -31,7 +32,14 @@ from woostore_shared import lifecycle
 from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import Change
-from woostore_shared.models import IdempotencyKey, Store, StoreChange, StoreEvent, StoreStatus
+from woostore_shared.models import (
+    IdempotencyKey,
+    Store,
+    StoreChange,
+    StoreEvent,
+    StoreStatus,
+    Tenant,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
@@ -61,9 +69,10 @@ async def create_store(
     *,
     idempotency_key: str | None = None,
 ) -> tuple[Store, bool]:
-    """Queue a store in the caller's tenant; returns it and whether it was made now (False:
-    an earlier request with the same ``Idempotency-Key`` made it, and no limit applies)."""
-    tenant_id = caller.principal.tenant_id
+    """Queue a store in the caller's tenant (an admin's: any tenant it names); returns it and
+    whether it was made now (False: an earlier request with the same ``Idempotency-Key`` made
+    it, and no limit applies)."""
+    tenant_id = await _tenant_for(outbox.db, caller.principal, request.tenant_id)
     # Fields left out do not count: a retry from before `settings` existed still matches.
     fingerprint = sha256_hex(request.model_dump_json(exclude_none=True))
     if idempotency_key is not None:
@@ -99,6 +108,17 @@ async def create_store(
                 if earlier is not None:
                     return earlier, False
     raise addresses_exhausted()
+
+
+async def _tenant_for(db: Database, principal: Principal, named: uuid.UUID | None) -> uuid.UUID:
+    if named is None or named == principal.tenant_id:
+        return principal.tenant_id
+    if not principal.is_admin:
+        raise forbidden("a tenant key makes stores in its own tenant only")
+    async with db.session() as session:
+        if await session.get(Tenant, named) is None:
+            raise not_found(f"tenant {named}")
+    return named
 
 
 async def _claim_or_request(
@@ -164,24 +184,37 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise invalid_cursor() from error
 
 
+def _owned_by(tenant_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """One tenant's stores (None: every tenant's); the warm pool's are nobody's."""
+    if tenant_id is not None:
+        return col(Store.tenant_id) == tenant_id
+    return col(Store.tenant_id).is_not(None)
+
+
+def _named_like(text: str) -> ColumnElement[bool]:
+    """Names holding ``text``, whatever the case; ``%`` and ``_`` in it match themselves."""
+    escaped = re.sub(r"([\\%_])", r"\\\1", text)
+    return col(Store.name).ilike(f"%{escaped}%", escape="\\")
+
+
 async def list_stores(
     db: Database,
     tenant_id: uuid.UUID | None,
     status: StoreStatus | None,
     limit: int,
     cursor: str | None = None,
+    name: str | None = None,
 ) -> tuple[list[Store], str | None]:
     """A page of one tenant's stores (None: every tenant's), newest first, and the cursor of
-    the next page."""
+    the next page; only those whose name holds ``name``, if given."""
     query = (
         select(Store)
+        .where(_owned_by(tenant_id))
         .order_by(col(Store.created_at).desc(), col(Store.id).desc())
         .limit(limit + 1)  # one more tells whether a next page exists
     )
-    if tenant_id is not None:
-        query = query.where(col(Store.tenant_id) == tenant_id)
-    else:
-        query = query.where(col(Store.tenant_id).is_not(None))  # the warm pool is nobody's
+    if name:
+        query = query.where(_named_like(name))
     if status is not None:
         query = query.where(col(Store.status) == status)
     if cursor is not None:
@@ -192,6 +225,17 @@ async def list_stores(
     if len(stores) > limit:
         return stores[:limit], encode_cursor(stores[limit - 1])
     return stores, None
+
+
+async def count_stores(db: Database, tenant_id: uuid.UUID | None) -> dict[StoreStatus, int]:
+    """How many of one tenant's stores (None: every tenant's) are in each status."""
+    query = (
+        select(col(Store.status), func.count())
+        .where(_owned_by(tenant_id))
+        .group_by(col(Store.status))
+    )
+    async with db.session() as session:
+        return {status: count for status, count in await session.exec(query)}
 
 
 async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
