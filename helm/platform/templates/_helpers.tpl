@@ -184,6 +184,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.settings.tenantEventStreams | quote }}
 - name: WOOSTORE_MAX_EVENT_STREAMS
   value: {{ $v.settings.maxEventStreams | quote }}
+- name: WOOSTORE_EVENT_MEMORY
+  value: {{ $v.settings.eventMemory | quote }}
 - name: WOOSTORE_EVENT_REPLAY_WINDOW_SECONDS
   value: {{ $v.settings.eventReplayWindowSeconds | quote }}
 - name: WOOSTORE_MAX_BODY_BYTES
