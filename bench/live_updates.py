@@ -639,6 +639,8 @@ def storm_table(storm: Storm) -> str:
         ("Clients that read every event, once", f"{complete:,} of {storm.clients:,}"),
         ("Events missed, all clients together", f"{missed:,}"),
         ("Events read twice, all clients together", f"{sum(f.repeated for f in followed):,}"),
+        ("`refetch` events (a resume the notifier could not serve)",
+         f"{sum(f.refetches for f in followed):,}"),
         (f"Target: all back and caught up within {TARGET_STORM:.0f} s, none missing an event",
          verdict),
     ]  # fmt: skip

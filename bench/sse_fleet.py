@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 # cheaper than a multi-line ``^`` tried at every byte. Lines are read with a newline in front.
 ID_LINE = re.compile(rb"\nid: ?(\d+)")
 RETRY_LINE = re.compile(rb"\nretry: ?(\d+)")
+REFETCH = b"\nevent: refetch"  # the notifier could not resume the client where it asked
 EVENT_TIME = re.compile(rb'"time":"([^"]+)"')
 RESPONSE_HEAD_END = b"\r\n\r\n"
 RETRY_SECONDS = 2.0  # until the stream's own ``retry:`` says otherwise (EventSource's default)
@@ -83,6 +84,7 @@ class Followed:
     events: int
     missed: int  # ids skipped: events this client never got
     repeated: int  # ids read again (a resume that started too early)
+    refetches: int  # frames telling the client to fetch its state again: it missed events
     drops: int
     reconnect_attempts: int
     refused_reconnects: int
@@ -112,7 +114,7 @@ class Follower(asyncio.Protocol):
         self.last_id: int | None = None
         self.retry_seconds = RETRY_SECONDS
         self.catching_up = False
-        self.events = self.missed = self.repeated = 0
+        self.events = self.missed = self.repeated = self.refetches = 0
         self.drops = self.reconnect_attempts = self.refused_reconnects = 0
         self.dropped_at: float | None = None
         self.reconnected_at: float | None = None
@@ -176,6 +178,8 @@ class Follower(asyncio.Protocol):
             self.retry_seconds = int(retry[1]) / 1000
         for event_id in ID_LINE.findall(lines, 0, cut):
             self._count(int(event_id))
+        if REFETCH in lines:
+            self.refetches += lines.count(REFETCH, 0, cut)
         if self.timed or self.catching_up:
             self._time(lines, cut)
         elif self.transport is not None:
@@ -237,6 +241,7 @@ class Follower(asyncio.Protocol):
             events=self.events,
             missed=self.missed,
             repeated=self.repeated,
+            refetches=self.refetches,
             drops=self.drops,
             reconnect_attempts=self.reconnect_attempts,
             refused_reconnects=self.refused_reconnects,
