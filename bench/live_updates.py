@@ -17,6 +17,7 @@ import multiprocessing
 import platform as host
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -114,7 +115,7 @@ class Storm:
     clients: int
     connected: int
     published: int
-    restart_seconds: float  # stop → the new process ready
+    restart_seconds: float | None  # stop → the new process ready; None: not within the deadline
     followed: list[Followed]
     restarted_at: float  # time.time() just before the stop
 
@@ -143,6 +144,7 @@ class Storm:
 class LiveFigures:
     loads: list[Load]
     storm: Storm | None
+    failures: dict[str, str]  # phase → why it gave no figures
     wall_seconds: float
 
 
@@ -381,9 +383,9 @@ async def wait_until(
     return None
 
 
-async def start_notifier(platform: Platform, clients: int) -> None:
+async def start_notifier(platform: Platform, clients: int, deadline: float = 60) -> None:
     await asyncio.to_thread(platform.start, "notifier", **stream_limits(clients))
-    await asyncio.to_thread(platform.wait_ready)
+    await asyncio.to_thread(platform.wait_ready, deadline)
 
 
 async def connect(fleets: Clients, clients: int) -> list[Connected]:
@@ -460,10 +462,16 @@ async def measure_storm(platform: Platform, js: JetStreamContext, clients: int) 
             restarted_at = time.time()
             restart_start = time.monotonic()
             await asyncio.to_thread(platform.stop, "notifier")
-            await start_notifier(platform, clients)
-            restart_seconds = time.monotonic() - restart_start
+            restart_seconds: float | None = None
+            try:
+                await start_notifier(platform, clients, STORM_DEADLINE)
+                restart_seconds = time.monotonic() - restart_start
+            except TimeoutError:
+                pass  # reported; the clients' own figures say what they saw meanwhile
             await wait_until(
-                fleets, lambda s: sum(f.caught_up for f in s) >= connected, STORM_DEADLINE
+                fleets,
+                lambda s: sum(f.caught_up for f in s) >= connected,
+                STORM_DEADLINE - (time.monotonic() - restart_start),
             )
             publisher.stop.set()
             await publishing
@@ -484,15 +492,34 @@ async def measure_storm(platform: Platform, js: JetStreamContext, clients: int) 
 
 async def run_phases(
     platform: Platform, scales: tuple[int, ...], storm_clients: int, seconds: float
-) -> tuple[list[Load], Storm | None]:
+) -> tuple[list[Load], Storm | None, dict[str, str]]:
+    """Every phase, each on a fresh notifier; a phase that fails (the notifier died, the
+    clients never connected) is reported as such and the others still run."""
+    loads: list[Load] = []
+    storm = None
+    failures: dict[str, str] = {}
+
+    def failed(phase: str, error: Exception) -> None:
+        failures[phase] = f"{type(error).__name__}: {error}"
+        print(f"{phase} failed: {error!r}; the notifier's log ends:", file=sys.stderr)
+        print(platform.log_tail("notifier"), file=sys.stderr)
+
     publisher = await nats.connect(platform.nats.url, name="bench-publisher")
     try:
         js = publisher.jetstream()
-        loads = [await measure_load(platform, js, clients, seconds) for clients in scales]
-        storm = await measure_storm(platform, js, storm_clients) if storm_clients else None
+        for clients in scales:
+            try:
+                loads.append(await measure_load(platform, js, clients, seconds))
+            except (TimeoutError, RuntimeError) as error:
+                failed(f"{clients:,} clients", error)
+        if storm_clients:
+            try:
+                storm = await measure_storm(platform, js, storm_clients)
+            except (TimeoutError, RuntimeError) as error:
+                failed(f"reconnect storm of {storm_clients:,}", error)
     finally:
         await publisher.close()
-    return loads, storm
+    return loads, storm, failures
 
 
 def measure(
@@ -508,8 +535,8 @@ def measure(
         # started by each phase, with limits for its clients.
         running_services(Path(folder), (), {"WOOSTORE_LOG_LEVEL": "WARNING"}) as platform,
     ):
-        loads, storm = asyncio.run(run_phases(platform, scales, storm_clients, seconds))
-    return LiveFigures(loads, storm, time.monotonic() - start)
+        loads, storm, failures = asyncio.run(run_phases(platform, scales, storm_clients, seconds))
+    return LiveFigures(loads, storm, failures, time.monotonic() - start)
 
 
 def _ms(seconds: float) -> str:
@@ -626,7 +653,12 @@ def storm_table(storm: Storm) -> str:
     )
     rows = [
         ("Clients connected and following", f"{storm.connected:,} of {storm.clients:,}"),
-        ("Notifier restart, stop → the new process ready", f"{storm.restart_seconds:.1f} s"),
+        (
+            "Notifier restart, stop → the new process ready",
+            f"not within {STORM_DEADLINE:.0f} s"
+            if storm.restart_seconds is None
+            else f"{storm.restart_seconds:.1f} s",
+        ),
         ("Clients reconnected", f"{len(storm.reconnected):,}"),
         ("... restart → reconnected, median / slowest", _spread(storm.reconnected)),
         ("... restart → caught up (read an event published after it came back)",
@@ -710,6 +742,9 @@ def section(figures: LiveFigures, plot_path: Path | None = PLOT) -> str:
             "clients\n\n",
             storm_table(figures.storm),
         ]
+    if figures.failures:
+        parts.append("\n### Phases without figures\n\n")
+        parts += [f"- {phase}: {reason}\n" for phase, reason in figures.failures.items()]
     return "".join(parts)
 
 
