@@ -55,7 +55,7 @@ chromium:
 clean:
 	rm -rf .venv .tools
 
-bench: install tools ## the platform's own overhead and the warm pool; writes docs/benchmarks.md
+bench: install tools ## the platform's own overhead, the warm pool, live updates; writes docs/benchmarks.md
 	$(UV) run --frozen python -m bench.provisioning
 
 cluster-up: tools ## WooStore on a local kind cluster (needs docker, kind, kubectl)

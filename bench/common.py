@@ -28,6 +28,19 @@ def table(rows: list[tuple[str, str]]) -> str:
     return "| Measure | Value |\n|---|---|\n" + lines + "\n"
 
 
+def with_section(document: str, section: str) -> str:
+    """``document`` (markdown) with its ``## `` section of the same heading as ``section``
+    replaced by it, or with it appended: one benchmark run alone rewrites only its own."""
+    heading = section.split("\n", 1)[0]
+    lines = document.splitlines(keepends=True)
+    start = next((n for n, line in enumerate(lines) if line.rstrip("\n") == heading), None)
+    if start is None:
+        return document.rstrip("\n") + "\n\n" + section
+    end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("## ")), len(lines))
+    following = "".join(lines[end:])
+    return "".join(lines[:start]) + section + ("\n" + following if following else "")
+
+
 @dataclass(frozen=True)
 class Seen:
     """An event, and when the client read it (``time.time()``, the clock the services stamp

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench import warm_pool
+from bench import live_updates, warm_pool
 from bench.common import EventLog, percentile, table
 from woostore_devstack.platform import REPO, Platform, running_platform
 
@@ -159,7 +159,8 @@ def overhead_section() -> str:
 def main() -> None:
     overhead = overhead_section()
     pool = warm_pool.section(warm_pool.measure())
-    RESULTS.write_text(overhead + "\n" + pool)
+    live = live_updates.section(live_updates.measure())
+    RESULTS.write_text(overhead + "\n" + pool + "\n" + live)
     print(RESULTS.read_text())
 
 

@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +103,16 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
 
     ``settings`` are extra WOOSTORE_* variables, e.g. ``WOOSTORE_SIM_TIME_SCALE="0.05"``.
     """
+    with running_services(data_dir, SERVICES, settings) as platform:
+        yield platform
+
+
+@contextmanager
+def running_services(
+    data_dir: Path, services: tuple[str, ...], settings: Mapping[str, str]
+) -> Iterator[Platform]:
+    """As ``running_platform``, with only ``services`` started: a benchmark of one service
+    has the others' work neither in its figures nor in its noise."""
     nats = start_nats(data_dir / "nats")
     postgres = start_postgres(data_dir / "pg")
     api_port, notifier_port = free_port(), free_port()
@@ -140,7 +150,7 @@ def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
     )
     try:
         subprocess.run([str(BIN / "woostore-setup")], env=env, check=True)
-        for service in SERVICES:
+        for service in services:
             platform.start(service)
         platform.wait_ready()
         yield platform
