@@ -3,10 +3,11 @@
 The hub reads ``store.>`` through a single ordered consumer and keeps the latest events in
 memory, each encoded once as an SSE frame. Clients do not get a queue each: every client is
 a cursor (the last sequence it was sent) into the hub's memory, woken when new events
-arrive. Waking is coalesced to at most one per ``FLUSH_SECONDS``, so under a burst each
-client writes its events in one send instead of one send per event. A client whose cursor
-falls out of memory is too slow to follow and is dropped (it resumes from the stream when it
-comes back).
+arrive. Wakes are coalesced, so each client writes what came meanwhile in one send instead
+of one send per event: at least ``FLUSH_SECONDS`` apart, and further apart the more clients
+wait (``SECONDS_PER_WAITER`` each), which bounds the time spent waking them to about two
+thirds of the process's core however many there are. A client whose cursor falls out of
+memory is too slow to follow and is dropped (it resumes from the stream when it is back).
 
 On start the hub reads the last ``memory`` events back from the stream before it is ready,
 so the clients of a restarted notifier resume from memory, not from the stream one by one.
@@ -26,7 +27,12 @@ from woostore_shared.logging import get_logger
 from woostore_shared.topology import STREAM_NAME
 
 log = get_logger(__name__)
-FLUSH_SECONDS = 0.05  # coalesce wakes: at most 20 sends a second per client
+FLUSH_SECONDS = 0.02  # at most 50 wakes a second
+# Waking a client and writing its batch costs about 10 µs, most of it the write system call
+# (py-spy, 10,000 clients): wakes 15 µs apart per waiting client leave the process a third
+# of its time for everything else (docs/benchmarks.md, Live updates).
+SECONDS_PER_WAITER = 15e-6
+LONGEST_FLUSH_SECONDS = 0.25  # what coalescing may add to an event's latency, at most
 HEARTBEAT_SECONDS = 15.0  # a beat wakes every client; an idle one writes a ping
 BATCH_FRAMES = 1000  # at most this many frames per send to a client that is far behind
 
@@ -46,7 +52,8 @@ class EventHub:
         self.closed = False
         self.ready = asyncio.Event()
         self._until = 0  # the stream's last sequence at start: ready once read
-        self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.wakes = 0
+        self._waiting: list[asyncio.Future[None]] = []
         self._wake_handle: asyncio.TimerHandle | None = None
         self._last_wake = 0.0
         self._batches: dict[tuple[int, str | None], tuple[bytes, int]] = {}
@@ -101,7 +108,10 @@ class EventHub:
         if self._wake_handle is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = self._last_wake + FLUSH_SECONDS - loop.time()
+        interval = min(
+            max(FLUSH_SECONDS, len(self._waiting) * SECONDS_PER_WAITER), LONGEST_FLUSH_SECONDS
+        )
+        delay = self._last_wake + interval - loop.time()
         if delay <= 0:
             self._wake()
         else:
@@ -110,8 +120,11 @@ class EventHub:
     def _wake(self) -> None:
         self._wake_handle = None
         self._last_wake = asyncio.get_running_loop().time()
-        changed, self._changed = self._changed, asyncio.get_running_loop().create_future()
-        changed.set_result(None)
+        self.wakes += 1
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.done():  # a client that went away cancelled its own
+                waiter.set_result(None)
 
     async def _beat(self) -> None:
         while True:
@@ -119,9 +132,12 @@ class EventHub:
             self.beats += 1
             self._wake()
 
-    def changed(self) -> asyncio.Future[None]:
-        """Resolved at the next wake: new events, a heartbeat, or the hub stopping."""
-        return self._changed
+    def next_wake(self) -> asyncio.Future[None]:
+        """A future of the caller's own, resolved at the next wake: new events, a heartbeat,
+        or the hub stopping. Its own, so that cancelling it concerns no other client."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        return waiter
 
     def first_after(self, cursor: int) -> Frame | None:
         """The first event in memory after ``cursor`` (which is at least ``floor``)."""
