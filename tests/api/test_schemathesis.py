@@ -47,7 +47,7 @@ pytestmark = pytest.mark.contract
 # Generated cases per operation and caller in the fuzzing phase (the coverage and examples
 # phases add their own). A fixed seed makes CI repeatable; to dig deeper, change both:
 # WOOSTORE_CONTRACT_EXAMPLES=2000 WOOSTORE_CONTRACT_SEED=$RANDOM.
-MAX_EXAMPLES = int(os.environ.get("WOOSTORE_CONTRACT_EXAMPLES", "300"))
+MAX_EXAMPLES = int(os.environ.get("WOOSTORE_CONTRACT_EXAMPLES", "150"))
 SEED = int(os.environ.get("WOOSTORE_CONTRACT_SEED", "20261126"))
 CALLERS = ["admin", "tenant"]
 CHECKS = [

@@ -91,8 +91,8 @@ def outcomes(stores: dict[str, Json]) -> dict[str, int]:
 
 # -- 1. kill -9 of the provisioner, many times ------------------------------------------------
 
-KILL_STORES = 6
-KILLS = 10
+KILL_STORES = 4
+KILLS = 6
 
 
 async def test_provisioner_killed_mid_step_many_times_still_makes_each_store_once(
