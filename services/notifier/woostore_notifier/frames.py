@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
@@ -52,5 +53,13 @@ def refetch(seq: int, reason: str) -> bytes:
     return b"event: refetch\nid: %d\ndata: %s\n\n" % (seq, data.encode())
 
 
-RETRY = b"retry: 2000\n: connected\n\n"  # browsers reconnect after two seconds
+# Clients reconnect after the ``retry:`` they were given. Spread over three seconds, so that
+# the clients of a notifier that restarts do not all come back in the same instant.
+RETRY_MILLISECONDS = (2000, 5000)
+
+
+def retry() -> bytes:
+    return b"retry: %d\n: connected\n\n" % random.randint(*RETRY_MILLISECONDS)  # noqa: S311
+
+
 PING = b": ping\n\n"  # keeps proxies from closing an idle stream

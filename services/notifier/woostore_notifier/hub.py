@@ -74,9 +74,14 @@ class EventHub:
         self._beating = asyncio.create_task(self._beat())
         log.info("event hub started", read_back_from=first, until=self._until)
 
-    async def stop(self) -> None:
+    def end_streams(self) -> None:
+        """Every client's loop sees ``closed`` at its next wake, now, and ends its response:
+        a stopping notifier's clients reconnect (elsewhere) instead of waiting to be cut."""
         self.closed = True
-        self._wake()  # every client's loop sees ``closed`` and ends its response
+        self._wake()
+
+    async def stop(self) -> None:
+        self.end_streams()
         if self._beating is not None:
             self._beating.cancel()
         if self._subscription is not None:
