@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -664,9 +665,11 @@ def storm_table(storm: Storm) -> str:
         ("... restart → caught up (read an event published after it came back)",
          _spread(storm.caught_up)),
         ("... reconnected → caught up (its replay), median / slowest", _spread(storm.catching_up)),
-        ("Reconnect attempts / refused (all clients)",
+        ("Reconnect attempts / refused / failed (all clients)",
          f"{sum(f.reconnect_attempts for f in followed):,} / "
-         f"{sum(f.refused_reconnects for f in followed):,}"),
+         f"{sum(f.refused_reconnects for f in followed):,} / "
+         f"{sum(f.failed_reconnects for f in followed):,}"),
+        ("... why they failed (each client's first failure: clients)", _failures(followed)),
         (f"Events published ({EVENTS_PER_SECOND} a second, throughout)", f"{storm.published}"),
         ("Clients that read every event, once", f"{complete:,} of {storm.clients:,}"),
         ("Events missed, all clients together", f"{missed:,}"),
@@ -677,6 +680,11 @@ def storm_table(storm: Storm) -> str:
          verdict),
     ]  # fmt: skip
     return table(rows)
+
+
+def _failures(followed: list[Followed]) -> str:
+    reasons = Counter(f.reconnect_failure for f in followed if f.reconnect_failure)
+    return "; ".join(f"{why}: {count:,}" for why, count in reasons.most_common(3)) or "none"
 
 
 def plot(loads: list[Load], path: Path) -> None:

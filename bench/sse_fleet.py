@@ -88,6 +88,8 @@ class Followed:
     drops: int
     reconnect_attempts: int
     refused_reconnects: int
+    failed_reconnects: int  # no answer: the connection failed or no status line came
+    reconnect_failure: str | None  # why the first of those failed
     dropped_at: float | None  # time.time() of its first drop
     reconnected_at: float | None  # ... of its last successful reconnect
     caught_up_at: float | None  # ... of the first event after it published after that
@@ -116,6 +118,8 @@ class Follower(asyncio.Protocol):
         self.catching_up = False
         self.events = self.missed = self.repeated = self.refetches = 0
         self.drops = self.reconnect_attempts = self.refused_reconnects = 0
+        self.failed_reconnects = 0
+        self.reconnect_failure: str | None = None
         self.dropped_at: float | None = None
         self.reconnected_at: float | None = None
         self.caught_up_at: float | None = None
@@ -231,6 +235,9 @@ class Follower(asyncio.Protocol):
                 return
             if isinstance(outcome, int):
                 self.refused_reconnects += 1
+            else:
+                self.failed_reconnects += 1
+                self.reconnect_failure = self.reconnect_failure or outcome
 
     def close(self) -> None:
         if self.transport is not None:
@@ -245,6 +252,8 @@ class Follower(asyncio.Protocol):
             drops=self.drops,
             reconnect_attempts=self.reconnect_attempts,
             refused_reconnects=self.refused_reconnects,
+            failed_reconnects=self.failed_reconnects,
+            reconnect_failure=self.reconnect_failure,
             dropped_at=self.dropped_at,
             reconnected_at=self.reconnected_at,
             caught_up_at=self.caught_up_at,
