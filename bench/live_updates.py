@@ -390,7 +390,7 @@ async def start_notifier(platform: Platform, clients: int, deadline: float = 60)
 
 
 async def connect(fleets: Clients, clients: int) -> list[Connected]:
-    # Generous: the current notifier creates a JetStream consumer per connection.
+    # Generous: a notifier that made a JetStream consumer per connection took seconds each.
     return await asyncio.to_thread(fleets.connected, PROCESS_START_DEADLINE + clients / 20)
 
 
@@ -791,7 +791,7 @@ phase starts a fresh notifier process whose stream limits (`WOOSTORE_MAX_EVENT_S
   publishing, also as a share of one core.
 - **Reconnect storm**: clients connected and following, publishing throughout; after each
   read {WARM_UP_EVENTS} events the notifier process is stopped and started again. Each client
-  comes back as EventSource does, after the stream's `retry:` (2 s from today's notifier)
+  comes back as EventSource does, after the stream's `retry:` (2 to 5 s, at random)
   plus up to {RETRY_JITTER:.0%} jitter, with `Last-Event-ID` its last id, and tries
   again as often as it must; one that times nothing sees the drop at its next read, up to
   {READ_EVERY} s late. A client is *caught up* once it reads an event published after it
