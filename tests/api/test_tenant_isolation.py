@@ -609,7 +609,7 @@ async def _next_events(events: AsyncIterator[ServerSentEvent], count: int) -> li
 
 
 async def _connected(events: AsyncIterator[ServerSentEvent]) -> None:
-    """Wait for the stream's first message (the retry hint): its consumer exists from now on."""
+    """Wait for the stream's first message (the retry hint): it is sent every event from now on."""
     async with asyncio.timeout(DEADLINE_SECONDS):
         first = await anext(events)
     assert first.retry is not None
