@@ -423,6 +423,8 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
         "data-status", "ready", timeout=PROVISIONING
     )
     await expect(card(page, store_id).get_by_test_id("upgrade-button")).to_be_visible()
+    # Counted again after each change of status, the last one included.
+    await expect(page.get_by_test_id("store-counts")).to_have_text("1 store: 1 ready")
     # Nothing going on: a polling page would still be asking.
     settled = len(traffic.requests)
     await page.wait_for_timeout(IDLE_SECONDS * 1000)
@@ -435,6 +437,8 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     # ready), and once more if its requested event came before the answer to POST /stores.
     calls = traffic.api_calls()
     assert calls.pop(f"GET /api/v1/stores/{store_id}") in (2, 3), traffic.requests
+    # Counts: when the list loaded, then at most once per status (queued, provisioning, ready).
+    assert 1 <= calls.pop("GET /api/v1/stores/counts") <= 4, traffic.requests
     assert calls == Counter(
         {
             "POST /api/v1/session": 1,  # signing in
@@ -490,6 +494,10 @@ async def test_screenshot_of_two_ready_stores_and_one_provisioning(
         f"finished before the screenshot ({time.monotonic() - started:.1f}s)"
     )
     await expect(page.get_by_test_id("store-card")).to_have_count(3)
+    # Counted by the API, read again as stores change.
+    await expect(page.get_by_test_id("store-counts")).to_have_text(
+        re.compile(r"^3 stores: (1 provisioning · 2 ready|3 ready)$"), timeout=SHORT
+    )
 
 
 async def test_swagger_ui_runs_from_the_api_under_its_content_security_policy(

@@ -5,6 +5,7 @@ import { API_BASE, beginSession, endSession, whenSessionExpires } from './api.js
 import { clearAlerts } from './alerts.js';
 import { resetActions } from './actions.js';
 import { resetCards, updateListChrome } from './cards.js';
+import { resetCounts } from './counts.js';
 import { clearStores } from './stores.js';
 import { connect, disconnect } from './stream.js';
 
@@ -92,6 +93,7 @@ function signOut(message = '') {
   clearStores();
   resetActions();
   resetCards();
+  resetCounts();
   clearAlerts();
   showSignIn(message);
 }
