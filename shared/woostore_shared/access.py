@@ -116,11 +116,6 @@ class Authenticator:
         async with self._db.session() as session, session.begin():
             return {row[0] for row in (await session.exec(spend)).all()}
 
-    async def by_ticket(self, ticket: OpenedTicket) -> Principal | None:
-        """The principal of an event-stream ticket used for the first time."""
-        first_use = ticket.id in await self.spend_tickets([ticket])
-        return await self.by_subject(ticket.subject) if first_use else None
-
     async def still_valid(self, subjects: Collection[str]) -> set[str]:
         """Which of ``subjects`` still name a principal (a key not revoked, or the admin
         token): one query for any number of them."""
