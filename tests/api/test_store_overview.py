@@ -91,3 +91,42 @@ async def test_only_an_admin_makes_a_store_for_another_tenant_and_only_for_one_t
         ]
     )
     assert (await theirs.get(STORES)).json()["items"] == []
+
+
+async def test_the_list_takes_several_statuses_at_once(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    ready, deleted, _ = [await create(client, n) for n in ("Ready", "Deleted", "Queued")]
+    await set_columns(database, ready["id"], status=StoreStatus.READY)
+    await set_columns(database, deleted["id"], status=StoreStatus.DELETED)
+
+    def names(response: httpx.Response) -> list[str]:
+        return [s["name"] for s in response.json()["items"]]
+
+    # What a dashboard's "all but deleted" asks for.
+    both = await client.get(STORES, params={"status": ["queued", "ready"]})
+    assert names(both) == ["Queued", "Ready"]
+    assert names(await client.get(STORES, params={"status": "deleted"})) == ["Deleted"]
+    assert names(await client.get(STORES)) == ["Queued", "Deleted", "Ready"]
+    problem(await client.get(STORES, params={"status": ["ready", "sleeping"]}), 422)
+
+
+async def test_each_tenant_shows_its_live_stores_against_its_cap(
+    client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
+) -> None:
+    capped, default = await new_tenant("capped", store_limit=3), await new_tenant("unlimited")
+    kept, gone = await create(capped, "Kept"), await create(capped, "Gone")
+    await set_columns(database, gone["id"], status=StoreStatus.DELETED)  # no longer counts
+    await set_columns(database, kept["id"], status=StoreStatus.READY)
+
+    tenants = {t["name"]: t for t in (await client.get("/api/v1/tenants")).json()}
+
+    assert (tenants["capped"]["live_stores"], tenants["capped"]["store_cap"]) == (1, 3)
+    # No limit of its own: the platform's default (10) is in force.
+    assert tenants["unlimited"]["store_limit"] is None
+    assert (tenants["unlimited"]["live_stores"], tenants["unlimited"]["store_cap"]) == (0, 10)
+    raised = await client.patch(
+        f"/api/v1/tenants/{tenants['capped']['id']}", json={"store_limit": 5}
+    )
+    assert (raised.json()["live_stores"], raised.json()["store_cap"]) == (1, 5)
+    problem(await default.get("/api/v1/tenants"), 403)

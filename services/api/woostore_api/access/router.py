@@ -38,9 +38,22 @@ from woostore_api.deps import (
 from woostore_api.edge import no_store
 from woostore_api.problems import problem_responses, unauthorized
 from woostore_shared.db import Database
-from woostore_shared.models import ApiKey
+from woostore_shared.models import ApiKey, Tenant
+from woostore_shared.settings import Settings
 
 router = APIRouter()
+
+
+def _tenant_out(tenant: Tenant, live: dict[uuid.UUID, int], settings: Settings) -> TenantOut:
+    cap = settings.tenant_store_limit if tenant.store_limit is None else tenant.store_limit
+    return TenantOut(
+        id=tenant.id,
+        name=tenant.name,
+        store_limit=tenant.store_limit,
+        created_at=tenant.created_at,
+        live_stores=live.get(tenant.id, 0),
+        store_cap=cap,
+    )
 
 
 @router.post(
@@ -50,10 +63,12 @@ router = APIRouter()
     tags=["tenants"],
     responses=problem_responses(400, 401, 403, 409, 422),
 )
-async def create_tenant(body: TenantCreate, outbox: OutboxDep, caller: AdminCaller) -> TenantOut:
+async def create_tenant(
+    body: TenantCreate, outbox: OutboxDep, settings: SettingsDep, caller: AdminCaller
+) -> TenantOut:
     """A new tenant. Give it keys with POST /keys."""
     tenant = await service.create_tenant(outbox, caller, body)
-    return TenantOut.model_validate(tenant, from_attributes=True)
+    return _tenant_out(tenant, {}, settings)
 
 
 @router.get(
@@ -62,9 +77,11 @@ async def create_tenant(body: TenantCreate, outbox: OutboxDep, caller: AdminCall
     tags=["tenants"],
     responses=problem_responses(401, 403),
 )
-async def list_tenants(db: DatabaseDep, _: AdminCaller) -> list[TenantOut]:
+async def list_tenants(db: DatabaseDep, settings: SettingsDep, _: AdminCaller) -> list[TenantOut]:
+    """Every tenant, with its usage against its cap."""
     tenants = await service.list_tenants(db)
-    return [TenantOut.model_validate(t, from_attributes=True) for t in tenants]
+    live = await service.live_stores_by_tenant(db)
+    return [_tenant_out(t, live, settings) for t in tenants]
 
 
 @router.patch(
@@ -74,11 +91,15 @@ async def list_tenants(db: DatabaseDep, _: AdminCaller) -> list[TenantOut]:
     responses=problem_responses(400, 401, 403, 404, 422),
 )
 async def update_tenant(
-    tenant_id: uuid.UUID, body: TenantUpdate, outbox: OutboxDep, caller: AdminCaller
+    tenant_id: uuid.UUID,
+    body: TenantUpdate,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+    caller: AdminCaller,
 ) -> TenantOut:
     """Change a tenant's store limit. Stores it already has are kept."""
     tenant = await service.update_tenant(outbox, caller, tenant_id, body)
-    return TenantOut.model_validate(tenant, from_attributes=True)
+    return _tenant_out(tenant, await service.live_stores_by_tenant(outbox.db), settings)
 
 
 def _key_out(key: ApiKey) -> KeyOut:

@@ -18,6 +18,8 @@ _TENANT: JsonDict = {
     "name": "acme",
     "store_limit": 5,
     "created_at": "2026-11-26T09:00:00Z",
+    "live_stores": 3,
+    "store_cap": 5,
 }
 _KEY: JsonDict = {
     "id": "1f2e3d4c-5b6a-4789-8a9b-0c1d2e3f4a5b",
@@ -55,6 +57,8 @@ class TenantOut(BaseModel):
     name: str
     store_limit: int | None = None
     created_at: datetime
+    live_stores: int = Field(description="Its stores that count against its cap.")
+    store_cap: int = Field(description="The cap in force: store_limit, or the platform's default.")
 
 
 class KeyCreate(BaseModel):

@@ -67,7 +67,10 @@ async def create_store(
 async def list_stores(
     db: DatabaseDep,
     caller: CurrentCaller,
-    status: StoreStatus | None = None,
+    status: Annotated[
+        list[StoreStatus] | None,
+        Query(description="Only stores in these statuses (repeat it for several)."),
+    ] = None,
     tenant_id: Annotated[
         uuid.UUID | None, Query(description="Admins: one tenant's stores (default: all).")
     ] = None,

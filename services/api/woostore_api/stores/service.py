@@ -200,13 +200,13 @@ def _named_like(text: str) -> ColumnElement[bool]:
 async def list_stores(
     db: Database,
     tenant_id: uuid.UUID | None,
-    status: StoreStatus | None,
+    statuses: list[StoreStatus] | None,
     limit: int,
     cursor: str | None = None,
     name: str | None = None,
 ) -> tuple[list[Store], str | None]:
     """A page of one tenant's stores (None: every tenant's), newest first, and the cursor of
-    the next page; only those whose name holds ``name``, if given."""
+    the next page; only those in ``statuses`` and whose name holds ``name``, if given."""
     query = (
         select(Store)
         .where(_owned_by(tenant_id))
@@ -215,8 +215,8 @@ async def list_stores(
     )
     if name:
         query = query.where(_named_like(name))
-    if status is not None:
-        query = query.where(col(Store.status) == status)
+    if statuses:
+        query = query.where(col(Store.status).in_(statuses))
     if cursor is not None:
         created_at, store_id = _decode_cursor(cursor)
         query = query.where(tuple_(col(Store.created_at), col(Store.id)) < (created_at, store_id))
