@@ -214,6 +214,11 @@ class StoreStep(SQLModel, table=True):
     completed_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+    # The step's place in its recipe (1 is first) and how long it ran in the attempt that
+    # completed it: what recent stores' steps took is how long the next one's should take.
+    # None for steps journalled before they were measured.
+    position: int | None = None
+    seconds: float | None = None
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -1,11 +1,12 @@
 """Tenant isolation, route by route: tenant A's key never reads or changes tenant B's objects.
 
 Two tenants, each with a store in every status (the states the API cannot reach by itself
-are set in the database, a ready store with its encrypted admin password), a tenant key and
-an admin key, and the admin. ``MATRIX`` names what A's tenant key tries on every route of the
-app; a route added without an entry fails ``test_every_route_of_the_app_has_an_isolation_entry``.
-For each route A's answers carry nothing of B's, nor of the admin key of A's own tenant, that
-A did not send itself; B's rows and A's admin key are unchanged afterwards.
+are set in the database, a ready store with its encrypted admin password and a journalled
+step), a tenant key and an admin key, and the admin. ``MATRIX`` names what A's tenant key
+tries on every route of the app; a route added without an entry fails
+``test_every_route_of_the_app_has_an_isolation_entry``. For each route A's answers carry
+nothing of B's, nor of the admin key of A's own tenant, that A did not send itself; B's rows
+and A's admin key are unchanged afterwards.
 
 The event stream is checked on a real notifier: A's bearer key and a ticket from A's
 dashboard session deliver A's events and none of B's; a revoked key's ticket is refused.
@@ -44,6 +45,7 @@ from woostore_shared.models import (
     Store,
     StoreEvent,
     StoreStatus,
+    StoreStep,
     Tenant,
     utcnow,
 )
@@ -208,6 +210,11 @@ async def _make_party(
         if status is not StoreStatus.QUEUED:
             await _set_status(database, party.store(status), status, **states.get(status, {}))
     async with database.session() as session:
+        ready = uuid.UUID(party.store(StoreStatus.READY))
+        session.add(
+            StoreStep(store_id=ready, phase="provision", name="namespace", position=1, seconds=1.0)
+        )
+        await session.commit()
         newest = await session.get(Store, uuid.UUID(str(party.idempotent_store["id"])))
     assert newest is not None
     party.cursor = encode_cursor(newest)
@@ -295,6 +302,11 @@ def _a_counts_only(response: httpx.Response, world: World) -> None:
     assert sum(response.json()["by_status"].values()) == len(world.a.all_stores())
 
 
+def _both_tenants_steps_counted(response: httpx.Response, _: World) -> None:
+    [provision] = response.json()["phases"]
+    assert [(s["name"], s["samples"]) for s in provision["steps"]] == [("namespace", 2)]
+
+
 def _only_a_tenant_keys(response: httpx.Response, world: World) -> None:
     keys = _items(response)
     assert keys
@@ -361,6 +373,10 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
         Attempt("GET", f"{STORES}/counts", 200, check=_a_counts_only),
         Attempt("GET", f"{STORES}/counts", 403, params={"tenant_id": w.b.tenant_id}),
         Attempt("GET", f"{STORES}/counts", 403, params={"tenant_id": str(uuid.uuid4())}),
+    ],
+    # Step times are platform-wide: they count B's stores' steps too, and name none of them.
+    f"GET {STORES}/step-times": lambda _: [
+        Attempt("GET", f"{STORES}/step-times", 200, check=_both_tenants_steps_counted),
     ],
     f"POST {STORES}": lambda w: [
         Attempt("POST", STORES, 403, json={"name": "Into B", "tenant_id": w.b.tenant_id}),

@@ -173,6 +173,20 @@ async def journal(database: Database, store_id: uuid.UUID, phase: str) -> list[s
         return list(rows)
 
 
+async def timings(
+    database: Database, store_id: uuid.UUID, phase: str
+) -> list[tuple[int | None, float | None]]:
+    """(position, seconds) of each journalled step, in the order they completed."""
+    async with database.session() as session:
+        rows = await session.exec(
+            select(StoreStep.position, StoreStep.seconds)
+            .where(col(StoreStep.store_id) == store_id)
+            .where(col(StoreStep.phase) == phase)
+            .order_by(col(StoreStep.completed_at))
+        )
+        return list(rows)
+
+
 async def work_orders(js: JetStreamContext, store_id: uuid.UUID) -> list[str]:
     """The lanes of the store's work orders, in stream order, as ``work.<lane>``."""
     info = await js.stream_info(WORK_STREAM)
@@ -265,6 +279,9 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
     assert (check.status_code, check.products, check.order_placed) == (200, 3, True)
 
     assert await journal(database, store.id, "provision") == STEP_NAMES
+    measured = await timings(database, store.id, "provision")
+    assert [position for position, _ in measured] == list(range(1, TOTAL + 1))
+    assert all(seconds is not None and seconds > 0 for _, seconds in measured)
 
     events = await stream_events(js, store.id)
     assert [e.name for e in events] == [
@@ -335,6 +352,9 @@ async def test_provision_resumes_after_the_steps_already_in_the_journal(
     assert (await load(database, store.id)).status is StoreStatus.READY
     assert set(recording.calls) == {"wp", "read_secret", "check_storefront"}
     assert sorted(await journal(database, store.id, "provision")) == sorted(STEP_NAMES)
+    # Each step keeps its place in the recipe, whichever attempt ran it.
+    resumed = (await timings(database, store.id, "provision"))[4:]
+    assert [position for position, _ in resumed] == list(range(5, TOTAL + 1))
     events = await stream_events(js, store.id)
     assert progress_of(events) == expected_progress("provision", range(5, TOTAL + 1), TOTAL)
     assert events[-1].name is EventName.READY

@@ -109,3 +109,34 @@ def test_every_store_keeps_its_namespace_and_is_cold_after_the_warm_pool_arrives
     with psycopg.connect(empty_database, autocommit=True) as connection:
         left = connection.execute("SELECT id::text FROM stores").fetchall()
     assert {row[0] for row in left} == {ready, failed}
+
+
+def test_steps_journalled_before_they_were_measured_keep_no_time(empty_database: str) -> None:
+    """Before 0012 the journal had no step times: those steps are left out of every estimate
+    rather than counted as taking no time."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0011")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        ready = str(uuid.uuid4())
+        connection.execute(
+            "INSERT INTO stores (id, tenant_id, name, slug, namespace, origin, type, status,"
+            " simulated, settings, progress, correlation_id, replays, created_at, updated_at)"
+            " VALUES (%s, %s, 'Shop', 'shop-1', 'store-shop-1', 'cold', 'woocommerce', 'ready',"
+            " true, '{}', 1, 'c', 0, now(), now())",
+            (ready, TENANT),
+        )
+        connection.execute(
+            "INSERT INTO store_steps (store_id, phase, name, completed_at)"
+            " VALUES (%s, 'provision', 'namespace', now())",
+            (ready,),
+        )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        steps = connection.execute(
+            "SELECT store_id::text, name, position, seconds FROM store_steps"
+        ).fetchall()
+    assert steps == [(ready, "namespace", None, None)]
+
+    command.downgrade(config, "0011")

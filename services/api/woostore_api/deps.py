@@ -8,6 +8,8 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
+from woostore_api.remembered import Remembered
+from woostore_api.stores.schemas import StepTimes
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.outbox import Outbox
@@ -48,6 +50,10 @@ def _authenticator(request: Request) -> Authenticator:
     return cast(Authenticator, request.app.state.authenticator)
 
 
+def _step_times(request: Request) -> Remembered[StepTimes]:
+    return cast(Remembered[StepTimes], request.app.state.step_times)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 DatabaseDep = Annotated[Database, Depends(_database)]
 OutboxDep = Annotated[Outbox, Depends(_outbox)]
@@ -55,3 +61,4 @@ CipherDep = Annotated[CredentialCipher, Depends(_cipher)]
 TicketsDep = Annotated[TicketSigner, Depends(_tickets)]  # event-stream tickets
 SessionsDep = Annotated[TicketSigner, Depends(_sessions)]  # the dashboard's session cookies
 AuthenticatorDep = Annotated[Authenticator, Depends(_authenticator)]
+StepTimesDep = Annotated[Remembered[StepTimes], Depends(_step_times)]

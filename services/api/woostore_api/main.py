@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from woostore_api.auth import CurrentCaller
 from woostore_api.deps import SettingsDep, TicketsDep
 from woostore_api.edge import REVALIDATE, Assets, BodyLimit, no_store, security_headers
 from woostore_api.problems import install_problem_handlers, problem_responses
+from woostore_api.remembered import Remembered
 from woostore_api.stores.router import router as stores_router
 from woostore_api.stores.schemas import Platform, Ticket
+from woostore_api.stores.service import STEP_TIMES_REMEMBERED_SECONDS, step_times
 from woostore_shared.access import Authenticator
 from woostore_shared.asyncapi import document as asyncapi_document
 from woostore_shared.db import Database
@@ -82,6 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = TicketSigner(secret, "session", SESSION_TTL_SECONDS)
         app.state.authenticator = Authenticator(
             db, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+        )
+        app.state.step_times = Remembered(
+            partial(step_times, db), seconds=STEP_TIMES_REMEMBERED_SECONDS
         )
         app.state.nats = nats
         app.state.ops = await serve_ops(

@@ -1,6 +1,8 @@
 """The step journal and the progress a store shows: a row per completed step (so a
-redelivered message resumes after it), and a progress event when a step starts and when it
-completes (step n of m), written with what the step learned about the store.
+redelivered message resumes after it), with its place in the recipe and how long it ran (from
+which the API estimates how long the next stores' steps take), and a progress event when a
+step starts and when it completes (step n of m), written with what the step learned about the
+store.
 
 Both check, under the store's row lock, that the store still has the recipe's status: a
 store failed or deleted meanwhile gets no progress of work it no longer wants
@@ -44,14 +46,28 @@ class Journal:
             uow.emit(store, _progress(recipe, step, completed=step.index - 1))
 
     async def completed(
-        self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo, learned: Learned | None
+        self,
+        store_id: uuid.UUID,
+        recipe: Recipe,
+        step: StepInfo,
+        learned: Learned | None,
+        seconds: float,
     ) -> Store:
-        """Journal the step with what it learned; returns the store as it now is."""
+        """Journal the step with what it learned and how many ``seconds`` it ran; returns the
+        store as it now is."""
         async with UnitOfWork.begin(self.outbox) as uow:
             store = await _still_under(recipe, uow.session, store_id)
             for column, value in (learned or {}).items():
                 setattr(store, column, value)
-            uow.session.add(StoreStep(store_id=store_id, phase=recipe.phase, name=step.name))
+            uow.session.add(
+                StoreStep(
+                    store_id=store_id,
+                    phase=recipe.phase,
+                    name=step.name,
+                    position=step.index,
+                    seconds=seconds,
+                )
+            )
             _show(store, recipe, step, completed=step.index)
             uow.emit(store, _progress(recipe, step, completed=step.index))
         return store

@@ -21,6 +21,7 @@ is handed back for another replica to resume; steps are idempotent).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -317,10 +318,15 @@ class Runner:
                 continue
             info = StepInfo(name=step.name, title=step.title, index=index, total=total)
             await self.journal.started(store.id, recipe, info)
-            with STEP_SECONDS.labels(recipe.phase, step.name).time():
+            began = time.monotonic()
+            try:
                 learned = await self._watched(step, job, attempt, recipe.status)
+            finally:  # the metric counts the steps that failed or were cut too
+                seconds = time.monotonic() - began
+                STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
             # A later step may need what this one learned (a rollback's chosen revision).
-            job = self._job(await self.journal.completed(store.id, recipe, info, learned))
+            completed = await self.journal.completed(store.id, recipe, info, learned, seconds)
+            job = self._job(completed)
 
     async def _watched(
         self, step: Step, job: StoreJob, attempt: Attempt, expected: StoreStatus

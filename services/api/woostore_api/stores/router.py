@@ -1,4 +1,5 @@
-"""/api/v1/stores: create, list, read, delete, and the owner's credentials."""
+"""/api/v1/stores: create, list, read, delete, and the owner's credentials; how many stores are
+in each status and how long their steps take."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 from prometheus_client import Counter
 
 from woostore_api.auth import CurrentCaller, tenant_scope
-from woostore_api.deps import CipherDep, DatabaseDep, OutboxDep, SettingsDep
+from woostore_api.deps import CipherDep, DatabaseDep, OutboxDep, SettingsDep, StepTimesDep
 from woostore_api.edge import no_store
 from woostore_api.problems import problem_responses
 from woostore_api.stores import service
@@ -17,6 +18,7 @@ from woostore_api.stores.schemas import (
     NAME_MAX,
     Credentials,
     EventOut,
+    StepTimes,
     StoreCounts,
     StoreCreate,
     StoreDetail,
@@ -105,6 +107,16 @@ async def count_stores(
     by_status = await service.count_stores(db, tenant_scope(caller, tenant_id))
     total = sum(n for status, n in by_status.items() if status is not StoreStatus.DELETED)
     return StoreCounts(total=total, by_status=by_status)
+
+
+@router.get("/step-times", response_model=StepTimes, responses=problem_responses(401))
+async def read_step_times(step_times: StepTimesDep, _: CurrentCaller) -> StepTimes:
+    """How long each step of each phase (provisioning, personalising, changing, removing a
+    store) took lately: the median of its latest runs over every store, which a dashboard
+    adds up to estimate the time a store's remaining steps take. Platform-wide figures that
+    name no store and no tenant, so every caller reads the same, a tenant key too; measured
+    again at most every 30 seconds."""
+    return await step_times.get()
 
 
 @router.get("/{store_id}", response_model=StoreDetail, responses=problem_responses(401, 404, 422))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from woostore_api.stores.actions import StoreAction, store_actions
+from woostore_shared.events import Phase
 from woostore_shared.models import Store, StoreChange, StoreStatus
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 
@@ -299,6 +300,42 @@ class StoreCounts(BaseModel):
     by_status: dict[StoreStatus, int] = Field(
         description="Stores in each status, deleted ones too; a status no store has is left out."
     )
+
+
+_STEP_TIMES: JsonDict = {
+    "window": 50,
+    "phases": [
+        {
+            "phase": "personalise",
+            "steps": [
+                {"name": "owner", "position": 1, "median_seconds": 3.2, "samples": 50},
+                {"name": "language", "position": 2, "median_seconds": 0.4, "samples": 50},
+                {"name": "verify", "position": 3, "median_seconds": 2.1, "samples": 48},
+            ],
+            "median_total_seconds": 5.7,
+        }
+    ],
+}
+
+
+class StepTime(BaseModel):
+    name: str
+    position: int = Field(description="The step's place in its recipe (1 is first), as last run.")
+    median_seconds: float = Field(description="The median of its latest runs' times.")
+    samples: int = Field(description="How many runs the median is of: at most the window.")
+
+
+class PhaseTimes(BaseModel):
+    phase: Phase
+    steps: list[StepTime] = Field(description="Its measured steps, in their recipe's order.")
+    median_total_seconds: float = Field(description="The sum of its steps' medians.")
+
+
+class StepTimes(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_STEP_TIMES]})
+
+    window: int = Field(description="How many of each step's latest runs its median is of.")
+    phases: list[PhaseTimes] = Field(description="Each phase with a measured step, by name.")
 
 
 class Credentials(BaseModel):

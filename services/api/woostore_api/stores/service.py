@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.sql.expression import Select
 
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
@@ -27,17 +28,24 @@ from woostore_api.problems import (
 )
 from woostore_api.stores import quotas
 from woostore_api.stores.actions import credentials_readable
-from woostore_api.stores.schemas import StoreCreate, Surroundings
+from woostore_api.stores.schemas import (
+    PhaseTimes,
+    StepTime,
+    StepTimes,
+    StoreCreate,
+    Surroundings,
+)
 from woostore_shared import lifecycle
 from woostore_shared.access import Principal
 from woostore_shared.db import Database
-from woostore_shared.events import Change
+from woostore_shared.events import Change, Phase
 from woostore_shared.models import (
     IdempotencyKey,
     Store,
     StoreChange,
     StoreEvent,
     StoreStatus,
+    StoreStep,
     Tenant,
 )
 from woostore_shared.outbox import Outbox
@@ -52,6 +60,8 @@ POOL_CLAIMS = Counter(
     ["result"],
 )
 _SLUG_ATTEMPTS = 5
+STEP_TIMES_WINDOW = 50  # each step's latest runs its median is of
+STEP_TIMES_REMEMBERED_SECONDS = 30.0  # every dashboard asks; the figures move slowly
 
 
 def slugify(name: str) -> str:
@@ -236,6 +246,56 @@ async def count_stores(db: Database, tenant_id: uuid.UUID | None) -> dict[StoreS
     )
     async with db.session() as session:
         return {status: count for status, count in await session.exec(query)}
+
+
+async def step_times(db: Database) -> StepTimes:
+    """What each step took lately, platform-wide: the median over its latest
+    ``STEP_TIMES_WINDOW`` measured runs, in one query however long the journal is."""
+    recency = func.row_number().over(
+        partition_by=(col(StoreStep.phase), col(StoreStep.name)),
+        order_by=col(StoreStep.completed_at).desc(),
+    )
+    runs = (
+        select(StoreStep, recency.label("recency"))
+        .where(col(StoreStep.seconds).is_not(None))  # journalled before steps were measured
+        .subquery()
+    )
+    latest_position = func.min(runs.c.position).filter(runs.c.recency == 1)
+    # select() is typed for four columns at most; the class takes any number.
+    query = (
+        Select[Phase, str, int, float, int](
+            runs.c.phase,
+            runs.c.name,
+            latest_position,
+            func.percentile_cont(0.5).within_group(runs.c.seconds),
+            func.count(),
+        )
+        .where(runs.c.recency <= STEP_TIMES_WINDOW)
+        .group_by(runs.c.phase, runs.c.name)
+        .order_by(runs.c.phase, latest_position)
+    )
+    by_phase: dict[Phase, list[StepTime]] = {}
+    async with db.session() as session:
+        for phase, name, position, median, samples in await session.exec(query):
+            by_phase.setdefault(phase, []).append(
+                StepTime(
+                    name=name,
+                    position=position,
+                    median_seconds=round(median, 2),
+                    samples=samples,
+                )
+            )
+    return StepTimes(
+        window=STEP_TIMES_WINDOW,
+        phases=[
+            PhaseTimes(
+                phase=phase,
+                steps=steps,
+                median_total_seconds=round(sum(step.median_seconds for step in steps), 2),
+            )
+            for phase, steps in by_phase.items()
+        ],
+    )
 
 
 async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
