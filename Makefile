@@ -7,12 +7,12 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 HELM := .tools/bin/helm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test check lint-deploy lint typecheck bench install tools chromium clean cluster-up cluster-down
+.PHONY: run test check lint-deploy lint typecheck bench install tools chromium axe clean cluster-up cluster-down
 
 run: install tools ## start the platform (Ctrl-C stops it)
 	$(UV) run --frozen woostore-run
 
-test: install tools chromium ## run every test: unit, charts, end-to-end, browser
+test: install tools chromium axe ## run every test: unit, charts, end-to-end, browser
 	$(UV) run --frozen pytest
 
 check: install lint-deploy ## static checks: format, lint, types, layer boundaries, deploy files
@@ -55,8 +55,16 @@ $(HELM): deploy/tools/install_helm.py
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# The accessibility engine the browser tests inject into every view (tests/browser/package.json).
+axe: tests/browser/node_modules/axe-core/axe.min.js
+
+tests/browser/node_modules/axe-core/axe.min.js: tests/browser/package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm >/dev/null)
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
+	@touch $@
+
 clean:
-	rm -rf .venv .tools
+	rm -rf .venv .tools tests/browser/node_modules
 
 bench: install tools ## the platform's own overhead, the warm pool, live updates; writes docs/benchmarks.md
 	$(UV) run --frozen python -m bench.provisioning
