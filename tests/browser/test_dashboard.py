@@ -315,18 +315,27 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
     await expect(dialog).to_be_hidden()
     await expect(store_card).to_have_attribute("data-status", "ready")
 
-    # Confirming deletes it; the card moves to the (collapsed) deleted section.
+    # Confirming deletes it; its card stays until the list is read again, offering nothing.
     await delete.click()
     await expect(dialog).to_be_visible(timeout=SHORT)
-    await page.get_by_test_id("confirm-delete").click()
+    await page.get_by_test_id("confirm").click()
     await expect(dialog).to_be_hidden()
     await expect(store_card).to_have_attribute("data-status", "deleted", timeout=PROVISIONING)
-    await expect(page.locator("#store-list [data-testid='store-card']")).to_have_count(0)
-    await expect(page.locator("#deleted-count")).to_have_text("1")
-    await page.locator("#deleted-section > summary").click()
     await expect(store_card.get_by_test_id("store-status")).to_have_text("deleted")
     await expect(store_card.get_by_test_id("delete-button")).to_be_hidden()
     assert (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
+    # Deleted stores are a status of their own; the rest leave them out.
+    await page.get_by_test_id("filter-ready").click()
+    await expect(page.get_by_test_id("store-card")).to_have_count(0, timeout=SHORT)
+    await expect(page.get_by_test_id("stores-empty")).to_have_text("No stores match.")
+    await page.get_by_test_id("filter-deleted").click()
+    await expect(page.get_by_test_id("filter-deleted")).to_have_attribute("aria-pressed", "true")
+    await expect(store_card).to_be_visible(timeout=SHORT)
+    await page.get_by_test_id("filter-all").click()
+    await expect(page.get_by_test_id("store-card")).to_have_count(0, timeout=SHORT)
+    await expect(page.get_by_test_id("stores-empty")).to_have_text(
+        "No stores yet. Create one above."
+    )
 
 
 async def test_a_store_failed_while_provisioning_shows_why_then_its_clean_up_until_done(
@@ -442,6 +451,8 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     assert calls == Counter(
         {
             "POST /api/v1/session": 1,  # signing in
+            "GET /api/v1/tenants": 1,  # an admin's tenant picker
+            "GET /api/v1/stores/step-times": 2,  # for the time left: none yet, then after ready
             "GET /api/v1/platform": 1,
             "POST /api/v1/events/ticket": streams,
             "GET /api/v1/stores": streams,

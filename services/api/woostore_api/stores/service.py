@@ -61,7 +61,9 @@ POOL_CLAIMS = Counter(
 )
 _SLUG_ATTEMPTS = 5
 STEP_TIMES_WINDOW = 50  # each step's latest runs its median is of
-STEP_TIMES_REMEMBERED_SECONDS = 30.0  # every dashboard asks; the figures move slowly
+# Every dashboard asks, and the figures move slowly; short enough that a new platform's first
+# stores give estimates to the next at once.
+STEP_TIMES_REMEMBERED_SECONDS = 5.0
 
 
 def slugify(name: str) -> str:

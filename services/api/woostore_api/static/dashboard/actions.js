@@ -1,9 +1,11 @@
-// What the user asks of stores: a new one (the create form), deleting one (after the
-// confirmation dialog), upgrading or rolling one back. The API's answer updates the store.
+// What the user asks of stores: a new one (the create form; an admin's, for any tenant),
+// deleting one (once confirmed), upgrading or rolling one back. The API's answer updates the
+// store.
 
 import { api, ApiError } from './api.js';
 import { handleError } from './alerts.js';
 import { setBusy } from './cards.js';
+import { confirmAction } from './confirm.js';
 import { stores, upsertStore } from './stores.js';
 
 const els = {
@@ -12,11 +14,8 @@ const els = {
   createSubmit: byId('create-submit'),
   createError: byId('create-error'),
   createStatus: byId('create-status'),
-  confirmDialog: byId('confirm-dialog'),
-  confirmName: byId('confirm-name'),
+  createTenant: byId('create-tenant'),
 };
-
-let deleteTarget = null;
 
 function byId(id) {
   return document.getElementById(id);
@@ -25,12 +24,6 @@ function byId(id) {
 export function initActions() {
   els.createForm.addEventListener('submit', onCreateSubmit);
   els.createName.addEventListener('input', () => setCreateError(''));
-  els.confirmDialog.addEventListener('close', onConfirmClose);
-}
-
-export function resetActions() {
-  deleteTarget = null;
-  if (els.confirmDialog.open) els.confirmDialog.close();
 }
 
 /* ---------- Create ---------- */
@@ -49,7 +42,10 @@ async function onCreateSubmit(event) {
   setCreateBusy(true);
   try {
     const settings = chosenSettings();
-    const body = { name, type: 'woocommerce', ...(settings ? { settings } : {}) };
+    const tenant = els.createTenant.value; // an admin's choice; '' is their own tenant
+    const body = {
+      name, type: 'woocommerce', ...(settings ? { settings } : {}), ...(tenant ? { tenant_id: tenant } : {}),
+    };
     const store = await api('POST', '/stores', body);
     upsertStore(store);
     els.createName.value = '';
@@ -91,19 +87,15 @@ function setCreateError(message) {
 
 /* ---------- Delete ---------- */
 
-export function askToDelete(id) {
+export async function askToDelete(id) {
   const store = stores.get(id);
   if (!store?.actions?.includes('delete')) return;
-  deleteTarget = id;
-  els.confirmName.textContent = store.name;
-  els.confirmDialog.returnValue = '';
-  els.confirmDialog.showModal();
-}
-
-function onConfirmClose() {
-  const id = deleteTarget;
-  deleteTarget = null;
-  if (els.confirmDialog.returnValue === 'confirm' && id) deleteStore(id);
+  const confirmed = await confirmAction({
+    title: 'Delete store?',
+    text: `“${store.name}” and all of its data will be permanently removed.`,
+    confirm: 'Delete store',
+  });
+  if (confirmed) deleteStore(id);
 }
 
 async function deleteStore(id) {

@@ -7,10 +7,16 @@ const alerts = document.getElementById('alerts');
 export function showAlert(message) {
   const existing = [...alerts.children].some((el) => el.dataset.message === message);
   if (existing) return;
-  const alert = document.createElement('div');
-  alert.className = 'alert';
+  const alert = dismissible(message, 'alert');
   alert.dataset.message = message;
-  alert.dataset.testid = 'alert';
+  alerts.append(alert);
+}
+
+// A message the user can dismiss, as alerts and notices show them.
+export function dismissible(message, kind) {
+  const box = document.createElement('div');
+  box.className = kind;
+  box.dataset.testid = kind;
 
   const text = document.createElement('p');
   text.textContent = message;
@@ -19,11 +25,11 @@ export function showAlert(message) {
   dismiss.type = 'button';
   dismiss.className = 'alert-dismiss';
   dismiss.setAttribute('aria-label', 'Dismiss');
-  dismiss.dataset.testid = 'alert-dismiss';
-  dismiss.addEventListener('click', () => alert.remove());
+  dismiss.dataset.testid = `${kind}-dismiss`;
+  dismiss.addEventListener('click', () => box.remove());
 
-  alert.append(text, dismiss);
-  alerts.append(alert);
+  box.append(text, dismiss);
+  return box;
 }
 
 export function clearAlerts() {

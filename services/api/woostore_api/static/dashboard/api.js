@@ -6,7 +6,7 @@
 export const API_BASE = '/api/v1';
 
 let session = 0; // bumped when a session ends, so late responses from the old one are dropped
-let signedIn = false;
+let whoami = null; // GET /session's answer while signed in: actor, role, tenant
 let onExpired = () => {};
 
 export class ApiError extends Error {
@@ -20,16 +20,37 @@ export class ApiError extends Error {
 export class SessionEnded extends Error {}
 
 export function isSignedIn() {
-  return signedIn;
+  return whoami !== null;
 }
 
-export function beginSession() {
-  signedIn = true;
+// Who is signed in: { actor, role, tenant_id, tenant_name }, or null.
+export function caller() {
+  return whoami;
+}
+
+export function isAdmin() {
+  return whoami?.role === 'admin';
+}
+
+export function beginSession(signedInAs) {
+  whoami = signedInAs;
 }
 
 export function endSession() {
   session += 1;
-  signedIn = false;
+  whoami = null;
+}
+
+// `path` with the query `params` (null, undefined and '' left out; arrays repeated).
+export function withQuery(path, params) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    for (const one of Array.isArray(value) ? value : [value]) {
+      if (one !== null && one !== undefined && one !== '') query.append(name, one);
+    }
+  }
+  const text = query.toString();
+  return text ? `${path}?${text}` : path;
 }
 
 // What to do when the API answers 401: the session expired or its key was revoked.

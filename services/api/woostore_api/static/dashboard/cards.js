@@ -1,24 +1,23 @@
-// The store list: a card per store, newest first (deleted stores in their own section), each
-// showing its store's state and offering the actions the API lists for it (`store.actions`),
-// and the card's own credentials panel. What the buttons ask of the API is actions.js's.
+// The store list: a card per store the page has read, newest first, each showing its store's
+// state and its steps (timeline.js), offering the actions the API lists for it
+// (`store.actions`), and the card's own credentials panel. What the buttons ask of the API is
+// actions.js's; the list's controls and states are listing.js's.
 
-import { api, isSignedIn } from './api.js';
+import { api } from './api.js';
 import { handleError } from './alerts.js';
 import { loadActivity, appendActivity } from './activity.js';
+import { copyText } from './copy.js';
 import { CHANGE_NAMES, setTime, stepText } from './format.js';
-import { onStoreChange, onStoreEvent, stores, storesLoaded } from './stores.js';
+import { onStoreChange, onStoreEvent, stores } from './stores.js';
+import { backfill, onTimelineChange, renderTimeline } from './timeline.js';
 
 // Deleting a queued or provisioning store cancels it; the button says so.
 const CANCELS = new Set(['queued', 'provisioning']);
 const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'deleting']);
+const RUNS_STEPS = new Set(['provisioning', 'updating', 'deleting']);
 
 const els = {
   storeList: byId('store-list'),
-  storesEmpty: byId('stores-empty'),
-  storesLoading: byId('stores-loading'),
-  deletedSection: byId('deleted-section'),
-  deletedList: byId('deleted-list'),
-  deletedCount: byId('deleted-count'),
   cardTemplate: byId('store-card-template'),
 };
 
@@ -32,18 +31,30 @@ function byId(id) {
 // `handlers.delete(id)` and `handlers.change(id, 'upgrade' | 'rollback')`: the buttons' requests.
 export function initCards(handlers) {
   ask = handlers;
-  onStoreChange((id) => (id === null ? updateListChrome() : renderStore(id)));
+  onStoreChange((id) => (id === null ? dropUnlisted() : renderStore(id)));
   onStoreEvent((id, event) => {
     const view = cards.get(id);
     if (view) appendActivity(view, event);
+  });
+  onTimelineChange((id) => {
+    const view = cards.get(id);
+    if (view && stores.has(id)) renderTimeline(view.timeline, stores.get(id));
   });
 }
 
 export function resetCards() {
   cards.clear();
   els.storeList.replaceChildren();
-  els.deletedList.replaceChildren();
-  updateListChrome();
+}
+
+// The list was read again (another search, filter or page): cards of stores it no longer
+// holds go.
+function dropUnlisted() {
+  for (const [id, view] of cards) {
+    if (stores.has(id)) continue;
+    view.root.remove();
+    cards.delete(id);
+  }
 }
 
 // While a request of the card's ('delete' or 'change') is under way its buttons are disabled.
@@ -98,6 +109,12 @@ function createCard(id) {
       activityStatus: q('[data-role="activity-status"]'),
       activityList: q('[data-role="activity-list"]'),
     },
+    timeline: {
+      details: q('[data-role="timeline"]'),
+      summary: q('[data-role="timeline-summary"]'),
+      list: q('[data-role="timeline-list"]'),
+      eta: q('[data-testid="store-eta"]'),
+    },
   };
   root.dataset.storeId = id;
 
@@ -111,9 +128,12 @@ function createCard(id) {
   view.els.deleteButton.addEventListener('click', () => ask.delete(id));
   view.els.upgradeButton.addEventListener('click', () => ask.change(id, 'upgrade'));
   view.els.rollbackButton.addEventListener('click', () => ask.change(id, 'rollback'));
-  view.els.copy.addEventListener('click', () => copyPassword(view));
+  view.els.copy.addEventListener('click', () => copyText(view.els.password, view.els.copy));
   view.els.activity.addEventListener('toggle', () => {
     if (view.els.activity.open) loadActivity(view, id);
+  });
+  view.timeline.details.addEventListener('toggle', () => {
+    if (view.timeline.details.open) backfill(id);
   });
   return view;
 }
@@ -127,8 +147,9 @@ function renderStore(id) {
     cards.set(id, view);
   }
   renderCard(view, store);
+  renderTimeline(view.timeline, store);
+  if (RUNS_STEPS.has(store.status)) backfill(id); // met part-way: its first steps are past
   placeCard(view, store);
-  updateListChrome();
 }
 
 function renderCard(view, store) {
@@ -252,7 +273,7 @@ function clamp(value) {
 
 // Moves a card only when it is out of place, so focus and open <details> survive updates.
 function placeCard(view, store) {
-  const list = store.status === 'deleted' ? els.deletedList : els.storeList;
+  const list = els.storeList;
   const next = [...list.children].find((el) => {
     if (el === view.root) return false;
     const other = stores.get(el.dataset.storeId);
@@ -266,15 +287,6 @@ function isNewerStore(a, b) {
   const ta = Date.parse(a.created_at) || 0;
   const tb = Date.parse(b.created_at) || 0;
   return ta !== tb ? ta > tb : String(a.id) > String(b.id);
-}
-
-export function updateListChrome() {
-  const active = els.storeList.children.length;
-  const deleted = els.deletedList.children.length;
-  els.storesLoading.hidden = storesLoaded() || active > 0 || !isSignedIn();
-  els.storesEmpty.hidden = !storesLoaded() || active > 0;
-  els.deletedSection.hidden = deleted === 0;
-  els.deletedCount.textContent = String(deleted);
 }
 
 /* ---------- Credentials ---------- */
@@ -307,22 +319,4 @@ function hideCredentials(view) {
   view.els.password.textContent = '';
   view.els.showCredentials.textContent = 'Show credentials';
   view.els.showCredentials.setAttribute('aria-expanded', 'false');
-}
-
-async function copyPassword(view) {
-  const password = view.els.password.textContent;
-  const button = view.els.copy;
-  try {
-    await navigator.clipboard.writeText(password);
-    button.textContent = 'Copied';
-  } catch {
-    // Clipboard API needs a secure context; fall back to selecting the text for Ctrl+C.
-    const range = document.createRange();
-    range.selectNodeContents(view.els.password);
-    const selection = getSelection();
-    selection.removeAllRanges();
-    selection.addRange(range);
-    button.textContent = 'Press Ctrl+C';
-  }
-  setTimeout(() => (button.textContent = 'Copy'), 2000);
 }

@@ -1,13 +1,18 @@
 // Signing in and out: the sign-in form, the session cookie (resumed on load), who is signed
 // in, and everything signing out clears.
 
-import { API_BASE, beginSession, endSession, whenSessionExpires } from './api.js';
+import { API_BASE, beginSession, endSession, isAdmin, whenSessionExpires } from './api.js';
 import { clearAlerts } from './alerts.js';
-import { resetActions } from './actions.js';
-import { resetCards, updateListChrome } from './cards.js';
-import { resetCounts } from './counts.js';
+import { resetCards } from './cards.js';
+import { dismissConfirm } from './confirm.js';
+import { resetKeys } from './keys.js';
+import { resetListing, updateListChrome } from './listing.js';
+import { clearNotices } from './notices.js';
 import { clearStores } from './stores.js';
 import { connect, disconnect } from './stream.js';
+import { loadTenants, resetTenants } from './tenants.js';
+import { readEstimates, resetTimeline } from './timeline.js';
+import { resetViews, setViewAllowed, showView } from './views.js';
 
 const els = {
   signinView: byId('signin-view'),
@@ -72,11 +77,15 @@ async function onSignInSubmit(event) {
 }
 
 function startSession(whoami) {
-  beginSession();
+  beginSession(whoami);
   els.whoami.textContent = `${whoami.tenant_name} · ${whoami.role} · ${whoami.actor}`;
+  setViewAllowed('tenants', isAdmin());
   els.signinView.hidden = true;
   els.appView.hidden = false;
   updateListChrome(); // "Loading stores…"
+  showView();
+  loadTenants();
+  readEstimates();
   connect();
 }
 
@@ -91,10 +100,15 @@ function signOut(message = '') {
   endSession();
   disconnect();
   clearStores();
-  resetActions();
+  dismissConfirm();
   resetCards();
-  resetCounts();
+  resetListing();
+  resetTimeline();
+  resetTenants();
+  resetKeys();
+  resetViews();
   clearAlerts();
+  clearNotices();
   showSignIn(message);
 }
 

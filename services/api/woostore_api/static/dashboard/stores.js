@@ -1,8 +1,9 @@
-// The stores this page knows: REST snapshots, the events that move them on between
+// The stores this page knows: the pages of the list it has read (what the query asks for:
+// a search, the statuses shown, an admin's tenant), the events that move them on between
 // snapshots, and the actions each store offers. Those come from the API (the store resource's
 // `actions`) and are never worked out here. Whatever changes, the listeners hear of it.
 
-import { api, ApiError } from './api.js';
+import { api, ApiError, withQuery } from './api.js';
 import { handleError } from './alerts.js';
 
 export const EVENT = {
@@ -19,8 +20,17 @@ export const EVENT = {
   fellBack: 'io.woostore.store.fell_back',
 };
 
+// Every status but deleted: what the list shows unless one status is chosen.
+export const LIVE_STATUSES = ['queued', 'provisioning', 'ready', 'updating', 'failed', 'deleting'];
+const PAGE_SIZE = 50;
+
 export const stores = new Map(); // id -> the store resource, without its events
 let loaded = false;
+let failed = false; // the last page could not be read
+let nextCursor = null; // of the next page, if there is one
+// `status`: null for every status but deleted. `tenant`: an admin's choice, null for all.
+let query = { q: '', status: null, tenant: null };
+let generation = 0; // bumped when the query changes: a page read for an older one is dropped
 // id -> a GET /stores/{id} under way: `events` that came for the store before the page knew
 // it, and `again` when its status moved on meanwhile (the answer may be of the old status).
 const reading = new Map();
@@ -45,21 +55,80 @@ export function storesLoaded() {
   return loaded;
 }
 
+export function storesFailed() {
+  return failed;
+}
+
+export function hasMoreStores() {
+  return nextCursor !== null;
+}
+
+export function storeQuery() {
+  return query;
+}
+
 export function clearStores() {
   stores.clear();
   reading.clear();
-  loaded = false;
+  loaded = failed = false;
+  nextCursor = null;
+  query = { q: '', status: null, tenant: null };
+  generation += 1;
 }
 
+// Show what `changes` ask for (of q, status, tenant) from its first page.
+export function setStoreQuery(changes) {
+  query = { ...query, ...changes };
+  loadStores();
+}
+
+// The first page for the query, in place of whatever was shown (which stays until it is here,
+// so a card's open panels survive a reload of the stores it is among).
 export async function loadStores() {
+  generation += 1;
+  reading.clear();
+  nextCursor = null;
+  await readPage(null);
+}
+
+export async function loadMoreStores() {
+  if (nextCursor !== null) await readPage(nextCursor);
+}
+
+async function readPage(cursor) {
+  const asked = generation;
+  const params = {
+    q: query.q,
+    status: query.status ?? LIVE_STATUSES,
+    tenant_id: query.tenant,
+    limit: PAGE_SIZE,
+    cursor,
+  };
   try {
-    const { items = [] } = (await api('GET', '/stores')) ?? {};
+    const page = (await api('GET', withQuery('/stores', params))) ?? {};
+    if (asked !== generation) return;
+    const items = page.items ?? [];
+    if (cursor === null) {
+      const shown = new Set(items.map((item) => item.id));
+      for (const id of stores.keys()) if (!shown.has(id)) stores.delete(id);
+    }
     items.forEach((item) => upsertStore(item));
+    nextCursor = page.next_cursor ?? null;
     loaded = true;
-    changed(null);
+    failed = false;
   } catch (err) {
+    if (asked !== generation) return;
+    failed = true;
     handleError(err);
   }
+  changed(null);
+}
+
+// Whether a store the page has not read belongs in what the query shows.
+function shownByQuery(store) {
+  const statuses = query.status ? [query.status] : LIVE_STATUSES;
+  const named = store.name?.toLocaleLowerCase().includes(query.q.toLocaleLowerCase()) ?? false;
+  return statuses.includes(store.status) && named;
 }
 
 // Replace local state with a REST snapshot unless live events already moved it further;
@@ -82,9 +151,16 @@ export function receiveEvent(event) {
     applyEvents(id, store, [event]);
   } else if (reading.has(id)) {
     reading.get(id).events.push(event);
-  } else {
-    readStore(id, [event]); // made by another client, or while the stream was down
+  } else if (mayNowBeShown(event)) {
+    readStore(id, [event]); // made by another client, or its new status is one shown
   }
+}
+
+// An unknown store's progress never brings it into view (10,000 stores make a lot of it); a
+// new status may, if the list's tenant is the store's.
+function mayNowBeShown(event) {
+  if (!loaded || event.type === EVENT.progress) return false;
+  return !query.tenant || event.tenantid === query.tenant;
 }
 
 function applyEvents(id, store, events) {
@@ -103,12 +179,14 @@ function applyEvents(id, store, events) {
 // GET /stores/{id}, one at a time for a store, again until no status change raced it.
 async function readStore(id, events) {
   const pending = { events, again: false };
+  const asked = generation;
   reading.set(id, pending);
   try {
     do {
       pending.again = false;
       const snapshot = await api('GET', `/stores/${encodeURIComponent(id)}`);
       const store = stores.get(id);
+      if (asked !== generation || (!store && !shownByQuery(snapshot))) break;
       if (!upsertStore(snapshot) && store && store.status === snapshot?.status && !pending.again) {
         // Progress passed the snapshot, but its status is still the store's: so are its actions.
         store.actions = snapshot.actions;

@@ -4,7 +4,7 @@
 
 import { api, SessionEnded } from './api.js';
 import { handleError } from './alerts.js';
-import { loadStores, receiveEvent } from './stores.js';
+import { loadStores, receiveEvent, storesLoaded } from './stores.js';
 
 const RETRY_DELAYS_MS = [1000, 2000, 5000];
 const CONNECTION_LABELS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…' };
@@ -72,6 +72,7 @@ function openStream(ticket) {
   if (lastEventId !== null) url.searchParams.set('last_event_id', lastEventId);
 
   const opened = new EventSource(url);
+  opened.resumed = lastEventId !== null;
   opened.onopen = () => onStreamOpen(opened);
   opened.onmessage = onStreamMessage;
   opened.addEventListener('refetch', (message) => onRefetch(opened, message));
@@ -90,8 +91,10 @@ function onStreamOpen(opened) {
   if (opened !== stream) return;
   retryAttempt = 0;
   setConnection('live');
-  // Loaded after the stream is open so no change can slip between snapshot and stream.
-  loadStores();
+  // A stream resumed from the last event seen brings what was missed (or says to read the
+  // stores again: refetch). Otherwise they are read now, after the stream is open, so no
+  // change can slip between snapshot and stream.
+  if (!opened.resumed || !storesLoaded()) loadStores();
 }
 
 function onStreamError(failed) {

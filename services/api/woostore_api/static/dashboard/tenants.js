@@ -1,0 +1,108 @@
+// For an admin: every tenant with its live stores against its cap, the tenant picker (which
+// narrows the stores, their counts and the keys shown to one tenant), and whom the create form
+// makes a store for.
+
+import { api, caller, isAdmin } from './api.js';
+import { handleError } from './alerts.js';
+import { setStoreQuery } from './stores.js';
+
+const els = {
+  pickerLabel: document.querySelector('[data-role="tenant-picker"]'),
+  picker: document.getElementById('tenant-picker'),
+  createFor: document.querySelector('[data-role="create-for"]'),
+  createTenant: document.getElementById('create-tenant'),
+  rows: document.getElementById('tenant-rows'),
+};
+const pickListeners = [];
+let picked = null; // a tenant id, or null for all
+
+export function initTenants() {
+  els.picker.addEventListener('change', () => pick(els.picker.value || null));
+}
+
+// listener() when another tenant (or all) is picked.
+export function onTenantPicked(listener) {
+  pickListeners.push(listener);
+}
+
+export function pickedTenant() {
+  return picked;
+}
+
+export function resetTenants() {
+  picked = null;
+  els.pickerLabel.hidden = els.createFor.hidden = true;
+  els.picker.replaceChildren(option('', 'All tenants'));
+  els.createTenant.replaceChildren();
+  els.rows.replaceChildren();
+}
+
+export async function loadTenants() {
+  if (!isAdmin()) return;
+  let tenants;
+  try {
+    tenants = (await api('GET', '/tenants')) ?? [];
+  } catch (err) {
+    handleError(err);
+    return;
+  }
+  const own = caller()?.tenant_id;
+  els.picker.replaceChildren(option('', 'All tenants'), ...tenants.map((t) => option(t.id, t.name)));
+  els.picker.value = picked ?? '';
+  els.createTenant.replaceChildren(
+    ...tenants.map((t) => option(t.id === own ? '' : t.id, t.id === own ? `${t.name} (yours)` : t.name)),
+  );
+  els.createTenant.value = picked === own || picked === null ? '' : picked;
+  els.pickerLabel.hidden = els.createFor.hidden = false;
+  els.rows.replaceChildren(...tenants.map(tenantRow));
+}
+
+function pick(tenantId) {
+  picked = tenantId;
+  els.picker.value = tenantId ?? '';
+  els.createTenant.value = tenantId === caller()?.tenant_id || tenantId === null ? '' : tenantId;
+  setStoreQuery({ tenant: tenantId });
+  for (const listener of pickListeners) listener();
+}
+
+function tenantRow(tenant) {
+  const row = document.createElement('tr');
+  row.dataset.testid = 'tenant-row';
+  row.dataset.tenantId = tenant.id;
+  const name = document.createElement('th');
+  name.scope = 'row';
+  name.textContent = tenant.name;
+
+  const usage = document.createElement('td');
+  const meter = document.createElement('meter');
+  meter.min = 0;
+  meter.max = Math.max(1, tenant.store_cap);
+  meter.value = tenant.live_stores;
+  meter.high = meter.max * 0.8;
+  meter.setAttribute('aria-label', `${tenant.name}: live stores against its cap`);
+  const text = document.createElement('span');
+  text.dataset.testid = 'tenant-usage';
+  text.textContent = `${tenant.live_stores} of ${tenant.store_cap}`;
+  usage.append(meter, ' ', text);
+
+  const actions = document.createElement('td');
+  const show = document.createElement('button');
+  show.type = 'button';
+  show.className = 'secondary small';
+  show.textContent = 'Show stores';
+  show.setAttribute('aria-label', `Show stores of ${tenant.name}`);
+  show.addEventListener('click', () => {
+    pick(tenant.id);
+    location.hash = '#stores';
+  });
+  actions.append(show);
+  row.append(name, usage, actions);
+  return row;
+}
+
+function option(value, label) {
+  const el = document.createElement('option');
+  el.value = value;
+  el.textContent = label;
+  return el;
+}

@@ -1,0 +1,227 @@
+// A store's steps as they run: when each started and finished (from its progress events, and
+// from its past events, read once, for a store the page met part-way), how long each took,
+// and about how long the rest should take, from recent stores' measured step times
+// (GET /stores/step-times). A one-second tick moves the shown times on; it asks nothing.
+
+import { api } from './api.js';
+import { EVENT, onStoreEvent, stores } from './stores.js';
+import { stepText } from './format.js';
+
+const TICK_MS = 1000;
+// Step times move slowly: read them again at most this often (until there are some).
+const ESTIMATES_MAX_AGE_MS = 60_000;
+// Events after which a store's next steps are a new run of a recipe.
+const NEW_RUN = new Set([EVENT.requested, EVENT.changeRequested, EVENT.deleteRequested, EVENT.fellBack]);
+const FINISHED = new Set([EVENT.ready, EVENT.failed, EVENT.changed, EVENT.changeFailed, EVENT.deleted, EVENT.cleanedUp]);
+
+const timelines = new Map(); // id -> { phase, total, steps: [] by index, endedAt, outcome }
+const backfilled = new Set(); // ids whose past events were read
+const listeners = [];
+let typical = new Map(); // phase -> { steps: Map(position -> median seconds), total seconds }
+let estimatesReadAt = 0;
+let ticker = null;
+
+// listener(id) when a store's timeline, or only the time, moved on.
+export function onTimelineChange(listener) {
+  listeners.push(listener);
+}
+
+export function initTimeline() {
+  onStoreEvent((id, event) => {
+    record(id, event);
+    if (event.type === EVENT.ready || event.type === EVENT.changed) readEstimates();
+  });
+}
+
+export function resetTimeline() {
+  timelines.clear();
+  backfilled.clear();
+  typical = new Map();
+  estimatesReadAt = 0;
+  clearInterval(ticker);
+  ticker = null;
+}
+
+export async function readEstimates() {
+  if (typical.size && Date.now() - estimatesReadAt < ESTIMATES_MAX_AGE_MS) return;
+  estimatesReadAt = Date.now();
+  try {
+    const { phases = [] } = (await api('GET', '/stores/step-times')) ?? {};
+    typical = new Map(phases.map((phase) => [phase.phase, {
+      steps: new Map(phase.steps.map((step) => [step.position, step.median_seconds])),
+      total: phase.median_total_seconds,
+    }]));
+  } catch {
+    // A timeline without an estimate still shows; the next store ready asks again.
+  }
+}
+
+function changed(id) {
+  for (const listener of listeners) listener(id);
+}
+
+function record(id, event, { quiet = false } = {}) {
+  if (NEW_RUN.has(event.type)) {
+    timelines.delete(id);
+  } else if (FINISHED.has(event.type)) {
+    const timeline = timelines.get(id);
+    if (timeline && !timeline.endedAt) {
+      timeline.endedAt = event.time;
+      timeline.outcome = event.type === EVENT.failed || event.type === EVENT.changeFailed ? 'failed' : 'done';
+    }
+  } else if (event.type === EVENT.progress && event.data?.step) {
+    const { phase, step, state } = event.data;
+    let timeline = timelines.get(id);
+    const rerun = timeline && state === 'started' && timeline.steps[step.index]?.completedAt;
+    if (!timeline || timeline.phase !== phase || rerun || timeline.endedAt) {
+      timeline = { phase, total: step.total, steps: [], endedAt: null, outcome: null };
+      timelines.set(id, timeline);
+    }
+    const known = timeline.steps[step.index] ?? { ...step, startedAt: null, completedAt: null };
+    if (state === 'started') known.startedAt ??= event.time;
+    else known.completedAt = event.time;
+    timeline.steps[step.index] = known;
+  } else {
+    return;
+  }
+  if (!quiet) {
+    tick();
+    changed(id);
+  }
+}
+
+// Reads the store's past events once, for a store whose first steps ran before the page met
+// it; live events recorded meanwhile are kept.
+export async function backfill(id) {
+  if (backfilled.has(id) || timelines.get(id)?.steps[1]) return;
+  backfilled.add(id);
+  try {
+    const { events = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}`)) ?? {};
+    const live = timelines.get(id);
+    timelines.delete(id);
+    events.forEach((event) => record(id, event, { quiet: true }));
+    const past = timelines.get(id);
+    if (live && (!past || past.phase !== live.phase || live.steps.length > past.steps.length)) {
+      timelines.set(id, live);
+    } else if (live && past) {
+      live.steps.forEach((step, index) => {
+        if (step) past.steps[index] = { ...past.steps[index], ...withoutNulls(step) };
+      });
+      past.endedAt ??= live.endedAt;
+      past.outcome ??= live.outcome;
+    }
+    tick();
+    changed(id);
+  } catch {
+    backfilled.delete(id); // next render tries again
+  }
+}
+
+function withoutNulls(object) {
+  return Object.fromEntries(Object.entries(object).filter(([, value]) => value != null));
+}
+
+// The tick runs while some store's timeline is under way.
+function tick() {
+  const running = [...timelines.entries()].filter(([id, t]) => !t.endedAt && stores.has(id));
+  if (running.length && ticker === null) {
+    ticker = setInterval(() => {
+      const still = [...timelines.entries()].filter(([id, t]) => !t.endedAt && stores.has(id));
+      if (!still.length) {
+        clearInterval(ticker);
+        ticker = null;
+      }
+      still.forEach(([id]) => changed(id));
+    }, TICK_MS);
+  }
+}
+
+/* ---------- What a card shows ---------- */
+
+// The card's timeline (`list`, `summary`, `details`) and its time line (`eta`) for `store`.
+export function renderTimeline(els, store) {
+  const timeline = timelines.get(store.id);
+  // A store past the queue has steps to show: read when the panel is opened, if not known.
+  els.details.hidden = !timeline && (store.status === 'queued' || store.status === 'deleted');
+  els.eta.hidden = !timeline || Boolean(timeline.endedAt);
+  if (!timeline) {
+    els.summary.textContent = 'Steps';
+    els.list.replaceChildren();
+    return;
+  }
+  const now = Date.now();
+  const steps = timeline.steps.filter(Boolean);
+  const done = steps.filter((step) => step.completedAt).length;
+  const started = Date.parse(timeline.steps[1]?.startedAt ?? steps[0]?.startedAt);
+  const ended = Date.parse(timeline.endedAt);
+  const took = Number.isFinite(ended) && Number.isFinite(started) ? (ended - started) / 1000 : null;
+  els.summary.textContent = timeline.endedAt
+    ? `Steps · ${done} of ${timeline.total}${took === null ? '' : ` in ${duration(took)}`}`
+    : `Steps · ${done} of ${timeline.total}`;
+
+  const items = steps.map((step) => stepItem(step, timeline, now));
+  const left = timeline.total - Math.max(0, ...steps.map((step) => step.index));
+  if (left > 0 && !timeline.endedAt) items.push(pendingItem(left, timeline));
+  els.list.replaceChildren(...items);
+
+  if (!timeline.endedAt) els.eta.textContent = etaText(store, timeline, now);
+}
+
+function stepItem(step, timeline, now) {
+  const item = document.createElement('li');
+  item.dataset.testid = 'timeline-step';
+  const failed = timeline.outcome === 'failed' && !step.completedAt;
+  item.dataset.state = step.completedAt ? 'done' : failed ? 'failed' : timeline.endedAt ? 'stopped' : 'running';
+  const name = document.createElement('span');
+  name.textContent = stepText(step);
+  const time = document.createElement('span');
+  time.className = 'duration';
+  const from = Date.parse(step.startedAt);
+  const to = step.completedAt ? Date.parse(step.completedAt) : timeline.endedAt ? Date.parse(timeline.endedAt) : now;
+  const seconds = Number.isFinite(from) && Number.isFinite(to) ? Math.max(0, (to - from) / 1000) : null;
+  const label = { done: '', running: 'running ', failed: 'failed after ', stopped: 'stopped after ' }[item.dataset.state];
+  time.textContent = seconds === null ? '' : `${label}${duration(seconds)}`;
+  item.append(name, time);
+  return item;
+}
+
+function pendingItem(left, timeline) {
+  const item = document.createElement('li');
+  item.dataset.state = 'pending';
+  const usually = remainingTypical(timeline.phase, Math.max(0, ...timeline.steps.map((s, i) => (s ? i : 0))));
+  item.textContent = `${left} more ${left === 1 ? 'step' : 'steps'}${usually ? `, usually ${duration(usually)}` : ''}`;
+  return item;
+}
+
+// The typical seconds of the phase's steps after position `after`.
+function remainingTypical(phase, after) {
+  const known = typical.get(phase);
+  if (!known) return null;
+  let sum = 0;
+  for (const [position, seconds] of known.steps) if (position > after) sum += seconds;
+  return sum;
+}
+
+function etaText(store, timeline, now) {
+  // The owner's wait began when they asked (queue included); a change's, at its first step.
+  const askedAt = timeline.phase === 'provision' || timeline.phase === 'personalise'
+    ? Date.parse(store.created_at) : Date.parse(timeline.steps[1]?.startedAt);
+  const elapsed = Number.isFinite(askedAt) ? `${duration((now - askedAt) / 1000)} elapsed` : '';
+  const current = timeline.steps.reduce((last, step) => (step ? step : last), null);
+  const known = typical.get(timeline.phase);
+  if (!known || !current) return elapsed;
+  const inStep = (now - Date.parse(current.startedAt)) / 1000;
+  const ofCurrent = current.completedAt ? 0 : Math.max(0, (known.steps.get(current.index) ?? 0) - inStep);
+  const left = ofCurrent + remainingTypical(timeline.phase, current.index);
+  const estimate = left >= 1 ? `about ${duration(left)} left` : 'finishing';
+  return [elapsed, estimate].filter(Boolean).join(' · ');
+}
+
+// 0.4 s, 12 s, 1 min 05 s
+export function duration(seconds) {
+  if (!Number.isFinite(seconds)) return '';
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  const whole = Math.round(seconds);
+  if (whole < 60) return `${whole} s`;
+  return `${Math.floor(whole / 60)} min ${String(whole % 60).padStart(2, '0')} s`;
+}

@@ -1,0 +1,320 @@
+"""The dashboard's views beyond one store's card, in a real Chromium against the real platform:
+10,000 stores counted, searched, filtered and paged; a store's steps with their durations and
+the time left, complete across a notifier killed midway; API keys made, shown once and
+revoked; an admin's tenants and tenant picker. Every view passes the axe-core accessibility
+engine with no serious or critical violation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.browser.test_dashboard import (
+    PROVISION_STEPS,
+    SHORT,
+    card,
+    create_by_api,
+    create_from_form,
+    get_json,
+    sign_in,
+    signed_in,
+)
+from tests.e2e.conftest import Platform
+from woostore_devstack.platform import running_platform
+from woostore_shared.db import Database
+from woostore_shared.models import Store, StoreStatus, utcnow
+from woostore_shared.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+# A store here takes about 15 s: long enough to kill the notifier while it is under way.
+TIME_SCALE = "0.2"
+PROVISIONING = 120_000  # ms
+MANY = 10_000
+
+
+@pytest.fixture
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with running_platform(
+        tmp_path_factory.mktemp("platform"),
+        WOOSTORE_SIM_TIME_SCALE=TIME_SCALE,
+        WOOSTORE_MAX_LIVE_STORES=str(2 * MANY),
+    ) as running:
+        yield running
+
+
+async def assert_accessible(page: Page, view: str) -> None:
+    """axe-core on the page as it is now: no serious or critical violation."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `make axe` (npm ci --prefix tests/browser)")
+    if not await page.evaluate("() => typeof window.axe === 'object'"):
+        # Evaluated over the DevTools protocol, so the page's CSP (no inline scripts) holds.
+        await page.evaluate(AXE.read_text() + "\n;undefined")
+    results: dict[str, Any] = await page.evaluate(
+        "() => axe.run(document, { resultTypes: ['violations'] })"
+    )
+    severe = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in results["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not severe, f"{view}: {severe}"
+
+
+async def api_call(platform: Platform, method: str, path: str, **kwargs: Any) -> Any:
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        response = await api.request(method, path, **kwargs)
+    assert response.is_success, response.text
+    return response.json() if response.content else None
+
+
+async def add_ready_stores(platform: Platform, tenant_id: str, count: int) -> None:
+    """``count`` stores straight into the database, newest last, every 1000th failed: what a
+    busy platform has, without provisioning each."""
+    database = Database(Settings(database_url=platform.postgres.url).database_url)
+    start = utcnow() - timedelta(days=1)
+    try:
+        async with database.session() as session:
+            session.add_all(
+                Store(
+                    tenant_id=uuid.UUID(tenant_id),
+                    name=f"Bulk Shop {n:05d}",
+                    slug=f"bulk-{n:05d}",
+                    namespace=f"store-bulk-{n:05d}",
+                    status=StoreStatus.FAILED if n % 1000 == 0 else StoreStatus.READY,
+                    failure_reason="seeded as failed" if n % 1000 == 0 else None,
+                    simulated=True,
+                    settings={
+                        "currency": "EUR",
+                        "country": "DE",
+                        "language": "en_US",
+                        "sample_products": True,
+                    },
+                    correlation_id=str(uuid.uuid4()),
+                    created_at=start + timedelta(seconds=n),
+                    updated_at=start + timedelta(seconds=n),
+                )
+                for n in range(count)
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
+async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
+    page: Page, platform: Platform
+) -> None:
+    bulk = await api_call(
+        platform, "POST", "/api/v1/tenants", json={"name": "bulk", "store_limit": MANY}
+    )
+    await api_call(platform, "POST", "/api/v1/tenants", json={"name": "empty"})
+    # Their namespaces are in no cluster: the reaper would fail them all, as it should.
+    await asyncio.to_thread(platform.stop, "reaper")
+    await add_ready_stores(platform, bulk["id"], MANY)
+    await signed_in(page, platform)
+    cards = page.get_by_test_id("store-card")
+    more = page.get_by_test_id("stores-more")
+
+    # A page at a time, newest first; the counts are of all of them.
+    await expect(cards).to_have_count(50, timeout=SHORT)
+    await expect(cards.first.locator("h3")).to_have_text(f"Bulk Shop {MANY - 1:05d}")
+    await expect(page.get_by_test_id("filter-all")).to_have_text("All 10,000", timeout=SHORT)
+    await expect(page.get_by_test_id("filter-failed")).to_have_text("Failed 10")
+    await expect(page.get_by_test_id("store-counts")).to_have_text(
+        "10000 stores: 9990 ready · 10 failed"
+    )
+    await assert_accessible(page, "stores")
+    await more.click()
+    await expect(cards).to_have_count(100, timeout=SHORT)
+    await expect(cards.nth(99).locator("h3")).to_have_text(f"Bulk Shop {MANY - 100:05d}")
+
+    # By name, from all 10,000, not only those read.
+    search = page.get_by_test_id("store-search")
+    await search.fill("shop 00042")
+    await expect(cards).to_have_count(1, timeout=SHORT)
+    await expect(cards.locator("h3")).to_have_text("Bulk Shop 00042")
+    await expect(more).to_be_hidden()
+    await search.fill("no such shop")
+    await expect(page.get_by_test_id("stores-empty")).to_have_text("No stores match.")
+    await search.fill("")
+    await expect(cards).to_have_count(50, timeout=SHORT)
+
+    # By status: the ten failed ones, the last page of them.
+    await page.get_by_test_id("filter-failed").click()
+    await expect(cards).to_have_count(10, timeout=SHORT)
+    await expect(cards.first.get_by_test_id("store-failure")).to_have_text(
+        "Failed: seeded as failed"
+    )
+    await expect(more).to_be_hidden()
+
+    # An admin's tenant picker narrows the list and its counts to one tenant.
+    picker = page.get_by_test_id("tenant-picker")
+    await picker.select_option(label="empty")
+    await expect(cards).to_have_count(0, timeout=SHORT)
+    await expect(page.get_by_test_id("filter-all")).to_have_text("All 0", timeout=SHORT)
+    await picker.select_option(label="bulk")
+    await expect(cards).to_have_count(10, timeout=SHORT)
+
+    # The tenants view: each tenant's live stores against its cap.
+    await page.get_by_test_id("nav-tenants").click()
+    row = page.get_by_test_id("tenant-row").filter(has_text="bulk")
+    await expect(row.get_by_test_id("tenant-usage")).to_have_text("9990 of 10000", timeout=SHORT)
+    empty_row = page.get_by_test_id("tenant-row").filter(has_text="empty")
+    await expect(empty_row.get_by_test_id("tenant-usage")).to_have_text("0 of 1000")
+    await assert_accessible(page, "tenants")
+    await empty_row.get_by_role("button").click()
+    await expect(page).to_have_url(re.compile("#stores$"))
+    await expect(picker).to_have_value(await empty_row.get_attribute("data-tenant-id") or "")
+
+    # At a phone's width nothing runs off the side, and it is as accessible.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    overflow = await page.evaluate(
+        "() => document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth"
+    )
+    assert overflow == 0, f"{overflow}px wider than a phone"
+    await assert_accessible(page, "stores, at a phone's width")
+
+    # A store made for the picked tenant is theirs.
+    await expect(page.get_by_test_id("create-tenant")).to_have_value(
+        await empty_row.get_attribute("data-tenant-id") or ""
+    )
+    made = await create_from_form(page, "For Empty")
+    assert (await get_json(platform, f"/api/v1/stores/{made}"))["name"] == "For Empty"
+    empty_id = await empty_row.get_attribute("data-tenant-id")
+    theirs = await get_json(platform, f"/api/v1/stores?tenant_id={empty_id}")
+    assert [s["id"] for s in theirs["items"]] == [made]
+
+
+async def test_the_timeline_ends_complete_across_a_notifier_killed_midway(
+    page: Page, platform: Platform
+) -> None:
+    await signed_in(page, platform)
+    # One store made first, so the platform has step times to estimate the next from.
+    first = await create_by_api(platform, "First Shop")
+    await expect(card(page, first["id"])).to_have_attribute(
+        "data-status", "ready", timeout=PROVISIONING
+    )
+    notice = page.get_by_test_id("notice").filter(has_text="“First Shop” is ready.")
+    await expect(notice).to_be_visible(timeout=SHORT)
+
+    store_id = await create_from_form(page, "Watched Shop")
+    watched = card(page, store_id)
+    eta = watched.get_by_test_id("store-eta")
+    await expect(eta).to_have_text(
+        re.compile(r"^\d+\.\d s elapsed · (about \d.* left|finishing)$"), timeout=PROVISIONING
+    )
+    await expect(watched.get_by_test_id("store-step")).to_have_text(
+        re.compile(rf"^Step [2-5] of {PROVISION_STEPS}"), timeout=PROVISIONING
+    )
+    timeline = watched.get_by_test_id("store-timeline")
+    await timeline.locator("summary").click()
+    await expect(timeline.locator("[data-state='running']")).to_have_count(1, timeout=SHORT)
+    await assert_accessible(page, "a store's timeline under way")
+
+    # Killed with the store under way; it goes on without anyone watching.
+    killed = platform.processes["notifier"]
+    killed.kill()
+    await asyncio.to_thread(killed.wait)
+    await asyncio.to_thread(platform.stop, "notifier")
+    assert await watched.get_attribute("data-status") == "provisioning", "finished too soon"
+    connection = page.get_by_test_id("connection-state")
+    await expect(connection).to_have_attribute("data-state", "reconnecting", timeout=SHORT)
+    await wait_for_status(platform, store_id, "ready", deadline=PROVISIONING / 1000)
+    await expect(watched).to_have_attribute("data-status", "provisioning")
+
+    # Back: the stream resumes where the page left off, and the steps missed arrive.
+    await asyncio.to_thread(platform.start, "notifier")
+    await expect(connection).to_have_attribute("data-state", "live", timeout=PROVISIONING)
+    await expect(watched).to_have_attribute("data-status", "ready", timeout=SHORT)
+    steps = timeline.get_by_test_id("timeline-step")
+    await expect(steps).to_have_count(PROVISION_STEPS)
+    await expect(timeline.locator("[data-state='done']")).to_have_count(PROVISION_STEPS)
+    texts = await steps.all_text_contents()
+    for n, text in enumerate(texts, start=1):
+        assert re.match(rf"^Step {n} of {PROVISION_STEPS} — .+\d+(\.\d)? s$", text), texts
+    await expect(timeline.locator("summary")).to_have_text(
+        re.compile(rf"^Steps · {PROVISION_STEPS} of {PROVISION_STEPS} in \d")
+    )
+    await expect(eta).to_be_hidden()
+    await expect(
+        page.get_by_test_id("notice").filter(has_text="“Watched Shop” is ready.")
+    ).to_be_visible(timeout=SHORT)
+
+
+async def wait_for_status(platform: Platform, store_id: str, status: str, deadline: float) -> None:
+    give_up = time.monotonic() + deadline
+    while (await get_json(platform, f"/api/v1/stores/{store_id}"))["status"] != status:
+        assert time.monotonic() < give_up, f"{store_id} not {status} after {deadline}s"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_tenant_makes_a_key_sees_it_once_and_revokes_it(
+    page: Page, platform: Platform
+) -> None:
+    tenant = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "acme"})
+    own = await api_call(
+        platform, "POST", "/api/v1/keys", json={"name": "owner", "tenant_id": tenant["id"]}
+    )
+    await expect(page.get_by_test_id("signin-token")).to_be_visible(timeout=SHORT)
+    await assert_accessible(page, "sign-in")
+    await sign_in(page, own["token"])
+    await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
+    # A tenant's key has no tenants view and no picker.
+    await expect(page.get_by_test_id("nav-tenants")).to_be_hidden()
+    await expect(page.get_by_test_id("tenant-picker")).to_be_hidden()
+    await expect(page.get_by_test_id("stores-empty")).to_be_visible(timeout=SHORT)
+    await assert_accessible(page, "stores, empty")
+
+    await page.get_by_test_id("nav-keys").click()
+    rows = page.get_by_test_id("key-row")
+    await expect(rows).to_have_count(1, timeout=SHORT)  # the one signed in with
+    await expect(page.get_by_test_id("key-role")).to_be_hidden()  # tenant keys only
+    await page.get_by_test_id("key-create").click()
+    await expect(page.locator("#key-error")).to_be_visible()
+    await page.get_by_test_id("key-name").fill("ci deploys")
+    await page.get_by_test_id("key-create").click()
+
+    token = page.get_by_test_id("new-key-token")
+    await expect(token).to_have_text(re.compile(r"^wsk_"), timeout=SHORT)
+    new_token = await token.text_content()
+    assert new_token
+    await expect(rows).to_have_count(2)
+    ci_row = rows.filter(has_text="ci deploys")
+    await expect(ci_row.get_by_test_id("key-state")).to_have_text("Active")
+    await assert_accessible(page, "keys, a new key shown")
+    async with httpx.AsyncClient(base_url=platform.api_url) as api:
+        headers = {"Authorization": f"Bearer {new_token}"}
+        assert (await api.get("/api/v1/stores", headers=headers)).status_code == 200
+
+    # Shown once: gone when the view is left and come back to.
+    await page.get_by_test_id("nav-stores").click()
+    await page.get_by_test_id("nav-keys").click()
+    await expect(page.get_by_test_id("new-key")).to_be_hidden()
+    await expect(rows).to_have_count(2, timeout=SHORT)
+
+    # Revoked once confirmed (by keyboard): it stops working at once.
+    await ci_row.get_by_test_id("key-revoke").focus()
+    await page.keyboard.press("Enter")
+    dialog = page.locator("#confirm-dialog")
+    await expect(dialog).to_contain_text("ci deploys")
+    await assert_accessible(page, "keys, confirming a revocation")
+    await page.keyboard.press("Tab")  # from Cancel to Revoke key
+    await page.keyboard.press("Enter")
+    await expect(ci_row.get_by_test_id("key-state")).to_have_text("Revoked", timeout=SHORT)
+    await expect(ci_row.get_by_test_id("key-revoke")).to_have_count(0)
+    async with httpx.AsyncClient(base_url=platform.api_url) as api:
+        headers = {"Authorization": f"Bearer {new_token}"}
+        assert (await api.get("/api/v1/stores", headers=headers)).status_code == 401
