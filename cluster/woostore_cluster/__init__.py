@@ -16,6 +16,7 @@ from woostore_cluster.base import (
     WpResult,
     store_access,
 )
+from woostore_cluster.releases import install_seconds, rollback_seconds
 from woostore_shared.settings import ClusterMode, Settings
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "TransientClusterError",
     "WpResult",
     "connect_cluster",
+    "install_seconds",
+    "rollback_seconds",
     "store_access",
 ]
 

@@ -61,7 +61,7 @@ from woostore_cluster.kubeapi import (
     Pod,
     in_a_pod,
 )
-from woostore_cluster.releases import HelmReleases
+from woostore_cluster.releases import HELM_GRACE_SECONDS, HelmReleases
 from woostore_cluster.storefront import verify_storefront
 from woostore_shared.logging import get_logger
 from woostore_shared.settings import Settings
@@ -98,7 +98,7 @@ class KubernetesCluster:
         helm_binary: str = "helm",
         admin_user: str = "admin",
         poll_interval: float = 2.0,
-        helm_grace: float = 30.0,
+        helm_grace: float = HELM_GRACE_SECONDS,
         uninstall_timeout: float = 240.0,
         exec_timeout: float = 110.0,
         http_timeout: float = 30.0,

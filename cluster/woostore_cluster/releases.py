@@ -48,6 +48,24 @@ _HELM_NOT_FOUND = re.compile(r"release: not found|release not found", re.IGNOREC
 _PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 _GOOD = ("deployed", "superseded")
 _CHART_VERSION = re.compile(r"^.*?-(\d+\.\d+\.\d+\S*)$")
+HELM_GRACE_SECONDS = 30.0  # helm stops itself at its --timeout; it is stopped this much later
+READ_SECONDS = 60.0  # helm status and history: reads, which wait for nothing
+
+
+def install_seconds(timeout: float, grace: float = HELM_GRACE_SECONDS) -> float:
+    """The longest ``HelmReleases.install(release, timeout)`` takes: reading the release
+    (status, and history when a crash left it pending), clearing what the crash left (one
+    wait), and the upgrade, whose --rollback-on-failure waits as long again as the upgrade
+    did; each helm run stopped ``grace`` after its own limit. A step running it must allow
+    this, or it cuts a rollback half-way."""
+    reads = 2 * (READ_SECONDS + grace)
+    return reads + (timeout + grace) + (2 * timeout + grace)
+
+
+def rollback_seconds(timeout: float, grace: float = HELM_GRACE_SECONDS) -> float:
+    """The longest ``HelmReleases.rollback(..., timeout)`` takes."""
+    return timeout + grace
+
 
 # Runs while ``helm upgrade`` waits, until cancelled, keeping in the list it is given what
 # stops the rollout for good (a pod stuck on a bad image): helm itself only says it timed out.
@@ -65,7 +83,7 @@ class HelmReleases:
         *,
         kubeconfig: Path | None,
         helm_binary: str = "helm",
-        grace: float = 30.0,
+        grace: float = HELM_GRACE_SECONDS,
     ) -> None:
         self.runner = runner
         # None: in a pod, with its ServiceAccount; helm then gets no --kubeconfig and uses
@@ -84,7 +102,9 @@ class HelmReleases:
             problems: list[str] = []
             watcher = asyncio.create_task(watch_pods(problems))
             try:
-                result = await self.runner.run(argv, timeout + self.grace)
+                # --rollback-on-failure: after a --timeout spent waiting, the rollback waits
+                # as long again, in the same helm run.
+                result = await self.runner.run(argv, 2 * timeout + self.grace)
             finally:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
@@ -109,7 +129,7 @@ class HelmReleases:
 
     async def history(self, namespace: str, name: str) -> list[ReleaseRevision]:
         """The release's revisions, oldest first; none without a release."""
-        result = await self._run("history", [name], namespace, ["-o", "json"], 60)
+        result = await self._run("history", [name], namespace, ["-o", "json"], READ_SECONDS)
         if not result.ok:
             if _HELM_NOT_FOUND.search(result.stderr):
                 return []
@@ -166,7 +186,7 @@ class HelmReleases:
 
     async def _status(self, namespace: str, name: str) -> str | None:
         """The release's status (``deployed``, ``pending-install``...), None without one."""
-        result = await self._run("status", [name], namespace, ["-o", "json"], 60)
+        result = await self._run("status", [name], namespace, ["-o", "json"], READ_SECONDS)
         if not result.ok:
             if _HELM_NOT_FOUND.search(result.stderr):
                 return None

@@ -212,7 +212,20 @@ class Settings(BaseSettings):
     tenant_key_limit: int = Field(
         default=20, ge=1, description="Live (not revoked) API keys each tenant may have."
     )
-    provision_deadline_seconds: float = Field(default=600, gt=0)
+    rollout_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How long a store's release may take to roll out: helm's --timeout, and "
+        "the wait for its pods. A failed install or upgrade rolls back within as long again. "
+        "Raise it on a cluster that pulls images cold.",
+    )
+    provision_deadline_seconds: float = Field(
+        default=1200,
+        gt=0,
+        description="A store still provisioning after this is failed and cleaned up. It "
+        "backs up the steps' own limits; keep it above a slow release's install with its "
+        "rollback (about 3 times the rollout timeout and 4 minutes).",
+    )
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)
 

@@ -85,7 +85,8 @@ async def test_a_fresh_install_checks_the_status_then_upgrades_with_the_helm4_fl
     assert status == status_argv(kubeconfig)
     (values,) = helm.values_seen
     assert upgrade == upgrade_argv(kubeconfig, str(values.path))
-    assert helm.timeouts == [60 + GRACE, 300 + GRACE]
+    # The upgrade's --rollback-on-failure waits as long again as the upgrade did.
+    assert helm.timeouts == [60 + GRACE, 2 * 300 + GRACE]
     assert helm.status(NS) == "deployed"
 
 
@@ -132,7 +133,7 @@ async def test_the_timeout_is_given_to_helm_in_whole_seconds(
 
     upgrade = helm.calls[-1]
     assert upgrade[upgrade.index("--timeout") + 1] == "90s"
-    assert helm.timeouts[-1] == 90.4 + GRACE
+    assert helm.timeouts[-1] == 2 * 90.4 + GRACE
 
 
 async def test_install_into_a_missing_or_terminating_namespace_is_permanent(
@@ -416,7 +417,7 @@ async def test_in_a_pod_every_command_goes_without_a_kubeconfig(
         uninstall_argv(None, "240s"),
     ]  # fmt: skip
     assert not any("kubeconfig" in arg for argv in helm.calls for arg in argv)
-    assert helm.timeouts[:2] == [60 + GRACE, 300 + GRACE]
+    assert helm.timeouts[:2] == [60 + GRACE, 2 * 300 + GRACE]
 
 
 async def test_in_a_pod_helm_failures_map_as_with_a_kubeconfig(

@@ -31,6 +31,7 @@ from woostore_provisioner.recipe import (
     PROVISION,
     SAMPLE_PRODUCTS,
     StoreJob,
+    TimeLimits,
     install_release,
 )
 from woostore_shared.secrets import CredentialCipher, generate_password
@@ -78,6 +79,7 @@ def make_job(
         cluster=cluster,
         chart=CHART,
         cipher=CredentialCipher("test-secret-key"),
+        limits=TimeLimits(rollout=300),
         settings=DEFAULT_SETTINGS,
         values_files=values_files,
     )

@@ -22,7 +22,7 @@ from tests.cluster.support import CHART, HELM, LOCAL_PROFILE
 from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import PermanentClusterError, TransientClusterError
 from woostore_cluster.simulated import DURATIONS, FAULTABLE, SimulatedCluster
-from woostore_provisioner.recipe import PROVISION, StoreJob, install_release
+from woostore_provisioner.recipe import PROVISION, StoreJob, TimeLimits, install_release
 from woostore_shared.secrets import CredentialCipher
 
 NS = "store-pool-7f3a9c"
@@ -77,6 +77,7 @@ def pool_job(cluster: SimulatedCluster, values_files: tuple[Path, ...] = ()) -> 
         cluster=cluster,
         chart=CHART,
         cipher=CredentialCipher("test-secret-key"),
+        limits=TimeLimits(rollout=300),
         settings=DEFAULT_SETTINGS,
         values_files=values_files,
     )

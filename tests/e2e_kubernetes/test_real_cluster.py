@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import TransientClusterError, connect_cluster
-from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob
+from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob, TimeLimits
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
 
@@ -46,7 +46,7 @@ async def run(step: Step, job: StoreJob) -> None:
     """One step as the provisioner runs it: within its timeout, transient errors retried."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            async with asyncio.timeout(step.timeout):
+            async with asyncio.timeout(step.deadline(job.limits)):
                 await step.run(job)
             return
         except TransientClusterError as error:
@@ -79,6 +79,7 @@ async def test_a_store_is_provisioned_verified_and_deleted_on_a_real_cluster() -
         cluster=cluster,
         chart=REPO / "helm" / "store",
         cipher=CredentialCipher("e2e-secret-key"),
+        limits=TimeLimits(rollout=settings.rollout_timeout_seconds),
         settings=DEFAULT_SETTINGS,
         values_files=VALUES_FILES,
     )

@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
+from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.outbox import Outbox
@@ -78,6 +79,7 @@ def make_runner(
             base_domain=BASE_DOMAIN,
             cipher=cipher,
             watch_interval=WATCH_INTERVAL,
+            limits=TimeLimits(rollout=300),
         )
 
     return make

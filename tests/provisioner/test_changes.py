@@ -17,7 +17,7 @@ from tests.provisioner.test_runner import KeepAlive, load, stream_events
 from tests.support import create_store
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_provisioner.recipe import RELEASE_NAME, ROLLBACK, UPGRADE
+from woostore_provisioner.recipe import RELEASE_NAME, ROLLBACK, UPGRADE, TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -48,7 +48,7 @@ def next_runner(
     def make(cluster: Cluster) -> Runner:
         return Runner(
             database, outbox, cluster, chart=new_chart, base_domain=BASE_DOMAIN,
-            cipher=cipher, watch_interval=WATCH_INTERVAL,
+            cipher=cipher, watch_interval=WATCH_INTERVAL, limits=TimeLimits(rollout=300),
         )  # fmt: skip
 
     return make

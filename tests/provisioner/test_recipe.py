@@ -18,17 +18,27 @@ from typing import Any
 import pytest
 
 from tests.support import DEFAULT_SETTINGS
-from woostore_cluster import PermanentClusterError, Release, WpResult
+from woostore_cluster import (
+    PermanentClusterError,
+    Release,
+    WpResult,
+    install_seconds,
+    rollback_seconds,
+)
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import (
+    CHANGES,
     CREDENTIALS_SECRET,
     DELETE,
+    PERSONALISE,
     PROVISION,
     SAMPLE_PRODUCTS,
     Step,
     StoreJob,
+    TimeLimits,
     add_sample_products,
     create_credentials,
+    install_release,
     verify_storefront,
 )
 from woostore_shared.secrets import CredentialCipher
@@ -49,6 +59,7 @@ def make_job(cluster: SimulatedCluster, chart: Path, slug: str = "acme-coffee-1a
         cluster=cluster,
         chart=chart,
         cipher=CIPHER,
+        limits=TimeLimits(rollout=300),
         settings=DEFAULT_SETTINGS,
     )
 
@@ -319,3 +330,43 @@ async def test_the_owners_settings_reach_the_store_and_no_sample_products_leaves
     assert (state["language"], state["admin_email"]) == ("de_DE", "owner@example.com")
     assert state["options"]["admin_email"] == "owner@example.com"
     assert state.get("products") == []
+
+
+def test_each_step_running_helm_allows_all_its_helm_run_may_take() -> None:
+    """WOOSTORE_ROLLOUT_TIMEOUT_SECONDS is helm's --timeout; the steps' deadlines follow it,
+    each beyond the longest its helm run takes, a failed install's rollback included, so no
+    step deadline cuts helm off half-way (which leaves a release pending)."""
+    cold = TimeLimits(rollout=900)  # a cluster pulling images on first use
+    steps = {
+        (recipe.phase, step.name): step
+        for recipe in (PROVISION, PERSONALISE, *CHANGES.values())
+        for step in recipe.steps
+    }
+    # The wait, the rollback waiting as long again, and what a crash left pending cleared.
+    assert install_seconds(900) > 3 * 900
+    for installs in (("provision", "helm_release"), ("personalise", "owner"),
+                     ("upgrade", "helm_upgrade")):  # fmt: skip
+        assert steps[installs].deadline(cold) > install_seconds(900), installs
+    assert steps[("rollback", "helm_rollback")].deadline(cold) > rollback_seconds(900)
+    for phase in ("provision", "upgrade", "rollback"):
+        assert steps[(phase, "rollout")].deadline(cold) > 900, phase
+    assert steps[("provision", "verify")].deadline(cold) == 120  # no helm: its own limit
+
+
+async def test_helm_is_given_the_rollout_timeout(
+    cluster: SimulatedCluster, chart: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[float] = []
+    install = cluster.install_release
+
+    async def recorded(release: Release, timeout: float) -> None:  # noqa: ASYNC109  (the Cluster signature)
+        given.append(timeout)
+        await install(release, timeout)
+
+    monkeypatch.setattr(cluster, "install_release", recorded)
+    job = dataclasses.replace(make_job(cluster, chart), limits=TimeLimits(rollout=42))
+    await cluster.ensure_namespace(job.namespace, {})
+
+    await install_release(job)
+
+    assert given == [42]

@@ -28,7 +28,7 @@ from woostore_cluster import (
     WpResult,
 )
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_provisioner.recipe import CREDENTIALS_SECRET, DELETE, PROVISION, StoreJob
+from woostore_provisioner.recipe import CREDENTIALS_SECRET, DELETE, PROVISION, StoreJob, TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -334,6 +334,7 @@ async def test_provision_resumes_after_the_steps_already_in_the_journal(
         cluster=cluster,
         chart=chart,
         cipher=cipher,
+        limits=TimeLimits(rollout=300),
         settings=DEFAULT_SETTINGS,
     )
     learned = [await step.run(job) or {} for step in PROVISION.steps[:4]]

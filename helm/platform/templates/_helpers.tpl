@@ -158,6 +158,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.stores.defaults.sampleProducts | quote }}
 - name: WOOSTORE_MAX_STORES_IN_FLIGHT
   value: {{ $v.settings.maxStoresInFlight | quote }}
+- name: WOOSTORE_ROLLOUT_TIMEOUT_SECONDS
+  value: {{ $v.settings.rolloutTimeoutSeconds | quote }}
 - name: WOOSTORE_PROVISION_DEADLINE_SECONDS
   value: {{ $v.settings.provisionDeadlineSeconds | quote }}
 - name: WOOSTORE_REAPER_INTERVAL_SECONDS

@@ -9,6 +9,7 @@ from faststream.nats import NatsBroker
 
 from woostore_cluster import connect_cluster
 from woostore_provisioner.handlers import build_router
+from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
@@ -46,6 +47,7 @@ def build_app(settings: Settings) -> FastStream:
             base_domain=settings.base_domain,
             cipher=CredentialCipher(settings.secret_key.get_secret_value()),
             watch_interval=settings.ack_wait_seconds / 3,
+            limits=TimeLimits(rollout=settings.rollout_timeout_seconds),
         )
         app.context.set_global("runner", runner)
         log.info("provisioner starting", cluster=settings.cluster_mode.value)

@@ -22,6 +22,8 @@ from woostore_cluster import (
     Cluster,
     PermanentClusterError,
     Release,
+    install_seconds,
+    rollback_seconds,
 )
 from woostore_shared.events import Phase, WorkingStatus
 from woostore_shared.models import StoreStatus
@@ -31,8 +33,9 @@ from woostore_shared.store_settings import StoreSettings
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
 ADMIN_USER = "admin"
 RELEASE_NAME = "store"
-ROLLOUT_TIMEOUT = 300.0
 DELETE_TIMEOUT = 300.0
+# A step's own work around the helm run or the wait it makes: values, reads, journalling.
+STEP_MARGIN = 60.0
 SAMPLE_PRODUCTS = (
     ("Organic Coffee Beans", "12.50"),
     ("Ceramic Mug", "9.00"),
@@ -41,6 +44,25 @@ SAMPLE_PRODUCTS = (
 # A store without sample products is still verified with an order: of this product, which
 # the verify step adds for the order and removes again.
 TEST_PRODUCT = ("WooStore test item", "1.00")
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """How long a release may take to roll out (helm's --timeout, and the rollout wait:
+    WOOSTORE_ROLLOUT_TIMEOUT_SECONDS), and from it how long the steps that run helm or wait
+    for a rollout may take: each allows all its helm run may (a failed install's rollback
+    included), so no step deadline cuts helm off half-way."""
+
+    rollout: float
+
+    def install(self) -> float:
+        return install_seconds(self.rollout) + STEP_MARGIN
+
+    def rollback(self) -> float:
+        return rollback_seconds(self.rollout) + STEP_MARGIN
+
+    def wait(self) -> float:
+        return self.rollout + STEP_MARGIN
 
 
 @dataclass
@@ -56,6 +78,7 @@ class StoreJob:
     cluster: Cluster
     chart: Path
     cipher: CredentialCipher
+    limits: TimeLimits
     # Values profiles layered under the store's own values (WOOSTORE_STORE_VALUES_FILES).
     settings: StoreSettings
     values_files: tuple[Path, ...] = ()
@@ -83,7 +106,12 @@ class Step:
     name: str
     title: str
     run: Callable[[StoreJob], Awaitable[Learned | None]]
-    timeout: float = 120.0  # seconds; longer is a permanent error (the recipe fails)
+    # Seconds, or what the platform's time limits allow (TimeLimits.install, say) for a
+    # step whose work has a configured limit; longer is a permanent error (the recipe fails).
+    timeout: float | Callable[[TimeLimits], float] = 120.0
+
+    def deadline(self, limits: TimeLimits) -> float:
+        return self.timeout(limits) if callable(self.timeout) else self.timeout
 
 
 class OnFailure(StrEnum):
@@ -150,7 +178,7 @@ async def install_release(job: StoreJob) -> Learned:
         },
         values_files=job.values_files,
     )
-    await job.cluster.install_release(release, timeout=ROLLOUT_TIMEOUT)
+    await job.cluster.install_release(release, timeout=job.limits.rollout)
     return await deployed_release(job)
 
 
@@ -179,13 +207,13 @@ async def rollback_release(job: StoreJob) -> Learned:
     if job.rollback_revision is None:
         raise PermanentClusterError("no revision was chosen to roll back to")
     await job.cluster.rollback_release(
-        job.namespace, RELEASE_NAME, job.rollback_revision, timeout=ROLLOUT_TIMEOUT
+        job.namespace, RELEASE_NAME, job.rollback_revision, timeout=job.limits.rollout
     )
     return await deployed_release(job)
 
 
 async def wait_for_rollout(job: StoreJob) -> None:
-    await job.cluster.wait_for_rollout(job.namespace, timeout=ROLLOUT_TIMEOUT)
+    await job.cluster.wait_for_rollout(job.namespace, timeout=job.limits.rollout)
 
 
 async def wp(job: StoreJob, *args: str, stdin: str | None = None) -> str:
@@ -363,8 +391,8 @@ PROVISION = Recipe(
     steps=(
         Step("namespace", "Creating the namespace", create_namespace),
         Step("credentials", "Generating credentials", create_credentials),
-        Step("helm_release", "Installing the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
-        Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60),
+        Step("helm_release", "Installing the Helm release", install_release, TimeLimits.install),
+        Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, TimeLimits.wait),
         Step("wordpress_install", "Installing WordPress", install_wordpress),
         Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
         Step("store_settings", "Setting currency and country", configure_store),
@@ -384,7 +412,7 @@ PERSONALISE = Recipe(
     StoreStatus.PROVISIONING,
     on_failure=OnFailure.FALL_BACK_TO_COLD,
     steps=(
-        Step("owner", "Making the store its owner's", make_it_the_owners, ROLLOUT_TIMEOUT + 60),
+        Step("owner", "Making the store its owner's", make_it_the_owners, TimeLimits.install),
         Step("language", "Installing the store's language", install_language),
         Step("verify", "Placing a test order", verify_storefront),
     ),
@@ -406,9 +434,12 @@ UPGRADE = Recipe(
     StoreStatus.UPDATING,
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
-        Step("helm_upgrade", "Upgrading the Helm release", install_release, ROLLOUT_TIMEOUT + 60),
+        Step("helm_upgrade", "Upgrading the Helm release", install_release, TimeLimits.install),
         Step(
-            "rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60
+            "rollout",
+            "Rolling out WordPress and MariaDB",
+            wait_for_rollout,
+            TimeLimits.wait,
         ),
         Step("verify", "Placing a test order", verify_storefront),
     ),
@@ -421,10 +452,16 @@ ROLLBACK = Recipe(
     steps=(
         Step("choose_revision", "Choosing the revision to return to", choose_rollback_revision),
         Step(
-            "helm_rollback", "Rolling the Helm release back", rollback_release, ROLLOUT_TIMEOUT + 60
+            "helm_rollback",
+            "Rolling the Helm release back",
+            rollback_release,
+            TimeLimits.rollback,
         ),
         Step(
-            "rollout", "Rolling out WordPress and MariaDB", wait_for_rollout, ROLLOUT_TIMEOUT + 60
+            "rollout",
+            "Rolling out WordPress and MariaDB",
+            wait_for_rollout,
+            TimeLimits.wait,
         ),
         Step("verify", "Placing a test order", verify_storefront),
     ),

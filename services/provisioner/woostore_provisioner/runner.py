@@ -46,6 +46,7 @@ from woostore_provisioner.recipe import (
     Recipe,
     Step,
     StoreJob,
+    TimeLimits,
 )
 from woostore_provisioner.retries import (
     TRANSIENT_ERRORS,
@@ -85,6 +86,7 @@ class Runner:
         base_domain: str,
         cipher: CredentialCipher,
         watch_interval: float,
+        limits: TimeLimits,
         values_files: Sequence[Path] = (),
     ) -> None:
         self.db = db
@@ -95,6 +97,7 @@ class Runner:
         self.base_domain = base_domain
         self.cipher = cipher
         self.watch_interval = watch_interval
+        self.limits = limits
         self.leases = Leases(outbox, ttl=timedelta(seconds=3 * watch_interval))
         self.journal = Journal(db, outbox)
         self.stopping = asyncio.Event()
@@ -336,7 +339,8 @@ class Runner:
         process is stopping."""
         task = asyncio.ensure_future(step.run(job))
         stopping = asyncio.ensure_future(self.stopping.wait())
-        give_up_at = asyncio.get_running_loop().time() + step.timeout
+        deadline = step.deadline(self.limits)
+        give_up_at = asyncio.get_running_loop().time() + deadline
         try:
             while True:
                 await asyncio.wait(
@@ -348,7 +352,7 @@ class Runner:
                     raise ShuttingDown
                 if asyncio.get_running_loop().time() > give_up_at:
                     raise PermanentClusterError(
-                        f"step {step.name} did not finish within {step.timeout:.0f} s"
+                        f"step {step.name} did not finish within {deadline:.0f} s"
                     )
                 await attempt.keep_alive()
                 if await self.leases.renew(attempt) is not expected:
@@ -382,6 +386,7 @@ class Runner:
             cluster=self.cluster,
             chart=self.chart,
             cipher=self.cipher,
+            limits=self.limits,
             settings=StoreSettings.model_validate(store.settings),
             values_files=self.values_files,
             rollback_revision=store.rollback_revision,
