@@ -39,7 +39,7 @@ async def test_a_profile_changes_what_is_rendered_and_the_store_values_still_win
     await cluster.install_release(release_for(NS, values_files=(profile,)), timeout=30)
 
     spec = wordpress_deployment(cluster)["spec"]
-    (container,) = spec["template"]["spec"]["containers"]
-    assert container["imagePullPolicy"] == "IfNotPresent"  # from the profile
+    for container in spec["template"]["spec"]["containers"]:  # WordPress and its cron
+        assert container["imagePullPolicy"] == "IfNotPresent", container["name"]  # the profile's
     annotations = stored(cluster, "Ingress")["metadata"]["annotations"]
     assert annotations["woostore.io/store-name"] == "Acme Coffee"  # the store's value wins

@@ -36,6 +36,9 @@ define( 'AUTOMATIC_UPDATER_DISABLED', true );
 define( 'DISALLOW_UNFILTERED_HTML', true );
 // Store pods have no egress: fail outgoing HTTP at once instead of waiting for timeouts.
 define( 'WP_HTTP_BLOCK_EXTERNAL', true );
+// Nor may WordPress call itself: WP-Cron's request to its own URL on page loads would be
+// blocked. The pod's `cron` container runs the due events instead (woostore-cron).
+define( 'DISABLE_WP_CRON', true );
 
 define( 'WP_DEBUG', false );
 
