@@ -32,6 +32,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from woostore_notifier import keys
 from woostore_notifier.connections import Client, Connections
@@ -112,7 +113,7 @@ async def _sweep(connections: Connections, hub: EventHub, known: Keys) -> None:
             checked = time.monotonic()
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> _Notifier:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nats = await connect(settings.nats_url, "woostore-notifier")
@@ -151,10 +152,9 @@ def create_app(settings: Settings) -> Starlette:
         await nats.close()
         await db.dispose()
 
-    app = Starlette(
+    app = _Notifier(
         routes=[Route("/api/v1/events", stream_events)],
         middleware=[
-            Middleware(KeepServerSend),  # first: the streams' body writes skip the others
             Middleware(
                 CORSMiddleware,
                 allow_origins=[settings.allowed_origin],
@@ -192,12 +192,20 @@ def main() -> None:
     _Server(config, app).run()
 
 
+class _Notifier(Starlette):
+    """The notifier's app, with ``KeepServerSend`` outside all the rest, Starlette's own
+    ServerErrorMiddleware included: the streams' body writes go straight to the server."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return KeepServerSend(super().build_middleware_stack())
+
+
 class _Server(uvicorn.Server):
     """Ends the event streams as soon as the process is told to stop. They never end by
     themselves: uvicorn would wait out its grace period for them, then cancel each one and
     log it as an error, 10,000 errors for 10,000 clients."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: _Notifier) -> None:
         super().__init__(config)
         self._app = app
 

@@ -39,7 +39,7 @@ async def _disconnected(receive: Receive) -> None:
 
 class KeepServerSend:
     """Keeps the ``send`` it is given in the scope for the event streams' body writes.
-    Middleware after it wrap ``send`` to see a response start (CORS adds its headers there)
+    Middleware inside it wrap ``send`` to see a response start (CORS adds its headers there)
     and pass every body message on untouched: for a stream, that is a few calls per send
     for nothing, 10,000 sends per event at 10,000 clients. A stream starts its response
     through them, then writes its body past them."""
