@@ -26,6 +26,14 @@ export function initActions() {
   els.createName.addEventListener('input', () => setCreateError(''));
 }
 
+// Nothing of the last session's form stays for the next one.
+export function resetActions() {
+  els.createForm.reset();
+  els.createStatus.textContent = '';
+  setCreateError('');
+  setCreateBusy(false);
+}
+
 /* ---------- Create ---------- */
 
 async function onCreateSubmit(event) {

@@ -4,7 +4,7 @@ import { ApiError, SessionEnded } from './api.js';
 
 const alerts = document.getElementById('alerts');
 
-export function showAlert(message) {
+function showAlert(message) {
   const existing = [...alerts.children].some((el) => el.dataset.message === message);
   if (existing) return;
   const alert = dismissible(message, 'alert');

@@ -81,6 +81,7 @@ export async function api(method, path, body) {
     throw new SessionEnded();
   }
   const payload = await readJson(response);
+  if (current !== session) throw new SessionEnded(); // signed out while the body came
   if (!response.ok) throw new ApiError(toProblem(response, payload));
   return payload;
 }

@@ -34,7 +34,7 @@ export function initKeys() {
 export function resetKeys() {
   forgetNewKey();
   setError('');
-  els.name.value = '';
+  els.form.reset();
   els.rows.replaceChildren();
 }
 
@@ -140,6 +140,7 @@ async function revokeKey(key) {
   try {
     await api('DELETE', `/keys/${encodeURIComponent(key.id)}`);
     await loadKeys();
+    els.name.focus(); // its row was rebuilt: focus goes somewhere useful, not to the page
   } catch (err) {
     handleError(err);
   }

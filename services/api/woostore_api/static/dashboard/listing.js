@@ -6,8 +6,8 @@
 
 import { api, isSignedIn, withQuery } from './api.js';
 import {
-  LIVE_STATUSES, hasMoreStores, loadMoreStores, loadStores, onStoreChange, setStoreQuery,
-  storeQuery, stores, storesFailed, storesLoaded,
+  EVENT, LIVE_STATUSES, hasMoreStores, loadMoreStores, loadStores, onStoreChange, onStoreEvent,
+  setStoreQuery, storeQuery, stores, storesFailed, storesLoaded,
 } from './stores.js';
 
 const SEARCH_DELAY_MS = 250; // typing a name asks once, not once per key
@@ -25,7 +25,6 @@ const els = {
   more: byId('stores-more'),
 };
 const buttons = new Map(); // status (null: all) -> its filter button
-const statuses = new Map(); // id -> the status last counted
 let searchTimer = null;
 let countTimer = null;
 let countDue = false;
@@ -58,10 +57,11 @@ export function initListing() {
   els.error.querySelector('button').addEventListener('click', () => loadStores());
   onStoreChange((id) => {
     updateListChrome();
-    const status = id === null ? null : stores.get(id)?.status;
-    if (id !== null && statuses.get(id) === status) return; // progress, not a new status
-    if (id !== null) statuses.set(id, status);
-    countSoon();
+    if (id === null) countSoon(); // another query (a tenant's counts), or read again
+  });
+  // Any store's new status, shown or not (most of 10,000 are not): progress changes no count.
+  onStoreEvent((id, event) => {
+    if (event.type !== EVENT.progress) countSoon();
   });
 }
 
@@ -70,7 +70,6 @@ export function resetListing() {
   clearTimeout(countTimer);
   countTimer = null;
   countDue = false;
-  statuses.clear();
   els.search.value = '';
   showCounts(null);
   for (const [status, button] of buttons) button.setAttribute('aria-pressed', String(status === null));

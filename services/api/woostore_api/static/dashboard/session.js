@@ -2,6 +2,7 @@
 // in, and everything signing out clears.
 
 import { API_BASE, beginSession, endSession, isAdmin, whenSessionExpires } from './api.js';
+import { resetActions } from './actions.js';
 import { clearAlerts } from './alerts.js';
 import { resetCards } from './cards.js';
 import { dismissConfirm } from './confirm.js';
@@ -73,17 +74,18 @@ async function onSignInSubmit(event) {
     return;
   }
   clearAlerts();
-  startSession(await response.json());
+  startSession(await response.json(), { focus: true });
 }
 
-function startSession(whoami) {
+// `focus`: signed in by the form, whose button is now hidden: focus goes to the view.
+function startSession(whoami, { focus = false } = {}) {
   beginSession(whoami);
   els.whoami.textContent = `${whoami.tenant_name} · ${whoami.role} · ${whoami.actor}`;
   setViewAllowed('tenants', isAdmin());
   els.signinView.hidden = true;
   els.appView.hidden = false;
   updateListChrome(); // "Loading stores…"
-  showView();
+  showView({ focus });
   loadTenants();
   readEstimates();
   connect();
@@ -101,6 +103,7 @@ function signOut(message = '') {
   disconnect();
   clearStores();
   dismissConfirm();
+  resetActions();
   resetCards();
   resetListing();
   resetTimeline();
@@ -109,6 +112,7 @@ function signOut(message = '') {
   resetViews();
   clearAlerts();
   clearNotices();
+  els.whoami.textContent = '';
   showSignIn(message);
 }
 

@@ -31,6 +31,21 @@ let nextCursor = null; // of the next page, if there is one
 // `status`: null for every status but deleted. `tenant`: an admin's choice, null for all.
 let query = { q: '', status: null, tenant: null };
 let generation = 0; // bumped when the query changes: a page read for an older one is dropped
+// Stores the page learnt of while a first page was being read (a create's answer, a store an
+// event brought): that page, read before them, does not drop them.
+const arrived = new Set();
+// The status each event type gives a store; types not here give none.
+const STATUS_OF = {
+  [EVENT.requested]: 'queued',
+  [EVENT.fellBack]: 'queued',
+  [EVENT.ready]: 'ready',
+  [EVENT.failed]: 'failed',
+  [EVENT.deleteRequested]: 'deleting',
+  [EVENT.deleted]: 'deleted',
+  [EVENT.changeRequested]: 'updating',
+  [EVENT.changed]: 'ready',
+  [EVENT.changeFailed]: 'ready',
+};
 // id -> a GET /stores/{id} under way: `events` that came for the store before the page knew
 // it, and `again` when its status moved on meanwhile (the answer may be of the old status).
 const reading = new Map();
@@ -87,6 +102,7 @@ export function setStoreQuery(changes) {
 export async function loadStores() {
   generation += 1;
   reading.clear();
+  arrived.clear();
   nextCursor = null;
   await readPage(null);
 }
@@ -109,7 +125,7 @@ async function readPage(cursor) {
     if (asked !== generation) return;
     const items = page.items ?? [];
     if (cursor === null) {
-      const shown = new Set(items.map((item) => item.id));
+      const shown = new Set([...items.map((item) => item.id), ...arrived]);
       for (const id of stores.keys()) if (!shown.has(id)) stores.delete(id);
     }
     items.forEach((item) => upsertStore(item));
@@ -124,11 +140,21 @@ async function readPage(cursor) {
   changed(null);
 }
 
-// Whether a store the page has not read belongs in what the query shows.
+function statusShown(status) {
+  return query.status ? status === query.status : LIVE_STATUSES.includes(status);
+}
+
+// Whether a store the page has not read belongs in what it shows: the query's, and no older
+// than the pages read (an older one comes with "Show more").
 function shownByQuery(store) {
-  const statuses = query.status ? [query.status] : LIVE_STATUSES;
   const named = store.name?.toLocaleLowerCase().includes(query.q.toLocaleLowerCase()) ?? false;
-  return statuses.includes(store.status) && named;
+  return statusShown(store.status) && named && !olderThanRead(store);
+}
+
+function olderThanRead(store) {
+  if (nextCursor === null) return false; // every page read
+  const oldest = Math.min(...[...stores.values()].map((s) => Date.parse(s.created_at)));
+  return Date.parse(store.created_at) < oldest;
 }
 
 // Replace local state with a REST snapshot unless live events already moved it further;
@@ -138,6 +164,7 @@ export function upsertStore(snapshot) {
   const { events, ...store } = snapshot;
   const current = stores.get(store.id);
   if (current && isBefore(store.updated_at, current.updated_at)) return false;
+  if (!current) arrived.add(store.id);
   stores.set(store.id, store);
   changed(store.id);
   return true;
@@ -157,9 +184,10 @@ export function receiveEvent(event) {
 }
 
 // An unknown store's progress never brings it into view (10,000 stores make a lot of it); a
-// new status may, if the list's tenant is the store's.
+// new status may, if the list shows that status and the store's tenant.
 function mayNowBeShown(event) {
-  if (!loaded || event.type === EVENT.progress) return false;
+  const status = STATUS_OF[event.type];
+  if (!loaded || !status || !statusShown(status)) return false;
   return !query.tenant || event.tenantid === query.tenant;
 }
 

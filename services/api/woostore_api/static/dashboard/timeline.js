@@ -28,7 +28,7 @@ export function onTimelineChange(listener) {
 
 export function initTimeline() {
   onStoreEvent((id, event) => {
-    record(id, event);
+    if (stores.has(id)) record(id, event); // of the stores shown only: 10,000 make a lot
     if (event.type === EVENT.ready || event.type === EVENT.changed) readEstimates();
   });
 }
@@ -69,7 +69,8 @@ function record(id, event, { quiet = false } = {}) {
       timeline.endedAt = event.time;
       timeline.outcome = event.type === EVENT.failed || event.type === EVENT.changeFailed ? 'failed' : 'done';
     }
-  } else if (event.type === EVENT.progress && event.data?.step) {
+  } else if (event.type === EVENT.progress && event.data?.step && event.data.phase !== 'clean_up') {
+    // A failed store's clean-up is not shown here (its card shows it): the failed run stays.
     const { phase, step, state } = event.data;
     let timeline = timelines.get(id);
     const rerun = timeline && state === 'started' && timeline.steps[step.index]?.completedAt;
@@ -79,7 +80,7 @@ function record(id, event, { quiet = false } = {}) {
     }
     const known = timeline.steps[step.index] ?? { ...step, startedAt: null, completedAt: null };
     if (state === 'started') known.startedAt ??= event.time;
-    else known.completedAt = event.time;
+    else if (state === 'completed') known.completedAt = event.time;
     timeline.steps[step.index] = known;
   } else {
     return;
@@ -93,7 +94,7 @@ function record(id, event, { quiet = false } = {}) {
 // Reads the store's past events once, for a store whose first steps ran before the page met
 // it; live events recorded meanwhile are kept.
 export async function backfill(id) {
-  if (backfilled.has(id) || timelines.get(id)?.steps[1]) return;
+  if (backfilled.has(id) || timelines.get(id)?.steps[1]?.startedAt) return;
   backfilled.add(id);
   try {
     const { events = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}`)) ?? {};
@@ -101,8 +102,8 @@ export async function backfill(id) {
     timelines.delete(id);
     events.forEach((event) => record(id, event, { quiet: true }));
     const past = timelines.get(id);
-    if (live && (!past || past.phase !== live.phase || live.steps.length > past.steps.length)) {
-      timelines.set(id, live);
+    if (live && (!past || past.phase !== live.phase)) {
+      timelines.set(id, live); // a newer run than the events read
     } else if (live && past) {
       live.steps.forEach((step, index) => {
         if (step) past.steps[index] = { ...past.steps[index], ...withoutNulls(step) };
@@ -121,19 +122,34 @@ function withoutNulls(object) {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value != null));
 }
 
-// The tick runs while some store's timeline is under way.
+// Whether the store is running a recipe now: what its status says, whatever events the page
+// missed (a refetch, say, brings a store that finished meanwhile).
+function working(store) {
+  return ['provisioning', 'updating', 'deleting'].includes(store?.status);
+}
+
+// The tick runs while some shown store's timeline is under way; timelines of stores no longer
+// shown are forgotten.
 function tick() {
-  const running = [...timelines.entries()].filter(([id, t]) => !t.endedAt && stores.has(id));
-  if (running.length && ticker === null) {
-    ticker = setInterval(() => {
-      const still = [...timelines.entries()].filter(([id, t]) => !t.endedAt && stores.has(id));
-      if (!still.length) {
-        clearInterval(ticker);
-        ticker = null;
-      }
-      still.forEach(([id]) => changed(id));
-    }, TICK_MS);
+  for (const id of timelines.keys()) {
+    if (!stores.has(id)) {
+      timelines.delete(id);
+      backfilled.delete(id);
+    }
   }
+  if (ticker !== null || !runningIds().length) return;
+  ticker = setInterval(() => {
+    const running = runningIds();
+    if (!running.length) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+    running.forEach(changed);
+  }, TICK_MS);
+}
+
+function runningIds() {
+  return [...timelines].filter(([id, t]) => !t.endedAt && working(stores.get(id))).map(([id]) => id);
 }
 
 /* ---------- What a card shows ---------- */
@@ -141,6 +157,12 @@ function tick() {
 // The card's timeline (`list`, `summary`, `details`) and its time line (`eta`) for `store`.
 export function renderTimeline(els, store) {
   const timeline = timelines.get(store.id);
+  if (timeline && !timeline.endedAt && !working(store)) {
+    // It finished while the page was not told (events it missed): it ended by its last change.
+    timeline.endedAt = store.updated_at;
+    timeline.outcome = store.status === 'failed' ? 'failed' : 'done';
+  }
+  if (timeline && !timeline.endedAt) tick();
   // A store past the queue has steps to show: read when the panel is opened, if not known.
   els.details.hidden = !timeline && (store.status === 'queued' || store.status === 'deleted');
   els.eta.hidden = !timeline || Boolean(timeline.endedAt);
@@ -206,7 +228,8 @@ function etaText(store, timeline, now) {
   // The owner's wait began when they asked (queue included); a change's, at its first step.
   const askedAt = timeline.phase === 'provision' || timeline.phase === 'personalise'
     ? Date.parse(store.created_at) : Date.parse(timeline.steps[1]?.startedAt);
-  const elapsed = Number.isFinite(askedAt) ? `${duration((now - askedAt) / 1000)} elapsed` : '';
+  // Clamped: a browser clock behind the server's would make it negative.
+  const elapsed = Number.isFinite(askedAt) ? `${duration(Math.max(0, now - askedAt) / 1000)} elapsed` : '';
   const current = timeline.steps.reduce((last, step) => (step ? step : last), null);
   const known = typical.get(timeline.phase);
   if (!known || !current) return elapsed;
@@ -218,7 +241,7 @@ function etaText(store, timeline, now) {
 }
 
 // 0.4 s, 12 s, 1 min 05 s
-export function duration(seconds) {
+function duration(seconds) {
   if (!Number.isFinite(seconds)) return '';
   if (seconds < 10) return `${seconds.toFixed(1)} s`;
   const whole = Math.round(seconds);

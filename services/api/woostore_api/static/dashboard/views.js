@@ -1,13 +1,18 @@
 // The page's views (stores, API keys and, for admins, tenants), one shown at a time and chosen
 // by the address's fragment (#keys), so links, the back button and reloads keep the place.
 
+import { isSignedIn } from './api.js';
+
 const sections = new Map([...document.querySelectorAll('[data-view]')].map((el) => [el.dataset.view, el]));
 const links = [...document.querySelectorAll('[data-view-link]')];
 const shownListeners = new Map(); // view -> listener() each time it is shown
 let shown = null;
 
 export function initViews() {
-  addEventListener('hashchange', () => showView({ focus: true }));
+  addEventListener('hashchange', () => {
+    // Other fragments (the skip link's #main) are no view; signed out, nothing is shown.
+    if (sections.has(location.hash.slice(1)) && isSignedIn()) showView({ focus: true });
+  });
 }
 
 // listener() each time `view` is shown: what it reads, it reads then.
