@@ -7,12 +7,12 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 HELM := .tools/bin/helm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test check lint-deploy lint typecheck bench install tools chromium axe clean cluster-up cluster-down
+.PHONY: run test check lint-deploy lint typecheck bench install tools chromium php axe clean cluster-up cluster-down
 
 run: install tools ## start the platform (Ctrl-C stops it)
 	$(UV) run --frozen woostore-run
 
-test: install tools chromium axe ## run every test: unit, charts, end-to-end, browser
+test: install tools chromium php axe ## run every test: unit, charts, end-to-end, browser
 	$(UV) run --frozen pytest
 
 check: install lint-deploy ## static checks: format, lint, types, layer boundaries, deploy files
@@ -54,6 +54,11 @@ $(HELM): deploy/tools/install_helm.py
 # reachable from these machines).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# PHP's CLI runs the WordPress image's must-use plugin in tests/charts/test_personalise_command.py
+# (WordPress itself is not on these machines).
+php:
+	@command -v php >/dev/null || (apt-get update -qq && apt-get install -y -qq php-cli >/dev/null)
 
 # The accessibility engine the browser tests inject into every view (tests/browser/package.json).
 axe: tests/browser/node_modules/axe-core/axe.min.js

@@ -145,7 +145,7 @@ echo json_encode( $results );
 def php(tmp_path: Path) -> Any:
     binary = shutil.which("php")
     if binary is None:
-        pytest.skip("php is not installed here (CI has none): the plugin's functions not run")
+        pytest.fail("php is missing: run `make php` (apt-get install php-cli)")
     harness = tmp_path / "harness.php"
     harness.write_text(HARNESS)
 
