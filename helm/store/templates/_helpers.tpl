@@ -129,3 +129,21 @@ in its database), so a new host changes the Ingress and nothing that runs.
 {{- define "store.siteUrl" -}}
 {{- printf "%s://%s" (include "store.scheme" .) .Values.host -}}
 {{- end -}}
+
+{{/*
+How WordPress's containers (the web server and cron) reach the store's database: the
+environment both read.
+*/}}
+{{- define "store.wordpress.databaseEnv" -}}
+- name: WORDPRESS_DB_HOST
+  value: "{{ include "store.mariadb.fullname" . }}:3306"
+- name: WORDPRESS_DB_NAME
+  value: {{ .Values.mariadb.database | quote }}
+- name: WORDPRESS_DB_USER
+  value: {{ .Values.mariadb.user | quote }}
+- name: WORDPRESS_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.credentialsSecret }}
+      key: db-password
+{{- end -}}

@@ -42,6 +42,8 @@ def _seq(frame: Frame) -> int:
 
 
 class EventHub:
+    """Made on the loop it serves (the app's lifespan)."""
+
     def __init__(self, js: JetStreamContext, memory: int) -> None:
         self._js = js
         self.memory = memory
@@ -60,11 +62,10 @@ class EventHub:
         self._subscription: JetStreamContext.PushSubscription | None = None
         # The loop the hub runs on, kept: asking for the running loop costs a getpid() system
         # call each time, 10,000 times a wake at 10,000 clients (5% of the process, py-spy).
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = asyncio.get_running_loop()
         self._beating: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
         state = (await self._js.stream_info(STREAM_NAME)).state
         first = max(state.first_seq, state.last_seq - self.memory + 1, 1)
         self.floor = self.head = first - 1
@@ -116,7 +117,7 @@ class EventHub:
     def _schedule_wake(self) -> None:
         if self._wake_handle is not None:
             return
-        loop = self._running_loop()
+        loop = self._loop
         interval = min(
             max(FLUSH_SECONDS, len(self._waiting) * SECONDS_PER_WAITER), LONGEST_FLUSH_SECONDS
         )
@@ -128,7 +129,7 @@ class EventHub:
 
     def _wake(self) -> None:
         self._wake_handle = None
-        self._last_wake = self._running_loop().time()
+        self._last_wake = self._loop.time()
         self.wakes += 1
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
@@ -144,14 +145,9 @@ class EventHub:
     def next_wake(self) -> asyncio.Future[None]:
         """A future of the caller's own, resolved at the next wake: new events, a heartbeat,
         or the hub stopping. Its own, so that cancelling it concerns no other client."""
-        waiter = self._running_loop().create_future()
+        waiter = self._loop.create_future()
         self._waiting.append(waiter)
         return waiter
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            raise RuntimeError("the event hub is not started")
-        return self._loop
 
     def first_after(self, cursor: int) -> Frame | None:
         """The first event in memory after ``cursor`` (which is at least ``floor``)."""

@@ -4,7 +4,7 @@
 // (GET /stores/step-times). A one-second tick moves the shown times on; it asks nothing.
 
 import { api } from './api.js';
-import { EVENT, onStoreEvent, stores } from './stores.js';
+import { EVENT, onStoreChange, onStoreEvent, stores } from './stores.js';
 import { stepText } from './format.js';
 
 const TICK_MS = 1000;
@@ -31,6 +31,19 @@ export function initTimeline() {
     if (stores.has(id)) record(id, event); // of the stores shown only: 10,000 make a lot
     if (event.type === EVENT.ready || event.type === EVENT.changed) readEstimates();
   });
+  onStoreChange((id) => {
+    if (id === null) forgetUnlisted(); // the list was read again
+  });
+}
+
+// Timelines of stores no longer shown are forgotten.
+function forgetUnlisted() {
+  for (const id of timelines.keys()) {
+    if (!stores.has(id)) {
+      timelines.delete(id);
+      backfilled.delete(id);
+    }
+  }
 }
 
 export function resetTimeline() {
@@ -128,15 +141,8 @@ function working(store) {
   return ['provisioning', 'updating', 'deleting'].includes(store?.status);
 }
 
-// The tick runs while some shown store's timeline is under way; timelines of stores no longer
-// shown are forgotten.
+// The tick runs while some shown store's timeline is under way.
 function tick() {
-  for (const id of timelines.keys()) {
-    if (!stores.has(id)) {
-      timelines.delete(id);
-      backfilled.delete(id);
-    }
-  }
   if (ticker !== null || !runningIds().length) return;
   ticker = setInterval(() => {
     const running = runningIds();
