@@ -7,6 +7,7 @@ Real nats-server and PostgreSQL; the notifier under a real uvicorn."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import time
@@ -33,7 +34,9 @@ from tests.notifier.test_notifier_events import (
 )
 from tests.notifier.test_stream_limits import another_tenant
 from tests.support import add_key, served
+from woostore_notifier import hub as hub_module
 from woostore_notifier import keys, replay
+from woostore_notifier.hub import EventHub
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.models import DEFAULT_TENANT_ID, Role
@@ -245,3 +248,32 @@ async def test_a_storm_of_connections_asks_the_database_once_per_key_and_per_bat
     assert asked.count("by_token") == 1
     assert asked.count("by_subject") == 1
     assert asked.count("spend_tickets") <= 2  # batched; one per ticket without batching
+
+
+async def test_wakes_are_spaced_by_what_serving_the_last_one_took(nats_client: Client) -> None:
+    """Thousands of clients make a wake slow to serve (their writes); the hub then wakes
+    them less often, so that delivery leaves the loop time for the clients connecting. One
+    client here holds the loop for 50 ms at each wake, as a crowd's writes would."""
+    hub = EventHub(nats_client.jetstream(), memory=100)
+    await hub.start()
+    woken: list[float] = []
+
+    async def slow_to_serve() -> None:
+        while not hub.closed:
+            await hub.next_wake()
+            woken.append(time.monotonic())
+            time.sleep(0.05)  # noqa: ASYNC251 - holding the loop is the point
+
+    crowd = asyncio.create_task(slow_to_serve())
+    try:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            while len(woken) < 6:  # events come faster than wakes: every wake brings some
+                await publish(nats_client, 1)
+                await asyncio.sleep(0.01)
+        observed = woken[:6]  # not the wake that stopping the hub makes
+    finally:
+        await hub.stop()
+        await crowd
+    # After the first wake, the hub knows what one takes.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(observed)]
+    assert min(gaps) >= hub_module.PASS_SHARE * 0.05, gaps

@@ -4,10 +4,12 @@ The hub reads ``store.>`` through a single ordered consumer and keeps the latest
 memory, each encoded once as an SSE frame. Clients do not get a queue each: every client is
 a cursor (the last sequence it was sent) into the hub's memory, woken when new events
 arrive. Wakes are coalesced, so each client writes what came meanwhile in one send instead
-of one send per event: at least ``FLUSH_SECONDS`` apart, and further apart the more clients
-wait (``SECONDS_PER_WAITER`` each), which bounds the time spent waking them to about two
-thirds of the process's core however many there are. A client whose cursor falls out of
-memory is too slow to follow and is dropped (it resumes from the stream when it is back).
+of one send per event: at least ``FLUSH_SECONDS`` apart, and ``PASS_SHARE`` times as far
+apart as the last wake took to serve every client it woke. Delivery so takes at most about
+a third of the process's time however many clients there are and whatever a write costs,
+and the rest is left for clients connecting (a restart's reconnect storm). A client whose
+cursor falls out of memory is too slow to follow and is dropped (it resumes from the stream
+when it is back).
 
 On start the hub reads the last ``memory`` events back from the stream before it is ready,
 so the clients of a restarted notifier resume from memory, not from the stream one by one.
@@ -28,11 +30,12 @@ from woostore_shared.topology import STREAM_NAME
 
 log = get_logger(__name__)
 FLUSH_SECONDS = 0.02  # at most 50 wakes a second
-# Waking a client and writing its batch costs about 10 µs, most of it the write system call
-# (py-spy, 10,000 clients): wakes 15 µs apart per waiting client leave the process a third
-# of its time for everything else (docs/benchmarks.md, Live updates).
-SECONDS_PER_WAITER = 15e-6
-LONGEST_FLUSH_SECONDS = 0.25  # what coalescing may add to an event's latency, at most
+# Waking a client and writing its batch costs about 10 µs at rest, most of it the write
+# system call (py-spy, 10,000 clients), and several times that while thousands of clients
+# reconnect: a fixed cost per client let delivery take the whole loop in a storm, and the
+# accept queue overflowed behind it. So the cost is measured at each wake instead.
+PASS_SHARE = 3.0
+LONGEST_FLUSH_SECONDS = 0.2  # what coalescing may add to an event's latency, at most
 HEARTBEAT_SECONDS = 15.0  # a beat wakes every client; an idle one writes a ping
 BATCH_FRAMES = 1000  # at most this many frames per send to a client that is far behind
 
@@ -58,6 +61,7 @@ class EventHub:
         self._waiting: list[asyncio.Future[None]] = []
         self._wake_handle: asyncio.TimerHandle | None = None
         self._last_wake = 0.0
+        self._pass_seconds = 0.0  # how long the last wake took to serve every client it woke
         self._batches: dict[tuple[int, str | None], tuple[bytes, int]] = {}
         self._subscription: JetStreamContext.PushSubscription | None = None
         # The loop the hub runs on, kept: asking for the running loop costs a getpid() system
@@ -118,9 +122,7 @@ class EventHub:
         if self._wake_handle is not None:
             return
         loop = self._loop
-        interval = min(
-            max(FLUSH_SECONDS, len(self._waiting) * SECONDS_PER_WAITER), LONGEST_FLUSH_SECONDS
-        )
+        interval = min(max(FLUSH_SECONDS, PASS_SHARE * self._pass_seconds), LONGEST_FLUSH_SECONDS)
         delay = self._last_wake + interval - loop.time()
         if delay <= 0:
             self._wake()
@@ -135,6 +137,13 @@ class EventHub:
         for waiter in waiting:
             if not waiter.done():  # a client that went away cancelled its own
                 waiter.set_result(None)
+        # Each woken client runs in the loop's next turn, in the order woken, until it waits
+        # again (its writes do not wait unless its socket is full): a callback queued after
+        # theirs runs when the last of them is done.
+        self._loop.call_soon(self._served, self._last_wake)
+
+    def _served(self, woke_at: float) -> None:
+        self._pass_seconds = self._loop.time() - woke_at
 
     async def _beat(self) -> None:
         while True:
