@@ -12,8 +12,11 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 run: install tools ## start the platform (Ctrl-C stops it)
 	$(UV) run --frozen woostore-run
 
+# Two workers, a test file each at a time: most tests wait (on a simulated cluster's clock,
+# on processes starting) more than they compute, so the suite takes about half as long on
+# the two cores CI has.
 test: install tools chromium php axe ## run every test: unit, charts, end-to-end, browser
-	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest --numprocesses 2 --dist loadfile
 
 check: install lint-deploy ## static checks: format, lint, types, layer boundaries, deploy files
 	$(UV) run --frozen ruff format --check .
