@@ -53,11 +53,15 @@ async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
 
 
 async def add_pooled_store(
-    outbox: Outbox, *, name: str = "Warm pool store", chart_version: str | None = None
+    outbox: Outbox,
+    *,
+    name: str = "Warm pool store",
+    chart_version: str | None = None,
+    base_domain: str = Settings().base_domain,
 ) -> Store:
     """A store made for the warm pool, as the reaper and provisioner make one: requested for
-    no tenant, provisioned (its release on ``chart_version``, the platform's unless told) and
-    pooled, through the lifecycle."""
+    no tenant, provisioned (its release on ``chart_version``, the platform's unless told, its
+    host under ``base_domain``) and pooled, through the lifecycle."""
     async with UnitOfWork.begin(outbox) as uow:
         store = await lifecycle.request(
             uow,
@@ -72,7 +76,7 @@ async def add_pooled_store(
         store = await lifecycle.start(uow, store.id)
         store.chart_version = chart_version or Settings().store_chart_version
         store.release_revision = 1
-        url = f"http://{store.slug}.example.test"
+        url = f"http://{store.slug}.{base_domain}"
         store = await lifecycle.make_ready(
             uow, store.id, storefront_url=url, admin_url=f"{url}/wp-admin/"
         )
@@ -98,6 +102,7 @@ async def claim_pooled_store(
             type="woocommerce",
             simulated=True,
             chart_version=chart_version or Settings().store_chart_version,
+            base_domain=Settings().base_domain,
             settings=settings,
         )
     assert claimed is not None, "no pooled store fits the claim"

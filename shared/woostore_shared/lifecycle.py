@@ -158,10 +158,12 @@ async def claim(
     type: str,
     simulated: bool,
     chart_version: str,
+    base_domain: str,
     settings: StoreSettings,
 ) -> Store | None:
-    """Give the oldest pooled store that fits (its type, the platform's chart version) to an
-    owner, as a new store of theirs: queued for its personalise recipe. None when none fits.
+    """Give the oldest pooled store that fits (its type, the platform's chart version and
+    base domain) to an owner, as a new store of theirs: queued for its personalise recipe.
+    None when none fits.
 
     Pooled stores another transaction is claiming (or retiring) are skipped, not waited
     for, so concurrent claims on any replica each get a different store or none."""
@@ -171,6 +173,7 @@ async def claim(
             .where(col(Store.status) == S.POOLED, col(Store.tenant_id).is_(None))
             .where(col(Store.type) == type, col(Store.simulated) == simulated)
             .where(col(Store.chart_version) == chart_version)
+            .where(col(Store.storefront_url).endswith(f".{base_domain}", autoescape=True))
             .order_by(col(Store.created_at))
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -265,13 +268,15 @@ async def make_ready(
     """Every provisioning step is done and the test order was placed: the store is its
     owner's to use, or waits in the warm pool for one."""
     store = await _locked(uow, store_id)
+    # A pooled store keeps its addresses too (nobody is shown them; a claim clears them):
+    # they tell under which base domain it was made.
+    store.storefront_url, store.admin_url = storefront_url, admin_url
     if store.tenant_id is None:
         transition(store, S.POOLED, {S.PROVISIONING})
         store.verified_at = utcnow()
         uow.emit(store, Pooled(chart_version=store.chart_version))
         return store
     transition(store, S.READY, {S.PROVISIONING})
-    store.storefront_url, store.admin_url = storefront_url, admin_url
     uow.emit(
         store,
         Ready(

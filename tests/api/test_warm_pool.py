@@ -102,10 +102,15 @@ async def test_a_claim_is_the_owners_new_store_with_the_owners_choices(
     assert orders.data is not None
 
 
-async def test_only_a_pooled_store_on_the_platforms_chart_is_claimed(
-    client: httpx.AsyncClient, outbox: Outbox, database: Database
+@pytest.mark.parametrize(
+    "made_under",
+    [{"chart_version": "0.0.1-old"}, {"base_domain": "stores.old.example"}],
+    ids=["another-chart", "another-base-domain"],
+)
+async def test_only_a_pooled_store_on_the_platforms_chart_and_domain_is_claimed(
+    client: httpx.AsyncClient, outbox: Outbox, database: Database, made_under: dict[str, str]
 ) -> None:
-    stale = await add_pooled_store(outbox, chart_version="0.0.1-old")
+    stale = await add_pooled_store(outbox, **made_under)
 
     made = await create(client, "Fresh Shop")
 

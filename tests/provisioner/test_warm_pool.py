@@ -57,7 +57,8 @@ async def test_a_refill_is_made_like_any_store_then_pooled_for_nobody(
     pooled = await load(api_outbox.db, refill.id)
     assert (pooled.status, pooled.tenant_id, pooled.origin) == (StoreStatus.POOLED, None, "pool")
     assert pooled.chart_version == Settings().store_chart_version
-    assert pooled.storefront_url is None  # no owner's address yet
+    # Its own address, which says what base domain it was made under; nobody is shown it.
+    assert pooled.storefront_url == f"http://{pooled.slug}.{Settings().base_domain}"
     events = await stream_events(js, refill.id)
     assert events[-1].name is EventName.POOLED
     assert {e.tenantid for e in events} == {str(NO_TENANT)}

@@ -24,6 +24,7 @@ TARGET = PoolTarget(
     size=2,
     chart_version=Settings().store_chart_version,
     simulated=True,
+    base_domain=Settings().base_domain,
     settings=DEFAULT_SETTINGS,
     stores_in_flight=2,
     max_live_stores=50,
@@ -109,6 +110,21 @@ async def test_pooled_stores_on_another_chart_are_retired_and_claimed_ones_never
     assert (await load(outbox.db, fresh.id)).status is StoreStatus.POOLED
     owned = await load(outbox.db, claimed.id)
     assert (owned.status, owned.tenant_id) == (StoreStatus.QUEUED, DEFAULT_TENANT_ID)
+
+
+async def test_pooled_stores_made_under_another_base_domain_are_retired(
+    outbox: Outbox, database: Database
+) -> None:
+    before = await add_pooled_store(outbox, base_domain="stores.old.example")
+    lookalike = await add_pooled_store(outbox, base_domain=f"not{Settings().base_domain}")
+    current = await add_pooled_store(outbox)
+
+    report = await keep_pool(outbox, TARGET)
+
+    assert report.retired == 2
+    assert (await load(outbox.db, before.id)).status is StoreStatus.DELETING
+    assert (await load(outbox.db, lookalike.id)).status is StoreStatus.DELETING
+    assert (await load(outbox.db, current.id)).status is StoreStatus.POOLED
 
 
 async def test_a_smaller_pool_retires_its_newest_stores(outbox: Outbox, database: Database) -> None:

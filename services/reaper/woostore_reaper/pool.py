@@ -59,6 +59,7 @@ class PoolTarget:
     size: int
     chart_version: str  # the platform's: a pooled store on another one is retired
     simulated: bool
+    base_domain: str  # a pooled store under another one would keep links to its old host
     settings: StoreSettings  # the platform's defaults; a claim applies the owner's
     stores_in_flight: int  # the global provisioning limit refills share with owners
     max_live_stores: int
@@ -74,6 +75,7 @@ class PoolTarget:
             # Read only with a pool to keep: without one, every pooled store is retired.
             chart_version=settings.store_chart_version if settings.warm_pool_size else "",
             simulated=settings.cluster_mode is ClusterMode.SIMULATED,
+            base_domain=settings.base_domain,
             settings=settings.store_defaults,
             stores_in_flight=settings.max_stores_in_flight,
             max_live_stores=settings.max_live_stores,
@@ -179,8 +181,9 @@ async def _verify_idle(outbox: Outbox, target: PoolTarget, slots: int) -> int:
 
 
 async def _retire_stale(outbox: Outbox, target: PoolTarget) -> int:
-    """Retire pooled stores a claim would never take: another chart version, or another
-    cluster mode (the platform moved from the simulator to a real cluster)."""
+    """Retire pooled stores a claim would never take: another chart version, another
+    cluster mode (the platform moved from the simulator to a real cluster), or another base
+    domain (a claim finds the links to move under the current one, and would move none)."""
     async with outbox.db.session() as session:
         stale = list(
             await session.exec(
@@ -190,6 +193,7 @@ async def _retire_stale(outbox: Outbox, target: PoolTarget) -> int:
                     (col(Store.chart_version) != target.chart_version)
                     | col(Store.chart_version).is_(None)
                     | (col(Store.simulated) != target.simulated)
+                    | ~col(Store.storefront_url).endswith(f".{target.base_domain}", autoescape=True)
                 )
             )
         )

@@ -154,6 +154,7 @@ async def _claim_or_request(
             type=request.type,
             simulated=simulated,
             chart_version=settings.store_chart_version,
+            base_domain=settings.base_domain,
             settings=chosen,
         )
         POOL_CLAIMS.labels("claimed" if claimed else "missed").inc()
