@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -101,3 +102,9 @@ def fingerprint(secret_key: str, value: str) -> str:
 
 def tokens_match(given: str, expected: str) -> bool:
     return bool(expected) and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def backup_password(secret_key: str, store_id: uuid.UUID) -> str:
+    """The password of one store's backup repository: another store's (another tenant's)
+    opens nothing of it."""
+    return _derive(secret_key, f"backups:{store_id}").hex()

@@ -1,0 +1,291 @@
+"""Where a store's backups are kept: a restic repository of the store's own, in a folder
+(the embedded default, under the data directory) or in S3-compatible object storage, chosen
+by URL (``s3:https://host/bucket/prefix``, as restic spells it).
+
+restic, from Debian's packages, keeps what it is given deduplicated, compressed and
+encrypted, and checks it as it reads it back. A backup is a few **parts** (the database's
+dump, the uploads), each read from restic's standard input as it streams, so memory stays
+bounded whatever a store's size, then a **manifest** naming every part with its size and
+SHA-256. The manifest is stored last, as a snapshot of its own: restic writes a snapshot's
+file only once all its data is stored, so a backup with a manifest is complete, and one
+without (cut off half-way) is never listed.
+
+Each store's repository has its own password, derived from the platform's secret key and the
+store's id: a store's backups can be read only through that store, never another tenant's.
+Passwords and S3 credentials reach restic through its environment, never its arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from woostore_shared.secrets import backup_password
+
+CHUNK_BYTES = 1 << 16
+MANIFEST = "manifest.json"
+MANIFEST_TAG = "manifest"
+HOST = "woostore"  # every snapshot's host: which pod made it says nothing about the store
+_STDERR_KEPT = 4096  # the end of what restic said, for an error message
+
+
+class BackupStorageError(Exception):
+    """The backup storage could not do what was asked (unreachable, refused, restic missing)."""
+
+
+class BackupCorrupt(BackupStorageError):
+    """A part read back is not what its manifest says was stored."""
+
+
+class Part(BaseModel):
+    name: str  # the file name it is stored under: "database.sql", "uploads.tar"
+    size: int
+    sha256: str
+    snapshot: str  # restic's snapshot id
+
+
+class Manifest(BaseModel):
+    backup_id: uuid.UUID
+    store_id: uuid.UUID
+    created_at: datetime
+    chart_version: str
+    wordpress_version: str
+    woocommerce_version: str
+    parts: list[Part]
+
+    @property
+    def size(self) -> int:
+        return sum(part.size for part in self.parts)
+
+
+def _restic() -> str:
+    found = shutil.which("restic")
+    if found is None:
+        raise BackupStorageError(
+            "restic is not installed (`make restic` installs Debian's package)"
+        )
+    return found
+
+
+class BackupStorage:
+    """Every store's repository under one location."""
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        secret_key: str,
+        cache_dir: Path,
+        s3_access_key_id: str = "",
+        s3_secret_access_key: str = "",
+    ) -> None:
+        self.location = location.rstrip("/")
+        self._secret_key = secret_key
+        self._cache_dir = cache_dir
+        self._s3 = {"AWS_ACCESS_KEY_ID": s3_access_key_id} if s3_access_key_id else {}
+        if s3_secret_access_key:
+            self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
+
+    def of(self, store_id: uuid.UUID) -> StoreBackups:
+        return StoreBackups(
+            store_id,
+            {
+                # What restic needs to run and nothing of this process's own secrets.
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": os.environ.get("HOME", "/"),
+                "RESTIC_REPOSITORY": f"{self.location}/stores/{store_id}",
+                "RESTIC_PASSWORD": backup_password(self._secret_key, store_id),
+                "RESTIC_CACHE_DIR": str(self._cache_dir),
+                **self._s3,
+            },
+        )
+
+
+class StoreBackups:
+    """One store's repository."""
+
+    def __init__(self, store_id: uuid.UUID, environment: dict[str, str]) -> None:
+        self.store_id = store_id
+        self._environment = environment
+
+    async def ensure(self) -> None:
+        """Makes the repository if it is not there yet."""
+        if (await self._run("cat", "config")).code == 0:
+            return
+        made = await self._run("init", "--repository-version", "2")
+        if made.code != 0 and "already" not in made.said:  # made meanwhile by another run
+            raise BackupStorageError(f"could not make the backup repository: {made.said}")
+
+    async def store_part(
+        self, backup_id: uuid.UUID, name: str, content: AsyncIterable[bytes]
+    ) -> Part:
+        """Streams ``content`` into the repository as ``name``; its size and SHA-256 are
+        counted on the way."""
+        return await self._store(backup_id, name, content)
+
+    async def store_manifest(self, manifest: Manifest) -> None:
+        """Stored last: from now on the backup is complete (and listed)."""
+        body = manifest.model_dump_json().encode()
+
+        async def content() -> AsyncIterator[bytes]:
+            yield body
+
+        await self._store(manifest.backup_id, MANIFEST, content(), MANIFEST_TAG)
+
+    async def manifests(self) -> list[Manifest]:
+        """Every complete backup of the store, oldest first."""
+        listed = await self._run("snapshots", "--json", "--tag", MANIFEST_TAG)
+        if listed.code != 0:
+            if "unable to open config file" in listed.said:
+                return []  # nothing was ever backed up
+            raise BackupStorageError(f"could not list backups: {listed.said}")
+        found = []
+        for snapshot in sorted(json.loads(listed.out or b"[]"), key=lambda s: s["time"]):
+            body = b"".join([chunk async for chunk in self._dump(snapshot["id"], MANIFEST)])
+            found.append(Manifest.model_validate_json(body))
+        return found
+
+    async def read_part(self, part: Part) -> AsyncIterator[bytes]:
+        """The part's bytes as stored. Its size and SHA-256 are checked at the end: a part
+        that does not match raises ``BackupCorrupt`` after its last chunk, so a restore
+        checks every part with ``verify`` before it changes anything."""
+        digest, size = hashlib.sha256(), 0
+        async for chunk in self._dump(part.snapshot, part.name):
+            digest.update(chunk)
+            size += len(chunk)
+            yield chunk
+        if size != part.size or digest.hexdigest() != part.sha256:
+            raise BackupCorrupt(
+                f"{part.name} does not match its manifest: {size} bytes, SHA-256 "
+                f"{digest.hexdigest()[:12]}…, expected {part.size} bytes, {part.sha256[:12]}…"
+            )
+
+    async def verify(self, manifest: Manifest) -> None:
+        """Reads every part back and checks it against the manifest."""
+        for part in manifest.parts:
+            async for _ in self.read_part(part):
+                pass
+
+    async def forget(self, manifest: Manifest) -> None:
+        """Drops the backup: its manifest first (so it is never listed half-gone), then its
+        parts, then the data no snapshot holds any more."""
+        listed = await self._must(
+            "snapshots", "--json", f"--tag=backup={manifest.backup_id},{MANIFEST_TAG}",
+            doing=f"find backup {manifest.backup_id}",
+        )  # fmt: skip
+        manifests = [snapshot["id"] for snapshot in json.loads(listed or b"[]")]
+        for group in (manifests, [part.snapshot for part in manifest.parts]):
+            if group:
+                await self._must("forget", *group, doing="forget a backup")
+        await self._must("prune", doing="prune the backup repository")
+
+    async def _must(self, *arguments: str, doing: str) -> bytes:
+        done = await self._run(*arguments)
+        if done.code != 0:
+            raise BackupStorageError(f"could not {doing}: {done.said}")
+        return done.out
+
+    async def _store(
+        self, backup_id: uuid.UUID, name: str, content: AsyncIterable[bytes], *tags: str
+    ) -> Part:
+        digest, size = hashlib.sha256(), 0
+        tagged = [f"--tag=backup={backup_id}", *(f"--tag={tag}" for tag in tags)]
+        async with self._started(
+            "backup", "--stdin", f"--stdin-filename={name}", f"--host={HOST}", "--json", *tagged
+        ) as restic:
+            stdin = restic.process.stdin
+            assert stdin is not None  # piped
+            try:
+                async for chunk in content:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    stdin.write(chunk)
+                    await stdin.drain()
+                stdin.close()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # restic stopped reading: its exit status and words say why
+            done = await restic.finished()
+        snapshot = _summary(done.out).get("snapshot_id") if done.code == 0 else None
+        if not isinstance(snapshot, str):
+            raise BackupStorageError(f"could not store {name}: {done.said or 'no snapshot made'}")
+        return Part(name=name, size=size, sha256=digest.hexdigest(), snapshot=snapshot)
+
+    async def _dump(self, snapshot: str, name: str) -> AsyncIterator[bytes]:
+        async with self._started("dump", snapshot, f"/{name}") as restic:
+            stdout = restic.process.stdout
+            assert stdout is not None  # piped
+            while chunk := await stdout.read(CHUNK_BYTES):
+                yield chunk
+            done = await restic.finished()
+        if done.code != 0:
+            raise BackupStorageError(f"could not read {name}: {done.said}")
+
+    async def _run(self, *arguments: str) -> _Done:
+        async with self._started(*arguments) as restic:
+            return await restic.finished()
+
+    @asynccontextmanager
+    async def _started(self, *arguments: str) -> AsyncIterator[_Restic]:
+        """restic running ``arguments``; killed if the caller leaves before it ends."""
+        process = await asyncio.create_subprocess_exec(
+            _restic(),
+            "--quiet",
+            *arguments,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._environment,
+        )
+        restic = _Restic(process)
+        try:
+            yield restic
+        finally:
+            if process.returncode is None:
+                with suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            restic.errors.cancel()
+
+
+@dataclass(frozen=True)
+class _Done:
+    code: int
+    out: bytes  # what it wrote on stdout, if nobody read it as it came
+    said: str  # the end of what it wrote on stderr
+
+
+class _Restic:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        # Read all along: restic blocks once a pipe it writes to is full.
+        self.errors = asyncio.ensure_future(_all(process.stderr))
+
+    async def finished(self) -> _Done:
+        out = await _all(self.process.stdout)
+        code = await self.process.wait()
+        said = (await self.errors)[-_STDERR_KEPT:].decode(errors="replace").strip()
+        return _Done(code, out, said or ("" if code == 0 else f"exit status {code}"))
+
+
+async def _all(stream: asyncio.StreamReader | None) -> bytes:
+    return b"" if stream is None else await stream.read()
+
+
+def _summary(out: bytes) -> dict[str, object]:
+    for line in reversed(out.splitlines()):
+        with suppress(ValueError):
+            message = json.loads(line)
+            if isinstance(message, dict) and message.get("message_type") == "summary":
+                return message
+    return {}

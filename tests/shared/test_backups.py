@@ -1,0 +1,195 @@
+"""A store's backup repository, on both backends: a folder, and S3 served by a real
+S3-compatible server (moto's, on loopback). restic is the real one, from Debian's packages."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.support import SECRET_KEY
+from woostore_devstack.embedded import free_port
+from woostore_shared.backups import (
+    BackupCorrupt,
+    BackupStorage,
+    BackupStorageError,
+    Manifest,
+    Part,
+    StoreBackups,
+)
+from woostore_shared.secrets import backup_password
+
+S3_KEY_ID = "woostore-tests"
+S3_SECRET = "s3-secret-that-must-not-leak"  # the test server's, made up
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> BackupStorage:
+    """A folder; a test that asks for ``backend`` gets each backend in turn. (Each restic
+    run costs about half a second of key derivation, and moto's S3 is slow: what is the
+    same on both backends is tested on the folder only.)"""
+    backend = getattr(request, "param", "folder")
+    if backend == "folder":
+        location = str(tmp_path / "backups")
+    else:
+        endpoint = request.getfixturevalue("s3_endpoint")
+        # A bucket of its own, which restic makes when it makes the first repository in it.
+        location = f"s3:{endpoint}/backups-{uuid.uuid4().hex[:8]}/woostore"
+    return BackupStorage(
+        location,
+        secret_key=SECRET_KEY,
+        cache_dir=tmp_path / "cache",
+        s3_access_key_id=S3_KEY_ID,
+        s3_secret_access_key=S3_SECRET,
+    )
+
+
+def generated(size: int, seed: int) -> list[bytes]:
+    """``size`` bytes in chunks: half text a dump would hold, half noise that does not
+    compress, so that the repository's compression and chunking both see work."""
+    rng = random.Random(seed)  # noqa: S311  (test data, not a secret)
+    chunks, left = [], size
+    while left > 0:
+        text = b"INSERT INTO wp_posts VALUES (%d, 'order');\n" % rng.randrange(10**9)
+        chunk = (text * 800)[: min(left, 1 << 15)] + rng.randbytes(min(left, 1 << 15))
+        chunk = chunk[:left]
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks
+
+
+async def streamed(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def a_store(storage: BackupStorage) -> StoreBackups:
+    store = storage.of(uuid.uuid4())
+    await store.ensure()
+    return store
+
+
+async def read(store: StoreBackups, part: Part) -> bytes:
+    return b"".join([chunk async for chunk in store.read_part(part)])
+
+
+async def back_up(store: StoreBackups, parts: dict[str, list[bytes]]) -> Manifest:
+    backup_id = uuid.uuid4()
+    stored = [await store.store_part(backup_id, name, streamed(c)) for name, c in parts.items()]
+    manifest = Manifest(
+        backup_id=backup_id,
+        store_id=store.store_id,
+        created_at=datetime.now(UTC),
+        chart_version="0.4.0",
+        wordpress_version="6.8.3",
+        woocommerce_version="10.2.2",
+        parts=stored,
+    )
+    await store.store_manifest(manifest)
+    return manifest
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("storage", ["folder", "s3"], indirect=True)
+
+
+@BOTH_BACKENDS
+async def test_a_backup_reads_back_exactly_what_was_stored(storage: BackupStorage) -> None:
+    store = await a_store(storage)
+    await store.ensure()  # a second time changes nothing
+    database, uploads = generated(1_500_000, 1), generated(200_000, 2)
+    manifest = await back_up(store, {"database.sql": database, "uploads.tar": uploads})
+
+    assert await store.manifests() == [manifest]
+    for part, chunks in zip(manifest.parts, (database, uploads), strict=True):
+        whole = b"".join(chunks)
+        assert (part.size, part.sha256) == (len(whole), hashlib.sha256(whole).hexdigest())
+        assert await read(store, part) == whole
+    await store.verify(manifest)
+
+
+@BOTH_BACKENDS
+async def test_a_backup_cut_off_before_its_manifest_is_never_listed(
+    storage: BackupStorage,
+) -> None:
+    store = await a_store(storage)
+    assert await store.manifests() == []
+    await store.store_part(uuid.uuid4(), "database.sql", streamed(generated(10_000, 3)))
+    assert await store.manifests() == []
+    complete = await back_up(store, {"database.sql": generated(10_000, 4)})
+    assert await store.manifests() == [complete]
+
+
+async def test_a_store_never_backed_up_has_no_backups(storage: BackupStorage) -> None:
+    assert await storage.of(uuid.uuid4()).manifests() == []
+
+
+async def test_a_part_that_does_not_match_its_manifest_is_refused(
+    storage: BackupStorage,
+) -> None:
+    store = await a_store(storage)
+    manifest = await back_up(store, {"database.sql": generated(50_000, 5)})
+    tampered = manifest.model_copy(
+        update={"parts": [manifest.parts[0].model_copy(update={"sha256": "0" * 64})]}
+    )
+    with pytest.raises(BackupCorrupt, match=r"database\.sql does not match its manifest"):
+        await store.verify(tampered)
+
+
+async def test_a_repository_opens_only_with_its_own_stores_password(
+    storage: BackupStorage,
+) -> None:
+    owner, other = uuid.uuid4(), uuid.uuid4()
+    store = storage.of(owner)
+    await store.ensure()
+    await back_up(store, {"database.sql": generated(10_000, 6)})
+    environment = {**store._environment, "RESTIC_PASSWORD": backup_password(SECRET_KEY, other)}
+    with pytest.raises(BackupStorageError, match="wrong password"):
+        await StoreBackups(owner, environment).manifests()
+
+
+async def test_a_forgotten_backup_is_gone_and_the_others_stay_whole(
+    storage: BackupStorage,
+) -> None:
+    store = await a_store(storage)
+    older = await back_up(store, {"database.sql": generated(100_000, 7)})
+    newer = await back_up(store, {"database.sql": generated(100_000, 8)})
+    await store.forget(older)
+    assert await store.manifests() == [newer]
+    assert await read(store, newer.parts[0]) == b"".join(generated(100_000, 8))
+
+
+async def test_restic_is_given_no_secret_in_its_arguments(
+    storage: BackupStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv: list[tuple[str, ...]] = []
+    start = asyncio.create_subprocess_exec
+
+    async def recorded(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        argv.append(args)
+        return await start(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recorded)
+    store_id = uuid.uuid4()
+    store = storage.of(store_id)
+    await store.ensure()
+    await back_up(store, {"database.sql": generated(1_000, 9)})
+    assert argv
+    secrets = (backup_password(SECRET_KEY, store_id), S3_SECRET, SECRET_KEY)
+    assert not [args for args in argv for secret in secrets if any(secret in a for a in args)]
