@@ -286,17 +286,15 @@ class AuditEntry(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
 
 
-class RateWindow(SQLModel, table=True):
-    """Requests counted against one counter (a key's creates, a tenant's changes...) in one
-    fixed window; counted in PostgreSQL so every API replica shares the limit."""
+class RateLimit(SQLModel, table=True):
+    """One rate's state (a key's creates, a tenant's changes...) as GCRA keeps it: the
+    theoretical arrival time of the next request, past which the counter's allowance is
+    full again. Kept in PostgreSQL so every API replica shares the limit."""
 
-    __tablename__ = "rate_windows"
+    __tablename__ = "rate_limits"
 
     counter: str = Field(primary_key=True, max_length=100)  # e.g. "tenant/<id>/creates"
-    window_start: datetime = Field(
-        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
-    )
-    count: int = 0
+    tat: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class SpentTicket(SQLModel, table=True):

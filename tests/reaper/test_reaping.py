@@ -20,7 +20,7 @@ from woostore_shared.events import CloudEvent, DeleteRequested, make_event
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
     IdempotencyKey,
-    RateWindow,
+    RateLimit,
     SpentTicket,
     Store,
     StoreEvent,
@@ -282,7 +282,7 @@ async def test_an_event_relayed_twice_is_stored_once(
 # --- expiry ---------------------------------------------------------------------------------
 
 
-async def test_idempotency_keys_older_than_a_day_and_finished_rate_windows_are_forgotten(
+async def test_idempotency_keys_older_than_a_day_and_refilled_rate_limits_are_forgotten(
     outbox: Outbox, database: Database
 ) -> None:
     store_id = await add_store(database, StoreStatus.READY)
@@ -298,16 +298,20 @@ async def test_idempotency_keys_older_than_a_day_and_finished_rate_windows_are_f
                     created_at=now - age,
                 )
             )
-        for counter, age in (("old", timedelta(hours=2)), ("current", timedelta(0))):
-            session.add(RateWindow(counter=counter, window_start=now - age, count=3))
+        # A counter whose next arrival is past has its whole allowance: nothing to keep.
+        for counter, ahead in (
+            ("refilled", -timedelta(seconds=1)),
+            ("current", timedelta(seconds=20)),
+        ):
+            session.add(RateLimit(counter=counter, tat=now + ahead))
         await session.commit()
 
     assert await forget_expired(outbox) == 2
 
     async with database.session() as session:
         keys = {k.key for k in await session.exec(select(IdempotencyKey))}
-        windows = {w.counter for w in await session.exec(select(RateWindow))}
-    assert (keys, windows) == ({"fresh"}, {"current"})
+        limits = {w.counter for w in await session.exec(select(RateLimit))}
+    assert (keys, limits) == ({"fresh"}, {"current"})
     assert await forget_expired(outbox) == 0
 
 

@@ -32,7 +32,7 @@ from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     IdempotencyKey,
-    RateWindow,
+    RateLimit,
     SpentTicket,
     Store,
     StoreStatus,
@@ -48,7 +48,6 @@ log = get_logger(__name__)
 RELAY_GRACE = timedelta(seconds=10)  # the writer publishes right after commit; give it time
 IDEMPOTENCY_TTL = timedelta(hours=24)
 WORK_ORDER_TTL = timedelta(days=7)  # as long as the stream WORK keeps them
-RATE_WINDOW_TTL = timedelta(hours=1)  # the API keeps one minute's; these are long finished
 DEADLINES_ENFORCED = Counter("woostore_deadlines_enforced_total", "Stores failed by a deadline")
 EVENTS_RELAYED = Counter("woostore_events_relayed_total", "Events published by the relay")
 WORK_REPLAYED = Counter("woostore_work_replayed_total", "Lost work published again", ["lane"])
@@ -259,17 +258,17 @@ async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
 
 
 async def forget_expired(outbox: Outbox) -> int:
-    """Delete idempotency keys past their lifetime, finished rate windows, spent event
-    tickets that expired (no notifier would accept them anyway), and work orders sent long
-    ago. A client retrying a create a day later makes a new store, as with any API that
-    expires keys."""
+    """Delete idempotency keys past their lifetime, rate limits whose allowance is full
+    again, spent event tickets that expired (no notifier would accept them anyway), and work
+    orders sent long ago. A client retrying a create a day later makes a new store, as with
+    any API that expires keys."""
     now = utcnow()
     async with UnitOfWork.begin(outbox) as uow:
         keys = await uow.session.exec(
             delete(IdempotencyKey).where(col(IdempotencyKey.created_at) < now - IDEMPOTENCY_TTL)
         )
-        windows = await uow.session.exec(
-            delete(RateWindow).where(col(RateWindow.window_start) < now - RATE_WINDOW_TTL)
+        limits = await uow.session.exec(
+            delete(RateLimit).where(col(RateLimit.tat) < now)  # a full allowance again
         )
         tickets = await uow.session.exec(
             delete(SpentTicket).where(col(SpentTicket.expires_at) < now)
@@ -279,7 +278,7 @@ async def forget_expired(outbox: Outbox) -> int:
             .where(col(WorkOrderRecord.published_at).is_not(None))
             .where(col(WorkOrderRecord.time) < now - WORK_ORDER_TTL)
         )
-    return keys.rowcount + windows.rowcount + tickets.rowcount + orders.rowcount
+    return keys.rowcount + limits.rowcount + tickets.rowcount + orders.rowcount
 
 
 async def reap_once(

@@ -2,10 +2,14 @@
 (upgrade or rollback) rate per tenant, and caps on live and queued stores.
 
 All hold across API replicas and under any concurrency, because PostgreSQL does the
-counting: a rate is an atomic upsert on its counter's current minute (a fixed window), and
-the caps are checked while holding a transaction-scoped advisory lock that every store
-creation takes. A store claimed from the warm pool counts against its tenant's cap; it was
-already counted against the platform's while pooled.
+counting: a rate is GCRA (the generic cell rate algorithm, a token bucket kept as one
+timestamp) updated by one conditional upsert, and the caps are checked while holding a
+transaction-scoped advisory lock that every store creation takes. A store claimed from the
+warm pool counts against its tenant's cap; it was already counted against the platform's
+while pooled.
+
+A rate of N a minute allows N at once, then one every 60/N seconds as the allowance refills.
+A fixed one-minute window, as before, let 2N through in a moment across a minute's end.
 """
 
 from __future__ import annotations
@@ -13,22 +17,22 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, delete, select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_api.problems import limit_reached
 from woostore_shared.access import Principal
 from woostore_shared.lifecycle import LIVE
-from woostore_shared.models import RateWindow, Store, StoreStatus, Tenant, utcnow
+from woostore_shared.models import RateLimit, Store, StoreStatus, Tenant, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
-WINDOW = timedelta(minutes=1)
+PERIOD = timedelta(minutes=1)  # rates are counted per minute
 # Any constant works; it only has to differ from the other advisory locks (the reaper's).
 CREATE_LOCK = 0x574F_4F53  # "WOOS"
 # Live-store caps free up only when someone deletes a store; a queue slot within minutes.
@@ -45,41 +49,49 @@ class Rate:
     limit: str
     detail: str
 
+    @property
+    def interval(self) -> timedelta:
+        """How often the allowance gains one request."""
+        return PERIOD / self.allowed
 
-async def _count(outbox: Outbox, *rates: Rate) -> None:
-    """Count a request against each rate's current minute, all in one transaction; refuse
-    it past any of them. A refused request counts too, as a client retrying at once would."""
-    now = utcnow()
-    window = now.replace(second=0, microsecond=0)
-    counters = [rate.counter for rate in rates]
-    counts: list[int] = []
+    @property
+    def burst(self) -> timedelta:
+        """How far ahead of now the counter's next arrival may be and still admit one: a
+        full allowance is ``allowed`` requests at once."""
+        return self.interval * (self.allowed - 1)
+
+
+async def take(outbox: Outbox, *rates: Rate, now: datetime | None = None) -> None:
+    """Count a request against every rate, in one transaction; past any of them it is
+    refused and counted against none (a client waiting out Retry-After then gets in)."""
+    now = now or utcnow()
     async with UnitOfWork.begin(outbox) as uow:
         for rate in rates:
-            upsert = (
-                insert(RateWindow)
-                .values(counter=rate.counter, window_start=window, count=1)
+            # GCRA: the counter's theoretical arrival time (tat) moves one interval on per
+            # request admitted; a request is admitted while tat is at most ``burst`` ahead.
+            arrival = func.greatest(RateLimit.tat, now)
+            admitted = (
+                insert(RateLimit)
+                .values(counter=rate.counter, tat=now + rate.interval)
                 .on_conflict_do_update(
-                    index_elements=["counter", "window_start"],
-                    set_={"count": RateWindow.count + 1},
+                    index_elements=["counter"],
+                    set_={"tat": arrival + rate.interval},
+                    where=arrival - now <= rate.burst,
                 )
-                .returning(col(RateWindow.count))
+                .returning(col(RateLimit.tat))
             )
-            counts.append((await uow.session.exec(upsert)).scalar_one())
-        await uow.session.exec(
-            delete(RateWindow).where(
-                col(RateWindow.counter).in_(counters), col(RateWindow.window_start) < window
-            )
-        )
-    retry_after = math.ceil((window + WINDOW - now).total_seconds())
-    for rate, count in zip(rates, counts, strict=True):
-        if count > rate.allowed:
-            raise limit_reached(rate.limit, rate.allowed, rate.detail, retry_after)
+            if (await uow.session.exec(admitted)).first() is None:
+                tat = (await uow.session.exec(
+                    select(RateLimit.tat).where(col(RateLimit.counter) == rate.counter)
+                )).one()  # fmt: skip
+                wait = (tat - rate.burst - now).total_seconds()
+                raise limit_reached(rate.limit, rate.allowed, rate.detail, max(1, math.ceil(wait)))
 
 
 async def count_create(outbox: Outbox, principal: Principal, settings: Settings) -> None:
     """Count a store creation against the key's rate and its tenant's: a tenant's keys share
     one, so minting more keys does not buy more creations."""
-    await _count(
+    await take(
         outbox,
         Rate(
             f"key/{principal.actor}/creates",
@@ -99,7 +111,7 @@ async def count_create(outbox: Outbox, principal: Principal, settings: Settings)
 async def count_change(outbox: Outbox, principal: Principal, settings: Settings) -> None:
     """Count an upgrade or a rollback against the caller's tenant's rate: all tenants share
     the provisioners that carry them out."""
-    await _count(
+    await take(
         outbox,
         Rate(
             f"tenant/{principal.tenant_id}/changes",

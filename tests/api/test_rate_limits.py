@@ -1,0 +1,82 @@
+"""Rates as GCRA, counted in PostgreSQL: a full allowance at once, then one request per
+interval as it refills; no double burst where a minute ends; a refused request counted
+against no rate; exact under concurrency. Times are given, so no test waits for a clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from nats.aio.client import Client
+from sqlmodel import col, select
+
+from woostore_api.problems import Problem
+from woostore_api.stores.quotas import Rate, take
+from woostore_shared.db import Database
+from woostore_shared.models import RateLimit
+from woostore_shared.outbox import Outbox
+
+START = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def outbox(database: Database, nats_client: Client) -> Outbox:
+    return Outbox(database, nats_client, source="/tests")
+
+
+def per_minute(allowed: int, counter: str = "key/wsk_test/creates") -> Rate:
+    return Rate(counter, allowed, "creates-per-minute", f"{allowed} a minute")
+
+
+async def admitted(outbox: Outbox, *rates: Rate, at: datetime) -> bool | int:
+    """True if the request is admitted, else the seconds its refusal says to wait."""
+    try:
+        await take(outbox, *rates, now=at)
+    except Problem as refused:
+        headers = refused.headers or {}
+        return int(headers["Retry-After"]) if refused.status == 429 else refused.status
+    return True
+
+
+async def test_a_full_allowance_at_once_then_one_request_per_interval(outbox: Outbox) -> None:
+    rate = per_minute(3)  # one every 20 s
+    at_once = [await admitted(outbox, rate, at=START) for _ in range(4)]
+    assert at_once == [True, True, True, 20]
+    assert await admitted(outbox, rate, at=START + timedelta(seconds=19)) == 1
+    assert await admitted(outbox, rate, at=START + timedelta(seconds=20)) is True
+    assert await admitted(outbox, rate, at=START + timedelta(seconds=21)) == 19
+    # Idle long enough, the whole allowance is back.
+    later = START + timedelta(minutes=5)
+    assert [await admitted(outbox, rate, at=later) for _ in range(4)] == [True, True, True, 20]
+
+
+async def test_the_end_of_a_minute_lets_no_second_burst_through(outbox: Outbox) -> None:
+    rate = per_minute(3)
+    just_before = START + timedelta(seconds=59.9)
+    assert [await admitted(outbox, rate, at=just_before) for _ in range(3)] == [True] * 3
+    # A fixed window would start counting again here and admit three more.
+    just_after = START + timedelta(seconds=60.1)
+    assert await admitted(outbox, rate, at=just_after) == 20
+
+
+async def test_a_request_refused_by_one_rate_is_counted_against_none(
+    outbox: Outbox, database: Database
+) -> None:
+    key, tenant = per_minute(60, "key/wsk_one/creates"), per_minute(1, "tenant/t/creates")
+    assert await admitted(outbox, key, tenant, at=START) is True
+    assert await admitted(outbox, key, tenant, at=START) == 60
+    async with database.session() as session:
+        tat = (
+            await session.exec(select(RateLimit.tat).where(col(RateLimit.counter) == key.counter))
+        ).one()
+    assert tat == START + key.interval  # the key's one admitted request, not two
+
+
+async def test_concurrent_requests_are_admitted_exactly_up_to_the_allowance(
+    outbox: Outbox,
+) -> None:
+    rate = per_minute(5)
+    results = await asyncio.gather(*(admitted(outbox, rate, at=START) for _ in range(20)))
+    assert results.count(True) == 5
+    assert all(result is True or result >= 1 for result in results)
