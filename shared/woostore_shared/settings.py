@@ -47,6 +47,14 @@ class Settings(BaseSettings):
         description="Folder holding the embedded servers' data and the simulated cluster.",
     )
     nats_url: str = Field(default="", description="NATS server URL; empty starts an embedded one.")
+    jetstream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Copies JetStream keeps of each stream (its consumers follow): 1 for a "
+        "single server such as the embedded one, 3 on a three-node NATS cluster, so the loss "
+        "of one node loses no event or work order.",
+    )
     database_url: str = Field(
         default="", description="PostgreSQL URL; empty starts an embedded one."
     )

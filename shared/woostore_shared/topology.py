@@ -67,6 +67,7 @@ def declare(settings: Settings) -> Topology:
         discard=DiscardPolicy.OLD,
         max_age=30 * _DAY,  # the SSE replay window
         duplicate_window=120,  # seconds: the outbox relay retries well within it
+        num_replicas=settings.jetstream_replicas,  # consumers take their stream's by default
     )
     work = StreamConfig(
         name=WORK_STREAM,
@@ -78,6 +79,7 @@ def declare(settings: Settings) -> Topology:
         discard=DiscardPolicy.OLD,
         max_age=7 * _DAY,  # an order older than that is sent again by the reaper, if needed
         duplicate_window=120,
+        num_replicas=settings.jetstream_replicas,
     )
 
     def work_queue(lane: Lane, in_flight: int) -> ConsumerConfig:
@@ -113,7 +115,14 @@ _CHECKED_CONSUMER_FIELDS = (
     "max_deliver",
     "max_ack_pending",
 )
-_CHECKED_STREAM_FIELDS = ("subjects", "storage", "retention", "max_age", "duplicate_window")
+_CHECKED_STREAM_FIELDS = (
+    "subjects",
+    "storage",
+    "retention",
+    "max_age",
+    "duplicate_window",
+    "num_replicas",
+)
 
 
 def _differences(want: object, have: object, fields: tuple[str, ...]) -> list[str]:

@@ -271,6 +271,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         ],
         ["--set-json", 'stores.valuesFiles=["values-local.yaml"]'],
         ["--set-string", "settings.logLevel=LOUD"],
+        ["--set", "nats.streamReplicas=3"],
     ],
     ids=[
         "extra-key",
@@ -293,6 +294,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         "ingress-controller-selector-matching-every-namespace",
         "relative-store-values-file",
         "unknown-log-level",
+        "three-copies-on-the-in-chart-single-nats",
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:
@@ -520,13 +522,32 @@ def test_settings_that_shape_the_topology_agree_everywhere(
     variants: dict[str, list[Manifest]], variant: str
 ) -> None:
     # Consumers declared with different limits by setup and a service would fight.
-    for name in ("WOOSTORE_MAX_STORES_IN_FLIGHT", "WOOSTORE_ACK_WAIT_SECONDS"):
+    for name in (
+        "WOOSTORE_MAX_STORES_IN_FLIGHT",
+        "WOOSTORE_ACK_WAIT_SECONDS",
+        "WOOSTORE_JETSTREAM_REPLICAS",
+    ):
         values = {
             env_of(c)[name]["value"]
             for _, c in all_containers(variants[variant])
             if name in env_of(c)
         }
         assert len(values) == 1, f"{name}: {values}"
+
+
+def test_the_production_profile_keeps_three_copies_of_each_stream(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    copies = {
+        variant: {
+            env_of(c)["WOOSTORE_JETSTREAM_REPLICAS"]["value"]
+            for _, c in all_containers(docs)
+            if "WOOSTORE_JETSTREAM_REPLICAS" in env_of(c)
+        }
+        for variant, docs in variants.items()
+    }
+    assert copies["profile-prod"] == {"3"}  # a three-node NATS cluster
+    assert copies["profile-defaults"] == {"1"}  # the in-chart single server
 
 
 def test_services_listen_on_all_interfaces_at_their_ports(default_docs: list[Manifest]) -> None:

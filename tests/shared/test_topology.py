@@ -36,6 +36,14 @@ async def test_work_and_store_events_travel_on_separate_streams(nats_client: Cli
     assert consumers == {lane.value for lane in Lane}
 
 
+def test_every_stream_keeps_as_many_copies_as_the_setting_says() -> None:
+    """The embedded server is one node (a stream with more copies would not start there);
+    the production profile asks for three."""
+    for replicas in (1, 3):
+        topology = declare(Settings(jetstream_replicas=replicas))
+        assert [stream.num_replicas for stream in topology.streams] == [replicas, replicas]
+
+
 async def test_a_consumer_changed_by_hand_is_put_back(
     nats_client: Client, settings: Settings
 ) -> None:
