@@ -4,7 +4,9 @@
 2. Starts embedded NATS (JetStream on disk, fsync always) and PostgreSQL under the data
    folder, unless WOOSTORE_NATS_URL / WOOSTORE_DATABASE_URL point elsewhere.
 3. Migrates the database and declares the JetStream topology (``woostore-setup``).
-4. Runs the four services as separate processes with prefixed logs, until Ctrl-C.
+4. Runs the four services as separate processes with prefixed logs, until Ctrl-C. A service
+   that exits is started again after a growing delay; one that keeps exiting stops the whole
+   platform, saying why.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import secrets
 import signal
 import subprocess
 import sys
-from contextlib import ExitStack
+from collections.abc import Callable, Coroutine
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,9 +67,10 @@ def service_environment(settings: Settings, nats_url: str, database_url: str) ->
 
 
 async def _relay_output(name: str, stream: asyncio.StreamReader) -> None:
-    prefix = (
-        f"\x1b[{_COLOURS[name]}m{name:>11} |\x1b[0m " if sys.stdout.isatty() else f"{name:>11} | "
-    )
+    prefix = f"{name:>11} | "
+    if sys.stdout.isatty():
+        prefix = f"\x1b[{_COLOURS.get(name, 37)}m{name:>11} |\x1b[0m "
+
     async for line in stream:
         sys.stdout.write(prefix + line.decode(errors="replace"))
         sys.stdout.flush()
@@ -84,63 +90,144 @@ async def _wait_until_ready(url: str, deadline: float = 60.0) -> None:
     raise TimeoutError(f"{url} not ready after {deadline}s")
 
 
-async def supervise(env: dict[str, str], settings: Settings) -> int:
-    bin_dir = Path(sys.executable).parent
-    processes: dict[str, asyncio.subprocess.Process] = {}
-    relays = []
-    # Each service serves /healthz, /readyz and /metrics on an ops port of its own.
-    ops_ports = {name: free_port() for name in SERVICES}
-    for name in SERVICES:
-        process = await asyncio.create_subprocess_exec(
-            str(bin_dir / f"woostore-{name}"),
-            env={**env, "WOOSTORE_OPS_PORT": str(ops_ports[name])},
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a service that exited is started again: after a delay that doubles from
+    ``first_delay`` up to ``longest_delay`` (back to the first once it ran ``healthy_after``
+    seconds), until it has exited more than ``max_crashes`` times within ``window`` seconds:
+    then the launcher gives up and stops, as restarting would not help."""
+
+    first_delay: float = 1.0
+    longest_delay: float = 30.0
+    healthy_after: float = 60.0
+    max_crashes: int = 5
+    window: float = 300.0
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None  # the one running now, if any
+    relays: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self) -> asyncio.subprocess.Process:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=self.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the services in order
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops the services
         )
-        assert process.stdout is not None
-        processes[name] = process
-        relays.append(asyncio.create_task(_relay_output(name, process.stdout)))
+        assert self.process.stdout is not None  # piped
+        self.relays.append(asyncio.create_task(_relay_output(self.name, self.process.stdout)))
+        return self.process
 
+
+def _said(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"
+
+
+async def keep_running(service: Service, policy: RestartPolicy, stopping: asyncio.Event) -> str:
+    """Runs ``service``, starting it again whenever it exits, until ``stopping`` is set
+    (then returns ""), or until it keeps crashing (then returns why)."""
+    loop = asyncio.get_running_loop()
+    exits: list[float] = []
+    delay = policy.first_delay
+    while not stopping.is_set():
+        started = loop.time()
+        process = await service.start()
+        exited = asyncio.ensure_future(process.wait())
+        told = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({exited, told}, return_when=asyncio.FIRST_COMPLETED)
+        told.cancel()
+        if not exited.done():
+            exited.cancel()
+            return ""  # the caller stops it
+        now = loop.time()
+        if now - started >= policy.healthy_after:
+            delay = policy.first_delay
+        exits = [at for at in exits if now - at < policy.window] + [now]
+        if len(exits) > policy.max_crashes:
+            return (
+                f"{service.name} {_said(exited.result())}, its {len(exits)}th exit within "
+                f"{policy.window:g} s"
+            )
+        _say(f"{service.name} {_said(exited.result())}; starting it again in {delay:g} s")
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        delay = min(delay * 2, policy.longest_delay)
+    return ""
+
+
+async def supervise(
+    services: list[Service],
+    policy: RestartPolicy,
+    stopping: asyncio.Event,
+    when_ready: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> int:
+    """Keeps every service running until ``stopping`` is set (0) or one keeps crashing (1),
+    then stops them all. ``when_ready`` runs once, alongside."""
+    keepers = {asyncio.create_task(keep_running(s, policy, stopping)): s for s in services}
+    ready = asyncio.create_task(when_ready()) if when_ready else None
+    done, _ = await asyncio.wait(keepers, return_when=asyncio.FIRST_COMPLETED)
+    status = 0
+    for task in done:
+        if task.result():
+            _say(f"{task.result()}; stopping everything")
+            status = 1
+    stopping.set()
+    await asyncio.gather(*keepers)
+    if ready is not None:
+        ready.cancel()
+    running = [s.process for s in services if s.process and s.process.returncode is None]
+    for process in running:
+        process.terminate()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), _STOP_GRACE)
+    except TimeoutError:
+        for process in running:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    await asyncio.gather(*(r for s in services for r in s.relays), return_exceptions=True)
+    return status
+
+
+async def run_services(env: dict[str, str], settings: Settings, nats_url: str) -> int:
+    bin_dir = Path(sys.executable).parent
+    # Each service serves /healthz, /readyz and /metrics on an ops port of its own.
+    ops_ports = {name: free_port() for name in SERVICES}
+    services = [
+        Service(name, [str(bin_dir / f"woostore-{name}")], {**env, "WOOSTORE_OPS_PORT": str(port)})
+        for name, port in ops_ports.items()
+    ]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
 
-    exits = {asyncio.create_task(p.wait()): name for name, p in processes.items()}
-    stop = asyncio.create_task(stopping.wait())
-    ready = asyncio.create_task(
-        _wait_until_ready(f"http://{settings.ops_host}:{ops_ports['api']}/readyz")
-    )
-    await asyncio.wait({ready, stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
-    if ready.done() and not ready.exception():
-        _print_banner(env, settings)
-    done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
-    status = 0
-    for task in done & set(exits):
-        print(f"woostore-run: {exits[task]} exited with {task.result()}; stopping", flush=True)
-        status = 1
+    async def banner() -> None:
+        await _wait_until_ready(f"http://{settings.ops_host}:{ops_ports['api']}/readyz")
+        _print_banner(env, settings, nats_url)
 
-    for process in processes.values():
-        if process.returncode is None:
-            process.terminate()
-    try:
-        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in processes.values())), _STOP_GRACE)
-    except TimeoutError:
-        for process in processes.values():
-            if process.returncode is None:
-                process.kill()
-    await asyncio.gather(*relays, return_exceptions=True)
-    ready.cancel()
-    return status
+    return await supervise(services, RestartPolicy(), stopping, banner)
 
 
-def _print_banner(env: dict[str, str], settings: Settings) -> None:
+def _say(line: str) -> None:
+    print(f"woostore-run: {line}", flush=True)
+
+
+def _print_banner(env: dict[str, str], settings: Settings, nats_url: str) -> None:
     print(
         "\n"
         f"  WooStore is running.  Dashboard: http://{settings.api_host}:{settings.api_port}/\n"
         f"  Admin token: {env['WOOSTORE_ADMIN_TOKEN']}\n"
         f"  Event stream: {settings.events_url}\n"
+        f"  NATS (store events on stream STORES): {nats_url}\n"
         "  Press Ctrl-C to stop.\n",
         flush=True,
     )
@@ -165,4 +252,4 @@ def main() -> None:
         setup = Path(sys.executable).parent / "woostore-setup"
         if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
             raise SystemExit("woostore-setup failed")
-        raise SystemExit(asyncio.run(supervise(env, settings)))
+        raise SystemExit(asyncio.run(run_services(env, settings, nats_url)))

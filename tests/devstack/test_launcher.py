@@ -1,0 +1,114 @@
+"""``woostore-run`` keeps the platform running: a service that exits is started again after a
+growing delay, with its exit status logged; one that keeps exiting stops everything, saying
+why; stopping ends every service. Real processes (small Python programs) stand in for the
+services, with delays short enough for a test."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from woostore_devstack.launcher import RestartPolicy, Service, supervise
+
+QUICK = RestartPolicy(first_delay=0.05, longest_delay=0.2, healthy_after=60, max_crashes=3)
+DEADLINE = 30.0
+
+
+def program(tmp_path: Path, name: str, body: str) -> Service:
+    """A service running ``body``, which knows ``n``: how many times it has been started."""
+    starts = tmp_path / f"{name}.starts"
+    code = (
+        "import pathlib, sys, time\n"
+        f"starts = pathlib.Path({str(starts)!r})\n"
+        "with starts.open('a') as f: f.write('started\\n')\n"
+        "n = len(starts.read_text().splitlines())\n"
+        "print('up, start', n, flush=True)\n" + body
+    )
+    return Service(name, [sys.executable, "-c", code], {})
+
+
+class Output:
+    """What the launcher and its services printed so far."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
+        self._text = ""
+
+    @property
+    def text(self) -> str:
+        self._text += self._capsys.readouterr().out
+        return self._text
+
+
+def assert_stopped_by_the_launcher(*services: Service) -> None:
+    for service in services:
+        assert service.process is not None
+        assert service.process.returncode == -signal.SIGTERM, service.name
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Polls: what it waits for is printed by other processes, which set no event here."""
+    async with asyncio.timeout(DEADLINE):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_a_service_that_exits_is_started_again_and_its_status_logged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flaky = program(tmp_path, "flaky", "sys.exit(3) if n <= 2 else time.sleep(600)\n")
+    steady = program(tmp_path, "steady", "time.sleep(600)\n")
+    output, stopping = Output(capsys), asyncio.Event()
+    running = asyncio.create_task(supervise([flaky, steady], QUICK, stopping))
+
+    await until(lambda: "flaky | up, start 3" in output.text)
+    stopping.set()
+    assert await running == 0
+
+    said = output.text
+    assert said.count("woostore-run: flaky exited with status 3; starting it again") == 2
+    assert "starting it again in 0.05 s" in said  # then twice as long
+    assert "starting it again in 0.1 s" in said
+    assert said.count("steady | up, start") == 1  # never touched
+    assert_stopped_by_the_launcher(flaky, steady)
+
+
+async def test_a_service_that_keeps_exiting_stops_everything_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = program(tmp_path, "broken", "sys.exit(7)\n")
+    steady = program(tmp_path, "steady", "time.sleep(600)\n")
+    output = Output(capsys)
+
+    async with asyncio.timeout(DEADLINE):
+        status = await supervise([broken, steady], QUICK, asyncio.Event())
+
+    assert status == 1
+    assert (
+        "woostore-run: broken exited with status 7, its 4th exit within 300 s; "
+        "stopping everything" in output.text
+    )
+    assert_stopped_by_the_launcher(steady)
+
+
+async def test_a_killed_service_is_named_by_its_signal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    victim = program(tmp_path, "victim", "time.sleep(600)\n")
+    output, stopping = Output(capsys), asyncio.Event()
+    running = asyncio.create_task(supervise([victim], QUICK, stopping))
+
+    await until(lambda: "victim | up, start 1" in output.text)
+    assert victim.process is not None
+    victim.process.kill()
+    await until(lambda: "victim | up, start 2" in output.text)
+    stopping.set()
+    assert await running == 0
+    assert "woostore-run: victim was killed by SIGKILL; starting it again in 0.05 s" in (
+        output.text
+    )
