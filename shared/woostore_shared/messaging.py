@@ -2,29 +2,91 @@
 
 from __future__ import annotations
 
-import nats
+import asyncio
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
 from nats.aio.client import Client
 
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RETRY_SECONDS = 1
 
 
-async def connect(url: str, name: str) -> Client:
+async def log_nats_error(error: Exception) -> None:
+    """NATS's error callback: once a second while NATS is away, the error in one line (the
+    client's default logs a traceback each time)."""
+    log.warning("nats unreachable, trying again", error=f"{type(error).__name__}: {error}")
+
+
+class StoppedWaiting(Exception):
+    """The process was told to stop before NATS could be reached."""
+
+
+async def connect(url: str, name: str, client: Client | None = None) -> Client:
+    """Connects ``client`` (a new one when none is given: a readiness check may hold it
+    before it is connected), trying again every second while NATS cannot be reached, and
+    saying so. A SIGINT or SIGTERM meanwhile ends the wait with ``StoppedWaiting`` once the
+    signal's own handler has run, so a service that never reached NATS still stops at once
+    (it used to wait, deaf to SIGTERM, until Kubernetes killed it after its grace period)."""
+    client = client or Client()
+
     async def on_disconnect() -> None:
         log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    return await nats.connect(
-        url,
-        name=name,
-        max_reconnect_attempts=-1,  # keep trying: the broker restarting is routine
-        reconnect_time_wait=1,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+    connecting = asyncio.ensure_future(
+        client.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,  # keep trying: the broker restarting is routine
+            reconnect_time_wait=RETRY_SECONDS,
+            error_cb=log_nats_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
     )
+    with _cancelled_by_stop_signals(connecting):
+        try:
+            await connecting
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise  # the caller was cancelled, not the connection
+            await client.close()
+            raise StoppedWaiting("told to stop before NATS could be reached") from None
+    return client
+
+
+@contextmanager
+def _cancelled_by_stop_signals(task: asyncio.Future[None]) -> Iterator[None]:
+    """While active, a stop signal cancels ``task``, then reaches the handler it had before
+    (uvicorn's, or asyncio's for a service that set its own), which is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals (a service's is; a test's may not be)
+        return
+    loop = asyncio.get_running_loop()
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(task.cancel)
+        handler = before[signal.Signals(signum)]
+        if callable(handler):
+            handler(signum, frame)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 async def require_connected(client: Client) -> None:

@@ -28,6 +28,22 @@ log = get_logger(__name__)
 _CHECK_TIMEOUT = 2.0
 
 
+class Starting:
+    """A readiness check that fails until the service says it has started: its ops port
+    answers from the first moment (naming what it still waits for), its public port only
+    once it has started."""
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def done(self) -> None:
+        self._started = True
+
+    async def __call__(self) -> None:
+        if not self._started:
+            raise ConnectionError("still starting")
+
+
 def _ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[Route]:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
+from nats.aio.client import Client
 from secure.middleware import SecureASGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -30,7 +31,7 @@ from woostore_shared.asyncapi import document as asyncapi_document
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging
 from woostore_shared.messaging import connect, require_connected
-from woostore_shared.ops import serve_ops
+from woostore_shared.ops import Starting, serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import SESSION_TTL_SECONDS, CredentialCipher, TicketSigner
 from woostore_shared.settings import Settings
@@ -74,8 +75,14 @@ async def event_ticket(tickets: TicketsDep, caller: CurrentCaller) -> Ticket:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nats = await connect(settings.nats_url, "woostore-api")
-        db = Database(settings.database_url)
+        # /readyz answers from the start, not ready until NATS is reached (it says which).
+        nats, db, starting = Client(), Database(settings.database_url), Starting()
+        app.state.ops = await serve_ops(
+            settings.ops_host,
+            settings.ops_port,
+            {"database": db.ping, "nats": lambda: require_connected(nats), "started": starting},
+        )
+        await connect(settings.nats_url, "woostore-api", nats)
         secret = settings.secret_key.get_secret_value()
         app.state.settings = settings
         app.state.db = db
@@ -90,11 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
             partial(step_times, db), seconds=STEP_TIMES_REMEMBERED_SECONDS
         )
         app.state.nats = nats
-        app.state.ops = await serve_ops(
-            settings.ops_host,
-            settings.ops_port,
-            {"database": db.ping, "nats": lambda: require_connected(nats)},
-        )
+        starting.done()
         yield
         await app.state.ops.stop()
         await nats.close()

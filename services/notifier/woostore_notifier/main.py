@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager, suppress
 from types import FrameType
 
 import uvicorn
+from nats.aio.client import Client as NatsClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -44,7 +45,7 @@ from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
-from woostore_shared.ops import serve_ops
+from woostore_shared.ops import Starting, serve_ops
 from woostore_shared.problems import problem_response
 from woostore_shared.secrets import TicketSigner
 from woostore_shared.settings import Settings
@@ -116,13 +117,19 @@ async def _sweep(connections: Connections, hub: EventHub, known: Keys) -> None:
 def create_app(settings: Settings) -> _Notifier:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nats = await connect(settings.nats_url, "woostore-notifier")
+        # /readyz answers from the start, not ready until NATS is reached (it says which).
+        nats, db, starting = NatsClient(), Database(settings.database_url), Starting()
+        app.state.ops = await serve_ops(
+            settings.ops_host,
+            settings.ops_port,
+            {"nats": lambda: require_connected(nats), "database": db.ping, "started": starting},
+        )
+        await connect(settings.nats_url, "woostore-notifier", nats)
         js = nats.jetstream()
         hub = EventHub(js, settings.event_memory)
         await hub.start()
         async with asyncio.timeout(READ_BACK_SECONDS):
             await hub.ready.wait()
-        db = Database(settings.database_url)
         secret = settings.secret_key.get_secret_value()
         authenticator = Authenticator(
             db, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
@@ -138,11 +145,7 @@ def create_app(settings: Settings) -> _Notifier:
             settings.max_event_streams,
         )
         sweeping = asyncio.create_task(_sweep(app.state.connections, hub, app.state.keys))
-        app.state.ops = await serve_ops(
-            settings.ops_host,
-            settings.ops_port,
-            {"nats": lambda: require_connected(nats), "database": db.ping},
-        )
+        starting.done()
         yield
         sweeping.cancel()
         with suppress(asyncio.CancelledError):

@@ -13,7 +13,7 @@ from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
-from woostore_shared.messaging import require_connected
+from woostore_shared.messaging import RETRY_SECONDS, log_nats_error, require_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
@@ -25,7 +25,12 @@ HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
 
 
 def build_app(settings: Settings) -> FastStream:
-    broker = NatsBroker(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    broker = NatsBroker(
+        settings.nats_url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=RETRY_SECONDS,
+        error_cb=log_nats_error,
+    )
     topology = declare(settings)
     broker.include_router(build_router(topology))
     db = Database(settings.database_url)
@@ -33,6 +38,12 @@ def build_app(settings: Settings) -> FastStream:
 
     @app.on_startup
     async def wire() -> None:
+        # /readyz answers from the start, not ready until NATS is reached (it says which).
+        await serve_ops(
+            settings.ops_host,
+            settings.ops_port,
+            {"database": db.ping, "nats": lambda: require_connected(broker.connection)},
+        )
         # Connect first: the topology must exist before the subscribers bind to it.
         await broker.connect()
         js = broker.connection.jetstream()
@@ -51,14 +62,6 @@ def build_app(settings: Settings) -> FastStream:
         )
         app.context.set_global("runner", runner)
         log.info("provisioner starting", cluster=settings.cluster_mode.value)
-
-    @app.after_startup
-    async def expose_ops() -> None:
-        await serve_ops(
-            settings.ops_host,
-            settings.ops_port,
-            {"database": db.ping, "nats": lambda: require_connected(broker.connection)},
-        )
 
     @app.on_shutdown
     async def hand_back_work() -> None:

@@ -7,13 +7,15 @@ import contextlib
 import signal
 from datetime import timedelta
 
+from nats.aio.client import Client
+
 from woostore_cluster import connect_cluster
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_reaper.reaping import reap_once
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
-from woostore_shared.messaging import connect, require_connected
+from woostore_shared.messaging import StoppedWaiting, connect, require_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
@@ -28,14 +30,19 @@ async def run(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
 
-    nats = await connect(settings.nats_url, "woostore-reaper")
-    db = Database(settings.database_url)
-    outbox = Outbox(db, nats, source="/woostore/reaper")
+    # /readyz answers from the start, not ready until NATS is reached (it says which).
+    nats, db = Client(), Database(settings.database_url)
     ops = await serve_ops(
         settings.ops_host,
         settings.ops_port,
         {"database": db.ping, "nats": lambda: require_connected(nats)},
     )
+    try:
+        await connect(settings.nats_url, "woostore-reaper", nats)
+    except StoppedWaiting:
+        await ops.stop()
+        return
+    outbox = Outbox(db, nats, source="/woostore/reaper")
     deadline = timedelta(seconds=settings.provision_deadline_seconds)
     # Longer than a lease (three watch intervals) and the relay's grace: idle for this long,
     # a store with no message in flight has lost its work.
