@@ -145,6 +145,15 @@ async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
     await expect(cards).to_have_count(1, timeout=SHORT)
     await expect(cards.locator("h3")).to_have_text("Bulk Shop 00042")
     await expect(more).to_be_hidden()
+    # Two pages of them, the second read by keyboard: the button goes with the last page, and
+    # focus moves to the first store it brought, not back to the top of the page.
+    await search.fill("shop 000")
+    await expect(cards).to_have_count(50, timeout=SHORT)
+    await more.focus()
+    await page.keyboard.press("Enter")
+    await expect(cards).to_have_count(100, timeout=SHORT)
+    await expect(more).to_be_hidden()
+    await expect(page.locator(":focus")).to_have_text("Bulk Shop 00049")
     await search.fill("no such shop")
     await expect(page.get_by_test_id("stores-empty")).to_have_text("No stores match.")
     await search.fill("")

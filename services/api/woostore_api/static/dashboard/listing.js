@@ -50,9 +50,14 @@ export function initListing() {
     searchTimer = setTimeout(() => setStoreQuery({ q: els.search.value.trim() }), SEARCH_DELAY_MS);
   });
   els.more.addEventListener('click', async () => {
+    const shownBefore = new Set(stores.keys());
     els.more.disabled = true;
     await loadMoreStores();
     els.more.disabled = false;
+    // The last page hides the button, and focus would fall back to the page's start: it goes
+    // to the first store the page brought instead, where the reader was going.
+    const lost = document.activeElement === els.more || document.activeElement === document.body;
+    if (els.more.hidden && lost) focusFirstStoreNotIn(shownBefore);
   });
   els.error.querySelector('button').addEventListener('click', () => loadStores());
   onStoreChange((id) => {
@@ -74,6 +79,14 @@ export function resetListing() {
   showCounts(null);
   for (const [status, button] of buttons) button.setAttribute('aria-pressed', String(status === null));
   updateListChrome();
+}
+
+function focusFirstStoreNotIn(ids) {
+  const card = [...els.list.children].find((each) => !ids.has(each.dataset.storeId));
+  const name = card?.querySelector('.card-name');
+  if (!name) return;
+  name.tabIndex = -1;
+  name.focus();
 }
 
 function chooseStatus(status) {
