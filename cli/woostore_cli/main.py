@@ -43,6 +43,8 @@ CREATE = Goal(phase="provision", waiting="Queued", success="ready", failure="fai
 CLAIM = Goal(
     phase="personalise", waiting="Taken from the warm pool", success="ready", failure="failed"
 )
+# A failed store made again: the same recipe, timed from the retry, not from its creation.
+RETRY = Goal(phase="provision", waiting="Queued again", success="ready", failure="failed")
 DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", failure=None)
 CHANGES = {
     change: Goal(phase=change, waiting=f"{change.capitalize()} requested", success="changed",
@@ -87,31 +89,48 @@ def create(api: Api, args: argparse.Namespace) -> int:
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:
-    if not args.wait:
-        store = api.call("DELETE", f"/stores/{args.id}")
-        if args.json:
-            _print_json(store)
-        else:
-            print(f"Deleting {store['name']}{_tag(store)}: {store['id']}")
-        return 0
-    with api.events(None, notice=_warn) as stream:
-        store = api.call("DELETE", f"/stores/{args.id}")
-        return _follow(stream, store, DELETE, args.json, _look_up(api, store))
+    return _ask(
+        api, args, "DELETE", f"/stores/{args.id}", DELETE,
+        lambda store: f"Deleting {store['name']}{_tag(store)}: {store['id']}",
+    )  # fmt: skip
 
 
 def change(api: Api, args: argparse.Namespace) -> int:
     """upgrade / rollback: the store's Helm release, which ends ready either way."""
-    path = f"/stores/{args.id}/{args.change}"
+    return _ask(
+        api, args, "POST", f"/stores/{args.id}/{args.change}", CHANGES[args.change],
+        lambda store: f"{args.change.capitalize()} of {store['name']}{_tag(store)} requested",
+    )  # fmt: skip
+
+
+def retry(api: Api, args: argparse.Namespace) -> int:
+    """A failed store made again from scratch: it follows the create's progress."""
+    return _ask(
+        api, args, "POST", f"/stores/{args.id}/retry", RETRY,
+        lambda store: f"Queued {store['name']}{_tag(store)} again: {store['id']}{_queue(store)}",
+    )  # fmt: skip
+
+
+def _ask(
+    api: Api,
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    goal: Goal,
+    asked: Callable[[Store], str],
+) -> int:
+    """Ask for a change of a store; with --wait, follow it until it is done (the stream is
+    connected first, so nothing is missed)."""
     if not args.wait:
-        store = api.call("POST", path)
+        store = api.call(method, path)
         if args.json:
             _print_json(store)
         else:
-            print(f"{args.change.capitalize()} of {store['name']}{_tag(store)} requested")
+            print(asked(store))
         return 0
     with api.events(None, notice=_warn) as stream:
-        store = api.call("POST", path)
-        return _follow(stream, store, CHANGES[args.change], args.json, _look_up(api, store))
+        store = api.call(method, path)
+        return _follow(stream, store, goal, args.json, _look_up(api, store))
 
 
 def list_stores(api: Api, args: argparse.Namespace) -> int:
@@ -368,8 +387,9 @@ def _follow(
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
               f"{outcome.data['revision']}).")  # fmt: skip
-    elif not as_json and goal in (CREATE, CLAIM):
-        took = _seconds_between(store["created_at"], outcome.cloudevent["time"])
+    elif not as_json and goal in (CREATE, CLAIM, RETRY):
+        asked = store["updated_at"] if goal is RETRY else store["created_at"]
+        took = _seconds_between(asked, outcome.cloudevent["time"])
         source = " from the warm pool" if goal is CLAIM else ""
         print(f"{store['name']}{_tag(store)} is ready in {took:.1f} s{source}.")
         print(f"  storefront  {outcome.data['storefront_url']}")
@@ -572,6 +592,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(change=name)
         sub.add_argument("id", metavar="ID")
         sub.add_argument("--wait", action="store_true", help=wait_help)
+    sub = command("retry", retry, "make a failed store again, once its clean-up has finished")
+    sub.add_argument("id", metavar="ID")
+    sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("credentials", credentials, "the store's WordPress admin login")
     sub.add_argument("id", metavar="ID")
     sub = command("events", events, "print store events (--json: {sequence, event} per line)")

@@ -29,7 +29,8 @@ from woostore_shared.events import (
 _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     EventName.REQUESTED: (
         Requested,
-        "A store was requested; it waits in the queue (or, taken from the warm pool, for its "
+        "A store was requested, or a failed one asked for again (retry: the same id, made from "
+        "scratch); it waits in the queue (or, taken from the warm pool, for its "
         "personalisation).",
     ),
     EventName.PROGRESS: (

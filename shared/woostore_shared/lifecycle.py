@@ -22,6 +22,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`make_ready` | provisioning | ready (in the pool: pooled) | ready (pooled) | |
 | :func:`fail` | queued, provisioning (``lost``: ready, pooled) | failed | failed | removal |
 | :func:`mark_cleaned_up` | failed | failed, ``cleaned_up_at`` set | cleaned_up | |
+| :func:`retry` | failed and cleaned up, an owner's | queued, from scratch | requested | provision |
 | :func:`request_deletion` | any but updating, deleted | deleting | delete_requested | removal |
 | :func:`retire` | in the pool: queued, pooled | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
@@ -78,7 +79,8 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     # An upgrade or rollback ends ready either way: a failed one leaves the release as helm's
     # --rollback-on-failure restored it, and the store's owner decides what next.
     S.UPDATING: frozenset({S.READY}),
-    S.FAILED: frozenset({S.DELETING}),
+    # queued: its owner asked for it again (retry), once its clean-up has finished
+    S.FAILED: frozenset({S.DELETING, S.QUEUED}),
     S.DELETING: frozenset({S.DELETED}),
     S.DELETED: frozenset(),
 }
@@ -106,6 +108,14 @@ def in_the_cold_queue() -> ColumnElement[bool]:
 class StoreNotFound(LookupError):
     def __init__(self, store_id: uuid.UUID) -> None:
         super().__init__(f"store {store_id} does not exist")
+
+
+class StillCleaningUp(Exception):
+    """A failed store asked for again before its clean-up finished: its namespace may still
+    be going, and a new attempt would meet it."""
+
+    def __init__(self, store_id: uuid.UUID) -> None:
+        super().__init__(f"store {store_id} is still being cleaned up")
 
 
 class InvalidTransition(Exception):
@@ -310,6 +320,30 @@ async def mark_cleaned_up(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     if store.cleaned_up_at is None:
         store.cleaned_up_at = utcnow()
         uow.emit(store, CleanedUp())
+    return store
+
+
+async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
+    """Make a failed store again from scratch, under the same id, name and address, once its
+    clean-up has finished: queued for the provision lane as a new store is, with nothing of
+    the failed attempt kept but the store itself (its audit trail and events stay)."""
+    store = await _locked(uow, store_id)
+    if store.status is S.FAILED and store.cleaned_up_at is None:
+        raise StillCleaningUp(store_id)
+    transition(store, S.QUEUED, {S.FAILED})
+    store.failure_reason = store.cleaned_up_at = None
+    store.origin, store.claimed_at = "cold", None
+    store.namespace = namespace_for(store.slug)  # a claimed store's was the pool's
+    store.chart_version = store.release_revision = store.first_revision = None
+    store.admin_password_encrypted = store.verified_at = None
+    store.provisioning_started_at = store.ready_at = None
+    store.storefront_url = store.admin_url = None
+    store.change = store.rollback_revision = None
+    store.lease_owner, store.lease_expires_at, store.replays = None, None, 0
+    store.correlation_id = uuid.uuid4().hex  # a new attempt: its events are a run of their own
+    await uow.session.exec(delete(StoreStep).where(col(StoreStep.store_id) == store.id))
+    uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.dispatch(store, Lane.PROVISION)
     return store
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from nats.aio.client import Client
 from sqlmodel import col, select, update
 
@@ -25,7 +26,7 @@ from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import Store, StoreEvent, StoreStatus, StoreStep
+from woostore_shared.models import Store, StoreEvent, StoreStatus, StoreStep, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
@@ -375,6 +376,80 @@ async def test_deleting_a_store_marks_it_deleting_and_publishes_delete_requested
     rows = await event_rows(database, store["id"])
     assert [r.type for r in rows] == [TYPE + "requested", TYPE + "delete_requested"]
     assert all(r.published_at is not None for r in rows)
+
+
+# --- retrying a failed store -------------------------------------------------------------
+
+
+async def failed_store(client: httpx.AsyncClient, database: Database, name: str) -> str:
+    """A store that failed at its install step, after a first attempt left traces behind."""
+    store_id = str((await create(client, name))["id"])
+    await set_columns(
+        database, store_id, status=StoreStatus.FAILED, failure_reason="helm: timed out",
+        step_name="install", chart_version="0.2.0", release_revision=1, replays=2,
+    )  # fmt: skip
+    async with database.session() as session:  # the failed attempt's journal
+        session.add(StoreStep(store_id=uuid.UUID(store_id), phase="provision", name="namespace"))
+        await session.commit()
+    return store_id
+
+
+async def test_a_failed_store_is_retried_from_scratch_once_cleaned_up(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    store_id = await failed_store(client, database, "Second Try")
+    path = f"{STORES}/{store_id}"
+    assert "retry" not in (await client.get(path)).json()["actions"]
+
+    early = await client.post(f"{path}/retry")  # its namespace may still be going
+
+    assert problem(early, 409)["status_now"] == "failed"
+    assert "still being cleaned up" in problem(early, 409)["detail"]
+    assert int(early.headers["Retry-After"]) >= 1
+    await set_columns(database, store_id, cleaned_up_at=utcnow())
+    before = (await client.get(path)).json()
+    assert "retry" in before["actions"]
+
+    response = await client.post(f"{path}/retry")
+
+    assert response.status_code == 202, response.text
+    store = response.json()
+    assert (store["id"], store["name"], store["slug"]) == (store_id, "Second Try", before["slug"])
+    assert (store["status"], store["failure_reason"], store["cleaned_up_at"]) == (
+        "queued", None, None,
+    )  # fmt: skip
+    assert (store["chart_version"], store["release_revision"]) == (None, None)
+    assert store["queue_position"] == 1
+    messages = await stream_messages(nats_client, store_id)
+    assert messages[-1].subject == f"store.requested.{store_id}"
+    async with database.session() as session:
+        steps = list(
+            await session.exec(
+                select(StoreStep).where(col(StoreStep.store_id) == uuid.UUID(store_id))
+            )
+        )
+        row = await session.get(Store, uuid.UUID(store_id))
+    assert steps == []  # every step runs afresh
+    assert row is not None
+    assert row.replays == 0
+    audit = (await client.get("/api/v1/audit")).json()["items"]
+    assert (audit[0]["action"], audit[0]["target"]) == ("store.retry", f"store/{store_id}")
+    again = await client.post(f"{path}/retry")  # queued now: nothing to retry
+    assert problem(again, 409)["status_now"] == "queued"
+
+
+async def test_a_retry_needs_room_under_the_tenants_cap(
+    client: httpx.AsyncClient, database: Database, settings: Settings, api: FastAPI
+) -> None:
+    store_id = await failed_store(client, database, "Crowded Out")
+    await set_columns(database, store_id, cleaned_up_at=utcnow())
+    api.state.settings = settings.model_copy(update={"tenant_store_limit": 1})
+    await create(client, "Took Its Place")
+
+    refused = await client.post(f"{STORES}/{store_id}/retry")
+
+    assert problem(refused, 429)["limit"] == "tenant-stores"
+    assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "failed"
 
 
 # --- upgrading and rolling back ----------------------------------------------------------
@@ -754,6 +829,7 @@ REQUESTS = {
     "delete": ("DELETE", ""),
     "upgrade": ("POST", "/upgrade"),
     "rollback": ("POST", "/rollback"),
+    "retry": ("POST", "/retry"),
     "credentials": ("GET", "/credentials"),
 }
 

@@ -47,3 +47,10 @@ def test_a_claimed_store_offers_no_rollback_to_the_pools_revisions() -> None:
     # Claimed at revision 2 (its owner's host); revision 1 was the warm pool's.
     assert store_actions(S.READY, 2, True, first_revision=2) == ["delete", "upgrade", "credentials"]
     assert "rollback" in store_actions(S.READY, 3, True, first_revision=2)  # after an upgrade
+
+
+def test_a_failed_store_offers_a_retry_once_its_clean_up_has_finished() -> None:
+    assert store_actions(S.FAILED, 2, True, cleaned_up=False) == ["delete"]
+    assert store_actions(S.FAILED, 2, True, cleaned_up=True) == ["delete", "retry"]
+    # Only a failed store is retried, whatever else it has behind it.
+    assert "retry" not in store_actions(S.DELETED, 2, True, cleaned_up=True)

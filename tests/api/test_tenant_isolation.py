@@ -403,6 +403,7 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
     f"POST {STORES}/{{store_id}}/rollback": lambda w: _b_stores_in_every_status(
         w, "POST", "/rollback"
     ),
+    f"POST {STORES}/{{store_id}}/retry": lambda w: _b_stores_in_every_status(w, "POST", "/retry"),
     # Tenants are the admin's; a tenant key is refused before anything is looked up
     # (403, never 409 for B's name or 404 for B's id).
     f"POST {TENANTS}": lambda w: [

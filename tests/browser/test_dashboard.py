@@ -338,7 +338,7 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
     )
 
 
-async def test_a_store_failed_while_provisioning_shows_why_then_its_clean_up_until_done(
+async def test_a_failed_store_shows_why_then_its_clean_up_then_is_retried_to_ready(
     page: Page, platform: Platform
 ) -> None:
     await signed_in(page, platform)
@@ -363,6 +363,13 @@ async def test_a_store_failed_while_provisioning_shows_why_then_its_clean_up_unt
     assert any(row["step"].startswith("Cleaning up") for row in history), history
     await expect(failure).to_have_text(re.compile("^Failed: provisioning did not finish"))
     assert (await store_card.get_by_test_id("store-status").text_content()) == "failed"
+
+    # Cleaned up, it can be made again from scratch: the same card goes to ready.
+    retry = store_card.get_by_test_id("retry-button")
+    await retry.click()
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await expect(failure).to_be_hidden()
+    await expect(retry).to_be_hidden()
 
 
 async def fail_as_the_reaper_does(platform: Platform, store_id: str, reason: str) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from woostore_shared import problems as shared_problems
-from woostore_shared.lifecycle import InvalidTransition
+from woostore_shared.lifecycle import InvalidTransition, StillCleaningUp
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
 from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE
@@ -23,7 +23,12 @@ from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
 # "Store cannot be <done> now", by the status a refused change would have led to.
-_DONE_BY_TARGET = {StoreStatus.DELETING: "deleted", StoreStatus.UPDATING: "changed"}
+_DONE_BY_TARGET = {
+    StoreStatus.DELETING: "deleted",
+    StoreStatus.UPDATING: "changed",
+    StoreStatus.QUEUED: "retried",
+}
+CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes
 _WHY = {
     400: "The request is malformed: a body that is not UTF-8 JSON, a cursor no page gave.",
     401: "No valid credentials: a bearer token (an API key) or a session cookie is required.",
@@ -234,6 +239,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}",
             "invalid-state",
             status_now=error.current.value,
+        )
+
+    @app.exception_handler(StillCleaningUp)
+    async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:
+        return _render(
+            request,
+            409,
+            "Store is still being cleaned up",
+            f"{error}: it can be retried once its clean-up has finished (its cleaned_up event)",
+            "invalid-state",
+            headers={"Retry-After": str(CLEAN_UP_RETRY_SECONDS)},
+            status_now=StoreStatus.FAILED.value,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -12,7 +12,7 @@ from typing import Literal
 from woostore_shared.lifecycle import ALLOWED, DELETABLE
 from woostore_shared.models import StoreStatus
 
-StoreAction = Literal["delete", "upgrade", "rollback", "credentials"]
+StoreAction = Literal["delete", "upgrade", "rollback", "retry", "credentials"]
 
 
 def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
@@ -22,12 +22,17 @@ def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
 
 
 def store_actions(
-    status: StoreStatus, release_revision: int | None, has_password: bool, first_revision: int = 1
+    status: StoreStatus,
+    release_revision: int | None,
+    has_password: bool,
+    first_revision: int = 1,
+    cleaned_up: bool = False,
 ) -> list[StoreAction]:
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
     earlier revision to return to (of its owner's: not one from the warm pool before
-    ``first_revision``), ``credentials`` when they can be read."""
+    ``first_revision``), ``retry`` when it failed and its clean-up has finished,
+    ``credentials`` when they can be read."""
     actions: list[StoreAction] = []
     if status in DELETABLE:
         actions.append("delete")
@@ -35,6 +40,8 @@ def store_actions(
         actions.append("upgrade")
         if release_revision is not None and release_revision > first_revision:
             actions.append("rollback")
+    if status is StoreStatus.FAILED and cleaned_up:
+        actions.append("retry")
     if credentials_readable(status, has_password):
         actions.append("credentials")
     return actions

@@ -176,6 +176,22 @@ async def rollback_store(
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 
+@router.post(
+    "/{store_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def retry_store(
+    store_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
+) -> StoreOut:
+    """Make a failed store again from scratch, under the same id, name and address: it is
+    `queued` again, as a new store is. Only once its clean-up has finished (409 before, with
+    ``Retry-After``). It counts as a create: the create rates and the store caps apply."""
+    store = await service.retry_store(outbox, caller, store_id, settings)
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
+
+
 @router.get(
     "/{store_id}/credentials",
     response_model=Credentials,

@@ -198,9 +198,9 @@ class StoreOut(BaseModel):
         description=(
             "What the store accepts now, for a client to offer: delete (or cancel, while "
             "queued or provisioning), upgrade, rollback (when its release has an earlier "
-            "revision), credentials. Advice only: a request the store does not accept is "
-            "still refused with 409. Events do not carry it; read the store again when its "
-            "status changes."
+            "revision), retry (failed, its clean-up finished), credentials. Advice only: a "
+            "request the store does not accept is still refused with 409. Events do not carry "
+            "it; read the store again when its status changes."
         ),
     )
     links: dict[str, str]
@@ -242,6 +242,7 @@ class StoreOut(BaseModel):
                 store.release_revision,
                 store.admin_password_encrypted is not None,
                 first_revision=store.first_revision or 1,
+                cleaned_up=store.cleaned_up_at is not None,
             ),
             links={"self": base, "credentials": f"{base}/credentials"},
         )  # fmt: skip

@@ -375,6 +375,20 @@ async def request_change(
     return store
 
 
+async def retry_store(
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, settings: Settings
+) -> Store:
+    """Ask for a failed store again, within the create rates and the store caps."""
+    await quotas.count_create(outbox, caller.principal, settings)
+    async with UnitOfWork.begin(outbox) as uow:
+        owner = (await _visible_store(uow, caller, store_id)).owner
+        capacity = await quotas.check_capacity(uow.session, owner, settings)
+        capacity.check_room_for_a_new_store()
+        store = await lifecycle.retry(uow, store_id)
+        record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
+    return store
+
+
 async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> Store:
     async with UnitOfWork.begin(outbox) as uow:
         await _visible_store(uow, caller, store_id)
@@ -384,9 +398,10 @@ async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
     return store
 
 
-async def _visible_store(uow: UnitOfWork, caller: Caller, store_id: uuid.UUID) -> None:
-    """404 for a store the caller may not see, as for one that does not exist. (A store's
-    tenant never changes, so this needs no lock; the change locks the row.)"""
+async def _visible_store(uow: UnitOfWork, caller: Caller, store_id: uuid.UUID) -> Store:
+    """The store, or 404 for one the caller may not see, as for one that does not exist. (A
+    store's tenant never changes, so this needs no lock; the change locks the row.)"""
     store = await uow.session.get(Store, store_id)
     if store is None or not caller.principal.sees(store.tenant_id):
         raise not_found(f"store {store_id}")
+    return store

@@ -117,9 +117,10 @@ async function deleteStore(id) {
   }
 }
 
-/* ---------- Upgrade and roll back ---------- */
+/* ---------- Upgrade, roll back and retry ---------- */
 
-// The store shows `updating` with progress, then ready again.
+// The store shows `updating` with progress, then ready again; a retried one is queued again
+// and made from scratch, as a new store is.
 export async function changeStore(id, change) {
   setBusy(id, 'change', true);
   try {

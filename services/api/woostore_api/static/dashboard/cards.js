@@ -92,6 +92,7 @@ function createCard(id) {
       settings: q('[data-testid="store-settings"]'),
       upgradeButton: q('[data-testid="upgrade-button"]'),
       rollbackButton: q('[data-testid="rollback-button"]'),
+      retryButton: q('[data-testid="retry-button"]'),
       ready: q('[data-role="ready"]'),
       deletedRow: q('[data-role="deleted-row"]'),
       deleted: q('[data-role="deleted"]'),
@@ -128,6 +129,7 @@ function createCard(id) {
   view.els.deleteButton.addEventListener('click', () => ask.delete(id));
   view.els.upgradeButton.addEventListener('click', () => ask.change(id, 'upgrade'));
   view.els.rollbackButton.addEventListener('click', () => ask.change(id, 'rollback'));
+  view.els.retryButton.addEventListener('click', () => ask.change(id, 'retry'));
   view.els.copy.addEventListener('click', () => copyText(view.els.password, view.els.copy));
   view.els.activity.addEventListener('toggle', () => {
     if (view.els.activity.open) loadActivity(view, id);
@@ -218,7 +220,8 @@ function renderCard(view, store) {
   if (!offers('credentials') && !e.credentials.hidden) hideCredentials(view);
   e.upgradeButton.hidden = !offers('upgrade');
   e.rollbackButton.hidden = !offers('rollback');
-  e.upgradeButton.disabled = e.rollbackButton.disabled = view.busy.has('change');
+  e.retryButton.hidden = !offers('retry');
+  e.upgradeButton.disabled = e.rollbackButton.disabled = e.retryButton.disabled = view.busy.has('change');
   const canDelete = offers('delete') && !view.busy.has('delete');
   e.deleteButton.disabled = !canDelete;
   e.deleteButton.textContent = CANCELS.has(status) ? 'Cancel store' : 'Delete';

@@ -193,8 +193,10 @@ function mayNowBeShown(event) {
 
 function applyEvents(id, store, events) {
   const status = store.status;
-  if (!events.map((e) => applyEvent(store, e)).some(Boolean)) return;
-  if (store.status !== status) {
+  const applied = events.filter((e) => applyEvent(store, e));
+  if (!applied.length) return;
+  // A failed store whose clean-up is done may be retried: its actions change, its status not.
+  if (store.status !== status || applied.some((e) => e.type === EVENT.cleanedUp)) {
     // Events carry no actions, and which ones a status allows is the API's to say: offer none
     // until the store resource has said (a moment later), rather than keep a copy of its rules.
     store.actions = null; // not known yet
