@@ -21,7 +21,6 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 STREAM = "STORES"
@@ -30,6 +29,7 @@ TYPE_PREFIX = "io.woostore.store."
 BATCH = 64
 FETCH_SECONDS = 1.0  # how long one pull waits for events; also how soon a stop is noticed
 ACK_WAIT_SECONDS = 30  # an event not acknowledged by then is delivered again
+ACK_REPLY_SECONDS = 5.0  # how long an acknowledgement waits for the server's answer
 CONNECT_SECONDS = 10.0  # to reach the server at start; later outages are waited out
 DESCRIPTION = "Print WooStore's store events from a durable JetStream consumer of your own."
 
@@ -65,7 +65,13 @@ async def handle(message: Msg) -> None:
         await message.term()  # never deliver it again
         return
     print(f"{message.metadata.sequence.stream:>6}  {describe(event)}", flush=True)
-    await message.ack_sync()  # returns once the server has recorded the acknowledgement
+    try:
+        # Returns once the server has recorded the acknowledgement.
+        await message.ack_sync(timeout=ACK_REPLY_SECONDS)
+    except TimeoutError:
+        # No answer in time (a busy server, a reconnect): the acknowledgement may be lost, and
+        # the event then delivered again after the ack wait. Not a reason to stop.
+        print(f"no answer to the acknowledgement of {message.subject}", file=sys.stderr, flush=True)
 
 
 async def follow(nc: Client, durable: str, deliver: DeliverPolicy, stop: asyncio.Event) -> None:
@@ -93,8 +99,11 @@ async def follow(nc: Client, durable: str, deliver: DeliverPolicy, stop: asyncio
     while not stop.is_set():
         try:
             messages = await subscription.fetch(BATCH, timeout=FETCH_SECONDS)
-        except NatsTimeoutError:
-            continue  # nothing new; look again (or stop)
+        except TimeoutError:
+            # Nothing new; look again (or stop). nats-py raises its own TimeoutError, or, when
+            # the fetch's time ran out before it asked the server a second time (a busy
+            # machine), asyncio's plain one: both are this built-in one.
+            continue
         for message in messages:
             await handle(message)
 

@@ -147,11 +147,14 @@ async def wait_for_consumer(
         await asyncio.sleep(0.05)
 
 
-async def stop(process: asyncio.subprocess.Process) -> int:
+async def stop(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Its exit status, and what it said on stderr that was not read yet (why it failed)."""
     if process.returncode is None:
         process.terminate()
+    assert process.stderr is not None
     async with asyncio.timeout(DEADLINE_SECONDS):
-        return await process.wait()
+        said = await process.stderr.read()
+        return await process.wait(), said.decode(errors="replace")
 
 
 async def test_the_consumer_prints_each_event_acks_it_and_resumes_after_a_kill_without_repeats(
@@ -202,14 +205,14 @@ async def test_the_consumer_prints_each_event_acks_it_and_resumes_after_a_kill_w
             lambda i: acked_up_to(i) == later_seqs[-1] and i.num_ack_pending == 0,
         )
     finally:
-        exit_code = await stop(restarted)
+        exit_code, said = await stop(restarted)
 
     assert f"resuming after stream sequence {first_seqs[-1]}" in resuming
     # In order, the first after the restart being the first new one: nothing was repeated.
     assert [sequence_of(line) for line in printed_again] == later_seqs
     assert [line.split()[1] for line in printed_again] == ["ready", "delete_requested", "deleted"]
     assert "http://corner.example" in printed_again[0]
-    assert exit_code == 0  # SIGTERM: a clean stop
+    assert exit_code == 0, said  # SIGTERM: a clean stop
 
 
 async def test_a_message_that_is_not_a_cloud_event_is_reported_and_never_delivered_again(
