@@ -64,10 +64,6 @@ class Manifest(BaseModel):
     woocommerce_version: str
     parts: list[Part]
 
-    @property
-    def size(self) -> int:
-        return sum(part.size for part in self.parts)
-
 
 def _restic() -> str:
     found = shutil.which("restic")

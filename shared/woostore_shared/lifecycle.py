@@ -105,6 +105,12 @@ def in_the_cold_queue() -> ColumnElement[bool]:
     )
 
 
+def made_under(base_domain: str) -> ColumnElement[bool]:
+    """Stores whose address is under ``base_domain`` (a pooled store keeps its own address
+    for this: a claim moves the links of a store made under the current domain only)."""
+    return col(Store.storefront_url).endswith(f".{base_domain}", autoescape=True)
+
+
 class StoreNotFound(LookupError):
     def __init__(self, store_id: uuid.UUID) -> None:
         super().__init__(f"store {store_id} does not exist")
@@ -183,7 +189,7 @@ async def claim(
             .where(col(Store.status) == S.POOLED, col(Store.tenant_id).is_(None))
             .where(col(Store.type) == type, col(Store.simulated) == simulated)
             .where(col(Store.chart_version) == chart_version)
-            .where(col(Store.storefront_url).endswith(f".{base_domain}", autoescape=True))
+            .where(made_under(base_domain))
             .order_by(col(Store.created_at))
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -247,16 +253,10 @@ async def fall_back_to_cold(uow: UnitOfWork, store_id: uuid.UUID, reason: str) -
         settings=store.settings,
         correlation_id=uuid.uuid4().hex,
     )
-    store.namespace = namespace_for(store.slug)
-    store.origin, store.claimed_at = "cold", None
-    store.chart_version = store.release_revision = store.first_revision = None
-    store.admin_password_encrypted = store.verified_at = None
-    store.provisioning_started_at = None
+    await _forget_the_attempt(uow, store)
     await uow.session.flush()  # the namespace is given up before the discarded store takes it
     uow.session.add(discarded)
     await uow.session.flush()
-    # The pool's journal is not this store's any more: every step runs afresh.
-    await uow.session.exec(delete(StoreStep).where(col(StoreStep.store_id) == store.id))
     uow.emit(discarded, DeleteRequested())
     uow.dispatch(discarded, Lane.REMOVAL)
     uow.emit(store, FellBack(reason=reason))
@@ -331,17 +331,12 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     if store.status is S.FAILED and store.cleaned_up_at is None:
         raise StillCleaningUp(store_id)
     transition(store, S.QUEUED, {S.FAILED})
-    store.failure_reason = store.cleaned_up_at = None
-    store.origin, store.claimed_at = "cold", None
-    store.namespace = namespace_for(store.slug)  # a claimed store's was the pool's
-    store.chart_version = store.release_revision = store.first_revision = None
-    store.admin_password_encrypted = store.verified_at = None
-    store.provisioning_started_at = store.ready_at = None
+    await _forget_the_attempt(uow, store)
+    store.failure_reason = store.cleaned_up_at = store.ready_at = None
     store.storefront_url = store.admin_url = None
     store.change = store.rollback_revision = None
     store.lease_owner, store.lease_expires_at, store.replays = None, None, 0
     store.correlation_id = uuid.uuid4().hex  # a new attempt: its events are a run of their own
-    await uow.session.exec(delete(StoreStep).where(col(StoreStep.store_id) == store.id))
     uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
     uow.dispatch(store, Lane.PROVISION)
     return store
@@ -434,6 +429,18 @@ async def _change_under_way(uow: UnitOfWork, store: Store) -> StoreChange:
         )
     ).first()
     return found or StoreChange(store_id=store.id, kind=store.change or "upgrade")
+
+
+async def _forget_the_attempt(uow: UnitOfWork, store: Store) -> None:
+    """What an earlier attempt made of ``store`` is not its any more (a claim that fell back,
+    a failed store retried): it is made from scratch, cold, in a namespace of its own slug,
+    and every step runs afresh."""
+    store.namespace = namespace_for(store.slug)  # a claimed store's was the pool's
+    store.origin, store.claimed_at = "cold", None
+    store.chart_version = store.release_revision = store.first_revision = None
+    store.admin_password_encrypted = store.verified_at = None
+    store.provisioning_started_at = None
+    await uow.session.exec(delete(StoreStep).where(col(StoreStep.store_id) == store.id))
 
 
 async def _locked(uow: UnitOfWork, store_id: uuid.UUID) -> Store:

@@ -193,7 +193,7 @@ async def _retire_stale(outbox: Outbox, target: PoolTarget) -> int:
                     (col(Store.chart_version) != target.chart_version)
                     | col(Store.chart_version).is_(None)
                     | (col(Store.simulated) != target.simulated)
-                    | ~col(Store.storefront_url).endswith(f".{target.base_domain}", autoescape=True)
+                    | ~lifecycle.made_under(target.base_domain)
                 )
             )
         )
