@@ -7,6 +7,7 @@ Used by ``woostore-run`` and by the test fixtures; ports are picked free, never 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
@@ -32,7 +33,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     low, high = (32768, 60999)
     if _EPHEMERAL.exists():
         low, high = (int(part) for part in _EPHEMERAL.read_text().split())
-    ports = range(20000, low) if low > 21000 else range(high + 1, 65536)
+    ports = _this_workers(range(20000, low) if low > 21000 else range(high + 1, 65536))
     for _ in range(200):
         port = random.choice(ports)  # noqa: S311  (spreads test runs apart; not a secret)
         with socket.socket() as probe:
@@ -42,6 +43,19 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1} on {host}")
+
+
+def _this_workers(ports: range) -> range:
+    """Under pytest-xdist, each worker picks from a slice of its own: two workers start
+    platforms side by side, and a port one of them found free (not bound yet) was once taken
+    by the other's notifier first."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if count <= 1 or not worker.startswith("gw"):
+        return ports
+    size = len(ports) // count
+    index = int(worker.removeprefix("gw"))
+    return ports[index * size : (index + 1) * size]
 
 
 def wait_for_port(host: str, port: int, deadline: float = _START_DEADLINE) -> None:
