@@ -23,6 +23,9 @@ _START_DEADLINE = 20.0
 
 
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Ports this process has given out: a platform picks its API's port before the API binds
+# it, and a second pick (its ops port) once found the same one still free.
+_HANDED_OUT: set[int] = set()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -36,11 +39,14 @@ def free_port(host: str = "127.0.0.1") -> int:
     ports = _this_workers(range(20000, low) if low > 21000 else range(high + 1, 65536))
     for _ in range(200):
         port = random.choice(ports)  # noqa: S311  (spreads test runs apart; not a secret)
+        if port in _HANDED_OUT:
+            continue  # free now, but given to a server that may not have bound it yet
         with socket.socket() as probe:
             try:
                 probe.bind((host, port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1} on {host}")
 
