@@ -6,6 +6,7 @@ leader dies or loses its connection, PostgreSQL releases the lock and another ta
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 
 from sqlalchemy import text
@@ -46,10 +47,17 @@ class LeaderLock:
         return self.leading
 
     async def release(self) -> None:
-        self.leading = False
+        was_leading, self.leading = self.leading, False
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            # Discard the connection rather than return it to the pool: the lock belongs to
-            # the session, and ending the session is what releases it.
+            if was_leading:
+                # Unlock before letting go: the server notices a closed socket only some
+                # time later, and until then no other reaper could take over.
+                with contextlib.suppress(SQLAlchemyError):  # else the lock went with it
+                    await connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY}
+                    )
+            # Discard the connection rather than return it to the pool: if the unlock
+            # did not reach the server, ending the session is what releases the lock.
             await connection.invalidate()
             await connection.close()
