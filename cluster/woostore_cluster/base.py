@@ -8,7 +8,7 @@ recipe resume after any failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -181,6 +181,24 @@ class Cluster(Protocol):
     async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
         """Load the storefront, list products through the Store API, place and remove a
         cash-on-delivery order."""
+
+    # A store's content, for backups and restores. Each streams: memory stays bounded
+    # whatever the store's size. A stream that does not end well raises ``ClusterError``
+    # (after the chunks that came), so a caller never takes half a dump for a whole one.
+
+    def dump_database(self, namespace: str) -> AsyncIterator[bytes]:
+        """The store's database, consistent while the store keeps serving
+        (``mariadb-dump --single-transaction`` in its MariaDB pod)."""
+
+    def archive_uploads(self, namespace: str) -> AsyncIterator[bytes]:
+        """The store's uploads (``wp-content/uploads`` in its WordPress pod) as a tar stream."""
+
+    async def load_database(self, namespace: str, dump: AsyncIterable[bytes]) -> None:
+        """Replace the store's database with ``dump`` (one from ``dump_database``)."""
+
+    async def replace_uploads(self, namespace: str, archive: AsyncIterable[bytes]) -> None:
+        """Replace the store's uploads with ``archive``'s (one from ``archive_uploads``):
+        files the archive does not hold are removed."""
 
     async def uninstall_release(self, namespace: str, name: str) -> None: ...
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import json
 import os
 import re
+import select
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -38,10 +42,25 @@ from kubernetes.stream.ws_client import (
     STDOUT_CHANNEL,
     V5_CHANNEL_PROTOCOL,
 )
+from websocket import ABNF
 
 # Seconds to connect and to wait for an answer, per API request: a request never hangs a
 # worker thread for ever.
 REQUEST_TIMEOUT = (10.0, 30.0)
+
+# A streaming exec's bounds, which keep its memory small whatever the stream's length:
+# - stdin goes in websocket frames of at most this many bytes, as kubectl sends it (client-go
+#   copies stdin 32 KiB at a time), far below what the API server takes in one frame;
+STDIN_FRAME_BYTES = 32 * 1024
+# - stdout frames read ahead of the consumer: past that, the frames wait in TCP's buffers and
+#   the command, in the pod, waits for the consumer;
+STDOUT_FRAMES_AHEAD = 16
+# - what is kept of stderr, for the error a failed command raises: its end, where the reason
+#   usually is.
+STDERR_TAIL_BYTES = 2048
+# Streaming execs at once, each holding a thread for as long as its bytes take (hours, for a
+# big store): more wait for one to end.
+STREAMS_AT_ONCE = 16
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,16 @@ class ExecResult:
     exit_code: int
     stdout: str
     stderr: str
+
+
+class CommandFailed(Exception):
+    """A streamed command ran and exited non-zero (126: it could not be started); ``stderr`` is
+    the end of what it wrote there."""
+
+    def __init__(self, exit_code: int, stderr: str) -> None:
+        super().__init__(f"exit code {exit_code}: {stderr}" if stderr else f"exit code {exit_code}")
+        self.exit_code = exit_code
+        self.stderr = stderr
 
 
 class KubeApiError(Exception):
@@ -173,6 +202,23 @@ class KubeApi(Protocol):
     ) -> ExecResult:
         """Run ``command`` (an argv list, no shell) in the container, feeding it ``stdin``."""
 
+    def exec_streaming(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: Sequence[str],
+        stdin: AsyncIterable[bytes] | None,
+        idle_timeout: float,
+    ) -> AsyncGenerator[bytes, None]:
+        """Run ``command`` (an argv list, no shell) in the container, feeding it ``stdin`` chunk
+        by chunk and then end-of-input, and yield its stdout, bytes, as it comes: memory stays
+        bounded whatever the size of either. After the last chunk, ``CommandFailed`` for a
+        non-zero exit, ``KubeApiError`` for a stream that broke, or that the server left
+        silent for ``idle_timeout`` seconds; an error of ``stdin`` itself is raised as it is,
+        and the command never sees the end of an input that failed. Closing the generator
+        early (or cancelling its consumer) closes the stream."""
+
 
 # -- the real implementation ----------------------------------------------------------------
 
@@ -221,9 +267,15 @@ class ClientKubeApi:
         self._apps = k8s.AppsV1Api(self._client)
         self._rbac = k8s.RbacAuthorizationV1Api(self._client)
         self._authorization = k8s.AuthorizationV1Api(self._client)
+        # Threads of their own: streams held on the loop's default executor would starve every
+        # other call, which runs there (a few threads on a small node).
+        self._streams = concurrent.futures.ThreadPoolExecutor(
+            STREAMS_AT_ONCE, thread_name_prefix="exec-stream"
+        )
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]  # untyped in the client
+        self._streams.shutdown(wait=False)
 
     async def read_namespace(self, name: str) -> Namespace | None:
         found = await self._call(self._core.read_namespace, name, missing_ok=True)
@@ -341,6 +393,40 @@ class ClientKubeApi:
             cancelled.set()  # the worker thread closes the stream within a second
             raise
 
+    async def exec_streaming(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: Sequence[str],
+        stdin: AsyncIterable[bytes] | None,
+        idle_timeout: float,
+    ) -> AsyncGenerator[bytes, None]:
+        loop = asyncio.get_running_loop()
+        bridge = _ExecBridge(loop, stdin)
+        worker = loop.run_in_executor(
+            self._streams, self._exec_streaming, namespace, pod, container, list(command), bridge,
+            idle_timeout,
+        )  # fmt: skip
+        try:
+            while (chunk := await bridge.next_stdout()) is not None:
+                yield chunk
+        except BaseException:
+            # The consumer left early (it closed the generator, or was cancelled): the worker
+            # closes the stream at once, and is waited for, so no connection outlives the
+            # stream. How the stream ended is no news to a consumer that left.
+            bridge.abandon()
+            with contextlib.suppress(Exception):
+                await worker
+            raise
+        try:
+            await worker
+        except Exception:
+            if bridge.input_failure is None:
+                raise
+        if bridge.input_failure is not None:
+            raise bridge.input_failure  # the input's own error, not the stream it cut short
+
     # -- internals -------------------------------------------------------------------------
 
     async def _call(
@@ -371,6 +457,35 @@ class ClientKubeApi:
         timeout: float,
         cancelled: threading.Event,
     ) -> ExecResult:
+        with self._exec_websocket(
+            namespace, pod, container, command, stdin=stdin is not None
+        ) as ws:
+            return run_exec_stream(ws, stdin, timeout, cancelled)
+
+    def _exec_streaming(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: list[str],
+        bridge: _ExecBridge,
+        idle_timeout: float,
+    ) -> None:
+        try:
+            with self._exec_websocket(
+                namespace, pod, container, command, stdin=bridge.has_stdin
+            ) as ws:
+                pump_exec_stream(ws, bridge, idle_timeout)
+        finally:
+            bridge.finish()  # after the websocket is closed
+
+    @contextlib.contextmanager
+    def _exec_websocket(
+        self, namespace: str, pod: str, container: str, command: list[str], *, stdin: bool
+    ) -> Iterator[Any]:
+        """The exec's websocket (the client's ``WSClient``), open while the block runs; the
+        client's and websocket-client's errors, at the upgrade or in the block, as
+        ``KubeApiError``."""
         # A client of its own: ``stream`` swaps the client's request method while it runs,
         # which would send every other thread's request on a shared client over a websocket.
         api_client = k8s.ApiClient(self._configuration)
@@ -382,7 +497,7 @@ class ClientKubeApi:
                     namespace,
                     command=command,
                     container=container,
-                    stdin=stdin is not None,
+                    stdin=stdin,
                     stdout=True,
                     stderr=True,
                     tty=False,
@@ -391,7 +506,7 @@ class ClientKubeApi:
             except ApiException as error:
                 raise translate_exec_refusal(error) from None
             try:
-                return run_exec_stream(ws, stdin, timeout, cancelled)
+                yield ws
             finally:
                 ws.close()
                 # Once websocket-client has answered the server's close frame it counts itself
@@ -435,6 +550,185 @@ def run_exec_stream(
     stdout = ws.read_channel(STDOUT_CHANNEL)
     stderr = ws.read_channel(STDERR_CHANNEL)
     return ExecResult(exit_code_of(ws.read_channel(ERROR_CHANNEL), stderr), stdout, stderr)
+
+
+class _ExecBridge:
+    """What a streaming exec's worker thread shares with the event loop its consumer runs on.
+
+    Stdout goes to the loop through a queue the worker may fill only ``STDOUT_FRAMES_AHEAD``
+    deep: past that it waits for room, and so stops reading the websocket (backpressure, down
+    to the command). Stdin comes from the loop a chunk at a time, the next one asked for once
+    the last is sent. A socket pair wakes the worker from its wait on the websocket when a
+    stdin chunk is there or the consumer has left."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stdin: AsyncIterable[bytes] | None) -> None:
+        self._loop = loop
+        self._stdin = None if stdin is None else aiter(stdin)
+        self.input_failure: Exception | None = None  # what ``stdin`` raised, if it did
+        self._stdout: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: the worker ended
+        self._room = threading.Semaphore(STDOUT_FRAMES_AHEAD)
+        self._abandoned = threading.Event()
+        self._wake_receiver, self._wake_sender = socket.socketpair()
+        self._wake_receiver.setblocking(False)
+        self._wake_sender.setblocking(False)
+
+    @property
+    def has_stdin(self) -> bool:
+        return self._stdin is not None
+
+    # -- on the event loop
+
+    async def next_stdout(self) -> bytes | None:
+        """The next stdout chunk; None once the worker has ended (its outcome is its task's)."""
+        chunk = await self._stdout.get()
+        if chunk is not None:
+            self._room.release()
+        return chunk
+
+    def abandon(self) -> None:
+        """The consumer has left: the worker stops wherever it waits (for room, or for the
+        server), and closes the stream."""
+        self._abandoned.set()
+        self._room.release()
+        self._wake()
+
+    async def _next_stdin(self) -> bytes | None:
+        assert self._stdin is not None  # asked for only when there is stdin
+        try:
+            return await anext(self._stdin, None)
+        except Exception as error:
+            self.input_failure = error
+            raise
+
+    def _wake(self) -> None:
+        # Full: a wake-up is waiting already. Closed: the worker has ended.
+        with contextlib.suppress(OSError):
+            self._wake_sender.send(b"\0")
+
+    # -- in the worker thread
+
+    def stop_if_abandoned(self) -> None:
+        if self._abandoned.is_set():
+            raise KubeApiError(0, "Cancelled", "the stream was abandoned by its consumer")
+
+    def hand_over(self, chunk: bytes) -> None:
+        """Queue a stdout chunk for the consumer, once there is room for it."""
+        # Looked at every second as well: a loop closed without closing the consumer's
+        # generator would leave this thread waiting for ever (and the interpreter, at exit).
+        while not self._room.acquire(timeout=1.0):
+            if self._loop.is_closed():
+                raise KubeApiError(0, "Cancelled", "the stream's event loop is gone")
+        self.stop_if_abandoned()
+        self._loop.call_soon_threadsafe(self._stdout.put_nowait, chunk)
+
+    def request_stdin(self) -> concurrent.futures.Future[bytes | None]:
+        """Ask the loop for the next stdin chunk (None at its end); ``wait`` returns once it is
+        there. The input's error is the future's, and ``input_failure``."""
+        pending = asyncio.run_coroutine_threadsafe(self._next_stdin(), self._loop)
+        pending.add_done_callback(lambda _: self._wake())
+        return pending
+
+    def wait(self, connection: socket.socket, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the websocket's ``connection`` to have
+        something to read (a frame, or its end), or a wake-up; whether it has."""
+        if isinstance(connection, ssl.SSLSocket) and connection.pending():
+            return True  # decrypted already, inside the TLS layer, where poll() cannot see it
+        poll = select.poll()
+        poll.register(connection, select.POLLIN)
+        poll.register(self._wake_receiver, select.POLLIN)
+        ready = {fd for fd, _ in poll.poll(timeout * 1000)}
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_receiver.recv(4096):
+                pass
+        return connection.fileno() in ready
+
+    def finish(self) -> None:
+        """The worker's last word: ``next_stdout`` answers None from now on."""
+        self._wake_receiver.close()
+        self._wake_sender.close()
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+            self._loop.call_soon_threadsafe(self._stdout.put_nowait, None)
+
+
+def pump_exec_stream(ws: Any, bridge: _ExecBridge, idle_timeout: float) -> None:
+    """A streaming exec's worker, on the client's websocket ``ws``: frames are read one at a
+    time, stdout handed to the consumer as each comes, and stdin sent as the loop gives it,
+    until the server closes the stream; then the command's exit status decides.
+
+    The frames are read here rather than with ``WSClient.update``, which takes every frame
+    already there into its buffers, and a copy of all output besides (``stream()`` gives no
+    way to turn that off): with a server faster than the consumer, memory would grow without
+    bound. Read here, each frame's payload is the bytes as sent (``WSClient``'s ``binary``
+    only changes how ``update`` decodes them).
+
+    ``idle_timeout`` bounds every wait on the server alone: a send it does not take, a frame
+    it leaves half sent, a silence once stdin is done. Waiting for our own side (the consumer
+    to take stdout, the input to give the next chunk) does not count."""
+    if bridge.has_stdin and ws.subprotocol != V5_CHANNEL_PROTOCOL:
+        # Only v5 can say "end of input", which the commands fed stdin (a database load, a
+        # tar extraction) need to finish; told apart here, before a byte of stdin is sent.
+        raise KubeApiError(
+            400,
+            "BadRequest",
+            f"the API server speaks {ws.subprotocol or 'an exec protocol'} only: feeding a "
+            f"command its input needs {V5_CHANNEL_PROTOCOL} (Kubernetes 1.30 or later)",
+        )
+    connection = ws.sock  # websocket-client's WebSocket, read frame by frame
+    connection.settimeout(idle_timeout)
+    stderr_tail = b""
+    status = b""
+    pending = bridge.request_stdin() if bridge.has_stdin else None
+    heard = time.monotonic()
+    try:
+        while True:
+            bridge.stop_if_abandoned()
+            stdin_ready = pending is not None and pending.done()
+            # Stdin and the consumer's leaving wake the wait up: its timeout only has the idle
+            # clock looked at.
+            if bridge.wait(connection.sock, 0.0 if stdin_ready else min(1.0, idle_timeout)):
+                opcode, frame = connection.recv_data_frame(True)
+                if opcode == ABNF.OPCODE_CLOSE:
+                    break
+                if opcode in (ABNF.OPCODE_BINARY, ABNF.OPCODE_TEXT) and frame.data:
+                    channel, data = frame.data[0], frame.data[1:]
+                    if channel == STDOUT_CHANNEL and data:
+                        bridge.hand_over(data)
+                    elif channel == STDERR_CHANNEL:
+                        stderr_tail = (stderr_tail + data)[-STDERR_TAIL_BYTES:]
+                    elif channel == ERROR_CHANNEL:
+                        status += data
+                heard = time.monotonic()
+            elif pending is None and time.monotonic() - heard > idle_timeout:
+                raise KubeApiError(
+                    0, "Timeout", f"the command's stream was silent for {idle_timeout:g}s"
+                )
+            if stdin_ready:
+                assert pending is not None  # stdin_ready says so
+                chunk = pending.result()  # raises the input's error: the stream is abandoned
+                if chunk is None:
+                    ws.close_channel(STDIN_CHANNEL)
+                    pending = None
+                else:
+                    for start in range(0, len(chunk), STDIN_FRAME_BYTES):
+                        # Exactly bytes (not a bytearray or a view): the client sends a binary
+                        # frame only for type(data) == bytes.
+                        ws.write_stdin(bytes(chunk[start : start + STDIN_FRAME_BYTES]))
+                    pending = bridge.request_stdin()
+                heard = time.monotonic()
+    except websocket.WebSocketTimeoutException:
+        raise KubeApiError(
+            0, "Timeout", f"the API server took or sent nothing for {idle_timeout:g}s"
+        ) from None
+    finally:
+        if pending is not None:
+            pending.cancel()
+    status_text = status.decode("utf-8", "replace")
+    if not status_text.strip():
+        # v4 and v5 always send it, Success included: without it the stream was cut short.
+        raise KubeApiError(0, "StreamLost", "the exec stream ended without the command's status")
+    exit_code = exit_code_of(status_text)
+    if exit_code:
+        raise CommandFailed(exit_code, stderr_tail.decode("utf-8", "replace").strip())
 
 
 def exit_code_of(status_text: str, stderr: str = "") -> int:

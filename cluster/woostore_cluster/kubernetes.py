@@ -18,7 +18,8 @@ helm uses too when given no kubeconfig); each re-reads the token file the kubele
 Rules it keeps:
 - every method is idempotent, like the simulated cluster's (``simulated.py``);
 - secrets never reach argv or helm: the chart names the store's Secret, WP-CLI gets
-  passwords on stdin, and error messages are scrubbed of Secret data and stdin;
+  passwords on stdin, the database clients read theirs in the pod, and error messages are
+  scrubbed of Secret data and stdin;
 - every wait has a deadline, and a deadline that passes is an error naming what is not
   ready, transient or permanent (``ImagePullBackOff`` is permanent);
 - finalizers are never touched: a namespace is deleted and waited for, nothing more.
@@ -31,7 +32,8 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from woostore_cluster.base import (
@@ -55,6 +57,7 @@ from woostore_cluster.base import (
 from woostore_cluster.helm import HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import (
     ClientKubeApi,
+    CommandFailed,
     KubeApi,
     KubeApiError,
     Namespace,
@@ -72,6 +75,71 @@ log = get_logger(__name__)
 WORDPRESS_SELECTOR = "app.kubernetes.io/name=store,app.kubernetes.io/component=wordpress"
 WORDPRESS_CONTAINER = "wordpress"
 WORDPRESS_PATH = "/var/www/html"  # WordPress core in the store image
+WP_CONTENT_PATH = f"{WORDPRESS_PATH}/wp-content"  # the store's volume
+UPLOADS_PATH = f"{WP_CONTENT_PATH}/uploads"
+# ... and its MariaDB pod (helm/store/templates/mariadb-statefulset.yaml).
+MARIADB_SELECTOR = "app.kubernetes.io/name=store,app.kubernetes.io/component=mariadb"
+MARIADB_CONTAINER = "mariadb"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One of the store chart's workloads, as exec reaches it."""
+
+    name: str  # as messages call it
+    selector: str  # its pods' labels
+    container: str
+
+
+WORDPRESS = Component("WordPress", WORDPRESS_SELECTOR, WORDPRESS_CONTAINER)
+MARIADB = Component("MariaDB", MARIADB_SELECTOR, MARIADB_CONTAINER)
+
+# The database clients log in with the MariaDB container's own environment (the chart sets the
+# user, the database and the password file), so no name or secret of ours is in the command.
+# The password reaches them in MYSQL_PWD, in their environment, never as an argument, which
+# any process in the pod could list; set -e stops at a password file that cannot be read,
+# rather than trying with an empty password.
+_MARIADB_LOGIN = """\
+set -eu
+MYSQL_PWD="$(cat "$MARIADB_PASSWORD_FILE")"
+export MYSQL_PWD
+"""
+# One consistent snapshot while the store keeps serving (--single-transaction: InnoDB's, no
+# table locked), rows streamed as they are read (--quick), stored procedures and triggers
+# included.
+DUMP_DATABASE = (
+    "sh",
+    "-c",
+    _MARIADB_LOGIN + "exec mariadb-dump --single-transaction --quick --routines --triggers "
+    '--user="$MARIADB_USER" "$MARIADB_DATABASE"\n',
+)
+# The dump drops and recreates each table it holds (mariadb-dump's --add-drop-table, a default).
+LOAD_DATABASE = (
+    "sh",
+    "-c",
+    _MARIADB_LOGIN + 'exec mariadb --user="$MARIADB_USER" "$MARIADB_DATABASE"\n',
+)
+ARCHIVE_UPLOADS = ("tar", "-C", UPLOADS_PATH, "-cf", "-", ".")
+# The archive is unpacked into a folder of its own beside the uploads, which it replaces only
+# once tar has read it whole: a damaged archive, or an API server that cannot end stdin (the
+# command starts before that is known, and tar then reads nothing), leaves the uploads as they
+# were, and what tar unpacked of it is removed. wp-content is the volume, so both moves are
+# renames. What an attempt cut short left behind (a pod restarted mid-way) is cleared first.
+REPLACE_UPLOADS = (
+    "sh",
+    "-c",
+    f"""\
+set -eu
+cd {WP_CONTENT_PATH}
+trap 'rm -rf .uploads-incoming' EXIT
+rm -rf .uploads-incoming .uploads-outgoing
+mkdir .uploads-incoming
+tar -C .uploads-incoming -xf -
+if [ -e uploads ]; then mv uploads .uploads-outgoing; fi
+mv .uploads-incoming uploads
+rm -rf .uploads-outgoing
+""",
+)
 
 # Waiting reasons that cannot fix themselves: fail at once.
 HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
@@ -101,6 +169,7 @@ class KubernetesCluster:
         helm_grace: float = HELM_GRACE_SECONDS,
         uninstall_timeout: float = 240.0,
         exec_timeout: float = 110.0,
+        stream_idle_timeout: float = 600.0,
         http_timeout: float = 30.0,
         verify_tls: bool = True,
         installation: str = DEFAULT_INSTALLATION,
@@ -122,6 +191,10 @@ class KubernetesCluster:
         self.poll_interval = poll_interval
         self.uninstall_timeout = uninstall_timeout
         self.exec_timeout = exec_timeout  # below the recipe's 120 s step timeout
+        # A dump, an archive or a restore streams for as long as its bytes take: what is bounded
+        # is how long the API server may leave the stream stalled (the kubelet's own limit on
+        # an idle stream is 4 hours).
+        self.stream_idle_timeout = stream_idle_timeout
         self.http_timeout = http_timeout
         self.verify_tls = verify_tls
 
@@ -283,7 +356,7 @@ class KubernetesCluster:
     # -- WordPress ---------------------------------------------------------------------------
 
     async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
-        pod = await self._wordpress_pod(namespace)
+        pod = await self._ready_pod(namespace, WORDPRESS)
         command = ["wp", f"--path={WORDPRESS_PATH}", *args]
         secrets = [stdin.strip()] if stdin and stdin.strip() else []
         try:
@@ -300,17 +373,18 @@ class KubernetesCluster:
         output = "\n".join(part for part in (result.stdout, result.stderr) if part.strip())
         return WpResult(result.exit_code, _redact(output, secrets))
 
-    async def _wordpress_pod(self, namespace: str) -> Pod:
+    async def _ready_pod(self, namespace: str, component: Component) -> Pod:
         try:
-            pods = await self.kube.list_pods(namespace, WORDPRESS_SELECTOR)
+            pods = await self.kube.list_pods(namespace, component.selector)
         except KubeApiError as error:
-            raise _cluster_error(error, f"finding the WordPress pod in {namespace}") from None
+            what = f"finding the {component.name} pod in {namespace}"
+            raise _cluster_error(error, what) from None
         ready = sorted(
             (p for p in pods if p.ready and p.phase == "Running" and not p.deleting),
             key=lambda p: p.name,
         )
         if not ready:
-            raise TransientClusterError(f"no ready WordPress pod in {namespace}", 5)
+            raise TransientClusterError(f"no ready {component.name} pod in {namespace}", 5)
         return ready[0]
 
     async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
@@ -325,6 +399,54 @@ class KubernetesCluster:
         return await verify_storefront(
             url, delete_order, timeout=self.http_timeout, verify_tls=self.verify_tls
         )
+
+    # -- the store's content -----------------------------------------------------------------
+
+    def dump_database(self, namespace: str) -> AsyncGenerator[bytes, None]:
+        return self._exec_streaming(namespace, MARIADB, DUMP_DATABASE, "dumping the database")
+
+    def archive_uploads(self, namespace: str) -> AsyncGenerator[bytes, None]:
+        return self._exec_streaming(namespace, WORDPRESS, ARCHIVE_UPLOADS, "archiving the uploads")
+
+    async def load_database(self, namespace: str, dump: AsyncIterable[bytes]) -> None:
+        loading = self._exec_streaming(
+            namespace, MARIADB, LOAD_DATABASE, "loading the database", stdin=dump
+        )
+        async for _ in loading:
+            pass  # the client prints nothing worth keeping; a failure's stderr is its error's
+
+    async def replace_uploads(self, namespace: str, archive: AsyncIterable[bytes]) -> None:
+        replacing = self._exec_streaming(
+            namespace, WORDPRESS, REPLACE_UPLOADS, "replacing the uploads", stdin=archive
+        )
+        async for _ in replacing:
+            pass  # tar -x prints nothing unless it fails: then stderr is its error's
+
+    async def _exec_streaming(
+        self,
+        namespace: str,
+        component: Component,
+        command: Sequence[str],
+        doing: str,
+        stdin: AsyncIterable[bytes] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """``command``'s stdout as it streams from the component's ready pod, fed ``stdin``;
+        after the chunks that came, a command that failed, or a stream that broke, as a
+        ``ClusterError``."""
+        pod = await self._ready_pod(namespace, component)
+        doing = f"{doing} in {namespace}/{pod.name}"
+        stdout = self.kube.exec_streaming(
+            namespace, pod.name, component.container, command, stdin, self.stream_idle_timeout
+        )
+        try:
+            # Closed with this generator: a consumer that stops early closes the stream.
+            async with contextlib.aclosing(stdout):
+                async for chunk in stdout:
+                    yield chunk
+        except KubeApiError as error:
+            raise _cluster_error(error, doing) from None
+        except CommandFailed as failed:
+            raise PermanentClusterError(f"{doing}: {failed}") from None
 
     # -- deletion ----------------------------------------------------------------------------
 

@@ -13,6 +13,10 @@ It is faithful where the provisioner can tell the difference:
   real driver does: the orders taken are counted (``orders_placed``, kept apart from the
   WordPress state, so a verification run again leaves that state as it was), and an order
   whose deletion failed stays in the store;
+- a store's content is real: its database is its WordPress state (products, orders, options)
+  and the orders it took; its uploads are real files in a folder of its own. A dump is that
+  database as JSON, marked as the simulation's (a real one is ``mariadb-dump``'s SQL), and
+  the uploads are archived and replaced by the real ``tar``, as in the WordPress pod;
 - operations take realistic time (``WOOSTORE_SIM_TIME_SCALE`` scales it, 0 is instant): an
   upgrade that changes no Deployment or StatefulSet (a new Ingress host) is quick, and the
   rollout after it too, since no pod restarts; ``WOOSTORE_SIM_FAULTS`` injects the failures
@@ -31,9 +35,10 @@ import random
 import re
 import secrets
 import shlex
+import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -92,6 +97,12 @@ DURATIONS: dict[str, float] = {
     # The storefront, the Store API and the order over HTTP; the order's deletion through
     # WP-CLI ("wp wc shop_order delete") comes on top, as in the real driver.
     "check_storefront": 3.0,
+    # Starting mariadb-dump, tar or the mariadb client in a pod through exec; the bytes then
+    # take as long as they take to stream.
+    "dump_database": 1.0,
+    "archive_uploads": 1.0,
+    "load_database": 2.0,
+    "replace_uploads": 1.0,
     "uninstall_release": 4.0,
     "delete_namespace": 10.0,
 }
@@ -107,7 +118,12 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 ADMIN_USER = "admin"
 # WooCommerce's first order number in the simulation (orders share WordPress's post ids).
 FIRST_ORDER_ID = 101
+CHUNK_BYTES = 1 << 16  # what a pod's exec stream carries at a time
 FAULT_KINDS = frozenset({"error", "hang", "transient"})
+# What a simulated dump says it is: never mistaken for (or loaded as) mariadb-dump's SQL.
+DUMP_FORMAT = "woostore-simulated-database/1"
+# WordPress's state keys that are the pods' rather than the database's: a restore keeps them.
+_POD_STATE = ("pods_ready", "pods_started_from", "url_scheme", "versions")
 _SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its index, next to the database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
@@ -155,6 +171,7 @@ class SimulatedCluster:
         self.installation = installation
         self.store_access = store_access
         self.state_file = state_dir / "cluster.sqlite3"
+        self.uploads_root = state_dir / "uploads"
         _keep_private(state_dir, self.state_file)
         self.helm_binary = helm_binary
         self.time_scale = time_scale
@@ -370,6 +387,8 @@ class SimulatedCluster:
             state["pods_started_from"] = started_from
             # What the WordPress pod reads from its environment when it starts.
             state["url_scheme"] = _url_scheme(workloads)
+            # What WordPress and WooCommerce the pod runs: the image's tag names both.
+            state["versions"] = _image_versions(workloads)
             # The image's entrypoint makes the store's keys and salts on its first start.
             state.setdefault("salts", secrets.token_hex(32))
 
@@ -427,6 +446,104 @@ class SimulatedCluster:
             )
         return int(order_id)
 
+    async def dump_database(self, namespace: str) -> AsyncIterator[bytes]:
+        self._require_namespace(namespace)
+        await self._operate("dump_database", namespace)
+        with self._db() as db:  # one transaction: consistent, as --single-transaction is
+            row = db.execute("SELECT state FROM wordpress WHERE namespace=?", (namespace,))
+            found = row.fetchone()
+            placed = db.execute(
+                "SELECT placed FROM orders_placed WHERE namespace=?", (namespace,)
+            ).fetchone()
+        state = json.loads(found[0]) if found else {}
+        database = {key: value for key, value in state.items() if key not in _POD_STATE}
+        dump = json.dumps(
+            {
+                "format": DUMP_FORMAT,
+                "wordpress": database,
+                "orders_placed": placed[0] if placed else 0,
+            }
+        ).encode()
+        for start in range(0, len(dump), CHUNK_BYTES):
+            yield dump[start : start + CHUNK_BYTES]
+
+    async def load_database(self, namespace: str, dump: AsyncIterable[bytes]) -> None:
+        self._require_namespace(namespace)
+        body = b"".join([chunk async for chunk in dump])
+        try:
+            loaded = json.loads(body)
+            database, placed = loaded["wordpress"], int(loaded["orders_placed"])
+            if loaded["format"] != DUMP_FORMAT or not isinstance(database, dict):
+                raise ValueError(loaded["format"])
+        except (ValueError, KeyError, TypeError):
+            raise PermanentClusterError(
+                "the dump is not one the simulated cluster made: ERROR at line 1"
+            ) from None
+        await self._operate("load_database", namespace)
+        with self._wordpress_state(namespace) as state:
+            pods = {key: state[key] for key in _POD_STATE if key in state}
+            state.clear()
+            state.update(database, **pods)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO orders_placed VALUES (?, ?) "
+                "ON CONFLICT (namespace) DO UPDATE SET placed=excluded.placed",
+                (namespace, placed),
+            )
+
+    async def archive_uploads(self, namespace: str) -> AsyncIterator[bytes]:
+        self._require_namespace(namespace)
+        await self._operate("archive_uploads", namespace)
+        folder = self.uploads(namespace)
+        tar = await asyncio.create_subprocess_exec(
+            "tar", "-C", str(folder), "-cf", "-", ".",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert tar.stdout is not None  # piped
+            assert tar.stderr is not None
+            while chunk := await tar.stdout.read(CHUNK_BYTES):
+                yield chunk
+            said = await tar.stderr.read()
+            if await tar.wait() != 0:
+                raise PermanentClusterError(f"tar failed in {namespace}: {said.decode()[-500:]}")
+        finally:
+            if tar.returncode is None:
+                with suppress(ProcessLookupError):
+                    tar.kill()
+                await tar.wait()
+
+    async def replace_uploads(self, namespace: str, archive: AsyncIterable[bytes]) -> None:
+        self._require_namespace(namespace)
+        await self._operate("replace_uploads", namespace)
+        folder = self.uploads(namespace)
+        for entry in list(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        tar = await asyncio.create_subprocess_exec(
+            "tar", "-C", str(folder), "-xf", "-",
+            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert tar.stdin is not None  # piped
+        assert tar.stderr is not None
+        try:
+            async for chunk in archive:
+                tar.stdin.write(chunk)
+                await tar.stdin.drain()
+            tar.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # tar stopped reading: its exit status says why
+        except BaseException:
+            tar.kill()  # the archive broke off: tar must not take what came for all of it
+            await tar.wait()
+            raise
+        said = await tar.stderr.read()
+        code = await tar.wait()
+        if code != 0:
+            raise PermanentClusterError(f"tar failed in {namespace}: {said.decode()[-500:]}")
+
     async def uninstall_release(self, namespace: str, name: str) -> None:
         with self._db() as db:
             exists = db.execute(
@@ -460,6 +577,7 @@ class SimulatedCluster:
             db.execute("DELETE FROM faults_fired WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM orders_placed WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
+        shutil.rmtree(self.uploads_root / namespace, ignore_errors=True)  # the volume goes too
 
     async def managed_namespaces(self) -> dict[str, str]:
         return {
@@ -487,6 +605,12 @@ class SimulatedCluster:
     def wordpress_state(self, namespace: str) -> dict[str, Any]:
         """The store's WordPress as the simulation keeps it: URL, title, options, products..."""
         return self._wordpress(namespace)
+
+    def uploads(self, namespace: str) -> Path:
+        """The store's uploads volume (``wp-content/uploads``): real files, made on first use."""
+        folder = self.uploads_root / namespace
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def manifests(self, namespace: str, kind: str) -> list[dict[str, Any]]:
         """The objects of ``kind`` the namespace holds, as applied."""
@@ -655,6 +779,12 @@ class SimulatedCluster:
         elif not wp.get("installed"):
             # Commands of plugins too: WordPress loads its plugins only once it is installed.
             return _wp_error("The site you have requested is not installed.")
+        elif command == "core version":
+            return WpResult(0, wp.get("versions", {}).get("wordpress", ""))
+        elif command == "plugin get" and flags.get("--field") == "version":
+            if words[2:] != ["woocommerce"] or words[2] not in wp.get("plugins", []):
+                return _wp_error(f"The '{words[2]}' plugin could not be found.")
+            return WpResult(0, wp.get("versions", {}).get("woocommerce", ""))
         elif command == "plugin is-active":
             return WpResult(0 if words[2] in wp.get("plugins", []) else 1, "")
         elif command == "plugin activate":
@@ -1086,6 +1216,21 @@ def _url_scheme(workloads: Sequence[dict[str, Any]]) -> str | None:
     if "WOOSTORE_URL_SCHEME" in env:
         return env["WOOSTORE_URL_SCHEME"]
     return urlsplit(env.get("WOOSTORE_SITE_URL", "")).scheme or None
+
+
+_IMAGE_TAG = re.compile(r":(?P<wordpress>[0-9.]+)-wc(?P<woocommerce>[0-9.]+)(@|$)")
+
+
+def _image_versions(workloads: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """WordPress's and WooCommerce's versions, from the store image's tag ("7.1.2-wc11.2.0");
+    none from an image tagged otherwise (``wp core version`` then prints nothing)."""
+    for workload in workloads:
+        for container in workload["spec"]["template"]["spec"].get("containers", []):
+            if container.get("name") == "wordpress" and (
+                found := _IMAGE_TAG.search(container.get("image", ""))
+            ):
+                return {"wordpress": found["wordpress"], "woocommerce": found["woocommerce"]}
+    return {}
 
 
 def _wp_operation(words: Sequence[str]) -> str:

@@ -6,7 +6,9 @@ refused at the upgrade with a status, or accepted and run as ``exec_run`` says."
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,13 +16,27 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 TIME = "2026-11-01T10:00:00Z"
 V5_CHANNEL_PROTOCOL = "v5.channel.k8s.io"
 V4_CHANNEL_PROTOCOL = "v4.channel.k8s.io"
-STDOUT, ERROR = 1, 3  # the channels' numbers, each frame's first byte
+STDIN, STDOUT, STDERR, ERROR = 0, 1, 2, 3  # the channels' numbers, each frame's first byte
+CLOSE = 255  # v5: the frame [CLOSE, channel] closes that channel
 SUCCESS = '{"metadata":{},"status":"Success"}'
+
+
+def exited(code: int) -> str:
+    """The status the API server sends for a command that exited with ``code`` (not 0)."""
+    return json.dumps(
+        {
+            "metadata": {},
+            "status": "Failure",
+            "reason": "NonZeroExitCode",
+            "message": f"command terminated with non-zero exit code: exit status {code}",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+        }
+    )
 
 
 def status(code: int, reason: str, message: str) -> JSONResponse:
@@ -38,13 +54,21 @@ def status(code: int, reason: str, message: str) -> JSONResponse:
 
 @dataclass
 class ExecRun:
-    """What an accepted exec does: ``stdout`` on its channel, then the command's status on
-    the error channel and a close; or, with ``drop``, the connection cut after ``stdout``,
-    with neither (a node or a proxy in between gone mid-command)."""
+    """What an accepted exec does. Asked for stdin, it reads it first, until the client closes
+    the channel (v5) or leaves. Then ``stdout`` on its channel, in frames of ``frame_bytes``
+    (0: one frame), ``stderr`` on its, the command's status on the error channel (none when
+    ``status`` is empty) and a close. With ``drop``, the connection is cut after ``stdout``,
+    with neither (a node or a proxy in between gone mid-command); with ``hang``, it stays
+    open after ``stdout`` and nothing more comes; with ``endless``, ``stdout`` is sent again
+    and again, until the client leaves."""
 
-    stdout: str = ""
+    stdout: str | bytes = ""
+    stderr: bytes = b""
     status: str = SUCCESS
     drop: bool = False
+    frame_bytes: int = 0
+    hang: bool = False
+    endless: bool = False
 
 
 @dataclass
@@ -65,6 +89,18 @@ class FakeApiServer:
     # ``exec_run`` says.
     exec_refusal: tuple[int, str, str] | None = (403, "Forbidden", "exec is not served here")
     exec_run: ExecRun = field(default_factory=ExecRun)
+    # False: the server speaks v4 only, which cannot close stdin (before Kubernetes 1.30).
+    exec_v5: bool = True
+    # What the execs got and did: each one's argv, the stdin bytes and frames received, whether
+    # the client closed stdin, the stdout frames sent, and how each ended ("finished", or
+    # "client left"), which ``exec_ended`` is set at.
+    exec_commands: list[list[str]] = field(default_factory=list)
+    exec_stdin: bytearray = field(default_factory=bytearray)
+    exec_stdin_frames: int = 0
+    exec_stdin_closed: bool = False
+    exec_stdout_frames: int = 0
+    exec_ends: list[str] = field(default_factory=list)
+    exec_ended: asyncio.Event = field(default_factory=asyncio.Event)
     # The bodies of Secret replacements (PUT) as sent, accepted or not.
     secret_puts: list[dict[str, Any]] = field(default_factory=list)
     # Someone else writes a Secret right after each of our reads of it: its resourceVersion
@@ -292,8 +328,13 @@ class FakeApiServer:
                 "message": 'Back-off pulling image "ghcr.io/woostore/wp:bad"',
             }
         }  # fmt: skip
+        # The MariaDB pod when asked for it by its labels, else the WordPress pod.
+        if "component=mariadb" in request.query_params.get("labelSelector", ""):
+            name, component = "store-mariadb-0", "mariadb"
+        else:
+            name, component = "store-wordpress-x", "wordpress"
         item = {
-            "metadata": {"name": "store-wordpress-x", "labels": {"component": "wordpress"}},
+            "metadata": {"name": name, "labels": {"component": component}},
             "spec": {"containers": [{"name": "wordpress", "image": "ghcr.io/woostore/wp:bad"}]},
             "status": {
                 "phase": "Running" if ready else "Pending",
@@ -321,7 +362,8 @@ class FakeApiServer:
     async def exec_websocket(self, websocket: WebSocket) -> None:
         """The exec upgrade, seen (with its headers); then refused with ``exec_refusal`` (an
         HTTP answer instead of the upgrade, a Status in its body), or accepted on the newest
-        channel protocol the client offers and run as ``exec_run`` says."""
+        channel protocol the client offers (v4 at most without ``exec_v5``) and run as
+        ``exec_run`` says."""
         self.requests.append(("GET", websocket.url.path, dict(websocket.query_params)))
         self.authorizations.append(websocket.headers.get("authorization", ""))
         if self.exec_refusal is not None:
@@ -332,12 +374,50 @@ class FakeApiServer:
             await websocket.send_denial_response(refusal)
             return
         offered = websocket.scope.get("subprotocols") or []
-        protocol = V5_CHANNEL_PROTOCOL if V5_CHANNEL_PROTOCOL in offered else V4_CHANNEL_PROTOCOL
-        await websocket.accept(subprotocol=protocol)
-        run = self.exec_run
-        if run.stdout:
-            await websocket.send_bytes(bytes([STDOUT]) + run.stdout.encode())
+        v5 = self.exec_v5 and V5_CHANNEL_PROTOCOL in offered
+        await websocket.accept(subprotocol=V5_CHANNEL_PROTOCOL if v5 else V4_CHANNEL_PROTOCOL)
+        self.exec_commands.append(websocket.query_params.getlist("command"))
+        try:
+            if websocket.query_params.get("stdin") == "true":
+                await self._read_stdin(websocket)
+            await self._run(websocket, self.exec_run)
+            self.exec_ends.append("finished")
+        except WebSocketDisconnect:
+            self.exec_ends.append("client left")
+        finally:
+            self.exec_ended.set()
+
+    async def _read_stdin(self, websocket: WebSocket) -> None:
+        """Stdin, frame by frame, until the client closes the channel (v5) or leaves."""
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            # WP-CLI's stdin is text: the client sends it in text frames.
+            frame = message.get("bytes") or message.get("text", "").encode()
+            if frame == bytes([CLOSE, STDIN]):
+                self.exec_stdin_closed = True
+                return
+            if frame[:1] == bytes([STDIN]):
+                self.exec_stdin += frame[1:]
+                self.exec_stdin_frames += 1
+
+    async def _run(self, websocket: WebSocket, run: ExecRun) -> None:
+        stdout = run.stdout.encode() if isinstance(run.stdout, str) else run.stdout
+        size = run.frame_bytes or max(len(stdout), 1)
+        while True:
+            for start in range(0, len(stdout), size):
+                await websocket.send_bytes(bytes([STDOUT]) + stdout[start : start + size])
+                self.exec_stdout_frames += 1
+            if not run.endless:
+                break
         if run.drop:
             return  # uvicorn closes the connection: no status, no close frame
-        await websocket.send_bytes(bytes([ERROR]) + run.status.encode())
+        if run.hang:
+            message = await websocket.receive()  # nothing comes but the client's leaving
+            raise WebSocketDisconnect(message.get("code", 1000))
+        if run.stderr:
+            await websocket.send_bytes(bytes([STDERR]) + run.stderr)
+        if run.status:
+            await websocket.send_bytes(bytes([ERROR]) + run.status.encode())
         await websocket.close()

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,15 @@ class ExecCall:
     timeout: float
 
 
+@dataclass(frozen=True)
+class StreamCall:
+    namespace: str
+    pod: str
+    container: str
+    command: list[str]
+    stdin: bytes | None  # the whole of it, as the command read it
+
+
 class FakeKube:
     def __init__(self, terminating_reads: int = 2) -> None:
         self.terminating_reads = terminating_reads
@@ -80,6 +89,8 @@ class FakeKube:
         self.pods: dict[str, list[Pod]] = defaultdict(list)
         self.exec_calls: list[ExecCall] = []
         self.exec_handler: Callable[[ExecCall], ExecResult] = lambda call: ExecResult(0, "", "")
+        self.stream_calls: list[StreamCall] = []
+        self.stream_output: list[bytes] = []  # the chunks every streaming exec yields
         # Errors the next calls of a method raise, in order: failures["read_namespace"].
         self.failures: dict[str, list[KubeApiError]] = defaultdict(list)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -243,6 +254,24 @@ class FakeKube:
         call = ExecCall(namespace, pod, container, list(command), stdin, timeout)
         self.exec_calls.append(call)
         return self.exec_handler(call)
+
+    async def exec_streaming(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: Sequence[str],
+        stdin: AsyncIterable[bytes] | None,
+        idle_timeout: float,
+    ) -> AsyncGenerator[bytes, None]:
+        self._enter("exec_streaming", namespace, pod)
+        self._authorize(namespace, "create", "pods/exec")
+        if not any(p.name == pod for p in self.pods.get(namespace, [])):
+            raise KubeApiError(404, "NotFound", f'pods "{pod}" not found')
+        read = None if stdin is None else b"".join([chunk async for chunk in stdin])
+        self.stream_calls.append(StreamCall(namespace, pod, container, list(command), read))
+        for chunk in self.stream_output:
+            yield chunk
 
     # -- what the chart would run, for tests -------------------------------------------------
 

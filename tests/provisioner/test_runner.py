@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,6 +116,20 @@ class RecordingCluster:
         return await self._call(
             "check_storefront", lambda: self.inner.check_storefront(namespace, url)
         )
+
+    def dump_database(self, namespace: str) -> AsyncIterator[bytes]:
+        self.calls.append("dump_database")
+        return self.inner.dump_database(namespace)
+
+    def archive_uploads(self, namespace: str) -> AsyncIterator[bytes]:
+        self.calls.append("archive_uploads")
+        return self.inner.archive_uploads(namespace)
+
+    async def load_database(self, namespace: str, dump: AsyncIterable[bytes]) -> None:
+        await self._call("load_database", lambda: self.inner.load_database(namespace, dump))
+
+    async def replace_uploads(self, namespace: str, archive: AsyncIterable[bytes]) -> None:
+        await self._call("replace_uploads", lambda: self.inner.replace_uploads(namespace, archive))
 
     async def uninstall_release(self, namespace: str, name: str) -> None:
         await self._call("uninstall_release", lambda: self.inner.uninstall_release(namespace, name))
