@@ -10,6 +10,9 @@ from pydantic import BaseModel
 
 from woostore_shared.events import (
     TYPE_PREFIX,
+    BackupCompleted,
+    BackupFailed,
+    BackupStarted,
     Changed,
     ChangeFailed,
     ChangeRequested,
@@ -68,6 +71,20 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     EventName.CHANGE_FAILED: (
         ChangeFailed,
         "The upgrade or rollback failed; the store runs the release helm restored.",
+    ),
+    EventName.BACKUP_STARTED: (
+        BackupStarted,
+        "A backup of the store began: asked for by its owner, its daily one, or the one "
+        "taken before an upgrade or rollback. The store keeps serving meanwhile.",
+    ),
+    EventName.BACKUP_COMPLETED: (
+        BackupCompleted,
+        "Every part of the backup and its manifest are stored: it can be restored.",
+    ),
+    EventName.BACKUP_FAILED: (
+        BackupFailed,
+        "The backup could not be made (the reason is meant for people); what was stored of "
+        "it is never listed, and the store is as it was.",
     ),
 }
 

@@ -64,6 +64,11 @@ class Manifest(BaseModel):
     woocommerce_version: str
     parts: list[Part]
 
+    @property
+    def size(self) -> int:
+        """Bytes, before compression: what a restore brings back."""
+        return sum(part.size for part in self.parts)
+
 
 def _restic() -> str:
     found = shutil.which("restic")
@@ -94,6 +99,8 @@ class BackupStorage:
             self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
 
     def of(self, store_id: uuid.UUID) -> StoreBackups:
+        if not self.location:
+            return StoreBackups(store_id, None)
         return StoreBackups(
             store_id,
             {
@@ -111,9 +118,9 @@ class BackupStorage:
 class StoreBackups:
     """One store's repository."""
 
-    def __init__(self, store_id: uuid.UUID, environment: dict[str, str]) -> None:
+    def __init__(self, store_id: uuid.UUID, environment: dict[str, str] | None) -> None:
         self.store_id = store_id
-        self._environment = environment
+        self._environment = environment  # None: no backup location is set
 
     async def ensure(self) -> None:
         """Makes the repository if it is not there yet."""
@@ -138,6 +145,38 @@ class StoreBackups:
             yield body
 
         await self._store(manifest.backup_id, MANIFEST, content(), MANIFEST_TAG)
+
+    async def stored_parts(self, backup_id: uuid.UUID) -> dict[str, str]:
+        """The parts stored for ``backup_id`` so far, by name, with the snapshot of each (the
+        latest, if a part was stored again after a crash)."""
+        listed = await self._must(
+            "snapshots", "--json", f"--tag=backup={backup_id}", doing="list a backup's parts"
+        )
+        parts: dict[str, str] = {}
+        for snapshot in sorted(json.loads(listed or b"[]"), key=lambda s: s["time"]):
+            if MANIFEST_TAG not in snapshot.get("tags", []):
+                parts[snapshot["paths"][0].removeprefix("/")] = snapshot["id"]
+        return parts
+
+    async def read_back(self, name: str, snapshot: str) -> Part:
+        """The part as the repository gives it back, whole: its size and SHA-256."""
+        digest, size = hashlib.sha256(), 0
+        async for chunk in self._dump(snapshot, name):
+            digest.update(chunk)
+            size += len(chunk)
+        return Part(name=name, size=size, sha256=digest.hexdigest(), snapshot=snapshot)
+
+    async def manifest(self, backup_id: uuid.UUID) -> Manifest | None:
+        """The backup's manifest: None until the backup is complete."""
+        listed = await self._must(
+            "snapshots", "--json", f"--tag=backup={backup_id},{MANIFEST_TAG}",
+            doing=f"find backup {backup_id}",
+        )  # fmt: skip
+        snapshots = json.loads(listed or b"[]")
+        if not snapshots:
+            return None
+        body = b"".join([chunk async for chunk in self._dump(snapshots[0]["id"], MANIFEST)])
+        return Manifest.model_validate_json(body)
 
     async def manifests(self) -> list[Manifest]:
         """Every complete backup of the store, oldest first."""
@@ -234,6 +273,11 @@ class StoreBackups:
     @asynccontextmanager
     async def _started(self, *arguments: str) -> AsyncIterator[_Restic]:
         """restic running ``arguments``; killed if the caller leaves before it ends."""
+        if self._environment is None:
+            raise BackupStorageError(
+                "no backup location is set (WOOSTORE_BACKUP_LOCATION; the platform chart's "
+                "backups.location)"
+            )
         process = await asyncio.create_subprocess_exec(
             _restic(),
             "--quiet",

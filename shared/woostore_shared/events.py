@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from woostore_shared.models import StoreStatus, utcnow
+from woostore_shared.models import BackupTrigger, StoreStatus, utcnow
 
 STREAM_SUBJECT_PREFIX = "store"
 # The ``tenantid`` of events about stores in the warm pool, which no tenant owns: the nil
@@ -37,6 +37,9 @@ class EventName(StrEnum):
     CHANGE_REQUESTED = "change_requested"  # an upgrade or rollback of a ready store
     CHANGED = "changed"
     CHANGE_FAILED = "change_failed"
+    BACKUP_STARTED = "backup_started"
+    BACKUP_COMPLETED = "backup_completed"
+    BACKUP_FAILED = "backup_failed"
 
 
 class StepInfo(BaseModel):
@@ -65,11 +68,17 @@ class Requested(BaseModel):
 Change = Literal["upgrade", "rollback"]
 
 
-Phase = Literal["provision", "personalise", "reverify", "upgrade", "rollback", "delete", "clean_up"]
+Phase = Literal[
+    "provision", "personalise", "reverify", "upgrade", "rollback", "backup", "delete", "clean_up"
+]
 # The statuses a store has while a worker runs a recipe on it. A failed store's clean-up
 # shows progress too; the store stays failed throughout.
 WorkingStatus = Literal[
-    StoreStatus.PROVISIONING, StoreStatus.UPDATING, StoreStatus.DELETING, StoreStatus.FAILED
+    StoreStatus.PROVISIONING,
+    StoreStatus.UPDATING,
+    StoreStatus.BACKING_UP,
+    StoreStatus.DELETING,
+    StoreStatus.FAILED,
 ]
 
 
@@ -144,6 +153,28 @@ class ChangeFailed(BaseModel):
     reason: str
 
 
+class BackupStarted(BaseModel):
+    status: Literal[StoreStatus.BACKING_UP] = StoreStatus.BACKING_UP
+    backup_id: uuid.UUID
+    trigger: BackupTrigger
+
+
+class BackupCompleted(BaseModel):
+    """Every part and the manifest are stored: the backup can be restored."""
+
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    backup_id: uuid.UUID
+    size: int  # bytes, before compression
+
+
+class BackupFailed(BaseModel):
+    """No backup was made (what was stored of it is never listed); the store is as before."""
+
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    backup_id: uuid.UUID
+    reason: str
+
+
 EventData = (
     Requested
     | Progress
@@ -157,6 +188,9 @@ EventData = (
     | ChangeRequested
     | Changed
     | ChangeFailed
+    | BackupStarted
+    | BackupCompleted
+    | BackupFailed
 )
 
 _NAMES: dict[type[BaseModel], EventName] = {
@@ -172,6 +206,9 @@ _NAMES: dict[type[BaseModel], EventName] = {
     ChangeRequested: EventName.CHANGE_REQUESTED,
     Changed: EventName.CHANGED,
     ChangeFailed: EventName.CHANGE_FAILED,
+    BackupStarted: EventName.BACKUP_STARTED,
+    BackupCompleted: EventName.BACKUP_COMPLETED,
+    BackupFailed: EventName.BACKUP_FAILED,
 }
 
 

@@ -28,6 +28,8 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`mark_deleted` | deleting | deleted | deleted | |
 | :func:`start_change` | ready | updating | change_requested | change |
 | :func:`end_change` | updating | ready, the change's outcome kept | changed or change_failed | |
+| :func:`start_backup` | ready | backing_up, a backup recorded | backup_started | change |
+| :func:`end_backup` | backing_up | ready; the backup done or failed | backup_completed (failed) | |
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ from collections.abc import Collection
 
 from sqlalchemy import ColumnElement
 from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from woostore_shared.backups import Manifest
 from woostore_shared.events import (
+    BackupCompleted,
+    BackupFailed,
+    BackupStarted,
     Change,
     Changed,
     ChangeFailed,
@@ -54,7 +61,10 @@ from woostore_shared.events import (
     StoreSummary,
 )
 from woostore_shared.models import (
+    BackupStatus,
+    BackupTrigger,
     Store,
+    StoreBackup,
     StoreChange,
     StoreStatus,
     StoreStep,
@@ -72,20 +82,23 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
     # queued: a claimed store that could not be personalised, made from scratch instead
     S.PROVISIONING: frozenset({S.READY, S.POOLED, S.QUEUED, S.FAILED, S.DELETING}),
-    S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING}),  # failed: its namespace vanished
+    # failed: its namespace vanished
+    S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP}),
     # queued: claimed by an owner; provisioning: verified again while idle; deleting: retired
     # from the pool (a stale chart, a smaller pool)
     S.POOLED: frozenset({S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED}),
     # An upgrade or rollback ends ready either way: a failed one leaves the release as helm's
     # --rollback-on-failure restored it, and the store's owner decides what next.
     S.UPDATING: frozenset({S.READY}),
+    # A backup ends ready either way: whether it was made, the store is as it was.
+    S.BACKING_UP: frozenset({S.READY}),
     # queued: its owner asked for it again (retry), once its clean-up has finished
     S.FAILED: frozenset({S.DELETING, S.QUEUED}),
     S.DELETING: frozenset({S.DELETED}),
     S.DELETED: frozenset(),
 }
 
-ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.DELETING})
+ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
 # store's resources are being cleaned up; it no longer counts.
 LIVE = ACTIVE | {S.READY, S.POOLED}
@@ -417,6 +430,58 @@ async def end_change(uow: UnitOfWork, store_id: uuid.UUID, failure: str | None) 
     return record
 
 
+async def start_backup(uow: UnitOfWork, store_id: uuid.UUID, trigger: BackupTrigger) -> StoreBackup:
+    """Back a ready store up; the backup is recorded (``store_backups``) from now on."""
+    store = await _locked(uow, store_id)
+    transition(store, S.BACKING_UP, {S.READY})
+    await uow.session.exec(
+        delete(StoreStep).where(
+            col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "backup"
+        )
+    )
+    backup = StoreBackup(store_id=store.id, trigger=trigger)
+    uow.session.add(backup)
+    uow.emit(store, BackupStarted(backup_id=backup.id, trigger=trigger))
+    uow.dispatch(store, Lane.CHANGE)
+    return backup
+
+
+async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | str) -> StoreBackup:
+    """End the store's backup: complete, as ``outcome``'s manifest says, or failed for the
+    reason it gives. The store is ready either way."""
+    store = await _locked(uow, store_id)
+    backup = await backup_under_way(uow.session, store.id)
+    transition(store, S.READY, {S.BACKING_UP})
+    backup.finished_at = utcnow()
+    if isinstance(outcome, str):
+        backup.status, backup.reason = BackupStatus.FAILED, outcome
+        uow.emit(store, BackupFailed(backup_id=backup.id, reason=outcome))
+    else:
+        backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
+        backup.chart_version = outcome.chart_version
+        backup.wordpress_version = outcome.wordpress_version
+        backup.woocommerce_version = outcome.woocommerce_version
+        uow.emit(store, BackupCompleted(backup_id=backup.id, size=outcome.size))
+    uow.session.add(backup)
+    return backup
+
+
+async def backup_under_way(session: AsyncSession, store_id: uuid.UUID) -> StoreBackup:
+    """The store's running backup: what a backing-up store's worker makes."""
+    found = (
+        await session.exec(
+            select(StoreBackup)
+            .where(col(StoreBackup.store_id) == store_id)
+            .where(col(StoreBackup.status) == BackupStatus.RUNNING)
+            .order_by(col(StoreBackup.requested_at).desc())
+            .limit(1)
+        )
+    ).first()
+    if found is None:
+        raise LookupError(f"store {store_id} has no backup under way")
+    return found
+
+
 async def _change_under_way(uow: UnitOfWork, store: Store) -> StoreChange:
     """The store's open change record (one made before changes were recorded: a new one)."""
     found = (
@@ -463,7 +528,7 @@ def transition(
     now = utcnow()
     store.status = target
     store.updated_at = now
-    if target in (S.PROVISIONING, S.UPDATING, S.DELETING):
+    if target in (S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.DELETING):
         store.progress = 0.0
     if target is S.PROVISIONING:
         store.provisioning_started_at = now

@@ -41,6 +41,7 @@ class StoreStatus(StrEnum):
     PROVISIONING = "provisioning"
     READY = "ready"
     UPDATING = "updating"  # a ready store being upgraded or rolled back
+    BACKING_UP = "backing_up"  # a ready store being backed up; it keeps serving meanwhile
     POOLED = "pooled"  # ready in the warm pool, owned by no tenant until it is claimed
     FAILED = "failed"
     DELETING = "deleting"
@@ -201,6 +202,54 @@ class StoreChange(SQLModel, table=True):
     reason: str | None = None
     chart_version: str | None = Field(default=None, max_length=40)  # after the change
     revision: int | None = None
+
+
+def _text_enum(enum: type[StrEnum]) -> Enum:
+    """An enum stored as its values in a VARCHAR: a new value needs no migration."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+class BackupTrigger(StrEnum):
+    REQUESTED = "requested"  # its owner asked for it
+    SCHEDULED = "scheduled"  # the store's daily backup
+    BEFORE_UPGRADE = "before_upgrade"
+    BEFORE_ROLLBACK = "before_rollback"
+
+
+class BackupStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETE = "complete"  # every part and the manifest are stored
+    FAILED = "failed"
+
+
+class StoreBackup(SQLModel, table=True):
+    """One backup of a store, from when it was asked for. What it holds lives in the store's
+    backup repository (``backups.py``), whose manifest is the proof that it is complete; this
+    row is what the API lists, and how long a backup took, and why one failed."""
+
+    __tablename__ = "store_backups"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    store_id: uuid.UUID = Field(foreign_key="stores.id", index=True)
+    trigger: BackupTrigger = Field(sa_column=Column(_text_enum(BackupTrigger), nullable=False))
+    status: BackupStatus = Field(
+        default=BackupStatus.RUNNING, sa_column=Column(_text_enum(BackupStatus), nullable=False)
+    )
+    requested_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    finished_at: datetime | None = _optional_timestamp()
+    reason: str | None = None  # why it failed
+    size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # bytes
+    chart_version: str | None = Field(default=None, max_length=40)
+    wordpress_version: str | None = Field(default=None, max_length=20)
+    woocommerce_version: str | None = Field(default=None, max_length=20)
 
 
 class StoreStep(SQLModel, table=True):

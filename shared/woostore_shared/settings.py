@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from woostore_shared.backups import BackupStorage
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 
 # Shorter secrets fall to guessing; `make run` and the platform chart generate longer ones.
@@ -234,6 +235,17 @@ class Settings(BaseSettings):
         "backs up the steps' own limits; keep it above a slow release's install with its "
         "rollback (about 3 times the rollout timeout and 4 minutes).",
     )
+    backup_location: str = Field(
+        default="",
+        description="Where stores' backups are kept: a folder, or S3-compatible object "
+        "storage as restic names it (s3:https://host/bucket/prefix). Empty: the folder "
+        "backups/ under the data folder on the simulated cluster; on a real one, none (every "
+        "backup fails, saying so).",
+    )
+    backup_s3_access_key_id: str = Field(default="", description="S3 access key id of backups.")
+    backup_s3_secret_access_key: SecretStr = Field(
+        default=SecretStr(""), description="S3 secret access key of backups."
+    )
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)
 
@@ -279,6 +291,19 @@ class Settings(BaseSettings):
         if it runs this one."""
         chart = yaml.safe_load((self.store_chart / "Chart.yaml").read_text())
         return str(chart["version"])
+
+    def backup_storage(self) -> BackupStorage:
+        """Every store's backup repository, where the settings put them."""
+        location = self.backup_location
+        if not location and self.cluster_mode is ClusterMode.SIMULATED:
+            location = str(self.data_dir.resolve() / "backups")
+        return BackupStorage(
+            location,
+            secret_key=self.secret_key.get_secret_value(),
+            cache_dir=self.data_dir.resolve() / "cache" / "restic",
+            s3_access_key_id=self.backup_s3_access_key_id,
+            s3_secret_access_key=self.backup_s3_secret_access_key.get_secret_value(),
+        )
 
     @cached_property
     def cluster_mode(self) -> ClusterMode:

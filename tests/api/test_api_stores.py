@@ -813,11 +813,12 @@ async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
 
     # Nothing to roll back to at the first revision.
     listed = (await client.get(STORES)).json()["items"]
-    assert [s["actions"] for s in listed] == [["delete", "upgrade", "credentials"]]
-    assert (await client.get(path)).json()["actions"] == ["delete", "upgrade", "credentials"]
+    offered = ["delete", "upgrade", "backup", "credentials"]
+    assert [s["actions"] for s in listed] == [offered]
+    assert (await client.get(path)).json()["actions"] == offered
     await set_columns(database, store["id"], release_revision=2)
     assert (await client.get(path)).json()["actions"] == [
-        "delete", "upgrade", "rollback", "credentials",
+        "delete", "upgrade", "rollback", "backup", "credentials",
     ]  # fmt: skip
     # The answers to requests carry the actions of the state they leave the store in.
     assert (await client.post(f"{path}/upgrade")).json()["actions"] == []
@@ -829,6 +830,7 @@ REQUESTS = {
     "delete": ("DELETE", ""),
     "upgrade": ("POST", "/upgrade"),
     "rollback": ("POST", "/rollback"),
+    "backup": ("POST", "/backups"),
     "retry": ("POST", "/retry"),
     "credentials": ("GET", "/credentials"),
 }

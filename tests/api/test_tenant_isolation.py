@@ -41,8 +41,11 @@ from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import (
     ApiKey,
     AuditEntry,
+    BackupStatus,
+    BackupTrigger,
     IdempotencyKey,
     Store,
+    StoreBackup,
     StoreEvent,
     StoreStatus,
     StoreStep,
@@ -87,6 +90,7 @@ class Party:
     stores: dict[StoreStatus, dict[str, Any]] = field(default_factory=dict)
     idempotent_store: dict[str, Any] = field(default_factory=dict)
     cursor: str = ""  # a page cursor pointing after this tenant's newest store
+    backup_id: str = ""  # a complete backup of its ready store
 
     def store(self, status: StoreStatus) -> str:
         return str(self.stores[status]["id"])
@@ -113,7 +117,7 @@ class Party:
         }
         for store in self.all_stores():
             found |= {str(store["id"]), store["name"], store["slug"]}
-        return found
+        return found | {self.backup_id}
 
 
 @dataclass
@@ -214,6 +218,11 @@ async def _make_party(
         session.add(
             StoreStep(store_id=ready, phase="provision", name="namespace", position=1, seconds=1.0)
         )
+        backup = StoreBackup(
+            store_id=ready, trigger=BackupTrigger.REQUESTED, status=BackupStatus.COMPLETE
+        )
+        session.add(backup)
+        party.backup_id = str(backup.id)
         await session.commit()
         newest = await session.get(Store, uuid.UUID(str(party.idempotent_store["id"])))
     assert newest is not None
@@ -404,6 +413,19 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
         w, "POST", "/rollback"
     ),
     f"POST {STORES}/{{store_id}}/retry": lambda w: _b_stores_in_every_status(w, "POST", "/retry"),
+    f"POST {STORES}/{{store_id}}/backups": lambda w: _b_stores_in_every_status(
+        w, "POST", "/backups"
+    ),
+    f"GET {STORES}/{{store_id}}/backups": lambda w: [
+        *_b_stores_in_every_status(w, "GET", "/backups"),
+        Attempt("GET", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups", 200),
+    ],
+    # B's backup exists neither under B's store nor under A's own.
+    f"GET {STORES}/{{store_id}}/backups/{{backup_id}}": lambda w: [
+        Attempt("GET", f"{STORES}/{w.b.store(StoreStatus.READY)}/backups/{w.b.backup_id}", 404),
+        Attempt("GET", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups/{w.b.backup_id}", 404),
+        Attempt("GET", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups/{w.a.backup_id}", 200),
+    ],
     # Tenants are the admin's; a tenant key is refused before anything is looked up
     # (403, never 409 for B's name or 404 for B's id).
     f"POST {TENANTS}": lambda w: [

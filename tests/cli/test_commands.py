@@ -88,7 +88,9 @@ def test_list_show_and_credentials_for_people(platform: Platform) -> None:
     lines = shown.out.splitlines()
     assert lines[0] == "Baker [bold]Street (simulated)"
     assert f"  storefront  {store['storefront_url']}" in lines
-    assert "  actions     delete, upgrade, credentials" in lines  # no rollback at revision 1
+    assert (
+        "  actions     delete, upgrade, backup, credentials" in lines
+    )  # no rollback at revision 1
     history = lines[lines.index("Events") + 1 :]
     assert [line.split()[2] for line in history] == [
         kind.split()[0] for kind in PROVISIONING

@@ -13,6 +13,7 @@ from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
+from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
@@ -67,8 +68,18 @@ def cipher(settings: Settings) -> CredentialCipher:
 
 
 @pytest.fixture
+def backup_storage(settings: Settings) -> BackupStorage:
+    """A folder under the test's data folder, with real restic."""
+    return settings.backup_storage()
+
+
+@pytest.fixture
 def make_runner(
-    database: Database, outbox: Outbox, chart: Path, cipher: CredentialCipher
+    database: Database,
+    outbox: Outbox,
+    chart: Path,
+    cipher: CredentialCipher,
+    backup_storage: BackupStorage,
 ) -> Callable[[Cluster], Runner]:
     def make(cluster: Cluster) -> Runner:
         return Runner(
@@ -80,6 +91,7 @@ def make_runner(
             cipher=cipher,
             watch_interval=WATCH_INTERVAL,
             limits=TimeLimits(rollout=300),
+            backup_storage=backup_storage,
         )
 
     return make

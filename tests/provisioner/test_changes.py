@@ -20,6 +20,7 @@ from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import RELEASE_NAME, ROLLBACK, UPGRADE, TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
+from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
 from woostore_shared.events import Change, CloudEvent, EventName
 from woostore_shared.models import Store, StoreChange, StoreStatus
@@ -43,12 +44,17 @@ def new_chart(chart: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def next_runner(
-    database: Database, outbox: Outbox, new_chart: Path, cipher: CredentialCipher
+    database: Database,
+    outbox: Outbox,
+    new_chart: Path,
+    cipher: CredentialCipher,
+    backup_storage: BackupStorage,
 ) -> Callable[[Cluster], Runner]:
     def make(cluster: Cluster) -> Runner:
         return Runner(
             database, outbox, cluster, chart=new_chart, base_domain=BASE_DOMAIN,
             cipher=cipher, watch_interval=WATCH_INTERVAL, limits=TimeLimits(rollout=300),
+            backup_storage=backup_storage,
         )  # fmt: skip
 
     return make

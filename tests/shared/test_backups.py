@@ -159,6 +159,7 @@ async def test_a_repository_opens_only_with_its_own_stores_password(
     store = storage.of(owner)
     await store.ensure()
     await back_up(store, {"database.sql": generated(10_000, 6)})
+    assert store._environment is not None  # a location is set
     environment = {**store._environment, "RESTIC_PASSWORD": backup_password(SECRET_KEY, other)}
     with pytest.raises(BackupStorageError, match="wrong password"):
         await StoreBackups(owner, environment).manifests()
@@ -193,3 +194,12 @@ async def test_restic_is_given_no_secret_in_its_arguments(
     assert argv
     secrets = (backup_password(SECRET_KEY, store_id), S3_SECRET, SECRET_KEY)
     assert not [args for args in argv for secret in secrets if any(secret in a for a in args)]
+
+
+async def test_without_a_location_every_backup_fails_saying_what_to_set(tmp_path: Path) -> None:
+    """A real cluster with no backups.location: nothing is written anywhere (a pod's own
+    filesystem would lose it), and the reason names the setting."""
+    storage = BackupStorage("", secret_key=SECRET_KEY, cache_dir=tmp_path / "cache")
+    with pytest.raises(BackupStorageError, match="WOOSTORE_BACKUP_LOCATION"):
+        await storage.of(uuid.uuid4()).ensure()
+    assert not (tmp_path / "cache").exists()

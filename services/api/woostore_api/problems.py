@@ -26,6 +26,7 @@ _SCHEMA_NAME = "ProblemDetails"
 _DONE_BY_TARGET = {
     StoreStatus.DELETING: "deleted",
     StoreStatus.UPDATING: "changed",
+    StoreStatus.BACKING_UP: "backed up",
     StoreStatus.QUEUED: "retried",
 }
 CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes

@@ -59,6 +59,7 @@ def build_app(settings: Settings) -> FastStream:
             cipher=CredentialCipher(settings.secret_key.get_secret_value()),
             watch_interval=settings.ack_wait_seconds / 3,
             limits=TimeLimits(rollout=settings.rollout_timeout_seconds),
+            backup_storage=settings.backup_storage(),
         )
         app.context.set_global("runner", runner)
         log.info("provisioner starting", cluster=settings.cluster_mode.value)

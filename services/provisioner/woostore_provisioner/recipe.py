@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,8 +26,9 @@ from woostore_cluster import (
     install_seconds,
     rollback_seconds,
 )
+from woostore_shared.backups import BackupStorageError, Manifest, StoreBackups
 from woostore_shared.events import Phase, WorkingStatus
-from woostore_shared.models import StoreStatus
+from woostore_shared.models import StoreStatus, utcnow
 from woostore_shared.secrets import CredentialCipher, generate_password
 from woostore_shared.store_settings import StoreSettings
 
@@ -34,6 +36,7 @@ CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not 
 ADMIN_USER = "admin"
 RELEASE_NAME = "store"
 DELETE_TIMEOUT = 300.0
+BACKUP_PART_SECONDS = 6 * 3600.0  # a part streams for as long as its bytes take
 # A step's own work around the helm run or the wait it makes: values, reads, journalling.
 STEP_MARGIN = 60.0
 SAMPLE_PRODUCTS = (
@@ -85,6 +88,9 @@ class StoreJob:
     rollback_revision: int | None = None  # chosen by the first step of a rollback
     first_revision: int = 1  # the earliest revision a rollback may return to
     made_as_host: str = ""  # the host the store was made with (a claimed store's: the pool's)
+    chart_version: str | None = None  # of the store's release, as last deployed
+    backups: StoreBackups | None = None  # the store's backup repository
+    backup_id: uuid.UUID | None = None  # the backup under way, if any
 
     @property
     def admin_email(self) -> str:
@@ -114,6 +120,11 @@ class Step:
         return self.timeout(limits) if callable(self.timeout) else self.timeout
 
 
+# What fails a recipe for good: retrying cannot help (the backup storage's errors are
+# permanent for the backup under way: its store's schedule makes the next one).
+PERMANENT_ERRORS = (PermanentClusterError, BackupStorageError)
+
+
 class OnFailure(StrEnum):
     """What follows when a recipe fails for good (a permanent error, or retries spent)."""
 
@@ -122,6 +133,8 @@ class OnFailure(StrEnum):
     # The change ends as failed and the store stays ready, on what helm's
     # --rollback-on-failure restored.
     END_CHANGE_FAILED = "end_change_failed"
+    # The backup ends as failed; the store stays ready, as it was.
+    END_BACKUP_FAILED = "end_backup_failed"
     # The store claimed from the warm pool is discarded and its owner's made from scratch.
     FALL_BACK_TO_COLD = "fall_back_to_cold"
     # Never: removal is retried for as long as it takes.
@@ -376,6 +389,60 @@ async def _together(*work: Awaitable[Learned]) -> list[Learned]:
         raise
 
 
+# -- backing a store up ------------------------------------------------------------------
+
+DATABASE_PART = "database.dump"
+UPLOADS_PART = "uploads.tar"
+
+
+def _backup(job: StoreJob) -> tuple[StoreBackups, uuid.UUID]:
+    if job.backups is None or job.backup_id is None:
+        raise PermanentClusterError("no backup is under way for this store")
+    return job.backups, job.backup_id
+
+
+async def open_backup_repository(job: StoreJob) -> None:
+    backups, _ = _backup(job)
+    await backups.ensure()
+
+
+async def back_up_database(job: StoreJob) -> None:
+    backups, backup_id = _backup(job)
+    await backups.store_part(backup_id, DATABASE_PART, job.cluster.dump_database(job.namespace))
+
+
+async def back_up_uploads(job: StoreJob) -> None:
+    backups, backup_id = _backup(job)
+    await backups.store_part(backup_id, UPLOADS_PART, job.cluster.archive_uploads(job.namespace))
+
+
+async def record_backup(job: StoreJob) -> None:
+    """Read every part back whole, and store the manifest of their sizes and checksums (with
+    what the store runs) last: only now is the backup complete. A part stored again after a
+    crash counts in its latest copy; a manifest stored already is not stored twice."""
+    backups, backup_id = _backup(job)
+    if await backups.manifest(backup_id) is not None:
+        return
+    stored = await backups.stored_parts(backup_id)
+    missing = [name for name in (DATABASE_PART, UPLOADS_PART) if name not in stored]
+    if missing:
+        raise PermanentClusterError(f"the backup lacks {', '.join(missing)}")
+    parts = [await backups.read_back(name, stored[name]) for name in (DATABASE_PART, UPLOADS_PART)]
+    await backups.store_manifest(
+        Manifest(
+            backup_id=backup_id,
+            store_id=uuid.UUID(job.store_id),
+            created_at=utcnow(),
+            chart_version=job.chart_version or "",
+            wordpress_version=(await wp(job, "core", "version")).strip(),
+            woocommerce_version=(
+                await wp(job, "plugin", "get", "woocommerce", "--field=version")
+            ).strip(),
+            parts=parts,
+        )
+    )
+
+
 async def uninstall_release(job: StoreJob) -> None:
     await job.cluster.uninstall_release(job.namespace, RELEASE_NAME)
 
@@ -464,6 +531,21 @@ ROLLBACK = Recipe(
             TimeLimits.wait,
         ),
         Step("verify", "Placing a test order", verify_storefront),
+    ),
+)
+
+# A copy of the ready store, which keeps serving meanwhile: its database dumped in one
+# transaction, its uploads, each streamed into the store's backup repository, then read back
+# and recorded. Each part takes as long as its bytes do: no fixed limit suits every store.
+BACKUP = Recipe(
+    "backup",
+    StoreStatus.BACKING_UP,
+    on_failure=OnFailure.END_BACKUP_FAILED,
+    steps=(
+        Step("repository", "Opening the backup repository", open_backup_repository),
+        Step("database", "Backing up the database", back_up_database, BACKUP_PART_SECONDS),
+        Step("uploads", "Backing up the uploads", back_up_uploads, BACKUP_PART_SECONDS),
+        Step("manifest", "Checking and recording the backup", record_backup, BACKUP_PART_SECONDS),
     ),
 )
 

@@ -6,6 +6,7 @@
 | provision | pooled before, provisioning | REVERIFY | pooled | failed |
 | personalise | claimed, queued or provisioning | PERSONALISE | ready | made cold instead |
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
+| change | backing_up | BACKUP | ready, the backup complete | ready, the backup failed |
 | removal | deleting | DELETE | deleted | (retried until it succeeds) |
 | removal | failed, not cleaned up | CLEAN_UP | cleaned up | (retried until it succeeds) |
 
@@ -35,9 +36,11 @@ from woostore_cluster import Cluster, PermanentClusterError
 from woostore_provisioner.journal import Journal
 from woostore_provisioner.leases import Attempt, KeepAlive, Leases, new_owner
 from woostore_provisioner.recipe import (
+    BACKUP,
     CHANGES,
     CLEAN_UP,
     DELETE,
+    PERMANENT_ERRORS,
     PERSONALISE,
     PROVISION,
     REVERIFY,
@@ -55,6 +58,7 @@ from woostore_provisioner.retries import (
     retry_in_place,
 )
 from woostore_shared import lifecycle
+from woostore_shared.backups import BackupStorage, Manifest
 from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
 from woostore_shared.lifecycle import InvalidTransition, in_the_cold_queue
@@ -87,6 +91,7 @@ class Runner:
         cipher: CredentialCipher,
         watch_interval: float,
         limits: TimeLimits,
+        backup_storage: BackupStorage,
         values_files: Sequence[Path] = (),
     ) -> None:
         self.db = db
@@ -98,6 +103,7 @@ class Runner:
         self.cipher = cipher
         self.watch_interval = watch_interval
         self.limits = limits
+        self.backup_storage = backup_storage
         self.leases = Leases(outbox, ttl=timedelta(seconds=3 * watch_interval))
         self.journal = Journal(db, outbox)
         self.stopping = asyncio.Event()
@@ -134,7 +140,7 @@ class Runner:
         await self._attempt(store_id, keep_alive, self._personalise)
 
     async def change(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
-        """Upgrade or roll back a store; it ends ready either way."""
+        """Upgrade, roll back or back up a store; it ends ready either way."""
         await self._attempt(store_id, keep_alive, self._change)
 
     async def remove(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
@@ -210,11 +216,22 @@ class Runner:
     async def _change(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
         recipe = _recipe_under_way(store)
+        if recipe is BACKUP:
+            await self._back_up(store, attempt)
+            return
         if recipe is None or recipe.status is not StoreStatus.UPDATING:
             log.info("nothing to change", status=store.status.value, change=store.change)
             return
         if await self._follow(recipe, store, attempt):
             await self._end_change(attempt.store_id, failure=None)
+
+    async def _back_up(self, store: Store, attempt: Attempt) -> None:
+        async with self.db.session() as session:
+            backup = await lifecycle.backup_under_way(session, store.id)
+        if not await self._follow(BACKUP, store, attempt, backup_id=backup.id):
+            return
+        manifest = await self.backup_storage.of(store.id).manifest(backup.id)
+        await self._end_backup(store.id, manifest or "its manifest is missing after storing it")
 
     async def _remove(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -232,14 +249,16 @@ class Runner:
         STORES_FINISHED.labels("deleted" if recipe is DELETE else "cleaned_up").inc()
         log.info("store deleted" if recipe is DELETE else "failed store cleaned up")
 
-    async def _follow(self, recipe: Recipe, store: Store, attempt: Attempt) -> bool:
+    async def _follow(
+        self, recipe: Recipe, store: Store, attempt: Attempt, backup_id: uuid.UUID | None = None
+    ) -> bool:
         """Run ``recipe``; whether it completed. A permanent error ends it as it declares."""
         try:
-            await self._run(recipe, store, attempt)
+            await self._run(recipe, store, attempt, backup_id)
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
             return False
-        except PermanentClusterError as error:
+        except PERMANENT_ERRORS as error:
             if recipe.on_failure is OnFailure.RETRY:
                 raise
             await self._end_failed(recipe, store.id, str(error))
@@ -252,6 +271,8 @@ class Runner:
                 await self._fail(store_id, reason)
             case OnFailure.END_CHANGE_FAILED:
                 await self._end_change(store_id, failure=reason)
+            case OnFailure.END_BACKUP_FAILED:
+                await self._end_backup(store_id, reason)
             case OnFailure.FALL_BACK_TO_COLD:
                 await self._fall_back(store_id, reason)
             case OnFailure.RETRY:
@@ -284,6 +305,15 @@ class Runner:
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
         log.info("store change ended", change=change.kind, result=change.result, reason=failure)
 
+    async def _end_backup(self, store_id: uuid.UUID, outcome: Manifest | str) -> None:
+        try:
+            async with UnitOfWork.begin(self.outbox) as uow:
+                backup = await lifecycle.end_backup(uow, store_id, outcome)
+        except InvalidTransition:
+            return  # ended already (the reaper gave it up, say)
+        log.info("backup ended", backup=str(backup.id), result=backup.status.value,
+                 reason=backup.reason)  # fmt: skip
+
     # -- running a recipe --------------------------------------------------------------------
 
     async def _attempt(
@@ -312,9 +342,11 @@ class Runner:
 
         await retry_in_place(under_lease, sleep=sleep_alive)
 
-    async def _run(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
+    async def _run(
+        self, recipe: Recipe, store: Store, attempt: Attempt, backup_id: uuid.UUID | None
+    ) -> None:
         done = await self.journal.done(store.id, recipe)
-        job = self._job(store)
+        job = self._job(store, backup_id)
         total = len(recipe.steps)
         for index, step in enumerate(recipe.steps, start=1):
             if step.name in done:
@@ -329,7 +361,7 @@ class Runner:
                 STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
             # A later step may need what this one learned (a rollback's chosen revision).
             completed = await self.journal.completed(store.id, recipe, info, learned, seconds)
-            job = self._job(completed)
+            job = self._job(completed, backup_id)
 
     async def _watched(
         self, step: Step, job: StoreJob, attempt: Attempt, expected: StoreStatus
@@ -373,7 +405,7 @@ class Runner:
     def _storefront_url(self, store: Store) -> str:
         return f"http://{store.slug}.{self.base_domain}"
 
-    def _job(self, store: Store) -> StoreJob:
+    def _job(self, store: Store, backup_id: uuid.UUID | None = None) -> StoreJob:
         url = self._storefront_url(store)
         made_as = f"{store.namespace.removeprefix(NAMESPACE_PREFIX)}.{self.base_domain}"
         return StoreJob(
@@ -392,6 +424,9 @@ class Runner:
             rollback_revision=store.rollback_revision,
             first_revision=store.first_revision or 1,
             made_as_host=made_as,
+            chart_version=store.chart_version,
+            backups=self.backup_storage.of(store.id),
+            backup_id=backup_id,
         )
 
 
@@ -405,6 +440,8 @@ def _recipe_under_way(store: Store) -> Recipe | None:
             return REVERIFY if store.verified_at is not None else PROVISION
         case StoreStatus.UPDATING:
             return CHANGES.get(store.change or "")
+        case StoreStatus.BACKING_UP:
+            return BACKUP
         case StoreStatus.DELETING:
             return DELETE
         case StoreStatus.FAILED if store.cleaned_up_at is None:

@@ -60,6 +60,7 @@ _LANES = {
     StoreStatus.QUEUED: Lane.PROVISION,
     StoreStatus.PROVISIONING: Lane.PROVISION,
     StoreStatus.UPDATING: Lane.CHANGE,
+    StoreStatus.BACKING_UP: Lane.CHANGE,
     StoreStatus.DELETING: Lane.REMOVAL,
     StoreStatus.FAILED: Lane.REMOVAL,  # its clean-up, until it is done
 }
@@ -146,10 +147,16 @@ async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
     WORK_REPLAYED.labels(lane.value).inc()
 
 
-async def _end_lost_change(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
+async def _end_lost_change(
+    outbox: Outbox, store_id: uuid.UUID, status: StoreStatus, reason: str
+) -> bool:
+    """A live store's upgrade, rollback or backup given up: it ends failed, the store ready."""
     try:
         async with UnitOfWork.begin(outbox) as uow:
-            await lifecycle.end_change(uow, store_id, reason)
+            if status is StoreStatus.BACKING_UP:
+                await lifecycle.end_backup(uow, store_id, reason)
+            else:
+                await lifecycle.end_change(uow, store_id, reason)
     except (InvalidTransition, StoreNotFound):
         return False  # finished meanwhile
     log.warning("change abandoned", reason=reason)
@@ -184,8 +191,8 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         with bind_store(store_id):
             if lane is not Lane.REMOVAL and replays >= MAX_REPLAYS:
                 reason = f"its work was lost or kept crashing its worker ({replays + 1} times)"
-                if status is StoreStatus.UPDATING:  # a live store: end the change, keep it
-                    dead += await _end_lost_change(outbox, store_id, reason)
+                if status in (StoreStatus.UPDATING, StoreStatus.BACKING_UP):  # a live store
+                    dead += await _end_lost_change(outbox, store_id, status, reason)
                 else:
                     dead += await _fail_unfinished(outbox, store_id, reason)
                 continue

@@ -12,7 +12,7 @@ from typing import Literal
 from woostore_shared.lifecycle import ALLOWED, DELETABLE
 from woostore_shared.models import StoreStatus
 
-StoreAction = Literal["delete", "upgrade", "rollback", "retry", "credentials"]
+StoreAction = Literal["delete", "upgrade", "rollback", "backup", "retry", "credentials"]
 
 
 def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
@@ -31,7 +31,8 @@ def store_actions(
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
     earlier revision to return to (of its owner's: not one from the warm pool before
-    ``first_revision``), ``retry`` when it failed and its clean-up has finished,
+    ``first_revision``), ``backup`` when it may be backed up, ``retry`` when it failed and
+    its clean-up has finished,
     ``credentials`` when they can be read."""
     actions: list[StoreAction] = []
     if status in DELETABLE:
@@ -40,6 +41,8 @@ def store_actions(
         actions.append("upgrade")
         if release_revision is not None and release_revision > first_revision:
             actions.append("rollback")
+    if StoreStatus.BACKING_UP in ALLOWED[status]:
+        actions.append("backup")
     if status is StoreStatus.FAILED and cleaned_up:
         actions.append("retry")
     if credentials_readable(status, has_password):

@@ -16,6 +16,8 @@ from woostore_api.problems import problem_responses
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
     NAME_MAX,
+    BackupList,
+    BackupOut,
     Credentials,
     EventOut,
     StepTimes,
@@ -190,6 +192,46 @@ async def retry_store(
     ``Retry-After``). It counts as a create: the create rates and the store caps apply."""
     store = await service.retry_store(outbox, caller, store_id, settings)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
+
+
+@router.post(
+    "/{store_id}/backups",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BackupOut,
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def create_backup(
+    store_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
+) -> BackupOut:
+    """Back a ready store up: its database, dumped in one transaction while the store keeps
+    serving, and its uploads, compressed and encrypted in the store's own repository. The
+    store is `backing_up` meanwhile and ends `ready` either way; the backup is `complete` once
+    every part has been read back and its manifest stored. It counts against the tenant's
+    change rate (429 with ``Retry-After`` past it)."""
+    backup = await service.request_backup(outbox, caller, store_id, settings)
+    return BackupOut.model_validate(backup)
+
+
+@router.get(
+    "/{store_id}/backups",
+    response_model=BackupList,
+    responses=problem_responses(401, 404, 422),
+)
+async def list_backups(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> BackupList:
+    """The store's backups, newest first: complete ones, and those under way or failed."""
+    backups = await service.list_backups(outbox, caller, store_id)
+    return BackupList(items=[BackupOut.model_validate(backup) for backup in backups])
+
+
+@router.get(
+    "/{store_id}/backups/{backup_id}",
+    response_model=BackupOut,
+    responses=problem_responses(401, 404, 422),
+)
+async def get_backup(
+    store_id: uuid.UUID, backup_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller
+) -> BackupOut:
+    return BackupOut.model_validate(await service.read_backup(outbox, caller, store_id, backup_id))
 
 
 @router.get(

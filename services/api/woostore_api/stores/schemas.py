@@ -14,7 +14,7 @@ from pydantic.config import JsonDict
 
 from woostore_api.stores.actions import StoreAction, store_actions
 from woostore_shared.events import Phase
-from woostore_shared.models import Store, StoreChange, StoreStatus
+from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreChange, StoreStatus
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 
 NAME_MAX = 50
@@ -135,6 +135,49 @@ class ChangeOut(BaseModel):
     finished_at: datetime | None = None
 
 
+_BACKUP: JsonDict = {
+    "id": "9a3e1c5b-7d2f-4e8a-b6c0-1f4d2e3a5b7c",
+    "trigger": "requested",
+    "status": "complete",
+    "requested_at": "2026-12-02T09:00:00Z",
+    "finished_at": "2026-12-02T09:00:42Z",
+    "reason": None,
+    "size": 48213504,
+    "chart_version": "0.2.0",
+    "wordpress_version": "7.1.2",
+    "woocommerce_version": "11.2.0",
+}
+
+
+class BackupOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_BACKUP]})
+
+    id: uuid.UUID
+    trigger: BackupTrigger = Field(
+        description="Why it was taken: asked for (requested), the daily one (scheduled), or "
+        "before an upgrade or rollback."
+    )
+    status: BackupStatus = Field(
+        description="running; complete once every part and its manifest are stored (only "
+        "then can it be restored); failed, with the reason."
+    )
+    requested_at: datetime
+    finished_at: datetime | None = None
+    reason: str | None = Field(default=None, description="Why it failed; the store stayed ready.")
+    size: int | None = Field(
+        default=None, description="Bytes it restores (database and uploads), once complete."
+    )
+    chart_version: str | None = Field(default=None, description="The store chart it ran.")
+    wordpress_version: str | None = None
+    woocommerce_version: str | None = None
+
+
+class BackupList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_BACKUP]}]})
+
+    items: list[BackupOut] = Field(description="Newest first.")
+
+
 @dataclass(frozen=True)
 class Surroundings:
     """What a store resource shows that is not on the store's row."""
@@ -198,7 +241,7 @@ class StoreOut(BaseModel):
         description=(
             "What the store accepts now, for a client to offer: delete (or cancel, while "
             "queued or provisioning), upgrade, rollback (when its release has an earlier "
-            "revision), retry (failed, its clean-up finished), credentials. Advice only: a "
+            "revision), backup, retry (failed, its clean-up finished), credentials. Advice only: a "
             "request the store does not accept is still refused with 409. Events do not carry "
             "it; read the store again when its status changes."
         ),

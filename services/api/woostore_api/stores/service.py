@@ -40,8 +40,10 @@ from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import Change, Phase
 from woostore_shared.models import (
+    BackupTrigger,
     IdempotencyKey,
     Store,
+    StoreBackup,
     StoreChange,
     StoreEvent,
     StoreStatus,
@@ -373,6 +375,46 @@ async def request_change(
         store = await lifecycle.start_change(uow, store_id, change)
         record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.owner)
     return store
+
+
+async def request_backup(
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, settings: Settings
+) -> StoreBackup:
+    """Ask for a backup of a ready store, within the tenant's change rate."""
+    await quotas.count_change(outbox, caller.principal, settings)
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        backup = await lifecycle.start_backup(uow, store_id, BackupTrigger.REQUESTED)
+        store = await uow.session.get(Store, store_id)
+        assert store is not None  # start_backup locked it
+        record(
+            uow.session, caller, "store.backup", f"store/{store.id}", store.owner,
+            backup_id=str(backup.id),
+        )  # fmt: skip
+    return backup
+
+
+async def list_backups(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> list[StoreBackup]:
+    """The store's backups, newest first: complete ones, and those under way or failed."""
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        rows = await uow.session.exec(
+            select(StoreBackup)
+            .where(col(StoreBackup.store_id) == store_id)
+            .order_by(col(StoreBackup.requested_at).desc())
+        )
+        return list(rows)
+
+
+async def read_backup(
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, backup_id: uuid.UUID
+) -> StoreBackup:
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        backup = await uow.session.get(StoreBackup, backup_id)
+        if backup is None or backup.store_id != store_id:
+            raise not_found(f"backup {backup_id}")
+        return backup
 
 
 async def retry_store(

@@ -1,0 +1,163 @@
+"""Backing a ready store up on the simulated cluster, into a real restic repository: what the
+store holds (its WordPress state, its orders, its upload files) is stored and read back whole,
+the store ends ready either way, and a backup that could not be made is never listed."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from tests.provisioner.test_changes import names, ready_store
+from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
+from woostore_cluster import Cluster
+from woostore_cluster.simulated import DUMP_FORMAT, SimulatedCluster
+from woostore_provisioner.recipe import BACKUP, DATABASE_PART, UPLOADS_PART
+from woostore_provisioner.runner import Runner
+from woostore_shared import lifecycle
+from woostore_shared.backups import BackupStorage
+from woostore_shared.db import Database
+from woostore_shared.events import EventName
+from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreBackup, StoreStatus
+from woostore_shared.outbox import Outbox
+from woostore_shared.unit_of_work import UnitOfWork
+
+PHOTO = bytes(range(256)) * 4096  # 1 MiB that is not text
+
+
+async def request_backup(outbox: Outbox, store: Store) -> uuid.UUID:
+    """What the API does for POST /stores/{id}/backups."""
+    async with UnitOfWork.begin(outbox) as uow:
+        backup = await lifecycle.start_backup(uow, store.id, BackupTrigger.REQUESTED)
+    return backup.id
+
+
+async def backup_row(database: Database, backup_id: uuid.UUID) -> StoreBackup:
+    async with database.session() as session:
+        found = await session.get(StoreBackup, backup_id)
+    assert found is not None
+    return found
+
+
+async def read_part(storage: BackupStorage, store: Store, backup_id: uuid.UUID, name: str) -> bytes:
+    backups = storage.of(store.id)
+    manifest = await backups.manifest(backup_id)
+    assert manifest is not None
+    [part] = [p for p in manifest.parts if p.name == name]
+    return b"".join([chunk async for chunk in backups.read_part(part)])
+
+
+async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    uploads = cluster.uploads(store.namespace)
+    (uploads / "2026" / "12").mkdir(parents=True)
+    (uploads / "2026" / "12" / "mug.jpg").write_bytes(PHOTO)
+    (uploads / "woocommerce_uploads").mkdir()
+    (uploads / "woocommerce_uploads" / ".htaccess").write_text("deny from all\n")
+
+    backup_id = await request_backup(api_outbox, store)
+    assert (await load(database, store.id)).status is StoreStatus.BACKING_UP
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    row = await backup_row(database, backup_id)
+    assert (row.status, row.reason) == (BackupStatus.COMPLETE, None)
+    assert (row.wordpress_version, row.woocommerce_version) == ("7.1.2", "11.2.0")
+    assert row.chart_version == (await load(database, store.id)).chart_version
+
+    dump = json.loads(await read_part(backup_storage, store, backup_id, DATABASE_PART))
+    assert dump["format"] == DUMP_FORMAT
+    assert dump["wordpress"]["title"] == store.name
+    assert [p["name"] for p in dump["wordpress"]["products"]] == [
+        "Organic Coffee Beans", "Ceramic Mug", "Cotton Tote Bag",
+    ]  # fmt: skip
+    assert dump["orders_placed"] == cluster.orders_placed(store.namespace) == 1
+    archive = await read_part(backup_storage, store, backup_id, UPLOADS_PART)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        photo = tar.extractfile("./2026/12/mug.jpg")
+        assert photo is not None
+        assert hashlib.sha256(photo.read()).digest() == hashlib.sha256(PHOTO).digest()
+        assert "./woocommerce_uploads/.htaccess" in tar.getnames()
+    manifest = await backup_storage.of(store.id).manifest(backup_id)
+    assert manifest is not None
+    assert (
+        row.size
+        == manifest.size
+        == len(archive) + sum(p.size for p in manifest.parts if p.name == DATABASE_PART)
+    )
+
+    events = await stream_events(js, store.id)
+    after = events[names(events).index(EventName.BACKUP_STARTED) :]
+    assert after[0].data == {
+        "status": "backing_up", "backup_id": str(backup_id), "trigger": "requested",
+    }  # fmt: skip
+    progress = [(e.data["step"]["index"], e.data["state"]) for e in after[1:-1]]
+    assert progress == [
+        (i, s) for i in range(1, len(BACKUP.steps) + 1) for s in ("started", "completed")
+    ]
+    assert all(e.data["phase"] == "backup" for e in after[1:-1])
+    assert after[-1].name is EventName.BACKUP_COMPLETED
+    assert after[-1].data == {"status": "ready", "backup_id": str(backup_id), "size": row.size}
+
+
+async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    backup_id = await request_backup(api_outbox, store)
+
+    broken = faulty_cluster(cluster_dir, helm_binary, dump_database="error")
+    await make_runner(broken).change(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    row = await backup_row(database, backup_id)
+    assert row.status is BackupStatus.FAILED
+    assert row.reason is not None
+    assert "dump_database failed" in row.reason
+    assert await backup_storage.of(store.id).manifests() == []
+    [event] = [e for e in await stream_events(js, store.id) if e.name is EventName.BACKUP_FAILED]
+    assert event.data == {"status": "ready", "backup_id": str(backup_id), "reason": row.reason}
+
+
+async def test_a_backup_cut_off_after_its_parts_resumes_and_is_recorded_once(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+) -> None:
+    """The manifest step fails once (its WP-CLI run times out): the next delivery resumes
+    there, reads the stored parts back and records the backup, once."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    backup_id = await request_backup(api_outbox, store)
+
+    flaky = faulty_cluster(cluster_dir, helm_binary, wp="transient")
+    runner = make_runner(flaky)
+    await runner.change(store.id, KeepAlive())  # retried in place: the fault fires once
+
+    assert await journal(database, store.id, "backup") == [s.name for s in BACKUP.steps]
+    assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
+    manifests = await backup_storage.of(store.id).manifests()
+    assert [m.backup_id for m in manifests] == [backup_id]
