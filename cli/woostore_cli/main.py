@@ -51,6 +51,10 @@ CHANGES = {
                  failure="change_failed")
     for change in ("upgrade", "rollback")
 }  # fmt: skip
+BACKUP = Goal(
+    phase="backup", waiting="Backup requested", success="backup_completed",
+    failure="backup_failed",
+)  # fmt: skip
 
 
 # ---- commands ----------------------------------------------------------------------------
@@ -109,6 +113,47 @@ def retry(api: Api, args: argparse.Namespace) -> int:
         api, args, "POST", f"/stores/{args.id}/retry", RETRY,
         lambda store: f"Queued {store['name']}{_tag(store)} again: {store['id']}{_queue(store)}",
     )  # fmt: skip
+
+
+def create_backup(api: Api, args: argparse.Namespace) -> int:
+    """A backup of a ready store; with --wait, followed until it is complete (or failed)."""
+    path = f"/stores/{args.id}/backups"
+    if not args.wait:
+        backup = api.call("POST", path)
+        if args.json:
+            _print_json(backup)
+        else:
+            print(f"Backup {backup['id']} of store {args.id} started")
+        return 0
+    with api.events(None, notice=_warn) as stream:
+        backup = api.call("POST", path)
+        store = api.call("GET", f"/stores/{args.id}")
+
+        def look_up() -> Store:
+            found: Store = api.call("GET", f"{path}/{backup['id']}")
+            return found
+
+        return _follow(stream, store, BACKUP, args.json, look_up)
+
+
+def list_backups(api: Api, args: argparse.Namespace) -> int:
+    found = api.call("GET", f"/stores/{args.id}/backups")
+    if args.json:
+        _print_json(found)
+        return 0
+    if not found["items"]:
+        print("No backups.")
+        return 0
+    _table(
+        ("ID", "STATUS", "TRIGGER", "SIZE", "REQUESTED", "DETAIL"),
+        [
+            (b["id"], b["status"], b["trigger"].replace("_", " "),
+             _size(b["size"]) if b["size"] is not None else "", _time(b["requested_at"]),
+             b["reason"] or _versions(b))
+            for b in found["items"]
+        ],
+    )  # fmt: skip
+    return 0
 
 
 def _ask(
@@ -318,7 +363,10 @@ def _look_up(api: Api, store: Store) -> Callable[[], Store]:
 
 
 def _settled(store: Store, goal: Goal) -> str | None:
-    """How ``goal`` ended, read from the store resource (``None``: not yet)."""
+    """How ``goal`` ended, read from the store resource (a backup's: from the backup
+    resource) again (``None``: not yet)."""
+    if goal is BACKUP:
+        return {"complete": BACKUP.success, "failed": BACKUP.failure}.get(store["status"])
     if goal.phase in CHANGES:
         change = store.get("last_change") or {}
         ended = change.get("kind") == goal.phase and change.get("result") is not None
@@ -371,7 +419,8 @@ def _follow(
                     title = f"Step {step['index']} of {step['total']} — {step['title']}"
                     bar.update(task, description=title, completed=data["progress"])
                 elif event.kind in (goal.success, goal.failure):
-                    bar.update(task, description=event.kind.capitalize(), completed=1)
+                    done = event.kind.replace("_", " ").capitalize()
+                    bar.update(task, description=done, completed=1)
                     outcome = event
                     break
     except KeyboardInterrupt:
@@ -380,13 +429,16 @@ def _follow(
     assert outcome is not None, "the stream only ends when interrupted"
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
-        what = f"{goal.phase} failed" if goal.phase in CHANGES else "failed"
+        what = "failed" if goal in (CREATE, CLAIM, RETRY) else f"{goal.phase} failed"
         _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
         return 1
     if not as_json and goal.phase in CHANGES:
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
               f"{outcome.data['revision']}).")  # fmt: skip
+    elif not as_json and goal is BACKUP:
+        print(f"Backup {outcome.data['backup_id']} of {store['name']}{_tag(store)} is complete: "
+              f"{_size(outcome.data['size'])}.")  # fmt: skip
     elif not as_json and goal in (CREATE, CLAIM, RETRY):
         asked = store["updated_at"] if goal is RETRY else store["created_at"]
         took = _seconds_between(asked, outcome.cloudevent["time"])
@@ -445,7 +497,7 @@ def _status(store: Store) -> str:
 def _detail(store: Store) -> str:
     """The one thing worth knowing about a store in its current status."""
     status, step = store["status"], store.get("step")
-    if status in ("provisioning", "deleting") and step:
+    if status in ("provisioning", "updating", "backing_up", "deleting") and step:
         return f"step {step['index']} of {step['total']}: {step['title']}"
     if status == "queued":
         return _queue(store).strip(" ()")
@@ -469,6 +521,23 @@ def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]
     elif kind == "failed":
         what = f"{status}: {data.get('reason', '')}"
     return "  ".join(part for part in (_time(time), f"{kind:<16}", store_id, what) if part)
+
+
+def _size(size: int) -> str:
+    """Bytes for people: "48.2 MB"."""
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _versions(backup: dict[str, Any]) -> str:
+    """What the backed-up store ran, e.g. "chart 0.2.0, WordPress 7.1.2, WooCommerce 11.2.0"."""
+    named = (("chart", "chart_version"), ("WordPress", "wordpress_version"),
+             ("WooCommerce", "woocommerce_version"))  # fmt: skip
+    return ", ".join(f"{label} {backup[key]}" for label, key in named if backup.get(key))
 
 
 def _time(iso: str) -> str:
@@ -575,7 +644,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the tenant it is made for")
     sub = command("list", list_stores, "list stores")
-    statuses = "queued, provisioning, ready, failed, deleting, deleted"
+    statuses = "queued, provisioning, ready, updating, backing_up, failed, deleting, deleted"
     sub.add_argument("--status", help=f"only stores in this status: {statuses}")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
     sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
@@ -611,6 +680,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's keys")
     sub = command("revoke", revoke_key, "revoke a key at once", keys)
     sub.add_argument("id", metavar="ID")
+
+    backups = group("backups", "back a store up, and list its backups")
+    sub = command("create", create_backup, "back a ready store up: database and uploads", backups)
+    sub.add_argument("id", metavar="STORE_ID")
+    sub.add_argument("--wait", action="store_true", help=wait_help)
+    sub = command("list", list_backups, "list a store's backups, newest first", backups)
+    sub.add_argument("id", metavar="STORE_ID")
 
     tenants = group("tenants", "make and list tenants (admins)")
     sub = command("create", create_tenant, "make a tenant", tenants)

@@ -1,0 +1,40 @@
+"""woostore backups create --wait and backups list against the real platform: a ready store
+backed up through the change lane into its restic repository under the data folder."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.cli.conftest import Platform, api_store, create_ready, woostore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+
+def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None:
+    store_id = create_ready(platform, "Backed Up Shop")
+    assert woostore(platform, "backups", "list", store_id).out == "No backups.\n"
+
+    made = woostore(platform, "backups", "create", store_id, "--wait")
+
+    assert made.code == 0, made.err
+    assert made.out.startswith("Backup ")
+    assert " of Backed Up Shop (simulated) is complete: " in made.out
+    assert "Backup completed" in made.err  # the progress bar's last state
+    assert api_store(platform, store_id)["status"] == "ready"
+    listed = woostore(platform, "backups", "list", store_id)
+    assert listed.code == 0, listed.err
+    [row] = listed.out.splitlines()[1:]
+    backup_id = made.out.split()[1]
+    assert row.split()[:3] == [backup_id, "complete", "requested"]
+    assert "WordPress 7.1.2, WooCommerce 11.2.0" in row
+
+
+def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> None:
+    missing = str(uuid.uuid4())
+
+    refused = woostore(platform, "backups", "create", missing, "--wait")
+
+    assert refused.code == 1
+    assert f"store {missing} does not exist" in refused.err
