@@ -429,6 +429,35 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     assert [row for row in history if row["status"] == "updating" and row["buttons"]] == []
 
 
+async def test_a_ready_store_is_backed_up_from_its_card_and_lists_the_backup(
+    page: Page, platform: Platform
+) -> None:
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Safe Shop")
+    store_card = card(page, store["id"])
+    backups = store_card.get_by_test_id("store-backups")
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await backups.locator("summary").click()
+    await expect(backups).to_contain_text("No backups yet.", timeout=SHORT)
+    await page.evaluate(RECORD_CARDS)
+
+    await store_card.get_by_test_id("backup-button").click()
+
+    backup = backups.get_by_test_id("backup")
+    await expect(backup).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+    await expect(backup).to_contain_text(
+        re.compile(r"Complete \(asked for\): [0-9.]+ KB · WordPress 7\.1\.2, WooCommerce 11\.2\.0")
+    )
+    await expect(store_card).to_have_attribute("data-status", "ready")
+    history = await card_history(page, store["id"])
+    statuses = [row["status"] for row in history]
+    assert "backing_up" in statuses, statuses
+    backing_up = [row for row in history if row["status"] == "backing_up"]
+    assert any(re.match(r"^Step \d of 4 — ", row["step"]) for row in backing_up), backing_up
+    # A store being backed up offers nothing: no change, no second backup, no deletion.
+    assert [row for row in backing_up if row["buttons"]] == []
+
+
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     traffic = Traffic()
     page.on("request", traffic.record)

@@ -4,6 +4,7 @@
 import { api } from './api.js';
 import { handleError } from './alerts.js';
 import { CHANGE_NAMES, setTime, shortTimeFormat, stepText } from './format.js';
+import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
 
 export async function loadActivity(view, id) {
@@ -71,6 +72,12 @@ function describeEvent({ type, data = {} }) {
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
     case EVENT.changeFailed:
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;
+    case EVENT.backupStarted:
+      return 'Backup started';
+    case EVENT.backupCompleted:
+      return `Backup complete: ${formatBytes(data?.size ?? 0)}`;
+    case EVENT.backupFailed:
+      return `Backup failed: ${data?.reason ?? 'unknown reason'}`;
     default:
       return String(type ?? 'event');
   }

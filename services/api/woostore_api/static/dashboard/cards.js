@@ -6,6 +6,7 @@
 import { api } from './api.js';
 import { handleError } from './alerts.js';
 import { loadActivity, appendActivity } from './activity.js';
+import { backUp, followBackups, loadBackups } from './backups.js';
 import { copyText } from './copy.js';
 import { CHANGE_NAMES, setTime, stepText } from './format.js';
 import { onStoreChange, onStoreEvent, stores } from './stores.js';
@@ -13,8 +14,8 @@ import { backfill, onTimelineChange, renderTimeline } from './timeline.js';
 
 // Deleting a queued or provisioning store cancels it; the button says so.
 const CANCELS = new Set(['queued', 'provisioning']);
-const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'deleting']);
-const RUNS_STEPS = new Set(['provisioning', 'updating', 'deleting']);
+const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'backing_up', 'deleting']);
+const RUNS_STEPS = new Set(['provisioning', 'updating', 'backing_up', 'deleting']);
 
 const els = {
   storeList: byId('store-list'),
@@ -34,7 +35,9 @@ export function initCards(handlers) {
   onStoreChange((id) => (id === null ? dropUnlisted() : renderStore(id)));
   onStoreEvent((id, event) => {
     const view = cards.get(id);
-    if (view) appendActivity(view, event);
+    if (!view) return;
+    appendActivity(view, event);
+    followBackups(view, id, event);
   });
   onTimelineChange((id) => {
     const view = cards.get(id);
@@ -109,6 +112,10 @@ function createCard(id) {
       activity: q('[data-role="activity"]'),
       activityStatus: q('[data-role="activity-status"]'),
       activityList: q('[data-role="activity-list"]'),
+      backups: q('[data-role="backups"]'),
+      backupsStatus: q('[data-role="backups-status"]'),
+      backupList: q('[data-role="backup-list"]'),
+      backupButton: q('[data-testid="backup-button"]'),
     },
     timeline: {
       details: q('[data-role="timeline"]'),
@@ -134,6 +141,10 @@ function createCard(id) {
   view.els.activity.addEventListener('toggle', () => {
     if (view.els.activity.open) loadActivity(view, id);
   });
+  view.els.backups.addEventListener('toggle', () => {
+    if (view.els.backups.open) loadBackups(view, id);
+  });
+  view.els.backupButton.addEventListener('click', () => backUp(view, id));
   view.timeline.details.addEventListener('toggle', () => {
     if (view.timeline.details.open) backfill(id);
   });
@@ -164,7 +175,7 @@ function renderCard(view, store) {
   e.name.textContent = store.name ?? '';
   e.slug.textContent = store.slug ?? '';
   e.simulated.hidden = !store.simulated;
-  e.status.textContent = status;
+  e.status.textContent = status.replaceAll('_', ' ');
   e.status.dataset.status = status;
 
   // A failed store shows its clean-up until it has finished (cleaned_up_at).
@@ -221,6 +232,9 @@ function renderCard(view, store) {
   e.upgradeButton.hidden = !offers('upgrade');
   e.rollbackButton.hidden = !offers('rollback');
   e.retryButton.hidden = !offers('retry');
+  // Backups are a live store's: listed while it is ready or backing up, made when offered.
+  e.backups.hidden = !['ready', 'backing_up'].includes(status);
+  e.backupButton.hidden = !offers('backup');
   e.upgradeButton.disabled = e.rollbackButton.disabled = e.retryButton.disabled = view.busy.has('change');
   const canDelete = offers('delete') && !view.busy.has('delete');
   e.deleteButton.disabled = !canDelete;
@@ -252,6 +266,7 @@ function progressText(store) {
   }
   if (store.status === 'deleting') return 'Deleting…';
   if (store.status === 'updating') return `${CHANGE_NAMES[store.change] ?? 'Change'} starting…`;
+  if (store.status === 'backing_up') return 'Backup starting…';
   return 'Starting…';
 }
 

@@ -136,13 +136,20 @@ async function count() {
 function showCounts(counts) {
   const byStatus = counts?.by_status ?? {};
   for (const [status, button] of buttons) {
-    const label = status === null ? 'All' : status[0].toUpperCase() + status.slice(1);
+    const label = status === null ? 'All' : statusLabel(status);
     const n = status === null ? counts?.total : byStatus[status] ?? 0;
     button.textContent = counts ? `${label} ${n.toLocaleString()}` : label;
   }
   els.counts.hidden = !counts;
   if (!counts) return;
   const { total } = counts;
-  const parts = LIVE_STATUSES.filter((s) => byStatus[s]).map((s) => `${byStatus[s]} ${s}`);
+  const parts = LIVE_STATUSES.filter((s) => byStatus[s])
+    .map((s) => `${byStatus[s]} ${statusLabel(s).toLowerCase()}`);
   els.counts.textContent = `${total} ${total === 1 ? 'store' : 'stores'}${parts.length ? ': ' + parts.join(' · ') : ''}`;
+}
+
+// "backing_up" -> "Backing up"
+function statusLabel(status) {
+  const words = status.replaceAll('_', ' ');
+  return words[0].toUpperCase() + words.slice(1);
 }

@@ -18,10 +18,15 @@ export const EVENT = {
   changed: 'io.woostore.store.changed',
   changeFailed: 'io.woostore.store.change_failed',
   fellBack: 'io.woostore.store.fell_back',
+  backupStarted: 'io.woostore.store.backup_started',
+  backupCompleted: 'io.woostore.store.backup_completed',
+  backupFailed: 'io.woostore.store.backup_failed',
 };
 
 // Every status but deleted: what the list shows unless one status is chosen.
-export const LIVE_STATUSES = ['queued', 'provisioning', 'ready', 'updating', 'failed', 'deleting'];
+export const LIVE_STATUSES = [
+  'queued', 'provisioning', 'ready', 'updating', 'backing_up', 'failed', 'deleting',
+];
 const PAGE_SIZE = 50;
 
 export const stores = new Map(); // id -> the store resource, without its events
@@ -45,6 +50,9 @@ const STATUS_OF = {
   [EVENT.changeRequested]: 'updating',
   [EVENT.changed]: 'ready',
   [EVENT.changeFailed]: 'ready',
+  [EVENT.backupStarted]: 'backing_up',
+  [EVENT.backupCompleted]: 'ready',
+  [EVENT.backupFailed]: 'ready',
 };
 // id -> a GET /stores/{id} under way: `events` that came for the store before the page knew
 // it, and `again` when its status moved on meanwhile (the answer may be of the old status).
@@ -302,6 +310,13 @@ function applyEvent(store, event) {
         release_revision: data.revision ?? store.release_revision,
         last_change: endChange(store.last_change, data.change, 'changed', null, event.time),
       });
+      break;
+    case EVENT.backupStarted:
+      Object.assign(store, { status: 'backing_up', step: null, progress: 0 });
+      break;
+    case EVENT.backupCompleted:
+    case EVENT.backupFailed:
+      Object.assign(store, { status: 'ready', step: null, progress: 1 });
       break;
     case EVENT.changeFailed:
       Object.assign(store, {

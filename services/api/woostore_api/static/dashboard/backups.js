@@ -1,0 +1,80 @@
+// A card's Backups section: the store's backups, read from the API when it is opened and read
+// again when a backup of the store starts or ends while it stays open; and "Back up now".
+
+import { api } from './api.js';
+import { handleError } from './alerts.js';
+import { setTime, shortTimeFormat } from './format.js';
+import { EVENT } from './stores.js';
+
+const BACKUP_EVENTS = new Set([EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed]);
+const TRIGGERS = {
+  requested: 'asked for',
+  scheduled: 'daily',
+  before_upgrade: 'before an upgrade',
+  before_rollback: 'before a rollback',
+};
+
+export async function loadBackups(view, id) {
+  const { backupsStatus: status, backupList: list } = view.els;
+  if (!list.childElementCount) status.textContent = 'Loading…';
+  try {
+    const { items = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}/backups`)) ?? {};
+    if (!view.els.backups.open) return;
+    list.replaceChildren(...items.map(backupItem));
+    status.textContent = items.length ? '' : 'No backups yet.';
+  } catch (err) {
+    status.textContent = 'Could not load backups.';
+    handleError(err);
+  }
+}
+
+export function followBackups(view, id, event) {
+  if (view.els.backups.open && BACKUP_EVENTS.has(event.type)) loadBackups(view, id);
+}
+
+// The store shows `backing_up` with its steps, then ready again; the section lists the backup.
+export async function backUp(view, id) {
+  view.els.backupButton.disabled = true;
+  try {
+    await api('POST', `/stores/${encodeURIComponent(id)}/backups`);
+    view.els.backups.open = true; // its toggle reads the list, with the new backup
+  } catch (err) {
+    handleError(err);
+  } finally {
+    view.els.backupButton.disabled = false;
+  }
+}
+
+function backupItem(backup) {
+  const item = document.createElement('li');
+  item.dataset.testid = 'backup';
+  item.dataset.status = backup.status;
+  const time = document.createElement('time');
+  setTime(time, backup.requested_at, shortTimeFormat);
+  const text = document.createElement('span');
+  text.textContent = describe(backup);
+  item.append(time, text);
+  return item;
+}
+
+function describe(backup) {
+  const why = TRIGGERS[backup.trigger] ?? backup.trigger;
+  if (backup.status === 'failed') return `Failed (${why}): ${backup.reason ?? 'unknown reason'}`;
+  if (backup.status === 'running') return `Backing up (${why})…`;
+  const ran = [
+    backup.wordpress_version && `WordPress ${backup.wordpress_version}`,
+    backup.woocommerce_version && `WooCommerce ${backup.woocommerce_version}`,
+  ].filter(Boolean).join(', ');
+  return `Complete (${why}): ${formatBytes(backup.size ?? 0)}${ran ? ` · ${ran}` : ''}`;
+}
+
+export function formatBytes(bytes) {
+  const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return unit === 0 ? `${value} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
