@@ -48,6 +48,12 @@ EXPOSE 8000 9000
 CMD ["woostore-api"]
 
 FROM runtime AS provisioner
+# restic keeps the stores' backups (docs/backups.md): Debian's package, as on the CI machines.
+USER 0
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends restic=0.14.* \
+    && rm -rf /var/lib/apt/lists/*
+USER 10001
 COPY --from=build-provisioner /app/.venv /app/.venv
 COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
 COPY helm/store /app/helm/store
