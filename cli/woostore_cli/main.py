@@ -51,6 +51,9 @@ CHANGES = {
                  failure="change_failed")
     for change in ("upgrade", "rollback")
 }  # fmt: skip
+RESTORE = Goal(
+    phase="restore", waiting="Restore requested", success="restored", failure="restore_failed"
+)
 BACKUP = Goal(
     phase="backup", waiting="Backup requested", success="backup_completed",
     failure="backup_failed",
@@ -136,6 +139,15 @@ def create_backup(api: Api, args: argparse.Namespace) -> int:
         return _follow(stream, store, BACKUP, args.json, look_up)
 
 
+def restore(api: Api, args: argparse.Namespace) -> int:
+    """A ready store returned to one of its backups, after a safety backup of it as it is."""
+    return _ask(
+        api, args, "POST", f"/stores/{args.id}/restore", RESTORE,
+        lambda store: f"Restore of {store['name']}{_tag(store)} to backup {args.backup} requested",
+        body={"backup_id": args.backup},
+    )  # fmt: skip
+
+
 def list_backups(api: Api, args: argparse.Namespace) -> int:
     found = api.call("GET", f"/stores/{args.id}/backups")
     if args.json:
@@ -163,18 +175,19 @@ def _ask(
     path: str,
     goal: Goal,
     asked: Callable[[Store], str],
+    body: dict[str, Any] | None = None,
 ) -> int:
     """Ask for a change of a store; with --wait, follow it until it is done (the stream is
     connected first, so nothing is missed)."""
     if not args.wait:
-        store = api.call(method, path)
+        store = api.call(method, path, json=body)
         if args.json:
             _print_json(store)
         else:
             print(asked(store))
         return 0
     with api.events(None, notice=_warn) as stream:
-        store = api.call(method, path)
+        store = api.call(method, path, json=body)
         return _follow(stream, store, goal, args.json, _look_up(api, store))
 
 
@@ -367,10 +380,11 @@ def _settled(store: Store, goal: Goal) -> str | None:
     resource) again (``None``: not yet)."""
     if goal is BACKUP:
         return {"complete": BACKUP.success, "failed": BACKUP.failure}.get(store["status"])
-    if goal.phase in CHANGES:
+    if goal.phase in CHANGES or goal is RESTORE:
         change = store.get("last_change") or {}
-        ended = change.get("kind") == goal.phase and change.get("result") is not None
-        return ("changed" if change["result"] == "changed" else "change_failed") if ended else None
+        if change.get("kind") != goal.phase or change.get("result") is None:
+            return None
+        return goal.success if change["result"] == "changed" else goal.failure
     if store["status"] == goal.success or store["status"] == goal.failure:
         return str(store["status"])
     return None
@@ -436,6 +450,9 @@ def _follow(
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
               f"{outcome.data['revision']}).")  # fmt: skip
+    elif not as_json and goal is RESTORE:
+        print(f"{store['name']}{_tag(store)} is restored to backup "
+              f"{outcome.data['backup_id']}.")  # fmt: skip
     elif not as_json and goal is BACKUP:
         print(f"Backup {outcome.data['backup_id']} of {store['name']}{_tag(store)} is complete: "
               f"{_size(outcome.data['size'])}.")  # fmt: skip
@@ -687,6 +704,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("list", list_backups, "list a store's backups, newest first", backups)
     sub.add_argument("id", metavar="STORE_ID")
+    sub = command(
+        "restore", restore, "return a ready store to one of its backups (backed up first)"
+    )
+    sub.add_argument("id", metavar="STORE_ID")
+    sub.add_argument("backup", metavar="BACKUP_ID")
+    sub.add_argument("--wait", action="store_true", help=wait_help)
 
     tenants = group("tenants", "make and list tenants (admins)")
     sub = command("create", create_tenant, "make a tenant", tenants)

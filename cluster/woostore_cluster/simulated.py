@@ -413,7 +413,7 @@ class SimulatedCluster:
         products = len(wp.get("products", []))
         if not (products and wp.get("gateways", {}).get("cod", False)):
             return StorefrontCheck(status_code=200, products=products, order_placed=False)
-        order_id = self._place_order(namespace)
+        order_id = self.place_order(namespace)
         delete = [
             "wc",
             "shop_order",
@@ -430,9 +430,10 @@ class SimulatedCluster:
             detail = f"test order {order_id} could not be deleted: {deleted.stdout[:200]}"
         return StorefrontCheck(status_code=200, products=products, order_placed=True, detail=detail)
 
-    def _place_order(self, namespace: str) -> int:
-        """A new order in the store (its id the next of WooCommerce's, never one used before),
-        counted in ``orders_placed``."""
+    def place_order(self, namespace: str) -> int:
+        """A customer's cash-on-delivery order through the storefront: a new order in the
+        store (its id the next of WooCommerce's), counted in ``orders_placed``. The storefront
+        check places one; tests place more, as the store's customers would."""
         with self._db() as db:
             placed = db.execute(
                 "INSERT INTO orders_placed VALUES (?, 1) ON CONFLICT (namespace) "

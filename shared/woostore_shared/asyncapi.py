@@ -27,6 +27,9 @@ from woostore_shared.events import (
     Progress,
     Ready,
     Requested,
+    Restored,
+    RestoreFailed,
+    RestoreRequested,
 )
 
 _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
@@ -85,6 +88,20 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
         BackupFailed,
         "The backup could not be made (the reason is meant for people); what was stored of "
         "it is never listed, and the store is as it was.",
+    ),
+    EventName.RESTORE_REQUESTED: (
+        RestoreRequested,
+        "The owner asked to return the store to one of its backups. The store is backed up "
+        "first, as it is (safety_backup_id), then restored and verified with a test order.",
+    ),
+    EventName.RESTORED: (
+        Restored,
+        "The store holds the backup's database and uploads again and passed verification.",
+    ),
+    EventName.RESTORE_FAILED: (
+        RestoreFailed,
+        "The restore could not be finished (the reason is meant for people); the safety "
+        "backup holds the store as it was before.",
     ),
 }
 

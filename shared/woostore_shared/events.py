@@ -40,6 +40,9 @@ class EventName(StrEnum):
     BACKUP_STARTED = "backup_started"
     BACKUP_COMPLETED = "backup_completed"
     BACKUP_FAILED = "backup_failed"
+    RESTORE_REQUESTED = "restore_requested"
+    RESTORED = "restored"
+    RESTORE_FAILED = "restore_failed"
 
 
 class StepInfo(BaseModel):
@@ -69,7 +72,15 @@ Change = Literal["upgrade", "rollback"]
 
 
 Phase = Literal[
-    "provision", "personalise", "reverify", "upgrade", "rollback", "backup", "delete", "clean_up"
+    "provision",
+    "personalise",
+    "reverify",
+    "upgrade",
+    "rollback",
+    "backup",
+    "restore",
+    "delete",
+    "clean_up",
 ]
 # The statuses a store has while a worker runs a recipe on it. A failed store's clean-up
 # shows progress too; the store stays failed throughout.
@@ -77,6 +88,7 @@ WorkingStatus = Literal[
     StoreStatus.PROVISIONING,
     StoreStatus.UPDATING,
     StoreStatus.BACKING_UP,
+    StoreStatus.RESTORING,
     StoreStatus.DELETING,
     StoreStatus.FAILED,
 ]
@@ -175,6 +187,28 @@ class BackupFailed(BaseModel):
     reason: str
 
 
+class RestoreRequested(BaseModel):
+    status: Literal[StoreStatus.RESTORING] = StoreStatus.RESTORING
+    backup_id: uuid.UUID  # what the store returns to
+    safety_backup_id: uuid.UUID  # the store as it was before, backed up first
+
+
+class Restored(BaseModel):
+    """The store holds the backup's database and uploads again, and took a test order."""
+
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    backup_id: uuid.UUID
+
+
+class RestoreFailed(BaseModel):
+    """The restore could not be finished (``reason`` says where); the safety backup holds the
+    store as it was before."""
+
+    status: Literal[StoreStatus.READY] = StoreStatus.READY
+    backup_id: uuid.UUID
+    reason: str
+
+
 EventData = (
     Requested
     | Progress
@@ -191,6 +225,9 @@ EventData = (
     | BackupStarted
     | BackupCompleted
     | BackupFailed
+    | RestoreRequested
+    | Restored
+    | RestoreFailed
 )
 
 _NAMES: dict[type[BaseModel], EventName] = {
@@ -209,6 +246,9 @@ _NAMES: dict[type[BaseModel], EventName] = {
     BackupStarted: EventName.BACKUP_STARTED,
     BackupCompleted: EventName.BACKUP_COMPLETED,
     BackupFailed: EventName.BACKUP_FAILED,
+    RestoreRequested: EventName.RESTORE_REQUESTED,
+    Restored: EventName.RESTORED,
+    RestoreFailed: EventName.RESTORE_FAILED,
 }
 
 

@@ -30,12 +30,15 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`end_change` | updating | ready, the change's outcome kept | changed or change_failed | |
 | :func:`start_backup` | ready | backing_up, a backup recorded | backup_started | change |
 | :func:`end_backup` | backing_up | ready; the backup done or failed | backup_completed (failed) | |
+| :func:`start_restore` | ready | restoring; a safety backup recorded | restore_requested | change |
+| :func:`end_restore` | restoring | ready; the outcome kept | restored or restore_failed | |
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from contextlib import suppress
 
 from sqlalchemy import ColumnElement
 from sqlmodel import col, delete, select
@@ -58,6 +61,9 @@ from woostore_shared.events import (
     Pooled,
     Ready,
     Requested,
+    Restored,
+    RestoreFailed,
+    RestoreRequested,
     StoreSummary,
 )
 from woostore_shared.models import (
@@ -83,7 +89,7 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     # queued: a claimed store that could not be personalised, made from scratch instead
     S.PROVISIONING: frozenset({S.READY, S.POOLED, S.QUEUED, S.FAILED, S.DELETING}),
     # failed: its namespace vanished
-    S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP}),
+    S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP, S.RESTORING}),
     # queued: claimed by an owner; provisioning: verified again while idle; deleting: retired
     # from the pool (a stale chart, a smaller pool)
     S.POOLED: frozenset({S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED}),
@@ -92,13 +98,15 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     S.UPDATING: frozenset({S.READY}),
     # A backup ends ready either way: whether it was made, the store is as it was.
     S.BACKING_UP: frozenset({S.READY}),
+    # A restore ends ready either way: restored, or failed with its safety backup kept.
+    S.RESTORING: frozenset({S.READY}),
     # queued: its owner asked for it again (retry), once its clean-up has finished
     S.FAILED: frozenset({S.DELETING, S.QUEUED}),
     S.DELETING: frozenset({S.DELETED}),
     S.DELETED: frozenset(),
 }
 
-ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.DELETING})
+ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
 # store's resources are being cleaned up; it no longer counts.
 LIVE = ACTIVE | {S.READY, S.POOLED}
@@ -135,6 +143,22 @@ class StillCleaningUp(Exception):
 
     def __init__(self, store_id: uuid.UUID) -> None:
         super().__init__(f"store {store_id} is still being cleaned up")
+
+
+class BackupNotFound(LookupError):
+    """No such backup of this store (another store's is not found either)."""
+
+    def __init__(self, backup_id: uuid.UUID) -> None:
+        super().__init__(f"backup {backup_id} of this store does not exist")
+
+
+class BackupNotRestorable(Exception):
+    """The backup is not complete (running, or failed): there is nothing whole to restore."""
+
+    def __init__(self, backup: StoreBackup) -> None:
+        super().__init__(
+            f"backup {backup.id} is {backup.status.value}: only a complete one restores"
+        )
 
 
 class InvalidTransition(Exception):
@@ -452,18 +476,75 @@ async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | s
     store = await _locked(uow, store_id)
     backup = await backup_under_way(uow.session, store.id)
     transition(store, S.READY, {S.BACKING_UP})
+    _end_backup_record(backup, outcome)
+    uow.session.add(backup)
+    if isinstance(outcome, str):
+        uow.emit(store, BackupFailed(backup_id=backup.id, reason=outcome))
+    else:
+        uow.emit(store, BackupCompleted(backup_id=backup.id, size=outcome.size))
+    return backup
+
+
+def _end_backup_record(backup: StoreBackup, outcome: Manifest | str) -> None:
+    """Complete, with what its manifest says; or failed, for the reason given."""
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
-        uow.emit(store, BackupFailed(backup_id=backup.id, reason=outcome))
+        return
+    backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
+    backup.chart_version = outcome.chart_version
+    backup.wordpress_version = outcome.wordpress_version
+    backup.woocommerce_version = outcome.woocommerce_version
+
+
+async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UUID) -> Store:
+    """Return a ready store to one of its complete backups; the store as it is now is backed
+    up first (the safety backup, recorded from now on), and the restore recorded as a change
+    (``store_changes``, kind ``restore``) until it ends."""
+    store = await _locked(uow, store_id)
+    backup = await uow.session.get(StoreBackup, backup_id)
+    if backup is None or backup.store_id != store.id:
+        raise BackupNotFound(backup_id)
+    if backup.status is not BackupStatus.COMPLETE:
+        raise BackupNotRestorable(backup)
+    transition(store, S.RESTORING, {S.READY})
+    store.change = "restore"
+    await uow.session.exec(
+        delete(StoreStep).where(
+            col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "restore"
+        )
+    )
+    safety = StoreBackup(store_id=store.id, trigger=BackupTrigger.BEFORE_RESTORE)
+    uow.session.add(safety)
+    uow.session.add(StoreChange(store_id=store.id, kind="restore", backup_id=backup.id))
+    uow.emit(store, RestoreRequested(backup_id=backup.id, safety_backup_id=safety.id))
+    uow.dispatch(store, Lane.CHANGE)
+    return store
+
+
+async def end_restore(
+    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, safety: Manifest | None
+) -> StoreChange:
+    """End the store's restore, recording and announcing how it went, and its safety backup:
+    complete as ``safety`` says, or failed if the restore ended before it was made. The store
+    is ready either way."""
+    store = await _locked(uow, store_id)
+    record = await _change_under_way(uow, store)
+    transition(store, S.READY, {S.RESTORING})
+    record.finished_at = utcnow()
+    record.result = "failed" if failure is not None else "changed"
+    record.reason = failure
+    uow.session.add(record)
+    backup_id = record.backup_id or uuid.UUID(int=0)  # (a restore always names its backup)
+    with suppress(LookupError):  # none left running: ended already
+        safe = await backup_under_way(uow.session, store.id)
+        _end_backup_record(safe, safety or "the restore ended before the store was backed up")
+        uow.session.add(safe)
+    if failure is not None:
+        uow.emit(store, RestoreFailed(backup_id=backup_id, reason=failure))
     else:
-        backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
-        backup.chart_version = outcome.chart_version
-        backup.wordpress_version = outcome.wordpress_version
-        backup.woocommerce_version = outcome.woocommerce_version
-        uow.emit(store, BackupCompleted(backup_id=backup.id, size=outcome.size))
-    uow.session.add(backup)
-    return backup
+        uow.emit(store, Restored(backup_id=backup_id))
+    return record
 
 
 async def backup_under_way(session: AsyncSession, store_id: uuid.UUID) -> StoreBackup:
@@ -482,17 +563,21 @@ async def backup_under_way(session: AsyncSession, store_id: uuid.UUID) -> StoreB
     return found
 
 
+async def change_under_way(session: AsyncSession, store_id: uuid.UUID) -> StoreChange | None:
+    """The store's open change record: its upgrade, rollback or restore under way."""
+    found = await session.exec(
+        select(StoreChange)
+        .where(col(StoreChange.store_id) == store_id)
+        .where(col(StoreChange.result).is_(None))
+        .order_by(col(StoreChange.requested_at).desc())
+        .limit(1)
+    )
+    return found.first()
+
+
 async def _change_under_way(uow: UnitOfWork, store: Store) -> StoreChange:
     """The store's open change record (one made before changes were recorded: a new one)."""
-    found = (
-        await uow.session.exec(
-            select(StoreChange)
-            .where(col(StoreChange.store_id) == store.id)
-            .where(col(StoreChange.result).is_(None))
-            .order_by(col(StoreChange.requested_at).desc())
-            .limit(1)
-        )
-    ).first()
+    found = await change_under_way(uow.session, store.id)
     return found or StoreChange(store_id=store.id, kind=store.change or "upgrade")
 
 
@@ -528,7 +613,7 @@ def transition(
     now = utcnow()
     store.status = target
     store.updated_at = now
-    if target in (S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.DELETING):
+    if target in (S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING):
         store.progress = 0.0
     if target is S.PROVISIONING:
         store.provisioning_started_at = now

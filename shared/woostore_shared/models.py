@@ -42,6 +42,7 @@ class StoreStatus(StrEnum):
     READY = "ready"
     UPDATING = "updating"  # a ready store being upgraded or rolled back
     BACKING_UP = "backing_up"  # a ready store being backed up; it keeps serving meanwhile
+    RESTORING = "restoring"  # a ready store being returned to one of its backups
     POOLED = "pooled"  # ready in the warm pool, owned by no tenant until it is claimed
     FAILED = "failed"
     DELETING = "deleting"
@@ -193,7 +194,7 @@ class StoreChange(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     store_id: uuid.UUID = Field(foreign_key="stores.id")
-    kind: str = Field(max_length=20)  # "upgrade" or "rollback"
+    kind: str = Field(max_length=20)  # "upgrade", "rollback" or "restore"
     requested_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -202,6 +203,7 @@ class StoreChange(SQLModel, table=True):
     reason: str | None = None
     chart_version: str | None = Field(default=None, max_length=40)  # after the change
     revision: int | None = None
+    backup_id: uuid.UUID | None = None  # a restore's: the backup it returns the store to
 
 
 def _text_enum(enum: type[StrEnum]) -> Enum:
@@ -220,6 +222,7 @@ class BackupTrigger(StrEnum):
     SCHEDULED = "scheduled"  # the store's daily backup
     BEFORE_UPGRADE = "before_upgrade"
     BEFORE_ROLLBACK = "before_rollback"
+    BEFORE_RESTORE = "before_restore"  # the store as it was, kept by a restore first
 
 
 class BackupStatus(StrEnum):

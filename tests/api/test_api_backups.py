@@ -9,7 +9,7 @@ import httpx
 from nats.aio.client import Client
 
 from tests.api.http import STORES, create, problem
-from tests.api.test_api_stores import set_columns
+from tests.api.test_api_stores import a_complete_backup, set_columns
 from tests.support import envelope, stream_messages
 from woostore_shared.db import Database
 from woostore_shared.models import StoreStatus
@@ -68,3 +68,51 @@ async def test_a_backup_of_another_store_is_not_found_under_this_one(
     problem(await client.get(f"{STORES}/{second}/backups/{backup['id']}"), 404)
     problem(await client.get(f"{STORES}/{first}/backups/{uuid.uuid4()}"), 404)
     assert (await client.get(f"{STORES}/{second}/backups")).json() == {"items": []}
+
+
+# --- restoring ------------------------------------------------------------------------------
+
+
+async def test_a_restore_to_a_complete_backup_marks_the_store_restoring_with_a_safety_backup(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    store_id = await ready_store(client, database)
+    backup_id = await a_complete_backup(database, store_id)
+
+    response = await client.post(f"{STORES}/{store_id}/restore", json={"backup_id": backup_id})
+
+    assert response.status_code == 202, response.text
+    store = response.json()
+    assert (store["status"], store["change"], store["actions"]) == ("restoring", "restore", [])
+    assert store["last_change"]["kind"] == "restore"
+    messages = await stream_messages(nats_client, store_id)
+    assert messages[-1].subject == f"store.restore_requested.{store_id}"
+    data = envelope(messages[-1])["data"]
+    assert (data["status"], data["backup_id"]) == ("restoring", backup_id)
+    safety, restored = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
+    assert (safety["id"], safety["trigger"], safety["status"]) == (
+        data["safety_backup_id"], "before_restore", "running",
+    )  # fmt: skip
+    assert restored["id"] == backup_id
+    audit = (await client.get("/api/v1/audit")).json()["items"]
+    assert (audit[0]["action"], audit[0]["details"]) == ("store.restore", {"backup_id": backup_id})
+
+
+async def test_only_a_complete_backup_of_the_store_itself_is_restored(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    store_id, other_id = await ready_store(client, database), await ready_store(client, database)
+    others = await a_complete_backup(database, other_id)
+    running = (await client.post(f"{STORES}/{store_id}/backups")).json()["id"]
+    await set_columns(database, store_id, status=StoreStatus.READY)  # as if it were not running
+    path = f"{STORES}/{store_id}/restore"
+
+    not_its_own = problem(await client.post(path, json={"backup_id": others}), 404)
+    assert not_its_own["detail"] == f"backup {others} of this store does not exist"
+    problem(await client.post(path, json={"backup_id": str(uuid.uuid4())}), 404)
+    unfinished = problem(await client.post(path, json={"backup_id": running}), 409)
+    assert "is running: only a complete one restores" in unfinished["detail"]
+    problem(await client.post(path, json={}), 422)
+    problem(await client.post(path, json={"backup_id": others, "force": True}), 422)
+    assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
+

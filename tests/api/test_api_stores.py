@@ -26,7 +26,16 @@ from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import Store, StoreEvent, StoreStatus, StoreStep, utcnow
+from woostore_shared.models import (
+    BackupStatus,
+    BackupTrigger,
+    Store,
+    StoreBackup,
+    StoreEvent,
+    StoreStatus,
+    StoreStep,
+    utcnow,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
@@ -813,12 +822,12 @@ async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
 
     # Nothing to roll back to at the first revision.
     listed = (await client.get(STORES)).json()["items"]
-    offered = ["delete", "upgrade", "backup", "credentials"]
+    offered = ["delete", "upgrade", "backup", "restore", "credentials"]
     assert [s["actions"] for s in listed] == [offered]
     assert (await client.get(path)).json()["actions"] == offered
     await set_columns(database, store["id"], release_revision=2)
     assert (await client.get(path)).json()["actions"] == [
-        "delete", "upgrade", "rollback", "backup", "credentials",
+        "delete", "upgrade", "rollback", "backup", "restore", "credentials",
     ]  # fmt: skip
     # The answers to requests carry the actions of the state they leave the store in.
     assert (await client.post(f"{path}/upgrade")).json()["actions"] == []
@@ -831,6 +840,7 @@ REQUESTS = {
     "upgrade": ("POST", "/upgrade"),
     "rollback": ("POST", "/rollback"),
     "backup": ("POST", "/backups"),
+    "restore": ("POST", "/restore"),  # to a complete backup of the store's
     "retry": ("POST", "/retry"),
     "credentials": ("GET", "/credentials"),
 }
@@ -850,8 +860,11 @@ async def test_what_a_store_offers_is_accepted_and_the_rest_is_refused_by_the_ap
         )  # fmt: skip
         path = f"{STORES}/{store['id']}"
         offered = (await client.get(path)).json()["actions"]
+        body = {"backup_id": await a_complete_backup(database, store["id"])}
 
-        response = await client.request(method, path + suffix)
+        response = await client.request(
+            method, path + suffix, json=body if action == "restore" else None
+        )
 
         if action in offered:
             assert response.status_code in (200, 202), (action, response.text)
@@ -860,6 +873,16 @@ async def test_what_a_store_offers_is_accepted_and_the_rest_is_refused_by_the_ap
             assert response.json()["status"] == "deleting"
         else:
             assert problem(response, 409)["status_now"] == status.value, action
+
+
+async def a_complete_backup(database: Database, store_id: str) -> str:
+    backup = StoreBackup(
+        store_id=uuid.UUID(store_id), trigger=BackupTrigger.REQUESTED, status=BackupStatus.COMPLETE
+    )
+    async with database.session() as session:
+        session.add(backup)
+        await session.commit()
+    return str(backup.id)
 
 
 async def test_queued_stores_show_their_place_in_the_one_queue(

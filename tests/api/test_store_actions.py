@@ -14,13 +14,19 @@ TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
     (S.QUEUED, None, False, ["delete"]),  # deleting it cancels it
     (S.PROVISIONING, None, False, ["delete"]),
     (S.PROVISIONING, 1, True, ["delete"]),  # the password is recorded before it is ready
-    (S.READY, 1, True, ["delete", "upgrade", "backup", "credentials"]),  # no rollback yet
-    (S.READY, 2, True, ["delete", "upgrade", "rollback", "backup", "credentials"]),
-    (S.READY, 3, True, ["delete", "upgrade", "rollback", "backup", "credentials"]),
-    (S.READY, None, True, ["delete", "upgrade", "backup", "credentials"]),  # no release
-    (S.READY, 2, False, ["delete", "upgrade", "rollback", "backup"]),  # no password recorded
+    (
+        S.READY,
+        1,
+        True,
+        ["delete", "upgrade", "backup", "restore", "credentials"],
+    ),  # no rollback yet
+    (S.READY, 2, True, ["delete", "upgrade", "rollback", "backup", "restore", "credentials"]),
+    (S.READY, 3, True, ["delete", "upgrade", "rollback", "backup", "restore", "credentials"]),
+    (S.READY, None, True, ["delete", "upgrade", "backup", "restore", "credentials"]),  # no release
+    (S.READY, 2, False, ["delete", "upgrade", "rollback", "backup", "restore"]),  # no password
     (S.UPDATING, 2, True, []),
     (S.BACKING_UP, 2, True, []),
+    (S.RESTORING, 2, True, []),
     (S.POOLED, 1, True, []),  # no owner: nobody is offered anything (nor sees it)
     (S.FAILED, None, False, ["delete"]),
     (S.FAILED, 2, True, ["delete"]),  # a ready store whose namespace vanished
@@ -47,7 +53,7 @@ def test_the_table_covers_every_status() -> None:
 def test_a_claimed_store_offers_no_rollback_to_the_pools_revisions() -> None:
     # Claimed at revision 2 (its owner's host); revision 1 was the warm pool's.
     assert store_actions(S.READY, 2, True, first_revision=2) == [
-        "delete", "upgrade", "backup", "credentials",
+        "delete", "upgrade", "backup", "restore", "credentials",
     ]  # fmt: skip
     assert "rollback" in store_actions(S.READY, 3, True, first_revision=2)  # after an upgrade
 

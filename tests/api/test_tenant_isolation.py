@@ -416,6 +416,19 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
     f"POST {STORES}/{{store_id}}/backups": lambda w: _b_stores_in_every_status(
         w, "POST", "/backups"
     ),
+    # B's stores do not exist for A, and neither does B's backup under A's own store.
+    f"POST {STORES}/{{store_id}}/restore": lambda w: [
+        *(
+            Attempt(a.method, a.url, 404, json={"backup_id": w.b.backup_id})
+            for a in _b_stores_in_every_status(w, "POST", "/restore")
+        ),
+        Attempt(
+            "POST",
+            f"{STORES}/{w.a.store(StoreStatus.READY)}/restore",
+            404,
+            json={"backup_id": w.b.backup_id},
+        ),
+    ],
     f"GET {STORES}/{{store_id}}/backups": lambda w: [
         *_b_stores_in_every_status(w, "GET", "/backups"),
         Attempt("GET", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups", 200),

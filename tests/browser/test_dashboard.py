@@ -429,7 +429,7 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     assert [row for row in history if row["status"] == "updating" and row["buttons"]] == []
 
 
-async def test_a_ready_store_is_backed_up_from_its_card_and_lists_the_backup(
+async def test_a_ready_store_is_backed_up_and_restored_from_its_card(
     page: Page, platform: Platform
 ) -> None:
     await signed_in(page, platform)
@@ -456,6 +456,18 @@ async def test_a_ready_store_is_backed_up_from_its_card_and_lists_the_backup(
     assert any(re.match(r"^Step \d of 4 — ", row["step"]) for row in backing_up), backing_up
     # A store being backed up offers nothing: no change, no second backup, no deletion.
     assert [row for row in backing_up if row["buttons"]] == []
+
+    # Restored to that backup, once confirmed: it is backed up as it is first.
+    await backup.get_by_test_id("restore-button").click()
+    await page.get_by_test_id("confirm").click()
+    await expect(backups.get_by_test_id("backup")).to_have_count(2, timeout=PROVISIONING)
+    safety = backups.get_by_test_id("backup").first  # newest first
+    await expect(safety).to_contain_text("(before a restore)", timeout=PROVISIONING)
+    await expect(safety).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+    await expect(store_card.get_by_test_id("store-failure")).to_be_hidden()
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    statuses = [row["status"] for row in await card_history(page, store["id"])]
+    assert statuses[statuses.index("restoring") :][-1] == "ready", statuses
 
 
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:

@@ -1,5 +1,6 @@
-"""woostore backups create --wait and backups list against the real platform: a ready store
-backed up through the change lane into its restic repository under the data folder."""
+"""woostore backups create --wait, backups list and restore --wait against the real platform:
+a ready store backed up through the change lane into its restic repository under the data
+folder, and returned to that backup after a safety backup of it."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None
     backup_id = made.out.split()[1]
     assert row.split()[:3] == [backup_id, "complete", "requested"]
     assert "WordPress 7.1.2, WooCommerce 11.2.0" in row
+
+    restored = woostore(platform, "restore", store_id, backup_id, "--wait")
+
+    assert restored.code == 0, restored.err
+    assert restored.out == f"Backed Up Shop (simulated) is restored to backup {backup_id}.\n"
+    store = api_store(platform, store_id)
+    assert (store["status"], store["last_change"]["kind"]) == ("ready", "restore")
+    assert store["last_change"]["result"] == "changed"
+    safety, _ = woostore(platform, "backups", "list", store_id).out.splitlines()[1:]
+    assert safety.split()[1:4] == ["complete", "before", "restore"]  # newest first
 
 
 def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> None:

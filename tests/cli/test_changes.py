@@ -39,4 +39,4 @@ def test_upgrade_and_rollback_wait_for_the_store_to_be_ready_again(platform: Pla
     shown = woostore(platform, "show", store_id)
     assert f"chart       {CHART_VERSION} (revision 3)" in shown.out
     assert "last change rollback changed" in shown.out
-    assert "actions     delete, upgrade, rollback, backup, credentials" in shown.out
+    assert "actions     delete, upgrade, rollback, backup, restore, credentials" in shown.out

@@ -13,18 +13,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nats.js import JetStreamContext
+from sqlmodel import col, select
 
 from tests.provisioner.test_changes import names, ready_store
 from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import DUMP_FORMAT, SimulatedCluster
-from woostore_provisioner.recipe import BACKUP, DATABASE_PART, UPLOADS_PART
+from woostore_provisioner.recipe import BACKUP, DATABASE_PART, RESTORE, UPLOADS_PART
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
 from woostore_shared.events import EventName
-from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreBackup, StoreStatus
+from woostore_shared.models import (
+    BackupStatus,
+    BackupTrigger,
+    Store,
+    StoreBackup,
+    StoreChange,
+    StoreStatus,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.unit_of_work import UnitOfWork
 
@@ -161,3 +169,128 @@ async def test_a_backup_cut_off_after_its_parts_resumes_and_is_recorded_once(
     assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
     manifests = await backup_storage.of(store.id).manifests()
     assert [m.backup_id for m in manifests] == [backup_id]
+
+
+# -- restoring -------------------------------------------------------------------------------
+
+
+async def request_restore(outbox: Outbox, store: Store, backup_id: uuid.UUID) -> uuid.UUID:
+    """What the API does for POST /stores/{id}/restore; the safety backup's id."""
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.start_restore(uow, store.id, backup_id)
+        safety = await lifecycle.backup_under_way(uow.session, store.id)
+    return safety.id
+
+
+def orders(cluster: SimulatedCluster, store: Store) -> list[int]:
+    return [order["id"] for order in cluster.wordpress_state(store.namespace).get("orders", [])]
+
+
+async def test_a_restore_brings_back_exactly_the_backed_up_orders_products_and_uploads(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    first, second = cluster.place_order(store.namespace), cluster.place_order(store.namespace)
+    uploads = cluster.uploads(store.namespace)
+    (uploads / "mug.jpg").write_bytes(PHOTO)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    kept = cluster.wordpress_state(store.namespace)
+
+    # The owner's store moves on: an order deleted, another taken, a product and a file added,
+    # a file changed.
+    wp = ["wc", "shop_order", "delete", str(first), "--force=true", "--user=admin"]
+    assert (await cluster.wp(store.namespace, wp)).ok
+    later = cluster.place_order(store.namespace)
+    product = ["wc", "product", "create", "--name=Kettle", "--regular_price=30.00"]
+    assert (await cluster.wp(store.namespace, product)).ok
+    (uploads / "kettle.jpg").write_bytes(b"new")
+    (uploads / "mug.jpg").write_bytes(b"edited")
+    assert orders(cluster, store) == [second, later]
+
+    safety_id = await request_restore(api_outbox, store, backup_id)
+    assert (await load(database, store.id)).status is StoreStatus.RESTORING
+    await runner.change(store.id, KeepAlive())
+
+    restored = await load(database, store.id)
+    assert (restored.status, restored.change) == (StoreStatus.READY, None)
+    assert orders(cluster, store) == [first, second]
+    products = [p["name"] for p in cluster.wordpress_state(store.namespace)["products"]]
+    assert products == [p["name"] for p in kept["products"]]
+    assert sorted(p.name for p in uploads.iterdir()) == ["mug.jpg"]
+    assert (uploads / "mug.jpg").read_bytes() == PHOTO
+    # The safety backup holds the store as it was just before: the later order, the Kettle.
+    safety = await backup_row(database, safety_id)
+    assert (safety.trigger, safety.status) == (BackupTrigger.BEFORE_RESTORE, BackupStatus.COMPLETE)
+    before = json.loads(await read_part(backup_storage, store, safety_id, DATABASE_PART))
+    assert [o["id"] for o in before["wordpress"]["orders"]] == [second, later]
+    assert "Kettle" in [p["name"] for p in before["wordpress"]["products"]]
+
+    events = await stream_events(js, store.id)
+    after = events[names(events).index(EventName.RESTORE_REQUESTED) :]
+    assert after[0].data == {
+        "status": "restoring", "backup_id": str(backup_id), "safety_backup_id": str(safety_id),
+    }  # fmt: skip
+    progress = [(e.data["step"]["index"], e.data["state"]) for e in after[1:-1]]
+    assert progress == [
+        (i, s) for i in range(1, len(RESTORE.steps) + 1) for s in ("started", "completed")
+    ]
+    assert after[-1].name is EventName.RESTORED
+    assert after[-1].data == {"status": "ready", "backup_id": str(backup_id)}
+
+
+async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_nothing(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+) -> None:
+    """Its manifest says one thing and its parts another (bit rot, tampering): the check
+    finds it before anything is changed or even backed up."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    backups = backup_storage.of(store.id)
+    manifest = await backups.manifest(backup_id)
+    assert manifest is not None
+    # A backup whose manifest names the parts as they are stored, but other checksums.
+    forged_id = uuid.uuid4()
+    altered = [p.model_copy(update={"sha256": "0" * 64}) for p in manifest.parts]
+    await backups.store_manifest(
+        manifest.model_copy(update={"backup_id": forged_id, "parts": altered})
+    )
+    async with database.session() as session:
+        session.add(
+            StoreBackup(
+                id=forged_id, store_id=store.id, trigger=BackupTrigger.REQUESTED,
+                status=BackupStatus.COMPLETE,
+            )
+        )  # fmt: skip
+        await session.commit()
+    cluster.place_order(store.namespace)
+    before = cluster.wordpress_state(store.namespace)
+
+    safety_id = await request_restore(api_outbox, store, forged_id)
+    await runner.change(store.id, KeepAlive())
+
+    assert cluster.wordpress_state(store.namespace) == before
+    store_now = await load(database, store.id)
+    assert store_now.status is StoreStatus.READY
+    async with database.session() as session:
+        change = await session.exec(
+            select(StoreChange).where(col(StoreChange.store_id) == store.id)
+        )
+        [restore] = list(change)
+    assert (restore.kind, restore.result) == ("restore", "failed")
+    assert restore.reason is not None
+    assert "does not match its manifest" in restore.reason
+    safety = await backup_row(database, safety_id)
+    assert safety.status is BackupStatus.FAILED  # never made: nothing was changed

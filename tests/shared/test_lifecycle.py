@@ -19,11 +19,12 @@ EXPECTED: dict[StoreStatus, set[StoreStatus]] = {
     S.QUEUED: {S.PROVISIONING, S.FAILED, S.DELETING},  # deleting cancels
     # pooled: made for the pool; queued: a claim that fell back to a cold start
     S.PROVISIONING: {S.READY, S.POOLED, S.QUEUED, S.FAILED, S.DELETING},
-    S.READY: {S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP},
+    S.READY: {S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP, S.RESTORING},
     # queued: claimed by an owner; provisioning: verified again while idle
     S.POOLED: {S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED},
     S.UPDATING: {S.READY},  # a failed upgrade or rollback ends ready too
     S.BACKING_UP: {S.READY},  # a failed backup too
+    S.RESTORING: {S.READY},  # a failed restore too
     S.FAILED: {S.DELETING, S.QUEUED},  # queued: retried by its owner once cleaned up
     S.DELETING: {S.DELETED},
     S.DELETED: set(),
@@ -57,7 +58,7 @@ def a_store(status: StoreStatus) -> Store:
 
 def test_the_table_covers_every_status() -> None:
     assert set(EXPECTED) == set(StoreStatus)
-    assert len(ALLOWED_PAIRS) == 21
+    assert len(ALLOWED_PAIRS) == 23
 
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_PAIRS, ids=str)
@@ -89,7 +90,7 @@ def test_a_forbidden_transition_raises_and_changes_nothing(
 
 def test_deletable_and_active_statuses() -> None:
     assert {S.QUEUED, S.PROVISIONING, S.READY, S.FAILED} == DELETABLE
-    assert {S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.DELETING} == ACTIVE
+    assert {S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING} == (ACTIVE)
 
 
 def test_starting_to_provision_records_when_and_resets_progress() -> None:

@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from woostore_shared import problems as shared_problems
-from woostore_shared.lifecycle import InvalidTransition, StillCleaningUp
+from woostore_shared.lifecycle import (
+    BackupNotFound,
+    BackupNotRestorable,
+    InvalidTransition,
+    StillCleaningUp,
+)
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
 from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE
@@ -27,6 +32,7 @@ _DONE_BY_TARGET = {
     StoreStatus.DELETING: "deleted",
     StoreStatus.UPDATING: "changed",
     StoreStatus.BACKING_UP: "backed up",
+    StoreStatus.RESTORING: "restored",
     StoreStatus.QUEUED: "retried",
 }
 CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes
@@ -241,6 +247,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             "invalid-state",
             status_now=error.current.value,
         )
+
+    @app.exception_handler(BackupNotFound)
+    async def backup_not_found(request: Request, error: BackupNotFound) -> JSONResponse:
+        return _render(request, 404, "Not found", str(error), "not-found")
+
+    @app.exception_handler(BackupNotRestorable)
+    async def backup_not_restorable(request: Request, error: BackupNotRestorable) -> JSONResponse:
+        return _render(request, 409, "Backup cannot be restored", str(error), "invalid-state")
 
     @app.exception_handler(StillCleaningUp)
     async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:

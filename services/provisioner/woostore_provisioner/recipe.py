@@ -26,7 +26,7 @@ from woostore_cluster import (
     install_seconds,
     rollback_seconds,
 )
-from woostore_shared.backups import BackupStorageError, Manifest, StoreBackups
+from woostore_shared.backups import BackupStorageError, Manifest, Part, StoreBackups
 from woostore_shared.events import Phase, WorkingStatus
 from woostore_shared.models import StoreStatus, utcnow
 from woostore_shared.secrets import CredentialCipher, generate_password
@@ -91,6 +91,7 @@ class StoreJob:
     chart_version: str | None = None  # of the store's release, as last deployed
     backups: StoreBackups | None = None  # the store's backup repository
     backup_id: uuid.UUID | None = None  # the backup under way, if any
+    restore_from: uuid.UUID | None = None  # the backup a restore under way returns to
 
     @property
     def admin_email(self) -> str:
@@ -135,6 +136,8 @@ class OnFailure(StrEnum):
     END_CHANGE_FAILED = "end_change_failed"
     # The backup ends as failed; the store stays ready, as it was.
     END_BACKUP_FAILED = "end_backup_failed"
+    # The restore ends as failed; the store stays ready, its safety backup kept.
+    END_RESTORE_FAILED = "end_restore_failed"
     # The store claimed from the warm pool is discarded and its owner's made from scratch.
     FALL_BACK_TO_COLD = "fall_back_to_cold"
     # Never: removal is retried for as long as it takes.
@@ -443,6 +446,58 @@ async def record_backup(job: StoreJob) -> None:
     )
 
 
+async def back_up_as_it_is(job: StoreJob) -> None:
+    """The safety backup of a store about to be restored: every step of a backup, in one."""
+    await open_backup_repository(job)
+    await back_up_database(job)
+    await back_up_uploads(job)
+    await record_backup(job)
+
+
+async def _restored_backup(job: StoreJob) -> tuple[StoreBackups, Manifest]:
+    """The backup a restore returns the store to: its repository and manifest."""
+    if job.backups is None or job.restore_from is None:
+        raise PermanentClusterError("no restore is under way for this store")
+    manifest = await job.backups.manifest(job.restore_from)
+    if manifest is None:
+        raise PermanentClusterError(f"backup {job.restore_from} has no manifest: it is not whole")
+    return job.backups, manifest
+
+
+def _part(manifest: Manifest, name: str) -> Part:
+    for part in manifest.parts:
+        if part.name == name:
+            return part
+    raise PermanentClusterError(f"backup {manifest.backup_id} has no {name}")
+
+
+async def check_backup(job: StoreJob) -> None:
+    """Every part read back against its manifest before anything changes: a backup that does
+    not match is refused, and the store stays as it is."""
+    backups, manifest = await _restored_backup(job)
+    await backups.verify(manifest)
+
+
+async def restore_database(job: StoreJob) -> None:
+    backups, manifest = await _restored_backup(job)
+    dump = backups.read_part(_part(manifest, DATABASE_PART))
+    await job.cluster.load_database(job.namespace, dump)
+
+
+async def restore_uploads(job: StoreJob) -> None:
+    backups, manifest = await _restored_backup(job)
+    archive = backups.read_part(_part(manifest, UPLOADS_PART))
+    await job.cluster.replace_uploads(job.namespace, archive)
+
+
+async def keep_admin_password(job: StoreJob) -> None:
+    """The admin's password as the store's Secret (and its owner) knows it, whatever the
+    restored database held."""
+    secret = await job.cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
+    await wp(job, "user", "update", ADMIN_USER, "--prompt=user_pass",
+             stdin=secret["admin-password"] + "\n")  # fmt: skip
+
+
 async def uninstall_release(job: StoreJob) -> None:
     await job.cluster.uninstall_release(job.namespace, RELEASE_NAME)
 
@@ -548,6 +603,25 @@ BACKUP = Recipe(
         Step("manifest", "Checking and recording the backup", record_backup, BACKUP_PART_SECONDS),
     ),
 )
+
+# A ready store returned to one of its backups: the backup checked whole first (a damaged one
+# changes nothing), the store backed up as it is (the safety backup, what a failed restore
+# leaves to return to), its database and uploads replaced, its admin's password kept, and a
+# test order placed again. Each step run again after a crash does the same again.
+RESTORE = Recipe(
+    "restore",
+    StoreStatus.RESTORING,
+    on_failure=OnFailure.END_RESTORE_FAILED,
+    steps=(
+        Step("check_backup", "Checking the backup", check_backup, BACKUP_PART_SECONDS),
+        Step("safety_backup", "Backing up the store as it is", back_up_as_it_is,
+             BACKUP_PART_SECONDS),
+        Step("database", "Restoring the database", restore_database, BACKUP_PART_SECONDS),
+        Step("uploads", "Restoring the uploads", restore_uploads, BACKUP_PART_SECONDS),
+        Step("admin_password", "Keeping the admin's password", keep_admin_password),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
+)  # fmt: skip
 
 REMOVE_STEPS = (
     Step("helm_uninstall", "Uninstalling the Helm release", uninstall_release, DELETE_TIMEOUT),

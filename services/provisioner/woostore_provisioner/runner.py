@@ -7,6 +7,7 @@
 | personalise | claimed, queued or provisioning | PERSONALISE | ready | made cold instead |
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
 | change | backing_up | BACKUP | ready, the backup complete | ready, the backup failed |
+| change | restoring | RESTORE | ready, restored | ready, the restore failed |
 | removal | deleting | DELETE | deleted | (retried until it succeeds) |
 | removal | failed, not cleaned up | CLEAN_UP | cleaned up | (retried until it succeeds) |
 
@@ -26,6 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from woostore_provisioner.recipe import (
     PERMANENT_ERRORS,
     PERSONALISE,
     PROVISION,
+    RESTORE,
     REVERIFY,
     Learned,
     OnFailure,
@@ -77,6 +80,14 @@ STEP_SECONDS = Histogram(
 STORES_FINISHED = Counter(
     "woostore_stores_finished_total", "Stores that reached an end", ["outcome"]
 )
+
+
+@dataclass(frozen=True)
+class BackupWork:
+    """The backups a recipe works with: the one it makes, the one it restores."""
+
+    making: uuid.UUID | None = None
+    restoring: uuid.UUID | None = None
 
 
 class Runner:
@@ -140,7 +151,7 @@ class Runner:
         await self._attempt(store_id, keep_alive, self._personalise)
 
     async def change(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
-        """Upgrade, roll back or back up a store; it ends ready either way."""
+        """Upgrade, roll back, back up or restore a store; it ends ready either way."""
         await self._attempt(store_id, keep_alive, self._change)
 
     async def remove(self, store_id: uuid.UUID, keep_alive: KeepAlive) -> None:
@@ -219,6 +230,9 @@ class Runner:
         if recipe is BACKUP:
             await self._back_up(store, attempt)
             return
+        if recipe is RESTORE:
+            await self._restore(store, attempt)
+            return
         if recipe is None or recipe.status is not StoreStatus.UPDATING:
             log.info("nothing to change", status=store.status.value, change=store.change)
             return
@@ -228,10 +242,20 @@ class Runner:
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
         async with self.db.session() as session:
             backup = await lifecycle.backup_under_way(session, store.id)
-        if not await self._follow(BACKUP, store, attempt, backup_id=backup.id):
+        if not await self._follow(BACKUP, store, attempt, BackupWork(making=backup.id)):
             return
         manifest = await self.backup_storage.of(store.id).manifest(backup.id)
         await self._end_backup(store.id, manifest or "its manifest is missing after storing it")
+
+    async def _restore(self, store: Store, attempt: Attempt) -> None:
+        async with self.db.session() as session:
+            change = await lifecycle.change_under_way(session, store.id)
+            safety = await lifecycle.backup_under_way(session, store.id)
+        if change is None or change.backup_id is None:
+            raise LookupError(f"store {store.id} is restoring but names no backup")
+        work = BackupWork(making=safety.id, restoring=change.backup_id)
+        if await self._follow(RESTORE, store, attempt, work):
+            await self._end_restore(store.id, failure=None)
 
     async def _remove(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -250,11 +274,11 @@ class Runner:
         log.info("store deleted" if recipe is DELETE else "failed store cleaned up")
 
     async def _follow(
-        self, recipe: Recipe, store: Store, attempt: Attempt, backup_id: uuid.UUID | None = None
+        self, recipe: Recipe, store: Store, attempt: Attempt, backups: BackupWork | None = None
     ) -> bool:
         """Run ``recipe``; whether it completed. A permanent error ends it as it declares."""
         try:
-            await self._run(recipe, store, attempt, backup_id)
+            await self._run(recipe, store, attempt, backups or BackupWork())
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
             return False
@@ -273,6 +297,8 @@ class Runner:
                 await self._end_change(store_id, failure=reason)
             case OnFailure.END_BACKUP_FAILED:
                 await self._end_backup(store_id, reason)
+            case OnFailure.END_RESTORE_FAILED:
+                await self._end_restore(store_id, failure=reason)
             case OnFailure.FALL_BACK_TO_COLD:
                 await self._fall_back(store_id, reason)
             case OnFailure.RETRY:
@@ -314,6 +340,21 @@ class Runner:
         log.info("backup ended", backup=str(backup.id), result=backup.status.value,
                  reason=backup.reason)  # fmt: skip
 
+    async def _end_restore(self, store_id: uuid.UUID, failure: str | None) -> None:
+        """End the restore, with its safety backup as far as it was made."""
+        manifest = None
+        async with self.db.session() as session:
+            with suppress(LookupError):  # none running: the restore ended already
+                safety = await lifecycle.backup_under_way(session, store_id)
+                manifest = await self.backup_storage.of(store_id).manifest(safety.id)
+        try:
+            async with UnitOfWork.begin(self.outbox) as uow:
+                await lifecycle.end_restore(uow, store_id, failure, manifest)
+        except InvalidTransition:
+            return  # ended already (the reaper gave it up, say)
+        STORES_FINISHED.labels("restored" if failure is None else "restore_failed").inc()
+        log.info("restore ended", reason=failure)
+
     # -- running a recipe --------------------------------------------------------------------
 
     async def _attempt(
@@ -343,10 +384,10 @@ class Runner:
         await retry_in_place(under_lease, sleep=sleep_alive)
 
     async def _run(
-        self, recipe: Recipe, store: Store, attempt: Attempt, backup_id: uuid.UUID | None
+        self, recipe: Recipe, store: Store, attempt: Attempt, backups: BackupWork
     ) -> None:
         done = await self.journal.done(store.id, recipe)
-        job = self._job(store, backup_id)
+        job = self._job(store, backups)
         total = len(recipe.steps)
         for index, step in enumerate(recipe.steps, start=1):
             if step.name in done:
@@ -361,7 +402,7 @@ class Runner:
                 STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
             # A later step may need what this one learned (a rollback's chosen revision).
             completed = await self.journal.completed(store.id, recipe, info, learned, seconds)
-            job = self._job(completed, backup_id)
+            job = self._job(completed, backups)
 
     async def _watched(
         self, step: Step, job: StoreJob, attempt: Attempt, expected: StoreStatus
@@ -405,7 +446,8 @@ class Runner:
     def _storefront_url(self, store: Store) -> str:
         return f"http://{store.slug}.{self.base_domain}"
 
-    def _job(self, store: Store, backup_id: uuid.UUID | None = None) -> StoreJob:
+    def _job(self, store: Store, backups: BackupWork | None = None) -> StoreJob:
+        backups = backups or BackupWork()
         url = self._storefront_url(store)
         made_as = f"{store.namespace.removeprefix(NAMESPACE_PREFIX)}.{self.base_domain}"
         return StoreJob(
@@ -426,7 +468,8 @@ class Runner:
             made_as_host=made_as,
             chart_version=store.chart_version,
             backups=self.backup_storage.of(store.id),
-            backup_id=backup_id,
+            backup_id=backups.making,
+            restore_from=backups.restoring,
         )
 
 
@@ -442,6 +485,8 @@ def _recipe_under_way(store: Store) -> Recipe | None:
             return CHANGES.get(store.change or "")
         case StoreStatus.BACKING_UP:
             return BACKUP
+        case StoreStatus.RESTORING:
+            return RESTORE
         case StoreStatus.DELETING:
             return DELETE
         case StoreStatus.FAILED if store.cleaned_up_at is None:

@@ -61,9 +61,14 @@ _LANES = {
     StoreStatus.PROVISIONING: Lane.PROVISION,
     StoreStatus.UPDATING: Lane.CHANGE,
     StoreStatus.BACKING_UP: Lane.CHANGE,
+    StoreStatus.RESTORING: Lane.CHANGE,
     StoreStatus.DELETING: Lane.REMOVAL,
     StoreStatus.FAILED: Lane.REMOVAL,  # its clean-up, until it is done
 }
+
+
+# A live store's work: given up, it ends failed and the store stays ready.
+_LIVE_CHANGES = (StoreStatus.UPDATING, StoreStatus.BACKING_UP, StoreStatus.RESTORING)
 
 
 def _lane(status: StoreStatus, claimed: bool) -> Lane:
@@ -150,11 +155,15 @@ async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
 async def _end_lost_change(
     outbox: Outbox, store_id: uuid.UUID, status: StoreStatus, reason: str
 ) -> bool:
-    """A live store's upgrade, rollback or backup given up: it ends failed, the store ready."""
+    """A live store's upgrade, rollback, backup or restore given up: it ends failed, the store
+    ready. (The reaper reads no backups: a restore's safety backup is recorded failed, even
+    if its worker stored it before it kept dying.)"""
     try:
         async with UnitOfWork.begin(outbox) as uow:
             if status is StoreStatus.BACKING_UP:
                 await lifecycle.end_backup(uow, store_id, reason)
+            elif status is StoreStatus.RESTORING:
+                await lifecycle.end_restore(uow, store_id, reason, safety=None)
             else:
                 await lifecycle.end_change(uow, store_id, reason)
     except (InvalidTransition, StoreNotFound):
@@ -191,7 +200,7 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         with bind_store(store_id):
             if lane is not Lane.REMOVAL and replays >= MAX_REPLAYS:
                 reason = f"its work was lost or kept crashing its worker ({replays + 1} times)"
-                if status in (StoreStatus.UPDATING, StoreStatus.BACKING_UP):  # a live store
+                if status in _LIVE_CHANGES:
                     dead += await _end_lost_change(outbox, store_id, status, reason)
                 else:
                     dead += await _fail_unfinished(outbox, store_id, reason)

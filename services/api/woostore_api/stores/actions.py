@@ -12,7 +12,7 @@ from typing import Literal
 from woostore_shared.lifecycle import ALLOWED, DELETABLE
 from woostore_shared.models import StoreStatus
 
-StoreAction = Literal["delete", "upgrade", "rollback", "backup", "retry", "credentials"]
+StoreAction = Literal["delete", "upgrade", "rollback", "backup", "restore", "retry", "credentials"]
 
 
 def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
@@ -31,9 +31,9 @@ def store_actions(
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
     earlier revision to return to (of its owner's: not one from the warm pool before
-    ``first_revision``), ``backup`` when it may be backed up, ``retry`` when it failed and
-    its clean-up has finished,
-    ``credentials`` when they can be read."""
+    ``first_revision``), ``backup`` when it may be backed up, ``restore`` when it may be
+    returned to one of its complete backups, ``retry`` when it failed and its clean-up has
+    finished, ``credentials`` when they can be read."""
     actions: list[StoreAction] = []
     if status in DELETABLE:
         actions.append("delete")
@@ -43,6 +43,8 @@ def store_actions(
             actions.append("rollback")
     if StoreStatus.BACKING_UP in ALLOWED[status]:
         actions.append("backup")
+    if StoreStatus.RESTORING in ALLOWED[status]:
+        actions.append("restore")
     if status is StoreStatus.FAILED and cleaned_up:
         actions.append("retry")
     if credentials_readable(status, has_password):

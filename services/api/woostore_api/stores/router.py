@@ -20,6 +20,7 @@ from woostore_api.stores.schemas import (
     BackupOut,
     Credentials,
     EventOut,
+    RestoreRequest,
     StepTimes,
     StoreCounts,
     StoreCreate,
@@ -210,6 +211,29 @@ async def create_backup(
     change rate (429 with ``Retry-After`` past it)."""
     backup = await service.request_backup(outbox, caller, store_id, settings)
     return BackupOut.model_validate(backup)
+
+
+@router.post(
+    "/{store_id}/restore",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def restore_store(
+    store_id: uuid.UUID,
+    body: RestoreRequest,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+    caller: CurrentCaller,
+) -> StoreOut:
+    """Return a ready store to one of its complete backups: every part is checked against
+    the backup's manifest first (one that does not match changes nothing), the store is
+    backed up as it is (its safety backup, listed with its backups), then its database and
+    uploads are replaced and a test order is placed. The store is `restoring` meanwhile and
+    ends `ready` either way, announced as `restored` or `restore_failed`. A backup of
+    another store is not found (404); one that is not complete is refused (409)."""
+    store = await service.request_restore(outbox, caller, store_id, body.backup_id, settings)
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 
 @router.get(

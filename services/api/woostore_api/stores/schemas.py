@@ -126,7 +126,7 @@ class StepOut(BaseModel):
 
 
 class ChangeOut(BaseModel):
-    kind: Literal["upgrade", "rollback"]
+    kind: Literal["upgrade", "rollback", "restore"]
     result: Literal["changed", "failed"] | None = Field(
         description="How it ended: null while it is under way."
     )
@@ -172,6 +172,14 @@ class BackupOut(BaseModel):
     woocommerce_version: str | None = None
 
 
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"backup_id": _BACKUP["id"]}]}
+    )
+
+    backup_id: uuid.UUID = Field(description="A complete backup of this store.")
+
+
 class BackupList(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_BACKUP]}]})
 
@@ -211,8 +219,8 @@ class StoreOut(BaseModel):
         default=None, description="Version of the store chart its release runs."
     )
     release_revision: int | None = Field(default=None, description="Its Helm release revision.")
-    change: Literal["upgrade", "rollback"] | None = Field(
-        default=None, description="While updating: the change under way."
+    change: Literal["upgrade", "rollback", "restore"] | None = Field(
+        default=None, description="While updating or restoring: the change under way."
     )
     storefront_url: str | None = None
     admin_url: str | None = None
@@ -228,7 +236,7 @@ class StoreOut(BaseModel):
         ),
     )
     last_change: ChangeOut | None = Field(
-        default=None, description="Its latest upgrade or rollback, and how it ended."
+        default=None, description="Its latest upgrade, rollback or restore, and how it ended."
     )
     created_at: datetime
     updated_at: datetime
@@ -241,7 +249,8 @@ class StoreOut(BaseModel):
         description=(
             "What the store accepts now, for a client to offer: delete (or cancel, while "
             "queued or provisioning), upgrade, rollback (when its release has an earlier "
-            "revision), backup, retry (failed, its clean-up finished), credentials. Advice only: a "
+            "revision), backup, restore (to one of its complete backups), retry (failed, its "
+            "clean-up finished), credentials. Advice only: a "
             "request the store does not accept is still refused with 409. Events do not carry "
             "it; read the store again when its status changes."
         ),

@@ -394,6 +394,21 @@ async def request_backup(
     return backup
 
 
+async def request_restore(
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, backup_id: uuid.UUID, settings: Settings
+) -> Store:
+    """Ask to return a ready store to one of its complete backups, within the change rate."""
+    await quotas.count_change(outbox, caller.principal, settings)
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        store = await lifecycle.start_restore(uow, store_id, backup_id)
+        record(
+            uow.session, caller, "store.restore", f"store/{store.id}", store.owner,
+            backup_id=str(backup_id),
+        )  # fmt: skip
+    return store
+
+
 async def list_backups(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> list[StoreBackup]:
     """The store's backups, newest first: complete ones, and those under way or failed."""
     async with UnitOfWork.begin(outbox) as uow:

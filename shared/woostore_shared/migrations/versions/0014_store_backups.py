@@ -1,4 +1,5 @@
-"""store backups: a status for a store being backed up, and a row per backup
+"""store backups and restores: statuses for a store being backed up or restored, a row per
+backup, and the backup a restore returns a store to
 
 Revision ID: 0014
 Revises: 0013
@@ -18,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.execute("ALTER TYPE store_status ADD VALUE IF NOT EXISTS 'backing_up' AFTER 'updating'")
+    op.execute("ALTER TYPE store_status ADD VALUE IF NOT EXISTS 'restoring' AFTER 'backing_up'")
+    op.add_column("store_changes", sa.Column("backup_id", sa.Uuid(), nullable=True))
     op.create_table(
         "store_backups",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -38,6 +41,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("store_changes", "backup_id")
     op.drop_index("ix_store_backups_store_id", table_name="store_backups")
     op.drop_table("store_backups")
-    # PostgreSQL cannot drop an enum value; 'backing_up' stays, unused.
+    # PostgreSQL cannot drop an enum value; 'backing_up' and 'restoring' stay, unused.

@@ -72,6 +72,12 @@ function describeEvent({ type, data = {} }) {
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
     case EVENT.changeFailed:
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;
+    case EVENT.restoreRequested:
+      return 'Restore requested: the store is backed up first, as it is';
+    case EVENT.restored:
+      return 'Restored from its backup';
+    case EVENT.restoreFailed:
+      return `Restore failed: ${data?.reason ?? 'unknown reason'}`;
     case EVENT.backupStarted:
       return 'Backup started';
     case EVENT.backupCompleted:

@@ -1,17 +1,23 @@
 // A card's Backups section: the store's backups, read from the API when it is opened and read
-// again when a backup of the store starts or ends while it stays open; and "Back up now".
+// again when a backup or restore of the store starts or ends while it stays open; "Back up
+// now", and "Restore" on each complete backup (once confirmed).
 
 import { api } from './api.js';
 import { handleError } from './alerts.js';
+import { confirmAction } from './confirm.js';
 import { setTime, shortTimeFormat } from './format.js';
-import { EVENT } from './stores.js';
+import { EVENT, stores, upsertStore } from './stores.js';
 
-const BACKUP_EVENTS = new Set([EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed]);
+const BACKUP_EVENTS = new Set([
+  EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed,
+  EVENT.restoreRequested, EVENT.restored, EVENT.restoreFailed,
+]);
 const TRIGGERS = {
   requested: 'asked for',
   scheduled: 'daily',
   before_upgrade: 'before an upgrade',
   before_rollback: 'before a rollback',
+  before_restore: 'before a restore',
 };
 
 export async function loadBackups(view, id) {
@@ -20,7 +26,8 @@ export async function loadBackups(view, id) {
   try {
     const { items = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}/backups`)) ?? {};
     if (!view.els.backups.open) return;
-    list.replaceChildren(...items.map(backupItem));
+    list.replaceChildren(...items.map((backup) => backupItem(id, backup)));
+    showRestoreButtons(view, stores.get(id)?.actions?.includes('restore'));
     status.textContent = items.length ? '' : 'No backups yet.';
   } catch (err) {
     status.textContent = 'Could not load backups.';
@@ -45,7 +52,30 @@ export async function backUp(view, id) {
   }
 }
 
-function backupItem(backup) {
+// Restore buttons are there while the store offers a restore (it is ready).
+export function showRestoreButtons(view, offered) {
+  for (const button of view.els.backupList.querySelectorAll('[data-testid="restore-button"]')) {
+    button.hidden = !offered;
+  }
+}
+
+async function askToRestore(id, backup) {
+  const store = stores.get(id);
+  const confirmed = await confirmAction({
+    title: 'Restore this backup?',
+    text: `“${store?.name ?? 'The store'}” gets the database and uploads it had then. It is `
+      + 'backed up as it is first, so nothing it has now is lost.',
+    confirm: 'Restore',
+  });
+  if (!confirmed) return;
+  try {
+    upsertStore(await api('POST', `/stores/${encodeURIComponent(id)}/restore`, { backup_id: backup.id }));
+  } catch (err) {
+    handleError(err);
+  }
+}
+
+function backupItem(id, backup) {
   const item = document.createElement('li');
   item.dataset.testid = 'backup';
   item.dataset.status = backup.status;
@@ -54,6 +84,15 @@ function backupItem(backup) {
   const text = document.createElement('span');
   text.textContent = describe(backup);
   item.append(time, text);
+  if (backup.status === 'complete') {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'secondary small';
+    button.dataset.testid = 'restore-button';
+    button.textContent = 'Restore';
+    button.addEventListener('click', () => askToRestore(id, backup));
+    item.append(' ', button);
+  }
   return item;
 }
 

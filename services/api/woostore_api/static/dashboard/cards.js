@@ -6,7 +6,7 @@
 import { api } from './api.js';
 import { handleError } from './alerts.js';
 import { loadActivity, appendActivity } from './activity.js';
-import { backUp, followBackups, loadBackups } from './backups.js';
+import { backUp, followBackups, loadBackups, showRestoreButtons } from './backups.js';
 import { copyText } from './copy.js';
 import { CHANGE_NAMES, setTime, stepText } from './format.js';
 import { onStoreChange, onStoreEvent, stores } from './stores.js';
@@ -14,8 +14,10 @@ import { backfill, onTimelineChange, renderTimeline } from './timeline.js';
 
 // Deleting a queued or provisioning store cancels it; the button says so.
 const CANCELS = new Set(['queued', 'provisioning']);
-const SHOWS_PROGRESS = new Set(['queued', 'provisioning', 'updating', 'backing_up', 'deleting']);
-const RUNS_STEPS = new Set(['provisioning', 'updating', 'backing_up', 'deleting']);
+const SHOWS_PROGRESS = new Set([
+  'queued', 'provisioning', 'updating', 'backing_up', 'restoring', 'deleting',
+]);
+const RUNS_STEPS = new Set(['provisioning', 'updating', 'backing_up', 'restoring', 'deleting']);
 
 const els = {
   storeList: byId('store-list'),
@@ -233,7 +235,8 @@ function renderCard(view, store) {
   e.rollbackButton.hidden = !offers('rollback');
   e.retryButton.hidden = !offers('retry');
   // Backups are a live store's: listed while it is ready or backing up, made when offered.
-  e.backups.hidden = !['ready', 'backing_up'].includes(status);
+  e.backups.hidden = !['ready', 'backing_up', 'restoring'].includes(status);
+  showRestoreButtons(view, offers('restore'));
   e.backupButton.hidden = !offers('backup');
   e.upgradeButton.disabled = e.rollbackButton.disabled = e.retryButton.disabled = view.busy.has('change');
   const canDelete = offers('delete') && !view.busy.has('delete');
@@ -267,6 +270,7 @@ function progressText(store) {
   if (store.status === 'deleting') return 'Deleting…';
   if (store.status === 'updating') return `${CHANGE_NAMES[store.change] ?? 'Change'} starting…`;
   if (store.status === 'backing_up') return 'Backup starting…';
+  if (store.status === 'restoring') return 'Restore starting…';
   return 'Starting…';
 }
 

@@ -1,6 +1,6 @@
 // How steps, changes and times read on the page.
 
-export const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback' };
+export const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback', restore: 'Restore' };
 
 export function stepText(step) {
   return `Step ${step.index} of ${step.total} — ${step.title ?? step.name ?? ''}`.trim();

@@ -21,11 +21,14 @@ export const EVENT = {
   backupStarted: 'io.woostore.store.backup_started',
   backupCompleted: 'io.woostore.store.backup_completed',
   backupFailed: 'io.woostore.store.backup_failed',
+  restoreRequested: 'io.woostore.store.restore_requested',
+  restored: 'io.woostore.store.restored',
+  restoreFailed: 'io.woostore.store.restore_failed',
 };
 
 // Every status but deleted: what the list shows unless one status is chosen.
 export const LIVE_STATUSES = [
-  'queued', 'provisioning', 'ready', 'updating', 'backing_up', 'failed', 'deleting',
+  'queued', 'provisioning', 'ready', 'updating', 'backing_up', 'restoring', 'failed', 'deleting',
 ];
 const PAGE_SIZE = 50;
 
@@ -53,6 +56,9 @@ const STATUS_OF = {
   [EVENT.backupStarted]: 'backing_up',
   [EVENT.backupCompleted]: 'ready',
   [EVENT.backupFailed]: 'ready',
+  [EVENT.restoreRequested]: 'restoring',
+  [EVENT.restored]: 'ready',
+  [EVENT.restoreFailed]: 'ready',
 };
 // id -> a GET /stores/{id} under way: `events` that came for the store before the page knew
 // it, and `again` when its status moved on meanwhile (the answer may be of the old status).
@@ -311,6 +317,22 @@ function applyEvent(store, event) {
         last_change: endChange(store.last_change, data.change, 'changed', null, event.time),
       });
       break;
+    case EVENT.restoreRequested:
+      Object.assign(store, {
+        status: 'restoring', change: 'restore', step: null, progress: 0,
+        last_change: { kind: 'restore', result: null, reason: null, requested_at: event.time, finished_at: null },
+      });
+      break;
+    case EVENT.restored:
+    case EVENT.restoreFailed: {
+      const failed = event.type === EVENT.restoreFailed;
+      Object.assign(store, {
+        status: 'ready', change: null, step: null, progress: 1,
+        last_change: endChange(store.last_change, 'restore', failed ? 'failed' : 'changed',
+          failed ? data.reason ?? null : null, event.time),
+      });
+      break;
+    }
     case EVENT.backupStarted:
       Object.assign(store, { status: 'backing_up', step: null, progress: 0 });
       break;

@@ -138,7 +138,7 @@ function withoutNulls(object) {
 // Whether the store is running a recipe now: what its status says, whatever events the page
 // missed (a refetch, say, brings a store that finished meanwhile).
 function working(store) {
-  return ['provisioning', 'updating', 'backing_up', 'deleting'].includes(store?.status);
+  return ['provisioning', 'updating', 'backing_up', 'restoring', 'deleting'].includes(store?.status);
 }
 
 // The tick runs while some shown store's timeline is under way.
