@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import re
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +43,7 @@ from tests.faults.conftest import (
     reaper_totals,
     resource_problems,
     settled_records,
+    simulated_cluster,
     steps_cut,
     steps_rerun,
     wait_for_stores,
@@ -48,6 +51,7 @@ from tests.faults.conftest import (
 )
 from woostore_cluster import STORE_ID_LABEL as STORE_ID
 from woostore_provisioner.recipe import PROVISION
+from woostore_shared.backups import BackupStorage
 
 pytestmark = pytest.mark.faults
 
@@ -481,3 +485,108 @@ async def test_provisioner_killed_mid_claim_finishes_the_store_for_its_owner_alo
 
         # Neither went back to the pool, which is refilling with new stores.
         assert not {store_id for store_id, _ in _pool_rows(platform)} & set(ids)
+
+
+# -- 8. kill -9 during a backup and during a restore; backup storage unreachable ------------
+
+UPLOAD_FILES = 6
+UPLOAD_BYTES = 8 << 20  # per file: random, so restic can neither compress nor deduplicate it
+
+
+async def _wait_at_step(api: Api, store_id: str, status: str, step: int) -> None:
+    async def probe() -> bool:
+        store = (await api.stores([store_id]))[store_id]
+        return bool(store["status"] == status and (store["step"] or {}).get("index", 0) >= step)
+
+    await wait_until(probe, 60, f"the store {status} at step {step} or later", interval=0.05)
+
+
+async def _backup(api: Api, store_id: str, backup_id: str) -> Json:
+    backup: Json = await api.get(f"/api/v1/stores/{store_id}/backups/{backup_id}")
+    return backup
+
+
+def _start_provisioner(platform: Platform, **settings: str) -> None:
+    platform.start("provisioner", **settings)
+    platform.wait_ready()
+
+
+async def test_backups_and_restores_cut_by_kill_9_end_whole_and_storage_outages_fail_clearly(
+    start_platform: StartPlatform, figures: Json
+) -> None:
+    platform = start_platform(WOOSTORE_SIM_TIME_SCALE="0.1", WOOSTORE_ACK_WAIT_SECONDS="6")
+    sim = simulated_cluster(platform)
+    storage = BackupStorage(
+        str(platform.data_dir / "backups"),
+        secret_key=platform.env["WOOSTORE_SECRET_KEY"],
+        cache_dir=platform.data_dir / "test-restic-cache",
+    )
+    async with Api(platform) as api:
+        store = await api.create_store("Kept Safe")
+        store_id, namespace = store["id"], f"store-{store['slug']}"
+        await wait_for_stores(api, platform, [store_id], deadline=60)
+        uploads = sim.uploads(namespace)
+        for n in range(UPLOAD_FILES):
+            (uploads / f"photo-{n}.jpg").write_bytes(os.urandom(UPLOAD_BYTES))
+        kept = [sim.place_order(namespace), sim.place_order(namespace)]
+
+        # A backup cut by kill -9 while it stores the store's parts: the next attempt finishes
+        # it, and it is listed complete once, whole.
+        started = time.monotonic()
+        backup_id = (await api.client.post(f"/api/v1/stores/{store_id}/backups")).json()["id"]
+        await _wait_at_step(api, store_id, "backing_up", step=2)
+        kill_provisioner(platform)
+        assert (await _backup(api, store_id, backup_id))["status"] == "running"  # cut off
+        _start_provisioner(platform)
+
+        async def backed_up() -> bool:
+            return bool((await _backup(api, store_id, backup_id))["status"] != "running")
+
+        await wait_until(backed_up, 90, "the backup cut by kill -9 ended")
+        figures["backup_seconds_with_a_kill"] = round(time.monotonic() - started, 1)
+        assert (await _backup(api, store_id, backup_id))["status"] == "complete"
+        backups = storage.of(uuid.UUID(store_id))
+        manifests = await backups.manifests()
+        assert [str(m.backup_id) for m in manifests] == [backup_id]
+        await backups.verify(manifests[0])  # every part whole, as its manifest says
+
+        # A restore cut by kill -9 while it loads the store's content: it resumes, and
+        # exactly the backed-up orders and uploads are back.
+        sim.place_order(namespace)
+        (uploads / "photo-0.jpg").write_bytes(b"changed after the backup")
+        started = time.monotonic()
+        restoring = await api.client.post(
+            f"/api/v1/stores/{store_id}/restore", json={"backup_id": backup_id}
+        )
+        assert restoring.status_code == 202, restoring.text
+        await _wait_at_step(api, store_id, "restoring", step=2)
+        kill_provisioner(platform)
+        assert (await api.get(f"/api/v1/stores/{store_id}"))["status"] == "restoring"  # cut off
+        _start_provisioner(platform)
+
+        async def restored() -> bool:
+            now = await api.get(f"/api/v1/stores/{store_id}")
+            return bool(now["status"] == "ready" and now["last_change"]["result"])
+
+        await wait_until(restored, 90, "the restore cut by kill -9 ended")
+        figures["restore_seconds_with_a_kill"] = round(time.monotonic() - started, 1)
+        after = await api.get(f"/api/v1/stores/{store_id}")
+        assert (after["last_change"]["kind"], after["last_change"]["result"]) == (
+            "restore", "changed",
+        )  # fmt: skip
+        assert [o["id"] for o in sim.wordpress_state(namespace)["orders"]] == kept
+        assert len((uploads / "photo-0.jpg").read_bytes()) == UPLOAD_BYTES
+
+        # Backup storage out of reach: the backup fails, saying why; the store stays ready.
+        kill_provisioner(platform)
+        _start_provisioner(platform, WOOSTORE_BACKUP_LOCATION="s3:http://127.0.0.1:1/gone")
+        failing = (await api.client.post(f"/api/v1/stores/{store_id}/backups")).json()["id"]
+
+        async def failed() -> bool:
+            return bool((await _backup(api, store_id, failing))["status"] == "failed")
+
+        await wait_until(failed, 60, "the backup to unreachable storage failed")
+        reason = (await _backup(api, store_id, failing))["reason"]
+        assert "connection refused" in reason, reason
+        assert (await api.get(f"/api/v1/stores/{store_id}"))["status"] == "ready"
+        await nothing_stuck(api, platform)
