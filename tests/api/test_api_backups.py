@@ -115,4 +115,3 @@ async def test_only_a_complete_backup_of_the_store_itself_is_restored(
     problem(await client.post(path, json={}), 422)
     problem(await client.post(path, json={"backup_id": others, "force": True}), 422)
     assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
-

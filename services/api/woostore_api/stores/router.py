@@ -217,7 +217,7 @@ async def create_backup(
     "/{store_id}/restore",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StoreOut,
-    responses=problem_responses(401, 403, 404, 409, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429),
 )
 async def restore_store(
     store_id: uuid.UUID,
