@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench import live_updates, warm_pool
+from bench import backups, live_updates, warm_pool
 from bench.common import EventLog, percentile, table
 from woostore_devstack.platform import REPO, Platform, running_platform
 
@@ -160,7 +160,8 @@ def main() -> None:
     overhead = overhead_section()
     pool = warm_pool.section(warm_pool.measure())
     live = live_updates.section(live_updates.measure())
-    RESULTS.write_text(overhead + "\n" + pool + "\n" + live)
+    kept = backups.section(backups.measure())
+    RESULTS.write_text(overhead + "\n" + pool + "\n" + live + "\n" + kept)
     print(RESULTS.read_text())
 
 
