@@ -68,7 +68,7 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     EventName.CHANGE_REQUESTED: (
         ChangeRequested,
         "The owner asked to upgrade the store's release to the platform's chart, or to roll "
-        "it back to its previous revision.",
+        "it back to its previous revision. The store is backed up first (backup_id).",
     ),
     EventName.CHANGED: (Changed, "The upgrade or rollback is done and verified."),
     EventName.CHANGE_FAILED: (

@@ -225,6 +225,22 @@ class StoreBackups:
                 await self._must("forget", *group, doing="forget a backup")
         await self._must("prune", doing="prune the backup repository")
 
+    async def forget_all(self) -> None:
+        """Drops every backup of the store and the data they held (the store is deleted):
+        what is left of the repository is its encrypted config and key, which hold nothing
+        of the store's. Nothing to do without a location, or a repository."""
+        if self._environment is None:
+            return
+        listed = await self._run("snapshots", "--json")
+        if listed.code != 0:
+            if "unable to open config file" in listed.said:
+                return  # never backed up
+            raise BackupStorageError(f"could not list backups: {listed.said}")
+        snapshots = [snapshot["id"] for snapshot in json.loads(listed.out or b"[]")]
+        if snapshots:
+            await self._must("forget", *snapshots, doing="forget the store's backups")
+        await self._must("prune", doing="prune the backup repository")
+
     async def _must(self, *arguments: str, doing: str) -> bytes:
         done = await self._run(*arguments)
         if done.code != 0:

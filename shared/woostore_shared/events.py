@@ -148,6 +148,7 @@ class Deleted(BaseModel):
 class ChangeRequested(BaseModel):
     status: Literal[StoreStatus.UPDATING] = StoreStatus.UPDATING
     change: Change
+    backup_id: uuid.UUID  # the store as it was before, backed up first
 
 
 class Changed(BaseModel):

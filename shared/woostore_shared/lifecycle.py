@@ -26,7 +26,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`request_deletion` | any but updating, deleted | deleting | delete_requested | removal |
 | :func:`retire` | in the pool: queued, pooled | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
-| :func:`start_change` | ready | updating | change_requested | change |
+| :func:`start_change` | ready | updating; a backup recorded | change_requested | change |
 | :func:`end_change` | updating | ready, the change's outcome kept | changed or change_failed | |
 | :func:`start_backup` | ready | backing_up, a backup recorded | backup_started | change |
 | :func:`end_backup` | backing_up | ready; the backup done or failed | backup_completed (failed) | |
@@ -41,7 +41,7 @@ from collections.abc import Collection
 from contextlib import suppress
 
 from sqlalchemy import ColumnElement
-from sqlmodel import col, delete, select
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.backups import Manifest
@@ -404,16 +404,22 @@ async def retire(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
 
 
 async def mark_deleted(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
-    """The store's namespace is gone: nothing of it is left in the cluster."""
+    """The store's namespace and its backups are gone: nothing of it is left (its backups'
+    rows stay, as the store's does, marked deleted)."""
     store = await _locked(uow, store_id)
     transition(store, S.DELETED, {S.DELETING})
+    await uow.session.exec(
+        update(StoreBackup)
+        .where(col(StoreBackup.store_id) == store.id)
+        .values(status=BackupStatus.DELETED)
+    )
     uow.emit(store, Deleted())
     return store
 
 
 async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> Store:
     """Upgrade a ready store to the platform's chart, or roll it back; the change is recorded
-    (``store_changes``) until it ends."""
+    (``store_changes``) until it ends, and so is the backup of the store taken first."""
     store = await _locked(uow, store_id)
     transition(store, S.UPDATING, {S.READY})
     store.change = change
@@ -423,17 +429,29 @@ async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> 
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
     uow.session.add(StoreChange(store_id=store.id, kind=change))
-    uow.emit(store, ChangeRequested(change=change))
+    trigger = (
+        BackupTrigger.BEFORE_ROLLBACK if change == "rollback" else BackupTrigger.BEFORE_UPGRADE
+    )
+    backup = StoreBackup(store_id=store.id, trigger=trigger)
+    uow.session.add(backup)
+    uow.emit(store, ChangeRequested(change=change, backup_id=backup.id))
     uow.dispatch(store, Lane.CHANGE)
     return store
 
 
-async def end_change(uow: UnitOfWork, store_id: uuid.UUID, failure: str | None) -> StoreChange:
-    """End the store's upgrade or rollback, recording and announcing how it went. The store is
-    ready either way: a failed change leaves what helm restored, and the change its reason."""
+async def end_change(
+    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, backup: Manifest | None
+) -> StoreChange:
+    """End the store's upgrade or rollback, recording and announcing how it went, and the
+    backup taken first: complete as ``backup`` says, or failed if the change ended before it
+    was made. The store is ready either way: a failed change leaves what helm restored, and
+    the change its reason."""
     store = await _locked(uow, store_id)
     record = await _change_under_way(uow, store)
     transition(store, S.READY, {S.UPDATING})
+    await _end_backup_taken_first(
+        uow, store, backup, "the change ended before the store was backed up"
+    )
     change: Change = "rollback" if record.kind == "rollback" else "upgrade"
     record.finished_at = utcnow()
     record.result = "failed" if failure is not None else "changed"
@@ -483,6 +501,17 @@ async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | s
     else:
         uow.emit(store, BackupCompleted(backup_id=backup.id, size=outcome.size))
     return backup
+
+
+async def _end_backup_taken_first(
+    uow: UnitOfWork, store: Store, manifest: Manifest | None, unmade: str
+) -> None:
+    """The backup a change or a restore took of the store first: complete as ``manifest``
+    says, or failed (``unmade``) if there is none."""
+    with suppress(LookupError):  # none left running: ended already
+        backup = await backup_under_way(uow.session, store.id)
+        _end_backup_record(backup, manifest or unmade)
+        uow.session.add(backup)
 
 
 def _end_backup_record(backup: StoreBackup, outcome: Manifest | str) -> None:
@@ -536,10 +565,9 @@ async def end_restore(
     record.reason = failure
     uow.session.add(record)
     backup_id = record.backup_id or uuid.UUID(int=0)  # (a restore always names its backup)
-    with suppress(LookupError):  # none left running: ended already
-        safe = await backup_under_way(uow.session, store.id)
-        _end_backup_record(safe, safety or "the restore ended before the store was backed up")
-        uow.session.add(safe)
+    await _end_backup_taken_first(
+        uow, store, safety, "the restore ended before the store was backed up"
+    )
     if failure is not None:
         uow.emit(store, RestoreFailed(backup_id=backup_id, reason=failure))
     else:

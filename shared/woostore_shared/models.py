@@ -229,6 +229,7 @@ class BackupStatus(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"  # every part and the manifest are stored
     FAILED = "failed"
+    DELETED = "deleted"  # with its store: nothing of it is kept
 
 
 class StoreBackup(SQLModel, table=True):

@@ -480,7 +480,12 @@ async def test_a_change_of_a_ready_store_marks_it_updating_and_publishes_change_
     assert (response.json()["status"], response.json()["change"]) == ("updating", change)
     messages = await stream_messages(nats_client, store["id"])
     assert messages[-1].subject == f"store.change_requested.{store['id']}"
-    assert envelope(messages[-1])["data"] == {"status": "updating", "change": change}
+    data = envelope(messages[-1])["data"]
+    assert (data["status"], data["change"]) == ("updating", change)
+    backups = (await client.get(f"{STORES}/{store['id']}/backups")).json()["items"]
+    assert [(b["id"], b["trigger"], b["status"]) for b in backups] == [
+        (data["backup_id"], f"before_{change}", "running")
+    ]
     async with database.session() as session:
         journal = list(await session.exec(select(StoreStep.name)))
     assert journal == []  # the new change runs every step afresh
@@ -555,7 +560,7 @@ async def test_a_change_and_how_it_ended_is_the_stores_last_change_not_its_failu
 
     asked = (await client.post(f"{STORES}/{store['id']}/rollback")).json()
     async with UnitOfWork.begin(outbox) as uow:  # what the provisioner does when it cannot
-        await lifecycle.end_change(uow, uuid.UUID(store["id"]), "no earlier revision")
+        await lifecycle.end_change(uow, uuid.UUID(store["id"]), "no earlier revision", None)
     ended = (await client.get(f"{STORES}/{store['id']}")).json()
     [listed] = (await client.get(STORES)).json()["items"]
 

@@ -19,6 +19,7 @@ from tests.cli.conftest import (
     story,
     woostore,
 )
+from woostore_provisioner.recipe import DELETE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -60,7 +61,7 @@ def test_json_outputs_parse(platform: Platform) -> None:
     deleted = woostore(platform, "delete", store_id, "--wait", "--json")
     assert deleted.code == 0, deleted.err
     kinds = [line["event"]["type"].removeprefix(TYPE) for line in deleted.json_lines()]
-    assert kinds == ["delete_requested", *["progress"] * 4, "deleted"]
+    assert kinds == ["delete_requested", *["progress"] * 2 * len(DELETE.steps), "deleted"]
     assert woostore(platform, "show", store_id, "--json").json()["status"] == "deleted"
 
 

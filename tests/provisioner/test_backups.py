@@ -294,3 +294,28 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
     assert "does not match its manifest" in restore.reason
     safety = await backup_row(database, safety_id)
     assert safety.status is BackupStatus.FAILED  # never made: nothing was changed
+
+
+async def test_deleting_a_store_deletes_its_backups_and_nothing_of_them_is_left(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    (cluster.uploads(store.namespace) / "mug.jpg").write_bytes(PHOTO)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    repository = Path(backup_storage.location) / "stores" / str(store.id)
+    assert [f for f in (repository / "data").rglob("*") if f.is_file()]
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.request_deletion(uow, store.id)
+    await runner.remove(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.DELETED
+    assert await backup_storage.of(store.id).manifests() == []
+    assert [f for f in (repository / "data").rglob("*") if f.is_file()] == []  # no data left
+    assert (await backup_row(database, backup_id)).status is BackupStatus.DELETED

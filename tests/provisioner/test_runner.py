@@ -28,7 +28,14 @@ from woostore_cluster import (
     WpResult,
 )
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_provisioner.recipe import CREDENTIALS_SECRET, DELETE, PROVISION, StoreJob, TimeLimits
+from woostore_provisioner.recipe import (
+    CLEAN_UP,
+    CREDENTIALS_SECRET,
+    DELETE,
+    PROVISION,
+    StoreJob,
+    TimeLimits,
+)
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -469,7 +476,7 @@ async def test_a_permanent_error_fails_the_store_and_its_clean_up_is_a_phase_of_
     assert (cleaned.step_name, cleaned.failure_reason) == ("rollout", reason)
     assert not await cluster.namespace_exists(store.namespace)
     assert cluster.object_count(store.namespace) == 0
-    assert await journal(database, store.id, "clean_up") == [s.name for s in DELETE.steps]
+    assert await journal(database, store.id, "clean_up") == [s.name for s in CLEAN_UP.steps]
     after = (await stream_events(js, store.id))[len(events) :]
     assert progress_of(after) == expected_progress("clean_up", [1, 2], 2)
     assert all(e.data["status"] == "failed" for e in after)
@@ -579,7 +586,7 @@ async def test_cleanup_after_abandonment_completes_even_when_its_steps_outlast_t
 
     assert cluster.cancelled == ["wait_for_rollout"]
     assert not await simulated.namespace_exists(store.namespace)
-    assert await journal(database, store.id, "clean_up") == [step.name for step in DELETE.steps]
+    assert await journal(database, store.id, "clean_up") == [step.name for step in CLEAN_UP.steps]
     assert (await load(database, store.id)).cleaned_up_at is not None
 
 
@@ -651,7 +658,7 @@ async def test_delete_takes_a_deleting_store_to_deleted_and_removes_its_namespac
     events = await stream_events(js, store.id)
     names = [e.name for e in events]
     after_request = events[names.index(EventName.DELETE_REQUESTED) + 1 :]
-    assert progress_of(after_request) == expected_progress("delete", [1, 2], 2)
+    assert progress_of(after_request) == expected_progress("delete", [1, 2, 3], 3)
     assert all(e.data["status"] == "deleting" for e in after_request[:-1])
     assert after_request[-1].name is EventName.DELETED
     assert after_request[-1].data == {"status": "deleted"}

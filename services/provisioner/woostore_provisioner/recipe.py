@@ -447,7 +447,8 @@ async def record_backup(job: StoreJob) -> None:
 
 
 async def back_up_as_it_is(job: StoreJob) -> None:
-    """The safety backup of a store about to be restored: every step of a backup, in one."""
+    """The backup of a store about to be upgraded, rolled back or restored: every step of a
+    backup, in one. The change fails if it cannot be made: nothing changes unsaved."""
     await open_backup_repository(job)
     await back_up_database(job)
     await back_up_uploads(job)
@@ -496,6 +497,11 @@ async def keep_admin_password(job: StoreJob) -> None:
     secret = await job.cluster.read_secret(job.namespace, CREDENTIALS_SECRET)
     await wp(job, "user", "update", ADMIN_USER, "--prompt=user_pass",
              stdin=secret["admin-password"] + "\n")  # fmt: skip
+
+
+async def delete_backups(job: StoreJob) -> None:
+    if job.backups is not None:  # a store with no repository has no backups to delete
+        await job.backups.forget_all()
 
 
 async def uninstall_release(job: StoreJob) -> None:
@@ -549,13 +555,15 @@ REVERIFY = Recipe(
     steps=(Step("verify", "Placing a test order", verify_storefront),),
 )
 
-# A ready store moved to the platform's current chart; helm rolls back by itself if the upgrade
-# does not come up (--rollback-on-failure), and the store is verified again either way.
+# A ready store moved to the platform's current chart, backed up first; helm rolls back by
+# itself if the upgrade does not come up (--rollback-on-failure), and the store is verified
+# again either way.
 UPGRADE = Recipe(
     "upgrade",
     StoreStatus.UPDATING,
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
+        Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
         Step("helm_upgrade", "Upgrading the Helm release", install_release, TimeLimits.install),
         Step(
             "rollout",
@@ -573,6 +581,7 @@ ROLLBACK = Recipe(
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
         Step("choose_revision", "Choosing the revision to return to", choose_rollback_revision),
+        Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
         Step(
             "helm_rollback",
             "Rolling the Helm release back",
@@ -632,7 +641,14 @@ REMOVE_STEPS = (
         DELETE_TIMEOUT + 60,
     ),
 )
-DELETE = Recipe("delete", StoreStatus.DELETING, REMOVE_STEPS, on_failure=OnFailure.RETRY)
+# A deleted store leaves nothing behind, its backups included. (A failed store's clean-up
+# keeps them: it may be retried, or restored.)
+DELETE = Recipe(
+    "delete",
+    StoreStatus.DELETING,
+    (*REMOVE_STEPS, Step("backups", "Deleting the store's backups", delete_backups, 3600.0)),
+    on_failure=OnFailure.RETRY,
+)
 # What a failed store made is removed as a deletion would; the store stays failed.
 CLEAN_UP = Recipe(
     "clean_up", StoreStatus.FAILED, REMOVE_STEPS, on_failure=OnFailure.RETRY, shows_steps=False

@@ -61,7 +61,7 @@ from woostore_provisioner.retries import (
     retry_in_place,
 )
 from woostore_shared import lifecycle
-from woostore_shared.backups import BackupStorage, Manifest
+from woostore_shared.backups import BackupStorage, BackupStorageError, Manifest
 from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
 from woostore_shared.lifecycle import InvalidTransition, in_the_cold_queue
@@ -236,7 +236,11 @@ class Runner:
         if recipe is None or recipe.status is not StoreStatus.UPDATING:
             log.info("nothing to change", status=store.status.value, change=store.change)
             return
-        if await self._follow(recipe, store, attempt):
+        making = None  # (a change asked for before changes took a backup first: none)
+        async with self.db.session() as session:
+            with suppress(LookupError):
+                making = (await lifecycle.backup_under_way(session, store.id)).id
+        if await self._follow(recipe, store, attempt, BackupWork(making=making)):
             await self._end_change(attempt.store_id, failure=None)
 
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
@@ -323,9 +327,10 @@ class Runner:
         log.warning("claimed store discarded: made from scratch instead", reason=reason)
 
     async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
+        backup = await self._backup_taken_first(store_id)
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
-                change = await lifecycle.end_change(uow, store_id, failure)
+                change = await lifecycle.end_change(uow, store_id, failure, backup)
         except InvalidTransition:
             return  # ended already (the reaper gave it up, say)
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
@@ -342,18 +347,25 @@ class Runner:
 
     async def _end_restore(self, store_id: uuid.UUID, failure: str | None) -> None:
         """End the restore, with its safety backup as far as it was made."""
-        manifest = None
-        async with self.db.session() as session:
-            with suppress(LookupError):  # none running: the restore ended already
-                safety = await lifecycle.backup_under_way(session, store_id)
-                manifest = await self.backup_storage.of(store_id).manifest(safety.id)
+        safety = await self._backup_taken_first(store_id)
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
-                await lifecycle.end_restore(uow, store_id, failure, manifest)
+                await lifecycle.end_restore(uow, store_id, failure, safety)
         except InvalidTransition:
             return  # ended already (the reaper gave it up, say)
         STORES_FINISHED.labels("restored" if failure is None else "restore_failed").inc()
         log.info("restore ended", reason=failure)
+
+    async def _backup_taken_first(self, store_id: uuid.UUID) -> Manifest | None:
+        """The manifest of the backup a change or a restore took first, if it was made."""
+        async with self.db.session() as session:
+            try:
+                backup = await lifecycle.backup_under_way(session, store_id)
+            except LookupError:
+                return None  # none running: the change ended already
+        with suppress(BackupStorageError):  # unreadable: as if not made, and recorded so
+            return await self.backup_storage.of(store_id).manifest(backup.id)
+        return None
 
     # -- running a recipe --------------------------------------------------------------------
 

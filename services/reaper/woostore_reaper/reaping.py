@@ -156,8 +156,8 @@ async def _end_lost_change(
     outbox: Outbox, store_id: uuid.UUID, status: StoreStatus, reason: str
 ) -> bool:
     """A live store's upgrade, rollback, backup or restore given up: it ends failed, the store
-    ready. (The reaper reads no backups: a restore's safety backup is recorded failed, even
-    if its worker stored it before it kept dying.)"""
+    ready. (The reaper reads no backups: the backup a change or a restore took first is
+    recorded failed, even if its worker stored it before it kept dying.)"""
     try:
         async with UnitOfWork.begin(outbox) as uow:
             if status is StoreStatus.BACKING_UP:
@@ -165,7 +165,7 @@ async def _end_lost_change(
             elif status is StoreStatus.RESTORING:
                 await lifecycle.end_restore(uow, store_id, reason, safety=None)
             else:
-                await lifecycle.end_change(uow, store_id, reason)
+                await lifecycle.end_change(uow, store_id, reason, backup=None)
     except (InvalidTransition, StoreNotFound):
         return False  # finished meanwhile
     log.warning("change abandoned", reason=reason)

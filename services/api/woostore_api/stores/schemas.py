@@ -159,7 +159,7 @@ class BackupOut(BaseModel):
     )
     status: BackupStatus = Field(
         description="running; complete once every part and its manifest are stored (only "
-        "then can it be restored); failed, with the reason."
+        "then can it be restored); failed, with the reason; deleted, with its store."
     )
     requested_at: datetime
     finished_at: datetime | None = None
