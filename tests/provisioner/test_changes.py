@@ -23,7 +23,14 @@ from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
 from woostore_shared.events import Change, CloudEvent, EventName
-from woostore_shared.models import Store, StoreChange, StoreStatus
+from woostore_shared.models import (
+    BackupStatus,
+    BackupTrigger,
+    Store,
+    StoreBackup,
+    StoreChange,
+    StoreStatus,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.unit_of_work import UnitOfWork
@@ -212,6 +219,57 @@ async def test_an_upgrade_that_fails_verification_reports_why_and_the_store_stay
     assert reason is not None
     assert "wait_for_rollout failed" in reason
     assert await cluster.namespace_exists(store.namespace)
+
+
+async def test_an_upgrade_backs_the_store_up_first_and_fails_untouched_if_it_cannot(
+    make_runner: Callable[[Cluster], Runner],
+    next_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    no_dump = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"dump_database": "error"}
+    )
+    await request_change(api_outbox, store, "upgrade")
+    await next_runner(no_dump).change(store.id, KeepAlive())
+
+    # The backup could not be made: the release was never touched.
+    after = await load(database, store.id)
+    assert (after.status, after.chart_version, after.release_revision) == (
+        StoreStatus.READY, store_chart_version(), 1,
+    )  # fmt: skip
+    [(kind, result, reason)] = await changes(database, store)
+    assert (kind, result) == ("upgrade", "failed")
+    assert reason is not None
+    assert "dump_database failed" in reason
+
+    await request_change(api_outbox, store, "upgrade")
+    await next_runner(cluster).change(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).chart_version == NEW_VERSION
+    async with database.session() as session:
+        rows = await session.exec(
+            select(StoreBackup)
+            .where(col(StoreBackup.store_id) == store.id)
+            .order_by(col(StoreBackup.requested_at))
+        )
+        backups = [(b.trigger, b.status, b.chart_version) for b in rows]
+    assert backups == [
+        (BackupTrigger.BEFORE_UPGRADE, BackupStatus.FAILED, None),
+        (BackupTrigger.BEFORE_UPGRADE, BackupStatus.COMPLETE, store_chart_version()),
+    ]
+    [manifest] = await backup_storage.of(store.id).manifests()
+    assert manifest.chart_version == store_chart_version()  # the store as it was before
+
+
+def store_chart_version() -> str:
+    chart = Path(__file__).resolve().parents[2] / "helm" / "store" / "Chart.yaml"
+    return str(yaml.safe_load(chart.read_text())["version"])
 
 
 async def test_a_change_of_a_store_not_updating_does_nothing(
