@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -149,11 +150,8 @@ class StoreBackups:
     async def stored_parts(self, backup_id: uuid.UUID) -> dict[str, str]:
         """The parts stored for ``backup_id`` so far, by name, with the snapshot of each (the
         latest, if a part was stored again after a crash)."""
-        listed = await self._must(
-            "snapshots", "--json", f"--tag=backup={backup_id}", doing="list a backup's parts"
-        )
         parts: dict[str, str] = {}
-        for snapshot in sorted(json.loads(listed or b"[]"), key=lambda s: s["time"]):
+        for snapshot in await self._snapshots(f"backup={backup_id}"):
             if MANIFEST_TAG not in snapshot.get("tags", []):
                 parts[snapshot["paths"][0].removeprefix("/")] = snapshot["id"]
         return parts
@@ -168,28 +166,12 @@ class StoreBackups:
 
     async def manifest(self, backup_id: uuid.UUID) -> Manifest | None:
         """The backup's manifest: None until the backup is complete."""
-        listed = await self._must(
-            "snapshots", "--json", f"--tag=backup={backup_id},{MANIFEST_TAG}",
-            doing=f"find backup {backup_id}",
-        )  # fmt: skip
-        snapshots = json.loads(listed or b"[]")
-        if not snapshots:
-            return None
-        body = b"".join([chunk async for chunk in self._dump(snapshots[0]["id"], MANIFEST)])
-        return Manifest.model_validate_json(body)
+        found = await self._snapshots(f"backup={backup_id},{MANIFEST_TAG}")
+        return await self._read_manifest(found[0]["id"]) if found else None
 
     async def manifests(self) -> list[Manifest]:
         """Every complete backup of the store, oldest first."""
-        listed = await self._run("snapshots", "--json", "--tag", MANIFEST_TAG)
-        if listed.code != 0:
-            if "unable to open config file" in listed.said:
-                return []  # nothing was ever backed up
-            raise BackupStorageError(f"could not list backups: {listed.said}")
-        found = []
-        for snapshot in sorted(json.loads(listed.out or b"[]"), key=lambda s: s["time"]):
-            body = b"".join([chunk async for chunk in self._dump(snapshot["id"], MANIFEST)])
-            found.append(Manifest.model_validate_json(body))
-        return found
+        return [await self._read_manifest(s["id"]) for s in await self._snapshots(MANIFEST_TAG)]
 
     async def read_part(self, part: Part) -> AsyncIterator[bytes]:
         """The part's bytes as stored. Its size and SHA-256 are checked at the end: a part
@@ -215,12 +197,8 @@ class StoreBackups:
     async def forget(self, manifest: Manifest) -> None:
         """Drops the backup: its manifest first (so it is never listed half-gone), then its
         parts, then the data no snapshot holds any more."""
-        listed = await self._must(
-            "snapshots", "--json", f"--tag=backup={manifest.backup_id},{MANIFEST_TAG}",
-            doing=f"find backup {manifest.backup_id}",
-        )  # fmt: skip
-        manifests = [snapshot["id"] for snapshot in json.loads(listed or b"[]")]
-        for group in (manifests, [part.snapshot for part in manifest.parts]):
+        found = await self._snapshots(f"backup={manifest.backup_id},{MANIFEST_TAG}")
+        for group in ([s["id"] for s in found], [part.snapshot for part in manifest.parts]):
             if group:
                 await self._must("forget", *group, doing="forget a backup")
         await self._must("prune", doing="prune the backup repository")
@@ -231,15 +209,25 @@ class StoreBackups:
         of the store's. Nothing to do without a location, or a repository."""
         if self._environment is None:
             return
-        listed = await self._run("snapshots", "--json")
-        if listed.code != 0:
-            if "unable to open config file" in listed.said:
-                return  # never backed up
-            raise BackupStorageError(f"could not list backups: {listed.said}")
-        snapshots = [snapshot["id"] for snapshot in json.loads(listed.out or b"[]")]
+        snapshots = [snapshot["id"] for snapshot in await self._snapshots()]
         if snapshots:
             await self._must("forget", *snapshots, doing="forget the store's backups")
         await self._must("prune", doing="prune the backup repository")
+
+    async def _snapshots(self, *tags: str) -> list[dict[str, Any]]:
+        """The repository's snapshots with all of ``tags``, oldest first; none in a
+        repository not made yet (nothing was ever backed up)."""
+        listed = await self._run("snapshots", "--json", *(f"--tag={tag}" for tag in tags))
+        if listed.code != 0:
+            if "unable to open config file" in listed.said:
+                return []
+            raise BackupStorageError(f"could not list backups: {listed.said}")
+        found: list[dict[str, Any]] = json.loads(listed.out or b"[]")
+        return sorted(found, key=lambda snapshot: str(snapshot["time"]))
+
+    async def _read_manifest(self, snapshot: str) -> Manifest:
+        body = b"".join([chunk async for chunk in self._dump(snapshot, MANIFEST)])
+        return Manifest.model_validate_json(body)
 
     async def _must(self, *arguments: str, doing: str) -> bytes:
         done = await self._run(*arguments)
