@@ -38,6 +38,7 @@ CHUNK_BYTES = 1 << 16
 MANIFEST = "manifest.json"
 MANIFEST_TAG = "manifest"
 HOST = "woostore"  # every snapshot's host: which pod made it says nothing about the store
+NO_REPOSITORY = "unable to open config file"  # what restic says where nothing was backed up
 _STDERR_KEPT = 4096  # the end of what restic said, for an error message
 
 
@@ -166,7 +167,7 @@ class StoreBackups:
 
     async def manifest(self, backup_id: uuid.UUID) -> Manifest | None:
         """The backup's manifest: None until the backup is complete."""
-        found = await self._snapshots(f"backup={backup_id},{MANIFEST_TAG}")
+        found = await self._snapshots(f"backup={backup_id}", MANIFEST_TAG)
         return await self._read_manifest(found[0]["id"]) if found else None
 
     async def manifests(self) -> list[Manifest]:
@@ -197,7 +198,7 @@ class StoreBackups:
     async def forget(self, manifest: Manifest) -> None:
         """Drops the backup: its manifest first (so it is never listed half-gone), then its
         parts, then the data no snapshot holds any more."""
-        found = await self._snapshots(f"backup={manifest.backup_id},{MANIFEST_TAG}")
+        found = await self._snapshots(f"backup={manifest.backup_id}", MANIFEST_TAG)
         for group in ([s["id"] for s in found], [part.snapshot for part in manifest.parts]):
             if group:
                 await self._must("forget", *group, doing="forget a backup")
@@ -212,14 +213,18 @@ class StoreBackups:
         snapshots = [snapshot["id"] for snapshot in await self._snapshots()]
         if snapshots:
             await self._must("forget", *snapshots, doing="forget the store's backups")
-        await self._must("prune", doing="prune the backup repository")
+        pruned = await self._run("prune")
+        if pruned.code != 0 and NO_REPOSITORY not in pruned.said:
+            raise BackupStorageError(f"could not prune the backup repository: {pruned.said}")
 
     async def _snapshots(self, *tags: str) -> list[dict[str, Any]]:
         """The repository's snapshots with all of ``tags``, oldest first; none in a
         repository not made yet (nothing was ever backed up)."""
-        listed = await self._run("snapshots", "--json", *(f"--tag={tag}" for tag in tags))
+        # One --tag with commas matches snapshots with all of them; several --tag match any.
+        matching = [f"--tag={','.join(tags)}"] if tags else []
+        listed = await self._run("snapshots", "--json", *matching)
         if listed.code != 0:
-            if "unable to open config file" in listed.said:
+            if NO_REPOSITORY in listed.said:
                 return []
             raise BackupStorageError(f"could not list backups: {listed.said}")
         found: list[dict[str, Any]] = json.loads(listed.out or b"[]")

@@ -136,8 +136,26 @@ async def test_a_backup_cut_off_before_its_manifest_is_never_listed(
     assert await store.manifests() == [complete]
 
 
-async def test_a_store_never_backed_up_has_no_backups(storage: BackupStorage) -> None:
-    assert await storage.of(uuid.uuid4()).manifests() == []
+async def test_a_store_never_backed_up_has_no_backups_and_forgets_them_without_error(
+    storage: BackupStorage,
+) -> None:
+    never = storage.of(uuid.uuid4())
+    assert await never.manifests() == []
+    assert await never.manifest(uuid.uuid4()) is None
+    await never.forget_all()  # deleting a store that was never backed up
+
+
+async def test_forgetting_all_of_a_stores_backups_leaves_none_and_spares_other_stores(
+    storage: BackupStorage,
+) -> None:
+    store, other = await a_store(storage), await a_store(storage)
+    await back_up(store, {"database.sql": generated(20_000, 9)})
+    await store.store_part(uuid.uuid4(), "uploads.tar", streamed(generated(20_000, 10)))
+    kept = await back_up(other, {"database.sql": generated(20_000, 11)})
+    await store.forget_all()
+    assert await store.manifests() == []
+    assert await store.stored_parts(kept.backup_id) == {}
+    assert await other.manifests() == [kept]
 
 
 async def test_a_part_that_does_not_match_its_manifest_is_refused(
