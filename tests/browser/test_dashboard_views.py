@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.test_dashboard import (
     PROVISION_STEPS,
@@ -42,6 +42,13 @@ AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
 TIME_SCALE = "0.2"
 PROVISIONING = 120_000  # ms
 MANY = 10_000
+KEY_LIST = re.compile(r"/api/v1/keys(\?.*)?$")  # the keys view's list, not one key
+
+
+async def held_until(answer: asyncio.Event, route: Route) -> None:
+    """Lets a request through only once ``answer`` is set: what the page shows meanwhile."""
+    await answer.wait()
+    await route.continue_()
 
 
 @pytest.fixture
@@ -309,14 +316,22 @@ async def test_a_tenant_makes_a_key_sees_it_once_and_revokes_it(
         headers = {"Authorization": f"Bearer {new_token}"}
         assert (await api.get("/api/v1/stores", headers=headers)).status_code == 200
 
-    # Shown once: gone when the view is left and come back to.
+    # Shown once: gone when the view is left and come back to. Coming back reloads the
+    # list; a Revoke button reached before the reload answers keeps its focus through it.
     await page.get_by_test_id("nav-stores").click()
+    answer = asyncio.Event()
+    await page.route(KEY_LIST, lambda route: held_until(answer, route))
     await page.get_by_test_id("nav-keys").click()
     await expect(page.get_by_test_id("new-key")).to_be_hidden()
-    await expect(rows).to_have_count(2, timeout=SHORT)
+    await expect(page.get_by_test_id("key-table")).to_have_attribute("aria-busy", "true")
+    await ci_row.get_by_test_id("key-revoke").focus()
+    answer.set()
+    await expect(page.get_by_test_id("key-table")).to_have_attribute("aria-busy", "false")
+    await page.unroute(KEY_LIST)
+    await expect(rows).to_have_count(2)
 
     # Revoked once confirmed (by keyboard): it stops working at once.
-    await ci_row.get_by_test_id("key-revoke").focus()
+    await expect(ci_row.get_by_test_id("key-revoke")).to_be_focused()
     await page.keyboard.press("Enter")
     dialog = page.locator("#confirm-dialog")
     await expect(dialog).to_contain_text("ci deploys")

@@ -17,6 +17,7 @@ const els = {
   newKey: byId('new-key'),
   token: byId('new-key-token'),
   copy: document.querySelector('#new-key [data-role="copy"]'),
+  table: document.querySelector('[data-testid="key-table"]'),
   rows: byId('key-rows'),
   empty: byId('keys-empty'),
 };
@@ -46,13 +47,19 @@ export function forgetNewKey() {
 
 export async function loadKeys() {
   els.role.hidden = !isAdmin();
+  els.table.setAttribute('aria-busy', 'true');
   try {
     const { items = [] } = (await api('GET', withQuery('/keys', { tenant_id: pickedTenant() }))) ?? {};
     items.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
-    els.rows.replaceChildren(...items.map(keyRow));
+    // Rows rebuilt under the user's hand lose focus and a click in flight: keep them when
+    // nothing they show has changed (coming back to the view, say).
+    const shown = [...els.rows.children].map((row) => row.dataset.shows);
+    if (shown.join() !== items.map(showing).join()) els.rows.replaceChildren(...items.map(keyRow));
     els.empty.hidden = items.length > 0;
   } catch (err) {
     handleError(err);
+  } finally {
+    els.table.setAttribute('aria-busy', 'false');
   }
 }
 
@@ -93,7 +100,7 @@ function setError(message) {
 function keyRow(key) {
   const row = document.createElement('tr');
   row.dataset.testid = 'key-row';
-  row.dataset.keyId = key.id;
+  row.dataset.shows = showing(key);
   const name = document.createElement('th');
   name.scope = 'row';
   name.textContent = key.name;
@@ -122,6 +129,10 @@ function keyRow(key) {
   }
   row.append(name, prefix, role, created, state, actions);
   return row;
+}
+
+function showing(key) {
+  return `${key.id}:${key.revoked_at ? 'revoked' : 'active'}`;
 }
 
 function cell(text) {
