@@ -148,6 +148,16 @@ def restore(api: Api, args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def delete_backup(api: Api, args: argparse.Namespace) -> int:
+    """A backup deleted at once; its data leaves the store's repository once it is not busy."""
+    backup = api.call("DELETE", f"/stores/{args.id}/backups/{args.backup}")
+    if args.json:
+        _print_json(backup)
+    else:
+        print(f"Backup {backup['id']} deleted: its data is removed once the store is not busy")
+    return 0
+
+
 def list_backups(api: Api, args: argparse.Namespace) -> int:
     found = api.call("GET", f"/stores/{args.id}/backups")
     if args.json:
@@ -698,12 +708,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("revoke", revoke_key, "revoke a key at once", keys)
     sub.add_argument("id", metavar="ID")
 
-    backups = group("backups", "back a store up, and list its backups")
+    backups = group("backups", "back a store up, list its backups, delete one")
     sub = command("create", create_backup, "back a ready store up: database and uploads", backups)
     sub.add_argument("id", metavar="STORE_ID")
     sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("list", list_backups, "list a store's backups, newest first", backups)
     sub.add_argument("id", metavar="STORE_ID")
+    sub = command("delete", delete_backup, "delete one of a store's backups", backups)
+    sub.add_argument("id", metavar="STORE_ID")
+    sub.add_argument("backup", metavar="BACKUP_ID")
     sub = command(
         "restore", restore, "return a ready store to one of its backups (backed up first)"
     )

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from woostore_shared.events import (
     TYPE_PREFIX,
     BackupCompleted,
+    BackupDeleted,
     BackupFailed,
     BackupStarted,
     Changed,
@@ -102,6 +103,12 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
         RestoreFailed,
         "The restore could not be finished (the reason is meant for people); the safety "
         "backup holds the store as it was before.",
+    ),
+    EventName.BACKUP_DELETED: (
+        BackupDeleted,
+        "A backup was deleted, by its owner or by the operator's retention policy: it is no "
+        "longer listed as restorable, and its data is removed from the store's repository "
+        "as soon as the store is not busy. The store's status does not change.",
     ),
 }
 

@@ -195,14 +195,17 @@ class StoreBackups:
             async for _ in self.read_part(part):
                 pass
 
-    async def forget(self, manifest: Manifest) -> None:
-        """Drops the backup: its manifest first (so it is never listed half-gone), then its
-        parts, then the data no snapshot holds any more."""
-        found = await self._snapshots(f"backup={manifest.backup_id}", MANIFEST_TAG)
-        for group in ([s["id"] for s in found], [part.snapshot for part in manifest.parts]):
+    async def forget(self, backup_id: uuid.UUID) -> None:
+        """Drops the backup, complete or not: its manifest first (so it is never listed
+        half-gone), then its parts, then the data no snapshot holds any more."""
+        found = await self._snapshots(f"backup={backup_id}")
+        manifests = [s["id"] for s in found if MANIFEST_TAG in s.get("tags", [])]
+        parts = [s["id"] for s in found if s["id"] not in manifests]
+        for group in (manifests, parts):
             if group:
                 await self._must("forget", *group, doing="forget a backup")
-        await self._must("prune", doing="prune the backup repository")
+        if found:
+            await self._must("prune", doing="prune the backup repository")
 
     async def forget_all(self) -> None:
         """Drops every backup of the store and the data they held (the store is deleted):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from woostore_shared.models import BackupTrigger, StoreStatus, utcnow
+from woostore_shared.models import BackupDeletion, BackupTrigger, StoreStatus, utcnow
 
 STREAM_SUBJECT_PREFIX = "store"
 # The ``tenantid`` of events about stores in the warm pool, which no tenant owns: the nil
@@ -43,6 +43,7 @@ class EventName(StrEnum):
     RESTORE_REQUESTED = "restore_requested"
     RESTORED = "restored"
     RESTORE_FAILED = "restore_failed"
+    BACKUP_DELETED = "backup_deleted"  # by its owner, or by the retention policy
 
 
 class StepInfo(BaseModel):
@@ -210,6 +211,15 @@ class RestoreFailed(BaseModel):
     reason: str
 
 
+class BackupDeleted(BaseModel):
+    """The backup is deleted: never listed or restorable again. Its data is removed from the
+    store's repository as soon as the store is not busy (its status until then: deleting)."""
+
+    status: StoreStatus  # the store's, which deleting a backup does not change
+    backup_id: uuid.UUID
+    reason: BackupDeletion
+
+
 EventData = (
     Requested
     | Progress
@@ -229,6 +239,7 @@ EventData = (
     | RestoreRequested
     | Restored
     | RestoreFailed
+    | BackupDeleted
 )
 
 _NAMES: dict[type[BaseModel], EventName] = {
@@ -250,6 +261,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     RestoreRequested: EventName.RESTORE_REQUESTED,
     Restored: EventName.RESTORED,
     RestoreFailed: EventName.RESTORE_FAILED,
+    BackupDeleted: EventName.BACKUP_DELETED,
 }
 
 

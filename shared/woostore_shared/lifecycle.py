@@ -32,6 +32,8 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`end_backup` | backing_up | ready; the backup done or failed | backup_completed (failed) | |
 | :func:`start_restore` | ready | restoring; a safety backup recorded | restore_requested | change |
 | :func:`end_restore` | restoring | ready; the outcome kept | restored or restore_failed | |
+| :func:`delete_backup` | (unchanged) | a backup deleting | backup_deleted | change |
+| :func:`mark_backup_deleted` | (a backup deleting) | the backup deleted | | |
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from woostore_shared.backups import Manifest
 from woostore_shared.events import (
     BackupCompleted,
+    BackupDeleted,
     BackupFailed,
     BackupStarted,
     Change,
@@ -67,6 +70,7 @@ from woostore_shared.events import (
     StoreSummary,
 )
 from woostore_shared.models import (
+    BackupDeletion,
     BackupStatus,
     BackupTrigger,
     Store,
@@ -159,6 +163,14 @@ class BackupNotRestorable(Exception):
         super().__init__(
             f"backup {backup.id} is {backup.status.value}: only a complete one restores"
         )
+
+
+class BackupInUse(Exception):
+    """The backup is being made, or restored from: it cannot be deleted now (409)."""
+
+    def __init__(self, backup: StoreBackup, why: str) -> None:
+        super().__init__(f"backup {backup.id} is {why}: it can be deleted once that ends")
+        self.backup = backup
 
 
 class InvalidTransition(Exception):
@@ -573,6 +585,52 @@ async def end_restore(
     else:
         uow.emit(store, Restored(backup_id=backup_id))
     return record
+
+
+async def delete_backup(
+    uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UUID, reason: BackupDeletion
+) -> StoreBackup:
+    """Delete one of a store's backups: from now on it is never listed or restored, and its
+    data is removed from the store's repository by the change lane once the store is not
+    busy (its work is serialised with the store's backups and restores; the reaper sends
+    it again if lost). Deleting one already deleting changes nothing."""
+    store = await _locked(uow, store_id)
+    backup = await uow.session.get(StoreBackup, backup_id)
+    if backup is None or backup.store_id != store.id or backup.status is BackupStatus.DELETED:
+        raise BackupNotFound(backup_id)
+    if backup.status is BackupStatus.DELETING:
+        return backup
+    if backup.status is BackupStatus.RUNNING:
+        raise BackupInUse(backup, "being made")
+    restoring = await change_under_way(uow.session, store.id)
+    if restoring is not None and restoring.backup_id == backup.id:
+        raise BackupInUse(backup, "being restored")
+    backup.status = BackupStatus.DELETING
+    uow.session.add(backup)
+    uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
+    uow.dispatch(store, Lane.CHANGE)
+    return backup
+
+
+async def mark_backup_deleted(uow: UnitOfWork, backup_id: uuid.UUID) -> None:
+    """The deleted backup's data is gone from the store's repository."""
+    await uow.session.exec(
+        update(StoreBackup)
+        .where(col(StoreBackup.id) == backup_id)
+        .where(col(StoreBackup.status) == BackupStatus.DELETING)
+        .values(status=BackupStatus.DELETED)
+    )
+
+
+async def backups_deleting(session: AsyncSession, store_id: uuid.UUID) -> list[uuid.UUID]:
+    """The store's deleted backups whose data is still to be removed, oldest first."""
+    found = await session.exec(
+        select(StoreBackup.id)
+        .where(col(StoreBackup.store_id) == store_id)
+        .where(col(StoreBackup.status) == BackupStatus.DELETING)
+        .order_by(col(StoreBackup.requested_at))
+    )
+    return list(found)
 
 
 async def backup_under_way(session: AsyncSession, store_id: uuid.UUID) -> StoreBackup:

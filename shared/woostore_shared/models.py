@@ -225,11 +225,19 @@ class BackupTrigger(StrEnum):
     BEFORE_RESTORE = "before_restore"  # the store as it was, kept by a restore first
 
 
+class BackupDeletion(StrEnum):
+    """Why a backup was deleted (its store's deletion takes every backup with it)."""
+
+    REQUESTED = "requested"  # its owner asked
+    RETENTION = "retention"  # kept by none of the operator's retention rules
+
+
 class BackupStatus(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"  # every part and the manifest are stored
     FAILED = "failed"
-    DELETED = "deleted"  # with its store: nothing of it is kept
+    DELETING = "deleting"  # deleted, its data not yet removed from the store's repository
+    DELETED = "deleted"  # nothing of it is kept
 
 
 class StoreBackup(SQLModel, table=True):

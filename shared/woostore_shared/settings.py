@@ -246,6 +246,35 @@ class Settings(BaseSettings):
     backup_s3_secret_access_key: SecretStr = Field(
         default=SecretStr(""), description="S3 secret access key of backups."
     )
+    backup_every_hours: float = Field(
+        default=24,
+        ge=0,
+        description="Every ready store is backed up when its newest backup is this old (the "
+        "first one this long after it became ready); one that failed is tried again within "
+        "the hour. 0: no scheduled backups.",
+    )
+    backups_at_once: int = Field(
+        default=2,
+        ge=1,
+        description="Scheduled backups under way at once, platform-wide (each store is busy "
+        "while it is backed up).",
+    )
+    backup_keep_last: int = Field(
+        default=3, ge=0, description="Retention: a store's newest backups kept whatever age."
+    )
+    backup_keep_daily: int = Field(
+        default=7,
+        ge=0,
+        description="Retention: the newest backup of each of a store's last N days with "
+        "backups is kept.",
+    )
+    backup_keep_weekly: int = Field(
+        default=4,
+        ge=0,
+        description="Retention: the newest backup of each of a store's last N weeks with "
+        "backups is kept. A backup kept by no rule is deleted by the reaper; all three at 0 "
+        "keep every backup.",
+    )
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)
 

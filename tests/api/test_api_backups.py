@@ -115,3 +115,55 @@ async def test_only_a_complete_backup_of_the_store_itself_is_restored(
     problem(await client.post(path, json={}), 422)
     problem(await client.post(path, json={"backup_id": others, "force": True}), 422)
     assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
+
+
+# --- deleting -------------------------------------------------------------------------------
+
+
+async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_audited(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    store_id = await ready_store(client, database)
+    kept, deleted = (
+        await a_complete_backup(database, store_id),
+        await a_complete_backup(database, store_id),
+    )
+    path = f"{STORES}/{store_id}/backups/{deleted}"
+
+    response = await client.delete(path)
+
+    assert response.status_code == 202, response.text
+    assert (response.json()["id"], response.json()["status"]) == (deleted, "deleting")
+    assert (await client.delete(path)).json()["status"] == "deleting"  # asking again: the same
+    messages = await stream_messages(nats_client, store_id)
+    assert [m.subject for m in messages].count(f"store.backup_deleted.{store_id}") == 1
+    assert envelope(messages[-1])["data"] == {
+        "status": "ready", "backup_id": deleted, "reason": "requested",
+    }  # fmt: skip
+    listed = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
+    assert {b["id"]: b["status"] for b in listed} == {kept: "complete", deleted: "deleting"}
+    refused = problem(
+        await client.post(f"{STORES}/{store_id}/restore", json={"backup_id": deleted}), 409
+    )
+    assert "is deleting: only a complete one restores" in refused["detail"]
+    assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
+    audit = (await client.get("/api/v1/audit")).json()["items"]
+    assert (audit[0]["action"], audit[0]["details"]) == (
+        "store.delete_backup", {"backup_id": deleted},
+    )  # fmt: skip
+
+
+async def test_a_backup_being_made_or_of_another_store_is_not_deleted(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    store_id, other_id = await ready_store(client, database), await ready_store(client, database)
+    others = await a_complete_backup(database, other_id)
+    running = (await client.post(f"{STORES}/{store_id}/backups")).json()["id"]
+
+    busy = problem(await client.delete(f"{STORES}/{store_id}/backups/{running}"), 409)
+    assert busy["detail"] == f"backup {running} is being made: it can be deleted once that ends"
+    problem(await client.delete(f"{STORES}/{store_id}/backups/{others}"), 404)
+    problem(await client.delete(f"{STORES}/{store_id}/backups/{uuid.uuid4()}"), 404)
+    assert (await client.get(f"{STORES}/{other_id}/backups/{others}")).json()["status"] == (
+        "complete"
+    )

@@ -439,6 +439,10 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
         Attempt("GET", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups/{w.b.backup_id}", 404),
         Attempt("GET", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups/{w.a.backup_id}", 200),
     ],
+    f"DELETE {STORES}/{{store_id}}/backups/{{backup_id}}": lambda w: [
+        Attempt("DELETE", f"{STORES}/{w.b.store(StoreStatus.READY)}/backups/{w.b.backup_id}", 404),
+        Attempt("DELETE", f"{STORES}/{w.a.store(StoreStatus.READY)}/backups/{w.b.backup_id}", 404),
+    ],
     # Tenants are the admin's; a tenant key is refused before anything is looked up
     # (403, never 409 for B's name or 404 for B's id).
     f"POST {TENANTS}": lambda w: [

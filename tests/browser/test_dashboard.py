@@ -469,6 +469,13 @@ async def test_a_ready_store_is_backed_up_and_restored_from_its_card(
     statuses = [row["status"] for row in await card_history(page, store["id"])]
     assert statuses[statuses.index("restoring") :][-1] == "ready", statuses
 
+    # The safety backup deleted, once confirmed: the list shows it gone without a reload.
+    await safety.get_by_test_id("delete-backup-button").click()
+    await expect(page.locator("#confirm-dialog")).to_contain_text("can no longer be restored")
+    await page.get_by_test_id("confirm").click()
+    await expect(backups.get_by_test_id("backup")).to_have_count(1, timeout=PROVISIONING)
+    await expect(backups.get_by_test_id("backup")).to_contain_text("(asked for)")
+
 
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     traffic = Traffic()

@@ -1969,3 +1969,36 @@ def test_compose_runs_on_the_simulator_or_a_kubeconfig() -> None:
         # One simulated cluster for the provisioner replicas and the reaper.
         assert f"simcluster:{env['WOOSTORE_DATA_DIR']}" in service["volumes"]
     assert services["api"]["environment"]["WOOSTORE_CLUSTER"] == "${WOOSTORE_CLUSTER:-simulated}"
+
+
+def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
+    helm_env: dict[str, str],
+) -> None:
+    docs = render_platform(
+        helm_env,
+        *set_values(
+            "backups.location=s3:https://s3.example.com/shops/backups",
+            "backups.s3CredentialsSecret=backup-s3",
+            "backups.everyHours=12",
+            "backups.keep.last=5",
+        ),
+    )
+    provisioner = env_of(container(deployment(docs, "provisioner")))
+    reaper = env_of(container(deployment(docs, "reaper")))
+    api = env_of(container(deployment(docs, "api")))
+    for env in (provisioner, reaper):
+        assert env["WOOSTORE_BACKUP_LOCATION"]["value"] == "s3:https://s3.example.com/shops/backups"
+    assert provisioner["WOOSTORE_BACKUP_S3_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "backup-s3", "key": "secret-access-key",
+    }  # fmt: skip
+    assert "WOOSTORE_BACKUP_S3_SECRET_ACCESS_KEY" not in reaper  # it never reads a backup
+    schedule = {name: reaper[name]["value"] for name in reaper if "BACKUP" in name}
+    assert schedule == {
+        "WOOSTORE_BACKUP_LOCATION": "s3:https://s3.example.com/shops/backups",
+        "WOOSTORE_BACKUP_EVERY_HOURS": "12",
+        "WOOSTORE_BACKUPS_AT_ONCE": "2",
+        "WOOSTORE_BACKUP_KEEP_LAST": "5",
+        "WOOSTORE_BACKUP_KEEP_DAILY": "7",
+        "WOOSTORE_BACKUP_KEEP_WEEKLY": "4",
+    }
+    assert not [name for name in api if "BACKUP" in name]

@@ -1,6 +1,7 @@
-"""woostore backups create --wait, backups list and restore --wait against the real platform:
-a ready store backed up through the change lane into its restic repository under the data
-folder, and returned to that backup after a safety backup of it."""
+"""woostore backups create --wait, backups list, restore --wait and backups delete against the
+real platform: a ready store backed up through the change lane into its restic repository
+under the data folder, returned to that backup after a safety backup of it, and the backup
+deleted."""
 
 from __future__ import annotations
 
@@ -40,6 +41,14 @@ def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None
     assert store["last_change"]["result"] == "changed"
     safety, _ = woostore(platform, "backups", "list", store_id).out.splitlines()[1:]
     assert safety.split()[1:4] == ["complete", "before", "restore"]  # newest first
+
+    deleted = woostore(platform, "backups", "delete", store_id, backup_id)
+
+    assert deleted.code == 0, deleted.err
+    assert deleted.out.startswith(f"Backup {backup_id} deleted")
+    again = woostore(platform, "restore", store_id, backup_id)
+    assert again.code == 1
+    assert "only a complete one restores" in again.err
 
 
 def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> None:

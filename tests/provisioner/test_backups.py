@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from nats.js import JetStreamContext
 from sqlmodel import col, select
 
@@ -25,7 +26,9 @@ from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
 from woostore_shared.events import EventName
+from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable
 from woostore_shared.models import (
+    BackupDeletion,
     BackupStatus,
     BackupTrigger,
     Store,
@@ -319,3 +322,64 @@ async def test_deleting_a_store_deletes_its_backups_and_nothing_of_them_is_left(
     assert await backup_storage.of(store.id).manifests() == []
     assert [f for f in (repository / "data").rglob("*") if f.is_file()] == []  # no data left
     assert (await backup_row(database, backup_id)).status is BackupStatus.DELETED
+
+
+async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_others_kept(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    (cluster.uploads(store.namespace) / "mug.jpg").write_bytes(PHOTO)
+    older = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    (cluster.uploads(store.namespace) / "mug.jpg").write_bytes(PHOTO[::-1])
+    newer = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.delete_backup(uow, store.id, older, BackupDeletion.REQUESTED)
+    assert (await backup_row(database, older)).status is BackupStatus.DELETING
+    with pytest.raises(BackupNotRestorable):  # from the moment it is deleted
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.start_restore(uow, store.id, older)
+    await runner.change(store.id, KeepAlive())  # the order delete_backup sent
+
+    assert (await backup_row(database, older)).status is BackupStatus.DELETED
+    assert [m.backup_id for m in await backup_storage.of(store.id).manifests()] == [newer]
+    assert await backup_storage.of(store.id).stored_parts(older) == {}
+    assert await read_part(backup_storage, store, newer, UPLOADS_PART)  # whole
+    await backup_storage.of(store.id).verify(
+        await backup_storage.of(store.id).manifest(newer) or pytest.fail("newer is gone")
+    )
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    events = await stream_events(js, store.id)
+    deleted = [e for e in events if e.name is EventName.BACKUP_DELETED]
+    assert [e.data for e in deleted] == [
+        {"status": "ready", "backup_id": str(older), "reason": "requested"}
+    ]
+
+
+async def test_a_backup_being_made_or_restored_from_cannot_be_deleted(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    made = await request_backup(api_outbox, store)
+    with pytest.raises(BackupInUse, match="being made"):
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.delete_backup(uow, store.id, made, BackupDeletion.REQUESTED)
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.start_restore(uow, store.id, made)
+    with pytest.raises(BackupInUse, match="being restored"):
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.delete_backup(uow, store.id, made, BackupDeletion.REQUESTED)
+    assert (await backup_row(database, made)).status is BackupStatus.COMPLETE

@@ -36,8 +36,13 @@ async def consume_everything(nats_client: Client, lane: Lane = Lane.PROVISION) -
     """What a worker that acked and then died leaves behind: the consumer moved past it."""
     js = nats_client.jetstream()
     subscription = await js.pull_subscribe_bind(consumer_of(lane), WORK_STREAM)
-    for message in await subscription.fetch(10, timeout=2):
-        await message.ack_sync()
+    while True:  # a fetch answers with what is there at first, maybe fewer than are waiting
+        try:
+            fetched = await subscription.fetch(10, timeout=1)
+        except TimeoutError:
+            return  # none left
+        for message in fetched:
+            await message.ack_sync()
 
 
 async def orders(nats_client: Client, store_id: uuid.UUID) -> list[str]:

@@ -189,8 +189,14 @@ async def test_a_forgotten_backup_is_gone_and_the_others_stay_whole(
     store = await a_store(storage)
     older = await back_up(store, {"database.sql": generated(100_000, 7)})
     newer = await back_up(store, {"database.sql": generated(100_000, 8)})
-    await store.forget(older)
+    cut_off = uuid.uuid4()  # a backup that failed after storing a part
+    await store.store_part(cut_off, "database.sql", streamed(generated(10_000, 12)))
+    await store.forget(older.backup_id)
+    await store.forget(cut_off)
+    await store.forget(uuid.uuid4())  # never made: nothing to do
     assert await store.manifests() == [newer]
+    assert await store.stored_parts(older.backup_id) == {}
+    assert await store.stored_parts(cut_off) == {}
     assert await read(store, newer.parts[0]) == b"".join(generated(100_000, 8))
 
 

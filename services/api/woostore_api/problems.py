@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from woostore_shared import problems as shared_problems
 from woostore_shared.lifecycle import (
+    BackupInUse,
     BackupNotFound,
     BackupNotRestorable,
     InvalidTransition,
@@ -255,6 +256,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(BackupNotRestorable)
     async def backup_not_restorable(request: Request, error: BackupNotRestorable) -> JSONResponse:
         return _render(request, 409, "Backup cannot be restored", str(error), "invalid-state")
+
+    @app.exception_handler(BackupInUse)
+    async def backup_in_use(request: Request, error: BackupInUse) -> JSONResponse:
+        return _render(request, 409, "Backup cannot be deleted now", str(error), "invalid-state")
 
     @app.exception_handler(StillCleaningUp)
     async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:

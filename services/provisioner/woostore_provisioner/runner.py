@@ -8,6 +8,7 @@
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
 | change | backing_up | BACKUP | ready, the backup complete | ready, the backup failed |
 | change | restoring | RESTORE | ready, restored | ready, the restore failed |
+| change | ready, a backup deleted | (none: its data is removed) | | (sent again by the reaper) |
 | removal | deleting | DELETE | deleted | (retried until it succeeds) |
 | removal | failed, not cleaned up | CLEAN_UP | cleaned up | (retried until it succeeds) |
 
@@ -229,19 +230,35 @@ class Runner:
         recipe = _recipe_under_way(store)
         if recipe is BACKUP:
             await self._back_up(store, attempt)
-            return
-        if recipe is RESTORE:
+        elif recipe is RESTORE:
             await self._restore(store, attempt)
-            return
-        if recipe is None or recipe.status is not StoreStatus.UPDATING:
-            log.info("nothing to change", status=store.status.value, change=store.change)
-            return
+        elif recipe is not None and recipe.status is StoreStatus.UPDATING:
+            await self._upgrade_or_roll_back(recipe, store, attempt)
+        # Last, under the same lease: deleted backups are removed from the repository only
+        # while nothing else of the store's uses it (restic's prune locks it whole).
+        await self._remove_deleted_backups(attempt.store_id)
+
+    async def _upgrade_or_roll_back(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
         making = None  # (a change asked for before changes took a backup first: none)
         async with self.db.session() as session:
             with suppress(LookupError):
                 making = (await lifecycle.backup_under_way(session, store.id)).id
         if await self._follow(recipe, store, attempt, BackupWork(making=making)):
             await self._end_change(attempt.store_id, failure=None)
+
+    async def _remove_deleted_backups(self, store_id: uuid.UUID) -> None:
+        """Remove the data of the store's deleted backups from its repository, if the store
+        is ready (busy, the work under way ends with this)."""
+        async with self.db.session() as session:
+            store = await session.get(Store, store_id)
+            deleting = await lifecycle.backups_deleting(session, store_id)
+        if store is None or store.status is not StoreStatus.READY:
+            return
+        for backup_id in deleting:
+            await self.backup_storage.of(store_id).forget(backup_id)
+            async with UnitOfWork.begin(self.outbox) as uow:
+                await lifecycle.mark_backup_deleted(uow, backup_id)
+            log.info("deleted backup removed from the repository", backup=str(backup_id))
 
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
         async with self.db.session() as session:

@@ -1,4 +1,5 @@
-"""woostore-reaper: enforces deadlines and relays events a writer could not publish."""
+"""woostore-reaper: enforces deadlines, relays events a writer could not publish, sends lost
+work again, keeps the warm pool, and backs stores up on schedule and thins their backups."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import timedelta
 from nats.aio.client import Client
 
 from woostore_cluster import connect_cluster
+from woostore_reaper.backups import BackupKeeper, BackupPolicy
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_reaper.reaping import reap_once
@@ -51,6 +53,7 @@ async def run(settings: Settings) -> None:
     cluster = connect_cluster(settings)
     topology = declare(settings)
     pool_target = PoolTarget.of(settings)
+    backups = BackupKeeper(outbox, BackupPolicy.of(settings))
     log.info("reaper started", deadline_seconds=settings.provision_deadline_seconds)
     while not stopping.is_set():
         try:
@@ -64,6 +67,9 @@ async def run(settings: Settings) -> None:
                 pool = await keep_pool(outbox, pool_target)
                 if any(vars(pool).values()):
                     log.info("warm pool kept", **vars(pool))
+                kept = await backups.keep()
+                if any(vars(kept).values()):
+                    log.info("backups kept", **vars(kept))
         except Exception as error:  # a pass that fails (database restarting) is retried next pass
             log.warning("reaper pass failed", error=repr(error))
         with contextlib.suppress(TimeoutError):

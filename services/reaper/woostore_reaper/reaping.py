@@ -3,12 +3,13 @@ with what is, so a pass missed (reaper down) is made up by the next one.
 
 1. Deadlines: a store provisioning for too long is failed (its clean-up follows).
 2. Relay: events and work orders their writer committed but could not publish are published.
-3. Replay: every store with work to do (a non-terminal state, or failed and not yet cleaned
-   up) must have a work order in flight. Where the last order is gone from the stream (a
+3. Replay: every store with work to do (a non-terminal state, failed and not yet cleaned
+   up, or ready with deleted backups still in its repository) must have a work order in
+   flight. Where the last order is gone from the stream (a
    stream lost in a crash) or was consumed without finishing the store (deliveries exhausted
    by a crashing worker), and the store's lease has expired, a fresh order is sent. A store
    whose provisioning or change was lost too often is failed or its change ended instead: a
-   dead letter. Removal is sent again for as long as it takes.
+   dead letter. Removal, and removing deleted backups, are sent again for as long as it takes.
 4. Cluster: a namespace whose labels prove WooStore made it, but whose store is deleted,
    unknown, or failed and cleaned up, is removed; a ready store whose namespace vanished is
    failed with that reason.
@@ -31,10 +32,12 @@ from woostore_shared import lifecycle
 from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
+    BackupStatus,
     IdempotencyKey,
     RateLimit,
     SpentTicket,
     Store,
+    StoreBackup,
     StoreStatus,
     WorkOrderRecord,
     utcnow,
@@ -64,7 +67,10 @@ _LANES = {
     StoreStatus.RESTORING: Lane.CHANGE,
     StoreStatus.DELETING: Lane.REMOVAL,
     StoreStatus.FAILED: Lane.REMOVAL,  # its clean-up, until it is done
+    StoreStatus.READY: Lane.CHANGE,  # removing deleted backups' data, until it is done
 }
+# Work sent again at most MAX_REPLAYS times; the rest, for as long as it takes.
+_GIVEN_UP_ON = frozenset(_LANES) - {StoreStatus.DELETING, StoreStatus.FAILED, StoreStatus.READY}
 
 
 # A live store's work: given up, it ends failed and the store stays ready.
@@ -175,6 +181,8 @@ async def _end_lost_change(
 async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
     """Returns (stores whose work was published again, stores failed as dead letters)."""
     now = utcnow()
+    # A ready store with deleted backups whose data is still in its repository has work too.
+    deleting = select(StoreBackup.store_id).where(col(StoreBackup.status) == BackupStatus.DELETING)
     async with outbox.db.session() as session:
         idle = list(
             await session.exec(
@@ -185,6 +193,7 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
                         (col(Store.status) == StoreStatus.FAILED)
                         & col(Store.cleaned_up_at).is_(None)
                     )
+                    | ((col(Store.status) == StoreStatus.READY) & col(Store.id).in_(deleting))
                 )
                 .where(col(Store.updated_at) < now - grace)
                 .where(col(Store.lease_expires_at).is_(None) | (col(Store.lease_expires_at) < now))
@@ -198,7 +207,7 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         if await _work_in_flight(outbox, store_id, lane, floors):
             continue
         with bind_store(store_id):
-            if lane is not Lane.REMOVAL and replays >= MAX_REPLAYS:
+            if status in _GIVEN_UP_ON and replays >= MAX_REPLAYS:
                 reason = f"its work was lost or kept crashing its worker ({replays + 1} times)"
                 if status in _LIVE_CHANGES:
                     dead += await _end_lost_change(outbox, store_id, status, reason)

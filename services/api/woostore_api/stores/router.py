@@ -242,7 +242,8 @@ async def restore_store(
     responses=problem_responses(401, 404, 422),
 )
 async def list_backups(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> BackupList:
-    """The store's backups, newest first: complete ones, and those under way or failed."""
+    """The store's backups, newest first: complete ones, and those under way, failed or
+    being deleted."""
     backups = await service.list_backups(outbox, caller, store_id)
     return BackupList(items=[BackupOut.model_validate(backup) for backup in backups])
 
@@ -256,6 +257,24 @@ async def get_backup(
     store_id: uuid.UUID, backup_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller
 ) -> BackupOut:
     return BackupOut.model_validate(await service.read_backup(outbox, caller, store_id, backup_id))
+
+
+@router.delete(
+    "/{store_id}/backups/{backup_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BackupOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def delete_backup(
+    store_id: uuid.UUID, backup_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller
+) -> BackupOut:
+    """Delete one of the store's backups: from now on it is neither listed nor restorable
+    (`deleting`), and its data is removed from the store's repository as soon as the store
+    is not busy (`deleted`). Announced as `backup_deleted`; asking again changes nothing. One
+    being made, or being restored from, is refused (409): it can be deleted once that ends.
+    The operator's retention rules delete old backups the same way."""
+    backup = await service.delete_backup(outbox, caller, store_id, backup_id)
+    return BackupOut.model_validate(backup)
 
 
 @router.get(

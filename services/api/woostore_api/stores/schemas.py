@@ -155,11 +155,13 @@ class BackupOut(BaseModel):
     id: uuid.UUID
     trigger: BackupTrigger = Field(
         description="Why it was taken: asked for (requested), the daily one (scheduled), or "
-        "before an upgrade or rollback."
+        "before an upgrade, rollback or restore."
     )
     status: BackupStatus = Field(
         description="running; complete once every part and its manifest are stored (only "
-        "then can it be restored); failed, with the reason; deleted, with its store."
+        "then can it be restored); failed, with the reason; deleting, once deleted (by its "
+        "owner, or by the retention rules) until its data is removed; deleted (so is every "
+        "backup of a deleted store)."
     )
     requested_at: datetime
     finished_at: datetime | None = None

@@ -40,6 +40,8 @@ from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import Change, Phase
 from woostore_shared.models import (
+    BackupDeletion,
+    BackupStatus,
     BackupTrigger,
     IdempotencyKey,
     Store,
@@ -409,13 +411,31 @@ async def request_restore(
     return store
 
 
+async def delete_backup(
+    outbox: Outbox, caller: Caller, store_id: uuid.UUID, backup_id: uuid.UUID
+) -> StoreBackup:
+    """Delete one of a store's backups (not one being made or restored from)."""
+    async with UnitOfWork.begin(outbox) as uow:
+        await _visible_store(uow, caller, store_id)
+        backup = await lifecycle.delete_backup(uow, store_id, backup_id, BackupDeletion.REQUESTED)
+        store = await uow.session.get(Store, store_id)
+        assert store is not None  # delete_backup locked it
+        record(
+            uow.session, caller, "store.delete_backup", f"store/{store.id}", store.owner,
+            backup_id=str(backup_id),
+        )  # fmt: skip
+    return backup
+
+
 async def list_backups(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> list[StoreBackup]:
-    """The store's backups, newest first: complete ones, and those under way or failed."""
+    """The store's backups, newest first: complete ones, and those under way, failed or being
+    deleted (not those deleted)."""
     async with UnitOfWork.begin(outbox) as uow:
         await _visible_store(uow, caller, store_id)
         rows = await uow.session.exec(
             select(StoreBackup)
             .where(col(StoreBackup.store_id) == store_id)
+            .where(col(StoreBackup.status) != BackupStatus.DELETED)
             .order_by(col(StoreBackup.requested_at).desc())
         )
         return list(rows)

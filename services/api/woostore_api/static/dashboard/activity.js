@@ -84,6 +84,8 @@ function describeEvent({ type, data = {} }) {
       return `Backup complete: ${formatBytes(data?.size ?? 0)}`;
     case EVENT.backupFailed:
       return `Backup failed: ${data?.reason ?? 'unknown reason'}`;
+    case EVENT.backupDeleted:
+      return data?.reason === 'retention' ? 'Old backup deleted (retention)' : 'Backup deleted';
     default:
       return String(type ?? 'event');
   }

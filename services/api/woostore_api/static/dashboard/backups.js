@@ -1,6 +1,7 @@
 // A card's Backups section: the store's backups, read from the API when it is opened and read
-// again when a backup or restore of the store starts or ends while it stays open; "Back up
-// now", and "Restore" on each complete backup (once confirmed).
+// again when a backup or restore of the store starts or ends, or a backup is deleted, while it
+// stays open; "Back up now", "Restore" on each complete backup and "Delete" on each complete
+// or failed one (each once confirmed).
 
 import { api } from './api.js';
 import { handleError } from './alerts.js';
@@ -10,7 +11,7 @@ import { EVENT, stores, upsertStore } from './stores.js';
 
 const BACKUP_EVENTS = new Set([
   EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed,
-  EVENT.restoreRequested, EVENT.restored, EVENT.restoreFailed,
+  EVENT.restoreRequested, EVENT.restored, EVENT.restoreFailed, EVENT.backupDeleted,
 ]);
 const TRIGGERS = {
   requested: 'asked for',
@@ -26,9 +27,11 @@ export async function loadBackups(view, id) {
   try {
     const { items = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}/backups`)) ?? {};
     if (!view.els.backups.open) return;
-    list.replaceChildren(...items.map((backup) => backupItem(id, backup)));
+    // One being deleted is gone as far as its owner is concerned: it cannot be restored.
+    const shown = items.filter((backup) => backup.status !== 'deleting');
+    list.replaceChildren(...shown.map((backup) => backupItem(id, backup)));
     showRestoreButtons(view, stores.get(id)?.actions?.includes('restore'));
-    status.textContent = items.length ? '' : 'No backups yet.';
+    status.textContent = shown.length ? '' : 'No backups yet.';
   } catch (err) {
     status.textContent = 'Could not load backups.';
     handleError(err);
@@ -75,6 +78,22 @@ async function askToRestore(id, backup) {
   }
 }
 
+async function askToDelete(id, backup) {
+  const confirmed = await confirmAction({
+    title: 'Delete this backup?',
+    text: `The backup of ${new Date(backup.requested_at).toLocaleString()} can no longer be `
+      + 'restored, and its data is removed from the store\'s backups.',
+    confirm: 'Delete backup',
+  });
+  if (!confirmed) return;
+  try {
+    // The list is read again on its backup_deleted event.
+    await api('DELETE', `/stores/${encodeURIComponent(id)}/backups/${encodeURIComponent(backup.id)}`);
+  } catch (err) {
+    handleError(err);
+  }
+}
+
 function backupItem(id, backup) {
   const item = document.createElement('li');
   item.dataset.testid = 'backup';
@@ -91,6 +110,16 @@ function backupItem(id, backup) {
     button.dataset.testid = 'restore-button';
     button.textContent = 'Restore';
     button.addEventListener('click', () => askToRestore(id, backup));
+    item.append(' ', button);
+  }
+  if (backup.status === 'complete' || backup.status === 'failed') {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'danger small';
+    button.dataset.testid = 'delete-backup-button';
+    button.textContent = 'Delete';
+    button.setAttribute('aria-label', `Delete the backup of ${time.textContent}`);
+    button.addEventListener('click', () => askToDelete(id, backup));
     item.append(' ', button);
   }
   return item;

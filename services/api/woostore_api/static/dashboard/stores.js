@@ -24,6 +24,7 @@ export const EVENT = {
   restoreRequested: 'io.woostore.store.restore_requested',
   restored: 'io.woostore.store.restored',
   restoreFailed: 'io.woostore.store.restore_failed',
+  backupDeleted: 'io.woostore.store.backup_deleted',
 };
 
 // Every status but deleted: what the list shows unless one status is chosen.
