@@ -77,6 +77,7 @@ def create(api: Api, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "name": args.name,
         **({"tenant_id": args.tenant} if args.tenant else {}),
+        **({"from_backup": args.from_backup} if args.from_backup else {}),
     }
     settings = {name: getattr(args, name) for name in SETTING_OPTIONS}
     settings["sample_products"] = args.sample_products
@@ -573,7 +574,10 @@ def _time(iso: str) -> str:
 
 def _origin(store: Store) -> str:
     """Where the store came from, and how long its owner waited for it."""
-    source = "the warm pool" if store.get("origin") == "pool" else "made from scratch"
+    source = {
+        "pool": "the warm pool",
+        "backup": f"a copy of backup {store.get('from_backup')}",
+    }.get(store.get("origin", ""), "made from scratch")
     took = store.get("ready_in_seconds")
     return source if took is None else f"{source}, ready in {took:.1f} s"
 
@@ -670,6 +674,11 @@ def _parser() -> argparse.ArgumentParser:
         help="start with three sample products (the platform's default: on)",
     )
     sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the tenant it is made for")
+    sub.add_argument(
+        "--from-backup",
+        metavar="BACKUP_ID",
+        help="a copy of one of the tenant's stores, from its backup (with its settings)",
+    )
     sub = command("list", list_stores, "list stores")
     statuses = "queued, provisioning, ready, updating, backing_up, failed, deleting, deleted"
     sub.add_argument("--status", help=f"only stores in this status: {statuses}")

@@ -61,7 +61,8 @@ class StoreSummary(BaseModel):
     status: StoreStatus
     simulated: bool
     created_at: datetime
-    origin: str = "cold"  # "pool": a store made in advance and claimed for its owner
+    # "pool": a store made in advance and claimed for its owner; "backup": made from one
+    origin: str = "cold"
 
 
 class Requested(BaseModel):

@@ -192,15 +192,20 @@ async def request(
     type: str,
     simulated: bool,
     settings: StoreSettings,
+    from_backup: StoreBackup | None = None,
 ) -> Store:
     """A new store, queued; written at once, so a taken slug fails here. Without a tenant
-    it is made for the warm pool."""
+    it is made for the warm pool. ``from_backup``, a complete backup of another store of the
+    same tenant: the new store is made with that store's content (a clone)."""
+    if from_backup is not None and from_backup.status is not BackupStatus.COMPLETE:
+        raise BackupNotRestorable(from_backup)
     store = Store(
         tenant_id=tenant_id,
         name=name,
         slug=slug,
         namespace=namespace_for(slug),
-        origin="cold" if tenant_id is not None else "pool",
+        origin="pool" if tenant_id is None else "backup" if from_backup else "cold",
+        from_backup_id=from_backup.id if from_backup else None,
         type=type,
         status=S.QUEUED,
         simulated=simulated,
@@ -672,7 +677,8 @@ async def _forget_the_attempt(uow: UnitOfWork, store: Store) -> None:
     a failed store retried): it is made from scratch, cold, in a namespace of its own slug,
     and every step runs afresh."""
     store.namespace = namespace_for(store.slug)  # a claimed store's was the pool's
-    store.origin, store.claimed_at = "cold", None
+    store.origin = "backup" if store.from_backup_id else "cold"
+    store.claimed_at = None
     store.chart_version = store.release_revision = store.first_revision = None
     store.admin_password_encrypted = store.verified_at = None
     store.provisioning_started_at = None

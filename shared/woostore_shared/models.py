@@ -82,7 +82,8 @@ class Store(SQLModel, table=True):
     # Where the store's resources live: "store-<slug>" of the slug it was made with (a claimed
     # store takes its owner's slug and host, and keeps the namespace).
     namespace: str = Field(max_length=63, unique=True)
-    origin: str = Field(default="cold", max_length=10)  # "cold", or "pool": made in advance
+    # "cold"; "pool": made in advance; "backup": a copy of another store, from its backup.
+    origin: str = Field(default="cold", max_length=10)
     type: str = Field(default="woocommerce", max_length=20)
     status: StoreStatus = Field(
         sa_column=Column(
@@ -125,6 +126,8 @@ class Store(SQLModel, table=True):
     )
     provisioning_started_at: datetime | None = _optional_timestamp()
     claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
+    # The backup of another store of its tenant it is made from (a clone, a staging copy).
+    from_backup_id: uuid.UUID | None = None
     # A pooled store's last passed verification; the pool keeper verifies idle ones again.
     verified_at: datetime | None = _optional_timestamp()
     ready_at: datetime | None = _optional_timestamp()

@@ -1,5 +1,6 @@
-"""/api/v1/stores/{id}/backups: asking for a backup of a ready store, and reading them back.
-(The backup itself is the provisioner's: tests/provisioner/test_backups.py.)"""
+"""/api/v1/stores/{id}/backups: asking for a backup of a ready store, reading them back,
+deleting one, restoring one, and making a new store from one. (The work itself is the
+provisioner's: tests/provisioner/test_backups.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 import httpx
 from nats.aio.client import Client
 
+from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.api.test_api_stores import a_complete_backup, set_columns
 from tests.support import envelope, stream_messages
@@ -167,3 +169,46 @@ async def test_a_backup_being_made_or_of_another_store_is_not_deleted(
     assert (await client.get(f"{STORES}/{other_id}/backups/{others}")).json()["status"] == (
         "complete"
     )
+
+
+# --- a new store from a backup --------------------------------------------------------------
+
+
+async def test_a_store_made_from_a_backup_is_queued_with_its_sources_settings(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    source_id = await ready_store(client, database)
+    backup_id = await a_complete_backup(database, source_id)
+    source = (await client.get(f"{STORES}/{source_id}")).json()
+
+    response = await client.post(STORES, json={"name": "Staging", "from_backup": backup_id})
+
+    assert response.status_code == 202, response.text
+    copy = response.json()
+    assert (copy["status"], copy["origin"], copy["from_backup"]) == ("queued", "backup", backup_id)
+    assert copy["settings"] == source["settings"]
+    assert copy["id"] != source_id
+    messages = await stream_messages(nats_client, copy["id"])
+    assert envelope(messages[0])["data"]["store"]["origin"] == "backup"
+
+
+async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(
+    client: httpx.AsyncClient, database: Database, new_tenant: NewTenant
+) -> None:
+    source_id = await ready_store(client, database)
+    complete = await a_complete_backup(database, source_id)
+    running = (await client.post(f"{STORES}/{source_id}/backups")).json()["id"]
+    acme = await new_tenant("acme")
+
+    others = problem(await acme.post(STORES, json={"name": "Copy", "from_backup": complete}), 404)
+    assert others["detail"] == f"backup {complete} does not exist"
+    problem(await client.post(STORES, json={"name": "Copy", "from_backup": str(uuid.uuid4())}), 404)
+    unfinished = problem(
+        await client.post(STORES, json={"name": "Copy", "from_backup": running}), 409
+    )
+    assert "is running: only a complete one restores" in unfinished["detail"]
+    both = await client.post(
+        STORES, json={"name": "Copy", "from_backup": complete, "settings": {"currency": "EUR"}}
+    )
+    assert "has the backed-up store's settings" in problem(both, 422)["detail"]
+    assert (await acme.get(STORES)).json()["items"] == []

@@ -1,7 +1,7 @@
-"""woostore backups create --wait, backups list, restore --wait and backups delete against the
-real platform: a ready store backed up through the change lane into its restic repository
-under the data folder, returned to that backup after a safety backup of it, and the backup
-deleted."""
+"""woostore backups create --wait, backups list, restore --wait, create --from-backup and
+backups delete against the real platform: a ready store backed up through the change lane
+into its restic repository under the data folder, returned to that backup after a safety
+backup of it, copied from it as a new store, and the backup deleted."""
 
 from __future__ import annotations
 
@@ -41,6 +41,13 @@ def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None
     assert store["last_change"]["result"] == "changed"
     safety, _ = woostore(platform, "backups", "list", store_id).out.splitlines()[1:]
     assert safety.split()[1:4] == ["complete", "before", "restore"]  # newest first
+
+    copied = woostore(platform, "create", "Staging Shop", "--from-backup", backup_id, "--wait")
+
+    assert copied.code == 0, copied.err
+    assert copied.out.startswith("Staging Shop (simulated) is ready in ")
+    [copy_id] = [line.split()[-1] for line in copied.out.splitlines() if "credentials" in line]
+    assert f"a copy of backup {backup_id}" in woostore(platform, "show", copy_id).out
 
     deleted = woostore(platform, "backups", "delete", store_id, backup_id)
 

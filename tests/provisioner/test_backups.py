@@ -18,9 +18,17 @@ from sqlmodel import col, select
 
 from tests.provisioner.test_changes import names, ready_store
 from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
+from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import DUMP_FORMAT, SimulatedCluster
-from woostore_provisioner.recipe import BACKUP, DATABASE_PART, RESTORE, UPLOADS_PART
+from woostore_provisioner.recipe import (
+    BACKUP,
+    CLONE,
+    CREDENTIALS_SECRET,
+    DATABASE_PART,
+    RESTORE,
+    UPLOADS_PART,
+)
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage
@@ -383,3 +391,58 @@ async def test_a_backup_being_made_or_restored_from_cannot_be_deleted(
         async with UnitOfWork.begin(api_outbox) as uow:
             await lifecycle.delete_backup(uow, store.id, made, BackupDeletion.REQUESTED)
     assert (await backup_row(database, made)).status is BackupStatus.COMPLETE
+
+
+async def test_a_store_made_from_a_backup_has_its_orders_and_uploads_under_its_own_address(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    source = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    cluster.place_order(source.namespace)
+    cluster.place_order(source.namespace)
+    (cluster.uploads(source.namespace) / "mug.jpg").write_bytes(PHOTO)
+    backup_id = await request_backup(api_outbox, source)
+    await runner.change(source.id, KeepAlive())
+    backed_up = orders(cluster, source)
+    cluster.place_order(source.namespace)  # after the backup: not in the copy
+    kept = cluster.wordpress_state(source.namespace)
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        backup = await uow.session.get(StoreBackup, backup_id)
+        assert backup is not None
+        copy = await lifecycle.request(
+            uow, tenant_id=source.tenant_id, name="Staging Copy", slug="staging-copy-abc123",
+            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=backup,
+        )  # fmt: skip
+    await runner.provision(copy.id, KeepAlive())
+
+    made = await load(database, copy.id)
+    assert (made.status, made.origin, made.from_backup_id) == (
+        StoreStatus.READY, "backup", backup_id,
+    )  # fmt: skip
+    assert await journal(database, copy.id, "provision") == [step.name for step in CLONE.steps]
+    wordpress = cluster.wordpress_state(made.namespace)
+    url = made.storefront_url
+    assert url is not None
+    assert "staging-copy-abc123" in url
+    assert (wordpress["url"], wordpress["siteurl"], wordpress["title"]) == (
+        url, url, "Staging Copy",
+    )  # fmt: skip
+    # Exactly the backed-up orders (its own test order is removed once placed).
+    assert len(backed_up) >= 2
+    assert orders(cluster, made) == backed_up
+    assert [p["name"] for p in wordpress["products"]] == [p["name"] for p in kept["products"]]
+    assert (cluster.uploads(made.namespace) / "mug.jpg").read_bytes() == PHOTO
+    secret = await cluster.read_secret(made.namespace, CREDENTIALS_SECRET)
+    assert (
+        wordpress["admin_password_sha256"]
+        == hashlib.sha256(secret["admin-password"].encode()).hexdigest()
+    )
+    source_secret = await cluster.read_secret(source.namespace, CREDENTIALS_SECRET)
+    assert secret["admin-password"] != source_secret["admin-password"]
+    # The backed-up store is as it was, on its own address.
+    assert cluster.wordpress_state(source.namespace)["url"] == kept["url"]
+    assert cluster.wordpress_state(source.namespace)["title"] == source.name

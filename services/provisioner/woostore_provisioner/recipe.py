@@ -87,11 +87,15 @@ class StoreJob:
     values_files: tuple[Path, ...] = ()
     rollback_revision: int | None = None  # chosen by the first step of a rollback
     first_revision: int = 1  # the earliest revision a rollback may return to
-    made_as_host: str = ""  # the host the store was made with (a claimed store's: the pool's)
+    # The host the store's content was made with: a claimed store's, the pool's; a copy's,
+    # the backed-up store's.
+    made_as_host: str = ""
     chart_version: str | None = None  # of the store's release, as last deployed
-    backups: StoreBackups | None = None  # the store's backup repository
+    # The store's backup repository (a copy's: the backed-up store's, while it is made).
+    backups: StoreBackups | None = None
     backup_id: uuid.UUID | None = None  # the backup under way, if any
-    restore_from: uuid.UUID | None = None  # the backup a restore under way returns to
+    # The backup a restore under way returns to, or a copy is made from.
+    restore_from: uuid.UUID | None = None
 
     @property
     def admin_email(self) -> str:
@@ -499,6 +503,14 @@ async def keep_admin_password(job: StoreJob) -> None:
              stdin=secret["admin-password"] + "\n")  # fmt: skip
 
 
+async def move_to_own_address(job: StoreJob) -> None:
+    """A copy's links moved from the backed-up store's host to its own (as a claim moves a
+    pooled store's), and its own name as the site's title."""
+    await wp(job, "search-replace", f"//{job.made_as_host}", f"//{job.host}",
+             "--all-tables", "--skip-columns=guid", "--format=count")  # fmt: skip
+    await wp(job, "option", "update", "blogname", job.name)
+
+
 async def delete_backups(job: StoreJob) -> None:
     if job.backups is not None:  # a store with no repository has no backups to delete
         await job.backups.forget_all()
@@ -527,6 +539,25 @@ PROVISION = Recipe(
         Step("cash_on_delivery", "Enabling cash on delivery", enable_cash_on_delivery),
         Step("sample_products", "Adding sample products", add_sample_products),
         Step("permalinks", "Setting permalinks", set_permalinks),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
+)
+
+# A new store made as a copy of another store of its tenant, from one of that store's backups
+# (read from that store's repository): a release of its own, then the backup checked whole,
+# its database and uploads loaded, its links moved to its own host, its own admin password,
+# and a test order. The steps up to the rollout are PROVISION's.
+CLONE = Recipe(
+    "provision",
+    StoreStatus.PROVISIONING,
+    on_failure=OnFailure.FAIL_AND_CLEAN_UP,
+    steps=(
+        *PROVISION.steps[:4],
+        Step("check_backup", "Checking the backup", check_backup, BACKUP_PART_SECONDS),
+        Step("database", "Copying the database", restore_database, BACKUP_PART_SECONDS),
+        Step("uploads", "Copying the uploads", restore_uploads, BACKUP_PART_SECONDS),
+        Step("address", "Moving the copy to its own address", move_to_own_address),
+        Step("admin_password", "Setting the admin's password", keep_admin_password),
         Step("verify", "Placing a test order", verify_storefront),
     ),
 )

@@ -3,6 +3,7 @@
 | Lane | The store is | Recipe | When it completes | When it fails for good |
 |---|---|---|---|---|
 | provision | queued or provisioning | PROVISION | ready (for the pool: pooled) | failed |
+| provision | made from a backup, queued or provisioning | CLONE | ready | failed |
 | provision | pooled before, provisioning | REVERIFY | pooled | failed |
 | personalise | claimed, queued or provisioning | PERSONALISE | ready | made cold instead |
 | change | updating | UPGRADE or ROLLBACK | ready, changed | ready, the change failed |
@@ -42,6 +43,7 @@ from woostore_provisioner.recipe import (
     BACKUP,
     CHANGES,
     CLEAN_UP,
+    CLONE,
     DELETE,
     PERMANENT_ERRORS,
     PERSONALISE,
@@ -67,7 +69,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
 from woostore_shared.lifecycle import InvalidTransition, in_the_cold_queue
 from woostore_shared.logging import get_logger
-from woostore_shared.models import NAMESPACE_PREFIX, Store, StoreStatus
+from woostore_shared.models import NAMESPACE_PREFIX, Store, StoreBackup, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.store_settings import StoreSettings
@@ -85,10 +87,12 @@ STORES_FINISHED = Counter(
 
 @dataclass(frozen=True)
 class BackupWork:
-    """The backups a recipe works with: the one it makes, the one it restores."""
+    """The backups a recipe works with: the one it makes, the one it restores, and for a
+    copy, the store that backup is of (read from that store's repository)."""
 
     making: uuid.UUID | None = None
     restoring: uuid.UUID | None = None
+    copying: Store | None = None
 
 
 class Runner:
@@ -174,14 +178,14 @@ class Runner:
     async def _provision(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
         recipe = _recipe_under_way(store)
-        if recipe is not PROVISION and recipe is not REVERIFY:
+        if recipe is None or recipe not in (PROVISION, REVERIFY, CLONE):
             log.info("nothing to provision", status=store.status.value)
             return
         unstarted_refill = store.status is StoreStatus.QUEUED and store.tenant_id is None
         if unstarted_refill and await self._owners_waiting():
             await self._yield_to_owners(store.id)
             return
-        await self._make(recipe, store, attempt)
+        await self._make(recipe, store, attempt, await self._copying(store))
 
     async def _personalise(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -190,12 +194,25 @@ class Runner:
             return
         await self._make(PERSONALISE, store, attempt)
 
-    async def _make(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
+    async def _copying(self, store: Store) -> BackupWork | None:
+        """For a store made from a backup: that backup, and the store it is of."""
+        if store.from_backup_id is None:
+            return None
+        async with self.db.session() as session:
+            backup = await session.get(StoreBackup, store.from_backup_id)
+            source = await session.get(Store, backup.store_id) if backup else None
+        if source is None:
+            raise LookupError(f"backup {store.from_backup_id} of store {store.id} not found")
+        return BackupWork(restoring=store.from_backup_id, copying=source)
+
+    async def _make(
+        self, recipe: Recipe, store: Store, attempt: Attempt, backups: BackupWork | None = None
+    ) -> None:
         """Start a queued store, follow ``recipe`` and make the store ready (or pooled)."""
         if store.status is StoreStatus.QUEUED:
             async with UnitOfWork.begin(self.outbox) as uow:
                 store = await lifecycle.start(uow, attempt.store_id)
-        if not await self._follow(recipe, store, attempt):
+        if not await self._follow(recipe, store, attempt, backups):
             return
         url = self._storefront_url(store)
         try:
@@ -479,6 +496,8 @@ class Runner:
         backups = backups or BackupWork()
         url = self._storefront_url(store)
         made_as = f"{store.namespace.removeprefix(NAMESPACE_PREFIX)}.{self.base_domain}"
+        if backups.copying is not None:
+            made_as = f"{backups.copying.slug}.{self.base_domain}"
         return StoreJob(
             store_id=str(store.id),
             name=store.name,
@@ -496,7 +515,7 @@ class Runner:
             first_revision=store.first_revision or 1,
             made_as_host=made_as,
             chart_version=store.chart_version,
-            backups=self.backup_storage.of(store.id),
+            backups=self.backup_storage.of((backups.copying or store).id),
             backup_id=backups.making,
             restore_from=backups.restoring,
         )
@@ -508,6 +527,8 @@ def _recipe_under_way(store: Store) -> Recipe | None:
         case StoreStatus.QUEUED | StoreStatus.PROVISIONING:
             if store.claimed_at is not None:
                 return PERSONALISE
+            if store.from_backup_id is not None:
+                return CLONE
             # A pooled store verified once before is being verified again.
             return REVERIFY if store.verified_at is not None else PROVISION
         case StoreStatus.UPDATING:

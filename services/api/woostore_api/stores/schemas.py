@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from woostore_api.stores.actions import StoreAction, store_actions
@@ -95,6 +95,19 @@ class StoreCreate(BaseModel):
         default=None,
         description="The store's settings; each one left out takes the platform's default.",
     )
+    from_backup: uuid.UUID | None = Field(
+        default=None,
+        description="A complete backup of one of the tenant's stores: the new store starts "
+        "as a copy of that store as it was (products, orders, customers, uploads, settings), "
+        "under its own name, address and admin password (a clone, a staging copy). Never "
+        "taken from the warm pool; not with `settings`.",
+    )
+
+    @model_validator(mode="after")
+    def _settings_or_a_backup(self) -> StoreCreate:
+        if self.from_backup is not None and self.settings is not None:
+            raise ValueError("a store made from a backup has the backed-up store's settings")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -205,12 +218,15 @@ class StoreOut(BaseModel):
     type: str
     status: StoreStatus
     simulated: bool = Field(description="True when the store runs on the simulated cluster.")
-    origin: Literal["cold", "pool"] = Field(
+    origin: Literal["cold", "pool", "backup"] = Field(
         description=(
-            "Where the store came from: made from scratch (cold), or taken from the platform's "
+            "Where the store came from: made from scratch (cold), taken from the platform's "
             "warm pool of stores made in advance and made its owner's (pool): seconds, not "
-            "minutes."
+            "minutes; or made from a backup of another store (backup: `from_backup`)."
         )
+    )
+    from_backup: uuid.UUID | None = Field(
+        default=None, description="The backup it was made from (origin backup)."
     )
     step: StepOut | None = None
     progress: float = Field(ge=0, le=1)
@@ -280,6 +296,7 @@ class StoreOut(BaseModel):
                 }
             ),
             step=step,
+            from_backup=store.from_backup_id,
             queue_position=around.queue.get(store.id),
             ready_in_seconds=(
                 round((store.ready_at - store.created_at).total_seconds(), 1)

@@ -55,6 +55,7 @@ from woostore_shared.models import (
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
+from woostore_shared.store_settings import StoreSettings
 from woostore_shared.unit_of_work import UnitOfWork
 
 SLUG_BASE_MAX = 30
@@ -146,10 +147,15 @@ async def _claim_or_request(
     capacity: quotas.Capacity,
 ) -> Store:
     """A store from the warm pool when one fits, else a new one queued (within the platform's
-    caps). A taken slug fails here either way."""
+    caps); a copy of a backup is always a new one. A taken slug fails here either way."""
     simulated = settings.cluster_mode is ClusterMode.SIMULATED
-    chosen = settings.store_defaults.with_choices(request.settings)
-    if settings.warm_pool_size:
+    from_backup = None
+    if request.from_backup is not None:  # a copy: never from the pool, its source's settings
+        from_backup, source = await _backup_to_copy(uow, tenant_id, request.from_backup)
+        chosen = StoreSettings.model_validate(source.settings)
+    else:
+        chosen = settings.store_defaults.with_choices(request.settings)
+    if settings.warm_pool_size and from_backup is None:
         claimed = await lifecycle.claim(
             uow,
             tenant_id=tenant_id,
@@ -173,7 +179,20 @@ async def _claim_or_request(
         type=request.type,
         simulated=simulated,
         settings=chosen,
+        from_backup=from_backup,
     )
+
+
+async def _backup_to_copy(
+    uow: UnitOfWork, tenant_id: uuid.UUID, backup_id: uuid.UUID
+) -> tuple[StoreBackup, Store]:
+    """A backup a new store of ``tenant_id`` may be made from, and its store: one of the
+    tenant's own (another tenant's does not exist, as for reading it)."""
+    backup = await uow.session.get(StoreBackup, backup_id)
+    source = await uow.session.get(Store, backup.store_id) if backup else None
+    if backup is None or source is None or source.tenant_id != tenant_id:
+        raise not_found(f"backup {backup_id}")
+    return backup, source
 
 
 async def _store_for_key(

@@ -208,8 +208,7 @@ function renderCard(view, store) {
   setTime(e.created, store.created_at);
   e.readyRow.hidden = !store.ready_at;
   if (store.ready_at) setTime(e.ready, store.ready_at);
-  const fromPool = store.origin === 'pool';
-  e.originRow.hidden = !fromPool && store.ready_in_seconds == null;
+  e.originRow.hidden = store.origin === 'cold' && store.ready_in_seconds == null;
   e.origin.textContent = originText(store);
   e.deletedRow.hidden = !store.deleted_at;
   if (store.deleted_at) setTime(e.deleted, store.deleted_at);
@@ -254,7 +253,8 @@ function settingsText(settings) {
 }
 
 function originText(store) {
-  const source = store.origin === 'pool' ? 'The warm pool' : 'Made from scratch';
+  const source = { pool: 'The warm pool', backup: 'A copy of another store, from its backup' }[store.origin]
+    ?? 'Made from scratch';
   const took = store.ready_in_seconds;
   return took == null ? source : `${source} · ready in ${took.toFixed(1)} s`;
 }
