@@ -11,6 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from nats.aio.client import Client
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support import ADMIN_TOKEN, SECRET_KEY
 from woostore_devstack.embedded import NatsServer, Postgres, start_nats, start_postgres
@@ -19,6 +21,7 @@ from woostore_shared.messaging import connect
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
+from woostore_shared.tracing import configure_tracing
 
 TEMPLATE_DB = "woostore_template"
 
@@ -90,3 +93,22 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
     db = Database(settings.database_url)
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """Every span this test process finishes, kept in memory (the process's tracer provider,
+    as a service makes it, with one more processor)."""
+    provider = configure_tracing("tests")
+    assert provider is not None, "OTEL_SDK_DISABLED is set: tracing cannot be tested"
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def spans(span_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """The spans finished during the test."""
+    span_exporter.clear()
+    yield span_exporter
+    span_exporter.clear()

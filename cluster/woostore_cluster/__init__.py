@@ -17,6 +17,7 @@ from woostore_cluster.base import (
     store_access,
 )
 from woostore_cluster.releases import install_seconds, rollback_seconds
+from woostore_cluster.traced import traced
 from woostore_shared.settings import ClusterMode, Settings
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "install_seconds",
     "rollback_seconds",
     "store_access",
+    "traced",
 ]
 
 

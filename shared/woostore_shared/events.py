@@ -13,8 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
+from woostore_shared import tracing
 from woostore_shared.models import BackupDeletion, BackupTrigger, StoreStatus, utcnow
 
 STREAM_SUBJECT_PREFIX = "store"
@@ -283,6 +284,18 @@ class CloudEvent(BaseModel):
     correlationid: str
     tenantid: str
     data: dict[str, Any]
+    # The CloudEvents distributed-tracing extension: the trace of the request behind the
+    # event (W3C Trace Context), left out when there is none.
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        dumped = handler(self)
+        for name in ("traceparent", "tracestate"):
+            if dumped.get(name) is None:
+                dumped.pop(name, None)
+        return dumped
 
     @property
     def store_id(self) -> uuid.UUID:
@@ -305,6 +318,7 @@ def make_event(
     correlation_id: str,
     source: str,
 ) -> CloudEvent:
+    trace = tracing.current_carrier()
     return CloudEvent(
         id=uuid.uuid4(),
         source=source,
@@ -314,4 +328,6 @@ def make_event(
         correlationid=correlation_id,
         tenantid=str(tenant_id or NO_TENANT),
         data=data.model_dump(mode="json"),
+        traceparent=trace.get("traceparent"),
+        tracestate=trace.get("tracestate"),
     )

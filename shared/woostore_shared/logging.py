@@ -1,7 +1,8 @@
 """structlog, configured once per process.
 
 Readable console output on a terminal, JSON lines otherwise. ``store_id`` and
-``correlation_id`` are bound with :func:`bind_store` and appear on every line logged inside.
+``correlation_id`` are bound with :func:`bind_store` and appear on every line logged inside;
+``trace_id`` and ``span_id`` on every line logged inside a span (tracing.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 
 import structlog
 
+from woostore_shared import tracing
 from woostore_shared.settings import LogFormat, Settings
 
 _REDACTED_KEYS = frozenset({"password", "token", "secret", "authorization", "ticket"})
@@ -28,6 +30,15 @@ def _redact_secrets(
     return event_dict
 
 
+def add_trace_ids(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A line logged inside a span names its trace: from the line to the trace."""
+    for key, value in tracing.log_ids().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def configure_logging(settings: Settings, service: str) -> None:
     as_json = settings.log_format == LogFormat.JSON or (
         settings.log_format == LogFormat.AUTO and not sys.stderr.isatty()
@@ -39,6 +50,7 @@ def configure_logging(settings: Settings, service: str) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
         _redact_secrets,
     ]
     structlog.configure(

@@ -186,6 +186,9 @@ class WorkOrderRecord(SQLModel, table=True):
     correlation_id: str = Field(max_length=64)
     time: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     published_at: datetime | None = _optional_timestamp()
+    # The trace the order continues (W3C Trace Context, see tracing.py).
+    traceparent: str | None = Field(default=None, max_length=55)
+    tracestate: str | None = Field(default=None, max_length=512)
 
 
 class StoreChange(SQLModel, table=True):

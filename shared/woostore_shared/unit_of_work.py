@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from woostore_shared import tracing
 from woostore_shared.events import CloudEvent, EventData, make_event
 from woostore_shared.models import Store, StoreEvent, WorkOrderRecord, utcnow
 from woostore_shared.outbox import Outbox
@@ -71,12 +72,15 @@ class UnitOfWork:
 
     def dispatch(self, store: Store, lane: Lane) -> WorkOrder:
         """Ask a worker on ``lane`` to look at ``store`` once this commits."""
+        trace = tracing.current_carrier()  # the trace of the request asking for the work
         order = WorkOrder(
             id=uuid.uuid4(),
             lane=lane,
             store_id=store.id,
             correlation_id=store.correlation_id,
             time=utcnow(),
+            traceparent=trace.get("traceparent"),
+            tracestate=trace.get("tracestate"),
         )
         self.session.add(WorkOrderRecord(**order.model_dump()))
         self.work.append(order)

@@ -58,6 +58,9 @@ class WorkOrder(BaseModel):
     store_id: uuid.UUID
     correlation_id: str
     time: datetime
+    # The trace the work continues (W3C Trace Context): the request's that asked for it.
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @property
     def subject(self) -> str:

@@ -7,6 +7,7 @@ and /api/v1/platform.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -16,10 +17,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, select
 
-from tests.support import stream_messages
+from tests.api.http import STORES, create
+from tests.support import envelope, stream_messages
 from woostore_devstack.embedded import NatsServer
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
@@ -29,7 +32,6 @@ from woostore_shared.secrets import TICKET_TTL_SECONDS, InvalidTicket, TicketSig
 from woostore_shared.settings import Settings
 from woostore_shared.topology import WORK_STREAM
 
-STORES = "/api/v1/stores"
 DEADLINE_SECONDS = 20.0
 
 
@@ -216,3 +218,25 @@ async def test_the_dashboard_is_served_at_the_root(anonymous: httpx.AsyncClient)
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_a_request_is_the_root_of_the_trace_its_events_and_work_orders_carry(
+    client: httpx.AsyncClient, nats_client: Client, spans: InMemorySpanExporter
+) -> None:
+    store = await create(client, "Traced Shop")
+
+    [request] = [s for s in spans.get_finished_spans() if s.name == "POST /api/v1/stores"]
+    assert request.parent is None  # the root: the client sent no traceparent
+    trace_id = format(request.context.trace_id, "032x")
+    [requested] = await stream_messages(nats_client, store["id"])
+    assert envelope(requested)["traceparent"].split("-")[1] == trace_id
+    [order] = await stream_messages(nats_client, store["id"], stream=WORK_STREAM)
+    assert json.loads(order.data or b"{}")["traceparent"].split("-")[1] == trace_id
+
+    # A client that sends its own traceparent continues its trace.
+    theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    response = await client.post(
+        STORES, json={"name": "Their Trace"}, headers={"traceparent": theirs}
+    )
+    [event] = await stream_messages(nats_client, response.json()["id"])
+    assert envelope(event)["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"

@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse
 from nats.aio.client import Client
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from secure.middleware import SecureASGIMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -35,6 +36,7 @@ from woostore_shared.ops import Starting, serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import SESSION_TTL_SECONDS, CredentialCipher, TicketSigner
 from woostore_shared.settings import Settings
+from woostore_shared.tracing import configure_tracing
 
 STATIC = Path(__file__).parent / "static"
 VERSION = version("woostore-api")
@@ -126,6 +128,8 @@ def create_app(settings: Settings) -> FastAPI:
     api.include_router(platform_router)
     app.include_router(api)
     app.mount("/static", Assets(directory=STATIC), name="static")
+    # A span per request, the root of the trace of what it asks for (tracing.py).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/static/")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
@@ -149,6 +153,7 @@ def main() -> None:
     settings = Settings()
     settings.require_runtime()
     configure_logging(settings, "api")
+    configure_tracing("api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

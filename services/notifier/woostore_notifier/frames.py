@@ -25,6 +25,7 @@ class Frame:
     tenant: str
     published: float  # when JetStream stored it, seconds since the epoch
     data: bytes  # empty for an event nobody is shown
+    traceparent: str | None = None  # the trace the event belongs to (tracing.py)
 
     @classmethod
     def of(cls, message: Msg) -> Frame:
@@ -42,7 +43,11 @@ class Frame:
             return hidden
         # One line of JSON, as the outbox writes it; anything else would break the framing.
         body = message.data if b"\n" not in message.data else json.dumps(event).encode()
-        return cls(seq, tenant, published, b"id: %d\ndata: %s\n\n" % (seq, body))
+        traceparent = event.get("traceparent")
+        return cls(
+            seq, tenant, published, b"id: %d\ndata: %s\n\n" % (seq, body),
+            traceparent if isinstance(traceparent, str) else None,
+        )  # fmt: skip
 
 
 def refetch(seq: int, reason: str) -> bytes:

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_right
+from contextlib import AbstractContextManager, nullcontext
 
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from woostore_notifier.frames import Frame
+from woostore_shared import tracing
 from woostore_shared.logging import get_logger
 from woostore_shared.topology import STREAM_NAME
 
@@ -42,6 +44,14 @@ BATCH_FRAMES = 1000  # at most this many frames per send to a client that is far
 
 def _seq(frame: Frame) -> int:
     return frame.seq
+
+
+def _fan_out_span(frame: Frame) -> AbstractContextManager[object]:
+    """The event's last hop in its trace: taken into memory, for every client to be sent."""
+    if frame.traceparent is None:
+        return nullcontext()
+    carrier = {"traceparent": frame.traceparent}
+    return tracing.continued(carrier, "notifier fan-out", seq=str(frame.seq))
 
 
 class EventHub:
@@ -102,8 +112,9 @@ class EventHub:
             return  # already read (an ordered consumer may restart at a sequence it passed)
         self.head = frame.seq
         if frame.data:
-            self._frames.append(frame)
-            self._forget_oldest()
+            with _fan_out_span(frame):
+                self._frames.append(frame)
+                self._forget_oldest()
         self._batches.clear()
         if not self.ready.is_set() and (
             frame.seq >= self._until or message.metadata.num_pending == 0

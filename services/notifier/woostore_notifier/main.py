@@ -49,6 +49,7 @@ from woostore_shared.ops import Starting, serve_ops
 from woostore_shared.problems import problem_response
 from woostore_shared.secrets import TicketSigner
 from woostore_shared.settings import Settings
+from woostore_shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 SWEEP_SECONDS = 1.0
@@ -179,6 +180,7 @@ def main() -> None:
     settings = Settings()
     settings.require_runtime()
     configure_logging(settings, "notifier")
+    configure_tracing("notifier")
     app = create_app(settings)
     config = uvicorn.Config(
         app,

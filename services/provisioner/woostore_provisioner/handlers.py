@@ -2,7 +2,8 @@
 
 A handler only hands its work order to the runner. What every delivery needs besides that
 is :class:`WorkDelivery`, the router's middleware: the delivery is counted (shutdown waits
-for it to be settled), every log line names its store, and the message is settled by hand:
+for it to be settled), every log line names its store, the work is a span of the trace the
+order carries (tracing.py), and the message is settled by hand:
 acked once the work is done (or nothing was left to do); otherwise as ``retries.settle``
 decides: a duplicate acked, a stopping process's work handed back, a transient error
 retried with a delay, and on the last delivery the recipe under way ended as it declares
@@ -24,6 +25,7 @@ from pydantic import ValidationError
 
 from woostore_provisioner.retries import Outcome, StoreBusy, settle
 from woostore_provisioner.runner import Runner
+from woostore_shared import tracing
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.topology import WORK_STREAM, Topology, consumer_of
 from woostore_shared.work import Lane, WorkOrder
@@ -44,8 +46,12 @@ class WorkDelivery(BaseMiddleware):
             await msg.reject()
             return None
         runner: Runner = self.context.get("runner")
+        trace = {"traceparent": order.traceparent, "tracestate": order.tracestate}
         async with runner.delivery():
-            with bind_store(order.store_id, order.correlation_id):
+            with (
+                bind_store(order.store_id, order.correlation_id),
+                tracing.continued(trace, f"work {order.lane.value}", store_id=str(order.store_id)),
+            ):
                 try:
                     result = await call_next(msg)
                 except Exception as error:  # every failure is settled explicitly

@@ -19,6 +19,7 @@ from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
+from woostore_shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
@@ -84,4 +85,5 @@ def main() -> None:
     settings = Settings()
     settings.require_runtime()
     configure_logging(settings, "provisioner")
+    configure_tracing("provisioner")
     asyncio.run(build_app(settings).run())

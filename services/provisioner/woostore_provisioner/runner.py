@@ -36,7 +36,7 @@ from pathlib import Path
 from prometheus_client import Counter, Histogram
 from sqlmodel import select
 
-from woostore_cluster import Cluster, PermanentClusterError
+from woostore_cluster import Cluster, PermanentClusterError, traced
 from woostore_provisioner.journal import Journal
 from woostore_provisioner.leases import Attempt, KeepAlive, Leases, new_owner
 from woostore_provisioner.recipe import (
@@ -63,7 +63,7 @@ from woostore_provisioner.retries import (
     StoreAbandoned,
     retry_in_place,
 )
-from woostore_shared import lifecycle
+from woostore_shared import lifecycle, tracing
 from woostore_shared.backups import BackupStorage, BackupStorageError, Manifest
 from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
@@ -112,7 +112,7 @@ class Runner:
     ) -> None:
         self.db = db
         self.outbox = outbox
-        self.cluster = cluster
+        self.cluster = traced(cluster)  # each call a span of the store's trace
         self.chart = chart
         self.values_files = tuple(values_files)
         self.base_domain = base_domain
@@ -439,15 +439,20 @@ class Runner:
             if step.name in done:
                 continue
             info = StepInfo(name=step.name, title=step.title, index=index, total=total)
-            await self.journal.started(store.id, recipe, info)
-            began = time.monotonic()
-            try:
-                learned = await self._watched(step, job, attempt, recipe.status)
-            finally:  # the metric counts the steps that failed or were cut too
-                seconds = time.monotonic() - began
-                STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
-            # A later step may need what this one learned (a rollback's chosen revision).
-            completed = await self.journal.completed(store.id, recipe, info, learned, seconds)
+            # A span per step, named as the step: its cluster calls and events are inside it.
+            with tracing.tracer().start_as_current_span(
+                step.name,
+                attributes={"woostore.phase": recipe.phase, "woostore.step": f"{index}/{total}"},
+            ):
+                await self.journal.started(store.id, recipe, info)
+                began = time.monotonic()
+                try:
+                    learned = await self._watched(step, job, attempt, recipe.status)
+                finally:  # the metric counts the steps that failed or were cut too
+                    seconds = time.monotonic() - began
+                    STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
+                # A later step may need what this one learned (a rollback's chosen revision).
+                completed = await self.journal.completed(store.id, recipe, info, learned, seconds)
             job = self._job(completed, backups)
 
     async def _watched(

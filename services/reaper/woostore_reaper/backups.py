@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from woostore_shared import lifecycle
+from woostore_shared import lifecycle, tracing
 from woostore_shared.lifecycle import BackupInUse, BackupNotFound, InvalidTransition, StoreNotFound
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
@@ -169,8 +169,10 @@ async def start_due_backups(outbox: Outbox, policy: BackupPolicy) -> int:
     started = 0
     for store_id in due:
         try:
-            async with UnitOfWork.begin(outbox) as uow:
-                backup = await lifecycle.start_backup(uow, store_id, BackupTrigger.SCHEDULED)
+            # The root of the backup's trace, as a request is of an owner's backup.
+            with tracing.tracer().start_as_current_span("scheduled backup"):
+                async with UnitOfWork.begin(outbox) as uow:
+                    backup = await lifecycle.start_backup(uow, store_id, BackupTrigger.SCHEDULED)
         except (InvalidTransition, StoreNotFound):
             continue  # no longer ready: its owner got there first
         with bind_store(store_id):
@@ -211,8 +213,9 @@ async def expire_backups(outbox: Outbox, retention: Retention) -> int:
 
 async def _expire(outbox: Outbox, store_id: uuid.UUID, backup_id: uuid.UUID) -> bool:
     try:
-        async with UnitOfWork.begin(outbox) as uow:
-            await lifecycle.delete_backup(uow, store_id, backup_id, BackupDeletion.RETENTION)
+        with tracing.tracer().start_as_current_span("expired backup"):
+            async with UnitOfWork.begin(outbox) as uow:
+                await lifecycle.delete_backup(uow, store_id, backup_id, BackupDeletion.RETENTION)
     except (BackupNotFound, BackupInUse, StoreNotFound):
         return False  # deleted meanwhile, or being restored from: the next pass sees
     with bind_store(store_id):

@@ -22,6 +22,7 @@ from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
+from woostore_shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -84,4 +85,5 @@ def main() -> None:
     settings = Settings()
     settings.require_runtime()
     configure_logging(settings, "reaper")
+    configure_tracing("reaper")
     asyncio.run(run(settings))

@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from woostore_shared import lifecycle
+from woostore_shared import lifecycle, tracing
 from woostore_shared.lifecycle import (
     LIVE,
     UNFINISHED,
@@ -138,16 +138,18 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
 
 
 async def _refill(outbox: Outbox, target: PoolTarget) -> None:
-    async with UnitOfWork.begin(outbox) as uow:
-        store = await lifecycle.request(
-            uow,
-            tenant_id=None,
-            name=POOL_NAME,
-            slug=f"pool-{secrets.token_hex(4)}",
-            type=STORE_TYPE,
-            simulated=target.simulated,
-            settings=target.settings,
-        )
+    # The root of the pooled store's trace, as an owner's request is of a cold store's.
+    with tracing.tracer().start_as_current_span("warm pool refill"):
+        async with UnitOfWork.begin(outbox) as uow:
+            store = await lifecycle.request(
+                uow,
+                tenant_id=None,
+                name=POOL_NAME,
+                slug=f"pool-{secrets.token_hex(4)}",
+                type=STORE_TYPE,
+                simulated=target.simulated,
+                settings=target.settings,
+            )
     POOL_REFILLS.inc()
     with bind_store(store.id, store.correlation_id):
         log.info("warm pool refill requested")

@@ -1,4 +1,5 @@
-"""stores made from a backup: the backup a new store (a clone) starts from
+"""stores made from a backup, and traced work: the backup a new store (a clone) starts
+from, and the trace a work order continues
 
 Revision ID: 0015
 Revises: 0014
@@ -20,7 +21,11 @@ def upgrade() -> None:
     # No foreign key: store_backups already refers to stores, and a backup's row is never
     # deleted (it says "deleted").
     op.add_column("stores", sa.Column("from_backup_id", sa.Uuid(), nullable=True))
+    op.add_column("work_orders", sa.Column("traceparent", sa.String(length=55), nullable=True))
+    op.add_column("work_orders", sa.Column("tracestate", sa.String(length=512), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("work_orders", "tracestate")
+    op.drop_column("work_orders", "traceparent")
     op.drop_column("stores", "from_backup_id")
