@@ -2002,3 +2002,16 @@ def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
         "WOOSTORE_BACKUP_KEEP_WEEKLY": "4",
     }
     assert not [name for name in api if "BACKUP" in name]
+
+
+def test_every_service_sends_its_spans_to_the_collector_set_and_none_without_one(
+    helm_env: dict[str, str], default_docs: list[Manifest]
+) -> None:
+    collector = "http://otel-collector.observability:4318"
+    docs = render_platform(helm_env, *set_values(f"tracing.otlpEndpoint={collector}"))
+    for service in ("api", "notifier", "provisioner", "reaper"):
+        env = env_of(container(deployment(docs, service)))
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == collector, service
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(
+            container(deployment(default_docs, service))
+        )

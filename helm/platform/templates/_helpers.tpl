@@ -132,6 +132,11 @@ Secret, never as literal values. Call with the root context.
 {{- $v := .Values -}}
 - name: WOOSTORE_NATS_URL
   value: {{ include "platform.natsUrl" . | quote }}
+{{- with $v.tracing.otlpEndpoint }}
+# Spans go out by OTLP/HTTP (docs/architecture.md, Tracing); none without it.
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_DATABASE_URL" "key" "database-url") }}
 {{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_ADMIN_TOKEN" "key" "admin-token") }}
 {{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_SECRET_KEY" "key" "secret-key") }}
