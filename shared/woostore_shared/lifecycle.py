@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Collection
 from contextlib import suppress
 
+from prometheus_client import Counter
 from sqlalchemy import ColumnElement
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -86,6 +87,11 @@ from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
 S = StoreStatus
+# Failures by where they happened: the step a store failed at (bounded: the recipes' step
+# names), or "lost" for a ready store whose resources vanished. The reason is in the event.
+STORES_FAILED = Counter(
+    "woostore_stores_failed_total", "Stores failed, by the step they failed at", ["step"]
+)
 
 ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
     # deleting a queued or provisioning store cancels it
@@ -363,6 +369,7 @@ async def fail(uow: UnitOfWork, store_id: uuid.UUID, reason: str, *, lost: bool 
     store.failure_reason = reason
     uow.emit(store, Failed(reason=reason, step=step))
     uow.dispatch(store, Lane.REMOVAL)
+    STORES_FAILED.labels("lost" if lost else step or "before_any_step").inc()
     return store
 
 

@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, select
 
@@ -33,6 +34,7 @@ from woostore_shared.settings import Settings
 from woostore_shared.topology import WORK_STREAM
 
 DEADLINE_SECONDS = 20.0
+REQUEST_COUNT = "woostore_api_request_duration_seconds_count"
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -240,3 +242,19 @@ async def test_a_request_is_the_root_of_the_trace_its_events_and_work_orders_car
     )
     [event] = await stream_messages(nats_client, response.json()["id"])
     assert envelope(event)["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+
+
+async def test_requests_are_timed_by_route_template_never_by_id(client: httpx.AsyncClient) -> None:
+    def count(route: str, status: str) -> float:
+        labels = {"method": "GET", "route": route, "status": status}
+        return REGISTRY.get_sample_value(REQUEST_COUNT, labels) or 0.0
+
+    store = await create(client, "Timed Shop")
+    one, missing = count("/api/v1/stores/{store_id}", "200"), count("unmatched", "404")
+
+    assert (await client.get(f"{STORES}/{store['id']}")).status_code == 200
+    assert (await client.get("/no/such/path")).status_code == 404
+
+    assert count("/api/v1/stores/{store_id}", "200") == one + 1
+    assert count("unmatched", "404") == missing + 1
+    assert count(f"{STORES}/{store['id']}", "200") == 0

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from nats.aio.client import Client
+from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.support import DEFAULT_SETTINGS, envelope, stream_messages
@@ -33,6 +34,7 @@ from woostore_shared.outbox import Outbox
 DEADLINE = timedelta(seconds=60)
 GRACE = timedelta(seconds=60)
 FAILED = "io.woostore.store.failed"
+FAILURES = "woostore_stores_failed_total"
 
 
 async def add_store(
@@ -117,8 +119,10 @@ async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadl
     store_id = await add_store(
         database, StoreStatus.PROVISIONING, provisioning_since=timedelta(minutes=2), step="rollout"
     )
+    failed_at_rollout = REGISTRY.get_sample_value(FAILURES, {"step": "rollout"}) or 0.0
 
     assert await enforce_deadlines(outbox, DEADLINE) == 1
+    assert REGISTRY.get_sample_value(FAILURES, {"step": "rollout"}) == failed_at_rollout + 1
 
     store = await load(database, store_id)
     assert store.status is StoreStatus.FAILED

@@ -1,13 +1,16 @@
-"""The API's edge: a limit on what comes in, and the headers of what goes out."""
+"""The API's edge: a limit on what comes in, the headers of what goes out, and how long
+each route takes."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import PurePath
 from urllib.parse import urlsplit
 
 from fastapi import Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import Histogram
 from secure import (
     ContentSecurityPolicy,
     ReferrerPolicy,
@@ -21,6 +24,58 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_api.problems import content_too_large, problem_response
 from woostore_shared.settings import Settings
+
+REQUEST_SECONDS = Histogram(
+    "woostore_api_request_duration_seconds",
+    "API requests by method, route (its template) and status",
+    ["method", "route", "status"],
+)
+
+
+ROUTE_KEY = "woostore.route"  # the box in the request's scope the route's template goes in
+
+
+class RequestMetrics:
+    """Times every HTTP request by the route it matched: ``/api/v1/stores/{store_id}``, never
+    the id; ``unmatched`` for a request no route handled (a 404, or refused before routing).
+    The router works on copies of the scope, so the route is handed back in a box the copies
+    share (:func:`note_route`, a dependency of every route)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began, status, route = time.perf_counter(), 500, {"path": "unmatched"}
+        scope[ROUTE_KEY] = route
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            REQUEST_SECONDS.labels(scope["method"], route["path"], str(status)).observe(
+                time.perf_counter() - began
+            )
+
+
+def note_route(request: Request) -> None:
+    """The matched route's template, for :class:`RequestMetrics`. A route of an included
+    router knows its path below the router's prefix; the prefix (static: ``/api/v1``) is the
+    request path's leading segments."""
+    box = request.scope.get(ROUTE_KEY)
+    path = getattr(request.scope.get("route"), "path", None)
+    if not isinstance(box, dict) or not isinstance(path, str):
+        return
+    segments = request.scope["path"].split("/")
+    prefix = segments[: len(segments) - len(path.split("/")) + 1]
+    box["path"] = "/".join(prefix) + path if len(prefix) > 1 else path
 
 
 class BodyLimit:

@@ -21,7 +21,15 @@ from woostore_api.access.router import router as access_router
 from woostore_api.audit.router import router as audit_router
 from woostore_api.auth import CurrentCaller
 from woostore_api.deps import SettingsDep, TicketsDep
-from woostore_api.edge import REVALIDATE, Assets, BodyLimit, no_store, security_headers
+from woostore_api.edge import (
+    REVALIDATE,
+    Assets,
+    BodyLimit,
+    RequestMetrics,
+    no_store,
+    note_route,
+    security_headers,
+)
 from woostore_api.problems import install_problem_handlers, problem_responses
 from woostore_api.remembered import Remembered
 from woostore_api.stores.router import router as stores_router
@@ -110,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=VERSION,
         description="Provision isolated WooCommerce stores. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
+        dependencies=[Depends(note_route)],  # each request timed by its route (edge.py)
         # FastAPI's own pages load Swagger UI and ReDoc from a CDN, with inline scripts.
         docs_url=None,
         redoc_url=None,
@@ -121,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Outermost of all: the audit log records the client a trusted proxy saw, and a cookie is
     # Secure when the client's connection was HTTPS. Only here: main() turns uvicorn's off.
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    app.add_middleware(RequestMetrics)  # outermost: refused requests are timed too
     api = APIRouter(prefix="/api/v1")
     api.include_router(stores_router)
     api.include_router(access_router)

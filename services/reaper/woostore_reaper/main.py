@@ -11,6 +11,7 @@ from datetime import timedelta
 from nats.aio.client import Client
 
 from woostore_cluster import connect_cluster
+from woostore_reaper import gauges
 from woostore_reaper.backups import BackupKeeper, BackupPolicy
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.pool import PoolTarget, keep_pool
@@ -58,7 +59,12 @@ async def run(settings: Settings) -> None:
     log.info("reaper started", deadline_seconds=settings.provision_deadline_seconds)
     while not stopping.is_set():
         try:
-            if await leader.held():
+            leading = await leader.held()
+            gauges.LEADER.set(1 if leading else 0)
+            if not leading:
+                gauges.forget()
+            else:
+                await gauges.measure(outbox)
                 # Level-triggered down to the broker: a stream lost in a crash is recreated,
                 # and the replay below re-publishes the work it held.
                 await ensure_topology(nats.jetstream(), topology)
