@@ -1,0 +1,179 @@
+"""The platform chart's alerts (templates/prometheusrule.yaml), checked by Prometheus's own
+promtool: the rules load (their templates included), each fires on the series that should
+fire it and not on those that should not, and every metric they read is one the services
+really export."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+import woostore_notifier.connections
+import woostore_provisioner.runner
+import woostore_reaper.gauges
+import woostore_reaper.reaping
+from tests.charts.chart import one, render_platform
+
+# The services' modules that define metrics the rules read.
+EXPORTERS = (
+    woostore_notifier.connections,
+    woostore_provisioner.runner,
+    woostore_reaper.gauges,
+    woostore_reaper.reaping,
+)
+REPO = Path(__file__).resolve().parents[2]
+RUNBOOK = REPO / "docs" / "runbook.md"
+# Each alert fires on the first series and not on the second; `eval` is when it is looked at.
+CASES: dict[str, list[dict[str, Any]]] = {
+    "WooStoreQueueStuck": [
+        {  # the oldest store waits ever longer (a minute a minute), on the leading reaper
+            "series": {
+                'woostore_queue_oldest_age_seconds{pod="reaper-a"}': "0+60x40",
+                'woostore_queue_oldest_age_seconds{pod="reaper-b"}': "0x40",
+            },
+            "firing": {"10m": False, "25m": True},
+        },
+        {  # stores wait a few minutes each, and the queue moves
+            "series": {"woostore_queue_oldest_age_seconds": " ".join(["0 120 240 60 180"] * 8)},
+            "firing": {"30m": False},
+        },
+    ],
+    "WooStoreFailureRateHigh": [
+        {
+            "series": {
+                'woostore_stores_finished_total{outcome="ready"}': "0+2x90",
+                'woostore_stores_finished_total{outcome="failed"}': "0+1x90",
+                'woostore_stores_finished_total{outcome="deleted"}': "0+50x90",
+            },
+            "firing": {"5m": False, "20m": True},
+        },
+        {
+            "series": {
+                'woostore_stores_finished_total{outcome="ready"}': "0+9x90",
+                'woostore_stores_finished_total{outcome="failed"}': "0+1x90",
+            },
+            "firing": {"60m": False},
+        },
+    ],
+    "WooStoreDeadLetter": [
+        {
+            "series": {"woostore_dead_letters_total": "0x30 1x30"},
+            "firing": {"20m": False, "35m": True},
+        },
+    ],
+    "WooStoreReaperWithoutLeader": [
+        {  # the leader stops leading; the other never takes over
+            "series": {
+                'woostore_reaper_leader{pod="reaper-a"}': "1x10 0x20",
+                'woostore_reaper_leader{pod="reaper-b"}': "0x30",
+            },
+            "firing": {"12m": False, "25m": True},
+        },
+        {  # no reaper reports at all
+            "series": {"woostore_queue_depth": "0x30"},
+            "firing": {"3m": False, "10m": True},
+        },
+        {  # the other takes over
+            "series": {
+                'woostore_reaper_leader{pod="reaper-a"}': "1x10 0x20",
+                'woostore_reaper_leader{pod="reaper-b"}': "0x11 1x19",
+            },
+            "firing": {"25m": False},
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def rules(helm_env: dict[str, str]) -> dict[str, Any]:
+    docs = render_platform(helm_env, "--set", "metrics.prometheusRule.enabled=true")
+    spec: dict[str, Any] = one(docs, "PrometheusRule", "woostore")["spec"]
+    return spec
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is missing: `make promtool` installs Debian's prometheus package")
+    return subprocess.run(
+        [found, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_rules_load_with_their_templates(rules: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    checked = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "4 rules found" in checked.stdout
+
+
+def test_each_alert_fires_when_it_should_and_only_then(
+    rules: dict[str, Any], tmp_path: Path
+) -> None:
+    names = [rule["alert"] for group in rules["groups"] for rule in group["rules"]]
+    assert sorted(names) == sorted(CASES)
+    # promtool compares annotations word for word; the test leaves them out (they load, above).
+    bare = {
+        "groups": [
+            {**group, "rules": [{k: v for k, v in r.items() if k != "annotations"}
+                                for r in group["rules"]]}
+            for group in rules["groups"]
+        ]
+    }  # fmt: skip
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(bare))
+    tests = []
+    for alert, cases in CASES.items():
+        severity = next(
+            r["labels"]["severity"] for g in rules["groups"] for r in g["rules"]
+            if r["alert"] == alert
+        )  # fmt: skip
+        for case in cases:
+            tests.append(
+                {
+                    "interval": "1m",
+                    "input_series": [
+                        {"series": series, "values": values}
+                        for series, values in case["series"].items()
+                    ],
+                    "alert_rule_test": [
+                        {
+                            "eval_time": at,
+                            "alertname": alert,
+                            "exp_alerts": [{"exp_labels": {"severity": severity}}]
+                            if firing
+                            else [],
+                        }
+                        for at, firing in case["firing"].items()
+                    ],
+                }
+            )
+    (tmp_path / "tests.yaml").write_text(
+        yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    tested = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_every_metric_the_rules_read_is_exported_and_every_alert_has_a_runbook(
+    rules: dict[str, Any],
+) -> None:
+    assert EXPORTERS  # imported: their metrics are registered in this process
+    families = list(REGISTRY.collect())  # a labelled metric has no samples until it is used
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    exported |= {sample.name for family in families for sample in family.samples}
+    runbook = RUNBOOK.read_text()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            read = set(re.findall(r"woostore_[a-z_]+", rule["expr"]))
+            assert read, rule["alert"]
+            assert read <= exported, f"{rule['alert']} reads {read - exported}"
+            anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
+            assert f"## {rule['alert']}" in runbook, anchor
+            assert anchor == rule["alert"].lower()
