@@ -1,10 +1,12 @@
-"""The platform chart's alerts (templates/prometheusrule.yaml), checked by Prometheus's own
-promtool: the rules load (their templates included), each fires on the series that should
-fire it and not on those that should not, and every metric they read is one the services
+"""The platform chart's alerts (templates/prometheusrule.yaml) and Grafana dashboard
+(dashboards/woostore.json), checked by Prometheus's own promtool: the rules load (their
+templates included), each fires on the series that should fire it and not on those that
+should not, the dashboard's queries parse, and every metric either reads is one the services
 really export."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,14 +17,16 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+import woostore_api.edge
 import woostore_notifier.connections
 import woostore_provisioner.runner
 import woostore_reaper.gauges
 import woostore_reaper.reaping
 from tests.charts.chart import one, render_platform
 
-# The services' modules that define metrics the rules read.
+# The services' modules that define metrics the rules and the dashboard read.
 EXPORTERS = (
+    woostore_api.edge,
     woostore_notifier.connections,
     woostore_provisioner.runner,
     woostore_reaper.gauges,
@@ -161,19 +165,56 @@ def test_each_alert_fires_when_it_should_and_only_then(
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
-def test_every_metric_the_rules_read_is_exported_and_every_alert_has_a_runbook(
-    rules: dict[str, Any],
-) -> None:
-    assert EXPORTERS  # imported: their metrics are registered in this process
+def exported_metrics() -> set[str]:
+    """The names of the metrics the services' modules register (imported above)."""
+    assert EXPORTERS
     families = list(REGISTRY.collect())  # a labelled metric has no samples until it is used
     exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
     exported |= {sample.name for family in families for sample in family.samples}
+    return exported
+
+
+def metrics_read(expr: str) -> set[str]:
+    """The WooStore metrics a PromQL expression reads (a histogram's by its family)."""
+    return {
+        re.sub(r"_(bucket|count|sum)$", "", name) for name in re.findall(r"woostore_[a-z_]+", expr)
+    }
+
+
+def test_every_metric_the_rules_read_is_exported_and_every_alert_has_a_runbook(
+    rules: dict[str, Any],
+) -> None:
+    exported = exported_metrics()
     runbook = RUNBOOK.read_text()
     for group in rules["groups"]:
         for rule in group["rules"]:
-            read = set(re.findall(r"woostore_[a-z_]+", rule["expr"]))
+            read = metrics_read(rule["expr"])
             assert read, rule["alert"]
             assert read <= exported, f"{rule['alert']} reads {read - exported}"
             anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
             assert f"## {rule['alert']}" in runbook, anchor
             assert anchor == rule["alert"].lower()
+
+
+def test_the_dashboard_graphs_valid_queries_of_exported_metrics(
+    helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    docs = render_platform(helm_env, "--set", "metrics.grafanaDashboard.enabled=true")
+    config_map = one(docs, "ConfigMap", "woostore-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["woostore.json"])
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(exprs) >= 9
+    exported = exported_metrics()
+    for expr in exprs:
+        assert metrics_read(expr) <= exported, expr
+    # promtool parses each query as a recording rule's expression.
+    recording = [{"record": f"woostore:dashboard:{n}", "expr": e} for n, e in enumerate(exprs)]
+    (tmp_path / "dashboard.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": recording}]})
+    )
+    checked = promtool("check", "rules", "dashboard.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "woostore-dashboard" not in {
+        d["metadata"]["name"] for d in render_platform(helm_env) if d["kind"] == "ConfigMap"
+    }
