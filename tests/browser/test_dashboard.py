@@ -429,7 +429,7 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     assert [row for row in history if row["status"] == "updating" and row["buttons"]] == []
 
 
-async def test_a_ready_store_is_backed_up_and_restored_from_its_card(
+async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_its_card(
     page: Page, platform: Platform
 ) -> None:
     await signed_in(page, platform)
@@ -468,6 +468,17 @@ async def test_a_ready_store_is_backed_up_and_restored_from_its_card(
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
     statuses = [row["status"] for row in await card_history(page, store["id"])]
     assert statuses[statuses.index("restoring") :][-1] == "ready", statuses
+
+    # The first backup copied to a new store, once confirmed: its card arrives and gets ready.
+    asked_for = backups.get_by_test_id("backup").last
+    await asked_for.get_by_test_id("copy-backup-button").click()
+    await expect(page.locator("#confirm-dialog")).to_contain_text("“Safe Shop copy”")
+    await page.get_by_test_id("confirm").click()
+    copy_card = page.get_by_test_id("store-card").filter(has_text="Safe Shop copy")
+    await expect(copy_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await expect(copy_card.get_by_test_id("store-origin")).to_contain_text(
+        "A copy of another store"
+    )
 
     # The safety backup deleted, once confirmed: the list shows it gone without a reload.
     await safety.get_by_test_id("delete-backup-button").click()

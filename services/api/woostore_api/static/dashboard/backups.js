@@ -1,13 +1,14 @@
 // A card's Backups section: the store's backups, read from the API when it is opened and read
 // again when a backup or restore of the store starts or ends, or a backup is deleted, while it
-// stays open; "Back up now", "Restore" on each complete backup and "Delete" on each complete
-// or failed one (each once confirmed).
+// stays open; "Back up now", "Restore" and "Copy" (a new store made from it) on each complete
+// backup, and "Delete" on each complete or failed one (each once confirmed).
 
-import { api } from './api.js';
+import { api, isAdmin } from './api.js';
 import { handleError } from './alerts.js';
 import { confirmAction } from './confirm.js';
 import { setTime, shortTimeFormat } from './format.js';
 import { EVENT, stores, upsertStore } from './stores.js';
+import { pickedTenant } from './tenants.js';
 
 const BACKUP_EVENTS = new Set([
   EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed,
@@ -78,6 +79,26 @@ async function askToRestore(id, backup) {
   }
 }
 
+// The copy is named after the store; it is renamed like any store, and its card arrives in
+// the list at once (queued), then follows its own events.
+async function askToCopy(id, backup) {
+  const name = `${(stores.get(id)?.name ?? 'Store').slice(0, 45)} copy`;
+  const confirmed = await confirmAction({
+    title: 'Copy to a new store?',
+    text: `A new store, “${name}”, is made with what this backup holds: its products, orders, `
+      + 'customers, uploads and settings, under its own address and admin password.',
+    confirm: 'Make the copy',
+  });
+  if (!confirmed) return;
+  const body = { name, from_backup: backup.id };
+  if (isAdmin() && pickedTenant()) body.tenant_id = pickedTenant();
+  try {
+    upsertStore(await api('POST', '/stores', body));
+  } catch (err) {
+    handleError(err);
+  }
+}
+
 async function askToDelete(id, backup) {
   const confirmed = await confirmAction({
     title: 'Delete this backup?',
@@ -110,7 +131,14 @@ function backupItem(id, backup) {
     button.dataset.testid = 'restore-button';
     button.textContent = 'Restore';
     button.addEventListener('click', () => askToRestore(id, backup));
-    item.append(' ', button);
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'secondary small';
+    copy.dataset.testid = 'copy-backup-button';
+    copy.textContent = 'Copy';
+    copy.setAttribute('aria-label', `Copy the backup of ${time.textContent} to a new store`);
+    copy.addEventListener('click', () => askToCopy(id, backup));
+    item.append(' ', button, ' ', copy);
   }
   if (backup.status === 'complete' || backup.status === 'failed') {
     const button = document.createElement('button');
