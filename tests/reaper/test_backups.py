@@ -16,6 +16,7 @@ from tests.reaper.test_reaping import event_rows, load
 from tests.reaper.test_replay_and_leadership import GRACE, consume_everything, orders, set_store
 from tests.support import create_store
 from woostore_reaper.backups import (
+    BackupKeeper,
     BackupPolicy,
     Retention,
     expire_backups,
@@ -202,3 +203,18 @@ async def test_backups_no_rule_keeps_are_deleted_and_their_removal_sent_until_do
     await set_store(database, store.id, replays=MAX_REPLAYS + 1)
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
     assert (await orders(nats_client, store.id))[-1] == f"work.change.{store.id}"
+
+
+async def test_the_reapers_pass_looks_for_due_backups_once_a_minute(
+    outbox: Outbox, database: Database
+) -> None:
+    keeper = BackupKeeper(outbox, replace(POLICY, at_once=1))
+    first = await ready_store(outbox, database, ready_for=2 * DAY)
+    second = await ready_store(outbox, database, ready_for=3 * DAY)
+
+    assert (await keeper.keep()).scheduled == 1
+    assert await backing_up(database) == {second.id}  # the store waiting longest goes first
+    async with UnitOfWork.begin(outbox) as uow:  # its backup ends: room again
+        await lifecycle.end_backup(uow, second.id, "storage unreachable")
+    assert (await keeper.keep()).scheduled == 0  # a pass later: not a minute yet
+    assert (await load(database, first.id)).status is StoreStatus.READY

@@ -6,7 +6,7 @@ any trigger: one its owner asked for counts) is ``every`` old; a store never bac
 ``every`` after it first became ready, so stores made together are not all backed up at
 once later either. One whose scheduled backup failed is tried again after ``retry_after``.
 At most ``at_once`` stores are backed up at a time, platform-wide (a store is busy while it
-is backed up), the ones waiting longest first.
+is backed up), the ones waiting longest first; due backups are looked for once a minute.
 
 Retention, like restic's ``forget --keep-last/--keep-daily/--keep-weekly``: of a store's
 complete backups, its newest ``last`` are kept, and the newest of each of its newest
@@ -50,6 +50,9 @@ BACKUPS_EXPIRED = Counter(
     "woostore_backups_expired_total", "Backups deleted as kept by no retention rule"
 )
 RETRY_AFTER = timedelta(hours=1)
+# Due backups are looked for this often (a query over every ready store and its backups):
+# a daily backup a minute late costs nothing.
+SCHEDULE_INTERVAL = timedelta(minutes=1)
 # Retention can only drop something once a backup completed; it is looked at this often.
 RETENTION_INTERVAL = timedelta(minutes=10)
 
@@ -115,20 +118,27 @@ class BackupsReport:
 
 
 class BackupKeeper:
-    """The reaper's pass over backups; retention at most every ``RETENTION_INTERVAL``."""
+    """The reaper's pass over backups: due backups looked for at most every
+    ``SCHEDULE_INTERVAL``, retention at most every ``RETENTION_INTERVAL``."""
 
     def __init__(self, outbox: Outbox, policy: BackupPolicy) -> None:
         self.outbox = outbox
         self.policy = policy
-        self._retention_at: datetime | None = None
+        self._last: dict[str, datetime] = {}
+
+    def _due(self, what: str, interval: timedelta) -> bool:
+        now, last = utcnow(), self._last.get(what)
+        if last is not None and now - last < interval:
+            return False
+        self._last[what] = now
+        return True
 
     async def keep(self) -> BackupsReport:
-        scheduled = await start_due_backups(self.outbox, self.policy)
-        expired = 0
-        now = utcnow()
-        if self._retention_at is None or now - self._retention_at >= RETENTION_INTERVAL:
+        scheduled = expired = 0
+        if self._due("schedule", SCHEDULE_INTERVAL):
+            scheduled = await start_due_backups(self.outbox, self.policy)
+        if self._due("retention", RETENTION_INTERVAL):
             expired = await expire_backups(self.outbox, self.policy.retention)
-            self._retention_at = now
         return BackupsReport(scheduled=scheduled, expired=expired)
 
 
