@@ -272,8 +272,9 @@ class Settings(BaseSettings):
         default=4,
         ge=0,
         description="Retention: the newest backup of each of a store's last N weeks with "
-        "backups is kept. A backup kept by no rule is deleted by the reaper; all three at 0 "
-        "keep every backup.",
+        "backups is kept. A backup the platform took that no rule keeps is deleted by the "
+        "reaper (one its owner asked for is kept until deleted); all three at 0 keep every "
+        "backup.",
     )
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)

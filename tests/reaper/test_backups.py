@@ -94,12 +94,16 @@ async def ready_store(outbox: Outbox, database: Database, ready_for: timedelta) 
 
 
 async def add_backup(
-    outbox: Outbox, store: Store, taken_ago: timedelta, status: BackupStatus
+    outbox: Outbox,
+    store: Store,
+    taken_ago: timedelta,
+    status: BackupStatus,
+    trigger: BackupTrigger = BackupTrigger.SCHEDULED,
 ) -> uuid.UUID:
     """A backup of the store as the change lane leaves one, ``taken_ago``."""
     backup = StoreBackup(
         store_id=store.id,
-        trigger=BackupTrigger.SCHEDULED,
+        trigger=trigger,
         status=status,
         requested_at=utcnow() - taken_ago,
         finished_at=utcnow() - taken_ago,
@@ -174,6 +178,9 @@ async def test_backups_no_rule_keeps_are_deleted_and_their_removal_sent_until_do
     taken = {days: await add_backup(outbox, store, days * DAY, BackupStatus.COMPLETE)
              for days in range(1, 6)}  # fmt: skip
     failed = await add_backup(outbox, store, 6 * DAY, BackupStatus.FAILED)
+    owners = await add_backup(
+        outbox, store, 7 * DAY, BackupStatus.COMPLETE, BackupTrigger.REQUESTED
+    )
     other = await ready_store(outbox, database, ready_for=10 * DAY)
     others = [await add_backup(outbox, other, d * DAY, BackupStatus.COMPLETE) for d in (1, 2)]
 
@@ -188,6 +195,7 @@ async def test_backups_no_rule_keeps_are_deleted_and_their_removal_sent_until_do
         BackupStatus.DELETING, BackupStatus.DELETING, BackupStatus.DELETING,
     ]  # fmt: skip
     assert rows[failed] is BackupStatus.FAILED  # not theirs to judge
+    assert rows[owners] is BackupStatus.COMPLETE  # its owner's: kept until they delete it
     assert [rows[b] for b in others] == [BackupStatus.COMPLETE] * 2
     deleted = [e for e in await event_rows(database) if e.type.endswith(".backup_deleted")]
     assert sorted(e.envelope["data"]["backup_id"] for e in deleted) == sorted(

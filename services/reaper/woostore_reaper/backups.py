@@ -8,12 +8,13 @@ once later either. One whose scheduled backup failed is tried again after ``retr
 At most ``at_once`` stores are backed up at a time, platform-wide (a store is busy while it
 is backed up), the ones waiting longest first; due backups are looked for once a minute.
 
-Retention, like restic's ``forget --keep-last/--keep-daily/--keep-weekly``: of a store's
-complete backups, its newest ``last`` are kept, and the newest of each of its newest
-``daily`` days (UTC) that have backups, and of each of its newest ``weekly`` ISO weeks. The
-rest are deleted (``lifecycle.delete_backup``: the change lane removes their data). The rules
-count days and weeks that have backups, not the calendar, so a store whose backups stopped
-(failing for a week, say) keeps what it had.
+Retention, like restic's ``forget --keep-last/--keep-daily/--keep-weekly``: of the complete
+backups the platform took of a store (scheduled, and before upgrades, rollbacks and restores;
+one its owner asked for is kept until its owner deletes it), its newest ``last`` are kept,
+and the newest of each of its newest ``daily`` days (UTC) that have backups, and of each of
+its newest ``weekly`` ISO weeks. The rest are deleted (``lifecycle.delete_backup``: the
+change lane removes their data). The rules count days and weeks that have backups, not the
+calendar, so a store whose backups stopped (failing for a week, say) keeps what it had.
 """
 
 from __future__ import annotations
@@ -193,19 +194,23 @@ async def start_due_backups(outbox: Outbox, policy: BackupPolicy) -> int:
 
 
 async def expire_backups(outbox: Outbox, retention: Retention) -> int:
-    """Delete the complete backups no retention rule keeps."""
+    """Delete the complete backups no retention rule keeps (of those the platform took: one
+    its owner asked for is kept until its owner deletes it)."""
     if retention.keeps_all:
         return 0
+    judged = (col(StoreBackup.status) == BackupStatus.COMPLETE) & (
+        col(StoreBackup.trigger) != BackupTrigger.REQUESTED  # its owner's: kept until deleted
+    )
     async with outbox.db.session() as session:
         crowded = (
             select(StoreBackup.store_id)
-            .where(col(StoreBackup.status) == BackupStatus.COMPLETE)
+            .where(judged)
             .group_by(col(StoreBackup.store_id))
             .having(func.count() > retention.last)
         )
         rows = await session.exec(
             select(StoreBackup.store_id, StoreBackup.id, StoreBackup.requested_at)
-            .where(col(StoreBackup.status) == BackupStatus.COMPLETE)
+            .where(judged)
             .where(col(StoreBackup.store_id).in_(crowded))
         )
         by_store: dict[uuid.UUID, list[tuple[uuid.UUID, datetime]]] = {}
