@@ -24,7 +24,9 @@ class _Traced:
         attribute = getattr(self._inner, name)
         if not inspect.iscoroutinefunction(attribute):
             return attribute  # streams (a dump, an archive) are spans of the step reading them
-        return _traced_call(name, attribute)
+        traced_call = _traced_call(name, attribute)
+        setattr(self, name, traced_call)  # wrapped once: __getattr__ is not asked again
+        return traced_call
 
 
 def _traced_call(name: str, call: Callable[..., Any]) -> Callable[..., Any]:

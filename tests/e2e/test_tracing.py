@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -101,10 +101,10 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-def wait_until(found: object, what: str) -> None:
+def wait_until(found: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
-        if callable(found) and found():
+        if found():
             return
         time.sleep(0.2)
     pytest.fail(f"within {DEADLINE_SECONDS:.0f} s: {what}")
