@@ -2,7 +2,8 @@
 
 Subjects are ``store.<event>.<store_id>``; the CloudEvent ``type`` is
 ``io.woostore.store.<event>`` and its ``subject`` is the store id. ``data`` always carries
-the store's ``status`` after the event, so a consumer can follow a store from events alone.
+the store's ``status`` after the event and the ``actions`` it accepts then, so a consumer can
+follow a store from events alone.
 See docs/architecture.md for the table of events.
 """
 
@@ -13,10 +14,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from woostore_shared import tracing
 from woostore_shared.models import BackupDeletion, BackupTrigger, StoreStatus, utcnow
+from woostore_shared.transitions import StoreAction
 
 STREAM_SUBJECT_PREFIX = "store"
 # The ``tenantid`` of events about stores in the warm pool, which no tenant owns: the nil
@@ -66,7 +68,17 @@ class StoreSummary(BaseModel):
     origin: str = "cold"
 
 
-class Requested(BaseModel):
+class EventBody(BaseModel):
+    """What every event's data has besides the store's ``status`` after it: the ``actions``
+    the store accepts then (the store resource's), filled in when the event is recorded, so a
+    client following events never has to read the store again to know what it may ask."""
+
+    actions: list[StoreAction] = Field(
+        default_factory=list, description="What the store accepts after this event"
+    )
+
+
+class Requested(EventBody):
     status: Literal[StoreStatus.QUEUED] = StoreStatus.QUEUED
     store: StoreSummary
 
@@ -97,7 +109,7 @@ WorkingStatus = Literal[
 ]
 
 
-class Progress(BaseModel):
+class Progress(EventBody):
     status: WorkingStatus
     phase: Phase
     step: StepInfo
@@ -105,7 +117,7 @@ class Progress(BaseModel):
     progress: float  # 0..1, share of the phase's steps completed
 
 
-class Ready(BaseModel):
+class Ready(EventBody):
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     storefront_url: str
     admin_url: str
@@ -113,14 +125,14 @@ class Ready(BaseModel):
     revision: int | None = None
 
 
-class Pooled(BaseModel):
+class Pooled(EventBody):
     """Made and verified for the warm pool, waiting for an owner."""
 
     status: Literal[StoreStatus.POOLED] = StoreStatus.POOLED
     chart_version: str | None = None
 
 
-class FellBack(BaseModel):
+class FellBack(EventBody):
     """The store claimed from the warm pool could not be made its owner's (``reason``): it is
     discarded, and the owner's store is made from scratch instead, queued like a new one."""
 
@@ -128,40 +140,40 @@ class FellBack(BaseModel):
     reason: str
 
 
-class Failed(BaseModel):
+class Failed(EventBody):
     status: Literal[StoreStatus.FAILED] = StoreStatus.FAILED
     reason: str
     step: str | None = None
 
 
-class CleanedUp(BaseModel):
+class CleanedUp(EventBody):
     """Nothing the failed store made is left in the cluster; the store stays failed."""
 
     status: Literal[StoreStatus.FAILED] = StoreStatus.FAILED
 
 
-class DeleteRequested(BaseModel):
+class DeleteRequested(EventBody):
     status: Literal[StoreStatus.DELETING] = StoreStatus.DELETING
 
 
-class Deleted(BaseModel):
+class Deleted(EventBody):
     status: Literal[StoreStatus.DELETED] = StoreStatus.DELETED
 
 
-class ChangeRequested(BaseModel):
+class ChangeRequested(EventBody):
     status: Literal[StoreStatus.UPDATING] = StoreStatus.UPDATING
     change: Change
     backup_id: uuid.UUID  # the store as it was before, backed up first
 
 
-class Changed(BaseModel):
+class Changed(EventBody):
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     change: Change
     chart_version: str
     revision: int  # of the store's Helm release
 
 
-class ChangeFailed(BaseModel):
+class ChangeFailed(EventBody):
     """The store is ready as before: helm restored the release it had."""
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
@@ -169,13 +181,13 @@ class ChangeFailed(BaseModel):
     reason: str
 
 
-class BackupStarted(BaseModel):
+class BackupStarted(EventBody):
     status: Literal[StoreStatus.BACKING_UP] = StoreStatus.BACKING_UP
     backup_id: uuid.UUID
     trigger: BackupTrigger
 
 
-class BackupCompleted(BaseModel):
+class BackupCompleted(EventBody):
     """Every part and the manifest are stored: the backup can be restored."""
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
@@ -183,7 +195,7 @@ class BackupCompleted(BaseModel):
     size: int  # bytes, before compression
 
 
-class BackupFailed(BaseModel):
+class BackupFailed(EventBody):
     """No backup was made (what was stored of it is never listed); the store is as before."""
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
@@ -191,20 +203,20 @@ class BackupFailed(BaseModel):
     reason: str
 
 
-class RestoreRequested(BaseModel):
+class RestoreRequested(EventBody):
     status: Literal[StoreStatus.RESTORING] = StoreStatus.RESTORING
     backup_id: uuid.UUID  # what the store returns to
     safety_backup_id: uuid.UUID  # the store as it was before, backed up first
 
 
-class Restored(BaseModel):
+class Restored(EventBody):
     """The store holds the backup's database and uploads again, and took a test order."""
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     backup_id: uuid.UUID
 
 
-class RestoreFailed(BaseModel):
+class RestoreFailed(EventBody):
     """The restore could not be finished (``reason`` says where); the safety backup holds the
     store as it was before."""
 
@@ -213,7 +225,7 @@ class RestoreFailed(BaseModel):
     reason: str
 
 
-class BackupDeleted(BaseModel):
+class BackupDeleted(EventBody):
     """The backup is deleted: never listed or restorable again. Its data is removed from the
     store's repository as soon as the store is not busy (its status until then: deleting)."""
 

@@ -83,6 +83,7 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.store_settings import StoreSettings
+from woostore_shared.transitions import ALLOWED, DELETABLE
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
@@ -93,35 +94,10 @@ STORES_FAILED = Counter(
     "woostore_stores_failed_total", "Stores failed, by the step they failed at", ["step"]
 )
 
-ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
-    # deleting a queued or provisioning store cancels it
-    S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
-    # queued: a claimed store that could not be personalised, made from scratch instead
-    S.PROVISIONING: frozenset({S.READY, S.POOLED, S.QUEUED, S.FAILED, S.DELETING}),
-    # failed: its namespace vanished
-    S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP, S.RESTORING}),
-    # queued: claimed by an owner; provisioning: verified again while idle; deleting: retired
-    # from the pool (a stale chart, a smaller pool)
-    S.POOLED: frozenset({S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED}),
-    # An upgrade or rollback ends ready either way: a failed one leaves the release as helm's
-    # --rollback-on-failure restored it, and the store's owner decides what next.
-    S.UPDATING: frozenset({S.READY}),
-    # A backup ends ready either way: whether it was made, the store is as it was.
-    S.BACKING_UP: frozenset({S.READY}),
-    # A restore ends ready either way: restored, or failed with its safety backup kept.
-    S.RESTORING: frozenset({S.READY}),
-    # queued: its owner asked for it again (retry), once its clean-up has finished
-    S.FAILED: frozenset({S.DELETING, S.QUEUED}),
-    S.DELETING: frozenset({S.DELETED}),
-    S.DELETED: frozenset(),
-}
-
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
 # store's resources are being cleaned up; it no longer counts.
 LIVE = ACTIVE | {S.READY, S.POOLED}
-# What an owner may delete. A pooled store has no owner: the pool keeper retires it instead.
-DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets) - {S.POOLED}
 # Stores whose provisioning has not finished: what the provisioner and deadlines fail.
 UNFINISHED = frozenset({S.QUEUED, S.PROVISIONING})
 

@@ -23,6 +23,7 @@ from woostore_shared import tracing
 from woostore_shared.events import CloudEvent, EventData, make_event
 from woostore_shared.models import Store, StoreEvent, WorkOrderRecord, utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.transitions import actions_of
 from woostore_shared.work import Lane, WorkOrder
 
 
@@ -47,9 +48,10 @@ class UnitOfWork:
         await outbox.publish_committed(uow.events, uow.work)
 
     def emit(self, store: Store, data: EventData) -> CloudEvent:
-        """Record the event announcing ``store``'s change; published once this commits."""
+        """Record the event announcing ``store``'s change, with the actions the store accepts
+        after it; published once this commits."""
         event = make_event(
-            data,
+            data.model_copy(update={"actions": actions_of(store)}),
             store_id=store.id,
             tenant_id=store.tenant_id,
             correlation_id=store.correlation_id,

@@ -37,7 +37,7 @@ async def test_a_backup_of_a_ready_store_is_started_listed_and_audited(
     messages = await stream_messages(nats_client, store_id)
     assert messages[-1].subject == f"store.backup_started.{store_id}"
     assert envelope(messages[-1])["data"] == {
-        "status": "backing_up", "backup_id": backup["id"], "trigger": "requested",
+        "status": "backing_up", "backup_id": backup["id"], "trigger": "requested", "actions": [],
     }  # fmt: skip
     listed = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
     assert listed == [backup]
@@ -141,6 +141,7 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
     assert [m.subject for m in messages].count(f"store.backup_deleted.{store_id}") == 1
     assert envelope(messages[-1])["data"] == {
         "status": "ready", "backup_id": deleted, "reason": "requested",
+        "actions": ["delete", "upgrade", "backup", "restore"],  # no password: not provisioned
     }  # fmt: skip
     listed = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
     assert {b["id"]: b["status"] for b in listed} == {kept: "complete", deleted: "deleting"}

@@ -379,7 +379,7 @@ async def test_deleting_a_store_marks_it_deleting_and_publishes_delete_requested
     ]
     deletion = envelope(messages[1])
     assert deletion["type"] == TYPE + "delete_requested"
-    assert deletion["data"] == {"status": "deleting"}
+    assert deletion["data"] == {"status": "deleting", "actions": []}
     assert messages[1].headers is not None
     assert messages[1].headers["Nats-Msg-Id"] == deletion["id"]
     rows = await event_rows(database, store["id"])

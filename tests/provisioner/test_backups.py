@@ -121,7 +121,7 @@ async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
     events = await stream_events(js, store.id)
     after = events[names(events).index(EventName.BACKUP_STARTED) :]
     assert after[0].data == {
-        "status": "backing_up", "backup_id": str(backup_id), "trigger": "requested",
+        "status": "backing_up", "backup_id": str(backup_id), "trigger": "requested", "actions": [],
     }  # fmt: skip
     progress = [(e.data["step"]["index"], e.data["state"]) for e in after[1:-1]]
     assert progress == [
@@ -129,7 +129,10 @@ async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
     ]
     assert all(e.data["phase"] == "backup" for e in after[1:-1])
     assert after[-1].name is EventName.BACKUP_COMPLETED
-    assert after[-1].data == {"status": "ready", "backup_id": str(backup_id), "size": row.size}
+    assert after[-1].data == {
+        "status": "ready", "backup_id": str(backup_id), "size": row.size,
+        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+    }  # fmt: skip
 
 
 async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
@@ -155,7 +158,10 @@ async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
     assert "dump_database failed" in row.reason
     assert await backup_storage.of(store.id).manifests() == []
     [event] = [e for e in await stream_events(js, store.id) if e.name is EventName.BACKUP_FAILED]
-    assert event.data == {"status": "ready", "backup_id": str(backup_id), "reason": row.reason}
+    assert event.data == {
+        "status": "ready", "backup_id": str(backup_id), "reason": row.reason,
+        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+    }  # fmt: skip
 
 
 async def test_a_backup_cut_off_after_its_parts_resumes_and_is_recorded_once(
@@ -247,13 +253,18 @@ async def test_a_restore_brings_back_exactly_the_backed_up_orders_products_and_u
     after = events[names(events).index(EventName.RESTORE_REQUESTED) :]
     assert after[0].data == {
         "status": "restoring", "backup_id": str(backup_id), "safety_backup_id": str(safety_id),
+        "actions": [],
     }  # fmt: skip
     progress = [(e.data["step"]["index"], e.data["state"]) for e in after[1:-1]]
     assert progress == [
         (i, s) for i in range(1, len(RESTORE.steps) + 1) for s in ("started", "completed")
     ]
     assert after[-1].name is EventName.RESTORED
-    assert after[-1].data == {"status": "ready", "backup_id": str(backup_id)}
+    assert after[-1].data == {
+        "status": "ready",
+        "backup_id": str(backup_id),
+        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+    }
 
 
 async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_nothing(
@@ -368,7 +379,12 @@ async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_othe
     events = await stream_events(js, store.id)
     deleted = [e for e in events if e.name is EventName.BACKUP_DELETED]
     assert [e.data for e in deleted] == [
-        {"status": "ready", "backup_id": str(older), "reason": "requested"}
+        {
+            "status": "ready",
+            "backup_id": str(older),
+            "reason": "requested",
+            "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+        }
     ]
 
 

@@ -128,6 +128,7 @@ async def test_an_upgrade_moves_a_ready_store_to_the_new_chart_with_progress(
     assert after[-1].name is EventName.CHANGED
     assert after[-1].data == {
         "status": "ready", "change": "upgrade", "chart_version": NEW_VERSION, "revision": 2,
+        "actions": ["delete", "upgrade", "rollback", "backup", "restore", "credentials"],
     }  # fmt: skip
     history = await cluster.release_history(store.namespace, RELEASE_NAME)
     assert [(r.revision, r.chart_version, r.status) for r in history] == [
@@ -191,7 +192,10 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     assert after.failure_reason is None
     last = (await stream_events(js, store.id))[-1]
     assert last.name is EventName.CHANGE_FAILED
-    assert last.data == {"status": "ready", "change": "rollback", "reason": reason}
+    assert last.data == {  # still nothing to roll back to: no rollback offered
+        "status": "ready", "change": "rollback", "reason": reason,
+        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+    }  # fmt: skip
     assert await cluster.namespace_exists(store.namespace)  # never cleaned up: it is live
 
 

@@ -320,6 +320,7 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
         "admin_url": ready.admin_url,
         "chart_version": ready.chart_version,
         "revision": 1,
+        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
     }
     assert ready.chart_version is not None
     assert {e.correlationid for e in events} == {store.correlation_id}
@@ -465,7 +466,9 @@ async def test_a_permanent_error_fails_the_store_and_its_clean_up_is_a_phase_of_
         ("provision", 4, TOTAL, "started", round(3 / TOTAL, 4)),
     ]
     assert events[-1].name is EventName.FAILED
-    assert events[-1].data == {"status": "failed", "reason": reason, "step": "rollout"}
+    assert events[-1].data == {
+        "status": "failed", "reason": reason, "step": "rollout", "actions": ["delete"],
+    }  # fmt: skip
     assert await work_orders(js, store.id) == ["work.provision", "work.removal"]
 
     await runner.remove(store.id, KeepAlive())
@@ -661,7 +664,7 @@ async def test_delete_takes_a_deleting_store_to_deleted_and_removes_its_namespac
     assert progress_of(after_request) == expected_progress("delete", [1, 2, 3], 3)
     assert all(e.data["status"] == "deleting" for e in after_request[:-1])
     assert after_request[-1].name is EventName.DELETED
-    assert after_request[-1].data == {"status": "deleted"}
+    assert after_request[-1].data == {"status": "deleted", "actions": []}
     assert names[-1] is EventName.DELETED
     # The other store is untouched.
     assert await cluster.namespace_exists(other.namespace)

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 
 from tests.support import DEFAULT_SETTINGS
-from woostore_shared.lifecycle import ACTIVE, DELETABLE, InvalidTransition, transition
+from woostore_shared.lifecycle import ACTIVE, InvalidTransition, transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus, namespace_for, utcnow
+from woostore_shared.transitions import DELETABLE
 
 S = StoreStatus
 

@@ -12,10 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from woostore_api.stores.actions import StoreAction, store_actions
 from woostore_shared.events import Phase
 from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreChange, StoreStatus
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
+from woostore_shared.transitions import StoreAction, actions_of
 
 NAME_MAX = 50
 _STORE_ID = "0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10"
@@ -308,13 +308,7 @@ class StoreOut(BaseModel):
                 if (change := around.last_changes.get(store.id))
                 else None
             ),
-            actions=store_actions(
-                store.status,
-                store.release_revision,
-                store.admin_password_encrypted is not None,
-                first_revision=store.first_revision or 1,
-                cleaned_up=store.cleaned_up_at is not None,
-            ),
+            actions=actions_of(store),
             links={"self": base, "credentials": f"{base}/credentials"},
         )  # fmt: skip
 

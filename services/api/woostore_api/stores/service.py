@@ -27,7 +27,6 @@ from woostore_api.problems import (
     store_not_ready,
 )
 from woostore_api.stores import quotas
-from woostore_api.stores.actions import credentials_readable
 from woostore_api.stores.schemas import (
     PhaseTimes,
     StepTime,
@@ -56,6 +55,7 @@ from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import ClusterMode, Settings
 from woostore_shared.store_settings import StoreSettings
+from woostore_shared.transitions import credentials_readable
 from woostore_shared.unit_of_work import UnitOfWork
 
 SLUG_BASE_MAX = 30

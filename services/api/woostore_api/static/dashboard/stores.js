@@ -210,11 +210,14 @@ function applyEvents(id, store, events) {
   const status = store.status;
   const applied = events.filter((e) => applyEvent(store, e));
   if (!applied.length) return;
-  // A failed store whose clean-up is done may be retried: its actions change, its status not.
-  if (store.status !== status || applied.some((e) => e.type === EVENT.cleanedUp)) {
-    // Events carry no actions, and which ones a status allows is the API's to say: offer none
-    // until the store resource has said (a moment later), rather than keep a copy of its rules.
-    store.actions = null; // not known yet
+  // Every event says what the store accepts after it (the store resource's actions), so
+  // 10,000 open pages do not each read the store at each change. One without (recorded
+  // before events carried them, and resumed) costs a read when it changes the status.
+  const actions = applied.at(-1).data?.actions;
+  if (Array.isArray(actions)) {
+    store.actions = actions;
+  } else if (store.status !== status) {
+    store.actions = null; // not known yet: the API's to say, a moment later
     if (reading.has(id)) reading.get(id).again = true;
     else readStore(id, []);
   }
@@ -246,6 +249,11 @@ async function readStore(id, events) {
   } finally {
     if (reading.get(id) === pending) reading.delete(id);
   }
+}
+
+function tenthsBetween(from, to) {
+  if (!from || !to) return null;
+  return Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10;
 }
 
 function endChange(change, kind, result, reason, time) {
@@ -282,6 +290,8 @@ function applyEvent(store, event) {
         progress: 1,
         failure_reason: null,
         ready_at: event.time ?? store.ready_at,
+        // As the API counts it, in tenths of a second (a ready event follows every request).
+        ready_in_seconds: tenthsBetween(store.created_at, event.time) ?? store.ready_in_seconds,
       });
       break;
     case EVENT.failed:

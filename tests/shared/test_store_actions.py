@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from woostore_api.stores.actions import StoreAction, store_actions
 from woostore_shared.models import StoreStatus
+from woostore_shared.transitions import StoreAction, store_actions
 
 S = StoreStatus
 

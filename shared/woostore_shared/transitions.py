@@ -1,0 +1,93 @@
+"""Which status may follow which, and so what a client may ask of a store in each.
+
+``ALLOWED`` is the store lifecycle's table of transitions (``lifecycle.py`` makes them, and
+checks each against it). ``store_actions`` derives from it the store resource's ``actions``,
+which status-changing events carry too: advice for clients (which buttons the dashboard
+shows), so no client keeps its own copy of the table. It enforces nothing: each request is
+checked again when it is made (the lifecycle's transitions, :func:`credentials_readable`) and
+refused with a 409.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from woostore_shared.models import Store, StoreStatus
+
+S = StoreStatus
+
+ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
+    # deleting a queued or provisioning store cancels it
+    S.QUEUED: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
+    # queued: a claimed store that could not be personalised, made from scratch instead
+    S.PROVISIONING: frozenset({S.READY, S.POOLED, S.QUEUED, S.FAILED, S.DELETING}),
+    # failed: its namespace vanished
+    S.READY: frozenset({S.DELETING, S.FAILED, S.UPDATING, S.BACKING_UP, S.RESTORING}),
+    # queued: claimed by an owner; provisioning: verified again while idle; deleting: retired
+    # from the pool (a stale chart, a smaller pool)
+    S.POOLED: frozenset({S.QUEUED, S.PROVISIONING, S.DELETING, S.FAILED}),
+    # An upgrade or rollback ends ready either way: a failed one leaves the release as helm's
+    # --rollback-on-failure restored it, and the store's owner decides what next.
+    S.UPDATING: frozenset({S.READY}),
+    # A backup ends ready either way: whether it was made, the store is as it was.
+    S.BACKING_UP: frozenset({S.READY}),
+    # A restore ends ready either way: restored, or failed with its safety backup kept.
+    S.RESTORING: frozenset({S.READY}),
+    # queued: its owner asked for it again (retry), once its clean-up has finished
+    S.FAILED: frozenset({S.DELETING, S.QUEUED}),
+    S.DELETING: frozenset({S.DELETED}),
+    S.DELETED: frozenset(),
+}
+
+# What an owner may delete. A pooled store has no owner: the pool keeper retires it instead.
+DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets) - {S.POOLED}
+
+StoreAction = Literal["delete", "upgrade", "rollback", "backup", "restore", "retry", "credentials"]
+
+
+def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
+    """Whether GET /stores/{id}/credentials answers: the store is ready and its password was
+    recorded."""
+    return status is StoreStatus.READY and has_password
+
+
+def store_actions(
+    status: StoreStatus,
+    release_revision: int | None,
+    has_password: bool,
+    first_revision: int = 1,
+    cleaned_up: bool = False,
+) -> list[StoreAction]:
+    """The requests a store in this state accepts: ``delete`` when it may become deleting,
+    ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
+    earlier revision to return to (of its owner's: not one from the warm pool before
+    ``first_revision``), ``backup`` when it may be backed up, ``restore`` when it may be
+    returned to one of its complete backups, ``retry`` when it failed and its clean-up has
+    finished, ``credentials`` when they can be read."""
+    actions: list[StoreAction] = []
+    if status in DELETABLE:
+        actions.append("delete")
+    if StoreStatus.UPDATING in ALLOWED[status]:
+        actions.append("upgrade")
+        if release_revision is not None and release_revision > first_revision:
+            actions.append("rollback")
+    if StoreStatus.BACKING_UP in ALLOWED[status]:
+        actions.append("backup")
+    if StoreStatus.RESTORING in ALLOWED[status]:
+        actions.append("restore")
+    if status is StoreStatus.FAILED and cleaned_up:
+        actions.append("retry")
+    if credentials_readable(status, has_password):
+        actions.append("credentials")
+    return actions
+
+
+def actions_of(store: Store) -> list[StoreAction]:
+    """:func:`store_actions` of ``store`` as it is now."""
+    return store_actions(
+        store.status,
+        store.release_revision,
+        store.admin_password_encrypted is not None,
+        first_revision=store.first_revision or 1,
+        cleaned_up=store.cleaned_up_at is not None,
+    )
