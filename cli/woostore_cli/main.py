@@ -234,6 +234,7 @@ def show(api: Api, args: argparse.Namespace) -> int:
     fields = {
         "id": store["id"],
         "status": store["status"] if store["status"] == "ready" else _status(store),
+        "waiting": store.get("waiting_cause"),  # why its current step waits, in words
         "actions": ", ".join(store.get("actions", [])),  # what the store accepts now
         "slug": store["slug"],
         "origin": _origin(store),
@@ -442,6 +443,8 @@ def _follow(
                 elif event.kind == "progress" and data.get("phase") == goal.phase:
                     step = data["step"]
                     title = f"Step {step['index']} of {step['total']} — {step['title']}"
+                    if data.get("cause"):  # the step waits on the cluster: why
+                        title += f" — {data['cause']}"
                     bar.update(task, description=title, completed=data["progress"])
                 elif event.kind in (goal.success, goal.failure):
                     done = event.kind.replace("_", " ").capitalize()
@@ -542,6 +545,8 @@ def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]
     if kind == "progress":
         step = data["step"]
         what = f"{status} step {step['index']}/{step['total']} {step['name']} {data['state']}"
+        if data.get("cause"):
+            what += f": {data['cause']}"
     elif kind == "requested":
         what = f'{status} "{data["store"]["name"]}"'
     elif kind == "ready":

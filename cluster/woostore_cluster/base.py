@@ -175,6 +175,11 @@ class Cluster(Protocol):
 
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None: ...
 
+    async def waiting_cause(self, namespace: str) -> str | None:
+        """Why the store's pods are not running yet, in words its owner understands
+        (causes.py), or None when nothing is known to hold them up. Never raises: it is
+        asked while a step waits, as a hint."""
+
     async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
         """Run WP-CLI in the store's WordPress pod. Secrets go through ``stdin``, never ``args``."""
 

@@ -61,6 +61,7 @@ STDERR_TAIL_BYTES = 2048
 # Streaming execs at once, each holding a thread for as long as its bytes take (hours, for a
 # big store): more wait for one to end.
 STREAMS_AT_ONCE = 16
+LOG_LINE_BYTES = 4096  # of a crashing container's log: its last line is all the owner is told
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class ContainerState:
     ready: bool
     waiting_reason: str | None = None
     waiting_message: str | None = None
+    image: str | None = None  # as the pod's spec names it
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,13 @@ class KubeApi(Protocol):
     async def list_workloads(self, namespace: str) -> list[Workload]: ...
 
     async def list_pods(self, namespace: str, label_selector: str = "") -> list[Pod]: ...
+
+    async def pending_claims(self, namespace: str) -> list[str]:
+        """The names of the namespace's PersistentVolumeClaims still Pending (no volume)."""
+
+    async def last_log_line(self, namespace: str, pod: str, container: str) -> str | None:
+        """The last line the container's previous run logged (a crashing container's last
+        words), or None when it has no previous run or logged nothing."""
 
     async def exec(
         self,
@@ -374,6 +383,28 @@ class ClientKubeApi:
             self._core.list_namespaced_pod, namespace, label_selector=label_selector
         )
         return [_pod(item) for item in found.items]
+
+    async def pending_claims(self, namespace: str) -> list[str]:
+        found = await self._call(self._core.list_namespaced_persistent_volume_claim, namespace)
+        return [item.metadata.name for item in found.items if item.status.phase == "Pending"]
+
+    async def last_log_line(self, namespace: str, pod: str, container: str) -> str | None:
+        try:
+            text = await self._call(
+                self._core.read_namespaced_pod_log,
+                pod,
+                namespace,
+                container=container,
+                previous=True,
+                tail_lines=1,
+                limit_bytes=LOG_LINE_BYTES,
+            )
+        except KubeApiError as error:
+            if error.status == 400:  # no previous run (yet): nothing it said
+                return None
+            raise
+        lines = [line for line in str(text or "").splitlines() if line.strip()]
+        return lines[-1] if lines else None
 
     async def exec(
         self,
@@ -876,6 +907,7 @@ def _pod(item: Any) -> Pod:
             ready=bool(c.ready),
             waiting_reason=c.state.waiting.reason if c.state and c.state.waiting else None,
             waiting_message=c.state.waiting.message if c.state and c.state.waiting else None,
+            image=c.image,
         )
         for c in [*(status.init_container_statuses or []), *(status.container_statuses or [])]
     )

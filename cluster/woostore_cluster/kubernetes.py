@@ -54,6 +54,7 @@ from woostore_cluster.base import (
     refuse_to_adopt,
     store_access,
 )
+from woostore_cluster.causes import CRASH_LOOP, Holdup, holdup_of, in_words
 from woostore_cluster.helm import HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import (
     ClientKubeApi,
@@ -306,6 +307,23 @@ class KubernetesCluster:
 
     # -- workloads ---------------------------------------------------------------------------
 
+    async def waiting_cause(self, namespace: str) -> str | None:
+        try:
+            holdup = await self._holdup(namespace)
+            if holdup is None:
+                return None
+            last_line = None
+            if holdup.reason == CRASH_LOOP and holdup.pod and holdup.container:
+                last_line = await self.kube.last_log_line(namespace, holdup.pod, holdup.container)
+            return in_words(holdup, last_line)
+        except KubeApiError as error:  # only a hint: the next look may work
+            log.info("could not tell why the store waits", namespace=namespace, error=str(error))
+            return None
+
+    async def _holdup(self, namespace: str) -> Holdup | None:
+        pods = await self.kube.list_pods(namespace)
+        return holdup_of(pods, await self.kube.pending_claims(namespace))
+
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -336,6 +354,8 @@ class KubernetesCluster:
                 message = f"rollout in {namespace} not ready after {timeout:g}s: " + "; ".join(
                     [w.describe() for w in waiting] + [text for _, text in problems]
                 )
+                cause = await self.waiting_cause(namespace)
+                message = f"{cause} ({message})" if cause else message
                 if any(reason in PERMANENT_REASONS for reason, _ in problems):
                     raise PermanentClusterError(message)
                 raise TransientClusterError(message, 10)

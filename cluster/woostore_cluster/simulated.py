@@ -62,7 +62,9 @@ from woostore_cluster.base import (
     is_managed_namespace,
     refuse_to_adopt,
 )
+from woostore_cluster.causes import CRASH_LOOP, holdup_of, in_words
 from woostore_cluster.helm import child_environment
+from woostore_cluster.kubeapi import ContainerState, Pod
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -119,7 +121,17 @@ ADMIN_USER = "admin"
 # WooCommerce's first order number in the simulation (orders share WordPress's post ids).
 FIRST_ORDER_ID = 101
 CHUNK_BYTES = 1 << 16  # what a pod's exec stream carries at a time
-FAULT_KINDS = frozenset({"error", "hang", "transient"})
+# Conditions a simulated rollout can be held in ("wait_for_rollout": "image_pull", say): the
+# pods and claims a real API server shows for each, read through the real driver's words
+# (causes.py) while the rollout waits out its timeout, then failing as the real one does.
+HOLDUPS = frozenset({"storage_pending", "unschedulable", "image_pull", "crash_loop"})
+FAULT_KINDS = frozenset({"error", "hang", "transient"}) | HOLDUPS
+# What the WordPress image's entrypoint prints, at the end, when its database will not answer.
+CRASH_LAST_LINE = "MySQL Connection Error: (2002) Connection refused"
+SCHEDULER_NO_ROOM = (
+    "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: "
+    "3 No preemption victims found for incoming pod."
+)
 # What a simulated dump says it is: never mistaken for (or loaded as) mariadb-dump's SQL.
 DUMP_FORMAT = "woostore-simulated-database/1"
 # WordPress's state keys that are the pods' rather than the database's: a restore keeps them.
@@ -184,6 +196,15 @@ class SimulatedCluster:
                 f"unknown simulated faults {sorted(unknown)}: operations are {sorted(FAULTABLE)}, "
                 f"faults are {sorted(FAULT_KINDS)}"
             )
+        misplaced = {op for op, kind in self.faults.items() if kind in HOLDUPS} - {
+            "wait_for_rollout"
+        }
+        if misplaced:
+            raise ValueError(
+                f"simulated faults {sorted(misplaced)}: {sorted(HOLDUPS)} hold a rollout, "
+                "so only wait_for_rollout takes them"
+            )
+        self._held: dict[str, str] = {}  # namespace -> the condition its rollout is held in
         with closing(sqlite3.connect(self.state_file, timeout=30)) as db:
             db.execute("PRAGMA journal_mode=WAL")  # several processes share the file
             db.executescript(_SCHEMA)
@@ -379,6 +400,9 @@ class SimulatedCluster:
         unchanged = bool(running.get("pods_ready")) and running.get("pods_started_from") == (
             started_from
         )
+        held = self.faults.get("wait_for_rollout")
+        if held in HOLDUPS:
+            await self._hold_rollout(namespace, held, timeout)
         await self._operate(
             "wait_for_rollout_workloads_unchanged" if unchanged else "wait_for_rollout", namespace
         )
@@ -391,6 +415,65 @@ class SimulatedCluster:
             state["versions"] = _image_versions(workloads)
             # The image's entrypoint makes the store's keys and salts on its first start.
             state.setdefault("salts", secrets.token_hex(32))
+
+    async def waiting_cause(self, namespace: str) -> str | None:
+        held = self._held.get(namespace)
+        if held is None:
+            return None
+        pods, claims = self._held_pods(namespace, held)
+        holdup = holdup_of(pods, claims)
+        if holdup is None:
+            return None
+        return in_words(holdup, CRASH_LAST_LINE if holdup.reason == CRASH_LOOP else None)
+
+    async def _hold_rollout(self, namespace: str, condition: str, timeout: float) -> None:
+        """Wait out the rollout's ``timeout`` held in ``condition``, then fail as the real
+        driver does: for good on a container that cannot start, for now on capacity or
+        storage (either may come)."""
+        log.warning("simulated fault: rollout held", condition=condition, namespace=namespace)
+        self._held[namespace] = condition
+        try:
+            await asyncio.sleep(timeout)
+            cause = await self.waiting_cause(namespace)
+        finally:
+            del self._held[namespace]
+        message = f"{cause} (rollout in {namespace} not ready after {timeout:g}s)"
+        if condition in ("image_pull", "crash_loop"):
+            raise PermanentClusterError(message)
+        raise TransientClusterError(message, 10)
+
+    def _held_pods(self, namespace: str, condition: str) -> tuple[list[Pod], list[str]]:
+        """The WordPress pod and the claims as the API server shows them in ``condition``."""
+        [deployment] = self._objects(namespace, ("Deployment",))
+        name = deployment["metadata"]["name"]
+        image = next(
+            c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]
+            if c["name"] == "wordpress"
+        )  # fmt: skip
+        pod = f"{name}-5c9d8b7f4-x2k9q"
+        claims: list[str] = []
+        unschedulable = None
+        waiting: tuple[str | None, str | None] = ("ContainerCreating", None)
+        if condition == "storage_pending":
+            claims = [
+                o["metadata"]["name"] for o in self._objects(namespace, ("PersistentVolumeClaim",))
+            ]
+            unschedulable = (
+                "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+            )
+        elif condition == "unschedulable":
+            unschedulable = SCHEDULER_NO_ROOM
+        elif condition == "image_pull":
+            waiting = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+        else:  # crash_loop
+            waiting = (
+                "CrashLoopBackOff",
+                f"back-off 40s restarting failed container=wordpress pod={pod}",
+            )
+        container = ContainerState("wordpress", False, *waiting, image=image)
+        shown = Pod(pod, phase="Pending", ready=False, unschedulable=unschedulable,
+                    containers=() if unschedulable else (container,))  # fmt: skip
+        return [shown], claims
 
     async def wp(self, namespace: str, args: Sequence[str], stdin: str | None = None) -> WpResult:
         if not self._wordpress(namespace).get("pods_ready"):

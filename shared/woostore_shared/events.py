@@ -115,6 +115,9 @@ class Progress(EventBody):
     step: StepInfo
     state: Literal["started", "completed"]  # of the step
     progress: float  # 0..1, share of the phase's steps completed
+    # While a started step waits on the cluster: why, in words the store's owner understands
+    # ("Cannot download the image ..."); an event with none says the wait is no longer known.
+    cause: str | None = None
 
 
 class Ready(EventBody):

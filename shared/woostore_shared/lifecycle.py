@@ -688,6 +688,7 @@ def transition(
     now = utcnow()
     store.status = target
     store.updated_at = now
+    store.waiting_cause = None  # the wait was the step's, under the status left
     if target in (S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING):
         store.progress = 0.0
     if target is S.PROVISIONING:

@@ -99,6 +99,8 @@ class Store(SQLModel, table=True):
     step_index: int | None = None
     step_total: int | None = None
     progress: float = 0.0  # share of the current phase's steps completed
+    # Why the current step waits on the cluster, in its owner's words, while it is known.
+    waiting_cause: str | None = None
     # The store's Helm release as last deployed, and the change under way while updating.
     chart_version: str | None = Field(default=None, max_length=40)
     release_revision: int | None = None

@@ -132,9 +132,17 @@ class Settings(BaseSettings):
     sim_faults: dict[str, str] = Field(
         default_factory=dict,
         description="Faults the simulated cluster injects, by operation: "
-        '{"wait_for_rollout": "error"|"hang"|"transient"}; "wp" covers every WP-CLI command.',
+        '{"wait_for_rollout": "error"|"hang"|"transient"}; "wp" covers every WP-CLI command. '
+        "wait_for_rollout also takes a condition to hold the rollout in, with its cause shown: "
+        '"storage_pending", "unschedulable", "image_pull" or "crash_loop".',
     )
 
+    cause_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a step waiting for a store's pods asks the cluster why "
+        "(the cause its progress events and the store show).",
+    )
     helm_binary: str = Field(default="helm", description="The helm (v4) binary to run.")
     store_chart: Path = Field(default=Path("helm/store"), description="The chart of one store.")
     warm_pool_verify_seconds: float = Field(

@@ -5,6 +5,7 @@ polling."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import time
@@ -526,6 +527,35 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
             "POST /api/v1/stores": 1,
         }
     ), traffic.requests
+
+
+async def test_a_store_stuck_on_its_image_says_why_in_one_sentence(
+    page: Page, platform: Platform
+) -> None:
+    """The simulated cluster holds the rollout on an image it cannot pull: the card says so
+    while the step waits, then fails with the same words first."""
+    held = {
+        "WOOSTORE_SIM_FAULTS": json.dumps({"wait_for_rollout": "image_pull"}),
+        "WOOSTORE_ROLLOUT_TIMEOUT_SECONDS": "6",
+        "WOOSTORE_CAUSE_POLL_SECONDS": "0.2",
+    }
+    await asyncio.to_thread(platform.stop, "provisioner")
+    await asyncio.to_thread(platform.start, "provisioner", **held)
+    try:
+        await signed_in(page, platform)
+        store = await create_by_api(platform, "Stuck Shop")
+        store_card = card(page, store["id"])
+        cause = store_card.get_by_test_id("store-cause")
+        words = re.compile(r"^Cannot download the image ghcr\.io/woostore/\S+$")
+        await expect(cause).to_have_text(words, timeout=PROVISIONING)
+        await expect(store_card.get_by_test_id("store-step")).to_have_text(STEP_TEXT)
+        said = await cause.text_content()
+        await expect(store_card).to_have_attribute("data-status", "failed", timeout=PROVISIONING)
+        await expect(cause).to_be_hidden()
+        await expect(store_card.get_by_test_id("store-failure")).to_contain_text(f"Failed: {said}")
+    finally:
+        await asyncio.to_thread(platform.stop, "provisioner")
+        await asyncio.to_thread(platform.start, "provisioner")
 
 
 async def test_a_lost_event_stream_comes_back_with_a_fresh_ticket(

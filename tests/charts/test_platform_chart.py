@@ -812,6 +812,10 @@ def test_the_provisioner_manages_what_helm_store_renders(
     # WP-CLI: exec over WebSockets is a GET authorized for create as well.
     assert allowed(rules, "", "pods/exec", "create")
     assert allowed(rules, "", "pods/exec", "get")
+    # Why a store waits: its claims, and a crashing container's last log line.
+    assert allowed(rules, "", "pods/log", "get")
+    assert not allowed(rules, "", "pods/log", "list")
+    assert allowed(rules, "", "persistentvolumeclaims", "list")
     for verb in ("get", "list", "watch"):
         assert allowed(rules, "", "pods", verb)
         assert allowed(rules, "apps", "replicasets", verb)

@@ -111,6 +111,10 @@ class FakeApiServer:
     secret_put_refusal: tuple[int, str, str] | None = None
     # The WordPress pod listed: stuck pulling its image, or running and ready (to exec into).
     wordpress_ready: bool = False
+    # The namespace's PersistentVolumeClaims, name -> phase ("Pending", "Bound").
+    claims: dict[str, str] = field(default_factory=dict)
+    # What each container's previous run logged, by "pod/container"; none: no previous run.
+    previous_logs: dict[str, str] = field(default_factory=dict)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -136,6 +140,8 @@ class FakeApiServer:
                 Route("/apis/apps/v1/namespaces/{ns}/deployments", self.deployments),
                 Route("/apis/apps/v1/namespaces/{ns}/statefulsets", self.statefulsets),
                 Route("/api/v1/namespaces/{ns}/pods", self.pods),
+                Route("/api/v1/namespaces/{ns}/persistentvolumeclaims", self.claims_route),
+                Route("/api/v1/namespaces/{ns}/pods/{name}/log", self.pod_log),
                 Route("/api/v1/namespaces/{ns}/pods/{name}/exec", self.exec),
                 WebSocketRoute("/api/v1/namespaces/{ns}/pods/{name}/exec", self.exec_websocket),
             ]
@@ -352,6 +358,31 @@ class FakeApiServer:
         return JSONResponse(
             {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [item]}
         )
+
+    async def claims_route(self, request: Request) -> Response:
+        if (refused := self._seen(request)) is not None:
+            return refused
+        items = [
+            {"metadata": {"name": name}, "spec": {}, "status": {"phase": phase}}
+            for name, phase in self.claims.items()
+        ]
+        return JSONResponse(
+            {"kind": "PersistentVolumeClaimList", "apiVersion": "v1", "metadata": {},
+             "items": items}
+        )  # fmt: skip
+
+    async def pod_log(self, request: Request) -> Response:
+        """A container's log as text, as the API server serves it; asked for a previous run
+        that does not exist: 400, as the API server answers."""
+        if (refused := self._seen(request)) is not None:
+            return refused
+        key = f"{request.path_params['name']}/{request.query_params.get('container')}"
+        text = self.previous_logs.get(key)
+        if request.query_params.get("previous") != "true" or text is None:
+            return status(400, "BadRequest", f'previous terminated container "{key}" not found')
+        lines = text.splitlines(keepends=True)
+        tail = int(request.query_params.get("tailLines", len(lines)))
+        return Response("".join(lines[-tail:]), media_type="text/plain")
 
     async def exec(self, request: Request) -> Response:
         """Exec without an upgrade (a plain GET): refused, as the API server would."""

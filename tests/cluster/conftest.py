@@ -15,6 +15,7 @@ from tests.cluster.fakes import FakeHelm, FakeKube
 from tests.cluster.store_api import FakeStore, serve, serving
 from tests.cluster.support import HELM
 from tests.cluster.tls import make_tls
+from woostore_cluster.kubeapi import ClientKubeApi
 from woostore_cluster.kubernetes import KubernetesCluster
 
 # A kubeconfig whose API server is a closed loopback port: anything that really connects
@@ -44,6 +45,20 @@ def kubeconfig(tmp_path: Path) -> Path:
     path.write_text(UNREACHABLE_KUBECONFIG)
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[ClientKubeApi, FakeApiServer]]:
+    """The real client against a loopback API server."""
+    server = FakeApiServer()
+    async with serve(server.app()) as url:
+        path = tmp_path / "kubeconfig"
+        path.write_text(UNREACHABLE_KUBECONFIG.replace("https://127.0.0.1:1", url))
+        client = ClientKubeApi(path)
+        try:
+            yield client, server
+        finally:
+            client.close()
 
 
 @pytest.fixture

@@ -87,6 +87,8 @@ class FakeKube:
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.workloads: dict[str, list[Workload]] = defaultdict(list)
         self.pods: dict[str, list[Pod]] = defaultdict(list)
+        self.claims: dict[str, dict[str, str]] = defaultdict(dict)  # name -> phase
+        self.logs: dict[tuple[str, str, str], list[str]] = {}  # a container's previous run's
         self.exec_calls: list[ExecCall] = []
         self.exec_handler: Callable[[ExecCall], ExecResult] = lambda call: ExecResult(0, "", "")
         self.stream_calls: list[StreamCall] = []
@@ -237,6 +239,17 @@ class FakeKube:
         self._enter("list_pods", namespace, label_selector)
         self._authorize(namespace, "list", "pods")
         return [p for p in self.pods.get(namespace, []) if matches(p.labels, label_selector)]
+
+    async def pending_claims(self, namespace: str) -> list[str]:
+        self._enter("pending_claims", namespace)
+        self._authorize(namespace, "list", "persistentvolumeclaims")
+        return [name for name, phase in self.claims[namespace].items() if phase == "Pending"]
+
+    async def last_log_line(self, namespace: str, pod: str, container: str) -> str | None:
+        self._enter("last_log_line", namespace, pod, container)
+        self._authorize(namespace, "get", "pods/log")
+        lines = self.logs.get((namespace, pod, container))
+        return lines[-1] if lines else None
 
     async def exec(
         self,

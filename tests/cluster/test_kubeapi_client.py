@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream.ws_client import V4_CHANNEL_PROTOCOL, V5_CHANNEL_PROTOCOL
 
 from tests.cluster.api_server import FakeApiServer
-from tests.cluster.conftest import UNREACHABLE_KUBECONFIG
 from tests.cluster.fakes import FakeHelm
-from tests.cluster.store_api import serve
 from woostore_cluster import TransientClusterError
 from woostore_cluster.kubeapi import (
     ClientKubeApi,
@@ -175,19 +172,6 @@ def test_an_abandoned_exec_stops() -> None:
 
 
 # -- the real client against a loopback API server -------------------------------------------
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[ClientKubeApi, FakeApiServer]]:
-    server = FakeApiServer()
-    async with serve(server.app()) as url:
-        path = tmp_path / "kubeconfig"
-        path.write_text(UNREACHABLE_KUBECONFIG.replace("https://127.0.0.1:1", url))
-        client = ClientKubeApi(path)
-        try:
-            yield client, server
-        finally:
-            client.close()
 
 
 async def test_namespaces_round_trip_through_the_real_client(

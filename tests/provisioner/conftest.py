@@ -22,6 +22,7 @@ from woostore_shared.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 BASE_DOMAIN = "127.0.0.1.nip.io"
 WATCH_INTERVAL = 0.05
+LIMITS = TimeLimits(rollout=300)
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def make_runner(
     cipher: CredentialCipher,
     backup_storage: BackupStorage,
 ) -> Callable[[Cluster], Runner]:
-    def make(cluster: Cluster) -> Runner:
+    def make(cluster: Cluster, limits: TimeLimits = LIMITS) -> Runner:
         return Runner(
             database,
             outbox,
@@ -90,8 +91,9 @@ def make_runner(
             base_domain=BASE_DOMAIN,
             cipher=cipher,
             watch_interval=WATCH_INTERVAL,
-            limits=TimeLimits(rollout=300),
+            limits=limits,
             backup_storage=backup_storage,
+            cause_interval=WATCH_INTERVAL,
         )
 
     return make

@@ -99,6 +99,9 @@ class RecordingCluster:
             "wait_for_rollout", lambda: self.inner.wait_for_rollout(namespace, timeout)
         )
 
+    async def waiting_cause(self, namespace: str) -> str | None:
+        return await self.inner.waiting_cause(namespace)  # a question, not an operation
+
     async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
         return await self._call(
             "release_history", lambda: self.inner.release_history(namespace, name)
@@ -435,6 +438,46 @@ async def test_transient_errors_outlasting_the_retries_go_back_to_the_handler(
     assert stalled.status is StoreStatus.PROVISIONING
     assert stalled.lease_owner is None  # free for the redelivery
     assert "wordpress_install" not in await journal(database, store.id, "provision")
+
+
+async def test_a_rollout_held_up_says_why_while_it_waits_and_the_failure_says_it_first(
+    make_runner: Callable[..., Runner],
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """While the rollout waits on an image that cannot be pulled, a progress event of the
+    started step and the store itself say so in words; once the rollout gives up, the store
+    fails with those words first, and no longer says it waits."""
+    cluster = faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="image_pull")
+    runner = make_runner(cluster, TimeLimits(rollout=1))
+    store = await create_store(api_outbox)
+    provisioning = asyncio.ensure_future(runner.provision(store.id, KeepAlive()))
+
+    async def told() -> bool:
+        return (await load(database, store.id)).waiting_cause is not None
+
+    await wait_until(told)
+    cause = (await load(database, store.id)).waiting_cause
+    assert cause is not None
+    assert cause.startswith("Cannot download the image ghcr.io/woostore/")
+    await provisioning
+
+    failed = await load(database, store.id)
+    assert failed.status is StoreStatus.FAILED
+    assert failed.failure_reason is not None
+    assert failed.failure_reason.startswith(cause)
+    assert failed.waiting_cause is None
+    events = await stream_events(js, store.id)
+    waits = [e.data for e in events if e.name is EventName.PROGRESS and e.data["cause"]]
+    assert [(w["step"]["name"], w["state"], w["cause"]) for w in waits] == [
+        ("rollout", "started", cause)
+    ]
+    # Every other progress event says the step is not known to wait.
+    assert all(e.data["cause"] is None for e in events if e.name is EventName.PROGRESS
+               and e.data not in waits)  # fmt: skip
 
 
 async def test_a_permanent_error_fails_the_store_and_its_clean_up_is_a_phase_of_its_own(

@@ -44,6 +44,7 @@ async def add_store(
     provisioning_since: timedelta | None = None,
     step: str | None = None,
     cleaned_up: bool = False,
+    waiting_cause: str | None = None,
 ) -> uuid.UUID:
     now = utcnow()
     slug = f"s-{uuid.uuid4().hex[:10]}"
@@ -64,6 +65,7 @@ async def add_store(
         step_index=None if step is None else 2,
         step_total=None if step is None else 5,
         cleaned_up_at=now - timedelta(minutes=30) if cleaned_up else None,
+        waiting_cause=waiting_cause,
     )
     async with db.session() as session:
         session.add(store)
@@ -143,6 +145,22 @@ async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadl
     assert message.headers is not None
     assert message.headers["Nats-Msg-Id"] == str(row.id)
     assert envelope(message) == row.envelope
+
+
+async def test_a_store_past_its_deadline_while_waiting_on_the_cluster_is_failed_saying_why(
+    outbox: Outbox, database: Database
+) -> None:
+    cause = "Waiting for cluster capacity: 0/3 nodes are available: 3 Insufficient cpu."
+    waiting = await add_store(
+        database, StoreStatus.PROVISIONING, provisioning_since=timedelta(minutes=2),
+        step="rollout", waiting_cause=cause,
+    )  # fmt: skip
+
+    assert await enforce_deadlines(outbox, DEADLINE) == 1
+
+    store = await load(database, waiting)
+    assert store.failure_reason == f"provisioning did not finish within 60 s: {cause}"
+    assert store.waiting_cause is None  # failed: it no longer waits
 
 
 async def test_a_store_provisioning_within_its_deadline_is_left_alone(

@@ -45,6 +45,15 @@ class Journal:
             _show(store, recipe, step, completed=step.index - 1)
             uow.emit(store, _progress(recipe, step, completed=step.index - 1))
 
+    async def waiting(
+        self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo, cause: str | None
+    ) -> None:
+        """The started ``step`` waits on the cluster, for ``cause`` (None: no longer known)."""
+        async with UnitOfWork.begin(self.outbox) as uow:
+            store = await _still_under(recipe, uow.session, store_id)
+            store.waiting_cause = cause
+            uow.emit(store, _progress(recipe, step, completed=step.index - 1, cause=cause))
+
     async def completed(
         self,
         store_id: uuid.UUID,
@@ -89,13 +98,15 @@ def _show(store: Store, recipe: Recipe, step: StepInfo, completed: int) -> None:
     store.step_name, store.step_title = step.name, step.title
     store.step_index, store.step_total = step.index, step.total
     store.progress = round(completed / step.total, 4)
+    store.waiting_cause = None
 
 
-def _progress(recipe: Recipe, step: StepInfo, completed: int) -> Progress:
+def _progress(recipe: Recipe, step: StepInfo, completed: int, cause: str | None = None) -> Progress:
     return Progress(
         status=recipe.status,
         phase=recipe.phase,
         step=step,
         state="completed" if completed == step.index else "started",
         progress=round(completed / step.total, 4),
+        cause=cause,
     )

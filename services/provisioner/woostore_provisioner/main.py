@@ -59,6 +59,7 @@ def build_app(settings: Settings) -> FastStream:
             base_domain=settings.base_domain,
             cipher=CredentialCipher(settings.secret_key.get_secret_value()),
             watch_interval=settings.ack_wait_seconds / 3,
+            cause_interval=settings.cause_poll_seconds,
             limits=TimeLimits(rollout=settings.rollout_timeout_seconds),
             backup_storage=settings.backup_storage(),
         )

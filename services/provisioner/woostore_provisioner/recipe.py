@@ -120,6 +120,9 @@ class Step:
     # Seconds, or what the platform's time limits allow (TimeLimits.install, say) for a
     # step whose work has a configured limit; longer is a permanent error (the recipe fails).
     timeout: float | Callable[[TimeLimits], float] = 120.0
+    # Whether the step waits for the store's pods to run (helm's --wait, the rollout): while
+    # it does, the runner asks the cluster why now and then, and progress events say it.
+    waits_for_pods: bool = False
 
     def deadline(self, limits: TimeLimits) -> float:
         return self.timeout(limits) if callable(self.timeout) else self.timeout
@@ -531,8 +534,20 @@ PROVISION = Recipe(
     steps=(
         Step("namespace", "Creating the namespace", create_namespace),
         Step("credentials", "Generating credentials", create_credentials),
-        Step("helm_release", "Installing the Helm release", install_release, TimeLimits.install),
-        Step("rollout", "Starting WordPress and MariaDB", wait_for_rollout, TimeLimits.wait),
+        Step(
+            "helm_release",
+            "Installing the Helm release",
+            install_release,
+            TimeLimits.install,
+            waits_for_pods=True,
+        ),
+        Step(
+            "rollout",
+            "Starting WordPress and MariaDB",
+            wait_for_rollout,
+            TimeLimits.wait,
+            waits_for_pods=True,
+        ),
         Step("wordpress_install", "Installing WordPress", install_wordpress),
         Step("woocommerce", "Activating WooCommerce", activate_woocommerce),
         Step("store_settings", "Setting currency and country", configure_store),
@@ -595,12 +610,19 @@ UPGRADE = Recipe(
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
         Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
-        Step("helm_upgrade", "Upgrading the Helm release", install_release, TimeLimits.install),
+        Step(
+            "helm_upgrade",
+            "Upgrading the Helm release",
+            install_release,
+            TimeLimits.install,
+            waits_for_pods=True,
+        ),
         Step(
             "rollout",
             "Rolling out WordPress and MariaDB",
             wait_for_rollout,
             TimeLimits.wait,
+            waits_for_pods=True,
         ),
         Step("verify", "Placing a test order", verify_storefront),
     ),
@@ -618,12 +640,14 @@ ROLLBACK = Recipe(
             "Rolling the Helm release back",
             rollback_release,
             TimeLimits.rollback,
+            waits_for_pods=True,
         ),
         Step(
             "rollout",
             "Rolling out WordPress and MariaDB",
             wait_for_rollout,
             TimeLimits.wait,
+            waits_for_pods=True,
         ),
         Step("verify", "Placing a test order", verify_storefront),
     ),

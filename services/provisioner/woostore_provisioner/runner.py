@@ -25,6 +25,7 @@ is handed back for another replica to resume; steps are idempotent).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -109,6 +110,7 @@ class Runner:
         limits: TimeLimits,
         backup_storage: BackupStorage,
         values_files: Sequence[Path] = (),
+        cause_interval: float = 5.0,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -118,6 +120,7 @@ class Runner:
         self.base_domain = base_domain
         self.cipher = cipher
         self.watch_interval = watch_interval
+        self.cause_interval = cause_interval  # how often a step waiting for pods asks why
         self.limits = limits
         self.backup_storage = backup_storage
         self.leases = Leases(outbox, ttl=timedelta(seconds=3 * watch_interval))
@@ -447,7 +450,13 @@ class Runner:
                 await self.journal.started(store.id, recipe, info)
                 began = time.monotonic()
                 try:
-                    learned = await self._watched(step, job, attempt, recipe.status)
+                    learned = await self._watched(
+                        step,
+                        job,
+                        attempt,
+                        recipe.status,
+                        functools.partial(self.journal.waiting, store.id, recipe, info),
+                    )
                 finally:  # the metric counts the steps that failed or were cut too
                     seconds = time.monotonic() - began
                     STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
@@ -456,13 +465,20 @@ class Runner:
             job = self._job(completed, backups)
 
     async def _watched(
-        self, step: Step, job: StoreJob, attempt: Attempt, expected: StoreStatus
+        self,
+        step: Step,
+        job: StoreJob,
+        attempt: Attempt,
+        expected: StoreStatus,
+        tell_cause: Callable[[str | None], Awaitable[None]],
     ) -> Learned | None:
         """Run the step and return what it learned; meanwhile keep the message and the lease
-        alive, and stop when the store moves on, the step outlives its timeout, or the
-        process is stopping."""
+        alive, tell why the step waits if it waits for pods, and stop when the store moves
+        on, the step outlives its timeout, or the process is stopping."""
         task = asyncio.ensure_future(step.run(job))
         stopping = asyncio.ensure_future(self.stopping.wait())
+        why = WaitExplainer(job, self.cause_interval, tell_cause)
+        explaining = asyncio.ensure_future(why.follow()) if step.waits_for_pods else None
         deadline = step.deadline(self.limits)
         give_up_at = asyncio.get_running_loop().time() + deadline
         try:
@@ -475,14 +491,18 @@ class Runner:
                 if stopping.done():
                     raise ShuttingDown
                 if asyncio.get_running_loop().time() > give_up_at:
+                    cause = f": {why.cause}" if why.cause else ""
                     raise PermanentClusterError(
-                        f"step {step.name} did not finish within {deadline:.0f} s"
+                        f"step {step.name} did not finish within {deadline:.0f} s{cause}"
                     )
                 await attempt.keep_alive()
                 if await self.leases.renew(attempt) is not expected:
                     raise StoreAbandoned
         finally:
             stopping.cancel()
+            if explaining is not None:
+                explaining.cancel()
+                await asyncio.gather(explaining, return_exceptions=True)
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -547,3 +567,30 @@ def _recipe_under_way(store: Store) -> Recipe | None:
         case StoreStatus.FAILED if store.cleaned_up_at is None:
             return CLEAN_UP
     return None
+
+
+class WaitExplainer:
+    """Asks the cluster why a step waits for the store's pods, every ``interval`` seconds, and
+    tells each new answer (a cause in words, or None once it is no longer known)."""
+
+    def __init__(
+        self, job: StoreJob, interval: float, tell: Callable[[str | None], Awaitable[None]]
+    ) -> None:
+        self.job = job
+        self.interval = interval
+        self.tell = tell
+        self.cause: str | None = None  # the last one told
+
+    async def follow(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                cause = await self.job.cluster.waiting_cause(self.job.namespace)
+                if cause != self.cause:
+                    await self.tell(cause)
+                    self.cause = cause
+        except StoreAbandoned:
+            return  # the step's own watch sees it too, and stops the step
+        except Exception:
+            # Only a hint: the step goes on without it.
+            log.exception("could not tell why the step waits", namespace=self.job.namespace)

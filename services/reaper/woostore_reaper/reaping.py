@@ -109,21 +109,24 @@ async def _fail_unfinished(outbox: Outbox, store_id: uuid.UUID, reason: str) -> 
 
 
 async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
-    """Fail stores provisioning for longer than ``deadline``. The provisioner watching the
-    store sees it and stops the step under way; the clean-up removes what it made."""
+    """Fail stores provisioning for longer than ``deadline``, saying why they waited if that
+    is known. The provisioner watching the store sees it and stops the step under way; the
+    clean-up removes what it made."""
     cutoff = utcnow() - deadline
     async with outbox.db.session() as session:
         overdue = list(
             await session.exec(
-                select(Store.id)
+                select(Store.id, Store.waiting_cause)
                 .where(col(Store.status) == StoreStatus.PROVISIONING)
                 .where(col(Store.provisioning_started_at) < cutoff)
             )
         )
     reason = f"provisioning did not finish within {deadline.total_seconds():.0f} s"
     failed = 0
-    for store_id in overdue:
-        failed += await _fail_unfinished(outbox, store_id, reason)
+    for store_id, cause in overdue:
+        failed += await _fail_unfinished(
+            outbox, store_id, f"{reason}: {cause}" if cause else reason
+        )
     DEADLINES_ENFORCED.inc(failed)
     return failed
 

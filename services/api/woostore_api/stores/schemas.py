@@ -30,6 +30,7 @@ STORE_EXAMPLE: JsonDict = {
     "origin": "cold",
     "step": _STEP,
     "progress": 0.56,
+    "waiting_cause": None,
     "queue_position": None,
     "storefront_url": None,
     "admin_url": None,
@@ -230,6 +231,11 @@ class StoreOut(BaseModel):
     )
     step: StepOut | None = None
     progress: float = Field(ge=0, le=1)
+    waiting_cause: str | None = Field(
+        default=None,
+        description="Why the current step waits on the cluster, in plain words, while known "
+        '("Waiting for cluster capacity: ...", "Cannot download the image ...").',
+    )
     queue_position: int | None = Field(
         default=None, description="While queued: 1 is next to start. Stores start 2 at a time."
     )
@@ -290,7 +296,7 @@ class StoreOut(BaseModel):
             **store.model_dump(
                 include={
                     "id", "name", "slug", "type", "status", "simulated", "origin", "progress",
-                    "chart_version", "release_revision", "change", "settings",
+                    "waiting_cause", "chart_version", "release_revision", "change", "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
                     "created_at", "updated_at", "ready_at", "deleted_at",
                 }

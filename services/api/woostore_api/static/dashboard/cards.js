@@ -86,6 +86,7 @@ function createCard(id) {
       progressBlock: q('[data-role="progress-block"]'),
       progress: q('[data-testid="store-progress"]'),
       step: q('[data-testid="store-step"]'),
+      cause: q('[data-testid="store-cause"]'),
       failure: q('[data-role="failure"]'),
       created: q('[data-role="created"]'),
       readyRow: q('[data-role="ready-row"]'),
@@ -194,6 +195,10 @@ function renderCard(view, store) {
     else e.progress.removeAttribute('value'); // indeterminate
     e.step.textContent = progressText(store);
   }
+  // Why the step waits on the cluster, in the cluster's own terms made plain.
+  const cause = SHOWS_PROGRESS.has(status) ? store.waiting_cause : null;
+  e.cause.hidden = !cause;
+  e.cause.textContent = cause ?? '';
 
   const changeFailed = status === 'ready' && store.last_change?.result === 'failed';
   e.failure.hidden = !(status === 'failed' || changeFailed);

@@ -263,6 +263,8 @@ function endChange(change, kind, result, reason, time) {
 function applyEvent(store, event) {
   if (isBefore(event.time, store.updated_at)) return false;
   const data = event.data ?? {};
+  // Only a started step waits on the cluster; whatever else happens ends the wait.
+  store.waiting_cause = event.type === EVENT.progress ? data.cause ?? null : null;
   switch (event.type) {
     case EVENT.requested:
       Object.assign(store, data.store);

@@ -1,0 +1,74 @@
+"""Why a store's pods are not running yet, in words its owner understands.
+
+While a step waits on the cluster (helm's install, the rollout), the provisioner asks the
+cluster now and then what holds the store up, and progress events carry the answer. Both
+drivers answer from the same Kubernetes facts through this module: the real one from the API
+server's pods and claims, the simulated one from those it would return for the condition it
+injects. The conditions, most fundamental first (a pod waiting for its volume is also one no
+node will take yet, and says so):
+
+| Kubernetes says | The owner reads |
+|---|---|
+| a PersistentVolumeClaim Pending | Waiting for storage |
+| PodScheduled=False (FailedScheduling) | Waiting for cluster capacity |
+| ImagePullBackOff, ErrImagePull | Cannot download the image |
+| CrashLoopBackOff | The container keeps restarting, and its last log line |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from woostore_cluster.kubeapi import Pod
+
+CLAIM_PENDING = "ClaimPending"  # not a container's reason: a PersistentVolumeClaim's phase
+UNSCHEDULABLE = "Unschedulable"
+CRASH_LOOP = "CrashLoopBackOff"
+IMAGE_PULL = frozenset({"ImagePullBackOff", "ErrImagePull"})
+LONGEST_DETAIL = 200  # characters of the scheduler's message or a log line, at most
+
+
+@dataclass(frozen=True)
+class Holdup:
+    """What keeps a store's pods from running: Kubernetes's ``reason``, and where."""
+
+    reason: str
+    pod: str | None = None
+    container: str | None = None
+    detail: str | None = None  # the scheduler's message, the image, the claim's name
+
+
+def holdup_of(pods: Sequence[Pod], pending_claims: Sequence[str]) -> Holdup | None:
+    """The first thing holding the store up, or None when nothing is known to."""
+    if pending_claims:
+        return Holdup(CLAIM_PENDING, detail=pending_claims[0])
+    live = [pod for pod in pods if not pod.deleting]
+    for pod in live:
+        if pod.unschedulable:
+            return Holdup(UNSCHEDULABLE, pod.name, detail=pod.unschedulable)
+    for pod in live:
+        for container in pod.containers:
+            if container.waiting_reason in IMAGE_PULL:
+                image = container.image or container.waiting_message
+                return Holdup(container.waiting_reason, pod.name, container.name, image)
+            if container.waiting_reason == CRASH_LOOP:
+                return Holdup(CRASH_LOOP, pod.name, container.name)
+    return None
+
+
+def in_words(holdup: Holdup, last_log_line: str | None = None) -> str:
+    """One sentence for the store's owner; ``last_log_line`` is the crashing container's."""
+    if holdup.reason == CLAIM_PENDING:
+        return f"Waiting for storage: the volume {holdup.detail} is not ready yet"
+    if holdup.reason == UNSCHEDULABLE:
+        return f"Waiting for cluster capacity: {_short(holdup.detail)}"
+    if holdup.reason in IMAGE_PULL:
+        return f"Cannot download the image {_short(holdup.detail)}"
+    said = f"; its last log line: {_short(last_log_line)}" if last_log_line else ""
+    return f"The {holdup.container} container keeps restarting{said}"  # CrashLoopBackOff
+
+
+def _short(text: str | None) -> str:
+    text = " ".join((text or "no reason given").split())
+    return text if len(text) <= LONGEST_DETAIL else text[: LONGEST_DETAIL - 1] + "…"
