@@ -1474,6 +1474,30 @@ def test_simulated_stores_need_neither_the_api_server_nor_the_storefront(
     assert egress_of(docs, "reaper") == DNS | IN_CHART_DEPS
 
 
+def test_with_tracing_on_the_collector_is_reached_where_the_values_say(
+    helm_env: dict[str, str], default_docs: list[Manifest]
+) -> None:
+    """Spans leave the provisioner and the reaper only once an endpoint is set, and then
+    only for the collector's pods, on its port."""
+    docs = render_platform(
+        helm_env,
+        *set_values("tracing.otlpEndpoint=http://otel-collector.monitoring:4318"),
+        "--set-json",
+        'networkPolicy.egress.collector.namespaceSelector={"kubernetes.io/metadata.name":'
+        '"monitoring"}',
+    )
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    collector = {
+        "to": [{"namespaceSelector": monitoring}],
+        "ports": [{"protocol": "TCP", "port": 4318}],
+    }
+    for service in ("provisioner", "reaper"):
+        name = f"{RELEASE}-{service}-egress"
+        assert collector in one(docs, "NetworkPolicy", name)["spec"]["egress"]
+        untraced = one(default_docs, "NetworkPolicy", name)["spec"]["egress"]
+        assert not [rule for rule in untraced if rule["ports"] == collector["ports"]]
+
+
 def test_egress_can_be_left_open(helm_env: dict[str, str]) -> None:
     docs = render_platform(helm_env, *set_values("networkPolicy.egress.enabled=false"))
     names = {p["metadata"]["name"] for p in by_kind(docs, "NetworkPolicy")}
