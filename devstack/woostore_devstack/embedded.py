@@ -103,6 +103,15 @@ class NatsServer:
         self.process.kill()
         self.process.wait()
 
+    @property
+    def name(self) -> str:
+        """The node's server_name in a cluster (its folder's name)."""
+        return self.config_file.parent.name
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def restart(self, *, crash: bool = False) -> None:
         """Start again on the same port and data: after a clean stop, or a kill -9."""
         if crash:
@@ -137,6 +146,34 @@ def start_nats(folder: Path, port: int | None = None) -> NatsServer:
     }
     config_file.write_text(json.dumps(config, indent=2))
     return NatsServer(_spawn_nats(config_file, port), f"nats://127.0.0.1:{port}", port, config_file)
+
+
+def start_nats_cluster(folder: Path, size: int = 3) -> list[NatsServer]:
+    """``size`` nats-servers on loopback, routed to each other as one JetStream cluster (each
+    node's data under ``folder/<node>``), for tests that take a node away. Clients may be
+    given every node's URL (comma-separated); the servers tell them of the others anyway."""
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    nodes = []
+    for index, (port, route_port) in enumerate(ports, start=1):
+        node_folder = folder / f"n{index}"
+        node_folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "server_name": f"n{index}",
+            "listen": f"127.0.0.1:{port}",
+            "jetstream": {"store_dir": str(node_folder / "jetstream"), "sync_interval": "always"},
+            "cluster": {
+                "name": "woostore",
+                "listen": f"127.0.0.1:{route_port}",
+                "routes": [
+                    f"nats://127.0.0.1:{other}" for _, other in ports if other != route_port
+                ],
+            },
+        }
+        config_file = node_folder / "nats.conf"
+        config_file.write_text(json.dumps(config, indent=2))
+        url = f"nats://127.0.0.1:{port}"
+        nodes.append(NatsServer(_spawn_nats(config_file, port), url, port, config_file))
+    return nodes
 
 
 @dataclass

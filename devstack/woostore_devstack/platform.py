@@ -19,7 +19,14 @@ from pathlib import Path
 
 import httpx
 
-from woostore_devstack.embedded import NatsServer, Postgres, free_port, start_nats, start_postgres
+from woostore_devstack.embedded import (
+    NatsServer,
+    Postgres,
+    free_port,
+    start_nats,
+    start_nats_cluster,
+    start_postgres,
+)
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +44,8 @@ class Platform:
     events_url: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ops_urls: dict[str, str] = field(default_factory=dict)
+    # Every NATS node: ``nats`` alone, or the nodes of a cluster (``nats`` is the first).
+    nats_nodes: list[NatsServer] = field(default_factory=list)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -98,29 +107,35 @@ class Platform:
 
 
 @contextmanager
-def running_platform(data_dir: Path, **settings: str) -> Iterator[Platform]:
+def running_platform(data_dir: Path, nats_nodes: int = 1, **settings: str) -> Iterator[Platform]:
     """Start NATS, PostgreSQL, ``woostore-setup`` and the four services; stop them all after.
 
     ``settings`` are extra WOOSTORE_* variables, e.g. ``WOOSTORE_SIM_TIME_SCALE="0.05"``.
+    With ``nats_nodes`` 3, NATS is a three-node cluster keeping three copies of each stream.
     """
-    with running_services(data_dir, SERVICES, settings) as platform:
+    with running_services(data_dir, SERVICES, settings, nats_nodes) as platform:
         yield platform
 
 
 @contextmanager
 def running_services(
-    data_dir: Path, services: tuple[str, ...], settings: Mapping[str, str]
+    data_dir: Path, services: tuple[str, ...], settings: Mapping[str, str], nats_nodes: int = 1
 ) -> Iterator[Platform]:
     """As ``running_platform``, with only ``services`` started: a benchmark of one service
     has the others' work neither in its figures nor in its noise."""
-    nats = start_nats(data_dir / "nats")
+    if nats_nodes == 1:
+        nodes = [start_nats(data_dir / "nats")]
+    else:
+        nodes = start_nats_cluster(data_dir / "nats", nats_nodes)
+        settings = {"WOOSTORE_JETSTREAM_REPLICAS": str(nats_nodes), **settings}
+    nats = nodes[0]
     postgres = start_postgres(data_dir / "pg")
     api_port, notifier_port = free_port(), free_port()
     token = secrets.token_hex(32)  # never begins with "-", which a CLI would take for an option
     env = {
         **os.environ,
         "WOOSTORE_DATA_DIR": str(data_dir),
-        "WOOSTORE_NATS_URL": nats.url,
+        "WOOSTORE_NATS_URL": ",".join(node.url for node in nodes),
         "WOOSTORE_DATABASE_URL": postgres.url,
         "WOOSTORE_ADMIN_TOKEN": token,
         "WOOSTORE_SECRET_KEY": secrets.token_urlsafe(32),
@@ -147,6 +162,7 @@ def running_services(
         token=token,
         api_url=f"http://127.0.0.1:{api_port}",
         events_url=f"http://127.0.0.1:{notifier_port}/api/v1/events",
+        nats_nodes=nodes,
     )
     try:
         subprocess.run([str(BIN / "woostore-setup")], env=env, check=True)
@@ -157,5 +173,6 @@ def running_services(
         platform.check_alive()
     finally:
         platform.stop_all()
-        nats.stop()
+        for node in nodes:
+            node.stop()
         postgres.stop()

@@ -28,6 +28,12 @@ class StoppedWaiting(Exception):
     """The process was told to stop before NATS could be reached."""
 
 
+def servers(url: str) -> list[str]:
+    """The NATS servers of ``url``: one, or several comma-separated (the nodes of a cluster,
+    any of which will do to start; the servers then tell the client of the others)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str, client: Client | None = None) -> Client:
     """Connects ``client`` (a new one when none is given: a readiness check may hold it
     before it is connected), trying again every second while NATS cannot be reached, and
@@ -44,7 +50,7 @@ async def connect(url: str, name: str, client: Client | None = None) -> Client:
 
     connecting = asyncio.ensure_future(
         client.connect(
-            url,
+            servers(url),
             name=name,
             max_reconnect_attempts=-1,  # keep trying: the broker restarting is routine
             reconnect_time_wait=RETRY_SECONDS,

@@ -47,7 +47,11 @@ class Settings(BaseSettings):
         default=Path(".woostore"),
         description="Folder holding the embedded servers' data and the simulated cluster.",
     )
-    nats_url: str = Field(default="", description="NATS server URL; empty starts an embedded one.")
+    nats_url: str = Field(
+        default="",
+        description="NATS server URL, or a cluster's nodes comma-separated; empty starts an "
+        "embedded one.",
+    )
     jetstream_replicas: int = Field(
         default=1,
         ge=1,

@@ -25,14 +25,17 @@ import httpx
 import nats
 import pytest
 from httpx_sse import aconnect_sse
+from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerInfo
 
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_devstack.platform import Platform, running_platform
 
 __all__ = [
+    "STREAM",
     "TERMINAL",
     "TYPE",
+    "WORK_STREAM",
     "Api",
     "Json",
     "Platform",
@@ -45,6 +48,9 @@ __all__ = [
     "leftovers",
     "most_provisioning_at_once",
     "most_steps_running_at_once",
+    "nats_client",
+    "nothing_stuck",
+    "outcomes",
     "reaper_totals",
     "resource_problems",
     "settled_records",
@@ -52,6 +58,7 @@ __all__ = [
     "steps_cut",
     "steps_rerun",
     "wait_for_stores",
+    "wait_mid_run",
     "wait_until",
 ]
 
@@ -100,10 +107,10 @@ def start_platform(
     the test errors then if any service process has exited meanwhile."""
     with ExitStack() as stack:
 
-        def start(**settings: str) -> Platform:
+        def start(nats_nodes: int = 1, **settings: str) -> Platform:
             data_dir = tmp_path_factory.mktemp("p")  # short: PostgreSQL's socket lives in it
             figures["data_dir"] = str(data_dir)
-            return stack.enter_context(running_platform(data_dir, **settings))
+            return stack.enter_context(running_platform(data_dir, nats_nodes, **settings))
 
         yield start
 
@@ -277,11 +284,50 @@ def kill_provisioner(platform: Platform, name: str = "provisioner") -> None:
     assert process.wait(timeout=10) == -9
 
 
+# -- the outcome --------------------------------------------------------------------------
+
+
+async def wait_mid_run(api: Api, ids: list[str], step: int = 3) -> None:
+    """Until some store is provisioning at ``step`` or later (a fault then lands mid-run)."""
+
+    async def probe() -> bool:
+        now = await api.stores(ids)
+        return any(
+            s["status"] == "provisioning" and (s["step"] or {}).get("index", 0) >= step
+            for s in now.values()
+        )
+
+    await wait_until(probe, 30, f"a store provisioning at step {step} or later")
+
+
+async def nothing_stuck(api: Api, platform: Platform, deadline: float = 30) -> None:
+    """No store anywhere in a non-terminal state, and the provisioning consumer has nothing
+    delivered-but-unsettled and nothing waiting."""
+
+    async def settled() -> bool:
+        info = await consumer_info(platform)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await wait_until(settled, deadline, "the provisioner consumer settles (no pending messages)")
+    busy = [(s["slug"], s["status"]) for s in await api.all_stores() if s["status"] not in TERMINAL]
+    assert not busy, f"stores left in a non-terminal state: {busy}"
+
+
+def outcomes(stores: dict[str, Json]) -> dict[str, int]:
+    return dict(Counter(s["status"] for s in stores.values()))
+
+
 # -- the event stream and JetStream ----------------------------------------------------------
 
 
+async def nats_client(platform: Platform) -> NatsClient:
+    """A connection to the platform's NATS: any node still running, in a cluster."""
+    alive = [node.url for node in platform.nats_nodes if node.alive]
+    return await nats.connect(alive, connect_timeout=5, max_reconnect_attempts=0)
+
+
 async def consumer_info(platform: Platform, durable: str = PROVISION_CONSUMER) -> ConsumerInfo:
-    client = await nats.connect(platform.nats.url, connect_timeout=5, max_reconnect_attempts=0)
+    client = await nats_client(platform)
     try:
         info: ConsumerInfo = await client.jetstream().consumer_info(WORK_STREAM, durable)
     finally:
@@ -292,7 +338,7 @@ async def consumer_info(platform: Platform, durable: str = PROVISION_CONSUMER) -
 async def last_sequence(platform: Platform) -> int:
     """The sequence of the stream's last event (the stream holds events only: lost work is
     sent again on WORK, never repeated here)."""
-    client = await nats.connect(platform.nats.url, connect_timeout=5, max_reconnect_attempts=0)
+    client = await nats_client(platform)
     try:
         last: int = (await client.jetstream().stream_info(STREAM)).state.last_seq
     finally:

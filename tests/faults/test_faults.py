@@ -40,6 +40,8 @@ from tests.faults.conftest import (
     leftovers,
     most_provisioning_at_once,
     most_steps_running_at_once,
+    nothing_stuck,
+    outcomes,
     reaper_totals,
     resource_problems,
     settled_records,
@@ -47,6 +49,7 @@ from tests.faults.conftest import (
     steps_cut,
     steps_rerun,
     wait_for_stores,
+    wait_mid_run,
     wait_until,
 )
 from woostore_cluster import STORE_ID_LABEL as STORE_ID
@@ -59,38 +62,8 @@ StartPlatform = Callable[..., Platform]
 IN_FLIGHT_LIMIT = 2  # WOOSTORE_MAX_STORES_IN_FLIGHT's default: the consumer's max_ack_pending
 
 
-async def wait_mid_run(api: Api, ids: list[str], step: int = 3) -> None:
-    """Until some store is provisioning at ``step`` or later (a fault then lands mid-run)."""
-
-    async def probe() -> bool:
-        now = await api.stores(ids)
-        return any(
-            s["status"] == "provisioning" and (s["step"] or {}).get("index", 0) >= step
-            for s in now.values()
-        )
-
-    await wait_until(probe, 30, f"a store provisioning at step {step} or later")
-
-
-async def nothing_stuck(api: Api, platform: Platform, deadline: float = 30) -> None:
-    """No store anywhere in a non-terminal state, and the provisioning consumer has nothing
-    delivered-but-unsettled and nothing waiting."""
-
-    async def settled() -> bool:
-        info = await consumer_info(platform)
-        return info.num_ack_pending == 0 and info.num_pending == 0
-
-    await wait_until(settled, deadline, "the provisioner consumer settles (no pending messages)")
-    busy = [(s["slug"], s["status"]) for s in await api.all_stores() if s["status"] not in TERMINAL]
-    assert not busy, f"stores left in a non-terminal state: {busy}"
-
-
 def _time(event: Json) -> datetime:
     return datetime.fromisoformat(event["time"])
-
-
-def outcomes(stores: dict[str, Json]) -> dict[str, int]:
-    return dict(Counter(s["status"] for s in stores.values()))
 
 
 # -- 1. kill -9 of the provisioner, many times ------------------------------------------------
