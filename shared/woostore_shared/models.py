@@ -156,6 +156,7 @@ class StoreEvent(SQLModel, table=True):
     __tablename__ = "store_events"
     __table_args__ = (
         Index("ix_store_events_store_time", "store_id", "time"),
+        Index("ix_store_events_time", "time"),  # the oldest first, for pruning
         Index(
             "ix_store_events_unpublished",
             "time",

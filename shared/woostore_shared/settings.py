@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         '"storage_pending", "unschedulable", "image_pull" or "crash_loop".',
     )
 
+    event_retention_days: float = Field(
+        default=0,
+        ge=0,
+        description="Days a store event is kept in PostgreSQL (a store's history, as GET "
+        "/stores/{id} lists it); older ones are deleted by the reaper, a batch a pass. 0 keeps "
+        "every event. Stores keep their state and the audit log is kept apart.",
+    )
     cause_poll_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -15,7 +15,13 @@ from sqlmodel import col, select
 from tests.support import DEFAULT_SETTINGS, envelope, stream_messages
 from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_reaper.reaping import RELAY_GRACE, enforce_deadlines, forget_expired, reap_once
+from woostore_reaper.reaping import (
+    RELAY_GRACE,
+    enforce_deadlines,
+    forget_expired,
+    prune_events,
+    reap_once,
+)
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, DeleteRequested, make_event
 from woostore_shared.models import (
@@ -85,8 +91,11 @@ async def event_rows(db: Database) -> list[StoreEvent]:
         return list(await session.exec(select(StoreEvent).order_by(col(StoreEvent.time))))
 
 
-async def add_unpublished_event(db: Database, store_id: uuid.UUID, at: datetime) -> uuid.UUID:
-    """An event its writer committed at ``at`` but never published (NATS was down)."""
+async def add_unpublished_event(
+    db: Database, store_id: uuid.UUID, at: datetime, published: bool = False
+) -> uuid.UUID:
+    """An event its writer committed at ``at`` but never published (NATS was down), or
+    (``published``) one the writer published then."""
     store = await load(db, store_id)
     event = make_event(
         DeleteRequested(),
@@ -106,10 +115,37 @@ async def add_unpublished_event(db: Database, store_id: uuid.UUID, at: datetime)
                 type=event.type,
                 time=event.time,
                 envelope=event.model_dump(mode="json"),
+                published_at=at if published else None,
             )
         )
         await session.commit()
     return event.id
+
+
+# --- event retention ----------------------------------------------------------------------
+
+
+async def test_events_past_their_retention_are_pruned_oldest_first_a_batch_at_a_time(
+    outbox: Outbox, database: Database
+) -> None:
+    store_id = await add_store(database, StoreStatus.READY)
+    now = utcnow()
+    old = [
+        await add_unpublished_event(database, store_id, now - timedelta(days=d), published=True)
+        for d in (90, 60, 45)
+    ]
+    owed = await add_unpublished_event(database, store_id, now - timedelta(days=80))
+    recent = await add_unpublished_event(database, store_id, now - timedelta(days=5), True)
+    keep_for = timedelta(days=30)
+
+    assert await prune_events(outbox, None) == 0  # no retention: every event kept
+    assert await prune_events(outbox, keep_for, batch=2) == 2
+    assert {row.id for row in await event_rows(database)} == {old[2], owed, recent}
+    assert await prune_events(outbox, keep_for, batch=2) == 1
+    assert await prune_events(outbox, keep_for, batch=2) == 0
+    # Never one the relay still owes; the store itself is as it was.
+    assert {row.id for row in await event_rows(database)} == {owed, recent}
+    assert (await load(database, store_id)).status is StoreStatus.READY
 
 
 # --- deadlines ----------------------------------------------------------------------------

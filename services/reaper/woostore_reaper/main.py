@@ -51,6 +51,7 @@ async def run(settings: Settings) -> None:
     # Longer than a lease (three watch intervals) and the relay's grace: idle for this long,
     # a store with no message in flight has lost its work.
     grace = timedelta(seconds=2 * settings.ack_wait_seconds)
+    event_retention = timedelta(days=settings.event_retention_days) or None  # 0: every event
     leader = LeaderLock(db.engine)
     cluster = connect_cluster(settings)
     topology = declare(settings)
@@ -68,7 +69,7 @@ async def run(settings: Settings) -> None:
                 # Level-triggered down to the broker: a stream lost in a crash is recreated,
                 # and the replay below re-publishes the work it held.
                 await ensure_topology(nats.jetstream(), topology)
-                report = await reap_once(outbox, cluster, deadline, grace)
+                report = await reap_once(outbox, cluster, deadline, grace, event_retention)
                 if any(vars(report).values()):
                     log.info("reaped", **vars(report))
                 pool = await keep_pool(outbox, pool_target)

@@ -38,6 +38,7 @@ from woostore_shared.models import (
     SpentTicket,
     Store,
     StoreBackup,
+    StoreEvent,
     StoreStatus,
     WorkOrderRecord,
     utcnow,
@@ -58,6 +59,10 @@ ORPHANS_REMOVED = Counter("woostore_orphans_removed_total", "Namespaces removed 
 ORPHAN_DELETE_TIMEOUT = 300.0
 NAMESPACE_VANISHED = "its namespace was deleted outside WooStore"
 DEAD_LETTERS = Counter("woostore_dead_letters_total", "Stores failed because work kept dying")
+EVENTS_PRUNED = Counter("woostore_events_pruned_total", "Events deleted past their retention")
+# Events deleted a pass at most: a pass stays short however many fall due at once (the first
+# pass after retention is set on a platform that kept years of them).
+EVENT_PRUNE_BATCH = 5000
 
 _LANES = {
     StoreStatus.QUEUED: Lane.PROVISION,
@@ -93,6 +98,7 @@ class PassReport:
     orphans_removed: int
     namespaces_vanished: int
     records_expired: int
+    events_pruned: int
 
 
 async def _fail_unfinished(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
@@ -309,8 +315,35 @@ async def forget_expired(outbox: Outbox) -> int:
     return keys.rowcount + limits.rowcount + tickets.rowcount + orders.rowcount
 
 
+async def prune_events(
+    outbox: Outbox, keep_for: timedelta | None, batch: int = EVENT_PRUNE_BATCH
+) -> int:
+    """Delete the oldest published events older than ``keep_for`` (None: keep every one), a
+    ``batch`` at most. Nothing else is lost: a store's state is its row, the audit log is a
+    table of its own, and an event not yet published is kept for the relay."""
+    if keep_for is None:
+        return 0
+    due = (
+        select(StoreEvent.id)
+        .where(col(StoreEvent.time) < utcnow() - keep_for)
+        .where(col(StoreEvent.published_at).is_not(None))
+        .order_by(col(StoreEvent.time))
+        .limit(batch)
+    )
+    async with UnitOfWork.begin(outbox) as uow:
+        pruned = await uow.session.exec(
+            delete(StoreEvent).where(col(StoreEvent.id).in_(due.scalar_subquery()))
+        )
+    EVENTS_PRUNED.inc(pruned.rowcount)
+    return pruned.rowcount
+
+
 async def reap_once(
-    outbox: Outbox, cluster: Cluster, deadline: timedelta, grace: timedelta
+    outbox: Outbox,
+    cluster: Cluster,
+    deadline: timedelta,
+    grace: timedelta,
+    event_retention: timedelta | None = None,
 ) -> PassReport:
     failed = await enforce_deadlines(outbox, deadline)
     # Relay before replay: an event never published is not lost work.
@@ -319,6 +352,7 @@ async def reap_once(
     replayed, dead = await replay_lost_work(outbox, grace)
     removed, vanished = await reconcile_cluster(outbox, cluster, grace)
     expired = await forget_expired(outbox)
+    pruned = await prune_events(outbox, event_retention)
     return PassReport(
         failed_by_deadline=failed,
         replayed=replayed,
@@ -327,4 +361,5 @@ async def reap_once(
         orphans_removed=removed,
         namespaces_vanished=vanished,
         records_expired=expired,
+        events_pruned=pruned,
     )
