@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench import backups, live_updates, warm_pool
+from bench import backups, live_updates, scale, warm_pool
 from bench.common import EventLog, percentile, table
 from woostore_devstack.platform import REPO, Platform, running_platform
 
@@ -161,7 +161,8 @@ def main() -> None:
     pool = warm_pool.section(warm_pool.measure())
     live = live_updates.section(live_updates.measure())
     kept = backups.section(backups.measure())
-    RESULTS.write_text(overhead + "\n" + pool + "\n" + live + "\n" + kept)
+    scaled = scale.section(scale.measure())
+    RESULTS.write_text(overhead + "\n" + pool + "\n" + live + "\n" + kept + "\n" + scaled)
     print(RESULTS.read_text())
 
 
