@@ -10,6 +10,7 @@ node will take yet, and says so):
 | Kubernetes says | The owner reads |
 |---|---|
 | a PersistentVolumeClaim Pending | Waiting for storage |
+| ReplicaFailure: exceeded quota (no pod made) | Over the store's resource quota |
 | PodScheduled=False (FailedScheduling) | Waiting for cluster capacity |
 | ImagePullBackOff, ErrImagePull | Cannot download the image |
 | CrashLoopBackOff | The container keeps restarting, and its last log line |
@@ -20,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from woostore_cluster.kubeapi import Pod
+from woostore_cluster.kubeapi import Pod, Workload
 
 CLAIM_PENDING = "ClaimPending"  # not a container's reason: a PersistentVolumeClaim's phase
+OVER_QUOTA = "ExceededQuota"  # a workload's ReplicaFailure: its controller may make no pod
 UNSCHEDULABLE = "Unschedulable"
 CRASH_LOOP = "CrashLoopBackOff"
 IMAGE_PULL = frozenset({"ImagePullBackOff", "ErrImagePull"})
@@ -39,10 +41,15 @@ class Holdup:
     detail: str | None = None  # the scheduler's message, the image, the claim's name
 
 
-def holdup_of(pods: Sequence[Pod], pending_claims: Sequence[str]) -> Holdup | None:
+def holdup_of(
+    pods: Sequence[Pod], pending_claims: Sequence[str], workloads: Sequence[Workload] = ()
+) -> Holdup | None:
     """The first thing holding the store up, or None when nothing is known to."""
     if pending_claims:
         return Holdup(CLAIM_PENDING, detail=pending_claims[0])
+    for workload in workloads:
+        if workload.problem and "exceeded quota" in workload.problem:
+            return Holdup(OVER_QUOTA, detail=workload.problem)
     live = [pod for pod in pods if not pod.deleting]
     for pod in live:
         if pod.unschedulable:
@@ -61,6 +68,8 @@ def in_words(holdup: Holdup, last_log_line: str | None = None) -> str:
     """One sentence for the store's owner; ``last_log_line`` is the crashing container's."""
     if holdup.reason == CLAIM_PENDING:
         return f"Waiting for storage: the volume {holdup.detail} is not ready yet"
+    if holdup.reason == OVER_QUOTA:
+        return f"Over the store's resource quota: {_short(holdup.detail)}"
     if holdup.reason == UNSCHEDULABLE:
         return f"Waiting for cluster capacity: {_short(holdup.detail)}"
     if holdup.reason in IMAGE_PULL:

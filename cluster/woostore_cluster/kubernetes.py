@@ -322,7 +322,8 @@ class KubernetesCluster:
 
     async def _holdup(self, namespace: str) -> Holdup | None:
         pods = await self.kube.list_pods(namespace)
-        return holdup_of(pods, await self.kube.pending_claims(namespace))
+        claims = await self.kube.pending_claims(namespace)
+        return holdup_of(pods, claims, await self.kube.list_workloads(namespace))
 
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
         loop = asyncio.get_running_loop()

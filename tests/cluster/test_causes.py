@@ -15,7 +15,7 @@ from tests.cluster.fakes import FakeKube
 from tests.cluster.support import HELM, release_for
 from woostore_cluster import PermanentClusterError, TransientClusterError
 from woostore_cluster.causes import Holdup, holdup_of, in_words
-from woostore_cluster.kubeapi import ClientKubeApi, ContainerState, KubeApiError, Pod
+from woostore_cluster.kubeapi import ClientKubeApi, ContainerState, KubeApiError, Pod, Workload
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.simulated import CRASH_LAST_LINE, HOLDUPS, SimulatedCluster
 
@@ -52,6 +52,16 @@ def test_each_condition_reads_as_one_plain_sentence(
     assert in_words(holdup) == words
 
 
+def test_a_workload_over_its_quota_holds_the_store_up_before_any_pod_exists() -> None:
+    refused = 'pods "store-wordpress-x" is forbidden: exceeded quota: store-quota'
+    over = Workload("Deployment", "store-wordpress", 1, 0, 0, problem=refused)
+    stalled = Workload("Deployment", "store-wordpress", 1, 0, 1, problem="timed out progressing")
+    holdup = holdup_of([], [], [over])
+    assert holdup is not None
+    assert in_words(holdup) == f"Over the store's resource quota: {refused}"
+    assert holdup_of([], [], [stalled]) is None  # not a refusal: no cause to tell
+
+
 def test_pods_that_merely_start_hold_nothing_up_and_a_crash_says_its_last_line() -> None:
     starting = waiting_pod("ContainerCreating")
     going = Pod("old", ready=False, deleting=True, unschedulable=NO_ROOM)
@@ -81,6 +91,14 @@ async def test_the_driver_reads_a_crashing_containers_last_line_and_the_claims(
     kube.claims[NS]["store-wordpress-content"] = "Bound"
     kube.pods[NS] = [Pod("store-wordpress-x"), Pod("store-mariadb-0")]
     assert await driver.waiting_cause(NS) is None
+    kube.pods[NS] = []
+    kube.workloads[NS] = [
+        Workload("Deployment", "store-wordpress", 1, 0, 0, problem="exceeded quota: store-quota")
+    ]
+    assert await driver.waiting_cause(NS) == (
+        "Over the store's resource quota: exceeded quota: store-quota"
+    )
+    kube.workloads[NS] = []
     # The API server not answering is no cause, and no error: only a hint is lost.
     kube.failures["list_pods"].append(KubeApiError(0, "Unreachable", "connection refused"))
     assert await driver.waiting_cause(NS) is None
