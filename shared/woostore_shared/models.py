@@ -61,9 +61,23 @@ class Tenant(SQLModel, table=True):
     name: str = Field(max_length=100, unique=True)
     # Live stores this tenant may have; None means the platform's default.
     store_limit: int | None = None
+    # Its stores that count against that cap, kept by the database as they change (the
+    # count_stores trigger, migration 0018); never written here.
+    live_stores: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+
+
+class StoreCounts(SQLModel, table=True):
+    """The platform's stores that count against its caps: one row, kept by the database as
+    stores change (the count_stores trigger, migration 0018); never written here."""
+
+    __tablename__ = "store_counts"
+
+    one_row: bool = Field(default=True, primary_key=True)
+    live: int  # stores holding (or about to hold) cluster resources, pooled ones included
+    queued: int  # owners' cold stores waiting to start
 
 
 class Store(SQLModel, table=True):

@@ -22,7 +22,7 @@ from tests.support import ADMIN_TOKEN, SECRET_KEY
 from woostore_api.main import create_app
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
-from woostore_shared.models import ApiKey, AuditEntry, Store, StoreStatus
+from woostore_shared.models import ApiKey, AuditEntry, Store, StoreCounts, StoreStatus
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import Settings
 
@@ -260,6 +260,34 @@ async def test_200_parallel_creates_never_pass_the_platform_cap(
     assert int(refused.headers["Retry-After"]) > 0
     async with database.session() as session:
         assert len(list(await session.exec(select(Store.id)))) == 7
+
+
+async def test_tenants_creating_at_once_each_get_exactly_their_cap(
+    api: FastAPI,
+    settings: Settings,
+    new_tenant: NewTenant,
+    database: Database,
+    client: httpx.AsyncClient,
+) -> None:
+    """Creations in different tenants do not wait on one lock, and no count drifts: 20
+    tenants ask for 10 stores each at once; each gets its 5."""
+    limited(api, settings, tenant_store_limit=5, max_live_stores=1000, max_queued_stores=1000)
+    tenants = [await new_tenant(f"parallel-{n}") for n in range(20)]
+
+    responses = await asyncio.gather(
+        *(tenants[n % 20].post(STORES, json={"name": f"Shop {n}"}) for n in range(200))
+    )
+
+    accepted = Counter(n % 20 for n, r in enumerate(responses) if r.status_code == 202)
+    assert sorted(accepted.values()) == [5] * 20
+    refused = [problem(r, 429) for r in responses if r.status_code != 202]
+    assert len(refused) == 100
+    assert {body["limit"] for body in refused} == {"tenant-stores"}
+    listed = (await client.get("/api/v1/tenants")).json()
+    assert [t["live_stores"] for t in listed if t["name"].startswith("parallel-")] == [5] * 20
+    async with database.session() as session:
+        counts = (await session.exec(select(StoreCounts))).one()
+    assert (counts.live, counts.queued) == (100, 100)
 
 
 async def test_a_tenant_cap_holds_under_concurrency_and_frees_when_a_store_fails(

@@ -140,3 +140,34 @@ def test_steps_journalled_before_they_were_measured_keep_no_time(empty_database:
     assert steps == [(ready, "namespace", None, None)]
 
     command.downgrade(config, "0011")
+
+
+def test_the_stores_made_before_the_counts_are_counted(empty_database: str) -> None:
+    """0018 counts what exists: live stores per tenant, the platform's live ones (pooled
+    included) and its queue of owners' cold stores; failed and deleted ones not at all."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0017")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for n, (tenant, status) in enumerate(
+            [(TENANT, "queued"), (TENANT, "ready"), (TENANT, "failed"), (TENANT, "deleted"),
+             (None, "pooled")]
+        ):  # fmt: skip
+            connection.execute(
+                "INSERT INTO stores (id, tenant_id, name, slug, namespace, origin, type, status,"
+                " simulated, settings, progress, correlation_id, replays, created_at,"
+                " updated_at) VALUES (gen_random_uuid(), %s, 'Shop', %s, %s, 'cold',"
+                " 'woocommerce', %s, true, '{}', 1, 'c', 0, now(), now())",
+                (tenant, f"shop-{n}", f"store-shop-{n}", status),
+            )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        counts = connection.execute("SELECT live, queued FROM store_counts").fetchall()
+        owned = connection.execute(
+            "SELECT live_stores FROM tenants WHERE id = %s", (TENANT,)
+        ).fetchall()
+    assert counts == [(3, 1)]
+    assert owned == [(2,)]
+
+    command.downgrade(config, "0017")

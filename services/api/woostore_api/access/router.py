@@ -44,14 +44,14 @@ from woostore_shared.settings import Settings
 router = APIRouter()
 
 
-def _tenant_out(tenant: Tenant, live: dict[uuid.UUID, int], settings: Settings) -> TenantOut:
+def _tenant_out(tenant: Tenant, settings: Settings) -> TenantOut:
     cap = settings.tenant_store_limit if tenant.store_limit is None else tenant.store_limit
     return TenantOut(
         id=tenant.id,
         name=tenant.name,
         store_limit=tenant.store_limit,
         created_at=tenant.created_at,
-        live_stores=live.get(tenant.id, 0),
+        live_stores=tenant.live_stores,
         store_cap=cap,
     )
 
@@ -68,7 +68,7 @@ async def create_tenant(
 ) -> TenantOut:
     """A new tenant. Give it keys with POST /keys."""
     tenant = await service.create_tenant(outbox, caller, body)
-    return _tenant_out(tenant, {}, settings)
+    return _tenant_out(tenant, settings)
 
 
 @router.get(
@@ -79,9 +79,7 @@ async def create_tenant(
 )
 async def list_tenants(db: DatabaseDep, settings: SettingsDep, _: AdminCaller) -> list[TenantOut]:
     """Every tenant, with its usage against its cap."""
-    tenants = await service.list_tenants(db)
-    live = await service.live_stores_by_tenant(db)
-    return [_tenant_out(t, live, settings) for t in tenants]
+    return [_tenant_out(t, settings) for t in await service.list_tenants(db)]
 
 
 @router.patch(
@@ -99,7 +97,7 @@ async def update_tenant(
 ) -> TenantOut:
     """Change a tenant's store limit. Stores it already has are kept."""
     tenant = await service.update_tenant(outbox, caller, tenant_id, body)
-    return _tenant_out(tenant, await service.live_stores_by_tenant(outbox.db), settings)
+    return _tenant_out(tenant, settings)
 
 
 def _key_out(key: ApiKey) -> KeyOut:

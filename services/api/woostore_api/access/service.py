@@ -16,8 +16,7 @@ from woostore_api.auth import Caller
 from woostore_api.problems import forbidden, limit_reached, not_found, tenant_exists
 from woostore_shared.access import NewKey, Principal, new_key
 from woostore_shared.db import Database
-from woostore_shared.lifecycle import LIVE
-from woostore_shared.models import ApiKey, Role, Store, Tenant, utcnow
+from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
@@ -44,18 +43,6 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
 async def list_tenants(db: Database) -> list[Tenant]:
     async with db.session() as session:
         return list(await session.exec(select(Tenant).order_by(col(Tenant.created_at))))
-
-
-async def live_stores_by_tenant(db: Database) -> dict[uuid.UUID, int]:
-    """How many stores each tenant has that count against its cap (tenants with none are
-    absent)."""
-    async with db.session() as session:
-        rows = await session.exec(
-            select(col(Store.tenant_id), func.count())
-            .where(col(Store.status).in_(LIVE), col(Store.tenant_id).is_not(None))
-            .group_by(col(Store.tenant_id))
-        )
-        return {tenant_id: count for tenant_id, count in rows if tenant_id is not None}
 
 
 async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:

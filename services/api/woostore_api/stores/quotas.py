@@ -3,10 +3,8 @@
 
 All hold across API replicas and under any concurrency, because PostgreSQL does the
 counting: a rate is GCRA (the generic cell rate algorithm, a token bucket kept as one
-timestamp) updated by one conditional upsert, and the caps are checked while holding a
-transaction-scoped advisory lock that every store creation takes. A store claimed from the
-warm pool counts against its tenant's cap; it was already counted against the platform's
-while pooled.
+timestamp) updated by one conditional upsert, and the caps are counts the database keeps as
+stores change and checks as a creating transaction commits (``hold_to_caps``).
 
 A rate of N a minute allows N at once, then one every 60/N seconds as the allowance refills.
 A fixed one-minute window, as before, let 2N through in a moment across a minute's end.
@@ -15,29 +13,25 @@ A fixed one-minute window, as before, let 2N through in a moment across a minute
 from __future__ import annotations
 
 import math
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_api.problems import limit_reached
 from woostore_shared.access import Principal
-from woostore_shared.lifecycle import LIVE
-from woostore_shared.models import RateLimit, Store, StoreStatus, Tenant, utcnow
+from woostore_shared.models import RateLimit, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
 PERIOD = timedelta(minutes=1)  # rates are counted per minute
-# Any constant works; it only has to differ from the other advisory locks (the reaper's).
-CREATE_LOCK = 0x574F_4F53  # "WOOS"
-# Live-store caps free up only when someone deletes a store; a queue slot within minutes.
-RETRY_CAP_SECONDS = 300
-RETRY_QUEUE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -123,63 +117,43 @@ async def count_change(outbox: Outbox, principal: Principal, settings: Settings)
     )
 
 
-@dataclass(frozen=True)
-class Capacity:
-    """The platform's live stores and its queue of cold ones, counted under the creation
-    lock; what a new store (not one claimed from the warm pool) must still find room in."""
-
-    live: int
-    queued: int
-    settings: Settings
-
-    def check_room_for_a_new_store(self) -> None:
-        settings = self.settings
-        if self.live >= settings.max_live_stores:
-            raise limit_reached(
-                "platform-stores",
-                settings.max_live_stores,
-                f"the platform holds its maximum of {settings.max_live_stores} stores",
-                RETRY_CAP_SECONDS,
-            )
-        if self.queued >= settings.max_queued_stores:
-            raise limit_reached(
-                "queued-stores",
-                settings.max_queued_stores,
-                f"{self.queued} stores are waiting to start; try again shortly",
-                RETRY_QUEUE_SECONDS,
-            )
-
-
-async def check_capacity(
-    session: AsyncSession, tenant_id: uuid.UUID, settings: Settings
-) -> Capacity:
-    """Refuse a store past the tenant's cap, and count what the platform's caps need. Call
-    inside the creating transaction: the lock it takes is held until that transaction ends,
-    so concurrent creations count in turn. Stores in the warm pool count against the
-    platform's cap only; a claimed one is its owner's."""
-    await session.exec(select(func.pg_advisory_xact_lock(CREATE_LOCK)))
-    rows = await session.exec(
-        select(
-            col(Store.tenant_id), col(Store.status), col(Store.claimed_at).is_(None), func.count()
-        )
-        .where(col(Store.status).in_(LIVE))
-        .group_by(col(Store.tenant_id), col(Store.status), col(Store.claimed_at).is_(None))
+async def hold_to_caps(session: AsyncSession, settings: Settings) -> None:
+    """Make the commit of ``session``'s transaction refuse a store past a cap: its tenant's,
+    the platform's live stores or the queue's. The database counts as stores change (the
+    count_stores trigger, migration 0018) and checks at COMMIT, the only moment it holds the
+    platform's count, so creations in different tenants go on in parallel. A store claimed
+    from the warm pool was counted against the platform while pooled; it counts against its
+    owner's cap now. Wrap the transaction in ``refused_past_caps``."""
+    caps = {
+        "tenant_store_limit": settings.tenant_store_limit,
+        "max_live_stores": settings.max_live_stores,
+        "max_queued_stores": settings.max_queued_stores,
+    }
+    # Transaction-local (the third argument): a pooled connection carries nothing on.
+    await session.exec(
+        select(*(func.set_config(f"woostore.{n}", str(c), True) for n, c in caps.items()))
     )
-    live = tenant_live = queued = 0
-    for owner, status, cold, count in rows:
-        live += count
-        tenant_live += count if owner == tenant_id else 0
-        # The queue is owners' cold stores: refills yield to them, claims have their own lane.
-        queued += count if status is StoreStatus.QUEUED and owner is not None and cold else 0
-    tenant = await session.get(Tenant, tenant_id)
-    tenant_limit = settings.tenant_store_limit
-    if tenant is not None and tenant.store_limit is not None:
-        tenant_limit = tenant.store_limit
-    if tenant_live >= tenant_limit:
-        raise limit_reached(
-            "tenant-stores",
-            tenant_limit,
-            f"this tenant has its maximum of {tenant_limit} stores; delete one first",
-            RETRY_CAP_SECONDS,
-        )
-    return Capacity(live=live, queued=queued, settings=settings)
+
+
+# The refusal of each cap: its words and when to ask again. A store frees a live slot only
+# when someone deletes one; a queue slot frees within minutes.
+CAP_REFUSALS = {
+    "tenant-stores": ("this tenant has its maximum of {cap} stores; delete one first", 300),
+    "platform-stores": ("the platform holds its maximum of {cap} stores", 300),
+    "queued-stores": ("{cap} stores are waiting to start; try again shortly", 60),
+}
+PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
+
+
+@contextmanager
+def refused_past_caps() -> Iterator[None]:
+    """A commit the database refused because it would pass a cap, as the client's 429."""
+    try:
+        yield
+    except DBAPIError as error:
+        diagnosis = getattr(error.orig, "diag", None)
+        if getattr(error.orig, "sqlstate", None) != PAST_A_CAP or diagnosis is None:
+            raise
+        limit, cap = diagnosis.message_primary, int(diagnosis.message_detail)
+        words, retry_after = CAP_REFUSALS[limit]
+        raise limit_reached(limit, cap, words.format(cap=cap), retry_after) from None

@@ -101,23 +101,26 @@ async def create_store(
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
-            async with UnitOfWork.begin(outbox) as uow:
-                capacity = await quotas.check_capacity(uow.session, tenant_id, settings)
-                store = await _claim_or_request(uow, tenant_id, slug, request, settings, capacity)
-                if idempotency_key is not None:
-                    uow.session.add(
-                        IdempotencyKey(
-                            tenant_id=tenant_id,
-                            key=idempotency_key,
-                            request_sha256=fingerprint,
-                            store_id=store.id,
+            with quotas.refused_past_caps():
+                async with UnitOfWork.begin(outbox) as uow:
+                    await quotas.hold_to_caps(uow.session, settings)
+                    store = await _claim_or_request(uow, tenant_id, slug, request, settings)
+                    if idempotency_key is not None:
+                        uow.session.add(
+                            IdempotencyKey(
+                                tenant_id=tenant_id,
+                                key=idempotency_key,
+                                request_sha256=fingerprint,
+                                store_id=store.id,
+                            )
                         )
-                    )
-                    await uow.session.flush()  # a concurrent request with the key loses here
-                record(
-                    uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
-                    name=store.name, slug=store.slug,
-                )  # fmt: skip
+                        await uow.session.flush()  # a concurrent request with the key loses here
+                    record(
+                        uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
+                        name=store.name, slug=store.slug,
+                    )  # fmt: skip
+            if settings.warm_pool_size and request.from_backup is None:
+                POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
             return store, True
         except IntegrityError:
             if idempotency_key is not None:
@@ -144,7 +147,6 @@ async def _claim_or_request(
     slug: str,
     request: StoreCreate,
     settings: Settings,
-    capacity: quotas.Capacity,
 ) -> Store:
     """A store from the warm pool when one fits, else a new one queued (within the platform's
     caps); a copy of a backup is always a new one. A taken slug fails here either way."""
@@ -167,10 +169,8 @@ async def _claim_or_request(
             base_domain=settings.base_domain,
             settings=chosen,
         )
-        POOL_CLAIMS.labels("claimed" if claimed else "missed").inc()
         if claimed is not None:
             return claimed
-    capacity.check_room_for_a_new_store()
     return await lifecycle.request(
         uow,
         tenant_id=tenant_id,
@@ -476,12 +476,12 @@ async def retry_store(
 ) -> Store:
     """Ask for a failed store again, within the create rates and the store caps."""
     await quotas.count_create(outbox, caller.principal, settings)
-    async with UnitOfWork.begin(outbox) as uow:
-        owner = (await _visible_store(uow, caller, store_id)).owner
-        capacity = await quotas.check_capacity(uow.session, owner, settings)
-        capacity.check_room_for_a_new_store()
-        store = await lifecycle.retry(uow, store_id)
-        record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
+    with quotas.refused_past_caps():
+        async with UnitOfWork.begin(outbox) as uow:
+            await _visible_store(uow, caller, store_id)
+            await quotas.hold_to_caps(uow.session, settings)
+            store = await lifecycle.retry(uow, store_id)
+            record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
     return store
 
 
