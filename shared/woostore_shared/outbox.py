@@ -34,21 +34,38 @@ class Outbox:
         self.js = nats.jetstream()
         self.source = source
 
-    async def publish_committed(
-        self, events: Sequence[CloudEvent], orders: Sequence[WorkOrder]
-    ) -> None:
-        """After a unit of work committed: its events, then the work they asked for."""
-        if await self.publish(events) == len(events):
-            # A worker's first progress event must not overtake the event asking for it.
-            await self.send(orders)
+    async def deliver(self, events: Sequence[CloudEvent], orders: Sequence[WorkOrder]) -> int:
+        """Publish ``events`` in order, then, once all are out, ``orders`` (a worker's first
+        progress event must not overtake the event asking for it); stop at the first failure,
+        which the relay carries on from. Marks what went out in one transaction; returns how
+        many went out."""
+        published = await self._publish(events)
+        sent = await self._send(orders) if len(published) == len(events) else []
+        if published or sent:
+            now = utcnow()
+            async with self.db.session() as session:
+                for event_id, sequence in published.items():
+                    await session.exec(
+                        update(StoreEvent)
+                        .where(col(StoreEvent.id) == event_id)
+                        .values(published_at=now, stream_sequence=sequence)
+                    )
+                if sent:
+                    await session.exec(
+                        update(WorkOrderRecord)
+                        .where(col(WorkOrderRecord.id).in_(sent))
+                        .values(published_at=now)
+                    )
+                await session.commit()
+        return len(published) + len(sent)
 
-    async def publish(self, events: Sequence[CloudEvent]) -> int:
-        """Publish in order; stop at the first failure (the relay keeps the order)."""
+    async def _publish(self, events: Sequence[CloudEvent]) -> dict[uuid.UUID, int]:
+        """Each event published, with its stream sequence."""
         published: dict[uuid.UUID, int] = {}
         if events and not self.nats.is_connected:
             # Waiting for the publish timeout would only slow the caller; the relay will do it.
             log.warning("nats unreachable: events deferred to relay", events=len(events))
-            return 0
+            return published
         for event in events:
             try:
                 ack = await self.js.publish(
@@ -63,24 +80,14 @@ class Outbox:
                 )
                 break
             published[event.id] = ack.seq
-        if published:
-            async with self.db.session() as session:
-                now = utcnow()
-                for event_id, sequence in published.items():
-                    await session.exec(
-                        update(StoreEvent)
-                        .where(col(StoreEvent.id) == event_id)
-                        .values(published_at=now, stream_sequence=sequence)
-                    )
-                await session.commit()
-        return len(published)
+        return published
 
-    async def send(self, orders: Sequence[WorkOrder]) -> int:
-        """Publish work orders; stop at the first failure (the relay sends the rest)."""
+    async def _send(self, orders: Sequence[WorkOrder]) -> list[uuid.UUID]:
+        """Each work order sent."""
         sent: list[uuid.UUID] = []
         if orders and not self.nats.is_connected:
             log.warning("nats unreachable: work deferred to relay", orders=len(orders))
-            return 0
+            return sent
         for order in orders:
             try:
                 await self.js.publish(
@@ -93,15 +100,7 @@ class Outbox:
                 log.warning("work deferred to relay", order_id=str(order.id), error=repr(error))
                 break
             sent.append(order.id)
-        if sent:
-            async with self.db.session() as session:
-                await session.exec(
-                    update(WorkOrderRecord)
-                    .where(col(WorkOrderRecord.id).in_(sent))
-                    .values(published_at=utcnow())
-                )
-                await session.commit()
-        return len(sent)
+        return sent
 
     async def relay(self, older_than: timedelta, limit: int = 100) -> int:
         """Publish the events and work orders whose writer could not (NATS down, process
@@ -124,7 +123,4 @@ class Outbox:
                 .limit(limit)
             )
             orders = [WorkOrder.model_validate(record, from_attributes=True) for record in records]
-        published = await self.publish(events)
-        if published < len(events):
-            return published  # the orders wait for the events asking for them
-        return published + await self.send(orders)
+        return await self.deliver(events, orders)

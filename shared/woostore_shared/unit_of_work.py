@@ -45,7 +45,7 @@ class UnitOfWork:
             except BaseException:
                 await session.rollback()
                 raise
-        await outbox.publish_committed(uow.events, uow.work)
+        await outbox.deliver(uow.events, uow.work)
 
     def emit(self, store: Store, data: EventData) -> CloudEvent:
         """Record the event announcing ``store``'s change, with the actions the store accepts

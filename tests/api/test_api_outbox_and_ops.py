@@ -111,7 +111,7 @@ async def test_a_store_requested_while_nats_is_down_is_kept_and_relayed_with_its
 
     # Publishing the same event again (a relay racing the writer) is de-duplicated by the
     # server through its Nats-Msg-Id.
-    assert await relay.publish([CloudEvent.model_validate(relayed.envelope)]) == 1
+    assert await relay.deliver([CloudEvent.model_validate(relayed.envelope)], []) == 1
     assert len(await stream_messages(nats_client)) == 1
 
 

@@ -332,8 +332,8 @@ async def test_an_event_relayed_twice_is_stored_once(
         [row] = list(await session.exec(select(StoreEvent)))
     event = CloudEvent.model_validate(row.envelope)
 
-    assert await outbox.publish([event]) == 1
-    assert await outbox.publish([event]) == 1
+    assert await outbox.deliver([event], []) == 1
+    assert await outbox.deliver([event], []) == 1
 
     assert len(await stream_messages(nats_client)) == 1
 

@@ -329,10 +329,15 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     in the one queue all tenants share (1-based, oldest first; a store claimed from the warm
     pool is not in it), and each one's last change."""
     async with db.session() as session:
-        queued = await session.exec(
-            select(Store.id).where(lifecycle.in_the_cold_queue()).order_by(col(Store.created_at))
-        )
-        queue = {store_id: place for place, store_id in enumerate(queued, start=1)}
+        queued = [store.id for store in stores if store.status is StoreStatus.QUEUED]
+        queue: dict[uuid.UUID, int] = {}
+        if queued:  # numbered by the database: only the places asked for come back
+            place = func.row_number().over(order_by=col(Store.created_at)).label("place")
+            ranked = select(col(Store.id), place).where(lifecycle.in_the_cold_queue()).subquery()
+            rows = await session.exec(
+                select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(queued))
+            )
+            queue = {store_id: int(n) for store_id, n in rows}
         latest = (
             select(col(StoreChange.store_id), func.max(StoreChange.requested_at).label("at"))
             .where(col(StoreChange.store_id).in_([store.id for store in stores]))
