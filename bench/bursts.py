@@ -1,0 +1,343 @@
+"""``make bench``, bursts (issue #13): how fast one API process takes store creations, beside
+a bare FastAPI endpoint doing one INSERT (``bench/bare_insert.py``) on the same PostgreSQL,
+driven by the same client in the same run, so the ratio holds on any machine.
+
+What it does is METHOD below, which docs/benchmarks.md shows with the figures.
+``uv run python -m bench.bursts`` runs this part alone and rewrites its section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+
+from bench.bare_insert import BARE_TABLE
+from bench.common import percentile, table, with_section
+from woostore_devstack.embedded import free_port
+from woostore_devstack.platform import BIN, REPO, Platform, running_services
+from woostore_shared.settings import Settings
+
+RESULTS = REPO / "docs" / "benchmarks.md"
+PLOT = REPO / "docs" / "benchmarks-bursts.png"
+# Issue #13's targets.
+TARGET_RATE = 300  # creates a second, one API process
+TARGET_BURST_SECONDS = 1.0
+TARGET_RATIO = 1.5  # POST /stores latency over the bare endpoint's
+
+
+@dataclass(frozen=True)
+class Sizes:
+    tenants: int = 20
+    cap: int = 10  # each burst tenant's; the burst asks each for exactly its cap
+    lone: int = 50  # requests one after another, of each kind
+    concurrency: tuple[int, ...] = (1, 4, 16, 64)
+    per_level: int = 400  # requests of each kind at each concurrency
+
+
+@dataclass(frozen=True)
+class Level:
+    """``per_level`` requests of one kind kept ``concurrency`` at a time."""
+
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+@dataclass
+class Figures:
+    sizes: Sizes
+    lone_store: list[float] = field(default_factory=list)
+    lone_bare: list[float] = field(default_factory=list)
+    cpu_store: float = 0.0  # the serving process's CPU seconds a request, one at a time
+    cpu_bare: float = 0.0
+    burst: list[float] = field(default_factory=list)
+    burst_seconds: float = 0.0
+    accepted: int = 0
+    stores: dict[int, Level] = field(default_factory=dict)
+    bare: dict[int, Level] = field(default_factory=dict)
+
+
+Send = Callable[[int], Awaitable[httpx.Response]]
+
+
+async def at_concurrency(send: Send, requests: int, concurrency: int) -> Level:
+    """``requests`` sends, ``concurrency`` at a time; each must be accepted."""
+    numbers = iter(range(requests))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        for n in numbers:
+            began = time.perf_counter()
+            response = await send(n)
+            latencies.append(time.perf_counter() - began)
+            if response.status_code != 202:
+                raise RuntimeError(f"request {n}: {response.status_code} {response.text}")
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Level(time.perf_counter() - began, latencies)
+
+
+async def cpu_per_request(
+    process: psutil.Process, send: Send, requests: int
+) -> tuple[float, list[float]]:
+    before = process.cpu_times()
+    level = await at_concurrency(send, requests, 1)
+    after = process.cpu_times()
+    used = (after.user + after.system) - (before.user + before.system)
+    return used / requests, level.latencies
+
+
+async def tenant_keys(admin: httpx.AsyncClient, prefix: str, count: int, cap: int) -> list[str]:
+    keys = []
+    for n in range(count):
+        made = await admin.post(
+            "/api/v1/tenants", json={"name": f"{prefix}-{n}", "store_limit": cap}
+        )
+        made.raise_for_status()
+        key = await admin.post(
+            "/api/v1/keys", json={"name": "bench", "tenant_id": made.json()["id"]}
+        )
+        key.raise_for_status()
+        keys.append(key.json()["token"])
+    return keys
+
+
+async def run(platform: Platform, bare_url: str, bare_pid: int, sizes: Sizes) -> Figures:
+    figures = Figures(sizes)
+    api_process = psutil.Process(platform.processes["api"].pid)
+    bare_process = psutil.Process(bare_pid)
+    limits = httpx.Limits(
+        max_connections=max(sizes.concurrency) * 2, max_keepalive_connections=None
+    )
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as admin:
+        burst_keys = await tenant_keys(admin, "burst", sizes.tenants, sizes.cap)
+        load_keys = await tenant_keys(admin, "load", sizes.tenants, 10_000)
+
+    def client(base: str, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=120)
+
+    loaders = [client(platform.api_url, key) for key in load_keys]
+    bursters = [client(platform.api_url, key) for key in burst_keys]
+    bare = client(bare_url)
+    names = itertools.count()
+    try:
+
+        async def create(n: int) -> httpx.Response:
+            return await loaders[n % len(loaders)].post(
+                "/api/v1/stores", json={"name": f"Shop {next(names)}"}
+            )
+
+        async def insert(n: int) -> httpx.Response:
+            return await bare.post("/bare", json={"name": f"Shop {next(names)}"})
+
+        for send in (create, insert):  # warm both: connections, caches, the first imports
+            await at_concurrency(send, 10, 2)
+        figures.cpu_store, figures.lone_store = await cpu_per_request(
+            api_process, create, sizes.lone
+        )
+        figures.cpu_bare, figures.lone_bare = await cpu_per_request(
+            bare_process, insert, sizes.lone
+        )
+
+        async def burst_create(n: int) -> tuple[float, httpx.Response]:
+            began = time.perf_counter()
+            response = await bursters[n % len(bursters)].post(
+                "/api/v1/stores", json={"name": f"Burst {n}"}
+            )
+            return time.perf_counter() - began, response
+
+        began = time.perf_counter()
+        answers = await asyncio.gather(*(burst_create(n) for n in range(sizes.tenants * sizes.cap)))
+        figures.burst_seconds = time.perf_counter() - began
+        figures.burst = [seconds for seconds, _ in answers]
+        figures.accepted = sum(response.status_code == 202 for _, response in answers)
+
+        for concurrency in sizes.concurrency:
+            figures.stores[concurrency] = await at_concurrency(create, sizes.per_level, concurrency)
+            figures.bare[concurrency] = await at_concurrency(insert, sizes.per_level, concurrency)
+    finally:
+        for opened in [*loaders, *bursters, bare]:
+            await opened.aclose()
+    return figures
+
+
+def measure(sizes: Sizes | None = None) -> Figures:
+    sizes = sizes or Sizes()
+    settings = {
+        "WOOSTORE_LOG_LEVEL": "WARNING",
+        # The caps under test are the burst tenants' own; the platform's would only get in the way.
+        "WOOSTORE_MAX_LIVE_STORES": "1000000",
+        "WOOSTORE_MAX_QUEUED_STORES": "1000000",
+    }
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        running_services(Path(folder), ("api",), settings) as platform,
+    ):
+        database_url = Settings(database_url=platform.postgres.url).database_url
+        port = free_port()
+        env = {**os.environ, "BENCH_DATABASE_URL": database_url}
+        with psycopg.connect(platform.postgres.url, autocommit=True) as connection:
+            connection.execute(BARE_TABLE)
+        bare = subprocess.Popen(  # noqa: S603  (our own command line)
+            [str(BIN / "uvicorn"), "bench.bare_insert:app", "--port", str(port),
+             "--log-level", "warning"],
+            env=env, cwd=REPO,
+        )  # fmt: skip
+        try:
+            bare_url = f"http://127.0.0.1:{port}"
+            _wait_for(bare_url, bare)
+            return asyncio.run(run(platform, bare_url, bare.pid, sizes))
+        finally:
+            bare.terminate()
+            bare.wait(timeout=20)
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes], deadline: float = 30) -> None:
+    give_up = time.monotonic() + deadline
+    while time.monotonic() < give_up:
+        if process.poll() is not None:
+            raise RuntimeError(f"the bare endpoint exited with {process.returncode}")
+        try:
+            httpx.get(f"{url}/docs", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} not up after {deadline} s")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def plot(figures: Figures, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: draw to a file
+    import matplotlib.pyplot as plt
+
+    levels = list(figures.stores)
+    figure, (rate, latency) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, by_level, style in (
+        ("POST /stores", figures.stores, "o-"),
+        ("bare INSERT", figures.bare, "s--"),
+    ):
+        rate.plot(levels, [by_level[c].rate for c in levels], style, label=name)
+        for share, shade in ((0.5, 0.5), (0.99, 1.0)):
+            values = [percentile(by_level[c].latencies, share) * 1000 for c in levels]
+            latency.plot(levels, values, style, alpha=shade, label=f"{name} p{share * 100:.0f}")
+    rate.axhline(TARGET_RATE, color="red", linewidth=0.8, label="target (creates/s)")
+    rate.set(
+        xlabel="requests in flight", ylabel="requests a second", xscale="log", title="Throughput"
+    )
+    latency.set(
+        xlabel="requests in flight",
+        ylabel="latency (ms)",
+        xscale="log",
+        yscale="log",
+        title="Latency",
+    )
+    rate.legend(fontsize="small")
+    latency.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+METHOD = """\
+The API alone (the other services stopped: nothing provisions, so the queue only grows),
+real PostgreSQL and NATS, and beside it `bench/bare_insert.py`: FastAPI validating a name
+and INSERTing one row through the same engine settings, served by uvicorn in its own
+process. One client process (httpx) drives both, one kind after the other:
+
+1. **One at a time**: creations spread over 20 tenants, then as many bare inserts, each
+   process's CPU time read before and after.
+2. **The burst**: 20 more tenants with a cap of 10 each ask for 10 stores each, all at once;
+   timed until the last answer.
+3. **Concurrency**: at each number of requests in flight, creations, then bare inserts.
+
+The bare endpoint's best rate is what the client can drive at the least, so where POST
+/stores is slower, the client is not what limits it. Both share one engine setting: a pool
+of 5 connections and 10 more on demand, so past 15 in flight requests wait for a
+connection, the bare ones too.
+"""
+
+
+def section(figures: Figures, plot_path: Path | None = PLOT) -> str:
+    """The section of docs/benchmarks.md; draws the plot to ``plot_path`` unless None."""
+    sizes = figures.sizes
+    lone_store, lone_bare = percentile(figures.lone_store, 0.5), percentile(figures.lone_bare, 0.5)
+    ratio = lone_store / lone_bare
+    best = max(figures.stores.values(), key=lambda level: level.rate)
+    asked = sizes.tenants * sizes.cap
+    burst_met = _met(figures.burst_seconds <= TARGET_BURST_SECONDS)
+    burst_p50, burst_p99 = percentile(figures.burst, 0.5), percentile(figures.burst, 0.99)
+    rows = [
+        ("POST /stores alone, p50 (bare INSERT endpoint)", f"{_ms(lone_store)} ({_ms(lone_bare)})"),
+        (f"... over the bare endpoint (target ≤ {TARGET_RATIO} times)",
+         f"{ratio:.1f} times ({_met(ratio <= TARGET_RATIO)})"),
+        ("Serving process's CPU a request, one at a time (bare)",
+         f"{_ms(figures.cpu_store)} ({_ms(figures.cpu_bare)})"),
+        (f"{asked} parallel creates over {sizes.tenants} tenants (cap {sizes.cap} each), "
+         f"all answered in (target ≤ {TARGET_BURST_SECONDS:.0f} s)",
+         f"{figures.burst_seconds:.2f} s ({burst_met})"),
+        ("... accepted", f"{figures.accepted} of {asked}, all allowed"),
+        ("... latency p50 / p99", f"{_ms(burst_p50)} / {_ms(burst_p99)}"),
+        (f"Most creates a second (target ≥ {TARGET_RATE})",
+         f"{best.rate:.0f} ({_met(best.rate >= TARGET_RATE)})"),
+    ]  # fmt: skip
+    for concurrency in figures.stores:
+        stores, bare = figures.stores[concurrency], figures.bare[concurrency]
+        rows.append((
+            f"{concurrency} in flight: creates/s (bare inserts/s), p50",
+            f"{stores.rate:.0f} ({bare.rate:.0f}), {_ms(percentile(stores.latencies, 0.5))} "
+            f"({_ms(percentile(bare.latencies, 0.5))})",
+        ))  # fmt: skip
+    if plot_path is not None:
+        plot(figures, plot_path)
+    picture = (
+        f"\n![Throughput and latency against concurrency]({plot_path.name})\n" if plot_path else ""
+    )
+    return (
+        "## Bursts of creates\n\n"
+        "Written by `make bench` too (`bench/bursts.py`).\n\n"
+        + table(rows)
+        + picture
+        + "\n"
+        + METHOD
+        + "\n"
+    )
+
+
+def main() -> None:
+    """Measure, and rewrite this section of docs/benchmarks.md (``--print``: print it only)."""
+    found = section(measure())
+    if "--print" in sys.argv:
+        print(found)
+    else:
+        RESULTS.write_text(with_section(RESULTS.read_text(), found))
+        print(f"wrote its section of {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
