@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ import psutil
 import psycopg
 
 from bench.bare_insert import BARE_TABLE
-from bench.common import percentile, table, with_section
+from bench.common import percentile, rewrite_section, table
 from woostore_devstack.embedded import free_port
 from woostore_devstack.platform import BIN, REPO, Platform, running_services
 from woostore_shared.settings import Settings
@@ -331,12 +330,7 @@ def section(figures: Figures, plot_path: Path | None = PLOT) -> str:
 
 def main() -> None:
     """Measure, and rewrite this section of docs/benchmarks.md (``--print``: print it only)."""
-    found = section(measure())
-    if "--print" in sys.argv:
-        print(found)
-    else:
-        RESULTS.write_text(with_section(RESULTS.read_text(), found))
-        print(f"wrote its section of {RESULTS}")
+    rewrite_section(RESULTS, section(measure()))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,6 +41,15 @@ def with_section(document: str, section: str) -> str:
     end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("## ")), len(lines))
     following = "".join(lines[end:])
     return "".join(lines[:start]) + section + ("\n" + following if following else "")
+
+
+def rewrite_section(results: Path, found: str) -> None:
+    """A benchmark run alone: rewrite its section of ``results`` (``--print``: print it)."""
+    if "--print" in sys.argv:
+        print(found)
+    else:
+        results.write_text(with_section(results.read_text(), found))
+        print(f"wrote its section of {results}")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import asyncio
 import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -25,7 +24,7 @@ import httpx
 import nats
 from sqlalchemy import text
 
-from bench.common import percentile, table, with_section
+from bench.common import percentile, rewrite_section, table
 from woostore_cluster import DEFAULT_INSTALLATION, INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_devstack.platform import REPO, Platform, running_services
@@ -266,12 +265,7 @@ def section(figures: Figures) -> str:
 
 def main() -> None:
     """Measure, and rewrite this section of docs/benchmarks.md (``--print``: print it only)."""
-    found = section(measure())
-    if "--print" in sys.argv:
-        print(found)
-    else:
-        RESULTS.write_text(with_section(RESULTS.read_text(), found))
-        print(f"wrote its section of {RESULTS}")
+    rewrite_section(RESULTS, section(measure()))
 
 
 if __name__ == "__main__":
