@@ -69,7 +69,7 @@ class Tenant(SQLModel, table=True):
     )
 
 
-class StoreCounts(SQLModel, table=True):
+class PlatformCounts(SQLModel, table=True):
     """The platform's stores that count against its caps: one row, kept by the database as
     stores change (the count_stores trigger, migration 0018); never written here."""
 

@@ -22,7 +22,7 @@ from tests.support import ADMIN_TOKEN, SECRET_KEY
 from woostore_api.main import create_app
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
-from woostore_shared.models import ApiKey, AuditEntry, Store, StoreCounts, StoreStatus
+from woostore_shared.models import ApiKey, AuditEntry, PlatformCounts, Store, StoreStatus
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import Settings
 
@@ -286,7 +286,7 @@ async def test_tenants_creating_at_once_each_get_exactly_their_cap(
     listed = (await client.get("/api/v1/tenants")).json()
     assert [t["live_stores"] for t in listed if t["name"].startswith("parallel-")] == [5] * 20
     async with database.session() as session:
-        counts = (await session.exec(select(StoreCounts))).one()
+        counts = (await session.exec(select(PlatformCounts))).one()
     assert (counts.live, counts.queued) == (100, 100)
 
 

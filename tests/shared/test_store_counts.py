@@ -21,8 +21,8 @@ from woostore_shared.db import Database
 from woostore_shared.lifecycle import LIVE, in_the_cold_queue
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
+    PlatformCounts,
     Store,
-    StoreCounts,
     StoreStatus,
     Tenant,
     namespace_for,
@@ -42,7 +42,7 @@ async def recounted(session: AsyncSession) -> Counts:
 
 
 async def kept(session: AsyncSession) -> Counts:
-    counts = (await session.exec(select(StoreCounts))).one()
+    counts = (await session.exec(select(PlatformCounts))).one()
     tenants = await session.exec(select(Tenant.id, Tenant.live_stores))
     return counts.live, counts.queued, Counter({t: n for t, n in tenants if n})
 
