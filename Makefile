@@ -82,7 +82,7 @@ tests/browser/node_modules/axe-core/axe.min.js: tests/browser/package-lock.json
 clean:
 	rm -rf .venv .tools tests/browser/node_modules
 
-bench: install tools restic ## the platform's own overhead, the warm pool, live updates, backups, 10,000 stores, bursts; writes docs/benchmarks.md
+bench: install tools restic ## the platform's own overhead, the warm pool, live updates, backups, 10,000 stores, bursts, a store's cost; writes docs/benchmarks.md
 	$(UV) run --frozen python -m bench.provisioning
 
 cluster-up: tools ## WooStore on a local kind cluster (needs docker, kind, kubectl)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench import backups, bursts, live_updates, scale, warm_pool
+from bench import backups, bursts, live_updates, scale, store_cost, warm_pool
 from bench.common import EventLog, percentile, table
 from woostore_devstack.platform import REPO, Platform, running_platform
 
@@ -163,9 +163,8 @@ def main() -> None:
     kept = backups.section(backups.measure())
     scaled = scale.section(scale.measure())
     burst = bursts.section(bursts.measure())
-    RESULTS.write_text(
-        overhead + "\n" + pool + "\n" + live + "\n" + kept + "\n" + scaled + "\n" + burst
-    )
+    cost = store_cost.section(store_cost.measure())
+    RESULTS.write_text("\n".join([overhead, pool, live, kept, scaled, burst, cost]))
     print(RESULTS.read_text())
 
 

@@ -1,0 +1,184 @@
+"""``make bench``, the cost of a store (issue #13): the CPU every process of the platform
+spends on one store at time scale 0, where it goes, and stores a second with the default
+provisioning limit and with 16 in flight across 3 provisioner replicas.
+
+What it does is METHOD below, which docs/benchmarks.md shows with the figures.
+``uv run python -m bench.store_cost`` runs this part alone and rewrites its section.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.common import rewrite_section, table
+from woostore_devstack.platform import REPO, SERVICES, Platform, running_services
+
+RESULTS = REPO / "docs" / "benchmarks.md"
+TARGET_CPU = 0.1  # core-seconds a store, helm excluded (issue #13)
+SETTINGS = {"WOOSTORE_SIM_TIME_SCALE": "0", "WOOSTORE_LOG_LEVEL": "WARNING"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    stores: int = 30
+    warm: int = 3  # made first and not counted: imports, caches and connections warm up
+
+
+@dataclass
+class Run:
+    """One platform making ``stores`` stores: its wall time and each process's CPU seconds."""
+
+    stores: int
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # by process (helm: apart)
+
+    @property
+    def per_second(self) -> float:
+        return self.stores / self.seconds
+
+    def per_store(self, name: str) -> float:
+        return self.cpu[name] / self.stores
+
+    @property
+    def without_helm(self) -> float:
+        return sum(seconds for name, seconds in self.cpu.items() if name != "helm") / self.stores
+
+
+def _cpu(process: psutil.Process, children: bool = False) -> float:
+    times = process.cpu_times()
+    if children:  # processes it started and waited for: helm, for a provisioner
+        return times.children_user + times.children_system
+    return times.user + times.system
+
+
+def _postgres(platform: Platform) -> Iterator[psutil.Process]:
+    """PostgreSQL's postmaster and its backends (the services' pooled connections)."""
+    postmaster = psutil.Process(
+        int((platform.postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    )
+    yield postmaster
+    yield from postmaster.children(recursive=True)
+
+
+def _readings(platform: Platform) -> dict[str, float]:
+    cpu: dict[str, float] = {"helm": 0.0}
+    for name, popen in platform.processes.items():
+        process = psutil.Process(popen.pid)
+        service = name.split("-")[0]  # replicas ("provisioner-2") add up under their service
+        cpu[service] = cpu.get(service, 0.0) + _cpu(process)
+        cpu["helm"] += _cpu(process, children=True)
+    cpu["nats"] = _cpu(psutil.Process(platform.nats.process.pid))
+    cpu["postgres"] = sum(_cpu(process) for process in _postgres(platform))
+    return cpu
+
+
+async def _make(platform: Platform, count: int, first: int) -> None:
+    """Ask for ``count`` stores at once, and wait until every store so far is ready."""
+    async with httpx.AsyncClient(
+        base_url=platform.api_url, headers=platform.headers, timeout=60
+    ) as api:
+        for n in range(count):
+            (
+                await api.post("/api/v1/stores", json={"name": f"Cost {first + n}"})
+            ).raise_for_status()
+        while True:
+            by_status = (await api.get("/api/v1/stores/counts")).json()["by_status"]
+            if by_status.get("failed"):
+                raise RuntimeError(f"a store failed: {by_status}")
+            if by_status.get("ready", 0) >= first + count:
+                return
+            await asyncio.sleep(0.05)
+
+
+def measure_one(sizes: Sizes, replicas: int = 1, in_flight: int | None = None) -> Run:
+    settings = dict(SETTINGS)
+    if in_flight is not None:
+        settings["WOOSTORE_MAX_STORES_IN_FLIGHT"] = str(in_flight)
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        running_services(Path(folder), SERVICES, settings) as platform,
+    ):
+        for n in range(2, replicas + 1):
+            platform.start("provisioner", name=f"provisioner-{n}")
+        platform.wait_ready()
+        asyncio.run(_make(platform, sizes.warm, 0))
+        before = _readings(platform)
+        began = time.perf_counter()
+        asyncio.run(_make(platform, sizes.stores, sizes.warm))
+        run = Run(sizes.stores, time.perf_counter() - began)
+        after = _readings(platform)
+        run.cpu = {name: after[name] - before.get(name, 0.0) for name in after}
+        return run
+
+
+@dataclass(frozen=True)
+class Figures:
+    default: Run  # one provisioner, the default limit of 2 stores in flight
+    wide: Run  # 3 provisioner replicas, 16 in flight
+
+
+def measure(sizes: Sizes | None = None) -> Figures:
+    sizes = sizes or Sizes()
+    return Figures(
+        default=measure_one(sizes),
+        wide=measure_one(sizes, replicas=3, in_flight=16),
+    )
+
+
+METHOD = """\
+The whole platform (`running_services`: the four services on embedded NATS and
+PostgreSQL) with the simulated cluster at time scale 0, so no step waits: what is left is
+the platform's own work, and the simulator's. A few stores are made first and not counted;
+then the stores are asked for at once and timed until the last is ready. Each process's CPU
+time (user and system, from psutil) is read before and after: every service, NATS, and
+PostgreSQL's postmaster with all its backends. `helm` is the provisioners' children (the
+simulated cluster renders the store chart with `helm template`), reported on its own.
+
+The simulator's work (its state in SQLite, the rendered manifests parsed) is in the
+provisioner's figure: the real driver talks to an API server instead. To see where a
+process's time goes, `py-spy record -p <pid> -f raw` while this runs.
+"""
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def section(figures: Figures) -> str:
+    default, wide = figures.default, figures.wide
+    shown = sorted((name for name in default.cpu if name != "helm"), key=default.per_store)
+    rows = [(f"{name}: CPU a store", _ms(default.per_store(name))) for name in reversed(shown)]
+    verdict = "met" if default.without_helm <= TARGET_CPU else "**not met**"
+    rows += [
+        (f"All of them (target ≤ {_ms(TARGET_CPU)})", f"{_ms(default.without_helm)} ({verdict})"),
+        ("`helm template`, apart", _ms(default.per_store("helm"))),
+        (f"Stores a second, 1 provisioner, 2 in flight ({default.stores} stores)",
+         f"{default.per_second:.2f}"),
+        (f"Stores a second, 3 provisioners, 16 in flight ({wide.stores} stores)",
+         f"{wide.per_second:.2f}"),
+        ("... CPU a store there, helm excluded", _ms(wide.without_helm)),
+    ]  # fmt: skip
+    return (
+        "## The cost of a store\n\n"
+        "Written by `make bench` too (`bench/store_cost.py`).\n\n"
+        + table(rows)
+        + "\n"
+        + METHOD
+        + "\n"
+    )
+
+
+def main() -> None:
+    rewrite_section(RESULTS, section(measure()))
+
+
+if __name__ == "__main__":
+    main()
