@@ -166,14 +166,8 @@ def section(figures: Figures) -> str:
          f"{wide.per_second:.2f}"),
         ("... CPU a store there, helm excluded", _ms(wide.without_helm)),
     ]  # fmt: skip
-    return (
-        "## The cost of a store\n\n"
-        "Written by `make bench` too (`bench/store_cost.py`).\n\n"
-        + table(rows)
-        + "\n"
-        + METHOD
-        + "\n"
-    )
+    written = "Written by `make bench` too (`bench/store_cost.py`)."
+    return f"## The cost of a store\n\n{written}\n\n{table(rows)}\n{METHOD}\n"
 
 
 def main() -> None:
