@@ -16,8 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.support import ADMIN_TOKEN, SECRET_KEY
 from woostore_devstack.embedded import NatsServer, Postgres, start_nats, start_postgres
-from woostore_shared.db import Database, migrate
+from woostore_shared.db import Database
 from woostore_shared.messaging import connect
+from woostore_shared.migrating import migrate
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology

@@ -1,16 +1,11 @@
-"""The database engine and migrations."""
+"""The database engine. Migrations are ``migrating.py``, apart: only ``woostore-setup`` and
+the tests need Alembic, which would add about 12 MB to every service."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Database:
@@ -27,16 +22,3 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-def alembic_config(url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    # Alembic reads this through ConfigParser, where % starts an interpolation.
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return config
-
-
-def migrate(url: str) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
-    command.upgrade(alembic_config(url), "head")

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from woostore_shared.db import migrate
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect
+from woostore_shared.migrating import migrate
 from woostore_shared.settings import Settings
 from woostore_shared.topology import declare, ensure_topology
 

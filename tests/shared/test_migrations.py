@@ -12,7 +12,7 @@ import pytest
 from alembic import command
 
 from woostore_devstack.embedded import Postgres
-from woostore_shared.db import alembic_config
+from woostore_shared.migrating import alembic_config
 from woostore_shared.settings import Settings
 
 TENANT = "00000000-0000-0000-0000-000000000001"
