@@ -29,6 +29,17 @@ UNSCHEDULABLE = "Unschedulable"
 CRASH_LOOP = "CrashLoopBackOff"
 IMAGE_PULL = frozenset({"ImagePullBackOff", "ErrImagePull"})
 LONGEST_DETAIL = 200  # characters of the scheduler's message or a log line, at most
+# Waiting reasons that cannot fix themselves: a rollout fails at once.
+HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+# Waiting reasons that rarely fix themselves: a rollout still stuck on one at its deadline
+# is a permanent error (a wrong image or tag, a missing Secret key, a crashing container).
+# Both drivers judge by these: the real one from the API server's pods, the simulated one
+# from the pods it shows.
+PERMANENT_REASONS = (
+    HOPELESS_REASONS
+    | IMAGE_PULL
+    | {CRASH_LOOP, "CreateContainerConfigError", "CreateContainerError"}
+)
 
 
 @dataclass(frozen=True)

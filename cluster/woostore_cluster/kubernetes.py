@@ -54,7 +54,14 @@ from woostore_cluster.base import (
     refuse_to_adopt,
     store_access,
 )
-from woostore_cluster.causes import CRASH_LOOP, Holdup, holdup_of, in_words
+from woostore_cluster.causes import (
+    CRASH_LOOP,
+    HOPELESS_REASONS,
+    PERMANENT_REASONS,
+    Holdup,
+    holdup_of,
+    in_words,
+)
 from woostore_cluster.helm import HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import (
     ClientKubeApi,
@@ -141,18 +148,6 @@ mv .uploads-incoming uploads
 rm -rf .uploads-outgoing
 """,
 )
-
-# Waiting reasons that cannot fix themselves: fail at once.
-HOPELESS_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull"})
-# Waiting reasons that rarely fix themselves: a rollout still stuck on one at its deadline
-# is a permanent error (a wrong image or tag, a missing Secret key, a crashing container).
-PERMANENT_REASONS = HOPELESS_REASONS | {
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-    "CrashLoopBackOff",
-}
 
 
 class KubernetesCluster:

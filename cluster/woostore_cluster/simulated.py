@@ -62,7 +62,7 @@ from woostore_cluster.base import (
     is_managed_namespace,
     refuse_to_adopt,
 )
-from woostore_cluster.causes import CRASH_LOOP, holdup_of, in_words
+from woostore_cluster.causes import CRASH_LOOP, PERMANENT_REASONS, holdup_of, in_words
 from woostore_cluster.helm import child_environment
 from woostore_cluster.kubeapi import ContainerState, Pod
 from woostore_shared.logging import get_logger
@@ -438,7 +438,9 @@ class SimulatedCluster:
         finally:
             del self._held[namespace]
         message = f"{cause} (rollout in {namespace} not ready after {timeout:g}s)"
-        if condition in ("image_pull", "crash_loop"):
+        pods, _ = self._held_pods(namespace, condition)
+        reasons = {c.waiting_reason for pod in pods for c in pod.containers}
+        if reasons & PERMANENT_REASONS:
             raise PermanentClusterError(message)
         raise TransientClusterError(message, 10)
 
