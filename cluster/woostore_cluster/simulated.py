@@ -62,7 +62,7 @@ from woostore_cluster.base import (
     is_managed_namespace,
     refuse_to_adopt,
 )
-from woostore_cluster.causes import CRASH_LOOP, PERMANENT_REASONS, holdup_of, in_words
+from woostore_cluster.causes import CRASH_LOOP, PERMANENT_REASONS, Holdup, holdup_of, in_words
 from woostore_cluster.helm import child_environment
 from woostore_cluster.kubeapi import ContainerState, Pod
 from woostore_shared.logging import get_logger
@@ -418,13 +418,8 @@ class SimulatedCluster:
 
     async def waiting_cause(self, namespace: str) -> str | None:
         held = self._held.get(namespace)
-        if held is None:
-            return None
-        pods, claims = self._held_pods(namespace, held)
-        holdup = holdup_of(pods, claims)
-        if holdup is None:
-            return None
-        return in_words(holdup, CRASH_LAST_LINE if holdup.reason == CRASH_LOOP else None)
+        holdup = None if held is None else self._holdup(namespace, held)
+        return None if holdup is None else _in_words(holdup)
 
     async def _hold_rollout(self, namespace: str, condition: str, timeout: float) -> None:
         """Wait out the rollout's ``timeout`` held in ``condition``, then fail as the real
@@ -434,15 +429,18 @@ class SimulatedCluster:
         self._held[namespace] = condition
         try:
             await asyncio.sleep(timeout)
-            cause = await self.waiting_cause(namespace)
         finally:
             del self._held[namespace]
+        holdup = self._holdup(namespace, condition)
+        cause = None if holdup is None else _in_words(holdup)
         message = f"{cause} (rollout in {namespace} not ready after {timeout:g}s)"
-        pods, _ = self._held_pods(namespace, condition)
-        reasons = {c.waiting_reason for pod in pods for c in pod.containers}
-        if reasons & PERMANENT_REASONS:
+        if holdup is not None and holdup.reason in PERMANENT_REASONS:
             raise PermanentClusterError(message)
         raise TransientClusterError(message, 10)
+
+    def _holdup(self, namespace: str, condition: str) -> Holdup | None:
+        pods, claims = self._held_pods(namespace, condition)
+        return holdup_of(pods, claims)
 
     def _held_pods(self, namespace: str, condition: str) -> tuple[list[Pod], list[str]]:
         """The WordPress pod and the claims as the API server shows them in ``condition``."""
@@ -1328,3 +1326,8 @@ def _wp_operation(words: Sequence[str]) -> str:
         if name in DURATIONS:
             return name
     return "wp"
+
+
+def _in_words(holdup: Holdup) -> str:
+    """The sentence a held rollout's owner reads; a crashing container's last line is fixed."""
+    return in_words(holdup, CRASH_LAST_LINE if holdup.reason == CRASH_LOOP else None)

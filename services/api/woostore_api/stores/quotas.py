@@ -4,7 +4,7 @@
 All hold across API replicas and under any concurrency, because PostgreSQL does the
 counting: a rate is GCRA (the generic cell rate algorithm, a token bucket kept as one
 timestamp) updated by one conditional upsert, and the caps are counts the database keeps as
-stores change and checks as a creating transaction commits (``hold_to_caps``).
+stores change and checks as a creating transaction commits (``within_caps``).
 
 A rate of N a minute allows N at once, then one every 60/N seconds as the allowance refills.
 A fixed one-minute window, as before, let 2N through in a moment across a minute's end.
@@ -13,8 +13,8 @@ A fixed one-minute window, as before, let 2N through in a moment across a minute
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,7 +22,6 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_api.problems import limit_reached
 from woostore_shared.access import Principal
@@ -117,24 +116,6 @@ async def count_change(outbox: Outbox, principal: Principal, settings: Settings)
     )
 
 
-async def hold_to_caps(session: AsyncSession, settings: Settings) -> None:
-    """Make the commit of ``session``'s transaction refuse a store past a cap: its tenant's,
-    the platform's live stores or the queue's. The database counts as stores change (the
-    count_stores trigger, migration 0018) and checks at COMMIT, the only moment it holds the
-    platform's count, so creations in different tenants go on in parallel. A store claimed
-    from the warm pool was counted against the platform while pooled; it counts against its
-    owner's cap now. Wrap the transaction in ``refused_past_caps``."""
-    caps = {
-        "tenant_store_limit": settings.tenant_store_limit,
-        "max_live_stores": settings.max_live_stores,
-        "max_queued_stores": settings.max_queued_stores,
-    }
-    # Transaction-local (the third argument): a pooled connection carries nothing on.
-    await session.exec(
-        select(*(func.set_config(f"woostore.{n}", str(c), True) for n, c in caps.items()))
-    )
-
-
 # The refusal of each cap: its words and when to ask again. A store frees a live slot only
 # when someone deletes one; a queue slot frees within minutes.
 CAP_REFUSALS = {
@@ -145,11 +126,26 @@ CAP_REFUSALS = {
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
 
 
-@contextmanager
-def refused_past_caps() -> Iterator[None]:
-    """A commit the database refused because it would pass a cap, as the client's 429."""
+@asynccontextmanager
+async def within_caps(outbox: Outbox, settings: Settings) -> AsyncIterator[UnitOfWork]:
+    """A unit of work whose commit is refused past a store cap: its tenant's, the platform's
+    live stores or the queue's, as the client's 429. The database counts as stores change
+    (the count_stores trigger, migration 0018) and checks at COMMIT, the only moment it holds
+    the platform's count, so creations in different tenants go on in parallel. A store
+    claimed from the warm pool was counted against the platform while pooled; it counts
+    against its owner's cap now."""
+    caps = {
+        "tenant_store_limit": settings.tenant_store_limit,
+        "max_live_stores": settings.max_live_stores,
+        "max_queued_stores": settings.max_queued_stores,
+    }
     try:
-        yield
+        async with UnitOfWork.begin(outbox) as uow:
+            # Transaction-local (the third argument): a pooled connection carries nothing on.
+            await uow.session.exec(
+                select(*(func.set_config(f"woostore.{n}", str(c), True) for n, c in caps.items()))
+            )
+            yield uow
     except DBAPIError as error:
         diagnosis = getattr(error.orig, "diag", None)
         if getattr(error.orig, "sqlstate", None) != PAST_A_CAP or diagnosis is None:

@@ -101,24 +101,22 @@ async def create_store(
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
-            with quotas.refused_past_caps():
-                async with UnitOfWork.begin(outbox) as uow:
-                    await quotas.hold_to_caps(uow.session, settings)
-                    store = await _claim_or_request(uow, tenant_id, slug, request, settings)
-                    if idempotency_key is not None:
-                        uow.session.add(
-                            IdempotencyKey(
-                                tenant_id=tenant_id,
-                                key=idempotency_key,
-                                request_sha256=fingerprint,
-                                store_id=store.id,
-                            )
+            async with quotas.within_caps(outbox, settings) as uow:
+                store = await _claim_or_request(uow, tenant_id, slug, request, settings)
+                if idempotency_key is not None:
+                    uow.session.add(
+                        IdempotencyKey(
+                            tenant_id=tenant_id,
+                            key=idempotency_key,
+                            request_sha256=fingerprint,
+                            store_id=store.id,
                         )
-                        await uow.session.flush()  # a concurrent request with the key loses here
-                    record(
-                        uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
-                        name=store.name, slug=store.slug,
-                    )  # fmt: skip
+                    )
+                    await uow.session.flush()  # a concurrent request with the key loses here
+                record(
+                    uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
+                    name=store.name, slug=store.slug,
+                )  # fmt: skip
             if settings.warm_pool_size and request.from_backup is None:
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
             return store, True
@@ -481,12 +479,10 @@ async def retry_store(
 ) -> Store:
     """Ask for a failed store again, within the create rates and the store caps."""
     await quotas.count_create(outbox, caller.principal, settings)
-    with quotas.refused_past_caps():
-        async with UnitOfWork.begin(outbox) as uow:
-            await _visible_store(uow, caller, store_id)
-            await quotas.hold_to_caps(uow.session, settings)
-            store = await lifecycle.retry(uow, store_id)
-            record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
+    async with quotas.within_caps(outbox, settings) as uow:
+        await _visible_store(uow, caller, store_id)
+        store = await lifecycle.retry(uow, store_id)
+        record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
     return store
 
 
