@@ -7,11 +7,12 @@ import uuid
 from datetime import timedelta
 
 from nats.aio.client import Client
+from sqlalchemy import text
 from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
-from woostore_reaper.leadership import LeaderLock
+from woostore_reaper.leadership import LOCK_KEY, LeaderLock
 from woostore_reaper.reaping import replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -243,3 +244,21 @@ async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(
         await first.release()
         await second.release()
         await second_db.dispose()
+
+
+async def test_the_leader_holds_its_lock_outside_any_transaction(database: Database) -> None:
+    """A leader's session is "idle" between passes, never "idle in transaction": a server
+    with ``idle_in_transaction_session_timeout`` would cut it, and the lock with it."""
+    lock = LeaderLock(database.engine)
+    try:
+        assert await lock.held()
+        assert await lock.held()  # a pass that keeps the lock
+        query = text(
+            "SELECT state FROM pg_stat_activity JOIN pg_locks USING (pid)"
+            " WHERE locktype = 'advisory' AND objid = :key"
+        )
+        async with database.engine.connect() as connection:
+            states = (await connection.execute(query, {"key": LOCK_KEY})).scalars().all()
+        assert states == ["idle"]
+    finally:
+        await lock.release()

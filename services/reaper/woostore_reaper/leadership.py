@@ -2,6 +2,11 @@
 
 Whichever reaper holds the lock acts; the others wait and try again each pass. If the
 leader dies or loses its connection, PostgreSQL releases the lock and another takes over.
+
+The connection runs in autocommit: a session lock needs no transaction, and one left open
+between passes would sit "idle in transaction" for as long as the reaper leads, which an
+operator's ``idle_in_transaction_session_timeout`` (common on managed PostgreSQL) ends by
+cutting the session, and the lock with it.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ class LeaderLock:
         """Whether this reaper leads now: keeps the lock, or takes it if free."""
         try:
             if self._connection is None:
-                self._connection = await self.engine.connect()
+                connection = await self.engine.connect()
+                self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
             if self.leading:
                 await self._connection.execute(text("SELECT 1"))  # the lock lives with it
                 return True
             result = await self._connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
             )
-            await self._connection.commit()
             self.leading = bool(result.scalar())
             if self.leading:
                 log.info("leading: this reaper acts")
