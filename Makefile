@@ -9,8 +9,10 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: run test check lint-deploy lint typecheck bench install tools chromium php axe restic promtool clean cluster-up cluster-down
 
+# The launcher itself, not `uv run`: uv would stay resident beside it (about 30 MB) to do
+# what `install` has done already.
 run: install tools ## start the platform (Ctrl-C stops it)
-	$(UV) run --frozen woostore-run
+	.venv/bin/woostore-run
 
 # Two workers, a test file each at a time: most tests wait (on a simulated cluster's clock,
 # on processes starting) more than they compute, so the suite takes about half as long on
@@ -82,7 +84,7 @@ tests/browser/node_modules/axe-core/axe.min.js: tests/browser/package-lock.json
 clean:
 	rm -rf .venv .tools tests/browser/node_modules
 
-bench: install tools restic ## the platform's own overhead, the warm pool, live updates, backups, 10,000 stores, bursts, a store's cost; writes docs/benchmarks.md
+bench: install tools restic ## the platform's own overhead, the warm pool, live updates, backups, 10,000 stores, bursts, a store's cost, make run's footprint; writes docs/benchmarks.md
 	$(UV) run --frozen python -m bench.provisioning
 
 cluster-up: tools ## WooStore on a local kind cluster (needs docker, kind, kubectl)
