@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from bench import backups, bursts, live_updates, scale, store_cost, warm_pool
+from bench import backups, bursts, footprint, live_updates, scale, store_cost, warm_pool
 from bench.common import EventLog, percentile, table
 from woostore_devstack.platform import REPO, Platform, running_platform
 
@@ -164,7 +164,8 @@ def main() -> None:
     scaled = scale.section(scale.measure())
     burst = bursts.section(bursts.measure())
     cost = store_cost.section(store_cost.measure())
-    RESULTS.write_text("\n".join([overhead, pool, live, kept, scaled, burst, cost]))
+    held = footprint.section(footprint.measure())
+    RESULTS.write_text("\n".join([overhead, pool, live, kept, scaled, burst, cost, held]))
     print(RESULTS.read_text())
 
 

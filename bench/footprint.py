@@ -1,0 +1,242 @@
+"""``make bench``, the platform's footprint (issue #13): how long ``make run`` takes to be
+ready with its dependencies installed, and the memory of every process it runs once the
+platform is idle.
+
+What it does is METHOD below, which docs/benchmarks.md shows with the figures.
+``uv run python -m bench.footprint`` runs this part alone and rewrites its section.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from bench.common import rewrite_section, table
+from woostore_devstack.embedded import free_port
+from woostore_shared.models import StoreStatus
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "benchmarks.md"
+TARGET_RSS_MB = 450  # idle make run, every process together (issue #13)
+READY_LINE = "WooStore is running."
+READY_SECONDS = 120.0
+IDLE_SECONDS = 600.0
+SETTLE_SECONDS = 10.0  # after the pool is full: two reaper passes and a heartbeat or so
+MB = 1 << 20
+
+
+@dataclass
+class Usage:
+    """Memory of the processes of one kind (a service, NATS, PostgreSQL's postmaster and its
+    backends...), in bytes."""
+
+    pids: list[int] = field(default_factory=list)
+    rss: int = 0
+    pss: int = 0
+    uss: int = 0
+
+    @property
+    def processes(self) -> int:
+        return len(self.pids)
+
+    def add(self, process: psutil.Process) -> None:
+        memory = process.memory_full_info()
+        self.pids.append(process.pid)
+        self.rss += memory.rss
+        self.pss += memory.pss
+        self.uss += memory.uss
+
+
+@dataclass
+class Figures:
+    ready_seconds: float
+    idle_after_seconds: float
+    pooled: int
+    usage: dict[str, Usage] = field(default_factory=dict)
+
+    def total(self, measure: str) -> int:
+        return sum(getattr(usage, measure) for usage in self.usage.values())
+
+
+def _kind(process: psutil.Process) -> str:
+    """What a process of ``make run`` is, by its command line."""
+    words = process.cmdline()
+    if not words:
+        return process.name()
+    program = Path(words[0]).name
+    if program == "python" or program.startswith("python3"):
+        program = Path(words[1]).name if len(words) > 1 else program
+    if program.startswith("woostore-"):
+        return program.removeprefix("woostore-") if program != "woostore-run" else "launcher"
+    if program in ("make", "uv", "nats-server"):
+        return program
+    return program
+
+
+def _postmaster_pid(data_dir: Path) -> list[str]:
+    """PostgreSQL's pid file: its pid, data folder, start time, port, socket folder..."""
+    return (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
+
+
+def _postgres(data_dir: Path) -> list[psutil.Process]:
+    """PostgreSQL runs detached (pg_ctl starts it): its postmaster, and its children."""
+    postmaster = psutil.Process(int(_postmaster_pid(data_dir)[0]))
+    return [postmaster, *postmaster.children(recursive=True)]
+
+
+def _read_usage(top: psutil.Process, data_dir: Path) -> dict[str, Usage]:
+    usage: dict[str, Usage] = defaultdict(Usage)
+    for process in [top, *top.children(recursive=True)]:
+        usage[_kind(process)].add(process)
+    for process in _postgres(data_dir):
+        usage["postgres"].add(process)
+    return dict(usage)
+
+
+def _wait_for_line(make: subprocess.Popen[str], line: str, seconds: float) -> None:
+    """Read ``make run``'s output until ``line``; what comes after is drained by the caller."""
+    assert make.stdout is not None
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(make.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=1.0):
+                continue
+            text = make.stdout.readline()
+            if not text:
+                raise RuntimeError(f"make run ended ({make.wait()}) before it was ready")
+            if line in text:
+                return
+    raise TimeoutError(f"make run was not ready within {seconds:.0f} s")
+
+
+def _pool_state(data_dir: Path) -> tuple[int, int]:
+    """(stores pooled, stores with work under way)."""
+    port, socket_dir = _postmaster_pid(data_dir)[3:5]
+    with psycopg.connect(host=socket_dir, port=port, user="postgres", dbname="postgres") as db:
+        row = db.execute(
+            "SELECT count(*) FILTER (WHERE status = %s),"
+            " count(*) FILTER (WHERE status <> ALL(%s)) FROM stores",
+            (StoreStatus.POOLED.value, [StoreStatus.POOLED.value, StoreStatus.READY.value]),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _wait_until_idle(data_dir: Path, pool: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pooled, busy = _pool_state(data_dir)
+        if pooled >= pool and busy == 0:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the warm pool did not fill to {pool} within {seconds:.0f} s")
+
+
+def _make_binary() -> str:
+    found = shutil.which("make")
+    if found is None:
+        raise RuntimeError("make is not installed: this measures `make run` itself")
+    return found
+
+
+def measure(environment: dict[str, str] | None = None, settle: float = SETTLE_SECONDS) -> Figures:
+    """``make run`` in a folder of its own, on ports of its own, otherwise as it comes (plus
+    ``environment``), to ready, then to idle; its memory read; then stopped with Ctrl-C."""
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = Path(folder) / "data"
+        env = {
+            **os.environ,
+            "WOOSTORE_DATA_DIR": str(data_dir),
+            "WOOSTORE_API_PORT": str(free_port()),
+            "WOOSTORE_NOTIFIER_PORT": str(free_port()),
+            **(environment or {}),
+        }
+        pool = int(env.get("WOOSTORE_WARM_POOL_SIZE", "2"))
+        began = time.monotonic()
+        make = subprocess.Popen(  # noqa: S603  (our own command line)
+            [_make_binary(), "--no-print-directory", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group, stopped as Ctrl-C would
+        )
+        try:
+            _wait_for_line(make, READY_LINE, READY_SECONDS)
+            ready = time.monotonic() - began
+            # Its logs read on and dropped: a full pipe would stop the services' logging.
+            threading.Thread(target=make.stdout.read, daemon=True).start()  # type: ignore[union-attr]
+            _wait_until_idle(data_dir, pool, IDLE_SECONDS)
+            idle = time.monotonic() - began
+            time.sleep(settle)  # not a race: the platform is measured idle over this while
+            usage = _read_usage(psutil.Process(make.pid), data_dir)
+            return Figures(ready, idle, pool, usage)
+        finally:
+            os.killpg(make.pid, signal.SIGINT)
+            make.wait(timeout=60)
+
+
+ORDER = ("api", "provisioner", "reaper", "notifier", "launcher", "uv", "make", "nats-server",
+         "postgres")  # fmt: skip
+
+METHOD = """\
+`make run` as it comes, with its dependencies installed, in a data folder and on ports of
+its own. *Ready* is the launcher's banner ("WooStore is running.", printed once the API
+answers `/readyz`). The platform is *idle* once its warm pool of `make run`'s size is full
+and no store has work under way (read from PostgreSQL), and 10 s more have passed; the
+simulated cluster runs at `make run`'s time scale. Then each process's resident set (RSS),
+proportional set (PSS: shared pages split between the processes sharing them) and unique
+set (USS) is read (psutil, `/proc/<pid>/smaps_rollup`): every process under `make`, and
+PostgreSQL's postmaster with its children (it runs detached). RSS counts a page shared by
+several processes once in each, so the RSS total overstates what the machine gives; PSS adds
+up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
+"""
+
+
+def _mb(value: int) -> str:
+    return f"{value / MB:.0f} MB"
+
+
+def section(figures: Figures) -> str:
+    kinds = sorted(figures.usage, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
+    rows = [
+        ("`make run` → ready (the banner)", f"{figures.ready_seconds:.1f} s"),
+        (f"... → idle (warm pool of {figures.pooled} full)", f"{figures.idle_after_seconds:.1f} s"),
+    ]
+    for kind in kinds:
+        usage = figures.usage[kind]
+        count = f" ({usage.processes} processes)" if usage.processes > 1 else ""
+        rows.append(
+            (f"{kind}{count}: RSS / PSS / USS",
+             f"{_mb(usage.rss)} / {_mb(usage.pss)} / {_mb(usage.uss)}")
+        )  # fmt: skip
+    rss = figures.total("rss")
+    verdict = "met" if rss <= TARGET_RSS_MB * MB else "**not met**"
+    rows += [
+        (f"All of them, RSS (target ≤ {TARGET_RSS_MB} MB)", f"{_mb(rss)} ({verdict})"),
+        ("All of them, PSS (what the machine gives them)", _mb(figures.total("pss"))),
+    ]
+    written = "Written by `make bench` too (`bench/footprint.py`)."
+    return f"## The footprint of `make run`\n\n{written}\n\n{table(rows)}\n{METHOD}\n"
+
+
+def main() -> None:
+    rewrite_section(RESULTS, section(measure()))
+
+
+if __name__ == "__main__":
+    main()
