@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 HELM := .tools/bin/helm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test check lint-deploy lint typecheck bench install tools chromium php axe restic promtool clean cluster-up cluster-down
+.PHONY: run test check lint-deploy lint typecheck bench install tools chromium php axe restic promtool mariadb clean cluster-up cluster-down
 
 # The launcher itself, not `uv run`: uv would stay resident beside it (about 30 MB) to do
 # what `install` has done already.
@@ -17,7 +17,7 @@ run: install tools ## start the platform (Ctrl-C stops it)
 # Two workers, a test file each at a time: most tests wait (on a simulated cluster's clock,
 # on processes starting) more than they compute, so the suite takes about half as long on
 # the two cores CI has.
-test: install tools chromium php axe restic promtool ## run every test: unit, charts, end-to-end, browser
+test: install tools chromium php axe restic promtool mariadb ## run every test: unit, charts, end-to-end, browser
 	$(UV) run --frozen pytest --numprocesses 2 --dist loadfile
 
 check: install lint-deploy ## static checks: format, lint, types, layer boundaries, deploy files
@@ -72,6 +72,11 @@ restic:
 # Prometheus's promtool checks the platform chart's alerts (tests/charts/test_alerts.py).
 promtool:
 	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+
+# MariaDB's server and clients run the Kubernetes driver's dump and load commands for real
+# (tests/cluster/test_mariadb_commands.py).
+mariadb:
+	@command -v mariadb-dump >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends mariadb-server >/dev/null)
 
 # The accessibility engine the browser tests inject into every view (tests/browser/package.json).
 axe: tests/browser/node_modules/axe-core/axe.min.js
