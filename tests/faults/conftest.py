@@ -99,10 +99,14 @@ def figures(
     print(f"FIGURES {line}")
 
 
+StartPlatform = Callable[..., Platform]  # what the start_platform fixture gives a test
+IN_FLIGHT_LIMIT = 2  # WOOSTORE_MAX_STORES_IN_FLIGHT's default: the consumer's max_ack_pending
+
+
 @pytest.fixture
 def start_platform(
     tmp_path_factory: pytest.TempPathFactory, figures: Json
-) -> Iterator[Callable[..., Platform]]:
+) -> Iterator[StartPlatform]:
     """Start the whole platform with extra WOOSTORE_* settings; it stops after the test, and
     the test errors then if any service process has exited meanwhile."""
     with ExitStack() as stack:

@@ -15,6 +15,7 @@ from tests.faults.conftest import (
     Api,
     Json,
     Platform,
+    StartPlatform,
     exactly_once_problems,
     nats_client,
     nothing_stuck,
@@ -26,7 +27,6 @@ from tests.faults.conftest import (
     wait_mid_run,
     wait_until,
 )
-from tests.faults.test_faults import StartPlatform
 
 pytestmark = pytest.mark.faults
 CLUSTER_STORES = 4
