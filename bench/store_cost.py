@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 import psutil
 
 from bench.common import rewrite_section, table
 from woostore_devstack.platform import REPO, SERVICES, Platform, running_services
+from woostore_shared.topology import STREAM_NAME, WORK_STREAM
 
 RESULTS = REPO / "docs" / "benchmarks.md"
 TARGET_CPU = 0.1  # core-seconds a store, helm excluded (issue #13)
@@ -39,6 +41,7 @@ class Run:
     stores: int
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # by process (helm: apart)
+    streams: dict[str, tuple[int, int]] = field(default_factory=dict)  # (messages, bytes) added
 
     @property
     def per_second(self) -> float:
@@ -80,6 +83,20 @@ def _readings(platform: Platform) -> dict[str, float]:
     return cpu
 
 
+async def _streams(platform: Platform) -> dict[str, tuple[int, int]]:
+    """The JetStream streams' sizes: (messages, bytes) each, as the server counts them."""
+    client = await nats.connect(servers=platform.env["WOOSTORE_NATS_URL"].split(","))
+    try:
+        js = client.jetstream()
+        sizes = {}
+        for name in (STREAM_NAME, WORK_STREAM):
+            state = (await js.stream_info(name)).state
+            sizes[name] = (state.messages, state.bytes)
+        return sizes
+    finally:
+        await client.close()
+
+
 async def _make(platform: Platform, count: int, first: int) -> None:
     """Ask for ``count`` stores at once, and wait until every store so far is ready."""
     async with httpx.AsyncClient(
@@ -110,12 +127,16 @@ def measure_one(sizes: Sizes, replicas: int = 1, in_flight: int | None = None) -
             platform.start("provisioner", name=f"provisioner-{n}")
         platform.wait_ready()
         asyncio.run(_make(platform, sizes.warm, 0))
-        before = _readings(platform)
+        before, streams_before = _readings(platform), asyncio.run(_streams(platform))
         began = time.perf_counter()
         asyncio.run(_make(platform, sizes.stores, sizes.warm))
         run = Run(sizes.stores, time.perf_counter() - began)
-        after = _readings(platform)
+        after, streams_after = _readings(platform), asyncio.run(_streams(platform))
         run.cpu = {name: after[name] - before.get(name, 0.0) for name in after}
+        run.streams = {
+            name: (count - streams_before[name][0], size - streams_before[name][1])
+            for name, (count, size) in streams_after.items()
+        }
         return run
 
 
@@ -142,6 +163,11 @@ time (user and system, from psutil) is read before and after: every service, NAT
 PostgreSQL's postmaster with all its backends. `helm` is the provisioners' children (the
 simulated cluster renders the store chart with `helm template`), reported on its own.
 
+The JetStream rows are what each stream's state (messages, bytes, as the server counts
+them) grew by while the counted stores were made: `STORES` (events, kept 30 days) and
+`WORK` (work orders, kept 7 days); neither is capped by size, so a platform making N stores
+a day holds about 30 N times the first and 7 N times the second.
+
 The simulator's work (its state in SQLite, the rendered manifests parsed) is in the
 provisioner's figure: the real driver talks to an API server instead. To see where a
 process's time goes, `py-spy record -p <pid> -f raw` while this runs.
@@ -166,6 +192,11 @@ def section(figures: Figures) -> str:
          f"{wide.per_second:.2f}"),
         ("... CPU a store there, helm excluded", _ms(wide.without_helm)),
     ]  # fmt: skip
+    for name, (messages, size) in default.streams.items():
+        rows.append(
+            (f"JetStream stream {name}: added a store",
+             f"{messages / default.stores:.1f} messages, {size / default.stores / 1024:.1f} KiB")
+        )  # fmt: skip
     written = "Written by `make bench` too (`bench/store_cost.py`)."
     return f"## The cost of a store\n\n{written}\n\n{table(rows)}\n{METHOD}\n"
 

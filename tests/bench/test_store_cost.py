@@ -26,6 +26,9 @@ def test_the_store_cost_benchmark_reads_every_process_and_renders_its_section() 
         }
         assert run.stores == 2
         assert run.seconds > 0
+        assert set(run.streams) == {"STORES", "WORK"}
+        assert all(messages > 0 and size > 0 for messages, size in run.streams.values())
     section = store_cost.section(figures)
     assert section.startswith("## The cost of a store")
     assert "| Stores a second, 3 provisioners, 16 in flight (2 stores) |" in section
+    assert "| JetStream stream STORES: added a store |" in section
