@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from httpx_sse import aconnect_sse
 
 from woostore_devstack.platform import Platform
+
+
+def postgres_processes(pgdata: Path) -> list[psutil.Process]:
+    """PostgreSQL's postmaster, found by its pid file, and its children (the services' pooled
+    connections among them): the embedded server runs detached, under no service."""
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    return [postmaster, *postmaster.children(recursive=True)]
 
 
 def percentile(values: list[float], share: float) -> float:

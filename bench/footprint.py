@@ -23,8 +23,9 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from bench.common import rewrite_section, table
+from bench.common import postgres_processes, rewrite_section, table
 from woostore_devstack.embedded import free_port
+from woostore_devstack.launcher import WARM_POOL_SIZE
 from woostore_shared.models import StoreStatus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,11 +79,9 @@ def _kind(process: psutil.Process) -> str:
     program = Path(words[0]).name
     if program == "python" or program.startswith("python3"):
         program = Path(words[1]).name if len(words) > 1 else program
-    if program.startswith("woostore-"):
-        return program.removeprefix("woostore-") if program != "woostore-run" else "launcher"
-    if program in ("make", "uv", "nats-server"):
-        return program
-    return program
+    if program == "woostore-run":
+        return "launcher"
+    return program.removeprefix("woostore-")
 
 
 def _postmaster_pid(data_dir: Path) -> list[str]:
@@ -90,17 +89,11 @@ def _postmaster_pid(data_dir: Path) -> list[str]:
     return (data_dir / "postgres" / "postmaster.pid").read_text().splitlines()
 
 
-def _postgres(data_dir: Path) -> list[psutil.Process]:
-    """PostgreSQL runs detached (pg_ctl starts it): its postmaster, and its children."""
-    postmaster = psutil.Process(int(_postmaster_pid(data_dir)[0]))
-    return [postmaster, *postmaster.children(recursive=True)]
-
-
 def _read_usage(top: psutil.Process, data_dir: Path) -> dict[str, Usage]:
     usage: dict[str, Usage] = defaultdict(Usage)
     for process in [top, *top.children(recursive=True)]:
         usage[_kind(process)].add(process)
-    for process in _postgres(data_dir):
+    for process in postgres_processes(data_dir / "postgres"):
         usage["postgres"].add(process)
     return dict(usage)
 
@@ -164,7 +157,7 @@ def measure(environment: dict[str, str] | None = None, settle: float = SETTLE_SE
             "WOOSTORE_NOTIFIER_PORT": str(free_port()),
             **(environment or {}),
         }
-        pool = int(env.get("WOOSTORE_WARM_POOL_SIZE", "2"))
+        pool = int(env.get("WOOSTORE_WARM_POOL_SIZE", WARM_POOL_SIZE))
         began = time.monotonic()
         make = subprocess.Popen(  # noqa: S603  (our own command line)
             [_make_binary(), "--no-print-directory", "run"],

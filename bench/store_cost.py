@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import httpx
 import nats
 import psutil
 
-from bench.common import rewrite_section, table
+from bench.common import postgres_processes, rewrite_section, table
 from woostore_devstack.platform import REPO, SERVICES, Platform, running_services
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM
 
@@ -62,15 +61,6 @@ def _cpu(process: psutil.Process, children: bool = False) -> float:
     return times.user + times.system
 
 
-def _postgres(platform: Platform) -> Iterator[psutil.Process]:
-    """PostgreSQL's postmaster and its backends (the services' pooled connections)."""
-    postmaster = psutil.Process(
-        int((platform.postgres.pgdata / "postmaster.pid").read_text().split()[0])
-    )
-    yield postmaster
-    yield from postmaster.children(recursive=True)
-
-
 def _readings(platform: Platform) -> dict[str, float]:
     cpu: dict[str, float] = {"helm": 0.0}
     for name, popen in platform.processes.items():
@@ -79,7 +69,7 @@ def _readings(platform: Platform) -> dict[str, float]:
         cpu[service] = cpu.get(service, 0.0) + _cpu(process)
         cpu["helm"] += _cpu(process, children=True)
     cpu["nats"] = _cpu(psutil.Process(platform.nats.process.pid))
-    cpu["postgres"] = sum(_cpu(process) for process in _postgres(platform))
+    cpu["postgres"] = sum(_cpu(process) for process in postgres_processes(platform.postgres.pgdata))
     return cpu
 
 

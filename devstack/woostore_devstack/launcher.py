@@ -31,6 +31,8 @@ from woostore_shared.settings import Settings
 SERVICES = ("api", "provisioner", "reaper", "notifier")
 _COLOURS = {"api": 36, "provisioner": 35, "reaper": 33, "notifier": 32}
 _STOP_GRACE = 15.0
+# A new store on `make run` comes from the warm pool in seconds; 0 turns the pool off.
+WARM_POOL_SIZE = 2
 
 
 def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
@@ -58,8 +60,7 @@ def service_environment(settings: Settings, nats_url: str, database_url: str) ->
         WOOSTORE_ADMIN_TOKEN=settings.admin_token.get_secret_value() or stored["admin_token"],
         WOOSTORE_SECRET_KEY=settings.secret_key.get_secret_value() or stored["secret_key"],
     )
-    # A new store on `make run` comes from the warm pool in seconds; 0 turns the pool off.
-    env.setdefault("WOOSTORE_WARM_POOL_SIZE", "2")
+    env.setdefault("WOOSTORE_WARM_POOL_SIZE", str(WARM_POOL_SIZE))
     if sys.stderr.isatty():
         env.setdefault("WOOSTORE_LOG_FORMAT", "console")
     return env
