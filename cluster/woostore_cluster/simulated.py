@@ -13,10 +13,14 @@ It is faithful where the provisioner can tell the difference:
   real driver does: the orders taken are counted (``orders_placed``, kept apart from the
   WordPress state, so a verification run again leaves that state as it was), and an order
   whose deletion failed stays in the store;
-- a store's content is real: its database is its WordPress state (products, orders, options)
-  and the orders it took; its uploads are real files in a folder of its own. A dump is that
-  database as JSON, marked as the simulation's (a real one is ``mariadb-dump``'s SQL), and
-  the uploads are archived and replaced by the real ``tar``, as in the WordPress pod;
+- a store's content is real: its database is its WordPress state (products, customers,
+  orders, options) and the orders it took; its uploads are real files in a folder of its
+  own. A dump is that database as JSON, marked as the simulation's (a real one is
+  ``mariadb-dump``'s SQL), and the uploads are archived and replaced by the real ``tar``,
+  as in the WordPress pod;
+- WordPress's scheduled work runs as the store pod's ``cron`` container would run it, and
+  shows up as events (``simulated_cron.py``): ``events`` is the namespace's ``kubectl get
+  events``, and ``wp cron event list`` the schedule;
 - operations take realistic time (``WOOSTORE_SIM_TIME_SCALE`` scales it, 0 is instant): an
   upgrade that changes no Deployment or StatefulSet (a new Ingress host) is quick, and the
   rollout after it too, since no pod restarts; ``WOOSTORE_SIM_FAULTS`` injects the failures
@@ -38,7 +42,8 @@ import shlex
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -65,6 +70,7 @@ from woostore_cluster.base import (
 from woostore_cluster.causes import CRASH_LOOP, PERMANENT_REASONS, Holdup, holdup_of, in_words
 from woostore_cluster.helm import child_environment
 from woostore_cluster.kubeapi import ContainerState, Pod
+from woostore_cluster.simulated_cron import Round, play, registered
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -135,7 +141,7 @@ SCHEDULER_NO_ROOM = (
 # What a simulated dump says it is: never mistaken for (or loaded as) mariadb-dump's SQL.
 DUMP_FORMAT = "woostore-simulated-database/1"
 # WordPress's state keys that are the pods' rather than the database's: a restore keeps them.
-_POD_STATE = ("pods_ready", "pods_started_from", "url_scheme", "versions")
+_POD_STATE = ("pods_ready", "pods_started_from", "url_scheme", "versions", "cron_interval")
 _SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its index, next to the database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
@@ -151,6 +157,12 @@ CREATE TABLE IF NOT EXISTS wordpress (namespace TEXT PRIMARY KEY, state TEXT NOT
 CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT NOT NULL,
     PRIMARY KEY (namespace, operation));
 CREATE TABLE IF NOT EXISTS orders_placed (namespace TEXT PRIMARY KEY, placed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cron (namespace TEXT PRIMARY KEY, schedule TEXT NOT NULL,
+    first_round REAL NOT NULL, last_round REAL);
+CREATE TABLE IF NOT EXISTS events (namespace TEXT NOT NULL, object TEXT NOT NULL,
+    reason TEXT NOT NULL, message TEXT NOT NULL, count INTEGER NOT NULL,
+    first_time REAL NOT NULL, last_time REAL NOT NULL,
+    PRIMARY KEY (namespace, object, reason, message));
 """
 
 
@@ -179,8 +191,10 @@ class SimulatedCluster:
         faults: Mapping[str, str] | None = None,
         installation: str = DEFAULT_INSTALLATION,
         store_access: StoreAccess | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.installation = installation
+        self.clock = clock  # the wall clock WordPress's schedule runs by
         self.store_access = store_access
         self.state_file = state_dir / "cluster.sqlite3"
         self.uploads_root = state_dir / "uploads"
@@ -413,6 +427,8 @@ class SimulatedCluster:
             state["url_scheme"] = _url_scheme(workloads)
             # What WordPress and WooCommerce the pod runs: the image's tag names both.
             state["versions"] = _image_versions(workloads)
+            # How often its cron container runs WordPress's due events; None without one.
+            state["cron_interval"] = _cron_interval(workloads)
             # The image's entrypoint makes the store's keys and salts on its first start.
             state.setdefault("salts", secrets.token_hex(32))
 
@@ -480,6 +496,9 @@ class SimulatedCluster:
             raise TransientClusterError(f"no ready WordPress pod in {namespace}", 5)
         words = list(args)
         await self._operate(_wp_operation(words), namespace)
+        self._play_cron(namespace)  # what the cron container has run by now, in the same store
+        if words[:3] == ["cron", "event", "list"]:
+            return self._cron_event_list(namespace)
         with self._wordpress_state(namespace) as state:
             return self._interpret_wp(state, words, stdin)
 
@@ -513,10 +532,11 @@ class SimulatedCluster:
             detail = f"test order {order_id} could not be deleted: {deleted.stdout[:200]}"
         return StorefrontCheck(status_code=200, products=products, order_placed=True, detail=detail)
 
-    def place_order(self, namespace: str) -> int:
-        """A customer's cash-on-delivery order through the storefront: a new order in the
-        store (its id the next of WooCommerce's), counted in ``orders_placed``. The storefront
-        check places one; tests place more, as the store's customers would."""
+    def place_order(self, namespace: str, customer_id: int = 0) -> int:
+        """A cash-on-delivery order through the storefront, by a guest or by the customer
+        ``customer_id`` (``wp wc customer create``): a new order in the store (its id the next
+        of WooCommerce's), counted in ``orders_placed``. The storefront check places one as a
+        guest; tests place more, as the store's customers would."""
         with self._db() as db:
             placed = db.execute(
                 "INSERT INTO orders_placed VALUES (?, 1) ON CONFLICT (namespace) "
@@ -526,8 +546,9 @@ class SimulatedCluster:
         order_id = FIRST_ORDER_ID + placed - 1
         with self._wordpress_state(namespace) as state:
             state.setdefault("orders", []).append(
-                {"id": order_id, "payment_method": "cod", "status": "processing"}
-            )
+                {"id": order_id, "payment_method": "cod", "status": "processing",
+                 "customer_id": customer_id}
+            )  # fmt: skip
         return int(order_id)
 
     async def dump_database(self, namespace: str) -> AsyncIterator[bytes]:
@@ -660,6 +681,8 @@ class SimulatedCluster:
             db.execute("DELETE FROM wordpress WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM faults_fired WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM orders_placed WHERE namespace=?", (namespace,))
+            db.execute("DELETE FROM cron WHERE namespace=?", (namespace,))
+            db.execute("DELETE FROM events WHERE namespace=?", (namespace,))
             db.execute("DELETE FROM namespaces WHERE name=?", (namespace,))
         shutil.rmtree(self.uploads_root / namespace, ignore_errors=True)  # the volume goes too
 
@@ -685,6 +708,22 @@ class SimulatedCluster:
                 "SELECT placed FROM orders_placed WHERE namespace=?", (namespace,)
             ).fetchone()
         return 0 if row is None else int(row[0])
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's events, oldest first, as ``kubectl get events`` lists them: what
+        the store's cron container has run by now, a round's message counted as it repeats."""
+        self._play_cron(namespace)
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT object, reason, message, count, first_time, last_time FROM events "
+                "WHERE namespace=? ORDER BY last_time, message",
+                (namespace,),
+            ).fetchall()
+        return [
+            {"type": "Normal", "object": obj, "reason": reason, "message": message,
+             "count": count, "first_time": first, "last_time": last}
+            for obj, reason, message, count, first, last in rows
+        ]  # fmt: skip
 
     def wordpress_state(self, namespace: str) -> dict[str, Any]:
         """The store's WordPress as the simulation keeps it: URL, title, options, products..."""
@@ -816,6 +855,60 @@ class SimulatedCluster:
             raise PermanentClusterError(f"helm template failed: {stderr.decode().strip()}")
         # libyaml's loader: the pure-Python one took most of the simulator's CPU per store.
         return [doc for doc in yaml.load_all(stdout, Loader=yaml.CSafeLoader) if doc]
+
+    def _play_cron(self, namespace: str) -> None:
+        """Play the rounds the store's cron container has begun since it was last looked at
+        (simulated_cron.py), each that ran something recorded as an event. Nothing runs
+        without the container, or before WordPress is installed and its pods are up."""
+        now = self.clock()
+        with self._db() as db:
+            found = db.execute(
+                "SELECT state FROM wordpress WHERE namespace=?", (namespace,)
+            ).fetchone()
+            wp: dict[str, Any] = json.loads(found[0]) if found else {}
+            recurrences = registered(bool(wp.get("installed")), wp.get("plugins", []))
+            interval = wp.get("cron_interval")
+            if not (wp.get("pods_ready") and recurrences) or interval is None:
+                return
+            row = db.execute(
+                "SELECT schedule, first_round, last_round FROM cron WHERE namespace=?",
+                (namespace,),
+            ).fetchone()
+            schedule, first_round, last_round = (
+                (json.loads(row[0]), row[1], row[2]) if row else ({}, now, None)
+            )
+            for hook in recurrences.keys() - schedule.keys():
+                schedule[hook] = now  # registered on WordPress's next load, due at once
+            rounds, last_round = play(
+                schedule, recurrences, first_round=first_round, last_round=last_round,
+                interval=interval * self.time_scale, now=now,
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO cron VALUES (?, ?, ?, ?) ON CONFLICT (namespace) DO UPDATE SET "
+                "schedule=excluded.schedule, last_round=excluded.last_round",
+                (namespace, json.dumps(schedule), first_round, last_round),
+            )
+            for round_ in rounds:
+                _record_event(db, namespace, round_)
+
+    def _cron_event_list(self, namespace: str) -> WpResult:
+        """``wp cron event list --format=json``: the hooks, when each runs next (GMT) and how
+        often, soonest first."""
+        with self._db() as db:
+            row = db.execute("SELECT schedule FROM cron WHERE namespace=?", (namespace,)).fetchone()
+        wp = self._wordpress(namespace)
+        if not wp.get("installed"):
+            return _wp_error("The site you have requested is not installed.")
+        recurrences = registered(True, wp.get("plugins", []))
+        schedule: dict[str, float] = json.loads(row[0]) if row else {}
+        now = self.clock()
+        listed = [
+            {"hook": hook, "next_run_gmt": _gmt(schedule.get(hook, now)),
+             "recurrence": _in_seconds_words(every)}
+            for hook, every in recurrences.items()
+        ]  # fmt: skip
+        listed.sort(key=lambda event: (event["next_run_gmt"], event["hook"]))
+        return WpResult(0, json.dumps(listed))
 
     def _wordpress(self, namespace: str) -> dict[str, Any]:
         with self._wordpress_state(namespace) as state:
@@ -1046,6 +1139,8 @@ def _wp_woocommerce(wp: dict[str, Any], words: list[str], flags: dict[str, str])
         if len(kept) == len(wp.get("products", [])):
             return _wp_error("Invalid ID.")
         wp["products"] = kept
+    elif words[1] == "customer":
+        return _wp_customer(wp, words, flags)
     elif words[1:3] == ["shop_order", "list"]:
         orders = wp.get("orders", [])
         if flags.get("--format") != "json":
@@ -1064,6 +1159,38 @@ def _wp_woocommerce(wp: dict[str, Any], words: list[str], flags: dict[str, str])
     else:
         return _wp_error(f"unsupported wc command: {shlex.join(words)}")
     return WpResult(0, "Success")
+
+
+def _wp_customer(wp: dict[str, Any], words: list[str], flags: dict[str, str]) -> WpResult:
+    """``wc customer create|list|delete``: the store's customers, WordPress users of the
+    customer role (user 1 is the administrator), each with an email of their own."""
+    customers: list[dict[str, Any]] = wp.get("customers", [])
+    action = words[2] if len(words) > 2 else ""
+    if action == "create":
+        email = flags.get("--email", "")
+        if not _EMAIL.fullmatch(email):
+            return _wp_error("Invalid email address.")  # woocommerce_rest_invalid_email
+        if any(c["email"] == email for c in customers):
+            return _wp_error("An account is already registered with your email address.")
+        customer = {
+            "id": max((c["id"] for c in customers), default=1) + 1,
+            "email": email,
+            "first_name": flags.get("--first_name", ""),
+            "last_name": flags.get("--last_name", ""),
+        }
+        wp["customers"] = [*customers, customer]
+        return WpResult(0, f"Success: Created customer {customer['id']}.")
+    if action == "list":
+        if flags.get("--format") != "json":
+            return WpResult(0, str(len(customers)))
+        return WpResult(0, json.dumps(customers))
+    if action == "delete" and len(words) > 3:
+        kept = [c for c in customers if str(c["id"]) != words[3]]
+        if len(kept) == len(customers):
+            return _wp_error("Invalid resource id.")
+        wp["customers"] = kept
+        return WpResult(0, f"Success: Deleted customer {words[3]}.")
+    return _wp_error(f"unsupported wc command: {shlex.join(words)}")
 
 
 def _add_product(wp: dict[str, Any], name: str | None, regular_price: str | None) -> None:
@@ -1316,6 +1443,51 @@ def _image_versions(workloads: Sequence[dict[str, Any]]) -> dict[str, str]:
             ):
                 return {"wordpress": found["wordpress"], "woocommerce": found["woocommerce"]}
     return {}
+
+
+def _cron_interval(workloads: Sequence[dict[str, Any]]) -> float | None:
+    """Seconds between the rounds of the WordPress pod's ``cron`` container
+    (WOOSTORE_CRON_INTERVAL, as woostore-cron reads it); None when the pod has none."""
+    for workload in workloads:
+        for container in workload["spec"]["template"]["spec"].get("containers", []):
+            if container.get("name") == "cron":
+                env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+                return float(env.get("WOOSTORE_CRON_INTERVAL") or 60)
+    return None
+
+
+CRON_EVENT_REASON = "CronEventsRun"
+CRON_EVENT_OBJECT = "pod/wordpress (container cron)"
+EVENTS_KEPT = 50  # a namespace's newest events; the API server drops old ones too (after 1 h)
+
+
+def _record_event(db: sqlite3.Connection, namespace: str, round_: Round) -> None:
+    """The round as an event: the same message again counts into the one before it."""
+    db.execute(
+        "INSERT INTO events VALUES (?, ?, ?, ?, 1, ?, ?) "
+        "ON CONFLICT (namespace, object, reason, message) "
+        "DO UPDATE SET count=count + 1, last_time=excluded.last_time",
+        (namespace, CRON_EVENT_OBJECT, CRON_EVENT_REASON, round_.message,
+         round_.time, round_.time),
+    )  # fmt: skip
+    db.execute(
+        "DELETE FROM events WHERE namespace=? AND rowid NOT IN (SELECT rowid FROM events "
+        "WHERE namespace=? ORDER BY last_time DESC LIMIT ?)",
+        (namespace, namespace, EVENTS_KEPT),
+    )
+
+
+def _gmt(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+
+
+def _in_seconds_words(seconds: int) -> str:
+    """A recurrence as WP-CLI shows it ("1 minute", "12 hours", "1 day")."""
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}" + ("s" if count != 1 else "")
+    return f"{seconds} seconds"
 
 
 def _wp_operation(words: Sequence[str]) -> str:

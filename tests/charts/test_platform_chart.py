@@ -1928,15 +1928,22 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
     tmp_path: Path,
 ) -> None:
     """The script with a stand-in `wp` that logs its arguments: nothing runs before
-    WordPress is installed, the due events every interval after, and TERM ends it at once."""
+    WordPress is installed, the due events every interval after, each event run a line of the
+    container's log (a round with none, nothing), and TERM ends it at once."""
     bin_dir, log = tmp_path / "bin", tmp_path / "wp.log"
     bin_dir.mkdir()
-    installed = tmp_path / "installed"
+    installed, due = tmp_path / "installed", tmp_path / "due"
+    due.touch()  # one event is due: the first round runs it, the next ones find none
     fake_wp = bin_dir / "wp"
     fake_wp.write_text(
         "#!/bin/sh\n"
         f'echo "$*" >> {log}\n'
-        f'case "$*" in *"core is-installed"*) test -e {installed} ;; esac\n'
+        f'case "$*" in *"core is-installed"*) test -e {installed} ;;\n'
+        f'  *"cron event run"*) if [ -e {due} ]; then rm {due}\n'
+        "    echo \"Executed the cron event 'wp_version_check' in 0.01s.\"\n"
+        '    echo "Success: Executed a total of 1 cron event."\n'
+        '  else echo "Success: Executed a total of 0 cron events."; fi ;;\n'
+        "esac\n"
     )
     fake_wp.chmod(0o755)
     env = {
@@ -1948,16 +1955,23 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
     alive = [script, "--alive"]
     assert subprocess.run(alive, env=env, check=False).returncode != 0  # never ran
 
-    loop = subprocess.Popen([script], env=env)
+    container_log = tmp_path / "container.log"
+    with container_log.open("w") as output:
+        loop = subprocess.Popen([script], env=env, stdout=output)
     try:
         wait_for(lambda: log.exists() and "core is-installed" in log.read_text(), 10)
         assert "cron event run" not in log.read_text()
         installed.touch()
-        wait_for(lambda: "cron event run --due-now --quiet" in log.read_text(), 10)
+        # Two rounds: the first ran the due event, the second found none.
+        wait_for(lambda: log.read_text().count("cron event run --due-now") >= 2, 10)
         assert subprocess.run(alive, env=env, check=False).returncode == 0
     finally:
         loop.terminate()
     assert loop.wait(timeout=5) == 0  # in the middle of its sleep
+    assert container_log.read_text() == (
+        "Executed the cron event 'wp_version_check' in 0.01s.\n"
+        "Success: Executed a total of 1 cron event.\n"
+    )
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from woostore_cluster import Release
+from woostore_cluster import Cluster, Release
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / ".tools" / "bin" / "helm"
@@ -29,3 +29,11 @@ def release_for(
         },
         values_files=values_files,
     )
+
+
+async def running_store(cluster: Cluster, namespace: str) -> None:
+    """``namespace`` with the store chart installed and its pods running, as the recipe leaves
+    it before WordPress is installed."""
+    await cluster.ensure_namespace(namespace, {})
+    await cluster.install_release(release_for(namespace), timeout=60)
+    await cluster.wait_for_rollout(namespace, timeout=60)

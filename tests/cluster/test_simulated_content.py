@@ -5,32 +5,24 @@ real tar, and all of it gone with the namespace."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from woostore_cluster import PermanentClusterError, Release
+from tests.cluster.support import HELM, running_store
+from woostore_cluster import PermanentClusterError
 from woostore_cluster.simulated import SimulatedCluster
 
 NS = "store-content"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> SimulatedCluster:
     """A store's namespace with the chart installed and its pods running."""
-    cluster = SimulatedCluster(
-        tmp_path / "sim", helm_binary=str(REPO / ".tools" / "bin" / "helm"), time_scale=0
-    )
-    await cluster.ensure_namespace(NS, {})
-    await cluster.install_release(
-        Release(name="store", namespace=NS, chart=REPO / "helm" / "store",
-                values={"storeId": "s", "storeName": "Shop", "host": "shop.example.test",
-                        "credentialsSecret": "store-credentials"}),
-        timeout=60,
-    )  # fmt: skip
-    await cluster.wait_for_rollout(NS, timeout=60)
+    cluster = SimulatedCluster(tmp_path / "sim", helm_binary=str(HELM), time_scale=0)
+    await running_store(cluster, NS)
     return cluster
 
 
@@ -111,3 +103,29 @@ async def test_deleting_the_namespace_removes_its_uploads(cluster: SimulatedClus
     assert not (cluster.uploads_root / NS).exists()
     with pytest.raises(PermanentClusterError, match="not found"):
         await collected(cluster.archive_uploads(NS))
+
+
+async def test_customers_are_users_with_an_email_of_their_own(cluster: SimulatedCluster) -> None:
+    await wp(cluster, "core", "install", "--url=http://shop.example.test", "--title=Shop",
+             "--admin_user=admin", "--admin_email=a@example.test", "--prompt=admin_password",
+             stdin="pw\n")  # fmt: skip
+    await wp(cluster, "plugin", "activate", "woocommerce")
+    assert await wp(cluster, "wc", "customer", "create", "--email=asha@example.test",
+                    "--first_name=Asha") == "Success: Created customer 2."  # fmt: skip
+    for email, error in (
+        ("asha@example.test", "Error: An account is already registered with your email address."),
+        ("not-an-email", "Error: Invalid email address."),
+    ):
+        refused = await cluster.wp(NS, ["wc", "customer", "create", f"--email={email}"])
+        assert (refused.ok, refused.stdout) == (False, error)
+    order = cluster.place_order(NS, customer_id=2)
+    listed = json.loads(await wp(cluster, "wc", "customer", "list", "--format=json"))
+    assert listed == [
+        {"id": 2, "email": "asha@example.test", "first_name": "Asha", "last_name": ""}
+    ]
+    assert cluster.wordpress_state(NS)["orders"][-1] == {
+        "id": order, "payment_method": "cod", "status": "processing", "customer_id": 2,
+    }  # fmt: skip
+    assert not (await cluster.wp(NS, ["wc", "customer", "delete", "9"])).ok
+    await wp(cluster, "wc", "customer", "delete", "2", "--force=true")
+    assert await wp(cluster, "wc", "customer", "list") == "0"

@@ -199,11 +199,21 @@ async def request_restore(outbox: Outbox, store: Store, backup_id: uuid.UUID) ->
     return safety.id
 
 
+async def add_customer(cluster: SimulatedCluster, store: Store, email: str) -> int:
+    made = await cluster.wp(store.namespace, ["wc", "customer", "create", f"--email={email}"])
+    assert made.ok, made.stdout
+    return int(made.stdout.removeprefix("Success: Created customer ").rstrip("."))
+
+
+def customers(cluster: SimulatedCluster, store: Store) -> list[str]:
+    return [c["email"] for c in cluster.wordpress_state(store.namespace).get("customers", [])]
+
+
 def orders(cluster: SimulatedCluster, store: Store) -> list[int]:
     return [order["id"] for order in cluster.wordpress_state(store.namespace).get("orders", [])]
 
 
-async def test_a_restore_brings_back_exactly_the_backed_up_orders_products_and_uploads(
+async def test_a_restore_brings_back_exactly_the_backed_up_orders_customers_and_uploads(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
     api_outbox: Outbox,
@@ -213,23 +223,29 @@ async def test_a_restore_brings_back_exactly_the_backed_up_orders_products_and_u
 ) -> None:
     store = await ready_store(make_runner, cluster, api_outbox)
     runner = make_runner(cluster)
-    first, second = cluster.place_order(store.namespace), cluster.place_order(store.namespace)
+    asha = await add_customer(cluster, store, "asha@example.test")
+    first = cluster.place_order(store.namespace, customer_id=asha)
+    second = cluster.place_order(store.namespace)  # a guest's
     uploads = cluster.uploads(store.namespace)
     (uploads / "mug.jpg").write_bytes(PHOTO)
     backup_id = await request_backup(api_outbox, store)
     await runner.change(store.id, KeepAlive())
     kept = cluster.wordpress_state(store.namespace)
 
-    # The owner's store moves on: an order deleted, another taken, a product and a file added,
-    # a file changed.
+    # The owner's store moves on: an order and its customer deleted, another customer and
+    # order taken, a product and a file added, a file changed.
     wp = ["wc", "shop_order", "delete", str(first), "--force=true", "--user=admin"]
     assert (await cluster.wp(store.namespace, wp)).ok
-    later = cluster.place_order(store.namespace)
+    gone = ["wc", "customer", "delete", str(asha), "--force=true", "--user=admin"]
+    assert (await cluster.wp(store.namespace, gone)).ok
+    ravi = await add_customer(cluster, store, "ravi@example.test")
+    later = cluster.place_order(store.namespace, customer_id=ravi)
     product = ["wc", "product", "create", "--name=Kettle", "--regular_price=30.00"]
     assert (await cluster.wp(store.namespace, product)).ok
     (uploads / "kettle.jpg").write_bytes(b"new")
     (uploads / "mug.jpg").write_bytes(b"edited")
     assert orders(cluster, store) == [second, later]
+    assert customers(cluster, store) == ["ravi@example.test"]
 
     safety_id = await request_restore(api_outbox, store, backup_id)
     assert (await load(database, store.id)).status is StoreStatus.RESTORING
@@ -238,6 +254,9 @@ async def test_a_restore_brings_back_exactly_the_backed_up_orders_products_and_u
     restored = await load(database, store.id)
     assert (restored.status, restored.change) == (StoreStatus.READY, None)
     assert orders(cluster, store) == [first, second]
+    assert customers(cluster, store) == ["asha@example.test"]
+    by_id = {o["id"]: o for o in cluster.wordpress_state(store.namespace)["orders"]}
+    assert (by_id[first]["customer_id"], by_id[second]["customer_id"]) == (asha, 0)
     products = [p["name"] for p in cluster.wordpress_state(store.namespace)["products"]]
     assert products == [p["name"] for p in kept["products"]]
     assert sorted(p.name for p in uploads.iterdir()) == ["mug.jpg"]
@@ -247,6 +266,7 @@ async def test_a_restore_brings_back_exactly_the_backed_up_orders_products_and_u
     assert (safety.trigger, safety.status) == (BackupTrigger.BEFORE_RESTORE, BackupStatus.COMPLETE)
     before = json.loads(await read_part(backup_storage, store, safety_id, DATABASE_PART))
     assert [o["id"] for o in before["wordpress"]["orders"]] == [second, later]
+    assert [c["email"] for c in before["wordpress"]["customers"]] == ["ravi@example.test"]
     assert "Kettle" in [p["name"] for p in before["wordpress"]["products"]]
 
     events = await stream_events(js, store.id)
