@@ -155,8 +155,9 @@ simulated cluster renders the store chart with `helm template`), reported on its
 
 The JetStream rows are what each stream's state (messages, bytes, as the server counts
 them) grew by while the counted stores were made: `STORES` (events, kept 30 days) and
-`WORK` (work orders, kept 7 days); neither is capped by size, so a platform making N stores
-a day holds about 30 N times the first and 7 N times the second.
+`WORK` (work orders, kept 7 days): a platform making N stores a day holds about 30 N times
+the first and 7 N times the second, the first at most `WOOSTORE_EVENTS_STREAM_MAX_BYTES`
+(1 GiB: about 55,000 stores' events) before its oldest events are dropped.
 
 The simulator's work (its state in SQLite, the rendered manifests parsed) is in the
 provisioner's figure: the real driver talks to an API server instead. To see where a

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         "single server such as the embedded one, 3 on a three-node NATS cluster, so the loss "
         "of one node loses no event or work order.",
     )
+    events_stream_max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 20,
+        description="Bytes the store-event stream (STORES) may hold before JetStream drops "
+        "its oldest events, whatever their age (30 days at most): about 19 KiB a store "
+        "made. Keep it well under the NATS volume; the events stay in PostgreSQL.",
+    )
     database_url: str = Field(
         default="", description="PostgreSQL URL; empty starts an embedded one."
     )

@@ -66,6 +66,9 @@ def declare(settings: Settings) -> Topology:
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         max_age=30 * _DAY,  # the SSE replay window
+        # And a bound in bytes, so a busy platform never fills the NATS volume: the oldest
+        # events go first, as with age. The work stream stays small (one order a change).
+        max_bytes=settings.events_stream_max_bytes,
         duplicate_window=120,  # seconds: the outbox relay retries well within it
         num_replicas=settings.jetstream_replicas,  # consumers take their stream's by default
     )
@@ -78,6 +81,7 @@ def declare(settings: Settings) -> Topology:
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         max_age=7 * _DAY,  # an order older than that is sent again by the reaper, if needed
+        max_bytes=-1,  # unbounded: one small order a change, and none may be dropped early
         duplicate_window=120,
         num_replicas=settings.jetstream_replicas,
     )
@@ -120,6 +124,7 @@ _CHECKED_STREAM_FIELDS = (
     "storage",
     "retention",
     "max_age",
+    "max_bytes",
     "duplicate_window",
     "num_replicas",
 )

@@ -526,6 +526,7 @@ def test_settings_that_shape_the_topology_agree_everywhere(
         "WOOSTORE_MAX_STORES_IN_FLIGHT",
         "WOOSTORE_ACK_WAIT_SECONDS",
         "WOOSTORE_JETSTREAM_REPLICAS",
+        "WOOSTORE_EVENTS_STREAM_MAX_BYTES",
     ):
         values = {
             env_of(c)[name]["value"]
@@ -548,6 +549,24 @@ def test_the_production_profile_keeps_three_copies_of_each_stream(
     }
     assert copies["profile-prod"] == {"3"}  # a three-node NATS cluster
     assert copies["profile-defaults"] == {"1"}  # the in-chart single server
+
+
+def test_the_event_stream_is_bounded_well_under_the_charts_own_nats_volume(
+    default_docs: list[Manifest],
+) -> None:
+    """A whole number of bytes (not helm's float, 1.073741824e+09, which the setting would
+    refuse), and half the in-chart server's 2 GiB volume: a full JetStream refuses writes."""
+    bounds = {
+        env_of(c)["WOOSTORE_EVENTS_STREAM_MAX_BYTES"]["value"]
+        for _, c in all_containers(default_docs)
+        if "WOOSTORE_EVENTS_STREAM_MAX_BYTES" in env_of(c)
+    }
+    assert bounds == {str(1 << 30)}
+    (nats,) = [
+        d for d in default_docs if d["kind"] == "StatefulSet" and "nats" in d["metadata"]["name"]
+    ]
+    (claim,) = nats["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
 
 
 def test_services_listen_on_all_interfaces_at_their_ports(default_docs: list[Manifest]) -> None:

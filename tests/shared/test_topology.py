@@ -102,3 +102,24 @@ async def test_a_setting_the_server_cannot_change_is_reported(
     )
     with pytest.raises(TopologyMismatch, match="consumer provision"):
         await ensure_topology(js, topology)
+
+
+def test_the_event_stream_is_bounded_in_bytes_as_the_setting_says() -> None:
+    """A busy platform must not fill the NATS volume: the event stream drops its oldest
+    events past the bound, as past 30 days; work orders are left unbounded (one a change)."""
+    facts, work = declare(Settings(events_stream_max_bytes=5 << 20)).streams
+    assert (facts.name, facts.max_bytes, facts.discard) == (STREAM_NAME, 5 << 20, "old")
+    assert work.max_bytes == -1
+    assert declare(Settings()).streams[0].max_bytes == 1 << 30
+
+
+async def test_an_events_bound_changed_by_setting_is_applied_to_the_stream(
+    nats_client: Client, settings: Settings
+) -> None:
+    js = nats_client.jetstream()
+    assert (await js.stream_info(STREAM_NAME)).config.max_bytes == settings.events_stream_max_bytes
+    smaller = settings.model_copy(update={"events_stream_max_bytes": 3 << 20})
+
+    await ensure_topology(js, declare(smaller))
+
+    assert (await js.stream_info(STREAM_NAME)).config.max_bytes == 3 << 20

@@ -163,6 +163,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.stores.defaults.sampleProducts | quote }}
 - name: WOOSTORE_JETSTREAM_REPLICAS
   value: {{ $v.nats.streamReplicas | quote }}
+- name: WOOSTORE_EVENTS_STREAM_MAX_BYTES
+  value: {{ $v.nats.eventsStreamMaxBytes | int64 | quote }}
 - name: WOOSTORE_MAX_STORES_IN_FLIGHT
   value: {{ $v.settings.maxStoresInFlight | quote }}
 - name: WOOSTORE_ROLLOUT_TIMEOUT_SECONDS
