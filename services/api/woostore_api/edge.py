@@ -65,10 +65,11 @@ class RequestMetrics:
             )
 
 
-def note_route(request: Request) -> None:
+async def note_route(request: Request) -> None:
     """The matched route's template, for :class:`RequestMetrics`. A route of an included
     router knows its path below the router's prefix; the prefix (static: ``/api/v1``) is the
-    request path's leading segments."""
+    request path's leading segments. ``async`` though it awaits nothing: FastAPI would run a
+    plain function in its thread pool, a thread hop on every request."""
     box = request.scope.get(ROUTE_KEY)
     path = getattr(request.scope.get("route"), "path", None)
     if not isinstance(box, dict) or not isinstance(path, str):
