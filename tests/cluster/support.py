@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from woostore_cluster import Cluster, Release
@@ -37,3 +39,19 @@ async def running_store(cluster: Cluster, namespace: str) -> None:
     await cluster.ensure_namespace(namespace, {})
     await cluster.install_release(release_for(namespace), timeout=60)
     await cluster.wait_for_rollout(namespace, timeout=60)
+
+
+QUEUE_RUNNER = "action_scheduler_run_queue"  # WooCommerce's, every minute
+
+
+async def queue_runner_is_ahead(
+    cluster: Cluster, namespace: str, now: datetime | None = None
+) -> bool:
+    """Whether WooCommerce's queue runner is next due after ``now``: the store's cron
+    container ran it. WordPress cannot run it itself (DISABLE_WP_CRON), nor do the recipe's
+    WP-CLI runs."""
+    listed = await cluster.wp(namespace, ["cron", "event", "list", "--format=json"])
+    assert listed.ok, listed.stdout
+    (runner,) = [e for e in json.loads(listed.stdout) if e["hook"] == QUEUE_RUNNER]
+    due = datetime.strptime(runner["next_run_gmt"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    return due > (now or datetime.now(UTC))

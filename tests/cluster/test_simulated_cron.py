@@ -4,11 +4,13 @@ rounds (simulated_cron.py), and a store's schedule showing up as its namespace's
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.support import HELM, running_store
+from tests.cluster.support import HELM, queue_runner_is_ahead, running_store
+from tests.cluster.support import QUEUE_RUNNER as QUEUE
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_cluster.simulated_cron import (
     CORE_EVENTS,
@@ -20,7 +22,6 @@ from woostore_cluster.simulated_cron import (
 )
 
 NS = "store-cron"
-QUEUE = "action_scheduler_run_queue"  # WooCommerce's every minute
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -183,6 +184,17 @@ async def test_wp_cron_event_list_shows_when_each_event_runs_next(
     assert events["woocommerce_cleanup_sessions"]["recurrence"] == "12 hours"
     # Every look is a round at time scale 0: it ran now, and runs next on its own beat.
     assert events[QUEUE]["next_run_gmt"] == _gmt(clock.now + 30)
+
+
+async def test_the_real_cluster_tests_check_of_the_cron_container_reads_the_schedule(
+    cluster: SimulatedCluster, clock: Clock
+) -> None:
+    """The check tests/e2e_kubernetes makes of a real store, on the simulated one: the queue
+    runner ran (every look is a round here), so it is next due after now, not after later."""
+    await install_woocommerce(cluster)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    assert await queue_runner_is_ahead(cluster, NS, now)
+    assert not await queue_runner_is_ahead(cluster, NS, now + timedelta(minutes=2))
 
 
 async def test_replicas_looking_at_once_play_each_round_once(

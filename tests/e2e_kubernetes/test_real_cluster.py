@@ -1,5 +1,6 @@
 """The recipe on a REAL cluster through the Kubernetes driver: provision a store, place
-and delete a cash-on-delivery order, delete the store, and see its namespace gone.
+and delete a cash-on-delivery order, see the pod's cron container run WordPress's scheduled
+work, delete the store, and see its namespace gone.
 
 Runs only when ``WOOSTORE_E2E_KUBECONFIG`` names the kubeconfig of a disposable cluster
 (see docs/kubernetes.md, "The real-cluster test"); skipped otherwise.
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.support import QUEUE_RUNNER, queue_runner_is_ahead
 from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import TransientClusterError, connect_cluster
 from woostore_provisioner.recipe import DELETE, PROVISION, Step, StoreJob, TimeLimits
@@ -40,6 +43,7 @@ VALUES_FILES = tuple(
     if p
 )
 ATTEMPTS = 5  # as the provisioner: a transient error is retried, after the delay it asks for
+CRON_WITHIN = 300.0  # seconds: a few rounds of the cron container (60 s each)
 
 
 async def run(step: Step, job: StoreJob) -> None:
@@ -90,6 +94,10 @@ async def test_a_store_is_provisioned_verified_and_deleted_on_a_real_cluster() -
         assert check.status_code == 200
         assert check.products >= 3
         assert check.order_placed, check.detail
+        give_up = time.monotonic() + CRON_WITHIN
+        while not await queue_runner_is_ahead(cluster, job.namespace):
+            assert time.monotonic() < give_up, f"{QUEUE_RUNNER} overdue: is the cron container up?"
+            await asyncio.sleep(10)
     finally:
         for step in DELETE.steps:
             await run(step, job)
