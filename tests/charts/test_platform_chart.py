@@ -521,19 +521,21 @@ def test_every_documented_limit_is_a_chart_value(default_docs: list[Manifest]) -
 def test_settings_that_shape_the_topology_agree_everywhere(
     variants: dict[str, list[Manifest]], variant: str
 ) -> None:
-    # Consumers declared with different limits by setup and a service would fight.
+    """Streams and consumers declared differently by the setup Job and a service would
+    fight: each upgrade's setup would undo the services' (and drop events past a smaller
+    bound). Every one of them declares the topology, so every one is told all of it."""
+    docs = variants[variant]
+    declaring = [container(deployment(docs, s)) for s in SERVICES]
+    declaring.append(container(one(docs, "Job", f"{RELEASE}-setup")))
     for name in (
         "WOOSTORE_MAX_STORES_IN_FLIGHT",
         "WOOSTORE_ACK_WAIT_SECONDS",
         "WOOSTORE_JETSTREAM_REPLICAS",
         "WOOSTORE_EVENTS_STREAM_MAX_BYTES",
     ):
-        values = {
-            env_of(c)[name]["value"]
-            for _, c in all_containers(variants[variant])
-            if name in env_of(c)
-        }
-        assert len(values) == 1, f"{name}: {values}"
+        values = [env_of(c).get(name, {}).get("value") for c in declaring]
+        assert None not in values, f"{name}: {values}"
+        assert len(set(values)) == 1, f"{name}: {values}"
 
 
 def test_the_production_profile_keeps_three_copies_of_each_stream(

@@ -125,6 +125,22 @@ seccompProfile:
 {{- end -}}
 
 {{/*
+What shapes the JetStream streams and consumers: woostore-setup (the setup Job) and every
+service declare them, and must declare them alike, or an upgrade's setup would undo what the
+services set (and drop events past a smaller bound).
+*/}}
+{{- define "platform.topologyEnv" -}}
+- name: WOOSTORE_JETSTREAM_REPLICAS
+  value: {{ .Values.nats.streamReplicas | quote }}
+- name: WOOSTORE_EVENTS_STREAM_MAX_BYTES
+  value: {{ .Values.nats.eventsStreamMaxBytes | int64 | quote }}
+- name: WOOSTORE_MAX_STORES_IN_FLIGHT
+  value: {{ .Values.settings.maxStoresInFlight | quote }}
+- name: WOOSTORE_ACK_WAIT_SECONDS
+  value: {{ .Values.settings.ackWaitSeconds | quote }}
+{{- end -}}
+
+{{/*
 Settings every service reads (shared/woostore_shared/settings.py). Secrets come from the
 Secret, never as literal values. Call with the root context.
 */}}
@@ -161,20 +177,13 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.stores.defaults.language | quote }}
 - name: WOOSTORE_STORE_SAMPLE_PRODUCTS
   value: {{ $v.stores.defaults.sampleProducts | quote }}
-- name: WOOSTORE_JETSTREAM_REPLICAS
-  value: {{ $v.nats.streamReplicas | quote }}
-- name: WOOSTORE_EVENTS_STREAM_MAX_BYTES
-  value: {{ $v.nats.eventsStreamMaxBytes | int64 | quote }}
-- name: WOOSTORE_MAX_STORES_IN_FLIGHT
-  value: {{ $v.settings.maxStoresInFlight | quote }}
+{{ include "platform.topologyEnv" . }}
 - name: WOOSTORE_ROLLOUT_TIMEOUT_SECONDS
   value: {{ $v.settings.rolloutTimeoutSeconds | quote }}
 - name: WOOSTORE_PROVISION_DEADLINE_SECONDS
   value: {{ $v.settings.provisionDeadlineSeconds | quote }}
 - name: WOOSTORE_REAPER_INTERVAL_SECONDS
   value: {{ $v.settings.reaperIntervalSeconds | quote }}
-- name: WOOSTORE_ACK_WAIT_SECONDS
-  value: {{ $v.settings.ackWaitSeconds | quote }}
 - name: WOOSTORE_MAX_LIVE_STORES
   value: {{ $v.settings.maxLiveStores | quote }}
 - name: WOOSTORE_TENANT_STORE_LIMIT
