@@ -420,6 +420,9 @@ class SimulatedCluster:
         await self._operate(
             "wait_for_rollout_workloads_unchanged" if unchanged else "wait_for_rollout", namespace
         )
+        if not unchanged:
+            self._play_cron(namespace)  # the old pods' rounds, until they were replaced
+            self._restart_cron(namespace)
         with self._wordpress_state(namespace) as state:
             state["pods_ready"] = True
             state["pods_started_from"] = started_from
@@ -537,6 +540,9 @@ class SimulatedCluster:
         ``customer_id`` (``wp wc customer create``): a new order in the store (its id the next
         of WooCommerce's), counted in ``orders_placed``. The storefront check places one as a
         guest; tests place more, as the store's customers would."""
+        customers = self._wordpress(namespace).get("customers", [])
+        if customer_id and customer_id not in {c["id"] for c in customers}:
+            raise ValueError(f"no customer {customer_id} in {namespace}")
         with self._db() as db:
             placed = db.execute(
                 "INSERT INTO orders_placed VALUES (?, 1) ON CONFLICT (namespace) "
@@ -666,6 +672,7 @@ class SimulatedCluster:
                 "DELETE FROM objects WHERE namespace=? AND kind NOT IN ('Secret', 'RoleBinding')",
                 (namespace,),
             )
+        self._play_cron(namespace)  # what the cron container ran until its pod went
         with self._wordpress_state(namespace) as state:
             state["pods_ready"] = False  # the pods went with the release
 
@@ -860,8 +867,8 @@ class SimulatedCluster:
         """Play the rounds the store's cron container has begun since it was last looked at
         (simulated_cron.py), each that ran something recorded as an event. Nothing runs
         without the container, or before WordPress is installed and its pods are up."""
-        now = self.clock()
         with self._db() as db:
+            now = self.clock()  # once the state is ours: a replica that waited reads later
             found = db.execute(
                 "SELECT state FROM wordpress WHERE namespace=?", (namespace,)
             ).fetchone()
@@ -888,8 +895,16 @@ class SimulatedCluster:
                 "schedule=excluded.schedule, last_round=excluded.last_round",
                 (namespace, json.dumps(schedule), first_round, last_round),
             )
-            for round_ in rounds:
-                _record_event(db, namespace, round_)
+            _record_events(db, namespace, rounds)
+
+    def _restart_cron(self, namespace: str) -> None:
+        """The pod's cron container starts afresh (new pods): its rounds from now on. The
+        schedule is WordPress's, in its database, and stays."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE cron SET first_round=?, last_round=NULL WHERE namespace=?",
+                (self.clock(), namespace),
+            )
 
     def _cron_event_list(self, namespace: str) -> WpResult:
         """``wp cron event list --format=json``: the hooks, when each runs next (GMT) and how
@@ -1172,8 +1187,11 @@ def _wp_customer(wp: dict[str, Any], words: list[str], flags: dict[str, str]) ->
             return _wp_error("Invalid email address.")  # woocommerce_rest_invalid_email
         if any(c["email"] == email for c in customers):
             return _wp_error("An account is already registered with your email address.")
+        # WordPress never gives a user's id again: the last one made is kept (user 1 is the
+        # administrator), and travels with the database.
+        wp["last_user_id"] = wp.get("last_user_id", 1) + 1
         customer = {
-            "id": max((c["id"] for c in customers), default=1) + 1,
+            "id": wp["last_user_id"],
             "email": email,
             "first_name": flags.get("--first_name", ""),
             "last_name": flags.get("--last_name", ""),
@@ -1185,6 +1203,8 @@ def _wp_customer(wp: dict[str, Any], words: list[str], flags: dict[str, str]) ->
             return WpResult(0, str(len(customers)))
         return WpResult(0, json.dumps(customers))
     if action == "delete" and len(words) > 3:
+        if flags.get("--force") != "true":
+            return _wp_error("Customers do not support trashing.")
         kept = [c for c in customers if str(c["id"]) != words[3]]
         if len(kept) == len(customers):
             return _wp_error("Invalid resource id.")
@@ -1461,15 +1481,22 @@ CRON_EVENT_OBJECT = "pod/wordpress (container cron)"
 EVENTS_KEPT = 50  # a namespace's newest events; the API server drops old ones too (after 1 h)
 
 
-def _record_event(db: sqlite3.Connection, namespace: str, round_: Round) -> None:
-    """The round as an event: the same message again counts into the one before it."""
-    db.execute(
-        "INSERT INTO events VALUES (?, ?, ?, ?, 1, ?, ?) "
-        "ON CONFLICT (namespace, object, reason, message) "
-        "DO UPDATE SET count=count + 1, last_time=excluded.last_time",
-        (namespace, CRON_EVENT_OBJECT, CRON_EVENT_REASON, round_.message,
-         round_.time, round_.time),
-    )  # fmt: skip
+def _record_events(db: sqlite3.Connection, namespace: str, rounds: Sequence[Round]) -> None:
+    """The rounds as events: the same message again counts into the one before it. Counted
+    here first, so a long catch-up (a weekend's rounds) is one write per message."""
+    if not rounds:
+        return
+    seen: dict[str, tuple[int, float, float]] = {}
+    for round_ in rounds:
+        count, first, _ = seen.get(round_.message, (0, round_.time, round_.time))
+        seen[round_.message] = (count + 1, first, round_.time)
+    for message, (count, first, last) in seen.items():
+        db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (namespace, object, reason, message) "
+            "DO UPDATE SET count=count + excluded.count, last_time=excluded.last_time",
+            (namespace, CRON_EVENT_OBJECT, CRON_EVENT_REASON, message, count, first, last),
+        )
     db.execute(
         "DELETE FROM events WHERE namespace=? AND rowid NOT IN (SELECT rowid FROM events "
         "WHERE namespace=? ORDER BY last_time DESC LIMIT ?)",

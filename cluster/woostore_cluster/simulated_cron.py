@@ -47,7 +47,8 @@ WOOCOMMERCE_EVENTS: Mapping[str, int] = {
     "wc_admin_daily": DAY,
 }
 # Rounds played at one look, at most: a store left alone for weeks is caught up in bounded
-# time; the rounds past this are skipped, as if the container had been down meanwhile.
+# time; the oldest rounds past this are skipped, as if the container had been down then
+# (what was due meanwhile runs once, at the first round played).
 MOST_ROUNDS = 50_000
 
 
@@ -88,9 +89,10 @@ def play(
     """The rounds the container began after ``last_round`` and by ``now``, every ``interval``
     seconds from ``first_round`` (an interval of 0: a round at every look); ``schedule``
     (hook: next run) moves on as each round runs its due events. Returns the rounds that
-    ran something, and the time of the last round begun, whatever it ran."""
+    ran something, and the time of the last round begun, whatever it ran (never earlier than
+    ``last_round``: a replica whose clock lags finds nothing to play)."""
     rounds: list[Round] = []
-    if now < first_round:
+    if now < first_round or (last_round is not None and now < last_round):
         return rounds, last_round
     if interval <= 0:
         due = _due(schedule, now)
@@ -98,22 +100,21 @@ def play(
             _run(schedule, recurrences, due, now)
             rounds.append(Round(now, due))
         return rounds, now
-    latest = first_round + math.floor((now - first_round) / interval) * interval
-    tick = first_round if last_round is None else last_round + interval
-    for _ in range(MOST_ROUNDS):
-        if not schedule:
-            break
+    # Rounds by their number from the first: whole numbers, so no drift adds up in floats.
+    last = math.floor((now - first_round) / interval)
+    done = -1 if last_round is None else round((last_round - first_round) / interval)
+    number = max(done + 1, last - MOST_ROUNDS + 1)  # past the cap, the oldest are skipped
+    while number <= last and schedule:
+        tick = first_round + number * interval
         soonest = min(schedule.values())
-        # The first round at or after the soonest due event (rounds in between run nothing).
-        if soonest > tick:
-            tick = first_round + math.ceil((soonest - first_round) / interval) * interval
-        if tick > latest:
-            break
+        if soonest > tick:  # rounds until then run nothing: on to the first one after it
+            number = max(number + 1, math.ceil((soonest - first_round) / interval))
+            continue
         due = _due(schedule, tick)
         _run(schedule, recurrences, due, tick)
         rounds.append(Round(tick, due))
-        tick += interval
-    return rounds, latest
+        number += 1
+    return rounds, first_round + max(last, done) * interval
 
 
 def _due(schedule: Mapping[str, float], at: float) -> tuple[str, ...]:

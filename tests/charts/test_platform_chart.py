@@ -1950,17 +1950,19 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
 ) -> None:
     """The script with a stand-in `wp` that logs its arguments: nothing runs before
     WordPress is installed, the due events every interval after, each event run a line of the
-    container's log (a round with none, nothing), and TERM ends it at once."""
+    container's log (a round with none, nothing), a failed round said, and TERM ends it at
+    once."""
     bin_dir, log = tmp_path / "bin", tmp_path / "wp.log"
     bin_dir.mkdir()
-    installed, due = tmp_path / "installed", tmp_path / "due"
+    installed, due, broken = tmp_path / "installed", tmp_path / "due", tmp_path / "broken"
     due.touch()  # one event is due: the first round runs it, the next ones find none
     fake_wp = bin_dir / "wp"
     fake_wp.write_text(
         "#!/bin/sh\n"
         f'echo "$*" >> {log}\n'
         f'case "$*" in *"core is-installed"*) test -e {installed} ;;\n'
-        f'  *"cron event run"*) if [ -e {due} ]; then rm {due}\n'
+        f'  *"cron event run"*) if [ -e {broken} ]; then echo "Error: database gone" >&2; exit 1\n'
+        f"  elif [ -e {due} ]; then rm {due}\n"
         "    echo \"Executed the cron event 'wp_version_check' in 0.01s.\"\n"
         '    echo "Success: Executed a total of 1 cron event."\n'
         '  else echo "Success: Executed a total of 0 cron events."; fi ;;\n'
@@ -1976,9 +1978,9 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
     alive = [script, "--alive"]
     assert subprocess.run(alive, env=env, check=False).returncode != 0  # never ran
 
-    container_log = tmp_path / "container.log"
-    with container_log.open("w") as output:
-        loop = subprocess.Popen([script], env=env, stdout=output)
+    container_log, errors = tmp_path / "container.log", tmp_path / "errors.log"
+    with container_log.open("w") as output, errors.open("w") as error_output:
+        loop = subprocess.Popen([script], env=env, stdout=output, stderr=error_output)
     try:
         wait_for(lambda: log.exists() and "core is-installed" in log.read_text(), 10)
         assert "cron event run" not in log.read_text()
@@ -1986,13 +1988,18 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
         # Two rounds: the first ran the due event, the second found none.
         wait_for(lambda: log.read_text().count("cron event run --due-now") >= 2, 10)
         assert subprocess.run(alive, env=env, check=False).returncode == 0
+        broken.touch()  # a round whose wp fails says so, with wp's own words
+        wait_for(lambda: "failed" in errors.read_text(), 10)
     finally:
         loop.terminate()
     assert loop.wait(timeout=5) == 0  # in the middle of its sleep
-    assert container_log.read_text() == (
-        "Executed the cron event 'wp_version_check' in 0.01s.\n"
-        "Success: Executed a total of 1 cron event.\n"
-    )
+    lines = container_log.read_text().splitlines()
+    assert lines[:2] == [
+        "Executed the cron event 'wp_version_check' in 0.01s.",
+        "Success: Executed a total of 1 cron event.",
+    ]
+    assert set(lines[2:]) == {"Error: database gone"}  # each failed round, in wp's words
+    assert "woostore-cron: wp cron event run failed" in errors.read_text()
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> None:

@@ -126,6 +126,14 @@ async def test_customers_are_users_with_an_email_of_their_own(cluster: Simulated
     assert cluster.wordpress_state(NS)["orders"][-1] == {
         "id": order, "payment_method": "cod", "status": "processing", "customer_id": 2,
     }  # fmt: skip
-    assert not (await cluster.wp(NS, ["wc", "customer", "delete", "9"])).ok
+    with pytest.raises(ValueError, match="no customer 9"):
+        cluster.place_order(NS, customer_id=9)
+    assert not (await cluster.wp(NS, ["wc", "customer", "delete", "9", "--force=true"])).ok
+    unforced = await cluster.wp(NS, ["wc", "customer", "delete", "2"])
+    assert (unforced.ok, unforced.stdout) == (False, "Error: Customers do not support trashing.")
     await wp(cluster, "wc", "customer", "delete", "2", "--force=true")
     assert await wp(cluster, "wc", "customer", "list") == "0"
+    # WordPress never gives an id again, even once its user is gone.
+    assert await wp(cluster, "wc", "customer", "create", "--email=ravi@example.test") == (
+        "Success: Created customer 3."
+    )

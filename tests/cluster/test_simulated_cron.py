@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.support import HELM, queue_runner_is_ahead, running_store
+from tests.cluster.support import HELM, queue_runner_is_ahead, release_for, running_store
 from tests.cluster.support import QUEUE_RUNNER as QUEUE
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_cluster.simulated_cron import (
     CORE_EVENTS,
     DAY,
     MINUTE,
+    MOST_ROUNDS,
     WOOCOMMERCE_EVENTS,
     play,
     registered,
@@ -44,17 +45,32 @@ def test_a_round_every_interval_runs_what_is_due_by_then_and_moves_it_on() -> No
 
 
 def test_rounds_already_played_are_not_played_again() -> None:
+    """An event overdue since long before: the rounds up to ``last_round`` were played (by
+    another look, another replica), so it runs at the first round after them, once."""
     schedule = {QUEUE: 0.0}
-    _, last = play(schedule, {QUEUE: MINUTE}, first_round=0, last_round=None, interval=60, now=70)
-    assert (
-        play(schedule, {QUEUE: MINUTE}, first_round=0, last_round=last, interval=60, now=100)[0]
-        == []
-    )
     rounds, last = play(
-        schedule, {QUEUE: MINUTE}, first_round=0, last_round=last, interval=60, now=125
+        schedule, {QUEUE: MINUTE}, first_round=0, last_round=120, interval=60, now=200
     )
-    assert [r.time for r in rounds] == [120]
-    assert last == 120
+    assert [(r.time, r.ran) for r in rounds] == [(180, (QUEUE,))]
+    assert last == 180
+    # A replica whose clock lags behind the last round finds nothing, and moves nothing back.
+    assert play(schedule, {QUEUE: MINUTE}, first_round=0, last_round=180, interval=60, now=150) == (
+        [],
+        180,
+    )
+
+
+def test_a_long_catch_up_plays_the_newest_rounds_only() -> None:
+    """A store left alone for longer than MOST_ROUNDS rounds: the oldest are skipped, what
+    was due meanwhile runs once at the first round played, then on its beat to the present."""
+    schedule = {QUEUE: 0.0}
+    last = MOST_ROUNDS + 10
+    rounds, latest = play(
+        schedule, {QUEUE: MINUTE}, first_round=0, last_round=None, interval=60, now=last * 60 + 5
+    )
+    assert len(rounds) == MOST_ROUNDS
+    assert (rounds[0].time, rounds[-1].time, latest) == (11 * 60, last * 60, last * 60)
+    assert schedule == {QUEUE: (last + 1) * 60}
 
 
 def test_an_event_runs_at_the_first_round_after_it_is_due_not_before() -> None:
@@ -120,8 +136,8 @@ def clock() -> Clock:
     return Clock()
 
 
-def simulated(state: Path, clock: Clock) -> SimulatedCluster:
-    return SimulatedCluster(state, helm_binary=str(HELM), time_scale=0, clock=clock)
+def simulated(state: Path, clock: Clock, time_scale: float = 0) -> SimulatedCluster:
+    return SimulatedCluster(state, helm_binary=str(HELM), time_scale=time_scale, clock=clock)
 
 
 @pytest.fixture
@@ -222,3 +238,28 @@ def _gmt(moment: float) -> str:
     import time
 
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+
+
+async def test_no_round_runs_while_the_pods_are_gone_and_new_pods_start_their_own(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """At a time scale where the container's interval is 0.06 s: rounds are played on the
+    running pods' beat, none while no pod runs, and new pods start a beat of their own."""
+    cluster = simulated(tmp_path / "sim", clock, time_scale=0.001)
+    await running_store(cluster, NS)
+    await install_woocommerce(cluster)
+    clock.now += 60.01
+    cluster.events(NS)
+    gone_at = clock.now
+    await cluster.uninstall_release(NS, "store")
+    clock.now += 600
+    back_at = clock.now + 0.005
+    clock.now = back_at
+    await cluster.install_release(release_for(NS), timeout=60)
+    await cluster.wait_for_rollout(NS, timeout=60)
+    clock.now += 0.1
+    events = cluster.events(NS)
+    times = [t for e in events for t in (e["first_time"], e["last_time"])]
+    assert not [t for t in times if gone_at < t < back_at]  # nothing ran with no pod
+    queue = next(e for e in events if e["message"] == f"Ran 1 due cron event: {QUEUE}")
+    assert queue["last_time"] == pytest.approx(back_at)  # the new pod's first round
