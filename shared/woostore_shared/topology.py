@@ -18,11 +18,15 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 from nats.js.errors import NotFoundError, ServerError
 
+from woostore_shared.logging import get_logger
 from woostore_shared.settings import Settings
 from woostore_shared.work import MAX_DELIVER, WORK_SUBJECT_PREFIX, Lane, lane_subjects
+
+log = get_logger(__name__)
 
 STREAM_NAME = "STORES"
 WORK_STREAM = "WORK"
@@ -147,10 +151,27 @@ async def _ensure_stream(js: JetStreamContext, stream: StreamConfig) -> list[str
     else:
         if _differences(stream, info.config, _CHECKED_STREAM_FIELDS):
             await js.update_stream(stream)
+            _say_what_a_smaller_bound_dropped(info, await js.stream_info(stream.name))
     have = (await js.stream_info(stream.name)).config
     return [
         f"stream {stream.name}: {p}" for p in _differences(stream, have, _CHECKED_STREAM_FIELDS)
     ]
+
+
+def _say_what_a_smaller_bound_dropped(before: StreamInfo, after: StreamInfo) -> None:
+    """JetStream drops a stream's oldest messages at once when its bound is lowered below
+    what it holds: the operator who lowered it should hear how much went, not find out from a
+    shorter replay."""
+    dropped = before.state.messages - after.state.messages
+    if dropped > 0:
+        log.warning(
+            "stream bound lowered: its oldest messages were dropped",
+            stream=after.config.name,
+            dropped_messages=dropped,
+            dropped_bytes=before.state.bytes - after.state.bytes,
+            max_bytes=after.config.max_bytes,
+            first_sequence=after.state.first_seq,
+        )
 
 
 async def _retire_consumers(js: JetStreamContext) -> None:

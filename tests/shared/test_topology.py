@@ -6,6 +6,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
+from structlog.testing import capture_logs
 
 from woostore_shared.settings import Settings
 from woostore_shared.topology import (
@@ -123,3 +124,32 @@ async def test_an_events_bound_changed_by_setting_is_applied_to_the_stream(
     await ensure_topology(js, declare(smaller))
 
     assert (await js.stream_info(STREAM_NAME)).config.max_bytes == 3 << 20
+
+
+async def test_a_lowered_bound_says_how_many_events_it_dropped(
+    nats_client: Client, settings: Settings
+) -> None:
+    """JetStream drops the oldest events at once when the bound falls below what the stream
+    holds; the operator who lowered it is told how much went."""
+    js = nats_client.jetstream()
+    roomy = settings.model_copy(update={"events_stream_max_bytes": 8 << 20})
+    await ensure_topology(js, declare(roomy))
+    for n in range(40):  # 2 MiB of events
+        await js.publish(f"store.progress.s{n}", b"x" * (50 << 10), stream=STREAM_NAME)
+    held = (await js.stream_info(STREAM_NAME)).state
+
+    with capture_logs() as logs:
+        await ensure_topology(
+            js, declare(roomy.model_copy(update={"events_stream_max_bytes": 1 << 20}))
+        )
+
+    left = (await js.stream_info(STREAM_NAME)).state
+    assert 0 < left.messages < held.messages
+    (said,) = [e for e in logs if e["event"].startswith("stream bound lowered")]
+    assert said["log_level"] == "warning"
+    assert said["stream"] == STREAM_NAME
+    assert said["dropped_messages"] == held.messages - left.messages
+    assert said["max_bytes"] == 1 << 20
+    with capture_logs() as again:  # nothing dropped, nothing said
+        await ensure_topology(js, declare(roomy))
+    assert not [e for e in again if e["event"].startswith("stream bound lowered")]
