@@ -499,11 +499,14 @@ class SimulatedCluster:
             raise TransientClusterError(f"no ready WordPress pod in {namespace}", 5)
         words = list(args)
         await self._operate(_wp_operation(words), namespace)
-        self._play_cron(namespace)  # what the cron container has run by now, in the same store
-        if words[:3] == ["cron", "event", "list"]:
-            return self._cron_event_list(namespace)
-        with self._wordpress_state(namespace) as state:
-            return self._interpret_wp(state, words, stdin)
+        with self._db() as db:  # one transaction: the cron container's rounds, then the command
+            state = _read_wordpress(db, namespace)
+            schedule = self._play_cron_in(db, namespace, state)
+            if words[:3] == ["cron", "event", "list"]:
+                return _cron_event_list(state, schedule, self.clock())
+            result = self._interpret_wp(state, words, stdin)
+            _write_wordpress(db, namespace, state)
+        return result
 
     async def check_storefront(self, namespace: str, url: str) -> StorefrontCheck:
         """As the real driver's (storefront.py): a cash-on-delivery order placed through the
@@ -719,8 +722,8 @@ class SimulatedCluster:
     def events(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's events, oldest first, as ``kubectl get events`` lists them: what
         the store's cron container has run by now, a round's message counted as it repeats."""
-        self._play_cron(namespace)
         with self._db() as db:
+            self._play_cron_in(db, namespace, _read_wordpress(db, namespace))
             rows = db.execute(
                 "SELECT object, reason, message, count, first_time, last_time FROM events "
                 "WHERE namespace=? ORDER BY last_time, message",
@@ -868,34 +871,37 @@ class SimulatedCluster:
         (simulated_cron.py), each that ran something recorded as an event. Nothing runs
         without the container, or before WordPress is installed and its pods are up."""
         with self._db() as db:
-            now = self.clock()  # once the state is ours: a replica that waited reads later
-            found = db.execute(
-                "SELECT state FROM wordpress WHERE namespace=?", (namespace,)
-            ).fetchone()
-            wp: dict[str, Any] = json.loads(found[0]) if found else {}
-            recurrences = registered(bool(wp.get("installed")), wp.get("plugins", []))
-            interval = wp.get("cron_interval")
-            if not (wp.get("pods_ready") and recurrences) or interval is None:
-                return
-            row = db.execute(
-                "SELECT schedule, first_round, last_round FROM cron WHERE namespace=?",
-                (namespace,),
-            ).fetchone()
-            schedule, first_round, last_round = (
-                (json.loads(row[0]), row[1], row[2]) if row else ({}, now, None)
-            )
-            for hook in recurrences.keys() - schedule.keys():
-                schedule[hook] = now  # registered on WordPress's next load, due at once
-            rounds, last_round = play(
-                schedule, recurrences, first_round=first_round, last_round=last_round,
-                interval=interval * self.time_scale, now=now,
-            )  # fmt: skip
-            db.execute(
-                "INSERT INTO cron VALUES (?, ?, ?, ?) ON CONFLICT (namespace) DO UPDATE SET "
-                "schedule=excluded.schedule, last_round=excluded.last_round",
-                (namespace, json.dumps(schedule), first_round, last_round),
-            )
-            _record_events(db, namespace, rounds)
+            self._play_cron_in(db, namespace, _read_wordpress(db, namespace))
+
+    def _play_cron_in(
+        self, db: sqlite3.Connection, namespace: str, wp: dict[str, Any]
+    ) -> dict[str, float]:
+        """``_play_cron`` in an open transaction, for the store's WordPress state ``wp``;
+        returns the schedule as it stands (hook: next run), empty before any round."""
+        now = self.clock()  # once the state is ours: a replica that waited reads later
+        row = db.execute(
+            "SELECT schedule, first_round, last_round FROM cron WHERE namespace=?", (namespace,)
+        ).fetchone()
+        schedule, first_round, last_round = (
+            (json.loads(row[0]), row[1], row[2]) if row else ({}, now, None)
+        )
+        recurrences = registered(bool(wp.get("installed")), wp.get("plugins", []))
+        interval = wp.get("cron_interval")
+        if not (wp.get("pods_ready") and recurrences) or interval is None:
+            return dict(schedule)
+        for hook in recurrences.keys() - schedule.keys():
+            schedule[hook] = now  # registered on WordPress's next load, due at once
+        rounds, last_round = play(
+            schedule, recurrences, first_round=first_round, last_round=last_round,
+            interval=interval * self.time_scale, now=now,
+        )  # fmt: skip
+        db.execute(
+            "INSERT INTO cron VALUES (?, ?, ?, ?) ON CONFLICT (namespace) DO UPDATE SET "
+            "schedule=excluded.schedule, last_round=excluded.last_round",
+            (namespace, json.dumps(schedule), first_round, last_round),
+        )
+        _record_events(db, namespace, rounds)
+        return dict(schedule)
 
     def _restart_cron(self, namespace: str) -> None:
         """The pod's cron container starts afresh (new pods): its rounds from now on. The
@@ -906,25 +912,6 @@ class SimulatedCluster:
                 (self.clock(), namespace),
             )
 
-    def _cron_event_list(self, namespace: str) -> WpResult:
-        """``wp cron event list --format=json``: the hooks, when each runs next (GMT) and how
-        often, soonest first."""
-        with self._db() as db:
-            row = db.execute("SELECT schedule FROM cron WHERE namespace=?", (namespace,)).fetchone()
-        wp = self._wordpress(namespace)
-        if not wp.get("installed"):
-            return _wp_error("The site you have requested is not installed.")
-        recurrences = registered(True, wp.get("plugins", []))
-        schedule: dict[str, float] = json.loads(row[0]) if row else {}
-        now = self.clock()
-        listed = [
-            {"hook": hook, "next_run_gmt": _gmt(schedule.get(hook, now)),
-             "recurrence": _in_seconds_words(every)}
-            for hook, every in recurrences.items()
-        ]  # fmt: skip
-        listed.sort(key=lambda event: (event["next_run_gmt"], event["hook"]))
-        return WpResult(0, json.dumps(listed))
-
     def _wordpress(self, namespace: str) -> dict[str, Any]:
         with self._wordpress_state(namespace) as state:
             return state
@@ -934,16 +921,9 @@ class SimulatedCluster:
         """Read, change and write a store's WordPress state in one transaction, so replicas
         working at once cannot overwrite each other's changes."""
         with self._db() as db:
-            row = db.execute(
-                "SELECT state FROM wordpress WHERE namespace=?", (namespace,)
-            ).fetchone()
-            state: dict[str, Any] = json.loads(row[0]) if row else {}
+            state = _read_wordpress(db, namespace)
             yield state
-            db.execute(
-                "INSERT INTO wordpress VALUES (?, ?) "
-                "ON CONFLICT (namespace) DO UPDATE SET state=excluded.state",
-                (namespace, json.dumps(state)),
-            )
+            _write_wordpress(db, namespace, state)
 
     @staticmethod
     def _interpret_wp(wp: dict[str, Any], args: list[str], stdin: str | None) -> WpResult:
@@ -1463,6 +1443,33 @@ def _image_versions(workloads: Sequence[dict[str, Any]]) -> dict[str, str]:
             ):
                 return {"wordpress": found["wordpress"], "woocommerce": found["woocommerce"]}
     return {}
+
+
+def _read_wordpress(db: sqlite3.Connection, namespace: str) -> dict[str, Any]:
+    row = db.execute("SELECT state FROM wordpress WHERE namespace=?", (namespace,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def _write_wordpress(db: sqlite3.Connection, namespace: str, state: dict[str, Any]) -> None:
+    db.execute(
+        "INSERT INTO wordpress VALUES (?, ?) "
+        "ON CONFLICT (namespace) DO UPDATE SET state=excluded.state",
+        (namespace, json.dumps(state)),
+    )
+
+
+def _cron_event_list(wp: dict[str, Any], schedule: Mapping[str, float], now: float) -> WpResult:
+    """``wp cron event list --format=json``: the hooks, when each runs next (GMT) and how
+    often, soonest first."""
+    if not wp.get("installed"):
+        return _wp_error("The site you have requested is not installed.")
+    listed = [
+        {"hook": hook, "next_run_gmt": _gmt(schedule.get(hook, now)),
+         "recurrence": _in_seconds_words(every)}
+        for hook, every in registered(True, wp.get("plugins", [])).items()
+    ]  # fmt: skip
+    listed.sort(key=lambda event: (event["next_run_gmt"], event["hook"]))
+    return WpResult(0, json.dumps(listed))
 
 
 def _cron_interval(workloads: Sequence[dict[str, Any]]) -> float | None:

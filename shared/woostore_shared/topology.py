@@ -147,12 +147,13 @@ async def _ensure_stream(js: JetStreamContext, stream: StreamConfig) -> list[str
     try:
         info = await js.stream_info(stream.name)
     except NotFoundError:
-        await js.add_stream(stream)
+        have = (await js.add_stream(stream)).config
     else:
-        if _differences(stream, info.config, _CHECKED_STREAM_FIELDS):
-            await js.update_stream(stream)
-            _say_what_a_smaller_bound_dropped(info, await js.stream_info(stream.name))
-    have = (await js.stream_info(stream.name)).config
+        have = info.config
+        if _differences(stream, have, _CHECKED_STREAM_FIELDS):
+            updated = await js.update_stream(stream)  # the server's answer: config and state
+            _say_what_a_smaller_bound_dropped(info, updated)
+            have = updated.config
     return [
         f"stream {stream.name}: {p}" for p in _differences(stream, have, _CHECKED_STREAM_FIELDS)
     ]

@@ -4,6 +4,7 @@ rounds (simulated_cron.py), and a store's schedule showing up as its namespace's
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -235,8 +236,6 @@ async def test_nothing_runs_once_the_pods_are_gone(cluster: SimulatedCluster, cl
 
 
 def _gmt(moment: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
 
 
