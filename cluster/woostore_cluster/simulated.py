@@ -42,6 +42,7 @@ import shlex
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
@@ -219,6 +220,7 @@ class SimulatedCluster:
                 "so only wait_for_rollout takes them"
             )
         self._held: dict[str, str] = {}  # namespace -> the condition its rollout is held in
+        self._connections = threading.local()  # sqlite3 connections serve their own thread
         with closing(sqlite3.connect(self.state_file, timeout=30)) as db:
             db.execute("PRAGMA journal_mode=WAL")  # several processes share the file
             db.executescript(_SCHEMA)
@@ -761,16 +763,27 @@ class SimulatedCluster:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         # One short transaction per operation, so replicas never hold the file for long.
-        connection = sqlite3.connect(self.state_file, timeout=30, isolation_level=None)
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.execute("BEGIN IMMEDIATE")
             yield connection
             connection.execute("COMMIT")
         except BaseException:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        finally:
-            connection.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the state file, opened once: opening one, and syncing
+        every commit to the disk, was most of what a simulated operation cost. A commit is
+        still safe from a killed process (the write-ahead log is in the page cache); only a
+        power cut could lose the newest, which no test makes."""
+        connection: sqlite3.Connection | None = getattr(self._connections, "db", None)
+        if connection is None:
+            connection = sqlite3.connect(self.state_file, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._connections.db = connection
+        return connection
 
     async def _operate(self, operation: str, namespace: str) -> None:
         """Take the operation's time, then apply any fault configured for it."""
