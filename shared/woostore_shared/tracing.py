@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from opentelemetry import context, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -70,6 +70,24 @@ def continued(carrier: Mapping[str, str | None], name: str, **attributes: str) -
             yield span
     finally:
         context.detach(token)
+
+
+class Siblings:
+    """Spans that are children of the span current when this was made, opened on demand: a
+    recipe's steps, where one step's end and the next one's start are journalled together
+    and each event must still carry its own step's span."""
+
+    def __init__(self) -> None:
+        self.parent = context.get_current()
+
+    def open(self, name: str, attributes: Mapping[str, str]) -> Span:
+        return tracer().start_span(name, context=self.parent, attributes=attributes)
+
+
+def inside(span: Span, *, end: bool) -> AbstractContextManager[Span]:
+    """``span`` the current one while the block runs; ended after (an error recorded) if
+    ``end``."""
+    return trace.use_span(span, end_on_exit=end, record_exception=end, set_status_on_exception=end)
 
 
 def log_ids() -> dict[str, str]:

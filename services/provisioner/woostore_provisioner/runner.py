@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from opentelemetry.trace import Span
 from prometheus_client import Counter, Histogram
 from sqlmodel import select
 
@@ -438,16 +439,26 @@ class Runner:
         done = await self.journal.done(store.id, recipe)
         job = self._job(store, backups)
         total = len(recipe.steps)
-        for index, step in enumerate(recipe.steps, start=1):
-            if step.name in done:
-                continue
-            info = StepInfo(name=step.name, title=step.title, index=index, total=total)
-            # A span per step, named as the step: its cluster calls and events are inside it.
-            with tracing.tracer().start_as_current_span(
-                step.name,
-                attributes={"woostore.phase": recipe.phase, "woostore.step": f"{index}/{total}"},
-            ):
-                await self.journal.started(store.id, recipe, info)
+        to_run = [
+            (step, StepInfo(name=step.name, title=step.title, index=index, total=total))
+            for index, step in enumerate(recipe.steps, start=1)
+            if step.name not in done
+        ]
+        # A span per step, named as the step: its cluster calls and events are inside it.
+        spans = tracing.Siblings()
+
+        def span_of(info: StepInfo) -> Span:
+            phase_and_place = {
+                "woostore.phase": recipe.phase,
+                "woostore.step": f"{info.index}/{total}",
+            }
+            return spans.open(info.name, phase_and_place)
+
+        following: tuple[StepInfo, Span] | None = None  # journalled as started with the last
+        for position, (step, info) in enumerate(to_run):
+            with tracing.inside(following[1] if following else span_of(info), end=True):
+                if following is None:
+                    await self.journal.started(store.id, recipe, info)
                 began = time.monotonic()
                 try:
                     learned = await self._watched(
@@ -460,8 +471,18 @@ class Runner:
                 finally:  # the metric counts the steps that failed or were cut too
                     seconds = time.monotonic() - began
                     STEP_SECONDS.labels(recipe.phase, step.name).observe(seconds)
-                # A later step may need what this one learned (a rollback's chosen revision).
-                completed = await self.journal.completed(store.id, recipe, info, learned, seconds)
+                following = None
+                if position + 1 < len(to_run):
+                    following = (to_run[position + 1][1], span_of(to_run[position + 1][1]))
+                try:
+                    # A later step may need what this one learned (a rollback's revision).
+                    completed = await self.journal.completed(
+                        store.id, recipe, info, learned, seconds, following
+                    )
+                except BaseException:
+                    if following:
+                        following[1].end()  # the next step never started
+                    raise
             job = self._job(completed, backups)
 
     async def _watched(
