@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import nats
 import psutil
+from nats.aio.msg import Msg
 
 from bench.common import postgres_processes, rewrite_section, table
 from woostore_devstack.platform import REPO, SERVICES, Platform, running_services
@@ -88,21 +89,40 @@ async def _streams(platform: Platform) -> dict[str, tuple[int, int]]:
 
 
 async def _make(platform: Platform, count: int, first: int) -> None:
-    """Ask for ``count`` stores at once, and wait until every store so far is ready."""
-    async with httpx.AsyncClient(
-        base_url=platform.api_url, headers=platform.headers, timeout=60
-    ) as api:
-        for n in range(count):
-            (
-                await api.post("/api/v1/stores", json={"name": f"Cost {first + n}"})
-            ).raise_for_status()
-        while True:
-            by_status = (await api.get("/api/v1/stores/counts")).json()["by_status"]
-            if by_status.get("failed"):
-                raise RuntimeError(f"a store failed: {by_status}")
-            if by_status.get("ready", 0) >= first + count:
-                return
-            await asyncio.sleep(0.05)
+    """Ask for ``count`` stores at once, and wait until each is ready. The wait listens for
+    the stores' ``ready`` (or ``failed``) events on NATS: polling the API instead would put
+    the client's own requests into the API's and PostgreSQL's CPU figures."""
+    client = await nats.connect(servers=platform.env["WOOSTORE_NATS_URL"].split(","))
+    ready: set[str] = set()
+    failed: list[str] = []
+    finished = asyncio.Event()
+    asked: set[str] = set()
+
+    async def heard(message: Msg) -> None:
+        kind, _, store_id = message.subject.removeprefix("store.").partition(".")
+        if kind == "ready":
+            ready.add(store_id)
+        else:
+            failed.append(store_id)
+        if failed or (len(asked) == count and asked <= ready):
+            finished.set()
+
+    try:
+        await client.subscribe("store.ready.*", cb=heard)
+        await client.subscribe("store.failed.*", cb=heard)
+        async with httpx.AsyncClient(
+            base_url=platform.api_url, headers=platform.headers, timeout=60
+        ) as api:
+            for n in range(count):
+                answer = await api.post("/api/v1/stores", json={"name": f"Cost {first + n}"})
+                asked.add(answer.raise_for_status().json()["id"])
+        if asked <= ready:
+            finished.set()
+        await asyncio.wait_for(finished.wait(), timeout=600)
+        if failed:
+            raise RuntimeError(f"stores failed: {failed}")
+    finally:
+        await client.close()
 
 
 def measure_one(sizes: Sizes, replicas: int = 1, in_flight: int | None = None) -> Run:
@@ -148,7 +168,9 @@ METHOD = """\
 The whole platform (`running_services`: the four services on embedded NATS and
 PostgreSQL) with the simulated cluster at time scale 0, so no step waits: what is left is
 the platform's own work, and the simulator's. A few stores are made first and not counted;
-then the stores are asked for at once and timed until the last is ready. Each process's CPU
+then the stores are asked for at once and timed until the last is ready (heard as its
+`ready` event on NATS: polling the API would add the client's requests to its figures).
+Each process's CPU
 time (user and system, from psutil) is read before and after: every service, NATS, and
 PostgreSQL's postmaster with all its backends. `helm` is the provisioners' children (the
 simulated cluster renders the store chart with `helm template`), reported on its own.
