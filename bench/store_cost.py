@@ -170,10 +170,10 @@ PostgreSQL) with the simulated cluster at time scale 0, so no step waits: what i
 the platform's own work, and the simulator's. A few stores are made first and not counted;
 then the stores are asked for at once and timed until the last is ready (heard as its
 `ready` event on NATS: polling the API would add the client's requests to its figures).
-Each process's CPU
-time (user and system, from psutil) is read before and after: every service, NATS, and
-PostgreSQL's postmaster with all its backends. `helm` is the provisioners' children (the
-simulated cluster renders the store chart with `helm template`), reported on its own.
+Each process's CPU time (user and system, from psutil) is read before and after: every
+service, NATS, and PostgreSQL's postmaster with all its backends. `helm` is the
+provisioners' children (the simulated cluster renders the store chart with `helm
+template`), reported on its own.
 
 The JetStream rows are what each stream's state (messages, bytes, as the server counts
 them) grew by while the counted stores were made: `STORES` (events, kept 30 days) and
