@@ -1938,6 +1938,10 @@ def test_the_cron_container_runs_wordpresss_due_events_on_wordpresss_volume(
     assert {"WORDPRESS_DB_HOST", "WORDPRESS_DB_PASSWORD", "WOOSTORE_URL_SCHEME"} <= env
     assert "WOOSTORE_ADMIN_PASSWORD" not in env  # what it does needs no login
     assert cron["livenessProbe"]["exec"]["command"] == ["woostore-cron", "--alive"]
+    assert {"name": "WOOSTORE_CRON_LOG", "value": "events"} in cron["env"]
+    (quiet,) = by_kind(render(helm_env, "--set", "wordpress.cron.log=failures"), "Deployment")
+    quiet_cron = one_named(quiet["spec"]["template"]["spec"]["containers"], "cron")
+    assert {"name": "WOOSTORE_CRON_LOG", "value": "failures"} in quiet_cron["env"]
 
 
 def one_named(containers: list[Manifest], name: str) -> Manifest:
@@ -1952,28 +1956,17 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
     WordPress is installed, the due events every interval after, each event run a line of the
     container's log (a round with none, nothing), a failed round said, and TERM ends it at
     once."""
-    bin_dir, log = tmp_path / "bin", tmp_path / "wp.log"
-    bin_dir.mkdir()
     installed, due, broken = tmp_path / "installed", tmp_path / "due", tmp_path / "broken"
     due.touch()  # one event is due: the first round runs it, the next ones find none
-    fake_wp = bin_dir / "wp"
-    fake_wp.write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> {log}\n'
-        f'case "$*" in *"core is-installed"*) test -e {installed} ;;\n'
-        f'  *"cron event run"*) if [ -e {broken} ]; then echo "Error: database gone" >&2; exit 1\n'
+    log, env = with_a_stand_in_wp(
+        tmp_path,
+        f'*"core is-installed"*) test -e {installed} ;;\n'
+        f'*"cron event run"*) if [ -e {broken} ]; then echo "Error: database gone" >&2; exit 1\n'
         f"  elif [ -e {due} ]; then rm {due}\n"
         "    echo \"Executed the cron event 'wp_version_check' in 0.01s.\"\n"
         '    echo "Success: Executed a total of 1 cron event."\n'
-        '  else echo "Success: Executed a total of 0 cron events."; fi ;;\n'
-        "esac\n"
+        '  else echo "Success: Executed a total of 0 cron events."; fi ;;\n',
     )
-    fake_wp.chmod(0o755)
-    env = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "TMPDIR": str(tmp_path),
-        "WOOSTORE_CRON_INTERVAL": "1",
-    }
     script = str(WORDPRESS / "woostore-cron.sh")
     alive = [script, "--alive"]
     assert subprocess.run(alive, env=env, check=False).returncode != 0  # never ran
@@ -2000,6 +1993,72 @@ def test_the_cron_loop_runs_the_due_events_once_installed_and_stops_at_once(
     ]
     assert set(lines[2:]) == {"Error: database gone"}  # each failed round, in wp's words
     assert "woostore-cron: wp cron event run failed" in errors.read_text()
+
+
+def test_the_cron_loop_logging_failures_only_shows_failed_and_cut_off_rounds(
+    tmp_path: Path,
+) -> None:
+    """WOOSTORE_CRON_LOG=failures: a round that ran events prints nothing; a failed one
+    prints all wp said, then says it failed; a round cut off mid-way (the liveness probe
+    restarted the container) is shown when the loop next starts. An unknown mode is refused."""
+    broken = tmp_path / "broken"
+    log, env = with_a_stand_in_wp(
+        tmp_path,
+        '*"core is-installed"*) exit 0 ;;\n'
+        '*"cron event run"*)\n'
+        "    echo \"Executed the cron event 'action_scheduler_run_queue' in 0.01s.\"\n"
+        f'    if [ -e {broken} ]; then echo "Error: database gone" >&2; exit 1; fi\n'
+        '    echo "Success: Executed a total of 1 cron event." ;;\n',
+    )
+    env["WOOSTORE_CRON_LOG"] = "failures"
+    script = str(WORDPRESS / "woostore-cron.sh")
+    # What a round cut off by a restart left behind.
+    (tmp_path / "woostore-cron.round").write_text("Executed the cron event 'wc_cleanup' in 9s.\n")
+    container_log, errors = tmp_path / "container.log", tmp_path / "errors.log"
+    with container_log.open("w") as output, errors.open("w") as error_output:
+        loop = subprocess.Popen([script], env=env, stdout=output, stderr=error_output)
+    try:
+        wait_for(lambda: log.exists() and log.read_text().count("cron event run") >= 2, 10)
+        assert container_log.read_text() == "Executed the cron event 'wc_cleanup' in 9s.\n"
+        assert errors.read_text() == (
+            "woostore-cron: the last round was cut off; what it had printed:\n"
+        )
+        broken.touch()
+        wait_for(lambda: "failed" in errors.read_text(), 10)
+    finally:
+        loop.terminate()
+    assert loop.wait(timeout=5) == 0
+    lines = container_log.read_text().splitlines()
+    assert lines[0] == "Executed the cron event 'wc_cleanup' in 9s."  # the cut-off round
+    # Then only failed rounds, each whole: the event it ran, then wp's error.
+    failed = lines[1:]
+    assert failed[:2] == [
+        "Executed the cron event 'action_scheduler_run_queue' in 0.01s.",
+        "Error: database gone",
+    ]
+    assert set(failed) == set(failed[:2])
+    assert "Success" not in container_log.read_text()
+
+    wrong = subprocess.run(
+        [script], env={**env, "WOOSTORE_CRON_LOG": "quiet"}, capture_output=True, text=True,
+        timeout=10, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    assert "WOOSTORE_CRON_LOG is events or failures, not 'quiet'" in wrong.stderr
+
+
+def with_a_stand_in_wp(tmp_path: Path, cases: str) -> tuple[Path, dict[str, str]]:
+    """A `wp` on the PATH that logs its arguments to the returned file and answers as the
+    ``case`` branches ``cases`` say; and the cron script's environment to find it, with a
+    round every second."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "wp.log"
+    bin_dir.mkdir()
+    fake_wp = bin_dir / "wp"
+    fake_wp.write_text(f'#!/bin/sh\necho "$*" >> {log}\ncase "$*" in\n{cases}esac\n')
+    fake_wp.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMPDIR": str(tmp_path),
+           "WOOSTORE_CRON_INTERVAL": "1"}  # fmt: skip
+    return log, env
 
 
 def wait_for(condition: Callable[[], bool], seconds: float) -> None:

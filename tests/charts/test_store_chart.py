@@ -169,6 +169,7 @@ def test_render_without_required_values_fails_schema(
         ["--set-json", 'networkPolicy.dns.cidrs=["0.0.0.0/0"]'],
         ["--set-json", 'networkPolicy.dns.cidrs=["::/0"]'],
         ["--set-json", 'networkPolicy.dns.cidrs=["169.254.20.10"]'],
+        ["--set-string", "wordpress.cron.log=quiet"],
     ],
     ids=[
         "extra-key",
@@ -187,6 +188,7 @@ def test_render_without_required_values_fails_schema(
         "dns-to-every-ipv4-address",
         "dns-to-every-ipv6-address",
         "dns-address-without-prefix",
+        "unknown-cron-log",
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:
