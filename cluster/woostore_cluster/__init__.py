@@ -1,5 +1,7 @@
 """The cluster seam: the provisioner and the reaper reach Kubernetes only through ``Cluster``."""
 
+import shutil
+
 from woostore_cluster.base import (
     DEFAULT_INSTALLATION,
     INSTALLATION_LABEL,
@@ -43,7 +45,14 @@ __all__ = [
 
 
 def connect_cluster(settings: Settings) -> Cluster:
-    """The cluster the settings name: Kubernetes when a kubeconfig is given, else simulated."""
+    """The cluster the settings name: Kubernetes when a kubeconfig is given, else simulated.
+    Either needs helm: without it every store would fail at its first release, after its
+    retries, so the service refuses to start instead."""
+    if shutil.which(settings.helm_binary) is None:
+        raise SystemExit(
+            f"WOOSTORE_HELM_BINARY={settings.helm_binary}: no such program (make tools installs "
+            "helm into .tools/bin; the simulated cluster renders stores' charts with it too)"
+        )
     if settings.cluster_mode is ClusterMode.KUBERNETES:
         from woostore_cluster.kubernetes import connect_kubernetes
 

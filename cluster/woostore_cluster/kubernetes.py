@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -613,11 +612,6 @@ def connect_kubernetes(settings: Settings) -> KubernetesCluster:
             "file, or to run in a Kubernetes pod with its ServiceAccount token mounted "
             "(KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT set, and "
             "/var/run/secrets/kubernetes.io/serviceaccount/token present)"
-        )
-    if shutil.which(settings.helm_binary) is None:
-        raise SystemExit(
-            f"WOOSTORE_HELM_BINARY={settings.helm_binary}: no such program (make tools installs "
-            "helm into .tools/bin)"
         )
     try:
         kube = ClientKubeApi(path)

@@ -66,7 +66,7 @@ COPY --from=build-reaper /app/.venv /app/.venv
 # The store chart's version: pooled stores on another one are retired.
 COPY helm/store/Chart.yaml /app/helm/store/Chart.yaml
 ENV WOOSTORE_STORE_CHART=/app/helm/store
-# The Kubernetes driver checks helm at start: the reaper removes orphaned stores through it.
+# Either cluster driver checks helm at start: the reaper removes orphaned stores through it.
 COPY --from=build-provisioner /app/.tools/bin/helm /usr/local/bin/helm
 EXPOSE 9000
 CMD ["woostore-reaper"]

@@ -102,6 +102,15 @@ def test_a_missing_helm_refuses_to_start(kubeconfig: Path, tmp_path: Path) -> No
         connect_cluster(Settings(kubeconfig=kubeconfig, helm_binary=str(tmp_path / "helm")))
 
 
+def test_a_missing_helm_refuses_to_start_the_simulated_cluster_too(tmp_path: Path) -> None:
+    """It renders stores' charts with helm: without it each store would fail at its first
+    release, after five deliveries."""
+    settings = Settings(data_dir=tmp_path, helm_binary=str(tmp_path / "helm"))
+    assert settings.cluster_mode is ClusterMode.SIMULATED
+    with pytest.raises(SystemExit, match=r"WOOSTORE_HELM_BINARY=.*: no such program"):
+        connect_cluster(settings)
+
+
 def test_values_profiles_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WOOSTORE_STORE_VALUES_FILES", "helm/store/values-local.yaml, extra.yaml")
     assert Settings().store_values_files == [
