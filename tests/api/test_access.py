@@ -324,6 +324,21 @@ async def test_the_queue_cap_refuses_with_its_own_limit(
     assert refused.headers["Retry-After"] == "60"
 
 
+async def test_a_create_refused_by_a_cap_is_counted_against_no_rate(
+    api: FastAPI, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """The rate is taken in the creating transaction, so a cap's refusal rolls it back: a
+    client that waits out a cap is not then refused by its rate."""
+    limited(api, settings, max_queued_stores=1, tenant_store_limit=50, creates_per_minute=2)
+    await create(client, "One")
+    for _ in range(3):
+        refused = await client.post(STORES, json={"name": "Two"})
+        assert problem(refused, 429)["limit"] == "queued-stores"
+
+    limited(api, settings, max_queued_stores=2, tenant_store_limit=50, creates_per_minute=2)
+    await create(client, "Two")  # the rate's second of two: the refusals took none
+
+
 async def test_the_create_rate_is_per_key(
     api: FastAPI, settings: Settings, new_tenant: NewTenant
 ) -> None:

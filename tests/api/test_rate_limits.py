@@ -16,6 +16,7 @@ from woostore_api.stores.quotas import Rate, take
 from woostore_shared.db import Database
 from woostore_shared.models import RateLimit
 from woostore_shared.outbox import Outbox
+from woostore_shared.unit_of_work import UnitOfWork
 
 START = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -32,7 +33,8 @@ def per_minute(allowed: int, counter: str = "key/wsk_test/creates") -> Rate:
 async def admitted(outbox: Outbox, *rates: Rate, at: datetime) -> bool | int:
     """True if the request is admitted, else the seconds its refusal says to wait."""
     try:
-        await take(outbox, *rates, now=at)
+        async with UnitOfWork.begin(outbox) as uow:
+            await take(uow.session, *rates, now=at)
     except Problem as refused:
         headers = refused.headers or {}
         return int(headers["Retry-After"]) if refused.status == 429 else refused.status

@@ -3,8 +3,10 @@
 
 All hold across API replicas and under any concurrency, because PostgreSQL does the
 counting: a rate is GCRA (the generic cell rate algorithm, a token bucket kept as one
-timestamp) updated by one conditional upsert, and the caps are counts the database keeps as
-stores change and checks as a creating transaction commits (``within_caps``).
+timestamp) updated by one conditional upsert in the transaction that carries the request
+out, and the caps are counts the database keeps as stores change and checks as a creating
+transaction commits (``within_caps``). A request refused for any reason, a cap's included,
+is counted against no rate.
 
 A rate of N a minute allows N at once, then one every 60/N seconds as the allowance refills.
 A fixed one-minute window, as before, let 2N through in a moment across a minute's end.
@@ -22,6 +24,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_api.problems import limit_reached
 from woostore_shared.access import Principal
@@ -54,38 +57,39 @@ class Rate:
         return self.interval * (self.allowed - 1)
 
 
-async def take(outbox: Outbox, *rates: Rate, now: datetime | None = None) -> None:
-    """Count a request against every rate, in one transaction; past any of them it is
-    refused and counted against none (a client waiting out Retry-After then gets in)."""
+async def take(session: AsyncSession, *rates: Rate, now: datetime | None = None) -> None:
+    """Count a request against every rate, in the transaction that carries the request out:
+    past any rate it is refused, and a request refused for any reason is counted against
+    none (a client waiting out Retry-After then gets in). Take them last in the transaction:
+    the counters' rows stay locked until it commits."""
     now = now or utcnow()
-    async with UnitOfWork.begin(outbox) as uow:
-        for rate in rates:
-            # GCRA: the counter's theoretical arrival time (tat) moves one interval on per
-            # request admitted; a request is admitted while tat is at most ``burst`` ahead.
-            arrival = func.greatest(RateLimit.tat, now)
-            admitted = (
-                insert(RateLimit)
-                .values(counter=rate.counter, tat=now + rate.interval)
-                .on_conflict_do_update(
-                    index_elements=["counter"],
-                    set_={"tat": arrival + rate.interval},
-                    where=arrival - now <= rate.burst,
-                )
-                .returning(col(RateLimit.tat))
+    for rate in rates:
+        # GCRA: the counter's theoretical arrival time (tat) moves one interval on per
+        # request admitted; a request is admitted while tat is at most ``burst`` ahead.
+        arrival = func.greatest(RateLimit.tat, now)
+        admitted = (
+            insert(RateLimit)
+            .values(counter=rate.counter, tat=now + rate.interval)
+            .on_conflict_do_update(
+                index_elements=["counter"],
+                set_={"tat": arrival + rate.interval},
+                where=arrival - now <= rate.burst,
             )
-            if (await uow.session.exec(admitted)).first() is None:
-                tat = (await uow.session.exec(
-                    select(RateLimit.tat).where(col(RateLimit.counter) == rate.counter)
-                )).one()  # fmt: skip
-                wait = (tat - rate.burst - now).total_seconds()
-                raise limit_reached(rate.limit, rate.allowed, rate.detail, max(1, math.ceil(wait)))
+            .returning(col(RateLimit.tat))
+        )
+        if (await session.exec(admitted)).first() is None:
+            tat = (await session.exec(
+                select(RateLimit.tat).where(col(RateLimit.counter) == rate.counter)
+            )).one()  # fmt: skip
+            wait = (tat - rate.burst - now).total_seconds()
+            raise limit_reached(rate.limit, rate.allowed, rate.detail, max(1, math.ceil(wait)))
 
 
-async def count_create(outbox: Outbox, principal: Principal, settings: Settings) -> None:
+async def count_create(session: AsyncSession, principal: Principal, settings: Settings) -> None:
     """Count a store creation against the key's rate and its tenant's: a tenant's keys share
     one, so minting more keys does not buy more creations."""
     await take(
-        outbox,
+        session,
         Rate(
             f"key/{principal.actor}/creates",
             settings.creates_per_minute,
@@ -101,11 +105,11 @@ async def count_create(outbox: Outbox, principal: Principal, settings: Settings)
     )
 
 
-async def count_change(outbox: Outbox, principal: Principal, settings: Settings) -> None:
-    """Count an upgrade or a rollback against the caller's tenant's rate: all tenants share
-    the provisioners that carry them out."""
+async def count_change(session: AsyncSession, principal: Principal, settings: Settings) -> None:
+    """Count a change (an upgrade, a rollback, a backup, a restore) against the caller's
+    tenant's rate: all tenants share the provisioners that carry them out."""
     await take(
-        outbox,
+        session,
         Rate(
             f"tenant/{principal.tenant_id}/changes",
             settings.tenant_changes_per_minute,
