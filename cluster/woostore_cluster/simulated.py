@@ -764,8 +764,8 @@ class SimulatedCluster:
     def _db(self) -> Iterator[sqlite3.Connection]:
         # One short transaction per operation, so replicas never hold the file for long.
         connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        try:  # BEGIN inside: a kept connection must never be left in a transaction
+            connection.execute("BEGIN IMMEDIATE")
             yield connection
             connection.execute("COMMIT")
         except BaseException:
