@@ -479,11 +479,12 @@ class Runner:
                     completed = await self.journal.completed(
                         store.id, recipe, info, learned, seconds, following
                     )
+                    job = self._job(completed, backups)
                 except BaseException:
-                    if following:
-                        following[1].end()  # the next step never started
+                    if following:  # the next step never started: its span says so, and ends
+                        following[1].set_attribute("woostore.step.started", False)
+                        following[1].end()
                     raise
-            job = self._job(completed, backups)
 
     async def _watched(
         self,
