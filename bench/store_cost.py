@@ -110,6 +110,7 @@ async def _make(platform: Platform, count: int, first: int) -> None:
     try:
         await client.subscribe("store.ready.*", cb=heard)
         await client.subscribe("store.failed.*", cb=heard)
+        await client.flush()  # the server has both before the first store is asked for
         async with httpx.AsyncClient(
             base_url=platform.api_url, headers=platform.headers, timeout=60
         ) as api:
