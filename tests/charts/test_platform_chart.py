@@ -2047,6 +2047,36 @@ def test_the_cron_loop_logging_failures_only_shows_failed_and_cut_off_rounds(
     assert "WOOSTORE_CRON_LOG is events or failures, not 'quiet'" in wrong.stderr
 
 
+def test_a_cron_round_under_way_when_the_pod_stops_finishes_and_says_how_it_went(
+    tmp_path: Path,
+) -> None:
+    """TERM mid-round (failures mode): the round ends as it would, its output kept back and
+    then removed, and the loop exits 0; so the next start shows no round as cut off."""
+    running, release = tmp_path / "running", tmp_path / "release"
+    _, env = with_a_stand_in_wp(
+        tmp_path,
+        '*"core is-installed"*) exit 0 ;;\n'
+        f'*"cron event run"*) touch {running}\n'
+        f"    while [ ! -e {release} ]; do sleep 0.05; done\n"
+        '    echo "Success: Executed a total of 1 cron event." ;;\n',
+    )
+    env["WOOSTORE_CRON_LOG"] = "failures"
+    script = str(WORDPRESS / "woostore-cron.sh")
+    container_log, errors = tmp_path / "container.log", tmp_path / "errors.log"
+    with container_log.open("w") as output, errors.open("w") as error_output:
+        loop = subprocess.Popen([script], env=env, stdout=output, stderr=error_output)
+    try:
+        wait_for(running.exists, 10)
+        loop.terminate()  # while wp runs the round
+        release.touch()
+        assert loop.wait(timeout=5) == 0
+    finally:
+        loop.kill()
+    assert container_log.read_text() == ""
+    assert errors.read_text() == ""
+    assert not (tmp_path / "woostore-cron.round").exists()
+
+
 def with_a_stand_in_wp(tmp_path: Path, cases: str) -> tuple[Path, dict[str, str]]:
     """A `wp` on the PATH that logs its arguments to the returned file and answers as the
     ``case`` branches ``cases`` say; and the cron script's environment to find it, with a

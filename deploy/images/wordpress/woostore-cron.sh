@@ -35,7 +35,10 @@ if [ -s "$round_output" ]; then
 fi
 rm -f "$round_output"
 
-trap 'exit 0' TERM INT
+# A TERM (the pod stopping) lets a round under way finish and say how it went; the wait
+# between rounds ends at once.
+stopping=""
+trap 'stopping=1' TERM INT
 while :; do
     touch "$beat"
     if wp --path=/var/www/html core is-installed 2>/dev/null; then
@@ -54,7 +57,9 @@ while :; do
         fi
         [ "$(cat "$status")" = 0 ] || echo "woostore-cron: wp cron event run failed" >&2
     fi
+    [ -z "$stopping" ] || exit 0
     # In the background, so a TERM ends the wait at once rather than after it.
     sleep "$interval" &
     wait $!
+    [ -z "$stopping" ] || exit 0
 done
