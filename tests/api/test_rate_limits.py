@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from sqlmodel import col, select
 
 from woostore_api.problems import Problem
-from woostore_api.stores.quotas import Rate, take
+from woostore_api.stores.quotas import Rate, counted, take
 from woostore_shared.db import Database
 from woostore_shared.models import RateLimit
 from woostore_shared.outbox import Outbox
@@ -82,3 +82,29 @@ async def test_concurrent_requests_are_admitted_exactly_up_to_the_allowance(
     results = await asyncio.gather(*(admitted(outbox, rate, at=START) for _ in range(20)))
     assert results.count(True) == 5
     assert all(result is True or result >= 1 for result in results)
+
+
+async def test_a_request_past_its_rate_is_refused_before_its_work_and_counted_after_it(
+    outbox: Outbox,
+) -> None:
+    """``counted``: a spent rate refuses at once, so the work (a pooled store claimed, say)
+    never starts; an admitted request is counted once its work is done, and work that fails
+    is counted against nothing."""
+    rate = per_minute(2)
+    worked: list[str] = []
+
+    async def request(name: str, fails: bool = False) -> None:
+        async with UnitOfWork.begin(outbox) as uow, counted(uow.session, rate, now=START):
+            worked.append(name)
+            if fails:
+                raise RuntimeError(name)
+
+    with pytest.raises(RuntimeError):
+        await request("failed", fails=True)
+    await request("first")
+    await request("second")  # the failed one took none of the two
+    with pytest.raises(Problem) as refused:
+        await request("third")
+
+    assert worked == ["failed", "first", "second"]  # the third never started its work
+    assert refused.value.status == 429

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from woostore_api.problems import limit_reached
+from woostore_api.problems import Problem, limit_reached
 from woostore_shared.access import Principal
 from woostore_shared.models import RateLimit, utcnow
 from woostore_shared.outbox import Outbox
@@ -57,11 +57,32 @@ class Rate:
         return self.interval * (self.allowed - 1)
 
 
+@asynccontextmanager
+async def counted(
+    session: AsyncSession, *rates: Rate, now: datetime | None = None
+) -> AsyncIterator[None]:
+    """The request's work, counted against ``rates`` in the transaction that carries it out.
+    A rate already spent refuses it at once, read and not locked, before any work (a create
+    past its rate must not hold a pooled store while it waits to be refused); the counters
+    are then taken last (``take``), their rows locked only until the commit. A request
+    refused for any reason is counted against none: a client waiting out Retry-After gets
+    in."""
+    now = now or utcnow()
+    counters = [rate.counter for rate in rates]
+    found = await session.exec(
+        select(RateLimit.counter, RateLimit.tat).where(col(RateLimit.counter).in_(counters))
+    )
+    tats = dict(found.all())
+    for rate in rates:
+        if rate.counter in tats and tats[rate.counter] - now > rate.burst:
+            raise _refusal(rate, tats[rate.counter], now)
+    yield
+    await take(session, *rates, now=now)
+
+
 async def take(session: AsyncSession, *rates: Rate, now: datetime | None = None) -> None:
-    """Count a request against every rate, in the transaction that carries the request out:
-    past any rate it is refused, and a request refused for any reason is counted against
-    none (a client waiting out Retry-After then gets in). Take them last in the transaction:
-    the counters' rows stay locked until it commits."""
+    """Count a request against every rate; past any of them it is refused (and the caller's
+    transaction, rolled back, counts it against none)."""
     now = now or utcnow()
     for rate in rates:
         # GCRA: the counter's theoretical arrival time (tat) moves one interval on per
@@ -81,15 +102,18 @@ async def take(session: AsyncSession, *rates: Rate, now: datetime | None = None)
             tat = (await session.exec(
                 select(RateLimit.tat).where(col(RateLimit.counter) == rate.counter)
             )).one()  # fmt: skip
-            wait = (tat - rate.burst - now).total_seconds()
-            raise limit_reached(rate.limit, rate.allowed, rate.detail, max(1, math.ceil(wait)))
+            raise _refusal(rate, tat, now)
 
 
-async def count_create(session: AsyncSession, principal: Principal, settings: Settings) -> None:
-    """Count a store creation against the key's rate and its tenant's: a tenant's keys share
-    one, so minting more keys does not buy more creations."""
-    await take(
-        session,
+def _refusal(rate: Rate, tat: datetime, now: datetime) -> Problem:
+    wait = (tat - rate.burst - now).total_seconds()
+    return limit_reached(rate.limit, rate.allowed, rate.detail, max(1, math.ceil(wait)))
+
+
+def create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
+    """A store creation's: the key's rate and its tenant's (a tenant's keys share one, so
+    minting more keys does not buy more creations)."""
+    return (
         Rate(
             f"key/{principal.actor}/creates",
             settings.creates_per_minute,
@@ -105,11 +129,10 @@ async def count_create(session: AsyncSession, principal: Principal, settings: Se
     )
 
 
-async def count_change(session: AsyncSession, principal: Principal, settings: Settings) -> None:
-    """Count a change (an upgrade, a rollback, a backup, a restore) against the caller's
-    tenant's rate: all tenants share the provisioners that carry them out."""
-    await take(
-        session,
+def change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
+    """A change's (an upgrade, a rollback, a backup, a restore): the caller's tenant's rate,
+    as all tenants share the provisioners that carry them out."""
+    return (
         Rate(
             f"tenant/{principal.tenant_id}/changes",
             settings.tenant_changes_per_minute,

@@ -100,7 +100,10 @@ async def create_store(
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
-            async with quotas.within_caps(outbox, settings) as uow:
+            async with (
+                quotas.within_caps(outbox, settings) as uow,
+                quotas.counted(uow.session, *quotas.create_rates(caller.principal, settings)),
+            ):
                 store = await _claim_or_request(uow, tenant_id, slug, request, settings)
                 if idempotency_key is not None:
                     uow.session.add(
@@ -116,7 +119,6 @@ async def create_store(
                     uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
-                await quotas.count_create(uow.session, caller.principal, settings)
             if settings.warm_pool_size and request.from_backup is None:
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
             return store, True
@@ -393,11 +395,13 @@ async def request_change(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, change: Change, settings: Settings
 ) -> Store:
     """Ask for an upgrade or a rollback of a ready store, within the tenant's change rate."""
-    async with UnitOfWork.begin(outbox) as uow:
+    async with (
+        UnitOfWork.begin(outbox) as uow,
+        quotas.counted(uow.session, *quotas.change_rates(caller.principal, settings)),
+    ):
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_change(uow, store_id, change)
         record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.owner)
-        await quotas.count_change(uow.session, caller.principal, settings)
     return store
 
 
@@ -405,7 +409,10 @@ async def request_backup(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, settings: Settings
 ) -> StoreBackup:
     """Ask for a backup of a ready store, within the tenant's change rate."""
-    async with UnitOfWork.begin(outbox) as uow:
+    async with (
+        UnitOfWork.begin(outbox) as uow,
+        quotas.counted(uow.session, *quotas.change_rates(caller.principal, settings)),
+    ):
         await _visible_store(uow, caller, store_id)
         backup = await lifecycle.start_backup(uow, store_id, BackupTrigger.REQUESTED)
         store = await uow.session.get(Store, store_id)
@@ -414,7 +421,6 @@ async def request_backup(
             uow.session, caller, "store.backup", f"store/{store.id}", store.owner,
             backup_id=str(backup.id),
         )  # fmt: skip
-        await quotas.count_change(uow.session, caller.principal, settings)
     return backup
 
 
@@ -422,14 +428,16 @@ async def request_restore(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, backup_id: uuid.UUID, settings: Settings
 ) -> Store:
     """Ask to return a ready store to one of its complete backups, within the change rate."""
-    async with UnitOfWork.begin(outbox) as uow:
+    async with (
+        UnitOfWork.begin(outbox) as uow,
+        quotas.counted(uow.session, *quotas.change_rates(caller.principal, settings)),
+    ):
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_restore(uow, store_id, backup_id)
         record(
             uow.session, caller, "store.restore", f"store/{store.id}", store.owner,
             backup_id=str(backup_id),
         )  # fmt: skip
-        await quotas.count_change(uow.session, caller.principal, settings)
     return store
 
 
@@ -478,11 +486,13 @@ async def retry_store(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, settings: Settings
 ) -> Store:
     """Ask for a failed store again, within the create rates and the store caps."""
-    async with quotas.within_caps(outbox, settings) as uow:
+    async with (
+        quotas.within_caps(outbox, settings) as uow,
+        quotas.counted(uow.session, *quotas.create_rates(caller.principal, settings)),
+    ):
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.retry(uow, store_id)
         record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
-        await quotas.count_create(uow.session, caller.principal, settings)
     return store
 
 
