@@ -926,8 +926,9 @@ class SimulatedCluster:
             )
 
     def _wordpress(self, namespace: str) -> dict[str, Any]:
-        with self._wordpress_state(namespace) as state:
-            return state
+        """The store's WordPress state, read only (``_wordpress_state`` changes it)."""
+        with self._db() as db:
+            return _read_wordpress(db, namespace)
 
     @contextmanager
     def _wordpress_state(self, namespace: str) -> Iterator[dict[str, Any]]:
