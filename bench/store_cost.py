@@ -95,8 +95,7 @@ async def _make(platform: Platform, count: int, first: int) -> None:
     client = await nats.connect(servers=platform.env["WOOSTORE_NATS_URL"].split(","))
     ready: set[str] = set()
     failed: list[str] = []
-    finished = asyncio.Event()
-    asked: set[str] = set()
+    heard_one = asyncio.Event()
 
     async def heard(message: Msg) -> None:
         kind, _, store_id = message.subject.removeprefix("store.").partition(".")
@@ -104,22 +103,23 @@ async def _make(platform: Platform, count: int, first: int) -> None:
             ready.add(store_id)
         else:
             failed.append(store_id)
-        if failed or (len(asked) == count and asked <= ready):
-            finished.set()
+        heard_one.set()
 
     try:
         await client.subscribe("store.ready.*", cb=heard)
         await client.subscribe("store.failed.*", cb=heard)
         await client.flush()  # the server has both before the first store is asked for
+        asked: set[str] = set()
         async with httpx.AsyncClient(
             base_url=platform.api_url, headers=platform.headers, timeout=60
         ) as api:
             for n in range(count):
                 answer = await api.post("/api/v1/stores", json={"name": f"Cost {first + n}"})
                 asked.add(answer.raise_for_status().json()["id"])
-        if asked <= ready:
-            finished.set()
-        await asyncio.wait_for(finished.wait(), timeout=600)
+        async with asyncio.timeout(600):
+            while not (failed or asked <= ready):
+                heard_one.clear()
+                await heard_one.wait()
         if failed:
             raise RuntimeError(f"stores failed: {failed}")
     finally:
