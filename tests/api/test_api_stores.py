@@ -68,7 +68,7 @@ async def set_columns(db: Database, store_id: str, **values: Any) -> None:
 
 
 async def test_creating_a_store_queues_it_and_publishes_store_requested(
-    client: httpx.AsyncClient, nats_client: Client, database: Database
+    api: FastAPI, client: httpx.AsyncClient, nats_client: Client, database: Database
 ) -> None:
     response = await client.post(STORES, json={"name": "My Shop"})
 
@@ -100,6 +100,7 @@ async def test_creating_a_store_queues_it_and_publishes_store_requested(
     assert event["data"]["store"]["id"] == store["id"]
     assert event["data"]["store"]["slug"] == slug
 
+    await api.state.outbox.mark()  # what it marks a moment after publishing, now
     [row] = await event_rows(database, store["id"])
     assert str(row.id) == event["id"]
     assert row.published_at is not None
@@ -362,7 +363,7 @@ async def test_deleting_a_deleted_store_is_a_409_naming_its_status(
 
 @pytest.mark.parametrize("status", ["queued", "provisioning", "ready", "failed"])
 async def test_deleting_a_store_marks_it_deleting_and_publishes_delete_requested(
-    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
+    api: FastAPI, client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
 ) -> None:
     store = await create(client)
     await set_columns(database, store["id"], status=StoreStatus(status))
@@ -382,6 +383,7 @@ async def test_deleting_a_store_marks_it_deleting_and_publishes_delete_requested
     assert deletion["data"] == {"status": "deleting", "actions": []}
     assert messages[1].headers is not None
     assert messages[1].headers["Nats-Msg-Id"] == deletion["id"]
+    await api.state.outbox.mark()  # what it marks a moment after publishing, now
     rows = await event_rows(database, store["id"])
     assert [r.type for r in rows] == [TYPE + "requested", TYPE + "delete_requested"]
     assert all(r.published_at is not None for r in rows)

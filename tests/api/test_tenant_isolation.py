@@ -243,6 +243,9 @@ async def world(
     outbox = Outbox(database, nats_client, source="/tests")
     store = await add_pooled_store(outbox, name=f"Pooled {uuid.uuid4().hex[:6]}")
     pooled = {"id": str(store.id), "name": store.name, "slug": store.slug}
+    # Settled: what went out is marked now, not a moment later, inside a test's snapshots.
+    await outbox.close()
+    await api.state.outbox.mark()
     yield World(a=a, b=b, settings=settings, pooled=pooled)
     await a.http.aclose()
     await b.http.aclose()

@@ -175,6 +175,8 @@ async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadl
         "step": "rollout",
         "actions": ["delete"],  # no retry until its clean-up has finished
     }
+    await outbox.mark()  # what it marks a moment after publishing, now
+    [row] = await event_rows(database)
     assert row.published_at is not None
     [message] = await stream_messages(nats_client)
     assert message.subject == f"store.failed.{store_id}"

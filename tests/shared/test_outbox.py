@@ -1,18 +1,22 @@
 """The outbox: a store change and its events are committed together, then published in
-order, with the event id as Nats-Msg-Id."""
+order, with the event id as Nats-Msg-Id, and marked as published a moment later, many
+deliveries in one transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
+from datetime import datetime
 
 import pytest
 from nats.aio.client import Client
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 
 from tests.support import DEFAULT_SETTINGS
 from woostore_shared.db import Database
-from woostore_shared.events import Deleted, DeleteRequested
+from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, namespace_for
 from woostore_shared.outbox import Outbox
@@ -42,19 +46,32 @@ async def a_ready_store(db: Database) -> uuid.UUID:
     return store.id
 
 
+async def change(
+    outbox: Outbox, store_id: uuid.UUID, *changes: tuple[StoreStatus, EventData]
+) -> list[CloudEvent]:
+    """One unit of work (so one delivery): the store moved through ``changes``, each with
+    its event; the events."""
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await uow.session.get(Store, store_id)
+        assert store is not None
+        emitted = []
+        for status, event in changes:
+            transition(store, status)
+            emitted.append(uow.emit(store, event))
+    return emitted
+
+
+DELETING = (StoreStatus.DELETING, DeleteRequested())
+DELETED = (StoreStatus.DELETED, Deleted())
+
+
 async def test_events_are_committed_with_the_change_then_published_in_order(
     database: Database, nats_client: Client
 ) -> None:
     store_id = await a_ready_store(database)
     outbox = Outbox(database, nats_client, source="/tests")
 
-    async with UnitOfWork.begin(outbox) as uow:
-        store = await uow.session.get(Store, store_id)
-        assert store is not None
-        transition(store, StoreStatus.DELETING)
-        first = uow.emit(store, DeleteRequested())
-        transition(store, StoreStatus.DELETED)
-        second = uow.emit(store, Deleted())
+    first, second = await change(outbox, store_id, DELETING, DELETED)
 
     js = nats_client.jetstream()
     messages = [await js.get_msg(STREAM_NAME, seq) for seq in (1, 2)]
@@ -67,6 +84,7 @@ async def test_events_are_committed_with_the_change_then_published_in_order(
     assert envelope["correlationid"] == "corr-1"
     assert envelope["tenantid"] == str(DEFAULT_TENANT_ID)
     assert envelope["source"] == "/tests"
+    await outbox.close()  # marks what went out at once
     async with database.session() as session:
         rows = list(await session.exec(select(StoreEvent).order_by(col(StoreEvent.time))))
         stored = await session.get(Store, store_id)
@@ -76,6 +94,63 @@ async def test_events_are_committed_with_the_change_then_published_in_order(
     assert stored is not None
     assert stored.status is StoreStatus.DELETED
     assert stored.updated_at == second.time
+
+
+async def published_marks(db: Database) -> list[tuple[int | None, datetime | None]]:
+    async with db.session() as session:
+        rows = await session.exec(select(StoreEvent).order_by(col(StoreEvent.time)))
+        return [(row.stream_sequence, row.published_at) for row in rows]
+
+
+async def test_deliveries_close_together_are_marked_in_one_transaction(
+    database: Database, nats_client: Client
+) -> None:
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests", mark_delay=3600)
+
+    await change(outbox, store_id, DELETING)
+    await change(outbox, store_id, DELETED)
+
+    assert await published_marks(database) == [(None, None), (None, None)]  # an hour away
+    await outbox.close()
+    [(first, first_at), (second, second_at)] = await published_marks(database)
+    assert (first, second) == (1, 2)
+    assert first_at is not None
+    assert first_at == second_at, "one transaction marked both"
+
+
+async def test_an_event_gone_before_its_mark_does_not_hold_back_the_others(
+    database: Database, nats_client: Client
+) -> None:
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests", mark_delay=3600)
+    gone, _ = await change(outbox, store_id, DELETING, DELETED)
+    async with database.session() as session:  # pruned, say, between its publish and mark
+        await session.exec(delete(StoreEvent).where(col(StoreEvent.id) == gone.id))
+        await session.commit()
+
+    await outbox.close()
+
+    [(sequence, published_at)] = await published_marks(database)
+    assert sequence == 2
+    assert published_at is not None
+
+
+async def test_what_went_out_is_marked_without_being_asked(
+    database: Database, nats_client: Client
+) -> None:
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests", mark_delay=0.01)
+
+    await change(outbox, store_id, DELETING)
+
+    give_up = time.monotonic() + 20
+    while (marks := await published_marks(database)) == [(None, None)]:
+        assert time.monotonic() < give_up, "the delivery was never marked"
+        await asyncio.sleep(0.02)
+    [(sequence, published_at)] = marks
+    assert sequence == 1
+    assert published_at is not None
 
 
 async def test_a_failed_transaction_writes_and_publishes_nothing(

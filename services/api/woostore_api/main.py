@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         starting.done()
         yield
         await app.state.ops.stop()
+        await app.state.outbox.close()
         await nats.close()
         await db.dispose()
 

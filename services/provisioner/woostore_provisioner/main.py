@@ -74,6 +74,7 @@ def build_app(settings: Settings) -> FastStream:
         runner: Runner | None = app.context.get("runner")
         if runner is not None:
             await runner.stop(grace=HAND_BACK_GRACE)
+            await runner.outbox.close()
 
     @app.after_shutdown
     async def close() -> None:

@@ -84,6 +84,7 @@ async def run(settings: Settings) -> None:
             await asyncio.wait_for(stopping.wait(), settings.reaper_interval_seconds)
     await leader.release()
     await ops.stop()
+    await outbox.close()
     await nats.close()
     await db.dispose()
 
