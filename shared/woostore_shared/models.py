@@ -84,7 +84,14 @@ class Store(SQLModel, table=True):
     __tablename__ = "stores"
     __table_args__ = (
         Index("ix_stores_tenant_created", "tenant_id", "created_at"),
-        Index("ix_stores_status", "status"),
+        # A queued store's place is counted from it alone (migration 0019).
+        Index(
+            "ix_stores_status_created",
+            "status",
+            "created_at",
+            "id",
+            postgresql_include=["tenant_id", "claimed_at"],
+        ),
         Index("ix_stores_unowned", "created_at", postgresql_where=text("tenant_id IS NULL")),
     )
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, tuple_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.sql.expression import Select
 
@@ -331,11 +332,18 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     async with db.session() as session:
         queued = [store.id for store in stores if store.status is StoreStatus.QUEUED]
         queue: dict[uuid.UUID, int] = {}
-        if queued:  # numbered by the database: only the places asked for come back
-            place = func.row_number().over(order_by=col(Store.created_at)).label("place")
-            ranked = select(col(Store.id), place).where(lifecycle.in_the_cold_queue()).subquery()
+        if queued:  # each one's place: the queued stores made before it, and itself
+            ahead = aliased(Store)
+            place = (
+                select(func.count())
+                .where(lifecycle.in_the_cold_queue(ahead))
+                .where(tuple_(ahead.created_at, ahead.id) <= tuple_(Store.created_at, Store.id))
+                .scalar_subquery()  # counted from ix_stores_status_created alone
+            )
             rows = await session.exec(
-                select(ranked.c.id, ranked.c.place).where(ranked.c.id.in_(queued))
+                select(col(Store.id), place)
+                .where(col(Store.id).in_(queued))
+                .where(lifecycle.in_the_cold_queue())
             )
             queue = {store_id: int(n) for store_id, n in rows}
         latest = (
