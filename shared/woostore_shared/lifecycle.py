@@ -44,7 +44,6 @@ from contextlib import suppress
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
-from sqlalchemy.orm.util import AliasedClass
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -103,14 +102,13 @@ LIVE = ACTIVE | {S.READY, S.POOLED}
 UNFINISHED = frozenset({S.QUEUED, S.PROVISIONING})
 
 
-def in_the_cold_queue(store: type[Store] | AliasedClass[Store] = Store) -> ColumnElement[bool]:
+def in_the_cold_queue() -> ColumnElement[bool]:
     """Owners' stores queued to be made from scratch: the one queue all tenants share. Pool
-    refills yield to them, and a claimed store waits on its own lane, not in it. ``store``:
-    an alias, to compare the queue with a store outside it."""
+    refills yield to them, and a claimed store waits on its own lane, not in it."""
     return (
-        (col(store.status) == S.QUEUED)
-        & col(store.tenant_id).is_not(None)
-        & col(store.claimed_at).is_(None)
+        (col(Store.status) == S.QUEUED)
+        & col(Store.tenant_id).is_not(None)
+        & col(Store.claimed_at).is_(None)
     )
 
 

@@ -9,13 +9,13 @@ publishes them later.
 What went out is marked in the database (``published_at``) a moment later, by one writer
 for all the process's deliveries in that moment: a transaction for each delivery's marks
 cost the platform about a fifth of its CPU a store. A mark the process dies before writing
-only makes the relay publish that message again, which the server de-duplicates.
+only makes the relay publish that message again, which the server de-duplicates (within
+its duplicate window, two minutes: far longer than the relay's grace).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,7 +23,6 @@ from datetime import timedelta
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from sqlalchemy import BigInteger, Uuid, column, values
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select, update
 
 from woostore_shared.db import Database
@@ -56,68 +55,79 @@ class Outbox:
         self._events: dict[uuid.UUID, int] = {}
         self._orders: set[uuid.UUID] = set()
         self._marking: asyncio.Task[None] | None = None
+        # One mark at a time: two transactions updating the same rows could deadlock.
+        self._one_mark = asyncio.Lock()
+        self._closed = False
 
     async def deliver(self, events: Sequence[CloudEvent], orders: Sequence[WorkOrder]) -> int:
         """Publish ``events`` in order, then, once all are out, ``orders`` (a worker's first
         progress event must not overtake the event asking for it); stop at the first failure,
-        which the relay carries on from. What went out is marked ``mark_delay`` seconds later,
-        with whatever else went out by then (``mark``); returns how many went out."""
+        which the relay carries on from. What went out is marked within ``mark_delay``
+        seconds, with whatever else went out by then (``mark``), or at once after ``close``;
+        returns how many went out."""
         published = await self._publish(events)
         sent = await self._send(orders) if len(published) == len(events) else []
         self._events.update(published)
         self._orders.update(sent)
-        if (published or sent) and (self._marking is None or self._marking.done()):
+        if self._closed:  # a straggler of a stopping process: no round would come
+            await self.mark()
+        elif (published or sent) and (self._marking is None or self._marking.done()):
             self._marking = asyncio.create_task(self._mark_soon())
         return len(published) + len(sent)
 
     async def mark(self) -> None:
-        """Mark what went out and is not marked yet, in one transaction. If the database
-        refuses, the relay publishes those messages again and the server drops the copies."""
-        events, orders = dict(self._events), set(self._orders)
-        if not events and not orders:
-            return
-        now = utcnow()
-        try:
-            async with self.db.session() as session:
-                if events:  # one UPDATE, from a list of (id, sequence): a row gone is skipped
-                    marks = values(
-                        column("id", Uuid), column("sequence", BigInteger), name="marks"
-                    ).data(list(events.items()))
-                    await session.exec(
-                        update(StoreEvent)
-                        .where(col(StoreEvent.id) == marks.c.id)
-                        .values(published_at=now, stream_sequence=marks.c.sequence)
-                        .execution_options(synchronize_session=False)
-                    )
-                if orders:
-                    await session.exec(
-                        update(WorkOrderRecord)
-                        .where(col(WorkOrderRecord.id).in_(orders))
-                        .values(published_at=now)
-                    )
-                await session.commit()
-        except (SQLAlchemyError, OSError) as error:
-            log.warning(
-                "published messages not marked: the relay sends them again",
-                events=len(events), orders=len(orders), error=repr(error),
-            )  # fmt: skip
-        # Marked, or left to the relay. Those delivered meanwhile wait for the next round.
-        for event_id in events:  # popped: a round and the relay's mark may overlap
-            self._events.pop(event_id, None)
-        self._orders -= orders
+        """Mark what went out and is not marked yet, in one transaction. If that fails, the
+        relay publishes those messages again, and the server drops the copies that come
+        within its duplicate window (``topology.py``)."""
+        async with self._one_mark:
+            events, orders = dict(self._events), set(self._orders)
+            if not events and not orders:
+                return
+            try:
+                await self._write_marks(events, orders)
+            except Exception as error:  # whatever it was, the relay covers what is left
+                log.warning(
+                    "published messages not marked: the relay sends them again",
+                    events=len(events), orders=len(orders), error=repr(error),
+                )  # fmt: skip
+            # Marked, or left to the relay; those delivered meanwhile wait for the next round.
+            for event_id in events:
+                self._events.pop(event_id, None)
+            self._orders -= orders
 
     async def close(self) -> None:
-        """Mark at once what went out, before the process stops."""
+        """Mark at once what went out, and from now on each delivery as it goes out."""
+        self._closed = True
         if self._marking is not None:
-            self._marking.cancel()  # a round cut short keeps its marks for this one
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._marking
+            self._marking.cancel()  # a round cut short keeps its marks for the one below
+            await asyncio.gather(self._marking, return_exceptions=True)
         await self.mark()
 
     async def _mark_soon(self) -> None:
         while self._events or self._orders:
             await asyncio.sleep(self.mark_delay)
             await self.mark()
+
+    async def _write_marks(self, events: dict[uuid.UUID, int], orders: set[uuid.UUID]) -> None:
+        now = utcnow()
+        async with self.db.session() as session:
+            if events:  # one UPDATE, from a list of (id, sequence): a row gone is skipped
+                marks = values(
+                    column("id", Uuid), column("sequence", BigInteger), name="marks"
+                ).data(list(events.items()))
+                await session.exec(
+                    update(StoreEvent)
+                    .where(col(StoreEvent.id) == marks.c.id)
+                    .values(published_at=now, stream_sequence=marks.c.sequence)
+                    .execution_options(synchronize_session=False)
+                )
+            if orders:
+                await session.exec(
+                    update(WorkOrderRecord)
+                    .where(col(WorkOrderRecord.id).in_(orders))
+                    .values(published_at=now)
+                )
+            await session.commit()
 
     async def _publish(self, events: Sequence[CloudEvent]) -> dict[uuid.UUID, int]:
         """Each event published, with its stream sequence."""

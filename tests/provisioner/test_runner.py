@@ -286,7 +286,10 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
 ) -> None:
     store = await create_store(api_outbox)
 
-    await make_runner(cluster).provision(store.id, KeepAlive())
+    runner = make_runner(cluster)
+    await runner.provision(store.id, KeepAlive())
+    await api_outbox.mark()  # what each outbox marks a moment after publishing, now
+    await runner.outbox.mark()
 
     ready = await load(database, store.id)
     assert ready.status is StoreStatus.READY

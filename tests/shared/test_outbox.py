@@ -8,10 +8,12 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
+from unittest.mock import ANY
 
 import pytest
 from nats.aio.client import Client
+from sqlalchemy import text
 from sqlmodel import col, delete, select
 
 from tests.support import DEFAULT_SETTINGS
@@ -134,6 +136,28 @@ async def test_an_event_gone_before_its_mark_does_not_hold_back_the_others(
     [(sequence, published_at)] = await published_marks(database)
     assert sequence == 2
     assert published_at is not None
+
+
+async def test_a_mark_the_database_refuses_is_left_to_the_relay_and_sent_once(
+    database: Database, nats_client: Client
+) -> None:
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests", mark_delay=3600)
+    [event] = await change(outbox, store_id, DELETING)
+    refusal = "ALTER TABLE store_events ADD CONSTRAINT no_marks CHECK (published_at IS NULL)"
+    async with database.engine.begin() as connection:
+        await connection.execute(text(refusal))
+
+    await outbox.close()  # the refusal is logged, not raised: the change stands
+
+    assert await published_marks(database) == [(None, None)]
+    async with database.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE store_events DROP CONSTRAINT no_marks"))
+    relay = Outbox(database, nats_client, source="/tests/relay")
+    assert await relay.relay(older_than=timedelta(0)) == 1
+    assert await published_marks(database) == [(1, ANY)]  # the first copy's sequence
+    messages = (await nats_client.jetstream().stream_info(STREAM_NAME)).state.messages
+    assert messages == 1, f"the relay's copy of {event.id} was not de-duplicated"
 
 
 async def test_what_went_out_is_marked_without_being_asked(
