@@ -895,14 +895,17 @@ async def a_complete_backup(database: Database, store_id: str) -> str:
 async def test_queued_stores_show_their_place_in_the_one_queue(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    first, second, third = [await create(client, f"Queue {n}") for n in range(3)]
-    assert (first["queue_position"], third["queue_position"]) == (1, 3)
+    first, second, third, fourth = [await create(client, f"Queue {n}") for n in range(4)]
+    assert (first["queue_position"], fourth["queue_position"]) == (1, 4)
 
     await set_columns(database, first["id"], status=StoreStatus.PROVISIONING)
 
     listed = {s["id"]: s for s in (await client.get("/api/v1/stores")).json()["items"]}
     assert listed[first["id"]]["queue_position"] is None
-    assert listed[second["id"]]["queue_position"] == 1
+    assert [listed[s["id"]]["queue_position"] for s in (second, third, fourth)] == [1, 2, 3]
+    # A page without the queue's head counts it still: the newest two are 3rd and 2nd.
+    newest = (await client.get("/api/v1/stores", params={"limit": 2})).json()["items"]
+    assert [(s["id"], s["queue_position"]) for s in newest] == [(fourth["id"], 3), (third["id"], 2)]
     detail = (await client.get(f"/api/v1/stores/{third['id']}")).json()
     assert detail["queue_position"] == 2
 

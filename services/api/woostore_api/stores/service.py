@@ -13,7 +13,6 @@ from datetime import datetime
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.sql.expression import Select
 
@@ -330,22 +329,29 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     in the one queue all tenants share (1-based, oldest first; a store claimed from the warm
     pool is not in it), and each one's last change."""
     async with db.session() as session:
-        queued = [store.id for store in stores if store.status is StoreStatus.QUEUED]
+        queued = [store for store in stores if store.status is StoreStatus.QUEUED]
         queue: dict[uuid.UUID, int] = {}
-        if queued:  # each one's place: the queued stores made before it, and itself
-            ahead = aliased(Store)
-            place = (
-                select(func.count())
-                .where(lifecycle.in_the_cold_queue(ahead))
-                .where(tuple_(ahead.created_at, ahead.id) <= tuple_(Store.created_at, Store.id))
-                .scalar_subquery()  # counted from ix_stores_status_created alone
+        if queued:  # counted up to the oldest asked, numbered from it to the newest asked
+            oldest = tuple_(*min((store.created_at, store.id) for store in queued))
+            newest = tuple_(*max((store.created_at, store.id) for store in queued))
+            age = tuple_(col(Store.created_at), col(Store.id))  # ix_stores_status_created's
+            ahead = select(func.count()).where(lifecycle.in_the_cold_queue(), age < oldest)
+            numbered = (
+                select(
+                    col(Store.id),
+                    func.row_number()
+                    .over(order_by=(col(Store.created_at), col(Store.id)))
+                    .label("n"),
+                )
+                .where(lifecycle.in_the_cold_queue(), age.between(oldest, newest))
+                .subquery()
             )
             rows = await session.exec(
-                select(col(Store.id), place)
-                .where(col(Store.id).in_(queued))
-                .where(lifecycle.in_the_cold_queue())
+                select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
+                    numbered.c.id.in_([store.id for store in queued])
+                )
             )
-            queue = {store_id: int(n) for store_id, n in rows}
+            queue = {store_id: int(place) for store_id, place in rows}
         latest = (
             select(col(StoreChange.store_id), func.max(StoreChange.requested_at).label("at"))
             .where(col(StoreChange.store_id).in_([store.id for store in stores]))
