@@ -110,7 +110,7 @@ def _refusal(rate: Rate, tat: datetime, now: datetime) -> Problem:
     return limit_reached(rate.limit, rate.allowed, rate.detail, max(1, math.ceil(wait)))
 
 
-def create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
+def _create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     """A store creation's: the key's rate and its tenant's (a tenant's keys share one, so
     minting more keys does not buy more creations)."""
     return (
@@ -129,7 +129,7 @@ def create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     )
 
 
-def change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
+def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     """A change's (an upgrade, a rollback, a backup, a restore): the caller's tenant's rate,
     as all tenants share the provisioners that carry them out."""
     return (
@@ -151,6 +151,32 @@ CAP_REFUSALS = {
     "queued-stores": ("{cap} stores are waiting to start; try again shortly", 60),
 }
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
+
+
+@asynccontextmanager
+async def creating(
+    outbox: Outbox, principal: Principal, settings: Settings
+) -> AsyncIterator[UnitOfWork]:
+    """A unit of work that makes a store (or asks for one again): within the store caps,
+    and counted against the create rates."""
+    async with (
+        within_caps(outbox, settings) as uow,
+        counted(uow.session, *_create_rates(principal, settings)),
+    ):
+        yield uow
+
+
+@asynccontextmanager
+async def changing(
+    outbox: Outbox, principal: Principal, settings: Settings
+) -> AsyncIterator[UnitOfWork]:
+    """A unit of work that changes a store (an upgrade, a rollback, a backup, a restore),
+    counted against the tenant's change rate."""
+    async with (
+        UnitOfWork.begin(outbox) as uow,
+        counted(uow.session, *_change_rates(principal, settings)),
+    ):
+        yield uow
 
 
 @asynccontextmanager

@@ -100,10 +100,7 @@ async def create_store(
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
-            async with (
-                quotas.within_caps(outbox, settings) as uow,
-                quotas.counted(uow.session, *quotas.create_rates(caller.principal, settings)),
-            ):
+            async with quotas.creating(outbox, caller.principal, settings) as uow:
                 store = await _claim_or_request(uow, tenant_id, slug, request, settings)
                 if idempotency_key is not None:
                     uow.session.add(
@@ -409,10 +406,7 @@ async def request_change(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, change: Change, settings: Settings
 ) -> Store:
     """Ask for an upgrade or a rollback of a ready store, within the tenant's change rate."""
-    async with (
-        UnitOfWork.begin(outbox) as uow,
-        quotas.counted(uow.session, *quotas.change_rates(caller.principal, settings)),
-    ):
+    async with quotas.changing(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_change(uow, store_id, change)
         record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.owner)
@@ -423,10 +417,7 @@ async def request_backup(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, settings: Settings
 ) -> StoreBackup:
     """Ask for a backup of a ready store, within the tenant's change rate."""
-    async with (
-        UnitOfWork.begin(outbox) as uow,
-        quotas.counted(uow.session, *quotas.change_rates(caller.principal, settings)),
-    ):
+    async with quotas.changing(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         backup = await lifecycle.start_backup(uow, store_id, BackupTrigger.REQUESTED)
         store = await uow.session.get(Store, store_id)
@@ -442,10 +433,7 @@ async def request_restore(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, backup_id: uuid.UUID, settings: Settings
 ) -> Store:
     """Ask to return a ready store to one of its complete backups, within the change rate."""
-    async with (
-        UnitOfWork.begin(outbox) as uow,
-        quotas.counted(uow.session, *quotas.change_rates(caller.principal, settings)),
-    ):
+    async with quotas.changing(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_restore(uow, store_id, backup_id)
         record(
@@ -500,10 +488,7 @@ async def retry_store(
     outbox: Outbox, caller: Caller, store_id: uuid.UUID, settings: Settings
 ) -> Store:
     """Ask for a failed store again, within the create rates and the store caps."""
-    async with (
-        quotas.within_caps(outbox, settings) as uow,
-        quotas.counted(uow.session, *quotas.create_rates(caller.principal, settings)),
-    ):
+    async with quotas.creating(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.retry(uow, store_id)
         record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
