@@ -919,6 +919,7 @@ async def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_s
 
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
+    assert again.json()["queue_position"] == first.json()["queue_position"] == 1  # as it is now
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert len(await stream_messages(nats_client, first.json()["id"])) == 1  # one provisioning

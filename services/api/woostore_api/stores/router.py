@@ -58,14 +58,14 @@ async def create_store(
     """Queue a new store in the caller's tenant. It is provisioned in the background; follow
     it on the event stream. Past a limit (the key's or the tenant's create rate, the tenant's
     or the platform's store cap, the queue's length) the answer is 429 with ``Retry-After``."""
-    store, created = await service.create_store(
+    created = await service.create_store(
         outbox, caller, body, settings, idempotency_key=idempotency_key
     )
-    if created:
-        STORES_REQUESTED.inc()
-    else:
+    if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
+    else:
+        STORES_REQUESTED.inc()
+    return StoreOut.of(created.store, created.surroundings)
 
 
 @router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 422))

@@ -8,12 +8,14 @@ import secrets
 import unicodedata
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement, func, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
 from woostore_api.audit.service import record
@@ -78,6 +80,15 @@ def slugify(name: str) -> str:
     return base or "store"
 
 
+@dataclass(frozen=True)
+class Created:
+    """A store asked for, with what its resource shows beyond its row."""
+
+    store: Store
+    surroundings: Surroundings
+    replayed: bool  # made by an earlier request with the same Idempotency-Key: no limit applied
+
+
 async def create_store(
     outbox: Outbox,
     caller: Caller,
@@ -85,17 +96,15 @@ async def create_store(
     settings: Settings,
     *,
     idempotency_key: str | None = None,
-) -> tuple[Store, bool]:
-    """Queue a store in the caller's tenant (an admin's: any tenant it names); returns it and
-    whether it was made now (False: an earlier request with the same ``Idempotency-Key`` made
-    it, and no limit applies)."""
+) -> Created:
+    """Queue a store in the caller's tenant (an admin's: any tenant it names)."""
     tenant_id = await _tenant_for(outbox.db, caller.principal, request.tenant_id)
     # Fields left out do not count: a retry from before `settings` existed still matches.
     fingerprint = sha256_hex(request.model_dump_json(exclude_none=True))
     if idempotency_key is not None:
         earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
         if earlier is not None:
-            return earlier, False
+            return await _replayed(outbox.db, earlier)
     base = slugify(request.name)
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
@@ -116,15 +125,24 @@ async def create_store(
                     uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
+                # Read in this transaction, not a second one after it: a new store has no
+                # change yet, only perhaps a place in the queue. Before the create rates'
+                # counters are taken, whose rows stay locked until the commit.
+                around = Surroundings(queue=await _queue_places(uow.session, [store]))
             if settings.warm_pool_size and request.from_backup is None:
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
-            return store, True
+            return Created(store, around, replayed=False)
         except IntegrityError:
             if idempotency_key is not None:
                 earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
                 if earlier is not None:
-                    return earlier, False
+                    return await _replayed(outbox.db, earlier)
     raise addresses_exhausted()
+
+
+async def _replayed(db: Database, store: Store) -> Created:
+    """An earlier request's store, as it is now: it may have changed since."""
+    return Created(store, await surroundings(db, [store]), replayed=True)
 
 
 async def _tenant_for(db: Database, principal: Principal, named: uuid.UUID | None) -> uuid.UUID:
@@ -326,43 +344,54 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     in the one queue all tenants share (1-based, oldest first; a store claimed from the warm
     pool is not in it), and each one's last change."""
     async with db.session() as session:
-        queued = [store for store in stores if store.status is StoreStatus.QUEUED]
-        queue: dict[uuid.UUID, int] = {}
-        if queued:  # counted up to the oldest asked, numbered from it to the newest asked
-            oldest = tuple_(*min((store.created_at, store.id) for store in queued))
-            newest = tuple_(*max((store.created_at, store.id) for store in queued))
-            age = tuple_(col(Store.created_at), col(Store.id))  # ix_stores_status_created's
-            ahead = select(func.count()).where(lifecycle.in_the_cold_queue(), age < oldest)
-            numbered = (
-                select(
-                    col(Store.id),
-                    func.row_number()
-                    .over(order_by=(col(Store.created_at), col(Store.id)))
-                    .label("n"),
-                )
-                .where(lifecycle.in_the_cold_queue(), age.between(oldest, newest))
-                .subquery()
-            )
-            rows = await session.exec(
-                select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
-                    numbered.c.id.in_([store.id for store in queued])
-                )
-            )
-            queue = {store_id: int(place) for store_id, place in rows}
-        latest = (
-            select(col(StoreChange.store_id), func.max(StoreChange.requested_at).label("at"))
-            .where(col(StoreChange.store_id).in_([store.id for store in stores]))
-            .group_by(col(StoreChange.store_id))
-            .subquery()
+        return Surroundings(
+            queue=await _queue_places(session, stores),
+            last_changes=await _last_changes(session, stores),
         )
-        last = await session.exec(
-            select(StoreChange).join(
-                latest,
-                (col(StoreChange.store_id) == latest.c.store_id)
-                & (col(StoreChange.requested_at) == latest.c.at),
-            )
+
+
+async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[uuid.UUID, int]:
+    queued = [store for store in stores if store.status is StoreStatus.QUEUED]
+    if not queued:
+        return {}
+    # Counted up to the oldest asked, numbered from it to the newest asked.
+    oldest = tuple_(*min((store.created_at, store.id) for store in queued))
+    newest = tuple_(*max((store.created_at, store.id) for store in queued))
+    age = tuple_(col(Store.created_at), col(Store.id))  # ix_stores_status_created's
+    ahead = select(func.count()).where(lifecycle.in_the_cold_queue(), age < oldest)
+    numbered = (
+        select(
+            col(Store.id),
+            func.row_number().over(order_by=(col(Store.created_at), col(Store.id))).label("n"),
         )
-        return Surroundings(queue=queue, last_changes={c.store_id: c for c in last})
+        .where(lifecycle.in_the_cold_queue(), age.between(oldest, newest))
+        .subquery()
+    )
+    rows = await session.exec(
+        select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
+            numbered.c.id.in_([store.id for store in queued])
+        )
+    )
+    return {store_id: int(place) for store_id, place in rows}
+
+
+async def _last_changes(
+    session: AsyncSession, stores: Sequence[Store]
+) -> dict[uuid.UUID, StoreChange]:
+    latest = (
+        select(col(StoreChange.store_id), func.max(StoreChange.requested_at).label("at"))
+        .where(col(StoreChange.store_id).in_([store.id for store in stores]))
+        .group_by(col(StoreChange.store_id))
+        .subquery()
+    )
+    last = await session.exec(
+        select(StoreChange).join(
+            latest,
+            (col(StoreChange.store_id) == latest.c.store_id)
+            & (col(StoreChange.requested_at) == latest.c.at),
+        )
+    )
+    return {change.store_id: change for change in last}
 
 
 async def get_store(db: Database, store_id: uuid.UUID, principal: Principal) -> Store:
