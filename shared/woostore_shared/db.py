@@ -9,8 +9,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 class Database:
-    def __init__(self, url: str) -> None:
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True, pool_size=5)
+    def __init__(self, url: str, application: str = "") -> None:
+        """``application`` names the connections (``pg_stat_activity.application_name``), so an
+        operator sees which service holds which."""
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            connect_args={"application_name": application} if application else {},
+        )
 
     def session(self) -> AsyncSession:
         """A session for reads; writes go through a ``UnitOfWork`` (unit_of_work.py)."""

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.e2e.conftest import EventLog, Platform
@@ -107,3 +108,8 @@ async def test_five_stores_become_ready_two_at_a_time_and_one_is_deleted(
         assert cluster.object_count(namespace) == 0
         others = {f"store-{listed[i]['slug']}" for i in ids[1:]}
         assert others <= set(cluster.namespaces())
+
+    # Each service names its connections, for an operator reading pg_stat_activity.
+    with psycopg.connect(platform.postgres.url) as db:
+        names = {row[0] for row in db.execute("SELECT application_name FROM pg_stat_activity")}
+    assert {f"woostore-{s}" for s in ("api", "provisioner", "reaper", "notifier")} <= names

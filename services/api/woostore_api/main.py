@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # /readyz answers from the start, not ready until NATS is reached (it says which).
-        nats, db, starting = Client(), Database(settings.database_url), Starting()
+        nats, db, starting = Client(), Database(settings.database_url, "woostore-api"), Starting()
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,

@@ -119,7 +119,11 @@ def create_app(settings: Settings) -> _Notifier:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # /readyz answers from the start, not ready until NATS is reached (it says which).
-        nats, db, starting = NatsClient(), Database(settings.database_url), Starting()
+        nats, db, starting = (
+            NatsClient(),
+            Database(settings.database_url, "woostore-notifier"),
+            Starting(),
+        )
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,

@@ -34,7 +34,7 @@ def build_app(settings: Settings) -> FastStream:
     )
     topology = declare(settings)
     broker.include_router(build_router(topology))
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, "woostore-provisioner")
     app = FastStream(broker)
 
     @app.on_startup
