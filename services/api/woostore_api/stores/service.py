@@ -86,7 +86,7 @@ class Created:
 
     store: Store
     surroundings: Surroundings
-    replayed: bool  # made by an earlier request with the same Idempotency-Key: no limit applied
+    replayed: bool = False  # made by an earlier request with the same Idempotency-Key
 
 
 async def create_store(
@@ -125,13 +125,12 @@ async def create_store(
                     uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
-                # Read in this transaction, not a second one after it: a new store has no
-                # change yet, only perhaps a place in the queue. Before the create rates'
-                # counters are taken, whose rows stay locked until the commit.
-                around = Surroundings(queue=await _queue_places(uow.session, [store]))
             if settings.warm_pool_size and request.from_backup is None:
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
-            return Created(store, around, replayed=False)
+            # A new store has no change yet, only perhaps a place in the queue. Read after the
+            # commit, so that stores queued ahead of it and committed meanwhile count.
+            async with outbox.db.session() as session:
+                return Created(store, Surroundings(queue=await _queue_places(session, [store])))
         except IntegrityError:
             if idempotency_key is not None:
                 earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
