@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import DateTime, Interval, String, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
@@ -34,6 +34,32 @@ from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
 PERIOD = timedelta(minutes=1)  # rates are counted per minute
+_CAPS = ("tenant_store_limit", "max_live_stores", "max_queued_stores")  # settings, in the database
+
+# Statements built once, as every create and change runs them: building one costs the API
+# more than the database's work on it. What varies is bound at each execution.
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_INTERVAL = bindparam("interval", type_=Interval())
+_ARRIVAL = func.greatest(RateLimit.tat, _NOW)
+# GCRA: the counter's theoretical arrival time (tat) moves one interval on per request
+# admitted; a request is admitted while tat is at most ``burst`` ahead of now.
+_ADMIT = (
+    insert(RateLimit)
+    .values(counter=bindparam("counter", type_=String()), tat=_NOW + _INTERVAL)
+    .on_conflict_do_update(
+        index_elements=["counter"],
+        set_={"tat": _ARRIVAL + _INTERVAL},
+        where=bindparam("burst", type_=Interval()) >= _ARRIVAL - _NOW,
+    )
+    .returning(col(RateLimit.tat))
+)
+_COUNTERS = select(RateLimit.counter, RateLimit.tat).where(
+    col(RateLimit.counter).in_(bindparam("counters", expanding=True))
+)
+# Transaction-local (the third argument): a pooled connection carries nothing on.
+_SET_CAPS = select(
+    *(func.set_config(f"woostore.{cap}", bindparam(cap, type_=String()), True) for cap in _CAPS)
+)
 
 
 @dataclass(frozen=True)
@@ -68,10 +94,7 @@ async def counted(
     refused for any reason is counted against none: a client waiting out Retry-After gets
     in."""
     now = now or utcnow()
-    counters = [rate.counter for rate in rates]
-    found = await session.exec(
-        select(RateLimit.counter, RateLimit.tat).where(col(RateLimit.counter).in_(counters))
-    )
+    found = await session.exec(_COUNTERS, params={"counters": [rate.counter for rate in rates]})
     tats = dict(found.all())
     for rate in rates:
         if rate.counter in tats and tats[rate.counter] - now > rate.burst:
@@ -85,20 +108,10 @@ async def take(session: AsyncSession, *rates: Rate, now: datetime | None = None)
     transaction, rolled back, counts it against none)."""
     now = now or utcnow()
     for rate in rates:
-        # GCRA: the counter's theoretical arrival time (tat) moves one interval on per
-        # request admitted; a request is admitted while tat is at most ``burst`` ahead.
-        arrival = func.greatest(RateLimit.tat, now)
-        admitted = (
-            insert(RateLimit)
-            .values(counter=rate.counter, tat=now + rate.interval)
-            .on_conflict_do_update(
-                index_elements=["counter"],
-                set_={"tat": arrival + rate.interval},
-                where=arrival - now <= rate.burst,
-            )
-            .returning(col(RateLimit.tat))
-        )
-        if (await session.exec(admitted)).first() is None:
+        bound = {
+            "counter": rate.counter, "now": now, "interval": rate.interval, "burst": rate.burst,
+        }  # fmt: skip
+        if (await session.exec(_ADMIT, params=bound)).first() is None:
             tat = (await session.exec(
                 select(RateLimit.tat).where(col(RateLimit.counter) == rate.counter)
             )).one()  # fmt: skip
@@ -187,17 +200,10 @@ async def within_caps(outbox: Outbox, settings: Settings) -> AsyncIterator[UnitO
     the platform's count, so creations in different tenants go on in parallel. A store
     claimed from the warm pool was counted against the platform while pooled; it counts
     against its owner's cap now."""
-    caps = {
-        "tenant_store_limit": settings.tenant_store_limit,
-        "max_live_stores": settings.max_live_stores,
-        "max_queued_stores": settings.max_queued_stores,
-    }
     try:
         async with UnitOfWork.begin(outbox) as uow:
-            # Transaction-local (the third argument): a pooled connection carries nothing on.
-            await uow.session.exec(
-                select(*(func.set_config(f"woostore.{n}", str(c), True) for n, c in caps.items()))
-            )
+            caps = {cap: str(getattr(settings, cap)) for cap in _CAPS}
+            await uow.session.exec(_SET_CAPS, params=caps)
             yield uow
     except DBAPIError as error:
         diagnosis = getattr(error.orig, "diag", None)

@@ -10,9 +10,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, func, tuple_
+from sqlalchemy import ColumnElement, DateTime, Uuid, bindparam, func, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -349,14 +350,19 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
         )
 
 
-async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[uuid.UUID, int]:
-    queued = [store for store in stores if store.status is StoreStatus.QUEUED]
-    if not queued:
-        return {}
-    # Counted up to the oldest asked, numbered from it to the newest asked.
-    oldest = tuple_(*min((store.created_at, store.id) for store in queued))
-    newest = tuple_(*max((store.created_at, store.id) for store in queued))
-    age = tuple_(col(Store.created_at), col(Store.id))  # ix_stores_status_created's
+def _places_in_the_queue() -> Select[uuid.UUID, int]:
+    """The places of the queued stores ``ids``, from ``oldest`` to ``newest`` of them (each a
+    store's created_at and id): the count of queue entries before the oldest, plus the row
+    numbers from it on, all read from ix_stores_status_created."""
+    age = tuple_(col(Store.created_at), col(Store.id))
+
+    def bound(name: str) -> ColumnElement[Any]:
+        return tuple_(
+            bindparam(f"{name}_at", type_=DateTime(timezone=True)),
+            bindparam(f"{name}_id", type_=Uuid()),
+        )
+
+    oldest, newest = bound("oldest"), bound("newest")
     ahead = select(func.count()).where(lifecycle.in_the_cold_queue(), age < oldest)
     numbered = (
         select(
@@ -366,11 +372,28 @@ async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[
         .where(lifecycle.in_the_cold_queue(), age.between(oldest, newest))
         .subquery()
     )
-    rows = await session.exec(
-        select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
-            numbered.c.id.in_([store.id for store in queued])
-        )
+    return select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
+        numbered.c.id.in_(bindparam("ids", expanding=True))
     )
+
+
+# Built once: every create and every page with a queued store runs it, and building it costs
+# the API more than the database's work on it.
+_PLACES_IN_THE_QUEUE = _places_in_the_queue()
+
+
+async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[uuid.UUID, int]:
+    queued = [store for store in stores if store.status is StoreStatus.QUEUED]
+    if not queued:
+        return {}
+    oldest = min((store.created_at, store.id) for store in queued)
+    newest = max((store.created_at, store.id) for store in queued)
+    bound = {
+        "oldest_at": oldest[0], "oldest_id": oldest[1],
+        "newest_at": newest[0], "newest_id": newest[1],
+        "ids": [store.id for store in queued],
+    }  # fmt: skip
+    rows = await session.exec(_PLACES_IN_THE_QUEUE, params=bound)
     return {store_id: int(place) for store_id, place in rows}
 
 
