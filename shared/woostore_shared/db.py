@@ -11,12 +11,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 class Database:
     def __init__(self, url: str, application: str = "") -> None:
         """``application`` names the connections (``pg_stat_activity.application_name``), so an
-        operator sees which service holds which."""
+        operator sees which service holds which; a name the URL or PGAPPNAME gives wins."""
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_pre_ping=True,
             pool_size=5,
-            connect_args={"application_name": application} if application else {},
+            connect_args={"fallback_application_name": application} if application else {},
         )
 
     def session(self) -> AsyncSession:
