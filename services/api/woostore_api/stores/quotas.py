@@ -52,6 +52,9 @@ _ADMIT = (
         where=bindparam("burst", type_=Interval()) >= _ARRIVAL - _NOW,
     )
     .returning(col(RateLimit.tat))
+    # As a plain statement: an ORM insert run with parameters would be taken for a bulk one,
+    # whose parameters SQLAlchemy reworks at every run.
+    .execution_options(dml_strategy="raw")
 )
 _COUNTERS = select(RateLimit.counter, RateLimit.tat).where(
     col(RateLimit.counter).in_(bindparam("counters", expanding=True))

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from prometheus_client import Counter
 
 from woostore_api.auth import CurrentCaller, tenant_scope
 from woostore_api.deps import CipherDep, DatabaseDep, OutboxDep, SettingsDep, StepTimesDep
@@ -31,7 +30,6 @@ from woostore_api.stores.schemas import (
 from woostore_shared.models import StoreStatus
 
 router = APIRouter(prefix="/stores", tags=["stores"])
-STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested through the API")
 
 
 @router.post(
@@ -63,8 +61,6 @@ async def create_store(
     )
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    else:
-        STORES_REQUESTED.inc()
     return StoreOut.of(created.store, created.surroundings)
 
 

@@ -62,6 +62,7 @@ from woostore_shared.transitions import credentials_readable
 from woostore_shared.unit_of_work import UnitOfWork
 
 SLUG_BASE_MAX = 30
+STORES_REQUESTED = Counter("woostore_stores_requested_total", "Stores requested through the API")
 POOL_CLAIMS = Counter(
     "woostore_pool_claims_total",
     "Creates that took a store from the warm pool, or missed",
@@ -126,6 +127,7 @@ async def create_store(
                     uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
+            STORES_REQUESTED.inc()  # counted once made, whatever happens to the answer
             if settings.warm_pool_size and request.from_backup is None:
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
             # A new store has no change yet, only perhaps a place in the queue. Read after the
