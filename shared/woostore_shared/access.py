@@ -113,7 +113,7 @@ class Authenticator:
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(col(SpentTicket.id))
         )
-        async with self._db.session() as session, session.begin():
+        async with self._db.transaction() as session, session.begin():
             return {row[0] for row in (await session.exec(spend)).all()}
 
     async def still_valid(self, subjects: Collection[str]) -> set[str]:

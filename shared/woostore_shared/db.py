@@ -18,9 +18,18 @@ class Database:
             pool_size=5,
             connect_args={"fallback_application_name": application} if application else {},
         )
+        # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the
+        # connection keeps its prepared statements, which psycopg drops at every ROLLBACK.
+        self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def session(self) -> AsyncSession:
-        """A session for reads; writes go through a ``UnitOfWork`` (unit_of_work.py)."""
+        """A session for reads. Each statement stands alone (autocommit), so nothing it ran
+        could be undone: it writes nothing. Writes go through a ``UnitOfWork``
+        (unit_of_work.py), or ``transaction`` for the few that stand apart."""
+        return AsyncSession(self._reads, expire_on_commit=False)
+
+    def transaction(self) -> AsyncSession:
+        """A session whose statements make one transaction, committed or rolled back whole."""
         return AsyncSession(self.engine, expire_on_commit=False)
 
     async def ping(self) -> None:

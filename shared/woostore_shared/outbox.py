@@ -110,7 +110,7 @@ class Outbox:
 
     async def _write_marks(self, events: dict[uuid.UUID, int], orders: set[uuid.UUID]) -> None:
         now = utcnow()
-        async with self.db.session() as session:
+        async with self.db.transaction() as session:
             if events:  # one UPDATE, from a list of (id, sequence): a row gone is skipped
                 marks = values(
                     column("id", Uuid), column("sequence", BigInteger), name="marks"

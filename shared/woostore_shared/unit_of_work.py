@@ -37,7 +37,7 @@ class UnitOfWork:
     @classmethod
     @asynccontextmanager
     async def begin(cls, outbox: Outbox) -> AsyncIterator[UnitOfWork]:
-        async with outbox.db.session() as session:
+        async with outbox.db.transaction() as session:
             uow = cls(session, outbox.source)
             try:
                 yield uow

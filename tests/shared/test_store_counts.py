@@ -66,7 +66,7 @@ async def test_the_counts_equal_a_recount_after_any_change_to_any_store(
     database: Database,
 ) -> None:
     rng = random.Random(18)  # noqa: S311  (seeded: a failure replays exactly)
-    async with database.session() as session:
+    async with database.transaction() as session:
         other = Tenant(name="other")
         session.add(other)
         await session.commit()
@@ -78,7 +78,7 @@ async def test_the_counts_equal_a_recount_after_any_change_to_any_store(
     ids = [store.id for store in stores]
 
     for change in range(120):
-        async with database.session() as session:
+        async with database.transaction() as session:
             for _ in range(rng.choice((1, 1, 2, 3))):  # some transactions change several
                 store = await session.get(Store, rng.choice(ids))
                 assert store is not None
@@ -113,7 +113,7 @@ async def hold_to(session: AsyncSession, **caps: int) -> None:
 async def test_a_commit_past_a_cap_it_holds_to_is_refused_and_writes_nothing(
     database: Database, caps: dict[str, int], limit: str
 ) -> None:
-    async with database.session() as session:
+    async with database.transaction() as session:
         session.add(a_store(DEFAULT_TENANT_ID, StoreStatus.QUEUED, False))
         await session.commit()
         before = await kept(session)
@@ -136,7 +136,7 @@ async def test_a_commit_past_a_cap_it_holds_to_is_refused_and_writes_nothing(
 async def test_a_transaction_holding_to_no_caps_is_never_refused(database: Database) -> None:
     """The provisioner and the reaper move stores on past any cap: an admin may have lowered
     a tenant's below what it holds, and a store that was counted must be able to finish."""
-    async with database.session() as session:
+    async with database.transaction() as session:
         tenant = Tenant(name="lowered", store_limit=0)
         session.add(tenant)
         await session.commit()
