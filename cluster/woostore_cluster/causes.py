@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from woostore_cluster.kubeapi import Pod, Workload
+from woostore_cluster.kubeobjects import Pod, Workload
 
 CLAIM_PENDING = "ClaimPending"  # not a container's reason: a PersistentVolumeClaim's phase
 OVER_QUOTA = "ExceededQuota"  # a workload's ReplicaFailure: its controller may make no pod

@@ -1,9 +1,10 @@
 """Our own narrow, typed view of the Kubernetes API: what the driver needs and nothing more.
 
 The official client is untyped and answers with generated models; the driver works with the
-small dataclasses here instead, through the ``KubeApi`` protocol, which tests replace with a
-stateful fake. ``ClientKubeApi`` is the real implementation over the official client: every
-call runs in a worker thread, so the event loop never blocks on the API server.
+small dataclasses of ``kubeobjects.py`` instead, through the ``KubeApi`` protocol, which
+tests replace with a stateful fake. ``ClientKubeApi`` is the real implementation over the
+official client: every call runs in a worker thread, so the event loop never blocks on the
+API server.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,8 @@ from kubernetes.stream.ws_client import (
 )
 from websocket import ABNF
 
+from woostore_cluster.kubeobjects import ContainerState, ExecResult, Namespace, Pod, Workload
+
 # Seconds to connect and to wait for an answer, per API request: a request never hangs a
 # worker thread for ever.
 REQUEST_TIMEOUT = (10.0, 30.0)
@@ -62,70 +64,6 @@ STDERR_TAIL_BYTES = 2048
 # big store): more wait for one to end.
 STREAMS_AT_ONCE = 16
 LOG_LINE_BYTES = 4096  # of a crashing container's log: its last line is all the owner is told
-
-
-@dataclass(frozen=True)
-class Namespace:
-    name: str
-    labels: Mapping[str, str]
-    phase: str  # "Active" or "Terminating"
-    # Messages of the namespace's true status conditions: why a deletion is stuck.
-    conditions: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A Deployment or a StatefulSet, as far as readiness goes."""
-
-    kind: str
-    name: str
-    replicas: int
-    ready_replicas: int
-    updated_replicas: int
-    generation: int = 1
-    observed_generation: int = 1
-    # Why the controller cannot make pods, e.g. a ReplicaFailure condition (quota exceeded).
-    problem: str | None = None
-
-    @property
-    def ready(self) -> bool:
-        return (
-            self.observed_generation >= self.generation
-            and self.ready_replicas >= self.replicas
-            and self.updated_replicas >= self.replicas
-        )
-
-    def describe(self) -> str:
-        text = f"{self.kind} {self.name} {self.ready_replicas}/{self.replicas} ready"
-        return f"{text} ({self.problem})" if self.problem else text
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    name: str
-    ready: bool
-    waiting_reason: str | None = None
-    waiting_message: str | None = None
-    image: str | None = None  # as the pod's spec names it
-
-
-@dataclass(frozen=True)
-class Pod:
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    phase: str = "Running"
-    ready: bool = True
-    deleting: bool = False
-    containers: tuple[ContainerState, ...] = ()
-    # The scheduler's reason when the pod cannot be placed (PodScheduled=False).
-    unschedulable: str | None = None
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    exit_code: int
-    stdout: str
-    stderr: str
 
 
 class CommandFailed(Exception):

@@ -62,15 +62,8 @@ from woostore_cluster.causes import (
     in_words,
 )
 from woostore_cluster.helm import HelmRunner, SubprocessHelmRunner
-from woostore_cluster.kubeapi import (
-    ClientKubeApi,
-    CommandFailed,
-    KubeApi,
-    KubeApiError,
-    Namespace,
-    Pod,
-    in_a_pod,
-)
+from woostore_cluster.kubeapi import ClientKubeApi, CommandFailed, KubeApi, KubeApiError, in_a_pod
+from woostore_cluster.kubeobjects import Namespace, Pod
 from woostore_cluster.releases import HELM_GRACE_SECONDS, HelmReleases
 from woostore_cluster.storefront import verify_storefront
 from woostore_shared.logging import get_logger

@@ -70,7 +70,7 @@ from woostore_cluster.base import (
 )
 from woostore_cluster.causes import CRASH_LOOP, PERMANENT_REASONS, Holdup, holdup_of, in_words
 from woostore_cluster.helm import child_environment
-from woostore_cluster.kubeapi import ContainerState, Pod
+from woostore_cluster.kubeobjects import ContainerState, Pod
 from woostore_cluster.simulated_cron import Round, play, registered
 from woostore_shared.logging import get_logger
 

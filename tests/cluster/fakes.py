@@ -19,14 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from woostore_cluster.helm import HelmResult
-from woostore_cluster.kubeapi import (
-    ContainerState,
-    ExecResult,
-    KubeApiError,
-    Namespace,
-    Pod,
-    Workload,
-)
+from woostore_cluster.kubeapi import KubeApiError
+from woostore_cluster.kubeobjects import ContainerState, ExecResult, Namespace, Pod, Workload
 
 WORDPRESS_LABELS = {
     "app.kubernetes.io/name": "store",

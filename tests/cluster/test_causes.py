@@ -15,7 +15,8 @@ from tests.cluster.fakes import FakeKube
 from tests.cluster.support import HELM, release_for
 from woostore_cluster import PermanentClusterError, TransientClusterError
 from woostore_cluster.causes import Holdup, holdup_of, in_words
-from woostore_cluster.kubeapi import ClientKubeApi, ContainerState, KubeApiError, Pod, Workload
+from woostore_cluster.kubeapi import ClientKubeApi, KubeApiError
+from woostore_cluster.kubeobjects import ContainerState, Pod, Workload
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.simulated import CRASH_LAST_LINE, HOLDUPS, SimulatedCluster
 

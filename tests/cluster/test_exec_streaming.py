@@ -25,7 +25,8 @@ from tests.cluster.store_api import serve
 from tests.cluster.test_exec_stream import tls_kubeconfig
 from tests.cluster.tls import make_tls
 from woostore_cluster import PermanentClusterError, TransientClusterError
-from woostore_cluster.kubeapi import STDERR_TAIL_BYTES, STDIN_FRAME_BYTES, ClientKubeApi, Pod
+from woostore_cluster.kubeapi import STDERR_TAIL_BYTES, STDIN_FRAME_BYTES, ClientKubeApi
+from woostore_cluster.kubeobjects import Pod
 from woostore_cluster.kubernetes import (
     ARCHIVE_UPLOADS,
     DUMP_DATABASE,

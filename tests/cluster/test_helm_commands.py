@@ -17,7 +17,7 @@ from tests.cluster.fakes import FakeHelm, FakeKube
 from tests.cluster.support import CHART, LOCAL_PROFILE, release_for
 from woostore_cluster import MANAGED_BY, PermanentClusterError, TransientClusterError
 from woostore_cluster.helm import HelmResult
-from woostore_cluster.kubeapi import Pod
+from woostore_cluster.kubeobjects import Pod
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.releases import _chart_version
 from woostore_shared.secrets import generate_password

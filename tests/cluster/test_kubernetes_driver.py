@@ -21,7 +21,8 @@ from woostore_cluster import (
     PermanentClusterError,
     TransientClusterError,
 )
-from woostore_cluster.kubeapi import ExecResult, KubeApiError, Pod, Workload
+from woostore_cluster.kubeapi import KubeApiError
+from woostore_cluster.kubeobjects import ExecResult, Pod, Workload
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_shared.secrets import generate_password
 

@@ -21,7 +21,7 @@ from tests.cluster.store_api import FakeStore
 from tests.cluster.support import CHART, LOCAL_PROFILE
 from tests.support import DEFAULT_SETTINGS
 from woostore_cluster import PermanentClusterError
-from woostore_cluster.kubeapi import ExecResult
+from woostore_cluster.kubeobjects import ExecResult
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import (

@@ -11,7 +11,7 @@ import pytest
 from tests.cluster.fakes import ExecCall, FakeKube
 from tests.cluster.store_api import FakeStore, serving
 from woostore_cluster import PermanentClusterError, TransientClusterError
-from woostore_cluster.kubeapi import ExecResult
+from woostore_cluster.kubeobjects import ExecResult
 from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.storefront import same_store
 
