@@ -1,5 +1,6 @@
 """Helpers several test packages share: stores made as the API makes them, what the
-STORES stream holds, and an ASGI app served by a real uvicorn inside the test's loop."""
+STORES stream holds, an ASGI app served by a real uvicorn inside the test's loop, and the
+modules that ship, for the tests that read the code for a rule."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,15 @@ from woostore_shared.settings import Settings
 from woostore_shared.store_settings import StoreSettings
 from woostore_shared.topology import STREAM_NAME
 from woostore_shared.unit_of_work import UnitOfWork
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCTION_CODE = [
+    *REPO.glob("services/*/woostore_*/**/*.py"),
+    *REPO.glob("shared/woostore_shared/**/*.py"),
+    *REPO.glob("cluster/woostore_cluster/**/*.py"),
+    *REPO.glob("devstack/woostore_devstack/**/*.py"),
+    *REPO.glob("cli/woostore_cli/**/*.py"),
+]
 
 # What every test's services run with (the `settings` fixture): long enough for a service to
 # start (MIN_SECRET_BYTES), and plainly not real.

@@ -5,19 +5,12 @@ one place."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import PRODUCTION_CODE, REPO
+
 OWNER = REPO / "shared" / "woostore_shared" / "lifecycle.py"
-PRODUCTION_CODE = [
-    *REPO.glob("services/*/woostore_*/**/*.py"),
-    *REPO.glob("shared/woostore_shared/**/*.py"),
-    *REPO.glob("cluster/woostore_cluster/**/*.py"),
-    *REPO.glob("devstack/woostore_devstack/**/*.py"),
-    *REPO.glob("cli/woostore_cli/**/*.py"),
-]
 
 
 def status_writes(source: str) -> list[str]:

@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PRODUCTION_CODE = [
-    *REPO.glob("services/*/woostore_*/**/*.py"),
-    *REPO.glob("shared/woostore_shared/**/*.py"),
-    *REPO.glob("cluster/woostore_cluster/**/*.py"),
-    *REPO.glob("devstack/woostore_devstack/**/*.py"),
-]
+from tests.support import PRODUCTION_CODE, REPO
+
 WRITING_METHODS = {"add", "add_all", "begin", "commit", "delete", "flush", "merge"}
 WRITING_STATEMENTS = {"insert", "update", "delete"}
 
