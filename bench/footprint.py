@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ READY_SECONDS = 120.0
 IDLE_SECONDS = 600.0
 SETTLE_SECONDS = 10.0  # after the pool is full: two reaper passes and a heartbeat or so
 MB = 1 << 20
+TAIL_LINES = 40  # of make run's output, in the error when it does not get ready
 
 
 @dataclass
@@ -99,9 +100,12 @@ def _read_usage(top: psutil.Process, data_dir: Path) -> dict[str, Usage]:
 
 
 def _wait_for_line(make: subprocess.Popen[str], line: str, seconds: float) -> None:
-    """Read ``make run``'s output until ``line``; what comes after is drained by the caller."""
+    """Read ``make run``'s output until ``line``; what comes after is drained by the caller.
+    Past ``seconds``, or if it ends, the error ends with its last lines: what it said it was
+    waiting for."""
     assert make.stdout is not None
     deadline = time.monotonic() + seconds
+    said: deque[str] = deque(maxlen=TAIL_LINES)
     with selectors.DefaultSelector() as selector:
         selector.register(make.stdout, selectors.EVENT_READ)
         while time.monotonic() < deadline:
@@ -109,10 +113,12 @@ def _wait_for_line(make: subprocess.Popen[str], line: str, seconds: float) -> No
                 continue
             text = make.stdout.readline()
             if not text:
-                raise RuntimeError(f"make run ended ({make.wait()}) before it was ready")
+                tail = "".join(said)
+                raise RuntimeError(f"make run ended ({make.wait()}) before it was ready:\n{tail}")
             if line in text:
                 return
-    raise TimeoutError(f"make run was not ready within {seconds:.0f} s")
+            said.append(text)
+    raise TimeoutError(f"make run was not ready within {seconds:.0f} s:\n{''.join(said)}")
 
 
 def _pool_state(data_dir: Path) -> tuple[int, int]:

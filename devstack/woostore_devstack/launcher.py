@@ -18,6 +18,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
@@ -31,6 +32,7 @@ from woostore_shared.settings import Settings
 SERVICES = ("api", "provisioner", "reaper", "notifier")
 _COLOURS = {"api": 36, "provisioner": 35, "reaper": 33, "notifier": 32}
 _STOP_GRACE = 15.0
+READY_NOTICE_SECONDS = 30.0  # how often make run says what it still waits for
 # A new store on `make run` comes from the warm pool in seconds; 0 turns the pool off.
 WARM_POOL_SIZE = 2
 
@@ -76,25 +78,34 @@ async def _relay_output(name: str, stream: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-async def _wait_until_ready(url: str, deadline: float = 60.0) -> None:
+async def wait_until_ready(url: str, notice_every: float = READY_NOTICE_SECONDS) -> None:
+    """Until ``url`` (the API's /readyz) answers 200, saying every ``notice_every`` seconds
+    what it answers meanwhile: a slow start is never a silent one."""
     loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline
-    while loop.time() < give_up:
-        if await asyncio.to_thread(_answers_ok, url):
+    began = loop.time()
+    notice_at = began + notice_every
+    while True:
+        ready, answer = await asyncio.to_thread(_look_at, url)
+        if ready:
             return
+        if loop.time() >= notice_at:
+            _say(f"the API is not ready after {loop.time() - began:.0f} s: {answer}")
+            notice_at += notice_every
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {deadline}s")
 
 
-def _answers_ok(url: str) -> bool:
-    """One look at a readiness endpoint. The standard library's client, not httpx: the
-    launcher stays resident as long as the platform, and httpx with what it imports would add
-    about 7 MB to it (bench/footprint.py) for these few requests at start."""
+def _look_at(url: str) -> tuple[bool, str]:
+    """One look at a readiness endpoint: whether it is ready, and if not, what it said. The
+    standard library's client, not httpx: the launcher stays resident as long as the platform,
+    and httpx with what it imports would add about 7 MB to it (bench/footprint.py) for these
+    few requests at start."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (our own http URL)
-            return bool(response.status == 200)
-    except OSError:  # refused, timed out, or an error status (HTTPError)
-        return False
+            return bool(response.status == 200), ""
+    except urllib.error.HTTPError as error:  # an error status: the body names what fails
+        return False, f"{error.code} {error.read().decode(errors='replace')[:200]}"
+    except OSError as error:  # refused or timed out
+        return False, str(error)
 
 
 @dataclass(frozen=True)
@@ -218,7 +229,7 @@ async def run_services(env: dict[str, str], settings: Settings, nats_url: str) -
         loop.add_signal_handler(signum, stopping.set)
 
     async def banner() -> None:
-        await _wait_until_ready(f"http://{settings.ops_host}:{ops_ports['api']}/readyz")
+        await wait_until_ready(f"http://{settings.ops_host}:{ops_ports['api']}/readyz")
         _print_banner(env, settings, nats_url)
 
     return await supervise(services, RestartPolicy(), stopping, banner)

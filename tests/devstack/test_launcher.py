@@ -6,14 +6,16 @@ services, with delays short enough for a test."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from woostore_devstack.launcher import RestartPolicy, Service, supervise
+from woostore_devstack.launcher import RestartPolicy, Service, supervise, wait_until_ready
 
 QUICK = RestartPolicy(first_delay=0.05, longest_delay=0.2, healthy_after=60, max_crashes=3)
 DEADLINE = 30.0
@@ -112,3 +114,42 @@ async def test_a_killed_service_is_named_by_its_signal(
     assert "woostore-run: victim was killed by SIGKILL; starting it again in 0.05 s" in (
         output.text
     )
+
+
+class _Readiness(http.server.BaseHTTPRequestHandler):
+    """/readyz as a service answers it: 503 naming what fails until ``ready`` is set."""
+
+    ready = threading.Event()
+
+    def do_GET(self) -> None:
+        ready = self.ready.is_set()
+        body = b'{"status": "ready"}' if ready else b'{"failing": {"nats": "ConnectionError"}}'
+        self.send_response(200 if ready else 503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+async def test_a_slow_start_says_what_the_api_still_waits_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    output = Output(capsys)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Readiness)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
+    try:
+        waiting = asyncio.create_task(wait_until_ready(url, notice_every=0.1))
+        await until(lambda: "ConnectionError" in output.text)
+        assert not waiting.done()
+        assert "the API is not ready after" in output.text
+        assert "503" in output.text
+
+        _Readiness.ready.set()
+        async with asyncio.timeout(DEADLINE):
+            await waiting
+    finally:
+        server.shutdown()
+        server.server_close()
