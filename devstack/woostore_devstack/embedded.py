@@ -122,16 +122,38 @@ class NatsServer:
 
 
 def _spawn_nats(config_file: Path, port: int) -> subprocess.Popen[bytes]:
-    log = (config_file.parent / "nats.log").open("ab")
+    log_path = config_file.parent / "nats.log"
+    log = log_path.open("ab")
     process = subprocess.Popen(
         [_venv_binary("nats-server"), "-c", str(config_file)], stdout=log, stderr=log
     )
     try:
         wait_for_port("127.0.0.1", port)
-    except TimeoutError:
+        # Something listens on the port, but it may be another server that took the port
+        # between free_port() and now: wait for this one to say it is ready.
+        _wait_until_said(process, log_path, f"[{process.pid}] ", "Server is ready")
+    except (TimeoutError, RuntimeError):
         process.kill()
         raise
     return process
+
+
+def _wait_until_said(
+    process: subprocess.Popen[bytes], log_path: Path, prefix: str, words: str
+) -> None:
+    """Until a line of ``log_path`` that begins with ``prefix`` holds ``words``; an error if
+    the process ends first (its last lines in it) or after _START_DEADLINE."""
+    give_up = time.monotonic() + _START_DEADLINE
+    while True:
+        lines = log_path.read_text(errors="replace").splitlines()
+        if any(line.startswith(prefix) and words in line for line in lines):
+            return
+        if process.poll() is not None:
+            tail = "\n".join(lines[-10:])
+            raise RuntimeError(f"nats-server exited ({process.returncode}):\n{tail}")
+        if time.monotonic() > give_up:
+            raise TimeoutError(f"nats-server did not say '{words}' within {_START_DEADLINE}s")
+        time.sleep(0.05)
 
 
 def start_nats(folder: Path, port: int | None = None) -> NatsServer:
