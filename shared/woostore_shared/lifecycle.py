@@ -112,6 +112,11 @@ def in_the_cold_queue() -> ColumnElement[bool]:
     )
 
 
+def waits_in_the_cold_queue(store: Store) -> bool:
+    """:func:`in_the_cold_queue`, asked of a store at hand rather than of the database."""
+    return store.status is S.QUEUED and store.tenant_id is not None and store.claimed_at is None
+
+
 def made_under(base_domain: str) -> ColumnElement[bool]:
     """Stores whose address is under ``base_domain`` (a pooled store keeps its own address
     for this: a claim moves the links of a store made under the current domain only)."""

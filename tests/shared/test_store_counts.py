@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.support import DEFAULT_SETTINGS
 from woostore_shared.db import Database
-from woostore_shared.lifecycle import LIVE, in_the_cold_queue
+from woostore_shared.lifecycle import LIVE, in_the_cold_queue, waits_in_the_cold_queue
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
     PlatformCounts,
@@ -95,6 +95,22 @@ async def test_the_counts_equal_a_recount_after_any_change_to_any_store(
                 ids.append(fresh.id)
             await session.commit()
             assert await kept(session) == await recounted(session), f"after change {change}"
+
+
+async def test_the_cold_queue_asked_of_a_store_at_hand_agrees_with_the_database(
+    database: Database,
+) -> None:
+    """The API skips the read of a queue place for a store that is in no queue (one claimed
+    from the pool, say) by asking the store itself; the answer must be the database's."""
+    async with database.transaction() as session:
+        owners = [None, DEFAULT_TENANT_ID]
+        stores = [a_store(o, s, c) for o in owners for s in StoreStatus for c in (False, True)]
+        session.add_all(stores)
+        await session.commit()
+        in_queue = set(await session.exec(select(Store.id).where(in_the_cold_queue())))
+
+    assert in_queue  # the owner's unclaimed queued store at least
+    assert {store.id for store in stores if waits_in_the_cold_queue(store)} == in_queue
 
 
 async def hold_to(session: AsyncSession, **caps: int) -> None:

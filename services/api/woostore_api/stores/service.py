@@ -385,7 +385,7 @@ _PLACES_IN_THE_QUEUE = _places_in_the_queue()
 
 
 async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[uuid.UUID, int]:
-    queued = [store for store in stores if store.status is StoreStatus.QUEUED]
+    queued = [store for store in stores if lifecycle.waits_in_the_cold_queue(store)]
     if not queued:
         return {}
     oldest = min((store.created_at, store.id) for store in queued)
