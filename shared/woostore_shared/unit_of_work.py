@@ -2,10 +2,11 @@
 
 ``async with UnitOfWork.begin(outbox) as uow:`` opens one database transaction. Inside it a
 change is made through ``uow.session``; ``uow.emit`` records the event announcing a store's
-change (a fact, ``store_events``) and ``uow.dispatch`` the work it asks for (a command,
-``work_orders``), both in that same transaction. It commits once, at the end of the block,
-or rolls everything back; only after the commit does the outbox publish what was recorded,
-so nothing is announced that did not happen.
+change (a fact, ``store_events``; ``uow.announce`` when a statement wrote the change to the
+row) and ``uow.dispatch`` the work it asks for (a command, ``work_orders``), both in that
+same transaction. It commits once, at the end of the block, or rolls everything back; only
+after the commit does the outbox publish what was recorded, so nothing is announced that did
+not happen.
 
 Store status changes go through ``lifecycle`` (which takes a unit of work); leases, quota
 counters, keys and the audit log commit through one too.
@@ -17,14 +18,25 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared import tracing
 from woostore_shared.events import CloudEvent, EventData, make_event
-from woostore_shared.models import Store, StoreEvent, WorkOrderRecord, utcnow
+from woostore_shared.models import Store, WorkOrderRecord, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.transitions import actions_of
 from woostore_shared.work import Lane, WorkOrder
+
+# A unit's events, written by one plain statement as it commits. As ORM objects each was an
+# INSERT of its own, and the ORM's work on them cost more than PostgreSQL's: a store's
+# progress writes two events a step (docs/benchmarks.md, The cost of a store).
+_RECORD_EVENTS = text(
+    "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
+    " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:store_ids AS uuid[]),"
+    " CAST(:subjects AS text[]), CAST(:types AS text[]), CAST(:times AS timestamptz[]),"
+    " CAST(:envelopes AS jsonb[]))"
+)
 
 
 class UnitOfWork:
@@ -41,6 +53,7 @@ class UnitOfWork:
             uow = cls(session, outbox.source)
             try:
                 yield uow
+                await uow._record_events()
                 await session.commit()
             except BaseException:
                 await session.rollback()
@@ -48,26 +61,23 @@ class UnitOfWork:
         await outbox.deliver(uow.events, uow.work)
 
     def emit(self, store: Store, data: EventData) -> CloudEvent:
-        """Record the event announcing ``store``'s change, with the actions the store accepts
+        """Record the event announcing ``store``'s change, made through this unit's session
+        (its ``updated_at`` becomes the event's time), with the actions the store accepts
         after it; published once this commits."""
+        event = self.announce(store, data)
+        store.updated_at = event.time
+        self.session.add(store)
+        return event
+
+    def announce(self, store: Store, data: EventData) -> CloudEvent:
+        """Record the event announcing a change a statement of this unit wrote to the store's
+        row, its ``updated_at`` included; ``store`` is the row as that statement left it."""
         event = make_event(
             data.model_copy(update={"actions": actions_of(store)}),
             store_id=store.id,
             tenant_id=store.tenant_id,
             correlation_id=store.correlation_id,
             source=self.source,
-        )
-        store.updated_at = event.time
-        self.session.add(store)
-        self.session.add(
-            StoreEvent(
-                id=event.id,
-                store_id=store.id,
-                subject=event.nats_subject,
-                type=event.type,
-                time=event.time,
-                envelope=event.model_dump(mode="json"),
-            )
         )
         self.events.append(event)
         return event
@@ -87,3 +97,19 @@ class UnitOfWork:
         self.session.add(WorkOrderRecord(**order.model_dump()))
         self.work.append(order)
         return order
+
+    async def _record_events(self) -> None:
+        if not self.events:
+            return
+        await self.session.flush()  # a store made in this unit exists before its events
+        await (await self.session.connection()).execute(
+            _RECORD_EVENTS,
+            {
+                "ids": [event.id for event in self.events],
+                "store_ids": [event.store_id for event in self.events],
+                "subjects": [event.nats_subject for event in self.events],
+                "types": [event.type for event in self.events],
+                "times": [event.time for event in self.events],
+                "envelopes": [event.model_dump_json() for event in self.events],
+            },
+        )
