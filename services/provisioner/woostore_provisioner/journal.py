@@ -4,26 +4,40 @@ which the API estimates how long the next stores' steps take), and a progress ev
 step starts and when it completes (step n of m), written with what the step learned about the
 store.
 
-Both check, under the store's row lock, that the store still has the recipe's status: a
-store failed or deleted meanwhile gets no progress of work it no longer wants
-(:class:`StoreAbandoned`), however quickly its steps run."""
+Each writes the store's row with one ``UPDATE … WHERE status = …``: a store failed or
+deleted meanwhile gets no progress of work it no longer wants (:class:`StoreAbandoned`),
+however quickly its steps run, and the row stays locked until the commit.
+
+These are the statements the platform runs most, a transaction for every step of every
+store, so they are plain SQL: through the ORM (a locked load, then a flush) a step cost the
+provisioner about 60% more CPU, and PostgreSQL a fifth more (docs/benchmarks.md, The cost
+of a store)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
+from typing import Any
 
 from opentelemetry.trace import Span
+from sqlalchemy import TextualSelect, text
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_provisioner.recipe import Learned, Recipe
 from woostore_provisioner.retries import StoreAbandoned
 from woostore_shared import tracing
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo
-from woostore_shared.models import Store, StoreStep
+from woostore_shared.models import Store, StoreStep, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.unit_of_work import UnitOfWork
+
+_STORE_COLUMNS = Store.__table__.columns  # type: ignore[attr-defined]
+
+_JOURNAL_STEP = text(
+    "INSERT INTO store_steps (store_id, phase, name, completed_at, position, seconds)"
+    " VALUES (:store_id, :phase, :name, :completed_at, :position, :seconds)"
+)
 
 
 class Journal:
@@ -43,18 +57,16 @@ class Journal:
 
     async def started(self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo) -> None:
         async with UnitOfWork.begin(self.outbox) as uow:
-            store = await _still_under(recipe, uow.session, store_id)
-            _show(store, recipe, step, completed=step.index - 1)
-            uow.emit(store, _progress(recipe, step, completed=step.index - 1))
+            store = await _advance(uow, recipe, store_id, _shown(recipe, step, step.index - 1))
+            uow.announce(store, _progress(recipe, step, completed=step.index - 1))
 
     async def waiting(
         self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo, cause: str | None
     ) -> None:
         """The started ``step`` waits on the cluster, for ``cause`` (None: no longer known)."""
         async with UnitOfWork.begin(self.outbox) as uow:
-            store = await _still_under(recipe, uow.session, store_id)
-            store.waiting_cause = cause
-            uow.emit(store, _progress(recipe, step, completed=step.index - 1, cause=cause))
+            store = await _advance(uow, recipe, store_id, {"waiting_cause": cause})
+            uow.announce(store, _progress(recipe, step, completed=step.index - 1, cause=cause))
 
     async def completed(
         self,
@@ -68,46 +80,71 @@ class Journal:
         """Journal the step with what it learned and how many ``seconds`` it ran, and start
         ``next_step`` (with its span) in the same transaction: a step then costs one commit
         and one round of publishing, not two. Returns the store as it now is."""
+        shown = _shown(recipe, step, completed=step.index)
+        if next_step is not None:
+            following, span = next_step
+            shown = _shown(recipe, following, completed=following.index - 1)
         async with UnitOfWork.begin(self.outbox) as uow:
-            store = await _still_under(recipe, uow.session, store_id)
-            for column, value in (learned or {}).items():
-                setattr(store, column, value)
-            uow.session.add(
-                StoreStep(
-                    store_id=store_id,
-                    phase=recipe.phase,
-                    name=step.name,
-                    position=step.index,
-                    seconds=seconds,
-                )
+            store = await _advance(uow, recipe, store_id, {**(learned or {}), **shown})
+            await (await uow.session.connection()).execute(
+                _JOURNAL_STEP,
+                {
+                    "store_id": store_id,
+                    "phase": recipe.phase,
+                    "name": step.name,
+                    "completed_at": store.updated_at,
+                    "position": step.index,
+                    "seconds": seconds,
+                },
             )
-            _show(store, recipe, step, completed=step.index)
-            uow.emit(store, _progress(recipe, step, completed=step.index))
+            uow.announce(store, _progress(recipe, step, completed=step.index))
             if next_step is not None:
-                following, span = next_step
-                _show(store, recipe, following, completed=following.index - 1)
                 with tracing.inside(span, end=False):  # its event carries its step's span
-                    uow.emit(store, _progress(recipe, following, completed=following.index - 1))
+                    uow.announce(store, _progress(recipe, following, following.index - 1))
         return store
 
 
-async def _still_under(recipe: Recipe, session: AsyncSession, store_id: uuid.UUID) -> Store:
-    """The store, its row locked, if it still has the recipe's status."""
-    store = await session.get(Store, store_id, with_for_update=True, populate_existing=True)
-    if store is None:
-        raise LookupError(f"store {store_id} not found")
-    if store.status is not recipe.status:
+async def _advance(
+    uow: UnitOfWork, recipe: Recipe, store_id: uuid.UUID, changes: dict[str, Any]
+) -> Store:
+    """Write ``changes`` to the store's row if it still has the recipe's status, and return
+    the row as it now is."""
+    changes = {**changes, "updated_at": utcnow()}
+    connection = await uow.session.connection()  # plain SQL: no ORM work around it
+    found = await connection.execute(
+        _advance_statement(tuple(sorted(changes))),
+        {**changes, "store_id": store_id, "status": recipe.status.value},
+    )
+    row = found.one_or_none()
+    if row is None:  # failed, deleting or gone meanwhile
         raise StoreAbandoned
-    return store
+    return Store.model_construct(**row._mapping)
 
 
-def _show(store: Store, recipe: Recipe, step: StepInfo, completed: int) -> None:
+@functools.cache
+def _advance_statement(columns: tuple[str, ...]) -> TextualSelect:
+    """The UPDATE writing these columns (names checked against the model), returning every
+    column as the model reads it. One per set of columns a step writes: a handful."""
+    assignments = ", ".join(f"{_STORE_COLUMNS[name].name} = :{name}" for name in columns)
+    returned = ", ".join(column.name for column in _STORE_COLUMNS)
+    return text(
+        f"UPDATE stores SET {assignments} WHERE id = :store_id AND status = :status"  # noqa: S608  (column names from the model, values bound)
+        f" RETURNING {returned}"
+    ).columns(*_STORE_COLUMNS)
+
+
+def _shown(recipe: Recipe, step: StepInfo, completed: int) -> dict[str, Any]:
+    """What the store's row shows of a recipe's step: none for a recipe that shows none."""
     if not recipe.shows_steps:
-        return
-    store.step_name, store.step_title = step.name, step.title
-    store.step_index, store.step_total = step.index, step.total
-    store.progress = round(completed / step.total, 4)
-    store.waiting_cause = None
+        return {}
+    return {
+        "step_name": step.name,
+        "step_title": step.title,
+        "step_index": step.index,
+        "step_total": step.total,
+        "progress": round(completed / step.total, 4),
+        "waiting_cause": None,
+    }
 
 
 def _progress(recipe: Recipe, step: StepInfo, completed: int, cause: str | None = None) -> Progress:
