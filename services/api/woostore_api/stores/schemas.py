@@ -237,7 +237,9 @@ class StoreOut(BaseModel):
         '("Waiting for cluster capacity: ...", "Cannot download the image ...").',
     )
     queue_position: int | None = Field(
-        default=None, description="While queued: 1 is next to start. Stores start 2 at a time."
+        default=None,
+        description="While queued: 1 is next to start. Stores start 2 at a time. Counted as "
+        "the answer is made: a store queued ahead whose create is not yet committed is not.",
     )
     chart_version: str | None = Field(
         default=None, description="Version of the store chart its release runs."
