@@ -276,8 +276,8 @@ process. One client process (httpx) drives both, one kind after the other:
 3. **Concurrency**: at each number of requests in flight, creations, then bare inserts.
 
 The bare endpoint's best rate is what the client can drive at the least, so where POST
-/stores is slower, the client is not what limits it. Both share one engine setting: a pool
-of 5 connections and 10 more on demand, so past 15 in flight requests wait for a
+/stores is slower, the client is not what limits it. Both share one engine setting: up to
+15 connections, each kept once opened, so past 15 in flight requests wait for a
 connection, the bare ones too.
 """
 

@@ -7,6 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+MAX_CONNECTIONS = 15  # a process's, each service's
+
 
 class Database:
     def __init__(self, url: str, application: str = "") -> None:
@@ -15,7 +17,12 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_pre_ping=True,
-            pool_size=5,
+            # Every connection a process opens is kept, up to the 15 it may hold. With 5 kept
+            # and 10 more opened on demand, each of those closed as it came back: 16 creates
+            # in flight opened 210 connections for 300 creates (PostgreSQL starts a process
+            # for each), and took 50 creates/s instead of 79.
+            pool_size=MAX_CONNECTIONS,
+            max_overflow=0,
             connect_args={"fallback_application_name": application} if application else {},
         )
         # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the

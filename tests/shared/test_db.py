@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+import asyncio
 
-from woostore_shared.db import Database
+import psycopg
+from sqlalchemy import func, text
+from sqlalchemy.engine import make_url
+from sqlmodel import select
+
+from woostore_shared.db import MAX_CONNECTIONS, Database
 
 
 async def application_name(db: Database) -> str:
@@ -27,3 +31,27 @@ async def test_connections_carry_the_services_name_unless_the_url_gives_one(
         )
         == "operators-choice"
     )
+
+
+async def test_connections_opened_for_a_burst_are_kept_for_the_next(database_url: str) -> None:
+    """Opening a connection costs PostgreSQL a process: one opened for a burst stays."""
+
+    def opened() -> int:
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            row = connection.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]) + 1  # this one too
+
+    async def read() -> None:
+        async with db.session() as session:
+            await session.exec(select(func.pg_sleep(0.01)))  # held while all are out
+
+    db = Database(database_url)
+    before = opened()
+    for _ in range(10):
+        await asyncio.gather(*(read() for _ in range(MAX_CONNECTIONS)))
+    await db.dispose()
+
+    assert opened() - before <= MAX_CONNECTIONS + 1
