@@ -34,8 +34,10 @@ from woostore_shared.work import WorkOrder
 
 log = get_logger(__name__)
 
-# Far below the relay's grace, so a message is marked long before the relay would look at it.
-MARK_DELAY_SECONDS = 0.05
+# Far below the relay's grace (10 s), so a message is marked long before the relay would look
+# at it. Every 0.05 s, a busy provisioner wrote about three marks a store: a tenth of the
+# platform's CPU a store (docs/benchmarks.md, The cost of a store).
+MARK_DELAY_SECONDS = 1.0
 
 
 class Outbox:
