@@ -71,7 +71,8 @@ class UnitOfWork:
 
     def announce(self, store: Store, data: EventData) -> CloudEvent:
         """Record the event announcing a change a statement of this unit wrote to the store's
-        row, its ``updated_at`` included; ``store`` is the row as that statement left it."""
+        row; ``store`` is the row as that statement left it, ``updated_at`` set by it (a
+        moment before the event's time)."""
         event = make_event(
             data.model_copy(update={"actions": actions_of(store)}),
             store_id=store.id,

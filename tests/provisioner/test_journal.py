@@ -63,6 +63,7 @@ async def test_a_completed_step_returns_the_row_as_stored_with_what_it_learned(
         steps = list(await session.exec(select(StoreStep)))
     assert stored is not None
     assert returned.model_dump() == stored.model_dump()  # every column, none swapped
+    assert type(returned.status) is StoreStatus  # read as the model reads it
     assert (stored.release_revision, stored.chart_version) == (3, "1.2.3")
     assert (stored.step_name, stored.step_index, stored.progress) == ("credentials", 2, 0.0909)
     assert [(s.name, s.position, s.seconds, s.completed_at) for s in steps] == [

@@ -9,9 +9,9 @@ deleted meanwhile gets no progress of work it no longer wants (:class:`StoreAban
 however quickly its steps run, and the row stays locked until the commit.
 
 These are the statements the platform runs most, a transaction for every step of every
-store, so they are plain SQL: through the ORM (a locked load, then a flush) a step cost the
-provisioner about 60% more CPU, and PostgreSQL a fifth more (docs/benchmarks.md, The cost
-of a store)."""
+store, so they are plain SQL: through the ORM (a locked load, then a flush of the row, the
+step and its events) a store's steps cost the provisioner a fifth to a third more CPU,
+publishing included, and PostgreSQL up to a tenth more."""
 
 from __future__ import annotations
 
@@ -108,24 +108,26 @@ async def _advance(
     uow: UnitOfWork, recipe: Recipe, store_id: uuid.UUID, changes: dict[str, Any]
 ) -> Store:
     """Write ``changes`` to the store's row if it still has the recipe's status, and return
-    the row as it now is."""
+    the row as it now is: a copy, outside the unit's session (its changes are written)."""
     changes = {**changes, "updated_at": utcnow()}
+    statement = _advance_statement(tuple(sorted(changes)))
+    values = {f"set_{name}": value for name, value in changes.items()}
     connection = await uow.session.connection()  # plain SQL: no ORM work around it
     found = await connection.execute(
-        _advance_statement(tuple(sorted(changes))),
-        {**changes, "store_id": store_id, "status": recipe.status.value},
+        statement, {**values, "store_id": store_id, "status": recipe.status.value}
     )
     row = found.one_or_none()
     if row is None:  # failed, deleting or gone meanwhile
         raise StoreAbandoned
-    return Store.model_construct(**row._mapping)
+    return Store(**row._mapping)
 
 
 @functools.cache
 def _advance_statement(columns: tuple[str, ...]) -> TextualSelect:
-    """The UPDATE writing these columns (names checked against the model), returning every
-    column as the model reads it. One per set of columns a step writes: a handful."""
-    assignments = ", ".join(f"{_STORE_COLUMNS[name].name} = :{name}" for name in columns)
+    """The UPDATE writing these columns (names checked against the model; each value bound
+    as ``set_<name>``), returning every column in the model's order, which is how the result
+    is read. One per set of columns a step writes: a handful."""
+    assignments = ", ".join(f"{_STORE_COLUMNS[name].name} = :set_{name}" for name in columns)
     returned = ", ".join(column.name for column in _STORE_COLUMNS)
     return text(
         f"UPDATE stores SET {assignments} WHERE id = :store_id AND status = :status"  # noqa: S608  (column names from the model, values bound)
