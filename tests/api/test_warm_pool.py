@@ -74,7 +74,7 @@ async def test_fifty_concurrent_creates_take_the_five_pooled_stores_once_each(
     assert sorted(now.values()) == list(range(1, CREATES - POOL + 1))
     # An answer's place is read once its store is made: a store queued ahead of it whose
     # create commits later is not counted yet, so two answers in a burst can name the same
-    # place. None promises a better place than its store has.
+    # place. An answer may name a better place than its store has, never a worse one.
     assert all(1 <= m["queue_position"] <= now[m["id"]] for m in cold)
 
 
