@@ -57,6 +57,7 @@ from tests.charts.kind import CLUSTER_UP, KIND, script_variable
 from tests.charts.netpol import Endpoint, namespace_labels
 from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.base import STORE_ACCESS_BINDING
+from woostore_shared.db import MAX_CONNECTIONS
 from woostore_shared.settings import Settings
 
 RELEASE = "woostore"
@@ -1276,6 +1277,26 @@ def test_in_chart_nats_fsyncs_every_write_to_its_volume(default_docs: list[Manif
     assert c["args"] == ["--config", "/etc/nats/nats.conf"]
     env = env_of(container(deployment(default_docs, "api")))
     assert env["WOOSTORE_NATS_URL"]["value"] == f"nats://{RELEASE}-nats.{NAMESPACE}.svc:4222"
+
+
+def test_in_chart_postgresql_takes_every_connection_the_services_may_keep(
+    variants: dict[str, list[Manifest]],
+) -> None:
+    for name, docs in variants.items():
+        postgresql = [
+            s for s in by_kind(docs, "StatefulSet") if s["metadata"]["name"].endswith("-postgresql")
+        ]
+        if not postgresql:
+            continue  # an external PostgreSQL: the runbook says what to count
+        args = container(postgresql[0])["args"]
+        assert args[:2] == ["postgres", "-c"], name
+        setting, _, value = args[2].partition("=")
+        replicas = sum(
+            deployment(docs, service)["spec"]["replicas"]
+            for service in ("api", "notifier", "provisioner", "reaper")
+        )
+        assert setting == "max_connections", name
+        assert int(value) >= MAX_CONNECTIONS * replicas + 10, name
 
 
 def test_external_dependencies_are_not_run_in_the_release(
