@@ -64,18 +64,6 @@ def _this_workers(ports: range) -> range:
     return ports[index * size : (index + 1) * size]
 
 
-def wait_for_port(host: str, port: int, deadline: float = _START_DEADLINE) -> None:
-    give_up = time.monotonic() + deadline
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > give_up:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {deadline}s") from None
-            time.sleep(0.05)
-
-
 def _venv_binary(name: str) -> str:
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
@@ -118,19 +106,18 @@ class NatsServer:
             self.kill()
         else:
             self.stop()
-        self.process = _spawn_nats(self.config_file, self.port)
+        self.process = _spawn_nats(self.config_file)
 
 
-def _spawn_nats(config_file: Path, port: int) -> subprocess.Popen[bytes]:
+def _spawn_nats(config_file: Path) -> subprocess.Popen[bytes]:
     log_path = config_file.parent / "nats.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
         [_venv_binary("nats-server"), "-c", str(config_file)], stdout=log, stderr=log
     )
     try:
-        wait_for_port("127.0.0.1", port)
-        # Something listens on the port, but it may be another server that took the port
-        # between free_port() and now: wait for this one to say it is ready.
+        # Its own word, not the port answering: another server may have taken the port
+        # between free_port() and now. It says so once it listens for clients.
         _wait_until_said(process, log_path, f"[{process.pid}] ", "Server is ready")
     except (TimeoutError, RuntimeError):
         process.kill()
@@ -167,7 +154,7 @@ def start_nats(folder: Path, port: int | None = None) -> NatsServer:
         "jetstream": {"store_dir": str(folder / "jetstream"), "sync_interval": "always"},
     }
     config_file.write_text(json.dumps(config, indent=2))
-    return NatsServer(_spawn_nats(config_file, port), f"nats://127.0.0.1:{port}", port, config_file)
+    return NatsServer(_spawn_nats(config_file), f"nats://127.0.0.1:{port}", port, config_file)
 
 
 def start_nats_cluster(folder: Path, size: int = 3) -> list[NatsServer]:
@@ -194,7 +181,7 @@ def start_nats_cluster(folder: Path, size: int = 3) -> list[NatsServer]:
         config_file = node_folder / "nats.conf"
         config_file.write_text(json.dumps(config, indent=2))
         url = f"nats://127.0.0.1:{port}"
-        nodes.append(NatsServer(_spawn_nats(config_file, port), url, port, config_file))
+        nodes.append(NatsServer(_spawn_nats(config_file), url, port, config_file))
     return nodes
 
 
