@@ -80,8 +80,9 @@ class Journal:
         """Journal the step with what it learned and how many ``seconds`` it ran, and start
         ``next_step`` (with its span) in the same transaction: a step then costs one commit
         and one round of publishing, not two. Returns the store as it now is."""
-        shown = _shown(recipe, step, completed=step.index)
-        if next_step is not None:
+        if next_step is None:
+            shown = _shown(recipe, step, completed=step.index)
+        else:
             following, span = next_step
             shown = _shown(recipe, following, completed=following.index - 1)
         async with UnitOfWork.begin(self.outbox) as uow:
