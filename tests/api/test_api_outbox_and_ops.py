@@ -229,7 +229,9 @@ async def test_a_request_is_the_root_of_the_trace_its_events_and_work_orders_car
 ) -> None:
     store = await create(client, "Traced Shop")
 
-    [request] = [s for s in spans.get_finished_spans() if s.name == "POST /api/v1/stores"]
+    # One span a request: the request's, named by its route, and nothing under it.
+    [request] = spans.get_finished_spans()
+    assert request.name == "POST /api/v1/stores"
     assert request.parent is None  # the root: the client sent no traceparent
     trace_id = format(request.context.trace_id, "032x")
     [requested] = await stream_messages(nats_client, store["id"])
@@ -244,6 +246,15 @@ async def test_a_request_is_the_root_of_the_trace_its_events_and_work_orders_car
     )
     [event] = await stream_messages(nats_client, response.json()["id"])
     assert envelope(event)["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+
+
+async def test_the_dashboards_files_start_no_trace(
+    anonymous: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    assert (await anonymous.get("/static/app.js")).status_code == 200
+    assert (await anonymous.get("/api/v1/asyncapi.json")).status_code == 200
+
+    assert [s.name for s in spans.get_finished_spans()] == ["GET /api/v1/asyncapi.json"]
 
 
 async def test_requests_are_timed_by_route_template_never_by_id(client: httpx.AsyncClient) -> None:
