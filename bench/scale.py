@@ -2,7 +2,7 @@
 tenants, each with its history of events: how fast the API lists and counts them, how long a
 reaper pass takes, how big the database grows, and how fast events past their retention go.
 
-What it does is METHOD below, which docs/benchmarks.md shows with the figures.
+What it does is ``method`` below, which docs/benchmarks.md shows with the figures.
 ``uv run python -m bench.scale`` runs this part alone and prints its section.
 """
 
@@ -35,27 +35,34 @@ from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 
 RESULTS = REPO / "docs" / "benchmarks.md"
-STORES = 10_000
-TENANTS = 100
-EVENTS_PER_STORE = 20  # about what a store's provisioning writes (11 steps, started and done)
-FAILED_EVERY = 100  # every 100th store failed, the rest ready
-READS = 200  # of each query, one after another
-PASSES = 5
 DEADLINE = timedelta(minutes=20)
 GRACE = timedelta(seconds=60)
 
-METHOD = f"""\
-The API alone (the other services stopped, so their work is not in the figures), real
-PostgreSQL and NATS. {STORES:,} stores are written straight into PostgreSQL across
-{TENANTS} tenants (every {FAILED_EVERY}th failed and cleaned up, the rest ready), each with
-{EVENTS_PER_STORE} events a second apart, published; the simulated cluster holds each
-ready store's namespace. Then:
 
-1. **Reads**: each query {READS} times in a row with the admin's token: the first page
+@dataclass(frozen=True)
+class Sizes:
+    stores: int = 10_000
+    tenants: int = 100
+    events_per_store: int = 20  # about what a store's provisioning writes (11 steps, 2 each)
+    failed_every: int = 100  # every 100th store failed, the rest ready
+    reads: int = 200  # of each query, one after another
+    passes: int = 5
+
+
+def method(sizes: Sizes) -> str:
+    return f"""\
+The API alone (the other services stopped, so their work is not in the figures), real
+PostgreSQL and NATS. {sizes.stores:,} stores are written straight into PostgreSQL across
+{sizes.tenants} tenants (every {sizes.failed_every}th failed and cleaned up, the rest
+ready), each with {sizes.events_per_store} events a second apart, published; the simulated
+cluster holds each ready store's namespace. Then:
+
+1. **Reads**: each query {sizes.reads} times in a row with the admin's token: the first page
    (50), the next page by its cursor, one tenant's stores, the failed ones, a search by
    name, a store with its events, and the counts by status.
-2. **Reaper passes**: `reap_once` {PASSES} times, as the leading reaper runs it (deadlines,
-   relay, replay, the cluster's namespaces against the stores, expiry), with nothing to do.
+2. **Reaper passes**: `reap_once` {sizes.passes} times, as the leading reaper runs it
+   (deadlines, relay, replay, the cluster's namespaces against the stores, expiry), with
+   nothing to do.
 3. **Size**: the database, and the `stores` and `store_events` tables with their indexes.
 4. **Retention**: half the events made older than 30 days, then pruned by the reaper's
    `prune_events` a batch (5,000) at a time.
@@ -70,41 +77,44 @@ database, about 500 bytes each with their indexes: `WOOSTORE_EVENT_RETENTION_DAY
 
 @dataclass(frozen=True)
 class Figures:
+    sizes: Sizes
     reads: dict[str, list[float]]
     passes: list[float]
-    sizes: dict[str, int]
+    bytes: dict[str, int]  # the database's, and two tables' with their indexes
     pruned: int
     prune_seconds: float
     batches: int
     seed_seconds: float
 
 
-async def seed(platform: Platform, db: Database, cluster: SimulatedCluster) -> list[str]:
+async def seed(
+    platform: Platform, db: Database, cluster: SimulatedCluster, sizes: Sizes
+) -> list[str]:
     """The tenants (through the API), then the stores, their events and their namespaces."""
     async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
         tenants = []
-        for n in range(TENANTS):
+        for n in range(sizes.tenants):
             made = await api.post("/api/v1/tenants", json={"name": f"tenant-{n:03d}"})
             made.raise_for_status()
             tenants.append(uuid.UUID(made.json()["id"]))
     start = utcnow() - timedelta(days=2)
     stores = [
         Store(
-            tenant_id=tenants[n % TENANTS],
+            tenant_id=tenants[n % sizes.tenants],
             name=f"Scale Shop {n:05d}",
             slug=f"scale-{n:05d}",
             namespace=namespace_for(f"scale-{n:05d}"),
-            status=StoreStatus.FAILED if n % FAILED_EVERY == 0 else StoreStatus.READY,
-            failure_reason="seeded as failed" if n % FAILED_EVERY == 0 else None,
-            cleaned_up_at=start if n % FAILED_EVERY == 0 else None,  # nothing left to clean
+            status=StoreStatus.FAILED if n % sizes.failed_every == 0 else StoreStatus.READY,
+            failure_reason="seeded as failed" if n % sizes.failed_every == 0 else None,
+            cleaned_up_at=start if n % sizes.failed_every == 0 else None,  # nothing left to clean
             simulated=True,
             settings={"currency": "EUR", "country": "DE", "language": "en_US",
                       "sample_products": True},
             correlation_id=uuid.uuid4().hex,
             created_at=start + timedelta(seconds=n),
-            updated_at=start + timedelta(seconds=n + EVENTS_PER_STORE),
+            updated_at=start + timedelta(seconds=n + sizes.events_per_store),
         )
-        for n in range(STORES)
+        for n in range(sizes.stores)
     ]  # fmt: skip
     async with db.session() as session:
         session.add_all(stores)
@@ -120,7 +130,7 @@ async def seed(platform: Platform, db: Database, cluster: SimulatedCluster) -> l
                 "s.created_at + n * interval '1 second' "
                 "FROM stores s, generate_series(1, :total) n"
             ),
-            params={"total": EVENTS_PER_STORE},
+            params={"total": sizes.events_per_store},
         )
         await session.commit()
     with closing(sqlite3.connect(cluster.state_file)) as sim, sim:
@@ -137,7 +147,7 @@ async def seed(platform: Platform, db: Database, cluster: SimulatedCluster) -> l
     return [str(t) for t in tenants]
 
 
-async def timed_reads(platform: Platform, tenant: str) -> dict[str, list[float]]:
+async def timed_reads(platform: Platform, tenant: str, sizes: Sizes) -> dict[str, list[float]]:
     async with httpx.AsyncClient(
         base_url=platform.api_url, headers=platform.headers, timeout=30
     ) as api:
@@ -151,13 +161,15 @@ async def timed_reads(platform: Platform, tenant: str) -> dict[str, list[float]]
             "One tenant's stores": ("/api/v1/stores", {"limit": 50, "tenant_id": tenant}),
             "Failed stores": ("/api/v1/stores", {"limit": 50, "status": "failed"}),
             "Search by name": ("/api/v1/stores", {"limit": 50, "q": "Shop 0424"}),
-            f"One store with its {EVENTS_PER_STORE} events": (f"/api/v1/stores/{some_store}", {}),
+            f"One store with its {sizes.events_per_store} events": (
+                f"/api/v1/stores/{some_store}", {}
+            ),
             "Counts by status": ("/api/v1/stores/counts", {}),
         }  # fmt: skip
         reads: dict[str, list[float]] = {}
         for name, (path, params) in queries.items():
             seconds = []
-            for _ in range(READS):
+            for _ in range(sizes.reads):
                 began = time.perf_counter()
                 response = await api.get(path, params=params)
                 seconds.append(time.perf_counter() - began)
@@ -166,7 +178,7 @@ async def timed_reads(platform: Platform, tenant: str) -> dict[str, list[float]]
     return reads
 
 
-async def sizes(db: Database) -> dict[str, int]:
+async def measured_bytes(db: Database) -> dict[str, int]:
     async with db.session() as session:
         row = (
             await session.exec(  # type: ignore[call-overload]
@@ -179,7 +191,7 @@ async def sizes(db: Database) -> dict[str, int]:
     return {"database": row[0], "stores": row[1], "store_events": row[2]}
 
 
-async def run(platform: Platform) -> Figures:
+async def run(platform: Platform, sizes: Sizes) -> Figures:
     settings = Settings(database_url=platform.postgres.url)
     db = Database(settings.database_url)
     cluster = SimulatedCluster(
@@ -190,27 +202,27 @@ async def run(platform: Platform) -> Figures:
     client = await nats.connect(platform.env["WOOSTORE_NATS_URL"], name="bench-scale")
     try:
         began = time.monotonic()
-        tenants = await seed(platform, db, cluster)
+        tenants = await seed(platform, db, cluster, sizes)
         seeded = time.monotonic() - began
         async with db.session() as session:
             await session.exec(text("ANALYZE"))  # type: ignore[call-overload]
-        reads = await timed_reads(platform, tenants[7])
+        reads = await timed_reads(platform, tenants[-1], sizes)
         outbox = Outbox(db, client, source="/woostore/reaper")
         passes = []
-        for _ in range(PASSES):
+        for _ in range(sizes.passes):
             began = time.perf_counter()
             report = await reap_once(outbox, cluster, DEADLINE, GRACE)
             passes.append(time.perf_counter() - began)
             if any(vars(report).values()):
                 raise RuntimeError(f"a pass with nothing to do did something: {report}")
-        measured = await sizes(db)
+        measured = await measured_bytes(db)
         async with db.session() as session:
             await session.exec(  # type: ignore[call-overload]
                 text(
                     "UPDATE store_events SET time = time - interval '40 days' "
                     "WHERE id IN (SELECT id FROM store_events ORDER BY random() LIMIT :half)"
                 ),
-                params={"half": STORES * EVENTS_PER_STORE // 2},
+                params={"half": sizes.stores * sizes.events_per_store // 2},
             )
             await session.commit()
         began = time.perf_counter()
@@ -222,15 +234,15 @@ async def run(platform: Platform) -> Figures:
     finally:
         await client.close()
         await db.dispose()
-    return Figures(reads, passes, measured, pruned, prune_seconds, batches, seeded)
+    return Figures(sizes, reads, passes, measured, pruned, prune_seconds, batches, seeded)
 
 
-def measure() -> Figures:
+def measure(sizes: Sizes | None = None) -> Figures:
     with (
         tempfile.TemporaryDirectory() as folder,
         running_services(Path(folder), ("api",), {"WOOSTORE_LOG_LEVEL": "WARNING"}) as platform,
     ):
-        return asyncio.run(run(platform))
+        return asyncio.run(run(platform, sizes or Sizes()))
 
 
 def _ms(seconds: float) -> str:
@@ -238,6 +250,7 @@ def _ms(seconds: float) -> str:
 
 
 def section(figures: Figures) -> str:
+    sizes, measured = figures.sizes, figures.bytes
     rows: list[tuple[str, str]] = [
         (f"{name}: p50 / p99", f"{_ms(percentile(s, 0.5))} / {_ms(percentile(s, 0.99))}")
         for name, s in figures.reads.items()
@@ -245,21 +258,26 @@ def section(figures: Figures) -> str:
     rows += [
         ("Reaper pass with nothing to do: median / slowest",
          f"{_ms(statistics.median(figures.passes))} / {_ms(max(figures.passes))}"),
-        ("Database size", f"{figures.sizes['database'] / 1e6:.0f} MB"),
+        ("Database size", f"{measured['database'] / 1e6:.0f} MB"),
         ("`stores`, with its indexes",
-         f"{figures.sizes['stores'] / 1e6:.1f} MB ({figures.sizes['stores'] / STORES:.0f} "
+         f"{measured['stores'] / 1e6:.1f} MB ({measured['stores'] / sizes.stores:.0f} "
          "bytes a store)"),
         ("`store_events`, with its indexes",
-         f"{figures.sizes['store_events'] / 1e6:.1f} MB "
-         f"({figures.sizes['store_events'] / (STORES * EVENTS_PER_STORE):.0f} bytes an event)"),
+         f"{measured['store_events'] / 1e6:.1f} MB "
+         f"({measured['store_events'] / (sizes.stores * sizes.events_per_store):.0f} bytes "
+         "an event)"),
         ("Events past retention pruned",
          f"{figures.pruned:,} in {figures.prune_seconds:.1f} s ({figures.batches} batches, "
          f"{_ms(figures.prune_seconds / max(figures.batches, 1))} a batch)"),
         ("Seeding (not the platform's work)", f"{figures.seed_seconds:.0f} s"),
     ]  # fmt: skip
     return (
-        f"## The control plane at {STORES:,} stores\n\n"
-        "Written by `make bench` too (`bench/scale.py`).\n\n" + table(rows) + "\n" + METHOD + "\n"
+        f"## The control plane at {sizes.stores:,} stores\n\n"
+        "Written by `make bench` too (`bench/scale.py`).\n\n"
+        + table(rows)
+        + "\n"
+        + method(sizes)
+        + "\n"
     )
 
 
