@@ -62,6 +62,9 @@ async def test_provisioner_killed_mid_claim_finishes_the_store_for_its_owner_alo
         WOOSTORE_ACK_WAIT_SECONDS="6",
         WOOSTORE_WARM_POOL_SIZE=str(POOL_SIZE),
         WOOSTORE_REAPER_INTERVAL_SECONDS="1",
+        # Refills leave one provisioning slot free for owners: with three, the pool's two
+        # fill side by side, in one cold store's time (claims have a lane of their own).
+        WOOSTORE_MAX_STORES_IN_FLIGHT=str(POOL_SIZE + 1),
     )
 
     async def pool_full() -> bool:

@@ -1,6 +1,6 @@
-"""Keeping the warm pool: refilled up to its size within the provisioning limit and the
-platform's cap, never while an owner's store waits; stale and surplus stores retired, never
-one an owner has claimed. Real PostgreSQL and NATS."""
+"""Keeping the warm pool: refilled up to its size within the provisioning limit (one slot
+left free for owners) and the platform's cap, never while an owner's store waits; stale and
+surplus stores retired, never one an owner has claimed. Real PostgreSQL and NATS."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ async def _pool(database: Database) -> dict[StoreStatus, int]:
 async def test_an_empty_pool_is_refilled_to_its_size_once(
     outbox: Outbox, database: Database
 ) -> None:
-    first = await keep_pool(outbox, TARGET)
-    again = await keep_pool(outbox, TARGET)  # the refills are under way: none more
+    wide = replace(TARGET, stores_in_flight=3)  # room for both refills and an owner's store
+    first = await keep_pool(outbox, wide)
+    again = await keep_pool(outbox, wide)  # the refills are under way: none more
 
     assert (first.refills, again.refills) == (2, 0)
     assert await _pool(database) == {StoreStatus.QUEUED: 2}
@@ -52,6 +53,22 @@ async def test_an_empty_pool_is_refilled_to_its_size_once(
         made = list(await session.exec(select(Store).where(col(Store.tenant_id).is_(None))))
     assert {store.origin for store in made} == {"pool"}
     assert all(store.slug.startswith("pool-") for store in made)
+
+
+async def test_refills_leave_one_provisioning_slot_free_for_owners(
+    outbox: Outbox, database: Database
+) -> None:
+    """A refill holds its slot for a whole cold store: an owner arriving while the pool fills
+    must find a slot, not wait that long before their store even begins."""
+    assert (await keep_pool(outbox, TARGET)).refills == 1  # 2 slots: one is kept
+    assert (await keep_pool(outbox, replace(TARGET, size=5))).refills == 0
+    assert await _pool(database) == {StoreStatus.QUEUED: 1}
+
+
+async def test_a_single_provisioning_slot_is_the_pools_while_no_owner_waits(
+    outbox: Outbox, database: Database
+) -> None:
+    assert (await keep_pool(outbox, replace(TARGET, stores_in_flight=1))).refills == 1
 
 
 async def test_refills_yield_to_an_owners_queued_store(outbox: Outbox, database: Database) -> None:
@@ -66,12 +83,13 @@ async def test_refills_yield_to_an_owners_queued_store(outbox: Outbox, database:
 async def test_refills_share_the_provisioning_limit_and_the_platforms_cap(
     outbox: Outbox, database: Database
 ) -> None:
+    wide = replace(TARGET, stores_in_flight=3)
     owners = await create_store(outbox)
     async with UnitOfWork.begin(outbox) as uow:
-        await lifecycle.start(uow, owners.id)  # one of the two slots is taken
+        await lifecycle.start(uow, owners.id)  # one of the three slots is taken, one is kept
 
-    assert (await keep_pool(outbox, TARGET)).refills == 1
-    assert (await keep_pool(outbox, replace(TARGET, size=5))).refills == 0  # slots full
+    assert (await keep_pool(outbox, wide)).refills == 1
+    assert (await keep_pool(outbox, replace(wide, size=5))).refills == 0  # slots full
 
     async with UnitOfWork.begin(outbox) as uow:  # both end: the slots are free again
         for store in await _queued_or_provisioning(database):
@@ -79,7 +97,7 @@ async def test_refills_share_the_provisioning_limit_and_the_platforms_cap(
                 await lifecycle.start(uow, store.id)
             await lifecycle.fail(uow, store.id, "test")
     # Now only the platform's cap on live stores holds the pool back: one store fits.
-    capped = replace(TARGET, size=5, max_live_stores=1, refill_backoff=timedelta(0))
+    capped = replace(wide, size=5, max_live_stores=1, refill_backoff=timedelta(0))
     assert [(await keep_pool(outbox, capped)).refills for _ in range(2)] == [1, 0]
 
 

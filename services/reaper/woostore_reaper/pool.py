@@ -4,8 +4,8 @@ claimed in seconds (``lifecycle.claim``) instead of made from scratch.
 Each pass (the leader's only) retires pooled stores that no longer fit a claim, because
 their chart is not the platform's any more, and asks for new ones until the pool holds
 ``WOOSTORE_WARM_POOL_SIZE``. Refills are ordinary provisioning, in the same global limit,
-and they always yield to owners: none is asked for while an owner's store waits or the
-provisioning slots are taken, and one found still queued when an owner's store arrives is
+and they always yield to owners: they leave one provisioning slot free, none is asked for
+while an owner's store waits, and one found still queued when an owner's store arrives is
 retired unstarted by the provisioner. None is asked for either for five minutes after a
 pooled store failed. Pooled stores count against the platform's cap on live stores, and the
 pool never grows past it. Idle pooled stores are verified again now and then.
@@ -127,7 +127,7 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
     missing = target.size - sum(in_pool.values()) + in_pool.get(StoreStatus.DELETING, 0)
     if owners_waiting:
         return PoolReport(refills=0, retired=retired, verified=0)
-    slots = target.stores_in_flight - cold
+    slots = target.stores_in_flight - _kept_for_owners(target) - cold
     room = max(min(missing, slots, target.max_live_stores - live), 0)
     if last_failure is not None and last_failure > utcnow() - target.refill_backoff:
         room = 0  # a pooled store failed lately: wait before making another
@@ -135,6 +135,14 @@ async def keep_pool(outbox: Outbox, target: PoolTarget) -> PoolReport:
         await _refill(outbox, target)
     verified = await _verify_idle(outbox, target, slots - room)
     return PoolReport(refills=room, retired=retired, verified=verified)
+
+
+def _kept_for_owners(target: PoolTarget) -> int:
+    """The provisioning slots neither refills nor verifications take: one, where there are
+    two or more. A refill holds its slot for a whole cold store (minutes). With every slot
+    taken by refills, as when a new platform first fills its pool, an owner arriving meanwhile
+    waited that long before their store even began: twice a cold store in all."""
+    return 1 if target.stores_in_flight > 1 else 0
 
 
 async def _refill(outbox: Outbox, target: PoolTarget) -> None:
