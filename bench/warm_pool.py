@@ -398,8 +398,8 @@ four phases:
    it between passes, not at its first), {REFILL_POOL} owners at once empty the pool, of
    `make run`'s size; PostgreSQL is read every {POLL} s until it holds {REFILL_POOL} stores `pooled`
    again (`stores.tenant_id IS NULL`), timed from just before the burst's POSTs. Refills
-   share the provisioning limit and leave one slot free for owners: a pool of N refills in
-   about N/{IN_FLIGHT - 1} rounds of a cold store, after up to one reaper pass.
+   share the provisioning limit and leave one slot free for owners: {IN_FLIGHT - 1} at a time
+   here, each a cold store's time, after up to one reaper pass.
 4. **Cold**: the API restarted with `WOOSTORE_WARM_POOL_SIZE=0` and the reaper stopped (the
    pooled stores stay, nothing else runs); {COLD_STORES} owners at once, as many as may
    provision at once, so neither waits for a slot.
