@@ -128,8 +128,16 @@ def create_app(settings: Settings) -> FastAPI:
         # FastAPI's own OpenTelemetry: a span per request, named by its route, the root of
         # the trace of what it asks for (tracing.py); it continues a client's traceparent.
         # One span a request: no spans for dependencies and serialisation, which cost more
-        # CPU than a create's work in the database.
-        telemetry={"operation_spans": False, "exclude": _untraced},
+        # CPU than a create's work in the database. Traces only, on tracing.py's provider:
+        # metrics are Prometheus's (edge.py), logs structlog's, and exporters tracing.py's
+        # (FASTAPI_OTEL_AUTO_CONFIGURE would add a second one, sending every span twice).
+        telemetry={
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+            "auto_configure": False,
+            "exclude": _untraced,
+        },
         # FastAPI's own pages load Swagger UI and ReDoc from a CDN, with inline scripts.
         docs_url=None,
         redoc_url=None,
