@@ -179,7 +179,7 @@ def reconfigure(
     platform.wait_ready()
 
 
-async def run_phases(platform: Platform, phases: dict[str, float]) -> PoolFigures:
+async def run_phases(platform: Platform, phases: dict[str, float], claims: int) -> PoolFigures:
     phase_start = time.monotonic()
 
     def phase_done(name: str) -> None:
@@ -201,7 +201,7 @@ async def run_phases(platform: Platform, phases: dict[str, float]) -> PoolFigure
                 async with slots:
                     return await own_store(api, events, f"Claimed {n}", "pool")
 
-            claims = await asyncio.gather(*(claim(n) for n in range(CLAIMS)))
+            trips = await asyncio.gather(*(claim(n) for n in range(claims)))
             phase_done("claims")
 
             await asyncio.to_thread(platform.start, "reaper")
@@ -229,8 +229,8 @@ async def run_phases(platform: Platform, phases: dict[str, float]) -> PoolFigure
             )
         phase_done("cold")
         return PoolFigures(
-            claims=claims,
-            breakdown=[breakdown(trip, events) for trip in claims],
+            claims=trips,
+            breakdown=[breakdown(trip, events) for trip in trips],
             burst=burst,
             refill_seconds=refilled_at - burst_at,
             refills=refills,
@@ -240,10 +240,11 @@ async def run_phases(platform: Platform, phases: dict[str, float]) -> PoolFigure
         )
 
 
-def measure() -> PoolFigures:
+def measure(claims: int = CLAIMS, time_scale: float = 1) -> PoolFigures:
+    """Every phase; the test runs them with fewer ``claims`` on a quicker simulated cluster."""
     phases: dict[str, float] = {}
     start = time.monotonic()
-    fill = CLAIMS + REFILL_POOL
+    fill = claims + REFILL_POOL
     with (
         tempfile.TemporaryDirectory() as folder,
         running_platform(
@@ -251,7 +252,7 @@ def measure() -> PoolFigures:
             WOOSTORE_LOG_LEVEL="WARNING",
             WOOSTORE_SIM_TIME_SCALE="0",
             WOOSTORE_WARM_POOL_SIZE=str(fill),
-            WOOSTORE_MAX_STORES_IN_FLIGHT=str(fill),
+            WOOSTORE_MAX_STORES_IN_FLIGHT=str(fill + 1),  # refills leave one slot free
             WOOSTORE_REAPER_INTERVAL_SECONDS="0.5",
         ) as platform,
     ):
@@ -267,13 +268,13 @@ def measure() -> PoolFigures:
             platform,
             SERVICES,
             ("api", "provisioner", "notifier"),  # the reaper starts for the refill
-            WOOSTORE_SIM_TIME_SCALE="1",
+            WOOSTORE_SIM_TIME_SCALE=str(time_scale),
             WOOSTORE_WARM_POOL_SIZE=str(REFILL_POOL),
             WOOSTORE_MAX_STORES_IN_FLIGHT=None,
             WOOSTORE_REAPER_INTERVAL_SECONDS=None,
         )
         phases["fill"] = time.monotonic() - start
-        figures = asyncio.run(run_phases(platform, phases))
+        figures = asyncio.run(run_phases(platform, phases, claims))
     phases["stop"] = time.monotonic() - start - sum(phases.values())  # figures' own dict
     return figures
 
@@ -382,11 +383,12 @@ One platform (`running_platform`: the four services on embedded NATS and Postgre
 four phases:
 
 1. **Fill** (not measured): the reaper fills a pool of {CLAIMS + REFILL_POOL} at time scale
-   0, with as many provisioning slots as stores and a reaper pass every 0.5 s. A claim only
-   needs what a pooled store *is*, which is the same at any time scale. Then every service is
-   restarted with time scale 1, a pool of {REFILL_POOL}, and the platform's defaults for the
-   rest ({IN_FLIGHT} stores provisioning at once, a reaper pass every {REAPER_INTERVAL:.0f} s),
-   and `woostore-setup` puts the provision lane's limit back to {IN_FLIGHT}.
+   0, with a provisioning slot for each store (and the one refills leave) and a reaper pass
+   every 0.5 s. A claim only needs what a pooled store *is*, which is the same at any time
+   scale. Then every service is restarted with time scale 1, a pool of {REFILL_POOL}, and
+   the platform's defaults for the rest ({IN_FLIGHT} stores provisioning at once, a reaper
+   pass every {REAPER_INTERVAL:.0f} s), and `woostore-setup` puts the provision lane's limit
+   back to {IN_FLIGHT}.
 2. **Claims**: {CLAIMS} owners (the admin token) each `POST /api/v1/stores`, {AT_ONCE} at a
    time (the personalise lane's width, so none waits for a slot), and follow the store on
    the event stream until `ready`, as `woostore create --wait` does; the client's time is
