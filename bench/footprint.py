@@ -194,8 +194,8 @@ ORDER = ("api", "provisioner", "reaper", "notifier", "launcher", "uv", "make", "
 
 METHOD = """\
 `make run` as it comes, with its dependencies installed, in a data folder and on ports of
-its own. *Ready* is the launcher's banner ("WooStore is running.", printed once the API
-answers `/readyz`). The platform is *idle* once its warm pool of `make run`'s size is full
+its own. *Ready* is the launcher's banner ("WooStore is running.", printed once every
+service answers `/readyz`). The platform is *idle* once its warm pool of `make run`'s size is full
 and no store has work under way (read from PostgreSQL), and 10 s more have passed; the
 simulated cluster runs at `make run`'s time scale. Then each process's resident set (RSS),
 proportional set (PSS: shared pages split between the processes sharing them) and unique

@@ -78,9 +78,9 @@ async def _relay_output(name: str, stream: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-async def wait_until_ready(url: str, notice_every: float = READY_NOTICE_SECONDS) -> None:
-    """Until ``url`` (the API's /readyz) answers 200, saying every ``notice_every`` seconds
-    what it answers meanwhile: a slow start is never a silent one."""
+async def wait_until_ready(name: str, url: str, notice_every: float = READY_NOTICE_SECONDS) -> None:
+    """Until ``url`` (service ``name``'s /readyz) answers 200, saying every ``notice_every``
+    seconds what it answers meanwhile: a slow start is never a silent one."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     notice_at = began + notice_every
@@ -89,9 +89,16 @@ async def wait_until_ready(url: str, notice_every: float = READY_NOTICE_SECONDS)
         if ready:
             return
         if loop.time() >= notice_at:
-            _say(f"the API is not ready after {loop.time() - began:.0f} s: {answer}")
+            _say(f"the {name} is not ready after {loop.time() - began:.0f} s: {answer}")
             notice_at += notice_every
         await asyncio.sleep(0.2)
+
+
+async def when_all_ready(urls: dict[str, str], notice_every: float = READY_NOTICE_SECONDS) -> None:
+    """Until every service's /readyz (``urls``, by name) answers 200. Every one, not the
+    API's alone: a service restarting in a loop (helm missing, say) would otherwise sit
+    under a banner saying WooStore runs."""
+    await asyncio.gather(*(wait_until_ready(name, url, notice_every) for name, url in urls.items()))
 
 
 def _look_at(url: str) -> tuple[bool, str]:
@@ -229,7 +236,9 @@ async def run_services(env: dict[str, str], settings: Settings, nats_url: str) -
         loop.add_signal_handler(signum, stopping.set)
 
     async def banner() -> None:
-        await wait_until_ready(f"http://{settings.ops_host}:{ops_ports['api']}/readyz")
+        await when_all_ready(
+            {name: f"http://{settings.ops_host}:{port}/readyz" for name, port in ops_ports.items()}
+        )
         _print_banner(env, settings, nats_url)
 
     return await supervise(services, RestartPolicy(), stopping, banner)

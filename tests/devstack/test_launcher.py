@@ -10,12 +10,19 @@ import http.server
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from woostore_devstack.launcher import RestartPolicy, Service, supervise, wait_until_ready
+from woostore_devstack.launcher import (
+    RestartPolicy,
+    Service,
+    supervise,
+    wait_until_ready,
+    when_all_ready,
+)
 
 QUICK = RestartPolicy(first_delay=0.05, longest_delay=0.2, healthy_after=60, max_crashes=3)
 DEADLINE = 30.0
@@ -119,7 +126,7 @@ async def test_a_killed_service_is_named_by_its_signal(
 class _Readiness(http.server.BaseHTTPRequestHandler):
     """/readyz as a service answers it: 503 naming what fails until ``ready`` is set."""
 
-    ready = threading.Event()
+    ready: threading.Event
 
     def do_GET(self) -> None:
         ready = self.ready.is_set()
@@ -133,23 +140,50 @@ class _Readiness(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextmanager
+def readiness(ready: threading.Event) -> Iterator[str]:
+    """The URL of a /readyz that is ready once ``ready`` is set."""
+    handler = type("Readiness", (_Readiness,), {"ready": ready})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/readyz"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 async def test_a_slow_start_says_what_the_api_still_waits_for(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     output = Output(capsys)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Readiness)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/readyz"
-    try:
-        waiting = asyncio.create_task(wait_until_ready(url, notice_every=0.1))
+    ready = threading.Event()
+    with readiness(ready) as url:
+        waiting = asyncio.create_task(wait_until_ready("API", url, notice_every=0.1))
         await until(lambda: "ConnectionError" in output.text)
         assert not waiting.done()
         assert "the API is not ready after" in output.text
         assert "503" in output.text
 
-        _Readiness.ready.set()
+        ready.set()
         async with asyncio.timeout(DEADLINE):
             await waiting
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+async def test_the_platform_is_ready_once_every_service_is_not_the_api_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    output = Output(capsys)
+    api, provisioner = threading.Event(), threading.Event()
+    api.set()
+    with readiness(api) as api_url, readiness(provisioner) as provisioner_url:
+        waiting = asyncio.create_task(
+            when_all_ready({"api": api_url, "provisioner": provisioner_url}, notice_every=0.1)
+        )
+        await until(lambda: "the provisioner is not ready after" in output.text)
+        assert not waiting.done()
+        assert "the api is not ready" not in output.text
+
+        provisioner.set()
+        async with asyncio.timeout(DEADLINE):
+            await waiting
