@@ -9,7 +9,7 @@ What it does is METHOD below, which docs/benchmarks.md shows with the figures.
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import shutil
 import signal
 import subprocess
@@ -100,24 +100,40 @@ def _read_usage(top: psutil.Process, data_dir: Path) -> dict[str, Usage]:
 
 
 def _wait_for_line(make: subprocess.Popen[str], line: str, seconds: float) -> None:
-    """Read ``make run``'s output until ``line``; what comes after is drained by the caller.
-    Past ``seconds``, or if it ends, the error ends with its last lines: what it said it was
-    waiting for."""
+    """Read ``make run``'s output until ``line``; a thread reads on and drops the rest (a
+    full pipe would stop the services' logging). Past ``seconds``, or if it ends, the error
+    ends with its last lines: what it said it was waiting for.
+
+    Lines come through a queue a thread fills, not select() and readline(): readline reads
+    ahead into a buffer select() does not see, so a last line read ahead (the banner, once
+    it came after every service had started) waited there for the next output, a minute or
+    more later."""
     assert make.stdout is not None
+    stdout = make.stdout
+    lines: queue.Queue[str] = queue.Queue()
+    found = threading.Event()
+
+    def read() -> None:
+        for text in stdout:
+            if not found.is_set():
+                lines.put(text)
+        lines.put("")  # the end
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + seconds
     said: deque[str] = deque(maxlen=TAIL_LINES)
-    with selectors.DefaultSelector() as selector:
-        selector.register(make.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=1.0):
-                continue
-            text = make.stdout.readline()
-            if not text:
-                tail = "".join(said)
-                raise RuntimeError(f"make run ended ({make.wait()}) before it was ready:\n{tail}")
-            if line in text:
-                return
-            said.append(text)
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            text = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if not text:
+            tail = "".join(said)
+            raise RuntimeError(f"make run ended ({make.wait()}) before it was ready:\n{tail}")
+        if line in text:
+            found.set()
+            return
+        said.append(text)
     raise TimeoutError(f"make run was not ready within {seconds:.0f} s:\n{''.join(said)}")
 
 
@@ -177,8 +193,6 @@ def measure(environment: dict[str, str] | None = None, settle: float = SETTLE_SE
         try:
             _wait_for_line(make, READY_LINE, READY_SECONDS)
             ready = time.monotonic() - began
-            # Its logs read on and dropped: a full pipe would stop the services' logging.
-            threading.Thread(target=make.stdout.read, daemon=True).start()  # type: ignore[union-attr]
             _wait_until_idle(data_dir, pool, IDLE_SECONDS)
             idle = time.monotonic() - began
             time.sleep(settle)  # not a race: the platform is measured idle over this while
