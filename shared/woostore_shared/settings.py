@@ -193,7 +193,12 @@ class Settings(BaseSettings):
         default=True, description="Whether stores start with three sample products by default."
     )
 
-    max_stores_in_flight: int = Field(default=2, ge=1)
+    max_stores_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Stores provisioning at once, across all provisioner replicas. Warm-pool "
+        "refills leave one of these slots to owners' stores (where there are 2 or more).",
+    )
     max_live_stores: int = Field(
         default=50, ge=0, description="Stores the platform holds at once (not deleted nor failed)."
     )
