@@ -352,7 +352,7 @@ class SimulatedCluster:
                 (release.namespace, release.name, revision, revision),
             )
         manifests = await self._helm_template(release)
-        chart = yaml.safe_load((release.chart / "Chart.yaml").read_text())
+        chart = yaml.load((release.chart / "Chart.yaml").read_text(), Loader=yaml.CSafeLoader)
         # An upgrade of a deployed release that changes no workload (only the Ingress, say)
         # restarts no pod: helm has nothing to wait for.
         unchanged = (
