@@ -43,9 +43,8 @@ GRACE = timedelta(seconds=60)
 class Sizes:
     stores: int = 10_000
     tenants: int = 100
-    events_per_store: int = (
-        20  # about what a store's provisioning writes (11 steps, started and done)
-    )
+    # About what a store's provisioning writes: 11 steps, each started and done.
+    events_per_store: int = 20
     failed_every: int = 100  # every 100th store failed, the rest ready
     reads: int = 200  # of each query, one after another
     passes: int = 5
