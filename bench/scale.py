@@ -113,6 +113,7 @@ async def seed(
                       "sample_products": True},
             correlation_id=uuid.uuid4().hex,
             created_at=start + timedelta(seconds=n),
+            queued_at=start + timedelta(seconds=n),
             updated_at=start + timedelta(seconds=n + sizes.events_per_store),
         )
         for n in range(sizes.stores)

@@ -84,11 +84,19 @@ class Store(SQLModel, table=True):
     __tablename__ = "stores"
     __table_args__ = (
         Index("ix_stores_tenant_created", "tenant_id", "created_at"),
-        # A queued store's place is counted from it alone (migration 0019).
+        # Lists filtered by status, newest first (migration 0019).
         Index(
             "ix_stores_status_created",
             "status",
             "created_at",
+            "id",
+            postgresql_include=["tenant_id", "claimed_at"],
+        ),
+        # A queued store's place is counted from it alone (migration 0020).
+        Index(
+            "ix_stores_status_queued",
+            "status",
+            "queued_at",
             "id",
             postgresql_include=["tenant_id", "claimed_at"],
         ),
@@ -147,6 +155,9 @@ class Store(SQLModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
+    # When it last became queued (made, retried, claimed or fallen back to a cold start): its
+    # place in the cold queue is counted by it. None for a store that never was queued.
+    queued_at: datetime | None = _optional_timestamp()
     provisioning_started_at: datetime | None = _optional_timestamp()
     claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
     # The backup of another store of its tenant it is made from (a clone, a staging copy).

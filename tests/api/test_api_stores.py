@@ -910,6 +910,23 @@ async def test_queued_stores_show_their_place_in_the_one_queue(
     assert detail["queue_position"] == 2
 
 
+async def test_a_retried_store_is_placed_behind_the_stores_queued_before_its_retry(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """Places follow the order stores entered the queue, as the provisioner takes them, not
+    the order they were made: a store made first but retried last waits behind the others."""
+    retried = await failed_store(client, database, "Made First")
+    await set_columns(database, retried, cleaned_up_at=utcnow())
+    second, third = [await create(client, f"Queued {n}") for n in (2, 3)]
+
+    again = await client.post(f"{STORES}/{retried}/retry")
+
+    assert again.status_code == 202, again.text
+    assert again.json()["queue_position"] == 3
+    listed = {s["id"]: s["queue_position"] for s in (await client.get(STORES)).json()["items"]}
+    assert (listed[second["id"]], listed[third["id"]], listed[retried]) == (1, 2, 3)
+
+
 async def test_a_retried_create_with_the_same_idempotency_key_returns_the_same_store(
     client: httpx.AsyncClient, nats_client: Client
 ) -> None:

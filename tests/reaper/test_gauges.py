@@ -29,7 +29,7 @@ async def test_stores_by_status_the_queue_and_those_in_flight_are_measured(
         await uow.session.exec(
             update(Store)
             .where(col(Store.id) == waiting.id)
-            .values(created_at=utcnow() - timedelta(minutes=10))
+            .values(queued_at=utcnow() - timedelta(minutes=10))  # its wait since it was queued
         )
 
     await gauges.measure(outbox)

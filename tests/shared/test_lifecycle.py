@@ -104,6 +104,20 @@ def test_starting_to_provision_records_when_and_resets_progress() -> None:
     assert store.progress == 0.0
 
 
+@pytest.mark.parametrize("source", [S.FAILED, S.PROVISIONING, S.POOLED])
+def test_becoming_queued_again_records_when_its_place_in_the_queue_counts_from(
+    source: StoreStatus,
+) -> None:
+    """A retry, a claim that fell back to a cold start, and a claim: each enters the queue."""
+    store = a_store(source)
+    store.queued_at = store.created_at
+
+    transition(store, S.QUEUED)
+
+    assert store.queued_at == store.updated_at
+    assert store.queued_at > store.created_at
+
+
 def test_becoming_ready_records_when_completes_progress_and_clears_the_step() -> None:
     store = a_store(S.PROVISIONING)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -38,6 +39,24 @@ def add_store(connection: psycopg.Connection, status: str, reason: str | None = 
         (store_id, TENANT, f"shop-{store_id[:8]}", status, reason),
     )
     return store_id
+
+
+def add_store_since_0011(
+    connection: psycopg.Connection,
+    n: int,
+    tenant: str | None,
+    status: str,
+    age: timedelta = timedelta(0),
+) -> None:
+    """Store number ``n``, made ``age`` ago, with the columns a store has had since the warm
+    pool (0011)."""
+    connection.execute(
+        "INSERT INTO stores (id, tenant_id, name, slug, namespace, origin, type, status,"
+        " simulated, settings, progress, correlation_id, replays, created_at, updated_at)"
+        " VALUES (gen_random_uuid(), %s, 'Shop', %s, %s, 'cold', 'woocommerce', %s, true,"
+        " '{}', 1, 'c', 0, now() - %s, now())",
+        (tenant, f"shop-{n}", f"store-shop-{n}", status, age),
+    )
 
 
 def test_failed_stores_count_as_cleaned_up_and_a_failed_change_becomes_the_changes_outcome(
@@ -152,13 +171,7 @@ def test_the_stores_made_before_the_counts_are_counted(empty_database: str) -> N
             [(TENANT, "queued"), (TENANT, "ready"), (TENANT, "failed"), (TENANT, "deleted"),
              (None, "pooled")]
         ):  # fmt: skip
-            connection.execute(
-                "INSERT INTO stores (id, tenant_id, name, slug, namespace, origin, type, status,"
-                " simulated, settings, progress, correlation_id, replays, created_at,"
-                " updated_at) VALUES (gen_random_uuid(), %s, 'Shop', %s, %s, 'cold',"
-                " 'woocommerce', %s, true, '{}', 1, 'c', 0, now(), now())",
-                (tenant, f"shop-{n}", f"store-shop-{n}", status),
-            )
+            add_store_since_0011(connection, n, tenant, status)
 
     command.upgrade(config, "head")
 
@@ -171,3 +184,24 @@ def test_the_stores_made_before_the_counts_are_counted(empty_database: str) -> N
     assert owned == [(2,)]
 
     command.downgrade(config, "0017")
+
+
+def test_stores_made_before_queued_at_were_queued_when_they_were_made(
+    empty_database: str,
+) -> None:
+    """0020 fills in queued_at from created_at, so places already shown stay as they were."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0019")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for n, hours in enumerate([2, 1]):
+            add_store_since_0011(connection, n, TENANT, "queued", timedelta(hours=hours))
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT count(*) FILTER (WHERE queued_at = created_at), count(*) FROM stores"
+        ).fetchall()
+    assert rows == [(2, 2)]
+
+    command.downgrade(config, "0019")

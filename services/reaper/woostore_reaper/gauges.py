@@ -36,7 +36,7 @@ async def measure(outbox: Outbox) -> None:
         )
         depth, oldest = (
             await session.exec(
-                select(func.count(), func.min(Store.created_at)).where(in_the_cold_queue())
+                select(func.count(), func.min(Store.queued_at)).where(in_the_cold_queue())
             )
         ).one()
     for status in StoreStatus:

@@ -238,8 +238,10 @@ class StoreOut(BaseModel):
     )
     queue_position: int | None = Field(
         default=None,
-        description="While queued: 1 is next to start. Stores start 2 at a time. Counted as "
-        "the answer is made: a store queued ahead whose create is not yet committed is not.",
+        description="While queued: 1 is next to start. Stores start 2 at a time, in the "
+        "order they entered the queue (a retried store queues again, behind those waiting). "
+        "Counted as the answer is made: a store queued ahead whose create is not yet "
+        "committed is not.",
     )
     chart_version: str | None = Field(
         default=None, description="Version of the store chart its release runs."

@@ -354,9 +354,9 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
 
 def _places_in_the_queue() -> Select[uuid.UUID, int]:
     """The places of the queued stores ``ids``, from ``oldest`` to ``newest`` of them (each a
-    store's created_at and id): the count of queue entries before the oldest, plus the row
-    numbers from it on, all read from ix_stores_status_created."""
-    age = tuple_(col(Store.created_at), col(Store.id))
+    store's queued_at and id): the count of queue entries before the oldest, plus the row
+    numbers from it on, all read from ix_stores_status_queued."""
+    entered = tuple_(col(Store.queued_at), col(Store.id))
 
     def bound(name: str) -> ColumnElement[Any]:
         return tuple_(
@@ -365,13 +365,13 @@ def _places_in_the_queue() -> Select[uuid.UUID, int]:
         )
 
     oldest, newest = bound("oldest"), bound("newest")
-    ahead = select(func.count()).where(lifecycle.in_the_cold_queue(), age < oldest)
+    ahead = select(func.count()).where(lifecycle.in_the_cold_queue(), entered < oldest)
     numbered = (
         select(
             col(Store.id),
-            func.row_number().over(order_by=(col(Store.created_at), col(Store.id))).label("n"),
+            func.row_number().over(order_by=(col(Store.queued_at), col(Store.id))).label("n"),
         )
-        .where(lifecycle.in_the_cold_queue(), age.between(oldest, newest))
+        .where(lifecycle.in_the_cold_queue(), entered.between(oldest, newest))
         .subquery()
     )
     return select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
@@ -388,8 +388,8 @@ async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[
     queued = [store for store in stores if lifecycle.waits_in_the_cold_queue(store)]
     if not queued:
         return {}
-    oldest = min((store.created_at, store.id) for store in queued)
-    newest = max((store.created_at, store.id) for store in queued)
+    oldest = min(lifecycle.place_in_the_cold_queue(store) for store in queued)
+    newest = max(lifecycle.place_in_the_cold_queue(store) for store in queued)
     bound = {
         "oldest_at": oldest[0], "oldest_id": oldest[1],
         "newest_at": newest[0], "newest_id": newest[1],
