@@ -261,9 +261,9 @@ async def claim(
     store.ready_at = store.storefront_url = store.admin_url = None
     store.correlation_id = uuid.uuid4().hex
     store.replays = 0
-    uow.session.add(store)
-    await uow.session.flush()  # a taken slug fails here, as for a new store
+    # Announced before it is written, as a new store is: one UPDATE, with the event's time.
     uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    await uow.session.flush()  # a taken slug fails here, as for a new store
     uow.dispatch(store, Lane.PERSONALISE)
     return store
 

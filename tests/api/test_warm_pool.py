@@ -10,6 +10,8 @@ from collections import Counter
 import httpx
 import pytest
 from nats.aio.client import Client
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from tests.api.conftest import NewTenant
@@ -106,6 +108,25 @@ async def test_a_claim_is_the_owners_new_store_with_the_owners_choices(
     assert row.namespace == pooled.namespace  # its resources stay where they were made
     orders = await nats_client.jetstream().get_last_msg("WORK", f"work.{Lane.PERSONALISE}.{row.id}")
     assert orders.data is not None
+
+
+async def test_a_claim_writes_the_store_once(client: httpx.AsyncClient, outbox: Outbox) -> None:
+    """The owner's details and the time of the event announcing them in one UPDATE."""
+    await add_pooled_store(outbox)
+    updates: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE stores "):
+            updates.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        made = await client.post(STORES, json={"name": "Written Once"})
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+
+    assert made.json()["origin"] == "pool"
+    assert len(updates) == 1, updates
 
 
 @pytest.mark.parametrize(
