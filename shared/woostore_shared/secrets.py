@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cryptography.fernet import Fernet
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 # A ticket only opens a stream (an open stream re-checks its key by itself), and it travels in
@@ -29,6 +28,10 @@ def _derive(secret_key: str, purpose: str) -> bytes:
 
 class CredentialCipher:
     def __init__(self, secret_key: str) -> None:
+        # Imported here: of the services only the API and the provisioner encrypt credentials,
+        # and loading cryptography costs a process about 6 MB.
+        from cryptography.fernet import Fernet
+
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, "credentials")))
 
     def encrypt(self, plain: str) -> str:

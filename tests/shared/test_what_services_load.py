@@ -1,0 +1,43 @@
+"""What each service's program loads, imported in a process of its own as its console script
+imports it: no library it never uses, where loading one costs memory in every process
+(docs/benchmarks.md, the footprint of ``make run``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.util import find_spec
+
+import pytest
+
+NEVER_USED = {
+    # nats-py loads aiohttp, when it is installed, for a WebSocket transport (nats_over_tcp).
+    "woostore_api": {"aiohttp"},
+    "woostore_provisioner": {"aiohttp"},
+    # cryptography encrypts store credentials: the API's and the provisioner's work only.
+    "woostore_notifier": {"aiohttp", "cryptography"},
+    "woostore_reaper": {"aiohttp", "cryptography"},
+}
+
+
+def loaded_by(service: str) -> set[str]:
+    """The top-level packages loaded once ``<service>.main`` is imported."""
+    probe = (
+        f"import json, sys, {service}.main; "
+        "print(json.dumps(sorted({n.split('.')[0] for n, m in sys.modules.items() if m})))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(run.stdout))
+
+
+def test_what_the_services_never_use_is_installed_here_so_they_could_load_it() -> None:
+    assert all(find_spec(name) for unused in NEVER_USED.values() for name in unused)
+
+
+@pytest.mark.parametrize("service", sorted(NEVER_USED))
+def test_a_service_loads_no_library_it_never_uses(service: str) -> None:
+    loaded = loaded_by(service)
+
+    assert "nats" in loaded  # it did load its program
+    assert not NEVER_USED[service] & loaded
