@@ -1,8 +1,8 @@
 """The dashboard's views beyond one store's card, in a real Chromium against the real platform:
 10,000 stores counted, searched, filtered and paged; a store's steps with their durations and
-the time left, complete across a notifier killed midway; API keys made, shown once and
-revoked; an admin's tenants and tenant picker. Every view passes the axe-core accessibility
-engine with no serious or critical violation."""
+the time left (once every step to go was measured), complete across a notifier killed
+midway; API keys made, shown once and revoked; an admin's tenants and tenant picker. Every
+view passes the axe-core accessibility engine with no serious or critical violation."""
 
 from __future__ import annotations
 
@@ -32,7 +32,14 @@ from tests.browser.test_dashboard import (
 from tests.e2e.conftest import Platform
 from woostore_devstack.platform import running_platform
 from woostore_shared.db import Database
-from woostore_shared.models import Store, StoreStatus, utcnow
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    Store,
+    StoreStatus,
+    StoreStep,
+    namespace_for,
+    utcnow,
+)
 from woostore_shared.settings import Settings
 
 pytestmark = pytest.mark.browser
@@ -210,6 +217,49 @@ async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
     empty_id = await empty_row.get_attribute("data-tenant-id")
     theirs = await get_json(platform, f"/api/v1/stores?tenant_id={empty_id}")
     assert [s["id"] for s in theirs["items"]] == [made]
+
+
+async def measured_first_steps(platform: Platform, steps: list[str]) -> None:
+    """The step journal of one store, long deleted, that finished only ``steps`` of the
+    provision recipe: all a new platform has measured while its first store is under way."""
+    database = Database(Settings(database_url=platform.postgres.url).database_url)
+    store = Store(
+        tenant_id=DEFAULT_TENANT_ID, name="Half Made", slug="half-made",
+        namespace=namespace_for("half-made"), status=StoreStatus.DELETED, simulated=True,
+        settings={}, correlation_id=uuid.uuid4().hex,
+    )  # fmt: skip
+    try:
+        async with database.session() as session:
+            session.add(store)
+            await session.flush()
+            session.add_all(
+                StoreStep(store_id=store.id, phase="provision", name=name, position=n, seconds=1.0)
+                for n, name in enumerate(steps, start=1)
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
+async def test_no_time_left_is_shown_until_every_step_to_go_was_measured(
+    page: Page, platform: Platform
+) -> None:
+    """Three steps measured of eleven: a store at its fourth is not "finishing"."""
+    await measured_first_steps(platform, ["namespace", "credentials", "helm_release"])
+    await signed_in(page, platform)
+
+    store_id = await create_from_form(page, "First Real Shop")
+
+    watched = card(page, store_id)
+    await expect(watched.get_by_test_id("store-step")).to_have_text(
+        re.compile(rf"^Step 4 of {PROVISION_STEPS}"), timeout=PROVISIONING
+    )
+    shown = await watched.get_by_test_id("store-eta").text_content()
+    assert re.fullmatch(r"(\d+\.\d s|\d+ s|\d+ min \d\d s) elapsed", shown or ""), shown
+    timeline = watched.get_by_test_id("store-timeline")
+    await timeline.locator("summary").click()
+    pending = await timeline.locator("[data-state='pending']").text_content()
+    assert re.fullmatch(r"\d+ more steps?", pending or ""), pending  # no "usually" either
 
 
 async def test_the_timeline_ends_complete_across_a_notifier_killed_midway(

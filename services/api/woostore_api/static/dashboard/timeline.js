@@ -17,7 +17,7 @@ const FINISHED = new Set([EVENT.ready, EVENT.failed, EVENT.changed, EVENT.change
 const timelines = new Map(); // id -> { phase, total, steps: [] by index, endedAt, outcome }
 const backfilled = new Set(); // ids whose past events were read
 const listeners = [];
-let typical = new Map(); // phase -> { steps: Map(position -> median seconds), total seconds }
+let typical = new Map(); // phase -> { steps: Map(position -> median seconds) }, of steps measured
 let estimatesReadAt = 0;
 let ticker = null;
 
@@ -62,7 +62,6 @@ export async function readEstimates() {
     const { phases = [] } = (await api('GET', '/stores/step-times')) ?? {};
     typical = new Map(phases.map((phase) => [phase.phase, {
       steps: new Map(phase.steps.map((step) => [step.position, step.median_seconds])),
-      total: phase.median_total_seconds,
     }]));
   } catch {
     // A timeline without an estimate still shows; the next store ready asks again.
@@ -216,17 +215,23 @@ function stepItem(step, timeline, now) {
 function pendingItem(left, timeline) {
   const item = document.createElement('li');
   item.dataset.state = 'pending';
-  const usually = remainingTypical(timeline.phase, Math.max(0, ...timeline.steps.map((s, i) => (s ? i : 0))));
+  const usually = remainingTypical(timeline, Math.max(0, ...timeline.steps.map((s, i) => (s ? i : 0))));
   item.textContent = `${left} more ${left === 1 ? 'step' : 'steps'}${usually ? `, usually ${duration(usually)}` : ''}`;
   return item;
 }
 
-// The typical seconds of the phase's steps after position `after`.
-function remainingTypical(phase, after) {
-  const known = typical.get(phase);
+// The typical seconds of the timeline's steps after position `after`; null unless each of
+// them has been measured. A new platform knows only the steps its first stores finished:
+// summed alone, they made a store with most of its steps to go look nearly done.
+function remainingTypical(timeline, after) {
+  const known = typical.get(timeline.phase);
   if (!known) return null;
   let sum = 0;
-  for (const [position, seconds] of known.steps) if (position > after) sum += seconds;
+  for (let position = after + 1; position <= timeline.total; position += 1) {
+    const seconds = known.steps.get(position);
+    if (seconds === undefined) return null;
+    sum += seconds;
+  }
   return sum;
 }
 
@@ -239,9 +244,11 @@ function etaText(store, timeline, now) {
   const current = timeline.steps.reduce((last, step) => (step ? step : last), null);
   const known = typical.get(timeline.phase);
   if (!known || !current) return elapsed;
+  const typicalOfCurrent = current.completedAt ? 0 : known.steps.get(current.index);
+  const rest = remainingTypical(timeline, current.index);
+  if (typicalOfCurrent === undefined || rest === null) return elapsed; // not all measured yet
   const inStep = (now - Date.parse(current.startedAt)) / 1000;
-  const ofCurrent = current.completedAt ? 0 : Math.max(0, (known.steps.get(current.index) ?? 0) - inStep);
-  const left = ofCurrent + remainingTypical(timeline.phase, current.index);
+  const left = Math.max(0, typicalOfCurrent - inStep) + rest;
   const estimate = left >= 1 ? `about ${duration(left)} left` : 'finishing';
   return [elapsed, estimate].filter(Boolean).join(' · ');
 }
