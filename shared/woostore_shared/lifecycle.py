@@ -121,7 +121,7 @@ def waits_in_the_cold_queue(store: Store) -> bool:
 def place_in_the_cold_queue(store: Store) -> tuple[datetime, uuid.UUID]:
     """What orders the cold queue, for a store waiting in it: when it last entered the queue,
     then its id (the order of :func:`in_the_cold_queue`'s index, ix_stores_status_queued)."""
-    if store.queued_at is None or not waits_in_the_cold_queue(store):
+    if not waits_in_the_cold_queue(store):
         raise ValueError(f"store {store.id} is not waiting in the cold queue")
     return store.queued_at, store.id
 

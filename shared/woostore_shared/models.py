@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Enum, Index, text
+from sqlalchemy import BigInteger, Column, DateTime, Enum, Index, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -156,8 +156,11 @@ class Store(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     # When it last became queued (made, retried, claimed or fallen back to a cold start): its
-    # place in the cold queue is counted by it. None for a store that never was queued.
-    queued_at: datetime | None = _optional_timestamp()
+    # place in the cold queue is counted by it. When it was made, for a store never queued.
+    queued_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
     provisioning_started_at: datetime | None = _optional_timestamp()
     claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
     # The backup of another store of its tenant it is made from (a clone, a staging copy).

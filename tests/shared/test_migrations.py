@@ -47,15 +47,16 @@ def add_store_since_0011(
     tenant: str | None,
     status: str,
     age: timedelta = timedelta(0),
+    changed: timedelta = timedelta(0),
 ) -> None:
-    """Store number ``n``, made ``age`` ago, with the columns a store has had since the warm
-    pool (0011)."""
+    """Store number ``n``, made ``age`` ago and last changed ``changed`` ago, with the
+    columns a store has had since the warm pool (0011)."""
     connection.execute(
         "INSERT INTO stores (id, tenant_id, name, slug, namespace, origin, type, status,"
         " simulated, settings, progress, correlation_id, replays, created_at, updated_at)"
         " VALUES (gen_random_uuid(), %s, 'Shop', %s, %s, 'cold', 'woocommerce', %s, true,"
-        " '{}', 1, 'c', 0, now() - %s, now())",
-        (tenant, f"shop-{n}", f"store-shop-{n}", status, age),
+        " '{}', 1, 'c', 0, now() - %s, now() - %s)",
+        (tenant, f"shop-{n}", f"store-shop-{n}", status, age, changed),
     )
 
 
@@ -186,22 +187,28 @@ def test_the_stores_made_before_the_counts_are_counted(empty_database: str) -> N
     command.downgrade(config, "0017")
 
 
-def test_stores_made_before_queued_at_were_queued_when_they_were_made(
+def test_stores_made_before_queued_at_entered_the_queue_at_their_last_change(
     empty_database: str,
 ) -> None:
-    """0020 fills in queued_at from created_at, so places already shown stay as they were."""
+    """0020: a store queued at the upgrade (made 2 hours ago, retried 1 hour ago) entered
+    the queue at its last change; any other, when it was made. A store inserted without the
+    column, as a replica not yet upgraded inserts, entered it then."""
     config = alembic_config(Settings(database_url=empty_database).database_url)
     command.upgrade(config, "0019")
     with psycopg.connect(empty_database, autocommit=True) as connection:
-        for n, hours in enumerate([2, 1]):
-            add_store_since_0011(connection, n, TENANT, "queued", timedelta(hours=hours))
+        for n, status in enumerate(["queued", "ready"]):
+            add_store_since_0011(
+                connection, n, TENANT, status, timedelta(hours=2), timedelta(hours=1)
+            )
 
     command.upgrade(config, "head")
 
     with psycopg.connect(empty_database, autocommit=True) as connection:
+        add_store_since_0011(connection, 2, TENANT, "queued")
         rows = connection.execute(
-            "SELECT count(*) FILTER (WHERE queued_at = created_at), count(*) FROM stores"
+            "SELECT slug, CASE queued_at WHEN created_at THEN 'made' WHEN updated_at"
+            " THEN 'changed' END FROM stores ORDER BY slug"
         ).fetchall()
-    assert rows == [(2, 2)]
+    assert rows == [("shop-0", "changed"), ("shop-1", "made"), ("shop-2", "made")]
 
     command.downgrade(config, "0019")

@@ -5,8 +5,12 @@ a failure, or a claim that fell back to a cold start, enters the queue again lon
 was made: counted by its age, it was shown ahead of the stores queued before it came back,
 while the provisioner takes work orders in the order they were sent. ``queued_at`` is set
 each time a store becomes queued (``woostore_shared.lifecycle``), and places are counted
-from this index over it, as 0019's index counted them over ``created_at``. Stores made
-before this revision were queued when they were made.
+from this index over it, as 0019's index counted them over ``created_at``.
+
+Stores queued now entered the queue at their last change (``updated_at``: made, retried or
+fallen back); the others were queued when they were made. The column's default is the time
+of the insert, so a store made by a replica not yet upgraded (this runs before the rollout)
+still has a place; such a replica's retries keep their old one until it is replaced.
 
 Revision ID: 0020
 Revises: 0019
@@ -26,7 +30,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("stores", sa.Column("queued_at", sa.DateTime(timezone=True), nullable=True))
-    op.execute("UPDATE stores SET queued_at = created_at")
+    op.execute(
+        "UPDATE stores SET queued_at = CASE WHEN status = 'queued' THEN updated_at"
+        " ELSE created_at END"
+    )
+    op.alter_column("stores", "queued_at", nullable=False, server_default=sa.func.now())
     op.create_index(
         "ix_stores_status_queued",
         "stores",

@@ -247,8 +247,9 @@ function etaText(store, timeline, now) {
   const typicalOfCurrent = current.completedAt ? 0 : known.steps.get(current.index);
   const rest = remainingTypical(timeline, current.index);
   if (typicalOfCurrent === undefined || rest === null) return elapsed; // not all measured yet
+  // A step completed needs no time more (its start may not be known: a page met it after).
   const inStep = (now - Date.parse(current.startedAt)) / 1000;
-  const left = Math.max(0, typicalOfCurrent - inStep) + rest;
+  const left = (current.completedAt ? 0 : Math.max(0, typicalOfCurrent - inStep)) + rest;
   const estimate = left >= 1 ? `about ${duration(left)} left` : 'finishing';
   return [elapsed, estimate].filter(Boolean).join(' · ');
 }
