@@ -25,6 +25,13 @@ from woostore_cli.client import Api, ApiError, Event, Gap, Unreachable
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
+# What `list` shows unless asked for a status or for --all: every status but deleted (a
+# deleted store stays for its history, not to crowd the list). The API's statuses, which
+# tests/cli/test_commands.py holds this to.
+LISTED = (
+    "queued", "provisioning", "ready", "updating", "backing_up", "restoring", "failed",
+    "deleting",
+)  # fmt: skip
 Store = dict[str, Any]
 
 
@@ -203,9 +210,10 @@ def _ask(
 
 
 def list_stores(api: Api, args: argparse.Namespace) -> int:
+    statuses = args.status or ([] if args.all else list(LISTED))
     params = {
         "limit": args.limit,
-        **({"status": args.status} if args.status else {}),
+        **({"status": statuses} if statuses else {}),
         **({"q": args.name} if args.name else {}),
     }
     found = api.call("GET", "/stores", params=params)
@@ -684,9 +692,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BACKUP_ID",
         help="a copy of one of the tenant's stores, from its backup (with its settings)",
     )
-    sub = command("list", list_stores, "list stores")
-    statuses = "queued, provisioning, ready, updating, backing_up, failed, deleting, deleted"
-    sub.add_argument("--status", help=f"only stores in this status: {statuses}")
+    sub = command("list", list_stores, "list stores, newest first (deleted ones with --all)")
+    sub.add_argument(
+        "--status",
+        action="append",
+        help=f"only stores in this status; repeat it for several: {', '.join(LISTED)}, deleted",
+    )
+    sub.add_argument("--all", action="store_true", help="deleted stores too")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
     sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")

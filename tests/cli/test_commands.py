@@ -19,7 +19,9 @@ from tests.cli.conftest import (
     story,
     woostore,
 )
+from woostore_cli.main import LISTED
 from woostore_provisioner.recipe import DELETE
+from woostore_shared.models import StoreStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -105,6 +107,11 @@ def test_list_show_and_credentials_for_people(platform: Platform) -> None:
     assert login.out == f"username  admin\npassword  {password}\n"
 
 
+def test_list_shows_every_status_but_deleted_unless_asked() -> None:
+    tenants_see = {status.value for status in StoreStatus} - {"pooled"}  # pooled: nobody's
+    assert set(LISTED) == tenants_see - {"deleted"}
+
+
 def test_delete_wait_shows_the_deletion_steps(platform: Platform) -> None:
     store_id = create_ready(platform, "Closing Down")
 
@@ -115,6 +122,11 @@ def test_delete_wait_shows_the_deletion_steps(platform: Platform) -> None:
     assert "Deleted" in result.err
     assert "100%" in result.err
     assert api_store(platform, store_id)["status"] == "deleted"
+    # Kept for its history, listed only when asked for.
+    assert store_id not in woostore(platform, "list").out
+    assert store_id in woostore(platform, "list", "--all").out
+    assert store_id in woostore(platform, "list", "--status", "deleted").out
+    assert store_id in woostore(platform, "list", "--status", "ready", "--status", "deleted").out
     again = woostore(platform, "delete", store_id)
     assert again.code == 1
     assert again.err.startswith("Store cannot be deleted now: ")
