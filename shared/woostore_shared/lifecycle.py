@@ -41,7 +41,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from contextlib import suppress
-from datetime import datetime
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
@@ -118,14 +117,6 @@ def waits_in_the_cold_queue(store: Store) -> bool:
     return store.status is S.QUEUED and store.tenant_id is not None and store.claimed_at is None
 
 
-def place_in_the_cold_queue(store: Store) -> tuple[datetime, uuid.UUID]:
-    """What orders the cold queue, for a store waiting in it: when it last entered the queue,
-    then its id (the order of :func:`in_the_cold_queue`'s index, ix_stores_status_queued)."""
-    if not waits_in_the_cold_queue(store):
-        raise ValueError(f"store {store.id} is not waiting in the cold queue")
-    return store.queued_at, store.id
-
-
 def made_under(base_domain: str) -> ColumnElement[bool]:
     """Stores whose address is under ``base_domain`` (a pooled store keeps its own address
     for this: a claim moves the links of a store made under the current domain only)."""
@@ -195,7 +186,6 @@ async def request(
     same tenant: the new store is made with that store's content (a clone)."""
     if from_backup is not None and from_backup.status is not BackupStatus.COMPLETE:
         raise BackupNotRestorable(from_backup)
-    now = utcnow()
     store = Store(
         tenant_id=tenant_id,
         name=name,
@@ -208,9 +198,6 @@ async def request(
         simulated=simulated,
         settings=settings.model_dump(mode="json"),
         correlation_id=uuid.uuid4().hex,
-        created_at=now,
-        updated_at=now,
-        queued_at=now,
     )
     # Announced before it is written, so that it is written once, as announced.
     uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))

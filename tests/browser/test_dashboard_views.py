@@ -10,7 +10,8 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Page, Route, expect
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tests.browser.test_dashboard import (
     PROVISION_STEPS,
@@ -93,37 +95,44 @@ async def api_call(platform: Platform, method: str, path: str, **kwargs: Any) ->
     return response.json() if response.content else None
 
 
+@asynccontextmanager
+async def platform_session(platform: Platform) -> AsyncIterator[AsyncSession]:
+    """A session on the platform's database, to put there what would take long to make."""
+    database = Database(Settings(database_url=platform.postgres.url).database_url)
+    try:
+        async with database.session() as session:
+            yield session
+    finally:
+        await database.dispose()
+
+
 async def add_ready_stores(platform: Platform, tenant_id: str, count: int) -> None:
     """``count`` stores straight into the database, newest last, every 1000th failed: what a
     busy platform has, without provisioning each."""
-    database = Database(Settings(database_url=platform.postgres.url).database_url)
     start = utcnow() - timedelta(days=1)
-    try:
-        async with database.session() as session:
-            session.add_all(
-                Store(
-                    tenant_id=uuid.UUID(tenant_id),
-                    name=f"Bulk Shop {n:05d}",
-                    slug=f"bulk-{n:05d}",
-                    namespace=f"store-bulk-{n:05d}",
-                    status=StoreStatus.FAILED if n % 1000 == 0 else StoreStatus.READY,
-                    failure_reason="seeded as failed" if n % 1000 == 0 else None,
-                    simulated=True,
-                    settings={
-                        "currency": "EUR",
-                        "country": "DE",
-                        "language": "en_US",
-                        "sample_products": True,
-                    },
-                    correlation_id=str(uuid.uuid4()),
-                    created_at=start + timedelta(seconds=n),
-                    updated_at=start + timedelta(seconds=n),
-                )
-                for n in range(count)
+    async with platform_session(platform) as session:
+        session.add_all(
+            Store(
+                tenant_id=uuid.UUID(tenant_id),
+                name=f"Bulk Shop {n:05d}",
+                slug=f"bulk-{n:05d}",
+                namespace=f"store-bulk-{n:05d}",
+                status=StoreStatus.FAILED if n % 1000 == 0 else StoreStatus.READY,
+                failure_reason="seeded as failed" if n % 1000 == 0 else None,
+                simulated=True,
+                settings={
+                    "currency": "EUR",
+                    "country": "DE",
+                    "language": "en_US",
+                    "sample_products": True,
+                },
+                correlation_id=str(uuid.uuid4()),
+                created_at=start + timedelta(seconds=n),
+                updated_at=start + timedelta(seconds=n),
             )
-            await session.commit()
-    finally:
-        await database.dispose()
+            for n in range(count)
+        )
+        await session.commit()
 
 
 async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
@@ -222,23 +231,19 @@ async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
 async def measured_first_steps(platform: Platform, steps: list[str]) -> None:
     """The step journal of one store, long deleted, that finished only ``steps`` of the
     provision recipe: all a new platform has measured while its first store is under way."""
-    database = Database(Settings(database_url=platform.postgres.url).database_url)
     store = Store(
         tenant_id=DEFAULT_TENANT_ID, name="Half Made", slug="half-made",
         namespace=namespace_for("half-made"), status=StoreStatus.DELETED, simulated=True,
         settings={}, correlation_id=uuid.uuid4().hex,
     )  # fmt: skip
-    try:
-        async with database.session() as session:
-            session.add(store)
-            await session.flush()
-            session.add_all(
-                StoreStep(store_id=store.id, phase="provision", name=name, position=n, seconds=1.0)
-                for n, name in enumerate(steps, start=1)
-            )
-            await session.commit()
-    finally:
-        await database.dispose()
+    async with platform_session(platform) as session:
+        session.add(store)
+        await session.flush()
+        session.add_all(
+            StoreStep(store_id=store.id, phase="provision", name=name, position=n, seconds=1.0)
+            for n, name in enumerate(steps, start=1)
+        )
+        await session.commit()
 
 
 async def test_no_time_left_is_shown_until_every_step_to_go_was_measured(

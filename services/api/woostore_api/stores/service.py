@@ -388,8 +388,8 @@ async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[
     queued = [store for store in stores if lifecycle.waits_in_the_cold_queue(store)]
     if not queued:
         return {}
-    oldest = min(lifecycle.place_in_the_cold_queue(store) for store in queued)
-    newest = max(lifecycle.place_in_the_cold_queue(store) for store in queued)
+    oldest = min((store.queued_at, store.id) for store in queued)
+    newest = max((store.queued_at, store.id) for store in queued)
     bound = {
         "oldest_at": oldest[0], "oldest_id": oldest[1],
         "newest_at": newest[0], "newest_id": newest[1],
