@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,15 +43,23 @@ class Goal:
     waiting: str  # shown until the first step starts
     success: str
     failure: str | None
+    # For a goal making a store: the store's field its time to ready counts from.
+    asked_at: str | None = None
 
 
-CREATE = Goal(phase="provision", waiting="Queued", success="ready", failure="failed")
+CREATE = Goal(
+    phase="provision", waiting="Queued", success="ready", failure="failed", asked_at="created_at"
+)
 # A store taken from the warm pool is made its owner's in a short recipe of its own.
 CLAIM = Goal(
-    phase="personalise", waiting="Taken from the warm pool", success="ready", failure="failed"
-)
+    phase="personalise", waiting="Taken from the warm pool", success="ready", failure="failed",
+    asked_at="created_at",
+)  # fmt: skip
 # A failed store made again: the same recipe, timed from the retry, not from its creation.
-RETRY = Goal(phase="provision", waiting="Queued again", success="ready", failure="failed")
+RETRY = Goal(
+    phase="provision", waiting="Queued again", success="ready", failure="failed",
+    asked_at="updated_at",
+)  # fmt: skip
 DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", failure=None)
 CHANGES = {
     change: Goal(phase=change, waiting=f"{change.capitalize()} requested", success="changed",
@@ -426,6 +434,8 @@ def _follow(
         TimeElapsedColumn(),
     )
     bar = Progress(*columns, console=Console(stderr=True), disable=as_json)
+    if goal.asked_at and store.get("from_backup"):  # a copy of a backup: its own recipe
+        goal = replace(goal, phase="clone")
     outcome: Event | None = None
     try:
         with bar:
@@ -465,7 +475,7 @@ def _follow(
     assert outcome is not None, "the stream only ends when interrupted"
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
-        what = "failed" if goal in (CREATE, CLAIM, RETRY) else f"{goal.phase} failed"
+        what = "failed" if goal.asked_at else f"{goal.phase} failed"
         _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
         return 1
     if not as_json and goal.phase in CHANGES:
@@ -478,9 +488,8 @@ def _follow(
     elif not as_json and goal is BACKUP:
         print(f"Backup {outcome.data['backup_id']} of {store['name']}{_tag(store)} is complete: "
               f"{_size(outcome.data['size'])}.")  # fmt: skip
-    elif not as_json and goal in (CREATE, CLAIM, RETRY):
-        asked = store["updated_at"] if goal is RETRY else store["created_at"]
-        took = _seconds_between(asked, outcome.cloudevent["time"])
+    elif not as_json and goal.asked_at:
+        took = _seconds_between(store[goal.asked_at], outcome.cloudevent["time"])
         source = " from the warm pool" if goal is CLAIM else ""
         print(f"{store['name']}{_tag(store)} is ready in {took:.1f} s{source}.")
         print(f"  storefront  {outcome.data['storefront_url']}")

@@ -88,6 +88,7 @@ Change = Literal["upgrade", "rollback"]
 
 Phase = Literal[
     "provision",
+    "clone",
     "personalise",
     "reverify",
     "upgrade",

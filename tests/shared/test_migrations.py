@@ -212,3 +212,33 @@ def test_stores_made_before_queued_at_entered_the_queue_at_their_last_change(
     assert rows == [("shop-0", "changed"), ("shop-1", "made"), ("shop-2", "made")]
 
     command.downgrade(config, "0019")
+
+
+def test_the_steps_of_stores_copied_from_backups_move_to_their_own_phase(
+    empty_database: str,
+) -> None:
+    """0021: a copy's steps, journalled as "provision", become "clone"; a cold store's stay."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0020")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for n in range(2):
+            add_store_since_0011(connection, n, TENANT, "ready")
+        connection.execute(
+            "UPDATE stores SET from_backup_id = gen_random_uuid(), origin = 'backup'"
+            " WHERE slug = 'shop-1'"
+        )
+        connection.execute(
+            "INSERT INTO store_steps (store_id, phase, name, completed_at, position, seconds)"
+            " SELECT id, 'provision', 'verify', now(), 10, 1.5 FROM stores"
+        )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        steps = connection.execute(
+            "SELECT slug, phase, store_steps.name FROM store_steps"
+            " JOIN stores ON stores.id = store_id ORDER BY slug"
+        ).fetchall()
+    assert steps == [("shop-0", "provision", "verify"), ("shop-1", "clone", "verify")]
+
+    command.downgrade(config, "0020")

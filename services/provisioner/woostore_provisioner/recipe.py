@@ -561,9 +561,10 @@ PROVISION = Recipe(
 # A new store made as a copy of another store of its tenant, from one of that store's backups
 # (read from that store's repository): a release of its own, then the backup checked whole,
 # its database and uploads loaded, its links moved to its own host, its own admin password,
-# and a test order. The steps up to the rollout are PROVISION's.
+# and a test order. The steps up to the rollout are PROVISION's; the rest are its own, so it
+# is a phase of its own: its steps' times are not mistaken for a cold store's.
 CLONE = Recipe(
-    "provision",
+    "clone",
     StoreStatus.PROVISIONING,
     on_failure=OnFailure.FAIL_AND_CLEAN_UP,
     steps=(

@@ -110,11 +110,11 @@ async def count_stores(
 
 @router.get("/step-times", response_model=StepTimes, responses=problem_responses(401))
 async def read_step_times(step_times: StepTimesDep, _: CurrentCaller) -> StepTimes:
-    """How long each step of each phase (provisioning, personalising, changing, removing a
-    store) took lately: the median of its latest runs over every store, which a dashboard
-    adds up to estimate the time a store's remaining steps take. Platform-wide figures that
-    name no store and no tenant, so every caller reads the same, a tenant key too; measured
-    again at most every 30 seconds."""
+    """How long each step of each phase (provisioning, copying a backup, personalising,
+    changing, removing a store) took lately: the median of its latest runs over every store,
+    which a dashboard adds up to estimate the time a store's remaining steps take.
+    Platform-wide figures that name no store and no tenant, so every caller reads the same, a
+    tenant key too; measured again at most every 30 seconds."""
     return await step_times.get()
 
 

@@ -237,7 +237,7 @@ function remainingTypical(timeline, after) {
 
 function etaText(store, timeline, now) {
   // The owner's wait began when they asked (queue included); a change's, at its first step.
-  const askedAt = timeline.phase === 'provision' || timeline.phase === 'personalise'
+  const askedAt = ['provision', 'clone', 'personalise'].includes(timeline.phase)
     ? Date.parse(store.created_at) : Date.parse(timeline.steps[1]?.startedAt);
   // Clamped: a browser clock behind the server's would make it negative.
   const elapsed = Number.isFinite(askedAt) ? `${duration(Math.max(0, now - askedAt) / 1000)} elapsed` : '';

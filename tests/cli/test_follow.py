@@ -1,0 +1,58 @@
+"""`--wait`'s progress bar follows the steps of the recipe that makes the store: a store
+copied from a backup is made by a recipe of its own (phase "clone"), not the cold one."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from rich.progress import Progress
+
+from woostore_cli import main
+from woostore_cli.client import Event
+from woostore_cli.main import CREATE, RETRY, Goal, _follow
+
+COPY = {
+    "id": "s-1", "name": "Staging Shop", "simulated": True, "queue_position": None,
+    "from_backup": "b-1", "created_at": "2026-12-04T10:00:00Z",
+    "updated_at": "2026-12-04T10:00:00Z",
+}  # fmt: skip
+
+
+class ShownProgress(Progress):
+    """The bar, keeping each description it was given."""
+
+    shown: ClassVar[list[str]] = []
+
+    def update(self, task_id: Any, **changes: Any) -> None:
+        if "description" in changes:
+            self.shown.append(changes["description"])
+        super().update(task_id, **changes)
+
+
+def event(kind: str, data: dict[str, Any]) -> Event:
+    return Event(1, {"type": f"io.woostore.store.{kind}", "subject": "s-1",
+                     "time": "2026-12-04T10:00:30Z", "data": data})  # fmt: skip
+
+
+def step(phase: str, index: int, title: str) -> Event:
+    return event("progress", {
+        "phase": phase, "progress": index / 10,
+        "step": {"name": "x", "title": title, "index": index, "total": 10},
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("goal", [CREATE, RETRY])
+def test_a_copy_of_a_backup_shows_the_steps_of_its_own_recipe(
+    goal: Goal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main, "Progress", ShownProgress)
+    monkeypatch.setattr(ShownProgress, "shown", [])
+    ready = event("ready", {"storefront_url": "http://s", "admin_url": "http://s/wp-admin"})
+
+    code = _follow(
+        [step("clone", 6, "Copying the database"), ready], COPY, goal, False, lambda: COPY
+    )
+
+    assert code == 0
+    assert ShownProgress.shown == ["Step 6 of 10 — Copying the database", "Ready"]
