@@ -4,14 +4,17 @@
 2. Starts embedded NATS (JetStream on disk, fsync always) and PostgreSQL under the data
    folder, unless WOOSTORE_NATS_URL / WOOSTORE_DATABASE_URL point elsewhere.
 3. Migrates the database and declares the JetStream topology (``woostore-setup``).
-4. Runs the four services as separate processes with prefixed logs, until Ctrl-C. A service
-   that exits is started again after a growing delay; one that keeps exiting stops the whole
-   platform, saying why.
+4. Runs the four services as separate processes with prefixed logs, until Ctrl-C (or SIGTERM,
+   or the terminal hanging up). A service that exits is started again after a growing delay;
+   one that keeps exiting stops the whole platform, saying why.
+
+One launcher runs on a data folder at a time: a second is refused, naming the first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import secrets
@@ -24,7 +27,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from woostore_devstack.embedded import free_port, start_nats, start_postgres
 from woostore_shared.settings import Settings
@@ -35,6 +38,31 @@ _STOP_GRACE = 15.0
 READY_NOTICE_SECONDS = 30.0  # how often make run says what it still waits for
 # A new store on `make run` comes from the warm pool in seconds; 0 turns the pool off.
 WARM_POOL_SIZE = 2
+# What stops the platform as Ctrl-C does: SIGTERM (`kill`, a supervisor, or make passing its
+# own on) and SIGHUP (the terminal closed, an SSH session dropped). Left to their default
+# they ended the launcher alone, and the services, PostgreSQL and NATS ran on without it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def hold_data_dir(data_dir: Path) -> TextIO:
+    """Hold ``data_dir`` for this launcher's life (the lock goes with the process, however it
+    ends). A second launcher on the folder would start its services beside the first's, on
+    the same ports and the same PostgreSQL, and the two would fight over every store."""
+    lock = (data_dir / "woostore-run.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise SystemExit(
+            f"woostore-run: another woostore-run (pid {holder}) runs on {data_dir}; stop it "
+            "first, or give this one a folder of its own (WOOSTORE_DATA_DIR)"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
@@ -232,7 +260,7 @@ async def run_services(env: dict[str, str], settings: Settings, nats_url: str) -
     ]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
 
     async def banner() -> None:
@@ -264,7 +292,9 @@ def main() -> None:
     settings = Settings()
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    _stop_as_ctrl_c_does()
     with ExitStack() as running:
+        running.enter_context(hold_data_dir(data_dir))
         nats_url = settings.nats_url
         if not nats_url:
             nats = start_nats(data_dir / "nats")
@@ -279,4 +309,13 @@ def main() -> None:
         setup = Path(sys.executable).parent / "woostore-setup"
         if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
             raise SystemExit("woostore-setup failed")
-        raise SystemExit(asyncio.run(run_services(env, settings, nats_url)))
+        status = asyncio.run(run_services(env, settings, nats_url))
+        _stop_as_ctrl_c_does()  # the loop's handlers went with it; NATS and PostgreSQL stop next
+        raise SystemExit(status)
+
+
+def _stop_as_ctrl_c_does() -> None:
+    """Outside the event loop (starting, and stopping NATS and PostgreSQL), each stop signal
+    unwinds what was started, as Ctrl-C does."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
