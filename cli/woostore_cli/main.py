@@ -43,23 +43,21 @@ class Goal:
     waiting: str  # shown until the first step starts
     success: str
     failure: str | None
-    # For a goal making a store: the store's field its time to ready counts from.
-    asked_at: str | None = None
+    # A goal making the store ready, timed from its owner's request (the store's requested_at:
+    # made, claimed, or retried).
+    makes: bool = False
 
 
-CREATE = Goal(
-    phase="provision", waiting="Queued", success="ready", failure="failed", asked_at="created_at"
-)
+CREATE = Goal(phase="provision", waiting="Queued", success="ready", failure="failed", makes=True)
 # A store taken from the warm pool is made its owner's in a short recipe of its own.
 CLAIM = Goal(
     phase="personalise", waiting="Taken from the warm pool", success="ready", failure="failed",
-    asked_at="created_at",
+    makes=True,
 )  # fmt: skip
 # A failed store made again: the same recipe, timed from the retry, not from its creation.
 RETRY = Goal(
-    phase="provision", waiting="Queued again", success="ready", failure="failed",
-    asked_at="updated_at",
-)  # fmt: skip
+    phase="provision", waiting="Queued again", success="ready", failure="failed", makes=True
+)
 DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", failure=None)
 CHANGES = {
     change: Goal(phase=change, waiting=f"{change.capitalize()} requested", success="changed",
@@ -434,7 +432,7 @@ def _follow(
         TimeElapsedColumn(),
     )
     bar = Progress(*columns, console=Console(stderr=True), disable=as_json)
-    if goal.asked_at and store.get("from_backup"):  # a copy of a backup: its own recipe
+    if goal.makes and store.get("from_backup"):  # a copy of a backup: its own recipe
         goal = replace(goal, phase="clone")
     outcome: Event | None = None
     try:
@@ -475,7 +473,7 @@ def _follow(
     assert outcome is not None, "the stream only ends when interrupted"
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
-        what = "failed" if goal.asked_at else f"{goal.phase} failed"
+        what = "failed" if goal.makes else f"{goal.phase} failed"
         _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
         return 1
     if not as_json and goal.phase in CHANGES:
@@ -488,8 +486,8 @@ def _follow(
     elif not as_json and goal is BACKUP:
         print(f"Backup {outcome.data['backup_id']} of {store['name']}{_tag(store)} is complete: "
               f"{_size(outcome.data['size'])}.")  # fmt: skip
-    elif not as_json and goal.asked_at:
-        took = _seconds_between(store[goal.asked_at], outcome.cloudevent["time"])
+    elif not as_json and goal.makes:
+        took = _seconds_between(store["requested_at"], outcome.cloudevent["time"])
         source = " from the warm pool" if goal is CLAIM else ""
         print(f"{store['name']}{_tag(store)} is ready in {took:.1f} s{source}.")
         print(f"  storefront  {outcome.data['storefront_url']}")

@@ -66,6 +66,9 @@ class StoreSummary(BaseModel):
     created_at: datetime
     # "pool": a store made in advance and claimed for its owner; "backup": made from one
     origin: str = "cold"
+    # When its owner asked for it (this event's request: made, claimed or retried). None in
+    # events recorded before stores kept it.
+    requested_at: datetime | None = None
 
 
 class EventBody(BaseModel):

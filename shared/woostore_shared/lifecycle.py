@@ -244,7 +244,7 @@ async def claim(
     store.settings = settings.model_dump(mode="json")
     # The owner's store starts now, with its own correlation id: the pool's history is not
     # theirs (and its events were never shown to any tenant).
-    store.created_at = store.claimed_at = now
+    store.created_at = store.claimed_at = store.requested_at = now
     store.ready_at = store.storefront_url = store.admin_url = None
     store.correlation_id = uuid.uuid4().hex
     store.replays = 0
@@ -379,6 +379,7 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     store.change = store.rollback_revision = None
     store.lease_owner, store.lease_expires_at, store.replays = None, None, 0
     store.correlation_id = uuid.uuid4().hex  # a new attempt: its events are a run of their own
+    store.requested_at = utcnow()  # its owner's wait starts again
     uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
     uow.dispatch(store, Lane.PROVISION)
     return store

@@ -161,6 +161,12 @@ class Store(SQLModel, table=True):
         default_factory=utcnow,
         sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    # When its owner last asked for it: made, claimed from the pool, or retried. Its owner's
+    # wait (and its time to ready) counts from here; a claim that falls back does not reset it.
+    requested_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
     provisioning_started_at: datetime | None = _optional_timestamp()
     claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
     # The backup of another store of its tenant it is made from (a clone, a staging copy).

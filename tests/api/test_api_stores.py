@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -447,6 +448,31 @@ async def test_a_failed_store_is_retried_from_scratch_once_cleaned_up(
     assert (audit[0]["action"], audit[0]["target"]) == ("store.retry", f"store/{store_id}")
     again = await client.post(f"{path}/retry")  # queued now: nothing to retry
     assert problem(again, 409)["status_now"] == "queued"
+
+
+async def test_a_retried_stores_wait_counts_from_the_retry_not_from_its_making(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    """Made (and failed) two hours ago, retried now: its owner waits from now, and its time
+    to ready says so (it said two hours and more)."""
+    store_id = await failed_store(client, database, "Late Retry")
+    made = utcnow() - timedelta(hours=2)
+    await set_columns(
+        database, store_id, created_at=made, requested_at=made, cleaned_up_at=utcnow()
+    )
+
+    store = (await client.post(f"{STORES}/{store_id}/retry")).json()
+
+    asked = datetime.fromisoformat(store["requested_at"])
+    assert asked > made + timedelta(hours=1)
+    assert datetime.fromisoformat(store["created_at"]) == made
+    messages = await stream_messages(nats_client, store_id)
+    told = envelope(messages[-1])["data"]["store"]["requested_at"]
+    assert datetime.fromisoformat(told) == asked  # a dashboard following events sees it too
+    await set_columns(
+        database, store_id, status=StoreStatus.READY, ready_at=asked + timedelta(seconds=42)
+    )
+    assert (await client.get(f"{STORES}/{store_id}")).json()["ready_in_seconds"] == 42.0
 
 
 async def test_a_retry_needs_room_under_the_tenants_cap(

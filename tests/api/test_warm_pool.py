@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import datetime
 
 import httpx
 import pytest
@@ -98,6 +99,9 @@ async def test_a_claim_is_the_owners_new_store_with_the_owners_choices(
     assert store["slug"].startswith("corner-shop-")
     assert store["settings"]["currency"] == "EUR"
     assert store["storefront_url"] is None  # the pool's address is not the owner's
+    # Asked for now: the owner's wait counts from the claim, not from the pool's making.
+    asked = datetime.fromisoformat(store["requested_at"])
+    assert asked == datetime.fromisoformat(store["created_at"]) > pooled.requested_at
     shown = (await client.get(f"{STORES}/{pooled.id}")).json()
     # Its history starts at the owner's request: the pool's events were nobody's.
     assert [e["type"] for e in shown["events"]] == ["io.woostore.store.requested"]

@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 import yaml
 from playwright.async_api import Locator, Page, Request, expect
@@ -365,12 +366,46 @@ async def test_a_failed_store_shows_why_then_its_clean_up_then_is_retried_to_rea
     await expect(failure).to_have_text(re.compile("^Failed: provisioning did not finish"))
     assert (await store_card.get_by_test_id("store-status").text_content()) == "failed"
 
-    # Cleaned up, it can be made again from scratch: the same card goes to ready.
+    # Cleaned up, it can be made again from scratch: the same card goes to ready. Made two
+    # hours ago (as far as the platform knows), its owner's new wait counts from the retry.
+    await made_hours_ago(platform, store["id"], 2)
+    await page.evaluate(RECORD_TIME_SHOWN, store["id"])
     retry = store_card.get_by_test_id("retry-button")
     await retry.click()
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
     await expect(failure).to_be_hidden()
     await expect(retry).to_be_hidden()
+    shown = await page.evaluate("() => window.__timeShown")
+    assert shown, "no time elapsed was shown while it was made again"
+    assert all(re.match(r"^\d+(\.\d)? s elapsed", text) for text in shown), shown
+    await expect(store_card.get_by_test_id("store-origin")).to_have_text(
+        re.compile(r"^Made from scratch · ready in \d{1,2}\.\d s$")
+    )
+
+
+# The texts of a store's time shown (elapsed, left), as they change.
+RECORD_TIME_SHOWN = """(id) => {
+  window.__timeShown = [];
+  const look = () => {
+    const eta = document.querySelector(`[data-store-id="${id}"] [data-testid="store-eta"]`);
+    const text = eta && !eta.hidden ? eta.textContent : '';
+    if (text && window.__timeShown.at(-1) !== text) window.__timeShown.push(text);
+  };
+  new MutationObserver(look).observe(document.body, {
+    subtree: true, childList: true, attributes: true, characterData: true,
+  });
+}"""
+
+
+async def made_hours_ago(platform: Platform, store_id: str, hours: int) -> None:
+    """As if the store had been asked for (and made) ``hours`` ago."""
+    async with await psycopg.AsyncConnection.connect(platform.postgres.url) as connection:
+        await connection.execute(
+            "UPDATE stores SET created_at = created_at - make_interval(hours => %s),"
+            " requested_at = requested_at - make_interval(hours => %s) WHERE id = %s",
+            (hours, hours, store_id),
+        )
+        await connection.commit()
 
 
 async def fail_as_the_reaper_does(platform: Platform, store_id: str, reason: str) -> None:

@@ -15,6 +15,7 @@ from woostore_cli.main import CREATE, RETRY, Goal, _follow
 COPY = {
     "id": "s-1", "name": "Staging Shop", "simulated": True, "queue_position": None,
     "from_backup": "b-1", "created_at": "2026-12-04T10:00:00Z",
+    "requested_at": "2026-12-04T10:00:00Z",
     "updated_at": "2026-12-04T10:00:00Z",
 }  # fmt: skip
 

@@ -242,3 +242,34 @@ def test_the_steps_of_stores_copied_from_backups_move_to_their_own_phase(
     assert steps == [("shop-0", "provision", "verify"), ("shop-1", "clone", "verify")]
 
     command.downgrade(config, "0020")
+
+
+def test_stores_made_before_requested_at_count_from_their_latest_request(
+    empty_database: str,
+) -> None:
+    """0022: a store retried an hour after its making counts from its retry (its latest
+    `requested` event); one whose events are gone, from its making."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0021")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for n in range(2):
+            add_store_since_0011(connection, n, TENANT, "queued", timedelta(hours=2))
+        for offset in (timedelta(hours=2), timedelta(hours=1)):  # made, then retried
+            connection.execute(
+                "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
+                " SELECT gen_random_uuid(), id, 'store.requested.' || id,"
+                " 'io.woostore.store.requested', now() - %s, '{}' FROM stores"
+                " WHERE slug = 'shop-0'",
+                (offset,),
+            )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT slug, round(extract(epoch FROM now() - requested_at) / 3600)"
+            " FROM stores ORDER BY slug"
+        ).fetchall()
+    assert rows == [("shop-0", 1), ("shop-1", 2)]
+
+    command.downgrade(config, "0021")

@@ -47,6 +47,7 @@ STORE_EXAMPLE: JsonDict = {
     "last_change": None,
     "created_at": "2026-11-26T09:00:00Z",
     "updated_at": "2026-11-26T09:00:41Z",
+    "requested_at": "2026-11-26T09:00:00Z",
     "ready_at": None,
     "ready_in_seconds": None,
     "deleted_at": None,
@@ -268,9 +269,15 @@ class StoreOut(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+    requested_at: datetime = Field(
+        description="When its owner last asked for it: made (or claimed from the warm pool), "
+        "or retried after a failure. What its owner waits for counts from here."
+    )
     ready_at: datetime | None = None
     ready_in_seconds: float | None = Field(
-        default=None, description="How long its owner waited: from the request to ready."
+        default=None,
+        description="How long its owner waited: from the request (the latest, for a retried "
+        "store) to ready.",
     )
     deleted_at: datetime | None = None
     actions: list[StoreAction] = Field(
@@ -302,14 +309,14 @@ class StoreOut(BaseModel):
                     "id", "name", "slug", "type", "status", "simulated", "origin", "progress",
                     "waiting_cause", "chart_version", "release_revision", "change", "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
-                    "created_at", "updated_at", "ready_at", "deleted_at",
+                    "created_at", "updated_at", "requested_at", "ready_at", "deleted_at",
                 }
             ),
             step=step,
             from_backup=store.from_backup_id,
             queue_position=around.queue.get(store.id),
             ready_in_seconds=(
-                round((store.ready_at - store.created_at).total_seconds(), 1)
+                round((store.ready_at - store.requested_at).total_seconds(), 1)
                 if store.ready_at
                 else None
             ),
