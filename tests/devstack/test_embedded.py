@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from woostore_devstack.embedded import start_nats
+from woostore_devstack.embedded import start_nats, start_postgres
 
 
 def test_nats_started_on_a_port_another_server_holds_is_an_error_not_that_server(
@@ -28,3 +32,32 @@ def test_nats_started_on_a_free_port_is_ready_to_serve(tmp_path: Path) -> None:
             assert client.recv(4).startswith(b"INFO")  # the NATS protocol's greeting
     finally:
         server.stop()
+
+
+def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting_go(
+    tmp_path: Path,
+) -> None:
+    """A launcher killed while PostgreSQL ran stayed among its users for good, and no later
+    one stopped PostgreSQL: it ran on after every Ctrl-C."""
+    pgdata = tmp_path / "postgres"
+    start_postgres(pgdata).stop()
+    died = subprocess.Popen(["true"])  # a process that has ended: its pid is no one's now
+    died.wait()
+    (pgdata / ".handle_pids.json").write_text(json.dumps([died.pid]))
+
+    postgres = start_postgres(pgdata)
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    postgres.stop()
+
+    deadline = time.monotonic() + 30  # pg_ctl waits for its stop; the exit follows at once
+    while _running(postmaster):
+        assert time.monotonic() < deadline, "PostgreSQL runs on"
+        time.sleep(0.05)
+
+
+def _running(process: psutil.Process) -> bool:
+    """Whether it runs: one that ended, not reaped yet by whoever adopted it, does not."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

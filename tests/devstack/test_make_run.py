@@ -1,12 +1,15 @@
 """``make run`` itself, as a user starts it: a second one on the same data folder is refused
-and the first carries on, and a terminal hanging up stops every process the first started,
-as Ctrl-C does (``tests/bench/test_footprint.py`` stops it with Ctrl-C)."""
+and the first carries on, a terminal hanging up stops every process the first started, as
+Ctrl-C does (``tests/bench/test_footprint.py`` stops it with Ctrl-C), and a port another
+program holds is named before anything starts."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -48,12 +51,17 @@ def _wait_for(condition: Callable[[], bool], what: Callable[[], str]) -> None:
         time.sleep(0.1)
 
 
+def _make() -> str:
+    make = shutil.which("make")
+    assert make is not None, "make is not installed: this tests `make run` itself"
+    return make
+
+
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[MakeRun]:
     """``make run`` in a folder of its own, on ports of its own, in a process group of its own
     (a terminal's), running until its banner; whatever is left of it is stopped after."""
-    make = shutil.which("make")
-    assert make is not None, "make is not installed: this tests `make run` itself"
+    make = _make()
     env = {
         **os.environ,
         "WOOSTORE_DATA_DIR": str(tmp_path / "data"),
@@ -82,11 +90,20 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
         started = run.started()
         yield run
     finally:
+        # What a failed test left behind must not outlive it: the services and PostgreSQL
+        # run in sessions of their own, out of the group's reach.
+        if not started and process.poll() is None:
+            with contextlib.suppress(psutil.Error, OSError, IndexError, ValueError):
+                started = run.started()  # as far as it got
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=DEADLINE)
+            try:
+                process.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         for left in psutil.wait_procs(started, timeout=10)[1]:
-            left.kill()  # what a failed test left behind must not outlive it
+            with contextlib.suppress(psutil.NoSuchProcess):
+                left.kill()
 
 
 def _running(process: psutil.Process) -> bool:
@@ -105,10 +122,11 @@ def test_a_second_make_run_on_the_same_data_folder_is_refused(make_run: MakeRun)
     )  # fmt: skip
 
     assert again.returncode == 1
-    launcher = [p for p in make_run.started() if "woostore-run" in " ".join(p.cmdline())]
-    assert f"another woostore-run (pid {launcher[0].pid}) runs on" in again.stderr
+    [launcher] = psutil.Process(make_run.process.pid).children()  # make runs the launcher
+    assert f"another woostore-run (pid {launcher.pid}) runs on" in again.stderr
     assert make_run.process.poll() is None  # the first runs on, untouched
-    assert "exited" not in "".join(make_run.said)
+    said = [line for line in make_run.said if line.startswith("woostore-run:")]
+    assert said == []  # not a service of it exited
 
 
 def test_a_terminal_hanging_up_stops_everything_make_run_started(make_run: MakeRun) -> None:
@@ -118,4 +136,27 @@ def test_a_terminal_hanging_up_stops_everything_make_run_started(make_run: MakeR
     os.killpg(make_run.process.pid, signal.SIGHUP)  # as a closed terminal sends its group
 
     _wait_for(lambda: not any(_running(process) for process in started),
-              lambda: f"still running: {[p.name() for p in started if _running(p)]}")  # fmt: skip
+              lambda: f"still running: {[p.pid for p in started if _running(p)]}")  # fmt: skip
+
+
+def test_a_port_another_program_listens_on_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other_program:
+        other_program.bind(("127.0.0.1", free_port()))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        run = subprocess.Popen(
+            [_make(), "--no-print-directory", "run"], cwd=REPO, text=True,
+            env={**os.environ, "WOOSTORE_DATA_DIR": str(tmp_path / "data"),
+                 "WOOSTORE_API_PORT": str(port), "WOOSTORE_NOTIFIER_PORT": str(free_port())},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            said, _ = run.communicate(timeout=DEADLINE)
+        finally:
+            if run.poll() is None:  # it started anyway: stopped, so nothing outlives the test
+                os.killpg(run.pid, signal.SIGINT)
+                run.wait(timeout=DEADLINE)
+
+    assert run.returncode != 0
+    assert f"another program listens on 127.0.0.1:{port} (set WOOSTORE_API_PORT" in said
+    assert not (tmp_path / "data" / "postgres").exists()  # nothing was started
