@@ -487,7 +487,9 @@ def _follow(
         print(f"Backup {outcome.data['backup_id']} of {store['name']}{_tag(store)} is complete: "
               f"{_size(outcome.data['size'])}.")  # fmt: skip
     elif not as_json and goal.makes:
-        took = _seconds_between(store["requested_at"], outcome.cloudevent["time"])
+        # An API older than requested_at (0022) sends created_at alone.
+        asked = store.get("requested_at") or store["created_at"]
+        took = _seconds_between(asked, outcome.cloudevent["time"])
         source = " from the warm pool" if goal is CLAIM else ""
         print(f"{store['name']}{_tag(store)} is ready in {took:.1f} s{source}.")
         print(f"  storefront  {outcome.data['storefront_url']}")

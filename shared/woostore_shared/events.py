@@ -66,9 +66,11 @@ class StoreSummary(BaseModel):
     created_at: datetime
     # "pool": a store made in advance and claimed for its owner; "backup": made from one
     origin: str = "cold"
-    # When its owner asked for it (this event's request: made, claimed or retried). None in
-    # events recorded before stores kept it.
-    requested_at: datetime | None = None
+    requested_at: datetime | None = Field(
+        default=None,
+        description="When its owner asked for it (this event's request: made, claimed or "
+        "retried), from which their wait counts. None in events recorded before stores kept it.",
+    )
 
 
 class EventBody(BaseModel):

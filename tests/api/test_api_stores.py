@@ -475,6 +475,24 @@ async def test_a_retried_stores_wait_counts_from_the_retry_not_from_its_making(
     assert (await client.get(f"{STORES}/{store_id}")).json()["ready_in_seconds"] == 42.0
 
 
+async def test_a_claim_by_a_replica_older_than_requested_at_counts_from_the_claim(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """Such a replica set the claimed store's created_at and left its requested_at at the
+    pooled store's making, three hours before."""
+    store = await create(client, "Claimed Mid-Rollout")
+    claimed = utcnow()
+    await set_columns(
+        database, store["id"], status=StoreStatus.READY, created_at=claimed,
+        requested_at=claimed - timedelta(hours=3), ready_at=claimed + timedelta(seconds=7),
+    )  # fmt: skip
+
+    shown = (await client.get(f"{STORES}/{store['id']}")).json()
+
+    assert datetime.fromisoformat(shown["requested_at"]) == claimed
+    assert shown["ready_in_seconds"] == 7.0
+
+
 async def test_a_retry_needs_room_under_the_tenants_cap(
     client: httpx.AsyncClient, database: Database, settings: Settings, api: FastAPI
 ) -> None:

@@ -211,6 +211,13 @@ class Surroundings:
     last_changes: Mapping[uuid.UUID, StoreChange] = field(default_factory=dict)
 
 
+def _asked_at(store: Store) -> datetime:
+    """When the store's owner last asked for it. A claim by a replica older than
+    ``requested_at`` (migration 0022, run before the rollout) left it at the pooled store's
+    making, hours back maybe; such a claim still set ``created_at`` to its own time."""
+    return max(store.requested_at, store.created_at)
+
+
 class StoreOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [STORE_EXAMPLE]})
 
@@ -303,20 +310,22 @@ class StoreOut(BaseModel):
                 total=store.step_total,
             )
         base = f"/api/v1/stores/{store.id}"
+        asked = _asked_at(store)
         return cls(
             **store.model_dump(
                 include={
                     "id", "name", "slug", "type", "status", "simulated", "origin", "progress",
                     "waiting_cause", "chart_version", "release_revision", "change", "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
-                    "created_at", "updated_at", "requested_at", "ready_at", "deleted_at",
+                    "created_at", "updated_at", "ready_at", "deleted_at",
                 }
             ),
             step=step,
+            requested_at=asked,
             from_backup=store.from_backup_id,
             queue_position=around.queue.get(store.id),
             ready_in_seconds=(
-                round((store.ready_at - store.requested_at).total_seconds(), 1)
+                round((store.ready_at - asked).total_seconds(), 1)
                 if store.ready_at
                 else None
             ),

@@ -8,6 +8,9 @@ next cold store. The copies' steps journalled so far move to their own phase.
 
 A copy under way across the upgrade may have a step journalled under the old phase by a
 replica not yet upgraded; an upgraded replica runs that step again (steps are idempotent).
+API replicas not yet upgraded answer GET /stores/step-times with an error until they are
+replaced (they cannot name the phase; the dashboard shows no estimates meanwhile). From this
+version on, a phase the API cannot name is left out of the figures instead.
 
 Revision ID: 0021
 Revises: 0020

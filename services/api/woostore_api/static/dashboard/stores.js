@@ -293,7 +293,9 @@ function applyEvent(store, event) {
         failure_reason: null,
         ready_at: event.time ?? store.ready_at,
         // As the API counts it, in tenths of a second (a ready event follows every request).
-        ready_in_seconds: tenthsBetween(store.requested_at, event.time) ?? store.ready_in_seconds,
+        // (requested_at: an event from a replica older than it carries created_at alone.)
+        ready_in_seconds: tenthsBetween(store.requested_at ?? store.created_at, event.time)
+          ?? store.ready_in_seconds,
       });
       break;
     case EVENT.failed:

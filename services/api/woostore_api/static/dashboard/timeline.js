@@ -239,7 +239,7 @@ function etaText(store, timeline, now) {
   // The owner's wait began when they last asked (queue included; a retry starts it again);
   // a change's, at its first step.
   const askedAt = ['provision', 'clone', 'personalise'].includes(timeline.phase)
-    ? Date.parse(store.requested_at) : Date.parse(timeline.steps[1]?.startedAt);
+    ? Date.parse(store.requested_at ?? store.created_at) : Date.parse(timeline.steps[1]?.startedAt);
   // Clamped: a browser clock behind the server's would make it negative.
   const elapsed = Number.isFinite(askedAt) ? `${duration(Math.max(0, now - askedAt) / 1000)} elapsed` : '';
   const current = timeline.steps.reduce((last, step) => (step ? step : last), null);
