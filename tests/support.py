@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import uvicorn
 from nats.aio.client import Client
@@ -196,3 +197,13 @@ async def served(app: Any, start_deadline: float = 20.0) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=15)
+
+
+def still_runs(pid: int) -> bool:
+    """Whether process ``pid`` still runs. One that ended but is not reaped yet (a zombie)
+    does not: make and PostgreSQL's postmaster run detached, and whoever adopted them reaps
+    them in its time."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -4,9 +4,8 @@ all of it, PostgreSQL included. Nothing depends on how much memory or time it to
 
 from __future__ import annotations
 
-import psutil
-
 from bench import footprint
+from tests.support import still_runs
 
 
 def test_the_footprint_benchmark_reads_every_process_of_make_run_and_stops_them() -> None:
@@ -21,16 +20,7 @@ def test_the_footprint_benchmark_reads_every_process_of_make_run_and_stops_them(
     assert 0 < figures.ready_seconds <= figures.idle_after_seconds
     assert figures.pooled == 2  # make run's own pool, full before anything is read
     read = [pid for usage in figures.usage.values() for pid in usage.pids]
-    assert not [pid for pid in read if _running(pid)]  # Ctrl-C stopped every one
+    assert not [pid for pid in read if still_runs(pid)]  # Ctrl-C stopped every one
     section = footprint.section(figures)
     assert section.startswith("## The footprint of `make run`")
     assert "| All of them, RSS (target ≤ 450 MB) |" in section
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` still runs. A process that ended but is not reaped yet (a zombie) does
-    not: PostgreSQL's postmaster runs detached, and whoever adopted it reaps it in its time."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False

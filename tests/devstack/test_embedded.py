@@ -8,9 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.support import still_runs
 from woostore_devstack.embedded import start_nats, start_postgres
 
 
@@ -46,18 +46,10 @@ def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting
     (pgdata / ".handle_pids.json").write_text(json.dumps([died.pid]))
 
     postgres = start_postgres(pgdata)
-    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
     postgres.stop()
 
     deadline = time.monotonic() + 30  # pg_ctl waits for its stop; the exit follows at once
-    while _running(postmaster):
+    while still_runs(postmaster):
         assert time.monotonic() < deadline, "PostgreSQL runs on"
         time.sleep(0.05)
-
-
-def _running(process: psutil.Process) -> bool:
-    """Whether it runs: one that ended, not reaped yet by whoever adopted it, does not."""
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.support import still_runs
 from woostore_devstack.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,15 +107,6 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
                 left.kill()
 
 
-def _running(process: psutil.Process) -> bool:
-    """Whether it still runs. One that ended but is not reaped yet (a zombie) does not: make
-    and PostgreSQL's postmaster are reaped by whoever adopted them, in its time."""
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_a_second_make_run_on_the_same_data_folder_is_refused(make_run: MakeRun) -> None:
     again = subprocess.run(
         [str(REPO / ".venv" / "bin" / "woostore-run")],
@@ -135,8 +127,9 @@ def test_a_terminal_hanging_up_stops_everything_make_run_started(make_run: MakeR
 
     os.killpg(make_run.process.pid, signal.SIGHUP)  # as a closed terminal sends its group
 
-    _wait_for(lambda: not any(_running(process) for process in started),
-              lambda: f"still running: {[p.pid for p in started if _running(p)]}")  # fmt: skip
+    pids = [process.pid for process in started]
+    _wait_for(lambda: not any(still_runs(pid) for pid in pids),
+              lambda: f"still running: {[pid for pid in pids if still_runs(pid)]}")  # fmt: skip
 
 
 def test_a_port_another_program_listens_on_is_named_and_nothing_starts(tmp_path: Path) -> None:
