@@ -9,7 +9,8 @@
    one that keeps exiting stops the whole platform, saying why.
 
 One launcher runs on a data folder at a time: a second is refused, naming the first. Nor
-does it start while another program holds the API's or the notifier's port.
+does it start while another program holds the API's or the notifier's port. What an earlier
+launcher killed outright left running on the folder is stopped first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine
@@ -65,6 +67,52 @@ def hold_data_dir(data_dir: Path) -> TextIO:
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return lock
+
+
+class Started:
+    """The processes this launcher started, with their command lines, kept in the data folder
+    (``woostore-run.pids``). A launcher killed outright (SIGKILL, the OOM killer) cannot stop
+    them: the services run in sessions of their own and NATS outlives its group's signal-less
+    end. The next launcher on the folder stops them (:meth:`stop_leftovers`) before it starts
+    its own: the ports would be taken, and a second NATS on the same JetStream folder would
+    damage the streams."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "woostore-run.pids"
+        self.processes: dict[str, tuple[int, str]] = {}  # name -> (pid, command line)
+
+    def add(self, name: str, pid: int) -> None:
+        self.processes[name] = (pid, _command_line(pid))
+        self.path.write_text(json.dumps(self.processes))
+
+    def stop_leftovers(self, grace: float = _STOP_GRACE) -> list[str]:
+        """Stops what the last launcher recorded and still runs as it started it (the same
+        command line: not a process that took a freed pid); the names of those stopped."""
+        if not self.path.exists():
+            return []
+        recorded: dict[str, tuple[int, str]] = json.loads(self.path.read_text())
+        left = {name: pid for name, (pid, line) in recorded.items() if _command_line(pid) == line}
+        for pid in left.values():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(_command_line(pid) for pid in left.values()):
+            if time.monotonic() > deadline:
+                for pid in left.values():
+                    with suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        self.path.unlink()
+        return sorted(left)
+
+
+def _command_line(pid: int) -> str:
+    """Its command line, or "" once it has ended (a zombie's is empty too)."""
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_text()
+    except OSError:
+        return ""
 
 
 def ports_taken(settings: Settings) -> list[str]:
@@ -186,6 +234,7 @@ class Service:
     env: dict[str, str]
     process: asyncio.subprocess.Process | None = None  # the one running now, if any
     relays: list[asyncio.Task[None]] = field(default_factory=list)
+    started: Started | None = None  # where each process it starts is recorded
 
     async def start(self) -> asyncio.subprocess.Process:
         self.process = await asyncio.create_subprocess_exec(
@@ -196,6 +245,8 @@ class Service:
             start_new_session=True,  # Ctrl-C reaches the launcher only; it stops the services
         )
         assert self.process.stdout is not None  # piped
+        if self.started is not None:
+            self.started.add(self.name, self.process.pid)
         self.relays.append(asyncio.create_task(_relay_output(self.name, self.process.stdout)))
         return self.process
 
@@ -272,14 +323,17 @@ async def supervise(
     return status
 
 
-async def run_services(env: dict[str, str], settings: Settings, nats_url: str) -> int:
+async def run_services(
+    env: dict[str, str], settings: Settings, nats_url: str, started: Started
+) -> int:
     bin_dir = Path(sys.executable).parent
     # Each service serves /healthz, /readyz and /metrics on an ops port of its own.
     ops_ports = {name: free_port() for name in SERVICES}
     services = [
-        Service(name, [str(bin_dir / f"woostore-{name}")], {**env, "WOOSTORE_OPS_PORT": str(port)})
+        Service(name, [str(bin_dir / f"woostore-{name}")], {**env, "WOOSTORE_OPS_PORT": str(port)},
+                started=started)
         for name, port in ops_ports.items()
-    ]
+    ]  # fmt: skip
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
@@ -317,6 +371,9 @@ def main() -> None:
     _stop_as_ctrl_c_does()
     with ExitStack() as running:
         running.enter_context(hold_data_dir(data_dir))
+        started = Started(data_dir)
+        if left := started.stop_leftovers():
+            _say(f"stopped what a woostore-run ended outright left running: {', '.join(left)}")
         if taken := ports_taken(settings):
             raise SystemExit(
                 "woostore-run: another program listens on " + " and ".join(taken)
@@ -326,6 +383,7 @@ def main() -> None:
         if not nats_url:
             nats = start_nats(data_dir / "nats")
             running.callback(nats.stop)
+            started.add("nats-server", nats.process.pid)
             nats_url = nats.url
         database_url = settings.database_url
         if not database_url:
@@ -336,7 +394,7 @@ def main() -> None:
         setup = Path(sys.executable).parent / "woostore-setup"
         if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
             raise SystemExit("woostore-setup failed")
-        status = asyncio.run(run_services(env, settings, nats_url))
+        status = asyncio.run(run_services(env, settings, nats_url, started))
         _already_stopping()  # the loop's handlers went with it; NATS and PostgreSQL stop next
         raise SystemExit(status)
 

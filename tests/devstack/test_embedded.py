@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -50,6 +52,10 @@ def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting
     postgres.stop()
 
     deadline = time.monotonic() + 30  # pg_ctl waits for its stop; the exit follows at once
-    while still_runs(postmaster):
-        assert time.monotonic() < deadline, "PostgreSQL runs on"
-        time.sleep(0.05)
+    try:
+        while still_runs(postmaster):
+            assert time.monotonic() < deadline, "PostgreSQL runs on"
+            time.sleep(0.05)
+    finally:
+        if still_runs(postmaster):  # the test failed: it must not outlive it
+            os.kill(postmaster, signal.SIGKILL)

@@ -60,9 +60,7 @@ def _make() -> str:
 
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[MakeRun]:
-    """``make run`` in a folder of its own, on ports of its own, in a process group of its own
-    (a terminal's), running until its banner; whatever is left of it is stopped after."""
-    make = _make()
+    """``make run`` in a folder of its own, on ports of its own."""
     env = {
         **os.environ,
         "WOOSTORE_DATA_DIR": str(tmp_path / "data"),
@@ -70,8 +68,16 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
         "WOOSTORE_NOTIFIER_PORT": str(free_port()),
         "WOOSTORE_WARM_POOL_SIZE": "0",  # nothing to do: it starts, and waits
     }
+    with running(env) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def running(env: dict[str, str]) -> Iterator[MakeRun]:
+    """``make run`` with ``env``, in a process group of its own (a terminal's), running until
+    its banner; whatever is left of it is stopped after."""
     process = subprocess.Popen(
-        [make, "--no-print-directory", "run"],
+        [_make(), "--no-print-directory", "run"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )  # fmt: skip
@@ -82,7 +88,7 @@ def make_run(tmp_path: Path) -> Iterator[MakeRun]:
         said.extend(process.stdout)
 
     threading.Thread(target=read, daemon=True).start()
-    run = MakeRun(process, tmp_path / "data", env, said)
+    run = MakeRun(process, Path(env["WOOSTORE_DATA_DIR"]), env, said)
     started: list[psutil.Process] = []
     try:
         _wait_for(lambda: any(READY in line for line in said) or process.poll() is not None,
@@ -130,6 +136,26 @@ def test_a_terminal_hanging_up_stops_everything_make_run_started(make_run: MakeR
     pids = [process.pid for process in started]
     _wait_for(lambda: not any(still_runs(pid) for pid in pids),
               lambda: f"still running: {[pid for pid in pids if still_runs(pid)]}")  # fmt: skip
+
+
+def test_what_a_launcher_killed_outright_left_running_is_stopped_by_the_next(
+    make_run: MakeRun,
+) -> None:
+    """Killed with SIGKILL (the OOM killer's way), the launcher stops nothing: its services
+    (in sessions of their own) and NATS ran on. The next make run on the folder stops them
+    before it starts its own."""
+    [launcher] = psutil.Process(make_run.process.pid).children()
+    left = [p for p in launcher.children() if "postgres" not in p.name()]  # services, NATS
+    assert len(left) == 5, [p.cmdline() for p in left]
+
+    launcher.kill()
+    make_run.process.wait(timeout=DEADLINE)  # make ends with its child
+    assert all(still_runs(process.pid) for process in left)  # what was left behind
+
+    with running(make_run.env) as again:
+        said = "".join(again.said)
+        assert "stopped what a woostore-run ended outright left running: api, nats-server," in said
+        assert not [process.pid for process in left if still_runs(process.pid)]
 
 
 def test_a_port_another_program_listens_on_is_named_and_nothing_starts(tmp_path: Path) -> None:
