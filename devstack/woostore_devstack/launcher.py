@@ -73,10 +73,10 @@ def hold_data_dir(data_dir: Path) -> TextIO:
 class Started:
     """The processes this launcher started, with their command lines, kept in the data folder
     (``woostore-run.pids``). A launcher killed outright (SIGKILL, the OOM killer) cannot stop
-    them: the services run in sessions of their own and NATS outlives its group's signal-less
-    end. The next launcher on the folder stops them (:meth:`stop_leftovers`) before it starts
-    its own: the ports would be taken, and a second NATS on the same JetStream folder would
-    damage the streams."""
+    them: the services run in sessions of their own, and NATS is never told to stop. The next
+    launcher on the folder stops them (:meth:`stop_leftovers`) before it starts its own: the
+    ports would be taken, and a second NATS on the same JetStream folder would damage the
+    streams."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "woostore-run.pids"
@@ -92,7 +92,12 @@ class Started:
         if not self.path.exists():
             return []
         recorded: dict[str, tuple[int, str]] = json.loads(self.path.read_text())
-        left = {name: pid for name, (pid, line) in recorded.items() if _command_line(pid) == line}
+        # A line never read (no /proc: not Linux) identifies nothing: such a pid is left alone.
+        left = {
+            name: pid
+            for name, (pid, line) in recorded.items()
+            if line and _command_line(pid) == line
+        }
         for pid in left.values():
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from woostore_devstack import launcher
 from woostore_devstack.embedded import free_port
 from woostore_devstack.launcher import (
     RestartPolicy,
     Service,
+    Started,
     ports_taken,
     supervise,
     wait_until_ready,
@@ -208,3 +212,48 @@ def test_a_port_another_program_listens_on_is_found_as_the_service_would_bind_it
 
         assert ports_taken(settings) == [f"{host}:{port} (set WOOSTORE_API_PORT to move it)"]
     assert ports_taken(settings) == []  # once it is gone
+
+
+def test_leftovers_are_stopped_only_when_their_command_line_matches_the_record(
+    tmp_path: Path,
+) -> None:
+    """A recorded process still running as recorded is stopped; one whose pid now runs
+    another command line (the pid was reused) is someone else's and is left alone."""
+    leftover = sleeper()
+    stranger = sleeper()
+    try:
+        record = Started(tmp_path)
+        record.add("nats", leftover.pid)
+        record.processes["api"] = (stranger.pid, "python\0-c\0another program\0")
+        record.path.write_text(json.dumps(record.processes))
+
+        assert Started(tmp_path).stop_leftovers(grace=DEADLINE) == ["nats"]
+        assert leftover.wait(timeout=DEADLINE) == -signal.SIGTERM
+        assert stranger.poll() is None
+        assert not record.path.exists()
+    finally:
+        for process in (leftover, stranger):
+            process.kill()
+            process.wait()
+
+
+def test_without_proc_no_leftover_is_identified_so_none_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where /proc is missing (macOS) no command line can be read: every pid would "match"
+    an empty record, so a freed pid taken by another program would be killed."""
+    monkeypatch.setattr(launcher, "_command_line", lambda pid: "")
+    running = sleeper()
+    try:
+        record = Started(tmp_path)
+        record.add("nats", running.pid)
+
+        assert Started(tmp_path).stop_leftovers(grace=DEADLINE) == []
+        assert running.poll() is None
+    finally:
+        running.kill()
+        running.wait()
+
+
+def sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
