@@ -11,12 +11,17 @@ MAX_CONNECTIONS = 15  # a process's, each service's
 
 
 class Database:
-    def __init__(self, url: str, application: str = "") -> None:
+    def __init__(self, url: str, application: str = "", *, ping_first: bool = True) -> None:
         """``application`` names the connections (``pg_stat_activity.application_name``), so an
-        operator sees which service holds which; a name the URL or PGAPPNAME gives wins."""
+        operator sees which service holds which; a name the URL or PGAPPNAME gives wins.
+
+        ``ping_first`` tests each connection as it is taken from the pool (a ``SELECT 1``), so
+        a connection PostgreSQL dropped (a restart) is replaced before a statement fails on
+        it. Where every piece of work retries a lost connection anyway, the ping is a round
+        trip a transaction for nothing: the provisioner pinged 18 times a store."""
         self.engine: AsyncEngine = create_async_engine(
             url,
-            pool_pre_ping=True,
+            pool_pre_ping=ping_first,
             # Every connection a process opens is kept, up to the 15 it may hold. With 5 kept
             # and 10 more opened on demand, each of those closed as it came back: 16 creates
             # in flight opened 210 connections for 300 creates (PostgreSQL starts a process
