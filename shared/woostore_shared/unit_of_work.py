@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -28,15 +29,18 @@ from woostore_shared.outbox import Outbox
 from woostore_shared.transitions import actions_of
 from woostore_shared.work import Lane, WorkOrder
 
-# A unit's events, written by one plain statement as it commits. As ORM objects each was an
-# INSERT of its own, and the ORM's work on them cost more than PostgreSQL's: a store's
-# progress writes two events a step (docs/benchmarks.md, The cost of a store).
-_RECORD_EVENTS = text(
-    "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
-    " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:store_ids AS uuid[]),"
+# A unit's events as rows, from the parameters ``UnitOfWork.take_events`` makes: inserted by
+# one plain statement as the unit commits, or by the statement writing the change they
+# announce. As ORM objects each was an INSERT of its own, and the ORM's work on them cost more
+# than PostgreSQL's: a store's progress writes two events a step (docs/benchmarks.md, The cost
+# of a store).
+EVENT_COLUMNS = "store_events (id, store_id, subject, type, time, envelope)"
+EVENT_ROWS = (
+    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:store_ids AS uuid[]),"
     " CAST(:subjects AS text[]), CAST(:types AS text[]), CAST(:times AS timestamptz[]),"
     " CAST(:envelopes AS jsonb[]))"
 )
+_RECORD_EVENTS = text(f"INSERT INTO {EVENT_COLUMNS} {EVENT_ROWS}")
 
 
 class UnitOfWork:
@@ -44,6 +48,7 @@ class UnitOfWork:
         self.session = session
         self.source = source  # the CloudEvent source of the events emitted here
         self.events: list[CloudEvent] = []
+        self._written = 0  # how many of the events a statement has written already
         self.work: list[WorkOrder] = []
 
     @classmethod
@@ -99,18 +104,22 @@ class UnitOfWork:
         self.work.append(order)
         return order
 
+    def take_events(self) -> dict[str, list[Any]]:
+        """The events announced and not written yet, as the parameters of ``EVENT_ROWS``, for
+        a statement that writes them with the change they announce: one round trip, not two.
+        The unit writes them no more, and publishes them after the commit with the others."""
+        taken, self._written = self.events[self._written :], len(self.events)
+        return {
+            "ids": [event.id for event in taken],
+            "store_ids": [event.store_id for event in taken],
+            "subjects": [event.nats_subject for event in taken],
+            "types": [event.type for event in taken],
+            "times": [event.time for event in taken],
+            "envelopes": [event.model_dump_json() for event in taken],
+        }
+
     async def _record_events(self) -> None:
-        if not self.events:
+        if self._written == len(self.events):
             return
         await self.session.flush()  # a store made in this unit exists before its events
-        await (await self.session.connection()).execute(
-            _RECORD_EVENTS,
-            {
-                "ids": [event.id for event in self.events],
-                "store_ids": [event.store_id for event in self.events],
-                "subjects": [event.nats_subject for event in self.events],
-                "types": [event.type for event in self.events],
-                "times": [event.time for event in self.events],
-                "envelopes": [event.model_dump_json() for event in self.events],
-            },
-        )
+        await (await self.session.connection()).execute(_RECORD_EVENTS, self.take_events())

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from tests.support import create_store
 from woostore_provisioner.journal import Journal
 from woostore_provisioner.recipe import PROVISION
-from woostore_provisioner.retries import StoreAbandoned
+from woostore_provisioner.retries import StoreAbandoned, StoreChangedMeanwhile
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, StepInfo
@@ -46,11 +47,11 @@ async def test_a_completed_step_returns_the_row_as_stored_with_what_it_learned(
 ) -> None:
     store = await provisioning_store(outbox)
     journal = Journal(database, outbox)
-    await journal.started(store.id, PROVISION, FIRST)
+    store = await journal.started(store, PROVISION, FIRST)
     following = (SECOND, trace.get_tracer(__name__).start_span(SECOND.name))
 
     returned = await journal.completed(
-        store.id,
+        store,
         PROVISION,
         FIRST,
         {"release_revision": 3, "chart_version": "1.2.3"},
@@ -87,9 +88,9 @@ async def test_a_store_that_moved_on_gets_no_progress_and_no_journal_entry(
     journal = Journal(database, outbox)
 
     with pytest.raises(StoreAbandoned):
-        await journal.started(store.id, PROVISION, FIRST)
+        await journal.started(store, PROVISION, FIRST)
     with pytest.raises(StoreAbandoned):
-        await journal.completed(store.id, PROVISION, FIRST, {"release_revision": 3}, 0.5)
+        await journal.completed(store, PROVISION, FIRST, {"release_revision": 3}, 0.5)
 
     async with database.session() as session:
         stored = await session.get(Store, store.id)
@@ -102,3 +103,58 @@ async def test_a_store_that_moved_on_gets_no_progress_and_no_journal_entry(
     )
     assert steps == []
     assert await events_of(database, store) == before
+
+
+async def test_a_store_changed_under_the_runner_gets_nothing_written_or_published(
+    database: Database, outbox: Outbox
+) -> None:
+    """The events are made from the row as the runner had it. Were the row changed by
+    someone else meanwhile (here: its correlation id, behind the runner's back), they would
+    describe a store that does not exist: the step's whole transaction is undone."""
+    store = await provisioning_store(outbox)
+    journal = Journal(database, outbox)
+    store = await journal.started(store, PROVISION, FIRST)
+    async with database.transaction() as session:
+        changed = await session.get(Store, store.id)
+        assert changed is not None
+        changed.correlation_id = "written by another process"
+        session.add(changed)
+        await session.commit()
+    before = await events_of(database, store)
+
+    with pytest.raises(StoreChangedMeanwhile):
+        await journal.completed(store, PROVISION, FIRST, None, 0.5)
+
+    async with database.session() as session:
+        stored = await session.get(Store, store.id)
+        steps = list(await session.exec(select(StoreStep)))
+    assert stored is not None
+    assert (stored.step_name, stored.updated_at) == (store.step_name, changed.updated_at)
+    assert steps == []
+    assert await events_of(database, store) == before
+
+
+async def test_a_step_is_journalled_by_one_statement(database: Database, outbox: Outbox) -> None:
+    """The store's row, the step and both progress events: one round trip to PostgreSQL in
+    the step's transaction, where three cost the provisioner more CPU (docs/benchmarks.md)."""
+    store = await provisioning_store(outbox)
+    journal = Journal(database, outbox)
+    store = await journal.started(store, PROVISION, FIRST)
+    following = (SECOND, trace.get_tracer(__name__).start_span(SECOND.name))
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await journal.completed(store, PROVISION, FIRST, None, 0.5, following)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+
+    assert len(statements) == 1, statements
+    progress = [e.data for e in await events_of(database, store) if e.type.endswith("progress")]
+    assert [(p["step"]["name"], p["state"]) for p in progress][-2:] == [
+        ("namespace", "completed"),
+        ("credentials", "started"),
+    ]

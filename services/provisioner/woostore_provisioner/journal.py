@@ -4,14 +4,22 @@ which the API estimates how long the next stores' steps take), and a progress ev
 step starts and when it completes (step n of m), written with what the step learned about the
 store.
 
-Each writes the store's row with one ``UPDATE … WHERE status = …``: a store failed or
-deleted meanwhile gets no progress of work it no longer wants (:class:`StoreAbandoned`),
-however quickly its steps run, and the row stays locked until the commit.
-
 These are the statements the platform runs most, a transaction for every step of every
-store, so they are plain SQL: through the ORM (a locked load, then a flush of the row, the
-step and its events) a store's steps cost the provisioner a fifth to a third more CPU,
-publishing included, and PostgreSQL up to a tenth more."""
+store, so each transaction is one plain statement: the store's row written with ``UPDATE …
+WHERE status = …``, and the step and its events inserted by the same statement, only if the
+row was. A store failed or deleted meanwhile gets no progress of work it no longer wants
+(:class:`StoreAbandoned`), however quickly its steps run. Through the ORM (a locked load,
+then a flush of the row, the step and its events) a store's steps cost the provisioner a
+fifth to a third more CPU; as a statement for each table, with a ping before each
+transaction, a tenth more (docs/benchmarks.md, The cost of a store).
+
+The events go into the statement, so they are made before the row is written: from the row
+as the runner last had it, with the step's changes. What they show of a store (its owner,
+its correlation id, the actions it accepts) changes only by the runner's own writes while
+the store's lease is held, or with its status, which the UPDATE's condition catches. Should
+the row written ever differ there, the transaction is undone before anything is committed
+or published (:class:`StoreChangedMeanwhile`), and the step is tried again.
+"""
 
 from __future__ import annotations
 
@@ -24,20 +32,16 @@ from sqlalchemy import TextualSelect, text
 from sqlmodel import col, select
 
 from woostore_provisioner.recipe import Learned, Recipe
-from woostore_provisioner.retries import StoreAbandoned
+from woostore_provisioner.retries import StoreAbandoned, StoreChangedMeanwhile
 from woostore_shared import tracing
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo
 from woostore_shared.models import Store, StoreStep, utcnow
 from woostore_shared.outbox import Outbox
-from woostore_shared.unit_of_work import UnitOfWork
+from woostore_shared.transitions import actions_of
+from woostore_shared.unit_of_work import EVENT_COLUMNS, EVENT_ROWS, UnitOfWork
 
 _STORE_COLUMNS = Store.__table__.columns  # type: ignore[attr-defined]
-
-_JOURNAL_STEP = text(
-    "INSERT INTO store_steps (store_id, phase, name, completed_at, position, seconds)"
-    " VALUES (:store_id, :phase, :name, :completed_at, :position, :seconds)"
-)
 
 
 class Journal:
@@ -55,22 +59,28 @@ class Journal:
             )
             return set(rows)
 
-    async def started(self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo) -> None:
+    async def started(self, store: Store, recipe: Recipe, step: StepInfo) -> Store:
+        """Show ``step`` started on ``store`` (the row as the runner last had it); returns
+        the row as it now is."""
+        changes = _changes(_shown(recipe, step, step.index - 1))
         async with UnitOfWork.begin(self.outbox) as uow:
-            store = await _advance(uow, recipe, store_id, _shown(recipe, step, step.index - 1))
-            uow.announce(store, _progress(recipe, step, completed=step.index - 1))
+            expected = store.model_copy(update=changes)
+            uow.announce(expected, _progress(recipe, step, completed=step.index - 1))
+            return await _advance(uow, recipe, expected, changes)
 
     async def waiting(
-        self, store_id: uuid.UUID, recipe: Recipe, step: StepInfo, cause: str | None
+        self, store: Store, recipe: Recipe, step: StepInfo, cause: str | None
     ) -> None:
         """The started ``step`` waits on the cluster, for ``cause`` (None: no longer known)."""
+        changes = _changes({"waiting_cause": cause})
         async with UnitOfWork.begin(self.outbox) as uow:
-            store = await _advance(uow, recipe, store_id, {"waiting_cause": cause})
-            uow.announce(store, _progress(recipe, step, completed=step.index - 1, cause=cause))
+            expected = store.model_copy(update=changes)
+            uow.announce(expected, _progress(recipe, step, step.index - 1, cause=cause))
+            await _advance(uow, recipe, expected, changes)
 
     async def completed(
         self,
-        store_id: uuid.UUID,
+        store: Store,
         recipe: Recipe,
         step: StepInfo,
         learned: Learned | None,
@@ -85,54 +95,77 @@ class Journal:
         else:
             following, span = next_step
             shown = _shown(recipe, following, completed=following.index - 1)
+        changes = _changes({**(learned or {}), **shown})
         async with UnitOfWork.begin(self.outbox) as uow:
-            store = await _advance(uow, recipe, store_id, {**(learned or {}), **shown})
-            await (await uow.session.connection()).execute(
-                _JOURNAL_STEP,
-                {
-                    "store_id": store_id,
-                    "phase": recipe.phase,
-                    "name": step.name,
-                    "completed_at": store.updated_at,
-                    "position": step.index,
-                    "seconds": seconds,
-                },
-            )
-            uow.announce(store, _progress(recipe, step, completed=step.index))
+            expected = store.model_copy(update=changes)
+            uow.announce(expected, _progress(recipe, step, completed=step.index))
             if next_step is not None:
                 with tracing.inside(span, end=False):  # its event carries its step's span
-                    uow.announce(store, _progress(recipe, following, following.index - 1))
-        return store
+                    uow.announce(expected, _progress(recipe, following, following.index - 1))
+            return await _advance(uow, recipe, expected, changes, (step, seconds))
+
+
+def _changes(changes: dict[str, Any]) -> dict[str, Any]:
+    return {**changes, "updated_at": utcnow()}  # before the events' times
 
 
 async def _advance(
-    uow: UnitOfWork, recipe: Recipe, store_id: uuid.UUID, changes: dict[str, Any]
+    uow: UnitOfWork,
+    recipe: Recipe,
+    expected: Store,
+    changes: dict[str, Any],
+    step: tuple[StepInfo, float] | None = None,
 ) -> Store:
-    """Write ``changes`` to the store's row if it still has the recipe's status, and return
-    the row as it now is: a copy, outside the unit's session (its changes are written)."""
-    changes = {**changes, "updated_at": utcnow()}
-    statement = _advance_statement(tuple(sorted(changes)))
+    """Write ``changes`` to the store's row if it still has the recipe's status, with the
+    events announced (made from ``expected``, the row as it should now be) and the completed
+    ``step`` with its seconds, in one statement; return the row as it now is: a copy, outside
+    the unit's session."""
+    statement = _advance_statement(tuple(sorted(changes)), journals_step=step is not None)
     values = {f"set_{name}": value for name, value in changes.items()}
+    if step is not None:
+        info, seconds = step
+        values |= {"phase": recipe.phase, "name": info.name, "position": info.index,
+                   "seconds": seconds}  # fmt: skip
     connection = await uow.session.connection()  # plain SQL: no ORM work around it
     found = await connection.execute(
-        statement, {**values, "store_id": store_id, "status": recipe.status.value}
+        statement,
+        {**values, **uow.take_events(), "store_id": expected.id, "status": recipe.status.value},
     )
     row = found.one_or_none()
-    if row is None:  # failed, deleting or gone meanwhile
+    if row is None:  # failed, deleting or gone meanwhile: nothing was written
         raise StoreAbandoned
-    return Store(**row._mapping)
+    written = Store(**row._mapping)
+    if _as_announced(written) != _as_announced(expected):
+        raise StoreChangedMeanwhile(expected.id)  # undoes the unit: nothing is published
+    return written
+
+
+def _as_announced(store: Store) -> tuple[object, ...]:
+    """What a store's events show of the store (``UnitOfWork.announce``)."""
+    return store.tenant_id, store.correlation_id, actions_of(store)
 
 
 @functools.cache
-def _advance_statement(columns: tuple[str, ...]) -> TextualSelect:
-    """The UPDATE writing these columns (names checked against the model; each value bound
-    as ``set_<name>``), returning every column in the model's order, which is how the result
-    is read. One per set of columns a step writes: a handful."""
+def _advance_statement(columns: tuple[str, ...], journals_step: bool) -> TextualSelect:
+    """The statement writing these columns of the store (names checked against the model;
+    each value bound as ``set_<name>``), the unit's events, and if ``journals_step`` the
+    step; returning every column of the store in the model's order, which is how the result
+    is read. The step and the events are inserted only if the store's row was updated. One
+    statement for each set of columns a step writes: a handful."""
     assignments = ", ".join(f"{_STORE_COLUMNS[name].name} = :set_{name}" for name in columns)
     returned = ", ".join(column.name for column in _STORE_COLUMNS)
+    journalled = (
+        ", journalled AS (INSERT INTO store_steps"
+        " (store_id, phase, name, completed_at, position, seconds)"
+        " SELECT id, :phase, :name, updated_at, :position, :seconds FROM advanced)"
+    )
     return text(
-        f"UPDATE stores SET {assignments} WHERE id = :store_id AND status = :status"  # noqa: S608  (column names from the model, values bound)
-        f" RETURNING {returned}"
+        f"WITH advanced AS (UPDATE stores SET {assignments}"  # noqa: S608  (column names from the model, values bound)
+        f" WHERE id = :store_id AND status = :status RETURNING {returned})"
+        f"{journalled if journals_step else ''}"
+        f", announced AS (INSERT INTO {EVENT_COLUMNS} {EVENT_ROWS}"
+        " WHERE EXISTS (SELECT FROM advanced))"
+        f" SELECT {returned} FROM advanced"
     ).columns(*_STORE_COLUMNS)
 
 

@@ -17,6 +17,7 @@ reads too; docs/reliability.md tells the whole story.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -43,6 +44,14 @@ class StoreAbandoned(Exception):
     """The store left the status this work was for (failed by its deadline, say)."""
 
 
+class StoreChangedMeanwhile(Exception):
+    """A step's progress was written to a store whose row was not as the runner had it, so
+    its events were wrong: the transaction was undone. The next try reads the store again."""
+
+    def __init__(self, store_id: uuid.UUID) -> None:
+        super().__init__(f"store {store_id} changed under its lease; its step is tried again")
+
+
 class StoreBusy(Exception):
     """Another attempt holds the store's lease: this delivery is a duplicate."""
 
@@ -60,6 +69,7 @@ class ShuttingDown(Exception):
 # moment ago, still valid for a few seconds; waiting it out here keeps the store's slot.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     StoreBusy,
+    StoreChangedMeanwhile,
     TransientClusterError,
     OperationalError,
     InterfaceError,

@@ -458,7 +458,7 @@ class Runner:
         for position, (step, info) in enumerate(to_run):
             with tracing.inside(following[1] if following else span_of(info), end=True):
                 if following is None:
-                    await self.journal.started(store.id, recipe, info)
+                    store = await self.journal.started(store, recipe, info)
                 began = time.monotonic()
                 try:
                     learned = await self._watched(
@@ -466,7 +466,7 @@ class Runner:
                         job,
                         attempt,
                         recipe.status,
-                        functools.partial(self.journal.waiting, store.id, recipe, info),
+                        functools.partial(self.journal.waiting, store, recipe, info),
                     )
                 finally:  # the metric counts the steps that failed or were cut too
                     seconds = time.monotonic() - began
@@ -476,10 +476,10 @@ class Runner:
                     following = (to_run[position + 1][1], span_of(to_run[position + 1][1]))
                 try:
                     # A later step may need what this one learned (a rollback's revision).
-                    completed = await self.journal.completed(
-                        store.id, recipe, info, learned, seconds, following
+                    store = await self.journal.completed(
+                        store, recipe, info, learned, seconds, following
                     )
-                    job = self._job(completed, backups)
+                    job = self._job(store, backups)
                 except BaseException:
                     if following:  # the next step never started: its span says so, and ends
                         following[1].set_attribute("woostore.step.started", False)
