@@ -13,17 +13,25 @@ from unittest.mock import ANY
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import text
+from sqlalchemy import event, func, text
 from sqlmodel import col, delete, select
 
 from tests.support import DEFAULT_SETTINGS
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, namespace_for
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    Store,
+    StoreEvent,
+    StoreStatus,
+    WorkOrderRecord,
+    namespace_for,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME
 from woostore_shared.unit_of_work import UnitOfWork
+from woostore_shared.work import Lane
 
 
 class Boom(Exception):
@@ -202,3 +210,50 @@ async def test_a_failed_transaction_writes_and_publishes_nothing(
     assert stored.status is StoreStatus.READY
     assert rows == []
     assert (await nats_client.jetstream().stream_info(STREAM_NAME)).state.messages == 0
+
+
+async def test_marks_are_the_same_statements_however_many_messages_they_mark(
+    database: Database, nats_client: Client
+) -> None:
+    """psycopg parses a statement's text once and caches it, but not a long one or one of
+    more than 50 parameters: marks written as a VALUES list (a pair of parameters a message)
+    were parsed again each time. Work orders are marked as events are."""
+    outbox = Outbox(database, nats_client, source="/tests", mark_delay=3600)
+    texts: list[list[str]] = []
+
+    async def mark_recording_statements() -> None:
+        statements: list[str] = []
+
+        def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            statements.append(statement)
+
+        event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            await outbox.mark()
+        finally:
+            event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+        texts.append(statements)
+
+    for stores in (1, 40):  # 40 stores: 80 messages, 160 parameters as a VALUES list
+        for _ in range(stores):
+            store_id = await a_ready_store(database)
+            async with UnitOfWork.begin(outbox) as uow:
+                store = await uow.session.get(Store, store_id)
+                assert store is not None
+                transition(store, StoreStatus.DELETING)
+                uow.emit(store, DeleteRequested())
+                uow.dispatch(store, Lane.REMOVAL)
+        await mark_recording_statements()
+
+    assert len(texts[0]) == 2  # the events' marks and the work orders'
+    assert texts[0] == texts[1]
+    async with database.session() as session:
+        unmarked = await session.exec(
+            select(func.count()).where(
+                col(StoreEvent.published_at).is_(None) | col(StoreEvent.stream_sequence).is_(None)
+            )
+        )
+        unmarked_orders = await session.exec(
+            select(func.count()).where(col(WorkOrderRecord.published_at).is_(None))
+        )
+        assert (unmarked.one(), unmarked_orders.one()) == (0, 0)
