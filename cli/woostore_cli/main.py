@@ -716,7 +716,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("id", metavar="ID")
     sub.add_argument("--wait", action="store_true", help=wait_help)
     for name, help in (
-        ("upgrade", "upgrade the store's release to the platform's current chart"),
+        (
+            "upgrade",
+            "upgrade the store's release to the platform's current chart"
+            " (a store already on it gets a new revision of the same chart)",
+        ),
         ("rollback", "roll the store's release back to its previous revision"),
     ):
         sub = command(name, change, help)

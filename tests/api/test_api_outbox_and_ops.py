@@ -204,7 +204,7 @@ async def test_an_event_ticket_is_a_short_lived_ticket_for_the_admin(
         TicketSigner("another-secret-key").verify(body["ticket"])
 
 
-async def test_the_platform_says_the_cluster_is_simulated_and_where_events_are(
+async def test_the_platform_says_the_cluster_is_simulated_where_events_are_and_its_chart(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     response = await client.get("/api/v1/platform")
@@ -215,6 +215,7 @@ async def test_the_platform_says_the_cluster_is_simulated_and_where_events_are(
     assert body["events_url"] == settings.events_url
     assert body["base_domain"] == settings.base_domain
     assert body["version"]
+    assert body["store_chart_version"] == settings.store_chart_version
 
 
 async def test_the_dashboard_is_served_at_the_root(anonymous: httpx.AsyncClient) -> None:

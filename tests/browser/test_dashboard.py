@@ -432,8 +432,13 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     rollback = store_card.get_by_test_id("rollback-button")
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
     await expect(chart).to_have_text(f"{chart_version} (revision 1)")
-    # The actions come with the event that made the store ready.
+    # The actions come with the event that made the store ready. The store runs the chart
+    # the platform ships: the button says it applies that chart again.
     await expect(upgrade).to_be_visible(timeout=SHORT)
+    await expect(upgrade).to_have_text("Re-apply chart")
+    await expect(upgrade).to_have_attribute(
+        "title", re.compile(f"already runs chart {chart_version}")
+    )
     await expect(store_card.get_by_test_id("show-credentials")).to_be_visible()
     await expect(rollback).to_be_hidden()  # nothing to roll back to
     await page.evaluate(RECORD_CARDS)
@@ -463,6 +468,15 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     assert statuses[-1] == "ready", statuses
     # An updating store offered nothing: no change, no credentials, no deletion.
     assert [row for row in history if row["status"] == "updating" and row["buttons"]] == []
+
+    # A store on an older chart is offered the one the platform ships, by its version.
+    async with await psycopg.AsyncConnection.connect(platform.postgres.url) as connection:
+        await connection.execute(
+            "UPDATE stores SET chart_version = '0.0.1' WHERE id = %s", (store["id"],)
+        )
+        await connection.commit()
+    await page.reload()
+    await expect(upgrade).to_have_text(f"Upgrade to {chart_version}", timeout=SHORT)
 
 
 async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_its_card(

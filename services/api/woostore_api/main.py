@@ -53,12 +53,14 @@ platform_router = APIRouter(tags=["platform"])
 
 @platform_router.get("/platform", response_model=Platform, responses=problem_responses(401))
 async def platform(settings: SettingsDep, _: CurrentCaller) -> Platform:
-    """Where the event stream is, and whether stores run on a real or a simulated cluster."""
+    """Where the event stream is, whether stores run on a real or a simulated cluster, and
+    the store chart an upgrade moves a store to."""
     return Platform(
         cluster=settings.cluster_mode.value,
         events_url=settings.events_url,
         base_domain=settings.base_domain,
         version=VERSION,
+        store_chart_version=settings.store_chart_version,
     )
 
 

@@ -450,6 +450,7 @@ class Platform(BaseModel):
                     "events_url": "http://127.0.0.1:8001/api/v1/events",
                     "base_domain": "127.0.0.1.nip.io",
                     "version": "0.1.0",
+                    "store_chart_version": "0.2.0",
                 }
             ]
         }
@@ -459,6 +460,11 @@ class Platform(BaseModel):
     events_url: str
     base_domain: str
     version: str
+    store_chart_version: str = Field(
+        description="The store chart this platform ships: new stores get it, and an upgrade"
+        " moves a store to it. A store already on it is upgraded to the same chart again: a"
+        " new revision with the platform's values as they are now."
+    )
 
 
 class Ticket(BaseModel):

@@ -26,6 +26,7 @@ const els = {
 
 const cards = new Map(); // id -> card view (see createCard)
 let ask = { delete: () => {}, change: () => {} };
+let shippedChart = null; // the store chart an upgrade moves a store to, once the platform says
 
 function byId(id) {
   return document.getElementById(id);
@@ -45,6 +46,13 @@ export function initCards(handlers) {
     const view = cards.get(id);
     if (view && stores.has(id)) renderTimeline(view.timeline, stores.get(id));
   });
+}
+
+// The platform's store chart (null: not known yet). A store already on it is offered its
+// chart again, and the button says so: an upgrade there only makes a new revision.
+export function setShippedChart(version) {
+  shippedChart = version;
+  for (const [id, view] of cards) if (stores.has(id)) renderCard(view, stores.get(id));
 }
 
 export function resetCards() {
@@ -168,6 +176,14 @@ function renderStore(id) {
   placeCard(view, store);
 }
 
+function renderUpgradeButton(button, chartVersion) {
+  const again = shippedChart !== null && chartVersion === shippedChart;
+  button.textContent = again ? 'Re-apply chart' : shippedChart ? `Upgrade to ${shippedChart}` : 'Upgrade';
+  button.title = again
+    ? `The store already runs chart ${shippedChart}, the one this platform ships: this applies it again with the platform's values as they are now (a new revision)`
+    : `Move the store to the chart this platform ships now${shippedChart ? ` (${shippedChart})` : ''}`;
+}
+
 function renderCard(view, store) {
   const { els: e, root } = view;
   const status = store.status ?? 'queued';
@@ -236,6 +252,7 @@ function renderCard(view, store) {
   e.showCredentials.hidden = !offers('credentials');
   if (!offers('credentials') && !e.credentials.hidden) hideCredentials(view);
   e.upgradeButton.hidden = !offers('upgrade');
+  renderUpgradeButton(e.upgradeButton, store.chart_version);
   e.rollbackButton.hidden = !offers('rollback');
   e.retryButton.hidden = !offers('retry');
   // Backups are a live store's: listed while it is ready or backing up, made when offered.

@@ -4,6 +4,7 @@
 
 import { api, SessionEnded } from './api.js';
 import { handleError } from './alerts.js';
+import { setShippedChart } from './cards.js';
 import { loadStores, receiveEvent, storesLoaded } from './stores.js';
 
 const RETRY_DELAYS_MS = [1000, 2000, 5000];
@@ -26,6 +27,7 @@ export function disconnect() {
   closeStream();
   clearTimeout(retryTimer);
   platform = null;
+  setShippedChart(null);
   lastEventId = null;
   retryAttempt = 0;
   retryTimer = null;
@@ -55,6 +57,7 @@ export async function connect() {
     if (!platform) {
       platform = await api('GET', '/platform');
       renderPlatform();
+      setShippedChart(platform.store_chart_version ?? null);
     }
     const { ticket } = await api('POST', '/events/ticket');
     openStream(ticket);
