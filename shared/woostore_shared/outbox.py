@@ -43,8 +43,8 @@ MARK_DELAY_SECONDS = 1.0
 # The marks, as statements whose text is the same however many messages they mark: psycopg
 # parses a statement's text once and caches it, except a long one or one of more than 50
 # parameters. Built as a VALUES list, one pair of parameters a message, the statement was
-# parsed again at each mark: a thirtieth of the provisioner's CPU (docs/benchmarks.md, The
-# cost of a store). An id gone meanwhile (pruned) is skipped.
+# parsed again at each mark: a thirtieth of the provisioner's CPU (py-spy, while stores were
+# made). An id gone meanwhile (pruned) is skipped.
 _MARK_EVENTS = text(
     "UPDATE store_events SET published_at = :now, stream_sequence = marks.sequence"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:sequences AS bigint[])) AS marks (id, sequence)"

@@ -136,7 +136,7 @@ async def test_a_store_changed_under_the_runner_gets_nothing_written_or_publishe
 
 async def test_a_step_is_journalled_by_one_statement(database: Database, outbox: Outbox) -> None:
     """The store's row, the step and both progress events: one round trip to PostgreSQL in
-    the step's transaction, where three cost the provisioner more CPU (docs/benchmarks.md)."""
+    the step's transaction: three cost the provisioner more CPU (journal.py says how much)."""
     store = await provisioning_store(outbox)
     journal = Journal(database, outbox)
     store = await journal.started(store, PROVISION, FIRST)
