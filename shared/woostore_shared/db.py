@@ -3,8 +3,14 @@ the tests need Alembic, which would add about 12 MB to every service."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import select
+from typing import Any
+
+import psycopg
+from sqlalchemy import event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MAX_CONNECTIONS = 15  # a process's, each service's
@@ -15,10 +21,13 @@ class Database:
         """``application`` names the connections (``pg_stat_activity.application_name``), so an
         operator sees which service holds which; a name the URL or PGAPPNAME gives wins.
 
-        ``ping_first`` tests each connection as it is taken from the pool (a ``SELECT 1``), so
-        a connection PostgreSQL dropped (a restart) is replaced before a statement fails on
-        it. Where every piece of work retries a lost connection anyway, the ping is a round
-        trip a transaction for nothing: the provisioner pinged 18 times a store."""
+        ``ping_first`` tests each connection as it is taken from the pool with a round trip (a
+        ``SELECT 1``), so a connection lost any way is replaced before a statement fails on
+        it. Without it a connection is only looked at where it is (:func:`_closed_by_server`):
+        that finds one PostgreSQL closed (a restart), not one lost without a word (a NAT's
+        idle timeout), whose first statement fails. Where every piece of work retries that
+        anyway, the round trip is not worth its cost: the provisioner pinged 18 times a
+        store."""
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_pre_ping=ping_first,
@@ -30,6 +39,8 @@ class Database:
             max_overflow=0,
             connect_args={"fallback_application_name": application} if application else {},
         )
+        if not ping_first:
+            event.listen(self.engine.sync_engine.pool, "checkout", _closed_by_server)
         # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the
         # connection keeps its prepared statements, which psycopg drops at every ROLLBACK.
         self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -50,3 +61,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _closed_by_server(
+    _dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    """Refuse, as it is taken from the pool, a connection PostgreSQL has closed: a server
+    stopping or restarting (or ``pg_terminate_backend``) says why and closes the socket, so an
+    idle connection has something to read. The pool then replaces it (``DisconnectionError``),
+    where a statement on it would fail. Little else comes unasked (no LISTEN here; a setting
+    reported after a reload), and that only costs a new connection. A poll that does not
+    wait: no round trip."""
+    connection = record.driver_connection
+    try:
+        socket = connection.pgconn.socket if connection is not None else -1
+    except psycopg.Error:  # closed on this side already
+        socket = -1
+    if socket < 0:
+        raise DisconnectionError("the connection is closed")
+    waiting = select.poll()
+    waiting.register(socket, select.POLLIN)
+    if waiting.poll(0):
+        raise DisconnectionError("PostgreSQL closed the connection")

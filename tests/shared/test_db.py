@@ -55,3 +55,27 @@ async def test_connections_opened_for_a_burst_are_kept_for_the_next(database_url
     await db.dispose()
 
     assert opened() - before <= MAX_CONNECTIONS + 1
+
+
+async def backend_pid(db: Database) -> int:
+    async with db.session() as session:
+        return int((await session.exec(select(func.pg_backend_pid()))).one())
+
+
+async def test_a_pooled_connection_postgresql_closed_is_replaced_without_a_ping(
+    database_url: str,
+) -> None:
+    """After a restart every pooled connection is dead. Without a ping before each use (the
+    provisioner's pool), one is found closed where it sits and replaced before a statement
+    fails on it."""
+    db = Database(database_url, ping_first=False)
+    try:
+        pooled = await backend_pid(db)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            # Returns once the backend has ended (PostgreSQL waits, up to 30 s).
+            ended = admin.execute("SELECT pg_terminate_backend(%s, 30000)", (pooled,)).fetchone()
+        assert ended == (True,)
+
+        assert await backend_pid(db) != pooled  # and no error: the pool replaced it
+    finally:
+        await db.dispose()
