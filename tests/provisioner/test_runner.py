@@ -12,7 +12,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from types import SimpleNamespace
+from typing import Any, TypeVar, cast
 
 import pytest
 from nats.js import JetStreamContext
@@ -36,7 +37,7 @@ from woostore_provisioner.recipe import (
     StoreJob,
     TimeLimits,
 )
-from woostore_provisioner.runner import Runner
+from woostore_provisioner.runner import Runner, WaitExplainer
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, EventName
@@ -441,6 +442,35 @@ async def test_transient_errors_outlasting_the_retries_go_back_to_the_handler(
     assert stalled.status is StoreStatus.PROVISIONING
     assert stalled.lease_owner is None  # free for the redelivery
     assert "wordpress_install" not in await journal(database, store.id, "provision")
+
+
+async def test_why_a_step_waits_is_asked_again_after_asking_failed() -> None:
+    """A cause that could not be read or written once (the cluster or PostgreSQL away for a
+    moment) is only a missed hint: the next round asks again and tells it."""
+    answers: list[str | BaseException] = [ConnectionError("database restarting"), "Pulling"]
+    told: list[str | None] = []
+    heard = asyncio.Event()
+
+    class Cluster:
+        async def waiting_cause(self, namespace: str) -> str | None:
+            answer = answers.pop(0) if answers else "Pulling"
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+    async def tell(cause: str | None) -> None:
+        told.append(cause)
+        heard.set()
+
+    job = cast(StoreJob, SimpleNamespace(cluster=Cluster(), namespace="store-x"))
+    following = asyncio.ensure_future(WaitExplainer(job, 0, tell).follow())
+    try:
+        async with asyncio.timeout(30):
+            await heard.wait()
+    finally:
+        following.cancel()
+    assert told == ["Pulling"]
+    assert answers == []  # the failed answer was asked for first
 
 
 async def test_a_rollout_held_up_says_why_while_it_waits_and_the_failure_says_it_first(

@@ -604,15 +604,16 @@ class WaitExplainer:
         self.cause: str | None = None  # the last one told
 
     async def follow(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.interval)
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
                 cause = await self.job.cluster.waiting_cause(self.job.namespace)
                 if cause != self.cause:
                     await self.tell(cause)
                     self.cause = cause
-        except StoreAbandoned:
-            return  # the step's own watch sees it too, and stops the step
-        except Exception:
-            # Only a hint: the step goes on without it.
-            log.exception("could not tell why the step waits", namespace=self.job.namespace)
+            except StoreAbandoned:
+                return  # the step's own watch sees it too, and stops the step
+            except Exception:
+                # Only a hint: the step goes on without it, and the next round asks again
+                # (the cluster or the database away for a moment must not silence it).
+                log.exception("could not tell why the step waits", namespace=self.job.namespace)
