@@ -3,8 +3,8 @@
 Work on a store is retried at two levels:
 1. **In place**, by the runner: an error that says "not now" (``TRANSIENT_ERRORS``: the
    cluster, PostgreSQL or NATS unreachable for a moment, the store's lease still held) is
-   retried up to ``IN_PLACE_ATTEMPTS`` times within ``IN_PLACE_SECONDS``, holding the message
-   and so the store's slot.
+   retried up to ``IN_PLACE_ATTEMPTS`` times, waiting at most ``IN_PLACE_SECONDS`` in all
+   between the tries, holding the message and so the store's slot.
 2. **By redelivery**: whatever is left is settled by :func:`settle`, a pure function of the
    error and the delivery count: ack, nak with a delay, hand back, or give up. JetStream
    delivers a work order at most ``MAX_DELIVER`` times.
@@ -29,9 +29,9 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
     wait_exponential,
 )
+from tenacity.stop import stop_base
 
 from woostore_cluster import TransientClusterError
 from woostore_shared.logging import get_logger
@@ -82,6 +82,19 @@ IN_PLACE_SECONDS = 120.0
 _backoff = wait_exponential(multiplier=0.5, max=10)
 
 
+class _WaitsPast(stop_base):
+    """Stop when the next wait would take the waits between tries past ``seconds``. Only the
+    waits count: a try is the whole recipe from the journal on (minutes on a real cluster).
+    Counted from the first try's start, an error late in a long recipe got no retry in place
+    at all, and cost the store one of its deliveries."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.idle_for + retry_state.upcoming_sleep > self.seconds
+
+
 def _in_place_wait(state: RetryCallState) -> float:
     """The delay the cluster asked for, if it did; otherwise exponential back-off."""
     error = state.outcome.exception() if state.outcome else None
@@ -95,7 +108,7 @@ async def retry_in_place(
     keeps the message alive); what is left propagates, for :func:`settle`."""
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | stop_after_delay(IN_PLACE_SECONDS),
+        stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | _WaitsPast(IN_PLACE_SECONDS),
         wait=_in_place_wait,
         sleep=sleep,
         before_sleep=lambda state: log.warning(
