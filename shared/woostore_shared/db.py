@@ -4,6 +4,7 @@ the tests need Alembic, which would add about 12 MB to every service."""
 from __future__ import annotations
 
 import select
+import time
 from typing import Any
 
 import psycopg
@@ -14,23 +15,22 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MAX_CONNECTIONS = 15  # a process's, each service's
+PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
+_GIVEN_BACK_AT = "woostore_given_back_at"  # the pool entry's info key: when it came back
 
 
 class Database:
-    def __init__(self, url: str, application: str = "", *, ping_first: bool = True) -> None:
+    def __init__(
+        self, url: str, application: str = "", *, ping_after_idle: float = PING_AFTER_IDLE
+    ) -> None:
         """``application`` names the connections (``pg_stat_activity.application_name``), so an
         operator sees which service holds which; a name the URL or PGAPPNAME gives wins.
 
-        ``ping_first`` tests each connection as it is taken from the pool with a round trip (a
-        ``SELECT 1``), so a connection lost any way is replaced before a statement fails on
-        it. Without it a connection is only looked at where it is (:func:`_closed_by_server`):
-        that finds one PostgreSQL closed (a restart), not one lost without a word (a NAT's
-        idle timeout), whose first statement fails. Where every piece of work retries that
-        anyway, the round trip is not worth its cost: the provisioner pinged 18 times a
-        store."""
+        Each connection is looked at as it is taken from the pool (:func:`_look_before_use`),
+        so one that is gone is replaced before a statement fails on it. One that sat idle
+        longer than ``ping_after_idle`` seconds is also pinged."""
         self.engine: AsyncEngine = create_async_engine(
             url,
-            pool_pre_ping=ping_first,
             # Every connection a process opens is kept, up to the 15 it may hold. With 5 kept
             # and 10 more opened on demand, each of those closed as it came back: 16 creates
             # in flight opened 210 connections for 300 creates (PostgreSQL starts a process
@@ -39,8 +39,7 @@ class Database:
             max_overflow=0,
             connect_args={"fallback_application_name": application} if application else {},
         )
-        if not ping_first:
-            event.listen(self.engine.sync_engine.pool, "checkout", _closed_by_server)
+        _look_before_use(self.engine, ping_after_idle)
         # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the
         # connection keeps its prepared statements, which psycopg drops at every ROLLBACK.
         self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -63,15 +62,42 @@ class Database:
         await self.engine.dispose()
 
 
-def _closed_by_server(
-    _dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
-) -> None:
-    """Refuse, as it is taken from the pool, a connection PostgreSQL has closed: a server
-    stopping or restarting (or ``pg_terminate_backend``) says why and closes the socket, so an
-    idle connection has something to read. The pool then replaces it (``DisconnectionError``),
-    where a statement on it would fail. Little else comes unasked (no LISTEN here; a setting
-    reported after a reload), and that only costs a new connection. A poll that does not
-    wait: no round trip."""
+def _look_before_use(engine: AsyncEngine, ping_after_idle: float) -> None:
+    """Refuse, as it is taken from the pool, a connection that is gone; the pool then opens
+    another (``DisconnectionError``) where a statement on it would have failed.
+
+    - **Closed by PostgreSQL** (a restart, ``pg_terminate_backend``): always looked for,
+      without a round trip (:func:`_closed_by_server`).
+    - **Lost without a word** (a NAT's or a load balancer's idle timeout, minutes at the
+      least): only a round trip finds it, so a connection idle longer than
+      ``ping_after_idle`` is pinged (``SELECT 1``). One given back moments ago is not:
+      under load every connection is, and a ping before each use cost the API 3 round
+      trips a create and the provisioner 18 a store."""
+    dialect = engine.dialect
+    pool = engine.sync_engine.pool
+
+    def given_back(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_GIVEN_BACK_AT] = time.monotonic()
+
+    def taken(dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        _closed_by_server(record)
+        given_back_at = record.info.get(_GIVEN_BACK_AT)  # none yet: opened just now
+        if given_back_at is not None and time.monotonic() - given_back_at > ping_after_idle:
+            try:
+                dialect.do_ping(dbapi)
+            except dialect.loaded_dbapi.Error as error:
+                raise DisconnectionError("the connection did not answer a ping") from error
+
+    event.listen(pool, "checkin", given_back)
+    event.listen(pool, "checkout", taken)
+
+
+def _closed_by_server(record: ConnectionPoolEntry) -> None:
+    """Refuse a connection PostgreSQL has closed: a server stopping or restarting (or
+    ``pg_terminate_backend``) says why and closes the socket, so an idle connection has
+    something to read. Little else comes unasked (no LISTEN here; a setting reported after
+    a reload), and that only costs a new connection. A poll that does not wait: no round
+    trip."""
     connection = record.driver_connection
     try:
         socket = connection.pgconn.socket if connection is not None else -1

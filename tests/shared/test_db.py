@@ -65,10 +65,9 @@ async def backend_pid(db: Database) -> int:
 async def test_a_pooled_connection_postgresql_closed_is_replaced_without_a_ping(
     database_url: str,
 ) -> None:
-    """After a restart every pooled connection is dead. Without a ping before each use (the
-    provisioner's pool), one is found closed where it sits and replaced before a statement
-    fails on it."""
-    db = Database(database_url, ping_first=False)
+    """After a restart every pooled connection is dead. One given back moments ago (not
+    pinged) is found closed where it sits and replaced before a statement fails on it."""
+    db = Database(database_url, ping_after_idle=3600)
     try:
         pooled = await backend_pid(db)
         with psycopg.connect(database_url, autocommit=True) as admin:
@@ -79,3 +78,32 @@ async def test_a_pooled_connection_postgresql_closed_is_replaced_without_a_ping(
         assert await backend_pid(db) != pooled  # and no error: the pool replaced it
     finally:
         await db.dispose()
+
+
+async def last_statement_seen_as_taken(db: Database, database_url: str) -> str:
+    """What PostgreSQL last ran on a pooled connection by the time the pool hands it out,
+    before any statement of the taker's."""
+    marked = await backend_pid(db)  # runs a statement, then gives the connection back
+    async with db.engine.connect():  # taken: the one connection the pool holds
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT query FROM pg_stat_activity WHERE pid = %s", (marked,)
+            ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def test_a_connection_idle_past_the_limit_is_pinged_as_it_is_taken(
+    database_url: str,
+) -> None:
+    """A connection lost without a word (a NAT's idle timeout) answers no ping: one idle
+    long enough to have been is pinged before use. One given back moments ago is not."""
+    for ping_after_idle, pinged in ((0, True), (3600, False)):
+        db = Database(database_url, ping_after_idle=ping_after_idle)
+        try:
+            last = await last_statement_seen_as_taken(db, database_url)
+        finally:
+            await db.dispose()
+        # The ping's text is the dialect's (";" for psycopg): what matters is that the last
+        # statement is no longer the one run before the connection was given back.
+        assert ("pg_backend_pid" not in last) is pinged, last

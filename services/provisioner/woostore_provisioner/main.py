@@ -34,10 +34,7 @@ def build_app(settings: Settings) -> FastStream:
     )
     topology = declare(settings)
     broker.include_router(build_router(topology))
-    # No ping before each transaction: a connection PostgreSQL closed is found without one
-    # (db.py), and one lost without a word fails its step's transaction, which is retried
-    # (retries.py); SQLAlchemy then replaces every pooled connection.
-    db = Database(settings.database_url, "woostore-provisioner", ping_first=False)
+    db = Database(settings.database_url, "woostore-provisioner")
     app = FastStream(broker)
 
     @app.on_startup
