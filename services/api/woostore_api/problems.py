@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from woostore_shared import problems as shared_problems
@@ -37,6 +38,7 @@ _DONE_BY_TARGET = {
     StoreStatus.QUEUED: "retried",
 }
 CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes
+DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
     400: "The request is malformed: a body that is not UTF-8 JSON, a cursor no page gave.",
     401: "No valid credentials: a bearer token (an API key) or a session cookie is required.",
@@ -47,7 +49,7 @@ _WHY = {
     413: "The request body is larger than the API takes (WOOSTORE_MAX_BODY_BYTES).",
     422: "The request does not match this operation's parameters or body.",
     429: "A limit was reached (`limit` names it); retry after `Retry-After` seconds.",
-    503: "Busy; retry.",
+    503: "Busy, or the database is unavailable; retry after `Retry-After` seconds.",
 }
 
 
@@ -294,4 +296,21 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.exception("unhandled error", path=request.url.path)
         return _render(
             request, 500, "Internal error", "the error was logged; retry later", "internal"
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def database(request: Request, error: DBAPIError) -> JSONResponse:
+        # A connection lost or refused, PostgreSQL restarting, a deadlock: the request may be
+        # sent again (a create safely with its Idempotency-Key: one lost at its commit may
+        # have been made).
+        if not (isinstance(error, OperationalError) or error.connection_invalidated):
+            return await unexpected(request, error)
+        log.warning("database unavailable", path=request.url.path, error=type(error.orig).__name__)
+        return _render(
+            request,
+            503,
+            "Database unavailable",
+            "the database could not be reached or gave up on the request; retry",
+            "database-unavailable",
+            headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
         )

@@ -1,0 +1,57 @@
+"""What a client is told when the database fails a request: a 503 to retry when the failure
+is the database's state (unreachable, restarting, a connection lost), a 500 otherwise."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from tests.api.http import problem
+from woostore_api.problems import DATABASE_RETRY_SECONDS, install_problem_handlers
+from woostore_devstack.embedded import free_port
+from woostore_shared.db import Database
+
+PASSWORD = "s3cret-not-to-be-shown"
+
+
+async def answer_to(db: Database, statement: str) -> httpx.Response:
+    """What a route running ``statement`` on ``db`` answers, behind the API's error handlers."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/work")
+    async def work() -> None:
+        async with db.engine.connect() as connection:
+            await connection.execute(text(statement))
+
+    # Not raised in the test: the app's catch-all answers 500 and then re-raises, as it must
+    # for the server to log it.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.get("/work")
+    finally:
+        await db.dispose()
+
+
+async def test_a_database_out_of_reach_is_a_503_to_retry_that_names_no_secret() -> None:
+    nowhere = f"postgresql+psycopg://woostore:{PASSWORD}@127.0.0.1:{free_port()}/woostore"
+
+    answer = await answer_to(Database(nowhere), "SELECT 1")
+
+    body = problem(answer, 503)
+    assert body["type"].endswith("/database-unavailable")
+    assert answer.headers["Retry-After"] == str(DATABASE_RETRY_SECONDS)
+    assert PASSWORD not in answer.text
+    assert "127.0.0.1" not in answer.text  # nor where the database is
+
+
+async def test_a_statement_the_database_rejects_stays_an_internal_error(database_url: str) -> None:
+    """A fault of the code, not the database's state: retrying would not help."""
+    answer = await answer_to(Database(database_url), "SELECT * FROM no_such_table")
+
+    body = problem(answer, 500)
+    assert "no_such_table" not in answer.text
+    assert "Retry-After" not in answer.headers
+    assert body["type"].endswith("/internal")
