@@ -3,6 +3,7 @@
 import shutil
 
 from woostore_cluster.base import (
+    BIND_SECONDS,
     DEFAULT_INSTALLATION,
     INSTALLATION_LABEL,
     MANAGED_BY,
@@ -18,11 +19,12 @@ from woostore_cluster.base import (
     WpResult,
     store_access,
 )
-from woostore_cluster.releases import install_seconds, rollback_seconds
+from woostore_cluster.releases import install_seconds, rollback_seconds, uninstall_seconds
 from woostore_cluster.traced import traced
 from woostore_shared.settings import ClusterMode, Settings
 
 __all__ = [
+    "BIND_SECONDS",
     "DEFAULT_INSTALLATION",
     "INSTALLATION_LABEL",
     "MANAGED_BY",
@@ -41,6 +43,7 @@ __all__ = [
     "rollback_seconds",
     "store_access",
     "traced",
+    "uninstall_seconds",
 ]
 
 

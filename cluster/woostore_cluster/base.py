@@ -29,6 +29,11 @@ DEFAULT_INSTALLATION = "default"
 STORE_ACCESS_BINDING = "woostore-store-manager"
 
 
+# The longest a new RoleBinding (``StoreAccess``) may take to grant its rights: the driver
+# waits for them before its first use of a store's namespace.
+BIND_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class StoreAccess:
     """The provisioner's rights in a store's namespace come from a RoleBinding there

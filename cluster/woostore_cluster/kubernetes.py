@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from woostore_cluster.base import (
+    BIND_SECONDS,
     DEFAULT_INSTALLATION,
     INSTALLATION_LABEL,
     MANAGED_BY,
@@ -64,7 +65,7 @@ from woostore_cluster.causes import (
 from woostore_cluster.helm import HelmRunner, SubprocessHelmRunner
 from woostore_cluster.kubeapi import ClientKubeApi, CommandFailed, KubeApi, KubeApiError, in_a_pod
 from woostore_cluster.kubeobjects import Namespace, Pod
-from woostore_cluster.releases import HELM_GRACE_SECONDS, HelmReleases
+from woostore_cluster.releases import HELM_GRACE_SECONDS, UNINSTALL_SECONDS, HelmReleases
 from woostore_cluster.storefront import verify_storefront
 from woostore_shared.logging import get_logger
 from woostore_shared.settings import Settings
@@ -155,14 +156,14 @@ class KubernetesCluster:
         admin_user: str = "admin",
         poll_interval: float = 2.0,
         helm_grace: float = HELM_GRACE_SECONDS,
-        uninstall_timeout: float = 240.0,
+        uninstall_timeout: float = UNINSTALL_SECONDS,
         exec_timeout: float = 110.0,
         stream_idle_timeout: float = 600.0,
         http_timeout: float = 30.0,
         verify_tls: bool = True,
         installation: str = DEFAULT_INSTALLATION,
         store_access: StoreAccess | None = None,
-        bind_timeout: float = 60.0,
+        bind_timeout: float = BIND_SECONDS,
     ) -> None:
         self.kube = kube
         self.installation = installation

@@ -50,6 +50,7 @@ _GOOD = ("deployed", "superseded")
 _CHART_VERSION = re.compile(r"^.*?-(\d+\.\d+\.\d+\S*)$")
 HELM_GRACE_SECONDS = 30.0  # helm stops itself at its --timeout; it is stopped this much later
 READ_SECONDS = 60.0  # helm status and history: reads, which wait for nothing
+UNINSTALL_SECONDS = 240.0  # helm uninstall's --timeout: its resources gone, volumes included
 
 
 def install_seconds(timeout: float, grace: float = HELM_GRACE_SECONDS) -> float:
@@ -64,6 +65,13 @@ def install_seconds(timeout: float, grace: float = HELM_GRACE_SECONDS) -> float:
 
 def rollback_seconds(timeout: float, grace: float = HELM_GRACE_SECONDS) -> float:
     """The longest ``HelmReleases.rollback(..., timeout)`` takes."""
+    return timeout + grace
+
+
+def uninstall_seconds(
+    timeout: float = UNINSTALL_SECONDS, grace: float = HELM_GRACE_SECONDS
+) -> float:
+    """The longest ``HelmReleases.uninstall(..., timeout)`` takes."""
     return timeout + grace
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import sqlite3
 import uuid
@@ -25,6 +26,7 @@ from woostore_cluster import (
     install_seconds,
     rollback_seconds,
 )
+from woostore_cluster.kubernetes import KubernetesCluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner.recipe import (
     CHANGES,
@@ -351,6 +353,21 @@ def test_each_step_running_helm_allows_all_its_helm_run_may_take() -> None:
     for phase in ("provision", "upgrade", "rollback"):
         assert steps[(phase, "rollout")].deadline(cold) > 900, phase
     assert steps[("provision", "verify")].deadline(cold) == 120  # no helm: its own limit
+
+
+def test_the_uninstall_step_allows_all_the_kubernetes_driver_may_take() -> None:
+    """Deleting a store, the driver may first wait for its rights in the namespace (a new
+    RoleBinding), then run helm uninstall with its own limit: cut off half-way, the release
+    is left uninstalling."""
+    driver = inspect.signature(KubernetesCluster).parameters
+    longest = (
+        driver["bind_timeout"].default
+        + driver["uninstall_timeout"].default
+        + driver["helm_grace"].default
+    )
+    uninstall = next(step for step in DELETE.steps if step.name == "helm_uninstall")
+
+    assert uninstall.deadline(TimeLimits(rollout=300)) > longest
 
 
 async def test_helm_is_given_the_rollout_timeout(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from woostore_cluster import (
+    BIND_SECONDS,
     MANAGED_BY,
     STORE_ID_LABEL,
     Cluster,
@@ -25,6 +26,7 @@ from woostore_cluster import (
     Release,
     install_seconds,
     rollback_seconds,
+    uninstall_seconds,
 )
 from woostore_shared.backups import BackupStorageError, Manifest, Part, StoreBackups
 from woostore_shared.events import Phase, WorkingStatus
@@ -689,7 +691,13 @@ RESTORE = Recipe(
 )  # fmt: skip
 
 REMOVE_STEPS = (
-    Step("helm_uninstall", "Uninstalling the Helm release", uninstall_release, DELETE_TIMEOUT),
+    # The driver may first wait for its rights in the namespace, then helm for the release.
+    Step(
+        "helm_uninstall",
+        "Uninstalling the Helm release",
+        uninstall_release,
+        BIND_SECONDS + uninstall_seconds() + STEP_MARGIN,
+    ),
     Step(
         "namespace_delete",
         "Deleting the namespace and its volumes",
