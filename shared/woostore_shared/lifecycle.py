@@ -361,6 +361,9 @@ async def mark_cleaned_up(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
         raise InvalidTransition(store, S.FAILED, {S.FAILED})
     if store.cleaned_up_at is None:
         store.cleaned_up_at = utcnow()
+        # Its release and storefront are gone: nothing to show for them, or to link to.
+        store.chart_version = store.release_revision = None
+        store.storefront_url = store.admin_url = None
         uow.emit(store, CleanedUp())
     return store
 
@@ -695,7 +698,8 @@ def transition(
     store.status = target
     store.updated_at = now
     store.waiting_cause = None  # the wait was the step's, under the status left
-    if target in (S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING):
+    # Work starting, or waiting to start (claimed from the pool, retried): none done yet.
+    if target in (S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING):
         store.progress = 0.0
     if target is S.QUEUED:
         store.queued_at = now  # its place in the queue counts from here, not from its making

@@ -418,7 +418,8 @@ async def test_a_failed_store_is_retried_from_scratch_once_cleaned_up(
     assert problem(early, 409)["status_now"] == "failed"
     assert "still being cleaned up" in problem(early, 409)["detail"]
     assert int(early.headers["Retry-After"]) >= 1
-    await set_columns(database, store_id, cleaned_up_at=utcnow())
+    # As far as the failed attempt got: 3 steps of 11.
+    await set_columns(database, store_id, cleaned_up_at=utcnow(), progress=0.27)
     before = (await client.get(path)).json()
     assert "retry" in before["actions"]
 
@@ -431,6 +432,7 @@ async def test_a_failed_store_is_retried_from_scratch_once_cleaned_up(
         "queued", None, None,
     )  # fmt: skip
     assert (store["chart_version"], store["release_revision"]) == (None, None)
+    assert store["progress"] == 0  # nothing of the new attempt done yet
     assert store["queue_position"] == 1
     messages = await stream_messages(nats_client, store_id)
     assert messages[-1].subject == f"store.requested.{store_id}"
@@ -629,6 +631,11 @@ async def test_a_failed_store_says_when_its_clean_up_finished(
     outbox = Outbox(database, nats_client, source="/tests/provisioner")
     store = await create(client)
     store_id = uuid.UUID(store["id"])
+    # It failed once installed: its release and storefront existed.
+    url = "http://shop.example.test/"
+    await set_columns(
+        database, store["id"], chart_version="0.2.0", release_revision=1, storefront_url=url
+    )
     async with UnitOfWork.begin(outbox) as uow:
         await lifecycle.fail(uow, store_id, "its rollout never came up")
     failed = (await client.get(f"{STORES}/{store['id']}")).json()
@@ -637,8 +644,12 @@ async def test_a_failed_store_says_when_its_clean_up_finished(
     cleaned = (await client.get(f"{STORES}/{store['id']}")).json()
 
     assert (failed["status"], failed["cleaned_up_at"]) == ("failed", None)
+    assert (failed["chart_version"], failed["storefront_url"]) == ("0.2.0", url)
     assert cleaned["status"] == "failed"
     assert cleaned["cleaned_up_at"] is not None
+    # Uninstalled, its namespace deleted: no release to name, no storefront to link to.
+    assert (cleaned["chart_version"], cleaned["release_revision"]) == (None, None)
+    assert cleaned["storefront_url"] is None
     assert [e["type"] for e in cleaned["events"]][-2:] == [TYPE + "failed", TYPE + "cleaned_up"]
 
 

@@ -108,7 +108,8 @@ def test_starting_to_provision_records_when_and_resets_progress() -> None:
 def test_becoming_queued_again_records_when_its_place_in_the_queue_counts_from(
     source: StoreStatus,
 ) -> None:
-    """A retry, a claim that fell back to a cold start, and a claim: each enters the queue."""
+    """A retry, a claim that fell back to a cold start, and a claim: each enters the queue,
+    its work not begun."""
     store = a_store(source)
     store.queued_at = store.created_at
 
@@ -116,6 +117,7 @@ def test_becoming_queued_again_records_when_its_place_in_the_queue_counts_from(
 
     assert store.queued_at == store.updated_at
     assert store.queued_at > store.created_at
+    assert store.progress == 0.0  # a pooled store's 1.0, a failed attempt's 0.4: none of it
 
 
 def test_becoming_ready_records_when_completes_progress_and_clears_the_step() -> None:

@@ -267,7 +267,8 @@ function applyEvent(store, event) {
   store.waiting_cause = event.type === EVENT.progress ? data.cause ?? null : null;
   switch (event.type) {
     case EVENT.requested:
-      Object.assign(store, data.store);
+      // Made, claimed from the pool or retried: queued, nothing of its work done yet.
+      Object.assign(store, { step: null, progress: 0 }, data.store);
       break;
     case EVENT.progress:
       if (data.phase === 'clean_up') {
@@ -310,7 +311,11 @@ function applyEvent(store, event) {
       Object.assign(store, { status: 'queued', origin: 'cold', step: null, progress: 0 });
       break;
     case EVENT.cleanedUp:
-      Object.assign(store, { cleaned_up_at: event.time ?? new Date().toISOString(), cleanup: null });
+      // Its release and storefront are gone with the clean-up.
+      Object.assign(store, {
+        cleaned_up_at: event.time ?? new Date().toISOString(), cleanup: null,
+        chart_version: null, release_revision: null, storefront_url: null, admin_url: null,
+      });
       break;
     case EVENT.deleteRequested:
       Object.assign(store, { status: 'deleting', step: null, progress: 0 });
