@@ -15,6 +15,12 @@ import re
 import pycountry
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
+# ISO 4217 codes that are no money a shop prices in: precious metals, bond-market and
+# accounting units, special drawing rights, testing, "no currency", and funds codes.
+_NOT_MONEY = frozenset({
+    "XAD", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS",
+    "XUA", "XXX", "BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW",
+})  # fmt: skip
 _LOCALE = re.compile(r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[A-Z]{2}))?(?:_[a-z0-9]+)?$")
 
 
@@ -53,19 +59,30 @@ class StoreSettingsIn(BaseModel):
         default=None, description="Start with three sample products (default: on)."
     )
 
+    # Codes are kept as ISO writes them, whatever case they came in: WooCommerce and the
+    # store image take "EUR" and "DE", and refuse "eur" (pycountry finds either).
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, code: str | None) -> str | None:
-        if code is not None and pycountry.currencies.get(alpha_3=code) is None:
-            raise ValueError(f"{code!r} is not an ISO 4217 currency code (e.g. EUR, USD, INR)")
-        return code
+        if code is None:
+            return None
+        found = pycountry.currencies.get(alpha_3=code)
+        if found is None or found.alpha_3 in _NOT_MONEY:
+            raise ValueError(
+                f"{code!r} is not the ISO 4217 code of a currency a shop sells in "
+                "(e.g. EUR, USD, INR)"
+            )
+        return str(found.alpha_3)
 
     @field_validator("country")
     @classmethod
     def _known_country(cls, code: str | None) -> str | None:
-        if code is not None and pycountry.countries.get(alpha_2=code) is None:
+        if code is None:
+            return None
+        found = pycountry.countries.get(alpha_2=code)
+        if found is None:
             raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE)")
-        return code
+        return str(found.alpha_2)
 
     @field_validator("language")
     @classmethod
@@ -93,6 +110,7 @@ class StoreSettingsIn(BaseModel):
         )
         if subdivision is None:
             raise ValueError(f"{self.state!r} is not a state of {self.country} (ISO 3166-2)")
+        self.state = str(subdivision.code).split("-", 1)[1]  # "ka" given: "KA"
         return self
 
 

@@ -567,11 +567,25 @@ async def test_a_store_keeps_the_settings_its_owner_chose_over_the_platforms_def
     }
 
 
+async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.AsyncClient) -> None:
+    """WooCommerce and the store image take "EUR", "IN" and "KA" only: "eur" kept as typed
+    failed the store's personalise step from the warm pool."""
+    chosen = {"currency": "eur", "country": "in", "state": "ka"}
+
+    created = (await client.post(STORES, json={"name": "Dukaan", "settings": chosen})).json()
+
+    assert {k: created["settings"][k] for k in chosen} == {
+        "currency": "EUR", "country": "IN", "state": "KA",
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("chosen", "field", "says"),
     [
         ({"currency": "EURO"}, "currency", "at most 3"),
         ({"currency": "XYZ"}, "currency", "ISO 4217"),
+        ({"currency": "XXX"}, "currency", "a shop sells in"),  # ISO's "no currency"
+        ({"currency": "XAU"}, "currency", "a shop sells in"),  # gold
         ({"country": "XX"}, "country", "ISO 3166-1"),
         ({"country": "DE", "state": "KA"}, "settings", "not a state of DE"),
         ({"state": "KA"}, "settings", "state needs country"),

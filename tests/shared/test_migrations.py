@@ -273,3 +273,30 @@ def test_stores_made_before_requested_at_count_from_their_latest_request(
     assert rows == [("shop-0", 1), ("shop-1", 2)]
 
     command.downgrade(config, "0021")
+
+
+def test_stores_made_with_lower_case_codes_get_them_in_upper_case(empty_database: str) -> None:
+    """0023: "eur" and "in"/"ka" as an owner typed them become what WooCommerce takes; a
+    store without a state, or with codes already right, keeps its settings as they were."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0022")
+    typed = {"currency": "eur", "country": "in", "state": "ka", "language": "de_DE"}
+    right = {"currency": "USD", "country": "US", "state": None, "language": "en_US"}
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for n, settings in enumerate((typed, right)):
+            add_store_since_0011(connection, n, TENANT, "ready")
+            connection.execute(
+                "UPDATE stores SET settings = %s WHERE slug = %s",
+                (json.dumps(settings), f"shop-{n}"),
+            )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute("SELECT settings FROM stores ORDER BY slug").fetchall()
+    assert [row[0] for row in rows] == [
+        {"currency": "EUR", "country": "IN", "state": "KA", "language": "de_DE"},
+        right,
+    ]
+
+    command.downgrade(config, "0022")
