@@ -80,6 +80,9 @@ class Gap:
     reason: str
 
 
+PAGE_MAX = 500  # the most items the API gives a page
+
+
 class Api:
     def __init__(self, url: str, token: str | None, timeout: float = 10) -> None:
         self.url = url.rstrip("/")
@@ -102,6 +105,20 @@ class Api:
         if response.is_error:
             raise ApiError.of(response)
         return response.json()
+
+    def page_through(self, path: str, params: dict[str, Any], limit: int) -> dict[str, Any]:
+        """Up to ``limit`` items of a paged list (``GET path``), following its cursors, as one
+        page: ``items``, and ``next_cursor`` when more are left."""
+        items: list[Any] = []
+        cursor = None
+        while True:
+            size = min(limit - len(items), PAGE_MAX)
+            at: dict[str, str] = {"cursor": cursor} if cursor else {}
+            page = self.call("GET", path, params={**params, "limit": size, **at})
+            items += page["items"]
+            cursor = page.get("next_cursor")
+            if cursor is None or len(items) >= limit:
+                return {"items": items, "next_cursor": cursor}
 
     def events(
         self,

@@ -218,11 +218,10 @@ def _ask(
 def list_stores(api: Api, args: argparse.Namespace) -> int:
     statuses = args.status or ([] if args.all else list(LISTED))
     params = {
-        "limit": args.limit,
         **({"status": statuses} if statuses else {}),
         **({"q": args.name} if args.name else {}),
     }
-    found = api.call("GET", "/stores", params=params)
+    found = api.page_through("/stores", params, args.limit)
     if args.json:
         _print_json(found)
         return 0
@@ -236,7 +235,14 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
             for s in found["items"]
         ],
     )
+    _say_if_more(found, "stores", args.limit)
     return 0
+
+
+def _say_if_more(found: dict[str, Any], what: str, limit: int) -> None:
+    """A list cut at --limit says so (on stderr: the table stays whole for a pipe)."""
+    if found["next_cursor"] is not None:
+        print(f"The first {limit} {what}: --limit {limit * 2} shows more.", file=sys.stderr)
 
 
 def show(api: Api, args: argparse.Namespace) -> int:
@@ -375,8 +381,8 @@ def list_tenants(api: Api, args: argparse.Namespace) -> int:
 
 
 def audit(api: Api, args: argparse.Namespace) -> int:
-    params = {"limit": args.limit, **({"target": args.target} if args.target else {})}
-    page = api.call("GET", "/audit", params=params)
+    params = {"target": args.target} if args.target else {}
+    page = api.page_through("/audit", params, args.limit)
     if args.json:
         _print_json(page)
         return 0
@@ -387,6 +393,7 @@ def audit(api: Api, args: argparse.Namespace) -> int:
             for e in page["items"]
         ],
     )
+    _say_if_more(page, "entries", args.limit)
     return 0
 
 
@@ -635,6 +642,12 @@ def _sequence(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError("a number of 1 or more")
+    return int(text)
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """--url, --token and --json, accepted before and after the command: only the main
     parser has defaults, so a subcommand never overwrites what was given before it."""
@@ -709,7 +722,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--all", action="store_true", help="deleted stores too")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
-    sub.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    sub.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")
     sub.add_argument("id", metavar="ID")
     sub = command("delete", delete, "delete a store and everything it owns")
@@ -771,7 +784,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("audit", audit, "who did what, newest first")
     sub.add_argument("--target", help='one object, e.g. "store/ID"')
-    sub.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    sub.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
     return parser
 
 

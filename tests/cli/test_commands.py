@@ -19,6 +19,7 @@ from tests.cli.conftest import (
     story,
     woostore,
 )
+from woostore_cli import client
 from woostore_cli.main import LISTED
 from woostore_provisioner.recipe import DELETE
 from woostore_shared.models import StoreStatus
@@ -105,6 +106,32 @@ def test_list_show_and_credentials_for_people(platform: Platform) -> None:
     assert login.code == 0, login.err
     password = woostore(platform, "credentials", store_id, "--json").json()["password"]
     assert login.out == f"username  admin\npassword  {password}\n"
+
+
+def test_list_pages_through_up_to_its_limit_and_says_when_more_are_left(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list longer than one of the API's pages (500 stores, here 2) is read page by page,
+    up to --limit; cut short, it says so, where people see it and a pipe does not."""
+    monkeypatch.setattr(client, "PAGE_MAX", 2)
+    made = [woostore(platform, "create", f"Paged {n}", "--json").json()["id"] for n in range(3)]
+    newest_first = made[::-1]
+
+    cut = woostore(platform, "list", "--name", "Paged", "--limit", "2")
+    whole = woostore(platform, "list", "--name", "Paged", "--limit", "3", "--json")
+    roomy = woostore(platform, "list", "--name", "Paged", "--limit", "501", "--json")
+
+    assert cut.code == 0, cut.err
+    assert [line.split()[0] for line in cut.out.splitlines()[1:]] == newest_first[:2]
+    assert cut.err == "The first 2 stores: --limit 4 shows more.\n"
+    assert [s["id"] for s in whole.json()["items"]] == newest_first  # over two pages
+    assert whole.json()["next_cursor"] is None
+    assert [s["id"] for s in roomy.json()["items"]] == newest_first
+    assert roomy.json()["next_cursor"] is None
+    assert roomy.err == ""
+    with pytest.raises(SystemExit) as refused:  # a usage error, as argparse ends one
+        woostore(platform, "list", "--limit", "0")
+    assert refused.value.code == 2
 
 
 def test_list_shows_every_status_but_deleted_unless_asked() -> None:
