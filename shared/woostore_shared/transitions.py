@@ -45,10 +45,18 @@ DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targe
 StoreAction = Literal["delete", "upgrade", "rollback", "backup", "restore", "retry", "credentials"]
 
 
+# A store that has been ready and serves its shop while a change, a backup or a restore runs:
+# none of them changes the admin's password (a restore puts the recorded one back).
+_SERVING = frozenset({
+    StoreStatus.READY, StoreStatus.UPDATING, StoreStatus.BACKING_UP, StoreStatus.RESTORING,
+})  # fmt: skip
+
+
 def credentials_readable(status: StoreStatus, has_password: bool) -> bool:
-    """Whether GET /stores/{id}/credentials answers: the store is ready and its password was
-    recorded."""
-    return status is StoreStatus.READY and has_password
+    """Whether GET /stores/{id}/credentials answers: the store is ready, or serving while
+    something runs on it (a nightly backup must not lock its owner out), and its password
+    was recorded."""
+    return status in _SERVING and has_password
 
 
 def store_actions(

@@ -826,6 +826,27 @@ async def test_credentials_of_a_store_not_ready_are_a_409_problem(
     assert body["status_now"] == "queued"
 
 
+@pytest.mark.parametrize("status", ["backing_up", "updating", "restoring"])
+async def test_credentials_stay_readable_while_a_ready_store_is_worked_on(
+    client: httpx.AsyncClient, settings: Settings, database: Database, status: str
+) -> None:
+    """A nightly backup (or an upgrade, a restore) must not lock the owner out of wp-admin:
+    the store serves its shop meanwhile, with the same admin password."""
+    store = await create(client)
+    cipher = CredentialCipher(settings.secret_key.get_secret_value())
+    await set_columns(
+        database,
+        store["id"],
+        status=StoreStatus(status),
+        admin_password_encrypted=cipher.encrypt("pw-123"),
+    )
+
+    response = await client.get(f"{STORES}/{store['id']}/credentials")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["password"] == "pw-123"
+
+
 async def test_credentials_of_a_ready_store_without_a_password_are_a_409_problem(
     client: httpx.AsyncClient, database: Database
 ) -> None:

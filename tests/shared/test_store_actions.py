@@ -24,9 +24,11 @@ TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
     (S.READY, 3, True, ["delete", "upgrade", "rollback", "backup", "restore", "credentials"]),
     (S.READY, None, True, ["delete", "upgrade", "backup", "restore", "credentials"]),  # no release
     (S.READY, 2, False, ["delete", "upgrade", "rollback", "backup", "restore"]),  # no password
-    (S.UPDATING, 2, True, []),
-    (S.BACKING_UP, 2, True, []),
-    (S.RESTORING, 2, True, []),
+    # Serving while the work runs: its login stays readable, nothing else is accepted.
+    (S.UPDATING, 2, True, ["credentials"]),
+    (S.BACKING_UP, 2, True, ["credentials"]),
+    (S.RESTORING, 2, True, ["credentials"]),
+    (S.BACKING_UP, 2, False, []),
     (S.POOLED, 1, True, []),  # no owner: nobody is offered anything (nor sees it)
     (S.FAILED, None, False, ["delete"]),
     (S.FAILED, 2, True, ["delete"]),  # a ready store whose namespace vanished

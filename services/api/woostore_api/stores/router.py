@@ -282,7 +282,8 @@ async def delete_backup(
 async def get_credentials(
     store_id: uuid.UUID, outbox: OutboxDep, cipher: CipherDep, caller: CurrentCaller
 ) -> Credentials:
-    """The store's WordPress admin login, for its owner. Never part of events or logs;
-    each reading is in the audit log."""
+    """The store's WordPress admin login, for its owner: once it is ready, and while an
+    upgrade, a rollback, a backup or a restore runs on it (409 otherwise). Never part of
+    events or logs; each reading is in the audit log."""
     encrypted = await service.read_credentials(outbox, caller, store_id)
     return Credentials(username="admin", password=cipher.decrypt(encrypted))
