@@ -214,14 +214,6 @@ async def test_a_body_outside_the_schema_is_a_422_problem(
     assert await event_rows(database) == []
 
 
-async def test_a_body_that_is_not_json_is_a_422_problem(client: httpx.AsyncClient) -> None:
-    response = await client.post(
-        STORES, content=b"{not json", headers={"Content-Type": "application/json"}
-    )
-
-    problem(response, 422)
-
-
 async def test_the_type_woocommerce_may_be_given_explicitly(client: httpx.AsyncClient) -> None:
     response = await client.post(STORES, json={"name": "Typed", "type": "woocommerce"})
 
@@ -565,6 +557,39 @@ async def test_a_store_keeps_the_settings_its_owner_chose_over_the_platforms_def
         "admin_email": None,
         "sample_products": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{name:", "Expecting property name enclosed in double quotes (at character 1)"),
+        (b"\xff\xfe", "Expecting value (at character 0)"),  # not UTF-8
+    ],
+)
+async def test_a_body_that_is_no_json_is_a_400_and_nothing_is_created(
+    client: httpx.AsyncClient, nats_client: Client, body: bytes, says: str
+) -> None:
+    """Documented as 400 in every operation taking a body; it was a 422 saying
+    "body.1: JSON decode error"."""
+    response = await client.post(STORES, content=body, headers={"Content-Type": "application/json"})
+
+    answer = problem(response, 400)
+    assert answer["type"].endswith("/malformed-body")
+    assert answer["detail"] == f"the body is not JSON: {says}"
+    assert (await client.get(STORES)).json()["items"] == []
+    assert await stream_messages(nats_client) == []
+    operation = (await client.get("/openapi.json")).json()["paths"][STORES]["post"]
+    assert "400" in operation["responses"]
+
+
+async def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_takes(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.put(STORES)
+
+    problem(response, 405)
+    # Starlette names the methods of the first route on the path only (POST, not GET too).
+    assert "POST" in response.headers["Allow"].split(", ")
 
 
 async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.AsyncClient) -> None:
@@ -927,7 +952,7 @@ async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
         "delete", "upgrade", "rollback", "backup", "restore", "credentials",
     ]  # fmt: skip
     # The answers to requests carry the actions of the state they leave the store in.
-    assert (await client.post(f"{path}/upgrade")).json()["actions"] == []
+    assert (await client.post(f"{path}/upgrade")).json()["actions"] == ["credentials"]
     await set_columns(database, store["id"], status=StoreStatus.READY)
     assert (await client.delete(path)).json()["actions"] == []
 

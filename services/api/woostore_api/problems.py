@@ -212,7 +212,8 @@ def _render(
 
 def _document_problems(app: FastAPI) -> None:
     """Add the schema that :func:`problem_responses` refers to, to the OpenAPI document, and
-    the 413 that any operation taking a body may answer (the body limit is not a route's)."""
+    what any operation taking a body may answer however it is declared: 400 for a body that
+    is no JSON, 413 past the body limit."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -224,7 +225,8 @@ def _document_problems(app: FastAPI) -> None:
             for path in document.get("paths", {}).values():
                 for operation in path.values():
                     if "requestBody" in operation:
-                        operation["responses"]["413"] = problem_responses(413)[413]
+                        for status in (400, 413):
+                            operation["responses"][str(status)] = problem_responses(status)[status]
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
@@ -277,6 +279,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        unreadable = next((e for e in error.errors() if e["type"] == "json_invalid"), None)
+        if unreadable is not None:  # no JSON at all: nothing to say of any field
+            why = unreadable.get("ctx", {}).get("error", "")
+            return _render(
+                request,
+                400,
+                "Malformed body",
+                f"the body is not JSON: {why} (at character {unreadable['loc'][-1]})",
+                "malformed-body",
+            )
         errors = [{"location": list(e["loc"]), "message": e["msg"]} for e in error.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['location']))}: {e['message']}" for e in errors)
         return _render(request, 422, "Invalid request", detail, "invalid-request", errors=errors)
@@ -289,6 +301,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             str(error.detail),
             str(error.detail),
             f"http-{error.status_code}",
+            headers=dict(error.headers or {}),  # a 405's Allow, which RFC 9110 requires
         )
 
     @app.exception_handler(Exception)
