@@ -31,6 +31,7 @@ from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, utcnow
+from woostore_shared.problems import TYPE_BASE
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -105,9 +106,10 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.headers["content-type"] == PROBLEM_JSON
     body: dict[str, Any] = response.json()
     assert body["status"] == status
-    assert body["type"]
+    assert body["type"].startswith(TYPE_BASE)  # as the API's: one kind of error, one type
     assert body["title"]
     assert body["detail"]
+    assert body["instance"] == response.request.url.path
     return body
 
 
@@ -343,8 +345,9 @@ async def test_a_ticket_opens_one_stream_once_whichever_replica_it_reaches(
             401,
         ]
         assert await opening(replica, reused) == 200
-        problem(await http.get(EVENTS, params={"ticket": reused}), 401)
+        spent = problem(await http.get(EVENTS, params={"ticket": reused}), 401)
         problem(await replica.get(EVENTS, params={"ticket": reused}), 401)
+    assert "used already" in spent["detail"]  # not "a ticket is required": one was given
 
 
 async def test_an_invalid_ticket_is_a_401_problem(
@@ -366,6 +369,18 @@ async def test_an_invalid_ticket_is_a_401_problem(
         problem(response, 401)
     # The expired ticket was well made: only its age rejects it.
     assert signer.verify(invalid["expired"], max_age=TICKET_TTL_SECONDS + 3600) == "admin"
+
+
+async def test_a_path_or_method_the_notifier_does_not_serve_is_a_problem_too(
+    http: httpx.AsyncClient,
+) -> None:
+    """Answered as the API answers them (application/problem+json), not in plain text."""
+    missing = problem(await http.get("/api/v1/nope", headers=admin()), 404)
+    other_method = await http.post(EVENTS, headers=admin())
+
+    assert missing["type"] == TYPE_BASE + "http-404"
+    assert problem(other_method, 405)["type"] == TYPE_BASE + "http-405"
+    assert set(other_method.headers["Allow"].split(", ")) == {"GET", "HEAD"}
 
 
 # --- CORS and resources -------------------------------------------------------------------

@@ -12,19 +12,25 @@ from typing import TypeVar
 
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
-from starlette.responses import Response
 
 from woostore_shared.access import Principal
 from woostore_shared.logging import get_logger
-from woostore_shared.problems import TYPE_BASE, problem_response
 
 log = get_logger(__name__)
 SEND_TIMEOUT_SECONDS = 30.0  # a client that stops reading is dropped, not waited on forever
-LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a little later
 CONNECTED = Gauge("woostore_sse_connections", "Open event-stream connections")
 REFUSED = MetricCounter("woostore_sse_refused", "Event streams refused at a limit", ["limit"])
 DROPPED = MetricCounter("woostore_sse_dropped", "Event streams the notifier ended", ["reason"])
 _Held = TypeVar("_Held")  # what a stream is counted by: a key's subject, a tenant's id
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A stream refused at a limit: ``limit`` names it, ``allowed`` says how many it allows."""
+
+    limit: str
+    allowed: int
+    detail: str
 
 
 @dataclass(eq=False)
@@ -63,8 +69,8 @@ class Connections:
         self._by_key: Counter[str] = Counter()
         self._by_tenant: Counter[uuid.UUID] = Counter()
 
-    def take(self, principal: Principal) -> Client | Response:
-        """A new stream for the principal, or the 429 that refuses it."""
+    def take(self, principal: Principal) -> Client | Refusal:
+        """A new stream for the principal, or why it is refused (a 429)."""
         if len(self._clients) >= self.total:
             return self._refuse(
                 "event-streams", self.total, "the event stream is at its connection limit"
@@ -120,17 +126,9 @@ class Connections:
                 client.drop("revoked")
 
     @staticmethod
-    def _refuse(limit: str, allowed: int, detail: str) -> Response:
+    def _refuse(limit: str, allowed: int, detail: str) -> Refusal:
         REFUSED.labels(limit).inc()
-        return problem_response(
-            429,
-            "Limit reached",
-            detail,
-            type_=TYPE_BASE + "limit-reached",
-            headers={"Retry-After": str(LIMIT_RETRY_SECONDS)},
-            limit=limit,
-            allowed=allowed,
-        )
+        return Refusal(limit, allowed, detail)
 
 
 def _forget_one(counter: Counter[_Held], key: _Held) -> None:

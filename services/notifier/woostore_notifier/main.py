@@ -24,10 +24,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from nats.aio.client import Client as NatsClient
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -36,7 +38,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from woostore_notifier import keys
-from woostore_notifier.connections import Client, Connections
+from woostore_notifier.connections import Connections, Refusal
 from woostore_notifier.hub import EventHub
 from woostore_notifier.keys import Keys
 from woostore_notifier.replay import StreamReplay
@@ -46,7 +48,7 @@ from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import Starting, serve_ops
-from woostore_shared.problems import problem_response
+from woostore_shared.problems import TYPE_BASE, problem_response
 from woostore_shared.secrets import TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.tracing import configure_tracing
@@ -55,10 +57,32 @@ log = get_logger(__name__)
 SWEEP_SECONDS = 1.0
 GC_THRESHOLD = 70_000  # allocations between young collections; Python's default is 700
 READ_BACK_SECONDS = 60.0  # the longest a starting notifier reads its memory back
+LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a little later
 
 
-def _problem(status: int, title: str, detail: str) -> Response:
-    return problem_response(status, title, detail, type_="about:blank")
+def _problem(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem answer as the API gives one: a type of the platform's, the path asked."""
+    return problem_response(
+        status, title, detail, type_=TYPE_BASE + kind, headers=headers,
+        instance=request.url.path, **extra,
+    )  # fmt: skip
+
+
+async def _http_problem(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (404 off the one path, 405 for another method) as problems."""
+    assert isinstance(error, HTTPException)  # the only exception this handles
+    headers = dict(error.headers or {})  # a 405's Allow
+    return _problem(
+        request, error.status_code, error.detail, error.detail, f"http-{error.status_code}", headers
+    )
 
 
 def _resume_after(request: Request) -> int | None:
@@ -76,20 +100,24 @@ async def stream_events(request: Request) -> Response | EventStream:
     state = request.app.state
     principal = await state.keys.principal(request)
     if principal is None:
-        detail = (
-            "the bearer token is not a valid API key or was revoked"
-            if "authorization" in request.headers
-            else "a bearer token (an API key) or a valid ticket is required"
-        )
-        return _problem(401, "Unauthorized", detail)
+        if "authorization" in request.headers:
+            detail = "the bearer token is not a valid API key or was revoked"
+        elif "ticket" in request.query_params:
+            detail = "the ticket is used already, expired, or not one this platform issued"
+        else:
+            detail = "a bearer token (an API key) or a valid ticket is required"
+        return _problem(request, 401, "Unauthorized", detail, "unauthorized")
     try:
         after = _resume_after(request)
     except ValueError as error:
-        return _problem(400, "Invalid Last-Event-ID", str(error))
+        return _problem(request, 400, "Invalid Last-Event-ID", str(error), "invalid-last-event-id")
     connections: Connections = state.connections
     client = connections.take(principal)
-    if not isinstance(client, Client):
-        return client  # refused at a limit
+    if isinstance(client, Refusal):
+        return _problem(
+            request, 429, "Limit reached", client.detail, "limit-reached",
+            {"Retry-After": str(LIMIT_RETRY_SECONDS)}, limit=client.limit, allowed=client.allowed,
+        )  # fmt: skip
     return EventStream(
         client,
         after,
@@ -162,6 +190,7 @@ def create_app(settings: Settings) -> _Notifier:
 
     app = _Notifier(
         routes=[Route("/api/v1/events", stream_events)],
+        exception_handlers={HTTPException: _http_problem},
         middleware=[
             Middleware(
                 CORSMiddleware,
