@@ -40,6 +40,15 @@ MANIFEST_TAG = "manifest"
 HOST = "woostore"  # every snapshot's host: which pod made it says nothing about the store
 NO_REPOSITORY = "unable to open config file"  # what restic says where nothing was backed up
 _STDERR_KEPT = 4096  # the end of what restic said, for an error message
+# restic's own: the proxy it takes its HTTP(S) through, and the hosts it reaches directly.
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
 
 
 class BackupStorageError(Exception):
@@ -92,13 +101,20 @@ class BackupStorage:
         cache_dir: Path,
         s3_access_key_id: str = "",
         s3_secret_access_key: str = "",
+        proxy: str = "",
+        no_proxy: str = "",
     ) -> None:
+        """``proxy``: restic's alone (HTTP_PROXY and HTTPS_PROXY), not the process's, whose
+        helm and storefront checks reach the cluster directly."""
         self.location = location.rstrip("/")
         self._secret_key = secret_key
         self._cache_dir = cache_dir
         self._s3 = {"AWS_ACCESS_KEY_ID": s3_access_key_id} if s3_access_key_id else {}
         if s3_secret_access_key:
             self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
+        self._proxy = {"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy} if proxy else {}
+        if no_proxy:
+            self._proxy["NO_PROXY"] = no_proxy
 
     def of(self, store_id: uuid.UUID) -> StoreBackups:
         if not self.location:
@@ -113,6 +129,7 @@ class BackupStorage:
                 "RESTIC_PASSWORD": backup_password(self._secret_key, store_id),
                 "RESTIC_CACHE_DIR": str(self._cache_dir),
                 **self._s3,
+                **self._proxy,
             },
         )
 

@@ -277,6 +277,14 @@ class Settings(BaseSettings):
     backup_s3_secret_access_key: SecretStr = Field(
         default=SecretStr(""), description="S3 secret access key of backups."
     )
+    backup_proxy: str = Field(
+        default="",
+        description="An HTTP proxy restic reaches the backup storage through (e.g. "
+        "http://proxy.internal:3128), where egress leads through one; only restic uses it.",
+    )
+    backup_no_proxy: str = Field(
+        default="", description="Hosts restic reaches without the proxy (NO_PROXY's form)."
+    )
     backup_every_hours: float = Field(
         default=24,
         ge=0,
@@ -364,6 +372,8 @@ class Settings(BaseSettings):
             cache_dir=self.data_dir.resolve() / "cache" / "restic",
             s3_access_key_id=self.backup_s3_access_key_id,
             s3_secret_access_key=self.backup_s3_secret_access_key.get_secret_value(),
+            proxy=self.backup_proxy,
+            no_proxy=self.backup_no_proxy,
         )
 
     @cached_property

@@ -273,6 +273,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         ["--set-json", 'stores.valuesFiles=["values-local.yaml"]'],
         ["--set-string", "settings.logLevel=LOUD"],
         ["--set", "nats.streamReplicas=3"],
+        ["--set-string", "backups.proxy=http://user:pass@proxy.internal:3128"],
     ],
     ids=[
         "extra-key",
@@ -296,6 +297,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         "relative-store-values-file",
         "unknown-log-level",
         "three-copies-on-the-in-chart-single-nats",
+        "credentials-in-the-backup-proxy",  # plain values: a password would be on show
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:
@@ -1540,6 +1542,27 @@ def test_with_tracing_on_the_collector_is_reached_where_the_values_say(
         assert not [rule for rule in untraced if rule["ports"] == collector["ports"]]
 
 
+def test_with_backups_set_the_provisioner_reaches_their_storage_where_the_values_say(
+    helm_env: dict[str, str], default_docs: list[Manifest]
+) -> None:
+    """restic runs in the provisioner: with its egress narrowed (apiServer.cidrs), the
+    object storage was reached only while any address on 443 was open, and never on another
+    port (MinIO's 9000, here 8080)."""
+    storage = to("internet", 8080)  # the storage, outside the cluster, by its address
+    docs = render_platform(
+        helm_env,
+        *set_values("backups.location=s3:http://203.0.113.7:8080/backups"),
+        "--set-json",
+        'networkPolicy.egress.backups.cidrs=["203.0.113.7/32"]',
+        "--set-json",
+        "networkPolicy.egress.backups.ports=[8080]",
+    )
+
+    assert storage <= egress_of(docs, "provisioner")
+    assert not storage & egress_of(docs, "reaper")  # it only decides what to forget
+    assert not storage & egress_of(default_docs, "provisioner")  # no location, no storage
+
+
 def test_egress_can_be_left_open(helm_env: dict[str, str]) -> None:
     docs = render_platform(helm_env, *set_values("networkPolicy.egress.enabled=false"))
     names = {p["metadata"]["name"] for p in by_kind(docs, "NetworkPolicy")}
@@ -2161,6 +2184,8 @@ def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
             "backups.s3CredentialsSecret=backup-s3",
             "backups.everyHours=12",
             "backups.keep.last=5",
+            "backups.proxy=http://proxy.internal:3128",
+            "backups.noProxy=.svc\\,.cluster.local",
         ),
     )
     provisioner = env_of(container(deployment(docs, "provisioner")))
@@ -2172,6 +2197,8 @@ def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
         "name": "backup-s3", "key": "secret-access-key",
     }  # fmt: skip
     assert "WOOSTORE_BACKUP_S3_SECRET_ACCESS_KEY" not in reaper  # it never reads a backup
+    assert provisioner["WOOSTORE_BACKUP_PROXY"]["value"] == "http://proxy.internal:3128"
+    assert provisioner["WOOSTORE_BACKUP_NO_PROXY"]["value"] == ".svc,.cluster.local"
     schedule = {name: reaper[name]["value"] for name in reaper if "BACKUP" in name}
     assert schedule == {
         "WOOSTORE_BACKUP_LOCATION": "s3:https://s3.example.com/shops/backups",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from woostore_shared.backups import (
     StoreBackups,
 )
 from woostore_shared.secrets import backup_password
+from woostore_shared.settings import Settings
 
 S3_KEY_ID = "woostore-tests"
 S3_SECRET = "s3-secret-that-must-not-leak"  # the test server's, made up
@@ -181,6 +183,26 @@ async def test_a_repository_opens_only_with_its_own_stores_password(
     environment = {**store._environment, "RESTIC_PASSWORD": backup_password(SECRET_KEY, other)}
     with pytest.raises(BackupStorageError, match="wrong password"):
         await StoreBackups(owner, environment).manifests()
+
+
+def test_restic_alone_goes_through_the_proxy_the_settings_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where egress leads through a proxy, restic must take it to reach S3; the process's
+    own environment does not carry it (helm and the storefront checks reach the cluster
+    directly). Go ignores a proxy for loopback addresses, so the local S3 server cannot
+    show it used: what restic is handed is checked."""
+    monkeypatch.setenv("WOOSTORE_BACKUP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("WOOSTORE_BACKUP_NO_PROXY", ".svc,.cluster.local")
+    settings = Settings(data_dir=tmp_path, backup_location="s3:https://s3.example.com/backups")
+
+    environment = settings.backup_storage().of(uuid.uuid4())._environment
+
+    assert environment is not None
+    assert environment["HTTPS_PROXY"] == environment["HTTP_PROXY"] == "http://proxy.internal:3128"
+    assert environment["NO_PROXY"] == ".svc,.cluster.local"
+    assert "HTTPS_PROXY" not in os.environ
+    assert "WOOSTORE_SECRET_KEY" not in environment
 
 
 async def test_a_forgotten_backup_is_gone_and_the_others_stay_whole(
