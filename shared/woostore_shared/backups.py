@@ -98,17 +98,22 @@ class BackupStorage:
         location: str,
         *,
         secret_key: str,
-        cache_dir: Path,
+        scratch_dir: Path,
         s3_access_key_id: str = "",
         s3_secret_access_key: str = "",
         proxy: str = "",
         no_proxy: str = "",
     ) -> None:
-        """``proxy``: restic's alone (HTTP_PROXY and HTTPS_PROXY), not the process's, whose
-        helm and storefront checks reach the cluster directly."""
+        """``scratch_dir``: restic's disk, its cache (the repositories' indexes) and its
+        temporary files (packs, about 16 MiB each, kept until uploaded), apart from the system's
+        temporary folder, which helm shares in a pod. ``proxy``: restic's alone (HTTP_PROXY and
+        HTTPS_PROXY), not the process's, whose helm and storefront checks reach the cluster
+        directly."""
         self.location = location.rstrip("/")
         self._secret_key = secret_key
-        self._cache_dir = cache_dir
+        self._cache_dir = scratch_dir / "cache"
+        self._temp_dir = scratch_dir / "tmp"
+        self._temp_dir.mkdir(parents=True, exist_ok=True)  # restic makes no TMPDIR of its own
         self._s3 = {"AWS_ACCESS_KEY_ID": s3_access_key_id} if s3_access_key_id else {}
         if s3_secret_access_key:
             self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
@@ -128,6 +133,7 @@ class BackupStorage:
                 "RESTIC_REPOSITORY": f"{self.location}/stores/{store_id}",
                 "RESTIC_PASSWORD": backup_password(self._secret_key, store_id),
                 "RESTIC_CACHE_DIR": str(self._cache_dir),
+                "TMPDIR": str(self._temp_dir),
                 **self._s3,
                 **self._proxy,
             },

@@ -369,7 +369,7 @@ class Settings(BaseSettings):
         return BackupStorage(
             location,
             secret_key=self.secret_key.get_secret_value(),
-            cache_dir=self.data_dir.resolve() / "cache" / "restic",
+            scratch_dir=self.data_dir.resolve() / "restic",
             s3_access_key_id=self.backup_s3_access_key_id,
             s3_secret_access_key=self.backup_s3_secret_access_key.get_secret_value(),
             proxy=self.backup_proxy,

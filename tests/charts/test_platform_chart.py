@@ -1180,9 +1180,27 @@ def test_in_kubernetes_mode_they_use_their_own_token_in_cluster(
         assert "KUBECONFIG" not in env, service
         assert spec["automountServiceAccountToken"] is (service in CLUSTER_SERVICES), service
         # The token comes from automount only: no volume of ours holds credentials.
-        assert set(volumes_of(workload)) <= {"tmp", "store-values"}, service
+        assert set(volumes_of(workload)) <= {"tmp", "store-values", "restic-scratch"}, service
         account = one(docs, "ServiceAccount", spec["serviceAccountName"])
         assert account["automountServiceAccountToken"] is False  # the pod opts in, no other
+
+
+def test_restic_has_a_disk_of_its_own_in_the_provisioner(
+    default_docs: list[Manifest], helm_env: dict[str, str]
+) -> None:
+    """restic's cache grows with the stores backed up and its packs wait there to upload:
+    on the 256Mi /tmp that helm shares they would get the pod evicted mid-backup."""
+    provisioner = deployment(default_docs, "provisioner")
+    data_dir = env_of(container(provisioner))["WOOSTORE_DATA_DIR"]["value"]
+    [mount] = [m for m in container(provisioner)["volumeMounts"] if m["mountPath"] == data_dir]
+    scratch = volumes_of(provisioner)[mount["name"]]
+    bigger = deployment(
+        render_platform(helm_env, *set_values("provisioner.resticScratch=20Gi")), "provisioner"
+    )
+
+    assert scratch["emptyDir"] == {"sizeLimit": "4Gi"}
+    assert volumes_of(bigger)[mount["name"]]["emptyDir"] == {"sizeLimit": "20Gi"}
+    assert "restic-scratch" not in volumes_of(deployment(default_docs, "reaper"))
 
 
 def test_simulated_mode_shares_one_volume_and_no_kubeconfig(

@@ -151,7 +151,7 @@ async def test_backups_and_restores_cut_by_kill_9_end_whole_and_storage_outages_
     storage = BackupStorage(
         str(platform.data_dir / "backups"),
         secret_key=platform.env["WOOSTORE_SECRET_KEY"],
-        cache_dir=platform.data_dir / "test-restic-cache",
+        scratch_dir=platform.data_dir / "test-restic",
     )
     async with Api(platform) as api:
         store = await api.create_store("Kept Safe")

@@ -57,7 +57,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> BackupStorage:
     return BackupStorage(
         location,
         secret_key=SECRET_KEY,
-        cache_dir=tmp_path / "cache",
+        scratch_dir=tmp_path / "restic",
         s3_access_key_id=S3_KEY_ID,
         s3_secret_access_key=S3_SECRET,
     )
@@ -185,7 +185,7 @@ async def test_a_repository_opens_only_with_its_own_stores_password(
         await StoreBackups(owner, environment).manifests()
 
 
-def test_restic_alone_goes_through_the_proxy_the_settings_name(
+def test_restic_alone_goes_through_the_proxy_the_settings_name_on_a_disk_of_its_own(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Where egress leads through a proxy, restic must take it to reach S3; the process's
@@ -203,6 +203,11 @@ def test_restic_alone_goes_through_the_proxy_the_settings_name(
     assert environment["NO_PROXY"] == ".svc,.cluster.local"
     assert "HTTPS_PROXY" not in os.environ
     assert "WOOSTORE_SECRET_KEY" not in environment
+    # Its disk is its own, under the data folder, not the pod's /tmp that helm shares.
+    scratch = (tmp_path / "restic").resolve()
+    assert environment["RESTIC_CACHE_DIR"] == str(scratch / "cache")
+    assert environment["TMPDIR"] == str(scratch / "tmp")
+    assert (scratch / "tmp").is_dir()
 
 
 async def test_a_forgotten_backup_is_gone_and_the_others_stay_whole(
@@ -245,7 +250,7 @@ async def test_restic_is_given_no_secret_in_its_arguments(
 async def test_without_a_location_every_backup_fails_saying_what_to_set(tmp_path: Path) -> None:
     """A real cluster with no backups.location: nothing is written anywhere (a pod's own
     filesystem would lose it), and the reason names the setting."""
-    storage = BackupStorage("", secret_key=SECRET_KEY, cache_dir=tmp_path / "cache")
+    storage = BackupStorage("", secret_key=SECRET_KEY, scratch_dir=tmp_path / "restic")
     with pytest.raises(BackupStorageError, match="WOOSTORE_BACKUP_LOCATION"):
         await storage.of(uuid.uuid4()).ensure()
     assert not (tmp_path / "cache").exists()
