@@ -582,6 +582,25 @@ async def test_a_body_that_is_no_json_is_a_400_and_nothing_is_created(
     assert "400" in operation["responses"]
 
 
+async def test_a_body_an_operation_would_ignore_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, database: Database, nats_client: Client
+) -> None:
+    """A client pinning a version ({"chart_version": ...}) expected it read: /upgrade would
+    have upgraded to the platform's chart. Saying nothing ({} or no body) is accepted."""
+    store = await create(client)
+    await set_columns(database, store["id"], status=StoreStatus.READY, release_revision=1)
+    path = f"{STORES}/{store['id']}/upgrade"
+
+    pinned = await client.post(path, json={"chart_version": "0.1.0"})
+    body = problem(pinned, 422)
+
+    assert body["errors"] == [{"location": ["body"], "message": body["detail"]}]
+    assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == "ready"
+    subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
+    assert subjects == [f"store.requested.{store['id']}"]  # nothing asked of the provisioner
+    assert (await client.post(path, json={})).status_code == 202
+
+
 async def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_takes(
     client: httpx.AsyncClient,
 ) -> None:

@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from woostore_api.problems import content_too_large, problem_response
+from woostore_api.problems import content_too_large, problem_response, takes_no_body
 from woostore_shared.settings import Settings
 
 REQUEST_SECONDS = Histogram(
@@ -77,6 +77,22 @@ async def note_route(request: Request) -> None:
     segments = request.scope["path"].split("/")
     prefix = segments[: len(segments) - len(path.split("/")) + 1]
     box["path"] = "/".join(prefix) + path if len(prefix) > 1 else path
+
+
+# What a client may send to an operation that takes no body: nothing, or JSON saying nothing.
+_NO_BODY = frozenset({b"", b"{}", b"null"})
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})  # whose bodies HTTP gives no meaning
+
+
+async def refuse_an_ignored_body(request: Request) -> None:
+    """An operation that takes no body refuses one it would ignore: ``{"chart_version":
+    "0.1.0"}`` sent to /upgrade upgraded to the platform's chart as if it had been read.
+    ``async``, as ``note_route`` is."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", True) is not None or request.method in _BODILESS:
+        return  # the operation reads its body (or none was matched)
+    if (await request.body()).strip() not in _NO_BODY:
+        raise takes_no_body()
 
 
 class BodyLimit:

@@ -155,6 +155,14 @@ def addresses_exhausted() -> Problem:
     return Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
 
 
+def takes_no_body() -> Problem:
+    detail = "this operation takes no body; it acts on what the path names"
+    return Problem(
+        422, "Invalid request", detail, kind="invalid-request",
+        errors=[{"location": ["body"], "message": detail}],
+    )  # fmt: skip
+
+
 def forbidden(detail: str) -> Problem:
     return Problem(403, "Forbidden", detail, kind="forbidden")
 
