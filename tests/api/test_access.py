@@ -522,3 +522,18 @@ async def test_audit_pages_follow_the_cursor(client: httpx.AsyncClient) -> None:
             break
     assert seen == sorted(seen, reverse=True)
     assert len(seen) == len(set(seen)) == 5
+
+
+async def test_the_last_audit_page_has_no_cursor_even_when_full(client: httpx.AsyncClient) -> None:
+    """A cursor says more entries are left: a last page exactly `limit` long led to an empty
+    one, and `woostore audit` said more were left."""
+    for n in range(4):
+        await create(client, f"Even {n}")
+
+    first = (await client.get("/api/v1/audit", params={"limit": "2"})).json()
+    last = (
+        await client.get("/api/v1/audit", params={"limit": "2", "cursor": first["next_cursor"]})
+    ).json()
+
+    assert len(first["items"]) == len(last["items"]) == 2
+    assert last["next_cursor"] is None

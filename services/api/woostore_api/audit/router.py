@@ -78,8 +78,10 @@ async def list_audit_entries(
     """Newest first. A tenant sees its own tenant's entries; an admin sees everyone's."""
     scope = tenant_scope(caller, tenant_id)
     rows = await service.entries(db, scope, target, limit, cursor)
-    next_cursor = rows[-1].id if len(rows) == limit else None
+    page = rows[:limit]
+    # A cursor only when more are left: a last page exactly `limit` long said there was more.
+    next_cursor = page[-1].id if len(rows) > limit else None
     return AuditPage(
-        items=[AuditEntryOut.model_validate(row, from_attributes=True) for row in rows],
+        items=[AuditEntryOut.model_validate(row, from_attributes=True) for row in page],
         next_cursor=next_cursor,
     )

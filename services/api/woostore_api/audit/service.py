@@ -43,8 +43,9 @@ async def entries(
     limit: int,
     before: int | None,
 ) -> list[AuditEntry]:
-    """Newest first; ``tenant_id`` None means every tenant (admins only)."""
-    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
+    """Newest first, up to ``limit`` and one more, which tells whether a next page exists;
+    ``tenant_id`` None means every tenant (admins only)."""
+    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit + 1)
     if tenant_id is not None:
         query = query.where(col(AuditEntry.tenant_id) == tenant_id)
     if target is not None:
