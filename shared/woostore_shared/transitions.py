@@ -69,9 +69,10 @@ def store_actions(
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
     earlier revision to return to (of its owner's: not one from the warm pool before
-    ``first_revision``), ``backup`` when it may be backed up, ``restore`` when it may be
-    returned to one of its complete backups, ``retry`` when it failed and its clean-up has
-    finished, ``credentials`` when they can be read."""
+    ``first_revision``), ``backup`` when it may be backed up, ``restore`` when its state
+    allows one (whether it has a complete backup to return to, its list of backups says),
+    ``retry`` when it failed and its clean-up has finished, ``credentials`` when they can be
+    read."""
     actions: list[StoreAction] = []
     if status in DELETABLE:
         actions.append("delete")
