@@ -40,15 +40,6 @@ MANIFEST_TAG = "manifest"
 HOST = "woostore"  # every snapshot's host: which pod made it says nothing about the store
 NO_REPOSITORY = "unable to open config file"  # what restic says where nothing was backed up
 _STDERR_KEPT = 4096  # the end of what restic said, for an error message
-# restic's own: the proxy it takes its HTTP(S) through, and the hosts it reaches directly.
-_PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "no_proxy",
-)
 
 
 class BackupStorageError(Exception):
@@ -112,8 +103,7 @@ class BackupStorage:
         self.location = location.rstrip("/")
         self._secret_key = secret_key
         self._cache_dir = scratch_dir / "cache"
-        self._temp_dir = scratch_dir / "tmp"
-        self._temp_dir.mkdir(parents=True, exist_ok=True)  # restic makes no TMPDIR of its own
+        self._temp_dir = scratch_dir / "tmp"  # made as restic first runs (_started)
         self._s3 = {"AWS_ACCESS_KEY_ID": s3_access_key_id} if s3_access_key_id else {}
         if s3_secret_access_key:
             self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
@@ -313,6 +303,11 @@ class StoreBackups:
                 "no backup location is set (WOOSTORE_BACKUP_LOCATION; the platform chart's "
                 "backups.location)"
             )
+        # restic makes no TMPDIR of its own. Only here: a process that never runs restic (the
+        # reaper, in a pod with a read-only filesystem) must not need a writable data folder.
+        await asyncio.to_thread(
+            Path(self._environment["TMPDIR"]).mkdir, parents=True, exist_ok=True
+        )
         process = await asyncio.create_subprocess_exec(
             _restic(),
             "--quiet",
