@@ -1580,6 +1580,15 @@ def test_with_backups_set_the_provisioner_reaches_their_storage_where_the_values
     assert not storage & egress_of(docs, "reaper")  # it only decides what to forget
     assert not storage & egress_of(default_docs, "provisioner")  # no location, no storage
 
+    # With the API server narrowed, an unnamed storage would open any address on 443 again.
+    stderr = template_fails(
+        helm_env,
+        *set_values("backups.location=s3:https://s3.example.com/backups"),
+        "--set-json",
+        'networkPolicy.egress.apiServer.cidrs=["172.18.0.2/32"]',
+    )
+    assert "networkPolicy.egress.backups names no destination" in stderr
+
 
 def test_egress_can_be_left_open(helm_env: dict[str, str]) -> None:
     docs = render_platform(helm_env, *set_values("networkPolicy.egress.enabled=false"))
