@@ -4,6 +4,7 @@ is the database's state (unreachable, restarting, a connection lost), a 500 othe
 from __future__ import annotations
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
@@ -47,9 +48,20 @@ async def test_a_database_out_of_reach_is_a_503_to_retry_that_names_no_secret() 
     assert "127.0.0.1" not in answer.text  # nor where the database is
 
 
-async def test_a_statement_the_database_rejects_stays_an_internal_error(database_url: str) -> None:
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM no_such_table",  # a ProgrammingError
+        # An OperationalError (54011, a program limit): it fails the same way every time.
+        "SELECT " + ", ".join(["1"] * 1700),
+    ],
+    ids=["no-such-table", "too-many-columns"],
+)
+async def test_a_statement_the_database_rejects_stays_an_internal_error(
+    database_url: str, statement: str
+) -> None:
     """A fault of the code, not the database's state: retrying would not help."""
-    answer = await answer_to(Database(database_url), "SELECT * FROM no_such_table")
+    answer = await answer_to(Database(database_url), statement)
 
     body = problem(answer, 500)
     assert "no_such_table" not in answer.text

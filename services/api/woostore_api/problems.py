@@ -198,6 +198,22 @@ def limit_reached(limit: str, allowed: int, detail: str, retry_after: int) -> Pr
     )  # fmt: skip
 
 
+# SQLSTATE classes of the database's state, not of the statement: a connection lost or
+# refused (08), a transaction to run again (40), resources short (53), the server stopping or
+# a statement cancelled (57). Others an OperationalError carries, such as 54 (a program limit
+# exceeded), fail the same way however often they are sent.
+_UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def _database_unavailable(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)  # None: no answer from a server at all
+    return sqlstate is None or sqlstate[:2] in _UNAVAILABLE_CLASSES
+
+
 def _render(
     request: Request,
     status: int,
@@ -324,7 +340,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         # A connection lost or refused, PostgreSQL restarting, a deadlock: the request may be
         # sent again (a create safely with its Idempotency-Key: one lost at its commit may
         # have been made).
-        if not (isinstance(error, OperationalError) or error.connection_invalidated):
+        if not _database_unavailable(error):
             return await unexpected(request, error)
         log.warning("database unavailable", path=request.url.path, error=type(error.orig).__name__)
         return _render(
