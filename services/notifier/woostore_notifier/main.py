@@ -103,7 +103,7 @@ async def stream_events(request: Request) -> Response | EventStream:
         if "authorization" in request.headers:
             detail = "the bearer token is not a valid API key or was revoked"
         elif "ticket" in request.query_params:
-            detail = "the ticket is used already, expired, or not one this platform issued"
+            detail = "the ticket is not valid: used already, expired, or its key revoked"
         else:
             detail = "a bearer token (an API key) or a valid ticket is required"
         return _problem(request, 401, "Unauthorized", detail, "unauthorized")
