@@ -11,11 +11,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from nats.aio.client import Client
+from starlette.requests import Request
 
 from tests.api.http import STORES, problem
 from tests.support import ADMIN_TOKEN
+from woostore_api.edge import refuse_an_ignored_body
 from woostore_api.main import STATIC, create_app
+from woostore_api.problems import Problem
 from woostore_shared.settings import Settings
 
 CHUNK = b" " * 1024
@@ -351,3 +355,22 @@ async def test_the_audit_log_believes_x_forwarded_for_only_from_a_trusted_proxy(
     # The scheme follows the same trust: the trusted proxy's HTTPS gets the __Host- cookie.
     name = SECURE_SESSION if peer == "10.1.2.3" else PLAIN_SESSION
     assert signed_in.headers["set-cookie"].startswith(f"{name}=")
+
+
+async def test_a_client_gone_mid_body_is_refused_not_an_internal_error() -> None:
+    """An operation that takes no body reads it to refuse one it would ignore: a client
+    that goes away meanwhile gets (nobody reads it) a 400, not an unhandled error logged."""
+
+    async def upgrade() -> None:  # as /upgrade is: it takes no body
+        pass
+
+    route = APIRoute("/stores/{store_id}/upgrade", upgrade, methods=["POST"])
+
+    async def gone() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    request = Request({"type": "http", "method": "POST", "headers": [], "route": route}, gone)
+
+    with pytest.raises(Problem) as refused:
+        await refuse_an_ignored_body(request)
+    assert refused.value.status == 400

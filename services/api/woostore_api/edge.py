@@ -19,10 +19,15 @@ from secure import (
     XFrameOptions,
 )
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from woostore_api.problems import content_too_large, problem_response, takes_no_body
+from woostore_api.problems import (
+    body_cut_off,
+    content_too_large,
+    problem_response,
+    takes_no_body,
+)
 from woostore_shared.settings import Settings
 
 REQUEST_SECONDS = Histogram(
@@ -91,7 +96,11 @@ async def refuse_an_ignored_body(request: Request) -> None:
     route = request.scope.get("route")
     if getattr(route, "body_field", True) is not None or request.method in _BODILESS:
         return  # the operation reads its body (or none was matched)
-    if (await request.body()).strip() not in _NO_BODY:
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # cut off mid-body: nothing asked for is done
+        raise body_cut_off() from None
+    if body.strip() not in _NO_BODY:
         raise takes_no_body()
 
 

@@ -155,6 +155,10 @@ def addresses_exhausted() -> Problem:
     return Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
 
 
+def body_cut_off() -> Problem:
+    return Problem(400, "Malformed body", "the request body was cut off", kind="malformed-body")
+
+
 def takes_no_body() -> Problem:
     detail = "this operation takes no body; it acts on what the path names"
     return Problem(
