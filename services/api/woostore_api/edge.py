@@ -92,7 +92,7 @@ _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})  # whose bodies HTTP gives no 
 async def refuse_an_ignored_body(request: Request) -> None:
     """An operation that takes no body refuses one it would ignore: ``{"chart_version":
     "0.1.0"}`` sent to /upgrade upgraded to the platform's chart as if it had been read.
-    ``async``, as ``note_route`` is."""
+    Checked once the caller is authenticated (auth.py), so a stranger gets a 401 first."""
     route = request.scope.get("route")
     if getattr(route, "body_field", True) is not None or request.method in _BODILESS:
         return  # the operation reads its body (or none was matched)

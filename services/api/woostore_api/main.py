@@ -27,7 +27,6 @@ from woostore_api.edge import (
     RequestMetrics,
     no_store,
     note_route,
-    refuse_an_ignored_body,
     security_headers,
 )
 from woostore_api.problems import install_problem_handlers, problem_responses
@@ -127,8 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=VERSION,
         description="Provision isolated WooCommerce stores. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
-        # Each request timed by its route; a body an operation would ignore refused (edge.py).
-        dependencies=[Depends(note_route), Depends(refuse_an_ignored_body)],
+        dependencies=[Depends(note_route)],  # each request timed by its route (edge.py)
         # FastAPI's own OpenTelemetry: a span per request, named by its route, the root of
         # the trace of what it asks for (tracing.py); it continues a client's traceparent.
         # One span a request: no spans for dependencies and serialisation, which cost more
