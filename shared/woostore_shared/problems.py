@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 PROBLEM_JSON = "application/problem+json"
@@ -24,3 +26,27 @@ def problem_response(
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
     body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_for(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """The answer to ``request``: a problem of the platform's type ``kind``, at its path."""
+    return problem_response(
+        status, title, detail, type_=TYPE_BASE + kind, headers=headers,
+        instance=request.url.path, **extra,
+    )  # fmt: skip
+
+
+def http_problem(request: Request, error: HTTPException) -> JSONResponse:
+    """Starlette's own refusals (a 404, a 405 with its Allow) as problems."""
+    return problem_for(
+        request, error.status_code, str(error.detail), str(error.detail),
+        f"http-{error.status_code}", headers=dict(error.headers or {}),
+    )  # fmt: skip

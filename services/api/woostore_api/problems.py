@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
-from woostore_shared import problems as shared_problems
 from woostore_shared.lifecycle import (
     BackupInUse,
     BackupNotFound,
@@ -25,7 +24,7 @@ from woostore_shared.lifecycle import (
 )
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
-from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE
+from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE, http_problem, problem_for
 
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
@@ -183,7 +182,7 @@ def content_too_large(max_bytes: int) -> Problem:
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     """The answer to ``problem``, for code that runs outside the app's exception handlers."""
-    return _render(
+    return problem_for(
         request,
         problem.status,
         problem.title,
@@ -216,26 +215,6 @@ def _database_unavailable(error: DBAPIError) -> bool:
         return False
     sqlstate = getattr(error.orig, "sqlstate", None)  # None: no answer from a server at all
     return sqlstate is None or sqlstate[:2] in _UNAVAILABLE_CLASSES
-
-
-def _render(
-    request: Request,
-    status: int,
-    title: str,
-    detail: str,
-    kind: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    return shared_problems.problem_response(
-        status,
-        title,
-        detail,
-        type_=TYPE_BASE + kind,
-        headers=headers,
-        instance=request.url.path,
-        **extra,
-    )
 
 
 def _document_problems(app: FastAPI) -> None:
@@ -272,7 +251,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         done = _DONE_BY_TARGET.get(error.target, f"made {error.target.value}")
         *others, last = sorted(s.value for s in error.allowed_from)
         allowed = f"{', '.join(others)} or {last}" if others else last
-        return _render(
+        return problem_for(
             request,
             409,
             f"Store cannot be {done} now",
@@ -283,19 +262,21 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BackupNotFound)
     async def backup_not_found(request: Request, error: BackupNotFound) -> JSONResponse:
-        return _render(request, 404, "Not found", str(error), "not-found")
+        return problem_for(request, 404, "Not found", str(error), "not-found")
 
     @app.exception_handler(BackupNotRestorable)
     async def backup_not_restorable(request: Request, error: BackupNotRestorable) -> JSONResponse:
-        return _render(request, 409, "Backup cannot be restored", str(error), "invalid-state")
+        return problem_for(request, 409, "Backup cannot be restored", str(error), "invalid-state")
 
     @app.exception_handler(BackupInUse)
     async def backup_in_use(request: Request, error: BackupInUse) -> JSONResponse:
-        return _render(request, 409, "Backup cannot be deleted now", str(error), "invalid-state")
+        return problem_for(
+            request, 409, "Backup cannot be deleted now", str(error), "invalid-state"
+        )
 
     @app.exception_handler(StillCleaningUp)
     async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:
-        return _render(
+        return problem_for(
             request,
             409,
             "Store is still being cleaned up",
@@ -310,7 +291,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         unreadable = next((e for e in error.errors() if e["type"] == "json_invalid"), None)
         if unreadable is not None:  # no JSON at all: nothing to say of any field
             why = unreadable.get("ctx", {}).get("error", "")
-            return _render(
+            return problem_for(
                 request,
                 400,
                 "Malformed body",
@@ -319,23 +300,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         errors = [{"location": list(e["loc"]), "message": e["msg"]} for e in error.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['location']))}: {e['message']}" for e in errors)
-        return _render(request, 422, "Invalid request", detail, "invalid-request", errors=errors)
+        return problem_for(
+            request, 422, "Invalid request", detail, "invalid-request", errors=errors
+        )
 
     @app.exception_handler(HTTPException)
     async def http(request: Request, error: HTTPException) -> JSONResponse:
-        return _render(
-            request,
-            error.status_code,
-            str(error.detail),
-            str(error.detail),
-            f"http-{error.status_code}",
-            headers=dict(error.headers or {}),  # a 405's Allow, which RFC 9110 requires
-        )
+        return http_problem(request, error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error", path=request.url.path)
-        return _render(
+        return problem_for(
             request, 500, "Internal error", "the error was logged; retry later", "internal"
         )
 
@@ -347,7 +323,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         if not _database_unavailable(error):
             return await unexpected(request, error)
         log.warning("database unavailable", path=request.url.path, error=type(error.orig).__name__)
-        return _render(
+        return problem_for(
             request,
             503,
             "Database unavailable",

@@ -24,7 +24,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from types import FrameType
-from typing import Any
 
 import uvicorn
 from nats.aio.client import Client as NatsClient
@@ -48,7 +47,7 @@ from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import Starting, serve_ops
-from woostore_shared.problems import TYPE_BASE, problem_response
+from woostore_shared.problems import http_problem, problem_for
 from woostore_shared.secrets import TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.tracing import configure_tracing
@@ -60,29 +59,9 @@ READ_BACK_SECONDS = 60.0  # the longest a starting notifier reads its memory bac
 LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a little later
 
 
-def _problem(
-    request: Request,
-    status: int,
-    title: str,
-    detail: str,
-    kind: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> Response:
-    """A problem answer as the API gives one: a type of the platform's, the path asked."""
-    return problem_response(
-        status, title, detail, type_=TYPE_BASE + kind, headers=headers,
-        instance=request.url.path, **extra,
-    )  # fmt: skip
-
-
 async def _http_problem(request: Request, error: Exception) -> Response:
-    """Starlette's own refusals (404 off the one path, 405 for another method) as problems."""
-    assert isinstance(error, HTTPException)  # the only exception this handles
-    headers = dict(error.headers or {})  # a 405's Allow
-    return _problem(
-        request, error.status_code, error.detail, error.detail, f"http-{error.status_code}", headers
-    )
+    assert isinstance(error, HTTPException)  # the only exception it is registered for
+    return http_problem(request, error)
 
 
 def _resume_after(request: Request) -> int | None:
@@ -106,15 +85,17 @@ async def stream_events(request: Request) -> Response | EventStream:
             detail = "the ticket is not valid: used already, expired, or its key revoked"
         else:
             detail = "a bearer token (an API key) or a valid ticket is required"
-        return _problem(request, 401, "Unauthorized", detail, "unauthorized")
+        return problem_for(request, 401, "Unauthorized", detail, "unauthorized")
     try:
         after = _resume_after(request)
     except ValueError as error:
-        return _problem(request, 400, "Invalid Last-Event-ID", str(error), "invalid-last-event-id")
+        return problem_for(
+            request, 400, "Invalid Last-Event-ID", str(error), "invalid-last-event-id"
+        )
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
-        return _problem(
+        return problem_for(
             request, 429, "Limit reached", client.detail, "limit-reached",
             {"Retry-After": str(LIMIT_RETRY_SECONDS)}, limit=client.limit, allowed=client.allowed,
         )  # fmt: skip
