@@ -8,13 +8,42 @@ import time
 from typing import Any
 
 import psycopg
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 MAX_CONNECTIONS = 15  # a process's, each service's
+# How long a request waits for one of them, all in use, before it is refused (the API's 503):
+# long past any burst's wait (a create holds one for milliseconds), short of a client's patience.
+POOL_WAIT_SECONDS = 10.0
+# How long either end of a connection waits on a silent other before giving it up. An idle
+# connection is probed after 30 s and given up after 3 probes 10 s apart unanswered; what was
+# sent and not acknowledged within 30 s fails it. The kernel's defaults are 2 hours and about
+# 15 minutes. The probes also keep a NAT's or a load balancer's mapping alive (their idle
+# timeouts are minutes).
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, UNACKNOWLEDGED_MS = 30, 10, 3, 30_000
+# This side's (libpq's parameters; a value the URL gives wins). A database lost without a word
+# (its node gone, a NAT's mapping dropped) held a request for those 15 minutes, and opening a
+# connection to one waited 130 s (psycopg's default).
+CLIENT_SILENCE_LIMITS = {
+    "connect_timeout": "10",  # seconds to open a connection, sign-in included
+    "keepalives_idle": str(KEEPALIVE_IDLE),
+    "keepalives_interval": str(KEEPALIVE_INTERVAL),
+    "keepalives_count": str(KEEPALIVE_PROBES),
+    "tcp_user_timeout": str(UNACKNOWLEDGED_MS),
+}
+# PostgreSQL's (its settings, set by each connection as it opens). A service's pod lost with
+# its node (no FIN, no RST) kept its sessions open on the server for those 2 hours: its
+# connections counted against max_connections, so its replacement could be refused them, and
+# the reaper's leader lock stayed held, so no reaper acted.
+SERVER_SILENCE_LIMITS = {
+    "tcp_keepalives_idle": str(KEEPALIVE_IDLE),
+    "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL),
+    "tcp_keepalives_count": str(KEEPALIVE_PROBES),
+    "tcp_user_timeout": str(UNACKNOWLEDGED_MS),
+}
 PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
 _GIVEN_BACK_AT = "woostore_given_back_at"  # the pool entry's info key: when it came back
 
@@ -29,6 +58,12 @@ class Database:
         Each connection is looked at as it is taken from the pool (:func:`_look_before_use`),
         so one that is gone is replaced before a statement fails on it. One that sat idle
         longer than ``ping_after_idle`` seconds is also pinged."""
+        given = make_url(url).query
+        connect_args = {
+            name: value for name, value in CLIENT_SILENCE_LIMITS.items() if name not in given
+        }
+        if application:
+            connect_args["fallback_application_name"] = application
         self.engine: AsyncEngine = create_async_engine(
             url,
             # Every connection a process opens is kept, up to the 15 it may hold. With 5 kept
@@ -37,9 +72,11 @@ class Database:
             # for each), and took 50 creates/s where it now takes 71.
             pool_size=MAX_CONNECTIONS,
             max_overflow=0,
-            connect_args={"fallback_application_name": application} if application else {},
+            pool_timeout=POOL_WAIT_SECONDS,
+            connect_args=connect_args,
         )
         _look_before_use(self.engine, ping_after_idle)
+        event.listen(self.engine.sync_engine, "connect", _limit_the_servers_wait)
         # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the
         # connection keeps its prepared statements, which psycopg drops at every ROLLBACK.
         self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -60,6 +97,22 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _limit_the_servers_wait(dbapi: Any, _record: ConnectionPoolEntry) -> None:
+    """Give PostgreSQL :data:`SERVER_SILENCE_LIMITS` for this connection's session: one round
+    trip as it opens, outside any transaction. (The ``options`` startup parameter would save
+    it, but connection poolers such as PgBouncer refuse a connection that sends it.)"""
+    settings = ", ".join(
+        f"set_config('{name}', '{value}', false)" for name, value in SERVER_SILENCE_LIMITS.items()
+    )
+    dbapi.autocommit = True
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"SELECT {settings}")
+    finally:
+        cursor.close()
+        dbapi.autocommit = False
 
 
 def _look_before_use(engine: AsyncEngine, ping_after_idle: float) -> None:

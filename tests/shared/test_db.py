@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import psycopg
+import pytest
 from sqlalchemy import func, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from woostore_shared.db import MAX_CONNECTIONS, Database
+from woostore_shared.db import (
+    CLIENT_SILENCE_LIMITS,
+    MAX_CONNECTIONS,
+    SERVER_SILENCE_LIMITS,
+    Database,
+)
 
 
 async def application_name(db: Database) -> str:
@@ -107,3 +115,51 @@ async def test_a_connection_idle_past_the_limit_is_pinged_as_it_is_taken(
         # The ping's text is the dialect's (";" for psycopg): what matters is that the last
         # statement is no longer the one run before the connection was given back.
         assert ("pg_backend_pid" not in last) is pinged, last
+
+
+async def silence_limits(db: Database) -> tuple[dict[str, str], dict[str, str]]:
+    """The limits on a silent other end a pooled connection was opened with: libpq's
+    parameters, and whence PostgreSQL's settings for its session come."""
+    async with db.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        client: dict[str, str] = driver.info.get_parameters()
+        # Where each setting comes from: PostgreSQL shows a Unix socket's (the tests') as 0.
+        sources = await connection.execute(
+            text("SELECT name, source FROM pg_settings WHERE name = ANY(:names)"),
+            {"names": list(SERVER_SILENCE_LIMITS)},
+        )
+        server = {str(name): str(source) for name, source in sources}
+    await db.dispose()
+    return client, server
+
+
+async def test_connections_give_up_on_a_silent_other_end_unless_the_url_says_otherwise(
+    database_url: str,
+) -> None:
+    """What this machine cannot show for real (a peer that vanishes without a word needs a
+    dropped packet): that each end of every connection holds the limits that find one, and
+    that an operator's URL can set this end's own."""
+    client, server = await silence_limits(Database(database_url))
+    assert {name: client.get(name) for name in CLIENT_SILENCE_LIMITS} == CLIENT_SILENCE_LIMITS
+    assert server == dict.fromkeys(SERVER_SILENCE_LIMITS, "session")
+
+    tuned = make_url(database_url).update_query_dict({"keepalives_idle": "5"})
+    client, _ = await silence_limits(Database(tuned.render_as_string(hide_password=False)))
+    assert client["keepalives_idle"] == "5"
+    assert client["tcp_user_timeout"] == CLIENT_SILENCE_LIMITS["tcp_user_timeout"]
+
+
+async def test_a_database_that_never_answers_fails_a_connection_in_seconds() -> None:
+    """A host that takes the connection and says nothing (a database stuck, a proxy in front
+    of nothing): the kernel accepts it for a listening socket that never reads. Without a
+    limit psycopg waits 130 s."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        db = Database(f"postgresql+psycopg://woostore:unused@127.0.0.1:{port}/woostore")
+        try:
+            with pytest.raises(OperationalError):
+                await asyncio.wait_for(db.ping(), timeout=60)
+        finally:
+            await db.dispose()
