@@ -3,6 +3,8 @@ is the database's state (unreachable, restarting, a connection lost), a 500 othe
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -11,7 +13,8 @@ from sqlalchemy import text
 from tests.api.http import problem
 from woostore_api.problems import DATABASE_RETRY_SECONDS, install_problem_handlers
 from woostore_devstack.embedded import free_port
-from woostore_shared.db import Database
+from woostore_shared import db as db_module
+from woostore_shared.db import MAX_CONNECTIONS, Database
 
 PASSWORD = "s3cret-not-to-be-shown"
 
@@ -67,3 +70,22 @@ async def test_a_statement_the_database_rejects_stays_an_internal_error(
     assert "no_such_table" not in answer.text
     assert "Retry-After" not in answer.headers
     assert body["type"].endswith("/internal")
+
+
+async def test_a_request_that_finds_every_connection_in_use_is_a_503_to_retry(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection the process may hold stays in use past the wait: the client is told
+    to come back, as for a database out of reach, not that the API failed."""
+    monkeypatch.setattr(db_module, "POOL_WAIT_SECONDS", 0.2)
+    db = Database(database_url)
+    async with AsyncExitStack() as held:
+        for _ in range(MAX_CONNECTIONS):
+            await held.enter_async_context(db.engine.connect())
+
+        answer = await answer_to(db, "SELECT 1")
+
+    body = problem(answer, 503)
+    assert body["type"].endswith("/database-unavailable")
+    assert "in use" in body["detail"]
+    assert answer.headers["Retry-After"] == str(DATABASE_RETRY_SECONDS)

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from woostore_shared.lifecycle import (
@@ -208,6 +209,17 @@ def limit_reached(limit: str, allowed: int, detail: str, retry_after: int) -> Pr
 _UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "57"})
 
 
+def _database_unavailable_problem(request: Request, detail: str) -> JSONResponse:
+    return problem_for(
+        request,
+        503,
+        "Database unavailable",
+        detail,
+        "database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+    )
+
+
 def _database_unavailable(error: DBAPIError) -> bool:
     if error.connection_invalidated:
         return True
@@ -323,11 +335,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         if not _database_unavailable(error):
             return await unexpected(request, error)
         log.warning("database unavailable", path=request.url.path, error=type(error.orig).__name__)
-        return problem_for(
-            request,
-            503,
-            "Database unavailable",
-            "the database could not be reached or gave up on the request; retry",
-            "database-unavailable",
-            headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+        return _database_unavailable_problem(
+            request, "the database could not be reached or gave up on the request; retry"
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def no_connection_free(request: Request, error: PoolTimeout) -> JSONResponse:
+        # Every connection this process may hold stayed in use for as long as a request waits
+        # for one (woostore_shared.db.POOL_WAIT_SECONDS): a moment's overload, or a stuck
+        # database. Not the client's fault, nor the code's.
+        log.warning("no database connection free", path=request.url.path)
+        return _database_unavailable_problem(
+            request, "every connection to the database stayed in use; retry"
         )
