@@ -10,7 +10,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +207,13 @@ def still_runs(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def until(condition: Callable[[], bool], what: str, deadline: float = 20.0) -> None:
+    """Poll ``condition`` (what it waits for sets no event here) until it holds; fail naming
+    ``what`` after ``deadline`` seconds."""
+    give_up = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)

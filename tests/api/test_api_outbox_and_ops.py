@@ -6,11 +6,8 @@ and /api/v1/platform.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
@@ -23,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, select
 
 from tests.api.http import STORES, create
-from tests.support import envelope, stream_messages
+from tests.support import envelope, stream_messages, until
 from woostore_devstack.embedded import NatsServer
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
@@ -33,17 +30,7 @@ from woostore_shared.secrets import TICKET_TTL_SECONDS, InvalidTicket, TicketSig
 from woostore_shared.settings import Settings
 from woostore_shared.topology import WORK_STREAM
 
-DEADLINE_SECONDS = 20.0
 REQUEST_COUNT = "woostore_api_request_duration_seconds_count"
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for ``condition`` to hold, failing with ``what`` after the deadline."""
-    give_up = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > give_up:
-            pytest.fail(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 async def event_rows(db: Database) -> list[StoreEvent]:
