@@ -144,11 +144,22 @@ class BackupNotFound(LookupError):
 
 
 class BackupNotRestorable(Exception):
-    """The backup is not complete (running, or failed): there is nothing whole to restore."""
+    """The backup is not complete (running, failed, deleted), or goes with its store, which
+    is being deleted: there is nothing whole to restore or copy."""
 
-    def __init__(self, backup: StoreBackup) -> None:
+    def __init__(self, backup: StoreBackup, why: str = "") -> None:
+        why = why or f"is {backup.status.value}: only a complete one is restored or copied"
+        super().__init__(f"backup {backup.id} {why}")
+
+
+class CopyUnderWay(Exception):
+    """A new store is being made from a backup: neither the backup nor its store can be
+    deleted until that store is made (it reads the backup until then)."""
+
+    def __init__(self, what: str, copy: Store) -> None:
         super().__init__(
-            f"backup {backup.id} is {backup.status.value}: only a complete one restores"
+            f"{what} cannot be deleted while store {copy.id} is being made from its backup; "
+            "it can be once that store is ready, or deleted"
         )
 
 
@@ -184,8 +195,8 @@ async def request(
     """A new store, queued; written at once, so a taken slug fails here. Without a tenant
     it is made for the warm pool. ``from_backup``, a complete backup of another store of the
     same tenant: the new store is made with that store's content (a clone)."""
-    if from_backup is not None and from_backup.status is not BackupStatus.COMPLETE:
-        raise BackupNotRestorable(from_backup)
+    if from_backup is not None:
+        await _copyable(uow, from_backup)
     store = Store(
         tenant_id=tenant_id,
         name=name,
@@ -376,6 +387,10 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     if store.status is S.FAILED and store.cleaned_up_at is None:
         raise StillCleaningUp(store_id)
     transition(store, S.QUEUED, {S.FAILED})
+    if store.from_backup_id is not None:  # a copy is made again from the same backup
+        from_backup = await uow.session.get(StoreBackup, store.from_backup_id)
+        assert from_backup is not None  # a backup's row is never removed
+        await _copyable(uow, from_backup)
     await _forget_the_attempt(uow, store)
     store.failure_reason = store.cleaned_up_at = store.ready_at = None
     store.storefront_url = store.admin_url = None
@@ -394,6 +409,9 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
     store = await _locked(uow, store_id)
     if store.status is S.DELETING:
         return store, False
+    # Its backups go with it.
+    if (copy := await _copy_under_way(uow, col(StoreBackup.store_id) == store.id)) is not None:
+        raise CopyUnderWay(f"store {store.id}", copy)
     transition(store, S.DELETING, DELETABLE)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
@@ -602,6 +620,8 @@ async def delete_backup(
     restoring = await change_under_way(uow.session, store.id)
     if restoring is not None and restoring.backup_id == backup.id:
         raise BackupInUse(backup, "being restored")
+    if (copy := await _copy_under_way(uow, col(StoreBackup.id) == backup.id)) is not None:
+        raise CopyUnderWay(f"backup {backup.id}", copy)
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
@@ -662,6 +682,32 @@ async def _change_under_way(uow: UnitOfWork, store: Store) -> StoreChange:
     """The store's open change record (one made before changes were recorded: a new one)."""
     found = await change_under_way(uow.session, store.id)
     return found or StoreChange(store_id=store.id, kind=store.change or "upgrade")
+
+
+async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
+    """Refuse to make a store from ``backup`` unless it is complete and its store is not
+    being deleted (which deletes the backup too). Its store's row stays locked until the
+    copy is recorded: deleting either (``delete_backup``, ``request_deletion``, which lock
+    it too) waits, then finds the copy under way, and refuses."""
+    source = await _locked(uow, backup.store_id)
+    await uow.session.refresh(backup)  # as it is now the lock is held
+    if backup.status is not BackupStatus.COMPLETE:
+        raise BackupNotRestorable(backup)
+    if source.status in (S.DELETING, S.DELETED):
+        raise BackupNotRestorable(
+            backup, f"goes with store {source.id}, which is {source.status.value}"
+        )
+
+
+async def _copy_under_way(uow: UnitOfWork, backups: ColumnElement[bool]) -> Store | None:
+    """A store being made from one of ``backups``: it reads the backup until it is made."""
+    found = await uow.session.exec(
+        select(Store)
+        .join(StoreBackup, col(StoreBackup.id) == col(Store.from_backup_id))
+        .where(backups, col(Store.status).in_([S.QUEUED, S.PROVISIONING]))
+        .limit(1)
+    )
+    return found.first()
 
 
 async def _forget_the_attempt(uow: UnitOfWork, store: Store) -> None:

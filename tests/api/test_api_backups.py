@@ -5,6 +5,7 @@ provisioner's: tests/provisioner/test_backups.py.)"""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 from nats.aio.client import Client
@@ -13,6 +14,7 @@ from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.api.test_api_stores import a_complete_backup, set_columns
 from tests.support import envelope, stream_messages
+from woostore_api.problems import COPY_RETRY_SECONDS
 from woostore_shared.db import Database
 from woostore_shared.models import StoreStatus
 
@@ -113,7 +115,7 @@ async def test_only_a_complete_backup_of_the_store_itself_is_restored(
     assert not_its_own["detail"] == f"backup {others} of this store does not exist"
     problem(await client.post(path, json={"backup_id": str(uuid.uuid4())}), 404)
     unfinished = problem(await client.post(path, json={"backup_id": running}), 409)
-    assert "is running: only a complete one restores" in unfinished["detail"]
+    assert "is running: only a complete one is restored or copied" in unfinished["detail"]
     problem(await client.post(path, json={}), 422)
     problem(await client.post(path, json={"backup_id": others, "force": True}), 422)
     assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
@@ -148,7 +150,7 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
     refused = problem(
         await client.post(f"{STORES}/{store_id}/restore", json={"backup_id": deleted}), 409
     )
-    assert "is deleting: only a complete one restores" in refused["detail"]
+    assert "is deleting: only a complete one is restored or copied" in refused["detail"]
     assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
     audit = (await client.get("/api/v1/audit")).json()["items"]
     assert (audit[0]["action"], audit[0]["details"]) == (
@@ -207,9 +209,58 @@ async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(
     unfinished = problem(
         await client.post(STORES, json={"name": "Copy", "from_backup": running}), 409
     )
-    assert "is running: only a complete one restores" in unfinished["detail"]
+    assert "is running: only a complete one is restored or copied" in unfinished["detail"]
     both = await client.post(
         STORES, json={"name": "Copy", "from_backup": complete, "settings": {"currency": "EUR"}}
     )
     assert "has the backed-up store's settings" in problem(both, 422)["detail"]
     assert (await acme.get(STORES)).json()["items"] == []
+
+
+async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """The new store reads the backup until it is made: deleting either the backup or its
+    store then failed the copy, "not whole", at its check_backup step."""
+    source_id = await ready_store(client, database)
+    backup_id = await a_complete_backup(database, source_id)
+    copy = (await client.post(STORES, json={"name": "Copy", "from_backup": backup_id})).json()
+
+    for refused in (
+        await client.delete(f"{STORES}/{source_id}/backups/{backup_id}"),
+        await client.delete(f"{STORES}/{source_id}"),
+    ):
+        body = problem(refused, 409)
+        assert f"while store {copy['id']} is being made from its backup" in body["detail"]
+        assert refused.headers["Retry-After"] == str(COPY_RETRY_SECONDS)
+    assert (await client.get(f"{STORES}/{source_id}")).json()["status"] == "ready"
+
+    await set_columns(database, copy["id"], status=StoreStatus.READY)  # made: it reads no more
+    assert (await client.delete(f"{STORES}/{source_id}/backups/{backup_id}")).status_code == 202
+    assert (await client.delete(f"{STORES}/{source_id}")).status_code == 202
+
+
+async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """A copy retried after its backup was deleted, or asked for of a store being deleted
+    (its backups go with it), is refused at once: each used to be queued, take a slot, and
+    fail at its check_backup step."""
+    source_id = await ready_store(client, database)
+    kept, deleted = (
+        await a_complete_backup(database, source_id),
+        await a_complete_backup(database, source_id),
+    )
+    copy = (await client.post(STORES, json={"name": "Copy", "from_backup": deleted})).json()
+    await set_columns(
+        database, copy["id"], status=StoreStatus.FAILED, cleaned_up_at=datetime.now(UTC)
+    )
+    assert (await client.delete(f"{STORES}/{source_id}/backups/{deleted}")).status_code == 202
+
+    again = problem(await client.post(f"{STORES}/{copy['id']}/retry"), 409)
+    assert f"backup {deleted} is deleting" in again["detail"]
+    assert (await client.get(f"{STORES}/{copy['id']}")).json()["status"] == "failed"
+
+    assert (await client.delete(f"{STORES}/{source_id}")).status_code == 202
+    going = problem(await client.post(STORES, json={"name": "Copy", "from_backup": kept}), 409)
+    assert going["detail"] == f"backup {kept} goes with store {source_id}, which is deleting"

@@ -55,7 +55,7 @@ def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None
     assert deleted.out.startswith(f"Backup {backup_id} deleted")
     again = woostore(platform, "restore", store_id, backup_id)
     assert again.code == 1
-    assert "only a complete one restores" in again.err
+    assert "only a complete one is restored or copied" in again.err
 
 
 def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> None:

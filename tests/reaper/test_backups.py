@@ -14,7 +14,7 @@ from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import event_rows, load
 from tests.reaper.test_replay_and_leadership import GRACE, consume_everything, orders, set_store
-from tests.support import create_store
+from tests.support import DEFAULT_SETTINGS, create_store
 from woostore_reaper.backups import (
     BackupKeeper,
     BackupPolicy,
@@ -211,6 +211,28 @@ async def test_backups_no_rule_keeps_are_deleted_and_their_removal_sent_until_do
     await set_store(database, store.id, replays=MAX_REPLAYS + 1)
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
     assert (await orders(nats_client, store.id))[-1] == f"work.change.{store.id}"
+
+
+async def test_a_backup_a_new_store_is_being_made_from_is_kept_until_it_is_made(
+    outbox: Outbox, database: Database
+) -> None:
+    """The copy reads the backup until it is made: retention deleting it failed the copy."""
+    store = await ready_store(outbox, database, ready_for=10 * DAY)
+    oldest = await add_backup(outbox, store, 3 * DAY, BackupStatus.COMPLETE)
+    await add_backup(outbox, store, DAY, BackupStatus.COMPLETE)
+    async with UnitOfWork.begin(outbox) as uow:
+        source = await uow.session.get(StoreBackup, oldest)
+        assert source is not None
+        copy = await lifecycle.request(
+            uow, tenant_id=store.tenant_id, name="Copy", slug=f"copy-{uuid.uuid4().hex[:6]}",
+            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=source,
+        )  # fmt: skip
+    retention = Retention(last=1, daily=0, weekly=0)
+
+    assert await expire_backups(outbox, retention) == 0
+
+    await set_store(database, copy.id, status=StoreStatus.READY)
+    assert await expire_backups(outbox, retention) == 1
 
 
 async def test_the_reapers_pass_looks_for_due_backups_once_a_minute(

@@ -20,6 +20,7 @@ from woostore_shared.lifecycle import (
     BackupInUse,
     BackupNotFound,
     BackupNotRestorable,
+    CopyUnderWay,
     InvalidTransition,
     StillCleaningUp,
 )
@@ -38,6 +39,7 @@ _DONE_BY_TARGET = {
     StoreStatus.QUEUED: "retried",
 }
 CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes
+COPY_RETRY_SECONDS = 60  # a store made from a backup takes minutes
 DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
     400: "The request is malformed: a body that is not UTF-8 JSON, a cursor no page gave.",
@@ -278,13 +280,21 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BackupNotRestorable)
     async def backup_not_restorable(request: Request, error: BackupNotRestorable) -> JSONResponse:
-        return problem_for(request, 409, "Backup cannot be restored", str(error), "invalid-state")
+        title = "Backup cannot be restored or copied"
+        return problem_for(request, 409, title, str(error), "invalid-state")
 
     @app.exception_handler(BackupInUse)
     async def backup_in_use(request: Request, error: BackupInUse) -> JSONResponse:
         return problem_for(
             request, 409, "Backup cannot be deleted now", str(error), "invalid-state"
         )
+
+    @app.exception_handler(CopyUnderWay)
+    async def copy_under_way(request: Request, error: CopyUnderWay) -> JSONResponse:
+        return problem_for(
+            request, 409, "Cannot be deleted now", str(error), "invalid-state",
+            headers={"Retry-After": str(COPY_RETRY_SECONDS)},
+        )  # fmt: skip
 
     @app.exception_handler(StillCleaningUp)
     async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:

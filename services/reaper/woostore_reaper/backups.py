@@ -29,7 +29,13 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from woostore_shared import lifecycle, tracing
-from woostore_shared.lifecycle import BackupInUse, BackupNotFound, InvalidTransition, StoreNotFound
+from woostore_shared.lifecycle import (
+    BackupInUse,
+    BackupNotFound,
+    CopyUnderWay,
+    InvalidTransition,
+    StoreNotFound,
+)
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     BackupDeletion,
@@ -231,8 +237,8 @@ async def _expire(outbox: Outbox, store_id: uuid.UUID, backup_id: uuid.UUID) -> 
         with tracing.tracer().start_as_current_span("expired backup"):
             async with UnitOfWork.begin(outbox) as uow:
                 await lifecycle.delete_backup(uow, store_id, backup_id, BackupDeletion.RETENTION)
-    except (BackupNotFound, BackupInUse, StoreNotFound):
-        return False  # deleted meanwhile, or being restored from: the next pass sees
+    except (BackupNotFound, BackupInUse, CopyUnderWay, StoreNotFound):
+        return False  # deleted meanwhile, or restored or copied from: the next pass sees
     with bind_store(store_id):
         log.info("backup expired", backup=str(backup_id))
     return True

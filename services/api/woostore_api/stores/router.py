@@ -36,7 +36,7 @@ router = APIRouter(prefix="/stores", tags=["stores"])
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=StoreOut,
-    responses=problem_responses(400, 401, 403, 404, 422, 429, 503),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 429, 503),
 )
 async def create_store(
     body: StoreCreate,
@@ -55,7 +55,9 @@ async def create_store(
 ) -> StoreOut:
     """Queue a new store in the caller's tenant. It is provisioned in the background; follow
     it on the event stream. Past a limit (the key's or the tenant's create rate, the tenant's
-    or the platform's store cap, the queue's length) the answer is 429 with ``Retry-After``."""
+    or the platform's store cap, the queue's length) the answer is 429 with ``Retry-After``.
+    A copy (``from_backup``) of a backup that is not complete, or whose store is being
+    deleted, is refused with 409."""
     created = await service.create_store(
         outbox, caller, body, settings, idempotency_key=idempotency_key
     )
@@ -136,8 +138,9 @@ async def get_store(store_id: uuid.UUID, db: DatabaseDep, caller: CurrentCaller)
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def delete_store(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> StoreOut:
-    """Delete the store and everything it owns (namespace, volumes, release). A queued or
-    provisioning store is cancelled."""
+    """Delete the store and everything it owns (namespace, volumes, release, backups). A
+    queued or provisioning store is cancelled. While a new store is being made from one of
+    its backups, refused (409, with ``Retry-After``): the copy reads the backup."""
     store = await service.request_deletion(outbox, caller, store_id)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
@@ -186,7 +189,8 @@ async def retry_store(
 ) -> StoreOut:
     """Make a failed store again from scratch, under the same id, name and address: it is
     `queued` again, as a new store is. Only once its clean-up has finished (409 before, with
-    ``Retry-After``). It counts as a create: the create rates and the store caps apply."""
+    ``Retry-After``). It counts as a create: the create rates and the store caps apply. A
+    copy is made again from the same backup: refused (409) once that is gone."""
     store = await service.retry_store(outbox, caller, store_id, settings)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
@@ -267,8 +271,8 @@ async def delete_backup(
     """Delete one of the store's backups: from now on it is neither listed nor restorable
     (`deleting`), and its data is removed from the store's repository as soon as the store
     is not busy (`deleted`). Announced as `backup_deleted`; asking again changes nothing. One
-    being made, or being restored from, is refused (409): it can be deleted once that ends.
-    The operator's retention rules delete old backups the same way."""
+    being made, restored from, or copied to a new store, is refused (409): it can be deleted
+    once that ends. The operator's retention rules delete old backups the same way."""
     backup = await service.delete_backup(outbox, caller, store_id, backup_id)
     return BackupOut.model_validate(backup)
 
