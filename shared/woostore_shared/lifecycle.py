@@ -112,6 +112,20 @@ def in_the_cold_queue() -> ColumnElement[bool]:
     )
 
 
+def idle_with_backups() -> ColumnElement[bool]:
+    """Stores that may have backups and that no work uses now: ready, or failed and cleaned
+    up. A deleted backup's data is removed from such a store's repository (restic's prune
+    locks it whole)."""
+    return (col(Store.status) == S.READY) | (
+        (col(Store.status) == S.FAILED) & col(Store.cleaned_up_at).is_not(None)
+    )
+
+
+def is_idle_with_backups(store: Store) -> bool:
+    """:func:`idle_with_backups`, asked of a store at hand."""
+    return store.status is S.READY or (store.status is S.FAILED and store.cleaned_up_at is not None)
+
+
 def waits_in_the_cold_queue(store: Store) -> bool:
     """:func:`in_the_cold_queue`, asked of a store at hand rather than of the database."""
     return store.status is S.QUEUED and store.tenant_id is not None and store.claimed_at is None

@@ -409,6 +409,35 @@ async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_othe
     ]
 
 
+async def test_a_failed_stores_deleted_backup_has_its_data_removed_too(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+) -> None:
+    """A failed store, once cleaned up, is as idle as a ready one: its deleted backup stayed
+    deleting, and its data in the repository, for good."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    deleted = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    kept = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.fail(uow, store.id, "its namespace was deleted outside WooStore", lost=True)
+    await runner.remove(store.id, KeepAlive())  # its clean-up
+    assert (await load(database, store.id)).cleaned_up_at is not None
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.delete_backup(uow, store.id, deleted, BackupDeletion.REQUESTED)
+    await runner.change(store.id, KeepAlive())  # the order delete_backup sent
+
+    assert (await backup_row(database, deleted)).status is BackupStatus.DELETED
+    assert [m.backup_id for m in await backup_storage.of(store.id).manifests()] == [kept]
+    assert (await load(database, store.id)).status is StoreStatus.FAILED
+
+
 async def test_a_backup_being_made_or_restored_from_cannot_be_deleted(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,

@@ -235,6 +235,31 @@ async def test_a_backup_a_new_store_is_being_made_from_is_kept_until_it_is_made(
     assert await expire_backups(outbox, retention) == 1
 
 
+async def test_a_failed_stores_deleted_backups_are_sent_for_removal_once_it_is_cleaned_up(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    """Its clean-up first (the removal lane), then its deleted backups' data (the change
+    lane, as for a ready store): it was never sent, and stayed in the repository."""
+    store = await ready_store(outbox, database, ready_for=DAY)
+    backup = await add_backup(outbox, store, HOUR, BackupStatus.COMPLETE)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.fail(uow, store.id, "its namespace vanished", lost=True)
+        await lifecycle.delete_backup(uow, store.id, backup, BackupDeletion.REQUESTED)
+    await consume_everything(nats_client, Lane.REMOVAL)
+    await consume_everything(nats_client, Lane.CHANGE)
+    await set_store(database, store.id)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+    assert (await orders(nats_client, store.id))[-1] == f"work.removal.{store.id}"
+
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.mark_cleaned_up(uow, store.id)
+    await consume_everything(nats_client, Lane.REMOVAL)
+    await set_store(database, store.id)
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+    assert (await orders(nats_client, store.id))[-1] == f"work.change.{store.id}"
+
+
 async def test_the_reapers_pass_looks_for_due_backups_once_a_minute(
     outbox: Outbox, database: Database
 ) -> None:

@@ -268,12 +268,13 @@ class Runner:
             await self._end_change(attempt.store_id, failure=None)
 
     async def _remove_deleted_backups(self, store_id: uuid.UUID) -> None:
-        """Remove the data of the store's deleted backups from its repository, if the store
-        is ready (busy, the work under way ends with this)."""
+        """Remove the data of the store's deleted backups from its repository, if nothing
+        else uses it: the store is ready, or failed and cleaned up (busy, the work under way
+        ends with this)."""
         async with self.db.session() as session:
             store = await session.get(Store, store_id)
             deleting = await lifecycle.backups_deleting(session, store_id)
-        if store is None or store.status is not StoreStatus.READY:
+        if store is None or not lifecycle.is_idle_with_backups(store):
             return
         for backup_id in deleting:
             await self.backup_storage.of(store_id).forget(backup_id)

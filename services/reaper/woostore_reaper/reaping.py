@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 from sqlmodel import col, delete, select
+from sqlmodel.sql.expression import Select
 
 from woostore_cluster import Cluster
 from woostore_shared import lifecycle
-from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound
+from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound, idle_with_backups
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     BackupStatus,
@@ -82,10 +83,12 @@ _GIVEN_UP_ON = frozenset(_LANES) - {StoreStatus.DELETING, StoreStatus.FAILED, St
 _LIVE_CHANGES = (StoreStatus.UPDATING, StoreStatus.BACKING_UP, StoreStatus.RESTORING)
 
 
-def _lane(status: StoreStatus, claimed: bool) -> Lane:
+def _lane(status: StoreStatus, claimed: bool, cleaned_up: bool) -> Lane:
     """The lane a store's work is on: a claimed store is made its owner's on its own."""
     if claimed and status in (StoreStatus.QUEUED, StoreStatus.PROVISIONING):
         return Lane.PERSONALISE
+    if status is StoreStatus.FAILED and cleaned_up:
+        return Lane.CHANGE  # removing deleted backups' data, as a ready store's
     return _LANES[status]
 
 
@@ -190,19 +193,27 @@ async def _end_lost_change(
 async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
     """Returns (stores whose work was published again, stores failed as dead letters)."""
     now = utcnow()
-    # A ready store with deleted backups whose data is still in its repository has work too.
+    # A store no work uses with deleted backups whose data is still in its repository has
+    # work too.
     deleting = select(StoreBackup.store_id).where(col(StoreBackup.status) == BackupStatus.DELETING)
     async with outbox.db.session() as session:
         idle = list(
             await session.exec(
-                select(Store.id, Store.status, Store.replays, Store.claimed_at)
+                # select() is typed for four columns at most; the class takes any number.
+                Select[uuid.UUID, StoreStatus, int, datetime | None, datetime | None](
+                    col(Store.id),
+                    col(Store.status),
+                    col(Store.replays),
+                    col(Store.claimed_at),
+                    col(Store.cleaned_up_at),
+                )
                 .where(
                     col(Store.status).in_(ACTIVE)
                     | (
                         (col(Store.status) == StoreStatus.FAILED)
                         & col(Store.cleaned_up_at).is_(None)
                     )
-                    | ((col(Store.status) == StoreStatus.READY) & col(Store.id).in_(deleting))
+                    | (idle_with_backups() & col(Store.id).in_(deleting))
                 )
                 .where(col(Store.updated_at) < now - grace)
                 .where(col(Store.lease_expires_at).is_(None) | (col(Store.lease_expires_at) < now))
@@ -210,9 +221,9 @@ async def replay_lost_work(outbox: Outbox, grace: timedelta) -> tuple[int, int]:
         )
     replayed = dead = 0
     floors = await _ack_floors(outbox) if idle else {}
-    for store_id, raw_status, replays, claimed_at in idle:
+    for store_id, raw_status, replays, claimed_at, cleaned_up_at in idle:
         status = StoreStatus(raw_status)
-        lane = _lane(status, claimed_at is not None)
+        lane = _lane(status, claimed_at is not None, cleaned_up_at is not None)
         if await _work_in_flight(outbox, store_id, lane, floors):
             continue
         with bind_store(store_id):
