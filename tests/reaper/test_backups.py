@@ -157,7 +157,7 @@ async def test_scheduled_backups_stay_within_the_limit_the_longest_waiting_first
     assert await start_due_backups(outbox, replace(POLICY, at_once=3)) == 1
 
 
-async def test_a_failed_scheduled_backup_is_tried_again_after_an_hour(
+async def test_a_failed_backup_is_tried_again_after_an_hour_a_failed_safety_backup_at_once(
     outbox: Outbox, database: Database
 ) -> None:
     lately = await ready_store(outbox, database, ready_for=3 * DAY)
@@ -167,8 +167,14 @@ async def test_a_failed_scheduled_backup_is_tried_again_after_an_hour(
     await add_backup(outbox, earlier, 2 * DAY, BackupStatus.COMPLETE)
     await add_backup(outbox, earlier, 2 * HOUR, BackupStatus.FAILED)
 
-    assert await start_due_backups(outbox, POLICY) == 1
-    assert await backing_up(database) == {earlier.id}
+    changed = await ready_store(outbox, database, ready_for=3 * DAY)
+    await add_backup(outbox, changed, 2 * DAY, BackupStatus.COMPLETE)
+    await add_backup(  # a restore's, refused before it began: not a backup that failed
+        outbox, changed, HOUR / 2, BackupStatus.FAILED, BackupTrigger.BEFORE_RESTORE
+    )
+
+    assert await start_due_backups(outbox, POLICY) == 2
+    assert await backing_up(database) == {earlier.id, changed.id}
 
 
 async def test_backups_no_rule_keeps_are_deleted_and_their_removal_sent_until_done(

@@ -4,7 +4,8 @@ backups thinned out by the operator's retention rules. Both are the leader's onl
 The schedule: a ready store is backed up once its newest backup (complete or under way, of
 any trigger: one its owner asked for counts) is ``every`` old; a store never backed up,
 ``every`` after it first became ready, so stores made together are not all backed up at
-once later either. One whose scheduled backup failed is tried again after ``retry_after``.
+once later either. One whose scheduled backup (or one its owner asked for) failed is tried
+again after ``retry_after``.
 At most ``at_once`` stores are backed up at a time, platform-wide (a store is busy while it
 is backed up), the ones waiting longest first; due backups are looked for once a minute.
 
@@ -155,7 +156,12 @@ async def start_due_backups(outbox: Outbox, policy: BackupPolicy) -> int:
         return 0
     now = utcnow()
     taken = col(StoreBackup.status).in_((BackupStatus.COMPLETE, BackupStatus.RUNNING))
-    failed = col(StoreBackup.status) == BackupStatus.FAILED
+    # A backup in its own right that failed holds the schedule off for a while (the storage
+    # may be down). One a change or a restore takes first does not: a restore refused
+    # before it began records its safety backup failed, never having reached the storage.
+    failed = (col(StoreBackup.status) == BackupStatus.FAILED) & col(StoreBackup.trigger).in_(
+        (BackupTrigger.SCHEDULED, BackupTrigger.REQUESTED)
+    )
     last_taken = func.coalesce(
         func.max(StoreBackup.requested_at).filter(taken), func.min(Store.ready_at)
     )
