@@ -552,7 +552,7 @@ def _status(store: Store) -> str:
 def _detail(store: Store) -> str:
     """The one thing worth knowing about a store in its current status."""
     status, step = store["status"], store.get("step")
-    if status in ("provisioning", "updating", "backing_up", "deleting") and step:
+    if status in ("provisioning", "updating", "backing_up", "restoring", "deleting") and step:
         return f"step {step['index']} of {step['total']}: {step['title']}"
     if status == "queued":
         return _queue(store).strip(" ()")
@@ -575,9 +575,25 @@ def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]
         what = f'{status} "{data["store"]["name"]}"'
     elif kind == "ready":
         what = f"{status} {data.get('storefront_url', '')}"
-    elif kind == "failed":
-        what = f"{status}: {data.get('reason', '')}"
+    else:  # a change, a backup, a restore, a failure: what it was of, and why it ended so
+        what = " ".join([status, *_what_of(data)])
+        if data.get("reason"):
+            what += f": {data['reason']}"
     return "  ".join(part for part in (_time(time), f"{kind:<16}", store_id, what) if part)
+
+
+def _what_of(data: dict[str, Any]) -> list[str]:
+    """What an event was of, e.g. ["backup 3f2a…", "scheduled"] or ["upgrade", "chart 0.3.0"]."""
+    said = [str(data["change"])] if data.get("change") else []
+    if data.get("backup_id"):
+        said.append(f"backup {data['backup_id']}")
+    if data.get("trigger"):
+        said.append(str(data["trigger"]).replace("_", " "))
+    if "size" in data:
+        said.append(_size(int(data["size"])))
+    if data.get("revision"):
+        said.append(f"chart {data.get('chart_version')} (revision {data['revision']})")
+    return said
 
 
 def _size(size: int) -> str:

@@ -1,0 +1,48 @@
+"""What `woostore events` and `woostore show` print of a store's backups, restores and
+changes: each line names what it was of and why it ended so, and a restoring store its step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from woostore_cli.main import _detail, _event_line
+
+TIME = "2026-12-04T10:00:30Z"
+BACKUP = "3f2a9c1e-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "said"),
+    [
+        ("backup_started", {"status": "backing_up", "backup_id": BACKUP, "trigger": "scheduled"},
+         f"backing_up backup {BACKUP} scheduled"),
+        ("backup_completed", {"status": "ready", "backup_id": BACKUP, "size": 48_200_000},
+         f"ready backup {BACKUP} 48.2 MB"),
+        ("backup_failed", {"status": "ready", "backup_id": BACKUP, "reason": "storage refused"},
+         f"ready backup {BACKUP}: storage refused"),
+        ("restore_failed", {"status": "ready", "backup_id": BACKUP, "reason": "not whole"},
+         f"ready backup {BACKUP}: not whole"),
+        ("backup_deleted", {"status": "failed", "backup_id": BACKUP, "reason": "retention"},
+         f"failed backup {BACKUP}: retention"),
+        ("changed", {"status": "ready", "change": "upgrade", "chart_version": "0.3.0",
+                     "revision": 2}, "ready upgrade chart 0.3.0 (revision 2)"),
+        ("change_failed", {"status": "ready", "change": "rollback", "reason": "helm said no"},
+         "ready rollback: helm said no"),
+        ("failed", {"status": "failed", "reason": "its namespace vanished", "step": None},
+         "failed: its namespace vanished"),
+    ],
+)  # fmt: skip
+def test_an_event_line_names_what_it_was_of_and_why_it_ended_so(
+    kind: str, data: dict[str, Any], said: str
+) -> None:
+    """They printed the status alone ("backup_failed  ready"): no backup, no reason."""
+    assert _event_line(TIME, kind, "s-1", data).endswith(f"{kind:<16}  s-1  {said}")
+
+
+def test_a_restoring_store_shows_its_step_as_any_busy_store_does() -> None:
+    step = {"index": 2, "total": 6, "title": "Backing up the store as it is"}
+    assert _detail({"status": "restoring", "step": step}) == (
+        "step 2 of 6: Backing up the store as it is"
+    )
