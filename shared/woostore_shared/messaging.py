@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from nats.aio.client import Client
 
@@ -39,6 +40,18 @@ def servers(url: str) -> list[str]:
     return [part.strip() for part in url.split(",") if part.strip()]
 
 
+def staying_connected() -> dict[str, Any]:
+    """How every service's NATS client keeps its server, or finds it again: nats-py's
+    options, for :func:`connect` and for the provisioner's FastStream broker alike."""
+    return {
+        "max_reconnect_attempts": -1,  # keep trying: the broker restarting is routine
+        "reconnect_time_wait": RETRY_SECONDS,
+        "ping_interval": PING_SECONDS,
+        "max_outstanding_pings": 2,
+        "error_cb": log_nats_error,
+    }
+
+
 async def connect(url: str, name: str, client: Client | None = None) -> Client:
     """Connects ``client`` (a new one when none is given: a readiness check may hold it
     before it is connected), trying again every second while NATS cannot be reached, and
@@ -57,11 +70,7 @@ async def connect(url: str, name: str, client: Client | None = None) -> Client:
         client.connect(
             servers(url),
             name=name,
-            max_reconnect_attempts=-1,  # keep trying: the broker restarting is routine
-            reconnect_time_wait=RETRY_SECONDS,
-            ping_interval=PING_SECONDS,
-            max_outstanding_pings=2,
-            error_cb=log_nats_error,
+            **staying_connected(),
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
         )

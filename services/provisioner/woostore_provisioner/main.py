@@ -13,7 +13,7 @@ from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
-from woostore_shared.messaging import RETRY_SECONDS, log_nats_error, require_connected, servers
+from woostore_shared.messaging import require_connected, servers, staying_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
@@ -26,12 +26,7 @@ HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
 
 
 def build_app(settings: Settings) -> FastStream:
-    broker = NatsBroker(
-        servers(settings.nats_url),
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=RETRY_SECONDS,
-        error_cb=log_nats_error,
-    )
+    broker = NatsBroker(servers(settings.nats_url), **staying_connected())
     topology = declare(settings)
     broker.include_router(build_router(topology))
     db = Database(settings.database_url, "woostore-provisioner")
