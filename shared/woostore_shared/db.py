@@ -18,11 +18,12 @@ MAX_CONNECTIONS = 15  # a process's, each service's
 # How long a request waits for one of them, all in use, before it is refused (the API's 503):
 # long past any burst's wait (a create holds one for milliseconds), short of a client's patience.
 POOL_WAIT_SECONDS = 10.0
-# How long either end of a connection waits on a silent other before giving it up. An idle
-# connection is probed after 30 s and given up after 3 probes 10 s apart unanswered; what was
-# sent and not acknowledged within 30 s fails it. The kernel's defaults are 2 hours and about
-# 15 minutes. The probes also keep a NAT's or a load balancer's mapping alive (their idle
-# timeouts are minutes).
+# How long either end of a service's connection waits on a silent other before giving it up.
+# An idle connection is probed after 30 s of silence, 10 s apart; what was sent and not
+# acknowledged within 30 s fails it. On Linux that limit also ends an idle one at its first
+# probe left unanswered (about 40 s in), before the probe count is reached. The kernel's
+# defaults are 2 hours and about 15 minutes. The probes also keep a NAT's or a load
+# balancer's mapping alive (their idle timeouts are minutes).
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, UNACKNOWLEDGED_MS = 30, 10, 3, 30_000
 # This side's (libpq's parameters; a value the URL gives wins). A database lost without a word
 # (its node gone, a NAT's mapping dropped) held a request for those 15 minutes, and opening a

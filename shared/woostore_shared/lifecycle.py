@@ -34,6 +34,10 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`end_restore` | restoring | ready; the outcome kept | restored or restore_failed | |
 | :func:`delete_backup` | (unchanged) | a backup deleting | backup_deleted | change |
 | :func:`mark_backup_deleted` | (a backup deleting) | the backup deleted | | |
+
+A copy (:func:`request` with a backup) is made only of a complete backup of a store not being
+deleted; until it is made it reads the backup, so neither the backup nor its store can be
+deleted meanwhile (:class:`CopyUnderWay`).
 """
 
 from __future__ import annotations
@@ -423,9 +427,8 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
     store = await _locked(uow, store_id)
     if store.status is S.DELETING:
         return store, False
-    # Its backups go with it.
-    if (copy := await _copy_under_way(uow, col(StoreBackup.store_id) == store.id)) is not None:
-        raise CopyUnderWay(f"store {store.id}", copy)
+    if (copy := await copy_reading_from(uow.session, store.id)) is not None:
+        raise CopyUnderWay(f"store {store.id}", copy)  # its backups go with it
     transition(store, S.DELETING, DELETABLE)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
@@ -634,7 +637,7 @@ async def delete_backup(
     restoring = await change_under_way(uow.session, store.id)
     if restoring is not None and restoring.backup_id == backup.id:
         raise BackupInUse(backup, "being restored")
-    if (copy := await _copy_under_way(uow, col(StoreBackup.id) == backup.id)) is not None:
+    if (copy := await _copy_under_way(uow.session, col(StoreBackup.id) == backup.id)) is not None:
         raise CopyUnderWay(f"backup {backup.id}", copy)
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
@@ -713,9 +716,16 @@ async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
         )
 
 
-async def _copy_under_way(uow: UnitOfWork, backups: ColumnElement[bool]) -> Store | None:
+async def copy_reading_from(session: AsyncSession, store_id: uuid.UUID) -> Store | None:
+    """A store being made from one of the store's backups: until it is made it reads the
+    store's repository, which nothing may prune meanwhile (restic's prune locks it whole,
+    and the copy's reading would fail)."""
+    return await _copy_under_way(session, col(StoreBackup.store_id) == store_id)
+
+
+async def _copy_under_way(session: AsyncSession, backups: ColumnElement[bool]) -> Store | None:
     """A store being made from one of ``backups``: it reads the backup until it is made."""
-    found = await uow.session.exec(
+    found = await session.exec(
         select(Store)
         .join(StoreBackup, col(StoreBackup.id) == col(Store.from_backup_id))
         .where(backups, col(Store.status).in_([S.QUEUED, S.PROVISIONING]))

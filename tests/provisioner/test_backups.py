@@ -438,6 +438,40 @@ async def test_a_failed_stores_deleted_backup_has_its_data_removed_too(
     assert (await load(database, store.id)).status is StoreStatus.FAILED
 
 
+async def test_no_deleted_backup_is_pruned_while_a_new_store_reads_the_repository(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+) -> None:
+    """restic's prune locks the repository whole: a copy reading another of its backups
+    meanwhile failed, for good."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    copied = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    deleted = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    async with UnitOfWork.begin(api_outbox) as uow:
+        source = await uow.session.get(StoreBackup, copied)
+        assert source is not None
+        copy = await lifecycle.request(
+            uow, tenant_id=store.tenant_id, name="Copy", slug=f"copy-{uuid.uuid4().hex[:6]}",
+            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=source,
+        )  # fmt: skip
+        await lifecycle.delete_backup(uow, store.id, deleted, BackupDeletion.REQUESTED)
+
+    await runner.change(store.id, KeepAlive())  # the order delete_backup sent
+    assert (await backup_row(database, deleted)).status is BackupStatus.DELETING
+    assert await backup_storage.of(store.id).manifest(deleted) is not None  # not pruned
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.request_deletion(uow, copy.id)  # done with: it reads no more
+    await runner.change(store.id, KeepAlive())  # as the reaper sends it again
+    assert (await backup_row(database, deleted)).status is BackupStatus.DELETED
+
+
 async def test_a_backup_being_made_or_restored_from_cannot_be_deleted(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,

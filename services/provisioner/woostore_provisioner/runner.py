@@ -270,11 +270,13 @@ class Runner:
     async def _remove_deleted_backups(self, store_id: uuid.UUID) -> None:
         """Remove the data of the store's deleted backups from its repository, if nothing
         else uses it: the store is ready, or failed and cleaned up (busy, the work under way
-        ends with this)."""
+        ends with this), and no new store is being made from one of its backups (the reaper
+        sends the work again once it is)."""
         async with self.db.session() as session:
             store = await session.get(Store, store_id)
             deleting = await lifecycle.backups_deleting(session, store_id)
-        if store is None or not lifecycle.is_idle_with_backups(store):
+            copy = await lifecycle.copy_reading_from(session, store_id) if deleting else None
+        if store is None or not lifecycle.is_idle_with_backups(store) or copy is not None:
             return
         for backup_id in deleting:
             await self.backup_storage.of(store_id).forget(backup_id)

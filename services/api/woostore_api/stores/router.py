@@ -268,11 +268,12 @@ async def get_backup(
 async def delete_backup(
     store_id: uuid.UUID, backup_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller
 ) -> BackupOut:
-    """Delete one of the store's backups: from now on it is neither listed nor restorable
-    (`deleting`), and its data is removed from the store's repository as soon as the store
-    is not busy (`deleted`). Announced as `backup_deleted`; asking again changes nothing. One
-    being made, restored from, or copied to a new store, is refused (409): it can be deleted
-    once that ends. The operator's retention rules delete old backups the same way."""
+    """Delete one of the store's backups: from now on it is not restorable (`deleting`, and
+    listed so until its data is gone), and its data is removed from the store's repository as
+    soon as the store is not busy (`deleted`). Announced as `backup_deleted`; asking again
+    changes nothing. One being made, restored from, or copied to a new store, is refused
+    (409): it can be deleted once that ends. The operator's retention rules delete old
+    backups the same way."""
     backup = await service.delete_backup(outbox, caller, store_id, backup_id)
     return BackupOut.model_validate(backup)
 
