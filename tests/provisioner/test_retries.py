@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from woostore_cluster import PermanentClusterError, TransientClusterError
 from woostore_provisioner.retries import (
@@ -110,3 +111,13 @@ async def test_retries_in_place_stop_after_their_number_of_tries() -> None:
         await retry_in_place(tries.work, sleep=tries.wait)
 
     assert tries.count == IN_PLACE_ATTEMPTS
+
+
+async def test_a_database_whose_connections_are_all_in_use_is_retried_in_place() -> None:
+    """The pool's wait for a connection is 10 s: a moment's crowding, not a fault of the
+    store's, which SQLAlchemy's TimeoutError (not the built-in one) was taken for."""
+    tries = Tries(PoolTimeout("QueuePool limit of size 15 overflow 0 reached"))
+
+    await retry_in_place(tries.work, sleep=tries.wait)
+
+    assert tries.count == 2

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from nats.errors import Error as NatsError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as NoConnectionFree
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -73,6 +74,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientClusterError,
     OperationalError,
     InterfaceError,
+    NoConnectionFree,  # every pooled database connection stayed in use
     NatsError,
     TimeoutError,
     ConnectionError,
