@@ -23,7 +23,7 @@ from nats.js.api import RawStreamMsg
 from woostore_shared import lifecycle
 from woostore_shared.access import new_key
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, Store, StoreBackup
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.store_settings import StoreSettings
@@ -62,6 +62,20 @@ async def create_store(outbox: Outbox, name: str = "Acme Coffee") -> Store:
             settings=DEFAULT_SETTINGS,
         )
     return store
+
+
+async def create_copy(outbox: Outbox, backup_id: uuid.UUID) -> Store:
+    """What the API does for POST /stores with ``from_backup``: a queued store made from the
+    backup, in its store's tenant."""
+    async with UnitOfWork.begin(outbox) as uow:
+        backup = await uow.session.get(StoreBackup, backup_id)
+        assert backup is not None
+        source = await uow.session.get(Store, backup.store_id)
+        assert source is not None
+        return await lifecycle.request(
+            uow, tenant_id=source.tenant_id, name="Copy", slug=f"copy-{uuid.uuid4().hex[:6]}",
+            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=backup,
+        )  # fmt: skip
 
 
 async def add_pooled_store(

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 
 from tests.provisioner.test_changes import names, ready_store
 from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
-from tests.support import DEFAULT_SETTINGS
+from tests.support import DEFAULT_SETTINGS, create_copy
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import DUMP_FORMAT, SimulatedCluster
 from woostore_provisioner.recipe import (
@@ -409,6 +409,19 @@ async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_othe
     ]
 
 
+async def backed_up_twice(
+    make_runner: Callable[[Cluster], Runner], cluster: SimulatedCluster, outbox: Outbox
+) -> tuple[Store, Runner, tuple[uuid.UUID, uuid.UUID]]:
+    """A ready store with two complete backups, older first, and the runner that made them."""
+    store = await ready_store(make_runner, cluster, outbox)
+    runner = make_runner(cluster)
+    backups = []
+    for _ in range(2):
+        backups.append(await request_backup(outbox, store))
+        await runner.change(store.id, KeepAlive())
+    return store, runner, (backups[0], backups[1])
+
+
 async def test_a_failed_stores_deleted_backup_has_its_data_removed_too(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -418,12 +431,7 @@ async def test_a_failed_stores_deleted_backup_has_its_data_removed_too(
 ) -> None:
     """A failed store, once cleaned up, is as idle as a ready one: its deleted backup stayed
     deleting, and its data in the repository, for good."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    deleted = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
-    kept = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, (deleted, kept) = await backed_up_twice(make_runner, cluster, api_outbox)
     async with UnitOfWork.begin(api_outbox) as uow:
         await lifecycle.fail(uow, store.id, "its namespace was deleted outside WooStore", lost=True)
     await runner.remove(store.id, KeepAlive())  # its clean-up
@@ -447,19 +455,9 @@ async def test_no_deleted_backup_is_pruned_while_a_new_store_reads_the_repositor
 ) -> None:
     """restic's prune locks the repository whole: a copy reading another of its backups
     meanwhile failed, for good."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    copied = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
-    deleted = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, (copied, deleted) = await backed_up_twice(make_runner, cluster, api_outbox)
+    copy = await create_copy(api_outbox, copied)
     async with UnitOfWork.begin(api_outbox) as uow:
-        source = await uow.session.get(StoreBackup, copied)
-        assert source is not None
-        copy = await lifecycle.request(
-            uow, tenant_id=store.tenant_id, name="Copy", slug=f"copy-{uuid.uuid4().hex[:6]}",
-            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=source,
-        )  # fmt: skip
         await lifecycle.delete_backup(uow, store.id, deleted, BackupDeletion.REQUESTED)
 
     await runner.change(store.id, KeepAlive())  # the order delete_backup sent

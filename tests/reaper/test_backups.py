@@ -14,7 +14,7 @@ from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import event_rows, load
 from tests.reaper.test_replay_and_leadership import GRACE, consume_everything, orders, set_store
-from tests.support import DEFAULT_SETTINGS, create_store
+from tests.support import create_copy, create_store
 from woostore_reaper.backups import (
     BackupKeeper,
     BackupPolicy,
@@ -226,13 +226,7 @@ async def test_a_backup_a_new_store_is_being_made_from_is_kept_until_it_is_made(
     store = await ready_store(outbox, database, ready_for=10 * DAY)
     oldest = await add_backup(outbox, store, 3 * DAY, BackupStatus.COMPLETE)
     await add_backup(outbox, store, DAY, BackupStatus.COMPLETE)
-    async with UnitOfWork.begin(outbox) as uow:
-        source = await uow.session.get(StoreBackup, oldest)
-        assert source is not None
-        copy = await lifecycle.request(
-            uow, tenant_id=store.tenant_id, name="Copy", slug=f"copy-{uuid.uuid4().hex[:6]}",
-            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=source,
-        )  # fmt: skip
+    copy = await create_copy(outbox, oldest)
     retention = Retention(last=1, daily=0, weekly=0)
 
     assert await expire_backups(outbox, retention) == 0
