@@ -20,15 +20,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import DateTime, Interval, String, bindparam, func
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_api.problems import Problem, limit_reached
 from woostore_shared.access import Principal
-from woostore_shared.models import RateLimit, utcnow
+from woostore_shared.models import utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
@@ -36,32 +34,31 @@ from woostore_shared.unit_of_work import UnitOfWork
 PERIOD = timedelta(minutes=1)  # rates are counted per minute
 _CAPS = ("tenant_store_limit", "max_live_stores", "max_queued_stores")  # settings, in the database
 
-# Statements built once, as every create and change runs them: building one costs the API
-# more than the database's work on it. What varies is bound at each execution.
-_NOW = bindparam("now", type_=DateTime(timezone=True))
-_INTERVAL = bindparam("interval", type_=Interval())
-_ARRIVAL = func.greatest(RateLimit.tat, _NOW)
-# GCRA: the counter's theoretical arrival time (tat) moves one interval on per request
-# admitted; a request is admitted while tat is at most ``burst`` ahead of now.
-_ADMIT = (
-    insert(RateLimit)
-    .values(counter=bindparam("counter", type_=String()), tat=_NOW + _INTERVAL)
-    .on_conflict_do_update(
-        index_elements=["counter"],
-        set_={"tat": _ARRIVAL + _INTERVAL},
-        where=bindparam("burst", type_=Interval()) >= _ARRIVAL - _NOW,
-    )
-    .returning(col(RateLimit.tat))
-    # As a plain statement: an ORM insert run with parameters would be taken for a bulk one,
-    # whose parameters SQLAlchemy reworks at every run.
-    .execution_options(dml_strategy="raw")
+# GCRA: a counter's theoretical arrival time (tat) moves one interval on per request admitted,
+# and a request is admitted while the tat it leaves is at most a period ahead of now: a full
+# allowance is ``allowed`` requests at once. One statement takes all of a request's rates; a
+# counter it does not return refused. ON CONFLICT sees only the row a counter would start
+# with, so a counter's interval is that row's tat less now. (A statement for each rate cost a
+# create a round trip each: docs/benchmarks.md, Bursts.)
+_ADMIT = text(
+    "INSERT INTO rate_limits (counter, tat) SELECT counter, :now + step FROM"
+    " unnest(CAST(:counters AS varchar[]), CAST(:steps AS interval[])) AS asked (counter, step)"
+    " ON CONFLICT (counter) DO UPDATE"
+    " SET tat = greatest(rate_limits.tat, :now) + (excluded.tat - :now)"
+    " WHERE greatest(rate_limits.tat, :now) + (excluded.tat - :now) <= :now + :period"
+    " RETURNING counter"
 )
-_COUNTERS = select(RateLimit.counter, RateLimit.tat).where(
-    col(RateLimit.counter).in_(bindparam("counters", expanding=True))
+_COUNTERS = text(
+    "SELECT counter, tat FROM rate_limits WHERE counter = ANY(CAST(:counters AS varchar[]))"
 )
-# Transaction-local (the third argument): a pooled connection carries nothing on.
-_SET_CAPS = select(
-    *(func.set_config(f"woostore.{cap}", bindparam(cap, type_=String()), True) for cap in _CAPS)
+# The caps the transaction is held to, named as the request's counters are read: one round
+# trip, not two. Transaction-local (set_config's third argument), so a pooled connection
+# carries nothing on; a cap named NULL is none. The LEFT JOIN keeps the row that names them
+# where no counter exists yet.
+_CAPS_AND_COUNTERS = text(
+    "SELECT counter, tat FROM (SELECT "  # noqa: S608  (fixed text, no input)
+    + ", ".join(f"set_config('woostore.{cap}', :{cap}, true)" for cap in _CAPS)
+    + ") AS caps LEFT JOIN rate_limits ON counter = ANY(CAST(:counters AS varchar[]))"
 )
 
 
@@ -81,24 +78,32 @@ class Rate:
 
     @property
     def burst(self) -> timedelta:
-        """How far ahead of now the counter's next arrival may be and still admit one: a
-        full allowance is ``allowed`` requests at once."""
-        return self.interval * (self.allowed - 1)
+        """How far ahead of now the counter's next arrival may be and still admit one: what
+        a request leaves it at most a period ahead (``_ADMIT``), so a full allowance is
+        ``allowed`` requests at once."""
+        return PERIOD - self.interval
 
 
 @asynccontextmanager
 async def counted(
-    session: AsyncSession, *rates: Rate, now: datetime | None = None
+    session: AsyncSession,
+    *rates: Rate,
+    caps: Settings | None = None,
+    now: datetime | None = None,
 ) -> AsyncIterator[None]:
-    """The request's work, counted against ``rates`` in the transaction that carries it out.
-    A rate already spent refuses it at once, read and not locked, before any work (a create
-    past its rate must not hold a pooled store while it waits to be refused); the counters
-    are then taken last (``take``), their rows locked only until the commit. A request
-    refused for any reason is counted against none: a client waiting out Retry-After gets
-    in."""
+    """The request's work, counted against ``rates`` in the transaction that carries it out,
+    and held to the store caps ``caps`` names (``within_caps``). A rate already spent refuses
+    it at once, read and not locked, before any work (a create past its rate must not hold a
+    pooled store while it waits to be refused); the counters are then taken last (``take``),
+    their rows locked only until the commit. A request refused for any reason is counted
+    against none: a client waiting out Retry-After gets in."""
     now = now or utcnow()
-    found = await session.exec(_COUNTERS, params={"counters": [rate.counter for rate in rates]})
-    tats = dict(found.all())
+    named = {cap: None if caps is None else str(getattr(caps, cap)) for cap in _CAPS}
+    connection = await session.connection()
+    found = await connection.execute(
+        _CAPS_AND_COUNTERS, {**named, "counters": [rate.counter for rate in rates]}
+    )
+    tats: dict[str, datetime] = {counter: tat for counter, tat in found if counter is not None}
     for rate in rates:
         if rate.counter in tats and tats[rate.counter] - now > rate.burst:
             raise _refusal(rate, tats[rate.counter], now)
@@ -110,15 +115,20 @@ async def take(session: AsyncSession, *rates: Rate, now: datetime | None = None)
     """Count a request against every rate; past any of them it is refused (and the caller's
     transaction, rolled back, counts it against none)."""
     now = now or utcnow()
-    for rate in rates:
-        bound = {
-            "counter": rate.counter, "now": now, "interval": rate.interval, "burst": rate.burst,
-        }  # fmt: skip
-        if (await session.exec(_ADMIT, params=bound)).first() is None:
-            tat = (await session.exec(
-                select(RateLimit.tat).where(col(RateLimit.counter) == rate.counter)
-            )).one()  # fmt: skip
-            raise _refusal(rate, tat, now)
+    connection = await session.connection()
+    counters = [rate.counter for rate in rates]
+    taken = await connection.execute(
+        _ADMIT,
+        {
+            "counters": counters, "steps": [rate.interval for rate in rates],
+            "now": now, "period": PERIOD,
+        },
+    )  # fmt: skip
+    admitted = set(taken.scalars())
+    if refused := [rate for rate in rates if rate.counter not in admitted]:
+        found = await connection.execute(_COUNTERS, {"counters": counters})
+        tats: dict[str, datetime] = {counter: tat for counter, tat in found}
+        raise _refusal(refused[0], tats[refused[0].counter], now)
 
 
 def _refusal(rate: Rate, tat: datetime, now: datetime) -> Problem:
@@ -176,8 +186,8 @@ async def creating(
     """A unit of work that makes a store (or asks for one again): within the store caps,
     and counted against the create rates."""
     async with (
-        within_caps(outbox, settings) as uow,
-        counted(uow.session, *_create_rates(principal, settings)),
+        within_caps(outbox) as uow,
+        counted(uow.session, *_create_rates(principal, settings), caps=settings),
     ):
         yield uow
 
@@ -196,17 +206,15 @@ async def changing(
 
 
 @asynccontextmanager
-async def within_caps(outbox: Outbox, settings: Settings) -> AsyncIterator[UnitOfWork]:
-    """A unit of work whose commit is refused past a store cap: its tenant's, the platform's
-    live stores or the queue's, as the client's 429. The database counts as stores change
-    (the count_stores trigger, migration 0018) and checks at COMMIT, the only moment it holds
-    the platform's count, so creations in different tenants go on in parallel. A store
-    claimed from the warm pool was counted against the platform while pooled; it counts
-    against its owner's cap now."""
+async def within_caps(outbox: Outbox) -> AsyncIterator[UnitOfWork]:
+    """A unit of work whose commit is refused past a store cap its transaction names
+    (``counted``): its tenant's, the platform's live stores or the queue's, as the client's
+    429. The database counts as stores change (the count_stores trigger, migration 0018) and
+    checks at COMMIT, the only moment it holds the platform's count, so creations in
+    different tenants go on in parallel. A store claimed from the warm pool was counted
+    against the platform while pooled; it counts against its owner's cap now."""
     try:
         async with UnitOfWork.begin(outbox) as uow:
-            caps = {cap: str(getattr(settings, cap)) for cap in _CAPS}
-            await uow.session.exec(_SET_CAPS, params=caps)
             yield uow
     except DBAPIError as error:
         diagnosis = getattr(error.orig, "diag", None)
