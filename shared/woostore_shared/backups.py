@@ -32,14 +32,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from woostore_shared.logging import get_logger
 from woostore_shared.secrets import backup_password
+
+log = get_logger(__name__)
 
 CHUNK_BYTES = 1 << 16
 MANIFEST = "manifest.json"
 MANIFEST_TAG = "manifest"
 HOST = "woostore"  # every snapshot's host: which pod made it says nothing about the store
 NO_REPOSITORY = "unable to open config file"  # what restic says where nothing was backed up
-_STDERR_KEPT = 4096  # the end of what restic said, for an error message
+# What restic said that is kept, to look for words in and to log: a crash's first line and a
+# failure's last ones, whatever lies between.
+_STDERR_KEPT = 4096
+_REASON_MAX = 300  # characters of it an error message keeps
 
 
 class BackupStorageError(Exception):
@@ -143,7 +149,7 @@ class StoreBackups:
             return
         made = await self._run("init", "--repository-version", "2")
         if made.code != 0 and "already" not in made.said:  # made meanwhile by another run
-            raise BackupStorageError(f"could not make the backup repository: {made.said}")
+            raise _failed("make the backup repository", made)
 
     async def store_part(
         self, backup_id: uuid.UUID, name: str, content: AsyncIterable[bytes]
@@ -231,7 +237,7 @@ class StoreBackups:
             await self._must("forget", *snapshots, doing="forget the store's backups")
         pruned = await self._run("prune")
         if pruned.code != 0 and NO_REPOSITORY not in pruned.said:
-            raise BackupStorageError(f"could not prune the backup repository: {pruned.said}")
+            raise _failed("prune the backup repository", pruned)
 
     async def _snapshots(self, *tags: str) -> list[dict[str, Any]]:
         """The repository's snapshots with all of ``tags``, oldest first; none in a
@@ -242,7 +248,7 @@ class StoreBackups:
         if listed.code != 0:
             if NO_REPOSITORY in listed.said:
                 return []
-            raise BackupStorageError(f"could not list backups: {listed.said}")
+            raise _failed("list backups", listed)
         found: list[dict[str, Any]] = json.loads(listed.out or b"[]")
         return sorted(found, key=lambda snapshot: str(snapshot["time"]))
 
@@ -253,7 +259,7 @@ class StoreBackups:
     async def _must(self, *arguments: str, doing: str) -> bytes:
         done = await self._run(*arguments)
         if done.code != 0:
-            raise BackupStorageError(f"could not {doing}: {done.said}")
+            raise _failed(doing, done)
         return done.out
 
     async def _store(
@@ -278,7 +284,7 @@ class StoreBackups:
             done = await restic.finished()
         snapshot = _summary(done.out).get("snapshot_id") if done.code == 0 else None
         if not isinstance(snapshot, str):
-            raise BackupStorageError(f"could not store {name}: {done.said or 'no snapshot made'}")
+            raise _failed(f"store {name}", done)
         return Part(name=name, size=size, sha256=digest.hexdigest(), snapshot=snapshot)
 
     async def _dump(self, snapshot: str, name: str) -> AsyncIterator[bytes]:
@@ -289,7 +295,7 @@ class StoreBackups:
                 yield chunk
             done = await restic.finished()
         if done.code != 0:
-            raise BackupStorageError(f"could not read {name}: {done.said}")
+            raise _failed(f"read {name}", done)
 
     async def _run(self, *arguments: str) -> _Done:
         async with self._started(*arguments) as restic:
@@ -335,6 +341,24 @@ class _Done:
     said: str  # the end of what it wrote on stderr
 
 
+def reason(said: str) -> str:
+    """What restic said went wrong, in a line a user can read: its ``Fatal:`` line, or a
+    crash's ``panic:`` line (the stack trace under it runs to kilobytes), else its last line;
+    cut at ``_REASON_MAX`` characters."""
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    found = next((line for line in lines if line.startswith("Fatal:")), None)
+    found = found or next((line for line in lines if line.startswith("panic:")), None)
+    found = found or (lines[-1] if lines else "")
+    return found if len(found) <= _REASON_MAX else found[: _REASON_MAX - 1] + "…"
+
+
+def _failed(doing: str, done: _Done) -> BackupStorageError:
+    """The error of a restic run that did not do what it was for: its reason in a line, and
+    all it said in the log, for the operator."""
+    log.warning("restic failed", doing=doing, exit_status=done.code, said=done.said)
+    return BackupStorageError(f"could not {doing}: {reason(done.said) or 'no snapshot made'}")
+
+
 class _Restic:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -344,8 +368,15 @@ class _Restic:
     async def finished(self) -> _Done:
         out = await _all(self.process.stdout)
         code = await self.process.wait()
-        said = (await self.errors)[-_STDERR_KEPT:].decode(errors="replace").strip()
+        said = _kept(await self.errors).decode(errors="replace").strip()
         return _Done(code, out, said or ("" if code == 0 else f"exit status {code}"))
+
+
+def _kept(said: bytes) -> bytes:
+    if len(said) <= _STDERR_KEPT:
+        return said
+    half = _STDERR_KEPT // 2
+    return said[:half] + b"\n[...]\n" + said[-half:]
 
 
 async def _all(stream: asyncio.StreamReader | None) -> bytes:

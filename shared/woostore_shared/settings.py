@@ -10,14 +10,16 @@ import json
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from woostore_shared.backups import BackupStorage
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
+
+if TYPE_CHECKING:
+    from woostore_shared.backups import BackupStorage
 
 # Shorter secrets fall to guessing; `make run` and the platform chart generate longer ones.
 MIN_SECRET_BYTES = 32
@@ -363,6 +365,9 @@ class Settings(BaseSettings):
 
     def backup_storage(self) -> BackupStorage:
         """Every store's backup repository, where the settings put them."""
+        # Imported here: backups logs, and logging is configured from these settings.
+        from woostore_shared.backups import BackupStorage
+
         location = self.backup_location
         if not location and self.cluster_mode is ClusterMode.SIMULATED:
             location = str(self.data_dir.resolve() / "backups")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
+from structlog.testing import capture_logs
 
 from tests.support import SECRET_KEY
 from woostore_devstack.embedded import free_port
@@ -25,6 +26,9 @@ from woostore_shared.backups import (
     Manifest,
     Part,
     StoreBackups,
+    _failed,
+    _Restic,
+    reason,
 )
 from woostore_shared.secrets import backup_password
 from woostore_shared.settings import Settings
@@ -256,3 +260,72 @@ async def test_without_a_location_every_backup_fails_saying_what_to_set(tmp_path
     with pytest.raises(BackupStorageError, match="WOOSTORE_BACKUP_LOCATION"):
         await storage.of(uuid.uuid4()).ensure()
     assert not (tmp_path / "restic").exists()
+
+
+# What restic 0.14 writes as it crashes: its first line says what broke, then a trace runs to
+# kilobytes (cut short here, then grown with goroutines like those it lists).
+GO_PANIC = (
+    "panic: runtime error: slice bounds out of range [:4294967295] with capacity 65536\n\n"
+    "goroutine 1 [running]:\n"
+    "github.com/restic/restic/internal/repository.(*Repository).LoadBlob(0xc0001b2000)\n"
+    "\t/build/restic-0.14.0/internal/repository/repository.go:268 +0x6c5\n"
+) + "".join(
+    f"\ngoroutine {n} [select]:\n"
+    "github.com/restic/restic/internal/backend/sema.(*connLimitedBackend).Load(0xc0000a2)\n"
+    "\t/build/restic-0.14.0/internal/backend/sema/backend.go:79 +0x2a5\n"
+    for n in range(2, 200)
+)
+
+
+async def test_a_crash_of_restic_is_told_in_its_first_line_and_logged_whole(
+    tmp_path: Path,
+) -> None:
+    """A user reads a failed backup's reason in `woostore backups list`: a Go panic's 4 KB
+    stack trace told them nothing. Its first line is kept however long the trace runs,
+    and the operator finds more of it in the log."""
+    script = tmp_path / "crash.sh"
+    script.write_text(f"cat >&2 <<'END'\n{GO_PANIC}END\nexit 2\n")
+    process = await asyncio.create_subprocess_exec(
+        "sh", str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    done = await _Restic(process).finished()
+    assert len(GO_PANIC) > 3 * len(done.said)  # kept: its start and its end
+
+    assert reason(done.said) == (
+        "panic: runtime error: slice bounds out of range [:4294967295] with capacity 65536"
+    )
+    with capture_logs() as logs:
+        error = _failed("read database.sql", done)
+    assert str(error) == f"could not read database.sql: {reason(done.said)}"
+    assert "goroutine 199 [select]" in logs[0]["said"]  # the trace's end, for the operator
+
+
+@pytest.mark.parametrize(
+    ("said", "told"),
+    [
+        (  # restic's words where a repository's config is unreadable: the Fatal line
+            "Fatal: unable to open config file: Stat: Access Denied.\n"
+            "Is there a repository at the following location?\n"
+            "s3:https://s3.example.com/backups/stores/8d1f",
+            "Fatal: unable to open config file: Stat: Access Denied.",
+        ),
+        (  # no Fatal line: the last, its conclusion
+            "Load(<data/2f1a3b>, 0, 0) returned error, retrying after 552ms: EOF\n"
+            "cannot dump file: decrypting blob dc2c8f42 failed: ciphertext verification failed",
+            "cannot dump file: decrypting blob dc2c8f42 failed: ciphertext verification failed",
+        ),
+        ("Fatal: " + "x" * 500, "Fatal: " + "x" * 292 + "…"),  # cut at 300 characters
+        ("", ""),
+    ],
+)
+def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
+    assert reason(said) == told
+
+
+async def test_a_wrong_password_is_told_in_restics_own_line(storage: BackupStorage) -> None:
+    store = await a_store(storage)
+    assert store._environment is not None
+    wrong = {**store._environment, "RESTIC_PASSWORD": "not-this-stores"}
+    with pytest.raises(BackupStorageError) as refused:
+        await StoreBackups(store.store_id, wrong).manifests()
+    assert str(refused.value) == "could not list backups: Fatal: wrong password or no key found"
