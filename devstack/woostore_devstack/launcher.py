@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from woostore_devstack.embedded import free_port, start_nats, start_postgres
+from woostore_devstack.embedded import (
+    STORE_CHART,
+    TOOLS_BIN,
+    free_port,
+    start_nats,
+    start_postgres,
+)
 from woostore_shared.settings import Settings
 
 SERVICES = ("api", "provisioner", "reaper", "notifier")
@@ -194,12 +200,17 @@ def service_environment(settings: Settings, nats_url: str, database_url: str) ->
     stored = load_or_create_secrets(data_dir)
     env = dict(os.environ)
     env.update(
+        # The checkout's helm first on PATH, put there by the launcher itself, not only by
+        # make: started as `.venv/bin/woostore-run`, the provisioner found no helm, and out
+        # of the checkout the reaper found no chart; either stopped the platform.
+        PATH=os.pathsep.join([str(TOOLS_BIN), env.get("PATH", os.defpath)]),
         WOOSTORE_DATA_DIR=str(data_dir),
         WOOSTORE_NATS_URL=nats_url,
         WOOSTORE_DATABASE_URL=database_url,
         WOOSTORE_ADMIN_TOKEN=settings.admin_token.get_secret_value() or stored["admin_token"],
         WOOSTORE_SECRET_KEY=settings.secret_key.get_secret_value() or stored["secret_key"],
     )
+    env.setdefault("WOOSTORE_STORE_CHART", str(STORE_CHART))
     env.setdefault("WOOSTORE_WARM_POOL_SIZE", str(WARM_POOL_SIZE))
     if sys.stderr.isatty():
         env.setdefault("WOOSTORE_LOG_FORMAT", "console")

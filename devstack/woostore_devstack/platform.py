@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 
 from woostore_devstack.embedded import (
+    STORE_CHART,
+    TOOLS_BIN,
     NatsServer,
     Postgres,
     free_port,
@@ -141,8 +143,8 @@ def running_services(
         "WOOSTORE_SECRET_KEY": secrets.token_urlsafe(32),
         "WOOSTORE_API_PORT": str(api_port),
         "WOOSTORE_NOTIFIER_PORT": str(notifier_port),
-        "WOOSTORE_HELM_BINARY": str(REPO / ".tools" / "bin" / "helm"),
-        "WOOSTORE_STORE_CHART": str(REPO / "helm" / "store"),
+        "WOOSTORE_HELM_BINARY": str(TOOLS_BIN / "helm"),
+        "WOOSTORE_STORE_CHART": str(STORE_CHART),
         "WOOSTORE_LOG_FORMAT": "json",
         # Suites and benchmarks make stores in bursts with one key; the limits have their own
         # tests (tests/api/test_access.py) and any caller can set them here.

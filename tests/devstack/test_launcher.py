@@ -21,12 +21,13 @@ from pathlib import Path
 import pytest
 
 from woostore_devstack import launcher
-from woostore_devstack.embedded import free_port
+from woostore_devstack.embedded import TOOLS_BIN, free_port
 from woostore_devstack.launcher import (
     RestartPolicy,
     Service,
     Started,
     ports_taken,
+    service_environment,
     supervise,
     wait_until_ready,
     when_all_ready,
@@ -279,3 +280,22 @@ SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 def sleeper() -> subprocess.Popen[bytes]:
     return subprocess.Popen(SLEEPER)
+
+
+def test_the_services_find_helm_and_the_chart_wherever_the_launcher_is_started(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Started as `.venv/bin/woostore-run`, with no `make` to put `.tools/bin` on PATH, the
+    provisioner found no helm; started out of the checkout, the reaper found no chart (the
+    default path is relative). Either stopped the platform after six restarts."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("WOOSTORE_STORE_CHART", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir=tmp_path)
+
+    env = service_environment(settings, "nats://127.0.0.1:4222", "postgresql://localhost/x")
+
+    assert shutil.which(settings.helm_binary, path=env["PATH"]) == str(TOOLS_BIN / "helm")
+    assert env["PATH"].endswith(":/usr/bin:/bin")  # the caller's own still there
+    monkeypatch.setenv("WOOSTORE_STORE_CHART", env["WOOSTORE_STORE_CHART"])
+    assert Settings().store_chart_version  # as a service reads it: from the checkout's chart
