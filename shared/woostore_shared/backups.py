@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -227,17 +228,37 @@ class StoreBackups:
             await self._must("prune", doing="prune the backup repository")
 
     async def forget_all(self) -> None:
-        """Drops every backup of the store and the data they held (the store is deleted):
-        what is left of the repository is its encrypted config and key, which hold nothing
-        of the store's. Nothing to do without a location, or a repository."""
+        """Drops every backup of the store and the data they held (the store is deleted),
+        and restic's cache of the repository. In a folder the repository goes whole; in S3
+        its encrypted config and key stay, which hold nothing of the store's (restic deletes
+        no repository, and the platform has no S3 client of its own). Nothing to do without
+        a location, or a repository; done again after a crash, it finishes the job."""
         if self._environment is None:
             return
-        snapshots = [snapshot["id"] for snapshot in await self._snapshots()]
-        if snapshots:
-            await self._must("forget", *snapshots, doing="forget the store's backups")
-        pruned = await self._run("prune")
-        if pruned.code != 0 and NO_REPOSITORY not in pruned.said:
-            raise _failed("prune the backup repository", pruned)
+        cache = await self._cache()
+        folder = _folder(self._environment["RESTIC_REPOSITORY"])
+        if folder is None:
+            snapshots = [snapshot["id"] for snapshot in await self._snapshots()]
+            if snapshots:
+                await self._must("forget", *snapshots, doing="forget the store's backups")
+            pruned = await self._run("prune")
+            if pruned.code != 0 and NO_REPOSITORY not in pruned.said:
+                raise _failed("prune the backup repository", pruned)
+        # The cache last but for the folder: each restic run above fills it again.
+        if cache is not None:
+            await asyncio.to_thread(shutil.rmtree, cache, ignore_errors=True)
+        if folder is not None:
+            await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
+
+    async def _cache(self) -> Path | None:
+        """Where restic caches this repository (a folder named by the repository's id, made
+        as it is first read); None where there is no repository."""
+        assert self._environment is not None  # a location is set
+        config = await self._run("cat", "config")
+        repository_id = json.loads(config.out).get("id") if config.code == 0 else None
+        if not isinstance(repository_id, str):
+            return None
+        return Path(self._environment["RESTIC_CACHE_DIR"]) / repository_id
 
     async def _snapshots(self, *tags: str) -> list[dict[str, Any]]:
         """The repository's snapshots with all of ``tags``, oldest first; none in a
@@ -339,6 +360,14 @@ class _Done:
     code: int
     out: bytes  # what it wrote on stdout, if nobody read it as it came
     said: str  # the end of what it wrote on stderr
+
+
+def _folder(repository: str) -> Path | None:
+    """The folder a repository is kept in, or None where restic reaches it through another
+    backend (``s3:``, as any ``scheme:``)."""
+    if repository.startswith("local:"):
+        return Path(repository.removeprefix("local:"))
+    return None if re.match(r"[a-z0-9]+:", repository) else Path(repository)
 
 
 def reason(said: str) -> str:

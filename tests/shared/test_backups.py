@@ -112,6 +112,10 @@ async def back_up(store: StoreBackups, parts: dict[str, list[bytes]]) -> Manifes
     return manifest
 
 
+def folders_in(folder: Path) -> list[str]:
+    return [path.name for path in folder.iterdir() if path.is_dir()]
+
+
 BOTH_BACKENDS = pytest.mark.parametrize("storage", ["folder", "s3"], indirect=True)
 
 
@@ -151,6 +155,7 @@ async def test_a_store_never_backed_up_has_no_backups_and_forgets_them_without_e
     await never.forget_all()  # deleting a store that was never backed up
 
 
+@BOTH_BACKENDS
 async def test_forgetting_all_of_a_stores_backups_leaves_none_and_spares_other_stores(
     storage: BackupStorage,
 ) -> None:
@@ -158,7 +163,15 @@ async def test_forgetting_all_of_a_stores_backups_leaves_none_and_spares_other_s
     await back_up(store, {"database.sql": generated(20_000, 9)})
     await store.store_part(uuid.uuid4(), "uploads.tar", streamed(generated(20_000, 10)))
     kept = await back_up(other, {"database.sql": generated(20_000, 11)})
+    caches = Path(storage.of(store.store_id)._environment["RESTIC_CACHE_DIR"])  # type: ignore[index]
+    assert len(folders_in(caches)) == 2  # restic's cache of each repository
+
     await store.forget_all()
+    await store.forget_all()  # done again after a crash: nothing left to do
+
+    assert len(folders_in(caches)) == 1  # the deleted store's cache is gone
+    if not storage.location.startswith("s3:"):  # in a folder, nothing of it is left
+        assert folders_in(Path(storage.location, "stores")) == [str(other.store_id)]
     assert await store.manifests() == []
     assert await store.stored_parts(kept.backup_id) == {}
     assert await other.manifests() == [kept]
