@@ -292,7 +292,12 @@ def events(api: Api, args: argparse.Namespace) -> int:
     idle = None if args.follow else IDLE_SECONDS
     with api.events(args.since, idle=idle, notice=_warn) as stream:
         for event in stream:
-            if isinstance(event, Gap):
+            if isinstance(event, Gap) and event.reason == "unknown-id":
+                # Mistyped, most likely: only a stream started again loses events so.
+                _warn(f"No event {args.since} yet: the newest is {event.sequence}. If the "
+                      "event stream was started again, events were lost: list the stores "
+                      "again to see where they are.")  # fmt: skip
+            elif isinstance(event, Gap):
                 _warn(f"Events were lost before event {event.sequence} ({event.reason}); "
                       "list the stores again to see where they are.")  # fmt: skip
             elif args.json:
