@@ -4,11 +4,15 @@ provisioner's: tests/provisioner/test_backups.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from nats.aio.client import Client
+from sqlalchemy import text
+from sqlmodel import select
 
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
@@ -16,7 +20,7 @@ from tests.api.test_api_stores import a_complete_backup, set_columns
 from tests.support import envelope, stream_messages
 from woostore_api.problems import COPY_RETRY_SECONDS
 from woostore_shared.db import Database
-from woostore_shared.models import StoreStatus
+from woostore_shared.models import RateLimit, StoreStatus
 
 
 async def ready_store(client: httpx.AsyncClient, database: Database) -> str:
@@ -264,3 +268,48 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
     assert (await client.delete(f"{STORES}/{source_id}")).status_code == 202
     going = problem(await client.post(STORES, json={"name": "Copy", "from_backup": kept}), 409)
     assert going["detail"] == f"backup {kept} goes with store {source_id}, which is deleting"
+
+
+async def waiting_for_locks(database: Database) -> int:
+    """How many of this database's sessions wait for a lock another holds."""
+    async with database.session() as session:
+        found = await (await session.connection()).execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return int(found.scalar_one())
+
+
+@pytest.mark.parametrize("deleting", ["backup", "store"])
+async def test_a_copy_and_a_deletion_asked_for_at_once_never_both_go_ahead(
+    client: httpx.AsyncClient, database: Database, deleting: str
+) -> None:
+    """Both lock the backed-up store's row, so whichever comes second finds the other's
+    change and is refused. The copy is held after its checks, before its commit (at its
+    create rate, whose counters a transaction here holds), while the deletion is asked
+    for: without the copy's lock, both would go ahead, and the copy would fail later."""
+    source_id = await ready_store(client, database)
+    backup_id = await a_complete_backup(database, source_id)
+    deletion = f"{STORES}/{source_id}" + (f"/backups/{backup_id}" if deleting == "backup" else "")
+
+    async with database.transaction() as holder:
+        await holder.exec(select(RateLimit).with_for_update())  # the create rates' counters
+        copying = asyncio.create_task(
+            client.post(STORES, json={"name": "Copy", "from_backup": backup_id})
+        )
+        async with asyncio.timeout(20):
+            while await waiting_for_locks(database) < 1:  # noqa: ASYNC110  (with a deadline)
+                await asyncio.sleep(0.02)
+            removing = asyncio.create_task(client.delete(deletion))
+            while not removing.done() and await waiting_for_locks(database) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await holder.rollback()  # the copy goes on to its commit
+    copied, removed = await copying, await removing
+
+    assert (copied.status_code, removed.status_code) == (202, 409)
+    assert "being made from its backup" in problem(removed, 409)["detail"]
+    source = (await client.get(f"{STORES}/{source_id}")).json()
+    backup = (await client.get(f"{STORES}/{source_id}/backups/{backup_id}")).json()
+    assert (source["status"], backup["status"]) == ("ready", "complete")
