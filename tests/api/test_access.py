@@ -311,6 +311,20 @@ async def test_a_tenant_cap_holds_under_concurrency_and_frees_when_a_store_fails
     await create(capped, "After a failure")
 
 
+async def test_a_new_tenants_first_create_is_held_to_the_caps(
+    api: FastAPI, settings: Settings, new_tenant: NewTenant, client: httpx.AsyncClient
+) -> None:
+    """The caps are named by the statement that reads the create's rate counters: a new key
+    in a new tenant has none yet, and the caps hold all the same."""
+    limited(api, settings, max_live_stores=1, tenant_store_limit=50)
+    await create(client, "The platform's one")
+    newcomer = await new_tenant("newcomer")
+
+    refused = await newcomer.post(STORES, json={"name": "Mine"})
+
+    assert problem(refused, 429)["limit"] == "platform-stores"
+
+
 async def test_the_queue_cap_refuses_with_its_own_limit(
     api: FastAPI, settings: Settings, client: httpx.AsyncClient
 ) -> None:

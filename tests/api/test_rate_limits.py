@@ -5,6 +5,7 @@ against no rate; exact under concurrency. Times are given, so no test waits for 
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,33 +31,48 @@ def per_minute(allowed: int, counter: str = "key/wsk_test/creates") -> Rate:
     return Rate(counter, allowed, "creates-per-minute", f"{allowed} a minute")
 
 
-async def admitted(outbox: Outbox, *rates: Rate, at: datetime) -> bool | int:
-    """True if the request is admitted, else the seconds its refusal says to wait."""
+IN = "admitted"  # not True: True == 1, and a refusal saying "wait 1 s" would pass for it
+
+
+async def admitted(outbox: Outbox, *rates: Rate, at: datetime) -> str | int:
+    """IN if the request is admitted, else the seconds its refusal says to wait."""
     try:
         async with UnitOfWork.begin(outbox) as uow:
             await take(uow.session, *rates, now=at)
     except Problem as refused:
         headers = refused.headers or {}
         return int(headers["Retry-After"]) if refused.status == 429 else refused.status
-    return True
+    return IN
 
 
 async def test_a_full_allowance_at_once_then_one_request_per_interval(outbox: Outbox) -> None:
     rate = per_minute(3)  # one every 20 s
     at_once = [await admitted(outbox, rate, at=START) for _ in range(4)]
-    assert at_once == [True, True, True, 20]
+    assert at_once == [IN, IN, IN, 20]
     assert await admitted(outbox, rate, at=START + timedelta(seconds=19)) == 1
-    assert await admitted(outbox, rate, at=START + timedelta(seconds=20)) is True
+    assert await admitted(outbox, rate, at=START + timedelta(seconds=20)) == IN
     assert await admitted(outbox, rate, at=START + timedelta(seconds=21)) == 19
     # Idle long enough, the whole allowance is back.
     later = START + timedelta(minutes=5)
-    assert [await admitted(outbox, rate, at=later) for _ in range(4)] == [True, True, True, 20]
+    assert [await admitted(outbox, rate, at=later) for _ in range(4)] == [IN, IN, IN, 20]
+
+
+@pytest.mark.parametrize("allowed", [7, 9, 13, 36, 60, 1000])
+async def test_a_burst_gets_the_whole_allowance_whatever_its_size(
+    outbox: Outbox, allowed: int
+) -> None:
+    """A minute does not divide into 7 (or 9, 13, 36) whole microseconds: rounded up, the
+    interval put the last request of a full burst a few microseconds past the allowance."""
+    rate = per_minute(allowed)
+    burst = [await admitted(outbox, rate, at=START) for _ in range(allowed + 1)]
+    assert burst[:allowed] == [IN] * allowed
+    assert burst[allowed] == math.ceil(rate.interval.total_seconds())
 
 
 async def test_the_end_of_a_minute_lets_no_second_burst_through(outbox: Outbox) -> None:
     rate = per_minute(3)
     just_before = START + timedelta(seconds=59.9)
-    assert [await admitted(outbox, rate, at=just_before) for _ in range(3)] == [True] * 3
+    assert [await admitted(outbox, rate, at=just_before) for _ in range(3)] == [IN] * 3
     # A fixed window would start counting again here and admit three more.
     just_after = START + timedelta(seconds=60.1)
     assert await admitted(outbox, rate, at=just_after) == 20
@@ -66,7 +82,7 @@ async def test_a_request_refused_by_one_rate_is_counted_against_none(
     outbox: Outbox, database: Database
 ) -> None:
     key, tenant = per_minute(60, "key/wsk_one/creates"), per_minute(1, "tenant/t/creates")
-    assert await admitted(outbox, key, tenant, at=START) is True
+    assert await admitted(outbox, key, tenant, at=START) == IN
     assert await admitted(outbox, key, tenant, at=START) == 60
     async with database.session() as session:
         tat = (
@@ -80,8 +96,8 @@ async def test_concurrent_requests_are_admitted_exactly_up_to_the_allowance(
 ) -> None:
     rate = per_minute(5)
     results = await asyncio.gather(*(admitted(outbox, rate, at=START) for _ in range(20)))
-    assert results.count(True) == 5
-    assert all(result is True or result >= 1 for result in results)
+    assert results.count(IN) == 5
+    assert all(result == IN or (isinstance(result, int) and result >= 1) for result in results)
 
 
 async def test_a_request_past_its_rate_is_refused_before_its_work_and_counted_after_it(

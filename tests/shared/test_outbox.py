@@ -257,3 +257,25 @@ async def test_marks_are_the_same_statements_however_many_messages_they_mark(
             select(func.count()).where(col(WorkOrderRecord.published_at).is_(None))
         )
         assert (unmarked.one(), unmarked_orders.one()) == (0, 0)
+
+
+async def test_work_asked_for_with_no_event_is_recorded_and_sent(
+    database: Database, nats_client: Client
+) -> None:
+    """A unit that only dispatches (the reaper sending lost work again): its work order is
+    written by the statement that writes a unit's events, with no event to write."""
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests")
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await uow.session.get(Store, store_id)
+        assert store is not None
+        order = uow.dispatch(store, Lane.CHANGE)
+    await outbox.close()
+
+    async with database.session() as session:
+        recorded = await session.get(WorkOrderRecord, order.id)
+        events = (await session.exec(select(func.count()).select_from(StoreEvent))).one()
+    assert recorded is not None
+    assert (recorded.store_id, recorded.lane) == (store_id, "change")
+    assert recorded.published_at is not None  # sent, and marked so
+    assert events == 0

@@ -73,8 +73,10 @@ class Rate:
 
     @property
     def interval(self) -> timedelta:
-        """How often the allowance gains one request."""
-        return PERIOD / self.allowed
+        """How often the allowance gains one request: rounded down to the microsecond, so
+        that ``allowed`` intervals never pass a period (rounded up, for 7 a minute, say, the
+        seventh request of a burst found the counter 3 µs past it, and was refused)."""
+        return PERIOD // self.allowed
 
     @property
     def burst(self) -> timedelta:

@@ -6,7 +6,7 @@ live and queued stores in a one-row table) and runs deferred, at COMMIT: the pla
 is locked only while PostgreSQL commits, not while the API builds the rest of the store.
 
 A transaction that asks for the caps to hold names them first (``set_config`` of the
-``woostore.*`` settings below, what ``woostore_api.stores.quotas.within_caps`` does); if
+``woostore.*`` settings below, what ``woostore_api.stores.quotas.counted`` does); if
 its changes would take a count past one, its COMMIT fails with SQLSTATE WS429, the limit's
 name as the message and the cap as the detail. Counts only ever
 fall without a check, so freeing a store never fails.
