@@ -22,6 +22,7 @@ import woostore_notifier.connections
 import woostore_provisioner.runner
 import woostore_reaper.gauges
 import woostore_reaper.reaping
+import woostore_shared.lifecycle
 from tests.charts.chart import one, render_platform
 
 # The services' modules that define metrics the rules and the dashboard read.
@@ -31,10 +32,11 @@ EXPORTERS = (
     woostore_provisioner.runner,
     woostore_reaper.gauges,
     woostore_reaper.reaping,
+    woostore_shared.lifecycle,
 )
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK = REPO / "docs" / "runbook.md"
-# Each alert fires on the first series and not on the second; `eval` is when it is looked at.
+# Each alert fires, or not, on each case's series; `firing` says when it is looked at.
 CASES: dict[str, list[dict[str, Any]]] = {
     "WooStoreQueueStuck": [
         {  # the oldest store waits ever longer (a minute a minute), on the leading reaper
@@ -50,18 +52,30 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "WooStoreFailureRateHigh": [
-        {
+        {  # a third of the stores fail at a step, on the provisioner
             "series": {
                 'woostore_stores_finished_total{outcome="ready"}': "0+2x90",
-                'woostore_stores_finished_total{outcome="failed"}': "0+1x90",
+                'woostore_stores_failed_total{step="rollout",job="provisioner"}': "0+1x90",
                 'woostore_stores_finished_total{outcome="deleted"}': "0+50x90",
             },
             "firing": {"5m": False, "20m": True},
         },
-        {
+        {  # failed by the reaper's deadline: the provisioner counts nothing of them
+            "series": {
+                'woostore_stores_finished_total{outcome="ready"}': "0+1x90",
+                'woostore_stores_failed_total{step="rollout",job="reaper"}': "0+1x90",
+            },
+            "firing": {"20m": True},
+        },
+        {  # every store fails: none was ever made
+            "series": {'woostore_stores_failed_total{step="install_chart"}': "0+1x90"},
+            "firing": {"20m": True},
+        },
+        {  # one in ten fails; ready stores lost later are no failure to make one
             "series": {
                 'woostore_stores_finished_total{outcome="ready"}': "0+9x90",
-                'woostore_stores_finished_total{outcome="failed"}': "0+1x90",
+                'woostore_stores_failed_total{step="rollout"}': "0+1x90",
+                'woostore_stores_failed_total{step="lost"}': "0+20x90",
             },
             "firing": {"60m": False},
         },

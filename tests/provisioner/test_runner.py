@@ -37,7 +37,7 @@ from woostore_provisioner.recipe import (
     StoreJob,
     TimeLimits,
 )
-from woostore_provisioner.runner import Runner, WaitExplainer
+from woostore_provisioner.runner import STEP_SECONDS, Runner, WaitExplainer
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, EventName
@@ -829,3 +829,17 @@ async def test_a_queued_store_deleted_before_its_message_arrives_is_never_provis
 
     assert "ensure_namespace" not in recording.started
     assert (await load(database, store.id)).status is StoreStatus.DELETED
+
+
+def test_a_step_of_minutes_falls_in_a_bucket_of_its_own_size() -> None:
+    """The dashboard's p95 by step is read from these buckets: Prometheus's default ones end
+    at 10 s, and every rollout on a real cluster read as 10 s."""
+    STEP_SECONDS.labels("provision", "a_step_of_four_minutes").observe(240)
+    buckets = {
+        float(sample.labels["le"]): sample.value
+        for metric in STEP_SECONDS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_bucket") and sample.labels["step"] == "a_step_of_four_minutes"
+    }
+    smallest_holding_it = min(le for le, count in buckets.items() if count == 1)
+    assert 240 <= smallest_holding_it <= 600

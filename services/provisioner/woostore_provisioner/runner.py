@@ -80,7 +80,12 @@ from woostore_shared.unit_of_work import UnitOfWork
 log = get_logger(__name__)
 
 STEP_SECONDS = Histogram(
-    "woostore_step_duration_seconds", "Time each recipe step took", ["phase", "step"]
+    "woostore_step_duration_seconds",
+    "Time each recipe step took",
+    ["phase", "step"],
+    # Prometheus's default buckets end at 10 s: a rollout on a real cluster, or a large
+    # store's backup, takes minutes, and every quantile of it read as 10 s.
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800),
 )
 STORES_FINISHED = Counter(
     "woostore_stores_finished_total", "Stores that reached an end", ["outcome"]
