@@ -1,7 +1,8 @@
 """Health, readiness and metrics endpoints, the same on every service.
 
 ``/healthz`` answers while the process's event loop runs; ``/readyz`` runs the service's
-readiness checks (database, NATS...) and answers 503 naming the ones failing; ``/metrics``
+readiness checks (database, NATS...) and answers 503 naming the ones failing, within
+``_CHECK_TIMEOUT`` whatever hangs; ``/metrics``
 is the Prometheus exposition. Every service serves them with :func:`serve_ops` on a port of
 their own (``WOOSTORE_OPS_PORT``), never on the API's or the notifier's public port: the
 Ingress routes those to the world, and these are for the kubelet and Prometheus only.
@@ -44,21 +45,56 @@ class Starting:
             raise ConnectionError("still starting")
 
 
-def _ops_routes(checks: Mapping[str, ReadinessCheck]) -> list[Route]:
+class _Readiness:
+    """The service's checks, run at once, each given ``_CHECK_TIMEOUT``. One that takes
+    longer is reported as timed out and left to end in the background, never awaited: a
+    query cancelled on a hung PostgreSQL waits for the server to take the cancel, and
+    /readyz gave no answer at all for half a minute. A check still running from an earlier
+    probe is not started again, so a hung dependency piles nothing up."""
+
+    def __init__(self, checks: Mapping[str, ReadinessCheck]) -> None:
+        self._checks = checks
+        self._running: dict[str, asyncio.Task[object]] = {}
+
+    async def failing(self) -> dict[str, str]:
+        tasks = {name: self._run(name, check) for name, check in self._checks.items()}
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=_CHECK_TIMEOUT)
+        return {name: why for name, task in tasks.items() if (why := _failure(task))}
+
+    def _run(self, name: str, check: ReadinessCheck) -> asyncio.Task[object]:
+        task = self._running.get(name)
+        if task is None or task.done():
+            task = asyncio.ensure_future(check())
+            task.add_done_callback(_failure)  # its error is read, even if nobody waits
+            self._running[name] = task
+        return task
+
+    def stop(self) -> None:
+        for task in self._running.values():
+            task.cancel()
+
+
+def _failure(task: asyncio.Task[object]) -> str | None:
+    """Why a check failed (its error's name), or None if it passed."""
+    if not task.done():
+        return "TimeoutError"
+    if task.cancelled():
+        return "CancelledError"
+    error = task.exception()  # any failure means "not ready"; the reason is reported
+    return None if error is None else type(error).__name__
+
+
+def _ops_routes(checks: _Readiness, reported: _Readiness) -> list[Route]:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        failing: dict[str, str] = {}
-        for name, check in checks.items():
-            try:
-                await asyncio.wait_for(check(), _CHECK_TIMEOUT)
-            except Exception as error:  # any failure means "not ready"; the reason is reported
-                failing[name] = type(error).__name__
-        status = 503 if failing else 200
-        return JSONResponse(
-            {"status": "unready" if failing else "ready", "failing": failing}, status
-        )
+        failing, degraded = await asyncio.gather(checks.failing(), reported.failing())
+        body: dict[str, object] = {"status": "unready" if failing else "ready", "failing": failing}
+        if degraded:
+            body["degraded"] = degraded
+        return JSONResponse(body, 503 if failing else 200)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -85,16 +121,31 @@ class OpsServer:
     server: uvicorn.Server
     task: asyncio.Task[None]
     port: int  # the one bound, when asked for 0
+    readiness: tuple[_Readiness, ...]
 
     async def stop(self) -> None:
         self.server.should_exit = True
         await self.task
+        for checks in self.readiness:
+            checks.stop()
 
 
-async def serve_ops(host: str, port: int, checks: Mapping[str, ReadinessCheck]) -> OpsServer:
-    """Start the ops endpoints in the background of the current event loop."""
+async def serve_ops(
+    host: str,
+    port: int,
+    checks: Mapping[str, ReadinessCheck],
+    reported: Mapping[str, ReadinessCheck] | None = None,
+) -> OpsServer:
+    """Start the ops endpoints in the background of the current event loop. ``/readyz`` is
+    503 while any of ``checks`` fails; one of ``reported`` failing is named under
+    ``degraded`` and leaves it ready (what the service can do without)."""
+    readiness = (_Readiness(checks), _Readiness(reported or {}))
     config = uvicorn.Config(
-        Starlette(routes=_ops_routes(checks)), host=host, port=port, log_config=None, lifespan="off"
+        Starlette(routes=_ops_routes(*readiness)),
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="off",
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
@@ -104,4 +155,4 @@ async def serve_ops(host: str, port: int, checks: Mapping[str, ReadinessCheck]) 
         await asyncio.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()[1]
     log.info("ops endpoints listening", url=f"http://{host}:{bound}", port=bound)
-    return OpsServer(server, task, bound)
+    return OpsServer(server, task, bound, readiness)

@@ -92,12 +92,15 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # /readyz answers from the start, not ready until NATS is reached (it says which).
+        # /readyz answers from the start, not ready until NATS is first reached (it says
+        # which). Once started, NATS gone leaves it ready, named under "degraded": the outbox
+        # keeps taking stores, and unready, every API pod would leave its Service.
         nats, db, starting = Client(), Database(settings.database_url, "woostore-api"), Starting()
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,
-            {"database": db.ping, "nats": lambda: require_connected(nats), "started": starting},
+            {"database": db.ping, "started": starting},
+            reported={"nats": lambda: require_connected(nats)},
         )
         await connect(settings.nats_url, "woostore-api", nats)
         secret = settings.secret_key.get_secret_value()

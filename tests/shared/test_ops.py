@@ -1,0 +1,65 @@
+"""/readyz answers within its checks' timeout whatever hangs, and names what the service can
+do without apart from what makes it unready."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from woostore_shared.ops import serve_ops
+
+HANGS_SECONDS = 3600.0
+CANCEL_TAKES_SECONDS = 30.0  # a query cancelled on a hung PostgreSQL waits about as long
+
+
+async def test_a_hung_check_is_answered_as_timed_out_and_never_started_twice() -> None:
+    started = 0
+
+    async def hung() -> None:
+        """As a ping of a hung PostgreSQL: no answer, and slow to be cancelled."""
+        nonlocal started
+        started += 1
+        try:
+            await asyncio.sleep(HANGS_SECONDS)
+        except asyncio.CancelledError:
+            await asyncio.sleep(CANCEL_TAKES_SECONDS)
+            raise
+
+    async def fine() -> None:
+        return None
+
+    ops = await serve_ops("127.0.0.1", 0, {"database": hung, "started": fine})
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
+            for _ in range(3):
+                began = time.monotonic()
+                answer = await client.get("/readyz", timeout=10)
+                assert time.monotonic() - began < 5  # 2 s and no more: it was 2 s plus 30
+                assert answer.status_code == 503
+                assert answer.json() == {
+                    "status": "unready", "failing": {"database": "TimeoutError"}
+                }  # fmt: skip
+        assert started == 1  # each probe found it still running: nothing piled up
+    finally:
+        await asyncio.wait_for(ops.stop(), CANCEL_TAKES_SECONDS + 10)
+
+
+async def test_a_reported_check_failing_leaves_the_service_ready_naming_it() -> None:
+    async def gone() -> None:
+        raise ConnectionError("nats")
+
+    async def fine() -> None:
+        return None
+
+    ops = await serve_ops("127.0.0.1", 0, {"database": fine}, reported={"nats": gone})
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
+            answer = await client.get("/readyz")
+    finally:
+        await ops.stop()
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "status": "ready", "failing": {}, "degraded": {"nats": "ConnectionError"}
+    }  # fmt: skip
