@@ -65,7 +65,7 @@ class _Readiness:
     def _run(self, name: str, check: ReadinessCheck) -> asyncio.Task[object]:
         task = self._running.get(name)
         if task is None or task.done():
-            task = asyncio.ensure_future(check())
+            task = asyncio.ensure_future(_checked(check))
             task.add_done_callback(_failure)  # its error is read, even if nobody waits
             self._running[name] = task
         return task
@@ -73,6 +73,12 @@ class _Readiness:
     def stop(self) -> None:
         for task in self._running.values():
             task.cancel()
+
+
+async def _checked(check: ReadinessCheck) -> object:
+    # Called in the task, so that a check failing before it awaits (the provisioner's
+    # broker has no connection to look at yet, say) fails the task, not /readyz itself.
+    return await check()
 
 
 def _failure(task: asyncio.Task[object]) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import httpx
 
@@ -63,3 +64,20 @@ async def test_a_reported_check_failing_leaves_the_service_ready_naming_it() -> 
     assert answer.json() == {
         "status": "ready", "failing": {}, "degraded": {"nats": "ConnectionError"}
     }  # fmt: skip
+
+
+async def test_a_check_failing_before_it_awaits_is_a_failing_check_not_an_error() -> None:
+    """The provisioner's NATS check reads its broker's connection, which raises until it
+    first connects: /readyz answered 500 instead of naming it."""
+
+    def not_yet() -> Awaitable[object]:
+        raise ConnectionError("no connection yet")
+
+    ops = await serve_ops("127.0.0.1", 0, {"nats": not_yet})
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
+            answer = await client.get("/readyz")
+    finally:
+        await ops.stop()
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "unready", "failing": {"nats": "ConnectionError"}}
