@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -12,14 +13,21 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
+from faststream.nats import NatsBroker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tests.support import served
+from woostore_devstack.embedded import NatsServer
 from woostore_devstack.launcher import load_or_create_secrets
-from woostore_shared.logging import _redact_secrets, configure_logging, get_logger
+from woostore_shared.logging import (
+    _redact_secrets,
+    broker_logger,
+    configure_logging,
+    get_logger,
+)
 from woostore_shared.settings import MIN_SECRET_BYTES, ClusterMode, LogFormat, Settings
 
 
@@ -253,3 +261,31 @@ async def test_a_ticket_in_a_url_never_reaches_the_logs(
     served_lines = [line for line in lines if not line.get("logger", "").startswith("http")]
     assert any(line.get("logger") == "uvicorn.error" for line in served_lines)  # captured
     assert ticket not in json.dumps(served_lines)
+
+
+async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
+    configured_logging: None, capsys: pytest.CaptureFixture[str], nats_server: NatsServer
+) -> None:
+    """As the provisioner gives FastStream its logger: its lines were coloured text on
+    stdout, with no service, amid the JSON a log collector reads."""
+    configure_logging(Settings(log_format=LogFormat.JSON), "tests")
+    broker = NatsBroker(nats_server.url, logger=broker_logger())
+    handled = asyncio.Event()
+
+    @broker.subscriber("work.provision.one")
+    async def handle(body: str) -> None:
+        handled.set()
+
+    async with broker:
+        await broker.start()
+        await broker.publish("hello", "work.provision.one")
+        async with asyncio.timeout(20):
+            await handled.wait()
+    captured = capsys.readouterr()
+
+    lines = [json.loads(line) for line in captured.err.splitlines()]
+    said = {line["event"]: line for line in lines if line.get("logger") == "woostore.broker"}
+    assert "Received" in said, lines
+    assert said["Received"]["service"] == "tests"
+    assert said["Received"]["subject"] == "work.provision.one"
+    assert "\x1b[" not in captured.err + captured.out  # no colour codes, nothing on stdout

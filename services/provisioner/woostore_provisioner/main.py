@@ -12,7 +12,7 @@ from woostore_provisioner.handlers import build_router
 from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
-from woostore_shared.logging import configure_logging, get_logger
+from woostore_shared.logging import broker_logger, configure_logging, get_logger
 from woostore_shared.messaging import require_connected, servers, staying_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
@@ -26,11 +26,11 @@ HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
 
 
 def build_app(settings: Settings) -> FastStream:
-    broker = NatsBroker(servers(settings.nats_url), **staying_connected())
+    broker = NatsBroker(servers(settings.nats_url), logger=broker_logger(), **staying_connected())
     topology = declare(settings)
     broker.include_router(build_router(topology))
     db = Database(settings.database_url, "woostore-provisioner")
-    app = FastStream(broker)
+    app = FastStream(broker, logger=broker_logger())
 
     @app.on_startup
     async def wire() -> None:
