@@ -97,6 +97,13 @@ S = StoreStatus
 STORES_FAILED = Counter(
     "woostore_stores_failed_total", "Stores failed, by the step they failed at", ["step"]
 )
+# Every backup as it ends, whatever made it (the schedule, its owner, a change's or a
+# restore's safety backup): storage that refuses every one is seen before a restore needs it.
+BACKUPS_ENDED = Counter(
+    "woostore_backups_ended_total",
+    "Backups that ended, by trigger and result",
+    ["trigger", "result"],
+)
 
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
@@ -563,8 +570,10 @@ def _end_backup_record(backup: StoreBackup, outcome: Manifest | str) -> None:
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
+        BACKUPS_ENDED.labels(backup.trigger.value, "failed").inc()
         return
     backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
+    BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc()
     backup.chart_version = outcome.chart_version
     backup.wordpress_version = outcome.wordpress_version
     backup.woocommerce_version = outcome.woocommerce_version

@@ -106,6 +106,38 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "firing": {"25m": False},
         },
     ],
+    "WooStoreReaperFailing": [
+        {  # the leader's database is gone: every pass fails, and it still leads
+            "series": {
+                'woostore_reaper_passes_total{result="done"}': "0+12x10 120x30",
+                'woostore_reaper_passes_total{result="failed"}': "0x10 0+12x30",
+            },
+            "firing": {"10m": False, "18m": False, "30m": True},
+        },
+        {  # a pass fails now and then (PostgreSQL restarted): no alert
+            "series": {
+                'woostore_reaper_passes_total{result="done"}': "0+11x40",
+                'woostore_reaper_passes_total{result="failed"}': "0+1x40",
+            },
+            "firing": {"35m": False},
+        },
+    ],
+    "WooStoreBackupsFailing": [
+        {  # the storage refuses every backup
+            "series": {
+                'woostore_backups_ended_total{trigger="scheduled",result="failed"}': "0+1x60",
+                'woostore_backups_ended_total{trigger="scheduled",result="complete"}': "5x60",
+            },
+            "firing": {"5m": True},
+        },
+        {  # one fails among many made
+            "series": {
+                'woostore_backups_ended_total{trigger="scheduled",result="failed"}': "0x30 1x30",
+                'woostore_backups_ended_total{trigger="requested",result="complete"}': "0+1x60",
+            },
+            "firing": {"45m": False},
+        },
+    ],
 }
 
 
@@ -129,7 +161,7 @@ def test_the_rules_load_with_their_templates(rules: dict[str, Any], tmp_path: Pa
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     checked = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "4 rules found" in checked.stdout
+    assert "6 rules found" in checked.stdout
 
 
 def test_each_alert_fires_when_it_should_and_only_then(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -108,6 +109,13 @@ async def test_five_stores_become_ready_two_at_a_time_and_one_is_deleted(
         assert cluster.object_count(namespace) == 0
         others = {f"store-{listed[i]['slug']}" for i in ids[1:]}
         assert others <= set(cluster.namespaces())
+
+    # The reaper counts its passes (WooStoreReaperFailing): here each has gone through.
+    async with httpx.AsyncClient(base_url=platform.ops_urls["reaper"]) as ops:
+        metrics = (await ops.get("/metrics")).text
+    done = re.search(r'^woostore_reaper_passes_total\{result="done"\} (\S+)$', metrics, re.M)
+    assert done is not None, metrics
+    assert float(done[1]) > 0
 
     # Each service names its connections, for an operator reading pg_stat_activity.
     with psycopg.connect(platform.postgres.url) as db:

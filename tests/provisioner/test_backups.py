@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.provisioner.test_changes import names, ready_store
@@ -136,6 +137,11 @@ async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
     }  # fmt: skip
 
 
+def backups_ended(trigger: str, result: str) -> float:
+    labels = {"trigger": trigger, "result": result}
+    return REGISTRY.get_sample_value("woostore_backups_ended_total", labels) or 0.0
+
+
 async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -148,6 +154,7 @@ async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
 ) -> None:
     store = await ready_store(make_runner, cluster, api_outbox)
     backup_id = await request_backup(api_outbox, store)
+    failed_before = backups_ended("requested", "failed")
 
     broken = faulty_cluster(cluster_dir, helm_binary, dump_database="error")
     await make_runner(broken).change(store.id, KeepAlive())
@@ -155,6 +162,7 @@ async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
     assert (await load(database, store.id)).status is StoreStatus.READY
     row = await backup_row(database, backup_id)
     assert row.status is BackupStatus.FAILED
+    assert backups_ended("requested", "failed") == failed_before + 1  # WooStoreBackupsFailing
     assert row.reason is not None
     assert "dump_database failed" in row.reason
     assert await backup_storage.of(store.id).manifests() == []

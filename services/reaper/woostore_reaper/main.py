@@ -15,7 +15,7 @@ from woostore_reaper import gauges
 from woostore_reaper.backups import BackupKeeper, BackupPolicy
 from woostore_reaper.leadership import LeaderLock
 from woostore_reaper.pool import PoolTarget, keep_pool
-from woostore_reaper.reaping import reap_once
+from woostore_reaper.reaping import PASSES, reap_once
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import StoppedWaiting, connect, require_connected
@@ -78,7 +78,9 @@ async def run(settings: Settings) -> None:
                 kept = await backups.keep()
                 if any(vars(kept).values()):
                     log.info("backups kept", **vars(kept))
+            PASSES.labels("done").inc()
         except Exception as error:  # a pass that fails (database restarting) is retried next pass
+            PASSES.labels("failed").inc()
             log.warning("reaper pass failed", error=repr(error))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), settings.reaper_interval_seconds)
