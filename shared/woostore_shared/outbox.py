@@ -155,7 +155,10 @@ class Outbox:
                 )
             except (NatsError, TimeoutError) as error:
                 log.warning(
-                    "event publish deferred to relay", event_id=str(event.id), error=repr(error)
+                    "event publish deferred to relay",
+                    event_id=str(event.id),
+                    store_id=str(event.store_id),
+                    error=repr(error),
                 )
                 break
             published[event.id] = ack.seq
@@ -176,7 +179,8 @@ class Outbox:
                     headers={"Nats-Msg-Id": str(order.id)},
                 )
             except (NatsError, TimeoutError) as error:
-                log.warning("work deferred to relay", order_id=str(order.id), error=repr(error))
+                log.warning("work deferred to relay", order_id=str(order.id),
+                            store_id=str(order.store_id), error=repr(error))  # fmt: skip
                 break
             sent.append(order.id)
         return sent

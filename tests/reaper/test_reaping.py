@@ -8,9 +8,11 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
+import structlog
 from nats.aio.client import Client
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
+from structlog.testing import capture_logs
 
 from tests.support import DEFAULT_SETTINGS, envelope, stream_messages
 from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
@@ -159,10 +161,14 @@ async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadl
     )
     failed_at_rollout = REGISTRY.get_sample_value(FAILURES, {"step": "rollout"}) or 0.0
 
-    assert await enforce_deadlines(outbox, DEADLINE) == 1
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        assert await enforce_deadlines(outbox, DEADLINE) == 1
     assert REGISTRY.get_sample_value(FAILURES, {"step": "rollout"}) == failed_at_rollout + 1
 
     store = await load(database, store_id)
+    # The line the DeadLetter runbook points at names the store as the provisioner's do.
+    [said] = [line for line in logs if line["event"] == "store failed"]
+    assert (said["store_id"], said["correlation_id"]) == (str(store_id), store.correlation_id)
     assert store.status is StoreStatus.FAILED
     assert store.failure_reason is not None
     assert "60 s" in store.failure_reason

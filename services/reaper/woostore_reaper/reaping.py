@@ -115,7 +115,7 @@ async def _fail_unfinished(outbox: Outbox, store_id: uuid.UUID, reason: str) -> 
             store = await lifecycle.fail(uow, store_id, reason)
     except (InvalidTransition, StoreNotFound):
         return False  # finished meanwhile
-    with bind_store(store_id):
+    with bind_store(store_id, store.correlation_id):
         log.warning("store failed", reason=reason, step=store.step_name)
     return True
 
