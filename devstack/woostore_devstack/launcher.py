@@ -37,6 +37,7 @@ from typing import Any, TextIO
 from woostore_devstack.embedded import (
     STORE_CHART,
     TOOLS_BIN,
+    NatsServer,
     free_port,
     start_nats,
     start_postgres,
@@ -374,8 +375,34 @@ async def supervise(
     return status
 
 
+async def keep_nats_running(
+    nats: NatsServer, started: Started, stopping: asyncio.Event, every: float = 0.5
+) -> str:
+    """Starts the embedded NATS again, on its port and its data, whenever it exits, until
+    ``stopping`` is set (then returns ""), or until it cannot start (then returns why). It
+    died unnoticed before: every service said `nats unreachable` until Ctrl-C."""
+    while not stopping.is_set():
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every)
+        code = nats.process.poll()
+        if code is None or stopping.is_set():
+            continue
+        _say(f"NATS {_said(code)}; starting it again on its port and its data")
+        try:
+            await asyncio.to_thread(nats.restart)
+        except Exception as error:  # whatever stops it starting, the platform stops: it says why
+            stopping.set()
+            return f"NATS could not start again: {error}"
+        started.add("nats-server", nats.process.pid)
+    return ""
+
+
 async def run_services(
-    env: dict[str, str], settings: Settings, nats_url: str, started: Started
+    env: dict[str, str],
+    settings: Settings,
+    nats_url: str,
+    started: Started,
+    nats: NatsServer | None = None,
 ) -> int:
     bin_dir = Path(sys.executable).parent
     # Each service serves /healthz, /readyz and /metrics on an ops port of its own.
@@ -396,7 +423,14 @@ async def run_services(
         )
         _print_banner(env, settings, nats_url)
 
-    return await supervise(services, RestartPolicy(), stopping, banner)
+    keeper = asyncio.create_task(keep_nats_running(nats, started, stopping)) if nats else None
+    status = await supervise(services, RestartPolicy(), stopping, banner)
+    if keeper is not None:
+        stopping.set()
+        if why := await keeper:
+            _say(why)
+            status = 1
+    return status
 
 
 def _say(line: str) -> None:
@@ -440,7 +474,7 @@ def _run(settings: Settings, data_dir: Path, running: ExitStack) -> int:
             "woostore-run: another program listens on " + " and ".join(taken)
             + "; stop it, or give WooStore other ports"
         )  # fmt: skip
-    nats_url = settings.nats_url
+    nats_url, nats = settings.nats_url, None
     if not nats_url:
         nats = start_nats(data_dir / "nats")
         running.callback(nats.stop)
@@ -455,7 +489,7 @@ def _run(settings: Settings, data_dir: Path, running: ExitStack) -> int:
     setup = Path(sys.executable).parent / "woostore-setup"
     if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
         raise SystemExit("woostore-setup failed")
-    return asyncio.run(run_services(env, settings, nats_url, started))
+    return asyncio.run(run_services(env, settings, nats_url, started, nats))
 
 
 def _stop_as_ctrl_c_does() -> None:

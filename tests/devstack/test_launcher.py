@@ -21,17 +21,19 @@ from pathlib import Path
 import pytest
 
 from woostore_devstack import launcher
-from woostore_devstack.embedded import TOOLS_BIN, free_port
+from woostore_devstack.embedded import TOOLS_BIN, free_port, start_nats
 from woostore_devstack.launcher import (
     RestartPolicy,
     Service,
     Started,
+    keep_nats_running,
     ports_taken,
     service_environment,
     supervise,
     wait_until_ready,
     when_all_ready,
 )
+from woostore_shared.messaging import connect
 from woostore_shared.settings import Settings
 
 QUICK = RestartPolicy(first_delay=0.05, longest_delay=0.2, healthy_after=60, max_crashes=3)
@@ -299,3 +301,33 @@ def test_the_services_find_helm_and_the_chart_wherever_the_launcher_is_started(
     assert env["PATH"].endswith(":/usr/bin:/bin")  # the caller's own still there
     monkeypatch.setenv("WOOSTORE_STORE_CHART", env["WOOSTORE_STORE_CHART"])
     assert Settings().store_chart_version  # as a service reads it: from the checkout's chart
+
+
+async def test_the_embedded_nats_is_started_again_on_its_port_and_data_when_it_dies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It died unnoticed: every service said `nats unreachable` until Ctrl-C."""
+    output = Output(capsys)
+    nats = start_nats(tmp_path / "nats")
+    first = nats.process.pid
+    stopping = asyncio.Event()
+    keeper = asyncio.create_task(keep_nats_running(nats, Started(tmp_path), stopping, every=0.05))
+    try:
+        client = await connect(nats.url, "tests")
+        js = client.jetstream()
+        await js.add_stream(name="KEPT", subjects=["kept.>"])
+        await js.publish("kept.one", b"before")
+
+        nats.process.kill()  # as kill -9, or the OOM killer
+        await until(lambda: "NATS was killed by SIGKILL; starting it again" in output.text)
+        await until(lambda: nats.alive and nats.process.pid != first)
+        async with asyncio.timeout(DEADLINE):
+            while not client.is_connected:  # noqa: ASYNC110  (the client's own reconnect)
+                await asyncio.sleep(0.05)
+        kept = await js.get_msg("KEPT", 1)  # on its data: the stream and its message
+        assert kept.data == b"before"
+        await client.close()
+    finally:
+        stopping.set()
+        assert await keeper == ""
+        nats.stop()
