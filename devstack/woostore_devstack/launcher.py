@@ -421,7 +421,8 @@ async def run_services(
         await when_all_ready(
             {name: f"http://{settings.ops_host}:{port}/readyz" for name, port in ops_ports.items()}
         )
-        _print_banner(env, settings, nats_url)
+        ops = {name: f"http://{settings.ops_host}:{port}" for name, port in ops_ports.items()}
+        _print_banner(env, settings, nats_url, ops)
 
     keeper = asyncio.create_task(keep_nats_running(nats, started, stopping)) if nats else None
     status = await supervise(services, RestartPolicy(), stopping, banner)
@@ -437,13 +438,18 @@ def _say(line: str) -> None:
     print(f"woostore-run: {line}", flush=True)
 
 
-def _print_banner(env: dict[str, str], settings: Settings, nats_url: str) -> None:
+def _print_banner(
+    env: dict[str, str], settings: Settings, nats_url: str, ops: dict[str, str]
+) -> None:
+    # Each service's /healthz, /readyz and /metrics, on a port of its own picked at start.
+    ops_lines = "".join(f"    {name:<12} {url}/metrics\n" for name, url in ops.items())
     print(
         "\n"
         f"  WooStore is running.  Dashboard: http://{settings.api_host}:{settings.api_port}/\n"
         f"  Admin token: {env['WOOSTORE_ADMIN_TOKEN']}\n"
         f"  Event stream: {settings.events_url}\n"
         f"  NATS (store events on stream STORES): {nats_url}\n"
+        f"  Ops (/healthz, /readyz, /metrics of each service):\n{ops_lines}"
         "  Press Ctrl-C to stop.\n",
         flush=True,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -111,6 +113,18 @@ def running(env: dict[str, str]) -> Iterator[MakeRun]:
         for left in psutil.wait_procs(started, timeout=10)[1]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 left.kill()
+
+
+def test_the_banner_names_every_services_ops_endpoints(make_run: MakeRun) -> None:
+    """They are on ports picked at start: an operator had to find them in the log."""
+    _wait_for(lambda: any("Press Ctrl-C" in line for line in make_run.said),
+              lambda: "".join(make_run.said[-20:]))  # fmt: skip
+    banner = "".join(make_run.said)
+    ops = dict(re.findall(r"^ +(api|provisioner|reaper|notifier) +(http://\S+)/metrics$",
+                          banner, re.MULTILINE))  # fmt: skip
+    assert sorted(ops) == ["api", "notifier", "provisioner", "reaper"], banner
+    for url in ops.values():
+        assert httpx.get(f"{url}/readyz", timeout=5).json()["status"] == "ready"
 
 
 def test_a_second_make_run_on_the_same_data_folder_is_refused(make_run: MakeRun) -> None:
