@@ -34,6 +34,7 @@ from woostore_shared.models import (
     Store,
     StoreEvent,
     StoreStatus,
+    WorkOrderRecord,
     namespace_for,
     utcnow,
 )
@@ -189,6 +190,38 @@ async def test_a_store_provisioning_past_its_deadline_is_failed_naming_the_deadl
     assert message.headers is not None
     assert message.headers["Nats-Msg-Id"] == str(row.id)
     assert envelope(message) == row.envelope
+
+
+async def test_a_store_failed_by_its_deadline_stays_in_the_trace_of_its_making(
+    outbox: Outbox, database: Database
+) -> None:
+    """Its `failed` event and its clean-up's work order continue the trace its provision
+    work order carried (the request's): they began a trace of their own, and a store's
+    trace stopped at its last step."""
+    store_id = await add_store(
+        database, StoreStatus.PROVISIONING, provisioning_since=timedelta(minutes=2), step="rollout"
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    async with database.session() as session:
+        session.add(
+            WorkOrderRecord(
+                id=uuid.uuid4(), store_id=store_id, lane="provision", correlation_id="c",
+                time=utcnow() - timedelta(minutes=3), published_at=utcnow(),
+                traceparent=f"00-{trace_id}-00f067aa0ba902b7-01",
+            )
+        )  # fmt: skip
+        await session.commit()
+
+    assert await enforce_deadlines(outbox, DEADLINE) == 1
+
+    [failed] = await event_rows(database)
+    assert failed.envelope["traceparent"].split("-")[1] == trace_id
+    async with database.session() as session:
+        [removal] = await session.exec(
+            select(WorkOrderRecord).where(col(WorkOrderRecord.lane) == "removal")
+        )
+    assert removal.traceparent is not None
+    assert removal.traceparent.split("-")[1] == trace_id
 
 
 async def test_a_store_past_its_deadline_while_waiting_on_the_cluster_is_failed_saying_why(

@@ -29,7 +29,7 @@ from sqlmodel import col, delete, select
 from sqlmodel.sql.expression import Select
 
 from woostore_cluster import Cluster
-from woostore_shared import lifecycle
+from woostore_shared import lifecycle, tracing
 from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound, idle_with_backups
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
@@ -109,15 +109,33 @@ class PassReport:
 
 async def _fail_unfinished(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
     """Fail a store that is still queued or provisioning; its clean-up follows on the
-    removal lane (a provisioner still on it sees the store failed and stops)."""
-    try:
-        async with UnitOfWork.begin(outbox) as uow:
-            store = await lifecycle.fail(uow, store_id, reason)
-    except (InvalidTransition, StoreNotFound):
-        return False  # finished meanwhile
-    with bind_store(store_id, store.correlation_id):
-        log.warning("store failed", reason=reason, step=store.step_name)
+    removal lane (a provisioner still on it sees the store failed and stops). Both are
+    in the trace the store's making is in, its latest work's: its end belongs to its story,
+    and began a trace of its own."""
+    trace = await _trace_of(outbox, store_id)
+    with tracing.continued(trace, "reaper fail", store_id=str(store_id)):
+        try:
+            async with UnitOfWork.begin(outbox) as uow:
+                store = await lifecycle.fail(uow, store_id, reason)
+        except (InvalidTransition, StoreNotFound):
+            return False  # finished meanwhile
+        with bind_store(store_id, store.correlation_id):
+            log.warning("store failed", reason=reason, step=store.step_name)
     return True
+
+
+async def _trace_of(outbox: Outbox, store_id: uuid.UUID) -> dict[str, str | None]:
+    """The trace the store's latest work order continued (the request's that asked for
+    it): none once that is forgotten."""
+    async with outbox.db.session() as session:
+        found = await session.exec(
+            select(WorkOrderRecord.traceparent, WorkOrderRecord.tracestate)
+            .where(col(WorkOrderRecord.store_id) == store_id)
+            .order_by(col(WorkOrderRecord.time).desc())
+            .limit(1)
+        )
+        latest = found.first()
+    return {} if latest is None else {"traceparent": latest[0], "tracestate": latest[1]}
 
 
 async def enforce_deadlines(outbox: Outbox, deadline: timedelta) -> int:
