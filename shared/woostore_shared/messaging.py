@@ -61,7 +61,10 @@ async def connect(url: str, name: str, client: Client | None = None) -> Client:
     client = client or Client()
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        if client.is_closed:  # closed by this process, as it stops: nothing went wrong
+            log.info("nats connection closed")
+        else:
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")

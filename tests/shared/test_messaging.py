@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from structlog.testing import capture_logs
 
 from tests.support import until
 from woostore_devstack.embedded import NatsServer
@@ -101,3 +102,22 @@ async def test_a_server_gone_silent_is_left_after_two_unanswered_pings(
             await client.flush(timeout=5)  # through a new connection, which flows
         finally:
             await close()
+
+
+async def test_closing_the_connection_is_no_warning_and_losing_it_is(
+    nats_server: NatsServer,
+) -> None:
+    """Every clean stop of every service, and make run's setup, warned "nats disconnected":
+    an operator learns to ignore the line that says NATS went away."""
+    with capture_logs() as logs:
+        client = await messaging.connect(nats_server.url, "tests")
+        nats_server.stop()
+        await until(lambda: not client.is_connected, "the client has seen NATS go")
+        nats_server.restart()
+        await until(lambda: client.is_connected, "the client is back")
+        await client.close()
+
+    said = [(line["log_level"], line["event"]) for line in logs]
+    assert said.count(("warning", "nats disconnected")) == 1  # when it went, not at the close
+    assert said.index(("info", "nats reconnected")) < len(said) - 1
+    assert said[-1] == ("info", "nats connection closed")
