@@ -104,6 +104,9 @@ BACKUPS_ENDED = Counter(
     "Backups that ended, by trigger and result",
     ["trigger", "result"],
 )
+for _trigger in BackupTrigger:  # from 0, so that the first of each is an increase() to see
+    for _result in ("complete", "failed", "not_made"):
+        BACKUPS_ENDED.labels(_trigger.value, _result)
 
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
@@ -561,16 +564,21 @@ async def _end_backup_taken_first(
     says, or failed (``unmade``) if there is none."""
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
-        _end_backup_record(backup, manifest or unmade)
+        # Without a manifest it may never have been tried (a rollback with nothing to return
+        # to ends before its backup): no sign of storage refusing it (WooStoreBackupsFailing).
+        _end_backup_record(backup, manifest or unmade, failed_as="not_made")
         uow.session.add(backup)
 
 
-def _end_backup_record(backup: StoreBackup, outcome: Manifest | str) -> None:
-    """Complete, with what its manifest says; or failed, for the reason given."""
+def _end_backup_record(
+    backup: StoreBackup, outcome: Manifest | str, *, failed_as: str = "failed"
+) -> None:
+    """Complete, with what its manifest says; or failed, for the reason given (counted as
+    ``failed_as``)."""
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
-        BACKUPS_ENDED.labels(backup.trigger.value, "failed").inc()
+        BACKUPS_ENDED.labels(backup.trigger.value, failed_as).inc()
         return
     backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
     BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc()

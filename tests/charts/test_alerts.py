@@ -107,10 +107,12 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "WooStoreReaperFailing": [
-        {  # the leader's database is gone: every pass fails, and it still leads
-            "series": {
-                'woostore_reaper_passes_total{result="done"}': "0+12x10 120x30",
-                'woostore_reaper_passes_total{result="failed"}': "0x10 0+12x30",
+        {  # the leader cannot reach NATS: every pass fails, and it still leads; the standby
+            "series": {  # counts none of its own
+                'woostore_reaper_passes_total{result="done",pod="reaper-a"}': "0+12x10 120x30",
+                'woostore_reaper_passes_total{result="failed",pod="reaper-a"}': "0x10 0+12x30",
+                'woostore_reaper_passes_total{result="done",pod="reaper-b"}': "0x40",
+                'woostore_reaper_passes_total{result="failed",pod="reaper-b"}': "0x40",
             },
             "firing": {"10m": False, "18m": False, "30m": True},
         },

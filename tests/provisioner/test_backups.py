@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
-from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
-from tests.provisioner.test_changes import names, ready_store
+from tests.provisioner.test_changes import backups_ended, names, ready_store
 from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
 from tests.support import DEFAULT_SETTINGS, create_copy
 from woostore_cluster import Cluster
@@ -135,11 +134,6 @@ async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
         "status": "ready", "backup_id": str(backup_id), "size": row.size,
         "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
     }  # fmt: skip
-
-
-def backups_ended(trigger: str, result: str) -> float:
-    labels = {"trigger": trigger, "result": result}
-    return REGISTRY.get_sample_value("woostore_backups_ended_total", labels) or 0.0
 
 
 async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(

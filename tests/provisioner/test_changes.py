@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
@@ -171,6 +172,15 @@ async def test_rolling_back_returns_to_the_previous_chart_and_twice_returns_agai
     assert rollback_steps == {step.name for step in ROLLBACK.steps}
 
 
+def backups_ended(trigger: str, result: str) -> float:
+    labels = {"trigger": trigger, "result": result}
+    return REGISTRY.get_sample_value("woostore_backups_ended_total", labels) or 0.0
+
+
+def not_made() -> float:
+    return backups_ended("before_rollback", "not_made")
+
+
 async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_ready(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -179,6 +189,7 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     js: JetStreamContext,
 ) -> None:
     store = await ready_store(make_runner, cluster, api_outbox)
+    backups_before = backups_ended("before_rollback", "failed"), not_made()
 
     await request_change(api_outbox, store, "rollback")
     await make_runner(cluster).change(store.id, KeepAlive())
@@ -186,6 +197,11 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     after = await load(database, store.id)
     assert after.status is StoreStatus.READY
     assert after.release_revision == 1
+    # Its backup was never tried: no sign of the storage failing (WooStoreBackupsFailing).
+    assert (backups_ended("before_rollback", "failed"), not_made()) == (
+        backups_before[0],
+        backups_before[1] + 1,
+    )
     reason = "the store's release has no earlier revision to return to"
     # The outcome is the change's: the store itself has not failed.
     assert await changes(database, store) == [("rollback", "failed", reason)]

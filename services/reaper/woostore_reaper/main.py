@@ -78,7 +78,7 @@ async def run(settings: Settings) -> None:
                 kept = await backups.keep()
                 if any(vars(kept).values()):
                     log.info("backups kept", **vars(kept))
-            PASSES.labels("done").inc()
+                PASSES.labels("done").inc()
         except Exception as error:  # a pass that fails (database restarting) is retried next pass
             PASSES.labels("failed").inc()
             log.warning("reaper pass failed", error=repr(error))

@@ -60,9 +60,15 @@ ORPHANS_REMOVED = Counter("woostore_orphans_removed_total", "Namespaces removed 
 ORPHAN_DELETE_TIMEOUT = 300.0
 NAMESPACE_VANISHED = "its namespace was deleted outside WooStore"
 DEAD_LETTERS = Counter("woostore_dead_letters_total", "Stores failed because work kept dying")
-# A leader whose every pass fails (its database or NATS unreachable) still leads: only this
-# shows that deadlines, relays and replays have stopped.
-PASSES = Counter("woostore_reaper_passes_total", "Reaper passes, by how they ended", ["result"])
+# A leader whose every pass fails (NATS or the cluster unreachable: without PostgreSQL it
+# gives up the lock) still leads: only this shows that deadlines, relays and replays have
+# stopped. Counted by the leader alone: a standby's passes, which do nothing, would halve
+# the share of failed ones.
+PASSES = Counter(
+    "woostore_reaper_passes_total", "The leading reaper's passes, by how they ended", ["result"]
+)
+PASSES.labels("done")  # from 0, so that the first of each is an increase() to see
+PASSES.labels("failed")
 EVENTS_PRUNED = Counter("woostore_events_pruned_total", "Events deleted past their retention")
 # Events deleted a pass at most: a pass stays short however many fall due at once (the first
 # pass after retention is set on a platform that kept years of them).
