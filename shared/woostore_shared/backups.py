@@ -248,7 +248,7 @@ class StoreBackups:
         if cache is not None:
             await asyncio.to_thread(shutil.rmtree, cache, ignore_errors=True)
         if folder is not None:
-            await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
+            await asyncio.to_thread(_remove, folder)
 
     async def _cache(self) -> Path | None:
         """Where restic caches this repository (a folder named by the repository's id, made
@@ -360,6 +360,17 @@ class _Done:
     code: int
     out: bytes  # what it wrote on stdout, if nobody read it as it came
     said: str  # the end of what it wrote on stderr
+
+
+def _remove(folder: Path) -> None:
+    """A repository's folder, whole: one gone already is fine (done again after a crash);
+    any other error is the storage's, and the store's deletion is tried again."""
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        return
+    except OSError as error:  # a read-only mount, a busy NFS file, a symlink in its place
+        raise BackupStorageError(f"could not remove the backup repository: {error}") from error
 
 
 def _folder(repository: str) -> Path | None:

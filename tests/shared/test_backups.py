@@ -112,6 +112,11 @@ async def back_up(store: StoreBackups, parts: dict[str, list[bytes]]) -> Manifes
     return manifest
 
 
+def replace_with_a_link(folder: Path, moved_to: Path) -> None:
+    folder.rename(moved_to)
+    folder.symlink_to(moved_to)
+
+
 def folders_in(folder: Path) -> list[str]:
     return [path.name for path in folder.iterdir() if path.is_dir()]
 
@@ -175,6 +180,23 @@ async def test_forgetting_all_of_a_stores_backups_leaves_none_and_spares_other_s
     assert await store.manifests() == []
     assert await store.stored_parts(kept.backup_id) == {}
     assert await other.manifests() == [kept]
+
+
+async def test_a_repository_folder_that_cannot_be_removed_fails_the_deletion(
+    storage: BackupStorage, tmp_path: Path
+) -> None:
+    """Its store must not be recorded deleted while its backups' data stays: the step is
+    tried again. (Here a symlink stands where the folder was, which rmtree refuses: the
+    tests run as root, whom no permission stops.)"""
+    store = await a_store(storage)
+    await back_up(store, {"database.sql": generated(5_000, 13)})
+    repository = Path(storage.location, "stores", str(store.store_id))
+    elsewhere = tmp_path / "elsewhere"
+    replace_with_a_link(repository, elsewhere)
+
+    with pytest.raises(BackupStorageError, match="could not remove the backup repository"):
+        await store.forget_all()
+    assert folders_in(elsewhere)  # nothing followed through the link
 
 
 async def test_a_part_that_does_not_match_its_manifest_is_refused(
