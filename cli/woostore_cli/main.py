@@ -290,10 +290,12 @@ def credentials(api: Api, args: argparse.Namespace) -> int:
 
 def events(api: Api, args: argparse.Namespace) -> int:
     idle = None if args.follow else IDLE_SECONDS
+    any_yet = False  # an event or a gap: the stream has answered
     with api.events(args.since, idle=idle, notice=_warn) as stream:
         for event in stream:
-            if isinstance(event, Gap) and event.reason == "unknown-id":
-                # Mistyped, most likely: only a stream started again loses events so.
+            if isinstance(event, Gap) and event.reason == "unknown-id" and not any_yet:
+                # The id asked for, mistyped most likely: only a stream started again loses
+                # events so. (Once resumed from an id of its own, the stream was.)
                 _warn(f"No event {args.since} yet: the newest is {event.sequence}. If the "
                       "event stream was started again, events were lost: list the stores "
                       "again to see where they are.")  # fmt: skip
@@ -305,6 +307,7 @@ def events(api: Api, args: argparse.Namespace) -> int:
             else:
                 line = _event_line(event.cloudevent["time"], event.kind, event.store_id, event.data)
                 print(line, flush=True)
+            any_yet = True
     return 0
 
 

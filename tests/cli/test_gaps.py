@@ -3,12 +3,15 @@ outcome was among the lost events ends instead of waiting forever."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from woostore_cli.client import Event, Gap
-from woostore_cli.main import CHANGES, CREATE, DELETE, Goal, _follow
+from woostore_cli.main import CHANGES, CREATE, DELETE, Goal, _follow, events
 
 STORE = {"id": "s-1", "name": "Corner Shop", "simulated": True, "queue_position": None}
 
@@ -41,3 +44,29 @@ def test_a_wait_whose_outcome_was_lost_ends_with_the_stores_state(
 def test_a_wait_not_over_yet_goes_on_with_the_events_after_the_gap() -> None:
     ready = Event(43, {"type": "io.woostore.store.ready", "subject": "s-1", "data": {}})
     assert follow(CREATE, {"status": "provisioning"}, ready) == 0
+
+
+class Replayed:
+    """The event stream as `woostore events` reads it: these events, then its end."""
+
+    def __init__(self, *events: Event | Gap) -> None:
+        self._events = events
+
+    @contextmanager
+    def events(self, since: int, **_: object) -> Iterator[list[Event | Gap]]:
+        yield list(self._events)
+
+
+def test_a_stream_started_again_after_events_says_events_were_lost_not_a_mistyped_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ "No event N yet" is for an id the user asked for; once the stream has answered, an
+    id it no longer knows is one of its own: the stream was started again."""
+    first = Event(7, {"type": "store.requested", "subject": "s-1", "data": {}, "time": "t"})
+    args = argparse.Namespace(since=0, follow=True, json=True)
+
+    assert events(Replayed(first, Gap(3, "unknown-id")), args) == 0  # type: ignore[arg-type]
+
+    said = capsys.readouterr().err
+    assert "Events were lost before event 3 (unknown-id)" in said
+    assert "No event" not in said
