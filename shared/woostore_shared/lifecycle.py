@@ -389,7 +389,7 @@ async def fail(uow: UnitOfWork, store_id: uuid.UUID, reason: str, *, lost: bool 
     store.failure_reason = reason
     uow.emit(store, Failed(reason=reason, step=step))
     uow.dispatch(store, Lane.REMOVAL)
-    STORES_FAILED.labels("lost" if lost else step or "before_any_step").inc()
+    uow.once_committed(STORES_FAILED.labels("lost" if lost else step or "before_any_step").inc)
     return store
 
 
@@ -548,7 +548,7 @@ async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | s
     store = await _locked(uow, store_id)
     backup = await backup_under_way(uow.session, store.id)
     transition(store, S.READY, {S.BACKING_UP})
-    _end_backup_record(backup, outcome)
+    _end_backup_record(uow, backup, outcome)
     uow.session.add(backup)
     if isinstance(outcome, str):
         uow.emit(store, BackupFailed(backup_id=backup.id, reason=outcome))
@@ -566,22 +566,22 @@ async def _end_backup_taken_first(
         backup = await backup_under_way(uow.session, store.id)
         # Without a manifest it may never have been tried (a rollback with nothing to return
         # to ends before its backup): no sign of storage refusing it (WooStoreBackupsFailing).
-        _end_backup_record(backup, manifest or unmade, failed_as="not_made")
+        _end_backup_record(uow, backup, manifest or unmade, failed_as="not_made")
         uow.session.add(backup)
 
 
 def _end_backup_record(
-    backup: StoreBackup, outcome: Manifest | str, *, failed_as: str = "failed"
+    uow: UnitOfWork, backup: StoreBackup, outcome: Manifest | str, *, failed_as: str = "failed"
 ) -> None:
     """Complete, with what its manifest says; or failed, for the reason given (counted as
     ``failed_as``)."""
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
-        BACKUPS_ENDED.labels(backup.trigger.value, failed_as).inc()
+        uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, failed_as).inc)
         return
     backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
-    BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc()
+    uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc)
     backup.chart_version = outcome.chart_version
     backup.wordpress_version = outcome.wordpress_version
     backup.woocommerce_version = outcome.woocommerce_version

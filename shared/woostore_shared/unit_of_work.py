@@ -15,7 +15,7 @@ counters, keys and the audit log commit through one too.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -60,6 +60,7 @@ class UnitOfWork:
         self.events: list[CloudEvent] = []
         self._written = 0  # how many of the events a statement has written already
         self.work: list[WorkOrder] = []  # written with the events left as the unit commits
+        self._once_committed: list[Callable[[], object]] = []
 
     @classmethod
     @asynccontextmanager
@@ -73,6 +74,8 @@ class UnitOfWork:
             except BaseException:
                 await session.rollback()
                 raise
+        for callback in uow._once_committed:
+            callback()
         await outbox.deliver(uow.events, uow.work)
 
     def emit(self, store: Store, data: EventData) -> CloudEvent:
@@ -97,6 +100,11 @@ class UnitOfWork:
         )
         self.events.append(event)
         return event
+
+    def once_committed(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once this has committed: a metric counts what happened, never a
+        change rolled back (and perhaps tried again)."""
+        self._once_committed.append(callback)
 
     def dispatch(self, store: Store, lane: Lane) -> WorkOrder:
         """Ask a worker on ``lane`` to look at ``store`` once this commits."""

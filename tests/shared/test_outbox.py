@@ -13,10 +13,12 @@ from unittest.mock import ANY
 
 import pytest
 from nats.aio.client import Client
+from prometheus_client import REGISTRY
 from sqlalchemy import event, func, text
 from sqlmodel import col, delete, select
 
 from tests.support import DEFAULT_SETTINGS
+from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData
 from woostore_shared.lifecycle import transition
@@ -279,3 +281,31 @@ async def test_work_asked_for_with_no_event_is_recorded_and_sent(
     assert (recorded.store_id, recorded.lane) == (store_id, "change")
     assert recorded.published_at is not None  # sent, and marked so
     assert events == 0
+
+
+async def test_a_failure_is_counted_once_committed_and_never_when_rolled_back(
+    database: Database, nats_client: Client
+) -> None:
+    """Metrics count what happened: a unit that fails a store and then rolls back (its
+    commit refused, say, and tried again) counted the failure all the same."""
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests")
+
+    def lost() -> float:
+        return REGISTRY.get_sample_value("woostore_stores_failed_total", {"step": "lost"}) or 0.0
+
+    async def fail_then_roll_back() -> None:
+        async with UnitOfWork.begin(outbox) as uow:
+            await lifecycle.fail(uow, store_id, "its namespace vanished", lost=True)
+            raise Boom
+
+    before = lost()
+    with pytest.raises(Boom):
+        await fail_then_roll_back()
+    assert lost() == before
+
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.fail(uow, store_id, "its namespace vanished", lost=True)
+        assert lost() == before  # not before the commit
+    assert lost() == before + 1
+    await outbox.close()
