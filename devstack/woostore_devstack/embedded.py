@@ -118,7 +118,13 @@ def _spawn_nats(config_file: Path) -> subprocess.Popen[bytes]:
     log_path = config_file.parent / "nats.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [_venv_binary("nats-server"), "-c", str(config_file)], stdout=log, stderr=log
+        [_venv_binary("nats-server"), "-c", str(config_file)],
+        stdout=log,
+        stderr=log,
+        # Out of the terminal's reach, as the services are: Ctrl-C stopped it at once, and
+        # every service, still running, warned of NATS gone (the provisioner with a
+        # traceback) until the launcher stopped them. The launcher stops it after them.
+        start_new_session=True,
     )
     try:
         # Its own word, not the port answering: another server may have taken the port

@@ -127,6 +127,30 @@ def test_the_banner_names_every_services_ops_endpoints(make_run: MakeRun) -> Non
         assert httpx.get(f"{url}/readyz", timeout=5).json()["status"] == "ready"
 
 
+def test_ctrl_c_stops_the_services_before_nats_and_none_of_them_complains(
+    make_run: MakeRun,
+) -> None:
+    """Ctrl-C reaches the terminal's whole process group. NATS was in it and stopped first,
+    so every service, still running, warned that NATS was gone, and the provisioner ended
+    with a traceback."""
+    os.killpg(make_run.process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    make_run.process.wait(timeout=DEADLINE)
+
+    def closed() -> set[str]:  # the services that said so (the setup says so too, earlier)
+        return {
+            line.split("|")[0].strip() for line in make_run.said
+            if "|" in line and "nats connection closed" in line
+        }  # fmt: skip
+
+    _wait_for(lambda: closed() == {"api", "reaper", "notifier"},  # each as it stops
+              lambda: "".join(make_run.said[-30:]))  # fmt: skip
+
+    said = "".join(make_run.said)
+    assert "nats disconnected" not in said
+    assert "nats unreachable" not in said
+    assert "Traceback" not in said
+
+
 def test_a_second_make_run_on_the_same_data_folder_is_refused(make_run: MakeRun) -> None:
     again = subprocess.run(
         [str(REPO / ".venv" / "bin" / "woostore-run")],

@@ -6,6 +6,7 @@ import asyncio
 
 from faststream import FastStream
 from faststream.nats import NatsBroker
+from nats.errors import ConnectionReconnectingError
 
 from woostore_cluster import connect_cluster
 from woostore_provisioner.handlers import build_router
@@ -83,4 +84,9 @@ def main() -> None:
     settings.require_runtime()
     configure_logging(settings, "provisioner")
     configure_tracing("provisioner")
-    asyncio.run(build_app(settings).run())
+    try:
+        asyncio.run(build_app(settings).run())
+    except ConnectionReconnectingError:
+        # Raised by the broker's drain as it stops: NATS was gone at that moment. What was
+        # in flight was handed back before (HAND_BACK_GRACE), or is redelivered after.
+        log.warning("stopped while NATS was unreachable: the broker could not drain")
