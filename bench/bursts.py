@@ -24,8 +24,8 @@ import psycopg
 
 from bench.bare_insert import BARE_TABLE
 from bench.common import percentile, rewrite_section, table
-from woostore_devstack.embedded import free_port
-from woostore_devstack.platform import BIN, REPO, Platform, running_services
+from woostore_devstack.embedded import REPO, free_port
+from woostore_devstack.platform import BIN, Platform, running_services
 from woostore_shared.settings import Settings
 
 RESULTS = REPO / "docs" / "benchmarks.md"

@@ -47,7 +47,8 @@ from bench.sse_fleet import (
     run_baseline,
     run_fleet,
 )
-from woostore_devstack.platform import REPO, Platform, running_services
+from woostore_devstack.embedded import REPO
+from woostore_devstack.platform import Platform, running_services
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, StoreStatus
 from woostore_shared.topology import STREAM_NAME

@@ -22,7 +22,8 @@ import httpx
 
 from bench import backups, bursts, footprint, live_updates, scale, store_cost, warm_pool
 from bench.common import EventLog, percentile, table
-from woostore_devstack.platform import REPO, Platform, running_platform
+from woostore_devstack.embedded import REPO
+from woostore_devstack.platform import Platform, running_platform
 
 STORES = 20
 CREATES_FOR_LATENCY = 50

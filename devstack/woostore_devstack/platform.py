@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from woostore_devstack.embedded import (
+    REPO,
     STORE_CHART,
     TOOLS_BIN,
     NatsServer,
@@ -31,7 +32,6 @@ from woostore_devstack.embedded import (
 )
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("api", "provisioner", "reaper", "notifier")
 
 

@@ -23,7 +23,7 @@ import yaml
 from playwright.async_api import Locator, Page, Request, expect
 
 from tests.e2e.conftest import Platform
-from woostore_devstack.platform import REPO
+from woostore_devstack.embedded import REPO
 from woostore_provisioner.recipe import PROVISION
 from woostore_shared import lifecycle
 from woostore_shared.db import Database

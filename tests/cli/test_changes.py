@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.cli.conftest import Platform, api_store, create_ready, woostore
-from woostore_devstack.platform import REPO
+from woostore_devstack.embedded import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 CHART_VERSION = yaml.safe_load((REPO / "helm" / "store" / "Chart.yaml").read_text())["version"]

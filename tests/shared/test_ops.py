@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 
 import httpx
 
-from woostore_shared.ops import serve_ops
+from woostore_shared.ops import ReadinessCheck, serve_ops
 
 HANGS_SECONDS = 3600.0
 CANCEL_TAKES_SECONDS = 30.0  # a query cancelled on a hung PostgreSQL waits about as long
+
+
+async def readyz(
+    checks: Mapping[str, ReadinessCheck], reported: Mapping[str, ReadinessCheck] | None = None
+) -> httpx.Response:
+    """One /readyz of ops endpoints serving ``checks`` (and ``reported``), stopped after."""
+    ops = await serve_ops("127.0.0.1", 0, checks, reported)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
+            return await client.get("/readyz")
+    finally:
+        await ops.stop()
 
 
 async def test_a_hung_check_is_answered_as_timed_out_and_never_started_twice() -> None:
@@ -54,12 +66,7 @@ async def test_a_reported_check_failing_leaves_the_service_ready_naming_it() -> 
     async def fine() -> None:
         return None
 
-    ops = await serve_ops("127.0.0.1", 0, {"database": fine}, reported={"nats": gone})
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
-            answer = await client.get("/readyz")
-    finally:
-        await ops.stop()
+    answer = await readyz({"database": fine}, reported={"nats": gone})
     assert answer.status_code == 200
     assert answer.json() == {
         "status": "ready", "failing": {}, "degraded": {"nats": "ConnectionError"}
@@ -73,11 +80,6 @@ async def test_a_check_failing_before_it_awaits_is_a_failing_check_not_an_error(
     def not_yet() -> Awaitable[object]:
         raise ConnectionError("no connection yet")
 
-    ops = await serve_ops("127.0.0.1", 0, {"nats": not_yet})
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
-            answer = await client.get("/readyz")
-    finally:
-        await ops.stop()
+    answer = await readyz({"nats": not_yet})
     assert answer.status_code == 503
     assert answer.json() == {"status": "unready", "failing": {"nats": "ConnectionError"}}
