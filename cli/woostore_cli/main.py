@@ -25,12 +25,13 @@ from woostore_cli.client import Api, ApiError, Event, Gap, Unreachable
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
-# What `list` shows unless asked for a status or for --all: every status but deleted (a
-# deleted store stays for its history, not to crowd the list). The API's statuses, which
-# tests/cli/test_commands.py holds this to.
-LISTED = (
+# The statuses a tenant's store can be in: what `list --status` takes, and what `list --all`
+# asks for. Without either, the API's default: every status but deleted (a deleted store
+# stays for its history, not to crowd the list). tests/cli/test_commands.py holds this to the
+# API's statuses.
+STATUSES = (
     "queued", "provisioning", "ready", "updating", "backing_up", "restoring", "failed",
-    "deleting",
+    "deleting", "deleted",
 )  # fmt: skip
 Store = dict[str, Any]
 
@@ -216,7 +217,7 @@ def _ask(
 
 
 def list_stores(api: Api, args: argparse.Namespace) -> int:
-    statuses = args.status or ([] if args.all else list(LISTED))
+    statuses = args.status or (list(STATUSES) if args.all else [])
     params = {
         **({"status": statuses} if statuses else {}),
         **({"q": args.name} if args.name else {}),
@@ -742,7 +743,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--status",
         action="append",
-        help=f"only stores in this status; repeat it for several: {', '.join(LISTED)}, deleted",
+        help=f"only stores in this status; repeat it for several: {', '.join(STATUSES)}",
     )
     sub.add_argument("--all", action="store_true", help="deleted stores too")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")

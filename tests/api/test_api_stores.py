@@ -784,6 +784,24 @@ async def test_the_list_filters_by_status(client: httpx.AsyncClient, database: D
     assert failed == []
 
 
+async def test_the_list_leaves_deleted_stores_out_unless_asked_for_them(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    kept, gone = [await create(client, f"Shop {n}") for n in range(2)]
+    await set_columns(database, gone["id"], status=StoreStatus.DELETED, deleted_at=utcnow())
+
+    def ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [s["id"] for s in response.json()["items"]]
+
+    assert ids(await client.get(STORES)) == [kept["id"]]
+    assert ids(await client.get(STORES, params={"status": "deleted"})) == [gone["id"]]
+    both = await client.get(STORES, params={"status": ["queued", "deleted"]})
+    assert ids(both) == [gone["id"], kept["id"]]
+    counts = (await client.get(f"{STORES}/counts")).json()
+    assert (counts["total"], counts["by_status"]["deleted"]) == (1, 1)  # as the list counts
+
+
 async def test_the_list_honours_its_limit(client: httpx.AsyncClient) -> None:
     created = [await create(client, f"Shop {n}") for n in range(3)]
 

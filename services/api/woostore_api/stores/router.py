@@ -72,7 +72,10 @@ async def list_stores(
     caller: CurrentCaller,
     status: Annotated[
         list[StoreStatus] | None,
-        Query(description="Only stores in these statuses (repeat it for several)."),
+        Query(
+            description="Only stores in these statuses (repeat it for several). Without it,"
+            " every status but `deleted`: ask for `deleted` to list deleted stores."
+        ),
     ] = None,
     tenant_id: Annotated[
         uuid.UUID | None, Query(description="Admins: one tenant's stores (default: all).")
@@ -88,7 +91,8 @@ async def list_stores(
         ),
     ] = None,
 ) -> StoreList:
-    """The tenant's stores (an admin's: every tenant's), newest first, a page at a time."""
+    """The tenant's stores (an admin's: every tenant's), newest first, a page at a time;
+    deleted ones only when asked for by status."""
     scope = tenant_scope(caller, tenant_id)
     stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor, q)
     around = await service.surroundings(db, stores)

@@ -259,7 +259,8 @@ async def list_stores(
     name: str | None = None,
 ) -> tuple[list[Store], str | None]:
     """A page of one tenant's stores (None: every tenant's), newest first, and the cursor of
-    the next page; only those in ``statuses`` and whose name holds ``name``, if given."""
+    the next page; only those in ``statuses`` (none given: every status but deleted) and whose
+    name holds ``name``, if given."""
     query = (
         select(Store)
         .where(_owned_by(tenant_id))
@@ -270,6 +271,8 @@ async def list_stores(
         query = query.where(_named_like(name))
     if statuses:
         query = query.where(col(Store.status).in_(statuses))
+    else:  # a deleted store is kept for its history, not to crowd every list
+        query = query.where(col(Store.status) != StoreStatus.DELETED)
     if cursor is not None:
         created_at, store_id = _decode_cursor(cursor)
         query = query.where(tuple_(col(Store.created_at), col(Store.id)) < (created_at, store_id))
