@@ -91,7 +91,20 @@ def broker_logger() -> logging.Logger:
     """FastStream's logger (a line for each message received, and processed): through this
     process's output with every other line. Left to FastStream, its lines were coloured text
     on stdout, with no service, in the middle of the JSON a log collector reads."""
-    return logging.getLogger("woostore.broker")
+    logger = logging.getLogger("woostore.broker")
+    logger.addFilter(_not_a_task_ending)  # once: a filter already there is not added again
+    return logger
+
+
+def _not_a_task_ending(record: logging.LogRecord) -> bool:
+    """FastStream's task supervisor says "callback for Task-N is being executed..." at info
+    whenever a subscriber's task ends: a line for each of them at every stop, which says
+    nothing (a task that failed is logged on a line of its own, as an error)."""
+    return not (
+        record.levelno <= logging.INFO
+        and record.getMessage().startswith("callback for ")
+        and record.getMessage().endswith(" is being executed...")
+    )
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from faststream.nats import NatsBroker
+from faststream.nats import JStream, NatsBroker, PullSub
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -266,19 +266,23 @@ async def test_a_ticket_in_a_url_never_reaches_the_logs(
 async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
     configured_logging: None, capsys: pytest.CaptureFixture[str], nats_server: NatsServer
 ) -> None:
-    """As the provisioner gives FastStream its logger: its lines were coloured text on
-    stdout, with no service, amid the JSON a log collector reads."""
+    """As the provisioner gives FastStream its logger, and as it consumes (a pull
+    subscriber on a stream): its lines were coloured text on stdout, with no service, amid
+    the JSON a log collector reads."""
     configure_logging(Settings(log_format=LogFormat.JSON), "tests")
     broker = NatsBroker(nats_server.url, logger=broker_logger())
     handled = asyncio.Event()
 
-    @broker.subscriber("work.provision.one")
+    @broker.subscriber(
+        "work.provision.one", stream=JStream("LOGGED", subjects=["work.>"]),
+        durable="logged", pull_sub=PullSub(timeout=1),
+    )  # fmt: skip
     async def handle(body: str) -> None:
         handled.set()
 
     async with broker:
         await broker.start()
-        await broker.publish("hello", "work.provision.one")
+        await broker.publish("hello", "work.provision.one", stream="LOGGED")
         async with asyncio.timeout(20):
             await handled.wait()
     captured = capsys.readouterr()
@@ -289,3 +293,5 @@ async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
     assert said["Received"]["service"] == "tests"
     assert said["Received"]["subject"] == "work.provision.one"
     assert "\x1b[" not in captured.err + captured.out  # no colour codes, nothing on stdout
+    # Stopping ended the subscriber's task; FastStream's bookkeeping line for it is left out.
+    assert not [event for event in said if "is being executed" in event], said
