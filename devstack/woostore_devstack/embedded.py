@@ -213,12 +213,20 @@ class Postgres:
     def stop(self) -> None:
         self.server.cleanup()
 
+    @property
+    def running(self) -> bool:
+        """Whether the postmaster still runs (a killed one leaves its pid file behind)."""
+        running: bool = self.server.get_postmaster_info().is_running()
+        return running
+
     def restart(self) -> None:
         """Stop (fast shutdown: sessions are cut, as in a failover) and start on the same data
         and socket, so the URL stays valid."""
         url = self.url
         self.stop()
-        self.server = get_server(self.pgdata, cleanup_mode="stop")
+        # Made anew, not get_server(): that returns the handle of a start that failed (a
+        # killed postmaster's backends still held its memory), so a second try did nothing.
+        self.server = PostgresServer(self.pgdata, cleanup_mode="stop")
         assert self.url == url, "PostgreSQL came back at another address"
 
 

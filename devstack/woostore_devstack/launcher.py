@@ -2,7 +2,8 @@
 
 1. Reuses or creates the admin token and secret key (kept in the data folder, mode 0600).
 2. Starts embedded NATS (JetStream on disk, fsync always) and PostgreSQL under the data
-   folder, unless WOOSTORE_NATS_URL / WOOSTORE_DATABASE_URL point elsewhere.
+   folder, unless WOOSTORE_NATS_URL / WOOSTORE_DATABASE_URL point elsewhere; either is
+   started again whenever it dies.
 3. Migrates the database and declares the JetStream topology (``woostore-setup``).
 4. Runs the four services as separate processes with prefixed logs, until Ctrl-C (or SIGTERM,
    or the terminal hanging up). A service that exits is started again after a growing delay;
@@ -38,6 +39,7 @@ from woostore_devstack.embedded import (
     STORE_CHART,
     TOOLS_BIN,
     NatsServer,
+    Postgres,
     free_port,
     start_nats,
     start_postgres,
@@ -375,26 +377,74 @@ async def supervise(
     return status
 
 
-async def keep_nats_running(
-    nats: NatsServer, started: Started, stopping: asyncio.Event, every: float = 0.5
+@dataclass(frozen=True)
+class Kept:
+    """A server ``make run`` started itself (NATS, PostgreSQL), which it starts again,
+    where it was and on its data, whenever it ends."""
+
+    name: str  # as the operator reads it: "NATS"
+    ended: Callable[[], str | None]  # how it ended ("was killed by SIGKILL"); None: it runs
+    start_again: Callable[[], None]
+
+
+def kept_nats(nats: NatsServer, started: Started) -> Kept:
+    def ended() -> str | None:
+        code = nats.process.poll()
+        return None if code is None else _said(code)
+
+    def start_again() -> None:
+        nats.restart()
+        started.add("nats-server", nats.process.pid)
+
+    return Kept("NATS", ended, start_again)
+
+
+def kept_postgres(postgres: Postgres) -> Kept:
+    # The postmaster is no child of the launcher (pg_ctl starts it detached): how it ended
+    # is not known, only that it did.
+    return Kept("PostgreSQL", lambda: None if postgres.running else "stopped", postgres.restart)
+
+
+# A killed postmaster's backends leave its shared memory within moments of noticing, and a
+# new one refuses to start while any is still there: a start that fails is tried again.
+START_AGAIN_TRIES = 4
+START_AGAIN_FIRST_WAIT = 0.5  # seconds, then twice as long each time
+
+
+async def keep_embedded_running(
+    kept: list[Kept], stopping: asyncio.Event, every: float = 0.5
 ) -> str:
-    """Starts the embedded NATS again, on its port and its data, whenever it exits, until
-    ``stopping`` is set (then returns ""), or until it cannot start (then returns why). It
-    died unnoticed before: every service said `nats unreachable` until Ctrl-C."""
+    """Starts each of ``kept`` again whenever it ends, until ``stopping`` is set (then
+    returns ""), or until one cannot start (then stops the platform and returns why). Each
+    died unnoticed before: every service said `nats unreachable`, or answered 503 naming
+    the database, until Ctrl-C."""
     while not stopping.is_set():
         with suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)
-        code = nats.process.poll()
-        if code is None or stopping.is_set():
-            continue
-        _say(f"NATS {_said(code)}; starting it again on its port and its data")
-        try:
-            await asyncio.to_thread(nats.restart)
-        except Exception as error:  # whatever stops it starting, the platform stops: it says why
-            stopping.set()
-            return f"NATS could not start again: {error}"
-        started.add("nats-server", nats.process.pid)
+        for part in kept:
+            how = part.ended()
+            if how is None or stopping.is_set():
+                continue
+            _say(f"{part.name} {how}; starting it again on its data")
+            try:
+                await _start_again(part)
+            # Whatever stops it starting, the platform stops: it says why.
+            except Exception as error:
+                stopping.set()
+                return f"{part.name} could not start again: {error}"
     return ""
+
+
+async def _start_again(part: Kept) -> None:
+    wait = START_AGAIN_FIRST_WAIT
+    for _ in range(START_AGAIN_TRIES - 1):
+        try:
+            return await asyncio.to_thread(part.start_again)
+        except Exception as error:  # said, then tried again
+            _say(f"{part.name} did not start ({error}); trying again in {wait:g} s")
+        await asyncio.sleep(wait)
+        wait *= 2
+    await asyncio.to_thread(part.start_again)
 
 
 async def run_services(
@@ -402,7 +452,7 @@ async def run_services(
     settings: Settings,
     nats_url: str,
     started: Started,
-    nats: NatsServer | None = None,
+    kept: list[Kept] | None = None,
 ) -> int:
     bin_dir = Path(sys.executable).parent
     # Each service serves /healthz, /readyz and /metrics on an ops port of its own.
@@ -424,13 +474,12 @@ async def run_services(
         ops = {name: f"http://{settings.ops_host}:{port}" for name, port in ops_ports.items()}
         _print_banner(env, settings, nats_url, ops)
 
-    keeper = asyncio.create_task(keep_nats_running(nats, started, stopping)) if nats else None
+    keeper = asyncio.create_task(keep_embedded_running(kept or [], stopping))
     status = await supervise(services, RestartPolicy(), stopping, banner)
-    if keeper is not None:
-        stopping.set()
-        if why := await keeper:
-            _say(why)
-            status = 1
+    stopping.set()
+    if why := await keeper:
+        _say(why)
+        status = 1
     return status
 
 
@@ -480,22 +529,25 @@ def _run(settings: Settings, data_dir: Path, running: ExitStack) -> int:
             "woostore-run: another program listens on " + " and ".join(taken)
             + "; stop it, or give WooStore other ports"
         )  # fmt: skip
-    nats_url, nats = settings.nats_url, None
+    kept: list[Kept] = []
+    nats_url = settings.nats_url
     if not nats_url:
         nats = start_nats(data_dir / "nats")
         running.callback(nats.stop)
         started.add("nats-server", nats.process.pid)
+        kept.append(kept_nats(nats, started))
         nats_url = nats.url
     database_url = settings.database_url
     if not database_url:
         postgres = start_postgres(data_dir / "postgres", alone=True)  # held: hold_data_dir
         running.callback(postgres.stop)
+        kept.append(kept_postgres(postgres))
         database_url = postgres.url
     env = service_environment(settings, nats_url, database_url)
     setup = Path(sys.executable).parent / "woostore-setup"
     if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
         raise SystemExit("woostore-setup failed")
-    return asyncio.run(run_services(env, settings, nats_url, started, nats))
+    return asyncio.run(run_services(env, settings, nats_url, started, kept))
 
 
 def _stop_as_ctrl_c_does() -> None:

@@ -18,15 +18,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+import psycopg
 import pytest
 
 from woostore_devstack import launcher
-from woostore_devstack.embedded import TOOLS_BIN, free_port, start_nats
+from woostore_devstack.embedded import TOOLS_BIN, free_port, start_nats, start_postgres
 from woostore_devstack.launcher import (
+    Kept,
     RestartPolicy,
     Service,
     Started,
-    keep_nats_running,
+    keep_embedded_running,
+    kept_nats,
+    kept_postgres,
     ports_taken,
     service_environment,
     supervise,
@@ -311,7 +316,8 @@ async def test_the_embedded_nats_is_started_again_on_its_port_and_data_when_it_d
     nats = start_nats(tmp_path / "nats")
     first = nats.process.pid
     stopping = asyncio.Event()
-    keeper = asyncio.create_task(keep_nats_running(nats, Started(tmp_path), stopping, every=0.05))
+    watched = [kept_nats(nats, Started(tmp_path))]
+    keeper = asyncio.create_task(keep_embedded_running(watched, stopping, every=0.05))
     try:
         client = await connect(nats.url, "tests")
         js = client.jetstream()
@@ -331,3 +337,79 @@ async def test_the_embedded_nats_is_started_again_on_its_port_and_data_when_it_d
         stopping.set()
         assert await keeper == ""
         nats.stop()
+
+
+async def test_the_embedded_postgres_is_started_again_on_its_data_when_it_dies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It stayed dead: every service answered 503 naming the database until Ctrl-C."""
+    output = Output(capsys)
+    postgres = start_postgres(tmp_path / "postgres", alone=True)
+    first = postgres.server.get_pid()
+    stopping = asyncio.Event()
+    keeper = asyncio.create_task(
+        keep_embedded_running([kept_postgres(postgres)], stopping, every=0.05)
+    )
+    try:
+        url = postgres.url
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("CREATE TABLE kept (said text)")
+            db.execute("INSERT INTO kept VALUES ('before')")
+            # As kill -9, or the OOM killer: its backends, this one too, are left behind.
+            psutil.Process(first).kill()
+        await until(lambda: "PostgreSQL stopped; starting it again on its data" in output.text)
+        await until(lambda: postgres.running and postgres.server.get_pid() != first)
+        assert postgres.url == url  # the services' URL still leads to it
+        with psycopg.connect(url) as db:  # on its data: the row is there
+            assert db.execute("SELECT said FROM kept").fetchall() == [("before",)]
+    finally:
+        stopping.set()
+        assert await keeper == ""
+        postgres.stop()
+
+
+async def test_a_server_that_does_not_start_again_is_tried_again_then_stops_the_platform(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "START_AGAIN_FIRST_WAIT", 0.01)
+    tries: list[int] = []
+
+    def start_again() -> None:
+        tries.append(len(tries) + 1)
+        raise RuntimeError(f"refused, try {len(tries)}")
+
+    stopping = asyncio.Event()
+    stubborn = Kept("Stubborn", lambda: "stopped", start_again)
+
+    why = await keep_embedded_running([stubborn], stopping, every=0.01)
+
+    assert why == "Stubborn could not start again: refused, try 4"
+    assert stopping.is_set()  # the platform stops, saying why
+    said = capsys.readouterr().out
+    assert "woostore-run: Stubborn stopped; starting it again on its data" in said
+    assert "Stubborn did not start (refused, try 1); trying again in 0.01 s" in said
+    assert "Stubborn did not start (refused, try 3); trying again in 0.04 s" in said
+
+
+async def test_a_server_that_starts_on_a_second_try_keeps_the_platform_running(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "START_AGAIN_FIRST_WAIT", 0.01)
+    tries = 0
+
+    def start_again() -> None:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            raise RuntimeError("its shared memory is still in use")
+
+    stopping = asyncio.Event()
+    slow = Kept("Slow", lambda: None if tries else "stopped", start_again)
+    keeper = asyncio.create_task(keep_embedded_running([slow], stopping, every=0.01))
+    await until(lambda: tries == 2)
+    assert not stopping.is_set()  # it runs on
+    stopping.set()
+
+    assert await keeper == ""
+    said = capsys.readouterr().out
+    assert "Slow did not start (its shared memory is still in use); trying again in 0.01 s" in said
