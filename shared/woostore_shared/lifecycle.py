@@ -116,14 +116,16 @@ LIVE = ACTIVE | {S.READY, S.POOLED}
 UNFINISHED = frozenset({S.QUEUED, S.PROVISIONING})
 
 
+def not_started() -> ColumnElement[bool]:
+    """Owners' stores waiting to start: in the cold queue, or claimed from the warm pool and
+    waiting, on a lane of their own, to be personalised."""
+    return (col(Store.status) == S.QUEUED) & col(Store.tenant_id).is_not(None)
+
+
 def in_the_cold_queue() -> ColumnElement[bool]:
     """Owners' stores queued to be made from scratch: the one queue all tenants share. Pool
     refills yield to them, and a claimed store waits on its own lane, not in it."""
-    return (
-        (col(Store.status) == S.QUEUED)
-        & col(Store.tenant_id).is_not(None)
-        & col(Store.claimed_at).is_(None)
-    )
+    return not_started() & col(Store.claimed_at).is_(None)
 
 
 def idle_with_backups() -> ColumnElement[bool]:

@@ -41,8 +41,16 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "WooStoreQueueStuck": [
         {  # the oldest store waits ever longer (a minute a minute), on the leading reaper
             "series": {
-                'woostore_queue_oldest_age_seconds{pod="reaper-a"}': "0+60x40",
-                'woostore_queue_oldest_age_seconds{pod="reaper-b"}': "0x40",
+                'woostore_queue_oldest_age_seconds{queue="cold",pod="reaper-a"}': "0+60x40",
+                'woostore_queue_oldest_age_seconds{queue="claimed",pod="reaper-a"}': "0x40",
+                'woostore_queue_oldest_age_seconds{queue="cold",pod="reaper-b"}': "0x40",
+            },
+            "firing": {"10m": False, "25m": True},
+        },
+        {  # the cold queue moves, but a store claimed from the warm pool is never personalised
+            "series": {
+                'woostore_queue_oldest_age_seconds{queue="cold"}': "0x40",
+                'woostore_queue_oldest_age_seconds{queue="claimed"}': "0+60x40",
             },
             "firing": {"10m": False, "25m": True},
         },
