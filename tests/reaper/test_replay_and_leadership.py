@@ -3,6 +3,7 @@ reaper acts. Real PostgreSQL and nats-server; stores are made as the API makes t
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from woostore_reaper.leadership import LOCK_KEY, LeaderLock
 from woostore_reaper.reaping import replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.models import Store, StoreChange, StoreStatus, utcnow
+from woostore_shared.models import Store, StoreChange, StoreStatus, WorkOrderRecord, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
 from woostore_shared.unit_of_work import UnitOfWork
@@ -98,6 +99,47 @@ async def test_work_lost_with_the_stream_is_sent_again(
 
     assert await replay_lost_work(outbox, GRACE) == (1, 0)
     assert await orders(nats_client, store_id) == [f"work.provision.{store_id}"]
+
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def in_a_trace(database: Database, store_id: uuid.UUID) -> None:
+    """The store's work orders carry the trace of the request that asked for them."""
+    async with database.session() as session:
+        await session.exec(
+            update(WorkOrderRecord)
+            .where(col(WorkOrderRecord.store_id) == store_id)
+            .values(traceparent=f"00-{TRACE_ID}-00f067aa0ba902b7-01")
+        )
+        await session.commit()
+
+
+async def test_work_sent_again_stays_in_the_trace_of_the_work_lost(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    """It began a trace of its own: the store's making, after a replay, was in no trace of
+    the request's."""
+    store_id = (await create_store(outbox)).id
+    await in_a_trace(database, store_id)
+    await nats_client.jetstream().purge_stream(WORK_STREAM)
+    await set_store(database, store_id)
+
+    assert await replay_lost_work(outbox, GRACE) == (1, 0)
+
+    async with database.session() as session:
+        again = (
+            await session.exec(
+                select(WorkOrderRecord)
+                .where(col(WorkOrderRecord.store_id) == store_id)
+                .order_by(col(WorkOrderRecord.time).desc())
+            )
+        ).first()
+    assert again is not None
+    assert again.traceparent is not None
+    assert again.traceparent.split("-")[1] == TRACE_ID
+    [message] = await stream_messages(nats_client, store_id, stream=WORK_STREAM)
+    assert json.loads(message.data or b"{}")["traceparent"].split("-")[1] == TRACE_ID  # as sent
 
 
 async def test_a_store_whose_worker_holds_a_live_lease_is_left_alone(
@@ -224,6 +266,20 @@ async def test_an_upgrade_lost_too_often_ends_failed_and_the_store_stays_ready(
     [message] = await stream_messages(nats_client)
     assert envelope(message)["type"] == "io.woostore.store.change_failed"
     assert await orders(nats_client, store_id) == []  # no clean-up asked for: it is live
+
+
+async def test_an_abandoned_change_ends_in_the_trace_of_its_work(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    store_id = await updating_store(outbox, nats_client)
+    await in_a_trace(database, store_id)
+    await set_store(database, store_id, replays=MAX_REPLAYS)
+
+    assert await replay_lost_work(outbox, GRACE) == (0, 1)
+
+    [message] = await stream_messages(nats_client)
+    assert envelope(message)["type"] == "io.woostore.store.change_failed"
+    assert envelope(message)["traceparent"].split("-")[1] == TRACE_ID
 
 
 async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(

@@ -188,12 +188,16 @@ async def _work_in_flight(
 
 
 async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
-    """A fresh work order for a store whose last one was lost, counted against its replays."""
-    async with UnitOfWork.begin(outbox) as uow:
-        store = await uow.session.get(Store, store_id, with_for_update=True)
-        assert store is not None
-        store.replays += 1
-        uow.dispatch(store, lane)
+    """A fresh work order for a store whose last one was lost, counted against its replays,
+    in the lost one's trace: the work it asks for is the same (it began a trace of its own,
+    so the work done after a replay was not in the request's)."""
+    trace = await _trace_of(outbox, store_id)
+    with tracing.continued(trace, "reaper send again", store_id=str(store_id), lane=lane.value):
+        async with UnitOfWork.begin(outbox) as uow:
+            store = await uow.session.get(Store, store_id, with_for_update=True)
+            assert store is not None
+            store.replays += 1
+            uow.dispatch(store, lane)
     WORK_REPLAYED.labels(lane.value).inc()
 
 
@@ -202,17 +206,20 @@ async def _end_lost_change(
 ) -> bool:
     """A live store's upgrade, rollback, backup or restore given up: it ends failed, the store
     ready. (The reaper reads no backups: the backup a change or a restore took first is
-    recorded failed, even if its worker stored it before it kept dying.)"""
-    try:
-        async with UnitOfWork.begin(outbox) as uow:
-            if status is StoreStatus.BACKING_UP:
-                await lifecycle.end_backup(uow, store_id, reason)
-            elif status is StoreStatus.RESTORING:
-                await lifecycle.end_restore(uow, store_id, reason, safety=None)
-            else:
-                await lifecycle.end_change(uow, store_id, reason, backup=None)
-    except (InvalidTransition, StoreNotFound):
-        return False  # finished meanwhile
+    recorded failed, even if its worker stored it before it kept dying.) Its end is in the
+    trace of the change's work, as a store failed while being made is."""
+    trace = await _trace_of(outbox, store_id)
+    with tracing.continued(trace, "reaper abandon change", store_id=str(store_id)):
+        try:
+            async with UnitOfWork.begin(outbox) as uow:
+                if status is StoreStatus.BACKING_UP:
+                    await lifecycle.end_backup(uow, store_id, reason)
+                elif status is StoreStatus.RESTORING:
+                    await lifecycle.end_restore(uow, store_id, reason, safety=None)
+                else:
+                    await lifecycle.end_change(uow, store_id, reason, backup=None)
+        except (InvalidTransition, StoreNotFound):
+            return False  # finished meanwhile
     log.warning("change abandoned", reason=reason)
     return True
 
