@@ -7,7 +7,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match, Mount
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://woostore.dev/problems/"
@@ -48,8 +48,8 @@ def problem_for(
 def http_problem(request: Request, error: HTTPException) -> JSONResponse:
     """Starlette's own refusals (a 404, a 405 with its Allow) as problems."""
     headers = dict(error.headers or {})
-    if error.status_code == 405:
-        headers["Allow"] = ", ".join(_methods_taken(request))
+    if error.status_code == 405 and (taken := _methods_taken(request)):
+        headers["Allow"] = ", ".join(taken)
     return problem_for(
         request, error.status_code, str(error.detail), str(error.detail),
         f"http-{error.status_code}", headers=headers,
@@ -60,8 +60,9 @@ def _methods_taken(request: Request) -> list[str]:
     """Every method some route takes at the request's path, each asked of the routes as a
     request of that method (the public way: FastAPI keeps included routers' routes nested).
     Starlette's own 405 named only the first route's: `PUT /stores` said `Allow: POST`,
-    though GET is listed there too."""
-    routes: list[BaseRoute] = request.app.router.routes
+    though GET is listed there too. A mount takes every method to what it serves, which
+    answers its own 405 (static files: `Allow: GET, HEAD`): none is named for it."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
     return [
         method
         for method in _METHODS

@@ -612,6 +612,9 @@ async def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_takes(
     one = await client.post(f"{STORES}/{uuid.uuid4()}")
     problem(one, 405)
     assert one.headers["Allow"] == "DELETE, GET"
+    static = await client.post("/static/app.js")  # a mount's own 405 keeps its own Allow
+    problem(static, 405)
+    assert static.headers["Allow"] == "GET, HEAD"
 
 
 async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.AsyncClient) -> None:
