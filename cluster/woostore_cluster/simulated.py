@@ -362,9 +362,40 @@ class SimulatedCluster:
             and _workloads(json.loads(deployed[0])) == _workloads(manifests)
         )
         operation = "upgrade_release_workloads_unchanged" if unchanged else "install_release"
-        await self._operate(operation, release.namespace)
+        try:
+            await self._operate(operation, release.namespace)
+        except PermanentClusterError:
+            if deployed is not None:  # an upgrade: helm rolls back by itself, as below
+                self._roll_back_failed_upgrade(release, revision, chart["version"], manifests)
+            raise
         with self._db() as db:
             self._deploy(db, release.namespace, release.name, revision, chart["version"], manifests)
+
+    def _roll_back_failed_upgrade(
+        self, release: Release, revision: int, chart_version: str, manifests: list[dict[str, Any]]
+    ) -> None:
+        """What ``helm upgrade --rollback-on-failure`` leaves of an upgrade that failed: its
+        revision, failed, and a new one deploying the revision that was deployed (helm's
+        rollback). The history a rollback chooses from then holds a failed revision.
+        (A transient fault stands for an API error before helm changed anything.)"""
+        with self._db() as db:
+            previous = db.execute(
+                "SELECT chart_version, manifests FROM revisions WHERE namespace=? AND name=? "
+                "AND status='deployed'",
+                (release.namespace, release.name),
+            ).fetchone()
+            db.execute(
+                "INSERT INTO revisions VALUES (?, ?, ?, ?, 'failed', ?)",
+                (release.namespace, release.name, revision, chart_version, json.dumps(manifests)),
+            )
+            db.execute(
+                "UPDATE releases SET revision=? WHERE namespace=? AND name=?",
+                (revision + 1, release.namespace, release.name),
+            )
+            self._deploy(
+                db, release.namespace, release.name, revision + 1, previous[0],
+                json.loads(previous[1]),
+            )  # fmt: skip
 
     async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
         with self._db() as db:

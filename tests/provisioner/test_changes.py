@@ -172,6 +172,42 @@ async def test_rolling_back_returns_to_the_previous_chart_and_twice_returns_agai
     assert rollback_steps == {step.name for step in ROLLBACK.steps}
 
 
+async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_last_good_revision(
+    make_runner: Callable[[Cluster], Runner],
+    next_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    """helm rolls a failed upgrade back by itself: revision 2 failed, 3 is 1 again. A
+    rollback chose 2, the revision before the deployed one, and so deployed the chart that
+    had just failed."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    old_version = (await load(database, store.id)).chart_version
+    broken = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"install_release": "error"}
+    )
+    await request_change(api_outbox, store, "upgrade")
+    await next_runner(broken).change(store.id, KeepAlive())
+    history = await cluster.release_history(store.namespace, RELEASE_NAME)
+    assert [(r.revision, r.status) for r in history] == [
+        (1, "superseded"), (2, "failed"), (3, "deployed"),
+    ]  # fmt: skip
+
+    await request_change(api_outbox, store, "rollback")
+    await next_runner(cluster).change(store.id, KeepAlive())
+
+    after = await load(database, store.id)
+    assert (after.status, after.chart_version) == (StoreStatus.READY, old_version)
+    [*_, returned] = await cluster.release_history(store.namespace, RELEASE_NAME)
+    assert (returned.revision, returned.chart_version) == (4, old_version)
+    assert [(kind, result) for kind, result, _ in await changes(database, store)] == [
+        ("upgrade", "failed"), ("rollback", "changed"),
+    ]  # fmt: skip
+
+
 def backups_ended(trigger: str, result: str) -> float:
     labels = {"trigger": trigger, "result": result}
     return REGISTRY.get_sample_value("woostore_backups_ended_total", labels) or 0.0

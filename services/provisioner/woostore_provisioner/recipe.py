@@ -216,13 +216,19 @@ async def deployed_release(job: StoreJob) -> Learned:
 
 
 async def choose_rollback_revision(job: StoreJob) -> Learned:
-    """The revision before the deployed one. Chosen once and kept in the journal, so a rollback
-    resumed after a crash returns to the same revision instead of one further back."""
+    """The latest good revision before the deployed one: one deployed once and replaced
+    since (superseded), never one that failed (an upgrade that did not come up, which helm
+    rolled back from by itself). Chosen once and kept in the journal, so a rollback resumed
+    after a crash returns to the same revision instead of one further back."""
     history = await job.cluster.release_history(job.namespace, RELEASE_NAME)
     deployed = [r for r in history if r.status == "deployed"]
     if not deployed:
         raise PermanentClusterError("the store's release has no deployed revision to roll back")
-    earlier = [r for r in history if job.first_revision <= r.revision < deployed[-1].revision]
+    earlier = [
+        r
+        for r in history
+        if job.first_revision <= r.revision < deployed[-1].revision and r.status == "superseded"
+    ]
     if not earlier:
         raise PermanentClusterError("the store's release has no earlier revision to return to")
     return {"rollback_revision": earlier[-1].revision}
