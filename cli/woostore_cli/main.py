@@ -447,13 +447,27 @@ def _follow(
         TaskProgressColumn(),
         TimeElapsedColumn(),
     )
-    bar = Progress(*columns, console=Console(stderr=True), disable=as_json)
+    console = Console(stderr=True)
+    # Off a terminal (a CI job's log, a pipe) a bar is drawn once, as it ends: there, each
+    # step it would show is a line of its own.
+    in_lines = not as_json and not console.is_terminal
+    bar = Progress(*columns, console=console, disable=as_json or in_lines)
+    said = ""
+
+    def show(description: str, completed: float) -> None:
+        nonlocal said
+        bar.update(task, description=description, completed=completed)
+        if in_lines and description != said:
+            console.print(f"{description} ({completed:.0%})", markup=False, soft_wrap=True)
+            said = description
+
     if goal.makes and store.get("from_backup"):  # a copy of a backup: its own recipe
         goal = replace(goal, phase="clone")
     outcome: Event | None = None
     try:
         with bar:
-            task = bar.add_task(goal.waiting + _queue(store), total=1)
+            task = bar.add_task("", total=1)
+            show(goal.waiting + _queue(store), 0)
             for event in stream:
                 if isinstance(event, Gap):
                     settled = _settled(look_up(), goal)
@@ -471,16 +485,15 @@ def _follow(
                     _warn(f"The warm pool's store could not be used ({data.get('reason')}); "
                           "making one from scratch.")  # fmt: skip
                     goal = CREATE
-                    bar.update(task, description=goal.waiting, completed=0)
+                    show(goal.waiting, 0)
                 elif event.kind == "progress" and data.get("phase") == goal.phase:
                     step = data["step"]
                     title = f"Step {step['index']} of {step['total']} — {step['title']}"
                     if data.get("cause"):  # the step waits on the cluster: why
                         title += f" — {data['cause']}"
-                    bar.update(task, description=title, completed=data["progress"])
+                    show(title, data["progress"])
                 elif event.kind in (goal.success, goal.failure):
-                    done = event.kind.replace("_", " ").capitalize()
-                    bar.update(task, description=done, completed=1)
+                    show(event.kind.replace("_", " ").capitalize(), 1)
                     outcome = event
                     break
     except KeyboardInterrupt:
