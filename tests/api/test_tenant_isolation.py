@@ -67,6 +67,7 @@ SHARED_IDEMPOTENCY_KEY = "the-same-retry-key"
 DEADLINE_SECONDS = 15.0
 # The statuses a tenant's store can have: a pooled store belongs to no tenant.
 OWNED = [status for status in StoreStatus if status is not StoreStatus.POOLED]
+EVERY = [status.value for status in OWNED]  # GET /stores leaves deleted ones out unless asked
 
 
 # --- the two tenants ------------------------------------------------------------------------
@@ -588,7 +589,7 @@ async def test_tenant_a_gets_nothing_of_tenant_b_and_changes_nothing_through(
 async def test_the_admin_sees_and_reaches_both_tenants(
     client: httpx.AsyncClient, world: World, database: Database
 ) -> None:
-    stores = (await client.get(STORES, params={"limit": "500"})).json()["items"]
+    stores = (await client.get(STORES, params={"limit": "500", "status": EVERY})).json()["items"]
     keys = (await client.get(KEYS)).json()["items"]
     tenants = (await client.get(TENANTS)).json()
     audit = (await client.get(AUDIT, params={"limit": "500"})).json()["items"]
@@ -599,7 +600,9 @@ async def test_the_admin_sees_and_reaches_both_tenants(
         assert {party.key_id, party.admin_key_id} <= {k["id"] for k in keys}
         assert party.tenant_id in {t["id"] for t in tenants}
         assert {f"store/{i}" for i in ids} <= {e["target"] for e in audit}
-        scoped = await client.get(STORES, params={"tenant_id": party.tenant_id, "limit": "500"})
+        scoped = await client.get(
+            STORES, params={"tenant_id": party.tenant_id, "limit": "500", "status": EVERY}
+        )
         assert {s["id"] for s in scoped.json()["items"]} == ids
         for status in OWNED:
             shown = await client.get(f"{STORES}/{party.store(status)}")
@@ -623,7 +626,9 @@ async def test_nobody_sees_a_store_in_the_warm_pool_not_even_the_admin(
     client: httpx.AsyncClient, world: World
 ) -> None:
     for http in (client, world.a.http, world.b.http):
-        listed = await http.get(STORES, params={"limit": "500"})
+        listed = await http.get(
+            STORES, params={"limit": "500", "status": [s.value for s in StoreStatus]}
+        )
         assert world.pooled["id"] not in listed.text
         for suffix in ("", "/credentials"):
             problem(await http.get(f"{STORES}/{world.pooled['id']}{suffix}"), 404)
@@ -636,7 +641,7 @@ async def test_tenant_b_reaches_its_own_stores_and_none_of_tenant_as(world: Worl
     for status in OWNED:
         assert (await world.b.http.get(f"{STORES}/{world.b.store(status)}")).status_code == 200
         problem(await world.b.http.get(f"{STORES}/{world.a.store(status)}"), 404)
-    listed = (await world.b.http.get(STORES)).json()["items"]
+    listed = (await world.b.http.get(STORES, params={"status": EVERY})).json()["items"]
     assert {s["id"] for s in listed} == {str(s["id"]) for s in world.b.all_stores()}
     login = await world.b.http.get(f"{STORES}/{world.b.store(StoreStatus.READY)}/credentials")
     assert login.json()["password"] == world.b.password
