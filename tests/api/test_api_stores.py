@@ -564,6 +564,8 @@ async def test_a_store_keeps_the_settings_its_owner_chose_over_the_platforms_def
     [
         (b"{name:", "Expecting property name enclosed in double quotes (at character 1)"),
         (b"\xff\xfe", "Expecting value (at character 0)"),  # not UTF-8
+        (b'{"name": "\xff"}', "it is not UTF-8"),  # was FastAPI's own http-400
+        (b"[" * 30_000 + b"]" * 30_000, "it nests too deep"),
     ],
 )
 async def test_a_body_that_is_no_json_is_a_400_and_nothing_is_created(
@@ -580,6 +582,31 @@ async def test_a_body_that_is_no_json_is_a_400_and_nothing_is_created(
     assert await stream_messages(nats_client) == []
     operation = (await client.get("/openapi.json")).json()["paths"][STORES]["post"]
     assert "400" in operation["responses"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_not_sent_as_json_is_a_415_naming_what_it_was_sent_as(
+    client: httpx.AsyncClient, nats_client: Client, content_type: str | None
+) -> None:
+    """FastAPI reads a body as JSON only when its Content-Type says so: this one was a 422
+    saying "body: Input should be a valid dictionary", as if no field had been sent."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await client.post(STORES, content=b'{"name": "Plain Shop"}', headers=headers)
+
+    answer = problem(response, 415)
+    assert answer["type"].endswith("/unsupported-media-type")
+    assert answer["detail"] == (
+        "the body must be JSON, sent as Content-Type: application/json"
+        f" (it was sent as {content_type or 'nothing named'})"
+    )
+    assert await stream_messages(nats_client) == []
+    operation = (await client.get("/openapi.json")).json()["paths"][STORES]["post"]
+    assert "415" in operation["responses"]
+    # A field error in a JSON body is still a 422 naming the field.
+    named = await client.post(
+        STORES, json={"name": 7}, headers={"Content-Type": "application/json"}
+    )
+    assert problem(named, 422)["errors"][0]["location"] == ["body", "name"]
 
 
 async def test_a_body_an_operation_would_ignore_is_refused_and_changes_nothing(

@@ -49,6 +49,7 @@ _WHY = {
     404: "No such object, or it belongs to another tenant.",
     409: "The object exists already, or is not in a state that allows this.",
     413: "The request body is larger than the API takes (WOOSTORE_MAX_BODY_BYTES).",
+    415: "The body was not sent as JSON (Content-Type: application/json).",
     422: "The request does not match this operation's parameters or body.",
     429: "A limit was reached (`limit` names it); retry after `Retry-After` seconds.",
     503: "Busy, or the database is unavailable; retry after `Retry-After` seconds.",
@@ -153,6 +154,25 @@ def invalid_cursor() -> Problem:
     )
 
 
+_UNPARSED = "There was an error parsing the body"  # FastAPI's own detail
+_WHY_UNPARSED: dict[type[BaseException], str] = {
+    UnicodeDecodeError: "it is not UTF-8",
+    RecursionError: "it nests too deep",
+}
+
+
+def _body_not_said_json(request: Request, error: RequestValidationError) -> bool:
+    """A body FastAPI did not read as JSON, because its Content-Type did not say JSON (or
+    was missing): every field then seemed missing ("Input should be a valid dictionary")."""
+    said = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in (
+        request.headers
+    )
+    about_the_body = any(e["loc"][:1] == ("body",) for e in error.errors())
+    is_json = said == "application/json" or said.endswith("+json")
+    return sent and about_the_body and not is_json
+
+
 def addresses_exhausted() -> Problem:
     return Problem(503, "Busy", "could not allocate a unique address; retry", kind="slug-exhausted")
 
@@ -234,7 +254,7 @@ def _database_unavailable(error: DBAPIError) -> bool:
 def _document_problems(app: FastAPI) -> None:
     """Add the schema that :func:`problem_responses` refers to, to the OpenAPI document, and
     what any operation taking a body may answer however it is declared: 400 for a body that
-    is no JSON, 413 past the body limit."""
+    is no JSON, 413 past the body limit, 415 for one not sent as JSON."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -246,7 +266,7 @@ def _document_problems(app: FastAPI) -> None:
             for path in document.get("paths", {}).values():
                 for operation in path.values():
                     if "requestBody" in operation:
-                        for status in (400, 413):
+                        for status in (400, 413, 415):
                             operation["responses"][str(status)] = problem_responses(status)[status]
         return document
 
@@ -310,6 +330,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        if _body_not_said_json(request, error):
+            said = request.headers.get("content-type")
+            return problem_for(
+                request, 415, "Unsupported media type",
+                f"the body must be JSON, sent as Content-Type: application/json"
+                f" (it was sent as {said or 'nothing named'})",
+                "unsupported-media-type",
+            )  # fmt: skip
         unreadable = next((e for e in error.errors() if e["type"] == "json_invalid"), None)
         if unreadable is not None:  # no JSON at all: nothing to say of any field
             why = unreadable.get("ctx", {}).get("error", "")
@@ -328,6 +356,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == _UNPARSED and error.__cause__:
+            # FastAPI's answer to a body json.loads could not read, but for a JSON syntax
+            # error (handled above): not UTF-8, nested past Python's recursion limit.
+            why = _WHY_UNPARSED.get(type(error.__cause__), "it could not be read")
+            detail = f"the body is not JSON: {why}"
+            return problem_for(request, 400, "Malformed body", detail, "malformed-body")
         return http_problem(request, error)
 
     @app.exception_handler(Exception)
