@@ -333,9 +333,17 @@ async def test_a_store_of_another_tenant_does_not_exist_for_a_tenant_key(
 # --- deleting a store ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["deleted"])
-async def test_deleting_a_deleted_store_is_a_409_naming_its_status(
-    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    # A store at work moves on by itself, so asking again later may do: a deleted one never.
+    [("deleted", None), ("backing_up", "30"), ("updating", "30"), ("restoring", "30")],
+)
+async def test_deleting_a_store_that_cannot_be_is_a_409_naming_its_status(
+    client: httpx.AsyncClient,
+    nats_client: Client,
+    database: Database,
+    status: str,
+    retry_after: str | None,
 ) -> None:
     store = await create(client)
     await set_columns(database, store["id"], status=StoreStatus(status))
@@ -343,6 +351,9 @@ async def test_deleting_a_deleted_store_is_a_409_naming_its_status(
     response = await client.delete(f"{STORES}/{store['id']}")
 
     body = problem(response, 409)
+    assert response.headers.get("Retry-After") == retry_after
+    operation = (await client.get("/openapi.json")).json()["paths"][f"{STORES}/{{store_id}}"]
+    assert "Retry-After" in operation["delete"]["responses"]["409"]["headers"]  # documented
     assert body["status_now"] == status
     assert body["title"] == "Store cannot be deleted now"
     assert body["detail"] == (

@@ -39,6 +39,11 @@ _DONE_BY_TARGET = {
     StoreStatus.QUEUED: "retried",
 }
 CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes
+BUSY_RETRY_SECONDS = 30  # a store's provisioning, change or backup takes a minute or more
+_AT_WORK = frozenset({
+    StoreStatus.QUEUED, StoreStatus.PROVISIONING, StoreStatus.UPDATING, StoreStatus.BACKING_UP,
+    StoreStatus.RESTORING,
+})  # fmt: skip
 COPY_RETRY_SECONDS = 60  # a store made from a backup takes minutes
 DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
@@ -53,6 +58,14 @@ _WHY = {
     422: "The request does not match this operation's parameters or body.",
     429: "A limit was reached (`limit` names it); retry after `Retry-After` seconds.",
     503: "Busy, or the database is unavailable; retry after `Retry-After` seconds.",
+}
+
+
+_RETRY_AFTER = {
+    409: "Seconds after which asking again may be accepted; sent only when the object moves"
+    " on by itself (a store at work, a copy or a clean-up under way).",
+    429: "Seconds to wait before trying again.",
+    503: "Seconds to wait before trying again.",
 }
 
 
@@ -90,12 +103,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": _WHY[status],
             "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{_SCHEMA_NAME}"}}},
         }
-        if status == 429:
+        if status in _RETRY_AFTER:
             response["headers"] = {
-                "Retry-After": {
-                    "description": "Seconds to wait before trying again.",
-                    "schema": {"type": "integer"},
-                }
+                "Retry-After": {"description": _RETRY_AFTER[status], "schema": {"type": "integer"}}
             }
         responses[status] = response
     return responses
@@ -285,12 +295,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         done = _DONE_BY_TARGET.get(error.target, f"made {error.target.value}")
         *others, last = sorted(s.value for s in error.allowed_from)
         allowed = f"{', '.join(others)} or {last}" if others else last
+        # A store at work moves on by itself: asking again later may be accepted.
+        later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if error.current in _AT_WORK else None
         return problem_for(
             request,
             409,
             f"Store cannot be {done} now",
             f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}",
             "invalid-state",
+            headers=later,
             status_now=error.current.value,
         )
 
