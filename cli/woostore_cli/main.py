@@ -273,7 +273,9 @@ def show(api: Api, args: argparse.Namespace) -> int:
     for label, value in fields.items():
         if value:
             print(f"  {label:<11} {value}")
-    print("Events")
+    print(
+        "Events" + (" (the latest; earlier ones left out)" if store.get("earlier_events") else "")
+    )
     for event in store["events"]:
         kind = event["type"].removeprefix("io.woostore.store.")
         print("  " + _event_line(event["time"], kind, None, event["data"]))

@@ -913,6 +913,15 @@ async def test_a_store_is_read_with_its_event_history_in_order(
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)
     in_stream = [envelope(m)["id"] for m in await stream_messages(nats_client, str(store_id))]
     assert [e["id"] for e in events] == in_stream
+    assert detail["earlier_events"] is False
+
+    # A store kept for years has thousands of events: the latest are asked for, oldest first.
+    latest = (await client.get(f"{STORES}/{store_id}", params={"events": 2})).json()
+    assert [e["id"] for e in latest["events"]] == in_stream[-2:]
+    assert latest["earlier_events"] is True
+    none = (await client.get(f"{STORES}/{store_id}", params={"events": 0})).json()
+    assert (none["events"], none["earlier_events"]) == ([], True)
+    problem(await client.get(f"{STORES}/{store_id}", params={"events": 1001}), 422)
 
 
 # --- credentials --------------------------------------------------------------------------

@@ -30,6 +30,10 @@ from woostore_api.stores.schemas import (
 from woostore_shared.models import StoreStatus
 
 router = APIRouter(prefix="/stores", tags=["stores"])
+# A store's events GET /stores/{id} shows unless asked for others: its making (11 steps, each
+# a progress event) and a few dozen changes or backups. A store kept for years has thousands.
+EVENTS_SHOWN = 100
+EVENTS_MOST = 1000
 
 
 @router.post(
@@ -125,14 +129,32 @@ async def read_step_times(step_times: StepTimesDep, _: CurrentCaller) -> StepTim
 
 
 @router.get("/{store_id}", response_model=StoreDetail, responses=problem_responses(401, 404, 422))
-async def get_store(store_id: uuid.UUID, db: DatabaseDep, caller: CurrentCaller) -> StoreDetail:
+async def get_store(
+    store_id: uuid.UUID,
+    db: DatabaseDep,
+    caller: CurrentCaller,
+    events: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=EVENTS_MOST,
+            description="How many of the store's latest events to include, oldest first (0:"
+            " none). A store kept for years has thousands; `earlier_events` says whether"
+            " some were left out.",
+        ),
+    ] = EVENTS_SHOWN,
+) -> StoreDetail:
+    """The store, with its latest events: its history, newest last."""
     store = await service.get_store(db, store_id, caller.principal)
-    events = [
-        EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"])
-        for e in await service.store_events(db, store)
-    ]
+    shown, earlier = await service.store_events(db, store, events)
     around = await service.surroundings(db, [store])
-    return StoreDetail(**StoreOut.of(store, around).model_dump(), events=events)
+    return StoreDetail(
+        **StoreOut.of(store, around).model_dump(),
+        events=[
+            EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"]) for e in shown
+        ],
+        earlier_events=earlier,
+    )
 
 
 @router.delete(

@@ -364,10 +364,16 @@ class EventOut(BaseModel):
 
 class StoreDetail(StoreOut):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{**STORE_EXAMPLE, "events": [_EVENT]}]}
+        json_schema_extra={
+            "examples": [{**STORE_EXAMPLE, "events": [_EVENT], "earlier_events": False}]
+        }
     )
 
     events: list[EventOut]
+    earlier_events: bool = Field(
+        description="Whether the store has events before the first of `events`: ask for more"
+        " with `?events=` (up to 1000)."
+    )
 
 
 class StoreList(BaseModel):

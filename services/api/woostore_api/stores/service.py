@@ -451,17 +451,21 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
     return encrypted
 
 
-async def store_events(db: Database, store: Store) -> list[StoreEvent]:
-    """The store's events since its owner asked for it: a store claimed from the warm pool
-    has a history from before (its events were nobody's), which is not shown."""
+async def store_events(db: Database, store: Store, latest: int) -> tuple[list[StoreEvent], bool]:
+    """The ``latest`` of the store's events since its owner asked for it, oldest first, and
+    whether it has earlier ones. A store claimed from the warm pool has a history from before
+    (its events were nobody's), which is not shown."""
     async with db.session() as session:
-        rows = await session.exec(
-            select(StoreEvent)
-            .where(col(StoreEvent.store_id) == store.id)
-            .where(col(StoreEvent.time) >= store.created_at)
-            .order_by(col(StoreEvent.time))
+        rows = list(
+            await session.exec(
+                select(StoreEvent)
+                .where(col(StoreEvent.store_id) == store.id)
+                .where(col(StoreEvent.time) >= store.created_at)
+                .order_by(col(StoreEvent.time).desc(), col(StoreEvent.id).desc())
+                .limit(latest + 1)  # one more tells whether earlier ones exist
+            )
         )
-        return list(rows)
+    return rows[:latest][::-1], len(rows) > latest
 
 
 async def request_change(
