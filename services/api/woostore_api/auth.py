@@ -102,7 +102,9 @@ async def authenticate(
     if bearer is not None:
         principal = await authenticator.by_token(bearer.credentials)
         if principal is None:
-            raise unauthorized("the bearer token is not a valid API key or was revoked")
+            raise unauthorized(
+                "the bearer token is not a valid API key or was revoked", token_refused=True
+            )
     elif session is not None:
         try:
             subject = sessions.verify(session)

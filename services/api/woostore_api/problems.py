@@ -135,8 +135,11 @@ def not_found(what: str) -> Problem:
     return Problem(404, "Not found", f"{what} does not exist", kind="not-found")
 
 
-def unauthorized(detail: str) -> Problem:
-    return Problem(401, "Unauthorized", detail, kind="unauthorized")
+def unauthorized(detail: str, *, token_refused: bool = False) -> Problem:
+    """A 401; ``token_refused``: a token was sent and is no valid key (RFC 6750 names that
+    error, so a client knows to stop sending it rather than to add one)."""
+    challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if token_refused else None
+    return Problem(401, "Unauthorized", detail, kind="unauthorized", headers=challenge)
 
 
 def store_not_ready(status_now: StoreStatus) -> Problem:
