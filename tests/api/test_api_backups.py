@@ -48,6 +48,7 @@ async def test_a_backup_of_a_ready_store_is_started_listed_and_audited(
     listed = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
     assert listed == [backup]
     assert (await client.get(f"{STORES}/{store_id}/backups/{backup['id']}")).json() == backup
+    assert (await client.get(response.headers["Location"])).json() == backup  # where it is
     audit = (await client.get("/api/v1/audit")).json()["items"]
     assert (audit[0]["action"], audit[0]["target"]) == ("store.backup", f"store/{store_id}")
     assert audit[0]["details"]["backup_id"] == backup["id"]

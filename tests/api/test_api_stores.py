@@ -82,6 +82,7 @@ async def test_creating_a_store_queues_it_and_publishes_store_requested(
     assert store["progress"] == 0
     assert store["step"] is None
     assert store["links"]["self"] == f"{STORES}/{store['id']}"
+    assert response.headers["Location"] == store["links"]["self"]  # where to follow it
     slug = store["slug"]
     assert DNS_LABEL.fullmatch(slug), slug
     assert len(slug) <= 40

@@ -15,6 +15,7 @@ from woostore_api.problems import problem_responses
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
     NAME_MAX,
+    STORES_PATH,
     BackupList,
     BackupOut,
     Credentials,
@@ -67,7 +68,9 @@ async def create_store(
     )
     if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return StoreOut.of(created.store, created.surroundings)
+    made = StoreOut.of(created.store, created.surroundings)
+    response.headers["Location"] = made.links["self"]  # where to follow it
+    return made
 
 
 @router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 422))
@@ -228,7 +231,11 @@ async def retry_store(
     responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
 async def create_backup(
-    store_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
+    store_id: uuid.UUID,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+    caller: CurrentCaller,
+    response: Response,
 ) -> BackupOut:
     """Back a ready store up: its database, dumped in one transaction while the store keeps
     serving, and its uploads, compressed and encrypted in the store's own repository. The
@@ -236,6 +243,7 @@ async def create_backup(
     every part has been read back and its manifest stored. It counts against the tenant's
     change rate (429 with ``Retry-After`` past it)."""
     backup = await service.request_backup(outbox, caller, store_id, settings)
+    response.headers["Location"] = f"{STORES_PATH}/{store_id}/backups/{backup.id}"
     return BackupOut.model_validate(backup)
 
 

@@ -17,6 +17,7 @@ from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreChan
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 from woostore_shared.transitions import StoreAction, actions_of
 
+STORES_PATH = "/api/v1/stores"  # where the API serves stores (main.py's prefix, this router's)
 NAME_MAX = 50
 _STORE_ID = "0b7e6a52-3c1f-4d2a-9a57-6f1e2d9c8b10"
 _STEP: JsonDict = {"name": "woocommerce", "title": "Activating WooCommerce", "index": 6, "total": 9}
@@ -309,7 +310,7 @@ class StoreOut(BaseModel):
                 index=store.step_index,
                 total=store.step_total,
             )
-        base = f"/api/v1/stores/{store.id}"
+        base = f"{STORES_PATH}/{store.id}"
         asked = _asked_at(store)
         return cls(
             **store.model_dump(
