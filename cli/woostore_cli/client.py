@@ -22,11 +22,20 @@ GIVE_UP_SECONDS = 60  # how long a dropped stream is retried before giving up
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        problem: dict[str, Any] | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(f"{title}: {detail}")
         self.status = status
         self.title = title
         self.detail = detail
+        self.problem = problem  # the RFC 9457 body, as the API sent it
+        self.retry_after = retry_after  # seconds, when the API says asking again may do
 
     @classmethod
     def of(cls, response: httpx.Response) -> ApiError:
@@ -35,9 +44,14 @@ class ApiError(Exception):
             body = response.json()
         except ValueError:
             body = None
+        retry_after = response.headers.get("Retry-After")
         if isinstance(body, dict) and "title" in body:
-            return cls(response.status_code, str(body["title"]), str(body.get("detail", "")))
-        return cls(response.status_code, f"HTTP {response.status_code}", response.reason_phrase)
+            title, detail = str(body["title"]), str(body.get("detail", ""))
+            return cls(response.status_code, title, detail, body, retry_after)
+        return cls(
+            response.status_code, f"HTTP {response.status_code}", response.reason_phrase,
+            retry_after=retry_after,
+        )  # fmt: skip
 
 
 class Unreachable(Exception):

@@ -835,8 +835,14 @@ def main(argv: list[str] | None = None) -> int:
             code: int = args.run(api, args)
             return code
     except ApiError as error:
+        if args.json and error.problem is not None:  # a script reads the problem as sent
+            _warn(json.dumps(error.problem, ensure_ascii=False))
+            return 1
         no_token = error.status == 401 and not args.token
-        _warn(f"{error}{' (set WOOSTORE_TOKEN or pass --token)' if no_token else ''}")
+        hint = " (set WOOSTORE_TOKEN or pass --token)" if no_token else ""
+        if error.retry_after:
+            hint += f" (it may be accepted in {error.retry_after} s)"
+        _warn(f"{error}{hint}")
         return 1
     except Unreachable as error:
         _warn(f"woostore: {error}")

@@ -1,0 +1,66 @@
+"""How the CLI tells what the API refused: the problem's title and detail, when asking again
+may do (Retry-After), and the problem itself, as sent, with --json. A real HTTP server
+answers as the API does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.cli.conftest import Result, run
+from tests.support import served
+
+BUSY = {
+    "type": "https://woostore.dev/problems/invalid-state",
+    "title": "Store cannot be deleted now",
+    "status": 409,
+    "detail": "a backing_up store cannot be deleted; it can be when it is ready",
+    "instance": "/api/v1/stores/s-1",
+    "status_now": "backing_up",
+}
+
+
+async def refusing(problem: dict[str, Any], headers: dict[str, str], *argv: str) -> Result:
+    """``woostore ARGV`` against a server that answers every DELETE of a store so."""
+
+    async def refuse(_: Request) -> JSONResponse:
+        return JSONResponse(
+            problem, problem["status"], headers, media_type="application/problem+json"
+        )
+
+    app = Starlette(routes=[Route("/api/v1/stores/{store_id}", refuse, methods=["DELETE"])])
+    async with served(app) as url:
+        return await asyncio.to_thread(run, *argv, "--url", url, "--token=t")
+
+
+async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
+    said = await refusing(BUSY, {"Retry-After": "30"}, "delete", "s-1")
+
+    assert said.code == 1
+    assert said.out == ""
+    assert said.err == (
+        "Store cannot be deleted now: a backing_up store cannot be deleted; it can be when it"
+        " is ready (it may be accepted in 30 s)\n"
+    )
+
+
+async def test_a_refusal_without_retry_after_says_no_time() -> None:
+    gone = {**BUSY, "detail": "a deleted store cannot be deleted", "status_now": "deleted"}
+
+    said = await refusing(gone, {}, "delete", "s-1")
+
+    assert said.err == "Store cannot be deleted now: a deleted store cannot be deleted\n"
+
+
+async def test_with_json_a_refusal_is_the_problem_as_the_api_sent_it() -> None:
+    said = await refusing(BUSY, {"Retry-After": "30"}, "delete", "s-1", "--json")
+
+    assert said.code == 1
+    assert said.out == ""  # stdout holds only what a command answers
+    assert json.loads(said.err) == BUSY
