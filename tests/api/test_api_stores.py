@@ -237,17 +237,18 @@ PROTECTED = [
 
 
 @pytest.mark.parametrize(
-    "authorization",
+    ("authorization", "challenge"),
     [
-        None,
-        "Bearer wrong-token",
-        "Bearer ",
-        "Basic " + base64.b64encode(f"{ADMIN_TOKEN}:".encode()).decode(),
-        ADMIN_TOKEN,
+        (None, "Bearer"),
+        # RFC 6750: a token sent and refused is named as such.
+        ("Bearer wrong-token", 'Bearer error="invalid_token"'),
+        ("Bearer ", "Bearer"),
+        ("Basic " + base64.b64encode(f"{ADMIN_TOKEN}:".encode()).decode(), "Bearer"),
+        (ADMIN_TOKEN, "Bearer"),
     ],
 )
 async def test_without_the_admin_bearer_token_every_endpoint_is_a_401_problem(
-    anonymous: httpx.AsyncClient, authorization: str | None
+    anonymous: httpx.AsyncClient, authorization: str | None, challenge: str
 ) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
     for method, path in PROTECTED:
@@ -255,7 +256,7 @@ async def test_without_the_admin_bearer_token_every_endpoint_is_a_401_problem(
 
         assert response.status_code == 401, (method, path, response.text)
         problem(response, 401)
-        assert response.headers["WWW-Authenticate"] == "Bearer", (method, path)
+        assert response.headers["WWW-Authenticate"] == challenge, (method, path)
 
 
 async def test_an_unauthenticated_request_creates_nothing(
