@@ -941,6 +941,8 @@ async def test_credentials_of_a_store_not_ready_are_a_409_problem(
 
     body = problem(response, 409)
     assert body["status_now"] == "queued"
+    shown = (await client.get(f"{STORES}/{store['id']}")).json()
+    assert "credentials" not in shown["links"]  # offered only where it answers
 
 
 @pytest.mark.parametrize("status", ["backing_up", "updating", "restoring"])
@@ -962,6 +964,8 @@ async def test_credentials_stay_readable_while_a_ready_store_is_worked_on(
 
     assert response.status_code == 200, response.text
     assert response.json()["password"] == "pw-123"
+    shown = (await client.get(f"{STORES}/{store['id']}")).json()
+    assert shown["links"]["credentials"] == f"{STORES}/{store['id']}/credentials"
 
 
 async def test_credentials_of_a_ready_store_without_a_password_are_a_409_problem(

@@ -53,10 +53,7 @@ STORE_EXAMPLE: JsonDict = {
     "ready_in_seconds": None,
     "deleted_at": None,
     "actions": ["delete"],
-    "links": {
-        "self": f"/api/v1/stores/{_STORE_ID}",
-        "credentials": f"/api/v1/stores/{_STORE_ID}/credentials",
-    },
+    "links": {"self": f"{STORES_PATH}/{_STORE_ID}"},  # no credentials before it is ready
 }
 # Zero-width (non-)joiners belong to emoji sequences and to Persian and Indic words.
 _JOINERS = frozenset({"\u200c", "\u200d"})
@@ -247,8 +244,10 @@ class StoreOut(BaseModel):
     )
     queue_position: int | None = Field(
         default=None,
-        description="While queued: 1 is next to start. Stores start 2 at a time, in the "
-        "order they entered the queue (a retried store queues again, behind those waiting). "
+        description="While queued to be made: 1 is next to start. Stores start 2 at a time, "
+        "in the order they entered the queue (a retried store queues again, behind those "
+        "waiting). None for a store claimed from the warm pool: it waits in no queue, and is "
+        "ready in seconds. "
         "Counted as the answer is made: a store queued ahead whose create is not yet "
         "committed is not.",
     )
@@ -298,7 +297,9 @@ class StoreOut(BaseModel):
             "it; read the store again when its status changes."
         ),
     )
-    links: dict[str, str]
+    links: dict[str, str] = Field(
+        description="`self`, and `credentials` while the admin login can be read."
+    )
 
     @classmethod
     def of(cls, store: Store, around: Surroundings) -> StoreOut:
@@ -335,8 +336,12 @@ class StoreOut(BaseModel):
                 if (change := around.last_changes.get(store.id))
                 else None
             ),
-            actions=actions_of(store),
-            links={"self": base, "credentials": f"{base}/credentials"},
+            actions=(actions := actions_of(store)),
+            links={
+                "self": base,
+                # Only while they can be read: a queued or deleted store's answered 409.
+                **({"credentials": f"{base}/credentials"} if "credentials" in actions else {}),
+            },
         )  # fmt: skip
 
 
