@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -97,15 +98,27 @@ def create(api: Api, args: argparse.Namespace) -> int:
     settings["sample_products"] = args.sample_products
     if chosen := {name: value for name, value in settings.items() if value is not None}:
         body["settings"] = chosen
+    key = args.idempotency_key or uuid.uuid4().hex
+
+    def make() -> Store:
+        try:
+            store: Store = api.call("POST", "/stores", json=body, headers={"Idempotency-Key": key})
+        except Unreachable as error:  # the request may have reached it: made, unanswered
+            raise Unreachable(
+                f"{error}; it may have made the store: run it again with --idempotency-key"
+                f" {key} to be answered with that one rather than make another"
+            ) from error
+        return store
+
     if not args.wait:
-        store = api.call("POST", "/stores", json=body)
+        store = make()
         if args.json:
             _print_json(store)
         else:
             print(f"Queued {store['name']}{_tag(store)}: {store['id']}{_queue(store)}")
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
-        store = api.call("POST", "/stores", json=body)
+        store = make()
         goal = CLAIM if store.get("origin") == "pool" else CREATE
         return _follow(stream, store, goal, args.json, _look_up(api, store))
 
@@ -753,6 +766,13 @@ def _parser() -> argparse.ArgumentParser:
         "--from-backup",
         metavar="BACKUP_ID",
         help="a copy of one of the tenant's stores, from its backup (with its settings)",
+    )
+    sub.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="the same KEY again (with the same name and options) answers with the store it"
+        " made, rather than making another: safe to run again after a timeout (default: a"
+        " new key each time, named if the API cannot be reached)",
     )
     sub = command("list", list_stores, "list stores, newest first (deleted ones with --all)")
     sub.add_argument(

@@ -261,3 +261,22 @@ def test_an_unreachable_url_exits_2_with_one_line() -> None:
         assert result.err.startswith(f"woostore: cannot reach {url} ("), result.err
         assert result.err.count("\n") == 1, result.err
         assert result.out == ""
+    # A create the API may have received names its key, so running it again makes no second.
+    lost = run("create", "Shop", "--idempotency-key", "order-7", "--url", url, "--token", "any")
+    assert lost.code == 2
+    assert lost.err.rstrip("\n").endswith(
+        "it may have made the store: run it again with --idempotency-key order-7 to be"
+        " answered with that one rather than make another"
+    ), lost.err
+
+
+def test_create_with_the_same_idempotency_key_answers_with_the_same_store(
+    platform: Platform,
+) -> None:
+    first = woostore(platform, "create", "Once", "--idempotency-key", "cli-once", "--json")
+    again = woostore(platform, "create", "Once", "--idempotency-key", "cli-once", "--json")
+    other = woostore(platform, "create", "Once", "--json")  # a key of its own
+
+    assert first.code == again.code == other.code == 0, first.err + again.err + other.err
+    assert again.json()["id"] == first.json()["id"]
+    assert other.json()["id"] != first.json()["id"]
