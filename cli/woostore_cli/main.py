@@ -295,6 +295,45 @@ def show(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def wait(api: Api, args: argparse.Namespace) -> int:
+    """Follow a store until what it is doing now ends, as --wait would have: its making, a
+    change, a backup, a restore or its deletion. One doing nothing says how it is."""
+    with api.events(None, notice=_warn) as stream:  # connected before reading: nothing missed
+        store: Store = api.call("GET", f"/stores/{args.id}")
+        goal = _goal_of(store)
+        if goal is None:
+            return _as_it_is(store, args.json)
+        if goal is not BACKUP:
+            return _follow(stream, store, goal, args.json, _look_up(api, store))
+        path = f"/stores/{args.id}/backups"
+        running = [b for b in api.call("GET", path)["items"] if b["status"] == "running"]
+
+        def backup() -> Store:  # the backup being taken: how it ended, if the stream lost it
+            found: Store = api.call("GET", f"{path}/{running[0]['id']}")
+            return found
+
+        return _follow(stream, store, BACKUP, args.json, backup if running else lambda: store)
+
+
+def _goal_of(store: Store) -> Goal | None:
+    """What a store is doing now, as the goal --wait follows; None: nothing."""
+    status = store["status"]
+    if status in ("queued", "provisioning"):
+        return CLAIM if store.get("origin") == "pool" else CREATE
+    if status == "updating":
+        return CHANGES.get(store.get("change") or "")
+    return {"backing_up": BACKUP, "restoring": RESTORE, "deleting": DELETE}.get(status)
+
+
+def _as_it_is(store: Store, as_json: bool) -> int:
+    """A store doing nothing: 1 if it failed, as a --wait that saw it fail ends."""
+    if as_json:
+        _print_json(store)
+    else:
+        print(f"{store['name']}{_tag(store)} is {_status(store)}.")
+    return 1 if store["status"] == "failed" else 0
+
+
 def credentials(api: Api, args: argparse.Namespace) -> int:
     login = api.call("GET", f"/stores/{args.id}/credentials")
     if args.json:
@@ -784,6 +823,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
     sub.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")
+    sub.add_argument("id", metavar="ID")
+    sub = command(
+        "wait", wait, "follow a store until what it does now ends (made, changed, deleted...)"
+    )
     sub.add_argument("id", metavar="ID")
     sub = command("delete", delete, "delete a store and everything it owns")
     sub.add_argument("id", metavar="ID")

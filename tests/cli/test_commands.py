@@ -197,6 +197,28 @@ def test_create_without_wait_returns_at_once(platform: Platform) -> None:
     assert refused.err.startswith("Store cannot be deleted now: ")
 
 
+def test_wait_follows_a_store_made_without_wait_until_it_is_ready(platform: Platform) -> None:
+    """A store created without --wait (a script's, a colleague's) can be followed alone:
+    `events --follow` shows every store's events."""
+    store = woostore(platform, "create", "Later", "--json").json()
+
+    waited = woostore(platform, "wait", store["id"])
+
+    assert waited.code == 0, waited.err
+    # Followed to its end, or ready before `wait` read it: either way, said once.
+    assert re.fullmatch(
+        r"Later \(simulated\) is ready( in \d+\.\d s( from the warm pool)?| — http\S+)\.\n(.|\n)*",
+        waited.out,
+    ), waited.out
+    assert api_store(platform, store["id"])["status"] == "ready"
+    again = woostore(platform, "wait", store["id"])  # doing nothing now: how it is
+    assert again.code == 0, again.err
+    assert (
+        again.out
+        == f"Later (simulated) is ready — {api_store(platform, store['id'])['storefront_url']}.\n"
+    )
+
+
 def test_create_takes_the_stores_settings_as_options(platform: Platform) -> None:
     created = woostore(
         platform, "create", "Laden", "--currency", "EUR", "--country", "DE",
