@@ -63,12 +63,15 @@ def _methods_taken(request: Request) -> list[str]:
     though GET is listed there too. A mount takes every method to what it serves, which
     answers its own 405 (static files: `Allow: GET, HEAD`): none is named for it."""
     routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
-    return [
+    taken = {
         method
         for method in _METHODS
         if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
                for route in routes)
-    ]  # fmt: skip
+    }  # fmt: skip
+    if "GET" in taken:  # HEAD is answered wherever GET is (the API's HeadAsGet, Starlette's)
+        taken.add("HEAD")
+    return sorted(taken)
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

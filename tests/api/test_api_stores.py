@@ -648,13 +648,29 @@ async def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_takes(
 
     problem(response, 405)
     # Each method has a route of its own there: Starlette's own Allow named the first only.
-    assert response.headers["Allow"] == "GET, POST"
+    assert response.headers["Allow"] == "GET, HEAD, POST"
     one = await client.post(f"{STORES}/{uuid.uuid4()}")
     problem(one, 405)
-    assert one.headers["Allow"] == "DELETE, GET"
+    assert one.headers["Allow"] == "DELETE, GET, HEAD"
     static = await client.post("/static/app.js")  # a mount's own 405 keeps its own Allow
     problem(static, 405)
     assert static.headers["Allow"] == "GET, HEAD"
+
+
+async def test_head_is_answered_wherever_get_is_without_the_body(
+    client: httpx.AsyncClient,
+) -> None:
+    """`curl -I` and uptime checks send HEAD; FastAPI's GET routes answered it 405."""
+    store = await create(client)
+    for path in (STORES, f"{STORES}/{store['id']}", "/openapi.json", "/"):
+        got, head = await client.get(path), await client.head(path)
+
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    missing = await client.head(f"{STORES}/{uuid.uuid4()}")
+    assert (missing.status_code, missing.content) == (404, b"")
+    assert missing.headers["Content-Type"] == "application/problem+json"
 
 
 async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.AsyncClient) -> None:

@@ -104,6 +104,27 @@ async def refuse_an_ignored_body(request: Request) -> None:
         raise takes_no_body()
 
 
+class HeadAsGet:
+    """HEAD answered as GET is, without its body (RFC 9110: a server answering GET answers
+    HEAD too). FastAPI's routes take GET alone, so `curl -I` and an uptime check's HEAD got
+    405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 class BodyLimit:
     """Refuses a request body over ``max_bytes`` with 413, before anything parses it or
     checks who sent it: at once when the declared Content-Length is over, and as soon as a

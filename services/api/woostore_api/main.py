@@ -24,6 +24,7 @@ from woostore_api.edge import (
     REVALIDATE,
     Assets,
     BodyLimit,
+    HeadAsGet,
     RequestMetrics,
     no_store,
     note_route,
@@ -148,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
+    app.add_middleware(HeadAsGet)  # innermost: every other layer sees the HEAD it was sent
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: refusals of the body limit get the headers too.
     app.add_middleware(SecureASGIMiddleware, secure=security_headers(settings))
