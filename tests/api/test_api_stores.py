@@ -28,6 +28,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import Progress, Ready, StepInfo
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import (
+    AuditEntry,
     BackupStatus,
     BackupTrigger,
     Store,
@@ -982,6 +983,21 @@ async def test_credentials_stay_readable_while_a_ready_store_is_worked_on(
     assert response.json()["password"] == "pw-123"
     shown = (await client.get(f"{STORES}/{store['id']}")).json()
     assert shown["links"]["credentials"] == f"{STORES}/{store['id']}/credentials"
+    # A HEAD (an uptime check's) reads no password, and so records no reading of one.
+    read = await audited_reads(database, store["id"])
+    peeked = await client.head(f"{STORES}/{store['id']}/credentials")
+    assert (peeked.status_code, peeked.headers["Allow"]) == (405, "GET")
+    assert await audited_reads(database, store["id"]) == read
+
+
+async def audited_reads(database: Database, store_id: str) -> int:
+    async with database.session() as session:
+        found = await session.exec(
+            select(AuditEntry)
+            .where(col(AuditEntry.target) == f"store/{store_id}")
+            .where(col(AuditEntry.action) == "store.credentials.read")
+        )
+        return len(list(found))
 
 
 async def test_credentials_of_a_ready_store_without_a_password_are_a_409_problem(

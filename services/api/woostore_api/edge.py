@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from woostore_api.problems import (
     body_cut_off,
     content_too_large,
+    head_refused,
     problem_response,
     takes_no_body,
 )
@@ -122,7 +123,17 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        await self.app({**scope, "method": "GET", ASKED_HEAD: True}, receive, headers_only)
+
+
+ASKED_HEAD = "woostore.asked_head"  # in the scope of a HEAD that HeadAsGet made a GET
+
+
+async def not_for_head(request: Request) -> None:
+    """For a GET that reads a secret to send it (a store's admin password), and audits the
+    reading: a HEAD would do both for nothing, as often as an uptime check asks."""
+    if request.scope.get(ASKED_HEAD):
+        raise head_refused()
 
 
 class BodyLimit:

@@ -194,6 +194,11 @@ def body_cut_off() -> Problem:
     return Problem(400, "Malformed body", "the request body was cut off", kind="malformed-body")
 
 
+def head_refused() -> Problem:
+    detail = "HEAD does not read this: it holds a secret, read (and audited) by GET alone"
+    return Problem(405, "Method Not Allowed", detail, kind="http-405", headers={"Allow": "GET"})
+
+
 def takes_no_body() -> Problem:
     detail = "this operation takes no body; it acts on what the path names"
     return Problem(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from woostore_api.auth import CurrentCaller, tenant_scope
 from woostore_api.deps import CipherDep, DatabaseDep, OutboxDep, SettingsDep, StepTimesDep
-from woostore_api.edge import no_store
+from woostore_api.edge import no_store, not_for_head
 from woostore_api.problems import problem_responses
 from woostore_api.stores import service
 from woostore_api.stores.schemas import (
@@ -316,7 +316,7 @@ async def delete_backup(
     "/{store_id}/credentials",
     response_model=Credentials,
     responses=problem_responses(401, 404, 409, 422),
-    dependencies=[Depends(no_store)],
+    dependencies=[Depends(no_store), Depends(not_for_head)],
 )
 async def get_credentials(
     store_id: uuid.UUID, outbox: OutboxDep, cipher: CipherDep, caller: CurrentCaller
