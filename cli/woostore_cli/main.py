@@ -119,7 +119,10 @@ def create(api: Api, args: argparse.Namespace) -> int:
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
         store = make()
-        goal = CLAIM if store.get("origin") == "pool" else CREATE
+        # A key used before answers with the store it made, maybe long done: nothing to follow.
+        goal = _goal_of(store)
+        if goal is None:
+            return _as_it_is(store, args.json)
         return _follow(stream, store, goal, args.json, _look_up(api, store))
 
 
@@ -504,7 +507,7 @@ def _follow(
     console = Console(stderr=True)
     # Off a terminal (a CI job's log, a pipe) a bar is drawn once, as it ends: there, each
     # step it would show is a line of its own.
-    in_lines = not as_json and not console.is_terminal
+    in_lines = not as_json and not console.is_interactive  # rich's own test for a live bar
     bar = Progress(*columns, console=console, disable=as_json or in_lines)
     said = ""
 
@@ -899,7 +902,9 @@ def main(argv: list[str] | None = None) -> int:
             return code
     except ApiError as error:
         if args.json and error.problem is not None:  # a script reads the problem as sent
-            _warn(json.dumps(error.problem, ensure_ascii=False))
+            # ... and Retry-After, a header, as a member of it.
+            later = {"retry_after": int(error.retry_after)} if error.retry_after else {}
+            _warn(json.dumps({**error.problem, **later}, ensure_ascii=False))
             return 1
         no_token = error.status == 401 and not args.token
         hint = " (set WOOSTORE_TOKEN or pass --token)" if no_token else ""

@@ -302,3 +302,10 @@ def test_create_with_the_same_idempotency_key_answers_with_the_same_store(
     assert first.code == again.code == other.code == 0, first.err + again.err + other.err
     assert again.json()["id"] == first.json()["id"]
     assert other.json()["id"] != first.json()["id"]
+    # Waited for again once it is ready: it says so at once (it waited for a `ready` event
+    # sent long before, for ever).
+    assert woostore(platform, "wait", first.json()["id"]).code == 0
+    waited = woostore(platform, "create", "Once", "--idempotency-key", "cli-once", "--wait")
+    assert waited.code == 0, waited.err
+    url = api_store(platform, first.json()["id"])["storefront_url"]
+    assert waited.out == f"Once (simulated) is ready — {url}.\n"

@@ -1,6 +1,6 @@
 """How the CLI tells what the API refused: the problem's title and detail, when asking again
-may do (Retry-After), and the problem itself, as sent, with --json. A real HTTP server
-answers as the API does."""
+may do (Retry-After), and the problem itself, as sent (with Retry-After as a member), with
+--json. A real HTTP server answers as the API does."""
 
 from __future__ import annotations
 
@@ -63,4 +63,4 @@ async def test_with_json_a_refusal_is_the_problem_as_the_api_sent_it() -> None:
 
     assert said.code == 1
     assert said.out == ""  # stdout holds only what a command answers
-    assert json.loads(said.err) == BUSY
+    assert json.loads(said.err) == {**BUSY, "retry_after": 30}  # the header, as a member
