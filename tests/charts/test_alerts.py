@@ -46,6 +46,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 'woostore_queue_oldest_age_seconds{queue="cold",pod="reaper-b"}': "0x40",
             },
             "firing": {"10m": False, "25m": True},
+            "labels": {"queue": "cold"},  # the alert says which wait
         },
         {  # the cold queue moves, but a store claimed from the warm pool is never personalised
             "series": {
@@ -53,6 +54,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 'woostore_queue_oldest_age_seconds{queue="claimed"}': "0+60x40",
             },
             "firing": {"10m": False, "25m": True},
+            "labels": {"queue": "claimed"},
         },
         {  # stores wait a few minutes each, and the queue moves
             "series": {"woostore_queue_oldest_age_seconds": " ".join(["0 120 240 60 180"] * 8)},
@@ -206,7 +208,9 @@ def test_each_alert_fires_when_it_should_and_only_then(
                         {
                             "eval_time": at,
                             "alertname": alert,
-                            "exp_alerts": [{"exp_labels": {"severity": severity}}]
+                            "exp_alerts": [
+                                {"exp_labels": {"severity": severity, **case.get("labels", {})}}
+                            ]
                             if firing
                             else [],
                         }
