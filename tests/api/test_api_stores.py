@@ -357,6 +357,9 @@ async def test_deleting_a_store_that_cannot_be_is_a_409_naming_its_status(
     assert response.headers.get("Retry-After") == retry_after
     operation = (await client.get("/openapi.json")).json()["paths"][f"{STORES}/{{store_id}}"]
     assert "Retry-After" in operation["delete"]["responses"]["409"]["headers"]  # documented
+    # Retried, the store would have to fail: a store at work ends ready, so never say when.
+    never = await client.post(f"{STORES}/{store['id']}/retry")
+    assert (never.status_code, never.headers.get("Retry-After")) == (409, None)
     assert body["status_now"] == status
     assert body["title"] == "Store cannot be deleted now"
     assert body["detail"] == (

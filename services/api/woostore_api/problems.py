@@ -40,10 +40,14 @@ _DONE_BY_TARGET = {
 }
 CLEAN_UP_RETRY_SECONDS = 10  # a clean-up takes seconds to minutes
 BUSY_RETRY_SECONDS = 30  # a store's provisioning, change or backup takes a minute or more
-_AT_WORK = frozenset({
-    StoreStatus.QUEUED, StoreStatus.PROVISIONING, StoreStatus.UPDATING, StoreStatus.BACKING_UP,
-    StoreStatus.RESTORING,
-})  # fmt: skip
+# What a store at work ends as, by itself: a request refused now may be accepted then.
+_ENDS_AS = {
+    StoreStatus.QUEUED: {StoreStatus.READY, StoreStatus.FAILED},
+    StoreStatus.PROVISIONING: {StoreStatus.READY, StoreStatus.FAILED},
+    StoreStatus.UPDATING: {StoreStatus.READY},
+    StoreStatus.BACKING_UP: {StoreStatus.READY},
+    StoreStatus.RESTORING: {StoreStatus.READY},
+}
 COPY_RETRY_SECONDS = 60  # a store made from a backup takes minutes
 DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
@@ -303,8 +307,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         done = _DONE_BY_TARGET.get(error.target, f"made {error.target.value}")
         *others, last = sorted(s.value for s in error.allowed_from)
         allowed = f"{', '.join(others)} or {last}" if others else last
-        # A store at work moves on by itself: asking again later may be accepted.
-        later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if error.current in _AT_WORK else None
+        # A store at work moves on by itself: asking again then may be accepted (a retry of an
+        # upgrading store never is: it ends ready, and only a failed store is retried).
+        ends_as = _ENDS_AS.get(error.current, set())
+        may_do = not ends_as.isdisjoint(error.allowed_from)
+        later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if may_do else None
         return problem_for(
             request,
             409,
