@@ -405,46 +405,68 @@ def kept_postgres(postgres: Postgres) -> Kept:
     return Kept("PostgreSQL", lambda: None if postgres.running else "stopped", postgres.restart)
 
 
-# A killed postmaster's backends leave its shared memory within moments of noticing, and a
-# new one refuses to start while any is still there: a start that fails is tried again.
-START_AGAIN_TRIES = 4
-START_AGAIN_FIRST_WAIT = 0.5  # seconds, then twice as long each time
+# A server that died is started again after half a second, then, dying again, after a
+# growing delay; one that ends a sixth time within five minutes (a start that fails ends it
+# too: a killed postmaster's backends may still hold its memory) stops the platform, saying
+# why: about 15 s of failed starts, or six deaths.
+EMBEDDED_RESTARTS = RestartPolicy(first_delay=0.5, longest_delay=8.0)
 
 
 async def keep_embedded_running(
-    kept: list[Kept], stopping: asyncio.Event, every: float = 0.5
+    kept: list[Kept],
+    stopping: asyncio.Event,
+    policy: RestartPolicy = EMBEDDED_RESTARTS,
+    every: float = 0.5,
 ) -> str:
-    """Starts each of ``kept`` again whenever it ends, until ``stopping`` is set (then
-    returns ""), or until one cannot start (then stops the platform and returns why). Each
-    died unnoticed before: every service said `nats unreachable`, or answered 503 naming
-    the database, until Ctrl-C."""
+    """Starts each of ``kept`` again whenever it ends, as ``policy`` says, until
+    ``stopping`` is set (then returns ""), or until one keeps ending (then stops the
+    platform and returns why). Each died unnoticed before: every service said `nats
+    unreachable`, or answered 503 naming the database, until Ctrl-C."""
+    keeping = [_Keeping(part, policy) for part in kept]
     while not stopping.is_set():
         with suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)
-        for part in kept:
-            how = part.ended()
-            if how is None or stopping.is_set():
-                continue
-            _say(f"{part.name} {how}; starting it again on its data")
-            try:
-                await _start_again(part)
-            # Whatever stops it starting, the platform stops: it says why.
-            except Exception as error:
+        for one in keeping:
+            if stopping.is_set():
+                break
+            if why := await one.look(stopping):
                 stopping.set()
-                return f"{part.name} could not start again: {error}"
+                return why
     return ""
 
 
-async def _start_again(part: Kept) -> None:
-    wait = START_AGAIN_FIRST_WAIT
-    for _ in range(START_AGAIN_TRIES - 1):
+@dataclass
+class _Keeping:
+    """One server kept running: when it ended lately, and how long it waits to start."""
+
+    part: Kept
+    policy: RestartPolicy
+    ends: list[float] = field(default_factory=list)
+    started: float = 0.0
+    delay: float | None = None  # before its next start; the policy's first at its first end
+
+    async def look(self, stopping: asyncio.Event) -> str:
+        """Starts the server again if it ended; why to give up if it keeps ending."""
+        how = self.part.ended()
+        if how is None:
+            return ""
+        now = asyncio.get_running_loop().time()
+        if self.delay is None or now - self.started >= self.policy.healthy_after:
+            self.delay = self.policy.first_delay
+        self.ends = [at for at in self.ends if now - at < self.policy.window] + [now]
+        if len(self.ends) > self.policy.max_crashes:
+            ends, window = len(self.ends), self.policy.window
+            return f"{self.part.name} {how}, its {ends}th end within {window:g} s"
+        _say(f"{self.part.name} {how}; starting it again on its data in {self.delay:g} s")
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), self.delay)
+        self.delay = min(self.delay * 2, self.policy.longest_delay)
+        self.started = asyncio.get_running_loop().time()
         try:
-            return await asyncio.to_thread(part.start_again)
-        except Exception as error:  # said, then tried again
-            _say(f"{part.name} did not start ({error}); trying again in {wait:g} s")
-        await asyncio.sleep(wait)
-        wait *= 2
-    await asyncio.to_thread(part.start_again)
+            await asyncio.to_thread(self.part.start_again)
+        except Exception as error:  # said; it has not started, so it ends again
+            _say(f"{self.part.name} did not start: {error}")
+        return ""
 
 
 async def run_services(

@@ -368,10 +368,12 @@ async def test_the_embedded_postgres_is_started_again_on_its_data_when_it_dies(
         postgres.stop()
 
 
+KEPT_QUICKLY = RestartPolicy(first_delay=0.01, longest_delay=0.04, max_crashes=3, window=60)
+
+
 async def test_a_server_that_does_not_start_again_is_tried_again_then_stops_the_platform(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(launcher, "START_AGAIN_FIRST_WAIT", 0.01)
     tries: list[int] = []
 
     def start_again() -> None:
@@ -381,35 +383,38 @@ async def test_a_server_that_does_not_start_again_is_tried_again_then_stops_the_
     stopping = asyncio.Event()
     stubborn = Kept("Stubborn", lambda: "stopped", start_again)
 
-    why = await keep_embedded_running([stubborn], stopping, every=0.01)
+    why = await keep_embedded_running([stubborn], stopping, KEPT_QUICKLY, every=0.01)
 
-    assert why == "Stubborn could not start again: refused, try 4"
-    assert stopping.is_set()  # the platform stops, saying why
+    assert why == "Stubborn stopped, its 4th end within 60 s"  # a failed start is an end
+    assert (len(tries), stopping.is_set()) == (3, True)  # the platform stops, saying why
     said = capsys.readouterr().out
-    assert "woostore-run: Stubborn stopped; starting it again on its data" in said
-    assert "Stubborn did not start (refused, try 1); trying again in 0.01 s" in said
-    assert "Stubborn did not start (refused, try 3); trying again in 0.04 s" in said
+    for delay in ("0.01", "0.02", "0.04"):  # growing, up to the policy's longest
+        assert f"woostore-run: Stubborn stopped; starting it again on its data in {delay} s" in (
+            said
+        )
+    assert "woostore-run: Stubborn did not start: refused, try 3" in said
 
 
 async def test_a_server_that_starts_on_a_second_try_keeps_the_platform_running(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(launcher, "START_AGAIN_FIRST_WAIT", 0.01)
-    tries = 0
+    tries, running = 0, False
 
     def start_again() -> None:
-        nonlocal tries
+        nonlocal tries, running
         tries += 1
         if tries == 1:
             raise RuntimeError("its shared memory is still in use")
+        running = True
 
     stopping = asyncio.Event()
-    slow = Kept("Slow", lambda: None if tries else "stopped", start_again)
-    keeper = asyncio.create_task(keep_embedded_running([slow], stopping, every=0.01))
-    await until(lambda: tries == 2)
+    slow = Kept("Slow", lambda: None if running else "stopped", start_again)
+    keeper = asyncio.create_task(keep_embedded_running([slow], stopping, KEPT_QUICKLY, 0.01))
+    await until(lambda: running)
     assert not stopping.is_set()  # it runs on
     stopping.set()
 
     assert await keeper == ""
     said = capsys.readouterr().out
-    assert "Slow did not start (its shared memory is still in use); trying again in 0.01 s" in said
+    assert "Slow did not start: its shared memory is still in use" in said
+    assert tries == 2
