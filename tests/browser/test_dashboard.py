@@ -541,6 +541,36 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(backups.get_by_test_id("backup")).to_contain_text("(asked for)")
 
 
+async def test_a_long_lived_stores_activity_shows_its_latest_events_and_says_so(
+    page: Page, platform: Platform
+) -> None:
+    """GET /stores/{id} sends a store's latest 100 events: the log says the rest is not
+    shown, rather than pass them off as the store's whole history."""
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Old Shop")
+    store_card = card(page, store["id"])
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    async with await psycopg.AsyncConnection.connect(platform.postgres.url) as connection:
+        # A hundred more of its first event, later: as years of backups would leave.
+        await connection.execute(
+            "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
+            " SELECT gen_random_uuid(), store_id, subject, type,"
+            "  time + make_interval(secs => n), envelope"
+            " FROM store_events, generate_series(1, 100) AS n"
+            " WHERE store_id = %s AND type LIKE '%%.requested'",
+            (store["id"],),
+        )
+        await connection.commit()
+
+    await store_card.locator('[data-role="activity"] > summary').click()
+
+    status = store_card.locator('[data-role="activity-status"]')
+    await expect(status).to_have_text(
+        "The latest 100 events; earlier ones are not shown.", timeout=SHORT
+    )
+    await expect(store_card.locator('[data-role="activity"] li')).to_have_count(100)
+
+
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     traffic = Traffic()
     page.on("request", traffic.record)

@@ -12,13 +12,17 @@ export async function loadActivity(view, id) {
   view.els.activityList.replaceChildren();
   view.els.activityStatus.textContent = 'Loading…';
   try {
-    const { events = [] } = (await api('GET', `/stores/${encodeURIComponent(id)}`)) ?? {};
+    const { events = [], earlier_events: earlier = false } =
+      (await api('GET', `/stores/${encodeURIComponent(id)}`)) ?? {};
     if (!view.els.activity.open) return;
     view.els.activityList.replaceChildren();
     view.activityIds = new Set();
     events.forEach((event) => addActivityItem(view, event));
     view.els.activityList.scrollTop = view.els.activityList.scrollHeight;
-    view.els.activityStatus.textContent = events.length ? '' : 'No activity yet.';
+    // A store kept long has more than the API sends at once (its latest 100): say so.
+    view.els.activityStatus.textContent = earlier
+      ? `The latest ${events.length} events; earlier ones are not shown.`
+      : events.length ? '' : 'No activity yet.';
   } catch (err) {
     view.els.activityStatus.textContent = 'Could not load activity.';
     handleError(err);
