@@ -85,7 +85,11 @@ async def stream_events(request: Request) -> Response | EventStream:
             detail = "the ticket is not valid: used already, expired, or its key revoked"
         else:
             detail = "a bearer token (an API key) or a valid ticket is required"
-        return problem_for(request, 401, "Unauthorized", detail, "unauthorized")
+        # RFC 6750, as the API answers: a token sent and refused is named as such.
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        refused = scheme.lower() == "bearer" and bool(token.strip())
+        challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if refused else None
+        return problem_for(request, 401, "Unauthorized", detail, "unauthorized", challenge)
     try:
         after = _resume_after(request)
     except ValueError as error:
