@@ -224,11 +224,15 @@ def _ask(
         store = api.call(method, path, json=body)
         if args.json:
             _print_json(store)
+        elif _goal_of(store) is None:  # done before it was asked (a deleted store, deleted again)
+            _as_it_is(store, as_json=False)
         else:
             print(asked(store))
         return 0
     with api.events(None, notice=_warn) as stream:
         store = api.call(method, path, json=body)
+        if _goal_of(store) is None:  # nothing will happen to follow
+            return _as_it_is(store, args.json)
         return _follow(stream, store, goal, args.json, _look_up(api, store))
 
 

@@ -23,7 +23,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`fail` | queued, provisioning (``lost``: ready, pooled) | failed | failed | removal |
 | :func:`mark_cleaned_up` | failed | failed, ``cleaned_up_at`` set | cleaned_up | |
 | :func:`retry` | failed and cleaned up, an owner's | queued, from scratch | requested | provision |
-| :func:`request_deletion` | any but updating, deleted | deleting | delete_requested | removal |
+| :func:`request_deletion` | ``DELETABLE`` | deleting | delete_requested | removal |
 | :func:`retire` | in the pool: queued, pooled | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
 | :func:`start_change` | ready | updating; a backup recorded | change_requested | change |
@@ -34,6 +34,8 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`end_restore` | restoring | ready; the outcome kept | restored or restore_failed | |
 | :func:`delete_backup` | (unchanged) | a backup deleting | backup_deleted | change |
 | :func:`mark_backup_deleted` | (a backup deleting) | the backup deleted | | |
+
+Deleting a store being deleted, or deleted, again changes nothing.
 
 A copy (:func:`request` with a backup) is made only of a complete backup of a store not being
 deleted; until it is made it reads the backup, so neither the backup nor its store can be
@@ -435,9 +437,10 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
 
 async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store, bool]:
     """Delete a store (cancelling it while queued or provisioning); returns it and whether
-    this asked for its deletion. Asking again while it is being deleted changes nothing."""
+    this asked for its deletion. Asking again while it is being deleted, or once it is,
+    changes nothing: a client that sends a DELETE again (its answer lost) is told how it is."""
     store = await _locked(uow, store_id)
-    if store.status is S.DELETING:
+    if store.status in (S.DELETING, S.DELETED):
         return store, False
     if (copy := await copy_reading_from(uow.session, store.id)) is not None:
         raise CopyUnderWay(f"store {store.id}", copy)  # its backups go with it
