@@ -282,6 +282,28 @@ class RestartPolicy:
 
 
 @dataclass
+class Restarts:
+    """``policy`` kept for one process (a service, a server): when it ended lately, and how
+    long it waits before its next start."""
+
+    policy: RestartPolicy
+    ends: list[float] = field(default_factory=list)
+    started: float = 0.0
+    delay: float | None = None  # the policy's first at its first end
+
+    def ended(self, now: float) -> float | None:
+        """It ended at ``now``: the delay before it starts again, or None if it ended more
+        than ``max_crashes`` times within the window (``ends`` counts them)."""
+        if self.delay is None or now - self.started >= self.policy.healthy_after:
+            self.delay = self.policy.first_delay
+        self.ends = [at for at in self.ends if now - at < self.policy.window] + [now]
+        if len(self.ends) > self.policy.max_crashes:
+            return None
+        wait, self.delay = self.delay, min(self.delay * 2, self.policy.longest_delay)
+        return wait
+
+
+@dataclass
 class Service:
     name: str
     argv: list[str]
@@ -315,10 +337,9 @@ async def keep_running(service: Service, policy: RestartPolicy, stopping: asynci
     """Runs ``service``, starting it again whenever it exits, until ``stopping`` is set
     (then returns ""), or until it keeps crashing (then returns why)."""
     loop = asyncio.get_running_loop()
-    exits: list[float] = []
-    delay = policy.first_delay
+    restarts = Restarts(policy)
     while not stopping.is_set():
-        started = loop.time()
+        restarts.started = loop.time()
         process = await service.start()
         exited = asyncio.ensure_future(process.wait())
         told = asyncio.ensure_future(stopping.wait())
@@ -327,19 +348,15 @@ async def keep_running(service: Service, policy: RestartPolicy, stopping: asynci
         if not exited.done():
             exited.cancel()
             return ""  # the caller stops it
-        now = loop.time()
-        if now - started >= policy.healthy_after:
-            delay = policy.first_delay
-        exits = [at for at in exits if now - at < policy.window] + [now]
-        if len(exits) > policy.max_crashes:
+        delay = restarts.ended(loop.time())
+        if delay is None:
             return (
-                f"{service.name} {_said(exited.result())}, its {len(exits)}th exit within "
-                f"{policy.window:g} s"
+                f"{service.name} {_said(exited.result())}, its {len(restarts.ends)}th exit "
+                f"within {policy.window:g} s"
             )
         _say(f"{service.name} {_said(exited.result())}; starting it again in {delay:g} s")
         with suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
-        delay = min(delay * 2, policy.longest_delay)
     return ""
 
 
@@ -422,7 +439,7 @@ async def keep_embedded_running(
     ``stopping`` is set (then returns ""), or until one keeps ending (then stops the
     platform and returns why). Each died unnoticed before: every service said `nats
     unreachable`, or answered 503 naming the database, until Ctrl-C."""
-    keeping = [_Keeping(part, policy) for part in kept]
+    keeping = [_Keeping(part, Restarts(policy)) for part in kept]
     while not stopping.is_set():
         with suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)
@@ -437,31 +454,25 @@ async def keep_embedded_running(
 
 @dataclass
 class _Keeping:
-    """One server kept running: when it ended lately, and how long it waits to start."""
+    """One server kept running, under its restarts' policy."""
 
     part: Kept
-    policy: RestartPolicy
-    ends: list[float] = field(default_factory=list)
-    started: float = 0.0
-    delay: float | None = None  # before its next start; the policy's first at its first end
+    restarts: Restarts
 
     async def look(self, stopping: asyncio.Event) -> str:
         """Starts the server again if it ended; why to give up if it keeps ending."""
         how = self.part.ended()
         if how is None:
             return ""
-        now = asyncio.get_running_loop().time()
-        if self.delay is None or now - self.started >= self.policy.healthy_after:
-            self.delay = self.policy.first_delay
-        self.ends = [at for at in self.ends if now - at < self.policy.window] + [now]
-        if len(self.ends) > self.policy.max_crashes:
-            ends, window = len(self.ends), self.policy.window
+        loop = asyncio.get_running_loop()
+        delay = self.restarts.ended(loop.time())
+        if delay is None:
+            ends, window = len(self.restarts.ends), self.restarts.policy.window
             return f"{self.part.name} {how}, its {ends}th end within {window:g} s"
-        _say(f"{self.part.name} {how}; starting it again on its data in {self.delay:g} s")
+        _say(f"{self.part.name} {how}; starting it again on its data in {delay:g} s")
         with suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), self.delay)
-        self.delay = min(self.delay * 2, self.policy.longest_delay)
-        self.started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(stopping.wait(), delay)
+        self.restarts.started = loop.time()
         try:
             await asyncio.to_thread(self.part.start_again)
         except Exception as error:  # said; it has not started, so it ends again
