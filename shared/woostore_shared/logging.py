@@ -100,10 +100,11 @@ def _not_a_task_ending(record: logging.LogRecord) -> bool:
     """FastStream's task supervisor says "callback for Task-N is being executed..." at info
     whenever a subscriber's task ends: a line for each of them at every stop, which says
     nothing (a task that failed is logged on a line of its own, as an error)."""
+    said = record.getMessage()
     return not (
         record.levelno <= logging.INFO
-        and record.getMessage().startswith("callback for ")
-        and record.getMessage().endswith(" is being executed...")
+        and said.startswith("callback for ")
+        and said.endswith(" is being executed...")
     )
 
 
