@@ -127,9 +127,10 @@ def create(api: Api, args: argparse.Namespace) -> int:
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:
+    """A store at work (an upgrade, a backup, a restore) is deleted once that ends."""
     return _ask(
         api, args, "DELETE", f"/stores/{args.id}", DELETE,
-        lambda store: f"Deleting {store['name']}{_tag(store)}: {store['id']}",
+        lambda store: f"Deleting {store['name']}{_tag(store)}{_once(store)}: {store['id']}",
     )  # fmt: skip
 
 
@@ -325,11 +326,20 @@ def wait(api: Api, args: argparse.Namespace) -> int:
 def _goal_of(store: Store) -> Goal | None:
     """What a store is doing now, as the goal --wait follows; None: nothing."""
     status = store["status"]
+    if store.get("delete_requested_at") and status != "deleted":  # after its work, if busy
+        return DELETE
     if status in ("queued", "provisioning"):
         return CLAIM if store.get("origin") == "pool" else CREATE
     if status == "updating":
         return CHANGES.get(store.get("change") or "")
     return {"backing_up": BACKUP, "restoring": RESTORE, "deleting": DELETE}.get(status)
+
+
+def _once(store: Store) -> str:
+    """For a store to be deleted once its work ends: when that is."""
+    work = {"updating": store.get("change"), "backing_up": "backup", "restoring": "restore"}
+    asked = store.get("delete_requested_at") and store["status"] in work
+    return f" once its {work[store['status']]} ends" if asked else ""
 
 
 def _as_it_is(store: Store, as_json: bool) -> int:
@@ -528,7 +538,8 @@ def _follow(
     try:
         with bar:
             task = bar.add_task("", total=1)
-            show(goal.waiting + _queue(store), 0)
+            waiting = f"{goal.waiting}: it starts{_once(store)}" if _once(store) else goal.waiting
+            show(waiting + _queue(store), 0)
             for event in stream:
                 if isinstance(event, Gap):
                     settled = _settled(look_up(), goal)

@@ -20,6 +20,7 @@ from woostore_shared.events import (
     CleanedUp,
     CloudEvent,
     Deleted,
+    DeleteQueued,
     DeleteRequested,
     EventName,
     Failed,
@@ -64,7 +65,16 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
         CleanedUp,
         "What the failed store had made in the cluster is removed; the store stays failed.",
     ),
-    EventName.DELETE_REQUESTED: (DeleteRequested, "The store's owner asked to delete it."),
+    EventName.DELETE_REQUESTED: (
+        DeleteRequested,
+        "The store's deletion began: its owner asked for it (now, or while its last work ran: "
+        "delete_queued), or the warm pool retired it.",
+    ),
+    EventName.DELETE_QUEUED: (
+        DeleteQueued,
+        "The store's owner asked to delete it while an upgrade, a rollback, a backup or a "
+        "restore runs: that work ends first (its own event), then delete_requested follows.",
+    ),
     EventName.DELETED: (Deleted, "Every resource of the store is gone."),
     EventName.CHANGE_REQUESTED: (
         ChangeRequested,

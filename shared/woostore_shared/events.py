@@ -36,6 +36,7 @@ class EventName(StrEnum):
     FAILED = "failed"
     CLEANED_UP = "cleaned_up"  # what a failed store left in the cluster is gone
     DELETE_REQUESTED = "delete_requested"
+    DELETE_QUEUED = "delete_queued"  # asked while its work runs: deleted when that ends
     DELETED = "deleted"
     CHANGE_REQUESTED = "change_requested"  # an upgrade or rollback of a ready store
     CHANGED = "changed"
@@ -165,6 +166,13 @@ class DeleteRequested(EventBody):
     status: Literal[StoreStatus.DELETING] = StoreStatus.DELETING
 
 
+class DeleteQueued(EventBody):
+    """Its owner asked to delete it while a change, a backup or a restore runs: that work
+    ends first, then the store is deleted (``delete_requested`` follows its end's event)."""
+
+    status: Literal[StoreStatus.UPDATING, StoreStatus.BACKING_UP, StoreStatus.RESTORING]
+
+
 class Deleted(EventBody):
     status: Literal[StoreStatus.DELETED] = StoreStatus.DELETED
 
@@ -252,6 +260,7 @@ EventData = (
     | Failed
     | CleanedUp
     | DeleteRequested
+    | DeleteQueued
     | Deleted
     | ChangeRequested
     | Changed
@@ -274,6 +283,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     Failed: EventName.FAILED,
     CleanedUp: EventName.CLEANED_UP,
     DeleteRequested: EventName.DELETE_REQUESTED,
+    DeleteQueued: EventName.DELETE_QUEUED,
     Deleted: EventName.DELETED,
     ChangeRequested: EventName.CHANGE_REQUESTED,
     Changed: EventName.CHANGED,

@@ -24,6 +24,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`mark_cleaned_up` | failed | failed, ``cleaned_up_at`` set | cleaned_up | |
 | :func:`retry` | failed and cleaned up, an owner's | queued, from scratch | requested | provision |
 | :func:`request_deletion` | ``DELETABLE`` | deleting | delete_requested | removal |
+| :func:`request_deletion` | updating, backing_up, restoring | (unchanged) | delete_queued | |
 | :func:`retire` | in the pool: queued, pooled | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
 | :func:`start_change` | ready | updating; a backup recorded | change_requested | change |
@@ -35,7 +36,10 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`delete_backup` | (unchanged) | a backup deleting | backup_deleted | change |
 | :func:`mark_backup_deleted` | (a backup deleting) | the backup deleted | | |
 
-Deleting a store being deleted, or deleted, again changes nothing.
+Deleting a store being deleted, or deleted, again changes nothing. A store asked to be
+deleted while a change, a backup or a restore runs on it keeps its status until that work
+ends: the change ending it (:func:`end_change`, :func:`end_backup`, :func:`end_restore`)
+makes it ready, announcing how the work went, then deleting, in one transaction.
 
 A copy (:func:`request` with a backup) is made only of a complete backup of a store not being
 deleted; until it is made it reads the backup, so neither the backup nor its store can be
@@ -65,6 +69,7 @@ from woostore_shared.events import (
     ChangeRequested,
     CleanedUp,
     Deleted,
+    DeleteQueued,
     DeleteRequested,
     Failed,
     FellBack,
@@ -89,7 +94,7 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.store_settings import StoreSettings
-from woostore_shared.transitions import ALLOWED, DELETABLE
+from woostore_shared.transitions import ALLOWED, DELETABLE, DELETED_AFTER_ITS_WORK
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
@@ -210,6 +215,7 @@ class InvalidTransition(Exception):
         self.current = store.status
         self.target = target
         self.allowed_from = frozenset(allowed_from)
+        self.to_be_deleted = store.delete_requested_at is not None  # whatever it does first
         super().__init__(f"a {store.status.value} store cannot become {target.value}")
 
 
@@ -436,18 +442,32 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
 
 
 async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store, bool]:
-    """Delete a store (cancelling it while queued or provisioning); returns it and whether
-    this asked for its deletion. Asking again while it is being deleted, or once it is,
-    changes nothing: a client that sends a DELETE again (its answer lost) is told how it is."""
+    """Delete a store (cancelling it while queued or provisioning; once its work ends while
+    a change, a backup or a restore runs); returns it and whether this asked for its
+    deletion. Asking again once asked changes nothing: a client that sends a DELETE again
+    (its answer lost) is told how it is."""
     store = await _locked(uow, store_id)
-    if store.status in (S.DELETING, S.DELETED):
+    if store.status in (S.DELETING, S.DELETED) or store.delete_requested_at is not None:
         return store, False
     if (copy := await copy_reading_from(uow.session, store.id)) is not None:
         raise CopyUnderWay(f"store {store.id}", copy)  # its backups go with it
+    if store.status in DELETED_AFTER_ITS_WORK:
+        store.delete_requested_at = utcnow()
+        uow.emit(store, DeleteQueued(status=store.status))
+        return store, True
     transition(store, S.DELETING, DELETABLE)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
     return store, True
+
+
+def _delete_if_asked(uow: UnitOfWork, store: Store) -> None:
+    """A store made ready as its work ended: deleted now if that was asked for meanwhile."""
+    if store.delete_requested_at is None:
+        return
+    transition(store, S.DELETING, {S.READY})
+    uow.emit(store, DeleteRequested())
+    uow.dispatch(store, Lane.REMOVAL)
 
 
 async def retire(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
@@ -528,6 +548,7 @@ async def end_change(
                 revision=store.release_revision or 0,
             ),
         )
+    _delete_if_asked(uow, store)
     return record
 
 
@@ -559,6 +580,7 @@ async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | s
         uow.emit(store, BackupFailed(backup_id=backup.id, reason=outcome))
     else:
         uow.emit(store, BackupCompleted(backup_id=backup.id, size=outcome.size))
+    _delete_if_asked(uow, store)
     return backup
 
 
@@ -638,6 +660,7 @@ async def end_restore(
         uow.emit(store, RestoreFailed(backup_id=backup_id, reason=failure))
     else:
         uow.emit(store, Restored(backup_id=backup_id))
+    _delete_if_asked(uow, store)
     return record
 
 
@@ -736,6 +759,10 @@ async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
         raise BackupNotRestorable(
             backup, f"goes with store {source.id}, which is {source.status.value}"
         )
+    if source.delete_requested_at is not None:
+        raise BackupNotRestorable(
+            backup, f"goes with store {source.id}, which is deleted once its work ends"
+        )
 
 
 async def copy_reading_from(session: AsyncSession, store_id: uuid.UUID) -> Store | None:
@@ -801,6 +828,8 @@ def transition(
         store.ready_at = store.ready_at or now  # first ready; an upgrade does not reset it
         store.progress = 1.0
         store.change = store.rollback_revision = None
+    elif target is S.DELETING:
+        store.delete_requested_at = store.delete_requested_at or now
     elif target is S.DELETED:
         store.deleted_at = now
     if target in (S.READY, S.POOLED, S.QUEUED, S.DELETED, S.DELETING):

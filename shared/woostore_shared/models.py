@@ -174,6 +174,9 @@ class Store(SQLModel, table=True):
     # A pooled store's last passed verification; the pool keeper verifies idle ones again.
     verified_at: datetime | None = _optional_timestamp()
     ready_at: datetime | None = _optional_timestamp()
+    # When its deletion was asked for. A store asked while a change, a backup or a restore
+    # runs keeps its status until that work ends, and is deleted then (transitions.py).
+    delete_requested_at: datetime | None = _optional_timestamp()
     deleted_at: datetime | None = _optional_timestamp()
     # A failed store's resources are removed by a clean-up on the removal lane; this says it
     # finished, so nothing has to guess whether a failed store's namespace is still wanted.

@@ -41,6 +41,10 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
 
 # What an owner may delete. A pooled store has no owner: the pool keeper retires it instead.
 DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets) - {S.POOLED}
+# What an owner may delete once its work ends: a change, a backup or a restore is never cut
+# off halfway (a release left mid-upgrade, a repository left locked). Asked for meanwhile,
+# the deletion is recorded and starts as the work ends (lifecycle.py).
+DELETED_AFTER_ITS_WORK = frozenset({S.UPDATING, S.BACKING_UP, S.RESTORING})
 
 StoreAction = Literal["delete", "upgrade", "rollback", "backup", "restore", "retry", "credentials"]
 
@@ -65,16 +69,17 @@ def store_actions(
     has_password: bool,
     first_revision: int = 1,
     cleaned_up: bool = False,
+    delete_requested: bool = False,
 ) -> list[StoreAction]:
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
-    ``upgrade`` when it may become updating, ``rollback`` then too if its release has an
-    earlier revision to return to (of its owner's: not one from the warm pool before
-    ``first_revision``), ``backup`` when it may be backed up, ``restore`` when its state
-    allows one (whether it has a complete backup to return to, its list of backups says),
-    ``retry`` when it failed and its clean-up has finished, ``credentials`` when they can be
-    read."""
+    now or once its work ends (unless that was asked for already), ``upgrade`` when it may
+    become updating, ``rollback`` then too if its release has an earlier revision to return
+    to (of its owner's: not one from the warm pool before ``first_revision``), ``backup``
+    when it may be backed up, ``restore`` when its state allows one (whether it has a
+    complete backup to return to, its list of backups says), ``retry`` when it failed and
+    its clean-up has finished, ``credentials`` when they can be read."""
     actions: list[StoreAction] = []
-    if status in DELETABLE:
+    if status in DELETABLE or (status in DELETED_AFTER_ITS_WORK and not delete_requested):
         actions.append("delete")
     if StoreStatus.UPDATING in ALLOWED[status]:
         actions.append("upgrade")
@@ -99,4 +104,5 @@ def actions_of(store: Store) -> list[StoreAction]:
         store.admin_password_encrypted is not None,
         first_revision=store.first_revision or 1,
         cleaned_up=store.cleaned_up_at is not None,
+        delete_requested=store.delete_requested_at is not None,
     )

@@ -43,7 +43,8 @@ async def test_a_backup_of_a_ready_store_is_started_listed_and_audited(
     messages = await stream_messages(nats_client, store_id)
     assert messages[-1].subject == f"store.backup_started.{store_id}"
     assert envelope(messages[-1])["data"] == {
-        "status": "backing_up", "backup_id": backup["id"], "trigger": "requested", "actions": [],
+        "status": "backing_up", "backup_id": backup["id"], "trigger": "requested",
+        "actions": ["delete"],  # deleted as the backup ends
     }  # fmt: skip
     listed = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
     assert listed == [backup]
@@ -92,7 +93,9 @@ async def test_a_restore_to_a_complete_backup_marks_the_store_restoring_with_a_s
 
     assert response.status_code == 202, response.text
     store = response.json()
-    assert (store["status"], store["change"], store["actions"]) == ("restoring", "restore", [])
+    assert (store["status"], store["change"], store["actions"]) == (
+        "restoring", "restore", ["delete"],
+    )  # fmt: skip
     assert store["last_change"]["kind"] == "restore"
     messages = await stream_messages(nats_client, store_id)
     assert messages[-1].subject == f"store.restore_requested.{store_id}"

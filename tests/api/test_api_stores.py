@@ -336,39 +336,40 @@ async def test_a_store_of_another_tenant_does_not_exist_for_a_tenant_key(
 # --- deleting a store ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("status", "retry_after"),
-    # A store at work moves on by itself, so asking again later may do.
-    [("backing_up", "30"), ("updating", "30"), ("restoring", "30")],
-)
-async def test_deleting_a_store_that_cannot_be_is_a_409_naming_its_status(
-    client: httpx.AsyncClient,
-    nats_client: Client,
-    database: Database,
-    status: str,
-    retry_after: str | None,
+@pytest.mark.parametrize("status", ["backing_up", "updating", "restoring"])
+async def test_deleting_a_busy_store_is_accepted_and_waits_for_its_work_to_end(
+    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
 ) -> None:
+    """It was a 409: its owner had to come back once the work ended. The work is never cut
+    off (lifecycle.py ends it, then deletes the store); until then the store is as it was,
+    and nothing else may be asked of it, nor later (no Retry-After)."""
     store = await create(client)
     await set_columns(database, store["id"], status=StoreStatus(status))
 
     response = await client.delete(f"{STORES}/{store['id']}")
 
-    body = problem(response, 409)
-    assert response.headers.get("Retry-After") == retry_after
-    operation = (await client.get("/openapi.json")).json()["paths"][f"{STORES}/{{store_id}}"]
-    assert "Retry-After" in operation["delete"]["responses"]["409"]["headers"]  # documented
-    # Retried, the store would have to fail: a store at work ends ready, so never say when.
-    never = await client.post(f"{STORES}/{store['id']}/retry")
-    assert (never.status_code, never.headers.get("Retry-After")) == (409, None)
-    assert body["status_now"] == status
-    assert body["title"] == "Store cannot be deleted now"
-    assert body["detail"] == (
-        f"a {status} store cannot be deleted; "
-        "it can be when it is failed, provisioning, queued or ready"
+    assert response.status_code == 202, response.text
+    asked = response.json()
+    assert (asked["status"], asked["actions"]) == (status, [])
+    assert asked["delete_requested_at"] is not None
+    shown = (await client.get(f"{STORES}/{store['id']}")).json()
+    assert {k: shown[k] for k in asked} | {"updated_at": None} == asked | {"updated_at": None}
+    backup = await client.post(f"{STORES}/{store['id']}/backups")
+    assert (backup.status_code, backup.headers.get("Retry-After")) == (409, None)
+    assert problem(backup, 409)["detail"] == (
+        f"a {status} store cannot be backed up: it is deleted as it ends"
     )
-    assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == status
-    subjects = [m.subject for m in await stream_messages(nats_client, store["id"])]
-    assert subjects == [f"store.requested.{store['id']}"]
+    again = await client.delete(f"{STORES}/{store['id']}")
+    assert again.status_code == 202
+    assert again.json()["delete_requested_at"] == asked["delete_requested_at"]
+    messages = await stream_messages(nats_client, store["id"])
+    assert [m.subject for m in messages] == [
+        f"store.requested.{store['id']}",
+        f"store.delete_queued.{store['id']}",
+    ]
+    assert envelope(messages[1])["data"] == {"status": status, "actions": []}
+    audit = (await client.get("/api/v1/audit")).json()["items"]
+    assert [a["action"] for a in audit].count("store.delete") == 1
 
 
 @pytest.mark.parametrize("status", ["deleting", "deleted"])
@@ -1102,7 +1103,8 @@ async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
         "delete", "upgrade", "rollback", "backup", "restore", "credentials",
     ]  # fmt: skip
     # The answers to requests carry the actions of the state they leave the store in.
-    assert (await client.post(f"{path}/upgrade")).json()["actions"] == ["credentials"]
+    upgrading = (await client.post(f"{path}/upgrade")).json()
+    assert upgrading["actions"] == ["delete", "credentials"]
     await set_columns(database, store["id"], status=StoreStatus.READY)
     assert (await client.delete(path)).json()["actions"] == []
 

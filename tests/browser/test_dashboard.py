@@ -506,9 +506,10 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     assert "backing_up" in statuses, statuses
     backing_up = [row for row in history if row["status"] == "backing_up"]
     assert any(re.match(r"^Step \d of 4 — ", row["step"]) for row in backing_up), backing_up
-    # A store being backed up offers its login alone: no change, no second backup, no
-    # deletion.
-    assert {b for row in backing_up for b in row["buttons"]} <= {"show-credentials"}, backing_up
+    # A store being backed up offers its login, and its deletion (once the backup ends): no
+    # change, no second backup.
+    offered = {b for row in backing_up for b in row["buttons"]}
+    assert offered <= {"show-credentials", "delete-button"}, backing_up
 
     # Restored to that backup, once confirmed: it is backed up as it is first.
     await backup.get_by_test_id("restore-button").click()
@@ -539,6 +540,46 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await page.get_by_test_id("confirm").click()
     await expect(backups.get_by_test_id("backup")).to_have_count(1, timeout=PROVISIONING)
     await expect(backups.get_by_test_id("backup")).to_contain_text("(asked for)")
+
+
+async def test_a_store_deleted_while_it_is_backed_up_says_so_and_is_deleted_once_it_ends(
+    page: Page, platform: Platform
+) -> None:
+    """With no provisioner running, the backup waits: what the card shows meanwhile is
+    seen for certain, not raced."""
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Busy Shop")
+    store_card = card(page, store["id"])
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await store_card.get_by_test_id("store-backups").locator("summary").click()
+    await asyncio.to_thread(platform.stop, "provisioner")
+    try:
+        await store_card.get_by_test_id("backup-button").click()
+        await expect(store_card).to_have_attribute("data-status", "backing_up", timeout=SHORT)
+
+        await store_card.get_by_test_id("delete-button").click()
+        await page.get_by_test_id("confirm").click()
+
+        step = store_card.get_by_test_id("store-step")
+        await expect(step).to_have_text("Backup starting… — then deleted", timeout=SHORT)
+        delete = store_card.get_by_test_id("delete-button")
+        await expect(delete).to_be_disabled()
+        await expect(delete).to_have_attribute(
+            "title", "This store is deleted as soon as its work ends"
+        )
+        await expect(store_card).to_have_attribute("data-status", "backing_up")
+        await store_card.locator('[data-role="activity"] > summary').click()
+        await expect(store_card.locator('[data-role="activity-list"]')).to_contain_text(
+            "Deletion requested: it starts when the backup ends", timeout=SHORT
+        )
+    finally:
+        await asyncio.to_thread(platform.start, "provisioner")
+    await expect(store_card).to_have_attribute("data-status", "deleted", timeout=PROVISIONING)
+    stored = await get_json(platform, f"/api/v1/stores/{store['id']}")
+    kinds = [e["type"].rsplit(".", 1)[1] for e in stored["events"]]
+    assert [k for k in kinds if k != "progress"][-4:] == [
+        "delete_queued", "backup_completed", "delete_requested", "deleted",
+    ]  # fmt: skip
 
 
 async def test_a_long_lived_stores_activity_shows_its_latest_events_and_says_so(

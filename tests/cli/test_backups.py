@@ -65,3 +65,24 @@ def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> 
 
     assert refused.code == 1
     assert f"store {missing} does not exist" in refused.err
+
+
+def test_a_store_deleted_while_it_is_backed_up_is_deleted_once_the_backup_ends(
+    platform: Platform,
+) -> None:
+    """With no provisioner running, the backup waits: the deletion is asked for while it
+    certainly runs."""
+    store_id = create_ready(platform, "Busy Shop")
+    platform.stop("provisioner")
+    try:
+        assert woostore(platform, "backups", "create", store_id).code == 0
+        asked = woostore(platform, "delete", store_id)
+        assert asked.out == f"Deleting Busy Shop (simulated) once its backup ends: {store_id}\n"
+        assert api_store(platform, store_id)["status"] == "backing_up"
+    finally:
+        platform.start("provisioner")
+
+    followed = woostore(platform, "wait", store_id)  # the deletion, not the backup
+
+    assert (followed.code, followed.out) == (0, "Busy Shop (simulated) is deleted.\n")
+    assert api_store(platform, store_id)["status"] == "deleted"

@@ -16,7 +16,7 @@ import pytest
 from nats.js import JetStreamContext
 from sqlmodel import col, select
 
-from tests.provisioner.test_changes import backups_ended, names, ready_store
+from tests.provisioner.test_changes import backups_ended, names, ready_store, request_change
 from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
 from tests.support import DEFAULT_SETTINGS, create_copy
 from woostore_cluster import Cluster
@@ -62,6 +62,12 @@ async def backup_row(database: Database, backup_id: uuid.UUID) -> StoreBackup:
         found = await session.get(StoreBackup, backup_id)
     assert found is not None
     return found
+
+
+async def backups_of(database: Database, store: Store) -> list[StoreBackup]:
+    async with database.session() as session:
+        found = await session.exec(select(StoreBackup).where(col(StoreBackup.store_id) == store.id))
+        return list(found)
 
 
 async def read_part(storage: BackupStorage, store: Store, backup_id: uuid.UUID, name: str) -> bytes:
@@ -122,7 +128,7 @@ async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
     after = events[names(events).index(EventName.BACKUP_STARTED) :]
     assert after[0].data == {
         "status": "backing_up", "backup_id": str(backup_id), "trigger": "requested",
-        "actions": ["credentials"],  # it serves its shop meanwhile: the login stays readable
+        "actions": ["delete", "credentials"],  # it serves its shop: the login stays readable
     }  # fmt: skip
     progress = [(e.data["step"]["index"], e.data["state"]) for e in after[1:-1]]
     assert progress == [
@@ -276,7 +282,7 @@ async def test_a_restore_brings_back_exactly_the_backed_up_orders_customers_and_
     after = events[names(events).index(EventName.RESTORE_REQUESTED) :]
     assert after[0].data == {
         "status": "restoring", "backup_id": str(backup_id), "safety_backup_id": str(safety_id),
-        "actions": ["credentials"],
+        "actions": ["delete", "credentials"],
     }  # fmt: skip
     progress = [(e.data["step"]["index"], e.data["state"]) for e in after[1:-1]]
     assert progress == [
@@ -364,6 +370,62 @@ async def test_deleting_a_store_deletes_its_backups_and_nothing_of_them_is_left(
     assert await backup_storage.of(store.id).manifests() == []
     assert [f for f in (repository / "data").rglob("*") if f.is_file()] == []  # no data left
     assert (await backup_row(database, backup_id)).status is BackupStatus.DELETED
+
+
+@pytest.mark.parametrize(
+    ("work", "ended_as"),
+    [
+        ("backup", EventName.BACKUP_COMPLETED),
+        ("upgrade", EventName.CHANGED),
+        ("restore", EventName.RESTORED),
+    ],
+)
+async def test_a_store_asked_to_be_deleted_while_its_work_runs_is_deleted_once_it_ends(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+    js: JetStreamContext,
+    work: str,
+    ended_as: EventName,
+) -> None:
+    """Never cut off halfway (a release mid-upgrade, a repository left locked): the work
+    runs to its end, announced as ever, and the deletion starts in the same transaction."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    if work == "restore":
+        kept = await request_backup(api_outbox, store)
+        await runner.change(store.id, KeepAlive())
+        await request_restore(api_outbox, store, kept)
+    elif work == "upgrade":
+        await request_change(api_outbox, store, "upgrade")
+    else:
+        await request_backup(api_outbox, store)
+    busy = (await load(database, store.id)).status
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        asked, requested = await lifecycle.request_deletion(uow, store.id)
+    assert (asked.status, requested) == (busy, True)
+    assert asked.delete_requested_at is not None
+    async with UnitOfWork.begin(api_outbox) as uow:  # a DELETE sent again changes nothing
+        again, requested = await lifecycle.request_deletion(uow, store.id)
+    assert (again.delete_requested_at, requested) == (asked.delete_requested_at, False)
+    await runner.change(store.id, KeepAlive())
+
+    ended = await load(database, store.id)
+    assert (ended.status, ended.delete_requested_at) == (
+        StoreStatus.DELETING, asked.delete_requested_at,
+    )  # fmt: skip
+    assert all(b.status is BackupStatus.COMPLETE for b in await backups_of(database, store))
+    events = await stream_events(js, store.id)
+    queued = names(events).index(EventName.DELETE_QUEUED)
+    assert events[queued].data == {"status": busy.value, "actions": ["credentials"]}
+    assert names(events)[-2:] == [ended_as, EventName.DELETE_REQUESTED]
+    await runner.remove(store.id, KeepAlive())
+    assert (await load(database, store.id)).status is StoreStatus.DELETED
+    assert not await cluster.namespace_exists(store.namespace)
+    assert await backup_storage.of(store.id).manifests() == []
 
 
 async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_others_kept(

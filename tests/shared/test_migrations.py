@@ -300,3 +300,31 @@ def test_stores_made_with_lower_case_codes_get_them_in_upper_case(empty_database
     ]
 
     command.downgrade(config, "0022")
+
+
+def test_stores_deleted_before_delete_requested_at_take_the_time_they_were_asked(
+    empty_database: str,
+) -> None:
+    """0024: a store deleted (or deleting) before takes the time of its delete_requested
+    event, or of its latest change once its events are pruned; other stores none."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0023")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        add_store_since_0011(connection, 0, TENANT, "deleted", changed=timedelta(minutes=1))
+        add_store_since_0011(connection, 1, TENANT, "deleting", changed=timedelta(hours=2))
+        add_store_since_0011(connection, 2, TENANT, "backing_up")
+        connection.execute(
+            "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
+            " SELECT gen_random_uuid(), id, 'store.delete_requested.' || id,"
+            " 'io.woostore.store.delete_requested', now() - interval '3 hours', '{}'"
+            " FROM stores WHERE slug = 'shop-0'"
+        )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT slug, round(extract(epoch FROM now() - delete_requested_at) / 3600)"
+            " FROM stores ORDER BY slug"
+        ).fetchall()
+    assert rows == [("shop-0", 3), ("shop-1", 2), ("shop-2", None)]

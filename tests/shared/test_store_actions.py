@@ -24,11 +24,12 @@ TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
     (S.READY, 3, True, ["delete", "upgrade", "rollback", "backup", "restore", "credentials"]),
     (S.READY, None, True, ["delete", "upgrade", "backup", "restore", "credentials"]),  # no release
     (S.READY, 2, False, ["delete", "upgrade", "rollback", "backup", "restore"]),  # no password
-    # Serving while the work runs: its login stays readable, nothing else is accepted.
-    (S.UPDATING, 2, True, ["credentials"]),
-    (S.BACKING_UP, 2, True, ["credentials"]),
-    (S.RESTORING, 2, True, ["credentials"]),
-    (S.BACKING_UP, 2, False, []),
+    # Serving while the work runs: its login stays readable, and it may be deleted (as the
+    # work ends); nothing else is accepted.
+    (S.UPDATING, 2, True, ["delete", "credentials"]),
+    (S.BACKING_UP, 2, True, ["delete", "credentials"]),
+    (S.RESTORING, 2, True, ["delete", "credentials"]),
+    (S.BACKING_UP, 2, False, ["delete"]),
     (S.POOLED, 1, True, []),  # no owner: nobody is offered anything (nor sees it)
     (S.FAILED, None, False, ["delete"]),
     (S.FAILED, 2, True, ["delete"]),  # a ready store whose namespace vanished
@@ -65,3 +66,8 @@ def test_a_failed_store_offers_a_retry_once_its_clean_up_has_finished() -> None:
     assert store_actions(S.FAILED, 2, True, cleaned_up=True) == ["delete", "retry"]
     # Only a failed store is retried, whatever else it has behind it.
     assert "retry" not in store_actions(S.DELETED, 2, True, cleaned_up=True)
+
+
+@pytest.mark.parametrize("status", [S.UPDATING, S.BACKING_UP, S.RESTORING])
+def test_a_busy_store_asked_to_be_deleted_offers_no_deletion_again(status: StoreStatus) -> None:
+    assert store_actions(status, 2, True, delete_requested=True) == ["credentials"]

@@ -51,6 +51,7 @@ STORE_EXAMPLE: JsonDict = {
     "requested_at": "2026-11-26T09:00:00Z",
     "ready_at": None,
     "ready_in_seconds": None,
+    "delete_requested_at": None,
     "deleted_at": None,
     "actions": ["delete"],
     "links": {"self": f"{STORES_PATH}/{_STORE_ID}"},  # no credentials before it is ready
@@ -286,11 +287,18 @@ class StoreOut(BaseModel):
         description="How long its owner waited: from the request (the latest, for a retried "
         "store) to ready.",
     )
+    delete_requested_at: datetime | None = Field(
+        default=None,
+        description="When its deletion was asked for. A store asked to be deleted while an "
+        "upgrade, a rollback, a backup or a restore runs keeps its status until that ends, "
+        "and is deleted then.",
+    )
     deleted_at: datetime | None = None
     actions: list[StoreAction] = Field(
         description=(
             "What the store accepts now, for a client to offer: delete (or cancel, while "
-            "queued or provisioning), upgrade, rollback (when its release has an earlier "
+            "queued or provisioning; while it is updating, backing up or restoring, once that "
+            "ends), upgrade, rollback (when its release has an earlier "
             "revision), backup, restore (to one of its complete backups), retry (failed, its "
             "clean-up finished), credentials. Advice only: a "
             "request the store does not accept is still refused with 409. Events do not carry "
@@ -319,7 +327,7 @@ class StoreOut(BaseModel):
                     "id", "name", "slug", "type", "status", "simulated", "origin", "progress",
                     "waiting_cause", "chart_version", "release_revision", "change", "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
-                    "created_at", "updated_at", "ready_at", "deleted_at",
+                    "created_at", "updated_at", "ready_at", "delete_requested_at", "deleted_at",
                 }
             ),
             step=step,

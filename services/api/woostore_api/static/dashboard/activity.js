@@ -7,6 +7,9 @@ import { CHANGE_NAMES, setTime, shortTimeFormat, stepText } from './format.js';
 import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
 
+// The work a store's status names, which a deletion asked for meanwhile waits for.
+const WORK_NAMES = { updating: 'change', backing_up: 'backup', restoring: 'restore' };
+
 export async function loadActivity(view, id) {
   view.activityIds = new Set();
   view.els.activityList.replaceChildren();
@@ -68,6 +71,8 @@ function describeEvent({ type, data = {} }) {
       return 'Cleaned up: nothing of the store is left in the cluster';
     case EVENT.deleteRequested:
       return 'Deletion requested';
+    case EVENT.deleteQueued:
+      return `Deletion requested: it starts when the ${WORK_NAMES[data?.status] ?? 'work'} ends`;
     case EVENT.deleted:
       return 'Store deleted';
     case EVENT.changeRequested:

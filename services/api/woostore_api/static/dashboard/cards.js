@@ -209,7 +209,7 @@ function renderCard(view, store) {
     const known = store.step || store.progress > 0;
     if (known) e.progress.value = clamp(store.progress ?? 0);
     else e.progress.removeAttribute('value'); // indeterminate
-    e.step.textContent = progressText(store);
+    e.step.textContent = progressText(store) + (deletedNext(store) ? ' — then deleted' : '');
   }
   // Why the step waits on the cluster, in the cluster's own terms made plain.
   const cause = SHOWS_PROGRESS.has(status) ? store.waiting_cause : null;
@@ -265,6 +265,7 @@ function renderCard(view, store) {
   e.deleteButton.textContent = CANCELS.has(status) ? 'Cancel store' : 'Delete';
   e.deleteButton.title = canDelete || !store.actions ? ''
     : status === 'deleting' || view.busy.has('delete') ? 'This store is already being deleted'
+    : deletedNext(store) ? 'This store is deleted as soon as its work ends'
     : `A store cannot be deleted while it is ${status}`;
 }
 
@@ -279,6 +280,11 @@ function originText(store) {
     ?? 'Made from scratch';
   const took = store.ready_in_seconds;
   return took == null ? source : `${source} · ready in ${took.toFixed(1)} s`;
+}
+
+// Asked to be deleted while an upgrade, a backup or a restore runs: deleted once that ends.
+function deletedNext(store) {
+  return Boolean(store.delete_requested_at) && store.status !== 'deleting' && store.status !== 'deleted';
 }
 
 function progressText(store) {

@@ -13,6 +13,7 @@ export const EVENT = {
   failed: 'io.woostore.store.failed',
   cleanedUp: 'io.woostore.store.cleaned_up',
   deleteRequested: 'io.woostore.store.delete_requested',
+  deleteQueued: 'io.woostore.store.delete_queued',
   deleted: 'io.woostore.store.deleted',
   changeRequested: 'io.woostore.store.change_requested',
   changed: 'io.woostore.store.changed',
@@ -319,6 +320,10 @@ function applyEvent(store, event) {
       break;
     case EVENT.deleteRequested:
       Object.assign(store, { status: 'deleting', step: null, progress: 0 });
+      break;
+    case EVENT.deleteQueued:
+      // Asked while its work runs: its status stays until the work ends, then it is deleted.
+      store.delete_requested_at = event.time ?? new Date().toISOString();
       break;
     case EVENT.deleted:
       Object.assign(store, { status: 'deleted', step: null, deleted_at: event.time ?? store.deleted_at });
