@@ -254,12 +254,9 @@ async def test_200_parallel_creates_never_pass_the_platform_cap(
         *(tenants[n % 4].post(STORES, json={"name": f"Burst {n}"}) for n in range(200))
     )
 
-    assert Counter(r.status_code for r in responses) == {202: 7, 429: 193}
-    refused = next(r for r in responses if r.status_code == 429)
-    body = problem(refused, 429)
-    assert body["limit"] == "platform-stores"
-    assert body["allowed"] == 7
-    assert int(refused.headers["Retry-After"]) > 0
+    assert Counter(r.status_code for r in responses) == {202: 7, 409: 193}
+    refused = next(r for r in responses if r.status_code == 409)
+    assert_cap(refused, "platform-stores", 7)
     async with database.session() as session:
         assert len(list(await session.exec(select(Store.id)))) == 7
 
@@ -282,7 +279,7 @@ async def test_tenants_creating_at_once_each_get_exactly_their_cap(
 
     accepted = Counter(n % 20 for n, r in enumerate(responses) if r.status_code == 202)
     assert sorted(accepted.values()) == [5] * 20
-    refused = [problem(r, 429) for r in responses if r.status_code != 202]
+    refused = [problem(r, 409) for r in responses if r.status_code != 202]
     assert len(refused) == 100
     assert {body["limit"] for body in refused} == {"tenant-stores"}
     listed = (await client.get("/api/v1/tenants")).json()
@@ -302,9 +299,8 @@ async def test_a_tenant_cap_holds_under_concurrency_and_frees_when_a_store_fails
         *(capped.post(STORES, json={"name": f"Shop {n}"}) for n in range(30))
     )
 
-    assert Counter(r.status_code for r in responses) == {202: 3, 429: 27}
-    refused = next(r for r in responses if r.status_code == 429)
-    assert problem(refused, 429)["limit"] == "tenant-stores"
+    assert Counter(r.status_code for r in responses) == {202: 3, 409: 27}
+    assert_cap(next(r for r in responses if r.status_code == 409), "tenant-stores", 3)
     for n in range(4):  # the tenant's own limit (10) overrides the default (3)
         await create(roomy, f"Roomy {n}")
     # A failed store's resources were cleaned up: it no longer counts.
@@ -324,7 +320,7 @@ async def test_a_new_tenants_first_create_is_held_to_the_caps(
 
     refused = await newcomer.post(STORES, json={"name": "Mine"})
 
-    assert problem(refused, 429)["limit"] == "platform-stores"
+    assert_cap(refused, "platform-stores", 1)
 
 
 async def test_the_queue_cap_refuses_with_its_own_limit(
@@ -384,6 +380,15 @@ def assert_limit(response: httpx.Response, limit: str, allowed: int) -> None:
     assert 1 <= int(response.headers["Retry-After"]) <= 300
 
 
+def assert_cap(response: httpx.Response, cap: str, allowed: int) -> None:
+    """A cap only deleting or revoking frees: a 409, never a 429 a client would retry."""
+    body = problem(response, 409)
+    assert (body["type"], body["limit"], body["allowed"]) == (
+        "https://woostore.dev/problems/limit-reached", cap, allowed,
+    )  # fmt: skip
+    assert "Retry-After" not in response.headers
+
+
 async def test_the_create_rate_is_per_tenant_too_whichever_key_asks(
     api: FastAPI, settings: Settings, new_tenant: NewTenant
 ) -> None:
@@ -439,11 +444,11 @@ async def test_a_tenants_live_keys_are_capped_under_concurrency_and_free_up_on_r
         *(minting.post(KEYS, json={"name": f"key {n}"}) for n in range(20))
     )
 
-    assert Counter(r.status_code for r in responses) == {201: 4, 429: 16}
-    assert_limit(next(r for r in responses if r.status_code == 429), "tenant-keys", 5)
+    assert Counter(r.status_code for r in responses) == {201: 4, 409: 16}
+    assert_cap(next(r for r in responses if r.status_code == 409), "tenant-keys", 5)
     # The cap is the tenant's, whoever makes the key; a revoked key frees a place.
     made_by_admin = await client.post(KEYS, json={"name": "by admin", "tenant_id": tenant_id})
-    assert_limit(made_by_admin, "tenant-keys", 5)
+    assert_cap(made_by_admin, "tenant-keys", 5)
     revoked = next(r for r in responses if r.status_code == 201).json()["id"]
     assert (await minting.delete(f"{KEYS}/{revoked}")).status_code == 200
     assert (await minting.post(KEYS, json={"name": "replacement"})).status_code == 201

@@ -534,7 +534,7 @@ async def test_a_retry_needs_room_under_the_tenants_cap(
 
     refused = await client.post(f"{STORES}/{store_id}/retry")
 
-    assert problem(refused, 429)["limit"] == "tenant-stores"
+    assert problem(refused, 409)["limit"] == "tenant-stores"
     assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "failed"
 
 

@@ -71,7 +71,7 @@ async def test_an_admin_makes_a_store_for_a_tenant_which_is_then_theirs(
     assert requested.envelope["tenantid"] == tenant_id  # their event stream shows it
     # It counts against that tenant's cap, not the admin's.
     full = await client.post(STORES, json={"name": "One more", "tenant_id": tenant_id})
-    assert problem(full, 429)["limit"] == "tenant-stores"
+    assert problem(full, 409)["limit"] == "tenant-stores"
 
 
 async def test_only_an_admin_makes_a_store_for_another_tenant_and_only_for_one_that_exists(

@@ -167,8 +167,8 @@ async def test_a_claim_counts_against_the_tenant_but_needs_no_room_on_the_platfo
     assert first.status_code == 202, first.text
     assert first.json()["origin"] == "pool"
     again = await owner.post(STORES, json={"name": "Second"})
-    assert problem(again, 429)["limit"] == "tenant-stores"  # the claimed store is its own
+    assert problem(again, 409)["limit"] == "tenant-stores"  # the claimed store is its own
     claimed = await other.post(STORES, json={"name": "Other"})
     assert claimed.json()["origin"] == "pool"  # the platform is full, but the pool is in it
     cold = await other.post(STORES, json={"name": "Another"})
-    assert problem(cold, 429)["limit"] == "platform-stores"
+    assert problem(cold, 409)["limit"] == "platform-stores"

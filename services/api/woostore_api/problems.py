@@ -57,11 +57,13 @@ _WHY = {
     403: "The caller may not do this (a tenant key outside its tenant, not an admin, or a "
     "session write from another origin).",
     404: "No such object, or it belongs to another tenant.",
-    409: "The object exists already, or is not in a state that allows this.",
+    409: "The object exists already, or is not in a state that allows this, or a cap that "
+    "only deleting (or revoking) frees is full: `limit` names it.",
     413: "The request body is larger than the API takes (WOOSTORE_MAX_BODY_BYTES).",
     415: "The body was not sent as JSON (Content-Type: application/json).",
     422: "The request does not match this operation's parameters or body.",
-    429: "A limit was reached (`limit` names it); retry after `Retry-After` seconds.",
+    429: "A rate, or the queue of stores waiting to start, is full (`limit` names it); retry "
+    "after `Retry-After` seconds.",
     503: "Busy, or the database is unavailable; retry after `Retry-After` seconds.",
 }
 
@@ -240,11 +242,18 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
 
 
 def limit_reached(limit: str, allowed: int, detail: str, retry_after: int) -> Problem:
-    """429: a rate or a cap (``limit`` names it, ``allowed`` says how much it allows)."""
+    """429: a rate, or a cap that frees up by itself (``limit`` names it, ``allowed`` says
+    how much it allows), with when to ask again."""
     return Problem(
         429, "Limit reached", detail, kind="limit-reached",
         headers={"Retry-After": str(retry_after)}, limit=limit, allowed=allowed,
     )  # fmt: skip
+
+
+def cap_reached(limit: str, allowed: int, detail: str) -> Problem:
+    """409: a cap that only its owner's action frees (deleting a store, revoking a key).
+    Not a 429: waiting never helps, and a client that retries 429s would retry for ever."""
+    return Problem(409, "Limit reached", detail, kind="limit-reached", limit=limit, allowed=allowed)
 
 
 # SQLSTATE classes of the database's state, not of the statement: a connection lost or

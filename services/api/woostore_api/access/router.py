@@ -109,14 +109,14 @@ def _key_out(key: ApiKey) -> KeyOut:
     status_code=status.HTTP_201_CREATED,
     response_model=NewKeyOut,
     tags=["keys"],
-    responses=problem_responses(400, 401, 403, 404, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
     dependencies=[Depends(no_store)],
 )
 async def create_key(
     body: KeyCreate, outbox: OutboxDep, settings: SettingsDep, caller: CurrentCaller
 ) -> NewKeyOut:
     """A new API key. Its token is in this response only; WooStore keeps just a hash. A tenant
-    at its cap of live keys gets 429 until one is revoked."""
+    at its cap of live keys gets 409 (``limit-reached``) until one is revoked."""
     key, issued = await service.create_key(outbox, caller, body, settings)
     return NewKeyOut(**_key_out(key).model_dump(), token=issued.token)
 

@@ -13,16 +13,13 @@ from sqlmodel.sql.expression import SelectOfScalar
 from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
-from woostore_api.problems import forbidden, limit_reached, not_found, tenant_exists
+from woostore_api.problems import cap_reached, forbidden, not_found, tenant_exists
 from woostore_shared.access import NewKey, Principal, new_key
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
-
-# A key cap frees only when someone revokes a key: waiting a little rarely helps.
-KEY_CAP_RETRY_SECONDS = 300
 
 
 async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> Tenant:
@@ -120,11 +117,10 @@ async def _check_key_limit(session: AsyncSession, tenant_id: uuid.UUID, allowed:
         )
     ).one()
     if live >= allowed:
-        raise limit_reached(
+        raise cap_reached(
             "tenant-keys",
             allowed,
             f"this tenant has its maximum of {allowed} keys; revoke one first",
-            KEY_CAP_RETRY_SECONDS,
         )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from woostore_api.problems import Problem, limit_reached
+from woostore_api.problems import Problem, cap_reached, limit_reached
 from woostore_shared.access import Principal
 from woostore_shared.models import utcnow
 from woostore_shared.outbox import Outbox
@@ -171,11 +171,11 @@ def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     )
 
 
-# The refusal of each cap: its words and when to ask again. A store frees a live slot only
-# when someone deletes one; a queue slot frees within minutes.
-CAP_REFUSALS = {
-    "tenant-stores": ("this tenant has its maximum of {cap} stores; delete one first", 300),
-    "platform-stores": ("the platform holds its maximum of {cap} stores", 300),
+# The refusal of each cap: its words, and when to ask again if waiting frees it. A store
+# frees a live slot only when someone deletes one (a 409); a queue slot frees within minutes.
+CAP_REFUSALS: dict[str, tuple[str, int | None]] = {
+    "tenant-stores": ("this tenant has its maximum of {cap} stores; delete one first", None),
+    "platform-stores": ("the platform holds its maximum of {cap} stores", None),
     "queued-stores": ("{cap} stores are waiting to start; try again shortly", 60),
 }
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
@@ -224,4 +224,6 @@ async def within_caps(outbox: Outbox) -> AsyncIterator[UnitOfWork]:
             raise
         limit, cap = diagnosis.message_primary, int(diagnosis.message_detail)
         words, retry_after = CAP_REFUSALS[limit]
+        if retry_after is None:
+            raise cap_reached(limit, cap, words.format(cap=cap)) from None
         raise limit_reached(limit, cap, words.format(cap=cap), retry_after) from None

@@ -59,10 +59,11 @@ async def create_store(
     ] = None,
 ) -> StoreOut:
     """Queue a new store in the caller's tenant. It is provisioned in the background; follow
-    it on the event stream. Past a limit (the key's or the tenant's create rate, the tenant's
-    or the platform's store cap, the queue's length) the answer is 429 with ``Retry-After``.
-    A copy (``from_backup``) of a backup that is not complete, or whose store is being
-    deleted, is refused with 409."""
+    it on the event stream. Past a rate (the key's or the tenant's) or the queue's length
+    the answer is 429 with ``Retry-After``; at the tenant's or the platform's store cap it
+    is 409 (``limit-reached``, naming the cap), which only deleting a store frees. A copy
+    (``from_backup``) of a backup that is not complete, or whose store is being deleted, is
+    refused with 409."""
     created = await service.create_store(
         outbox, caller, body, settings, idempotency_key=idempotency_key
     )

@@ -83,7 +83,7 @@ async function onCreate(event) {
     els.copy.focus();
     await loadKeys();
   } catch (err) {
-    if (err instanceof ApiError && [400, 422, 429].includes(err.problem?.status)) setError(err.message);
+    if (err instanceof ApiError && [400, 409, 422, 429].includes(err.problem?.status)) setError(err.message);
     else handleError(err);
   } finally {
     submit.disabled = false;
