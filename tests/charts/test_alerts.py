@@ -23,7 +23,7 @@ import woostore_provisioner.runner
 import woostore_reaper.gauges
 import woostore_reaper.reaping
 import woostore_shared.lifecycle
-from tests.charts.chart import one, render_platform
+from tests.charts.chart import one, render_platform, run_helm
 
 # The services' modules that define metrics the rules and the dashboard read.
 EXPORTERS = (
@@ -153,11 +153,33 @@ CASES: dict[str, list[dict[str, Any]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def rules(helm_env: dict[str, str]) -> dict[str, Any]:
-    docs = render_platform(helm_env, "--set", "metrics.prometheusRule.enabled=true")
+RUNBOOK_URL = "https://git.example.com/woostore/blob/main/docs/runbook.md"
+
+
+def rendered_rules(helm_env: dict[str, str], *extra: str) -> dict[str, Any]:
+    docs = render_platform(helm_env, "--set", "metrics.prometheusRule.enabled=true", *extra)
     spec: dict[str, Any] = one(docs, "PrometheusRule", "woostore")["spec"]
     return spec
+
+
+@pytest.fixture(scope="module")
+def rules(helm_env: dict[str, str]) -> dict[str, Any]:
+    return rendered_rules(helm_env, "--set", f"metrics.prometheusRule.runbookUrl={RUNBOOK_URL}")
+
+
+def test_alerts_link_a_runbook_only_at_an_absolute_address(helm_env: dict[str, str]) -> None:
+    """A relative link leads nowhere from an alert's notification: without an address the
+    alerts carry none, and a relative one is refused."""
+    bare = rendered_rules(helm_env)["groups"][0]["rules"]
+    assert [r["annotations"].get("runbook_url") for r in bare] == [None] * len(bare)
+    refused = run_helm(
+        ["template", "woostore", str(REPO / "helm" / "platform"),
+         "--set", "metrics.prometheusRule.enabled=true",
+         "--set", "metrics.prometheusRule.runbookUrl=docs/runbook.md"],
+        helm_env,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "runbookUrl" in refused.stderr
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -251,7 +273,8 @@ def test_every_metric_the_rules_read_is_exported_and_every_alert_has_a_runbook(
             read = metrics_read(rule["expr"])
             assert read, rule["alert"]
             assert read <= exported, f"{rule['alert']} reads {read - exported}"
-            anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
+            address, anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)
+            assert address == RUNBOOK_URL
             assert f"## {rule['alert']}" in runbook, anchor
             assert anchor == rule["alert"].lower()
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN
@@ -81,6 +82,10 @@ async def test_a_queued_refill_yields_to_an_owners_waiting_store(
     assert (await load(api_outbox.db, owners.id)).status is StoreStatus.QUEUED
 
 
+def finished(outcome: str) -> float:
+    return REGISTRY.get_sample_value("woostore_stores_finished_total", {"outcome": outcome}) or 0
+
+
 async def test_a_claimed_store_is_personalised_for_its_owner_and_verified_again(
     make_runner: Callable[[SimulatedCluster], Runner],
     cluster: SimulatedCluster,
@@ -103,8 +108,11 @@ async def test_a_claimed_store_is_personalised_for_its_owner_and_verified_again(
         settings=DEFAULT_SETTINGS.with_choices(chosen),
     )
 
+    made, claims = finished("ready") + finished("pooled"), finished("claimed")
     await runner.personalise(claimed.id, KeepAlive())
 
+    # Made once, when it was pooled: the failure rate's stores made count it once.
+    assert (finished("ready") + finished("pooled"), finished("claimed")) == (made, claims + 1)
     ready = await load(api_outbox.db, claimed.id)
     url = f"http://corner-shop-abc123.{BASE_DOMAIN}"
     assert (ready.status, ready.tenant_id, ready.origin) == (
@@ -183,10 +191,12 @@ async def test_an_idle_pooled_store_verified_again_stays_pooled_or_fails_if_it_b
         ["wc", "payment_gateway", "update", "cod", "--enabled=false", "--user=admin"],
     )
 
+    made, verified = finished("pooled"), finished("verified_again")
     for store in (sound, broken):
         async with UnitOfWork.begin(api_outbox) as uow:
             await lifecycle.verify_again(uow, store.id)
         await runner.provision(store.id, KeepAlive())
+    assert (finished("pooled"), finished("verified_again")) == (made, verified + 1)  # no store made
 
     again = await load(api_outbox.db, sound.id)
     assert again.status is StoreStatus.POOLED

@@ -92,6 +92,11 @@ STORES_FINISHED = Counter(
 )
 
 
+# Each store made counts once, as ready or pooled (WooStoreFailureRateHigh divides by them):
+# a pooled store claimed and made its owner's, or verified again while idle, has been.
+_FINISHED_AS = {PERSONALISE: "claimed", REVERIFY: "verified_again"}
+
+
 @dataclass(frozen=True)
 class BackupWork:
     """The backups a recipe works with: the one it makes, the one it restores, and for a
@@ -233,7 +238,7 @@ class Runner:
             # Deleted or failed between the last step and now: that wins over ready.
             log.info("store not made ready", status=moved_on.current.value)
             return
-        STORES_FINISHED.labels(store.status.value).inc()
+        STORES_FINISHED.labels(_FINISHED_AS.get(recipe, store.status.value)).inc()
         pooled = store.status is StoreStatus.POOLED
         log.info("store pooled" if pooled else "store ready", url=url, origin=store.origin)
 
