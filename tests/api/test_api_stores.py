@@ -904,7 +904,7 @@ async def test_an_invalid_list_query_is_a_422_problem(
 
 
 async def test_a_store_is_read_with_its_event_history_in_order(
-    client: httpx.AsyncClient, nats_client: Client, database: Database
+    api: FastAPI, client: httpx.AsyncClient, nats_client: Client, database: Database
 ) -> None:
     store = await create(client)
     store_id = uuid.UUID(store["id"])
@@ -937,6 +937,8 @@ async def test_a_store_is_read_with_its_event_history_in_order(
         transition(row, StoreStatus.READY)
         uow.emit(row, Ready(storefront_url=row.storefront_url, admin_url=row.admin_url))
     assert (await client.delete(f"{STORES}/{store_id}")).status_code == 202
+    for outbox in (api.state.outbox, provisioner):  # what each marks a moment after publishing
+        await outbox.mark()
 
     response = await client.get(f"{STORES}/{store_id}")
 
@@ -953,8 +955,11 @@ async def test_a_store_is_read_with_its_event_history_in_order(
     ]
     assert [e["data"]["status"] for e in events] == ["queued", "provisioning", "ready", "deleting"]
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)
-    in_stream = [envelope(m)["id"] for m in await stream_messages(nats_client, str(store_id))]
+    messages = await stream_messages(nats_client, str(store_id))
+    in_stream = [envelope(m)["id"] for m in messages]
     assert [e["id"] for e in events] == in_stream
+    # Each one's place in the stream: the event stream can be followed on from the last.
+    assert [e["sequence"] for e in events] == [m.seq for m in messages]
     assert detail["earlier_events"] is False
 
     # A store kept for years has thousands of events: the latest are asked for, oldest first.

@@ -155,7 +155,14 @@ async def get_store(
     return StoreDetail(
         **StoreOut.of(store, around).model_dump(),
         events=[
-            EventOut(id=e.id, type=e.type, time=e.time, data=e.envelope["data"]) for e in shown
+            EventOut(
+                id=e.id,
+                type=e.type,
+                time=e.time,
+                data=e.envelope["data"],
+                sequence=e.stream_sequence,
+            )
+            for e in shown
         ],
         earlier_events=earlier,
     )

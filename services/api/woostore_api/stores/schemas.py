@@ -298,11 +298,12 @@ class StoreOut(BaseModel):
         description=(
             "What the store accepts now, for a client to offer: delete (or cancel, while "
             "queued or provisioning; while it is updating, backing up or restoring, once that "
-            "ends), upgrade, rollback (when its release has an earlier "
-            "revision), backup, restore (to one of its complete backups), retry (failed, its "
-            "clean-up finished), credentials. Advice only: a "
-            "request the store does not accept is still refused with 409. Events do not carry "
-            "it; read the store again when its status changes."
+            "ends), upgrade, rollback (when its release has an earlier revision), backup, "
+            "restore (whenever its state allows one, whether or not it has a complete backup: "
+            "its list of backups says which can be restored), retry (failed, its clean-up "
+            "finished), credentials. Advice only: a request the store does not accept is still "
+            "refused with 409. Every event about the store carries it too (`data.actions`), as "
+            "the store accepts after the event."
         ),
     )
     links: dict[str, str] = Field(
@@ -357,6 +358,7 @@ _EVENT: JsonDict = {
     "id": "5d1c7f0e-2b8a-4f7e-9c41-0a6b3e2d1f90",
     "type": "io.woostore.store.progress",
     "time": "2026-11-26T09:00:41Z",
+    "sequence": 4127,
     "data": {
         "status": "provisioning",
         "phase": "provision",
@@ -374,6 +376,13 @@ class EventOut(BaseModel):
     type: str
     time: datetime
     data: dict[str, Any]
+    sequence: int | None = Field(
+        description="Its place in the event stream: the `id` the notifier's stream sends it "
+        "with. To follow the store on from what this answer shows, open the stream with "
+        "`Last-Event-ID` (or `?last_event_id=`) the highest one. Null for a moment after the "
+        "event is written, until it is published: follow on from an earlier one then, and "
+        "skip the events (by `id`) already seen."
+    )
 
 
 class StoreDetail(StoreOut):
