@@ -71,6 +71,7 @@ from woostore_shared.events import (
     Deleted,
     DeleteQueued,
     DeleteRequested,
+    EventData,
     Failed,
     FellBack,
     Pooled,
@@ -447,7 +448,8 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
     deletion. Asking again once asked changes nothing: a client that sends a DELETE again
     (its answer lost) is told how it is."""
     store = await _locked(uow, store_id)
-    if store.status in (S.DELETING, S.DELETED) or store.delete_requested_at is not None:
+    asked = store.status in DELETED_AFTER_ITS_WORK and store.delete_requested_at is not None
+    if store.status in (S.DELETING, S.DELETED) or asked:
         return store, False
     if (copy := await copy_reading_from(uow.session, store.id)) is not None:
         raise CopyUnderWay(f"store {store.id}", copy)  # its backups go with it
@@ -461,11 +463,15 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
     return store, True
 
 
-def _delete_if_asked(uow: UnitOfWork, store: Store) -> None:
-    """A store made ready as its work ended: deleted now if that was asked for meanwhile."""
+def _announce_end(uow: UnitOfWork, store: Store, ended: EventData) -> None:
+    """Announce the end of a store's work, the store made ready: deleted at once if that was
+    asked for meanwhile, its deletion announced after the end (whose event then offers
+    nothing: the store is deleting)."""
     if store.delete_requested_at is None:
+        uow.emit(store, ended)
         return
     transition(store, S.DELETING, {S.READY})
+    uow.emit(store, ended)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
 
@@ -537,18 +543,13 @@ async def end_change(
     record.reason = failure
     record.chart_version, record.revision = store.chart_version, store.release_revision
     uow.session.add(record)
+    ended: EventData
     if failure is not None:
-        uow.emit(store, ChangeFailed(change=change, reason=failure))
+        ended = ChangeFailed(change=change, reason=failure)
     else:
-        uow.emit(
-            store,
-            Changed(
-                change=change,
-                chart_version=store.chart_version or "",
-                revision=store.release_revision or 0,
-            ),
-        )
-    _delete_if_asked(uow, store)
+        revision = store.release_revision or 0
+        ended = Changed(change=change, chart_version=store.chart_version or "", revision=revision)
+    _announce_end(uow, store, ended)
     return record
 
 
@@ -577,10 +578,9 @@ async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | s
     _end_backup_record(uow, backup, outcome)
     uow.session.add(backup)
     if isinstance(outcome, str):
-        uow.emit(store, BackupFailed(backup_id=backup.id, reason=outcome))
+        _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))
     else:
-        uow.emit(store, BackupCompleted(backup_id=backup.id, size=outcome.size))
-    _delete_if_asked(uow, store)
+        _announce_end(uow, store, BackupCompleted(backup_id=backup.id, size=outcome.size))
     return backup
 
 
@@ -657,10 +657,9 @@ async def end_restore(
         uow, store, safety, "the restore ended before the store was backed up"
     )
     if failure is not None:
-        uow.emit(store, RestoreFailed(backup_id=backup_id, reason=failure))
+        _announce_end(uow, store, RestoreFailed(backup_id=backup_id, reason=failure))
     else:
-        uow.emit(store, Restored(backup_id=backup_id))
-    _delete_if_asked(uow, store)
+        _announce_end(uow, store, Restored(backup_id=backup_id))
     return record
 
 

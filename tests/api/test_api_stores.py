@@ -11,7 +11,7 @@ import base64
 import json
 import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -370,6 +370,22 @@ async def test_deleting_a_busy_store_is_accepted_and_waits_for_its_work_to_end(
     assert envelope(messages[1])["data"] == {"status": status, "actions": []}
     audit = (await client.get("/api/v1/audit")).json()["items"]
     assert [a["action"] for a in audit].count("store.delete") == 1
+
+
+async def test_a_ready_store_whose_queued_deletion_was_never_started_is_deleted_when_asked(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """Ended by a provisioner of the release before (a rolling upgrade of the platform), its
+    work left it ready, its deletion recorded but not started: asking again deletes it."""
+    store = await create(client)
+    asked = datetime.now(UTC) - timedelta(minutes=5)
+    await set_columns(database, store["id"], status=StoreStatus.READY, delete_requested_at=asked)
+    assert "delete" in (await client.get(f"{STORES}/{store['id']}")).json()["actions"]
+
+    response = await client.delete(f"{STORES}/{store['id']}")
+
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "deleting"
 
 
 @pytest.mark.parametrize("status", ["deleting", "deleted"])

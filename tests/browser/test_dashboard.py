@@ -551,14 +551,23 @@ async def test_a_store_deleted_while_it_is_backed_up_says_so_and_is_deleted_once
     store = await create_by_api(platform, "Busy Shop")
     store_card = card(page, store["id"])
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
-    await store_card.get_by_test_id("store-backups").locator("summary").click()
+    backups = store_card.get_by_test_id("store-backups")
+    await backups.locator("summary").click()
+    await store_card.get_by_test_id("backup-button").click()
+    earlier = backups.get_by_test_id("backup")
+    await expect(earlier).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=SHORT)
     await asyncio.to_thread(platform.stop, "provisioner")
     try:
         await store_card.get_by_test_id("backup-button").click()
         await expect(store_card).to_have_attribute("data-status", "backing_up", timeout=SHORT)
+        copy = earlier.get_by_test_id("copy-backup-button")
+        await expect(copy).to_be_visible()
 
         await store_card.get_by_test_id("delete-button").click()
         await page.get_by_test_id("confirm").click()
+
+        await expect(copy).to_be_hidden(timeout=SHORT)  # its backups go with it
 
         step = store_card.get_by_test_id("store-step")
         await expect(step).to_have_text("Backup starting… — then deleted", timeout=SHORT)

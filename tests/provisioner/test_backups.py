@@ -28,12 +28,13 @@ from woostore_provisioner.recipe import (
     DATABASE_PART,
     RESTORE,
     UPLOADS_PART,
+    Recipe,
 )
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
-from woostore_shared.events import EventName
+from woostore_shared.events import EventName, StepInfo
 from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable
 from woostore_shared.models import (
     BackupDeletion,
@@ -422,10 +423,50 @@ async def test_a_store_asked_to_be_deleted_while_its_work_runs_is_deleted_once_i
     queued = names(events).index(EventName.DELETE_QUEUED)
     assert events[queued].data == {"status": busy.value, "actions": ["credentials"]}
     assert names(events)[-2:] == [ended_as, EventName.DELETE_REQUESTED]
+    assert events[-2].data["actions"] == []  # the store is deleting as the work ends
     await runner.remove(store.id, KeepAlive())
     assert (await load(database, store.id)).status is StoreStatus.DELETED
     assert not await cluster.namespace_exists(store.namespace)
     assert await backup_storage.of(store.id).manifests() == []
+
+
+async def test_a_deletion_asked_for_while_a_step_runs_never_makes_the_step_run_again(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The step's events were made from the row as the runner had it, offering ``delete``:
+    they are made again from the row as it is, and the step is not run again for them."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    await request_backup(api_outbox, store)
+    started = runner.journal.started
+
+    async def started_then_deleted(written: Store, recipe: Recipe, step: StepInfo) -> Store:
+        written = await started(written, recipe, step)
+        if step.index == 1:  # its owner presses Delete while the first step runs
+            async with UnitOfWork.begin(api_outbox) as uow:
+                await lifecycle.request_deletion(uow, store.id)
+        return written
+
+    monkeypatch.setattr(runner.journal, "started", started_then_deleted)
+    await runner.change(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.DELETING
+    steps = [
+        (e.data["step"]["index"], e.data["state"], e.data["actions"])
+        for e in await stream_events(js, store.id)
+        if e.name is EventName.PROGRESS and e.data["phase"] == "backup"
+    ]
+    assert steps[:3] == [
+        (1, "started", ["delete", "credentials"]),
+        (1, "completed", ["credentials"]),  # its deletion asked for
+        (2, "started", ["credentials"]),
+    ]
+    assert [index for index, state, _ in steps if state == "started"] == [1, 2, 3, 4]  # once each
 
 
 async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_others_kept(

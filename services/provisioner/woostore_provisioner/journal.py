@@ -15,16 +15,19 @@ transaction, a tenth more (a store's provisioning: 56.6 against 51.5 ms, measure
 
 The events go into the statement, so they are made before the row is written: from the row
 as the runner last had it, with the step's changes. What they show of a store (its owner,
-its correlation id, the actions it accepts) changes only by the runner's own writes while
-the store's lease is held, or with its status, which the UPDATE's condition catches. Should
-the row written ever differ there, the transaction is undone before anything is committed
-or published (:class:`StoreChangedMeanwhile`), and the step is tried again.
+its correlation id, the actions it accepts) changes by the runner's own writes while the
+store's lease is held, with its status, which the UPDATE's condition catches, or when its
+deletion is asked for while the work runs (``delete`` leaves its actions). Should the row
+written differ there, the transaction is undone before anything is committed or published
+(:class:`StoreChangedMeanwhile`) and written again, once, from the row as it now is: the
+step's work is done, and never repeated for it.
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opentelemetry.trace import Span
@@ -62,21 +65,27 @@ class Journal:
     async def started(self, store: Store, recipe: Recipe, step: StepInfo) -> Store:
         """Show ``step`` started on ``store`` (the row as the runner last had it); returns
         the row as it now is."""
-        changes = _changes(_shown(recipe, step, step.index - 1))
-        async with UnitOfWork.begin(self.outbox) as uow:
+
+        async def write(uow: UnitOfWork, store: Store) -> Store:
+            changes = _changes(_shown(recipe, step, step.index - 1))
             expected = store.model_copy(update=changes)
             uow.announce(expected, _progress(recipe, step, completed=step.index - 1))
             return await _advance(uow, recipe, expected, changes)
+
+        return await self._written(store, write)
 
     async def waiting(
         self, store: Store, recipe: Recipe, step: StepInfo, cause: str | None
     ) -> None:
         """The started ``step`` waits on the cluster, for ``cause`` (None: no longer known)."""
-        changes = _changes({"waiting_cause": cause})
-        async with UnitOfWork.begin(self.outbox) as uow:
+
+        async def write(uow: UnitOfWork, store: Store) -> Store:
+            changes = _changes({"waiting_cause": cause})
             expected = store.model_copy(update=changes)
             uow.announce(expected, _progress(recipe, step, step.index - 1, cause=cause))
-            await _advance(uow, recipe, expected, changes)
+            return await _advance(uow, recipe, expected, changes)
+
+        await self._written(store, write)
 
     async def completed(
         self,
@@ -95,14 +104,33 @@ class Journal:
         else:
             following, span = next_step
             shown = _shown(recipe, following, completed=following.index - 1)
-        changes = _changes({**(learned or {}), **shown})
-        async with UnitOfWork.begin(self.outbox) as uow:
+
+        async def write(uow: UnitOfWork, store: Store) -> Store:
+            changes = _changes({**(learned or {}), **shown})
             expected = store.model_copy(update=changes)
             uow.announce(expected, _progress(recipe, step, completed=step.index))
             if next_step is not None:
                 with tracing.inside(span, end=False):  # its event carries its step's span
                     uow.announce(expected, _progress(recipe, following, following.index - 1))
             return await _advance(uow, recipe, expected, changes, (step, seconds))
+
+        return await self._written(store, write)
+
+    async def _written(
+        self, store: Store, write: Callable[[UnitOfWork, Store], Awaitable[Store]]
+    ) -> Store:
+        """``write`` in a unit of work, its events made from ``store``; should the row show
+        otherwise (see above), written again from the row as it now is."""
+        try:
+            async with UnitOfWork.begin(self.outbox) as uow:
+                return await write(uow, store)
+        except StoreChangedMeanwhile:
+            async with self.db.session() as session:
+                now = await session.get(Store, store.id)
+            if now is None:
+                raise StoreAbandoned from None
+            async with UnitOfWork.begin(self.outbox) as uow:
+                return await write(uow, now)
 
 
 def _changes(changes: dict[str, Any]) -> dict[str, Any]:

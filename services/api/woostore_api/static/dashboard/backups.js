@@ -31,7 +31,7 @@ export async function loadBackups(view, id) {
     // One being deleted is gone as far as its owner is concerned: it cannot be restored.
     const shown = items.filter((backup) => backup.status !== 'deleting');
     list.replaceChildren(...shown.map((backup) => backupItem(id, backup)));
-    showRestoreButtons(view, stores.get(id)?.actions?.includes('restore'));
+    showBackupButtons(view, stores.get(id));
     status.textContent = shown.length ? '' : 'No backups yet.';
   } catch (err) {
     status.textContent = 'Could not load backups.';
@@ -57,9 +57,15 @@ export async function backUp(view, id) {
 }
 
 // Restore buttons are there while the store offers a restore (it is ready).
-export function showRestoreButtons(view, offered) {
-  for (const button of view.els.backupList.querySelectorAll('[data-testid="restore-button"]')) {
-    button.hidden = !offered;
+// Restore where the store offers it; Copy unless the store is to be deleted (its backups go
+// with it, and a copy is refused).
+export function showBackupButtons(view, store) {
+  const list = view.els.backupList;
+  for (const button of list.querySelectorAll('[data-testid="restore-button"]')) {
+    button.hidden = !store?.actions?.includes('restore');
+  }
+  for (const button of list.querySelectorAll('[data-testid="copy-backup-button"]')) {
+    button.hidden = Boolean(store?.delete_requested_at);
   }
 }
 

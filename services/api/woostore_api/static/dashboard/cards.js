@@ -6,7 +6,7 @@
 import { api } from './api.js';
 import { handleError } from './alerts.js';
 import { loadActivity, appendActivity } from './activity.js';
-import { backUp, followBackups, loadBackups, showRestoreButtons } from './backups.js';
+import { backUp, followBackups, loadBackups, showBackupButtons } from './backups.js';
 import { copyText } from './copy.js';
 import { CHANGE_NAMES, setTime, stepText } from './format.js';
 import { onStoreChange, onStoreEvent, stores } from './stores.js';
@@ -257,7 +257,7 @@ function renderCard(view, store) {
   e.retryButton.hidden = !offers('retry');
   // Backups are a live store's: listed while it is ready or backing up, made when offered.
   e.backups.hidden = !['ready', 'backing_up', 'restoring'].includes(status);
-  showRestoreButtons(view, offers('restore'));
+  showBackupButtons(view, store);
   e.backupButton.hidden = !offers('backup');
   e.upgradeButton.disabled = e.rollbackButton.disabled = e.retryButton.disabled = view.busy.has('change');
   const canDelete = offers('delete') && !view.busy.has('delete');
