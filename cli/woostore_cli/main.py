@@ -277,6 +277,8 @@ def show(api: Api, args: argparse.Namespace) -> int:
         "id": store["id"],
         "status": store["status"] if store["status"] == "ready" else _status(store),
         "waiting": store.get("waiting_cause"),  # why its current step waits, in words
+        "deleting": _once(store)
+        and f"asked for {_time(store['delete_requested_at'])}; it starts{_once(store)}",
         "actions": ", ".join(store.get("actions", [])),  # what the store accepts now
         "slug": store["slug"],
         "origin": _origin(store),
@@ -553,6 +555,8 @@ def _follow(
                 if as_json:
                     _print_event_json(event)
                 data = event.data
+                if event.kind == "delete_queued":  # asked for elsewhere while this ran
+                    store = {**store, "delete_requested_at": event.cloudevent["time"]}
                 if event.kind == "fell_back":  # the pool's store failed: made from scratch
                     _warn(f"The warm pool's store could not be used ({data.get('reason')}); "
                           "making one from scratch.")  # fmt: skip
@@ -598,6 +602,9 @@ def _follow(
         print(f"  login       woostore credentials {store['id']}")
     elif not as_json:
         print(f"{store['name']}{_tag(store)} is {goal.success}.")
+    if store.get("delete_requested_at") and goal is not DELETE:
+        _warn(f"{store['name']}'s deletion, asked for while this ran, starts now. "
+              f"See: woostore wait {store['id']}")  # fmt: skip
     return 0
 
 

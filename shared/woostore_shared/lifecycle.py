@@ -95,7 +95,7 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.store_settings import StoreSettings
-from woostore_shared.transitions import ALLOWED, DELETABLE, DELETED_AFTER_ITS_WORK
+from woostore_shared.transitions import ALLOWED, DELETABLE, DELETED_AFTER_ITS_WORK, actions_of
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
@@ -188,6 +188,17 @@ class BackupNotRestorable(Exception):
     def __init__(self, backup: StoreBackup, why: str = "") -> None:
         why = why or f"is {backup.status.value}: only a complete one is restored or copied"
         super().__init__(f"backup {backup.id} {why}")
+
+
+class NothingToRollBackTo(Exception):
+    """A rollback of a store whose release has no earlier revision of its owner's (its
+    first, or the warm pool's before it): refused at once, rather than failing later."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(
+            f"store {store.id} runs its release's first revision: there is none earlier to "
+            "return to"
+        )
 
 
 class CopyUnderWay(Exception):
@@ -493,6 +504,7 @@ async def mark_deleted(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     rows stay, as the store's does, marked deleted)."""
     store = await _locked(uow, store_id)
     transition(store, S.DELETED, {S.DELETING})
+    store.storefront_url = store.admin_url = None  # gone with its ingress
     await uow.session.exec(
         update(StoreBackup)
         .where(col(StoreBackup.store_id) == store.id)
@@ -506,6 +518,8 @@ async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> 
     """Upgrade a ready store to the platform's chart, or roll it back; the change is recorded
     (``store_changes``) until it ends, and so is the backup of the store taken first."""
     store = await _locked(uow, store_id)
+    if change == "rollback" and store.status is S.READY and "rollback" not in actions_of(store):
+        raise NothingToRollBackTo(store)
     transition(store, S.UPDATING, {S.READY})
     store.change = change
     store.rollback_revision = None

@@ -562,7 +562,9 @@ async def test_a_change_of_a_ready_store_marks_it_updating_and_publishes_change_
     client: httpx.AsyncClient, nats_client: Client, database: Database, change: str
 ) -> None:
     store = await create(client)
-    await set_columns(database, store["id"], status=StoreStatus.READY, chart_version="0.2.0")
+    await set_columns(
+        database, store["id"], status=StoreStatus.READY, chart_version="0.2.0", release_revision=2
+    )
     async with database.session() as session:  # a journal left by an earlier change
         session.add(StoreStep(store_id=uuid.UUID(store["id"]), phase=change, name="verify"))
         await session.commit()
@@ -759,12 +761,39 @@ async def test_bad_settings_are_a_422_naming_the_field_and_nothing_is_created(
     assert await stream_messages(nats_client) == []
 
 
+@pytest.mark.parametrize(("revision", "first"), [(1, None), (None, None), (2, 2)])
+async def test_a_rollback_with_no_earlier_revision_is_refused_at_once(
+    client: httpx.AsyncClient, database: Database, revision: int | None, first: int | None
+) -> None:
+    """Not offered, and refused as asked (it was accepted, then failed in the background,
+    leaving a failed backup behind): its first revision, none recorded, or the first of its
+    owner's after the warm pool's."""
+    store = await create(client)
+    await set_columns(
+        database, store["id"], status=StoreStatus.READY, release_revision=revision,
+        first_revision=first,
+    )  # fmt: skip
+
+    refused = await client.post(f"{STORES}/{store['id']}/rollback")
+
+    body = problem(refused, 409)
+    assert (body["title"], body["detail"]) == (
+        "Nothing to roll back to",
+        f"store {store['id']} runs its release's first revision: there is none earlier to "
+        "return to",
+    )
+    assert "Retry-After" not in refused.headers
+    shown = (await client.get(f"{STORES}/{store['id']}")).json()
+    assert (shown["status"], shown["last_change"]) == ("ready", None)
+    assert (await client.get(f"{STORES}/{store['id']}/backups")).json()["items"] == []
+
+
 async def test_a_change_and_how_it_ended_is_the_stores_last_change_not_its_failure(
     client: httpx.AsyncClient, database: Database, nats_client: Client
 ) -> None:
     outbox = Outbox(database, nats_client, source="/tests/provisioner")
     store = await create(client)
-    await set_columns(database, store["id"], status=StoreStatus.READY, release_revision=1)
+    await set_columns(database, store["id"], status=StoreStatus.READY, release_revision=2)
 
     asked = (await client.post(f"{STORES}/{store['id']}/rollback")).json()
     async with UnitOfWork.begin(outbox) as uow:  # what the provisioner does when it cannot

@@ -171,4 +171,4 @@ async def test_a_claim_counts_against_the_tenant_but_needs_no_room_on_the_platfo
     claimed = await other.post(STORES, json={"name": "Other"})
     assert claimed.json()["origin"] == "pool"  # the platform is full, but the pool is in it
     cold = await other.post(STORES, json={"name": "Another"})
-    assert problem(cold, 409)["limit"] == "platform-stores"
+    assert problem(cold, 429)["limit"] == "platform-stores"

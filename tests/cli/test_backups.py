@@ -79,6 +79,9 @@ def test_a_store_deleted_while_it_is_backed_up_is_deleted_once_the_backup_ends(
         asked = woostore(platform, "delete", store_id)
         assert asked.out == f"Deleting Busy Shop (simulated) once its backup ends: {store_id}\n"
         assert api_store(platform, store_id)["status"] == "backing_up"
+        shown = woostore(platform, "show", store_id).out
+        assert "  deleting    asked for " in shown
+        assert "; it starts once its backup ends\n" in shown
     finally:
         platform.start("provisioner")
 

@@ -17,8 +17,7 @@ def test_upgrade_and_rollback_wait_for_the_store_to_be_ready_again(platform: Pla
 
     nothing_before = woostore(platform, "rollback", store_id, "--wait")
     assert nothing_before.code == 1
-    assert "Changing Shop rollback failed: " in nothing_before.err
-    assert "no earlier revision" in nothing_before.err
+    assert nothing_before.err.startswith("Nothing to roll back to: ")  # refused at once
     assert api_store(platform, store_id)["status"] == "ready"
 
     upgraded = woostore(platform, "upgrade", store_id, "--wait")

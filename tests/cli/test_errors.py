@@ -16,13 +16,13 @@ from starlette.routing import Route
 from tests.cli.conftest import Result, run
 from tests.support import served
 
-BUSY = {
+BUSY = {  # as the API refuses to delete a store while a copy of its backup is being made
     "type": "https://woostore.dev/problems/invalid-state",
-    "title": "Store cannot be deleted now",
+    "title": "Cannot be deleted now",
     "status": 409,
-    "detail": "a backing_up store cannot be deleted; it can be when it is ready",
+    "detail": "store s-1 cannot be deleted while store s-2 is being made from its backup; it"
+    " can be once that store is ready, or deleted",
     "instance": "/api/v1/stores/s-1",
-    "status_now": "backing_up",
 }
 
 
@@ -40,27 +40,28 @@ async def refusing(problem: dict[str, Any], headers: dict[str, str], *argv: str)
 
 
 async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
-    said = await refusing(BUSY, {"Retry-After": "30"}, "delete", "s-1")
+    said = await refusing(BUSY, {"Retry-After": "60"}, "delete", "s-1")
 
     assert said.code == 1
     assert said.out == ""
     assert said.err == (
-        "Store cannot be deleted now: a backing_up store cannot be deleted; it can be when it"
-        " is ready (it may be accepted in 30 s)\n"
+        "Cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made from"
+        " its backup; it can be once that store is ready, or deleted (it may be accepted in"
+        " 60 s)\n"
     )
 
 
 async def test_a_refusal_without_retry_after_says_no_time() -> None:
-    gone = {**BUSY, "detail": "a deleted store cannot be deleted", "status_now": "deleted"}
+    full = {**BUSY, "title": "Limit reached", "detail": "this tenant has its maximum of 10 stores"}
 
-    said = await refusing(gone, {}, "delete", "s-1")
+    said = await refusing(full, {}, "delete", "s-1")
 
-    assert said.err == "Store cannot be deleted now: a deleted store cannot be deleted\n"
+    assert said.err == "Limit reached: this tenant has its maximum of 10 stores\n"
 
 
 async def test_with_json_a_refusal_is_the_problem_as_the_api_sent_it() -> None:
-    said = await refusing(BUSY, {"Retry-After": "30"}, "delete", "s-1", "--json")
+    said = await refusing(BUSY, {"Retry-After": "60"}, "delete", "s-1", "--json")
 
     assert said.code == 1
     assert said.out == ""  # stdout holds only what a command answers
-    assert json.loads(said.err) == {**BUSY, "retry_after": 30}  # the header, as a member
+    assert json.loads(said.err) == {**BUSY, "retry_after": 60}  # the header, as a member

@@ -76,6 +76,14 @@ async def ready_store(
     return store
 
 
+async def set_release_revision(outbox: Outbox, store: Store, revision: int) -> None:
+    async with UnitOfWork.begin(outbox) as uow:
+        row = await uow.session.get(Store, store.id, with_for_update=True)
+        assert row is not None
+        row.release_revision = revision
+        uow.session.add(row)
+
+
 async def request_change(outbox: Outbox, store: Store, change: Change) -> None:
     """What the API does for POST /stores/{id}/upgrade or /rollback."""
     async with UnitOfWork.begin(outbox) as uow:
@@ -195,6 +203,9 @@ async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_last_goo
     assert [(r.revision, r.status) for r in history] == [
         (1, "superseded"), (2, "failed"), (3, "deployed"),
     ]  # fmt: skip
+    # The store records the revision it last deployed itself (1), and so offers no rollback:
+    # as if it had been recorded, asked for all the same.
+    await set_release_revision(api_outbox, store, 3)
 
     await request_change(api_outbox, store, "rollback")
     await next_runner(cluster).change(store.id, KeepAlive())
@@ -226,13 +237,16 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
 ) -> None:
     store = await ready_store(make_runner, cluster, api_outbox)
     backups_before = backups_ended("before_rollback", "failed"), not_made()
+    # The API refuses a rollback of a store it knows at its first revision. Here the store
+    # says 2, while its release's history holds the one revision (helm keeps a few only).
+    await set_release_revision(api_outbox, store, 2)
 
     await request_change(api_outbox, store, "rollback")
     await make_runner(cluster).change(store.id, KeepAlive())
 
     after = await load(database, store.id)
     assert after.status is StoreStatus.READY
-    assert after.release_revision == 1
+    assert after.release_revision == 2
     # Its backup was never tried: no sign of the storage failing (WooStoreBackupsFailing).
     assert (backups_ended("before_rollback", "failed"), not_made()) == (
         backups_before[0],
@@ -244,9 +258,9 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     assert after.failure_reason is None
     last = (await stream_events(js, store.id))[-1]
     assert last.name is EventName.CHANGE_FAILED
-    assert last.data == {  # still nothing to roll back to: no rollback offered
+    assert last.data == {
         "status": "ready", "change": "rollback", "reason": reason,
-        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "rollback", "backup", "restore", "credentials"],
     }  # fmt: skip
     assert await cluster.namespace_exists(store.namespace)  # never cleaned up: it is live
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
@@ -23,6 +24,7 @@ from woostore_provisioner.recipe import CREDENTIALS_SECRET, PERSONALISE, PROVISI
 from woostore_provisioner.runner import Runner
 from woostore_shared import lifecycle
 from woostore_shared.events import NO_TENANT, EventName
+from woostore_shared.lifecycle import NothingToRollBackTo
 from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreStatus
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
@@ -165,12 +167,23 @@ async def test_a_claimed_store_never_rolls_back_to_the_pools_release(
     ready = await load(api_outbox.db, claimed.id)
     assert ready.first_revision == ready.release_revision == 2
 
+    with pytest.raises(NothingToRollBackTo):  # refused as asked: revision 1 is the pool's
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.start_change(uow, ready.id, "rollback")
+    # The recipe holds to it too, should the store's record be ahead of its release.
     async with UnitOfWork.begin(api_outbox) as uow:
+        row = await uow.session.get(Store, ready.id, with_for_update=True)
+        assert row is not None
+        row.release_revision = 3
+        uow.session.add(row)
         await lifecycle.start_change(uow, ready.id, "rollback")
     await runner.change(ready.id, KeepAlive())
 
     after = await load(api_outbox.db, ready.id)
-    assert (after.status, after.release_revision) == (StoreStatus.READY, 2)
+    assert (after.status, after.release_revision) == (StoreStatus.READY, 3)
+    assert after.chart_version == ready.chart_version
+    history = await cluster.release_history(after.namespace, "store")
+    assert [r.revision for r in history] == [1, 2]  # never rolled back to the pool's
     [ingress] = cluster.manifests(after.namespace, "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == f"owned-abc123.{BASE_DOMAIN}"
 

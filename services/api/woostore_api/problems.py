@@ -22,6 +22,7 @@ from woostore_shared.lifecycle import (
     BackupNotRestorable,
     CopyUnderWay,
     InvalidTransition,
+    NothingToRollBackTo,
     StillCleaningUp,
 )
 from woostore_shared.logging import get_logger
@@ -57,13 +58,13 @@ _WHY = {
     403: "The caller may not do this (a tenant key outside its tenant, not an admin, or a "
     "session write from another origin).",
     404: "No such object, or it belongs to another tenant.",
-    409: "The object exists already, or is not in a state that allows this, or a cap that "
-    "only deleting (or revoking) frees is full: `limit` names it.",
+    409: "The object exists already, or is not in a state that allows this; or a tenant's "
+    "cap is full (`limit` names it).",
     413: "The request body is larger than the API takes (WOOSTORE_MAX_BODY_BYTES).",
     415: "The body was not sent as JSON (Content-Type: application/json).",
     422: "The request does not match this operation's parameters or body.",
-    429: "A rate, or the queue of stores waiting to start, is full (`limit` names it); retry "
-    "after `Retry-After` seconds.",
+    429: "A limit that waiting frees was reached (`limit` names it); retry after "
+    "`Retry-After` seconds.",
     503: "Busy, or the database is unavailable; retry after `Retry-After` seconds.",
 }
 
@@ -357,6 +358,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, 409, "Cannot be deleted now", str(error), "invalid-state",
             headers={"Retry-After": str(COPY_RETRY_SECONDS)},
         )  # fmt: skip
+
+    @app.exception_handler(NothingToRollBackTo)
+    async def nothing_to_roll_back_to(request: Request, error: NothingToRollBackTo) -> JSONResponse:
+        return problem_for(request, 409, "Nothing to roll back to", str(error), "invalid-state")
 
     @app.exception_handler(StillCleaningUp)
     async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:

@@ -19,8 +19,9 @@ its correlation id, the actions it accepts) changes by the runner's own writes w
 store's lease is held, with its status, which the UPDATE's condition catches, or when its
 deletion is asked for while the work runs (``delete`` leaves its actions). Should the row
 written differ there, the transaction is undone before anything is committed or published
-(:class:`StoreChangedMeanwhile`) and written again, once, from the row as it now is: the
-step's work is done, and never repeated for it.
+(:class:`StoreChangedMeanwhile`). Differing in its actions alone, it is written again, once,
+from the row as it now is: the step's work is done, and never repeated for it; otherwise the
+step is tried again.
 """
 
 from __future__ import annotations
@@ -119,16 +120,17 @@ class Journal:
     async def _written(
         self, store: Store, write: Callable[[UnitOfWork, Store], Awaitable[Store]]
     ) -> Store:
-        """``write`` in a unit of work, its events made from ``store``; should the row show
-        otherwise (see above), written again from the row as it now is."""
+        """``write`` in a unit of work, its events made from ``store``; should the row offer
+        other actions now (see above), written again from the row as it now is. Another
+        owner or correlation id would be another attempt's: the step is tried again."""
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
                 return await write(uow, store)
         except StoreChangedMeanwhile:
             async with self.db.session() as session:
                 now = await session.get(Store, store.id)
-            if now is None:
-                raise StoreAbandoned from None
+            if now is None or _as_announced(now)[:2] != _as_announced(store)[:2]:
+                raise
             async with UnitOfWork.begin(self.outbox) as uow:
                 return await write(uow, now)
 

@@ -171,11 +171,17 @@ def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     )
 
 
-# The refusal of each cap: its words, and when to ask again if waiting frees it. A store
-# frees a live slot only when someone deletes one (a 409); a queue slot frees within minutes.
+# The refusal of each cap: its words, and when to ask again if waiting frees it. A tenant's
+# store frees a slot only when the tenant deletes one (a 409); the platform's slots free as
+# any tenant deletes a store, and a queue slot within minutes.
 CAP_REFUSALS: dict[str, tuple[str, int | None]] = {
-    "tenant-stores": ("this tenant has its maximum of {cap} stores; delete one first", None),
-    "platform-stores": ("the platform holds its maximum of {cap} stores", None),
+    "tenant-stores": (
+        "this tenant has its maximum of {cap} stores, counting those being deleted until they "
+        "are gone; delete one first",
+        None,
+    ),
+    # Shared: others' deletions (and the warm pool's) free it, so waiting may help.
+    "platform-stores": ("the platform holds its maximum of {cap} stores", 300),
     "queued-stores": ("{cap} stores are waiting to start; try again shortly", 60),
 }
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
@@ -211,10 +217,11 @@ async def changing(
 async def within_caps(outbox: Outbox) -> AsyncIterator[UnitOfWork]:
     """A unit of work whose commit is refused past a store cap its transaction names
     (``counted``): its tenant's, the platform's live stores or the queue's, as the client's
-    429. The database counts as stores change (the count_stores trigger, migration 0018) and
-    checks at COMMIT, the only moment it holds the platform's count, so creations in
-    different tenants go on in parallel. A store claimed from the warm pool was counted
-    against the platform while pooled; it counts against its owner's cap now."""
+    409 or 429 (``CAP_REFUSALS``). The database counts as stores change (the count_stores
+    trigger, migration 0018) and checks at COMMIT, the only moment it holds the platform's
+    count, so creations in different tenants go on in parallel. A store claimed from the
+    warm pool was counted against the platform while pooled; it counts against its owner's
+    cap now."""
     try:
         async with UnitOfWork.begin(outbox) as uow:
             yield uow

@@ -95,12 +95,17 @@ function setCreateError(message) {
 
 /* ---------- Delete ---------- */
 
+// A store at work is deleted once that work ends, never cut off halfway.
+const AFTER_WORK = {
+  updating: ', once its change ends', backing_up: ', once its backup ends', restoring: ', once its restore ends',
+};
+
 export async function askToDelete(id) {
   const store = stores.get(id);
   if (!store?.actions?.includes('delete')) return;
   const confirmed = await confirmAction({
     title: 'Delete store?',
-    text: `“${store.name}” and all of its data will be permanently removed.`,
+    text: `“${store.name}” and all of its data will be permanently removed${AFTER_WORK[store.status] ?? ''}.`,
     confirm: 'Delete store',
   });
   if (confirmed) deleteStore(id);

@@ -106,7 +106,8 @@ function formatProblem(problem) {
   let detail = problem?.detail;
   // Tolerate validation lists (FastAPI-style `detail: [{msg}]`) in case the backend leaks them.
   if (Array.isArray(detail)) detail = detail.map((d) => d?.msg ?? String(d)).join('; ');
-  const extra = Array.isArray(problem?.errors)
+  // The API's detail already names each invalid field: its errors list repeats them.
+  const extra = !detail && Array.isArray(problem?.errors)
     ? problem.errors.map((e) => e?.detail ?? e?.message ?? e?.msg).filter(Boolean)
     : [];
   const parts = [detail, ...extra].filter(Boolean);
