@@ -279,6 +279,11 @@ class Settings(BaseSettings):
     backup_s3_secret_access_key: SecretStr = Field(
         default=SecretStr(""), description="S3 secret access key of backups."
     )
+    backup_s3_region: str = Field(
+        default="",
+        description="The S3 region of the backup bucket, where the storage needs one named "
+        "(AWS). Empty: us-east-1, which S3-compatible servers take.",
+    )
     backup_proxy: str = Field(
         default="",
         description="An HTTP proxy restic reaches the backup storage through (e.g. "
@@ -377,6 +382,7 @@ class Settings(BaseSettings):
             scratch_dir=self.data_dir.resolve() / "restic",
             s3_access_key_id=self.backup_s3_access_key_id,
             s3_secret_access_key=self.backup_s3_secret_access_key.get_secret_value(),
+            s3_region=self.backup_s3_region,
             proxy=self.backup_proxy,
             no_proxy=self.backup_no_proxy,
         )

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 from structlog.testing import capture_logs
@@ -28,6 +30,7 @@ from woostore_shared.backups import (
     StoreBackups,
     _failed,
     _Restic,
+    _s3_place,
     reason,
 )
 from woostore_shared.secrets import backup_password
@@ -65,6 +68,18 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> BackupStorage:
         s3_access_key_id=S3_KEY_ID,
         s3_secret_access_key=S3_SECRET,
     )
+
+
+def objects_under(storage: BackupStorage, prefix: str) -> list[str]:
+    """The keys of the S3 location's objects under ``prefix``, read by another client."""
+    url = urlsplit(storage.location.removeprefix("s3:"))
+    bucket, location_prefix = url.path.strip("/").split("/", 1)
+    s3 = boto3.client(
+        "s3", endpoint_url=f"{url.scheme}://{url.netloc}", region_name="us-east-1",
+        aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET,
+    )  # fmt: skip
+    found = s3.list_objects_v2(Bucket=bucket, Prefix=f"{location_prefix}/{prefix}")
+    return [item["Key"] for item in found.get("Contents", [])]
 
 
 def generated(size: int, seed: int) -> list[bytes]:
@@ -175,7 +190,10 @@ async def test_forgetting_all_of_a_stores_backups_leaves_none_and_spares_other_s
     await store.forget_all()  # done again after a crash: nothing left to do
 
     assert len(folders_in(caches)) == 1  # the deleted store's cache is gone
-    if not storage.location.startswith("s3:"):  # in a folder, nothing of it is left
+    if storage.location.startswith("s3:"):  # not an object of it is left, not its key
+        assert objects_under(storage, f"stores/{store.store_id}/") == []
+        assert objects_under(storage, f"stores/{other.store_id}/")
+    else:
         assert folders_in(Path(storage.location, "stores")) == [str(other.store_id)]
     assert await store.manifests() == []
     assert await store.stored_parts(kept.backup_id) == {}
@@ -364,3 +382,21 @@ async def test_a_wrong_password_is_told_in_restics_own_line(storage: BackupStora
     with pytest.raises(BackupStorageError) as refused:
         await StoreBackups(store.store_id, wrong).manifests()
     assert str(refused.value) == "could not list backups: Fatal: wrong password or no key found"
+
+
+@pytest.mark.parametrize(
+    ("repository", "place"),
+    [
+        (
+            "s3:https://s3.example.com/backups/woostore/stores/1",
+            ("https://s3.example.com", "backups", "woostore/stores/1"),
+        ),
+        ("s3:http://127.0.0.1:9000/b/stores/1", ("http://127.0.0.1:9000", "b", "stores/1")),
+        ("s3:s3.amazonaws.com/bucket/stores/1", ("https://s3.amazonaws.com", "bucket", "stores/1")),
+    ],
+)
+def test_an_s3_repository_is_found_where_restic_finds_it(
+    repository: str, place: tuple[str, str, str]
+) -> None:
+    """restic's form: with a scheme, or without one (https)."""
+    assert _s3_place(repository) == place
