@@ -351,6 +351,7 @@ async def fall_back_to_cold(uow: UnitOfWork, store_id: uuid.UUID, reason: str) -
         origin="pool",
         type=store.type,
         status=S.DELETING,
+        delete_requested_at=utcnow(),
         simulated=store.simulated,
         settings=store.settings,
         correlation_id=uuid.uuid4().hex,
@@ -539,12 +540,12 @@ async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> 
 
 
 async def end_change(
-    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, backup: Manifest | None
+    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, backup: Manifest | str | None
 ) -> StoreChange:
     """End the store's upgrade or rollback, recording and announcing how it went, and the
-    backup taken first: complete as ``backup`` says, or failed if the change ended before it
-    was made. The store is ready either way: a failed change leaves what helm restored, and
-    the change its reason."""
+    backup taken first: complete as ``backup``'s manifest says, failed for the reason it
+    gives, or failed if the change ended before it was made. The store is ready either way:
+    a failed change leaves what helm restored, and the change its reason."""
     store = await _locked(uow, store_id)
     record = await _change_under_way(uow, store)
     transition(store, S.READY, {S.UPDATING})
@@ -599,15 +600,19 @@ async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | s
 
 
 async def _end_backup_taken_first(
-    uow: UnitOfWork, store: Store, manifest: Manifest | None, unmade: str
+    uow: UnitOfWork, store: Store, outcome: Manifest | str | None, unmade: str
 ) -> None:
-    """The backup a change or a restore took of the store first: complete as ``manifest``
-    says, or failed (``unmade``) if there is none."""
+    """The backup a change or a restore took of the store first: complete as ``outcome``'s
+    manifest says, failed for the reason it gives (it was tried, and refused), or failed
+    (``unmade``) if none is given."""
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
-        # Without a manifest it may never have been tried (a rollback with nothing to return
-        # to ends before its backup): no sign of storage refusing it (WooStoreBackupsFailing).
-        _end_backup_record(uow, backup, manifest or unmade, failed_as="not_made")
+        if outcome is not None:
+            _end_backup_record(uow, backup, outcome)
+        else:
+            # Never tried, maybe (the change ended before its backup step, or was given up):
+            # no sign of the storage refusing it (WooStoreBackupsFailing).
+            _end_backup_record(uow, backup, unmade, failed_as="not_made")
         uow.session.add(backup)
 
 
@@ -654,10 +659,11 @@ async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UU
 
 
 async def end_restore(
-    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, safety: Manifest | None
+    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, safety: Manifest | str | None
 ) -> StoreChange:
     """End the store's restore, recording and announcing how it went, and its safety backup:
-    complete as ``safety`` says, or failed if the restore ended before it was made. The store
+    complete as ``safety``'s manifest says, failed for the reason it gives, or failed if the
+    restore ended before it was made. The store
     is ready either way."""
     store = await _locked(uow, store_id)
     record = await _change_under_way(uow, store)

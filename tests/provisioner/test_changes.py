@@ -305,8 +305,18 @@ async def test_an_upgrade_backs_the_store_up_first_and_fails_untouched_if_it_can
     no_dump = SimulatedCluster(
         cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"dump_database": "error"}
     )
+    ended_before = (
+        backups_ended("before_upgrade", "failed"),
+        backups_ended("before_upgrade", "not_made"),
+    )
     await request_change(api_outbox, store, "upgrade")
     await next_runner(no_dump).change(store.id, KeepAlive())
+
+    # Tried and refused: a sign of the storage failing (WooStoreBackupsFailing), not "not made".
+    assert (
+        backups_ended("before_upgrade", "failed"),
+        backups_ended("before_upgrade", "not_made"),
+    ) == (ended_before[0] + 1, ended_before[1])
 
     # The backup could not be made: the release was never touched.
     after = await load(database, store.id)
@@ -328,10 +338,10 @@ async def test_an_upgrade_backs_the_store_up_first_and_fails_untouched_if_it_can
             .where(col(StoreBackup.store_id) == store.id)
             .order_by(col(StoreBackup.requested_at))
         )
-        backups = [(b.trigger, b.status, b.chart_version) for b in rows]
+        backups = [(b.trigger, b.status, b.chart_version, b.reason) for b in rows]
     assert backups == [
-        (BackupTrigger.BEFORE_UPGRADE, BackupStatus.FAILED, None),
-        (BackupTrigger.BEFORE_UPGRADE, BackupStatus.COMPLETE, store_chart_version()),
+        (BackupTrigger.BEFORE_UPGRADE, BackupStatus.FAILED, None, reason),  # why, as it failed
+        (BackupTrigger.BEFORE_UPGRADE, BackupStatus.COMPLETE, store_chart_version(), None),
     ]
     [manifest] = await backup_storage.of(store.id).manifests()
     assert manifest.chart_version == store_chart_version()  # the store as it was before

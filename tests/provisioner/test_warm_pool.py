@@ -254,6 +254,7 @@ async def test_a_claim_that_cannot_be_personalised_falls_back_to_a_cold_store(
             await session.exec(select(Store).where(col(Store.namespace) == refill.namespace))
         )
     assert (discarded.status, discarded.tenant_id) == (StoreStatus.DELETING, None)
+    assert discarded.delete_requested_at is not None  # as for every deletion
 
     await runner.provision(cold.id, KeepAlive())  # made from scratch, as any new store
     await runner.remove(discarded.id, KeepAlive())

@@ -696,6 +696,13 @@ RESTORE = Recipe(
     ),
 )  # fmt: skip
 
+# The steps that back a store up before a change or a restore: failing there, the backup
+# was tried, and refused (WooStoreBackupsFailing counts it).
+BACKING_UP_FIRST = frozenset(
+    step.name for recipe in (UPGRADE, ROLLBACK, RESTORE) for step in recipe.steps
+    if step.run is back_up_as_it_is
+)  # fmt: skip
+
 REMOVE_STEPS = (
     # The driver may first wait for its rights in the namespace, then helm for the release.
     Step(

@@ -42,6 +42,7 @@ from woostore_cluster import Cluster, PermanentClusterError, traced
 from woostore_provisioner.journal import Journal
 from woostore_provisioner.leases import Attempt, KeepAlive, Leases, new_owner
 from woostore_provisioner.recipe import (
+    BACKING_UP_FIRST,
     BACKUP,
     CHANGES,
     CLEAN_UP,
@@ -378,7 +379,7 @@ class Runner:
         log.warning("claimed store discarded: made from scratch instead", reason=reason)
 
     async def _end_change(self, store_id: uuid.UUID, failure: str | None) -> None:
-        backup = await self._backup_taken_first(store_id)
+        backup = await self._backup_taken_first(store_id, failure)
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
                 change = await lifecycle.end_change(uow, store_id, failure, backup)
@@ -398,7 +399,7 @@ class Runner:
 
     async def _end_restore(self, store_id: uuid.UUID, failure: str | None) -> None:
         """End the restore, with its safety backup as far as it was made."""
-        safety = await self._backup_taken_first(store_id)
+        safety = await self._backup_taken_first(store_id, failure)
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
                 await lifecycle.end_restore(uow, store_id, failure, safety)
@@ -407,16 +408,22 @@ class Runner:
         STORES_FINISHED.labels("restored" if failure is None else "restore_failed").inc()
         log.info("restore ended", reason=failure)
 
-    async def _backup_taken_first(self, store_id: uuid.UUID) -> Manifest | None:
-        """The manifest of the backup a change or a restore took first, if it was made."""
+    async def _backup_taken_first(
+        self, store_id: uuid.UUID, failure: str | None
+    ) -> Manifest | str | None:
+        """The manifest of the backup a change or a restore took first, if it was made; the
+        ``failure`` if the work failed making it; None if it was never tried."""
         async with self.db.session() as session:
+            store = await session.get(Store, store_id)
             try:
                 backup = await lifecycle.backup_under_way(session, store_id)
             except LookupError:
                 return None  # none running: the change ended already
         with suppress(BackupStorageError):  # unreadable: as if not made, and recorded so
-            return await self.backup_storage.of(store_id).manifest(backup.id)
-        return None
+            if (manifest := await self.backup_storage.of(store_id).manifest(backup.id)) is not None:
+                return manifest
+        at_its_step = store is not None and store.step_name in BACKING_UP_FIRST
+        return failure if failure is not None and at_its_step else None
 
     # -- running a recipe --------------------------------------------------------------------
 
