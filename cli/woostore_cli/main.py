@@ -576,6 +576,8 @@ def _follow(
         _warn(f"Stopped waiting; the store carries on. See: woostore show {store['id']}")
         return 130
     assert outcome is not None, "the stream only ends when interrupted"
+    if store.get("delete_requested_at") and goal is not DELETE:  # asked for while it was busy
+        _warn(f"{store['name']}'s deletion starts now. See: woostore wait {store['id']}")
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
         what = "failed" if goal.makes else f"{goal.phase} failed"
@@ -602,9 +604,6 @@ def _follow(
         print(f"  login       woostore credentials {store['id']}")
     elif not as_json:
         print(f"{store['name']}{_tag(store)} is {goal.success}.")
-    if store.get("delete_requested_at") and goal is not DELETE:
-        _warn(f"{store['name']}'s deletion, asked for while this ran, starts now. "
-              f"See: woostore wait {store['id']}")  # fmt: skip
     return 0
 
 

@@ -240,14 +240,15 @@ class StoreBackups:
         location, or a repository; done again after a crash, it finishes the job."""
         if self._environment is None:
             return
+        # The cache first: found by the repository's config, which goes with the repository.
         cache = await self._cache()
+        if cache is not None:
+            await asyncio.to_thread(shutil.rmtree, cache, ignore_errors=True)
         folder = _folder(self._environment["RESTIC_REPOSITORY"])
         if folder is None:
             await _remove_objects(self._environment)
         else:
             await asyncio.to_thread(_remove, folder)
-        if cache is not None:
-            await asyncio.to_thread(shutil.rmtree, cache, ignore_errors=True)
 
     async def _cache(self) -> Path | None:
         """Where restic caches this repository (a folder named by the repository's id, made
@@ -381,12 +382,34 @@ async def _remove_objects(environment: dict[str, str]) -> None:
     from obstore.exceptions import BaseError
     from obstore.store import S3Store
 
+    bucket, prefix, config, client = _s3_store(environment)
+    store = S3Store(bucket, prefix=prefix, config=config, client_options=client)
+    try:
+        paths = [meta["path"] async for batch in obstore.list(store) for meta in batch]
+        for first in range(0, len(paths), 1000):
+            await obstore.delete_async(store, paths[first : first + 1000])
+    except BaseError as error:
+        raise BackupStorageError(f"could not remove the backup repository: {error}") from error
+
+
+# An AWS endpoint that names its region: s3.eu-west-1.amazonaws.com, or s3-eu-west-1.
+_AWS_REGIONAL = re.compile(r"s3[.-](?P<region>[a-z0-9-]+)\.amazonaws\.com")
+_AWS_GLOBAL = "s3.amazonaws.com"
+
+
+def _s3_store(environment: dict[str, str]) -> tuple[str, str, S3Config, ClientConfig]:
+    """The bucket, prefix and obstore settings of restic's S3 repository. The region is the
+    one set, or the one the endpoint names, or us-east-1 (S3-compatible servers take it).
+    AWS's global endpoint answers a bucket of another region with a redirect: obstore makes
+    the region's own. Without keys, obstore finds credentials in the process's environment
+    or the node's role."""
     endpoint, bucket, prefix = _s3_place(environment["RESTIC_REPOSITORY"])
-    config: S3Config = {
-        "endpoint": endpoint,
-        "region": environment.get("AWS_DEFAULT_REGION", "us-east-1"),
-    }
-    # Without keys, obstore finds the credentials as restic does (the node's role).
+    host = urlsplit(endpoint).hostname or ""
+    named = _AWS_REGIONAL.fullmatch(host)
+    region = environment.get("AWS_DEFAULT_REGION") or (named["region"] if named else "us-east-1")
+    config: S3Config = {"region": region}
+    if host != _AWS_GLOBAL:
+        config["endpoint"] = endpoint
     if "AWS_ACCESS_KEY_ID" in environment:
         config["access_key_id"] = environment["AWS_ACCESS_KEY_ID"]
     if "AWS_SECRET_ACCESS_KEY" in environment:
@@ -396,13 +419,7 @@ async def _remove_objects(environment: dict[str, str]) -> None:
         client["proxy_url"] = environment["HTTPS_PROXY"]
     if "NO_PROXY" in environment:
         client["proxy_excludes"] = environment["NO_PROXY"]
-    store = S3Store(bucket, prefix=prefix, config=config, client_options=client)
-    try:
-        paths = [meta["path"] async for batch in obstore.list(store) for meta in batch]
-        for first in range(0, len(paths), 1000):
-            await obstore.delete_async(store, paths[first : first + 1000])
-    except BaseError as error:
-        raise BackupStorageError(f"could not remove the backup repository: {error}") from error
+    return bucket, prefix, config, client
 
 
 def _s3_place(repository: str) -> tuple[str, str, str]:

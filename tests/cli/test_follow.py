@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from woostore_cli.client import Event
-from woostore_cli.main import CREATE, RETRY, Goal, _follow
+from woostore_cli.main import BACKUP, CREATE, RETRY, Goal, _follow
 
 COPY = {
     "id": "s-1", "name": "Staging Shop", "simulated": True, "queue_position": None,
@@ -45,3 +45,24 @@ def test_a_copy_of_a_backup_shows_the_steps_of_its_own_recipe(
     assert capsys.readouterr().err.splitlines() == [
         f"{goal.waiting} (0%)", "Step 6 of 10 — Copying the database (60%)", "Ready (100%)",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ended", "code"),
+    [
+        (event("backup_completed", {"backup_id": "b-2", "size": 2048}), 0),
+        (event("backup_failed", {"backup_id": "b-2", "reason": "storage refused it"}), 1),
+    ],
+)
+def test_a_deletion_asked_for_while_it_is_followed_is_said_as_the_work_ends(
+    ended: Event, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Done or not, the store's deletion starts then: `--wait` does not end at "complete"
+    as if the store stayed (found by a user's review)."""
+    busy = {**COPY, "from_backup": None, "status": "backing_up"}
+    queued = event("delete_queued", {"status": "backing_up"})
+
+    said = _follow([queued, ended], busy, BACKUP, False, lambda: busy)
+
+    assert said == code
+    assert "Staging Shop's deletion starts now. See: woostore wait s-1" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from woostore_shared.backups import (
     _failed,
     _Restic,
     _s3_place,
+    _s3_store,
     reason,
 )
 from woostore_shared.secrets import backup_password
@@ -400,3 +401,35 @@ def test_an_s3_repository_is_found_where_restic_finds_it(
 ) -> None:
     """restic's form: with a scheme, or without one (https)."""
     assert _s3_place(repository) == place
+
+
+@pytest.mark.parametrize(
+    ("repository", "region", "expected"),
+    [
+        # The test server's: http, and the region S3-compatible servers take.
+        ("s3:http://127.0.0.1:9000/b/stores/1", "", ("us-east-1", "http://127.0.0.1:9000", True)),
+        # AWS's regional endpoint names its region: requests signed for another are refused.
+        (
+            "s3:https://s3.eu-west-1.amazonaws.com/b/s",
+            "",
+            ("eu-west-1", "https://s3.eu-west-1.amazonaws.com", False),
+        ),
+        (
+            "s3:https://s3.eu-west-1.amazonaws.com/b/s",
+            "eu-west-2",
+            ("eu-west-2", "https://s3.eu-west-1.amazonaws.com", False),
+        ),
+        # The global one redirects another region's bucket: obstore makes the region's own.
+        ("s3:s3.amazonaws.com/b/s", "ap-south-1", ("ap-south-1", None, False)),
+    ],
+)
+def test_the_deletion_reaches_s3_as_restic_does(
+    repository: str, region: str, expected: tuple[str, str | None, bool]
+) -> None:
+    environment = {"RESTIC_REPOSITORY": repository, "AWS_ACCESS_KEY_ID": "k"}
+    if region:
+        environment["AWS_DEFAULT_REGION"] = region
+    bucket, _, config, client = _s3_store(environment)
+    assert bucket == "b"
+    assert (config["region"], config.get("endpoint"), client["allow_http"]) == expected
+    assert config["access_key_id"] == "k"
