@@ -227,7 +227,10 @@ class InvalidTransition(Exception):
         self.current = store.status
         self.target = target
         self.allowed_from = frozenset(allowed_from)
-        self.to_be_deleted = store.delete_requested_at is not None  # whatever it does first
+        # Busy, with its deletion asked for: it is deleted as its work ends, whatever it does.
+        self.deleted_next = (
+            store.status in DELETED_AFTER_ITS_WORK and store.delete_requested_at is not None
+        )
         super().__init__(f"a {store.status.value} store cannot become {target.value}")
 
 

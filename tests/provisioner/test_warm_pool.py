@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN
+from tests.provisioner.test_changes import request_change, set_release_revision
 from tests.provisioner.test_runner import KeepAlive, journal, load, stream_events
 from tests.support import DEFAULT_SETTINGS, claim_pooled_store, create_store
 from woostore_cluster.simulated import SimulatedCluster
@@ -171,12 +172,8 @@ async def test_a_claimed_store_never_rolls_back_to_the_pools_release(
         async with UnitOfWork.begin(api_outbox) as uow:
             await lifecycle.start_change(uow, ready.id, "rollback")
     # The recipe holds to it too, should the store's record be ahead of its release.
-    async with UnitOfWork.begin(api_outbox) as uow:
-        row = await uow.session.get(Store, ready.id, with_for_update=True)
-        assert row is not None
-        row.release_revision = 3
-        uow.session.add(row)
-        await lifecycle.start_change(uow, ready.id, "rollback")
+    await set_release_revision(api_outbox, ready, 3)
+    await request_change(api_outbox, ready, "rollback")
     await runner.change(ready.id, KeepAlive())
 
     after = await load(api_outbox.db, ready.id)

@@ -28,7 +28,6 @@ from woostore_shared.lifecycle import (
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
 from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE, http_problem, problem_for
-from woostore_shared.transitions import DELETED_AFTER_ITS_WORK
 
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
@@ -322,10 +321,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         # upgrading store never is: it ends ready, and only a failed store is retried; nor is
         # anything of a store to be deleted as its work ends).
         ends_as = _ENDS_AS.get(error.current, set())
-        may_do = not ends_as.isdisjoint(error.allowed_from) and not error.to_be_deleted
+        may_do = not ends_as.isdisjoint(error.allowed_from) and not error.deleted_next
         later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if may_do else None
         detail = f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}"
-        if error.to_be_deleted and error.current in DELETED_AFTER_ITS_WORK:
+        if error.deleted_next:
             detail = f"a {error.current.value} store cannot be {done}: it is deleted as it ends"
         return problem_for(
             request,

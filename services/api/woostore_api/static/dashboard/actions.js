@@ -6,6 +6,7 @@ import { api, ApiError } from './api.js';
 import { handleError } from './alerts.js';
 import { setBusy } from './cards.js';
 import { confirmAction } from './confirm.js';
+import { WORK_NAMES } from './format.js';
 import { stores, upsertStore } from './stores.js';
 
 const els = {
@@ -95,17 +96,15 @@ function setCreateError(message) {
 
 /* ---------- Delete ---------- */
 
-// A store at work is deleted once that work ends, never cut off halfway.
-const AFTER_WORK = {
-  updating: ', once its change ends', backing_up: ', once its backup ends', restoring: ', once its restore ends',
-};
-
 export async function askToDelete(id) {
   const store = stores.get(id);
   if (!store?.actions?.includes('delete')) return;
+  const work = WORK_NAMES[store.status];
+  const afterWork = work ? `, once its ${work} ends` : '';
   const confirmed = await confirmAction({
     title: 'Delete store?',
-    text: `“${store.name}” and all of its data will be permanently removed${AFTER_WORK[store.status] ?? ''}.`,
+    // A store at work is deleted once that work ends, never cut off halfway.
+    text: `“${store.name}” and all of its data will be permanently removed${afterWork}.`,
     confirm: 'Delete store',
   });
   if (confirmed) deleteStore(id);

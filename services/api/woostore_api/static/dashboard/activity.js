@@ -3,12 +3,9 @@
 
 import { api } from './api.js';
 import { handleError } from './alerts.js';
-import { CHANGE_NAMES, setTime, shortTimeFormat, stepText } from './format.js';
+import { CHANGE_NAMES, WORK_NAMES, setTime, shortTimeFormat, stepText } from './format.js';
 import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
-
-// The work a store's status names, which a deletion asked for meanwhile waits for.
-const WORK_NAMES = { updating: 'change', backing_up: 'backup', restoring: 'restore' };
 
 export async function loadActivity(view, id) {
   view.activityIds = new Set();

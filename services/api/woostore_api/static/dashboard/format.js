@@ -1,6 +1,8 @@
 // How steps, changes and times read on the page.
 
 export const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback', restore: 'Restore' };
+// The work a busy store's status names, which a deletion asked for meanwhile waits for.
+export const WORK_NAMES = { updating: 'change', backing_up: 'backup', restoring: 'restore' };
 
 export function stepText(step) {
   return `Step ${step.index} of ${step.total} — ${step.title ?? step.name ?? ''}`.trim();
