@@ -14,7 +14,7 @@ from sqlmodel import col, select, update
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
 from woostore_reaper.leadership import LOCK_KEY, LeaderLock
-from woostore_reaper.reaping import replay_lost_work
+from woostore_reaper.reaping import delete_as_asked, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreChange, StoreStatus, WorkOrderRecord, utcnow
@@ -280,6 +280,40 @@ async def test_an_abandoned_change_ends_in_the_trace_of_its_work(
     [message] = await stream_messages(nats_client)
     assert envelope(message)["type"] == "io.woostore.store.change_failed"
     assert envelope(message)["traceparent"].split("-")[1] == TRACE_ID
+
+
+async def test_a_deletion_left_unstarted_as_the_work_ended_is_started(
+    outbox: Outbox, database: Database, nats_client: Client
+) -> None:
+    """A provisioner of the release before ends the upgrade the way it knew: the store made
+    ready, the deletion its owner asked for meanwhile recorded and never started."""
+    store_id = await updating_store(outbox, nats_client)
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.request_deletion(uow, store_id)
+    await set_store(database, store_id, status=StoreStatus.READY, updated_at=utcnow())
+
+    assert await delete_as_asked(outbox, GRACE) == 0  # its work may have ended just now
+    assert (await load(database, store_id)).status is StoreStatus.READY
+
+    await set_store(database, store_id)
+    assert await delete_as_asked(outbox, GRACE) == 1
+    assert (await load(database, store_id)).status is StoreStatus.DELETING
+    assert await orders(nats_client, store_id) == [f"work.removal.{store_id}"]
+    assert (await events(nats_client, store_id))[-2:] == [
+        "io.woostore.store.delete_queued",
+        "io.woostore.store.delete_requested",
+    ]
+    assert await delete_as_asked(outbox, GRACE) == 0  # started once
+
+
+async def test_a_ready_store_no_one_asked_to_delete_is_left_alone(
+    outbox: Outbox, database: Database
+) -> None:
+    store_id = (await create_store(outbox)).id
+    await set_store(database, store_id, status=StoreStatus.READY)
+
+    assert await delete_as_asked(outbox, GRACE) == 0
+    assert (await load(database, store_id)).status is StoreStatus.READY
 
 
 async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(

@@ -10,7 +10,10 @@ with what is, so a pass missed (reaper down) is made up by the next one.
    by a crashing worker), and the store's lease has expired, a fresh order is sent. A store
    whose provisioning or change was lost too often is failed or its change ended instead: a
    dead letter. Removal, and removing deleted backups, are sent again for as long as it takes.
-4. Cluster: a namespace whose labels prove WooStore made it, but whose store is deleted,
+4. Deletions asked for: a ready store whose deletion was recorded while its work ran, but
+   not started as the work ended (a provisioner of an earlier release ended it, during a
+   rolling upgrade of the platform), is deleted.
+5. Cluster: a namespace whose labels prove WooStore made it, but whose store is deleted,
    unknown, or failed and cleaned up, is removed; a ready store whose namespace vanished is
    failed with that reason.
 
@@ -30,7 +33,13 @@ from sqlmodel.sql.expression import Select
 
 from woostore_cluster import Cluster
 from woostore_shared import lifecycle, tracing
-from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound, idle_with_backups
+from woostore_shared.lifecycle import (
+    ACTIVE,
+    CopyUnderWay,
+    InvalidTransition,
+    StoreNotFound,
+    idle_with_backups,
+)
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     BackupStatus,
@@ -106,6 +115,7 @@ class PassReport:
     failed_by_deadline: int
     replayed: int
     dead_letters: int
+    deletions_started: int
     events_relayed: int
     orphans_removed: int
     namespaces_vanished: int
@@ -199,6 +209,33 @@ async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
             store.replays += 1
             uow.dispatch(store, lane)
     WORK_REPLAYED.labels(lane.value).inc()
+
+
+async def delete_as_asked(outbox: Outbox, grace: timedelta) -> int:
+    """Start the deletions asked for while a ready store's work ran and left unstarted as
+    it ended; returns how many started. Those whose backups a copy is still reading wait
+    for a later pass, as the owner's DELETE would."""
+    async with outbox.db.session() as session:
+        asked = list(
+            await session.exec(
+                select(Store.id)
+                .where(col(Store.status) == StoreStatus.READY)
+                .where(col(Store.delete_requested_at).is_not(None))
+                .where(col(Store.updated_at) < utcnow() - grace)
+            )
+        )
+    started = 0
+    for store_id in asked:
+        with bind_store(store_id):
+            try:
+                async with UnitOfWork.begin(outbox) as uow:
+                    _, started_now = await lifecycle.request_deletion(uow, store_id)
+            except CopyUnderWay:
+                continue
+            if started_now:
+                log.warning("deletion asked for and left unstarted: starting it")
+                started += 1
+    return started
 
 
 async def _end_lost_change(
@@ -412,6 +449,7 @@ async def reap_once(
     relayed = await outbox.relay(older_than=RELAY_GRACE)
     EVENTS_RELAYED.inc(relayed)
     replayed, dead = await replay_lost_work(outbox, grace)
+    deletions = await delete_as_asked(outbox, grace)
     removed, vanished = await reconcile_cluster(outbox, cluster, grace)
     expired = await forget_expired(outbox)
     pruned = await prune_events(outbox, event_retention)
@@ -419,6 +457,7 @@ async def reap_once(
         failed_by_deadline=failed,
         replayed=replayed,
         dead_letters=dead,
+        deletions_started=deletions,
         events_relayed=relayed,
         orphans_removed=removed,
         namespaces_vanished=vanished,
