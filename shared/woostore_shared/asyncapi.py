@@ -166,7 +166,10 @@ def document(version: str) -> dict[str, Any]:
                 "(subjects store.>), also streamed over Server-Sent Events at /api/v1/events "
                 "by the notifier, with the stream sequence as the SSE id. A resume "
                 "(Last-Event-ID) the notifier cannot serve gets an SSE event named refetch, "
-                'data {"reason": ...}: read the stores again; its id is where the stream goes on.'
+                'data {"reason": ...}: read the stores again; its id is where the stream goes on. '
+                "Store events are unnamed SSE events (heard by onmessage) unless "
+                "?event_names=true is asked for: each is then named after its type's last "
+                "part (io.woostore.store.ready: ready), for addEventListener."
             ),
         },
         "defaultContentType": "application/json",

@@ -56,12 +56,13 @@ async def running(settings: Settings, **overrides: Any) -> AsyncIterator[Starlet
 
 @asynccontextmanager
 async def following(
-    app: Starlette, headers: dict[str, str], after: int | None = None
+    app: Starlette, headers: dict[str, str], after: int | None = None, named: bool = False
 ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
     resume = {} if after is None else {"Last-Event-ID": str(after)}
+    params = {"event_names": "true"} if named else {}
     async with (
         httpx.AsyncClient(base_url=app.state.url, timeout=10) as http,
-        aconnect_sse(http, "GET", EVENTS, headers={**headers, **resume}) as source,
+        aconnect_sse(http, "GET", EVENTS, headers={**headers, **resume}, params=params) as source,
     ):
         assert source.response.status_code == 200
         yield source.aiter_sse()
@@ -119,6 +120,28 @@ async def test_a_resume_from_further_back_than_memory_reads_the_stream_exactly(
             assert ids_and_bodies(await take(events, 1)) == live
         async with following(app, {"Authorization": f"Bearer {token}"}, after=0) as events:
             assert ids_and_bodies(await take(events, 20)) == theirs
+
+
+async def test_events_are_named_for_the_clients_that_ask_from_the_stream_memory_and_live(
+    settings: Settings, nats_client: Client
+) -> None:
+    """Both clients at once, at the same cursors: they must not share one encoding."""
+    published = await publish(nats_client, 150)
+
+    async with (
+        running(settings, event_memory=100) as app,
+        following(app, admin(), after=0, named=True) as named,
+        following(app, admin(), after=0) as unnamed,
+    ):
+        assert app.state.hub.floor > 0  # the first ones are read from the stream
+        named_events, unnamed_events = await take(named, 150), await take(unnamed, 150)
+        live = await publish(nats_client, 1)
+        named_events += await take(named, 1)
+        unnamed_events += await take(unnamed, 1)
+
+    assert ids_and_bodies(named_events) == ids_and_bodies(unnamed_events) == published + live
+    assert {event.event for event in named_events} == {"progress"}
+    assert {event.event for event in unnamed_events} == {"message"}  # SSE's default name
 
 
 async def test_a_notifier_started_later_resumes_where_another_left_off(

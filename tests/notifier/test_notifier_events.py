@@ -235,6 +235,17 @@ async def test_a_last_event_id_that_is_not_a_sequence_is_a_400_problem(
     assert "Last-Event-ID" in body["detail"]
 
 
+@pytest.mark.parametrize("value", ["yes", "True", ""])
+async def test_event_names_other_than_true_or_false_are_a_400_problem(
+    http: httpx.AsyncClient, value: str
+) -> None:
+    response = await http.get(EVENTS, headers=admin(), params={"event_names": value})
+
+    body = problem(response, 400)
+    assert body["type"].endswith("invalid-event-names")
+    assert "event_names must be true or false" in body["detail"]
+
+
 @pytest.mark.parametrize("value", ["\uff11\uff12", "\u00b2", "\u0663"])
 async def test_a_last_event_id_of_non_ascii_digits_is_a_400_problem(
     http: httpx.AsyncClient, value: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
@@ -14,18 +15,27 @@ from woostore_shared.events import NO_TENANT
 # with this header; such copies stay in the stream for its 30 days and are not new events.
 LEGACY_REPLAY_HEADER = "Woostore-Replay"
 HIDDEN = str(NO_TENANT)  # a store in the warm pool: nobody's yet, not even shown to admins
+# An event's name, for the clients that ask for ``event:`` lines: its type's last part
+# (``io.woostore.store.ready``: ``ready``), as addEventListener takes it.
+_EVENT_TYPE = re.compile(r"io\.woostore\.store\.([a-z_]+)")
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One event of the STORES stream, ready to write: its stream sequence (the SSE id), its
-    tenant (who may see it) and the bytes of its frame."""
+    tenant (who may see it) and the bytes of its frame, unnamed (``event:`` lines are
+    opt-in: an EventSource's ``onmessage`` hears only unnamed events)."""
 
     seq: int
     tenant: str
     published: float  # when JetStream stored it, seconds since the epoch
     data: bytes  # empty for an event nobody is shown
     traceparent: str | None = None  # the trace the event belongs to (tracing.py)
+    name: bytes = b""  # its ``event:`` name; empty for one of no store event's type
+
+    def written(self, named: bool) -> bytes:
+        """Its frame, starting with an ``event:`` line naming it if ``named``."""
+        return b"event: %s\n%s" % (self.name, self.data) if named and self.name else self.data
 
     @classmethod
     def of(cls, message: Msg) -> Frame:
@@ -44,9 +54,11 @@ class Frame:
         # One line of JSON, as the outbox writes it; anything else would break the framing.
         body = message.data if b"\n" not in message.data else json.dumps(event).encode()
         traceparent = event.get("traceparent")
+        named = _EVENT_TYPE.fullmatch(str(event.get("type")))
         return cls(
             seq, tenant, published, b"id: %d\ndata: %s\n\n" % (seq, body),
             traceparent if isinstance(traceparent, str) else None,
+            named.group(1).encode() if named else b"",
         )  # fmt: skip
 
 

@@ -11,6 +11,10 @@ replay (``replay``) when it reaches further back. An id that cannot be served (o
 ``WOOSTORE_EVENT_REPLAY_WINDOW_SECONDS``, aged out of the stream, or from a stream that was
 lost) gets a ``refetch`` event: the client must fetch its state again.
 
+Events are unnamed (``onmessage`` hears them all) unless the client asks with
+``?event_names=true``: each then starts with an ``event:`` line naming its type, ``ready``
+for ``io.woostore.store.ready``, for ``addEventListener("ready", ...)``.
+
 Streams are bounded: each key may hold ``WOOSTORE_EVENT_STREAMS_PER_KEY`` open on a notifier
 process, each tenant ``WOOSTORE_TENANT_EVENT_STREAMS``, the process
 ``WOOSTORE_MAX_EVENT_STREAMS`` in all (``connections``).
@@ -75,6 +79,17 @@ def _resume_after(request: Request) -> int | None:
     return int(raw)
 
 
+def _named(request: Request) -> bool:
+    """Whether the client asked for ``event:`` lines (``?event_names=true``)."""
+    raw = request.query_params.get("event_names", "false")
+    if raw not in _FLAGS:
+        raise ValueError(f"event_names must be true or false, not {raw!r}")
+    return _FLAGS[raw]
+
+
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
 async def stream_events(request: Request) -> Response | EventStream:
     state = request.app.state
     principal = await state.keys.principal(request)
@@ -96,6 +111,10 @@ async def stream_events(request: Request) -> Response | EventStream:
         return problem_for(
             request, 400, "Invalid Last-Event-ID", str(error), "invalid-last-event-id"
         )
+    try:
+        named = _named(request)
+    except ValueError as error:
+        return problem_for(request, 400, "Invalid event_names", str(error), "invalid-event-names")
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
@@ -110,6 +129,7 @@ async def stream_events(request: Request) -> Response | EventStream:
         replay=state.replay,
         connections=connections,
         window_seconds=state.settings.event_replay_window_seconds,
+        named=named,
     )
 
 

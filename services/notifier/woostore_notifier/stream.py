@@ -70,9 +70,12 @@ class EventStream:
         replay: StreamReplay,
         connections: Connections,
         window_seconds: float,
+        named: bool = False,
     ) -> None:
+        """``named``: each event's frame starts with an ``event:`` line naming its type."""
         self.client = client
         self.after = after
+        self.named = named
         self.hub = hub
         self.replay = replay
         self.connections = connections
@@ -131,7 +134,7 @@ class EventStream:
                 raise Refetch("unreadable")
             frames = [f for f in page.after(cursor) if self._sees(f)]
             if frames:
-                await self._write(send, b"".join(f.data for f in frames))
+                await self._write(send, b"".join(f.written(self.named) for f in frames))
             cursor = page.last
         return cursor
 
@@ -170,7 +173,7 @@ class EventStream:
             if cursor < self.hub.floor:  # the sweep drops one stuck in a send
                 self.client.drop("fell-behind")
                 return
-            data, cursor = self.hub.after(cursor, self.client.tenant)
+            data, cursor = self.hub.after(cursor, self.client.tenant, self.named)
             wakes = self.hub.wakes  # any wake from now on may bring what this batch lacks
             if data:
                 await self._write(send, data)
