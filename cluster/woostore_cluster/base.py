@@ -122,6 +122,9 @@ class ReleaseRevision:
     revision: int
     chart_version: str
     status: str  # deployed, superseded, failed, pending-...
+    # The revision this one deployed again: helm's rollback, asked for or after an upgrade
+    # that failed (its description "Rollback to N"); None for an install or an upgrade.
+    rolled_back_to: int | None = None
 
 
 @dataclass(frozen=True)

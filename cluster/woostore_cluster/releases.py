@@ -48,6 +48,9 @@ _HELM_NOT_FOUND = re.compile(r"release: not found|release not found", re.IGNOREC
 _PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 _GOOD = ("deployed", "superseded")
 _CHART_VERSION = re.compile(r"^.*?-(\d+\.\d+\.\d+\S*)$")
+# helm's description of a revision its rollback made (helm/pkg/action/rollback.go); a
+# rollback that failed is described otherwise, and is no revision to return to anyway.
+_ROLLBACK_TO = re.compile(r"Rollback to (\d+)")
 HELM_GRACE_SECONDS = 30.0  # helm stops itself at its --timeout; it is stopped this much later
 READ_SECONDS = 60.0  # helm status and history: reads, which wait for nothing
 UNINSTALL_SECONDS = 240.0  # helm uninstall's --timeout: its resources gone, volumes included
@@ -152,6 +155,7 @@ class HelmReleases:
                     revision=int(r["revision"]),
                     chart_version=_chart_version(str(r.get("chart", ""))),
                     status=str(r.get("status", "")),
+                    rolled_back_to=_rolled_back_to(str(r.get("description", ""))),
                 )
                 for r in revisions
                 if isinstance(r, dict) and "revision" in r
@@ -235,6 +239,11 @@ def _chart_version(chart: str) -> str:
     what follows the last hyphen that starts a semantic version."""
     found = _CHART_VERSION.match(chart)
     return found.group(1) if found else chart
+
+
+def _rolled_back_to(description: str) -> int | None:
+    found = _ROLLBACK_TO.fullmatch(description)
+    return int(found.group(1)) if found else None
 
 
 def _helm_error(verb: str, namespace: str, name: str, result: HelmResult) -> ClusterError:

@@ -153,7 +153,7 @@ CREATE TABLE IF NOT EXISTS releases (namespace TEXT NOT NULL, name TEXT NOT NULL
     status TEXT NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (namespace, name));
 CREATE TABLE IF NOT EXISTS revisions (namespace TEXT NOT NULL, name TEXT NOT NULL,
     revision INTEGER NOT NULL, chart_version TEXT NOT NULL, status TEXT NOT NULL,
-    manifests TEXT NOT NULL, PRIMARY KEY (namespace, name, revision));
+    manifests TEXT NOT NULL, rolled_back_to INTEGER, PRIMARY KEY (namespace, name, revision));
 CREATE TABLE IF NOT EXISTS wordpress (namespace TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS faults_fired (namespace TEXT NOT NULL, operation TEXT NOT NULL,
     PRIMARY KEY (namespace, operation));
@@ -165,6 +165,14 @@ CREATE TABLE IF NOT EXISTS events (namespace TEXT NOT NULL, object TEXT NOT NULL
     first_time REAL NOT NULL, last_time REAL NOT NULL,
     PRIMARY KEY (namespace, object, reason, message));
 """
+
+
+def _add_rolled_back_to(db: sqlite3.Connection) -> None:
+    """Revisions gained ``rolled_back_to`` after state files were written without it: such a
+    file (``make run``'s data folder) gets the column, its revisions none."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(revisions)")}
+    if "rolled_back_to" not in columns:
+        db.execute("ALTER TABLE revisions ADD COLUMN rolled_back_to INTEGER")
 
 
 def _keep_private(state_dir: Path, state_file: Path) -> None:
@@ -224,6 +232,7 @@ class SimulatedCluster:
         with closing(sqlite3.connect(self.state_file, timeout=30)) as db:
             db.execute("PRAGMA journal_mode=WAL")  # several processes share the file
             db.executescript(_SCHEMA)
+            _add_rolled_back_to(db)
 
     # -- the Cluster interface -------------------------------------------------------------
 
@@ -380,12 +389,13 @@ class SimulatedCluster:
         (A transient fault stands for an API error before helm changed anything.)"""
         with self._db() as db:
             previous = db.execute(
-                "SELECT chart_version, manifests FROM revisions WHERE namespace=? AND name=? "
-                "AND status='deployed'",
+                "SELECT chart_version, manifests, revision FROM revisions "
+                "WHERE namespace=? AND name=? AND status='deployed'",
                 (release.namespace, release.name),
             ).fetchone()
             db.execute(
-                "INSERT INTO revisions VALUES (?, ?, ?, ?, 'failed', ?)",
+                "INSERT INTO revisions (namespace, name, revision, chart_version, status, "
+                "manifests) VALUES (?, ?, ?, ?, 'failed', ?)",
                 (release.namespace, release.name, revision, chart_version, json.dumps(manifests)),
             )
             db.execute(
@@ -394,17 +404,17 @@ class SimulatedCluster:
             )
             self._deploy(
                 db, release.namespace, release.name, revision + 1, previous[0],
-                json.loads(previous[1]),
+                json.loads(previous[1]), rolled_back_to=previous[2],
             )  # fmt: skip
 
     async def release_history(self, namespace: str, name: str) -> list[ReleaseRevision]:
         with self._db() as db:
             rows = db.execute(
-                "SELECT revision, chart_version, status FROM revisions "
+                "SELECT revision, chart_version, status, rolled_back_to FROM revisions "
                 "WHERE namespace=? AND name=? ORDER BY revision",
                 (namespace, name),
             ).fetchall()
-        return [ReleaseRevision(revision, version, status) for revision, version, status in rows]
+        return [ReleaseRevision(*row) for row in rows]
 
     async def rollback_release(
         self,
@@ -432,7 +442,10 @@ class SimulatedCluster:
                 "UPDATE releases SET revision=? WHERE namespace=? AND name=?",
                 (latest + 1, namespace, name),
             )
-            self._deploy(db, namespace, name, latest + 1, row[0], json.loads(row[1]))
+            self._deploy(
+                db, namespace, name, latest + 1, row[0], json.loads(row[1]),
+                rolled_back_to=revision,
+            )  # fmt: skip
 
     async def wait_for_rollout(self, namespace: str, timeout: float) -> None:
         workloads = _workloads(self._objects(namespace, WORKLOAD_KINDS))
@@ -845,8 +858,10 @@ class SimulatedCluster:
         revision: int,
         chart_version: str,
         manifests: list[dict[str, Any]],
+        rolled_back_to: int | None = None,
     ) -> None:
-        """Apply ``manifests`` as the release's new deployed revision, as helm does."""
+        """Apply ``manifests`` as the release's new deployed revision, as helm does (a
+        rollback's: those of revision ``rolled_back_to``)."""
         for manifest in manifests:
             db.execute(
                 "INSERT INTO objects VALUES (?, ?, ?, ?) ON CONFLICT (namespace, kind, name) "
@@ -859,10 +874,11 @@ class SimulatedCluster:
             (namespace, name),
         )
         db.execute(
-            "INSERT INTO revisions VALUES (?, ?, ?, ?, 'deployed', ?) "
+            "INSERT INTO revisions VALUES (?, ?, ?, ?, 'deployed', ?, ?) "
             "ON CONFLICT (namespace, name, revision) DO UPDATE SET "
-            "chart_version=excluded.chart_version, status='deployed', manifests=excluded.manifests",
-            (namespace, name, revision, chart_version, json.dumps(manifests)),
+            "chart_version=excluded.chart_version, status='deployed', "
+            "manifests=excluded.manifests, rolled_back_to=excluded.rolled_back_to",
+            (namespace, name, revision, chart_version, json.dumps(manifests), rolled_back_to),
         )
         db.execute(
             "UPDATE releases SET status='deployed' WHERE namespace=? AND name=?",

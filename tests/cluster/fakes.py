@@ -333,6 +333,8 @@ class FakeHelm:
     # Results the next calls of a verb return instead of acting: scripted["upgrade"].
     scripted: dict[str, list[HelmResult]] = field(default_factory=lambda: defaultdict(list))
     values_seen: list[ValuesSeen] = field(default_factory=list)
+    # Each revision's description, where helm writes one that says something: a rollback's.
+    descriptions: dict[tuple[str, str, int], str] = field(default_factory=dict)
 
     def verbs(self) -> list[str]:
         return [argv[1] for argv in self.calls]
@@ -373,7 +375,13 @@ class FakeHelm:
             return HelmResult(0, json.dumps(body), "")
         if verb == "history":
             assert revisions
-            rows = [{"revision": n, "status": s, "chart": "store-0.2.0"} for n, s in revisions]
+            rows = [
+                {
+                    "revision": n, "status": s, "chart": "store-0.2.0",
+                    "description": self.descriptions.get((*key, n), "Upgrade complete"),
+                }
+                for n, s in revisions
+            ]  # fmt: skip
             return HelmResult(0, json.dumps(rows), "")
         if verb == "rollback":
             assert revisions
@@ -384,6 +392,7 @@ class FakeHelm:
             self._append(
                 key, "deployed", supersede=("deployed", "pending-upgrade", "pending-rollback")
             )
+            self.descriptions[(*key, len(revisions))] = f"Rollback to {target}"
             return HelmResult(0, "Rollback was a success! Happy Helming!\n", "")
         if verb == "uninstall":
             if not revisions:

@@ -450,6 +450,21 @@ async def test_the_history_lists_revisions_oldest_first_with_their_chart_version
     assert helm.calls[-1] == history_argv(kubeconfig)
 
 
+async def test_the_history_says_which_revision_a_rollback_deployed_again(
+    driver: KubernetesCluster, helm: FakeHelm, namespace: str
+) -> None:
+    helm.set_release(NS, "store", "superseded", "deployed")
+
+    await driver.rollback_release(NS, "store", 1, timeout=60)
+
+    history = await driver.release_history(NS, "store")
+    assert [(r.revision, r.status, r.rolled_back_to) for r in history] == [
+        (1, "superseded", None),
+        (2, "superseded", None),
+        (3, "deployed", 1),
+    ]
+
+
 async def test_a_rollback_names_its_revision_and_waits_with_the_helm4_flags(
     driver: KubernetesCluster, helm: FakeHelm, kubeconfig: Path, namespace: str
 ) -> None:

@@ -34,6 +34,7 @@ from woostore_shared.models import (
 )
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
+from woostore_shared.transitions import actions_of
 from woostore_shared.unit_of_work import UnitOfWork
 
 NEW_VERSION = "9.9.9"
@@ -180,7 +181,7 @@ async def test_rolling_back_returns_to_the_previous_chart_and_twice_returns_agai
     assert rollback_steps == {step.name for step in ROLLBACK.steps}
 
 
-async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_last_good_revision(
+async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_release_before(
     make_runner: Callable[[Cluster], Runner],
     next_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -189,23 +190,25 @@ async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_last_goo
     api_outbox: Outbox,
     database: Database,
 ) -> None:
-    """helm rolls a failed upgrade back by itself: revision 2 failed, 3 is 1 again. A
-    rollback chose 2, the revision before the deployed one, and so deployed the chart that
-    had just failed."""
+    """Upgraded once (revision 2), then an upgrade that failed: helm rolled it back by
+    itself, so revision 3 failed and 4 deploys 2 again. A rollback must return to 1. It once
+    chose 2, which had just failed; then 2 again, which the store already ran: a rollback
+    that changed nothing and said it had."""
     store = await ready_store(make_runner, cluster, api_outbox)
     old_version = (await load(database, store.id)).chart_version
+    await request_change(api_outbox, store, "upgrade")
+    await next_runner(cluster).change(store.id, KeepAlive())
     broken = SimulatedCluster(
         cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"install_release": "error"}
     )
     await request_change(api_outbox, store, "upgrade")
     await next_runner(broken).change(store.id, KeepAlive())
     history = await cluster.release_history(store.namespace, RELEASE_NAME)
-    assert [(r.revision, r.status) for r in history] == [
-        (1, "superseded"), (2, "failed"), (3, "deployed"),
+    assert [(r.revision, r.status, r.rolled_back_to) for r in history] == [
+        (1, "superseded", None), (2, "superseded", None), (3, "failed", None),
+        (4, "deployed", 2),
     ]  # fmt: skip
-    # The store records the revision it last deployed itself (1), and so offers no rollback:
-    # as if it had been recorded, asked for all the same.
-    await set_release_revision(api_outbox, store, 3)
+    assert "rollback" in actions_of(await load(database, store.id))
 
     await request_change(api_outbox, store, "rollback")
     await next_runner(cluster).change(store.id, KeepAlive())
@@ -213,9 +216,45 @@ async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_last_goo
     after = await load(database, store.id)
     assert (after.status, after.chart_version) == (StoreStatus.READY, old_version)
     [*_, returned] = await cluster.release_history(store.namespace, RELEASE_NAME)
-    assert (returned.revision, returned.chart_version) == (4, old_version)
+    assert (returned.revision, returned.chart_version, returned.rolled_back_to) == (
+        5,
+        old_version,
+        1,
+    )
     assert [(kind, result) for kind, result, _ in await changes(database, store)] == [
-        ("upgrade", "failed"), ("rollback", "changed"),
+        ("upgrade", "changed"), ("upgrade", "failed"), ("rollback", "changed"),
+    ]  # fmt: skip
+
+
+async def test_after_a_first_upgrade_that_failed_there_is_nothing_to_roll_back_to(
+    make_runner: Callable[[Cluster], Runner],
+    next_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    """Revision 2 failed and 3 deploys 1 again: 1 is what the store runs. Rolling back to it
+    would change nothing, and the failed 2 must never be deployed."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    broken = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"install_release": "error"}
+    )
+    await request_change(api_outbox, store, "upgrade")
+    await next_runner(broken).change(store.id, KeepAlive())
+    assert "rollback" not in actions_of(await load(database, store.id))
+    # Asked for all the same, as a store recording a later revision would be.
+    await set_release_revision(api_outbox, store, 3)
+
+    await request_change(api_outbox, store, "rollback")
+    await next_runner(cluster).change(store.id, KeepAlive())
+
+    reason = "the store's release has no earlier revision to return to"
+    assert (await changes(database, store))[-1] == ("rollback", "failed", reason)
+    history = await cluster.release_history(store.namespace, RELEASE_NAME)
+    assert [(r.revision, r.status) for r in history] == [
+        (1, "superseded"), (2, "failed"), (3, "deployed"),
     ]  # fmt: skip
 
 

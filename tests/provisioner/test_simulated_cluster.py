@@ -200,6 +200,28 @@ async def test_installing_again_upgrades_the_release_to_the_next_revision(
     assert ingress["spec"]["rules"][0]["host"] == "renamed.shops.example.test"
 
 
+async def test_a_state_file_from_before_rollbacks_were_recorded_keeps_its_releases(
+    cluster_dir: Path, helm_binary: str, chart: Path
+) -> None:
+    """``make run``'s data folder outlives an upgrade of the platform: its revisions table,
+    written without ``rolled_back_to``, gains it and keeps every revision."""
+    first = SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0)
+    await first.ensure_namespace(NAMESPACE, LABELS)
+    await first.install_release(release_for(NAMESPACE, chart), timeout=30)
+    with closing(sqlite3.connect(first.state_file)) as db:
+        db.execute("ALTER TABLE revisions DROP COLUMN rolled_back_to")
+        db.commit()
+
+    later = SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0)
+    await later.install_release(release_for(NAMESPACE, chart), timeout=30)
+    await later.rollback_release(NAMESPACE, RELEASE_NAME, 1, timeout=30)
+
+    history = await later.release_history(NAMESPACE, RELEASE_NAME)
+    assert [(r.revision, r.status, r.rolled_back_to) for r in history] == [
+        (1, "superseded", None), (2, "superseded", None), (3, "deployed", 1),
+    ]  # fmt: skip
+
+
 async def test_a_bad_chart_path_is_a_permanent_error_with_helms_message(
     cluster: SimulatedCluster, tmp_path: Path
 ) -> None:

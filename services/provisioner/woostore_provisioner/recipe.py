@@ -24,6 +24,7 @@ from woostore_cluster import (
     Cluster,
     PermanentClusterError,
     Release,
+    ReleaseRevision,
     install_seconds,
     rollback_seconds,
     uninstall_seconds,
@@ -216,22 +217,39 @@ async def deployed_release(job: StoreJob) -> Learned:
 
 
 async def choose_rollback_revision(job: StoreJob) -> Learned:
-    """The latest good revision before the deployed one: one deployed once and replaced
-    since (superseded), never one that failed (an upgrade that did not come up, which helm
-    rolled back from by itself). Chosen once and kept in the journal, so a rollback resumed
-    after a crash returns to the same revision instead of one further back."""
+    """The latest good revision before the deployed one that runs something else: one
+    deployed once and replaced since (superseded), never one that failed (an upgrade that
+    did not come up, which helm rolled back from by itself), nor one whose release the
+    deployed revision deploys again (after such a failure, the revision it restored).
+    Chosen once and kept in the journal, so a rollback resumed after a crash returns to the
+    same revision instead of one further back."""
     history = await job.cluster.release_history(job.namespace, RELEASE_NAME)
     deployed = [r for r in history if r.status == "deployed"]
     if not deployed:
         raise PermanentClusterError("the store's release has no deployed revision to roll back")
+    running = _deployed_first_as(history, deployed[-1])
     earlier = [
         r
         for r in history
-        if job.first_revision <= r.revision < deployed[-1].revision and r.status == "superseded"
+        if job.first_revision <= r.revision < deployed[-1].revision
+        and r.status == "superseded"
+        and _deployed_first_as(history, r) != running
     ]
     if not earlier:
         raise PermanentClusterError("the store's release has no earlier revision to return to")
     return {"rollback_revision": earlier[-1].revision}
+
+
+def _deployed_first_as(history: list[ReleaseRevision], revision: ReleaseRevision) -> int:
+    """The revision that first deployed what ``revision`` deploys: itself, or for a rollback
+    the revision it returned to, followed back (helm keeps the latest revisions only)."""
+    by_number = {r.revision: r for r in history}
+    while revision.rolled_back_to is not None:
+        earlier = by_number.get(revision.rolled_back_to)
+        if earlier is None:
+            return revision.rolled_back_to
+        revision = earlier
+    return revision.revision
 
 
 async def rollback_release(job: StoreJob) -> Learned:

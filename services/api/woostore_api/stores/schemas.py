@@ -255,7 +255,14 @@ class StoreOut(BaseModel):
     chart_version: str | None = Field(
         default=None, description="Version of the store chart its release runs."
     )
-    release_revision: int | None = Field(default=None, description="Its Helm release revision.")
+    release_revision: int | None = Field(
+        default=None,
+        description=(
+            "The Helm release revision WooStore last deployed for it. An upgrade that failed "
+            "adds two revisions to helm's history (the failed one, and helm's rollback to "
+            "this one) and leaves this as it was."
+        ),
+    )
     change: Literal["upgrade", "rollback", "restore"] | None = Field(
         default=None, description="While updating or restoring: the change under way."
     )
