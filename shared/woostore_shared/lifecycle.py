@@ -587,13 +587,16 @@ async def start_backup(uow: UnitOfWork, store_id: uuid.UUID, trigger: BackupTrig
     return backup
 
 
-async def end_backup(uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | str) -> StoreBackup:
+async def end_backup(
+    uow: UnitOfWork, store_id: uuid.UUID, outcome: Manifest | str, *, failed_as: str = "failed"
+) -> StoreBackup:
     """End the store's backup: complete, as ``outcome``'s manifest says, or failed for the
-    reason it gives. The store is ready either way."""
+    reason it gives (counted as ``failed_as``: ``not_made`` when no storage refused it). The
+    store is ready either way."""
     store = await _locked(uow, store_id)
     backup = await backup_under_way(uow.session, store.id)
     transition(store, S.READY, {S.BACKING_UP})
-    _end_backup_record(uow, backup, outcome)
+    _end_backup_record(uow, backup, outcome, failed_as=failed_as)
     uow.session.add(backup)
     if isinstance(outcome, str):
         _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))

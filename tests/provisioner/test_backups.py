@@ -4,6 +4,7 @@ the store ends ready either way, and a backup that could not be made is never li
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -27,10 +28,11 @@ from woostore_provisioner.recipe import (
     CREDENTIALS_SECRET,
     DATABASE_PART,
     RESTORE,
+    UPGRADE,
     UPLOADS_PART,
     Recipe,
 )
-from woostore_provisioner.runner import Runner
+from woostore_provisioner.runner import CUT_SHORT, Runner
 from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage
 from woostore_shared.db import Database
@@ -374,12 +376,7 @@ async def test_deleting_a_store_deletes_its_backups_and_nothing_of_them_is_left(
 
 
 @pytest.mark.parametrize(
-    ("work", "ended_as"),
-    [
-        ("backup", EventName.BACKUP_COMPLETED),
-        ("upgrade", EventName.CHANGED),
-        ("restore", EventName.RESTORED),
-    ],
+    ("work", "ended_as"), [("upgrade", EventName.CHANGED), ("restore", EventName.RESTORED)]
 )
 async def test_a_store_asked_to_be_deleted_while_its_work_runs_is_deleted_once_it_ends(
     make_runner: Callable[[Cluster], Runner],
@@ -391,18 +388,16 @@ async def test_a_store_asked_to_be_deleted_while_its_work_runs_is_deleted_once_i
     work: str,
     ended_as: EventName,
 ) -> None:
-    """Never cut off halfway (a release mid-upgrade, a repository left locked): the work
-    runs to its end, announced as ever, and the deletion starts in the same transaction."""
+    """Never cut off halfway (a release mid-upgrade, a store half restored): the work runs
+    to its end, announced as ever, and the deletion starts in the same transaction."""
     store = await ready_store(make_runner, cluster, api_outbox)
     runner = make_runner(cluster)
     if work == "restore":
         kept = await request_backup(api_outbox, store)
         await runner.change(store.id, KeepAlive())
         await request_restore(api_outbox, store, kept)
-    elif work == "upgrade":
-        await request_change(api_outbox, store, "upgrade")
     else:
-        await request_backup(api_outbox, store)
+        await request_change(api_outbox, store, "upgrade")
     busy = (await load(database, store.id)).status
 
     async with UnitOfWork.begin(api_outbox) as uow:
@@ -443,10 +438,11 @@ async def test_a_deletion_asked_for_while_a_step_runs_never_makes_the_step_run_a
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The step's events were made from the row as the runner had it, offering ``delete``:
-    they are made again from the row as it is, and the step is not run again for them."""
+    they are made again from the row as it is, and the step is not run again for them. (An
+    upgrade: it runs to its end, where a backup would yield to the deletion.)"""
     store = await ready_store(make_runner, cluster, api_outbox)
     runner = make_runner(cluster)
-    await request_backup(api_outbox, store)
+    await request_change(api_outbox, store, "upgrade")
     started = runner.journal.started
 
     async def started_then_deleted(written: Store, recipe: Recipe, step: StepInfo) -> Store:
@@ -463,14 +459,87 @@ async def test_a_deletion_asked_for_while_a_step_runs_never_makes_the_step_run_a
     steps = [
         (e.data["step"]["index"], e.data["state"], e.data["actions"])
         for e in await stream_events(js, store.id)
-        if e.name is EventName.PROGRESS and e.data["phase"] == "backup"
+        if e.name is EventName.PROGRESS and e.data["phase"] == "upgrade"
     ]
     assert steps[:3] == [
         (1, "started", ["delete", "credentials"]),
         (1, "completed", ["credentials"]),  # its deletion asked for
         (2, "started", ["credentials"]),
     ]
-    assert [index for index, state, _ in steps if state == "started"] == [1, 2, 3, 4]  # once each
+    started_steps = [index for index, state, _ in steps if state == "started"]
+    assert started_steps == list(range(1, len(UPGRADE.steps) + 1))  # once each
+
+
+async def test_a_backup_yields_to_its_stores_deletion_asked_for_while_it_runs(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+    backup_storage: BackupStorage,
+    js: JetStreamContext,
+) -> None:
+    """Its owner should not wait for a long backup of a store that is going: the deletion
+    removes the repository whole, the half-stored backup and restic's lock with it."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    backup_id = await request_backup(api_outbox, store)
+    slow = faulty_cluster(cluster_dir, helm_binary, dump_database="hang")
+    counted_before = backups_ended("requested", "failed"), backups_ended("requested", "not_made")
+    backing_up = asyncio.ensure_future(make_runner(slow).change(store.id, KeepAlive()))
+    await until_step(database, store, "database")
+
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.request_deletion(uow, store.id)
+    async with asyncio.timeout(20):
+        await backing_up  # cut short within a watch of the step
+
+    ended = await load(database, store.id)
+    assert ended.status is StoreStatus.DELETING
+    backup = await backup_row(database, backup_id)
+    assert (backup.status, backup.reason) == (BackupStatus.FAILED, CUT_SHORT)
+    # Not the storage refusing it: no WooStoreBackupsFailing for it.
+    assert (backups_ended("requested", "failed"), backups_ended("requested", "not_made")) == (
+        counted_before[0],
+        counted_before[1] + 1,
+    )
+    events = await stream_events(js, store.id)
+    assert names(events)[-3:] == [
+        EventName.DELETE_QUEUED, EventName.BACKUP_FAILED, EventName.DELETE_REQUESTED,
+    ]  # fmt: skip
+    assert events[-2].data["reason"] == CUT_SHORT
+    await make_runner(cluster).remove(store.id, KeepAlive())
+    assert (await load(database, store.id)).status is StoreStatus.DELETED
+    repository = Path(backup_storage.location) / "stores" / str(store.id)
+    assert not repository.exists()
+
+
+async def test_a_backup_whose_stores_deletion_was_asked_for_before_it_began_is_not_begun(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    store = await ready_store(make_runner, cluster, api_outbox)
+    backup_id = await request_backup(api_outbox, store)
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.request_deletion(uow, store.id)
+
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.DELETING
+    assert (await backup_row(database, backup_id)).reason == CUT_SHORT
+    events = await stream_events(js, store.id)
+    assert not [e for e in events if e.name is EventName.PROGRESS and e.data["phase"] == "backup"]
+    assert names(events)[-2:] == [EventName.BACKUP_FAILED, EventName.DELETE_REQUESTED]
+
+
+async def until_step(database: Database, store: Store, step: str, deadline: float = 20) -> None:
+    """Until the store's work has started ``step``."""
+    async with asyncio.timeout(deadline):
+        while (await load(database, store.id)).step_name != step:  # noqa: ASYNC110  (a condition, with a deadline)
+            await asyncio.sleep(0.02)
 
 
 async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_others_kept(

@@ -23,6 +23,14 @@ KeepAlive = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class Standing:
+    """Where the store stands, read as its lease is renewed."""
+
+    status: StoreStatus
+    delete_requested: bool  # its deletion was asked for (it starts as the work ends)
+
+
+@dataclass(frozen=True)
 class Attempt:
     """One delivery's work on one store, under its lease."""
 
@@ -73,17 +81,18 @@ class Leases:
                         .values(lease_owner=None, lease_expires_at=None)
                     )
 
-    async def renew(self, attempt: Attempt) -> StoreStatus:
-        """Extend the lease; the store's status comes back with it."""
+    async def renew(self, attempt: Attempt) -> Standing:
+        """Extend the lease; where the store stands comes back with it."""
         async with UnitOfWork.begin(self.outbox) as uow:
             renewed = await uow.session.exec(
                 update(Store)
                 .where(col(Store.id) == attempt.store_id)
                 .where(col(Store.lease_owner) == attempt.owner)
                 .values(lease_expires_at=utcnow() + self.ttl)
-                .returning(col(Store.status))
+                .returning(col(Store.status), col(Store.delete_requested_at))
             )
-            status = renewed.scalar_one_or_none()
-        if status is None:
+            row = renewed.one_or_none()
+        if row is None:
             raise LeaseLost
-        return StoreStatus(status)
+        status, delete_requested_at = row
+        return Standing(StoreStatus(status), delete_requested_at is not None)

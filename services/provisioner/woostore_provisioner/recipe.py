@@ -163,6 +163,9 @@ class Recipe:
     # Whether the store's step columns follow this recipe's steps. A failed store's clean-up
     # leaves them alone: they tell where the store failed.
     shows_steps: bool = True
+    # Whether it is cut short when the store's deletion is asked for, rather than run to its
+    # end first: only what the deletion removes anyway may be left half made.
+    yields_to_deletion: bool = False
 
 
 async def create_namespace(job: StoreJob) -> None:
@@ -683,10 +686,13 @@ ROLLBACK = Recipe(
 # A copy of the ready store, which keeps serving meanwhile: its database dumped in one
 # transaction, its uploads, each streamed into the store's backup repository, then read back
 # and recorded. Each part takes as long as its bytes do: no fixed limit suits every store.
+# A backup yields to its store's deletion: the deletion removes the store's repository whole,
+# a backup half stored and restic's lock with it, so its owner does not wait for a long one.
 BACKUP = Recipe(
     "backup",
     StoreStatus.BACKING_UP,
     on_failure=OnFailure.END_BACKUP_FAILED,
+    yields_to_deletion=True,
     steps=(
         Step("repository", "Opening the backup repository", open_backup_repository),
         Step("database", "Backing up the database", back_up_database, BACKUP_PART_SECONDS),

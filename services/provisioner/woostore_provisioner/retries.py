@@ -45,6 +45,10 @@ class StoreAbandoned(Exception):
     """The store left the status this work was for (failed by its deadline, say)."""
 
 
+class DeletionAsked(Exception):
+    """The store's deletion was asked for, and the work yields to it (Recipe.yields_to_deletion)."""
+
+
 class StoreChangedMeanwhile(Exception):
     """A step's progress was written to a store whose row was not as the runner had it, so
     its events were wrong: the transaction was undone. The next try reads the store again."""

@@ -17,9 +17,11 @@ A work order finding the store in any other state has nothing to do. A store mad
 pool yields to owners: found still queued while an owner's store waits, it is retired unstarted
 (the reaper refills the pool once owners are served). Each step runs watched:
 the message's ack timer and the store's lease are kept alive, and the step is cut when the
-store leaves the recipe's status (a deadline failed it, its owner deleted it), when it
-outlives its own timeout (a permanent error), or when the process is stopping (the message
-is handed back for another replica to resume; steps are idempotent).
+store leaves the recipe's status (a deadline failed it, its owner deleted it), when its
+owner asks for its deletion and the recipe yields to it (a backup: it ends not made, and the
+deletion starts), when it outlives its own timeout (a permanent error), or when the process
+is stopping (the message is handed back for another replica to resume; steps are
+idempotent).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from woostore_provisioner.recipe import (
 )
 from woostore_provisioner.retries import (
     TRANSIENT_ERRORS,
+    DeletionAsked,
     ShuttingDown,
     StoreAbandoned,
     retry_in_place,
@@ -96,6 +99,7 @@ STORES_FINISHED = Counter(
 # Each store made counts once, as ready or pooled (WooStoreFailureRateHigh divides by them):
 # a pooled store claimed and made its owner's, or verified again while idle, has been.
 _FINISHED_AS = {PERSONALISE: "claimed", REVERIFY: "verified_again"}
+CUT_SHORT = "cut short: the store's deletion was asked for"
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,9 @@ class Runner:
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
         async with self.db.session() as session:
             backup = await lifecycle.backup_under_way(session, store.id)
+        if store.delete_requested_at is not None:  # asked for before the backup began
+            await self._end_backup(store.id, CUT_SHORT, failed_as="not_made")
+            return
         if not await self._follow(BACKUP, store, attempt, BackupWork(making=backup.id)):
             return
         manifest = await self.backup_storage.of(store.id).manifest(backup.id)
@@ -337,6 +344,10 @@ class Runner:
             await self._run(recipe, store, attempt, backups or BackupWork())
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
+            return False
+        except DeletionAsked:
+            # Not the storage refusing it (WooStoreBackupsFailing): counted as not made.
+            await self._end_backup(store.id, CUT_SHORT, failed_as="not_made")
             return False
         except PERMANENT_ERRORS as error:
             if recipe.on_failure is OnFailure.RETRY:
@@ -388,10 +399,12 @@ class Runner:
         STORES_FINISHED.labels("changed" if failure is None else "change_failed").inc()
         log.info("store change ended", change=change.kind, result=change.result, reason=failure)
 
-    async def _end_backup(self, store_id: uuid.UUID, outcome: Manifest | str) -> None:
+    async def _end_backup(
+        self, store_id: uuid.UUID, outcome: Manifest | str, failed_as: str = "failed"
+    ) -> None:
         try:
             async with UnitOfWork.begin(self.outbox) as uow:
-                backup = await lifecycle.end_backup(uow, store_id, outcome)
+                backup = await lifecycle.end_backup(uow, store_id, outcome, failed_as=failed_as)
         except InvalidTransition:
             return  # ended already (the reaper gave it up, say)
         log.info("backup ended", backup=str(backup.id), result=backup.status.value,
@@ -485,7 +498,7 @@ class Runner:
                         step,
                         job,
                         attempt,
-                        recipe.status,
+                        recipe,
                         functools.partial(self.journal.waiting, store, recipe, info),
                     )
                 finally:  # the metric counts the steps that failed or were cut too
@@ -511,12 +524,13 @@ class Runner:
         step: Step,
         job: StoreJob,
         attempt: Attempt,
-        expected: StoreStatus,
+        recipe: Recipe,
         tell_cause: Callable[[str | None], Awaitable[None]],
     ) -> Learned | None:
         """Run the step and return what it learned; meanwhile keep the message and the lease
         alive, tell why the step waits if it waits for pods, and stop when the store moves
-        on, the step outlives its timeout, or the process is stopping."""
+        on, its deletion is asked for and the recipe yields to it, the step outlives its
+        timeout, or the process is stopping."""
         task = asyncio.ensure_future(step.run(job))
         stopping = asyncio.ensure_future(self.stopping.wait())
         why = WaitExplainer(job, self.cause_interval, tell_cause)
@@ -538,8 +552,11 @@ class Runner:
                         f"step {step.name} did not finish within {deadline:.0f} s{cause}"
                     )
                 await attempt.keep_alive()
-                if await self.leases.renew(attempt) is not expected:
+                standing = await self.leases.renew(attempt)
+                if standing.status is not recipe.status:
                     raise StoreAbandoned
+                if standing.delete_requested and recipe.yields_to_deletion:
+                    raise DeletionAsked
         finally:
             stopping.cancel()
             if explaining is not None:
