@@ -402,9 +402,12 @@ class Settings(BaseSettings):
     def allowed_origin(self) -> str:
         return self.dashboard_origin or f"http://{_reachable(self.api_host)}:{self.api_port}"
 
-    def require_runtime(self) -> None:
+    def require_runtime(self, *, makes_stores: bool = False) -> None:
         """Fail fast, with the variable's name (never its value), when a service starts
-        without what it needs or with a secret short enough to guess."""
+        without what it needs or with a secret short enough to guess; one that
+        ``makes_stores`` (the API, and the reaper filling the warm pool), with store defaults
+        an owner's choice could not have. The others never check them: that loads
+        pycountry's tables, about 12 MB a process for good."""
         secrets = (
             ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
             ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),
@@ -421,7 +424,8 @@ class Settings(BaseSettings):
         if missing:
             raise SystemExit(f"missing settings: {', '.join(missing)} (see README, Configuration)")
         try:
-            self.store_defaults  # noqa: B018  (checked here, at start)
+            if makes_stores:
+                self.store_defaults  # noqa: B018  (checked here, at start)
         except ValueError as error:
             raise SystemExit(f"WOOSTORE_STORE_* defaults: {error}") from None
         weak = [name for name, value in secrets if len(value.encode()) < MIN_SECRET_BYTES]

@@ -108,6 +108,24 @@ def test_a_service_with_what_it_needs_starts() -> None:
     ).require_runtime()
 
 
+def test_a_service_that_makes_stores_stops_on_a_default_an_owner_could_not_choose() -> None:
+    settings = Settings(
+        nats_url="nats://127.0.0.1:4222",
+        database_url="postgresql://u@db/woo",
+        admin_token="t" * MIN_SECRET_BYTES,
+        secret_key="k" * MIN_SECRET_BYTES,
+        store_currency="XAU",  # gold: no money a shop prices in
+    )
+    settings.require_runtime()  # a service making no store (the provisioner, the notifier)
+    assert "store_defaults" not in vars(settings)  # never checked, so pycountry never loaded
+
+    with pytest.raises(SystemExit) as stopped:
+        settings.require_runtime(makes_stores=True)
+
+    assert str(stopped.value).startswith("WOOSTORE_STORE_* defaults:")
+    assert "ISO 4217" in str(stopped.value)
+
+
 @pytest.mark.parametrize(
     ("admin_token", "secret_key", "named"),
     [

@@ -185,7 +185,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def main() -> None:
     settings = Settings()
-    settings.require_runtime()
+    settings.require_runtime(makes_stores=True)
     configure_logging(settings, "api")
     configure_tracing("api")
     uvicorn.run(

@@ -93,7 +93,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     settings = Settings()
-    settings.require_runtime()
+    settings.require_runtime(makes_stores=True)
     configure_logging(settings, "reaper")
     configure_tracing("reaper")
     asyncio.run(run(settings))
