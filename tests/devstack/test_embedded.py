@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.support import still_runs
@@ -59,3 +60,43 @@ def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting
     finally:
         if still_runs(postmaster):  # the test failed: it must not outlive it
             os.kill(postmaster, signal.SIGKILL)
+
+
+def test_postgresql_runs_small_from_its_first_start_and_keeps_what_an_operator_added(
+    tmp_path: Path,
+) -> None:
+    """make run's server and the tests' hold tens of megabytes: no 128 MB of shared buffers,
+    no I/O workers, no logical replication launcher. A setting of the operator's own in
+    postgresql.conf stays, and a later start does not write the settings again."""
+    pgdata = tmp_path / "postgres"
+    postgres = start_postgres(pgdata)
+    try:
+        with psycopg.connect(postgres.url) as connection:
+            shown = {
+                name: connection.execute(f"SHOW {name}").fetchone()
+                for name in ("shared_buffers", "io_method", "max_logical_replication_workers")
+            }
+            workers = connection.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type IN ('io worker', 'logical replication launcher')"
+            ).fetchone()
+        assert shown == {
+            "shared_buffers": ("16MB",),
+            "io_method": ("sync",),
+            "max_logical_replication_workers": ("0",),
+        }
+        assert workers == (0,)
+    finally:
+        postgres.stop()
+    config = pgdata / "postgresql.conf"
+    config.write_text(config.read_text() + "work_mem = '8MB'\n")
+    written = (pgdata / "woostore.conf").stat().st_mtime_ns
+
+    again = start_postgres(pgdata)
+    try:
+        with psycopg.connect(again.url) as connection:
+            assert connection.execute("SHOW work_mem").fetchone() == ("8MB",)
+    finally:
+        again.stop()
+    assert (pgdata / "woostore.conf").stat().st_mtime_ns == written
+    assert config.read_text().count("include_if_exists = 'woostore.conf'") == 1
