@@ -119,6 +119,8 @@ class BackupStorage:
         self._s3 = {"AWS_ACCESS_KEY_ID": s3_access_key_id} if s3_access_key_id else {}
         if s3_secret_access_key:
             self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
+        if not self._s3:
+            self._s3 = _workload_identity()
         if s3_region:
             self._s3["AWS_DEFAULT_REGION"] = s3_region
         self._proxy = {"HTTP_PROXY": proxy, "HTTPS_PROXY": proxy} if proxy else {}
@@ -142,6 +144,26 @@ class BackupStorage:
                 **self._proxy,
             },
         )
+
+
+# How a pod or a machine is given its AWS identity without keys in WooStore's settings: a
+# role for its service account (IRSA: a web identity token), EKS Pod Identity or ECS's
+# credentials endpoint, or keys the platform's operator put in its environment.
+_AWS_IDENTITY = (
+    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
+    "AWS_STS_REGIONAL_ENDPOINTS", "AWS_REGION",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+)  # fmt: skip
+
+
+def _workload_identity() -> dict[str, str]:
+    """The process's own AWS identity, for restic when the settings give no keys. restic
+    runs with an environment of its own, so it found none of it and fell back to the node's
+    role (or nothing), while a store's deletion, made in this process (obstore), used the
+    pod's: two identities for one repository."""
+    return {name: os.environ[name] for name in _AWS_IDENTITY if os.environ.get(name)}
 
 
 class StoreBackups:

@@ -2238,6 +2238,24 @@ def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
     assert not [name for name in api if "BACKUP" in name]
 
 
+def test_the_provisioner_alone_may_be_given_a_cloud_identity_for_the_backup_storage(
+    helm_env: dict[str, str], default_docs: list[Manifest]
+) -> None:
+    role = "arn:aws:iam::123456789012:role/woostore-backups"
+    docs = render_platform(
+        helm_env,
+        *set_values(f"backups.serviceAccountAnnotations.eks\\.amazonaws\\.com/role-arn={role}"),
+    )
+    accounts = {a["metadata"]["name"]: a["metadata"] for a in by_kind(docs, "ServiceAccount")}
+    annotated = {
+        name: meta["annotations"] for name, meta in accounts.items() if "annotations" in meta
+    }
+    assert annotated == {"woostore-provisioner": {"eks.amazonaws.com/role-arn": role}}
+    assert not [
+        a for a in by_kind(default_docs, "ServiceAccount") if "annotations" in a["metadata"]
+    ]
+
+
 def test_every_service_sends_its_spans_to_the_collector_set_and_none_without_one(
     helm_env: dict[str, str], default_docs: list[Manifest]
 ) -> None:

@@ -243,6 +243,40 @@ async def test_a_repository_opens_only_with_its_own_stores_password(
         await StoreBackups(owner, environment).manifests()
 
 
+def test_without_keys_restic_takes_the_pods_own_aws_identity_and_with_keys_only_those(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On EKS a service account's role reaches the pod as a web identity token (IRSA).
+    restic runs with an environment of its own and never saw it: it used the node's role,
+    while a store's deletion (obstore, in this process) used the pod's."""
+    irsa = {
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/woostore-backups",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+        "AWS_SESSION_TOKEN": "a-session-of-the-pods",
+    }
+    for name, value in irsa.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_PROFILE", "someone-elses")  # not a pod's identity: left out
+    location = "s3:https://s3.eu-west-1.amazonaws.com/backups"
+
+    ambient = Settings(data_dir=tmp_path, backup_location=location)
+    keyed = Settings(
+        data_dir=tmp_path,
+        backup_location=location,
+        backup_s3_access_key_id="AKIAEXAMPLE",
+        backup_s3_secret_access_key="the-secret",
+    )
+    without_keys = ambient.backup_storage().of(uuid.uuid4())._environment
+    with_keys = keyed.backup_storage().of(uuid.uuid4())._environment
+
+    assert without_keys is not None
+    assert with_keys is not None
+    assert {name: without_keys.get(name) for name in irsa} == irsa
+    assert "AWS_PROFILE" not in without_keys
+    assert with_keys["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE"
+    assert not {*irsa, "AWS_PROFILE"} & with_keys.keys()  # the keys set, and nothing else
+
+
 def test_restic_alone_goes_through_the_proxy_the_settings_name_on_a_disk_of_its_own(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
