@@ -217,6 +217,19 @@ set (USS) is read (psutil, `/proc/<pid>/smaps_rollup`): every process under `mak
 PostgreSQL's postmaster with its children (it runs detached). RSS counts a page shared by
 several processes once in each, so the RSS total overstates what the machine gives; PSS adds
 up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
+
+Where it went down, from 682 MB RSS (452 MB PSS) in the run before:
+- PostgreSQL, 180 MB RSS in 16 processes before: the embedded server runs with 16 MB of
+  shared buffers, without PostgreSQL 18's three I/O workers and without a logical
+  replication launcher (`woostore_devstack/embedded.py`, `SMALL_SERVER`). Most of a
+  backend's RSS is the server's code and the shared memory it touched, counted again in
+  each, so fewer processes lower the RSS total much more than the PSS one.
+- The provisioner and the notifier, about 9 MB each: they no longer check the store
+  defaults, which loads pycountry's tables for good (the API and the reaper still do).
+
+What is left over the target is mostly four Python processes of 90-120 MB, each with its
+own copy of the interpreter, pydantic, SQLAlchemy, psycopg and the NATS client: the issue
+rules out merging them.
 """
 
 
