@@ -127,7 +127,7 @@ def create(api: Api, args: argparse.Namespace) -> int:
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:
-    """A store at work (an upgrade, a backup, a restore) is deleted once that ends."""
+    """A store at work is deleted once an upgrade or a restore ends, or its backup is stopped."""
     return _ask(
         api, args, "DELETE", f"/stores/{args.id}", DELETE,
         lambda store: f"Deleting {store['name']}{_tag(store)}{_once(store)}: {store['id']}",
@@ -338,10 +338,15 @@ def _goal_of(store: Store) -> Goal | None:
 
 
 def _once(store: Store) -> str:
-    """For a store to be deleted once its work ends: when that is."""
-    work = {"updating": store.get("change"), "backing_up": "backup", "restoring": "restore"}
-    asked = store.get("delete_requested_at") and store["status"] in work
-    return f" once its {work[store['status']]} ends" if asked else ""
+    """For a store to be deleted once its work ends: when that is (a backup is stopped for
+    it, a change or a restore runs to its end)."""
+    starts = {
+        "updating": f"once its {store.get('change')} ends",
+        "backing_up": "once its backup is stopped",
+        "restoring": "once its restore ends",
+    }
+    asked = store.get("delete_requested_at") and store["status"] in starts
+    return f" {starts[store['status']]}" if asked else ""
 
 
 def _as_it_is(store: Store, as_json: bool) -> int:

@@ -340,9 +340,10 @@ async def test_a_store_of_another_tenant_does_not_exist_for_a_tenant_key(
 async def test_deleting_a_busy_store_is_accepted_and_waits_for_its_work_to_end(
     client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
 ) -> None:
-    """It was a 409: its owner had to come back once the work ended. The work is never cut
-    off (lifecycle.py ends it, then deletes the store); until then the store is as it was,
-    and nothing else may be asked of it, nor later (no Retry-After)."""
+    """It was a 409: its owner had to come back once the work ended. A change or a restore
+    runs to its end and a backup is stopped (the provisioner's part; lifecycle.py ends the
+    work, then deletes the store); until then the store is as it was, and nothing else may
+    be asked of it, nor later (no Retry-After)."""
     store = await create(client)
     await set_columns(database, store["id"], status=StoreStatus(status))
 

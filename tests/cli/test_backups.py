@@ -67,7 +67,7 @@ def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> 
     assert f"store {missing} does not exist" in refused.err
 
 
-def test_a_store_deleted_while_it_is_backed_up_is_deleted_once_the_backup_ends(
+def test_a_store_deleted_while_it_is_backed_up_is_deleted_once_the_backup_is_stopped(
     platform: Platform,
 ) -> None:
     """With no provisioner running, the backup waits: the deletion is asked for while it
@@ -77,11 +77,13 @@ def test_a_store_deleted_while_it_is_backed_up_is_deleted_once_the_backup_ends(
     try:
         assert woostore(platform, "backups", "create", store_id).code == 0
         asked = woostore(platform, "delete", store_id)
-        assert asked.out == f"Deleting Busy Shop (simulated) once its backup ends: {store_id}\n"
+        assert asked.out == (
+            f"Deleting Busy Shop (simulated) once its backup is stopped: {store_id}\n"
+        )
         assert api_store(platform, store_id)["status"] == "backing_up"
         shown = woostore(platform, "show", store_id).out
         assert "  deleting    asked for " in shown
-        assert "; it starts once its backup ends\n" in shown
+        assert "; it starts once its backup is stopped\n" in shown
     finally:
         platform.start("provisioner")
 

@@ -6,7 +6,7 @@ import { api, ApiError } from './api.js';
 import { handleError } from './alerts.js';
 import { setBusy } from './cards.js';
 import { confirmAction } from './confirm.js';
-import { WORK_NAMES } from './format.js';
+import { DELETION_STARTS } from './format.js';
 import { stores, upsertStore } from './stores.js';
 
 const els = {
@@ -99,11 +99,10 @@ function setCreateError(message) {
 export async function askToDelete(id) {
   const store = stores.get(id);
   if (!store?.actions?.includes('delete')) return;
-  const work = WORK_NAMES[store.status];
-  const afterWork = work ? `, once its ${work} ends` : '';
+  const starts = DELETION_STARTS[store.status];
+  const afterWork = starts ? `, ${starts}` : '';
   const confirmed = await confirmAction({
     title: 'Delete store?',
-    // A store at work is deleted once that work ends, never cut off halfway.
     text: `“${store.name}” and all of its data will be permanently removed${afterWork}.`,
     confirm: 'Delete store',
   });

@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { handleError } from './alerts.js';
-import { CHANGE_NAMES, WORK_NAMES, setTime, shortTimeFormat, stepText } from './format.js';
+import { CHANGE_NAMES, DELETION_STARTS, setTime, shortTimeFormat, stepText } from './format.js';
 import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
 
@@ -69,7 +69,7 @@ function describeEvent({ type, data = {} }) {
     case EVENT.deleteRequested:
       return 'Deletion requested';
     case EVENT.deleteQueued:
-      return `Deletion requested: it starts when the ${WORK_NAMES[data?.status] ?? 'work'} ends`;
+      return `Deletion requested: it starts ${DELETION_STARTS[data?.status] ?? 'once its work ends'}`;
     case EVENT.deleted:
       return 'Store deleted';
     case EVENT.changeRequested:

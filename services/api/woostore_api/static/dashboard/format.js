@@ -1,8 +1,13 @@
 // How steps, changes and times read on the page.
 
 export const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback', restore: 'Restore' };
-// The work a busy store's status names, which a deletion asked for meanwhile waits for.
-export const WORK_NAMES = { updating: 'change', backing_up: 'backup', restoring: 'restore' };
+// When a deletion asked for while a store works starts, by the store's status: a backup is
+// stopped for it (the store's backups go with it), a change or a restore runs to its end.
+export const DELETION_STARTS = {
+  updating: 'once its change ends',
+  backing_up: 'once its backup is stopped',
+  restoring: 'once its restore ends',
+};
 
 export function stepText(step) {
   return `Step ${step.index} of ${step.total} — ${step.title ?? step.name ?? ''}`.trim();
