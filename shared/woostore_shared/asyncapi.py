@@ -73,7 +73,9 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     EventName.DELETE_QUEUED: (
         DeleteQueued,
         "The store's owner asked to delete it while an upgrade, a rollback, a backup or a "
-        "restore runs: that work ends first (its own event), then delete_requested follows.",
+        "restore runs: that work ends first (its own event; a backup is stopped), then "
+        "delete_requested follows. Or while a new store is made from one of its backups "
+        "(status ready or failed): delete_requested follows once that store is made.",
     ),
     EventName.DELETED: (Deleted, "Every resource of the store is gone."),
     EventName.CHANGE_REQUESTED: (

@@ -119,7 +119,7 @@ class BackupStorage:
         self._s3 = {"AWS_ACCESS_KEY_ID": s3_access_key_id} if s3_access_key_id else {}
         if s3_secret_access_key:
             self._s3["AWS_SECRET_ACCESS_KEY"] = s3_secret_access_key
-        if not self._s3:
+        if not self._s3 and self.location.startswith("s3:"):
             self._s3 = _workload_identity()
         if s3_region:
             self._s3["AWS_DEFAULT_REGION"] = s3_region
@@ -147,8 +147,9 @@ class BackupStorage:
 
 
 # How a pod or a machine is given its AWS identity without keys in WooStore's settings: a
-# role for its service account (IRSA: a web identity token), EKS Pod Identity or ECS's
-# credentials endpoint, or keys the platform's operator put in its environment.
+# role for its service account (IRSA: a web identity token), or keys the platform's operator
+# put in its environment. (EKS Pod Identity's and ECS's credentials endpoint are passed on
+# too; restic 0.14, the services image's, predates Pod Identity's token file.)
 _AWS_IDENTITY = (
     "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
     "AWS_STS_REGIONAL_ENDPOINTS", "AWS_REGION",

@@ -36,7 +36,7 @@ class EventName(StrEnum):
     FAILED = "failed"
     CLEANED_UP = "cleaned_up"  # what a failed store left in the cluster is gone
     DELETE_REQUESTED = "delete_requested"
-    DELETE_QUEUED = "delete_queued"  # asked while its work runs: deleted when that ends
+    DELETE_QUEUED = "delete_queued"  # asked while its work (or a copy) runs: deleted after
     DELETED = "deleted"
     CHANGE_REQUESTED = "change_requested"  # an upgrade or rollback of a ready store
     CHANGED = "changed"
@@ -167,10 +167,17 @@ class DeleteRequested(EventBody):
 
 
 class DeleteQueued(EventBody):
-    """Its owner asked to delete it while a change, a backup or a restore runs: that work
-    ends first, then the store is deleted (``delete_requested`` follows its end's event)."""
+    """Its owner asked to delete it while a change, a backup or a restore runs, or while a
+    new store is made from one of its backups: that work ends first (a backup is stopped),
+    or that store is made, then the store is deleted (``delete_requested`` follows)."""
 
-    status: Literal[StoreStatus.UPDATING, StoreStatus.BACKING_UP, StoreStatus.RESTORING]
+    status: Literal[
+        StoreStatus.UPDATING,
+        StoreStatus.BACKING_UP,
+        StoreStatus.RESTORING,
+        StoreStatus.READY,
+        StoreStatus.FAILED,
+    ]
 
 
 class Deleted(EventBody):

@@ -38,12 +38,14 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 
 Deleting a store being deleted, or deleted, again changes nothing. A store asked to be
 deleted while a change, a backup or a restore runs on it keeps its status until that work
-ends: the change ending it (:func:`end_change`, :func:`end_backup`, :func:`end_restore`)
-makes it ready, announcing how the work went, then deleting, in one transaction.
+ends (a backup is stopped for it: the provisioner's part): the change ending it
+(:func:`end_change`, :func:`end_backup`, :func:`end_restore`) makes it ready, announcing
+how the work went, then deleting, in one transaction.
 
 A copy (:func:`request` with a backup) is made only of a complete backup of a store not being
-deleted; until it is made it reads the backup, so neither the backup nor its store can be
-deleted meanwhile (:class:`CopyUnderWay`).
+deleted; until it is made it reads the backup, so the backup cannot be deleted meanwhile
+(:class:`CopyUnderWay`), and its store's deletion waits, ready or failed, for the copy to be
+made (the reaper's ``delete_as_asked`` starts it then).
 """
 
 from __future__ import annotations
@@ -95,7 +97,13 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.store_settings import StoreSettings
-from woostore_shared.transitions import ALLOWED, DELETABLE, DELETED_AFTER_ITS_WORK, actions_of
+from woostore_shared.transitions import (
+    ALLOWED,
+    DELETABLE,
+    DELETED_AFTER_ITS_COPIES,
+    DELETED_AFTER_ITS_WORK,
+    actions_of,
+)
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import Lane
 
@@ -227,9 +235,10 @@ class InvalidTransition(Exception):
         self.current = store.status
         self.target = target
         self.allowed_from = frozenset(allowed_from)
-        # Busy, with its deletion asked for: it is deleted as its work ends, whatever it does.
-        self.deleted_next = (
-            store.status in DELETED_AFTER_ITS_WORK and store.delete_requested_at is not None
+        # Its deletion asked for: it is deleted as its work ends, or once a store made from
+        # its backup is, whatever it does meanwhile.
+        self.deleted_next = store.delete_requested_at is not None and store.status in (
+            DELETED_AFTER_ITS_WORK | DELETED_AFTER_ITS_COPIES
         )
         super().__init__(f"a {store.status.value} store cannot become {target.value}")
 
@@ -459,30 +468,37 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
 
 async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store, bool]:
     """Delete a store (cancelling it while queued or provisioning; once its work ends while
-    a change, a backup or a restore runs); returns it and whether this asked for its
-    deletion. Asking again once asked changes nothing: a client that sends a DELETE again
-    (its answer lost) is told how it is."""
+    a change, a backup or a restore runs; once a store being made from its backup is made,
+    since its backups go with it); returns it and whether this asked for its deletion.
+    Asking again once asked changes nothing: a client that sends a DELETE again (its answer
+    lost) is told how it is."""
     store = await _locked(uow, store_id)
-    asked = store.status in DELETED_AFTER_ITS_WORK and store.delete_requested_at is not None
-    if store.status in (S.DELETING, S.DELETED) or asked:
+    if store.status in (S.DELETING, S.DELETED):
         return store, False
-    if (copy := await copy_reading_from(uow.session, store.id)) is not None:
-        raise CopyUnderWay(f"store {store.id}", copy)  # its backups go with it
-    if store.status in DELETED_AFTER_ITS_WORK:
+    copy = await copy_reading_from(uow.session, store.id)
+    waits = store.status in DELETED_AFTER_ITS_WORK or (
+        copy is not None and store.status in DELETED_AFTER_ITS_COPIES
+    )
+    if waits and store.delete_requested_at is not None:
+        return store, False  # asked for already
+    if waits:
         store.delete_requested_at = utcnow()
         uow.emit(store, DeleteQueued(status=store.status))
         return store, True
+    if copy is not None:
+        raise CopyUnderWay(f"store {store.id}", copy)  # queued or provisioning: rare enough
     transition(store, S.DELETING, DELETABLE)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
     return store, True
 
 
-def _announce_end(uow: UnitOfWork, store: Store, ended: EventData) -> None:
+async def _announce_end(uow: UnitOfWork, store: Store, ended: EventData) -> None:
     """Announce the end of a store's work, the store made ready: deleted at once if that was
     asked for meanwhile, its deletion announced after the end (whose event then offers
-    nothing: the store is deleting)."""
-    if store.delete_requested_at is None:
+    nothing: the store is deleting). While a store is being made from its backup, the
+    deletion waits for it still (the reaper starts it, ``delete_as_asked``)."""
+    if store.delete_requested_at is None or await copy_reading_from(uow.session, store.id):
         uow.emit(store, ended)
         return
     transition(store, S.DELETING, {S.READY})
@@ -567,7 +583,7 @@ async def end_change(
     else:
         revision = store.release_revision or 0
         ended = Changed(change=change, chart_version=store.chart_version or "", revision=revision)
-    _announce_end(uow, store, ended)
+    await _announce_end(uow, store, ended)
     return record
 
 
@@ -599,9 +615,9 @@ async def end_backup(
     _end_backup_record(uow, backup, outcome, failed_as=failed_as)
     uow.session.add(backup)
     if isinstance(outcome, str):
-        _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))
+        await _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))
     else:
-        _announce_end(uow, store, BackupCompleted(backup_id=backup.id, size=outcome.size))
+        await _announce_end(uow, store, BackupCompleted(backup_id=backup.id, size=outcome.size))
     return backup
 
 
@@ -683,9 +699,9 @@ async def end_restore(
         uow, store, safety, "the restore ended before the store was backed up"
     )
     if failure is not None:
-        _announce_end(uow, store, RestoreFailed(backup_id=backup_id, reason=failure))
+        await _announce_end(uow, store, RestoreFailed(backup_id=backup_id, reason=failure))
     else:
-        _announce_end(uow, store, Restored(backup_id=backup_id))
+        await _announce_end(uow, store, Restored(backup_id=backup_id))
     return record
 
 
@@ -837,6 +853,10 @@ def transition(
     the changes above call it; tests use it to set a store up."""
     allowed_from = allowed_from or frozenset(s for s, to in ALLOWED.items() if target in to)
     if store.status not in allowed_from or target not in ALLOWED[store.status]:
+        raise InvalidTransition(store, target, allowed_from)
+    # Waiting to be deleted: nothing but its deletion, or its loss (its namespace vanished).
+    waiting = store.delete_requested_at is not None and store.status in DELETED_AFTER_ITS_COPIES
+    if waiting and target not in (S.DELETING, S.FAILED):
         raise InvalidTransition(store, target, allowed_from)
     now = utcnow()
     store.status = target

@@ -41,10 +41,13 @@ ALLOWED: dict[StoreStatus, frozenset[StoreStatus]] = {
 
 # What an owner may delete. A pooled store has no owner: the pool keeper retires it instead.
 DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targets) - {S.POOLED}
-# What an owner may delete once its work ends: a change, a backup or a restore is never cut
-# off halfway (a release left mid-upgrade, a repository left locked). Asked for meanwhile,
-# the deletion is recorded and starts as the work ends (lifecycle.py).
+# What an owner may delete once its work ends: a change or a restore is never cut off halfway
+# (a release left mid-upgrade, a store half restored); a backup yields (the provisioner's
+# BACKUP recipe). Asked for meanwhile, the deletion is recorded and starts as the work ends
+# (lifecycle.py). A ready or failed store whose backup a new store is being made from waits
+# likewise, for that store to be made (the reaper starts its deletion then).
 DELETED_AFTER_ITS_WORK = frozenset({S.UPDATING, S.BACKING_UP, S.RESTORING})
+DELETED_AFTER_ITS_COPIES = frozenset({S.READY, S.FAILED})
 
 StoreAction = Literal["delete", "upgrade", "rollback", "backup", "restore", "retry", "credentials"]
 
@@ -72,14 +75,17 @@ def store_actions(
     delete_requested: bool = False,
 ) -> list[StoreAction]:
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
-    now or once its work ends (unless that was asked for already), ``upgrade`` when it may
-    become updating, ``rollback`` then too if its release has an earlier revision to return
-    to (of its owner's: not one from the warm pool before ``first_revision``), ``backup``
-    when it may be backed up, ``restore`` when its state allows one (whether it has a
-    complete backup to return to, its list of backups says), ``retry`` when it failed and
-    its clean-up has finished, ``credentials`` when they can be read."""
+    now or once its work ends, ``upgrade`` when it may become updating, ``rollback`` then
+    too if its release has an earlier revision to return to (of its owner's: not one from
+    the warm pool before ``first_revision``), ``backup`` when it may be backed up,
+    ``restore`` when its state allows one (whether it has a complete backup to return to,
+    its list of backups says), ``retry`` when it failed and its clean-up has finished,
+    ``credentials`` when they can be read. A store whose deletion was asked for accepts
+    nothing more: its credentials may still be read."""
+    if delete_requested and status not in (S.DELETING, S.DELETED):
+        return ["credentials"] if credentials_readable(status, has_password) else []
     actions: list[StoreAction] = []
-    if status in DELETABLE or (status in DELETED_AFTER_ITS_WORK and not delete_requested):
+    if status in DELETABLE | DELETED_AFTER_ITS_WORK:
         actions.append("delete")
     if StoreStatus.UPDATING in ALLOWED[status]:
         actions.append("upgrade")

@@ -229,23 +229,32 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     """The new store reads the backup until it is made: deleting either the backup or its
-    store then failed the copy, "not whole", at its check_backup step."""
+    store then failed the copy, "not whole", at its check_backup step. The backup's
+    deletion is refused meanwhile; the store's is recorded, and starts once the copy is
+    made (the reaper's part: tests/reaper/test_backups.py)."""
     source_id = await ready_store(client, database)
     backup_id = await a_complete_backup(database, source_id)
     copy = (await client.post(STORES, json={"name": "Copy", "from_backup": backup_id})).json()
 
-    for refused in (
-        await client.delete(f"{STORES}/{source_id}/backups/{backup_id}"),
-        await client.delete(f"{STORES}/{source_id}"),
-    ):
-        body = problem(refused, 409)
-        assert f"while store {copy['id']} is being made from its backup" in body["detail"]
-        assert refused.headers["Retry-After"] == str(COPY_RETRY_SECONDS)
-    assert (await client.get(f"{STORES}/{source_id}")).json()["status"] == "ready"
+    refused = await client.delete(f"{STORES}/{source_id}/backups/{backup_id}")
+    body = problem(refused, 409)
+    assert f"while store {copy['id']} is being made from its backup" in body["detail"]
+    assert refused.headers["Retry-After"] == str(COPY_RETRY_SECONDS)
+    asked = await client.delete(f"{STORES}/{source_id}")
+    assert asked.status_code == 202, asked.text
+    waiting = asked.json()
+    assert (waiting["status"], waiting["actions"]) == ("ready", [])
+    assert waiting["delete_requested_at"] is not None
+    upgrade = await client.post(f"{STORES}/{source_id}/upgrade")
+    assert problem(upgrade, 409)["detail"] == (
+        "a ready store cannot be changed: it is deleted once its copy is made"
+    )
+    again = await client.delete(f"{STORES}/{source_id}")
+    assert again.json()["delete_requested_at"] == waiting["delete_requested_at"]
 
     await set_columns(database, copy["id"], status=StoreStatus.READY)  # made: it reads no more
-    assert (await client.delete(f"{STORES}/{source_id}/backups/{backup_id}")).status_code == 202
-    assert (await client.delete(f"{STORES}/{source_id}")).status_code == 202
+    deleting = await client.delete(f"{STORES}/{source_id}")  # its owner need not wait either
+    assert (deleting.status_code, deleting.json()["status"]) == (202, "deleting")
 
 
 async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
@@ -291,9 +300,10 @@ async def test_a_copy_and_a_deletion_asked_for_at_once_never_both_go_ahead(
     client: httpx.AsyncClient, database: Database, deleting: str
 ) -> None:
     """Both lock the backed-up store's row, so whichever comes second finds the other's
-    change and is refused. The copy is held after its checks, before its commit (at its
-    create rate, whose counters a transaction here holds), while the deletion is asked
-    for: without the copy's lock, both would go ahead, and the copy would fail later."""
+    change: the backup's deletion is refused, the store's waits for the copy. The copy is
+    held after its checks, before its commit (at its create rate, whose counters a
+    transaction here holds), while the deletion is asked for: without the copy's lock, both
+    would go ahead, and the copy would fail later."""
     source_id = await ready_store(client, database)
     backup_id = await a_complete_backup(database, source_id)
     deletion = f"{STORES}/{source_id}" + (f"/backups/{backup_id}" if deleting == "backup" else "")
@@ -312,8 +322,12 @@ async def test_a_copy_and_a_deletion_asked_for_at_once_never_both_go_ahead(
         await holder.rollback()  # the copy goes on to its commit
     copied, removed = await copying, await removing
 
-    assert (copied.status_code, removed.status_code) == (202, 409)
-    assert "being made from its backup" in problem(removed, 409)["detail"]
     source = (await client.get(f"{STORES}/{source_id}")).json()
     backup = (await client.get(f"{STORES}/{source_id}/backups/{backup_id}")).json()
     assert (source["status"], backup["status"]) == ("ready", "complete")
+    if deleting == "backup":
+        assert (copied.status_code, removed.status_code) == (202, 409)
+        assert "being made from its backup" in problem(removed, 409)["detail"]
+    else:
+        assert (copied.status_code, removed.status_code) == (202, 202)
+        assert source["delete_requested_at"] is not None  # it goes once the copy is made

@@ -574,7 +574,7 @@ async def test_a_store_deleted_while_it_is_backed_up_says_so_and_its_backup_is_s
         delete = store_card.get_by_test_id("delete-button")
         await expect(delete).to_be_disabled()
         await expect(delete).to_have_attribute(
-            "title", "This store is deleted as soon as its work ends"
+            "title", "This store is deleted once its backup is stopped"
         )
         await expect(store_card).to_have_attribute("data-status", "backing_up")
         await store_card.locator('[data-role="activity"] > summary').click()

@@ -100,3 +100,32 @@ def test_postgresql_runs_small_from_its_first_start_and_keeps_what_an_operator_a
         again.stop()
     assert (pgdata / "woostore.conf").stat().st_mtime_ns == written
     assert config.read_text().count("include_if_exists = 'woostore.conf'") == 1
+
+
+def test_postgresql_another_process_uses_is_not_restarted_and_gets_its_settings_later(
+    tmp_path: Path,
+) -> None:
+    """Restarting stops the server only for its last user: with another one, the settings
+    were written and never applied, and no later start wrote them again."""
+    pgdata = tmp_path / "postgres"
+    first = start_postgres(pgdata)
+    users = pgdata / ".handle_pids.json"
+    first.stop()
+    (pgdata / "woostore.conf").unlink()  # as a data folder from before the settings
+    users.write_text(json.dumps([1]))  # init: another user, alive for as long as the test runs
+
+    held = start_postgres(pgdata)
+    try:
+        with psycopg.connect(held.url) as connection:
+            assert connection.execute("SHOW shared_buffers").fetchone() == ("128MB",)
+        assert not (pgdata / "woostore.conf").exists()  # to be written again, not forgotten
+    finally:
+        users.write_text(json.dumps([os.getpid()]))  # the other user gone
+        held.stop()
+
+    alone = start_postgres(pgdata)
+    try:
+        with psycopg.connect(alone.url) as connection:
+            assert connection.execute("SHOW shared_buffers").fetchone() == ("16MB",)
+    finally:
+        alone.stop()

@@ -487,12 +487,14 @@ async def test_a_backup_yields_to_its_stores_deletion_asked_for_while_it_runs(
     slow = faulty_cluster(cluster_dir, helm_binary, dump_database="hang")
     counted_before = backups_ended("requested", "failed"), backups_ended("requested", "not_made")
     backing_up = asyncio.ensure_future(make_runner(slow).change(store.id, KeepAlive()))
-    await until_step(database, store, "database")
-
-    async with UnitOfWork.begin(api_outbox) as uow:
-        await lifecycle.request_deletion(uow, store.id)
-    async with asyncio.timeout(20):
-        await backing_up  # cut short within a watch of the step
+    try:
+        await until_step(database, store, "database")
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.request_deletion(uow, store.id)
+        async with asyncio.timeout(20):
+            await backing_up  # cut short within a watch of the step
+    finally:
+        backing_up.cancel()  # a failure above must not leave it hanging on
 
     ended = await load(database, store.id)
     assert ended.status is StoreStatus.DELETING

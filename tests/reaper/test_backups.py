@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from nats.aio.client import Client
 from sqlmodel import col, select, update
 
@@ -22,7 +23,7 @@ from woostore_reaper.backups import (
     expire_backups,
     start_due_backups,
 )
-from woostore_reaper.reaping import replay_lost_work
+from woostore_reaper.reaping import delete_as_asked, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.models import (
@@ -35,6 +36,7 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.outbox import Outbox
+from woostore_shared.transitions import actions_of
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import MAX_REPLAYS, Lane
 
@@ -233,6 +235,31 @@ async def test_a_backup_a_new_store_is_being_made_from_is_kept_until_it_is_made(
 
     await set_store(database, copy.id, status=StoreStatus.READY)
     assert await expire_backups(outbox, retention) == 1
+
+
+async def test_a_store_deleted_while_a_copy_reads_its_backup_is_deleted_once_the_copy_is_made(
+    outbox: Outbox, database: Database
+) -> None:
+    """Its DELETE was a 409 while the copy was made, though its actions offered ``delete``:
+    the deletion is recorded, and the reaper starts it once the copy reads no more."""
+    store = await ready_store(outbox, database, ready_for=DAY)
+    backup = await add_backup(outbox, store, DAY, BackupStatus.COMPLETE)
+    copy = await create_copy(outbox, backup)
+    async with UnitOfWork.begin(outbox) as uow:
+        asked, requested = await lifecycle.request_deletion(uow, store.id)
+    assert (asked.status, requested, actions_of(asked)) == (StoreStatus.READY, True, [])
+    async with UnitOfWork.begin(outbox) as uow:  # nothing else of it, until it goes
+        with pytest.raises(lifecycle.InvalidTransition) as refused:
+            await lifecycle.start_backup(uow, store.id, BackupTrigger.REQUESTED)
+    assert refused.value.deleted_next
+    await set_store(database, store.id)  # past the grace
+
+    assert await delete_as_asked(outbox, GRACE) == 0
+    assert (await load(database, store.id)).status is StoreStatus.READY
+
+    await set_store(database, copy.id, status=StoreStatus.READY)  # made: it reads no more
+    assert await delete_as_asked(outbox, GRACE) == 1
+    assert (await load(database, store.id)).status is StoreStatus.DELETING
 
 
 async def test_a_failed_stores_deleted_backups_are_sent_for_removal_once_it_is_cleaned_up(

@@ -275,6 +275,11 @@ def test_without_keys_restic_takes_the_pods_own_aws_identity_and_with_keys_only_
     assert "AWS_PROFILE" not in without_keys
     assert with_keys["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE"
     assert not {*irsa, "AWS_PROFILE"} & with_keys.keys()  # the keys set, and nothing else
+    # A folder is no AWS's: a developer's own keys stay out of restic's environment.
+    folder = Settings(data_dir=tmp_path, backup_location=str(tmp_path / "backups"))
+    in_a_folder = folder.backup_storage().of(uuid.uuid4())._environment
+    assert in_a_folder is not None
+    assert not {*irsa, "AWS_PROFILE"} & in_a_folder.keys()
 
 
 def test_restic_alone_goes_through_the_proxy_the_settings_name_on_a_disk_of_its_own(

@@ -71,3 +71,13 @@ def test_a_failed_store_offers_a_retry_once_its_clean_up_has_finished() -> None:
 @pytest.mark.parametrize("status", [S.UPDATING, S.BACKING_UP, S.RESTORING])
 def test_a_busy_store_asked_to_be_deleted_offers_no_deletion_again(status: StoreStatus) -> None:
     assert store_actions(status, 2, True, delete_requested=True) == ["credentials"]
+
+
+@pytest.mark.parametrize("status", [S.READY, S.FAILED])
+def test_a_store_deleted_once_its_copy_is_made_offers_nothing_but_its_credentials(
+    status: StoreStatus,
+) -> None:
+    """Upgrading, backing up, restoring or retrying it would be refused: it goes."""
+    offered = store_actions(status, 2, True, cleaned_up=True, delete_requested=True)
+
+    assert offered == (["credentials"] if status is S.READY else [])

@@ -325,7 +325,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if may_do else None
         detail = f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}"
         if error.deleted_next:
-            detail = f"a {error.current.value} store cannot be {done}: it is deleted as it ends"
+            # Busy: its work ends by itself. Ready or failed: a copy of its backup is made.
+            when = "as it ends" if error.current in _ENDS_AS else "once its copy is made"
+            detail = f"a {error.current.value} store cannot be {done}: it is deleted {when}"
         return problem_for(
             request,
             409,

@@ -346,7 +346,9 @@ class Runner:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
             return False
         except DeletionAsked:
-            # Not the storage refusing it (WooStoreBackupsFailing): counted as not made.
+            # Only a backup yields (Recipe.yields_to_deletion). Not the storage refusing it
+            # (WooStoreBackupsFailing): counted as not made.
+            assert recipe.on_failure is OnFailure.END_BACKUP_FAILED, recipe.phase
             await self._end_backup(store.id, CUT_SHORT, failed_as="not_made")
             return False
         except PERMANENT_ERRORS as error:

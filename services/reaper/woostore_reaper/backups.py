@@ -182,6 +182,7 @@ async def start_due_backups(outbox: Outbox, policy: BackupPolicy) -> int:
                 select(Store.id)
                 .join(StoreBackup, col(StoreBackup.store_id) == col(Store.id), isouter=True)
                 .where(col(Store.status) == StoreStatus.READY)
+                .where(col(Store.delete_requested_at).is_(None))  # it goes: no more backups
                 .group_by(col(Store.id))
                 .having(last_taken < now - policy.every)
                 .having(last_failed.is_(None) | (last_failed < now - policy.retry_after))

@@ -10,9 +10,10 @@ with what is, so a pass missed (reaper down) is made up by the next one.
    by a crashing worker), and the store's lease has expired, a fresh order is sent. A store
    whose provisioning or change was lost too often is failed or its change ended instead: a
    dead letter. Removal, and removing deleted backups, are sent again for as long as it takes.
-4. Deletions asked for: a ready store whose deletion was recorded while its work ran, but
-   not started as the work ended (a provisioner of an earlier release ended it, during a
-   rolling upgrade of the platform), is deleted.
+4. Deletions asked for: a ready or failed store whose deletion waited for a store being
+   made from its backup is deleted once that store is made (or deleted). So is a ready one
+   whose deletion was recorded while its work ran but not started as the work ended (a
+   provisioner of an earlier release ended it, during a rolling upgrade of the platform).
 5. Cluster: a namespace whose labels prove WooStore made it, but whose store is deleted,
    unknown, or failed and cleaned up, is removed; a ready store whose namespace vanished is
    failed with that reason.
@@ -33,13 +34,7 @@ from sqlmodel.sql.expression import Select
 
 from woostore_cluster import Cluster
 from woostore_shared import lifecycle, tracing
-from woostore_shared.lifecycle import (
-    ACTIVE,
-    CopyUnderWay,
-    InvalidTransition,
-    StoreNotFound,
-    idle_with_backups,
-)
+from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound, idle_with_backups
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     BackupStatus,
@@ -55,6 +50,7 @@ from woostore_shared.models import (
 )
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import WORK_STREAM, consumer_of
+from woostore_shared.transitions import DELETED_AFTER_ITS_COPIES
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import MAX_REPLAYS, Lane, work_subject
 
@@ -212,14 +208,15 @@ async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
 
 
 async def delete_as_asked(outbox: Outbox, grace: timedelta) -> int:
-    """Start the deletions asked for while a ready store's work ran and left unstarted as
-    it ended; returns how many started. Those whose backups a copy is still reading wait
-    for a later pass, as the owner's DELETE would."""
+    """Start the deletions asked for of ready or failed stores that no store being made from
+    their backups holds up any more; returns how many started. (A deletion that waited for
+    work starts as the work ends, in its transaction; one left waiting past the grace was
+    left by a provisioner of an earlier release.)"""
     async with outbox.db.session() as session:
         asked = list(
             await session.exec(
                 select(Store.id)
-                .where(col(Store.status) == StoreStatus.READY)
+                .where(col(Store.status).in_(DELETED_AFTER_ITS_COPIES))
                 .where(col(Store.delete_requested_at).is_not(None))
                 .where(col(Store.updated_at) < utcnow() - grace)
             )
@@ -227,13 +224,11 @@ async def delete_as_asked(outbox: Outbox, grace: timedelta) -> int:
     started = 0
     for store_id in asked:
         with bind_store(store_id):
-            try:
-                async with UnitOfWork.begin(outbox) as uow:
-                    _, started_now = await lifecycle.request_deletion(uow, store_id)
-            except CopyUnderWay:
-                continue
+            # As its owner's DELETE again: started now, or still waiting for a copy.
+            async with UnitOfWork.begin(outbox) as uow:
+                _, started_now = await lifecycle.request_deletion(uow, store_id)
             if started_now:
-                log.warning("deletion asked for and left unstarted: starting it")
+                log.info("deletion asked for earlier: starting it")
                 started += 1
     return started
 

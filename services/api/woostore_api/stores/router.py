@@ -176,11 +176,12 @@ async def get_store(
 )
 async def delete_store(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> StoreOut:
     """Delete the store and everything it owns (namespace, volumes, release, backups). A
-    queued or provisioning store is cancelled. A store being upgraded, rolled back, backed
-    up or restored is deleted once that work ends: it keeps its status meanwhile, with
-    ``delete_requested_at`` set. While a new store is being made from one of its backups,
-    refused (409, with ``Retry-After``): the copy reads the backup. Asked again once asked
-    for, it changes nothing and answers the same."""
+    queued or provisioning store is cancelled. A store being upgraded, rolled back or
+    restored is deleted once that work ends; one being backed up, once its backup is
+    stopped; a ready or failed one a new store is being made from (the copy reads its
+    backup), once that store is made. It keeps its status meanwhile, with
+    ``delete_requested_at`` set. Asked again once asked for, it changes nothing and answers
+    the same."""
     store = await service.request_deletion(outbox, caller, store_id)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 

@@ -8,7 +8,7 @@ import { handleError } from './alerts.js';
 import { loadActivity, appendActivity } from './activity.js';
 import { backUp, followBackups, loadBackups, showBackupButtons } from './backups.js';
 import { copyText } from './copy.js';
-import { CHANGE_NAMES, setTime, stepText } from './format.js';
+import { CHANGE_NAMES, DELETION_STARTS, setTime, stepText } from './format.js';
 import { onStoreChange, onStoreEvent, stores } from './stores.js';
 import { backfill, onTimelineChange, renderTimeline } from './timeline.js';
 
@@ -265,7 +265,7 @@ function renderCard(view, store) {
   e.deleteButton.textContent = CANCELS.has(status) ? 'Cancel store' : 'Delete';
   e.deleteButton.title = canDelete || !store.actions ? ''
     : status === 'deleting' || view.busy.has('delete') ? 'This store is already being deleted'
-    : deletedNext(store) ? 'This store is deleted as soon as its work ends'
+    : deletedNext(store) ? `This store is deleted ${DELETION_STARTS[status] ?? 'as soon as it can be'}`
     : `A store cannot be deleted while it is ${status}`;
 }
 
@@ -282,7 +282,7 @@ function originText(store) {
   return took == null ? source : `${source} · ready in ${took.toFixed(1)} s`;
 }
 
-// Asked to be deleted while an upgrade, a backup or a restore runs: deleted once that ends.
+// Asked to be deleted while it works, or while a copy of its backup is made: deleted after.
 function deletedNext(store) {
   return Boolean(store.delete_requested_at) && store.status !== 'deleting' && store.status !== 'deleted';
 }

@@ -2,11 +2,14 @@
 
 export const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback', restore: 'Restore' };
 // When a deletion asked for while a store works starts, by the store's status: a backup is
-// stopped for it (the store's backups go with it), a change or a restore runs to its end.
+// stopped for it (the store's backups go with it), a change or a restore runs to its end,
+// and a ready or failed store waits for a store being made from its backup.
 export const DELETION_STARTS = {
   updating: 'once its change ends',
   backing_up: 'once its backup is stopped',
   restoring: 'once its restore ends',
+  ready: 'once its copy is made',
+  failed: 'once its copy is made',
 };
 
 export function stepText(step) {
