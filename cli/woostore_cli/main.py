@@ -345,8 +345,8 @@ def _once(store: Store) -> str:
         "updating": f"once its {store.get('change')} ends",
         "backing_up": "once its backup is stopped",
         "restoring": "once its restore ends",
-        "ready": "once its copy is made",
-        "failed": "once its copy is made",
+        "ready": "once no copy reads its backups",
+        "failed": "once no copy reads its backups",
     }
     asked = store.get("delete_requested_at") and store["status"] in starts
     return f" {starts[store['status']]}" if asked else ""
@@ -585,7 +585,10 @@ def _follow(
         return 130
     assert outcome is not None, "the stream only ends when interrupted"
     if store.get("delete_requested_at") and goal is not DELETE:  # asked for while it was busy
-        _warn(f"{store['name']}'s deletion starts now. See: woostore wait {store['id']}")
+        # It starts as the work ends (the end's event offers nothing: the store is deleting),
+        # unless a copy still reads the store's backups (its credentials are still offered).
+        when = "once no copy reads its backups" if outcome.data.get("actions") else "now"
+        _warn(f"{store['name']}'s deletion starts {when}. See: woostore wait {store['id']}")
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
         what = "failed" if goal.makes else f"{goal.phase} failed"

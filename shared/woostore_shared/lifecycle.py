@@ -24,7 +24,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`mark_cleaned_up` | failed | failed, ``cleaned_up_at`` set | cleaned_up | |
 | :func:`retry` | failed and cleaned up, an owner's | queued, from scratch | requested | provision |
 | :func:`request_deletion` | ``DELETABLE`` | deleting | delete_requested | removal |
-| :func:`request_deletion` | updating, backing_up, restoring | (unchanged) | delete_queued | |
+| :func:`request_deletion` | busy, or copied (ready, failed) | (unchanged) | delete_queued | |
 | :func:`retire` | in the pool: queued, pooled | deleting | delete_requested | removal |
 | :func:`mark_deleted` | deleting | deleted | deleted | |
 | :func:`start_change` | ready | updating; a backup recorded | change_requested | change |
@@ -447,8 +447,8 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     clean-up has finished: queued for the provision lane as a new store is, with nothing of
     the failed attempt kept but the store itself (its audit trail and events stay)."""
     store = await _locked(uow, store_id)
-    if store.status is S.FAILED and store.cleaned_up_at is None:
-        raise StillCleaningUp(store_id)
+    if store.status is S.FAILED and store.cleaned_up_at is None and not store.delete_requested_at:
+        raise StillCleaningUp(store_id)  # (one to be deleted is refused for good, below)
     transition(store, S.QUEUED, {S.FAILED})
     if store.from_backup_id is not None:  # a copy is made again from the same backup
         from_backup = await uow.session.get(StoreBackup, store.from_backup_id)
@@ -538,7 +538,9 @@ async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> 
     """Upgrade a ready store to the platform's chart, or roll it back; the change is recorded
     (``store_changes``) until it ends, and so is the backup of the store taken first."""
     store = await _locked(uow, store_id)
-    if change == "rollback" and store.status is S.READY and "rollback" not in actions_of(store):
+    deleted_next = store.delete_requested_at is not None  # refused as such, below
+    rollback = change == "rollback" and store.status is S.READY and not deleted_next
+    if rollback and "rollback" not in actions_of(store):
         raise NothingToRollBackTo(store)
     transition(store, S.UPDATING, {S.READY})
     store.change = change
@@ -802,7 +804,7 @@ async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
         )
     if source.delete_requested_at is not None:
         raise BackupNotRestorable(
-            backup, f"goes with store {source.id}, which is deleted once its work ends"
+            backup, f"goes with store {source.id}, whose deletion was asked for"
         )
 
 

@@ -247,8 +247,10 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     assert waiting["delete_requested_at"] is not None
     upgrade = await client.post(f"{STORES}/{source_id}/upgrade")
     assert problem(upgrade, 409)["detail"] == (
-        "a ready store cannot be changed: it is deleted once its copy is made"
+        "a ready store cannot be changed: it is deleted once no copy reads its backups"
     )
+    rollback = await client.post(f"{STORES}/{source_id}/rollback")  # not "nothing to return to"
+    assert problem(rollback, 409)["detail"] == problem(upgrade, 409)["detail"]
     again = await client.delete(f"{STORES}/{source_id}")
     assert again.json()["delete_requested_at"] == waiting["delete_requested_at"]
 
@@ -293,6 +295,23 @@ async def waiting_for_locks(database: Database) -> int:
             )
         )
         return int(found.scalar_one())
+
+
+async def test_a_failed_store_waiting_to_be_deleted_is_never_retried_even_while_cleaning_up(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """Told to come back once its clean-up finished (Retry-After), its owner was then
+    refused for good: it is refused for good at once."""
+    store = await create(client)
+    await set_columns(
+        database, store["id"], status=StoreStatus.FAILED, delete_requested_at=datetime.now(UTC)
+    )
+
+    refused = await client.post(f"{STORES}/{store['id']}/retry")
+
+    body = problem(refused, 409)
+    assert "Retry-After" not in refused.headers
+    assert body["detail"].endswith("it is deleted once no copy reads its backups")
 
 
 @pytest.mark.parametrize("deleting", ["backup", "store"])

@@ -66,3 +66,17 @@ def test_a_deletion_asked_for_while_it_is_followed_is_said_as_the_work_ends(
 
     assert said == code
     assert "Staging Shop's deletion starts now. See: woostore wait s-1" in capsys.readouterr().err
+
+
+def test_a_deletion_that_waits_for_a_copy_is_not_said_to_start_as_the_work_ends(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A copy still reads the store's backups: the store stays ready, its credentials still
+    offered, and the reaper starts the deletion once the copy is made."""
+    busy = {**COPY, "from_backup": None, "status": "backing_up"}
+    queued = event("delete_queued", {"status": "backing_up"})
+    ended = event("backup_completed", {"backup_id": "b-2", "size": 2, "actions": ["credentials"]})
+
+    assert _follow([queued, ended], busy, BACKUP, False, lambda: busy) == 0
+    said = capsys.readouterr().err
+    assert "Staging Shop's deletion starts once no copy reads its backups." in said

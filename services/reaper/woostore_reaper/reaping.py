@@ -225,8 +225,11 @@ async def delete_as_asked(outbox: Outbox, grace: timedelta) -> int:
     for store_id in asked:
         with bind_store(store_id):
             # As its owner's DELETE again: started now, or still waiting for a copy.
-            async with UnitOfWork.begin(outbox) as uow:
-                _, started_now = await lifecycle.request_deletion(uow, store_id)
+            try:
+                async with UnitOfWork.begin(outbox) as uow:
+                    _, started_now = await lifecycle.request_deletion(uow, store_id)
+            except (InvalidTransition, StoreNotFound):
+                continue  # moved on meanwhile
             if started_now:
                 log.info("deletion asked for earlier: starting it")
                 started += 1

@@ -297,8 +297,9 @@ class StoreOut(BaseModel):
     delete_requested_at: datetime | None = Field(
         default=None,
         description="When its deletion was asked for. A store asked to be deleted while an "
-        "upgrade, a rollback, a backup or a restore runs keeps its status until that ends, "
-        "and is deleted then.",
+        "upgrade, a rollback or a restore runs keeps its status until that ends, and is "
+        "deleted then; a backup is stopped for it; a ready or failed store a new store is "
+        "being made from is deleted once no copy reads its backups.",
     )
     deleted_at: datetime | None = None
     actions: list[StoreAction] = Field(

@@ -8,8 +8,8 @@ export const DELETION_STARTS = {
   updating: 'once its change ends',
   backing_up: 'once its backup is stopped',
   restoring: 'once its restore ends',
-  ready: 'once its copy is made',
-  failed: 'once its copy is made',
+  ready: 'once no copy reads its backups',
+  failed: 'once no copy reads its backups',
 };
 
 export function stepText(step) {
