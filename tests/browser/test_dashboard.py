@@ -594,6 +594,53 @@ async def test_a_store_deleted_while_it_is_backed_up_says_so_and_its_backup_is_s
     ]  # fmt: skip  (the backup yields to the deletion: cut short as the provisioner is back)
 
 
+async def test_a_store_deleted_while_a_copy_is_made_from_its_backup_says_it_waits_for_it(
+    page: Page, platform: Platform
+) -> None:
+    """With no provisioner running, the copy stays queued: its source's card is seen waiting
+    for it for certain. Its DELETE was a 409 while its Delete button was offered."""
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Source Shop")
+    store_card = card(page, store["id"])
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    backup = await post(platform, f"/api/v1/stores/{store['id']}/backups")
+    backups = store_card.get_by_test_id("store-backups")
+    await backups.locator("summary").click()
+    await expect(backups.get_by_test_id("backup")).to_have_attribute(
+        "data-status", "complete", timeout=PROVISIONING
+    )
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=SHORT)
+    await asyncio.to_thread(platform.stop, "provisioner")
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        try:
+            made = await api.post(
+                "/api/v1/stores", json={"name": "Copy", "from_backup": backup["id"]}
+            )
+            assert made.status_code == 202, made.text
+
+            await store_card.get_by_test_id("delete-button").click()
+            await expect(page.locator("#confirm-dialog")).to_contain_text(
+                "will be permanently removed, once no copy reads its backups."
+            )
+            await page.get_by_test_id("confirm").click()
+
+            status = store_card.get_by_test_id("store-status")
+            await expect(status).to_have_text("ready · to be deleted", timeout=SHORT)
+            delete = store_card.get_by_test_id("delete-button")
+            await expect(delete).to_be_disabled()
+            await expect(delete).to_have_attribute(
+                "title", "This store is deleted once no copy reads its backups"
+            )
+            await expect(store_card.get_by_test_id("backup-button")).to_be_hidden()
+        finally:
+            await asyncio.to_thread(platform.start, "provisioner")
+        copy = card(page, made.json()["id"])
+        await expect(copy).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+        # The reaper starts it within a pass past its grace (tests/reaper); asked again, at once.
+        assert (await api.delete(f"/api/v1/stores/{store['id']}")).status_code == 202
+    await expect(store_card).to_have_attribute("data-status", "deleted", timeout=PROVISIONING)
+
+
 async def test_a_long_lived_stores_activity_shows_its_latest_events_and_says_so(
     page: Page, platform: Platform
 ) -> None:

@@ -194,7 +194,9 @@ function renderCard(view, store) {
   e.name.textContent = store.name ?? '';
   e.slug.textContent = store.slug ?? '';
   e.simulated.hidden = !store.simulated;
-  e.status.textContent = status.replaceAll('_', ' ');
+  // A busy store's step says it is deleted next; a ready or failed one's status does.
+  const waitsToGo = deletedNext(store) && !SHOWS_PROGRESS.has(status);
+  e.status.textContent = status.replaceAll('_', ' ') + (waitsToGo ? ' · to be deleted' : '');
   e.status.dataset.status = status;
 
   // A failed store shows its clean-up until it has finished (cleaned_up_at).
