@@ -247,7 +247,8 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     assert waiting["delete_requested_at"] is not None
     upgrade = await client.post(f"{STORES}/{source_id}/upgrade")
     assert problem(upgrade, 409)["detail"] == (
-        "a ready store cannot be changed: it is deleted once no copy reads its backups"
+        "a ready store cannot be changed: its deletion was asked for, and starts once no copy "
+        "reads its backups"
     )
     rollback = await client.post(f"{STORES}/{source_id}/rollback")  # not "nothing to return to"
     assert problem(rollback, 409)["detail"] == problem(upgrade, 409)["detail"]
@@ -311,7 +312,7 @@ async def test_a_failed_store_waiting_to_be_deleted_is_never_retried_even_while_
 
     body = problem(refused, 409)
     assert "Retry-After" not in refused.headers
-    assert body["detail"].endswith("it is deleted once no copy reads its backups")
+    assert body["detail"].endswith("starts once no copy reads its backups")
 
 
 @pytest.mark.parametrize("deleting", ["backup", "store"])

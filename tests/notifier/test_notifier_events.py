@@ -243,7 +243,7 @@ async def test_event_names_other_than_true_or_false_are_a_400_problem(
 
     body = problem(response, 400)
     assert body["type"].endswith("invalid-event-names")
-    assert "event_names must be true or false" in body["detail"]
+    assert "event_names must be true or false (or 1 or 0)" in body["detail"]
 
 
 @pytest.mark.parametrize("value", ["\uff11\uff12", "\u00b2", "\u0663"])

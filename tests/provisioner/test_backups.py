@@ -516,6 +516,41 @@ async def test_a_backup_yields_to_its_stores_deletion_asked_for_while_it_runs(
     assert not repository.exists()
 
 
+async def test_a_backup_whose_stores_deletion_is_asked_for_between_steps_runs_no_more_of_them(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was seen only at a watch, 10 s apart on a platform: a backup of short steps ran
+    to its end (found using make run)."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    runner.watch_interval = 600  # no watch within a step: only the look between steps
+    backup_id = await request_backup(api_outbox, store)
+    started = runner.journal.started
+
+    async def started_then_deleted(written: Store, recipe: Recipe, step: StepInfo) -> Store:
+        written = await started(written, recipe, step)
+        if step.index == 1:  # its owner presses Delete while the first step runs
+            async with UnitOfWork.begin(api_outbox) as uow:
+                await lifecycle.request_deletion(uow, store.id)
+        return written
+
+    monkeypatch.setattr(runner.journal, "started", started_then_deleted)
+    await runner.change(store.id, KeepAlive())
+
+    assert (await load(database, store.id)).status is StoreStatus.DELETING
+    assert (await backup_row(database, backup_id)).reason == CUT_SHORT
+    events = await stream_events(js, store.id)
+    steps = [e.data["step"]["index"] for e in events
+             if e.name is EventName.PROGRESS and e.data["state"] == "started"]  # fmt: skip
+    assert steps[-2:] == [1, 2]  # the second journalled as the first completed, and not run
+    assert names(events)[-2:] == [EventName.BACKUP_FAILED, EventName.DELETE_REQUESTED]
+
+
 async def test_a_backup_whose_stores_deletion_was_asked_for_before_it_began_is_not_begun(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,

@@ -252,13 +252,12 @@ async def test_a_store_deleted_while_a_copy_reads_its_backup_is_deleted_once_the
         with pytest.raises(lifecycle.InvalidTransition) as refused:
             await lifecycle.start_backup(uow, store.id, BackupTrigger.REQUESTED)
     assert refused.value.deleted_next
-    await set_store(database, store.id)  # past the grace
 
-    assert await delete_as_asked(outbox, GRACE) == 0
+    assert await delete_as_asked(outbox) == 0
     assert (await load(database, store.id)).status is StoreStatus.READY
 
     await set_store(database, copy.id, status=StoreStatus.READY)  # made: it reads no more
-    assert await delete_as_asked(outbox, GRACE) == 1
+    assert await delete_as_asked(outbox) == 1
     assert (await load(database, store.id)).status is StoreStatus.DELETING
 
 

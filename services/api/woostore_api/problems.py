@@ -326,8 +326,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}"
         if error.deleted_next:
             # Busy: its work ends by itself. Ready or failed: a copy of its backup is made.
-            when = "as it ends" if error.current in _ENDS_AS else "once no copy reads its backups"
-            detail = f"a {error.current.value} store cannot be {done}: it is deleted {when}"
+            when = (
+                "it is deleted as it ends"
+                if error.current in _ENDS_AS
+                else "its deletion was asked for, and starts once no copy reads its backups"
+            )
+            detail = f"a {error.current.value} store cannot be {done}: {when}"
         return problem_for(
             request,
             409,

@@ -83,7 +83,7 @@ def _named(request: Request) -> bool:
     """Whether the client asked for ``event:`` lines (``?event_names=true``)."""
     raw = request.query_params.get("event_names", "false")
     if raw not in _FLAGS:
-        raise ValueError(f"event_names must be true or false, not {raw!r}")
+        raise ValueError(f"event_names must be true or false (or 1 or 0), not {raw!r}")
     return _FLAGS[raw]
 
 

@@ -494,6 +494,10 @@ class Runner:
             with tracing.inside(following[1] if following else span_of(info), end=True):
                 if following is None:
                     store = await self.journal.started(store, recipe, info)
+                # The row as the journal last wrote it: a deletion asked for since the last
+                # step is seen before the next one, not only at a watch (10 s apart).
+                if recipe.yields_to_deletion and store.delete_requested_at is not None:
+                    raise DeletionAsked
                 began = time.monotonic()
                 try:
                     learned = await self._watched(

@@ -207,18 +207,18 @@ async def _send_again(outbox: Outbox, store_id: uuid.UUID, lane: Lane) -> None:
     WORK_REPLAYED.labels(lane.value).inc()
 
 
-async def delete_as_asked(outbox: Outbox, grace: timedelta) -> int:
+async def delete_as_asked(outbox: Outbox) -> int:
     """Start the deletions asked for of ready or failed stores that no store being made from
-    their backups holds up any more; returns how many started. (A deletion that waited for
-    work starts as the work ends, in its transaction; one left waiting past the grace was
-    left by a provisioner of an earlier release.)"""
+    their backups holds up any more; returns how many started. No grace: the store's row is
+    locked and the copies looked for again as each starts. (A deletion that waited for work
+    starts as the work ends, in its transaction; one left waiting otherwise was left by a
+    provisioner of an earlier release.)"""
     async with outbox.db.session() as session:
         asked = list(
             await session.exec(
                 select(Store.id)
                 .where(col(Store.status).in_(DELETED_AFTER_ITS_COPIES))
                 .where(col(Store.delete_requested_at).is_not(None))
-                .where(col(Store.updated_at) < utcnow() - grace)
             )
         )
     started = 0
@@ -447,7 +447,7 @@ async def reap_once(
     relayed = await outbox.relay(older_than=RELAY_GRACE)
     EVENTS_RELAYED.inc(relayed)
     replayed, dead = await replay_lost_work(outbox, grace)
-    deletions = await delete_as_asked(outbox, grace)
+    deletions = await delete_as_asked(outbox)
     removed, vanished = await reconcile_cluster(outbox, cluster, grace)
     expired = await forget_expired(outbox)
     pruned = await prune_events(outbox, event_retention)
