@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.support import still_runs
-from woostore_devstack.embedded import start_nats, start_postgres
+from woostore_devstack.embedded import Postgres, start_nats, start_postgres
 
 
 def test_nats_started_on_a_port_another_server_holds_is_an_error_not_that_server(
@@ -62,6 +62,14 @@ def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting
             os.kill(postmaster, signal.SIGKILL)
 
 
+def setting(postgres: Postgres, name: str) -> str:
+    """What the running server says of one of its settings."""
+    with psycopg.connect(postgres.url) as connection:
+        row = connection.execute(f"SHOW {name}").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def test_postgresql_runs_small_from_its_first_start_and_keeps_what_an_operator_added(
     tmp_path: Path,
 ) -> None:
@@ -71,19 +79,19 @@ def test_postgresql_runs_small_from_its_first_start_and_keeps_what_an_operator_a
     pgdata = tmp_path / "postgres"
     postgres = start_postgres(pgdata)
     try:
+        shown = {
+            name: setting(postgres, name)
+            for name in ("shared_buffers", "io_method", "max_logical_replication_workers")
+        }
         with psycopg.connect(postgres.url) as connection:
-            shown = {
-                name: connection.execute(f"SHOW {name}").fetchone()
-                for name in ("shared_buffers", "io_method", "max_logical_replication_workers")
-            }
             workers = connection.execute(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE backend_type IN ('io worker', 'logical replication launcher')"
             ).fetchone()
         assert shown == {
-            "shared_buffers": ("16MB",),
-            "io_method": ("sync",),
-            "max_logical_replication_workers": ("0",),
+            "shared_buffers": "16MB",
+            "io_method": "sync",
+            "max_logical_replication_workers": "0",
         }
         assert workers == (0,)
     finally:
@@ -94,8 +102,7 @@ def test_postgresql_runs_small_from_its_first_start_and_keeps_what_an_operator_a
 
     again = start_postgres(pgdata)
     try:
-        with psycopg.connect(again.url) as connection:
-            assert connection.execute("SHOW work_mem").fetchone() == ("8MB",)
+        assert setting(again, "work_mem") == "8MB"
     finally:
         again.stop()
     assert (pgdata / "woostore.conf").stat().st_mtime_ns == written
@@ -116,8 +123,7 @@ def test_postgresql_another_process_uses_is_not_restarted_and_gets_its_settings_
 
     held = start_postgres(pgdata)
     try:
-        with psycopg.connect(held.url) as connection:
-            assert connection.execute("SHOW shared_buffers").fetchone() == ("128MB",)
+        assert setting(held, "shared_buffers") == "128MB"
         assert not (pgdata / "woostore.conf").exists()  # to be written again, not forgotten
     finally:
         users.write_text(json.dumps([os.getpid()]))  # the other user gone
@@ -125,7 +131,6 @@ def test_postgresql_another_process_uses_is_not_restarted_and_gets_its_settings_
 
     alone = start_postgres(pgdata)
     try:
-        with psycopg.connect(alone.url) as connection:
-            assert connection.execute("SHOW shared_buffers").fetchone() == ("16MB",)
+        assert setting(alone, "shared_buffers") == "16MB"
     finally:
         alone.stop()

@@ -429,6 +429,22 @@ async def test_a_store_asked_to_be_deleted_while_its_work_runs_is_deleted_once_i
     assert await backup_storage.of(store.id).manifests() == []
 
 
+def delete_while_the_first_step_runs(
+    runner: Runner, outbox: Outbox, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its owner presses Delete while the runner's first step runs (once it is journalled)."""
+    started = runner.journal.started
+
+    async def started_then_deleted(written: Store, recipe: Recipe, step: StepInfo) -> Store:
+        written = await started(written, recipe, step)
+        if step.index == 1:
+            async with UnitOfWork.begin(outbox) as uow:
+                await lifecycle.request_deletion(uow, store.id)
+        return written
+
+    monkeypatch.setattr(runner.journal, "started", started_then_deleted)
+
+
 async def test_a_deletion_asked_for_while_a_step_runs_never_makes_the_step_run_again(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -443,16 +459,7 @@ async def test_a_deletion_asked_for_while_a_step_runs_never_makes_the_step_run_a
     store = await ready_store(make_runner, cluster, api_outbox)
     runner = make_runner(cluster)
     await request_change(api_outbox, store, "upgrade")
-    started = runner.journal.started
-
-    async def started_then_deleted(written: Store, recipe: Recipe, step: StepInfo) -> Store:
-        written = await started(written, recipe, step)
-        if step.index == 1:  # its owner presses Delete while the first step runs
-            async with UnitOfWork.begin(api_outbox) as uow:
-                await lifecycle.request_deletion(uow, store.id)
-        return written
-
-    monkeypatch.setattr(runner.journal, "started", started_then_deleted)
+    delete_while_the_first_step_runs(runner, api_outbox, store, monkeypatch)
     await runner.change(store.id, KeepAlive())
 
     assert (await load(database, store.id)).status is StoreStatus.DELETING
@@ -530,16 +537,7 @@ async def test_a_backup_whose_stores_deletion_is_asked_for_between_steps_runs_no
     runner = make_runner(cluster)
     runner.watch_interval = 600  # no watch within a step: only the look between steps
     backup_id = await request_backup(api_outbox, store)
-    started = runner.journal.started
-
-    async def started_then_deleted(written: Store, recipe: Recipe, step: StepInfo) -> Store:
-        written = await started(written, recipe, step)
-        if step.index == 1:  # its owner presses Delete while the first step runs
-            async with UnitOfWork.begin(api_outbox) as uow:
-                await lifecycle.request_deletion(uow, store.id)
-        return written
-
-    monkeypatch.setattr(runner.journal, "started", started_then_deleted)
+    delete_while_the_first_step_runs(runner, api_outbox, store, monkeypatch)
     await runner.change(store.id, KeepAlive())
 
     assert (await load(database, store.id)).status is StoreStatus.DELETING

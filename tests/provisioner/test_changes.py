@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
-from tests.provisioner.test_runner import KeepAlive, load, stream_events
+from tests.provisioner.test_runner import KeepAlive, faulty_cluster, load, stream_events
 from tests.support import create_store
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
@@ -198,9 +198,7 @@ async def test_rolling_back_after_an_upgrade_that_failed_returns_to_the_release_
     old_version = (await load(database, store.id)).chart_version
     await request_change(api_outbox, store, "upgrade")
     await next_runner(cluster).change(store.id, KeepAlive())
-    broken = SimulatedCluster(
-        cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"install_release": "error"}
-    )
+    broken = faulty_cluster(cluster_dir, helm_binary, install_release="error")
     await request_change(api_outbox, store, "upgrade")
     await next_runner(broken).change(store.id, KeepAlive())
     history = await cluster.release_history(store.namespace, RELEASE_NAME)
@@ -238,9 +236,7 @@ async def test_after_a_first_upgrade_that_failed_there_is_nothing_to_roll_back_t
     """Revision 2 failed and 3 deploys 1 again: 1 is what the store runs. Rolling back to it
     would change nothing, and the failed 2 must never be deployed."""
     store = await ready_store(make_runner, cluster, api_outbox)
-    broken = SimulatedCluster(
-        cluster_dir, helm_binary=helm_binary, time_scale=0, faults={"install_release": "error"}
-    )
+    broken = faulty_cluster(cluster_dir, helm_binary, install_release="error")
     await request_change(api_outbox, store, "upgrade")
     await next_runner(broken).change(store.id, KeepAlive())
     assert "rollback" not in actions_of(await load(database, store.id))

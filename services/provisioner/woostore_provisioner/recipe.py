@@ -230,29 +230,28 @@ async def choose_rollback_revision(job: StoreJob) -> Learned:
     deployed = [r for r in history if r.status == "deployed"]
     if not deployed:
         raise PermanentClusterError("the store's release has no deployed revision to roll back")
-    running = _deployed_first_as(history, deployed[-1])
+    first_deployed = _first_deployed(history)
     earlier = [
         r
         for r in history
         if job.first_revision <= r.revision < deployed[-1].revision
         and r.status == "superseded"
-        and _deployed_first_as(history, r) != running
+        and first_deployed[r.revision] != first_deployed[deployed[-1].revision]
     ]
     if not earlier:
         raise PermanentClusterError("the store's release has no earlier revision to return to")
     return {"rollback_revision": earlier[-1].revision}
 
 
-def _deployed_first_as(history: list[ReleaseRevision], revision: ReleaseRevision) -> int:
-    """The revision that first deployed what ``revision`` deploys: itself, or for a rollback
-    the revision it returned to, followed back (helm keeps the latest revisions only)."""
-    by_number = {r.revision: r for r in history}
-    while revision.rolled_back_to is not None:
-        earlier = by_number.get(revision.rolled_back_to)
-        if earlier is None:
-            return revision.rolled_back_to
-        revision = earlier
-    return revision.revision
+def _first_deployed(history: list[ReleaseRevision]) -> dict[int, int]:
+    """For each revision (oldest first), the revision that first deployed what it deploys:
+    itself, or for a rollback that of the revision it returned to (helm keeps the latest
+    revisions only: one no longer kept is its own)."""
+    first: dict[int, int] = {}
+    for revision in history:
+        back = revision.rolled_back_to
+        first[revision.revision] = revision.revision if back is None else first.get(back, back)
+    return first
 
 
 async def rollback_release(job: StoreJob) -> Learned:

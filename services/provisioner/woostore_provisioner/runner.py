@@ -302,9 +302,6 @@ class Runner:
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
         async with self.db.session() as session:
             backup = await lifecycle.backup_under_way(session, store.id)
-        if store.delete_requested_at is not None:  # asked for before the backup began
-            await self._end_backup(store.id, CUT_SHORT, failed_as="not_made")
-            return
         if not await self._follow(BACKUP, store, attempt, BackupWork(making=backup.id)):
             return
         manifest = await self.backup_storage.of(store.id).manifest(backup.id)
@@ -492,12 +489,13 @@ class Runner:
         following: tuple[StepInfo, Span] | None = None  # journalled as started with the last
         for position, (step, info) in enumerate(to_run):
             with tracing.inside(following[1] if following else span_of(info), end=True):
-                if following is None:
-                    store = await self.journal.started(store, recipe, info)
-                # The row as the journal last wrote it: a deletion asked for since the last
-                # step is seen before the next one, not only at a watch (10 s apart).
+                # The row as read at the start, or as the journal last wrote it: a deletion
+                # asked for before the first step, or since the last, is seen before the next
+                # one runs, not only at a watch (10 s apart).
                 if recipe.yields_to_deletion and store.delete_requested_at is not None:
                     raise DeletionAsked
+                if following is None:
+                    store = await self.journal.started(store, recipe, info)
                 began = time.monotonic()
                 try:
                     learned = await self._watched(
