@@ -254,12 +254,20 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     _table(
         ("ID", "NAME", "STATUS", "DETAIL", "CREATED"),
         [
-            (s["id"], s["name"], s["status"] + _tag(s), _detail(s), _time(s["created_at"]))
+            (s["id"], s["name"], _listed_status(s), _detail(s), _time(s["created_at"]))
             for s in found["items"]
         ],
     )
     _say_if_more(found, "stores", args.limit)
     return 0
+
+
+def _listed_status(store: Store) -> str:
+    """A store's status in a list, with what the dashboard's card says too: its deletion
+    asked for, and waiting (for its work to end, or for a copy of its backup)."""
+    status: str = store["status"]
+    to_go = store.get("delete_requested_at") and status not in ("deleting", "deleted")
+    return status + (" · to be deleted" if to_go else "") + _tag(store)
 
 
 def _say_if_more(found: dict[str, Any], what: str, limit: int) -> None:

@@ -1,5 +1,6 @@
-"""What `woostore events` and `woostore show` print of a store's backups, restores and
-changes: each line names what it was of and why it ended so, and a restoring store its step."""
+"""What `woostore events`, `show` and `list` print of a store's backups, restores, changes
+and deletion: each line names what it was of and why it ended so, a restoring store its
+step, and a store to be deleted says so."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from woostore_cli.main import _detail, _event_line
+from woostore_cli.main import _detail, _event_line, _listed_status
 
 TIME = "2026-12-04T10:00:30Z"
 BACKUP = "3f2a9c1e-0000-4000-8000-000000000001"
@@ -46,3 +47,19 @@ def test_a_restoring_store_shows_its_step_as_any_busy_store_does() -> None:
     assert _detail({"status": "restoring", "step": step}) == (
         "step 2 of 6: Backing up the store as it is"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "listed"),
+    [
+        ("ready", "ready · to be deleted (simulated)"),  # waits for a copy of its backup
+        ("backing_up", "backing_up · to be deleted (simulated)"),  # its backup is cut short
+        ("deleting", "deleting (simulated)"),  # going: nothing to add
+    ],
+)
+def test_a_store_whose_deletion_waits_is_listed_as_to_be_deleted(status: str, listed: str) -> None:
+    """`woostore list` showed a store waiting for a copy before its deletion as plain ready,
+    where its dashboard card says "ready · to be deleted"."""
+    asked = {"status": status, "simulated": True, "delete_requested_at": TIME}
+    assert _listed_status(asked) == listed
+    assert _listed_status({**asked, "delete_requested_at": None}) == f"{status} (simulated)"
