@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from nats.aio.client import Client
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import event_rows, load
@@ -33,6 +34,7 @@ from woostore_shared.models import (
     Store,
     StoreBackup,
     StoreStatus,
+    WorkOrderRecord,
     utcnow,
 )
 from woostore_shared.outbox import Outbox
@@ -238,10 +240,11 @@ async def test_a_backup_a_new_store_is_being_made_from_is_kept_until_it_is_made(
 
 
 async def test_a_store_deleted_while_a_copy_reads_its_backup_is_deleted_once_the_copy_is_made(
-    outbox: Outbox, database: Database
+    outbox: Outbox, database: Database, spans: InMemorySpanExporter
 ) -> None:
     """Its DELETE was a 409 while the copy was made, though its actions offered ``delete``:
-    the deletion is recorded, and the reaper starts it once the copy reads no more."""
+    the deletion is recorded, and the reaper starts it once the copy reads no more, in a
+    trace of its own (and none for each pass it waits)."""
     store = await ready_store(outbox, database, ready_for=DAY)
     backup = await add_backup(outbox, store, DAY, BackupStatus.COMPLETE)
     copy = await create_copy(outbox, backup)
@@ -255,10 +258,21 @@ async def test_a_store_deleted_while_a_copy_reads_its_backup_is_deleted_once_the
 
     assert await delete_as_asked(outbox) == 0
     assert (await load(database, store.id)).status is StoreStatus.READY
+    assert not spans.get_finished_spans()
 
     await set_store(database, copy.id, status=StoreStatus.READY)  # made: it reads no more
     assert await delete_as_asked(outbox) == 1
     assert (await load(database, store.id)).status is StoreStatus.DELETING
+    [started] = spans.get_finished_spans()
+    assert (started.name, started.parent) == ("deletion asked earlier", None)
+    async with database.session() as session:
+        [removal] = await session.exec(
+            select(WorkOrderRecord.traceparent)
+            .where(WorkOrderRecord.store_id == store.id)
+            .where(WorkOrderRecord.lane == Lane.REMOVAL.value)
+        )
+    assert removal is not None
+    assert removal.split("-")[1] == f"{started.context.trace_id:032x}"
 
 
 async def test_a_failed_stores_deleted_backups_are_sent_for_removal_once_it_is_cleaned_up(

@@ -34,7 +34,13 @@ from sqlmodel.sql.expression import Select
 
 from woostore_cluster import Cluster
 from woostore_shared import lifecycle, tracing
-from woostore_shared.lifecycle import ACTIVE, InvalidTransition, StoreNotFound, idle_with_backups
+from woostore_shared.lifecycle import (
+    ACTIVE,
+    InvalidTransition,
+    StoreNotFound,
+    copy_reading_from,
+    idle_with_backups,
+)
 from woostore_shared.logging import bind_store, get_logger
 from woostore_shared.models import (
     BackupStatus,
@@ -75,6 +81,10 @@ PASSES = Counter(
 PASSES.labels("done")  # from 0, so that the first of each is an increase() to see
 PASSES.labels("failed")
 EVENTS_PRUNED = Counter("woostore_events_pruned_total", "Events deleted past their retention")
+DELETIONS_STARTED = Counter(
+    "woostore_deferred_deletions_started_total",
+    "Deletions asked for earlier, while a copy read the store's backups, that the reaper started",
+)
 # Events deleted a pass at most: a pass stays short however many fall due at once (the first
 # pass after retention is set on a platform that kept years of them).
 EVENT_PRUNE_BATCH = 5000
@@ -221,18 +231,23 @@ async def delete_as_asked(outbox: Outbox) -> int:
                 .where(col(Store.delete_requested_at).is_not(None))
             )
         )
+        # Looked for first, so that a store waiting for a copy starts no trace each pass.
+        free = [store_id for store_id in asked if not await copy_reading_from(session, store_id)]
     started = 0
-    for store_id in asked:
+    for store_id in free:
         with bind_store(store_id):
-            # As its owner's DELETE again: started now, or still waiting for a copy.
             try:
-                async with UnitOfWork.begin(outbox) as uow:
-                    _, started_now = await lifecycle.request_deletion(uow, store_id)
+                # As its owner's DELETE again, and the root of the deletion's trace as that
+                # DELETE would have been.
+                with tracing.tracer().start_as_current_span("deletion asked earlier"):
+                    async with UnitOfWork.begin(outbox) as uow:
+                        _, started_now = await lifecycle.request_deletion(uow, store_id)
             except (InvalidTransition, StoreNotFound):
                 continue  # moved on meanwhile
-            if started_now:
+            if started_now:  # else a copy began meanwhile: it waits again
                 log.info("deletion asked for earlier: starting it")
                 started += 1
+    DELETIONS_STARTED.inc(started)
     return started
 
 
