@@ -518,6 +518,8 @@ def _settled(store: Store, goal: Goal) -> str | None:
         return goal.success if change["result"] == "changed" else goal.failure
     if store["status"] == goal.success or store["status"] == goal.failure:
         return str(store["status"])
+    if goal.makes and store["status"] in ("deleting", "deleted"):  # cancelled: never ready
+        return str(store["status"])
     return None
 
 
@@ -588,6 +590,10 @@ def _follow(
                     show(event.kind.replace("_", " ").capitalize(), 1)
                     outcome = event
                     break
+                elif goal.makes and event.kind == "delete_requested":  # cancelled: never ready
+                    show("Cancelled", 1)
+                    outcome = event
+                    break
     except KeyboardInterrupt:
         _warn(f"Stopped waiting; the store carries on. See: woostore show {store['id']}")
         return 130
@@ -597,6 +603,10 @@ def _follow(
         # unless a copy still reads the store's backups (its credentials are still offered).
         when = "once no copy reads its backups" if outcome.data.get("actions") else "now"
         _warn(f"{store['name']}'s deletion starts {when}. See: woostore wait {store['id']}")
+    if outcome.kind == "delete_requested":
+        _warn(f"{store['name']} was cancelled before it was ready: its deletion was asked for. "
+              f"See: woostore wait {store['id']}")  # fmt: skip
+        return 1
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
         what = "failed" if goal.makes else f"{goal.phase} failed"

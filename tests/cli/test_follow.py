@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from woostore_cli.client import Event
-from woostore_cli.main import BACKUP, CREATE, RETRY, Goal, _follow
+from woostore_cli.main import BACKUP, CLAIM, CREATE, RETRY, Goal, _follow
 
 COPY = {
     "id": "s-1", "name": "Staging Shop", "simulated": True, "queue_position": None,
@@ -80,3 +80,20 @@ def test_a_deletion_that_waits_for_a_copy_is_not_said_to_start_as_the_work_ends(
     assert _follow([queued, ended], busy, BACKUP, False, lambda: busy) == 0
     said = capsys.readouterr().err
     assert "Staging Shop's deletion starts once no copy reads its backups." in said
+
+
+@pytest.mark.parametrize("goal", [CREATE, CLAIM, RETRY])
+def test_a_store_cancelled_while_it_is_made_ends_the_wait(
+    goal: Goal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleted from another shell mid-way, it will never be ready: `--wait` waited for ever
+    (found by a user's review)."""
+    made = {**COPY, "from_backup": None, "status": "provisioning"}
+    cancelled = event("delete_requested", {"status": "deleting"})
+    never = event("ready", {"storefront_url": "http://s", "admin_url": "http://s/wp-admin"})
+
+    assert _follow([step(goal.phase, 4, "Waiting"), cancelled, never], made, goal, False,
+                   lambda: made) == 1  # fmt: skip
+    said = capsys.readouterr()
+    assert "Staging Shop was cancelled before it was ready" in said.err
+    assert said.out == ""  # no storefront for a store that is going

@@ -29,6 +29,7 @@ def upgraded(result: str) -> dict[str, Any]:
     [
         (CREATE, {"status": "ready"}, 0),
         (CREATE, {"status": "failed"}, 1),
+        (CREATE, {"status": "deleted"}, 1),  # cancelled meanwhile: it never will be ready
         (DELETE, {"status": "deleted"}, 0),
         (CHANGES["upgrade"], upgraded("changed"), 0),
         (CHANGES["upgrade"], upgraded("failed"), 1),
