@@ -21,7 +21,13 @@ _NOT_MONEY = frozenset({
     "XAD", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS",
     "XUA", "XXX", "BOV", "CHE", "CHW", "CLF", "COU", "MXV", "USN", "UYI", "UYW",
 })  # fmt: skip
-_LOCALE = re.compile(r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[A-Z]{2}))?(?:_[a-z0-9]+)?$")
+# A language, then perhaps a country, then perhaps a variant (de_DE_formal, pt_PT_ao90,
+# art_xemoji). Two letters after the language are a country in any case: as a variant,
+# "de_de" was taken whole, and WordPress installs no such language.
+_LOCALE = re.compile(
+    r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[a-z]{2}))?(?:_(?P<variant>[a-z0-9]{3,}))?$",
+    re.IGNORECASE,
+)
 
 
 class StoreSettingsIn(BaseModel):
@@ -90,14 +96,18 @@ class StoreSettingsIn(BaseModel):
         if locale is None:
             return None
         parts = _LOCALE.match(locale)
-        language = parts and parts["language"]
+        language = parts and parts["language"].lower()
         known = language and (
             pycountry.languages.get(alpha_2=language) or pycountry.languages.get(alpha_3=language)
         )
         region = parts and parts["country"]
-        if not known or (region and pycountry.countries.get(alpha_2=region) is None):
+        if not parts or not known or (region and pycountry.countries.get(alpha_2=region) is None):
             raise ValueError(f"{locale!r} is not a WordPress locale (e.g. en_US, de_DE, pt_BR)")
-        return locale
+        # Written as WordPress names its locales: "de_de" installed no language on a cluster.
+        country, variant = parts["country"], parts["variant"]
+        return "_".join(
+            filter(None, [language, country and country.upper(), variant and variant.lower()])
+        )
 
     @model_validator(mode="after")
     def _state_of_the_country(self) -> StoreSettingsIn:

@@ -719,13 +719,14 @@ async def test_head_is_answered_wherever_get_is_without_the_body(
 
 async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.AsyncClient) -> None:
     """WooCommerce and the store image take "EUR", "IN" and "KA" only: "eur" kept as typed
-    failed the store's personalise step from the warm pool."""
-    chosen = {"currency": "eur", "country": "in", "state": "ka"}
+    failed the store's personalise step from the warm pool. WordPress names its locales
+    "de_DE" and "de_DE_formal": "de_de" was kept as typed, and would install no language."""
+    chosen = {"currency": "eur", "country": "in", "state": "ka", "language": "DE_de_Formal"}
 
     created = (await client.post(STORES, json={"name": "Dukaan", "settings": chosen})).json()
 
     assert {k: created["settings"][k] for k in chosen} == {
-        "currency": "EUR", "country": "IN", "state": "KA",
+        "currency": "EUR", "country": "IN", "state": "KA", "language": "de_DE_formal",
     }  # fmt: skip
 
 
@@ -741,6 +742,8 @@ async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.Async
         ({"state": "KA"}, "settings", "state needs country"),
         ({"language": "english"}, "language", "WordPress locale"),
         ({"language": "xx_YY"}, "language", "WordPress locale"),
+        ({"language": "fr_xx"}, "language", "WordPress locale"),  # no country XX
+        ({"language": "de_DE_x"}, "language", "WordPress locale"),  # no variant so short
         ({"admin_email": "not-an-address"}, "admin_email", "email"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
     ],
