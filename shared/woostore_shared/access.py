@@ -6,7 +6,8 @@ key is random and long, so a slow password hash would add nothing but latency.
 
 The admin token from the settings is the operator's way in before any key exists; it acts
 as an admin of the default tenant. Tickets and sessions name a principal by its ``subject``
-and are resolved again on use, so a revoked key stops working everywhere.
+and are resolved again on use, so a revoked key stops working everywhere; a session signed
+out stops working too, wherever a copy of its cookie is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.db import Database
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, SpentTicket
@@ -68,6 +70,21 @@ def _of_key(key: ApiKey) -> Principal:
     return Principal(subject=str(key.id), actor=key.prefix, role=key.role, tenant_id=key.tenant_id)
 
 
+async def spend(session: AsyncSession, tickets: Sequence[OpenedTicket]) -> set[str]:
+    """Record ``tickets`` as spent in ``session``'s transaction: an event ticket once it has
+    opened a stream, a session once it is signed out. The ids spent here for the first time."""
+    rows = [{"id": t.id, "expires_at": t.expires_at} for t in tickets if t.id is not None]
+    if not rows:
+        return set()
+    spent = (
+        insert(SpentTicket)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(col(SpentTicket.id))
+    )
+    return {row[0] for row in (await session.exec(spent)).all()}
+
+
 class Authenticator:
     """Turns a bearer token, or the subject of a ticket or session, into a principal."""
 
@@ -104,17 +121,17 @@ class Authenticator:
         any number of them. A ticket travels in a URL; once it has opened a stream, finding
         it in a log or a history is worth nothing. Every notifier replica shares the record,
         and it outlives the ticket's expiry only until the reaper forgets it."""
-        rows = [{"id": t.id, "expires_at": t.expires_at} for t in tickets if t.id is not None]
-        if not rows:
-            return set()
-        spend = (
-            insert(SpentTicket)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(col(SpentTicket.id))
-        )
         async with self._db.transaction() as session, session.begin():
-            return {row[0] for row in (await session.exec(spend)).all()}
+            return await spend(session, tickets)
+
+    async def by_session(self, opened: OpenedTicket) -> Principal | None:
+        """The principal of a dashboard session: none once it was signed out (its id spent,
+        as a used ticket's is) or its key revoked."""
+        if opened.id is not None:
+            async with self._db.session() as session:
+                if await session.get(SpentTicket, opened.id) is not None:
+                    return None
+        return await self.by_subject(opened.subject)
 
     async def still_valid(self, subjects: Collection[str]) -> set[str]:
         """Which of ``subjects`` still name a principal (a key not revoked, or the admin

@@ -28,6 +28,7 @@ from woostore_shared.settings import Settings
 
 KEYS = "/api/v1/keys"
 SESSION = "/api/v1/session"
+AUDIT = "/api/v1/audit"
 
 
 def limited(api: FastAPI, settings: Settings, **limits: int) -> None:
@@ -170,6 +171,28 @@ async def test_signing_in_sets_a_strict_http_only_cookie_that_authenticates(
         signed_out = await browser.delete(SESSION)
         assert signed_out.status_code == 204
         problem(await browser.get(STORES), 401)
+
+
+async def test_signing_out_ends_the_session_for_a_copy_of_its_cookie_too(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Signing out only deleted the browser's cookie: a copy of it (a shared machine's, a
+    proxy's log) went on working for the 12 hours it had left (found by a user's review)."""
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+    async with client_with(api) as browser, client_with(api) as elsewhere:
+        await browser.post(SESSION, json={"token": key["token"]})
+        kept = dict(browser.cookies)  # a copy of its cookie
+        await elsewhere.post(SESSION, json={"token": key["token"]})  # a session of its own
+
+        assert (await browser.delete(SESSION)).status_code == 204
+
+        async with client_with(api, cookies=kept) as copy:
+            body = problem(await copy.get(STORES), 401)
+            assert "signed out" in body["detail"]
+            assert (await copy.delete(SESSION)).status_code == 204  # ended: all the same
+        assert (await elsewhere.get(STORES)).status_code == 200
+    actions = [entry["action"] for entry in (await client.get(AUDIT)).json()["items"]]
+    assert (actions.count("session.create"), actions.count("session.delete")) == (2, 1)
 
 
 async def test_a_session_write_from_another_origin_is_refused(

@@ -107,12 +107,14 @@ async def authenticate(
             )
     elif session is not None:
         try:
-            subject = sessions.verify(session)
+            opened = sessions.open(session)
         except InvalidTicket as error:
             raise unauthorized("the session expired; sign in again") from error
-        principal = await authenticator.by_subject(subject)
+        principal = await authenticator.by_session(opened)
         if principal is None:
-            raise unauthorized("the key behind this session was revoked; sign in again")
+            raise unauthorized(
+                "the session was signed out, or the key behind it revoked; sign in again"
+            )
         if request.method not in _SAFE_METHODS:
             _check_origin(request, settings)
     else:

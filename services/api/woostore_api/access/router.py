@@ -39,6 +39,7 @@ from woostore_api.edge import no_store
 from woostore_api.problems import problem_responses, unauthorized
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Tenant
+from woostore_shared.secrets import InvalidTicket
 from woostore_shared.settings import Settings
 
 router = APIRouter()
@@ -198,7 +199,24 @@ async def whoami(db: DatabaseDep, caller: CurrentCaller) -> WhoAmI:
 
 
 @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])
-async def sign_out(request: Request, response: Response) -> None:
+async def sign_out(
+    request: Request,
+    response: Response,
+    outbox: OutboxDep,
+    authenticator: AuthenticatorDep,
+    sessions: SessionsDep,
+) -> None:
+    """Sign the dashboard out: the session ends on the server, so a copy of its cookie opens
+    nothing any more, and the browser's cookie is deleted. A session already ended (or none)
+    is signed out all the same."""
+    cookie = request.cookies.get(session_cookie(request))
+    try:
+        opened = sessions.open(cookie) if cookie else None
+    except InvalidTicket:
+        opened = None  # expired or not ours: nothing left to end
+    principal = await authenticator.by_session(opened) if opened is not None else None
+    if opened is not None and principal is not None:  # else ended already, or never ours
+        await service.sign_out(outbox, caller_of(request, principal), opened)
     response.delete_cookie(
         session_cookie(request),
         path="/",

@@ -14,10 +14,11 @@ from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import cap_reached, forbidden, not_found, tenant_exists
-from woostore_shared.access import NewKey, Principal, new_key
+from woostore_shared.access import NewKey, Principal, new_key, spend
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.secrets import OpenedTicket
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
@@ -145,6 +146,17 @@ async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKe
             uow.session.add(key)
             record(uow.session, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
     return key
+
+
+async def sign_out(outbox: Outbox, caller: Caller, session: OpenedTicket) -> None:
+    """End ``session`` for good: spent, as a used ticket is, so that a copy of its cookie
+    (kept by a proxy, a shared machine, malware) opens nothing for the hours it had left."""
+    async with UnitOfWork.begin(outbox) as uow:
+        await spend(uow.session, [session])
+        record(
+            uow.session, caller, "session.delete", f"key/{caller.principal.actor}",
+            caller.principal.tenant_id,
+        )  # fmt: skip
 
 
 async def record_sign_in(outbox: Outbox, caller: Caller) -> None:
