@@ -78,6 +78,34 @@ async def test_a_key_is_shown_once_and_kept_only_as_a_hash(
     assert "token" not in listed[0]
 
 
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("abc\u202edcba", "invisible format characters"),  # shown as "abcabcd"
+        ("ci\u200bdeploys", "invisible format characters"),  # zero-width space
+        ("c\x85i", "control"),  # a C1 control (at either end, stripped as space)
+        ("   ", "a visible character"),
+        ("x" * 101, "at most 100 characters"),
+    ],
+)
+async def test_a_key_name_that_would_show_as_another_is_refused(
+    client: httpx.AsyncClient, name: str, says: str
+) -> None:
+    """Checked as a store's name is: only C0 controls were refused, so a key named with a
+    right-to-left override showed reordered in the keys list and the audit log."""
+    refused = await client.post(KEYS, json={"name": name})
+
+    body = problem(refused, 422)
+    assert says in body["errors"][0]["message"], body
+    assert (await client.get(KEYS)).json()["items"] == []
+
+
+async def test_a_key_name_is_kept_normalised(client: httpx.AsyncClient) -> None:
+    made = await client.post(KEYS, json={"name": "  ope\u0301rations \U0001f468\u200d\U0001f4bb "})
+
+    assert made.json()["name"] == "op\u00e9rations \U0001f468\u200d\U0001f4bb"  # NFC, joiner kept
+
+
 async def test_a_revoked_key_is_refused_at_once(api: FastAPI, client: httpx.AsyncClient) -> None:
     made = (await client.post(KEYS, json={"name": "laptop"})).json()
     async with client_with(api, made["token"]) as holder:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
+from woostore_api.names import printable
 from woostore_shared.models import Role
 
 # No control characters: PostgreSQL text cannot hold NUL, and none belongs in a name or key.
 NO_CONTROLS = r"^[^\x00-\x1f\x7f]+$"
+KEY_NAME_MAX = 100
 
 _TENANT: JsonDict = {
     "id": "7c2d9e41-5a3b-4c6d-8e7f-9a0b1c2d3e4f",
@@ -66,13 +68,22 @@ class KeyCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"name": "ci deploys", "role": "tenant"}]}
     )
 
+    # Checked as a store's name is (names.py): a right-to-left override or a zero-width space
+    # in a key's name showed it as another in lists and the audit log.
     name: str = Field(
-        min_length=1, max_length=100, pattern=NO_CONTROLS, description="What the key is for."
+        min_length=1,
+        description="What the key is for.",
+        json_schema_extra={"maxLength": KEY_NAME_MAX},
     )
     role: Role = Role.TENANT
     tenant_id: uuid.UUID | None = Field(
         default=None, description="Admins: the key's tenant (default: the caller's own)."
     )
+
+    @field_validator("name")
+    @classmethod
+    def _normal_and_printable(cls, name: str) -> str:
+        return printable(name, KEY_NAME_MAX)
 
 
 class KeyOut(BaseModel):

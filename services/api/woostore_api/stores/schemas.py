@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from woostore_api.names import printable
 from woostore_shared.events import Phase
 from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreChange, StoreStatus
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
@@ -56,16 +56,6 @@ STORE_EXAMPLE: JsonDict = {
     "actions": ["delete"],
     "links": {"self": f"{STORES_PATH}/{_STORE_ID}"},  # no credentials before it is ready
 }
-# Zero-width (non-)joiners belong to emoji sequences and to Persian and Indic words.
-_JOINERS = frozenset({"\u200c", "\u200d"})
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
-
-
-def _joins(name: str, i: int) -> bool:
-    """Whether ``name[i]`` is a joiner between two visible characters."""
-    if name[i] not in _JOINERS or not 0 < i < len(name) - 1:
-        return False
-    return all(unicodedata.category(c)[0] not in "CZ" for c in (name[i - 1], name[i + 1]))
 
 
 class StoreCreate(BaseModel):
@@ -113,21 +103,7 @@ class StoreCreate(BaseModel):
     @field_validator("name")
     @classmethod
     def _normal_and_printable(cls, name: str) -> str:
-        if len(name) > 4 * NAME_MAX:  # far past any composition: refuse before normalising
-            raise ValueError(f"must be at most {NAME_MAX} characters")
-        name = unicodedata.normalize("NFC", name).strip()
-        if not name:
-            raise ValueError("must contain a visible character")
-        # Control, format, surrogate and private-use characters are refused; unassigned ones
-        # (Cn) are not, since they include emoji newer than this Python's Unicode tables.
-        if any(
-            unicodedata.category(c) in _REFUSED_CATEGORIES and not _joins(name, i)
-            for i, c in enumerate(name)
-        ):
-            raise ValueError("must not contain control or invisible format characters")
-        if len(name) > NAME_MAX:
-            raise ValueError(f"must be at most {NAME_MAX} characters")
-        return name
+        return printable(name, NAME_MAX)
 
 
 class StepOut(BaseModel):
