@@ -463,7 +463,7 @@ async def ready_store(client: httpx.AsyncClient, database: Database, name: str) 
     return store_id
 
 
-async def test_upgrades_and_rollbacks_share_a_rate_per_tenant(
+async def test_changes_share_a_rate_per_tenant(
     api: FastAPI, settings: Settings, new_tenant: NewTenant, database: Database
 ) -> None:
     limited(api, settings, tenant_changes_per_minute=2)
@@ -486,6 +486,14 @@ async def test_upgrades_and_rollbacks_share_a_rate_per_tenant(
         assert int(refused.headers["Retry-After"]) <= 60
         assert_limit(
             await busy.post(f"{STORES}/{stores[2]}/rollback"), "tenant-changes-per-minute", 2
+        )
+        # A backup is refused by the same rate, and the words say so (they named upgrades
+        # and rollbacks alone).
+        backup = await busy.post(f"{STORES}/{stores[2]}/backups")
+        assert_limit(backup, "tenant-changes-per-minute", 2)
+        assert backup.json()["detail"] == (
+            "this tenant may ask for 2 changes a minute: upgrades, rollbacks, backups and "
+            "restores together"
         )
     assert (await busy.get(f"{STORES}/{stores[2]}")).json()["status"] == "ready"  # untouched
     assert (await calm.post(f"{STORES}/{steady}/upgrade")).status_code == 202

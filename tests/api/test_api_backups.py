@@ -173,8 +173,10 @@ async def test_a_backup_being_made_or_of_another_store_is_not_deleted(
     others = await a_complete_backup(database, other_id)
     running = (await client.post(f"{STORES}/{store_id}/backups")).json()["id"]
 
-    busy = problem(await client.delete(f"{STORES}/{store_id}/backups/{running}"), 409)
+    refused = await client.delete(f"{STORES}/{store_id}/backups/{running}")
+    busy = problem(refused, 409)
     assert busy["detail"] == f"backup {running} is being made: it can be deleted once that ends"
+    assert refused.headers["Retry-After"] == "30"  # it ends by itself: when to ask again
     problem(await client.delete(f"{STORES}/{store_id}/backups/{others}"), 404)
     problem(await client.delete(f"{STORES}/{store_id}/backups/{uuid.uuid4()}"), 404)
     assert (await client.get(f"{STORES}/{other_id}/backups/{others}")).json()["status"] == (

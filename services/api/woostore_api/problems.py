@@ -353,9 +353,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(BackupInUse)
     async def backup_in_use(request: Request, error: BackupInUse) -> JSONResponse:
+        # Made or restored from, it is free within minutes, by itself: ask again then.
         return problem_for(
-            request, 409, "Backup cannot be deleted now", str(error), "invalid-state"
-        )
+            request, 409, "Backup cannot be deleted now", str(error), "invalid-state",
+            headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+        )  # fmt: skip
 
     @app.exception_handler(CopyUnderWay)
     async def copy_under_way(request: Request, error: CopyUnderWay) -> JSONResponse:

@@ -165,8 +165,8 @@ def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
             f"tenant/{principal.tenant_id}/changes",
             settings.tenant_changes_per_minute,
             "tenant-changes-per-minute",
-            f"this tenant may upgrade or roll back {settings.tenant_changes_per_minute} "
-            "stores a minute",
+            f"this tenant may ask for {settings.tenant_changes_per_minute} changes a minute: "
+            "upgrades, rollbacks, backups and restores together",
         ),
     )
 

@@ -128,7 +128,7 @@ async def read_step_times(step_times: StepTimesDep, _: CurrentCaller) -> StepTim
     changing, removing a store) took lately: the median of its latest runs over every store,
     which a dashboard adds up to estimate the time a store's remaining steps take.
     Platform-wide figures that name no store and no tenant, so every caller reads the same, a
-    tenant key too; measured again at most every 30 seconds."""
+    tenant key too; measured again at most every 5 seconds."""
     return await step_times.get()
 
 
