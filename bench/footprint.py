@@ -34,7 +34,10 @@ TARGET_RSS_MB = 450  # idle make run, every process together (issue #13)
 READY_LINE = "WooStore is running."
 READY_SECONDS = 120.0
 IDLE_SECONDS = 600.0
-SETTLE_SECONDS = 10.0  # after the pool is full: two reaper passes and a heartbeat or so
+# After the pool is full, a little over a minute: an idle platform is one nobody has used
+# for a while, and PostgreSQL has ended the sessions its services stopped using by then
+# (woostore_shared.db.CLOSED_WHEN_IDLE, 60 s).
+SETTLE_SECONDS = 70.0
 MB = 1 << 20
 TAIL_LINES = 40  # of make run's output, in the error when it does not get ready
 
@@ -210,7 +213,8 @@ METHOD = """\
 `make run` as it comes, with its dependencies installed, in a data folder and on ports of
 its own. *Ready* is the launcher's banner ("WooStore is running.", printed once every
 service answers `/readyz`). The platform is *idle* once its warm pool of `make run`'s size is full
-and no store has work under way (read from PostgreSQL), and 10 s more have passed; the
+and no store has work under way (read from PostgreSQL), and 70 s more have passed (the
+services' idle database sessions end after 60 s, `woostore_shared.db.CLOSED_WHEN_IDLE`); the
 simulated cluster runs at `make run`'s time scale. Then each process's resident set (RSS),
 proportional set (PSS: shared pages split between the processes sharing them) and unique
 set (USS) is read (psutil, `/proc/<pid>/smaps_rollup`): every process under `make`, and

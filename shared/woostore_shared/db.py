@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import select
 import time
+from functools import partial
 from typing import Any
 
 import psycopg
 from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -46,19 +47,31 @@ SERVER_SILENCE_LIMITS = {
     "tcp_user_timeout": str(UNACKNOWLEDGED_MS),
 }
 PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
+# PostgreSQL ends a service's session idle this long (its idle_session_timeout, PostgreSQL 14
+# and newer): a quiet service keeps no server process (15-19 MB each, and counted against
+# max_connections). A busy one keeps those it uses: the pool hands out the connection given
+# back last. The pool drops one idle half this long as it is taken (_look_before_use), so
+# no statement is sent as the server ends its session.
+CLOSED_WHEN_IDLE = 60.0  # seconds
 _GIVEN_BACK_AT = "woostore_given_back_at"  # the pool entry's info key: when it came back
 
 
 class Database:
     def __init__(
-        self, url: str, application: str = "", *, ping_after_idle: float = PING_AFTER_IDLE
+        self,
+        url: str,
+        application: str = "",
+        *,
+        ping_after_idle: float = PING_AFTER_IDLE,
+        closed_when_idle: float = CLOSED_WHEN_IDLE,
     ) -> None:
         """``application`` names the connections (``pg_stat_activity.application_name``), so an
         operator sees which service holds which; a name the URL or PGAPPNAME gives wins.
 
         Each connection is looked at as it is taken from the pool (:func:`_look_before_use`),
         so one that is gone is replaced before a statement fails on it. One that sat idle
-        longer than ``ping_after_idle`` seconds is also pinged."""
+        longer than ``ping_after_idle`` seconds is also pinged, and PostgreSQL ends a
+        session idle for ``closed_when_idle`` seconds."""
         given = make_url(url).query
         connect_args = {
             name: value for name, value in CLIENT_SILENCE_LIMITS.items() if name not in given
@@ -74,10 +87,16 @@ class Database:
             pool_size=MAX_CONNECTIONS,
             max_overflow=0,
             pool_timeout=POOL_WAIT_SECONDS,
+            # The connection given back last is taken first: those a burst opened and the
+            # load no longer needs stay idle until PostgreSQL ends them (CLOSED_WHEN_IDLE).
+            # Taken in turn, every one was used every few seconds and none was ever idle.
+            pool_use_lifo=True,
             connect_args=connect_args,
         )
-        _look_before_use(self.engine, ping_after_idle)
-        event.listen(self.engine.sync_engine, "connect", _limit_the_servers_wait)
+        _look_before_use(self.engine, ping_after_idle, drop_after_idle=closed_when_idle / 2)
+        event.listen(
+            self.engine.sync_engine, "connect", partial(_limit_the_servers_wait, closed_when_idle)
+        )
         # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the
         # connection keeps its prepared statements, which psycopg drops at every ROLLBACK.
         self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -100,12 +119,18 @@ class Database:
         await self.engine.dispose()
 
 
-def _limit_the_servers_wait(dbapi: Any, _record: ConnectionPoolEntry) -> None:
-    """Give PostgreSQL :data:`SERVER_SILENCE_LIMITS` for this connection's session: one round
-    trip as it opens, outside any transaction. (The ``options`` startup parameter would save
-    it, but connection poolers such as PgBouncer refuse a connection that sends it.)"""
+def _limit_the_servers_wait(
+    closed_when_idle: float, dbapi: Any, _record: ConnectionPoolEntry
+) -> None:
+    """Give PostgreSQL :data:`SERVER_SILENCE_LIMITS` for this connection's session, and its
+    idle limit where it has one: one round trip as it opens, outside any transaction. (The
+    ``options`` startup parameter would save it, but connection poolers such as PgBouncer
+    refuse a connection that sends it.)"""
+    limits = dict(SERVER_SILENCE_LIMITS)
+    if dbapi.info.server_version >= IDLE_LIMIT_SINCE:
+        limits[IDLE_LIMIT] = f"{closed_when_idle * 1000:.0f}"  # milliseconds
     settings = ", ".join(
-        f"set_config('{name}', '{value}', false)" for name, value in SERVER_SILENCE_LIMITS.items()
+        f"set_config('{name}', '{value}', false)" for name, value in limits.items()
     )
     dbapi.autocommit = True
     cursor = dbapi.cursor()
@@ -116,7 +141,22 @@ def _limit_the_servers_wait(dbapi: Any, _record: ConnectionPoolEntry) -> None:
         dbapi.autocommit = False
 
 
-def _look_before_use(engine: AsyncEngine, ping_after_idle: float) -> None:
+IDLE_LIMIT, IDLE_LIMIT_SINCE = "idle_session_timeout", 140000  # PostgreSQL 14
+# Turns the idle limit off for the session where the server has one: one statement for any
+# version (set_config runs only for the row the WHERE keeps).
+_NO_IDLE_LIMIT = text(
+    f"SELECT set_config('{IDLE_LIMIT}', '0', false) WHERE current_setting('server_version_num')"
+    f"::int >= {IDLE_LIMIT_SINCE}"
+)
+
+
+async def kept_open_when_idle(connection: AsyncConnection) -> None:
+    """A connection held on purpose (the reaper's, whose session holds its lock): PostgreSQL
+    does not end its session for being idle, however long between its uses."""
+    await connection.execute(_NO_IDLE_LIMIT)
+
+
+def _look_before_use(engine: AsyncEngine, ping_after_idle: float, drop_after_idle: float) -> None:
     """Refuse, as it is taken from the pool, a connection that is gone; the pool then opens
     another (``DisconnectionError``) where a statement on it would have failed.
 
@@ -126,7 +166,10 @@ def _look_before_use(engine: AsyncEngine, ping_after_idle: float) -> None:
       least): only a round trip finds it, so a connection idle longer than
       ``ping_after_idle`` is pinged (``SELECT 1``). One given back moments ago is not:
       under load every connection is, and a ping before each use cost the API 3 round
-      trips a create and the provisioner 18 a store."""
+      trips a create and the provisioner 18 a store.
+    - **About to be ended by PostgreSQL** for being idle (``CLOSED_WHEN_IDLE``): one idle
+      longer than ``drop_after_idle`` is dropped, not pinged, so that the server never ends
+      a session between a ping and the statement after it."""
     dialect = engine.dialect
     pool = engine.sync_engine.pool
 
@@ -135,8 +178,13 @@ def _look_before_use(engine: AsyncEngine, ping_after_idle: float) -> None:
 
     def taken(dbapi: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
         _closed_by_server(record)
-        given_back_at = record.info.get(_GIVEN_BACK_AT)  # none yet: opened just now
-        if given_back_at is not None and time.monotonic() - given_back_at > ping_after_idle:
+        # Taken off as it is read: one opened again in its place (dropped, or its ping
+        # failed) has not sat idle.
+        given_back_at = record.info.pop(_GIVEN_BACK_AT, None)  # none yet: opened just now
+        idle = 0.0 if given_back_at is None else time.monotonic() - given_back_at
+        if idle > drop_after_idle:
+            raise DisconnectionError("idle long enough for PostgreSQL to end it soon")
+        if idle > ping_after_idle:
             try:
                 dialect.do_ping(dbapi)
             except dialect.loaded_dbapi.Error as error:

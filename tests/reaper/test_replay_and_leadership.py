@@ -334,7 +334,9 @@ async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(
 
 async def test_the_leader_holds_its_lock_outside_any_transaction(database: Database) -> None:
     """A leader's session is "idle" between passes, never "idle in transaction": a server
-    with ``idle_in_transaction_session_timeout`` would cut it, and the lock with it."""
+    with ``idle_in_transaction_session_timeout`` would cut it, and the lock with it. Nor
+    does the idle limit the services' other sessions have (``CLOSED_WHEN_IDLE``) end it,
+    however long the reaper's passes are apart."""
     lock = LeaderLock(database.engine)
     try:
         assert await lock.held()
@@ -345,6 +347,11 @@ async def test_the_leader_holds_its_lock_outside_any_transaction(database: Datab
         )
         async with database.engine.connect() as connection:
             states = (await connection.execute(query, {"key": LOCK_KEY})).scalars().all()
+            others = await connection.execute(text("SHOW idle_session_timeout"))
+            assert others.scalar_one() != "0"
         assert states == ["idle"]
+        assert lock._connection is not None
+        leaders = await lock._connection.execute(text("SHOW idle_session_timeout"))
+        assert leaders.scalar_one() == "0"
     finally:
         await lock.release()

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from tests.support import until
 from woostore_shared.db import (
     CLIENT_SILENCE_LIMITS,
     MAX_CONNECTIONS,
@@ -84,6 +85,55 @@ async def test_a_pooled_connection_postgresql_closed_is_replaced_without_a_ping(
         assert ended == (True,)
 
         assert await backend_pid(db) != pooled  # and no error: the pool replaced it
+    finally:
+        await db.dispose()
+
+
+async def test_connections_a_burst_opened_are_left_idle_for_postgresql_to_end(
+    database_url: str,
+) -> None:
+    """The connection given back last is taken first: under a lighter load after a burst the
+    same one serves, and the others idle until PostgreSQL ends them. Taken in turn, each was
+    used every few seconds, so an idle platform kept every process it had ever opened."""
+    db = Database(database_url)
+    try:
+        async with asyncio.TaskGroup() as burst:
+            for _ in range(4):
+                burst.create_task(sleeping_read(db))
+        served = {await backend_pid(db) for _ in range(10)}
+        ended = await idle_limit(db)
+    finally:
+        await db.dispose()
+
+    assert len(served) == 1
+    assert ended == "1min"  # CLOSED_WHEN_IDLE, as PostgreSQL shows it
+
+
+async def sleeping_read(db: Database) -> None:
+    async with db.session() as session:
+        await session.exec(select(func.pg_sleep(0.05)))  # held while the others are taken
+
+
+async def idle_limit(db: Database) -> str:
+    async with db.engine.connect() as connection:
+        return str((await connection.execute(text("SHOW idle_session_timeout"))).scalar_one())
+
+
+async def test_a_connection_postgresql_ended_for_idling_is_replaced_unseen(
+    database_url: str,
+) -> None:
+    db = Database(database_url, closed_when_idle=1)
+    try:
+        idled = await backend_pid(db)
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            await until(
+                lambda: admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (idled,)
+                ).fetchone() == (0,),
+                "PostgreSQL ends the idle session",
+            )  # fmt: skip
+
+        assert await backend_pid(db) != idled  # and no error: the pool replaced it
     finally:
         await db.dispose()
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from woostore_shared.db import kept_open_when_idle
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -36,6 +37,7 @@ class LeaderLock:
             if self._connection is None:
                 connection = await self.engine.connect()
                 self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await kept_open_when_idle(self._connection)  # its session holds the lock
             if self.leading:
                 await self._connection.execute(text("SELECT 1"))  # the lock lives with it
                 return True
