@@ -13,8 +13,13 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 # A ticket only opens a stream (an open stream re-checks its key by itself), and it travels in
 # a URL: a minute is enough, and leaves a ticket seen in a URL little time to be useful.
@@ -28,11 +33,16 @@ def _derive(secret_key: str, purpose: str) -> bytes:
 
 class CredentialCipher:
     def __init__(self, secret_key: str) -> None:
-        # Imported here: of the services only the API and the provisioner encrypt credentials,
-        # and loading cryptography costs a process about 6 MB.
+        self._key = base64.urlsafe_b64encode(_derive(secret_key, "credentials"))
+
+    @cached_property
+    def _fernet(self) -> Fernet:
+        # Loaded at first use: loading cryptography costs a process about 7 MB, and of the
+        # services only the provisioner encrypts credentials; the API reads one only when
+        # an owner asks for a store's password.
         from cryptography.fernet import Fernet
 
-        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, "credentials")))
+        return Fernet(self._key)
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode()).decode()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import string
+import subprocess
+import sys
 import time
 
 import pytest
@@ -188,3 +190,16 @@ def test_tokens_match_only_when_equal_and_never_against_an_empty_expectation() -
     assert not tokens_match("", "")
     assert not tokens_match("anything", "")
     assert tokens_match("tökén", "tökén")
+
+
+def test_a_cipher_loads_cryptography_only_when_first_used() -> None:
+    """The API makes one as it starts, and reads a credential only when an owner asks for a
+    password: loaded at start, cryptography cost it about 7 MB for good."""
+    probe = (
+        "import sys; from woostore_shared.secrets import CredentialCipher; "
+        "cipher = CredentialCipher('k'); made = 'cryptography' in sys.modules; "
+        "cipher.decrypt(cipher.encrypt('x')); print(made, 'cryptography' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+
+    assert run.stdout.split() == ["False", "True"]
