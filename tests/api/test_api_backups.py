@@ -20,7 +20,7 @@ from tests.api.test_api_stores import a_complete_backup, set_columns
 from tests.support import envelope, stream_messages
 from woostore_api.problems import COPY_RETRY_SECONDS
 from woostore_shared.db import Database
-from woostore_shared.models import RateLimit, StoreStatus
+from woostore_shared.models import DEFAULT_TENANT_ID, RateLimit, StoreStatus
 
 
 async def ready_store(client: httpx.AsyncClient, database: Database) -> str:
@@ -215,6 +215,16 @@ async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(
 
     others = problem(await acme.post(STORES, json={"name": "Copy", "from_backup": complete}), 404)
     assert others["detail"] == f"backup {complete} does not exist"
+    # An admin sees every tenant's backups: told whose it is, not that it does not exist.
+    acme_id = (await acme.get("/api/v1/session")).json()["tenant_id"]
+    across = await client.post(
+        STORES, json={"name": "Copy", "from_backup": complete, "tenant_id": acme_id}
+    )
+    assert problem(across, 422)["errors"] == [{
+        "location": ["body", "from_backup"],
+        "message": f"backup {complete} is of tenant {DEFAULT_TENANT_ID}'s store: a copy is "
+        "made in the tenant whose backup it is",
+    }]  # fmt: skip
     problem(await client.post(STORES, json={"name": "Copy", "from_backup": str(uuid.uuid4())}), 404)
     unfinished = problem(
         await client.post(STORES, json={"name": "Copy", "from_backup": running}), 409

@@ -6,6 +6,7 @@ bodies. Unexpected exceptions become a bare 500 whose body reveals nothing.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -211,6 +212,18 @@ def takes_no_body() -> Problem:
     return Problem(
         422, "Invalid request", detail, kind="invalid-request",
         errors=[{"location": ["body"], "message": detail}],
+    )  # fmt: skip
+
+
+def copied_across_tenants(backup_id: uuid.UUID, tenant_id: uuid.UUID) -> Problem:
+    """For an admin, who sees every tenant's backups: a tenant's own is all it may copy."""
+    detail = (
+        f"backup {backup_id} is of tenant {tenant_id}'s store: a copy is made in the tenant "
+        "whose backup it is"
+    )
+    return Problem(
+        422, "Invalid request", detail, kind="invalid-request",
+        errors=[{"location": ["body", "from_backup"], "message": detail}],
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import (
     addresses_exhausted,
+    copied_across_tenants,
     forbidden,
     idempotency_key_reused,
     invalid_cursor,
@@ -101,6 +102,8 @@ async def create_store(
 ) -> Created:
     """Queue a store in the caller's tenant (an admin's: any tenant it names)."""
     tenant_id = await _tenant_for(outbox.db, caller.principal, request.tenant_id)
+    if request.from_backup is not None and caller.principal.is_admin:
+        await _copied_in_its_tenant(outbox.db, tenant_id, request.from_backup)
     # Fields left out do not count: a retry from before `settings` existed still matches.
     fingerprint = sha256_hex(request.model_dump_json(exclude_none=True))
     if idempotency_key is not None:
@@ -156,6 +159,21 @@ async def _tenant_for(db: Database, principal: Principal, named: uuid.UUID | Non
         if await session.get(Tenant, named) is None:
             raise not_found(f"tenant {named}")
     return named
+
+
+async def _copied_in_its_tenant(db: Database, tenant_id: uuid.UUID, backup_id: uuid.UUID) -> None:
+    """An admin's copy is made in the tenant whose backup it is. (To a tenant another's
+    backup does not exist, as for reading it: ``_backup_to_copy``.)"""
+    async with db.session() as session:
+        owner = (
+            await session.exec(
+                select(Store.tenant_id)
+                .join(StoreBackup, col(StoreBackup.store_id) == col(Store.id))
+                .where(col(StoreBackup.id) == backup_id)
+            )
+        ).first()
+    if owner is not None and owner != tenant_id:
+        raise copied_across_tenants(backup_id, owner)
 
 
 async def _claim_or_request(
