@@ -12,12 +12,12 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 
 NEVER_USED = {
-    # nats-py loads aiohttp, when it is installed, for a WebSocket transport (nats_over_tcp).
-    "woostore_api": {"aiohttp"},
-    "woostore_provisioner": {"aiohttp"},
+    # nats-py loads aiohttp, and structlog rich, whenever installed (unimported.py).
+    "woostore_api": {"aiohttp", "rich"},
+    "woostore_provisioner": {"aiohttp", "rich"},
     # cryptography encrypts store credentials: the API's and the provisioner's work only.
-    "woostore_notifier": {"aiohttp", "cryptography"},
-    "woostore_reaper": {"aiohttp", "cryptography"},
+    "woostore_notifier": {"aiohttp", "cryptography", "rich"},
+    "woostore_reaper": {"aiohttp", "cryptography", "rich"},
 }
 
 

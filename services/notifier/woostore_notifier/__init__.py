@@ -1,3 +1,3 @@
-from woostore_shared.nats_over_tcp import skip_websocket_transport
+from woostore_shared.unimported import leave_unimported
 
-skip_websocket_transport()  # before any module of this service imports nats: see there
+leave_unimported()  # before any module of this service imports nats or structlog: see there
