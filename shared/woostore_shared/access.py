@@ -126,11 +126,13 @@ class Authenticator:
 
     async def by_session(self, opened: OpenedTicket) -> Principal | None:
         """The principal of a dashboard session: none once it was signed out (its id spent,
-        as a used ticket's is) or its key revoked."""
-        if opened.id is not None:
-            async with self._db.session() as session:
-                if await session.get(SpentTicket, opened.id) is not None:
-                    return None
+        as a used ticket's is) or its key revoked. Every session has an id: those signed
+        before sessions had one (2026-12-01) have expired."""
+        if opened.id is None:
+            return None
+        async with self._db.session() as session:
+            if await session.get(SpentTicket, opened.id) is not None:
+                return None
         return await self.by_subject(opened.subject)
 
     async def still_valid(self, subjects: Collection[str]) -> set[str]:

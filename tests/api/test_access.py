@@ -20,6 +20,7 @@ from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.support import ADMIN_TOKEN, SECRET_KEY
 from woostore_api.main import create_app
+from woostore_devstack.embedded import free_port
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, AuditEntry, PlatformCounts, Store, StoreStatus
@@ -221,6 +222,28 @@ async def test_signing_out_ends_the_session_for_a_copy_of_its_cookie_too(
         assert (await elsewhere.get(STORES)).status_code == 200
     actions = [entry["action"] for entry in (await client.get(AUDIT)).json()["items"]]
     assert (actions.count("session.create"), actions.count("session.delete")) == (2, 1)
+
+
+async def test_signing_out_with_the_database_out_of_reach_still_deletes_the_cookie(
+    api: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser forgets the session whatever happens; the client is told the server did
+    not, and to sign out again (the cookie's deletion was lost with the 503)."""
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+    nowhere = Database(f"postgresql+psycopg://woostore:x@127.0.0.1:{free_port()}/woostore")
+    async with client_with(api) as browser:
+        await browser.post(SESSION, json={"token": key["token"]})
+        monkeypatch.setattr(api.state.authenticator, "_db", nowhere)
+        try:
+            refused = await browser.delete(SESSION)
+        finally:
+            await nowhere.dispose()
+
+        assert problem(refused, 503)["detail"] == (
+            "the session could not be ended on the server: sign out again to end it"
+        )
+        assert refused.headers["set-cookie"].startswith('woostore_session="";')
+        assert not browser.cookies
 
 
 async def test_a_session_write_from_another_origin_is_refused(

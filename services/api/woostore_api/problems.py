@@ -215,6 +215,16 @@ def takes_no_body() -> Problem:
     )  # fmt: skip
 
 
+def session_not_ended() -> Problem:
+    """503: the database did not take a session's end. Its cookie is deleted all the same;
+    a copy of it still opens the session until it is ended, or expires."""
+    return Problem(
+        503, "Database unavailable",
+        "the session could not be ended on the server: sign out again to end it",
+        kind="database-unavailable", headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+    )  # fmt: skip
+
+
 def copied_across_tenants(backup_id: uuid.UUID, tenant_id: uuid.UUID) -> Problem:
     """For an admin, who sees every tenant's backups: a tenant's own is all it may copy."""
     detail = (

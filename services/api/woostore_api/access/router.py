@@ -6,6 +6,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from woostore_api.access import service
 from woostore_api.access.schemas import (
@@ -36,7 +38,12 @@ from woostore_api.deps import (
     SettingsDep,
 )
 from woostore_api.edge import no_store
-from woostore_api.problems import problem_responses, unauthorized
+from woostore_api.problems import (
+    problem_response,
+    problem_responses,
+    session_not_ended,
+    unauthorized,
+)
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Tenant
 from woostore_shared.secrets import InvalidTicket
@@ -198,25 +205,42 @@ async def whoami(db: DatabaseDep, caller: CurrentCaller) -> WhoAmI:
     return await _whoami(db, caller)
 
 
-@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])
+@router.delete(
+    "/session",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_model=None,
+    tags=["session"],
+    responses=problem_responses(503),
+)
 async def sign_out(
     request: Request,
     response: Response,
     outbox: OutboxDep,
     authenticator: AuthenticatorDep,
     sessions: SessionsDep,
-) -> None:
+) -> Response | None:
     """Sign the dashboard out: the session ends on the server, so a copy of its cookie opens
     nothing any more, and the browser's cookie is deleted. A session already ended (or none)
-    is signed out all the same."""
+    is signed out all the same. The cookie is deleted even when the database cannot take the
+    session's end (503: sign out again to end it)."""
     cookie = request.cookies.get(session_cookie(request))
     try:
         opened = sessions.open(cookie) if cookie else None
     except InvalidTicket:
         opened = None  # expired or not ours: nothing left to end
-    principal = await authenticator.by_session(opened) if opened is not None else None
-    if opened is not None and principal is not None:  # else ended already, or never ours
-        await service.sign_out(outbox, caller_of(request, principal), opened)
+    try:
+        principal = await authenticator.by_session(opened) if opened is not None else None
+        if opened is not None and principal is not None:  # else ended already, or never ours
+            await service.sign_out(outbox, caller_of(request, principal), opened)
+    except (DBAPIError, PoolTimeout):
+        refused = problem_response(request, session_not_ended())
+        _forget_the_cookie(refused, request)
+        return refused
+    _forget_the_cookie(response, request)
+    return None
+
+
+def _forget_the_cookie(response: Response, request: Request) -> None:
     response.delete_cookie(
         session_cookie(request),
         path="/",

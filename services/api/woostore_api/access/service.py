@@ -152,11 +152,11 @@ async def sign_out(outbox: Outbox, caller: Caller, session: OpenedTicket) -> Non
     """End ``session`` for good: spent, as a used ticket is, so that a copy of its cookie
     (kept by a proxy, a shared machine, malware) opens nothing for the hours it had left."""
     async with UnitOfWork.begin(outbox) as uow:
-        await spend(uow.session, [session])
-        record(
-            uow.session, caller, "session.delete", f"key/{caller.principal.actor}",
-            caller.principal.tenant_id,
-        )  # fmt: skip
+        if await spend(uow.session, [session]):  # else ended meanwhile: audited by that end
+            record(
+                uow.session, caller, "session.delete", f"key/{caller.principal.actor}",
+                caller.principal.tenant_id,
+            )  # fmt: skip
 
 
 async def record_sign_in(outbox: Outbox, caller: Caller) -> None:
