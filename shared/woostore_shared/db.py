@@ -54,6 +54,7 @@ PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
 # no statement is sent as the server ends its session.
 CLOSED_WHEN_IDLE = 60.0  # seconds
 _GIVEN_BACK_AT = "woostore_given_back_at"  # the pool entry's info key: when it came back
+_ENDED_WHEN_IDLE = "woostore_ended_when_idle"  # and whether PostgreSQL ends it idle
 
 
 class Database:
@@ -104,7 +105,9 @@ class Database:
     def session(self) -> AsyncSession:
         """A session for reads. Each statement stands alone (autocommit), so nothing it ran
         could be undone: it writes nothing. Writes go through a ``UnitOfWork``
-        (unit_of_work.py), or ``transaction`` for the few that stand apart."""
+        (unit_of_work.py), or ``transaction`` for the few that stand apart. Held idle
+        between its statements for ``closed_when_idle``, PostgreSQL ends it: a connection
+        kept open on purpose says so (:func:`kept_open_when_idle`)."""
         return AsyncSession(self._reads, expire_on_commit=False)
 
     def transaction(self) -> AsyncSession:
@@ -120,7 +123,7 @@ class Database:
 
 
 def _limit_the_servers_wait(
-    closed_when_idle: float, dbapi: Any, _record: ConnectionPoolEntry
+    closed_when_idle: float, dbapi: Any, record: ConnectionPoolEntry
 ) -> None:
     """Give PostgreSQL :data:`SERVER_SILENCE_LIMITS` for this connection's session, and its
     idle limit where it has one: one round trip as it opens, outside any transaction. (The
@@ -129,6 +132,7 @@ def _limit_the_servers_wait(
     limits = dict(SERVER_SILENCE_LIMITS)
     if dbapi.info.server_version >= IDLE_LIMIT_SINCE:
         limits[IDLE_LIMIT] = f"{closed_when_idle * 1000:.0f}"  # milliseconds
+        record.info[_ENDED_WHEN_IDLE] = True  # so the pool drops it first (_look_before_use)
     settings = ", ".join(
         f"set_config('{name}', '{value}', false)" for name, value in limits.items()
     )
@@ -167,9 +171,10 @@ def _look_before_use(engine: AsyncEngine, ping_after_idle: float, drop_after_idl
       ``ping_after_idle`` is pinged (``SELECT 1``). One given back moments ago is not:
       under load every connection is, and a ping before each use cost the API 3 round
       trips a create and the provisioner 18 a store.
-    - **About to be ended by PostgreSQL** for being idle (``CLOSED_WHEN_IDLE``): one idle
-      longer than ``drop_after_idle`` is dropped, not pinged, so that the server never ends
-      a session between a ping and the statement after it."""
+    - **About to be ended by PostgreSQL** for being idle (``CLOSED_WHEN_IDLE``, where the
+      server has the limit): one idle longer than ``drop_after_idle`` is dropped, not
+      pinged, so that the server never ends a session between a ping and the statement
+      after it."""
     dialect = engine.dialect
     pool = engine.sync_engine.pool
 
@@ -182,7 +187,7 @@ def _look_before_use(engine: AsyncEngine, ping_after_idle: float, drop_after_idl
         # failed) has not sat idle.
         given_back_at = record.info.pop(_GIVEN_BACK_AT, None)  # none yet: opened just now
         idle = 0.0 if given_back_at is None else time.monotonic() - given_back_at
-        if idle > drop_after_idle:
+        if idle > drop_after_idle and record.info.get(_ENDED_WHEN_IDLE):
             raise DisconnectionError("idle long enough for PostgreSQL to end it soon")
         if idle > ping_after_idle:
             try:

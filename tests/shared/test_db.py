@@ -7,14 +7,17 @@ import socket
 
 import psycopg
 import pytest
-from sqlalchemy import func, text
+from sqlalchemy import event, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import select
 
 from tests.support import until
+from woostore_shared import db as db_module
 from woostore_shared.db import (
     CLIENT_SILENCE_LIMITS,
+    CLOSED_WHEN_IDLE,
     MAX_CONNECTIONS,
     SERVER_SILENCE_LIMITS,
     Database,
@@ -134,6 +137,24 @@ async def test_a_connection_postgresql_ended_for_idling_is_replaced_unseen(
             )  # fmt: skip
 
         assert await backend_pid(db) != idled  # and no error: the pool replaced it
+    finally:
+        await db.dispose()
+
+
+async def test_a_connection_idle_near_the_servers_limit_is_dropped_as_it_is_taken(
+    database_url: str,
+) -> None:
+    """Pinged instead, it could answer and then have its session ended by PostgreSQL before
+    the statement after the ping: dropped at half the limit, it never meets that end."""
+    db = Database(database_url)
+
+    @event.listens_for(db.engine.sync_engine.pool, "checkin")
+    def a_minute_ago(_dbapi: object, record: ConnectionPoolEntry) -> None:
+        record.info[db_module._GIVEN_BACK_AT] -= CLOSED_WHEN_IDLE  # after the pool's own
+
+    try:
+        idled = await backend_pid(db)
+        assert await backend_pid(db) != idled  # a new session, and no error
     finally:
         await db.dispose()
 
