@@ -26,7 +26,7 @@ _NOT_MONEY = frozenset({
 # "de_de" was taken whole, and WordPress installs no such language.
 _LOCALE = re.compile(
     r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[a-z]{2}))?(?:_(?P<variant>[a-z0-9]{3,}))?$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,  # else [a-z] takes the Kelvin sign and a long s for letters
 )
 
 
