@@ -102,8 +102,6 @@ async def create_store(
 ) -> Created:
     """Queue a store in the caller's tenant (an admin's: any tenant it names)."""
     tenant_id = await _tenant_for(outbox.db, caller.principal, request.tenant_id)
-    if request.from_backup is not None and caller.principal.is_admin:
-        await _copied_in_its_tenant(outbox.db, tenant_id, request.from_backup)
     # Fields left out do not count: a retry from before `settings` existed still matches.
     fingerprint = sha256_hex(request.model_dump_json(exclude_none=True))
     if idempotency_key is not None:
@@ -115,7 +113,9 @@ async def create_store(
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
             async with quotas.creating(outbox, caller.principal, settings) as uow:
-                store = await _claim_or_request(uow, tenant_id, slug, request, settings)
+                store = await _claim_or_request(
+                    uow, tenant_id, slug, request, settings, admin=caller.principal.is_admin
+                )
                 if idempotency_key is not None:
                     uow.session.add(
                         IdempotencyKey(
@@ -161,34 +161,23 @@ async def _tenant_for(db: Database, principal: Principal, named: uuid.UUID | Non
     return named
 
 
-async def _copied_in_its_tenant(db: Database, tenant_id: uuid.UUID, backup_id: uuid.UUID) -> None:
-    """An admin's copy is made in the tenant whose backup it is. (To a tenant another's
-    backup does not exist, as for reading it: ``_backup_to_copy``.)"""
-    async with db.session() as session:
-        owner = (
-            await session.exec(
-                select(Store.tenant_id)
-                .join(StoreBackup, col(StoreBackup.store_id) == col(Store.id))
-                .where(col(StoreBackup.id) == backup_id)
-            )
-        ).first()
-    if owner is not None and owner != tenant_id:
-        raise copied_across_tenants(backup_id, owner)
-
-
 async def _claim_or_request(
     uow: UnitOfWork,
     tenant_id: uuid.UUID,
     slug: str,
     request: StoreCreate,
     settings: Settings,
+    *,
+    admin: bool,
 ) -> Store:
     """A store from the warm pool when one fits, else a new one queued (within the platform's
     caps); a copy of a backup is always a new one. A taken slug fails here either way."""
     simulated = settings.cluster_mode is ClusterMode.SIMULATED
     from_backup = None
     if request.from_backup is not None:  # a copy: never from the pool, its source's settings
-        from_backup, source = await _backup_to_copy(uow, tenant_id, request.from_backup)
+        from_backup, source = await _backup_to_copy(
+            uow, tenant_id, request.from_backup, admin=admin
+        )
         chosen = StoreSettings.model_validate(source.settings)
     else:
         chosen = settings.store_defaults.with_choices(request.settings)
@@ -219,13 +208,18 @@ async def _claim_or_request(
 
 
 async def _backup_to_copy(
-    uow: UnitOfWork, tenant_id: uuid.UUID, backup_id: uuid.UUID
+    uow: UnitOfWork, tenant_id: uuid.UUID, backup_id: uuid.UUID, *, admin: bool
 ) -> tuple[StoreBackup, Store]:
     """A backup a new store of ``tenant_id`` may be made from, and its store: one of the
-    tenant's own (another tenant's does not exist, as for reading it)."""
+    tenant's own. To a tenant another's does not exist, as for reading it; an admin, who
+    sees every tenant's, is told whose it is."""
     backup = await uow.session.get(StoreBackup, backup_id)
     source = await uow.session.get(Store, backup.store_id) if backup else None
-    if backup is None or source is None or source.tenant_id != tenant_id:
+    if backup is None or source is None:
+        raise not_found(f"backup {backup_id}")
+    if source.tenant_id != tenant_id:
+        if admin and source.tenant_id is not None:
+            raise copied_across_tenants(backup_id, source.tenant_id)
         raise not_found(f"backup {backup_id}")
     return backup, source
 
