@@ -10,10 +10,10 @@ import json
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import yaml
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
@@ -40,6 +40,9 @@ def _reachable(host: str) -> str:
     """A service bound to every interface is reached on this machine through loopback; a
     browser cannot connect to 0.0.0.0. (Elsewhere, set the public URLs.)"""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104  (compared, not bound)
+
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class Settings(BaseSettings):
@@ -82,9 +85,9 @@ class Settings(BaseSettings):
     )
 
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(default=8000, ge=1, le=65535)
     notifier_host: str = "127.0.0.1"
-    notifier_port: int = 8001
+    notifier_port: int = Field(default=8001, ge=1, le=65535)
     public_events_url: str = Field(
         default="",
         description="Event stream URL given to browsers; defaults to the notifier's own address.",
@@ -109,6 +112,8 @@ class Settings(BaseSettings):
     ops_host: str = Field(default="127.0.0.1", description="Interface of the ops endpoints.")
     ops_port: int = Field(
         default=0,
+        ge=0,
+        le=65535,
         description="Port of every service's /healthz, /readyz and /metrics, never served "
         "on the public API or event-stream port (0 picks a free port, logged at start).",
     )
@@ -325,8 +330,30 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = Field(default=5, gt=0)
     ack_wait_seconds: float = Field(default=30, gt=0)
 
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     log_format: LogFormat = LogFormat.AUTO
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def load(cls) -> Settings:
+        """The settings from the environment; a value refused ends the program with a line
+        for each, naming its variable (never its value: it may be a secret), instead of a
+        traceback naming a field."""
+        try:
+            return cls()
+        except ValidationError as error:
+            lines = [
+                f"{'WOOSTORE_' + str(problem['loc'][0]).upper() if problem['loc'] else 'settings'}"
+                f": {problem['msg']}"
+                for problem in error.errors(include_url=False, include_input=False)
+            ]
+            raise SystemExit(
+                "\n".join(["refused settings (see README, Configuration):", *lines])
+            ) from None
 
     @field_validator("store_values_files", mode="before")
     @classmethod

@@ -23,7 +23,7 @@ async def declare_topology(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = Settings.load()
     configure_logging(settings, "setup")
     if not settings.nats_url or not settings.database_url:
         raise SystemExit("missing settings: WOOSTORE_NATS_URL and WOOSTORE_DATABASE_URL")

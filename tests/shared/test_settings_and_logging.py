@@ -197,6 +197,34 @@ def test_the_readme_documents_every_setting() -> None:
     assert not missing, f"not in README's settings table: {sorted(missing)}"
 
 
+def test_a_refused_value_ends_the_program_with_a_line_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was a traceback naming the field (``sim_time_scale``), and an out-of-range port
+    was taken: 99999 listened on 34463, -5 failed the API again and again (found by an
+    operator's review). The values are not echoed: a refused one may be a secret."""
+    monkeypatch.setenv("WOOSTORE_SIM_TIME_SCALE", "not-a-number")
+    monkeypatch.setenv("WOOSTORE_API_PORT", "99999")
+    monkeypatch.setenv("WOOSTORE_LOG_LEVEL", "bogus")
+
+    with pytest.raises(SystemExit) as refused:
+        Settings.load()
+
+    assert str(refused.value).splitlines() == [
+        "refused settings (see README, Configuration):",
+        "WOOSTORE_API_PORT: Input should be less than or equal to 65535",
+        "WOOSTORE_SIM_TIME_SCALE: Input should be a valid number, unable to parse string as "
+        "a number",
+        "WOOSTORE_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'",
+    ]
+
+
+def test_a_log_level_is_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WOOSTORE_LOG_LEVEL", "debug")
+
+    assert Settings.load().log_level == "DEBUG"
+
+
 def test_secrets_are_not_shown_when_settings_are_printed() -> None:
     settings = Settings(admin_token="admin-token-value", secret_key="secret-key-value")
 

@@ -184,7 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = Settings.load()
     settings.require_runtime(makes_stores=True)
     configure_logging(settings, "api")
     configure_tracing("api")

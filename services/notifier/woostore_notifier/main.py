@@ -215,7 +215,7 @@ def main() -> None:
     # that it took a quarter of the process's time (py-spy). The notifier makes little
     # cyclic garbage; collecting a hundred times less often costs a little memory instead.
     gc.set_threshold(GC_THRESHOLD, 50, 100)
-    settings = Settings()
+    settings = Settings.load()
     settings.require_runtime()
     configure_logging(settings, "notifier")
     configure_tracing("notifier")

@@ -80,7 +80,7 @@ def build_app(settings: Settings) -> FastStream:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = Settings.load()
     settings.require_runtime()
     configure_logging(settings, "provisioner")
     configure_tracing("provisioner")

@@ -92,7 +92,7 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = Settings.load()
     settings.require_runtime(makes_stores=True)
     configure_logging(settings, "reaper")
     configure_tracing("reaper")
