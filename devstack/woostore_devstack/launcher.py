@@ -538,9 +538,12 @@ def _print_banner(
 
 
 def main() -> None:
-    settings = Settings()
+    settings = Settings.load()
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file on the way, no such mount, no permission
+        raise SystemExit(f"WOOSTORE_DATA_DIR: cannot use {data_dir}: {error.strerror}") from None
     _stop_as_ctrl_c_does()
     with ExitStack() as running:
         try:

@@ -418,3 +418,18 @@ async def test_a_server_that_starts_on_a_second_try_keeps_the_platform_running(
     said = capsys.readouterr().out
     assert "Slow did not start: its shared memory is still in use" in said
     assert tries == 2
+
+
+def test_a_data_folder_that_cannot_be_made_is_one_line_naming_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a traceback ending in NotADirectoryError (found by an operator's review)."""
+    (tmp_path / "a-file").touch()
+    monkeypatch.setenv("WOOSTORE_DATA_DIR", str(tmp_path / "a-file" / "data"))
+
+    with pytest.raises(SystemExit) as refused:
+        launcher.main()
+
+    assert str(refused.value) == (
+        f"WOOSTORE_DATA_DIR: cannot use {tmp_path / 'a-file' / 'data'}: Not a directory"
+    )
