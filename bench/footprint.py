@@ -222,18 +222,28 @@ PostgreSQL's postmaster with its children (it runs detached). RSS counts a page 
 several processes once in each, so the RSS total overstates what the machine gives; PSS adds
 up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
 
-Where it went down, from 682 MB RSS (452 MB PSS) in the run before:
-- PostgreSQL, 180 MB RSS in 16 processes before: the embedded server runs with 16 MB of
-  shared buffers, without PostgreSQL 18's three I/O workers and without a logical
-  replication launcher (`woostore_devstack/embedded.py`, `SMALL_SERVER`). Most of a
+Where it went down, from 613 MB RSS (426 MB PSS) in the run before:
+- PostgreSQL, 128 MB RSS in 11 processes before, each backend 15-19 MB of RSS: the pools
+  took their connections in turn, so every one a burst or the warm pool's filling had
+  opened was used every few seconds and kept. They now take the one given back last, and
+  PostgreSQL ends a session idle 60 s (`woostore_shared.db.CLOSED_WHEN_IDLE`): idle, the
+  reaper's two are left (its leader lock's, and the one its passes use). Most of a
   backend's RSS is the server's code and the shared memory it touched, counted again in
   each, so fewer processes lower the RSS total much more than the PSS one.
-- The provisioner and the notifier, about 9 MB each: they no longer check the store
-  defaults, which loads pycountry's tables for good (the API and the reaper still do).
+- The API, about 7 MB: cryptography loads when an owner first reads a password.
+- Each service, about 4 MB: rich, installed for the CLI, is left unimported
+  (`woostore_shared/unimported.py`).
 
-What is left over the target is mostly four Python processes of 90-120 MB, each with its
+Before that (682 MB, 452 MB PSS): the embedded server's small settings (`SMALL_SERVER`:
+16 MB of shared buffers, no I/O workers, no logical replication launcher), and pycountry's
+tables loaded by the API and the reaper alone.
+
+What is left over the target is mostly four Python processes of 86-108 MB, each with its
 own copy of the interpreter, pydantic, SQLAlchemy, psycopg and the NATS client: the issue
-rules out merging them.
+rules out merging them. Measured and not taken: the launcher reading its settings in a
+forked child, so pydantic never loads in it (15 MB); `PYTHONOPTIMIZE=2` (about 20 MB in
+all, but it strips the docstrings the OpenAPI document is written from); autovacuum off
+(9 MB).
 """
 
 
