@@ -246,6 +246,22 @@ async def test_signing_out_with_the_database_out_of_reach_still_deletes_the_cook
         assert not browser.cookies
 
 
+async def test_a_session_without_an_id_is_refused_as_one_that_cannot_be_signed_out(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Signed before sessions had ids (all expired by now): nothing could end it."""
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+    sessions = api.state.sessions
+    old = sessions._serializer.dumps({"sub": key["id"]})  # signed as it was then
+    assert sessions.open(old).id is None
+
+    async with client_with(api, cookies={"woostore_session": old}) as browser:
+        problem(await browser.get(STORES), 401)
+        fresh = sessions.issue(key["id"])
+        browser.cookies.set("woostore_session", fresh)
+        assert (await browser.get(STORES)).status_code == 200
+
+
 async def test_a_session_write_from_another_origin_is_refused(
     api: FastAPI, client: httpx.AsyncClient
 ) -> None:

@@ -744,6 +744,7 @@ async def test_codes_in_any_case_are_kept_as_iso_writes_them(client: httpx.Async
         ({"language": "xx_YY"}, "language", "WordPress locale"),
         ({"language": "fr_xx"}, "language", "WordPress locale"),  # no country XX
         ({"language": "de_DE_x"}, "language", "WordPress locale"),  # no variant so short
+        ({"language": "de_D\u212a"}, "language", "WordPress locale"),  # a Kelvin sign, not K
         ({"admin_email": "not-an-address"}, "admin_email", "email"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
     ],
