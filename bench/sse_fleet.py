@@ -114,6 +114,9 @@ class Follower(asyncio.Protocol):
         self.streaming = False
         self.partial_line = b""
         self.last_id: int | None = None
+        # A stream opened without Last-Event-ID starts with a frame naming its start, not an
+        # event: the first id such a connection reads is that position.
+        self.at_opening = False
         self.retry_seconds = RETRY_SECONDS
         self.catching_up = False
         self.events = self.missed = self.repeated = self.refetches = 0
@@ -147,6 +150,7 @@ class Follower(asyncio.Protocol):
         self.transport = transport
         order = self.fleet.order
         resume = b"" if self.last_id is None else b"Last-Event-ID: %d\r\n" % self.last_id
+        self.at_opening = self.last_id is None
         transport.write(
             b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
             b"Accept: text/event-stream\r\n%s\r\n"
@@ -200,6 +204,10 @@ class Follower(asyncio.Protocol):
             self.catching_up = False
 
     def _count(self, event_id: int) -> None:
+        if self.at_opening:
+            self.at_opening = False
+            self.last_id = event_id
+            return
         self.events += 1
         if self.last_id is not None:
             if event_id <= self.last_id:

@@ -203,12 +203,12 @@ class EventStream:
                 for message in self._source.iter_sse():
                     if message.retry is not None:
                         self._retry = message.retry / 1000
+                    if message.id:  # where the stream is, even from a frame with no event
+                        self.after = int(message.id)
                     if message.event == "refetch":
-                        self.after = int(message.id)
-                        yield Gap(self.after, json.loads(message.data).get("reason", ""))
+                        yield Gap(int(message.id), json.loads(message.data).get("reason", ""))
                     elif message.data:
-                        self.after = int(message.id)
-                        yield Event(self.after, json.loads(message.data))
+                        yield Event(int(message.id), json.loads(message.data))
                 reason = "the server closed it"
             except httpx.ReadTimeout:
                 if self._idle is not None:
@@ -219,7 +219,8 @@ class EventStream:
             self._reconnect(reason)
 
     def _reconnect(self, reason: str) -> None:
-        # Nothing seen yet: replay the whole stream, callers pick their events by subject.
+        # No id yet (a notifier from before streams told where they start): replay the whole
+        # stream, callers pick their events by subject.
         self.after = self.after or 0
         self._notice(f"event stream lost ({reason}); reconnecting after event {self.after}")
         give_up_at = time.monotonic() + GIVE_UP_SECONDS

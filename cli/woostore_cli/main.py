@@ -383,7 +383,8 @@ def events(api: Api, args: argparse.Namespace) -> int:
     any_yet = False  # an event or a gap: the stream has answered
     with api.events(args.since, idle=idle, notice=_warn) as stream:
         for event in stream:
-            if isinstance(event, Gap) and event.reason == "unknown-id" and not any_yet:
+            mistyped = args.since is not None and not any_yet
+            if isinstance(event, Gap) and event.reason == "unknown-id" and mistyped:
                 # The id asked for, mistyped most likely: only a stream started again loses
                 # events so. (Once resumed from an id of its own, the stream was.)
                 _warn(f"No event {args.since} yet: the newest is {event.sequence}. If the "
@@ -781,9 +782,12 @@ def _warn(message: str) -> None:
 # ---- command line --------------------------------------------------------------------------
 
 
-def _sequence(text: str) -> int:
+def _sequence(text: str) -> int | None:
+    """A stream sequence, or None for ``now``: only events from now on."""
+    if text == "now":
+        return None
     if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError("a stream sequence: 0 or more")
+        raise argparse.ArgumentTypeError("a stream sequence (0 or more), or now")
     return int(text)
 
 
@@ -902,7 +906,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("credentials", credentials, "the store's WordPress admin login")
     sub.add_argument("id", metavar="ID")
     sub = command("events", events, "print store events (--json: {sequence, event} per line)")
-    sub.add_argument("--since", type=_sequence, default=0, help="after this sequence (default 0)")
+    sub.add_argument(
+        "--since", type=_sequence, default=0,
+        help="after this sequence (default 0: every event kept); now: only new ones",
+    )  # fmt: skip
     sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
     command("whoami", whoami, "the key in use: its prefix, role and tenant")
 

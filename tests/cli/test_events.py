@@ -8,12 +8,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.cli.conftest import PROVISIONING, Lines, Platform, create_ready, woostore
+from tests.cli.conftest import PROVISIONING, Lines, Platform, create_ready, story, woostore
 from woostore_provisioner.recipe import PROVISION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -55,7 +57,8 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
+def _follow_events(platform: Platform, *args: str) -> tuple[subprocess.Popen[str], Lines, Lines]:
+    """``woostore events --follow --json ARGS`` as a process of its own; its output lines."""
     env = {
         **os.environ,
         "PYTHONPATH": str(CLI),
@@ -63,7 +66,7 @@ def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
         "WOOSTORE_TOKEN": platform.token,
     }
     follower = subprocess.Popen(
-        [sys.executable, "-m", "woostore_cli.main", "events", "--follow", "--json"],
+        [sys.executable, "-m", "woostore_cli.main", "events", "--follow", "--json", *args],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -75,7 +78,24 @@ def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
     )
     assert follower.stdout is not None
     assert follower.stderr is not None
-    out, err = Lines(follower.stdout), Lines(follower.stderr)
+    return follower, Lines(follower.stdout), Lines(follower.stderr)
+
+
+def _streams_open(platform: Platform) -> float:
+    metrics = httpx.get(f"{platform.ops_urls['notifier']}/metrics").text
+    return next(
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("woostore_sse_connections ")
+    )
+
+
+def _events_of(store_id: str, out: Lines) -> list[dict[str, Any]]:
+    return [e["event"] for e in map(json.loads, out.items) if e["event"]["subject"] == store_id]
+
+
+def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
+    follower, out, err = _follow_events(platform)
     try:
         created = httpx.post(
             f"{platform.api_url}/api/v1/stores", json={"name": "Resumed"}, headers=platform.headers
@@ -83,10 +103,7 @@ def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:
         store_id = created.json()["id"]
 
         def seen(kind: str) -> bool:
-            return any(
-                event["event"]["subject"] == store_id and event["event"]["type"].endswith(kind)
-                for event in map(json.loads, out.items)
-            )
+            return any(event["type"].endswith(kind) for event in _events_of(store_id, out))
 
         out.wait_for(lambda _: seen(".progress"), 30, "the store's first progress event")
         platform.stop("notifier")  # the stream drops mid-provisioning
@@ -118,3 +135,37 @@ def test_events_since_an_id_the_stream_never_reached_says_so_and_where_it_is(
                      r"started again, events were lost", result.err)  # fmt: skip
     assert told is not None, result.err
     assert int(told[1]) < 99999999  # the stream's own newest
+
+
+def test_follow_since_now_shows_new_events_only_and_resumes_where_it_started(
+    platform: Platform,
+) -> None:
+    """`events --follow` printed every event kept before the new ones (a user's review).
+    Lost before its first event, the stream resumes where it started, not at the beginning."""
+    before = create_ready(platform, "Before")
+    open_before = _streams_open(platform)
+    follower, out, err = _follow_events(platform, "--since", "now")
+    try:
+        deadline = time.monotonic() + 30
+        while _streams_open(platform) <= open_before:
+            assert time.monotonic() < deadline, "the follower did not connect"
+            time.sleep(0.05)
+        platform.stop("notifier")  # before any event
+        platform.start("notifier")
+        err.wait_for(lambda lines: any("reconnecting" in line for line in lines), 10, "a notice")
+        resumed_after = int(re.findall(r"reconnecting after event (\d+)", "".join(err.items))[0])
+        created = httpx.post(
+            f"{platform.api_url}/api/v1/stores", json={"name": "After"}, headers=platform.headers
+        )
+        after = created.json()["id"]
+        out.wait_for(lambda _: any(e["type"].endswith(".ready") for e in _events_of(after, out)),
+                     60, "the new store's ready event")  # fmt: skip
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.wait(10)
+
+    events = [json.loads(line) for line in out.rest()]
+    assert resumed_after > 0  # where it started: the events of "Before" came earlier
+    assert all(event["sequence"] > resumed_after for event in events)
+    assert _events_of(before, out) == []
+    assert story(_events_of(after, out)) == PROVISIONING

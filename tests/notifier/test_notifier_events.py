@@ -176,11 +176,29 @@ async def test_without_last_event_id_only_new_events_are_delivered(
     async with aconnect_sse(http, "GET", EVENTS, headers=admin()) as source:
         events = source.aiter_sse()
         assert source.response.status_code == 200
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            opening = await anext(events)
         new = await publish(nats_client, 2)
         received = await take(events, 2)
 
     assert ids_and_bodies(received) == new
     assert [seq for seq, _ in new] == [4, 5]
+    # The first frame holds no event but says where the stream starts, so a client that
+    # loses it before any event resumes there, neither missing nor repeating one.
+    assert (opening.retry is not None, opening.data, opening.id) == (True, "", "3")
+
+
+async def test_a_resumed_stream_starts_with_no_id_of_its_own(
+    http: httpx.AsyncClient, nats_client: Client
+) -> None:
+    """Its client knows where it is. The stream's head there would be wrong: a client that
+    lost the stream while it was replaying would skip what was left of the replay."""
+    await publish(nats_client, 2)
+    async with aconnect_sse(http, "GET", EVENTS, **resume_after("header", 1)) as source:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            opening = await anext(source.aiter_sse())
+
+    assert (opening.retry is not None, opening.data, opening.id) == (True, "", "")
 
 
 async def test_the_last_event_id_header_wins_over_the_query_parameter(

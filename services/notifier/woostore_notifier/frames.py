@@ -75,8 +75,15 @@ def refetch(seq: int, reason: str) -> bytes:
 RETRY_MILLISECONDS = (2000, 5000)
 
 
-def retry() -> bytes:
-    return b"retry: %d\n: connected\n\n" % random.randint(*RETRY_MILLISECONDS)  # noqa: S311
+def opening(live_from: int | None) -> bytes:
+    """A stream's first frame: when to reconnect and, for a stream that starts with new
+    events only, the id it starts after. It holds no event, so nothing is dispatched, but a
+    client's last event id is set (as the SSE standard has it): a stream that drops before
+    its first event resumes where it started, missing nothing and replaying nothing."""
+    wait = random.randint(*RETRY_MILLISECONDS)  # noqa: S311
+    if live_from is None:
+        return b"retry: %d\n: connected\n\n" % wait
+    return b"retry: %d\nid: %d\n: connected\n\n" % (wait, live_from)
 
 
 PING = b": ping\n\n"  # keeps proxies from closing an idle stream

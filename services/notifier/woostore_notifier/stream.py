@@ -15,7 +15,7 @@ from contextlib import suppress
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_notifier.connections import Client, Connections
-from woostore_notifier.frames import PING, Frame, refetch, retry
+from woostore_notifier.frames import PING, Frame, opening, refetch
 from woostore_notifier.hub import EventHub
 from woostore_notifier.replay import StreamReplay
 from woostore_shared.logging import get_logger
@@ -91,7 +91,7 @@ class EventStream:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             send = scope.get(SERVER_SEND, send)
-            await self._write(send, retry())
+            await self._write(send, opening(now if self.after is None else None))
             await self._follow(send, await self._resume(send, now))
         except asyncio.CancelledError:
             if self.client.dropped_for is None:
