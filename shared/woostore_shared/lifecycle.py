@@ -56,6 +56,7 @@ from contextlib import suppress
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
+from sqlalchemy.orm import aliased
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -150,6 +151,24 @@ def idle_with_backups() -> ColumnElement[bool]:
     locks it whole)."""
     return (col(Store.status) == S.READY) | (
         (col(Store.status) == S.FAILED) & col(Store.cleaned_up_at).is_not(None)
+    )
+
+
+def deletion_no_longer_held_up() -> ColumnElement[bool]:
+    """Stores whose deletion was asked while a store was being made from their backups, and
+    that none is being made from them now: their deletion may start. One condition for any
+    number of stores, where :func:`copy_reading_from` asks of one."""
+    copy = aliased(Store)
+    copies = (
+        select(copy.id)
+        .join(StoreBackup, col(StoreBackup.id) == col(copy.from_backup_id))
+        .where(col(StoreBackup.store_id) == col(Store.id))
+        .where(col(copy.status).in_([S.QUEUED, S.PROVISIONING]))
+    )
+    return (
+        col(Store.status).in_(DELETED_AFTER_ITS_COPIES)
+        & col(Store.delete_requested_at).is_not(None)
+        & ~copies.exists()
     )
 
 

@@ -239,6 +239,22 @@ async def test_a_backup_a_new_store_is_being_made_from_is_kept_until_it_is_made(
     assert await expire_backups(outbox, retention) == 1
 
 
+async def test_a_copy_holds_up_the_deletion_of_its_own_source_only(
+    outbox: Outbox, database: Database
+) -> None:
+    """The stores free to go are found in one statement: the copy is looked for per store."""
+    source = await ready_store(outbox, database, ready_for=DAY)
+    await create_copy(outbox, await add_backup(outbox, source, DAY, BackupStatus.COMPLETE))
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.request_deletion(uow, source.id)
+    other = await ready_store(outbox, database, ready_for=DAY)
+    await set_store(database, other.id, delete_requested_at=datetime.now(UTC))  # left unstarted
+
+    assert await delete_as_asked(outbox) == 1
+    assert (await load(database, other.id)).status is StoreStatus.DELETING
+    assert (await load(database, source.id)).status is StoreStatus.READY
+
+
 async def test_a_store_deleted_while_a_copy_reads_its_backup_is_deleted_once_the_copy_is_made(
     outbox: Outbox, database: Database, spans: InMemorySpanExporter
 ) -> None:

@@ -38,7 +38,6 @@ from woostore_shared.lifecycle import (
     ACTIVE,
     InvalidTransition,
     StoreNotFound,
-    copy_reading_from,
     idle_with_backups,
 )
 from woostore_shared.logging import bind_store, get_logger
@@ -56,7 +55,6 @@ from woostore_shared.models import (
 )
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import WORK_STREAM, consumer_of
-from woostore_shared.transitions import DELETED_AFTER_ITS_COPIES
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import MAX_REPLAYS, Lane, work_subject
 
@@ -224,15 +222,9 @@ async def delete_as_asked(outbox: Outbox) -> int:
     starts as the work ends, in its transaction; one left waiting otherwise was left by a
     provisioner of an earlier release.)"""
     async with outbox.db.session() as session:
-        asked = list(
-            await session.exec(
-                select(Store.id)
-                .where(col(Store.status).in_(DELETED_AFTER_ITS_COPIES))
-                .where(col(Store.delete_requested_at).is_not(None))
-            )
-        )
-        # Looked for first, so that a store waiting for a copy starts no trace each pass.
-        free = [store_id for store_id in asked if not await copy_reading_from(session, store_id)]
+        # Copies looked for first, so that a store waiting for one starts no trace each pass.
+        waiting = select(Store.id).where(lifecycle.deletion_no_longer_held_up())
+        free = list(await session.exec(waiting))
     started = 0
     for store_id in free:
         with bind_store(store_id):
