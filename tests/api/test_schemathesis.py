@@ -45,9 +45,9 @@ from woostore_shared.topology import declare, ensure_topology
 pytestmark = pytest.mark.contract
 
 # Generated cases per operation and caller in the fuzzing phase (the coverage and examples
-# phases add their own): 75 makes about 2,600 cases a caller in about 35 s. A fixed seed
-# makes CI repeatable, so more cases there would send the same ones every run; to dig
-# deeper, change both: WOOSTORE_CONTRACT_EXAMPLES=2000 WOOSTORE_CONTRACT_SEED=$RANDOM.
+# phases add their own): 75 makes about 2,600 cases a caller in about 35 s, within the
+# suite's time budget. A fixed seed makes CI repeatable; to dig deeper, change both:
+# WOOSTORE_CONTRACT_EXAMPLES=2000 WOOSTORE_CONTRACT_SEED=$RANDOM.
 MAX_EXAMPLES = int(os.environ.get("WOOSTORE_CONTRACT_EXAMPLES", "75"))
 SEED = int(os.environ.get("WOOSTORE_CONTRACT_SEED", "20261126"))
 CALLERS = ["admin", "tenant"]

@@ -90,6 +90,13 @@ def _streams_open(platform: Platform) -> float:
     )
 
 
+def _wait_for_streams(platform: Platform, count: int, deadline: float = 30) -> None:
+    give_up = time.monotonic() + deadline
+    while (now := _streams_open(platform)) != count:
+        assert time.monotonic() < give_up, f"{now:.0f} event streams open, not {count}"
+        time.sleep(0.05)
+
+
 def _events_of(store_id: str, out: Lines) -> list[dict[str, Any]]:
     return [e["event"] for e in map(json.loads, out.items) if e["event"]["subject"] == store_id]
 
@@ -143,13 +150,10 @@ def test_follow_since_now_shows_new_events_only_and_resumes_where_it_started(
     """`events --follow` printed every event kept before the new ones (a user's review).
     Lost before its first event, the stream resumes where it started, not at the beginning."""
     before = create_ready(platform, "Before")
-    open_before = _streams_open(platform)
+    _wait_for_streams(platform, 0)  # create's own, ended as it returned, is let go
     follower, out, err = _follow_events(platform, "--since", "now")
     try:
-        deadline = time.monotonic() + 30
-        while _streams_open(platform) <= open_before:
-            assert time.monotonic() < deadline, "the follower did not connect"
-            time.sleep(0.05)
+        _wait_for_streams(platform, 1)
         platform.stop("notifier")  # before any event
         platform.start("notifier")
         err.wait_for(lambda lines: any("reconnecting" in line for line in lines), 10, "a notice")

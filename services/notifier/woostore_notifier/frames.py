@@ -78,8 +78,9 @@ RETRY_MILLISECONDS = (2000, 5000)
 def opening(live_from: int | None) -> bytes:
     """A stream's first frame: when to reconnect and, for a stream that starts with new
     events only, the id it starts after. It holds no event, so nothing is dispatched, but a
-    client's last event id is set (as the SSE standard has it): a stream that drops before
-    its first event resumes where it started, missing nothing and replaying nothing."""
+    client's last event id is set (as the SSE standard has it): a client that keeps it and
+    loses the stream before its first event resumes where it started, missing nothing and
+    replaying nothing."""
     wait = random.randint(*RETRY_MILLISECONDS)  # noqa: S311
     if live_from is None:
         return b"retry: %d\n: connected\n\n" % wait
