@@ -383,6 +383,8 @@ def events(api: Api, args: argparse.Namespace) -> int:
     any_yet = False  # an event or a gap: the stream has answered
     with api.events(args.since, idle=idle, notice=_warn) as stream:
         for event in stream:
+            if isinstance(event, Gap) and args.json:  # a program must read its state again
+                print(json.dumps({"sequence": event.sequence, "gap": event.reason}), flush=True)
             mistyped = args.since is not None and not any_yet
             if isinstance(event, Gap) and event.reason == "unknown-id" and mistyped:
                 # The id asked for, mistyped most likely: only a stream started again loses
@@ -499,6 +501,28 @@ def audit(api: Api, args: argparse.Namespace) -> int:
 # ---- waiting with a progress bar -------------------------------------------------------
 
 
+_AT_WORK = ("provisioning", "updating", "backing_up", "restoring", "deleting")  # at a step
+
+
+def _step_line(step: dict[str, Any], cause: str | None) -> str:
+    line = f"Step {step['index']} of {step['total']} — {step['title']}"
+    return f"{line} — {cause}" if cause else line  # the cause: why it waits on the cluster
+
+
+def _at_step(store: Store, goal: Goal) -> tuple[str, float] | None:
+    """The step ``store`` is at, as the resource tells it, when it is one of ``goal``'s: a
+    wait started midway shows where the store is, not "Queued" until the next step. (A
+    deletion asked for while the store is busy has not started: its steps are not yet.)"""
+    step = store.get("step")
+    if (
+        not step
+        or store["status"] not in _AT_WORK
+        or (goal is DELETE and store["status"] != "deleting")
+    ):
+        return None
+    return _step_line(step, store.get("waiting_cause")), store["progress"]
+
+
 def _look_up(api: Api, store: Store) -> Callable[[], Store]:
     def current() -> Store:
         found: Store = api.call("GET", f"/stores/{store['id']}")
@@ -560,7 +584,8 @@ def _follow(
         with bar:
             task = bar.add_task("", total=1)
             waiting = f"{goal.waiting}: it starts{_once(store)}" if _once(store) else goal.waiting
-            show(waiting + _queue(store), 0)
+            midway = _at_step(store, goal)  # `woostore wait` on a store under way
+            show(*(midway or (waiting + _queue(store), 0)))
             for event in stream:
                 if isinstance(event, Gap):
                     settled = _settled(look_up(), goal)
@@ -582,11 +607,7 @@ def _follow(
                     goal = CREATE
                     show(goal.waiting, 0)
                 elif event.kind == "progress" and data.get("phase") == goal.phase:
-                    step = data["step"]
-                    title = f"Step {step['index']} of {step['total']} — {step['title']}"
-                    if data.get("cause"):  # the step waits on the cluster: why
-                        title += f" — {data['cause']}"
-                    show(title, data["progress"])
+                    show(_step_line(data["step"], data.get("cause")), data["progress"])
                 elif event.kind in (goal.success, goal.failure):
                     show(event.kind.replace("_", " ").capitalize(), 1)
                     outcome = event
@@ -952,7 +973,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.run is events and args.since is None and not args.follow:
+        parser.error("events --since now shows new events only: add --follow to wait for them")
     try:
         with Api(args.url, args.token) as api:
             code: int = args.run(api, args)

@@ -169,6 +169,9 @@ def document(version: str) -> dict[str, Any]:
                 "by the notifier, with the stream sequence as the SSE id. A resume "
                 "(Last-Event-ID) the notifier cannot serve gets an SSE event named refetch, "
                 'data {"reason": ...}: read the stores again; its id is where the stream goes on. '
+                "A stream opened without Last-Event-ID sends new events only, and its first "
+                "frame (retry, no data: no event is dispatched) carries the id it starts "
+                "after, to resume from should it drop before any event. "
                 "Store events are unnamed SSE events (heard by onmessage) unless "
                 "?event_names=true is asked for: each is then named after its type's last "
                 "part (io.woostore.store.ready: ready), for addEventListener."

@@ -5,6 +5,7 @@ pull, the provisioner asks why, and the words reach `woostore show` (from the AP
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -37,6 +38,11 @@ def test_a_store_stuck_on_its_image_says_so_in_show_over_the_stream_and_when_it_
         shown = woostore(platform, "show", store_id)
         assert shown.code == 0, shown.err
         assert f"  waiting     {WORDS}" in shown.out
+        # Waited for midway, it starts where the store is, not "Queued" (a user's review).
+        waited = woostore(platform, "wait", store_id)
+        assert waited.code == 1, waited.err  # the rollout gives up: the store fails
+        first = waited.err.splitlines()[0]
+        assert re.fullmatch(rf"Step \d+ of \d+ — .+ — {WORDS}.* \(\d+%\)", first), waited.err
 
         followed = woostore(platform, "create", "Stuck Again", "--wait", "--json")
     finally:

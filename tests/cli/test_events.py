@@ -15,7 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli.conftest import PROVISIONING, Lines, Platform, create_ready, story, woostore
+from tests.cli.conftest import (
+    PROVISIONING,
+    Lines,
+    Platform,
+    create_ready,
+    run,
+    story,
+    woostore,
+)
 from woostore_provisioner.recipe import PROVISION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -173,3 +181,10 @@ def test_follow_since_now_shows_new_events_only_and_resumes_where_it_started(
     assert all(event["sequence"] > resumed_after for event in events)
     assert _events_of(before, out) == []
     assert story(_events_of(after, out)) == PROVISIONING
+
+
+def test_events_since_now_without_follow_is_a_usage_error() -> None:
+    """It would wait a second for events that cannot have come yet and print nothing."""
+    with pytest.raises(SystemExit) as refused:
+        run("events", "--since", "now", "--url", "http://127.0.0.1:9", "--token=x")
+    assert refused.value.code == 2

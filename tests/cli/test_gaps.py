@@ -4,6 +4,7 @@ outcome was among the lost events ends instead of waiting forever."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,6 +69,12 @@ def test_a_stream_started_again_after_events_says_events_were_lost_not_a_mistype
 
     assert events(Replayed(first, Gap(3, "unknown-id")), args) == 0  # type: ignore[arg-type]
 
-    said = capsys.readouterr().err
-    assert "Events were lost before event 3 (unknown-id)" in said
-    assert "No event" not in said
+    said = capsys.readouterr()
+    assert "Events were lost before event 3 (unknown-id)" in said.err
+    assert "No event" not in said.err
+    # --json: a program reading the lines is told too, in a line of its own kind.
+    lines = [json.loads(line) for line in said.out.splitlines()]
+    assert lines == [
+        {"sequence": 7, "event": first.cloudevent},
+        {"sequence": 3, "gap": "unknown-id"},
+    ]
