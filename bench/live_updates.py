@@ -770,7 +770,8 @@ phase starts a fresh notifier process whose stream limits (`WOOSTORE_MAX_EVENT_S
   all on raw asyncio protocols (no HTTP library per connection), opened {CONNECTS_IN_FLIGHT}
   at a time per process, all with the admin token, so all follow the whole stream. Each
   connection keeps only what it needs to check it got every event once: it reads the `id:`
-  lines of complete lines (`\\n` or `\\r\\n`) and checks each is the last plus one, and it
+  lines of complete frames and checks each event's is the last plus one (an id with no
+  data, the first frame's or a ping's, is where the stream is: none may be skipped), and it
   reads its socket every {READ_EVERY} s, not at each frame: the kernel holds the frames
   meanwhile, so the notifier's work is the same, while a read of several frames costs the
   client little more than a read of one (at {EVENTS_PER_SECOND} events a second, reads are

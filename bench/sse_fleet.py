@@ -3,7 +3,7 @@ its own so that the load generator is not what limits the notifier.
 
 A *fleet* holds thousands of Server-Sent Events connections on raw asyncio protocols, each
 doing as little as a client can while still checking it got every event: it finds the ``id:``
-lines of complete lines and checks they follow each other, and reads its socket every
+lines of complete frames and checks they follow each other, and reads its socket every
 READ_EVERY seconds rather than at each frame. A few connections per fleet also
 time every event, from the CloudEvent's ``time`` (stamped by the publisher just before it
 published, to the microsecond) to the moment the frame was read. The *baseline* is a bare
@@ -30,7 +30,10 @@ from nats.aio.msg import Msg
 
 # Each pattern starts with a literal, which the regex engine searches for quickly: far
 # cheaper than a multi-line ``^`` tried at every byte. Lines are read with a newline in front.
-ID_LINE = re.compile(rb"\nid: ?(\d+)")
+# An id followed by data is an event's (or a refetch's); one that is not, a position: the
+# stream's first frame, or a ping.
+ID_LINE = re.compile(rb"\nid: ?(\d+)\n(d?)")
+FRAME_END = b"\n\n"
 RETRY_LINE = re.compile(rb"\nretry: ?(\d+)")
 REFETCH = b"\nevent: refetch"  # the notifier could not resume the client where it asked
 EVENT_TIME = re.compile(rb'"time":"([^"]+)"')
@@ -112,11 +115,8 @@ class Follower(asyncio.Protocol):
         self.answered: asyncio.Future[int | str] | None = None
         self.head = b""
         self.streaming = False
-        self.partial_line = b""
+        self.partial_frame = b""
         self.last_id: int | None = None
-        # A stream opened without Last-Event-ID starts with a frame naming its start, not an
-        # event: the first id such a connection reads is that position.
-        self.at_opening = False
         self.retry_seconds = RETRY_SECONDS
         self.catching_up = False
         self.events = self.missed = self.repeated = self.refetches = 0
@@ -150,7 +150,6 @@ class Follower(asyncio.Protocol):
         self.transport = transport
         order = self.fleet.order
         resume = b"" if self.last_id is None else b"Last-Event-ID: %d\r\n" % self.last_id
-        self.at_opening = self.last_id is None
         transport.write(
             b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\n"
             b"Accept: text/event-stream\r\n%s\r\n"
@@ -176,16 +175,20 @@ class Follower(asyncio.Protocol):
             if self.drops:
                 self.reconnected_at = time.time()
                 self.catching_up = True
-        # Only complete lines: a frame may arrive in pieces. The newline in front makes every
-        # line, the first too, start after one. (Chunked transfer encoding's size lines are
-        # lines of their own, which nothing below matches.)
-        lines = b"\n" + self.partial_line + data
-        cut = lines.rfind(b"\n") + 1
-        self.partial_line = lines[cut:]
+        # Only complete frames: a frame may arrive in pieces, and whether an id is an event's
+        # shows on the line after it. The newline in front makes every line, the first too,
+        # start after one. (Chunked transfer encoding's size lines sit between frames, where
+        # nothing below matches them.)
+        lines = b"\n" + self.partial_frame + data
+        cut = lines.rfind(FRAME_END) + len(FRAME_END)  # 1 with none: all of it waits
+        self.partial_frame = lines[cut:]
         if b"retry:" in lines and (retry := RETRY_LINE.search(lines, 0, cut)):
             self.retry_seconds = int(retry[1]) / 1000
-        for event_id in ID_LINE.findall(lines, 0, cut):
-            self._count(int(event_id))
+        for seq, event in ID_LINE.findall(lines, 0, cut):
+            if event:
+                self._count(int(seq))
+            else:
+                self._move_to(int(seq))
         if REFETCH in lines:
             self.refetches += lines.count(REFETCH, 0, cut)
         if self.timed or self.catching_up:
@@ -203,11 +206,16 @@ class Follower(asyncio.Protocol):
             self.caught_up_at = now
             self.catching_up = False
 
+    def _move_to(self, position: int) -> None:
+        """The stream is at ``position``: the events up to it were sent. Every event is this
+        client's to see (an admin's stream; the benchmark runs no warm pool), so any after
+        its last were missed."""
+        if self.last_id is not None and position > self.last_id:
+            self.missed += position - self.last_id
+        if self.last_id is None or position > self.last_id:
+            self.last_id = position
+
     def _count(self, event_id: int) -> None:
-        if self.at_opening:
-            self.at_opening = False
-            self.last_id = event_id
-            return
         self.events += 1
         if self.last_id is not None:
             if event_id <= self.last_id:
@@ -223,7 +231,7 @@ class Follower(asyncio.Protocol):
         if not self.streaming:
             return
         self.streaming = False
-        self.partial_line = b""
+        self.partial_frame = b""
         if self.fleet.finishing:
             return
         self.drops += 1

@@ -300,3 +300,26 @@ async def test_wakes_are_spaced_by_what_serving_the_last_one_took(nats_client: C
     # After the first wake, the hub knows what one takes.
     gaps = [later - earlier for earlier, later in itertools.pairwise(observed)]
     assert min(gaps) >= hub_module.PASS_SHARE * 0.05, gaps
+
+
+async def test_a_ping_moves_a_quiet_clients_id_past_the_events_it_may_not_see(
+    settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant's id stayed at its own last event while other tenants' went by: resuming
+    after a quiet day, it was replayed them all to find none of its own, and told to read
+    its state again for nothing."""
+    monkeypatch.setattr(hub_module, "HEARTBEAT_SECONDS", 0.1)
+    quiet = await another_tenant(database)
+    _, token = await add_key(database, "quiet tenant", Role.TENANT, quiet)
+    async with (
+        running(settings) as app,
+        following(app, {"Authorization": f"Bearer {token}"}) as events,
+    ):
+        others = await publish(nats_client, 3)  # the default tenant's
+        shown = []
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            while (message := await anext(events)).id != str(others[-1][0]):
+                shown.append(message.data)
+            shown.append(message.data)
+
+    assert set(shown) == {""}  # pings (and the first frame): not one of the others' events

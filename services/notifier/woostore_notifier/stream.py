@@ -15,7 +15,7 @@ from contextlib import suppress
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_notifier.connections import Client, Connections
-from woostore_notifier.frames import PING, Frame, opening, refetch
+from woostore_notifier.frames import Frame, opening, ping, refetch
 from woostore_notifier.hub import EventHub
 from woostore_notifier.replay import StreamReplay
 from woostore_shared.logging import get_logger
@@ -178,7 +178,7 @@ class EventStream:
             if data:
                 await self._write(send, data)
             elif beats != self.hub.beats:
-                await self._write(send, PING)
+                await self._write(send, ping(cursor))
             beats = self.hub.beats
             if cursor == self.hub.head and wakes == self.hub.wakes:
                 await self.hub.next_wake()
