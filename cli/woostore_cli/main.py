@@ -926,7 +926,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("credentials", credentials, "the store's WordPress admin login")
     sub.add_argument("id", metavar="ID")
-    sub = command("events", events, "print store events (--json: {sequence, event} per line)")
+    sub = command(
+        "events",
+        events,
+        "print store events (--json: {sequence, event} per line, {sequence, gap} for lost ones)",
+    )
     sub.add_argument(
         "--since", type=_sequence, default=0,
         help="after this sequence (default 0: every event kept); now: only new ones",

@@ -171,8 +171,8 @@ def document(version: str) -> dict[str, Any]:
                 'data {"reason": ...}: read the stores again; its id is where the stream goes on. '
                 "A stream opened without Last-Event-ID sends new events only, and its first "
                 "frame (retry, no data: no event is dispatched) carries the id it starts "
-                "after, to resume from should it drop before any event; a ping (every 15 s "
-                "to a client sent nothing meanwhile) carries the id it is at. "
+                "after, to resume from should it drop before any event; a ping (every 15 s, "
+                "unless events go out at that moment) carries the id the client is at. "
                 "Store events are unnamed SSE events (heard by onmessage) unless "
                 "?event_names=true is asked for: each is then named after its type's last "
                 "part (io.woostore.store.ready: ready), for addEventListener."

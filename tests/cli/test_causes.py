@@ -16,7 +16,8 @@ from tests.cli.test_retry import restart_provisioner
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 HELD = {
     "WOOSTORE_SIM_FAULTS": json.dumps({"wait_for_rollout": "image_pull"}),
-    "WOOSTORE_ROLLOUT_TIMEOUT_SECONDS": "4",
+    # Long enough for `woostore wait` to find the store still waiting on a loaded machine.
+    "WOOSTORE_ROLLOUT_TIMEOUT_SECONDS": "8",
     "WOOSTORE_CAUSE_POLL_SECONDS": "0.2",
 }
 WORDS = "Cannot download the image ghcr.io/woostore/"
@@ -40,7 +41,8 @@ def test_a_store_stuck_on_its_image_says_so_in_show_over_the_stream_and_when_it_
         assert f"  waiting     {WORDS}" in shown.out
         # Waited for midway, it starts where the store is, not "Queued" (a user's review).
         waited = woostore(platform, "wait", store_id)
-        assert waited.code == 1, waited.err  # the rollout gives up: the store fails
+        assert waited.code == 1, (waited.out, waited.err)  # the rollout gives up: it fails
+        assert waited.err, waited.out  # followed, not found failed already
         first = waited.err.splitlines()[0]
         assert re.fullmatch(rf"Step \d+ of \d+ — .+ — {WORDS}.* \(\d+%\)", first), waited.err
 

@@ -318,7 +318,7 @@ async def test_a_ping_moves_a_quiet_clients_id_past_the_events_it_may_not_see(
         others = await publish(nats_client, 3)  # the default tenant's
         shown = []
         async with asyncio.timeout(DEADLINE_SECONDS):
-            while (message := await anext(events)).id != str(others[-1][0]):
+            while int((message := await anext(events)).id or 0) < others[-1][0]:
                 shown.append(message.data)
             shown.append(message.data)
 

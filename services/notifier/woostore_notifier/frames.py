@@ -88,8 +88,9 @@ def opening(live_from: int | None) -> bytes:
 
 
 def ping(at: int) -> bytes:
-    """A keep-alive (proxies close a stream idle too long) that says where the client is:
-    every event up to ``at`` it may see was sent. A quiet tenant's id stayed at its own last
-    event while other tenants' went by: resuming, it was replayed them all to find none of
-    its own, and after a quiet day told to read its state again for nothing."""
+    """A keep-alive (proxies close a stream idle too long), sent at a heartbeat that brings
+    the client no event, that says where the client is: every event up to ``at`` it may see
+    was sent. A quiet tenant's id stayed at its own last event while other tenants' went
+    by: resuming, it was replayed them all to find none of its own, and after a quiet day
+    told to read its state again for nothing."""
     return b": ping\nid: %d\n\n" % at

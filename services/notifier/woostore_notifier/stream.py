@@ -120,8 +120,9 @@ class EventStream:
             return await self._replay(send, self.after)
         except Refetch as refetching:
             log.info("event stream resumed with a refetch", reason=refetching.reason)
-            await self._write(send, refetch(self.hub.head, refetching.reason))
-            return self.hub.head
+            head = self.hub.head  # where it goes on; events read while it is written follow
+            await self._write(send, refetch(head, refetching.reason))
+            return head
 
     async def _replay(self, send: Send, cursor: int) -> int:
         await self._wait_for(cursor)
