@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Enum, Index, func, text
+from sqlalchemy import BigInteger, Column, DateTime, Enum, Index, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -101,6 +101,14 @@ class Store(SQLModel, table=True):
             postgresql_include=["tenant_id", "claimed_at"],
         ),
         Index("ix_stores_unowned", "created_at", postgresql_where=text("tenant_id IS NULL")),
+        # Deletions waiting for a copy of the store's backup, for the reaper (migration 0025).
+        Index(
+            "ix_stores_deletion_waiting",
+            "delete_requested_at",
+            postgresql_where=text(
+                "delete_requested_at IS NOT NULL AND status IN ('ready', 'failed')"
+            ),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -253,7 +261,7 @@ class StoreChange(SQLModel, table=True):
     )
     finished_at: datetime | None = _optional_timestamp()
     result: str | None = Field(default=None, max_length=20)
-    reason: str | None = None
+    reason: str | None = Field(default=None, sa_type=Text)
     chart_version: str | None = Field(default=None, max_length=40)  # after the change
     revision: int | None = None
     backup_id: uuid.UUID | None = None  # a restore's: the backup it returns the store to
@@ -416,6 +424,7 @@ class SpentTicket(SQLModel, table=True):
     stream once, on whichever notifier replica it reaches first."""
 
     __tablename__ = "spent_tickets"
+    __table_args__ = (Index("ix_spent_tickets_expires_at", "expires_at"),)  # forgotten oldest first
 
     id: str = Field(primary_key=True, max_length=32)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
