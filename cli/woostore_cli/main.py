@@ -843,7 +843,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="woostore",
         description="Create, follow, inspect and delete WooStore stores.",
-        epilog="Exit codes: 0 done, 1 refused by the API or the store failed, "
+        epilog="Exit codes: 0 done, 1 refused by the API, or what was waited for failed or "
+        "was cancelled (the store deleted first), "
         "2 unreachable (or a usage error), 130 interrupted.",
     )
     _connection_options(parser, defaults=True)
