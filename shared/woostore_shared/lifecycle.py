@@ -159,16 +159,11 @@ def deletion_no_longer_held_up() -> ColumnElement[bool]:
     that none is being made from them now: their deletion may start. One condition for any
     number of stores, where :func:`copy_reading_from` asks of one."""
     copy = aliased(Store)
-    copies = (
-        select(copy.id)
-        .join(StoreBackup, col(StoreBackup.id) == col(copy.from_backup_id))
-        .where(col(StoreBackup.store_id) == col(Store.id))
-        .where(col(copy.status).in_([S.QUEUED, S.PROVISIONING]))
-    )
+    copies = _copies_being_made(copy, col(StoreBackup.store_id) == col(Store.id))
     return (
         col(Store.status).in_(DELETED_AFTER_ITS_COPIES)
         & col(Store.delete_requested_at).is_not(None)
-        & ~copies.exists()
+        & ~select(copy.id).where(copies).exists()
     )
 
 
@@ -836,13 +831,18 @@ async def copy_reading_from(session: AsyncSession, store_id: uuid.UUID) -> Store
 
 async def _copy_under_way(session: AsyncSession, backups: ColumnElement[bool]) -> Store | None:
     """A store being made from one of ``backups``: it reads the backup until it is made."""
-    found = await session.exec(
-        select(Store)
-        .join(StoreBackup, col(StoreBackup.id) == col(Store.from_backup_id))
-        .where(backups, col(Store.status).in_([S.QUEUED, S.PROVISIONING]))
-        .limit(1)
-    )
+    found = await session.exec(select(Store).where(_copies_being_made(Store, backups)).limit(1))
     return found.first()
+
+
+def _copies_being_made(copy: type[Store], backups: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``copy`` (Store, or an alias of it) is being made from one of ``backups``: it reads
+    the backup until it is made."""
+    # Correlated past ``copy`` to the query asking, when ``backups`` names its stores.
+    made_from = select(StoreBackup.id).where(backups).correlate_except(StoreBackup)
+    return col(copy.from_backup_id).in_(made_from) & col(copy.status).in_(
+        [S.QUEUED, S.PROVISIONING]
+    )
 
 
 async def _forget_the_attempt(uow: UnitOfWork, store: Store) -> None:
