@@ -433,8 +433,8 @@ class Settings(BaseSettings):
         """Fail fast, with the variable's name (never its value), when a service starts
         without what it needs or with a secret short enough to guess; one that
         ``makes_stores`` (the API, and the reaper filling the warm pool), with store defaults
-        an owner's choice could not have. The others never check them: that loads
-        pycountry's tables, about 12 MB a process for good."""
+        an owner's choice could not have. The others never check them: that reads
+        pycountry's tables (``store_settings._IsoCodes``)."""
         secrets = (
             ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
             ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),

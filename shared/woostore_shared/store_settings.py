@@ -5,14 +5,18 @@ The operator sets the defaults (``WOOSTORE_STORE_*``); what the owner leaves out
 from them when the store is requested, so a later change of the defaults never changes a
 store that exists. Codes are checked against ISO 4217 (currency), ISO 3166-1 and 3166-2
 (country, state: WooCommerce uses the 3166-2 suffix, ``KA`` for Karnataka) and ISO 639
-(the language of a WordPress locale such as ``de_DE``), from ``pycountry``.
+(the language of a WordPress locale such as ``de_DE``), from ``pycountry``'s tables.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pycountry
+import pycountry.db
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 # ISO 4217 codes that are no money a shop prices in: precious metals, bond-market and
@@ -28,6 +32,44 @@ _LOCALE = re.compile(
     r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[a-z]{2}))?(?:_(?P<variant>[a-z0-9]{3,}))?$",
     re.IGNORECASE | re.ASCII,  # else [a-z] takes the Kelvin sign and a long s for letters
 )
+_CODE = re.compile(r"^[A-Z0-9-]+$", re.ASCII)  # what an ISO code is made of, upper-cased
+
+
+class _IsoCodes:
+    """The codes of one of pycountry's tables, looked up whatever their case. Read on first
+    use: of the services, only the API and the reaper check settings.
+
+    Kept as one string (" AA AB ... "), not as the table's objects, which pycountry keeps
+    for good once read: about 12 MB a process, most of it languages (8,000) and
+    subdivisions (5,000), to say whether a code exists. A set of the codes kept 8.6 MB (its
+    thousands of small strings hold on to the memory the objects were read into); one string
+    keeps about 4 MB, the parser's memory, which the process uses again."""
+
+    def __init__(self, table: Callable[[], pycountry.db.Database[Any]], *fields: str) -> None:
+        self._table = table
+        self._fields = fields
+        self._codes: str | None = None
+
+    def canonical(self, code: str) -> str | None:
+        """``code`` as the table writes it (upper-cased); None if it is not in it."""
+        if self._codes is None:
+            values = (getattr(row, name, "") for row in self._table() for name in self._fields)
+            self._codes = " " + " ".join(value.upper() for value in values if value) + " "
+        upper = code.upper()
+        return upper if _CODE.match(upper) and f" {upper} " in self._codes else None
+
+
+def _read(
+    database: type[pycountry.db.Database[Any]], file: str
+) -> Callable[[], pycountry.db.Database[Any]]:
+    """The table read afresh: pycountry's own instances keep what they read."""
+    return lambda: database(os.path.join(pycountry.DATABASE_DIR, file))
+
+
+_CURRENCIES = _IsoCodes(_read(pycountry.Currencies, "iso4217.json"), "alpha_3")
+_COUNTRIES = _IsoCodes(_read(pycountry.ExistingCountries, "iso3166-1.json"), "alpha_2")
+_LANGUAGES = _IsoCodes(_read(pycountry.Languages, "iso639-3.json"), "alpha_2", "alpha_3")
+_SUBDIVISIONS = _IsoCodes(_read(pycountry.Subdivisions, "iso3166-2.json"), "code")
 
 
 class StoreSettingsIn(BaseModel):
@@ -72,23 +114,23 @@ class StoreSettingsIn(BaseModel):
     def _known_currency(cls, code: str | None) -> str | None:
         if code is None:
             return None
-        found = pycountry.currencies.get(alpha_3=code)
-        if found is None or found.alpha_3 in _NOT_MONEY:
+        found = _CURRENCIES.canonical(code)
+        if found is None or found in _NOT_MONEY:
             raise ValueError(
                 f"{code!r} is not the ISO 4217 code of a currency a shop sells in "
                 "(e.g. EUR, USD, INR)"
             )
-        return str(found.alpha_3)
+        return found
 
     @field_validator("country")
     @classmethod
     def _known_country(cls, code: str | None) -> str | None:
         if code is None:
             return None
-        found = pycountry.countries.get(alpha_2=code)
+        found = _COUNTRIES.canonical(code)
         if found is None:
             raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE)")
-        return str(found.alpha_2)
+        return found
 
     @field_validator("language")
     @classmethod
@@ -97,11 +139,9 @@ class StoreSettingsIn(BaseModel):
             return None
         parts = _LOCALE.match(locale)
         language = parts and parts["language"].lower()
-        known = language and (
-            pycountry.languages.get(alpha_2=language) or pycountry.languages.get(alpha_3=language)
-        )
+        known = language and _LANGUAGES.canonical(language)
         region = parts and parts["country"]
-        if not parts or not known or (region and pycountry.countries.get(alpha_2=region) is None):
+        if not parts or not known or (region and _COUNTRIES.canonical(region) is None):
             raise ValueError(f"{locale!r} is not a WordPress locale (e.g. en_US, de_DE, pt_BR)")
         # Written as WordPress names its locales: "de_de" installed no language on a cluster.
         country, variant = parts["country"], parts["variant"]
@@ -115,12 +155,10 @@ class StoreSettingsIn(BaseModel):
             return self
         if self.country is None:
             raise ValueError("state needs country: a state is one of a country's")
-        subdivision = pycountry.subdivisions.get(  # type: ignore[no-untyped-call]  # untyped
-            code=f"{self.country}-{self.state}"
-        )
+        subdivision = _SUBDIVISIONS.canonical(f"{self.country}-{self.state}")
         if subdivision is None:
             raise ValueError(f"{self.state!r} is not a state of {self.country} (ISO 3166-2)")
-        self.state = str(subdivision.code).split("-", 1)[1]  # "ka" given: "KA"
+        self.state = subdivision.split("-", 1)[1]  # "ka" given: "KA"
         return self
 
 
