@@ -152,6 +152,7 @@ async def serve_ops(
         port=port,
         log_config=None,
         lifespan="off",
+        ws="none",  # no WebSocket here: wsproto and h11, loaded otherwise, cost 1 MB a process
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())

@@ -83,3 +83,21 @@ async def test_a_check_failing_before_it_awaits_is_a_failing_check_not_an_error(
     answer = await readyz({"nats": not_yet})
     assert answer.status_code == 503
     assert answer.json() == {"status": "unready", "failing": {"nats": "ConnectionError"}}
+
+
+async def test_the_ops_endpoints_speak_no_websocket() -> None:
+    """A WebSocket handshake is answered as the plain request it also is: uvicorn loads no
+    WebSocket implementation for a service (wsproto and h11, about 1 MB a process)."""
+    ops = await serve_ops("127.0.0.1", 0, {})
+    handshake = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops.port}") as client:
+            answer = await client.get("/healthz", headers=handshake)
+        assert answer.status_code == 200  # a WebSocket server refuses it: no WebSocket route
+    finally:
+        await ops.stop()

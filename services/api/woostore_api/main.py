@@ -193,5 +193,6 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
+        ws="none",  # the API speaks no WebSocket: wsproto and h11 are left unloaded
         proxy_headers=False,  # create_app applies them, from WOOSTORE_FORWARDED_ALLOW_IPS
     )

@@ -225,6 +225,7 @@ def main() -> None:
         host=settings.notifier_host,
         port=settings.notifier_port,
         log_config=None,
+        ws="none",  # Server-Sent Events, no WebSocket: wsproto and h11 are left unloaded
         timeout_graceful_shutdown=3,  # open streams never end by themselves
         # After a restart every client reconnects within seconds. uvicorn's default queue of
         # 2,048 connections not yet accepted overflowed in the benchmark's storm (the kernel's
