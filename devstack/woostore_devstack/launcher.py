@@ -33,7 +33,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from woostore_devstack.embedded import (
     STORE_CHART,
@@ -44,7 +44,9 @@ from woostore_devstack.embedded import (
     start_nats,
     start_postgres,
 )
-from woostore_shared.settings import Settings
+
+if TYPE_CHECKING:
+    from woostore_shared.settings import Settings
 
 SERVICES = ("api", "provisioner", "reaper", "notifier")
 _COLOURS = {"api": 36, "provisioner": 35, "reaper": 33, "notifier": 32}
@@ -58,6 +60,58 @@ WARM_POOL_SIZE = 2
 # own on) and SIGHUP (the terminal closed, an SSH session dropped). Left to their default
 # they ended the launcher alone, and the services, PostgreSQL and NATS ran on without it.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """What the launcher reads of the platform's settings (``woostore_shared.settings``).
+
+    A child process reads them (:func:`read_settings`): the launcher stays resident as long
+    as the platform, and pydantic, with what the settings import, would add about 16 MB to
+    it (docs/benchmarks.md, the footprint of ``make run``)."""
+
+    data_dir: Path  # resolved
+    api_host: str
+    api_port: int
+    notifier_host: str
+    notifier_port: int
+    ops_host: str
+    events_url: str
+    nats_url: str  # "": the launcher starts NATS
+    database_url: str  # "": the launcher starts PostgreSQL
+    admin_token: str = field(repr=False)  # "": the data folder's own (load_or_create_secrets)
+    secret_key: str = field(repr=False)
+
+    @classmethod
+    def of(cls, settings: Settings) -> LaunchSettings:
+        return cls(
+            data_dir=settings.data_dir.resolve(),
+            api_host=settings.api_host,
+            api_port=settings.api_port,
+            notifier_host=settings.notifier_host,
+            notifier_port=settings.notifier_port,
+            ops_host=settings.ops_host,
+            events_url=settings.events_url,
+            nats_url=settings.nats_url,
+            database_url=settings.database_url,
+            admin_token=settings.admin_token.get_secret_value(),
+            secret_key=settings.secret_key.get_secret_value(),
+        )
+
+
+def read_settings() -> LaunchSettings:
+    """The settings, read by ``python -m woostore_devstack.settings_reader``. Settings it
+    refuses end the launcher with its exit status; it has said why, naming each variable."""
+    read = subprocess.run(
+        [sys.executable, "-m", "woostore_devstack.settings_reader"],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if read.returncode != 0:
+        raise SystemExit(read.returncode)
+    fields = json.loads(read.stdout)
+    return LaunchSettings(**{**fields, "data_dir": Path(fields["data_dir"])})
 
 
 def hold_data_dir(data_dir: Path) -> TextIO:
@@ -146,7 +200,7 @@ def _command_line(pid: int) -> str:
         return ""
 
 
-def ports_taken(settings: Settings) -> list[str]:
+def ports_taken(settings: LaunchSettings) -> list[str]:
     """The API's and the notifier's addresses another program listens on already, each with
     the setting that moves it. Without this a taken port (8000 is many a dev server's) made
     the service exit at start, again and again, for half a minute before the launcher gave up.
@@ -198,8 +252,10 @@ def load_or_create_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
-def service_environment(settings: Settings, nats_url: str, database_url: str) -> dict[str, str]:
-    data_dir = settings.data_dir.resolve()
+def service_environment(
+    settings: LaunchSettings, nats_url: str, database_url: str
+) -> dict[str, str]:
+    data_dir = settings.data_dir
     stored = load_or_create_secrets(data_dir)
     env = dict(os.environ)
     env.update(
@@ -210,8 +266,8 @@ def service_environment(settings: Settings, nats_url: str, database_url: str) ->
         WOOSTORE_DATA_DIR=str(data_dir),
         WOOSTORE_NATS_URL=nats_url,
         WOOSTORE_DATABASE_URL=database_url,
-        WOOSTORE_ADMIN_TOKEN=settings.admin_token.get_secret_value() or stored["admin_token"],
-        WOOSTORE_SECRET_KEY=settings.secret_key.get_secret_value() or stored["secret_key"],
+        WOOSTORE_ADMIN_TOKEN=settings.admin_token or stored["admin_token"],
+        WOOSTORE_SECRET_KEY=settings.secret_key or stored["secret_key"],
     )
     env.setdefault("WOOSTORE_STORE_CHART", str(STORE_CHART))
     env.setdefault("WOOSTORE_WARM_POOL_SIZE", str(WARM_POOL_SIZE))
@@ -482,7 +538,7 @@ class _Keeping:
 
 async def run_services(
     env: dict[str, str],
-    settings: Settings,
+    settings: LaunchSettings,
     nats_url: str,
     started: Started,
     kept: list[Kept] | None = None,
@@ -521,7 +577,7 @@ def _say(line: str) -> None:
 
 
 def _print_banner(
-    env: dict[str, str], settings: Settings, nats_url: str, ops: dict[str, str]
+    env: dict[str, str], settings: LaunchSettings, nats_url: str, ops: dict[str, str]
 ) -> None:
     # Each service's /healthz, /readyz and /metrics, on a port of its own picked at start.
     ops_lines = "".join(f"    {name:<12} {url}/metrics\n" for name, url in ops.items())
@@ -538,8 +594,8 @@ def _print_banner(
 
 
 def main() -> None:
-    settings = Settings.load()
-    data_dir = settings.data_dir.resolve()
+    settings = read_settings()
+    data_dir = settings.data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # a file on the way, no such mount, no permission
@@ -553,7 +609,7 @@ def main() -> None:
     raise SystemExit(status)
 
 
-def _run(settings: Settings, data_dir: Path, running: ExitStack) -> int:
+def _run(settings: LaunchSettings, data_dir: Path, running: ExitStack) -> int:
     """Starts the platform, with what stops each part pushed on ``running``, and supervises
     it until it stops; its exit status."""
     running.enter_context(hold_data_dir(data_dir))

@@ -26,6 +26,7 @@ from woostore_devstack import launcher
 from woostore_devstack.embedded import TOOLS_BIN, free_port, start_nats, start_postgres
 from woostore_devstack.launcher import (
     Kept,
+    LaunchSettings,
     RestartPolicy,
     Service,
     Started,
@@ -216,8 +217,9 @@ def test_a_port_another_program_listens_on_is_found_as_the_service_would_bind_it
         other_program.bind((host, 0))
         other_program.listen()
         port = other_program.getsockname()[1]
-        settings = Settings(api_host=host, api_port=port, notifier_host="127.0.0.1",
-                        notifier_port=free_port())  # fmt: skip
+        chosen = Settings(api_host=host, api_port=port, notifier_host="127.0.0.1",
+                          notifier_port=free_port())  # fmt: skip
+        settings = LaunchSettings.of(chosen)
 
         assert ports_taken(settings) == [f"{host}:{port} (set WOOSTORE_API_PORT to move it)"]
     assert ports_taken(settings) == []  # once it is gone
@@ -300,7 +302,9 @@ def test_the_services_find_helm_and_the_chart_wherever_the_launcher_is_started(
     monkeypatch.chdir(tmp_path)
     settings = Settings(data_dir=tmp_path)
 
-    env = service_environment(settings, "nats://127.0.0.1:4222", "postgresql://localhost/x")
+    env = service_environment(
+        LaunchSettings.of(settings), "nats://127.0.0.1:4222", "postgresql://localhost/x"
+    )
 
     assert shutil.which(settings.helm_binary, path=env["PATH"]) == str(TOOLS_BIN / "helm")
     assert env["PATH"].endswith(":/usr/bin:/bin")  # the caller's own still there
@@ -433,3 +437,39 @@ def test_a_data_folder_that_cannot_be_made_is_one_line_naming_its_setting(
     assert str(refused.value) == (
         f"WOOSTORE_DATA_DIR: cannot use {tmp_path / 'a-file' / 'data'}: Not a directory"
     )
+
+
+def test_the_launcher_reads_its_settings_apart_and_never_loads_pydantic(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """It stays resident as long as the platform: pydantic would add about 16 MB to it."""
+    probe = "import sys, woostore_devstack.launcher; print('pydantic' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)  # fmt: skip
+    assert loaded.stdout.strip() == "False"
+
+    monkeypatch.setenv("WOOSTORE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WOOSTORE_ADMIN_TOKEN", "a" * 40)
+    monkeypatch.setenv("WOOSTORE_NOTIFIER_PORT", "8123")
+    read = launcher.read_settings()
+
+    assert read.data_dir == (tmp_path / "data").resolve()
+    assert read.admin_token == "a" * 40  # through the pipe, whole
+    assert read.events_url == "http://127.0.0.1:8123/api/v1/events"
+    assert read.database_url == ""  # none given: the launcher starts PostgreSQL
+    assert "a" * 40 not in repr(read)
+
+
+def test_settings_refused_end_the_launcher_naming_each_variable(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WOOSTORE_API_PORT", "eighty")
+
+    with pytest.raises(SystemExit) as refused:
+        launcher.main()
+
+    assert refused.value.code == 1
+    said = capfd.readouterr().err
+    assert "refused settings" in said
+    assert "WOOSTORE_API_PORT:" in said
+    assert "eighty" not in said  # a value is never shown: it may be a secret
