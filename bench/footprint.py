@@ -222,7 +222,17 @@ PostgreSQL's postmaster with its children (it runs detached). RSS counts a page 
 several processes once in each, so the RSS total overstates what the machine gives; PSS adds
 up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
 
-Where it went down, from 613 MB RSS (426 MB PSS) in the run before:
+Where it went down, from 535 MB RSS (401 MB PSS) in the run before:
+- The API and the reaper, about 7 MB each: pycountry keeps every table it reads for good
+  (about 12 MB, languages and subdivisions most). The store settings' checks now read each
+  table once and keep its codes as one string (`store_settings._IsoCodes`).
+- The launcher, 40 MB to 26: it reads its settings in a child process
+  (`woostore_devstack.settings_reader`), so pydantic, pydantic-settings and yaml never load
+  in it.
+- Each server, about 1 MB: uvicorn loaded wsproto and h11 for WebSocket, which no service
+  speaks (`ws="none"`).
+
+Before that, from 682 MB RSS (452 MB PSS) to 535 MB (401 MB PSS):
 - PostgreSQL, 128 MB RSS in 11 processes before, each backend 15-19 MB of RSS: the pools
   took their connections in turn, so every one a burst or the warm pool's filling had
   opened was used every few seconds and kept. They now take the one given back last, and
@@ -233,17 +243,20 @@ Where it went down, from 613 MB RSS (426 MB PSS) in the run before:
 - The API, about 7 MB: cryptography loads when an owner first reads a password.
 - Each service, about 4 MB: rich, installed for the CLI, is left unimported
   (`woostore_shared/unimported.py`).
+- The embedded server's small settings (`SMALL_SERVER`: 16 MB of shared buffers, no I/O
+  workers, no logical replication launcher), and pycountry's tables loaded by the API and
+  the reaper alone.
 
-Before that (682 MB, 452 MB PSS): the embedded server's small settings (`SMALL_SERVER`:
-16 MB of shared buffers, no I/O workers, no logical replication launcher), and pycountry's
-tables loaded by the API and the reaper alone.
-
-What is left over the target is mostly four Python processes of 86-108 MB, each with its
+What is left over the target is mostly four Python processes of 85-106 MB, each with its
 own copy of the interpreter, pydantic, SQLAlchemy, psycopg and the NATS client: the issue
-rules out merging them. Measured and not taken: the launcher reading its settings in a
-forked child, so pydantic never loads in it (15 MB); `PYTHONOPTIMIZE=2` (about 20 MB in
-all, but it strips the docstrings the OpenAPI document is written from); autovacuum off
-(9 MB).
+rules out merging them. Of a service's memory, about 22 MB is shared libraries (the
+interpreter, pydantic-core, psycopg's libpq and OpenSSL), counted in each RSS; about 45 MB
+is Python's small objects (the code, classes and functions of some 900 modules, SQLAlchemy
+the largest at 7 MB of bytecode); the rest is larger allocations (pydantic's validators
+among them). The provisioner loads cryptography (about 7 MB) to encrypt credentials.
+Measured and not taken: `PYTHONOPTIMIZE=2` (2-4 MB a service, and it strips the
+docstrings the OpenAPI document is written from); autovacuum off (9 MB); `malloc_trim`
+once idle (1-4 MB a service).
 """
 
 
