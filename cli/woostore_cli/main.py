@@ -202,7 +202,7 @@ def list_backups(api: Api, args: argparse.Namespace) -> int:
     _table(
         ("ID", "STATUS", "TRIGGER", "SIZE", "REQUESTED", "DETAIL"),
         [
-            (b["id"], b["status"], b["trigger"].replace("_", " "),
+            (b["id"], b["status"], b["trigger"],  # as the API and the docs write it
              _size(b["size"]) if b["size"] is not None else "", _time(b["requested_at"]),
              b["reason"] or _versions(b))
             for b in found["items"]

@@ -53,6 +53,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from contextlib import suppress
+from typing import Literal
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
@@ -227,10 +228,11 @@ class CopyUnderWay(Exception):
     """A new store is being made from a backup: neither the backup nor its store can be
     deleted until that store is made (it reads the backup until then)."""
 
-    def __init__(self, what: str, copy: Store) -> None:
+    def __init__(self, kind: Literal["store", "backup"], id: uuid.UUID, copy: Store) -> None:
+        self.kind = kind
         super().__init__(
-            f"{what} cannot be deleted while store {copy.id} is being made from its backup; "
-            "it can be once that store is ready, or deleted"
+            f"{kind} {id} cannot be deleted while store {copy.id} is being made from its "
+            "backup; it can be once that store is ready, or deleted"
         )
 
 
@@ -500,7 +502,7 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
         uow.emit(store, DeleteQueued(status=store.status))
         return store, True
     if copy is not None:
-        raise CopyUnderWay(f"store {store.id}", copy)  # queued or provisioning: rare enough
+        raise CopyUnderWay("store", store.id, copy)  # queued or provisioning: rare enough
     transition(store, S.DELETING, DELETABLE)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
@@ -676,12 +678,14 @@ async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UU
     up first (the safety backup, recorded from now on), and the restore recorded as a change
     (``store_changes``, kind ``restore``) until it ends."""
     store = await _locked(uow, store_id)
+    # The store's state first: a store still being made has no backup of its own, and was
+    # told the backup it named (another store's, say) did not exist.
+    transition(store, S.RESTORING, {S.READY})
     backup = await uow.session.get(StoreBackup, backup_id)
     if backup is None or backup.store_id != store.id:
         raise BackupNotFound(backup_id)
     if backup.status is not BackupStatus.COMPLETE:
         raise BackupNotRestorable(backup)
-    transition(store, S.RESTORING, {S.READY})
     store.change = "restore"
     await uow.session.exec(
         delete(StoreStep).where(
@@ -740,7 +744,7 @@ async def delete_backup(
     if restoring is not None and restoring.backup_id == backup.id:
         raise BackupInUse(backup, "being restored")
     if (copy := await _copy_under_way(uow.session, col(StoreBackup.id) == backup.id)) is not None:
-        raise CopyUnderWay(f"backup {backup.id}", copy)
+        raise CopyUnderWay("backup", backup.id, copy)
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))

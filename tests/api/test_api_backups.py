@@ -121,6 +121,10 @@ async def test_only_a_complete_backup_of_the_store_itself_is_restored(
 
     not_its_own = problem(await client.post(path, json={"backup_id": others}), 404)
     assert not_its_own["detail"] == f"backup {others} of this store does not exist"
+    await set_columns(database, store_id, status=StoreStatus.PROVISIONING)
+    being_made = problem(await client.post(path, json={"backup_id": others}), 409)
+    assert being_made["detail"].startswith("a provisioning store cannot be restored")  # why
+    await set_columns(database, store_id, status=StoreStatus.READY)
     problem(await client.post(path, json={"backup_id": str(uuid.uuid4())}), 404)
     unfinished = problem(await client.post(path, json={"backup_id": running}), 409)
     assert "is running: only a complete one is restored or copied" in unfinished["detail"]
@@ -250,6 +254,7 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
 
     refused = await client.delete(f"{STORES}/{source_id}/backups/{backup_id}")
     body = problem(refused, 409)
+    assert body["title"] == "Backup cannot be deleted now"  # as when it is in use otherwise
     assert f"while store {copy['id']} is being made from its backup" in body["detail"]
     assert refused.headers["Retry-After"] == str(COPY_RETRY_SECONDS)
     asked = await client.delete(f"{STORES}/{source_id}")
@@ -259,8 +264,8 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     assert waiting["delete_requested_at"] is not None
     upgrade = await client.post(f"{STORES}/{source_id}/upgrade")
     assert problem(upgrade, 409)["detail"] == (
-        "a ready store cannot be changed: its deletion was asked for, and starts once no copy "
-        "reads its backups"
+        "a ready store to be deleted cannot be changed: its deletion was asked for, and starts "
+        "once no copy reads its backups"
     )
     rollback = await client.post(f"{STORES}/{source_id}/rollback")  # not "nothing to return to"
     assert problem(rollback, 409)["detail"] == problem(upgrade, 409)["detail"]

@@ -358,7 +358,7 @@ async def test_deleting_a_busy_store_is_accepted_and_waits_for_its_work_to_end(
     backup = await client.post(f"{STORES}/{store['id']}/backups")
     assert (backup.status_code, backup.headers.get("Retry-After")) == (409, None)
     assert problem(backup, 409)["detail"] == (
-        f"a {status} store cannot be backed up: it is deleted as it ends"
+        f"a {status} store to be deleted cannot be backed up: it is deleted as it ends"
     )
     again = await client.delete(f"{STORES}/{store['id']}")
     assert again.status_code == 202

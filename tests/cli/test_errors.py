@@ -18,7 +18,7 @@ from tests.support import served
 
 BUSY = {  # as the API refuses to delete a store while a copy of its backup is being made
     "type": "https://woostore.dev/problems/invalid-state",
-    "title": "Cannot be deleted now",
+    "title": "Store cannot be deleted now",
     "status": 409,
     "detail": "store s-1 cannot be deleted while store s-2 is being made from its backup; it"
     " can be once that store is ready, or deleted",
@@ -45,7 +45,7 @@ async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
     assert said.code == 1
     assert said.out == ""
     assert said.err == (
-        "Cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made from"
+        "Store cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made from"
         " its backup; it can be once that store is ready, or deleted (it may be accepted in"
         " 60 s)\n"
     )

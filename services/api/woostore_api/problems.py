@@ -354,7 +354,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                 if error.current in _ENDS_AS
                 else "its deletion was asked for, and starts once no copy reads its backups"
             )
-            detail = f"a {error.current.value} store cannot be {done}: {when}"
+            detail = f"a {error.current.value} store to be deleted cannot be {done}: {when}"
         return problem_for(
             request,
             409,
@@ -385,7 +385,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(CopyUnderWay)
     async def copy_under_way(request: Request, error: CopyUnderWay) -> JSONResponse:
         return problem_for(
-            request, 409, "Cannot be deleted now", str(error), "invalid-state",
+            request, 409, f"{error.kind.capitalize()} cannot be deleted now", str(error),
+            "invalid-state",
             headers={"Retry-After": str(COPY_RETRY_SECONDS)},
         )  # fmt: skip
 
