@@ -678,8 +678,8 @@ async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UU
     up first (the safety backup, recorded from now on), and the restore recorded as a change
     (``store_changes``, kind ``restore``) until it ends."""
     store = await _locked(uow, store_id)
-    # The store's state first: a store still being made has no backup of its own, and was
-    # told the backup it named (another store's, say) did not exist.
+    # The store's state first: to a store still being made, which has no backup of its own,
+    # "that backup does not exist" (another store's, say) hid why it cannot be restored.
     transition(store, S.RESTORING, {S.READY})
     backup = await uow.session.get(StoreBackup, backup_id)
     if backup is None or backup.store_id != store.id:

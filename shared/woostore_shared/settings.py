@@ -434,7 +434,7 @@ class Settings(BaseSettings):
         without what it needs or with a secret short enough to guess; one that
         ``makes_stores`` (the API, and the reaper filling the warm pool), with store defaults
         an owner's choice could not have. The others never check them: that reads
-        pycountry's tables (``store_settings._IsoCodes``)."""
+        pycountry's tables (``store_settings._IsoCodes``), about 5 MB a process."""
         secrets = (
             ("WOOSTORE_ADMIN_TOKEN", self.admin_token.get_secret_value()),
             ("WOOSTORE_SECRET_KEY", self.secret_key.get_secret_value()),

@@ -32,7 +32,7 @@ _LOCALE = re.compile(
     r"^(?P<language>[a-z]{2,3})(?:_(?P<country>[a-z]{2}))?(?:_(?P<variant>[a-z0-9]{3,}))?$",
     re.IGNORECASE | re.ASCII,  # else [a-z] takes the Kelvin sign and a long s for letters
 )
-_CODE = re.compile(r"^[A-Z0-9-]+$", re.ASCII)  # what an ISO code is made of, upper-cased
+_CODE = re.compile(r"[A-Z0-9-]+", re.ASCII)  # what an ISO code is made of, upper-cased
 
 
 class _IsoCodes:
@@ -55,8 +55,10 @@ class _IsoCodes:
         if self._codes is None:
             values = (getattr(row, name, "") for row in self._table() for name in self._fields)
             self._codes = " " + " ".join(value.upper() for value in values if value) + " "
+        if not code.isascii():  # else a dotless i or a long s upper-case to I or S, ASCII
+            return None
         upper = code.upper()
-        return upper if _CODE.match(upper) and f" {upper} " in self._codes else None
+        return upper if _CODE.fullmatch(upper) and f" {upper} " in self._codes else None
 
 
 def _read(

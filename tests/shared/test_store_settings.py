@@ -32,12 +32,15 @@ def test_a_three_letter_language_is_known_too() -> None:
         {"country": "ZZ"},
         {"language": "qq_DE"},
         {"language": "de_ZZ"},
+        # Letters that upper-case to ASCII ones: the dotless i, the long s, the Kelvin sign.
+        {"country": "\u0131N"},
+        {"currency": "U\u017fD"},
+        {"country": "IN", "state": "\u212aA"},
     ],
 )
 def test_what_is_no_whole_code_of_its_table_is_refused(choice: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         StoreSettingsIn.model_validate(choice)
-
 
 
 def test_two_codes_of_a_table_together_are_no_code_of_it() -> None:
