@@ -33,7 +33,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from woostore_devstack.embedded import (
     STORE_CHART,
@@ -44,9 +44,7 @@ from woostore_devstack.embedded import (
     start_nats,
     start_postgres,
 )
-
-if TYPE_CHECKING:
-    from woostore_shared.settings import Settings
+from woostore_devstack.settings_reader import LaunchSettings, read_settings
 
 SERVICES = ("api", "provisioner", "reaper", "notifier")
 _COLOURS = {"api": 36, "provisioner": 35, "reaper": 33, "notifier": 32}
@@ -60,58 +58,6 @@ WARM_POOL_SIZE = 2
 # own on) and SIGHUP (the terminal closed, an SSH session dropped). Left to their default
 # they ended the launcher alone, and the services, PostgreSQL and NATS ran on without it.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@dataclass(frozen=True)
-class LaunchSettings:
-    """What the launcher reads of the platform's settings (``woostore_shared.settings``).
-
-    A child process reads them (:func:`read_settings`): the launcher stays resident as long
-    as the platform, and pydantic, with what the settings import, would add about 16 MB to
-    it (docs/benchmarks.md, the footprint of ``make run``)."""
-
-    data_dir: Path  # resolved
-    api_host: str
-    api_port: int
-    notifier_host: str
-    notifier_port: int
-    ops_host: str
-    events_url: str
-    nats_url: str  # "": the launcher starts NATS
-    database_url: str  # "": the launcher starts PostgreSQL
-    admin_token: str = field(repr=False)  # "": the data folder's own (load_or_create_secrets)
-    secret_key: str = field(repr=False)
-
-    @classmethod
-    def of(cls, settings: Settings) -> LaunchSettings:
-        return cls(
-            data_dir=settings.data_dir.resolve(),
-            api_host=settings.api_host,
-            api_port=settings.api_port,
-            notifier_host=settings.notifier_host,
-            notifier_port=settings.notifier_port,
-            ops_host=settings.ops_host,
-            events_url=settings.events_url,
-            nats_url=settings.nats_url,
-            database_url=settings.database_url,
-            admin_token=settings.admin_token.get_secret_value(),
-            secret_key=settings.secret_key.get_secret_value(),
-        )
-
-
-def read_settings() -> LaunchSettings:
-    """The settings, read by ``python -m woostore_devstack.settings_reader``. Settings it
-    refuses end the launcher with its exit status; it has said why, naming each variable."""
-    read = subprocess.run(
-        [sys.executable, "-m", "woostore_devstack.settings_reader"],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if read.returncode != 0:
-        raise SystemExit(read.returncode)
-    fields = json.loads(read.stdout)
-    return LaunchSettings(**{**fields, "data_dir": Path(fields["data_dir"])})
 
 
 def hold_data_dir(data_dir: Path) -> TextIO:
