@@ -409,7 +409,10 @@ def whoami(api: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(me)
     else:
-        print(f"{me['actor']} ({me['role']}) in tenant {me['tenant_name']} ({me['tenant_id']})")
+        # An admin key belongs to a tenant too, yet acts on every one: said, lest "admin in
+        # tenant acme" read as acme's admin alone.
+        role = "admin: every tenant's" if me["role"] == "admin" else me["role"]
+        print(f"{me['actor']} ({role}) in tenant {me['tenant_name']} ({me['tenant_id']})")
     return 0
 
 
@@ -739,7 +742,7 @@ def _what_of(data: dict[str, Any]) -> list[str]:
     if data.get("backup_id"):
         said.append(f"backup {data['backup_id']}")
     if data.get("trigger"):
-        said.append(str(data["trigger"]).replace("_", " "))
+        said.append(str(data["trigger"]))  # as the status beside it: as the API writes it
     if "size" in data:
         said.append(_size(int(data["size"])))
     if data.get("revision"):
@@ -818,6 +821,21 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _token(text: str) -> str:
+    """The token as given, without the space or newline a copy or an env file adds around it.
+    One with any other character no HTTP header carries is refused without being shown: the
+    HTTP client's own error printed it whole, as if the server could not be reached."""
+    token = text.strip()
+    if token[:7].lower() == "bearer ":
+        raise argparse.ArgumentTypeError("give the token alone: 'Bearer ' is added to it")
+    if not all(" " <= character <= "~" for character in token):
+        raise argparse.ArgumentTypeError(
+            "the token (--token or WOOSTORE_TOKEN) has a character no token has: a control "
+            "character or a non-ASCII one; check that it was copied whole, and alone"
+        )
+    return token
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """--url, --token and --json, accepted before and after the command: only the main
     parser has defaults, so a subcommand never overwrites what was given before it."""
@@ -832,6 +850,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     parser.add_argument(
         "--token",
         default=default(os.environ.get("WOOSTORE_TOKEN")),
+        type=_token,  # applied to the environment's too (argparse converts a string default)
         help="bearer token (WOOSTORE_TOKEN)",
     )
     parser.add_argument(
@@ -942,7 +961,11 @@ def _parser() -> argparse.ArgumentParser:
     keys = group("keys", "make, list and revoke API keys")
     sub = command("create", create_key, "make a key; its token is printed once", keys)
     sub.add_argument("name", metavar="NAME", help="what the key is for")
-    sub.add_argument("--role", choices=("tenant", "admin"), default="tenant")
+    sub.add_argument(
+        "--role", choices=("tenant", "admin"), default="tenant",
+        help="tenant (default): its tenant's stores and keys; admin: every tenant's, whatever "
+        "tenant it belongs to",
+    )  # fmt: skip
     sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the key's tenant")
     sub = command("list", list_keys, "list keys (never their tokens)", keys)
     sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's keys")

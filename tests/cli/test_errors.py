@@ -8,6 +8,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,6 +16,7 @@ from starlette.routing import Route
 
 from tests.cli.conftest import Result, run
 from tests.support import served
+from woostore_cli.main import main
 
 BUSY = {  # as the API refuses to delete a store while a copy of its backup is being made
     "type": "https://woostore.dev/problems/invalid-state",
@@ -45,9 +47,9 @@ async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
     assert said.code == 1
     assert said.out == ""
     assert said.err == (
-        "Store cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made from"
-        " its backup; it can be once that store is ready, or deleted (it may be accepted in"
-        " 60 s)\n"
+        "Store cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made"
+        " from its backup; it can be once that store is ready, or deleted (it may be accepted"
+        " in 60 s)\n"
     )
 
 
@@ -65,3 +67,37 @@ async def test_with_json_a_refusal_is_the_problem_as_the_api_sent_it() -> None:
     assert said.code == 1
     assert said.out == ""  # stdout holds only what a command answers
     assert json.loads(said.err) == {**BUSY, "retry_after": 60}  # the header, as a member
+
+
+async def test_a_token_is_sent_without_the_space_or_newline_around_it() -> None:
+    """A token copied with its newline, or read from an env file with a trailing space, was
+    refused by the HTTP client, whose error printed it whole, as "cannot reach" (exit 2)."""
+    seen: list[str] = []
+
+    async def session(request: Request) -> JSONResponse:
+        seen.append(request.headers["Authorization"])
+        me = {"actor": "wsk_1", "role": "tenant", "tenant_name": "acme", "tenant_id": "t-1"}
+        return JSONResponse(me)
+
+    app = Starlette(routes=[Route("/api/v1/session", session)])
+    async with served(app) as url:
+        said = await asyncio.to_thread(run, "whoami", "--url", url, "--token= a-token\n")
+
+    assert (said.code, seen) == (0, ["Bearer a-token"])
+
+
+@pytest.mark.parametrize("token", ["tøken-secret", "a-token\nsecret", "Bearer secret"])
+def test_a_token_no_header_carries_is_refused_without_being_shown(
+    token: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Non-ASCII, it ended in a traceback; with a newline inside, the HTTP client's error
+    printed it. From the environment as from --token."""
+    monkeypatch.setenv("WOOSTORE_TOKEN", token)
+
+    with pytest.raises(SystemExit) as refused:
+        main(["whoami", "--url", "http://127.0.0.1:9"])
+
+    assert refused.value.code == 2  # a usage error
+    said = capsys.readouterr().err
+    assert "argument --token: " in said
+    assert "secret" not in said
