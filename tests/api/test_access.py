@@ -415,6 +415,7 @@ async def test_a_new_tenants_first_create_is_held_to_the_caps(
     refused = await newcomer.post(STORES, json={"name": "Mine"})
 
     assert_limit(refused, "platform-stores", 1)
+    assert problem(refused, 429)["detail"] == "the platform holds its maximum of 1 store"
 
 
 async def test_the_queue_cap_refuses_with_its_own_limit(
@@ -427,6 +428,9 @@ async def test_the_queue_cap_refuses_with_its_own_limit(
     refused = await client.post(STORES, json={"name": "Three"})
 
     assert problem(refused, 429)["limit"] == "queued-stores"
+    assert problem(refused, 429)["detail"] == (
+        "the queue holds its maximum of 2 stores waiting to start; try again shortly"
+    )
     assert refused.headers["Retry-After"] == "60"
 
 
@@ -667,3 +671,16 @@ async def test_the_last_audit_page_has_no_cursor_even_when_full(client: httpx.As
 
     assert len(first["items"]) == len(last["items"]) == 2
     assert last["next_cursor"] is None
+
+
+@pytest.mark.parametrize("given", [True, "3", 2.0])
+async def test_a_store_limit_is_a_whole_number_as_json_writes_one(
+    client: httpx.AsyncClient, given: object
+) -> None:
+    """true was taken for a limit of 1 and "3" for 3, where a name given as 5 is refused."""
+    made = await client.post("/api/v1/tenants", json={"name": "strict", "store_limit": 4})
+    path = f"/api/v1/tenants/{made.json()['id']}"
+
+    problem(await client.post("/api/v1/tenants", json={"name": "lax", "store_limit": given}), 422)
+    problem(await client.patch(path, json={"store_limit": given}), 422)
+    assert (await client.patch(path, json={"store_limit": 3})).json()["store_limit"] == 3

@@ -41,15 +41,19 @@ class TenantCreate(BaseModel):
     )
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    # Strict: true was taken for 1 and "3" for 3, where a name given as 5 was refused.
     store_limit: int | None = Field(
-        default=None, ge=0, le=10_000, description="Live stores allowed; null: platform default."
-    )
+        default=None, ge=0, le=10_000, strict=True,
+        description="Live stores allowed; null: platform default.",
+    )  # fmt: skip
 
 
 class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"store_limit": 20}]})
 
-    store_limit: int | None = Field(ge=0, le=10_000, description="Null: platform default.")
+    store_limit: int | None = Field(
+        ge=0, le=10_000, strict=True, description="Null: platform default."
+    )
 
 
 class TenantOut(BaseModel):

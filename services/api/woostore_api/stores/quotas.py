@@ -176,13 +176,16 @@ def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
 # any tenant deletes a store, and a queue slot within minutes.
 CAP_REFUSALS: dict[str, tuple[str, int | None]] = {
     "tenant-stores": (
-        "this tenant has its maximum of {cap} stores, counting those being deleted until they "
+        "this tenant has its maximum of {stores}, counting those being deleted until they "
         "are gone; delete one first",
         None,
     ),
     # Shared: others' deletions (and the warm pool's) free it, so waiting may help.
-    "platform-stores": ("the platform holds its maximum of {cap} stores", 300),
-    "queued-stores": ("{cap} stores are waiting to start; try again shortly", 60),
+    "platform-stores": ("the platform holds its maximum of {stores}", 300),
+    "queued-stores": (
+        "the queue holds its maximum of {stores} waiting to start; try again shortly",
+        60,
+    ),
 }
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
 
@@ -231,6 +234,7 @@ async def within_caps(outbox: Outbox) -> AsyncIterator[UnitOfWork]:
             raise
         limit, cap = diagnosis.message_primary, int(diagnosis.message_detail)
         words, retry_after = CAP_REFUSALS[limit]
+        detail = words.format(stores=f"{cap} store" if cap == 1 else f"{cap} stores")
         if retry_after is None:
-            raise cap_reached(limit, cap, words.format(cap=cap)) from None
-        raise limit_reached(limit, cap, words.format(cap=cap), retry_after) from None
+            raise cap_reached(limit, cap, detail) from None
+        raise limit_reached(limit, cap, detail, retry_after) from None
