@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -97,10 +98,16 @@ class Gap:
 PAGE_MAX = 500  # the most items the API gives a page
 
 
+# What the audit log records as the user agent: the CLI by name, not as httpx.
+USER_AGENT = f"woostore-cli/{version('woostore-cli')}"
+
+
 class Api:
     def __init__(self, url: str, token: str | None, timeout: float = 10) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"User-Agent": USER_AGENT}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self.http = httpx.Client(headers=headers, timeout=timeout)
 
     def __enter__(self) -> Api:

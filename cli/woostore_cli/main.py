@@ -243,6 +243,7 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     params = {
         **({"status": statuses} if statuses else {}),
         **({"q": args.name} if args.name else {}),
+        **({"tenant_id": args.tenant} if args.tenant else {}),
     }
     found = api.page_through("/stores", params, args.limit)
     if args.json:
@@ -251,13 +252,19 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     if not found["items"]:
         print("No stores.")
         return 0
+    # An admin's list of several tenants' stores names each one's tenant: two stores of one
+    # name were told apart by nothing.
+    owners = {s["tenant_id"] for s in found["items"]}
+    names = {t["id"]: t["name"] for t in api.call("GET", "/tenants")} if len(owners) > 1 else {}
+    tenant = ("TENANT",) if names else ()
     _table(
-        ("ID", "NAME", "STATUS", "DETAIL", "CREATED"),
+        ("ID", "NAME", *tenant, "STATUS", "DETAIL", "CREATED"),
         [
-            (s["id"], s["name"], _listed_status(s), _detail(s), _time(s["created_at"]))
+            (s["id"], s["name"], *((names.get(s["tenant_id"], "(warm pool)"),) if names else ()),
+             _listed_status(s), _detail(s), _time(s["created_at"]))
             for s in found["items"]
         ],
-    )
+    )  # fmt: skip
     _say_if_more(found, "stores", args.limit)
     return 0
 
@@ -468,24 +475,38 @@ def create_tenant(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def update_tenant(api: Api, args: argparse.Namespace) -> int:
+    tenant = api.call("PATCH", f"/tenants/{args.id}", json={"store_limit": args.store_limit})
+    if args.json:
+        _print_json(tenant)
+    else:
+        print(f"Tenant {tenant['name']}: {_stores_of(tenant)}")
+    return 0
+
+
 def list_tenants(api: Api, args: argparse.Namespace) -> int:
     tenants = api.call("GET", "/tenants")
     if args.json:
         _print_json(tenants)
         return 0
     _table(
-        ("ID", "NAME", "STORE LIMIT", "CREATED"),
-        [
-            (t["id"], t["name"], "default" if t["store_limit"] is None else str(t["store_limit"]),
-             _time(t["created_at"]))
-            for t in tenants
-        ],
-    )  # fmt: skip
+        ("ID", "NAME", "STORES", "CREATED"),
+        [(t["id"], t["name"], _stores_of(t), _time(t["created_at"])) for t in tenants],
+    )
     return 0
 
 
+def _stores_of(tenant: dict[str, Any]) -> str:
+    """e.g. "3 of 5", "3 of 10 (the platform's default)": its live stores and its cap."""
+    default = " (the platform's default)" if tenant["store_limit"] is None else ""
+    return f"{tenant['live_stores']} of {tenant['store_cap']}{default}"
+
+
 def audit(api: Api, args: argparse.Namespace) -> int:
-    params = {"target": args.target} if args.target else {}
+    params = {
+        **({"target": args.target} if args.target else {}),
+        **({"tenant_id": args.tenant} if args.tenant else {}),
+    }
     page = api.page_through("/audit", params, args.limit)
     if args.json:
         _print_json(page)
@@ -815,6 +836,14 @@ def _sequence(text: str) -> int | None:
     return int(text)
 
 
+def _store_limit(text: str) -> int | None:
+    if text == "default":
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError('a number of stores, or "default"')
+    return int(text)
+
+
 def _positive(text: str) -> int:
     if not (text.isascii() and text.isdigit() and int(text) > 0):
         raise argparse.ArgumentTypeError("a number of 1 or more")
@@ -915,10 +944,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--status",
         action="append",
-        help=f"only stores in this status; repeat it for several: {', '.join(STATUSES)}",
+        help=f"only stores in this status; repeat it for several: {', '.join(STATUSES)}; "
+        "admins: pooled, the warm pool's",
     )
     sub.add_argument("--all", action="store_true", help="deleted stores too")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
+    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's stores")
     sub.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")
     sub.add_argument("id", metavar="ID")
@@ -992,10 +1023,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("create", create_tenant, "make a tenant", tenants)
     sub.add_argument("name", metavar="NAME", help="lower case letters, digits and hyphens")
     sub.add_argument("--store-limit", type=int, help="its live stores (default: the platform's)")
-    command("list", list_tenants, "list tenants", tenants)
+    sub = command("update", update_tenant, "change a tenant's store limit", tenants)
+    sub.add_argument("id", metavar="TENANT_ID")
+    sub.add_argument(
+        "--store-limit", type=_store_limit, required=True, metavar="N",
+        help="its live stores; default: the platform's",
+    )  # fmt: skip
+    command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)
 
     sub = command("audit", audit, "who did what, newest first")
     sub.add_argument("--target", help='one object, e.g. "store/ID"')
+    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's entries")
     sub.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
     return parser
 

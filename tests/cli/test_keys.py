@@ -15,8 +15,13 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert tenant.code == 0, tenant.err
     tenant_id = tenant.json()["id"]
     listed_tenants = woostore(platform, "tenants", "list")
-    assert "corner-shops" in listed_tenants.out
-    assert "2" in listed_tenants.out
+    [row] = [line for line in listed_tenants.out.splitlines() if "corner-shops" in line]
+    assert " 0 of 2 " in row  # its live stores, of its cap
+    raised = woostore(platform, "tenants", "update", tenant_id, "--store-limit", "3")
+    assert raised.out == "Tenant corner-shops: 0 of 3\n"
+    with pytest.raises(SystemExit) as usage:  # a usage error, as argparse ends one
+        woostore(platform, "tenants", "update", tenant_id, "--store-limit", "some")
+    assert usage.value.code == 2
 
     made = woostore(platform, "keys", "create", "laptop", "--tenant", tenant_id)
     assert made.code == 0, made.err
@@ -38,12 +43,24 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     theirs = woostore(platform, "create", "Made For Them", "--tenant", tenant_id, "--json")
     assert theirs.code == 0, theirs.err
     assert theirs.json()["id"] in woostore(platform, "list", token=token).out
+    assert "TENANT" not in woostore(platform, "list", token=token).out  # one tenant's: no need
+    assert woostore(platform, "create", "Made For Them", "--json").code == 0  # the admin's own
+    every = woostore(platform, "list", "--name", "made for them").out.splitlines()
+    assert every[0].split()[:3] == ["ID", "NAME", "TENANT"]
+    assert any(theirs.json()["id"] in row and " corner-shops " in row for row in every)
+    assert any(" default " in row for row in every[1:])
     keys = woostore(platform, "keys", "list", token=token)
     assert token[:16] in keys.out
     assert token not in keys.out
     history = woostore(platform, "audit", "--target", f"store/{store_id}", token=token)
     assert "store.create" in history.out
     assert token[:16] in history.out
+    # An admin narrows its lists to the tenant; the audit log names the CLI as the agent.
+    theirs_listed = woostore(platform, "list", "--tenant", tenant_id, "--json").json()["items"]
+    assert {s["tenant_id"] for s in theirs_listed} == {tenant_id}
+    entries = woostore(platform, "audit", "--tenant", tenant_id, "--json").json()["items"]
+    assert {e["tenant_id"] for e in entries} == {tenant_id}
+    assert entries[0]["user_agent"].startswith("woostore-cli/")
 
     key_id = woostore(platform, "keys", "list", "--json", token=token).json()["items"][0]["id"]
     revoked = woostore(platform, "keys", "revoke", key_id)

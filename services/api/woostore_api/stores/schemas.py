@@ -25,6 +25,7 @@ STORE_EXAMPLE: JsonDict = {
     "id": _STORE_ID,
     "name": "Corner Shop",
     "slug": "corner-shop-3f9a1c",
+    "tenant_id": "7c2d9e41-5a3b-4c6d-8e7f-9a0b1c2d3e4f",
     "type": "woocommerce",
     "status": "provisioning",
     "simulated": True,
@@ -199,6 +200,10 @@ class StoreOut(BaseModel):
     id: uuid.UUID
     name: str
     slug: str
+    tenant_id: uuid.UUID | None = Field(
+        description="Its owner: an admin's lists hold every tenant's stores. None for a store "
+        "of the warm pool, which no tenant has claimed yet."
+    )
     type: str
     status: StoreStatus
     simulated: bool = Field(description="True when the store runs on the simulated cluster.")
@@ -309,8 +314,9 @@ class StoreOut(BaseModel):
         return cls(
             **store.model_dump(
                 include={
-                    "id", "name", "slug", "type", "status", "simulated", "origin", "progress",
-                    "waiting_cause", "chart_version", "release_revision", "change", "settings",
+                    "id", "name", "slug", "tenant_id", "type", "status", "simulated", "origin",
+                    "progress", "waiting_cause", "chart_version", "release_revision", "change",
+                    "settings",
                     "storefront_url", "admin_url", "failure_reason", "cleaned_up_at",
                     "created_at", "updated_at", "ready_at", "delete_requested_at", "deleted_at",
                 }
