@@ -29,6 +29,9 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+METHOD_NOT_ALLOWED = "method-not-allowed"  # the problem type of every 405
+
+
 def problem_for(
     request: Request,
     status: int,
@@ -46,10 +49,23 @@ def problem_for(
 
 
 def http_problem(request: Request, error: HTTPException) -> JSONResponse:
-    """Starlette's own refusals (a 404, a 405 with its Allow) as problems."""
+    """Starlette's own refusals (a 404, a 405 with its Allow) as problems, in the words and
+    types of the platform's own: a path no route serves is ``not-found`` as a store no one
+    may see is, not "http-404" titled "Not Found" with the same words for detail."""
     headers = dict(error.headers or {})
-    if error.status_code == 405 and (taken := _methods_taken(request)):
-        headers["Allow"] = ", ".join(taken)
+    method, path = request.method, request.url.path
+    if error.status_code == 404:
+        return problem_for(request, 404, "Not found", f"nothing is served at {path}", "not-found")
+    if error.status_code == 405:
+        taken = _methods_taken(request)
+        if taken:
+            headers["Allow"] = ", ".join(taken)
+        detail = f"{path} does not take {method}" + (
+            f"; it takes {headers['Allow']}" if taken else ""
+        )
+        return problem_for(
+            request, 405, "Method not allowed", detail, METHOD_NOT_ALLOWED, headers=headers
+        )
     return problem_for(
         request, error.status_code, str(error.detail), str(error.detail),
         f"http-{error.status_code}", headers=headers,

@@ -408,8 +408,8 @@ async def test_a_path_or_method_the_notifier_does_not_serve_is_a_problem_too(
     missing = problem(await http.get("/api/v1/nope", headers=admin()), 404)
     other_method = await http.post(EVENTS, headers=admin())
 
-    assert missing["type"] == TYPE_BASE + "http-404"
-    assert problem(other_method, 405)["type"] == TYPE_BASE + "http-405"
+    assert missing["type"] == TYPE_BASE + "not-found"
+    assert problem(other_method, 405)["type"] == TYPE_BASE + "method-not-allowed"
     assert set(other_method.headers["Allow"].split(", ")) == {"GET", "HEAD"}
 
 

@@ -28,7 +28,13 @@ from woostore_shared.lifecycle import (
 )
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
-from woostore_shared.problems import PROBLEM_JSON, TYPE_BASE, http_problem, problem_for
+from woostore_shared.problems import (
+    METHOD_NOT_ALLOWED,
+    PROBLEM_JSON,
+    TYPE_BASE,
+    http_problem,
+    problem_for,
+)
 
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
@@ -204,7 +210,9 @@ def body_cut_off() -> Problem:
 
 def head_refused() -> Problem:
     detail = "HEAD does not read this: it holds a secret, read (and audited) by GET alone"
-    return Problem(405, "Method Not Allowed", detail, kind="http-405", headers={"Allow": "GET"})
+    return Problem(
+        405, "Method not allowed", detail, kind=METHOD_NOT_ALLOWED, headers={"Allow": "GET"}
+    )
 
 
 def takes_no_body() -> Problem:
@@ -426,7 +434,11 @@ def install_problem_handlers(app: FastAPI) -> None:
                 f"the body is not JSON: {why} (at character {unreadable['loc'][-1]})",
                 "malformed-body",
             )
-        errors = [{"location": list(e["loc"]), "message": e["msg"]} for e in error.errors()]
+        # A validator's own words, without pydantic's "Value error, " before them.
+        errors = [
+            {"location": list(e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
+            for e in error.errors()
+        ]
         detail = "; ".join(f"{'.'.join(map(str, e['location']))}: {e['message']}" for e in errors)
         return problem_for(
             request, 422, "Invalid request", detail, "invalid-request", errors=errors
