@@ -484,6 +484,15 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def show_tenant(api: Api, args: argparse.Namespace) -> int:
+    tenant = api.call("GET", f"/tenants/{args.id}")
+    if args.json:
+        _print_json(tenant)
+    else:
+        print(f"Tenant {tenant['name']} ({tenant['id']}): {_stores_of(tenant)}")
+    return 0
+
+
 def list_tenants(api: Api, args: argparse.Namespace) -> int:
     tenants = api.call("GET", "/tenants")
     if args.json:
@@ -1019,7 +1028,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("backup", metavar="BACKUP_ID")
     sub.add_argument("--wait", action="store_true", help=wait_help)
 
-    tenants = group("tenants", "make and list tenants (admins)")
+    tenants = group("tenants", "make, change and list tenants (admins; a tenant shows its own)")
     sub = command("create", create_tenant, "make a tenant", tenants)
     sub.add_argument("name", metavar="NAME", help="lower case letters, digits and hyphens")
     sub.add_argument("--store-limit", type=int, help="its live stores (default: the platform's)")
@@ -1030,6 +1039,8 @@ def _parser() -> argparse.ArgumentParser:
         help="its live stores; default: the platform's",
     )  # fmt: skip
     command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)
+    sub = command("show", show_tenant, "a tenant's live stores, and its cap", tenants)
+    sub.add_argument("id", metavar="TENANT_ID", help="a tenant's key: its own")
 
     sub = command("audit", audit, "who did what, newest first")
     sub.add_argument("--target", help='one object, e.g. "store/ID"')

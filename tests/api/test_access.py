@@ -159,6 +159,13 @@ async def test_a_tenant_key_cannot_raise_itself_or_reach_another_tenant(
     problem(await acme.get("/api/v1/tenants"), 403)
     problem(await acme.post("/api/v1/tenants", json={"name": "mine"}), 403)
     problem(await acme.get(KEYS, params={"tenant_id": other_id}), 403)
+    # Another tenant does not exist for it, as another's store does not; its own it reads.
+    hidden = problem(await acme.get(f"/api/v1/tenants/{other_id}"), 404)
+    assert hidden["detail"] == f"tenant {other_id} does not exist"  # as for one that does not
+    acme_id = (await acme.get(SESSION)).json()["tenant_id"]
+    mine = (await acme.get(f"/api/v1/tenants/{acme_id}")).json()
+    assert (mine["name"], mine["live_stores"]) == ("acme", 0)
+    assert (await client.get(f"/api/v1/tenants/{other_id}")).json()["name"] == "other"  # admin
     other_keys = (await other.get(KEYS)).json()["items"]
     problem(await acme.delete(f"{KEYS}/{other_keys[0]['id']}"), 404)
     # Its own tenant keys it may make, list and revoke.

@@ -29,6 +29,8 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert token.startswith("wsk_")
     assert "only time" in made.err  # the token is shown once, and the user is told so
 
+    own = woostore(platform, "tenants", "show", tenant_id, token=token)  # how many are left
+    assert own.out == f"Tenant corner-shops ({tenant_id}): 0 of 3\n"
     me = woostore(platform, "whoami", token=token)
     assert me.code == 0, me.err
     assert me.out == f"{token[:16]} (tenant) in tenant corner-shops ({tenant_id})\n"

@@ -90,6 +90,20 @@ async def list_tenants(db: DatabaseDep, settings: SettingsDep, _: AdminCaller) -
     return [_tenant_out(t, settings) for t in await service.list_tenants(db)]
 
 
+@router.get(
+    "/tenants/{tenant_id}",
+    response_model=TenantOut,
+    tags=["tenants"],
+    responses=problem_responses(401, 404, 422),
+)
+async def get_tenant(
+    tenant_id: uuid.UUID, db: DatabaseDep, settings: SettingsDep, caller: CurrentCaller
+) -> TenantOut:
+    """One tenant, with its usage against its cap: any for an admin, its own for a tenant
+    (another's answers 404, as if it did not exist)."""
+    return _tenant_out(await service.tenant_seen_by(db, caller.principal, tenant_id), settings)
+
+
 @router.patch(
     "/tenants/{tenant_id}",
     response_model=TenantOut,

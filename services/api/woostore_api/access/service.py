@@ -51,6 +51,14 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
     return tenant
 
 
+async def tenant_seen_by(db: Database, principal: Principal, tenant_id: uuid.UUID) -> Tenant:
+    """Any tenant to an admin; to a tenant's key its own alone: another's does not exist for
+    it, as another's store does not."""
+    if not principal.is_admin and tenant_id != principal.tenant_id:
+        raise not_found(f"tenant {tenant_id}")
+    return await get_tenant(db, tenant_id)
+
+
 async def update_tenant(
     outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
 ) -> Tenant:
