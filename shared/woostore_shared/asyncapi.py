@@ -125,10 +125,20 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
 }
 
 
+# Sent in every event, though the models give them defaults (which leave a field out of a
+# schema's required): a consumer may count on them, and the schema says so.
+_ALWAYS_SENT = {"envelope": ("specversion",), "data": ("status", "actions")}
+
+
 def _message_schema(name: EventName, data: type[BaseModel]) -> dict[str, Any]:
     envelope = CloudEvent.model_json_schema()
     envelope["properties"]["type"] = {"const": TYPE_PREFIX + name.value}
     envelope["properties"]["data"] = data.model_json_schema(ref_template="#/$defs/{model}")
+    for schema, always in (
+        (envelope, _ALWAYS_SENT["envelope"]),
+        (envelope["properties"]["data"], _ALWAYS_SENT["data"]),
+    ):
+        schema["required"] = sorted({*schema.get("required", []), *always})
     defs = envelope["properties"]["data"].pop("$defs", {})
     if defs:
         envelope.setdefault("$defs", {}).update(defs)

@@ -205,10 +205,16 @@ class ChangeFailed(EventBody):
     reason: str
 
 
+# What starts a backup of its own: its owner, or the schedule. The backup a change or a
+# restore takes first (before_upgrade, ...) is announced by that change's event (backup_id,
+# safety_backup_id), never by a backup_started.
+OwnBackupTrigger = Literal[BackupTrigger.REQUESTED, BackupTrigger.SCHEDULED]
+
+
 class BackupStarted(EventBody):
     status: Literal[StoreStatus.BACKING_UP] = StoreStatus.BACKING_UP
     backup_id: uuid.UUID
-    trigger: BackupTrigger
+    trigger: OwnBackupTrigger
 
 
 class BackupCompleted(EventBody):

@@ -78,6 +78,7 @@ from woostore_shared.events import (
     EventData,
     Failed,
     FellBack,
+    OwnBackupTrigger,
     Pooled,
     Ready,
     Requested,
@@ -605,7 +606,9 @@ async def end_change(
     return record
 
 
-async def start_backup(uow: UnitOfWork, store_id: uuid.UUID, trigger: BackupTrigger) -> StoreBackup:
+async def start_backup(
+    uow: UnitOfWork, store_id: uuid.UUID, trigger: OwnBackupTrigger
+) -> StoreBackup:
     """Back a ready store up; the backup is recorded (``store_backups``) from now on."""
     store = await _locked(uow, store_id)
     transition(store, S.BACKING_UP, {S.READY})

@@ -46,3 +46,28 @@ async def test_the_schemas_accept_the_events_the_platform_publishes_and_refuse_o
     wrong = {**event, "data": {"status": "ready"}}  # a requested event without its store
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(wrong, schema_of(document, event["type"]))
+
+
+@pytest.mark.parametrize(
+    ("left_out", "of"),
+    [("specversion", None), ("status", "data"), ("actions", "data")],
+)
+async def test_what_every_event_carries_is_required_by_every_schema(
+    document: dict[str, Any], left_out: str, of: str | None
+) -> None:
+    """Their models give them defaults, which left them out of the schemas' required lists:
+    a consumer validating an event could not count on an event's status."""
+    for message in document["components"]["messages"].values():
+        payload = message["payload"]
+        schema = payload["properties"][of] if of else payload
+        assert left_out in schema["required"], message["name"]
+
+
+async def test_a_backup_started_names_only_the_triggers_it_is_sent_for(
+    document: dict[str, Any],
+) -> None:
+    """The backup a change or a restore takes first is announced by that change's event:
+    before_upgrade and its kind were listed, and never sent."""
+    data = document["components"]["messages"]["store_backup_started"]["payload"]["properties"]
+    trigger = data["data"]["properties"]["trigger"]
+    assert sorted(trigger["enum"]) == ["requested", "scheduled"]
