@@ -118,10 +118,11 @@ class NatsServer:
             self.kill()
         else:
             self.stop()
-        self.process = _spawn_nats(self.config_file)
+        self.process = spawn_nats(self.config_file)
 
 
-def _spawn_nats(config_file: Path) -> subprocess.Popen[bytes]:
+def spawn_nats(config_file: Path) -> subprocess.Popen[bytes]:
+    """nats-server on ``config_file``, returned once it listens; its log beside the file."""
     log_path = config_file.parent / "nats.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
@@ -164,15 +165,32 @@ def _wait_until_said(
 def start_nats(folder: Path, port: int | None = None) -> NatsServer:
     """nats-server with JetStream on disk under ``folder``, fsync on every write (see facts.md)."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
     config_file = folder / "nats.conf"
+    port = port or _port_kept_in(config_file) or free_port()
     # JSON is valid NATS configuration syntax and quotes paths safely.
     config = {
         "listen": f"127.0.0.1:{port}",
         "jetstream": {"store_dir": str(folder / "jetstream"), "sync_interval": "always"},
     }
     config_file.write_text(json.dumps(config, indent=2))
-    return NatsServer(_spawn_nats(config_file), f"nats://127.0.0.1:{port}", port, config_file)
+    return NatsServer(spawn_nats(config_file), f"nats://127.0.0.1:{port}", port, config_file)
+
+
+def _port_kept_in(config_file: Path) -> int | None:
+    """The port the server on this folder listened on last time, if it is free now: a
+    program following the events (examples/event_consumer) rides out a restart of the
+    platform on the URL it had, where a new port each time left it knocking on the old one."""
+    try:
+        port = int(json.loads(config_file.read_text())["listen"].rsplit(":", 1)[1])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    _HANDED_OUT.add(port)
+    return port
 
 
 def start_nats_cluster(folder: Path, size: int = 3) -> list[NatsServer]:
@@ -199,7 +217,7 @@ def start_nats_cluster(folder: Path, size: int = 3) -> list[NatsServer]:
         config_file = node_folder / "nats.conf"
         config_file.write_text(json.dumps(config, indent=2))
         url = f"nats://127.0.0.1:{port}"
-        nodes.append(NatsServer(_spawn_nats(config_file), url, port, config_file))
+        nodes.append(NatsServer(spawn_nats(config_file), url, port, config_file))
     return nodes
 
 

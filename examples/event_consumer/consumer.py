@@ -7,6 +7,8 @@ it acknowledged.
 
     uv run --frozen python examples/event_consumer/consumer.py \\
         --nats nats://127.0.0.1:4222 --durable my-app
+
+Where NATS asks who connects (nats-authorization.conf), NATS_USER and NATS_PASSWORD say.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -117,6 +120,9 @@ async def run(server: str, durable: str, deliver: DeliverPolicy) -> None:
     async def report(error: Exception) -> None:  # one line, not nats-py's traceback
         print(f"nats: {error!r}", file=sys.stderr, flush=True)
 
+    # A user of NATS's own, from the environment: never a password in a command line.
+    user = os.environ.get("NATS_USER")
+    login = {"user": user, "password": os.environ.get("NATS_PASSWORD", "")} if user else {}
     try:
         nc = await asyncio.wait_for(
             nats.connect(
@@ -124,6 +130,7 @@ async def run(server: str, durable: str, deliver: DeliverPolicy) -> None:
                 name=f"woostore-event-consumer {durable}",
                 error_cb=report,
                 max_reconnect_attempts=-1,  # once connected, ride out server restarts
+                **login,
             ),
             CONNECT_SECONDS,
         )

@@ -37,6 +37,23 @@ def test_nats_started_on_a_free_port_is_ready_to_serve(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_nats_started_again_on_its_folder_listens_where_it_did_while_that_port_is_free(
+    tmp_path: Path,
+) -> None:
+    """A program following the events kept the URL of the last start, and knocked on the old
+    port for ever once make run started again on a new one (found by a user review)."""
+    first = start_nats(tmp_path / "nats")
+    first.stop()
+    again = start_nats(tmp_path / "nats")
+    again.stop()
+    with socket.create_server(("127.0.0.1", again.port)):  # taken by another program now
+        elsewhere = start_nats(tmp_path / "nats")
+    elsewhere.stop()
+
+    assert again.port == first.port
+    assert elsewhere.port != first.port
+
+
 def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting_go(
     tmp_path: Path,
 ) -> None:

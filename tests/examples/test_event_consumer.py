@@ -4,6 +4,8 @@ consumer, run as a subprocess against a real nats-server holding the platform's 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
 import time
 import uuid
@@ -14,7 +16,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerInfo
 
-from woostore_devstack.embedded import NatsServer
+from woostore_devstack.embedded import NatsServer, free_port, spawn_nats
 from woostore_shared.events import (
     CloudEvent,
     Deleted,
@@ -32,7 +34,9 @@ from woostore_shared.models import StoreStatus, utcnow
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME, declare, ensure_topology
 
-CONSUMER = Path(__file__).resolve().parents[2] / "examples" / "event_consumer" / "consumer.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event_consumer"
+CONSUMER = EXAMPLE / "consumer.py"
+AUTHORIZATION = EXAMPLE / "nats-authorization.conf"
 DURABLE = "my-app"
 DEADLINE_SECONDS = 15.0
 
@@ -238,3 +242,71 @@ async def test_a_message_that_is_not_a_cloud_event_is_reported_and_never_deliver
     assert "store.progress.x" in complaint
     assert sequence_of(printed) == good
     assert garbage < good
+
+
+async def test_with_the_documented_authorization_a_consumer_reads_and_may_publish_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without it, a program that could reach NATS could publish an event on store.>, which
+    the notifier relayed to tenants as the platform's (found by a user review). With
+    examples/event_consumer/nats-authorization.conf, the consumer follows the stream as
+    before, and what it publishes (a forged event, a stream's deletion) is refused."""
+    folder = tmp_path / "nats"
+    folder.mkdir()
+    shutil.copy(AUTHORIZATION, folder / AUTHORIZATION.name)
+    port = free_port()
+    config_file = folder / "nats.conf"
+    config_file.write_text(
+        f'listen: "127.0.0.1:{port}"\n'
+        f'jetstream: {{store_dir: "{folder / "jetstream"}", sync_interval: always}}\n'
+        f"include ./{AUTHORIZATION.name}\n"
+    )
+    monkeypatch.setenv("WOOSTORE_NATS_PASSWORD", "platform-" + uuid.uuid4().hex)
+    monkeypatch.setenv("EVENTS_NATS_PASSWORD", "events-" + uuid.uuid4().hex)
+    server = NatsServer(spawn_nats(config_file), f"nats://127.0.0.1:{port}", port, config_file)
+    platform_url = f"nats://woostore:{os.environ['WOOSTORE_NATS_PASSWORD']}@127.0.0.1:{port}"
+    platform = await connect(platform_url, "tests")
+    refusals: list[str] = []
+
+    async def refused(error: Exception) -> None:
+        refusals.append(str(error))
+
+    reader = Client()
+    await reader.connect(server.url, user="events", error_cb=refused,
+                         password=os.environ["EVENTS_NATS_PASSWORD"])  # fmt: skip
+    try:
+        await ensure_topology(platform.jetstream(), declare(Settings(nats_url=platform_url)))
+        shop = Store("Behind a password")
+        sequence = await publish(platform, shop.requested())
+
+        monkeypatch.setenv("NATS_USER", "events")
+        monkeypatch.setenv("NATS_PASSWORD", os.environ["EVENTS_NATS_PASSWORD"])
+        consumer = await start_consumer(server.url)
+        try:
+            await read_lines(consumer.stderr, 1)  # following ...
+            [printed] = await read_lines(consumer.stdout, 1)
+            await wait_for_consumer(
+                platform, DURABLE, "acknowledged it", lambda i: acked_up_to(i) == sequence
+            )
+        finally:
+            exit_code, said = await stop(consumer)
+        assert sequence_of(printed) == sequence
+        assert exit_code == 0, said
+
+        forged = shop.event(Ready(storefront_url="http://forged.example", admin_url="http://x"))
+        await reader.publish(forged.nats_subject, forged.model_dump_json().encode())
+        await reader.publish(f"$JS.API.STREAM.DELETE.{STREAM_NAME}", b"")
+        await reader.flush()
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            while len(refusals) < 2:  # noqa: ASYNC110  (the server's answers, with a deadline)
+                await asyncio.sleep(0.02)
+        assert sorted(refusals) == sorted(
+            f'nats: permissions violation for publish to "{subject.lower()}"'
+            for subject in (forged.nats_subject, f"$JS.API.STREAM.DELETE.{STREAM_NAME}")
+        )
+        stream = await platform.jetstream().stream_info(STREAM_NAME)
+        assert stream.state.last_seq == sequence  # nothing was added, and it still exists
+    finally:
+        await reader.close()
+        await platform.close()
+        server.stop()
