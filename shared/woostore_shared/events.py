@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import AliasChoices, BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from woostore_shared import tracing
 from woostore_shared.models import BackupDeletion, BackupTrigger, StoreStatus, utcnow
@@ -71,6 +71,11 @@ class StoreSummary(BaseModel):
         default=None,
         description="When its owner asked for it (this event's request: made, claimed or "
         "retried), from which their wait counts. None in events recorded before stores kept it.",
+    )
+    from_backup: uuid.UUID | None = Field(
+        default=None,
+        validation_alias=AliasChoices("from_backup", "from_backup_id"),  # the store's column
+        description="The backup a store of origin backup is made from (another store's).",
     )
 
 

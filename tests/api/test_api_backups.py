@@ -206,7 +206,9 @@ async def test_a_store_made_from_a_backup_is_queued_with_its_sources_settings(
     assert copy["settings"] == source["settings"]
     assert copy["id"] != source_id
     messages = await stream_messages(nats_client, copy["id"])
-    assert envelope(messages[0])["data"]["store"]["origin"] == "backup"
+    announced = envelope(messages[0])["data"]["store"]
+    # A program following events learns what it is a copy of, as the store resource says.
+    assert (announced["origin"], announced["from_backup"]) == ("backup", backup_id)
 
 
 async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(
