@@ -260,7 +260,8 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     _table(
         ("ID", "NAME", *tenant, "STATUS", "DETAIL", "CREATED"),
         [
-            (s["id"], s["name"], *((names.get(s["tenant_id"], "(warm pool)"),) if names else ()),
+            # A tenant made since /tenants was read is named by its id.
+            (s["id"], s["name"], *((names.get(s["tenant_id"], s["tenant_id"]),) if names else ()),
              _listed_status(s), _detail(s), _time(s["created_at"]))
             for s in found["items"]
         ],
@@ -418,7 +419,7 @@ def whoami(api: Api, args: argparse.Namespace) -> int:
     else:
         # An admin key belongs to a tenant too, yet acts on every one: said, lest "admin in
         # tenant acme" read as acme's admin alone.
-        role = "admin: every tenant's" if me["role"] == "admin" else me["role"]
+        role = "admin, of every tenant" if me["role"] == "admin" else me["role"]
         print(f"{me['actor']} ({role}) in tenant {me['tenant_name']} ({me['tenant_id']})")
     return 0
 
@@ -772,7 +773,7 @@ def _what_of(data: dict[str, Any]) -> list[str]:
     if data.get("backup_id"):
         said.append(f"backup {data['backup_id']}")
     if data.get("trigger"):
-        said.append(str(data["trigger"]))  # as the status beside it: as the API writes it
+        said.append(str(data["trigger"]))
     if "size" in data:
         said.append(_size(int(data["size"])))
     if data.get("revision"):
@@ -953,8 +954,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--status",
         action="append",
-        help=f"only stores in this status; repeat it for several: {', '.join(STATUSES)}; "
-        "admins: pooled, the warm pool's",
+        help=f"only stores in this status; repeat it for several: {', '.join(STATUSES)}",
     )
     sub.add_argument("--all", action="store_true", help="deleted stores too")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
@@ -1031,7 +1031,10 @@ def _parser() -> argparse.ArgumentParser:
     tenants = group("tenants", "make, change and list tenants (admins; a tenant shows its own)")
     sub = command("create", create_tenant, "make a tenant", tenants)
     sub.add_argument("name", metavar="NAME", help="lower case letters, digits and hyphens")
-    sub.add_argument("--store-limit", type=int, help="its live stores (default: the platform's)")
+    sub.add_argument(
+        "--store-limit", type=_store_limit, metavar="N",
+        help="its live stores; default (the default): the platform's",
+    )  # fmt: skip
     sub = command("update", update_tenant, "change a tenant's store limit", tenants)
     sub.add_argument("id", metavar="TENANT_ID")
     sub.add_argument(

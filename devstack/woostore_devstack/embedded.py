@@ -185,6 +185,9 @@ def _port_kept_in(config_file: Path) -> int | None:
     except (OSError, ValueError, KeyError, IndexError):
         return None
     with socket.socket() as probe:
+        # As nats-server binds: the connections it closed as it stopped leave their sockets
+        # waiting on the port for a minute (TIME_WAIT), which only a bind without this refuses.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -130,6 +130,9 @@ async def run(server: str, durable: str, deliver: DeliverPolicy) -> None:
                 name=f"woostore-event-consumer {durable}",
                 error_cb=report,
                 max_reconnect_attempts=-1,  # once connected, ride out server restarts
+                # Answers on subjects of this consumer's own, which NATS may let it alone read
+                # (nats-authorization.conf): the shared _INBOX.> holds every client's replies.
+                inbox_prefix=f"_INBOX_{durable}",
                 **login,
             ),
             CONNECT_SECONDS,

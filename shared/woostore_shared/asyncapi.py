@@ -127,7 +127,8 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
 
 # Sent in every event, though the models give them defaults (which leave a field out of a
 # schema's required): a consumer may count on them, and the schema says so.
-_ALWAYS_SENT = {"envelope": ("specversion",), "data": ("status", "actions")}
+# (Not actions: events recorded before 2026-12-02, still in a 30-day stream, have none.)
+_ALWAYS_SENT = {"envelope": ("specversion", "datacontenttype"), "data": ("status",)}
 
 
 def _message_schema(name: EventName, data: type[BaseModel]) -> dict[str, Any]:

@@ -57,12 +57,10 @@ def http_problem(request: Request, error: HTTPException) -> JSONResponse:
     if error.status_code == 404:
         return problem_for(request, 404, "Not found", f"nothing is served at {path}", "not-found")
     if error.status_code == 405:
-        taken = _methods_taken(request)
-        if taken:
+        if taken := _methods_taken(request):
             headers["Allow"] = ", ".join(taken)
-        detail = f"{path} does not take {method}" + (
-            f"; it takes {headers['Allow']}" if taken else ""
-        )
+        allowed = headers.get("Allow")  # a mount's own 405 names its own (static files')
+        detail = f"{path} does not take {method}" + (f"; it takes {allowed}" if allowed else "")
         return problem_for(
             request, 405, "Method not allowed", detail, METHOD_NOT_ALLOWED, headers=headers
         )

@@ -52,11 +52,11 @@ class _IsoCodes:
 
     def canonical(self, code: str) -> str | None:
         """``code`` as the table writes it (upper-cased); None if it is not in it."""
+        if not code.isascii():  # else a dotless i or a long s upper-case to I or S, ASCII
+            return None
         if self._codes is None:
             values = (getattr(row, name, "") for row in self._table() for name in self._fields)
             self._codes = " " + " ".join(value.upper() for value in values if value) + " "
-        if not code.isascii():  # else a dotless i or a long s upper-case to I or S, ASCII
-            return None
         upper = code.upper()
         return upper if _CODE.fullmatch(upper) and f" {upper} " in self._codes else None
 

@@ -708,7 +708,7 @@ async def test_a_method_a_path_does_not_take_is_a_405_naming_those_it_takes(
     problem(one, 405)
     assert one.headers["Allow"] == "DELETE, GET, HEAD"
     static = await client.post("/static/app.js")  # a mount's own 405 keeps its own Allow
-    problem(static, 405)
+    assert problem(static, 405)["detail"] == "/static/app.js does not take POST; it takes GET, HEAD"
     assert static.headers["Allow"] == "GET, HEAD"
 
 

@@ -342,6 +342,10 @@ def _is_a(response: httpx.Response, world: World) -> None:
     assert response.json()["actor"] == world.a.prefix
 
 
+def _a_tenant(response: httpx.Response, world: World) -> None:
+    assert response.json()["id"] == world.a.tenant_id
+
+
 def _a_new_store_of_a(response: httpx.Response, world: World) -> None:
     made = response.json()["id"]
     assert made not in {str(s["id"]) for s in world.b.all_stores()}
@@ -454,6 +458,13 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
         Attempt("POST", TENANTS, 403, json={"name": "made-by-a"}),
     ],
     f"GET {TENANTS}": lambda _: [Attempt("GET", TENANTS, 403)],
+    # Its own tenant A reads (its usage and cap); B's is as one that does not exist.
+    f"GET {TENANTS}/{{tenant_id}}": lambda w: [
+        Attempt("GET", f"{TENANTS}/{w.b.tenant_id}", 404),
+        Attempt("GET", f"{TENANTS}/{uuid.uuid4()}", 404),
+        Attempt("GET", f"{TENANTS}/{w.a.tenant_id}", 200, check=_a_tenant),
+        Attempt("GET", f"{TENANTS}/{w.a.tenant_id}", 200, session=True, check=_a_tenant),
+    ],
     f"PATCH {TENANTS}/{{tenant_id}}": lambda w: [
         Attempt("PATCH", f"{TENANTS}/{w.b.tenant_id}", 403, json={"store_limit": 0}),
         Attempt("PATCH", f"{TENANTS}/{w.a.tenant_id}", 403, json={"store_limit": 10_000}),

@@ -19,9 +19,6 @@ BACKUP = "3f2a9c1e-0000-4000-8000-000000000001"
     [
         ("backup_started", {"status": "backing_up", "backup_id": BACKUP, "trigger": "scheduled"},
          f"backing_up backup {BACKUP} scheduled"),
-        ("backup_started", {"status": "restoring", "backup_id": BACKUP,
-                            "trigger": "before_restore"},
-         f"restoring backup {BACKUP} before_restore"),
         ("backup_completed", {"status": "ready", "backup_id": BACKUP, "size": 48_200_000},
          f"ready backup {BACKUP} 48.2 MB"),
         ("backup_failed", {"status": "ready", "backup_id": BACKUP, "reason": "storage refused"},

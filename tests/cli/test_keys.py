@@ -35,7 +35,7 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert me.code == 0, me.err
     assert me.out == f"{token[:16]} (tenant) in tenant corner-shops ({tenant_id})\n"
     admin = woostore(platform, "whoami")  # the admin token: an admin of tenant default
-    assert admin.out.startswith("admin-token (admin: every tenant's) in tenant default ")
+    assert admin.out.startswith("admin-token (admin, of every tenant) in tenant default ")
     created = woostore(platform, "create", "Tenant Shop", "--json", token=token)
     assert created.code == 0, created.err
     store_id = created.json()["id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,15 +44,39 @@ def test_nats_started_again_on_its_folder_listens_where_it_did_while_that_port_i
     """A program following the events kept the URL of the last start, and knocked on the old
     port for ever once make run started again on a new one (found by a user review)."""
     first = start_nats(tmp_path / "nats")
-    first.stop()
+    with socket.create_connection(("127.0.0.1", first.port), timeout=5) as consumer:
+        first.stop()  # it closes the connection first: its end waits on the port (TIME_WAIT)
+        # Read to the end, as a client does: closing with data unread would reset the
+        # connection, and leave nothing waiting. (The server may reset it itself.)
+        with contextlib.suppress(ConnectionResetError):
+            while consumer.recv(4096):
+                pass
+    # The kernel ends the old connection on its own time: until it has (a moment), the port
+    # is not free to anyone, as it would not be to a make run started that soon.
+    _wait_until_bindable(first.port)
     again = start_nats(tmp_path / "nats")
     again.stop()
     with socket.create_server(("127.0.0.1", again.port)):  # taken by another program now
         elsewhere = start_nats(tmp_path / "nats")
     elsewhere.stop()
 
-    assert again.port == first.port
+    assert again.port == first.port, (first.port, again.port)
     assert elsewhere.port != first.port
+
+
+def _wait_until_bindable(port: int, seconds: float = 10.0) -> None:
+    """Until a server could listen on ``port`` (as nats-server binds, with SO_REUSEADDR)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.01)
 
 
 def test_postgresql_is_stopped_after_a_process_that_used_it_died_without_letting_go(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import ConsumerInfo
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from woostore_devstack.embedded import NatsServer, free_port, spawn_nats
 from woostore_shared.events import (
@@ -38,6 +38,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "event_consumer"
 CONSUMER = EXAMPLE / "consumer.py"
 AUTHORIZATION = EXAMPLE / "nats-authorization.conf"
 DURABLE = "my-app"
+# The consumer an operator makes for a program that may not make its own (README.md), as
+# consumer.py would make it.
+OPERATORS_CONSUMER = ConsumerConfig(
+    name=DURABLE, durable_name=DURABLE, filter_subject="store.>",
+    deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT, ack_wait=30,
+)  # fmt: skip
 DEADLINE_SECONDS = 15.0
 
 
@@ -249,8 +255,9 @@ async def test_with_the_documented_authorization_a_consumer_reads_and_may_publis
 ) -> None:
     """Without it, a program that could reach NATS could publish an event on store.>, which
     the notifier relayed to tenants as the platform's (found by a user review). With
-    examples/event_consumer/nats-authorization.conf, the consumer follows the stream as
-    before, and what it publishes (a forged event, a stream's deletion) is refused."""
+    examples/event_consumer/nats-authorization.conf, the consumer the operator made is
+    followed as before, and the rest is refused: a forged event, a stream's deletion, a
+    consumer of its own making, and the inbox every other client's replies go to."""
     folder = tmp_path / "nats"
     folder.mkdir()
     shutil.copy(AUTHORIZATION, folder / AUTHORIZATION.name)
@@ -265,17 +272,19 @@ async def test_with_the_documented_authorization_a_consumer_reads_and_may_publis
     monkeypatch.setenv("EVENTS_NATS_PASSWORD", "events-" + uuid.uuid4().hex)
     server = NatsServer(spawn_nats(config_file), f"nats://127.0.0.1:{port}", port, config_file)
     platform_url = f"nats://woostore:{os.environ['WOOSTORE_NATS_PASSWORD']}@127.0.0.1:{port}"
-    platform = await connect(platform_url, "tests")
+    platform, reader = Client(), Client()
     refusals: list[str] = []
 
     async def refused(error: Exception) -> None:
         refusals.append(str(error))
 
-    reader = Client()
-    await reader.connect(server.url, user="events", error_cb=refused,
-                         password=os.environ["EVENTS_NATS_PASSWORD"])  # fmt: skip
     try:
-        await ensure_topology(platform.jetstream(), declare(Settings(nats_url=platform_url)))
+        await platform.connect(platform_url)
+        await reader.connect(server.url, user="events", error_cb=refused,
+                             password=os.environ["EVENTS_NATS_PASSWORD"])  # fmt: skip
+        js = platform.jetstream()
+        await ensure_topology(js, declare(Settings(nats_url=platform_url)))
+        await js.add_consumer(STREAM_NAME, OPERATORS_CONSUMER)  # as the README's nats command
         shop = Store("Behind a password")
         sequence = await publish(platform, shop.requested())
 
@@ -294,18 +303,28 @@ async def test_with_the_documented_authorization_a_consumer_reads_and_may_publis
         assert exit_code == 0, said
 
         forged = shop.event(Ready(storefront_url="http://forged.example", admin_url="http://x"))
-        await reader.publish(forged.nats_subject, forged.model_dump_json().encode())
-        await reader.publish(f"$JS.API.STREAM.DELETE.{STREAM_NAME}", b"")
+        denied = [
+            forged.nats_subject,
+            f"$JS.API.STREAM.DELETE.{STREAM_NAME}",
+            f"$JS.API.CONSUMER.CREATE.{STREAM_NAME}.mine",
+        ]
+        for subject in denied:
+            await reader.publish(subject, forged.model_dump_json().encode())
+        await reader.subscribe("_INBOX.>")
         await reader.flush()
         async with asyncio.timeout(DEADLINE_SECONDS):
-            while len(refusals) < 2:  # noqa: ASYNC110  (the server's answers, with a deadline)
+            while len(refusals) < len(denied) + 1:  # noqa: ASYNC110  (the server's, with a deadline)
                 await asyncio.sleep(0.02)
         assert sorted(refusals) == sorted(
-            f'nats: permissions violation for publish to "{subject.lower()}"'
-            for subject in (forged.nats_subject, f"$JS.API.STREAM.DELETE.{STREAM_NAME}")
+            [
+                f'nats: permissions violation for publish to "{subject.lower()}"'
+                for subject in denied
+            ]
+            + ['nats: permissions violation for subscription to "_inbox.>"']
         )
-        stream = await platform.jetstream().stream_info(STREAM_NAME)
+        stream = await js.stream_info(STREAM_NAME)
         assert stream.state.last_seq == sequence  # nothing was added, and it still exists
+        assert [c.name for c in await js.consumers_info(STREAM_NAME)] == [DURABLE]
     finally:
         await reader.close()
         await platform.close()

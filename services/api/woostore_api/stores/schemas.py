@@ -200,9 +200,8 @@ class StoreOut(BaseModel):
     id: uuid.UUID
     name: str
     slug: str
-    tenant_id: uuid.UUID | None = Field(
-        description="Its owner: an admin's lists hold every tenant's stores. None for a store "
-        "of the warm pool, which no tenant has claimed yet."
+    tenant_id: uuid.UUID = Field(
+        description="Its owner (an admin's lists hold every tenant's stores)."
     )
     type: str
     status: StoreStatus
