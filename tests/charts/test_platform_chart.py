@@ -266,6 +266,9 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         ["--set", "postgresql.enabled=false"],
         ["--set-string", "secrets.existingSecret=mine"],
         ["--set", "nats.enabled=false", "--set-string", "nats.url=nats://user:pass@nats:4222"],
+        set_values("nats.urlFromSecret=true"),
+        set_values("nats.enabled=false", "nats.urlFromSecret=true", "postgresql.enabled=false"),
+        [*EXTERNAL_DEPS, "--set", "nats.urlFromSecret=true"],
         [
             "--set",
             r"networkPolicy.ingressController.namespaceSelector.kubernetes\.io/metadata\.name=null",
@@ -293,6 +296,9 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         "external-postgresql-without-secret",
         "own-secret-with-in-chart-postgresql",
         "credentials-in-the-nats-url",
+        "secret-nats-url-for-the-in-chart-nats",
+        "secret-nats-url-without-a-secret",
+        "secret-nats-url-and-a-plain-one",
         "ingress-controller-selector-matching-every-namespace",
         "relative-store-values-file",
         "unknown-log-level",
@@ -606,6 +612,28 @@ def test_secrets_are_never_literal_environment_values(
         assert "@" not in nats_url, f"{where}: credentials in the NATS URL"
     if secret_name != SECRET:
         assert not by_kind(docs, "Secret"), "an existing Secret is referenced, not made"
+
+
+def test_a_nats_url_holding_a_password_comes_from_the_secret_in_every_container(
+    helm_env: dict[str, str],
+) -> None:
+    """A NATS that asks who connects (examples/event_consumer/nats-authorization.conf) has a
+    URL with a password, which the schema refuses as a plain value: urlFromSecret takes it
+    from the Secret's nats-url, in each service and in the setup Job."""
+    docs = render_platform(helm_env, *set_values(
+        "nats.enabled=false", "nats.urlFromSecret=true", "postgresql.enabled=false",
+        "secrets.existingSecret=mine",
+    ))  # fmt: skip
+    found = {
+        where: env_of(c)["WOOSTORE_NATS_URL"]
+        for where, c in all_containers(docs)
+        if "WOOSTORE_NATS_URL" in env_of(c)
+    }
+
+    assert len(found) == 5, sorted(found)  # the four services, and the setup Job
+    for where, entry in found.items():
+        assert entry["valueFrom"] == {"secretKeyRef": {"name": "mine", "key": "nats-url"}}, where
+        assert "value" not in entry, where
 
 
 def test_the_generated_secret_is_kept_and_unlocks_the_in_chart_database(

@@ -87,6 +87,19 @@ Dockerfile's target). Call with (dict "ctx" $ "service" "api").
 {{- end -}}
 
 {{/*
+WOOSTORE_NATS_URL: the in-chart server's, nats.url, or (urlFromSecret) the key nats-url of
+secrets.existingSecret, for a URL holding a password. Call with the root context.
+*/}}
+{{- define "platform.natsUrlEnv" -}}
+{{- if .Values.nats.urlFromSecret -}}
+{{ include "platform.secretEnv" (dict "ctx" . "name" "WOOSTORE_NATS_URL" "key" "nats-url") }}
+{{- else -}}
+- name: WOOSTORE_NATS_URL
+  value: {{ include "platform.natsUrl" . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Pod securityContext; pass the uid. Every pod runs as a fixed non-root uid with the
 runtime's default seccomp profile; fsGroup makes volumes writable by that uid.
 */}}
@@ -146,8 +159,7 @@ Secret, never as literal values. Call with the root context.
 */}}
 {{- define "platform.env" -}}
 {{- $v := .Values -}}
-- name: WOOSTORE_NATS_URL
-  value: {{ include "platform.natsUrl" . | quote }}
+{{ include "platform.natsUrlEnv" . }}
 {{- with $v.tracing.otlpEndpoint }}
 # Spans go out by OTLP/HTTP (docs/architecture.md, Tracing); none without it.
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
