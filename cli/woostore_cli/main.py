@@ -459,9 +459,19 @@ def list_keys(api: Api, args: argparse.Namespace) -> int:
 
 
 def revoke_key(api: Api, args: argparse.Namespace) -> int:
-    key = api.call("DELETE", f"/keys/{args.id}")
+    # By its prefix too: what `keys list` and the audit log show of a key. The list also
+    # says whether it was revoked before, which the DELETE's answer (the same) does not.
+    keys = api.call("GET", "/keys")["items"]
+    found = [k for k in keys if args.key in (k["id"], k["prefix"])]
+    if not found:
+        _warn(f"No key has the id or prefix {args.key} (see woostore keys list)")
+        return 1
+    before = found[0]
+    key = api.call("DELETE", f"/keys/{before['id']}")
     if args.json:
         _print_json(key)
+    elif before["revoked_at"]:
+        print(f"{key['prefix']} ({key['name']}) was revoked already, at {_time(key['revoked_at'])}")
     else:
         print(f"Revoked {key['prefix']} ({key['name']})")
     return 0
@@ -1010,7 +1020,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("list", list_keys, "list keys (never their tokens)", keys)
     sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's keys")
     sub = command("revoke", revoke_key, "revoke a key at once", keys)
-    sub.add_argument("id", metavar="ID")
+    sub.add_argument("key", metavar="ID_OR_PREFIX", help="as keys list shows it")
 
     backups = group("backups", "back a store up, list its backups, delete one")
     sub = command("create", create_backup, "back a ready store up: database and uploads", backups)

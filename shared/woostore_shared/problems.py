@@ -13,6 +13,12 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://woostore.dev/problems/"
 
 
+def how_many(count: int, noun: str) -> str:
+    """``count`` of a regular English ``noun``, as a limit's detail names it: "1 store",
+    "10 stores" (a cap may be set to 1, and "its maximum of 1 stores" reads as a fault)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def problem_response(
     status: int,
     title: str,

@@ -565,7 +565,9 @@ async def test_a_tenants_live_keys_are_capped_under_concurrency_and_free_up_on_r
     )
 
     assert Counter(r.status_code for r in responses) == {201: 4, 409: 16}
-    assert_cap(next(r for r in responses if r.status_code == 409), "tenant-keys", 5)
+    refused = next(r for r in responses if r.status_code == 409)
+    assert_cap(refused, "tenant-keys", 5)
+    assert refused.json()["detail"] == "this tenant has its maximum of 5 keys; revoke one first"
     # The cap is the tenant's, whoever makes the key; a revoked key frees a place.
     made_by_admin = await client.post(KEYS, json={"name": "by admin", "tenant_id": tenant_id})
     assert_cap(made_by_admin, "tenant-keys", 5)

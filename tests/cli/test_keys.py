@@ -65,9 +65,16 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert entries[0]["user_agent"].startswith("woostore-cli/")
 
     key_id = woostore(platform, "keys", "list", "--json", token=token).json()["items"][0]["id"]
-    revoked = woostore(platform, "keys", "revoke", key_id)
+    unknown = woostore(platform, "keys", "revoke", "wsk_000000000000")
+    assert (unknown.code, unknown.out) == (1, "")
+    assert unknown.err.startswith("No key has the id or prefix wsk_000000000000")
+    # By the prefix the lists show, or by its id; a second time says it was done before.
+    revoked = woostore(platform, "keys", "revoke", token[:16])
     assert revoked.code == 0, revoked.err
     assert revoked.out == f"Revoked {token[:16]} (laptop)\n"
+    again = woostore(platform, "keys", "revoke", key_id)
+    assert again.code == 0, again.err
+    assert again.out.startswith(f"{token[:16]} (laptop) was revoked already, at 20")
     refused = woostore(platform, "list", token=token)
     assert refused.code == 1
     assert refused.err.startswith("Unauthorized:")

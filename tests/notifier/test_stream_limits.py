@@ -82,17 +82,21 @@ async def wait_until_accepted(http: httpx.AsyncClient, headers: dict[str, str]) 
 async def test_a_key_holds_at_most_its_streams_and_gets_a_slot_back_when_one_closes(
     settings: Settings, nats_client: Client, database: Database
 ) -> None:
-    async with notifier_with(settings, event_streams_per_key=2) as http:
+    async with notifier_with(settings, event_streams_per_key=1) as http:
         async with AsyncExitStack() as streams:
-            await open_streams(streams, http, admin(), 2)
+            await open_streams(streams, http, admin(), 1)
 
             refused = await http.get(EVENTS, headers=admin())
             body = problem(refused, 429)
             assert body["limit"] == "event-streams-per-key"
-            assert body["allowed"] == 2
+            assert body["allowed"] == 1
+            assert body["detail"] == (
+                "this key has its maximum of 1 event stream open; "
+                "close one (one stream per tab carries every store)"
+            )
             assert int(refused.headers["Retry-After"]) > 0
             # Another key is not held back by this one.
-            await open_streams(streams, http, await another_key(database), 2)
+            await open_streams(streams, http, await another_key(database), 1)
 
         await wait_until_accepted(http, admin())
 
@@ -111,6 +115,7 @@ async def test_a_tenant_holds_at_most_its_streams_however_many_keys_it_has(
         body = problem(await http.get(EVENTS, headers=await another_key(database, tenant)), 429)
         assert body["limit"] == "tenant-event-streams"
         assert body["allowed"] == 3
+        assert body["detail"] == "this tenant has its maximum of 3 event streams open"
         # Another tenant is not held back by this one.
         await open_streams(streams, http, await another_key(database), 2)
 

@@ -15,6 +15,7 @@ from prometheus_client import Gauge
 
 from woostore_shared.access import Principal
 from woostore_shared.logging import get_logger
+from woostore_shared.problems import how_many
 
 log = get_logger(__name__)
 SEND_TIMEOUT_SECONDS = 30.0  # a client that stops reading is dropped, not waited on forever
@@ -79,13 +80,13 @@ class Connections:
             return self._refuse(
                 "tenant-event-streams",
                 self.per_tenant,
-                f"this tenant has its maximum of {self.per_tenant} event streams open",
+                f"this tenant has its maximum of {how_many(self.per_tenant, 'event stream')} open",
             )
         if self._by_key[principal.subject] >= self.per_key:
             return self._refuse(
                 "event-streams-per-key",
                 self.per_key,
-                f"this key has its maximum of {self.per_key} event streams open; "
+                f"this key has its maximum of {how_many(self.per_key, 'event stream')} open; "
                 "close one (one stream per tab carries every store)",
             )
         client = Client(principal)

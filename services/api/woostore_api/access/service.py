@@ -18,6 +18,7 @@ from woostore_shared.access import NewKey, Principal, new_key, spend
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Role, Tenant, utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.problems import how_many
 from woostore_shared.secrets import OpenedTicket
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
@@ -129,7 +130,7 @@ async def _check_key_limit(session: AsyncSession, tenant_id: uuid.UUID, allowed:
         raise cap_reached(
             "tenant-keys",
             allowed,
-            f"this tenant has its maximum of {allowed} keys; revoke one first",
+            f"this tenant has its maximum of {how_many(allowed, 'key')}; revoke one first",
         )
 
 

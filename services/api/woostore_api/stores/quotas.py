@@ -28,6 +28,7 @@ from woostore_api.problems import Problem, cap_reached, limit_reached
 from woostore_shared.access import Principal
 from woostore_shared.models import utcnow
 from woostore_shared.outbox import Outbox
+from woostore_shared.problems import how_many
 from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
@@ -234,7 +235,7 @@ async def within_caps(outbox: Outbox) -> AsyncIterator[UnitOfWork]:
             raise
         limit, cap = diagnosis.message_primary, int(diagnosis.message_detail)
         words, retry_after = CAP_REFUSALS[limit]
-        detail = words.format(stores=f"{cap} store" if cap == 1 else f"{cap} stores")
+        detail = words.format(stores=how_many(cap, "store"))
         if retry_after is None:
             raise cap_reached(limit, cap, detail) from None
         raise limit_reached(limit, cap, detail, retry_after) from None
