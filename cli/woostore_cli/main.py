@@ -495,6 +495,18 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def delete_tenant(api: Api, args: argparse.Namespace) -> int:
+    tenant = api.call("DELETE", f"/tenants/{args.id}")
+    if args.json:
+        _print_json(tenant)
+    else:
+        print(
+            f"Tenant {tenant['name']} deleted: its keys are revoked, its audit log is kept, "
+            "and its name can be a new tenant's"
+        )
+    return 0
+
+
 def show_tenant(api: Api, args: argparse.Namespace) -> int:
     tenant = api.call("GET", f"/tenants/{args.id}")
     if args.json:
@@ -1054,6 +1066,11 @@ def _parser() -> argparse.ArgumentParser:
     command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)
     sub = command("show", show_tenant, "a tenant's live stores, and its cap", tenants)
     sub.add_argument("id", metavar="TENANT_ID", help="a tenant's key: its own")
+    sub = command(
+        "delete", delete_tenant, "delete a tenant once its stores are deleted; revokes its keys",
+        tenants,
+    )  # fmt: skip
+    sub.add_argument("id", metavar="TENANT_ID")
 
     sub = command("audit", audit, "who did what, newest first")
     sub.add_argument("--target", help='one object, e.g. "store/ID"')

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Enum, Index, Text, func, text
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Enum, Index, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -54,11 +54,20 @@ class Role(StrEnum):
     TENANT = "tenant"  # its own tenant's stores, keys and audit entries only
 
 
+# A store made for a tenant as it is deleted fails its commit on this (migration 0026).
+DELETED_TENANTS_HOLD_NO_STORES = "ck_tenants_deleted_hold_no_stores"
+
+
 class Tenant(SQLModel, table=True):
     __tablename__ = "tenants"
+    __table_args__ = (
+        # A deleted tenant's name can be a new tenant's (migration 0026).
+        Index("ux_tenants_name", "name", unique=True, postgresql_where=text("deleted_at IS NULL")),
+        CheckConstraint("deleted_at IS NULL OR live_stores = 0", DELETED_TENANTS_HOLD_NO_STORES),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    name: str = Field(max_length=100, unique=True)
+    name: str = Field(max_length=100)
     # Live stores this tenant may have; None means the platform's default.
     store_limit: int | None = None
     # Its stores that count against that cap, kept by the database as they change (the
@@ -66,6 +75,11 @@ class Tenant(SQLModel, table=True):
     live_stores: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    # Set once its stores are gone and it is deleted: its row stays, for the audit log and
+    # its stores' rows, and is seen by no request after.
+    deleted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
 
 

@@ -342,6 +342,93 @@ async def test_a_forged_session_cookie_is_refused(api: FastAPI) -> None:
         problem(await b.get(STORES), 401)
 
 
+# --- tenants ------------------------------------------------------------------------------
+
+TENANTS = "/api/v1/tenants"
+
+
+async def test_a_tenant_is_deleted_once_its_stores_are_and_its_name_can_be_used_again(
+    client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
+) -> None:
+    leaving = await new_tenant("leaving")
+    tenant_id = (await leaving.get(SESSION)).json()["tenant_id"]
+    store = await create(leaving, "Closing down")
+
+    refused = await client.delete(f"{TENANTS}/{tenant_id}")
+
+    body = problem(refused, 409)
+    assert body["type"] == "https://woostore.dev/problems/tenant-not-deletable"
+    assert body["detail"] == (
+        "tenant 'leaving' still has 1 store, counting those being deleted until they are "
+        "gone; delete them first"
+    )
+    assert (await leaving.get(STORES)).status_code == 200  # nothing changed
+
+    await set_status(database, store["id"], StoreStatus.DELETED)
+    deleted = await client.delete(f"{TENANTS}/{tenant_id}")
+
+    assert deleted.status_code == 200, deleted.text
+    assert (deleted.json()["id"], deleted.json()["live_stores"]) == (tenant_id, 0)
+    assert deleted.json()["deleted_at"]
+    assert (await leaving.get(STORES)).status_code == 401  # its keys, revoked at once
+    assert all(t["id"] != tenant_id for t in (await client.get(TENANTS)).json())
+    for gone in (
+        await client.get(f"{TENANTS}/{tenant_id}"),
+        await client.patch(f"{TENANTS}/{tenant_id}", json={"store_limit": 3}),
+        await client.post(KEYS, json={"name": "late", "tenant_id": tenant_id}),
+        await client.post(STORES, json={"name": "Late", "tenant_id": tenant_id}),
+        await client.delete(f"{TENANTS}/{tenant_id}"),
+    ):
+        assert problem(gone, 404)["detail"] == f"tenant {tenant_id} does not exist"
+    # Its history stays, the deletion in it; its name is free for a new tenant.
+    history = (await client.get(AUDIT, params={"tenant_id": tenant_id})).json()["items"]
+    assert history[0]["action"] == "tenant.delete"
+    assert history[0]["details"] == {"name": "leaving", "keys_revoked": 1}
+    assert "store.create" in [e["action"] for e in history]
+    again = await client.post(TENANTS, json={"name": "leaving"})
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != tenant_id
+
+
+async def test_no_key_deletes_its_own_tenant_nor_the_default_one(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    default = (await client.get(SESSION)).json()["tenant_id"]
+    other = (await client.post(TENANTS, json={"name": "operators"})).json()["id"]
+    admin_there = await client.post(KEYS, json={"name": "op", "tenant_id": other, "role": "admin"})
+    async with client_with(api, admin_there.json()["token"]) as operator:
+        own = await operator.delete(f"{TENANTS}/{other}")
+        assert problem(own, 409)["detail"] == (
+            "a key cannot delete its own tenant: use an admin key of another"
+        )
+        first = await operator.delete(f"{TENANTS}/{default}")
+        assert problem(first, 409)["detail"] == "the default tenant is the admin token's own"
+    assert (await client.get(f"{TENANTS}/{other}")).status_code == 200
+
+
+async def test_a_deleted_tenant_never_holds_a_live_store(
+    client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
+) -> None:
+    """A create past its key's check as its tenant is deleted fails at its commit: whichever
+    ends first, the tenant is not left deleted with a store."""
+    racing = await new_tenant("racing")
+    tenant_id = (await racing.get(SESSION)).json()["tenant_id"]
+
+    *creates, deletion = await asyncio.gather(
+        *(racing.post(STORES, json={"name": f"Shop {n}"}) for n in range(10)),
+        client.delete(f"{TENANTS}/{tenant_id}"),
+    )
+
+    made = [r for r in creates if r.status_code == 202]
+    assert {r.status_code for r in creates} <= {202, 401, 404}
+    assert deletion.status_code == (409 if made else 200), deletion.text
+    async with database.session() as session:
+        stores = (
+            await session.exec(select(Store).where(col(Store.tenant_id) == uuid.UUID(tenant_id)))
+        ).all()
+    assert sorted(str(s.id) for s in stores) == sorted(r.json()["id"] for r in made)
+
+
 # --- limits ---------------------------------------------------------------------------------
 
 

@@ -469,6 +469,10 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
         Attempt("PATCH", f"{TENANTS}/{w.b.tenant_id}", 403, json={"store_limit": 0}),
         Attempt("PATCH", f"{TENANTS}/{w.a.tenant_id}", 403, json={"store_limit": 10_000}),
     ],
+    f"DELETE {TENANTS}/{{tenant_id}}": lambda w: [
+        Attempt("DELETE", f"{TENANTS}/{w.b.tenant_id}", 403),
+        Attempt("DELETE", f"{TENANTS}/{w.a.tenant_id}", 403),
+    ],
     # Keys: A lists and revokes its own tenant keys only; B's keys, and the admin keys of A's
     # own tenant, do not exist for it.
     f"POST {KEYS}": lambda w: [

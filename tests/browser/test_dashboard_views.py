@@ -398,3 +398,42 @@ async def test_a_tenant_makes_a_key_sees_it_once_and_revokes_it(
     async with httpx.AsyncClient(base_url=platform.api_url) as api:
         headers = {"Authorization": f"Bearer {new_token}"}
         assert (await api.get("/api/v1/stores", headers=headers)).status_code == 401
+
+
+async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
+    page: Page, platform: Platform
+) -> None:
+    leaving = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "leaving"})
+    store = await api_call(
+        platform, "POST", "/api/v1/stores", json={"name": "Last Shop", "tenant_id": leaving["id"]}
+    )
+    await signed_in(page, platform)
+    await page.get_by_test_id("nav-tenants").click()
+    rows = page.get_by_test_id("tenant-row")
+    row = rows.filter(has_text="leaving")
+    # The admin's own tenant is not its to delete: no button for it.
+    await expect(rows.filter(has_text="default").get_by_test_id("tenant-delete")).to_have_count(0)
+
+    async def delete_confirmed() -> None:
+        await row.get_by_test_id("tenant-delete").click()
+        await expect(page.locator("#confirm-dialog")).to_contain_text("“leaving” is deleted")
+        await page.locator("#confirm-button").click()
+
+    # Refused while it has a store, and the alert says why.
+    await delete_confirmed()
+    alert = page.get_by_test_id("alert")
+    await expect(alert).to_contain_text("tenant 'leaving' still has 1 store", timeout=SHORT)
+    await assert_accessible(page, "tenants, a deletion refused")
+    await alert.get_by_test_id("alert-dismiss").click()
+
+    await api_call(platform, "DELETE", f"/api/v1/stores/{store['id']}")
+    give_up = time.monotonic() + PROVISIONING / 1000
+    while (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] != "deleted":
+        assert time.monotonic() < give_up, "the store was not deleted in time"
+        await asyncio.sleep(0.2)
+    await delete_confirmed()
+
+    await expect(row).to_have_count(0, timeout=SHORT)
+    await expect(rows.filter(has_text="default")).to_have_count(1)
+    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+        assert (await api.get(f"/api/v1/tenants/{leaving['id']}")).status_code == 404

@@ -79,6 +79,17 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert refused.code == 1
     assert refused.err.startswith("Unauthorized:")
 
+    # The tenant leaves: not while it has stores; once they are deleted, for good.
+    still = woostore(platform, "tenants", "delete", tenant_id)
+    assert still.code == 1
+    assert "still has 2 stores" in still.err
+    for store in (store_id, theirs.json()["id"]):
+        assert woostore(platform, "delete", store, "--wait").code == 0
+    gone = woostore(platform, "tenants", "delete", tenant_id)
+    assert gone.code == 0, gone.err
+    assert gone.out.startswith("Tenant corner-shops deleted: its keys are revoked")
+    assert "corner-shops" not in woostore(platform, "tenants", "list").out
+
 
 def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
     tenant_id = woostore(platform, "tenants", "create", "humble", "--json").json()["id"]

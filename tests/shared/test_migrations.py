@@ -348,3 +348,30 @@ def test_stores_deleted_before_delete_requested_at_take_the_time_they_were_asked
             " FROM stores ORDER BY slug"
         ).fetchall()
     assert rows == [("shop-0", 3), ("shop-1", 2), ("shop-2", None)]
+
+
+def test_tenants_deleted_give_their_names_back_and_keep_them_apart_when_downgraded(
+    empty_database: str,
+) -> None:
+    """0026: a deleted tenant's name is a new tenant's to take; downgraded, where names are
+    unique again, the deleted one's takes its id."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "head")
+    gone = str(uuid.uuid4())
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        insert = (
+            "INSERT INTO tenants (id, name, created_at, deleted_at) VALUES (%s, 'acme', now(), %s)"
+        )
+        connection.execute(insert, (gone, None))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            connection.execute(insert, (str(uuid.uuid4()), None))
+        connection.execute("UPDATE tenants SET deleted_at = now() WHERE id = %s", (gone,))
+        connection.execute(insert, (str(uuid.uuid4()), None))
+
+    command.downgrade(config, "0025")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        names = connection.execute(
+            "SELECT name FROM tenants WHERE name LIKE 'acme%' ORDER BY name"
+        ).fetchall()
+    assert names == [("acme",), (f"acme (deleted {gone})",)]

@@ -167,6 +167,10 @@ def tenant_exists(name: str) -> Problem:
     return Problem(409, "Tenant exists", f"a tenant named {name!r} exists", kind="tenant-exists")
 
 
+def tenant_not_deletable(detail: str) -> Problem:
+    return Problem(409, "Tenant cannot be deleted now", detail, kind="tenant-not-deletable")
+
+
 def idempotency_key_reused() -> Problem:
     return Problem(
         422, "Idempotency key reused",

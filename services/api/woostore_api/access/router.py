@@ -61,6 +61,7 @@ def _tenant_out(tenant: Tenant, settings: Settings) -> TenantOut:
         created_at=tenant.created_at,
         live_stores=tenant.live_stores,
         store_cap=cap,
+        deleted_at=tenant.deleted_at,
     )
 
 
@@ -120,6 +121,21 @@ async def update_tenant(
     """Change a tenant's store limit. Stores it already has are kept."""
     tenant = await service.update_tenant(outbox, caller, tenant_id, body)
     return _tenant_out(tenant, settings)
+
+
+@router.delete(
+    "/tenants/{tenant_id}",
+    response_model=TenantOut,
+    tags=["tenants"],
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def delete_tenant(
+    tenant_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: AdminCaller
+) -> TenantOut:
+    """Delete a tenant whose stores are all deleted (409 while any is left): its keys are
+    revoked at once, its name can be a new tenant's, and its audit log entries stay. It is
+    not found after, by this or any request."""
+    return _tenant_out(await service.delete_tenant(outbox, caller, tenant_id), settings)
 
 
 def _key_out(key: ApiKey) -> KeyOut:

@@ -65,6 +65,11 @@ class TenantOut(BaseModel):
     created_at: datetime
     live_stores: int = Field(description="Its stores that count against its cap.")
     store_cap: int = Field(description="The cap in force: store_limit, or the platform's default.")
+    deleted_at: datetime | None = Field(
+        default=None,
+        description="When it was deleted: only in the answer to its deletion, as no other "
+        "request finds a deleted tenant.",
+    )
 
 
 class KeyCreate(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,10 +13,24 @@ from sqlmodel.sql.expression import SelectOfScalar
 from woostore_api.access.schemas import KeyCreate, TenantCreate, TenantUpdate
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
-from woostore_api.problems import cap_reached, forbidden, not_found, tenant_exists
+from woostore_api.problems import (
+    cap_reached,
+    forbidden,
+    not_found,
+    tenant_exists,
+    tenant_not_deletable,
+)
 from woostore_shared.access import NewKey, Principal, new_key, spend
 from woostore_shared.db import Database
-from woostore_shared.models import ApiKey, Role, Tenant, utcnow
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    ApiKey,
+    Role,
+    Store,
+    StoreStatus,
+    Tenant,
+    utcnow,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.problems import how_many
 from woostore_shared.secrets import OpenedTicket
@@ -41,13 +55,22 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
 
 async def list_tenants(db: Database) -> list[Tenant]:
     async with db.session() as session:
-        return list(await session.exec(select(Tenant).order_by(col(Tenant.created_at))))
+        live = select(Tenant).where(col(Tenant.deleted_at).is_(None))
+        return list(await session.exec(live.order_by(col(Tenant.created_at))))
 
 
 async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
     async with db.session() as session:
-        tenant = await session.get(Tenant, tenant_id)
-    if tenant is None:
+        return await live_tenant(session, tenant_id)
+
+
+async def live_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool = False
+) -> Tenant:
+    """A tenant not deleted: a deleted one does not exist for any request (its row stays
+    for the audit log and its stores' rows)."""
+    tenant = await session.get(Tenant, tenant_id, with_for_update=for_update)
+    if tenant is None or tenant.deleted_at is not None:
         raise not_found(f"tenant {tenant_id}")
     return tenant
 
@@ -64,14 +87,52 @@ async def update_tenant(
     outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
 ) -> Tenant:
     async with UnitOfWork.begin(outbox) as uow:
-        tenant = await uow.session.get(Tenant, tenant_id, with_for_update=True)
-        if tenant is None:
-            raise not_found(f"tenant {tenant_id}")
+        tenant = await live_tenant(uow.session, tenant_id, for_update=True)
         tenant.store_limit = body.store_limit
         uow.session.add(tenant)
         record(
             uow.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
             store_limit=tenant.store_limit,
+        )  # fmt: skip
+    return tenant
+
+
+async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) -> Tenant:
+    """Offboard a tenant whose stores are all deleted: its keys are revoked at once (its
+    sessions and event streams end with them), its name is free for a new tenant, and its
+    row stays, marked deleted, for the audit log. A store being made for it as this commits
+    fails at its own commit (``ck_tenants_deleted_hold_no_stores``, migration 0026)."""
+    if tenant_id == DEFAULT_TENANT_ID:
+        raise tenant_not_deletable("the default tenant is the admin token's own")
+    if tenant_id == caller.principal.tenant_id:
+        raise tenant_not_deletable(
+            "a key cannot delete its own tenant: use an admin key of another"
+        )
+    async with UnitOfWork.begin(outbox) as uow:
+        # Locked: a key made for it, or a cap changed, meanwhile waits and then finds it gone.
+        tenant = await live_tenant(uow.session, tenant_id, for_update=True)
+        stores_left = (
+            await uow.session.exec(
+                select(func.count())
+                .select_from(Store)
+                .where(col(Store.tenant_id) == tenant_id, col(Store.status) != StoreStatus.DELETED)
+            )
+        ).one()
+        if stores_left:
+            raise tenant_not_deletable(
+                f"tenant {tenant.name!r} still has {how_many(stores_left, 'store')}, counting "
+                "those being deleted until they are gone; delete them first"
+            )
+        tenant.deleted_at = utcnow()
+        uow.session.add(tenant)
+        revoked = await uow.session.exec(
+            update(ApiKey)
+            .where(col(ApiKey.tenant_id) == tenant_id, col(ApiKey.revoked_at).is_(None))
+            .values(revoked_at=tenant.deleted_at)
+        )
+        record(
+            uow.session, caller, "tenant.delete", f"tenant/{tenant.id}", tenant.id,
+            name=tenant.name, keys_revoked=revoked.rowcount,
         )  # fmt: skip
     return tenant
 
@@ -86,9 +147,8 @@ async def create_key(
     issued = new_key()
     async with UnitOfWork.begin(outbox) as uow:
         # Locking the tenant's row makes concurrent creations for it count in turn, on any
-        # API replica, until this transaction ends.
-        if await uow.session.get(Tenant, tenant_id, with_for_update=True) is None:
-            raise not_found(f"tenant {tenant_id}")
+        # API replica, until this transaction ends (and waits out the tenant's deletion).
+        await live_tenant(uow.session, tenant_id, for_update=True)
         await _check_key_limit(uow.session, tenant_id, settings.tenant_key_limit)
         key = ApiKey(
             tenant_id=tenant_id,

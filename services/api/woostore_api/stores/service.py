@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
+from woostore_api.access.service import live_tenant
 from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import (
@@ -43,6 +44,7 @@ from woostore_shared.access import Principal
 from woostore_shared.db import Database
 from woostore_shared.events import Change, Phase
 from woostore_shared.models import (
+    DELETED_TENANTS_HOLD_NO_STORES,
     BackupDeletion,
     BackupStatus,
     BackupTrigger,
@@ -53,7 +55,6 @@ from woostore_shared.models import (
     StoreEvent,
     StoreStatus,
     StoreStep,
-    Tenant,
 )
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import sha256_hex
@@ -137,7 +138,10 @@ async def create_store(
             # commit, so that stores queued ahead of it and committed meanwhile count.
             async with outbox.db.session() as session:
                 return Created(store, Surroundings(queue=await _queue_places(session, [store])))
-        except IntegrityError:
+        except IntegrityError as error:
+            broken = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+            if broken == DELETED_TENANTS_HOLD_NO_STORES:  # the tenant deleted as this was made
+                raise not_found(f"tenant {tenant_id}") from error
             if idempotency_key is not None:
                 earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
                 if earlier is not None:
@@ -156,8 +160,7 @@ async def _tenant_for(db: Database, principal: Principal, named: uuid.UUID | Non
     if not principal.is_admin:
         raise forbidden("a tenant key makes stores in its own tenant only")
     async with db.session() as session:
-        if await session.get(Tenant, named) is None:
-            raise not_found(f"tenant {named}")
+        await live_tenant(session, named)
     return named
 
 

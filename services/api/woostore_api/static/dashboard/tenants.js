@@ -1,9 +1,10 @@
 // For an admin: every tenant with its live stores against its cap, the tenant picker (which
-// narrows the stores, their counts and the keys shown to one tenant), and whom the create form
-// makes a store for.
+// narrows the stores, their counts and the keys shown to one tenant), whom the create form
+// makes a store for, and a tenant's deletion once its stores are deleted.
 
 import { api, caller, isAdmin } from './api.js';
 import { handleError } from './alerts.js';
+import { confirmAction } from './confirm.js';
 import { setStoreQuery } from './stores.js';
 
 const els = {
@@ -96,8 +97,36 @@ function tenantRow(tenant) {
     location.hash = '#stores';
   });
   actions.append(show);
+  if (tenant.id !== caller()?.tenant_id) {
+    // Its own tenant is no key's to delete (the API refuses it too).
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'danger small';
+    remove.textContent = 'Delete';
+    remove.dataset.testid = 'tenant-delete';
+    remove.setAttribute('aria-label', `Delete tenant ${tenant.name}`);
+    remove.addEventListener('click', () => deleteTenant(tenant));
+    actions.append(' ', remove);
+  }
   row.append(name, usage, actions);
   return row;
+}
+
+async function deleteTenant(tenant) {
+  const confirmed = await confirmAction({
+    title: 'Delete tenant?',
+    text: `“${tenant.name}” is deleted once its stores are: its keys stop working at once, its audit log is kept, and its name can be a new tenant's.`,
+    confirm: 'Delete tenant',
+  });
+  if (!confirmed) return;
+  try {
+    await api('DELETE', `/tenants/${encodeURIComponent(tenant.id)}`);
+    if (picked === tenant.id) pick(null);
+    await loadTenants();
+    els.rows.querySelector('button')?.focus(); // its row is gone: focus stays in the table
+  } catch (err) {
+    handleError(err); // while it has stores: how many, and to delete them first
+  }
 }
 
 function option(value, label) {
