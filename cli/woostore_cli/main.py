@@ -487,7 +487,11 @@ def create_tenant(api: Api, args: argparse.Namespace) -> int:
 
 
 def update_tenant(api: Api, args: argparse.Namespace) -> int:
-    tenant = api.call("PATCH", f"/tenants/{args.id}", json={"store_limit": args.store_limit})
+    changes = {field: getattr(args, field) for field in ("name", "store_limit") if field in args}
+    if not changes:
+        _warn("Give --name, --store-limit or both")
+        return 2
+    tenant = api.call("PATCH", f"/tenants/{args.id}", json=changes)
     if args.json:
         _print_json(tenant)
     else:
@@ -1057,10 +1061,12 @@ def _parser() -> argparse.ArgumentParser:
         "--store-limit", type=_store_limit, metavar="N",
         help="its live stores; default (the default): the platform's",
     )  # fmt: skip
-    sub = command("update", update_tenant, "change a tenant's store limit", tenants)
+    sub = command("update", update_tenant, "rename a tenant, or change its store limit", tenants)
     sub.add_argument("id", metavar="TENANT_ID")
+    # Left out, a field is not sent, and stays as it is.
+    sub.add_argument("--name", default=argparse.SUPPRESS, help="its new name")
     sub.add_argument(
-        "--store-limit", type=_store_limit, required=True, metavar="N",
+        "--store-limit", type=_store_limit, default=argparse.SUPPRESS, metavar="N",
         help="its live stores; default: the platform's",
     )  # fmt: skip
     command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)

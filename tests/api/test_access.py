@@ -390,6 +390,34 @@ async def test_a_tenant_is_deleted_once_its_stores_are_and_its_name_can_be_used_
     assert again.json()["id"] != tenant_id
 
 
+async def test_a_tenant_is_renamed_to_a_name_no_other_tenant_has(
+    client: httpx.AsyncClient,
+) -> None:
+    tenant = (await client.post(TENANTS, json={"name": "acme", "store_limit": 4})).json()
+    await client.post(TENANTS, json={"name": "globex"})
+
+    renamed = await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": "acme-europe"})
+
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["name"], renamed.json()["store_limit"]) == ("acme-europe", 4)
+    [entry] = (
+        await client.get(
+            AUDIT, params={"tenant_id": tenant["id"], "target": f"tenant/{tenant['id']}"}
+        )
+    ).json()["items"][:1]
+    assert (entry["action"], entry["details"]) == (
+        "tenant.update", {"name": "acme-europe", "was_named": "acme"},
+    )  # fmt: skip
+    taken = await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": "globex"})
+    assert problem(taken, 409)["detail"] == "a tenant named 'globex' exists"
+    for nothing in ({}, {"name": None}):
+        refused = await client.patch(f"{TENANTS}/{tenant['id']}", json=nothing)
+        assert refused.status_code == 422, refused.text
+    assert (await client.get(f"{TENANTS}/{tenant['id']}")).json()["name"] == "acme-europe"
+    # The name it left is free.
+    assert (await client.post(TENANTS, json={"name": "acme"})).status_code == 201
+
+
 async def test_no_key_deletes_its_own_tenant_nor_the_default_one(
     api: FastAPI, client: httpx.AsyncClient
 ) -> None:

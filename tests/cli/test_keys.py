@@ -19,6 +19,12 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert " 0 of 2 " in row  # its live stores, of its cap
     raised = woostore(platform, "tenants", "update", tenant_id, "--store-limit", "3")
     assert raised.out == "Tenant corner-shops: 0 of 3\n"
+    renamed = woostore(platform, "tenants", "update", tenant_id, "--name", "corner-shop")
+    assert renamed.out == "Tenant corner-shop: 0 of 3\n"  # its limit as it was
+    back = woostore(platform, "tenants", "update", tenant_id, "--name", "corner-shops")
+    assert back.code == 0, back.err
+    nothing = woostore(platform, "tenants", "update", tenant_id)
+    assert (nothing.code, nothing.err) == (2, "Give --name, --store-limit or both\n")
     with pytest.raises(SystemExit) as usage:  # a usage error, as argparse ends one
         woostore(platform, "tenants", "update", tenant_id, "--store-limit", "some")
     assert usage.value.code == 2

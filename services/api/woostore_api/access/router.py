@@ -109,7 +109,7 @@ async def get_tenant(
     "/tenants/{tenant_id}",
     response_model=TenantOut,
     tags=["tenants"],
-    responses=problem_responses(400, 401, 403, 404, 422),
+    responses=problem_responses(400, 401, 403, 404, 409, 422),
 )
 async def update_tenant(
     tenant_id: uuid.UUID,
@@ -118,7 +118,8 @@ async def update_tenant(
     settings: SettingsDep,
     caller: AdminCaller,
 ) -> TenantOut:
-    """Change a tenant's store limit. Stores it already has are kept."""
+    """Rename a tenant, or change its store limit (stores it already has are kept): the
+    fields given, at least one. A name another tenant has is refused (409)."""
     tenant = await service.update_tenant(outbox, caller, tenant_id, body)
     return _tenant_out(tenant, settings)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from woostore_api.names import printable
@@ -35,12 +35,15 @@ _KEY: JsonDict = {
 }
 
 
+TENANT_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
 class TenantCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"name": "acme", "store_limit": 5}]}
     )
 
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=TENANT_NAME)
     # Strict: true was taken for 1 and "3" for 3, where a name given as 5 was refused.
     store_limit: int | None = Field(
         default=None, ge=0, le=10_000, strict=True,
@@ -49,11 +52,26 @@ class TenantCreate(BaseModel):
 
 
 class TenantUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"store_limit": 20}]})
+    """What to change: the fields given, at least one."""
 
-    store_limit: int | None = Field(
-        ge=0, le=10_000, strict=True, description="Null: platform default."
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"store_limit": 20}, {"name": "acme-europe"}]},
     )
+
+    # Left out: unchanged. Never null (the check below): a tenant always has a name.
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=TENANT_NAME)
+    store_limit: int | None = Field(
+        default=None, ge=0, le=10_000, strict=True, description="Null: platform default."
+    )
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> TenantUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give name, store_limit or both")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("a tenant's name cannot be null")
+        return self
 
 
 class TenantOut(BaseModel):

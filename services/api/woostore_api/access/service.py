@@ -49,7 +49,7 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
                 name=tenant.name, store_limit=tenant.store_limit,
             )  # fmt: skip
     except IntegrityError as error:
-        raise tenant_exists(body.name) from error
+        raise tenant_exists(str(body.name)) from error
     return tenant
 
 
@@ -86,14 +86,22 @@ async def tenant_seen_by(db: Database, principal: Principal, tenant_id: uuid.UUI
 async def update_tenant(
     outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
 ) -> Tenant:
-    async with UnitOfWork.begin(outbox) as uow:
-        tenant = await live_tenant(uow.session, tenant_id, for_update=True)
-        tenant.store_limit = body.store_limit
-        uow.session.add(tenant)
-        record(
-            uow.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
-            store_limit=tenant.store_limit,
-        )  # fmt: skip
+    """Rename a tenant, change its store limit, or both: what ``body`` gives."""
+    changes = body.model_dump(include=body.model_fields_set)
+    try:
+        async with UnitOfWork.begin(outbox) as uow:
+            tenant = await live_tenant(uow.session, tenant_id, for_update=True)
+            renamed = {"was_named": tenant.name} if "name" in changes else {}
+            for field, value in changes.items():
+                setattr(tenant, field, value)
+            uow.session.add(tenant)
+            await uow.session.flush()  # a taken name fails here
+            record(
+                uow.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
+                **changes, **renamed,
+            )  # fmt: skip
+    except IntegrityError as error:
+        raise tenant_exists(str(body.name)) from error
     return tenant
 
 
