@@ -349,6 +349,24 @@ work order is written by the statement writing its event. In runs taken in turns
 136 creates/s at best before, 152 and 160 after; CPU 8.6 and 7.2 ms a create before, 7.0
 after; the burst answered in 1.58 and 1.53 s before, 1.44 and 1.45 s after.
 
+A burst after a quiet minute finds no connection open: PostgreSQL has ended the API's idle
+sessions (`CLOSED_WHEN_IDLE`, so that a quiet service keeps no server process), and the
+burst opens up to 15 again, each a new server process whose caches start empty. In two runs
+it answered in 1.77 and 2.14 s against 1.58 and 1.71 s for the burst before it, warm: a
+fifth more, the price of the memory a quiet platform gives back.
+
+**Off the ORM, measured and not taken.** A prototype (not in the repository) sent a new
+store's statements through psycopg on a connection from the same pool, with the same
+effects (the caps checked at the commit, both rates, the audit row, the event and the work
+order, the queue place). The API's CPU a create fell from 7.4 ms to 4.4 ms with the same 9
+round trips; to 3.5 ms with the key's lookup off the ORM too (0.4-0.9 ms of every request's);
+and to 3.1 ms with the store, its audit row, event and work order written by one statement
+and the transaction pipelined (3 round trips). 3.1 ms is about 320 creates/s for an API with
+a core of its own; on these 2 cores the client (1.9 ms a create), PostgreSQL (1.1-1.5 ms) and
+NATS (0.35 ms) take their share, and the bare endpoint reached only 160-320 requests/s in
+the same runs. It would be a second way of writing a store beside the unit of work (about
+400 lines with their tests): issue #13 leaves that choice to the team.
+
 The figures above vary by a fifth from run to run on these 2 shared cores; compare runs
 taken in turns.
 """
