@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 HELM := .tools/bin/helm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: run test check lint-deploy lint typecheck bench install tools chromium php axe restic promtool mariadb clean cluster-up cluster-down
+.PHONY: run test check lint-deploy lint typecheck bench install tools chromium php axe specs restic promtool mariadb clean cluster-up cluster-down
 
 # The launcher itself, not `uv run`: uv would stay resident beside it (about 30 MB) to do
 # what `install` has done already.
@@ -17,7 +17,7 @@ run: install tools ## start the platform (Ctrl-C stops it)
 # Two workers, a test file each at a time: most tests wait (on a simulated cluster's clock,
 # on processes starting) more than they compute, so the suite takes about half as long on
 # the two cores CI has.
-test: install tools chromium php axe restic promtool mariadb ## run every test: unit, charts, end-to-end, browser
+test: install tools chromium php axe specs restic promtool mariadb ## run every test: unit, charts, end-to-end, browser
 	$(UV) run --frozen pytest --numprocesses 2 --dist loadfile
 
 check: install lint-deploy ## static checks: format, lint, types, layer boundaries, deploy files
@@ -86,8 +86,17 @@ tests/browser/node_modules/axe-core/axe.min.js: tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund --silent
 	@touch $@
 
+# The AsyncAPI specification's JSON Schemas, which the served document is checked against
+# (tests/api/package.json).
+specs: tests/api/node_modules/@asyncapi/specs/package.json
+
+tests/api/node_modules/@asyncapi/specs/package.json: tests/api/package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm >/dev/null)
+	npm ci --prefix tests/api --no-audit --no-fund --silent
+	@touch $@
+
 clean:
-	rm -rf .venv .tools tests/browser/node_modules
+	rm -rf .venv .tools tests/browser/node_modules tests/api/node_modules
 
 bench: install tools restic ## the platform's own overhead, the warm pool, live updates, backups, 10,000 stores, bursts, a store's cost, make run's footprint; writes docs/benchmarks.md
 	$(UV) run --frozen python -m bench.provisioning

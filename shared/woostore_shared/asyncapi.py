@@ -28,6 +28,7 @@ from woostore_shared.events import (
     Pooled,
     Progress,
     Ready,
+    RefetchData,
     Requested,
     Restored,
     RestoreFailed,
@@ -146,6 +147,34 @@ def _message_schema(name: EventName, data: type[BaseModel]) -> dict[str, Any]:
     return envelope
 
 
+# Where the events are read: each deployment's own addresses, so the hosts are variables
+# (their defaults are make run's).
+_SERVERS = {
+    "jetstream": {
+        "host": "{host}",
+        "protocol": "nats",
+        "description": (
+            "The NATS server the platform publishes to (WOOSTORE_NATS_URL), stream STORES. "
+            "Read it with a durable consumer of your own, with the credentials the operator "
+            "gives you (examples/event_consumer). Every tenant's events are on it."
+        ),
+        "variables": {"host": {"default": "127.0.0.1:4222"}},
+    },
+    "notifier": {
+        "host": "{host}",
+        "protocol": "https",
+        "description": (
+            "The notifier's Server-Sent Events, behind the API's address (plain http on make "
+            "run's loopback): a key, or a ticket from POST /api/v1/events/ticket, sees its "
+            "own tenant's events (an admin key, every tenant's)."
+        ),
+        "variables": {"host": {"default": "127.0.0.1:8000"}},
+    },
+}
+_SSE = "sse"  # the channel of the notifier's event stream
+_REFETCH = "refetch"
+
+
 def document(version: str) -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -161,6 +190,7 @@ def document(version: str) -> dict[str, Any]:
         }
         channels[message_id] = {
             "address": f"store.{name.value}.{{store_id}}",
+            "servers": [{"$ref": "#/servers/jetstream"}],
             "parameters": {"store_id": {"description": "The store's id (a UUID)."}},
             "messages": {message_id: {"$ref": f"#/components/messages/{message_id}"}},
         }
@@ -169,8 +199,34 @@ def document(version: str) -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{message_id}"},
             "summary": f"Follow {name.value} events (JetStream stream STORES, or SSE).",
         }
+    messages[_REFETCH] = {
+        "name": _REFETCH,
+        "title": "Refetch",
+        "summary": (
+            "Sent on the event stream alone, as an SSE event named refetch: the resume point "
+            "(Last-Event-ID) cannot be served, so events were missed. Read the stores again; "
+            "the frame's id is where the stream goes on."
+        ),
+        "contentType": "application/json",
+        "payload": RefetchData.model_json_schema(),
+    }
+    channels[_SSE] = {
+        "address": "/api/v1/events",
+        "servers": [{"$ref": "#/servers/notifier"}],
+        "description": (
+            "Every event the caller may see, each as an SSE frame whose id is its stream "
+            "sequence, and a refetch frame where a resume cannot be served."
+        ),
+        "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
+    }
+    operations["receive_sse"] = {
+        "action": "receive",
+        "channel": {"$ref": f"#/channels/{_SSE}"},
+        "summary": "Follow the events of every store the caller sees, over Server-Sent Events.",
+    }
     return {
         "asyncapi": "3.0.0",
+        "servers": _SERVERS,
         "info": {
             "title": "WooStore store events",
             "version": version,

@@ -380,3 +380,16 @@ def make_event(
         traceparent=trace.get("traceparent"),
         tracestate=trace.get("tracestate"),
     )
+
+
+# Why the notifier cannot serve an event stream's resume point (Last-Event-ID), sent as the
+# data of its ``refetch`` frame: events it missed are gone from the stream (aged-out), could
+# not be read (unreadable), are from a stream lost and begun again (unknown-id), or are older
+# than the notifier replays (older-than-window). The client reads the stores again.
+RefetchReason = Literal["aged-out", "unreadable", "unknown-id", "older-than-window"]
+
+
+class RefetchData(BaseModel):
+    """The data of an event stream's ``refetch`` frame."""
+
+    reason: RefetchReason

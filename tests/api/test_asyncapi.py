@@ -3,7 +3,9 @@ platform really publishes (and refuse a wrong one)."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from pathlib import Path
+from typing import Any, get_args
 
 import httpx
 import jsonschema
@@ -11,7 +13,13 @@ import pytest
 from nats.aio.client import Client
 
 from tests.support import envelope, stream_messages
-from woostore_shared.events import EventName
+from woostore_shared.events import EventName, RefetchReason
+
+# The specification's own schema of an AsyncAPI 3.0 document (installed by make test, from
+# tests/api/package.json).
+SPECIFICATION = (
+    Path(__file__).parent / "node_modules/@asyncapi/specs/schemas/3.0.0-without-$id.json"
+)
 
 
 @pytest.fixture
@@ -28,10 +36,41 @@ def schema_of(document: dict[str, Any], event_type: str) -> dict[str, Any]:
     return payload
 
 
+async def test_the_document_is_valid_asyncapi_3(document: dict[str, Any]) -> None:
+    assert SPECIFICATION.exists(), f"{SPECIFICATION} is missing: make test (make specs) installs it"
+    specification = json.loads(SPECIFICATION.read_text())
+
+    jsonschema.Draft7Validator(specification).validate(document)
+
+    wrong = {**document, "servers": {"jetstream": {"host": "nats:4222"}}}  # no protocol
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(specification).validate(wrong)
+
+
 async def test_every_event_has_a_channel_and_a_message(document: dict[str, Any]) -> None:
     assert document["asyncapi"] == "3.0.0"
-    addresses = {channel["address"] for channel in document["channels"].values()}
-    assert addresses == {f"store.{name.value}.{{store_id}}" for name in EventName}
+    subjects = {
+        channel["address"]
+        for channel in document["channels"].values()
+        if channel["servers"] == [{"$ref": "#/servers/jetstream"}]
+    }
+    assert subjects == {f"store.{name.value}.{{store_id}}" for name in EventName}
+    # The event stream carries each of them, and its own refetch frame.
+    sse = document["channels"]["sse"]
+    assert sse["address"] == "/api/v1/events"
+    assert set(sse["messages"]) == {f"store_{name.value}" for name in EventName} | {"refetch"}
+
+
+async def test_the_refetch_message_names_every_reason_the_notifier_sends() -> None:
+    """The notifier sends only a RefetchReason (mypy holds it to them); the document's
+    schema is made of the same type."""
+    from woostore_shared.asyncapi import document
+
+    payload = document("test")["components"]["messages"]["refetch"]["payload"]
+    for reason in get_args(RefetchReason):
+        jsonschema.validate({"reason": reason}, payload)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"reason": "bored"}, payload)
 
 
 async def test_the_schemas_accept_the_events_the_platform_publishes_and_refuse_others(
@@ -57,7 +96,8 @@ async def test_what_every_event_carries_is_required_by_every_schema(
 ) -> None:
     """Their models give them defaults, which left them out of the schemas' required lists:
     a consumer validating an event could not count on an event's status."""
-    for message in document["components"]["messages"].values():
+    for name in EventName:  # the store events (the stream's refetch frame is none)
+        message = document["components"]["messages"][f"store_{name.value}"]
         payload = message["payload"]
         schema = payload["properties"][of] if of else payload
         assert left_out in schema["required"], message["name"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
-from woostore_shared.events import NO_TENANT
+from woostore_shared.events import NO_TENANT, RefetchData, RefetchReason
 
 # Versions before work orders handed lost work out again by repeating its event on STORES
 # with this header; such copies stay in the stream for its 30 days and are not new events.
@@ -62,11 +62,11 @@ class Frame:
         )  # fmt: skip
 
 
-def refetch(seq: int, reason: str) -> bytes:
+def refetch(seq: int, reason: RefetchReason) -> bytes:
     """The frame telling a client its resume point cannot be served: what it missed is gone,
     so it must fetch the state it shows again (GET the stores). Its id is where the stream
     goes on from, so a browser's next reconnect resumes there."""
-    data = json.dumps({"reason": reason})
+    data = RefetchData(reason=reason).model_dump_json()
     return b"event: refetch\nid: %d\ndata: %s\n\n" % (seq, data.encode())
 
 

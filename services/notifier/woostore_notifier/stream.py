@@ -18,6 +18,7 @@ from woostore_notifier.connections import Client, Connections
 from woostore_notifier.frames import Frame, opening, ping, refetch
 from woostore_notifier.hub import EventHub
 from woostore_notifier.replay import StreamReplay
+from woostore_shared.events import RefetchReason
 from woostore_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -55,7 +56,7 @@ class KeepServerSend:
 class Refetch(Exception):
     """The resume point cannot be served; the client must fetch its state again."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: RefetchReason) -> None:
         super().__init__(reason)
         self.reason = reason
 
