@@ -78,8 +78,8 @@ class Figures:
     lone_bare: list[float] = field(default_factory=list)
     cpu_store: float = 0.0  # the serving process's CPU seconds a request, one at a time
     cpu_bare: float = 0.0
-    burst: Burst = field(default_factory=lambda: Burst())
-    after_quiet: Burst = field(default_factory=lambda: Burst())
+    burst: Burst = field(default_factory=Burst)
+    after_quiet: Burst = field(default_factory=Burst)
     stores: dict[int, Level] = field(default_factory=dict)
     bare: dict[int, Level] = field(default_factory=dict)
 

@@ -462,7 +462,7 @@ def revoke_key(api: Api, args: argparse.Namespace) -> int:
     # By its prefix too: what `keys list` and the audit log show of a key. The list also
     # says whether it was revoked before, which the DELETE's answer (the same) does not.
     keys = api.call("GET", "/keys")["items"]
-    found = [k for k in keys if args.key in (k["id"], k["prefix"])]
+    found = [k for k in keys if _same_key(args.key, k)]
     if not found:
         _warn(f"No key has the id or prefix {args.key} (see woostore keys list)")
         return 1
@@ -475,6 +475,14 @@ def revoke_key(api: Api, args: argparse.Namespace) -> int:
     else:
         print(f"Revoked {key['prefix']} ({key['name']})")
     return 0
+
+
+def _same_key(given: str, key: dict[str, Any]) -> bool:
+    """Whether ``given`` names ``key``: its prefix, or its id however a UUID is written."""
+    try:
+        return uuid.UUID(given) == uuid.UUID(str(key["id"]))
+    except ValueError:
+        return bool(given == key["prefix"])
 
 
 def create_tenant(api: Api, args: argparse.Namespace) -> int:

@@ -56,13 +56,16 @@ class Role(StrEnum):
 
 # A store made for a tenant as it is deleted fails its commit on this (migration 0026).
 DELETED_TENANTS_HOLD_NO_STORES = "ck_tenants_deleted_hold_no_stores"
+TENANT_NAMES_UNIQUE = "ux_tenants_name"  # among the tenants not deleted
 
 
 class Tenant(SQLModel, table=True):
     __tablename__ = "tenants"
     __table_args__ = (
         # A deleted tenant's name can be a new tenant's (migration 0026).
-        Index("ux_tenants_name", "name", unique=True, postgresql_where=text("deleted_at IS NULL")),
+        Index(
+            TENANT_NAMES_UNIQUE, "name", unique=True, postgresql_where=text("deleted_at IS NULL")
+        ),
         CheckConstraint("deleted_at IS NULL OR live_stores = 0", DELETED_TENANTS_HOLD_NO_STORES),
     )
 
@@ -77,7 +80,7 @@ class Tenant(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     # Set once its stores are gone and it is deleted: its row stays, for the audit log and
-    # its stores' rows, and is seen by no request after.
+    # its stores' rows; /tenants finds it no more, and nothing is made for it.
     deleted_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )

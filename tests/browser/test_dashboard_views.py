@@ -416,7 +416,7 @@ async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
 
     async def delete_confirmed() -> None:
         await row.get_by_test_id("tenant-delete").click()
-        await expect(page.locator("#confirm-dialog")).to_contain_text("“leaving” is deleted")
+        await expect(page.locator("#confirm-dialog")).to_contain_text("“leaving” can be deleted")
         await page.locator("#confirm-button").click()
 
     # Refused while it has a store, and the alert says why.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
+from pydantic.json_schema import SkipJsonSchema
 
 from woostore_api.names import printable
 from woostore_shared.models import Role
@@ -51,16 +53,29 @@ class TenantCreate(BaseModel):
     )  # fmt: skip
 
 
+def _update_schema(schema: JsonDict) -> None:
+    """A body gives at least one field, and a name, when given, is a string: the name's
+    default (None: left as it is) is no value to send."""
+    schema["examples"] = [{"store_limit": 20}, {"name": "acme-europe"}]
+    schema["minProperties"] = 1
+    properties = schema["properties"]
+    assert isinstance(properties, dict)
+    name = properties["name"]
+    assert isinstance(name, dict)
+    del name["default"]
+
+
 class TenantUpdate(BaseModel):
     """What to change: the fields given, at least one."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"store_limit": 20}, {"name": "acme-europe"}]},
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
-    # Left out: unchanged. Never null (the check below): a tenant always has a name.
-    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=TENANT_NAME)
+    # Left out: unchanged. Never null (the check below, and the schema has no null for it):
+    # a tenant always has a name.
+    name: (
+        Annotated[str, Field(min_length=1, max_length=100, pattern=TENANT_NAME)]
+        | SkipJsonSchema[None]
+    ) = None
     store_limit: int | None = Field(
         default=None, ge=0, le=10_000, strict=True, description="Null: platform default."
     )
@@ -85,8 +100,8 @@ class TenantOut(BaseModel):
     store_cap: int = Field(description="The cap in force: store_limit, or the platform's default.")
     deleted_at: datetime | None = Field(
         default=None,
-        description="When it was deleted: only in the answer to its deletion, as no other "
-        "request finds a deleted tenant.",
+        description="When it was deleted: only in the answer to its deletion, as /tenants "
+        "finds a deleted tenant no more.",
     )
 
 

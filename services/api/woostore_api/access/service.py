@@ -24,6 +24,7 @@ from woostore_shared.access import NewKey, Principal, new_key, spend
 from woostore_shared.db import Database
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
+    TENANT_NAMES_UNIQUE,
     ApiKey,
     Role,
     Store,
@@ -49,8 +50,12 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
                 name=tenant.name, store_limit=tenant.store_limit,
             )  # fmt: skip
     except IntegrityError as error:
-        raise tenant_exists(str(body.name)) from error
+        raise tenant_exists(body.name) from error
     return tenant
+
+
+def _constraint_broken(error: IntegrityError) -> str | None:
+    return getattr(getattr(error.orig, "diag", None), "constraint_name", None)
 
 
 async def list_tenants(db: Database) -> list[Tenant]:
@@ -67,8 +72,8 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
 async def live_tenant(
     session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool = False
 ) -> Tenant:
-    """A tenant not deleted: a deleted one does not exist for any request (its row stays
-    for the audit log and its stores' rows)."""
+    """A tenant not deleted: a deleted one is not found, changed or given anything (its row
+    stays for the audit log and its stores' rows)."""
     tenant = await session.get(Tenant, tenant_id, with_for_update=for_update)
     if tenant is None or tenant.deleted_at is not None:
         raise not_found(f"tenant {tenant_id}")
@@ -101,7 +106,9 @@ async def update_tenant(
                 **changes, **renamed,
             )  # fmt: skip
     except IntegrityError as error:
-        raise tenant_exists(str(body.name)) from error
+        if _constraint_broken(error) != TENANT_NAMES_UNIQUE or body.name is None:
+            raise
+        raise tenant_exists(body.name) from error
     return tenant
 
 

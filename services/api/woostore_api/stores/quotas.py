@@ -142,18 +142,20 @@ def _refusal(rate: Rate, tat: datetime, now: datetime) -> Problem:
 def _create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     """A store creation's: the key's rate and its tenant's (a tenant's keys share one, so
     minting more keys does not buy more creations)."""
+    per_key = how_many(settings.creates_per_minute, "store")
+    per_tenant = how_many(settings.tenant_creates_per_minute, "store")
     return (
         Rate(
             f"key/{principal.actor}/creates",
             settings.creates_per_minute,
             "creates-per-minute",
-            f"this key may create {settings.creates_per_minute} stores a minute",
+            f"this key may create {per_key} a minute",
         ),
         Rate(
             f"tenant/{principal.tenant_id}/creates",
             settings.tenant_creates_per_minute,
             "tenant-creates-per-minute",
-            f"this tenant may create {settings.tenant_creates_per_minute} stores a minute",
+            f"this tenant may create {per_tenant} a minute",
         ),
     )
 
@@ -161,12 +163,13 @@ def _create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
 def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
     """A change's (an upgrade, a rollback, a backup, a restore): the caller's tenant's rate,
     as all tenants share the provisioners that carry them out."""
+    allowed = how_many(settings.tenant_changes_per_minute, "change")
     return (
         Rate(
             f"tenant/{principal.tenant_id}/changes",
             settings.tenant_changes_per_minute,
             "tenant-changes-per-minute",
-            f"this tenant may ask for {settings.tenant_changes_per_minute} changes a minute: "
+            f"this tenant may ask for {allowed} a minute: "
             "upgrades, rollbacks, backups and restores together",
         ),
     )

@@ -14,6 +14,9 @@ const els = {
   createTenant: document.getElementById('create-tenant'),
   rows: document.getElementById('tenant-rows'),
 };
+// The admin token's tenant (DEFAULT_TENANT_ID in shared/woostore_shared/models.py): never
+// deleted, whoever asks.
+const DEFAULT_TENANT = '00000000-0000-0000-0000-000000000001';
 const pickListeners = [];
 let picked = null; // a tenant id, or null for all
 
@@ -97,8 +100,8 @@ function tenantRow(tenant) {
     location.hash = '#stores';
   });
   actions.append(show);
-  if (tenant.id !== caller()?.tenant_id) {
-    // Its own tenant is no key's to delete (the API refuses it too).
+  if (tenant.id !== caller()?.tenant_id && tenant.id !== DEFAULT_TENANT) {
+    // Its own tenant is no key's to delete, nor the default one (the API refuses both too).
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'danger small';
@@ -115,7 +118,7 @@ function tenantRow(tenant) {
 async function deleteTenant(tenant) {
   const confirmed = await confirmAction({
     title: 'Delete tenant?',
-    text: `“${tenant.name}” is deleted once its stores are: its keys stop working at once, its audit log is kept, and its name can be a new tenant's.`,
+    text: `“${tenant.name}” can be deleted only once its stores are deleted. Its keys stop working at once, its audit log is kept, and its name can be a new tenant's.`,
     confirm: 'Delete tenant',
   });
   if (!confirmed) return;
