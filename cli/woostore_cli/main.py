@@ -461,10 +461,14 @@ def list_keys(api: Api, args: argparse.Namespace) -> int:
 def revoke_key(api: Api, args: argparse.Namespace) -> int:
     # By its prefix too: what `keys list` and the audit log show of a key. The list also
     # says whether it was revoked before, which the DELETE's answer (the same) does not.
+    given = args.key
+    if given.startswith("wsk_") and len(given) > KEY_PREFIX_LENGTH:  # a whole key: never repeated
+        given = given[:KEY_PREFIX_LENGTH]
+        _warn(f"Give the prefix, {given}: a whole key on a command line is seen by others")
     keys = api.call("GET", "/keys")["items"]
-    found = [k for k in keys if _same_key(args.key, k)]
+    found = [k for k in keys if _same_key(given, k)]
     if not found:
-        _warn(f"No key has the id or prefix {args.key} (see woostore keys list)")
+        _warn(f"No key has the id or prefix {given} (see woostore keys list)")
         return 1
     before = found[0]
     key = api.call("DELETE", f"/keys/{before['id']}")
@@ -475,6 +479,9 @@ def revoke_key(api: Api, args: argparse.Namespace) -> int:
     else:
         print(f"Revoked {key['prefix']} ({key['name']})")
     return 0
+
+
+KEY_PREFIX_LENGTH = 16  # "wsk_" and 12 hex digits: what lists and the audit log show of a key
 
 
 def _same_key(given: str, key: dict[str, Any]) -> bool:

@@ -416,11 +416,25 @@ async def test_a_tenant_is_renamed_to_a_name_no_other_tenant_has(
     assert (entry["action"], entry["details"]) == (
         "tenant.update", {"name": "acme-europe", "was_named": "acme"},
     )  # fmt: skip
+    # The same name again changes nothing, and the audit log says nothing of it.
+    again = await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": "acme-europe"})
+    assert again.status_code == 200, again.text
+    latest = (await client.get(AUDIT, params={"target": f"tenant/{tenant['id']}"})).json()
+    assert latest["items"][0]["details"]["was_named"] == "acme"
     taken = await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": "globex"})
     assert problem(taken, 409)["detail"] == "a tenant named 'globex' exists"
     for nothing in ({}, {"name": None}):
         refused = await client.patch(f"{TENANTS}/{tenant['id']}", json=nothing)
         assert refused.status_code == 422, refused.text
+    # A name is refused in words, whether made or given, not as the pattern it breaks.
+    for refused in (
+        await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": "Acme"}),
+        await client.post(TENANTS, json={"name": "-acme"}),
+    ):
+        assert problem(refused, 422)["detail"] == (
+            "body.name: a tenant's name is lower-case letters (a-z), digits and hyphens, and "
+            "starts with a letter or a digit"
+        )
     # ... as the OpenAPI document says: a body that the API refuses is not one it describes.
     described = (await client.get("/openapi.json")).json()["components"]["schemas"]
     assert described["TenantUpdate"]["minProperties"] == 1
@@ -442,7 +456,16 @@ async def test_no_key_deletes_its_own_tenant_nor_the_default_one(
             "a key cannot delete its own tenant: use an admin key of another"
         )
         first = await operator.delete(f"{TENANTS}/{default}")
-        assert problem(first, 409)["detail"] == "the default tenant is the admin token's own"
+        assert problem(first, 409)["detail"] == (
+            "the default tenant is the admin token's own: it cannot be deleted"
+        )
+    # Nor renamed: another tenant could then take its name, which the docs and messages use.
+    renamed = await client.patch(f"{TENANTS}/{default}", json={"name": "main"})
+    assert problem(renamed, 409)["detail"] == (
+        "the default tenant is the admin token's own: it cannot be renamed"
+    )
+    unchanged = await client.patch(f"{TENANTS}/{default}", json={"store_limit": None})
+    assert unchanged.status_code == 200, unchanged.text  # its limit is the operator's to set
     assert (await client.get(f"{TENANTS}/{other}")).status_code == 200
 
 

@@ -71,12 +71,17 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert entries[0]["user_agent"].startswith("woostore-cli/")
 
     key_id = woostore(platform, "keys", "list", "--json", token=token).json()["items"][0]["id"]
-    unknown = woostore(platform, "keys", "revoke", "wsk_000000000000")
+    unknown = woostore(platform, "keys", "revoke", "wsk_000000000000_NotARealSecretAtAll")
     assert (unknown.code, unknown.out) == (1, "")
-    assert unknown.err.startswith("No key has the id or prefix wsk_000000000000")
-    # By the prefix the lists show, or by its id; a second time says it was done before.
-    revoked = woostore(platform, "keys", "revoke", token[:16])
+    assert "No key has the id or prefix wsk_000000000000 " in unknown.err
+    assert "NotARealSecret" not in unknown.err  # a whole key is never repeated
+    # By the prefix the lists show (or the whole key, or its id); a second time says it was
+    # done before.
+    revoked = woostore(platform, "keys", "revoke", token)
     assert revoked.code == 0, revoked.err
+    assert revoked.err == (
+        f"Give the prefix, {token[:16]}: a whole key on a command line is seen by others\n"
+    )
     assert revoked.out == f"Revoked {token[:16]} (laptop)\n"
     again = woostore(platform, "keys", "revoke", key_id.upper())  # as any UUID is written
     assert again.code == 0, again.err

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
@@ -38,6 +44,23 @@ _KEY: JsonDict = {
 
 
 TENANT_NAME = r"^[a-z0-9][a-z0-9-]*$"
+TENANT_NAME_MAX = 100
+# What the schema says of a name; the validator below says it in words when refusing one.
+_NAME_SCHEMA: JsonDict = {"minLength": 1, "maxLength": TENANT_NAME_MAX, "pattern": TENANT_NAME}
+
+
+def _tenant_name(name: str | None) -> str | None:
+    """A tenant's name, refused in words rather than as the pattern it breaks."""
+    if name is None:  # left as it is (an update's; a null one is refused there)
+        return None
+    if len(name) > TENANT_NAME_MAX:
+        raise ValueError(f"a tenant's name is at most {TENANT_NAME_MAX} characters")
+    if not re.fullmatch(TENANT_NAME, name):
+        raise ValueError(
+            "a tenant's name is lower-case letters (a-z), digits and hyphens, and starts with "
+            "a letter or a digit"
+        )
+    return name
 
 
 class TenantCreate(BaseModel):
@@ -45,7 +68,8 @@ class TenantCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"name": "acme", "store_limit": 5}]}
     )
 
-    name: str = Field(min_length=1, max_length=100, pattern=TENANT_NAME)
+    name: str = Field(json_schema_extra=_NAME_SCHEMA)
+    _name = field_validator("name")(_tenant_name)
     # Strict: true was taken for 1 and "3" for 3, where a name given as 5 was refused.
     store_limit: int | None = Field(
         default=None, ge=0, le=10_000, strict=True,
@@ -72,10 +96,8 @@ class TenantUpdate(BaseModel):
 
     # Left out: unchanged. Never null (the check below, and the schema has no null for it):
     # a tenant always has a name.
-    name: (
-        Annotated[str, Field(min_length=1, max_length=100, pattern=TENANT_NAME)]
-        | SkipJsonSchema[None]
-    ) = None
+    name: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_NAME_SCHEMA)
+    _name = field_validator("name")(_tenant_name)
     store_limit: int | None = Field(
         default=None, ge=0, le=10_000, strict=True, description="Null: platform default."
     )

@@ -15,6 +15,7 @@ from woostore_api.audit.service import record
 from woostore_api.auth import Caller
 from woostore_api.problems import (
     cap_reached,
+    default_tenant_kept,
     forbidden,
     not_found,
     tenant_exists,
@@ -91,11 +92,17 @@ async def tenant_seen_by(db: Database, principal: Principal, tenant_id: uuid.UUI
 async def update_tenant(
     outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
 ) -> Tenant:
-    """Rename a tenant, change its store limit, or both: what ``body`` gives."""
-    changes = body.model_dump(include=body.model_fields_set)
+    """Rename a tenant, change its store limit, or both: what ``body`` gives. What is as it
+    was already changes nothing, and is not audited."""
+    asked = body.model_dump(include=body.model_fields_set)
+    if tenant_id == DEFAULT_TENANT_ID and "name" in asked:
+        raise default_tenant_kept("renamed")
     try:
         async with UnitOfWork.begin(outbox) as uow:
             tenant = await live_tenant(uow.session, tenant_id, for_update=True)
+            changes = {field: v for field, v in asked.items() if getattr(tenant, field) != v}
+            if not changes:
+                return tenant
             renamed = {"was_named": tenant.name} if "name" in changes else {}
             for field, value in changes.items():
                 setattr(tenant, field, value)
@@ -118,7 +125,7 @@ async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) ->
     row stays, marked deleted, for the audit log. A store being made for it as this commits
     fails at its own commit (``ck_tenants_deleted_hold_no_stores``, migration 0026)."""
     if tenant_id == DEFAULT_TENANT_ID:
-        raise tenant_not_deletable("the default tenant is the admin token's own")
+        raise default_tenant_kept("deleted")
     if tenant_id == caller.principal.tenant_id:
         raise tenant_not_deletable(
             "a key cannot delete its own tenant: use an admin key of another"
