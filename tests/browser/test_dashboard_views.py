@@ -205,7 +205,7 @@ async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
     empty_row = page.get_by_test_id("tenant-row").filter(has_text="empty")
     await expect(empty_row.get_by_test_id("tenant-usage")).to_have_text("0 of 1000")
     await assert_accessible(page, "tenants")
-    await empty_row.get_by_role("button").click()
+    await empty_row.get_by_role("button", name="Show stores of empty").click()
     await expect(page).to_have_url(re.compile("#stores$"))
     await expect(picker).to_have_value(await empty_row.get_attribute("data-tenant-id") or "")
 
