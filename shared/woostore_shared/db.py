@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import event, make_url, text
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -216,3 +216,10 @@ def _closed_by_server(record: ConnectionPoolEntry) -> None:
     waiting.register(socket, select.POLLIN)
     if waiting.poll(0):
         raise DisconnectionError("PostgreSQL closed the connection")
+
+
+def broken_constraint(error: DBAPIError) -> str | None:
+    """The name of the constraint (or unique index) a statement broke, as PostgreSQL reports
+    it: how a refusal is told apart from another of the same kind."""
+    name: str | None = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+    return name

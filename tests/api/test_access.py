@@ -423,6 +423,8 @@ async def test_a_tenant_is_renamed_to_a_name_no_other_tenant_has(
     assert latest["items"][0]["details"]["was_named"] == "acme"
     taken = await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": "globex"})
     assert problem(taken, 409)["detail"] == "a tenant named 'globex' exists"
+    made_again = await client.post(TENANTS, json={"name": "globex"})
+    assert problem(made_again, 409)["type"] == "https://woostore.dev/problems/tenant-exists"
     for nothing in ({}, {"name": None}):
         refused = await client.patch(f"{TENANTS}/{tenant['id']}", json=nothing)
         assert refused.status_code == 422, refused.text

@@ -22,7 +22,7 @@ from woostore_api.problems import (
     tenant_not_deletable,
 )
 from woostore_shared.access import NewKey, Principal, new_key, spend
-from woostore_shared.db import Database
+from woostore_shared.db import Database, broken_constraint
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
     TENANT_NAMES_UNIQUE,
@@ -51,12 +51,10 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
                 name=tenant.name, store_limit=tenant.store_limit,
             )  # fmt: skip
     except IntegrityError as error:
+        if broken_constraint(error) != TENANT_NAMES_UNIQUE:
+            raise
         raise tenant_exists(body.name) from error
     return tenant
-
-
-def _constraint_broken(error: IntegrityError) -> str | None:
-    return getattr(getattr(error.orig, "diag", None), "constraint_name", None)
 
 
 async def list_tenants(db: Database) -> list[Tenant]:
@@ -113,7 +111,7 @@ async def update_tenant(
                 **changes, **renamed,
             )  # fmt: skip
     except IntegrityError as error:
-        if _constraint_broken(error) != TENANT_NAMES_UNIQUE or body.name is None:
+        if broken_constraint(error) != TENANT_NAMES_UNIQUE or body.name is None:
             raise
         raise tenant_exists(body.name) from error
     return tenant

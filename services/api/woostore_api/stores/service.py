@@ -41,7 +41,7 @@ from woostore_api.stores.schemas import (
 )
 from woostore_shared import lifecycle
 from woostore_shared.access import Principal
-from woostore_shared.db import Database
+from woostore_shared.db import Database, broken_constraint
 from woostore_shared.events import Change, Phase
 from woostore_shared.models import (
     DELETED_TENANTS_HOLD_NO_STORES,
@@ -139,8 +139,7 @@ async def create_store(
             async with outbox.db.session() as session:
                 return Created(store, Surroundings(queue=await _queue_places(session, [store])))
         except IntegrityError as error:
-            broken = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
-            if broken == DELETED_TENANTS_HOLD_NO_STORES:  # the tenant deleted as this was made
+            if broken_constraint(error) == DELETED_TENANTS_HOLD_NO_STORES:  # deleted meanwhile
                 raise not_found(f"tenant {tenant_id}") from error
             if idempotency_key is not None:
                 earlier = await _store_for_key(outbox.db, tenant_id, idempotency_key, fingerprint)
