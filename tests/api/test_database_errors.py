@@ -19,13 +19,19 @@ from woostore_shared.db import MAX_CONNECTIONS, Database
 PASSWORD = "s3cret-not-to-be-shown"
 
 
-async def answer_to(db: Database, statement: str) -> httpx.Response:
-    """What a route running ``statement`` on ``db`` answers, behind the API's error handlers."""
+async def answer_to(db: Database, statement: str, *, plain: bool = False) -> httpx.Response:
+    """What a route running ``statement`` on ``db`` answers, behind the API's error handlers:
+    through SQLAlchemy, or ``plain`` on psycopg's own connection (``Database.plain_reads``,
+    the key lookups')."""
     app = FastAPI()
     install_problem_handlers(app)
 
     @app.get("/work")
     async def work() -> None:
+        if plain:
+            async with db.plain_reads() as connection:
+                await connection.execute(statement.encode())
+            return
         async with db.engine.connect() as connection:
             await connection.execute(text(statement))
 
@@ -39,10 +45,16 @@ async def answer_to(db: Database, statement: str) -> httpx.Response:
         await db.dispose()
 
 
-async def test_a_database_out_of_reach_is_a_503_to_retry_that_names_no_secret() -> None:
+EITHER_WAY = pytest.mark.parametrize("plain", [False, True], ids=["sqlalchemy", "plain"])
+
+
+@EITHER_WAY
+async def test_a_database_out_of_reach_is_a_503_to_retry_that_names_no_secret(
+    plain: bool,
+) -> None:
     nowhere = f"postgresql+psycopg://woostore:{PASSWORD}@127.0.0.1:{free_port()}/woostore"
 
-    answer = await answer_to(Database(nowhere), "SELECT 1")
+    answer = await answer_to(Database(nowhere), "SELECT 1", plain=plain)
 
     body = problem(answer, 503)
     assert body["type"].endswith("/database-unavailable")
@@ -60,11 +72,12 @@ async def test_a_database_out_of_reach_is_a_503_to_retry_that_names_no_secret() 
     ],
     ids=["no-such-table", "too-many-columns"],
 )
+@EITHER_WAY
 async def test_a_statement_the_database_rejects_stays_an_internal_error(
-    database_url: str, statement: str
+    database_url: str, statement: str, plain: bool
 ) -> None:
     """A fault of the code, not the database's state: retrying would not help."""
-    answer = await answer_to(Database(database_url), statement)
+    answer = await answer_to(Database(database_url), statement, plain=plain)
 
     body = problem(answer, 500)
     assert "no_such_table" not in answer.text
@@ -89,3 +102,45 @@ async def test_a_request_that_finds_every_connection_in_use_is_a_503_to_retry(
     assert body["type"].endswith("/database-unavailable")
     assert "in use" in body["detail"]
     assert answer.headers["Retry-After"] == str(DATABASE_RETRY_SECONDS)
+
+
+async def test_a_plain_read_whose_connection_is_lost_is_a_503_and_the_pool_gets_a_new_one(
+    database_url: str,
+) -> None:
+    """psycopg's own connection (``plain_reads``) ended by the server as a statement runs: the
+    client is told to retry, as through SQLAlchemy, and the lost connection is not handed out
+    again (the next read works, on a new one)."""
+    db = Database(database_url)
+    try:
+        async with db.plain_reads() as connection:
+            backend = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
+        assert backend is not None
+        answer = await answer_to_lost(db, backend[0])
+        body = problem(answer, 503)
+        assert body["type"].endswith("/database-unavailable")
+
+        async with db.plain_reads() as connection:
+            again = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
+        assert again is not None
+        assert again[0] != backend[0]
+    finally:
+        await db.dispose()
+
+
+async def answer_to_lost(db: Database, backend: int) -> httpx.Response:
+    """A route whose plain read's session is ended (``pg_terminate_backend``) as it reads."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/work")
+    async def work() -> None:
+        async with db.plain_reads() as connection:
+            # The same connection the test saw: the pool hands back the one given back last.
+            assert connection.info.backend_pid == backend
+            async with db.engine.connect() as other:
+                await other.execute(text(f"SELECT pg_terminate_backend({backend})"))
+            await connection.execute("SELECT 1")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        return await client.get("/work")
