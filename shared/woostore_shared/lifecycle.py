@@ -289,10 +289,9 @@ async def request(
         settings=settings.model_dump(mode="json"),
         correlation_id=uuid.uuid4().hex,
     )
-    # Announced before it is written, so that it is written once, as announced.
-    uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.announce(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
     uow.dispatch(store, Lane.PROVISION)
-    await uow.session.flush()
+    await uow.insert(store)
     return store
 
 

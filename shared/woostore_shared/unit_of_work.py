@@ -14,17 +14,20 @@ counters, keys and the audit log commit through one too.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
+from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared import tracing
 from woostore_shared.events import CloudEvent, EventData, make_event
-from woostore_shared.models import Store, utcnow
+from woostore_shared.models import AuditEntry, Store, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.transitions import actions_of
 from woostore_shared.work import Lane, WorkOrder
@@ -40,15 +43,22 @@ EVENT_ROWS = (
     " CAST(:subjects AS text[]), CAST(:types AS text[]), CAST(:times AS timestamptz[]),"
     " CAST(:envelopes AS jsonb[]))"
 )
-# The unit's work orders go with the events left, in the same statement: a create paid a
-# round trip and the ORM's flush for its one order (docs/benchmarks.md, Bursts).
+# The unit's work orders and audit entries go with the events left, in the same statement: a
+# create paid a round trip and the ORM's flush for its one order, and the same for its audit
+# entry (docs/benchmarks.md, Bursts).
 _RECORD = text(
     "WITH orders AS (INSERT INTO work_orders"  # noqa: S608  (fixed text, no input)
     " (id, store_id, lane, correlation_id, time, traceparent, tracestate)"
     " SELECT * FROM unnest(CAST(:order_ids AS uuid[]), CAST(:order_store_ids AS uuid[]),"
     " CAST(:lanes AS text[]), CAST(:correlation_ids AS text[]),"
     " CAST(:order_times AS timestamptz[]), CAST(:traceparents AS text[]),"
-    " CAST(:tracestates AS text[])))"
+    " CAST(:tracestates AS text[]))),"
+    " audited AS (INSERT INTO audit_log"
+    " (time, tenant_id, actor, actor_role, action, target, source_ip, user_agent, details)"
+    " SELECT * FROM unnest(CAST(:audit_times AS timestamptz[]),"
+    " CAST(:audit_tenant_ids AS uuid[]), CAST(:actors AS text[]),"
+    " CAST(:actor_roles AS api_key_role[]), CAST(:actions AS text[]), CAST(:targets AS text[]),"
+    " CAST(:source_ips AS text[]), CAST(:user_agents AS text[]), CAST(:details AS jsonb[])))"
     f" INSERT INTO {EVENT_COLUMNS} {EVENT_ROWS}"
 )
 
@@ -60,6 +70,7 @@ class UnitOfWork:
         self.events: list[CloudEvent] = []
         self._written = 0  # how many of the events a statement has written already
         self.work: list[WorkOrder] = []  # written with the events left as the unit commits
+        self.audited: list[AuditEntry] = []  # and so are these
         self._once_committed: list[Callable[[], object]] = []
 
     @classmethod
@@ -101,6 +112,22 @@ class UnitOfWork:
         self.events.append(event)
         return event
 
+    async def insert(self, row: SQLModel) -> None:
+        """Write a new row at once by one plain statement, and keep it in the session as if
+        loaded, so that a change made to it later is an UPDATE as for any row read. The ORM's
+        flush of a store cost a create more than PostgreSQL's work on it
+        (docs/benchmarks.md, Bursts)."""
+        table = type(row).__table__  # type: ignore[attr-defined]
+        values = {column.name: getattr(row, column.key) for column in table.columns}
+        connection = await self.session.connection()
+        await connection.execute(insert(table), values)
+        make_transient_to_detached(row)
+        self.session.add(row)
+
+    def audit(self, entry: AuditEntry) -> None:
+        """Add ``entry`` to the audit log as this commits: it is there if the change is."""
+        self.audited.append(entry)
+
     def once_committed(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` once this has committed: a metric counts what happened, never a
         change rolled back (and perhaps tried again)."""
@@ -136,8 +163,8 @@ class UnitOfWork:
         }
 
     async def _record(self) -> None:
-        """The events not written yet and the work orders, in one statement."""
-        if self._written == len(self.events) and not self.work:
+        """The events not written yet, the work orders and the audit entries, in one statement."""
+        if self._written == len(self.events) and not self.work and not self.audited:
             return
         await self.session.flush()  # a store made in this unit exists before its events
         orders = {
@@ -149,5 +176,16 @@ class UnitOfWork:
             "traceparents": [order.traceparent for order in self.work],
             "tracestates": [order.tracestate for order in self.work],
         }
+        audited = {
+            "audit_times": [entry.time for entry in self.audited],
+            "audit_tenant_ids": [entry.tenant_id for entry in self.audited],
+            "actors": [entry.actor for entry in self.audited],
+            "actor_roles": [entry.actor_role.value for entry in self.audited],
+            "actions": [entry.action for entry in self.audited],
+            "targets": [entry.target for entry in self.audited],
+            "source_ips": [entry.source_ip for entry in self.audited],
+            "user_agents": [entry.user_agent for entry in self.audited],
+            "details": [json.dumps(entry.details) for entry in self.audited],
+        }
         connection = await self.session.connection()
-        await connection.execute(_RECORD, {**self.take_events(), **orders})
+        await connection.execute(_RECORD, {**self.take_events(), **orders, **audited})

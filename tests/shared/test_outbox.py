@@ -24,6 +24,8 @@ from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventDa
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
+    AuditEntry,
+    Role,
     Store,
     StoreEvent,
     StoreStatus,
@@ -309,3 +311,59 @@ async def test_a_failure_is_counted_once_committed_and_never_when_rolled_back(
         assert lost() == before  # not before the commit
     assert lost() == before + 1
     await outbox.close()
+
+
+async def test_a_row_inserted_by_the_unit_is_then_changed_like_any_row_read(
+    database: Database, nats_client: Client
+) -> None:
+    """``UnitOfWork.insert`` writes a row by one plain statement and keeps it in the session
+    as if read: a later change in the same unit is an UPDATE, not a second INSERT."""
+    outbox = Outbox(database, nats_client, source="/tests")
+    slug = f"shop-{uuid.uuid4().hex[:8]}"
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await lifecycle.request(
+            uow, tenant_id=DEFAULT_TENANT_ID, name="Shop", slug=slug, type="woocommerce",
+            simulated=True, settings=DEFAULT_SETTINGS,
+        )  # fmt: skip
+        async with database.session() as elsewhere:  # not committed yet: nobody else sees it
+            assert await elsewhere.get(Store, store.id) is None
+        store.name = "Renamed"
+        assert await uow.session.get(Store, store.id) is store
+
+    async with database.session() as session:
+        stored = await session.get(Store, store.id)
+    assert stored is not None
+    assert (stored.name, stored.slug, stored.status) == ("Renamed", slug, StoreStatus.QUEUED)
+    assert stored.settings == DEFAULT_SETTINGS.model_dump(mode="json")
+
+
+async def test_audit_entries_are_written_as_the_unit_commits_and_never_when_it_fails(
+    database: Database, nats_client: Client
+) -> None:
+    outbox = Outbox(database, nats_client, source="/tests")
+
+    def entry(action: str) -> AuditEntry:
+        return AuditEntry(
+            tenant_id=DEFAULT_TENANT_ID, actor="wsk_0123456789ab", actor_role=Role.TENANT,
+            action=action, target="store/x", source_ip=None, user_agent="ü agent",
+            details={"name": "Shop \"ü\"", "count": 2},
+        )  # fmt: skip
+
+    async with UnitOfWork.begin(outbox) as uow:
+        uow.audit(entry("store.first"))
+        uow.audit(entry("store.second"))
+
+    async def audit_then_fail() -> None:
+        async with UnitOfWork.begin(outbox) as uow:
+            uow.audit(entry("store.rolled-back"))
+            raise Boom
+
+    with pytest.raises(Boom):
+        await audit_then_fail()
+
+    async with database.session() as session:
+        written = list(await session.exec(select(AuditEntry).order_by(col(AuditEntry.id))))
+    assert [row.action for row in written] == ["store.first", "store.second"]
+    assert written[0].actor_role is Role.TENANT
+    assert written[0].details == {"name": 'Shop "ü"', "count": 2}
+    assert (written[0].source_ip, written[0].user_agent) == (None, "ü agent")

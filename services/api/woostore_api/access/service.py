@@ -47,7 +47,7 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
             uow.session.add(tenant)
             await uow.session.flush()  # a taken name fails here
             record(
-                uow.session, caller, "tenant.create", f"tenant/{tenant.id}", tenant.id,
+                uow, caller, "tenant.create", f"tenant/{tenant.id}", tenant.id,
                 name=tenant.name, store_limit=tenant.store_limit,
             )  # fmt: skip
     except IntegrityError as error:
@@ -107,7 +107,7 @@ async def update_tenant(
             uow.session.add(tenant)
             await uow.session.flush()  # a taken name fails here
             record(
-                uow.session, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
+                uow, caller, "tenant.update", f"tenant/{tenant.id}", tenant.id,
                 **changes, **renamed,
             )  # fmt: skip
     except IntegrityError as error:
@@ -151,7 +151,7 @@ async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) ->
             .values(revoked_at=tenant.deleted_at)
         )
         record(
-            uow.session, caller, "tenant.delete", f"tenant/{tenant.id}", tenant.id,
+            uow, caller, "tenant.delete", f"tenant/{tenant.id}", tenant.id,
             name=tenant.name, keys_revoked=revoked.rowcount,
         )  # fmt: skip
     return tenant
@@ -180,7 +180,7 @@ async def create_key(
         )
         uow.session.add(key)
         record(
-            uow.session, caller, "key.create", f"key/{key.prefix}", tenant_id,
+            uow, caller, "key.create", f"key/{key.prefix}", tenant_id,
             name=key.name, role=key.role.value,
         )  # fmt: skip
     return key, issued
@@ -233,7 +233,7 @@ async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKe
         if key.revoked_at is None:  # revoking twice is fine: one revocation
             key.revoked_at = utcnow()
             uow.session.add(key)
-            record(uow.session, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
+            record(uow, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
     return key
 
 
@@ -243,7 +243,7 @@ async def sign_out(outbox: Outbox, caller: Caller, session: OpenedTicket) -> Non
     async with UnitOfWork.begin(outbox) as uow:
         if await spend(uow.session, [session]):  # else ended meanwhile: audited by that end
             record(
-                uow.session, caller, "session.delete", f"key/{caller.principal.actor}",
+                uow, caller, "session.delete", f"key/{caller.principal.actor}",
                 caller.principal.tenant_id,
             )  # fmt: skip
 
@@ -251,6 +251,6 @@ async def sign_out(outbox: Outbox, caller: Caller, session: OpenedTicket) -> Non
 async def record_sign_in(outbox: Outbox, caller: Caller) -> None:
     async with UnitOfWork.begin(outbox) as uow:
         record(
-            uow.session, caller, "session.create", f"key/{caller.principal.actor}",
+            uow, caller, "session.create", f"key/{caller.principal.actor}",
             caller.principal.tenant_id,
         )  # fmt: skip

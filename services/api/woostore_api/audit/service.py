@@ -6,23 +6,23 @@ import uuid
 from typing import Any
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_api.auth import Caller
 from woostore_shared.db import Database
 from woostore_shared.models import AuditEntry
+from woostore_shared.unit_of_work import UnitOfWork
 
 
 def record(
-    session: AsyncSession,
+    uow: UnitOfWork,
     caller: Caller,
     action: str,
     target: str,
     tenant_id: uuid.UUID,
     **details: Any,
 ) -> None:
-    """Add an entry to the caller's open transaction: it commits, or vanishes, with the change."""
-    session.add(
+    """Add an entry to the caller's unit of work: it commits, or vanishes, with the change."""
+    uow.audit(
         AuditEntry(
             tenant_id=tenant_id,
             actor=caller.principal.actor,

@@ -128,7 +128,7 @@ async def create_store(
                     )
                     await uow.session.flush()  # a concurrent request with the key loses here
                 record(
-                    uow.session, caller, "store.create", f"store/{store.id}", tenant_id,
+                    uow, caller, "store.create", f"store/{store.id}", tenant_id,
                     name=store.name, slug=store.slug,
                 )  # fmt: skip
             STORES_REQUESTED.inc()  # counted once made, whatever happens to the answer
@@ -461,7 +461,7 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
             raise store_not_ready(store.status)
         encrypted = store.admin_password_encrypted
         assert encrypted is not None  # credentials_readable checked it
-        record(uow.session, caller, "store.credentials.read", f"store/{store.id}", store.owner)
+        record(uow, caller, "store.credentials.read", f"store/{store.id}", store.owner)
     return encrypted
 
 
@@ -489,7 +489,7 @@ async def request_change(
     async with quotas.changing(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_change(uow, store_id, change)
-        record(uow.session, caller, f"store.{change}", f"store/{store.id}", store.owner)
+        record(uow, caller, f"store.{change}", f"store/{store.id}", store.owner)
     return store
 
 
@@ -503,7 +503,7 @@ async def request_backup(
         store = await uow.session.get(Store, store_id)
         assert store is not None  # start_backup locked it
         record(
-            uow.session, caller, "store.backup", f"store/{store.id}", store.owner,
+            uow, caller, "store.backup", f"store/{store.id}", store.owner,
             backup_id=str(backup.id),
         )  # fmt: skip
     return backup
@@ -517,7 +517,7 @@ async def request_restore(
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_restore(uow, store_id, backup_id)
         record(
-            uow.session, caller, "store.restore", f"store/{store.id}", store.owner,
+            uow, caller, "store.restore", f"store/{store.id}", store.owner,
             backup_id=str(backup_id),
         )  # fmt: skip
     return store
@@ -533,7 +533,7 @@ async def delete_backup(
         store = await uow.session.get(Store, store_id)
         assert store is not None  # delete_backup locked it
         record(
-            uow.session, caller, "store.delete_backup", f"store/{store.id}", store.owner,
+            uow, caller, "store.delete_backup", f"store/{store.id}", store.owner,
             backup_id=str(backup_id),
         )  # fmt: skip
     return backup
@@ -571,7 +571,7 @@ async def retry_store(
     async with quotas.creating(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.retry(uow, store_id)
-        record(uow.session, caller, "store.retry", f"store/{store.id}", store.owner)
+        record(uow, caller, "store.retry", f"store/{store.id}", store.owner)
     return store
 
 
@@ -580,7 +580,7 @@ async def request_deletion(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
         await _visible_store(uow, caller, store_id)
         store, requested = await lifecycle.request_deletion(uow, store_id)
         if requested:
-            record(uow.session, caller, "store.delete", f"store/{store.id}", store.owner)
+            record(uow, caller, "store.delete", f"store/{store.id}", store.owner)
     return store
 
 
