@@ -10,10 +10,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any, get_args
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, DateTime, Uuid, bindparam, func, tuple_
+from sqlalchemy import ARRAY, ColumnElement, DateTime, Uuid, any_, bindparam, func, tuple_
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Compiled
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -136,8 +139,7 @@ async def create_store(
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
             # A new store has no change yet, only perhaps a place in the queue. Read after the
             # commit, so that stores queued ahead of it and committed meanwhile count.
-            async with outbox.db.session() as session:
-                return Created(store, Surroundings(queue=await _queue_places(session, [store])))
+            return Created(store, Surroundings(queue=await _queue_places(outbox.db, [store])))
         except IntegrityError as error:
             if broken_constraint(error) == DELETED_TENANTS_HOLD_NO_STORES:  # deleted meanwhile
                 raise not_found(f"tenant {tenant_id}") from error
@@ -368,17 +370,17 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     """What the resources of ``stores`` show beyond their rows: the places of queued stores
     in the one queue all tenants share (1-based, oldest first; a store claimed from the warm
     pool is not in it), and each one's last change."""
+    queue = await _queue_places(db, stores)
     async with db.session() as session:
-        return Surroundings(
-            queue=await _queue_places(session, stores),
-            last_changes=await _last_changes(session, stores),
-        )
+        return Surroundings(queue=queue, last_changes=await _last_changes(session, stores))
 
 
-def _places_in_the_queue() -> Select[uuid.UUID, int]:
+def _places_in_the_queue() -> Compiled:
     """The places of the queued stores ``ids``, from ``oldest`` to ``newest`` of them (each a
     store's queued_at and id): the count of queue entries before the oldest, plus the row
-    numbers from it on, all read from ix_stores_status_queued."""
+    numbers from it on, all read from ix_stores_status_queued. As plain SQL for psycopg
+    (``Database.plain_reads``): every create reads its store's, and SQLAlchemy's work on the
+    statement cost more than PostgreSQL's."""
     entered = tuple_(col(Store.queued_at), col(Store.id))
 
     def bound(name: str) -> ColumnElement[Any]:
@@ -397,17 +399,25 @@ def _places_in_the_queue() -> Select[uuid.UUID, int]:
         .where(lifecycle.in_the_cold_queue(), entered.between(oldest, newest))
         .subquery()
     )
-    return select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
-        numbered.c.id.in_(bindparam("ids", expanding=True))
+    places = select(numbered.c.id, ahead.scalar_subquery() + numbered.c.n).where(
+        numbered.c.id == any_(bindparam("ids", type_=ARRAY(Uuid())))
     )
+    return places.compile(dialect=_PSYCOPG)
 
 
 # Built once: every create and every page with a queued store runs it, and building it costs
-# the API more than the database's work on it.
+# the API more than the database's work on it. Its own values (the statuses the queue is of)
+# go with those of each run, as the database takes them: an enum's value, not its name.
+_PSYCOPG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 _PLACES_IN_THE_QUEUE = _places_in_the_queue()
+_QUEUE_VALUES = {
+    name: value.value if isinstance(value, Enum) else value
+    for name, value in _PLACES_IN_THE_QUEUE.params.items()
+    if value is not None
+}
 
 
-async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[uuid.UUID, int]:
+async def _queue_places(db: Database, stores: Sequence[Store]) -> dict[uuid.UUID, int]:
     queued = [store for store in stores if lifecycle.waits_in_the_cold_queue(store)]
     if not queued:
         return {}
@@ -418,7 +428,9 @@ async def _queue_places(session: AsyncSession, stores: Sequence[Store]) -> dict[
         "newest_at": newest[0], "newest_id": newest[1],
         "ids": [store.id for store in queued],
     }  # fmt: skip
-    rows = await session.exec(_PLACES_IN_THE_QUEUE, params=bound)
+    async with db.plain_reads() as connection:
+        found = await connection.execute(_PLACES_IN_THE_QUEUE.string, _QUEUE_VALUES | bound)
+        rows = await found.fetchall()
     return {store_id: int(place) for store_id, place in rows}
 
 
