@@ -255,7 +255,7 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     # An admin's list of several tenants' stores names each one's tenant: two stores of one
     # name were told apart by nothing.
     owners = {s["tenant_id"] for s in found["items"]}
-    names = {t["id"]: t["name"] for t in api.call("GET", "/tenants")} if len(owners) > 1 else {}
+    names = _tenant_names(api) if len(owners) > 1 else {}
     tenant = ("TENANT",) if names else ()
     _table(
         ("ID", "NAME", *tenant, "STATUS", "DETAIL", "CREATED"),
@@ -447,11 +447,17 @@ def list_keys(api: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(keys)
         return 0
+    # An admin's list of several tenants' keys names each one's tenant, as a list of stores
+    # does: a deleted tenant's revoked keys looked like any others'.
+    owners = {k["tenant_id"] for k in keys["items"]}
+    names = _tenant_names(api) if len(owners) > 1 else {}
+    tenant = ("TENANT",) if names else ()
     _table(
-        ("ID", "PREFIX", "NAME", "ROLE", "CREATED", "REVOKED"),
+        ("ID", "PREFIX", "NAME", *tenant, "ROLE", "CREATED", "REVOKED"),
         [
-            (k["id"], k["prefix"], k["name"], k["role"], _time(k["created_at"]),
-             _time(k["revoked_at"]) if k["revoked_at"] else "")
+            (k["id"], k["prefix"], k["name"],
+             *((names.get(k["tenant_id"], k["tenant_id"]),) if names else ()),
+             k["role"], _time(k["created_at"]), _time(k["revoked_at"]) if k["revoked_at"] else "")
             for k in keys["items"]
         ],
     )  # fmt: skip
@@ -509,8 +515,15 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
     tenant = api.call("PATCH", f"/tenants/{args.id}", json=changes)
     if args.json:
         _print_json(tenant)
-    else:
-        print(f"Tenant {tenant['name']}: {_stores_of(tenant)}")
+        return 0
+    print(f"Tenant {tenant['name']}: {_stores_of(tenant)}")
+    live, cap = tenant["live_stores"], tenant["store_cap"]
+    if live > cap:  # allowed (no store is taken away), but a user expects a word about it
+        until = (
+            "while its limit is 0" if cap == 0
+            else f"until {live - cap + 1} of them {'is' if live - cap + 1 == 1 else 'are'} deleted"
+        )  # fmt: skip
+        _warn(f"It keeps the {live} stores it has, and can make no more {until}")
     return 0
 
 
@@ -536,15 +549,29 @@ def show_tenant(api: Api, args: argparse.Namespace) -> int:
 
 
 def list_tenants(api: Api, args: argparse.Namespace) -> int:
-    tenants = api.call("GET", "/tenants")
+    tenants = api.call(
+        "GET", "/tenants", params={"include_deleted": "true"} if args.deleted else {}
+    )
     if args.json:
         _print_json(tenants)
         return 0
+    deleted = ("DELETED",) if args.deleted else ()
     _table(
-        ("ID", "NAME", "STORES", "CREATED"),
-        [(t["id"], t["name"], _stores_of(t), _time(t["created_at"])) for t in tenants],
-    )
+        ("ID", "NAME", "STORES", "CREATED", *deleted),
+        [
+            (t["id"], t["name"], _stores_of(t), _time(t["created_at"]),
+             *((_time(t["deleted_at"]) if t["deleted_at"] else "",) if args.deleted else ()))
+            for t in tenants
+        ],
+    )  # fmt: skip
     return 0
+
+
+def _tenant_names(api: Api) -> dict[str, str]:
+    """Every tenant's name by its id, deleted ones' too: what an admin's lists of several
+    tenants' stores or keys name each one's tenant by."""
+    tenants = api.call("GET", "/tenants", params={"include_deleted": "true"})
+    return {t["id"]: t["name"] for t in tenants}
 
 
 def _stores_of(tenant: dict[str, Any]) -> str:
@@ -1084,7 +1111,10 @@ def _parser() -> argparse.ArgumentParser:
         "--store-limit", type=_store_limit, default=argparse.SUPPRESS, metavar="N",
         help="its live stores; default: the platform's",
     )  # fmt: skip
-    command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)
+    sub = command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)
+    sub.add_argument(
+        "--deleted", action="store_true", help="deleted tenants too, with when they were deleted"
+    )
     sub = command("show", show_tenant, "a tenant's live stores, and its cap", tenants)
     sub.add_argument("id", metavar="TENANT_ID", help="a tenant's key: its own")
     sub = command(

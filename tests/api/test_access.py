@@ -398,6 +398,45 @@ async def test_a_tenant_is_deleted_once_its_stores_are_and_its_name_can_be_used_
     assert again.json()["id"] != tenant_id
 
 
+async def test_a_deleted_tenant_is_listed_when_asked_for_and_its_history_read(
+    client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
+) -> None:
+    """An admin reads a deleted tenant's stores, keys and audit log, and finds it among the
+    tenants when asking for deleted ones too."""
+    leaving = await new_tenant("gone-tenant")
+    tenant_id = (await leaving.get(SESSION)).json()["tenant_id"]
+    store = await create(leaving, "Closed shop")
+    await set_status(database, store["id"], StoreStatus.DELETED)
+    assert (await client.delete(f"{TENANTS}/{tenant_id}")).status_code == 200
+
+    listed = (await client.get(TENANTS, params={"include_deleted": "true"})).json()
+    [gone] = [t for t in listed if t["id"] == tenant_id]
+    assert (gone["name"], gone["live_stores"]) == ("gone-tenant", 0)
+    assert gone["deleted_at"]
+    assert all(t["deleted_at"] is None for t in listed if t["id"] != tenant_id)
+    assert tenant_id not in [t["id"] for t in (await client.get(TENANTS)).json()]
+
+    own = {"tenant_id": tenant_id}
+    stores = (await client.get(STORES, params={**own, "status": "deleted"})).json()["items"]
+    assert [s["id"] for s in stores] == [store["id"]]
+    keys = (await client.get(KEYS, params=own)).json()["items"]
+    assert keys
+    assert all(k["revoked_at"] for k in keys)
+    assert (await client.get(AUDIT, params=own)).json()["items"]
+
+
+@pytest.mark.parametrize("path", [STORES, f"{STORES}/counts", KEYS, AUDIT])
+async def test_a_listing_of_a_tenant_that_never_was_is_a_404_not_an_empty_list(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """Empty, it would say the tenant has nothing; a mistyped id is told as such."""
+    nobody = uuid.uuid4()
+
+    answer = await client.get(path, params={"tenant_id": str(nobody)})
+
+    assert problem(answer, 404)["detail"] == f"tenant {nobody} does not exist"
+
+
 async def test_a_tenant_is_renamed_to_a_name_no_other_tenant_has(
     client: httpx.AsyncClient,
 ) -> None:

@@ -3,6 +3,8 @@ revokes it, all from the terminal."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.cli.conftest import Platform, woostore
@@ -60,6 +62,15 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     keys = woostore(platform, "keys", "list", token=token)
     assert token[:16] in keys.out
     assert token not in keys.out
+    assert "TENANT" not in keys.out  # one tenant's keys
+    # A limit below what it has: its stores are kept, and the admin is told what that means.
+    lowered = woostore(platform, "tenants", "update", tenant_id, "--store-limit", "1")
+    assert lowered.out == "Tenant corner-shops: 2 of 1\n"
+    assert (
+        lowered.err
+        == "It keeps the 2 stores it has, and can make no more until 2 of them are deleted\n"
+    )
+    assert woostore(platform, "tenants", "update", tenant_id, "--store-limit", "3").err == ""
     history = woostore(platform, "audit", "--target", f"store/{store_id}", token=token)
     assert "store.create" in history.out
     assert token[:16] in history.out
@@ -100,6 +111,21 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert gone.code == 0, gone.err
     assert gone.out.startswith("Tenant corner-shops deleted: its keys are revoked")
     assert "corner-shops" not in woostore(platform, "tenants", "list").out
+    # Its history stays readable: listed among the deleted, its revoked key named by it.
+    deleted = woostore(platform, "tenants", "list", "--deleted").out.splitlines()
+    assert deleted[0].split()[-1] == "DELETED"
+    [row] = [line for line in deleted if " corner-shops " in line]
+    assert re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", row.rstrip())  # when it left
+    assert woostore(platform, "keys", "create", "till").code == 0  # one of tenant default's
+    every_key = woostore(platform, "keys", "list").out.splitlines()
+    assert every_key[0].split()[:4] == ["ID", "PREFIX", "NAME", "TENANT"]
+    assert any(token[:16] in line and " corner-shops " in line for line in every_key)
+    # A tenant that never was is not one with nothing.
+    nobody = "00000000-0000-4000-8000-000000000000"
+    for command in (["list", "--tenant", nobody], ["audit", "--tenant", nobody]):
+        unknown_tenant = woostore(platform, *command)
+        assert unknown_tenant.code == 1
+        assert f"tenant {nobody} does not exist" in unknown_tenant.err
 
 
 def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:

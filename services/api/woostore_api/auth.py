@@ -3,7 +3,6 @@ cookie. Every route asks for a :class:`Caller`; admin-only routes ask for an adm
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -60,17 +59,6 @@ class Caller:
     principal: Principal
     source_ip: str | None
     user_agent: str | None
-
-
-def tenant_scope(caller: Caller, requested: uuid.UUID | None) -> uuid.UUID | None:
-    """The tenant a listing covers: any one (or all, None) for an admin; a tenant key's own,
-    whatever it asked for, refusing outright to read another tenant's."""
-    principal = caller.principal
-    if principal.is_admin:
-        return requested
-    if requested not in (None, principal.tenant_id):
-        raise forbidden("a tenant key reads only its own tenant's data")
-    return principal.tenant_id
 
 
 def caller_of(request: Request, principal: Principal) -> Caller:

@@ -28,7 +28,6 @@ from woostore_api.auth import (
     caller_of,
     secure_cookies,
     session_cookie,
-    tenant_scope,
 )
 from woostore_api.deps import (
     AuthenticatorDep,
@@ -84,11 +83,23 @@ async def create_tenant(
     "/tenants",
     response_model=list[TenantOut],
     tags=["tenants"],
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, 403, 422),
 )
-async def list_tenants(db: DatabaseDep, settings: SettingsDep, _: AdminCaller) -> list[TenantOut]:
-    """Every tenant, with its usage against its cap."""
-    return [_tenant_out(t, settings) for t in await service.list_tenants(db)]
+async def list_tenants(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    _: AdminCaller,
+    include_deleted: Annotated[
+        bool,
+        Query(
+            description="Deleted tenants too (`deleted_at` set): the audit log, their deleted"
+            " stores and their revoked keys still name them."
+        ),
+    ] = False,
+) -> list[TenantOut]:
+    """Every tenant, with its usage against its cap, oldest first."""
+    tenants = await service.list_tenants(db, include_deleted=include_deleted)
+    return [_tenant_out(t, settings) for t in tenants]
 
 
 @router.get(
@@ -161,7 +172,10 @@ async def create_key(
 
 
 @router.get(
-    "/keys", response_model=KeyList, tags=["keys"], responses=problem_responses(401, 403, 422)
+    "/keys",
+    response_model=KeyList,
+    tags=["keys"],
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def list_keys(
     db: DatabaseDep,
@@ -172,7 +186,7 @@ async def list_keys(
 ) -> KeyList:
     """Keys, revoked ones included, without their tokens. A tenant key sees its tenant's
     tenant keys, not the admin keys of its tenant."""
-    scope = tenant_scope(caller, tenant_id)
+    scope = await service.tenant_scope(db, caller, tenant_id)
     keys = await service.list_keys(db, caller.principal, scope)
     return KeyList(items=[_key_out(k) for k in keys])
 

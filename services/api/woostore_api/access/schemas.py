@@ -122,8 +122,8 @@ class TenantOut(BaseModel):
     store_cap: int = Field(description="The cap in force: store_limit, or the platform's default.")
     deleted_at: datetime | None = Field(
         default=None,
-        description="When it was deleted: only in the answer to its deletion, as /tenants "
-        "finds a deleted tenant no more.",
+        description="When it was deleted: in the answer to its deletion, and in the list "
+        "of tenants asked for with include_deleted (otherwise /tenants finds it no more).",
     )
 
 

@@ -57,10 +57,12 @@ async def create_tenant(outbox: Outbox, caller: Caller, body: TenantCreate) -> T
     return tenant
 
 
-async def list_tenants(db: Database) -> list[Tenant]:
+async def list_tenants(db: Database, *, include_deleted: bool = False) -> list[Tenant]:
+    listed = select(Tenant).order_by(col(Tenant.created_at))
+    if not include_deleted:
+        listed = listed.where(col(Tenant.deleted_at).is_(None))
     async with db.session() as session:
-        live = select(Tenant).where(col(Tenant.deleted_at).is_(None))
-        return list(await session.exec(live.order_by(col(Tenant.created_at))))
+        return list(await session.exec(listed))
 
 
 async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
@@ -77,6 +79,25 @@ async def live_tenant(
     if tenant is None or tenant.deleted_at is not None:
         raise not_found(f"tenant {tenant_id}")
     return tenant
+
+
+async def tenant_scope(
+    db: Database, caller: Caller, requested: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The tenant a listing covers: any one (or all, None) for an admin; a tenant key's own,
+    whatever it asked for, refusing outright to read another tenant's. A tenant that never
+    was is not found (404): a list of its stores, keys or entries would say, empty, that it
+    has none. A deleted one's are listed: its history stays."""
+    principal = caller.principal
+    if not principal.is_admin:
+        if requested not in (None, principal.tenant_id):
+            raise forbidden("a tenant key reads only its own tenant's data")
+        return principal.tenant_id
+    if requested not in (None, principal.tenant_id):
+        async with db.session() as session:
+            if await session.get(Tenant, requested) is None:
+                raise not_found(f"tenant {requested}")
+    return requested
 
 
 async def tenant_seen_by(db: Database, principal: Principal, tenant_id: uuid.UUID) -> Tenant:

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from woostore_api.access.schemas import NO_CONTROLS
+from woostore_api.access.service import tenant_scope
 from woostore_api.audit import service
-from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.auth import CurrentCaller
 from woostore_api.deps import DatabaseDep
 from woostore_api.problems import problem_responses
 from woostore_shared.models import Role
@@ -58,7 +59,7 @@ class AuditPage(BaseModel):
     next_cursor: int | None = Field(default=None, description="Pass as ?cursor= for older entries.")
 
 
-@router.get("", response_model=AuditPage, responses=problem_responses(401, 403, 422))
+@router.get("", response_model=AuditPage, responses=problem_responses(401, 403, 404, 422))
 async def list_audit_entries(
     db: DatabaseDep,
     caller: CurrentCaller,
@@ -76,7 +77,7 @@ async def list_audit_entries(
     ] = None,
 ) -> AuditPage:
     """Newest first. A tenant sees its own tenant's entries; an admin sees everyone's."""
-    scope = tenant_scope(caller, tenant_id)
+    scope = await tenant_scope(db, caller, tenant_id)
     rows = await service.entries(db, scope, target, limit, cursor)
     page = rows[:limit]
     # A cursor only when more are left: a last page exactly `limit` long said there was more.

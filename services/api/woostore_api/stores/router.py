@@ -8,7 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 
-from woostore_api.auth import CurrentCaller, tenant_scope
+from woostore_api.access.service import tenant_scope
+from woostore_api.auth import CurrentCaller
 from woostore_api.deps import CipherDep, DatabaseDep, OutboxDep, SettingsDep, StepTimesDep
 from woostore_api.edge import no_store, not_for_head
 from woostore_api.problems import problem_responses
@@ -74,7 +75,7 @@ async def create_store(
     return made
 
 
-@router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 422))
+@router.get("", response_model=StoreList, responses=problem_responses(400, 401, 403, 404, 422))
 async def list_stores(
     db: DatabaseDep,
     caller: CurrentCaller,
@@ -101,13 +102,13 @@ async def list_stores(
 ) -> StoreList:
     """The tenant's stores (an admin's: every tenant's), newest first, a page at a time;
     deleted ones only when asked for by status."""
-    scope = tenant_scope(caller, tenant_id)
+    scope = await tenant_scope(db, caller, tenant_id)
     stores, next_cursor = await service.list_stores(db, scope, status, limit, cursor, q)
     around = await service.surroundings(db, stores)
     return StoreList(items=[StoreOut.of(s, around) for s in stores], next_cursor=next_cursor)
 
 
-@router.get("/counts", response_model=StoreCounts, responses=problem_responses(401, 403, 422))
+@router.get("/counts", response_model=StoreCounts, responses=problem_responses(401, 403, 404, 422))
 async def count_stores(
     db: DatabaseDep,
     caller: CurrentCaller,
@@ -117,7 +118,7 @@ async def count_stores(
 ) -> StoreCounts:
     """How many stores the tenant (an admin: every tenant, or the one asked for) has in each
     status: what a dashboard shows without reading every store."""
-    by_status = await service.count_stores(db, tenant_scope(caller, tenant_id))
+    by_status = await service.count_stores(db, await tenant_scope(db, caller, tenant_id))
     total = sum(n for status, n in by_status.items() if status is not StoreStatus.DELETED)
     return StoreCounts(total=total, by_status=by_status)
 
