@@ -353,7 +353,8 @@ A burst after a quiet minute finds no connection open: PostgreSQL has ended the 
 sessions (`CLOSED_WHEN_IDLE`, so that a quiet service keeps no server process), and the
 burst opens up to 15 again, each a new server process whose caches start empty. In two runs
 it answered in 1.77 and 2.14 s against 1.58 and 1.71 s for the burst before it, warm: a
-fifth more, the price of the memory a quiet platform gives back.
+fifth more, the price of the memory a quiet platform gives back. An operator expecting such
+bursts keeps the sessions open with `WOOSTORE_DATABASE_IDLE_SECONDS=0`.
 
 A create's store and its audit entry were ORM objects, each flushed by an INSERT of its own:
 the store is now written by one plain INSERT (`UnitOfWork.insert`) and the audit entry by

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from woostore_shared.settings import Settings
+
 MAX_CONNECTIONS = 15  # a process's, each service's
 # How long a request waits for one of them, all in use, before it is refused (the API's 503):
 # long past any burst's wait (a create holds one for milliseconds), short of a client's patience.
@@ -54,7 +56,8 @@ PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
 # max_connections). A busy one keeps those it uses: the pool hands out the connection given
 # back last. The pool drops one idle half this long as it is taken (_look_before_use), so
 # no statement is sent as the server ends its session.
-CLOSED_WHEN_IDLE = 60.0  # seconds
+# WOOSTORE_DATABASE_IDLE_SECONDS sets it for a service (0: never).
+CLOSED_WHEN_IDLE: float = Settings.model_fields["database_idle_seconds"].default  # 60 s
 _GIVEN_BACK_AT = "woostore_given_back_at"  # the pool entry's info key: when it came back
 _ENDED_WHEN_IDLE = "woostore_ended_when_idle"  # and whether PostgreSQL ends it idle
 
@@ -74,7 +77,7 @@ class Database:
         Each connection is looked at as it is taken from the pool (:func:`_look_before_use`),
         so one that is gone is replaced before a statement fails on it. One that sat idle
         longer than ``ping_after_idle`` seconds is also pinged, and PostgreSQL ends a
-        session idle for ``closed_when_idle`` seconds."""
+        session idle for ``closed_when_idle`` seconds (0: never)."""
         given = make_url(url).query
         connect_args = {
             name: value for name, value in CLIENT_SILENCE_LIMITS.items() if name not in given
@@ -103,6 +106,13 @@ class Database:
         # Reads run outside a transaction: no BEGIN and ROLLBACK round trips, and the
         # connection keeps its prepared statements, which psycopg drops at every ROLLBACK.
         self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @classmethod
+    def of_service(cls, settings: Settings, application: str) -> Database:
+        """A service's database, as its settings say."""
+        return cls(
+            settings.database_url, application, closed_when_idle=settings.database_idle_seconds
+        )
 
     def session(self) -> AsyncSession:
         """A session for reads. Each statement stands alone (autocommit), so nothing it ran
@@ -154,8 +164,10 @@ def _limit_the_servers_wait(
     refuse a connection that sends it.)"""
     limits = dict(SERVER_SILENCE_LIMITS)
     if dbapi.info.server_version >= IDLE_LIMIT_SINCE:
+        # Set even when 0 (never), over any default the server was given.
         limits[IDLE_LIMIT] = f"{closed_when_idle * 1000:.0f}"  # milliseconds
-        record.info[_ENDED_WHEN_IDLE] = True  # so the pool drops it first (_look_before_use)
+        # So the pool drops it first (_look_before_use).
+        record.info[_ENDED_WHEN_IDLE] = closed_when_idle > 0
     settings = ", ".join(
         f"set_config('{name}', '{value}', false)" for name, value in limits.items()
     )

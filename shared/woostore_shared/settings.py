@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", description="PostgreSQL URL; empty starts an embedded one."
     )
+    database_idle_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds PostgreSQL keeps a service's idle session before ending it "
+        "(idle_session_timeout, PostgreSQL 14 and newer), so a quiet platform holds no server "
+        "process for it. 0 keeps them all: the first burst after a quiet while then finds its "
+        "connections open (a fifth faster, docs/benchmarks.md), for their memory.",
+    )
 
     admin_token: SecretStr = Field(
         default=SecretStr(""), description="Bearer token of the admin; generated when unset."

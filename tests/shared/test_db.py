@@ -22,6 +22,7 @@ from woostore_shared.db import (
     SERVER_SILENCE_LIMITS,
     Database,
 )
+from woostore_shared.settings import Settings
 
 
 async def application_name(db: Database) -> str:
@@ -155,6 +156,24 @@ async def test_a_connection_idle_near_the_servers_limit_is_dropped_as_it_is_take
     try:
         idled = await backend_pid(db)
         assert await backend_pid(db) != idled  # a new session, and no error
+    finally:
+        await db.dispose()
+
+
+async def test_an_operator_may_keep_idle_sessions_open(database_url: str) -> None:
+    """WOOSTORE_DATABASE_IDLE_SECONDS=0: PostgreSQL ends no idle session of the service's, so
+    the pool keeps one idle for an hour (pinged, not dropped) for the next burst."""
+    settings = Settings(database_url=database_url, database_idle_seconds=0)
+    db = Database.of_service(settings, "woostore-test")
+
+    @event.listens_for(db.engine.sync_engine.pool, "checkin")
+    def an_hour_ago(_dbapi: object, record: ConnectionPoolEntry) -> None:
+        record.info[db_module._GIVEN_BACK_AT] -= 3600
+
+    try:
+        idled = await backend_pid(db)
+        assert await idle_limit(db) == "0"
+        assert await backend_pid(db) == idled
     finally:
         await db.dispose()
 

@@ -222,6 +222,8 @@ Secret, never as literal values. Call with the root context.
   value: {{ $v.settings.eventReplayWindowSeconds | quote }}
 - name: WOOSTORE_MAX_BODY_BYTES
   value: {{ $v.settings.maxBodyBytes | quote }}
+- name: WOOSTORE_DATABASE_IDLE_SECONDS
+  value: {{ $v.settings.databaseIdleSeconds | quote }}
 - name: WOOSTORE_LOG_LEVEL
   value: {{ $v.settings.logLevel | quote }}
 - name: WOOSTORE_LOG_FORMAT

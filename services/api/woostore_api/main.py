@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         # /readyz answers from the start, not ready until NATS is first reached (it says
         # which). Once started, NATS gone leaves it ready, named under "degraded": the outbox
         # keeps taking stores, and unready, every API pod would leave its Service.
-        nats, db, starting = Client(), Database(settings.database_url, "woostore-api"), Starting()
+        nats, db, starting = Client(), Database.of_service(settings, "woostore-api"), Starting()
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,

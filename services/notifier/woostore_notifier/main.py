@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> _Notifier:
         # /readyz answers from the start, not ready until NATS is reached (it says which).
         nats, db, starting = (
             NatsClient(),
-            Database(settings.database_url, "woostore-notifier"),
+            Database.of_service(settings, "woostore-notifier"),
             Starting(),
         )
         app.state.ops = await serve_ops(

@@ -30,7 +30,7 @@ def build_app(settings: Settings) -> FastStream:
     broker = NatsBroker(servers(settings.nats_url), logger=broker_logger(), **staying_connected())
     topology = declare(settings)
     broker.include_router(build_router(topology))
-    db = Database(settings.database_url, "woostore-provisioner")
+    db = Database.of_service(settings, "woostore-provisioner")
     app = FastStream(broker, logger=broker_logger())
 
     @app.on_startup

@@ -35,7 +35,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stopping.set)
 
     # /readyz answers from the start, not ready until NATS is reached (it says which).
-    nats, db = Client(), Database(settings.database_url, "woostore-reaper")
+    nats, db = Client(), Database.of_service(settings, "woostore-reaper")
     ops = await serve_ops(
         settings.ops_host,
         settings.ops_port,
