@@ -129,10 +129,12 @@ class Database:
     @asynccontextmanager
     async def plain_reads(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """psycopg's own connection, for reads as ``session``'s (autocommit), taken from the
-        same pool and looked at as any is. Only for the lookups every request makes (its
-        key's): SQLAlchemy's work on a statement costs more than PostgreSQL's, 0.4 ms of a
-        0.7 ms lookup (docs/benchmarks.md, Bursts). A psycopg error leaves it as SQLAlchemy's
-        would, so a client is told the same: a connection lost is dropped from the pool."""
+        same pool and looked at as any is. Only for the reads every request or every create
+        makes (a key's lookup, a new store's place in the queue): SQLAlchemy's work on a
+        statement costs more than PostgreSQL's, 0.4 ms of a 0.7 ms lookup
+        (docs/benchmarks.md, Bursts). A psycopg error is raised as SQLAlchemy's DBAPIError
+        (without the statement), so a client is told the same; a connection found closed is
+        dropped from the pool (SQLAlchemy would drop every connection opened before it)."""
         async with self._reads.connect() as connection:
             driver = cast(
                 psycopg.AsyncConnection[Any],

@@ -116,7 +116,12 @@ class UnitOfWork:
         """Write a new row at once by one plain statement, and keep it in the session as if
         loaded, so that a change made to it later is an UPDATE as for any row read. The ORM's
         flush of a store cost a create more than PostgreSQL's work on it
-        (docs/benchmarks.md, Bursts)."""
+        (docs/benchmarks.md, Bursts). Every column is written as the row holds it, None as
+        NULL: a column the database would fill in needs a default in the model too. Rows
+        added to the session before are written first, as the ORM would (this one may refer
+        to them)."""
+        if self.session.new:
+            await self.session.flush()
         table = type(row).__table__  # type: ignore[attr-defined]
         values = {column.name: getattr(row, column.key) for column in table.columns}
         connection = await self.session.connection()

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from tests.api.http import problem
 from woostore_api.problems import DATABASE_RETRY_SECONDS, install_problem_handlers
@@ -115,9 +116,11 @@ async def test_a_plain_read_whose_connection_is_lost_is_a_503_and_the_pool_gets_
         async with db.plain_reads() as connection:
             backend = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
         assert backend is not None
-        answer = await answer_to_lost(db, backend[0])
+        invalidated: list[bool] = []
+        answer = await answer_to_lost(db, backend[0], invalidated)
         body = problem(answer, 503)
         assert body["type"].endswith("/database-unavailable")
+        assert invalidated == [True]  # dropped from the pool, not given back
 
         async with db.plain_reads() as connection:
             again = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
@@ -127,19 +130,24 @@ async def test_a_plain_read_whose_connection_is_lost_is_a_503_and_the_pool_gets_
         await db.dispose()
 
 
-async def answer_to_lost(db: Database, backend: int) -> httpx.Response:
-    """A route whose plain read's session is ended (``pg_terminate_backend``) as it reads."""
+async def answer_to_lost(db: Database, backend: int, invalidated: list[bool]) -> httpx.Response:
+    """A route whose plain read's session is ended (``pg_terminate_backend``) as it reads;
+    whether the error it raises says its connection was invalidated, in ``invalidated``."""
     app = FastAPI()
     install_problem_handlers(app)
 
     @app.get("/work")
     async def work() -> None:
-        async with db.plain_reads() as connection:
-            # The same connection the test saw: the pool hands back the one given back last.
-            assert connection.info.backend_pid == backend
-            async with db.engine.connect() as other:
-                await other.execute(text(f"SELECT pg_terminate_backend({backend})"))
-            await connection.execute("SELECT 1")
+        try:
+            async with db.plain_reads() as connection:
+                # The same connection the test saw: the pool hands back the one given back last.
+                assert connection.info.backend_pid == backend
+                async with db.engine.connect() as other:
+                    await other.execute(text(f"SELECT pg_terminate_backend({backend})"))
+                await connection.execute("SELECT 1")
+        except DBAPIError as error:
+            invalidated.append(error.connection_invalidated)
+            raise
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:

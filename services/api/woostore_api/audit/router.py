@@ -64,7 +64,11 @@ async def list_audit_entries(
     db: DatabaseDep,
     caller: CurrentCaller,
     tenant_id: Annotated[
-        uuid.UUID | None, Query(description="Admins: one tenant's entries (default: all).")
+        uuid.UUID | None,
+        Query(
+            description="Admins: one tenant's entries (default: all); a tenant that"
+            " never was: 404.",
+        ),
     ] = None,
     target: Annotated[
         str | None,

@@ -87,7 +87,10 @@ async def list_stores(
         ),
     ] = None,
     tenant_id: Annotated[
-        uuid.UUID | None, Query(description="Admins: one tenant's stores (default: all).")
+        uuid.UUID | None,
+        Query(
+            description="Admins: one tenant's stores (default: all); a tenant that never was: 404.",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -113,7 +116,10 @@ async def count_stores(
     db: DatabaseDep,
     caller: CurrentCaller,
     tenant_id: Annotated[
-        uuid.UUID | None, Query(description="Admins: one tenant's stores (default: all).")
+        uuid.UUID | None,
+        Query(
+            description="Admins: one tenant's stores (default: all); a tenant that never was: 404.",
+        ),
     ] = None,
 ) -> StoreCounts:
     """How many stores the tenant (an admin: every tenant, or the one asked for) has in each

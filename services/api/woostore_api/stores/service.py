@@ -410,7 +410,9 @@ def _places_in_the_queue() -> Compiled:
 # go with those of each run, as the database takes them: an enum's value, not its name.
 _PSYCOPG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 _PLACES_IN_THE_QUEUE = _places_in_the_queue()
-_QUEUE_VALUES = {
+# Compiled once, it has no list to expand per run (an IN of values would need one).
+assert "POSTCOMPILE" not in _PLACES_IN_THE_QUEUE.string
+_QUEUE_FIXED_PARAMS = {
     name: value.value if isinstance(value, Enum) else value
     for name, value in _PLACES_IN_THE_QUEUE.params.items()
     if value is not None
@@ -429,7 +431,7 @@ async def _queue_places(db: Database, stores: Sequence[Store]) -> dict[uuid.UUID
         "ids": [store.id for store in queued],
     }  # fmt: skip
     async with db.plain_reads() as connection:
-        found = await connection.execute(_PLACES_IN_THE_QUEUE.string, _QUEUE_VALUES | bound)
+        found = await connection.execute(_PLACES_IN_THE_QUEUE.string, _QUEUE_FIXED_PARAMS | bound)
         rows = await found.fetchall()
     return {store_id: int(place) for store_id, place in rows}
 
