@@ -508,22 +508,27 @@ def create_tenant(api: Api, args: argparse.Namespace) -> int:
 
 
 def update_tenant(api: Api, args: argparse.Namespace) -> int:
-    changes = {field: getattr(args, field) for field in ("name", "store_limit") if field in args}
+    fields = ("name", "store_limit", "suspended")
+    changes = {field: getattr(args, field) for field in fields if field in args}
     if not changes:
-        _warn("Give --name, --store-limit or both")
+        _warn("Give --name, --store-limit, --suspend or --resume")
         return 2
     tenant = api.call("PATCH", f"/tenants/{args.id}", json=changes)
+    live, cap = tenant["live_stores"], tenant["store_cap"]
+    if "store_limit" in changes and live > cap:  # allowed: no store is taken away
+        # Over the cap by one at the least, so two or more must go before it makes one.
+        until = "while its limit is 0" if cap == 0 else f"until {live - cap + 1} are deleted"
+        _warn(f"It keeps the {live} stores it has, and can make no more {until}")
     if args.json:
         _print_json(tenant)
         return 0
-    print(f"Tenant {tenant['name']}: {_stores_of(tenant)}")
-    live, cap = tenant["live_stores"], tenant["store_cap"]
-    if live > cap:  # allowed (no store is taken away), but a user expects a word about it
-        until = (
-            "while its limit is 0" if cap == 0
-            else f"until {live - cap + 1} of them {'is' if live - cap + 1 == 1 else 'are'} deleted"
+    print(f"Tenant {tenant['name']}: {_stores_of(tenant)}{_suspension(tenant)}")
+    if "suspended" in changes:
+        print(
+            "Its keys are refused until it is resumed (its event streams end within 30 s); "
+            "its stores keep serving"
+            if tenant["suspended_at"] else "Its keys are accepted again"
         )  # fmt: skip
-        _warn(f"It keeps the {live} stores it has, and can make no more {until}")
     return 0
 
 
@@ -544,7 +549,9 @@ def show_tenant(api: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(tenant)
     else:
-        print(f"Tenant {tenant['name']} ({tenant['id']}): {_stores_of(tenant)}")
+        print(
+            f"Tenant {tenant['name']} ({tenant['id']}): {_stores_of(tenant)}{_suspension(tenant)}"
+        )
     return 0
 
 
@@ -559,7 +566,7 @@ def list_tenants(api: Api, args: argparse.Namespace) -> int:
     _table(
         ("ID", "NAME", "STORES", "CREATED", *deleted),
         [
-            (t["id"], t["name"], _stores_of(t), _time(t["created_at"]),
+            (t["id"], t["name"], _stores_of(t) + _suspension(t), _time(t["created_at"]),
              *((_time(t["deleted_at"]) if t["deleted_at"] else "",) if args.deleted else ()))
             for t in tenants
         ],
@@ -571,7 +578,14 @@ def _tenant_names(api: Api) -> dict[str, str]:
     """Every tenant's name by its id, deleted ones' too: what an admin's lists of several
     tenants' stores or keys name each one's tenant by."""
     tenants = api.call("GET", "/tenants", params={"include_deleted": "true"})
-    return {t["id"]: t["name"] for t in tenants}
+    # A deleted tenant's name may be a live one's now: told apart.
+    return {t["id"]: t["name"] + (" (deleted)" if t["deleted_at"] else "") for t in tenants}
+
+
+def _suspension(tenant: dict[str, Any]) -> str:
+    """What a tenant's line adds while it is suspended."""
+    since = tenant.get("suspended_at")
+    return f", suspended since {_time(since)}" if since else ""
 
 
 def _stores_of(tenant: dict[str, Any]) -> str:
@@ -766,7 +780,7 @@ def _follow(
 def _table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     table = Table(box=None, pad_edge=False)
     for column in columns:
-        table.add_column(column, no_wrap=column in ("ID", "CREATED", "TIME"))
+        table.add_column(column, no_wrap=column in ("ID", "CREATED", "TIME", "DELETED", "REVOKED"))
     for row in rows:
         table.add_row(*map(Text, row))  # Text: names are shown as typed, never as markup
     _stdout().print(table)
@@ -1103,13 +1117,25 @@ def _parser() -> argparse.ArgumentParser:
         "--store-limit", type=_store_limit, metavar="N",
         help="its live stores; default (the default): the platform's",
     )  # fmt: skip
-    sub = command("update", update_tenant, "rename a tenant, or change its store limit", tenants)
+    sub = command(
+        "update", update_tenant,
+        "rename a tenant, change its store limit, suspend or resume it", tenants,
+    )  # fmt: skip
     sub.add_argument("id", metavar="TENANT_ID")
     # Left out, a field is not sent, and stays as it is.
     sub.add_argument("--name", default=argparse.SUPPRESS, help="its new name")
     sub.add_argument(
         "--store-limit", type=_store_limit, default=argparse.SUPPRESS, metavar="N",
         help="its live stores; default: the platform's",
+    )  # fmt: skip
+    pause = sub.add_mutually_exclusive_group()
+    pause.add_argument(
+        "--suspend", dest="suspended", action="store_true", default=argparse.SUPPRESS,
+        help="refuse its keys until it is resumed; its stores keep serving",
+    )  # fmt: skip
+    pause.add_argument(
+        "--resume", dest="suspended", action="store_false", default=argparse.SUPPRESS,
+        help="accept its keys again",
     )  # fmt: skip
     sub = command("list", list_tenants, "list tenants: their live stores, and their cap", tenants)
     sub.add_argument(

@@ -7,7 +7,8 @@ key is random and long, so a slow password hash would add nothing but latency.
 The admin token from the settings is the operator's way in before any key exists; it acts
 as an admin of the default tenant. Tickets and sessions name a principal by its ``subject``
 and are resolved again on use, so a revoked key stops working everywhere; a session signed
-out stops working too, wherever a copy of its cookie is.
+out stops working too, wherever a copy of its cookie is. A suspended tenant's keys stop
+working the same way until it is resumed.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.rows import dict_row
+from sqlalchemy import exists
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, SpentTicket
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, SpentTicket, Tenant
 from woostore_shared.secrets import OpenedTicket, fingerprint, sha256_hex, tokens_match
 
 KEY_PREFIX = "wsk_"
@@ -31,16 +34,23 @@ PREFIX_LENGTH = len(KEY_PREFIX) + 12
 ADMIN_TOKEN_ACTOR = "admin-token"  # noqa: S105  (a name for the audit log, not a token)
 # Every request with a key or a session runs one of these: plain SQL on psycopg's own
 # connection (``Database.plain_reads``), as the ORM took twice as long. The columns are
-# those of a principal (``_of_row``), and the secret's hash.
+# those of a principal (``_of_row``), and the secret's hash. A live key is one not revoked,
+# of a tenant not suspended (``_LIVE``).
 _LIVE_KEY = (
-    "SELECT id, prefix, role, tenant_id, secret_sha256 FROM api_keys"
-    " WHERE prefix = %(prefix)s AND revoked_at IS NULL"
+    "SELECT k.id, k.prefix, k.role, k.tenant_id, k.secret_sha256"
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    " WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL AND t.suspended_at IS NULL"
 )
 # A session's key, if the key is live and the session not signed out.
 _LIVE_KEY_IN_SESSION = (
-    "SELECT id, prefix, role, tenant_id FROM api_keys"
-    " WHERE id = %(key_id)s AND revoked_at IS NULL"
+    "SELECT k.id, k.prefix, k.role, k.tenant_id"
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    " WHERE k.id = %(key_id)s AND k.revoked_at IS NULL AND t.suspended_at IS NULL"
     " AND NOT EXISTS (SELECT FROM spent_tickets WHERE id = %(session_id)s)"
+)
+# The same, for the statements built with SQLAlchemy.
+_LIVE = col(ApiKey.revoked_at).is_(None) & exists().where(
+    col(Tenant.id) == col(ApiKey.tenant_id), col(Tenant.suspended_at).is_(None)
 )
 
 
@@ -78,10 +88,14 @@ def _of_key(key: ApiKey) -> Principal:
     return Principal(subject=str(key.id), actor=key.prefix, role=key.role, tenant_id=key.tenant_id)
 
 
-def _of_row(row: tuple[Any, ...]) -> Principal:
-    """The principal of a key read as ``_LIVE_KEY``'s first columns."""
-    key_id, prefix, role, tenant_id = row[:4]
-    return Principal(subject=str(key_id), actor=prefix, role=Role(role), tenant_id=tenant_id)
+def _of_row(row: dict[str, Any]) -> Principal:
+    """The principal of a key read by ``_LIVE_KEY`` or ``_LIVE_KEY_IN_SESSION``."""
+    return Principal(
+        subject=str(row["id"]),
+        actor=row["prefix"],
+        role=Role(row["role"]),
+        tenant_id=row["tenant_id"],
+    )
 
 
 async def spend(session: AsyncSession, tickets: Sequence[OpenedTicket]) -> set[str]:
@@ -123,10 +137,13 @@ class Authenticator:
             return self._admin()
         if not token.startswith(KEY_PREFIX) or len(token) <= PREFIX_LENGTH:
             return None
-        async with self._db.plain_reads() as connection:
-            found = await connection.execute(_LIVE_KEY, {"prefix": token[:PREFIX_LENGTH]})
+        async with (
+            self._db.plain_reads() as connection,
+            connection.cursor(row_factory=dict_row) as found,
+        ):
+            await found.execute(_LIVE_KEY, {"prefix": token[:PREFIX_LENGTH]})
             row = await found.fetchone()
-        if row is None or not tokens_match(sha256_hex(token), row[4]):
+        if row is None or not tokens_match(sha256_hex(token), row["secret_sha256"]):
             return None
         return _of_row(row)
 
@@ -154,13 +171,17 @@ class Authenticator:
         except ValueError:
             return None
         params = {"key_id": key_id, "session_id": opened.id}
-        async with self._db.plain_reads() as connection:
-            row = await (await connection.execute(_LIVE_KEY_IN_SESSION, params)).fetchone()
+        async with (
+            self._db.plain_reads() as connection,
+            connection.cursor(row_factory=dict_row) as found,
+        ):
+            await found.execute(_LIVE_KEY_IN_SESSION, params)
+            row = await found.fetchone()
         return None if row is None else _of_row(row)
 
     async def still_valid(self, subjects: Collection[str]) -> set[str]:
-        """Which of ``subjects`` still name a principal (a key not revoked, or the admin
-        token): one query for any number of them."""
+        """Which of ``subjects`` still name a principal (a live key, or the admin token): one
+        query for any number of them."""
         valid = {s for s in subjects if tokens_match(s, self.admin_subject)}
         key_ids = set()
         for subject in subjects:
@@ -169,9 +190,7 @@ class Authenticator:
             except ValueError:
                 continue
         if key_ids:
-            live = select(ApiKey.id).where(
-                col(ApiKey.id).in_(key_ids), col(ApiKey.revoked_at).is_(None)
-            )
+            live = select(ApiKey.id).where(col(ApiKey.id).in_(key_ids), _LIVE)
             async with self._db.session() as session:
                 valid |= {str(key_id) for key_id in (await session.exec(live)).all()}
         return valid
@@ -184,7 +203,7 @@ class Authenticator:
         except ValueError:
             return None
         async with self._db.session() as session:
-            key = await session.get(ApiKey, key_id)
-        if key is None or key.revoked_at is not None:
-            return None
-        return _of_key(key)
+            key = (
+                await session.exec(select(ApiKey).where(col(ApiKey.id) == key_id, _LIVE))
+            ).first()
+        return None if key is None else _of_key(key)

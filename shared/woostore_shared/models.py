@@ -80,8 +80,14 @@ class Tenant(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     # Set once its stores are gone and it is deleted: its row stays, for the audit log and
-    # its stores' rows; /tenants finds it no more, and nothing is made for it.
+    # its stores' rows; /tenants finds it only when asked to (include_deleted), and nothing
+    # is made for it.
     deleted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # Set while an admin has it suspended: its keys are refused (its stores keep serving)
+    # until it is resumed (migration 0027).
+    suspended_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
 

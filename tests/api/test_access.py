@@ -25,6 +25,7 @@ from woostore_devstack.embedded import free_port
 from woostore_shared.access import Authenticator
 from woostore_shared.db import Database
 from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
     ApiKey,
     AuditEntry,
     PlatformCounts,
@@ -423,6 +424,73 @@ async def test_a_deleted_tenant_is_listed_when_asked_for_and_its_history_read(
     assert keys
     assert all(k["revoked_at"] for k in keys)
     assert (await client.get(AUDIT, params=own)).json()["items"]
+
+
+async def test_a_suspended_tenants_keys_are_refused_until_it_is_resumed_and_its_stores_kept(
+    api: FastAPI, client: httpx.AsyncClient, new_tenant: NewTenant, database: Database
+) -> None:
+    """Suspension refuses every way in of the tenant's keys (a bearer key, a dashboard session,
+    an event-stream ticket's subject, the event streams already open) and touches no store."""
+    paused = await new_tenant("paused")
+    tenant_id = (await paused.get(SESSION)).json()["tenant_id"]
+    key_id = (await paused.get(KEYS)).json()["items"][0]["id"]
+    store = await create(paused, "Still serving")
+    token = paused.headers["authorization"].removeprefix("Bearer ")
+    async with client_with(api) as browser:
+        assert (await browser.post(SESSION, json={"token": token})).status_code == 200
+        authenticator = Authenticator(database, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY)
+        assert await authenticator.still_valid({key_id}) == {key_id}
+
+        suspended = await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": True})
+        assert suspended.status_code == 200, suspended.text
+        assert suspended.json()["suspended_at"]
+        assert (await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": True})).json()[
+            "suspended_at"
+        ] == suspended.json()["suspended_at"]  # as it was: since when it was suspended
+
+        assert problem(await paused.get(STORES), 401)["detail"] == (
+            "the bearer token is not a valid API key, was revoked, or its tenant is suspended"
+        )
+        assert "suspended" in problem(await browser.get(STORES), 401)["detail"]
+        async with client_with(api) as another_browser:
+            problem(await another_browser.post(SESSION, json={"token": token}), 401)
+        assert await authenticator.still_valid({key_id}) == set()  # its streams end
+        assert await authenticator.by_subject(key_id) is None  # its tickets open none
+        kept = (await client.get(f"{STORES}/{store['id']}")).json()
+        assert (kept["status"], kept["updated_at"]) == (store["status"], store["updated_at"])
+
+        resumed = await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": False})
+        assert resumed.json()["suspended_at"] is None
+        assert (await paused.get(STORES)).status_code == 200
+        assert (await browser.get(STORES)).status_code == 200  # the session was kept
+    changes = [
+        e["details"]
+        for e in (await client.get(AUDIT, params={"tenant_id": tenant_id})).json()["items"]
+        if e["action"] == "tenant.update"
+    ]
+    assert changes == [{"suspended": False}, {"suspended": True}]  # the repeat wrote none
+
+
+async def test_no_key_suspends_its_own_tenant_nor_the_default_one(
+    client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    own = await new_tenant("self-aware")
+    tenant_id = (await own.get(SESSION)).json()["tenant_id"]
+    admin_key = await client.post(KEYS, json={"name": "its admin", "tenant_id": tenant_id,
+                                               "role": "admin"})  # fmt: skip
+    assert admin_key.status_code == 201, admin_key.text
+    headers = {"Authorization": f"Bearer {admin_key.json()['token']}"}
+
+    itself = await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": True}, headers=headers)
+    default = await client.patch(f"{TENANTS}/{DEFAULT_TENANT_ID}", json={"suspended": True})
+    null = await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": None})
+
+    assert problem(itself, 409)["type"].endswith("/tenant-not-suspendable")
+    assert problem(default, 409)["detail"] == (
+        "the default tenant is the admin token's own: it cannot be suspended"
+    )
+    problem(null, 422)
+    assert (await own.get(STORES)).status_code == 200
 
 
 @pytest.mark.parametrize("path", [STORES, f"{STORES}/counts", KEYS, AUDIT])

@@ -437,3 +437,34 @@ async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
     await expect(rows.filter(has_text="default")).to_have_count(1)
     async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
         assert (await api.get(f"/api/v1/tenants/{leaving['id']}")).status_code == 404
+
+
+async def test_an_admin_suspends_a_tenant_and_resumes_it(page: Page, platform: Platform) -> None:
+    paused = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "paused"})
+    key = await api_call(
+        platform, "POST", "/api/v1/keys", json={"name": "till", "tenant_id": paused["id"]}
+    )
+    await signed_in(page, platform)
+    await page.get_by_test_id("nav-tenants").click()
+    rows = page.get_by_test_id("tenant-row")
+    row = rows.filter(has_text="paused")
+    await expect(rows.filter(has_text="default").get_by_test_id("tenant-suspend")).to_have_count(0)
+
+    async def answer_to_its_key() -> int:
+        async with httpx.AsyncClient(base_url=platform.api_url) as api:
+            headers = {"Authorization": f"Bearer {key['token']}"}
+            return (await api.get("/api/v1/stores", headers=headers)).status_code
+
+    await row.get_by_test_id("tenant-suspend").click()
+    await expect(page.locator("#confirm-dialog")).to_contain_text("its stores keep serving")
+    await page.locator("#confirm-button").click()
+    await expect(row.get_by_test_id("tenant-suspended")).to_be_visible(timeout=SHORT)
+    await expect(row.get_by_test_id("tenant-suspend")).to_have_text("Resume")
+    await expect(row.get_by_test_id("tenant-suspend")).to_be_focused()
+    await assert_accessible(page, "tenants, one suspended")
+    assert await answer_to_its_key() == 401
+
+    await row.get_by_test_id("tenant-suspend").click()  # resumed at once: nothing is lost
+    await expect(row.get_by_test_id("tenant-suspended")).to_have_count(0, timeout=SHORT)
+    await expect(row.get_by_test_id("tenant-suspend")).to_have_text("Suspend")
+    assert await answer_to_its_key() == 200

@@ -26,7 +26,7 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     back = woostore(platform, "tenants", "update", tenant_id, "--name", "corner-shops")
     assert back.code == 0, back.err
     nothing = woostore(platform, "tenants", "update", tenant_id)
-    assert (nothing.code, nothing.err) == (2, "Give --name, --store-limit or both\n")
+    assert (nothing.code, nothing.err) == (2, "Give --name, --store-limit, --suspend or --resume\n")
     with pytest.raises(SystemExit) as usage:  # a usage error, as argparse ends one
         woostore(platform, "tenants", "update", tenant_id, "--store-limit", "some")
     assert usage.value.code == 2
@@ -66,11 +66,26 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     # A limit below what it has: its stores are kept, and the admin is told what that means.
     lowered = woostore(platform, "tenants", "update", tenant_id, "--store-limit", "1")
     assert lowered.out == "Tenant corner-shops: 2 of 1\n"
-    assert (
-        lowered.err
-        == "It keeps the 2 stores it has, and can make no more until 2 of them are deleted\n"
-    )
+    assert lowered.err == "It keeps the 2 stores it has, and can make no more until 2 are deleted\n"
+    none = woostore(platform, "tenants", "update", tenant_id, "--store-limit", "0", "--json")
+    assert none.json()["store_cap"] == 0
+    assert none.err == "It keeps the 2 stores it has, and can make no more while its limit is 0\n"
+    assert woostore(platform, "tenants", "update", tenant_id, "--name", "corner-shops").err == ""
     assert woostore(platform, "tenants", "update", tenant_id, "--store-limit", "3").err == ""
+    # Suspended: its key is refused and its stores kept, until it is resumed.
+    paused = woostore(platform, "tenants", "update", tenant_id, "--suspend")
+    assert paused.code == 0, paused.err
+    first, second = paused.out.splitlines()
+    assert first.startswith("Tenant corner-shops: 2 of 3, suspended since 20")
+    assert second.startswith("Its keys are refused until it is resumed")
+    assert "suspended since" in woostore(platform, "tenants", "show", tenant_id).out
+    assert "its tenant is suspended" in woostore(platform, "list", token=token).err
+    assert store_id in woostore(platform, "list", "--tenant", tenant_id).out  # kept
+    resumed = woostore(platform, "tenants", "update", tenant_id, "--resume")
+    assert resumed.out == "Tenant corner-shops: 2 of 3\nIts keys are accepted again\n"
+    assert store_id in woostore(platform, "list", token=token).out
+    with pytest.raises(SystemExit):  # one or the other
+        woostore(platform, "tenants", "update", tenant_id, "--suspend", "--resume")
     history = woostore(platform, "audit", "--target", f"store/{store_id}", token=token)
     assert "store.create" in history.out
     assert token[:16] in history.out
@@ -119,7 +134,7 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert woostore(platform, "keys", "create", "till").code == 0  # one of tenant default's
     every_key = woostore(platform, "keys", "list").out.splitlines()
     assert every_key[0].split()[:4] == ["ID", "PREFIX", "NAME", "TENANT"]
-    assert any(token[:16] in line and " corner-shops " in line for line in every_key)
+    assert any(token[:16] in line and " corner-shops (deleted) " in line for line in every_key)
     # A tenant that never was is not one with nothing.
     nobody = "00000000-0000-4000-8000-000000000000"
     for command in (["list", "--tenant", nobody], ["audit", "--tenant", nobody]):

@@ -91,7 +91,8 @@ async def authenticate(
         principal = await authenticator.by_token(bearer.credentials)
         if principal is None:
             raise unauthorized(
-                "the bearer token is not a valid API key or was revoked", token_refused=True
+                "the bearer token is not a valid API key, was revoked, or its tenant is suspended",
+                token_refused=True,
             )
     elif session is not None:
         try:
@@ -101,7 +102,8 @@ async def authenticate(
         principal = await authenticator.by_session(opened)
         if principal is None:
             raise unauthorized(
-                "the session was signed out, or the key behind it revoked; sign in again"
+                "the session was signed out, or the key behind it revoked or its tenant suspended; "
+                "sign in again"
             )
         if request.method not in _SAFE_METHODS:
             _check_origin(request, settings)

@@ -171,9 +171,13 @@ def tenant_not_deletable(detail: str) -> Problem:
     return Problem(409, "Tenant cannot be deleted now", detail, kind="tenant-not-deletable")
 
 
+def tenant_not_suspendable(detail: str) -> Problem:
+    return Problem(409, "Tenant cannot be suspended", detail, kind="tenant-not-suspendable")
+
+
 def default_tenant_kept(change: str) -> Problem:
     """The admin token's tenant, which the docs and messages call ``default``: never
-    deleted, nor renamed (another tenant could then take its name)."""
+    deleted, nor renamed (another tenant could then take its name), nor suspended."""
     detail = f"the default tenant is the admin token's own: it cannot be {change}"
     return Problem(409, "Default tenant kept", detail, kind="default-tenant-kept")
 

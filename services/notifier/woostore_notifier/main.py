@@ -95,9 +95,14 @@ async def stream_events(request: Request) -> Response | EventStream:
     principal = await state.keys.principal(request)
     if principal is None:
         if "authorization" in request.headers:
-            detail = "the bearer token is not a valid API key or was revoked"
+            detail = (
+                "the bearer token is not a valid API key, was revoked, or its tenant is suspended"
+            )
         elif "ticket" in request.query_params:
-            detail = "the ticket is not valid: used already, expired, or its key revoked"
+            detail = (
+                "the ticket is not valid: used already, expired, its key revoked or its tenant "
+                "suspended"
+            )
         else:
             detail = "a bearer token (an API key) or a valid ticket is required"
         # RFC 6750, as the API answers: a token sent and refused is named as such.

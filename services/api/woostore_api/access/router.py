@@ -61,6 +61,7 @@ def _tenant_out(tenant: Tenant, settings: Settings) -> TenantOut:
         live_stores=tenant.live_stores,
         store_cap=cap,
         deleted_at=tenant.deleted_at,
+        suspended_at=tenant.suspended_at,
     )
 
 
@@ -181,7 +182,10 @@ async def list_keys(
     db: DatabaseDep,
     caller: CurrentCaller,
     tenant_id: Annotated[
-        uuid.UUID | None, Query(description="Admins: one tenant's keys (default: all).")
+        uuid.UUID | None,
+        Query(
+            description="Admins: one tenant's keys (default: all); a tenant that never was: 404.",
+        ),
     ] = None,
 ) -> KeyList:
     """Keys, revoked ones included, without their tokens. A tenant key sees its tenant's
@@ -229,7 +233,7 @@ async def sign_in(
     `__Host-woostore_session` over HTTPS."""
     principal = await authenticator.by_token(body.token)
     if principal is None:
-        raise unauthorized("that key is not valid or was revoked")
+        raise unauthorized("that key is not valid, was revoked, or its tenant is suspended")
     caller = caller_of(request, principal)
     await service.record_sign_in(outbox, caller)
     response.set_cookie(

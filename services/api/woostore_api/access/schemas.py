@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -78,15 +79,16 @@ class TenantCreate(BaseModel):
 
 
 def _update_schema(schema: JsonDict) -> None:
-    """A body gives at least one field, and a name, when given, is a string: the name's
-    default (None: left as it is) is no value to send."""
-    schema["examples"] = [{"store_limit": 20}, {"name": "acme-europe"}]
+    """A body gives at least one field, and a name or suspended, when given, is a string or
+    a boolean: their default (None: left as it is) is no value to send."""
+    schema["examples"] = [{"store_limit": 20}, {"name": "acme-europe"}, {"suspended": True}]
     schema["minProperties"] = 1
     properties = schema["properties"]
     assert isinstance(properties, dict)
-    name = properties["name"]
-    assert isinstance(name, dict)
-    del name["default"]
+    for never_null in ("name", "suspended"):
+        field = properties[never_null]
+        assert isinstance(field, dict)
+        del field["default"]
 
 
 class TenantUpdate(BaseModel):
@@ -95,19 +97,25 @@ class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
     # Left out: unchanged. Never null (the check below, and the schema has no null for it):
-    # a tenant always has a name.
+    # a tenant always has a name, and is suspended or not.
     name: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_NAME_SCHEMA)
     _name = field_validator("name")(_tenant_name)
     store_limit: int | None = Field(
         default=None, ge=0, le=10_000, strict=True, description="Null: platform default."
     )
+    suspended: StrictBool | SkipJsonSchema[None] = Field(
+        default=None,
+        description="True suspends it: its keys are refused, its sessions and event streams "
+        "end, and its stores keep serving, until false resumes it.",
+    )
 
     @model_validator(mode="after")
     def _changes_something(self) -> TenantUpdate:
         if not self.model_fields_set:
-            raise ValueError("give name, store_limit or both")
-        if "name" in self.model_fields_set and self.name is None:
-            raise ValueError("a tenant's name cannot be null")
+            raise ValueError("give name, store_limit, suspended, or several")
+        for field in ("name", "suspended"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"a tenant's {field} cannot be null")
         return self
 
 
@@ -124,6 +132,11 @@ class TenantOut(BaseModel):
         default=None,
         description="When it was deleted: in the answer to its deletion, and in the list "
         "of tenants asked for with include_deleted (otherwise /tenants finds it no more).",
+    )
+    suspended_at: datetime | None = Field(
+        default=None,
+        description="Since when it is suspended (its keys refused, its stores serving); "
+        "null when it is not.",
     )
 
 

@@ -20,6 +20,7 @@ from woostore_api.problems import (
     not_found,
     tenant_exists,
     tenant_not_deletable,
+    tenant_not_suspendable,
 )
 from woostore_shared.access import NewKey, Principal, new_key, spend
 from woostore_shared.db import Database, broken_constraint
@@ -111,20 +112,34 @@ async def tenant_seen_by(db: Database, principal: Principal, tenant_id: uuid.UUI
 async def update_tenant(
     outbox: Outbox, caller: Caller, tenant_id: uuid.UUID, body: TenantUpdate
 ) -> Tenant:
-    """Rename a tenant, change its store limit, or both: what ``body`` gives. What is as it
-    was already changes nothing, and is not audited."""
+    """Rename a tenant, change its store limit, suspend or resume it: what ``body`` gives.
+    What is as it was already changes nothing, and is not audited. A suspended tenant's keys
+    are refused at once (woostore_shared.access: its sessions with them, its event streams
+    within 30 s); its stores are not touched."""
     asked = body.model_dump(include=body.model_fields_set)
     if tenant_id == DEFAULT_TENANT_ID and "name" in asked:
         raise default_tenant_kept("renamed")
+    if asked.get("suspended"):
+        if tenant_id == DEFAULT_TENANT_ID:
+            raise default_tenant_kept("suspended")
+        if tenant_id == caller.principal.tenant_id:
+            raise tenant_not_suspendable(
+                "a key cannot suspend its own tenant: use an admin key of another"
+            )
     try:
         async with UnitOfWork.begin(outbox) as uow:
             tenant = await live_tenant(uow.session, tenant_id, for_update=True)
-            changes = {field: v for field, v in asked.items() if getattr(tenant, field) != v}
+            was = {"name": tenant.name, "store_limit": tenant.store_limit,
+                   "suspended": tenant.suspended_at is not None}  # fmt: skip
+            changes = {field: v for field, v in asked.items() if was[field] != v}
             if not changes:
                 return tenant
             renamed = {"was_named": tenant.name} if "name" in changes else {}
             for field, value in changes.items():
-                setattr(tenant, field, value)
+                if field == "suspended":
+                    tenant.suspended_at = utcnow() if value else None
+                else:
+                    setattr(tenant, field, value)
             uow.session.add(tenant)
             await uow.session.flush()  # a taken name fails here
             record(

@@ -1,6 +1,7 @@
 // For an admin: every tenant with its live stores against its cap, the tenant picker (which
 // narrows the stores, their counts and the keys shown to one tenant), whom the create form
-// makes a store for, and a tenant's deletion once its stores are deleted.
+// makes a store for, a tenant's suspension (its keys refused, its stores kept) and its
+// deletion once its stores are deleted.
 
 import { api, caller, isAdmin } from './api.js';
 import { handleError } from './alerts.js';
@@ -88,6 +89,14 @@ function tenantRow(tenant) {
   text.dataset.testid = 'tenant-usage';
   text.textContent = `${tenant.live_stores} of ${tenant.store_cap}`;
   usage.append(meter, ' ', text);
+  if (tenant.suspended_at) {
+    const suspended = document.createElement('span');
+    suspended.className = 'badge';
+    suspended.dataset.testid = 'tenant-suspended';
+    suspended.textContent = 'suspended';
+    suspended.title = `Its keys are refused since ${new Date(tenant.suspended_at).toLocaleString()}`;
+    usage.append(' ', suspended);
+  }
 
   const actions = document.createElement('td');
   const show = document.createElement('button');
@@ -101,7 +110,16 @@ function tenantRow(tenant) {
   });
   actions.append(show);
   if (tenant.id !== caller()?.tenant_id && tenant.id !== DEFAULT_TENANT) {
-    // Its own tenant is no key's to delete, nor the default one (the API refuses both too).
+    // Its own tenant is no key's to suspend or delete, nor the default one (the API refuses
+    // both too).
+    const pause = document.createElement('button');
+    pause.type = 'button';
+    pause.className = 'secondary small';
+    pause.textContent = tenant.suspended_at ? 'Resume' : 'Suspend';
+    pause.dataset.testid = 'tenant-suspend';
+    pause.setAttribute('aria-label', `${pause.textContent} tenant ${tenant.name}`);
+    pause.addEventListener('click', () => suspendTenant(tenant, !tenant.suspended_at));
+    actions.append(' ', pause);
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'danger small';
@@ -113,6 +131,24 @@ function tenantRow(tenant) {
   }
   row.append(name, usage, actions);
   return row;
+}
+
+async function suspendTenant(tenant, suspended) {
+  if (suspended) {
+    const confirmed = await confirmAction({
+      title: 'Suspend tenant?',
+      text: `Every key of “${tenant.name}” is refused at once, and its event streams end; its stores keep serving. Resume it to let the same keys in again.`,
+      confirm: 'Suspend tenant',
+    });
+    if (!confirmed) return;
+  }
+  try {
+    await api('PATCH', `/tenants/${encodeURIComponent(tenant.id)}`, { suspended });
+    await loadTenants();
+    els.rows.querySelector(`[data-tenant-id="${tenant.id}"] [data-testid="tenant-suspend"]`)?.focus();
+  } catch (err) {
+    handleError(err);
+  }
 }
 
 async function deleteTenant(tenant) {
