@@ -527,7 +527,7 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
         print(
             "Its keys are refused until it is resumed (its event streams end within 30 s); "
             "its stores keep serving"
-            if tenant["suspended_at"] else "Its keys are accepted again"
+            if tenant["suspended_at"] else "Its keys are accepted"
         )  # fmt: skip
     return 0
 
@@ -578,8 +578,15 @@ def _tenant_names(api: Api) -> dict[str, str]:
     """Every tenant's name by its id, deleted ones' too: what an admin's lists of several
     tenants' stores or keys name each one's tenant by."""
     tenants = api.call("GET", "/tenants", params={"include_deleted": "true"})
-    # A deleted tenant's name may be a live one's now: told apart.
-    return {t["id"]: t["name"] + (" (deleted)" if t["deleted_at"] else "") for t in tenants}
+    # A deleted tenant's name may be a live one's now: told apart. A suspended one's keys
+    # are refused: said where they are listed.
+    return {t["id"]: t["name"] + _marked(t) for t in tenants}
+
+
+def _marked(tenant: dict[str, Any]) -> str:
+    if tenant["deleted_at"]:
+        return " (deleted)"
+    return " (suspended)" if tenant["suspended_at"] else ""
 
 
 def _suspension(tenant: dict[str, Any]) -> str:

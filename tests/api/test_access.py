@@ -562,7 +562,7 @@ async def test_no_key_deletes_its_own_tenant_nor_the_default_one(
     async with client_with(api, admin_there.json()["token"]) as operator:
         own = await operator.delete(f"{TENANTS}/{other}")
         assert problem(own, 409)["detail"] == (
-            "a key cannot delete its own tenant: use an admin key of another"
+            "a key cannot delete its own tenant: use an admin key of another tenant"
         )
         first = await operator.delete(f"{TENANTS}/{default}")
         assert problem(first, 409)["detail"] == (

@@ -81,8 +81,10 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert "suspended since" in woostore(platform, "tenants", "show", tenant_id).out
     assert "its tenant is suspended" in woostore(platform, "list", token=token).err
     assert store_id in woostore(platform, "list", "--tenant", tenant_id).out  # kept
+    listed = woostore(platform, "list", "--name", "made for them").out  # two tenants' stores
+    assert " corner-shops (suspended) " in listed
     resumed = woostore(platform, "tenants", "update", tenant_id, "--resume")
-    assert resumed.out == "Tenant corner-shops: 2 of 3\nIts keys are accepted again\n"
+    assert resumed.out == "Tenant corner-shops: 2 of 3\nIts keys are accepted\n"
     assert store_id in woostore(platform, "list", token=token).out
     with pytest.raises(SystemExit):  # one or the other
         woostore(platform, "tenants", "update", tenant_id, "--suspend", "--resume")

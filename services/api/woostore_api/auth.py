@@ -102,8 +102,8 @@ async def authenticate(
         principal = await authenticator.by_session(opened)
         if principal is None:
             raise unauthorized(
-                "the session was signed out, or the key behind it revoked or its tenant suspended; "
-                "sign in again"
+                "the session was signed out or the key behind it revoked (sign in again), or "
+                "its tenant is suspended (it works again once an admin resumes the tenant)"
             )
         if request.method not in _SAFE_METHODS:
             _check_origin(request, settings)

@@ -130,8 +130,11 @@ async def update_tenant(
     settings: SettingsDep,
     caller: AdminCaller,
 ) -> TenantOut:
-    """Rename a tenant, or change its store limit (stores it already has are kept): the
-    fields given, at least one. A name another tenant has is refused (409)."""
+    """Rename a tenant, change its store limit (stores it already has are kept), suspend
+    or resume it: the fields given, at least one. A suspended tenant's keys are refused (its
+    sessions with them, its event streams within 30 s) and its stores keep serving, until it
+    is resumed. Refused with 409: a name another tenant has; renaming or suspending the
+    default tenant (the admin token's); a key suspending its own tenant."""
     tenant = await service.update_tenant(outbox, caller, tenant_id, body)
     return _tenant_out(tenant, settings)
 
@@ -146,8 +149,10 @@ async def delete_tenant(
     tenant_id: uuid.UUID, outbox: OutboxDep, settings: SettingsDep, caller: AdminCaller
 ) -> TenantOut:
     """Delete a tenant whose stores are all deleted (409 while any is left): its keys are
-    revoked at once, its name can be a new tenant's, and its audit log entries stay. It is
-    not found after, by this or any request."""
+    revoked at once, its name can be a new tenant's, and its audit log entries stay. After,
+    it is neither read, changed nor given anything (404); it is listed by GET
+    /tenants?include_deleted=true, and lists of stores, keys and audit entries narrowed to
+    it still read its history."""
     return _tenant_out(await service.delete_tenant(outbox, caller, tenant_id), settings)
 
 

@@ -80,7 +80,7 @@ class TenantCreate(BaseModel):
 
 def _update_schema(schema: JsonDict) -> None:
     """A body gives at least one field, and a name or suspended, when given, is a string or
-    a boolean: their default (None: left as it is) is no value to send."""
+    a boolean: their default (left as it is) is no value to send."""
     schema["examples"] = [{"store_limit": 20}, {"name": "acme-europe"}, {"suspended": True}]
     schema["minProperties"] = 1
     properties = schema["properties"]
@@ -97,14 +97,14 @@ class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
     # Left out: unchanged. Never null (the check below, and the schema has no null for it):
-    # a tenant always has a name, and is suspended or not.
+    # a tenant always has a name.
     name: str | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_NAME_SCHEMA)
     _name = field_validator("name")(_tenant_name)
     store_limit: int | None = Field(
         default=None, ge=0, le=10_000, strict=True, description="Null: platform default."
     )
-    suspended: StrictBool | SkipJsonSchema[None] = Field(
-        default=None,
+    suspended: StrictBool = Field(
+        default=False,
         description="True suspends it: its keys are refused, its sessions and event streams "
         "end, and its stores keep serving, until false resumes it.",
     )
@@ -113,9 +113,8 @@ class TenantUpdate(BaseModel):
     def _changes_something(self) -> TenantUpdate:
         if not self.model_fields_set:
             raise ValueError("give name, store_limit, suspended, or several")
-        for field in ("name", "suspended"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"a tenant's {field} cannot be null")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("a tenant's name cannot be null")
         return self
 
 

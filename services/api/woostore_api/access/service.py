@@ -124,7 +124,7 @@ async def update_tenant(
             raise default_tenant_kept("suspended")
         if tenant_id == caller.principal.tenant_id:
             raise tenant_not_suspendable(
-                "a key cannot suspend its own tenant: use an admin key of another"
+                "a key cannot suspend its own tenant: use an admin key of another tenant"
             )
     try:
         async with UnitOfWork.begin(outbox) as uow:
@@ -162,7 +162,7 @@ async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) ->
         raise default_tenant_kept("deleted")
     if tenant_id == caller.principal.tenant_id:
         raise tenant_not_deletable(
-            "a key cannot delete its own tenant: use an admin key of another"
+            "a key cannot delete its own tenant: use an admin key of another tenant"
         )
     async with UnitOfWork.begin(outbox) as uow:
         # Locked: a key made for it, or a cap changed, meanwhile waits and then finds it gone.

@@ -180,8 +180,8 @@ def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
 # any tenant deletes a store, and a queue slot within minutes.
 CAP_REFUSALS: dict[str, tuple[str, int | None]] = {
     "tenant-stores": (
-        "this tenant has its maximum of {stores}, counting those being deleted until they "
-        "are gone; delete one first",
+        "this tenant has reached its limit of {stores}, counting those being deleted until "
+        "they are gone: delete stores first, or ask an admin to raise the limit",
         None,
     ),
     # Shared: others' deletions (and the warm pool's) free it, so waiting may help.
