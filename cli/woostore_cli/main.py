@@ -503,7 +503,7 @@ def create_tenant(api: Api, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(tenant)
     else:
-        print(f"Tenant {tenant['name']}: {tenant['id']}")
+        print(f"Tenant {tenant['name']} ({tenant['id']}): {_stores_of(tenant)}")  # as show
     return 0
 
 
@@ -590,9 +590,9 @@ def _marked(tenant: dict[str, Any]) -> str:
 
 
 def _suspension(tenant: dict[str, Any]) -> str:
-    """What a tenant's line adds while it is suspended."""
+    """What a tenant's line adds while it is suspended (a deleted one is no more)."""
     since = tenant.get("suspended_at")
-    return f", suspended since {_time(since)}" if since else ""
+    return f", suspended since {_time(since)}" if since and not tenant["deleted_at"] else ""
 
 
 def _stores_of(tenant: dict[str, Any]) -> str:
@@ -611,14 +611,24 @@ def audit(api: Api, args: argparse.Namespace) -> int:
         _print_json(page)
         return 0
     _table(
-        ("TIME", "ACTOR", "ACTION", "TARGET", "FROM"),
+        ("TIME", "ACTOR", "ACTION", "TARGET", "DETAILS", "FROM"),
         [
-            (_time(e["time"]), e["actor"], e["action"], e["target"], e["source_ip"] or "")
+            (_time(e["time"]), e["actor"], e["action"], e["target"], _details(e["details"]),
+             e["source_ip"] or "")
             for e in page["items"]
         ],
-    )
+    )  # fmt: skip
     _say_if_more(page, "entries", args.limit)
     return 0
+
+
+def _details(details: dict[str, Any]) -> str:
+    """An audit entry's details on one line, e.g. "suspended=true, store_limit=0": what tells
+    one tenant.update (or key.create...) from another."""
+    return ", ".join(
+        f"{name}={value if isinstance(value, str) else json.dumps(value)}"
+        for name, value in details.items()
+    )
 
 
 # ---- waiting with a progress bar -------------------------------------------------------

@@ -34,18 +34,20 @@ PREFIX_LENGTH = len(KEY_PREFIX) + 12
 ADMIN_TOKEN_ACTOR = "admin-token"  # noqa: S105  (a name for the audit log, not a token)
 # Every request with a key or a session runs one of these: plain SQL on psycopg's own
 # connection (``Database.plain_reads``), as the ORM took twice as long. The columns are
-# those of a principal (``_of_row``), and the secret's hash. A live key is one not revoked,
-# of a tenant not suspended (``_LIVE``).
-_LIVE_KEY = (
-    "SELECT k.id, k.prefix, k.role, k.tenant_id, k.secret_sha256"
+# those of a principal (``_of_row``), the secret's hash, and whether its tenant is suspended
+# (then it is refused, and told why: ``TenantSuspended``). A live key is one not revoked, of
+# a tenant not suspended (``_LIVE``).
+_KEY = (
+    "SELECT k.id, k.prefix, k.role, k.tenant_id, k.secret_sha256,"
+    " t.suspended_at IS NOT NULL AS suspended"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-    " WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL AND t.suspended_at IS NULL"
+    " WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL"
 )
-# A session's key, if the key is live and the session not signed out.
-_LIVE_KEY_IN_SESSION = (
-    "SELECT k.id, k.prefix, k.role, k.tenant_id"
+# A session's key, if the key is not revoked and the session not signed out.
+_KEY_IN_SESSION = (
+    "SELECT k.id, k.prefix, k.role, k.tenant_id, t.suspended_at IS NOT NULL AS suspended"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-    " WHERE k.id = %(key_id)s AND k.revoked_at IS NULL AND t.suspended_at IS NULL"
+    " WHERE k.id = %(key_id)s AND k.revoked_at IS NULL"
     " AND NOT EXISTS (SELECT FROM spent_tickets WHERE id = %(session_id)s)"
 )
 # The same, for the statements built with SQLAlchemy.
@@ -88,8 +90,18 @@ def _of_key(key: ApiKey) -> Principal:
     return Principal(subject=str(key.id), actor=key.prefix, role=key.role, tenant_id=key.tenant_id)
 
 
+class TenantSuspended(Exception):
+    """A key (or its session) shown by its holder, of a tenant an admin has suspended: it is
+    refused like a revoked key, and its holder told why (it works again once resumed), in
+    these words (401, from the API and the notifier alike)."""
+
+    detail = "this key's tenant is suspended: its keys are refused until an admin resumes it"
+
+
 def _of_row(row: dict[str, Any]) -> Principal:
-    """The principal of a key read by ``_LIVE_KEY`` or ``_LIVE_KEY_IN_SESSION``."""
+    """The principal of a key read by ``_KEY`` or ``_KEY_IN_SESSION``."""
+    if row["suspended"]:
+        raise TenantSuspended(row["tenant_id"])
     return Principal(
         subject=str(row["id"]),
         actor=row["prefix"],
@@ -141,7 +153,7 @@ class Authenticator:
             self._db.plain_reads() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
-            await found.execute(_LIVE_KEY, {"prefix": token[:PREFIX_LENGTH]})
+            await found.execute(_KEY, {"prefix": token[:PREFIX_LENGTH]})
             row = await found.fetchone()
         if row is None or not tokens_match(sha256_hex(token), row["secret_sha256"]):
             return None
@@ -175,7 +187,7 @@ class Authenticator:
             self._db.plain_reads() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
-            await found.execute(_LIVE_KEY_IN_SESSION, params)
+            await found.execute(_KEY_IN_SESSION, params)
             row = await found.fetchone()
         return None if row is None else _of_row(row)
 

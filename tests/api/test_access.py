@@ -388,7 +388,9 @@ async def test_a_tenant_is_deleted_once_its_stores_are_and_its_name_can_be_used_
         await client.post(STORES, json={"name": "Late", "tenant_id": tenant_id}),
         await client.delete(f"{TENANTS}/{tenant_id}"),
     ):
-        assert problem(gone, 404)["detail"] == f"tenant {tenant_id} does not exist"
+        detail = problem(gone, 404)["detail"]
+        assert detail.startswith("tenant 'leaving' was deleted at 20"), detail
+        assert detail.endswith("; GET /tenants?include_deleted=true lists it")
     # Its history stays, the deletion in it; its name is free for a new tenant.
     history = (await client.get(AUDIT, params={"tenant_id": tenant_id})).json()["items"]
     assert history[0]["action"] == "tenant.delete"
@@ -448,12 +450,17 @@ async def test_a_suspended_tenants_keys_are_refused_until_it_is_resumed_and_its_
             "suspended_at"
         ] == suspended.json()["suspended_at"]  # as it was: since when it was suspended
 
-        assert problem(await paused.get(STORES), 401)["detail"] == (
-            "the bearer token is not a valid API key, was revoked, or its tenant is suspended"
-        )
-        assert "suspended" in problem(await browser.get(STORES), 401)["detail"]
+        said = "this key's tenant is suspended: its keys are refused until an admin resumes it"
+        assert problem(await paused.get(STORES), 401)["detail"] == said
+        assert problem(await browser.get(STORES), 401)["detail"] == said
         async with client_with(api) as another_browser:
-            problem(await another_browser.post(SESSION, json={"token": token}), 401)
+            signing_in = await another_browser.post(SESSION, json={"token": token})
+            assert problem(signing_in, 401)["detail"] == said
+            assert "set-cookie" not in signing_in.headers
+        # Only the whole key learns why: its prefix with another secret is told nothing.
+        async with client_with(api, token[:16] + "_not-its-secret") as guesser:
+            guessed = problem(await guesser.get(STORES), 401)["detail"]
+        assert guessed == "the bearer token is not a valid API key or was revoked"
         assert await authenticator.still_valid({key_id}) == set()  # its streams end
         assert await authenticator.by_subject(key_id) is None  # its tickets open none
         kept = (await client.get(f"{STORES}/{store['id']}")).json()

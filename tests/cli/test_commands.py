@@ -246,8 +246,7 @@ def test_a_wrong_token_prints_the_problem_title_and_exits_1(platform: Platform) 
         result = woostore(platform, *args, token="wrong-token")
         assert result.code == 1, args
         assert result.err == (
-            "Unauthorized: the bearer token is not a valid API key, was revoked, or its tenant is "
-            "suspended\n"
+            "Unauthorized: the bearer token is not a valid API key or was revoked\n"
         ), args
         assert result.out == ""
     assert "Nope" not in {store["name"] for store in api_list(platform)}

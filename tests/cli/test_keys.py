@@ -79,13 +79,18 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert first.startswith("Tenant corner-shops: 2 of 3, suspended since 20")
     assert second.startswith("Its keys are refused until it is resumed")
     assert "suspended since" in woostore(platform, "tenants", "show", tenant_id).out
-    assert "its tenant is suspended" in woostore(platform, "list", token=token).err
+    assert "this key's tenant is suspended" in woostore(platform, "list", token=token).err
     assert store_id in woostore(platform, "list", "--tenant", tenant_id).out  # kept
     listed = woostore(platform, "list", "--name", "made for them").out  # two tenants' stores
     assert " corner-shops (suspended) " in listed
     resumed = woostore(platform, "tenants", "update", tenant_id, "--resume")
     assert resumed.out == "Tenant corner-shops: 2 of 3\nIts keys are accepted\n"
     assert store_id in woostore(platform, "list", token=token).out
+    updates = woostore(platform, "audit", "--tenant", tenant_id).out.splitlines()
+    assert updates[0].split()[:6] == ["TIME", "ACTOR", "ACTION", "TARGET", "DETAILS", "FROM"]
+    resumed_line, suspended_line = [line for line in updates if "tenant.update" in line][:2]
+    assert " suspended=false " in resumed_line  # newest first: told apart by what changed
+    assert " suspended=true " in suspended_line
     with pytest.raises(SystemExit):  # one or the other
         woostore(platform, "tenants", "update", tenant_id, "--suspend", "--resume")
     history = woostore(platform, "audit", "--target", f"store/{store_id}", token=token)
@@ -146,7 +151,10 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
 
 
 def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
-    tenant_id = woostore(platform, "tenants", "create", "humble", "--json").json()["id"]
+    made = woostore(platform, "tenants", "create", "humble", "--store-limit", "4")
+    assert made.out.startswith("Tenant humble (")
+    assert made.out.endswith("): 0 of 4\n")  # its id, and its live stores of its cap
+    tenant_id = made.out.split("(")[1].split(")")[0]
     token = woostore(platform, "keys", "create", "k", "--tenant", tenant_id).out.strip()
 
     result = woostore(platform, "keys", "create", "root", "--role", "admin", token=token)

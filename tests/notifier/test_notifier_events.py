@@ -27,10 +27,10 @@ import woostore_notifier.main as notifier
 from tests.support import ADMIN_TOKEN, add_key, served
 from woostore_notifier import keys
 from woostore_notifier.frames import LEGACY_REPLAY_HEADER
-from woostore_shared.access import Authenticator
+from woostore_shared.access import Authenticator, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, utcnow
+from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, Tenant, utcnow
 from woostore_shared.problems import TYPE_BASE
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
@@ -520,11 +520,13 @@ async def test_a_copy_an_older_version_published_to_hand_work_out_again_is_not_s
 # --- keys -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("ended_by", ["revoking the key", "suspending its tenant"])
 async def test_a_stream_opened_with_a_key_ends_soon_after_the_key_is_revoked(
     http: httpx.AsyncClient,
     nats_client: Client,
     database: Database,
     monkeypatch: pytest.MonkeyPatch,
+    ended_by: str,
 ) -> None:
     monkeypatch.setattr(keys, "REMEMBER_SECONDS", 0.2)
     key, token = await add_key(database, "revoked soon")
@@ -536,13 +538,18 @@ async def test_a_stream_opened_with_a_key_ends_soon_after_the_key_is_revoked(
         published = await publish(nats_client, 1)
         assert ids_and_bodies(await take(events, 1)) == published
 
+        ending = (
+            update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
+            if ended_by == "revoking the key"
+            else update(Tenant).where(col(Tenant.id) == key.tenant_id).values(suspended_at=utcnow())
+        )
         async with database.session() as session:
-            await session.exec(
-                update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
-            )
+            await session.exec(ending)
             await session.commit()
         # The server ends the stream: iterating finishes instead of waiting for events.
         async with asyncio.timeout(DEADLINE_SECONDS):
             rest = [event async for event in events if event.data]
     assert rest == []
-    problem(await http.get(EVENTS, headers=headers), 401)
+    refused = problem(await http.get(EVENTS, headers=headers), 401)
+    if ended_by == "suspending its tenant":  # and told why, as the API tells it
+        assert refused["detail"] == TenantSuspended.detail

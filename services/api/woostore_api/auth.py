@@ -91,8 +91,7 @@ async def authenticate(
         principal = await authenticator.by_token(bearer.credentials)
         if principal is None:
             raise unauthorized(
-                "the bearer token is not a valid API key, was revoked, or its tenant is suspended",
-                token_refused=True,
+                "the bearer token is not a valid API key or was revoked", token_refused=True
             )
     elif session is not None:
         try:
@@ -102,8 +101,7 @@ async def authenticate(
         principal = await authenticator.by_session(opened)
         if principal is None:
             raise unauthorized(
-                "the session was signed out or the key behind it revoked (sign in again), or "
-                "its tenant is suspended (it works again once an admin resumes the tenant)"
+                "the session was signed out, or the key behind it revoked; sign in again"
             )
         if request.method not in _SAFE_METHODS:
             _check_origin(request, settings)

@@ -7,6 +7,7 @@ bodies. Unexpected exceptions become a bare 500 whose body reveals nothing.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from woostore_shared.access import TenantSuspended
 from woostore_shared.lifecycle import (
     BackupInUse,
     BackupNotFound,
@@ -147,6 +149,16 @@ class Problem(Exception):
 
 def not_found(what: str) -> Problem:
     return Problem(404, "Not found", f"{what} does not exist", kind="not-found")
+
+
+def tenant_gone(name: str, deleted_at: datetime) -> Problem:
+    """404 for a deleted tenant: gone, as one that never was, but said so (an admin finds it
+    listed with include_deleted, and its history)."""
+    detail = (
+        f"tenant {name!r} was deleted at {deleted_at.isoformat(timespec='seconds')}; "
+        "GET /tenants?include_deleted=true lists it"
+    )
+    return Problem(404, "Not found", detail, kind="not-found")
 
 
 def unauthorized(detail: str, *, token_refused: bool = False) -> Problem:
@@ -357,6 +369,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def problem(request: Request, error: Problem) -> JSONResponse:
         return problem_response(request, error)
+
+    @app.exception_handler(TenantSuspended)
+    async def suspended(request: Request, _: TenantSuspended) -> JSONResponse:
+        # Where a key or a session is looked up (authenticate, signing in): refused as a
+        # revoked key is, with the reason, which its holder can do nothing about but wait.
+        return problem_response(request, unauthorized(TenantSuspended.detail, token_refused=True))
 
     @app.exception_handler(InvalidTransition)
     async def invalid_state(request: Request, error: InvalidTransition) -> JSONResponse:

@@ -46,7 +46,7 @@ from woostore_notifier.hub import EventHub
 from woostore_notifier.keys import Keys
 from woostore_notifier.replay import StreamReplay
 from woostore_notifier.stream import EventStream, KeepServerSend
-from woostore_shared.access import Authenticator
+from woostore_shared.access import Authenticator, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
@@ -92,12 +92,15 @@ _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 async def stream_events(request: Request) -> Response | EventStream:
     state = request.app.state
-    principal = await state.keys.principal(request)
+    try:
+        principal, suspended = await state.keys.principal(request), False
+    except TenantSuspended:
+        principal, suspended = None, True
     if principal is None:
-        if "authorization" in request.headers:
-            detail = (
-                "the bearer token is not a valid API key, was revoked, or its tenant is suspended"
-            )
+        if suspended:
+            detail = TenantSuspended.detail
+        elif "authorization" in request.headers:
+            detail = "the bearer token is not a valid API key or was revoked"
         elif "ticket" in request.query_params:
             detail = (
                 "the ticket is not valid: used already, expired, its key revoked or its tenant "

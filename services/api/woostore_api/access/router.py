@@ -238,7 +238,7 @@ async def sign_in(
     `__Host-woostore_session` over HTTPS."""
     principal = await authenticator.by_token(body.token)
     if principal is None:
-        raise unauthorized("that key is not valid, was revoked, or its tenant is suspended")
+        raise unauthorized("that key is not valid or was revoked")
     caller = caller_of(request, principal)
     await service.record_sign_in(outbox, caller)
     response.set_cookie(

@@ -19,6 +19,7 @@ from woostore_api.problems import (
     forbidden,
     not_found,
     tenant_exists,
+    tenant_gone,
     tenant_not_deletable,
     tenant_not_suspendable,
 )
@@ -77,8 +78,10 @@ async def live_tenant(
     """A tenant not deleted: a deleted one is not found, changed or given anything (its row
     stays for the audit log and its stores' rows)."""
     tenant = await session.get(Tenant, tenant_id, with_for_update=for_update)
-    if tenant is None or tenant.deleted_at is not None:
+    if tenant is None:
         raise not_found(f"tenant {tenant_id}")
+    if tenant.deleted_at is not None:
+        raise tenant_gone(tenant.name, tenant.deleted_at)
     return tenant
 
 
