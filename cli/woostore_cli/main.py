@@ -91,7 +91,7 @@ SETTING_OPTIONS = {
 def create(api: Api, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "name": args.name,
-        **({"tenant_id": args.tenant} if args.tenant else {}),
+        **({"tenant_id": _tenant(api, args.tenant)} if args.tenant else {}),
         **({"from_backup": args.from_backup} if args.from_backup else {}),
     }
     settings = {name: getattr(args, name) for name in SETTING_OPTIONS}
@@ -243,7 +243,7 @@ def list_stores(api: Api, args: argparse.Namespace) -> int:
     params = {
         **({"status": statuses} if statuses else {}),
         **({"q": args.name} if args.name else {}),
-        **({"tenant_id": args.tenant} if args.tenant else {}),
+        **({"tenant_id": _tenant(api, args.tenant)} if args.tenant else {}),
     }
     found = api.page_through("/stores", params, args.limit)
     if args.json:
@@ -428,7 +428,7 @@ def create_key(api: Api, args: argparse.Namespace) -> int:
     body = {
         "name": args.name,
         "role": args.role,
-        **({"tenant_id": args.tenant} if args.tenant else {}),
+        **({"tenant_id": _tenant(api, args.tenant)} if args.tenant else {}),
     }
     key = api.call("POST", "/keys", json=body)
     if args.json:
@@ -443,7 +443,8 @@ def create_key(api: Api, args: argparse.Namespace) -> int:
 
 
 def list_keys(api: Api, args: argparse.Namespace) -> int:
-    keys = api.call("GET", "/keys", params={"tenant_id": args.tenant} if args.tenant else {})
+    params = {"tenant_id": _tenant(api, args.tenant)} if args.tenant else {}
+    keys = api.call("GET", "/keys", params=params)
     if args.json:
         _print_json(keys)
         return 0
@@ -513,7 +514,7 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
     if not changes:
         _warn("Give --name, --store-limit, --suspend or --resume")
         return 2
-    tenant = api.call("PATCH", f"/tenants/{args.id}", json=changes)
+    tenant = api.call("PATCH", f"/tenants/{_tenant(api, args.id)}", json=changes)
     live, cap = tenant["live_stores"], tenant["store_cap"]
     if "store_limit" in changes and live > cap:  # allowed: no store is taken away
         # Over the cap by one at the least, so two or more must go before it makes one.
@@ -533,7 +534,7 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
 
 
 def delete_tenant(api: Api, args: argparse.Namespace) -> int:
-    tenant = api.call("DELETE", f"/tenants/{args.id}")
+    tenant = api.call("DELETE", f"/tenants/{_tenant(api, args.id)}")
     if args.json:
         _print_json(tenant)
     else:
@@ -545,7 +546,7 @@ def delete_tenant(api: Api, args: argparse.Namespace) -> int:
 
 
 def show_tenant(api: Api, args: argparse.Namespace) -> int:
-    tenant = api.call("GET", f"/tenants/{args.id}")
+    tenant = api.call("GET", f"/tenants/{_tenant(api, args.id)}")
     if args.json:
         _print_json(tenant)
     else:
@@ -589,6 +590,24 @@ def _marked(tenant: dict[str, Any]) -> str:
     return " (suspended)" if tenant["suspended_at"] else ""
 
 
+def _tenant(api: Api, given: str) -> str:
+    """A tenant's id, given its id or its name ("default" is the admin token's): a name is
+    what an operator remembers. An admin finds any live tenant by name; a tenant's key its
+    own."""
+    try:
+        return str(uuid.UUID(given))
+    except ValueError:
+        pass
+    me = api.call("GET", "/session")
+    if me["tenant_name"] == given:
+        return str(me["tenant_id"])
+    if me["role"] == "admin":
+        for tenant in api.call("GET", "/tenants"):
+            if tenant["name"] == given:
+                return str(tenant["id"])
+    raise ApiError(404, "Not found", f"no tenant is named {given!r} (see woostore tenants list)")
+
+
 def _suspension(tenant: dict[str, Any]) -> str:
     """What a tenant's line adds while it is suspended (a deleted one is no more)."""
     since = tenant.get("suspended_at")
@@ -604,7 +623,7 @@ def _stores_of(tenant: dict[str, Any]) -> str:
 def audit(api: Api, args: argparse.Namespace) -> int:
     params = {
         **({"target": args.target} if args.target else {}),
-        **({"tenant_id": args.tenant} if args.tenant else {}),
+        **({"tenant_id": _tenant(api, args.tenant)} if args.tenant else {}),
     }
     page = api.page_through("/audit", params, args.limit)
     if args.json:
@@ -1036,7 +1055,9 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="start with three sample products (the platform's default: on)",
     )
-    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the tenant it is made for")
+    sub.add_argument(
+        "--tenant", metavar="TENANT", help="admins: the tenant it is made for (id or name)"
+    )
     sub.add_argument(
         "--from-backup",
         metavar="BACKUP_ID",
@@ -1057,7 +1078,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("--all", action="store_true", help="deleted stores too")
     sub.add_argument("--name", help="only stores whose name holds this, in any case")
-    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's stores")
+    sub.add_argument("--tenant", metavar="TENANT", help="admins: one tenant's stores (id or name)")
     sub.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")
     sub.add_argument("id", metavar="ID")
@@ -1105,9 +1126,9 @@ def _parser() -> argparse.ArgumentParser:
         help="tenant (default): its tenant's stores and keys; admin: every tenant's, whatever "
         "tenant it belongs to",
     )  # fmt: skip
-    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: the key's tenant")
+    sub.add_argument("--tenant", metavar="TENANT", help="admins: the key's tenant (id or name)")
     sub = command("list", list_keys, "list keys (never their tokens)", keys)
-    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's keys")
+    sub.add_argument("--tenant", metavar="TENANT", help="admins: one tenant's keys (id or name)")
     sub = command("revoke", revoke_key, "revoke a key at once", keys)
     sub.add_argument("key", metavar="ID_OR_PREFIX", help="as keys list shows it")
 
@@ -1138,7 +1159,7 @@ def _parser() -> argparse.ArgumentParser:
         "update", update_tenant,
         "rename a tenant, change its store limit, suspend or resume it", tenants,
     )  # fmt: skip
-    sub.add_argument("id", metavar="TENANT_ID")
+    sub.add_argument("id", metavar="TENANT", help="its id or name")
     # Left out, a field is not sent, and stays as it is.
     sub.add_argument("--name", default=argparse.SUPPRESS, help="its new name")
     sub.add_argument(
@@ -1159,16 +1180,16 @@ def _parser() -> argparse.ArgumentParser:
         "--deleted", action="store_true", help="deleted tenants too, with when they were deleted"
     )
     sub = command("show", show_tenant, "a tenant's live stores, and its cap", tenants)
-    sub.add_argument("id", metavar="TENANT_ID", help="a tenant's key: its own")
+    sub.add_argument("id", metavar="TENANT", help="its id or name; a tenant's key: its own")
     sub = command(
         "delete", delete_tenant, "delete a tenant once its stores are deleted; revokes its keys",
         tenants,
     )  # fmt: skip
-    sub.add_argument("id", metavar="TENANT_ID")
+    sub.add_argument("id", metavar="TENANT", help="its id or name")
 
     sub = command("audit", audit, "who did what, newest first")
     sub.add_argument("--target", help='one object, e.g. "store/ID"')
-    sub.add_argument("--tenant", metavar="TENANT_ID", help="admins: one tenant's entries")
+    sub.add_argument("--tenant", metavar="TENANT", help="admins: one tenant's entries (id or name)")
     sub.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
     return parser
 

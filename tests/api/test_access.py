@@ -372,6 +372,11 @@ async def test_a_tenant_is_deleted_once_its_stores_are_and_its_name_can_be_used_
         "gone; delete them first"
     )
     assert (await leaving.get(STORES)).status_code == 200  # nothing changed
+    await set_status(database, store["id"], StoreStatus.DELETING)
+    waiting = problem(await client.delete(f"{TENANTS}/{tenant_id}"), 409)
+    assert waiting["detail"] == (
+        "tenant 'leaving' still has 1 store, all being deleted; try again once they are gone"
+    )
 
     await set_status(database, store["id"], StoreStatus.DELETED)
     deleted = await client.delete(f"{TENANTS}/{tenant_id}")

@@ -37,7 +37,8 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert token.startswith("wsk_")
     assert "only time" in made.err  # the token is shown once, and the user is told so
 
-    own = woostore(platform, "tenants", "show", tenant_id, token=token)  # how many are left
+    # By its name too, a tenant's key its own.
+    own = woostore(platform, "tenants", "show", "corner-shops", token=token)
     assert own.out == f"Tenant corner-shops ({tenant_id}): 0 of 3\n"
     me = woostore(platform, "whoami", token=token)
     assert me.code == 0, me.err
@@ -73,14 +74,14 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     assert woostore(platform, "tenants", "update", tenant_id, "--name", "corner-shops").err == ""
     assert woostore(platform, "tenants", "update", tenant_id, "--store-limit", "3").err == ""
     # Suspended: its key is refused and its stores kept, until it is resumed.
-    paused = woostore(platform, "tenants", "update", tenant_id, "--suspend")
+    paused = woostore(platform, "tenants", "update", "corner-shops", "--suspend")  # by name
     assert paused.code == 0, paused.err
     first, second = paused.out.splitlines()
     assert first.startswith("Tenant corner-shops: 2 of 3, suspended since 20")
     assert second.startswith("Its keys are refused until it is resumed")
     assert "suspended since" in woostore(platform, "tenants", "show", tenant_id).out
     assert "this key's tenant is suspended" in woostore(platform, "list", token=token).err
-    assert store_id in woostore(platform, "list", "--tenant", tenant_id).out  # kept
+    assert store_id in woostore(platform, "list", "--tenant", "corner-shops").out  # kept
     listed = woostore(platform, "list", "--name", "made for them").out  # two tenants' stores
     assert " corner-shops (suspended) " in listed
     resumed = woostore(platform, "tenants", "update", tenant_id, "--resume")
@@ -155,7 +156,15 @@ def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
     assert made.out.startswith("Tenant humble (")
     assert made.out.endswith("): 0 of 4\n")  # its id, and its live stores of its cap
     tenant_id = made.out.split("(")[1].split(")")[0]
-    token = woostore(platform, "keys", "create", "k", "--tenant", tenant_id).out.strip()
+    token = woostore(platform, "keys", "create", "k", "--tenant", "humble").out.strip()
+    [key] = woostore(platform, "keys", "list", "--tenant", "humble", "--json").json()["items"]
+    assert key["tenant_id"] == tenant_id  # the name stood for its id
+    unknown = woostore(platform, "tenants", "show", "nobody-by-that-name")
+    assert (unknown.code, unknown.err) == (
+        1,
+        "Not found: no tenant is named 'nobody-by-that-name' (see woostore tenants list)\n",
+    )
+    assert woostore(platform, "tenants", "show", "default").out.startswith("Tenant default (")
 
     result = woostore(platform, "keys", "create", "root", "--role", "admin", token=token)
 

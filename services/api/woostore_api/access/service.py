@@ -170,17 +170,22 @@ async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) ->
     async with UnitOfWork.begin(outbox) as uow:
         # Locked: a key made for it, or a cap changed, meanwhile waits and then finds it gone.
         tenant = await live_tenant(uow.session, tenant_id, for_update=True)
-        stores_left = (
+        stores_left, being_deleted = (
             await uow.session.exec(
-                select(func.count())
+                select(
+                    func.count(),
+                    func.count().filter(col(Store.status) == StoreStatus.DELETING),
+                )
                 .select_from(Store)
                 .where(col(Store.tenant_id) == tenant_id, col(Store.status) != StoreStatus.DELETED)
             )
         ).one()
         if stores_left:
+            left = f"tenant {tenant.name!r} still has {how_many(stores_left, 'store')}"
             raise tenant_not_deletable(
-                f"tenant {tenant.name!r} still has {how_many(stores_left, 'store')}, counting "
-                "those being deleted until they are gone; delete them first"
+                f"{left}, all being deleted; try again once they are gone"
+                if being_deleted == stores_left
+                else f"{left}, counting those being deleted until they are gone; delete them first"
             )
         tenant.deleted_at = utcnow()
         uow.session.add(tenant)
