@@ -50,7 +50,8 @@ _KEY_IN_SESSION = (
     " WHERE k.id = %(key_id)s AND k.revoked_at IS NULL"
     " AND NOT EXISTS (SELECT FROM spent_tickets WHERE id = %(session_id)s)"
 )
-# The same, for the statements built with SQLAlchemy.
+# A live key, in the statements built with SQLAlchemy (the notifier's sweep of open streams,
+# tickets' subjects): those of a suspended tenant are refused without a word there.
 _LIVE = col(ApiKey.revoked_at).is_(None) & exists().where(
     col(Tenant.id) == col(ApiKey.tenant_id), col(Tenant.suspended_at).is_(None)
 )

@@ -3,10 +3,11 @@
 ``async with UnitOfWork.begin(outbox) as uow:`` opens one database transaction. Inside it a
 change is made through ``uow.session``; ``uow.emit`` records the event announcing a store's
 change (a fact, ``store_events``; ``uow.announce`` when a statement wrote the change to the
-row) and ``uow.dispatch`` the work it asks for (a command, ``work_orders``), both in that
-same transaction. It commits once, at the end of the block, or rolls everything back; only
-after the commit does the outbox publish what was recorded, so nothing is announced that did
-not happen.
+row) and ``uow.dispatch`` the work it asks for (a command, ``work_orders``), and
+``uow.audit`` who did it (``audit_log``), all in that same transaction; ``uow.insert`` writes
+a new row at once by a plain statement. It commits once, at the end of the block, or rolls
+everything back; only after the commit does the outbox publish what was recorded, so nothing
+is announced that did not happen.
 
 Store status changes go through ``lifecycle`` (which takes a unit of work); leases, quota
 counters, keys and the audit log commit through one too.

@@ -75,8 +75,8 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> Tenant:
 async def live_tenant(
     session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool = False
 ) -> Tenant:
-    """A tenant not deleted: a deleted one is not found, changed or given anything (its row
-    stays for the audit log and its stores' rows)."""
+    """A tenant not deleted: a deleted one is not found (a 404 that says it was deleted),
+    changed or given anything (its row stays for the audit log and its stores' rows)."""
     tenant = await session.get(Tenant, tenant_id, with_for_update=for_update)
     if tenant is None:
         raise not_found(f"tenant {tenant_id}")
