@@ -59,6 +59,15 @@ class Unreachable(Exception):
     """No answer: the server is down, the URL is wrong, or the network is."""
 
 
+class StreamLost(Unreachable):
+    """The event stream dropped and did not answer again for ``GIVE_UP_SECONDS``; ``after``
+    is the last event it sent, where a new one may resume."""
+
+    def __init__(self, message: str, after: int) -> None:
+        super().__init__(message)
+        self.after = after
+
+
 def _unreachable(url: str | httpx.URL, error: Exception) -> Unreachable:
     reason = " ".join(str(error).split()) or type(error).__name__
     return Unreachable(f"cannot reach {url} ({reason})")
@@ -240,7 +249,6 @@ class EventStream:
                 if isinstance(error, ApiError) and error.status < 500:
                     raise
                 if time.monotonic() > give_up_at:
-                    raise Unreachable(
-                        f"lost the event stream at {self.url} ({error}); "
-                        f"resume with --since {self.after}"
+                    raise StreamLost(
+                        f"lost the event stream at {self.url} ({error})", self.after
                     ) from error

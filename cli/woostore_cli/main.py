@@ -22,10 +22,15 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from woostore_cli.client import Api, ApiError, Event, Gap, Unreachable
+from woostore_cli.client import Api, ApiError, Event, Gap, StreamLost, Unreachable
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
+# Exit codes, as the parser's epilog lists them.
+FAILED = 1  # refused by the API, or what was waited for failed or was cancelled
+UNREACHABLE = USAGE = 2  # no answer from the API; argparse's usage errors exit 2 too
+STOPPED_WAITING = 3  # a wait ended before its outcome was known: the store carries on
+INTERRUPTED = 130
 # The statuses a tenant's store can be in: what `list --status` takes, and what `list --all`
 # asks for. Without either, the API's default: every status but deleted (a deleted store
 # stays for its history, not to crowd the list). tests/cli/test_commands.py holds this to the
@@ -116,9 +121,13 @@ def create(api: Api, args: argparse.Namespace) -> int:
             _print_json(store)
         else:
             print(f"Queued {store['name']}{_tag(store)}: {store['id']}{_queue(store)}")
+        if args.tenant:
+            _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
         store = make()
+        if args.tenant:
+            _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
         # A key used before answers with the store it made, maybe long done: nothing to follow.
         goal = _goal_of(store)
         if goal is None:
@@ -374,7 +383,7 @@ def _as_it_is(store: Store, as_json: bool) -> int:
         _print_json(store)
     else:
         print(f"{store['name']}{_tag(store)} is {_status(store)}.")
-    return 1 if store["status"] == "failed" else 0
+    return FAILED if store["status"] == "failed" else 0
 
 
 def credentials(api: Api, args: argparse.Namespace) -> int:
@@ -387,6 +396,15 @@ def credentials(api: Api, args: argparse.Namespace) -> int:
 
 
 def events(api: Api, args: argparse.Namespace) -> int:
+    try:
+        _print_events(api, args)
+    except StreamLost as lost:
+        _warn(f"woostore: {lost}; resume with --since {lost.after}")
+        return UNREACHABLE
+    return 0
+
+
+def _print_events(api: Api, args: argparse.Namespace) -> None:
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
     with api.events(args.since, idle=idle, notice=_warn) as stream:
@@ -409,7 +427,6 @@ def events(api: Api, args: argparse.Namespace) -> int:
                 line = _event_line(event.cloudevent["time"], event.kind, event.store_id, event.data)
                 print(line, flush=True)
             any_yet = True
-    return 0
 
 
 def whoami(api: Api, args: argparse.Namespace) -> int:
@@ -439,6 +456,8 @@ def create_key(api: Api, args: argparse.Namespace) -> int:
         f"Key {key['prefix']} ({key['role']}) made. This is the only time its token is shown: "
         "store it now (for example in WOOSTORE_TOKEN)."
     )
+    if args.tenant:
+        _say_if_suspended(api, body["tenant_id"], "this key is refused")
     return 0
 
 
@@ -476,7 +495,7 @@ def revoke_key(api: Api, args: argparse.Namespace) -> int:
     found = [k for k in keys if _same_key(given, k)]
     if not found:
         _warn(f"No key has the id or prefix {given} (see woostore keys list)")
-        return 1
+        return FAILED
     before = found[0]
     key = api.call("DELETE", f"/keys/{before['id']}")
     if args.json:
@@ -513,7 +532,7 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
     changes = {field: getattr(args, field) for field in fields if field in args}
     if not changes:
         _warn("Give --name, --store-limit, --suspend or --resume")
-        return 2
+        return USAGE
     tenant = api.call("PATCH", f"/tenants/{_tenant(api, args.id)}", json=changes)
     live, cap = tenant["live_stores"], tenant["store_cap"]
     if "store_limit" in changes and live > cap:  # allowed: no store is taken away
@@ -606,6 +625,16 @@ def _tenant(api: Api, given: str) -> str:
             if tenant["name"] == given:
                 return str(tenant["id"])
     raise ApiError(404, "Not found", f"no tenant is named {given!r} (see woostore tenants list)")
+
+
+def _say_if_suspended(api: Api, tenant_id: str, so: str) -> None:
+    """What an admin made for a tenant works, but not for the tenant's keys while it is
+    suspended: said, lest the refusal come as a surprise."""
+    tenant = api.call("GET", f"/tenants/{tenant_id}")
+    if tenant["suspended_at"]:
+        name = tenant["name"]
+        _warn(f"Tenant {name} is suspended: {so} until an admin resumes it "
+              f"(woostore tenants update {name} --resume).")  # fmt: skip
 
 
 def _suspension(tenant: dict[str, Any]) -> str:
@@ -744,7 +773,7 @@ def _follow(
                     if settled is not None:
                         _warn(f"Events were lost ({event.reason}); {store['name']} is now "
                               f"{settled}. See: woostore show {store['id']}")  # fmt: skip
-                        return 0 if settled == goal.success else 1
+                        return 0 if settled == goal.success else FAILED
                     continue
                 if event.store_id != store["id"]:
                     continue
@@ -770,7 +799,13 @@ def _follow(
                     break
     except KeyboardInterrupt:
         _warn(f"Stopped waiting; the store carries on. See: woostore show {store['id']}")
-        return 130
+        return INTERRUPTED
+    except (ApiError, Unreachable) as error:
+        # The stream refused to go on (its key revoked, its tenant suspended) or stayed lost:
+        # the wait is over, not the store's work, which a failure's exit code would say.
+        _warn(f"Stopped waiting ({error}); {store['name']} carries on. "
+              f"See: woostore show {store['id']}")  # fmt: skip
+        return STOPPED_WAITING
     assert outcome is not None, "the stream only ends when interrupted"
     if store.get("delete_requested_at") and goal is not DELETE:  # asked for while it was busy
         # It starts as the work ends (the end's event offers nothing: the store is deleting),
@@ -780,12 +815,12 @@ def _follow(
     if outcome.kind == "delete_requested":
         _warn(f"{store['name']} was cancelled before it was ready: its deletion was asked for. "
               f"See: woostore wait {store['id']}")  # fmt: skip
-        return 1
+        return FAILED
     if outcome.kind != goal.success:
         at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
         what = "failed" if goal.makes else f"{goal.phase} failed"
         _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
-        return 1
+        return FAILED
     if not as_json and goal.phase in CHANGES:
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
@@ -1021,7 +1056,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Create, follow, inspect and delete WooStore stores.",
         epilog="Exit codes: 0 done, 1 refused by the API, or what was waited for failed or "
         "was cancelled (the store deleted first), "
-        "2 unreachable (or a usage error), 130 interrupted.",
+        "2 unreachable (or a usage error), 3 stopped waiting before the outcome (the event "
+        "stream refused to go on or stayed lost: the store carries on), 130 interrupted.",
     )
     _connection_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -1208,18 +1244,18 @@ def main(argv: list[str] | None = None) -> int:
             # ... and Retry-After, a header, as a member of it.
             later = {"retry_after": int(error.retry_after)} if error.retry_after else {}
             _warn(json.dumps({**error.problem, **later}, ensure_ascii=False))
-            return 1
+            return FAILED
         no_token = error.status == 401 and not args.token
         hint = " (set WOOSTORE_TOKEN or pass --token)" if no_token else ""
         if error.retry_after:
             hint += f" (it may be accepted in {error.retry_after} s)"
         _warn(f"{error}{hint}")
-        return 1
+        return FAILED
     except Unreachable as error:
         _warn(f"woostore: {error}")
-        return 2
+        return UNREACHABLE
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:  # the reader went away (`woostore events | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a process killed by SIGPIPE

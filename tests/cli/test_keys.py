@@ -171,3 +171,26 @@ def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
     assert result.code == 1
     assert result.err.startswith("Forbidden: ")
     assert result.out == ""
+
+
+def test_an_admin_making_a_key_or_a_store_for_a_suspended_tenant_is_told_so(
+    platform: Platform,
+) -> None:
+    """Both are made, and work once the tenant is resumed; until then its keys are refused,
+    which the admin learnt only from the tenant (a user's review)."""
+    assert woostore(platform, "tenants", "create", "on-hold", "--store-limit", "1").code == 0
+    active = woostore(platform, "keys", "create", "first", "--tenant", "on-hold")
+    assert active.code == 0, active.err
+    assert "suspended" not in active.err
+    assert woostore(platform, "tenants", "update", "on-hold", "--suspend").code == 0
+
+    key = woostore(platform, "keys", "create", "second", "--tenant", "on-hold")
+    store = woostore(platform, "create", "Shop On Hold", "--tenant", "on-hold", "--json")
+
+    assert key.code == store.code == 0, key.err + store.err
+    resume = "until an admin resumes it (woostore tenants update on-hold --resume).\n"
+    assert key.err.endswith(f"\nTenant on-hold is suspended: this key is refused {resume}")
+    assert store.err == f"Tenant on-hold is suspended: its keys cannot reach this store {resume}"
+    assert store.json()["name"] == "Shop On Hold"  # --json's output is the store alone
+    refused = woostore(platform, "list", token=key.out.strip())
+    assert "this key's tenant is suspended" in refused.err

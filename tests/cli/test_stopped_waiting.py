@@ -1,0 +1,65 @@
+"""A wait whose event stream ends before the outcome: refused mid-wait (the key revoked, its
+tenant suspended) or lost for good. The store's work goes on, so the exit code is not a
+failure's (a user's review: a suspension mid-wait exited 1, as a failed store does)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from woostore_cli.client import ApiError, Event, Gap, StreamLost
+from woostore_cli.main import CREATE, FAILED, STOPPED_WAITING, UNREACHABLE, _follow, events
+from woostore_shared.access import TenantSuspended
+
+STORE = {"id": "s-1", "name": "Corner Shop", "simulated": True, "queue_position": None}
+STEP = Event(5, {"type": "io.woostore.store.progress", "subject": "s-1",
+                 "data": {"phase": "create", "step": "install", "progress": 0.4}})  # fmt: skip
+SUSPENDED = ApiError(401, "Unauthorized", TenantSuspended.detail)
+LOST = StreamLost("lost the event stream at http://x/api/v1/events (refused)", after=5)
+
+
+def ending(error: Exception) -> Iterator[Event | Gap]:
+    """The stream as a wait reads it: one step, then ``error`` as it connects again."""
+    yield STEP
+    raise error
+
+
+@pytest.mark.parametrize("error", [SUSPENDED, LOST], ids=["refused", "lost"])
+def test_a_wait_cut_short_says_the_store_carries_on_and_exits_3(
+    error: Exception, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _follow(ending(error), STORE, CREATE, False, lambda: STORE)
+
+    assert code == STOPPED_WAITING != FAILED
+    said = capsys.readouterr().err
+    assert f"Stopped waiting ({error}); Corner Shop carries on. See: woostore show s-1" in said
+    assert "--since" not in said  # the way back is `show`, not an `events` option
+
+
+def test_a_store_read_again_refused_mid_wait_ends_the_wait_the_same_way() -> None:
+    """After a gap the store is read again: a key suspended by then is refused there."""
+
+    def refused() -> dict[str, object]:
+        raise SUSPENDED
+
+    assert _follow([Gap(9, "unknown-id")], STORE, CREATE, True, refused) == STOPPED_WAITING
+
+
+class Lost:
+    """The event stream as `woostore events` reads it: one event, then lost for good."""
+
+    @contextmanager
+    def events(self, since: int, **_: object) -> Iterator[Iterator[Event | Gap]]:
+        yield ending(LOST)
+
+
+def test_events_lost_for_good_says_where_to_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(since=0, follow=True, json=True)
+
+    assert events(Lost(), args) == UNREACHABLE  # type: ignore[arg-type]
+
+    said = capsys.readouterr().err
+    assert said == f"woostore: {LOST}; resume with --since 5\n"
