@@ -437,6 +437,15 @@ async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
     await expect(rows.filter(has_text="default")).to_have_count(1)
     async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
         assert (await api.get(f"/api/v1/tenants/{leaving['id']}")).status_code == 404
+    # Listed among the deleted when asked for (as the API and the CLI list it), to be read only.
+    await page.get_by_test_id("tenant-show-deleted").check()
+    await expect(row.get_by_test_id("tenant-deleted")).to_contain_text("deleted ", timeout=SHORT)
+    await expect(row.get_by_role("button")).to_have_count(0)
+    await assert_accessible(page, "tenants, the deleted ones shown")
+    picker = page.get_by_test_id("tenant-picker")
+    await expect(picker.locator("option", has_text="leaving")).to_have_count(0)
+    await page.get_by_test_id("tenant-show-deleted").uncheck()
+    await expect(row).to_have_count(0, timeout=SHORT)
 
 
 async def test_an_admin_suspends_a_tenant_and_resumes_it(page: Page, platform: Platform) -> None:
@@ -463,8 +472,14 @@ async def test_an_admin_suspends_a_tenant_and_resumes_it(page: Page, platform: P
     await expect(row.get_by_test_id("tenant-suspend")).to_be_focused()
     await assert_accessible(page, "tenants, one suspended")
     assert await answer_to_its_key() == 401
+    # Where an admin picks it, to list its stores or make one for it, it is marked too.
+    for picker in ("tenant-picker", "create-tenant"):
+        option = page.get_by_test_id(picker).locator(f"option[value='{paused['id']}']")
+        await expect(option).to_have_text("paused (suspended)")
 
     await row.get_by_test_id("tenant-suspend").click()  # resumed at once: nothing is lost
     await expect(row.get_by_test_id("tenant-suspended")).to_have_count(0, timeout=SHORT)
     await expect(row.get_by_test_id("tenant-suspend")).to_have_text("Suspend")
     assert await answer_to_its_key() == 200
+    picked = page.get_by_test_id("tenant-picker").locator(f"option[value='{paused['id']}']")
+    await expect(picked).to_have_text("paused")

@@ -1,7 +1,7 @@
-// For an admin: every tenant with its live stores against its cap, the tenant picker (which
-// narrows the stores, their counts and the keys shown to one tenant), whom the create form
-// makes a store for, a tenant's suspension (its keys refused, its stores kept) and its
-// deletion once its stores are deleted.
+// For an admin: every tenant with its live stores against its cap (and, asked for, the deleted
+// ones), the tenant picker (which narrows the stores, their counts and the keys shown to one
+// tenant), whom the create form makes a store for, a tenant's suspension (its keys refused,
+// its stores kept) and its deletion once its stores are deleted.
 
 import { api, caller, isAdmin } from './api.js';
 import { handleError } from './alerts.js';
@@ -14,6 +14,7 @@ const els = {
   createFor: document.querySelector('[data-role="create-for"]'),
   createTenant: document.getElementById('create-tenant'),
   rows: document.getElementById('tenant-rows'),
+  showDeleted: document.getElementById('tenant-show-deleted'),
 };
 // The admin token's tenant (DEFAULT_TENANT_ID in shared/woostore_shared/models.py): never
 // deleted, whoever asks.
@@ -23,6 +24,7 @@ let picked = null; // a tenant id, or null for all
 
 export function initTenants() {
   els.picker.addEventListener('change', () => pick(els.picker.value || null));
+  els.showDeleted.addEventListener('change', loadTenants);
 }
 
 // listener() when another tenant (or all) is picked.
@@ -40,26 +42,53 @@ export function resetTenants() {
   els.picker.replaceChildren(option('', 'All tenants'));
   els.createTenant.replaceChildren();
   els.rows.replaceChildren();
+  els.showDeleted.checked = false;
 }
 
 export async function loadTenants() {
   if (!isAdmin()) return;
-  let tenants;
+  let listed;
   try {
-    tenants = (await api('GET', '/tenants')) ?? [];
+    listed = (await api('GET', els.showDeleted.checked ? '/tenants?include_deleted=true' : '/tenants')) ?? [];
   } catch (err) {
     handleError(err);
     return;
   }
+  // A deleted tenant is only listed: nothing can be picked, made or shown for it.
+  const tenants = listed.filter((t) => !t.deleted_at);
   const own = caller()?.tenant_id;
-  els.picker.replaceChildren(option('', 'All tenants'), ...tenants.map((t) => option(t.id, t.name)));
+  els.picker.replaceChildren(option('', 'All tenants'), ...tenants.map((t) => option(t.id, marked(t))));
   els.picker.value = picked ?? '';
   els.createTenant.replaceChildren(
-    ...tenants.map((t) => option(t.id === own ? '' : t.id, t.id === own ? `${t.name} (yours)` : t.name)),
+    ...tenants.map((t) => option(t.id === own ? '' : t.id, t.id === own ? `${t.name} (yours)` : marked(t))),
   );
   els.createTenant.value = picked === own || picked === null ? '' : picked;
   els.pickerLabel.hidden = els.createFor.hidden = false;
-  els.rows.replaceChildren(...tenants.map(tenantRow));
+  els.rows.replaceChildren(...listed.map((t) => (t.deleted_at ? deletedRow(t) : tenantRow(t))));
+}
+
+// A suspended tenant's name where it is picked: what is made for it, its keys cannot use yet.
+function marked(tenant) {
+  return tenant.suspended_at ? `${tenant.name} (suspended)` : tenant.name;
+}
+
+function deletedRow(tenant) {
+  const row = document.createElement('tr');
+  row.dataset.testid = 'tenant-row';
+  row.dataset.tenantId = tenant.id;
+  row.className = 'is-deleted';
+  const name = document.createElement('th');
+  name.scope = 'row';
+  name.textContent = tenant.name;
+  const state = document.createElement('td');
+  state.colSpan = 2;
+  const deleted = document.createElement('span');
+  deleted.className = 'badge';
+  deleted.dataset.testid = 'tenant-deleted';
+  deleted.textContent = `deleted ${new Date(tenant.deleted_at).toLocaleString()}`;
+  state.append(deleted);
+  row.append(name, state);
+  return row;
 }
 
 function pick(tenantId) {
