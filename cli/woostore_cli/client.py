@@ -154,16 +154,19 @@ class Api:
         self,
         after: int | None,
         *,
+        store: str | None = None,
         idle: float | None = None,
         notice: Callable[[str], None] = lambda _: None,
     ) -> EventStream:
-        """The event stream from after sequence ``after`` (None: only new events).
+        """The event stream from after sequence ``after`` (None: only new events), of one
+        store's events if ``store`` is given (callers still pick theirs by subject: a
+        notifier older than ``store_id`` sends every event).
 
         With ``idle``, iteration stops once no event came for that many seconds.
         """
         platform = self.call("GET", "/platform")
         url = httpx.URL(self.url).join(platform["events_url"])  # may be relative to the API
-        return EventStream(self.http, url, after, idle, notice)
+        return EventStream(self.http, url, after, idle, notice, store)
 
 
 class EventStream:
@@ -179,9 +182,11 @@ class EventStream:
         after: int | None,
         idle: float | None,
         notice: Callable[[str], None],
+        store: str | None = None,
     ) -> None:
         self.url = url
         self.after = after
+        self.store = store
         self._http = http
         self._idle = idle
         self._notice = notice
@@ -202,6 +207,8 @@ class EventStream:
     def _connect(self) -> None:
         self._connection.close()
         params = {} if self.after is None else {"last_event_id": str(self.after)}
+        if self.store:
+            params["store_id"] = self.store
         timeout = httpx.Timeout(10, read=self._idle or 3 * PING_SECONDS)
         source = self._connection.enter_context(
             connect_sse(self._http, "GET", str(self.url), params=params, timeout=timeout)

@@ -170,7 +170,7 @@ def create_backup(api: Api, args: argparse.Namespace) -> int:
         else:
             print(f"Backup {backup['id']} of store {args.id} started")
         return 0
-    with api.events(None, notice=_warn) as stream:
+    with api.events(None, store=args.id, notice=_warn) as stream:
         backup = api.call("POST", path)
         store = api.call("GET", f"/stores/{args.id}")
 
@@ -240,7 +240,7 @@ def _ask(
         else:
             print(asked(store))
         return 0
-    with api.events(None, notice=_warn) as stream:
+    with api.events(None, store=args.id, notice=_warn) as stream:
         store = api.call(method, path, json=body)
         if _goal_of(store) is None:  # nothing will happen to follow
             return _as_it_is(store, args.json)
@@ -334,7 +334,8 @@ def show(api: Api, args: argparse.Namespace) -> int:
 def wait(api: Api, args: argparse.Namespace) -> int:
     """Follow a store until what it is doing now ends, as --wait would have: its making, a
     change, a backup, a restore or its deletion. One doing nothing says how it is."""
-    with api.events(None, notice=_warn) as stream:  # connected before reading: nothing missed
+    # Connected before reading: nothing is missed.
+    with api.events(None, store=args.id, notice=_warn) as stream:
         store: Store = api.call("GET", f"/stores/{args.id}")
         goal = _goal_of(store)
         if goal is None:
@@ -407,7 +408,7 @@ def events(api: Api, args: argparse.Namespace) -> int:
 def _print_events(api: Api, args: argparse.Namespace) -> None:
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
-    with api.events(args.since, idle=idle, notice=_warn) as stream:
+    with api.events(args.since, store=args.store, idle=idle, notice=_warn) as stream:
         for event in stream:
             if isinstance(event, Gap) and args.json:  # a program must read its state again
                 print(json.dumps({"sequence": event.sequence, "gap": event.reason}), flush=True)
@@ -1152,6 +1153,7 @@ def _parser() -> argparse.ArgumentParser:
         help="after this sequence (default 0: every event kept); now: only new ones",
     )  # fmt: skip
     sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
+    sub.add_argument("--store", metavar="ID", help="this store's events alone")
     command("whoami", whoami, "the key in use: its prefix, role and tenant")
 
     keys = group("keys", "make, list and revoke API keys")

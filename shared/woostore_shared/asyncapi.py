@@ -242,7 +242,8 @@ def document(version: str) -> dict[str, Any]:
                 "unless events go out at that moment) carries the id the client is at. "
                 "Store events are unnamed SSE events (heard by onmessage) unless "
                 "?event_names=true is asked for: each is then named after its type's last "
-                "part (io.woostore.store.ready: ready), for addEventListener."
+                "part (io.woostore.store.ready: ready), for addEventListener. "
+                "?store_id= narrows a stream to one store's events."
             ),
         },
         "defaultContentType": "application/json",

@@ -33,6 +33,7 @@ CLI = Path(__file__).resolve().parents[2] / "cli"
 
 def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     store_id = create_ready(platform, "History")
+    assert woostore(platform, "create", "Beside").code == 0  # events of another store too
 
     result = woostore(platform, "events", "--since", "0")  # stops once the stream is idle
 
@@ -59,6 +60,10 @@ def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     after_requested = woostore(platform, "events", "--since", str(mine[0]["sequence"]), "--json")
     later = [line for line in after_requested.json_lines() if line["event"]["subject"] == store_id]
     assert later == mine[1:]
+    # --store: that store's events alone, as the stream sent them (the platform has others).
+    assert len(mine) < len(replay)
+    narrowed = woostore(platform, "events", "--since", "0", "--store", store_id, "--json")
+    assert narrowed.json_lines() == mine
 
 
 def _default_sigint() -> None:

@@ -56,10 +56,16 @@ async def running(settings: Settings, **overrides: Any) -> AsyncIterator[Starlet
 
 @asynccontextmanager
 async def following(
-    app: Starlette, headers: dict[str, str], after: int | None = None, named: bool = False
+    app: Starlette,
+    headers: dict[str, str],
+    after: int | None = None,
+    named: bool = False,
+    store: uuid.UUID | None = None,
 ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
     resume = {} if after is None else {"Last-Event-ID": str(after)}
     params = {"event_names": "true"} if named else {}
+    if store is not None:
+        params["store_id"] = str(store).upper()  # any way a UUID is written
     async with (
         httpx.AsyncClient(base_url=app.state.url, timeout=10) as http,
         aconnect_sse(http, "GET", EVENTS, headers={**headers, **resume}, params=params) as source,
@@ -100,6 +106,37 @@ async def test_each_client_is_shown_its_tenants_events_and_nobody_a_pooled_store
         live = await publish(nats_client, 1, tenant_id=other)
         assert ids_and_bodies(await take(everything, 1)) == live
         assert ids_and_bodies(await take(their_own, 1)) == live
+
+
+async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
+    settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the stream, from memory and live; and only among the events its key may see."""
+    monkeypatch.setattr(replay, "PAGE", 40)  # read from the stream in several pages
+    other = await another_tenant(database)
+    _, token = await add_key(database, "other tenant", Role.TENANT, other)
+    shop = uuid.uuid4()
+    early = await publish(nats_client, 3, store_id=shop)
+    await publish(nats_client, 120)  # other stores'
+    in_memory = await publish(nats_client, 2, store_id=shop)
+
+    async with running(settings, event_memory=100) as app:
+        assert app.state.hub.floor > early[-1][0]  # the first ones are read from the stream
+        async with (
+            following(app, admin(), after=0, store=shop) as narrowed,
+            following(app, admin(), after=0) as everything,
+            following(app, {"Authorization": f"Bearer {token}"}, after=0, store=shop) as theirs,
+        ):
+            assert ids_and_bodies(await take(narrowed, 5)) == early + in_memory
+            assert len(await take(everything, 125)) == 125  # the same cursors, not narrowed
+            others = await publish(nats_client, 5)
+            live = await publish(nats_client, 1, store_id=shop)
+            assert ids_and_bodies(await take(narrowed, 1)) == live
+            assert ids_and_bodies(await take(everything, 6)) == others + live
+            # Another tenant naming the store is sent none of its events: the first it gets
+            # is one of its own tenant's (as no real store's could be).
+            own = await publish(nats_client, 1, tenant_id=other, store_id=shop)
+            assert ids_and_bodies(await take(theirs, 1)) == own
 
 
 async def test_a_resume_from_further_back_than_memory_reads_the_stream_exactly(

@@ -46,10 +46,14 @@ def admin() -> dict[str, str]:
 
 
 async def publish(
-    nats: Client, count: int, tenant_id: uuid.UUID | None = DEFAULT_TENANT_ID
+    nats: Client,
+    count: int,
+    tenant_id: uuid.UUID | None = DEFAULT_TENANT_ID,
+    store_id: uuid.UUID | None = None,
 ) -> list[tuple[int, str]]:
-    """Publish ``count`` CloudEvents of the tenant's store (``None``: a pooled store's) as the
-    outbox does; return (stream sequence, body)."""
+    """Publish ``count`` CloudEvents of the tenant's stores (``None``: a pooled store's) as
+    the outbox does, each of a store of its own unless ``store_id`` is given; return (stream
+    sequence, body)."""
     js = nats.jetstream()
     published: list[tuple[int, str]] = []
     for index in range(count):
@@ -62,7 +66,7 @@ async def publish(
                 state="started",
                 progress=index / count,
             ),
-            store_id=uuid.uuid4(),
+            store_id=store_id or uuid.uuid4(),
             tenant_id=tenant_id,
             correlation_id=uuid.uuid4().hex,
             source="/tests",
@@ -262,6 +266,17 @@ async def test_event_names_other_than_true_or_false_are_a_400_problem(
     body = problem(response, 400)
     assert body["type"].endswith("invalid-event-names")
     assert "event_names must be true or false (or 1 or 0)" in body["detail"]
+
+
+@pytest.mark.parametrize("value", ["shop-1", "", "12345"])
+async def test_a_store_id_that_is_not_a_uuid_is_a_400_problem(
+    http: httpx.AsyncClient, value: str
+) -> None:
+    response = await http.get(EVENTS, headers=admin(), params={"store_id": value})
+
+    body = problem(response, 400)
+    assert body["type"].endswith("invalid-store-id")
+    assert body["detail"] == f"store_id must be a store's id (a UUID), not {value!r}"
 
 
 @pytest.mark.parametrize("value", ["\uff11\uff12", "\u00b2", "\u0663"])

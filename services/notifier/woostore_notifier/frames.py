@@ -23,8 +23,8 @@ _EVENT_TYPE = re.compile(r"io\.woostore\.store\.([a-z_]+)")
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One event of the STORES stream, ready to write: its stream sequence (the SSE id), its
-    tenant (who may see it) and the bytes of its frame, unnamed (``event:`` lines are
-    opt-in: an EventSource's ``onmessage`` hears only unnamed events)."""
+    tenant (who may see it), its store, and the bytes of its frame, unnamed (``event:``
+    lines are opt-in: an EventSource's ``onmessage`` hears only unnamed events)."""
 
     seq: int
     tenant: str
@@ -32,6 +32,7 @@ class Frame:
     data: bytes  # empty for an event nobody is shown
     traceparent: str | None = None  # the trace the event belongs to (tracing.py)
     name: bytes = b""  # its ``event:`` name; empty for one of no store event's type
+    store: str = ""  # the store's id (the event's subject)
 
     def written(self, named: bool) -> bytes:
         """Its frame, starting with an ``event:`` line naming it if ``named``."""
@@ -55,11 +56,30 @@ class Frame:
         body = message.data if b"\n" not in message.data else json.dumps(event).encode()
         traceparent = event.get("traceparent")
         named = _EVENT_TYPE.fullmatch(str(event.get("type")))
+        store = event.get("subject")
         return cls(
             seq, tenant, published, b"id: %d\ndata: %s\n\n" % (seq, body),
             traceparent if isinstance(traceparent, str) else None,
             named.group(1).encode() if named else b"",
+            store if isinstance(store, str) else "",
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """The events one stream is sent: its tenant's (``tenant`` None: every tenant's, for an
+    admin), and of one store alone if the client asked (``?store_id=``)."""
+
+    tenant: str | None
+    store: str | None = None
+
+    def sees(self, frame: Frame) -> bool:
+        return (self.tenant is None or frame.tenant == self.tenant) and (
+            self.store is None or frame.store == self.store
+        )
+
+
+EVERY_EVENT = View(None)  # an admin's stream, not narrowed to a store
 
 
 def refetch(seq: int, reason: RefetchReason) -> bytes:

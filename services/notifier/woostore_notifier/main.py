@@ -13,7 +13,8 @@ lost) gets a ``refetch`` event: the client must fetch its state again.
 
 Events are unnamed (``onmessage`` hears them all) unless the client asks with
 ``?event_names=true``: each then starts with an ``event:`` line naming its type, ``ready``
-for ``io.woostore.store.ready``, for ``addEventListener("ready", ...)``.
+for ``io.woostore.store.ready``, for ``addEventListener("ready", ...)``. ``?store_id=``
+narrows a stream to one store's events (a program or the CLI following one store).
 
 Streams are bounded: each key may hold ``WOOSTORE_EVENT_STREAMS_PER_KEY`` open on a notifier
 process, each tenant ``WOOSTORE_TENANT_EVENT_STREAMS``, the process
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from types import FrameType
@@ -42,6 +44,7 @@ from starlette.types import ASGIApp
 
 from woostore_notifier import keys
 from woostore_notifier.connections import Connections, Refusal
+from woostore_notifier.frames import View
 from woostore_notifier.hub import EventHub
 from woostore_notifier.keys import Keys
 from woostore_notifier.replay import StreamReplay
@@ -90,6 +93,18 @@ def _named(request: Request) -> bool:
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
+def _store(request: Request) -> str | None:
+    """The one store whose events the client asked for (``?store_id=``), as event subjects
+    write its id; None for every store it may see."""
+    raw = request.query_params.get("store_id")
+    if raw is None:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValueError(f"store_id must be a store's id (a UUID), not {raw!r}") from None
+
+
 async def stream_events(request: Request) -> Response | EventStream:
     state = request.app.state
     try:
@@ -123,6 +138,10 @@ async def stream_events(request: Request) -> Response | EventStream:
         named = _named(request)
     except ValueError as error:
         return problem_for(request, 400, "Invalid event_names", str(error), "invalid-event-names")
+    try:
+        store = _store(request)
+    except ValueError as error:
+        return problem_for(request, 400, "Invalid store_id", str(error), "invalid-store-id")
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
@@ -133,6 +152,7 @@ async def stream_events(request: Request) -> Response | EventStream:
     return EventStream(
         client,
         after,
+        view=View(client.tenant, store),
         hub=state.hub,
         replay=state.replay,
         connections=connections,

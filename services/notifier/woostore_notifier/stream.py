@@ -15,7 +15,7 @@ from contextlib import suppress
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_notifier.connections import Client, Connections
-from woostore_notifier.frames import Frame, opening, ping, refetch
+from woostore_notifier.frames import Frame, View, opening, ping, refetch
 from woostore_notifier.hub import EventHub
 from woostore_notifier.replay import StreamReplay
 from woostore_shared.events import RefetchReason
@@ -67,15 +67,18 @@ class EventStream:
         client: Client,
         after: int | None,
         *,
+        view: View,
         hub: EventHub,
         replay: StreamReplay,
         connections: Connections,
         window_seconds: float,
         named: bool = False,
     ) -> None:
-        """``named``: each event's frame starts with an ``event:`` line naming its type."""
+        """``view``: the events it is sent; ``named``: each event's frame starts with an
+        ``event:`` line naming its type."""
         self.client = client
         self.after = after
+        self.view = view
         self.named = named
         self.hub = hub
         self.replay = replay
@@ -134,7 +137,7 @@ class EventStream:
             page = await self.replay.page_after(cursor)
             if page.last <= cursor:
                 raise Refetch("unreadable")
-            frames = [f for f in page.after(cursor) if self._sees(f)]
+            frames = [f for f in page.after(cursor) if self.view.sees(f)]
             if frames:
                 await self._write(send, b"".join(f.written(self.named) for f in frames))
             cursor = page.last
@@ -165,9 +168,6 @@ class EventStream:
         if first_missed is not None and first_missed.published < time.time() - self.window_seconds:
             raise Refetch("older-than-window")
 
-    def _sees(self, frame: Frame) -> bool:
-        return self.client.tenant is None or frame.tenant == self.client.tenant
-
     async def _follow(self, send: Send, cursor: int) -> None:
         beats = self.hub.beats
         while not self.hub.closed:
@@ -175,7 +175,7 @@ class EventStream:
             if cursor < self.hub.floor:  # the sweep drops one stuck in a send
                 self.client.drop("fell-behind")
                 return
-            data, cursor = self.hub.after(cursor, self.client.tenant, self.named)
+            data, cursor = self.hub.after(cursor, self.view, self.named)
             wakes = self.hub.wakes  # any wake from now on may bring what this batch lacks
             if data:
                 await self._write(send, data)
