@@ -6,12 +6,15 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlmodel import select
+
 from tests.reaper.test_reaping import add_store, load
 from woostore_cluster import MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_reaper.reaping import NAMESPACE_VANISHED, reconcile_cluster
 from woostore_shared.db import Database
-from woostore_shared.models import StoreStatus
+from woostore_shared.models import StoreStatus, WorkOrderRecord
 from woostore_shared.outbox import Outbox
 
 GRACE = timedelta(seconds=60)
@@ -88,8 +91,9 @@ async def test_namespaces_without_proof_of_ownership_are_never_touched(
 
 
 async def test_a_ready_store_whose_namespace_vanished_is_failed_saying_so(
-    outbox: Outbox, database: Database, cluster: SimulatedCluster
+    outbox: Outbox, database: Database, cluster: SimulatedCluster, spans: InMemorySpanExporter
 ) -> None:
+    """In a trace of its own, which its clean-up continues."""
     gone = await add_store(database, StoreStatus.READY)
     present = await add_store(database, StoreStatus.READY)
     await cluster.ensure_namespace(await namespace_of(database, present), ours(present))
@@ -100,3 +104,12 @@ async def test_a_ready_store_whose_namespace_vanished_is_failed_saying_so(
     assert failed.status is StoreStatus.FAILED
     assert failed.failure_reason == NAMESPACE_VANISHED
     assert (await load(database, present)).status is StoreStatus.READY
+    [lost] = [s for s in spans.get_finished_spans() if s.name == "reaper ready store lost"]
+    assert lost.parent is None
+    assert lost.attributes == {"store_id": str(gone)}
+    async with database.session() as session:
+        [clean_up] = await session.exec(
+            select(WorkOrderRecord.traceparent).where(WorkOrderRecord.store_id == gone)
+        )
+    assert clean_up is not None
+    assert clean_up.split("-")[1] == format(lost.context.trace_id, "032x")

@@ -386,8 +386,12 @@ async def reconcile_cluster(outbox: Outbox, cluster: Cluster, grace: timedelta) 
 
 async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) -> bool:
     try:
-        async with UnitOfWork.begin(outbox) as uow:
-            await lifecycle.fail(uow, store_id, reason, lost=True)
+        # The root of a trace of its own: the store's latest work may be long done.
+        with tracing.tracer().start_as_current_span(
+            "reaper ready store lost", attributes={"store_id": str(store_id)}
+        ):
+            async with UnitOfWork.begin(outbox) as uow:
+                await lifecycle.fail(uow, store_id, reason, lost=True)
     except (InvalidTransition, StoreNotFound):
         return False  # no longer ready: deleted meanwhile, say
     with bind_store(store_id):
