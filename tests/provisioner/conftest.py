@@ -82,7 +82,9 @@ def make_runner(
     cipher: CredentialCipher,
     backup_storage: BackupStorage,
 ) -> Callable[[Cluster], Runner]:
-    def make(cluster: Cluster, limits: TimeLimits = LIMITS) -> Runner:
+    def make(
+        cluster: Cluster, limits: TimeLimits = LIMITS, watch_interval: float = WATCH_INTERVAL
+    ) -> Runner:
         return Runner(
             database,
             outbox,
@@ -90,7 +92,7 @@ def make_runner(
             chart=chart,
             base_domain=BASE_DOMAIN,
             cipher=cipher,
-            watch_interval=WATCH_INTERVAL,
+            watch_interval=watch_interval,
             limits=limits,
             backup_storage=backup_storage,
             cause_interval=WATCH_INTERVAL,

@@ -11,6 +11,8 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
@@ -19,6 +21,7 @@ import pytest
 from nats.js import JetStreamContext
 from sqlmodel import col, select
 
+import woostore_provisioner.runner as runner_module
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
 from tests.support import DEFAULT_SETTINGS, create_store
 from woostore_cluster import (
@@ -29,14 +32,18 @@ from woostore_cluster import (
     WpResult,
 )
 from woostore_cluster.simulated import SimulatedCluster
+from woostore_provisioner.leases import Leases
 from woostore_provisioner.recipe import (
     CLEAN_UP,
     CREDENTIALS_SECRET,
     DELETE,
     PROVISION,
+    Learned,
+    Step,
     StoreJob,
     TimeLimits,
 )
+from woostore_provisioner.retries import StoreBusy
 from woostore_provisioner.runner import STEP_SECONDS, Runner, WaitExplainer
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -631,6 +638,51 @@ async def test_a_store_failed_between_quick_steps_gets_no_more_progress(
     assert "check_storefront" not in recording.calls  # no later step ran
     failed = await load(database, store.id)
     assert (failed.status, failed.step_name) == (StoreStatus.FAILED, "wordpress_install")
+
+
+QUICK_WATCH_INTERVAL = 0.3
+
+
+async def test_a_recipe_of_quick_steps_keeps_its_message_and_its_lease_between_steps(
+    make_runner: Callable[..., Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each step a little quicker than a watch interval, so none is watched; together they
+    take several times the lease's lifetime (3 watch intervals). The message and the lease
+    are kept alive between steps, so a redelivery finds the store busy at every step rather
+    than running beside this attempt (a user's review saw a warm-pool store's steps run
+    twice at once, and the second's journal collide with the first's).
+
+    A watch interval of its own, longer than the other tests': between two renewals a lease
+    may go up to about two intervals, and the third is the margin a loaded machine needs."""
+    store = await create_store(api_outbox)
+    runner = make_runner(cluster, watch_interval=QUICK_WATCH_INTERVAL)
+    redelivery = Leases(api_outbox, ttl=runner.leases.ttl)
+    taken_over: list[str] = []
+
+    def quick(step: Step) -> Step:
+        async def run(job: StoreJob) -> Learned | None:
+            with suppress(StoreBusy):
+                async with redelivery.hold(store.id, "a redelivery", KeepAlive()):
+                    taken_over.append(step.name)
+            await asyncio.sleep(QUICK_WATCH_INTERVAL * 0.8)
+            return await step.run(job)
+
+        return replace(step, run=run)
+
+    quick_steps = replace(PROVISION, steps=tuple(quick(step) for step in PROVISION.steps))
+    monkeypatch.setattr(runner_module, "PROVISION", quick_steps)
+    keep_alive = KeepAlive()
+
+    await runner.provision(store.id, keep_alive)
+
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    assert len(PROVISION.steps) * 0.8 * QUICK_WATCH_INTERVAL > 2 * runner.leases.ttl.total_seconds()
+    assert taken_over == []
+    assert keep_alive.calls >= 2
 
 
 async def _kept_alive(keep_alive: KeepAlive) -> bool:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlmodel import col, update
@@ -30,13 +31,15 @@ class Standing:
     delete_requested: bool  # its deletion was asked for (it starts as the work ends)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Attempt:
     """One delivery's work on one store, under its lease."""
 
     store_id: uuid.UUID
     owner: str
     keep_alive: KeepAlive  # tells JetStream the message is still being worked on
+    # When the lease was last taken or renewed (time.monotonic()): its ttl runs from there.
+    renewed_at: float = field(default_factory=time.monotonic)
 
 
 def new_owner() -> str:
@@ -83,6 +86,7 @@ class Leases:
 
     async def renew(self, attempt: Attempt) -> Standing:
         """Extend the lease; where the store stands comes back with it."""
+        asked_at = time.monotonic()
         async with UnitOfWork.begin(self.outbox) as uow:
             renewed = await uow.session.exec(
                 update(Store)
@@ -94,5 +98,6 @@ class Leases:
             row = renewed.one_or_none()
         if row is None:
             raise LeaseLost
+        attempt.renewed_at = asked_at
         status, delete_requested_at = row
         return Standing(StoreStatus(status), delete_requested_at is not None)

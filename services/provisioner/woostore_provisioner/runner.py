@@ -535,6 +535,11 @@ class Runner:
         alive, tell why the step waits if it waits for pods, and stop when the store moves
         on, its deletion is asked for and the recipe yields to it, the step outlives its
         timeout, or the process is stopping."""
+        if time.monotonic() - attempt.renewed_at >= self.watch_interval:
+            # A step quicker than a watch interval is never watched: without this, a recipe
+            # of many outlived its message's AckWait and its lease, and the redelivery ran
+            # beside it (a warm-pool store's steps, twice at once).
+            await self._keep_alive(attempt, recipe)
         task = asyncio.ensure_future(step.run(job))
         stopping = asyncio.ensure_future(self.stopping.wait())
         why = WaitExplainer(job, self.cause_interval, tell_cause)
@@ -555,12 +560,7 @@ class Runner:
                     raise PermanentClusterError(
                         f"step {step.name} did not finish within {deadline:.0f} s{cause}"
                     )
-                await attempt.keep_alive()
-                standing = await self.leases.renew(attempt)
-                if standing.status is not recipe.status:
-                    raise StoreAbandoned
-                if standing.delete_requested and recipe.yields_to_deletion:
-                    raise DeletionAsked
+                await self._keep_alive(attempt, recipe)
         finally:
             stopping.cancel()
             if explaining is not None:
@@ -569,6 +569,16 @@ class Runner:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    async def _keep_alive(self, attempt: Attempt, recipe: Recipe) -> None:
+        """Keep the message and the store's lease alive; stop if the store has moved on, or
+        its deletion was asked for and the recipe yields to it."""
+        await attempt.keep_alive()
+        standing = await self.leases.renew(attempt)
+        if standing.status is not recipe.status:
+            raise StoreAbandoned
+        if standing.delete_requested and recipe.yields_to_deletion:
+            raise DeletionAsked
 
     async def _load(self, store_id: uuid.UUID) -> Store:
         async with self.db.session() as session:
