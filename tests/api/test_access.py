@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.support import ADMIN_TOKEN, SECRET_KEY
+from woostore_api.access.schemas import LIKE_AN_ID
 from woostore_api.main import create_app
 from woostore_devstack.embedded import free_port
 from woostore_shared.access import Authenticator
@@ -556,10 +557,21 @@ async def test_a_tenant_is_renamed_to_a_name_no_other_tenant_has(
             "body.name: a tenant's name is lower-case letters (a-z), digits and hyphens, and "
             "starts with a letter or a digit"
         )
+    # A name that reads as an id would be taken for another tenant's where both are taken.
+    for like_an_id in (tenant["id"], tenant["id"].replace("-", "")):
+        for refused in (
+            await client.patch(f"{TENANTS}/{tenant['id']}", json={"name": like_an_id}),
+            await client.post(TENANTS, json={"name": like_an_id}),
+        ):
+            assert problem(refused, 422)["detail"] == (
+                "body.name: a tenant's name cannot read as an id (a UUID): it would be taken "
+                "for one"
+            )
     # ... as the OpenAPI document says: a body that the API refuses is not one it describes.
     described = (await client.get("/openapi.json")).json()["components"]["schemas"]
     assert described["TenantUpdate"]["minProperties"] == 1
     assert described["TenantUpdate"]["properties"]["name"]["type"] == "string"
+    assert described["TenantCreate"]["properties"]["name"]["not"] == {"pattern": LIKE_AN_ID}
     assert (await client.get(f"{TENANTS}/{tenant['id']}")).json()["name"] == "acme-europe"
     # The name it left is free.
     assert (await client.post(TENANTS, json={"name": "acme"})).status_code == 201

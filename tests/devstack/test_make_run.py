@@ -164,6 +164,8 @@ def test_a_second_make_run_on_the_same_data_folder_is_refused(make_run: MakeRun)
     assert again.returncode == 1
     [launcher] = psutil.Process(make_run.process.pid).children()  # make runs the launcher
     assert f"another woostore-run (pid {launcher.pid}) runs on" in again.stderr
+    # By its whole path, which `pkill -f` finds (a relative one matched no pattern a user wrote).
+    assert str(REPO / ".venv" / "bin" / "woostore-run") in launcher.cmdline()
     assert make_run.process.poll() is None  # the first runs on, untouched
     exits = [line for line in make_run.said if "starting it again" in line or "stopping" in line]
     assert exits == []  # not a service of it exited

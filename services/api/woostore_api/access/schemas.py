@@ -46,8 +46,17 @@ _KEY: JsonDict = {
 
 TENANT_NAME = r"^[a-z0-9][a-z0-9-]*$"
 TENANT_NAME_MAX = 100
+# What uuid.UUID takes among such names: 32 hex digits, hyphens anywhere. Tenants are named
+# where ids are taken too (the CLI's TENANT), so a name that reads as an id would stand
+# for another tenant (a user's review).
+LIKE_AN_ID = r"^[0-9a-f](-*[0-9a-f]){31}-*$"
 # What the schema says of a name; the validator below says it in words when refusing one.
-_NAME_SCHEMA: JsonDict = {"minLength": 1, "maxLength": TENANT_NAME_MAX, "pattern": TENANT_NAME}
+_NAME_SCHEMA: JsonDict = {
+    "minLength": 1,
+    "maxLength": TENANT_NAME_MAX,
+    "pattern": TENANT_NAME,
+    "not": {"pattern": LIKE_AN_ID},
+}
 
 
 def _tenant_name(name: str | None) -> str | None:
@@ -61,6 +70,8 @@ def _tenant_name(name: str | None) -> str | None:
             "a tenant's name is lower-case letters (a-z), digits and hyphens, and starts with "
             "a letter or a digit"
         )
+    if re.fullmatch(LIKE_AN_ID, name):
+        raise ValueError("a tenant's name cannot read as an id (a UUID): it would be taken for one")
     return name
 
 
