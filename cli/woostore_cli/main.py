@@ -117,22 +117,36 @@ def create(api: Api, args: argparse.Namespace) -> int:
 
     if not args.wait:
         store = make()
+        if args.tenant:
+            _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
+        if (code := _made_before(store, args.json)) is not None:
+            return code
         if args.json:
             _print_json(store)
         else:
             print(f"Queued {store['name']}{_tag(store)}: {store['id']}{_queue(store)}")
-        if args.tenant:
-            _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
         store = make()
         if args.tenant:
             _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
-        # A key used before answers with the store it made, maybe long done: nothing to follow.
-        goal = _goal_of(store)
-        if goal is None:
-            return _as_it_is(store, args.json)
-        return _follow(stream, store, goal, args.json, _look_up(api, store))
+        if (code := _made_before(store, args.json)) is not None:
+            return code
+        return _follow(stream, store, _goal_of(store) or CREATE, args.json, _look_up(api, store))
+
+
+def _made_before(store: Store, as_json: bool) -> int | None:
+    """A create answered with the store its idempotency key made earlier, no longer being
+    made (ready, failed, deleted...): said as it is, not as queued, and a failure when the
+    store failed or is deleted, which is not what was asked for. None for one being made."""
+    if store["status"] in ("queued", "provisioning"):
+        return None
+    if as_json:
+        _print_json(store)
+    else:
+        print(f"{store['name']}{_tag(store)}, made before with this idempotency key, is "
+              f"{_status(store)}: {store['id']}")  # fmt: skip
+    return FAILED if store["status"] in ("failed", "deleting", "deleted") else 0
 
 
 def delete(api: Api, args: argparse.Namespace) -> int:

@@ -305,4 +305,10 @@ def test_create_with_the_same_idempotency_key_answers_with_the_same_store(
     waited = woostore(platform, "create", "Once", "--idempotency-key", "cli-once", "--wait")
     assert waited.code == 0, waited.err
     url = api_store(platform, first.json()["id"])["storefront_url"]
-    assert waited.out == f"Once (simulated) is ready — {url}.\n"
+    made = "Once (simulated), made before with this idempotency key, is"
+    assert waited.out == f"{made} ready — {url}: {first.json()['id']}\n"
+    # Deleted since: not "queued", and not what was asked for (a user's review).
+    assert woostore(platform, "delete", first.json()["id"], "--wait").code == 0
+    for wait in ([], ["--wait"]):
+        gone = woostore(platform, "create", "Once", "--idempotency-key", "cli-once", *wait)
+        assert (gone.code, gone.out) == (1, f"{made} deleted: {first.json()['id']}\n"), wait
