@@ -217,6 +217,10 @@ def service_environment(
     )
     env.setdefault("WOOSTORE_STORE_CHART", str(STORE_CHART))
     env.setdefault("WOOSTORE_WARM_POOL_SIZE", str(WARM_POOL_SIZE))
+    # No proxy stands before this API: its clients connect from loopback themselves, and
+    # trusting loopback (the services' default, for a proxy beside the API) let any of them
+    # write another address into the audit log (a user's review).
+    env.setdefault("WOOSTORE_FORWARDED_ALLOW_IPS", "")
     if sys.stderr.isatty():
         env.setdefault("WOOSTORE_LOG_FORMAT", "console")
     return env
@@ -522,6 +526,16 @@ def _say(line: str) -> None:
     print(f"woostore-run: {line}", flush=True)
 
 
+def _admin_token(env: dict[str, str], settings: LaunchSettings) -> str:
+    """The token itself on a terminal; where to read it when the output goes to a file or a
+    pipe, which may be kept on disk for anyone to read (a user's review)."""
+    if sys.stdout.isatty():
+        return env["WOOSTORE_ADMIN_TOKEN"]
+    if settings.admin_token:
+        return "the one WOOSTORE_ADMIN_TOKEN gives"
+    return f"in {settings.data_dir / 'secrets.json'} (shown on a terminal only)"
+
+
 def _print_banner(
     env: dict[str, str], settings: LaunchSettings, nats_url: str, ops: dict[str, str]
 ) -> None:
@@ -530,7 +544,7 @@ def _print_banner(
     print(
         "\n"
         f"  WooStore is running.  Dashboard: http://{settings.api_host}:{settings.api_port}/\n"
-        f"  Admin token: {env['WOOSTORE_ADMIN_TOKEN']}\n"
+        f"  Admin token: {_admin_token(env, settings)}\n"
         f"  Event stream: {settings.events_url}\n"
         f"  NATS (store events on stream STORES): {nats_url}\n"
         f"  Ops (/healthz, /readyz, /metrics of each service):\n{ops_lines}"

@@ -308,6 +308,8 @@ def test_the_services_find_helm_and_the_chart_wherever_the_launcher_is_started(
 
     assert shutil.which(settings.helm_binary, path=env["PATH"]) == str(TOOLS_BIN / "helm")
     assert env["PATH"].endswith(":/usr/bin:/bin")  # the caller's own still there
+    # No proxy before make run's API: no client's X-Forwarded-For is believed.
+    assert env["WOOSTORE_FORWARDED_ALLOW_IPS"] == ""
     monkeypatch.setenv("WOOSTORE_STORE_CHART", env["WOOSTORE_STORE_CHART"])
     assert Settings().store_chart_version  # as a service reads it: from the checkout's chart
 

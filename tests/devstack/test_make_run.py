@@ -6,6 +6,7 @@ program holds is named before anything starts."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -129,6 +130,11 @@ def test_the_banner_names_every_services_ops_endpoints(make_run: MakeRun) -> Non
     # Nothing for the operator to act on: platformdirs' warning that XDG_RUNTIME_DIR is
     # unset was printed by each process that started PostgreSQL.
     assert "Warning" not in banner, banner
+    # Output to a pipe (a log file, often) says where the admin token is, not the token.
+    secrets = make_run.data_dir / "secrets.json"
+    token = json.loads(secrets.read_text())["admin_token"]
+    assert token not in banner
+    assert f"  Admin token: in {secrets} (shown on a terminal only)\n" in banner
 
 
 def test_ctrl_c_stops_the_services_before_nats_and_none_of_them_complains(
