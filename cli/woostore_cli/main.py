@@ -635,10 +635,12 @@ def _tenant(api: Api, given: str) -> str:
     me = api.call("GET", "/session")
     if me["tenant_name"] == given:
         return str(me["tenant_id"])
-    if me["role"] == "admin":
-        for tenant in api.call("GET", "/tenants"):
-            if tenant["name"] == given:
-                return str(tenant["id"])
+    if me["role"] != "admin":  # `tenants list` is an admin's: it would be refused
+        own = me["tenant_name"]
+        raise ApiError(404, "Not found", f"a tenant's key sees its own tenant only, {own}")
+    for tenant in api.call("GET", "/tenants"):
+        if tenant["name"] == given:
+            return str(tenant["id"])
     raise ApiError(404, "Not found", f"no tenant is named {given!r} (see woostore tenants list)")
 
 
@@ -1014,6 +1016,26 @@ def _sequence(text: str) -> int | None:
     return int(text)
 
 
+def _store_id(text: str) -> str:
+    """A store's id, checked before asking: a mistyped one was answered with the API's
+    validator's words about path parameters."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a store's id (a UUID): {text!r}; woostore list shows them"
+        ) from None
+
+
+def _backup_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a backup's id (a UUID): {text!r}; woostore backups list STORE_ID shows them"
+        ) from None
+
+
 def _store_limit(text: str) -> int | None:
     if text == "default":
         return None
@@ -1112,6 +1134,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--from-backup",
         metavar="BACKUP_ID",
+        type=_backup_id,
         help="a copy of one of the tenant's stores, from its backup (with its settings)",
     )
     sub.add_argument(
@@ -1132,13 +1155,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--tenant", metavar="TENANT", help="admins: one tenant's stores (id or name)")
     sub.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     sub = command("show", show, "show a store and its event history")
-    sub.add_argument("id", metavar="ID")
+    sub.add_argument("id", metavar="ID", type=_store_id)
     sub = command(
         "wait", wait, "follow a store until what it does now ends (made, changed, deleted...)"
     )
-    sub.add_argument("id", metavar="ID")
+    sub.add_argument("id", metavar="ID", type=_store_id)
     sub = command("delete", delete, "delete a store and everything it owns")
-    sub.add_argument("id", metavar="ID")
+    sub.add_argument("id", metavar="ID", type=_store_id)
     sub.add_argument("--wait", action="store_true", help=wait_help)
     for name, help in (
         (
@@ -1150,13 +1173,13 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, change, help)
         sub.set_defaults(change=name)
-        sub.add_argument("id", metavar="ID")
+        sub.add_argument("id", metavar="ID", type=_store_id)
         sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("retry", retry, "make a failed store again, once its clean-up has finished")
-    sub.add_argument("id", metavar="ID")
+    sub.add_argument("id", metavar="ID", type=_store_id)
     sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("credentials", credentials, "the store's WordPress admin login")
-    sub.add_argument("id", metavar="ID")
+    sub.add_argument("id", metavar="ID", type=_store_id)
     sub = command(
         "events",
         events,
@@ -1167,7 +1190,7 @@ def _parser() -> argparse.ArgumentParser:
         help="after this sequence (default 0: every event kept); now: only new ones",
     )  # fmt: skip
     sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
-    sub.add_argument("--store", metavar="ID", help="this store's events alone")
+    sub.add_argument("--store", metavar="ID", type=_store_id, help="this store's events alone")
     command("whoami", whoami, "the key in use: its prefix, role and tenant")
 
     keys = group("keys", "make, list and revoke API keys")
@@ -1186,18 +1209,18 @@ def _parser() -> argparse.ArgumentParser:
 
     backups = group("backups", "back a store up, list its backups, delete one")
     sub = command("create", create_backup, "back a ready store up: database and uploads", backups)
-    sub.add_argument("id", metavar="STORE_ID")
+    sub.add_argument("id", metavar="STORE_ID", type=_store_id)
     sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("list", list_backups, "list a store's backups, newest first", backups)
-    sub.add_argument("id", metavar="STORE_ID")
+    sub.add_argument("id", metavar="STORE_ID", type=_store_id)
     sub = command("delete", delete_backup, "delete one of a store's backups", backups)
-    sub.add_argument("id", metavar="STORE_ID")
-    sub.add_argument("backup", metavar="BACKUP_ID")
+    sub.add_argument("id", metavar="STORE_ID", type=_store_id)
+    sub.add_argument("backup", metavar="BACKUP_ID", type=_backup_id)
     sub = command(
         "restore", restore, "return a ready store to one of its backups (backed up first)"
     )
-    sub.add_argument("id", metavar="STORE_ID")
-    sub.add_argument("backup", metavar="BACKUP_ID")
+    sub.add_argument("id", metavar="STORE_ID", type=_store_id)
+    sub.add_argument("backup", metavar="BACKUP_ID", type=_backup_id)
     sub.add_argument("--wait", action="store_true", help=wait_help)
 
     tenants = group("tenants", "make, change and list tenants (admins; a tenant shows its own)")

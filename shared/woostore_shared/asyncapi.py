@@ -164,11 +164,13 @@ _SERVERS = {
         "host": "{host}",
         "protocol": "https",
         "description": (
-            "The notifier's Server-Sent Events, behind the API's address (plain http on make "
-            "run's loopback): a key, or a ticket from POST /api/v1/events/ticket, sees its "
-            "own tenant's events (an admin key, every tenant's)."
+            "The notifier's Server-Sent Events, at the events_url GET /api/v1/platform gives: "
+            "behind the API's own address where an ingress routes /api/v1/events to the "
+            "notifier (helm/platform), on a port of its own on make run (8001, plain http). "
+            "A key, or a ticket from POST /api/v1/events/ticket, sees its own tenant's "
+            "events (an admin key, every tenant's)."
         ),
-        "variables": {"host": {"default": "127.0.0.1:8000"}},
+        "variables": {"host": {"default": "127.0.0.1:8001"}},
     },
 }
 _SSE = "sse"  # the channel of the notifier's event stream

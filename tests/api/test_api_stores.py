@@ -1055,8 +1055,13 @@ async def test_credentials_of_a_store_not_ready_are_a_409_problem(
 
     body = problem(response, 409)
     assert body["status_now"] == "queued"
+    assert body["detail"] == "credentials are available once the store is ready"
     shown = (await client.get(f"{STORES}/{store['id']}")).json()
     assert "credentials" not in shown["links"]  # offered only where it answers
+    # A deleted store's are not coming (it was told they were, once the store was ready).
+    await set_columns(database, store["id"], status=StoreStatus.DELETED)
+    gone = problem(await client.get(f"{STORES}/{store['id']}/credentials"), 409)
+    assert gone["detail"] == "a deleted store's credentials go with it"
 
 
 @pytest.mark.parametrize("status", ["backing_up", "updating", "restoring"])
@@ -1103,7 +1108,8 @@ async def test_credentials_of_a_ready_store_without_a_password_are_a_409_problem
     store = await create(client)
     await set_columns(database, store["id"], status=StoreStatus.READY)
 
-    problem(await client.get(f"{STORES}/{store['id']}/credentials"), 409)
+    body = problem(await client.get(f"{STORES}/{store['id']}/credentials"), 409)
+    assert body["detail"] == "no admin password was recorded for this store"
 
 
 async def test_the_password_is_given_to_the_owner_of_a_ready_store_and_nowhere_else(

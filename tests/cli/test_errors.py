@@ -18,13 +18,14 @@ from tests.cli.conftest import Result, run
 from tests.support import served
 from woostore_cli.main import main
 
+STORE = "0f6d3b9e-2c4a-4f1e-9b7d-5a8c1e2f3d40"
 BUSY = {  # as the API refuses to delete a store while a copy of its backup is being made
     "type": "https://woostore.dev/problems/invalid-state",
     "title": "Store cannot be deleted now",
     "status": 409,
     "detail": "store s-1 cannot be deleted while store s-2 is being made from its backup; it"
     " can be once that store is ready, or deleted",
-    "instance": "/api/v1/stores/s-1",
+    "instance": f"/api/v1/stores/{STORE}",
 }
 
 
@@ -42,7 +43,7 @@ async def refusing(problem: dict[str, Any], headers: dict[str, str], *argv: str)
 
 
 async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
-    said = await refusing(BUSY, {"Retry-After": "60"}, "delete", "s-1")
+    said = await refusing(BUSY, {"Retry-After": "60"}, "delete", STORE)
 
     assert said.code == 1
     assert said.out == ""
@@ -56,13 +57,13 @@ async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
 async def test_a_refusal_without_retry_after_says_no_time() -> None:
     full = {**BUSY, "title": "Limit reached", "detail": "this tenant has its maximum of 10 stores"}
 
-    said = await refusing(full, {}, "delete", "s-1")
+    said = await refusing(full, {}, "delete", STORE)
 
     assert said.err == "Limit reached: this tenant has its maximum of 10 stores\n"
 
 
 async def test_with_json_a_refusal_is_the_problem_as_the_api_sent_it() -> None:
-    said = await refusing(BUSY, {"Retry-After": "60"}, "delete", "s-1", "--json")
+    said = await refusing(BUSY, {"Retry-After": "60"}, "delete", STORE, "--json")
 
     assert said.code == 1
     assert said.out == ""  # stdout holds only what a command answers
@@ -101,3 +102,29 @@ def test_a_token_no_header_carries_is_refused_without_being_shown(
     said = capsys.readouterr().err
     assert "argument --token: " in said
     assert "secret" not in said
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["show", "nope"],
+            "argument ID: not a store's id (a UUID): 'nope'; woostore list shows them",
+        ),
+        (
+            ["restore", STORE, "b-1"],
+            "argument BACKUP_ID: not a backup's id (a UUID): 'b-1'; woostore backups list "
+            "STORE_ID shows them",
+        ),
+    ],
+)
+def test_an_id_that_is_no_uuid_is_a_usage_error_before_asking(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was answered with the API's validator's words about path parameters (a user's
+    review): 'path.store_id: Input should be a valid UUID, invalid character...'."""
+    with pytest.raises(SystemExit) as refused:
+        main([*argv, "--url", "http://127.0.0.1:9", "--token", "t"])
+
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.endswith(f"error: {said}\n")

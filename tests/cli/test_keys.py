@@ -165,6 +165,12 @@ def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
         "Not found: no tenant is named 'nobody-by-that-name' (see woostore tenants list)\n",
     )
     assert woostore(platform, "tenants", "show", "default").out.startswith("Tenant default (")
+    # A tenant's key naming another tenant is told whom it sees, not to list the tenants.
+    other = woostore(platform, "list", "--tenant", "default", token=token)
+    assert (other.code, other.err) == (
+        1,
+        "Not found: a tenant's key sees its own tenant only, humble\n",
+    )
 
     result = woostore(platform, "keys", "create", "root", "--role", "admin", token=token)
 

@@ -37,6 +37,7 @@ from woostore_shared.problems import (
     http_problem,
     problem_for,
 )
+from woostore_shared.transitions import credentials_readable
 
 log = get_logger(__name__)
 _SCHEMA_NAME = "ProblemDetails"
@@ -168,11 +169,18 @@ def unauthorized(detail: str, *, token_refused: bool = False) -> Problem:
     return Problem(401, "Unauthorized", detail, kind="unauthorized", headers=challenge)
 
 
-def store_not_ready(status_now: StoreStatus) -> Problem:
+def no_credentials(status_now: StoreStatus, has_password: bool) -> Problem:
+    """No credentials to read, and why: a deleted store's were not coming (a user's review:
+    told they were available once it was ready), nor a serving store's never recorded."""
+    if status_now in (StoreStatus.DELETING, StoreStatus.DELETED):
+        detail = f"a {status_now.value} store's credentials go with it"
+    elif credentials_readable(status_now, True) and not has_password:
+        detail = "no admin password was recorded for this store"
+    else:
+        detail = "credentials are available once the store is ready"
     return Problem(
-        409, "Store not ready", "credentials are available once the store is ready",
-        kind="invalid-state", status_now=status_now.value,
-    )  # fmt: skip
+        409, "Store not ready", detail, kind="invalid-state", status_now=status_now.value
+    )
 
 
 def tenant_exists(name: str) -> Problem:

@@ -31,8 +31,8 @@ from woostore_api.problems import (
     forbidden,
     idempotency_key_reused,
     invalid_cursor,
+    no_credentials,
     not_found,
-    store_not_ready,
 )
 from woostore_api.stores import quotas
 from woostore_api.stores.schemas import (
@@ -472,7 +472,7 @@ async def read_credentials(outbox: Outbox, caller: Caller, store_id: uuid.UUID) 
             raise not_found(f"store {store_id}")
         # The same rule gives the store resource its `credentials` action.
         if not credentials_readable(store.status, store.admin_password_encrypted is not None):
-            raise store_not_ready(store.status)
+            raise no_credentials(store.status, store.admin_password_encrypted is not None)
         encrypted = store.admin_password_encrypted
         assert encrypted is not None  # credentials_readable checked it
         record(uow, caller, "store.credentials.read", f"store/{store.id}", store.owner)
