@@ -219,9 +219,15 @@ class NothingToRollBackTo(Exception):
     first, or the warm pool's before it): refused at once, rather than failing later."""
 
     def __init__(self, store: Store) -> None:
+        # Its revision is named: a store claimed from the pool shows revision 2, and was told
+        # it ran its release's first (a user's review).
+        if store.release_revision is None:
+            super().__init__(f"store {store.id} has no release revision recorded to return to")
+            return
+        pool = " (the one before it was the warm pool's)" if (store.first_revision or 1) > 1 else ""
         super().__init__(
-            f"store {store.id} runs its release's first revision: there is none earlier to "
-            "return to"
+            f"store {store.id} runs revision {store.release_revision} of its release, the "
+            f"first made for it{pool}: there is none of its own earlier to return to"
         )
 
 

@@ -801,10 +801,21 @@ async def test_a_rollback_with_no_earlier_revision_is_refused_at_once(
     refused = await client.post(f"{STORES}/{store['id']}/rollback")
 
     body = problem(refused, 409)
-    assert (body["title"], body["detail"]) == (
-        "Nothing to roll back to",
-        f"store {store['id']} runs its release's first revision: there is none earlier to "
-        "return to",
+    assert body["title"] == "Nothing to roll back to"
+    # Its revision named: a store claimed from the pool runs revision 2 (a user's review).
+    assert (
+        body["detail"]
+        == {
+            (
+                1,
+                None,
+            ): f"store {store['id']} runs revision 1 of its release, the first made for it: "
+            "there is none of its own earlier to return to",
+            (None, None): f"store {store['id']} has no release revision recorded to return to",
+            (2, 2): f"store {store['id']} runs revision 2 of its release, the first made for it "
+            "(the one before it was the warm pool's): there is none of its own earlier to "
+            "return to",
+        }[revision, first]
     )
     assert "Retry-After" not in refused.headers
     shown = (await client.get(f"{STORES}/{store['id']}")).json()
