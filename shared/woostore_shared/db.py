@@ -98,6 +98,10 @@ class Database:
             # Taken in turn, every one was used every few seconds and none was ever idle.
             pool_use_lifo=True,
             connect_args=connect_args,
+            # A failed statement's error names its SQL, not its parameters: they held a
+            # journal write's whole events (logged at each retry), and may hold what a
+            # store keeps encrypted.
+            hide_parameters=True,
         )
         _look_before_use(self.engine, ping_after_idle, drop_after_idle=closed_when_idle / 2)
         event.listen(

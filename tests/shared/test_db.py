@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import event, func, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import select
 
@@ -44,6 +44,24 @@ async def test_connections_carry_the_services_name_unless_the_url_gives_one(
         )
         == "operators-choice"
     )
+
+
+async def test_a_failed_statements_error_does_not_show_its_parameters(database_url: str) -> None:
+    """They were shown whole, in warnings logged at each retry (a user's review found a
+    journal write's events in one)."""
+    db = Database(database_url, "woostore-test")
+    try:
+        async with db.engine.connect() as connection:
+            with pytest.raises(DBAPIError) as failed:
+                await connection.execute(
+                    text("SELECT CAST(:value AS text), 1 / 0"), {"value": "hidden-value-7"}
+                )
+    finally:
+        await db.dispose()
+
+    assert "division by zero" in str(failed.value)
+    assert "SELECT CAST" in str(failed.value)  # what failed is still said
+    assert "hidden-value-7" not in str(failed.value)
 
 
 async def test_connections_opened_for_a_burst_are_kept_for_the_next(database_url: str) -> None:
