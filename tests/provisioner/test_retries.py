@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from structlog.testing import capture_logs
 
 from woostore_cluster import PermanentClusterError, TransientClusterError
 from woostore_provisioner.retries import (
@@ -121,3 +122,17 @@ async def test_a_database_whose_connections_are_all_in_use_is_retried_in_place()
     await retry_in_place(tries.work, sleep=tries.wait)
 
     assert tries.count == 2
+
+
+async def test_waiting_for_a_busy_store_is_said_as_information_and_a_fault_as_a_warning() -> None:
+    """A deletion waiting out the provisioning it cancels logged 'transient error' five
+    times as warnings (a user's review): nothing was wrong."""
+    tries = Tries(StoreBusy(), TransientClusterError("api server timeout", 0))
+
+    with capture_logs() as logged:
+        await retry_in_place(tries.work, sleep=tries.wait)
+
+    assert [(entry["log_level"], entry["event"]) for entry in logged] == [
+        ("info", "the store is busy with other work; waiting for it"),
+        ("warning", "transient error, retrying in place"),
+    ]

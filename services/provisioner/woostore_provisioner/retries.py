@@ -107,6 +107,18 @@ def _in_place_wait(state: RetryCallState) -> float:
     return error.delay if isinstance(error, TransientClusterError) else _backoff(state)
 
 
+def _say_why_it_waits(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    if isinstance(error, StoreBusy):
+        # Nothing is wrong: the store's other work (a deletion waits out the provisioning it
+        # cancels) holds it. Said as a warning each time, it read as a fault five times over.
+        log.info("the store is busy with other work; waiting for it", attempt=state.attempt_number)
+        return
+    log.warning(
+        "transient error, retrying in place", attempt=state.attempt_number, error=repr(error)
+    )
+
+
 async def retry_in_place(
     work: Callable[[], Awaitable[None]], sleep: Callable[[float], Awaitable[None]]
 ) -> None:
@@ -117,11 +129,7 @@ async def retry_in_place(
         stop=stop_after_attempt(IN_PLACE_ATTEMPTS) | _WaitsPast(IN_PLACE_SECONDS),
         wait=_in_place_wait,
         sleep=sleep,
-        before_sleep=lambda state: log.warning(
-            "transient error, retrying in place",
-            attempt=state.attempt_number,
-            error=repr(state.outcome.exception()) if state.outcome else None,
-        ),
+        before_sleep=_say_why_it_waits,
         reraise=True,
     )
     async for try_ in retrying:
