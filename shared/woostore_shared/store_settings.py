@@ -105,8 +105,10 @@ class StoreSettingsIn(BaseModel):
     admin_email: EmailStr | None = Field(
         default=None, description="The store admin's email address (default: admin@<host>)."
     )
+    # Strict: "yes", "off" and 1 were taken for booleans here, where the API's other
+    # booleans (a tenant's suspension) refuse them.
     sample_products: bool | None = Field(
-        default=None, description="Start with three sample products (default: on)."
+        default=None, strict=True, description="Start with three sample products (default: on)."
     )
 
     # Codes are kept as ISO writes them, whatever case they came in: WooCommerce and the

@@ -51,3 +51,13 @@ def test_two_codes_of_a_table_together_are_no_code_of_it() -> None:
 
     assert codes.canonical("aa-2") == "AA-2"
     assert codes.canonical("AA-1 AA-2") is None
+
+
+@pytest.mark.parametrize("given", ["yes", "off", "true", 1, 0])
+def test_sample_products_is_a_json_boolean_only(given: object) -> None:
+    """'yes' and 1 were taken for true, where the API's other booleans refuse them."""
+    with pytest.raises(ValidationError):
+        StoreSettingsIn.model_validate({"sample_products": given})
+    assert (
+        StoreSettingsIn.model_validate_json('{"sample_products": false}').sample_products is False
+    )
