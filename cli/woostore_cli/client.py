@@ -155,18 +155,21 @@ class Api:
         after: int | None,
         *,
         store: str | None = None,
+        tenant: str | None = None,
         idle: float | None = None,
         notice: Callable[[str], None] = lambda _: None,
     ) -> EventStream:
         """The event stream from after sequence ``after`` (None: only new events), of one
-        store's events if ``store`` is given (callers still pick theirs by subject: a
-        notifier older than ``store_id`` sends every event).
+        store's events if ``store`` is given, of one tenant's if ``tenant`` is (callers
+        still pick theirs by subject: a notifier older than ``store_id`` sends every event).
 
         With ``idle``, iteration stops once no event came for that many seconds.
         """
         platform = self.call("GET", "/platform")
         url = httpx.URL(self.url).join(platform["events_url"])  # may be relative to the API
-        return EventStream(self.http, url, after, idle, notice, store)
+        narrowed = {"store_id": store, "tenant_id": tenant}
+        asked = {name: value for name, value in narrowed.items() if value is not None}
+        return EventStream(self.http, url, after, idle, notice, asked)
 
 
 class EventStream:
@@ -182,11 +185,11 @@ class EventStream:
         after: int | None,
         idle: float | None,
         notice: Callable[[str], None],
-        store: str | None = None,
+        narrowed: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.after = after
-        self.store = store
+        self.narrowed = narrowed or {}  # ?store_id=, ?tenant_id=
         self._http = http
         self._idle = idle
         self._notice = notice
@@ -206,9 +209,9 @@ class EventStream:
 
     def _connect(self) -> None:
         self._connection.close()
-        params = {} if self.after is None else {"last_event_id": str(self.after)}
-        if self.store:
-            params["store_id"] = self.store
+        params = dict(self.narrowed)
+        if self.after is not None:
+            params["last_event_id"] = str(self.after)
         timeout = httpx.Timeout(10, read=self._idle or 3 * PING_SECONDS)
         source = self._connection.enter_context(
             connect_sse(self._http, "GET", str(self.url), params=params, timeout=timeout)

@@ -422,7 +422,8 @@ def events(api: Api, args: argparse.Namespace) -> int:
 def _print_events(api: Api, args: argparse.Namespace) -> None:
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
-    with api.events(args.since, store=args.store, idle=idle, notice=_warn) as stream:
+    tenant = _tenant(api, args.tenant) if args.tenant else None
+    with api.events(args.since, store=args.store, tenant=tenant, idle=idle, notice=_warn) as stream:
         for event in stream:
             if isinstance(event, Gap) and args.json:  # a program must read its state again
                 print(json.dumps({"sequence": event.sequence, "gap": event.reason}), flush=True)
@@ -1191,6 +1192,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
     sub.add_argument("--store", metavar="ID", type=_store_id, help="this store's events alone")
+    sub.add_argument("--tenant", metavar="TENANT", help="admins: one tenant's events (id or name)")
     command("whoami", whoami, "the key in use: its prefix, role and tenant")
 
     keys = group("keys", "make, list and revoke API keys")

@@ -245,7 +245,8 @@ def document(version: str) -> dict[str, Any]:
                 "Store events are unnamed SSE events (heard by onmessage) unless "
                 "?event_names=true is asked for: each is then named after its type's last "
                 "part (io.woostore.store.ready: ready), for addEventListener. "
-                "?store_id= narrows a stream to one store's events."
+                "?store_id= narrows a stream to one store's events, and an admin's "
+                "?tenant_id= to one tenant's."
             ),
         },
         "defaultContentType": "application/json",

@@ -64,6 +64,10 @@ def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     assert len(mine) < len(replay)
     narrowed = woostore(platform, "events", "--since", "0", "--store", store_id, "--json")
     assert narrowed.json_lines() == mine
+    # --tenant: an admin's, by name: a tenant that has no store yet has no event either.
+    assert woostore(platform, "tenants", "create", "no-stores-yet").code == 0
+    quiet = woostore(platform, "events", "--since", "0", "--tenant", "no-stores-yet", "--json")
+    assert (quiet.code, quiet.out) == (0, ""), quiet.err
 
 
 def _default_sigint() -> None:

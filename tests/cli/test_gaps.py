@@ -65,7 +65,7 @@ def test_a_stream_started_again_after_events_says_events_were_lost_not_a_mistype
     """ "No event N yet" is for an id the user asked for; once the stream has answered, an
     id it no longer knows is one of its own: the stream was started again."""
     first = Event(7, {"type": "store.requested", "subject": "s-1", "data": {}, "time": "t"})
-    args = argparse.Namespace(since=0, follow=True, json=True, store=None)
+    args = argparse.Namespace(since=0, follow=True, json=True, store=None, tenant=None)
 
     assert events(Replayed(first, Gap(3, "unknown-id")), args) == 0  # type: ignore[arg-type]
 

@@ -57,7 +57,7 @@ class Lost:
 
 
 def test_events_lost_for_good_says_where_to_resume(capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(since=0, follow=True, json=True, store=None)
+    args = argparse.Namespace(since=0, follow=True, json=True, store=None, tenant=None)
 
     assert events(Lost(), args) == UNREACHABLE  # type: ignore[arg-type]
 

@@ -61,11 +61,14 @@ async def following(
     after: int | None = None,
     named: bool = False,
     store: uuid.UUID | None = None,
+    tenant: uuid.UUID | None = None,
 ) -> AsyncIterator[AsyncIterator[ServerSentEvent]]:
     resume = {} if after is None else {"Last-Event-ID": str(after)}
     params = {"event_names": "true"} if named else {}
     if store is not None:
         params["store_id"] = str(store).upper()  # any way a UUID is written
+    if tenant is not None:
+        params["tenant_id"] = str(tenant)
     async with (
         httpx.AsyncClient(base_url=app.state.url, timeout=10) as http,
         aconnect_sse(http, "GET", EVENTS, headers={**headers, **resume}, params=params) as source,
@@ -137,6 +140,36 @@ async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
             # is one of its own tenant's (as no real store's could be).
             own = await publish(nats_client, 1, tenant_id=other, store_id=shop)
             assert ids_and_bodies(await take(theirs, 1)) == own
+
+
+async def test_an_admins_stream_narrowed_to_a_tenant_is_sent_its_events_alone(
+    settings: Settings, nats_client: Client, database: Database
+) -> None:
+    """A tenant's key may name its own tenant, not another's (403, as the API refuses)."""
+    other = await another_tenant(database)
+    _, token = await add_key(database, "other tenant", Role.TENANT, other)
+    await publish(nats_client, 2)  # the default tenant's
+    theirs = await publish(nats_client, 2, tenant_id=other)
+    their_key = {"Authorization": f"Bearer {token}"}
+
+    async with (
+        running(settings) as app,
+        following(app, admin(), after=0, tenant=other) as narrowed,
+        following(app, their_key, after=0, tenant=other) as own,
+    ):
+        assert ids_and_bodies(await take(narrowed, 2)) == theirs
+        assert ids_and_bodies(await take(own, 2)) == theirs
+        await publish(nats_client, 1)
+        live = await publish(nats_client, 1, tenant_id=other)
+        assert ids_and_bodies(await take(narrowed, 1)) == live
+        async with httpx.AsyncClient(base_url=app.state.url, timeout=10) as http:
+            params = {"tenant_id": str(DEFAULT_TENANT_ID)}
+            refused = await http.get(EVENTS, headers=their_key, params=params)
+            invalid = await http.get(EVENTS, headers=admin(), params={"tenant_id": "acme"})
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "a tenant key reads only its own tenant's events"
+    assert invalid.status_code == 400
+    assert invalid.json()["detail"] == "tenant_id must be a tenant's id (a UUID), not 'acme'"
 
 
 async def test_a_resume_from_further_back_than_memory_reads_the_stream_exactly(

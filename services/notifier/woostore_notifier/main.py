@@ -14,7 +14,8 @@ lost) gets a ``refetch`` event: the client must fetch its state again.
 Events are unnamed (``onmessage`` hears them all) unless the client asks with
 ``?event_names=true``: each then starts with an ``event:`` line naming its type, ``ready``
 for ``io.woostore.store.ready``, for ``addEventListener("ready", ...)``. ``?store_id=``
-narrows a stream to one store's events (a program or the CLI following one store).
+narrows a stream to one store's events (a program or the CLI following one store), and an
+admin's ``?tenant_id=`` to one tenant's.
 
 Streams are bounded: each key may hold ``WOOSTORE_EVENT_STREAMS_PER_KEY`` open on a notifier
 process, each tenant ``WOOSTORE_TENANT_EVENT_STREAMS``, the process
@@ -93,16 +94,16 @@ def _named(request: Request) -> bool:
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _store(request: Request) -> str | None:
-    """The one store whose events the client asked for (``?store_id=``), as event subjects
-    write its id; None for every store it may see."""
-    raw = request.query_params.get("store_id")
+def _narrowed_to(request: Request, parameter: str, of: str) -> str | None:
+    """The one store or tenant whose events the client asked for (``?store_id=``,
+    ``?tenant_id=``), as events write ids; None for every one it may see."""
+    raw = request.query_params.get(parameter)
     if raw is None:
         return None
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise ValueError(f"store_id must be a store's id (a UUID), not {raw!r}") from None
+        raise ValueError(f"{parameter} must be a {of}'s id (a UUID), not {raw!r}") from None
 
 
 async def stream_events(request: Request) -> Response | EventStream:
@@ -139,9 +140,17 @@ async def stream_events(request: Request) -> Response | EventStream:
     except ValueError as error:
         return problem_for(request, 400, "Invalid event_names", str(error), "invalid-event-names")
     try:
-        store = _store(request)
+        store = _narrowed_to(request, "store_id", "store")
     except ValueError as error:
         return problem_for(request, 400, "Invalid store_id", str(error), "invalid-store-id")
+    try:
+        tenant = _narrowed_to(request, "tenant_id", "tenant")
+    except ValueError as error:
+        return problem_for(request, 400, "Invalid tenant_id", str(error), "invalid-tenant-id")
+    own = None if principal.is_admin else str(principal.tenant_id)
+    if tenant is not None and own not in (None, tenant):
+        detail = "a tenant key reads only its own tenant's events"  # as the API says of data
+        return problem_for(request, 403, "Forbidden", detail, "forbidden")
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
@@ -152,7 +161,7 @@ async def stream_events(request: Request) -> Response | EventStream:
     return EventStream(
         client,
         after,
-        view=View(client.tenant, store),
+        view=View(client.tenant or tenant, store),
         hub=state.hub,
         replay=state.replay,
         connections=connections,
