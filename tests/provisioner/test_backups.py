@@ -11,6 +11,7 @@ import json
 import tarfile
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,18 @@ from nats.js import JetStreamContext
 from sqlmodel import col, select
 
 from tests.provisioner.test_changes import backups_ended, names, ready_store, request_change
-from tests.provisioner.test_runner import KeepAlive, faulty_cluster, journal, load, stream_events
+from tests.provisioner.test_runner import (
+    QUICK_WATCH_INTERVAL,
+    KeepAlive,
+    faulty_cluster,
+    journal,
+    load,
+    stream_events,
+)
 from tests.support import DEFAULT_SETTINGS, create_copy
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import DUMP_FORMAT, SimulatedCluster
+from woostore_provisioner.leases import Leases
 from woostore_provisioner.recipe import (
     BACKUP,
     CLONE,
@@ -32,9 +41,10 @@ from woostore_provisioner.recipe import (
     UPLOADS_PART,
     Recipe,
 )
+from woostore_provisioner.retries import StoreBusy
 from woostore_provisioner.runner import CUT_SHORT, Runner
 from woostore_shared import lifecycle
-from woostore_shared.backups import BackupStorage
+from woostore_shared.backups import BackupStorage, StoreBackups
 from woostore_shared.db import Database
 from woostore_shared.events import EventName, StepInfo
 from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable
@@ -657,6 +667,41 @@ async def test_a_failed_stores_deleted_backup_has_its_data_removed_too(
     assert (await backup_row(database, deleted)).status is BackupStatus.DELETED
     assert [m.backup_id for m in await backup_storage.of(store.id).manifests()] == [kept]
     assert (await load(database, store.id)).status is StoreStatus.FAILED
+
+
+async def test_a_deleted_backups_removal_keeps_its_message_and_lease_while_it_prunes(
+    make_runner: Callable[..., Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The removal runs after any recipe's steps (restic's prune takes minutes on S3): past
+    the lease, a redelivery took it over and pruned beside the first attempt (a diff
+    review). A watch interval of its own, for a margin a loaded machine keeps."""
+    store, _, (deleted, _) = await backed_up_twice(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster, watch_interval=QUICK_WATCH_INTERVAL)
+    redelivery = Leases(api_outbox, ttl=runner.leases.ttl)
+    taken_over: list[bool] = []
+    forget = StoreBackups.forget
+
+    async def slow_forget(repository: StoreBackups, backup_id: uuid.UUID) -> None:
+        await asyncio.sleep(1.5 * runner.leases.ttl.total_seconds())  # the lease's life, and more
+        with suppress(StoreBusy):
+            async with redelivery.hold(store.id, "a redelivery", KeepAlive()):
+                taken_over.append(True)
+        await forget(repository, backup_id)
+
+    monkeypatch.setattr(StoreBackups, "forget", slow_forget)
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.delete_backup(uow, store.id, deleted, BackupDeletion.REQUESTED)
+    keep_alive = KeepAlive()
+
+    await runner.change(store.id, keep_alive)  # the order delete_backup sent
+
+    assert (await backup_row(database, deleted)).status is BackupStatus.DELETED
+    assert taken_over == []
+    assert keep_alive.calls >= 1
 
 
 async def test_no_deleted_backup_is_pruned_while_a_new_store_reads_the_repository(

@@ -272,7 +272,8 @@ class Runner:
             await self._upgrade_or_roll_back(recipe, store, attempt)
         # Last, under the same lease: deleted backups are removed from the repository only
         # while nothing else of the store's uses it (restic's prune locks it whole).
-        await self._remove_deleted_backups(attempt.store_id)
+        async with self._alive_meanwhile(attempt):
+            await self._remove_deleted_backups(attempt.store_id)
 
     async def _upgrade_or_roll_back(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
         making = None  # (a change asked for before changes took a backup first: none)
@@ -304,7 +305,8 @@ class Runner:
             backup = await lifecycle.backup_under_way(session, store.id)
         if not await self._follow(BACKUP, store, attempt, BackupWork(making=backup.id)):
             return
-        manifest = await self.backup_storage.of(store.id).manifest(backup.id)
+        async with self._alive_meanwhile(attempt):
+            manifest = await self.backup_storage.of(store.id).manifest(backup.id)
         await self._end_backup(store.id, manifest or "its manifest is missing after storing it")
 
     async def _restore(self, store: Store, attempt: Attempt) -> None:
@@ -569,6 +571,26 @@ class Runner:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    @asynccontextmanager
+    async def _alive_meanwhile(self, attempt: Attempt) -> AsyncIterator[None]:
+        """Keep the message and the lease alive while work outside a recipe's steps runs (a
+        repository's prune takes minutes on S3), every watch interval: past the lease, a
+        redelivery would take it over and prune beside this attempt."""
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(self.watch_interval)
+                with suppress(*TRANSIENT_ERRORS):  # the work itself reports a lasting outage
+                    await attempt.keep_alive()
+                    await self.leases.renew(attempt)
+
+        beating = asyncio.ensure_future(beat())
+        try:
+            yield
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)  # LeaseLost ends it early
 
     async def _keep_alive(self, attempt: Attempt, recipe: Recipe) -> None:
         """Keep the message and the store's lease alive; stop if the store has moved on, or
