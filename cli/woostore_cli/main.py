@@ -115,10 +115,13 @@ def create(api: Api, args: argparse.Namespace) -> int:
             ) from error
         return store
 
+    # Read before the store is made: reading it after, a failure would end a create that
+    # succeeded, with its id unsaid.
+    suspended = _suspended(api, body["tenant_id"]) if args.tenant else None
     if not args.wait:
         store = make()
-        if args.tenant:
-            _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
+        if suspended:
+            _warn(suspended.format(so="its keys cannot reach this store"))
         if (code := _made_before(store, args.json)) is not None:
             return code
         if args.json:
@@ -128,8 +131,8 @@ def create(api: Api, args: argparse.Namespace) -> int:
         return 0
     with api.events(None, notice=_warn) as stream:  # connected before creating: nothing missed
         store = make()
-        if args.tenant:
-            _say_if_suspended(api, body["tenant_id"], "its keys cannot reach this store")
+        if suspended:
+            _warn(suspended.format(so="its keys cannot reach this store"))
         if (code := _made_before(store, args.json)) is not None:
             return code
         return _follow(stream, store, _goal_of(store) or CREATE, args.json, _look_up(api, store))
@@ -425,6 +428,8 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
     tenant = _tenant(api, args.tenant) if args.tenant else None
     with api.events(args.since, store=args.store, tenant=tenant, idle=idle, notice=_warn) as stream:
         for event in stream:
+            if isinstance(event, Event) and not _narrowed_to(event, args.store, tenant):
+                continue  # from a notifier older than ?store_id= and ?tenant_id=
             if isinstance(event, Gap) and args.json:  # a program must read its state again
                 print(json.dumps({"sequence": event.sequence, "gap": event.reason}), flush=True)
             mistyped = args.since is not None and not any_yet
@@ -445,6 +450,12 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
             any_yet = True
 
 
+def _narrowed_to(event: Event, store: str | None, tenant: str | None) -> bool:
+    return (store is None or event.store_id == store) and (
+        tenant is None or event.cloudevent.get("tenantid") == tenant
+    )
+
+
 def whoami(api: Api, args: argparse.Namespace) -> int:
     me = api.call("GET", "/session")
     if args.json:
@@ -463,6 +474,7 @@ def create_key(api: Api, args: argparse.Namespace) -> int:
         "role": args.role,
         **({"tenant_id": _tenant(api, args.tenant)} if args.tenant else {}),
     }
+    suspended = _suspended(api, body["tenant_id"]) if args.tenant else None  # before: see create
     key = api.call("POST", "/keys", json=body)
     if args.json:
         _print_json(key)
@@ -472,8 +484,8 @@ def create_key(api: Api, args: argparse.Namespace) -> int:
         f"Key {key['prefix']} ({key['role']}) made. This is the only time its token is shown: "
         "store it now (for example in WOOSTORE_TOKEN)."
     )
-    if args.tenant:
-        _say_if_suspended(api, body["tenant_id"], "this key is refused")
+    if suspended:
+        _warn(suspended.format(so="this key is refused"))
     return 0
 
 
@@ -645,14 +657,15 @@ def _tenant(api: Api, given: str) -> str:
     raise ApiError(404, "Not found", f"no tenant is named {given!r} (see woostore tenants list)")
 
 
-def _say_if_suspended(api: Api, tenant_id: str, so: str) -> None:
-    """What an admin made for a tenant works, but not for the tenant's keys while it is
-    suspended: said, lest the refusal come as a surprise."""
+def _suspended(api: Api, tenant_id: str) -> str | None:
+    """For a suspended tenant, what to tell an admin making something for it, with ``{so}``
+    to fill in: it works, but not for the tenant's keys until the tenant is resumed."""
     tenant = api.call("GET", f"/tenants/{tenant_id}")
-    if tenant["suspended_at"]:
-        name = tenant["name"]
-        _warn(f"Tenant {name} is suspended: {so} until an admin resumes it "
-              f"(woostore tenants update {name} --resume).")  # fmt: skip
+    if not tenant["suspended_at"]:
+        return None
+    name = tenant["name"]
+    return (f"Tenant {name} is suspended: {{so}} until an admin resumes it "
+            f"(woostore tenants update {name} --resume).")  # fmt: skip
 
 
 def _suspension(tenant: dict[str, Any]) -> str:

@@ -128,3 +128,35 @@ def test_an_id_that_is_no_uuid_is_a_usage_error_before_asking(
 
     assert refused.value.code == 2
     assert capsys.readouterr().err.endswith(f"error: {said}\n")
+
+
+@pytest.mark.parametrize("argv", [["create", "Shop"], ["keys", "create", "ci"]])
+async def test_a_tenant_that_cannot_be_read_ends_the_command_before_anything_is_made(
+    argv: list[str],
+) -> None:
+    """Whether the tenant is suspended is read first: read after the store (or the key) was
+    made, a failure ended a create that had succeeded, its id unsaid, and running it again
+    made a second store (a diff review)."""
+    made: list[str] = []
+
+    async def unavailable(_: Request) -> JSONResponse:
+        problem = {"title": "Database unavailable", "status": 503, "detail": "try again"}
+        return JSONResponse(problem, 503, media_type="application/problem+json")
+
+    async def make(request: Request) -> JSONResponse:
+        made.append(request.url.path)
+        return JSONResponse({}, 500)
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/tenants/{tenant_id}", unavailable),
+            Route("/api/v1/stores", make, methods=["POST"]),
+            Route("/api/v1/keys", make, methods=["POST"]),
+        ]
+    )
+    async with served(app) as url:
+        tenant = "5d1c7a2e-8b3f-4e6a-9c0d-1f2e3a4b5c6d"
+        said = await asyncio.to_thread(run, *argv, "--tenant", tenant, "--url", url, "--token=t")
+
+    assert (said.code, said.err) == (1, "Database unavailable: try again\n")
+    assert made == []

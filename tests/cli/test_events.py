@@ -33,7 +33,7 @@ CLI = Path(__file__).resolve().parents[2] / "cli"
 
 def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     store_id = create_ready(platform, "History")
-    assert woostore(platform, "create", "Beside").code == 0  # events of another store too
+    assert woostore(platform, "create", "Beside", "--wait").code == 0  # another store's events
 
     result = woostore(platform, "events", "--since", "0")  # stops once the stream is idle
 
