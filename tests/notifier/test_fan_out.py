@@ -142,6 +142,32 @@ async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
             assert ids_and_bodies(await take(theirs, 1)) == own
 
 
+async def test_a_narrowed_resume_read_from_the_stream_says_where_it_is_page_by_page(
+    settings: Settings, nats_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages with nothing of its store's send a ping with the page's last id: a narrow view
+    read a day back went silent for seconds, and `woostore events` without --follow, which
+    waits a second for more, stopped early with exit 0 (a diff review)."""
+    monkeypatch.setattr(replay, "PAGE", 40)
+    await publish(nats_client, 250)  # other stores'
+    shop = uuid.uuid4()
+    mine = await publish(nats_client, 1, store_id=shop)
+
+    async with running(settings, event_memory=100) as app:
+        assert app.state.hub.floor > 2 * replay.PAGE  # several pages read from the stream
+        async with following(app, admin(), after=0, store=shop) as narrowed:
+            seen: list[ServerSentEvent] = []
+            async with asyncio.timeout(DEADLINE_SECONDS):
+                while not (seen and seen[-1].data):
+                    seen.append(await anext(narrowed))
+
+    pings = [int(event.id) for event in seen[:-1] if event.id]
+    assert len(pings) >= 2
+    assert pings == sorted(pings)
+    assert pings[-1] < mine[0][0]
+    assert ids_and_bodies(seen[-1:]) == mine
+
+
 async def test_an_admins_stream_narrowed_to_a_tenant_is_sent_its_events_alone(
     settings: Settings, nats_client: Client, database: Database
 ) -> None:

@@ -140,6 +140,11 @@ class EventStream:
             frames = [f for f in page.after(cursor) if self.view.sees(f)]
             if frames:
                 await self._write(send, b"".join(f.written(self.named) for f in frames))
+            else:
+                # Where it is, from a page with nothing of its own: a narrow view (one store)
+                # read a day back from the stream went silent for seconds, and a client
+                # waiting a second for more (`woostore events` without --follow) gave up.
+                await self._write(send, ping(page.last))
             cursor = page.last
         return cursor
 
