@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 # what `install` has done already. By its whole path, which its command line then shows:
 # `pkill -f /path/to/checkout/.venv/bin/woostore-run` and process supervisors find it.
 run: install tools ## start the platform (Ctrl-C stops it)
-	$(CURDIR)/.venv/bin/woostore-run
+	"$(CURDIR)/.venv/bin/woostore-run"
 
 # Two workers, a test file each at a time: most tests wait (on a simulated cluster's clock,
 # on processes starting) more than they compute, so the suite takes about half as long on

@@ -388,7 +388,11 @@ async def _fail_ready_store(outbox: Outbox, store_id: uuid.UUID, reason: str) ->
     try:
         # The root of a trace of its own: the store's latest work may be long done.
         with tracing.tracer().start_as_current_span(
-            "reaper ready store lost", attributes={"store_id": str(store_id)}
+            "reaper ready store lost",
+            attributes={"store_id": str(store_id)},
+            # Not an error when it moved on meanwhile (deleted, say): caught just below.
+            record_exception=False,
+            set_status_on_exception=False,
         ):
             async with UnitOfWork.begin(outbox) as uow:
                 await lifecycle.fail(uow, store_id, reason, lost=True)

@@ -21,6 +21,7 @@ const els = {
 const DEFAULT_TENANT = '00000000-0000-0000-0000-000000000001';
 const pickListeners = [];
 let picked = null; // a tenant id, or null for all
+let loads = 0; // the tenants asked for so far: only the latest answer is shown
 
 export function initTenants() {
   els.picker.addEventListener('change', () => pick(els.picker.value || null));
@@ -47,6 +48,7 @@ export function resetTenants() {
 
 export async function loadTenants() {
   if (!isAdmin()) return;
+  const load = ++loads;
   let listed;
   try {
     listed = (await api('GET', els.showDeleted.checked ? '/tenants?include_deleted=true' : '/tenants')) ?? [];
@@ -54,6 +56,8 @@ export async function loadTenants() {
     handleError(err);
     return;
   }
+  // Answers may come out of order (the box ticked twice quickly): an older one is dropped.
+  if (load !== loads) return;
   // A deleted tenant is only listed: nothing can be picked, made or shown for it.
   const tenants = listed.filter((t) => !t.deleted_at);
   const own = caller()?.tenant_id;
