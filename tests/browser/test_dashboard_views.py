@@ -450,6 +450,9 @@ async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
 
 async def test_an_admin_suspends_a_tenant_and_resumes_it(page: Page, platform: Platform) -> None:
     paused = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "paused"})
+    await api_call(
+        platform, "POST", "/api/v1/stores", json={"name": "Paused Shop", "tenant_id": paused["id"]}
+    )
     key = await api_call(
         platform, "POST", "/api/v1/keys", json={"name": "till", "tenant_id": paused["id"]}
     )
@@ -472,10 +475,15 @@ async def test_an_admin_suspends_a_tenant_and_resumes_it(page: Page, platform: P
     await expect(row.get_by_test_id("tenant-suspend")).to_be_focused()
     await assert_accessible(page, "tenants, one suspended")
     assert await answer_to_its_key() == 401
-    # Where an admin picks it, to list its stores or make one for it, it is marked too.
+    # Where an admin picks it, to list its stores or make one for it, it is marked too, and
+    # on its stores' cards.
     for picker in ("tenant-picker", "create-tenant"):
         option = page.get_by_test_id(picker).locator(f"option[value='{paused['id']}']")
         await expect(option).to_have_text("paused (suspended)")
+    await page.get_by_test_id("nav-stores").click()
+    card = page.get_by_test_id("store-card").filter(has_text="Paused Shop")
+    await expect(card.get_by_test_id("store-tenant")).to_have_text("paused (suspended)")
+    await page.get_by_test_id("nav-tenants").click()
 
     await row.get_by_test_id("tenant-suspend").click()  # resumed at once: nothing is lost
     await expect(row.get_by_test_id("tenant-suspended")).to_have_count(0, timeout=SHORT)

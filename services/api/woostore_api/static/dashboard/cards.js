@@ -27,6 +27,7 @@ const els = {
 const cards = new Map(); // id -> card view (see createCard)
 let ask = { delete: () => {}, change: () => {} };
 let shippedChart = null; // the store chart an upgrade moves a store to, once the platform says
+let tenantNames = new Map(); // an admin's, of several tenants: id -> name as the cards show it
 
 function byId(id) {
   return document.getElementById(id);
@@ -52,6 +53,12 @@ export function initCards(handlers) {
 // chart again, and the button says so: an upgrade there only makes a new revision.
 export function setShippedChart(version) {
   shippedChart = version;
+  for (const [id, view] of cards) if (stores.has(id)) renderCard(view, stores.get(id));
+}
+
+// Whose each store is, for an admin who sees several tenants' (empty: nobody's is shown).
+export function setTenantNames(names) {
+  tenantNames = names;
   for (const [id, view] of cards) if (stores.has(id)) renderCard(view, stores.get(id));
 }
 
@@ -96,6 +103,8 @@ function createCard(id) {
       step: q('[data-testid="store-step"]'),
       cause: q('[data-testid="store-cause"]'),
       failure: q('[data-role="failure"]'),
+      tenantRow: q('[data-role="tenant-row"]'),
+      tenant: q('[data-testid="store-tenant"]'),
       created: q('[data-role="created"]'),
       readyRow: q('[data-role="ready-row"]'),
       originRow: q('[data-role="origin-row"]'),
@@ -228,6 +237,9 @@ function renderCard(view, store) {
     e.failure.textContent = `Last change failed: ${name}: ${store.last_change.reason ?? 'unknown reason'}`;
   }
 
+  const tenant = tenantNames.get(store.tenant_id);
+  e.tenantRow.hidden = !tenant;
+  e.tenant.textContent = tenant ?? '';
   setTime(e.created, store.created_at);
   e.readyRow.hidden = !store.ready_at;
   if (store.ready_at) setTime(e.ready, store.ready_at);

@@ -264,6 +264,7 @@ function endChange(change, kind, result, reason, time) {
 function applyEvent(store, event) {
   if (isBefore(event.time, store.updated_at)) return false;
   const data = event.data ?? {};
+  store.tenant_id ??= event.tenantid; // whose it is, before its snapshot is read
   // Only a started step waits on the cluster; whatever else happens ends the wait.
   store.waiting_cause = event.type === EVENT.progress ? data.cause ?? null : null;
   switch (event.type) {

@@ -5,6 +5,7 @@
 
 import { api, caller, isAdmin } from './api.js';
 import { handleError } from './alerts.js';
+import { setTenantNames } from './cards.js';
 import { confirmAction } from './confirm.js';
 import { setStoreQuery } from './stores.js';
 
@@ -44,6 +45,7 @@ export function resetTenants() {
   els.createTenant.replaceChildren();
   els.rows.replaceChildren();
   els.showDeleted.checked = false;
+  setTenantNames(new Map());
 }
 
 export async function loadTenants() {
@@ -69,6 +71,8 @@ export async function loadTenants() {
   els.createTenant.value = picked === own || picked === null ? '' : picked;
   els.pickerLabel.hidden = els.createFor.hidden = false;
   els.rows.replaceChildren(...listed.map((t) => (t.deleted_at ? deletedRow(t) : tenantRow(t))));
+  // Each store card names its tenant once there are several (a suspended one marked).
+  setTenantNames(new Map(tenants.length > 1 ? tenants.map((t) => [t.id, marked(t)]) : []));
 }
 
 // A suspended tenant's name where it is picked: what is made for it, its keys cannot use yet.
