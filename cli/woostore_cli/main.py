@@ -1030,24 +1030,23 @@ def _sequence(text: str) -> int | None:
     return int(text)
 
 
-def _store_id(text: str) -> str:
-    """A store's id, checked before asking: a mistyped one was answered with the API's
-    validator's words about path parameters."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a store's id (a UUID): {text!r}; woostore list shows them"
-        ) from None
+def _id_of(what: str, listed_by: str) -> Callable[[str], str]:
+    """An argument's type: a store's or a backup's id, checked before asking (a mistyped one
+    was answered with the API's validator's words about path parameters)."""
+
+    def checked(text: str) -> str:
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a {what}'s id (a UUID): {text!r}; {listed_by} shows them"
+            ) from None
+
+    return checked
 
 
-def _backup_id(text: str) -> str:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a backup's id (a UUID): {text!r}; woostore backups list STORE_ID shows them"
-        ) from None
+_store_id = _id_of("store", "woostore list")
+_backup_id = _id_of("backup", "woostore backups list STORE_ID")
 
 
 def _store_limit(text: str) -> int | None:

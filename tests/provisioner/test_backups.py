@@ -11,7 +11,6 @@ import json
 import tarfile
 import uuid
 from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from tests.provisioner.test_runner import (
     journal,
     load,
     stream_events,
+    takes_the_lease,
 )
 from tests.support import DEFAULT_SETTINGS, create_copy
 from woostore_cluster import Cluster
@@ -41,7 +41,6 @@ from woostore_provisioner.recipe import (
     UPLOADS_PART,
     Recipe,
 )
-from woostore_provisioner.retries import StoreBusy
 from woostore_provisioner.runner import CUT_SHORT, Runner
 from woostore_shared import lifecycle
 from woostore_shared.backups import BackupStorage, StoreBackups
@@ -687,9 +686,8 @@ async def test_a_deleted_backups_removal_keeps_its_message_and_lease_while_it_pr
 
     async def slow_forget(repository: StoreBackups, backup_id: uuid.UUID) -> None:
         await asyncio.sleep(1.5 * runner.leases.ttl.total_seconds())  # the lease's life, and more
-        with suppress(StoreBusy):
-            async with redelivery.hold(store.id, "a redelivery", KeepAlive()):
-                taken_over.append(True)
+        if await takes_the_lease(redelivery, store.id):
+            taken_over.append(True)
         await forget(repository, backup_id)
 
     monkeypatch.setattr(StoreBackups, "forget", slow_forget)
