@@ -33,16 +33,16 @@ from woostore_shared.outbox import Outbox
 from woostore_shared.transitions import actions_of
 from woostore_shared.work import Lane, WorkOrder
 
-# A unit's events as rows, from the parameters ``UnitOfWork.take_events`` makes: inserted by
-# one plain statement as the unit commits, or by the statement writing the change they
-# announce. As ORM objects each was an INSERT of its own, and the ORM's work on them cost more
-# than PostgreSQL's: a store's progress writes two events a step (docs/benchmarks.md, The cost
-# of a store).
+# A unit's events as rows, from the parameter ``UnitOfWork.take_events`` makes (a JSON array
+# of them): inserted by one plain statement as the unit commits, or by the statement writing
+# the change they announce. As ORM objects each was an INSERT of its own, and the ORM's work on
+# them cost more than PostgreSQL's: a store's progress writes two events a step
+# (docs/benchmarks.md, The cost of a store). Rows travel as one JSON document, not as an array
+# a column: psycopg's work on each array parameter cost more than the statement's own.
 EVENT_COLUMNS = "store_events (id, store_id, subject, type, time, envelope)"
 EVENT_ROWS = (
-    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:store_ids AS uuid[]),"
-    " CAST(:subjects AS text[]), CAST(:types AS text[]), CAST(:times AS timestamptz[]),"
-    " CAST(:envelopes AS jsonb[]))"
+    "SELECT id, store_id, subject, type, time, envelope"
+    " FROM json_populate_recordset(NULL::store_events, CAST(:events AS json))"
 )
 # The unit's work orders and audit entries go with the events left, in the same statement: a
 # create paid a round trip and the ORM's flush for its one order, and the same for its audit
@@ -50,18 +50,19 @@ EVENT_ROWS = (
 _RECORD = text(
     "WITH orders AS (INSERT INTO work_orders"  # noqa: S608  (fixed text, no input)
     " (id, store_id, lane, correlation_id, time, traceparent, tracestate)"
-    " SELECT * FROM unnest(CAST(:order_ids AS uuid[]), CAST(:order_store_ids AS uuid[]),"
-    " CAST(:lanes AS text[]), CAST(:correlation_ids AS text[]),"
-    " CAST(:order_times AS timestamptz[]), CAST(:traceparents AS text[]),"
-    " CAST(:tracestates AS text[]))),"
+    " SELECT id, store_id, lane, correlation_id, time, traceparent, tracestate"
+    " FROM json_populate_recordset(NULL::work_orders, CAST(:orders AS json))),"
     " audited AS (INSERT INTO audit_log"
     " (time, tenant_id, actor, actor_role, action, target, source_ip, user_agent, details)"
-    " SELECT * FROM unnest(CAST(:audit_times AS timestamptz[]),"
-    " CAST(:audit_tenant_ids AS uuid[]), CAST(:actors AS text[]),"
-    " CAST(:actor_roles AS api_key_role[]), CAST(:actions AS text[]), CAST(:targets AS text[]),"
-    " CAST(:source_ips AS text[]), CAST(:user_agents AS text[]), CAST(:details AS jsonb[])))"
+    " SELECT time, tenant_id, actor, actor_role, action, target, source_ip, user_agent, details"
+    " FROM json_populate_recordset(NULL::audit_log, CAST(:audited AS json)))"
     f" INSERT INTO {EVENT_COLUMNS} {EVENT_ROWS}"
 )
+
+
+def _as_json(rows: list[dict[str, Any]]) -> str:
+    """Rows as the JSON array ``json_populate_recordset`` reads: ids and times as text."""
+    return json.dumps(rows, default=str)
 
 
 class UnitOfWork:
@@ -154,44 +155,38 @@ class UnitOfWork:
         self.work.append(order)
         return order
 
-    def take_events(self) -> dict[str, list[Any]]:
+    def take_events(self) -> dict[str, str]:
         """The events announced and not written yet, as the parameters of ``EVENT_ROWS``, for
         a statement that writes them with the change they announce: one round trip, not two.
         The unit writes them no more, and publishes them after the commit with the others."""
         taken, self._written = self.events[self._written :], len(self.events)
-        return {
-            "ids": [event.id for event in taken],
-            "store_ids": [event.store_id for event in taken],
-            "subjects": [event.nats_subject for event in taken],
-            "types": [event.type for event in taken],
-            "times": [event.time for event in taken],
-            "envelopes": [event.model_dump_json() for event in taken],
-        }
+        rows = [
+            {"id": event.id, "store_id": event.store_id, "subject": event.nats_subject,
+             "type": event.type, "time": event.time, "envelope": event.model_dump(mode="json")}
+            for event in taken
+        ]  # fmt: skip
+        return {"events": _as_json(rows)}
 
     async def _record(self) -> None:
         """The events not written yet, the work orders and the audit entries, in one statement."""
         if self._written == len(self.events) and not self.work and not self.audited:
             return
         await self.session.flush()  # a store made in this unit exists before its events
-        orders = {
-            "order_ids": [order.id for order in self.work],
-            "order_store_ids": [order.store_id for order in self.work],
-            "lanes": [order.lane.value for order in self.work],
-            "correlation_ids": [order.correlation_id for order in self.work],
-            "order_times": [order.time for order in self.work],
-            "traceparents": [order.traceparent for order in self.work],
-            "tracestates": [order.tracestate for order in self.work],
-        }
-        audited = {
-            "audit_times": [entry.time for entry in self.audited],
-            "audit_tenant_ids": [entry.tenant_id for entry in self.audited],
-            "actors": [entry.actor for entry in self.audited],
-            "actor_roles": [entry.actor_role.value for entry in self.audited],
-            "actions": [entry.action for entry in self.audited],
-            "targets": [entry.target for entry in self.audited],
-            "source_ips": [entry.source_ip for entry in self.audited],
-            "user_agents": [entry.user_agent for entry in self.audited],
-            "details": [json.dumps(entry.details) for entry in self.audited],
-        }
+        orders = [
+            {"id": order.id, "store_id": order.store_id, "lane": order.lane.value,
+             "correlation_id": order.correlation_id, "time": order.time,
+             "traceparent": order.traceparent, "tracestate": order.tracestate}
+            for order in self.work
+        ]  # fmt: skip
+        audited = [
+            {"time": entry.time, "tenant_id": entry.tenant_id, "actor": entry.actor,
+             "actor_role": entry.actor_role.value, "action": entry.action,
+             "target": entry.target, "source_ip": entry.source_ip,
+             "user_agent": entry.user_agent, "details": entry.details}
+            for entry in self.audited
+        ]  # fmt: skip
         connection = await self.session.connection()
-        await connection.execute(_RECORD, {**self.take_events(), **orders, **audited})
+        await connection.execute(
+            _RECORD,
+            {**self.take_events(), "orders": _as_json(orders), "audited": _as_json(audited)},
+        )
