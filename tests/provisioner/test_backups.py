@@ -680,7 +680,7 @@ async def test_a_deleted_backups_removal_keeps_its_message_and_lease_while_it_pr
     review). A watch interval of its own, for a margin a loaded machine keeps."""
     store, _, (deleted, _) = await backed_up_twice(make_runner, cluster, api_outbox)
     runner = make_runner(cluster, watch_interval=QUICK_WATCH_INTERVAL)
-    redelivery = Leases(api_outbox, ttl=runner.leases.ttl)
+    redelivery = Leases(api_outbox, renew_every=runner.leases.renew_every)
     taken_over: list[bool] = []
     forget = StoreBackups.forget
 

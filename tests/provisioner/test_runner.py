@@ -665,11 +665,11 @@ async def test_a_recipe_of_quick_steps_keeps_its_message_and_its_lease_between_s
     than running beside this attempt (a user's review saw a warm-pool store's steps run
     twice at once, and the second's journal collide with the first's).
 
-    A watch interval of its own, longer than the other tests': between two renewals a lease
-    may go up to about two intervals, and the third is the margin a loaded machine needs."""
+    A watch interval of its own, longer than the other tests': the lease's beat renews it
+    every interval, and the two more it lasts are the margin a loaded machine needs."""
     store = await create_store(api_outbox)
     runner = make_runner(cluster, watch_interval=QUICK_WATCH_INTERVAL)
-    redelivery = Leases(api_outbox, ttl=runner.leases.ttl)
+    redelivery = Leases(api_outbox, renew_every=runner.leases.renew_every)
     taken_over: list[str] = []
 
     def quick(step: Step) -> Step:

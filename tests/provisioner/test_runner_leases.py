@@ -21,7 +21,7 @@ from tests.support import create_store
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe
-from woostore_provisioner.retries import ShuttingDown, StoreBusy
+from woostore_provisioner.retries import LeaseLost, ShuttingDown, StoreBusy
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
 from woostore_shared.models import Store, StoreStatus, utcnow
@@ -102,6 +102,36 @@ async def test_a_redelivery_waits_out_the_lease_of_a_worker_that_just_died(
     await asyncio.wait_for(make_runner(cluster).provision(store.id, KeepAlive()), 15)
 
     assert (await load(database, store.id)).status is StoreStatus.READY
+
+
+async def test_an_attempt_whose_lease_was_taken_over_stops_its_step(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    database: Database,
+    cluster_dir: Path,
+    helm_binary: str,
+) -> None:
+    """Its lease lapsed (a process paused past it, say) and a redelivery took the store: the
+    lease's beat finds it another's, and the step in flight is cancelled rather than run on
+    beside the new owner's. Nothing of the store is changed on the way out."""
+    cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
+    store = await create_store(api_outbox)
+    work = asyncio.create_task(make_runner(cluster).provision(store.id, KeepAlive()))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), 10)
+
+    async with database.session() as session:
+        await session.exec(
+            update(Store)
+            .where(col(Store.id) == store.id)
+            .values(lease_owner="another-host:1:abc", lease_expires_at=utcnow() + timedelta(1))
+        )
+        await session.commit()
+
+    with pytest.raises(LeaseLost):
+        await asyncio.wait_for(work, 10)
+    assert cluster.cancelled == ["wait_for_rollout"]
+    left = await load(database, store.id)
+    assert (left.status, left.lease_owner) == (StoreStatus.PROVISIONING, "another-host:1:abc")
 
 
 async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(

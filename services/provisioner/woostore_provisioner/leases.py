@@ -1,21 +1,26 @@
 """Leases: work on a store happens under ``stores.lease_owner``, so a redelivered message
-never runs beside a slow original. The lease is renewed while the work goes on; one whose
-owner died expires after ``ttl``, and the next delivery takes the store over."""
+never runs beside a slow original. While the lease is held, a beat renews it and the
+message every ``renew_every`` seconds, whatever the work is doing (a step, a journal write, a
+prune after the recipe): a lease kept alive only by the work's own checks lapsed in their gaps,
+and the redelivery took it. A lease whose owner died expires after three beats, and the next
+delivery takes the store over.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlmodel import col, update
 
-from woostore_provisioner.retries import LeaseLost, StoreBusy
+from woostore_provisioner.retries import TRANSIENT_ERRORS, LeaseLost, StoreBusy
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
 from woostore_shared.unit_of_work import UnitOfWork
@@ -37,9 +42,17 @@ class Attempt:
 
     store_id: uuid.UUID
     owner: str
-    keep_alive: KeepAlive  # tells JetStream the message is still being worked on
-    # When the lease was last taken or renewed (time.monotonic()): its ttl runs from there.
-    renewed_at: float = field(default_factory=time.monotonic)
+    # Where the store stood at the last renewal, and when that renewal was asked for
+    # (time.monotonic()): what the work checks, not a read of its own.
+    standing: Standing | None = None
+    asked_at: float = 0.0
+    # Why the beat stopped (LeaseLost: another attempt has the store): the work must stop too.
+    stopped: Exception | None = None
+
+    def standing_since(self, moment: float) -> Standing | None:
+        """Where the store stood at a renewal asked for after ``moment`` (None: none was).
+        A renewal from before the work's last write may show what that write changed."""
+        return self.standing if self.asked_at > moment else None
 
 
 def new_owner() -> str:
@@ -50,15 +63,17 @@ def new_owner() -> str:
 class Leases:
     """Taken, renewed and released through a unit of work, like every other write."""
 
-    def __init__(self, outbox: Outbox, ttl: timedelta) -> None:
+    def __init__(self, outbox: Outbox, renew_every: float) -> None:
         self.outbox = outbox
-        self.ttl = ttl
+        self.renew_every = renew_every
+        self.ttl = timedelta(seconds=3 * renew_every)  # two beats may fail before it lapses
 
     @asynccontextmanager
     async def hold(
         self, store_id: uuid.UUID, owner: str, keep_alive: KeepAlive
     ) -> AsyncIterator[Attempt]:
-        """Take the store's lease for ``owner`` (or raise :class:`StoreBusy`), release it after."""
+        """Take the store's lease for ``owner`` (or raise :class:`StoreBusy`), keep it and
+        the message (``keep_alive``) alive while held, release it after."""
         async with UnitOfWork.begin(self.outbox) as uow:
             taken = await uow.session.exec(
                 update(Store)
@@ -72,9 +87,13 @@ class Leases:
             )
         if taken.rowcount != 1:
             raise StoreBusy
+        attempt = Attempt(store_id, owner)
+        beating = asyncio.ensure_future(self._beat(attempt, keep_alive))
         try:
-            yield Attempt(store_id, owner, keep_alive)
+            yield attempt
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             with suppress(Exception):  # best effort: an unreleased lease simply expires
                 async with UnitOfWork.begin(self.outbox) as uow:
                     await uow.session.exec(
@@ -84,8 +103,21 @@ class Leases:
                         .values(lease_owner=None, lease_expires_at=None)
                     )
 
-    async def renew(self, attempt: Attempt) -> Standing:
-        """Extend the lease; where the store stands comes back with it."""
+    async def _beat(self, attempt: Attempt, keep_alive: KeepAlive) -> None:
+        """Renew the message and the lease every ``renew_every`` seconds until the lease is
+        lost. A renewal that fails for a moment is left to the next (the work itself reports
+        a lasting outage); any other failure stops the beat, and is kept for the work."""
+        try:
+            while True:
+                await asyncio.sleep(self.renew_every)
+                with suppress(*TRANSIENT_ERRORS):
+                    await keep_alive()
+                    await self.renew(attempt)
+        except Exception as error:
+            attempt.stopped = error
+
+    async def renew(self, attempt: Attempt) -> None:
+        """Extend the lease; where the store stands is kept on ``attempt``."""
         asked_at = time.monotonic()
         async with UnitOfWork.begin(self.outbox) as uow:
             renewed = await uow.session.exec(
@@ -98,6 +130,6 @@ class Leases:
             row = renewed.one_or_none()
         if row is None:
             raise LeaseLost
-        attempt.renewed_at = asked_at
         status, delete_requested_at = row
-        return Standing(StoreStatus(status), delete_requested_at is not None)
+        attempt.standing = Standing(StoreStatus(status), delete_requested_at is not None)
+        attempt.asked_at = asked_at

@@ -33,7 +33,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from opentelemetry.trace import Span
@@ -139,7 +138,7 @@ class Runner:
         self.cause_interval = cause_interval  # how often a step waiting for pods asks why
         self.limits = limits
         self.backup_storage = backup_storage
-        self.leases = Leases(outbox, ttl=timedelta(seconds=3 * watch_interval))
+        self.leases = Leases(outbox, renew_every=watch_interval)
         self.journal = Journal(db, outbox)
         self.stopping = asyncio.Event()
         self._deliveries = 0
@@ -272,8 +271,7 @@ class Runner:
             await self._upgrade_or_roll_back(recipe, store, attempt)
         # Last, under the same lease: deleted backups are removed from the repository only
         # while nothing else of the store's uses it (restic's prune locks it whole).
-        async with self._alive_meanwhile(attempt):
-            await self._remove_deleted_backups(attempt.store_id)
+        await self._remove_deleted_backups(attempt.store_id)
 
     async def _upgrade_or_roll_back(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
         making = None  # (a change asked for before changes took a backup first: none)
@@ -305,8 +303,7 @@ class Runner:
             backup = await lifecycle.backup_under_way(session, store.id)
         if not await self._follow(BACKUP, store, attempt, BackupWork(making=backup.id)):
             return
-        async with self._alive_meanwhile(attempt):
-            manifest = await self.backup_storage.of(store.id).manifest(backup.id)
+        manifest = await self.backup_storage.of(store.id).manifest(backup.id)
         await self._end_backup(store.id, manifest or "its manifest is missing after storing it")
 
     async def _restore(self, store: Store, attempt: Attempt) -> None:
@@ -536,12 +533,10 @@ class Runner:
         """Run the step and return what it learned; meanwhile keep the message and the lease
         alive, tell why the step waits if it waits for pods, and stop when the store moves
         on, its deletion is asked for and the recipe yields to it, the step outlives its
-        timeout, or the process is stopping."""
-        if time.monotonic() - attempt.renewed_at >= self.watch_interval:
-            # A step quicker than a watch interval is never watched: without this, a recipe
-            # of many outlived its message's AckWait and its lease, and the redelivery ran
-            # beside it (a warm-pool store's steps, twice at once).
-            await self._keep_alive(attempt, recipe)
+        timeout, or the process is stopping. The lease's beat renews both; a renewal made
+        after the step began says where the store stands (one made before may predate the
+        journal's write of the recipe's status)."""
+        began = time.monotonic()
         task = asyncio.ensure_future(step.run(job))
         stopping = asyncio.ensure_future(self.stopping.wait())
         why = WaitExplainer(job, self.cause_interval, tell_cause)
@@ -562,7 +557,7 @@ class Runner:
                     raise PermanentClusterError(
                         f"step {step.name} did not finish within {deadline:.0f} s{cause}"
                     )
-                await self._keep_alive(attempt, recipe)
+                self._still_wanted(attempt, recipe, since=began)
         finally:
             stopping.cancel()
             if explaining is not None:
@@ -572,31 +567,14 @@ class Runner:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    @asynccontextmanager
-    async def _alive_meanwhile(self, attempt: Attempt) -> AsyncIterator[None]:
-        """Keep the message and the lease alive while work outside a recipe's steps runs (a
-        repository's prune takes minutes on S3), every watch interval: past the lease, a
-        redelivery would take it over and prune beside this attempt."""
-
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.watch_interval)
-                with suppress(*TRANSIENT_ERRORS):  # the work itself reports a lasting outage
-                    await attempt.keep_alive()
-                    await self.leases.renew(attempt)
-
-        beating = asyncio.ensure_future(beat())
-        try:
-            yield
-        finally:
-            beating.cancel()
-            await asyncio.gather(beating, return_exceptions=True)  # LeaseLost ends it early
-
-    async def _keep_alive(self, attempt: Attempt, recipe: Recipe) -> None:
-        """Keep the message and the store's lease alive; stop if the store has moved on, or
-        its deletion was asked for and the recipe yields to it."""
-        await attempt.keep_alive()
-        standing = await self.leases.renew(attempt)
+    def _still_wanted(self, attempt: Attempt, recipe: Recipe, since: float) -> None:
+        """Stop if the lease was lost, or a renewal since ``since`` found the store moved on,
+        or its deletion asked for and the recipe yields to it."""
+        if attempt.stopped is not None:
+            raise attempt.stopped
+        standing = attempt.standing_since(since)
+        if standing is None:
+            return
         if standing.status is not recipe.status:
             raise StoreAbandoned
         if standing.delete_requested and recipe.yields_to_deletion:
