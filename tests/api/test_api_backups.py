@@ -65,7 +65,7 @@ async def test_a_store_that_is_not_ready_cannot_be_backed_up(
     store_id = await ready_store(client, database)
     assert (await client.post(f"{STORES}/{store_id}/backups")).status_code == 202
     again = problem(await client.post(f"{STORES}/{store_id}/backups"), 409)
-    assert "a backing_up store cannot be backed up" in again["detail"]
+    assert "a store being backed up cannot be backed up" in again["detail"]
     assert len((await client.get(f"{STORES}/{store_id}/backups")).json()["items"]) == 1
 
 
@@ -266,7 +266,7 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     assert waiting["delete_requested_at"] is not None
     upgrade = await client.post(f"{STORES}/{source_id}/upgrade")
     assert problem(upgrade, 409)["detail"] == (
-        "a ready store to be deleted cannot be changed: its deletion was asked for, and starts "
+        "a ready store, to be deleted, cannot be changed: its deletion was asked for, and starts "
         "once no copy reads its backups"
     )
     rollback = await client.post(f"{STORES}/{source_id}/rollback")  # not "nothing to return to"

@@ -336,9 +336,16 @@ async def test_a_store_of_another_tenant_does_not_exist_for_a_tenant_key(
 # --- deleting a store ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", ["backing_up", "updating", "restoring"])
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("backing_up", "being backed up"),
+        ("updating", "being changed"),
+        ("restoring", "being restored"),
+    ],
+)
 async def test_deleting_a_busy_store_is_accepted_and_waits_for_its_work_to_end(
-    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str
+    client: httpx.AsyncClient, nats_client: Client, database: Database, status: str, said: str
 ) -> None:
     """It was a 409: its owner had to come back once the work ended. A change or a restore
     runs to its end and a backup is stopped (the provisioner's part; lifecycle.py ends the
@@ -358,7 +365,7 @@ async def test_deleting_a_busy_store_is_accepted_and_waits_for_its_work_to_end(
     backup = await client.post(f"{STORES}/{store['id']}/backups")
     assert (backup.status_code, backup.headers.get("Retry-After")) == (409, None)
     assert problem(backup, 409)["detail"] == (
-        f"a {status} store to be deleted cannot be backed up: it is deleted as it ends"
+        f"a store {said}, to be deleted, cannot be backed up: it is deleted as it ends"
     )
     again = await client.delete(f"{STORES}/{store['id']}")
     assert again.status_code == 202
@@ -948,6 +955,17 @@ async def test_the_list_filters_by_status(client: httpx.AsyncClient, database: D
     assert all(s["status"] == "ready" for s in ready)
     assert [s["id"] for s in queued] == [second["id"]]
     assert failed == []
+
+
+async def test_the_list_refuses_the_warm_pools_status(client: httpx.AsyncClient) -> None:
+    """A pooled store is no one's: asking for them was answered by an empty page, which said
+    the pool was empty. It is said instead where to look."""
+    refused = problem(await client.get(STORES, params={"status": ["ready", "pooled"]}), 422)
+
+    assert refused["detail"] == (
+        "query.status.1: no owner's store is pooled: the warm pool's stores are no one's until"
+        " claimed, and the woostore_pool_stores metric counts them"
+    )
 
 
 async def test_the_list_leaves_deleted_stores_out_unless_asked_for_them(

@@ -59,6 +59,13 @@ _ENDS_AS = {
     StoreStatus.BACKING_UP: {StoreStatus.READY},
     StoreStatus.RESTORING: {StoreStatus.READY},
 }
+# Statuses a sentence says otherwise than by name: "a store being backed up", not "a
+# backing_up store" (nor "a updating store").
+_BEING = {
+    StoreStatus.UPDATING: "being changed",
+    StoreStatus.BACKING_UP: "being backed up",
+    StoreStatus.RESTORING: "being restored",
+}
 COPY_RETRY_SECONDS = 60  # a store made from a backup takes minutes
 DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
@@ -146,6 +153,12 @@ class Problem(Exception):
         self.detail = detail
         self.kind = kind
         self.extensions = extensions
+
+
+def _a_store(status: StoreStatus) -> str:
+    """A store of ``status`` as a sentence says it: "a ready store", "a store being backed up"."""
+    being = _BEING.get(status)
+    return f"a store {being}" if being else f"a {status.value} store"
 
 
 def not_found(what: str) -> Problem:
@@ -387,7 +400,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidTransition)
     async def invalid_state(request: Request, error: InvalidTransition) -> JSONResponse:
         done = _DONE_BY_TARGET.get(error.target, f"made {error.target.value}")
-        *others, last = sorted(s.value for s in error.allowed_from)
+        *others, last = sorted(_BEING.get(s, s.value) for s in error.allowed_from)
         allowed = f"{', '.join(others)} or {last}" if others else last
         # A store at work moves on by itself: asking again then may be accepted (a retry of an
         # upgrading store never is: it ends ready, and only a failed store is retried; nor is
@@ -395,7 +408,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         ends_as = _ENDS_AS.get(error.current, set())
         may_do = not ends_as.isdisjoint(error.allowed_from) and not error.deleted_next
         later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if may_do else None
-        detail = f"a {error.current.value} store cannot be {done}; it can be when it is {allowed}"
+        detail = f"{_a_store(error.current)} cannot be {done}; it can be when it is {allowed}"
         if error.deleted_next:
             # Busy: its work ends by itself. Ready or failed: a copy of its backup is made.
             when = (
@@ -403,7 +416,7 @@ def install_problem_handlers(app: FastAPI) -> None:
                 if error.current in _ENDS_AS
                 else "its deletion was asked for, and starts once no copy reads its backups"
             )
-            detail = f"a {error.current.value} store to be deleted cannot be {done}: {when}"
+            detail = f"{_a_store(error.current)}, to be deleted, cannot be {done}: {when}"
         return problem_for(
             request,
             409,

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import AfterValidator
 
 from woostore_api.access.service import tenant_scope
 from woostore_api.auth import CurrentCaller
@@ -32,6 +33,19 @@ from woostore_api.stores.schemas import (
 from woostore_shared.models import StoreStatus
 
 router = APIRouter(prefix="/stores", tags=["stores"])
+
+
+def _an_owners(status: StoreStatus) -> StoreStatus:
+    """A status an owner's store can have: asking for the warm pool's was always answered by
+    an empty page, as if the pool were empty."""
+    if status is StoreStatus.POOLED:
+        raise ValueError(
+            "no owner's store is pooled: the warm pool's stores are no one's until claimed,"
+            " and the woostore_pool_stores metric counts them"
+        )
+    return status
+
+
 # A store's events GET /stores/{id} shows unless asked for others: its making (11 steps, each
 # a progress event) and a few dozen changes or backups. A store kept for years has thousands.
 EVENTS_SHOWN = 100
@@ -80,10 +94,12 @@ async def list_stores(
     db: DatabaseDep,
     caller: CurrentCaller,
     status: Annotated[
-        list[StoreStatus] | None,
+        list[Annotated[StoreStatus, AfterValidator(_an_owners)]] | None,
         Query(
             description="Only stores in these statuses (repeat it for several). Without it,"
-            " every status but `deleted`: ask for `deleted` to list deleted stores."
+            " every status but `deleted`: ask for `deleted` to list deleted stores. `pooled`"
+            " is refused: the warm pool's stores are no one's (see the woostore_pool_stores"
+            " metric)."
         ),
     ] = None,
     tenant_id: Annotated[
