@@ -1038,18 +1038,26 @@ class SimulatedCluster:
         elif command == "user update":
             if words[2:] not in (["admin"], ["1"]):
                 return _wp_error(f"Invalid user ID, email or login: '{' '.join(words[2:])}'")
-            if not set(flags) <= {"--prompt", "--user_email"} or flags.get("--prompt") != (
-                "user_pass"
+            if (
+                not flags
+                or not set(flags) <= {"--prompt", "--user_email"}
+                or flags.get("--prompt", "user_pass") != "user_pass"
             ):
                 return _wp_error(
                     "only --prompt=user_pass (the password on stdin) and --user_email are simulated"
                 )
+            if "--prompt" in flags and (not stdin or not stdin.strip()):
+                return _wp_error("user_pass expected on standard input")
             if "--user_email" in flags:
                 wp["admin_user_email"] = flags["--user_email"]
-            if not stdin or not stdin.strip():
-                return _wp_error("user_pass expected on standard input")
-            wp["admin_password_sha256"] = _password_hash(stdin)
+            if "--prompt" in flags:
+                wp["admin_password_sha256"] = _password_hash(stdin or "")
             return WpResult(0, "Success: Updated user 1.")
+        elif command == "site switch-language":
+            # WordPress's own en_US is always there; any other must be installed first.
+            if words[2] != "en_US" and words[2] not in wp.get("languages", []):
+                return _wp_error(f"Language not installed: {words[2]}")
+            wp["language"] = words[2]
         elif command == "woostore shuffle-salts":
             # The image's must-use plugin: new random keys and salts in woostore-salts.php.
             wp["salts"] = secrets.token_hex(32)
