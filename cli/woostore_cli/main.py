@@ -69,7 +69,7 @@ DELETE = Goal(phase="delete", waiting="Deletion requested", success="deleted", f
 CHANGES = {
     change: Goal(phase=change, waiting=f"{change.capitalize()} requested", success="changed",
                  failure="change_failed")
-    for change in ("upgrade", "rollback")
+    for change in ("upgrade", "rollback", "settings")
 }  # fmt: skip
 RESTORE = Goal(
     phase="restore", waiting="Restore requested", success="restored", failure="restore_failed"
@@ -83,7 +83,8 @@ BACKUP = Goal(
 # ---- commands ----------------------------------------------------------------------------
 
 
-# The store settings `create` takes, as options; each left out takes the platform's default.
+# The store settings `create` and `settings` take, as options; each left out takes the
+# platform's default (`settings`: stays as it is).
 SETTING_OPTIONS = {
     "currency": "ISO 4217 code, e.g. EUR",
     "country": "ISO 3166-1 code, e.g. DE",
@@ -166,6 +167,21 @@ def change(api: Api, args: argparse.Namespace) -> int:
     return _ask(
         api, args, "POST", f"/stores/{args.id}/{args.change}", CHANGES[args.change],
         lambda store: f"{args.change.capitalize()} of {store['name']}{_tag(store)} requested",
+    )  # fmt: skip
+
+
+def change_settings(api: Api, args: argparse.Namespace) -> int:
+    """Other settings for a ready store: backed up first, then set, then verified again."""
+    chosen = {name: getattr(args, name) for name in SETTING_OPTIONS}
+    body = {name: value for name, value in chosen.items() if value is not None}
+    if not body:
+        _warn("Give " + ", ".join("--" + name.replace("_", "-") for name in SETTING_OPTIONS))
+        return USAGE
+    return _ask(
+        api, args, "POST", f"/stores/{args.id}/settings", CHANGES["settings"],
+        lambda store: f"New settings for {store['name']}{_tag(store)} requested: "
+        f"{_settings(store['settings'])}",
+        body,
     )  # fmt: skip
 
 
@@ -852,7 +868,10 @@ def _follow(
         what = "failed" if goal.makes else f"{goal.phase} failed"
         _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
         return FAILED
-    if not as_json and goal.phase in CHANGES:
+    if not as_json and goal is CHANGES["settings"]:
+        print(f"{store['name']}{_tag(store)} has its new settings: "
+              f"{_settings(outcome.data['settings'])}.")  # fmt: skip
+    elif not as_json and goal.phase in CHANGES:
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
               f"{outcome.data['revision']}).")  # fmt: skip
@@ -907,7 +926,7 @@ def _settings(settings: dict[str, Any] | None) -> str:
 
 
 def _last_change(change: dict[str, Any] | None) -> str:
-    """The store's latest upgrade or rollback and how it ended, e.g. "rollback failed: why"."""
+    """The store's latest change and how it ended, e.g. "rollback failed: why"."""
     if not change:
         return ""
     line = f"{change['kind']} {change['result'] or 'under way'}"
@@ -1188,6 +1207,14 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(change=name)
         sub.add_argument("id", metavar="ID", type=_store_id)
         sub.add_argument("--wait", action="store_true", help=wait_help)
+    sub = command(
+        "settings", change_settings,
+        "give a ready store other settings (backed up first); those left out stay as they are",
+    )  # fmt: skip
+    sub.add_argument("id", metavar="ID", type=_store_id)
+    for name, about in SETTING_OPTIONS.items():
+        sub.add_argument("--" + name.replace("_", "-"), dest=name, help=about)
+    sub.add_argument("--wait", action="store_true", help=wait_help)
     sub = command("retry", retry, "make a failed store again, once its clean-up has finished")
     sub.add_argument("id", metavar="ID", type=_store_id)
     sub.add_argument("--wait", action="store_true", help=wait_help)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -94,7 +94,7 @@ class Requested(EventBody):
     store: StoreSummary
 
 
-Change = Literal["upgrade", "rollback"]
+Change = Literal["upgrade", "rollback", "settings"]
 
 
 Phase = Literal[
@@ -104,6 +104,7 @@ Phase = Literal[
     "reverify",
     "upgrade",
     "rollback",
+    "settings",
     "backup",
     "restore",
     "delete",
@@ -189,10 +190,23 @@ class Deleted(EventBody):
     status: Literal[StoreStatus.DELETED] = StoreStatus.DELETED
 
 
+# A settings change's events carry the store's settings: as asked for, as they ended (the new,
+# or the old put back). A client following events never reads the store again to show them;
+# the other changes leave them out, as they leave the settings.
+ChangeSettings = Annotated[
+    dict[str, Any] | None,
+    Field(
+        exclude_if=lambda settings: settings is None,
+        description="A settings change's: the store's settings after this event (only there).",
+    ),
+]
+
+
 class ChangeRequested(EventBody):
     status: Literal[StoreStatus.UPDATING] = StoreStatus.UPDATING
     change: Change
     backup_id: uuid.UUID  # the store as it was before, backed up first
+    settings: ChangeSettings = None
 
 
 class Changed(EventBody):
@@ -200,14 +214,17 @@ class Changed(EventBody):
     change: Change
     chart_version: str
     revision: int  # of the store's Helm release
+    settings: ChangeSettings = None
 
 
 class ChangeFailed(EventBody):
-    """The store is ready as before: helm restored the release it had."""
+    """The store is ready as before: helm restored the release it had (a settings change:
+    the store keeps the settings it had, though some may have been applied to the shop)."""
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     change: Change
     reason: str
+    settings: ChangeSettings = None
 
 
 # What starts a backup of its own: its owner, or the schedule. The backup a change or a

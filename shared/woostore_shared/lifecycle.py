@@ -99,7 +99,7 @@ from woostore_shared.models import (
     namespace_for,
     utcnow,
 )
-from woostore_shared.store_settings import StoreSettings
+from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 from woostore_shared.transitions import (
     ALLOWED,
     DELETABLE,
@@ -229,6 +229,14 @@ class NothingToRollBackTo(Exception):
             f"store {store.id} runs revision {store.release_revision} of its release, the "
             f"first made for it{pool}: there is none of its own earlier to return to"
         )
+
+
+class SettingsUnchanged(Exception):
+    """A settings change that would change none of them: refused, rather than backing the
+    store up and running its steps for nothing."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(f"store {store.id} has these settings already")
 
 
 class CopyUnderWay(Exception):
@@ -556,28 +564,48 @@ async def mark_deleted(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     return store
 
 
-async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> Store:
-    """Upgrade a ready store to the platform's chart, or roll it back; the change is recorded
-    (``store_changes``) until it ends, and so is the backup of the store taken first."""
+_BACKED_UP_AS = {
+    "upgrade": BackupTrigger.BEFORE_UPGRADE,
+    "rollback": BackupTrigger.BEFORE_ROLLBACK,
+    "settings": BackupTrigger.BEFORE_SETTINGS,
+}
+
+
+async def start_change(
+    uow: UnitOfWork, store_id: uuid.UUID, change: Change, chosen: StoreSettingsIn | None = None
+) -> Store:
+    """Upgrade a ready store to the platform's chart, roll it back, or give it the settings
+    ``chosen`` (laid over its own); the change is recorded (``store_changes``) until it ends,
+    and so is the backup of the store taken first. A settings change writes the new settings
+    to the store at once (its recipe applies what the row holds) and keeps the old on the
+    change, to be put back if it fails."""
     store = await _locked(uow, store_id)
     deleted_next = store.delete_requested_at is not None  # refused as such, below
     rollback = change == "rollback" and store.status is S.READY and not deleted_next
     if rollback and "rollback" not in actions_of(store):
         raise NothingToRollBackTo(store)
     transition(store, S.UPDATING, {S.READY})
+    settings_before = None
+    if change == "settings":
+        settings_before = store.settings
+        store.settings = (
+            StoreSettings.model_validate(store.settings)
+            .with_choices(chosen)
+            .model_dump(mode="json")
+        )
+        if store.settings == settings_before:
+            raise SettingsUnchanged(store)  # undoes the unit: the store stays as it was
     store.change = change
     store.rollback_revision = None
     # Each change runs its steps afresh: forget the journal of an earlier one.
     await uow.session.exec(
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
-    uow.session.add(StoreChange(store_id=store.id, kind=change))
-    trigger = (
-        BackupTrigger.BEFORE_ROLLBACK if change == "rollback" else BackupTrigger.BEFORE_UPGRADE
-    )
-    backup = StoreBackup(store_id=store.id, trigger=trigger)
+    uow.session.add(StoreChange(store_id=store.id, kind=change, settings_before=settings_before))
+    backup = StoreBackup(store_id=store.id, trigger=_BACKED_UP_AS[change])
     uow.session.add(backup)
-    uow.emit(store, ChangeRequested(change=change, backup_id=backup.id))
+    told = store.settings if change == "settings" else None
+    uow.emit(store, ChangeRequested(change=change, backup_id=backup.id, settings=told))
     uow.dispatch(store, Lane.CHANGE)
     return store
 
@@ -585,30 +613,45 @@ async def start_change(uow: UnitOfWork, store_id: uuid.UUID, change: Change) -> 
 async def end_change(
     uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, backup: Manifest | str | None
 ) -> StoreChange:
-    """End the store's upgrade or rollback, recording and announcing how it went, and the
-    backup taken first: complete as ``backup``'s manifest says, failed for the reason it
-    gives, or failed if the change ended before it was made. The store is ready either way:
-    a failed change leaves what helm restored, and the change its reason."""
+    """End the store's upgrade, rollback or settings change, recording and announcing how it
+    went, and the backup taken first: complete as ``backup``'s manifest says, failed for the
+    reason it gives, or failed if the change ended before it was made. The store is ready
+    either way: a failed change leaves what helm restored (a settings change: the settings
+    it had), and the change its reason."""
     store = await _locked(uow, store_id)
     record = await _change_under_way(uow, store)
     transition(store, S.READY, {S.UPDATING})
     await _end_backup_taken_first(
         uow, store, backup, "the change ended before the store was backed up"
     )
-    change: Change = "rollback" if record.kind == "rollback" else "upgrade"
+    change = _change_kind(record.kind)
     record.finished_at = utcnow()
     record.result = "failed" if failure is not None else "changed"
     record.reason = failure
     record.chart_version, record.revision = store.chart_version, store.release_revision
     uow.session.add(record)
     ended: EventData
+    if failure is not None and record.settings_before is not None:
+        store.settings = record.settings_before
+    told = store.settings if change == "settings" else None
     if failure is not None:
-        ended = ChangeFailed(change=change, reason=failure)
+        ended = ChangeFailed(change=change, reason=failure, settings=told)
     else:
         revision = store.release_revision or 0
-        ended = Changed(change=change, chart_version=store.chart_version or "", revision=revision)
+        ended = Changed(
+            change=change,
+            chart_version=store.chart_version or "",
+            revision=revision,
+            settings=told,
+        )
     await _announce_end(uow, store, ended)
     return record
+
+
+def _change_kind(kind: str) -> Change:
+    """A change record's kind as its events name it (an unknown one, from before kinds were
+    recorded: an upgrade)."""
+    return "rollback" if kind == "rollback" else "settings" if kind == "settings" else "upgrade"
 
 
 async def start_backup(

@@ -270,15 +270,16 @@ class WorkOrderRecord(SQLModel, table=True):
 
 
 class StoreChange(SQLModel, table=True):
-    """An upgrade or rollback of a store, and how it ended: ``result`` is empty while it is
-    under way, then ``changed`` or ``failed`` (with the reason; the store stays ready)."""
+    """An upgrade, a rollback or a settings change of a store (or its restore), and how it
+    ended: ``result`` is empty while it is under way, then ``changed`` or ``failed`` (with
+    the reason; the store stays ready)."""
 
     __tablename__ = "store_changes"
     __table_args__ = (Index("ix_store_changes_store_requested", "store_id", "requested_at"),)
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     store_id: uuid.UUID = Field(foreign_key="stores.id")
-    kind: str = Field(max_length=20)  # "upgrade", "rollback" or "restore"
+    kind: str = Field(max_length=20)  # "upgrade", "rollback", "settings" or "restore"
     requested_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
@@ -288,6 +289,10 @@ class StoreChange(SQLModel, table=True):
     chart_version: str | None = Field(default=None, max_length=40)  # after the change
     revision: int | None = None
     backup_id: uuid.UUID | None = None  # a restore's: the backup it returns the store to
+    # A settings change's: the store's settings before it, put back if it fails.
+    settings_before: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSONB, nullable=True)
+    )
 
 
 def _text_enum(enum: type[StrEnum]) -> Enum:
@@ -306,6 +311,7 @@ class BackupTrigger(StrEnum):
     SCHEDULED = "scheduled"  # the store's daily backup
     BEFORE_UPGRADE = "before_upgrade"
     BEFORE_ROLLBACK = "before_rollback"
+    BEFORE_SETTINGS = "before_settings"  # the store as it was, kept by a settings change first
     BEFORE_RESTORE = "before_restore"  # the store as it was, kept by a restore first
 
 

@@ -49,7 +49,9 @@ DELETABLE = frozenset(s for s, targets in ALLOWED.items() if S.DELETING in targe
 DELETED_AFTER_ITS_WORK = frozenset({S.UPDATING, S.BACKING_UP, S.RESTORING})
 DELETED_AFTER_ITS_COPIES = frozenset({S.READY, S.FAILED})
 
-StoreAction = Literal["delete", "upgrade", "rollback", "backup", "restore", "retry", "credentials"]
+StoreAction = Literal[
+    "delete", "upgrade", "rollback", "settings", "backup", "restore", "retry", "credentials"
+]
 
 
 # A store that has been ready and serves its shop while a change, a backup or a restore runs:
@@ -77,7 +79,8 @@ def store_actions(
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     now or once its work ends, ``upgrade`` when it may become updating, ``rollback`` then
     too if its release has an earlier revision to return to (of its owner's: not one from
-    the warm pool before ``first_revision``), ``backup`` when it may be backed up,
+    the warm pool before ``first_revision``), ``settings`` then too (a settings change is
+    one), ``backup`` when it may be backed up,
     ``restore`` when its state allows one (whether it has a complete backup to return to,
     its list of backups says), ``retry`` when it failed and its clean-up has finished,
     ``credentials`` when they can be read. A store whose deletion was asked for accepts
@@ -91,6 +94,7 @@ def store_actions(
         actions.append("upgrade")
         if release_revision is not None and release_revision > first_revision:
             actions.append("rollback")
+        actions.append("settings")
     if StoreStatus.BACKING_UP in ALLOWED[status]:
         actions.append("backup")
     if StoreStatus.RESTORING in ALLOWED[status]:

@@ -155,7 +155,8 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
     assert [m.subject for m in messages].count(f"store.backup_deleted.{store_id}") == 1
     assert envelope(messages[-1])["data"] == {
         "status": "ready", "backup_id": deleted, "reason": "requested",
-        "actions": ["delete", "upgrade", "backup", "restore"],  # no password: not provisioned
+        # No password: not provisioned.
+        "actions": ["delete", "upgrade", "settings", "backup", "restore"],
     }  # fmt: skip
     listed = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
     assert {b["id"]: b["status"] for b in listed} == {kept: "complete", deleted: "deleting"}

@@ -603,6 +603,61 @@ async def test_a_change_of_a_ready_store_marks_it_updating_and_publishes_change_
     assert (audit[0]["action"], audit[0]["target"]) == (f"store.{change}", f"store/{store['id']}")
 
 
+async def test_a_settings_change_gives_a_ready_store_the_settings_chosen_over_its_own(
+    client: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    """Those left out stay as they are; the store is updating with the new ones, backed up
+    first, and the audit log says what was asked for."""
+    chosen = {"currency": "EUR", "country": "DE", "language": "de_DE"}
+    store = (await client.post(STORES, json={"name": "Laden", "settings": chosen})).json()
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+
+    response = await client.post(
+        f"{STORES}/{store['id']}/settings", json={"country": "IN", "state": "ka"}
+    )
+
+    assert response.status_code == 202, response.text
+    changing = response.json()
+    assert (changing["status"], changing["change"]) == ("updating", "settings")
+    assert changing["settings"] == {
+        "currency": "EUR", "country": "IN", "state": "KA", "language": "de_DE",
+        "admin_email": None, "sample_products": True,
+    }  # fmt: skip
+    data = envelope((await stream_messages(nats_client, store["id"]))[-1])["data"]
+    assert (data["status"], data["change"]) == ("updating", "settings")
+    backups = (await client.get(f"{STORES}/{store['id']}/backups")).json()["items"]
+    assert [(b["id"], b["trigger"]) for b in backups] == [(data["backup_id"], "before_settings")]
+    audit = (await client.get("/api/v1/audit")).json()["items"][0]
+    assert (audit["action"], audit["details"]) == (
+        "store.settings",
+        {"country": "IN", "state": "KA"},
+    )
+
+
+async def test_a_settings_change_is_refused_when_there_is_nothing_it_may_change(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    store = await create(client)
+    settings = f"{STORES}/{store['id']}/settings"
+
+    queued = problem(await client.post(settings, json={"currency": "EUR"}), 409)
+    assert queued["detail"] == ("a queued store cannot be changed; it can be when it is ready")
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+    same = problem(await client.post(settings, json={"currency": "inr"}), 409)
+    assert (same["title"], same["detail"]) == (
+        "Nothing to change",
+        f"store {store['id']} has these settings already",
+    )
+    for body, says in [
+        ({}, "name a setting to change: currency, country (and state), language or admin_email"),
+        ({"sample_products": False}, "sample_products is how a store starts"),
+        ({"state": "MH"}, "state needs country"),
+        ({"currency": "EUR", "name": "Other"}, "Extra inputs are not permitted"),
+    ]:
+        assert says in problem(await client.post(settings, json=body), 422)["detail"]
+    assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == "ready"
+
+
 async def test_a_store_keeps_the_settings_its_owner_chose_over_the_platforms_defaults(
     client: httpx.AsyncClient,
 ) -> None:
@@ -1204,12 +1259,12 @@ async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
 
     # Nothing to roll back to at the first revision.
     listed = (await client.get(STORES)).json()["items"]
-    offered = ["delete", "upgrade", "backup", "restore", "credentials"]
+    offered = ["delete", "upgrade", "settings", "backup", "restore", "credentials"]
     assert [s["actions"] for s in listed] == [offered]
     assert (await client.get(path)).json()["actions"] == offered
     await set_columns(database, store["id"], release_revision=2)
     assert (await client.get(path)).json()["actions"] == [
-        "delete", "upgrade", "rollback", "backup", "restore", "credentials",
+        "delete", "upgrade", "rollback", "settings", "backup", "restore", "credentials",
     ]  # fmt: skip
     # The answers to requests carry the actions of the state they leave the store in.
     upgrading = (await client.post(f"{path}/upgrade")).json()

@@ -420,6 +420,10 @@ MATRIX: dict[str, Callable[[World], list[Attempt]]] = {
     f"POST {STORES}/{{store_id}}/rollback": lambda w: _b_stores_in_every_status(
         w, "POST", "/rollback"
     ),
+    f"POST {STORES}/{{store_id}}/settings": lambda w: [
+        Attempt(a.method, a.url, 404, json={"currency": "EUR"})
+        for a in _b_stores_in_every_status(w, "POST", "/settings")
+    ],
     f"POST {STORES}/{{store_id}}/retry": lambda w: _b_stores_in_every_status(w, "POST", "/retry"),
     f"POST {STORES}/{{store_id}}/backups": lambda w: _b_stores_in_every_status(
         w, "POST", "/backups"

@@ -478,6 +478,44 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     await expect(upgrade).to_have_text(f"Upgrade to {chart_version}", timeout=SHORT)
 
 
+async def test_a_ready_stores_settings_are_changed_from_its_card(
+    page: Page, platform: Platform
+) -> None:
+    """Those typed are asked for; the card shows the store updating, then ready with them.
+    Asking for the settings it has is refused under the form, which keeps what was typed."""
+    await signed_in(page, platform)
+    store = await create_by_api(platform, "Moving Shop")
+    store_card = card(page, store["id"])
+    change = store_card.get_by_test_id("store-settings-change")
+    shown = store_card.get_by_test_id("store-settings")
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    await expect(shown).to_have_text("INR · IN-KA · en_US · sample products")
+    await expect(change).to_be_visible(timeout=SHORT)
+    await expect(store_card.get_by_test_id("settings-currency")).to_have_attribute(
+        "placeholder", "INR"
+    )
+
+    await page.evaluate(RECORD_CARDS)
+    await change.locator("summary").click()
+    await store_card.get_by_test_id("settings-currency").fill("eur")
+    await store_card.get_by_test_id("settings-country").fill("DE")
+    await store_card.get_by_test_id("settings-save").click()
+
+    await expect(shown).to_have_text("EUR · DE · en_US · sample products", timeout=SHORT)
+    await expect(change).not_to_have_attribute("open", "")  # asked for: the form is closed
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    statuses = [row["status"] for row in await card_history(page, store["id"])]
+    assert "updating" in statuses, statuses
+    assert statuses[-1] == "ready", statuses
+    await change.locator("summary").click()
+    await store_card.get_by_test_id("settings-currency").fill("EUR")
+    await store_card.get_by_test_id("settings-save").click()
+    error = store_card.get_by_test_id("settings-error")
+    await expect(error).to_contain_text("has these settings already", timeout=SHORT)
+    await expect(store_card.get_by_test_id("settings-currency")).to_have_value("EUR")
+    await expect(store_card).to_have_attribute("data-status", "ready")
+
+
 async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_its_card(
     page: Page, platform: Platform
 ) -> None:

@@ -1,4 +1,5 @@
-"""woostore upgrade/rollback --wait against the real platform: the change lane end to end."""
+"""woostore upgrade/rollback/settings --wait against the real platform: the change lane end
+to end."""
 
 from __future__ import annotations
 
@@ -38,4 +39,26 @@ def test_upgrade_and_rollback_wait_for_the_store_to_be_ready_again(platform: Pla
     shown = woostore(platform, "show", store_id)
     assert f"chart       {CHART_VERSION} (revision 3)" in shown.out
     assert "last change rollback changed" in shown.out
-    assert "actions     delete, upgrade, rollback, backup, restore, credentials" in shown.out
+    assert (
+        "actions     delete, upgrade, rollback, settings, backup, restore, credentials" in shown.out
+    )
+
+
+def test_settings_wait_for_the_store_to_have_them(platform: Platform) -> None:
+    store_id = create_ready(platform, "Moving Shop")
+
+    nothing = woostore(platform, "settings", store_id)
+    assert (nothing.code, nothing.err) == (
+        2, "Give --currency, --country, --state, --language, --admin-email\n"
+    )  # fmt: skip
+    changed = woostore(platform, "settings", store_id, "--currency", "eur", "--wait")
+    assert changed.code == 0, changed.err
+    assert changed.out == (
+        "Moving Shop (simulated) has its new settings: EUR, IN-KA, en_US, sample products.\n"
+    )
+    again = woostore(platform, "settings", store_id, "--currency", "EUR")
+    assert again.code == 1
+    assert again.err.startswith("Nothing to change: ")
+    store = api_store(platform, store_id)
+    assert (store["status"], store["settings"]["currency"]) == ("ready", "EUR")
+    assert (store["last_change"]["kind"], store["last_change"]["result"]) == ("settings", "changed")

@@ -97,7 +97,7 @@ def test_list_show_and_credentials_for_people(platform: Platform) -> None:
     assert lines[0] == "Baker [bold]Street (simulated)"
     assert f"  storefront  {store['storefront_url']}" in lines
     assert (
-        "  actions     delete, upgrade, backup, restore, credentials" in lines
+        "  actions     delete, upgrade, settings, backup, restore, credentials" in lines
     )  # no rollback at revision 1
     history = lines[lines.index("Events") + 1 :]
     assert [line.split()[2] for line in history] == [

@@ -30,6 +30,7 @@ from woostore_provisioner.recipe import (
     DELETE,
     PROVISION,
     SAMPLE_PRODUCTS,
+    SETTINGS,
     StoreJob,
     TimeLimits,
     install_release,
@@ -185,3 +186,37 @@ async def test_verification_fails_with_the_stores_own_reason(
         await step.run(job)
     with pytest.raises(PermanentClusterError, match="Cash on delivery is not available"):
         await verify.run(job)
+
+
+async def test_a_settings_change_of_the_provisioned_store_runs_on_the_driver(
+    driver: KubernetesCluster, kube: FakeKube, store_api: FakeStore
+) -> None:
+    """The settings recipe's steps after its backup, as WP-CLI runs them in the pod: the
+    options, the admin user's email, the language installed and made active, then back to
+    WordPress's own; the store verified with them."""
+    pod = WordPressPod(store_api)
+    kube.exec_handler = pod
+    job = make_job(driver, store_api)
+    for step in PROVISION.steps:
+        await step.run(job)
+    chosen = job.settings.model_copy(
+        update={"currency": "EUR", "country": "DE", "state": None, "language": "de_DE",
+                "admin_email": "owner@example.com"}
+    )  # fmt: skip
+    kube.exec_calls.clear()
+
+    for step in SETTINGS.steps[1:]:
+        await step.run(dataclasses.replace(job, settings=chosen))
+
+    options = pod.state["options"]
+    assert (options["woocommerce_currency"], options["woocommerce_default_country"]) == (
+        "EUR", "DE",
+    )  # fmt: skip
+    assert options["admin_email"] == pod.state["admin_user_email"] == "owner@example.com"
+    assert pod.state["language"] == "de_DE"
+    assert ["wp", "--path=/var/www/html", "language", "core", "install", "de_DE", "--activate"] in [
+        call.command for call in kube.exec_calls
+    ]
+    english = chosen.model_copy(update={"language": "en_US"})
+    await SETTINGS.steps[1].run(dataclasses.replace(job, settings=english))
+    assert pod.state["language"] == "en_US"

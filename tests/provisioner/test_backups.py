@@ -150,7 +150,7 @@ async def test_a_backup_holds_the_stores_database_and_uploads_and_ends_ready(
     assert after[-1].name is EventName.BACKUP_COMPLETED
     assert after[-1].data == {
         "status": "ready", "backup_id": str(backup_id), "size": row.size,
-        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
     }  # fmt: skip
 
 
@@ -181,7 +181,7 @@ async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
     [event] = [e for e in await stream_events(js, store.id) if e.name is EventName.BACKUP_FAILED]
     assert event.data == {
         "status": "ready", "backup_id": str(backup_id), "reason": row.reason,
-        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
     }  # fmt: skip
 
 
@@ -304,7 +304,7 @@ async def test_a_restore_brings_back_exactly_the_backed_up_orders_customers_and_
     assert after[-1].data == {
         "status": "ready",
         "backup_id": str(backup_id),
-        "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
     }
 
 
@@ -626,7 +626,7 @@ async def test_a_deleted_backup_is_refused_at_once_and_its_data_removed_the_othe
             "status": "ready",
             "backup_id": str(older),
             "reason": "requested",
-            "actions": ["delete", "upgrade", "backup", "restore", "credentials"],
+            "actions": ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
         }
     ]
 

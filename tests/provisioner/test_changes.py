@@ -34,6 +34,7 @@ from woostore_shared.models import (
 )
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
+from woostore_shared.store_settings import StoreSettingsIn
 from woostore_shared.transitions import actions_of
 from woostore_shared.unit_of_work import UnitOfWork
 
@@ -138,7 +139,8 @@ async def test_an_upgrade_moves_a_ready_store_to_the_new_chart_with_progress(
     assert after[-1].name is EventName.CHANGED
     assert after[-1].data == {
         "status": "ready", "change": "upgrade", "chart_version": NEW_VERSION, "revision": 2,
-        "actions": ["delete", "upgrade", "rollback", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "rollback", "settings", "backup", "restore",
+                    "credentials"],
     }  # fmt: skip
     history = await cluster.release_history(store.namespace, RELEASE_NAME)
     assert [(r.revision, r.chart_version, r.status) for r in history] == [
@@ -295,7 +297,8 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     assert last.name is EventName.CHANGE_FAILED
     assert last.data == {
         "status": "ready", "change": "rollback", "reason": reason,
-        "actions": ["delete", "upgrade", "rollback", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "rollback", "settings", "backup", "restore",
+                    "credentials"],
     }  # fmt: skip
     assert await cluster.namespace_exists(store.namespace)  # never cleaned up: it is live
 
@@ -400,3 +403,104 @@ async def test_a_change_of_a_store_not_updating_does_nothing(
 
     assert await cluster.release_history(store.namespace, RELEASE_NAME) == before
     assert (await load(database, store.id)).status is StoreStatus.READY
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+async def request_settings(outbox: Outbox, store: Store, **chosen: str) -> None:
+    """What the API does for POST /stores/{id}/settings."""
+    async with UnitOfWork.begin(outbox) as uow:
+        await lifecycle.start_change(
+            uow, store.id, "settings", StoreSettingsIn.model_validate(chosen)
+        )
+
+
+def shop_settings(cluster: SimulatedCluster, store: Store) -> tuple[str, ...]:
+    """What WordPress and WooCommerce hold of a store's settings: currency, country, admin
+    email (the site's and the admin user's), language."""
+    wp = cluster.wordpress_state(store.namespace)
+    options = wp["options"]
+    return (
+        options["woocommerce_currency"], options["woocommerce_default_country"],
+        options["admin_email"], wp.get("admin_user_email", ""), wp.get("language", "en_US"),
+    )  # fmt: skip
+
+
+async def test_a_settings_change_sets_them_in_the_shop_backed_up_first(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    js: JetStreamContext,
+) -> None:
+    """The store is backed up, given the new settings in WooCommerce and WordPress, and
+    verified with them; the store keeps them, and the change's end announces them. Back to
+    WordPress's own language, the language is switched, not installed."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+
+    await request_settings(
+        api_outbox, store, currency="EUR", country="DE", language="de_DE",
+        admin_email="owner@example.com",
+    )  # fmt: skip
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    changed = await load(database, store.id)
+    assert changed.status is StoreStatus.READY
+    assert changed.settings == {
+        "currency": "EUR",
+        "country": "DE",
+        "state": None,
+        "language": "de_DE",
+        "admin_email": "owner@example.com",
+        "sample_products": True,
+    }  # fmt: skip  (a country named without its state drops the old country's)
+    assert shop_settings(cluster, store) == (
+        "EUR", "DE", "owner@example.com", "owner@example.com", "de_DE",
+    )  # fmt: skip
+    assert await changes(database, store) == [("settings", "changed", None)]
+    last = (await stream_events(js, store.id))[-1]
+    assert (last.name, last.data["settings"]) == (EventName.CHANGED, changed.settings)
+    async with database.session() as session:
+        [backup] = await session.exec(
+            select(StoreBackup).where(col(StoreBackup.store_id) == store.id)
+        )
+    assert (backup.trigger, backup.status) == (BackupTrigger.BEFORE_SETTINGS, BackupStatus.COMPLETE)
+
+    await request_settings(api_outbox, store, language="en_US")
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    assert shop_settings(cluster, store)[-1] == "en_US"
+    assert (await load(database, store.id)).settings["language"] == "en_US"
+
+
+async def test_a_settings_change_that_fails_gives_the_store_its_settings_back(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    """WordPress refuses the admin's new email after WooCommerce took the new currency: the
+    change fails with the reason, and the store is ready with the settings it had (those the
+    shop took already are set again, with the rest, by asking again)."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    before = (await load(database, store.id)).settings
+
+    await request_settings(api_outbox, store, currency="EUR", admin_email="owner@example.com")
+    assert (await load(database, store.id)).settings["currency"] == "EUR"  # while it runs
+    faulty = faulty_cluster(cluster_dir, helm_binary, **{"wp user update": "error"})
+    await make_runner(faulty).change(store.id, KeepAlive())
+
+    after = await load(database, store.id)
+    assert (after.status, after.settings) == (StoreStatus.READY, before)
+    [(kind, result, reason)] = await changes(database, store)
+    assert (kind, result) == ("settings", "failed")
+    assert reason is not None
+    assert "wp user update" in reason
+
+    await request_settings(api_outbox, store, currency="EUR", admin_email="owner@example.com")
+    await make_runner(cluster).change(store.id, KeepAlive())
+
+    assert shop_settings(cluster, store)[:4] == ("EUR", "IN:KA", *["owner@example.com"] * 2)

@@ -18,12 +18,32 @@ TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
         S.READY,
         1,
         True,
-        ["delete", "upgrade", "backup", "restore", "credentials"],
+        ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
     ),  # no rollback yet
-    (S.READY, 2, True, ["delete", "upgrade", "rollback", "backup", "restore", "credentials"]),
-    (S.READY, 3, True, ["delete", "upgrade", "rollback", "backup", "restore", "credentials"]),
-    (S.READY, None, True, ["delete", "upgrade", "backup", "restore", "credentials"]),  # no release
-    (S.READY, 2, False, ["delete", "upgrade", "rollback", "backup", "restore"]),  # no password
+    (
+        S.READY,
+        2,
+        True,
+        ["delete", "upgrade", "rollback", "settings", "backup", "restore", "credentials"],
+    ),
+    (
+        S.READY,
+        3,
+        True,
+        ["delete", "upgrade", "rollback", "settings", "backup", "restore", "credentials"],
+    ),
+    (
+        S.READY,
+        None,
+        True,
+        ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
+    ),  # no release
+    (
+        S.READY,
+        2,
+        False,
+        ["delete", "upgrade", "rollback", "settings", "backup", "restore"],
+    ),  # no password
     # Serving while the work runs: its login stays readable, and it may be deleted (as the
     # work ends); nothing else is accepted.
     (S.UPDATING, 2, True, ["delete", "credentials"]),
@@ -56,7 +76,7 @@ def test_the_table_covers_every_status() -> None:
 def test_a_claimed_store_offers_no_rollback_to_the_pools_revisions() -> None:
     # Claimed at revision 2 (its owner's host); revision 1 was the warm pool's.
     assert store_actions(S.READY, 2, True, first_revision=2) == [
-        "delete", "upgrade", "backup", "restore", "credentials",
+        "delete", "upgrade", "settings", "backup", "restore", "credentials",
     ]  # fmt: skip
     assert "rollback" in store_actions(S.READY, 3, True, first_revision=2)  # after an upgrade
 

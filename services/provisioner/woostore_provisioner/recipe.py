@@ -311,6 +311,16 @@ async def install_language(job: StoreJob) -> None:
         await wp(job, "language", "core", "install", job.settings.language, "--activate")
 
 
+async def change_settings(job: StoreJob) -> None:
+    """A settings change: what ``configure_store`` sets, the admin user's email with the
+    site's (WordPress's install set both), and the language made active, WordPress's own
+    en_US included (a store made in another returning to it)."""
+    await configure_store(job)
+    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}")
+    if job.settings.language == "en_US":
+        await wp(job, "site", "switch-language", "en_US")
+
+
 async def enable_cash_on_delivery(job: StoreJob) -> None:
     await wp(
         job, "wc", "payment_gateway", "update", "cod", "--enabled=true", f"--user={ADMIN_USER}"
@@ -682,6 +692,20 @@ ROLLBACK = Recipe(
     ),
 )
 
+# A ready store given other settings (its currency, country, language, admin email), backed
+# up first; verified again with them. Each setting written is written whole, so a change
+# cut off and run again ends the same.
+SETTINGS = Recipe(
+    "settings",
+    StoreStatus.UPDATING,
+    on_failure=OnFailure.END_CHANGE_FAILED,
+    steps=(
+        Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
+        Step("store_settings", "Setting currency, country and language", change_settings),
+        Step("verify", "Placing a test order", verify_storefront),
+    ),
+)
+
 # A copy of the ready store, which keeps serving meanwhile: its database dumped in one
 # transaction, its uploads, each streamed into the store's backup repository, then read back
 # and recorded. Each part takes as long as its bytes do: no fixed limit suits every store.
@@ -722,7 +746,7 @@ RESTORE = Recipe(
 # The steps that back a store up before a change or a restore: failing there, the backup
 # was tried, and refused (WooStoreBackupsFailing counts it).
 BACKING_UP_FIRST = frozenset(
-    step.name for recipe in (UPGRADE, ROLLBACK, RESTORE) for step in recipe.steps
+    step.name for recipe in (UPGRADE, ROLLBACK, SETTINGS, RESTORE) for step in recipe.steps
     if step.run is back_up_as_it_is
 )  # fmt: skip
 
@@ -753,4 +777,4 @@ DELETE = Recipe(
 CLEAN_UP = Recipe(
     "clean_up", StoreStatus.FAILED, REMOVE_STEPS, on_failure=OnFailure.RETRY, shows_steps=False
 )
-CHANGES = {"upgrade": UPGRADE, "rollback": ROLLBACK}
+CHANGES = {"upgrade": UPGRADE, "rollback": ROLLBACK, "settings": SETTINGS}

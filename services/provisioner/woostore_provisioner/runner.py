@@ -268,12 +268,12 @@ class Runner:
         elif recipe is RESTORE:
             await self._restore(store, attempt)
         elif recipe is not None and recipe.status is StoreStatus.UPDATING:
-            await self._upgrade_or_roll_back(recipe, store, attempt)
+            await self._make_change(recipe, store, attempt)
         # Last, under the same lease: deleted backups are removed from the repository only
         # while nothing else of the store's uses it (restic's prune locks it whole).
         await self._remove_deleted_backups(attempt.store_id)
 
-    async def _upgrade_or_roll_back(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
+    async def _make_change(self, recipe: Recipe, store: Store, attempt: Attempt) -> None:
         making = None  # (a change asked for before changes took a backup first: none)
         async with self.db.session() as session:
             with suppress(LookupError):

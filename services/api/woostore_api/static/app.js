@@ -19,7 +19,7 @@
 //   copy.js      copying a secret
 //   format.js    how steps, changes and times read
 
-import { askToDelete, changeStore, initActions } from './dashboard/actions.js';
+import { askToDelete, changeSettings, changeStore, initActions } from './dashboard/actions.js';
 import { initCards } from './dashboard/cards.js';
 import { forgetNewKey, initKeys, loadKeys } from './dashboard/keys.js';
 import { initListing } from './dashboard/listing.js';
@@ -29,7 +29,7 @@ import { initTenants, loadTenants, onTenantPicked } from './dashboard/tenants.js
 import { initTimeline } from './dashboard/timeline.js';
 import { initViews, isViewShown, onViewShown } from './dashboard/views.js';
 
-initCards({ delete: askToDelete, change: changeStore });
+initCards({ delete: askToDelete, change: changeStore, settings: changeSettings });
 initListing();
 initTimeline();
 initNotices();

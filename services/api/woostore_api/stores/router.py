@@ -23,6 +23,7 @@ from woostore_api.stores.schemas import (
     Credentials,
     EventOut,
     RestoreRequest,
+    SettingsChange,
     StepTimes,
     StoreCounts,
     StoreCreate,
@@ -239,6 +240,30 @@ async def rollback_store(
     an upgrade: the chart it had before). Rolling back twice returns to where it started.
     Past the tenant's change rate the answer is 429 with ``Retry-After``."""
     store = await service.request_change(outbox, caller, store_id, "rollback", settings)
+    return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
+
+
+@router.post(
+    "/{store_id}/settings",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=StoreOut,
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
+)
+async def change_store_settings(
+    store_id: uuid.UUID,
+    chosen: SettingsChange,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+    caller: CurrentCaller,
+) -> StoreOut:
+    """Give a ready store other settings (currency, country and state, language, admin
+    email); each one left out stays as it is. Like an upgrade, it backs the store up first,
+    then sets them in WooCommerce and WordPress and places a test order: the store is
+    `updating` meanwhile, its `settings` the new ones, and it ends `ready` either way. A
+    change that fails (`change_failed`, with the reason) puts the store's `settings` back,
+    though some may have been set in the shop: asking again sets them all. Settings the store
+    has already: 409. Past the tenant's change rate: 429 with ``Retry-After``."""
+    store = await service.request_change(outbox, caller, store_id, "settings", settings, chosen)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
 

@@ -107,6 +107,27 @@ class StoreCreate(BaseModel):
         return printable(name, NAME_MAX)
 
 
+class SettingsChange(StoreSettingsIn):
+    """Settings to give a ready store; each one left out stays as it is. A state is named
+    with its country, as when the store is made."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"currency": "USD"}, {"country": "IN", "state": "KA"}]}
+    )
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> SettingsChange:
+        if self.sample_products is not None:
+            raise ValueError(
+                "sample_products is how a store starts: its products are changed in WooCommerce"
+            )
+        if not self.model_dump(exclude_none=True):
+            raise ValueError(
+                "name a setting to change: currency, country (and state), language or admin_email"
+            )
+        return self
+
+
 class StepOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_STEP]})
 
@@ -117,7 +138,7 @@ class StepOut(BaseModel):
 
 
 class ChangeOut(BaseModel):
-    kind: Literal["upgrade", "rollback", "restore"]
+    kind: Literal["upgrade", "rollback", "settings", "restore"]
     result: Literal["changed", "failed"] | None = Field(
         description="How it ended: null while it is under way."
     )
@@ -243,13 +264,14 @@ class StoreOut(BaseModel):
             "this one) and leaves this as it was."
         ),
     )
-    change: Literal["upgrade", "rollback", "restore"] | None = Field(
+    change: Literal["upgrade", "rollback", "settings", "restore"] | None = Field(
         default=None, description="While updating or restoring: the change under way."
     )
     storefront_url: str | None = None
     admin_url: str | None = None
     settings: StoreSettings = Field(
-        description="Its settings: the owner's choices over the platform's defaults."
+        description="Its settings: the owner's choices over the platform's defaults, as made"
+        " or last changed (POST /stores/{id}/settings; while that runs, the new ones)."
     )
     failure_reason: str | None = Field(default=None, description="Why the store failed.")
     cleaned_up_at: datetime | None = Field(
@@ -260,7 +282,8 @@ class StoreOut(BaseModel):
         ),
     )
     last_change: ChangeOut | None = Field(
-        default=None, description="Its latest upgrade, rollback or restore, and how it ended."
+        default=None,
+        description="Its latest upgrade, rollback, settings change or restore, and how it ended.",
     )
     created_at: datetime
     updated_at: datetime

@@ -37,6 +37,7 @@ from woostore_api.problems import (
 from woostore_api.stores import quotas
 from woostore_api.stores.schemas import (
     PhaseTimes,
+    SettingsChange,
     StepTime,
     StepTimes,
     StoreCreate,
@@ -497,13 +498,20 @@ async def store_events(db: Database, store: Store, latest: int) -> tuple[list[St
 
 
 async def request_change(
-    outbox: Outbox, caller: Caller, store_id: uuid.UUID, change: Change, settings: Settings
+    outbox: Outbox,
+    caller: Caller,
+    store_id: uuid.UUID,
+    change: Change,
+    settings: Settings,
+    chosen: SettingsChange | None = None,
 ) -> Store:
-    """Ask for an upgrade or a rollback of a ready store, within the tenant's change rate."""
+    """Ask for an upgrade, a rollback or a settings change (to the settings ``chosen``) of
+    a ready store, within the tenant's change rate."""
     async with quotas.changing(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
-        store = await lifecycle.start_change(uow, store_id, change)
-        record(uow, caller, f"store.{change}", f"store/{store.id}", store.owner)
+        store = await lifecycle.start_change(uow, store_id, change, chosen)
+        asked = chosen.model_dump(exclude_none=True) if chosen else {}
+        record(uow, caller, f"store.{change}", f"store/{store.id}", store.owner, **asked)
     return store
 
 

@@ -1,6 +1,6 @@
 // What the user asks of stores: a new one (the create form; an admin's, for any tenant),
-// deleting one (once confirmed), upgrading or rolling one back. The API's answer updates the
-// store.
+// deleting one (once confirmed), upgrading or rolling one back, giving one other settings.
+// The API's answer updates the store.
 
 import { api, ApiError } from './api.js';
 import { handleError } from './alerts.js';
@@ -117,6 +117,25 @@ async function deleteStore(id) {
     handleError(err);
   } finally {
     setBusy(id, 'delete', false);
+  }
+}
+
+/* ---------- Settings ---------- */
+
+// Other settings for a ready store: it is backed up first, then given them (`updating`). A
+// refusal of what was asked (nothing to change, a code no standard has) comes back as words
+// for the form; null once asked.
+export async function changeSettings(id, chosen) {
+  setBusy(id, 'change', true);
+  try {
+    upsertStore(await api('POST', `/stores/${encodeURIComponent(id)}/settings`, chosen));
+    return null;
+  } catch (err) {
+    if (err instanceof ApiError && [409, 422].includes(err.problem?.status)) return err.message;
+    handleError(err);
+    return null;
+  } finally {
+    setBusy(id, 'change', false);
   }
 }
 

@@ -19,6 +19,7 @@ const TRIGGERS = {
   scheduled: 'daily',
   before_upgrade: 'before an upgrade',
   before_rollback: 'before a rollback',
+  before_settings: 'before a settings change',
   before_restore: 'before a restore',
 };
 

@@ -25,7 +25,7 @@ const els = {
 };
 
 const cards = new Map(); // id -> card view (see createCard)
-let ask = { delete: () => {}, change: () => {} };
+let ask = { delete: () => {}, change: () => {}, settings: async () => {} };
 let shippedChart = null; // the store chart an upgrade moves a store to, once the platform says
 let tenantNames = new Map(); // an admin's, of several tenants: id -> name as the cards show it
 
@@ -136,6 +136,10 @@ function createCard(id) {
       backupsStatus: q('[data-role="backups-status"]'),
       backupList: q('[data-role="backup-list"]'),
       backupButton: q('[data-testid="backup-button"]'),
+      settingsChange: q('[data-role="settings-change"]'),
+      settingsForm: q('[data-role="settings-form"]'),
+      settingsError: q('[data-role="settings-error"]'),
+      settingsSave: q('[data-testid="settings-save"]'),
     },
     timeline: {
       details: q('[data-role="timeline"]'),
@@ -165,6 +169,10 @@ function createCard(id) {
     if (view.els.backups.open) loadBackups(view, id);
   });
   view.els.backupButton.addEventListener('click', () => backUp(view, id));
+  view.els.settingsForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    changeSettings(view, id);
+  });
   view.timeline.details.addEventListener('toggle', () => {
     if (view.timeline.details.open) backfill(id);
   });
@@ -273,6 +281,12 @@ function renderCard(view, store) {
   e.backups.hidden = !['ready', 'backing_up', 'restoring'].includes(status);
   showBackupButtons(view, store);
   e.backupButton.hidden = !offers('backup');
+  e.settingsChange.hidden = !offers('settings');
+  if (e.settingsChange.hidden) e.settingsChange.open = false;
+  for (const field of e.settingsForm.elements) {
+    if (field.name) field.placeholder = store.settings?.[field.name] ?? '';
+  }
+  e.settingsSave.disabled = view.busy.has('change');
   e.upgradeButton.disabled = e.rollbackButton.disabled = e.retryButton.disabled = view.busy.has('change');
   const canDelete = offers('delete') && !view.busy.has('delete');
   e.deleteButton.disabled = !canDelete;
@@ -281,6 +295,24 @@ function renderCard(view, store) {
     : status === 'deleting' || view.busy.has('delete') ? 'This store is already being deleted'
     : deletedNext(store) ? `This store is deleted ${DELETION_STARTS[status] ?? 'as soon as it can be'}`
     : `A store cannot be deleted while it is ${status}`;
+}
+
+// The settings filled in; a refusal (nothing to change, a code no standard has) is said under
+// the form, and what was typed stays to be mended.
+async function changeSettings(view, id) {
+  const { settingsForm: form, settingsError: error } = view.els;
+  const chosen = {};
+  for (const field of form.elements) {
+    const value = field.name ? field.value.trim() : '';
+    if (value) chosen[field.name] = value;
+  }
+  const refusal = Object.keys(chosen).length ? await ask.settings(id, chosen) : 'Fill in a setting to change.';
+  error.textContent = refusal ?? '';
+  error.hidden = !refusal;
+  if (!refusal) {
+    form.reset();
+    view.els.settingsChange.open = false;
+  }
 }
 
 function settingsText(settings) {

@@ -1,6 +1,8 @@
 // How steps, changes and times read on the page.
 
-export const CHANGE_NAMES = { upgrade: 'Upgrade', rollback: 'Rollback', restore: 'Restore' };
+export const CHANGE_NAMES = {
+  upgrade: 'Upgrade', rollback: 'Rollback', settings: 'Settings change', restore: 'Restore',
+};
 // When a deletion asked for while a store works starts, by the store's status: a backup is
 // stopped for it (the store's backups go with it), a change or a restore runs to its end,
 // and a ready or failed store waits for a store being made from its backup.

@@ -332,6 +332,8 @@ function applyEvent(store, event) {
     case EVENT.changeRequested:
       Object.assign(store, {
         status: 'updating', change: data.change, step: null, progress: 0,
+        // A settings change's events carry the settings: asked for, then as they ended.
+        settings: data.settings ?? store.settings,
         last_change: { kind: data.change, result: null, reason: null, requested_at: event.time, finished_at: null },
       });
       break;
@@ -340,6 +342,7 @@ function applyEvent(store, event) {
         status: 'ready', change: null, step: null, progress: 1,
         chart_version: data.chart_version ?? store.chart_version,
         release_revision: data.revision ?? store.release_revision,
+        settings: data.settings ?? store.settings,
         last_change: endChange(store.last_change, data.change, 'changed', null, event.time),
       });
       break;
@@ -369,6 +372,7 @@ function applyEvent(store, event) {
     case EVENT.changeFailed:
       Object.assign(store, {
         status: 'ready', change: null, step: null, progress: 1,
+        settings: data.settings ?? store.settings,
         last_change: endChange(store.last_change, data.change, 'failed', data.reason ?? null, event.time),
       });
       break;
