@@ -176,6 +176,10 @@ async def test_two_stores_with_the_same_name_get_different_slugs(
         "Shop\u200c",
         "Sh\u200d\u200dop",  # ...or doubled...
         "Shop \u200d Two",  # ...or next to a space joins nothing
+        "\u3164",  # a Hangul filler: a letter that shows nothing, listed as a blank row
+        "Shop\u3164",
+        "\u2800\u2800",  # the blank Braille pattern
+        "\u0301\u0301",  # combining marks with nothing to combine with
     ],
 )
 async def test_an_invalid_name_is_a_422_problem_and_creates_nothing(

@@ -11,6 +11,9 @@ import unicodedata
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co"})
 # Zero-width (non-)joiners belong to emoji sequences and to Persian and Indic words.
 _JOINERS = frozenset({"\u200c", "\u200d"})
+# Letters and symbols that show nothing: the Hangul fillers and the blank Braille pattern. A
+# name of them alone was taken, and listed as a blank row.
+_BLANKS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"})
 
 
 def printable(name: str, most: int) -> str:
@@ -20,10 +23,12 @@ def printable(name: str, most: int) -> str:
     if len(name) > 4 * most:  # far past any composition: refuse before normalising
         raise ValueError(f"must be at most {most} characters")
     name = unicodedata.normalize("NFC", name).strip()
-    if not name:
+    # A visible character is a letter, a number, punctuation or a symbol: combining marks
+    # alone (each drawn on a dotted circle) and spaces are not.
+    if not any(unicodedata.category(c)[0] in "LNPS" and c not in _BLANKS for c in name):
         raise ValueError("must contain a visible character")
     if any(
-        unicodedata.category(c) in _REFUSED_CATEGORIES and not _joins(name, i)
+        (unicodedata.category(c) in _REFUSED_CATEGORIES and not _joins(name, i)) or c in _BLANKS
         for i, c in enumerate(name)
     ):
         raise ValueError("must not contain control or invisible format characters")
