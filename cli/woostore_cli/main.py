@@ -1264,7 +1264,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("backup", metavar="BACKUP_ID", type=_backup_id)
     sub.add_argument("--wait", action="store_true", help=wait_help)
 
-    tenants = group("tenants", "make, change and list tenants (admins; a tenant shows its own)")
+    tenants = group(
+        "tenants", "make, change and list tenants (admins; a tenant key: tenants show, its own)"
+    )
     sub = command("create", create_tenant, "make a tenant", tenants)
     sub.add_argument("name", metavar="NAME", help="lower case letters, digits and hyphens")
     sub.add_argument(
