@@ -29,7 +29,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreEvent, WorkOrderRecord, utcnow
-from woostore_shared.topology import STREAM_NAME, WORK_STREAM
+from woostore_shared.topology import ACCESS_WITHDRAWN, STREAM_NAME, WORK_STREAM
 from woostore_shared.work import WorkOrder
 
 log = get_logger(__name__)
@@ -75,6 +75,16 @@ class Outbox:
         # One mark at a time: two transactions updating the same rows could deadlock.
         self._one_mark = asyncio.Lock()
         self._closed = False
+
+    async def withdraw_access(self) -> None:
+        """Tell the notifiers a key stopped working (``ACCESS_WITHDRAWN``): at most once, and
+        never in the caller's way, since their sweep finds it anyway."""
+        try:
+            await self.nats.publish(ACCESS_WITHDRAWN, b"")
+        except NatsError as error:
+            log.info(
+                "notifiers not told of a withdrawn key: their sweep finds it", error=repr(error)
+            )
 
     async def deliver(self, events: Sequence[CloudEvent], orders: Sequence[WorkOrder]) -> int:
         """Publish ``events`` in order, then, once all are out, ``orders`` (a worker's first

@@ -30,6 +30,10 @@ log = get_logger(__name__)
 
 STREAM_NAME = "STORES"
 WORK_STREAM = "WORK"
+# Core NATS, in no stream: a key stopped working (revoked, its tenant suspended or deleted),
+# and every notifier checks the keys of its event streams now rather than at its next sweep
+# (30 s), ending theirs and forgetting the keys it remembered. One lost is that sweep's.
+ACCESS_WITHDRAWN = "woostore.access.withdrawn"
 REMOVALS_IN_FLIGHT = 4
 # A claim is seconds of cluster work an owner waits for: never queued behind cold work.
 PERSONALISATIONS_IN_FLIGHT = 4

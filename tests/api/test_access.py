@@ -13,6 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from itsdangerous import URLSafeTimedSerializer
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from pydantic import SecretStr
 from sqlalchemy import func, text, update
 from sqlmodel import col, select
@@ -36,6 +38,7 @@ from woostore_shared.models import (
 )
 from woostore_shared.secrets import sha256_hex
 from woostore_shared.settings import Settings
+from woostore_shared.topology import ACCESS_WITHDRAWN
 
 KEYS = "/api/v1/keys"
 SESSION = "/api/v1/session"
@@ -996,3 +999,35 @@ async def test_a_store_limit_is_a_whole_number_as_json_writes_one(
     problem(await client.post("/api/v1/tenants", json={"name": "lax", "store_limit": given}), 422)
     problem(await client.patch(path, json={"store_limit": given}), 422)
     assert (await client.patch(path, json={"store_limit": 3})).json()["store_limit"] == 3
+
+
+async def test_the_notifiers_are_told_each_time_a_key_stops_working(
+    client: httpx.AsyncClient, new_tenant: NewTenant, nats_client: Client
+) -> None:
+    """Revoking a key, suspending a tenant and deleting one each tell the notifiers as they
+    commit (they end the event streams of the keys withdrawn then, not at their next
+    sweep); resuming a tenant, or a change that withdraws nothing, tells them nothing."""
+    told: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def heard(message: Msg) -> None:
+        told.put_nowait(message.data)
+
+    await nats_client.subscribe(ACCESS_WITHDRAWN, cb=heard)
+    leaving = await new_tenant("leaving")
+    tenant_id = (await leaving.get(SESSION)).json()["tenant_id"]
+    made = (await client.post(KEYS, json={"name": "laptop"})).json()
+
+    async def told_once() -> bool:
+        await nats_client.flush()
+        async with asyncio.timeout(5):
+            await told.get()
+        return told.empty()
+
+    assert (await client.delete(f"{KEYS}/{made['id']}")).status_code == 200
+    assert await told_once()
+    assert (await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": True})).is_success
+    assert await told_once()
+    assert (await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": False})).is_success
+    assert (await client.patch(f"{TENANTS}/{tenant_id}", json={"store_limit": 3})).is_success
+    assert (await client.delete(f"{TENANTS}/{tenant_id}")).status_code == 200
+    assert await told_once()  # the deletion's: neither the resumption nor the limit told

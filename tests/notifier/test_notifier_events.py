@@ -31,10 +31,12 @@ from woostore_shared.access import Authenticator, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, Tenant, utcnow
+from woostore_shared.outbox import Outbox
 from woostore_shared.problems import TYPE_BASE
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
+from woostore_shared.unit_of_work import UnitOfWork
 
 EVENTS = "/api/v1/events"
 PROBLEM_JSON = "application/problem+json"
@@ -533,6 +535,33 @@ async def test_a_copy_an_older_version_published_to_hand_work_out_again_is_not_s
 
 
 # --- keys -----------------------------------------------------------------------------------
+
+
+async def test_a_key_withdrawn_through_a_unit_of_work_ends_its_streams_at_once(
+    http: httpx.AsyncClient, nats_client: Client, database: Database
+) -> None:
+    """The API's revocation (or suspension, or deletion of the tenant) tells the notifiers
+    as it commits: the key's stream ends, and the key opens no new one, long before the
+    sweep's 30 s. Before, a new stream opened with a remembered key for up to 30 s (a user's
+    review, after suspending a tenant)."""
+    assert keys.REMEMBER_SECONDS >= 2 * DEADLINE_SECONDS  # only the nudge can end it in time
+    key, token = await add_key(database, "withdrawn")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aconnect_sse(http, "GET", EVENTS, headers=headers) as source:
+        events = source.aiter_sse()
+        published = await publish(nats_client, 1)
+        assert ids_and_bodies(await take(events, 1)) == published
+
+        async with UnitOfWork.begin(Outbox(database, nats_client, source="/tests")) as uow:
+            await uow.session.exec(
+                update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
+            )
+            uow.withdraw_access()
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            rest = [event async for event in events if event.data]
+
+    assert rest == []
+    problem(await http.get(EVENTS, headers=headers), 401)
 
 
 @pytest.mark.parametrize("ended_by", ["revoking the key", "suspending its tenant"])

@@ -123,7 +123,8 @@ class Connections:
     def drop_revoked(self, valid_subjects: set[str]) -> None:
         for client in list(self._clients):
             if client.principal.subject not in valid_subjects:
-                log.info("event stream closed: key revoked", actor=client.principal.actor)
+                # The key was revoked, or its tenant suspended or deleted: the sweep says not which.
+                log.info("event stream closed: key no longer valid", actor=client.principal.actor)
                 client.drop("revoked")
 
     @staticmethod

@@ -34,6 +34,7 @@ from types import FrameType
 
 import uvicorn
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -58,6 +59,7 @@ from woostore_shared.ops import Starting, serve_ops
 from woostore_shared.problems import http_problem, problem_for
 from woostore_shared.secrets import TicketSigner
 from woostore_shared.settings import Settings
+from woostore_shared.topology import ACCESS_WITHDRAWN
 from woostore_shared.tracing import configure_tracing
 
 log = get_logger(__name__)
@@ -170,13 +172,19 @@ async def stream_events(request: Request) -> Response | EventStream:
     )
 
 
-async def _sweep(connections: Connections, hub: EventHub, known: Keys) -> None:
-    """End the streams of clients that stopped reading, and of keys revoked since."""
+async def _sweep(
+    connections: Connections, hub: EventHub, known: Keys, withdrawn: asyncio.Event
+) -> None:
+    """End the streams of clients that stopped reading, and of keys no longer valid: looked
+    at every ``keys.REMEMBER_SECONDS``, or at once when the API says a key was withdrawn."""
     checked = time.monotonic()
     while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(SWEEP_SECONDS):
+                await withdrawn.wait()
         connections.drop_slow(hub.floor)
-        if time.monotonic() - checked >= keys.REMEMBER_SECONDS:
+        if withdrawn.is_set() or time.monotonic() - checked >= keys.REMEMBER_SECONDS:
+            withdrawn.clear()  # one check covers every withdrawal heard before it
             try:
                 connections.drop_revoked(await known.still_valid(connections.subjects()))
             except Exception:  # the database is away: ask again at the next sweep
@@ -219,7 +227,15 @@ def create_app(settings: Settings) -> _Notifier:
             settings.tenant_event_streams,
             settings.max_event_streams,
         )
-        sweeping = asyncio.create_task(_sweep(app.state.connections, hub, app.state.keys))
+        withdrawn = asyncio.Event()
+
+        async def heard_of_a_withdrawal(_: Msg) -> None:
+            withdrawn.set()
+
+        await nats.subscribe(ACCESS_WITHDRAWN, cb=heard_of_a_withdrawal)
+        sweeping = asyncio.create_task(
+            _sweep(app.state.connections, hub, app.state.keys, withdrawn)
+        )
         starting.done()
         yield
         sweeping.cancel()

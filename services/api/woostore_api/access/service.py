@@ -118,7 +118,7 @@ async def update_tenant(
     """Rename a tenant, change its store limit, suspend or resume it: what ``body`` gives.
     What is as it was already changes nothing, and is not audited. A suspended tenant's keys
     are refused at once (woostore_shared.access: its sessions with them, its event streams
-    within 30 s); its stores are not touched."""
+    as the notifiers hear of it); its stores are not touched."""
     asked = body.model_dump(include=body.model_fields_set)
     if tenant_id == DEFAULT_TENANT_ID and "name" in asked:
         raise default_tenant_kept("renamed")
@@ -141,6 +141,8 @@ async def update_tenant(
             for field, value in changes.items():
                 if field == "suspended":
                     tenant.suspended_at = utcnow() if value else None
+                    if value:
+                        uow.withdraw_access()
                 else:
                     setattr(tenant, field, value)
             uow.session.add(tenant)
@@ -194,6 +196,7 @@ async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) ->
             .where(col(ApiKey.tenant_id) == tenant_id, col(ApiKey.revoked_at).is_(None))
             .values(revoked_at=tenant.deleted_at)
         )
+        uow.withdraw_access()
         record(
             uow, caller, "tenant.delete", f"tenant/{tenant.id}", tenant.id,
             name=tenant.name, keys_revoked=revoked.rowcount,
@@ -277,6 +280,7 @@ async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKe
         if key.revoked_at is None:  # revoking twice is fine: one revocation
             key.revoked_at = utcnow()
             uow.session.add(key)
+            uow.withdraw_access()
             record(uow, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
     return key
 
