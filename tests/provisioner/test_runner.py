@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 from nats.js import JetStreamContext
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 import woostore_provisioner.runner as runner_module
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
@@ -43,7 +43,7 @@ from woostore_provisioner.recipe import (
     StoreJob,
     TimeLimits,
 )
-from woostore_provisioner.retries import StoreBusy
+from woostore_provisioner.retries import LeaseLost, StoreBusy
 from woostore_provisioner.runner import STEP_SECONDS, Runner, WaitExplainer
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -652,12 +652,42 @@ async def takes_the_lease(redelivery: Leases, store_id: uuid.UUID) -> bool:
     return False
 
 
+class NatsAway(KeepAlive):
+    """``msg.in_progress`` with NATS unreachable: every call times out."""
+
+    async def __call__(self) -> None:
+        await super().__call__()
+        raise TimeoutError
+
+
+def quick_steps(
+    monkeypatch: pytest.MonkeyPatch,
+    before_each: Callable[[Step], Awaitable[None]],
+    share: float = 0.8,
+) -> None:
+    """PROVISION with ``before_each`` run as each step starts, and each step taking this
+    ``share`` of a watch interval more than it does."""
+
+    def quick(step: Step) -> Step:
+        async def run(job: StoreJob) -> Learned | None:
+            await before_each(step)
+            await asyncio.sleep(QUICK_WATCH_INTERVAL * share)
+            return await step.run(job)
+
+        return replace(step, run=run)
+
+    recipe = replace(PROVISION, steps=tuple(quick(step) for step in PROVISION.steps))
+    monkeypatch.setattr(runner_module, "PROVISION", recipe)
+
+
+@pytest.mark.parametrize("keep_alive", [KeepAlive(), NatsAway()], ids=["nats", "nats-away"])
 async def test_a_recipe_of_quick_steps_keeps_its_message_and_its_lease_between_steps(
     make_runner: Callable[..., Runner],
     cluster: SimulatedCluster,
     api_outbox: Outbox,
     database: Database,
     monkeypatch: pytest.MonkeyPatch,
+    keep_alive: KeepAlive,
 ) -> None:
     """Each step a little quicker than a watch interval, so none is watched; together they
     take several times the lease's lifetime (3 watch intervals). The message and the lease
@@ -666,24 +696,19 @@ async def test_a_recipe_of_quick_steps_keeps_its_message_and_its_lease_between_s
     twice at once, and the second's journal collide with the first's).
 
     A watch interval of its own, longer than the other tests': the lease's beat renews it
-    every interval, and the two more it lasts are the margin a loaded machine needs."""
+    every interval, and the two more it lasts are the margin a loaded machine needs. With
+    NATS away the message cannot be kept, and the lease still is (they were renewed
+    together, and a failing message let the lease lapse: a diff review)."""
     store = await create_store(api_outbox)
     runner = make_runner(cluster, watch_interval=QUICK_WATCH_INTERVAL)
     redelivery = Leases(api_outbox, renew_every=runner.leases.renew_every)
     taken_over: list[str] = []
 
-    def quick(step: Step) -> Step:
-        async def run(job: StoreJob) -> Learned | None:
-            if await takes_the_lease(redelivery, store.id):
-                taken_over.append(step.name)
-            await asyncio.sleep(QUICK_WATCH_INTERVAL * 0.8)
-            return await step.run(job)
+    async def try_to_take_over(step: Step) -> None:
+        if await takes_the_lease(redelivery, store.id):
+            taken_over.append(step.name)
 
-        return replace(step, run=run)
-
-    quick_steps = replace(PROVISION, steps=tuple(quick(step) for step in PROVISION.steps))
-    monkeypatch.setattr(runner_module, "PROVISION", quick_steps)
-    keep_alive = KeepAlive()
+    quick_steps(monkeypatch, try_to_take_over)
 
     await runner.provision(store.id, keep_alive)
 
@@ -691,6 +716,43 @@ async def test_a_recipe_of_quick_steps_keeps_its_message_and_its_lease_between_s
     assert len(PROVISION.steps) * 0.8 * QUICK_WATCH_INTERVAL > 2 * runner.leases.ttl.total_seconds()
     assert taken_over == []
     assert keep_alive.calls >= 2
+
+
+async def test_an_attempt_whose_lease_was_taken_between_quick_steps_runs_no_more_of_them(
+    make_runner: Callable[..., Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its lease lapsed and a redelivery took the store as its first step ran: the lease's
+    beat finds it another's, and the next step to start stops the attempt, with steps to go
+    (without the check at each step, all of them ran, and the store was made ready by an
+    attempt that no longer held it: a diff review)."""
+    store = await create_store(api_outbox)
+    runner = make_runner(cluster, watch_interval=QUICK_WATCH_INTERVAL)
+    started: list[str] = []
+
+    async def taken_over_at_the_first(step: Step) -> None:
+        started.append(step.name)
+        if len(started) == 1:
+            async with database.session() as session:
+                await session.exec(
+                    update(Store)
+                    .where(col(Store.id) == store.id)
+                    .values(lease_owner="another-host:1:abc")
+                )
+                await session.commit()
+
+    # Well under a watch interval, helm's own work included: no step is watched, and only
+    # the check as each starts can stop the attempt.
+    quick_steps(monkeypatch, taken_over_at_the_first, share=0.3)
+
+    with pytest.raises(LeaseLost):
+        await runner.provision(store.id, KeepAlive())
+
+    assert len(started) < len(PROVISION.steps)
+    assert (await load(database, store.id)).status is StoreStatus.PROVISIONING
 
 
 async def _kept_alive(keep_alive: KeepAlive) -> bool:

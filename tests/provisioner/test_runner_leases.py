@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, update
 
 from tests.provisioner.test_runner import (
@@ -21,6 +22,7 @@ from tests.support import create_store
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe
+from woostore_provisioner.leases import Attempt
 from woostore_provisioner.retries import LeaseLost, ShuttingDown, StoreBusy
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
@@ -190,3 +192,31 @@ async def test_a_step_that_outlives_its_timeout_fails_the_store_and_cleans_up(
     assert failed.failure_reason == "step rollout did not finish within 0 s"
     assert failed.cleaned_up_at is not None
     assert not await cluster.namespace_exists(failed.namespace)
+
+
+async def test_an_attempt_that_cannot_renew_its_lease_stops_before_it_lapses(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    cluster_dir: Path,
+    helm_binary: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL refuses the renewals two beats running: at the next the lease would lapse
+    and a redelivery take it, so the step in flight is cancelled and the attempt ends with
+    the error (retried in place, as a transient one is; here, once). Before, the failures
+    were left to the next beat for ever, and the step ran on past its lease."""
+    monkeypatch.setattr("woostore_provisioner.retries.IN_PLACE_ATTEMPTS", 1)
+    cluster = RecordingCluster(faulty_cluster(cluster_dir, helm_binary, wait_for_rollout="hang"))
+    runner = make_runner(cluster)
+    store = await create_store(api_outbox)
+
+    async def database_away(attempt: Attempt) -> None:
+        raise OperationalError("UPDATE stores ...", {}, ConnectionError("server closed"))
+
+    work = asyncio.create_task(runner.provision(store.id, KeepAlive()))
+    await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), 10)
+    monkeypatch.setattr(runner.leases, "renew", database_away)
+
+    with pytest.raises(OperationalError):
+        await asyncio.wait_for(work, 10)
+    assert cluster.cancelled == ["wait_for_rollout"]

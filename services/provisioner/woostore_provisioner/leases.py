@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlmodel import col, update
@@ -46,8 +46,17 @@ class Attempt:
     # (time.monotonic()): what the work checks, not a read of its own.
     standing: Standing | None = None
     asked_at: float = 0.0
-    # Why the beat stopped (LeaseLost: another attempt has the store): the work must stop too.
+    # When the last renewal that went through was asked for (or the lease taken).
+    renewed_at: float = field(default_factory=time.monotonic)
+    # Why the beat stopped (LeaseLost: another attempt has the store; or renewals failing
+    # past two beats, the lease about to lapse): the work must stop too.
     stopped: Exception | None = None
+
+    def still_held(self) -> None:
+        """Raise why the lease's beat stopped, if it did: checked before each step and
+        before a recipe's end is written, so that no work goes on past its lease."""
+        if self.stopped is not None:
+            raise self.stopped
 
     def standing_since(self, moment: float) -> Standing | None:
         """Where the store stood at a renewal asked for after ``moment`` (None: none was).
@@ -105,14 +114,20 @@ class Leases:
 
     async def _beat(self, attempt: Attempt, keep_alive: KeepAlive) -> None:
         """Renew the message and the lease every ``renew_every`` seconds until the lease is
-        lost. A renewal that fails for a moment is left to the next (the work itself reports
-        a lasting outage); any other failure stops the beat, and is kept for the work."""
+        lost. Each on its own: NATS away must not let the lease lapse. A renewal of the lease
+        that fails for a moment is left to the next; failing two beats running, the lease
+        would lapse at the next, so the beat stops and the work with it (retried in place,
+        as any transient error is). Any other failure stops it too, kept for the work."""
         try:
             while True:
                 await asyncio.sleep(self.renew_every)
-                with suppress(*TRANSIENT_ERRORS):
+                with suppress(*TRANSIENT_ERRORS):  # a redelivery finds the lease held
                     await keep_alive()
+                try:
                     await self.renew(attempt)
+                except TRANSIENT_ERRORS:
+                    if time.monotonic() - attempt.renewed_at >= 2 * self.renew_every:
+                        raise
         except Exception as error:
             attempt.stopped = error
 
@@ -132,4 +147,4 @@ class Leases:
             raise LeaseLost
         status, delete_requested_at = row
         attempt.standing = Standing(StoreStatus(status), delete_requested_at is not None)
-        attempt.asked_at = asked_at
+        attempt.asked_at = attempt.renewed_at = asked_at

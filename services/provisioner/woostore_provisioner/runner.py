@@ -338,6 +338,7 @@ class Runner:
         """Run ``recipe``; whether it completed. A permanent error ends it as it declares."""
         try:
             await self._run(recipe, store, attempt, backups or BackupWork())
+            attempt.still_held()  # its end is written by this attempt only
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
             return False
@@ -493,6 +494,7 @@ class Runner:
                 # one runs, not only at a watch (10 s apart).
                 if recipe.yields_to_deletion and store.delete_requested_at is not None:
                     raise DeletionAsked
+                attempt.still_held()
                 if following is None:
                     store = await self.journal.started(store, recipe, info)
                 began = time.monotonic()
@@ -570,8 +572,7 @@ class Runner:
     def _still_wanted(self, attempt: Attempt, recipe: Recipe, since: float) -> None:
         """Stop if the lease was lost, or a renewal since ``since`` found the store moved on,
         or its deletion asked for and the recipe yields to it."""
-        if attempt.stopped is not None:
-            raise attempt.stopped
+        attempt.still_held()
         standing = attempt.standing_since(since)
         if standing is None:
             return
