@@ -1055,6 +1055,8 @@ class SimulatedCluster:
             return WpResult(0, "Success: Updated user 1.")
         elif command == "site switch-language":
             # WordPress's own en_US is always there; any other must be installed first.
+            if len(words) != 3:
+                return _wp_error("usage: wp site switch-language <language>")
             if words[2] != "en_US" and words[2] not in wp.get("languages", []):
                 return _wp_error(f"Language not installed: {words[2]}")
             wp["language"] = words[2]

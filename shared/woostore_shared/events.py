@@ -190,14 +190,16 @@ class Deleted(EventBody):
     status: Literal[StoreStatus.DELETED] = StoreStatus.DELETED
 
 
-# A settings change's events carry the store's settings: as asked for, as they ended (the new,
-# or the old put back). A client following events never reads the store again to show them;
-# the other changes leave them out, as they leave the settings.
+# The events of what may change a store's settings (a settings change, a restore) carry them
+# as they are after the event, so a client following events never reads the store again to
+# show them; other events leave them out. Without the admin's email address: the API shows
+# it to the store's readers, and the event streams, kept for days, do not.
 ChangeSettings = Annotated[
     dict[str, Any] | None,
     Field(
         exclude_if=lambda settings: settings is None,
-        description="A settings change's: the store's settings after this event (only there).",
+        description="A settings change's or a restore's: the store's settings after this event"
+        " (without admin_email).",
     ),
 ]
 
@@ -266,6 +268,7 @@ class Restored(EventBody):
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     backup_id: uuid.UUID
+    settings: ChangeSettings = None
 
 
 class RestoreFailed(EventBody):

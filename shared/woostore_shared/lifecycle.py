@@ -53,7 +53,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from contextlib import suppress
-from typing import Literal
+from typing import Any, Literal
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
@@ -229,14 +229,6 @@ class NothingToRollBackTo(Exception):
             f"store {store.id} runs revision {store.release_revision} of its release, the "
             f"first made for it{pool}: there is none of its own earlier to return to"
         )
-
-
-class SettingsUnchanged(Exception):
-    """A settings change that would change none of them: refused, rather than backing the
-    store up and running its steps for nothing."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(f"store {store.id} has these settings already")
 
 
 class CopyUnderWay(Exception):
@@ -585,26 +577,23 @@ async def start_change(
     if rollback and "rollback" not in actions_of(store):
         raise NothingToRollBackTo(store)
     transition(store, S.UPDATING, {S.READY})
-    settings_before = None
+    as_it_is = store.settings
     if change == "settings":
-        settings_before = store.settings
-        store.settings = (
-            StoreSettings.model_validate(store.settings)
-            .with_choices(chosen)
-            .model_dump(mode="json")
-        )
-        if store.settings == settings_before:
-            raise SettingsUnchanged(store)  # undoes the unit: the store stays as it was
+        # Asked for again as they are, they are set again: the shop may hold others (changed
+        # in WooCommerce, or a settings change that failed half-way).
+        new = StoreSettings.model_validate(store.settings).with_choices(chosen)
+        store.settings = new.model_dump(mode="json")
     store.change = change
     store.rollback_revision = None
     # Each change runs its steps afresh: forget the journal of an earlier one.
     await uow.session.exec(
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
+    settings_before = as_it_is if change == "settings" else None
     uow.session.add(StoreChange(store_id=store.id, kind=change, settings_before=settings_before))
-    backup = StoreBackup(store_id=store.id, trigger=_BACKED_UP_AS[change])
+    backup = StoreBackup(store_id=store.id, trigger=_BACKED_UP_AS[change], settings=as_it_is)
     uow.session.add(backup)
-    told = store.settings if change == "settings" else None
+    told = _told(store.settings) if change == "settings" else None
     uow.emit(store, ChangeRequested(change=change, backup_id=backup.id, settings=told))
     uow.dispatch(store, Lane.CHANGE)
     return store
@@ -633,7 +622,7 @@ async def end_change(
     ended: EventData
     if failure is not None and record.settings_before is not None:
         store.settings = record.settings_before
-    told = store.settings if change == "settings" else None
+    told = _told(store.settings) if change == "settings" else None
     if failure is not None:
         ended = ChangeFailed(change=change, reason=failure, settings=told)
     else:
@@ -646,6 +635,12 @@ async def end_change(
         )
     await _announce_end(uow, store, ended)
     return record
+
+
+def _told(settings: dict[str, Any]) -> dict[str, Any]:
+    """A store's settings as its events tell them: all but the admin's email address, which
+    the API shows its readers and the event streams, kept for days, do not."""
+    return {name: value for name, value in settings.items() if name != "admin_email"}
 
 
 def _change_kind(kind: str) -> Change:
@@ -665,7 +660,7 @@ async def start_backup(
             col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "backup"
         )
     )
-    backup = StoreBackup(store_id=store.id, trigger=trigger)
+    backup = StoreBackup(store_id=store.id, trigger=trigger, settings=store.settings)
     uow.session.add(backup)
     uow.emit(store, BackupStarted(backup_id=backup.id, trigger=trigger))
     uow.dispatch(store, Lane.CHANGE)
@@ -743,7 +738,9 @@ async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UU
             col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "restore"
         )
     )
-    safety = StoreBackup(store_id=store.id, trigger=BackupTrigger.BEFORE_RESTORE)
+    safety = StoreBackup(
+        store_id=store.id, trigger=BackupTrigger.BEFORE_RESTORE, settings=store.settings
+    )
     uow.session.add(safety)
     uow.session.add(StoreChange(store_id=store.id, kind="restore", backup_id=backup.id))
     uow.emit(store, RestoreRequested(backup_id=backup.id, safety_backup_id=safety.id))
@@ -771,8 +768,12 @@ async def end_restore(
     )
     if failure is not None:
         await _announce_end(uow, store, RestoreFailed(backup_id=backup_id, reason=failure))
-    else:
-        await _announce_end(uow, store, Restored(backup_id=backup_id))
+        return record
+    # The shop holds the backup's WordPress options again: the settings they were.
+    restored = await uow.session.get(StoreBackup, backup_id)
+    if restored is not None and restored.settings is not None:
+        store.settings = restored.settings
+    await _announce_end(uow, store, Restored(backup_id=backup_id, settings=_told(store.settings)))
     return record
 
 

@@ -352,6 +352,10 @@ class StoreBackup(SQLModel, table=True):
     chart_version: str | None = Field(default=None, max_length=40)
     wordpress_version: str | None = Field(default=None, max_length=20)
     woocommerce_version: str | None = Field(default=None, max_length=20)
+    # The store's settings as it was backed up (what its WordPress options held): a restore
+    # gives them back to the store, and a copy is made with them. None: a backup from before
+    # they were recorded (the store's own then).
+    settings: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
 
 
 class StoreStep(SQLModel, table=True):

@@ -17,10 +17,17 @@ from sqlmodel import select
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.api.test_api_stores import a_complete_backup, set_columns
-from tests.support import envelope, stream_messages
+from tests.support import DEFAULT_SETTINGS, envelope, stream_messages
 from woostore_api.problems import COPY_RETRY_SECONDS
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, RateLimit, StoreStatus
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    BackupStatus,
+    BackupTrigger,
+    RateLimit,
+    StoreBackup,
+    StoreStatus,
+)
 
 
 async def ready_store(client: httpx.AsyncClient, database: Database) -> str:
@@ -210,6 +217,27 @@ async def test_a_store_made_from_a_backup_is_queued_with_its_sources_settings(
     announced = envelope(messages[0])["data"]["store"]
     # A program following events learns what it is a copy of, as the store resource says.
     assert (announced["origin"], announced["from_backup"]) == ("backup", backup_id)
+
+
+async def test_a_copy_has_the_settings_its_backup_recorded_not_its_sources_now(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """The copy's WordPress options are the backup's: its settings are those the backup
+    recorded, whatever its source was given since."""
+    source_id = await ready_store(client, database)
+    backed_up = {**DEFAULT_SETTINGS.model_dump(mode="json"), "currency": "EUR"}
+    backup = StoreBackup(
+        store_id=uuid.UUID(source_id), trigger=BackupTrigger.REQUESTED,
+        status=BackupStatus.COMPLETE, settings=backed_up,
+    )  # fmt: skip
+    async with database.session() as session:
+        session.add(backup)
+        await session.commit()
+
+    copy = (await client.post(STORES, json={"name": "Then", "from_backup": str(backup.id)})).json()
+
+    assert copy["settings"] == backed_up
+    assert (await client.get(f"{STORES}/{source_id}")).json()["settings"]["currency"] == "INR"
 
 
 async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(

@@ -482,7 +482,7 @@ async def test_a_ready_stores_settings_are_changed_from_its_card(
     page: Page, platform: Platform
 ) -> None:
     """Those typed are asked for; the card shows the store updating, then ready with them.
-    Asking for the settings it has is refused under the form, which keeps what was typed."""
+    A code no standard has is refused under the form, which keeps what was typed."""
     await signed_in(page, platform)
     store = await create_by_api(platform, "Moving Shop")
     store_card = card(page, store["id"])
@@ -508,11 +508,11 @@ async def test_a_ready_stores_settings_are_changed_from_its_card(
     assert "updating" in statuses, statuses
     assert statuses[-1] == "ready", statuses
     await change.locator("summary").click()
-    await store_card.get_by_test_id("settings-currency").fill("EUR")
+    await store_card.get_by_test_id("settings-currency").fill("XYZ")
     await store_card.get_by_test_id("settings-save").click()
     error = store_card.get_by_test_id("settings-error")
-    await expect(error).to_contain_text("has these settings already", timeout=SHORT)
-    await expect(store_card.get_by_test_id("settings-currency")).to_have_value("EUR")
+    await expect(error).to_contain_text("'XYZ' is not the ISO 4217 code", timeout=SHORT)
+    await expect(store_card.get_by_test_id("settings-currency")).to_have_value("XYZ")
     await expect(store_card).to_have_attribute("data-status", "ready")
 
 

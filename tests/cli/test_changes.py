@@ -56,9 +56,9 @@ def test_settings_wait_for_the_store_to_have_them(platform: Platform) -> None:
     assert changed.out == (
         "Moving Shop (simulated) has its new settings: EUR, IN-KA, en_US, sample products.\n"
     )
-    again = woostore(platform, "settings", store_id, "--currency", "EUR")
-    assert again.code == 1
-    assert again.err.startswith("Nothing to change: ")
+    wrong = woostore(platform, "settings", store_id, "--currency", "XYZ")
+    assert wrong.code == 1
+    assert "'XYZ' is not the ISO 4217 code of a currency" in wrong.err
     store = api_store(platform, store_id)
     assert (store["status"], store["settings"]["currency"]) == ("ready", "EUR")
     assert (store["last_change"]["kind"], store["last_change"]["result"]) == ("settings", "changed")

@@ -26,7 +26,6 @@ from woostore_shared.lifecycle import (
     CopyUnderWay,
     InvalidTransition,
     NothingToRollBackTo,
-    SettingsUnchanged,
     StillCleaningUp,
 )
 from woostore_shared.logging import get_logger
@@ -456,10 +455,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(NothingToRollBackTo)
     async def nothing_to_roll_back_to(request: Request, error: NothingToRollBackTo) -> JSONResponse:
         return problem_for(request, 409, "Nothing to roll back to", str(error), "invalid-state")
-
-    @app.exception_handler(SettingsUnchanged)
-    async def settings_unchanged(request: Request, error: SettingsUnchanged) -> JSONResponse:
-        return problem_for(request, 409, "Nothing to change", str(error), "settings-unchanged")
 
     @app.exception_handler(StillCleaningUp)
     async def still_cleaning_up(request: Request, error: StillCleaningUp) -> JSONResponse:

@@ -261,8 +261,9 @@ async def change_store_settings(
     then sets them in WooCommerce and WordPress and places a test order: the store is
     `updating` meanwhile, its `settings` the new ones, and it ends `ready` either way. A
     change that fails (`change_failed`, with the reason) puts the store's `settings` back,
-    though some may have been set in the shop: asking again sets them all. Settings the store
-    has already: 409. Past the tenant's change rate: 429 with ``Retry-After``."""
+    though some may have been set in the shop: asking again sets them all (settings asked
+    for as the store has them are set again: the shop may hold others). Past the tenant's
+    change rate: 429 with ``Retry-After``."""
     store = await service.request_change(outbox, caller, store_id, "settings", settings, chosen)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 

@@ -183,7 +183,9 @@ async def _claim_or_request(
         from_backup, source = await _backup_to_copy(
             uow, tenant_id, request.from_backup, admin=admin
         )
-        chosen = StoreSettings.model_validate(source.settings)
+        # The backup's settings: what the copy's WordPress options hold (the source's own,
+        # for a backup from before they were recorded).
+        chosen = StoreSettings.model_validate(from_backup.settings or source.settings)
     else:
         chosen = settings.store_defaults.with_choices(request.settings)
     if settings.warm_pool_size and from_backup is None:
@@ -510,9 +512,17 @@ async def request_change(
     async with quotas.changing(outbox, caller.principal, settings) as uow:
         await _visible_store(uow, caller, store_id)
         store = await lifecycle.start_change(uow, store_id, change, chosen)
-        asked = chosen.model_dump(exclude_none=True) if chosen else {}
-        record(uow, caller, f"store.{change}", f"store/{store.id}", store.owner, **asked)
+        record(uow, caller, f"store.{change}", f"store/{store.id}", store.owner, **_asked(chosen))
     return store
+
+
+def _asked(chosen: SettingsChange | None) -> dict[str, Any]:
+    """What a settings change asked for, as the audit log keeps it: an admin's new email
+    address said to have changed, not written (the store's readers see it in the API)."""
+    asked = chosen.model_dump(exclude_none=True) if chosen else {}
+    if "admin_email" in asked:
+        asked["admin_email"] = "changed"
+    return asked
 
 
 async def request_backup(

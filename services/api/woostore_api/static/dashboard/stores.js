@@ -332,8 +332,9 @@ function applyEvent(store, event) {
     case EVENT.changeRequested:
       Object.assign(store, {
         status: 'updating', change: data.change, step: null, progress: 0,
-        // A settings change's events carry the settings: asked for, then as they ended.
-        settings: data.settings ?? store.settings,
+        // A settings change's events carry the settings (asked for, then as they ended), a
+        // restore's as they are again; all but the admin's email, which the store keeps.
+        settings: withSettings(store, data),
         last_change: { kind: data.change, result: null, reason: null, requested_at: event.time, finished_at: null },
       });
       break;
@@ -342,7 +343,7 @@ function applyEvent(store, event) {
         status: 'ready', change: null, step: null, progress: 1,
         chart_version: data.chart_version ?? store.chart_version,
         release_revision: data.revision ?? store.release_revision,
-        settings: data.settings ?? store.settings,
+        settings: withSettings(store, data),
         last_change: endChange(store.last_change, data.change, 'changed', null, event.time),
       });
       break;
@@ -357,6 +358,7 @@ function applyEvent(store, event) {
       const failed = event.type === EVENT.restoreFailed;
       Object.assign(store, {
         status: 'ready', change: null, step: null, progress: 1,
+        settings: withSettings(store, data),
         last_change: endChange(store.last_change, 'restore', failed ? 'failed' : 'changed',
           failed ? data.reason ?? null : null, event.time),
       });
@@ -372,7 +374,7 @@ function applyEvent(store, event) {
     case EVENT.changeFailed:
       Object.assign(store, {
         status: 'ready', change: null, step: null, progress: 1,
-        settings: data.settings ?? store.settings,
+        settings: withSettings(store, data),
         last_change: endChange(store.last_change, data.change, 'failed', data.reason ?? null, event.time),
       });
       break;
@@ -387,4 +389,9 @@ function isBefore(a, b) {
   const ta = Date.parse(a);
   const tb = Date.parse(b);
   return Number.isFinite(ta) && Number.isFinite(tb) && ta < tb;
+}
+
+// The settings an event tells, over those the store had (events leave the admin's email out).
+function withSettings(store, data) {
+  return data.settings ? { ...store.settings, ...data.settings } : store.settings;
 }
