@@ -76,11 +76,11 @@ class Outbox:
         self._one_mark = asyncio.Lock()
         self._closed = False
 
-    async def withdraw_access(self) -> None:
-        """Tell the notifiers a key stopped working (``ACCESS_WITHDRAWN``): at most once, and
-        never in the caller's way, since their sweep finds it anyway."""
+    async def withdraw_access(self, why: str) -> None:
+        """Tell the notifiers a key stopped working (``ACCESS_WITHDRAWN``, saying ``why``): at
+        most once, and never in the caller's way, since their sweep finds it anyway."""
         try:
-            await self.nats.publish(ACCESS_WITHDRAWN, b"")
+            await self.nats.publish(ACCESS_WITHDRAWN, why.encode())
         except NatsError as error:
             log.info(
                 "notifiers not told of a withdrawn key: their sweep finds it", error=repr(error)

@@ -74,7 +74,7 @@ class UnitOfWork:
         self.work: list[WorkOrder] = []  # written with the events left as the unit commits
         self.audited: list[AuditEntry] = []  # and so are these
         self._once_committed: list[Callable[[], object]] = []
-        self._access_withdrawn = False
+        self._access_withdrawn: str | None = None
 
     @classmethod
     @asynccontextmanager
@@ -91,8 +91,8 @@ class UnitOfWork:
         for callback in uow._once_committed:
             callback()
         await outbox.deliver(uow.events, uow.work)
-        if uow._access_withdrawn:
-            await outbox.withdraw_access()
+        if uow._access_withdrawn is not None:
+            await outbox.withdraw_access(uow._access_withdrawn)
 
     def emit(self, store: Store, data: EventData) -> CloudEvent:
         """Record the event announcing ``store``'s change, made through this unit's session
@@ -138,10 +138,11 @@ class UnitOfWork:
         """Add ``entry`` to the audit log as this commits: it is there if the change is."""
         self.audited.append(entry)
 
-    def withdraw_access(self) -> None:
-        """A key stops working with this unit (revoked, its tenant suspended or deleted): the
-        event streams are told once it commits, and end theirs within moments."""
-        self._access_withdrawn = True
+    def withdraw_access(self, why: str) -> None:
+        """A key stops working with this unit (revoked, its tenant suspended or deleted;
+        ``why`` names it: key.revoke, tenant.suspend, tenant.delete): the event streams are
+        told once it commits, and end theirs within moments."""
+        self._access_withdrawn = why
 
     def once_committed(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` once this has committed: a metric counts what happened, never a

@@ -556,7 +556,7 @@ async def test_a_key_withdrawn_through_a_unit_of_work_ends_its_streams_at_once(
             await uow.session.exec(
                 update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
             )
-            uow.withdraw_access()
+            uow.withdraw_access("key.revoke")
         async with asyncio.timeout(DEADLINE_SECONDS):
             rest = [event async for event in events if event.data]
 

@@ -120,9 +120,12 @@ class Connections:
                 log.info("event stream closed: the client stopped reading")
                 client.drop("stopped-reading")
 
-    def drop_revoked(self, valid_subjects: set[str]) -> None:
+    def drop_revoked(self, asked: set[str], valid: set[str]) -> None:
+        """End the streams of the subjects ``asked`` about that are not ``valid``: a stream
+        opened while they were looked up was not asked about, and stays."""
+        gone = asked - valid
         for client in list(self._clients):
-            if client.principal.subject not in valid_subjects:
+            if client.principal.subject in gone:
                 # The key was revoked, or its tenant suspended or deleted: the sweep says not which.
                 log.info("event stream closed: key no longer valid", actor=client.principal.actor)
                 client.drop("revoked")

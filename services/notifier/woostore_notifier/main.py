@@ -184,11 +184,14 @@ async def _sweep(
                 await withdrawn.wait()
         connections.drop_slow(hub.floor)
         if withdrawn.is_set() or time.monotonic() - checked >= keys.REMEMBER_SECONDS:
+            told, asked = withdrawn.is_set(), connections.subjects()
             withdrawn.clear()  # one check covers every withdrawal heard before it
             try:
-                connections.drop_revoked(await known.still_valid(connections.subjects()))
+                connections.drop_revoked(asked, await known.still_valid(asked))
             except Exception:  # the database is away: ask again at the next sweep
                 log.exception("could not check the keys of open event streams")
+                if told:
+                    withdrawn.set()  # not a full interval away: it was asked for
                 continue
             checked = time.monotonic()
 

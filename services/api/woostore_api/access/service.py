@@ -142,7 +142,7 @@ async def update_tenant(
                 if field == "suspended":
                     tenant.suspended_at = utcnow() if value else None
                     if value:
-                        uow.withdraw_access()
+                        uow.withdraw_access("tenant.suspend")
                 else:
                     setattr(tenant, field, value)
             uow.session.add(tenant)
@@ -196,7 +196,7 @@ async def delete_tenant(outbox: Outbox, caller: Caller, tenant_id: uuid.UUID) ->
             .where(col(ApiKey.tenant_id) == tenant_id, col(ApiKey.revoked_at).is_(None))
             .values(revoked_at=tenant.deleted_at)
         )
-        uow.withdraw_access()
+        uow.withdraw_access("tenant.delete")
         record(
             uow, caller, "tenant.delete", f"tenant/{tenant.id}", tenant.id,
             name=tenant.name, keys_revoked=revoked.rowcount,
@@ -280,7 +280,7 @@ async def revoke_key(outbox: Outbox, caller: Caller, key_id: uuid.UUID) -> ApiKe
         if key.revoked_at is None:  # revoking twice is fine: one revocation
             key.revoked_at = utcnow()
             uow.session.add(key)
-            uow.withdraw_access()
+            uow.withdraw_access("key.revoke")
             record(uow, caller, "key.revoke", f"key/{key.prefix}", key.tenant_id)
     return key
 
