@@ -298,12 +298,16 @@ async def activate_woocommerce(job: StoreJob) -> None:
 async def configure_store(job: StoreJob) -> None:
     """The owner's settings; and the store open at once (WooCommerce 9.1+ starts new stores
     in "coming soon" mode, which hides the shop from everyone but its admin)."""
+    await _set_options(job)
+    await install_language(job)
+
+
+async def _set_options(job: StoreJob) -> None:
     settings = job.settings
     await wp(job, "option", "update", "woocommerce_currency", settings.currency)
     await wp(job, "option", "update", "woocommerce_default_country", settings.woocommerce_country)
     await wp(job, "option", "update", "admin_email", job.admin_email)
     await wp(job, "option", "update", "woocommerce_coming_soon", "no")
-    await install_language(job)
 
 
 async def install_language(job: StoreJob) -> None:
@@ -314,11 +318,15 @@ async def install_language(job: StoreJob) -> None:
 async def change_settings(job: StoreJob) -> None:
     """A settings change: what ``configure_store`` sets, the admin user's email with the
     site's (WordPress's install set both), and the language made active, WordPress's own
-    en_US included (a store made in another returning to it)."""
-    await configure_store(job)
+    en_US included (a store made in another returning to it). What is likeliest refused goes
+    first, so that a refusal leaves the shop as it was: the email (WordPress refuses one
+    another user has), then the language (downloaded from wordpress.org), then the options."""
     await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}")
     if job.settings.language == "en_US":
         await wp(job, "site", "switch-language", "en_US")
+    else:
+        await install_language(job)
+    await _set_options(job)
 
 
 async def enable_cash_on_delivery(job: StoreJob) -> None:
