@@ -507,6 +507,10 @@ async def test_a_ready_stores_settings_are_changed_from_its_card(
     statuses = [row["status"] for row in await card_history(page, store["id"])]
     assert "updating" in statuses, statuses
     assert statuses[-1] == "ready", statuses
+    await store_card.locator('[data-role="activity"] summary').click()
+    await expect(store_card.locator('[data-role="activity-list"]')).to_contain_text(
+        "Settings change done: EUR, en_US", timeout=SHORT
+    )
     await change.locator("summary").click()
     await store_card.get_by_test_id("settings-currency").fill("XYZ")
     await store_card.get_by_test_id("settings-save").click()

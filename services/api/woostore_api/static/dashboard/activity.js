@@ -75,7 +75,10 @@ function describeEvent({ type, data = {} }) {
     case EVENT.changeRequested:
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} requested`;
     case EVENT.changed:
-      return `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
+      // A settings change leaves the chart as it was: what it changed is the settings.
+      return data?.change === 'settings'
+        ? `Settings change done: ${data?.settings?.currency ?? '?'}, ${data?.settings?.language ?? '?'}`
+        : `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
     case EVENT.changeFailed:
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;
     case EVENT.restoreRequested:
