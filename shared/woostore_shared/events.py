@@ -194,7 +194,7 @@ class Deleted(EventBody):
 # as they are after the event, so a client following events never reads the store again to
 # show them; other events leave them out. Without the admin's email address: the API shows
 # it to the store's readers, and the event streams, kept for days, do not.
-ChangeSettings = Annotated[
+EventSettings = Annotated[
     dict[str, Any] | None,
     Field(
         exclude_if=lambda settings: settings is None,
@@ -208,7 +208,7 @@ class ChangeRequested(EventBody):
     status: Literal[StoreStatus.UPDATING] = StoreStatus.UPDATING
     change: Change
     backup_id: uuid.UUID  # the store as it was before, backed up first
-    settings: ChangeSettings = None
+    settings: EventSettings = None
 
 
 class Changed(EventBody):
@@ -216,7 +216,7 @@ class Changed(EventBody):
     change: Change
     chart_version: str
     revision: int  # of the store's Helm release
-    settings: ChangeSettings = None
+    settings: EventSettings = None
 
 
 class ChangeFailed(EventBody):
@@ -226,7 +226,7 @@ class ChangeFailed(EventBody):
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     change: Change
     reason: str
-    settings: ChangeSettings = None
+    settings: EventSettings = None
 
 
 # What starts a backup of its own: its owner, or the schedule. The backup a change or a
@@ -268,7 +268,7 @@ class Restored(EventBody):
 
     status: Literal[StoreStatus.READY] = StoreStatus.READY
     backup_id: uuid.UUID
-    settings: ChangeSettings = None
+    settings: EventSettings = None
 
 
 class RestoreFailed(EventBody):

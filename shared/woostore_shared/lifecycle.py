@@ -53,7 +53,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from contextlib import suppress
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
@@ -591,8 +591,7 @@ async def start_change(
     )
     settings_before = as_it_is if change == "settings" else None
     uow.session.add(StoreChange(store_id=store.id, kind=change, settings_before=settings_before))
-    backup = StoreBackup(store_id=store.id, trigger=_BACKED_UP_AS[change], settings=as_it_is)
-    uow.session.add(backup)
+    backup = _new_backup(uow, store, _BACKED_UP_AS[change], as_it_is)
     told = _told(store.settings) if change == "settings" else None
     uow.emit(store, ChangeRequested(change=change, backup_id=backup.id, settings=told))
     uow.dispatch(store, Lane.CHANGE)
@@ -646,7 +645,18 @@ def _told(settings: dict[str, Any]) -> dict[str, Any]:
 def _change_kind(kind: str) -> Change:
     """A change record's kind as its events name it (an unknown one, from before kinds were
     recorded: an upgrade)."""
-    return "rollback" if kind == "rollback" else "settings" if kind == "settings" else "upgrade"
+    return cast(Change, kind) if kind in get_args(Change) else "upgrade"
+
+
+def _new_backup(
+    uow: UnitOfWork, store: Store, trigger: BackupTrigger, settings: dict[str, Any] | None = None
+) -> StoreBackup:
+    """A backup of ``store`` begun, recording the settings its WordPress options hold
+    (``settings``, those the store had before a change that just wrote new ones): a restore
+    gives them back, and a copy is made with them."""
+    backup = StoreBackup(store_id=store.id, trigger=trigger, settings=settings or store.settings)
+    uow.session.add(backup)
+    return backup
 
 
 async def start_backup(
@@ -660,8 +670,7 @@ async def start_backup(
             col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "backup"
         )
     )
-    backup = StoreBackup(store_id=store.id, trigger=trigger, settings=store.settings)
-    uow.session.add(backup)
+    backup = _new_backup(uow, store, trigger)
     uow.emit(store, BackupStarted(backup_id=backup.id, trigger=trigger))
     uow.dispatch(store, Lane.CHANGE)
     return backup
@@ -738,10 +747,7 @@ async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UU
             col(StoreStep.store_id) == store.id, col(StoreStep.phase) == "restore"
         )
     )
-    safety = StoreBackup(
-        store_id=store.id, trigger=BackupTrigger.BEFORE_RESTORE, settings=store.settings
-    )
-    uow.session.add(safety)
+    safety = _new_backup(uow, store, BackupTrigger.BEFORE_RESTORE)
     uow.session.add(StoreChange(store_id=store.id, kind="restore", backup_id=backup.id))
     uow.emit(store, RestoreRequested(backup_id=backup.id, safety_backup_id=safety.id))
     uow.dispatch(store, Lane.CHANGE)

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar, cast
@@ -49,7 +50,14 @@ from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, EventName
 from woostore_shared.lifecycle import transition
-from woostore_shared.models import DEFAULT_TENANT_ID, Store, StoreEvent, StoreStatus, StoreStep
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    Store,
+    StoreEvent,
+    StoreStatus,
+    StoreStep,
+    utcnow,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.secrets import CredentialCipher
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM
@@ -643,6 +651,20 @@ async def test_a_store_failed_between_quick_steps_gets_no_more_progress(
 QUICK_WATCH_INTERVAL = 0.3
 
 
+async def lease_taken_over(database: Database, store_id: uuid.UUID) -> None:
+    """Another attempt holds the store's lease now, as a redelivery that took it does."""
+    async with database.session() as session:
+        await session.exec(
+            update(Store)
+            .where(col(Store.id) == store_id)
+            .values(lease_owner=ANOTHER_OWNER, lease_expires_at=utcnow() + timedelta(1))
+        )
+        await session.commit()
+
+
+ANOTHER_OWNER = "another-host:1:abc"
+
+
 async def takes_the_lease(redelivery: Leases, store_id: uuid.UUID) -> bool:
     """Whether a redelivery would take the store's lease now (and so run beside the work
     under way); given back at once."""
@@ -736,13 +758,7 @@ async def test_an_attempt_whose_lease_was_taken_between_quick_steps_runs_no_more
     async def taken_over_at_the_first(step: Step) -> None:
         started.append(step.name)
         if len(started) == 1:
-            async with database.session() as session:
-                await session.exec(
-                    update(Store)
-                    .where(col(Store.id) == store.id)
-                    .values(lease_owner="another-host:1:abc")
-                )
-                await session.commit()
+            await lease_taken_over(database, store.id)
 
     # Well under a watch interval, helm's own work included: no step is watched, and only
     # the check as each starts can stop the attempt.

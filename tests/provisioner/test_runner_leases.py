@@ -13,9 +13,11 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import col, update
 
 from tests.provisioner.test_runner import (
+    ANOTHER_OWNER,
     KeepAlive,
     RecordingCluster,
     faulty_cluster,
+    lease_taken_over,
     load,
 )
 from tests.support import create_store
@@ -121,19 +123,13 @@ async def test_an_attempt_whose_lease_was_taken_over_stops_its_step(
     work = asyncio.create_task(make_runner(cluster).provision(store.id, KeepAlive()))
     await asyncio.wait_for(cluster.started["wait_for_rollout"].wait(), 10)
 
-    async with database.session() as session:
-        await session.exec(
-            update(Store)
-            .where(col(Store.id) == store.id)
-            .values(lease_owner="another-host:1:abc", lease_expires_at=utcnow() + timedelta(1))
-        )
-        await session.commit()
+    await lease_taken_over(database, store.id)
 
     with pytest.raises(LeaseLost):
         await asyncio.wait_for(work, 10)
     assert cluster.cancelled == ["wait_for_rollout"]
     left = await load(database, store.id)
-    assert (left.status, left.lease_owner) == (StoreStatus.PROVISIONING, "another-host:1:abc")
+    assert (left.status, left.lease_owner) == (StoreStatus.PROVISIONING, ANOTHER_OWNER)
 
 
 async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(

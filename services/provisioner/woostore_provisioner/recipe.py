@@ -648,6 +648,11 @@ REVERIFY = Recipe(
     steps=(Step("verify", "Placing a test order", verify_storefront),),
 )
 
+# What every change does first: a backup of the store as it is, which the change fails without.
+BACKED_UP_FIRST = Step(
+    "backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS
+)
+
 # A ready store moved to the platform's current chart, backed up first; helm rolls back by
 # itself if the upgrade does not come up (--rollback-on-failure), and the store is verified
 # again either way.
@@ -656,7 +661,7 @@ UPGRADE = Recipe(
     StoreStatus.UPDATING,
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
-        Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
+        BACKED_UP_FIRST,
         Step(
             "helm_upgrade",
             "Upgrading the Helm release",
@@ -681,7 +686,7 @@ ROLLBACK = Recipe(
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
         Step("choose_revision", "Choosing the revision to return to", choose_rollback_revision),
-        Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
+        BACKED_UP_FIRST,
         Step(
             "helm_rollback",
             "Rolling the Helm release back",
@@ -708,7 +713,7 @@ SETTINGS = Recipe(
     StoreStatus.UPDATING,
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
-        Step("backup", "Backing up the store first", back_up_as_it_is, BACKUP_PART_SECONDS),
+        BACKED_UP_FIRST,
         Step("store_settings", "Setting currency, country and language", change_settings),
         Step("verify", "Placing a test order", verify_storefront),
     ),
