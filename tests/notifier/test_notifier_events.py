@@ -22,12 +22,13 @@ from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import col, update
 from starlette.applications import Starlette
+from starlette.requests import Request
 
 import woostore_notifier.main as notifier
 from tests.support import ADMIN_TOKEN, add_key, served
 from woostore_notifier import keys
 from woostore_notifier.frames import LEGACY_REPLAY_HEADER
-from woostore_shared.access import Authenticator, TenantSuspended
+from woostore_shared.access import Authenticator, Principal, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, Tenant, utcnow
@@ -562,6 +563,46 @@ async def test_a_key_withdrawn_through_a_unit_of_work_ends_its_streams_at_once(
 
     assert rest == []
     problem(await http.get(EVENTS, headers=headers), 401)
+
+
+async def test_a_key_looked_up_as_the_keys_are_checked_is_looked_up_again(
+    settings: Settings, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lookup under way as a withdrawal's check ran answered with what it read before the
+    key was revoked: the stream it let open was unseen by that check, and lived until the
+    next sweep, 30 s on (a diff review's 5c)."""
+    key, token = await add_key(database, "revoked midway")
+    read, release = asyncio.Event(), asyncio.Event()
+    by_token = Authenticator.by_token
+
+    async def held_once(self: Authenticator, token: str) -> Principal | None:
+        found = await by_token(self, token)
+        if not read.is_set():  # the first lookup: it read the key as live, then waits
+            read.set()
+            await release.wait()
+        return found
+
+    monkeypatch.setattr(Authenticator, "by_token", held_once)
+    secret = settings.secret_key.get_secret_value()
+    authenticator = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    known = keys.Keys(authenticator, TicketSigner(secret))
+    bearer = Request({"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]})
+
+    opening = asyncio.create_task(known.principal(bearer))
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        await read.wait()
+    async with database.session() as session:
+        await session.exec(
+            update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
+        )
+        await session.commit()
+    assert await known.still_valid({str(key.id)}) == set()  # the withdrawal's check
+    release.set()
+
+    async with asyncio.timeout(DEADLINE_SECONDS):
+        assert await opening is None
 
 
 @pytest.mark.parametrize("ended_by", ["revoking the key", "suspending its tenant"])

@@ -6,8 +6,9 @@ about each one would make that storm a storm of queries, so:
 - a key (or ticket subject) is looked up once and remembered for ``REMEMBER_SECONDS``;
   connections presenting it meanwhile, or while it is being looked up, share the answer;
 - tickets are spent in batches, one statement for all those presented within ``SPEND_SECONDS``;
-- revocation is enforced by a sweep every ``REMEMBER_SECONDS``, one query for the keys of all
-  open streams, which ends the streams of revoked keys and forgets what was remembered.
+- revocation is enforced by a sweep every ``REMEMBER_SECONDS`` (at once when the API says a
+  key was withdrawn), one query for the keys of all open streams, which ends the streams of
+  revoked keys and forgets what was remembered.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from starlette.requests import Request
 
@@ -27,11 +29,18 @@ SPEND_SECONDS = 0.01
 _REMEMBERED_AT_MOST = 100_000  # answers; past that, all are forgotten at once
 
 
+class _Answer(NamedTuple):
+    until: float  # monotonic time it is remembered until
+    principal: asyncio.Future[Principal | None]  # whose it is, once looked up
+    checks: int  # Keys._checks as it was looked up
+
+
 class Keys:
     def __init__(self, authenticator: Authenticator, tickets: TicketSigner) -> None:
         self._authenticator = authenticator
         self._tickets = tickets
-        self._remembered: dict[str, tuple[float, asyncio.Future[Principal | None]]] = {}
+        self._remembered: dict[str, _Answer] = {}
+        self._checks = 0  # of the keys of open streams, begun so far
         self._spending: list[tuple[OpenedTicket, asyncio.Future[bool]]] = []
         self._spend_handle: asyncio.TimerHandle | None = None
 
@@ -61,20 +70,26 @@ class Keys:
     async def _remember(
         self, name: str, look_up: Callable[[], Awaitable[Principal | None]]
     ) -> Principal | None:
-        remembered = self._remembered.get(name)
-        if remembered is None or remembered[0] < time.monotonic():
-            if len(self._remembered) >= _REMEMBERED_AT_MOST:
-                self._remembered.clear()
-            answer = asyncio.ensure_future(look_up())
-            self._remembered[name] = (time.monotonic() + REMEMBER_SECONDS, answer)
-            answer.add_done_callback(lambda done: self._forget_unless_found(name, done))
-            remembered = self._remembered[name]
-        return await asyncio.shield(remembered[1])
+        while True:
+            remembered = self._remembered.get(name)
+            if remembered is None or remembered.until < time.monotonic():
+                if len(self._remembered) >= _REMEMBERED_AT_MOST:
+                    self._remembered.clear()
+                answer = asyncio.ensure_future(look_up())
+                remembered = _Answer(time.monotonic() + REMEMBER_SECONDS, answer, self._checks)
+                self._remembered[name] = remembered
+                answer.add_done_callback(lambda done: self._forget_unless_found(name, done))
+            principal = await asyncio.shield(remembered.principal)
+            # A check of the keys began while it was looked up (a withdrawal was heard): the
+            # answer may predate the key's revocation, and the check did not see this stream.
+            if remembered.checks == self._checks:
+                return principal
 
     def _forget_unless_found(self, name: str, answer: asyncio.Future[Principal | None]) -> None:
         # Only found principals are remembered: a key created a moment later must work.
         found = not answer.cancelled() and answer.exception() is None and answer.result()
-        if not found and self._remembered.get(name, (0.0, None))[1] is answer:
+        remembered = self._remembered.get(name)
+        if not found and remembered is not None and remembered.principal is answer:
             del self._remembered[name]
 
     async def _spend(self, ticket: OpenedTicket) -> bool:
@@ -98,8 +113,9 @@ class Keys:
             spent.set_result(ticket.id in first_uses)
 
     async def still_valid(self, subjects: set[str]) -> set[str]:
-        """Which of ``subjects`` are not revoked; what was remembered is forgotten, so a
-        revoked key opens no new stream either."""
-        valid = await self._authenticator.still_valid(subjects)
+        """Which of ``subjects`` are not revoked. What was remembered is forgotten first, and
+        lookups under way are made again once they end: a revoked key opens no new stream
+        either."""
+        self._checks += 1
         self._remembered.clear()
-        return valid
+        return await self._authenticator.still_valid(subjects)
