@@ -1042,6 +1042,23 @@ async def test_the_list_refuses_the_warm_pools_status(client: httpx.AsyncClient)
     )
 
 
+async def test_an_unknown_status_is_told_the_statuses_an_owners_store_can_have(
+    client: httpx.AsyncClient,
+) -> None:
+    """The valid statuses named to an unknown one, and those the API document lists, were
+    every status, `pooled` among them: asked for next, it was refused."""
+    refused = problem(await client.get(STORES, params={"status": "bogus"}), 422)
+    document = (await client.get("/openapi.json")).json()
+
+    owners = "'queued', 'provisioning', 'ready', 'updating', 'backing_up', 'restoring', 'failed',"
+    assert refused["detail"] == f"query.status.0: Input should be {owners} 'deleting', 'deleted'"
+    listing = document["paths"][STORES]["get"]["parameters"]
+    status = next(p for p in listing if p["name"] == "status")
+    assert status["schema"]["anyOf"][0]["items"]["enum"] == [
+        s.value for s in StoreStatus if s is not StoreStatus.POOLED
+    ]
+
+
 async def test_the_list_leaves_deleted_stores_out_unless_asked_for_them(
     client: httpx.AsyncClient, database: Database
 ) -> None:

@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from pydantic import AfterValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 from woostore_api.access.service import tenant_scope
 from woostore_api.auth import CurrentCaller
@@ -36,15 +36,30 @@ from woostore_shared.models import StoreStatus
 router = APIRouter(prefix="/stores", tags=["stores"])
 
 
-def _an_owners(status: StoreStatus) -> StoreStatus:
-    """A status an owner's store can have: asking for the warm pool's was always answered by
-    an empty page, as if the pool were empty."""
-    if status is StoreStatus.POOLED:
+# What an owner's store can be: every status but the warm pool's, whose stores are no one's
+# until claimed.
+OWNERS_STATUSES = tuple(s.value for s in StoreStatus if s is not StoreStatus.POOLED)
+
+
+def _an_owners(status: object) -> object:
+    """A status an owner's store can have. Asking for the warm pool's was answered by an empty
+    page, as if the pool were empty; and an unknown status was told the valid ones, `pooled`
+    among them."""
+    if status == StoreStatus.POOLED:
         raise ValueError(
             "no owner's store is pooled: the warm pool's stores are no one's until claimed,"
             " and the woostore_pool_stores metric counts them"
         )
+    if status not in OWNERS_STATUSES:
+        raise ValueError("Input should be " + ", ".join(f"'{s}'" for s in OWNERS_STATUSES))
     return status
+
+
+OwnersStatus = Annotated[
+    StoreStatus,
+    BeforeValidator(_an_owners),
+    WithJsonSchema({"type": "string", "enum": list(OWNERS_STATUSES)}),
+]
 
 
 # A store's events GET /stores/{id} shows unless asked for others: its making (11 steps, each
@@ -95,7 +110,7 @@ async def list_stores(
     db: DatabaseDep,
     caller: CurrentCaller,
     status: Annotated[
-        list[Annotated[StoreStatus, AfterValidator(_an_owners)]] | None,
+        list[OwnersStatus] | None,
         Query(
             description="Only stores in these statuses (repeat it for several). Without it,"
             " every status but `deleted`: ask for `deleted` to list deleted stores. `pooled`"
