@@ -442,6 +442,8 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
     tenant = _tenant(api, args.tenant) if args.tenant else None
+    if args.store:  # a store that never was (mistyped, another tenant's) is not one gone quiet
+        api.call("GET", f"/stores/{args.store}")
     with api.events(args.since, store=args.store, tenant=tenant, idle=idle, notice=_warn) as stream:
         for event in stream:
             if isinstance(event, Event) and not _narrowed_to(event, args.store, tenant):
@@ -956,9 +958,10 @@ def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]
     what = status
     if kind == "progress":
         step = data["step"]
-        what = f"{status} step {step['index']}/{step['total']} {step['name']} {data['state']}"
-        if data.get("cause"):
-            what += f": {data['cause']}"
+        # The title the progress bar and `show` print, not the step's name in the recipe.
+        what = f"{status} step {step['index']}/{step['total']} {data['state']}: {step['title']}"
+        if data.get("cause"):  # why it waits on the cluster, as the progress line says it
+            what += f" — {data['cause']}"
     elif kind == "requested":
         what = f'{status} "{data["store"]["name"]}"'
     elif kind == "ready":
@@ -1330,7 +1333,7 @@ def main(argv: list[str] | None = None) -> int:
         no_token = error.status == 401 and not args.token
         hint = " (set WOOSTORE_TOKEN or pass --token)" if no_token else ""
         if error.retry_after:
-            hint += f" (it may be accepted in {error.retry_after} s)"
+            hint += f" (ask again in {error.retry_after} s)"
         _warn(f"{error}{hint}")
         return FAILED
     except Unreachable as error:

@@ -42,15 +42,14 @@ async def refusing(problem: dict[str, Any], headers: dict[str, str], *argv: str)
         return await asyncio.to_thread(run, *argv, "--url", url, "--token=t")
 
 
-async def test_a_refusal_says_when_asking_again_may_be_accepted() -> None:
+async def test_a_refusal_says_when_to_ask_again() -> None:
     said = await refusing(BUSY, {"Retry-After": "60"}, "delete", STORE)
 
     assert said.code == 1
     assert said.out == ""
     assert said.err == (
         "Store cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made"
-        " from its backup; it can be once that store is ready, or deleted (it may be accepted"
-        " in 60 s)\n"
+        " from its backup; it can be once that store is ready, or deleted (ask again in 60 s)\n"
     )
 
 

@@ -33,6 +33,14 @@ BACKUP = "3f2a9c1e-0000-4000-8000-000000000001"
          "ready rollback: helm said no"),
         ("failed", {"status": "failed", "reason": "its namespace vanished", "step": None},
          "failed: its namespace vanished"),
+        ("progress", {"status": "provisioning", "state": "started",
+                      "step": {"index": 3, "total": 11, "name": "helm_release",
+                               "title": "Installing the store's chart"}},
+         "provisioning step 3/11 started: Installing the store's chart"),
+        ("progress", {"status": "provisioning", "state": "running", "cause": "ImagePullBackOff",
+                      "step": {"index": 3, "total": 11, "name": "helm_release",
+                               "title": "Installing the store's chart"}},
+         "provisioning step 3/11 running: Installing the store's chart — ImagePullBackOff"),
     ],
 )  # fmt: skip
 def test_an_event_line_names_what_it_was_of_and_why_it_ended_so(

@@ -29,6 +29,7 @@ from woostore_provisioner.recipe import PROVISION
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 CLI = Path(__file__).resolve().parents[2] / "cli"
+NO_STORE = "00000000-0000-4000-8000-000000000000"
 
 
 def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
@@ -39,17 +40,17 @@ def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
 
     assert result.code == 0, result.err
     lines = [line for line in result.out.splitlines() if store_id in line]
-    # time (2 words), kind, store, status, then for progress: "step", n/total, name, state
+    # time (2 words), kind, store, status, then for progress: "step", n/total, state, title
     assert [line.split()[2] for line in lines] == [kind.split()[0] for kind in PROVISIONING]
     assert all(line.split()[3] == store_id for line in lines)
-    progress = [line.split()[6:9] for line in lines[1:-1]]
-    total = len(PROVISION.steps)
+    progress = [line.split(" step ", 1)[1] for line in lines[1:-1]]
+    steps, total = PROVISION.steps, len(PROVISION.steps)
     assert progress[:3] == [
-        [f"1/{total}", "namespace", "started"],
-        [f"1/{total}", "namespace", "completed"],
-        [f"2/{total}", "credentials", "started"],
+        f"1/{total} started: {steps[0].title}",
+        f"1/{total} completed: {steps[0].title}",
+        f"2/{total} started: {steps[1].title}",
     ]
-    assert progress[-1] == [f"{total}/{total}", "verify", "completed"]
+    assert progress[-1] == f"{total}/{total} completed: {steps[-1].title}"
     assert lines[0].endswith('queued "History"')
 
     # --json: the sequences are the SSE ids; --since N starts after N.
@@ -64,6 +65,9 @@ def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     assert len(mine) < len(replay)
     narrowed = woostore(platform, "events", "--since", "0", "--store", store_id, "--json")
     assert narrowed.json_lines() == mine
+    nowhere = woostore(platform, "events", "--since", "0", "--store", NO_STORE)
+    assert (nowhere.code, nowhere.out) == (1, "")  # it printed nothing and exited 0
+    assert nowhere.err.startswith("Not found: "), nowhere.err
     # --tenant: an admin's, by name: a tenant that has no store yet has no event either.
     assert woostore(platform, "tenants", "create", "no-stores-yet").code == 0
     quiet = woostore(platform, "events", "--since", "0", "--tenant", "no-stores-yet", "--json")
