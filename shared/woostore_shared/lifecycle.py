@@ -547,6 +547,7 @@ async def mark_deleted(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     store = await _locked(uow, store_id)
     transition(store, S.DELETED, {S.DELETING})
     store.storefront_url = store.admin_url = None  # gone with its ingress
+    store.complete_backups = 0
     await uow.session.exec(
         update(StoreBackup)
         .where(col(StoreBackup.store_id) == store.id)
@@ -685,7 +686,7 @@ async def end_backup(
     store = await _locked(uow, store_id)
     backup = await backup_under_way(uow.session, store.id)
     transition(store, S.READY, {S.BACKING_UP})
-    _end_backup_record(uow, backup, outcome, failed_as=failed_as)
+    _end_backup_record(uow, store, backup, outcome, failed_as=failed_as)
     uow.session.add(backup)
     if isinstance(outcome, str):
         await _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))
@@ -703,25 +704,31 @@ async def _end_backup_taken_first(
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
         if outcome is not None:
-            _end_backup_record(uow, backup, outcome)
+            _end_backup_record(uow, store, backup, outcome)
         else:
             # Never tried, maybe (the change ended before its backup step, or was given up):
             # no sign of the storage refusing it (WooStoreBackupsFailing).
-            _end_backup_record(uow, backup, unmade, failed_as="not_made")
+            _end_backup_record(uow, store, backup, unmade, failed_as="not_made")
         uow.session.add(backup)
 
 
 def _end_backup_record(
-    uow: UnitOfWork, backup: StoreBackup, outcome: Manifest | str, *, failed_as: str = "failed"
+    uow: UnitOfWork,
+    store: Store,
+    backup: StoreBackup,
+    outcome: Manifest | str,
+    *,
+    failed_as: str = "failed",
 ) -> None:
-    """Complete, with what its manifest says; or failed, for the reason given (counted as
-    ``failed_as``)."""
+    """Complete, with what its manifest says (one more of ``store``'s to restore); or
+    failed, for the reason given (counted as ``failed_as``)."""
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
         uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, failed_as).inc)
         return
     backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
+    store.complete_backups += 1
     uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc)
     backup.chart_version = outcome.chart_version
     backup.wordpress_version = outcome.wordpress_version
@@ -803,6 +810,8 @@ async def delete_backup(
         raise BackupInUse(backup, "being restored")
     if (copy := await _copy_under_way(uow.session, col(StoreBackup.id) == backup.id)) is not None:
         raise CopyUnderWay("backup", backup.id, copy)
+    if backup.status is BackupStatus.COMPLETE:
+        store.complete_backups -= 1
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))

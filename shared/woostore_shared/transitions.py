@@ -75,14 +75,15 @@ def store_actions(
     first_revision: int = 1,
     cleaned_up: bool = False,
     delete_requested: bool = False,
+    backed_up: bool = False,
 ) -> list[StoreAction]:
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     now or once its work ends, ``upgrade`` when it may become updating, ``rollback`` then
     too if its release has an earlier revision to return to (of its owner's: not one from
     the warm pool before ``first_revision``), ``settings`` then too (a settings change is
-    one), ``backup`` when it may be backed up,
-    ``restore`` when its state allows one (whether it has a complete backup to return to,
-    its list of backups says), ``retry`` when it failed and its clean-up has finished,
+    one), ``backup`` when it may be backed up, ``restore`` when its state allows one and it
+    has a complete backup to return to (``backed_up``), ``retry`` when it failed and its
+    clean-up has finished,
     ``credentials`` when they can be read. A store whose deletion was asked for accepts
     nothing more: its credentials may still be read."""
     if delete_requested and status not in (S.DELETING, S.DELETED):
@@ -97,7 +98,7 @@ def store_actions(
         actions.append("settings")
     if StoreStatus.BACKING_UP in ALLOWED[status]:
         actions.append("backup")
-    if StoreStatus.RESTORING in ALLOWED[status]:
+    if StoreStatus.RESTORING in ALLOWED[status] and backed_up:
         actions.append("restore")
     if status is StoreStatus.FAILED and cleaned_up:
         actions.append("retry")
@@ -115,4 +116,5 @@ def actions_of(store: Store) -> list[StoreAction]:
         first_revision=store.first_revision or 1,
         cleaned_up=store.cleaned_up_at is not None,
         delete_requested=store.delete_requested_at is not None,
+        backed_up=store.complete_backups > 0,
     )

@@ -176,6 +176,11 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
     assert (audit[0]["action"], audit[0]["details"]) == (
         "store.delete_backup", {"backup_id": deleted},
     )  # fmt: skip
+    # Its last complete backup deleted, the store has nothing to be restored to.
+    assert (await client.delete(f"{STORES}/{store_id}/backups/{kept}")).status_code == 202
+    assert (await client.get(f"{STORES}/{store_id}")).json()["actions"] == [
+        "delete", "upgrade", "settings", "backup",
+    ]  # fmt: skip
 
 
 async def test_a_backup_being_made_or_of_another_store_is_not_deleted(

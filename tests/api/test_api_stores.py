@@ -1293,11 +1293,12 @@ async def test_every_answer_about_a_store_carries_the_actions_its_state_allows(
     )  # fmt: skip
     path = f"{STORES}/{store['id']}"
 
-    # Nothing to roll back to at the first revision.
+    # Nothing to roll back to at the first revision, nor to restore before a backup.
     listed = (await client.get(STORES)).json()["items"]
-    offered = ["delete", "upgrade", "settings", "backup", "restore", "credentials"]
+    offered = ["delete", "upgrade", "settings", "backup", "credentials"]
     assert [s["actions"] for s in listed] == [offered]
     assert (await client.get(path)).json()["actions"] == offered
+    await a_complete_backup(database, store["id"])
     await set_columns(database, store["id"], release_revision=2)
     assert (await client.get(path)).json()["actions"] == [
         "delete", "upgrade", "rollback", "settings", "backup", "restore", "credentials",
@@ -1333,8 +1334,8 @@ async def test_what_a_store_offers_is_accepted_and_the_rest_is_refused_by_the_ap
             admin_password_encrypted=cipher.encrypt("pw-123"),
         )  # fmt: skip
         path = f"{STORES}/{store['id']}"
-        offered = (await client.get(path)).json()["actions"]
         body = {"backup_id": await a_complete_backup(database, store["id"])}
+        offered = (await client.get(path)).json()["actions"]
 
         response = await client.request(
             method, path + suffix, json=body if action == "restore" else None
@@ -1350,11 +1351,16 @@ async def test_what_a_store_offers_is_accepted_and_the_rest_is_refused_by_the_ap
 
 
 async def a_complete_backup(database: Database, store_id: str) -> str:
+    """A complete backup of the store's, counted as the lifecycle counts one."""
     backup = StoreBackup(
         store_id=uuid.UUID(store_id), trigger=BackupTrigger.REQUESTED, status=BackupStatus.COMPLETE
     )
+    counted = col(Store.complete_backups) + 1
     async with database.session() as session:
         session.add(backup)
+        await session.exec(
+            update(Store).where(col(Store.id) == backup.store_id).values(complete_backups=counted)
+        )
         await session.commit()
     return str(backup.id)
 

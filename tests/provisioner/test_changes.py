@@ -297,8 +297,7 @@ async def test_a_rollback_with_nothing_to_return_to_fails_and_leaves_the_store_r
     assert last.name is EventName.CHANGE_FAILED
     assert last.data == {
         "status": "ready", "change": "rollback", "reason": reason,
-        "actions": ["delete", "upgrade", "rollback", "settings", "backup", "restore",
-                    "credentials"],
+        "actions": ["delete", "upgrade", "rollback", "settings", "backup", "credentials"],
     }  # fmt: skip
     assert await cluster.namespace_exists(store.namespace)  # never cleaned up: it is live
 

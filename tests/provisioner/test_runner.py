@@ -342,7 +342,7 @@ async def test_provision_takes_a_queued_store_to_ready_and_announces_every_step_
         "admin_url": ready.admin_url,
         "chart_version": ready.chart_version,
         "revision": 1,
-        "actions": ["delete", "upgrade", "settings", "backup", "restore", "credentials"],
+        "actions": ["delete", "upgrade", "settings", "backup", "credentials"],  # no restore yet
     }
     assert ready.chart_version is not None
     assert {e.correlationid for e in events} == {store.correlation_id}

@@ -375,3 +375,27 @@ def test_tenants_deleted_give_their_names_back_and_keep_them_apart_when_downgrad
             "SELECT name FROM tenants WHERE name LIKE 'acme%' ORDER BY name"
         ).fetchall()
     assert names == [("acme",), (f"acme (deleted {gone})",)]
+
+
+def test_stores_count_the_complete_backups_they_had(empty_database: str) -> None:
+    """0029: a store counts its complete backups, neither its failed nor its deleted ones;
+    a store never backed up counts none."""
+    config = alembic_config(Settings(database_url=empty_database).database_url)
+    command.upgrade(config, "0028")
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        for n in range(2):
+            add_store_since_0011(connection, n, TENANT, "ready")
+        for status in ("complete", "complete", "failed", "deleting", "deleted", "running"):
+            connection.execute(
+                "INSERT INTO store_backups (id, store_id, trigger, status, requested_at)"
+                " SELECT gen_random_uuid(), id, 'requested', %s, now() FROM stores"
+                " WHERE slug = 'shop-0'",
+                (status,),
+            )
+
+    command.upgrade(config, "head")
+
+    with psycopg.connect(empty_database, autocommit=True) as connection:
+        rows = connection.execute("SELECT slug, complete_backups FROM stores ORDER BY slug")
+        assert rows.fetchall() == [("shop-0", 2), ("shop-1", 0)]
+    command.downgrade(config, "0028")

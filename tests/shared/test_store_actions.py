@@ -9,7 +9,8 @@ from woostore_shared.transitions import StoreAction, store_actions
 
 S = StoreStatus
 
-# status, release revision, password recorded -> actions offered
+# status, release revision, password recorded -> actions offered, to a store with a complete
+# backup
 TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
     (S.QUEUED, None, False, ["delete"]),  # deleting it cancels it
     (S.PROVISIONING, None, False, ["delete"]),
@@ -66,7 +67,14 @@ TABLE: list[tuple[StoreStatus, int | None, bool, list[StoreAction]]] = [
 def test_a_store_offers_what_its_state_allows(
     status: StoreStatus, revision: int | None, has_password: bool, expected: list[StoreAction]
 ) -> None:
-    assert store_actions(status, revision, has_password) == expected
+    assert store_actions(status, revision, has_password, backed_up=True) == expected
+
+
+def test_a_store_without_a_complete_backup_offers_no_restore() -> None:
+    """It offered one whatever its backups, and a restore could only be refused."""
+    assert store_actions(S.READY, 2, True) == [
+        "delete", "upgrade", "rollback", "settings", "backup", "credentials",
+    ]  # fmt: skip
 
 
 def test_the_table_covers_every_status() -> None:
@@ -75,7 +83,7 @@ def test_the_table_covers_every_status() -> None:
 
 def test_a_claimed_store_offers_no_rollback_to_the_pools_revisions() -> None:
     # Claimed at revision 2 (its owner's host); revision 1 was the warm pool's.
-    assert store_actions(S.READY, 2, True, first_revision=2) == [
+    assert store_actions(S.READY, 2, True, first_revision=2, backed_up=True) == [
         "delete", "upgrade", "settings", "backup", "restore", "credentials",
     ]  # fmt: skip
     assert "rollback" in store_actions(S.READY, 3, True, first_revision=2)  # after an upgrade

@@ -309,12 +309,11 @@ class StoreOut(BaseModel):
         description=(
             "What the store accepts now, for a client to offer: delete (or cancel, while "
             "queued or provisioning; while it is updating, backing up or restoring, once that "
-            "ends), upgrade, rollback (when its release has an earlier revision), backup, "
-            "restore (whenever its state allows one, whether or not it has a complete backup: "
-            "its list of backups says which can be restored), retry (failed, its clean-up "
-            "finished), credentials. Advice only: a request the store does not accept is still "
-            "refused with 409. Every event about the store carries it too (`data.actions`), as "
-            "the store accepts after the event."
+            "ends), upgrade, rollback (when its release has an earlier revision), settings, "
+            "backup, restore (when it has a complete backup; its list of backups says which), "
+            "retry (failed, its clean-up finished), credentials. Advice only: a request the "
+            "store does not accept is still refused with 409. Every event about the store "
+            "carries it too (`data.actions`), as the store accepts after the event."
         ),
     )
     links: dict[str, str] = Field(
