@@ -58,7 +58,7 @@ from typing import Any, Literal, cast, get_args
 from prometheus_client import Counter
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import aliased
-from sqlmodel import col, delete, select, update
+from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.backups import Manifest
@@ -686,8 +686,9 @@ async def end_backup(
     store = await _locked(uow, store_id)
     backup = await backup_under_way(uow.session, store.id)
     transition(store, S.READY, {S.BACKING_UP})
-    _end_backup_record(uow, store, backup, outcome, failed_as=failed_as)
+    _end_backup_record(uow, backup, outcome, failed_as=failed_as)
     uow.session.add(backup)
+    await _count_backups(uow, store)
     if isinstance(outcome, str):
         await _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))
     else:
@@ -704,31 +705,37 @@ async def _end_backup_taken_first(
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
         if outcome is not None:
-            _end_backup_record(uow, store, backup, outcome)
+            _end_backup_record(uow, backup, outcome)
         else:
             # Never tried, maybe (the change ended before its backup step, or was given up):
             # no sign of the storage refusing it (WooStoreBackupsFailing).
-            _end_backup_record(uow, store, backup, unmade, failed_as="not_made")
+            _end_backup_record(uow, backup, unmade, failed_as="not_made")
         uow.session.add(backup)
+        await _count_backups(uow, store)
+
+
+async def _count_backups(uow: UnitOfWork, store: Store) -> None:
+    """Count the store's complete backups again, after one's status changed in this unit (a
+    restore is offered while there is one). Counted, not added to: a count kept by adding
+    and taking one would keep any miscount for good, such as a backup an older release
+    ended while this one was being rolled out."""
+    counted = select(func.count()).where(
+        col(StoreBackup.store_id) == store.id, col(StoreBackup.status) == BackupStatus.COMPLETE
+    )
+    store.complete_backups = (await uow.session.exec(counted)).one()
 
 
 def _end_backup_record(
-    uow: UnitOfWork,
-    store: Store,
-    backup: StoreBackup,
-    outcome: Manifest | str,
-    *,
-    failed_as: str = "failed",
+    uow: UnitOfWork, backup: StoreBackup, outcome: Manifest | str, *, failed_as: str = "failed"
 ) -> None:
-    """Complete, with what its manifest says (one more of ``store``'s to restore); or
-    failed, for the reason given (counted as ``failed_as``)."""
+    """Complete, with what its manifest says; or failed, for the reason given (counted as
+    ``failed_as``)."""
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
         uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, failed_as).inc)
         return
     backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
-    store.complete_backups += 1
     uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc)
     backup.chart_version = outcome.chart_version
     backup.wordpress_version = outcome.wordpress_version
@@ -810,10 +817,9 @@ async def delete_backup(
         raise BackupInUse(backup, "being restored")
     if (copy := await _copy_under_way(uow.session, col(StoreBackup.id) == backup.id)) is not None:
         raise CopyUnderWay("backup", backup.id, copy)
-    if backup.status is BackupStatus.COMPLETE:
-        store.complete_backups -= 1
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
+    await _count_backups(uow, store)
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
     uow.dispatch(store, Lane.CHANGE)
     return backup

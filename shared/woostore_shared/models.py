@@ -180,9 +180,9 @@ class Store(SQLModel, table=True):
     lease_expires_at: datetime | None = _optional_timestamp()
     # Times the reaper re-published lost work; past a limit the store is failed instead.
     replays: int = 0
-    # Its complete backups (not deleted): a restore is offered while it has one. Kept by
-    # lifecycle.py, which makes every change of a backup's status.
-    complete_backups: int = 0
+    # Its complete backups (not deleted): a restore is offered while it has one. Counted by
+    # lifecycle.py at every change of a backup's status it makes.
+    complete_backups: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

@@ -152,6 +152,8 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
         await a_complete_backup(database, store_id),
     )
     path = f"{STORES}/{store_id}/backups/{deleted}"
+    # Uncounted, as backups an older release completed during an upgrade: counted again.
+    await set_columns(database, store_id, complete_backups=0)
 
     response = await client.delete(path)
 

@@ -379,23 +379,25 @@ def test_tenants_deleted_give_their_names_back_and_keep_them_apart_when_downgrad
 
 def test_stores_count_the_complete_backups_they_had(empty_database: str) -> None:
     """0029: a store counts its complete backups, neither its failed nor its deleted ones;
-    a store never backed up counts none."""
+    a store never backed up counts none, nor a deleted one (its backups' rows were not all
+    marked deleted before)."""
     config = alembic_config(Settings(database_url=empty_database).database_url)
     command.upgrade(config, "0028")
     with psycopg.connect(empty_database, autocommit=True) as connection:
-        for n in range(2):
-            add_store_since_0011(connection, n, TENANT, "ready")
-        for status in ("complete", "complete", "failed", "deleting", "deleted", "running"):
+        for n, status in enumerate(("ready", "ready", "deleted")):
+            add_store_since_0011(connection, n, TENANT, status)
+        kinds = ("complete", "complete", "failed", "deleting", "deleted", "running")
+        for slug, status in [("shop-0", kind) for kind in kinds] + [("shop-2", "complete")]:
             connection.execute(
                 "INSERT INTO store_backups (id, store_id, trigger, status, requested_at)"
                 " SELECT gen_random_uuid(), id, 'requested', %s, now() FROM stores"
-                " WHERE slug = 'shop-0'",
-                (status,),
+                " WHERE slug = %s",
+                (status, slug),
             )
 
     command.upgrade(config, "head")
 
     with psycopg.connect(empty_database, autocommit=True) as connection:
         rows = connection.execute("SELECT slug, complete_backups FROM stores ORDER BY slug")
-        assert rows.fetchall() == [("shop-0", 2), ("shop-1", 0)]
+        assert rows.fetchall() == [("shop-0", 2), ("shop-1", 0), ("shop-2", 0)]
     command.downgrade(config, "0028")

@@ -2,8 +2,8 @@
 
 A store's actions offered `restore` whenever its status allowed one, to a store never backed
 up too; a client had to read its backups to learn that nothing could be restored. The count
-is kept by the lifecycle, which makes every change of a backup's status; the stores here
-start from what their backups are.
+is counted by the lifecycle at every change of a backup's status; the stores here start
+from what their backups are (a deleted store, whose backups are gone, from none).
 
 Revision ID: 0029
 Revises: 0028
@@ -30,7 +30,7 @@ def upgrade() -> None:
         "UPDATE stores SET complete_backups = counted.complete"
         " FROM (SELECT store_id, count(*) AS complete FROM store_backups"
         " WHERE status = 'complete' GROUP BY store_id) AS counted"
-        " WHERE counted.store_id = stores.id"
+        " WHERE counted.store_id = stores.id AND stores.status <> 'deleted'"
     )
 
 
