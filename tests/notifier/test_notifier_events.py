@@ -7,6 +7,7 @@ to the STORES stream the way the outbox publishes them, and read back with httpx
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -27,7 +28,9 @@ from starlette.requests import Request
 import woostore_notifier.main as notifier
 from tests.support import ADMIN_TOKEN, add_key, served
 from woostore_notifier import keys
+from woostore_notifier.connections import Connections
 from woostore_notifier.frames import LEGACY_REPLAY_HEADER
+from woostore_notifier.hub import EventHub
 from woostore_shared.access import Authenticator, Principal, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
@@ -603,6 +606,41 @@ async def test_a_key_looked_up_as_the_keys_are_checked_is_looked_up_again(
 
     async with asyncio.timeout(DEADLINE_SECONDS):
         assert await opening is None
+
+
+async def test_a_withdrawals_check_that_failed_is_made_again_at_the_next_sweep(
+    settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was made again at once, again and again for as long as the database was away: a
+    loop that held the notifier's and asked the database without a pause."""
+    secret = settings.secret_key.get_secret_value()
+    authenticator = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    known = keys.Keys(authenticator, TicketSigner(secret))
+    checks: list[float] = []
+    three = asyncio.Event()
+
+    async def database_away(subjects: set[str]) -> set[str]:
+        await asyncio.sleep(0)  # as a connection refused: the loop runs meanwhile
+        checks.append(time.monotonic())
+        if len(checks) == 3:
+            three.set()
+        raise OSError("the database is away")
+
+    monkeypatch.setattr(known, "still_valid", database_away)
+    withdrawn = asyncio.Event()
+    withdrawn.set()  # heard from the API
+    hub = EventHub(nats_client.jetstream(), memory=10)  # its floor only: no stream is open
+    sweeping = asyncio.create_task(notifier._sweep(Connections(1, 1, 1), hub, known, withdrawn))
+    try:
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            await three.wait()
+    finally:
+        sweeping.cancel()
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(checks)]
+    assert min(gaps) >= 0.95 * notifier.SWEEP_SECONDS, gaps  # 0.1-0.2 s before
 
 
 @pytest.mark.parametrize("ended_by", ["revoking the key", "suspending its tenant"])

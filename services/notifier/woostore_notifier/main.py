@@ -178,22 +178,24 @@ async def _sweep(
     """End the streams of clients that stopped reading, and of keys no longer valid: looked
     at every ``keys.REMEMBER_SECONDS``, or at once when the API says a key was withdrawn."""
     checked = time.monotonic()
+    owed = False  # a withdrawal's check that failed: made again at the next sweep
     while True:
         with suppress(TimeoutError):
             async with asyncio.timeout(SWEEP_SECONDS):
                 await withdrawn.wait()
         connections.drop_slow(hub.floor)
-        if withdrawn.is_set() or time.monotonic() - checked >= keys.REMEMBER_SECONDS:
-            told, asked = withdrawn.is_set(), connections.subjects()
+        if owed or withdrawn.is_set() or time.monotonic() - checked >= keys.REMEMBER_SECONDS:
+            told, asked = owed or withdrawn.is_set(), connections.subjects()
             withdrawn.clear()  # one check covers every withdrawal heard before it
             try:
                 connections.drop_revoked(asked, await known.still_valid(asked))
             except Exception:  # the database is away: ask again at the next sweep
                 log.exception("could not check the keys of open event streams")
-                if told:
-                    withdrawn.set()  # not a full interval away: it was asked for
+                # Not a full interval away, since it was asked for; nor at once, again and
+                # again while the database is away.
+                owed = told
                 continue
-            checked = time.monotonic()
+            owed, checked = False, time.monotonic()
 
 
 def create_app(settings: Settings) -> _Notifier:
