@@ -655,6 +655,14 @@ async def test_a_settings_change_is_refused_when_there_is_nothing_it_may_change(
     ]:
         assert says in problem(await client.post(settings, json=body), 422)["detail"]
     assert (await client.get(f"{STORES}/{store['id']}")).json()["status"] == "ready"
+    # A store gone, or going, never will be changed: no "when" is told ("when it is ready").
+    for status, says in [
+        (StoreStatus.DELETING, "a store being deleted cannot be changed"),
+        (StoreStatus.DELETED, "a deleted store cannot be changed"),
+    ]:
+        await set_columns(database, store["id"], status=status)
+        gone = await client.post(settings, json={"currency": "EUR"})
+        assert (problem(gone, 409)["detail"], gone.headers.get("retry-after")) == (says, None)
 
 
 async def test_settings_asked_for_as_the_store_has_them_are_set_again(
@@ -1051,7 +1059,7 @@ async def test_an_unknown_status_is_told_the_statuses_an_owners_store_can_have(
     document = (await client.get("/openapi.json")).json()
 
     owners = "'queued', 'provisioning', 'ready', 'updating', 'backing_up', 'restoring', 'failed',"
-    assert refused["detail"] == f"query.status.0: Input should be {owners} 'deleting', 'deleted'"
+    assert refused["detail"] == f"query.status.0: Input should be {owners} 'deleting' or 'deleted'"
     listing = document["paths"][STORES]["get"]["parameters"]
     status = next(p for p in listing if p["name"] == "status")
     assert status["schema"]["anyOf"][0]["items"]["enum"] == [

@@ -65,7 +65,10 @@ _BEING = {
     StoreStatus.UPDATING: "being changed",
     StoreStatus.BACKING_UP: "being backed up",
     StoreStatus.RESTORING: "being restored",
+    StoreStatus.DELETING: "being deleted",
 }
+# A store that is no more, or soon: a refusal does not say when it could be changed.
+_GONE = frozenset({StoreStatus.DELETING, StoreStatus.DELETED})
 COPY_RETRY_SECONDS = 60  # a store made from a backup takes minutes
 DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
@@ -409,6 +412,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         may_do = not ends_as.isdisjoint(error.allowed_from) and not error.deleted_next
         later = {"Retry-After": str(BUSY_RETRY_SECONDS)} if may_do else None
         detail = f"{_a_store(error.current)} cannot be {done}; it can be when it is {allowed}"
+        if error.current in _GONE:  # it never will be
+            detail = f"{_a_store(error.current)} cannot be {done}"
         if error.deleted_next:
             # Busy: its work ends by itself. Ready or failed: a copy of its backup is made.
             when = (

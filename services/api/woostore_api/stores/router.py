@@ -51,7 +51,8 @@ def _an_owners(status: object) -> object:
             " and the woostore_pool_stores metric counts them"
         )
     if status not in OWNERS_STATUSES:
-        raise ValueError("Input should be " + ", ".join(f"'{s}'" for s in OWNERS_STATUSES))
+        *others, last = (f"'{s}'" for s in OWNERS_STATUSES)
+        raise ValueError(f"Input should be {', '.join(others)} or {last}")  # as pydantic says
     return status
 
 
