@@ -88,7 +88,7 @@ BACKUP = Goal(
 SETTING_OPTIONS = {
     "currency": "ISO 4217 code, e.g. EUR",
     "country": "ISO 3166-1 code, e.g. DE",
-    "state": "the state's ISO 3166-2 code within the country, e.g. KA",
+    "state": "the state's ISO 3166-2 code within the country, e.g. BY (with --country DE)",
     "language": "WordPress locale, e.g. de_DE",
     "admin_email": "the store admin's email address",
 }
@@ -180,7 +180,7 @@ def change_settings(api: Api, args: argparse.Namespace) -> int:
     return _ask(
         api, args, "POST", f"/stores/{args.id}/settings", CHANGES["settings"],
         lambda store: f"New settings for {store['name']}{_tag(store)} requested: "
-        f"{_settings(store['settings'])}",
+        f"{_settings(store['settings'], products=False)}",
         body,
     )  # fmt: skip
 
@@ -442,8 +442,12 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
     tenant = _tenant(api, args.tenant) if args.tenant else None
-    if args.store:  # a store that never was (mistyped, another tenant's) is not one gone quiet
-        api.call("GET", f"/stores/{args.store}")
+    # A store or a tenant that never was (mistyped, another tenant's) is not one gone quiet:
+    # the stream would say nothing of either.
+    if args.store:
+        api.call("GET", f"/stores/{args.store}", params={"events": 0})
+    if tenant:
+        api.call("GET", "/stores/counts", params={"tenant_id": tenant})
     with api.events(args.since, store=args.store, tenant=tenant, idle=idle, notice=_warn) as stream:
         for event in stream:
             if isinstance(event, Event) and not _narrowed_to(event, args.store, tenant):
@@ -591,7 +595,7 @@ def update_tenant(api: Api, args: argparse.Namespace) -> int:
     print(f"Tenant {tenant['name']}: {_stores_of(tenant)}{_suspension(tenant)}")
     if "suspended" in changes:
         print(
-            "Its keys are refused until it is resumed (its event streams end within 30 s); "
+            "Its keys are refused until it is resumed (its event streams end at once); "
             "its stores keep serving"
             if tenant["suspended_at"] else "Its keys are accepted"
         )  # fmt: skip
@@ -872,7 +876,7 @@ def _follow(
         return FAILED
     if not as_json and goal is CHANGES["settings"]:
         print(f"{store['name']}{_tag(store)} has its new settings: "
-              f"{_settings(outcome.data['settings'])}.")  # fmt: skip
+              f"{_settings(outcome.data['settings'], products=False)}.")  # fmt: skip
     elif not as_json and goal.phase in CHANGES:
         version = outcome.data["chart_version"]
         print(f"{store['name']}{_tag(store)} runs chart {version} (revision "
@@ -918,13 +922,16 @@ def _queue(store: Store) -> str:
     return f" (position {position} in the queue)" if position else ""
 
 
-def _settings(settings: dict[str, Any] | None) -> str:
-    """E.g. "EUR, DE, de_DE, no sample products"."""
+def _settings(settings: dict[str, Any] | None, products: bool = True) -> str:
+    """E.g. "EUR, DE, de_DE, no sample products"; without ``products``, what a settings
+    change sets ("EUR, DE, de_DE"): how a store started is not one of them."""
     if not settings:
         return ""
     place = settings["country"] + (f"-{settings['state']}" if settings.get("state") else "")
-    products = "sample products" if settings["sample_products"] else "no sample products"
-    return ", ".join([settings["currency"], place, settings["language"], products])
+    said = [settings["currency"], place, settings["language"]]
+    if products:
+        said.append("sample products" if settings["sample_products"] else "no sample products")
+    return ", ".join(said)
 
 
 def _last_change(change: dict[str, Any] | None) -> str:
@@ -970,12 +977,14 @@ def _event_line(time: str, kind: str, store_id: str | None, data: dict[str, Any]
         what = " ".join([status, *_what_of(data)])
         if data.get("reason"):
             what += f": {data['reason']}"
-    return "  ".join(part for part in (_time(time), f"{kind:<16}", store_id, what) if part)
+    return "  ".join(part for part in (_time(time), f"{kind:<17}", store_id, what) if part)
 
 
 def _what_of(data: dict[str, Any]) -> list[str]:
     """What an event was of, e.g. ["backup 3f2a…", "scheduled"] or ["upgrade", "chart 0.3.0"]."""
     said = [str(data["change"])] if data.get("change") else []
+    if data.get("change") == "settings" and data.get("settings"):  # not the chart it left
+        return [*said, _settings(data["settings"], products=False)]
     if data.get("backup_id"):
         said.append(f"backup {data['backup_id']}")
     if data.get("trigger"):
@@ -1235,6 +1244,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--follow", action="store_true", help="keep printing until Ctrl-C")
     sub.add_argument("--store", metavar="ID", type=_store_id, help="this store's events alone")
     sub.add_argument("--tenant", metavar="TENANT", help="admins: one tenant's events (id or name)")
+    sub.set_defaults(misused=sub.error)  # its usage, not every command's, for what only it takes
     command("whoami", whoami, "the key in use: its prefix, role and tenant")
 
     keys = group("keys", "make, list and revoke API keys")
@@ -1274,7 +1284,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("name", metavar="NAME", help="lower case letters, digits and hyphens")
     sub.add_argument(
         "--store-limit", type=_store_limit, metavar="N",
-        help="its live stores; default (the default): the platform's",
+        help="the most live stores it may have, or `default`: the platform's (when left out)",
     )  # fmt: skip
     sub = command(
         "update", update_tenant,
@@ -1285,7 +1295,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", default=argparse.SUPPRESS, help="its new name")
     sub.add_argument(
         "--store-limit", type=_store_limit, default=argparse.SUPPRESS, metavar="N",
-        help="its live stores; default: the platform's",
+        help="the most live stores it may have, or `default`: the platform's",
     )  # fmt: skip
     pause = sub.add_mutually_exclusive_group()
     pause.add_argument(
@@ -1319,7 +1329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.run is events and args.since is None and not args.follow:
-        parser.error("events --since now shows new events only: add --follow to wait for them")
+        args.misused("--since now shows new events only: add --follow to wait for them")
     try:
         with Api(args.url, args.token) as api:
             code: int = args.run(api, args)

@@ -31,23 +31,28 @@ BACKUP = "3f2a9c1e-0000-4000-8000-000000000001"
                      "revision": 2}, "ready upgrade chart 0.3.0 (revision 2)"),
         ("change_failed", {"status": "ready", "change": "rollback", "reason": "helm said no"},
          "ready rollback: helm said no"),
+        ("changed", {"status": "ready", "change": "settings", "chart_version": "0.2.0",
+                     "revision": 2, "settings": {"currency": "EUR", "country": "DE",
+                                                 "state": None, "language": "de_DE",
+                                                 "sample_products": True}},
+         "ready settings EUR, DE, de_DE"),  # not the chart it left as it was
         ("failed", {"status": "failed", "reason": "its namespace vanished", "step": None},
          "failed: its namespace vanished"),
         ("progress", {"status": "provisioning", "state": "started",
                       "step": {"index": 3, "total": 11, "name": "helm_release",
                                "title": "Installing the store's chart"}},
          "provisioning step 3/11 started: Installing the store's chart"),
-        ("progress", {"status": "provisioning", "state": "running", "cause": "ImagePullBackOff",
+        ("progress", {"status": "provisioning", "state": "started", "cause": "ImagePullBackOff",
                       "step": {"index": 3, "total": 11, "name": "helm_release",
                                "title": "Installing the store's chart"}},
-         "provisioning step 3/11 running: Installing the store's chart — ImagePullBackOff"),
+         "provisioning step 3/11 started: Installing the store's chart — ImagePullBackOff"),
     ],
 )  # fmt: skip
 def test_an_event_line_names_what_it_was_of_and_why_it_ended_so(
     kind: str, data: dict[str, Any], said: str
 ) -> None:
     """They printed the status alone ("backup_failed  ready"): no backup, no reason."""
-    assert _event_line(TIME, kind, "s-1", data).endswith(f"{kind:<16}  s-1  {said}")
+    assert _event_line(TIME, kind, "s-1", data).endswith(f"{kind:<17}  s-1  {said}")
 
 
 def test_a_restoring_store_shows_its_step_as_any_busy_store_does() -> None:

@@ -20,16 +20,16 @@ from tests.cli.conftest import (
     Lines,
     Platform,
     create_ready,
-    run,
     story,
     woostore,
 )
+from woostore_cli.main import main
 from woostore_provisioner.recipe import PROVISION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 CLI = Path(__file__).resolve().parents[2] / "cli"
-NO_STORE = "00000000-0000-4000-8000-000000000000"
+NOTHING = "00000000-0000-4000-8000-000000000000"  # the id of no store and no tenant
 
 
 def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
@@ -65,9 +65,10 @@ def test_events_since_0_prints_a_store_in_order(platform: Platform) -> None:
     assert len(mine) < len(replay)
     narrowed = woostore(platform, "events", "--since", "0", "--store", store_id, "--json")
     assert narrowed.json_lines() == mine
-    nowhere = woostore(platform, "events", "--since", "0", "--store", NO_STORE)
-    assert (nowhere.code, nowhere.out) == (1, "")  # it printed nothing and exited 0
-    assert nowhere.err.startswith("Not found: "), nowhere.err
+    for nowhere in ("--store", NOTHING), ("--tenant", NOTHING):  # printed nothing, exited 0
+        refused = woostore(platform, "events", "--since", "0", *nowhere)
+        assert (refused.code, refused.out) == (1, "")
+        assert refused.err.startswith("Not found: "), refused.err
     # --tenant: an admin's, by name: a tenant that has no store yet has no event either.
     assert woostore(platform, "tenants", "create", "no-stores-yet").code == 0
     quiet = woostore(platform, "events", "--since", "0", "--tenant", "no-stores-yet", "--json")
@@ -196,8 +197,16 @@ def test_follow_since_now_shows_new_events_only_and_resumes_where_it_started(
     assert story(_events_of(after, out)) == PROVISIONING
 
 
-def test_events_since_now_without_follow_is_a_usage_error() -> None:
-    """It would wait a second for events that cannot have come yet and print nothing."""
+def test_events_since_now_without_follow_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It would wait a second for events that cannot have come yet and print nothing. Said
+    with the events command's usage, not every command's."""
     with pytest.raises(SystemExit) as refused:
-        run("events", "--since", "now", "--url", "http://127.0.0.1:9", "--token=x")
+        main(["events", "--since", "now", "--url", "http://127.0.0.1:9", "--token=x"])
     assert refused.value.code == 2
+    said = capsys.readouterr().err
+    assert said.startswith("usage: woostore events "), said
+    assert said.endswith(
+        "woostore events: error: --since now shows new events only: add --follow to wait for them\n"
+    )

@@ -714,7 +714,7 @@ SETTINGS = Recipe(
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
         BACKED_UP_FIRST,
-        Step("store_settings", "Setting currency, country and language", change_settings),
+        Step("store_settings", "Applying the new settings", change_settings),
         Step("verify", "Placing a test order", verify_storefront),
     ),
 )
