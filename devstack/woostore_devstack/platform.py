@@ -95,9 +95,9 @@ class Platform:
     def stop(self, *names: str, timeout: float = 20) -> None:
         """Stop these services, each told at once (each takes a few tenths of a second to
         end its work, which a suite pays at every platform it starts), then waited for."""
-        processes = [self.processes.pop(name) for name in names]
+        processes = [self.processes[name] for name in names]  # each one started, or none
         for name in names:
-            self.ops_urls.pop(name)
+            del self.processes[name], self.ops_urls[name]
         for process in processes:
             if process.poll() is None:
                 process.terminate()

@@ -181,7 +181,7 @@ async def test_a_backup_that_cannot_dump_the_database_fails_and_is_never_listed(
     [event] = [e for e in await stream_events(js, store.id) if e.name is EventName.BACKUP_FAILED]
     assert event.data == {
         "status": "ready", "backup_id": str(backup_id), "reason": row.reason,
-        "actions": ["delete", "upgrade", "settings", "backup", "credentials"]  # nothing to restore,
+        "actions": ["delete", "upgrade", "settings", "backup", "credentials"],  # nothing to restore
     }  # fmt: skip
 
 
