@@ -1192,6 +1192,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--status",
         action="append",
+        # Checked here, in any case: a usage error, not the API's 422 a request later.
+        type=str.lower,
+        choices=STATUSES,
+        metavar="STATUS",
         help=f"only stores in this status; repeat it for several: {', '.join(STATUSES)}",
     )
     sub.add_argument("--all", action="store_true", help="deleted stores too")

@@ -20,7 +20,7 @@ from tests.cli.conftest import (
     woostore,
 )
 from woostore_cli import client
-from woostore_cli.main import STATUSES
+from woostore_cli.main import STATUSES, main
 from woostore_provisioner.recipe import DELETE
 from woostore_shared.models import StoreStatus
 
@@ -138,9 +138,16 @@ def test_list_pages_through_up_to_its_limit_and_says_when_more_are_left(
     assert refused.value.code == 2
 
 
-def test_list_takes_every_status_a_tenants_store_can_be_in() -> None:
+def test_list_takes_every_status_a_tenants_store_can_be_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     tenants_see = {status.value for status in StoreStatus} - {"pooled"}  # pooled: nobody's
     assert set(STATUSES) == tenants_see
+    # Another is a usage error, before any request (it was sent, and refused by the API).
+    with pytest.raises(SystemExit) as refused:
+        main(["list", "--status", "bogus", "--url", "http://127.0.0.1:9", "--token=t"])
+    assert refused.value.code == 2
+    assert "argument --status: invalid choice: 'bogus'" in capsys.readouterr().err
 
 
 def test_delete_wait_shows_the_deletion_steps(platform: Platform) -> None:
