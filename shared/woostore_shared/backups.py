@@ -174,13 +174,18 @@ class StoreBackups:
         self.store_id = store_id
         self._environment = environment  # None: no backup location is set
 
+    @property
+    def _where(self) -> str:
+        """The repository's location, as restic names it ("" with no location set)."""
+        return self._environment["RESTIC_REPOSITORY"] if self._environment else ""
+
     async def ensure(self) -> None:
         """Makes the repository if it is not there yet."""
         if (await self._run("cat", "config")).code == 0:
             return
         made = await self._run("init", "--repository-version", "2")
         if made.code != 0 and "already" not in made.said:  # made meanwhile by another run
-            raise _failed("make the backup repository", made)
+            raise _failed("make the backup repository", made, self._where)
 
     async def store_part(
         self, backup_id: uuid.UUID, name: str, content: AsyncIterable[bytes]
@@ -292,7 +297,7 @@ class StoreBackups:
         if listed.code != 0:
             if NO_REPOSITORY in listed.said:
                 return []
-            raise _failed("list backups", listed)
+            raise _failed("list backups", listed, self._where)
         found: list[dict[str, Any]] = json.loads(listed.out or b"[]")
         return sorted(found, key=lambda snapshot: str(snapshot["time"]))
 
@@ -303,7 +308,7 @@ class StoreBackups:
     async def _must(self, *arguments: str, doing: str) -> bytes:
         done = await self._run(*arguments)
         if done.code != 0:
-            raise _failed(doing, done)
+            raise _failed(doing, done, self._where)
         return done.out
 
     async def _store(
@@ -328,7 +333,7 @@ class StoreBackups:
             done = await restic.finished()
         snapshot = _summary(done.out).get("snapshot_id") if done.code == 0 else None
         if not isinstance(snapshot, str):
-            raise _failed(f"store {name}", done)
+            raise _failed(f"store {name}", done, self._where)
         return Part(name=name, size=size, sha256=digest.hexdigest(), snapshot=snapshot)
 
     async def _dump(self, snapshot: str, name: str) -> AsyncIterator[bytes]:
@@ -339,7 +344,7 @@ class StoreBackups:
                 yield chunk
             done = await restic.finished()
         if done.code != 0:
-            raise _failed(f"read {name}", done)
+            raise _failed(f"read {name}", done, self._where)
 
     async def _run(self, *arguments: str) -> _Done:
         async with self._started(*arguments) as restic:
@@ -473,11 +478,14 @@ def reason(said: str) -> str:
     return found if len(found) <= _REASON_MAX else found[: _REASON_MAX - 1] + "…"
 
 
-def _failed(doing: str, done: _Done) -> BackupStorageError:
+def _failed(doing: str, done: _Done, repository: str) -> BackupStorageError:
     """The error of a restic run that did not do what it was for: its reason in a line, and
-    all it said in the log, for the operator."""
+    all it said in the log, for the operator. The reason reaches the store's owner (its
+    events, its backups' list): where the platform keeps the repository (a folder of the
+    provisioner's, a bucket) is not told there."""
     log.warning("restic failed", doing=doing, exit_status=done.code, said=done.said)
-    return BackupStorageError(f"could not {doing}: {reason(done.said) or 'no snapshot made'}")
+    said = done.said.replace(repository, "the store's repository") if repository else done.said
+    return BackupStorageError(f"could not {doing}: {reason(said) or 'no snapshot made'}")
 
 
 class _Restic:

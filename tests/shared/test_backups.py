@@ -133,6 +133,11 @@ def replace_with_a_link(folder: Path, moved_to: Path) -> None:
     folder.symlink_to(moved_to)
 
 
+def a_file_where_its_keys_go(repository: Path) -> None:
+    repository.mkdir(parents=True)
+    (repository / "keys").write_text("not a folder")
+
+
 def folders_in(folder: Path) -> list[str]:
     return [path.name for path in folder.iterdir() if path.is_dir()]
 
@@ -388,7 +393,7 @@ async def test_a_crash_of_restic_is_told_in_its_first_line_and_logged_whole(
         "panic: runtime error: slice bounds out of range [:4294967295] with capacity 65536"
     )
     with capture_logs() as logs:
-        error = _failed("read database.sql", done)
+        error = _failed("read database.sql", done, "s3:http://127.0.0.1:9/b/stores/1")
     assert str(error) == f"could not read database.sql: {reason(done.said)}"
     assert "goroutine 199 [select]" in logs[0]["said"]  # the trace's end, for the operator
 
@@ -422,6 +427,25 @@ async def test_a_wrong_password_is_told_in_restics_own_line(storage: BackupStora
     with pytest.raises(BackupStorageError) as refused:
         await StoreBackups(store.store_id, wrong).manifests()
     assert str(refused.value) == "could not list backups: Fatal: wrong password or no key found"
+
+
+async def test_a_failure_does_not_tell_where_the_repository_is_kept(
+    storage: BackupStorage,
+) -> None:
+    """Its reason reaches the store's owner: it named the provisioner's folder (a user's
+    review, with a file where the repository's keys go)."""
+    store = storage.of(uuid.uuid4())
+    assert store._environment is not None
+    folder = Path(store._environment["RESTIC_REPOSITORY"])
+    a_file_where_its_keys_go(folder)
+
+    with pytest.raises(BackupStorageError) as refused:
+        await store.ensure()
+
+    told = str(refused.value)
+    assert told.startswith("could not make the backup repository: Fatal: "), told
+    assert "the store's repository/keys" in told, told
+    assert str(folder) not in told
 
 
 @pytest.mark.parametrize(
