@@ -265,7 +265,8 @@ async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(
     assert problem(across, 422)["errors"] == [{
         "location": ["body", "from_backup"],
         "message": f"backup {complete} is of tenant {DEFAULT_TENANT_ID}'s store: a copy is "
-        "made in the tenant whose backup it is",
+        f"made in the tenant whose backup it is (tenant_id {DEFAULT_TENANT_ID}; the CLI's"
+        " --tenant)",
     }]  # fmt: skip
     problem(await client.post(STORES, json={"name": "Copy", "from_backup": str(uuid.uuid4())}), 404)
     unfinished = problem(

@@ -288,7 +288,7 @@ def copied_across_tenants(backup_id: uuid.UUID, tenant_id: uuid.UUID) -> Problem
     """For an admin, who sees every tenant's backups: a tenant's own is all it may copy."""
     detail = (
         f"backup {backup_id} is of tenant {tenant_id}'s store: a copy is made in the tenant "
-        "whose backup it is"
+        f"whose backup it is (tenant_id {tenant_id}; the CLI's --tenant)"
     )
     return Problem(
         422, "Invalid request", detail, kind="invalid-request",
