@@ -442,12 +442,6 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
     tenant = _tenant(api, args.tenant) if args.tenant else None
-    # A store or a tenant that never was (mistyped, another tenant's) is not one gone quiet:
-    # the stream would say nothing of either.
-    if args.store:
-        api.call("GET", f"/stores/{args.store}", params={"events": 0})
-    if tenant:
-        api.call("GET", "/stores/counts", params={"tenant_id": tenant})
     with api.events(args.since, store=args.store, tenant=tenant, idle=idle, notice=_warn) as stream:
         for event in stream:
             if isinstance(event, Event) and not _narrowed_to(event, args.store, tenant):

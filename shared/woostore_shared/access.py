@@ -43,6 +43,13 @@ _KEY = (
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL"
 )
+# Whether an event stream's narrowing ids name what its principal sees: the store (one of
+# its own tenant's, for a tenant's key: ``own``), and the tenant.
+_NARROWED = (
+    "SELECT EXISTS (SELECT 1 FROM stores WHERE id = %(store)s"
+    " AND (%(own)s::uuid IS NULL OR tenant_id = %(own)s::uuid)) AS store,"
+    " EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s) AS tenant"
+)
 # A session's key, if the key is not revoked and the session not signed out.
 _KEY_IN_SESSION = (
     "SELECT k.id, k.prefix, k.role, k.tenant_id, t.suspended_at IS NOT NULL AS suspended"
@@ -191,6 +198,25 @@ class Authenticator:
             await found.execute(_KEY_IN_SESSION, params)
             row = await found.fetchone()
         return None if row is None else _of_row(row)
+
+    async def unseen(
+        self, principal: Principal, store: uuid.UUID | None, tenant: uuid.UUID | None
+    ) -> str | None:
+        """What of a narrowed event stream's store and tenant ``principal`` finds nothing
+        of, as the API names it in a 404 ("store <id>", "tenant <id>"); None if it sees
+        both. A stream of either would say nothing, for ever."""
+        if store is None and tenant is None:
+            return None
+        own = None if principal.is_admin else principal.tenant_id
+        async with self._db.plain_reads() as connection, connection.cursor() as found:
+            await found.execute(_NARROWED, {"store": store, "tenant": tenant, "own": own})
+            row = await found.fetchone()
+        store_seen, tenant_found = row if row is not None else (False, False)
+        if store is not None and not store_seen:
+            return f"store {store}"
+        if tenant is not None and not tenant_found:
+            return f"tenant {tenant}"
+        return None
 
     async def still_valid(self, subjects: Collection[str]) -> set[str]:
         """Which of ``subjects`` still name a principal (a live key, or the admin token): one

@@ -246,7 +246,8 @@ def document(version: str) -> dict[str, Any]:
                 "?event_names=true is asked for: each is then named after its type's last "
                 "part (io.woostore.store.ready: ready), for addEventListener. "
                 "?store_id= narrows a stream to one store's events, and an admin's "
-                "?tenant_id= to one tenant's."
+                "?tenant_id= to one tenant's; a store or a tenant the key finds nothing of "
+                "(that never was, or another tenant's store) is a 404."
             ),
         },
         "defaultContentType": "application/json",

@@ -32,8 +32,8 @@ from tests.notifier.test_notifier_events import (
     publish,
     take,
 )
-from tests.notifier.test_stream_limits import another_tenant
-from tests.support import add_key, served
+from tests.notifier.test_stream_limits import a_store_of, another_tenant
+from tests.support import ADMIN_TOKEN, add_key, served
 from woostore_notifier import hub as hub_module
 from woostore_notifier import keys, replay
 from woostore_notifier.hub import EventHub
@@ -114,11 +114,12 @@ async def test_each_client_is_shown_its_tenants_events_and_nobody_a_pooled_store
 async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
     settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """From the stream, from memory and live; and only among the events its key may see."""
+    """From the stream, from memory and live. Another tenant's key naming it is told it does
+    not exist: it was sent nothing, for ever, as for a store gone quiet."""
     monkeypatch.setattr(replay, "PAGE", 40)  # read from the stream in several pages
     other = await another_tenant(database)
     _, token = await add_key(database, "other tenant", Role.TENANT, other)
-    shop = uuid.uuid4()
+    shop = await a_store_of(database)
     early = await publish(nats_client, 3, store_id=shop)
     await publish(nats_client, 120)  # other stores'
     in_memory = await publish(nats_client, 2, store_id=shop)
@@ -128,7 +129,7 @@ async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
         async with (
             following(app, admin(), after=0, store=shop) as narrowed,
             following(app, admin(), after=0) as everything,
-            following(app, {"Authorization": f"Bearer {token}"}, after=0, store=shop) as theirs,
+            httpx.AsyncClient(base_url=app.state.url, timeout=10) as http,
         ):
             assert ids_and_bodies(await take(narrowed, 5)) == early + in_memory
             assert len(await take(everything, 125)) == 125  # the same cursors, not narrowed
@@ -136,21 +137,27 @@ async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
             live = await publish(nats_client, 1, store_id=shop)
             assert ids_and_bodies(await take(narrowed, 1)) == live
             assert ids_and_bodies(await take(everything, 6)) == others + live
-            # Another tenant naming the store is sent none of its events: the first it gets
-            # is one of its own tenant's (as no real store's could be).
-            own = await publish(nats_client, 1, tenant_id=other, store_id=shop)
-            assert ids_and_bodies(await take(theirs, 1)) == own
+            for key, store in [(token, shop), (ADMIN_TOKEN, uuid.uuid4())]:
+                params = {"store_id": str(store)}
+                unseen = await http.get(
+                    EVENTS, headers={"Authorization": f"Bearer {key}"}, params=params
+                )
+                assert unseen.status_code == 404
+                assert unseen.json()["detail"] == f"store {store} does not exist"
+        their_own = await a_store_of(database, other)
+        async with following(app, {"Authorization": f"Bearer {token}"}, store=their_own):
+            pass  # opened: a tenant's key narrows to a store of its own tenant's
 
 
 async def test_a_narrowed_resume_read_from_the_stream_says_where_it_is_page_by_page(
-    settings: Settings, nats_client: Client, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, nats_client: Client, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pages with nothing of its store's send a ping with the page's last id: a narrow view
     read a day back went silent for seconds, and `woostore events` without --follow, which
     waits a second for more, stopped early with exit 0 (a diff review)."""
     monkeypatch.setattr(replay, "PAGE", 40)
     await publish(nats_client, 250)  # other stores'
-    shop = uuid.uuid4()
+    shop = await a_store_of(database)
     mine = await publish(nats_client, 1, store_id=shop)
 
     async with running(settings, event_memory=100) as app:
@@ -192,6 +199,12 @@ async def test_an_admins_stream_narrowed_to_a_tenant_is_sent_its_events_alone(
             params = {"tenant_id": str(DEFAULT_TENANT_ID)}
             refused = await http.get(EVENTS, headers=their_key, params=params)
             invalid = await http.get(EVENTS, headers=admin(), params={"tenant_id": "acme"})
+            nobody = uuid.uuid4()  # a stream of no tenant would say nothing, for ever
+            unknown = await http.get(EVENTS, headers=admin(), params={"tenant_id": str(nobody)})
+    assert (unknown.status_code, unknown.json()["detail"]) == (
+        404,
+        f"tenant {nobody} does not exist",
+    )
     assert refused.status_code == 403
     assert refused.json()["detail"] == "a tenant key reads only its own tenant's events"
     assert invalid.status_code == 400

@@ -27,9 +27,16 @@ from tests.notifier.test_notifier_events import (
     publish,
     take,
 )
-from tests.support import add_key, served
+from tests.support import DEFAULT_SETTINGS, add_key, served
 from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, Role, Tenant
+from woostore_shared.models import (
+    DEFAULT_TENANT_ID,
+    Role,
+    Store,
+    StoreStatus,
+    Tenant,
+    namespace_for,
+)
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
 
@@ -56,6 +63,21 @@ async def another_tenant(database: Database) -> uuid.UUID:
         session.add(tenant)
         await session.commit()
     return tenant.id
+
+
+async def a_store_of(database: Database, tenant: uuid.UUID = DEFAULT_TENANT_ID) -> uuid.UUID:
+    """A store's row, for a stream narrowed to it (the notifier looks it up), without its
+    events: the tests publish those themselves."""
+    slug = f"shop-{uuid.uuid4().hex[:8]}"
+    store = Store(
+        tenant_id=tenant, name="Shop", slug=slug, namespace=namespace_for(slug),
+        status=StoreStatus.READY, simulated=True,
+        settings=DEFAULT_SETTINGS.model_dump(mode="json"), correlation_id="c0ffee",
+    )  # fmt: skip
+    async with database.session() as session:
+        session.add(store)
+        await session.commit()
+    return store.id
 
 
 async def open_streams(

@@ -153,6 +153,12 @@ async def stream_events(request: Request) -> Response | EventStream:
     if tenant is not None and own not in (None, tenant):
         detail = "a tenant key reads only its own tenant's events"  # as the API says of data
         return problem_for(request, 403, "Forbidden", detail, "forbidden")
+    if store is not None or tenant is not None:  # a stream of neither costs no query
+        authenticator: Authenticator = state.authenticator
+        ids = [None if narrowed is None else uuid.UUID(narrowed) for narrowed in (store, tenant)]
+        unseen = await authenticator.unseen(principal, *ids)
+        if unseen is not None:  # mistyped, or another tenant's: not one gone quiet
+            return problem_for(request, 404, "Not found", f"{unseen} does not exist", "not-found")
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
@@ -226,6 +232,7 @@ def create_app(settings: Settings) -> _Notifier:
         app.state.loop = asyncio.get_running_loop()
         app.state.hub = hub
         app.state.replay = StreamReplay(js)
+        app.state.authenticator = authenticator
         app.state.keys = Keys(authenticator, TicketSigner(secret))
         app.state.connections = Connections(
             settings.event_streams_per_key,
