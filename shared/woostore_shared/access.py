@@ -43,11 +43,13 @@ _KEY = (
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL"
 )
-# Whether an event stream's narrowing ids name what its principal sees: the store (one of
-# its own tenant's, for a tenant's key: ``own``), and the tenant.
+# Whether an event stream's narrowing ids name what its principal sees: the store (an
+# owner's, of its own tenant for a tenant's key: ``own``; of the tenant named with it, if
+# one is), and the tenant.
 _NARROWED = (
-    "SELECT EXISTS (SELECT 1 FROM stores WHERE id = %(store)s"
-    " AND (%(own)s::uuid IS NULL OR tenant_id = %(own)s::uuid)) AS store,"
+    "SELECT EXISTS (SELECT 1 FROM stores WHERE id = %(store)s AND tenant_id IS NOT NULL"
+    " AND (%(own)s::uuid IS NULL OR tenant_id = %(own)s::uuid)"
+    " AND (%(tenant)s::uuid IS NULL OR tenant_id = %(tenant)s::uuid)) AS store,"
     " EXISTS (SELECT 1 FROM tenants WHERE id = %(tenant)s) AS tenant"
 )
 # A session's key, if the key is not revoked and the session not signed out.
@@ -204,7 +206,8 @@ class Authenticator:
     ) -> str | None:
         """What of a narrowed event stream's store and tenant ``principal`` finds nothing
         of, as the API names it in a 404 ("store <id>", "tenant <id>"); None if it sees
-        both. A stream of either would say nothing, for ever."""
+        both. A stream of either would say nothing, for ever. (A store of another tenant
+        than the one named with it is not found either: the stream would be of neither.)"""
         if store is None and tenant is None:
             return None
         own = None if principal.is_admin else principal.tenant_id

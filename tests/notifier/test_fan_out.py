@@ -137,16 +137,28 @@ async def test_a_stream_narrowed_to_a_store_is_sent_that_stores_events_alone(
             live = await publish(nats_client, 1, store_id=shop)
             assert ids_and_bodies(await take(narrowed, 1)) == live
             assert ids_and_bodies(await take(everything, 6)) == others + live
-            for key, store in [(token, shop), (ADMIN_TOKEN, uuid.uuid4())]:
-                params = {"store_id": str(store)}
+            pooled = await a_store_of(database, None)  # no owner's: the API's 404 too
+            for key, params in [
+                (token, {"store_id": str(shop)}),  # another tenant's
+                (ADMIN_TOKEN, {"store_id": str(nothing := uuid.uuid4())}),
+                (ADMIN_TOKEN, {"store_id": str(pooled)}),
+                (ADMIN_TOKEN, {"store_id": str(shop), "tenant_id": str(other)}),  # of neither
+            ]:
                 unseen = await http.get(
                     EVENTS, headers={"Authorization": f"Bearer {key}"}, params=params
                 )
                 assert unseen.status_code == 404
-                assert unseen.json()["detail"] == f"store {store} does not exist"
+                assert unseen.json()["detail"] == f"store {params['store_id']} does not exist"
         their_own = await a_store_of(database, other)
         async with following(app, {"Authorization": f"Bearer {token}"}, store=their_own):
             pass  # opened: a tenant's key narrows to a store of its own tenant's
+
+        async def database_away(*_: object) -> None:
+            raise OSError("the database is away")
+
+        monkeypatch.setattr(Authenticator, "unseen", database_away)
+        async with following(app, admin(), store=nothing):
+            pass  # opened: not known, and a stream of nothing is harmless (a 500 before)
 
 
 async def test_a_narrowed_resume_read_from_the_stream_says_where_it_is_page_by_page(

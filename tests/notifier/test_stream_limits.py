@@ -65,13 +65,13 @@ async def another_tenant(database: Database) -> uuid.UUID:
     return tenant.id
 
 
-async def a_store_of(database: Database, tenant: uuid.UUID = DEFAULT_TENANT_ID) -> uuid.UUID:
+async def a_store_of(database: Database, tenant: uuid.UUID | None = DEFAULT_TENANT_ID) -> uuid.UUID:
     """A store's row, for a stream narrowed to it (the notifier looks it up), without its
-    events: the tests publish those themselves."""
+    events: the tests publish those themselves. Of no tenant: a pooled store."""
     slug = f"shop-{uuid.uuid4().hex[:8]}"
     store = Store(
         tenant_id=tenant, name="Shop", slug=slug, namespace=namespace_for(slug),
-        status=StoreStatus.READY, simulated=True,
+        status=StoreStatus.READY if tenant else StoreStatus.POOLED, simulated=True,
         settings=DEFAULT_SETTINGS.model_dump(mode="json"), correlation_id="c0ffee",
     )  # fmt: skip
     async with database.session() as session:

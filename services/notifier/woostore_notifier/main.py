@@ -51,7 +51,7 @@ from woostore_notifier.hub import EventHub
 from woostore_notifier.keys import Keys
 from woostore_notifier.replay import StreamReplay
 from woostore_notifier.stream import EventStream, KeepServerSend
-from woostore_shared.access import Authenticator, TenantSuspended
+from woostore_shared.access import Authenticator, Principal, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
@@ -108,6 +108,25 @@ def _narrowed_to(request: Request, parameter: str, of: str) -> str | None:
         raise ValueError(f"{parameter} must be a {of}'s id (a UUID), not {raw!r}") from None
 
 
+async def _unseen(
+    authenticator: Authenticator, principal: Principal, store: str | None, tenant: str | None
+) -> str | None:
+    """The store or tenant a stream is narrowed to that ``principal`` finds nothing of
+    (mistyped, another tenant's): its stream would say nothing, for ever, as of one gone
+    quiet. One query, for such a stream only (a tenant's key naming its own tenant: none).
+    Not known while the database is away: the stream opens, and says what it is sent."""
+    tenant = None if tenant == str(principal.tenant_id) and not principal.is_admin else tenant
+    if store is None and tenant is None:
+        return None
+    store_id = None if store is None else uuid.UUID(store)
+    tenant_id = None if tenant is None else uuid.UUID(tenant)
+    try:
+        return await authenticator.unseen(principal, store_id, tenant_id)
+    except Exception:  # the database is away, or its pool exhausted
+        log.warning("could not look up what an event stream is narrowed to", exc_info=True)
+        return None
+
+
 async def stream_events(request: Request) -> Response | EventStream:
     state = request.app.state
     try:
@@ -153,12 +172,8 @@ async def stream_events(request: Request) -> Response | EventStream:
     if tenant is not None and own not in (None, tenant):
         detail = "a tenant key reads only its own tenant's events"  # as the API says of data
         return problem_for(request, 403, "Forbidden", detail, "forbidden")
-    if store is not None or tenant is not None:  # a stream of neither costs no query
-        authenticator: Authenticator = state.authenticator
-        ids = [None if narrowed is None else uuid.UUID(narrowed) for narrowed in (store, tenant)]
-        unseen = await authenticator.unseen(principal, *ids)
-        if unseen is not None:  # mistyped, or another tenant's: not one gone quiet
-            return problem_for(request, 404, "Not found", f"{unseen} does not exist", "not-found")
+    if (unseen := await _unseen(state.authenticator, principal, store, tenant)) is not None:
+        return problem_for(request, 404, "Not found", f"{unseen} does not exist", "not-found")
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
