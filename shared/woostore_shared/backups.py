@@ -398,7 +398,8 @@ def _remove(folder: Path) -> None:
     except FileNotFoundError:
         return
     except OSError as error:  # a read-only mount, a busy NFS file, a symlink in its place
-        raise BackupStorageError(f"could not remove the backup repository: {error}") from error
+        said = _unplaced(str(error), str(folder))
+        raise BackupStorageError(f"could not remove the backup repository: {said}") from error
 
 
 async def _remove_objects(environment: dict[str, str]) -> None:
@@ -417,7 +418,8 @@ async def _remove_objects(environment: dict[str, str]) -> None:
         for first in range(0, len(paths), 1000):
             await obstore.delete_async(store, paths[first : first + 1000])
     except BaseError as error:
-        raise BackupStorageError(f"could not remove the backup repository: {error}") from error
+        said = _unplaced(str(error), environment["RESTIC_REPOSITORY"])
+        raise BackupStorageError(f"could not remove the backup repository: {said}") from error
 
 
 # An AWS endpoint that names its region: s3.eu-west-1.amazonaws.com, or s3-eu-west-1.
@@ -467,6 +469,26 @@ def _folder(repository: str) -> Path | None:
     return None if re.match(r"[a-z0-9]+:", repository) else Path(repository)
 
 
+def _unplaced(said: str, repository: str) -> str:
+    """``said`` with where the platform keeps the store's repository said as "the store's
+    repository", in each form restic and the S3 client write it: as set, as a tidied path,
+    an S3 endpoint with its bucket. What was said reaches the store's owner."""
+    if not repository:
+        return said
+    places = [repository]
+    if (folder := _folder(repository)) is not None:
+        places += [str(folder), os.path.normpath(folder), os.path.abspath(folder)]
+    else:
+        endpoint, bucket, prefix = _s3_place(repository)
+        places += [f"{endpoint}/{bucket}/{prefix}", f"{endpoint}/{bucket}", endpoint]
+        places.append(f"{bucket}/{prefix}")
+    # The longest form first, and whole: "rr" is not in "error", nor "stores/1" "stores/10".
+    for place in sorted(set(places), key=len, reverse=True):
+        whole = rf"(?<![\w.-]){re.escape(place)}(?![\w.-])"
+        said = re.sub(whole, "the store's repository", said)
+    return said
+
+
 def reason(said: str) -> str:
     """What restic said went wrong, in a line a user can read: its ``Fatal:`` line, or a
     crash's ``panic:`` line (the stack trace under it runs to kilobytes), else its last line;
@@ -484,7 +506,7 @@ def _failed(doing: str, done: _Done, repository: str) -> BackupStorageError:
     events, its backups' list): where the platform keeps the repository (a folder of the
     provisioner's, a bucket) is not told there."""
     log.warning("restic failed", doing=doing, exit_status=done.code, said=done.said)
-    said = done.said.replace(repository, "the store's repository") if repository else done.said
+    said = _unplaced(done.said, repository)
     return BackupStorageError(f"could not {doing}: {reason(said) or 'no snapshot made'}")
 
 

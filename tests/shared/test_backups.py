@@ -28,6 +28,7 @@ from woostore_shared.backups import (
     Manifest,
     Part,
     StoreBackups,
+    _Done,
     _failed,
     _Restic,
     _s3_place,
@@ -446,6 +447,35 @@ async def test_a_failure_does_not_tell_where_the_repository_is_kept(
     assert told.startswith("could not make the backup repository: Fatal: "), told
     assert "the store's repository/keys" in told, told
     assert str(folder) not in told
+
+
+@pytest.mark.parametrize(
+    ("repository", "said", "told"),
+    [
+        (  # tidied by restic: the path it names is not the location as set
+            "/data//backups/stores/1",
+            "Fatal: create repository at /data/backups/stores/1 failed: /data/backups/stores/10",
+            "Fatal: create repository at the store's repository failed: /data/backups/stores/10",
+        ),
+        ("local:/data/stores/1", "open /data/stores/1/keys: not a directory",
+         "open the store's repository/keys: not a directory"),
+        ("./rr", "error: open rr/keys: denied", "error: open the store's repository/keys: denied"),
+        (  # S3: its client names the endpoint and the bucket, not the repository
+            "s3:http://127.0.0.1:9/bucket/stores/1",
+            'Fatal: create repository at s3:http://127.0.0.1:9/bucket/stores/1 failed: '
+            'client.BucketExists: Get "http://127.0.0.1:9/bucket/?location=": dial tcp',
+            "Fatal: create repository at the store's repository failed: client.BucketExists: "
+            'Get "the store\'s repository/?location=": dial tcp',
+        ),
+    ],
+)  # fmt: skip
+def test_where_the_repository_is_kept_is_not_told_in_any_form(
+    repository: str, said: str, told: str
+) -> None:
+    done = _Done(1, b"", said)
+    assert str(_failed("make the backup repository", done, repository)) == (
+        f"could not make the backup repository: {told}"
+    )
 
 
 @pytest.mark.parametrize(
