@@ -97,8 +97,8 @@ def test_list_show_and_credentials_for_people(platform: Platform) -> None:
     assert lines[0] == "Baker [bold]Street (simulated)"
     assert f"  storefront  {store['storefront_url']}" in lines
     assert (
-        "  actions     delete, upgrade, settings, backup, restore, credentials" in lines
-    )  # no rollback at revision 1
+        "  actions     delete, upgrade, settings, backup, credentials" in lines
+    )  # no rollback at revision 1, nor a restore before a backup
     history = lines[lines.index("Events") + 1 :]
     assert [line.split()[2] for line in history] == [
         kind.split()[0] for kind in PROVISIONING
