@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pycountry
 import pycountry.db
@@ -153,17 +153,32 @@ class StoreSettingsIn(BaseModel):
             filter(None, [language, country and country.upper(), variant and variant.lower()])
         )
 
+    # A state named without its country: refused, or (a store's settings changed) found in
+    # the country the store has, once it is read (StoreSettings.with_choices).
+    STATE_ALONE: ClassVar[bool] = False
+
     @model_validator(mode="after")
     def _state_of_the_country(self) -> StoreSettingsIn:
         if self.state is None:
             return self
         if self.country is None:
+            if self.STATE_ALONE:
+                return self
             raise ValueError("state needs country: a state is one of a country's")
-        subdivision = _SUBDIVISIONS.canonical(f"{self.country}-{self.state}")
-        if subdivision is None:
-            raise ValueError(f"{self.state!r} is not a state of {self.country} (ISO 3166-2)")
-        self.state = subdivision.split("-", 1)[1]  # "ka" given: "KA"
+        self.state = state_of(self.country, self.state)
         return self
+
+
+def state_of(country: str, state: str) -> str:
+    """``state`` as ISO 3166-2 writes it within ``country`` ("ka" given: "KA")."""
+    subdivision = _SUBDIVISIONS.canonical(f"{country}-{state}")
+    if subdivision is None:
+        raise StateOfNoCountry(f"{state!r} is not a state of {country} (ISO 3166-2)")
+    return subdivision.split("-", 1)[1]
+
+
+class StateOfNoCountry(ValueError):
+    """A state that is not one of its country's: the one named with it, or the store's."""
 
 
 class StoreSettings(BaseModel):
@@ -177,13 +192,17 @@ class StoreSettings(BaseModel):
     admin_email: str | None = None  # None: admin@<the store's host>
 
     def with_choices(self, chosen: StoreSettingsIn | None) -> StoreSettings:
-        """These (the platform's defaults) with what the owner chose laid over them. A country
-        chosen without a state drops the default's state, which belongs to another country."""
+        """These (the platform's defaults, or a store's) with what the owner chose laid over
+        them. A country chosen without a state drops the state, which belongs to another
+        country; a state chosen without a country is one of this country's, or
+        ``StateOfNoCountry``."""
         if chosen is None:
             return self
         picked = chosen.model_dump(exclude_none=True)
         if "country" in picked and "state" not in picked:
             picked["state"] = None
+        if "state" in picked and "country" not in picked:  # one of this country's
+            picked["state"] = state_of(self.country, picked["state"])
         return self.model_copy(update=picked)
 
     @property

@@ -650,7 +650,7 @@ async def test_a_settings_change_is_refused_when_there_is_nothing_it_may_change(
     for body, says in [
         ({}, "name a setting to change: currency, country (and state), language or admin_email"),
         ({"sample_products": False}, "sample_products is how a store starts"),
-        ({"state": "MH"}, "state needs country"),
+        ({"state": "MH", "country": "DE"}, "'MH' is not a state of DE (ISO 3166-2)"),
         ({"currency": "EUR", "name": "Other"}, "Extra inputs are not permitted"),
     ]:
         assert says in problem(await client.post(settings, json=body), 422)["detail"]
@@ -663,6 +663,26 @@ async def test_a_settings_change_is_refused_when_there_is_nothing_it_may_change(
         await set_columns(database, store["id"], status=status)
         gone = await client.post(settings, json={"currency": "EUR"})
         assert (problem(gone, 409)["detail"], gone.headers.get("retry-after")) == (says, None)
+
+
+async def test_a_state_named_alone_is_one_of_the_stores_country(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """It was refused ("state needs country") though the store has a country (a user's
+    review): the owner had to name the country the store already had."""
+    store = await create(client)  # made in the platform's default country, India
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+    settings = f"{STORES}/{store['id']}/settings"
+
+    elsewhere = problem(await client.post(settings, json={"state": "BY"}), 422)
+    moved = await client.post(settings, json={"state": "mh"})
+
+    assert elsewhere["detail"] == "body.state: 'BY' is not a state of IN (ISO 3166-2)"
+    assert elsewhere["errors"] == [
+        {"location": ["body", "state"], "message": "'BY' is not a state of IN (ISO 3166-2)"}
+    ]
+    assert moved.status_code == 202, moved.text
+    assert (moved.json()["settings"]["country"], moved.json()["settings"]["state"]) == ("IN", "MH")
 
 
 async def test_settings_asked_for_as_the_store_has_them_are_set_again(

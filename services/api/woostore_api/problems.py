@@ -37,6 +37,7 @@ from woostore_shared.problems import (
     http_problem,
     problem_for,
 )
+from woostore_shared.store_settings import StateOfNoCountry
 from woostore_shared.transitions import credentials_readable
 
 log = get_logger(__name__)
@@ -455,6 +456,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, 409, f"{error.kind.capitalize()} cannot be deleted now", str(error),
             "invalid-state",
             headers={"Retry-After": str(COPY_RETRY_SECONDS)},
+        )  # fmt: skip
+
+    @app.exception_handler(StateOfNoCountry)
+    async def state_of_no_country(request: Request, error: StateOfNoCountry) -> JSONResponse:
+        # A state named alone, found not to be one of the store's country's as it is read:
+        # told as the request's own checks tell it.
+        return problem_for(
+            request, 422, "Invalid request", f"body.state: {error}", "invalid-request",
+            errors=[{"location": ["body", "state"], "message": str(error)}],
         )  # fmt: skip
 
     @app.exception_handler(NothingToRollBackTo)

@@ -273,7 +273,8 @@ async def change_store_settings(
     caller: CurrentCaller,
 ) -> StoreOut:
     """Give a ready store other settings (currency, country and state, language, admin
-    email); each one left out stays as it is. Like an upgrade, it backs the store up first,
+    email); each one left out stays as it is, and a state named alone is one of the store's
+    country's (422 if not). Like an upgrade, it backs the store up first,
     then sets them in WooCommerce and WordPress and places a test order: the store is
     `updating` meanwhile, its `settings` the new ones, and it ends `ready` either way. A
     change that fails (`change_failed`, with the reason) puts the store's `settings` back,

@@ -108,11 +108,15 @@ class StoreCreate(BaseModel):
 
 
 class SettingsChange(StoreSettingsIn):
-    """Settings to give a ready store; each one left out stays as it is. A state is named
-    with its country, as when the store is made."""
+    """Settings to give a ready store; each one left out stays as it is. A state named
+    without a country is one of the store's country's."""
+
+    STATE_ALONE = True
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"currency": "USD"}, {"country": "IN", "state": "KA"}]}
+        json_schema_extra={
+            "examples": [{"currency": "USD"}, {"country": "IN", "state": "KA"}, {"state": "MH"}]
+        }
     )
 
     @model_validator(mode="after")
