@@ -208,8 +208,6 @@ class Authenticator:
         of, as the API names it in a 404 ("store <id>", "tenant <id>"); None if it sees
         both. A stream of either would say nothing, for ever. (A store of another tenant
         than the one named with it is not found either: the stream would be of neither.)"""
-        if store is None and tenant is None:
-            return None
         own = None if principal.is_admin else principal.tenant_id
         async with self._db.plain_reads() as connection, connection.cursor() as found:
             await found.execute(_NARROWED, {"store": store, "tenant": tenant, "own": own})

@@ -686,9 +686,7 @@ async def end_backup(
     store = await _locked(uow, store_id)
     backup = await backup_under_way(uow.session, store.id)
     transition(store, S.READY, {S.BACKING_UP})
-    _end_backup_record(uow, backup, outcome, failed_as=failed_as)
-    uow.session.add(backup)
-    await _count_backups(uow, store)
+    await _end_backup_record(uow, store, backup, outcome, failed_as=failed_as)
     if isinstance(outcome, str):
         await _announce_end(uow, store, BackupFailed(backup_id=backup.id, reason=outcome))
     else:
@@ -705,13 +703,11 @@ async def _end_backup_taken_first(
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
         if outcome is not None:
-            _end_backup_record(uow, backup, outcome)
+            await _end_backup_record(uow, store, backup, outcome)
         else:
             # Never tried, maybe (the change ended before its backup step, or was given up):
             # no sign of the storage refusing it (WooStoreBackupsFailing).
-            _end_backup_record(uow, backup, unmade, failed_as="not_made")
-        uow.session.add(backup)
-        await _count_backups(uow, store)
+            await _end_backup_record(uow, store, backup, unmade, failed_as="not_made")
 
 
 async def _count_backups(uow: UnitOfWork, store: Store) -> None:
@@ -725,21 +721,28 @@ async def _count_backups(uow: UnitOfWork, store: Store) -> None:
     store.complete_backups = (await uow.session.exec(counted)).one()
 
 
-def _end_backup_record(
-    uow: UnitOfWork, backup: StoreBackup, outcome: Manifest | str, *, failed_as: str = "failed"
+async def _end_backup_record(
+    uow: UnitOfWork,
+    store: Store,
+    backup: StoreBackup,
+    outcome: Manifest | str,
+    *,
+    failed_as: str = "failed",
 ) -> None:
-    """Complete, with what its manifest says; or failed, for the reason given (counted as
-    ``failed_as``)."""
+    """``store``'s ``backup`` complete, with what its manifest says; or failed, for the
+    reason given (counted as ``failed_as``). Its complete backups are counted again."""
     backup.finished_at = utcnow()
     if isinstance(outcome, str):
         backup.status, backup.reason = BackupStatus.FAILED, outcome
         uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, failed_as).inc)
-        return
-    backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
-    uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc)
-    backup.chart_version = outcome.chart_version
-    backup.wordpress_version = outcome.wordpress_version
-    backup.woocommerce_version = outcome.woocommerce_version
+    else:
+        backup.status, backup.size = BackupStatus.COMPLETE, outcome.size
+        uow.once_committed(BACKUPS_ENDED.labels(backup.trigger.value, "complete").inc)
+        backup.chart_version = outcome.chart_version
+        backup.wordpress_version = outcome.wordpress_version
+        backup.woocommerce_version = outcome.woocommerce_version
+    uow.session.add(backup)
+    await _count_backups(uow, store)
 
 
 async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UUID) -> Store:
