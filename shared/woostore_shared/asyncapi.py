@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from woostore_shared.events import (
     TYPE_PREFIX,
     BackupCompleted,
+    BackupDamaged,
     BackupDeleted,
     BackupFailed,
     BackupStarted,
@@ -122,6 +123,12 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
         "A backup was deleted, by its owner or by the operator's retention policy: it is no "
         "longer listed as restorable, and its data is removed from the store's repository "
         "as soon as the store is not busy. The store's status does not change.",
+    ),
+    EventName.BACKUP_DAMAGED: (
+        BackupDamaged,
+        "A complete backup was found damaged as a restore or a copy read it (its data "
+        "altered or gone from the repository): it is listed as damaged, for the reason "
+        "given, and never restored or copied again. The store's status does not change.",
     ),
 }
 

@@ -51,6 +51,14 @@ NO_REPOSITORY = "unable to open config file"  # what restic says where nothing w
 # failure's last ones, whatever lies between.
 _STDERR_KEPT = 4096
 _REASON_MAX = 300  # characters of it an error message keeps
+# What restic (0.14, the version tested) says as it reads data it keeps that was altered (its
+# authentication fails) or that is gone from the repository although its index names it (a
+# folder's "no such file", S3's "key does not exist"; restic retries for about 45 s first).
+_DAMAGE = re.compile(
+    r"ciphertext verification failed"
+    r"|ReadFull\(<data/\w+>\).*(no such file or directory|key does not exist)",
+    re.IGNORECASE,
+)
 
 
 class BackupStorageError(Exception):
@@ -58,7 +66,8 @@ class BackupStorageError(Exception):
 
 
 class BackupCorrupt(BackupStorageError):
-    """A part read back is not what its manifest says was stored."""
+    """What a backup holds cannot be read back as it was stored: a part unlike its manifest,
+    or restic finding the data it keeps altered or gone. Reading it again reads the same."""
 
 
 class Part(BaseModel):
@@ -501,13 +510,15 @@ def reason(said: str) -> str:
 
 
 def _failed(doing: str, done: _Done, repository: str) -> BackupStorageError:
-    """The error of a restic run that did not do what it was for: its reason in a line, and
-    all it said in the log, for the operator. The reason reaches the store's owner (its
+    """The error of a restic run that did not do what it was for (``BackupCorrupt`` where it
+    found the data it keeps damaged): its reason in a line, and all it said in the log, for
+    the operator. The reason reaches the store's owner (its
     events, its backups' list): where the platform keeps the repository (a folder of the
     provisioner's, a bucket) is not told there."""
     log.warning("restic failed", doing=doing, exit_status=done.code, said=done.said)
     said = _unplaced(done.said, repository)
-    return BackupStorageError(f"could not {doing}: {reason(said) or 'no snapshot made'}")
+    kind = BackupCorrupt if _DAMAGE.search(done.said) else BackupStorageError
+    return kind(f"could not {doing}: {reason(said) or 'no snapshot made'}")
 
 
 class _Restic:

@@ -48,6 +48,7 @@ class EventName(StrEnum):
     RESTORED = "restored"
     RESTORE_FAILED = "restore_failed"
     BACKUP_DELETED = "backup_deleted"  # by its owner, or by the retention policy
+    BACKUP_DAMAGED = "backup_damaged"  # found unreadable as a restore or a copy read it
 
 
 class StepInfo(BaseModel):
@@ -289,6 +290,16 @@ class BackupDeleted(EventBody):
     reason: BackupDeletion
 
 
+class BackupDamaged(EventBody):
+    """A complete backup was found damaged as a restore or a copy read it (restic found its
+    data altered or gone, or a part unlike its manifest): never restored or copied again, and
+    listed as damaged, ``reason`` saying what was found, until it is deleted."""
+
+    status: StoreStatus  # the store's, which finding a backup damaged does not change
+    backup_id: uuid.UUID
+    reason: str
+
+
 EventData = (
     Requested
     | Progress
@@ -310,6 +321,7 @@ EventData = (
     | Restored
     | RestoreFailed
     | BackupDeleted
+    | BackupDamaged
 )
 
 _NAMES: dict[type[BaseModel], EventName] = {
@@ -333,6 +345,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     Restored: EventName.RESTORED,
     RestoreFailed: EventName.RESTORE_FAILED,
     BackupDeleted: EventName.BACKUP_DELETED,
+    BackupDamaged: EventName.BACKUP_DAMAGED,
 }
 
 

@@ -64,6 +64,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from woostore_shared.backups import Manifest
 from woostore_shared.events import (
     BackupCompleted,
+    BackupDamaged,
     BackupDeleted,
     BackupFailed,
     BackupStarted,
@@ -126,6 +127,10 @@ BACKUPS_ENDED = Counter(
 for _trigger in BackupTrigger:  # from 0, so that the first of each is an increase() to see
     for _result in ("complete", "failed", "not_made"):
         BACKUPS_ENDED.labels(_trigger.value, _result)
+# Complete backups found unreadable later: the storage loses or alters what it was given.
+BACKUPS_DAMAGED = Counter(
+    "woostore_backups_damaged_total", "Complete backups found damaged as they were read"
+)
 
 ACTIVE = frozenset({S.QUEUED, S.PROVISIONING, S.UPDATING, S.BACKING_UP, S.RESTORING, S.DELETING})
 # Stores that hold (or will hold) cluster resources: what the platform's cap counts. A failed
@@ -826,6 +831,24 @@ async def delete_backup(
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
     uow.dispatch(store, Lane.CHANGE)
     return backup
+
+
+async def mark_backup_damaged(uow: UnitOfWork, backup_id: uuid.UUID, damage: str) -> None:
+    """A complete backup was found damaged as it was read (``damage`` says how): it is never
+    restored or copied again, and stays listed as damaged until it is deleted. Only a
+    complete one: found again by another reader, or deleted meanwhile, nothing changes."""
+    backup = await uow.session.get(StoreBackup, backup_id)
+    if backup is None:
+        return
+    store = await _locked(uow, backup.store_id)
+    await uow.session.refresh(backup)  # as it is now the lock is held
+    if backup.status is not BackupStatus.COMPLETE:
+        return
+    backup.status, backup.reason = BackupStatus.DAMAGED, damage
+    uow.session.add(backup)
+    await _count_backups(uow, store)
+    uow.once_committed(BACKUPS_DAMAGED.inc)
+    uow.emit(store, BackupDamaged(status=store.status, backup_id=backup.id, reason=damage))
 
 
 async def mark_backup_deleted(uow: UnitOfWork, backup_id: uuid.UUID) -> None:

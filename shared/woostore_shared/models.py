@@ -329,6 +329,8 @@ class BackupStatus(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"  # every part and the manifest are stored
     FAILED = "failed"
+    # Complete once, then found unreadable as a restore or a copy read it: never offered again
+    DAMAGED = "damaged"
     DELETING = "deleting"  # deleted, its data not yet removed from the store's repository
     DELETED = "deleted"  # nothing of it is kept
 
@@ -350,7 +352,7 @@ class StoreBackup(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )
     finished_at: datetime | None = _optional_timestamp()
-    reason: str | None = None  # why it failed
+    reason: str | None = None  # why it failed, or how it was found damaged
     size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # bytes
     chart_version: str | None = Field(default=None, max_length=40)
     wordpress_version: str | None = Field(default=None, max_length=20)

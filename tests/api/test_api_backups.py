@@ -140,6 +140,32 @@ async def test_only_a_complete_backup_of_the_store_itself_is_restored(
     assert (await client.get(f"{STORES}/{store_id}")).json()["status"] == "ready"
 
 
+async def test_a_damaged_backup_is_listed_so_refused_for_a_restore_or_a_copy_and_deletable(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """A restore or a copy found it unreadable (tests/provisioner/test_backups.py): its owner
+    sees why, cannot try it again, and can delete it."""
+    store_id = await ready_store(client, database)
+    backup_id = await a_complete_backup(database, store_id)
+    found = "could not read database.sql: ciphertext verification failed"
+    async with database.session() as session:
+        backup = await session.get(StoreBackup, uuid.UUID(backup_id))
+        assert backup is not None
+        backup.status, backup.reason = BackupStatus.DAMAGED, found
+        session.add(backup)
+        await session.commit()
+
+    [listed] = (await client.get(f"{STORES}/{store_id}/backups")).json()["items"]
+    assert (listed["status"], listed["reason"]) == ("damaged", found)
+    restore = await client.post(f"{STORES}/{store_id}/restore", json={"backup_id": backup_id})
+    assert "is damaged: only a complete one is restored" in problem(restore, 409)["detail"]
+    copy = await client.post(STORES, json={"name": "Copy", "from_backup": backup_id})
+    assert "is damaged: only a complete one is restored" in problem(copy, 409)["detail"]
+    deleted = await client.delete(f"{STORES}/{store_id}/backups/{backup_id}")
+    assert deleted.status_code == 202, deleted.text
+    assert deleted.json()["status"] == "deleting"
+
+
 # --- deleting -------------------------------------------------------------------------------
 
 

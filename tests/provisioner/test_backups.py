@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
 from tests.provisioner.test_changes import backups_ended, names, ready_store, request_change
@@ -57,6 +58,7 @@ from woostore_shared.models import (
     StoreStatus,
 )
 from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
 PHOTO = bytes(range(256)) * 4096  # 1 MiB that is not text
@@ -362,6 +364,111 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
     assert "does not match its manifest" in restore.reason
     safety = await backup_row(database, safety_id)
     assert safety.status is BackupStatus.FAILED  # never made: nothing was changed
+    forged = await backup_row(database, forged_id)
+    assert (forged.status, forged.reason) == (
+        BackupStatus.DAMAGED,
+        restore.reason.split(": ", 1)[1],
+    )
+    assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
+
+
+def alter_stored_data(settings: Settings, store: Store) -> None:
+    """Flip a byte in the middle of the largest pack of the store's restic repository (the
+    one holding its parts' data; restic caches only its indexes and trees), as failing
+    storage might: restic finds it as it reads it back."""
+    packs = (settings.data_dir / "backups" / "stores" / str(store.id) / "data").glob("*/*")
+    largest = max(packs, key=lambda pack: pack.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    largest.chmod(0o600)  # restic writes its packs read-only
+    largest.write_bytes(bytes(data))
+
+
+def damaged_seen() -> float:
+    return REGISTRY.get_sample_value("woostore_backups_damaged_total") or 0.0
+
+
+async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offered_again(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    settings: Settings,
+    js: JetStreamContext,
+) -> None:
+    """A restore finds restic's data altered: nothing changes, the backup is damaged for
+    good (a user's review saw every attempt fail again, each adding a failed safety backup),
+    and the store's only backup gone, restore is no longer offered."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    assert (await load(database, store.id)).complete_backups == 1
+    alter_stored_data(settings, store)
+    cluster.place_order(store.namespace)
+    before, seen = cluster.wordpress_state(store.namespace), damaged_seen()
+
+    await request_restore(api_outbox, store, backup_id)
+    await runner.change(store.id, KeepAlive())
+
+    assert cluster.wordpress_state(store.namespace) == before
+    store_now = await load(database, store.id)
+    assert (store_now.status, store_now.complete_backups) == (StoreStatus.READY, 0)
+    damaged = await backup_row(database, backup_id)
+    assert damaged.status is BackupStatus.DAMAGED
+    assert damaged.reason is not None
+    assert "ciphertext verification failed" in damaged.reason
+    assert str(settings.data_dir) not in damaged.reason  # where the platform keeps it
+    assert damaged_seen() == seen + 1
+    events = await stream_events(js, store.id)
+    assert names(events)[-2:] == [EventName.BACKUP_DAMAGED, EventName.RESTORE_FAILED]
+    assert events[-2].data == {
+        "status": "restoring", "backup_id": str(backup_id), "reason": damaged.reason,
+        "actions": ["delete", "credentials"],
+    }  # fmt: skip
+    assert events[-1].data["reason"] == f"the backup is damaged: {damaged.reason}"
+    assert "restore" not in events[-1].data["actions"]
+    with pytest.raises(BackupNotRestorable, match="is damaged"):
+        await request_restore(api_outbox, store, backup_id)
+    # Its owner deletes it, and its data goes as any deleted backup's does.
+    async with UnitOfWork.begin(api_outbox) as uow:
+        await lifecycle.delete_backup(uow, store.id, backup_id, BackupDeletion.REQUESTED)
+    await runner.change(store.id, KeepAlive())
+    assert (await backup_row(database, backup_id)).status is BackupStatus.DELETED
+
+
+async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    settings: Settings,
+    js: JetStreamContext,
+) -> None:
+    source = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(api_outbox, source)
+    await runner.change(source.id, KeepAlive())
+    alter_stored_data(settings, source)
+    async with UnitOfWork.begin(api_outbox) as uow:
+        backup = await uow.session.get(StoreBackup, backup_id)
+        assert backup is not None
+        copy = await lifecycle.request(
+            uow, tenant_id=source.tenant_id, name="Staging Copy", slug="staging-copy-abc123",
+            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=backup,
+        )  # fmt: skip
+
+    await runner.provision(copy.id, KeepAlive())
+
+    failed = await load(database, copy.id)
+    assert failed.status is StoreStatus.FAILED
+    assert failed.failure_reason is not None
+    assert failed.failure_reason.startswith("the backup is damaged: ")
+    assert (await backup_row(database, backup_id)).status is BackupStatus.DAMAGED
+    [event] = [e for e in await stream_events(js, source.id) if e.name is EventName.BACKUP_DAMAGED]
+    assert event.data["status"] == "ready"  # the backed-up store's, as it is
+    assert "restore" not in event.data["actions"]
+    assert (await load(database, source.id)).complete_backups == 0
 
 
 async def test_deleting_a_store_deletes_its_backups_and_nothing_of_them_is_left(

@@ -421,6 +421,33 @@ def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
     assert reason(said) == told
 
 
+@pytest.mark.parametrize(
+    ("said", "damaged"),
+    [
+        # restic 0.14's own words: a pack altered on disk (its authentication fails)...
+        ("cannot dump file: decrypting blob b0446 failed: ciphertext verification failed", True),
+        (  # ... and a pack gone from a folder repository, after 45 s of retries
+            "Load(<data/ff3a03c1b9>, 300050, 0) returned error, retrying after 552ms: open "
+            "/r/data/ff/ff3a: no such file or directory\ncannot dump file: "
+            "ReadFull(<data/ff3a03c1b9>): open /r/data/ff/ff3a: no such file or directory",
+            True,
+        ),
+        (  # ... or from a bucket
+            "cannot dump file: ReadFull(<data/ff3a03c1b9>): The specified key does not exist.",
+            True,
+        ),
+        # Storage out of reach is not damage: the next restore may read it whole.
+        ("Fatal: unable to open config file: Stat: Access Denied.", False),
+        ("cannot dump file: ReadFull(<data/ff3a03c1b9>): dial tcp: connection refused", False),
+        ("Fatal: wrong password or no key found", False),
+    ],
+)
+def test_only_data_restic_finds_altered_or_gone_is_damage(said: str, damaged: bool) -> None:
+    error = _failed("read database.sql", _Done(1, b"", said), "/r")
+    assert isinstance(error, BackupCorrupt) is damaged
+    assert isinstance(error, BackupStorageError)  # permanent for the work, either way
+
+
 async def test_a_wrong_password_is_told_in_restics_own_line(storage: BackupStorage) -> None:
     store = await a_store(storage)
     assert store._environment is not None

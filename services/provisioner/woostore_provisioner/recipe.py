@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +30,13 @@ from woostore_cluster import (
     rollback_seconds,
     uninstall_seconds,
 )
-from woostore_shared.backups import BackupStorageError, Manifest, Part, StoreBackups
+from woostore_shared.backups import (
+    BackupCorrupt,
+    BackupStorageError,
+    Manifest,
+    Part,
+    StoreBackups,
+)
 from woostore_shared.events import Phase, WorkingStatus
 from woostore_shared.models import StoreStatus, utcnow
 from woostore_shared.secrets import CredentialCipher, generate_password
@@ -131,9 +138,19 @@ class Step:
         return self.timeout(limits) if callable(self.timeout) else self.timeout
 
 
+class BackupFoundDamaged(Exception):
+    """The backup a restore returns to, or a copy is made from, cannot be read back as it was
+    stored (``BackupCorrupt``): the work fails for good, and the backup is marked damaged."""
+
+    def __init__(self, backup_id: uuid.UUID, damage: BackupCorrupt) -> None:
+        super().__init__(f"the backup is damaged: {damage}")
+        self.backup_id = backup_id
+        self.damage = str(damage)
+
+
 # What fails a recipe for good: retrying cannot help (the backup storage's errors are
 # permanent for the backup under way: its store's schedule makes the next one).
-PERMANENT_ERRORS = (PermanentClusterError, BackupStorageError)
+PERMANENT_ERRORS = (PermanentClusterError, BackupStorageError, BackupFoundDamaged)
 
 
 class OnFailure(StrEnum):
@@ -508,14 +525,21 @@ async def back_up_as_it_is(job: StoreJob) -> None:
     await record_backup(job)
 
 
-async def _restored_backup(job: StoreJob) -> tuple[StoreBackups, Manifest]:
-    """The backup a restore returns the store to: its repository and manifest."""
+@asynccontextmanager
+async def _restored_backup(job: StoreJob) -> AsyncIterator[tuple[StoreBackups, Manifest]]:
+    """The backup a restore returns the store to (or a copy is made from): its repository and
+    manifest, while it is read."""
     if job.backups is None or job.restore_from is None:
         raise PermanentClusterError("no restore is under way for this store")
-    manifest = await job.backups.manifest(job.restore_from)
-    if manifest is None:
-        raise PermanentClusterError(f"backup {job.restore_from} has no manifest: it is not whole")
-    return job.backups, manifest
+    try:
+        manifest = await job.backups.manifest(job.restore_from)
+        if manifest is None:
+            raise PermanentClusterError(
+                f"backup {job.restore_from} has no manifest: it is not whole"
+            )
+        yield job.backups, manifest
+    except BackupCorrupt as damage:
+        raise BackupFoundDamaged(job.restore_from, damage) from damage
 
 
 def _part(manifest: Manifest, name: str) -> Part:
@@ -528,20 +552,20 @@ def _part(manifest: Manifest, name: str) -> Part:
 async def check_backup(job: StoreJob) -> None:
     """Every part read back against its manifest before anything changes: a backup that does
     not match is refused, and the store stays as it is."""
-    backups, manifest = await _restored_backup(job)
-    await backups.verify(manifest)
+    async with _restored_backup(job) as (backups, manifest):
+        await backups.verify(manifest)
 
 
 async def restore_database(job: StoreJob) -> None:
-    backups, manifest = await _restored_backup(job)
-    dump = backups.read_part(_part(manifest, DATABASE_PART))
-    await job.cluster.load_database(job.namespace, dump)
+    async with _restored_backup(job) as (backups, manifest):
+        dump = backups.read_part(_part(manifest, DATABASE_PART))
+        await job.cluster.load_database(job.namespace, dump)
 
 
 async def restore_uploads(job: StoreJob) -> None:
-    backups, manifest = await _restored_backup(job)
-    archive = backups.read_part(_part(manifest, UPLOADS_PART))
-    await job.cluster.replace_uploads(job.namespace, archive)
+    async with _restored_backup(job) as (backups, manifest):
+        archive = backups.read_part(_part(manifest, UPLOADS_PART))
+        await job.cluster.replace_uploads(job.namespace, archive)
 
 
 async def keep_admin_password(job: StoreJob) -> None:

@@ -54,6 +54,7 @@ from woostore_provisioner.recipe import (
     PROVISION,
     RESTORE,
     REVERIFY,
+    BackupFoundDamaged,
     Learned,
     OnFailure,
     Recipe,
@@ -351,9 +352,16 @@ class Runner:
         except PERMANENT_ERRORS as error:
             if recipe.on_failure is OnFailure.RETRY:
                 raise
+            if isinstance(error, BackupFoundDamaged):  # before the end, which offers actions
+                await self._mark_damaged(error)
             await self._end_failed(recipe, store.id, str(error))
             return False
         return True
+
+    async def _mark_damaged(self, found: BackupFoundDamaged) -> None:
+        async with UnitOfWork.begin(self.outbox) as uow:
+            await lifecycle.mark_backup_damaged(uow, found.backup_id, found.damage)
+        log.warning("backup found damaged", backup=str(found.backup_id), damage=found.damage)
 
     async def _end_failed(self, recipe: Recipe, store_id: uuid.UUID, reason: str) -> None:
         match recipe.on_failure:

@@ -354,8 +354,8 @@ async def restore_store(
     responses=problem_responses(401, 404, 422),
 )
 async def list_backups(store_id: uuid.UUID, outbox: OutboxDep, caller: CurrentCaller) -> BackupList:
-    """The store's backups, newest first: complete ones, and those under way, failed or
-    being deleted."""
+    """The store's backups, newest first: complete ones, and those under way, failed,
+    damaged or being deleted."""
     backups = await service.list_backups(outbox, caller, store_id)
     return BackupList(items=[BackupOut.model_validate(backup) for backup in backups])
 

@@ -146,7 +146,10 @@ class ChangeOut(BaseModel):
     result: Literal["changed", "failed"] | None = Field(
         description="How it ended: null while it is under way."
     )
-    reason: str | None = Field(default=None, description="Why it failed; the store stayed ready.")
+    reason: str | None = Field(
+        default=None,
+        description="Why it failed (the store stayed ready), or what was found damaged.",
+    )
     requested_at: datetime
     finished_at: datetime | None = None
 
@@ -175,13 +178,18 @@ class BackupOut(BaseModel):
     )
     status: BackupStatus = Field(
         description="running; complete once every part and its manifest are stored (only "
-        "then can it be restored); failed, with the reason; deleting, once deleted (by its "
+        "then can it be restored); failed, with the reason; damaged, once a restore or a "
+        "copy found it unreadable (never restored again), with what was found; deleting, "
+        "once deleted (by its "
         "owner, or by the retention rules) until its data is removed; deleted (so is every "
         "backup of a deleted store)."
     )
     requested_at: datetime
     finished_at: datetime | None = None
-    reason: str | None = Field(default=None, description="Why it failed; the store stayed ready.")
+    reason: str | None = Field(
+        default=None,
+        description="Why it failed (the store stayed ready), or what was found damaged.",
+    )
     size: int | None = Field(
         default=None, description="Bytes it restores (database and uploads), once complete."
     )

@@ -572,8 +572,8 @@ async def delete_backup(
 
 
 async def list_backups(outbox: Outbox, caller: Caller, store_id: uuid.UUID) -> list[StoreBackup]:
-    """The store's backups, newest first: complete ones, and those under way, failed or being
-    deleted (not those deleted)."""
+    """The store's backups, newest first: complete ones, and those under way, failed, damaged
+    or being deleted (not those deleted)."""
     async with UnitOfWork.begin(outbox) as uow:
         await _visible_store(uow, caller, store_id)
         rows = await uow.session.exec(

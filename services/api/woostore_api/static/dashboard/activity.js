@@ -95,6 +95,8 @@ function describeEvent({ type, data = {} }) {
       return `Backup failed: ${data?.reason ?? 'unknown reason'}`;
     case EVENT.backupDeleted:
       return data?.reason === 'retention' ? 'Old backup deleted (retention)' : 'Backup deleted';
+    case EVENT.backupDamaged:
+      return `Backup found damaged, no longer restorable: ${data?.reason ?? 'unknown reason'}`;
     default:
       return String(type ?? 'event');
   }

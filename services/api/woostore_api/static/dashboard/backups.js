@@ -1,7 +1,7 @@
 // A card's Backups section: the store's backups, read from the API when it is opened and read
-// again when a backup or restore of the store starts or ends, or a backup is deleted, while it
-// stays open; "Back up now", "Restore" and "Copy" (a new store made from it) on each complete
-// backup, and "Delete" on each complete or failed one (each once confirmed).
+// again when a backup or restore of the store starts or ends, or a backup is deleted or found
+// damaged, while it stays open; "Back up now", "Restore" and "Copy" (a new store made from it) on each complete
+// backup, and "Delete" on each complete, failed or damaged one (each once confirmed).
 
 import { api, isAdmin } from './api.js';
 import { handleError } from './alerts.js';
@@ -13,6 +13,7 @@ import { pickedTenant } from './tenants.js';
 const BACKUP_EVENTS = new Set([
   EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed,
   EVENT.restoreRequested, EVENT.restored, EVENT.restoreFailed, EVENT.backupDeleted,
+  EVENT.backupDamaged,
 ]);
 const TRIGGERS = {
   requested: 'asked for',
@@ -147,7 +148,7 @@ function backupItem(id, backup) {
     copy.addEventListener('click', () => askToCopy(id, backup));
     item.append(' ', button, ' ', copy);
   }
-  if (backup.status === 'complete' || backup.status === 'failed') {
+  if (['complete', 'failed', 'damaged'].includes(backup.status)) {
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'danger small';
@@ -163,6 +164,9 @@ function backupItem(id, backup) {
 function describe(backup) {
   const why = TRIGGERS[backup.trigger] ?? backup.trigger;
   if (backup.status === 'failed') return `Failed (${why}): ${backup.reason ?? 'unknown reason'}`;
+  if (backup.status === 'damaged') {
+    return `Damaged, cannot be restored (${why}): ${backup.reason ?? 'unknown reason'}`;
+  }
   if (backup.status === 'running') return `Backing up (${why})…`;
   const ran = [
     backup.wordpress_version && `WordPress ${backup.wordpress_version}`,

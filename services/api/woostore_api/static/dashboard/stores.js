@@ -26,6 +26,7 @@ export const EVENT = {
   restored: 'io.woostore.store.restored',
   restoreFailed: 'io.woostore.store.restore_failed',
   backupDeleted: 'io.woostore.store.backup_deleted',
+  backupDamaged: 'io.woostore.store.backup_damaged',
 };
 
 // Every status but deleted: what the list shows unless one status is chosen.
