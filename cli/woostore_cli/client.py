@@ -233,7 +233,11 @@ class EventStream:
                         self.after = int(message.id)
                     if message.event == "refetch":
                         yield Gap(int(message.id), json.loads(message.data).get("reason", ""))
-                    elif message.data:
+                    elif message.event == "end":  # ended for good: reconnecting is refused
+                        why = json.loads(message.data).get("detail", "the event stream ended")
+                        raise ApiError(403, "Access withdrawn", why)
+                    # Another name: a frame of a later notifier's, for clients that know it.
+                    elif message.event == "message" and message.data:
                         yield Event(int(message.id), json.loads(message.data))
                 reason = "the server closed it"
             except httpx.ReadTimeout:

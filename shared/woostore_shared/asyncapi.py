@@ -23,6 +23,7 @@ from woostore_shared.events import (
     Deleted,
     DeleteQueued,
     DeleteRequested,
+    EndData,
     EventName,
     Failed,
     FellBack,
@@ -182,6 +183,7 @@ _SERVERS = {
 }
 _SSE = "sse"  # the channel of the notifier's event stream
 _REFETCH = "refetch"
+_END = "end"
 
 
 def document(version: str) -> dict[str, Any]:
@@ -219,12 +221,25 @@ def document(version: str) -> dict[str, Any]:
         "contentType": "application/json",
         "payload": RefetchData.model_json_schema(),
     }
+    messages[_END] = {
+        "name": _END,
+        "title": "End",
+        "summary": (
+            "Sent on the event stream alone, as its last frame, an SSE event named end: the "
+            "notifier ended the stream for good (reason access-withdrawn: its key was revoked, "
+            "or its tenant suspended or deleted). Reconnecting would be refused: stop, and "
+            "say why (detail is meant for people)."
+        ),
+        "contentType": "application/json",
+        "payload": EndData.model_json_schema(),
+    }
     channels[_SSE] = {
         "address": "/api/v1/events",
         "servers": [{"$ref": "#/servers/notifier"}],
         "description": (
             "Every event the caller may see, each as an SSE frame whose id is its stream "
-            "sequence, and a refetch frame where a resume cannot be served."
+            "sequence, a refetch frame where a resume cannot be served, and an end frame "
+            "where the notifier ends the stream for good."
         ),
         "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in messages},
     }
@@ -245,6 +260,9 @@ def document(version: str) -> dict[str, Any]:
                 "by the notifier, with the stream sequence as the SSE id. A resume "
                 "(Last-Event-ID) the notifier cannot serve gets an SSE event named refetch, "
                 'data {"reason": ...}: read the stores again; its id is where the stream goes on. '
+                "A stream whose key's access is withdrawn ends with an SSE event named end, "
+                'data {"reason": "access-withdrawn", "detail": ...}: reconnecting would be '
+                "refused. Skip a named frame you do not know: it is for later clients. "
                 "A stream opened without Last-Event-ID sends new events only, and its first "
                 "frame (retry, no data: no event is dispatched) carries the id it starts "
                 "after, to resume from should it drop before any event; a ping (every 15 s, "

@@ -426,3 +426,16 @@ class RefetchData(BaseModel):
     """The data of an event stream's ``refetch`` frame."""
 
     reason: RefetchReason
+
+
+# Why the notifier ended a stream for good: the key was revoked, or its tenant suspended or
+# deleted (one check finds them all, and says not which).
+EndReason = Literal["access-withdrawn"]
+
+
+class EndData(BaseModel):
+    """The data of an event stream's last frame, ``end``, where the notifier ends it for
+    good: reconnecting would be refused."""
+
+    reason: EndReason
+    detail: str  # for people

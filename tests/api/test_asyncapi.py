@@ -55,10 +55,11 @@ async def test_every_event_has_a_channel_and_a_message(document: dict[str, Any])
         if channel["servers"] == [{"$ref": "#/servers/jetstream"}]
     }
     assert subjects == {f"store.{name.value}.{{store_id}}" for name in EventName}
-    # The event stream carries each of them, and its own refetch frame.
+    # The event stream carries each of them, and its own refetch and end frames.
     sse = document["channels"]["sse"]
     assert sse["address"] == "/api/v1/events"
-    assert set(sse["messages"]) == {f"store_{name.value}" for name in EventName} | {"refetch"}
+    own = {"refetch", "end"}
+    assert set(sse["messages"]) == {f"store_{name.value}" for name in EventName} | own
 
 
 async def test_the_refetch_message_names_every_reason_the_notifier_sends() -> None:
@@ -71,6 +72,18 @@ async def test_the_refetch_message_names_every_reason_the_notifier_sends() -> No
         jsonschema.validate({"reason": reason}, payload)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"reason": "bored"}, payload)
+
+
+async def test_the_end_message_is_the_frame_the_notifier_ends_a_stream_with() -> None:
+    from woostore_notifier.frames import ACCESS_WITHDRAWN, end
+    from woostore_shared.asyncapi import document
+
+    payload = document("test")["components"]["messages"]["end"]["payload"]
+    name, data = end(ACCESS_WITHDRAWN).decode().splitlines()[:2]
+    assert name == "event: end"
+    jsonschema.validate(json.loads(data.removeprefix("data: ")), payload)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"reason": "bored", "detail": "x"}, payload)
 
 
 async def test_the_schemas_accept_the_events_the_platform_publishes_and_refuse_others(

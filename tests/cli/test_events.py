@@ -79,13 +79,16 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _follow_events(platform: Platform, *args: str) -> tuple[subprocess.Popen[str], Lines, Lines]:
-    """``woostore events --follow --json ARGS`` as a process of its own; its output lines."""
+def _follow_events(
+    platform: Platform, *args: str, token: str | None = None
+) -> tuple[subprocess.Popen[str], Lines, Lines]:
+    """``woostore events --follow --json ARGS`` as a process of its own (with the platform's
+    token, or ``token``); its output lines."""
     env = {
         **os.environ,
         "PYTHONPATH": str(CLI),
         "WOOSTORE_URL": platform.api_url,
-        "WOOSTORE_TOKEN": platform.token,
+        "WOOSTORE_TOKEN": token or platform.token,
     }
     follower = subprocess.Popen(
         [sys.executable, "-m", "woostore_cli.main", "events", "--follow", "--json", *args],
@@ -121,6 +124,27 @@ def _wait_for_streams(platform: Platform, count: int, deadline: float = 30) -> N
 
 def _events_of(store_id: str, out: Lines) -> list[dict[str, Any]]:
     return [e["event"] for e in map(json.loads, out.items) if e["event"]["subject"] == store_id]
+
+
+def test_follow_ended_by_its_keys_revocation_says_so_in_one_line(platform: Platform) -> None:
+    """It said "event stream lost ...; reconnecting", then "Unauthorized" as it reconnected
+    (a user's review): the stream was not lost, it was ended."""
+    tenant_id = woostore(platform, "tenants", "create", "revoked-follower", "--json").json()["id"]
+    token = woostore(platform, "keys", "create", "follower", "--tenant", tenant_id).out.strip()
+    before = _streams_open(platform)
+    follower, _, err = _follow_events(platform, token=token)
+    try:
+        _wait_for_streams(platform, int(before) + 1)
+        assert woostore(platform, "keys", "revoke", token[:16]).code == 0
+
+        assert follower.wait(timeout=30) == 1  # refused by the platform
+        assert err.rest() == [
+            "Access withdrawn: the event stream was ended: its key was revoked, or its tenant "
+            "suspended or deleted\n"
+        ]
+    finally:
+        follower.kill()
+        follower.wait()
 
 
 def test_follow_resumes_after_the_stream_drops(platform: Platform) -> None:

@@ -8,9 +8,10 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 
-from woostore_cli.client import ApiError, Event, Gap, StreamLost
+from woostore_cli.client import ApiError, Event, EventStream, Gap, StreamLost
 from woostore_cli.main import CREATE, FAILED, STOPPED_WAITING, UNREACHABLE, _follow, events
 from woostore_shared.access import TenantSuspended
 
@@ -63,3 +64,33 @@ def test_events_lost_for_good_says_where_to_resume(capsys: pytest.CaptureFixture
 
     said = capsys.readouterr().err
     assert said == f"woostore: {LOST}; resume with --since 5\n"
+
+
+def test_a_stream_ended_for_good_is_refused_and_unknown_frames_are_skipped() -> None:
+    """The notifier's last frame, ``end``, says why it ended the stream: refused, without
+    reconnecting. A named frame the CLI does not know (a later notifier's) is not taken for
+    a store event: an older CLI did, and stopped on a traceback at the ``end`` frame."""
+    body = (
+        b"retry: 2000\nid: 4\n: connected\n\n"
+        b'event: later-kind\ndata: {"x": 1}\n\n'
+        b'id: 5\ndata: {"type": "io.woostore.store.ready", "subject": "s-1"}\n\n'
+        b'event: end\ndata: {"reason": "access-withdrawn", "detail": "its key was revoked"}\n\n'
+    )
+
+    def notifier(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+    notices: list[str] = []
+    http = httpx.Client(transport=httpx.MockTransport(notifier))
+    read: list[Event | Gap] = []
+    with (
+        pytest.raises(ApiError) as ended,
+        EventStream(
+            http, httpx.URL("http://n/api/v1/events"), None, None, notices.append
+        ) as stream,
+    ):
+        read.extend(stream)
+
+    assert read == [Event(5, {"type": "io.woostore.store.ready", "subject": "s-1"})]
+    assert (ended.value.status, str(ended.value)) == (403, "Access withdrawn: its key was revoked")
+    assert notices == []  # never "lost; reconnecting"

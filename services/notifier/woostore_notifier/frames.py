@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
-from woostore_shared.events import NO_TENANT, RefetchData, RefetchReason
+from woostore_shared.events import NO_TENANT, EndData, RefetchData, RefetchReason
 
 # Versions before work orders handed lost work out again by repeating its event on STORES
 # with this header; such copies stay in the stream for its 30 days and are not new events.
@@ -88,6 +88,20 @@ def refetch(seq: int, reason: RefetchReason) -> bytes:
     goes on from, so a browser's next reconnect resumes there."""
     data = RefetchData(reason=reason).model_dump_json()
     return b"event: refetch\nid: %d\ndata: %s\n\n" % (seq, data.encode())
+
+
+# The last frame of a stream whose key no longer opens one.
+ACCESS_WITHDRAWN = EndData(
+    reason="access-withdrawn",
+    detail="the event stream was ended: its key was revoked, or its tenant suspended or deleted",
+)
+
+
+def end(why: EndData) -> bytes:
+    """The last frame of a stream the notifier ends for good, saying why: a client told it
+    stops, where one that saw the stream merely drop reconnects and is refused. No id: the
+    client's last event id stays the last event's."""
+    return b"event: end\ndata: %s\n\n" % why.model_dump_json().encode()
 
 
 # Clients reconnect after the ``retry:`` they were given. Spread over three seconds, so that

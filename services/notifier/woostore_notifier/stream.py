@@ -15,7 +15,7 @@ from contextlib import suppress
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_notifier.connections import Client, Connections
-from woostore_notifier.frames import Frame, View, opening, ping, refetch
+from woostore_notifier.frames import ACCESS_WITHDRAWN, Frame, View, end, opening, ping, refetch
 from woostore_notifier.hub import EventHub
 from woostore_notifier.replay import StreamReplay
 from woostore_shared.events import RefetchReason
@@ -106,9 +106,11 @@ class EventStream:
             self.connections.give_back(self.client)
         if self.client.dropped_for != "disconnected":
             # The end of the response; a client that stopped reading does not get even that.
+            # One whose access was withdrawn is told so (reconnecting, it would be refused).
+            last = end(ACCESS_WITHDRAWN) if self.client.dropped_for == "revoked" else b""
             with suppress(TimeoutError):
                 async with asyncio.timeout(GOODBYE_SECONDS):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await send({"type": "http.response.body", "body": last, "more_body": False})
 
     async def _write(self, send: Send, data: bytes) -> None:
         message: Message = {"type": "http.response.body", "body": data, "more_body": True}
