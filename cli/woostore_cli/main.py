@@ -666,7 +666,8 @@ def _tenant(api: Api, given: str) -> str:
         return str(me["tenant_id"])
     if me["role"] != "admin":  # `tenants list` is an admin's: it would be refused
         own = me["tenant_name"]
-        raise ApiError(404, "Not found", f"a tenant's key sees its own tenant only, {own}")
+        # As the API words it for another tenant's id: one refusal, however it is named.
+        raise ApiError(403, "Forbidden", f"a tenant key reads only its own tenant's data ({own})")
     for tenant in api.call("GET", "/tenants"):
         if tenant["name"] == given:
             return str(tenant["id"])

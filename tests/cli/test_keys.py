@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.cli.conftest import Platform, woostore
+from woostore_shared.models import DEFAULT_TENANT_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -165,11 +166,17 @@ def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
         "Not found: no tenant is named 'nobody-by-that-name' (see woostore tenants list)\n",
     )
     assert woostore(platform, "tenants", "show", "default").out.startswith("Tenant default (")
-    # A tenant's key naming another tenant is told whom it sees, not to list the tenants.
-    other = woostore(platform, "list", "--tenant", "default", token=token)
-    assert (other.code, other.err) == (
+    # A tenant's key naming another tenant is told whom it sees, not to list the tenants; by
+    # its name or by its id, in the same words (a user's review).
+    by_name = woostore(platform, "list", "--tenant", "default", token=token)
+    assert (by_name.code, by_name.err) == (
         1,
-        "Not found: a tenant's key sees its own tenant only, humble\n",
+        "Forbidden: a tenant key reads only its own tenant's data (humble)\n",
+    )
+    by_id = woostore(platform, "list", "--tenant", str(DEFAULT_TENANT_ID), token=token)
+    assert (by_id.code, by_id.err) == (
+        1,
+        "Forbidden: a tenant key reads only its own tenant's data\n",
     )
 
     result = woostore(platform, "keys", "create", "root", "--role", "admin", token=token)
