@@ -488,6 +488,38 @@ async def test_a_settings_change_sets_them_in_the_shop_backed_up_first(
     assert (last.name, last.data["settings"]["currency"]) == (EventName.RESTORED, "INR")
 
 
+async def test_a_settings_change_failing_at_its_test_order_puts_the_settings_back(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    cluster_dir: Path,
+    helm_binary: str,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    """The new settings were set, then the test order failed: the change failed and the
+    store's record went back to the old settings, while the shop kept the new ones (the
+    record and the shop disagreed until the next change). They are put back in the shop."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    before, shop_before = (await load(database, store.id)).settings, shop_settings(cluster, store)
+
+    await request_settings(
+        api_outbox, store, currency="EUR", country="DE", language="de_DE",
+        admin_email="owner@example.com",
+    )  # fmt: skip
+    faulty = faulty_cluster(cluster_dir, helm_binary, check_storefront="error")
+    await make_runner(faulty).change(store.id, KeepAlive())
+
+    after = await load(database, store.id)
+    assert (after.status, after.settings) == (StoreStatus.READY, before)
+    currency, country, site_email, user_email, language = shop_settings(cluster, store)
+    assert (currency, country, site_email, language) == tuple(shop_before[i] for i in (0, 1, 2, 4))
+    assert user_email == site_email  # as WordPress's install set both
+    [(kind, result, reason)] = await changes(database, store)
+    assert (kind, result) == ("settings", "failed")
+    assert reason is not None
+    assert "undoing" not in reason  # put back
+
+
 async def test_a_settings_change_whose_email_is_refused_leaves_the_store_as_it_was(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -514,6 +546,9 @@ async def test_a_settings_change_whose_email_is_refused_leaves_the_store_as_it_w
     assert (kind, result) == ("settings", "failed")
     assert reason is not None
     assert "wp user update" in reason
+    # The fault refuses the email put back too: the shop may hold some of the new settings,
+    # for all the change knows, and it says so.
+    assert "; undoing 'Applying the new settings' failed too (" in reason, reason
 
     await request_settings(api_outbox, store, currency="EUR", admin_email="owner@example.com")
     await make_runner(cluster).change(store.id, KeepAlive())

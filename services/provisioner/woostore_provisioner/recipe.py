@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
@@ -106,6 +106,9 @@ class StoreJob:
     backup_id: uuid.UUID | None = None  # the backup under way, if any
     # The backup a restore under way returns to, or a copy is made from.
     restore_from: uuid.UUID | None = None
+    # The settings a settings change replaces: what a failed one puts back (None: a change
+    # asked for before changes kept them, or no settings change).
+    settings_before: StoreSettings | None = None
 
     @property
     def admin_email(self) -> str:
@@ -133,6 +136,10 @@ class Step:
     # Whether the step waits for the store's pods to run (helm's --wait, the rollout): while
     # it does, the runner asks the cluster why now and then, and progress events say it.
     waits_for_pods: bool = False
+    # What puts back what the step changed, where the recipe fails for good once the step
+    # has begun (and nothing else returns the store to how it was, as helm's rollback does a
+    # release): run by the runner before the failure is recorded, within the step's timeout.
+    undo: Callable[[StoreJob], Awaitable[None]] | None = None
 
     def deadline(self, limits: TimeLimits) -> float:
         return self.timeout(limits) if callable(self.timeout) else self.timeout
@@ -344,6 +351,14 @@ async def change_settings(job: StoreJob) -> None:
     else:
         await install_language(job)
     await _set_options(job)
+
+
+async def put_settings_back(job: StoreJob) -> None:
+    """The settings a failed settings change replaced, set again as it set them: a change
+    that failed part-way (the language refused after the email was set) or at its test order
+    left the shop with some or all of the new ones, while the store's record went back."""
+    if job.settings_before is not None:
+        await change_settings(replace(job, settings=job.settings_before))
 
 
 async def enable_cash_on_delivery(job: StoreJob) -> None:
@@ -731,14 +746,17 @@ ROLLBACK = Recipe(
 
 # A ready store given other settings (its currency, country, language, admin email), backed
 # up first; verified again with them. Each setting written is written whole, so a change
-# cut off and run again ends the same.
+# cut off and run again ends the same. Failing once they are being applied, it puts back the
+# settings it replaced.
 SETTINGS = Recipe(
     "settings",
     StoreStatus.UPDATING,
     on_failure=OnFailure.END_CHANGE_FAILED,
     steps=(
         BACKED_UP_FIRST,
-        Step("store_settings", "Applying the new settings", change_settings),
+        Step(
+            "store_settings", "Applying the new settings", change_settings, undo=put_settings_back
+        ),
         Step("verify", "Placing a test order", verify_storefront),
     ),
 )

@@ -82,6 +82,12 @@ from woostore_shared.store_settings import StoreSettings
 from woostore_shared.unit_of_work import UnitOfWork
 
 log = get_logger(__name__)
+# What an undo may fail with: the recipe has failed already, and its end says the undo failed.
+UNDO_FAILURES: tuple[type[BaseException], ...] = (
+    *PERMANENT_ERRORS,
+    *TRANSIENT_ERRORS,
+    TimeoutError,
+)
 
 STEP_SECONDS = Histogram(
     "woostore_step_duration_seconds",
@@ -368,7 +374,9 @@ class Runner:
             case OnFailure.FAIL_AND_CLEAN_UP:
                 await self._fail(store_id, reason)
             case OnFailure.END_CHANGE_FAILED:
-                await self._end_change(store_id, failure=reason)
+                await self._end_change(
+                    store_id, failure=await self._undone(recipe, store_id, reason)
+                )
             case OnFailure.END_BACKUP_FAILED:
                 await self._end_backup(store_id, reason)
             case OnFailure.END_RESTORE_FAILED:
@@ -377,6 +385,30 @@ class Runner:
                 await self._fall_back(store_id, reason)
             case OnFailure.RETRY:
                 raise AssertionError(f"{recipe.phase} never ends as failed")
+
+    async def _undone(self, recipe: Recipe, store_id: uuid.UUID, failure: str) -> str:
+        """Undo what the failed recipe's begun steps declare they undo, the last begun first;
+        the failure to record, which says what could not be undone."""
+        store = await self._load(store_id)
+        begun = await self.journal.done(store_id, recipe) | {store.step_name}
+        undoing = [step for step in reversed(recipe.steps) if step.undo and step.name in begun]
+        if not undoing:
+            return failure
+        async with self.db.session() as session:
+            change = await lifecycle.change_under_way(session, store_id)
+        job = self._job(store)
+        if change is not None and change.settings_before is not None:
+            job.settings_before = StoreSettings.model_validate(change.settings_before)
+        for step in undoing:
+            assert step.undo is not None  # (picked so)
+            try:
+                async with asyncio.timeout(step.deadline(self.limits)):
+                    await step.undo(job)
+            except UNDO_FAILURES as error:
+                log.warning("undoing a failed step failed", step=step.name, error=str(error))
+                return f"{failure}; undoing '{step.title}' failed too ({error})"
+            log.info("failed step undone", step=step.name)
+        return failure
 
     async def _fail(self, store_id: uuid.UUID, reason: str) -> None:
         try:
