@@ -192,6 +192,15 @@ def _keep_private(state_dir: Path, state_file: Path) -> None:
             path.chmod(0o600)
 
 
+def _fault_cause(operation: str) -> str:
+    """What an ``error`` fault gives as its cause, as the real operation might fail: a
+    release's pods whose image never pulls, a WP-CLI command's exit status; nothing more for
+    the rest (a storefront check said "ImagePullBackOff" too, which misled)."""
+    if operation in ("install_release", "rollback_release", "wait_for_rollout"):
+        return " (ImagePullBackOff)"
+    return " (WP-CLI exited with status 1)" if operation.startswith("wp") else ""
+
+
 class SimulatedCluster:
     simulated = True
 
@@ -850,7 +859,7 @@ class SimulatedCluster:
         # fires once per namespace for all of them.
         named = FAULTS_COVERING.get(operation, operation)
         if fault == "error":
-            raise PermanentClusterError(f"{named} failed: simulated fault (ImagePullBackOff)")
+            raise PermanentClusterError(f"{named} failed: simulated fault{_fault_cause(named)}")
         if fault == "transient" and self._first_time(namespace, named):
             raise TransientClusterError(f"{named} failed: simulated API server timeout", 0.5)
 

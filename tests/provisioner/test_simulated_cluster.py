@@ -502,8 +502,28 @@ async def test_a_wp_fault_covers_every_wp_cli_command(
     await deploy(faulty, NAMESPACE, chart)
 
     for args in (["core", "is-installed"], ["plugin", "activate", "woocommerce"]):
-        with pytest.raises(PermanentClusterError, match="simulated fault"):
+        with pytest.raises(PermanentClusterError, match=r"simulated fault \(WP-CLI exited"):
             await faulty.wp(NAMESPACE, args)
+
+
+async def test_an_error_fault_gives_a_cause_only_where_the_real_operation_would(
+    cluster_dir: Path, helm_binary: str, chart: Path
+) -> None:
+    """A storefront check failing said "(ImagePullBackOff)", as every faulty operation did:
+    an operator reading it looked for an image that was never pulled."""
+    await deploy(
+        SimulatedCluster(cluster_dir, helm_binary=helm_binary, time_scale=0), NAMESPACE, chart
+    )
+    faulty = SimulatedCluster(
+        cluster_dir, helm_binary=helm_binary, time_scale=0,
+        faults={"check_storefront": "error", "wait_for_rollout": "error"},
+    )  # fmt: skip
+
+    with pytest.raises(PermanentClusterError) as checked:
+        await faulty.check_storefront(NAMESPACE, "http://shop.test")
+    assert str(checked.value) == "check_storefront failed: simulated fault"
+    with pytest.raises(PermanentClusterError, match=r"simulated fault \(ImagePullBackOff\)$"):
+        await faulty.wait_for_rollout(NAMESPACE, 1.0)
 
 
 # -- deletion ------------------------------------------------------------------------------
