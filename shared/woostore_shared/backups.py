@@ -179,9 +179,17 @@ def _workload_identity() -> dict[str, str]:
 class StoreBackups:
     """One store's repository."""
 
-    def __init__(self, store_id: uuid.UUID, environment: dict[str, str] | None) -> None:
+    def __init__(
+        self, store_id: uuid.UUID, environment: dict[str, str] | None, *, cached: bool = True
+    ) -> None:
         self.store_id = store_id
         self._environment = environment  # None: no backup location is set
+        self._cached = cached
+
+    def uncached(self) -> StoreBackups:
+        """The same repository read without restic's cache of it (its indexes and trees), as
+        a check of a damage found does."""
+        return StoreBackups(self.store_id, self._environment, cached=False)
 
     @property
     def _where(self) -> str:
@@ -258,6 +266,19 @@ class StoreBackups:
         for part in manifest.parts:
             async for _ in self.read_part(part):
                 pass
+
+    async def damage(self, backup_id: uuid.UUID) -> str | None:
+        """What is damaged in the backup, read whole again: restic 0.14 reads a pack it found
+        altered again from its cache, or not at all, so a read that failed for a moment (the
+        network, a proxy, the machine's memory) looks like damage until read once more. None
+        where it reads back whole now (or has no manifest: it was never complete)."""
+        try:
+            manifest = await self.manifest(backup_id)
+            if manifest is not None:
+                await self.verify(manifest)
+        except BackupCorrupt as found:
+            return str(found)
+        return None
 
     async def forget(self, backup_id: uuid.UUID) -> None:
         """Drops the backup, complete or not: its manifest first (so it is never listed
@@ -353,7 +374,7 @@ class StoreBackups:
                 yield chunk
             done = await restic.finished()
         if done.code != 0:
-            raise _failed(f"read {name}", done, self._where)
+            raise _read_failure(name, done, self._where)
 
     async def _run(self, *arguments: str) -> _Done:
         async with self._started(*arguments) as restic:
@@ -375,6 +396,7 @@ class StoreBackups:
         process = await asyncio.create_subprocess_exec(
             _restic(),
             "--quiet",
+            *(() if self._cached else ("--no-cache",)),
             *arguments,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -509,15 +531,24 @@ def reason(said: str) -> str:
     return found if len(found) <= _REASON_MAX else found[: _REASON_MAX - 1] + "…"
 
 
-def _failed(doing: str, done: _Done, repository: str) -> BackupStorageError:
-    """The error of a restic run that did not do what it was for (``BackupCorrupt`` where it
-    found the data it keeps damaged): its reason in a line, and all it said in the log, for
-    the operator. The reason reaches the store's owner (its
+def _read_failure(name: str, done: _Done, repository: str) -> BackupStorageError:
+    """The error of restic reading a part (or a manifest) back: ``BackupCorrupt`` where it
+    found the data it keeps altered or gone. Only a read of data says so: restic's indexes
+    say "ciphertext verification failed" too where only they are damaged (rebuilt from the
+    packs, they are whole again), and they are read by every command."""
+    kind = BackupCorrupt if _DAMAGE.search(done.said) else BackupStorageError
+    return _failed(f"read {name}", done, repository, kind)
+
+
+def _failed(
+    doing: str, done: _Done, repository: str, kind: type[BackupStorageError] = BackupStorageError
+) -> BackupStorageError:
+    """The error of a restic run that did not do what it was for: its reason in a line, and
+    all it said in the log, for the operator. The reason reaches the store's owner (its
     events, its backups' list): where the platform keeps the repository (a folder of the
     provisioner's, a bucket) is not told there."""
     log.warning("restic failed", doing=doing, exit_status=done.code, said=done.said)
     said = _unplaced(done.said, repository)
-    kind = BackupCorrupt if _DAMAGE.search(done.said) else BackupStorageError
     return kind(f"could not {doing}: {reason(said) or 'no snapshot made'}")
 
 

@@ -35,6 +35,7 @@ owner, who sees it queued and then made theirs on the personalise lane, as a new
 | :func:`end_restore` | restoring | ready; the outcome kept | restored or restore_failed | |
 | :func:`delete_backup` | (unchanged) | a backup deleting | backup_deleted | change |
 | :func:`mark_backup_deleted` | (a backup deleting) | the backup deleted | | |
+| :func:`mark_backup_damaged` | (a backup complete) | the backup damaged | backup_damaged | |
 
 Deleting a store being deleted, or deleted, again changes nothing. A store asked to be
 deleted while a change, a backup or a restore runs on it keeps its status until that work

@@ -44,7 +44,7 @@ from woostore_provisioner.recipe import (
 )
 from woostore_provisioner.runner import CUT_SHORT, Runner
 from woostore_shared import lifecycle
-from woostore_shared.backups import BackupStorage, StoreBackups
+from woostore_shared.backups import BackupCorrupt, BackupStorage, Manifest, StoreBackups
 from woostore_shared.db import Database
 from woostore_shared.events import EventName, StepInfo
 from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable
@@ -435,6 +435,47 @@ async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offer
         await lifecycle.delete_backup(uow, store.id, backup_id, BackupDeletion.REQUESTED)
     await runner.change(store.id, KeepAlive())
     assert (await backup_row(database, backup_id)).status is BackupStatus.DELETED
+
+
+async def test_a_backup_that_reads_back_whole_when_read_again_is_not_marked_damaged(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """restic 0.14 reads an altered pack from nowhere but where it read it: a read that
+    failed for a moment (the network, a proxy) said "ciphertext verification failed" of a
+    healthy backup, which was then never offered again (a diff review). Read afresh, it is
+    whole: the restore fails, and the backup stays complete."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    verify = StoreBackups.verify
+    reads: list[bool] = []
+
+    async def garbled_once(self: StoreBackups, manifest: Manifest) -> None:
+        reads.append(self._cached)
+        if len(reads) == 1:
+            raise BackupCorrupt("could not read database.dump: ciphertext verification failed")
+        await verify(self, manifest)
+
+    monkeypatch.setattr(StoreBackups, "verify", garbled_once)
+    await request_restore(api_outbox, store, backup_id)
+    await runner.change(store.id, KeepAlive())
+
+    assert reads == [True, False]  # read again without restic's cache
+    assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
+    store_now = await load(database, store.id)
+    assert (store_now.status, store_now.complete_backups) == (StoreStatus.READY, 1)
+    async with database.session() as session:
+        [restore] = await session.exec(
+            select(StoreChange).where(col(StoreChange.store_id) == store.id)
+        )
+    assert restore.result == "failed"
+    assert restore.reason is not None
+    assert "read whole again just after, so not damaged" in restore.reason
 
 
 async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(

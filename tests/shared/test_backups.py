@@ -30,6 +30,7 @@ from woostore_shared.backups import (
     StoreBackups,
     _Done,
     _failed,
+    _read_failure,
     _Restic,
     _s3_place,
     _s3_store,
@@ -443,9 +444,11 @@ def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
     ],
 )
 def test_only_data_restic_finds_altered_or_gone_is_damage(said: str, damaged: bool) -> None:
-    error = _failed("read database.sql", _Done(1, b"", said), "/r")
+    error = _read_failure("database.sql", _Done(1, b"", said), "/r")
     assert isinstance(error, BackupCorrupt) is damaged
     assert isinstance(error, BackupStorageError)  # permanent for the work, either way
+    # Any other command saying so read restic's indexes, which are rebuilt from the data.
+    assert not isinstance(_failed("list backups", _Done(1, b"", said), "/r"), BackupCorrupt)
 
 
 async def test_a_wrong_password_is_told_in_restics_own_line(storage: BackupStorage) -> None:

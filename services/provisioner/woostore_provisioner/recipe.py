@@ -149,10 +149,10 @@ class BackupFoundDamaged(Exception):
     """The backup a restore returns to, or a copy is made from, cannot be read back as it was
     stored (``BackupCorrupt``): the work fails for good, and the backup is marked damaged."""
 
-    def __init__(self, backup_id: uuid.UUID, damage: BackupCorrupt) -> None:
+    def __init__(self, backup_id: uuid.UUID, damage: str) -> None:
         super().__init__(f"the backup is damaged: {damage}")
         self.backup_id = backup_id
-        self.damage = str(damage)
+        self.damage = damage
 
 
 # What fails a recipe for good: retrying cannot help (the backup storage's errors are
@@ -553,8 +553,15 @@ async def _restored_backup(job: StoreJob) -> AsyncIterator[tuple[StoreBackups, M
                 f"backup {job.restore_from} has no manifest: it is not whole"
             )
         yield job.backups, manifest
-    except BackupCorrupt as damage:
-        raise BackupFoundDamaged(job.restore_from, damage) from damage
+    except BackupCorrupt as seen:
+        # Marked for good only if found so again, read afresh (StoreBackups.damage).
+        found = await job.backups.uncached().damage(job.restore_from)
+        if found is None:
+            raise BackupStorageError(
+                f"{seen}; read whole again just after, so not damaged: the storage or the "
+                "network may have failed for a moment"
+            ) from seen
+        raise BackupFoundDamaged(job.restore_from, found) from seen
 
 
 def _part(manifest: Manifest, name: str) -> Part:

@@ -82,7 +82,7 @@ function describeEvent({ type, data = {} }) {
     case EVENT.changeFailed:
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;
     case EVENT.restoreRequested:
-      return 'Restore requested: the store is backed up first, as it is';
+      return 'Restore requested: the backup is checked, and the store backed up as it is, first';
     case EVENT.restored:
       return 'Restored from its backup';
     case EVENT.restoreFailed:

@@ -372,6 +372,10 @@ function applyEvent(store, event) {
     case EVENT.backupFailed:
       Object.assign(store, { status: 'ready', step: null, progress: 1 });
       break;
+    case EVENT.backupDeleted:
+    case EVENT.backupDamaged:
+      // Its status stays; what it accepts may not (its last complete backup gone: no restore).
+      break;
     case EVENT.changeFailed:
       Object.assign(store, {
         status: 'ready', change: null, step: null, progress: 1,
