@@ -704,16 +704,21 @@ async def _end_backup_taken_first(
     uow: UnitOfWork, store: Store, outcome: Manifest | str | None, unmade: str
 ) -> None:
     """The backup a change or a restore took of the store first: complete as ``outcome``'s
-    manifest says, failed for the reason it gives (it was tried, and refused), or failed
-    (``unmade``) if none is given."""
+    manifest says, failed for the reason it gives (it was tried, and refused), or, if none is
+    given, deleted (``unmade`` its reason): never made, it is not listed. (Each restore of a
+    damaged backup, refused before its safety backup, listed one more failed backup of it: a
+    user's review.)"""
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
         if outcome is not None:
             await _end_backup_record(uow, store, backup, outcome)
         else:
             # Never tried, maybe (the change ended before its backup step, or was given up):
-            # no sign of the storage refusing it (WooStoreBackupsFailing).
+            # no sign of the storage refusing it (WooStoreBackupsFailing). Given up as it
+            # stored parts, those stay in the repository, never listed, until the store is
+            # deleted, as a failed backup's do.
             await _end_backup_record(uow, store, backup, unmade, failed_as="not_made")
+            backup.status = BackupStatus.DELETED
 
 
 async def _count_backups(uow: UnitOfWork, store: Store) -> None:

@@ -363,7 +363,9 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
     assert restore.reason is not None
     assert "does not match its manifest" in restore.reason
     safety = await backup_row(database, safety_id)
-    assert safety.status is BackupStatus.FAILED  # never made: nothing was changed
+    # Never made, so never listed: each refused restore listed one more failed backup.
+    assert safety.status is BackupStatus.DELETED
+    assert safety.reason == "the restore ended before the store was backed up"
     forged = await backup_row(database, forged_id)
     assert (forged.status, forged.reason) == (
         BackupStatus.DAMAGED,
@@ -427,6 +429,8 @@ async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offer
         "actions": ["delete", "credentials"],
     }  # fmt: skip
     assert events[-1].data["reason"] == f"the backup is damaged: {damaged.reason}"
+    listed = [b for b in await backups_of(database, store) if b.status is not BackupStatus.DELETED]
+    assert [b.id for b in listed] == [backup_id]  # no safety backup, never made, beside it
     assert "restore" not in events[-1].data["actions"]
     with pytest.raises(BackupNotRestorable, match="is damaged"):
         await request_restore(api_outbox, store, backup_id)

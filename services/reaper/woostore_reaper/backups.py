@@ -157,8 +157,8 @@ async def start_due_backups(outbox: Outbox, policy: BackupPolicy) -> int:
     now = utcnow()
     taken = col(StoreBackup.status).in_((BackupStatus.COMPLETE, BackupStatus.RUNNING))
     # A backup in its own right that failed holds the schedule off for a while (the storage
-    # may be down). One a change or a restore takes first does not: a restore refused
-    # before it began records its safety backup failed, never having reached the storage.
+    # may be down). One a change or a restore takes first does not: it may have failed for
+    # the change's reasons (a change cut short as it backed up), not the storage's.
     failed = (col(StoreBackup.status) == BackupStatus.FAILED) & col(StoreBackup.trigger).in_(
         (BackupTrigger.SCHEDULED, BackupTrigger.REQUESTED)
     )
