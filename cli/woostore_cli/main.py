@@ -850,9 +850,10 @@ def _follow(
         return INTERRUPTED
     except (ApiError, Unreachable) as error:
         # The stream refused to go on (its key revoked, its tenant suspended) or stayed lost:
-        # the wait is over, not the store's work, which a failure's exit code would say.
-        _warn(f"Stopped waiting ({error}); {store['name']} carries on. "
-              f"See: woostore show {store['id']}")  # fmt: skip
+        # the wait is over, not the store's work, which a failure's exit code would say. A
+        # refused key is refused `show` too: it is pointed to only where the stream was lost.
+        see = "" if isinstance(error, ApiError) else f" See: woostore show {store['id']}"
+        _warn(f"Stopped waiting ({error}); {store['name']} carries on.{see}")
         return STOPPED_WAITING
     assert outcome is not None, "the stream only ends when interrupted"
     if store.get("delete_requested_at") and goal is not DELETE:  # asked for while it was busy

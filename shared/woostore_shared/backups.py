@@ -51,6 +51,7 @@ NO_REPOSITORY = "unable to open config file"  # what restic says where nothing w
 # failure's last ones, whatever lies between.
 _STDERR_KEPT = 4096
 _REASON_MAX = 300  # characters of it an error message keeps
+_WHOLE_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{56}\b")  # a blob's or a pack's, in full
 # What restic (0.14, the version tested) says as it reads data it keeps that was altered (its
 # authentication fails) or that is gone from the repository although its index names it (a
 # folder's "no such file", S3's "key does not exist"; restic retries for about 45 s first).
@@ -523,7 +524,9 @@ def _unplaced(said: str, repository: str) -> str:
 def reason(said: str) -> str:
     """What restic said went wrong, in a line a user can read: its ``Fatal:`` line, or a
     crash's ``panic:`` line (the stack trace under it runs to kilobytes), else its last line;
-    cut at ``_REASON_MAX`` characters."""
+    its ids (a blob's, a pack's: 64 hex digits) cut to their first 8, as restic shows them
+    short itself; cut at ``_REASON_MAX`` characters."""
+    said = _WHOLE_ID.sub(r"\1…", said)
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     found = next((line for line in lines if line.startswith("Fatal:")), None)
     found = found or next((line for line in lines if line.startswith("panic:")), None)

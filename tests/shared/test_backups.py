@@ -414,6 +414,11 @@ async def test_a_crash_of_restic_is_told_in_its_first_line_and_logged_whole(
             "cannot dump file: decrypting blob dc2c8f42 failed: ciphertext verification failed",
             "cannot dump file: decrypting blob dc2c8f42 failed: ciphertext verification failed",
         ),
+        (  # a blob's id in full (64 hex digits, a user's review): as restic shows ids short
+            "cannot dump file: decrypting blob " + "3696c93e" * 8 + " failed: ciphertext "
+            "verification failed",
+            "cannot dump file: decrypting blob 3696c93e… failed: ciphertext verification failed",
+        ),
         ("Fatal: " + "x" * 500, "Fatal: " + "x" * 292 + "…"),  # cut at 300 characters
         ("", ""),
     ],
