@@ -243,9 +243,10 @@ class CopyUnderWay(Exception):
 
     def __init__(self, kind: Literal["store", "backup"], id: uuid.UUID, copy: Store) -> None:
         self.kind = kind
+        source = "it" if kind == "backup" else "one of its backups"
         super().__init__(
-            f"{kind} {id} cannot be deleted while store {copy.id} is being made from its "
-            "backup; it can be once that store is ready, or deleted"
+            f"{kind} {id} cannot be deleted while store {copy.id} is being made from {source};"
+            " it can be once that store is made (ready, or failed)"
         )
 
 

@@ -320,7 +320,10 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     refused = await client.delete(f"{STORES}/{source_id}/backups/{backup_id}")
     body = problem(refused, 409)
     assert body["title"] == "Backup cannot be deleted now"  # as when it is in use otherwise
-    assert f"while store {copy['id']} is being made from its backup" in body["detail"]
+    assert body["detail"] == (
+        f"backup {backup_id} cannot be deleted while store {copy['id']} is being made from it;"
+        " it can be once that store is made (ready, or failed)"  # as the docs say: not deleted
+    )
     assert refused.headers["Retry-After"] == str(COPY_RETRY_SECONDS)
     asked = await client.delete(f"{STORES}/{source_id}")
     assert asked.status_code == 202, asked.text
@@ -429,7 +432,7 @@ async def test_a_copy_and_a_deletion_asked_for_at_once_never_both_go_ahead(
     assert (source["status"], backup["status"]) == ("ready", "complete")
     if deleting == "backup":
         assert (copied.status_code, removed.status_code) == (202, 409)
-        assert "being made from its backup" in problem(removed, 409)["detail"]
+        assert "is being made from it;" in problem(removed, 409)["detail"]
     else:
         assert (copied.status_code, removed.status_code) == (202, 202)
         assert source["delete_requested_at"] is not None  # it goes once the copy is made

@@ -23,8 +23,8 @@ BUSY = {  # as the API refuses to delete a store while a copy of its backup is b
     "type": "https://woostore.dev/problems/invalid-state",
     "title": "Store cannot be deleted now",
     "status": 409,
-    "detail": "store s-1 cannot be deleted while store s-2 is being made from its backup; it"
-    " can be once that store is ready, or deleted",
+    "detail": "store s-1 cannot be deleted while store s-2 is being made from one of its "
+    "backups; it can be once that store is made (ready, or failed)",
     "instance": f"/api/v1/stores/{STORE}",
 }
 
@@ -49,7 +49,8 @@ async def test_a_refusal_says_when_to_ask_again() -> None:
     assert said.out == ""
     assert said.err == (
         "Store cannot be deleted now: store s-1 cannot be deleted while store s-2 is being made"
-        " from its backup; it can be once that store is ready, or deleted (ask again in 60 s)\n"
+        " from one of its backups; it can be once that store is made (ready, or failed) (ask "
+        "again in 60 s)\n"
     )
 
 
