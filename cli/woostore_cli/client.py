@@ -55,6 +55,15 @@ class ApiError(Exception):
         )  # fmt: skip
 
 
+class StreamEnded(ApiError):
+    """The notifier ended the event stream for good (its last frame, ``end``): its key was
+    refused from then on. ``reason`` is the frame's, for programs."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(403, "Access withdrawn", detail)
+        self.reason = reason
+
+
 class Unreachable(Exception):
     """No answer: the server is down, the URL is wrong, or the network is."""
 
@@ -234,8 +243,10 @@ class EventStream:
                     if message.event == "refetch":
                         yield Gap(int(message.id), json.loads(message.data).get("reason", ""))
                     elif message.event == "end":  # ended for good: reconnecting is refused
-                        why = json.loads(message.data).get("detail", "the event stream ended")
-                        raise ApiError(403, "Access withdrawn", why)
+                        why = json.loads(message.data)
+                        raise StreamEnded(
+                            str(why.get("reason", "")), why.get("detail", "the stream ended")
+                        )
                     # Another name: a frame of a later notifier's, for clients that know it.
                     elif message.event == "message" and message.data:
                         yield Event(int(message.id), json.loads(message.data))

@@ -22,7 +22,15 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from woostore_cli.client import Api, ApiError, Event, Gap, StreamLost, Unreachable
+from woostore_cli.client import (
+    Api,
+    ApiError,
+    Event,
+    Gap,
+    StreamEnded,
+    StreamLost,
+    Unreachable,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
@@ -435,6 +443,11 @@ def events(api: Api, args: argparse.Namespace) -> int:
     except StreamLost as lost:
         _warn(f"woostore: {lost}; resume with --since {lost.after}")
         return UNREACHABLE
+    except StreamEnded as ended:
+        if args.json:  # a program reads why its stream ended where it reads the rest
+            print(json.dumps({"end": ended.reason, "detail": ended.detail}), flush=True)
+        _warn(str(ended))
+        return FAILED
     return 0
 
 

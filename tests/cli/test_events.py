@@ -132,16 +132,18 @@ def test_follow_ended_by_its_keys_revocation_says_so_in_one_line(platform: Platf
     tenant_id = woostore(platform, "tenants", "create", "revoked-follower", "--json").json()["id"]
     token = woostore(platform, "keys", "create", "follower", "--tenant", tenant_id).out.strip()
     before = _streams_open(platform)
-    follower, _, err = _follow_events(platform, token=token)
+    follower, out, err = _follow_events(platform, token=token)
     try:
         _wait_for_streams(platform, int(before) + 1)
         assert woostore(platform, "keys", "revoke", token[:16]).code == 0
 
         assert follower.wait(timeout=30) == 1  # refused by the platform
-        assert err.rest() == [
-            "Access withdrawn: the event stream was ended: its key was revoked, or its tenant "
-            "suspended or deleted\n"
-        ]
+        detail = (
+            "the event stream was ended: its key was revoked, or its tenant suspended or deleted"
+        )
+        assert err.rest() == [f"Access withdrawn: {detail}\n"]
+        # --json: where a program reads the rest, as a gap is told
+        assert json.loads(out.rest()[-1]) == {"end": "access-withdrawn", "detail": detail}
     finally:
         follower.kill()
         follower.wait()
