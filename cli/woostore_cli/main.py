@@ -822,6 +822,7 @@ def _follow(
     if goal.makes and store.get("from_backup"):  # a copy of a backup: its own recipe
         goal = replace(goal, phase="clone")
     outcome: Event | None = None
+    steps: dict[str, dict[str, Any]] = {}  # by name, as the progress events told them
     try:
         with bar:
             task = bar.add_task("", total=1)
@@ -849,6 +850,7 @@ def _follow(
                     goal = CREATE
                     show(goal.waiting, 0)
                 elif event.kind == "progress" and data.get("phase") == goal.phase:
+                    steps[data["step"]["name"]] = data["step"]
                     show(_step_line(data["step"], data.get("cause")), data["progress"])
                 elif event.kind in (goal.success, goal.failure):
                     show(event.kind.replace("_", " ").capitalize(), 1)
@@ -879,7 +881,11 @@ def _follow(
               f"See: woostore wait {store['id']}")  # fmt: skip
         return FAILED
     if outcome.kind != goal.success:
-        at = f" at step {outcome.data['step']}" if outcome.data.get("step") else ""
+        # The step as the progress lines showed it (the event names it only).
+        failed_at = outcome.data.get("step")
+        step = steps.get(failed_at) if failed_at else None
+        at = f" at step {step['index']} of {step['total']} — {step['title']}" if step else ""
+        at = at or (f" at step {failed_at}" if failed_at else "")
         what = "failed" if goal.makes else f"{goal.phase} failed"
         _warn(f"{store['name']} {what}{at}: {outcome.data.get('reason', 'no reason given')}")
         return FAILED

@@ -12,6 +12,7 @@ import pytest
 
 from tests.cli.conftest import Platform, api_store, woostore
 from tests.cli.test_retry import restart_provisioner
+from woostore_provisioner.recipe import PROVISION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 HELD = {
@@ -56,7 +57,8 @@ def test_a_store_stuck_on_its_image_says_so_in_show_over_the_stream_and_when_it_
     told = [cause for cause in causes if cause]
     assert told, causes
     assert told[0].startswith(WORDS)
-    assert f"Stuck Again failed at step rollout: {told[0]}" in followed.err
+    rollout = f"step 4 of {len(PROVISION.steps)} — {PROVISION.steps[3].title}"  # as shown
+    assert f"Stuck Again failed at {rollout}: {told[0]}" in followed.err
     failed = api_store(platform, events[0]["subject"])
     assert failed["waiting_cause"] is None
     assert failed["failure_reason"].startswith(told[0])

@@ -21,7 +21,7 @@ from tests.cli.conftest import (
 )
 from woostore_cli import client
 from woostore_cli.main import STATUSES, main
-from woostore_provisioner.recipe import DELETE
+from woostore_provisioner.recipe import DELETE, PROVISION
 from woostore_shared.models import StoreStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -181,7 +181,8 @@ def test_a_failed_store_prints_the_reason_and_exits_1(platform: Platform) -> Non
     assert result.code == 1
     assert result.out == ""
     reason = "wait_for_rollout failed: simulated fault (ImagePullBackOff)"
-    assert f"Doomed failed at step rollout: {reason}" in result.err
+    rollout = f"step 4 of {len(PROVISION.steps)} — {PROVISION.steps[3].title}"  # as shown
+    assert f"Doomed failed at {rollout}: {reason}" in result.err
     [store] = [s for s in api_list(platform) if s["name"] == "Doomed"]
     assert f"  status      failed — {reason}" in woostore(platform, "show", store["id"]).out
 
