@@ -1,19 +1,37 @@
 """The real platform (from the end-to-end suite) and a Chromium page pointed at its dashboard.
 
+A test that asks for ``platform`` gets one of its own, to stop, kill or reconfigure its
+services, or to see the platform as only it has used it. The others share one platform per
+module (``shared_platform``), each working in a tenant of its own (``tenant``) or as an admin
+on tenants it made: starting a platform takes longer than most of these tests.
+
 Playwright drives Debian's Chromium: Playwright's own browser download is not reachable here.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
 
-from tests.e2e.conftest import Platform, platform
+from tests.e2e.conftest import TIME_SCALE, Platform, platform
+from woostore_devstack.platform import running_platform
 
-__all__ = ["Platform", "browser", "chromium_path", "page", "platform", "watch_csp"]
+__all__ = [
+    "Platform",
+    "browser",
+    "chromium_path",
+    "page",
+    "platform",
+    "shared_platform",
+    "tenant",
+    "watch_csp",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,13 +73,39 @@ def watch_csp(page: Page) -> list[str]:
     return refused
 
 
+@pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The platform of a module's tests that neither stop nor reconfigure a service, nor
+    count on what the platform as a whole has (or has not) done: admin token and all."""
+    with running_platform(
+        tmp_path_factory.mktemp("shared-platform"), WOOSTORE_SIM_TIME_SCALE=TIME_SCALE
+    ) as running:
+        yield running
+
+
 @pytest.fixture
-async def page(browser: Browser, platform: Platform) -> AsyncIterator[Page]:
-    """A fresh page (empty sessionStorage, so signed out) on the dashboard. Fails the test if
-    the page threw an uncaught error, broke its Content-Security-Policy or was left showing
-    an alert."""
+def tenant(shared_platform: Platform) -> Platform:
+    """The shared platform as a new tenant sees it: ``token`` and ``headers`` are its one
+    key's, so the test sees its own stores, events and counts only. Its services are the
+    shared ones: not to be stopped."""
+    with httpx.Client(base_url=shared_platform.api_url, headers=shared_platform.headers) as api:
+        made = api.post("/api/v1/tenants", json={"name": f"test-{uuid.uuid4().hex[:12]}"})
+        assert made.status_code == 201, made.text
+        key = api.post("/api/v1/keys", json={"name": "test", "tenant_id": made.json()["id"]})
+        assert key.status_code == 201, key.text
+    return dataclasses.replace(shared_platform, token=key.json()["token"])
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A fresh page (empty sessionStorage, so signed out) on the dashboard: of the test's own
+    platform if it asks for one, else of the shared one. Fails the test if the page threw an
+    uncaught error, broke its Content-Security-Policy or was left showing an alert."""
+    own = "platform" in request.fixturenames
+    serving: Platform = request.getfixturevalue("platform" if own else "shared_platform")
+    serving.check_alive()  # a shared service an earlier test brought down: said, not timed out
     context = await browser.new_context(
-        base_url=platform.api_url, viewport={"width": 1280, "height": 900}
+        base_url=serving.api_url, viewport={"width": 1280, "height": 900}
     )
     page = await context.new_page()
     errors: list[Error] = []

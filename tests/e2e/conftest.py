@@ -15,13 +15,15 @@ from httpx_sse import aconnect_sse
 
 from woostore_devstack.platform import Platform, running_platform
 
-__all__ = ["EventLog", "Platform", "platform"]
+__all__ = ["TIME_SCALE", "EventLog", "Platform", "platform"]
+
+TIME_SCALE = "0.05"  # a simulated store is ready in a few seconds
 
 
 @pytest.fixture
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     with running_platform(
-        tmp_path_factory.mktemp("platform"), WOOSTORE_SIM_TIME_SCALE="0.05"
+        tmp_path_factory.mktemp("platform"), WOOSTORE_SIM_TIME_SCALE=TIME_SCALE
     ) as running:
         yield running
 
