@@ -156,7 +156,7 @@ async def get_json(platform: Platform, path: str) -> dict[str, Any]:
 
 
 async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
     token_field = page.get_by_test_id("signin-token")
     await expect(token_field).to_be_visible(timeout=SHORT)
@@ -169,7 +169,7 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     await expect(token_field).to_have_value("")
     await expect(page.locator("#app-view")).to_be_hidden()
 
-    await sign_in(page, platform.token)
+    await sign_in(page, tenant.token)
     await expect(page.get_by_test_id("connection-state")).to_have_attribute(
         "data-state", "live", timeout=SHORT
     )
@@ -179,13 +179,17 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     await expect(page.locator("#stores-empty")).to_be_visible(timeout=SHORT)
     await expect(page.get_by_test_id("create-name")).to_be_editable()
     await expect(page.get_by_test_id("alert")).to_have_count(0)
-    await expect(page.get_by_test_id("whoami")).to_have_text("default · admin · admin-token")
+    whoami = await get_json(tenant, "/api/v1/session")
+    assert whoami["role"] == "tenant", whoami
+    await expect(page.get_by_test_id("whoami")).to_have_text(
+        f"{whoami['tenant_name']} · tenant · {whoami['actor']}"
+    )
 
     # The key went to POST /session once; the page keeps no credential a script can read.
     stored = await page.evaluate(
         "() => JSON.stringify([document.cookie, {...sessionStorage}, {...localStorage}])"
     )
-    assert platform.token not in stored
+    assert tenant.token not in stored
     assert "woostore_session" not in stored
     # The HttpOnly cookie carries the session across a reload, and sign-out ends it.
     await page.reload()
@@ -199,9 +203,9 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
 
 
 async def test_a_store_created_from_the_form_progresses_live_to_ready(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
-    await signed_in(page, platform)
+    await signed_in(page, tenant)
     await page.evaluate(RECORD_CARDS)
     # The owner's settings: a bad code is refused, naming the field, and nothing is made.
     await page.get_by_test_id("create-settings").locator("summary").click()
@@ -260,7 +264,7 @@ async def test_a_store_created_from_the_form_progresses_live_to_ready(
     assert all(set(row["buttons"]) <= {"delete-button"} for row in before_ready), history
 
     # Ready: the links, and the credentials the API holds.
-    store = await get_json(platform, f"/api/v1/stores/{store_id}")
+    store = await get_json(tenant, f"/api/v1/stores/{store_id}")
     storefront = store_card.get_by_test_id("storefront-link")
     await expect(storefront).to_be_visible()
     await expect(storefront).to_have_attribute(
@@ -268,7 +272,7 @@ async def test_a_store_created_from_the_form_progresses_live_to_ready(
     )
     await expect(store_card.get_by_test_id("admin-link")).to_be_visible()
 
-    credentials = await get_json(platform, f"/api/v1/stores/{store_id}/credentials")
+    credentials = await get_json(tenant, f"/api/v1/stores/{store_id}/credentials")
     assert credentials["password"]
     await store_card.get_by_test_id("show-credentials").click()
     password = store_card.get_by_test_id("credentials-password")
@@ -283,12 +287,12 @@ async def test_a_store_created_from_the_form_progresses_live_to_ready(
 
 
 async def test_a_store_created_by_another_client_appears_and_becomes_ready(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
-    await signed_in(page, platform)
+    await signed_in(page, tenant)
     await expect(page.get_by_test_id("store-card")).to_have_count(0)
 
-    store = await create_by_api(platform, "Elsewhere Shop")
+    store = await create_by_api(tenant, "Elsewhere Shop")
 
     store_card = card(page, store["id"])
     await expect(store_card).to_be_visible(timeout=SHORT)
@@ -299,10 +303,10 @@ async def test_a_store_created_by_another_client_appears_and_becomes_ready(
 
 
 async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
-    await signed_in(page, platform)
-    store = await create_by_api(platform, "Doomed Shop")
+    await signed_in(page, tenant)
+    store = await create_by_api(tenant, "Doomed Shop")
     store_card = card(page, store["id"])
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
 
@@ -327,7 +331,7 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
     await expect(store_card).to_have_attribute("data-status", "deleted", timeout=PROVISIONING)
     await expect(store_card.get_by_test_id("store-status")).to_have_text("deleted")
     await expect(store_card.get_by_test_id("delete-button")).to_be_hidden()
-    assert (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
+    assert (await get_json(tenant, f"/api/v1/stores/{store['id']}"))["status"] == "deleted"
     # Deleted stores are a status of their own; the rest leave them out.
     await page.get_by_test_id("filter-ready").click()
     await expect(page.get_by_test_id("store-card")).to_have_count(0, timeout=SHORT)
@@ -343,17 +347,17 @@ async def test_deleting_a_ready_store_asks_first_then_reaches_deleted(
 
 
 async def test_a_failed_store_shows_why_then_its_clean_up_then_is_retried_to_ready(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
-    await signed_in(page, platform)
+    await signed_in(page, tenant)
     await page.evaluate(RECORD_CARDS)
-    store = await create_by_api(platform, "Unlucky Shop")
+    store = await create_by_api(tenant, "Unlucky Shop")
     store_card = card(page, store["id"])
     await expect(store_card.get_by_test_id("store-step")).to_have_text(
         STEP_TEXT, timeout=PROVISIONING
     )
 
-    await fail_as_the_reaper_does(platform, store["id"], "provisioning did not finish in time")
+    await fail_as_the_reaper_does(tenant, store["id"], "provisioning did not finish in time")
 
     failure = store_card.get_by_test_id("store-failure")
     await expect(failure).to_have_text(
@@ -361,7 +365,7 @@ async def test_a_failed_store_shows_why_then_its_clean_up_then_is_retried_to_rea
         timeout=SHORT,
     )
     await expect(store_card.get_by_test_id("store-progress")).to_be_hidden(timeout=PROVISIONING)
-    cleaned = await get_json(platform, f"/api/v1/stores/{store['id']}")
+    cleaned = await get_json(tenant, f"/api/v1/stores/{store['id']}")
     assert cleaned["cleaned_up_at"] is not None
     history = [row for row in await card_history(page, store["id"]) if row["status"] == "failed"]
     assert any(row["step"].startswith("Cleaning up") for row in history), history
@@ -370,7 +374,7 @@ async def test_a_failed_store_shows_why_then_its_clean_up_then_is_retried_to_rea
 
     # Cleaned up, it can be made again from scratch: the same card goes to ready. Made two
     # hours ago (as far as the platform knows), its owner's new wait counts from the retry.
-    await made_hours_ago(platform, store["id"], 2)
+    await made_hours_ago(tenant, store["id"], 2)
     await page.evaluate(RECORD_TIME_SHOWN, store["id"])
     retry = store_card.get_by_test_id("retry-button")
     await retry.click()
@@ -423,11 +427,11 @@ async def fail_as_the_reaper_does(platform: Platform, store_id: str, reason: str
 
 
 async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_to(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
     chart_version = yaml.safe_load((REPO / "helm" / "store" / "Chart.yaml").read_text())["version"]
-    await signed_in(page, platform)
-    store = await create_by_api(platform, "Versioned Shop")
+    await signed_in(page, tenant)
+    store = await create_by_api(tenant, "Versioned Shop")
     store_card = card(page, store["id"])
     chart = store_card.get_by_test_id("store-chart")
     upgrade = store_card.get_by_test_id("upgrade-button")
@@ -446,7 +450,7 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     await page.evaluate(RECORD_CARDS)
 
     # Another client asking anyway is refused: nothing happens to the store.
-    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+    async with httpx.AsyncClient(base_url=tenant.api_url, headers=tenant.headers) as api:
         refused = await api.post(f"/api/v1/stores/{store['id']}/rollback")
     assert refused.status_code == 409, refused.text
 
@@ -469,7 +473,7 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
     assert offered <= {"show-credentials", "delete-button"}, history
 
     # A store on an older chart is offered the one the platform ships, by its version.
-    async with await psycopg.AsyncConnection.connect(platform.postgres.url) as connection:
+    async with await psycopg.AsyncConnection.connect(tenant.postgres.url) as connection:
         await connection.execute(
             "UPDATE stores SET chart_version = '0.0.1' WHERE id = %s", (store["id"],)
         )
@@ -479,12 +483,12 @@ async def test_a_ready_store_offers_a_rollback_once_it_has_a_revision_to_return_
 
 
 async def test_a_ready_stores_settings_are_changed_from_its_card(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
     """Those typed are asked for; the card shows the store updating, then ready with them.
     A code no standard has is refused under the form, which keeps what was typed."""
-    await signed_in(page, platform)
-    store = await create_by_api(platform, "Moving Shop")
+    await signed_in(page, tenant)
+    store = await create_by_api(tenant, "Moving Shop")
     store_card = card(page, store["id"])
     change = store_card.get_by_test_id("store-settings-change")
     shown = store_card.get_by_test_id("store-settings")
@@ -521,10 +525,10 @@ async def test_a_ready_stores_settings_are_changed_from_its_card(
 
 
 async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_its_card(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
-    await signed_in(page, platform)
-    store = await create_by_api(platform, "Safe Shop")
+    await signed_in(page, tenant)
+    store = await create_by_api(tenant, "Safe Shop")
     store_card = card(page, store["id"])
     backups = store_card.get_by_test_id("store-backups")
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
@@ -581,6 +585,7 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(backups.get_by_test_id("backup")).to_contain_text("(asked for)")
 
 
+# A platform of its own: stops the provisioner.
 async def test_a_store_deleted_while_it_is_backed_up_says_so_and_its_backup_is_stopped(
     page: Page, platform: Platform
 ) -> None:
@@ -636,6 +641,7 @@ async def test_a_store_deleted_while_it_is_backed_up_says_so_and_its_backup_is_s
     ]  # fmt: skip  (the backup yields to the deletion: cut short as the provisioner is back)
 
 
+# A platform of its own: stops the provisioner.
 async def test_a_store_deleted_while_a_copy_is_made_from_its_backup_says_it_waits_for_it(
     page: Page, platform: Platform
 ) -> None:
@@ -684,15 +690,15 @@ async def test_a_store_deleted_while_a_copy_is_made_from_its_backup_says_it_wait
 
 
 async def test_a_long_lived_stores_activity_shows_its_latest_events_and_says_so(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
     """GET /stores/{id} sends a store's latest 100 events: the log says the rest is not
     shown, rather than pass them off as the store's whole history."""
-    await signed_in(page, platform)
-    store = await create_by_api(platform, "Old Shop")
+    await signed_in(page, tenant)
+    store = await create_by_api(tenant, "Old Shop")
     store_card = card(page, store["id"])
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
-    async with await psycopg.AsyncConnection.connect(platform.postgres.url) as connection:
+    async with await psycopg.AsyncConnection.connect(tenant.postgres.url) as connection:
         # A hundred more of its first event, later: as years of backups would leave.
         await connection.execute(
             "INSERT INTO store_events (id, store_id, subject, type, time, envelope)"
@@ -713,6 +719,8 @@ async def test_a_long_lived_stores_activity_shows_its_latest_events_and_says_so(
     await expect(store_card.locator('[data-role="activity"] li')).to_have_count(100)
 
 
+# A platform of its own: the page reads the platform's step times again when a store is
+# ready only if it had none, as a platform that has made no store yet has none.
 async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     traffic = Traffic()
     page.on("request", traffic.record)
@@ -753,6 +761,7 @@ async def test_the_page_does_not_poll(page: Page, platform: Platform) -> None:
     ), traffic.requests
 
 
+# A platform of its own: restarts the provisioner with faults.
 async def test_a_store_stuck_on_its_image_says_why_in_one_sentence(
     page: Page, platform: Platform
 ) -> None:
@@ -782,6 +791,7 @@ async def test_a_store_stuck_on_its_image_says_why_in_one_sentence(
         await asyncio.to_thread(platform.start, "provisioner")
 
 
+# A platform of its own: stops the notifier.
 async def test_a_lost_event_stream_comes_back_with_a_fresh_ticket(
     page: Page, platform: Platform
 ) -> None:
@@ -805,17 +815,17 @@ async def test_a_lost_event_stream_comes_back_with_a_fresh_ticket(
 
 
 async def test_screenshot_of_two_ready_stores_and_one_provisioning(
-    page: Page, platform: Platform, tmp_path: Path
+    page: Page, tenant: Platform, tmp_path: Path
 ) -> None:
     """Saved to $WOOSTORE_DASHBOARD_SCREENSHOT (else the test's tmp dir) for a person to look at."""
-    await signed_in(page, platform)
-    ready = [await create_by_api(platform, name) for name in ("Corner Bakery", "Bike Parts Co")]
+    await signed_in(page, tenant)
+    ready = [await create_by_api(tenant, name) for name in ("Corner Bakery", "Bike Parts Co")]
     for store in ready:
         await expect(card(page, store["id"])).to_have_attribute(
             "data-status", "ready", timeout=PROVISIONING
         )
     started = time.monotonic()
-    busy = await create_by_api(platform, "Tea & Things")
+    busy = await create_by_api(tenant, "Tea & Things")
     busy_card = card(page, busy["id"])
     await expect(busy_card.get_by_test_id("store-step")).to_have_text(
         re.compile(rf"^Step [2-8] of {PROVISION_STEPS}"), timeout=PROVISIONING
