@@ -135,6 +135,7 @@ async def add_ready_stores(platform: Platform, tenant_id: str, count: int) -> No
         await session.commit()
 
 
+# A platform of its own: 10,000 stores seeded, the reaper stopped, and an admin's counts.
 async def test_ten_thousand_stores_are_counted_searched_filtered_and_paged(
     page: Page, platform: Platform
 ) -> None:
@@ -246,6 +247,7 @@ async def measured_first_steps(platform: Platform, steps: list[str]) -> None:
         await session.commit()
 
 
+# A platform of its own: the step times measured are the platform's, only those it seeds.
 async def test_no_time_left_is_shown_until_every_step_to_go_was_measured(
     page: Page, platform: Platform
 ) -> None:
@@ -267,6 +269,7 @@ async def test_no_time_left_is_shown_until_every_step_to_go_was_measured(
     assert re.fullmatch(r"\d+ more steps?", pending or ""), pending  # no "usually" either
 
 
+# A platform of its own: kills the notifier.
 async def test_the_timeline_ends_complete_across_a_notifier_killed_midway(
     page: Page, platform: Platform
 ) -> None:
@@ -332,15 +335,11 @@ async def wait_for_status(platform: Platform, store_id: str, status: str, deadli
 
 
 async def test_a_tenant_makes_a_key_sees_it_once_and_revokes_it(
-    page: Page, platform: Platform
+    page: Page, tenant: Platform
 ) -> None:
-    tenant = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "acme"})
-    own = await api_call(
-        platform, "POST", "/api/v1/keys", json={"name": "owner", "tenant_id": tenant["id"]}
-    )
     await expect(page.get_by_test_id("signin-token")).to_be_visible(timeout=SHORT)
     await assert_accessible(page, "sign-in")
-    await sign_in(page, own["token"])
+    await sign_in(page, tenant.token)
     await expect(page.get_by_test_id("connection-state")).to_have_attribute(
         "data-state", "live", timeout=SHORT
     )
@@ -367,7 +366,7 @@ async def test_a_tenant_makes_a_key_sees_it_once_and_revokes_it(
     ci_row = rows.filter(has_text="ci deploys")
     await expect(ci_row.get_by_test_id("key-state")).to_have_text("Active")
     await assert_accessible(page, "keys, a new key shown")
-    async with httpx.AsyncClient(base_url=platform.api_url) as api:
+    async with httpx.AsyncClient(base_url=tenant.api_url) as api:
         headers = {"Authorization": f"Bearer {new_token}"}
         assert (await api.get("/api/v1/stores", headers=headers)).status_code == 200
 
@@ -395,19 +394,22 @@ async def test_a_tenant_makes_a_key_sees_it_once_and_revokes_it(
     await page.keyboard.press("Enter")
     await expect(ci_row.get_by_test_id("key-state")).to_have_text("Revoked", timeout=SHORT)
     await expect(ci_row.get_by_test_id("key-revoke")).to_have_count(0)
-    async with httpx.AsyncClient(base_url=platform.api_url) as api:
+    async with httpx.AsyncClient(base_url=tenant.api_url) as api:
         headers = {"Authorization": f"Bearer {new_token}"}
         assert (await api.get("/api/v1/stores", headers=headers)).status_code == 401
 
 
 async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
-    page: Page, platform: Platform
+    page: Page, shared_platform: Platform
 ) -> None:
-    leaving = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "leaving"})
+    leaving = await api_call(shared_platform, "POST", "/api/v1/tenants", json={"name": "leaving"})
     store = await api_call(
-        platform, "POST", "/api/v1/stores", json={"name": "Last Shop", "tenant_id": leaving["id"]}
+        shared_platform,
+        "POST",
+        "/api/v1/stores",
+        json={"name": "Last Shop", "tenant_id": leaving["id"]},
     )
-    await signed_in(page, platform)
+    await signed_in(page, shared_platform)
     await page.get_by_test_id("nav-tenants").click()
     rows = page.get_by_test_id("tenant-row")
     row = rows.filter(has_text="leaving")
@@ -426,16 +428,18 @@ async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
     await assert_accessible(page, "tenants, a deletion refused")
     await alert.get_by_test_id("alert-dismiss").click()
 
-    await api_call(platform, "DELETE", f"/api/v1/stores/{store['id']}")
+    await api_call(shared_platform, "DELETE", f"/api/v1/stores/{store['id']}")
     give_up = time.monotonic() + PROVISIONING / 1000
-    while (await get_json(platform, f"/api/v1/stores/{store['id']}"))["status"] != "deleted":
+    while (await get_json(shared_platform, f"/api/v1/stores/{store['id']}"))["status"] != "deleted":
         assert time.monotonic() < give_up, "the store was not deleted in time"
         await asyncio.sleep(0.2)
     await delete_confirmed()
 
     await expect(row).to_have_count(0, timeout=SHORT)
     await expect(rows.filter(has_text="default")).to_have_count(1)
-    async with httpx.AsyncClient(base_url=platform.api_url, headers=platform.headers) as api:
+    async with httpx.AsyncClient(
+        base_url=shared_platform.api_url, headers=shared_platform.headers
+    ) as api:
         assert (await api.get(f"/api/v1/tenants/{leaving['id']}")).status_code == 404
     # Listed among the deleted when asked for (as the API and the CLI list it), to be read only.
     await page.get_by_test_id("tenant-show-deleted").check()
@@ -448,22 +452,27 @@ async def test_an_admin_deletes_a_tenant_once_its_stores_are_deleted(
     await expect(row).to_have_count(0, timeout=SHORT)
 
 
-async def test_an_admin_suspends_a_tenant_and_resumes_it(page: Page, platform: Platform) -> None:
-    paused = await api_call(platform, "POST", "/api/v1/tenants", json={"name": "paused"})
+async def test_an_admin_suspends_a_tenant_and_resumes_it(
+    page: Page, shared_platform: Platform
+) -> None:
+    paused = await api_call(shared_platform, "POST", "/api/v1/tenants", json={"name": "paused"})
     await api_call(
-        platform, "POST", "/api/v1/stores", json={"name": "Paused Shop", "tenant_id": paused["id"]}
+        shared_platform,
+        "POST",
+        "/api/v1/stores",
+        json={"name": "Paused Shop", "tenant_id": paused["id"]},
     )
     key = await api_call(
-        platform, "POST", "/api/v1/keys", json={"name": "till", "tenant_id": paused["id"]}
+        shared_platform, "POST", "/api/v1/keys", json={"name": "till", "tenant_id": paused["id"]}
     )
-    await signed_in(page, platform)
+    await signed_in(page, shared_platform)
     await page.get_by_test_id("nav-tenants").click()
     rows = page.get_by_test_id("tenant-row")
     row = rows.filter(has_text="paused")
     await expect(rows.filter(has_text="default").get_by_test_id("tenant-suspend")).to_have_count(0)
 
     async def answer_to_its_key() -> int:
-        async with httpx.AsyncClient(base_url=platform.api_url) as api:
+        async with httpx.AsyncClient(base_url=shared_platform.api_url) as api:
             headers = {"Authorization": f"Bearer {key['token']}"}
             return (await api.get("/api/v1/stores", headers=headers)).status_code
 
