@@ -231,3 +231,15 @@ async def until(condition: Callable[[], bool], what: str, deadline: float = 20.0
         if time.monotonic() > give_up:
             pytest.fail(f"timed out waiting until {what}")
         await asyncio.sleep(0.02)
+
+
+def alter_stored_data(data_dir: Path, store_id: uuid.UUID | str) -> None:
+    """Flip a byte in the middle of the largest pack of the store's restic repository (the
+    embedded default's, under ``data_dir``: the one holding its parts' data; restic caches
+    only its indexes and trees), as failing storage might: restic finds it as it reads it."""
+    packs = (data_dir / "backups" / "stores" / str(store_id) / "data").glob("*/*")
+    largest = max(packs, key=lambda pack: pack.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    largest.chmod(0o600)  # restic writes its packs read-only
+    largest.write_bytes(bytes(data))

@@ -23,6 +23,7 @@ import yaml
 from playwright.async_api import Locator, Page, Request, expect
 
 from tests.e2e.conftest import Platform
+from tests.support import alter_stored_data
 from woostore_devstack.embedded import REPO
 from woostore_provisioner.recipe import PROVISION
 from woostore_shared import lifecycle
@@ -583,6 +584,22 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await page.get_by_test_id("confirm").click()
     await expect(backups.get_by_test_id("backup")).to_have_count(1, timeout=PROVISIONING)
     await expect(backups.get_by_test_id("backup")).to_contain_text("(asked for)")
+
+    # Its data altered in the repository, as failing storage might: a restore finds it, and
+    # the backup is listed damaged, with no Restore or Copy, and can be deleted.
+    alter_stored_data(tenant.data_dir, store["id"])
+    kept = backups.get_by_test_id("backup").filter(has_text="(asked for)")
+    await kept.get_by_test_id("restore-button").click()
+    await page.get_by_test_id("confirm").click()
+    await expect(kept).to_have_attribute("data-status", "damaged", timeout=PROVISIONING)
+    await expect(kept).to_contain_text(
+        re.compile(r"Damaged, cannot be restored \(asked for\): .*ciphertext verification")
+    )
+    await expect(kept.get_by_test_id("restore-button")).to_have_count(0)
+    await expect(kept.get_by_test_id("copy-backup-button")).to_have_count(0)
+    await expect(kept.get_by_test_id("delete-backup-button")).to_be_visible()
+    await expect(backups.get_by_test_id("backup")).to_have_count(1)  # no safety backup listed
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
 
 
 # A platform of its own: stops the provisioner.

@@ -28,7 +28,7 @@ from tests.provisioner.test_runner import (
     stream_events,
     takes_the_lease,
 )
-from tests.support import DEFAULT_SETTINGS, create_copy
+from tests.support import DEFAULT_SETTINGS, alter_stored_data, create_copy
 from woostore_cluster import Cluster
 from woostore_cluster.simulated import DUMP_FORMAT, SimulatedCluster
 from woostore_provisioner.leases import Leases
@@ -374,18 +374,6 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
     assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
 
 
-def alter_stored_data(settings: Settings, store: Store) -> None:
-    """Flip a byte in the middle of the largest pack of the store's restic repository (the
-    one holding its parts' data; restic caches only its indexes and trees), as failing
-    storage might: restic finds it as it reads it back."""
-    packs = (settings.data_dir / "backups" / "stores" / str(store.id) / "data").glob("*/*")
-    largest = max(packs, key=lambda pack: pack.stat().st_size)
-    data = bytearray(largest.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    largest.chmod(0o600)  # restic writes its packs read-only
-    largest.write_bytes(bytes(data))
-
-
 def damaged_seen() -> float:
     return REGISTRY.get_sample_value("woostore_backups_damaged_total") or 0.0
 
@@ -406,7 +394,7 @@ async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offer
     backup_id = await request_backup(api_outbox, store)
     await runner.change(store.id, KeepAlive())
     assert (await load(database, store.id)).complete_backups == 1
-    alter_stored_data(settings, store)
+    alter_stored_data(settings.data_dir, store.id)
     cluster.place_order(store.namespace)
     before, seen = cluster.wordpress_state(store.namespace), damaged_seen()
 
@@ -494,7 +482,7 @@ async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(
     runner = make_runner(cluster)
     backup_id = await request_backup(api_outbox, source)
     await runner.change(source.id, KeepAlive())
-    alter_stored_data(settings, source)
+    alter_stored_data(settings.data_dir, source.id)
     async with UnitOfWork.begin(api_outbox) as uow:
         backup = await uow.session.get(StoreBackup, backup_id)
         assert backup is not None
