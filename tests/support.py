@@ -234,12 +234,12 @@ async def until(condition: Callable[[], bool], what: str, deadline: float = 20.0
 
 
 def alter_stored_data(data_dir: Path, store_id: uuid.UUID | str) -> None:
-    """Flip a byte in the middle of the largest pack of the store's restic repository (the
-    embedded default's, under ``data_dir``: the one holding its parts' data; restic caches
-    only its indexes and trees), as failing storage might: restic finds it as it reads it."""
-    packs = (data_dir / "backups" / "stores" / str(store_id) / "data").glob("*/*")
-    largest = max(packs, key=lambda pack: pack.stat().st_size)
-    data = bytearray(largest.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    largest.chmod(0o600)  # restic writes its packs read-only
-    largest.write_bytes(bytes(data))
+    """Flip a byte in the middle of every pack of the store's restic repository (the embedded
+    default's, under ``data_dir``), as failing storage might: restic finds it as it reads its
+    data back. (Its cache holds indexes and trees, not data, and a read without it finds the
+    trees altered too.)"""
+    for pack in (data_dir / "backups" / "stores" / str(store_id) / "data").glob("*/*"):
+        data = bytearray(pack.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        pack.chmod(0o600)  # restic writes its packs read-only
+        pack.write_bytes(bytes(data))

@@ -828,6 +828,8 @@ def _follow(
             task = bar.add_task("", total=1)
             waiting = f"{goal.waiting}: it starts{_once(store)}" if _once(store) else goal.waiting
             midway = _at_step(store, goal)  # `woostore wait` on a store under way
+            if midway:  # its step as the store tells it: no progress event of it comes
+                steps[store["step"]["name"]] = store["step"]
             show(*(midway or (waiting + _queue(store), 0)))
             for event in stream:
                 if isinstance(event, Gap):
@@ -867,7 +869,8 @@ def _follow(
         # The stream refused to go on (its key revoked, its tenant suspended) or stayed lost:
         # the wait is over, not the store's work, which a failure's exit code would say. A
         # refused key is refused `show` too: it is pointed to only where the stream was lost.
-        see = "" if isinstance(error, ApiError) else f" See: woostore show {store['id']}"
+        refused = isinstance(error, ApiError) and error.status in (401, 403)
+        see = "" if refused else f" See: woostore show {store['id']}"
         _warn(f"Stopped waiting ({error}); {store['name']} carries on.{see}")
         return STOPPED_WAITING
     assert outcome is not None, "the stream only ends when interrupted"

@@ -52,11 +52,13 @@ NO_REPOSITORY = "unable to open config file"  # what restic says where nothing w
 _STDERR_KEPT = 4096
 _REASON_MAX = 300  # characters of it an error message keeps
 _WHOLE_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{56}\b")  # a blob's or a pack's, in full
-# What restic (0.14, the version tested) says as it reads data it keeps that was altered (its
-# authentication fails) or that is gone from the repository although its index names it (a
-# folder's "no such file", S3's "key does not exist"; restic retries for about 45 s first).
+# What restic (0.14, the version tested) says as it reads a blob of data it keeps that was
+# altered (its authentication fails) or whose pack is gone from the repository although its
+# index names it (a folder's "no such file", S3's "key does not exist"; restic retries for
+# about 45 s first). Not its index's own errors, which say "ciphertext verification failed"
+# too: an index is rebuilt from the packs, whole again (restic rebuild-index).
 _DAMAGE = re.compile(
-    r"ciphertext verification failed"
+    r"decrypting blob \w+\S* failed: ciphertext verification failed"
     r"|ReadFull\(<data/\w+>\).*(no such file or directory|key does not exist)",
     re.IGNORECASE,
 )

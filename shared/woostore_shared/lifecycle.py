@@ -607,11 +607,15 @@ async def start_change(
 
 
 async def end_change(
-    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, backup: Manifest | str | None
+    uow: UnitOfWork,
+    store_id: uuid.UUID,
+    failure: str | None,
+    backup: Manifest | str | NeverBegun | None,
 ) -> StoreChange:
     """End the store's upgrade, rollback or settings change, recording and announcing how it
     went, and the backup taken first: complete as ``backup``'s manifest says, failed for the
-    reason it gives, or failed if the change ended before it was made. The store is ready
+    reason it gives, deleted if its step never began, or failed if the change ended before
+    it was made. The store is ready
     either way: a failed change leaves what helm restored (a settings change: the settings
     it had), and the change its reason."""
     store = await _locked(uow, store_id)
@@ -701,24 +705,30 @@ async def end_backup(
     return backup
 
 
+class NeverBegun:
+    """The outcome of a backup a change or a restore takes first whose step never began (the
+    work ended before it): nothing of it was ever stored."""
+
+
+NEVER_BEGUN = NeverBegun()
+
+
 async def _end_backup_taken_first(
-    uow: UnitOfWork, store: Store, outcome: Manifest | str | None, unmade: str
+    uow: UnitOfWork, store: Store, outcome: Manifest | str | NeverBegun | None, unmade: str
 ) -> None:
     """The backup a change or a restore took of the store first: complete as ``outcome``'s
-    manifest says, failed for the reason it gives (it was tried, and refused), or, if none is
-    given, deleted (``unmade`` its reason): never made, it is not listed. (Each restore of a
-    damaged backup, refused before its safety backup, listed one more failed backup of it: a
-    user's review.)"""
+    manifest says, failed for the reason it gives (it was tried, and refused), deleted if its
+    step never began (``unmade`` its reason: never made, it is not listed; each restore of a
+    damaged backup, refused before its safety backup, listed one more failed backup: a
+    user's review), or failed (``unmade``) where nobody says (the reaper ending the work)."""
     with suppress(LookupError):  # none left running: ended already
         backup = await backup_under_way(uow.session, store.id)
-        if outcome is not None:
+        if isinstance(outcome, Manifest | str):
             await _end_backup_record(uow, store, backup, outcome)
-        else:
-            # Never tried, maybe (the change ended before its backup step, or was given up):
-            # no sign of the storage refusing it (WooStoreBackupsFailing). Given up as it
-            # stored parts, those stay in the repository, never listed, until the store is
-            # deleted, as a failed backup's do.
-            await _end_backup_record(uow, store, backup, unmade, failed_as="not_made")
+            return
+        # No sign of the storage refusing it (WooStoreBackupsFailing).
+        await _end_backup_record(uow, store, backup, unmade, failed_as="not_made")
+        if outcome is NEVER_BEGUN:
             backup.status = BackupStatus.DELETED
 
 
@@ -784,11 +794,14 @@ async def start_restore(uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UU
 
 
 async def end_restore(
-    uow: UnitOfWork, store_id: uuid.UUID, failure: str | None, safety: Manifest | str | None
+    uow: UnitOfWork,
+    store_id: uuid.UUID,
+    failure: str | None,
+    safety: Manifest | str | NeverBegun | None,
 ) -> StoreChange:
     """End the store's restore, recording and announcing how it went, and its safety backup:
-    complete as ``safety``'s manifest says, failed for the reason it gives, or failed if the
-    restore ended before it was made. The store
+    complete as ``safety``'s manifest says, failed for the reason it gives, deleted if its
+    step never began, or failed if the restore ended before it was made. The store
     is ready either way."""
     store = await _locked(uow, store_id)
     record = await _change_under_way(uow, store)

@@ -23,7 +23,7 @@ import yaml
 from playwright.async_api import Locator, Page, Request, expect
 
 from tests.e2e.conftest import Platform
-from tests.support import alter_stored_data
+from tests.support import alter_stored_data, until
 from woostore_devstack.embedded import REPO
 from woostore_provisioner.recipe import PROVISION
 from woostore_shared import lifecycle
@@ -587,6 +587,12 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
 
     # Its data altered in the repository, as failing storage might: a restore finds it, and
     # the backup is listed damaged, with no Restore or Copy, and can be deleted.
+    def listed() -> int:
+        found = f"{tenant.api_url}/api/v1/stores/{store['id']}/backups"
+        return len(httpx.get(found, headers=tenant.headers).json()["items"])
+
+    # Once the safety backup's data is gone: its removal would repack what is altered.
+    await until(lambda: listed() == 1, "the deleted backup's data is removed", PROVISIONING / 1000)
     alter_stored_data(tenant.data_dir, store["id"])
     kept = backups.get_by_test_id("backup").filter(has_text="(asked for)")
     await kept.get_by_test_id("restore-button").click()

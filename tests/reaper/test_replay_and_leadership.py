@@ -17,7 +17,15 @@ from woostore_reaper.leadership import LOCK_KEY, LeaderLock
 from woostore_reaper.reaping import delete_as_asked, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.models import Store, StoreChange, StoreStatus, WorkOrderRecord, utcnow
+from woostore_shared.models import (
+    BackupStatus,
+    Store,
+    StoreBackup,
+    StoreChange,
+    StoreStatus,
+    WorkOrderRecord,
+    utcnow,
+)
 from woostore_shared.outbox import Outbox
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
 from woostore_shared.unit_of_work import UnitOfWork
@@ -263,6 +271,15 @@ async def test_an_upgrade_lost_too_often_ends_failed_and_the_store_stays_ready(
     assert (change.kind, change.result) == ("upgrade", "failed")
     assert change.reason is not None
     assert "kept crashing its worker" in change.reason
+    # The reaper reads no backups: the one taken first may have been stored, so it is kept
+    # listed, failed, not hidden as one never begun is (a diff review).
+    async with database.session() as session:
+        [backup] = await session.exec(
+            select(StoreBackup).where(col(StoreBackup.store_id) == store_id)
+        )
+    assert (backup.status, backup.reason) == (
+        BackupStatus.FAILED, "the change ended before the store was backed up",
+    )  # fmt: skip
     [message] = await stream_messages(nats_client)
     assert envelope(message)["type"] == "io.woostore.store.change_failed"
     assert await orders(nats_client, store_id) == []  # no clean-up asked for: it is live

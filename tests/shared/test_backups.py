@@ -442,6 +442,11 @@ def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
             "cannot dump file: ReadFull(<data/ff3a03c1b9>): The specified key does not exist.",
             True,
         ),
+        (  # an index altered: rebuilt from the packs, it is whole again
+            "Fatal: unable to load index 5a2b0c1d: load <index/5a2b0c1d9e>: ciphertext "
+            "verification failed",
+            False,
+        ),
         # Storage out of reach is not damage: the next restore may read it whole.
         ("Fatal: unable to open config file: Stat: Access Denied.", False),
         ("cannot dump file: ReadFull(<data/ff3a03c1b9>): dial tcp: connection refused", False),

@@ -139,7 +139,8 @@ class Step:
     # What puts back what the step changed, where the recipe fails for good once the step
     # has begun (and nothing else returns the store to how it was, as helm's rollback does a
     # release): run by the runner before the failure is recorded, within the step's timeout.
-    undo: Callable[[StoreJob], Awaitable[None]] | None = None
+    # It returns what it did, in words added to the failure ("" where it did nothing).
+    undo: Callable[[StoreJob], Awaitable[str]] | None = None
 
     def deadline(self, limits: TimeLimits) -> float:
         return self.timeout(limits) if callable(self.timeout) else self.timeout
@@ -353,12 +354,14 @@ async def change_settings(job: StoreJob) -> None:
     await _set_options(job)
 
 
-async def put_settings_back(job: StoreJob) -> None:
+async def put_settings_back(job: StoreJob) -> str:
     """The settings a failed settings change replaced, set again as it set them: a change
     that failed part-way (the language refused after the email was set) or at its test order
     left the shop with some or all of the new ones, while the store's record went back."""
-    if job.settings_before is not None:
-        await change_settings(replace(job, settings=job.settings_before))
+    if job.settings_before is None:
+        return ""
+    await change_settings(replace(job, settings=job.settings_before))
+    return "the settings it replaced were put back"
 
 
 async def enable_cash_on_delivery(job: StoreJob) -> None:
