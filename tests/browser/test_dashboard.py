@@ -598,6 +598,9 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await kept.get_by_test_id("restore-button").click()
     await page.get_by_test_id("confirm").click()
     await expect(kept).to_have_attribute("data-status", "damaged", timeout=PROVISIONING)
+    for told in ("a backup was found damaged", "the restore failed: the backup is damaged"):
+        notice = page.get_by_test_id("notice").filter(has_text=f"“Safe Shop”: {told}")
+        await expect(notice).to_be_visible(timeout=SHORT)  # not only in the card
     await expect(kept).to_contain_text(
         re.compile(r"Damaged, cannot be restored \(asked for\): .*ciphertext verification")
     )
