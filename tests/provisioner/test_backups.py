@@ -483,13 +483,7 @@ async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(
     backup_id = await request_backup(api_outbox, source)
     await runner.change(source.id, KeepAlive())
     alter_stored_data(settings.data_dir, source.id)
-    async with UnitOfWork.begin(api_outbox) as uow:
-        backup = await uow.session.get(StoreBackup, backup_id)
-        assert backup is not None
-        copy = await lifecycle.request(
-            uow, tenant_id=source.tenant_id, name="Staging Copy", slug="staging-copy-abc123",
-            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS, from_backup=backup,
-        )  # fmt: skip
+    copy = await create_copy(api_outbox, backup_id)
 
     await runner.provision(copy.id, KeepAlive())
 
