@@ -18,7 +18,13 @@ from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
-from tests.provisioner.test_changes import backups_ended, names, ready_store, request_change
+from tests.provisioner.test_changes import (
+    backups_ended,
+    changes,
+    names,
+    ready_store,
+    request_change,
+)
 from tests.provisioner.test_runner import (
     QUICK_WATCH_INTERVAL,
     KeepAlive,
@@ -461,13 +467,10 @@ async def test_a_backup_that_reads_back_whole_when_read_again_is_not_marked_dama
     assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
     store_now = await load(database, store.id)
     assert (store_now.status, store_now.complete_backups) == (StoreStatus.READY, 1)
-    async with database.session() as session:
-        [restore] = await session.exec(
-            select(StoreChange).where(col(StoreChange.store_id) == store.id)
-        )
-    assert restore.result == "failed"
-    assert restore.reason is not None
-    assert "read whole again just after, so not damaged" in restore.reason
+    [(_, result, reason)] = await changes(database, store)
+    assert result == "failed"
+    assert reason is not None
+    assert "read whole again just after, so not damaged" in reason
 
 
 async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(

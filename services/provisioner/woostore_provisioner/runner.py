@@ -396,7 +396,7 @@ class Runner:
         """Undo what the failed recipe's begun steps declare they undo, the last begun first;
         the failure to record, which says what could not be undone."""
         store = await self._load(store_id)
-        begun = await self.journal.done(store_id, recipe) | {store.step_name}
+        begun = await self._begun(store, recipe)
         undoing = [step for step in reversed(recipe.steps) if step.undo and step.name in begun]
         if not undoing:
             return failure
@@ -420,6 +420,11 @@ class Runner:
             log.info("failed step undone", step=step.name)
             failure = f"{failure}; {done}" if done else failure
         return failure
+
+    async def _begun(self, store: Store, recipe: Recipe) -> set[str | None]:
+        """The names of the recipe's steps begun for ``store``: those journalled done, and the
+        one under way (``step_name``)."""
+        return await self.journal.done(store.id, recipe) | {store.step_name}
 
     async def _fail(self, store_id: uuid.UUID, reason: str) -> None:
         try:
@@ -483,9 +488,9 @@ class Runner:
                 backup = await lifecycle.backup_under_way(session, store_id)
             except LookupError:
                 return None  # none running: the change ended already
+        # (Ended as a change or a restore ends: the store is still updating or restoring.)
         recipe = _recipe_under_way(store) if store is not None else None
-        done = await self.journal.done(store_id, recipe) if recipe is not None else set()
-        if store is not None and not BACKING_UP_FIRST & (done | {store.step_name}):
+        if store and recipe and not BACKING_UP_FIRST & await self._begun(store, recipe):
             return NEVER_BEGUN
         with suppress(BackupStorageError):  # unreadable: as if not made, and recorded so
             if (manifest := await self.backup_storage.of(store_id).manifest(backup.id)) is not None:
