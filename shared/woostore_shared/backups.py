@@ -59,9 +59,17 @@ _WHOLE_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{56}\b")  # a blob's or a pack's
 # too: an index is rebuilt from the packs, whole again (restic rebuild-index).
 _DAMAGE = re.compile(
     r"decrypting blob \w+\S* failed: ciphertext verification failed"
-    r"|ReadFull\(<data/\w+>\).*(no such file or directory|key does not exist)",
+    r"|ReadFull\(<data/\w+>\).*(no such file or directory|key does not exist)"
+    r"|\bid \w+ not found in repository",  # gone with a pack a repair removed (``repair``)
     re.IGNORECASE,
 )
+# What ``restic check --read-data`` says of a pack whose content is not what it stored (a
+# pack is named by its content's SHA-256), and how any check names a tree it finds data
+# missing or altered under: in a repository of WooStore's, a snapshot's own (each snapshot
+# holds one file read from standard input).
+_ALTERED_PACK = re.compile(r"Pack ID does not match, want ([0-9a-f]{64})")
+_TREE_WITH_ERRORS = re.compile(r"^error for tree ([0-9a-f]{8}):", re.MULTILINE)
+_ERRORS_FOUND = "repository contains errors"  # a check that ran, and found some
 
 
 class BackupStorageError(Exception):
@@ -71,6 +79,15 @@ class BackupStorageError(Exception):
 class BackupCorrupt(BackupStorageError):
     """What a backup holds cannot be read back as it was stored: a part unlike its manifest,
     or restic finding the data it keeps altered or gone. Reading it again reads the same."""
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What repairing a store's repository did: the packs it removed, their content altered,
+    and the backups left without some of their data, each with what it lost."""
+
+    removed: list[str]
+    lost: dict[uuid.UUID, str]
 
 
 class Part(BaseModel):
@@ -283,6 +300,57 @@ class StoreBackups:
             return str(found)
         return None
 
+    async def repair(self) -> Repair:
+        """Rid the repository of damaged data, as restic 0.14 can (it has no ``repair``
+        command): the index rebuilt from the packs there, forgetting packs gone; every pack
+        read whole (``check --read-data``) and those whose content was altered removed; the
+        index rebuilt again. restic then stores that data again as the next backup holds it.
+        Which backups lost data is found last (``check``): they stay damaged whatever is
+        stored later. Read without restic's cache, which is dropped after (it may hold trees
+        of the packs removed). restic locks the repository whole meanwhile: a backup, a
+        restore or a copy reading it fails."""
+        repairing = self.uncached()
+        rebuilt = "rebuild the backup repository's index"
+        await repairing._must("rebuild-index", doing=rebuilt)
+        checked = await repairing._check("--read-data")
+        altered = sorted(set(_ALTERED_PACK.findall(checked.heard)))
+        if altered:
+            assert self._environment is not None  # the repository was read
+            await _remove_packs(self._environment, altered)
+            await repairing._must("rebuild-index", doing=rebuilt)
+        lost = await repairing._lost() if checked.code != 0 else {}
+        await self._drop_cache()
+        if altered or lost:
+            lost_ids = [str(backup) for backup in lost]
+            log.warning("backup repository repaired", removed=altered, lost=lost_ids)
+        return Repair(removed=altered, lost=lost)
+
+    async def _check(self, *arguments: str) -> _Done:
+        """restic's check of the repository: what it found said, with a non-zero status,
+        where it found errors; a check that could not run (the repository locked, out of
+        reach) raises."""
+        done = await self._run("check", *arguments)
+        if done.code != 0 and _ERRORS_FOUND not in done.said:
+            raise _failed("check the backup repository", done, self._where)
+        return done
+
+    async def _lost(self) -> dict[uuid.UUID, str]:
+        """The backups some of whose data the repository no longer holds, with which of
+        their parts (or their manifest) lost it."""
+        trees = set(_TREE_WITH_ERRORS.findall((await self._check()).heard))
+        lost: dict[uuid.UUID, list[str]] = {}
+        snapshots = await self._snapshots()  # its parts in the order stored, its manifest last
+        for snapshot in sorted(snapshots, key=lambda s: MANIFEST_TAG in s.get("tags", [])):
+            tags = snapshot.get("tags", [])
+            backup = next((t.removeprefix("backup=") for t in tags if t.startswith("backup=")), "")
+            if snapshot["tree"][:8] in trees and backup:
+                part = "manifest" if MANIFEST_TAG in tags else snapshot["paths"][0][1:]
+                lost.setdefault(uuid.UUID(backup), []).append(part)
+        return {
+            backup: f"data of its {_listed(parts)} was found damaged in the repository, and removed"
+            for backup, parts in lost.items()
+        }
+
     async def forget(self, backup_id: uuid.UUID) -> None:
         """Drops the backup, complete or not: its manifest first (so it is never listed
         half-gone), then its parts, then the data no snapshot holds any more."""
@@ -302,14 +370,17 @@ class StoreBackups:
         if self._environment is None:
             return
         # The cache first: found by the repository's config, which goes with the repository.
+        await self._drop_cache()
+        folder = _folder(self._environment["RESTIC_REPOSITORY"])
+        if folder is None:
+            await _delete_objects(self._environment, None)
+        else:
+            await asyncio.to_thread(_remove, folder)
+
+    async def _drop_cache(self) -> None:
         cache = await self._cache()
         if cache is not None:
             await asyncio.to_thread(shutil.rmtree, cache, ignore_errors=True)
-        folder = _folder(self._environment["RESTIC_REPOSITORY"])
-        if folder is None:
-            await _remove_objects(self._environment)
-        else:
-            await asyncio.to_thread(_remove, folder)
 
     async def _cache(self) -> Path | None:
         """Where restic caches this repository (a folder named by the repository's id, made
@@ -422,6 +493,7 @@ class _Done:
     code: int
     out: bytes  # what it wrote on stdout, if nobody read it as it came
     said: str  # the end of what it wrote on stderr
+    heard: str = ""  # all it wrote on stderr: what a check found, however much
 
 
 def _remove(folder: Path) -> None:
@@ -436,11 +508,29 @@ def _remove(folder: Path) -> None:
         raise BackupStorageError(f"could not remove the backup repository: {said}") from error
 
 
-async def _remove_objects(environment: dict[str, str]) -> None:
-    """Every object of an S3 repository, whatever it holds (restic deletes no repository:
-    its data, index, keys and config), listed whole, then deleted a thousand at a time. None
-    left is fine: done again after a crash, it finishes the job."""
-    # Imported here: 7 MB that only deleting a store's backups from S3 needs.
+async def _remove_packs(environment: dict[str, str], packs: list[str]) -> None:
+    """The named packs, from the repository's folder or its bucket (restic keeps a pack
+    under ``data/``, in a folder named by its id's first two digits); one gone already is
+    fine."""
+    paths = [f"data/{pack[:2]}/{pack}" for pack in packs]
+    folder = _folder(environment["RESTIC_REPOSITORY"])
+    if folder is None:
+        await _delete_objects(environment, paths)
+        return
+    try:
+        for path in paths:
+            await asyncio.to_thread((folder / path).unlink, missing_ok=True)
+    except OSError as error:
+        said = _unplaced(str(error), str(folder))
+        raise BackupStorageError(f"could not remove damaged data: {said}") from error
+
+
+async def _delete_objects(environment: dict[str, str], paths: list[str] | None) -> None:
+    """The objects at ``paths`` in the repository's bucket, or (None) every one it holds,
+    whatever they are (restic deletes no repository: its data, index, keys and config),
+    listed whole; deleted a thousand at a time. None left is fine: done again after a crash,
+    it finishes the job."""
+    # Imported here: 7 MB that only repairing or deleting backups kept in S3 needs.
     import obstore
     from obstore.exceptions import BaseError
     from obstore.store import S3Store
@@ -448,12 +538,15 @@ async def _remove_objects(environment: dict[str, str]) -> None:
     bucket, prefix, config, client = _s3_store(environment)
     store = S3Store(bucket, prefix=prefix, config=config, client_options=client)
     try:
-        paths = [meta["path"] async for batch in obstore.list(store) for meta in batch]
-        for first in range(0, len(paths), 1000):
-            await obstore.delete_async(store, paths[first : first + 1000])
+        removing = paths
+        if removing is None:
+            removing = [meta["path"] async for batch in obstore.list(store) for meta in batch]
+        for first in range(0, len(removing), 1000):
+            await obstore.delete_async(store, removing[first : first + 1000])
     except BaseError as error:
         said = _unplaced(str(error), environment["RESTIC_REPOSITORY"])
-        raise BackupStorageError(f"could not remove the backup repository: {said}") from error
+        what = "the backup repository" if paths is None else "damaged data"
+        raise BackupStorageError(f"could not remove {what}: {said}") from error
 
 
 # An AWS endpoint that names its region: s3.eu-west-1.amazonaws.com, or s3-eu-west-1.
@@ -523,6 +616,11 @@ def _unplaced(said: str, repository: str) -> str:
     return said
 
 
+def _listed(names: list[str]) -> str:
+    """``["a", "b", "c"]`` as "a, b and c"."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def reason(said: str) -> str:
     """What restic said went wrong, in a line a user can read: its ``Fatal:`` line, or a
     crash's ``panic:`` line (the stack trace under it runs to kilobytes), else its last line;
@@ -566,8 +664,10 @@ class _Restic:
     async def finished(self) -> _Done:
         out = await _all(self.process.stdout)
         code = await self.process.wait()
-        said = _kept(await self.errors).decode(errors="replace").strip()
-        return _Done(code, out, said or ("" if code == 0 else f"exit status {code}"))
+        errors = await self.errors
+        said = _kept(errors).decode(errors="replace").strip()
+        heard = errors.decode(errors="replace")
+        return _Done(code, out, said or ("" if code == 0 else f"exit status {code}"), heard)
 
 
 def _kept(said: bytes) -> bytes:

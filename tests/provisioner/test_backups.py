@@ -422,7 +422,10 @@ async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offer
         "status": "restoring", "backup_id": str(backup_id), "reason": damaged.reason,
         "actions": ["delete", "credentials"],
     }  # fmt: skip
-    assert events[-1].data["reason"] == f"the backup is damaged: {damaged.reason}"
+    assert events[-1].data["reason"] == (
+        f"the backup is damaged: {damaged.reason}; the damaged data is removed from the store's "
+        "repository, and its next backup stores that data again"
+    )
     listed = [b for b in await backups_of(database, store) if b.status is not BackupStatus.DELETED]
     assert [b.id for b in listed] == [backup_id]  # no safety backup, never made, beside it
     assert "restore" not in events[-1].data["actions"]
@@ -433,6 +436,81 @@ async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offer
         await lifecycle.delete_backup(uow, store.id, backup_id, BackupDeletion.REQUESTED)
     await runner.change(store.id, KeepAlive())
     assert (await backup_row(database, backup_id)).status is BackupStatus.DELETED
+
+
+async def test_a_backup_that_reuses_damaged_data_repairs_the_repository_and_completes(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    settings: Settings,
+    js: JetStreamContext,
+) -> None:
+    """restic keeps each piece of data once and reuses it: once some was damaged, every new
+    backup of the store failed as it was read back (and every upgrade or settings change,
+    backed up first) until an operator repaired the repository by hand. The backup removes
+    the damaged data, stores its parts again and completes; the older backup that held the
+    data is damaged for good, and the new one restores the store."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    older = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    alter_stored_data(settings.data_dir, store.id)
+    seen = damaged_seen()
+
+    newer = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+
+    assert (await backup_row(database, newer)).status is BackupStatus.COMPLETE
+    lost = await backup_row(database, older)
+    assert lost.status is BackupStatus.DAMAGED
+    assert lost.reason == (
+        "data of its database.dump, uploads.tar and manifest was found damaged in the "
+        "repository, and removed"
+    )
+    assert damaged_seen() == seen + 1
+    events = await stream_events(js, store.id)
+    assert names(events)[-2:] == [EventName.BACKUP_DAMAGED, EventName.BACKUP_COMPLETED]
+    assert (await load(database, store.id)).complete_backups == 1
+    kept = cluster.wordpress_state(store.namespace)
+    cluster.place_order(store.namespace)
+    await request_restore(api_outbox, store, newer)
+    await runner.change(store.id, KeepAlive())
+    assert cluster.wordpress_state(store.namespace) == kept
+    assert names(await stream_events(js, store.id))[-1] is EventName.RESTORED
+
+
+async def test_no_repair_locks_the_repository_while_a_copy_is_to_read_it(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    settings: Settings,
+) -> None:
+    """A repair locks the repository whole, and a copy reading it meanwhile would fail: while
+    one is to be made from the store's backups, the backup fails as it did before repairs,
+    and the repository is left as it is."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    older = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    await create_copy(api_outbox, older)  # queued
+    alter_stored_data(settings.data_dir, store.id)
+    packs = sorted((settings.data_dir / "backups" / "stores" / str(store.id)).rglob("data/*/*"))
+
+    newer = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+
+    failed = await backup_row(database, newer)
+    assert failed.status is BackupStatus.FAILED
+    assert failed.reason is not None
+    assert "ciphertext verification failed" in failed.reason
+    assert failed.reason.endswith(
+        "is being made from one of its backups: the next backup repairs it"
+    )
+    left = sorted((settings.data_dir / "backups" / "stores" / str(store.id)).rglob("data/*/*"))
+    assert set(packs) <= set(left)  # none removed
+    assert (await backup_row(database, older)).status is BackupStatus.COMPLETE
 
 
 async def test_a_backup_that_reads_back_whole_when_read_again_is_not_marked_damaged(

@@ -27,6 +27,7 @@ from woostore_shared.backups import (
     BackupStorageError,
     Manifest,
     Part,
+    Repair,
     StoreBackups,
     _Done,
     _failed,
@@ -73,14 +74,20 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> BackupStorage:
     )
 
 
-def objects_under(storage: BackupStorage, prefix: str) -> list[str]:
-    """The keys of the S3 location's objects under ``prefix``, read by another client."""
+def s3_client(storage: BackupStorage) -> tuple[Any, str, str]:
+    """A client of the S3 location's server apart from WooStore's, its bucket and prefix."""
     url = urlsplit(storage.location.removeprefix("s3:"))
     bucket, location_prefix = url.path.strip("/").split("/", 1)
     s3 = boto3.client(
         "s3", endpoint_url=f"{url.scheme}://{url.netloc}", region_name="us-east-1",
         aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET,
     )  # fmt: skip
+    return s3, bucket, location_prefix
+
+
+def objects_under(storage: BackupStorage, prefix: str) -> list[str]:
+    """The keys of the S3 location's objects under ``prefix``, read by another client."""
+    s3, bucket, location_prefix = s3_client(storage)
     found = s3.list_objects_v2(Bucket=bucket, Prefix=f"{location_prefix}/{prefix}")
     return [item["Key"] for item in found.get("Contents", [])]
 
@@ -333,6 +340,65 @@ async def test_a_forgotten_backup_is_gone_and_the_others_stay_whole(
     assert await read(store, newer.parts[0]) == b"".join(generated(100_000, 8))
 
 
+def packs_of(storage: BackupStorage, store: StoreBackups) -> dict[str, int]:
+    """The store's packs, by name, with their sizes, on either backend."""
+    if not storage.location.startswith("s3:"):
+        data = Path(storage.location, "stores", str(store.store_id), "data")
+        return {pack.name: pack.stat().st_size for pack in data.glob("*/*")}
+    s3, bucket, prefix = s3_client(storage)
+    found = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/stores/{store.store_id}/data/")
+    return {item["Key"].rsplit("/", 1)[1]: item["Size"] for item in found.get("Contents", [])}
+
+
+def alter(storage: BackupStorage, store: StoreBackups, pack: str) -> None:
+    """A byte flipped in the middle of the pack, as failing storage might (restic writes a
+    folder's packs read-only; the tests run as root)."""
+    where = f"stores/{store.store_id}/data/{pack[:2]}/{pack}"
+    if not storage.location.startswith("s3:"):
+        path = Path(storage.location, where)
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return
+    s3, bucket, prefix = s3_client(storage)
+    data = bytearray(s3.get_object(Bucket=bucket, Key=f"{prefix}/{where}")["Body"].read())
+    data[len(data) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/{where}", Body=bytes(data))
+
+
+@BOTH_BACKENDS
+async def test_a_repair_removes_altered_data_and_names_the_backups_that_held_it(
+    storage: BackupStorage,
+) -> None:
+    """restic keeps each piece of data once: a backup made after the data was altered reused
+    it and failed as it was read back, until the altered pack was removed from the
+    repository (restic 0.14 has no command for it). The repair removes it; the backups that
+    held it are named, and stay damaged; the next backup stores the data again, whole."""
+    store = await a_store(storage)
+    shared_data, own = generated(400_000, 21), generated(300_000, 22)
+    first = await back_up(store, {"database.sql": shared_data})
+    # Its data, not its trees: a pack of tens of kilobytes, not of hundreds of bytes.
+    [altered] = [pack for pack, size in packs_of(storage, store).items() if size > 10_000]
+    second = await back_up(store, {"database.sql": shared_data})  # the same data, kept once
+    apart = await back_up(store, {"uploads.tar": own})
+    alter(storage, store, altered)
+    with pytest.raises(BackupCorrupt):
+        await store.verify(first)
+
+    repair = await store.repair()
+
+    assert repair.removed == [altered]
+    assert altered not in packs_of(storage, store)
+    said = "data of its database.sql was found damaged in the repository, and removed"
+    assert repair.lost == {first.backup_id: said, second.backup_id: said}
+    await store.verify(apart)  # untouched
+    with pytest.raises(BackupCorrupt, match="not found in repository"):
+        await store.verify(second)
+    again = await back_up(store, {"database.sql": shared_data})
+    await store.verify(again)  # stored again, whole
+    assert (await store.repair()) == Repair(removed=[], lost={})  # nothing left to repair
+
+
 async def test_restic_is_given_no_secret_in_its_arguments(
     storage: BackupStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -440,6 +506,11 @@ def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
         ),
         (  # ... or from a bucket
             "cannot dump file: ReadFull(<data/ff3a03c1b9>): The specified key does not exist.",
+            True,
+        ),
+        (  # ... or removed by a repair, which rebuilt the index without it
+            "cannot dump file: id 5c7655a663c65e4d05b63e632cb52442262ce20ac6ea5f9578be35d0529c5414"
+            " not found in repository",
             True,
         ),
         (  # an index altered: rebuilt from the packs, it is whole again

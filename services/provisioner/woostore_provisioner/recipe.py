@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
@@ -35,6 +35,7 @@ from woostore_shared.backups import (
     BackupStorageError,
     Manifest,
     Part,
+    Repair,
     StoreBackups,
 )
 from woostore_shared.events import Phase, WorkingStatus
@@ -109,6 +110,12 @@ class StoreJob:
     # The settings a settings change replaces: what a failed one puts back (None: a change
     # asked for before changes kept them, or no settings change).
     settings_before: StoreSettings | None = None
+    # Whether the work may repair the store's repository where it finds data damaged: the
+    # store's own work, while no copy reads the repository (a repair locks it whole).
+    may_repair: bool = False
+    # Backups found damaged as the work ran, with what was found: the runner marks them once
+    # the recipe ends, however it ends. One for all the recipe's steps.
+    found_damaged: dict[uuid.UUID, str] = field(default_factory=dict)
 
     @property
     def admin_email(self) -> str:
@@ -148,12 +155,8 @@ class Step:
 
 class BackupFoundDamaged(Exception):
     """The backup a restore returns to, or a copy is made from, cannot be read back as it was
-    stored (``BackupCorrupt``): the work fails for good, and the backup is marked damaged."""
-
-    def __init__(self, backup_id: uuid.UUID, damage: str) -> None:
-        super().__init__(f"the backup is damaged: {damage}")
-        self.backup_id = backup_id
-        self.damage = damage
+    stored (``BackupCorrupt``): the work fails for good, and the backup is marked damaged
+    (``StoreJob.found_damaged``)."""
 
 
 # What fails a recipe for good: retrying cannot help (the backup storage's errors are
@@ -510,15 +513,29 @@ async def back_up_uploads(job: StoreJob) -> None:
 async def record_backup(job: StoreJob) -> None:
     """Read every part back whole, and store the manifest of their sizes and checksums (with
     what the store runs) last: only now is the backup complete. A part stored again after a
-    crash counts in its latest copy; a manifest stored already is not stored twice."""
+    crash counts in its latest copy; a manifest stored already is not stored twice.
+
+    A part that reads back damaged reused data restic keeps that was damaged since it was
+    stored: every backup of the store fails so until the damaged data is removed. Where the
+    work may, it repairs the repository and stores the parts again, once."""
     backups, backup_id = _backup(job)
     if await backups.manifest(backup_id) is not None:
         return
-    stored = await backups.stored_parts(backup_id)
-    missing = [name for name in (DATABASE_PART, UPLOADS_PART) if name not in stored]
-    if missing:
-        raise PermanentClusterError(f"the backup lacks {', '.join(missing)}")
-    parts = [await backups.read_back(name, stored[name]) for name in (DATABASE_PART, UPLOADS_PART)]
+    try:
+        parts = await _read_back(backups, backup_id)
+    except BackupCorrupt as seen:
+        if not job.may_repair:
+            raise BackupStorageError(
+                f"{seen}; the repository is not repaired while a store is being made from one "
+                "of its backups: the next backup repairs it"
+            ) from seen
+        try:
+            await _rid_of_damage(job, backups)
+        except BackupStorageError as failed:
+            raise BackupStorageError(f"{seen}; repairing the repository failed: {failed}") from seen
+        await back_up_database(job)
+        await back_up_uploads(job)
+        parts = await _read_back(backups, backup_id)
     await backups.store_manifest(
         Manifest(
             backup_id=backup_id,
@@ -532,6 +549,24 @@ async def record_backup(job: StoreJob) -> None:
             parts=parts,
         )
     )
+
+
+async def _read_back(backups: StoreBackups, backup_id: uuid.UUID) -> list[Part]:
+    """Every part of the backup as the repository gives it back (its latest copy)."""
+    stored = await backups.stored_parts(backup_id)
+    missing = [name for name in (DATABASE_PART, UPLOADS_PART) if name not in stored]
+    if missing:
+        raise PermanentClusterError(f"the backup lacks {', '.join(missing)}")
+    return [await backups.read_back(name, stored[name]) for name in (DATABASE_PART, UPLOADS_PART)]
+
+
+async def _rid_of_damage(job: StoreJob, backups: StoreBackups) -> Repair:
+    """Remove the damaged data from the store's repository (``StoreBackups.repair``): the
+    backups that lost some are found damaged."""
+    repair = await backups.repair()
+    for backup_id, lost in repair.lost.items():
+        job.found_damaged.setdefault(backup_id, lost)
+    return repair
 
 
 async def back_up_as_it_is(job: StoreJob) -> None:
@@ -564,7 +599,16 @@ async def _restored_backup(job: StoreJob) -> AsyncIterator[tuple[StoreBackups, M
                 f"{seen}; read whole again just after, so not damaged: the storage or the "
                 "network may have failed for a moment"
             ) from seen
-        raise BackupFoundDamaged(job.restore_from, found) from seen
+        job.found_damaged[job.restore_from] = found
+        said = f"the backup is damaged: {found}"
+        if job.may_repair:
+            try:
+                if (await _rid_of_damage(job, job.backups)).removed:
+                    said += "; the damaged data is removed from the store's repository, and "
+                    said += "its next backup stores that data again"
+            except BackupStorageError as failed:
+                said += f"; repairing the store's repository failed: {failed}"
+        raise BackupFoundDamaged(said) from seen
 
 
 def _part(manifest: Manifest, name: str) -> Part:

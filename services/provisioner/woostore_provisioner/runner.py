@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opentelemetry.trace import Span
@@ -55,7 +55,6 @@ from woostore_provisioner.recipe import (
     PROVISION,
     RESTORE,
     REVERIFY,
-    BackupFoundDamaged,
     Learned,
     OnFailure,
     Recipe,
@@ -117,11 +116,14 @@ CUT_SHORT = "cut short: the store's deletion was asked for"
 @dataclass(frozen=True)
 class BackupWork:
     """The backups a recipe works with: the one it makes, the one it restores, and for a
-    copy, the store that backup is of (read from that store's repository)."""
+    copy, the store that backup is of (read from that store's repository); whether it may
+    repair the store's repository, and the backups it found damaged (``StoreJob``'s)."""
 
     making: uuid.UUID | None = None
     restoring: uuid.UUID | None = None
     copying: Store | None = None
+    may_repair: bool = False
+    found_damaged: dict[uuid.UUID, str] = field(default_factory=dict)
 
 
 class Runner:
@@ -291,7 +293,8 @@ class Runner:
         async with self.db.session() as session:
             with suppress(LookupError):
                 making = (await lifecycle.backup_under_way(session, store.id)).id
-        if await self._follow(recipe, store, attempt, BackupWork(making=making)):
+        work = BackupWork(making=making, may_repair=await self._may_repair(store.id))
+        if await self._follow(recipe, store, attempt, work):
             await self._end_change(attempt.store_id, failure=None)
 
     async def _remove_deleted_backups(self, store_id: uuid.UUID) -> None:
@@ -314,7 +317,8 @@ class Runner:
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
         async with self.db.session() as session:
             backup = await lifecycle.backup_under_way(session, store.id)
-        if not await self._follow(BACKUP, store, attempt, BackupWork(making=backup.id)):
+        work = BackupWork(making=backup.id, may_repair=await self._may_repair(store.id))
+        if not await self._follow(BACKUP, store, attempt, work):
             return
         manifest = await self.backup_storage.of(store.id).manifest(backup.id)
         await self._end_backup(store.id, manifest or "its manifest is missing after storing it")
@@ -325,9 +329,20 @@ class Runner:
             safety = await lifecycle.backup_under_way(session, store.id)
         if change is None or change.backup_id is None:
             raise LookupError(f"store {store.id} is restoring but names no backup")
-        work = BackupWork(making=safety.id, restoring=change.backup_id)
+        work = BackupWork(
+            making=safety.id,
+            restoring=change.backup_id,
+            may_repair=await self._may_repair(store.id),
+        )
         if await self._follow(RESTORE, store, attempt, work):
             await self._end_restore(store.id, failure=None)
+
+    async def _may_repair(self, store_id: uuid.UUID) -> bool:
+        """Whether the store's own work may repair its repository: no new store is being
+        made from one of its backups (a repair locks the repository whole, and the copy's
+        reading would fail)."""
+        async with self.db.session() as session:
+            return await lifecycle.copy_reading_from(session, store_id) is None
 
     async def _remove(self, attempt: Attempt) -> None:
         store = await self._load(attempt.store_id)
@@ -349,8 +364,12 @@ class Runner:
         self, recipe: Recipe, store: Store, attempt: Attempt, backups: BackupWork | None = None
     ) -> bool:
         """Run ``recipe``; whether it completed. A permanent error ends it as it declares."""
+        work = backups or BackupWork()
         try:
-            await self._run(recipe, store, attempt, backups or BackupWork())
+            try:
+                await self._run(recipe, store, attempt, work)
+            finally:  # however it ended, and before its end, which offers actions
+                await self._mark_damaged(work.found_damaged)
             attempt.still_held()  # its end is written by this attempt only
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
@@ -364,16 +383,18 @@ class Runner:
         except PERMANENT_ERRORS as error:
             if recipe.on_failure is OnFailure.RETRY:
                 raise
-            if isinstance(error, BackupFoundDamaged):  # before the end, which offers actions
-                await self._mark_damaged(error)
             await self._end_failed(recipe, store.id, str(error))
             return False
         return True
 
-    async def _mark_damaged(self, found: BackupFoundDamaged) -> None:
+    async def _mark_damaged(self, found: dict[uuid.UUID, str]) -> None:
+        if not found:
+            return
         async with UnitOfWork.begin(self.outbox) as uow:
-            await lifecycle.mark_backup_damaged(uow, found.backup_id, found.damage)
-        log.warning("backup found damaged", backup=str(found.backup_id), damage=found.damage)
+            for backup_id, damage in found.items():
+                await lifecycle.mark_backup_damaged(uow, backup_id, damage)
+        for backup_id, damage in found.items():
+            log.warning("backup found damaged", backup=str(backup_id), damage=damage)
 
     async def _end_failed(self, recipe: Recipe, store_id: uuid.UUID, reason: str) -> None:
         match recipe.on_failure:
@@ -678,6 +699,8 @@ class Runner:
             backups=self.backup_storage.of((backups.copying or store).id),
             backup_id=backups.making,
             restore_from=backups.restoring,
+            may_repair=backups.may_repair,
+            found_damaged=backups.found_damaged,
         )
 
 
