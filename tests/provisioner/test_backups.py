@@ -352,7 +352,7 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
         )  # fmt: skip
         await session.commit()
     cluster.place_order(store.namespace)
-    before = cluster.wordpress_state(store.namespace)
+    before, repairs = cluster.wordpress_state(store.namespace), repairs_seen("whole")
 
     safety_id = await request_restore(api_outbox, store, forged_id)
     await runner.change(store.id, KeepAlive())
@@ -377,11 +377,18 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
         BackupStatus.DAMAGED,
         restore.reason.split(": ", 1)[1],
     )
+    # Its repository was read whole for damaged data, and held none: none was removed.
+    assert repairs_seen("whole") == repairs + 1
     assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
 
 
 def damaged_seen() -> float:
     return REGISTRY.get_sample_value("woostore_backups_damaged_total") or 0.0
+
+
+def repairs_seen(result: str) -> float:
+    found = REGISTRY.get_sample_value("woostore_backup_repairs_total", {"result": result})
+    return found or 0.0
 
 
 async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offered_again(
@@ -456,7 +463,7 @@ async def test_a_backup_that_reuses_damaged_data_repairs_the_repository_and_comp
     older = await request_backup(api_outbox, store)
     await runner.change(store.id, KeepAlive())
     alter_stored_data(settings.data_dir, store.id)
-    seen = damaged_seen()
+    seen, repairs = damaged_seen(), repairs_seen("removed")
 
     newer = await request_backup(api_outbox, store)
     await runner.change(store.id, KeepAlive())
@@ -468,7 +475,7 @@ async def test_a_backup_that_reuses_damaged_data_repairs_the_repository_and_comp
         "data of its database.dump, uploads.tar and manifest was found damaged in the "
         "repository, and removed"
     )
-    assert damaged_seen() == seen + 1
+    assert (damaged_seen(), repairs_seen("removed")) == (seen + 1, repairs + 1)
     events = await stream_events(js, store.id)
     assert names(events)[-2:] == [EventName.BACKUP_DAMAGED, EventName.BACKUP_COMPLETED]
     assert (await load(database, store.id)).complete_backups == 1

@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
 
+from prometheus_client import Counter
+
 from woostore_cluster import (
     BIND_SECONDS,
     MANAGED_BY,
@@ -43,6 +45,12 @@ from woostore_shared.models import StoreStatus, utcnow
 from woostore_shared.secrets import CredentialCipher, generate_password
 from woostore_shared.store_settings import StoreSettings
 
+BACKUP_REPAIRS = Counter(
+    "woostore_backup_repairs_total",
+    "Repairs of a store's backup repository where its work found data damaged, by what they "
+    "did: removed damaged data, found it whole, or failed",
+    ["result"],
+)
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
 ADMIN_USER = "admin"
 RELEASE_NAME = "store"
@@ -563,7 +571,12 @@ async def _read_back(backups: StoreBackups, backup_id: uuid.UUID) -> list[Part]:
 async def _rid_of_damage(job: StoreJob, backups: StoreBackups) -> Repair:
     """Remove the damaged data from the store's repository (``StoreBackups.repair``): the
     backups that lost some are found damaged."""
-    repair = await backups.repair()
+    try:
+        repair = await backups.repair()
+    except BackupStorageError:
+        BACKUP_REPAIRS.labels("failed").inc()
+        raise
+    BACKUP_REPAIRS.labels("removed" if repair.removed else "whole").inc()
     for backup_id, lost in repair.lost.items():
         job.found_damaged.setdefault(backup_id, lost)
     return repair
