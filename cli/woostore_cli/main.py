@@ -1037,10 +1037,12 @@ def _time(iso: str) -> str:
 
 def _origin(store: Store) -> str:
     """Where the store came from, and how long its owner waited for it."""
-    source = {
-        "pool": "the warm pool",
-        "backup": f"a copy of backup {store.get('from_backup')}",
-    }.get(store.get("origin", ""), "made from scratch")
+    copied = f"a copy of backup {store.get('from_backup')}"
+    if of := store.get("from_store"):  # an API older than from_store does not say
+        copied += f" of {of['name']} ({of['id']})"
+    source = {"pool": "the warm pool", "backup": copied}.get(
+        store.get("origin", ""), "made from scratch"
+    )
     took = store.get("ready_in_seconds")
     return source if took is None else f"{source}, ready in {took:.1f} s"
 

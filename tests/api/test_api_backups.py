@@ -244,6 +244,14 @@ async def test_a_store_made_from_a_backup_is_queued_with_its_sources_settings(
     assert response.status_code == 202, response.text
     copy = response.json()
     assert (copy["status"], copy["origin"], copy["from_backup"]) == ("queued", "backup", backup_id)
+    assert copy["from_store"] == {"id": source_id, "name": source["name"]}
+    assert (await client.get(f"{STORES}/{copy['id']}")).json()["from_store"] == copy["from_store"]
+    assert source["from_store"] is None
+    [made] = [
+        entry for entry in (await client.get("/api/v1/audit")).json()["items"]
+        if entry["target"] == f"store/{copy['id']}"
+    ]  # fmt: skip
+    assert (made["action"], made["details"]["from_backup"]) == ("store.create", backup_id)
     assert copy["settings"] == source["settings"]
     assert copy["id"] != source_id
     messages = await stream_messages(nats_client, copy["id"])

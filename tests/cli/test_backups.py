@@ -47,7 +47,8 @@ def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None
     assert copied.code == 0, copied.err
     assert copied.out.startswith("Staging Shop (simulated) is ready in ")
     [copy_id] = [line.split()[-1] for line in copied.out.splitlines() if "credentials" in line]
-    assert f"a copy of backup {backup_id}" in woostore(platform, "show", copy_id).out
+    told = f"a copy of backup {backup_id} of Backed Up Shop ({store_id})"
+    assert told in woostore(platform, "show", copy_id).out
 
     deleted = woostore(platform, "backups", "delete", store_id, backup_id)
 

@@ -212,12 +212,20 @@ class BackupList(BaseModel):
     items: list[BackupOut] = Field(description="Newest first.")
 
 
+class StoreRef(BaseModel):
+    """A store named: its id, and its name as its owner knows it."""
+
+    id: uuid.UUID
+    name: str
+
+
 @dataclass(frozen=True)
 class Surroundings:
     """What a store resource shows that is not on the store's row."""
 
     queue: Mapping[uuid.UUID, int] = field(default_factory=dict)  # queued stores' places
     last_changes: Mapping[uuid.UUID, StoreChange] = field(default_factory=dict)
+    copied_from: Mapping[uuid.UUID, StoreRef] = field(default_factory=dict)  # copies' sources
 
 
 def _asked_at(store: Store) -> datetime:
@@ -248,6 +256,9 @@ class StoreOut(BaseModel):
     )
     from_backup: uuid.UUID | None = Field(
         default=None, description="The backup it was made from (origin backup)."
+    )
+    from_store: StoreRef | None = Field(
+        default=None, description="The store that backup is of (origin backup)."
     )
     step: StepOut | None = None
     progress: float = Field(ge=0, le=1)
@@ -357,6 +368,7 @@ class StoreOut(BaseModel):
             step=step,
             requested_at=asked,
             from_backup=store.from_backup_id,
+            from_store=around.copied_from.get(store.id),
             queue_position=around.queue.get(store.id),
             ready_in_seconds=(
                 round((store.ready_at - asked).total_seconds(), 1)

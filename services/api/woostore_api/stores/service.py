@@ -41,6 +41,7 @@ from woostore_api.stores.schemas import (
     StepTime,
     StepTimes,
     StoreCreate,
+    StoreRef,
     Surroundings,
 )
 from woostore_shared import lifecycle
@@ -131,16 +132,23 @@ async def create_store(
                         )
                     )
                     await uow.session.flush()  # a concurrent request with the key loses here
+                copied = {"from_backup": str(store.from_backup_id)} if store.from_backup_id else {}
                 record(
                     uow, caller, "store.create", f"store/{store.id}", tenant_id,
-                    name=store.name, slug=store.slug,
+                    name=store.name, slug=store.slug, **copied,
                 )  # fmt: skip
             STORES_REQUESTED.inc()  # counted once made, whatever happens to the answer
             if settings.warm_pool_size and request.from_backup is None:
                 POOL_CLAIMS.labels("claimed" if store.origin == "pool" else "missed").inc()
-            # A new store has no change yet, only perhaps a place in the queue. Read after the
-            # commit, so that stores queued ahead of it and committed meanwhile count.
-            return Created(store, Surroundings(queue=await _queue_places(outbox.db, [store])))
+            # A new store has no change yet, only perhaps a place in the queue (and a copy,
+            # its source). Read after the commit, so that stores queued ahead of it and
+            # committed meanwhile count.
+            queue = await _queue_places(outbox.db, [store])
+            if store.from_backup_id is None:
+                return Created(store, Surroundings(queue=queue))
+            async with outbox.db.session() as session:
+                copied_from = await _copied_from(session, [store])
+            return Created(store, Surroundings(queue=queue, copied_from=copied_from))
         except IntegrityError as error:
             if broken_constraint(error) == DELETED_TENANTS_HOLD_NO_STORES:  # deleted meanwhile
                 raise not_found(f"tenant {tenant_id}") from error
@@ -375,7 +383,11 @@ async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     pool is not in it), and each one's last change."""
     queue = await _queue_places(db, stores)
     async with db.session() as session:
-        return Surroundings(queue=queue, last_changes=await _last_changes(session, stores))
+        return Surroundings(
+            queue=queue,
+            last_changes=await _last_changes(session, stores),
+            copied_from=await _copied_from(session, stores),
+        )
 
 
 def _places_in_the_queue() -> Compiled:
@@ -456,6 +468,25 @@ async def _last_changes(
         )
     )
     return {change.store_id: change for change in last}
+
+
+async def _copied_from(session: AsyncSession, stores: Sequence[Store]) -> dict[uuid.UUID, StoreRef]:
+    """The store each copy among ``stores`` was made from a backup of (in its own tenant:
+    a copy is made from one of its tenant's stores only)."""
+    backups = {store.from_backup_id for store in stores if store.from_backup_id is not None}
+    if not backups:
+        return {}
+    found = await session.exec(
+        select(StoreBackup.id, Store.id, Store.name)
+        .join(Store, col(Store.id) == col(StoreBackup.store_id))
+        .where(col(StoreBackup.id).in_(backups))
+    )
+    sources = {backup: StoreRef(id=store, name=name) for backup, store, name in found}
+    return {
+        store.id: sources[store.from_backup_id]
+        for store in stores
+        if store.from_backup_id in sources
+    }
 
 
 async def get_store(db: Database, store_id: uuid.UUID, principal: Principal) -> Store:
