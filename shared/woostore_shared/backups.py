@@ -313,7 +313,8 @@ class StoreBackups:
         rebuilt = "rebuild the backup repository's index"
         await repairing._must("rebuild-index", doing=rebuilt)
         checked = await repairing._check("--read-data")
-        altered = sorted(set(_ALTERED_PACK.findall(checked.heard)))
+        reported = sorted(set(_ALTERED_PACK.findall(checked.heard)))
+        altered = [pack for pack in reported if await repairing._altered(pack)]
         if altered:
             assert self._environment is not None  # the repository was read
             await _remove_packs(self._environment, altered)
@@ -324,6 +325,19 @@ class StoreBackups:
             lost_ids = [str(backup) for backup in lost]
             log.warning("backup repository repaired", removed=altered, lost=lost_ids)
         return Repair(removed=altered, lost=lost)
+
+    async def _altered(self, pack: str) -> bool:
+        """Whether the pack, read once more, is not what restic stored under its name (the
+        SHA-256 of its content): a read garbled on its way once (a proxy, the network) must
+        not have a whole pack removed. One that cannot be read now is not removed either."""
+        digest = hashlib.sha256()
+        async with self._started("cat", "pack", pack) as restic:
+            stdout = restic.process.stdout
+            assert stdout is not None  # piped
+            while chunk := await stdout.read(CHUNK_BYTES):
+                digest.update(chunk)
+            done = await restic.finished()
+        return done.code == 0 and digest.hexdigest() != pack
 
     async def _check(self, *arguments: str) -> _Done:
         """restic's check of the repository: what it found said, with a non-zero status,

@@ -399,6 +399,30 @@ async def test_a_repair_removes_altered_data_and_names_the_backups_that_held_it(
     assert (await store.repair()) == Repair(removed=[], lost={})  # nothing left to repair
 
 
+async def test_a_repair_removes_no_pack_that_reads_whole_when_read_again(
+    storage: BackupStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack read garbled on its way once (a proxy, the network) is reported by restic's
+    check as altered: removing it would lose data that is whole. Each is read once more
+    first."""
+    store = await a_store(storage)
+    kept = await back_up(store, {"database.sql": generated(200_000, 23)})
+    [whole] = [pack for pack, size in packs_of(storage, store).items() if size > 10_000]
+    check = StoreBackups._check
+
+    async def garbled_once(self: StoreBackups, *arguments: str) -> _Done:
+        done = await check(self, *arguments)
+        if arguments != ("--read-data",):
+            return done
+        said = f"Pack ID does not match, want {whole}, got {'0' * 64}\nFatal: repository "
+        return _Done(1, done.out, said + "contains errors", said + "contains errors")
+
+    monkeypatch.setattr(StoreBackups, "_check", garbled_once)
+    assert await store.repair() == Repair(removed=[], lost={})
+    assert whole in packs_of(storage, store)
+    await store.verify(kept)
+
+
 async def test_restic_is_given_no_secret_in_its_arguments(
     storage: BackupStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
