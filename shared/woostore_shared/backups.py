@@ -51,6 +51,7 @@ NO_REPOSITORY = "unable to open config file"  # what restic says where nothing w
 # failure's last ones, whatever lies between.
 _STDERR_KEPT = 4096
 _REASON_MAX = 300  # characters of it an error message keeps
+RESTIC_STOP_SECONDS = 5.0  # how long restic has to remove its lock once asked to stop
 _WHOLE_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{56}\b")  # a blob's or a pack's, in full
 # What restic (0.14, the version tested) says as it reads a blob of data it keeps that was
 # altered (its authentication fails) or whose pack is gone from the repository although its
@@ -59,17 +60,24 @@ _WHOLE_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{56}\b")  # a blob's or a pack's
 # too: an index is rebuilt from the packs, whole again (restic rebuild-index).
 _DAMAGE = re.compile(
     r"decrypting blob \w+\S* failed: ciphertext verification failed"
-    r"|ReadFull\(<data/\w+>\).*(no such file or directory|key does not exist)"
+    r"|ReadFull\(<data/\w+>\).*(no such file or directory|key does not exist|unexpected EOF)"
     r"|\bid \w+ not found in repository",  # gone with a pack a repair removed (``repair``)
     re.IGNORECASE,
 )
 # What ``restic check --read-data`` says of a pack whose content is not what it stored (a
-# pack is named by its content's SHA-256), and how any check names a tree it finds data
-# missing or altered under: in a repository of WooStore's, a snapshot's own (each snapshot
-# holds one file read from standard input).
-_ALTERED_PACK = re.compile(r"Pack ID does not match, want ([0-9a-f]{64})")
-_TREE_WITH_ERRORS = re.compile(r"^error for tree ([0-9a-f]{8}):", re.MULTILINE)
+# pack is named by its content's SHA-256), and how any check names a tree it finds errors
+# under (in a repository of WooStore's, a snapshot's own: each snapshot holds one file read
+# from standard input), then each error, indented. Data gone from the index is lost; an
+# error reading a tree (the network) is not.
+_ALTERED_PACK = re.compile(
+    r"Pack ID does not match, want ([0-9a-f]{64})"  # its content altered
+    r"|pack ([0-9a-f]{64}): unexpected file size"  # cut short, or grown
+    r"|pack ([0-9a-f]{64}) failed to download"  # unreadable as a pack (or unreachable)
+)
+_TREE_WITH_ERRORS = re.compile(r"^error for tree ([0-9a-f]{8}):$")
+_GONE = re.compile(r"not found in (index|repository)")
 _ERRORS_FOUND = "repository contains errors"  # a check that ran, and found some
+_LOCKED = "repository is already locked"  # by another restic run (or one stopped dead)
 
 
 class BackupStorageError(Exception):
@@ -135,13 +143,16 @@ class BackupStorage:
         s3_region: str = "",
         proxy: str = "",
         no_proxy: str = "",
+        check_share: str = "0",
     ) -> None:
         """``scratch_dir``: restic's disk, its cache (the repositories' indexes) and its
         temporary files (packs, about 16 MiB each, kept until uploaded), apart from the system's
         temporary folder, which helm shares in a pod. ``proxy``: restic's alone (HTTP_PROXY and
         HTTPS_PROXY), not the process's, whose helm and storefront checks reach the cluster
-        directly."""
+        directly. ``check_share``: how much of a repository's data ``spot_check`` reads, as
+        restic's ``--read-data-subset`` takes it ("10%", "500M"; "0": none)."""
         self.location = location.rstrip("/")
+        self._check_share = check_share
         self._secret_key = secret_key
         self._cache_dir = scratch_dir / "cache"
         self._temp_dir = scratch_dir / "tmp"  # made as restic first runs (_started)
@@ -172,6 +183,7 @@ class BackupStorage:
                 **self._s3,
                 **self._proxy,
             },
+            check_share=self._check_share,
         )
 
 
@@ -200,16 +212,24 @@ class StoreBackups:
     """One store's repository."""
 
     def __init__(
-        self, store_id: uuid.UUID, environment: dict[str, str] | None, *, cached: bool = True
+        self,
+        store_id: uuid.UUID,
+        environment: dict[str, str] | None,
+        *,
+        cached: bool = True,
+        check_share: str = "0",
     ) -> None:
         self.store_id = store_id
         self._environment = environment  # None: no backup location is set
         self._cached = cached
+        self._check_share = check_share  # what spot_check reads (BackupStorage)
 
     def uncached(self) -> StoreBackups:
         """The same repository read without restic's cache of it (its indexes and trees), as
         a check of a damage found does."""
-        return StoreBackups(self.store_id, self._environment, cached=False)
+        return StoreBackups(
+            self.store_id, self._environment, cached=False, check_share=self._check_share
+        )
 
     @property
     def _where(self) -> str:
@@ -300,6 +320,16 @@ class StoreBackups:
             return str(found)
         return None
 
+    async def spot_check(self) -> bool:
+        """Whether a share of the repository's data, read back (``check --read-data-subset``,
+        as much as ``BackupStorage``'s ``check_share``), shows damage: found as backups are
+        taken, not first by a restore that needs the data. Without restic's lock, which would
+        refuse a copy reading the repository meanwhile (or be refused by it): it only reads."""
+        if self._check_share == "0":
+            return False
+        checked = await self._check("--no-lock", f"--read-data-subset={self._check_share}")
+        return checked.code != 0
+
     async def repair(self) -> Repair:
         """Rid the repository of damaged data, as restic 0.14 can (it has no ``repair``
         command): the index rebuilt from the packs there, forgetting packs gone; every pack
@@ -307,19 +337,24 @@ class StoreBackups:
         index rebuilt again. restic then stores that data again as the next backup holds it.
         Which backups lost data is found last (``check``): they stay damaged whatever is
         stored later. Read without restic's cache, which is dropped after (it may hold trees
-        of the packs removed). restic locks the repository whole meanwhile: a backup, a
-        restore or a copy reading it fails."""
+        of the packs removed). Each of its restic runs locks the repository whole while it
+        runs: a backup, a restore or a copy reading it then fails; between them, a copy
+        reading it could find data gone (the runner repairs only while no copy is made)."""
         repairing = self.uncached()
         rebuilt = "rebuild the backup repository's index"
         await repairing._must("rebuild-index", doing=rebuilt)
         checked = await repairing._check("--read-data")
-        reported = sorted(set(_ALTERED_PACK.findall(checked.heard)))
+        reported = sorted(
+            {pack for found in _ALTERED_PACK.findall(checked.heard) for pack in found if pack}
+        )
         altered = [pack for pack in reported if await repairing._altered(pack)]
         if altered:
             assert self._environment is not None  # the repository was read
-            await _remove_packs(self._environment, altered)
-            await repairing._must("rebuild-index", doing=rebuilt)
-        lost = await repairing._lost() if checked.code != 0 else {}
+            try:
+                await _remove_packs(self._environment, altered)
+            finally:  # the index names no pack removed, whatever stopped the removal
+                await repairing._must("rebuild-index", doing=rebuilt)
+        lost = await repairing._forget_what_lost_data() if checked.code != 0 else {}
         await self._drop_cache()
         if altered or lost:
             lost_ids = [str(backup) for backup in lost]
@@ -348,20 +383,28 @@ class StoreBackups:
             raise _failed("check the backup repository", done, self._where)
         return done
 
-    async def _lost(self) -> dict[uuid.UUID, str]:
-        """The backups some of whose data the repository no longer holds, with which of
-        their parts (or their manifest) lost it."""
-        trees = set(_TREE_WITH_ERRORS.findall((await self._check()).heard))
+    async def _forget_what_lost_data(self) -> dict[uuid.UUID, str]:
+        """Forget the snapshots whose data the repository no longer holds (``check``): left,
+        every later check would name them, and restic's prune would refuse to run, so that
+        no deleted backup's data could be removed. The backups they were of, with which of
+        their parts (or their manifest) lost data."""
+        trees = _trees_with_data_gone((await self._check()).heard)
+        gone = [s for s in await self._snapshots() if s["tree"][:8] in trees]
+        if not gone:
+            return {}
+        await self._must("forget", *[s["id"] for s in gone], doing="forget what lost data")
         lost: dict[uuid.UUID, list[str]] = {}
-        snapshots = await self._snapshots()  # its parts in the order stored, its manifest last
-        for snapshot in sorted(snapshots, key=lambda s: MANIFEST_TAG in s.get("tags", [])):
+        # Its parts in the order stored, its manifest last; each named once (a part stored
+        # again after a repair is its backup's twice).
+        for snapshot in sorted(gone, key=lambda s: MANIFEST_TAG in s.get("tags", [])):
             tags = snapshot.get("tags", [])
             backup = next((t.removeprefix("backup=") for t in tags if t.startswith("backup=")), "")
-            if snapshot["tree"][:8] in trees and backup:
+            if backup:
                 part = "manifest" if MANIFEST_TAG in tags else snapshot["paths"][0][1:]
                 lost.setdefault(uuid.UUID(backup), []).append(part)
         return {
-            backup: f"data of its {_listed(parts)} was found damaged in the repository, and removed"
+            backup: f"data of its {_listed(list(dict.fromkeys(parts)))} was found damaged in "
+            "the repository, and removed"
             for backup, parts in lost.items()
         }
 
@@ -496,10 +539,22 @@ class StoreBackups:
             yield restic
         finally:
             if process.returncode is None:
-                with suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+                await _stopped(process)
             restic.errors.cancel()
+
+
+async def _stopped(process: asyncio.subprocess.Process) -> None:
+    """restic asked to stop (SIGTERM), so that it removes its lock on the repository (an
+    exclusive one, left, refuses every other restic run on it for half an hour); killed
+    if it has not within moments."""
+    with suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), RESTIC_STOP_SECONDS)
+    except TimeoutError:
+        with suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
 
 
 @dataclass(frozen=True)
@@ -630,6 +685,20 @@ def _unplaced(said: str, repository: str) -> str:
     return said
 
 
+def _trees_with_data_gone(said: str) -> set[str]:
+    """The trees (their ids' first 8 digits) restic's check found data gone under."""
+    trees: set[str] = set()
+    tree = None
+    for line in said.splitlines():
+        if named := _TREE_WITH_ERRORS.match(line):
+            tree = named[1]
+        elif tree and line.startswith(" ") and _GONE.search(line):
+            trees.add(tree)
+        elif not line.startswith(" "):
+            tree = None
+    return trees
+
+
 def _listed(names: list[str]) -> str:
     """``["a", "b", "c"]`` as "a, b and c"."""
     return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
@@ -640,6 +709,8 @@ def reason(said: str) -> str:
     crash's ``panic:`` line (the stack trace under it runs to kilobytes), else its last line;
     its ids (a blob's, a pack's: 64 hex digits) cut to their first 8, as restic shows them
     short itself; cut at ``_REASON_MAX`` characters."""
+    if _LOCKED in said:  # restic's last line then advises removing locks by hand
+        return "the store's repository is locked by other backup work for now"
     said = _WHOLE_ID.sub(r"\1…", said)
     lines = [line.strip() for line in said.splitlines() if line.strip()]
     found = next((line for line in lines if line.startswith("Fatal:")), None)

@@ -853,22 +853,25 @@ async def delete_backup(
     return backup
 
 
-async def mark_backup_damaged(uow: UnitOfWork, backup_id: uuid.UUID, damage: str) -> None:
+async def mark_backup_damaged(uow: UnitOfWork, backup_id: uuid.UUID, damage: str) -> bool:
     """A complete backup was found damaged as it was read (``damage`` says how): it is never
     restored or copied again, and stays listed as damaged until it is deleted. Only a
-    complete one: found again by another reader, or deleted meanwhile, nothing changes."""
+    complete one: found again by another reader, deleted meanwhile, or not complete yet (the
+    backup under way, whose damaged part is stored again), nothing changes. Whether it was
+    marked."""
     backup = await uow.session.get(StoreBackup, backup_id)
     if backup is None:
-        return
+        return False
     store = await _locked(uow, backup.store_id)
     await uow.session.refresh(backup)  # as it is now the lock is held
     if backup.status is not BackupStatus.COMPLETE:
-        return
+        return False
     backup.status, backup.reason = BackupStatus.DAMAGED, damage
     uow.session.add(backup)
     await _count_backups(uow, store)
     uow.once_committed(BACKUPS_DAMAGED.inc)
     uow.emit(store, BackupDamaged(status=store.status, backup_id=backup.id, reason=damage))
+    return True
 
 
 async def mark_backup_deleted(uow: UnitOfWork, backup_id: uuid.UUID) -> None:

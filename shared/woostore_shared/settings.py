@@ -305,6 +305,14 @@ class Settings(BaseSettings):
     backup_no_proxy: str = Field(
         default="", description="Hosts restic reaches without the proxy (NO_PROXY's form)."
     )
+    backup_check_share: str = Field(
+        default="10%",
+        pattern=r"^(0|\d+(\.\d+)?%|\d+[kKmMgGtT])$",
+        description="How much of a store's stored backup data is read back before each of "
+        "its backups (restic check --read-data-subset): a share ('10%', a random one each "
+        "time) or an amount ('500M'); 0: none. Damage found is repaired before the backup "
+        "stores anything.",
+    )
     backup_every_hours: float = Field(
         default=24,
         ge=0,
@@ -420,6 +428,7 @@ class Settings(BaseSettings):
             s3_region=self.backup_s3_region,
             proxy=self.backup_proxy,
             no_proxy=self.backup_no_proxy,
+            check_share=self.backup_check_share,
         )
 
     @cached_property

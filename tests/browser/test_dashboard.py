@@ -549,7 +549,7 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     statuses = [row["status"] for row in history]
     assert "backing_up" in statuses, statuses
     backing_up = [row for row in history if row["status"] == "backing_up"]
-    assert any(re.match(r"^Step \d of 4 — ", row["step"]) for row in backing_up), backing_up
+    assert any(re.match(r"^Step \d of 5 — ", row["step"]) for row in backing_up), backing_up
     # A store being backed up offers its login, and its deletion (once the backup ends): no
     # change, no second backup.
     offered = {b for row in backing_up for b in row["buttons"]}

@@ -277,6 +277,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         ["--set-string", "settings.logLevel=LOUD"],
         ["--set", "nats.streamReplicas=3"],
         ["--set-string", "backups.proxy=http://user:pass@proxy.internal:3128"],
+        ["--set-string", "backups.checkShare=a tenth"],
     ],
     ids=[
         "extra-key",
@@ -304,6 +305,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         "unknown-log-level",
         "three-copies-on-the-in-chart-single-nats",
         "credentials-in-the-backup-proxy",  # plain values: a password would be on show
+        "backup-check-share-restic-would-refuse",
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:
@@ -2241,6 +2243,7 @@ def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
             "backups.keep.last=5",
             "backups.proxy=http://proxy.internal:3128",
             "backups.noProxy=.svc\\,.cluster.local",
+            "backups.checkShare=500M",
         ),
     )
     provisioner = env_of(container(deployment(docs, "provisioner")))
@@ -2254,6 +2257,7 @@ def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
     assert "WOOSTORE_BACKUP_S3_SECRET_ACCESS_KEY" not in reaper  # it never reads a backup
     assert provisioner["WOOSTORE_BACKUP_PROXY"]["value"] == "http://proxy.internal:3128"
     assert provisioner["WOOSTORE_BACKUP_NO_PROXY"]["value"] == ".svc,.cluster.local"
+    assert provisioner["WOOSTORE_BACKUP_CHECK_SHARE"]["value"] == "500M"
     schedule = {name: reaper[name]["value"] for name in reaper if "BACKUP" in name}
     assert schedule == {
         "WOOSTORE_BACKUP_LOCATION": "s3:https://s3.example.com/shops/backups",

@@ -83,7 +83,10 @@ def make_runner(
     backup_storage: BackupStorage,
 ) -> Callable[[Cluster], Runner]:
     def make(
-        cluster: Cluster, limits: TimeLimits = LIMITS, watch_interval: float = WATCH_INTERVAL
+        cluster: Cluster,
+        limits: TimeLimits = LIMITS,
+        watch_interval: float = WATCH_INTERVAL,
+        storage: BackupStorage = backup_storage,
     ) -> Runner:
         return Runner(
             database,
@@ -94,7 +97,7 @@ def make_runner(
             cipher=cipher,
             watch_interval=watch_interval,
             limits=limits,
-            backup_storage=backup_storage,
+            backup_storage=storage,
             cause_interval=WATCH_INTERVAL,
         )
 

@@ -487,6 +487,38 @@ async def test_a_backup_that_reuses_damaged_data_repairs_the_repository_and_comp
     assert names(await stream_events(js, store.id))[-1] is EventName.RESTORED
 
 
+async def test_a_backup_reads_back_stored_data_first_and_repairs_the_damage_it_finds(
+    make_runner: Callable[..., Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    settings: Settings,
+    js: JetStreamContext,
+) -> None:
+    """Storage that alters data is found as backups are taken, not first by the restore that
+    needs the data: the backup reads back a share of what is stored (here all of it), and
+    repairs the repository before it stores anything, so it stores each part once."""
+    storage = settings.model_copy(update={"backup_check_share": "100%"}).backup_storage()
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster, storage=storage)
+    older = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    alter_stored_data(settings.data_dir, store.id)
+
+    newer = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+
+    assert (await backup_row(database, newer)).status is BackupStatus.COMPLETE
+    assert (await backup_row(database, older)).status is BackupStatus.DAMAGED
+    snapshots = await storage.of(store.id)._snapshots(f"backup={newer}")
+    assert len(snapshots) == 3  # its two parts and its manifest, each stored once
+    events = await stream_events(js, store.id)
+    steps = [e.data["step"]["title"] for e in events if e.name is EventName.PROGRESS]
+    assert list(dict.fromkeys(steps[-10:])) == [step.title for step in BACKUP.steps]
+    assert BACKUP.steps[1].title == "Checking the stored data"  # before anything is stored
+    assert names(events)[-2:] == [EventName.BACKUP_DAMAGED, EventName.BACKUP_COMPLETED]
+
+
 async def test_no_repair_locks_the_repository_while_a_copy_is_to_read_it(
     make_runner: Callable[[Cluster], Runner],
     cluster: SimulatedCluster,
@@ -513,11 +545,43 @@ async def test_no_repair_locks_the_repository_while_a_copy_is_to_read_it(
     assert failed.reason is not None
     assert "ciphertext verification failed" in failed.reason
     assert failed.reason.endswith(
-        "is being made from one of its backups: the next backup repairs it"
+        "is being made from one of its backups: a backup taken once none is repairs it"
     )
     left = sorted((settings.data_dir / "backups" / "stores" / str(store.id)).rglob("data/*/*"))
     assert set(packs) <= set(left)  # none removed
     assert (await backup_row(database, older)).status is BackupStatus.COMPLETE
+
+
+async def test_a_failure_to_mark_a_damaged_backup_does_not_hide_why_the_restore_failed(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The damaged backups are marked as the work ends, failed or not: where marking fails
+    too (the database away for a moment), the restore still ends failed with its own
+    reason, and the backup is found again as it is next read."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    alter_stored_data(settings.data_dir, store.id)
+
+    async def database_away(*_: object) -> bool:
+        raise ConnectionError("the database is away")
+
+    monkeypatch.setattr(lifecycle, "mark_backup_damaged", database_away)
+    await request_restore(api_outbox, store, backup_id)
+    await runner.change(store.id, KeepAlive())
+
+    [(_, result, reason)] = await changes(database, store)
+    assert result == "failed"
+    assert reason is not None
+    assert reason.startswith("the backup is damaged: ")
+    assert (await load(database, store.id)).status is StoreStatus.READY
+    assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
 
 
 async def test_a_backup_that_reads_back_whole_when_read_again_is_not_marked_damaged(

@@ -392,11 +392,34 @@ async def test_a_repair_removes_altered_data_and_names_the_backups_that_held_it(
     said = "data of its database.sql was found damaged in the repository, and removed"
     assert repair.lost == {first.backup_id: said, second.backup_id: said}
     await store.verify(apart)  # untouched
-    with pytest.raises(BackupCorrupt, match="not found in repository"):
-        await store.verify(second)
+    # What lost data is forgotten: left, it made restic's prune refuse to run, and so every
+    # deletion of a backup (a user's review).
+    assert await store.stored_parts(second.backup_id) == {}
+    await store.forget(first.backup_id)
     again = await back_up(store, {"database.sql": shared_data})
     await store.verify(again)  # stored again, whole
     assert (await store.repair()) == Repair(removed=[], lost={})  # nothing left to repair
+
+
+def cut_short(storage: BackupStorage, store: StoreBackups, pack: str) -> None:
+    path = Path(storage.location, "stores", str(store.store_id), "data", pack[:2], pack)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+async def test_a_repair_finds_what_a_pack_cut_short_lost(storage: BackupStorage) -> None:
+    """A pack that lost its end lost its header too: restic's index, rebuilt, no longer
+    names it, and the backups that held its data are found to have lost it."""
+    store = await a_store(storage)
+    cut = await back_up(store, {"database.sql": generated(300_000, 24)})
+    [pack] = [pack for pack, size in packs_of(storage, store).items() if size > 10_000]
+    cut_short(storage, store, pack)
+
+    repair = await store.repair()
+
+    assert list(repair.lost) == [cut.backup_id]
+    assert await store.stored_parts(cut.backup_id) == {}
+    again = await back_up(store, {"database.sql": generated(300_000, 24)})
+    await store.verify(again)
 
 
 async def test_a_repair_removes_no_pack_that_reads_whole_when_read_again(
@@ -511,6 +534,13 @@ async def test_a_crash_of_restic_is_told_in_its_first_line_and_logged_whole(
         ),
         ("Fatal: " + "x" * 500, "Fatal: " + "x" * 292 + "…"),  # cut at 300 characters
         ("", ""),
+        (  # restic 0.14's words where another run holds the lock: not its advice to remove it
+            "unable to create lock in backend: repository is already locked exclusively by PID"
+            " 58 on provisioner-7f9 by root (UID 0, GID 0)\nlock was created at 2026-12-06 "
+            "05:12:01 (2m3s ago)\nstorage ID 3be1e2c1\nthe `unlock` command can be used to "
+            "remove stale locks",
+            "the store's repository is locked by other backup work for now",
+        ),
     ],
 )
 def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
@@ -530,6 +560,10 @@ def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
         ),
         (  # ... or from a bucket
             "cannot dump file: ReadFull(<data/ff3a03c1b9>): The specified key does not exist.",
+            True,
+        ),
+        (  # ... or cut short
+            "cannot dump file: ReadFull(<data/ff3a03c1b9>): unexpected EOF",
             True,
         ),
         (  # ... or removed by a repair, which rebuilt the index without it

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import structlog
 from faststream.nats import JStream, NatsBroker, PullSub
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -217,6 +218,18 @@ def test_a_refused_value_ends_the_program_with_a_line_naming_its_variable(
         "a number",
         "WOOSTORE_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'",
     ]
+
+
+@pytest.mark.parametrize("share", ["10%", "2.5%", "500M", "1g", "0"])
+def test_a_backup_check_share_is_a_share_or_an_amount_restic_takes(share: str) -> None:
+    assert Settings(backup_check_share=share).backup_check_share == share
+
+
+@pytest.mark.parametrize("share", ["", "ten", "10 %", "-5%", "500MB", "1/10"])
+def test_a_backup_check_share_restic_would_refuse_is_refused(share: str) -> None:
+    # restic would refuse it at every backup, each failing, rather than once at start.
+    with pytest.raises(ValidationError, match="backup_check_share"):
+        Settings(backup_check_share=share)
 
 
 def test_a_log_level_is_taken_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:

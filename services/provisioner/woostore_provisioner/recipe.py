@@ -41,9 +41,12 @@ from woostore_shared.backups import (
     StoreBackups,
 )
 from woostore_shared.events import Phase, WorkingStatus
+from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus, utcnow
 from woostore_shared.secrets import CredentialCipher, generate_password
 from woostore_shared.store_settings import StoreSettings
+
+log = get_logger(__name__)
 
 BACKUP_REPAIRS = Counter(
     "woostore_backup_repairs_total",
@@ -87,6 +90,10 @@ class TimeLimits:
         return self.rollout + STEP_MARGIN
 
 
+async def _never() -> bool:
+    return False
+
+
 @dataclass
 class StoreJob:
     """What a step needs to know about the store, and where it leaves what it learned."""
@@ -118,9 +125,10 @@ class StoreJob:
     # The settings a settings change replaces: what a failed one puts back (None: a change
     # asked for before changes kept them, or no settings change).
     settings_before: StoreSettings | None = None
-    # Whether the work may repair the store's repository where it finds data damaged: the
-    # store's own work, while no copy reads the repository (a repair locks it whole).
-    may_repair: bool = False
+    # Whether the work may repair the store's repository where it finds data damaged, asked
+    # as it is about to: the store's own work, while no copy reads the repository (a repair
+    # locks it whole, and removes data a copy may be reading).
+    may_repair: Callable[[], Awaitable[bool]] = _never
     # Backups found damaged as the work ran, with what was found: the runner marks them once
     # the recipe ends, however it ends. One for all the recipe's steps.
     found_damaged: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -508,6 +516,20 @@ async def open_backup_repository(job: StoreJob) -> None:
     await backups.ensure()
 
 
+async def check_stored_data(job: StoreJob) -> None:
+    """Read back a share of what the store's repository holds (``StoreBackups.spot_check``):
+    storage that alters or loses data is found as backups are taken, not first by a restore
+    that needs the data. Damage found is repaired now, before this backup stores anything: a
+    repair removes whole packs, and what this backup reused from one would go with it."""
+    backups, _ = _backup(job)
+    if not await backups.spot_check():
+        return
+    if not await job.may_repair():
+        log.warning("stored data found damaged: not repaired while a copy reads the repository")
+        return
+    await _rid_of_damage(job, backups)
+
+
 async def back_up_database(job: StoreJob) -> None:
     backups, backup_id = _backup(job)
     await backups.store_part(backup_id, DATABASE_PART, job.cluster.dump_database(job.namespace))
@@ -532,10 +554,10 @@ async def record_backup(job: StoreJob) -> None:
     try:
         parts = await _read_back(backups, backup_id)
     except BackupCorrupt as seen:
-        if not job.may_repair:
+        if not await job.may_repair():
             raise BackupStorageError(
                 f"{seen}; the repository is not repaired while a store is being made from one "
-                "of its backups: the next backup repairs it"
+                "of its backups: a backup taken once none is repairs it"
             ) from seen
         try:
             await _rid_of_damage(job, backups)
@@ -614,9 +636,9 @@ async def _restored_backup(job: StoreJob) -> AsyncIterator[tuple[StoreBackups, M
             ) from seen
         job.found_damaged[job.restore_from] = found
         said = f"the backup is damaged: {found}"
-        if job.may_repair:
+        if await job.may_repair():
             try:
-                if (await _rid_of_damage(job, job.backups)).removed:
+                if (await _rid_of_damage(job, job.backups)).lost:
                     said += "; the damaged data is removed from the store's repository, and "
                     said += "its next backup stores that data again"
             except BackupStorageError as failed:
@@ -840,6 +862,7 @@ BACKUP = Recipe(
     yields_to_deletion=True,
     steps=(
         Step("repository", "Opening the backup repository", open_backup_repository),
+        Step("check", "Checking the stored data", check_stored_data, BACKUP_PART_SECONDS),
         Step("database", "Backing up the database", back_up_database, BACKUP_PART_SECONDS),
         Step("uploads", "Backing up the uploads", back_up_uploads, BACKUP_PART_SECONDS),
         Step("manifest", "Checking and recording the backup", record_backup, BACKUP_PART_SECONDS),

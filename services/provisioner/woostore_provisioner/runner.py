@@ -122,7 +122,7 @@ class BackupWork:
     making: uuid.UUID | None = None
     restoring: uuid.UUID | None = None
     copying: Store | None = None
-    may_repair: bool = False
+    repairs: bool = False  # the store's own work: it may repair the store's repository
     found_damaged: dict[uuid.UUID, str] = field(default_factory=dict)
 
 
@@ -293,7 +293,7 @@ class Runner:
         async with self.db.session() as session:
             with suppress(LookupError):
                 making = (await lifecycle.backup_under_way(session, store.id)).id
-        work = BackupWork(making=making, may_repair=await self._may_repair(store.id))
+        work = BackupWork(making=making, repairs=True)
         if await self._follow(recipe, store, attempt, work):
             await self._end_change(attempt.store_id, failure=None)
 
@@ -317,7 +317,7 @@ class Runner:
     async def _back_up(self, store: Store, attempt: Attempt) -> None:
         async with self.db.session() as session:
             backup = await lifecycle.backup_under_way(session, store.id)
-        work = BackupWork(making=backup.id, may_repair=await self._may_repair(store.id))
+        work = BackupWork(making=backup.id, repairs=True)
         if not await self._follow(BACKUP, store, attempt, work):
             return
         manifest = await self.backup_storage.of(store.id).manifest(backup.id)
@@ -329,18 +329,16 @@ class Runner:
             safety = await lifecycle.backup_under_way(session, store.id)
         if change is None or change.backup_id is None:
             raise LookupError(f"store {store.id} is restoring but names no backup")
-        work = BackupWork(
-            making=safety.id,
-            restoring=change.backup_id,
-            may_repair=await self._may_repair(store.id),
-        )
+        work = BackupWork(making=safety.id, restoring=change.backup_id, repairs=True)
         if await self._follow(RESTORE, store, attempt, work):
             await self._end_restore(store.id, failure=None)
 
-    async def _may_repair(self, store_id: uuid.UUID) -> bool:
-        """Whether the store's own work may repair its repository: no new store is being
-        made from one of its backups (a repair locks the repository whole, and the copy's
-        reading would fail)."""
+    async def _may_repair(self, store_id: uuid.UUID, own_work: bool) -> bool:
+        """Whether the work may repair the store's repository now: the store's own work,
+        while no new store is being made from one of its backups (a repair locks the
+        repository whole, and removes data the copy may be reading)."""
+        if not own_work:
+            return False
         async with self.db.session() as session:
             return await lifecycle.copy_reading_from(session, store_id) is None
 
@@ -366,10 +364,14 @@ class Runner:
         """Run ``recipe``; whether it completed. A permanent error ends it as it declares."""
         work = backups or BackupWork()
         try:
+            # However it ended, the backups it found damaged are marked, before its end is
+            # written (which offers actions): if it failed, without hiding why.
             try:
                 await self._run(recipe, store, attempt, work)
-            finally:  # however it ended, and before its end, which offers actions
-                await self._mark_damaged(work.found_damaged)
+            except BaseException:
+                await self._mark_damaged(work.found_damaged, failing=True)
+                raise
+            await self._mark_damaged(work.found_damaged)
             attempt.still_held()  # its end is written by this attempt only
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
@@ -387,14 +389,24 @@ class Runner:
             return False
         return True
 
-    async def _mark_damaged(self, found: dict[uuid.UUID, str]) -> None:
+    async def _mark_damaged(self, found: dict[uuid.UUID, str], failing: bool = False) -> None:
+        """Mark ``found`` damaged. Where the work is ``failing`` already, a failure to mark
+        is logged, not raised: the work's own error says why it ended (and each backup is
+        found again as it is next read)."""
         if not found:
             return
-        async with UnitOfWork.begin(self.outbox) as uow:
-            for backup_id, damage in found.items():
-                await lifecycle.mark_backup_damaged(uow, backup_id, damage)
-        for backup_id, damage in found.items():
-            log.warning("backup found damaged", backup=str(backup_id), damage=damage)
+        try:
+            async with UnitOfWork.begin(self.outbox) as uow:
+                marked = [
+                    b for b, d in found.items() if await lifecycle.mark_backup_damaged(uow, b, d)
+                ]
+        except Exception:
+            if not failing:
+                raise
+            log.exception("could not mark backups damaged", backups=[str(b) for b in found])
+            return
+        for backup_id in marked:
+            log.warning("backup found damaged", backup=str(backup_id), damage=found[backup_id])
 
     async def _end_failed(self, recipe: Recipe, store_id: uuid.UUID, reason: str) -> None:
         match recipe.on_failure:
@@ -699,7 +711,7 @@ class Runner:
             backups=self.backup_storage.of((backups.copying or store).id),
             backup_id=backups.making,
             restore_from=backups.restoring,
-            may_repair=backups.may_repair,
+            may_repair=functools.partial(self._may_repair, store.id, backups.repairs),
             found_damaged=backups.found_damaged,
         )
 
