@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 import woostore_api.edge
 import woostore_notifier.connections
+import woostore_provisioner.recipe
 import woostore_provisioner.runner
 import woostore_reaper.gauges
 import woostore_reaper.reaping
@@ -29,6 +30,7 @@ from tests.charts.chart import one, render_platform, run_helm
 EXPORTERS = (
     woostore_api.edge,
     woostore_notifier.connections,
+    woostore_provisioner.recipe,
     woostore_provisioner.runner,
     woostore_reaper.gauges,
     woostore_reaper.reaping,
@@ -158,6 +160,23 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {  # found once, long ago: over
             "series": {"woostore_backups_damaged_total": "0x10 1x120"},
             "firing": {"100m": False},
+        },
+    ],
+    "WooStoreBackupRepairFailing": [
+        {  # a repair found the repository locked, or the storage out of reach
+            "series": {
+                'woostore_backup_repairs_total{result="failed"}': "0x10 1x50",
+                'woostore_backup_repairs_total{result="removed"}': "0x60",
+            },
+            "firing": {"5m": False, "15m": True},
+        },
+        {  # repairs that removed damaged data, or found none: the damage alert's, not this
+            "series": {
+                'woostore_backup_repairs_total{result="failed"}': "0x60",
+                'woostore_backup_repairs_total{result="removed"}': "0x10 1x50",
+                'woostore_backup_repairs_total{result="whole"}': "0x20 1x40",
+            },
+            "firing": {"15m": False, "45m": False},
         },
     ],
 }

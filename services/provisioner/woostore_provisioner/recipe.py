@@ -54,6 +54,8 @@ BACKUP_REPAIRS = Counter(
     "did: removed damaged data, found it whole, or failed",
     ["result"],
 )
+for _result in ("removed", "whole", "failed"):  # each exported from the start, at 0
+    BACKUP_REPAIRS.labels(_result)
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
 ADMIN_USER = "admin"
 RELEASE_NAME = "store"
