@@ -846,7 +846,10 @@ def _follow(
                 data = event.data
                 if event.kind == "delete_queued":  # asked for elsewhere while this ran
                     store = {**store, "delete_requested_at": event.cloudevent["time"]}
-                if event.kind == "fell_back":  # the pool's store failed: made from scratch
+                if event.kind == "backup_damaged":  # found by this work: told, as it goes on
+                    _warn(f"Backup {data['backup_id']} of {store['name']} was found damaged: "
+                          f"{data['reason']}")  # fmt: skip
+                elif event.kind == "fell_back":  # the pool's store failed: made from scratch
                     _warn(f"The warm pool's store could not be used ({data.get('reason')}); "
                           "making one from scratch.")  # fmt: skip
                     goal = CREATE

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.cli.conftest import Platform, api_store, create_ready, woostore
+from tests.support import alter_stored_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -57,6 +58,26 @@ def test_a_backup_is_followed_to_complete_and_listed(platform: Platform) -> None
     again = woostore(platform, "restore", store_id, backup_id)
     assert again.code == 1
     assert "only a complete one is restored or copied" in again.err
+
+
+def test_a_backup_that_finds_stored_data_damaged_says_which_backups_lost_it(
+    platform: Platform,
+) -> None:
+    """The backup repairs the store's repository and completes; the older backups that lost
+    data were listed damaged, and the user waiting was not told (a user's review)."""
+    store_id = create_ready(platform, "Failing Disk Shop")
+    older = woostore(platform, "backups", "create", store_id, "--wait").out.split()[1]
+    alter_stored_data(platform.data_dir, store_id)
+
+    made = woostore(platform, "backups", "create", store_id, "--wait")
+
+    assert made.code == 0, made.err
+    assert " of Failing Disk Shop (simulated) is complete: " in made.out
+    assert f"Backup {older} of Failing Disk Shop was found damaged: data of its " in made.err
+    listed = woostore(platform, "backups", "list", store_id).out
+    assert [row.split()[:2] for row in listed.splitlines()[1:]] == [
+        [made.out.split()[1], "complete"], [older, "damaged"],
+    ]  # fmt: skip
 
 
 def test_a_backup_of_a_store_that_does_not_exist_says_so(platform: Platform) -> None:
