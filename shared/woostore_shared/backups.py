@@ -89,6 +89,11 @@ class BackupCorrupt(BackupStorageError):
     or restic finding the data it keeps altered or gone. Reading it again reads the same."""
 
 
+class BackupLocked(BackupStorageError):
+    """Other backup work holds the repository's lock (a repair, a prune; or a restic run
+    killed outright, whose lock goes stale in 30 minutes): not now, rather than never."""
+
+
 @dataclass(frozen=True)
 class Repair:
     """What repairing a store's repository did: the packs it removed, their content altered,
@@ -737,6 +742,7 @@ def _failed(
     provisioner's, a bucket) is not told there."""
     log.warning("restic failed", doing=doing, exit_status=done.code, said=done.said)
     said = _unplaced(done.said, repository)
+    kind = BackupLocked if _LOCKED in said else kind
     return kind(f"could not {doing}: {reason(said) or 'no snapshot made'}")
 
 

@@ -50,7 +50,14 @@ from woostore_provisioner.recipe import (
 )
 from woostore_provisioner.runner import CUT_SHORT, Runner
 from woostore_shared import lifecycle
-from woostore_shared.backups import BackupCorrupt, BackupStorage, Manifest, StoreBackups
+from woostore_shared.backups import (
+    BackupCorrupt,
+    BackupStorage,
+    Manifest,
+    StoreBackups,
+    _Done,
+    _failed,
+)
 from woostore_shared.db import Database
 from woostore_shared.events import EventName, StepInfo
 from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable
@@ -68,6 +75,12 @@ from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
 PHOTO = bytes(range(256)) * 4096  # 1 MiB that is not text
+# restic 0.14's words where another run holds the repository's lock.
+LOCKED = (
+    "unable to create lock in backend: repository is already locked exclusively by PID 58 on "
+    "provisioner-7f9 by root (UID 0, GID 0)\nthe `unlock` command can be used to remove stale "
+    "locks"
+)
 
 
 async def request_backup(outbox: Outbox, store: Store) -> uuid.UUID:
@@ -581,6 +594,39 @@ async def test_a_failure_to_mark_a_damaged_backup_does_not_hide_why_the_restore_
     assert reason is not None
     assert reason.startswith("the backup is damaged: ")
     assert (await load(database, store.id)).status is StoreStatus.READY
+    assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
+
+
+async def test_a_repository_locked_by_other_backup_work_is_waited_for_not_failed(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repair or a prune locks the repository whole: a restore (or a copy) reading it
+    meanwhile failed for good (a diff review). It is tried again, as any "not now"."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(api_outbox, store)
+    await runner.change(store.id, KeepAlive())
+    verify = StoreBackups.verify
+    reads = 0
+
+    async def locked_once(self: StoreBackups, manifest: Manifest) -> None:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            raise _failed("read database.dump", _Done(1, b"", LOCKED), "/r")
+        await verify(self, manifest)
+
+    monkeypatch.setattr(StoreBackups, "verify", locked_once)
+    await request_restore(api_outbox, store, backup_id)
+    await runner.change(store.id, KeepAlive())
+
+    assert reads == 2
+    [(_, result, _)] = await changes(database, store)
+    assert result == "changed"
     assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
 
 

@@ -23,6 +23,7 @@ from tests.support import SECRET_KEY
 from woostore_devstack.embedded import free_port
 from woostore_shared.backups import (
     BackupCorrupt,
+    BackupLocked,
     BackupStorage,
     BackupStorageError,
     Manifest,
@@ -588,6 +589,22 @@ def test_only_data_restic_finds_altered_or_gone_is_damage(said: str, damaged: bo
     assert isinstance(error, BackupStorageError)  # permanent for the work, either way
     # Any other command saying so read restic's indexes, which are rebuilt from the data.
     assert not isinstance(_failed("list backups", _Done(1, b"", said), "/r"), BackupCorrupt)
+
+
+def test_a_repository_locked_by_other_backup_work_is_not_now_rather_than_never() -> None:
+    said = (
+        "unable to create lock in backend: repository is already locked by PID 58 on "
+        "provisioner-7f9 by root (UID 0, GID 0)\nthe `unlock` command can be used to remove "
+        "stale locks"
+    )
+    for error in (
+        _read_failure("database.sql", _Done(1, b"", said), "/r"),
+        _failed("prune the backup repository", _Done(1, b"", said), "/r"),
+    ):
+        assert isinstance(error, BackupLocked)
+        assert str(error).endswith(
+            ": the store's repository is locked by other backup work for now"
+        )
 
 
 async def test_a_wrong_password_is_told_in_restics_own_line(storage: BackupStorage) -> None:

@@ -34,6 +34,7 @@ from woostore_cluster import (
 )
 from woostore_shared.backups import (
     BackupCorrupt,
+    BackupLocked,
     BackupStorageError,
     Manifest,
     Part,
@@ -51,10 +52,10 @@ log = get_logger(__name__)
 BACKUP_REPAIRS = Counter(
     "woostore_backup_repairs_total",
     "Repairs of a store's backup repository where its work found data damaged, by what they "
-    "did: removed damaged data, found it whole, or failed",
+    "did: removed damaged data, found it whole, found it locked by other backup work, failed",
     ["result"],
 )
-for _result in ("removed", "whole", "failed"):  # each exported from the start, at 0
+for _result in ("removed", "whole", "locked", "failed"):  # each exported from the start, at 0
     BACKUP_REPAIRS.labels(_result)
 CREDENTIALS_SECRET = "store-credentials"  # noqa: S105  (the Secret's name, not a secret)
 ADMIN_USER = "admin"
@@ -563,8 +564,8 @@ async def record_backup(job: StoreJob) -> None:
             ) from seen
         try:
             await _rid_of_damage(job, backups)
-        except BackupStorageError as failed:
-            raise BackupStorageError(f"{seen}; repairing the repository failed: {failed}") from seen
+        except BackupStorageError as failed:  # locked: tried again (BackupLocked)
+            raise type(failed)(f"{seen}; repairing the repository failed: {failed}") from seen
         await back_up_database(job)
         await back_up_uploads(job)
         parts = await _read_back(backups, backup_id)
@@ -597,8 +598,8 @@ async def _rid_of_damage(job: StoreJob, backups: StoreBackups) -> Repair:
     backups that lost some are found damaged."""
     try:
         repair = await backups.repair()
-    except BackupStorageError:
-        BACKUP_REPAIRS.labels("failed").inc()
+    except BackupStorageError as failed:  # locked: other backup work, tried again later
+        BACKUP_REPAIRS.labels("locked" if isinstance(failed, BackupLocked) else "failed").inc()
         raise
     BACKUP_REPAIRS.labels("removed" if repair.removed else "whole").inc()
     for backup_id, lost in repair.lost.items():

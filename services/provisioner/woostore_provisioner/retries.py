@@ -35,6 +35,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from woostore_cluster import TransientClusterError
+from woostore_shared.backups import BackupLocked
 from woostore_shared.logging import get_logger
 from woostore_shared.work import MAX_DELIVER
 
@@ -74,6 +75,7 @@ class ShuttingDown(Exception):
 # moment ago, still valid for a few seconds; waiting it out here keeps the store's slot.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     StoreBusy,
+    BackupLocked,  # a repair or a prune of the repository under way (a storage error else)
     StoreChangedMeanwhile,
     TransientClusterError,
     OperationalError,

@@ -383,8 +383,8 @@ class Runner:
             await self._end_backup(store.id, CUT_SHORT, failed_as="not_made")
             return False
         except PERMANENT_ERRORS as error:
-            if recipe.on_failure is OnFailure.RETRY:
-                raise
+            if recipe.on_failure is OnFailure.RETRY or isinstance(error, TRANSIENT_ERRORS):
+                raise  # retried (in place, then by redelivery), as any "not now"
             await self._end_failed(recipe, store.id, str(error))
             return False
         return True
