@@ -512,11 +512,13 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
         return store, False  # asked for already
     if waits:
         store.delete_requested_at = utcnow()
+        await _copies_lose_their_source(uow, col(StoreBackup.store_id) == store.id)
         uow.emit(store, DeleteQueued(status=store.status))
         return store, True
     if copy is not None:
         raise CopyUnderWay("store", store.id, copy)  # queued or provisioning: rare enough
     transition(store, S.DELETING, DELETABLE)
+    await _copies_lose_their_source(uow, col(StoreBackup.store_id) == store.id)
     uow.emit(store, DeleteRequested())
     uow.dispatch(store, Lane.REMOVAL)
     return store, True
@@ -848,6 +850,7 @@ async def delete_backup(
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
     await _count_backups(uow, store)
+    await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id)
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
     uow.dispatch(store, Lane.CHANGE)
     return backup
@@ -869,6 +872,7 @@ async def mark_backup_damaged(uow: UnitOfWork, backup_id: uuid.UUID, damage: str
     backup.status, backup.reason = BackupStatus.DAMAGED, damage
     uow.session.add(backup)
     await _count_backups(uow, store)
+    await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id)
     uow.once_committed(BACKUPS_DAMAGED.inc)
     uow.emit(store, BackupDamaged(status=store.status, backup_id=backup.id, reason=damage))
     return True
@@ -946,6 +950,16 @@ async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
         raise BackupNotRestorable(
             backup, f"goes with store {source.id}, whose deletion was asked for"
         )
+
+
+async def _copies_lose_their_source(uow: UnitOfWork, backups: ColumnElement[bool]) -> None:
+    """The stores made from one of ``backups`` can be made from it no more (found damaged,
+    deleted, or going with its store): none of them is offered a retry from now on."""
+    await uow.session.exec(
+        update(Store)
+        .where(col(Store.from_backup_id).in_(select(StoreBackup.id).where(backups)))
+        .values(from_backup_lost=True)
+    )
 
 
 async def copy_reading_from(session: AsyncSession, store_id: uuid.UUID) -> Store | None:

@@ -203,8 +203,11 @@ class Store(SQLModel, table=True):
     )
     provisioning_started_at: datetime | None = _optional_timestamp()
     claimed_at: datetime | None = _optional_timestamp()  # taken from the warm pool
-    # The backup of another store of its tenant it is made from (a clone, a staging copy).
+    # The backup of another store of its tenant it is made from (a clone, a staging copy),
+    # and whether that backup can no longer be copied (found damaged, deleted, or its store's
+    # deletion asked for): a failed copy is then not offered a retry.
     from_backup_id: uuid.UUID | None = None
+    from_backup_lost: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     # A pooled store's last passed verification; the pool keeper verifies idle ones again.
     verified_at: datetime | None = _optional_timestamp()
     ready_at: datetime | None = _optional_timestamp()

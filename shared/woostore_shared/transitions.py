@@ -76,6 +76,7 @@ def store_actions(
     cleaned_up: bool = False,
     delete_requested: bool = False,
     backed_up: bool = False,
+    source_lost: bool = False,
 ) -> list[StoreAction]:
     """The requests a store in this state accepts: ``delete`` when it may become deleting,
     now or once its work ends, ``upgrade`` when it may become updating, ``rollback`` then
@@ -83,7 +84,7 @@ def store_actions(
     the warm pool before ``first_revision``), ``settings`` then too (a settings change is
     one), ``backup`` when it may be backed up, ``restore`` when its state allows one and it
     has a complete backup to return to (``backed_up``), ``retry`` when it failed and its
-    clean-up has finished,
+    clean-up has finished (a copy: while its backup can still be copied, not ``source_lost``),
     ``credentials`` when they can be read. A store whose deletion was asked for accepts
     nothing more: its credentials may still be read."""
     if delete_requested and status not in (S.DELETING, S.DELETED):
@@ -100,7 +101,7 @@ def store_actions(
         actions.append("backup")
     if StoreStatus.RESTORING in ALLOWED[status] and backed_up:
         actions.append("restore")
-    if status is StoreStatus.FAILED and cleaned_up:
+    if status is StoreStatus.FAILED and cleaned_up and not source_lost:
         actions.append("retry")
     if credentials_readable(status, has_password):
         actions.append("credentials")
@@ -117,4 +118,5 @@ def actions_of(store: Store) -> list[StoreAction]:
         cleaned_up=store.cleaned_up_at is not None,
         delete_requested=store.delete_requested_at is not None,
         backed_up=store.complete_backups > 0,
+        source_lost=store.from_backup_lost,
     )

@@ -364,19 +364,28 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
         await a_complete_backup(database, source_id),
         await a_complete_backup(database, source_id),
     )
-    copy = (await client.post(STORES, json={"name": "Copy", "from_backup": deleted})).json()
-    await set_columns(
-        database, copy["id"], status=StoreStatus.FAILED, cleaned_up_at=datetime.now(UTC)
-    )
+    copy, other = [
+        (await client.post(STORES, json={"name": "Copy", "from_backup": backup})).json()
+        for backup in (deleted, kept)
+    ]
+    for failed in (copy, other):
+        await set_columns(
+            database, failed["id"], status=StoreStatus.FAILED, cleaned_up_at=datetime.now(UTC)
+        )
+    assert "retry" in (await client.get(f"{STORES}/{copy['id']}")).json()["actions"]
     assert (await client.delete(f"{STORES}/{source_id}/backups/{deleted}")).status_code == 202
 
     again = problem(await client.post(f"{STORES}/{copy['id']}/retry"), 409)
     assert f"backup {deleted} is deleting" in again["detail"]
-    assert (await client.get(f"{STORES}/{copy['id']}")).json()["status"] == "failed"
+    failed = (await client.get(f"{STORES}/{copy['id']}")).json()
+    # Not offered a retry it would be refused (a user's review).
+    assert (failed["status"], failed["actions"]) == ("failed", ["delete"])
 
+    assert "retry" in (await client.get(f"{STORES}/{other['id']}")).json()["actions"]
     assert (await client.delete(f"{STORES}/{source_id}")).status_code == 202
     going = problem(await client.post(STORES, json={"name": "Copy", "from_backup": kept}), 409)
     assert going["detail"] == f"backup {kept} goes with store {source_id}, which is deleting"
+    assert (await client.get(f"{STORES}/{other['id']}")).json()["actions"] == ["delete"]
 
 
 async def waiting_for_locks(database: Database) -> int:

@@ -694,6 +694,13 @@ async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(
     assert event.data["status"] == "ready"  # the backed-up store's, as it is
     assert "restore" not in event.data["actions"]
     assert (await load(database, source.id)).complete_backups == 0
+    # Cleaned up, it is not offered a retry its damaged backup would refuse (a user's review).
+    await runner.remove(copy.id, KeepAlive())
+    [cleaned_up] = [e for e in await stream_events(js, copy.id) if e.name is EventName.CLEANED_UP]
+    assert cleaned_up.data["actions"] == ["delete"]
+    with pytest.raises(BackupNotRestorable, match="is damaged"):
+        async with UnitOfWork.begin(api_outbox) as uow:
+            await lifecycle.retry(uow, copy.id)
 
 
 async def test_deleting_a_store_deletes_its_backups_and_nothing_of_them_is_left(

@@ -94,6 +94,8 @@ def test_a_failed_store_offers_a_retry_once_its_clean_up_has_finished() -> None:
     assert store_actions(S.FAILED, 2, True, cleaned_up=True) == ["delete", "retry"]
     # Only a failed store is retried, whatever else it has behind it.
     assert "retry" not in store_actions(S.DELETED, 2, True, cleaned_up=True)
+    # A copy whose backup can be copied no more (damaged, deleted): its retry would be refused.
+    assert store_actions(S.FAILED, 2, True, cleaned_up=True, source_lost=True) == ["delete"]
 
 
 @pytest.mark.parametrize("status", [S.UPDATING, S.BACKING_UP, S.RESTORING])
