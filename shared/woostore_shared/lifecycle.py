@@ -829,17 +829,18 @@ async def end_restore(
 
 async def delete_backup(
     uow: UnitOfWork, store_id: uuid.UUID, backup_id: uuid.UUID, reason: BackupDeletion
-) -> StoreBackup:
+) -> tuple[StoreBackup, bool]:
     """Delete one of a store's backups: from now on it is never listed or restored, and its
     data is removed from the store's repository by the change lane once the store is not
     busy (its work is serialised with the store's backups and restores; the reaper sends
-    it again if lost). Deleting one already deleting changes nothing."""
+    it again if lost). Returns it, and whether this deleted it: deleting one already
+    deleting changes nothing."""
     store = await _locked(uow, store_id)
     backup = await uow.session.get(StoreBackup, backup_id)
     if backup is None or backup.store_id != store.id or backup.status is BackupStatus.DELETED:
         raise BackupNotFound(backup_id)
     if backup.status is BackupStatus.DELETING:
-        return backup
+        return backup, False
     if backup.status is BackupStatus.RUNNING:
         raise BackupInUse(backup, "being made")
     restoring = await change_under_way(uow.session, store.id)
@@ -853,7 +854,7 @@ async def delete_backup(
     await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id)
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
     uow.dispatch(store, Lane.CHANGE)
-    return backup
+    return backup, True
 
 
 async def mark_backup_damaged(uow: UnitOfWork, backup_id: uuid.UUID, damage: str) -> bool:

@@ -204,6 +204,7 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
     assert (audit[0]["action"], audit[0]["details"]) == (
         "store.delete_backup", {"backup_id": deleted},
     )  # fmt: skip
+    assert audit[1]["action"] != "store.delete_backup"  # asked twice, deleted once
     # Its last complete backup deleted, the store has nothing to be restored to.
     assert (await client.delete(f"{STORES}/{store_id}/backups/{kept}")).status_code == 202
     assert (await client.get(f"{STORES}/{store_id}")).json()["actions"] == [
