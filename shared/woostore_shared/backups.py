@@ -65,11 +65,12 @@ _DAMAGE = re.compile(
     re.IGNORECASE,
 )
 # What ``restic check --read-data`` says of a pack whose content is not what it stored (a
-# pack is named by its content's SHA-256), and how any check names a tree it finds errors
+# pack is named by its content's SHA-256) or that it cannot read whole, and how any check
+# names a tree it finds errors
 # under (in a repository of WooStore's, a snapshot's own: each snapshot holds one file read
 # from standard input), then each error, indented. Data gone from the index is lost; an
 # error reading a tree (the network) is not.
-_ALTERED_PACK = re.compile(
+_DAMAGED_PACK = re.compile(
     r"Pack ID does not match, want ([0-9a-f]{64})"  # its content altered
     r"|pack ([0-9a-f]{64}): unexpected file size"  # cut short, or grown
     r"|pack ([0-9a-f]{64}) failed to download"  # unreadable as a pack (or unreachable)
@@ -337,20 +338,21 @@ class StoreBackups:
 
     async def repair(self) -> Repair:
         """Rid the repository of damaged data, as restic 0.14 can (it has no ``repair``
-        command): the index rebuilt from the packs there, forgetting packs gone; every pack
-        read whole (``check --read-data``) and those whose content was altered removed; the
-        index rebuilt again. restic then stores that data again as the next backup holds it.
-        Which backups lost data is found last (``check``): they stay damaged whatever is
-        stored later. Read without restic's cache, which is dropped after (it may hold trees
-        of the packs removed). Each of its restic runs locks the repository whole while it
-        runs: a backup, a restore or a copy reading it then fails; between them, a copy
-        reading it could find data gone (the runner repairs only while no copy is made)."""
+        command): the index rebuilt from the packs there, forgetting packs gone; every pack read
+        whole (``check --read-data``) and those it finds altered or cut short removed
+        (``_altered``); the index rebuilt again. restic then stores that data again as the
+        next backup holds it. Which backups lost data is found last (``check``): they stay
+        damaged whatever is stored later. Read without restic's cache, which is dropped
+        after (it may hold trees of the packs removed). Each of its restic runs locks the
+        repository whole while it runs: a backup, a restore or a copy reading it then fails;
+        between them, a copy reading it could find data gone (the runner repairs only while
+        no copy is made)."""
         repairing = self.uncached()
         rebuilt = "rebuild the backup repository's index"
         await repairing._must("rebuild-index", doing=rebuilt)
         checked = await repairing._check("--read-data")
         reported = sorted(
-            {pack for found in _ALTERED_PACK.findall(checked.heard) for pack in found if pack}
+            {pack for found in _DAMAGED_PACK.findall(checked.heard) for pack in found if pack}
         )
         altered = [pack for pack in reported if await repairing._altered(pack)]
         if altered:
