@@ -23,10 +23,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,18 +66,19 @@ _DAMAGE = re.compile(
     re.IGNORECASE,
 )
 # What ``restic check --read-data`` says of a pack whose content is not what it stored (a
-# pack is named by its content's SHA-256) or that it cannot read whole, and how any check
-# names a tree it finds errors
+# pack is named by its content's SHA-256); a pack cut short loses its header too, and the
+# index rebuilt first no longer names it. Then how any check names a tree it finds errors
 # under (in a repository of WooStore's, a snapshot's own: each snapshot holds one file read
-# from standard input), then each error, indented. Data gone from the index is lost; an
-# error reading a tree (the network) is not.
-_DAMAGED_PACK = re.compile(
-    r"Pack ID does not match, want ([0-9a-f]{64})"  # its content altered
-    r"|pack ([0-9a-f]{64}): unexpected file size"  # cut short, or grown
-    r"|pack ([0-9a-f]{64}) failed to download"  # unreadable as a pack (or unreachable)
-)
+# from standard input), and each error, indented: data gone from the index is lost, an error
+# reading a tree (the network) is not. And what, said by a check, is damage a repair may
+# remove (not, say, a snapshot's own file unreadable, which no repair mends).
+_ALTERED_PACK = re.compile(r"Pack ID does not match, want ([0-9a-f]{64})")
 _TREE_WITH_ERRORS = re.compile(r"^error for tree ([0-9a-f]{8}):$")
 _GONE = re.compile(r"not found in (index|repository)")
+_DAMAGE_CHECKED = re.compile(
+    r"Pack ID does not match|unexpected file size|failed to download"
+    r"|ciphertext verification failed|not found in (index|repository)"
+)
 _ERRORS_FOUND = "repository contains errors"  # a check that ran, and found some
 _LOCKED = "repository is already locked"  # by another restic run (or one stopped dead)
 
@@ -98,10 +100,14 @@ class BackupLocked(BackupStorageError):
 @dataclass(frozen=True)
 class Repair:
     """What repairing a store's repository did: the packs it removed, their content altered,
-    and the backups left without some of their data, each with what it lost."""
+    and the backups left without some of their data, each with what it lost, and their
+    snapshots that lost it, to forget once those backups are recorded damaged
+    (``forget_snapshots``): left, every later check names them, and restic's prune refuses
+    to run, so that no deleted backup's data is removed."""
 
     removed: list[str]
     lost: dict[uuid.UUID, str]
+    snapshots: list[str] = field(default_factory=list)
 
 
 class Part(BaseModel):
@@ -248,7 +254,7 @@ class StoreBackups:
             return
         made = await self._run("init", "--repository-version", "2")
         if made.code != 0 and "already" not in made.said:  # made meanwhile by another run
-            raise _failed("make the backup repository", made, self._where)
+            raise await self._failure("make the backup repository", made)
 
     async def store_part(
         self, backup_id: uuid.UUID, name: str, content: AsyncIterable[bytes]
@@ -334,13 +340,18 @@ class StoreBackups:
         if self._check_share == "0":
             return False
         checked = await self._check("--no-lock", f"--read-data-subset={self._check_share}")
-        return checked.code != 0
+        if checked.code == 0:
+            return False
+        if _DAMAGE_CHECKED.search(checked.heard):
+            return True
+        log.warning("backup repository check found errors no repair removes", said=checked.said)
+        return False
 
     async def repair(self) -> Repair:
         """Rid the repository of damaged data, as restic 0.14 can (it has no ``repair``
         command): the index rebuilt from the packs there, forgetting packs gone; every pack read
-        whole (``check --read-data``) and those it finds altered or cut short removed
-        (``_altered``); the index rebuilt again. restic then stores that data again as the
+        whole (``check --read-data``) and those it finds altered removed (``_altered``); the
+        index rebuilt again. restic then stores that data again as the
         next backup holds it. Which backups lost data is found last (``check``): they stay
         damaged whatever is stored later. Read without restic's cache, which is dropped
         after (it may hold trees of the packs removed). Each of its restic runs locks the
@@ -351,9 +362,7 @@ class StoreBackups:
         rebuilt = "rebuild the backup repository's index"
         await repairing._must("rebuild-index", doing=rebuilt)
         checked = await repairing._check("--read-data")
-        reported = sorted(
-            {pack for found in _DAMAGED_PACK.findall(checked.heard) for pack in found if pack}
-        )
+        reported = sorted(set(_ALTERED_PACK.findall(checked.heard)))
         altered = [pack for pack in reported if await repairing._altered(pack)]
         if altered:
             assert self._environment is not None  # the repository was read
@@ -361,12 +370,21 @@ class StoreBackups:
                 await _remove_packs(self._environment, altered)
             finally:  # the index names no pack removed, whatever stopped the removal
                 await repairing._must("rebuild-index", doing=rebuilt)
-        lost = await repairing._forget_what_lost_data() if checked.code != 0 else {}
+        gone = await repairing._lost_data() if checked.code != 0 else []
         await self._drop_cache()
-        if altered or lost:
-            lost_ids = [str(backup) for backup in lost]
+        repair = Repair(
+            removed=altered, lost=_what_each_lost(gone), snapshots=[s["id"] for s in gone]
+        )
+        if altered or gone:
+            lost_ids = [str(backup) for backup in repair.lost]
             log.warning("backup repository repaired", removed=altered, lost=lost_ids)
-        return Repair(removed=altered, lost=lost)
+        return repair
+
+    async def forget_snapshots(self, snapshots: list[str]) -> None:
+        """Forget snapshots whose data is gone (``Repair.snapshots``); forgotten already is
+        fine."""
+        if snapshots:
+            await self._must("forget", *snapshots, doing="forget what lost data")
 
     async def _altered(self, pack: str) -> bool:
         """Whether the pack, read once more, is not what restic stored under its name (the
@@ -387,33 +405,13 @@ class StoreBackups:
         reach) raises."""
         done = await self._run("check", *arguments)
         if done.code != 0 and _ERRORS_FOUND not in done.said:
-            raise _failed("check the backup repository", done, self._where)
+            raise await self._failure("check the backup repository", done)
         return done
 
-    async def _forget_what_lost_data(self) -> dict[uuid.UUID, str]:
-        """Forget the snapshots whose data the repository no longer holds (``check``): left,
-        every later check would name them, and restic's prune would refuse to run, so that
-        no deleted backup's data could be removed. The backups they were of, with which of
-        their parts (or their manifest) lost data."""
+    async def _lost_data(self) -> list[dict[str, Any]]:
+        """The snapshots whose data the repository no longer holds (``check``)."""
         trees = _trees_with_data_gone((await self._check()).heard)
-        gone = [s for s in await self._snapshots() if s["tree"][:8] in trees]
-        if not gone:
-            return {}
-        await self._must("forget", *[s["id"] for s in gone], doing="forget what lost data")
-        lost: dict[uuid.UUID, list[str]] = {}
-        # Its parts in the order stored, its manifest last; each named once (a part stored
-        # again after a repair is its backup's twice).
-        for snapshot in sorted(gone, key=lambda s: MANIFEST_TAG in s.get("tags", [])):
-            tags = snapshot.get("tags", [])
-            backup = next((t.removeprefix("backup=") for t in tags if t.startswith("backup=")), "")
-            if backup:
-                part = "manifest" if MANIFEST_TAG in tags else snapshot["paths"][0][1:]
-                lost.setdefault(uuid.UUID(backup), []).append(part)
-        return {
-            backup: f"data of its {_listed(list(dict.fromkeys(parts)))} was found damaged in "
-            "the repository, and removed"
-            for backup, parts in lost.items()
-        }
+        return [s for s in await self._snapshots() if s["tree"][:8] in trees]
 
     async def forget(self, backup_id: uuid.UUID) -> None:
         """Drops the backup, complete or not: its manifest first (so it is never listed
@@ -465,7 +463,7 @@ class StoreBackups:
         if listed.code != 0:
             if NO_REPOSITORY in listed.said:
                 return []
-            raise _failed("list backups", listed, self._where)
+            raise await self._failure("list backups", listed)
         found: list[dict[str, Any]] = json.loads(listed.out or b"[]")
         return sorted(found, key=lambda snapshot: str(snapshot["time"]))
 
@@ -476,7 +474,7 @@ class StoreBackups:
     async def _must(self, *arguments: str, doing: str) -> bytes:
         done = await self._run(*arguments)
         if done.code != 0:
-            raise _failed(doing, done, self._where)
+            raise await self._failure(doing, done)
         return done.out
 
     async def _store(
@@ -501,7 +499,7 @@ class StoreBackups:
             done = await restic.finished()
         snapshot = _summary(done.out).get("snapshot_id") if done.code == 0 else None
         if not isinstance(snapshot, str):
-            raise _failed(f"store {name}", done, self._where)
+            raise await self._failure(f"store {name}", done)
         return Part(name=name, size=size, sha256=digest.hexdigest(), snapshot=snapshot)
 
     async def _dump(self, snapshot: str, name: str) -> AsyncIterator[bytes]:
@@ -512,7 +510,20 @@ class StoreBackups:
                 yield chunk
             done = await restic.finished()
         if done.code != 0:
-            raise _read_failure(name, done, self._where)
+            raise await self._failure(f"read {name}", done, reading=True)
+
+    async def _failure(self, doing: str, done: _Done, reading: bool = False) -> BackupStorageError:
+        """The error of a restic run that failed (``_failed``; ``reading``: a part read back,
+        ``_read_failure``). Where another run's lock refused it, the locks of restic runs
+        that ended without removing theirs are removed first (``restic unlock`` removes
+        those alone: one of this host whose process is gone, or any over 30 minutes old):
+        restic 0.14 waits for none, so a lock left by a run killed outright refused every
+        later one, and the work waiting for it waited in vain."""
+        if _LOCKED in done.said:
+            await self._run("unlock")
+        if reading:
+            return _read_failure(doing, done, self._where)
+        return _failed(doing, done, self._where)
 
     async def _run(self, *arguments: str) -> _Done:
         async with self._started(*arguments) as restic:
@@ -551,11 +562,11 @@ class StoreBackups:
 
 
 async def _stopped(process: asyncio.subprocess.Process) -> None:
-    """restic asked to stop (SIGTERM), so that it removes its lock on the repository (an
-    exclusive one, left, refuses every other restic run on it for half an hour); killed
-    if it has not within moments."""
+    """restic interrupted (SIGINT: restic 0.14 cleans up on nothing else), so that it
+    removes its lock on the repository (left, it refuses other restic runs on it, until
+    ``restic unlock`` finds it stale); killed if it has not ended within moments."""
     with suppress(ProcessLookupError):
-        process.terminate()
+        process.send_signal(signal.SIGINT)
     try:
         await asyncio.wait_for(process.wait(), RESTIC_STOP_SECONDS)
     except TimeoutError:
@@ -692,6 +703,24 @@ def _unplaced(said: str, repository: str) -> str:
     return said
 
 
+def _what_each_lost(snapshots: list[dict[str, Any]]) -> dict[uuid.UUID, str]:
+    """The backups ``snapshots`` are of, with which of their parts (or their manifest) lost
+    data: its parts in the order stored, its manifest last, each named once (a part stored
+    again after a repair is its backup's twice)."""
+    lost: dict[uuid.UUID, list[str]] = {}
+    for snapshot in sorted(snapshots, key=lambda s: MANIFEST_TAG in s.get("tags", [])):
+        tags = snapshot.get("tags", [])
+        backup = next((t.removeprefix("backup=") for t in tags if t.startswith("backup=")), "")
+        if backup:
+            part = "manifest" if MANIFEST_TAG in tags else snapshot["paths"][0][1:]
+            lost.setdefault(uuid.UUID(backup), []).append(part)
+    return {
+        backup: f"data of its {_listed(list(dict.fromkeys(parts)))} was found damaged in the "
+        "repository, and removed"
+        for backup, parts in lost.items()
+    }
+
+
 def _trees_with_data_gone(said: str) -> set[str]:
     """The trees (their ids' first 8 digits) restic's check found data gone under."""
     trees: set[str] = set()
@@ -726,13 +755,13 @@ def reason(said: str) -> str:
     return found if len(found) <= _REASON_MAX else found[: _REASON_MAX - 1] + "…"
 
 
-def _read_failure(name: str, done: _Done, repository: str) -> BackupStorageError:
+def _read_failure(doing: str, done: _Done, repository: str) -> BackupStorageError:
     """The error of restic reading a part (or a manifest) back: ``BackupCorrupt`` where it
     found the data it keeps altered or gone. Only a read of data says so: restic's indexes
     say "ciphertext verification failed" too where only they are damaged (rebuilt from the
     packs, they are whole again), and they are read by every command."""
     kind = BackupCorrupt if _DAMAGE.search(done.said) else BackupStorageError
-    return _failed(f"read {name}", done, repository, kind)
+    return _failed(doing, done, repository, kind)
 
 
 def _failed(

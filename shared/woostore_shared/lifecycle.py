@@ -475,6 +475,13 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     """Make a failed store again from scratch, under the same id, name and address, once its
     clean-up has finished: queued for the provision lane as a new store is, with nothing of
     the failed attempt kept but the store itself (its audit trail and events stay)."""
+    found = await uow.session.get(Store, store_id)
+    if found is not None and found.from_backup_id is not None:
+        # A copy: its source first, as a backup's deletion or damage locks it before its
+        # copies (_copies_lose_their_source): in the other order, the two could deadlock.
+        from_backup = await uow.session.get(StoreBackup, found.from_backup_id)
+        assert from_backup is not None  # a backup's row is never removed
+        await _locked(uow, from_backup.store_id)
     store = await _locked(uow, store_id)
     if store.status is S.FAILED and store.cleaned_up_at is None and not store.delete_requested_at:
         raise StillCleaningUp(store_id)  # (one to be deleted is refused for good, below)

@@ -349,6 +349,19 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: LogFormat = LogFormat.AUTO
 
+    @field_validator("backup_check_share")
+    @classmethod
+    def _a_share_restic_takes(cls, share: str) -> str:
+        """restic refuses 0%, more than 100% and an amount of 0 at every backup: refused
+        here, once."""
+        if share == "0":
+            return share
+        if share.endswith("%") and not 0 < float(share[:-1]) <= 100:
+            raise ValueError("a share is above 0% and at most 100%")
+        if not share.endswith("%") and int(share[:-1]) == 0:
+            raise ValueError("an amount is above 0 (0 alone reads nothing)")
+        return share
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_in_any_case(cls, value: object) -> object:

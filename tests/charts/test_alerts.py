@@ -163,7 +163,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
         },
     ],
     "WooStoreBackupRepairFailing": [
-        {  # a repair found the repository locked, or the storage out of reach
+        {  # a repair found the storage out of reach (a locked repository counts apart)
             "series": {
                 'woostore_backup_repairs_total{result="failed"}': "0x10 1x50",
                 'woostore_backup_repairs_total{result="removed"}': "0x60",

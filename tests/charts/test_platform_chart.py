@@ -278,6 +278,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         ["--set", "nats.streamReplicas=3"],
         ["--set-string", "backups.proxy=http://user:pass@proxy.internal:3128"],
         ["--set-string", "backups.checkShare=a tenth"],
+        ["--set-string", "backups.checkShare=150%"],
     ],
     ids=[
         "extra-key",
@@ -306,6 +307,7 @@ def test_every_key_of_every_values_file_is_in_the_schema(values_file: str) -> No
         "three-copies-on-the-in-chart-single-nats",
         "credentials-in-the-backup-proxy",  # plain values: a password would be on show
         "backup-check-share-restic-would-refuse",
+        "backup-check-share-over-all-of-it",
     ],
 )
 def test_schema_rejects_invalid_values(helm_env: dict[str, str], bad_args: list[str]) -> None:

@@ -393,13 +393,22 @@ async def test_a_repair_removes_altered_data_and_names_the_backups_that_held_it(
     said = "data of its database.sql was found damaged in the repository, and removed"
     assert repair.lost == {first.backup_id: said, second.backup_id: said}
     await store.verify(apart)  # untouched
-    # What lost data is forgotten: left, it made restic's prune refuse to run, and so every
-    # deletion of a backup (a user's review).
+    # What lost data is forgotten once its backups are recorded damaged: left, it made
+    # restic's prune refuse to run, and so every deletion of a backup (a user's review).
+    assert await store.stored_parts(second.backup_id) != {}
+    await store.forget_snapshots(repair.snapshots)
     assert await store.stored_parts(second.backup_id) == {}
     await store.forget(first.backup_id)
     again = await back_up(store, {"database.sql": shared_data})
     await store.verify(again)  # stored again, whole
     assert (await store.repair()) == Repair(removed=[], lost={})  # nothing left to repair
+
+
+def held_locks(storage: BackupStorage, store: StoreBackups) -> list[str]:
+    return [
+        lock.name
+        for lock in Path(storage.location, "stores", str(store.store_id), "locks").iterdir()
+    ]
 
 
 def cut_short(storage: BackupStorage, store: StoreBackups, pack: str) -> None:
@@ -418,9 +427,37 @@ async def test_a_repair_finds_what_a_pack_cut_short_lost(storage: BackupStorage)
     repair = await store.repair()
 
     assert list(repair.lost) == [cut.backup_id]
+    await store.forget_snapshots(repair.snapshots)
     assert await store.stored_parts(cut.backup_id) == {}
     again = await back_up(store, {"database.sql": generated(300_000, 24)})
     await store.verify(again)
+
+
+@pytest.mark.parametrize(
+    ("said", "damaged"),
+    [
+        ("Pack ID does not match, want " + "ab" * 32 + ", got " + "cd" * 32, True),
+        ("pack " + "ab" * 32 + ": unexpected file size 150063 instead of 300127", True),
+        ("error for tree 4476328b:\n  id " + "44" * 32 + " not found in repository", True),
+        # A snapshot's own file unreadable: no repair removes it, and every backup would
+        # repair the repository whole, in vain (a diff review).
+        ("error: load <snapshot/5ab8c1d2e3>: invalid data returned", False),
+    ],
+)
+async def test_a_spot_check_calls_for_a_repair_only_where_it_finds_damage_a_repair_removes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str, damaged: bool
+) -> None:
+    storage = BackupStorage(
+        str(tmp_path / "backups"), secret_key=SECRET_KEY, scratch_dir=tmp_path, check_share="10%"
+    )
+
+    async def found(self: StoreBackups, *arguments: str) -> _Done:
+        assert arguments == ("--no-lock", "--read-data-subset=10%")
+        whole = f"{said}\nFatal: repository contains errors"
+        return _Done(1, b"", whole, whole)
+
+    monkeypatch.setattr(StoreBackups, "_check", found)
+    assert await storage.of(uuid.uuid4()).spot_check() is damaged
 
 
 async def test_a_repair_removes_no_pack_that_reads_whole_when_read_again(
@@ -445,6 +482,48 @@ async def test_a_repair_removes_no_pack_that_reads_whole_when_read_again(
     assert await store.repair() == Repair(removed=[], lost={})
     assert whole in packs_of(storage, store)
     await store.verify(kept)
+
+
+async def test_restic_stopped_half_way_leaves_no_lock_on_the_repository(
+    storage: BackupStorage,
+) -> None:
+    """A restore, copy or backup cut short (its step's time up, the process stopping) used
+    to kill restic, whose lock stayed and refused every other restic run on the repository
+    (a diff review: restic 0.14 cleans up on SIGINT alone)."""
+    store = await a_store(storage)
+    async with store._started("backup", "--stdin", "--stdin-filename=cut.sql") as restic:
+        stdin = restic.process.stdin
+        assert stdin is not None
+        # More than a pipe holds: written once restic reads, its lock taken long before.
+        stdin.write(b"".join(generated(1 << 20, 26)))
+        await stdin.drain()
+        assert held_locks(storage, store)
+
+    assert not held_locks(storage, store)
+    await back_up(store, {"database.sql": generated(5_000, 25)})  # nothing refuses it
+
+
+async def test_a_lock_left_by_restic_killed_outright_is_removed_as_it_refuses_work(
+    storage: BackupStorage,
+) -> None:
+    """restic 0.14 takes no stale lock for gone (a diff review): one left by a restic killed
+    outright (a pod evicted) refused every later repair and prune, and the work waiting for
+    it waited in vain. The refused run removes stale locks; the next try goes ahead."""
+    store = await a_store(storage)
+    async with store._started("backup", "--stdin", "--stdin-filename=cut.sql") as restic:
+        stdin = restic.process.stdin
+        assert stdin is not None
+        stdin.write(b"".join(generated(1 << 20, 27)))
+        await stdin.drain()
+        restic.process.kill()
+        await restic.process.wait()
+    assert held_locks(storage, store)  # left behind
+
+    with pytest.raises(BackupLocked):
+        await store.repair()
+
+    assert not held_locks(storage, store)
+    assert await store.repair() == Repair(removed=[], lost={})
 
 
 async def test_restic_is_given_no_secret_in_its_arguments(
@@ -584,7 +663,7 @@ def test_what_restic_said_becomes_one_line(said: str, told: str) -> None:
     ],
 )
 def test_only_data_restic_finds_altered_or_gone_is_damage(said: str, damaged: bool) -> None:
-    error = _read_failure("database.sql", _Done(1, b"", said), "/r")
+    error = _read_failure("read database.sql", _Done(1, b"", said), "/r")
     assert isinstance(error, BackupCorrupt) is damaged
     assert isinstance(error, BackupStorageError)  # permanent for the work, either way
     # Any other command saying so read restic's indexes, which are rebuilt from the data.
@@ -598,7 +677,7 @@ def test_a_repository_locked_by_other_backup_work_is_not_now_rather_than_never()
         "stale locks"
     )
     for error in (
-        _read_failure("database.sql", _Done(1, b"", said), "/r"),
+        _read_failure("read database.sql", _Done(1, b"", said), "/r"),
         _failed("prune the backup repository", _Done(1, b"", said), "/r"),
     ):
         assert isinstance(error, BackupLocked)

@@ -220,12 +220,14 @@ def test_a_refused_value_ends_the_program_with_a_line_naming_its_variable(
     ]
 
 
-@pytest.mark.parametrize("share", ["10%", "2.5%", "500M", "1g", "0"])
+@pytest.mark.parametrize("share", ["10%", "2.5%", "0.5%", "100%", "500M", "1g", "0"])
 def test_a_backup_check_share_is_a_share_or_an_amount_restic_takes(share: str) -> None:
     assert Settings(backup_check_share=share).backup_check_share == share
 
 
-@pytest.mark.parametrize("share", ["", "ten", "10 %", "-5%", "500MB", "1/10"])
+@pytest.mark.parametrize(
+    "share", ["", "ten", "10 %", "-5%", "500MB", "1/10", "0%", "0.0%", "150%", "0M"]
+)
 def test_a_backup_check_share_restic_would_refuse_is_refused(share: str) -> None:
     # restic would refuse it at every backup, each failing, rather than once at start.
     with pytest.raises(ValidationError, match="backup_check_share"):

@@ -98,6 +98,18 @@ async def _never() -> bool:
 
 
 @dataclass
+class Damage:
+    """Backups found damaged as the work ran, with what was found, and the snapshots a
+    repair found without their data (``Repair.snapshots``). The runner marks the backups
+    once the recipe ends, however it ends, and forgets the snapshots only then: a backup
+    whose snapshots were forgotten before it was recorded damaged would be found by no later
+    read or repair, and offered still."""
+
+    backups: dict[uuid.UUID, str] = field(default_factory=dict)
+    snapshots: list[str] = field(default_factory=list)
+
+
+@dataclass
 class StoreJob:
     """What a step needs to know about the store, and where it leaves what it learned."""
 
@@ -132,9 +144,8 @@ class StoreJob:
     # as it is about to: the store's own work, while no copy reads the repository (a repair
     # locks it whole, and removes data a copy may be reading).
     may_repair: Callable[[], Awaitable[bool]] = _never
-    # Backups found damaged as the work ran, with what was found: the runner marks them once
-    # the recipe ends, however it ends. One for all the recipe's steps.
-    found_damaged: dict[uuid.UUID, str] = field(default_factory=dict)
+    # What the work found damaged; one for all the recipe's steps.
+    damage: Damage = field(default_factory=Damage)
 
     @property
     def admin_email(self) -> str:
@@ -175,7 +186,7 @@ class Step:
 class BackupFoundDamaged(Exception):
     """The backup a restore returns to, or a copy is made from, cannot be read back as it was
     stored (``BackupCorrupt``): the work fails for good, and the backup is marked damaged
-    (``StoreJob.found_damaged``)."""
+    (``StoreJob.damage``)."""
 
 
 # What fails a recipe for good: retrying cannot help (the backup storage's errors are
@@ -560,7 +571,7 @@ async def record_backup(job: StoreJob) -> None:
         if not await job.may_repair():
             raise BackupStorageError(
                 f"{seen}; the repository is not repaired while a store is being made from one "
-                "of its backups: a backup taken once none is repairs it"
+                "of its backups: the first backup once none is repairs it"
             ) from seen
         try:
             await _rid_of_damage(job, backups)
@@ -603,7 +614,8 @@ async def _rid_of_damage(job: StoreJob, backups: StoreBackups) -> Repair:
         raise
     BACKUP_REPAIRS.labels("removed" if repair.removed else "whole").inc()
     for backup_id, lost in repair.lost.items():
-        job.found_damaged.setdefault(backup_id, lost)
+        job.damage.backups.setdefault(backup_id, lost)
+    job.damage.snapshots.extend(repair.snapshots)
     return repair
 
 
@@ -624,10 +636,9 @@ async def _restored_backup(job: StoreJob) -> AsyncIterator[tuple[StoreBackups, M
         raise PermanentClusterError("no restore is under way for this store")
     try:
         manifest = await job.backups.manifest(job.restore_from)
-        if manifest is None:
-            raise PermanentClusterError(
-                f"backup {job.restore_from} has no manifest: it is not whole"
-            )
+        if manifest is None:  # a complete backup's: gone from the repository since
+            job.damage.backups[job.restore_from] = "its manifest is gone from the repository"
+            raise BackupFoundDamaged(f"backup {job.restore_from} has no manifest: it is not whole")
         yield job.backups, manifest
     except BackupCorrupt as seen:
         # Marked for good only if found so again, read afresh (StoreBackups.damage).
@@ -637,7 +648,7 @@ async def _restored_backup(job: StoreJob) -> AsyncIterator[tuple[StoreBackups, M
                 f"{seen}; read whole again just after, so not damaged: the storage or the "
                 "network may have failed for a moment"
             ) from seen
-        job.found_damaged[job.restore_from] = found
+        job.damage.backups[job.restore_from] = found
         said = f"the backup is damaged: {found}"
         if await job.may_repair():
             try:

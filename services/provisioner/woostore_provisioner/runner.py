@@ -55,6 +55,7 @@ from woostore_provisioner.recipe import (
     PROVISION,
     RESTORE,
     REVERIFY,
+    Damage,
     Learned,
     OnFailure,
     Recipe,
@@ -117,13 +118,13 @@ CUT_SHORT = "cut short: the store's deletion was asked for"
 class BackupWork:
     """The backups a recipe works with: the one it makes, the one it restores, and for a
     copy, the store that backup is of (read from that store's repository); whether it may
-    repair the store's repository, and the backups it found damaged (``StoreJob``'s)."""
+    repair the store's repository, and what it found damaged (``StoreJob``'s)."""
 
     making: uuid.UUID | None = None
     restoring: uuid.UUID | None = None
     copying: Store | None = None
     repairs: bool = False  # the store's own work: it may repair the store's repository
-    found_damaged: dict[uuid.UUID, str] = field(default_factory=dict)
+    damage: Damage = field(default_factory=Damage)
 
 
 class Runner:
@@ -369,9 +370,9 @@ class Runner:
             try:
                 await self._run(recipe, store, attempt, work)
             except BaseException:
-                await self._mark_damaged(work.found_damaged, failing=True)
+                await self._mark_damaged(store.id, work.damage, failing=True)
                 raise
-            await self._mark_damaged(work.found_damaged)
+            await self._mark_damaged(store.id, work.damage)
             attempt.still_held()  # its end is written by this attempt only
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
@@ -389,24 +390,33 @@ class Runner:
             return False
         return True
 
-    async def _mark_damaged(self, found: dict[uuid.UUID, str], failing: bool = False) -> None:
-        """Mark ``found`` damaged. Where the work is ``failing`` already, a failure to mark
-        is logged, not raised: the work's own error says why it ended (and each backup is
-        found again as it is next read)."""
-        if not found:
-            return
+    async def _mark_damaged(
+        self, store_id: uuid.UUID, damage: Damage, failing: bool = False
+    ) -> None:
+        """Mark the backups ``damage`` names damaged, then forget the snapshots a repair of
+        the store's repository found without their data. Where the work is ``failing``
+        already, a failure is logged, not raised: the work's own error says why it ended,
+        and the next repair finds the same again."""
+        found = damage.backups
         try:
-            async with UnitOfWork.begin(self.outbox) as uow:
-                marked = [
-                    b for b, d in found.items() if await lifecycle.mark_backup_damaged(uow, b, d)
-                ]
+            if found:
+                async with UnitOfWork.begin(self.outbox) as uow:
+                    marked = [
+                        b
+                        for b, d in found.items()
+                        if await lifecycle.mark_backup_damaged(uow, b, d)
+                    ]
+                for backup_id in marked:
+                    log.warning(
+                        "backup found damaged", backup=str(backup_id), damage=found[backup_id]
+                    )
+            await self.backup_storage.of(store_id).forget_snapshots(damage.snapshots)
         except Exception:
             if not failing:
                 raise
-            log.exception("could not mark backups damaged", backups=[str(b) for b in found])
-            return
-        for backup_id in marked:
-            log.warning("backup found damaged", backup=str(backup_id), damage=found[backup_id])
+            log.exception(
+                "could not record what was found damaged", backups=[str(b) for b in found]
+            )
 
     async def _end_failed(self, recipe: Recipe, store_id: uuid.UUID, reason: str) -> None:
         match recipe.on_failure:
@@ -712,7 +722,7 @@ class Runner:
             backup_id=backups.making,
             restore_from=backups.restoring,
             may_repair=functools.partial(self._may_repair, store.id, backups.repairs),
-            found_damaged=backups.found_damaged,
+            damage=backups.damage,
         )
 
 
