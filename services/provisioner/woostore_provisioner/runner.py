@@ -370,9 +370,9 @@ class Runner:
             try:
                 await self._run(recipe, store, attempt, work)
             except BaseException:
-                await self._mark_damaged(store.id, work.damage, failing=True)
+                await self._record_damage(store.id, work.damage, failing=True)
                 raise
-            await self._mark_damaged(store.id, work.damage)
+            await self._record_damage(store.id, work.damage)
             attempt.still_held()  # its end is written by this attempt only
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
@@ -390,7 +390,7 @@ class Runner:
             return False
         return True
 
-    async def _mark_damaged(
+    async def _record_damage(
         self, store_id: uuid.UUID, damage: Damage, failing: bool = False
     ) -> None:
         """Mark the backups ``damage`` names damaged, then forget the snapshots a repair of

@@ -144,10 +144,10 @@ async def create_store(
             # its source). Read after the commit, so that stores queued ahead of it and
             # committed meanwhile count.
             queue = await _queue_places(outbox.db, [store])
-            if store.from_backup_id is None:
-                return Created(store, Surroundings(queue=queue))
-            async with outbox.db.session() as session:
-                copied_from = await _copied_from(session, [store])
+            copied_from = {}
+            if store.from_backup_id is not None:  # not a query more for every other create
+                async with outbox.db.session() as session:
+                    copied_from = await _copied_from(session, [store])
             return Created(store, Surroundings(queue=queue, copied_from=copied_from))
         except IntegrityError as error:
             if broken_constraint(error) == DELETED_TENANTS_HOLD_NO_STORES:  # deleted meanwhile
@@ -380,7 +380,7 @@ async def step_times(db: Database) -> StepTimes:
 async def surroundings(db: Database, stores: Sequence[Store]) -> Surroundings:
     """What the resources of ``stores`` show beyond their rows: the places of queued stores
     in the one queue all tenants share (1-based, oldest first; a store claimed from the warm
-    pool is not in it), and each one's last change."""
+    pool is not in it), each one's last change, and a copy's source."""
     queue = await _queue_places(db, stores)
     async with db.session() as session:
         return Surroundings(
