@@ -90,6 +90,33 @@ async def request_backup(outbox: Outbox, store: Store) -> uuid.UUID:
     return backup.id
 
 
+async def backed_up_store(
+    make_runner: Callable[[Cluster], Runner], cluster: SimulatedCluster, outbox: Outbox
+) -> tuple[Store, Runner, uuid.UUID]:
+    """A ready store, a runner, and the store's backup that runner completed."""
+    store = await ready_store(make_runner, cluster, outbox)
+    runner = make_runner(cluster)
+    backup_id = await request_backup(outbox, store)
+    await runner.change(store.id, KeepAlive())
+    return store, runner, backup_id
+
+
+def verify_failing_once(monkeypatch: pytest.MonkeyPatch, error: Exception) -> list[bool]:
+    """``StoreBackups.verify`` raising ``error`` at its first read and reading whole after;
+    whether each read used restic's cache, as they are made."""
+    verify = StoreBackups.verify
+    reads: list[bool] = []
+
+    async def failing_once(self: StoreBackups, manifest: Manifest) -> None:
+        reads.append(self._cached)
+        if len(reads) == 1:
+            raise error
+        await verify(self, manifest)
+
+    monkeypatch.setattr(StoreBackups, "verify", failing_once)
+    return reads
+
+
 async def backup_row(database: Database, backup_id: uuid.UUID) -> StoreBackup:
     async with database.session() as session:
         found = await session.get(StoreBackup, backup_id)
@@ -343,10 +370,7 @@ async def test_a_backup_that_does_not_match_its_manifest_is_refused_and_changes_
 ) -> None:
     """Its manifest says one thing and its parts another (bit rot, tampering): the check
     finds it before anything is changed or even backed up."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    backup_id = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, backup_id = await backed_up_store(make_runner, cluster, api_outbox)
     backups = backup_storage.of(store.id)
     manifest = await backups.manifest(backup_id)
     assert manifest is not None
@@ -415,10 +439,7 @@ async def test_a_backup_whose_data_was_altered_is_marked_damaged_and_never_offer
     """A restore finds restic's data altered: nothing changes, the backup is damaged for
     good (a user's review saw every attempt fail again, each adding a failed safety backup),
     and the store's only backup gone, restore is no longer offered."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    backup_id = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, backup_id = await backed_up_store(make_runner, cluster, api_outbox)
     assert (await load(database, store.id)).complete_backups == 1
     alter_stored_data(settings.data_dir, store.id)
     cluster.place_order(store.namespace)
@@ -471,10 +492,7 @@ async def test_a_backup_that_reuses_damaged_data_repairs_the_repository_and_comp
     backed up first) until an operator repaired the repository by hand. The backup removes
     the damaged data, stores its parts again and completes; the older backup that held the
     data is damaged for good, and the new one restores the store."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    older = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, older = await backed_up_store(make_runner, cluster, api_outbox)
     alter_stored_data(settings.data_dir, store.id)
     seen, repairs = damaged_seen(), repairs_seen("removed")
 
@@ -542,10 +560,7 @@ async def test_no_repair_locks_the_repository_while_a_copy_is_to_read_it(
     """A repair locks the repository whole, and a copy reading it meanwhile would fail: while
     one is to be made from the store's backups, the backup fails as it did before repairs,
     and the repository is left as it is."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    older = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, older = await backed_up_store(make_runner, cluster, api_outbox)
     await create_copy(api_outbox, older)  # queued
     alter_stored_data(settings.data_dir, store.id)
     packs = sorted((settings.data_dir / "backups" / "stores" / str(store.id)).rglob("data/*/*"))
@@ -576,10 +591,7 @@ async def test_a_failure_to_mark_a_damaged_backup_does_not_hide_why_the_restore_
     """The damaged backups are marked as the work ends, failed or not: where marking fails
     too (the database away for a moment), the restore still ends failed with its own
     reason, and the backup is found again as it is next read."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    backup_id = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
+    store, runner, backup_id = await backed_up_store(make_runner, cluster, api_outbox)
     alter_stored_data(settings.data_dir, store.id)
 
     async def database_away(*_: object) -> bool:
@@ -612,25 +624,13 @@ async def test_a_repository_locked_by_other_backup_work_is_waited_for_not_failed
 ) -> None:
     """A repair or a prune locks the repository whole: a restore (or a copy) reading it
     meanwhile failed for good (a diff review). It is tried again, as any "not now"."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    backup_id = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
-    verify = StoreBackups.verify
-    reads = 0
-
-    async def locked_once(self: StoreBackups, manifest: Manifest) -> None:
-        nonlocal reads
-        reads += 1
-        if reads == 1:
-            raise _failed("read database.dump", _Done(1, b"", LOCKED), "/r")
-        await verify(self, manifest)
-
-    monkeypatch.setattr(StoreBackups, "verify", locked_once)
+    store, runner, backup_id = await backed_up_store(make_runner, cluster, api_outbox)
+    locked = _failed("read database.dump", _Done(1, b"", LOCKED), "/r")
+    reads = verify_failing_once(monkeypatch, locked)
     await request_restore(api_outbox, store, backup_id)
     await runner.change(store.id, KeepAlive())
 
-    assert reads == 2
+    assert len(reads) == 2
     [(_, result, _)] = await changes(database, store)
     assert result == "changed"
     assert (await backup_row(database, backup_id)).status is BackupStatus.COMPLETE
@@ -647,20 +647,9 @@ async def test_a_backup_that_reads_back_whole_when_read_again_is_not_marked_dama
     failed for a moment (the network, a proxy) said "ciphertext verification failed" of a
     healthy backup, which was then never offered again (a diff review). Read afresh, it is
     whole: the restore fails, and the backup stays complete."""
-    store = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    backup_id = await request_backup(api_outbox, store)
-    await runner.change(store.id, KeepAlive())
-    verify = StoreBackups.verify
-    reads: list[bool] = []
-
-    async def garbled_once(self: StoreBackups, manifest: Manifest) -> None:
-        reads.append(self._cached)
-        if len(reads) == 1:
-            raise BackupCorrupt("could not read database.dump: ciphertext verification failed")
-        await verify(self, manifest)
-
-    monkeypatch.setattr(StoreBackups, "verify", garbled_once)
+    store, runner, backup_id = await backed_up_store(make_runner, cluster, api_outbox)
+    garbled = BackupCorrupt("could not read database.dump: ciphertext verification failed")
+    reads = verify_failing_once(monkeypatch, garbled)
     await request_restore(api_outbox, store, backup_id)
     await runner.change(store.id, KeepAlive())
 
@@ -682,10 +671,7 @@ async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(
     settings: Settings,
     js: JetStreamContext,
 ) -> None:
-    source = await ready_store(make_runner, cluster, api_outbox)
-    runner = make_runner(cluster)
-    backup_id = await request_backup(api_outbox, source)
-    await runner.change(source.id, KeepAlive())
+    source, runner, backup_id = await backed_up_store(make_runner, cluster, api_outbox)
     alter_stored_data(settings.data_dir, source.id)
     copy = await create_copy(api_outbox, backup_id)
 

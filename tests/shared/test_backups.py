@@ -9,6 +9,7 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -404,6 +405,19 @@ async def test_a_repair_removes_altered_data_and_names_the_backups_that_held_it(
     assert (await store.repair()) == Repair(removed=[], lost={})  # nothing left to repair
 
 
+@asynccontextmanager
+async def restic_reading(store: StoreBackups) -> AsyncIterator[_Restic]:
+    """restic backing a part up, once it reads it: more than a pipe holds is written to it,
+    so its lock was taken long before (restic 0.14 leaves one taken a moment before it is
+    interrupted)."""
+    async with store._started("backup", "--stdin", "--stdin-filename=cut.sql") as restic:
+        stdin = restic.process.stdin
+        assert stdin is not None
+        stdin.write(b"".join(generated(1 << 20, 26)))
+        await stdin.drain()
+        yield restic
+
+
 def held_locks(storage: BackupStorage, store: StoreBackups) -> list[str]:
     return [
         lock.name
@@ -491,12 +505,7 @@ async def test_restic_stopped_half_way_leaves_no_lock_on_the_repository(
     to kill restic, whose lock stayed and refused every other restic run on the repository
     (a diff review: restic 0.14 cleans up on SIGINT alone)."""
     store = await a_store(storage)
-    async with store._started("backup", "--stdin", "--stdin-filename=cut.sql") as restic:
-        stdin = restic.process.stdin
-        assert stdin is not None
-        # More than a pipe holds: written once restic reads, its lock taken long before.
-        stdin.write(b"".join(generated(1 << 20, 26)))
-        await stdin.drain()
+    async with restic_reading(store):
         assert held_locks(storage, store)
 
     assert not held_locks(storage, store)
@@ -510,11 +519,7 @@ async def test_a_lock_left_by_restic_killed_outright_is_removed_as_it_refuses_wo
     outright (a pod evicted) refused every later repair and prune, and the work waiting for
     it waited in vain. The refused run removes stale locks; the next try goes ahead."""
     store = await a_store(storage)
-    async with store._started("backup", "--stdin", "--stdin-filename=cut.sql") as restic:
-        stdin = restic.process.stdin
-        assert stdin is not None
-        stdin.write(b"".join(generated(1 << 20, 27)))
-        await stdin.drain()
+    async with restic_reading(store) as restic:
         restic.process.kill()
         await restic.process.wait()
     assert held_locks(storage, store)  # left behind
