@@ -26,7 +26,7 @@ from bench.bare_insert import BARE_TABLE
 from bench.common import percentile, rewrite_section, table
 from woostore_devstack.embedded import REPO, free_port
 from woostore_devstack.platform import BIN, Platform, running_services
-from woostore_shared.db import CLOSED_WHEN_IDLE
+from woostore_shared.connecting import CLOSED_WHEN_IDLE
 from woostore_shared.settings import Settings
 
 RESULTS = REPO / "docs" / "benchmarks.md"

@@ -36,7 +36,7 @@ READY_SECONDS = 120.0
 IDLE_SECONDS = 600.0
 # After the pool is full, a little over a minute: an idle platform is one nobody has used
 # for a while, and PostgreSQL has ended the sessions its services stopped using by then
-# (woostore_shared.db.CLOSED_WHEN_IDLE, 60 s).
+# (woostore_shared.connecting.CLOSED_WHEN_IDLE, 60 s).
 SETTLE_SECONDS = 70.0
 MB = 1 << 20
 TAIL_LINES = 40  # of make run's output, in the error when it does not get ready
@@ -214,7 +214,7 @@ METHOD = """\
 its own. *Ready* is the launcher's banner ("WooStore is running.", printed once every
 service answers `/readyz`). The platform is *idle* once its warm pool of `make run`'s size is full
 and no store has work under way (read from PostgreSQL), and 70 s more have passed (the
-services' idle database sessions end after 60 s, `woostore_shared.db.CLOSED_WHEN_IDLE`); the
+services' idle database sessions end after 60 s, `woostore_shared.connecting.CLOSED_WHEN_IDLE`); the
 simulated cluster runs at `make run`'s time scale. Then each process's resident set (RSS),
 proportional set (PSS: shared pages split between the processes sharing them) and unique
 set (USS) is read (psutil, `/proc/<pid>/smaps_rollup`): every process under `make`, and
@@ -236,7 +236,7 @@ Before that, from 682 MB RSS (452 MB PSS) to 535 MB (401 MB PSS):
 - PostgreSQL, 128 MB RSS in 11 processes before, each backend 15-19 MB of RSS: the pools
   took their connections in turn, so every one a burst or the warm pool's filling had
   opened was used every few seconds and kept. They now take the one given back last, and
-  PostgreSQL ends a session idle 60 s (`woostore_shared.db.CLOSED_WHEN_IDLE`): idle, the
+  PostgreSQL ends a session idle 60 s (`woostore_shared.connecting.CLOSED_WHEN_IDLE`): idle, the
   reaper's two are left (its leader lock's, and the one its passes use). Most of a
   backend's RSS is the server's code and the shared memory it touched, counted again in
   each, so fewer processes lower the RSS total much more than the PSS one.

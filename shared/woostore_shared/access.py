@@ -19,21 +19,19 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import exists
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from woostore_shared.db import Database
-from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, Role, SpentTicket, Tenant
+from woostore_shared.connecting import PlainReads
 from woostore_shared.secrets import OpenedTicket, fingerprint, sha256_hex, tokens_match
+from woostore_shared.vocabulary import DEFAULT_TENANT_ID, Role
 
 KEY_PREFIX = "wsk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
 ADMIN_TOKEN_ACTOR = "admin-token"  # noqa: S105  (a name for the audit log, not a token)
 # Every request with a key or a session runs one of these: plain SQL on psycopg's own
-# connection (``Database.plain_reads``), as the ORM took twice as long. The columns are
+# connection (``plain_reads``), as the ORM took twice as long, and the notifier has no ORM
+# (docs/benchmarks.md, the footprint of ``make run``). The columns are
 # those of a principal (``_of_row``), the secret's hash, and whether its tenant is suspended
 # (then it is refused, and told why: ``TenantSuspended``). A live key is one not revoked, of
 # a tenant not suspended (``_LIVE``).
@@ -59,11 +57,19 @@ _KEY_IN_SESSION = (
     " WHERE k.id = %(key_id)s AND k.revoked_at IS NULL"
     " AND NOT EXISTS (SELECT FROM spent_tickets WHERE id = %(session_id)s)"
 )
-# A live key, in the statements built with SQLAlchemy (the notifier's sweep of open streams,
-# tickets' subjects): those of a suspended tenant are refused without a word there.
-_LIVE = col(ApiKey.revoked_at).is_(None) & exists().where(
-    col(Tenant.id) == col(ApiKey.tenant_id), col(Tenant.suspended_at).is_(None)
+# Which of some keys are live: not revoked, of a tenant not suspended (the notifier's sweep
+# of open streams, tickets' subjects: a key of a suspended tenant is refused without a word).
+_LIVE = (
+    "SELECT k.id, k.prefix, k.role, k.tenant_id FROM api_keys k JOIN tenants t"
+    " ON t.id = k.tenant_id AND t.suspended_at IS NULL"
+    " WHERE k.id = ANY(%(ids)s) AND k.revoked_at IS NULL"
 )
+_SPEND = (
+    "INSERT INTO spent_tickets (id, expires_at)"
+    " SELECT * FROM unnest(%(ids)s::text[], %(expires)s::timestamptz[])"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_SPENT = "SELECT EXISTS (SELECT FROM spent_tickets WHERE id = %(id)s)"
 
 
 @dataclass(frozen=True)
@@ -96,10 +102,6 @@ def new_key() -> NewKey:
     return NewKey(token=token, prefix=prefix, secret_sha256=sha256_hex(token))
 
 
-def _of_key(key: ApiKey) -> Principal:
-    return Principal(subject=str(key.id), actor=key.prefix, role=key.role, tenant_id=key.tenant_id)
-
-
 class TenantSuspended(Exception):
     """A key (or its session) shown by its holder, of a tenant an admin has suspended: it is
     refused like a revoked key, and its holder told why (it works again once resumed), in
@@ -120,25 +122,25 @@ def _of_row(row: dict[str, Any]) -> Principal:
     )
 
 
-async def spend(session: AsyncSession, tickets: Sequence[OpenedTicket]) -> set[str]:
-    """Record ``tickets`` as spent in ``session``'s transaction: an event ticket once it has
-    opened a stream, a session once it is signed out. The ids spent here for the first time."""
-    rows = [{"id": t.id, "expires_at": t.expires_at} for t in tickets if t.id is not None]
-    if not rows:
+async def spend(
+    connection: psycopg.AsyncConnection[Any], tickets: Sequence[OpenedTicket]
+) -> set[str]:
+    """Record ``tickets`` as spent, in ``connection``'s transaction if it is in one: an event
+    ticket once it has opened a stream, a session once it is signed out. The ids spent here
+    for the first time."""
+    spent = [t for t in tickets if t.id is not None]
+    if not spent:
         return set()
-    spent = (
-        insert(SpentTicket)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(col(SpentTicket.id))
-    )
-    return {row[0] for row in (await session.exec(spent)).all()}
+    params = {"ids": [t.id for t in spent], "expires": [t.expires_at for t in spent]}
+    async with connection.cursor() as cursor:
+        await cursor.execute(_SPEND, params)
+        return {row[0] for row in await cursor.fetchall()}
 
 
 class Authenticator:
     """Turns a bearer token, or the subject of a ticket or session, into a principal."""
 
-    def __init__(self, db: Database, *, admin_token: str, secret_key: str) -> None:
+    def __init__(self, db: PlainReads, *, admin_token: str, secret_key: str) -> None:
         self._db = db
         self._admin_token = admin_token
         # Tickets and sessions are signed, not encrypted: anyone holding one reads its subject.
@@ -174,8 +176,8 @@ class Authenticator:
         any number of them. A ticket travels in a URL; once it has opened a stream, finding
         it in a log or a history is worth nothing. Every notifier replica shares the record,
         and it outlives the ticket's expiry only until the reaper forgets it."""
-        async with self._db.transaction() as session, session.begin():
-            return await spend(session, tickets)
+        async with self._db.plain_reads() as connection:  # one statement: its own transaction
+            return await spend(connection, tickets)
 
     async def by_session(self, opened: OpenedTicket) -> Principal | None:
         """The principal of a dashboard session: none once it was signed out (its id spent,
@@ -185,9 +187,10 @@ class Authenticator:
         if opened.id is None:
             return None
         if tokens_match(opened.subject, self.admin_subject):
-            async with self._db.session() as session:
-                spent = await session.get(SpentTicket, opened.id)
-            return None if spent is not None else self._admin()
+            async with self._db.plain_reads() as connection, connection.cursor() as found:
+                await found.execute(_SPENT, {"id": opened.id})
+                row = await found.fetchone()
+            return None if row is not None and row[0] else self._admin()
         try:
             key_id = uuid.UUID(opened.subject)
         except ValueError:
@@ -230,9 +233,7 @@ class Authenticator:
             except ValueError:
                 continue
         if key_ids:
-            live = select(ApiKey.id).where(col(ApiKey.id).in_(key_ids), _LIVE)
-            async with self._db.session() as session:
-                valid |= {str(key_id) for key_id in (await session.exec(live)).all()}
+            valid |= {str(row["id"]) for row in await self._live(key_ids)}
         return valid
 
     async def by_subject(self, subject: str) -> Principal | None:
@@ -242,8 +243,14 @@ class Authenticator:
             key_id = uuid.UUID(subject)
         except ValueError:
             return None
-        async with self._db.session() as session:
-            key = (
-                await session.exec(select(ApiKey).where(col(ApiKey.id) == key_id, _LIVE))
-            ).first()
-        return None if key is None else _of_key(key)
+        live = await self._live({key_id})
+        return _of_row({**live[0], "suspended": False}) if live else None
+
+    async def _live(self, key_ids: Collection[uuid.UUID]) -> list[dict[str, Any]]:
+        """The keys of ``key_ids`` that are live, as rows of ``_LIVE``."""
+        async with (
+            self._db.plain_reads() as connection,
+            connection.cursor(row_factory=dict_row) as found,
+        ):
+            await found.execute(_LIVE, {"ids": list(key_ids)})
+            return await found.fetchall()

@@ -3,7 +3,6 @@ the tests need Alembic, which would add about 12 MB to every service."""
 
 from __future__ import annotations
 
-import select
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,47 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from woostore_shared.connecting import (
+    CLIENT_SILENCE_LIMITS,
+    CLOSED_WHEN_IDLE,
+    IDLE_LIMIT,
+    IDLE_LIMIT_SINCE,
+    MAX_CONNECTIONS,
+    PING_AFTER_IDLE,
+    POOL_WAIT_SECONDS,
+    closed_by_server,
+    session_limits,
+)
 from woostore_shared.settings import Settings
 
-MAX_CONNECTIONS = 15  # a process's, each service's
-# How long a request waits for one of them, all in use, before it is refused (the API's 503):
-# long past any burst's wait (a create holds one for milliseconds), short of a client's patience.
-POOL_WAIT_SECONDS = 10.0
-# How long either end of a service's connection waits on a silent other before giving it up.
-# An idle connection is probed after 30 s of silence, 10 s apart; what was sent and not
-# acknowledged within 30 s fails it. On Linux that limit also ends an idle one at its first
-# probe left unanswered (about 40 s in), before the probe count is reached. The kernel's
-# defaults are 2 hours and about 15 minutes. The probes also keep a NAT's or a load
-# balancer's mapping alive (their idle timeouts are minutes).
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES, UNACKNOWLEDGED_MS = 30, 10, 3, 30_000
-# This side's (libpq's parameters; a value the URL gives wins). A database lost without a word
-# (its node gone, a NAT's mapping dropped) held a request for those 15 minutes, and opening a
-# connection to one waited 130 s (psycopg's default).
-CLIENT_SILENCE_LIMITS = {
-    "connect_timeout": "10",  # seconds to open a connection, sign-in included
-    "keepalives_idle": str(KEEPALIVE_IDLE),
-    "keepalives_interval": str(KEEPALIVE_INTERVAL),
-    "keepalives_count": str(KEEPALIVE_PROBES),
-    "tcp_user_timeout": str(UNACKNOWLEDGED_MS),
-}
-# PostgreSQL's (its settings, set by each connection as it opens). A service's pod lost with
-# its node (no FIN, no RST) kept its sessions open on the server for those 2 hours: its
-# connections counted against max_connections, so its replacement could be refused them, and
-# the reaper's leader lock stayed held, so no reaper acted.
-SERVER_SILENCE_LIMITS = {
-    "tcp_keepalives_idle": str(KEEPALIVE_IDLE),
-    "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL),
-    "tcp_keepalives_count": str(KEEPALIVE_PROBES),
-    "tcp_user_timeout": str(UNACKNOWLEDGED_MS),
-}
-PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
-# PostgreSQL ends a service's session idle this long (its idle_session_timeout, PostgreSQL 14
-# and newer): a quiet service keeps no server process (15-19 MB each, and counted against
-# max_connections). A busy one keeps those it uses: the pool hands out the connection given
-# back last. The pool drops one idle half this long as it is taken (_look_before_use), so
-# no statement is sent as the server ends its session.
-# WOOSTORE_DATABASE_IDLE_SECONDS sets it for a service (0: never).
-CLOSED_WHEN_IDLE: float = Settings.model_fields["database_idle_seconds"].default  # 60 s
 _GIVEN_BACK_AT = "woostore_given_back_at"  # the pool entry's info key: when it came back
 _ENDED_WHEN_IDLE = "woostore_ended_when_idle"  # and whether PostgreSQL ends it idle
 
@@ -164,29 +135,19 @@ class Database:
 def _limit_the_servers_wait(
     closed_when_idle: float, dbapi: Any, record: ConnectionPoolEntry
 ) -> None:
-    """Give PostgreSQL :data:`SERVER_SILENCE_LIMITS` for this connection's session, and its
-    idle limit where it has one: one round trip as it opens, outside any transaction. (The
-    ``options`` startup parameter would save it, but connection poolers such as PgBouncer
-    refuse a connection that sends it.)"""
-    limits = dict(SERVER_SILENCE_LIMITS)
-    if dbapi.info.server_version >= IDLE_LIMIT_SINCE:
-        # Set even when 0 (never), over any default the server was given.
-        limits[IDLE_LIMIT] = f"{closed_when_idle * 1000:.0f}"  # milliseconds
-        # So the pool drops it first (_look_before_use).
-        record.info[_ENDED_WHEN_IDLE] = closed_when_idle > 0
-    settings = ", ".join(
-        f"set_config('{name}', '{value}', false)" for name, value in limits.items()
-    )
+    """Give PostgreSQL the connection's limits (``connecting.session_limits``) as it opens."""
+    version = dbapi.info.server_version
+    if version >= IDLE_LIMIT_SINCE:
+        record.info[_ENDED_WHEN_IDLE] = closed_when_idle > 0  # so the pool drops it first
     dbapi.autocommit = True
     cursor = dbapi.cursor()
     try:
-        cursor.execute(f"SELECT {settings}")
+        cursor.execute(session_limits(closed_when_idle, version))
     finally:
         cursor.close()
         dbapi.autocommit = False
 
 
-IDLE_LIMIT, IDLE_LIMIT_SINCE = "idle_session_timeout", 140000  # PostgreSQL 14
 # Turns the idle limit off for the session where the server has one: one statement for any
 # version (set_config runs only for the row the WHERE keeps).
 _NO_IDLE_LIMIT = text(
@@ -241,22 +202,8 @@ def _look_before_use(engine: AsyncEngine, ping_after_idle: float, drop_after_idl
 
 
 def _closed_by_server(record: ConnectionPoolEntry) -> None:
-    """Refuse a connection PostgreSQL has closed: a server stopping or restarting (or
-    ``pg_terminate_backend``) says why and closes the socket, so an idle connection has
-    something to read. Little else comes unasked (no LISTEN here; a setting reported after
-    a reload), and that only costs a new connection. A poll that does not wait: no round
-    trip."""
-    connection = record.driver_connection
-    try:
-        socket = connection.pgconn.socket if connection is not None else -1
-    except psycopg.Error:  # closed on this side already
-        socket = -1
-    if socket < 0:
-        raise DisconnectionError("the connection is closed")
-    waiting = select.poll()
-    waiting.register(socket, select.POLLIN)
-    if waiting.poll(0):
-        raise DisconnectionError("PostgreSQL closed the connection")
+    if (why := closed_by_server(record.driver_connection)) is not None:
+        raise DisconnectionError(why)
 
 
 def broken_constraint(error: DBAPIError) -> str | None:

@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from woostore_shared import tracing
-from woostore_shared.models import BackupDeletion, BackupTrigger, StoreStatus, utcnow
 from woostore_shared.transitions import StoreAction
+from woostore_shared.vocabulary import BackupDeletion, BackupTrigger, StoreStatus, utcnow
 
 STREAM_SUBJECT_PREFIX = "store"
 # The ``tenantid`` of events about stores in the warm pool, which no tenant owns: the nil

@@ -7,7 +7,7 @@ describe it for queries.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,12 +15,14 @@ from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Enum, Inde
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-DEFAULT_TENANT_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
+# Defined apart, without the ORM, and named here too: a table's columns hold them.
+from woostore_shared.vocabulary import DEFAULT_TENANT_ID as DEFAULT_TENANT_ID
+from woostore_shared.vocabulary import BackupDeletion as BackupDeletion
+from woostore_shared.vocabulary import BackupStatus as BackupStatus
+from woostore_shared.vocabulary import BackupTrigger as BackupTrigger
+from woostore_shared.vocabulary import Role as Role
+from woostore_shared.vocabulary import StoreStatus as StoreStatus
+from woostore_shared.vocabulary import utcnow as utcnow
 
 # Every store namespace's name starts so; helm/platform's admission policy lets the
 # provisioner and the reaper make and delete no others.
@@ -34,24 +36,6 @@ def namespace_for(slug: str) -> str:
 
 def _optional_timestamp() -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-
-
-class StoreStatus(StrEnum):
-    QUEUED = "queued"
-    PROVISIONING = "provisioning"
-    READY = "ready"
-    UPDATING = "updating"  # a ready store being upgraded or rolled back
-    BACKING_UP = "backing_up"  # a ready store being backed up; it keeps serving meanwhile
-    RESTORING = "restoring"  # a ready store being returned to one of its backups
-    POOLED = "pooled"  # ready in the warm pool, owned by no tenant until it is claimed
-    FAILED = "failed"
-    DELETING = "deleting"
-    DELETED = "deleted"
-
-
-class Role(StrEnum):
-    ADMIN = "admin"  # every tenant's stores, tenants, keys and the whole audit log
-    TENANT = "tenant"  # its own tenant's stores, keys and audit entries only
 
 
 # A store made for a tenant as it is deleted fails its commit on this (migration 0026).
@@ -310,32 +294,6 @@ def _text_enum(enum: type[StrEnum]) -> Enum:
         length=20,
         values_callable=lambda members: [member.value for member in members],
     )
-
-
-class BackupTrigger(StrEnum):
-    REQUESTED = "requested"  # its owner asked for it
-    SCHEDULED = "scheduled"  # the store's daily backup
-    BEFORE_UPGRADE = "before_upgrade"
-    BEFORE_ROLLBACK = "before_rollback"
-    BEFORE_SETTINGS = "before_settings"  # the store as it was, kept by a settings change first
-    BEFORE_RESTORE = "before_restore"  # the store as it was, kept by a restore first
-
-
-class BackupDeletion(StrEnum):
-    """Why a backup was deleted (its store's deletion takes every backup with it)."""
-
-    REQUESTED = "requested"  # its owner asked
-    RETENTION = "retention"  # kept by none of the operator's retention rules
-
-
-class BackupStatus(StrEnum):
-    RUNNING = "running"
-    COMPLETE = "complete"  # every part and the manifest are stored
-    FAILED = "failed"
-    # Complete once, then found unreadable as a restore or a copy read it: never offered again
-    DAMAGED = "damaged"
-    DELETING = "deleting"  # deleted, its data not yet removed from the store's repository
-    DELETED = "deleted"  # nothing of it is kept
 
 
 class StoreBackup(SQLModel, table=True):

@@ -10,9 +10,12 @@ refused with a 409.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from woostore_shared.models import Store, StoreStatus
+from woostore_shared.vocabulary import StoreStatus
+
+if TYPE_CHECKING:  # the events the notifier forwards name the actions, without the ORM
+    from woostore_shared.models import Store
 
 S = StoreStatus
 

@@ -19,8 +19,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import insert, text
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import SQLModel
@@ -133,6 +134,13 @@ class UnitOfWork:
         await connection.execute(insert(table), values)
         make_transient_to_detached(row)
         self.session.add(row)
+
+    async def plain(self) -> psycopg.AsyncConnection[Any]:
+        """psycopg's own connection under this unit's session, in its transaction: for a
+        statement shared with the notifier, which has no SQLAlchemy (``access.spend``)."""
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        return cast(psycopg.AsyncConnection[Any], raw.driver_connection)
 
     def audit(self, entry: AuditEntry) -> None:
         """Add ``entry`` to the audit log as this commits: it is there if the change is."""

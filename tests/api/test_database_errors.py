@@ -15,7 +15,8 @@ from tests.api.http import problem
 from woostore_api.problems import DATABASE_RETRY_SECONDS, install_problem_handlers
 from woostore_devstack.embedded import free_port
 from woostore_shared import db as db_module
-from woostore_shared.db import MAX_CONNECTIONS, Database
+from woostore_shared.connecting import MAX_CONNECTIONS
+from woostore_shared.db import Database
 
 PASSWORD = "s3cret-not-to-be-shown"
 

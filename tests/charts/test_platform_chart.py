@@ -57,7 +57,7 @@ from tests.charts.kind import CLUSTER_UP, KIND, script_variable
 from tests.charts.netpol import Endpoint, namespace_labels
 from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.base import STORE_ACCESS_BINDING
-from woostore_shared.db import MAX_CONNECTIONS
+from woostore_shared.connecting import MAX_CONNECTIONS
 from woostore_shared.settings import Settings
 
 RELEASE = "woostore"

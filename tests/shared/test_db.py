@@ -15,13 +15,13 @@ from sqlmodel import select
 
 from tests.support import until
 from woostore_shared import db as db_module
-from woostore_shared.db import (
+from woostore_shared.connecting import (
     CLIENT_SILENCE_LIMITS,
     CLOSED_WHEN_IDLE,
     MAX_CONNECTIONS,
     SERVER_SILENCE_LIMITS,
-    Database,
 )
+from woostore_shared.db import Database
 from woostore_shared.settings import Settings
 
 

@@ -545,7 +545,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     async def no_connection_free(request: Request, error: PoolTimeout) -> JSONResponse:
         # Every connection this process may hold stayed in use for as long as a request waits
-        # for one (woostore_shared.db.POOL_WAIT_SECONDS): a moment's overload, or a stuck
+        # for one (woostore_shared.connecting.POOL_WAIT_SECONDS): a moment's overload, or a stuck
         # database. Not the client's fault, nor the code's.
         log.warning("no database connection free", path=request.url.path)
         return _database_unavailable_problem(

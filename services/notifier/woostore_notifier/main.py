@@ -46,13 +46,13 @@ from starlette.types import ASGIApp
 
 from woostore_notifier import keys
 from woostore_notifier.connections import Connections, Refusal
+from woostore_notifier.database import PlainDatabase
 from woostore_notifier.frames import View
 from woostore_notifier.hub import EventHub
 from woostore_notifier.keys import Keys
 from woostore_notifier.replay import StreamReplay
 from woostore_notifier.stream import EventStream, KeepServerSend
 from woostore_shared.access import Authenticator, Principal, TenantSuspended
-from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import Starting, serve_ops
@@ -225,9 +225,10 @@ def create_app(settings: Settings) -> _Notifier:
         # /readyz answers from the start, not ready until NATS is reached (it says which).
         nats, db, starting = (
             NatsClient(),
-            Database.of_service(settings, "woostore-notifier"),
+            PlainDatabase.of_service(settings, "woostore-notifier"),
             Starting(),
         )
+        await db.open()  # it connects as it is first asked
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,
