@@ -42,7 +42,11 @@ lint-deploy: install
 # --compile-bytecode: Python may not be allowed to write its bytecode cache (these machines set
 # PYTHONDONTWRITEBYTECODE), and then every process compiles its libraries again as it
 # starts: 5 s per service instead of 1.5, 18 s instead of 9 for a platform in the tests.
+# uv compiles no workspace package (they are editable), so their own sources are compiled
+# here, those changed since: compiling them at each start left up to 2 MB behind in each
+# service (docs/benchmarks.md, the footprint of `make run`).
 install: $(UV) .venv/.synced
+	@"$(CURDIR)/.venv/bin/python" -m compileall -q shared services cluster devstack cli
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv

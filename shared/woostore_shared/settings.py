@@ -12,7 +12,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -421,6 +420,8 @@ class Settings(BaseSettings):
     def store_chart_version(self) -> str:
         """The version of the store chart new stores get: a pooled store fits a claim only
         if it runs this one."""
+        import yaml  # here: only what makes or claims stores reads a chart (about 1 MB)
+
         chart = yaml.safe_load((self.store_chart / "Chart.yaml").read_text())
         return str(chart["version"])
 
