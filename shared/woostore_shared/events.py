@@ -58,6 +58,13 @@ class StepInfo(BaseModel):
     total: int
 
 
+class StoreRef(BaseModel):
+    """A store named: its id, and its name as its owner knows it."""
+
+    id: uuid.UUID
+    name: str
+
+
 class StoreSummary(BaseModel):
     id: uuid.UUID
     name: str
@@ -77,6 +84,9 @@ class StoreSummary(BaseModel):
         default=None,
         validation_alias=AliasChoices("from_backup", "from_backup_id"),  # the store's column
         description="The backup a store of origin backup is made from (another store's).",
+    )
+    from_store: StoreRef | None = Field(
+        default=None, description="The store whose backup a store of origin backup is made from."
     )
 
 

@@ -87,6 +87,7 @@ from woostore_shared.events import (
     Restored,
     RestoreFailed,
     RestoreRequested,
+    StoreRef,
     StoreSummary,
 )
 from woostore_shared.models import (
@@ -287,8 +288,7 @@ async def request(
     """A new store, queued; written at once, so a taken slug fails here. Without a tenant
     it is made for the warm pool. ``from_backup``, a complete backup of another store of the
     same tenant: the new store is made with that store's content (a clone)."""
-    if from_backup is not None:
-        await _copyable(uow, from_backup)
+    source = None if from_backup is None else await _copyable(uow, from_backup)
     store = Store(
         tenant_id=tenant_id,
         name=name,
@@ -302,7 +302,7 @@ async def request(
         settings=settings.model_dump(mode="json"),
         correlation_id=uuid.uuid4().hex,
     )
-    uow.announce(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.announce(store, Requested(store=_summary(store, source)))
     uow.dispatch(store, Lane.PROVISION)
     await uow.insert(store)
     return store
@@ -351,7 +351,7 @@ async def claim(
     store.correlation_id = uuid.uuid4().hex
     store.replays = 0
     # Announced before it is written, as a new store is: one UPDATE, with the event's time.
-    uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.emit(store, Requested(store=_summary(store)))
     await uow.session.flush()  # a taken slug fails here, as for a new store
     uow.dispatch(store, Lane.PERSONALISE)
     return store
@@ -486,10 +486,11 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     if store.status is S.FAILED and store.cleaned_up_at is None and not store.delete_requested_at:
         raise StillCleaningUp(store_id)  # (one to be deleted is refused for good, below)
     transition(store, S.QUEUED, {S.FAILED})
+    source = None
     if store.from_backup_id is not None:  # a copy is made again from the same backup
         from_backup = await uow.session.get(StoreBackup, store.from_backup_id)
         assert from_backup is not None  # a backup's row is never removed
-        await _copyable(uow, from_backup)
+        source = await _copyable(uow, from_backup)
     await _forget_the_attempt(uow, store)
     store.failure_reason = store.cleaned_up_at = store.ready_at = None
     store.storefront_url = store.admin_url = None
@@ -497,7 +498,7 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     store.lease_owner, store.lease_expires_at, store.replays = None, None, 0
     store.correlation_id = uuid.uuid4().hex  # a new attempt: its events are a run of their own
     store.requested_at = utcnow()  # its owner's wait starts again
-    uow.emit(store, Requested(store=StoreSummary.model_validate(store, from_attributes=True)))
+    uow.emit(store, Requested(store=_summary(store, source)))
     uow.dispatch(store, Lane.PROVISION)
     return store
 
@@ -941,11 +942,12 @@ async def _change_under_way(uow: UnitOfWork, store: Store) -> StoreChange:
     return found or StoreChange(store_id=store.id, kind=store.change or "upgrade")
 
 
-async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
-    """Refuse to make a store from ``backup`` unless it is complete and its store is not
-    being deleted (which deletes the backup too). Its store's row stays locked until the
-    copy is recorded: deleting either (``delete_backup``, ``request_deletion``, which lock
-    it too) waits, then finds the copy under way, and refuses."""
+async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> Store:
+    """The store of ``backup``, which a store is to be made from: refused unless the backup
+    is complete and its store is not being deleted (which deletes the backup too). Its
+    store's row stays locked until the copy is recorded: deleting either (``delete_backup``,
+    ``request_deletion``, which lock it too) waits, then finds the copy under way, and
+    refuses."""
     source = await _locked(uow, backup.store_id)
     await uow.session.refresh(backup)  # as it is now the lock is held
     if backup.status is not BackupStatus.COMPLETE:
@@ -958,6 +960,16 @@ async def _copyable(uow: UnitOfWork, backup: StoreBackup) -> None:
         raise BackupNotRestorable(
             backup, f"goes with store {source.id}, whose deletion was asked for"
         )
+    return source
+
+
+def _summary(store: Store, source: Store | None = None) -> StoreSummary:
+    """The store as its ``requested`` event shows it; a copy's names its ``source``, so a
+    client following events says whose copy it is without reading the store."""
+    summary = StoreSummary.model_validate(store, from_attributes=True)
+    if source is not None:
+        summary.from_store = StoreRef(id=source.id, name=source.name)
+    return summary
 
 
 async def _copies_lose_their_source(uow: UnitOfWork, backups: ColumnElement[bool]) -> None:

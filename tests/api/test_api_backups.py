@@ -259,6 +259,17 @@ async def test_a_store_made_from_a_backup_is_queued_with_its_sources_settings(
     announced = envelope(messages[0])["data"]["store"]
     # A program following events learns what it is a copy of, as the store resource says.
     assert (announced["origin"], announced["from_backup"]) == ("backup", backup_id)
+    assert announced["from_store"] == copy["from_store"]
+
+    # Made again after it failed: its new request names its source too.
+    await set_columns(
+        database, copy["id"], status=StoreStatus.FAILED, cleaned_up_at=datetime.now(UTC)
+    )
+    assert (await client.post(f"{STORES}/{copy['id']}/retry")).status_code == 202
+    requested = [envelope(m) for m in await stream_messages(nats_client, copy["id"])]
+    retried = [e for e in requested if e["type"] == "io.woostore.store.requested"][-1]
+    assert len(requested) > len(messages)
+    assert retried["data"]["store"]["from_store"] == copy["from_store"]
 
 
 async def test_a_copy_has_the_settings_its_backup_recorded_not_its_sources_now(

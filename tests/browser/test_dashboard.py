@@ -575,7 +575,7 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     copy_card = page.get_by_test_id("store-card").filter(has_text="Safe Shop copy")
     await expect(copy_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
     await expect(copy_card.get_by_test_id("store-origin")).to_contain_text(
-        "A copy of another store"
+        "A copy of Safe Shop, from its backup"
     )
 
     # The safety backup deleted, once confirmed: the list shows it gone without a reload.

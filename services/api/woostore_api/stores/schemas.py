@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.config import JsonDict
 
 from woostore_api.names import printable
-from woostore_shared.events import Phase
+from woostore_shared.events import Phase, StoreRef
 from woostore_shared.models import BackupStatus, BackupTrigger, Store, StoreChange, StoreStatus
 from woostore_shared.store_settings import StoreSettings, StoreSettingsIn
 from woostore_shared.transitions import StoreAction, actions_of
@@ -210,13 +210,6 @@ class BackupList(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_BACKUP]}]})
 
     items: list[BackupOut] = Field(description="Newest first.")
-
-
-class StoreRef(BaseModel):
-    """A store named: its id, and its name as its owner knows it."""
-
-    id: uuid.UUID
-    name: str
 
 
 @dataclass(frozen=True)

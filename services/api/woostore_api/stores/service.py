@@ -41,13 +41,12 @@ from woostore_api.stores.schemas import (
     StepTime,
     StepTimes,
     StoreCreate,
-    StoreRef,
     Surroundings,
 )
 from woostore_shared import lifecycle
 from woostore_shared.access import Principal
 from woostore_shared.db import Database, broken_constraint
-from woostore_shared.events import Change, Phase
+from woostore_shared.events import Change, Phase, StoreRef
 from woostore_shared.models import (
     DELETED_TENANTS_HOLD_NO_STORES,
     BackupDeletion,
