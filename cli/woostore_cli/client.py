@@ -57,11 +57,13 @@ class ApiError(Exception):
 
 class StreamEnded(ApiError):
     """The notifier ended the event stream for good (its last frame, ``end``): its key was
-    refused from then on. ``reason`` is the frame's, for programs."""
+    refused from then on. ``reason`` and ``cause`` (a key revoked, its tenant suspended or
+    deleted; empty from a notifier older than it) are the frame's, for programs."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, cause: str, detail: str) -> None:
         super().__init__(403, "Access withdrawn", detail)
         self.reason = reason
+        self.cause = cause
 
 
 class Unreachable(Exception):
@@ -245,7 +247,9 @@ class EventStream:
                     elif message.event == "end":  # ended for good: reconnecting is refused
                         why = json.loads(message.data)
                         raise StreamEnded(
-                            str(why.get("reason", "")), why.get("detail", "the stream ended")
+                            str(why.get("reason", "")),
+                            str(why.get("cause", "")),
+                            why.get("detail", "the stream ended"),
                         )
                     # Another name: a frame of a later notifier's, for clients that know it.
                     elif message.event == "message" and message.data:

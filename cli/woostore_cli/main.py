@@ -445,7 +445,8 @@ def events(api: Api, args: argparse.Namespace) -> int:
         return UNREACHABLE
     except StreamEnded as ended:
         if args.json:  # a program reads why its stream ended where it reads the rest
-            print(json.dumps({"end": ended.reason, "detail": ended.detail}), flush=True)
+            said = {"end": ended.reason, "cause": ended.cause, "detail": ended.detail}
+            print(json.dumps(said), flush=True)
         _warn(str(ended))
         return FAILED
     return 0

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from woostore_shared.connecting import PlainReads
+from woostore_shared.events import Withdrawal
 from woostore_shared.secrets import OpenedTicket, fingerprint, sha256_hex, tokens_match
 from woostore_shared.vocabulary import DEFAULT_TENANT_ID, Role
 
@@ -57,12 +58,19 @@ _KEY_IN_SESSION = (
     " WHERE k.id = %(key_id)s AND k.revoked_at IS NULL"
     " AND NOT EXISTS (SELECT FROM spent_tickets WHERE id = %(session_id)s)"
 )
-# Which of some keys are live: not revoked, of a tenant not suspended (the notifier's sweep
-# of open streams, tickets' subjects: a key of a suspended tenant is refused without a word).
+# A key if it is live: not revoked, of a tenant not suspended (a ticket's subject: a key of a
+# suspended tenant is refused without a word).
 _LIVE = (
     "SELECT k.id, k.prefix, k.role, k.tenant_id FROM api_keys k JOIN tenants t"
     " ON t.id = k.tenant_id AND t.suspended_at IS NULL"
-    " WHERE k.id = ANY(%(ids)s) AND k.revoked_at IS NULL"
+    " WHERE k.id = %(id)s AND k.revoked_at IS NULL"
+)
+# Whether each of some keys still opens anything, and if not why: the sweep of open streams
+# ends each one whose key does not, and tells its client why.
+_STANDING = (
+    "SELECT k.id, k.revoked_at IS NOT NULL AS revoked, t.suspended_at IS NOT NULL AS suspended,"
+    " t.deleted_at IS NOT NULL AS deleted"
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ANY(%(ids)s)"
 )
 _SPEND = (
     "INSERT INTO spent_tickets (id, expires_at)"
@@ -222,19 +230,33 @@ class Authenticator:
             return f"tenant {tenant}"
         return None
 
-    async def still_valid(self, subjects: Collection[str]) -> set[str]:
-        """Which of ``subjects`` still name a principal (a live key, or the admin token): one
-        query for any number of them."""
-        valid = {s for s in subjects if tokens_match(s, self.admin_subject)}
-        key_ids = set()
+    async def withdrawn(self, subjects: Collection[str]) -> dict[str, Withdrawal]:
+        """Which of ``subjects`` name a principal no more, and why (``_STANDING``): one query
+        for any number of them."""
+        gone: dict[str, Withdrawal] = {}
+        asked: dict[uuid.UUID, str] = {}
         for subject in subjects:
-            try:
-                key_ids.add(uuid.UUID(subject))
-            except ValueError:
+            if tokens_match(subject, self.admin_subject):
                 continue
-        if key_ids:
-            valid |= {str(row["id"]) for row in await self._live(key_ids)}
-        return valid
+            try:
+                asked[uuid.UUID(subject)] = subject
+            except ValueError:  # the admin token's, from before its token or secret key changed
+                gone[subject] = "key-revoked"
+        if not asked:
+            return gone
+        async with (
+            self._db.plain_reads() as connection,
+            connection.cursor(row_factory=dict_row) as found,
+        ):
+            await found.execute(_STANDING, {"ids": list(asked)})
+            standing = {row["id"]: row for row in await found.fetchall()}
+        for key_id, subject in asked.items():
+            row = standing.get(key_id)
+            if row is None or row["deleted"] or row["revoked"]:
+                gone[subject] = "tenant-deleted" if row and row["deleted"] else "key-revoked"
+            elif row["suspended"]:
+                gone[subject] = "tenant-suspended"
+        return gone
 
     async def by_subject(self, subject: str) -> Principal | None:
         if tokens_match(subject, self.admin_subject):
@@ -243,14 +265,10 @@ class Authenticator:
             key_id = uuid.UUID(subject)
         except ValueError:
             return None
-        live = await self._live({key_id})
-        return _of_row({**live[0], "suspended": False}) if live else None
-
-    async def _live(self, key_ids: Collection[uuid.UUID]) -> list[dict[str, Any]]:
-        """The keys of ``key_ids`` that are live, as rows of ``_LIVE``."""
         async with (
             self._db.plain_reads() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
-            await found.execute(_LIVE, {"ids": list(key_ids)})
-            return await found.fetchall()
+            await found.execute(_LIVE, {"id": key_id})
+            row = await found.fetchone()
+        return None if row is None else _of_row({**row, "suspended": False})

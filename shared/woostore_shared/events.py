@@ -438,9 +438,11 @@ class RefetchData(BaseModel):
     reason: RefetchReason
 
 
-# Why the notifier ended a stream for good: the key was revoked, or its tenant suspended or
-# deleted (one check finds them all, and says not which).
+# Why the notifier ended a stream for good: its key's access was withdrawn.
 EndReason = Literal["access-withdrawn"]
+# How: a program may wait for a suspended tenant to be resumed; a revoked key or a deleted
+# tenant never opens a stream again.
+Withdrawal = Literal["key-revoked", "tenant-suspended", "tenant-deleted"]
 
 
 class EndData(BaseModel):
@@ -448,4 +450,5 @@ class EndData(BaseModel):
     good: reconnecting would be refused."""
 
     reason: EndReason
+    cause: Withdrawal
     detail: str  # for people

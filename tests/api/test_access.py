@@ -450,7 +450,7 @@ async def test_a_suspended_tenants_keys_are_refused_until_it_is_resumed_and_its_
     async with client_with(api) as browser:
         assert (await browser.post(SESSION, json={"token": token})).status_code == 200
         authenticator = Authenticator(database, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY)
-        assert await authenticator.still_valid({key_id}) == {key_id}
+        assert await authenticator.withdrawn({key_id}) == {}
 
         suspended = await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": True})
         assert suspended.status_code == 200, suspended.text
@@ -470,7 +470,7 @@ async def test_a_suspended_tenants_keys_are_refused_until_it_is_resumed_and_its_
         async with client_with(api, token[:16] + "_not-its-secret") as guesser:
             guessed = problem(await guesser.get(STORES), 401)["detail"]
         assert guessed == "the bearer token is not a valid API key or was revoked"
-        assert await authenticator.still_valid({key_id}) == set()  # its streams end
+        assert await authenticator.withdrawn({key_id}) == {key_id: "tenant-suspended"}
         assert await authenticator.by_subject(key_id) is None  # its tickets open none
         kept = (await client.get(f"{STORES}/{store['id']}")).json()
         assert (kept["status"], kept["updated_at"]) == (store["status"], store["updated_at"])

@@ -75,15 +75,17 @@ async def test_the_refetch_message_names_every_reason_the_notifier_sends() -> No
 
 
 async def test_the_end_message_is_the_frame_the_notifier_ends_a_stream_with() -> None:
-    from woostore_notifier.frames import ACCESS_WITHDRAWN, end
+    from woostore_notifier.frames import WITHDRAWN, end
     from woostore_shared.asyncapi import document
 
     payload = document("test")["components"]["messages"]["end"]["payload"]
-    name, data = end(ACCESS_WITHDRAWN).decode().splitlines()[:2]
-    assert name == "event: end"
-    jsonschema.validate(json.loads(data.removeprefix("data: ")), payload)
+    for withdrawal in WITHDRAWN.values():
+        name, data = end(withdrawal).decode().splitlines()[:2]
+        assert name == "event: end"
+        jsonschema.validate(json.loads(data.removeprefix("data: ")), payload)
+    bored = {"reason": "access-withdrawn", "cause": "bored", "detail": "x"}
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"reason": "bored", "detail": "x"}, payload)
+        jsonschema.validate(bored, payload)
 
 
 async def test_the_schemas_accept_the_events_the_platform_publishes_and_refuse_others(

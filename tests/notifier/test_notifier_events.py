@@ -542,11 +542,18 @@ async def test_a_copy_an_older_version_published_to_hand_work_out_again_is_not_s
 
 
 # A stream's last frame once its key's access is withdrawn: a client told it stops, where one
-# that saw the stream merely drop reconnected to be refused (a user's review).
-ACCESS_WITHDRAWN = ("end", {
+# that saw the stream merely drop reconnected to be refused (a user's review). It says why: a
+# program may wait for a suspended tenant's resumption, never for a revoked key.
+REVOKED = ("end", {
     "reason": "access-withdrawn",
-    "detail": "the event stream was ended: its key was revoked, or its tenant suspended or "
-    "deleted",
+    "cause": "key-revoked",
+    "detail": "the event stream was ended: its key was revoked",
+})  # fmt: skip
+SUSPENDED = ("end", {
+    "reason": "access-withdrawn",
+    "cause": "tenant-suspended",
+    "detail": "the event stream was ended: its tenant was suspended; its keys work again once "
+    "an admin resumes it",
 })  # fmt: skip
 
 
@@ -577,7 +584,7 @@ async def test_a_key_withdrawn_through_a_unit_of_work_ends_its_streams_at_once(
         async with asyncio.timeout(DEADLINE_SECONDS):
             rest = [event async for event in events if event.data]
 
-    assert named(rest) == [ACCESS_WITHDRAWN]
+    assert named(rest) == [REVOKED]
     problem(await http.get(EVENTS, headers=headers), 401)
 
 
@@ -614,7 +621,7 @@ async def test_a_key_looked_up_as_the_keys_are_checked_is_looked_up_again(
             update(ApiKey).where(col(ApiKey.id) == key.id).values(revoked_at=utcnow())
         )
         await session.commit()
-    assert await known.still_valid({str(key.id)}) == set()  # the withdrawal's check
+    assert await known.withdrawn({str(key.id)}) == {str(key.id): "key-revoked"}  # the check
     release.set()
 
     async with asyncio.timeout(DEADLINE_SECONDS):
@@ -634,14 +641,14 @@ async def test_a_withdrawals_check_that_failed_is_made_again_at_the_next_sweep(
     checks: list[float] = []
     three = asyncio.Event()
 
-    async def database_away(subjects: set[str]) -> set[str]:
+    async def database_away(subjects: set[str]) -> dict[str, str]:
         await asyncio.sleep(0)  # as a connection refused: the loop runs meanwhile
         checks.append(time.monotonic())
         if len(checks) == 3:
             three.set()
         raise OSError("the database is away")
 
-    monkeypatch.setattr(known, "still_valid", database_away)
+    monkeypatch.setattr(known, "withdrawn", database_away)
     withdrawn = asyncio.Event()
     withdrawn.set()  # heard from the API
     hub = EventHub(nats_client.jetstream(), memory=10)  # its floor only: no stream is open
@@ -685,7 +692,49 @@ async def test_a_stream_opened_with_a_key_ends_soon_after_the_key_is_revoked(
         # The server ends the stream: iterating finishes instead of waiting for events.
         async with asyncio.timeout(DEADLINE_SECONDS):
             rest = [event async for event in events if event.data]
-    assert named(rest) == [ACCESS_WITHDRAWN]
+    assert named(rest) == [REVOKED if ended_by == "revoking the key" else SUSPENDED]
     refused = problem(await http.get(EVENTS, headers=headers), 401)
     if ended_by == "suspending its tenant":  # and told why, as the API tells it
         assert refused["detail"] == TenantSuspended.detail
+
+
+async def test_the_check_of_open_streams_keys_says_why_each_withdrawn_one_opens_nothing(
+    settings: Settings, database: Database
+) -> None:
+    """One query for all of them: a revoked key, a key of a suspended tenant, of a deleted
+    one (whose keys its deletion revoked), a key never seen, and the admin token's subject of
+    a token replaced since; a live key and the admin token's are not withdrawn."""
+    suspended, deleted = Tenant(name="paused-one"), Tenant(name="gone-one")
+    async with database.session() as session:
+        session.add_all([suspended, deleted])
+        await session.commit()
+    live, _ = await add_key(database, "live")
+    revoked, _ = await add_key(database, "revoked")
+    paused, _ = await add_key(database, "paused", tenant_id=suspended.id)
+    gone, _ = await add_key(database, "gone", tenant_id=deleted.id)
+    now = utcnow()
+    async with database.session() as session:
+        keys_ended = col(ApiKey.id).in_([revoked.id, gone.id])  # as the deletion revokes them
+        await session.exec(update(ApiKey).where(keys_ended).values(revoked_at=now))
+        await session.exec(update(Tenant).where(col(Tenant.id) == suspended.id).values(
+            suspended_at=now))  # fmt: skip
+        await session.exec(update(Tenant).where(col(Tenant.id) == deleted.id).values(
+            deleted_at=now))  # fmt: skip
+        await session.commit()
+    authenticator = Authenticator(
+        database,
+        admin_token=settings.admin_token.get_secret_value(),
+        secret_key=settings.secret_key.get_secret_value(),
+    )
+    never_seen, replaced = str(uuid.uuid4()), "admin-token:from-before"
+    asked = {str(k.id) for k in (live, revoked, paused, gone)} | {never_seen, replaced}
+
+    withdrawn = await authenticator.withdrawn(asked | {authenticator.admin_subject})
+
+    assert withdrawn == {
+        str(revoked.id): "key-revoked",
+        str(paused.id): "tenant-suspended",
+        str(gone.id): "tenant-deleted",
+        never_seen: "key-revoked",
+        replaced: "key-revoked",
+    }

@@ -14,6 +14,7 @@ from prometheus_client import Counter as MetricCounter
 from prometheus_client import Gauge
 
 from woostore_shared.access import Principal
+from woostore_shared.events import Withdrawal
 from woostore_shared.logging import get_logger
 from woostore_shared.problems import how_many
 
@@ -43,6 +44,7 @@ class Client:
     sending_since: float | None = None  # monotonic; set while a send waits on the client
     cursor: int | None = None  # the last event written, once following the hub's memory
     dropped_for: str | None = field(default=None)
+    withdrawal: Withdrawal | None = None  # why its key opens nothing now, once dropped for it
 
     @property
     def tenant(self) -> str | None:
@@ -120,14 +122,14 @@ class Connections:
                 log.info("event stream closed: the client stopped reading")
                 client.drop("stopped-reading")
 
-    def drop_revoked(self, asked: set[str], valid: set[str]) -> None:
-        """End the streams of the subjects ``asked`` about that are not ``valid``: a stream
-        opened while they were looked up was not asked about, and stays."""
-        gone = asked - valid
+    def drop_withdrawn(self, withdrawn: dict[str, Withdrawal]) -> None:
+        """End the streams of the subjects ``withdrawn`` (of those asked about: a stream
+        opened while they were looked up was not asked about, and stays), each told why."""
         for client in list(self._clients):
-            if client.principal.subject in gone:
-                # The key was revoked, or its tenant suspended or deleted: the sweep says not which.
-                log.info("event stream closed: key no longer valid", actor=client.principal.actor)
+            if (why := withdrawn.get(client.principal.subject)) is not None:
+                log.info("event stream closed: access withdrawn", actor=client.principal.actor,
+                         cause=why)  # fmt: skip
+                client.withdrawal = why
                 client.drop("revoked")
 
     @staticmethod

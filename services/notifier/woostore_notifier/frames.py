@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
-from woostore_shared.events import NO_TENANT, EndData, RefetchData, RefetchReason
+from woostore_shared.events import NO_TENANT, EndData, RefetchData, RefetchReason, Withdrawal
 
 # Versions before work orders handed lost work out again by repeating its event on STORES
 # with this header; such copies stay in the stream for its 30 days and are not new events.
@@ -90,11 +90,21 @@ def refetch(seq: int, reason: RefetchReason) -> bytes:
     return b"event: refetch\nid: %d\ndata: %s\n\n" % (seq, data.encode())
 
 
-# The last frame of a stream whose key no longer opens one.
-ACCESS_WITHDRAWN = EndData(
-    reason="access-withdrawn",
-    detail="the event stream was ended: its key was revoked, or its tenant suspended or deleted",
-)
+# The last frame of a stream whose key no longer opens one, by why.
+_ENDED = "the event stream was ended: "
+WITHDRAWN: dict[Withdrawal, EndData] = {
+    "key-revoked": EndData(
+        reason="access-withdrawn", cause="key-revoked", detail=_ENDED + "its key was revoked"
+    ),
+    "tenant-suspended": EndData(
+        reason="access-withdrawn",
+        cause="tenant-suspended",
+        detail=_ENDED + "its tenant was suspended; its keys work again once an admin resumes it",
+    ),
+    "tenant-deleted": EndData(
+        reason="access-withdrawn", cause="tenant-deleted", detail=_ENDED + "its tenant was deleted"
+    ),
+}
 
 
 def end(why: EndData) -> bytes:

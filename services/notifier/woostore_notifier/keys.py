@@ -6,9 +6,10 @@ about each one would make that storm a storm of queries, so:
 - a key (or ticket subject) is looked up once and remembered for ``REMEMBER_SECONDS``;
   connections presenting it meanwhile, or while it is being looked up, share the answer;
 - tickets are spent in batches, one statement for all those presented within ``SPEND_SECONDS``;
-- revocation is enforced by a sweep every ``REMEMBER_SECONDS`` (at once when the API says a
-  key was withdrawn), one query for the keys of all open streams, which ends the streams of
-  revoked keys and forgets what was remembered.
+- a withdrawal (a key revoked, its tenant suspended or deleted) is enforced by a sweep
+  every ``REMEMBER_SECONDS`` (at once when the API says a key was withdrawn), one query for
+  the keys of all open streams, which ends the streams of withdrawn keys, each told why,
+  and forgets what was remembered.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import NamedTuple
 from starlette.requests import Request
 
 from woostore_shared.access import Authenticator, Principal
+from woostore_shared.events import Withdrawal
 from woostore_shared.secrets import InvalidTicket, OpenedTicket, TicketSigner
 
 REMEMBER_SECONDS = 30.0  # also the longest a revoked key's stream stays open
@@ -112,10 +114,10 @@ class Keys:
         for ticket, spent in batch:
             spent.set_result(ticket.id in first_uses)
 
-    async def still_valid(self, subjects: set[str]) -> set[str]:
-        """Which of ``subjects`` are not revoked. What was remembered is forgotten first, and
-        lookups under way are made again once they end: a revoked key opens no new stream
-        either."""
+    async def withdrawn(self, subjects: set[str]) -> dict[str, Withdrawal]:
+        """Which of ``subjects`` open nothing any more, and why. What was remembered is
+        forgotten first, and lookups under way are made again once they end: a key withdrawn
+        opens no new stream either."""
         self._checks += 1
         self._remembered.clear()
-        return await self._authenticator.still_valid(subjects)
+        return await self._authenticator.withdrawn(subjects)

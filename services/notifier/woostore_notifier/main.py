@@ -209,7 +209,7 @@ async def _sweep(
             told, asked = owed or withdrawn.is_set(), connections.subjects()
             withdrawn.clear()  # one check covers every withdrawal heard before it
             try:
-                connections.drop_revoked(asked, await known.still_valid(asked))
+                connections.drop_withdrawn(await known.withdrawn(asked))
             except Exception:  # the database is away: ask again at the next sweep
                 log.exception("could not check the keys of open event streams")
                 # Not a full interval away, since it was asked for; nor at once, again and

@@ -15,7 +15,7 @@ from contextlib import suppress
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from woostore_notifier.connections import Client, Connections
-from woostore_notifier.frames import ACCESS_WITHDRAWN, Frame, View, end, opening, ping, refetch
+from woostore_notifier.frames import WITHDRAWN, Frame, View, end, opening, ping, refetch
 from woostore_notifier.hub import EventHub
 from woostore_notifier.replay import StreamReplay
 from woostore_shared.events import RefetchReason
@@ -107,7 +107,8 @@ class EventStream:
         if self.client.dropped_for != "disconnected":
             # The end of the response; a client that stopped reading does not get even that.
             # One whose access was withdrawn is told so (reconnecting, it would be refused).
-            last = end(ACCESS_WITHDRAWN) if self.client.dropped_for == "revoked" else b""
+            withdrawal = self.client.withdrawal
+            last = b"" if withdrawal is None else end(WITHDRAWN[withdrawal])
             with suppress(TimeoutError):
                 async with asyncio.timeout(GOODBYE_SECONDS):
                     await send({"type": "http.response.body", "body": last, "more_body": False})
