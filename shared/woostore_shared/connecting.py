@@ -1,11 +1,10 @@
-"""How a service's connections to PostgreSQL behave, whichever pool holds them: the limits
-on a silent other end (both ends'), the session's idle limit, and the look a connection gets
-as it is taken. Without SQLAlchemy: ``db.Database`` (SQLAlchemy's pool, every service but the
-notifier) and the notifier's ``PlainDatabase`` (psycopg's pool) both apply them."""
+"""How a service's connections to PostgreSQL behave: the limits on a silent other end (both
+ends'), and the session's idle limit. Without SQLAlchemy: ``db.Database`` (SQLAlchemy's pool,
+every service but the notifier) and the notifier's ``PlainDatabase`` (psycopg's connections,
+none kept) both apply them."""
 
 from __future__ import annotations
 
-import select
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -44,47 +43,29 @@ SERVER_SILENCE_LIMITS = {
     "tcp_keepalives_count": str(KEEPALIVE_PROBES),
     "tcp_user_timeout": str(UNACKNOWLEDGED_MS),
 }
-PING_AFTER_IDLE = 10.0  # seconds; see _look_before_use
 # PostgreSQL ends a service's session idle this long (its idle_session_timeout, PostgreSQL 14
 # and newer): a quiet service keeps no server process (15-19 MB each, and counted against
-# max_connections). A busy one keeps those it uses: the pool hands out the connection given
-# back last. The pool drops one idle half this long as it is taken (_look_before_use), so
-# no statement is sent as the server ends its session.
-# WOOSTORE_DATABASE_IDLE_SECONDS sets it for a service (0: never).
+# max_connections). A busy one keeps those it uses: its pool (db.Database's) hands out the
+# connection given back last, and drops one idle half this long as it is taken
+# (db._look_before_use), so no statement is sent as the server ends its session. (The
+# notifier keeps none open.) WOOSTORE_DATABASE_IDLE_SECONDS sets it for a service (0: never).
 CLOSED_WHEN_IDLE: float = Settings.model_fields["database_idle_seconds"].default  # 60 s
 IDLE_LIMIT, IDLE_LIMIT_SINCE = "idle_session_timeout", 140000  # PostgreSQL 14
 
 
-def session_limits(closed_when_idle: float, server_version: int) -> str:
+def session_limits(server_version: int, closed_when_idle: float | None = None) -> str:
     """The statement giving PostgreSQL :data:`SERVER_SILENCE_LIMITS` for a new connection's
-    session, and its idle limit where it has one (set even when 0, never, over any default
-    the server was given): one round trip as it opens, outside any transaction. (The
-    ``options`` startup parameter would save it, but connection poolers such as PgBouncer
-    refuse a connection that sends it.)"""
+    session, and ``closed_when_idle``, if given, as its idle limit where it has one (set even
+    when 0, never, over any default the server was given): one round trip as it opens,
+    outside any transaction. (The ``options`` startup parameter would save it, but
+    connection poolers such as PgBouncer refuse a connection that sends it.)"""
     limits = dict(SERVER_SILENCE_LIMITS)
-    if server_version >= IDLE_LIMIT_SINCE:
+    if closed_when_idle is not None and server_version >= IDLE_LIMIT_SINCE:
         limits[IDLE_LIMIT] = f"{closed_when_idle * 1000:.0f}"  # milliseconds
     settings = ", ".join(
         f"set_config('{name}', '{value}', false)" for name, value in limits.items()
     )
     return f"SELECT {settings}"
-
-
-def closed_by_server(connection: psycopg.AsyncConnection[Any] | None) -> str | None:
-    """Why ``connection`` cannot be used, if PostgreSQL has closed it: a server stopping or
-    restarting (or ``pg_terminate_backend``, or its idle limit) says why and closes the
-    socket, so an idle connection has something to read. Little else comes unasked (no
-    LISTEN here; a setting reported after a reload), and that only costs a new connection.
-    A poll that does not wait: no round trip."""
-    try:
-        socket = connection.pgconn.socket if connection is not None else -1
-    except psycopg.Error:  # closed on this side already
-        socket = -1
-    if socket < 0:
-        return "the connection is closed"
-    waiting = select.poll()
-    waiting.register(socket, select.POLLIN)
-    return "PostgreSQL closed the connection" if waiting.poll(0) else None
 
 
 class PlainReads(Protocol):

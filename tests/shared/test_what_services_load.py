@@ -16,7 +16,7 @@ NEVER_USED = {
     "woostore_api": {"aiohttp", "rich"},
     "woostore_provisioner": {"aiohttp", "rich"},
     # cryptography encrypts store credentials: the API's and the provisioner's work only.
-    # The notifier runs plain statements on psycopg's pool (woostore_notifier/database.py),
+    # The notifier runs plain statements on psycopg's connections (woostore_notifier/database.py),
     # and names no row but by the words of vocabulary.py.
     "woostore_notifier": {"aiohttp", "cryptography", "rich", "sqlalchemy", "sqlmodel", "yaml"},
     "woostore_reaper": {"aiohttp", "cryptography", "rich"},

@@ -225,10 +225,10 @@ def create_app(settings: Settings) -> _Notifier:
         # /readyz answers from the start, not ready until NATS is reached (it says which).
         nats, db, starting = (
             NatsClient(),
-            PlainDatabase.of_service(settings, "woostore-notifier"),
+            PlainDatabase(settings.database_url, "woostore-notifier"),
             Starting(),
         )
-        await db.open()  # it connects as it is first asked
+        await db.open()  # it connects as it is asked, each time
         app.state.ops = await serve_ops(
             settings.ops_host,
             settings.ops_port,
