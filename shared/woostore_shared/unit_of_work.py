@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import insert, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -135,12 +136,22 @@ class UnitOfWork:
         make_transient_to_detached(row)
         self.session.add(row)
 
-    async def plain(self) -> psycopg.AsyncConnection[Any]:
+    @asynccontextmanager
+    async def plain(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """psycopg's own connection under this unit's session, in its transaction: for a
-        statement shared with the notifier, which has no SQLAlchemy (``access.spend``)."""
+        statement shared with the notifier, which has no SQLAlchemy (``access.spend``). Its
+        errors are raised as SQLAlchemy's, as the session's are, so a client is told the
+        same (a 503 for a database away, ``problems.py``)."""
         connection = await self.session.connection()
         raw = await connection.get_raw_connection()
-        return cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+        driver = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+        try:
+            yield driver
+        except psycopg.Error as error:
+            closed = bool(driver.closed)
+            raise DBAPIError.instance(
+                None, None, error, psycopg.Error, connection_invalidated=closed
+            ) from error
 
     def audit(self, entry: AuditEntry) -> None:
         """Add ``entry`` to the audit log as this commits: it is there if the change is."""

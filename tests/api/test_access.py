@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from itsdangerous import URLSafeTimedSerializer
@@ -22,6 +23,7 @@ from sqlmodel import col, select
 from tests.api.conftest import NewTenant
 from tests.api.http import STORES, create, problem
 from tests.support import ADMIN_TOKEN, SECRET_KEY
+from woostore_api.access import service as access_service
 from woostore_api.access.schemas import LIKE_AN_ID
 from woostore_api.main import create_app
 from woostore_devstack.embedded import free_port
@@ -267,6 +269,28 @@ async def test_signing_out_with_the_database_out_of_reach_still_deletes_the_cook
             "the session could not be ended on the server: sign out again to end it"
         )
         assert refused.headers["set-cookie"].startswith('woostore_session="";')
+        assert not browser.cookies
+
+
+async def test_signing_out_whose_statement_fails_is_told_as_the_database_out_of_reach(
+    api: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session is spent by a plain statement on the unit of work's own connection (one
+    the notifier shares): its error was psycopg's, which no handler knew, so the client got
+    a 500 and kept the cookie (a review)."""
+    key = (await client.post(KEYS, json={"name": "browser"})).json()
+
+    async def cancelled(connection: object, tickets: object) -> set[str]:
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    async with client_with(api) as browser:
+        await browser.post(SESSION, json={"token": key["token"]})
+        monkeypatch.setattr(access_service, "spend", cancelled)
+        refused = await browser.delete(SESSION)
+
+        assert problem(refused, 503)["detail"] == (
+            "the session could not be ended on the server: sign out again to end it"
+        )
         assert not browser.cookies
 
 

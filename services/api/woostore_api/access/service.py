@@ -289,7 +289,9 @@ async def sign_out(outbox: Outbox, caller: Caller, session: OpenedTicket) -> Non
     """End ``session`` for good: spent, as a used ticket is, so that a copy of its cookie
     (kept by a proxy, a shared machine, malware) opens nothing for the hours it had left."""
     async with UnitOfWork.begin(outbox) as uow:
-        if await spend(await uow.plain(), [session]):  # else ended meanwhile: audited by that end
+        async with uow.plain() as connection:
+            first = await spend(connection, [session])
+        if first:  # else ended meanwhile: audited by that end
             record(
                 uow, caller, "session.delete", f"key/{caller.principal.actor}",
                 caller.principal.tenant_id,
