@@ -401,6 +401,27 @@ async def test_a_ticket_opens_one_stream_once_whichever_replica_it_reaches(
     assert "used already" in spent["detail"]  # not "a ticket is required": one was given
 
 
+async def test_a_ticket_presented_twice_at_once_opens_one_stream(
+    settings: Settings, database: Database
+) -> None:
+    """Both in one batch of tickets spent: the batch's statement names the ticket spent once,
+    and both were told so (a review)."""
+    secret = settings.secret_key.get_secret_value()
+    authenticator = Authenticator(
+        database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
+    )
+    signer = TicketSigner(secret)
+    known = keys.Keys(authenticator, signer)
+    ticket = signer.issue(authenticator.admin_subject)
+    presented = Request(
+        {"type": "http", "headers": [], "query_string": f"ticket={ticket}".encode()}
+    )
+
+    opened = await asyncio.gather(known.principal(presented), known.principal(presented))
+
+    assert sorted(principal is None for principal in opened) == [False, True]
+
+
 async def test_an_invalid_ticket_is_a_401_problem(
     http: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

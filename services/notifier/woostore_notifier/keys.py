@@ -112,7 +112,9 @@ class Keys:
                 spent.set_exception(error)
             return
         for ticket, spent in batch:
+            # A ticket presented twice in one batch was spent for the first time once.
             spent.set_result(ticket.id in first_uses)
+            first_uses.discard(ticket.id)
 
     async def withdrawn(self, subjects: set[str]) -> dict[str, Withdrawal]:
         """Which of ``subjects`` open nothing any more, and why. What was remembered is
