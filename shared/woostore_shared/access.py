@@ -61,7 +61,7 @@ _KEY_IN_SESSION = (
 # A key if it is live: not revoked, of a tenant not suspended (a ticket's subject: a key of a
 # suspended tenant is refused without a word).
 _LIVE = (
-    "SELECT k.id, k.prefix, k.role, k.tenant_id FROM api_keys k JOIN tenants t"
+    "SELECT k.id, k.prefix, k.role, k.tenant_id, FALSE AS suspended FROM api_keys k JOIN tenants t"
     " ON t.id = k.tenant_id AND t.suspended_at IS NULL"
     " WHERE k.id = %(id)s AND k.revoked_at IS NULL"
 )
@@ -143,6 +143,18 @@ async def spend(
     async with connection.cursor() as cursor:
         await cursor.execute(_SPEND, params)
         return {row[0] for row in await cursor.fetchall()}
+
+
+def _why_withdrawn(standing: dict[str, Any] | None) -> Withdrawal | None:
+    """Why a key (its row of ``_STANDING``, None if there is none) opens nothing; None if it
+    still does."""
+    if standing is None:
+        return "key-revoked"  # no such key
+    if standing["deleted"]:  # (its tenant's deletion revoked it too)
+        return "tenant-deleted"
+    if standing["revoked"]:
+        return "key-revoked"
+    return "tenant-suspended" if standing["suspended"] else None
 
 
 class Authenticator:
@@ -251,11 +263,8 @@ class Authenticator:
             await found.execute(_STANDING, {"ids": list(asked)})
             standing = {row["id"]: row for row in await found.fetchall()}
         for key_id, subject in asked.items():
-            row = standing.get(key_id)
-            if row is None or row["deleted"] or row["revoked"]:
-                gone[subject] = "tenant-deleted" if row and row["deleted"] else "key-revoked"
-            elif row["suspended"]:
-                gone[subject] = "tenant-suspended"
+            if (why := _why_withdrawn(standing.get(key_id))) is not None:
+                gone[subject] = why
         return gone
 
     async def by_subject(self, subject: str) -> Principal | None:
@@ -271,4 +280,4 @@ class Authenticator:
         ):
             await found.execute(_LIVE, {"id": key_id})
             row = await found.fetchone()
-        return None if row is None else _of_row({**row, "suspended": False})
+        return None if row is None else _of_row(row)

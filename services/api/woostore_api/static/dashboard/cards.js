@@ -323,7 +323,7 @@ function settingsText(settings) {
 
 function originText(store) {
   // A copy names its source (the store resource's from_store, as its requested event's).
-  const copied = store.from_store ? `A copy of ${store.from_store.name}, from its backup` : 'A copy of another store, from its backup';
+  const copied = `A copy of ${store.from_store?.name ?? 'another store'}, from its backup`;
   const source = { pool: 'The warm pool', backup: copied }[store.origin] ?? 'Made from scratch';
   const took = store.ready_in_seconds;
   return took == null ? source : `${source} · ready in ${took.toFixed(1)} s`;
