@@ -222,7 +222,16 @@ PostgreSQL's postmaster with its children (it runs detached). RSS counts a page 
 several processes once in each, so the RSS total overstates what the machine gives; PSS adds
 up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
 
-Where it went down, from 535 MB RSS (401 MB PSS) in the run before:
+Where it went down, from 498 MB RSS (373 MB PSS) in the run before:
+- The notifier, 85 MB to 62: it runs its few statements (a key's lookup, tickets spent, the
+  keys of open streams) in plain SQL on psycopg's connections (`woostore_notifier/database.py`),
+  and never loads SQLAlchemy or the models (about 21 MB; an import-linter contract and
+  `tests/shared/test_what_services_load.py` keep them out). It no longer loads yaml either.
+- Each service, up to 2 MB, and ready in 3.4 s from 4.3: `make install` compiles the
+  workspace's own sources (uv compiles only the libraries it installs, and these machines
+  forbid Python to write its bytecode cache, so each start compiled them again).
+
+Before that, from 535 MB RSS (401 MB PSS):
 - The API and the reaper, about 7 MB each: pycountry keeps every table it reads for good
   (about 12 MB, languages and subdivisions most). The store settings' checks now read each
   table once and keep its codes as one string (`store_settings._IsoCodes`).
@@ -236,8 +245,8 @@ Before that, from 682 MB RSS (452 MB PSS) to 535 MB (401 MB PSS):
 - PostgreSQL, 128 MB RSS in 11 processes before, each backend 15-19 MB of RSS: the pools
   took their connections in turn, so every one a burst or the warm pool's filling had
   opened was used every few seconds and kept. They now take the one given back last, and
-  PostgreSQL ends a session idle 60 s (`woostore_shared.connecting.CLOSED_WHEN_IDLE`): idle, the
-  reaper's two are left (its leader lock's, and the one its passes use). Most of a
+  PostgreSQL ends a session idle 60 s (`woostore_shared.connecting.CLOSED_WHEN_IDLE`): idle,
+  the reaper's two are left (its leader lock's, and the one its passes use). Most of a
   backend's RSS is the server's code and the shared memory it touched, counted again in
   each, so fewer processes lower the RSS total much more than the PSS one.
 - The API, about 7 MB: cryptography loads when an owner first reads a password.
@@ -247,16 +256,23 @@ Before that, from 682 MB RSS (452 MB PSS) to 535 MB (401 MB PSS):
   workers, no logical replication launcher), and pycountry's tables loaded by the API and
   the reaper alone.
 
-What is left over the target is mostly four Python processes of 85-106 MB, each with its
-own copy of the interpreter, pydantic, SQLAlchemy, psycopg and the NATS client: the issue
-rules out merging them. Of a service's memory, about 22 MB is shared libraries (the
-interpreter, pydantic-core, psycopg's libpq and OpenSSL), counted in each RSS; about 45 MB
-is Python's small objects (the code, classes and functions of some 900 modules, SQLAlchemy
-the largest at 7 MB of bytecode); the rest is larger allocations (pydantic's validators
-among them). The provisioner loads cryptography (about 7 MB) to encrypt credentials.
-Measured and not taken: `PYTHONOPTIMIZE=2` (2-4 MB a service, and it strips the
+What is left over the target is mostly four Python processes of 62-104 MB, each with its
+own copy of the interpreter, pydantic, psycopg and the NATS client (SQLAlchemy too, but for
+the notifier): the issue rules out merging them. Of a service's memory, about 22 MB is
+shared libraries (the interpreter, pydantic-core, psycopg's libpq and OpenSSL), counted in
+each RSS; about 45 MB is Python's small objects (the code, classes and functions of some
+900 modules, SQLAlchemy the largest at 7 MB of bytecode); the rest is larger allocations
+(pydantic's validators among them). The provisioner loads cryptography (about 7 MB) to
+encrypt credentials. Measured and not taken: `PYTHONOPTIMIZE=2` (2-4 MB a service, and it strips the
 docstrings the OpenAPI document is written from); autovacuum off (9 MB); `malloc_trim`
-once idle (1-4 MB a service).
+once idle (1-4 MB a service); `MALLOC_ARENA_MAX=2` (nothing); the provisioner encrypting
+credentials through ctypes calls into OpenSSL rather than cryptography (8 MB, hand-written
+crypto); the store settings' checks finding codes in pycountry's JSON by pattern rather
+than through pycountry's tables (3 MB in the API, 2 in the reaper); no uvloop (about 2 MB in
+the API and the notifier, for a slower event loop). The largest left is PostgreSQL's
+second backend: the reaper holds one connection for its leader lock and its passes use
+another, 15-19 MB of RSS each; leading by a lease row instead would let a reaper paused past
+its lease act beside the next leader, which the session lock rules out.
 """
 
 
