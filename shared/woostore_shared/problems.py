@@ -36,6 +36,7 @@ def problem_response(
 
 
 METHOD_NOT_ALLOWED = "method-not-allowed"  # the problem type of every 405
+DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 
 
 def problem_for(
@@ -95,3 +96,13 @@ def _methods_taken(request: Request) -> list[str]:
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def database_unavailable(request: Request, detail: str) -> JSONResponse:
+    """The answer to a request the database could not serve for now (unreachable, restarting,
+    every connection in use): a 503 the client may send again shortly, from the API and the
+    notifier alike."""
+    return problem_for(
+        request, 503, "Database unavailable", detail, "database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
+    )  # fmt: skip

@@ -12,11 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.api.http import problem
-from woostore_api.problems import DATABASE_RETRY_SECONDS, install_problem_handlers
+from woostore_api.problems import install_problem_handlers
 from woostore_devstack.embedded import free_port
 from woostore_shared import db as db_module
 from woostore_shared.connecting import MAX_CONNECTIONS
 from woostore_shared.db import Database
+from woostore_shared.problems import DATABASE_RETRY_SECONDS
 
 PASSWORD = "s3cret-not-to-be-shown"
 

@@ -27,6 +27,7 @@ from starlette.requests import Request
 
 import woostore_notifier.main as notifier
 from tests.support import ADMIN_TOKEN, add_key, served
+from woostore_devstack.embedded import free_port
 from woostore_notifier import keys
 from woostore_notifier.connections import Connections
 from woostore_notifier.frames import LEGACY_REPLAY_HEADER
@@ -36,7 +37,7 @@ from woostore_shared.db import Database
 from woostore_shared.events import Progress, StepInfo, make_event
 from woostore_shared.models import DEFAULT_TENANT_ID, ApiKey, StoreStatus, Tenant, utcnow
 from woostore_shared.outbox import Outbox
-from woostore_shared.problems import TYPE_BASE
+from woostore_shared.problems import DATABASE_RETRY_SECONDS, TYPE_BASE
 from woostore_shared.secrets import TICKET_TTL_SECONDS, TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME
@@ -420,6 +421,25 @@ async def test_a_ticket_presented_twice_at_once_opens_one_stream(
     opened = await asyncio.gather(known.principal(presented), known.principal(presented))
 
     assert sorted(principal is None for principal in opened) == [False, True]
+
+
+async def test_a_key_the_database_cannot_look_up_is_told_to_retry_as_the_api_tells_it(
+    settings: Settings, nats_client: Client, database: Database
+) -> None:
+    """It was a 500 in plain text, with a traceback logged for each request (a user's review,
+    stopping PostgreSQL under `make run`)."""
+    _, token = await add_key(database, "looked up nowhere")
+    nowhere = f"postgresql+psycopg://woostore:x@127.0.0.1:{free_port()}/woostore"
+    away = settings.model_copy(update={"database_url": nowhere})
+    async with (
+        served(notifier.create_app(away)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        answer = await client.get(EVENTS, headers={"Authorization": f"Bearer {token}"})
+
+    refused = problem(answer, 503)
+    assert refused["type"] == TYPE_BASE + "database-unavailable"
+    assert answer.headers["Retry-After"] == str(DATABASE_RETRY_SECONDS)
 
 
 async def test_an_invalid_ticket_is_a_401_problem(

@@ -31,9 +31,11 @@ from woostore_shared.lifecycle import (
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
 from woostore_shared.problems import (
+    DATABASE_RETRY_SECONDS,
     METHOD_NOT_ALLOWED,
     PROBLEM_JSON,
     TYPE_BASE,
+    database_unavailable,
     http_problem,
     problem_for,
 )
@@ -71,7 +73,6 @@ _BEING = {
 # A store that is no more, or soon: a refusal does not say when it could be changed.
 _GONE = frozenset({StoreStatus.DELETING, StoreStatus.DELETED})
 COPY_RETRY_SECONDS = 60  # a store made from a backup takes minutes
-DATABASE_RETRY_SECONDS = 2  # a connection is replaced at once; a restart takes seconds
 _WHY = {
     400: "The request is malformed: a body that is not UTF-8 JSON, a cursor no page gave.",
     401: "No valid credentials: a bearer token (an API key) or a session cookie is required.",
@@ -346,17 +347,6 @@ def cap_reached(limit: str, allowed: int, detail: str) -> Problem:
 _UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "57"})
 
 
-def _database_unavailable_problem(request: Request, detail: str) -> JSONResponse:
-    return problem_for(
-        request,
-        503,
-        "Database unavailable",
-        detail,
-        "database-unavailable",
-        headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
-    )
-
-
 def _database_unavailable(error: DBAPIError) -> bool:
     if error.connection_invalidated:
         return True
@@ -538,7 +528,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         if not _database_unavailable(error):
             return await unexpected(request, error)
         log.warning("database unavailable", path=request.url.path, error=type(error.orig).__name__)
-        return _database_unavailable_problem(
+        return database_unavailable(
             request, "the database could not be reached or gave up on the request; retry"
         )
 
@@ -548,6 +538,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         # for one (woostore_shared.connecting.POOL_WAIT_SECONDS): a moment's overload, or a stuck
         # database. Not the client's fault, nor the code's.
         log.warning("no database connection free", path=request.url.path)
-        return _database_unavailable_problem(
+        return database_unavailable(
             request, "every connection to the database stayed in use; retry"
         )

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from types import FrameType
 
+import psycopg
 import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -56,7 +57,7 @@ from woostore_shared.access import Authenticator, Principal, TenantSuspended
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import connect, require_connected
 from woostore_shared.ops import Starting, serve_ops
-from woostore_shared.problems import http_problem, problem_for
+from woostore_shared.problems import database_unavailable, http_problem, problem_for
 from woostore_shared.secrets import TicketSigner
 from woostore_shared.settings import Settings
 from woostore_shared.topology import ACCESS_WITHDRAWN
@@ -72,6 +73,15 @@ LIMIT_RETRY_SECONDS = 30  # streams end when their clients go; try again a littl
 async def _http_problem(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)  # the only exception it is registered for
     return http_problem(request, error)
+
+
+async def _database_away(request: Request, error: Exception) -> Response:
+    """A key's lookup the database could not answer (unreachable, restarting, or every
+    connection in use: psycopg's OperationalError, PoolTimeout among them): a 503 the client
+    sends again shortly, as the API answers, not a 500 and a traceback in the log."""
+    log.warning("database unavailable", path=request.url.path, error=type(error).__name__)
+    detail = "the database could not be reached or gave up on the request; retry"
+    return database_unavailable(request, detail)
 
 
 def _resume_after(request: Request) -> int | None:
@@ -276,7 +286,7 @@ def create_app(settings: Settings) -> _Notifier:
 
     app = _Notifier(
         routes=[Route("/api/v1/events", stream_events)],
-        exception_handlers={HTTPException: _http_problem},
+        exception_handlers={HTTPException: _http_problem, psycopg.OperationalError: _database_away},
         middleware=[
             Middleware(
                 CORSMiddleware,
