@@ -445,11 +445,17 @@ def events(api: Api, args: argparse.Namespace) -> int:
         return UNREACHABLE
     except StreamEnded as ended:
         if args.json:  # a program reads why its stream ended where it reads the rest
-            said = {"end": ended.reason, "cause": ended.cause, "detail": ended.detail}
-            print(json.dumps(said), flush=True)
+            _print_stream_end(ended)
         _warn(str(ended))
         return FAILED
     return 0
+
+
+def _print_stream_end(ended: StreamEnded) -> None:
+    """The stream's last frame as a JSON line: why it ended (``cause``: a key revoked, its
+    tenant suspended or deleted), for a program reading the events."""
+    said = {"end": ended.reason, "cause": ended.cause, "detail": ended.detail}
+    print(json.dumps(said), flush=True)
 
 
 def _print_events(api: Api, args: argparse.Namespace) -> None:
@@ -873,6 +879,8 @@ def _follow(
         # The stream refused to go on (its key revoked, its tenant suspended) or stayed lost:
         # the wait is over, not the store's work, which a failure's exit code would say. A
         # refused key is refused `show` too: it is pointed to only where the stream was lost.
+        if as_json and isinstance(error, StreamEnded):
+            _print_stream_end(error)  # where a program reads the events, as `events` says it
         refused = isinstance(error, ApiError) and error.status in (401, 403)
         see = "" if refused else f" See: woostore show {store['id']}"
         _warn(f"Stopped waiting ({error}); {store['name']} carries on.{see}")

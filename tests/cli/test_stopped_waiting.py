@@ -5,13 +5,14 @@ failure's (a user's review: a suspension mid-wait exited 1, as a failed store do
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from woostore_cli.client import ApiError, Event, EventStream, Gap, StreamLost
+from woostore_cli.client import ApiError, Event, EventStream, Gap, StreamEnded, StreamLost
 from woostore_cli.main import CREATE, FAILED, STOPPED_WAITING, UNREACHABLE, _follow, events
 from woostore_shared.access import TenantSuspended
 
@@ -40,6 +41,21 @@ def test_a_wait_cut_short_says_the_store_carries_on_and_exits_3(
     see = "" if error is SUSPENDED else " See: woostore show s-1"
     assert said.endswith(f"Stopped waiting ({error}); Corner Shop carries on.{see}\n"), said
     assert "--since" not in said
+
+
+def test_a_json_wait_whose_stream_ended_for_good_prints_why_as_events_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A program waiting with --json read no line saying why, where `events --json` prints
+    one: it could not tell a revoked key from a suspended tenant (a user's review)."""
+    ended = StreamEnded("access-withdrawn", "tenant-suspended", "its tenant was suspended")
+
+    assert _follow(ending(ended), STORE, CREATE, True, lambda: STORE) == STOPPED_WAITING
+
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert json.loads(last) == {
+        "end": "access-withdrawn", "cause": "tenant-suspended", "detail": "its tenant was suspended"
+    }  # fmt: skip
 
 
 def test_a_store_read_again_refused_mid_wait_ends_the_wait_the_same_way() -> None:
