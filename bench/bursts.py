@@ -330,7 +330,7 @@ process. One client process (httpx) drives both, one kind after the other:
 3. **Concurrency**: at each number of requests in flight, creations, then bare inserts.
 4. **The burst after a quiet minute**: 20 more tenants, as in 2, once PostgreSQL has ended
    every session the API held, as it does after a minute idle (`CLOSED_WHEN_IDLE`,
-   `shared/woostore_shared/db.py`): the burst opens the API's connections again.
+   `shared/woostore_shared/connecting.py`): the burst opens the API's connections again.
 
 The bare endpoint's best rate is what the client can drive at the least, so where POST
 /stores is slower, the client is not what limits it. Both share one engine setting: up to
