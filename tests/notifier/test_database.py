@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import psycopg
 
+from tests.support import until
 from woostore_notifier.database import PlainDatabase
 from woostore_shared.connecting import CLIENT_SILENCE_LIMITS, SERVER_SILENCE_LIMITS
 
@@ -53,4 +54,10 @@ async def test_no_connection_is_kept_to_go_stale_between_statements(database_url
     async with plain_database(database_url) as db:
         for _ in range(3):
             await db.ping()
-            assert sessions_of_the_notifier(database_url) == []
+            # Its server process ends a moment after the connection closes: waited for. A
+            # pool keeping it would keep it for a minute, past this deadline.
+            await until(
+                lambda: sessions_of_the_notifier(database_url) == [],
+                "the notifier's session ends with its statement",
+                deadline=10,
+            )
