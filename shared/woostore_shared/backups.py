@@ -351,13 +351,12 @@ class StoreBackups:
         """Rid the repository of damaged data, as restic 0.14 can (it has no ``repair``
         command): the index rebuilt from the packs there, forgetting packs gone; every pack read
         whole (``check --read-data``) and those it finds altered removed (``_altered``); the
-        index rebuilt again. restic then stores that data again as the
-        next backup holds it. Which backups lost data is found last (``check``): they stay
-        damaged whatever is stored later. Read without restic's cache, which is dropped
-        after (it may hold trees of the packs removed). Each of its restic runs locks the
-        repository whole while it runs: a backup, a restore or a copy reading it then fails;
-        between them, a copy reading it could find data gone (the runner repairs only while
-        no copy is made)."""
+        index rebuilt again. restic then stores that data again as the next backup holds it.
+        Which backups lost data is found last (``check``): they stay damaged whatever is
+        stored later. Read without restic's cache, which is dropped after (it may hold trees
+        of the packs removed). Each of its restic runs locks the repository whole while it
+        runs: a backup, a restore or a copy reading it then fails; between them, a copy
+        reading it could find data gone (the runner repairs only while no copy is made)."""
         repairing = self.uncached()
         rebuilt = "rebuild the backup repository's index"
         await repairing._must("rebuild-index", doing=rebuilt)

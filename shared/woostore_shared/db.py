@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import event, make_url, text
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -120,9 +120,7 @@ class Database:
             except psycopg.Error as error:
                 if driver.closed:
                     await connection.invalidate()
-                raise DBAPIError.instance(
-                    None, None, error, psycopg.Error, connection_invalidated=bool(driver.closed)
-                ) from error
+                raise as_sqlalchemy_error(error, driver) from error
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -218,6 +216,15 @@ def _closed_by_server(record: ConnectionPoolEntry) -> None:
     waiting.register(socket, select.POLLIN)
     if waiting.poll(0):
         raise DisconnectionError("PostgreSQL closed the connection")
+
+
+def as_sqlalchemy_error(
+    error: psycopg.Error, driver: psycopg.AsyncConnection[Any]
+) -> StatementError:
+    """psycopg's ``error``, raised by a statement on psycopg's own connection, as SQLAlchemy
+    raises it (without the statement): a client is told the same whichever ran it."""
+    closed = bool(driver.closed)
+    return DBAPIError.instance(None, None, error, psycopg.Error, connection_invalidated=closed)
 
 
 def broken_constraint(error: DBAPIError) -> str | None:

@@ -476,6 +476,7 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     clean-up has finished: queued for the provision lane as a new store is, with nothing of
     the failed attempt kept but the store itself (its audit trail and events stay)."""
     found = await uow.session.get(Store, store_id)
+    from_backup = None  # a copy's, made again from the same backup
     if found is not None and found.from_backup_id is not None:
         # A copy: its source first, as a backup's deletion or damage locks it before its
         # copies (_copies_lose_their_source): in the other order, the two could deadlock.
@@ -486,11 +487,7 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     if store.status is S.FAILED and store.cleaned_up_at is None and not store.delete_requested_at:
         raise StillCleaningUp(store_id)  # (one to be deleted is refused for good, below)
     transition(store, S.QUEUED, {S.FAILED})
-    source = None
-    if store.from_backup_id is not None:  # a copy is made again from the same backup
-        from_backup = await uow.session.get(StoreBackup, store.from_backup_id)
-        assert from_backup is not None  # a backup's row is never removed
-        source = await _copyable(uow, from_backup)
+    source = None if from_backup is None else await _copyable(uow, from_backup)
     await _forget_the_attempt(uow, store)
     store.failure_reason = store.cleaned_up_at = store.ready_at = None
     store.storefront_url = store.admin_url = None

@@ -98,7 +98,10 @@ def _methods_taken(request: Request) -> list[str]:
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
-def database_unavailable(request: Request, detail: str) -> JSONResponse:
+UNREACHABLE_DATABASE = "the database could not be reached or gave up on the request; retry"
+
+
+def database_unavailable(request: Request, detail: str = UNREACHABLE_DATABASE) -> JSONResponse:
     """The answer to a request the database could not serve for now (unreachable, restarting,
     every connection in use): a 503 the client may send again shortly, from the API and the
     notifier alike."""

@@ -23,12 +23,12 @@ from typing import Any, cast
 
 import psycopg
 from sqlalchemy import insert, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared import tracing
+from woostore_shared.db import as_sqlalchemy_error
 from woostore_shared.events import CloudEvent, EventData, make_event
 from woostore_shared.models import AuditEntry, Store, utcnow
 from woostore_shared.outbox import Outbox
@@ -148,10 +148,7 @@ class UnitOfWork:
         try:
             yield driver
         except psycopg.Error as error:
-            closed = bool(driver.closed)
-            raise DBAPIError.instance(
-                None, None, error, psycopg.Error, connection_invalidated=closed
-            ) from error
+            raise as_sqlalchemy_error(error, driver) from error
 
     def audit(self, entry: AuditEntry) -> None:
         """Add ``entry`` to the audit log as this commits: it is there if the change is."""

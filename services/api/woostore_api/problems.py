@@ -528,9 +528,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         if not _database_unavailable(error):
             return await unexpected(request, error)
         log.warning("database unavailable", path=request.url.path, error=type(error.orig).__name__)
-        return database_unavailable(
-            request, "the database could not be reached or gave up on the request; retry"
-        )
+        return database_unavailable(request)
 
     @app.exception_handler(PoolTimeout)
     async def no_connection_free(request: Request, error: PoolTimeout) -> JSONResponse:

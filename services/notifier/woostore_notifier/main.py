@@ -80,8 +80,7 @@ async def _database_away(request: Request, error: Exception) -> Response:
     connection in use: psycopg's OperationalError, PoolTimeout among them): a 503 the client
     sends again shortly, as the API answers, not a 500 and a traceback in the log."""
     log.warning("database unavailable", path=request.url.path, error=type(error).__name__)
-    detail = "the database could not be reached or gave up on the request; retry"
-    return database_unavailable(request, detail)
+    return database_unavailable(request)
 
 
 def _resume_after(request: Request) -> int | None:
