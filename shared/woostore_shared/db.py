@@ -13,14 +13,13 @@ from typing import Any, cast
 import psycopg
 from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, StatementError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from woostore_shared.connecting import (
     CLIENT_SILENCE_LIMITS,
     CLOSED_WHEN_IDLE,
-    IDLE_LIMIT,
     IDLE_LIMIT_SINCE,
     MAX_CONNECTIONS,
     POOL_WAIT_SECONDS,
@@ -41,6 +40,7 @@ class Database:
         *,
         ping_after_idle: float = PING_AFTER_IDLE,
         closed_when_idle: float = CLOSED_WHEN_IDLE,
+        connections: int = MAX_CONNECTIONS,
     ) -> None:
         """``application`` names the connections (``pg_stat_activity.application_name``), so an
         operator sees which service holds which; a name the URL or PGAPPNAME gives wins.
@@ -48,7 +48,8 @@ class Database:
         Each connection is looked at as it is taken from the pool (:func:`_look_before_use`),
         so one that is gone is replaced before a statement fails on it. One that sat idle
         longer than ``ping_after_idle`` seconds is also pinged, and PostgreSQL ends a
-        session idle for ``closed_when_idle`` seconds (0: never)."""
+        session idle for ``closed_when_idle`` seconds (0: never). The process holds at most
+        ``connections`` at once; a statement waits for one up to ``POOL_WAIT_SECONDS``."""
         given = make_url(url).query
         connect_args = {
             name: value for name, value in CLIENT_SILENCE_LIMITS.items() if name not in given
@@ -61,7 +62,7 @@ class Database:
             # and 10 more opened on demand, each of those closed as it came back: 16 creates
             # in flight opened 210 connections for 300 creates (PostgreSQL starts a process
             # for each), and took 50 creates/s where it now takes 71.
-            pool_size=MAX_CONNECTIONS,
+            pool_size=connections,
             max_overflow=0,
             pool_timeout=POOL_WAIT_SECONDS,
             # The connection given back last is taken first: those a burst opened and the
@@ -93,8 +94,7 @@ class Database:
         """A session for reads. Each statement stands alone (autocommit), so nothing it ran
         could be undone: it writes nothing. Writes go through a ``UnitOfWork``
         (unit_of_work.py), or ``transaction`` for the few that stand apart. Held idle
-        between its statements for ``closed_when_idle``, PostgreSQL ends it: a connection
-        kept open on purpose says so (:func:`kept_open_when_idle`)."""
+        between its statements for ``closed_when_idle``, PostgreSQL ends it."""
         return AsyncSession(self._reads, expire_on_commit=False)
 
     def transaction(self) -> AsyncSession:
@@ -144,20 +144,6 @@ def _limit_the_servers_wait(
     finally:
         cursor.close()
         dbapi.autocommit = False
-
-
-# Turns the idle limit off for the session where the server has one: one statement for any
-# version (set_config runs only for the row the WHERE keeps).
-_NO_IDLE_LIMIT = text(
-    f"SELECT set_config('{IDLE_LIMIT}', '0', false) WHERE current_setting('server_version_num')"
-    f"::int >= {IDLE_LIMIT_SINCE}"
-)
-
-
-async def kept_open_when_idle(connection: AsyncConnection) -> None:
-    """A connection held on purpose (the reaper's, whose session holds its lock): PostgreSQL
-    does not end its session for being idle, however long between its uses."""
-    await connection.execute(_NO_IDLE_LIMIT)
 
 
 def _look_before_use(engine: AsyncEngine, ping_after_idle: float, drop_after_idle: float) -> None:

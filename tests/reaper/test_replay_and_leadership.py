@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
 from nats.aio.client import Client
 from sqlalchemy import text
 from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
-from woostore_reaper.leadership import LOCK_KEY, LeaderLock
+from woostore_reaper.leadership import LOCK_KEY, LeaderLock, reaper_database
 from woostore_reaper.reaping import delete_as_asked, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -27,6 +29,7 @@ from woostore_shared.models import (
     utcnow,
 )
 from woostore_shared.outbox import Outbox
+from woostore_shared.settings import Settings
 from woostore_shared.topology import STREAM_NAME, WORK_STREAM, consumer_of
 from woostore_shared.unit_of_work import UnitOfWork
 from woostore_shared.work import MAX_REPLAYS, Lane
@@ -329,46 +332,93 @@ async def test_a_ready_store_no_one_asked_to_delete_is_left_alone(
     assert (await load(database, store_id)).status is StoreStatus.READY
 
 
+@pytest.fixture
+async def two_reapers(
+    database: Database, settings: Settings
+) -> AsyncIterator[tuple[LeaderLock, LeaderLock]]:
+    """Two reapers' locks, each on a database of its own."""
+    second_db = reaper_database(settings)
+    first, second = LeaderLock(database), LeaderLock(second_db)
+    yield first, second
+    await first.release()
+    await second.release()
+    await second_db.dispose()
+
+
 async def test_only_one_reaper_leads_and_another_takes_over_when_it_goes(
-    database: Database,
+    two_reapers: tuple[LeaderLock, LeaderLock],
 ) -> None:
-    second_db = Database(database.engine.url.render_as_string(hide_password=False))
-    first, second = LeaderLock(database.engine), LeaderLock(second_db.engine)
+    first, second = two_reapers
+    assert await first.held()
+    assert not await second.held()
+    assert await first.held()  # keeps it, and holds it once: one release lets it go
+
+    await first.release()  # the leader stops
+
+    assert await second.held()
+    assert not await first.held()
+
+
+async def lock_holder(url: str) -> int | None:
+    """The server process holding the leader lock, if any: seen from a connection of its own."""
+    observer = Database(url)
     try:
-        assert await first.held()
-        assert not await second.held()
-        assert await first.held()  # keeps it
-
-        await first.release()  # the leader stops (or its connection dies)
-
-        assert await second.held()
-        assert not await first.held()
+        async with observer.session() as session:
+            connection = await session.connection()
+            held = await connection.execute(
+                text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = :key"),
+                {"key": LOCK_KEY},
+            )
+            return held.scalar_one_or_none()
     finally:
-        await first.release()
-        await second.release()
-        await second_db.dispose()
+        await observer.dispose()
 
 
-async def test_the_leader_holds_its_lock_outside_any_transaction(database: Database) -> None:
-    """A leader's session is "idle" between passes, never "idle in transaction": a server
-    with ``idle_in_transaction_session_timeout`` would cut it, and the lock with it. Nor
-    does the idle limit the services' other sessions have (``CLOSED_WHEN_IDLE``) end it,
-    however long the reaper's passes are apart."""
-    lock = LeaderLock(database.engine)
+async def test_a_leader_whose_connection_is_lost_finds_out_before_it_acts_again(
+    two_reapers: tuple[LeaderLock, LeaderLock], settings: Settings
+) -> None:
+    first, second = two_reapers
+    assert await first.held()
+    holder = await lock_holder(settings.database_url)
+    async with second.db.session() as session:
+        connection = await session.connection()
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+    assert await second.held()  # the lock went with the session
+
+    assert not await first.held()  # on a new connection: the lock is another's
+    await second.release()
+    assert await first.held()  # and taken again once free
+
+
+async def test_the_passes_run_on_the_session_holding_the_lock_outside_any_transaction(
+    database: Database, settings: Settings
+) -> None:
+    """One server process for the reaper, not two. Its session is "idle" between passes, never
+    "idle in transaction": a server with ``idle_in_transaction_session_timeout`` would cut it,
+    and the lock with it. Nor does the idle limit the services' other sessions have
+    (``CLOSED_WHEN_IDLE``) end it, however long the reaper's passes are apart."""
+    lock = LeaderLock(database)
     try:
         assert await lock.held()
         assert await lock.held()  # a pass that keeps the lock
-        query = text(
-            "SELECT state FROM pg_stat_activity JOIN pg_locks USING (pid)"
-            " WHERE locktype = 'advisory' AND objid = :key"
-        )
-        async with database.engine.connect() as connection:
-            states = (await connection.execute(query, {"key": LOCK_KEY})).scalars().all()
-            others = await connection.execute(text("SHOW idle_session_timeout"))
-            assert others.scalar_one() != "0"
-        assert states == ["idle"]
-        assert lock._connection is not None
-        leaders = await lock._connection.execute(text("SHOW idle_session_timeout"))
-        assert leaders.scalar_one() == "0"
+        async with database.session() as session:  # as a pass reads
+            connection = await session.connection()
+            passes = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            idle_limit = (await connection.execute(text("SHOW idle_session_timeout"))).scalar()
+        holder = await lock_holder(settings.database_url)
+        observer = Database(settings.database_url)
+        try:
+            async with observer.session() as session:
+                connection = await session.connection()
+                state = await connection.execute(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": holder}
+                )
+                others = await connection.execute(text("SHOW idle_session_timeout"))
+                assert others.scalar_one() != "0"
+        finally:
+            await observer.dispose()
+        assert holder == passes
+        assert state.scalar_one() == "idle"
+        assert idle_limit == "0"
     finally:
         await lock.release()

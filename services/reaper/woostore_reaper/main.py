@@ -13,10 +13,9 @@ from nats.aio.client import Client
 from woostore_cluster import connect_cluster
 from woostore_reaper import gauges
 from woostore_reaper.backups import BackupKeeper, BackupPolicy
-from woostore_reaper.leadership import LeaderLock
+from woostore_reaper.leadership import LeaderLock, reaper_database
 from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_reaper.reaping import PASSES, reap_once
-from woostore_shared.db import Database
 from woostore_shared.logging import configure_logging, get_logger
 from woostore_shared.messaging import StoppedWaiting, connect, require_connected
 from woostore_shared.ops import serve_ops
@@ -35,7 +34,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stopping.set)
 
     # /readyz answers from the start, not ready until NATS is reached (it says which).
-    nats, db = Client(), Database.of_service(settings, "woostore-reaper")
+    nats, db = Client(), reaper_database(settings)
     ops = await serve_ops(
         settings.ops_host,
         settings.ops_port,
@@ -52,7 +51,7 @@ async def run(settings: Settings) -> None:
     # a store with no message in flight has lost its work.
     grace = timedelta(seconds=2 * settings.ack_wait_seconds)
     event_retention = timedelta(days=settings.event_retention_days) or None  # 0: every event
-    leader = LeaderLock(db.engine)
+    leader = LeaderLock(db)
     cluster = connect_cluster(settings)
     topology = declare(settings)
     pool_target = PoolTarget.of(settings)
