@@ -239,7 +239,9 @@ async def test_signing_out_ends_the_session_for_a_copy_of_its_cookie_too(
         kept = dict(browser.cookies)  # a copy of its cookie
         await elsewhere.post(SESSION, json={"token": token})  # a session of its own
 
-        assert (await browser.delete(SESSION)).status_code == 204
+        signed_out = await browser.delete(SESSION)
+        assert signed_out.status_code == 204
+        assert "content-type" not in signed_out.headers  # nothing to say of a body it lacks
 
         async with client_with(api, cookies=kept) as copy:
             body = problem(await copy.get(STORES), 401)
@@ -322,6 +324,14 @@ async def test_a_session_write_from_another_origin_is_refused(
         assert (await browser.get(STORES, headers=evil)).status_code == 200
         own = {"Origin": "http://api.test"}
         assert (await browser.post(STORES, json={"name": "Mine"}, headers=own)).status_code == 202
+
+        # Nor may another site sign the dashboard out (the docs said so; it could).
+        refused = await browser.delete(SESSION, headers=evil)
+        problem(refused, 403)
+        assert "set-cookie" not in refused.headers
+        assert (await browser.get(STORES)).status_code == 200
+        assert (await browser.delete(SESSION, headers=own)).status_code == 204
+        problem(await browser.get(STORES), 401)
 
 
 async def test_a_session_ends_when_its_key_is_revoked(

@@ -70,7 +70,7 @@ def caller_of(request: Request, principal: Principal) -> Caller:
     )
 
 
-def _check_origin(request: Request, settings: Settings) -> None:
+def refuse_another_origin(request: Request, settings: Settings) -> None:
     """A cookie rides along on cross-site requests; SameSite=Strict stops that in current
     browsers, and this refuses a write whose Origin is another site in any browser."""
     origin = request.headers.get("origin")
@@ -104,7 +104,7 @@ async def authenticate(
                 "the session was signed out, or the key behind it revoked; sign in again"
             )
         if request.method not in _SAFE_METHODS:
-            _check_origin(request, settings)
+            refuse_another_origin(request, settings)
     else:
         raise unauthorized("a bearer token (an API key) or a session cookie is required")
     # Once the caller is known: an unauthenticated request is a 401 whatever its body.

@@ -26,6 +26,7 @@ from woostore_api.auth import (
     Caller,
     CurrentCaller,
     caller_of,
+    refuse_another_origin,
     secure_cookies,
     session_cookie,
 )
@@ -263,8 +264,9 @@ async def whoami(db: DatabaseDep, caller: CurrentCaller) -> WhoAmI:
     "/session",
     status_code=status.HTTP_204_NO_CONTENT,
     response_model=None,
+    response_class=Response,  # no body, so no content type either
     tags=["session"],
-    responses=problem_responses(503),
+    responses=problem_responses(403, 503),
 )
 async def sign_out(
     request: Request,
@@ -272,12 +274,16 @@ async def sign_out(
     outbox: OutboxDep,
     authenticator: AuthenticatorDep,
     sessions: SessionsDep,
+    settings: SettingsDep,
 ) -> Response | None:
     """Sign the dashboard out: the session ends on the server, so a copy of its cookie opens
     nothing any more, and the browser's cookie is deleted. A session already ended (or none)
     is signed out all the same. The cookie is deleted even when the database cannot take the
-    session's end (503: sign out again to end it)."""
+    session's end (503: sign out again to end it). Another site's page may not sign it out
+    (403, as for any write with the cookie)."""
     cookie = request.cookies.get(session_cookie(request))
+    if cookie:  # another site may not sign the dashboard out either
+        refuse_another_origin(request, settings)
     try:
         opened = sessions.open(cookie) if cookie else None
     except InvalidTicket:
