@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         description="Seconds PostgreSQL keeps a service's idle session before ending it "
         "(idle_session_timeout, PostgreSQL 14 and newer), so a quiet platform holds no server "
         "process for it. 0 keeps them all: the first burst after a quiet while then finds its "
-        "connections open (a fifth faster, docs/benchmarks.md), for their memory.",
+        "connections open (a fifth faster, docs/benchmarks.md), for their memory. The "
+        "reaper's one session is never ended: it holds the reaper's leader lock.",
     )
 
     admin_token: SecretStr = Field(
