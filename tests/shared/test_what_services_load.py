@@ -1,6 +1,6 @@
-"""What each service's program loads, imported in a process of its own as its console script
-imports it: no library it never uses, where loading one costs memory in every process
-(docs/benchmarks.md, the footprint of ``make run``)."""
+"""What each service's program (and the launcher) loads, imported in a process of its own as
+its console script imports it: no library it never uses, where loading one costs memory in
+every process (docs/benchmarks.md, the footprint of ``make run``)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,20 @@ def test_a_service_loads_no_library_it_never_uses(service: str) -> None:
 
     assert "nats" in loaded  # it did load its program
     assert not NEVER_USED[service] & loaded
+
+
+def test_the_launcher_runs_without_openssl() -> None:
+    """``woostore-run`` speaks plain HTTP on the loopback and hashes nothing
+    (woostore_devstack/run.py): OpenSSL, which asyncio and hashlib load whenever it is there,
+    stays out of its memory."""
+    probe = (
+        "import json, sys, woostore_devstack.run; "
+        "maps = open('/proc/self/maps').read(); "
+        "print(json.dumps([sorted(n for n in ('ssl', '_ssl', '_hashlib') if sys.modules.get(n)),"
+        " 'asyncio' in sys.modules, 'libcrypto' in maps or 'libssl' in maps]))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded, launcher_loaded, openssl_mapped = json.loads(run.stdout)
+
+    assert launcher_loaded  # it did load the launcher, which runs on asyncio
+    assert (loaded, openssl_mapped) == ([], False)
