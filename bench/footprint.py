@@ -222,7 +222,16 @@ PostgreSQL's postmaster with its children (it runs detached). RSS counts a page 
 several processes once in each, so the RSS total overstates what the machine gives; PSS adds
 up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
 
-Where it went down, from 498 MB RSS (373 MB PSS) in the run before:
+Where it went down, from 473 MB RSS (350 MB PSS, measured alone) in the run before:
+- PostgreSQL, one process fewer (65 MB RSS to 52): the reaper works on one connection, whose
+  session holds its leader lock and runs its passes (`woostore_reaper/leadership.py`); it
+  kept a second for its passes before. A backend is 15-19 MB of RSS, half of it its own
+  (the catalog it has read, its plans).
+- The launcher, 26 MB to 22: it speaks plain HTTP on the loopback and hashes nothing, so
+  OpenSSL (`ssl`, `_hashlib`, with libssl and libcrypto), which asyncio and hashlib load
+  whenever it is there, is kept from loading in it (`woostore_devstack/run.py`).
+
+Before that, from 498 MB RSS (373 MB PSS):
 - The notifier, 85 MB to 62: it runs its few statements (a key's lookup, tickets spent, the
   keys of open streams) in plain SQL on psycopg's connections (`woostore_notifier/database.py`),
   and never loads SQLAlchemy or the models (about 21 MB; an import-linter contract and
@@ -246,7 +255,7 @@ Before that, from 682 MB RSS (452 MB PSS) to 535 MB (401 MB PSS):
   took their connections in turn, so every one a burst or the warm pool's filling had
   opened was used every few seconds and kept. They now take the one given back last, and
   PostgreSQL ends a session idle 60 s (`woostore_shared.connecting.CLOSED_WHEN_IDLE`): idle,
-  the reaper's two are left (its leader lock's, and the one its passes use). Most of a
+  the reaper's two were left (its leader lock's, and the one its passes used). Most of a
   backend's RSS is the server's code and the shared memory it touched, counted again in
   each, so fewer processes lower the RSS total much more than the PSS one.
 - The API, about 7 MB: cryptography loads when an owner first reads a password.
@@ -265,14 +274,14 @@ each RSS; about 45 MB is Python's small objects (the code, classes and functions
 (pydantic's validators among them). The provisioner loads cryptography (about 7 MB) to
 encrypt credentials. Measured and not taken: `PYTHONOPTIMIZE=2` (2-4 MB a service, and it strips the
 docstrings the OpenAPI document is written from); autovacuum off (9 MB); `malloc_trim`
-once idle (1-4 MB a service); `MALLOC_ARENA_MAX=2` (nothing); the provisioner encrypting
+every 15 s in each service (4 MB in all: 3 in the API, 1 in the reaper, none in the
+others); `MALLOC_ARENA_MAX=2` (nothing); no server-side prepared statements on the
+reaper's connection (under 1 MB of its backend); the provisioner encrypting
 credentials through ctypes calls into OpenSSL rather than cryptography (8 MB, hand-written
 crypto); the store settings' checks finding codes in pycountry's JSON by pattern rather
 than through pycountry's tables (3 MB in the API, 2 in the reaper); no uvloop (about 2 MB in
-the API and the notifier, for a slower event loop). The largest left is PostgreSQL's
-second backend: the reaper holds one connection for its leader lock and its passes use
-another, 15-19 MB of RSS each; leading by a lease row instead would let a reaper paused past
-its lease act beside the next leader, which the session lock rules out.
+the API and the notifier, for a slower event loop). The largest single process left apart
+from the services is nats-server (about 21 MB, all its own: `GOGC` changed nothing).
 """
 
 
