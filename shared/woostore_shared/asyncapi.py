@@ -35,6 +35,7 @@ from woostore_shared.events import (
     Restored,
     RestoreFailed,
     RestoreRequested,
+    SourceLost,
 )
 
 _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
@@ -130,6 +131,12 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
         "A complete backup was found damaged as a restore or a copy read it (its data "
         "altered or gone from the repository): it is listed as damaged, for the reason "
         "given, and never restored or copied again. The store's status does not change.",
+    ),
+    EventName.SOURCE_LOST: (
+        SourceLost,
+        "The backup a failed copy was made from can be copied no more: deleted, found "
+        "damaged, or going with its store, whose deletion was asked for (reason). The copy is "
+        "offered no retry from now on. Its status (failed) does not change.",
     ),
 }
 

@@ -49,6 +49,7 @@ class EventName(StrEnum):
     RESTORE_FAILED = "restore_failed"
     BACKUP_DELETED = "backup_deleted"  # by its owner, or by the retention policy
     BACKUP_DAMAGED = "backup_damaged"  # found unreadable as a restore or a copy read it
+    SOURCE_LOST = "source_lost"  # a failed copy's backup can be copied no more: no retry
 
 
 class StepInfo(BaseModel):
@@ -310,6 +311,21 @@ class BackupDamaged(EventBody):
     reason: str
 
 
+# Why a copy's backup can be copied no more: deleted, found damaged, or going with its store,
+# whose deletion was asked for.
+SourceLoss = Literal["backup_deleted", "backup_damaged", "store_deleted"]
+
+
+class SourceLost(EventBody):
+    """The backup this failed copy was made from can be copied no more (``reason``), so the
+    copy is offered no retry from now on: deleting it is what is left. Only a copy that was
+    offered a retry hears of it; one failing later is never offered it."""
+
+    status: StoreStatus  # the copy's, failed, which this does not change
+    backup_id: uuid.UUID
+    reason: SourceLoss
+
+
 EventData = (
     Requested
     | Progress
@@ -332,6 +348,7 @@ EventData = (
     | RestoreFailed
     | BackupDeleted
     | BackupDamaged
+    | SourceLost
 )
 
 _NAMES: dict[type[BaseModel], EventName] = {
@@ -356,6 +373,7 @@ _NAMES: dict[type[BaseModel], EventName] = {
     RestoreFailed: EventName.RESTORE_FAILED,
     BackupDeleted: EventName.BACKUP_DELETED,
     BackupDamaged: EventName.BACKUP_DAMAGED,
+    SourceLost: EventName.SOURCE_LOST,
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -365,12 +366,17 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     assert (deleting.status_code, deleting.json()["status"]) == (202, "deleting")
 
 
+async def newest_event(nats: Client, store_id: str) -> dict[str, Any]:
+    return envelope((await stream_messages(nats, store_id))[-1])
+
+
 async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
-    client: httpx.AsyncClient, database: Database
+    client: httpx.AsyncClient, database: Database, nats_client: Client
 ) -> None:
     """A copy retried after its backup was deleted, or asked for of a store being deleted
     (its backups go with it), is refused at once: each used to be queued, take a slot, and
-    fail at its check_backup step."""
+    fail at its check_backup step. A failed copy offered a retry is told it is no more: a
+    dashboard drawing it from its events offered it until a reload."""
     source_id = await ready_store(client, database)
     kept, deleted = (
         await a_complete_backup(database, source_id),
@@ -392,12 +398,25 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
     failed = (await client.get(f"{STORES}/{copy['id']}")).json()
     # Not offered a retry it would be refused (a user's review).
     assert (failed["status"], failed["actions"]) == ("failed", ["delete"])
+    told = await newest_event(nats_client, copy["id"])
+    assert told["type"] == "io.woostore.store.source_lost"
+    assert told["data"] == {
+        "status": "failed", "backup_id": deleted, "reason": "backup_deleted", "actions": ["delete"]
+    }  # fmt: skip
 
     assert "retry" in (await client.get(f"{STORES}/{other['id']}")).json()["actions"]
+    assert (await newest_event(nats_client, other["id"]))["type"] == "io.woostore.store.requested"
     assert (await client.delete(f"{STORES}/{source_id}")).status_code == 202
     going = problem(await client.post(STORES, json={"name": "Copy", "from_backup": kept}), 409)
     assert going["detail"] == f"backup {kept} goes with store {source_id}, which is deleting"
     assert (await client.get(f"{STORES}/{other['id']}")).json()["actions"] == ["delete"]
+    told = await newest_event(nats_client, other["id"])
+    assert (told["type"], told["data"]) == (
+        "io.woostore.store.source_lost",
+        {"status": "failed", "backup_id": kept, "reason": "store_deleted", "actions": ["delete"]},
+    )
+    # Told once: the copy told before is not told again, as its source's store goes.
+    assert (await newest_event(nats_client, copy["id"]))["data"]["reason"] == "backup_deleted"
 
 
 async def waiting_for_locks(database: Database) -> int:

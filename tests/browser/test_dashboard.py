@@ -415,13 +415,16 @@ async def made_hours_ago(platform: Platform, store_id: str, hours: int) -> None:
         await connection.commit()
 
 
-async def fail_as_the_reaper_does(platform: Platform, store_id: str, reason: str) -> None:
-    """Fail a provisioning store as the reaper does when its deadline passes."""
+async def fail_as_the_reaper_does(
+    platform: Platform, store_id: str, reason: str, *, lost: bool = False
+) -> None:
+    """Fail a provisioning store as the reaper does when its deadline passes (``lost``: a
+    ready one, as it does when the store's namespace vanished)."""
     database = Database(Settings(database_url=platform.postgres.url).database_url)
     nats = await connect(platform.nats.url, "tests")
     try:
         async with UnitOfWork.begin(Outbox(database, nats, source="/woostore/reaper")) as uow:
-            await lifecycle.fail(uow, uuid.UUID(store_id), reason)
+            await lifecycle.fail(uow, uuid.UUID(store_id), reason, lost=lost)
     finally:
         await nats.close()
         await database.dispose()
@@ -577,6 +580,12 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(copy_card.get_by_test_id("store-origin")).to_contain_text(
         "A copy of Safe Shop, from its backup"
     )
+    # Lost once made: cleaned up, it may be made again from that backup while it can be read.
+    copy_id = await copy_card.get_attribute("data-store-id")
+    assert copy_id is not None
+    await fail_as_the_reaper_does(tenant, copy_id, "its namespace vanished", lost=True)
+    copy_retry = copy_card.get_by_test_id("retry-button")
+    await expect(copy_retry).to_be_visible(timeout=PROVISIONING)
 
     # The safety backup deleted, once confirmed: the list shows it gone without a reload.
     await safety.get_by_test_id("delete-backup-button").click()
@@ -609,6 +618,10 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(kept.get_by_test_id("delete-backup-button")).to_be_visible()
     await expect(backups.get_by_test_id("backup")).to_have_count(1)  # no safety backup listed
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    # The failed copy's backup can be copied no more: its card stops offering a retry, from
+    # the event saying so, without a reload (it offered it until one).
+    await expect(copy_retry).to_be_hidden(timeout=SHORT)
+    await expect(copy_card).to_have_attribute("data-status", "failed")
 
 
 # A platform of its own: stops the provisioner.

@@ -30,6 +30,8 @@ BACKUP = "3f2a9c1e-0000-4000-8000-000000000001"
         ("backup_damaged", {"status": "restoring", "backup_id": BACKUP,
                             "reason": "ciphertext verification failed"},
          f"restoring backup {BACKUP}: ciphertext verification failed"),
+        ("source_lost", {"status": "failed", "backup_id": BACKUP, "reason": "backup_damaged"},
+         f"failed backup {BACKUP}: backup_damaged"),  # a copy's: it can be retried no more
         ("changed", {"status": "ready", "change": "upgrade", "chart_version": "0.3.0",
                      "revision": 2}, "ready upgrade chart 0.3.0 (revision 2)"),
         ("change_failed", {"status": "ready", "change": "rollback", "reason": "helm said no"},

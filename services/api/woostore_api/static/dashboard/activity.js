@@ -7,6 +7,13 @@ import { CHANGE_NAMES, DELETION_STARTS, setTime, shortTimeFormat, stepText } fro
 import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
 
+// Why a failed copy's backup can be copied no more (a source_lost event's reason).
+const SOURCE_LOSSES = {
+  backup_deleted: 'was deleted',
+  backup_damaged: 'was found damaged',
+  store_deleted: 'goes with its store, being deleted',
+};
+
 export async function loadActivity(view, id) {
   view.activityIds = new Set();
   view.els.activityList.replaceChildren();
@@ -97,6 +104,8 @@ function describeEvent({ type, data = {} }) {
       return data?.reason === 'retention' ? 'Old backup deleted (retention)' : 'Backup deleted';
     case EVENT.backupDamaged:
       return `Backup found damaged, no longer restorable: ${data?.reason ?? 'unknown reason'}`;
+    case EVENT.sourceLost:
+      return `Can no longer be retried: the backup it was made from ${SOURCE_LOSSES[data?.reason] ?? 'is gone'}`;
     default:
       return String(type ?? 'event');
   }

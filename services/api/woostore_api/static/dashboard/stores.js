@@ -27,6 +27,7 @@ export const EVENT = {
   restoreFailed: 'io.woostore.store.restore_failed',
   backupDeleted: 'io.woostore.store.backup_deleted',
   backupDamaged: 'io.woostore.store.backup_damaged',
+  sourceLost: 'io.woostore.store.source_lost',
 };
 
 // Every status but deleted: what the list shows unless one status is chosen.
@@ -374,7 +375,9 @@ function applyEvent(store, event) {
       break;
     case EVENT.backupDeleted:
     case EVENT.backupDamaged:
-      // Its status stays; what it accepts may not (its last complete backup gone: no restore).
+    case EVENT.sourceLost:
+      // Its status stays; what it accepts may not (its last complete backup gone: no
+      // restore; a failed copy's backup gone: no retry).
       break;
     case EVENT.changeFailed:
       Object.assign(store, {
