@@ -199,8 +199,23 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     )
     await page.get_by_test_id("signout").click()
     await expect(page.get_by_test_id("signin-token")).to_be_visible(timeout=SHORT)
+    await expect(page.locator("#signin-message")).to_have_text("You have signed out.")
     await page.reload()
     await expect(page.get_by_test_id("signin-token")).to_be_visible(timeout=SHORT)
+
+    # A sign-out the server never got (its network gone) is not told as done: the session
+    # still works, and a reload shows it (the page said "signed out" whatever happened).
+    await signed_in(page, tenant)
+    await page.route("**/api/v1/session", lambda route: route.abort())
+    await page.get_by_test_id("signout").click()
+    await expect(page.locator("#signin-message")).to_have_text(
+        re.compile(r"^Signed out of this page, but the server did not end the session \(Network")
+    )
+    await page.unroute("**/api/v1/session")
+    await page.reload()
+    await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
 
 
 async def test_a_store_created_from_the_form_progresses_live_to_ready(

@@ -1,7 +1,7 @@
 // Signing in and out: the sign-in form, the session cookie (resumed on load), who is signed
 // in, and everything signing out clears.
 
-import { API_BASE, beginSession, endSession, isAdmin, whenSessionExpires } from './api.js';
+import { API_BASE, ApiError, api, beginSession, endSession, isAdmin, whenSessionExpires } from './api.js';
 import { resetActions } from './actions.js';
 import { clearAlerts } from './alerts.js';
 import { resetCards } from './cards.js';
@@ -91,11 +91,19 @@ function startSession(whoami, { focus = false } = {}) {
   connect();
 }
 
-// The server forgets nothing on sign-out (the cookie is signed, not stored); deleting the
-// cookie is what ends the session in this browser.
-function signOutOfServer() {
-  fetch(`${API_BASE}/session`, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
-  signOut('You have signed out.');
+// The server ends the session (a copy of its cookie opens nothing after) and deletes the
+// cookie. Should it not (refused, its database away, out of reach), the page says so rather
+// than "signed out": the session may still work, in this browser or wherever its cookie is.
+async function signOutOfServer() {
+  let said = 'You have signed out.';
+  try {
+    await api('DELETE', '/session');
+  } catch (err) {
+    if (err instanceof ApiError) {
+      said = `Signed out of this page, but the server did not end the session (${err.message}). Sign out again once it can.`;
+    }
+  }
+  signOut(said);
 }
 
 function signOut(message = '') {
