@@ -15,7 +15,7 @@ from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
-from woostore_reaper.leadership import LOCK_KEY, LeaderLock, reaper_database
+from woostore_reaper.leadership import LOCK_KEY, LeaderLock, LostTheLock, reaper_database
 from woostore_reaper.reaping import delete_as_asked, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -374,20 +374,46 @@ async def lock_holder(url: str) -> int | None:
         await observer.dispose()
 
 
-async def test_a_leader_whose_connection_is_lost_finds_out_before_it_acts_again(
+async def terminate(db: Database, pid: int | None) -> None:
+    async with db.session() as session:
+        connection = await session.connection()
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+async def a_statement_of_a_pass(db: Database) -> int:
+    """What the session running it is (its server process)."""
+    async with db.session() as session:
+        connection = await session.connection()
+        return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def test_a_leader_whose_connection_is_lost_goes_on_only_once_it_holds_the_lock_again(
     two_reapers: tuple[LeaderLock, LeaderLock], settings: Settings
 ) -> None:
+    """The pool opens a new connection in place of one lost, and the lock went with the old
+    one: a pass must not go on without it, beside the reaper that took it meanwhile."""
     first, second = two_reapers
     assert await first.held()
-    holder = await lock_holder(settings.database_url)
-    async with second.db.session() as session:
-        connection = await session.connection()
-        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder})
+    lost = await lock_holder(settings.database_url)
+    await terminate(second.db, lost)
     assert await second.held()  # the lock went with the session
 
-    assert not await first.held()  # on a new connection: the lock is another's
+    with pytest.raises(LostTheLock):  # the pass's next statement, on a new connection
+        await a_statement_of_a_pass(first.db)
+    assert not first.leading
+    assert not await first.held()
+
+    # Lost while no other reaper took it: taken again on the new connection, and the pass
+    # goes on.
     await second.release()
-    assert await first.held()  # and taken again once free
+    assert await first.held()
+    lost = await lock_holder(settings.database_url)
+    await terminate(second.db, lost)
+    again = await a_statement_of_a_pass(first.db)
+    assert again != lost
+    assert await lock_holder(settings.database_url) == again
+    assert first.leading
+    assert not await second.held()
 
 
 async def test_the_passes_run_on_the_session_holding_the_lock_outside_any_transaction(

@@ -5,9 +5,10 @@ leader dies or loses its connection, PostgreSQL releases the lock and another ta
 
 A reaper works on a single connection (:func:`reaper_database`), kept open however long it
 sits idle, and its session holds the lock. So the passes run on the session that holds the
-lock, and a leader whose connection was lost (and the lock with it) finds out as its next
-pass begins, before it acts again. It also keeps one PostgreSQL process rather than two (15-19 MB
-of RSS, docs/benchmarks.md, the footprint of ``make run``).
+lock. A connection lost takes the lock with it: the new one the pool opens in its place
+takes the lock again before any statement runs on it, and is refused if another reaper
+took it meanwhile, so a pass never goes on without the lock. It also keeps one PostgreSQL
+process rather than two (15-19 MB of RSS, docs/benchmarks.md, the footprint of ``make run``).
 
 The lock is a session's, not a transaction's: no transaction is left open between passes,
 which an operator's ``idle_in_transaction_session_timeout`` (common on managed PostgreSQL)
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import zlib
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from woostore_shared.db import Database
 from woostore_shared.logging import get_logger
@@ -47,28 +50,54 @@ def reaper_database(settings: Settings) -> Database:
     return Database(settings.database_url, "woostore-reaper", closed_when_idle=0, connections=1)
 
 
+class LostTheLock(Exception):
+    """The leading reaper's connection was lost, and another reaper took the lock before a
+    new connection could take it again: what was running on the connection stops."""
+
+
 class LeaderLock:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.leading = False
+        event.listen(db.engine.sync_engine, "connect", self._take_again)
 
     async def held(self) -> bool:
         """Whether this reaper leads now: keeps the lock, or takes it if free."""
         try:
             async with self.db.session() as session:
                 connection = await session.connection()
-                leading = bool(
-                    (await connection.execute(_KEEP_OR_TAKE, {"key": LOCK_KEY})).scalar()
-                )
-        except SQLAlchemyError as error:
-            log.warning("the leader lock could not be looked at", error=type(error).__name__)
-            leading = False
+                result = await connection.execute(_KEEP_OR_TAKE, {"key": LOCK_KEY})
+                leading, why = bool(result.scalar()), None
+        except LostTheLock:
+            return False  # told as it was found
+        except SQLAlchemyError as error:  # a standby says nothing: its readiness says why
+            leading, why = False, type(error).__name__
         if self.leading and not leading:
-            log.warning("lost the leader lock")
+            log.warning("lost the leader lock", error=why)
         elif leading and not self.leading:
             log.info("leading: this reaper acts")
         self.leading = leading
         return leading
+
+    def _take_again(self, dbapi: Any, _record: ConnectionPoolEntry) -> None:
+        """A connection the pool opens while this reaper leads replaces one lost, and the
+        lock went with it: taken again on the new one before any statement runs on it, or
+        the connection is refused if another reaper took the lock meanwhile."""
+        if not self.leading:
+            return
+        dbapi.autocommit = True
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+            taken = bool(cursor.fetchone()[0])
+        finally:
+            cursor.close()
+            dbapi.autocommit = False
+        if not taken:
+            self.leading = False
+            log.warning("lost the leader lock with its connection: another reaper leads")
+            dbapi.close()
+            raise LostTheLock
 
     async def release(self) -> None:
         """Let another reaper take over at once, rather than when this one's session ends."""
