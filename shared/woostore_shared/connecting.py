@@ -12,7 +12,7 @@ import psycopg
 
 from woostore_shared.settings import Settings
 
-MAX_CONNECTIONS = 15  # a process's, each service's
+MAX_CONNECTIONS = 15  # a process's, each service's but the reaper's (1: leadership.py)
 # How long a request waits for one of them, all in use, before it is refused (the API's 503):
 # long past any burst's wait (a create holds one for milliseconds), short of a client's patience.
 POOL_WAIT_SECONDS = 10.0
@@ -48,7 +48,8 @@ SERVER_SILENCE_LIMITS = {
 # max_connections). A busy one keeps those it uses: its pool (db.Database's) hands out the
 # connection given back last, and drops one idle half this long as it is taken
 # (db._look_before_use), so no statement is sent as the server ends its session. (The
-# notifier keeps none open.) WOOSTORE_DATABASE_IDLE_SECONDS sets it for a service (0: never).
+# notifier keeps none open; the reaper's one is never ended: it holds the leader lock.)
+# WOOSTORE_DATABASE_IDLE_SECONDS sets it for a service (0: never).
 CLOSED_WHEN_IDLE: float = Settings.model_fields["database_idle_seconds"].default  # 60 s
 IDLE_LIMIT, IDLE_LIMIT_SINCE = "idle_session_timeout", 140000  # PostgreSQL 14
 
