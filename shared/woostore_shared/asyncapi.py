@@ -134,9 +134,10 @@ _DATA: dict[EventName, tuple[type[BaseModel], str]] = {
     ),
     EventName.SOURCE_LOST: (
         SourceLost,
-        "The backup a failed copy was made from can be copied no more: deleted, found "
-        "damaged, or going with its store, whose deletion was asked for (reason). The copy is "
-        "offered no retry from now on. Its status (failed) does not change.",
+        "The backup a copy is made from can be copied no more: deleted, found damaged, or "
+        "going with its store, whose deletion was asked for (reason). Failed, or failing "
+        "later, the copy is offered no retry. Sent to each copy failed or not made yet, after "
+        "the event of its cause; its status does not change.",
     ),
 }
 

@@ -49,7 +49,7 @@ class EventName(StrEnum):
     RESTORE_FAILED = "restore_failed"
     BACKUP_DELETED = "backup_deleted"  # by its owner, or by the retention policy
     BACKUP_DAMAGED = "backup_damaged"  # found unreadable as a restore or a copy read it
-    SOURCE_LOST = "source_lost"  # a failed copy's backup can be copied no more: no retry
+    SOURCE_LOST = "source_lost"  # a copy's backup can be copied no more: no retry
 
 
 class StepInfo(BaseModel):
@@ -317,11 +317,11 @@ SourceLoss = Literal["backup_deleted", "backup_damaged", "store_deleted"]
 
 
 class SourceLost(EventBody):
-    """The backup this failed copy was made from can be copied no more (``reason``), so the
-    copy is offered no retry from now on: deleting it is what is left. Only a copy that was
-    offered a retry hears of it; one failing later is never offered it."""
+    """The backup this copy is made from can be copied no more (``reason``): failed, or
+    failing later, the copy is offered no retry (deleting it is what is left). Told to each
+    copy failed or not made yet, after the event of its cause."""
 
-    status: StoreStatus  # the copy's, failed, which this does not change
+    status: StoreStatus  # the copy's (queued, provisioning or failed), which this keeps
     backup_id: uuid.UUID
     reason: SourceLoss
 

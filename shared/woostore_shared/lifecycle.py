@@ -519,14 +519,14 @@ async def request_deletion(uow: UnitOfWork, store_id: uuid.UUID) -> tuple[Store,
         return store, False  # asked for already
     if waits:
         store.delete_requested_at = utcnow()
-        await _copies_lose_their_source(uow, col(StoreBackup.store_id) == store.id, "store_deleted")
         uow.emit(store, DeleteQueued(status=store.status))
+        await _copies_lose_their_source(uow, col(StoreBackup.store_id) == store.id, "store_deleted")
         return store, True
     if copy is not None:
         raise CopyUnderWay("store", store.id, copy)  # queued or provisioning: rare enough
     transition(store, S.DELETING, DELETABLE)
-    await _copies_lose_their_source(uow, col(StoreBackup.store_id) == store.id, "store_deleted")
     uow.emit(store, DeleteRequested())
+    await _copies_lose_their_source(uow, col(StoreBackup.store_id) == store.id, "store_deleted")
     uow.dispatch(store, Lane.REMOVAL)
     return store, True
 
@@ -858,8 +858,8 @@ async def delete_backup(
     backup.status = BackupStatus.DELETING
     uow.session.add(backup)
     await _count_backups(uow, store)
-    await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id, "backup_deleted")
     uow.emit(store, BackupDeleted(status=store.status, backup_id=backup.id, reason=reason))
+    await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id, "backup_deleted")
     uow.dispatch(store, Lane.CHANGE)
     return backup, True
 
@@ -880,9 +880,9 @@ async def mark_backup_damaged(uow: UnitOfWork, backup_id: uuid.UUID, damage: str
     backup.status, backup.reason = BackupStatus.DAMAGED, damage
     uow.session.add(backup)
     await _count_backups(uow, store)
-    await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id, "backup_damaged")
     uow.once_committed(BACKUPS_DAMAGED.inc)
     uow.emit(store, BackupDamaged(status=store.status, backup_id=backup.id, reason=damage))
+    await _copies_lose_their_source(uow, col(StoreBackup.id) == backup.id, "backup_damaged")
     return True
 
 
@@ -971,14 +971,20 @@ def _summary(store: Store, source: Store | None = None) -> StoreSummary:
     return summary
 
 
+# The copies a retry could concern: failed, or not made yet (and so may fail).
+_MAY_BE_RETRIED = frozenset({S.QUEUED, S.PROVISIONING, S.FAILED})
+
+
 async def _copies_lose_their_source(
     uow: UnitOfWork, backups: ColumnElement[bool], reason: SourceLoss
 ) -> None:
     """The stores made from one of ``backups`` can be made from it no more (``reason``):
-    none of them is offered a retry from now on. A failed copy that was offered one is told
-    (``source_lost``): a client drawing it from its events would offer it still. Each copy
-    is locked as it is read, after the backups' store (as ``retry`` locks them), so one
-    failing meanwhile is either seen failed here or reads the mark as it fails."""
+    none of them is offered a retry from now on. Each copy not made yet, or failed, is told
+    why (``source_lost``, after the event of its cause): one offered a retry would be offered
+    it still by a client drawing it from its events, and one failing later would never say
+    why it is not. Each copy is locked as it is read, after the backups' store (as ``retry``
+    locks them), so one failing meanwhile is either seen failed here or reads the mark as it
+    fails."""
     copies = await uow.session.exec(
         select(Store)
         .where(col(Store.from_backup_id).in_(select(StoreBackup.id).where(backups)))
@@ -987,10 +993,9 @@ async def _copies_lose_their_source(
         .execution_options(populate_existing=True)  # as it is now the lock is held
     )
     for copy in copies.all():
-        offered_a_retry = "retry" in actions_of(copy)
         copy.from_backup_lost = True
         uow.session.add(copy)
-        if offered_a_retry:
+        if copy.status in _MAY_BE_RETRIED:
             assert copy.from_backup_id is not None  # (selected so)
             uow.emit(
                 copy, SourceLost(status=copy.status, backup_id=copy.from_backup_id, reason=reason)

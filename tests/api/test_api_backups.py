@@ -327,8 +327,23 @@ async def test_a_store_is_made_only_from_a_complete_backup_of_its_own_tenant(
     assert (await acme.get(STORES)).json()["items"] == []
 
 
+async def newest_event(nats: Client, store_id: str) -> dict[str, Any]:
+    return envelope((await stream_messages(nats, store_id))[-1])
+
+
+async def told_its_source_is_lost(nats: Client, copy_id: str, cause: str) -> dict[str, Any]:
+    """The copy's newest event, a source_lost published after ``cause`` (its subject): its
+    data."""
+    told = await newest_event(nats, copy_id)
+    assert told["type"] == "io.woostore.store.source_lost"
+    held = [message.subject for message in await stream_messages(nats)]
+    assert held.index(cause) < held.index(f"store.source_lost.{copy_id}")
+    data: dict[str, Any] = told["data"]
+    return data
+
+
 async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
-    client: httpx.AsyncClient, database: Database
+    client: httpx.AsyncClient, database: Database, nats_client: Client
 ) -> None:
     """The new store reads the backup until it is made: deleting either the backup or its
     store then failed the copy, "not whole", at its check_backup step. The backup's
@@ -351,6 +366,14 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     waiting = asked.json()
     assert (waiting["status"], waiting["actions"]) == ("ready", [])
     assert waiting["delete_requested_at"] is not None
+    # The copy, not made yet, is told it could not be made again should it fail, after its
+    # source's deletion (the cause) is told.
+    told = await told_its_source_is_lost(
+        nats_client, copy["id"], cause=f"store.delete_queued.{source_id}"
+    )
+    assert told == {
+        "status": "queued", "backup_id": backup_id, "reason": "store_deleted", "actions": ["delete"]
+    }  # fmt: skip
     upgrade = await client.post(f"{STORES}/{source_id}/upgrade")
     assert problem(upgrade, 409)["detail"] == (
         "a ready store, to be deleted, cannot be changed: its deletion was asked for, and starts "
@@ -364,10 +387,6 @@ async def test_a_backup_being_copied_and_its_store_stay_until_the_copy_is_made(
     await set_columns(database, copy["id"], status=StoreStatus.READY)  # made: it reads no more
     deleting = await client.delete(f"{STORES}/{source_id}")  # its owner need not wait either
     assert (deleting.status_code, deleting.json()["status"]) == (202, "deleting")
-
-
-async def newest_event(nats: Client, store_id: str) -> dict[str, Any]:
-    return envelope((await stream_messages(nats, store_id))[-1])
 
 
 async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
@@ -398,9 +417,10 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
     failed = (await client.get(f"{STORES}/{copy['id']}")).json()
     # Not offered a retry it would be refused (a user's review).
     assert (failed["status"], failed["actions"]) == ("failed", ["delete"])
-    told = await newest_event(nats_client, copy["id"])
-    assert told["type"] == "io.woostore.store.source_lost"
-    assert told["data"] == {
+    told = await told_its_source_is_lost(
+        nats_client, copy["id"], cause=f"store.backup_deleted.{source_id}"
+    )
+    assert told == {
         "status": "failed", "backup_id": deleted, "reason": "backup_deleted", "actions": ["delete"]
     }  # fmt: skip
 
@@ -410,11 +430,12 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
     going = problem(await client.post(STORES, json={"name": "Copy", "from_backup": kept}), 409)
     assert going["detail"] == f"backup {kept} goes with store {source_id}, which is deleting"
     assert (await client.get(f"{STORES}/{other['id']}")).json()["actions"] == ["delete"]
-    told = await newest_event(nats_client, other["id"])
-    assert (told["type"], told["data"]) == (
-        "io.woostore.store.source_lost",
-        {"status": "failed", "backup_id": kept, "reason": "store_deleted", "actions": ["delete"]},
+    told = await told_its_source_is_lost(
+        nats_client, other["id"], cause=f"store.delete_requested.{source_id}"
     )
+    assert told == {
+        "status": "failed", "backup_id": kept, "reason": "store_deleted", "actions": ["delete"]
+    }  # fmt: skip
     # Told once: the copy told before is not told again, as its source's store goes.
     assert (await newest_event(nats_client, copy["id"]))["data"]["reason"] == "backup_deleted"
 

@@ -7,11 +7,11 @@ import { CHANGE_NAMES, DELETION_STARTS, setTime, shortTimeFormat, stepText } fro
 import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
 
-// Why a failed copy's backup can be copied no more (a source_lost event's reason).
+// Why a copy's backup can be copied no more (a source_lost event's reason).
 const SOURCE_LOSSES = {
-  backup_deleted: 'was deleted',
-  backup_damaged: 'was found damaged',
-  store_deleted: 'goes with its store, being deleted',
+  backup_deleted: 'the backup it is made from was deleted',
+  backup_damaged: 'the backup it is made from was found damaged',
+  store_deleted: 'the store it is copied from is being deleted, and its backups with it',
 };
 
 export async function loadActivity(view, id) {
@@ -105,7 +105,8 @@ function describeEvent({ type, data = {} }) {
     case EVENT.backupDamaged:
       return `Backup found damaged, no longer restorable: ${data?.reason ?? 'unknown reason'}`;
     case EVENT.sourceLost:
-      return `Can no longer be retried: the backup it was made from ${SOURCE_LOSSES[data?.reason] ?? 'is gone'}`;
+      return `${data?.status === 'failed' ? 'Can no longer be retried' : 'Cannot be retried, should it fail'}: ${
+        SOURCE_LOSSES[data?.reason] ?? 'its backup is gone'}`;
     default:
       return String(type ?? 'event');
   }

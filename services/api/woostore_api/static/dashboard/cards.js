@@ -277,6 +277,9 @@ function renderCard(view, store) {
   renderUpgradeButton(e.upgradeButton, store.chart_version);
   e.rollbackButton.hidden = !offers('rollback');
   e.retryButton.hidden = !offers('retry');
+  e.retryButton.title = store.origin === 'backup'
+    ? 'Make the store again from the same backup, under the same name and address'
+    : 'Make the store again from scratch, under the same name and address';
   // Backups are a live store's: listed while it is ready or backing up, made when offered.
   e.backups.hidden = !['ready', 'backing_up', 'restoring'].includes(status);
   showBackupButtons(view, store);
