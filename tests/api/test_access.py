@@ -256,7 +256,8 @@ async def test_signing_out_with_the_database_out_of_reach_still_deletes_the_cook
     api: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The browser forgets the session whatever happens; the client is told the server did
-    not, and to sign out again (the cookie's deletion was lost with the 503)."""
+    not, and what that leaves: a copy of the cookie works until the session expires (it
+    was told to sign out again, which the browser, without its cookie, could not)."""
     key = (await client.post(KEYS, json={"name": "browser"})).json()
     nowhere = Database(f"postgresql+psycopg://woostore:x@127.0.0.1:{free_port()}/woostore")
     async with client_with(api) as browser:
@@ -268,7 +269,8 @@ async def test_signing_out_with_the_database_out_of_reach_still_deletes_the_cook
             await nowhere.dispose()
 
         assert problem(refused, 503)["detail"] == (
-            "the session could not be ended on the server: sign out again to end it"
+            "the session could not be ended on the server; this cookie is deleted all the same, "
+            "and a copy of it opens the session until it expires or its key is revoked"
         )
         assert refused.headers["set-cookie"].startswith('woostore_session="";')
         assert not browser.cookies
@@ -291,7 +293,8 @@ async def test_signing_out_whose_statement_fails_is_told_as_the_database_out_of_
         refused = await browser.delete(SESSION)
 
         assert problem(refused, 503)["detail"] == (
-            "the session could not be ended on the server: sign out again to end it"
+            "the session could not be ended on the server; this cookie is deleted all the same, "
+            "and a copy of it opens the session until it expires or its key is revoked"
         )
         assert not browser.cookies
 

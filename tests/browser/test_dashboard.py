@@ -209,7 +209,8 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     await page.route("**/api/v1/session", lambda route: route.abort())
     await page.get_by_test_id("signout").click()
     await expect(page.locator("#signin-message")).to_have_text(
-        re.compile(r"^Signed out of this page, but the server did not end the session \(Network")
+        "The server did not end the session (Network error: Could not reach the WooStore API):"
+        " this browser is still signed in. Reload the page to sign out again."
     )
     await page.unroute("**/api/v1/session")
     await page.reload()

@@ -281,7 +281,8 @@ def session_not_ended() -> Problem:
     a copy of it still opens the session until it is ended, or expires."""
     return Problem(
         503, "Database unavailable",
-        "the session could not be ended on the server: sign out again to end it",
+        "the session could not be ended on the server; this cookie is deleted all the same, "
+        "and a copy of it opens the session until it expires or its key is revoked",
         kind="database-unavailable", headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
     )  # fmt: skip
 

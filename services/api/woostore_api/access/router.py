@@ -279,7 +279,8 @@ async def sign_out(
     """Sign the dashboard out: the session ends on the server, so a copy of its cookie opens
     nothing any more, and the browser's cookie is deleted. A session already ended (or none)
     is signed out all the same. The cookie is deleted even when the database cannot take the
-    session's end (503: sign out again to end it). Another site's page may not sign it out
+    session's end (503: a copy of the cookie opens the session until it expires, or its key
+    is revoked). Another site's page may not sign it out
     (403, as for any write with the cookie)."""
     cookie = request.cookies.get(session_cookie(request))
     if cookie:  # another site may not sign the dashboard out either

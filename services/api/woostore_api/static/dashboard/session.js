@@ -95,13 +95,22 @@ function startSession(whoami, { focus = false } = {}) {
 // cookie. Should it not (refused, its database away, out of reach), the page says so rather
 // than "signed out": the session may still work, in this browser or wherever its cookie is.
 async function signOutOfServer() {
+  els.signout.disabled = true;
+  els.signout.textContent = 'Signing out…';
   let said = 'You have signed out.';
   try {
     await api('DELETE', '/session');
   } catch (err) {
-    if (err instanceof ApiError) {
-      said = `Signed out of this page, but the server did not end the session (${err.message}). Sign out again once it can.`;
+    const why = err instanceof ApiError ? err.message.replace(/\.$/, '') : null;
+    if (why && err.problem?.status === 503) {
+      // The API deleted the cookie all the same: this browser is signed out, the session not.
+      said = `This browser is signed out, but the server could not end the session (${why}).`;
+    } else if (why) {
+      said = `The server did not end the session (${why}): this browser is still signed in. Reload the page to sign out again.`;
     }
+  } finally {
+    els.signout.disabled = false;
+    els.signout.textContent = 'Sign out';
   }
   signOut(said);
 }
