@@ -972,7 +972,7 @@ def _summary(store: Store, source: Store | None = None) -> StoreSummary:
 
 
 # The copies a retry could concern: failed, or not made yet (and so may fail).
-_MAY_BE_RETRIED = frozenset({S.QUEUED, S.PROVISIONING, S.FAILED})
+_MAY_BE_RETRIED = UNFINISHED | {S.FAILED}
 
 
 async def _copies_lose_their_source(

@@ -31,7 +31,6 @@ from woostore_shared.lifecycle import (
 from woostore_shared.logging import get_logger
 from woostore_shared.models import StoreStatus
 from woostore_shared.problems import (
-    DATABASE_RETRY_SECONDS,
     METHOD_NOT_ALLOWED,
     PROBLEM_JSON,
     TYPE_BASE,
@@ -276,15 +275,12 @@ def takes_no_body() -> Problem:
     )  # fmt: skip
 
 
-def session_not_ended() -> Problem:
-    """503: the database did not take a session's end. Its cookie is deleted all the same;
-    a copy of it still opens the session until it is ended, or expires."""
-    return Problem(
-        503, "Database unavailable",
-        "the session could not be ended on the server; this cookie is deleted all the same, "
-        "and a copy of it opens the session until it expires or its key is revoked",
-        kind="database-unavailable", headers={"Retry-After": str(DATABASE_RETRY_SECONDS)},
-    )  # fmt: skip
+# The 503's detail when the database did not take a session's end. Its cookie is deleted all
+# the same; a copy of it still opens the session until it expires, or its key is revoked.
+SESSION_NOT_ENDED = (
+    "the session could not be ended on the server; this cookie is deleted all the same, "
+    "and a copy of it opens the session until it expires or its key is revoked"
+)
 
 
 def copied_across_tenants(backup_id: uuid.UUID, tenant_id: uuid.UUID) -> Problem:

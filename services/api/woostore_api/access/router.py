@@ -38,14 +38,10 @@ from woostore_api.deps import (
     SettingsDep,
 )
 from woostore_api.edge import no_store
-from woostore_api.problems import (
-    problem_response,
-    problem_responses,
-    session_not_ended,
-    unauthorized,
-)
+from woostore_api.problems import SESSION_NOT_ENDED, problem_responses, unauthorized
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Tenant
+from woostore_shared.problems import database_unavailable
 from woostore_shared.secrets import InvalidTicket
 from woostore_shared.settings import Settings
 
@@ -294,7 +290,7 @@ async def sign_out(
         if opened is not None and principal is not None:  # else ended already, or never ours
             await service.sign_out(outbox, caller_of(request, principal), opened)
     except (DBAPIError, PoolTimeout):
-        refused = problem_response(request, session_not_ended())
+        refused = database_unavailable(request, SESSION_NOT_ENDED)
         _forget_the_cookie(refused, request)
         return refused
     _forget_the_cookie(response, request)
