@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
@@ -489,7 +490,6 @@ class _Keeping:
 async def run_services(
     env: dict[str, str],
     settings: LaunchSettings,
-    nats_url: str,
     started: Started,
     kept: list[Kept] | None = None,
 ) -> int:
@@ -511,7 +511,7 @@ async def run_services(
             {name: f"http://{settings.ops_host}:{port}/readyz" for name, port in ops_ports.items()}
         )
         ops = {name: f"http://{settings.ops_host}:{port}" for name, port in ops_ports.items()}
-        _print_banner(env, settings, nats_url, ops)
+        _print_banner(env, settings, ops)
 
     keeper = asyncio.create_task(keep_embedded_running(kept or [], stopping))
     status = await supervise(services, RestartPolicy(), stopping, banner)
@@ -536,17 +536,35 @@ def _admin_token(env: dict[str, str], settings: LaunchSettings) -> str:
     return f"in {settings.data_dir / 'secrets.json'} (shown on a terminal only)"
 
 
-def _print_banner(
-    env: dict[str, str], settings: LaunchSettings, nats_url: str, ops: dict[str, str]
-) -> None:
+def without_credentials(urls: str) -> str:
+    """A URL (or comma-separated URLs) as the banner shows it: the password of a user, or a
+    NATS token (the whole user part, ``nats://token@host``), as ``***``. The output goes to
+    terminals and log files; an operator's own NATS or PostgreSQL URL may carry either."""
+    shown = []
+    for url in urls.split(","):
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.password or (parts.username and parts.scheme.startswith(("nats", "tls", "ws"))):
+            user = "***" if parts.password is None else f"{parts.username}:***"
+            parts = parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}")
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if any(name == "password" for name, _ in query):  # libpq takes it there too
+            hidden = [(name, "***" if name == "password" else value) for name, value in query]
+            parts = parts._replace(query=urllib.parse.urlencode(hidden, safe="/*"))
+        shown.append(urllib.parse.urlunsplit(parts))
+    return ",".join(shown)
+
+
+def _print_banner(env: dict[str, str], settings: LaunchSettings, ops: dict[str, str]) -> None:
     # Each service's /healthz, /readyz and /metrics, on a port of its own picked at start.
     ops_lines = "".join(f"    {name:<12} {url}/metrics\n" for name, url in ops.items())
+    nats, postgres = env["WOOSTORE_NATS_URL"], env["WOOSTORE_DATABASE_URL"]
     print(
         "\n"
         f"  WooStore is running.  Dashboard: http://{settings.api_host}:{settings.api_port}/\n"
         f"  Admin token: {_admin_token(env, settings)}\n"
         f"  Event stream: {settings.events_url}\n"
-        f"  NATS (store events on stream STORES): {nats_url}\n"
+        f"  NATS (store events on stream STORES): {without_credentials(nats)}\n"
+        f"  PostgreSQL (psql takes this URL): {without_credentials(postgres)}\n"
         f"  Ops (/healthz, /readyz, /metrics of each service):\n{ops_lines}"
         "  Press Ctrl-C to stop.\n",
         flush=True,
@@ -599,7 +617,7 @@ def _run(settings: LaunchSettings, data_dir: Path, running: ExitStack) -> int:
     setup = Path(sys.executable).parent / "woostore-setup"
     if subprocess.run([str(setup)], env=env, check=False).returncode != 0:
         raise SystemExit("woostore-setup failed")
-    return asyncio.run(run_services(env, settings, nats_url, started, kept))
+    return asyncio.run(run_services(env, settings, started, kept))
 
 
 def _stop_as_ctrl_c_does() -> None:

@@ -37,6 +37,7 @@ from woostore_devstack.launcher import (
     supervise,
     wait_until_ready,
     when_all_ready,
+    without_credentials,
 )
 from woostore_devstack.settings_reader import LaunchSettings, read_settings
 from woostore_shared.messaging import connect
@@ -482,3 +483,25 @@ def test_settings_refused_end_the_launcher_naming_each_variable(
     assert "refused settings" in said
     assert "WOOSTORE_API_PORT:" in said
     assert "eighty" not in said  # a value is never shown: it may be a secret
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # The embedded servers' own: nothing to hide, and psql takes it as printed.
+        ("postgresql://postgres:@/postgres?host=/tmp/data/postgres",
+         "postgresql://postgres:@/postgres?host=/tmp/data/postgres"),
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        # An operator's own.
+        ("postgresql://shop:s3cret@db.example:5432/woo?sslmode=require",
+         "postgresql://shop:***@db.example:5432/woo?sslmode=require"),
+        ("postgresql://shop@db.example/woo?password=s3cret&sslmode=require",
+         "postgresql://shop@db.example/woo?password=***&sslmode=require"),
+        ("nats://s3cret@nats-a:4222, tls://user:s3cret@nats-b:4222",
+         "nats://***@nats-a:4222,tls://user:***@nats-b:4222"),
+    ],
+)  # fmt: skip
+def test_the_banner_shows_the_servers_urls_without_their_credentials(url: str, shown: str) -> None:
+    """The banner goes to terminals and log files; a NATS URL given to the launcher was
+    printed as it came, its password or token with it."""
+    assert without_credentials(url) == shown

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import psycopg
 import pytest
 
 from tests.support import still_runs
@@ -135,6 +136,10 @@ def test_the_banner_names_every_services_ops_endpoints(make_run: MakeRun) -> Non
     token = json.loads(secrets.read_text())["admin_token"]
     assert token not in banner
     assert f"  Admin token: in {secrets} (shown on a terminal only)\n" in banner
+    # The runbook's queries need PostgreSQL's address, which was printed nowhere.
+    [postgres] = re.findall(r"^  PostgreSQL \(psql takes this URL\): (\S+)$", banner, re.MULTILINE)
+    with psycopg.connect(postgres) as connection:
+        assert connection.execute("SELECT count(*) FROM stores").fetchone() == (0,)
 
 
 def test_ctrl_c_stops_the_services_before_nats_and_none_of_them_complains(
