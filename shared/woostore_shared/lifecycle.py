@@ -219,8 +219,20 @@ class BackupNotRestorable(Exception):
     is being deleted: there is nothing whole to restore or copy."""
 
     def __init__(self, backup: StoreBackup, why: str = "") -> None:
-        why = why or f"is {backup.status.value}: only a complete one is restored or copied"
-        super().__init__(f"backup {backup.id} {why}")
+        self.backup_id = backup.id
+        self.why = why or f"is {backup.status.value}: only a complete one is restored or copied"
+        super().__init__(f"backup {backup.id} {self.why}")
+
+
+class CopyCannotBeMadeAgain(Exception):
+    """A failed copy retried once its backup cannot be copied (deleted, damaged, or going
+    with its store): its owner asked for a retry, not for a copy of that backup."""
+
+    def __init__(self, store: Store, lost: BackupNotRestorable) -> None:
+        super().__init__(
+            f"store {store.id} cannot be made again from backup {lost.backup_id}, which "
+            f"{lost.why}. Delete it, or copy another backup."
+        )
 
 
 class NothingToRollBackTo(Exception):
@@ -489,7 +501,10 @@ async def retry(uow: UnitOfWork, store_id: uuid.UUID) -> Store:
     if store.status is S.FAILED and store.cleaned_up_at is None and not store.delete_requested_at:
         raise StillCleaningUp(store_id)  # (one to be deleted is refused for good, below)
     transition(store, S.QUEUED, {S.FAILED})
-    source = None if from_backup is None else await _copyable(uow, from_backup)
+    try:
+        source = None if from_backup is None else await _copyable(uow, from_backup)
+    except BackupNotRestorable as lost:
+        raise CopyCannotBeMadeAgain(store, lost) from None
     await _forget_the_attempt(uow, store)
     store.failure_reason = store.cleaned_up_at = store.ready_at = None
     store.storefront_url = store.admin_url = None

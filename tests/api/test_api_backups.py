@@ -413,7 +413,12 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
     assert (await client.delete(f"{STORES}/{source_id}/backups/{deleted}")).status_code == 202
 
     again = problem(await client.post(f"{STORES}/{copy['id']}/retry"), 409)
-    assert f"backup {deleted} is deleting" in again["detail"]
+    # What was asked for was a retry, not a copy of that backup (a user's review).
+    assert again["title"] == "Store cannot be retried"
+    assert again["detail"] == (
+        f"store {copy['id']} cannot be made again from backup {deleted}, which is deleting: "
+        "only a complete one is restored or copied. Delete it, or copy another backup."
+    )
     failed = (await client.get(f"{STORES}/{copy['id']}")).json()
     # Not offered a retry it would be refused (a user's review).
     assert (failed["status"], failed["actions"]) == ("failed", ["delete"])

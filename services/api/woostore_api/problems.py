@@ -23,6 +23,7 @@ from woostore_shared.lifecycle import (
     BackupInUse,
     BackupNotFound,
     BackupNotRestorable,
+    CopyCannotBeMadeAgain,
     CopyUnderWay,
     InvalidTransition,
     NothingToRollBackTo,
@@ -428,6 +429,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def backup_not_restorable(request: Request, error: BackupNotRestorable) -> JSONResponse:
         title = "Backup cannot be restored or copied"
         return problem_for(request, 409, title, str(error), "invalid-state")
+
+    @app.exception_handler(CopyCannotBeMadeAgain)
+    async def copy_cannot_be_made_again(
+        request: Request, error: CopyCannotBeMadeAgain
+    ) -> JSONResponse:
+        return problem_for(request, 409, "Store cannot be retried", str(error), "invalid-state")
 
     @app.exception_handler(BackupInUse)
     async def backup_in_use(request: Request, error: BackupInUse) -> JSONResponse:
