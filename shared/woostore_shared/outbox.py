@@ -4,7 +4,9 @@ Events (facts, ``store_events``) go to the stream STORES and work orders (comman
 ``work_orders``) to WORK, each with ``Nats-Msg-Id`` set to its id, so a publish retried by
 the relay is de-duplicated by the server. They are published right after the commit, the
 events first; if NATS is unreachable the change still stands and the reaper's relay
-publishes them later.
+publishes them later. A store's events go out in the order they happened: once one could
+not go out, its writer sends that store's next ones only after the events still waiting
+(read again from the database, wherever the relay has got to).
 
 What went out is marked in the database (``published_at``) a moment later, by one writer
 for all the process's deliveries in that moment: a transaction for each delivery's marks
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -72,6 +74,10 @@ class Outbox:
         self._events: dict[uuid.UUID, int] = {}
         self._orders: set[uuid.UUID] = set()
         self._marking: asyncio.Task[None] | None = None
+        # Stores with an event this process could not publish, which none of their later
+        # events may overtake on the stream (a consumer takes a store's status from its
+        # newest event). Another process's events are not held back by it.
+        self._behind: set[uuid.UUID] = set()
         # One mark at a time: two transactions updating the same rows could deadlock.
         self._one_mark = asyncio.Lock()
         self._closed = False
@@ -92,7 +98,10 @@ class Outbox:
         which the relay carries on from. What went out is marked within ``mark_delay``
         seconds, with whatever else went out by then (``mark``), or at once after ``close``;
         returns how many went out."""
+        events = await self._after_those_waiting(events)
         published = await self._publish(events)
+        self._behind -= {event.store_id for event in events}
+        self._behind |= {event.store_id for event in events if event.id not in published}
         sent = await self._send(orders) if len(published) == len(events) else []
         self._events.update(published)
         self._orders.update(sent)
@@ -147,6 +156,30 @@ class Outbox:
             if orders:
                 await connection.execute(_MARK_ORDERS, {"now": now, "ids": list(orders)})
             await session.commit()
+
+    async def _after_those_waiting(self, events: Sequence[CloudEvent]) -> Sequence[CloudEvent]:
+        """``events``, after the unpublished events of those of their stores this process
+        could not publish to, in the order they happened (older than ``events``, each)."""
+        behind = {event.store_id for event in events} & self._behind
+        if not behind or not self.nats.is_connected:
+            return events
+        first: dict[uuid.UUID, datetime] = {}
+        for event in events:
+            first.setdefault(event.store_id, event.time)
+        async with self.db.session() as session:
+            rows = await session.exec(
+                select(StoreEvent.store_id, StoreEvent.time, StoreEvent.envelope)
+                .where(col(StoreEvent.published_at).is_(None))
+                .where(col(StoreEvent.store_id).in_(behind))
+                .where(col(StoreEvent.id).not_in([*self._events, *(e.id for e in events)]))
+                .order_by(col(StoreEvent.time))
+            )
+            waiting = [
+                CloudEvent.model_validate(envelope)
+                for store_id, time, envelope in rows
+                if time < first[store_id]  # a relay's batch may leave newer ones waiting
+            ]
+        return [*waiting, *events]
 
     async def _publish(self, events: Sequence[CloudEvent]) -> dict[uuid.UUID, int]:
         """Each event published, with its stream sequence."""

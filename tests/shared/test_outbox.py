@@ -17,7 +17,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event, func, text
 from sqlmodel import col, delete, select
 
-from tests.support import DEFAULT_SETTINGS
+from tests.support import DEFAULT_SETTINGS, until
+from woostore_devstack.embedded import NatsServer
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData
@@ -108,6 +109,32 @@ async def test_events_are_committed_with_the_change_then_published_in_order(
     assert stored is not None
     assert stored.status is StoreStatus.DELETED
     assert stored.updated_at == second.time
+
+
+async def test_a_stores_event_held_back_by_an_outage_goes_out_before_its_later_ones(
+    database: Database, nats_server: NatsServer, nats_client: Client
+) -> None:
+    """NATS restarted while a store was made: the provisioner published the store's next
+    events as NATS came back, and the relay its held ones after them, so the store's last
+    events on the stream said "provisioning" once it was ready (a user's review). The
+    writer now sends the held ones first."""
+    store_id = await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests")
+    nats_server.stop()
+    await until(lambda: not nats_client.is_connected, "the client has noticed NATS is gone")
+    [held] = await change(outbox, store_id, DELETING)
+    nats_server.restart()
+    await until(lambda: nats_client.is_connected, "the client has reconnected")
+
+    [later] = await change(outbox, store_id, DELETED)
+
+    js = nats_client.jetstream()
+    info = await js.stream_info(STREAM_NAME)
+    messages = [await js.get_msg(STREAM_NAME, seq) for seq in range(1, info.state.last_seq + 1)]
+    assert [(m.headers or {})["Nats-Msg-Id"] for m in messages] == [str(held.id), str(later.id)]
+    await outbox.mark()
+    assert [sequence for sequence, _ in await published_marks(database)] == [1, 2]
+    assert await outbox.relay(older_than=timedelta(0)) == 0  # nothing left for the relay
 
 
 async def published_marks(db: Database) -> list[tuple[int | None, datetime | None]]:
