@@ -261,8 +261,8 @@ class Settings(BaseSettings):
     tenant_changes_per_minute: int = Field(
         default=10,
         ge=1,
-        description="Changes (upgrades, rollbacks, backups and restores) each tenant may "
-        "request per minute, all its keys together.",
+        description="Changes (upgrades, rollbacks, settings changes, backups and restores) "
+        "each tenant may request per minute, all its keys together.",
     )
     tenant_key_limit: int = Field(
         default=20, ge=1, description="Live (not revoked) API keys each tenant may have."

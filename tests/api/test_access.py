@@ -881,14 +881,17 @@ async def test_changes_share_a_rate_per_tenant(
         assert_limit(
             await busy.post(f"{STORES}/{stores[2]}/rollback"), "tenant-changes-per-minute", 2
         )
-        # A backup is refused by the same rate, and the words say so (they named upgrades
-        # and rollbacks alone).
-        backup = await busy.post(f"{STORES}/{stores[2]}/backups")
-        assert_limit(backup, "tenant-changes-per-minute", 2)
-        assert backup.json()["detail"] == (
-            "this tenant may ask for 2 changes a minute: upgrades, rollbacks, backups and "
-            "restores together"
-        )
+        # A backup and a settings change are refused by the same rate, and the words say
+        # so (they named upgrades and rollbacks alone, then left settings changes out).
+        for refused in (
+            await busy.post(f"{STORES}/{stores[2]}/backups"),
+            await busy.post(f"{STORES}/{stores[2]}/settings", json={"currency": "USD"}),
+        ):
+            assert_limit(refused, "tenant-changes-per-minute", 2)
+            assert refused.json()["detail"] == (
+                "this tenant may ask for 2 changes a minute: upgrades, rollbacks, settings "
+                "changes, backups and restores together"
+            )
     assert (await busy.get(f"{STORES}/{stores[2]}")).json()["status"] == "ready"  # untouched
     assert (await calm.post(f"{STORES}/{steady}/upgrade")).status_code == 202
 

@@ -161,8 +161,8 @@ def _create_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
 
 
 def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
-    """A change's (an upgrade, a rollback, a backup, a restore): the caller's tenant's rate,
-    as all tenants share the provisioners that carry them out."""
+    """A change's (an upgrade, a rollback, a settings change, a backup, a restore): the
+    caller's tenant's rate, as all tenants share the provisioners that carry them out."""
     allowed = how_many(settings.tenant_changes_per_minute, "change")
     return (
         Rate(
@@ -170,7 +170,7 @@ def _change_rates(principal: Principal, settings: Settings) -> tuple[Rate, ...]:
             settings.tenant_changes_per_minute,
             "tenant-changes-per-minute",
             f"this tenant may ask for {allowed} a minute: "
-            "upgrades, rollbacks, backups and restores together",
+            "upgrades, rollbacks, settings changes, backups and restores together",
         ),
     )
 
