@@ -685,20 +685,29 @@ def _folder(repository: str) -> Path | None:
 def _unplaced(said: str, repository: str) -> str:
     """``said`` with where the platform keeps the store's repository said as "the store's
     repository", in each form restic and the S3 client write it: as set, as a tidied path,
-    an S3 endpoint with its bucket. What was said reaches the store's owner."""
+    an S3 endpoint with its bucket; and a folder above it (the backup location, which restic
+    names when it cannot make it) as "a folder above the store's repository". What was said
+    reaches the store's owner."""
     if not repository:
         return said
     places = [repository]
+    above: set[str] = set()
     if (folder := _folder(repository)) is not None:
         places += [str(folder), os.path.normpath(folder), os.path.abspath(folder)]
+        for form in (folder, Path(os.path.abspath(folder))):
+            above.update(str(parent) for parent in form.parents if parent.name)
     else:
         endpoint, bucket, prefix = _s3_place(repository)
         places += [f"{endpoint}/{bucket}/{prefix}", f"{endpoint}/{bucket}", endpoint]
         places.append(f"{bucket}/{prefix}")
-    # The longest form first, and whole: "rr" is not in "error", nor "stores/1" "stores/10".
+    # The longest form first, and whole: "rr" is not in "error", nor "stores/1" "stores/10";
+    # a folder above it only as a path of its own, not the start of another store's.
     for place in sorted(set(places), key=len, reverse=True):
         whole = rf"(?<![\w.-]){re.escape(place)}(?![\w.-])"
         said = re.sub(whole, "the store's repository", said)
+    for place in sorted(above, key=len, reverse=True):
+        whole = rf"(?<![\w./-]){re.escape(place)}(?![\w./-])"
+        said = re.sub(whole, "a folder above the store's repository", said)
     return said
 
 

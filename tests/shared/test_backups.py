@@ -730,6 +730,13 @@ async def test_a_failure_does_not_tell_where_the_repository_is_kept(
         ("local:/data/stores/1", "open /data/stores/1/keys: not a directory",
          "open the store's repository/keys: not a directory"),
         ("./rr", "error: open rr/keys: denied", "error: open the store's repository/keys: denied"),
+        (  # the backup location made by restic, which could not (a user's review)
+            "/proc/woostore-nope/stores/1",
+            "Fatal: create repository at /proc/woostore-nope/stores/1 failed: mkdir "
+            "/proc/woostore-nope: no such file or directory",
+            "Fatal: create repository at the store's repository failed: mkdir a folder above "
+            "the store's repository: no such file or directory",
+        ),
         (  # S3: its client names the endpoint and the bucket, not the repository
             "s3:http://127.0.0.1:9/bucket/stores/1",
             'Fatal: create repository at s3:http://127.0.0.1:9/bucket/stores/1 failed: '
