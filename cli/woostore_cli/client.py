@@ -20,6 +20,10 @@ from httpx_sse import EventSource, connect_sse
 TYPE_PREFIX = "io.woostore.store."
 PING_SECONDS = 15  # the notifier's heartbeat: a stream silent for 3 of them is dead
 GIVE_UP_SECONDS = 60  # how long a dropped stream is retried before giving up
+# A read answered 503 with Retry-After (the API's database restarting, say) is asked again
+# after the wait it names, at most this many times; a longer wait than the last is not.
+READS_AGAIN = 3
+LONGEST_WAIT_SECONDS = 10
 
 
 class ApiError(Exception):
@@ -53,6 +57,15 @@ class ApiError(Exception):
             response.status_code, f"HTTP {response.status_code}", response.reason_phrase,
             retry_after=retry_after,
         )  # fmt: skip
+
+
+def _wait_asked_for(response: httpx.Response) -> float | None:
+    """The seconds a 503 asks its client to wait before asking again, if it asks at all."""
+    said = response.headers.get("Retry-After", "")
+    if response.status_code != 503 or not said.isdigit():
+        return None
+    wait = float(said)
+    return wait if wait <= LONGEST_WAIT_SECONDS else None
 
 
 class StreamEnded(ApiError):
@@ -139,13 +152,23 @@ class Api:
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """``path`` under /api/v1; returns the decoded JSON body."""
         url = f"{self.url}/api/v1{path}"
-        try:
-            response = self.http.request(method, url, **kwargs)
-        except (httpx.TransportError, httpx.InvalidURL) as error:
-            raise _unreachable(self.url, error) from error
+        for _ in range(READS_AGAIN if method == "GET" else 0):
+            response = self._request(method, url, **kwargs)
+            wait = _wait_asked_for(response)
+            if wait is None:
+                break
+            time.sleep(wait)
+        else:
+            response = self._request(method, url, **kwargs)
         if response.is_error:
             raise ApiError.of(response)
         return response.json()
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, url, **kwargs)
+        except (httpx.TransportError, httpx.InvalidURL) as error:
+            raise _unreachable(self.url, error) from error
 
     def page_through(self, path: str, params: dict[str, Any], limit: int) -> dict[str, Any]:
         """Up to ``limit`` items of a paged list (``GET path``), following its cursors, as one

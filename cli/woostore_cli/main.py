@@ -36,7 +36,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 IDLE_SECONDS = 1.0  # `events` without --follow stops once the stream is quiet this long
 # Exit codes, as the parser's epilog lists them.
 FAILED = 1  # refused by the API, or what was waited for failed or was cancelled
-UNREACHABLE = USAGE = 2  # no answer from the API; argparse's usage errors exit 2 too
+UNREACHABLE = USAGE = 2  # no answer from the API, or a 503; argparse's usage errors exit 2 too
 STOPPED_WAITING = 3  # a wait ended before its outcome was known: the store carries on
 INTERRUPTED = 130
 # The statuses a tenant's store can be in: what `list --status` takes, and what `list --all`
@@ -1168,9 +1168,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="woostore",
         description="Create, follow, inspect and delete WooStore stores.",
         epilog="Exit codes: 0 done, 1 refused by the API, or what was waited for failed or "
-        "was cancelled (the store deleted first), "
-        "2 unreachable (or a usage error), 3 stopped waiting before the outcome (the event "
-        "stream refused to go on or stayed lost: the store carries on), 130 interrupted.",
+        "was cancelled (the store deleted first), 2 unreachable, or unable to answer for now "
+        "(503), or a usage error, 3 stopped waiting before the outcome (the event stream "
+        "refused to go on or stayed lost: the store carries on), 130 interrupted.",
     )
     _connection_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -1371,17 +1371,20 @@ def main(argv: list[str] | None = None) -> int:
             code: int = args.run(api, args)
             return code
     except ApiError as error:
+        # A 503 is the API unable to answer for now (its database away), as a script tells
+        # no answer at all: not a refusal, nor a store that failed.
+        code = UNREACHABLE if error.status == 503 else FAILED
         if args.json and error.problem is not None:  # a script reads the problem as sent
             # ... and Retry-After, a header, as a member of it.
             later = {"retry_after": int(error.retry_after)} if error.retry_after else {}
             _warn(json.dumps({**error.problem, **later}, ensure_ascii=False))
-            return FAILED
+            return code
         no_token = error.status == 401 and not args.token
         hint = " (set WOOSTORE_TOKEN or pass --token)" if no_token else ""
         if error.retry_after:
             hint += f" (ask again in {error.retry_after} s)"
         _warn(f"{error}{hint}")
-        return FAILED
+        return code
     except Unreachable as error:
         _warn(f"woostore: {error}")
         return UNREACHABLE

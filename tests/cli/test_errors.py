@@ -158,5 +158,31 @@ async def test_a_tenant_that_cannot_be_read_ends_the_command_before_anything_is_
         tenant = "5d1c7a2e-8b3f-4e6a-9c0d-1f2e3a4b5c6d"
         said = await asyncio.to_thread(run, *argv, "--tenant", tenant, "--url", url, "--token=t")
 
-    assert (said.code, said.err) == (1, "Database unavailable: try again\n")
+    # A 503 exits as no answer does (a user's review: 1, as a failed store).
+    assert (said.code, said.err) == (2, "Database unavailable: try again\n")
     assert made == []
+
+
+@pytest.mark.parametrize(("unavailable", "code"), [(3, 0), (4, 2)])
+async def test_a_read_answered_503_is_asked_again_after_the_wait_the_api_names(
+    unavailable: int, code: int
+) -> None:
+    """The API answers 503 with Retry-After while its database restarts (a second or two):
+    `woostore wait` and `list` gave up at once, with exit 1 (a user's review). A read is
+    asked again up to three times; a change is not (it may have been made)."""
+    asked: list[str] = []
+
+    async def store(request: Request) -> JSONResponse:
+        asked.append(request.method)
+        if len(asked) <= unavailable:
+            problem = {"title": "Database unavailable", "status": 503, "detail": "retry"}
+            return JSONResponse(problem, 503, {"Retry-After": "0"}, "application/problem+json")
+        return JSONResponse({"id": STORE, "name": "Shop", "status": "ready"})
+
+    app = Starlette(routes=[Route("/api/v1/stores/{store_id}", store, methods=["GET", "DELETE"])])
+    async with served(app) as url:
+        said = await asyncio.to_thread(run, "show", STORE, "--json", "--url", url, "--token=t")
+        assert (said.code, len(asked)) == (code, 4)
+        asked.clear()
+        deleting = await asyncio.to_thread(run, "delete", STORE, "--url", url, "--token=t")
+    assert (deleting.code, asked) == (2, ["DELETE"])
