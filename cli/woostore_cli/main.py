@@ -558,8 +558,9 @@ def revoke_key(api: Api, args: argparse.Namespace) -> int:
     keys = api.call("GET", "/keys")["items"]
     found = [k for k in keys if _same_key(given, k)]
     if not found:
-        _warn(f"No key has the id or prefix {given} (see woostore keys list)")
-        return FAILED
+        raise ApiError(
+            404, "Not found", f"no key has the id or prefix {given} (see woostore keys list)"
+        )
     before = found[0]
     key = api.call("DELETE", f"/keys/{before['id']}")
     if args.json:
@@ -1374,10 +1375,13 @@ def main(argv: list[str] | None = None) -> int:
         # A 503 is the API unable to answer for now (its database away), as a script tells
         # no answer at all: not a refusal, nor a store that failed.
         code = UNREACHABLE if error.status == 503 else FAILED
-        if args.json and error.problem is not None:  # a script reads the problem as sent
+        if args.json:  # a script reads the problem as sent, or as the CLI's own words
             # ... and Retry-After, a header, as a member of it.
+            problem = error.problem or {
+                "title": error.title, "status": error.status, "detail": error.detail
+            }  # fmt: skip
             later = {"retry_after": int(error.retry_after)} if error.retry_after else {}
-            _warn(json.dumps({**error.problem, **later}, ensure_ascii=False))
+            _warn(json.dumps({**problem, **later}, ensure_ascii=False))
             return code
         no_token = error.status == 401 and not args.token
         hint = " (set WOOSTORE_TOKEN or pass --token)" if no_token else ""

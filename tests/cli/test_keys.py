@@ -3,6 +3,7 @@ revokes it, all from the terminal."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -108,7 +109,7 @@ def test_an_admin_gives_a_tenant_a_key_which_works_until_revoked(platform: Platf
     key_id = woostore(platform, "keys", "list", "--json", token=token).json()["items"][0]["id"]
     unknown = woostore(platform, "keys", "revoke", "wsk_000000000000_NotARealSecretAtAll")
     assert (unknown.code, unknown.out) == (1, "")
-    assert "No key has the id or prefix wsk_000000000000 " in unknown.err
+    assert "Not found: no key has the id or prefix wsk_000000000000 " in unknown.err
     assert "NotARealSecret" not in unknown.err  # a whole key is never repeated
     # By the prefix the lists show (or the whole key, or its id); a second time says it was
     # done before.
@@ -165,6 +166,12 @@ def test_a_tenant_key_cannot_make_an_admin_key(platform: Platform) -> None:
         1,
         "Not found: no tenant is named 'nobody-by-that-name' (see woostore tenants list)\n",
     )
+    # With --json, as a problem, as the API's refusals are (a user's review: plain words).
+    told = woostore(platform, "tenants", "show", "nobody-by-that-name", "--json")
+    assert (told.code, json.loads(told.err)) == (1, {
+        "title": "Not found", "status": 404,
+        "detail": "no tenant is named 'nobody-by-that-name' (see woostore tenants list)",
+    })  # fmt: skip
     assert woostore(platform, "tenants", "show", "default").out.startswith("Tenant default (")
     # A tenant's key naming another tenant is told whom it sees, not to list the tenants; by
     # its name or by its id, in the same words (a user's review).
