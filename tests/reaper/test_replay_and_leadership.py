@@ -3,6 +3,7 @@ reaper acts. Real PostgreSQL and nats-server; stores are made as the API makes t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,14 @@ from sqlmodel import col, select, update
 
 from tests.reaper.test_reaping import load
 from tests.support import create_store, envelope, stream_messages
-from woostore_reaper.leadership import LOCK_KEY, LeaderLock, LostTheLock, reaper_database
+from woostore_reaper.leadership import (
+    LOCK_KEY,
+    DatabaseReadiness,
+    InUseTooLong,
+    LeaderLock,
+    LostTheLock,
+    reaper_database,
+)
 from woostore_reaper.reaping import delete_as_asked, replay_lost_work
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -448,3 +456,28 @@ async def test_the_passes_run_on_the_session_holding_the_lock_outside_any_transa
         assert idle_limit == "0"
     finally:
         await lock.release()
+
+
+async def test_the_reaper_is_ready_while_a_pass_holds_its_connection_until_too_long(
+    database: Database,
+) -> None:
+    """Its /readyz pinged the one connection behind the pass using it, and a statement of
+    the pass longer than the check's 2 s made it say "database: TimeoutError" meanwhile (a
+    diff review). In use, it works, unless in use too long; free, it is pinged."""
+    readiness, impatient = DatabaseReadiness(database), DatabaseReadiness(database, longest=0)
+    await impatient()  # free: pinged
+    slow_pass_began = asyncio.Event()
+
+    async def slow_pass() -> None:
+        async with database.session() as session:
+            connection = await session.connection()
+            slow_pass_began.set()
+            await connection.execute(text("SELECT pg_sleep(3)"))
+
+    passing = asyncio.create_task(slow_pass())
+    await slow_pass_began.wait()
+    await asyncio.wait_for(readiness(), timeout=0.5)  # in use: at once, and ready
+    with pytest.raises(InUseTooLong, match="in use for 0 s: a statement waits"):
+        await asyncio.wait_for(impatient(), timeout=0.5)
+    await passing
+    await impatient()  # given back: pinged again

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 from woostore_cluster import connect_cluster
 from woostore_reaper import gauges
 from woostore_reaper.backups import BackupKeeper, BackupPolicy
-from woostore_reaper.leadership import LeaderLock, reaper_database
+from woostore_reaper.leadership import DatabaseReadiness, LeaderLock, reaper_database
 from woostore_reaper.pool import PoolTarget, keep_pool
 from woostore_reaper.reaping import PASSES, reap_once
 from woostore_shared.logging import configure_logging, get_logger
@@ -38,7 +38,7 @@ async def run(settings: Settings) -> None:
     ops = await serve_ops(
         settings.ops_host,
         settings.ops_port,
-        {"database": db.ping, "nats": lambda: require_connected(nats)},
+        {"database": DatabaseReadiness(db), "nats": lambda: require_connected(nats)},
     )
     try:
         await connect(settings.nats_url, "woostore-reaper", nats)
