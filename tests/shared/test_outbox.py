@@ -18,10 +18,10 @@ from sqlalchemy import event, func, text
 from sqlmodel import col, delete, select
 
 from tests.support import DEFAULT_SETTINGS, until
-from woostore_devstack.embedded import NatsServer
+from woostore_devstack.embedded import NatsServer, free_port
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData
+from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData, make_event
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
@@ -34,9 +34,9 @@ from woostore_shared.models import (
     namespace_for,
 )
 from woostore_shared.outbox import Outbox
-from woostore_shared.topology import STREAM_NAME
+from woostore_shared.topology import STREAM_NAME, WORK_STREAM
 from woostore_shared.unit_of_work import UnitOfWork
-from woostore_shared.work import Lane
+from woostore_shared.work import Lane, WorkOrder
 
 
 class Boom(Exception):
@@ -135,6 +135,39 @@ async def test_a_stores_event_held_back_by_an_outage_goes_out_before_its_later_o
     await outbox.mark()
     assert [sequence for sequence, _ in await published_marks(database)] == [1, 2]
     assert await outbox.relay(older_than=timedelta(0)) == 0  # nothing left for the relay
+
+
+async def test_events_after_some_whose_predecessors_cannot_be_read_wait_for_the_relay(
+    nats_server: NatsServer, nats_client: Client
+) -> None:
+    """The change is committed before its events go out: the database away as its writer
+    reads a store's held events must not fail the caller's request, nor let the store's
+    new events, or the work after them, overtake the held ones."""
+    away = Database(f"postgresql+psycopg://woostore@127.0.0.1:{free_port()}/woostore")
+    outbox = Outbox(away, nats_client, source="/tests")
+    held_back, other = uuid.uuid4(), uuid.uuid4()
+
+    def event(store_id: uuid.UUID) -> CloudEvent:
+        return make_event(Deleted(), store_id=store_id, tenant_id=None, correlation_id="c",
+                          source="/tests")  # fmt: skip
+
+    nats_server.stop()
+    await until(lambda: not nats_client.is_connected, "the client has noticed NATS is gone")
+    assert await outbox.deliver([event(held_back)], []) == 0
+    nats_server.restart()
+    await until(lambda: nats_client.is_connected, "the client has reconnected")
+    first, then, last = event(other), event(held_back), event(other)
+    work = WorkOrder(id=uuid.uuid4(), lane=Lane.REMOVAL, store_id=other, correlation_id="c",
+                     time=then.time)  # fmt: skip
+
+    assert await outbox.deliver([first, then, last], [work]) == 1
+
+    js = nats_client.jetstream()
+    assert (await js.stream_info(STREAM_NAME)).state.last_seq == 1
+    message = await js.get_msg(STREAM_NAME, 1)
+    assert (message.headers or {})["Nats-Msg-Id"] == str(first.id)
+    assert (await js.stream_info(WORK_STREAM)).state.messages == 0
+    await away.dispose()
 
 
 async def published_marks(db: Database) -> list[tuple[int | None, datetime | None]]:
