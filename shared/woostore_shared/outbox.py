@@ -4,9 +4,9 @@ Events (facts, ``store_events``) go to the stream STORES and work orders (comman
 ``work_orders``) to WORK, each with ``Nats-Msg-Id`` set to its id, so a publish retried by
 the relay is de-duplicated by the server. They are published right after the commit, the
 events first; if NATS is unreachable the change still stands and the reaper's relay
-publishes them later. A store's events go out in the order they happened: once one could
-not go out, its writer sends that store's next ones only after the events still waiting
-(read again from the database, wherever the relay has got to).
+publishes them later. A store's events go out in the order they happened, and its work
+orders too: once one could not go out, its writer sends that store's next ones only after
+those still waiting (read again from the database, wherever the relay has got to).
 
 What went out is marked in the database (``published_at``) a moment later, by one writer
 for all the process's deliveries in that moment: a transaction for each delivery's marks
@@ -98,12 +98,14 @@ class Outbox:
         which the relay carries on from. What went out is marked within ``mark_delay``
         seconds, with whatever else went out by then (``mark``), or at once after ``close``;
         returns how many went out."""
-        sending = await self._after_those_waiting(events)
+        sending, ordering = await self._after_those_waiting(events, orders)
         published = await self._publish(sending)
-        self._behind -= {event.store_id for event in sending}
-        self._behind |= {e.store_id for e in (*sending, *events) if e.id not in published}
-        all_out = all(event.id in published for event in events)
-        sent = await self._send(orders) if all_out else []
+        all_out = all(event.id in published for event in (*sending, *events))
+        sent = await self._send(ordering) if all_out else []
+        stores = {e.store_id for e in (*sending, *events)} | {o.store_id for o in orders}
+        left = {e.store_id for e in (*sending, *events) if e.id not in published}
+        left |= {order.store_id for order in (*ordering, *orders) if order.id not in sent}
+        self._behind = (self._behind - stores) | left
         self._events.update(published)
         self._orders.update(sent)
         if self._closed:  # a straggler of a stopping process: no round would come
@@ -158,35 +160,51 @@ class Outbox:
                 await connection.execute(_MARK_ORDERS, {"now": now, "ids": list(orders)})
             await session.commit()
 
-    async def _after_those_waiting(self, events: Sequence[CloudEvent]) -> Sequence[CloudEvent]:
-        """``events``, after the unpublished events of those of their stores this process
-        could not publish to, in the order they happened (older than ``events``, each). If
-        those cannot be read, ``events`` from the first of those stores' on are left to the
-        relay too: the change is committed, and its caller must not be told it failed."""
-        behind = {event.store_id for event in events} & self._behind
+    async def _after_those_waiting(
+        self, events: Sequence[CloudEvent], orders: Sequence[WorkOrder]
+    ) -> tuple[Sequence[CloudEvent], Sequence[WorkOrder]]:
+        """``events`` and ``orders``, each after the unpublished ones of those of their stores
+        this process could not publish to, in the order they were written (each older than
+        the first of this delivery of its store). If those cannot be read, ``events`` from
+        the first of those stores' on, and ``orders``, are left to the relay too: the change
+        is committed, and its caller must not be told it failed."""
+        written = [(e.time, e.store_id) for e in events] + [(o.time, o.store_id) for o in orders]
+        behind = {store_id for _, store_id in written} & self._behind
         if not behind or not self.nats.is_connected:
-            return events
+            return events, orders
         first: dict[uuid.UUID, datetime] = {}
-        for event in events:
-            first.setdefault(event.store_id, event.time)
+        for time, store_id in sorted(written):
+            first.setdefault(store_id, time)
+        sending = {*self._events, *self._orders, *(e.id for e in events), *(o.id for o in orders)}
         try:
             async with self.db.session() as session:
-                rows = await session.exec(
-                    select(StoreEvent.store_id, StoreEvent.time, StoreEvent.envelope)
+                event_rows = await session.exec(
+                    select(StoreEvent)
                     .where(col(StoreEvent.published_at).is_(None))
                     .where(col(StoreEvent.store_id).in_(behind))
-                    .where(col(StoreEvent.id).not_in([*self._events, *(e.id for e in events)]))
                     .order_by(col(StoreEvent.time))
                 )
                 waiting = [
-                    CloudEvent.model_validate(envelope)
-                    for store_id, time, envelope in rows
-                    if time < first[store_id]  # a relay's batch may leave newer ones waiting
+                    CloudEvent.model_validate(row.envelope)
+                    for row in event_rows
+                    if row.id not in sending and row.time < first[row.store_id]
+                ]
+                order_rows = await session.exec(
+                    select(WorkOrderRecord)
+                    .where(col(WorkOrderRecord.published_at).is_(None))
+                    .where(col(WorkOrderRecord.store_id).in_(behind))
+                    .order_by(col(WorkOrderRecord.time))
+                )
+                waiting_work = [
+                    WorkOrder.model_validate(row, from_attributes=True)
+                    for row in order_rows
+                    if row.id not in sending and row.time < first[row.store_id]
                 ]
         except Exception as error:  # the database away a moment after the commit, say
             log.warning("events left to the relay: those before them unread", error=repr(error))
-            return events[: next(n for n, e in enumerate(events) if e.store_id in behind)]
-        return [*waiting, *events]
+            held = (n for n, event in enumerate(events) if event.store_id in behind)
+            return events[: next(held, len(events))], []
+        return [*waiting, *events], [*waiting_work, *orders]
 
     async def _publish(self, events: Sequence[CloudEvent]) -> dict[uuid.UUID, int]:
         """Each event published, with its stream sequence."""

@@ -117,21 +117,34 @@ async def test_a_stores_event_held_back_by_an_outage_goes_out_before_its_later_o
     """NATS restarted while a store was made: the provisioner published the store's next
     events as NATS came back, and the relay its held ones after them, so the store's last
     events on the stream said "provisioning" once it was ready (a user's review). The
-    writer now sends the held ones first."""
+    writer now sends the held ones first, and their work before the later work."""
     store_id = await a_ready_store(database)
     outbox = Outbox(database, nats_client, source="/tests")
+
+    async def change_with_work(change: tuple[StoreStatus, EventData], lane: Lane) -> list[str]:
+        async with UnitOfWork.begin(outbox) as uow:
+            store = await uow.session.get(Store, store_id)
+            assert store is not None
+            transition(store, change[0])
+            return [str(uow.emit(store, change[1]).id), str(uow.dispatch(store, lane).id)]
+
     nats_server.stop()
     await until(lambda: not nats_client.is_connected, "the client has noticed NATS is gone")
-    [held] = await change(outbox, store_id, DELETING)
+    held = await change_with_work(DELETING, Lane.REMOVAL)
     nats_server.restart()
     await until(lambda: nats_client.is_connected, "the client has reconnected")
 
-    [later] = await change(outbox, store_id, DELETED)
+    later = await change_with_work(DELETED, Lane.CHANGE)
 
     js = nats_client.jetstream()
-    info = await js.stream_info(STREAM_NAME)
-    messages = [await js.get_msg(STREAM_NAME, seq) for seq in range(1, info.state.last_seq + 1)]
-    assert [(m.headers or {})["Nats-Msg-Id"] for m in messages] == [str(held.id), str(later.id)]
+
+    async def ids(stream: str) -> list[str]:
+        last = (await js.stream_info(stream)).state.last_seq
+        messages = [await js.get_msg(stream, seq) for seq in range(1, last + 1)]
+        return [(message.headers or {})["Nats-Msg-Id"] for message in messages]
+
+    assert await ids(STREAM_NAME) == [held[0], later[0]]
+    assert await ids(WORK_STREAM) == [held[1], later[1]]
     await outbox.mark()
     assert [sequence for sequence, _ in await published_marks(database)] == [1, 2]
     assert await outbox.relay(older_than=timedelta(0)) == 0  # nothing left for the relay
