@@ -7,6 +7,7 @@ Errors come out as two exceptions: :class:`ApiError` when a server answered with
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -21,7 +22,7 @@ TYPE_PREFIX = "io.woostore.store."
 PING_SECONDS = 15  # the notifier's heartbeat: a stream silent for 3 of them is dead
 GIVE_UP_SECONDS = 60  # how long a dropped stream is retried before giving up
 # A read answered 503 with Retry-After (the API's database restarting, say) is asked again
-# after the wait it names, at most this many times; a longer wait than the last is not.
+# after the wait it names, at most this many times, unless it names a wait over the longest.
 READS_AGAIN = 3
 LONGEST_WAIT_SECONDS = 10
 
@@ -49,7 +50,7 @@ class ApiError(Exception):
             body = response.json()
         except ValueError:
             body = None
-        retry_after = response.headers.get("Retry-After")
+        retry_after = _seconds(response.headers.get("Retry-After", ""))
         if isinstance(body, dict) and "title" in body:
             title, detail = str(body["title"]), str(body.get("detail", ""))
             return cls(response.status_code, title, detail, body, retry_after)
@@ -59,10 +60,15 @@ class ApiError(Exception):
         )  # fmt: skip
 
 
+def _seconds(retry_after: str) -> str | None:
+    """A Retry-After in seconds, as the API sends it; None for a date (a proxy's) or none."""
+    return retry_after if re.fullmatch(r"[0-9]{1,6}", retry_after) else None
+
+
 def _wait_asked_for(response: httpx.Response) -> float | None:
     """The seconds a 503 asks its client to wait before asking again, if it asks at all."""
-    said = response.headers.get("Retry-After", "")
-    if response.status_code != 503 or not said.isdigit():
+    said = _seconds(response.headers.get("Retry-After", ""))
+    if response.status_code != 503 or said is None:
         return None
     wait = float(said)
     return wait if wait <= LONGEST_WAIT_SECONDS else None

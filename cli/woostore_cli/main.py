@@ -113,15 +113,22 @@ def create(api: Api, args: argparse.Namespace) -> int:
     if chosen := {name: value for name, value in settings.items() if value is not None}:
         body["settings"] = chosen
     key = args.idempotency_key or uuid.uuid4().hex
+    again = (
+        f"it may have made the store: run it again with --idempotency-key {key} to be "
+        "answered with that one rather than make another"
+    )
 
     def make() -> Store:
         try:
             store: Store = api.call("POST", "/stores", json=body, headers={"Idempotency-Key": key})
         except Unreachable as error:  # the request may have reached it: made, unanswered
-            raise Unreachable(
-                f"{error}; it may have made the store: run it again with --idempotency-key"
-                f" {key} to be answered with that one rather than make another"
-            ) from error
+            raise Unreachable(f"{error}; {again}") from error
+        except ApiError as error:  # a 503 too: its database went away, perhaps at the commit
+            if error.status != 503:
+                raise
+            problem = error.problem and {**error.problem, "idempotency_key": key}
+            raise ApiError(503, error.title, f"{error.detail}; {again}", problem,
+                           error.retry_after) from error  # fmt: skip
         return store
 
     # Read before the store is made: reading it after, a failure would end a create that

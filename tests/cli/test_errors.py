@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from tests.cli.conftest import Result, run
@@ -186,3 +186,40 @@ async def test_a_read_answered_503_is_asked_again_after_the_wait_the_api_names(
         asked.clear()
         deleting = await asyncio.to_thread(run, "delete", STORE, "--url", url, "--token=t")
     assert (deleting.code, asked) == (2, ["DELETE"])
+
+
+@pytest.mark.parametrize("later", ["Wed, 21 Oct 2099 07:28:00 GMT", "\u00b2"])
+async def test_a_503_from_a_proxy_is_told_without_its_retry_after(later: str) -> None:
+    """A proxy's 503 (HTML, Retry-After a date) ended `--json` in a traceback (a diff
+    review): only the API's seconds are read as a wait."""
+
+    async def proxy(_: Request) -> HTMLResponse:
+        return HTMLResponse("<h1>Service Unavailable</h1>", 503, {"Retry-After": later})
+
+    app = Starlette(routes=[Route("/api/v1/stores/{store_id}", proxy)])
+    async with served(app) as url:
+        said = await asyncio.to_thread(run, "show", STORE, "--json", "--url", url, "--token=t")
+    assert (said.code, json.loads(said.err)) == (
+        2, {"title": "HTTP 503", "status": 503, "detail": "Service Unavailable"}
+    )  # fmt: skip
+
+
+async def test_a_create_answered_503_names_the_key_that_makes_it_once() -> None:
+    """Its database gone at the commit, the API may have made the store it answers 503
+    for: run again without the key, the create would make a second (a diff review)."""
+
+    async def unavailable(_: Request) -> JSONResponse:
+        problem = {"title": "Database unavailable", "status": 503, "detail": "retry"}
+        return JSONResponse(problem, 503, {"Retry-After": "2"}, "application/problem+json")
+
+    app = Starlette(routes=[Route("/api/v1/stores", unavailable, methods=["POST"])])
+    async with served(app) as url:
+        argv = ("create", "Shop", "--idempotency-key", "k-1", "--url", url, "--token=t")
+        said = await asyncio.to_thread(run, *argv)
+        as_json = await asyncio.to_thread(run, *argv, "--json")
+    assert (said.code, said.err) == (2, (
+        "Database unavailable: retry; it may have made the store: run it again with "
+        "--idempotency-key k-1 to be answered with that one rather than make another "
+        "(ask again in 2 s)\n"
+    ))  # fmt: skip
+    assert json.loads(as_json.err)["idempotency_key"] == "k-1"
