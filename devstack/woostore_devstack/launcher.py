@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -28,7 +29,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
@@ -536,22 +536,36 @@ def _admin_token(env: dict[str, str], settings: LaunchSettings) -> str:
     return f"in {settings.data_dir / 'secrets.json'} (shown on a terminal only)"
 
 
-def without_credentials(urls: str) -> str:
-    """A URL (or comma-separated URLs) as the banner shows it: the password of a user, or a
-    NATS token (the whole user part, ``nats://token@host``), as ``***``. The output goes to
-    terminals and log files; an operator's own NATS or PostgreSQL URL may carry either."""
+# The banner goes to terminals and log files; an operator's own NATS or PostgreSQL URL may
+# carry a password or a NATS token, each shown as ``***``.
+_QUERY_SECRETS = re.compile(r"(?i)([?&](?:password|sslpassword)=)[^&]*")
+
+
+def nats_shown(urls: str) -> str:
+    """Each server of a NATS URL (or of comma-separated ones, with or without a scheme, as
+    the client takes them) without its token (``nats://token@host``) or password."""
     shown = []
     for url in urls.split(","):
-        parts = urllib.parse.urlsplit(url.strip())
-        if parts.password or (parts.username and parts.scheme.startswith(("nats", "tls", "ws"))):
-            user = "***" if parts.password is None else f"{parts.username}:***"
-            parts = parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}")
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        if any(name == "password" for name, _ in query):  # libpq takes it there too
-            hidden = [(name, "***" if name == "password" else value) for name, value in query]
-            parts = parts._replace(query=urllib.parse.urlencode(hidden, safe="/*"))
-        shown.append(urllib.parse.urlunsplit(parts))
+        scheme, _, rest = url.strip().rpartition("://")
+        authority, slash, path = rest.partition("/")
+        user, at, host = authority.rpartition("@")
+        if at:
+            name, colon, _ = user.partition(":")
+            authority = f"{name}:***@{host}" if colon else f"***@{host}"
+        shown.append(f"{scheme}{'://' if scheme else ''}{authority}{slash}{path}")
     return ",".join(shown)
+
+
+def postgres_shown(url: str) -> str:
+    """A PostgreSQL URL as ``psql`` takes it, without its password, wherever it is: after
+    the user (unencoded, it may hold any character but ``@``, as SQLAlchemy reads it) or
+    in the query."""
+    scheme, _, rest = url.partition("://")
+    user, at, after = rest.partition("@")
+    name, _, password = user.partition(":")
+    if at and password and "/" not in name:  # a user part, not an @ further on
+        rest = f"{name}:***@{after}"
+    return _QUERY_SECRETS.sub(r"\1***", f"{scheme.split('+')[0]}://{rest}")
 
 
 def _print_banner(env: dict[str, str], settings: LaunchSettings, ops: dict[str, str]) -> None:
@@ -563,8 +577,8 @@ def _print_banner(env: dict[str, str], settings: LaunchSettings, ops: dict[str, 
         f"  WooStore is running.  Dashboard: http://{settings.api_host}:{settings.api_port}/\n"
         f"  Admin token: {_admin_token(env, settings)}\n"
         f"  Event stream: {settings.events_url}\n"
-        f"  NATS (store events on stream STORES): {without_credentials(nats)}\n"
-        f"  PostgreSQL (psql takes this URL): {without_credentials(postgres)}\n"
+        f"  NATS (store events on stream STORES): {nats_shown(nats)}\n"
+        f"  PostgreSQL (psql takes this URL): {postgres_shown(postgres)}\n"
         f"  Ops (/healthz, /readyz, /metrics of each service):\n{ops_lines}"
         "  Press Ctrl-C to stop.\n",
         flush=True,

@@ -32,12 +32,13 @@ from woostore_devstack.launcher import (
     keep_embedded_running,
     kept_nats,
     kept_postgres,
+    nats_shown,
     ports_taken,
+    postgres_shown,
     service_environment,
     supervise,
     wait_until_ready,
     when_all_ready,
-    without_credentials,
 )
 from woostore_devstack.settings_reader import LaunchSettings, read_settings
 from woostore_shared.messaging import connect
@@ -488,20 +489,34 @@ def test_settings_refused_end_the_launcher_naming_each_variable(
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        # The embedded servers' own: nothing to hide, and psql takes it as printed.
+        # The embedded server's own: nothing to hide, and psql takes it as printed.
         ("postgresql://postgres:@/postgres?host=/tmp/data/postgres",
          "postgresql://postgres:@/postgres?host=/tmp/data/postgres"),
-        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
-        # An operator's own.
-        ("postgresql://shop:s3cret@db.example:5432/woo?sslmode=require",
+        # An operator's own: a password unencoded may hold any character but @.
+        ("postgresql+psycopg://shop:s3cret@db.example:5432/woo?sslmode=require",
          "postgresql://shop:***@db.example:5432/woo?sslmode=require"),
-        ("postgresql://shop@db.example/woo?password=s3cret&sslmode=require",
-         "postgresql://shop@db.example/woo?password=***&sslmode=require"),
-        ("nats://s3cret@nats-a:4222, tls://user:s3cret@nats-b:4222",
-         "nats://***@nats-a:4222,tls://user:***@nats-b:4222"),
+        ("postgresql://shop:se,c#r?e/t@db/woo", "postgresql://shop:***@db/woo"),
+        ("postgresql://shop@db/woo?password=s3cret&sslmode=require&sslpassword=k3y",
+         "postgresql://shop@db/woo?password=***&sslmode=require&sslpassword=***"),
+        ("postgresql://db/woo?application_name=me@home", "postgresql://db/woo?application_name=me@home"),
     ],
 )  # fmt: skip
-def test_the_banner_shows_the_servers_urls_without_their_credentials(url: str, shown: str) -> None:
-    """The banner goes to terminals and log files; a NATS URL given to the launcher was
-    printed as it came, its password or token with it."""
-    assert without_credentials(url) == shown
+def test_the_banner_shows_postgresqls_url_without_its_password(url: str, shown: str) -> None:
+    """The banner goes to terminals and log files."""
+    assert postgres_shown(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("nats://s3cret@nats-a:4222, tls://user:s3cret@nats-b:4222",
+         "nats://***@nats-a:4222,tls://user:***@nats-b:4222"),
+        # The client takes a server without a scheme too.
+        ("user:s3cret@nats-a:4222,s3cret@nats-b", "user:***@nats-a:4222,***@nats-b"),
+    ],
+)  # fmt: skip
+def test_the_banner_shows_nats_url_without_its_token_or_password(url: str, shown: str) -> None:
+    """A NATS URL given to the launcher was printed as it came, its password or token with
+    it."""
+    assert nats_shown(url) == shown
