@@ -694,8 +694,12 @@ def _unplaced(said: str, repository: str) -> str:
     above: set[str] = set()
     if (folder := _folder(repository)) is not None:
         places += [str(folder), os.path.normpath(folder), os.path.abspath(folder)]
+        # Each a path, not a word of a sentence ("backups" of "no backups found").
         for form in (folder, Path(os.path.abspath(folder))):
-            above.update(str(parent) for parent in form.parents if parent.name)
+            above.update(
+                str(parent) for parent in form.parents
+                if parent.name and (parent.is_absolute() or "/" in str(parent))
+            )  # fmt: skip
     else:
         endpoint, bucket, prefix = _s3_place(repository)
         places += [f"{endpoint}/{bucket}/{prefix}", f"{endpoint}/{bucket}", endpoint]

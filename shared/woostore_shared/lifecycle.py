@@ -231,7 +231,7 @@ class CopyCannotBeMadeAgain(Exception):
     def __init__(self, store: Store, lost: BackupNotRestorable) -> None:
         super().__init__(
             f"store {store.id} cannot be made again from backup {lost.backup_id}, which "
-            f"{lost.why}. Delete it, or copy another backup."
+            f"{lost.why}. Delete the store, or make a new one from another backup."
         )
 
 

@@ -417,7 +417,8 @@ async def test_no_store_is_made_again_or_anew_from_a_backup_gone_or_going(
     assert again["title"] == "Store cannot be retried"
     assert again["detail"] == (
         f"store {copy['id']} cannot be made again from backup {deleted}, which is deleting: "
-        "only a complete one is restored or copied. Delete it, or copy another backup."
+        "only a complete one is restored or copied. Delete the store, or make a new one from "
+        "another backup."
     )
     failed = (await client.get(f"{STORES}/{copy['id']}")).json()
     # Not offered a retry it would be refused (a user's review).

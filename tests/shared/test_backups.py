@@ -733,9 +733,14 @@ async def test_a_failure_does_not_tell_where_the_repository_is_kept(
         (  # the backup location made by restic, which could not (a user's review)
             "/proc/woostore-nope/stores/1",
             "Fatal: create repository at /proc/woostore-nope/stores/1 failed: mkdir "
-            "/proc/woostore-nope: no such file or directory",
+            "/proc/woostore-nope: no such file or directory; stat /proc: denied",
             "Fatal: create repository at the store's repository failed: mkdir a folder above "
-            "the store's repository: no such file or directory",
+            "the store's repository: no such file or directory; stat a folder above the "
+            "store's repository: denied",
+        ),
+        (  # a relative location's folders above are words too, left as they are
+            "backups/stores/1", "Fatal: no backups found in backups/stores/1",
+            "Fatal: no backups found in the store's repository",
         ),
         (  # S3: its client names the endpoint and the bucket, not the repository
             "s3:http://127.0.0.1:9/bucket/stores/1",
