@@ -60,7 +60,7 @@ from woostore_shared.backups import (
 )
 from woostore_shared.db import Database
 from woostore_shared.events import EventName, StepInfo
-from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable
+from woostore_shared.lifecycle import BackupInUse, BackupNotRestorable, CopyCannotBeMadeAgain
 from woostore_shared.models import (
     BackupDeletion,
     BackupStatus,
@@ -690,7 +690,7 @@ async def test_a_copy_from_a_damaged_backup_fails_and_marks_the_backup_damaged(
     await runner.remove(copy.id, KeepAlive())
     [cleaned_up] = [e for e in await stream_events(js, copy.id) if e.name is EventName.CLEANED_UP]
     assert cleaned_up.data["actions"] == ["delete"]
-    with pytest.raises(BackupNotRestorable, match="is damaged"):
+    with pytest.raises(CopyCannotBeMadeAgain, match="which is damaged"):
         async with UnitOfWork.begin(api_outbox) as uow:
             await lifecycle.retry(uow, copy.id)
 
