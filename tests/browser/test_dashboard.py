@@ -640,6 +640,31 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(copy_card).to_have_attribute("data-status", "failed")
 
 
+async def test_an_admin_viewing_all_tenants_copies_a_tenants_backup_into_that_tenant(
+    page: Page, shared_platform: Platform, tenant: Platform
+) -> None:
+    """The copy was asked for without a tenant unless one was picked, and refused (422,
+    naming the CLI's --tenant): a copy is made in its backup's tenant (a user's review)."""
+    store = await create_by_api(tenant, "Tenant Shop")
+    await signed_in(page, shared_platform)  # the admin, with no tenant picked
+    store_card = card(page, store["id"])
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    backups = store_card.get_by_test_id("store-backups")
+    await backups.locator("summary").click()
+    await store_card.get_by_test_id("backup-button").click()
+    backup = backups.get_by_test_id("backup")
+    await expect(backup).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+
+    await backup.get_by_test_id("copy-backup-button").click()
+    await page.get_by_test_id("confirm").click()
+
+    copy_card = page.get_by_test_id("store-card").filter(has_text="Tenant Shop copy")
+    await expect(copy_card).to_be_visible(timeout=SHORT)
+    async with httpx.AsyncClient(base_url=tenant.api_url, headers=tenant.headers) as api:
+        copy = await api.get(f"/api/v1/stores/{await copy_card.get_attribute('data-store-id')}")
+    assert copy.json()["tenant_id"] == store["tenant_id"]
+
+
 # A platform of its own: stops the provisioner.
 async def test_a_store_deleted_while_it_is_backed_up_says_so_and_its_backup_is_stopped(
     page: Page, platform: Platform

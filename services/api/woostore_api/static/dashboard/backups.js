@@ -8,7 +8,6 @@ import { handleError } from './alerts.js';
 import { confirmAction } from './confirm.js';
 import { setTime, shortTimeFormat } from './format.js';
 import { EVENT, stores, upsertStore } from './stores.js';
-import { pickedTenant } from './tenants.js';
 
 const BACKUP_EVENTS = new Set([
   EVENT.backupStarted, EVENT.backupCompleted, EVENT.backupFailed,
@@ -99,7 +98,9 @@ async function askToCopy(id, backup) {
   });
   if (!confirmed) return;
   const body = { name, from_backup: backup.id };
-  if (isAdmin() && pickedTenant()) body.tenant_id = pickedTenant();
+  // A copy is made in its backup's tenant: an admin viewing all tenants names it.
+  const tenant = stores.get(id)?.tenant_id;
+  if (isAdmin() && tenant) body.tenant_id = tenant;
   try {
     upsertStore(await api('POST', '/stores', body));
   } catch (err) {
