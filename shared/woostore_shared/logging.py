@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol
 
 import structlog
 
@@ -87,13 +88,39 @@ def configure_logging(settings: Settings, service: str) -> None:
     structlog.contextvars.bind_contextvars(service=service)
 
 
-def broker_logger() -> logging.Logger:
-    """FastStream's logger (a line for each message received, and processed): through this
-    process's output with every other line. Left to FastStream, its lines were coloured text
-    on stdout, with no service, in the middle of the JSON a log collector reads."""
+class MessageContext(Protocol):
+    """FastStream's context of a broker (``ContextRepo``), named here without importing
+    FastStream, which the notifier never loads."""
+
+    def get_local(self, key: str, default: Any = None) -> Any: ...
+
+
+def broker_logger(context: MessageContext) -> logging.Logger:
+    """FastStream's logger (a line for each message received, and processed) for the broker
+    given ``context``: through this process's output with every other line. Left to
+    FastStream, its lines were coloured text on stdout, with no service, in the middle of
+    the JSON a log collector reads."""
     logger = logging.getLogger("woostore.broker")
     logger.addFilter(_not_a_task_ending)  # once: a filter already there is not added again
+    logger.addFilter(_NamesItsMessage(context))
     return logger
+
+
+class _NamesItsMessage(logging.Filter):
+    """A line about a message names the message's subject (``work.provision.<store id>``),
+    where FastStream names its subscription's (``work.provision.*``): an operator looking
+    for a store's id found no line saying when its work was taken, or ended."""
+
+    def __init__(self, context: MessageContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = self.context.get_local("message")  # in the scope of a message handled
+        subject = getattr(getattr(message, "raw_message", None), "subject", None)
+        if subject is not None and hasattr(record, "subject"):
+            record.subject = subject
+        return True
 
 
 def _not_a_task_ending(record: logging.LogRecord) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
+from faststream import ContextRepo
 from faststream.nats import JStream, NatsBroker, PullSub
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -331,11 +332,12 @@ async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
     subscriber on a stream): its lines were coloured text on stdout, with no service, amid
     the JSON a log collector reads."""
     configure_logging(Settings(log_format=LogFormat.JSON), "tests")
-    broker = NatsBroker(nats_server.url, logger=broker_logger())
+    context = ContextRepo()
+    broker = NatsBroker(nats_server.url, logger=broker_logger(context), context=context)
     handled = asyncio.Event()
 
     @broker.subscriber(
-        "work.provision.one", stream=JStream("LOGGED", subjects=["work.>"]),
+        "work.provision.*", stream=JStream("LOGGED", subjects=["work.>"]),
         durable="logged", pull_sub=PullSub(timeout=1),
     )  # fmt: skip
     async def handle(body: str) -> None:
@@ -343,7 +345,7 @@ async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
 
     async with broker:
         await broker.start()
-        await broker.publish("hello", "work.provision.one", stream="LOGGED")
+        await broker.publish("hello", "work.provision.store-1", stream="LOGGED")
         async with asyncio.timeout(20):
             await handled.wait()
     captured = capsys.readouterr()
@@ -352,7 +354,9 @@ async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
     said = {line["event"]: line for line in lines if line.get("logger") == "woostore.broker"}
     assert "Received" in said, lines
     assert said["Received"]["service"] == "tests"
-    assert said["Received"]["subject"] == "work.provision.one"
+    # The message's subject, naming the store, not the subscription's (work.provision.*).
+    assert said["Received"]["subject"] == "work.provision.store-1"
+    assert said["Processed"]["subject"] == "work.provision.store-1"
     assert "\x1b[" not in captured.err + captured.out  # no colour codes, nothing on stdout
     # Stopping ended the subscriber's task; FastStream's bookkeeping line for it is left out.
     assert not [event for event in said if "is being executed" in event], said

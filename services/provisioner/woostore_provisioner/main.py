@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from faststream import FastStream
+from faststream import ContextRepo, FastStream
 from faststream.nats import NatsBroker
 from nats.errors import ConnectionReconnectingError
 
@@ -27,11 +27,15 @@ HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
 
 
 def build_app(settings: Settings) -> FastStream:
-    broker = NatsBroker(servers(settings.nats_url), logger=broker_logger(), **staying_connected())
+    context = ContextRepo()  # the broker's, which its log lines read their message from
+    logger = broker_logger(context)
+    broker = NatsBroker(
+        servers(settings.nats_url), logger=logger, context=context, **staying_connected()
+    )
     topology = declare(settings)
     broker.include_router(build_router(topology))
     db = Database.of_service(settings, "woostore-provisioner")
-    app = FastStream(broker, logger=broker_logger())
+    app = FastStream(broker, logger=logger, context=context)
 
     @app.on_startup
     async def wire() -> None:
