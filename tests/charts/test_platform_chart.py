@@ -9,6 +9,7 @@ its waivers in helm/platform/.checkov.yaml. Nothing here needs Docker or a clust
 from __future__ import annotations
 
 import base64
+import math
 import os
 import re
 import shutil
@@ -1331,6 +1332,12 @@ def test_in_chart_nats_fsyncs_every_write_to_its_volume(default_docs: list[Manif
     assert env["WOOSTORE_NATS_URL"]["value"] == f"nats://{RELEASE}-nats.{NAMESPACE}.svc:4222"
 
 
+def in_a_rolling_update(docs: list[Manifest], service: str) -> int:
+    """A service's pods while a rolling update runs: its replicas, and the default surge's."""
+    replicas: int = deployment(docs, service)["spec"]["replicas"]
+    return replicas + math.ceil(replicas / 4)
+
+
 def test_in_chart_postgresql_takes_every_connection_the_services_may_keep(
     variants: dict[str, list[Manifest]],
 ) -> None:
@@ -1343,13 +1350,11 @@ def test_in_chart_postgresql_takes_every_connection_the_services_may_keep(
         args = container(postgresql[0])["args"]
         assert args[:2] == ["postgres", "-c"], name
         setting, _, value = args[2].partition("=")
-        replicas = sum(
-            deployment(docs, service)["spec"]["replicas"]
-            for service in ("api", "notifier", "provisioner")
-        )
-        reapers = deployment(docs, "reaper")["spec"]["replicas"]  # one connection each
+
+        pods = sum(in_a_rolling_update(docs, s) for s in ("api", "notifier", "provisioner"))
+        reapers = in_a_rolling_update(docs, "reaper")  # one connection each
         assert setting == "max_connections", name
-        assert int(value) >= MAX_CONNECTIONS * replicas + reapers + 10, name
+        assert int(value) >= MAX_CONNECTIONS * pods + reapers + 10, name
 
 
 def test_external_dependencies_are_not_run_in_the_release(
@@ -2232,6 +2237,15 @@ def test_compose_runs_on_the_simulator_or_a_kubeconfig() -> None:
         # One simulated cluster for the provisioner replicas and the reaper.
         assert f"simcluster:{env['WOOSTORE_DATA_DIR']}" in service["volumes"]
     assert services["api"]["environment"]["WOOSTORE_CLUSTER"] == "${WOOSTORE_CLUSTER:-simulated}"
+
+
+def test_the_production_profile_names_where_backups_go(helm_env: dict[str, str]) -> None:
+    """Every change of a store backs it up first: a production install without a location
+    failed every settings change, upgrade, rollback and restore (a user's review)."""
+    docs = render_platform(helm_env, *PROFILES["prod"])
+    for name in ("provisioner", "reaper"):
+        env = env_of(container(deployment(docs, name)))
+        assert env["WOOSTORE_BACKUP_LOCATION"]["value"].startswith("s3:https://")
 
 
 def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
