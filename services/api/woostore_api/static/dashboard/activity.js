@@ -3,7 +3,9 @@
 
 import { api } from './api.js';
 import { handleError } from './alerts.js';
-import { CHANGE_NAMES, DELETION_STARTS, setTime, shortTimeFormat, stepText } from './format.js';
+import {
+  CHANGE_NAMES, DELETION_STARTS, setTime, settingsText, shortTimeFormat, stepText,
+} from './format.js';
 import { formatBytes } from './backups.js';
 import { EVENT } from './stores.js';
 
@@ -84,7 +86,7 @@ function describeEvent({ type, data = {} }) {
     case EVENT.changed:
       // A settings change leaves the chart as it was: what it changed is the settings.
       return data?.change === 'settings'
-        ? `Settings change done: ${data?.settings?.currency ?? '?'}, ${data?.settings?.language ?? '?'}`
+        ? `Settings change done: ${data?.settings ? settingsText(data.settings) : '?'}`
         : `${CHANGE_NAMES[data?.change] ?? 'Change'} done: chart ${data?.chart_version ?? '?'}`;
     case EVENT.changeFailed:
       return `${CHANGE_NAMES[data?.change] ?? 'Change'} failed: ${data?.reason ?? 'unknown reason'}`;

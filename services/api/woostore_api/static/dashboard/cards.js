@@ -8,7 +8,7 @@ import { handleError } from './alerts.js';
 import { loadActivity, appendActivity } from './activity.js';
 import { backUp, followBackups, loadBackups, showBackupButtons } from './backups.js';
 import { copyText } from './copy.js';
-import { CHANGE_NAMES, DELETION_STARTS, setTime, stepText } from './format.js';
+import { CHANGE_NAMES, DELETION_STARTS, setTime, settingsText, stepText } from './format.js';
 import { onStoreChange, onStoreEvent, stores } from './stores.js';
 import { backfill, onTimelineChange, renderTimeline } from './timeline.js';
 
@@ -316,12 +316,6 @@ async function changeSettings(view, id) {
     form.reset();
     view.els.settingsChange.open = false;
   }
-}
-
-function settingsText(settings) {
-  const place = settings.state ? `${settings.country}-${settings.state}` : settings.country;
-  const products = settings.sample_products ? 'sample products' : 'no sample products';
-  return [settings.currency, place, settings.language, products].join(' · ');
 }
 
 function originText(store) {

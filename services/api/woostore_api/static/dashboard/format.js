@@ -34,3 +34,10 @@ export function setTime(el, iso, format = timeFormat) {
   el.title = iso;
   el.textContent = format.format(ms);
 }
+
+// A store's settings on one line, as its card and its activity show them.
+export function settingsText(settings) {
+  const place = settings.state ? `${settings.country}-${settings.state}` : settings.country;
+  const products = settings.sample_products ? 'sample products' : 'no sample products';
+  return [settings.currency, place, settings.language, products].join(' · ');
+}
