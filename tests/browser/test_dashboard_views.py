@@ -326,6 +326,14 @@ async def test_the_timeline_ends_complete_across_a_notifier_killed_midway(
         page.get_by_test_id("notice").filter(has_text="“Watched Shop” is ready.")
     ).to_be_visible(timeout=SHORT)
 
+    # Its activity, longer than its box: a list that scrolls, which a keyboard reaches too
+    # (axe's scrollable-region-focusable, a user's review).
+    await watched.locator('[data-role="activity"] summary').click()
+    activity = watched.locator('[data-role="activity-list"]')
+    await expect(activity).to_contain_text("Store is ready", timeout=SHORT)
+    assert await activity.evaluate("list => list.scrollHeight > list.clientHeight")
+    await assert_accessible(page, "a store's activity, longer than its box")
+
 
 async def wait_for_status(platform: Platform, store_id: str, status: str, deadline: float) -> None:
     give_up = time.monotonic() + deadline
