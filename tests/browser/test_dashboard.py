@@ -848,7 +848,14 @@ async def test_a_store_stuck_on_its_image_says_why_in_one_sentence(
     page: Page, platform: Platform
 ) -> None:
     """The simulated cluster holds the rollout on an image it cannot pull: the card says so
-    while the step waits, then fails with the same words first."""
+    while the step waits, then fails with the same words first. Its time left says the step
+    takes longer than usual (it stood still, "about 6.4 s left", a user's review)."""
+    first = await create_by_api(platform, "First Shop")  # the steps' usual times, measured
+    give_up = time.monotonic() + PROVISIONING / 1000
+    while not (await get_json(platform, "/api/v1/stores/step-times"))["phases"]:
+        assert time.monotonic() < give_up, f"{first['id']} measured no step"
+        await asyncio.sleep(0.2)
+    await signed_in(page, platform)  # and reads them
     held = {
         "WOOSTORE_SIM_FAULTS": json.dumps({"wait_for_rollout": "image_pull"}),
         "WOOSTORE_ROLLOUT_TIMEOUT_SECONDS": "6",
@@ -857,13 +864,16 @@ async def test_a_store_stuck_on_its_image_says_why_in_one_sentence(
     await asyncio.to_thread(platform.stop, "provisioner")
     await asyncio.to_thread(platform.start, "provisioner", **held)
     try:
-        await signed_in(page, platform)
         store = await create_by_api(platform, "Stuck Shop")
         store_card = card(page, store["id"])
         cause = store_card.get_by_test_id("store-cause")
         words = re.compile(r"^Cannot download the image ghcr\.io/woostore/\S+$")
         await expect(cause).to_have_text(words, timeout=PROVISIONING)
         await expect(store_card.get_by_test_id("store-step")).to_have_text(STEP_TEXT)
+        await expect(store_card.get_by_test_id("store-eta")).to_have_text(
+            re.compile(r" elapsed · this step takes longer than usual, then about .+$"),
+            timeout=PROVISIONING,
+        )
         said = await cause.text_content()
         await expect(store_card).to_have_attribute("data-status", "failed", timeout=PROVISIONING)
         await expect(cause).to_be_hidden()

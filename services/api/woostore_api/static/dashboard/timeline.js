@@ -250,6 +250,12 @@ function etaText(store, timeline, now) {
   if (typicalOfCurrent === undefined || rest === null) return elapsed; // not all measured yet
   // A step completed needs no time more (its start may not be known: a page met it after).
   const inStep = (now - Date.parse(current.startedAt)) / 1000;
+  // Past half as long again as usual (and 2 s), a step is said to run long: the time left
+  // after it stood still, and read as a page that had stopped (a user's review).
+  if (!current.completedAt && inStep > typicalOfCurrent * 1.5 + 2) {
+    const after = rest >= 1 ? `, then about ${duration(rest)}` : '';
+    return [elapsed, `this step takes longer than usual${after}`].filter(Boolean).join(' · ');
+  }
   const left = (current.completedAt ? 0 : Math.max(0, typicalOfCurrent - inStep)) + rest;
   const estimate = left >= 1 ? `about ${duration(left)} left` : 'finishing';
   return [elapsed, estimate].filter(Boolean).join(' · ');
