@@ -219,6 +219,34 @@ async def test_sign_in_rejects_a_wrong_token_and_accepts_the_right_one(
     )
 
 
+async def test_a_tab_follows_the_sign_in_and_out_of_another_tab(
+    page: Page, tenant: Platform, shared_platform: Platform
+) -> None:
+    """The tabs of a browser share its session cookie: a tab signed out in another stayed
+    "Live", then blamed an expired key (a user's review); one signed in as another there
+    would have gone on showing the first's stores with the second's cookie."""
+    await signed_in(page, tenant)
+    other = await page.context.new_page()
+    await other.goto("/")
+    await expect(other.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
+
+    await other.get_by_test_id("signout").click()
+
+    await expect(page.locator("#signin-message")).to_have_text(
+        "You signed out in another tab.", timeout=SHORT
+    )
+    await expect(page.locator("#app-view")).to_be_hidden()
+
+    await sign_in(other, shared_platform.token)  # the admin, there
+    await expect(page.get_by_test_id("whoami")).to_contain_text(" · admin · ", timeout=SHORT)
+    await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+        "data-state", "live", timeout=SHORT
+    )
+    await other.close()
+
+
 async def test_a_store_created_from_the_form_progresses_live_to_ready(
     page: Page, tenant: Platform
 ) -> None:

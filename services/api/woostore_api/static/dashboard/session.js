@@ -29,12 +29,24 @@ function byId(id) {
   return document.getElementById(id);
 }
 
+// The browser's other tabs of the dashboard share its session cookie: each tells the others
+// when it signs in or out, so none goes on showing a session the cookie no longer holds (a
+// tab signed out elsewhere stayed "Live", then blamed an expired key; a user's review).
+const tabs = new BroadcastChannel('woostore-session');
+
 export function initSession() {
   els.signinForm.addEventListener('submit', onSignInSubmit);
   els.signout.addEventListener('click', signOutOfServer);
   whenSessionExpires(() =>
     signOut('Your session has expired or your key was revoked. Please sign in again.'),
   );
+  tabs.addEventListener('message', ({ data }) => {
+    if (data === 'signed-out') signOut('You signed out in another tab.');
+    if (data === 'signed-in') {
+      signOut();
+      resumeSession(); // as whoever signed in there
+    }
+  });
   resumeSession();
 }
 
@@ -75,6 +87,7 @@ async function onSignInSubmit(event) {
   }
   clearAlerts();
   startSession(await response.json(), { focus: true });
+  tabs.postMessage('signed-in');
 }
 
 // `focus`: signed in by the form, whose button is now hidden: focus goes to the view.
@@ -98,6 +111,7 @@ async function signOutOfServer() {
   els.signout.disabled = true;
   els.signout.textContent = 'Signing out…';
   let said = 'You have signed out.';
+  let cookieDeleted = true;
   try {
     await api('DELETE', '/session');
   } catch (err) {
@@ -107,12 +121,14 @@ async function signOutOfServer() {
       said = `This browser is signed out, but the server could not end the session (${why}).`;
     } else if (why) {
       said = `The server did not end the session (${why}): this browser is still signed in. Reload the page to sign out again.`;
+      cookieDeleted = false;
     }
   } finally {
     els.signout.disabled = false;
     els.signout.textContent = 'Sign out';
   }
   signOut(said);
+  if (cookieDeleted) tabs.postMessage('signed-out');
 }
 
 function signOut(message = '') {
