@@ -670,6 +670,19 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(copy_card).to_have_attribute("data-status", "failed")
 
 
+async def backed_up_from_its_card(page: Page, store_id: str) -> Locator:
+    """The store, once ready, backed up from its card (its Backups section open): the
+    backup, once complete."""
+    store_card = card(page, store_id)
+    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
+    backups = store_card.get_by_test_id("store-backups")
+    await backups.locator("summary").click()
+    await store_card.get_by_test_id("backup-button").click()
+    backup = backups.get_by_test_id("backup")
+    await expect(backup).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+    return backup
+
+
 async def test_an_admin_viewing_all_tenants_copies_a_tenants_backup_into_that_tenant(
     page: Page, shared_platform: Platform, tenant: Platform
 ) -> None:
@@ -677,13 +690,7 @@ async def test_an_admin_viewing_all_tenants_copies_a_tenants_backup_into_that_te
     naming the CLI's --tenant): a copy is made in its backup's tenant (a user's review)."""
     store = await create_by_api(tenant, "Tenant Shop")
     await signed_in(page, shared_platform)  # the admin, with no tenant picked
-    store_card = card(page, store["id"])
-    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
-    backups = store_card.get_by_test_id("store-backups")
-    await backups.locator("summary").click()
-    await store_card.get_by_test_id("backup-button").click()
-    backup = backups.get_by_test_id("backup")
-    await expect(backup).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+    backup = await backed_up_from_its_card(page, store["id"])
 
     await backup.get_by_test_id("copy-backup-button").click()
     await page.get_by_test_id("confirm").click()
@@ -704,12 +711,7 @@ async def test_a_store_deleted_while_it_is_backed_up_says_so_and_its_backup_is_s
     await signed_in(page, platform)
     store = await create_by_api(platform, "Busy Shop")
     store_card = card(page, store["id"])
-    await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
-    backups = store_card.get_by_test_id("store-backups")
-    await backups.locator("summary").click()
-    await store_card.get_by_test_id("backup-button").click()
-    earlier = backups.get_by_test_id("backup")
-    await expect(earlier).to_have_attribute("data-status", "complete", timeout=PROVISIONING)
+    earlier = await backed_up_from_its_card(page, store["id"])
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=SHORT)
     await asyncio.to_thread(platform.stop, "provisioner")
     try:
