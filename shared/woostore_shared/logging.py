@@ -88,35 +88,42 @@ def configure_logging(settings: Settings, service: str) -> None:
     structlog.contextvars.bind_contextvars(service=service)
 
 
-class MessageContext(Protocol):
-    """FastStream's context of a broker (``ContextRepo``), named here without importing
-    FastStream, which the notifier never loads."""
-
-    def get_local(self, key: str, default: Any = None) -> Any: ...
-
-
-def broker_logger(context: MessageContext) -> logging.Logger:
-    """FastStream's logger (a line for each message received, and processed) for the broker
-    given ``context``: through this process's output with every other line. Left to
-    FastStream, its lines were coloured text on stdout, with no service, in the middle of
-    the JSON a log collector reads."""
+def broker_logger() -> logging.Logger:
+    """FastStream's logger (a line for each message received, and processed): through this
+    process's output with every other line. Left to FastStream, its lines were coloured text
+    on stdout, with no service, in the middle of the JSON a log collector reads."""
     logger = logging.getLogger("woostore.broker")
     logger.addFilter(_not_a_task_ending)  # once: a filter already there is not added again
-    logger.addFilter(_NamesItsMessage(context))
     return logger
 
 
-class _NamesItsMessage(logging.Filter):
-    """A line about a message names the message's subject (``work.provision.<store id>``),
-    where FastStream names its subscription's (``work.provision.*``): an operator looking
-    for a store's id found no line saying when its work was taken, or ended."""
+class Broker(Protocol):
+    """A FastStream broker, named here without importing FastStream, which the notifier
+    never loads."""
 
-    def __init__(self, context: MessageContext) -> None:
+    @property
+    def context(self) -> Any: ...
+
+
+def name_each_message(broker: Broker) -> None:
+    """Lines about a message (FastStream's Received, Processed, and its errors) name the
+    message's subject (``work.provision.<store id>``), where FastStream names its
+    subscription's (``work.provision.*``): an operator looking for a store's id found no
+    line saying when its work was taken, or ended. Read from ``broker``'s context as each
+    line is logged: FastStream's app replaces the context a broker starts with."""
+    logger = broker_logger()
+    for named in [f for f in logger.filters if isinstance(f, _NamesItsMessage)]:
+        logger.removeFilter(named)  # one broker's at a time (tests build several)
+    logger.addFilter(_NamesItsMessage(broker))
+
+
+class _NamesItsMessage(logging.Filter):
+    def __init__(self, broker: Broker) -> None:
         super().__init__()
-        self.context = context
+        self.broker = broker
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = self.context.get_local("message")  # in the scope of a message handled
+        message = self.broker.context.get_local("message")  # in a message handled's scope
         subject = getattr(getattr(message, "raw_message", None), "subject", None)
         if subject is not None and hasattr(record, "subject"):
             record.subject = subject

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from faststream import ContextRepo
+from faststream import FastStream
 from faststream.nats import JStream, NatsBroker, PullSub
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -29,6 +29,7 @@ from woostore_shared.logging import (
     broker_logger,
     configure_logging,
     get_logger,
+    name_each_message,
 )
 from woostore_shared.settings import MIN_SECRET_BYTES, ClusterMode, LogFormat, Settings
 
@@ -332,8 +333,9 @@ async def test_faststreams_lines_are_json_naming_the_service_and_the_subject(
     subscriber on a stream): its lines were coloured text on stdout, with no service, amid
     the JSON a log collector reads."""
     configure_logging(Settings(log_format=LogFormat.JSON), "tests")
-    context = ContextRepo()
-    broker = NatsBroker(nats_server.url, logger=broker_logger(context), context=context)
+    broker = NatsBroker(nats_server.url, logger=broker_logger())
+    FastStream(broker, logger=broker_logger())  # which replaces the broker's context
+    name_each_message(broker)
     handled = asyncio.Event()
 
     @broker.subscriber(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from faststream import ContextRepo, FastStream
+from faststream import FastStream
 from faststream.nats import NatsBroker
 from nats.errors import ConnectionReconnectingError
 
@@ -13,7 +13,12 @@ from woostore_provisioner.handlers import build_router
 from woostore_provisioner.recipe import TimeLimits
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
-from woostore_shared.logging import broker_logger, configure_logging, get_logger
+from woostore_shared.logging import (
+    broker_logger,
+    configure_logging,
+    get_logger,
+    name_each_message,
+)
 from woostore_shared.messaging import require_connected, servers, staying_connected
 from woostore_shared.ops import serve_ops
 from woostore_shared.outbox import Outbox
@@ -27,15 +32,12 @@ HAND_BACK_GRACE = 10.0  # seconds to settle the messages in flight on SIGTERM
 
 
 def build_app(settings: Settings) -> FastStream:
-    context = ContextRepo()  # the broker's, which its log lines read their message from
-    logger = broker_logger(context)
-    broker = NatsBroker(
-        servers(settings.nats_url), logger=logger, context=context, **staying_connected()
-    )
+    broker = NatsBroker(servers(settings.nats_url), logger=broker_logger(), **staying_connected())
     topology = declare(settings)
     broker.include_router(build_router(topology))
     db = Database.of_service(settings, "woostore-provisioner")
-    app = FastStream(broker, logger=logger, context=context)
+    app = FastStream(broker, logger=broker_logger())
+    name_each_message(broker)
 
     @app.on_startup
     async def wire() -> None:
