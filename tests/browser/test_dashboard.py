@@ -247,6 +247,17 @@ async def test_a_tab_follows_the_sign_in_and_out_of_another_tab(
     await other.close()
 
 
+async def test_the_dashboard_works_in_a_browser_without_broadcast_channel(
+    page: Page, tenant: Platform
+) -> None:
+    """Safari before 15.4 has none: the page's modules failed to load (a diff review)."""
+    await page.add_init_script("delete window.BroadcastChannel")
+    await page.reload()
+    await signed_in(page, tenant)
+    await page.get_by_test_id("signout").click()
+    await expect(page.locator("#signin-message")).to_have_text("You have signed out.")
+
+
 async def test_a_store_created_from_the_form_progresses_live_to_ready(
     page: Page, tenant: Platform
 ) -> None:

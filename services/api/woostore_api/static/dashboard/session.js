@@ -32,7 +32,8 @@ function byId(id) {
 // The browser's other tabs of the dashboard share its session cookie: each tells the others
 // when it signs in or out, so none goes on showing a session the cookie no longer holds (a
 // tab signed out elsewhere stayed "Live", then blamed an expired key; a user's review).
-const tabs = new BroadcastChannel('woostore-session');
+// A browser without BroadcastChannel (Safari before 15.4) runs the page without it.
+const tabs = 'BroadcastChannel' in window ? new BroadcastChannel('woostore-session') : null;
 
 export function initSession() {
   els.signinForm.addEventListener('submit', onSignInSubmit);
@@ -40,7 +41,7 @@ export function initSession() {
   whenSessionExpires(() =>
     signOut('Your session has expired or your key was revoked. Please sign in again.'),
   );
-  tabs.addEventListener('message', ({ data }) => {
+  tabs?.addEventListener('message', ({ data }) => {
     if (data === 'signed-out') signOut('You signed out in another tab.');
     if (data === 'signed-in') {
       signOut();
@@ -87,7 +88,7 @@ async function onSignInSubmit(event) {
   }
   clearAlerts();
   startSession(await response.json(), { focus: true });
-  tabs.postMessage('signed-in');
+  tabs?.postMessage('signed-in');
 }
 
 // `focus`: signed in by the form, whose button is now hidden: focus goes to the view.
@@ -115,11 +116,11 @@ async function signOutOfServer() {
   try {
     await api('DELETE', '/session');
   } catch (err) {
-    const why = err instanceof ApiError ? err.message.replace(/\.$/, '') : null;
-    if (why && err.problem?.status === 503) {
+    const why = err instanceof ApiError ? err.message.replace(/\.$/, '') : 'an error in this page';
+    if (err.problem?.status === 503) {
       // The API deleted the cookie all the same: this browser is signed out, the session not.
       said = `This browser is signed out, but the server could not end the session (${why}).`;
-    } else if (why) {
+    } else {
       said = `The server did not end the session (${why}): this browser is still signed in. Reload the page to sign out again.`;
       cookieDeleted = false;
     }
@@ -128,7 +129,7 @@ async function signOutOfServer() {
     els.signout.textContent = 'Sign out';
   }
   signOut(said);
-  if (cookieDeleted) tabs.postMessage('signed-out');
+  if (cookieDeleted) tabs?.postMessage('signed-out');
 }
 
 function signOut(message = '') {
