@@ -266,10 +266,14 @@ class Outbox:
                 .limit(limit)
             )
             events = [CloudEvent.model_validate(row.envelope) for row in rows]
+            # A batch of events cut short leaves newer events waiting: only the work orders
+            # older than its last go with it (a work order comes after the event asking for
+            # it, in the same unit of work), so none overtakes its event.
+            until = cutoff if len(events) < limit else min(cutoff, events[-1].time)
             records = await session.exec(
                 select(WorkOrderRecord)
                 .where(col(WorkOrderRecord.published_at).is_(None))
-                .where(col(WorkOrderRecord.time) < cutoff)
+                .where(col(WorkOrderRecord.time) < until)
                 .order_by(col(WorkOrderRecord.time))
                 .limit(limit)
             )

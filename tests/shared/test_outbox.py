@@ -183,6 +183,40 @@ async def test_events_after_some_whose_predecessors_cannot_be_read_wait_for_the_
     await away.dispose()
 
 
+async def test_the_relay_sends_no_work_order_before_the_event_asking_for_it(
+    database: Database, nats_server: NatsServer, nats_client: Client
+) -> None:
+    """The relay took as many events as work orders, oldest first: with more events waiting
+    than it took, a work order went out before the event asking for it (a diff review)."""
+    store_id = await a_ready_store(database)
+    writer = Outbox(database, nats_client, source="/tests")
+    nats_server.stop()
+    await until(lambda: not nats_client.is_connected, "the client has noticed NATS is gone")
+    [first] = await change(writer, store_id, DELETING)
+    async with UnitOfWork.begin(writer) as uow:
+        store = await uow.session.get(Store, store_id)
+        assert store is not None
+        transition(store, StoreStatus.DELETED)
+        asking = uow.emit(store, Deleted())
+        work = uow.dispatch(store, Lane.REMOVAL)
+    nats_server.restart()
+    await until(lambda: nats_client.is_connected, "the client has reconnected")
+    relay = Outbox(database, nats_client, source="/tests/relay")
+    js = nats_client.jetstream()
+
+    async def ids(stream: str) -> list[str]:
+        last = (await js.stream_info(stream)).state.last_seq
+        messages = [await js.get_msg(stream, seq) for seq in range(1, last + 1)]
+        return [(message.headers or {})["Nats-Msg-Id"] for message in messages]
+
+    assert await relay.relay(older_than=timedelta(0), limit=1) == 1
+    assert (await ids(STREAM_NAME), await ids(WORK_STREAM)) == ([str(first.id)], [])
+    while await relay.relay(older_than=timedelta(0), limit=1):
+        pass
+    assert await ids(STREAM_NAME) == [str(first.id), str(asking.id)]
+    assert await ids(WORK_STREAM) == [str(work.id)]
+
+
 async def published_marks(db: Database) -> list[tuple[int | None, datetime | None]]:
     async with db.session() as session:
         rows = await session.exec(select(StoreEvent).order_by(col(StoreEvent.time)))
