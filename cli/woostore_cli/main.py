@@ -124,7 +124,8 @@ def create(api: Api, args: argparse.Namespace) -> int:
         except Unreachable as error:  # the request may have reached it: made, unanswered
             raise Unreachable(f"{error}; {again}") from error
         except ApiError as error:  # a 503 too: its database went away, perhaps at the commit
-            if error.status != 503:
+            nothing_made = str((error.problem or {}).get("type", "")).endswith("/slug-exhausted")
+            if error.status != 503 or nothing_made:
                 raise
             problem = error.problem and {**error.problem, "idempotency_key": key}
             raise ApiError(503, error.title, f"{error.detail}; {again}", problem,

@@ -223,3 +223,19 @@ async def test_a_create_answered_503_names_the_key_that_makes_it_once() -> None:
         "(ask again in 2 s)\n"
     ))  # fmt: skip
     assert json.loads(as_json.err)["idempotency_key"] == "k-1"
+
+
+async def test_a_create_refused_for_want_of_an_address_names_no_key() -> None:
+    """That 503 says no store was made: the key's advice would be wrong there."""
+
+    async def exhausted(_: Request) -> JSONResponse:
+        problem = {
+            "type": "https://woostore.dev/problems/slug-exhausted", "title": "Busy",
+            "status": 503, "detail": "could not allocate a unique address; retry",
+        }  # fmt: skip
+        return JSONResponse(problem, 503, media_type="application/problem+json")
+
+    app = Starlette(routes=[Route("/api/v1/stores", exhausted, methods=["POST"])])
+    async with served(app) as url:
+        said = await asyncio.to_thread(run, "create", "Shop", "--url", url, "--token=t")
+    assert (said.code, said.err) == (2, "Busy: could not allocate a unique address; retry\n")
