@@ -31,6 +31,7 @@ It never claims to be real: every store it runs is flagged ``simulated``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import html
 import json
@@ -179,6 +180,17 @@ def _add_rolled_back_to(db: sqlite3.Connection) -> None:
                 raise
 
 
+@contextmanager
+def _one_at_a_time(lock_file: Path) -> Iterator[None]:
+    """Held by one process at a time: an exclusive lock on ``lock_file``, waited for."""
+    descriptor = os.open(lock_file, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # and the lock with it
+
+
 def _keep_private(state_dir: Path, state_file: Path) -> None:
     """The state holds the stores' Secrets, passwords included (steps read them back, as from
     a real cluster): only this user may read it. The folder is 0700 and the database 0600
@@ -242,8 +254,15 @@ class SimulatedCluster:
             )
         self._held: dict[str, str] = {}  # namespace -> the condition its rollout is held in
         self._connections = threading.local()  # sqlite3 connections serve their own thread
-        with closing(sqlite3.connect(self.state_file, timeout=30)) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # several processes share the file
+        # Several processes share the file, and start together (the provisioner and the
+        # reaper): two turning a new file to WAL at once, one was refused at once, "database
+        # is locked", whatever the busy timeout (SQLite's way out of a deadlock), and its
+        # service exited. They set the file up one at a time.
+        with (
+            _one_at_a_time(self.state_file.with_name(self.state_file.name + ".setup")),
+            closing(sqlite3.connect(self.state_file, timeout=30)) as db,
+        ):
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             _add_rolled_back_to(db)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import sqlite3
 import stat
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import closing
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,32 @@ async def test_state_survives_a_new_instance_over_the_same_state_dir(
     assert (await restarted.wp(NAMESPACE, ["plugin", "is-active", "woocommerce"])).ok
 
 
+def start_a_cluster(folder: Path, helm_binary: str, together: Barrier) -> None:
+    together.wait()
+    SimulatedCluster(folder, helm_binary=helm_binary, time_scale=0)
+
+
+def test_processes_starting_together_on_a_new_state_all_start(
+    cluster_dir: Path, helm_binary: str
+) -> None:
+    """The provisioner and the reaper start together. Two turning a new state file to WAL
+    at once, one was refused at once ("database is locked", whatever the busy timeout) and
+    its service exited (a CI run of stop 53): three at a time, 24 starts of 60 failed so."""
+    forking = multiprocessing.get_context("fork")
+    for attempt in range(50):
+        together = forking.Barrier(3)
+        folder = cluster_dir / str(attempt)
+        started = [
+            forking.Process(target=start_a_cluster, args=(folder, helm_binary, together))
+            for _ in range(3)
+        ]
+        for process in started:
+            process.start()
+        for process in started:
+            process.join(timeout=60)
+        assert [process.exitcode for process in started] == [0, 0, 0], attempt
+
+
 # -- releases ------------------------------------------------------------------------------
 
 
@@ -160,6 +188,7 @@ async def test_only_its_owner_can_read_the_state_and_its_secrets(
     assert found == {
         state_left_readable.name: 0o700,
         "cluster.sqlite3": 0o600,
+        "cluster.sqlite3.setup": 0o600,  # the lock each process sets the state up under
         "cluster.sqlite3-wal": 0o600,
         "cluster.sqlite3-shm": 0o600,
     }
