@@ -74,9 +74,9 @@ class Outbox:
         self._events: dict[uuid.UUID, int] = {}
         self._orders: set[uuid.UUID] = set()
         self._marking: asyncio.Task[None] | None = None
-        # Stores with an event this process could not publish, which none of their later
-        # events may overtake on the stream (a consumer takes a store's status from its
-        # newest event). Another process's events are not held back by it.
+        # Stores with an event or work order this process could not publish, which none of
+        # their later ones may overtake (a consumer takes a store's status from its newest
+        # event). Another process's are not held back by it.
         self._behind: set[uuid.UUID] = set()
         # One mark at a time: two transactions updating the same rows could deadlock.
         self._one_mark = asyncio.Lock()
@@ -175,7 +175,8 @@ class Outbox:
         first: dict[uuid.UUID, datetime] = {}
         for time, store_id in sorted(written):
             first.setdefault(store_id, time)
-        sending = {*self._events, *self._orders, *(e.id for e in events), *(o.id for o in orders)}
+        # Sent already (unmarked yet), or in this delivery: none is sent twice here.
+        known = {*self._events, *self._orders, *(e.id for e in events), *(o.id for o in orders)}
         try:
             async with self.db.session() as session:
                 event_rows = await session.exec(
@@ -187,7 +188,7 @@ class Outbox:
                 waiting = [
                     CloudEvent.model_validate(row.envelope)
                     for row in event_rows
-                    if row.id not in sending and row.time < first[row.store_id]
+                    if row.id not in known and row.time < first[row.store_id]
                 ]
                 order_rows = await session.exec(
                     select(WorkOrderRecord)
@@ -198,7 +199,7 @@ class Outbox:
                 waiting_work = [
                     WorkOrder.model_validate(row, from_attributes=True)
                     for row in order_rows
-                    if row.id not in sending and row.time < first[row.store_id]
+                    if row.id not in known and row.time < first[row.store_id]
                 ]
         except Exception as error:  # the database away a moment after the commit, say
             log.warning("events left to the relay: those before them unread", error=repr(error))
