@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event, func, text
 from sqlmodel import col, delete, select
 
-from tests.support import DEFAULT_SETTINGS, until
+from tests.support import DEFAULT_SETTINGS, stream_messages, until
 from woostore_devstack.embedded import NatsServer, free_port
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
@@ -111,6 +111,11 @@ async def test_events_are_committed_with_the_change_then_published_in_order(
     assert stored.updated_at == second.time
 
 
+async def message_ids(nats: Client, stream: str) -> list[str]:
+    """The ids (Nats-Msg-Id) of every message ``stream`` holds, in order."""
+    return [(m.headers or {})["Nats-Msg-Id"] for m in await stream_messages(nats, stream=stream)]
+
+
 async def test_a_stores_event_held_back_by_an_outage_goes_out_before_its_later_ones(
     database: Database, nats_server: NatsServer, nats_client: Client
 ) -> None:
@@ -136,15 +141,8 @@ async def test_a_stores_event_held_back_by_an_outage_goes_out_before_its_later_o
 
     later = await change_with_work(DELETED, Lane.CHANGE)
 
-    js = nats_client.jetstream()
-
-    async def ids(stream: str) -> list[str]:
-        last = (await js.stream_info(stream)).state.last_seq
-        messages = [await js.get_msg(stream, seq) for seq in range(1, last + 1)]
-        return [(message.headers or {})["Nats-Msg-Id"] for message in messages]
-
-    assert await ids(STREAM_NAME) == [held[0], later[0]]
-    assert await ids(WORK_STREAM) == [held[1], later[1]]
+    assert await message_ids(nats_client, STREAM_NAME) == [held[0], later[0]]
+    assert await message_ids(nats_client, WORK_STREAM) == [held[1], later[1]]
     await outbox.mark()
     assert [sequence for sequence, _ in await published_marks(database)] == [1, 2]
     assert await outbox.relay(older_than=timedelta(0)) == 0  # nothing left for the relay
@@ -202,19 +200,16 @@ async def test_the_relay_sends_no_work_order_before_the_event_asking_for_it(
     nats_server.restart()
     await until(lambda: nats_client.is_connected, "the client has reconnected")
     relay = Outbox(database, nats_client, source="/tests/relay")
-    js = nats_client.jetstream()
-
-    async def ids(stream: str) -> list[str]:
-        last = (await js.stream_info(stream)).state.last_seq
-        messages = [await js.get_msg(stream, seq) for seq in range(1, last + 1)]
-        return [(message.headers or {})["Nats-Msg-Id"] for message in messages]
 
     assert await relay.relay(older_than=timedelta(0), limit=1) == 1
-    assert (await ids(STREAM_NAME), await ids(WORK_STREAM)) == ([str(first.id)], [])
+    assert (
+        await message_ids(nats_client, STREAM_NAME),
+        await message_ids(nats_client, WORK_STREAM),
+    ) == ([str(first.id)], [])
     while await relay.relay(older_than=timedelta(0), limit=1):
         pass
-    assert await ids(STREAM_NAME) == [str(first.id), str(asking.id)]
-    assert await ids(WORK_STREAM) == [str(work.id)]
+    assert await message_ids(nats_client, STREAM_NAME) == [str(first.id), str(asking.id)]
+    assert await message_ids(nats_client, WORK_STREAM) == [str(work.id)]
 
 
 async def published_marks(db: Database) -> list[tuple[int | None, datetime | None]]:
