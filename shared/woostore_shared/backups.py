@@ -685,13 +685,15 @@ def _folder(repository: str) -> Path | None:
 def _unplaced(said: str, repository: str) -> str:
     """``said`` with where the platform keeps the store's repository said as "the store's
     repository", in each form restic and the S3 client write it: as set, as a tidied path,
-    an S3 endpoint with its bucket; and a folder above it (the backup location, which restic
-    names when it cannot make it) as "a folder above the store's repository". What was said
+    in S3 as its bucket and prefix; a folder above it (the backup location, which restic
+    names when it cannot make it) as "a folder above the store's repository"; in S3, the
+    bucket and the server as such ("the backup bucket", "the backup storage"). What was said
     reaches the store's owner."""
     if not repository:
         return said
     places = [repository]
     above: set[str] = set()
+    around: dict[str, str] = {}  # what holds an S3 repository, and what it is said as
     if (folder := _folder(repository)) is not None:
         places += [str(folder), os.path.normpath(folder), os.path.abspath(folder)]
         # Each a path, not a word of a sentence ("backups" of "no backups found").
@@ -702,13 +704,19 @@ def _unplaced(said: str, repository: str) -> str:
             )  # fmt: skip
     else:
         endpoint, bucket, prefix = _s3_place(repository)
-        places += [f"{endpoint}/{bucket}/{prefix}", f"{endpoint}/{bucket}", endpoint]
-        places.append(f"{bucket}/{prefix}")
+        places += [f"{endpoint}/{bucket}/{prefix}", f"{bucket}/{prefix}"]
+        around = {
+            f"{endpoint}/{bucket}": "the backup bucket",
+            endpoint: "the backup storage",
+            urlsplit(endpoint).netloc: "the backup storage",  # as a DNS or TLS error names it
+        }
     # The longest form first, and whole: "rr" is not in "error", nor "stores/1" "stores/10";
     # a folder above it only as a path of its own, not the start of another store's.
     for place in sorted(set(places), key=len, reverse=True):
         whole = rf"(?<![\w.-]){re.escape(place)}(?![\w.-])"
         said = re.sub(whole, "the store's repository", said)
+    for place, words in around.items():  # the bucket first: the server's address starts it
+        said = re.sub(rf"(?<![\w.-]){re.escape(place)}(?![\w.-])", words, said)
     for place in sorted(above, key=len, reverse=True):
         whole = rf"(?<![\w./-]){re.escape(place)}(?![\w./-])"
         said = re.sub(whole, "a folder above the store's repository", said)

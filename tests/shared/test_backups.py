@@ -747,7 +747,15 @@ async def test_a_failure_does_not_tell_where_the_repository_is_kept(
             'Fatal: create repository at s3:http://127.0.0.1:9/bucket/stores/1 failed: '
             'client.BucketExists: Get "http://127.0.0.1:9/bucket/?location=": dial tcp',
             "Fatal: create repository at the store's repository failed: client.BucketExists: "
-            'Get "the store\'s repository/?location=": dial tcp',
+            'Get "the backup bucket/?location=": dial tcp',
+        ),
+        (  # the server alone, as a TLS or DNS error names it
+            "s3:https://s3.example.com/bucket/stores/1",
+            "Fatal: unable to open config file: Stat: Get \"https://s3.example.com/bucket/stores/1/"
+            "config\": dial tcp: lookup s3.example.com: no such host; https://s3.example.com "
+            "refused",
+            "Fatal: unable to open config file: Stat: Get \"the store's repository/config\": dial "
+            "tcp: lookup the backup storage: no such host; the backup storage refused",
         ),
     ],
 )  # fmt: skip
