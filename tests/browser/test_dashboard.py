@@ -595,6 +595,9 @@ async def test_a_store_is_backed_up_restored_copied_and_a_backup_deleted_from_it
     await expect(store_card).to_have_attribute("data-status", "ready", timeout=PROVISIONING)
     await backups.locator("summary").click()
     await expect(backups).to_contain_text("No backups yet.", timeout=SHORT)
+    # Its list, focusable to scroll when long, is no stop of the keyboard's while empty.
+    empty_list = backups.get_by_test_id("backup-list")
+    assert not await empty_list.evaluate("list => (list.focus(), document.activeElement === list)")
     await page.evaluate(RECORD_CARDS)
 
     await store_card.get_by_test_id("backup-button").click()
