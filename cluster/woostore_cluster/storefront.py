@@ -31,8 +31,8 @@ from woostore_shared.logging import get_logger
 log = get_logger(__name__)
 
 STORE_API = "/wp-json/wc/store/v1"
-# A customer in the store's own country (the recipe sets IN:KA): WooCommerce validates the
-# postcode and phone format per country.
+# A customer in India, whatever the store's country (WooCommerce sells to every country unless
+# told otherwise): WooCommerce checks the postcode and phone by the customer's country.
 TEST_CUSTOMER = {
     "first_name": "WooStore",
     "last_name": "Verification",

@@ -320,6 +320,10 @@ def test_the_dashboard_graphs_valid_queries_of_exported_metrics(
     exported = exported_metrics()
     for expr in exprs:
         assert metrics_read(expr) <= exported, expr
+    # Each metric architecture.md's table lists, as it says.
+    listed = (REPO / "docs" / "architecture.md").read_text().split("| Metric | Type | From |")[1]
+    table = listed.split("\n\n")[0]
+    assert set(metrics_read(table)) <= set().union(*map(metrics_read, exprs))
     # promtool parses each query as a recording rule's expression.
     recording = [{"record": f"woostore:dashboard:{n}", "expr": e} for n, e in enumerate(exprs)]
     (tmp_path / "dashboard.yaml").write_text(
