@@ -48,7 +48,8 @@ class Keys:
 
     async def principal(self, request: Request) -> Principal | None:
         """From a bearer API key (programs), or a ticket from POST /api/v1/events/ticket
-        (browsers: an EventSource cannot send headers)."""
+        (browsers: an EventSource cannot send headers). A ticket is read, not spent: it is
+        spent by :meth:`admitted` once nothing else refuses the stream."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             token = header[7:]
@@ -59,12 +60,9 @@ class Keys:
         if ticket is None:
             return None
         try:
-            opened = self._tickets.open(ticket)
+            subject = self._tickets.open(ticket).subject
         except InvalidTicket:
             return None
-        if not await self._spend(opened):
-            return None
-        subject = opened.subject
         return await self._remember(
             "subject:" + subject, lambda: self._authenticator.by_subject(subject)
         )
@@ -86,6 +84,16 @@ class Keys:
             # answer may predate the key's revocation, and the check did not see this stream.
             if remembered.checks == self._checks:
                 return principal
+
+    async def admitted(self, request: Request) -> bool:
+        """Whether the stream ``request`` asks for may open: its ticket, if it came with one,
+        spent now, for the first time (a ticket opens one stream, once). A stream refused
+        for anything else (a mistyped parameter, the key's streams at their limit) leaves it
+        for the client's next try."""
+        ticket = request.query_params.get("ticket")
+        if request.headers.get("authorization", "").lower().startswith("bearer ") or not ticket:
+            return True
+        return await self._spend(self._tickets.open(ticket))  # read by principal() already
 
     def _forget_unless_found(self, name: str, answer: asyncio.Future[Principal | None]) -> None:
         # Only found principals are remembered: a key created a moment later must work.

@@ -89,9 +89,23 @@ def _resume_after(request: Request) -> int | None:
         return None
     # ASCII only (str.isdigit also accepts "²" and other scripts' digits), and below the last
     # uint64 sequence: resuming starts at the next one, which must exist in JetStream's range.
-    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**64 - 1:
+    # Its 20 digits at most before it is read: Python refuses to read over 4,300.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 20 or int(raw) >= 2**64 - 1:
         raise ValueError("Last-Event-ID must be a stream sequence (a non-negative integer)")
     return int(raw)
+
+
+# Another is refused, not ignored: `?lastEventId=` or `?store=` would give a stream that
+# silently starts from now, or says every store's events.
+PARAMETERS = ("ticket", "last_event_id", "event_names", "store_id", "tenant_id")
+
+
+def _unknown(request: Request) -> str | None:
+    """What the request asks with that the stream does not know, if anything."""
+    unknown = sorted(set(request.query_params) - set(PARAMETERS))
+    if not unknown:
+        return None
+    return f"the event stream takes no {', '.join(unknown)}; it takes {', '.join(PARAMETERS)}"
 
 
 def _named(request: Request) -> bool:
@@ -159,6 +173,8 @@ async def stream_events(request: Request) -> Response | EventStream:
         refused = scheme.lower() == "bearer" and bool(token.strip())
         challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if refused else None
         return problem_for(request, 401, "Unauthorized", detail, "unauthorized", challenge)
+    if (unknown := _unknown(request)) is not None:
+        return problem_for(request, 400, "Unknown parameter", unknown, "unknown-parameter")
     try:
         after = _resume_after(request)
     except ValueError as error:
@@ -190,6 +206,16 @@ async def stream_events(request: Request) -> Response | EventStream:
             request, 429, "Limit reached", client.detail, "limit-reached",
             {"Retry-After": str(LIMIT_RETRY_SECONDS)}, limit=client.limit, allowed=client.allowed,
         )  # fmt: skip
+    try:
+        admitted = await state.keys.admitted(request)
+    except BaseException:  # the database away as the ticket was spent, say
+        connections.give_back(client)
+        raise
+    if not admitted:
+        connections.give_back(client)
+        return problem_for(
+            request, 401, "Unauthorized", "the ticket is not valid: used already", "unauthorized"
+        )
     return EventStream(
         client,
         after,
