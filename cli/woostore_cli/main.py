@@ -244,6 +244,8 @@ def delete_backup(api: Api, args: argparse.Namespace) -> int:
     backup = api.call("DELETE", f"/stores/{args.id}/backups/{args.backup}")
     if args.json:
         _print_json(backup)
+    elif backup["status"] == "deleted":  # asked again once done
+        print(f"Backup {backup['id']} deleted: its data is gone")
     else:
         print(f"Backup {backup['id']} deleted: its data is removed once the store is not busy")
     return 0

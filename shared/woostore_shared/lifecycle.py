@@ -856,12 +856,12 @@ async def delete_backup(
     data is removed from the store's repository by the change lane once the store is not
     busy (its work is serialised with the store's backups and restores; the reaper sends
     it again if lost). Returns it, and whether this deleted it: deleting one already
-    deleting changes nothing."""
+    deleting, or deleted (a retry whose first answer was lost), changes nothing."""
     store = await _locked(uow, store_id)
     backup = await uow.session.get(StoreBackup, backup_id)
-    if backup is None or backup.store_id != store.id or backup.status is BackupStatus.DELETED:
+    if backup is None or backup.store_id != store.id:
         raise BackupNotFound(backup_id)
-    if backup.status is BackupStatus.DELETING:
+    if backup.status in (BackupStatus.DELETING, BackupStatus.DELETED):
         return backup, False
     if backup.status is BackupStatus.RUNNING:
         raise BackupInUse(backup, "being made")

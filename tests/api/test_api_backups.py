@@ -212,6 +212,20 @@ async def test_a_deleted_backup_is_deleting_no_longer_listed_as_restorable_and_a
         "delete", "upgrade", "settings", "backup",
     ]  # fmt: skip
 
+    # Its data gone (the provisioner's work), asking again (a retry whose answer was lost)
+    # answers it as it is, as reading it does: not a 404 for what succeeded (a user's review).
+    async with database.session() as session:
+        gone = await session.get(StoreBackup, uuid.UUID(deleted))
+        assert gone is not None
+        gone.status = BackupStatus.DELETED
+        session.add(gone)
+        await session.commit()
+    again = await client.delete(path)
+    assert (again.status_code, again.json()["status"]) == (202, "deleted"), again.text
+    assert (await client.get(path)).json()["status"] == "deleted"
+    messages = await stream_messages(nats_client, store_id)
+    assert [m.subject for m in messages].count(f"store.backup_deleted.{store_id}") == 2  # both
+
 
 async def test_a_backup_being_made_or_of_another_store_is_not_deleted(
     client: httpx.AsyncClient, database: Database

@@ -382,10 +382,10 @@ async def delete_backup(
 ) -> BackupOut:
     """Delete one of the store's backups: from now on it is not restorable (`deleting`, and
     listed so until its data is gone), and its data is removed from the store's repository as
-    soon as the store is not busy (`deleted`). Announced as `backup_deleted`; asking again
-    changes nothing. One being made, restored from, or copied to a new store, is refused
-    (409): it can be deleted once that ends. The operator's retention rules delete old
-    backups the same way."""
+    soon as the store is not busy (`deleted`). Announced as `backup_deleted`; asking again,
+    before or after its data is gone, changes nothing and answers the backup as it is. One
+    being made, restored from, or copied to a new store, is refused (409): it can be deleted
+    once that ends. The operator's retention rules delete old backups the same way."""
     backup = await service.delete_backup(outbox, caller, store_id, backup_id)
     return BackupOut.model_validate(backup)
 
