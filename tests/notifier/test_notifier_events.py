@@ -462,7 +462,7 @@ async def test_a_stream_refused_leaves_its_ticket_for_the_next_try(
     async with http.stream("GET", EVENTS, params={"ticket": ticket}) as opened:
         assert opened.status_code == 200
     spent = problem(await http.get(EVENTS, params={"ticket": ticket}), 401)
-    assert spent["detail"] == "the ticket is not valid: used already"
+    assert spent["detail"] == "the ticket is not valid: used already, or expired"
 
 
 async def test_a_key_the_database_cannot_look_up_is_told_to_retry_as_the_api_tells_it(

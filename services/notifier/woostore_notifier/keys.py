@@ -93,7 +93,11 @@ class Keys:
         ticket = request.query_params.get("ticket")
         if request.headers.get("authorization", "").lower().startswith("bearer ") or not ticket:
             return True
-        return await self._spend(self._tickets.open(ticket))  # read by principal() already
+        try:
+            opened = self._tickets.open(ticket)
+        except InvalidTicket:  # expired since principal() read it, a moment ago
+            return False
+        return await self._spend(opened)
 
     def _forget_unless_found(self, name: str, answer: asyncio.Future[Principal | None]) -> None:
         # Only found principals are remembered: a key created a moment later must work.

@@ -214,7 +214,11 @@ async def stream_events(request: Request) -> Response | EventStream:
     if not admitted:
         connections.give_back(client)
         return problem_for(
-            request, 401, "Unauthorized", "the ticket is not valid: used already", "unauthorized"
+            request,
+            401,
+            "Unauthorized",
+            "the ticket is not valid: used already, or expired",
+            "unauthorized",
         )
     return EventStream(
         client,
