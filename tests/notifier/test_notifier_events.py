@@ -427,7 +427,8 @@ async def test_a_ticket_presented_twice_at_once_opens_one_stream(
 
 
 @pytest.mark.parametrize(
-    ("parameter", "value"), [("lastEventId", "5"), ("store", str(uuid.uuid4())), ("since", "0")]
+    ("parameter", "value"),
+    [("lastEventId", "5"), ("store", "0b7c4f5e-1d2a-4c3b-9e8f-7a6b5c4d3e2f"), ("since", "0")],
 )
 async def test_a_parameter_the_stream_does_not_take_is_a_400_problem(
     http: httpx.AsyncClient, parameter: str, value: str
