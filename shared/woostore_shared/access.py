@@ -117,17 +117,22 @@ class TenantSuspended(Exception):
 
     detail = "this key's tenant is suspended: its keys are refused until an admin resumes it"
 
+    def __init__(self, refused: Principal) -> None:
+        super().__init__(refused.tenant_id)
+        self.refused = refused  # whose key it is: signing out still ends its session
+
 
 def _of_row(row: dict[str, Any]) -> Principal:
     """The principal of a key read by ``_KEY`` or ``_KEY_IN_SESSION``."""
-    if row["suspended"]:
-        raise TenantSuspended(row["tenant_id"])
-    return Principal(
+    principal = Principal(
         subject=str(row["id"]),
         actor=row["prefix"],
         role=Role(row["role"]),
         tenant_id=row["tenant_id"],
     )
+    if row["suspended"]:
+        raise TenantSuspended(principal)
+    return principal
 
 
 async def spend(

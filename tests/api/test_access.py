@@ -524,6 +524,35 @@ async def test_a_suspended_tenants_keys_are_refused_until_it_is_resumed_and_its_
     assert changes == [{"suspended": False}, {"suspended": True}]  # the repeat wrote none
 
 
+async def test_signing_out_while_the_tenant_is_suspended_ends_the_session_for_good(
+    api: FastAPI, client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    """It was a 401 that neither ended the session nor deleted the cookie: resumed, the tenant's
+    session opened again, on a shared machine signed out of (an operator's review)."""
+    paused = await new_tenant("signs-out")
+    tenant_id = (await paused.get(SESSION)).json()["tenant_id"]
+    token = paused.headers["authorization"].removeprefix("Bearer ")
+    prefix = (await paused.get(KEYS)).json()["items"][0]["prefix"]
+    async with client_with(api) as browser:
+        await browser.post(SESSION, json={"token": token})
+        kept = dict(browser.cookies)
+        await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": True})
+
+        signed_out = await browser.delete(SESSION)
+
+        assert signed_out.status_code == 204, signed_out.text
+        assert "Max-Age=0" in signed_out.headers["set-cookie"]
+    await client.patch(f"{TENANTS}/{tenant_id}", json={"suspended": False})
+    async with client_with(api, cookies=kept) as copy:
+        assert "signed out" in problem(await copy.get(STORES), 401)["detail"]
+    signed_out_by = [
+        e["actor"]
+        for e in (await client.get(AUDIT, params={"tenant_id": tenant_id})).json()["items"]
+        if e["action"] == "session.delete"
+    ]
+    assert signed_out_by == [prefix]
+
+
 async def test_no_key_suspends_its_own_tenant_nor_the_default_one(
     client: httpx.AsyncClient, new_tenant: NewTenant
 ) -> None:

@@ -39,10 +39,11 @@ from woostore_api.deps import (
 )
 from woostore_api.edge import no_store
 from woostore_api.problems import SESSION_NOT_ENDED, problem_responses, unauthorized
+from woostore_shared.access import Authenticator, Principal, TenantSuspended
 from woostore_shared.db import Database
 from woostore_shared.models import ApiKey, Tenant
 from woostore_shared.problems import database_unavailable
-from woostore_shared.secrets import InvalidTicket
+from woostore_shared.secrets import InvalidTicket, OpenedTicket
 from woostore_shared.settings import Settings
 
 router = APIRouter()
@@ -274,7 +275,8 @@ async def sign_out(
 ) -> Response | None:
     """Sign the dashboard out: the session ends on the server, so a copy of its cookie opens
     nothing any more, and the browser's cookie is deleted. A session already ended (or none)
-    is signed out all the same. The cookie is deleted even when the database cannot take the
+    is signed out all the same, and one of a suspended tenant's key ends too (resumed, it
+    would open again). The cookie is deleted even when the database cannot take the
     session's end (503: a copy of the cookie opens the session until it expires, or its key
     is revoked). Another site's page may not sign it out
     (403, as for any write with the cookie)."""
@@ -286,7 +288,7 @@ async def sign_out(
     except InvalidTicket:
         opened = None  # expired or not ours: nothing left to end
     try:
-        principal = await authenticator.by_session(opened) if opened is not None else None
+        principal = await _holder(authenticator, opened)
         if opened is not None and principal is not None:  # else ended already, or never ours
             await service.sign_out(outbox, caller_of(request, principal), opened)
     except (DBAPIError, PoolTimeout):
@@ -295,6 +297,16 @@ async def sign_out(
         return refused
     _forget_the_cookie(response, request)
     return None
+
+
+async def _holder(authenticator: Authenticator, opened: OpenedTicket | None) -> Principal | None:
+    """Whose open session ``opened`` is, a suspended tenant's key's too; None if none is."""
+    if opened is None:
+        return None
+    try:
+        return await authenticator.by_session(opened)
+    except TenantSuspended as suspended:
+        return suspended.refused
 
 
 def _forget_the_cookie(response: Response, request: Request) -> None:
