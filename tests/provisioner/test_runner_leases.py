@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col, update
 
+from tests.provisioner.conftest import WATCH_INTERVAL
 from tests.provisioner.test_runner import (
     ANOTHER_OWNER,
     KeepAlive,
@@ -21,10 +23,10 @@ from tests.provisioner.test_runner import (
     load,
 )
 from tests.support import create_store
-from woostore_cluster import Cluster
+from woostore_cluster import Cluster, WpResult
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe
-from woostore_provisioner.leases import Attempt
+from woostore_provisioner.leases import Attempt, Leases
 from woostore_provisioner.retries import LeaseLost, ShuttingDown, StoreBusy
 from woostore_provisioner.runner import Runner
 from woostore_shared.db import Database
@@ -130,6 +132,68 @@ async def test_an_attempt_whose_lease_was_taken_over_stops_its_step(
     assert cluster.cancelled == ["wait_for_rollout"]
     left = await load(database, store.id)
     assert (left.status, left.lease_owner) == (StoreStatus.PROVISIONING, ANOTHER_OWNER)
+
+
+async def test_a_process_held_up_past_its_lease_calls_the_cluster_no_more_once_it_wakes(
+    make_runner: MakeRunner,
+    api_outbox: Outbox,
+    database: Database,
+    cluster_dir: Path,
+    helm_binary: str,
+) -> None:
+    """Stopped in the middle of a step (SIGSTOP, a frozen node), its lease lapsed and another
+    attempt took the store; woken, the step went on with its calls before any beat learned of
+    it, and set the shop's settings back over the other's (a user's review). The call under
+    way as it stopped ends; the next is refused, as the lease is confirmed first."""
+    store = await create_store(api_outbox)
+
+    class HeldUp(RecordingCluster):
+        """At its first WP-CLI command, the process stops for three beats, meanwhile another
+        attempt takes the store over; every call after is recorded."""
+
+        after: list[str] | None = None
+
+        async def wp(
+            self, namespace: str, args: Sequence[str], stdin: str | None = None
+        ) -> WpResult:
+            if self.after is not None:
+                self.after.append(" ".join(args))
+            else:
+                self.after = []
+                time.sleep(3 * WATCH_INTERVAL)  # noqa: ASYNC251 (a stopped process)
+                await lease_taken_over(database, store.id)
+            return await super().wp(namespace, args, stdin)
+
+    cluster = HeldUp(faulty_cluster(cluster_dir, helm_binary))
+    runner = make_runner(cluster)
+
+    with pytest.raises(LeaseLost):
+        await asyncio.wait_for(runner.provision(store.id, KeepAlive()), 30)
+
+    assert cluster.after == []
+    left = await load(database, store.id)
+    assert (left.status, left.lease_owner) == (StoreStatus.PROVISIONING, ANOTHER_OWNER)
+
+
+async def test_a_lease_is_confirmed_by_a_renewal_once_two_beats_passed_without_one(
+    api_outbox: Outbox, database: Database
+) -> None:
+    """Within two beats of a renewal the lease is held for certain, and nothing is asked;
+    past them, a renewal says whether it still is."""
+    leases = Leases(api_outbox, renew_every=60)  # no beat of its own within the test
+    store = await create_store(api_outbox)
+    async with leases.hold(store.id, "this attempt", KeepAlive()) as attempt:
+        held_up = time.monotonic() - 2 * leases.renew_every
+        attempt.renewed_at = held_up
+        await leases.confirm(attempt)
+        assert attempt.renewed_at > held_up  # renewed: nobody else had it
+
+        await lease_taken_over(database, store.id)
+        attempt.renewed_at = time.monotonic()
+        await leases.confirm(attempt)  # a beat ago: held for certain, not asked
+        attempt.renewed_at = held_up
+        with pytest.raises(LeaseLost):
+            await leases.confirm(attempt)
 
 
 async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(

@@ -4,11 +4,20 @@ message every ``renew_every`` seconds, whatever the work is doing (a step, a jou
 prune after the recipe): a lease kept alive only by the work's own checks lapsed in their gaps,
 and the redelivery took it. A lease whose owner died expires after three beats, and the next
 delivery takes the store over.
+
+A process held up past its lease (stopped, its node frozen, its event loop blocked) wakes
+in the middle of a step while another attempt works on the store: its next call into the
+cluster would undo the other's work (a user's review: a settings change set the shop's
+currency back after the change that followed it). So the attempt reaches the cluster
+through :func:`fenced`, which confirms the lease before each call (:meth:`Leases.confirm`).
+A call already under way as the process stopped still ends as it would have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import socket
 import time
@@ -17,9 +26,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, cast
 
 from sqlmodel import col, update
 
+from woostore_cluster import Cluster
 from woostore_provisioner.retries import TRANSIENT_ERRORS, LeaseLost, StoreBusy
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
@@ -131,6 +142,16 @@ class Leases:
         except Exception as error:
             attempt.stopped = error
 
+    async def confirm(self, attempt: Attempt) -> None:
+        """Raise unless the lease is still ``attempt``'s: the beat's reason if it stopped;
+        and if no renewal went through for two beats (the beat could not run: the process
+        was held up), whatever a renewal now says (:class:`LeaseLost` if another attempt
+        took the store over). Within two beats of a renewal the lease is held for certain:
+        it lapses a beat later, which covers the clocks of two hosts differing."""
+        attempt.still_held()
+        if time.monotonic() - attempt.renewed_at >= 2 * self.renew_every:
+            await self.renew(attempt)
+
     async def renew(self, attempt: Attempt) -> None:
         """Extend the lease; where the store stands is kept on ``attempt``."""
         asked_at = time.monotonic()
@@ -148,3 +169,28 @@ class Leases:
         status, delete_requested_at = row
         attempt.standing = Standing(StoreStatus(status), delete_requested_at is not None)
         attempt.asked_at = attempt.renewed_at = asked_at
+
+
+class _Fenced:
+    def __init__(self, inner: Cluster, confirm: Callable[[], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._confirm = confirm
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute  # streams of what the cluster holds (a dump), read only
+        confirm = self._confirm
+
+        @functools.wraps(attribute)
+        async def confirmed(*args: Any, **kwargs: Any) -> Any:
+            await confirm()
+            return await attribute(*args, **kwargs)
+
+        setattr(self, name, confirmed)  # wrapped once: __getattr__ is not asked again
+        return confirmed
+
+
+def fenced(cluster: Cluster, leases: Leases, attempt: Attempt) -> Cluster:
+    """``cluster`` as ``attempt`` reaches it: each call made only while its lease holds."""
+    return cast(Cluster, _Fenced(cluster, functools.partial(leases.confirm, attempt)))

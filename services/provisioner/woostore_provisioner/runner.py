@@ -42,7 +42,7 @@ from sqlmodel import select
 
 from woostore_cluster import Cluster, PermanentClusterError, traced
 from woostore_provisioner.journal import Journal
-from woostore_provisioner.leases import Attempt, KeepAlive, Leases, new_owner
+from woostore_provisioner.leases import Attempt, KeepAlive, Leases, fenced, new_owner
 from woostore_provisioner.recipe import (
     BACKING_UP_FIRST,
     BACKUP,
@@ -205,7 +205,7 @@ class Runner:
             store = await self._load(attempt.store_id)
             recipe = _recipe_under_way(store)
             if recipe is not None and recipe.on_failure is not OnFailure.RETRY:
-                await self._end_failed(recipe, store.id, reason)
+                await self._end_failed(recipe, store.id, reason, attempt)
 
         await self._attempt(store_id, keep_alive, give_up)
 
@@ -386,7 +386,7 @@ class Runner:
         except PERMANENT_ERRORS as error:
             if recipe.on_failure is OnFailure.RETRY or isinstance(error, TRANSIENT_ERRORS):
                 raise  # retried (in place, then by redelivery), as any "not now"
-            await self._end_failed(recipe, store.id, str(error))
+            await self._end_failed(recipe, store.id, str(error), attempt)
             return False
         return True
 
@@ -418,13 +418,15 @@ class Runner:
                 "could not record what was found damaged", backups=[str(b) for b in found]
             )
 
-    async def _end_failed(self, recipe: Recipe, store_id: uuid.UUID, reason: str) -> None:
+    async def _end_failed(
+        self, recipe: Recipe, store_id: uuid.UUID, reason: str, attempt: Attempt
+    ) -> None:
         match recipe.on_failure:
             case OnFailure.FAIL_AND_CLEAN_UP:
                 await self._fail(store_id, reason)
             case OnFailure.END_CHANGE_FAILED:
                 await self._end_change(
-                    store_id, failure=await self._undone(recipe, store_id, reason)
+                    store_id, failure=await self._undone(recipe, store_id, reason, attempt)
                 )
             case OnFailure.END_BACKUP_FAILED:
                 await self._end_backup(store_id, reason)
@@ -435,7 +437,9 @@ class Runner:
             case OnFailure.RETRY:
                 raise AssertionError(f"{recipe.phase} never ends as failed")
 
-    async def _undone(self, recipe: Recipe, store_id: uuid.UUID, failure: str) -> str:
+    async def _undone(
+        self, recipe: Recipe, store_id: uuid.UUID, failure: str, attempt: Attempt
+    ) -> str:
         """Undo what the failed recipe's begun steps declare they undo, the last begun first;
         the failure to record, which says what could not be undone."""
         store = await self._load(store_id)
@@ -445,7 +449,7 @@ class Runner:
             return failure
         async with self.db.session() as session:
             change = await lifecycle.change_under_way(session, store_id)
-        job = self._job(store)
+        job = self._job(store, attempt)
         with suppress(ValidationError):  # kept by an older release, unreadable: none to put back
             if change is not None and change.settings_before is not None:
                 job.settings_before = StoreSettings.model_validate(change.settings_before)
@@ -573,7 +577,7 @@ class Runner:
         self, recipe: Recipe, store: Store, attempt: Attempt, backups: BackupWork
     ) -> None:
         done = await self.journal.done(store.id, recipe)
-        job = self._job(store, backups)
+        job = self._job(store, attempt, backups)
         total = len(recipe.steps)
         to_run = [
             (step, StepInfo(name=step.name, title=step.title, index=index, total=total))
@@ -621,7 +625,7 @@ class Runner:
                     store = await self.journal.completed(
                         store, recipe, info, learned, seconds, following
                     )
-                    job = self._job(store, backups)
+                    job = self._job(store, attempt, backups)
                 except BaseException:
                     if following:  # the next step never started: its span says so, and ends
                         following[1].set_attribute("woostore.step.started", False)
@@ -695,7 +699,9 @@ class Runner:
     def _storefront_url(self, store: Store) -> str:
         return f"http://{store.slug}.{self.base_domain}"
 
-    def _job(self, store: Store, backups: BackupWork | None = None) -> StoreJob:
+    def _job(self, store: Store, attempt: Attempt, backups: BackupWork | None = None) -> StoreJob:
+        """What the recipe's steps of ``store`` work with, reaching the cluster while
+        ``attempt`` holds the store's lease only."""
         backups = backups or BackupWork()
         url = self._storefront_url(store)
         made_as = f"{store.namespace.removeprefix(NAMESPACE_PREFIX)}.{self.base_domain}"
@@ -708,7 +714,7 @@ class Runner:
             namespace=store.namespace,
             host=url.removeprefix("http://"),
             storefront_url=url,
-            cluster=self.cluster,
+            cluster=fenced(self.cluster, self.leases, attempt),
             chart=self.chart,
             cipher=self.cipher,
             limits=self.limits,
