@@ -114,6 +114,14 @@ def _cancelled_by_stop_signals(task: asyncio.Future[None]) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+# A readiness check's round trip to NATS, within the ops check's 2 s (ops.py).
+ANSWERED_WITHIN_SECONDS = 1
+
+
 async def require_connected(client: Client) -> None:
+    """Connected, and answered by the server now: one that stopped answering (hung, its host
+    frozen) leaves the client connected until its pings go unanswered, 40-60 s (a user's
+    review saw every service ready while each write waited out its publish timeout)."""
     if not client.is_connected:
         raise ConnectionError("not connected to NATS")
+    await client.flush(timeout=ANSWERED_WITHIN_SECONDS)

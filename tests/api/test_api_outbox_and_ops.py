@@ -8,6 +8,8 @@ and /api/v1/platform.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from datetime import timedelta
 
@@ -148,6 +150,24 @@ async def test_readyz_stays_ready_naming_nats_degraded_while_nats_is_down(
 
     nats_server.restart()
     await until(lambda: api_nats.is_connected, "the API has reconnected")
+    assert (await ops.get("/readyz")).json() == {"status": "ready", "failing": {}}
+
+
+async def test_readyz_names_nats_degraded_while_nats_is_hung(
+    ops: httpx.AsyncClient, nats_server: NatsServer
+) -> None:
+    """Stopped, not gone: the client stays connected until its pings go unanswered (40-60 s),
+    and readiness said nothing meanwhile (a user's review)."""
+    os.kill(nats_server.process.pid, signal.SIGSTOP)
+    try:
+        response = await ops.get("/readyz")
+    finally:
+        os.kill(nats_server.process.pid, signal.SIGCONT)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready", "failing": {}, "degraded": {"nats": "FlushTimeoutError"}
+    }  # fmt: skip
     assert (await ops.get("/readyz")).json() == {"status": "ready", "failing": {}}
 
 
