@@ -857,7 +857,7 @@ def _follow(
                               f"{settled}. See: woostore show {store['id']}")  # fmt: skip
                         return 0 if settled == goal.success else FAILED
                     continue
-                if event.store_id != store["id"]:
+                if event.store_id != store["id"] or _older(event, store):
                     continue
                 if as_json:
                     _print_event_json(event)
@@ -1052,6 +1052,16 @@ def _versions(backup: dict[str, Any]) -> str:
     named = (("chart", "chart_version"), ("WordPress", "wordpress_version"),
              ("WooCommerce", "woocommerce_version"))  # fmt: skip
     return ", ".join(f"{label} {backup[key]}" for label, key in named if backup.get(key))
+
+
+def _older(event: Event, store: Store) -> bool:
+    """Whether ``event`` is older than ``store`` as it was read: the stream is connected
+    first, then the store read, so what came between is in it already (shown, a step went
+    back a moment; a user's review)."""
+    read = store.get("updated_at")
+    if not isinstance(read, str):
+        return False
+    return datetime.fromisoformat(event.cloudevent["time"]) < datetime.fromisoformat(read)
 
 
 def _time(iso: str) -> str:

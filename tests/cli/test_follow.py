@@ -97,3 +97,33 @@ def test_a_store_cancelled_while_it_is_made_ends_the_wait(
     said = capsys.readouterr()
     assert "Staging Shop was cancelled before it was ready" in said.err
     assert said.out == ""  # no storefront for a store that is going
+
+
+def test_a_wait_started_midway_skips_the_events_older_than_the_store_it_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`woostore wait` connects, then reads the store: events that came between are in the
+    store as read, and shown after it they took its progress back a step (a user's review)."""
+    midway = {
+        **COPY, "status": "provisioning", "progress": 0.3, "updated_at": "2026-12-04T10:00:30Z",
+        "step": {"name": "x", "title": "Installing the Helm release", "index": 3, "total": 10},
+    }  # fmt: skip
+
+    def at(time: str, made: Event) -> Event:
+        return Event(made.sequence, {**made.cloudevent, "time": time})
+
+    code = _follow(
+        [
+            at("2026-12-04T10:00:20Z", step("clone", 2, "Generating credentials")),
+            at("2026-12-04T10:00:40Z", step("clone", 4, "Copying the database")),
+            at("2026-12-04T10:00:50Z", event("ready", {"storefront_url": "s", "admin_url": "a"})),
+        ],
+        midway, CREATE, False, lambda: midway,
+    )  # fmt: skip
+
+    assert code == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "Step 3 of 10 — Installing the Helm release (30%)",
+        "Step 4 of 10 — Copying the database (40%)",
+        "Ready (100%)",
+    ]
