@@ -6,11 +6,12 @@ import asyncio
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 
 from woostore_shared.logging import get_logger
 
@@ -121,7 +122,11 @@ ANSWERED_WITHIN_SECONDS = 1
 async def require_connected(client: Client) -> None:
     """Connected, and answered by the server now: one that stopped answering (hung, its host
     frozen) leaves the client connected until its pings go unanswered, 40-60 s (a user's
-    review saw every service ready while each write waited out its publish timeout)."""
+    review saw every service ready while each write waited out its publish timeout). Asked
+    as a request to an inbox nobody listens on, which the server answers at once with "no
+    responders"; not by ``flush``, whose timeout leaves nats-py's reader to fail on the late
+    answer, and the client deaf to every message after (a review)."""
     if not client.is_connected:
         raise ConnectionError("not connected to NATS")
-    await client.flush(timeout=ANSWERED_WITHIN_SECONDS)
+    with suppress(NoRespondersError):  # the server's answer
+        await client.request(client.new_inbox(), b"", timeout=ANSWERED_WITHIN_SECONDS)
