@@ -23,7 +23,7 @@ from tests.provisioner.test_runner import (
     load,
 )
 from tests.support import create_store
-from woostore_cluster import Cluster, WpResult
+from woostore_cluster import Cluster, PermanentClusterError, WpResult
 from woostore_cluster.simulated import SimulatedCluster
 from woostore_provisioner import recipe
 from woostore_provisioner.leases import Attempt, Leases
@@ -134,17 +134,20 @@ async def test_an_attempt_whose_lease_was_taken_over_stops_its_step(
     assert (left.status, left.lease_owner) == (StoreStatus.PROVISIONING, ANOTHER_OWNER)
 
 
+@pytest.mark.parametrize("call_under_way", ["ends", "fails"])
 async def test_a_process_held_up_past_its_lease_calls_the_cluster_no_more_once_it_wakes(
     make_runner: MakeRunner,
     api_outbox: Outbox,
     database: Database,
     cluster_dir: Path,
     helm_binary: str,
+    call_under_way: str,
 ) -> None:
     """Stopped in the middle of a step (SIGSTOP, a frozen node), its lease lapsed and another
     attempt took the store; woken, the step went on with its calls before any beat learned of
     it, and set the shop's settings back over the other's (a user's review). The call under
-    way as it stopped ends; the next is refused, as the lease is confirmed first."""
+    way as it stopped ends; the next is refused, as the lease is confirmed first. Should the
+    call under way fail, the store is not failed either: its failure is the other's to say."""
     store = await create_store(api_outbox)
 
     class HeldUp(RecordingCluster):
@@ -162,6 +165,8 @@ async def test_a_process_held_up_past_its_lease_calls_the_cluster_no_more_once_i
                 self.after = []
                 time.sleep(3 * WATCH_INTERVAL)  # noqa: ASYNC251 (a stopped process)
                 await lease_taken_over(database, store.id)
+                if call_under_way == "fails":
+                    raise PermanentClusterError("the pod was replaced while it ran")
             return await super().wp(namespace, args, stdin)
 
     cluster = HeldUp(faulty_cluster(cluster_dir, helm_binary))
@@ -194,6 +199,7 @@ async def test_a_lease_is_confirmed_by_a_renewal_once_two_beats_passed_without_o
         attempt.renewed_at = held_up
         with pytest.raises(LeaseLost):
             await leases.confirm(attempt)
+        assert isinstance(attempt.stopped, LeaseLost)  # the step's watch stops it too
 
 
 async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(

@@ -147,10 +147,15 @@ class Leases:
         and if no renewal went through for two beats (the beat could not run: the process
         was held up), whatever a renewal now says (:class:`LeaseLost` if another attempt
         took the store over). Within two beats of a renewal the lease is held for certain:
-        it lapses a beat later, which covers the clocks of two hosts differing."""
+        it lapses a beat later, which covers the clocks of two hosts differing. What the
+        renewal finds stops the attempt, as the beat's would: its watch ends the step."""
         attempt.still_held()
         if time.monotonic() - attempt.renewed_at >= 2 * self.renew_every:
-            await self.renew(attempt)
+            try:
+                await self.renew(attempt)
+            except Exception as error:  # the lease another's, or not renewable two beats on
+                attempt.stopped = error
+                raise
 
     async def renew(self, attempt: Attempt) -> None:
         """Extend the lease; where the store stands is kept on ``attempt``."""

@@ -66,6 +66,7 @@ from woostore_provisioner.recipe import (
 from woostore_provisioner.retries import (
     TRANSIENT_ERRORS,
     DeletionAsked,
+    LeaseLost,
     ShuttingDown,
     StoreAbandoned,
     retry_in_place,
@@ -421,6 +422,9 @@ class Runner:
     async def _end_failed(
         self, recipe: Recipe, store_id: uuid.UUID, reason: str, attempt: Attempt
     ) -> None:
+        """End the recipe as failed, as it declares, while this attempt holds the lease: a
+        process woken past it, whose call under way then failed, ends no other's work."""
+        await self.leases.confirm(attempt)
         match recipe.on_failure:
             case OnFailure.FAIL_AND_CLEAN_UP:
                 await self._fail(store_id, reason)
@@ -459,6 +463,8 @@ class Runner:
                 async with asyncio.timeout(step.deadline(self.limits)):
                     done = await step.undo(job)
             except UNDO_FAILURES as error:
+                if attempt.stopped is not None:  # the lease lost on the way: not this undo's
+                    raise
                 log.warning("undoing a failed step failed", step=step.name, error=str(error))
                 return (
                     f"{failure}; undoing '{step.title}' failed too ({error}): what it changed "
@@ -775,7 +781,7 @@ class WaitExplainer:
                 if cause != self.cause:
                     await self.tell(cause)
                     self.cause = cause
-            except StoreAbandoned:
+            except (StoreAbandoned, LeaseLost):
                 return  # the step's own watch sees it too, and stops the step
             except Exception:
                 # Only a hint: the step goes on without it, and the next round asks again
