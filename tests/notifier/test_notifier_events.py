@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 import woostore_notifier.main as notifier
-from tests.support import ADMIN_TOKEN, add_key, served
+from tests.support import ADMIN_TOKEN, add_key, served, until
 from woostore_devstack.embedded import free_port
 from woostore_notifier import keys
 from woostore_notifier.connections import Connections
@@ -251,7 +251,7 @@ async def test_the_stream_asks_browsers_to_reconnect_after_two_to_five_seconds_s
     "value",
     [
         "abc", "-1", "1.5", "0x10", "1e3", "18446744073709551615", "99999999999999999999999",
-        "9" * 5000,  # past the 4,300 digits Python reads: its own words were the detail
+        pytest.param("9" * 5000, id="5000-digits"),  # past the 4,300 Python reads
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("how", ["header", "query"])
@@ -449,21 +449,41 @@ async def test_a_stream_refused_leaves_its_ticket_for_the_next_try(
     http: httpx.AsyncClient, settings: Settings, database: Database
 ) -> None:
     """A ticket opens one stream, once: a stream refused for a mistyped parameter or a key's
-    streams at their limit opened none, yet its ticket was spent (a user's review)."""
+    streams at their limit opened none, yet its ticket was spent, and the 429's Retry-After
+    could not be heeded (a user's review). A store not found spends it: a ticket spent
+    already (read from an access log) learns nothing of which stores exist."""
     secret = settings.secret_key.get_secret_value()
     authenticator = Authenticator(
         database, admin_token=settings.admin_token.get_secret_value(), secret_key=secret
     )
-    ticket = TicketSigner(secret).issue(authenticator.admin_subject)
+    signer = TicketSigner(secret)
+    ticket = signer.issue(authenticator.admin_subject)
+    app = notifier.create_app(settings.model_copy(update={"event_streams_per_key": 1}))
+    async with (
+        served(app) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as notifier_of_one,
+    ):
+        problem(await notifier_of_one.get(EVENTS, params={"ticket": ticket, "store": "x"}), 400)
+        bad = {"ticket": ticket, "store_id": "shop-1"}
+        problem(await notifier_of_one.get(EVENTS, params=bad), 400)
+        async with notifier_of_one.stream("GET", EVENTS, headers=admin()) as first:
+            assert first.status_code == 200
+            full = await notifier_of_one.get(EVENTS, params={"ticket": ticket})
+            assert (full.status_code, full.headers["Retry-After"]) == (429, "30")
+        await until(lambda: not app.state.connections.subjects(), "the first stream ended")
+        async with notifier_of_one.stream("GET", EVENTS, params={"ticket": ticket}) as opened:
+            assert opened.status_code == 200
 
-    problem(await http.get(EVENTS, params={"ticket": ticket, "store_id": "shop-1"}), 400)
-    problem(await http.get(EVENTS, params={"ticket": ticket, "store": "x"}), 400)
-    problem(await http.get(EVENTS, params={"ticket": ticket, "store_id": str(uuid.uuid4())}), 404)
-
-    async with http.stream("GET", EVENTS, params={"ticket": ticket}) as opened:
-        assert opened.status_code == 200
-    spent = problem(await http.get(EVENTS, params={"ticket": ticket}), 401)
-    assert spent["detail"] == "the ticket is not valid: used already, or expired"
+        spent = problem(await notifier_of_one.get(EVENTS, params={"ticket": ticket}), 401)
+        assert spent["detail"] == "the ticket is not valid: used already, or expired"
+        unknown = {"store_id": str(uuid.uuid4())}
+        asked = problem(
+            await notifier_of_one.get(EVENTS, params={"ticket": ticket, **unknown}), 401
+        )
+        assert asked["detail"] == spent["detail"]  # not "does not exist"
+        another = signer.issue(authenticator.admin_subject)
+        problem(await notifier_of_one.get(EVENTS, params={"ticket": another, **unknown}), 404)
+        problem(await notifier_of_one.get(EVENTS, params={"ticket": another}), 401)
 
 
 async def test_a_key_the_database_cannot_look_up_is_told_to_retry_as_the_api_tells_it(

@@ -88,7 +88,7 @@ class Keys:
     async def admitted(self, request: Request) -> bool:
         """Whether the stream ``request`` asks for may open: its ticket, if it came with one,
         spent now, for the first time (a ticket opens one stream, once). A stream refused
-        for anything else (a mistyped parameter, the key's streams at their limit) leaves it
+        before it is asked (a mistyped parameter, the key's streams at their limit) leaves it
         for the client's next try."""
         ticket = request.query_params.get("ticket")
         if request.headers.get("authorization", "").lower().startswith("bearer ") or not ticket:

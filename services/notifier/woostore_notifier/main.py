@@ -197,8 +197,6 @@ async def stream_events(request: Request) -> Response | EventStream:
     if tenant is not None and own not in (None, tenant):
         detail = "a tenant key reads only its own tenant's events"  # as the API says of data
         return problem_for(request, 403, "Forbidden", detail, "forbidden")
-    if (unseen := await _unseen(state.authenticator, principal, store, tenant)) is not None:
-        return problem_for(request, 404, "Not found", f"{unseen} does not exist", "not-found")
     connections: Connections = state.connections
     client = connections.take(principal)
     if isinstance(client, Refusal):
@@ -206,20 +204,21 @@ async def stream_events(request: Request) -> Response | EventStream:
             request, 429, "Limit reached", client.detail, "limit-reached",
             {"Retry-After": str(LIMIT_RETRY_SECONDS)}, limit=client.limit, allowed=client.allowed,
         )  # fmt: skip
+    # The ticket spent last but for the store's or tenant's lookup, which a ticket spent
+    # already (read from an access log, say) must not get to ask.
     try:
         admitted = await state.keys.admitted(request)
+        unseen = await _unseen(state.authenticator, principal, store, tenant) if admitted else None
     except BaseException:  # the database away as the ticket was spent, say
         connections.give_back(client)
         raise
-    if not admitted:
+    if not admitted or unseen is not None:
         connections.give_back(client)
-        return problem_for(
-            request,
-            401,
-            "Unauthorized",
-            "the ticket is not valid: used already, or expired",
-            "unauthorized",
-        )
+    if not admitted:
+        detail = "the ticket is not valid: used already, or expired"
+        return problem_for(request, 401, "Unauthorized", detail, "unauthorized")
+    if unseen is not None:
+        return problem_for(request, 404, "Not found", f"{unseen} does not exist", "not-found")
     return EventStream(
         client,
         after,
