@@ -858,7 +858,7 @@ def _follow(
                         return 0 if settled == goal.success else FAILED
                     continue
                 if event.store_id != store["id"] or _older(event, store):
-                    continue
+                    continue  # another store's, or a step the store as read is past
                 if as_json:
                     _print_event_json(event)
                 data = event.data
@@ -1055,11 +1055,12 @@ def _versions(backup: dict[str, Any]) -> str:
 
 
 def _older(event: Event, store: Store) -> bool:
-    """Whether ``event`` is older than ``store`` as it was read: the stream is connected
-    first, then the store read, so what came between is in it already (shown, a step went
-    back a moment; a user's review)."""
+    """Whether ``event`` is a step older than ``store`` as it was read: the stream is
+    connected first, then the store read, so the steps that came between are in it already
+    (shown, a step went back a moment; a user's review). Progress only: an end, stamped by
+    another host than the store as read, is never dropped for their clocks' difference."""
     read = store.get("updated_at")
-    if not isinstance(read, str):
+    if event.kind != "progress" or not isinstance(read, str):
         return False
     return datetime.fromisoformat(event.cloudevent["time"]) < datetime.fromisoformat(read)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from woostore_cli.client import Event
-from woostore_cli.main import BACKUP, CLAIM, CREATE, RETRY, Goal, _follow
+from woostore_cli.main import BACKUP, CHANGES, CLAIM, CREATE, RETRY, Goal, _follow
 
 COPY = {
     "id": "s-1", "name": "Staging Shop", "simulated": True, "queue_position": None,
@@ -127,3 +127,25 @@ def test_a_wait_started_midway_skips_the_events_older_than_the_store_it_read(
         "Step 4 of 10 — Copying the database (40%)",
         "Ready (100%)",
     ]
+
+
+def test_an_end_stamped_before_the_store_as_read_still_ends_the_wait(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The store as read was stamped by the API's host, the end by the provisioner's: a clock
+    behind by a moment must not drop the end, and leave the wait waiting for ever."""
+    asked = {
+        **COPY,
+        "status": "updating",
+        "change": "upgrade",
+        "updated_at": "2026-12-04T10:00:30Z",
+    }
+    failed = event("change_failed", {"change": "upgrade", "reason": "the rollout timed out"})
+
+    code = _follow(
+        [Event(1, {**failed.cloudevent, "time": "2026-12-04T10:00:29.9Z"})],
+        asked, CHANGES["upgrade"], False, lambda: asked,
+    )  # fmt: skip
+
+    assert code == 1
+    assert "the rollout timed out" in capsys.readouterr().err
