@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
+from nats.aio.msg import Msg
 
 from woostore_shared.logging import get_logger
 
@@ -122,11 +124,46 @@ ANSWERED_WITHIN_SECONDS = 1
 async def require_connected(client: Client) -> None:
     """Connected, and answered by the server now: one that stopped answering (hung, its host
     frozen) leaves the client connected until its pings go unanswered, 40-60 s (a user's
-    review saw every service ready while each write waited out its publish timeout). Asked
-    as a request to an inbox nobody listens on, which the server answers at once with "no
-    responders"; not by ``flush``, whose timeout leaves nats-py's reader to fail on the late
-    answer, and the client deaf to every message after (a review)."""
+    review saw every service ready while each write waited out its publish timeout)."""
     if not client.is_connected:
         raise ConnectionError("not connected to NATS")
-    with suppress(NoRespondersError):  # the server's answer
-        await client.request(client.new_inbox(), b"", timeout=ANSWERED_WITHIN_SECONDS)
+    echo = _ECHOES.get(client)
+    if echo is None:
+        echo = _ECHOES[client] = _Echo(client.new_inbox())
+    await echo.heard_back(client, ANSWERED_WITHIN_SECONDS)
+
+
+class _Echo:
+    """A message the client sends to a subscription of its own, heard back through the
+    server. Not ``flush``: its timeout leaves nats-py's reader to fail on the late answer,
+    and the client deaf to every message after; nor a request to an inbox nobody hears,
+    which a `nats sub ">"` of someone debugging would hear and never answer (reviews)."""
+
+    def __init__(self, subject: str) -> None:
+        self._subject = subject
+        self._subscribed = False  # the client subscribes again itself after a reconnection
+        self._waiting: dict[bytes, asyncio.Future[None]] = {}
+
+    async def heard_back(self, client: Client, within: float) -> None:
+        if not self._subscribed:
+            self._subscribed = True  # once, however many checks come at once
+            try:
+                await client.subscribe(self._subject, cb=self._hear)
+            except BaseException:
+                self._subscribed = False
+                raise
+        token = secrets.token_hex(8).encode()
+        self._waiting[token] = asyncio.get_running_loop().create_future()
+        try:
+            await client.publish(self._subject, token)
+            await asyncio.wait_for(self._waiting[token], within)
+        finally:
+            self._waiting.pop(token, None)
+
+    async def _hear(self, message: Msg) -> None:
+        heard = self._waiting.get(message.data)
+        if heard is not None and not heard.done():
+            heard.set_result(None)
+
+
+_ECHOES: weakref.WeakKeyDictionary[Client, _Echo] = weakref.WeakKeyDictionary()

@@ -15,6 +15,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import nats
 import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client
@@ -160,7 +161,15 @@ async def test_readyz_names_nats_degraded_while_nats_is_hung_and_the_client_hear
 ) -> None:
     """Stopped, not gone: the client stays connected until its pings go unanswered (40-60 s),
     and readiness said nothing meanwhile (a user's review). Asked by a flush, the late answer
-    stopped nats-py's reader for good, and the API heard nothing more (a review)."""
+    stopped nats-py's reader for good, and the API heard nothing more; asked by a request
+    nobody answers, someone's `nats sub ">"` heard it and made every service unready (reviews)."""
+    debugging = await nats.connect(nats_server.url)
+
+    async def listen(_: Msg) -> None:
+        return None  # hears everything, answers nothing
+
+    await debugging.subscribe(">", cb=listen)
+    assert (await ops.get("/readyz")).json() == {"status": "ready", "failing": {}}
     os.kill(nats_server.process.pid, signal.SIGSTOP)
     try:
         response = await ops.get("/readyz")
@@ -181,6 +190,7 @@ async def test_readyz_names_nats_degraded_while_nats_is_hung_and_the_client_hear
     await api_nats.subscribe("woostore.test.heard", cb=hear)
     await api_nats.publish("woostore.test.heard", b"still listening")
     assert await asyncio.wait_for(heard, 5) == b"still listening"
+    await debugging.close()
 
 
 def requested_total(exposition: str) -> float:

@@ -202,6 +202,32 @@ async def test_a_lease_is_confirmed_by_a_renewal_once_two_beats_passed_without_o
         assert isinstance(attempt.stopped, LeaseLost)  # the step's watch stops it too
 
 
+async def test_a_confirmation_refused_for_a_moment_stops_nothing_the_beat_renewed_meanwhile(
+    api_outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its renewal refused (PostgreSQL busy) while the beat's went through: the lease is held,
+    and the attempt goes on (a review: confirmations on a loaded machine stopped healthy work).
+    Refused with no renewal since, the call fails, and the attempt is left to the beat."""
+    leases = Leases(api_outbox, renew_every=60)
+    store = await create_store(api_outbox)
+    async with leases.hold(store.id, "this attempt", KeepAlive()) as attempt:
+        beat_renewed = True
+
+        async def refused(held: Attempt) -> None:
+            if beat_renewed:
+                held.renewed_at = time.monotonic()  # the beat's, meanwhile
+            raise OperationalError("UPDATE stores ...", {}, ConnectionError("busy"))
+
+        monkeypatch.setattr(leases, "renew", refused)
+        attempt.renewed_at = time.monotonic() - 2 * leases.renew_every
+        await leases.confirm(attempt)
+        beat_renewed = False
+        attempt.renewed_at = time.monotonic() - 2 * leases.renew_every
+        with pytest.raises(OperationalError):
+            await leases.confirm(attempt)
+        assert attempt.stopped is None
+
+
 async def test_shutdown_cuts_the_step_and_hands_the_store_back_for_another_replica(
     make_runner: MakeRunner,
     api_outbox: Outbox,

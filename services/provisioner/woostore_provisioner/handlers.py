@@ -23,7 +23,7 @@ from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 from faststream.nats.subscriber import LogicSubscriber
 from pydantic import ValidationError
 
-from woostore_provisioner.retries import Outcome, StoreBusy, settle
+from woostore_provisioner.retries import LeaseLost, Outcome, StoreBusy, settle
 from woostore_provisioner.runner import Runner
 from woostore_shared import tracing
 from woostore_shared.logging import bind_store, get_logger
@@ -77,7 +77,7 @@ async def _settle(msg: NatsMessage, order: WorkOrder, error: Exception, runner: 
             log.warning("will retry", error=str(error), delivery=deliveries, delay=settlement.delay)
             await msg.nack(delay=settlement.delay)
         case Outcome.GIVE_UP:
-            with suppress(StoreBusy):  # another attempt is on it after all: let it finish
+            with suppress(StoreBusy, LeaseLost):  # another attempt is on it: let it finish
                 await runner.give_up(
                     order.store_id, f"gave up after {deliveries} attempts: {error}", msg.in_progress
                 )

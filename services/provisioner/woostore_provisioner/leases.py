@@ -147,14 +147,20 @@ class Leases:
         and if no renewal went through for two beats (the beat could not run: the process
         was held up), whatever a renewal now says (:class:`LeaseLost` if another attempt
         took the store over). Within two beats of a renewal the lease is held for certain:
-        it lapses a beat later, which covers the clocks of two hosts differing. What the
-        renewal finds stops the attempt, as the beat's would: its watch ends the step."""
+        it lapses a beat later, which covers the clocks of two hosts differing. A lease found
+        another's stops the attempt, as the beat's finding would (its watch ends the step);
+        a renewal refused for a moment is an error of this call only, unless the beat's own
+        renewal went through meanwhile."""
         attempt.still_held()
         if time.monotonic() - attempt.renewed_at >= 2 * self.renew_every:
             try:
                 await self.renew(attempt)
-            except Exception as error:  # the lease another's, or not renewable two beats on
-                attempt.stopped = error
+            except TRANSIENT_ERRORS:
+                if time.monotonic() - attempt.renewed_at < 2 * self.renew_every:
+                    return  # the beat's renewal went through meanwhile: held
+                raise
+            except LeaseLost as lost:
+                attempt.stopped = lost
                 raise
 
     async def renew(self, attempt: Attempt) -> None:

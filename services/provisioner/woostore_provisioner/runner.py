@@ -374,7 +374,7 @@ class Runner:
                 await self._record_damage(store.id, work.damage, failing=True)
                 raise
             await self._record_damage(store.id, work.damage)
-            attempt.still_held()  # its end is written by this attempt only
+            await self.leases.confirm(attempt)  # its end is written by this attempt only
         except StoreAbandoned:
             log.info("work abandoned: the store moved on", phase=recipe.phase)
             return False
@@ -429,9 +429,9 @@ class Runner:
             case OnFailure.FAIL_AND_CLEAN_UP:
                 await self._fail(store_id, reason)
             case OnFailure.END_CHANGE_FAILED:
-                await self._end_change(
-                    store_id, failure=await self._undone(recipe, store_id, reason, attempt)
-                )
+                failure = await self._undone(recipe, store_id, reason, attempt)
+                await self.leases.confirm(attempt)  # the undo may have taken minutes
+                await self._end_change(store_id, failure=failure)
             case OnFailure.END_BACKUP_FAILED:
                 await self._end_backup(store_id, reason)
             case OnFailure.END_RESTORE_FAILED:
@@ -464,7 +464,7 @@ class Runner:
                     done = await step.undo(job)
             except UNDO_FAILURES as error:
                 if attempt.stopped is not None:  # the lease lost on the way: not this undo's
-                    raise
+                    raise attempt.stopped from error
                 log.warning("undoing a failed step failed", step=step.name, error=str(error))
                 return (
                     f"{failure}; undoing '{step.title}' failed too ({error}): what it changed "
