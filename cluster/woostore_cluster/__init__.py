@@ -20,7 +20,7 @@ from woostore_cluster.base import (
     store_access,
 )
 from woostore_cluster.releases import install_seconds, rollback_seconds, uninstall_seconds
-from woostore_cluster.traced import traced
+from woostore_cluster.traced import each_call, traced
 from woostore_shared.settings import ClusterMode, Settings
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "TransientClusterError",
     "WpResult",
     "connect_cluster",
+    "each_call",
     "install_seconds",
     "rollback_seconds",
     "store_access",

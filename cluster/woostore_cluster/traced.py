@@ -1,6 +1,9 @@
 """Every call through the cluster seam as a span of the trace under way (tracing.py):
 ``cluster install_release``, ``cluster wp wc product create`` (WP-CLI's command words, never
-its values), each with the store's namespace. From a store's trace, its slowest cluster call."""
+its values), each with the store's namespace. From a store's trace, its slowest cluster call.
+
+:func:`each_call` wraps every call of a cluster so; the provisioner's lease fence wraps them
+with it too."""
 
 from __future__ import annotations
 
@@ -16,17 +19,26 @@ from woostore_cluster.base import Cluster
 _TRACER = trace.get_tracer("woostore.cluster")
 
 
-class _Traced:
-    def __init__(self, inner: Cluster) -> None:
+Wrap = Callable[[str, Callable[..., Any]], Callable[..., Any]]
+
+
+class _EachCall:
+    def __init__(self, inner: Cluster, wrap: Wrap) -> None:
         self._inner = inner
+        self._wrap = wrap
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
         if not inspect.iscoroutinefunction(attribute):
-            return attribute  # streams (a dump, an archive) are spans of the step reading them
-        traced_call = _traced_call(name, attribute)
-        setattr(self, name, traced_call)  # wrapped once: __getattr__ is not asked again
-        return traced_call
+            return attribute  # streams (a dump, an archive): read by the step, not calls
+        wrapped = self._wrap(name, attribute)
+        setattr(self, name, wrapped)  # wrapped once: __getattr__ is not asked again
+        return wrapped
+
+
+def each_call(cluster: Cluster, wrap: Wrap) -> Cluster:
+    """``cluster``, each of its calls (its coroutine methods) as ``wrap(name, call)`` made it."""
+    return cast(Cluster, _EachCall(cluster, wrap))
 
 
 def _traced_call(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,4 +61,4 @@ def _traced_call(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
 
 def traced(cluster: Cluster) -> Cluster:
     """``cluster``, each of its calls a span."""
-    return cast(Cluster, _Traced(cluster))
+    return each_call(cluster, _traced_call)

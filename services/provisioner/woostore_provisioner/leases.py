@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import os
 import socket
 import time
@@ -26,11 +25,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlmodel import col, update
 
-from woostore_cluster import Cluster
+from woostore_cluster import Cluster, each_call
 from woostore_provisioner.retries import TRANSIENT_ERRORS, LeaseLost, StoreBusy
 from woostore_shared.models import Store, StoreStatus, utcnow
 from woostore_shared.outbox import Outbox
@@ -182,26 +181,15 @@ class Leases:
         attempt.asked_at = attempt.renewed_at = asked_at
 
 
-class _Fenced:
-    def __init__(self, inner: Cluster, confirm: Callable[[], Awaitable[None]]) -> None:
-        self._inner = inner
-        self._confirm = confirm
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._inner, name)
-        if not inspect.iscoroutinefunction(attribute):
-            return attribute  # streams of what the cluster holds (a dump), read only
-        confirm = self._confirm
-
-        @functools.wraps(attribute)
-        async def confirmed(*args: Any, **kwargs: Any) -> Any:
-            await confirm()
-            return await attribute(*args, **kwargs)
-
-        setattr(self, name, confirmed)  # wrapped once: __getattr__ is not asked again
-        return confirmed
-
-
 def fenced(cluster: Cluster, leases: Leases, attempt: Attempt) -> Cluster:
     """``cluster`` as ``attempt`` reaches it: each call made only while its lease holds."""
-    return cast(Cluster, _Fenced(cluster, functools.partial(leases.confirm, attempt)))
+
+    def confirmed_first(_: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(call)
+        async def confirmed(*args: Any, **kwargs: Any) -> Any:
+            await leases.confirm(attempt)
+            return await call(*args, **kwargs)
+
+        return confirmed
+
+    return each_call(cluster, confirmed_first)
