@@ -136,7 +136,7 @@ class Leases:
                 try:
                     await self.renew(attempt)
                 except TRANSIENT_ERRORS:
-                    if time.monotonic() - attempt.renewed_at >= 2 * self.renew_every:
+                    if self._unsure(attempt):
                         raise
         except Exception as error:
             attempt.stopped = error
@@ -151,16 +151,21 @@ class Leases:
         a renewal refused for a moment is an error of this call only, unless the beat's own
         renewal went through meanwhile."""
         attempt.still_held()
-        if time.monotonic() - attempt.renewed_at >= 2 * self.renew_every:
+        if self._unsure(attempt):
             try:
                 await self.renew(attempt)
             except TRANSIENT_ERRORS:
-                if time.monotonic() - attempt.renewed_at < 2 * self.renew_every:
+                if not self._unsure(attempt):
                     return  # the beat's renewal went through meanwhile: held
                 raise
             except LeaseLost as lost:
                 attempt.stopped = lost
                 raise
+
+    def _unsure(self, attempt: Attempt) -> bool:
+        """Whether no renewal of ``attempt``'s lease went through for two beats: it lapses at
+        the third, and may have (the clocks of two hosts differ)."""
+        return time.monotonic() - attempt.renewed_at >= 2 * self.renew_every
 
     async def renew(self, attempt: Attempt) -> None:
         """Extend the lease; where the store stands is kept on ``attempt``."""
