@@ -30,6 +30,7 @@ from sqlmodel import col, select
 from woostore_shared.db import Database
 from woostore_shared.events import CloudEvent
 from woostore_shared.logging import get_logger
+from woostore_shared.messaging import RETRY_SECONDS, require_connected
 from woostore_shared.models import StoreEvent, WorkOrderRecord, utcnow
 from woostore_shared.topology import ACCESS_WITHDRAWN, STREAM_NAME, WORK_STREAM
 from woostore_shared.work import WorkOrder
@@ -78,6 +79,8 @@ class Outbox:
         # their later ones may overtake (a consumer takes a store's status from its newest
         # event). Another process's are not held back by it.
         self._behind: set[uuid.UUID] = set()
+        # Asks the server until it answers, once a publish went unanswered (``_unanswered``).
+        self._asking: asyncio.Task[None] | None = None
         # One mark at a time: two transactions updating the same rows could deadlock.
         self._one_mark = asyncio.Lock()
         self._closed = False
@@ -137,6 +140,8 @@ class Outbox:
     async def close(self) -> None:
         """Mark at once what went out, and from now on each delivery as it goes out."""
         self._closed = True
+        if self._asking is not None:
+            self._asking.cancel()
         if self._marking is not None:
             self._marking.cancel()  # a round cut short keeps its marks for the one below
             await asyncio.gather(self._marking, return_exceptions=True)
@@ -170,7 +175,7 @@ class Outbox:
         is committed, and its caller must not be told it failed."""
         written = [(e.time, e.store_id) for e in events] + [(o.time, o.store_id) for o in orders]
         behind = {store_id for _, store_id in written} & self._behind
-        if not behind or not self.nats.is_connected:
+        if not behind or not self._answering():
             return events, orders
         first: dict[uuid.UUID, datetime] = {}
         for time, store_id in sorted(written):
@@ -210,7 +215,7 @@ class Outbox:
     async def _publish(self, events: Sequence[CloudEvent]) -> dict[uuid.UUID, int]:
         """Each event published, with its stream sequence."""
         published: dict[uuid.UUID, int] = {}
-        if events and not self.nats.is_connected:
+        if events and not self._answering():
             # Waiting for the publish timeout would only slow the caller; the relay will do it.
             log.warning("nats unreachable: events deferred to relay", events=len(events))
             return published
@@ -223,6 +228,7 @@ class Outbox:
                     headers={"Nats-Msg-Id": str(event.id)},
                 )
             except (NatsError, TimeoutError) as error:
+                self._unanswered(error)
                 log.warning(
                     "event publish deferred to relay",
                     event_id=str(event.id),
@@ -236,7 +242,7 @@ class Outbox:
     async def _send(self, orders: Sequence[WorkOrder]) -> list[uuid.UUID]:
         """Each work order sent."""
         sent: list[uuid.UUID] = []
-        if orders and not self.nats.is_connected:
+        if orders and not self._answering():
             log.warning("nats unreachable: work deferred to relay", orders=len(orders))
             return sent
         for order in orders:
@@ -248,11 +254,35 @@ class Outbox:
                     headers={"Nats-Msg-Id": str(order.id)},
                 )
             except (NatsError, TimeoutError) as error:
+                self._unanswered(error)
                 log.warning("work deferred to relay", order_id=str(order.id),
                             store_id=str(order.store_id), error=repr(error))  # fmt: skip
                 break
             sent.append(order.id)
         return sent
+
+    def _answering(self) -> bool:
+        """Connected, and no publish unanswered since the server last answered."""
+        return self.nats.is_connected and (self._asking is None or self._asking.done())
+
+    def _unanswered(self, error: Exception) -> None:
+        """After a publish that timed out, the server is taken as not answering, and what
+        comes next goes to the relay at once, until it answers again (asked every second).
+        Hung, or its node lost, it leaves the client connected until two pings go
+        unanswered (40-60 s): each write waited out the publish timeout meanwhile, 5 s (a
+        fault review)."""
+        if isinstance(error, TimeoutError) and self._answering():
+            self._asking = asyncio.create_task(self._until_answered())
+
+    async def _until_answered(self) -> None:
+        while True:
+            try:
+                await require_connected(self.nats)
+            except (ConnectionError, TimeoutError, NatsError):
+                await asyncio.sleep(RETRY_SECONDS)
+            else:
+                log.info("nats answers again: deliveries go out at once")
+                return
 
     async def relay(self, older_than: timedelta, limit: int = 100) -> int:
         """Publish the events and work orders whose writer could not (NATS down, process

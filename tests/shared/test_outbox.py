@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
@@ -146,6 +149,45 @@ async def test_a_stores_event_held_back_by_an_outage_goes_out_before_its_later_o
     await outbox.mark()
     assert [sequence for sequence, _ in await published_marks(database)] == [1, 2]
     assert await outbox.relay(older_than=timedelta(0)) == 0  # nothing left for the relay
+
+
+async def test_after_a_publish_goes_unanswered_the_next_go_to_the_relay_until_nats_answers(
+    database: Database,
+    nats_server: NatsServer,
+    nats_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hung (its host frozen, its node lost), NATS leaves its clients connected until two
+    pings go unanswered, 40-60 s, and each write waited out the publish timeout (5 s)
+    meanwhile (a fault review). After one publish unanswered, the next changes leave their
+    messages to the relay without trying, until the server answers again."""
+    held, other = await a_ready_store(database), await a_ready_store(database)
+    outbox = Outbox(database, nats_client, source="/tests")
+    tried: list[str] = []
+    publish = outbox.js.publish
+
+    async def counted(subject: str, *args: Any, **kwargs: Any) -> Any:
+        tried.append(subject)
+        return await publish(subject, *args, **kwargs)
+
+    monkeypatch.setattr(outbox.js, "publish", counted)
+    os.kill(nats_server.process.pid, signal.SIGSTOP)
+    try:
+        [unanswered] = await change(outbox, held, DELETING)  # waits out the publish timeout
+        [untried] = await change(outbox, other, DELETING)
+    finally:
+        os.kill(nats_server.process.pid, signal.SIGCONT)
+    assert tried == [unanswered.nats_subject]
+
+    await until(lambda: outbox._answering(), "the outbox has heard NATS answer again")
+    [later] = await change(outbox, held, DELETED)
+    # The unanswered publish reached the server as it woke; sent again before the store's
+    # next event, it is dropped as a copy.
+    assert await message_ids(nats_client, STREAM_NAME) == [str(unanswered.id), str(later.id)]
+    await outbox.mark()
+    assert await outbox.relay(older_than=timedelta(0)) == 1
+    assert (await message_ids(nats_client, STREAM_NAME))[-1] == str(untried.id)
+    await outbox.close()
 
 
 async def test_events_after_some_whose_predecessors_cannot_be_read_wait_for_the_relay(
