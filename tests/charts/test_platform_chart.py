@@ -2248,6 +2248,22 @@ def test_the_production_profile_names_where_backups_go(helm_env: dict[str, str])
         assert env["WOOSTORE_BACKUP_LOCATION"]["value"].startswith("s3:https://")
 
 
+def test_the_production_profile_asks_where_its_backup_storage_is_once_egress_is_narrowed(
+    helm_env: dict[str, str],
+) -> None:
+    """values-prod named a documentation range as the storage's addresses: an operator who
+    set the bucket and narrowed apiServer.cidrs, as it asks, got backups that timed out
+    (every change of a store with them). Now the chart says what to set."""
+    stderr = template_fails(
+        helm_env,
+        *PROFILES["prod"],
+        *set_values("backups.location=s3:https://s3.eu-west-1.amazonaws.com/shop-backups"),
+        "--set-json",
+        'networkPolicy.egress.apiServer.cidrs=["172.18.0.2/32"]',
+    )
+    assert "networkPolicy.egress.backups names no destination" in stderr
+
+
 def test_backups_are_kept_by_the_provisioner_and_scheduled_by_the_reaper_as_set(
     helm_env: dict[str, str],
 ) -> None:
