@@ -140,11 +140,10 @@ class Outbox:
     async def close(self) -> None:
         """Mark at once what went out, and from now on each delivery as it goes out."""
         self._closed = True
-        if self._asking is not None:
-            self._asking.cancel()
-        if self._marking is not None:
-            self._marking.cancel()  # a round cut short keeps its marks for the one below
-            await asyncio.gather(self._marking, return_exceptions=True)
+        for task in (self._asking, self._marking):  # a round cut short keeps its marks
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.mark()
 
     async def _mark_soon(self) -> None:
