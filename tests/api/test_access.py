@@ -1057,6 +1057,22 @@ async def test_the_last_audit_page_has_no_cursor_even_when_full(client: httpx.As
     assert last["next_cursor"] is None
 
 
+@pytest.mark.parametrize(
+    "cursor",
+    ["not-a-cursor", "0", "-1", "1.5", " 7", "\u0667", str(2**63)],
+    ids=["words", "zero", "negative", "fraction", "spaced", "arabic digit", "past bigint"],
+)
+async def test_an_audit_cursor_no_page_gave_is_the_400_a_stores_cursor_is(
+    client: httpx.AsyncClient, cursor: str
+) -> None:
+    """The audit log answered 422 "Invalid request" where the stores answer 400 "Invalid
+    cursor": one mistake, two answers, for a client that pages through both."""
+    audit = problem(await client.get(AUDIT, params={"cursor": cursor}), 400)
+    stores = problem(await client.get(STORES, params={"cursor": "not-a-cursor"}), 400)
+
+    assert audit == {**stores, "instance": AUDIT}
+
+
 @pytest.mark.parametrize("given", [True, "3", 2.0])
 async def test_a_store_limit_is_a_whole_number_as_json_writes_one(
     client: httpx.AsyncClient, given: object

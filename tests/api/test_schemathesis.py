@@ -140,9 +140,8 @@ def test_every_answer_conforms_to_the_openapi_document(
         ("POST", "/api/v1/keys", {"json": {"name": "ci\x00deploys"}}),
         ("POST", "/api/v1/session", {"json": {"token": "wsk_\x00\x00\x00\x00_" + "x" * 43}}),
         ("GET", "/api/v1/audit", {"params": {"target": "store/\x00"}}),
-        ("GET", "/api/v1/audit", {"params": {"cursor": str(2**63)}}),
     ],
-    ids=["key name with NUL", "token with NUL", "audit target with NUL", "cursor past bigint"],
+    ids=["key name with NUL", "token with NUL", "audit target with NUL"],
 )
 async def test_values_postgresql_cannot_hold_are_refused_as_422_not_500(
     client: httpx.AsyncClient, method: str, url: str, request_kwargs: dict[str, Any]

@@ -59,7 +59,7 @@ class AuditPage(BaseModel):
     next_cursor: int | None = Field(default=None, description="Pass as ?cursor= for older entries.")
 
 
-@router.get("", response_model=AuditPage, responses=problem_responses(401, 403, 404, 422))
+@router.get("", response_model=AuditPage, responses=problem_responses(400, 401, 403, 404, 422))
 async def list_audit_entries(
     db: DatabaseDep,
     caller: CurrentCaller,
@@ -75,10 +75,7 @@ async def list_audit_entries(
         Query(max_length=100, pattern=NO_CONTROLS, description='One object, e.g. "store/<id>".'),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[
-        # An entry id is a PostgreSQL bigint: a larger cursor is a 422, not a database error.
-        int | None, Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> AuditPage:
     """Newest first. A tenant sees its own tenant's entries; an admin sees everyone's."""
     scope = await tenant_scope(db, caller, tenant_id)
