@@ -449,7 +449,7 @@ def credentials(api: Api, args: argparse.Namespace) -> int:
 
 def events(api: Api, args: argparse.Namespace) -> int:
     try:
-        _print_events(api, args)
+        return _print_events(api, args)
     except StreamLost as lost:
         _warn(f"woostore: {lost}; resume with --since {lost.after}")
         return UNREACHABLE
@@ -458,7 +458,6 @@ def events(api: Api, args: argparse.Namespace) -> int:
             _print_stream_end(ended)
         _warn(str(ended))
         return FAILED
-    return 0
 
 
 def _print_stream_end(ended: StreamEnded) -> None:
@@ -468,7 +467,9 @@ def _print_stream_end(ended: StreamEnded) -> None:
     print(json.dumps(said), flush=True)
 
 
-def _print_events(api: Api, args: argparse.Namespace) -> None:
+def _print_events(api: Api, args: argparse.Namespace) -> int:
+    """0 once the stream is over (quiet, without --follow); FAILED for an id to follow on
+    from that the stream has not reached."""
     idle = None if args.follow else IDLE_SECONDS
     any_yet = False  # an event or a gap: the stream has answered
     tenant = _tenant(api, args.tenant) if args.tenant else None
@@ -482,9 +483,13 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
             if isinstance(event, Gap) and event.reason == "unknown-id" and mistyped:
                 # The id asked for, mistyped most likely: only a stream started again loses
                 # events so. (Once resumed from an id of its own, the stream was.)
+                # Refused, as a store that does not exist is: exit 0 read as the events
+                # after it shown, none there were, and --follow went on from the newest.
                 _warn(f"No event {args.since} yet: the newest is {event.sequence}. If the "
                       "event stream was started again, events were lost: list the stores "
-                      "again to see where they are.")  # fmt: skip
+                      "again to see where they are, then follow on with --since "
+                      f"{event.sequence}.")  # fmt: skip
+                return FAILED
             elif isinstance(event, Gap):
                 _warn(f"Events were lost before event {event.sequence} ({event.reason}); "
                       "list the stores again to see where they are.")  # fmt: skip
@@ -494,6 +499,7 @@ def _print_events(api: Api, args: argparse.Namespace) -> None:
                 line = _event_line(event.cloudevent["time"], event.kind, event.store_id, event.data)
                 print(line, flush=True)
             any_yet = True
+    return 0
 
 
 def _narrowed_to(event: Event, store: str | None, tenant: str | None) -> bool:

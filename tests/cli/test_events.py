@@ -182,14 +182,17 @@ def test_events_since_an_id_the_stream_never_reached_says_so_and_where_it_is(
     platform: Platform,
 ) -> None:
     """A mistyped id is likelier than a stream started again: it was told "Events were
-    lost", which sent a user looking for a fault."""
-    result = woostore(platform, "events", "--since", "99999999")  # stops once idle
+    lost", which sent a user looking for a fault. Refused (exit 1), as a store that does not
+    exist is: it exited 0, read by a script as the events after it shown."""
+    result = woostore(platform, "events", "--since", "99999999")
 
-    assert result.code == 0, result.err
+    assert result.code == 1, result.err
     told = re.search(r"No event 99999999 yet: the newest is (\d+)\. If the event stream was "
                      r"started again, events were lost", result.err)  # fmt: skip
     assert told is not None, result.err
     assert int(told[1]) < 99999999  # the stream's own newest
+    assert result.err.rstrip().endswith(f"then follow on with --since {told[1]}.")
+    assert result.out == ""
 
 
 def test_follow_since_now_shows_new_events_only_and_resumes_where_it_started(

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from woostore_cli.client import Event, Gap
-from woostore_cli.main import CHANGES, CREATE, DELETE, Goal, _follow, events
+from woostore_cli.main import CHANGES, CREATE, DELETE, FAILED, Goal, _follow, events
 
+NOW = "2026-11-26T09:00:00Z"
 STORE = {"id": "s-1", "name": "Corner Shop", "simulated": True, "queue_position": None}
 
 
@@ -78,3 +79,20 @@ def test_a_stream_started_again_after_events_says_events_were_lost_not_a_mistype
         {"sequence": 7, "event": first.cloudevent},
         {"sequence": 3, "gap": "unknown-id"},
     ]
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_an_id_the_stream_has_not_reached_is_refused_and_nothing_followed_after_it(
+    as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`events --since 99999999 --follow` exited 0, and went on from the stream's newest as
+    though asked to: a script read it as following on from its id."""
+    later = Event(8, {"type": "store.requested", "subject": "s-1", "data": {}, "time": NOW})
+    args = argparse.Namespace(since=99999999, follow=True, json=as_json, store=None, tenant=None)
+
+    assert events(Replayed(Gap(7, "unknown-id"), later), args) == FAILED  # type: ignore[arg-type]
+
+    said = capsys.readouterr()
+    assert "No event 99999999 yet: the newest is 7." in said.err
+    # --json: the gap said in a line of its own kind, as ever; the event after it never.
+    assert said.out == ('{"sequence": 7, "gap": "unknown-id"}\n' if as_json else "")
