@@ -45,14 +45,18 @@ lint-deploy: install
 # uv compiles no workspace package (they are editable), so their own sources are compiled
 # here, those changed since: compiling them at each start left up to 2 MB behind in each
 # service (docs/benchmarks.md, the footprint of `make run`).
+# -o 2 too: `make run` runs the services but the API with -OO (woostore_devstack/launcher.py),
+# which reads bytecode of its own (.opt-2.pyc), and uv compiles the plain kind only.
 install: $(UV) .venv/.synced
-	@"$(CURDIR)/.venv/bin/python" -m compileall -q shared services cluster devstack cli
+	@"$(CURDIR)/.venv/bin/python" -m compileall -q -o 0 -o 2 shared services cluster devstack cli
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv
 
 .venv/.synced: uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
 	$(UV) sync --frozen --compile-bytecode
+	@"$(CURDIR)/.venv/bin/python" -m compileall -qq -j 0 -o 2 \
+		"$$("$(CURDIR)/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	@touch $@
 
 tools: $(HELM)

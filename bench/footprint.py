@@ -222,7 +222,19 @@ PostgreSQL's postmaster with its children (it runs detached). RSS counts a page 
 several processes once in each, so the RSS total overstates what the machine gives; PSS adds
 up to it. Then Ctrl-C (SIGINT to the process group) stops it all.
 
-Where it went down, from 473 MB RSS (350 MB PSS, measured alone) in the run before:
+Where it went down, from 455 MB RSS (347 MB PSS, measured alone) in the run before: the
+services run a smaller Python (`woostore_devstack.launcher.python_options`). In runs taken
+in turns, 455.1 MB RSS before and 438.4 after (USS 294.4 and 278.9):
+- Every service, 1-2 MB: no column ranges in its code objects (`PYTHONNODEBUGRANGES`; Python
+  drops them as it loads the bytecode, so none is compiled again). A traceback loses its
+  `^^^` marks, nothing else; 5 MB in all alone.
+- The provisioner, the reaper and the notifier, 2-6 MB each: `-OO`, no docstrings and no
+  asserts (theirs only narrow types). The API keeps its docstrings, which its OpenAPI
+  document is written from. `make install` compiles the bytecode `-OO` reads (`.opt-2.pyc`,
+  about 24 MB of disk and 30 s once): without it each start compiled every module again,
+  which is why `PYTHONOPTIMIZE=2` once measured 2-4 MB a service. 13 MB in all alone.
+
+Before that, from 473 MB RSS (350 MB PSS, measured alone):
 - PostgreSQL, one process fewer (65 MB RSS to 52): the reaper works on one connection, whose
   session holds its leader lock and runs its passes (`woostore_reaper/leadership.py`); it
   kept a second for its passes before. A backend is 15-19 MB of RSS, half of it its own
@@ -265,17 +277,19 @@ Before that, from 682 MB RSS (452 MB PSS) to 535 MB (401 MB PSS):
   workers, no logical replication launcher), and pycountry's tables loaded by the API and
   the reaper alone.
 
-What is left over the target is mostly four Python processes of 62-104 MB, each with its
+What is left is mostly four Python processes of 60-100 MB, each with its
 own copy of the interpreter, pydantic, psycopg and the NATS client (SQLAlchemy too, but for
 the notifier): the issue rules out merging them. Of a service's memory, about 22 MB is
 shared libraries (the interpreter, pydantic-core, psycopg's libpq and OpenSSL), counted in
 each RSS; about 45 MB is Python's small objects (the code, classes and functions of some
 900 modules, SQLAlchemy the largest at 7 MB of bytecode); the rest is larger allocations
 (pydantic's validators among them). The provisioner loads cryptography (about 7 MB) to
-encrypt credentials. Measured and not taken: `PYTHONOPTIMIZE=2` (2-4 MB a service, and it strips the
-docstrings the OpenAPI document is written from); autovacuum off (9 MB); `malloc_trim`
+encrypt credentials. Measured and not taken: autovacuum off (9 MB); `malloc_trim`
 every 15 s in each service (4 MB in all: 3 in the API, 1 in the reaper, none in the
-others); `MALLOC_ARENA_MAX=2` (nothing); no server-side prepared statements on the
+others), once when idle (2 MB); `PYTHONMALLOC=malloc` (10 MB more); `MALLOC_ARENA_MAX=2`
+(nothing); `shared_buffers` 8 MB (1.3 MB); psutil kept unimported in the services
+(OpenTelemetry's SDK loads it for a detector none enables: 3.6 MB, but the tests and the
+embedded PostgreSQL need it in the same processes); no server-side prepared statements on the
 reaper's connection (under 1 MB of its backend); the provisioner encrypting
 credentials through ctypes calls into OpenSSL rather than cryptography (8 MB, hand-written
 crypto); the store settings' checks finding codes in pycountry's JSON by pattern rather

@@ -5,11 +5,14 @@ every process (docs/benchmarks.md, the footprint of ``make run``)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.machinery import PathFinder
 
 import pytest
+
+from woostore_devstack.launcher import python_options
 
 NEVER_USED = {
     # nats-py loads aiohttp, and structlog rich, whenever installed (unimported.py).
@@ -84,3 +87,16 @@ def test_the_launcher_keeps_hashlibs_openssl_where_python_has_no_digests_of_its_
 
     assert launcher_loaded
     assert loaded == ["_hashlib"]
+
+
+@pytest.mark.parametrize("service", ["api", "notifier", "provisioner", "reaper"])
+def test_a_service_loads_with_the_python_options_make_run_gives_it(service: str) -> None:
+    """``make run`` runs every service but the API with -OO (woostore_devstack/launcher.py):
+    a library that needs its docstrings would fail here, at import."""
+    options = python_options(service)
+    probe = f"import sys, woostore_{service}.main; print(sys.flags.optimize)"
+    env = {**os.environ, **options}
+    run = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert run.stdout.strip() == ("0" if service == "api" else "2")  # the API's OpenAPI needs them
