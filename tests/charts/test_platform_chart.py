@@ -455,6 +455,27 @@ def test_services_probe_healthz_and_readyz_on_their_ops_port(
         assert svc_ports == {name: (port, name) for name, port in ports.items()}
 
 
+def test_a_stopping_api_or_notifier_pod_serves_on_while_traffic_turns_away_from_it(
+    helm_env: dict[str, str], default_docs: list[Manifest]
+) -> None:
+    """Kubernetes takes a pod out of its Service's endpoints as it sends SIGTERM: the
+    ingress controller and kube-proxy went on sending it requests for a moment, which the
+    server, already stopping, refused (errors in every rollout, a readiness review)."""
+    for service in SERVICES:
+        lifecycle = container(deployment(default_docs, service)).get("lifecycle")
+        if service in PORTS:
+            assert lifecycle == {"preStop": {"sleep": {"seconds": 5}}}, service
+        else:
+            assert lifecycle is None, f"{service} serves nobody: it stops at once"
+    slower = render_platform(helm_env, *set_values("api.shutdownDelaySeconds=15"))
+    assert container(deployment(slower, "api"))["lifecycle"]["preStop"]["sleep"] == {"seconds": 15}
+    none = render_platform(helm_env, *set_values("notifier.shutdownDelaySeconds=0"))
+    assert "lifecycle" not in container(deployment(none, "notifier"))
+    # Past the pods' 30 s grace, the sleep would leave no time to stop.
+    stderr = template_fails(helm_env, *set_values("api.shutdownDelaySeconds=25"))
+    assert "shutdownDelaySeconds" in stderr
+
+
 def test_only_the_provisioner_and_reaper_mount_a_token_and_only_for_real_stores(
     variants: dict[str, list[Manifest]], variant: str
 ) -> None:
