@@ -12,6 +12,7 @@ import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from nats.js import JetStreamContext
@@ -1122,6 +1123,10 @@ async def test_a_store_made_from_a_backup_has_its_orders_and_uploads_under_its_o
     assert (wordpress["url"], wordpress["siteurl"], wordpress["title"]) == (
         url, url, "Staging Copy",
     )  # fmt: skip
+    # Its own admin email, not the backed-up store's (admin@ its host, by default).
+    own_email = f"admin@{urlsplit(url).hostname}"
+    assert (await cluster.wp(made.namespace, ["option", "get", "admin_email"])).stdout == own_email
+    assert wordpress["admin_user_email"] == own_email
     # Exactly the backed-up orders (its own test order is removed once placed).
     assert len(backed_up) >= 2
     assert orders(cluster, made) == backed_up

@@ -696,10 +696,14 @@ async def keep_admin_password(job: StoreJob) -> None:
 
 async def move_to_own_address(job: StoreJob) -> None:
     """A copy's links moved from the backed-up store's host to its own (as a claim moves a
-    pooled store's), and its own name as the site's title."""
+    pooled store's), its own name as the site's title, and its own admin email, the site's
+    and the admin's: the backed-up store's (admin@ its host, by default) had its new-order
+    mail and password resets go to that store's address (a user's review)."""
     await wp(job, "search-replace", f"//{job.made_as_host}", f"//{job.host}",
              "--all-tables", "--skip-columns=guid", "--format=count")  # fmt: skip
     await wp(job, "option", "update", "blogname", job.name)
+    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}")
+    await wp(job, "option", "update", "admin_email", job.admin_email)
 
 
 async def delete_backups(job: StoreJob) -> None:
