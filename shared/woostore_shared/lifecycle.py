@@ -612,7 +612,8 @@ async def start_change(
     as_it_is = store.settings
     if change == "settings":
         # Asked for again as they are, they are set again: the shop may hold others (changed
-        # in WooCommerce, or a settings change that failed half-way).
+        # in WooCommerce, or a settings change that failed half-way). Those not asked for
+        # are left as the shop has them (``StoreChange.settings_asked``).
         new = StoreSettings.model_validate(store.settings).with_choices(chosen)
         store.settings = new.model_dump(mode="json")
     store.change = change
@@ -622,7 +623,12 @@ async def start_change(
         delete(StoreStep).where(col(StoreStep.store_id) == store.id, col(StoreStep.phase) == change)
     )
     settings_before = as_it_is if change == "settings" else None
-    uow.session.add(StoreChange(store_id=store.id, kind=change, settings_before=settings_before))
+    asked = chosen.named() if change == "settings" and chosen is not None else None
+    uow.session.add(
+        StoreChange(
+            store_id=store.id, kind=change, settings_before=settings_before, settings_asked=asked
+        )
+    )
     backup = _new_backup(uow, store, _BACKED_UP_AS[change], as_it_is)
     told = _told(store.settings) if change == "settings" else None
     uow.emit(store, ChangeRequested(change=change, backup_id=backup.id, settings=told))

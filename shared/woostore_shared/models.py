@@ -283,6 +283,9 @@ class StoreChange(SQLModel, table=True):
     settings_before: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSONB, nullable=True)
     )
+    # A settings change's: the names of the settings asked for, the only ones it sets (None:
+    # asked for before changes kept them, all of them).
+    settings_asked: list[str] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
 
 
 def _text_enum(enum: type[StrEnum]) -> Enum:

@@ -153,6 +153,12 @@ class StoreSettingsIn(BaseModel):
             filter(None, [language, country and country.upper(), variant and variant.lower()])
         )
 
+    def named(self) -> list[str]:
+        """The settings these name: a settings change sets these alone in the shop, and a
+        country its state too (chosen without one, it is dropped)."""
+        given = set(self.model_dump(exclude_none=True))
+        return sorted(given | {"state"} if "country" in given else given)
+
     # A state named without its country: refused, or (a store's settings changed) found in
     # the country the store has, once it is read (StoreSettings.with_choices).
     STATE_ALONE: ClassVar[bool] = False

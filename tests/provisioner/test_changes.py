@@ -11,7 +11,7 @@ import pytest
 import yaml
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from tests.provisioner.conftest import BASE_DOMAIN, WATCH_INTERVAL
 from tests.provisioner.test_runner import KeepAlive, faulty_cluster, load, stream_events
@@ -486,6 +486,42 @@ async def test_a_settings_change_sets_them_in_the_shop_backed_up_first(
     assert shop_settings(cluster, store)[:2] == ("INR", "IN:KA")
     last = (await stream_events(js, store.id))[-1]
     assert (last.name, last.data["settings"]["currency"]) == (EventName.RESTORED, "INR")
+
+
+async def test_a_settings_change_sets_those_asked_for_alone_even_as_they_are_recorded(
+    make_runner: Callable[[Cluster], Runner],
+    cluster: SimulatedCluster,
+    api_outbox: Outbox,
+    database: Database,
+) -> None:
+    """The owner changed the currency in WooCommerce, then asked for another language: the
+    change set every setting, and the currency went back to the store's recorded one (a
+    user's review). Those not asked for are left as the shop has them; one asked for as it
+    is recorded is set again; a change recorded before they were kept sets them all."""
+    store = await ready_store(make_runner, cluster, api_outbox)
+    owners = ["option", "update", "woocommerce_currency", "GBP"]  # in WooCommerce's admin
+    assert (await cluster.wp(store.namespace, owners)).ok
+
+    await request_settings(api_outbox, store, language="de_DE")
+    await make_runner(cluster).change(store.id, KeepAlive())
+    currency, country, *_, language = shop_settings(cluster, store)
+    assert (currency, country, language) == ("GBP", "IN:KA", "de_DE")
+
+    await request_settings(api_outbox, store, currency="INR")  # the currency recorded
+    await make_runner(cluster).change(store.id, KeepAlive())
+    assert shop_settings(cluster, store)[:2] == ("INR", "IN:KA")
+
+    assert (await cluster.wp(store.namespace, owners)).ok
+    await request_settings(api_outbox, store, country="IN", state="MH")
+    async with database.session() as session:  # as an older release recorded it
+        await session.exec(
+            update(StoreChange)
+            .where(col(StoreChange.store_id) == store.id)
+            .values(settings_asked=None)
+        )
+        await session.commit()
+    await make_runner(cluster).change(store.id, KeepAlive())
+    assert shop_settings(cluster, store)[:2] == ("INR", "IN:MH")
 
 
 async def test_a_settings_change_failing_at_its_test_order_puts_the_settings_back(

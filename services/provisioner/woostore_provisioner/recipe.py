@@ -109,6 +109,20 @@ class Damage:
     snapshots: list[str] = field(default_factory=list)
 
 
+# Every setting a settings change may set: a store's all but how it starts (its products).
+ALL_SETTINGS = frozenset(StoreSettings.model_fields) - {"sample_products"}
+
+
+@dataclass(frozen=True)
+class SettingsChanged:
+    """A settings change, as recorded: the settings it replaces, which a failed one puts
+    back (None: asked for before changes kept them), and the names of those asked for, the
+    only ones it sets in the shop (all, for one asked for before they were kept)."""
+
+    before: StoreSettings | None = None
+    asked: frozenset[str] = ALL_SETTINGS
+
+
 @dataclass
 class StoreJob:
     """What a step needs to know about the store, and where it leaves what it learned."""
@@ -137,9 +151,8 @@ class StoreJob:
     backup_id: uuid.UUID | None = None  # the backup under way, if any
     # The backup a restore under way returns to, or a copy is made from.
     restore_from: uuid.UUID | None = None
-    # The settings a settings change replaces: what a failed one puts back (None: a change
-    # asked for before changes kept them, or no settings change).
-    settings_before: StoreSettings | None = None
+    # A settings change's record (none under way: what it would be, and sets nothing back).
+    settings_changed: SettingsChanged = SettingsChanged()
     # Whether the work may repair the store's repository where it finds data damaged, asked
     # as it is about to: the store's own work, while no copy reads the repository (a repair
     # locks it whole, and removes data a copy may be reading).
@@ -356,15 +369,20 @@ async def activate_woocommerce(job: StoreJob) -> None:
 async def configure_store(job: StoreJob) -> None:
     """The owner's settings; and the store open at once (WooCommerce 9.1+ starts new stores
     in "coming soon" mode, which hides the shop from everyone but its admin)."""
-    await _set_options(job)
+    await _set_options(job, ALL_SETTINGS)
     await install_language(job)
 
 
-async def _set_options(job: StoreJob) -> None:
+async def _set_options(job: StoreJob, asked: frozenset[str]) -> None:
     settings = job.settings
-    await wp(job, "option", "update", "woocommerce_currency", settings.currency)
-    await wp(job, "option", "update", "woocommerce_default_country", settings.woocommerce_country)
-    await wp(job, "option", "update", "admin_email", job.admin_email)
+    if "currency" in asked:
+        await wp(job, "option", "update", "woocommerce_currency", settings.currency)
+    if asked & {"country", "state"}:  # one option holds both: "IN:KA"
+        await wp(
+            job, "option", "update", "woocommerce_default_country", settings.woocommerce_country
+        )
+    if "admin_email" in asked:
+        await wp(job, "option", "update", "admin_email", job.admin_email)
     await wp(job, "option", "update", "woocommerce_coming_soon", "no")
 
 
@@ -374,26 +392,31 @@ async def install_language(job: StoreJob) -> None:
 
 
 async def change_settings(job: StoreJob) -> None:
-    """A settings change: what ``configure_store`` sets, the admin user's email with the
-    site's (WordPress's install set both), and the language made active, WordPress's own
-    en_US included (a store made in another returning to it). What is likeliest refused goes
-    first, so that a refusal leaves the shop as it was: the email (WordPress refuses one
-    another user has), then the language (downloaded from wordpress.org), then the options."""
-    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}")
-    if job.settings.language == "en_US":
+    """A settings change: those asked for, as ``configure_store`` sets them, the admin
+    user's email with the site's (WordPress's install set both), and the language made
+    active, WordPress's own en_US included (a store made in another returning to it). Those
+    not asked for are left as the shop has them: its owner may have changed them in
+    WooCommerce since (a change of language set the currency back, a user's review). What is
+    likeliest refused goes first, so that a refusal leaves the shop as it was: the email
+    (WordPress refuses one another user has), then the language (downloaded from
+    wordpress.org), then the options."""
+    asked = job.settings_changed.asked
+    if "admin_email" in asked:
+        await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}")
+    if "language" in asked and job.settings.language == "en_US":
         await wp(job, "site", "switch-language", "en_US")
-    else:
+    elif "language" in asked:
         await install_language(job)
-    await _set_options(job)
+    await _set_options(job, asked)
 
 
 async def put_settings_back(job: StoreJob) -> str:
     """The settings a failed settings change replaced, set again as it set them: a change
     that failed part-way (the language refused after the email was set) or at its test order
     left the shop with some or all of the new ones, while the store's record went back."""
-    if job.settings_before is None:
+    if job.settings_changed.before is None:
         return ""
-    await change_settings(replace(job, settings=job.settings_before))
+    await change_settings(replace(job, settings=job.settings_changed.before))
     return "the settings it replaced were put back"
 
 

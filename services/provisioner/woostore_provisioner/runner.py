@@ -55,10 +55,12 @@ from woostore_provisioner.recipe import (
     PROVISION,
     RESTORE,
     REVERIFY,
+    SETTINGS,
     Damage,
     Learned,
     OnFailure,
     Recipe,
+    SettingsChanged,
     Step,
     StoreJob,
     TimeLimits,
@@ -451,12 +453,7 @@ class Runner:
         undoing = [step for step in reversed(recipe.steps) if step.undo and step.name in begun]
         if not undoing:
             return failure
-        async with self.db.session() as session:
-            change = await lifecycle.change_under_way(session, store_id)
-        job = self._job(store, attempt)
-        with suppress(ValidationError):  # kept by an older release, unreadable: none to put back
-            if change is not None and change.settings_before is not None:
-                job.settings_before = StoreSettings.model_validate(change.settings_before)
+        job = self._job(store, attempt, settings_changed=await self._settings_changed(store_id))
         for step in undoing:
             assert step.undo is not None  # (picked so)
             try:
@@ -583,7 +580,8 @@ class Runner:
         self, recipe: Recipe, store: Store, attempt: Attempt, backups: BackupWork
     ) -> None:
         done = await self.journal.done(store.id, recipe)
-        job = self._job(store, attempt, backups)
+        changed = await self._settings_changed(store.id) if recipe is SETTINGS else None
+        job = self._job(store, attempt, backups, changed)
         total = len(recipe.steps)
         to_run = [
             (step, StepInfo(name=step.name, title=step.title, index=index, total=total))
@@ -631,7 +629,7 @@ class Runner:
                     store = await self.journal.completed(
                         store, recipe, info, learned, seconds, following
                     )
-                    job = self._job(store, attempt, backups)
+                    job = self._job(store, attempt, backups, changed)
                 except BaseException:
                     if following:  # the next step never started: its span says so, and ends
                         following[1].set_attribute("woostore.step.started", False)
@@ -705,7 +703,27 @@ class Runner:
     def _storefront_url(self, store: Store) -> str:
         return f"http://{store.slug}.{self.base_domain}"
 
-    def _job(self, store: Store, attempt: Attempt, backups: BackupWork | None = None) -> StoreJob:
+    async def _settings_changed(self, store_id: uuid.UUID) -> SettingsChanged:
+        """The store's change under way, as a settings change recorded it."""
+        async with self.db.session() as session:
+            change = await lifecycle.change_under_way(session, store_id)
+        if change is None:
+            return SettingsChanged()
+        before = None
+        with suppress(ValidationError):  # kept by an older release, unreadable: none to put back
+            if change.settings_before is not None:
+                before = StoreSettings.model_validate(change.settings_before)
+        if change.settings_asked is None:  # asked for before they were kept: all of them
+            return SettingsChanged(before)
+        return SettingsChanged(before, frozenset(change.settings_asked))
+
+    def _job(
+        self,
+        store: Store,
+        attempt: Attempt,
+        backups: BackupWork | None = None,
+        settings_changed: SettingsChanged | None = None,
+    ) -> StoreJob:
         """What the recipe's steps of ``store`` work with, reaching the cluster while
         ``attempt`` holds the store's lease only."""
         backups = backups or BackupWork()
@@ -735,6 +753,7 @@ class Runner:
             restore_from=backups.restoring,
             may_repair=functools.partial(self._may_repair, store.id, backups.repairs),
             damage=backups.damage,
+            settings_changed=settings_changed or SettingsChanged(),
         )
 
 
