@@ -199,13 +199,13 @@ class StoreSettings(BaseModel):
 
     def with_choices(self, chosen: StoreSettingsIn | None) -> StoreSettings:
         """These (the platform's defaults, or a store's) with what the owner chose laid over
-        them. A country chosen without a state drops the state, which belongs to another
-        country; a state chosen without a country is one of this country's, or
-        ``StateOfNoCountry``."""
+        them. Another country chosen without a state drops the state, which is this one's
+        (the same country named again keeps it); a state chosen without a country is one of
+        this country's, or ``StateOfNoCountry``."""
         if chosen is None:
             return self
         picked = chosen.model_dump(exclude_none=True)
-        if "country" in picked and "state" not in picked:
+        if picked.get("country", self.country) != self.country and "state" not in picked:
             picked["state"] = None
         if "state" in picked and "country" not in picked:  # one of this country's
             picked["state"] = state_of(self.country, picked["state"])

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from woostore_shared.store_settings import StoreSettingsIn, _IsoCodes
+from woostore_shared.store_settings import StoreSettings, StoreSettingsIn, _IsoCodes
 
 
 def test_codes_in_any_case_are_kept_as_iso_writes_them() -> None:
@@ -61,3 +61,14 @@ def test_sample_products_is_a_json_boolean_only(given: object) -> None:
     assert (
         StoreSettingsIn.model_validate_json('{"sample_products": false}').sample_products is False
     )
+
+
+def test_a_state_goes_with_another_country_only() -> None:
+    """Named again on a Bavarian store, its country took its state away (a user's review):
+    those left out stay as they are; a state belongs to its country."""
+    bavarian = StoreSettings(currency="EUR", country="DE", state="BY", language="de_DE",
+                             sample_products=True)  # fmt: skip
+
+    assert bavarian.with_choices(StoreSettingsIn(country="de")).state == "BY"
+    assert bavarian.with_choices(StoreSettingsIn(country="AT")).state is None
+    assert bavarian.with_choices(StoreSettingsIn(country="AT", state="9")).state == "9"
