@@ -1120,6 +1120,30 @@ async def test_an_invalid_list_query_is_a_422_problem(
     problem(await client.get(STORES, params=params), 422)
 
 
+async def test_a_query_parameter_the_operation_does_not_take_is_refused_not_ignored(
+    client: httpx.AsyncClient, new_tenant: NewTenant
+) -> None:
+    """An admin's `?tenant=` (for `tenant_id`) listed every tenant's stores, and a misspelt
+    status every status (a user's review): each is named, with what the operation takes."""
+    acme = await new_tenant("acme")
+    await create(acme)
+
+    mistyped = await client.get(STORES, params={"tenant": "acme", "stauts": "failed"})
+
+    assert problem(mistyped, 422)["errors"] == [
+        {"location": ["query", name], "message": f"this operation takes no {name}; it takes "
+         "cursor, limit, q, status, tenant_id"}
+        for name in ("stauts", "tenant")
+    ]  # fmt: skip
+    assert (await client.get(STORES, params={"status": "queued", "limit": 5})).status_code == 200
+    # Read once the caller is known, as a body is: a stranger's is a 401 whatever it asks.
+    assert (
+        await client.get(STORES, params={"x": "1"}, headers={"Authorization": ""})
+    ).status_code == 401
+    taken_by_none = problem(await client.get(f"{STORES}/counts", params={"x": "1"}), 422)
+    assert taken_by_none["errors"][0]["message"] == "this operation takes no x; it takes tenant_id"
+
+
 async def test_a_store_is_read_with_its_event_history_in_order(
     api: FastAPI, client: httpx.AsyncClient, nats_client: Client, database: Database
 ) -> None:

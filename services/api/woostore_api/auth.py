@@ -11,7 +11,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 
 from woostore_api.deps import AuthenticatorDep, SessionsDep, SettingsDep, settings_of
-from woostore_api.edge import refuse_an_ignored_body
+from woostore_api.edge import refuse_an_ignored_body, refuse_unknown_parameters
 from woostore_api.problems import forbidden, unauthorized
 from woostore_shared.access import Principal
 from woostore_shared.secrets import InvalidTicket
@@ -107,8 +107,9 @@ async def authenticate(
             refuse_another_origin(request, settings)
     else:
         raise unauthorized("a bearer token (an API key) or a session cookie is required")
-    # Once the caller is known: an unauthenticated request is a 401 whatever its body.
+    # Once the caller is known: an unauthenticated request is a 401 whatever it asks.
     await refuse_an_ignored_body(request)
+    refuse_unknown_parameters(request)
     return caller_of(request, principal)
 
 

@@ -9,6 +9,8 @@ from pathlib import PurePath
 from urllib.parse import urlsplit
 
 from fastapi import Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
 from secure import (
@@ -28,6 +30,7 @@ from woostore_api.problems import (
     head_refused,
     problem_response,
     takes_no_body,
+    unknown_parameters,
 )
 from woostore_shared.settings import Settings
 
@@ -83,6 +86,26 @@ async def note_route(request: Request) -> None:
     segments = request.scope["path"].split("/")
     prefix = segments[: len(segments) - len(path.split("/")) + 1]
     box["path"] = "/".join(prefix) + path if len(prefix) > 1 else path
+
+
+def _query_parameters(dependant: Dependant) -> list[str]:
+    """The query parameters an operation takes: its own and its dependencies'."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names.update(_query_parameters(dependency))
+    return sorted(names)
+
+
+def refuse_unknown_parameters(request: Request) -> None:
+    """A query parameter the operation does not take is refused, not ignored: an admin's
+    `?tenant=` (for `tenant_id`) listed every tenant's stores, and `?stauts=failed` every
+    status (a user's review). Checked once the caller is authenticated (auth.py)."""
+    route = request.scope.get("route")
+    if not request.query_params or not isinstance(route, APIRoute):
+        return
+    taken = _query_parameters(route.dependant)  # a few short lists: microseconds
+    if unknown := sorted(set(request.query_params) - set(taken)):
+        raise unknown_parameters(unknown, taken)
 
 
 # What a client may send to an operation that takes no body: nothing, or JSON saying nothing.

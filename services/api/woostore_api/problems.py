@@ -268,6 +268,16 @@ def head_refused() -> Problem:
     )
 
 
+def unknown_parameters(unknown: list[str], taken: list[str]) -> Problem:
+    takes = f"it takes {', '.join(taken)}" if taken else "it takes none"
+    errors = [
+        {"location": ["query", name], "message": f"this operation takes no {name}; {takes}"}
+        for name in unknown
+    ]
+    detail = "; ".join(f"query.{e['location'][1]}: {e['message']}" for e in errors)
+    return Problem(422, "Invalid request", detail, kind="invalid-request", errors=errors)
+
+
 def takes_no_body() -> Problem:
     detail = "this operation takes no body; it acts on what the path names"
     return Problem(
