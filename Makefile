@@ -47,7 +47,7 @@ lint-deploy: install
 # service (docs/benchmarks.md, the footprint of `make run`).
 # -o 2 too: `make run` runs the services but the API with -OO (woostore_devstack/launcher.py),
 # which reads bytecode of its own (.opt-2.pyc), and uv compiles the plain kind only.
-install: $(UV) .venv/.synced
+install: $(UV) .venv/.synced .venv/.optimized
 	@"$(CURDIR)/.venv/bin/python" -m compileall -q -o 0 -o 2 shared services cluster devstack cli
 
 $(UV):
@@ -55,6 +55,10 @@ $(UV):
 
 .venv/.synced: uv.lock pyproject.toml */pyproject.toml services/*/pyproject.toml
 	$(UV) sync --frozen --compile-bytecode
+	@touch $@
+
+# Its own mark, so that a checkout synced before the services ran with -OO compiles too.
+.venv/.optimized: .venv/.synced
 	@"$(CURDIR)/.venv/bin/python" -m compileall -qq -j 0 -o 2 \
 		"$$("$(CURDIR)/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 	@touch $@
