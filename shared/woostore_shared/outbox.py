@@ -270,7 +270,7 @@ class Outbox:
         Hung, or its node lost, it leaves the client connected until two pings go
         unanswered (40-60 s): each write waited out the publish timeout meanwhile, 5 s (a
         fault review)."""
-        if isinstance(error, TimeoutError) and self._answering():
+        if isinstance(error, TimeoutError) and self._answering() and not self._closed:
             self._asking = asyncio.create_task(self._until_answered())
 
     async def _until_answered(self) -> None:
