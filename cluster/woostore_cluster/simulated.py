@@ -142,8 +142,9 @@ SCHEDULER_NO_ROOM = (
 )
 # What a simulated dump says it is: never mistaken for (or loaded as) mariadb-dump's SQL.
 DUMP_FORMAT = "woostore-simulated-database/1"
-# WordPress's state keys that are the pods' rather than the database's: a restore keeps them.
-_POD_STATE = ("pods_ready", "pods_started_from", "url_scheme", "versions", "cron_interval")
+# WordPress's state keys that are the pods' rather than the database's, and the mail it sent
+# (gone out): a dump leaves them out, and a restore keeps them.
+_POD_STATE = ("pods_ready", "pods_started_from", "url_scheme", "versions", "cron_interval", "mail")
 _SIDE_FILES = ("-wal", "-shm")  # SQLite's write-ahead log and its index, next to the database
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (name TEXT PRIMARY KEY, labels TEXT NOT NULL,
@@ -1067,16 +1068,23 @@ class SimulatedCluster:
             if words[2:] not in (["admin"], ["1"]):
                 return _wp_error(f"Invalid user ID, email or login: '{' '.join(words[2:])}'")
             if (
-                not flags
-                or not set(flags) <= {"--prompt", "--user_email"}
+                not set(flags) - {"--skip-email"}
+                or not set(flags) <= {"--prompt", "--user_email", "--skip-email"}
                 or flags.get("--prompt", "user_pass") != "user_pass"
             ):
                 return _wp_error(
-                    "only --prompt=user_pass (the password on stdin) and --user_email are simulated"
+                    "only --prompt=user_pass (the password on stdin), --user_email and"
+                    " --skip-email are simulated"
                 )
             if "--prompt" in flags and (not stdin or not stdin.strip()):
                 return _wp_error("user_pass expected on standard input")
             if "--user_email" in flags:
+                before = wp.get("admin_user_email", wp.get("admin_email"))
+                if before != flags["--user_email"] and "--skip-email" not in flags:
+                    # WordPress tells the address left behind, unless told not to.
+                    wp.setdefault("mail", []).append(
+                        {"to": before, "subject": "Notice of Email Change"}
+                    )
                 wp["admin_user_email"] = flags["--user_email"]
             if "--prompt" in flags:
                 wp["admin_password_sha256"] = _password_hash(stdin or "")

@@ -1127,6 +1127,7 @@ async def test_a_store_made_from_a_backup_has_its_orders_and_uploads_under_its_o
     own_email = f"admin@{urlsplit(url).hostname}"
     assert (await cluster.wp(made.namespace, ["option", "get", "admin_email"])).stdout == own_email
     assert wordpress["admin_user_email"] == own_email
+    assert wordpress.get("mail", []) == []  # no notice of the change to the backed-up store
     # Exactly the backed-up orders (its own test order is removed once placed).
     assert len(backed_up) >= 2
     assert orders(cluster, made) == backed_up

@@ -725,7 +725,8 @@ async def move_to_own_address(job: StoreJob) -> None:
     await wp(job, "search-replace", f"//{job.made_as_host}", f"//{job.host}",
              "--all-tables", "--skip-columns=guid", "--format=count")  # fmt: skip
     await wp(job, "option", "update", "blogname", job.name)
-    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}")
+    # Without WordPress's notice of the change, which would go to the backed-up store.
+    await wp(job, "user", "update", ADMIN_USER, f"--user_email={job.admin_email}", "--skip-email")
     await wp(job, "option", "update", "admin_email", job.admin_email)
 
 
