@@ -374,3 +374,23 @@ async def test_a_client_gone_mid_body_is_refused_not_an_internal_error() -> None
     with pytest.raises(Problem) as refused:
         await refuse_an_ignored_body(request)
     assert refused.value.status == 400
+
+
+async def test_no_query_parameter_the_document_offers_is_refused_as_unknown(
+    api: FastAPI, client: httpx.AsyncClient
+) -> None:
+    """Unknown query parameters are found from each route's own dependencies
+    (``refuse_unknown_parameters``): one an app- or router-wide dependency took would be in
+    the OpenAPI document, and refused (a diff review). Every GET is asked with every query
+    parameter its document offers: its values may be refused, never its names."""
+    asked = 0
+    for path, operations in api.openapi()["paths"].items():
+        get = operations.get("get", {})
+        names = [p["name"] for p in get.get("parameters", []) if p["in"] == "query"]
+        if not names:
+            continue
+        url = re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000000", path)
+        answer = await client.get(url, params={name: "1" for name in names})
+        assert "takes no" not in answer.text, (path, answer.text)
+        asked += 1
+    assert asked >= 5  # the lists: stores, audit, tenants, keys, backups...

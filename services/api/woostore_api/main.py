@@ -52,7 +52,7 @@ VERSION = version("woostore-api")
 platform_router = APIRouter(tags=["platform"])
 
 
-@platform_router.get("/platform", response_model=Platform, responses=problem_responses(401))
+@platform_router.get("/platform", response_model=Platform, responses=problem_responses(401, 422))
 async def platform(settings: SettingsDep, _: CurrentCaller) -> Platform:
     """Where the event stream is, whether stores run on a real or a simulated cluster, and
     the store chart an upgrade moves a store to."""
@@ -74,7 +74,7 @@ async def asyncapi() -> dict[str, Any]:
 @platform_router.post(
     "/events/ticket",
     response_model=Ticket,
-    responses=problem_responses(401, 403),
+    responses=problem_responses(401, 403, 422),
     dependencies=[Depends(no_store)],
 )
 async def event_ticket(tickets: TicketsDep, caller: CurrentCaller) -> Ticket:

@@ -251,7 +251,9 @@ async def sign_in(
     return await _whoami(outbox.db, caller)
 
 
-@router.get("/session", response_model=WhoAmI, tags=["session"], responses=problem_responses(401))
+@router.get(
+    "/session", response_model=WhoAmI, tags=["session"], responses=problem_responses(401, 422)
+)
 async def whoami(db: DatabaseDep, caller: CurrentCaller) -> WhoAmI:
     """Who the session cookie (or bearer token) belongs to."""
     return await _whoami(db, caller)

@@ -162,7 +162,7 @@ async def count_stores(
     return StoreCounts(total=total, by_status=by_status)
 
 
-@router.get("/step-times", response_model=StepTimes, responses=problem_responses(401))
+@router.get("/step-times", response_model=StepTimes, responses=problem_responses(401, 422))
 async def read_step_times(step_times: StepTimesDep, _: CurrentCaller) -> StepTimes:
     """How long each step of each phase (provisioning, copying a backup, personalising,
     changing, removing a store) took lately: the median of its latest runs over every store,
@@ -278,9 +278,10 @@ async def change_store_settings(
     then sets them in WooCommerce and WordPress and places a test order: the store is
     `updating` meanwhile, its `settings` the new ones, and it ends `ready` either way. A
     change that fails (`change_failed`, with the reason) puts the store's `settings` back,
-    though some may have been set in the shop: asking again sets them all (settings asked
-    for as the store has them are set again: the shop may hold others). Past the tenant's
-    change rate: 429 with ``Retry-After``."""
+    and in the shop those it set (should that fail too, the reason says so). Only those named
+    are set in the shop, even as the store has them (the shop may hold others, changed in
+    WooCommerce); those left out stay as the shop has them. Past the tenant's change rate:
+    429 with ``Retry-After``."""
     store = await service.request_change(outbox, caller, store_id, "settings", settings, chosen)
     return StoreOut.of(store, await service.surroundings(outbox.db, [store]))
 
