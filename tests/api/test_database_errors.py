@@ -145,7 +145,8 @@ async def answer_to_lost(db: Database, backend: int, invalidated: list[bool]) ->
                 # The same connection the test saw: the pool hands back the one given back last.
                 assert connection.info.backend_pid == backend
                 async with db.engine.connect() as other:
-                    await other.execute(text(f"SELECT pg_terminate_backend({backend})"))
+                    # Waits until it is gone, so the next statement cannot come first.
+                    await other.execute(text(f"SELECT pg_terminate_backend({backend}, 30000)"))
                 await connection.execute("SELECT 1")
         except DBAPIError as error:
             invalidated.append(error.connection_invalidated)

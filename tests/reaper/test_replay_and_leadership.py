@@ -383,9 +383,15 @@ async def lock_holder(url: str) -> int | None:
 
 
 async def terminate(db: Database, pid: int | None) -> None:
+    """Ends the server process ``pid``, once it is gone: ``pg_terminate_backend`` alone only
+    signals it, and the lock it held could still be held by the next statement (a CI run:
+    the other reaper found it taken)."""
     async with db.session() as session:
         connection = await session.connection()
-        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        ended = await connection.execute(
+            text("SELECT pg_terminate_backend(:pid, 30000)"), {"pid": pid}
+        )
+        assert ended.scalar_one(), f"server process {pid} still there after 30 s"
 
 
 async def a_statement_of_a_pass(db: Database) -> int:
