@@ -299,7 +299,8 @@ async def request(
     settings: StoreSettings,
     from_backup: StoreBackup | None = None,
 ) -> Store:
-    """A new store, queued; written at once, so a taken slug fails here. Without a tenant
+    """A new store, queued; written as the unit commits, so a taken slug fails the commit
+    (``UnitOfWork.insert``). Without a tenant
     it is made for the warm pool. ``from_backup``, a complete backup of another store of the
     same tenant: the new store is made with that store's content (a clone)."""
     source = None if from_backup is None else await _copyable(uow, from_backup)
@@ -318,7 +319,7 @@ async def request(
     )
     uow.announce(store, Requested(store=_summary(store, source)))
     uow.dispatch(store, Lane.PROVISION)
-    await uow.insert(store)
+    uow.insert(store)
     return store
 
 

@@ -13,11 +13,10 @@ from nats.aio.client import Client
 from sqlmodel import col, select
 
 from woostore_api.problems import Problem
-from woostore_api.stores.quotas import Rate, counted, take
+from woostore_api.stores.quotas import Rate, limited
 from woostore_shared.db import Database
-from woostore_shared.models import RateLimit
+from woostore_shared.models import RateLimit, Store, StoreStatus
 from woostore_shared.outbox import Outbox
-from woostore_shared.unit_of_work import UnitOfWork
 
 START = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
 
@@ -37,8 +36,8 @@ IN = "admitted"  # not True: True == 1, and a refusal saying "wait 1 s" would pa
 async def admitted(outbox: Outbox, *rates: Rate, at: datetime) -> str | int:
     """IN if the request is admitted, else the seconds its refusal says to wait."""
     try:
-        async with UnitOfWork.begin(outbox) as uow:
-            await take(uow.session, *rates, now=at)
+        async with limited(outbox, *rates, now=at):
+            pass
     except Problem as refused:
         headers = refused.headers or {}
         return int(headers["Retry-After"]) if refused.status == 429 else refused.status
@@ -100,18 +99,21 @@ async def test_concurrent_requests_are_admitted_exactly_up_to_the_allowance(
     assert all(result == IN or (isinstance(result, int) and result >= 1) for result in results)
 
 
-async def test_a_request_past_its_rate_is_refused_before_its_work_and_counted_after_it(
-    outbox: Outbox,
+@pytest.mark.parametrize("read_first", [True, False], ids=["read-first", "at-commit"])
+async def test_a_request_past_its_rate_is_refused_and_only_work_done_is_counted(
+    outbox: Outbox, database: Database, read_first: bool
 ) -> None:
-    """``counted``: a spent rate refuses at once, so the work (a pooled store claimed, say)
-    never starts; an admitted request is counted once its work is done, and work that fails
-    is counted against nothing."""
+    """``limited``: an admitted request is counted as its work commits, and work that fails
+    is counted against nothing. Read first, a spent rate refuses at once, so the work (a
+    pooled store claimed, say) never starts; refused as the work commits, the work is
+    rolled back with it (its new store is never written)."""
     rate = per_minute(2)
     worked: list[str] = []
 
     async def request(name: str, fails: bool = False) -> None:
-        async with UnitOfWork.begin(outbox) as uow, counted(uow.session, rate, now=START):
+        async with limited(outbox, rate, read_first=read_first, now=START) as uow:
             worked.append(name)
+            uow.insert(new_store(name))
             if fails:
                 raise RuntimeError(name)
 
@@ -122,5 +124,18 @@ async def test_a_request_past_its_rate_is_refused_before_its_work_and_counted_af
     with pytest.raises(Problem) as refused:
         await request("third")
 
-    assert worked == ["failed", "first", "second"]  # the third never started its work
+    assert worked == ["failed", "first", "second"] if read_first else [
+        "failed", "first", "second", "third",
+    ]  # fmt: skip
     assert refused.value.status == 429
+    assert (refused.value.headers or {})["Retry-After"] == "30"
+    async with database.session() as session:
+        made = set(await session.exec(select(Store.name).where(col(Store.name).like("rated-%"))))
+    assert made == {"rated-first", "rated-second"}
+
+
+def new_store(name: str) -> Store:
+    return Store(
+        tenant_id=None, name=f"rated-{name}", slug=f"rated-{name}", namespace=f"rated-{name}",
+        status=StoreStatus.POOLED, simulated=True, settings={}, correlation_id=name,
+    )  # fmt: skip

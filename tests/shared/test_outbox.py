@@ -24,7 +24,15 @@ from tests.support import DEFAULT_SETTINGS, stream_messages, until
 from woostore_devstack.embedded import NatsServer, free_port
 from woostore_shared import lifecycle
 from woostore_shared.db import Database
-from woostore_shared.events import CloudEvent, Deleted, DeleteRequested, EventData, make_event
+from woostore_shared.events import (
+    TYPE_PREFIX,
+    CloudEvent,
+    Deleted,
+    DeleteRequested,
+    EventData,
+    EventName,
+    make_event,
+)
 from woostore_shared.lifecycle import transition
 from woostore_shared.models import (
     DEFAULT_TENANT_ID,
@@ -457,11 +465,12 @@ async def test_a_failure_is_counted_once_committed_and_never_when_rolled_back(
     await outbox.close()
 
 
-async def test_a_row_inserted_by_the_unit_is_then_changed_like_any_row_read(
+async def test_a_row_inserted_by_the_unit_is_written_as_it_commits_in_one_statement(
     database: Database, nats_client: Client
 ) -> None:
-    """``UnitOfWork.insert`` writes a row by one plain statement and keeps it in the session
-    as if read: a later change in the same unit is an UPDATE, not a second INSERT."""
+    """``UnitOfWork.insert`` writes a new row by the unit's commit statement, as the row holds
+    it then: nothing before, and a change made meanwhile is kept. A unit that read and wrote
+    nothing else opens no transaction: the statement is its own."""
     outbox = Outbox(database, nats_client, source="/tests")
     slug = f"shop-{uuid.uuid4().hex[:8]}"
     async with UnitOfWork.begin(outbox) as uow:
@@ -472,13 +481,17 @@ async def test_a_row_inserted_by_the_unit_is_then_changed_like_any_row_read(
         async with database.session() as elsewhere:  # not committed yet: nobody else sees it
             assert await elsewhere.get(Store, store.id) is None
         store.name = "Renamed"
-        assert await uow.session.get(Store, store.id) is store
+        assert not uow.session.in_transaction()
 
     async with database.session() as session:
         stored = await session.get(Store, store.id)
+        events = list(
+            await session.exec(select(StoreEvent).where(col(StoreEvent.store_id) == store.id))
+        )
     assert stored is not None
     assert (stored.name, stored.slug, stored.status) == ("Renamed", slug, StoreStatus.QUEUED)
     assert stored.settings == DEFAULT_SETTINGS.model_dump(mode="json")
+    assert [event.type for event in events] == [TYPE_PREFIX + EventName.REQUESTED]
 
 
 async def test_audit_entries_are_written_as_the_unit_commits_and_never_when_it_fails(

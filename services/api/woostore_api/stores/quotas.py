@@ -3,10 +3,10 @@
 
 All hold across API replicas and under any concurrency, because PostgreSQL does the
 counting: a rate is GCRA (the generic cell rate algorithm, a token bucket kept as one
-timestamp) updated by one conditional upsert in the transaction that carries the request
-out, and the caps are counts the database keeps as stores change and checks as a creating
-transaction commits (``within_caps``). A request refused for any reason, a cap's included,
-is counted against no rate.
+timestamp) updated by one conditional upsert in the statement that commits the request's
+work, and the caps are counts the database keeps as stores change and checks as a creating
+transaction commits (``limited``). A request refused for any reason, a cap's included, is
+counted against no rate.
 
 A rate of N a minute allows N at once, then one every 60/N seconds as the allowance refills.
 A fixed one-minute window, as before, let 2N through in a moment across a minute's end.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,33 +33,41 @@ from woostore_shared.settings import Settings
 from woostore_shared.unit_of_work import UnitOfWork
 
 PERIOD = timedelta(minutes=1)  # rates are counted per minute
+Limited = AbstractAsyncContextManager[UnitOfWork]
 _CAPS = ("tenant_store_limit", "max_live_stores", "max_queued_stores")  # settings, in the database
 
 # GCRA: a counter's theoretical arrival time (tat) moves one interval on per request admitted,
 # and a request is admitted while the tat it leaves is at most a period ahead of now: a full
-# allowance is ``allowed`` requests at once. One statement takes all of a request's rates; a
-# counter it does not return refused. ON CONFLICT sees only the row a counter would start
-# with, so a counter's interval is that row's tat less now. (A statement for each rate cost a
-# create a round trip each: docs/benchmarks.md, Bursts.)
-_ADMIT = text(
-    "INSERT INTO rate_limits (counter, tat) SELECT counter, :now + step FROM"
-    " unnest(CAST(:counters AS varchar[]), CAST(:steps AS interval[])) AS asked (counter, step)"
+# allowance is ``allowed`` requests at once. The request's commit statement takes all of its
+# rates (``UnitOfWork.commit_with``); a counter the upsert does not return is refused, and
+# the query after it fails the statement naming the first such (``rate_refused``, migration
+# 0032), so the request's work is rolled back with it. ON CONFLICT sees only the row a counter
+# would start with, so a counter's interval is that row's tat less now. (A statement of their
+# own, whose answer the API read before committing, cost a create two round trips:
+# docs/benchmarks.md, Bursts.)
+_TAKE = (
+    "rates_admitted AS (INSERT INTO rate_limits (counter, tat)"
+    " SELECT counter, :rates_now + step FROM unnest(CAST(:rates_counters AS varchar[]),"
+    " CAST(:rates_steps AS interval[])) AS asked (counter, step)"
     " ON CONFLICT (counter) DO UPDATE"
-    " SET tat = greatest(rate_limits.tat, :now) + (excluded.tat - :now)"
-    " WHERE greatest(rate_limits.tat, :now) + (excluded.tat - :now) <= :now + :period"
-    " RETURNING counter"
+    " SET tat = greatest(rate_limits.tat, :rates_now) + (excluded.tat - :rates_now)"
+    " WHERE greatest(rate_limits.tat, :rates_now) + (excluded.tat - :rates_now)"
+    " <= :rates_now + :rates_period RETURNING counter),"
+    " rates_refused AS MATERIALIZED (SELECT rate_refused(counter) FROM"
+    " unnest(CAST(:rates_counters AS varchar[])) WITH ORDINALITY AS asked (counter, n)"
+    " WHERE counter NOT IN (SELECT counter FROM rates_admitted) ORDER BY n LIMIT 1)"
 )
+PAST_A_RATE = "WS430"  # rate_refused's SQLSTATE
 _COUNTERS = text(
     "SELECT counter, tat FROM rate_limits WHERE counter = ANY(CAST(:counters AS varchar[]))"
 )
-# The caps the transaction is held to, named as the request's counters are read: one round
-# trip, not two. Transaction-local (set_config's third argument), so a pooled connection
-# carries nothing on; a cap named NULL is none. The LEFT JOIN keeps the row that names them
-# where no counter exists yet.
-_CAPS_AND_COUNTERS = text(
-    "SELECT counter, tat FROM (SELECT "  # noqa: S608  (fixed text, no input)
+# The caps the transaction is held to, named by its commit statement, and so set before it
+# commits, where they are checked. Transaction-local (set_config's third argument), so a
+# pooled connection carries nothing on; a cap named NULL is none.
+_CAPS_NAMED = (
+    "caps AS MATERIALIZED (SELECT "
     + ", ".join(f"set_config('woostore.{cap}', :{cap}, true)" for cap in _CAPS)
-    + ") AS caps LEFT JOIN rate_limits ON counter = ANY(CAST(:counters AS varchar[]))"
+    + ")"
 )
 
 
@@ -88,50 +96,75 @@ class Rate:
 
 
 @asynccontextmanager
-async def counted(
-    session: AsyncSession,
+async def limited(
+    outbox: Outbox,
     *rates: Rate,
     caps: Settings | None = None,
+    read_first: bool = False,
     now: datetime | None = None,
-) -> AsyncIterator[None]:
-    """The request's work, counted against ``rates`` in the transaction that carries it out,
-    and held to the store caps ``caps`` names (``within_caps``). A rate already spent refuses
-    it at once, read and not locked, before any work (a create past its rate must not hold a
-    pooled store while it waits to be refused); the counters are then taken last (``take``),
-    their rows locked only until the commit. A request refused for any reason is counted
-    against none: a client waiting out Retry-After gets in."""
+) -> AsyncIterator[UnitOfWork]:
+    """A unit of work counted against ``rates`` as it commits, and held to the store caps
+    ``caps`` names (checked as it commits too: ``CAP_REFUSALS``). Past a rate or a cap the
+    unit is rolled back whole, and the client told why (429, or 409 for its tenant's cap);
+    a request refused for any reason is counted against no rate, so a client waiting out
+    Retry-After gets in. With ``read_first``, a rate already spent refuses the request
+    before its work, read and not locked: a create past its rate must not hold a pooled
+    store while it waits to be refused."""
     now = now or utcnow()
-    named = {cap: None if caps is None else str(getattr(caps, cap)) for cap in _CAPS}
+    try:
+        async with UnitOfWork.begin(outbox) as uow:
+            if read_first:
+                await _refuse_if_spent(uow.session, rates, now)
+            yield uow
+            if rates:
+                uow.commit_with(
+                    "rates_refused", _TAKE,
+                    rates_counters=[rate.counter for rate in rates],
+                    rates_steps=[rate.interval for rate in rates],
+                    rates_now=now, rates_period=PERIOD,
+                )  # fmt: skip
+            if caps is not None:
+                uow.commit_with(
+                    "caps", _CAPS_NAMED, **{cap: str(getattr(caps, cap)) for cap in _CAPS}
+                )
+    except DBAPIError as error:
+        refusal = await _refusal_of(outbox, error, rates, now)
+        if refusal is None:
+            raise
+        raise refusal from None
+
+
+async def _refuse_if_spent(session: AsyncSession, rates: tuple[Rate, ...], now: datetime) -> None:
     connection = await session.connection()
-    found = await connection.execute(
-        _CAPS_AND_COUNTERS, {**named, "counters": [rate.counter for rate in rates]}
-    )
-    tats: dict[str, datetime] = {counter: tat for counter, tat in found if counter is not None}
+    found = await connection.execute(_COUNTERS, {"counters": [rate.counter for rate in rates]})
+    tats: dict[str, datetime] = {counter: tat for counter, tat in found}
     for rate in rates:
         if rate.counter in tats and tats[rate.counter] - now > rate.burst:
             raise _refusal(rate, tats[rate.counter], now)
-    yield
-    await take(session, *rates, now=now)
 
 
-async def take(session: AsyncSession, *rates: Rate, now: datetime | None = None) -> None:
-    """Count a request against every rate; past any of them it is refused (and the caller's
-    transaction, rolled back, counts it against none)."""
-    now = now or utcnow()
-    connection = await session.connection()
-    counters = [rate.counter for rate in rates]
-    taken = await connection.execute(
-        _ADMIT,
-        {
-            "counters": counters, "steps": [rate.interval for rate in rates],
-            "now": now, "period": PERIOD,
-        },
-    )  # fmt: skip
-    admitted = set(taken.scalars())
-    if refused := [rate for rate in rates if rate.counter not in admitted]:
-        found = await connection.execute(_COUNTERS, {"counters": counters})
-        tats: dict[str, datetime] = {counter: tat for counter, tat in found}
-        raise _refusal(refused[0], tats[refused[0].counter], now)
+async def _refusal_of(
+    outbox: Outbox, error: DBAPIError, rates: tuple[Rate, ...], now: datetime
+) -> Problem | None:
+    """The client's answer to a commit refused past a rate or a cap; None for any other
+    error."""
+    diagnosis = getattr(error.orig, "diag", None)
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if diagnosis is None or sqlstate not in (PAST_A_RATE, PAST_A_CAP):
+        return None
+    if sqlstate == PAST_A_RATE:
+        rate = next(rate for rate in rates if rate.counter == diagnosis.message_primary)
+        async with outbox.db.session() as session:
+            connection = await session.connection()
+            found = await connection.execute(_COUNTERS, {"counters": [rate.counter]})
+            tat = found.one().tat  # the refusing counter exists: it refused
+        return _refusal(rate, tat, now)
+    limit, cap = diagnosis.message_primary, int(diagnosis.message_detail)
+    words, retry_after = CAP_REFUSALS[limit]
+    detail = words.format(stores=how_many(cap, "store"))
+    if retry_after is None:
+        return cap_reached(limit, cap, detail)
+    return limit_reached(limit, cap, detail, retry_after)
 
 
 def _refusal(rate: Rate, tat: datetime, now: datetime) -> Problem:
@@ -194,51 +227,17 @@ CAP_REFUSALS: dict[str, tuple[str, int | None]] = {
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
 
 
-@asynccontextmanager
-async def creating(
-    outbox: Outbox, principal: Principal, settings: Settings
-) -> AsyncIterator[UnitOfWork]:
+def creating(outbox: Outbox, principal: Principal, settings: Settings) -> Limited:
     """A unit of work that makes a store (or asks for one again): within the store caps,
-    and counted against the create rates."""
-    async with (
-        within_caps(outbox) as uow,
-        counted(uow.session, *_create_rates(principal, settings), caps=settings),
-    ):
-        yield uow
+    and counted against the create rates. With a warm pool, a spent rate refuses it before
+    it may claim a pooled store."""
+    return limited(
+        outbox, *_create_rates(principal, settings), caps=settings,
+        read_first=settings.warm_pool_size > 0,
+    )  # fmt: skip
 
 
-@asynccontextmanager
-async def changing(
-    outbox: Outbox, principal: Principal, settings: Settings
-) -> AsyncIterator[UnitOfWork]:
+def changing(outbox: Outbox, principal: Principal, settings: Settings) -> Limited:
     """A unit of work that changes a store (an upgrade, a rollback, a backup, a restore),
     counted against the tenant's change rate."""
-    async with (
-        UnitOfWork.begin(outbox) as uow,
-        counted(uow.session, *_change_rates(principal, settings)),
-    ):
-        yield uow
-
-
-@asynccontextmanager
-async def within_caps(outbox: Outbox) -> AsyncIterator[UnitOfWork]:
-    """A unit of work whose commit is refused past a store cap its transaction names
-    (``counted``): its tenant's, the platform's live stores or the queue's, as the client's
-    409 or 429 (``CAP_REFUSALS``). The database counts as stores change (the count_stores
-    trigger, migration 0018) and checks at COMMIT, the only moment it holds the platform's
-    count, so creations in different tenants go on in parallel. A store claimed from the
-    warm pool was counted against the platform while pooled; it counts against its owner's
-    cap now."""
-    try:
-        async with UnitOfWork.begin(outbox) as uow:
-            yield uow
-    except DBAPIError as error:
-        diagnosis = getattr(error.orig, "diag", None)
-        if getattr(error.orig, "sqlstate", None) != PAST_A_CAP or diagnosis is None:
-            raise
-        limit, cap = diagnosis.message_primary, int(diagnosis.message_detail)
-        words, retry_after = CAP_REFUSALS[limit]
-        detail = words.format(stores=how_many(cap, "store"))
-        if retry_after is None:
-            raise cap_reached(limit, cap, detail) from None
-        raise limit_reached(limit, cap, detail, retry_after) from None
+    return limited(outbox, *_change_rates(principal, settings))

@@ -121,8 +121,8 @@ async def create_store(
                 store = await _claim_or_request(
                     uow, tenant_id, slug, request, settings, admin=caller.principal.is_admin
                 )
-                if idempotency_key is not None:
-                    uow.session.add(
+                if idempotency_key is not None:  # a concurrent request with it fails the commit
+                    uow.insert(
                         IdempotencyKey(
                             tenant_id=tenant_id,
                             key=idempotency_key,
@@ -130,7 +130,6 @@ async def create_store(
                             store_id=store.id,
                         )
                     )
-                    await uow.session.flush()  # a concurrent request with the key loses here
                 copied = {"from_backup": str(store.from_backup_id)} if store.from_backup_id else {}
                 record(
                     uow, caller, "store.create", f"store/{store.id}", tenant_id,
@@ -183,7 +182,7 @@ async def _claim_or_request(
     admin: bool,
 ) -> Store:
     """A store from the warm pool when one fits, else a new one queued (within the platform's
-    caps); a copy of a backup is always a new one. A taken slug fails here either way."""
+    caps); a copy of a backup is always a new one. A taken slug fails the unit either way."""
     simulated = settings.cluster_mode is ClusterMode.SIMULATED
     from_backup = None
     if request.from_backup is not None:  # a copy: never from the pool, its source's settings
