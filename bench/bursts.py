@@ -342,7 +342,7 @@ was taken until a connection came to be pinged only after 10 s idle
 (`shared/woostore_shared/db.py`): in runs taken in turns on one machine, 124 and 126
 creates/s at 4 in flight before, 151 and 148 after.
 
-A create then made 12 round trips to PostgreSQL; it makes 9 now
+A create then made 12 round trips to PostgreSQL, and 9 after
 (`woostore_api/stores/quotas.py`, `woostore_shared/unit_of_work.py`): its two rates are
 taken by one statement, the caps are named by the statement reading its counters, and its
 work order is written by the statement writing its event. In runs taken in turns, 135 and
@@ -357,7 +357,7 @@ fifth more, the price of the memory a quiet platform gives back. An operator exp
 bursts keeps the sessions open with `WOOSTORE_DATABASE_IDLE_SECONDS=0`.
 
 A create's store and its audit entry were ORM objects, each flushed by an INSERT of its own:
-the store is now written by one plain INSERT (`UnitOfWork.insert`) and the audit entry by
+the store came to be written by one plain INSERT (`UnitOfWork.insert`) and the audit entry by
 the statement writing the unit's events and work order, as the unit commits (8 round trips
 a create, from 9). Each request's key is looked up in plain SQL on psycopg's own connection
 (`Database.plain_reads`): 0.33 ms a lookup, from 0.72 ms through the ORM. In runs taken in
@@ -372,11 +372,29 @@ the same pool, with the same effects (the caps checked at the commit, both rates
 row, the event and the work order, the queue place). The API's CPU a create fell from 7.4 ms
 to 4.4 ms with the same 9 round trips; to 3.5 ms with the key's lookup off the ORM too;
 and to 3.1 ms with the store, its audit row, event and work order written by one statement
-and the transaction pipelined (3 round trips). 3.1 ms is about 320 creates/s for an API with
-a core of its own; on these 2 cores the client (1.9 ms a create), PostgreSQL (1.1-1.5 ms) and
-NATS (0.35 ms) take their share, and the bare endpoint reached only 160-320 requests/s in
-the same runs. It would be a second way of writing a store beside the unit of work (about
-400 lines with their tests): issue #13 leaves that choice to the team.
+and the transaction pipelined (3 round trips). It would have been a second way of writing a
+store beside the unit of work.
+
+**One statement, in the unit of work.** The unit of work now writes everything it holds by
+one statement as it commits: its new rows (`UnitOfWork.insert`), events, work orders and
+audit entries, and the rates and caps the API adds to it (`UnitOfWork.commit_with`); a rate
+past its allowance fails that statement (`rate_refused`, migration 0032), so nothing of the
+request is kept. A unit that read nothing before, as a cold create, sends that statement
+alone, in autocommit: a create is 3 round trips (the key's lookup, that statement, its place
+in the queue) where it was 8 (BEGIN, the caps and counters read, the store's INSERT, the
+rates' upsert, the events' statement and COMMIT were 6). In runs taken in turns (two each,
+the other services stopped), the API's CPU a create fell from 5.2-5.4 ms to 3.8-4.0 ms, the
+most creates a second from 187-189 to 250-251, and the 200-create burst from 1.07-1.15 s to
+0.87-0.92 s. With a warm pool the spent rate is still read first, so that a create past its
+rate never holds a pooled store while it waits to be refused.
+
+**What is left.** A profile of the API under 4 creates in flight (py-spy) puts a third of
+its CPU in uvicorn, Starlette and FastAPI, and the middlewares (the bare endpoint pays the
+same: 1.0-1.2 ms a request), 15 % in psycopg, and 3 % in building the `Store` (SQLModel
+sets each of its 43 columns through SQLAlchemy's instrumentation: 125 µs). POST /stores
+also waits for JetStream to store its event and its work order before it answers, two
+round trips the bare endpoint does not make: that, with the 3 round trips to PostgreSQL,
+keeps a lone create near 3 times the bare INSERT's latency.
 
 The figures above vary by a fifth from run to run on these 2 shared cores; compare runs
 taken in turns.
