@@ -19,21 +19,30 @@ COPY devstack devstack
 
 FROM build AS build-api
 RUN uv sync --frozen --no-dev --no-editable --package woostore-api
+# The services but the API run -OO (PYTHONOPTIMIZE=2, below): the bytecode it reads is
+# compiled here, or each start would compile every module again.
 FROM build AS build-provisioner
-RUN uv sync --frozen --no-dev --no-editable --package woostore-provisioner
+RUN uv sync --frozen --no-dev --no-editable --package woostore-provisioner \
+    && .venv/bin/python -m compileall -qq -j 0 -o 2 .venv/lib
 COPY deploy/tools/install_helm.py deploy/tools/install_helm.py
 RUN python -m ensurepip && python deploy/tools/install_helm.py
 FROM build AS build-reaper
-RUN uv sync --frozen --no-dev --no-editable --package woostore-reaper
+RUN uv sync --frozen --no-dev --no-editable --package woostore-reaper \
+    && .venv/bin/python -m compileall -qq -j 0 -o 2 .venv/lib
 FROM build AS build-notifier
-RUN uv sync --frozen --no-dev --no-editable --package woostore-notifier
+RUN uv sync --frozen --no-dev --no-editable --package woostore-notifier \
+    && .venv/bin/python -m compileall -qq -j 0 -o 2 .venv/lib
 
 FROM ${PYTHON} AS runtime
 # /data: the simulated cluster's state (WOOSTORE_DATA_DIR), writable by the service user.
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin woostore \
     && mkdir /data && chown woostore /data
 WORKDIR /app
-ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 WOOSTORE_LOG_FORMAT=json \
+# Python as make run runs each service, a little smaller (woostore_devstack.launcher
+# python_options; docs/benchmarks.md, the footprint of make run): no column ranges here, and
+# -OO in the services that read no docstring.
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONNODEBUGRANGES=1 \
+    WOOSTORE_LOG_FORMAT=json \
     WOOSTORE_API_HOST=0.0.0.0 WOOSTORE_NOTIFIER_HOST=0.0.0.0 WOOSTORE_OPS_HOST=0.0.0.0 \
     WOOSTORE_OPS_PORT=9000
 USER 10001
@@ -48,6 +57,7 @@ EXPOSE 8000 9000
 CMD ["woostore-api"]
 
 FROM runtime AS provisioner
+ENV PYTHONOPTIMIZE=2
 # restic keeps the stores' backups (docs/backups.md): Debian's package, as on the CI machines.
 USER 0
 RUN apt-get update \
@@ -62,6 +72,7 @@ EXPOSE 9000
 CMD ["woostore-provisioner"]
 
 FROM runtime AS reaper
+ENV PYTHONOPTIMIZE=2
 COPY --from=build-reaper /app/.venv /app/.venv
 # The store chart's version: pooled stores on another one are retired.
 COPY helm/store/Chart.yaml /app/helm/store/Chart.yaml
@@ -72,6 +83,7 @@ EXPOSE 9000
 CMD ["woostore-reaper"]
 
 FROM runtime AS notifier
+ENV PYTHONOPTIMIZE=2
 COPY --from=build-notifier /app/.venv /app/.venv
 EXPOSE 8001 9000
 CMD ["woostore-notifier"]

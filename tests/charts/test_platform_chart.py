@@ -12,6 +12,7 @@ import base64
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -58,6 +59,7 @@ from tests.charts.kind import CLUSTER_UP, KIND, script_variable
 from tests.charts.netpol import Endpoint, namespace_labels
 from woostore_cluster import INSTALLATION_LABEL, MANAGED_BY, STORE_ID_LABEL
 from woostore_cluster.base import STORE_ACCESS_BINDING
+from woostore_devstack.launcher import python_options
 from woostore_shared.connecting import MAX_CONNECTIONS
 from woostore_shared.settings import Settings
 
@@ -2353,3 +2355,34 @@ def test_every_service_sends_its_spans_to_the_collector_set_and_none_without_one
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(
             container(deployment(default_docs, service))
         )
+
+
+def _image_environments(dockerfile: str) -> dict[str, dict[str, str]]:
+    """Each stage's environment as its ENV instructions leave it, a stage built FROM another
+    starting from that one's."""
+    joined = re.sub(r"\\\n", " ", dockerfile)
+    stages: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in joined.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["FROM"]:
+            current = dict(stages.get(words[1], {}))
+            stages[words[3] if len(words) > 3 else words[1]] = current
+        elif words[:1] == ["ENV"]:
+            current.update(word.partition("=")[::2] for word in words[1:])
+    return stages
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_image_runs_its_service_with_the_python_make_run_gives_it(service: str) -> None:
+    """The images' Python settles as `make run`'s (``launcher.python_options``): -OO where no
+    docstring is read, no column ranges anywhere, and the bytecode -OO reads compiled when
+    the image is built, not at each start."""
+    dockerfile = (REPO / "deploy" / "images" / "services.Dockerfile").read_text()
+    environment = _image_environments(dockerfile)[service]
+    python = {name: value for name, value in environment.items() if name.startswith("PYTHON")}
+    assert python == {"PYTHONUNBUFFERED": "1", **python_options(service)}
+    if "PYTHONOPTIMIZE" in python:
+        build = re.search(rf"^FROM build AS build-{service}\n(?:.*\n)*?(?=FROM )", dockerfile, re.M)
+        assert build is not None
+        assert "-m compileall -qq -j 0 -o 2 .venv/lib" in build.group(0)
