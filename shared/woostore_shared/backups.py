@@ -235,6 +235,7 @@ class StoreBackups:
         self._environment = environment  # None: no backup location is set
         self._cached = cached
         self._check_share = check_share  # what spot_check reads (BackupStorage)
+        self._manifests: dict[uuid.UUID, Manifest] = {}  # read by ``manifest``
 
     def uncached(self) -> StoreBackups:
         """The same repository read without restic's cache of it (its indexes and trees), as
@@ -273,12 +274,13 @@ class StoreBackups:
         await self._store(manifest.backup_id, MANIFEST, content(), MANIFEST_TAG)
 
     async def stored_parts(self, backup_id: uuid.UUID) -> dict[str, str]:
-        """The parts stored for ``backup_id`` so far, by name, with the snapshot of each (the
-        latest, if a part was stored again after a crash)."""
+        """What is stored of ``backup_id`` so far, by name, with the snapshot of each (the
+        latest, if a part was stored again after a crash): its parts, and its manifest
+        (``MANIFEST``) once it is complete. One listing answers both: each restic run costs
+        half a second of CPU to open the repository (its key's derivation)."""
         parts: dict[str, str] = {}
         for snapshot in await self._snapshots(f"backup={backup_id}"):
-            if MANIFEST_TAG not in snapshot.get("tags", []):
-                parts[snapshot["paths"][0].removeprefix("/")] = snapshot["id"]
+            parts[snapshot["paths"][0].removeprefix("/")] = snapshot["id"]
         return parts
 
     async def read_back(self, name: str, snapshot: str) -> Part:
@@ -290,9 +292,16 @@ class StoreBackups:
         return Part(name=name, size=size, sha256=digest.hexdigest(), snapshot=snapshot)
 
     async def manifest(self, backup_id: uuid.UUID) -> Manifest | None:
-        """The backup's manifest: None until the backup is complete."""
+        """The backup's manifest: None until the backup is complete. Read once by this
+        object (one piece of work: a restore's steps each need it), and never changed once
+        stored; a part that no longer matches it is found as the part is read."""
+        if backup_id in self._manifests:
+            return self._manifests[backup_id]
         found = await self._snapshots(f"backup={backup_id}", MANIFEST_TAG)
-        return await self._read_manifest(found[0]["id"]) if found else None
+        if not found:
+            return None
+        self._manifests[backup_id] = await self._read_manifest(found[0]["id"])
+        return self._manifests[backup_id]
 
     async def manifests(self) -> list[Manifest]:
         """Every complete backup of the store, oldest first."""

@@ -33,6 +33,7 @@ from woostore_cluster import (
     uninstall_seconds,
 )
 from woostore_shared.backups import (
+    MANIFEST,
     BackupCorrupt,
     BackupLocked,
     BackupStorageError,
@@ -586,10 +587,11 @@ async def record_backup(job: StoreJob) -> None:
     stored: every backup of the store fails so until the damaged data is removed. Where the
     work may, it repairs the repository and stores the parts again, once."""
     backups, backup_id = _backup(job)
-    if await backups.manifest(backup_id) is not None:
+    stored = await backups.stored_parts(backup_id)
+    if MANIFEST in stored:
         return
     try:
-        parts = await _read_back(backups, backup_id)
+        parts = await _read_back(backups, stored)
     except BackupCorrupt as seen:
         if not await job.may_repair():
             raise BackupStorageError(
@@ -602,7 +604,7 @@ async def record_backup(job: StoreJob) -> None:
             raise type(failed)(f"{seen}; repairing the repository failed: {failed}") from seen
         await back_up_database(job)
         await back_up_uploads(job)
-        parts = await _read_back(backups, backup_id)
+        parts = await _read_back(backups, await backups.stored_parts(backup_id))
     await backups.store_manifest(
         Manifest(
             backup_id=backup_id,
@@ -618,9 +620,9 @@ async def record_backup(job: StoreJob) -> None:
     )
 
 
-async def _read_back(backups: StoreBackups, backup_id: uuid.UUID) -> list[Part]:
-    """Every part of the backup as the repository gives it back (its latest copy)."""
-    stored = await backups.stored_parts(backup_id)
+async def _read_back(backups: StoreBackups, stored: dict[str, str]) -> list[Part]:
+    """Every part of the backup as the repository gives it back (its latest copy), from
+    what ``StoreBackups.stored_parts`` found stored of it."""
     missing = [name for name in (DATABASE_PART, UPLOADS_PART) if name not in stored]
     if missing:
         raise PermanentClusterError(f"the backup lacks {', '.join(missing)}")

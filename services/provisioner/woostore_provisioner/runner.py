@@ -74,7 +74,7 @@ from woostore_provisioner.retries import (
     retry_in_place,
 )
 from woostore_shared import lifecycle, tracing
-from woostore_shared.backups import BackupStorage, BackupStorageError, Manifest
+from woostore_shared.backups import BackupStorage, BackupStorageError, Manifest, StoreBackups
 from woostore_shared.db import Database
 from woostore_shared.events import StepInfo
 from woostore_shared.lifecycle import (
@@ -629,7 +629,7 @@ class Runner:
                     store = await self.journal.completed(
                         store, recipe, info, learned, seconds, following
                     )
-                    job = self._job(store, attempt, backups, changed)
+                    job = self._job(store, attempt, backups, changed, job.backups)
                 except BaseException:
                     if following:  # the next step never started: its span says so, and ends
                         following[1].set_attribute("woostore.step.started", False)
@@ -723,9 +723,11 @@ class Runner:
         attempt: Attempt,
         backups: BackupWork | None = None,
         settings_changed: SettingsChanged | None = None,
+        repository: StoreBackups | None = None,
     ) -> StoreJob:
         """What the recipe's steps of ``store`` work with, reaching the cluster while
-        ``attempt`` holds the store's lease only."""
+        ``attempt`` holds the store's lease only; ``repository``, the backup repository an
+        earlier step's job had (what it read, a restore's manifest, is read once)."""
         backups = backups or BackupWork()
         url = self._storefront_url(store)
         made_as = f"{store.namespace.removeprefix(NAMESPACE_PREFIX)}.{self.base_domain}"
@@ -748,7 +750,7 @@ class Runner:
             first_revision=store.first_revision or 1,
             made_as_host=made_as,
             chart_version=store.chart_version,
-            backups=self.backup_storage.of((backups.copying or store).id),
+            backups=repository or self.backup_storage.of((backups.copying or store).id),
             backup_id=backups.making,
             restore_from=backups.restoring,
             may_repair=functools.partial(self._may_repair, store.id, backups.repairs),
