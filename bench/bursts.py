@@ -360,7 +360,7 @@ A create's store and its audit entry were ORM objects, each flushed by an INSERT
 the store came to be written by one plain INSERT (`UnitOfWork.insert`) and the audit entry by
 the statement writing the unit's events and work order, as the unit commits (8 round trips
 a create, from 9). Each request's key is looked up in plain SQL on psycopg's own connection
-(`Database.plain_reads`): 0.33 ms a lookup, from 0.72 ms through the ORM. In runs taken in
+(`Database.standalone`): 0.33 ms a lookup, from 0.72 ms through the ORM. In runs taken in
 turns (three each, a create at a time, then 4 in flight), the API's CPU a create fell from
 6.9-8.3 ms to 5.9-6.6 ms (a page of stores, 4.8-5.9 ms to 4.5-5.2 ms), and 4 creates in
 flight went from 133-137 a second to 149-153. A new store's place in the queue is read in

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from woostore_shared.connecting import PlainReads
+from woostore_shared.connecting import StandaloneStatements
 from woostore_shared.events import Withdrawal
 from woostore_shared.secrets import OpenedTicket, fingerprint, sha256_hex, tokens_match
 from woostore_shared.vocabulary import DEFAULT_TENANT_ID, Role
@@ -31,7 +31,7 @@ KEY_PREFIX = "wsk_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
 ADMIN_TOKEN_ACTOR = "admin-token"  # noqa: S105  (a name for the audit log, not a token)
 # Every request with a key or a session runs one of these: plain SQL on psycopg's own
-# connection (``plain_reads``), as the ORM took twice as long, and the notifier has no ORM
+# connection (``standalone``), as the ORM took twice as long, and the notifier has no ORM
 # (docs/benchmarks.md, the footprint of ``make run``). The columns are
 # those of a principal (``_of_row``), the secret's hash, and whether its tenant is suspended
 # (then it is refused, and told why: ``TenantSuspended``). A live key is one not revoked, of
@@ -165,7 +165,7 @@ def _why_withdrawn(standing: dict[str, Any] | None) -> Withdrawal | None:
 class Authenticator:
     """Turns a bearer token, or the subject of a ticket or session, into a principal."""
 
-    def __init__(self, db: PlainReads, *, admin_token: str, secret_key: str) -> None:
+    def __init__(self, db: StandaloneStatements, *, admin_token: str, secret_key: str) -> None:
         self._db = db
         self._admin_token = admin_token
         # Tickets and sessions are signed, not encrypted: anyone holding one reads its subject.
@@ -187,7 +187,7 @@ class Authenticator:
         if not token.startswith(KEY_PREFIX) or len(token) <= PREFIX_LENGTH:
             return None
         async with (
-            self._db.plain_reads() as connection,
+            self._db.standalone() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
             await found.execute(_KEY, {"prefix": token[:PREFIX_LENGTH]})
@@ -201,7 +201,7 @@ class Authenticator:
         any number of them. A ticket travels in a URL; once it has opened a stream, finding
         it in a log or a history is worth nothing. Every notifier replica shares the record,
         and it outlives the ticket's expiry only until the reaper forgets it."""
-        async with self._db.plain_reads() as connection:  # one statement: its own transaction
+        async with self._db.standalone() as connection:  # one statement: its own transaction
             return await spend(connection, tickets)
 
     async def by_session(self, opened: OpenedTicket) -> Principal | None:
@@ -212,7 +212,7 @@ class Authenticator:
         if opened.id is None:
             return None
         if tokens_match(opened.subject, self.admin_subject):
-            async with self._db.plain_reads() as connection, connection.cursor() as found:
+            async with self._db.standalone() as connection, connection.cursor() as found:
                 await found.execute(_SPENT, {"id": opened.id})
                 row = await found.fetchone()
             return None if row is not None and row[0] else self._admin()
@@ -222,7 +222,7 @@ class Authenticator:
             return None
         params = {"key_id": key_id, "session_id": opened.id}
         async with (
-            self._db.plain_reads() as connection,
+            self._db.standalone() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
             await found.execute(_KEY_IN_SESSION, params)
@@ -237,7 +237,7 @@ class Authenticator:
         both. A stream of either would say nothing, for ever. (A store of another tenant
         than the one named with it is not found either: the stream would be of neither.)"""
         own = None if principal.is_admin else principal.tenant_id
-        async with self._db.plain_reads() as connection, connection.cursor() as found:
+        async with self._db.standalone() as connection, connection.cursor() as found:
             await found.execute(_NARROWED, {"store": store, "tenant": tenant, "own": own})
             row = await found.fetchone()
         store_seen, tenant_found = row if row is not None else (False, False)
@@ -262,7 +262,7 @@ class Authenticator:
         if not asked:
             return gone
         async with (
-            self._db.plain_reads() as connection,
+            self._db.standalone() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
             await found.execute(_STANDING, {"ids": list(asked)})
@@ -280,7 +280,7 @@ class Authenticator:
         except ValueError:
             return None
         async with (
-            self._db.plain_reads() as connection,
+            self._db.standalone() as connection,
             connection.cursor(row_factory=dict_row) as found,
         ):
             await found.execute(_LIVE, {"id": key_id})

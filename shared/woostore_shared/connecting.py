@@ -69,8 +69,8 @@ def session_limits(server_version: int, closed_when_idle: float | None = None) -
     return f"SELECT {settings}"
 
 
-class PlainReads(Protocol):
+class StandaloneStatements(Protocol):
     """A database that lends psycopg's own connection, in autocommit: what the statements
     shared with the notifier, which has no SQLAlchemy, run on (``access``)."""
 
-    def plain_reads(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]: ...
+    def standalone(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]: ...

@@ -102,12 +102,13 @@ class Database:
         return AsyncSession(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
-    async def plain_reads(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """psycopg's own connection, for reads as ``session``'s (autocommit), taken from the
-        same pool and looked at as any is. Only for the reads every request or every create
-        makes (a key's lookup, a new store's place in the queue): SQLAlchemy's work on a
-        statement costs more than PostgreSQL's, 0.4 ms of a 0.7 ms lookup
-        (docs/benchmarks.md, Bursts). A psycopg error is raised as SQLAlchemy's DBAPIError
+    async def standalone(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """psycopg's own connection, in autocommit as ``session``'s (each statement stands
+        alone, its own transaction), taken from the same pool and looked at as any is. Only
+        for the statements every request or every create makes (a key's lookup, a cold
+        create's one statement, ``UnitOfWork``; a new store's place in the queue):
+        SQLAlchemy's work on a statement costs more than PostgreSQL's, 0.4 ms of a 0.7 ms
+        lookup (docs/benchmarks.md, Bursts). A psycopg error is raised as SQLAlchemy's DBAPIError
         (without the statement), so a client is told the same; a connection found closed is
         dropped from the pool (SQLAlchemy would drop every connection opened before it)."""
         async with self._reads.connect() as connection:

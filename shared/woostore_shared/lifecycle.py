@@ -367,7 +367,7 @@ async def claim(
     store.replays = 0
     # Announced before it is written, as a new store is: one UPDATE, with the event's time.
     uow.emit(store, Requested(store=_summary(store)))
-    await uow.session.flush()  # a taken slug fails here, as for a new store
+    await uow.session.flush()  # a taken slug fails here (a new store's, at the commit)
     uow.dispatch(store, Lane.PERSONALISE)
     return store
 

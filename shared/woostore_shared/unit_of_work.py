@@ -74,10 +74,11 @@ _PSYCOPG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 def _new_rows(table: Table) -> str:
     """The WITH query writing a unit's new rows of ``table``, from the parameter
     ``new_<table>`` (a JSON array of them): every column the model has, as the row holds it."""
-    columns = ", ".join(column.name for column in table.columns)
+    quote = _PSYCOPG.identifier_preparer.quote  # a column named as a keyword (order, user)
+    name, columns = quote(table.name), ", ".join(quote(column.name) for column in table.columns)
     return (
-        f"new_{table.name} AS (INSERT INTO {table.name} ({columns})"  # noqa: S608  (our names)
-        f" SELECT {columns} FROM json_populate_recordset(NULL::{table.name},"
+        f"new_{table.name} AS (INSERT INTO {name} ({columns})"  # noqa: S608  (our names)
+        f" SELECT {columns} FROM json_populate_recordset(NULL::{name},"
         f" CAST(:new_{table.name} AS json)))"
     )
 
@@ -131,7 +132,8 @@ class UnitOfWork:
         after it; published once this commits."""
         event = self.announce(store, data)
         store.updated_at = event.time
-        self.session.add(store)
+        if not any(row is store for row in self._new):  # a new one is written as it commits
+            self.session.add(store)
         return event
 
     def announce(self, store: Store, data: EventData) -> CloudEvent:
@@ -234,7 +236,7 @@ class UnitOfWork:
                     await connection.execute(*statement)
             await session.commit()
         elif statement is not None:
-            async with self._db.plain_reads() as connection:
+            async with self._db.standalone() as connection:
                 await connection.execute(*statement)
 
     def _commit_statement(self) -> tuple[str, dict[str, Any]] | None:

@@ -24,7 +24,7 @@ PASSWORD = "s3cret-not-to-be-shown"
 
 async def answer_to(db: Database, statement: str, *, plain: bool = False) -> httpx.Response:
     """What a route running ``statement`` on ``db`` answers, behind the API's error handlers:
-    through SQLAlchemy, or ``plain`` on psycopg's own connection (``Database.plain_reads``,
+    through SQLAlchemy, or ``plain`` on psycopg's own connection (``Database.standalone``,
     the key lookups')."""
     app = FastAPI()
     install_problem_handlers(app)
@@ -32,7 +32,7 @@ async def answer_to(db: Database, statement: str, *, plain: bool = False) -> htt
     @app.get("/work")
     async def work() -> None:
         if plain:
-            async with db.plain_reads() as connection:
+            async with db.standalone() as connection:
                 await connection.execute(statement.encode())
             return
         async with db.engine.connect() as connection:
@@ -110,12 +110,12 @@ async def test_a_request_that_finds_every_connection_in_use_is_a_503_to_retry(
 async def test_a_plain_read_whose_connection_is_lost_is_a_503_and_the_pool_gets_a_new_one(
     database_url: str,
 ) -> None:
-    """psycopg's own connection (``plain_reads``) ended by the server as a statement runs: the
+    """psycopg's own connection (``standalone``) ended by the server as a statement runs: the
     client is told to retry, as through SQLAlchemy, and the lost connection is not handed out
     again (the next read works, on a new one)."""
     db = Database(database_url)
     try:
-        async with db.plain_reads() as connection:
+        async with db.standalone() as connection:
             backend = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
         assert backend is not None
         invalidated: list[bool] = []
@@ -124,7 +124,7 @@ async def test_a_plain_read_whose_connection_is_lost_is_a_503_and_the_pool_gets_
         assert body["type"].endswith("/database-unavailable")
         assert invalidated == [True]  # dropped from the pool, not given back
 
-        async with db.plain_reads() as connection:
+        async with db.standalone() as connection:
             again = await (await connection.execute("SELECT pg_backend_pid()")).fetchone()
         assert again is not None
         assert again[0] != backend[0]
@@ -141,7 +141,7 @@ async def answer_to_lost(db: Database, backend: int, invalidated: list[bool]) ->
     @app.get("/work")
     async def work() -> None:
         try:
-            async with db.plain_reads() as connection:
+            async with db.standalone() as connection:
                 # The same connection the test saw: the pool hands back the one given back last.
                 assert connection.info.backend_pid == backend
                 async with db.engine.connect() as other:

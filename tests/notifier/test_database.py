@@ -34,7 +34,7 @@ def sessions_of_the_notifier(database_url: str) -> list[int]:
 
 
 async def test_connections_are_named_and_limited_as_every_services(database_url: str) -> None:
-    async with plain_database(database_url) as db, db.plain_reads() as connection:
+    async with plain_database(database_url) as db, db.standalone() as connection:
         client = connection.info.get_parameters()
         sources = await connection.execute(
             "SELECT name, source FROM pg_settings WHERE name = ANY(%s)",

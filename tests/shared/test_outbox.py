@@ -494,6 +494,30 @@ async def test_a_row_inserted_by_the_unit_is_written_as_it_commits_in_one_statem
     assert [event.type for event in events] == [TYPE_PREFIX + EventName.REQUESTED]
 
 
+async def test_a_change_announced_of_a_new_row_is_written_with_it_once(
+    database: Database, nats_client: Client
+) -> None:
+    """``emit`` of a row the unit inserts: the row is written once, as it holds at the
+    commit (the ORM wrote it a second time: a taken key, read as a taken slug)."""
+    outbox = Outbox(database, nats_client, source="/tests")
+    async with UnitOfWork.begin(outbox) as uow:
+        store = await lifecycle.request(
+            uow, tenant_id=DEFAULT_TENANT_ID, name="Shop", slug=f"shop-{uuid.uuid4().hex[:8]}",
+            type="woocommerce", simulated=True, settings=DEFAULT_SETTINGS,
+        )  # fmt: skip
+        transition(store, StoreStatus.PROVISIONING, {StoreStatus.QUEUED})
+        uow.emit(store, DeleteRequested())
+
+    async with database.session() as session:
+        stored = await session.get(Store, store.id)
+        events = await session.exec(
+            select(func.count()).where(col(StoreEvent.store_id) == store.id)
+        )
+    assert stored is not None
+    assert (stored.status, stored.updated_at) == (StoreStatus.PROVISIONING, store.updated_at)
+    assert events.one() == 2
+
+
 async def test_audit_entries_are_written_as_the_unit_commits_and_never_when_it_fails(
     database: Database, nats_client: Client
 ) -> None:

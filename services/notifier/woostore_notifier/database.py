@@ -59,13 +59,13 @@ class PlainDatabase:
         await self._connections.open()
 
     @asynccontextmanager
-    async def plain_reads(self) -> AsyncIterator[Connection]:
+    async def standalone(self) -> AsyncIterator[Connection]:
         """A connection of its own, in autocommit: each statement stands alone."""
         async with self._connections.connection() as connection:
             yield connection
 
     async def ping(self) -> None:
-        async with self.plain_reads() as connection:
+        async with self.standalone() as connection:
             await connection.execute("SELECT 1")
 
     async def dispose(self) -> None:

@@ -90,7 +90,7 @@ class Rate:
     @property
     def burst(self) -> timedelta:
         """How far ahead of now the counter's next arrival may be and still admit one: what
-        a request leaves it at most a period ahead (``_ADMIT``), so a full allowance is
+        a request leaves it at most a period ahead (``_TAKE``), so a full allowance is
         ``allowed`` requests at once."""
         return PERIOD - self.interval
 
@@ -153,7 +153,7 @@ async def _refusal_of(
     if diagnosis is None or sqlstate not in (PAST_A_RATE, PAST_A_CAP):
         return None
     if sqlstate == PAST_A_RATE:
-        rate = next(rate for rate in rates if rate.counter == diagnosis.message_primary)
+        rate = next(rate for rate in rates if rate.counter == diagnosis.message_detail)
         async with outbox.db.session() as session:
             connection = await session.connection()
             found = await connection.execute(_COUNTERS, {"counters": [rate.counter]})
@@ -227,17 +227,17 @@ CAP_REFUSALS: dict[str, tuple[str, int | None]] = {
 PAST_A_CAP = "WS429"  # the SQLSTATE count_stores raises
 
 
-def creating(outbox: Outbox, principal: Principal, settings: Settings) -> Limited:
+def creating(
+    outbox: Outbox, principal: Principal, settings: Settings, *, cold: bool = False
+) -> Limited:
     """A unit of work that makes a store (or asks for one again): within the store caps,
-    and counted against the create rates. With a warm pool, a spent rate refuses it before
-    it may claim a pooled store."""
-    return limited(
-        outbox, *_create_rates(principal, settings), caps=settings,
-        read_first=settings.warm_pool_size > 0,
-    )  # fmt: skip
+    and counted against the create rates. A spent rate refuses it before its work, but for
+    a ``cold`` create (no store to claim from the warm pool, none to copy from): its work
+    is the one statement that also takes its rates."""
+    return limited(outbox, *_create_rates(principal, settings), caps=settings, read_first=not cold)
 
 
 def changing(outbox: Outbox, principal: Principal, settings: Settings) -> Limited:
     """A unit of work that changes a store (an upgrade, a rollback, a backup, a restore),
-    counted against the tenant's change rate."""
-    return limited(outbox, *_change_rates(principal, settings))
+    counted against the tenant's change rate; a spent rate refuses it before its work."""
+    return limited(outbox, *_change_rates(principal, settings), read_first=True)

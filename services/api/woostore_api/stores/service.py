@@ -114,10 +114,11 @@ async def create_store(
         if earlier is not None:
             return await _replayed(outbox.db, earlier)
     base = slugify(request.name)
+    cold = not settings.warm_pool_size and request.from_backup is None
     for _ in range(_SLUG_ATTEMPTS):
         slug = f"{base}-{secrets.token_hex(3)}"  # unique platform-wide; the suffix avoids guessing
         try:
-            async with quotas.creating(outbox, caller.principal, settings) as uow:
+            async with quotas.creating(outbox, caller.principal, settings, cold=cold) as uow:
                 store = await _claim_or_request(
                     uow, tenant_id, slug, request, settings, admin=caller.principal.is_admin
                 )
@@ -392,7 +393,7 @@ def _places_in_the_queue() -> Compiled:
     """The places of the queued stores ``ids``, from ``oldest`` to ``newest`` of them (each a
     store's queued_at and id): the count of queue entries before the oldest, plus the row
     numbers from it on, all read from ix_stores_status_queued. As plain SQL for psycopg
-    (``Database.plain_reads``): every create reads its store's, and SQLAlchemy's work on the
+    (``Database.standalone``): every create reads its store's, and SQLAlchemy's work on the
     statement cost more than PostgreSQL's."""
     entered = tuple_(col(Store.queued_at), col(Store.id))
 
@@ -443,7 +444,7 @@ async def _queue_places(db: Database, stores: Sequence[Store]) -> dict[uuid.UUID
         "newest_at": newest[0], "newest_id": newest[1],
         "ids": [store.id for store in queued],
     }  # fmt: skip
-    async with db.plain_reads() as connection:
+    async with db.standalone() as connection:
         found = await connection.execute(_PLACES_IN_THE_QUEUE.string, _QUEUE_FIXED_PARAMS | bound)
         rows = await found.fetchall()
     return {store_id: int(place) for store_id, place in rows}

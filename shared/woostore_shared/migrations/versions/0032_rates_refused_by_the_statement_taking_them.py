@@ -4,7 +4,7 @@ A request's rates were taken by a statement of their own, whose answer the API r
 committing: two round trips more than the work needed. They are now taken by the statement
 that writes the request's work as its transaction commits (``UnitOfWork.commit_with``), and
 a rate past its allowance makes that statement fail, through this function: SQLSTATE WS430,
-the counter as the message. A create that reads nothing first is then one statement, in a
+the counter as the detail. A create that reads nothing first is then one statement, in a
 transaction of its own.
 
 Revision ID: 0032
@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 RATE_REFUSED = """
 CREATE FUNCTION rate_refused(counter varchar) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION '%', counter USING ERRCODE = 'WS430';
+    RAISE EXCEPTION 'a rate is spent' USING ERRCODE = 'WS430', DETAIL = counter;
 END
 $$
 """
