@@ -103,7 +103,9 @@ class StoreSettingsIn(BaseModel):
         default=None, description="A WordPress locale, e.g. en_US, de_DE, pt_BR.", max_length=20
     )
     admin_email: EmailStr | None = Field(
-        default=None, description="The store admin's email address (default: admin@<host>)."
+        default=None,
+        description="The store admin's email address (default: admin@<host>); given as null, "
+        "that default (a store's changed back to it).",
     )
     # Strict: "yes", "off" and 1 were taken for booleans here, where the API's other
     # booleans (a tenant's suspension) refuse them.
@@ -153,10 +155,19 @@ class StoreSettingsIn(BaseModel):
             filter(None, [language, country and country.upper(), variant and variant.lower()])
         )
 
+    def chosen(self) -> dict[str, Any]:
+        """The settings these choose, by name: those given a value, and the admin's email
+        given as null, its default (admin@<host>), which a store changed from it returns to.
+        Any other null is as if left out."""
+        chosen = self.model_dump(exclude_none=True)
+        if "admin_email" in self.model_fields_set and self.admin_email is None:
+            chosen["admin_email"] = None
+        return chosen
+
     def named(self) -> list[str]:
         """The settings these name: a settings change sets these alone in the shop, and a
         country its state too (chosen without one, it is dropped)."""
-        given = set(self.model_dump(exclude_none=True))
+        given = set(self.chosen())
         return sorted(given | {"state"} if "country" in given else given)
 
     # A state named without its country: refused, or (a store's settings changed) found in
@@ -204,7 +215,7 @@ class StoreSettings(BaseModel):
         this country's, or ``StateOfNoCountry``."""
         if chosen is None:
             return self
-        picked = chosen.model_dump(exclude_none=True)
+        picked = chosen.chosen()
         if picked.get("country", self.country) != self.country and "state" not in picked:
             picked["state"] = None
         if "state" in picked and "country" not in picked:  # one of this country's

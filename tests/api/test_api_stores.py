@@ -33,6 +33,7 @@ from woostore_shared.models import (
     BackupTrigger,
     Store,
     StoreBackup,
+    StoreChange,
     StoreEvent,
     StoreStatus,
     StoreStep,
@@ -703,6 +704,33 @@ async def test_settings_asked_for_as_the_store_has_them_are_set_again(
     assert again.json()["settings"]["currency"] == "INR"
     audit = (await client.get("/api/v1/audit")).json()["items"][0]
     assert audit["details"] == {"currency": "INR", "admin_email": "changed"}
+
+
+async def test_an_admin_email_given_as_null_returns_the_store_to_the_default_one(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    """admin@<the store's host> is the default, with no value of its own: a store given
+    another address could not be changed back (null was "name a setting to change")."""
+    chosen = {"admin_email": "owner@example.com", "currency": "EUR"}
+    store = (await client.post(STORES, json={"name": "Mailed", "settings": chosen})).json()
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+
+    back = await client.post(f"{STORES}/{store['id']}/settings", json={"admin_email": None})
+
+    assert back.status_code == 202, back.text
+    settings = back.json()["settings"]
+    assert (settings["admin_email"], settings["currency"]) == (None, "EUR")
+    async with database.session() as session:
+        change = (await session.exec(select(StoreChange))).one()
+    assert change.settings_asked == ["admin_email"]  # the recipe sets it alone, as the default
+    audit = (await client.get("/api/v1/audit")).json()["items"][0]
+    assert audit["details"] == {"admin_email": "default"}
+    # Any other null is as if left out: nothing to change.
+    await set_columns(database, store["id"], status=StoreStatus.READY)
+    nothing = problem(
+        await client.post(f"{STORES}/{store['id']}/settings", json={"currency": None}), 422
+    )
+    assert "name a setting to change" in nothing["detail"]
 
 
 async def test_a_store_keeps_the_settings_its_owner_chose_over_the_platforms_defaults(

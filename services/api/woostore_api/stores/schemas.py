@@ -125,7 +125,7 @@ class SettingsChange(StoreSettingsIn):
             raise ValueError(
                 "sample_products is how a store starts: its products are changed in WooCommerce"
             )
-        if not self.model_dump(exclude_none=True):
+        if not self.chosen():
             raise ValueError(
                 "name a setting to change: currency, country (and state), language or admin_email"
             )

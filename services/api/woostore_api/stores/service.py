@@ -548,10 +548,11 @@ async def request_change(
 
 def _asked(chosen: SettingsChange | None) -> dict[str, Any]:
     """What a settings change asked for, as the audit log keeps it: an admin's new email
-    address said to have changed, not written (the store's readers see it in the API)."""
-    asked = chosen.model_dump(exclude_none=True) if chosen else {}
+    address said to have changed (or to be the default again), not written (the store's
+    readers see it in the API)."""
+    asked = chosen.chosen() if chosen else {}
     if "admin_email" in asked:
-        asked["admin_email"] = "changed"
+        asked["admin_email"] = "changed" if asked["admin_email"] else "default"
     return asked
 
 
