@@ -300,9 +300,9 @@ async def request(
     from_backup: StoreBackup | None = None,
 ) -> Store:
     """A new store, queued; written as the unit commits, so a taken slug fails the commit
-    (``UnitOfWork.insert``). Without a tenant
-    it is made for the warm pool. ``from_backup``, a complete backup of another store of the
-    same tenant: the new store is made with that store's content (a clone)."""
+    (``UnitOfWork.insert``). Without a tenant it is made for the warm pool. ``from_backup``,
+    a complete backup of another store of the same tenant: the new store is made with that
+    store's content (a clone)."""
     source = None if from_backup is None else await _copyable(uow, from_backup)
     store = Store(
         tenant_id=tenant_id,

@@ -71,9 +71,11 @@ _EVENTS = f"events AS (INSERT INTO {EVENT_COLUMNS} {EVENT_ROWS})"
 _PSYCOPG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
+@functools.cache
 def _new_rows(table: Table) -> str:
     """The WITH query writing a unit's new rows of ``table``, from the parameter
-    ``new_<table>`` (a JSON array of them): every column the model has, as the row holds it."""
+    ``new_<table>`` (a JSON array of them): every column the model has, as the row holds it.
+    Built once a table: every create writes one, and a store has 43 columns to name."""
     quote = _PSYCOPG.identifier_preparer.quote  # a column named as a keyword (order, user)
     name, columns = quote(table.name), ", ".join(quote(column.name) for column in table.columns)
     return (
